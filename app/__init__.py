@@ -1,0 +1,104 @@
+"""Application factory."""
+import os
+import sqlite3
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import CONFIGS, INSTANCE_DIR
+
+
+def create_app(config_name: str | None = None, **overrides) -> Flask:
+    config_name = config_name or os.environ.get("APP_ENV", "development")
+    config_class = CONFIGS[config_name]
+    if hasattr(config_class, "validate"):
+        config_class.validate()
+
+    app = Flask(
+        __name__,
+        instance_path=str(INSTANCE_DIR),
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from app.extensions import csrf, db, limiter, login_manager, migrate
+    from app.security import init_security
+    from app.tasks import init_celery
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    init_security(app)
+    init_celery(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.admin import bp as admin_bp
+    from app.api import init_api
+    from app.auth import bp as auth_bp
+    from app.buyer import bp as buyer_bp
+    from app.main import bp as main_bp
+    from app.seller import bp as seller_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(seller_bp, url_prefix="/seller")
+    app.register_blueprint(buyer_bp, url_prefix="/buyer")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    init_api(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from app.errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from app.cli import register_cli
+
+    register_cli(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from app.formatting import format_money
+
+    app.jinja_env.filters["money"] = format_money
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_connection_setup(dbapi_connection, connection_record) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite's late implicit one.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin_immediate(connection) -> None:
+    # pysqlite would open the transaction only at the first write, so two processes
+    # could both read, then both write (an oversold lead). Taking SQLite's write lock
+    # up front serialises writers; PostgreSQL uses row locks instead.
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,130 @@
+"""Admin area: marketplace overview, users and trust, manual credits, audit log."""
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from app.admin.forms import ManualCreditForm, TrustForm
+from app.auth.decorators import restrict_blueprint_to
+from app.errors import DomainError, NotFound
+from app.extensions import db
+from app.models import AccountKind, AuditEvent, Role, User
+from app.services import accounts, ledger
+
+bp = Blueprint("admin", __name__)
+restrict_blueprint_to(bp, Role.ADMIN)
+
+PAGE_SIZE = 50
+
+
+@bp.route("/")
+def dashboard():
+    users_by_role = dict(
+        db.session.execute(select(User.role, func.count()).group_by(User.role)).all()
+    )
+    return render_template(
+        "admin/dashboard.html",
+        users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
+        commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
+        reconciliation=ledger.reconcile(),
+    )
+
+
+@bp.route("/users")
+def users():
+    query = select(User).order_by(User.id.desc())
+    role = request.args.get("role", "")
+    search = request.args.get("q", "").strip()
+    if role in {r.value for r in Role}:
+        query = query.where(User.role == Role(role))
+    if search:
+        like = f"%{search.lower()}%"
+        query = query.where(or_(func.lower(User.email).like(like),
+                                func.lower(User.display_name).like(like)))
+    page = max(request.args.get("page", 1, type=int), 1)
+    rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "admin/users.html", users=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
+        page=page, role=role, q=search, roles=[r.value for r in Role],
+    )
+
+
+def _user_or_404(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+@bp.route("/users/<int:user_id>", methods=["GET"])
+def user_detail(user_id: int):
+    user = _user_or_404(user_id)
+    return render_template(
+        "admin/user.html",
+        user=user,
+        balance=ledger.balance_for(user),
+        statement=ledger.statement_for(user, limit=50),
+        trust_form=TrustForm(level=user.trust_level.value),
+        credit_form=ManualCreditForm(),
+        history=db.session.scalars(
+            select(AuditEvent).where(AuditEvent.subject_type == "user",
+                                     AuditEvent.subject_id == user.id)
+            .order_by(AuditEvent.id.desc()).limit(50)
+        ).all(),
+    )
+
+
+@bp.route("/users/<int:user_id>/trust", methods=["POST"])
+def change_trust(user_id: int):
+    user = _user_or_404(user_id)
+    form = TrustForm()
+    if form.validate_on_submit():
+        try:
+            accounts.set_trust_level(user, form.level.data, reason=form.reason.data,
+                                     actor=current_user)
+            db.session.commit()
+            flash(f"{user.email} is now {user.trust_level.value}.", "success")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    else:
+        flash("A trust level and a reason are required.", "danger")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/credit", methods=["POST"])
+def manual_credit(user_id: int):
+    user = _user_or_404(user_id)
+    form = ManualCreditForm()
+    if form.validate_on_submit():
+        try:
+            ledger.manual_credit(user, form.amount.minor_units, reason=form.reason.data,
+                                 actor=current_user)
+            db.session.commit()
+            flash(f"Credited {form.amount.data} to {user.email}.", "success")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "danger")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/audit")
+def audit_log():
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    action = request.args.get("action", "").strip()
+    actor = request.args.get("actor", "").strip()
+    if action:
+        query = query.where(AuditEvent.action.like(f"{action}%"))
+    if actor:
+        query = query.join(User, AuditEvent.actor_id == User.id).where(
+            func.lower(User.email).like(f"%{actor.lower()}%"))
+    page = max(request.args.get("page", 1, type=int), 1)
+    rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
+    actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
+    return render_template(
+        "admin/audit.html", events=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE, page=page,
+        action=action, actor=actor, actions=list(actions),
+    )

@@ -1,0 +1,48 @@
+"""REST API under /api/v1 (SPEC §11): flask-smorest, bearer API keys, JSON errors."""
+from flask import Flask, g
+from flask_smorest import Api
+
+from app.api.schemas import ApiErrorSchema
+from app.extensions import csrf
+
+API_PREFIX = "/api/v1"
+
+
+class LeadExchangeApi(Api):
+    ERROR_SCHEMA = ApiErrorSchema  # documents the SPEC §11 error shape on every endpoint
+
+    def _register_error_handlers(self):
+        # app.errors renders every error, JSON under /api/ and HTML elsewhere.
+        pass
+
+
+api = LeadExchangeApi()
+
+
+def init_api(app: Flask) -> None:
+    from app.api import account, docs
+    from app.api.auth import require_api_key
+
+    api.init_app(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": "Sell and buy consented leads. Authenticate with "
+                "`Authorization: Bearer <api key>`; create keys under Account → API keys "
+                "or with `flask users api-key --email E`."
+            },
+        },
+    )
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
+    )
+    api.spec.options["security"] = [{"bearerAuth": []}]
+    for blueprint in (account.blp,):
+        blueprint.before_request(require_api_key)
+        csrf.exempt(blueprint)  # bearer keys only, never the session cookie
+        api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
+    app.register_blueprint(docs.bp)
+
+
+def api_user():
+    return g.api_user

@@ -1,0 +1,16 @@
+"""The caller's own account: balance."""
+from flask_smorest import Blueprint
+
+from app.api import api_user
+from app.api.schemas import BalanceSchema, ApiErrorSchema
+from app.services import ledger
+
+blp = Blueprint("api_account", __name__, description="The caller's account")
+
+
+@blp.route("/balance")
+@blp.response(200, BalanceSchema)
+@blp.alt_response(401, schema=ApiErrorSchema, description="Missing or invalid API key")
+def get_balance():
+    """Balances of the caller in minor units of the exchange's currency."""
+    return ledger.balance_for(api_user())

@@ -1,0 +1,14 @@
+"""Bearer API keys. The API never honours the session cookie, so it needs no CSRF."""
+from flask import abort, g, request
+
+from app.extensions import db
+from app.services.accounts import user_for_api_key
+
+
+def require_api_key():
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    user = user_for_api_key(secret.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
+    db.session.commit()  # records last_used_at even if the request fails later
+    g.api_user = user

@@ -1,0 +1,111 @@
+"""One root for domain errors, and the HTML/JSON error handlers.
+
+Services raise `DomainError` subclasses; the API turns them into the SPEC §11 shape
+`{"error": {"code", "message", "details"}}` and the web UI into a flash or an error
+page, so a rule is stated once, where it lives.
+"""
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details or {}
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+    status = 422
+
+
+class InsufficientFunds(DomainError):
+    code = "insufficient_funds"
+    status = 409
+
+
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/stripe/")
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def http_error_response(error: HTTPException):
+    status = error.code or 500
+    if wants_json():
+        details: dict[str, Any] = {}
+        # webargs puts field-level messages on the exception (flask-smorest).
+        messages = getattr(error, "data", {}).get("messages") if hasattr(error, "data") else None
+        if messages:
+            details = {"fields": messages}
+        code = HTTP_ERROR_CODES.get(status, "error")
+        message = error.description or error.name
+        if status == 422 and messages:
+            message = "The request has invalid fields."
+        return jsonify(error_body(code, message, details)), status
+    template = f"errors/{status}.html" if status in (403, 404, 413, 429) else "errors/generic.html"
+    return render_template(template, error=error, status=status), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def handle_domain_error(error: DomainError):
+        if wants_json():
+            return jsonify(error_body(error.code, error.message, error.details)), error.status
+        return (
+            render_template("errors/generic.html", error=error, status=error.status),
+            error.status,
+        )
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        return http_error_response(error)
+
+    @app.errorhandler(500)
+    def handle_internal_error(error):
+        from app.extensions import db
+
+        db.session.rollback()
+        if wants_json():
+            return jsonify(error_body("internal_error", "Something went wrong on our side.")), 500
+        return render_template("errors/500.html", status=500), 500

@@ -1,0 +1,93 @@
+"""Users, their roles and trust levels, and their API keys."""
+import enum
+import secrets
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import UTCDateTime, enum_column, utcnow
+
+
+class Role(str, enum.Enum):
+    SELLER = "seller"
+    BUYER = "buyer"
+    ADMIN = "admin"
+
+
+class TrustLevel(str, enum.Enum):
+    NEW = "new"
+    VERIFIED = "verified"
+    SUSPENDED = "suspended"
+
+
+def new_session_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "role"))
+    display_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    # Only meaningful for sellers (SPEC §2); other roles keep the default.
+    trust_level: Mapped[TrustLevel] = mapped_column(
+        enum_column(TrustLevel, "trust_level"), default=TrustLevel.NEW
+    )
+    is_active_account: Mapped[bool] = mapped_column(default=True)
+    # Part of the login id: rotating it (password change) logs out every other
+    # session and invalidates remember-me cookies.
+    session_nonce: Mapped[str] = mapped_column(sa.String(32), default=new_session_nonce)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user")
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_nonce}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.is_active_account
+
+    @property
+    def is_seller(self) -> bool:
+        return self.role is Role.SELLER
+
+    @property
+    def is_buyer(self) -> bool:
+        return self.role is Role.BUYER
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email} {self.role.value}>"
+
+
+class ApiKey(db.Model):
+    """An API key: the secret is shown once; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="api_keys")
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

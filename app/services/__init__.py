@@ -1,0 +1,1 @@
+"""Domain rules. No request, session or current_user here: services flush, callers commit."""

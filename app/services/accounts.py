@@ -1,0 +1,176 @@
+"""Accounts: sign-up, authentication, passwords, roles, trust levels and API keys."""
+import hashlib
+import secrets
+from typing import Optional
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.extensions import db
+from app.models import ApiKey, Role, TrustLevel, User
+from app.models.types import utcnow
+from app.models.users import new_session_nonce
+from app.services import audit
+
+MIN_PASSWORD_LENGTH = 10
+API_KEY_PREFIX = "lx_"
+PUBLIC_ROLES = (Role.SELLER, Role.BUYER)
+
+_hasher = PasswordHasher()  # argon2id, memory-hard (SPEC §2)
+# Verified against when the email is unknown, so timing does not reveal accounts.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def normalise_email(email: str) -> str:
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(str(exc), code="invalid_email", details={"field": "email"})
+    return result.normalized.lower()
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+            details={"field": "password"},
+        )
+
+
+def find_user_by_email(email: str) -> Optional[User]:
+    return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def create_user(
+    email: str, password: str, role: Role | str, *, display_name: str = ""
+) -> User:
+    """Create a user of any role; public sign-up restricts roles before calling this."""
+    role = Role(role)
+    email = normalise_email(email)
+    check_password_strength(password)
+    if find_user_by_email(email):
+        raise Conflict("An account with this email already exists.", code="email_taken")
+    user = User(
+        email=email,
+        password_hash=_hasher.hash(password),
+        role=role,
+        display_name=display_name.strip() or email.split("@")[0],
+        trust_level=TrustLevel.NEW,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def sign_up(email: str, password: str, role: Role | str, display_name: str = "") -> User:
+    role = Role(role)
+    if role not in PUBLIC_ROLES:
+        raise ValidationFailed("Only sellers and buyers can sign up.", code="role_not_allowed")
+    return create_user(email, password, role, display_name=display_name)
+
+
+def authenticate(email: str, password: str) -> Optional[User]:
+    """The user for these credentials, or None. Rehashes if the parameters changed."""
+    user = find_user_by_email(email)
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.is_active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.last_login_at = utcnow()
+    return user
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    try:
+        _hasher.verify(user.password_hash, current_password)
+    except (VerificationError, InvalidHashError):
+        raise ValidationFailed(
+            "The current password is wrong.", code="wrong_password", details={"field": "current"}
+        )
+    check_password_strength(new_password)
+    user.password_hash = _hasher.hash(new_password)
+    user.session_nonce = new_session_nonce()  # signs out every other session
+    db.session.flush()
+
+
+def load_user_from_session_id(session_id: str) -> Optional[User]:
+    user_id, _, nonce = session_id.partition(":")
+    if not user_id.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or not secrets.compare_digest(user.session_nonce, nonce):
+        return None
+    return user
+
+
+def _hash_api_key(secret: str) -> str:
+    # API keys carry 256 bits of randomness, so a fast hash is enough to store them.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_api_key(user: User, name: str = "default") -> tuple[ApiKey, str]:
+    """A new key and its secret; the secret exists only in this return value."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        user_id=user.id,
+        name=(name or "default").strip()[:80],
+        prefix=secret[:10],
+        key_hash=_hash_api_key(secret),
+    )
+    db.session.add(key)
+    db.session.flush()
+    return key, secret
+
+
+def user_for_api_key(secret: str) -> Optional[User]:
+    if not secret.startswith(API_KEY_PREFIX):
+        return None
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_api_key(secret)))
+    if key is None or key.is_revoked or not key.user.is_active:
+        return None
+    key.last_used_at = utcnow()
+    return key.user
+
+
+def revoke_api_key(user: User, key_id: int) -> None:
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != user.id:
+        raise NotFound("No such API key.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    db.session.flush()
+
+
+def set_trust_level(
+    seller: User, level: TrustLevel | str, *, reason: str, actor: Optional[User]
+) -> None:
+    """An admin's trust decision for a seller (SPEC §2), always with a reason, audited."""
+    level = TrustLevel(level)
+    if not seller.is_seller:
+        raise ValidationFailed("Trust levels apply to sellers only.", code="not_a_seller")
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    previous = seller.trust_level
+    seller.trust_level = level
+    audit.record(
+        "seller.trust_changed",
+        actor=actor,
+        subject_type="user",
+        subject_id=seller.id,
+        details={"from": previous.value, "to": level.value, "reason": reason.strip()},
+    )
+
+
+def user_by_email(email: str) -> User:
+    user = find_user_by_email(email)
+    if user is None:
+        raise NotFound(f"No user with the email {email}.")
+    return user

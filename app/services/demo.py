@@ -1,0 +1,44 @@
+"""Demo data for `flask demo`: invented people only, generated from a fixed seed."""
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from app.errors import Conflict
+from app.extensions import db
+from app.models import Role, TrustLevel, User
+from app.services import accounts, ledger
+
+DEMO_PASSWORD = "demo-password-1"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    role: str
+    email: str
+    password: str
+
+
+DEMO_USERS = [
+    ("admin", "admin@demo.example.com", "Exchange Admin", None),
+    ("seller", "blogger@demo.example.com", "Healthy Living Blog", TrustLevel.VERIFIED),
+    ("seller", "landing@demo.example.com", "Mortgage Landing Pages", TrustLevel.NEW),
+    ("buyer", "insurer@demo.example.com", "Sunrise Insurance", None),
+    ("buyer", "bank@demo.example.com", "Northbank Mortgages", None),
+]
+DEMO_BUYER_FUNDS = 500_000  # minor units each
+
+
+def load_demo() -> list[DemoLogin]:
+    if db.session.scalar(select(func.count()).select_from(User)):
+        raise Conflict("The database already has users; `flask demo` loads into an empty one.")
+    logins = []
+    for role, email, name, trust in DEMO_USERS:
+        user = accounts.create_user(email, DEMO_PASSWORD, Role(role), display_name=name)
+        ledger.open_accounts_for(user)
+        if trust is not None:
+            user.trust_level = trust
+        if user.is_buyer:
+            ledger.manual_credit(user, DEMO_BUYER_FUNDS, reason="Demo opening balance",
+                                 actor=None, idempotency_key=f"demo:opening:{user.id}")
+        logins.append(DemoLogin(role, email, DEMO_PASSWORD))
+    return logins

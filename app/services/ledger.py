@@ -1,0 +1,287 @@
+"""The double-entry ledger (SPEC §5).
+
+Every movement of money is one `post` call: a transaction whose entries sum to zero,
+applied inside a savepoint so that a refused movement (unbalanced, or one that would
+take an available balance below zero) leaves nothing behind. Movements that may be
+retried carry an idempotency key; posting the same key again returns the first
+transaction and changes nothing.
+"""
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import DomainError, InsufficientFunds, ValidationFailed
+from app.extensions import db
+from app.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, User
+from app.models.ledger import NEGATIVE_ALLOWED_KINDS, USER_ACCOUNT_KINDS
+from app.services import audit
+
+ROLE_ACCOUNT_KINDS = {
+    "buyer": (AccountKind.BUYER_AVAILABLE, AccountKind.BUYER_HELD),
+    "seller": (AccountKind.SELLER_PENDING, AccountKind.SELLER_AVAILABLE),
+}
+
+
+class UnbalancedTransaction(DomainError):
+    code = "unbalanced_transaction"
+    status = 500
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: LedgerAccount
+    amount: int
+
+
+@dataclass(frozen=True)
+class Balance:
+    currency: str
+    available: int
+    held: int
+    pending: int
+
+
+def currency() -> str:
+    return current_app.config["CURRENCY"]
+
+
+def _account_key(kind: AccountKind, user: Optional[User]) -> str:
+    return f"user:{user.id}:{kind.value}" if user else f"system:{kind.value}"
+
+
+def account(kind: AccountKind, user: Optional[User] = None) -> LedgerAccount:
+    """The account of this kind for `user` (or the system), created on first use."""
+    kind = AccountKind(kind)
+    if (kind in USER_ACCOUNT_KINDS) != (user is not None):
+        raise ValueError(f"{kind.value} accounts {'need' if user is None else 'take no'} owner")
+    key = _account_key(kind, user)
+    found = db.session.scalar(select(LedgerAccount).where(LedgerAccount.key == key))
+    if found:
+        return found
+    try:
+        with db.session.begin_nested():
+            found = LedgerAccount(
+                key=key,
+                kind=kind,
+                user_id=user.id if user else None,
+                currency=currency(),
+                balance=0,
+                allow_negative=kind in NEGATIVE_ALLOWED_KINDS,
+            )
+            db.session.add(found)
+    except IntegrityError:  # another process created it first
+        found = db.session.scalar(select(LedgerAccount).where(LedgerAccount.key == key))
+    return found
+
+
+def open_accounts_for(user: User) -> None:
+    for kind in ROLE_ACCOUNT_KINDS.get(user.role.value, ()):
+        account(kind, user)
+
+
+def post(
+    kind: str,
+    postings: Iterable[Posting],
+    *,
+    idempotency_key: Optional[str] = None,
+    memo: str = "",
+    actor: Optional[User] = None,
+) -> LedgerTransaction:
+    """Apply one balanced transaction, or raise and apply nothing."""
+    postings = [p for p in postings]
+    if len(postings) < 2:
+        raise UnbalancedTransaction("A transaction needs at least two entries.")
+    for posting in postings:
+        if type(posting.amount) is not int or posting.amount == 0:
+            raise UnbalancedTransaction(
+                f"Entry amounts are non-zero integers of minor units, not {posting.amount!r}."
+            )
+        if posting.account.currency != currency():
+            raise UnbalancedTransaction("All entries must be in the exchange's currency.")
+    if sum(p.amount for p in postings) != 0:
+        raise UnbalancedTransaction("A transaction's entries must sum to zero.")
+
+    if idempotency_key:
+        existing = _by_idempotency_key(idempotency_key)
+        if existing:
+            return existing
+    try:
+        with db.session.begin_nested():
+            transaction = LedgerTransaction(
+                kind=kind,
+                idempotency_key=idempotency_key,
+                memo=memo,
+                actor_id=actor.id if actor else None,
+            )
+            db.session.add(transaction)
+            db.session.flush()
+            # Fixed order of row locks, so concurrent transactions cannot deadlock.
+            for posting in sorted(postings, key=lambda p: p.account.id):
+                _apply(posting)
+                db.session.add(
+                    LedgerEntry(
+                        transaction_id=transaction.id,
+                        account_id=posting.account.id,
+                        amount=posting.amount,
+                    )
+                )
+            db.session.flush()
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: its result stands.
+        existing = _by_idempotency_key(idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    for posting in postings:
+        db.session.refresh(posting.account, ["balance"])
+    return transaction
+
+
+def _by_idempotency_key(key: str) -> Optional[LedgerTransaction]:
+    return db.session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)
+    )
+
+
+def _apply(posting: Posting) -> None:
+    """Move the account's running balance, refusing to take it below zero."""
+    acct = posting.account
+    statement = (
+        update(LedgerAccount)
+        .where(LedgerAccount.id == acct.id)
+        .values(balance=LedgerAccount.balance + posting.amount)
+        .execution_options(synchronize_session=False)
+    )
+    if not acct.allow_negative and posting.amount < 0:
+        statement = statement.where(LedgerAccount.balance + posting.amount >= 0)
+    if db.session.execute(statement).rowcount != 1:
+        raise InsufficientFunds(
+            "Not enough money in the account for this movement.",
+            details={"account": acct.kind.value, "needed": -posting.amount},
+        )
+
+
+def balance_of(acct: LedgerAccount) -> int:
+    db.session.refresh(acct, ["balance"])
+    return acct.balance
+
+
+def balance_for(user: User) -> Balance:
+    """The caller's balances in minor units (GET /api/v1/balance)."""
+    by_kind = {
+        acct.kind: acct.balance
+        for acct in db.session.scalars(
+            select(LedgerAccount).where(LedgerAccount.user_id == user.id)
+        )
+    }
+    if user.is_seller:
+        return Balance(
+            currency(),
+            available=by_kind.get(AccountKind.SELLER_AVAILABLE, 0),
+            held=0,
+            pending=by_kind.get(AccountKind.SELLER_PENDING, 0),
+        )
+    return Balance(
+        currency(),
+        available=by_kind.get(AccountKind.BUYER_AVAILABLE, 0),
+        held=by_kind.get(AccountKind.BUYER_HELD, 0),
+        pending=0,
+    )
+
+
+def manual_credit(
+    buyer: User, amount: int, *, reason: str, actor: Optional[User], idempotency_key: str | None = None
+) -> LedgerTransaction:
+    """An admin credits a buyer's available balance for money received by wire."""
+    if not buyer.is_buyer:
+        raise ValidationFailed("Only buyers have a balance to credit.", code="not_a_buyer")
+    if type(amount) is not int or amount <= 0:
+        raise ValidationFailed("The amount must be a positive whole number of minor units.",
+                               code="invalid_amount")
+    if not reason.strip():
+        raise ValidationFailed("A reason is required for a manual credit.", code="reason_required")
+    transaction = post(
+        "manual_credit",
+        [
+            Posting(account(AccountKind.MANUAL_CLEARING), -amount),
+            Posting(account(AccountKind.BUYER_AVAILABLE, buyer), amount),
+        ],
+        idempotency_key=idempotency_key,
+        memo=reason.strip(),
+        actor=actor,
+    )
+    audit.record(
+        "ledger.manual_credit",
+        actor=actor,
+        subject_type="user",
+        subject_id=buyer.id,
+        details={"amount": amount, "reason": reason.strip(), "transaction_id": transaction.id},
+    )
+    return transaction
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    ledger_total: int
+    mismatched_accounts: list[tuple[str, int, int]]  # key, running balance, sum of entries
+    unbalanced_transactions: list[int]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.ledger_total == 0
+            and not self.mismatched_accounts
+            and not self.unbalanced_transactions
+        )
+
+
+def reconcile() -> Reconciliation:
+    """Prove the books: entries sum to zero, per transaction and per account."""
+    sums = dict(
+        db.session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount)).group_by(
+                LedgerEntry.account_id
+            )
+        ).all()
+    )
+    mismatched = [
+        (acct.key, acct.balance, int(sums.get(acct.id, 0)))
+        for acct in db.session.scalars(select(LedgerAccount))
+        if acct.balance != int(sums.get(acct.id, 0))
+    ]
+    unbalanced = list(
+        db.session.scalars(
+            select(LedgerEntry.transaction_id)
+            .group_by(LedgerEntry.transaction_id)
+            .having(func.sum(LedgerEntry.amount) != 0)
+        )
+    )
+    total = int(db.session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))))
+    return Reconciliation(total, mismatched, unbalanced)
+
+
+def statement_for(user: User, limit: int = 200) -> list[dict]:
+    """Ledger entries on the user's accounts, newest first."""
+    rows = db.session.execute(
+        select(LedgerEntry, LedgerTransaction, LedgerAccount)
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerEntry.account_id == LedgerAccount.id)
+        .where(LedgerAccount.user_id == user.id)
+        .order_by(LedgerTransaction.id.desc(), LedgerEntry.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "transaction_id": txn.id,
+            "created_at": txn.created_at,
+            "kind": txn.kind,
+            "account": acct.kind.value,
+            "amount": entry.amount,
+            "memo": txn.memo,
+        }
+        for entry, txn, acct in rows
+    ]
+

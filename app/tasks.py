@@ -1,0 +1,93 @@
+"""Background jobs: thin Celery tasks that call services.
+
+Three modes (config TASK_MODE):
+- "celery": with CELERY_BROKER_URL (Redis), tasks go to `celery -A app.worker worker`.
+- "thread": the embedded default, no Redis; tasks run in a small thread pool inside
+  the web process. Long jobs write their progress to the database either way, so the
+  UI polls the same thing in both modes.
+- "eager": tests; the task runs before `dispatch` returns.
+"""
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from celery import Celery, Task
+from flask import Flask, current_app
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+celery = Celery("leadx")
+_executor: ThreadPoolExecutor | None = None
+
+
+def init_celery(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery.Task = FlaskTask
+    celery.conf.update(
+        broker_url=app.config["CELERY_BROKER_URL"] or "memory://",
+        task_ignore_result=True,
+        task_acks_late=True,  # a worker that dies mid-task leaves the task for another
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        beat_schedule={
+            "reconcile-ledger": {"task": "app.tasks.reconcile_ledger", "schedule": 3600.0},
+        },
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def dispatch(task: Task, *args) -> Future | None:
+    """Run `task(*args)` in the background the way this deployment is configured."""
+    mode = current_app.config["TASK_MODE"]
+    if mode == "celery":
+        task.delay(*args)
+        return None
+    if mode == "eager":
+        task.run(*args)
+        return None
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leadx-job")
+    app = current_app._get_current_object()
+    return _executor.submit(_run_in_app_context, app, task, args)
+
+
+def _run_in_app_context(app: Flask, task: Task, args: tuple) -> None:
+    with app.app_context():
+        try:
+            task.run(*args)
+        except Exception:
+            log.exception("background job %s%r failed", task.name, args)
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+
+
+@celery.task(name="app.tasks.reconcile_ledger")
+def reconcile_ledger() -> bool:
+    """Prove the books and record the outcome in the audit log."""
+    from app.services import audit, ledger
+
+    result = ledger.reconcile()
+    audit.record(
+        "ledger.reconciled" if result.ok else "ledger.reconciliation_failed",
+        actor=None,
+        details={
+            "ledger_total": result.ledger_total,
+            "mismatched_accounts": result.mismatched_accounts[:50],
+            "unbalanced_transactions": result.unbalanced_transactions[:50],
+        },
+    )
+    db.session.commit()
+    if not result.ok:
+        log.error("ledger reconciliation failed: %s", result)
+    return result.ok

@@ -1,0 +1,112 @@
+"""Configuration: every setting comes from an environment variable.
+
+`APP_ENV` picks the class (development, production, testing). Development is the
+default so that a newcomer can run the marketplace without setting anything; every
+other environment refuses to start without real secrets.
+"""
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Config:
+    APP_ENV = "base"
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    # Key for contact data at rest (urlsafe base64, 32 bytes) and for the keyed hash
+    # used to find duplicates without decrypting.
+    CONTACT_ENCRYPTION_KEY = os.environ.get("CONTACT_ENCRYPTION_KEY")
+
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'leadx.sqlite3'}"
+    )
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    CURRENCY = os.environ.get("CURRENCY", "USD")
+    COMMISSION_RATE_BP = _env_int("COMMISSION_RATE_BP", 2000)  # basis points: 20%
+    MIN_PRICE = _env_int("MIN_PRICE", 50)  # minor units per lead
+
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 200 * 1024 * 1024)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+
+    REDIS_URL = os.environ.get("REDIS_URL")
+    # Without a broker, background jobs run in a thread of the web process
+    # ("thread"); with one they go to Celery workers ("celery"). Tests use "eager".
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL")
+    TASK_MODE = os.environ.get("TASK_MODE") or ("celery" if CELERY_BROKER_URL else "thread")
+
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or (
+        REDIS_URL or "memory://"
+    )
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")
+
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
+
+    API_TITLE = "Lead exchange API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+
+class DevelopmentConfig(Config):
+    APP_ENV = "development"
+    # Fixed development keys so `flask demo` data stays readable across restarts;
+    # production refuses to start with these (see ProductionConfig.validate).
+    SECRET_KEY = Config.SECRET_KEY or "dev-only-secret-key-not-for-production"
+    CONTACT_ENCRYPTION_KEY = (
+        Config.CONTACT_ENCRYPTION_KEY or "ZGV2LW9ubHktY29udGFjdC1rZXktMzItYnl0ZXMhISE="
+    )
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+
+class TestingConfig(DevelopmentConfig):
+    APP_ENV = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    TASK_MODE = "eager"
+    RATELIMIT_STORAGE_URI = "memory://"
+    WTF_CSRF_ENABLED = True
+
+
+class ProductionConfig(Config):
+    APP_ENV = "production"
+
+    @classmethod
+    def validate(cls) -> None:
+        missing = [
+            name for name in ("SECRET_KEY", "CONTACT_ENCRYPTION_KEY") if not getattr(cls, name)
+        ]
+        if missing:
+            raise RuntimeError(
+                f"{', '.join(missing)} must be set in the environment outside development"
+            )
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
