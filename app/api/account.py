@@ -1,11 +1,10 @@
 """The caller's own account: balance."""
-from flask_smorest import Blueprint
-
 from app.api import api_user
+from app.api.auth import api_blueprint
 from app.api.schemas import BalanceSchema, ApiErrorSchema
 from app.services import ledger
 
-blp = Blueprint("api_account", __name__, description="The caller's account")
+blp = api_blueprint("api_account", __name__, description="The caller's account")
 
 
 @blp.route("/balance")

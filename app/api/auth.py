@@ -1,5 +1,6 @@
 """Bearer API keys. The API never honours the session cookie, so it needs no CSRF."""
 from flask import abort, g, request
+from flask_smorest import Blueprint
 
 from app.extensions import db
 from app.services.accounts import user_for_api_key
@@ -12,3 +13,10 @@ def require_api_key():
         abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
     db.session.commit()  # records last_used_at even if the request fails later
     g.api_user = user
+
+
+def api_blueprint(name: str, import_name: str, **options) -> Blueprint:
+    """A flask-smorest blueprint whose every route requires an API key."""
+    blueprint = Blueprint(name, import_name, **options)
+    blueprint.before_request(require_api_key)
+    return blueprint

@@ -1,5 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from app.services.accounts import MIN_PASSWORD_LENGTH
@@ -8,7 +9,8 @@ from app.services.accounts import MIN_PASSWORD_LENGTH
 class SignUpForm(FlaskForm):
     role = RadioField(
         "I want to",
-        choices=[("buyer", "Buy leads for my business"), ("seller", "Sell the leads I collect")],
+        choices=[SelectChoice("buyer", "Buy leads for my business"),
+                 SelectChoice("seller", "Sell the leads I collect")],
         default="buyer",
         validators=[DataRequired()],
     )

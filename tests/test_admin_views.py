@@ -1,0 +1,55 @@
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import AuditEvent, Role, TrustLevel, User
+from app.services import ledger
+from tests.conftest import csrf_token, make_user
+
+
+def test_overview_counts_users_and_shows_a_balanced_ledger(admin_client):
+    make_user(Role.SELLER)
+    body = admin_client.get("/admin/").get_data(as_text=True)
+    assert "Marketplace overview" in body and "Balanced" in body
+
+
+def test_users_list_filters(admin_client):
+    make_user(Role.SELLER, email="blog@example.com")
+    make_user(Role.BUYER, email="shop@example.com")
+    body = admin_client.get("/admin/users?role=seller").get_data(as_text=True)
+    assert "blog@example.com" in body and "shop@example.com" not in body
+    body = admin_client.get("/admin/users?q=shop").get_data(as_text=True)
+    assert "shop@example.com" in body and "blog@example.com" not in body
+
+
+def test_admin_changes_trust_with_a_reason(admin_client, admin):
+    seller = make_user(Role.SELLER)
+    token = csrf_token(admin_client, f"/admin/users/{seller.id}")
+    response = admin_client.post(f"/admin/users/{seller.id}/trust",
+                                 data={"level": "suspended", "reason": "fake leads",
+                                       "csrf_token": token}, follow_redirects=True)
+    assert "is now suspended" in response.get_data(as_text=True)
+    assert db.session.get(User, seller.id).trust_level is TrustLevel.SUSPENDED
+    event = db.session.scalar(sa.select(AuditEvent))
+    assert event.actor_id == admin.id and event.details["reason"] == "fake leads"
+
+
+def test_admin_manual_credit_parses_money_exactly(admin_client):
+    buyer = make_user(Role.BUYER)
+    token = csrf_token(admin_client, f"/admin/users/{buyer.id}")
+    admin_client.post(f"/admin/users/{buyer.id}/credit",
+                      data={"amount": "1,234.5", "reason": "wire 7", "csrf_token": token})
+    assert ledger.balance_for(buyer).available == 123_450
+    body = admin_client.post(f"/admin/users/{buyer.id}/credit", follow_redirects=True,
+                             data={"amount": "12.345", "reason": "x", "csrf_token": token}
+                             ).get_data(as_text=True)
+    assert "is not an amount" in body
+    assert ledger.balance_for(buyer).available == 123_450
+
+
+def test_audit_log_filters_by_action(admin_client):
+    buyer = make_user(Role.BUYER)
+    ledger.manual_credit(buyer, 100, reason="wire", actor=None)
+    body = admin_client.get("/admin/audit?action=ledger.").get_data(as_text=True)
+    assert "ledger.manual_credit" in body
+    body = admin_client.get("/admin/audit?action=seller.").get_data(as_text=True)
+    assert "ledger.manual_credit" not in body.split("<tbody>")[1]

@@ -1,0 +1,66 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from config import ProductionConfig
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_security_headers_and_csp(client):
+    response = client.get("/auth/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_templates_load_nothing_from_other_hosts():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "templates").rglob("*.html")
+        if re.search(r'(src|href)="(https?:)?//', path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_templates_have_no_inline_script_or_style():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "templates").rglob("*.html")
+        if re.search(r"<script(?![^>]*\bsrc=)[^>]*>|<style|\sstyle=", path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_vendored_assets_are_served(client):
+    for asset in ("vendor/bootstrap-5.3.9/bootstrap.min.css", "vendor/htmx-2.0.11/htmx.min.js",
+                  "vendor/chartjs-4.6.1/chart.umd.min.js"):
+        assert client.get(f"/static/{asset}").status_code == 200
+
+
+def test_production_refuses_to_start_without_secrets(monkeypatch):
+    monkeypatch.setattr(ProductionConfig, "SECRET_KEY", None)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app("production")
+
+
+def test_uploads_over_the_limit_get_413(app):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    try:
+        response = app.test_client().post("/auth/login", data={"email": "x" * 4096})
+        assert response.status_code == 413
+        assert "too large" in response.get_data(as_text=True)
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = 200 * 1024 * 1024
+
+
+def test_session_cookie_flags_in_production(monkeypatch):
+    monkeypatch.setattr(ProductionConfig, "SECRET_KEY", "x" * 32)
+    monkeypatch.setattr(ProductionConfig, "CONTACT_ENCRYPTION_KEY", "y" * 44)
+    app = create_app("production", SQLALCHEMY_DATABASE_URI="sqlite://")
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
+    assert app.config["REMEMBER_COOKIE_SECURE"]
