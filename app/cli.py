@@ -107,10 +107,14 @@ def reconcile():
 
 
 @click.command("demo")
-def demo():
+@click.option("--if-empty", is_flag=True, help="Do nothing if the database has users.")
+def demo(if_empty: bool):
     """Load demo sellers, buyers and an admin into an empty database."""
     from app.services import demo as demo_service
 
+    if if_empty and not demo_service.database_is_empty():
+        click.echo("The database already has data; demo not loaded again.")
+        return
     try:
         logins = demo_service.load_demo()
         db.session.commit()

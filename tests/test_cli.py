@@ -72,3 +72,10 @@ def test_demo_loads_into_an_empty_database_only(app):
     assert ledger.reconcile().ok
     again = _run(app, "demo")
     assert again.exit_code != 0 and "empty" in again.output
+
+
+def test_demo_if_empty_is_a_no_op_on_a_used_database(app):
+    make_user(email="someone@example.com")
+    result = _run(app, "demo", "--if-empty")
+    assert result.exit_code == 0 and "not loaded again" in result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1

@@ -28,8 +28,12 @@ DEMO_USERS = [
 DEMO_BUYER_FUNDS = 500_000  # minor units each
 
 
+def database_is_empty() -> bool:
+    return not db.session.scalar(select(func.count()).select_from(User))
+
+
 def load_demo() -> list[DemoLogin]:
-    if db.session.scalar(select(func.count()).select_from(User)):
+    if not database_is_empty():
         raise Conflict("The database already has users; `flask demo` loads into an empty one.")
     logins = []
     for role, email, name, trust in DEMO_USERS:

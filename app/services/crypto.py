@@ -1,0 +1,130 @@
+"""Contact data at rest (SPEC §3): encryption and the keyed dedupe hash.
+
+One master key (config `CONTACT_ENCRYPTION_KEY`, 32 bytes in urlsafe base64) yields two
+independent subkeys through HKDF-SHA256: one for AES-256-GCM, one for HMAC-SHA256. A
+leak of hashes therefore says nothing about the encryption key and vice versa, and
+duplicates are found by comparing hashes, never by decrypting.
+
+Ciphertext layout: 1 key-id byte | 12-byte random nonce | AES-GCM ciphertext and tag.
+The key id is also bound as associated data, so a blob cannot be relabelled with
+another key id. Rotation: build the vault with the new key under a new `key_id` and
+pass the old keys in `previous_keys`; new writes use the new key, old blobs still
+decrypt. The dedupe hash follows the current key, so rotating it means rehashing.
+"""
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.errors import DomainError
+
+NONCE_BYTES = 12
+HASH_BYTES = 16  # 128 bits: collisions are out of reach for any realistic lead count
+HASH_KINDS = frozenset({"phone", "email"})
+_ENCRYPTION_INFO = b"leadx/contact-encryption/aes-256-gcm/v1"
+_HASH_INFO = b"leadx/contact-dedupe/hmac-sha256/v1"
+
+
+class ContactKeyError(DomainError):
+    """The configured master key is missing or malformed (a deployment error)."""
+
+    code = "contact_key_invalid"
+    status = 500
+
+
+class ContactDecryptError(DomainError):
+    """A stored blob was altered, truncated or written under an unknown key."""
+
+    code = "contact_decrypt_failed"
+    status = 500
+
+
+def _master_key_bytes(master_key: str | bytes) -> bytes:
+    if isinstance(master_key, bytes) and len(master_key) == 32:
+        return master_key
+    if not master_key:
+        raise ContactKeyError("CONTACT_ENCRYPTION_KEY is not set.")
+    text = master_key.decode("ascii") if isinstance(master_key, bytes) else master_key
+    try:
+        raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ContactKeyError("CONTACT_ENCRYPTION_KEY is not urlsafe base64.") from exc
+    if len(raw) != 32:
+        raise ContactKeyError(
+            f"CONTACT_ENCRYPTION_KEY must decode to 32 bytes, not {len(raw)}."
+        )
+    return raw
+
+
+def _subkey(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+class ContactVault:
+    """Encrypts contact fields and computes their dedupe hashes. Build once, reuse."""
+
+    def __init__(
+        self,
+        master_key: str | bytes,
+        *,
+        key_id: int = 1,
+        previous_keys: Mapping[int, str | bytes] | None = None,
+    ):
+        if not 0 <= key_id <= 255:
+            raise ContactKeyError("The key id must fit in one byte (0-255).")
+        master = _master_key_bytes(master_key)
+        self.key_id = key_id
+        self._prefix = bytes([key_id])
+        # One AESGCM object per key: constructing it is the expensive part.
+        self._ciphers: dict[int, AESGCM] = {
+            old_id: AESGCM(_subkey(_master_key_bytes(old), _ENCRYPTION_INFO))
+            for old_id, old in (previous_keys or {}).items()
+        }
+        self._ciphers[key_id] = AESGCM(_subkey(master, _ENCRYPTION_INFO))
+        self._cipher = self._ciphers[key_id]
+        self._hash_key = _subkey(master, _HASH_INFO)
+
+    def encrypt(self, text: str | None) -> bytes | None:
+        if text is None:
+            return None
+        nonce = os.urandom(NONCE_BYTES)
+        return self._prefix + nonce + self._cipher.encrypt(nonce, text.encode(), self._prefix)
+
+    def decrypt(self, blob: bytes | None) -> str | None:
+        if blob is None:
+            return None
+        blob = bytes(blob)  # database drivers may hand back memoryview
+        if len(blob) < 1 + NONCE_BYTES + 16:
+            raise ContactDecryptError("The encrypted contact is truncated.")
+        cipher = self._ciphers.get(blob[0])
+        if cipher is None:
+            raise ContactDecryptError(
+                f"The encrypted contact uses key id {blob[0]}, which is not configured."
+            )
+        nonce = blob[1 : 1 + NONCE_BYTES]
+        try:
+            plain = cipher.decrypt(nonce, blob[1 + NONCE_BYTES :], blob[:1])
+        except InvalidTag as exc:
+            raise ContactDecryptError(
+                "The encrypted contact failed its integrity check (altered or wrong key)."
+            ) from exc
+        return plain.decode()
+
+    def dedupe_hash(self, kind: str, normalised_value: str) -> bytes:
+        """Keyed hash of a normalised phone or email; the kind keeps the two apart."""
+        if kind not in HASH_KINDS:
+            raise ValueError(f"Unknown contact kind {kind!r}; expected one of {sorted(HASH_KINDS)}.")
+        message = kind.encode() + b"\x00" + normalised_value.encode()
+        return hmac.digest(self._hash_key, message, hashlib.sha256)[:HASH_BYTES]
+
+
+def vault_from_config(config: Mapping) -> ContactVault:
+    """The vault for an app config (or any mapping with CONTACT_ENCRYPTION_KEY)."""
+    return ContactVault(config.get("CONTACT_ENCRYPTION_KEY") or "")

@@ -1,0 +1,234 @@
+"""The canonical lead fields of SPEC §3, their header synonyms and value vocabularies.
+
+Headers and vocabulary words are compared by `text_key`: case-folded, accents and all
+punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
+`email_address` and `emailaddress` are one key. Russian `й`/`ё` fold to `и`/`е` on
+both sides, which is harmless for matching.
+"""
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from app.errors import ValidationFailed
+
+FIELDS: tuple[str, ...] = (
+    "first_name", "last_name", "email", "phone",
+    "age", "birth_date", "gender", "region", "country",
+    "marital_status", "employed", "interests",
+    "budget", "authority", "need", "timeframe",
+    "consent_at", "source_url", "consent_text", "ip",
+)
+
+# Field -> header names, strongest first: when two columns claim one field, the
+# better-ranked synonym wins (a file with both `State` and `City` gives `State`).
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "first_name": (
+        "first_name", "first name", "given name", "forename", "fname", "first",
+        "имя", "nombre", "vorname", "prénom", "nome", "name", "full name", "фио",
+        "nombre completo", "contact name",
+    ),
+    "last_name": (
+        "last_name", "last name", "surname", "family name", "lname", "last",
+        "фамилия", "apellido", "apellidos", "nachname", "nom",
+    ),
+    "email": (
+        "email", "e-mail", "mail", "email address", "e-mail address", "почта",
+        "электронная почта", "эл почта", "эл. почта", "емейл", "имейл", "e-mail адрес",
+        "correo", "correo electrónico", "correo electronico", "courriel",
+    ),
+    "phone": (
+        "phone", "phone number", "telephone", "tel", "mobile", "mobile phone",
+        "mobile number", "cell", "cell phone", "cellphone", "phone1", "телефон",
+        "номер телефона", "тел", "мобильный", "мобильный телефон", "моб", "teléfono",
+        "número de teléfono", "móvil", "celular", "telefon", "handy", "whatsapp",
+    ),
+    "age": ("age", "возраст", "edad", "alter", "âge"),
+    "birth_date": (
+        "birth_date", "birthdate", "date of birth", "dob", "birthday", "born",
+        "дата рождения", "день рождения", "fecha de nacimiento", "fecha nacimiento",
+        "geburtsdatum",
+    ),
+    "gender": ("gender", "sex", "пол", "género", "sexo", "geschlecht"),
+    "region": (
+        "region", "state", "province", "oblast", "регион", "область",
+        "субъект", "субъект рф", "provincia", "región", "comunidad autónoma",
+        "comunidad", "estado", "bundesland", "city", "town", "город", "ciudad",
+    ),
+    "country": ("country", "country code", "страна", "país", "land"),
+    "marital_status": (
+        "marital_status", "marital", "relationship status", "family status",
+        "семейное положение", "estado civil", "familienstand",
+    ),
+    "employed": (
+        "employed", "employment", "employment status", "job status", "занятость",
+        "работает", "трудоустроен", "empleado", "empleo", "situación laboral",
+    ),
+    "interests": ("interests", "interest", "hobbies", "tags", "интересы", "intereses"),
+    "budget": ("budget", "бюджет", "presupuesto"),
+    "authority": ("authority", "decision maker", "лпр", "полномочия", "autoridad"),
+    "need": ("need", "needs", "потребность", "necesidad"),
+    "timeframe": ("timeframe", "timeline", "срок", "сроки", "plazo"),
+    "consent_at": (
+        "consent_at", "consent date", "consent time", "consented at", "consent timestamp",
+        "opt-in time", "opt-in date", "opt-in at", "subscribed at", "signup date",
+        "sign-up date", "дата согласия", "время согласия", "дата подписки", "дата заявки",
+        "fecha de consentimiento", "fecha consentimiento", "fecha de alta", "timestamp",
+        "date",
+    ),
+    "source_url": (
+        "source_url", "source url", "page url", "form url", "landing page", "url",
+        "page", "source", "landing", "website", "site", "источник", "страница",
+        "ссылка", "сайт", "url страницы", "fuente", "página", "url de origen",
+    ),
+    "consent_text": (
+        "consent_text", "consent wording", "opt-in text", "текст согласия", "согласие",
+        "texto de consentimiento", "consentimiento", "consent",
+    ),
+    "ip": ("ip", "ip address", "user ip", "ip адрес", "dirección ip"),
+}
+
+
+@lru_cache(maxsize=4096)
+def text_key(text: str) -> str:
+    """Comparison key: case-folded letters and digits only, accents removed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if ch.isalnum())
+
+
+def _build_synonyms() -> dict[str, tuple[str, int]]:
+    table: dict[str, tuple[str, int]] = {}
+    for name, synonyms in _SYNONYMS.items():
+        for rank, synonym in enumerate(synonyms):
+            key = text_key(synonym)
+            if table.get(key, (name,))[0] != name:
+                raise AssertionError(f"Header {synonym!r} is claimed by two fields")
+            table.setdefault(key, (name, rank))
+    return table
+
+
+SYNONYMS: dict[str, tuple[str, int]] = _build_synonyms()  # header key -> (field, rank)
+
+
+class HeaderMappingError(ValidationFailed):
+    code = "invalid_mapping"
+
+
+@dataclass(frozen=True)
+class HeaderMap:
+    """Which field each column feeds (None: ignored), and the headers we do not know."""
+
+    headers: tuple[str, ...]
+    fields: tuple[str | None, ...]
+    unknown: tuple[str, ...]
+    _pairs: tuple[tuple[int, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pairs = tuple((i, name) for i, name in enumerate(self.fields) if name)
+        object.__setattr__(self, "_pairs", pairs)
+
+    @property
+    def known(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._pairs)
+
+    def pick(self, row: Sequence[str]) -> dict[str, str]:
+        """The row's values by field; short rows are padded, extra columns dropped."""
+        if len(row) < len(self.fields):
+            row = list(row) + [""] * (len(self.fields) - len(row))
+        return {name: row[i] for i, name in self._pairs}
+
+
+def _user_fields(user_mapping: Mapping[str, str] | None) -> dict[str, str | None]:
+    """User mapping by header key; values checked against FIELDS ("" = ignore)."""
+    mapped: dict[str, str | None] = {}
+    for header, target in (user_mapping or {}).items():
+        target = (target or "").strip().lower()
+        if target and target not in FIELDS:
+            raise HeaderMappingError(
+                f"The mapping sends the column “{header}” to “{target}”, which is not a "
+                f"field we know; use one of {', '.join(FIELDS)} or leave it empty to ignore "
+                "the column.",
+                code="unknown_field",
+                details={"header": header, "field": target, "fields": list(FIELDS)},
+            )
+        mapped[text_key(str(header))] = target or None
+    return mapped
+
+
+def map_headers(
+    headers: Sequence[str], user_mapping: Mapping[str, str] | None = None
+) -> HeaderMap:
+    """Map a CSV header row to fields; the user's mapping beats the synonym table."""
+    user = _user_fields(user_mapping)
+    fields: list[str | None] = [None] * len(headers)
+    unknown: list[str] = []
+    claims: dict[str, list[tuple[int, int]]] = {}  # field -> [(rank, column)]
+    for column, header in enumerate(headers):
+        key = text_key(header)
+        if key in user:
+            if user[key]:
+                claims.setdefault(user[key], []).append((-1, column))  # user beats synonyms
+        elif key in SYNONYMS:
+            name, rank = SYNONYMS[key]
+            claims.setdefault(name, []).append((rank, column))
+        elif key:
+            unknown.append(header)
+    for name, found in claims.items():
+        found.sort()
+        if len(found) > 1 and found[0][0] == found[1][0]:
+            first, second = (headers[found[0][1]], headers[found[1][1]])
+            raise HeaderMappingError(
+                f"Two columns, “{first}” (column {found[0][1] + 1}) and “{second}” "
+                f"(column {found[1][1] + 1}), both map to {name}; map one of them to "
+                "another field or to nothing.",
+                code="duplicate_field",
+                details={"field": name, "headers": [first, second]},
+            )
+        fields[found[0][1]] = name
+        # Outranked columns are left for the seller to map, like unknown headers.
+        unknown.extend(headers[column] for _, column in found[1:])
+    unknown.sort(key=list(headers).index)
+    return HeaderMap(tuple(headers), tuple(fields), tuple(unknown))
+
+
+# Value vocabularies, by text_key. Anything else is "unknown": these are optional
+# demographics, and a word we do not know is not a reason to reject a lead.
+def _vocabulary(groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    return {text_key(word): value for value, words in groups.items() for word in words}
+
+
+GENDERS = _vocabulary({
+    "f": ("f", "female", "woman", "w", "girl", "ж", "жен", "женский", "женщина", "mujer",
+          "femenino", "femenina", "fem", "frau", "weiblich", "femme"),
+    "m": ("m", "male", "man", "boy", "м", "муж", "мужской", "мужчина", "hombre", "masculino",
+          "varón", "mann", "männlich", "homme", "h"),
+    "other": ("other", "x", "non-binary", "nonbinary", "diverse", "другое", "иное", "otro",
+              "divers", "autre"),
+    "unknown": ("unknown", "u", "n/a", "na", "prefer not to say", "не указан", "неизвестно",
+                "desconocido"),
+})
+
+MARITAL_STATUSES = _vocabulary({
+    "single": ("single", "not married", "unmarried", "never married", "холост", "холостой",
+               "не женат", "не замужем", "свободен", "свободна", "soltero", "soltera", "ledig"),
+    "partnered": ("partnered", "partner", "in a relationship", "relationship", "cohabiting",
+                  "common-law", "domestic partnership", "engaged", "в отношениях",
+                  "гражданский брак", "pareja", "en pareja", "unión libre", "pareja de hecho"),
+    "married": ("married", "женат", "замужем", "в браке", "женат/замужем", "casado", "casada",
+                "verheiratet", "marié", "mariée"),
+    "divorced": ("divorced", "separated", "разведен", "разведена", "в разводе", "divorciado",
+                 "divorciada", "separado", "separada", "geschieden"),
+    "widowed": ("widowed", "widow", "widower", "вдова", "вдовец", "вдовствует", "viudo", "viuda",
+                "verwitwet"),
+    "unknown": ("unknown", "n/a", "не указано", "desconocido"),
+})
+
+EMPLOYED = _vocabulary({
+    "yes": ("yes", "y", "true", "1", "employed", "working", "full-time", "full time",
+            "part-time", "part time", "self-employed", "да", "работает", "работаю",
+            "трудоустроен", "трудоустроена", "sí", "empleado", "empleada", "trabaja", "ja"),
+    "no": ("no", "n", "false", "0", "unemployed", "not employed", "not working", "нет",
+           "не работает", "не работаю", "безработный", "безработная", "desempleado",
+           "desempleada", "parado", "parada", "nein"),
+    "unknown": ("unknown", "n/a", "не указано", "desconocido"),
+})

@@ -1,0 +1,61 @@
+"""A newcomer signs up, sees the dashboard, logs out and back in; roles are enforced."""
+import pytest
+from playwright.sync_api import expect
+
+from app.extensions import db
+from app.models import Role
+from tests.conftest import TEST_PASSWORD, make_user
+
+pytestmark = pytest.mark.browser
+
+
+def test_buyer_signs_up_logs_out_and_logs_in(page):
+    page.goto("/")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Buy leads for my business").check()
+    page.get_by_label("Name or company").fill("Acme Insurance")
+    page.get_by_label("Email").fill("owner@acme.example.com")
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_label("Repeat password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Buyer dashboard")).to_be_visible()
+    expect(page.locator("#available")).to_have_text("$0.00")
+
+    page.get_by_role("button", name="Acme Insurance").click()  # Bootstrap's dropdown (JS)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+
+    page.get_by_label("Email").fill("owner@acme.example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Buyer dashboard")).to_be_visible()
+    assert page.console_errors == []  # e.g. a CSP violation would show here
+
+
+def test_seller_cannot_open_buyer_pages(page):
+    make_user(Role.SELLER, email="blog@example.com")
+    db.session.commit()  # and touch no model afterwards: SQLite's lock would stay with us
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("blog@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Seller dashboard")).to_be_visible()
+    response = page.goto("/buyer/")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name="This page is not for your account")).to_be_visible()
+
+
+def test_menu_collapses_on_a_phone(page):
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto("/auth/login")
+    expect(page.get_by_role("link", name="Sign up")).to_be_hidden()
+    page.get_by_role("button", name="Menu").click()
+    expect(page.get_by_role("link", name="Sign up")).to_be_visible()
+    assert page.console_errors == []
+
+
+def test_api_docs_render_from_local_assets(page):
+    page.goto("/api/docs")
+    expect(page.get_by_text("Lead exchange API").first).to_be_visible(timeout=15_000)
+    expect(page.get_by_text("/api/v1/balance").first).to_be_visible()
+    assert [e for e in page.console_errors if "Content Security Policy" in e] == []
