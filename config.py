@@ -40,6 +40,11 @@ class Config:
     COMMISSION_RATE_BP = _env_int("COMMISSION_RATE_BP", 2000)  # basis points: 20%
     MIN_PRICE = _env_int("MIN_PRICE", 50)  # minor units per lead
 
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 5000)
+    # Processes validating rows in parallel; 0 means one per core.
+    INGEST_WORKERS = _env_int("INGEST_WORKERS", 0)
+
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 200 * 1024 * 1024)
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -90,6 +95,8 @@ class TestingConfig(DevelopmentConfig):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
     TASK_MODE = "eager"
     ARGON2_PROFILE = "CHEAPEST"  # hashing cost is not what the tests measure
+    INGEST_WORKERS = 1  # tests that need the process pool ask for it
+    INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
 

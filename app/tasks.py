@@ -37,6 +37,8 @@ def init_celery(app: Flask) -> Celery:
         accept_content=["json"],
         beat_schedule={
             "reconcile-ledger": {"task": "app.tasks.reconcile_ledger", "schedule": 3600.0},
+            "resume-stalled-batches": {"task": "app.tasks.resume_stalled_batches",
+                                       "schedule": 300.0},
         },
     )
     celery.set_default()
@@ -91,3 +93,21 @@ def reconcile_ledger() -> bool:
     if not result.ok:
         log.error("ledger reconciliation failed: %s", result)
     return result.ok
+
+
+@celery.task(name="app.tasks.process_batch")
+def process_batch(batch_id: int) -> None:
+    from app.services.ingest import pipeline
+
+    pipeline.process_batch(batch_id)
+
+
+@celery.task(name="app.tasks.resume_stalled_batches")
+def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
+    """Queue again the batches whose job died (its worker crashed or was stopped)."""
+    from app.services.ingest import pipeline
+
+    stalled = pipeline.stalled_batches(older_than_seconds)
+    for batch_id in stalled:
+        dispatch(process_batch, batch_id)
+    return stalled

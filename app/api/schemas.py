@@ -17,3 +17,80 @@ class BalanceSchema(Schema):
     available = fields.Integer(required=True, metadata={"description": "minor units"})
     held = fields.Integer(required=True, metadata={"description": "minor units"})
     pending = fields.Integer(required=True, metadata={"description": "minor units"})
+
+
+class BatchUploadSchema(Schema):
+    default_country = fields.String(required=True, metadata={"example": "RU"})
+    floor_price = fields.Integer(load_default=0, metadata={"description": "minor units"})
+    cap = fields.Integer(load_default=1, metadata={"description": "1 = exclusive"})
+    mapping = fields.String(load_default="", metadata={
+        "description": 'JSON object of header → field, e.g. {"Tel. 2": "phone", "Notes": ""}'})
+    allow_duplicate = fields.Boolean(load_default=False, metadata={
+        "description": "create a batch even if the same file was uploaded before"})
+
+
+class BatchFileSchema(Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class BatchErrorSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+
+
+class BatchSchema(Schema):
+    id = fields.Integer()
+    status = fields.Function(lambda b: b.status.value)
+    source = fields.Function(lambda b: b.source.value)
+    filename = fields.String()
+    rows_total = fields.Integer()
+    accepted = fields.Integer()
+    rejected = fields.Integer()
+    cross_seller_duplicates = fields.Integer()
+    progress = fields.Float(metadata={"description": "0.0–1.0"})
+    default_country = fields.String()
+    floor_price = fields.Integer()
+    cap = fields.Integer()
+    encoding = fields.String(allow_none=True)
+    delimiter = fields.String(allow_none=True)
+    unmapped_headers = fields.Function(lambda b: list(b.mapping.get("unmapped") or []))
+    rejection_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    error = fields.Function(
+        lambda b: {"code": b.error_code, "message": b.error_message} if b.error_code else None)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class LeadInputSchema(Schema):
+    """One lead in real time: the SPEC §3 fields plus the terms."""
+
+    first_name = fields.String()
+    last_name = fields.String()
+    email = fields.String()
+    phone = fields.String()
+    age = fields.Raw()
+    birth_date = fields.String()
+    gender = fields.String()
+    region = fields.String()
+    country = fields.String()
+    marital_status = fields.String()
+    employed = fields.Raw()
+    interests = fields.Raw(metadata={"description": "a list, or a string split on ; , |"})
+    budget = fields.String()
+    authority = fields.String()
+    need = fields.String()
+    timeframe = fields.String()
+    consent_at = fields.String(metadata={"description": "ISO 8601 timestamp"})
+    source_url = fields.String()
+    consent_text = fields.String()
+    ip = fields.String()
+    default_country = fields.String(required=True)
+    floor_price = fields.Integer(load_default=0)
+    cap = fields.Integer(load_default=1)
+
+
+class LeadCreatedSchema(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    cross_seller_duplicate = fields.Boolean()
+    sales = fields.List(fields.Dict())

@@ -1,5 +1,14 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
+from app.models.leads import (
+    Batch,
+    BatchSource,
+    BatchStatus,
+    Lead,
+    LeadStatus,
+    Rejection,
+    SuppressionEntry,
+)
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.users import ApiKey, Role, TrustLevel, User
 
@@ -7,6 +16,13 @@ __all__ = [
     "AccountKind",
     "ApiKey",
     "AuditEvent",
+    "Batch",
+    "BatchSource",
+    "BatchStatus",
+    "Lead",
+    "LeadStatus",
+    "Rejection",
+    "SuppressionEntry",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerTransaction",

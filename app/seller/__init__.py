@@ -1,13 +1,28 @@
-"""Seller area: dashboard (batches and payouts arrive with their issues)."""
-from flask import Blueprint, render_template
+"""Seller area: dashboard, batch upload with column mapping, live progress, reports."""
+from flask import (
+    Blueprint, Response, abort, flash, redirect, render_template, request,
+    stream_with_context, url_for,
+)
 from flask_login import current_user
+from sqlalchemy import select
 
 from app.auth.decorators import restrict_blueprint_to
-from app.models import Role
+from app.errors import DomainError
+from app.extensions import db
+from app.models import Batch, Role
+from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger
+from app.services.ingest import pipeline, reports
+from app.services.ingest.fields import FIELDS
+from app.tasks import dispatch, process_batch
 
 bp = Blueprint("seller", __name__)
 restrict_blueprint_to(bp, Role.SELLER)
+
+
+def _recent_batches(limit: int = 50) -> list[Batch]:
+    return db.session.scalars(select(Batch).where(Batch.seller_id == current_user.id)
+                              .order_by(Batch.id.desc()).limit(limit)).all()
 
 
 @bp.route("/")
@@ -16,4 +31,116 @@ def dashboard():
         "seller/dashboard.html",
         balance=ledger.balance_for(current_user),
         statement=ledger.statement_for(current_user, limit=20),
+        batches=_recent_batches(10),
     )
+
+
+@bp.route("/batches")
+def batches():
+    return render_template("seller/batches.html", batches=_recent_batches(200))
+
+
+def _last_terms() -> dict:
+    last = db.session.scalar(select(Batch).where(Batch.seller_id == current_user.id)
+                             .order_by(Batch.id.desc()))
+    if last is None:
+        return {"default_country": "US"}
+    return {"default_country": last.default_country, "cap": last.cap,
+            "floor_price": f"{last.floor_price // 100}.{last.floor_price % 100:02d}"}
+
+
+def _terms(form) -> pipeline.BatchTerms:
+    return pipeline.check_terms(form.default_country.data, form.floor_price.minor_units,
+                                form.cap.data)
+
+
+def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_file: bool):
+    batch = pipeline.create_batch(current_user, token, filename, terms,
+                                  allow_same_file=allow_same_file)
+    db.session.commit()
+    dispatch(process_batch, batch.id)
+    return redirect(url_for("seller.batch_detail", batch_id=batch.id))
+
+
+def _confirm_page(form, preview):
+    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS)
+
+
+@bp.route("/batches/new", methods=["GET", "POST"])
+def upload():
+    form = UploadForm(data=None if request.method == "POST" else _last_terms())
+    if form.validate_on_submit():
+        try:
+            pipeline.check_can_sell(current_user)
+            terms = _terms(form)
+            token = pipeline.stage_upload(current_user, form.file.data.stream)
+            preview = pipeline.inspect_upload(current_user, token)
+            filename = form.file.data.filename or "upload.csv"
+            if preview.unknown or preview.duplicate_of:
+                confirm = ConfirmUploadForm(formdata=None, data={
+                    "token": token, "filename": filename,
+                    "default_country": terms.default_country, "cap": terms.cap,
+                    "floor_price": form.floor_price.data})
+                return _confirm_page(confirm, preview)
+            return _start(token, filename, terms, allow_same_file=False)
+        except DomainError as exc:
+            db.session.rollback()
+            form.file.errors.append(exc.message)
+    return render_template("seller/upload.html", form=form)
+
+
+@bp.route("/batches/confirm", methods=["POST"])
+def confirm_upload():
+    form = ConfirmUploadForm()
+    if not form.validate_on_submit():
+        flash("Please check the batch's terms.", "danger")
+        return redirect(url_for("seller.upload"))
+    token = form.token.data
+    mapping = {request.form.get(f"header_{i}", ""): request.form.get(f"column_{i}", "")
+               for i in range(int(request.form.get("columns", 0)))}
+    try:
+        terms = _terms(form)
+        terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)
+        return _start(token, form.filename.data, terms, form.allow_same_file.data)
+    except DomainError as exc:
+        db.session.rollback()
+        if exc.code in ("duplicate_file", "duplicate_field", "unknown_field"):
+            flash(exc.message, "danger")
+            return _confirm_page(form, pipeline.inspect_upload(current_user, token, mapping))
+        flash(exc.message, "danger")
+        return redirect(url_for("seller.upload"))
+
+
+def _own_batch(batch_id: int) -> Batch:
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or batch.seller_id != current_user.id:
+        abort(404)
+    return batch
+
+
+@bp.route("/batches/<int:batch_id>")
+def batch_detail(batch_id: int):
+    batch = _own_batch(batch_id)
+    return render_template("seller/batch.html", batch=batch, **_report(batch))
+
+
+@bp.route("/batches/<int:batch_id>/progress")
+def batch_progress(batch_id: int):
+    """The report panel; htmx polls it while the batch is processing."""
+    batch = _own_batch(batch_id)
+    return render_template("seller/_batch_report.html", batch=batch, **_report(batch))
+
+
+def _report(batch: Batch) -> dict:
+    if not batch.is_finished:
+        return {"counts": [], "preview": []}
+    return {"counts": reports.rejection_counts(batch),
+            "preview": reports.rejection_preview(batch)}
+
+
+@bp.route("/batches/<int:batch_id>/rejections.csv")
+def batch_rejections(batch_id: int):
+    batch = _own_batch(batch_id)
+    return Response(
+        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})

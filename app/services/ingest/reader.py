@@ -74,14 +74,15 @@ class _Borrowed(io.RawIOBase):
 class CsvSource:
     """An opened upload: its encoding, delimiter, header map, hash and row stream."""
 
-    def __init__(self, text: io.TextIOWrapper, *, encoding: str, delimiter: str,
-                 content_hash: str, size: int, mapping: Mapping[str, str] | None,
-                 max_line_chars: int):
+    def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
+                 delimiter: str, content_hash: str, size: int,
+                 mapping: Mapping[str, str] | None, max_line_chars: int):
         self.encoding = encoding
         self.delimiter = delimiter
         self.content_hash = content_hash  # hex SHA-256 of the raw bytes
         self.size = size
         self._text = text
+        self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
         self._max_line = max_line_chars
         self._apostrophe_seen = False
         self._records = csv.reader(self._lines(), delimiter=delimiter, quotechar='"',
@@ -154,10 +155,20 @@ class CsvSource:
                     record = [_EXCEL_TEXT_NUMBER.sub("", v, count=1) if v[:1] == "'" else v
                               for v in record]
                 yield self._number, record
+            self._bytes_read = self.size
         finally:
             self.close()
 
     __iter__ = rows
+
+    @property
+    def bytes_read(self) -> int:
+        """Raw bytes consumed so far, read-ahead included: for progress reports."""
+        try:
+            self._bytes_read = self._raw.tell() - self._start
+        except ValueError:
+            pass  # closed: the last figure stands
+        return self._bytes_read
 
     def close(self) -> None:
         self._text.close()
@@ -296,7 +307,7 @@ def open_csv(
         text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
         csv.field_size_limit(FIELD_LIMIT)
         try:
-            return CsvSource(text, encoding=encoding, delimiter=delimiter,
+            return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
                              content_hash=content_hash, size=size, mapping=mapping,
                              max_line_chars=max_line_chars)
         except BaseException:

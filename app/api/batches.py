@@ -1,0 +1,104 @@
+"""Sellers' batches and real-time leads (SPEC §11)."""
+from flask import Response, stream_with_context
+from sqlalchemy import select
+
+from app.api import api_user
+from app.api.auth import api_blueprint
+from app.api.schemas import (
+    ApiErrorSchema, BatchFileSchema, BatchSchema, BatchUploadSchema, LeadCreatedSchema,
+    LeadInputSchema,
+)
+from app.errors import Forbidden, NotFound
+from app.extensions import db
+from app.models import Batch
+from app.services.ingest import pipeline, realtime, reports
+from app.tasks import dispatch, process_batch
+
+blp = api_blueprint("api_batches", __name__, description="Sellers: batches and real-time leads")
+
+
+def _visible_batch(batch_id: int) -> Batch:
+    user = api_user()
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or not (user.is_admin or batch.seller_id == user.id):
+        raise NotFound(f"No batch {batch_id} among yours.")
+    return batch
+
+
+def _seller():
+    user = api_user()
+    if not user.is_seller:
+        raise Forbidden("Only sellers can upload leads.", code="not_a_seller")
+    return user
+
+
+def _batch_body(batch: Batch) -> Batch:
+    batch.rejection_counts = dict(reports.rejection_counts(batch))
+    return batch
+
+
+@blp.route("/batches", methods=["POST"])
+@blp.arguments(BatchUploadSchema, location="form")
+@blp.arguments(BatchFileSchema, location="files")
+@blp.response(202, BatchSchema, description="Accepted; poll GET /batches/{id} for progress")
+@blp.alt_response(201, schema=BatchSchema, description="Already processed")
+@blp.alt_response(409, schema=ApiErrorSchema, description="Same file uploaded before")
+@blp.alt_response(422, schema=ApiErrorSchema, description="Not a CSV, no header, bad terms")
+def upload_batch(form, files):
+    """Upload a CSV batch (multipart). Processing continues in the background."""
+    seller = _seller()
+    terms = pipeline.check_terms(form["default_country"], form["floor_price"], form["cap"],
+                                 form["mapping"])
+    upload = files["file"]
+    token = pipeline.stage_upload(seller, upload.stream)
+    try:
+        batch = pipeline.create_batch(seller, token, upload.filename, terms,
+                                      allow_same_file=form["allow_duplicate"])
+        db.session.commit()
+    finally:
+        pipeline.discard_upload(seller, token)
+    dispatch(process_batch, batch.id)
+    db.session.refresh(batch)
+    return _batch_body(batch), 202 if not batch.is_finished else 201
+
+
+@blp.route("/batches", methods=["GET"])
+@blp.response(200, BatchSchema(many=True))
+def list_batches():
+    """The caller's batches, newest first."""
+    user = api_user()
+    return db.session.scalars(select(Batch).where(Batch.seller_id == user.id)
+                              .order_by(Batch.id.desc()).limit(200)).all()
+
+
+@blp.route("/batches/<int:batch_id>")
+@blp.response(200, BatchSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+def get_batch(batch_id: int):
+    """Status, progress and verdict counts of a batch."""
+    return _batch_body(_visible_batch(batch_id))
+
+
+@blp.route("/batches/<int:batch_id>/rejections")
+@blp.response(200, content_type="text/csv", description="row, code, message, original cells")
+@blp.alt_response(404, schema=ApiErrorSchema)
+def get_rejections(batch_id: int):
+    """The rejected rows with their reasons, as CSV to fix and upload again."""
+    batch = _visible_batch(batch_id)
+    return Response(
+        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+
+
+@blp.route("/leads", methods=["POST"])
+@blp.arguments(LeadInputSchema)
+@blp.response(201, LeadCreatedSchema)
+@blp.alt_response(422, schema=ApiErrorSchema, description="The lead's verdict (code, message)")
+def post_lead(payload):
+    """One lead in real time, validated by the same rules as a CSV row."""
+    seller = _seller()
+    terms = pipeline.check_terms(payload.pop("default_country"), payload.pop("floor_price"),
+                                 payload.pop("cap"))
+    lead = realtime.ingest_lead(seller, payload, terms)
+    db.session.commit()
+    return {"id": lead.id, "status": lead.status.value, "cross_seller_duplicate": lead.cross_seller_duplicate, "sales": []}

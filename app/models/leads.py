@@ -1,0 +1,175 @@
+"""Batches, leads, rejected rows and the suppression list (SPEC §3).
+
+Contact fields are stored only encrypted (`*_enc`, AES-GCM); duplicates are found
+through keyed hashes (`email_hash`, `phone_hash`), never by decrypting."""
+import enum
+from datetime import datetime
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import UTCDateTime, enum_column, utcnow
+from app.models.users import User
+
+
+class BatchStatus(str, enum.Enum):
+    PROCESSING = "processing"
+    HELD = "held"  # seller is `new`: waits for a passed spot-check
+    LIVE = "live"  # offered to the matcher
+    REJECTED = "rejected"  # failed its spot-check, or nothing in it was acceptable
+    FAILED = "failed"  # the file could not be processed; nothing of it is kept
+
+
+class BatchSource(str, enum.Enum):
+    UPLOAD = "upload"
+    API = "api"  # single leads posted in real time, grouped per seller and day
+
+
+class LeadStatus(str, enum.Enum):
+    PENDING = "pending"  # its batch is still processing: invisible to everyone
+    HELD = "held"
+    LIVE = "live"
+    DELISTED = "delisted"
+
+
+class Batch(db.Model):
+    __tablename__ = "batches"
+    __table_args__ = (
+        sa.CheckConstraint("cap >= 1", name="cap_positive"),
+        sa.CheckConstraint("floor_price >= 0", name="floor_price_not_negative"),
+        sa.Index("ix_batches_seller_id_content_hash", "seller_id", "content_hash"),
+        sa.UniqueConstraint("seller_id", "api_day"),  # one real-time batch a seller a day
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    source: Mapped[BatchSource] = mapped_column(
+        enum_column(BatchSource, "batch_source"), default=BatchSource.UPLOAD
+    )
+    status: Mapped[BatchStatus] = mapped_column(
+        enum_column(BatchStatus, "batch_status"), default=BatchStatus.PROCESSING, index=True
+    )
+    filename: Mapped[str] = mapped_column(sa.String(255), default="")
+    content_hash: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    file_size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    encoding: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    delimiter: Mapped[Optional[str]] = mapped_column(sa.String(4))
+    default_country: Mapped[str] = mapped_column(sa.String(2))
+    floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    cap: Mapped[int] = mapped_column(sa.Integer, default=1)
+    mapping: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # Progress: rows read so far (the resume point) and the verdict counts.
+    rows_total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rows_processed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    bytes_processed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    accepted: Mapped[int] = mapped_column(sa.Integer, default=0)
+    rejected: Mapped[int] = mapped_column(sa.Integer, default=0)
+    cross_seller_duplicates: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error_code: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    error_message: Mapped[Optional[str]] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Last sign of life of the job processing it: a stale one is resumed elsewhere.
+    heartbeat_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Real-time leads are grouped per seller and UTC day.
+    api_day: Mapped[Optional[str]] = mapped_column(sa.String(10))
+
+    seller: Mapped[User] = relationship()
+
+    @property
+    def progress(self) -> float:
+        """0.0–1.0 by bytes read, the one measure known before the last row."""
+        if self.status is not BatchStatus.PROCESSING:
+            return 1.0
+        if not self.file_size:
+            return 0.0
+        return min(self.bytes_processed / self.file_size, 0.99)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is not BatchStatus.PROCESSING
+
+
+class Lead(db.Model):
+    __tablename__ = "leads"
+    __table_args__ = (
+        sa.CheckConstraint("cap >= 1", name="cap_positive"),
+        sa.CheckConstraint("sold_count >= 0 AND sold_count <= cap", name="sold_within_cap"),
+        sa.CheckConstraint("has_email OR has_phone", name="has_contact"),
+        sa.Index("ix_leads_batch_id_row_number", "batch_id", "row_number"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
+    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    status: Mapped[LeadStatus] = mapped_column(
+        enum_column(LeadStatus, "lead_status"), default=LeadStatus.PENDING, index=True
+    )
+    row_number: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    first_name_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    last_name_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    email_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    phone_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    ip_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    email_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
+    phone_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
+    has_email: Mapped[bool] = mapped_column(default=False)
+    has_phone: Mapped[bool] = mapped_column(default=False)
+
+    age: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    gender: Mapped[str] = mapped_column(sa.String(8), default="unknown")
+    region: Mapped[Optional[str]] = mapped_column(sa.String(8), index=True)
+    country: Mapped[Optional[str]] = mapped_column(sa.String(2))
+    marital_status: Mapped[str] = mapped_column(sa.String(16), default="unknown")
+    employed: Mapped[str] = mapped_column(sa.String(8), default="unknown")
+    interests: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    budget: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    authority: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    need: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    timeframe: Mapped[Optional[str]] = mapped_column(sa.String(255))
+
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source_url: Mapped[str] = mapped_column(sa.Text)
+    consent_text: Mapped[Optional[str]] = mapped_column(sa.Text)
+
+    cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
+    floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    cap: Mapped[int] = mapped_column(sa.Integer, default=1)
+    sold_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    batch: Mapped[Batch] = relationship()
+
+
+class Rejection(db.Model):
+    """A row that did not become a lead, with the reason the seller reads."""
+
+    __tablename__ = "rejections"
+    __table_args__ = (sa.Index("ix_rejections_batch_id_row_number", "batch_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
+    row_number: Mapped[int] = mapped_column(sa.Integer)
+    code: Mapped[str] = mapped_column(sa.String(32), index=True)
+    message: Mapped[str] = mapped_column(sa.Text)
+    # The original cells, encrypted: a rejected row still holds someone's contacts.
+    raw_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class SuppressionEntry(db.Model):
+    """A person who must never be sold: stored only as the keyed hash (SPEC §7)."""
+
+    __tablename__ = "suppression_entries"
+    __table_args__ = (sa.UniqueConstraint("kind", "value_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))  # "email" or "phone"
+    value_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(16))
+    reason: Mapped[str] = mapped_column(sa.String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,51 @@
+from functools import lru_cache
+
+import pycountry
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, NumberRange, ValidationError
+
+from app.formatting import parse_money
+from app.services.ingest.pipeline import MAX_CAP
+
+
+@lru_cache(maxsize=1)
+def country_choices() -> list[SelectChoice]:
+    countries = sorted(pycountry.countries, key=lambda c: c.name)
+    return [SelectChoice(c.alpha_2, f"{c.name} ({c.alpha_2})") for c in countries]
+
+
+class BatchTermsForm(FlaskForm):
+    default_country = SelectField(
+        "Country of numbers without a +prefix", validators=[DataRequired()],
+        description="Phone numbers written without a country code are read as this country's.")
+    floor_price = StringField(
+        "Floor price per lead", default="0.00",
+        description="No lead of this batch is sold below this price.")
+    cap = IntegerField(
+        "Buyers per lead", default=1, validators=[NumberRange(min=1, max=MAX_CAP)],
+        description="1 = exclusive: each lead goes to one buyer only. Shared leads sell for less.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_country.choices = country_choices()
+
+    def validate_floor_price(self, field):
+        try:
+            field.minor_units = parse_money(field.data or "0")
+        except ValueError as exc:
+            raise ValidationError(str(exc))
+
+
+class UploadForm(BatchTermsForm):
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")],
+                     description="UTF-8, Windows-1251 or Latin-1; comma, semicolon or tab "
+                                 "separated; a header row first.")
+
+
+class ConfirmUploadForm(BatchTermsForm):
+    token = HiddenField(validators=[DataRequired()])
+    filename = HiddenField()
+    allow_same_file = BooleanField("Yes, create a second batch from this same file")

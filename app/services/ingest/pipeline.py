@@ -1,0 +1,430 @@
+"""From an uploaded file to leads and rejections (SPEC §3).
+
+`create_batch` checks the file and the terms and refuses a bad file before anything
+is stored; `process_batch` (a background job) streams the file in chunks: rows are
+validated, normalised and encrypted in worker processes (both cores), while this
+process checks duplicates and the suppression list in bulk and stores each chunk
+with its progress in one transaction. Leads stay `pending` (invisible) until the
+whole file is done, so a batch is either complete or not there: a failure removes
+what the run stored, and a crashed run resumes from its last committed chunk.
+"""
+import dataclasses
+import itertools
+import json
+import logging
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Optional
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.errors import Conflict, DomainError, Forbidden, ValidationFailed
+from app.extensions import db
+from app.models import (
+    Batch,
+    BatchSource,
+    BatchStatus,
+    Lead,
+    LeadStatus,
+    Rejection,
+    SuppressionEntry,
+    TrustLevel,
+    User,
+)
+from app.models.types import utcnow
+from app.services.crypto import ContactVault, vault_from_config
+from app.services.ingest import workers
+from app.services.ingest.reader import UnreadableFile, open_csv
+from app.services.ingest.validate import RowContext, verdict_message
+
+log = logging.getLogger(__name__)
+
+MAX_CAP = 20
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    default_country: str
+    floor_price: int
+    cap: int
+    mapping: dict[str, str]
+
+
+def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTerms:
+    """The batch's terms, or ValidationFailed naming the field that is wrong."""
+    import pycountry
+
+    country = (default_country or "").strip().upper()
+    if len(country) != 2 or pycountry.countries.get(alpha_2=country) is None:
+        raise ValidationFailed(
+            f"“{default_country}” is not a two-letter country code such as RU, ES or US.",
+            code="invalid_default_country", details={"field": "default_country"})
+    try:
+        floor_price = int(floor_price)
+        cap = int(cap)
+    except (TypeError, ValueError):
+        raise ValidationFailed("The floor price and the cap must be whole numbers.",
+                               code="invalid_terms", details={"field": "floor_price"})
+    if floor_price < 0:
+        raise ValidationFailed("The floor price cannot be negative.", code="invalid_terms",
+                               details={"field": "floor_price"})
+    if not 1 <= cap <= MAX_CAP:
+        raise ValidationFailed(f"The cap must be between 1 (exclusive) and {MAX_CAP}.",
+                               code="invalid_terms", details={"field": "cap"})
+    if isinstance(mapping, str):
+        try:
+            mapping = json.loads(mapping) if mapping.strip() else {}
+        except ValueError:
+            raise ValidationFailed("The mapping must be a JSON object of header → field.",
+                                   code="invalid_mapping", details={"field": "mapping"})
+    if mapping is not None and not isinstance(mapping, dict):
+        raise ValidationFailed("The mapping must be a JSON object of header → field.",
+                               code="invalid_mapping", details={"field": "mapping"})
+    return BatchTerms(country, floor_price, cap, {str(k): str(v or "") for k, v in (mapping or {}).items()})
+
+
+def check_can_sell(seller: User) -> None:
+    if not seller.is_seller:
+        raise Forbidden("Only sellers can upload leads.", code="not_a_seller")
+    if seller.trust_level is TrustLevel.SUSPENDED:
+        raise Forbidden("Your account is suspended, so uploads are paused. Contact us to "
+                        "review it.", code="seller_suspended")
+
+
+def upload_dir() -> Path:
+    path = Path(current_app.config["UPLOAD_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload_path(batch: Batch) -> Path:
+    return upload_dir() / f"batch-{batch.id}.csv"
+
+
+def _staged_path(seller: User, token: str) -> Path:
+    if not token.isalnum():
+        raise ValidationFailed("Unknown upload.", code="unknown_upload")
+    return upload_dir() / f"staged-{seller.id}-{token}.csv"
+
+
+@dataclass(frozen=True)
+class UploadPreview:
+    """What the seller sees before a batch starts: how we read the file."""
+
+    token: str
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    fields: list[Optional[str]]
+    unknown: list[str]
+    sample: list[list[str]]
+    content_hash: str
+    size: int
+    duplicate_of: Optional[Batch]
+
+
+def stage_upload(seller: User, stream: BinaryIO) -> str:
+    """Keep the uploaded bytes on disk under a token until the seller confirms."""
+    check_can_sell(seller)
+    token = secrets.token_hex(16)
+    with open(_staged_path(seller, token), "wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    return token
+
+
+def inspect_upload(seller: User, token: str, mapping: Optional[dict] = None) -> UploadPreview:
+    """Read the staged file's shape, or raise UnreadableFile and forget it."""
+    path = _staged_path(seller, token)
+    if not path.exists():
+        raise ValidationFailed("This upload has expired; please choose the file again.",
+                               code="unknown_upload")
+    try:
+        with open_csv(path, mapping=mapping or {}) as source:
+            sample = [values for _, values in itertools.islice(source.rows(), 5)]
+            preview = UploadPreview(
+                token, source.encoding, source.delimiter, list(source.headers),
+                list(source.header_map.fields), list(source.header_map.unknown), sample,
+                source.content_hash, source.size, None)
+    except UnreadableFile:
+        path.unlink(missing_ok=True)
+        raise
+    earlier = db.session.scalar(
+        sa.select(Batch).where(Batch.seller_id == seller.id,
+                               Batch.content_hash == preview.content_hash,
+                               Batch.status != BatchStatus.FAILED).order_by(Batch.id.desc()))
+    return dataclasses.replace(preview, duplicate_of=earlier)
+
+
+def discard_upload(seller: User, token: str) -> None:
+    _staged_path(seller, token).unlink(missing_ok=True)
+
+
+def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
+                 *, allow_same_file: bool = False) -> Batch:
+    """Turn a staged upload into a queued batch, or raise and create nothing.
+
+    The file is checked first (encoding, delimiter, a usable header, the mapping), so a
+    file that is not a CSV never becomes a batch. The same file uploaded twice raises
+    Conflict("duplicate_file") unless the seller confirmed it (`allow_same_file`).
+    """
+    check_can_sell(seller)
+    preview = inspect_upload(seller, token, terms.mapping)
+    if preview.duplicate_of is not None and not allow_same_file:
+        earlier = preview.duplicate_of
+        raise Conflict(
+            f"You uploaded this same file before (batch #{earlier.id}, "
+            f"{earlier.created_at:%Y-%m-%d %H:%M} UTC). Upload it again only if you mean "
+            "to create a second batch.", code="duplicate_file",
+            details={"batch_id": earlier.id})
+    batch = Batch(
+        seller_id=seller.id, source=BatchSource.UPLOAD, status=BatchStatus.PROCESSING,
+        filename=(filename or "upload.csv")[:255], content_hash=preview.content_hash,
+        file_size=preview.size, encoding=preview.encoding, delimiter=preview.delimiter,
+        default_country=terms.default_country, floor_price=terms.floor_price, cap=terms.cap,
+        mapping={"columns": terms.mapping, "headers": preview.headers,
+                 "unmapped": preview.unknown},
+    )
+    db.session.add(batch)
+    db.session.flush()
+    _staged_path(seller, token).rename(upload_path(batch))
+    return batch
+
+
+def process_batch(batch_id: int) -> None:
+    """Run (or resume) a batch to its end; a failure leaves no half batch."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or batch.status is not BatchStatus.PROCESSING:
+        return  # finished already: a redelivered job changes nothing
+    path = upload_path(batch)
+    try:
+        if not path.exists():
+            raise DomainError("The uploaded file is no longer on the server; upload it again.",
+                              code="file_missing")
+        _run(batch, path)
+    except Exception as exc:
+        db.session.rollback()
+        _fail(batch_id, exc)
+        if not isinstance(exc, DomainError):
+            raise
+    path.unlink(missing_ok=True)
+
+
+def _run(batch: Batch, path: Path) -> None:
+    batch.started_at = batch.started_at or utcnow()
+    batch.heartbeat_at = utcnow()
+    db.session.commit()
+    ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
+    chunk_rows = current_app.config["INGEST_CHUNK_ROWS"]
+    pool = workers.pool_for(current_app.config)
+    resume_after = batch.rows_processed
+    with open_csv(path, mapping=batch.mapping.get("columns") or {}) as source:
+        picked = ((number, source.header_map.pick(values), values)
+                  for number, values in source.rows() if number > resume_after)
+        chunks = _chunks(picked, chunk_rows)
+        for chunk, validated in pool.map_chunks(chunks, ctx):
+            raw_rows = [raw for _, _, raw in chunk]
+            _store_chunk(batch, validated, raw_rows, source.bytes_read)
+    _finish(batch)
+
+
+def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An existing lead with the same contact."""
+
+    batch_id: int
+    seller_id: int
+    row_number: int
+
+
+def _existing_by_hash(column, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
+    found: dict[bytes, Holder] = {}
+    hashes = list(hashes)
+    for start in range(0, len(hashes), 500):
+        rows = db.session.execute(
+            sa.select(column, Lead.batch_id, Lead.seller_id, Lead.row_number)
+            .where(column.in_(hashes[start:start + 500])))
+        for value, batch_id, holder_seller, row_number in rows:
+            value = bytes(value)
+            # The seller's own copy decides the verdict, so it wins over other sellers'.
+            if value not in found or holder_seller == seller_id:
+                found[value] = Holder(batch_id, holder_seller, row_number)
+    return found
+
+
+def _suppressed(kind: str, hashes: set[bytes]) -> set[bytes]:
+    if not hashes:
+        return set()
+    return {bytes(h) for h in db.session.scalars(
+        sa.select(SuppressionEntry.value_hash).where(
+            SuppressionEntry.kind == kind, SuppressionEntry.value_hash.in_(list(hashes))))}
+
+
+@dataclass
+class DedupeIndex:
+    """What a chunk's contacts collide with: existing leads and the suppression list."""
+
+    batch_id: int
+    seller_id: int
+    by_email: dict[bytes, Holder]
+    by_phone: dict[bytes, Holder]
+    suppressed_emails: set[bytes]
+    suppressed_phones: set[bytes]
+
+    @classmethod
+    def for_rows(cls, rows: list, batch_id: int, seller_id: int) -> "DedupeIndex":
+        emails = {r.email_hash for r in rows if r.email_hash}
+        phones = {r.phone_hash for r in rows if r.phone_hash}
+        return cls(batch_id, seller_id,
+                   _existing_by_hash(Lead.email_hash, emails, seller_id),
+                   _existing_by_hash(Lead.phone_hash, phones, seller_id),
+                   _suppressed("email", emails), _suppressed("phone", phones))
+
+    def verdict(self, row) -> tuple[Optional[str], Optional[str], bool]:
+        """(rejection code, its message, is a cross-seller duplicate)."""
+        if row.email_hash in self.suppressed_emails or row.phone_hash in self.suppressed_phones:
+            return "suppressed", verdict_message("suppressed"), False
+        holders = [h for h in (self.by_email.get(row.email_hash),
+                               self.by_phone.get(row.phone_hash)) if h]
+        for holder in holders:
+            if holder.batch_id == self.batch_id:
+                return ("duplicate_in_batch",
+                        verdict_message("duplicate_in_batch", first_row=holder.row_number), False)
+        if any(h.seller_id == self.seller_id for h in holders):
+            return "duplicate_own", verdict_message("duplicate_own"), False
+        return None, None, bool(holders)
+
+    def remember(self, row) -> None:
+        holder = Holder(self.batch_id, self.seller_id, row.row_number)
+        if row.email_hash:
+            self.by_email.setdefault(row.email_hash, holder)
+        if row.phone_hash:
+            self.by_phone.setdefault(row.phone_hash, holder)
+
+
+def _store_chunk(batch: Batch, rows: list, raw_rows: list[list[str]], bytes_read: int) -> None:
+    index = DedupeIndex.for_rows([r for r in rows if r.accepted], batch.id, batch.seller_id)
+    leads, rejections = [], []
+    cross = 0
+    for row, raw in zip(rows, raw_rows):
+        code, message, is_cross = row.code, row.message, False
+        if row.accepted:
+            code, message, is_cross = index.verdict(row)
+            if code is not None:
+                row.raw_enc = vault().encrypt(json.dumps(raw, ensure_ascii=False))
+        if code is None:
+            index.remember(row)
+            cross += is_cross
+            leads.append(_lead_values(batch, row, is_cross))
+        else:
+            rejections.append({"batch_id": batch.id, "row_number": row.row_number,
+                               "code": code, "message": message, "raw_enc": row.raw_enc})
+    previous, last_row = batch.rows_processed, rows[-1].row_number
+    # The conditional update is the run's claim on the batch: a second worker resumed
+    # from the same checkpoint loses here and stops instead of storing rows twice.
+    claimed = db.session.execute(
+        sa.update(Batch).where(Batch.id == batch.id, Batch.rows_processed == previous,
+                               Batch.status == BatchStatus.PROCESSING)
+        .values(rows_processed=last_row, bytes_processed=bytes_read, heartbeat_at=utcnow(),
+                rows_total=Batch.rows_total + len(rows), accepted=Batch.accepted + len(leads),
+                rejected=Batch.rejected + len(rejections),
+                cross_seller_duplicates=Batch.cross_seller_duplicates + cross)
+        .execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        raise Conflict("Another worker is processing this batch.", code="batch_taken")
+    if leads:
+        db.session.execute(sa.insert(Lead), leads)
+    if rejections:
+        db.session.execute(sa.insert(Rejection), rejections)
+    db.session.commit()
+    db.session.refresh(batch)
+
+
+def _lead_values(batch: Batch, row, is_cross: bool) -> dict:
+    lead = row.lead
+    return {
+        "batch_id": batch.id, "seller_id": batch.seller_id, "status": LeadStatus.PENDING,
+        "row_number": row.row_number,
+        "first_name_enc": row.first_name_enc, "last_name_enc": row.last_name_enc,
+        "email_enc": row.email_enc, "phone_enc": row.phone_enc, "ip_enc": row.ip_enc,
+        "email_hash": row.email_hash, "phone_hash": row.phone_hash,
+        "has_email": row.email_hash is not None, "has_phone": row.phone_hash is not None,
+        "age": lead.age, "gender": lead.gender, "region": lead.region, "country": lead.country,
+        "marital_status": lead.marital_status, "employed": lead.employed,
+        "interests": list(lead.interests), "budget": lead.budget, "authority": lead.authority,
+        "need": lead.need, "timeframe": lead.timeframe, "consent_at": lead.consent_at,
+        "source_url": lead.source_url, "consent_text": lead.consent_text,
+        "cross_seller_duplicate": is_cross, "floor_price": batch.floor_price,
+        "cap": batch.cap, "sold_count": 0, "created_at": utcnow(),
+    }
+
+
+def listing_status_for(seller: User) -> tuple[BatchStatus, LeadStatus]:
+    if seller.trust_level is TrustLevel.VERIFIED:
+        return BatchStatus.LIVE, LeadStatus.LIVE
+    return BatchStatus.HELD, LeadStatus.HELD
+
+
+def _finish(batch: Batch) -> None:
+    if batch.accepted == 0:
+        batch_status, lead_status = BatchStatus.REJECTED, None
+        batch.error_code = "nothing_accepted"
+        batch.error_message = ("No row of this file was accepted; download the rejected rows "
+                               "to see why." if batch.rows_total else "The file has no data rows.")
+    else:
+        batch_status, lead_status = listing_status_for(batch.seller)
+    if lead_status is not None:
+        db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id)
+                           .values(status=lead_status).execution_options(synchronize_session=False))
+    batch.status = batch_status
+    batch.finished_at = utcnow()
+    db.session.commit()
+
+
+def _fail(batch_id: int, exc: Exception) -> None:
+    """Remove whatever the run stored and say why, in the seller's words where we can."""
+    db.session.execute(sa.delete(Lead).where(Lead.batch_id == batch_id))
+    db.session.execute(sa.delete(Rejection).where(Rejection.batch_id == batch_id))
+    batch = db.session.get(Batch, batch_id)
+    batch.status = BatchStatus.FAILED
+    batch.finished_at = utcnow()
+    if isinstance(exc, DomainError):
+        batch.error_code, batch.error_message = exc.code, exc.message
+    else:
+        log.exception("batch %s failed", batch_id)
+        batch.error_code = "internal_error"
+        batch.error_message = "Processing stopped on an error on our side; nothing of the file was kept. Please upload it again."
+    db.session.commit()
+
+
+def stalled_batches(older_than_seconds: int) -> list[int]:
+    """Batches still `processing` whose last progress is older than the limit."""
+    from datetime import timedelta
+
+    limit = utcnow() - timedelta(seconds=older_than_seconds)
+    return list(db.session.scalars(
+        sa.select(Batch.id).where(Batch.status == BatchStatus.PROCESSING,
+                                  sa.func.coalesce(Batch.heartbeat_at, Batch.created_at) < limit)))
+
+
+def vault() -> ContactVault:
+    cache = current_app.extensions.setdefault("contact_vault", {})
+    key = current_app.config["CONTACT_ENCRYPTION_KEY"]
+    if key not in cache:
+        cache[key] = vault_from_config(current_app.config)
+    return cache[key]

@@ -1,0 +1,39 @@
+"""What a seller reads about a batch: verdict counts and the rejected rows."""
+import json
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Batch, Rejection
+from app.services.exports import csv_lines
+from app.services.ingest.pipeline import vault
+
+
+def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
+    """(code, rows) for the batch, most frequent first."""
+    return db.session.execute(
+        sa.select(Rejection.code, sa.func.count()).where(Rejection.batch_id == batch.id)
+        .group_by(Rejection.code).order_by(sa.func.count().desc(), Rejection.code)).all()
+
+
+def rejection_preview(batch: Batch, limit: int = 20) -> list[Rejection]:
+    return db.session.scalars(
+        sa.select(Rejection).where(Rejection.batch_id == batch.id)
+        .order_by(Rejection.row_number).limit(limit)).all()
+
+
+def rejections_csv(batch: Batch) -> Iterator[str]:
+    """Row number, code, message and the original row, to fix and upload again."""
+    headers = list(batch.mapping.get("headers") or [])
+    decrypt = vault().decrypt
+
+    def rows():
+        query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message,
+                           Rejection.raw_enc)
+                 .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
+        for number, code, message, raw_enc in db.session.execute(
+                query.execution_options(yield_per=2000)):
+            yield [number, code, message, *json.loads(decrypt(raw_enc))]
+
+    return csv_lines(["row", "code", "message", *headers], rows())

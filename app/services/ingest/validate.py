@@ -1,0 +1,450 @@
+"""Row validation and normalisation (SPEC §3): one CSV row in, one verdict out.
+
+Pure functions, no database: duplicates and suppression are checked later by the
+pipeline, but every verdict text lives here (`VERDICTS`). `validate_row` runs in
+worker processes, so its context is a small picklable value and every expensive
+lookup is cached per process.
+
+Speed: the phone and email libraries cost ~25 µs a call, more than everything else in
+a row together. Both have fast paths for the common shapes that are exact re-statements
+of the library's own rules (for phones, checked against the library's own metadata);
+when a fast path is unsure it declines and the library decides. A differential test
+(tests/unit/test_ingest_fastpaths.py) holds them to that.
+"""
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneMetadata
+
+from app.services.ingest.fields import (
+    EMPLOYED, GENDERS, MARITAL_STATUSES, resolve_country, resolve_region, text_key,
+)
+
+MIN_AGE, MAX_AGE = 18, 100
+CLOCK_SKEW = timedelta(minutes=5)
+
+# Machine code -> human sentence. Placeholders are filled by `verdict_message`.
+VERDICTS: dict[str, str] = {
+    "no_contact": "The row has neither an email address nor a phone number.",
+    "invalid_email": "The email “{value}” is not a valid email address.",
+    "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
+                     "+country prefix are read as {country}).",
+    "no_consent": "The row has no usable consent evidence: {reason}.",
+    "consent_in_future": "The consent time “{value}” is in the future.",
+    "implausible_age": "The {field} “{value}” {problem}; leads must be 18 to 100 years old.",
+    "unknown_region": "The {field} “{value}” is not one we recognise; use its name or ISO "
+                      "code (such as RU-MOW, US-CA or ES).",
+    "duplicate_in_batch": "This lead repeats row {first_row} of the same file.",
+    "duplicate_own": "You have already uploaded this lead in an earlier batch.",
+    "suppressed": "This person is on the suppression list and must not be contacted.",
+}
+# Accepted, but marked: counts against the batch's risk (SPEC §7).
+FLAGS: dict[str, str] = {
+    "cross_seller_duplicate": "Another seller already holds this lead.",
+}
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def verdict_message(code: str, **values) -> str:
+    return VERDICTS[code].format(**{k: _shown(str(v)) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What a row's verdict depends on besides the row: picklable and cheap."""
+
+    default_country: str  # ISO alpha-2, for phone numbers without a prefix
+    now: datetime  # aware; consent times after now + CLOCK_SKEW are refused
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("RowContext.now must be timezone-aware")
+        object.__setattr__(self, "default_country", self.default_country.strip().upper())
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedLead:
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None  # E.164
+    age: int | None
+    birth_date: date | None
+    gender: str  # f / m / other / unknown
+    region: str | None  # ISO 3166-2
+    country: str  # ISO alpha-2
+    marital_status: str
+    employed: str  # yes / no / unknown
+    interests: list[str]
+    budget: str | None
+    authority: str | None
+    need: str | None
+    timeframe: str | None
+    consent_at: datetime  # aware, UTC
+    source_url: str
+    consent_text: str | None
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    lead: NormalisedLead | None
+    code: str | None = None  # None when accepted
+    message: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.lead is not None
+
+
+def _reject(code: str, **values) -> RowResult:
+    return RowResult(None, code, verdict_message(code, **values))
+
+
+# --- email ------------------------------------------------------------------------
+# A dot-atom of plain characters at a hostname ending in a letters-only TLD: the
+# library accepts all of these unchanged (bar the checks in email_fast_path).
+_EMAIL_FAST = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+
+
+def email_fast_path(raw: str) -> str | None:
+    """The lower-cased address if it is plainly valid, else None (ask the library)."""
+    if len(raw) > 254 or not _EMAIL_FAST.fullmatch(raw):
+        return None
+    local, _, domain = raw.rpartition("@")
+    # Long local parts, R-LDH labels ("ab--c") and special-use TLDs: library decides.
+    if len(local) > 64 or "--" in domain or domain[domain.rfind(".") + 1 :].lower() in _SPECIAL_TLDS:
+        return None
+    return raw.lower()
+
+
+def normalise_email(raw: str) -> str | None:
+    """Lower-cased, syntax-checked address (no network), or None if invalid."""
+    fast = email_fast_path(raw)
+    if fast is not None:
+        return fast
+    if len(raw) > 1000:  # far past the 254-character limit; spare the library the work
+        return None
+    try:
+        return validate_email(raw, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+# --- phone ------------------------------------------------------------------------
+FAST_PHONE_REGIONS = ("RU", "US", "ES", "GB", "DE")
+_PHONE_SHAPE = re.compile(r"\+?[0-9 ().-]{4,40}")
+_PHONE_PUNCT = str.maketrans("", "", " ().-+")
+
+
+@dataclass(frozen=True)
+class _PhonePlan:
+    """One region's numbering rules, taken from phonenumbers' own metadata."""
+
+    region: str
+    cc: str
+    max_length: int
+    general: re.Pattern
+    general_lengths: frozenset[int]
+    types: tuple[tuple[frozenset[int], re.Pattern], ...]
+    national_prefix: re.Pattern | None
+    idd: re.Pattern
+    leading: re.Pattern | None
+
+    def valid(self, nsn: str) -> bool:
+        """phonenumbers' is_valid_number for a national number of this region."""
+        n = len(nsn)
+        if n not in self.general_lengths or not self.general.fullmatch(nsn):
+            return False
+        if self.leading is not None and not self.leading.match(nsn):
+            return False  # the number belongs to another region sharing the code
+        return any((not lengths or n in lengths) and pattern.fullmatch(nsn)
+                   for lengths, pattern in self.types)
+
+
+def _plan(region: str) -> _PhonePlan:
+    md = PhoneMetadata.metadata_for_region(region)
+    # The shortcuts below hold only for a code's main region without prefix rewriting.
+    assert phonenumbers.COUNTRY_CODE_TO_REGION_CODE[md.country_code][0] == region
+    assert not md.national_prefix_transform_rule
+    descs = (md.mobile, md.fixed_line, md.toll_free, md.premium_rate, md.shared_cost,
+             md.voip, md.personal_number, md.pager, md.uan, md.voicemail)
+    return _PhonePlan(
+        region=region,
+        cc=str(md.country_code),
+        max_length=max(md.general_desc.possible_length),
+        general=re.compile(md.general_desc.national_number_pattern),
+        general_lengths=frozenset(md.general_desc.possible_length),
+        types=tuple((frozenset(d.possible_length), re.compile(d.national_number_pattern))
+                    for d in descs if d is not None and d.national_number_pattern),
+        national_prefix=(re.compile(md.national_prefix_for_parsing)
+                         if md.national_prefix_for_parsing else None),
+        idd=re.compile(md.international_prefix),
+        leading=re.compile(md.leading_digits) if md.leading_digits else None,
+    )
+
+
+_PLANS = {region: _plan(region) for region in FAST_PHONE_REGIONS}
+_PLANS_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
+
+
+def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
+    """(E.164, region) for common shapes of a few countries, else None (ask the library).
+
+    Mirrors phonenumbers.parse: a leading + and country code; else, for the default
+    region, its country code without + when the library would strip it, or its
+    national prefix (8, 0, 1), or a bare national number.
+    """
+    if not _PHONE_SHAPE.fullmatch(raw):
+        return None
+    digits = raw.translate(_PHONE_PUNCT)
+    if raw[0] == "+":
+        plan = _PLANS_BY_CC.get(digits[:1]) or _PLANS_BY_CC.get(digits[:2])
+        if plan is None:
+            return None
+        nsn = digits[len(plan.cc):]
+    else:
+        plan = _PLANS.get(region)  # type: ignore[arg-type]
+        if plan is None or plan.idd.match(digits):
+            return None
+        nsn, prefix = digits, plan.national_prefix
+        rest = digits[len(plan.cc):] if digits.startswith(plan.cc) else None
+        if rest is not None and prefix is not None and prefix.match(rest):
+            return None
+        if rest is not None and (
+            (not plan.general.fullmatch(digits) and plan.general.fullmatch(rest))
+            or len(digits) > plan.max_length
+        ):
+            nsn = rest  # the library reads the default country's code without "+"
+        elif prefix is not None and (found := prefix.match(digits)):
+            nsn = digits[found.end():]
+    if nsn[:1] == "0" or (plan.national_prefix and plan.national_prefix.match(nsn)):
+        return None  # the library would strip a national prefix here: let it
+    if not plan.valid(nsn):
+        return None
+    return f"+{plan.cc}{nsn}", plan.region
+
+
+def normalise_phone(raw: str, region: str | None) -> tuple[str, str | None] | None:
+    """(E.164, region of the number) or None if it is not a valid number."""
+    fast = phone_fast_path(raw, region)
+    if fast is not None:
+        return fast
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    found = phonenumbers.region_code_for_number(number)
+    return (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+            found if found and found.isalpha() else None)
+
+
+# --- dates, URLs, the rest ---------------------------------------------------------
+_UNIX = re.compile(r"(\d{9,10}|\d{12,13})(?:\.\d+)?")
+_DMY = re.compile(
+    r"(\d{1,2})([./-])(\d{1,2})\2(\d{4})(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+)
+_YMD_SLASH = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+_AGE = re.compile(r"(\d{1,3})(?:[.,]0+)?\s*(?:years?|yrs?|y|лет|год|года|años|anos)?", re.I)
+_BARE_URL = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#:]\S*)?", re.I)
+_INTEREST_SEPARATORS = re.compile(r"[;,|]")
+
+
+def parse_timestamp(raw: str, *, month_first: bool = False) -> datetime | None:
+    """An aware UTC datetime from ISO-8601, d.m.Y [H:M[:S]], Y/m/d or unix time.
+
+    Times without a zone are taken as UTC. `month_first` reads an ambiguous
+    01/02/2024 the American way.
+    """
+    value = raw.strip()
+    if _UNIX.fullmatch(value):
+        seconds = float(value) / (1000 if len(value.split(".")[0]) > 10 else 1)
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = _parse_numeric_date(value, month_first)
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _parse_numeric_date(value: str, month_first: bool) -> datetime | None:
+    if found := _DMY.fullmatch(value):
+        first, sep, second, year, hour, minute, sec = found.groups()
+        day, month = int(first), int(second)
+        if sep == "/" and (int(second) > 12 or (month_first and int(first) <= 12)):
+            day, month = int(second), int(first)
+        parts = (int(year), month, day)
+    elif found := _YMD_SLASH.fullmatch(value):
+        year, month, day, hour, minute, sec = found.groups()
+        parts = (int(year), int(month), int(day))
+    else:
+        return None
+    try:
+        return datetime(*parts, int(hour or 0), int(minute or 0), int(sec or 0))
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def normalise_url(raw: str) -> str | None:
+    """An http(s) URL with a real host; a bare `site.com/form` gets https://."""
+    value = raw.strip()
+    if "://" not in value:
+        if not _BARE_URL.fullmatch(value):
+            return None
+        value = "https://" + value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host or any(c.isspace() for c in value):
+        return None
+    if "." not in host and ":" not in host:  # a dotless name is not a public page
+        return None
+    return value
+
+
+def _ip(raw: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        return None  # optional evidence: a garbled address is dropped, not fatal
+
+
+def _text(raw: str | None) -> str | None:
+    """Trimmed, inner whitespace collapsed; None when empty."""
+    return " ".join(raw.split()) or None if raw else None
+
+
+def _age_from_birth(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _interests(raw: str | None) -> list[str]:
+    if not raw:
+        return []
+    items = (" ".join(part.split()).lower() for part in _INTEREST_SEPARATORS.split(raw))
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
+    """The verdict for one row of field -> raw text (missing fields count as empty).
+
+    Checks run in a fixed order, so a row gets the first verdict that applies:
+    contact, then consent, then age, then region.
+    """
+    get = values.get
+    email_raw = (get("email") or "").strip()
+    phone_raw = (get("phone") or "").strip()
+    if not email_raw and not phone_raw:
+        return _reject("no_contact")
+
+    email = None
+    if email_raw and (email := normalise_email(email_raw)) is None:
+        return _reject("invalid_email", value=email_raw)
+
+    # Place comes before the phone: a row's own country says how to read its number.
+    bad_place: tuple[str, str] | None = None
+    country = region = None
+    if country_raw := (get("country") or "").strip():
+        if (country := resolve_country(country_raw)) is None:
+            bad_place = ("country", country_raw)
+    if (region_raw := (get("region") or "").strip()) and bad_place is None:
+        if (region := resolve_region(region_raw, country, ctx.default_country)) is None:
+            bad_place = ("region", region_raw)
+    home = country or (region[:2] if region else ctx.default_country)
+
+    phone = phone_country = None
+    if phone_raw:
+        parsed = normalise_phone(phone_raw, home)
+        if parsed is None:
+            return _reject("invalid_phone", value=phone_raw, country=home)
+        phone, phone_country = parsed
+
+    month_first = home == "US"
+    consent_raw = (get("consent_at") or "").strip()
+    if not consent_raw:
+        return _reject("no_consent", reason="the consent time (consent_at) is empty")
+    consent_at = parse_timestamp(consent_raw, month_first=month_first)
+    if consent_at is None:
+        return _reject("no_consent", reason=f"the consent time “{_shown(consent_raw, 40)}” "
+                       "is not a date and time we can read")
+    if consent_at > ctx.now + CLOCK_SKEW:
+        return _reject("consent_in_future", value=consent_raw)
+    url_raw = (get("source_url") or "").strip()
+    if not url_raw:
+        return _reject("no_consent", reason="the consent page (source_url) is empty")
+    source_url = normalise_url(url_raw)
+    if source_url is None:
+        return _reject("no_consent", reason=f"the consent page “{_shown(url_raw, 40)}” is "
+                       "not a web address")
+
+    age = born = None
+    if birth_raw := (get("birth_date") or "").strip():
+        stamp = parse_timestamp(birth_raw, month_first=month_first)
+        if stamp is None:
+            return _reject("implausible_age", field="birth date", value=birth_raw,
+                           problem="is not a date we can read")
+        born = stamp.date()
+        if born > ctx.now.date():
+            return _reject("implausible_age", field="birth date", value=birth_raw,
+                           problem="is in the future")
+        age = _age_from_birth(born, ctx.now.date())
+        if not MIN_AGE <= age <= MAX_AGE:
+            return _reject("implausible_age", field="birth date", value=birth_raw,
+                           problem=f"gives an age of {age}")
+    elif age_raw := (get("age") or "").strip():
+        found = _AGE.fullmatch(age_raw)
+        if found is None:
+            return _reject("implausible_age", field="age", value=age_raw,
+                           problem="is not a number")
+        age = int(found.group(1))
+        if not MIN_AGE <= age <= MAX_AGE:
+            return _reject("implausible_age", field="age", value=age_raw,
+                           problem="is out of range")
+
+    if bad_place is not None:
+        return _reject("unknown_region", field=bad_place[0], value=bad_place[1])
+
+    return RowResult(NormalisedLead(
+        first_name=_text(get("first_name")),
+        last_name=_text(get("last_name")),
+        email=email,
+        phone=phone,
+        age=age,
+        birth_date=born,
+        gender=GENDERS.get(text_key(get("gender") or ""), "unknown"),
+        region=region,
+        country=country or (region[:2] if region else None) or phone_country or ctx.default_country,
+        marital_status=MARITAL_STATUSES.get(text_key(get("marital_status") or ""), "unknown"),
+        employed=EMPLOYED.get(text_key(get("employed") or ""), "unknown"),
+        interests=_interests(get("interests")),
+        budget=_text(get("budget")),
+        authority=_text(get("authority")),
+        need=_text(get("need")),
+        timeframe=_text(get("timeframe")),
+        consent_at=consent_at,
+        source_url=source_url,
+        consent_text=_text(get("consent_text")),
+        ip=_ip(ip_raw) if (ip_raw := get("ip")) else None,
+    ))
