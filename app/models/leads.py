@@ -157,8 +157,9 @@ class Rejection(db.Model):
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
     row_number: Mapped[int] = mapped_column(sa.Integer)
     code: Mapped[str] = mapped_column(sa.String(32), index=True)
-    message: Mapped[str] = mapped_column(sa.Text)
-    # The original cells, encrypted: a rejected row still holds someone's contacts.
+    # Encrypted like the original cells: a rejected row still holds someone's contacts,
+    # and the message quotes the offending value.
+    message_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     raw_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 

@@ -332,7 +332,8 @@ def _store_chunk(batch: Batch, rows: list, raw_rows: list[list[str]], bytes_read
             leads.append(_lead_values(batch, row, is_cross))
         else:
             rejections.append({"batch_id": batch.id, "row_number": row.row_number,
-                               "code": code, "message": message, "raw_enc": row.raw_enc})
+                               "code": code, "message_enc": vault().encrypt(message),
+                               "raw_enc": row.raw_enc})
     previous, last_row = batch.rows_processed, rows[-1].row_number
     # The conditional update is the run's claim on the batch: a second worker resumed
     # from the same checkpoint loses here and stops instead of storing rows twice.

@@ -15,7 +15,7 @@ from app.services.ingest.fields import FIELDS
 from app.services.ingest.pipeline import (
     BatchTerms, DedupeIndex, _lead_values, check_can_sell, listing_status_for, vault,
 )
-from app.services.ingest.validate import RowContext
+from app.services.ingest.validate import RowContext, verdict_message
 from app.services.ingest.workers import validate_chunk
 
 
@@ -58,6 +58,8 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     batch = _todays_batch(seller, terms)
     row.row_number = batch.rows_total + 1
     code, message, is_cross = DedupeIndex.for_rows([row], batch.id, seller.id).verdict(row)
+    if code == "duplicate_in_batch":  # today's earlier post: no "file" to point into
+        code, message = "duplicate_own", verdict_message("duplicate_own")
     if code is not None:
         raise LeadRejected(message, code=code)
     _, lead_status = listing_status_for(seller)

@@ -17,10 +17,12 @@ def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
         .group_by(Rejection.code).order_by(sa.func.count().desc(), Rejection.code)).all()
 
 
-def rejection_preview(batch: Batch, limit: int = 20) -> list[Rejection]:
-    return db.session.scalars(
-        sa.select(Rejection).where(Rejection.batch_id == batch.id)
-        .order_by(Rejection.row_number).limit(limit)).all()
+def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, str]]:
+    """(row number, code, message) of the first rejected rows."""
+    decrypt = vault().decrypt
+    return [(number, code, decrypt(message_enc)) for number, code, message_enc in db.session.execute(
+        sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc)
+        .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number).limit(limit))]
 
 
 def rejections_csv(batch: Batch) -> Iterator[str]:
@@ -29,11 +31,11 @@ def rejections_csv(batch: Batch) -> Iterator[str]:
     decrypt = vault().decrypt
 
     def rows():
-        query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message,
+        query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc,
                            Rejection.raw_enc)
                  .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
-        for number, code, message, raw_enc in db.session.execute(
+        for number, code, message_enc, raw_enc in db.session.execute(
                 query.execution_options(yield_per=2000)):
-            yield [number, code, message, *json.loads(decrypt(raw_enc))]
+            yield [number, code, decrypt(message_enc), *json.loads(decrypt(raw_enc))]
 
     return csv_lines(["row", "code", "message", *headers], rows())

@@ -156,18 +156,39 @@ class _PhonePlan:
 
     region: str
     cc: str
-    max_length: int
     general: re.Pattern
-    general_lengths: frozenset[int]
+    lengths: tuple[int, ...]  # sorted possible lengths of a national number
+    local_only: frozenset[int]
     types: tuple[tuple[frozenset[int], re.Pattern], ...]
     national_prefix: re.Pattern | None
     idd: re.Pattern
     leading: re.Pattern | None
 
+    def too_long(self, number: str) -> bool:
+        return len(number) > self.lengths[-1] and len(number) not in self.local_only
+
+    def strip_prefix(self, number: str) -> str:
+        """The library's national-prefix strip (kept unless the rest is still viable)."""
+        found = self.national_prefix.match(number) if self.national_prefix else None
+        if found is None:
+            return number
+        rest = number[found.end():]
+        if self.general.fullmatch(number) and not self.general.fullmatch(rest):
+            return number
+        return rest
+
+    def national(self, number: str) -> str:
+        """parse()'s last step: strip a national prefix if what is left may be a number."""
+        rest = self.strip_prefix(number)
+        n = len(rest)
+        if n in self.local_only or n < self.lengths[0]:
+            return number
+        return rest if n in self.lengths or n > self.lengths[-1] else number
+
     def valid(self, nsn: str) -> bool:
-        """phonenumbers' is_valid_number for a national number of this region."""
+        """is_valid_number for a national number of this region."""
         n = len(nsn)
-        if n not in self.general_lengths or not self.general.fullmatch(nsn):
+        if n not in self.lengths or not self.general.fullmatch(nsn):
             return False
         if self.leading is not None and not self.leading.match(nsn):
             return False  # the number belongs to another region sharing the code
@@ -177,7 +198,7 @@ class _PhonePlan:
 
 def _plan(region: str) -> _PhonePlan:
     md = PhoneMetadata.metadata_for_region(region)
-    # The shortcuts below hold only for a code's main region without prefix rewriting.
+    # The shortcuts hold only for a code's main region, without prefix rewriting.
     assert phonenumbers.COUNTRY_CODE_TO_REGION_CODE[md.country_code][0] == region
     assert not md.national_prefix_transform_rule
     descs = (md.mobile, md.fixed_line, md.toll_free, md.premium_rate, md.shared_cost,
@@ -185,9 +206,9 @@ def _plan(region: str) -> _PhonePlan:
     return _PhonePlan(
         region=region,
         cc=str(md.country_code),
-        max_length=max(md.general_desc.possible_length),
         general=re.compile(md.general_desc.national_number_pattern),
-        general_lengths=frozenset(md.general_desc.possible_length),
+        lengths=tuple(sorted(md.general_desc.possible_length)),
+        local_only=frozenset(md.general_desc.possible_length_local_only),
         types=tuple((frozenset(d.possible_length), re.compile(d.national_number_pattern))
                     for d in descs if d is not None and d.national_number_pattern),
         national_prefix=(re.compile(md.national_prefix_for_parsing)
@@ -202,11 +223,11 @@ _PLANS_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
 
 
 def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
-    """(E.164, region) for common shapes of a few countries, else None (ask the library).
+    """(E.164, region) for plain digit shapes of a few countries, else None.
 
-    Mirrors phonenumbers.parse: a leading + and country code; else, for the default
-    region, its country code without + when the library would strip it, or its
-    national prefix (8, 0, 1), or a bare national number.
+    A step-by-step restatement of phonenumbers.parse + is_valid_number for input made
+    only of ASCII digits, spaces, dashes, dots, parentheses and a leading +; shapes it
+    is unsure of (an international dialling prefix, a leading zero) are declined.
     """
     if not _PHONE_SHAPE.fullmatch(raw):
         return None
@@ -215,25 +236,22 @@ def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
         plan = _PLANS_BY_CC.get(digits[:1]) or _PLANS_BY_CC.get(digits[:2])
         if plan is None:
             return None
-        nsn = digits[len(plan.cc):]
+        nsn = plan.national(digits[len(plan.cc):])
     else:
         plan = _PLANS.get(region)  # type: ignore[arg-type]
         if plan is None or plan.idd.match(digits):
             return None
-        nsn, prefix = digits, plan.national_prefix
-        rest = digits[len(plan.cc):] if digits.startswith(plan.cc) else None
-        if rest is not None and prefix is not None and prefix.match(rest):
-            return None
-        if rest is not None and (
-            (not plan.general.fullmatch(digits) and plan.general.fullmatch(rest))
-            or len(digits) > plan.max_length
-        ):
-            nsn = rest  # the library reads the default country's code without "+"
-        elif prefix is not None and (found := prefix.match(digits)):
-            nsn = digits[found.end():]
-    if nsn[:1] == "0" or (plan.national_prefix and plan.national_prefix.match(nsn)):
-        return None  # the library would strip a national prefix here: let it
-    if not plan.valid(nsn):
+        nsn = None
+        if digits.startswith(plan.cc):
+            # The default country's code written without "+": the library drops it
+            # when the number only makes sense without it.
+            rest = plan.strip_prefix(digits[len(plan.cc):])
+            if ((not plan.general.fullmatch(digits) and plan.general.fullmatch(rest))
+                    or plan.too_long(digits)):
+                nsn = plan.national(rest)
+        if nsn is None:
+            nsn = plan.national(digits)
+    if nsn[:1] == "0" or not plan.valid(nsn):
         return None
     return f"+{plan.cc}{nsn}", plan.region
 

@@ -1,8 +1,8 @@
 """batches, leads, rejections, suppression list
 
-Revision ID: 131ba51779df
+Revision ID: 8331b9ce5f3d
 Revises: 29f6605c01cc
-Create Date: 2026-11-22 23:06:29.070235
+Create Date: 2026-11-22 23:10:11.124959
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import app.models.types
 
 
 # revision identifiers, used by Alembic.
-revision = '131ba51779df'
+revision = '8331b9ce5f3d'
 down_revision = '29f6605c01cc'
 branch_labels = None
 depends_on = None
@@ -121,7 +121,7 @@ def upgrade():
     sa.Column('batch_id', sa.Integer(), nullable=False),
     sa.Column('row_number', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=32), nullable=False),
-    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('message_enc', sa.LargeBinary(), nullable=False),
     sa.Column('raw_enc', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_rejections_batch_id_batches')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rejections'))

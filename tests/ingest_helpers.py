@@ -1,0 +1,56 @@
+"""Building CSV uploads for the ingest tests (invented people only)."""
+import io
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Batch, Lead, Rejection
+from app.services.ingest import pipeline
+
+HEADER = ["first_name", "email", "phone", "age", "gender", "region", "consent_at", "source_url"]
+
+
+def person(i: int, **overrides) -> dict:
+    row = {
+        "first_name": f"Person{i}", "email": f"person{i}@mail.example.com",
+        "phone": f"+1 415 555 {i % 10000:04d}", "age": str(20 + i % 60), "gender": "f",
+        "region": "US-CA", "consent_at": "2026-10-01T12:00:00Z",
+        "source_url": "https://blog.example.com/newsletter",
+    }
+    row.update(overrides)
+    return row
+
+
+def csv_bytes(rows: list[dict], header=HEADER, delimiter=",", encoding="utf-8",
+              newline="\r\n") -> bytes:
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(h, "") for h in header])
+    return out.getvalue().encode(encoding)
+
+
+def ingest(seller, data: bytes, *, country="US", floor_price=0, cap=1, mapping=None,
+           allow_same_file=False) -> Batch:
+    """Upload and process a file the way the web and API paths do."""
+    token = pipeline.stage_upload(seller, io.BytesIO(data))
+    batch = pipeline.create_batch(seller, token, "test.csv",
+                                  pipeline.check_terms(country, floor_price, cap, mapping),
+                                  allow_same_file=allow_same_file)
+    db.session.commit()
+    pipeline.process_batch(batch.id)
+    db.session.expire_all()
+    return db.session.get(Batch, batch.id)
+
+
+def rejections(batch) -> dict[int, str]:
+    return dict(db.session.execute(
+        sa.select(Rejection.row_number, Rejection.code).where(Rejection.batch_id == batch.id)).all())
+
+
+def leads(batch) -> list[Lead]:
+    return db.session.scalars(sa.select(Lead).where(Lead.batch_id == batch.id)
+                              .order_by(Lead.row_number)).all()

@@ -1,0 +1,113 @@
+import io
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Batch, Lead, Role, TrustLevel
+from tests.conftest import make_user
+from tests.ingest_helpers import csv_bytes, person
+
+
+def _upload(client, headers, data: bytes, **form):
+    body = {"default_country": "US", "floor_price": "100", "cap": "2", **form,
+            "file": (io.BytesIO(data), "leads.csv")}
+    return client.post("/api/v1/batches", headers=headers, data=body,
+                       content_type="multipart/form-data")
+
+
+def test_upload_then_poll_then_download_rejections(client, seller, api_key_for):
+    headers = api_key_for(seller)
+    response = _upload(client, headers, csv_bytes([person(1), person(2, email="x@"),
+                                                   person(3, phone="=1+2", email="")]))
+    assert response.status_code in (201, 202), response.json
+    batch_id = response.json["id"]
+    body = client.get(f"/api/v1/batches/{batch_id}", headers=headers).json
+    assert body["status"] == "held"
+    assert (body["rows_total"], body["accepted"], body["rejected"]) == (3, 1, 2)
+    assert body["progress"] == 1.0 and body["cap"] == 2 and body["floor_price"] == 100
+    assert body["rejection_counts"] == {"invalid_email": 1, "invalid_phone": 1}
+    csv_response = client.get(f"/api/v1/batches/{batch_id}/rejections", headers=headers)
+    assert csv_response.mimetype == "text/csv"
+    lines = csv_response.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == "row,code,message,first_name,email,phone,age,gender,region,consent_at,source_url"
+    assert lines[1].startswith("3,invalid_email,")
+    assert ",'=1+2," in lines[2]  # a formula-looking cell is defused for spreadsheets
+
+
+def test_not_a_csv_is_one_clear_error_and_no_batch(client, seller, api_key_for):
+    response = _upload(client, api_key_for(seller), b"\x00\x01\x02PK\x03\x04" * 100)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "binary_file"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+
+
+def test_bad_terms_are_refused(client, seller, api_key_for):
+    headers = api_key_for(seller)
+    response = _upload(client, headers, csv_bytes([person(1)]), default_country="Narnia")
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "invalid_default_country"
+    response = _upload(client, headers, csv_bytes([person(1)]), cap="0")
+    assert response.json["error"]["details"]["field"] == "cap"
+    response = _upload(client, headers, csv_bytes([person(1)]), mapping='{"x": "shoe_size"}')
+    assert response.json["error"]["code"] == "unknown_field"
+
+
+def test_same_file_twice_is_a_conflict_unless_allowed(client, seller, api_key_for):
+    headers = api_key_for(seller)
+    data = csv_bytes([person(1)])
+    first = _upload(client, headers, data).json["id"]
+    again = _upload(client, headers, data)
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "duplicate_file"
+    assert again.json["error"]["details"]["batch_id"] == first
+    assert _upload(client, headers, data, allow_duplicate="true").status_code in (201, 202)
+
+
+def test_batches_are_private_to_their_seller_but_not_to_admins(client, seller, api_key_for):
+    batch_id = _upload(client, api_key_for(seller), csv_bytes([person(1)])).json["id"]
+    other = make_user(Role.SELLER)
+    assert client.get(f"/api/v1/batches/{batch_id}", headers=api_key_for(other)).status_code == 404
+    assert client.get(f"/api/v1/batches/{batch_id}/rejections",
+                      headers=api_key_for(other)).status_code == 404
+    admin = make_user(Role.ADMIN)
+    assert client.get(f"/api/v1/batches/{batch_id}", headers=api_key_for(admin)).status_code == 200
+
+
+def test_buyers_cannot_upload(client, buyer, api_key_for):
+    response = _upload(client, api_key_for(buyer), csv_bytes([person(1)]))
+    assert response.status_code == 403
+    assert response.json["error"]["code"] == "not_a_seller"
+
+
+def test_real_time_lead_accepted_then_duplicate(client, api_key_for):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    headers = api_key_for(seller)
+    lead = {"email": "Visitor@Mail.Example.com", "phone": "(415) 555-0199", "first_name": "Ann",
+            "age": 34, "interests": ["cars", "Travel"], "region": "California",
+            "consent_at": "2026-11-01T09:30:00Z", "source_url": "https://landing.example.com/offer",
+            "default_country": "US", "floor_price": 300, "cap": 1}
+    response = client.post("/api/v1/leads", headers=headers, json=lead)
+    assert response.status_code == 201, response.json
+    assert response.json["status"] == "live" and response.json["sales"] == []
+    stored = db.session.get(Lead, response.json["id"])
+    assert (stored.region, stored.age, stored.interests, stored.floor_price) == \
+        ("US-CA", 34, ["cars", "travel"], 300)
+    again = client.post("/api/v1/leads", headers=headers, json=lead)
+    assert again.status_code == 422
+    assert again.json["error"]["code"] == "duplicate_own"
+
+
+def test_real_time_lead_verdicts_are_4xx_with_the_row_code(client, seller, api_key_for):
+    headers = api_key_for(seller)
+    base = {"consent_at": "2026-11-01T09:30:00Z", "source_url": "https://x.example.com",
+            "default_country": "US"}
+    cases = [({"phone": "12345"}, "invalid_phone"), ({"email": "nope"}, "invalid_email"),
+             ({}, "no_contact"), ({"email": "a@mail.example.com", "age": 12}, "implausible_age")]
+    for fields, code in cases:
+        response = client.post("/api/v1/leads", headers=headers, json=base | fields)
+        assert response.status_code == 422, fields
+        assert response.json["error"]["code"] == code
+        assert response.json["error"]["message"]
+    missing = client.post("/api/v1/leads", headers=headers, json={"email": "a@mail.example.com"})
+    assert missing.status_code == 422
+    assert "default_country" in missing.json["error"]["details"]["fields"]["json"]

@@ -1,0 +1,222 @@
+import io
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import Conflict, Forbidden
+from app.extensions import db
+from app.models import (
+    Batch, BatchStatus, Lead, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
+)
+from app.services.ingest import pipeline
+from app.services.ingest.reader import UnreadableFile
+from tests.conftest import make_user
+from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+
+
+@pytest.fixture
+def verified_seller(app):
+    return make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+
+
+def test_a_clean_file_goes_live_for_a_verified_seller(verified_seller):
+    batch = ingest(verified_seller, csv_bytes([person(i) for i in range(120)]), cap=3,
+                   floor_price=250)
+    assert batch.status is BatchStatus.LIVE
+    assert (batch.rows_total, batch.accepted, batch.rejected) == (120, 120, 0)
+    stored = leads(batch)
+    assert {lead.status for lead in stored} == {LeadStatus.LIVE}
+    first = stored[0]
+    assert (first.row_number, first.region, first.age, first.gender) == (2, "US-CA", 20, "f")
+    assert (first.cap, first.floor_price, first.has_email, first.has_phone) == (3, 250, True, True)
+    vault = pipeline.vault()
+    assert vault.decrypt(first.phone_enc) == "+14155550000"
+    assert vault.decrypt(first.email_enc) == "person0@mail.example.com"
+    assert vault.decrypt(first.first_name_enc) == "Person0"
+
+
+def test_a_new_sellers_batch_is_held(seller):
+    batch = ingest(seller, csv_bytes([person(1)]))
+    assert batch.status is BatchStatus.HELD
+    assert leads(batch)[0].status is LeadStatus.HELD
+
+
+def test_suspended_sellers_cannot_upload(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.SUSPENDED)
+    with pytest.raises(Forbidden):
+        pipeline.stage_upload(seller, io.BytesIO(csv_bytes([person(1)])))
+
+
+def test_every_row_gets_a_verdict_and_bad_rows_are_kept_for_the_report(seller):
+    rows = [
+        person(1),
+        person(2, email="not-an-email"),
+        person(3, phone="12", email=""),
+        person(4, email="", phone=""),
+        person(5, consent_at=""),
+        person(6, consent_at="2099-01-01T00:00:00Z"),
+        person(7, age="15"),
+        person(8, region="Atlantis"),
+        person(1),  # the same person as row 2
+    ]
+    batch = ingest(seller, csv_bytes(rows))
+    assert rejections(batch) == {
+        3: "invalid_email", 4: "invalid_phone", 5: "no_contact", 6: "no_consent",
+        7: "consent_in_future", 8: "implausible_age", 9: "unknown_region",
+        10: "duplicate_in_batch",
+    }
+    assert (batch.rows_total, batch.accepted, batch.rejected) == (9, 1, 8)
+    message = db.session.scalar(sa.select(Rejection.message_enc).where(Rejection.row_number == 10))
+    assert pipeline.vault().decrypt(message) == "This lead repeats row 2 of the same file."
+
+
+def test_duplicates_across_chunks_and_batches(app, seller):
+    other = make_user(Role.SELLER)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk + 5)] + [person(3, email="new@mail.example.com")]
+    first = ingest(seller, csv_bytes(rows))
+    assert rejections(first) == {chunk + 7: "duplicate_in_batch"}  # phone repeats row 5
+
+    again = ingest(seller, csv_bytes([person(1), person(9999)]))
+    assert rejections(again) == {2: "duplicate_own"}
+
+    theirs = ingest(other, csv_bytes([person(1), person(8888)]))
+    assert rejections(theirs) == {}
+    assert [lead.cross_seller_duplicate for lead in leads(theirs)] == [True, False]
+    assert theirs.cross_seller_duplicates == 1
+
+
+def test_suppressed_people_are_refused(seller):
+    vault = pipeline.vault()
+    db.session.add(SuppressionEntry(kind="email", reason="asked to be forgotten",
+                                    value_hash=vault.dedupe_hash("email", "person2@mail.example.com")))
+    db.session.commit()
+    batch = ingest(seller, csv_bytes([person(1), person(2)]))
+    assert rejections(batch) == {3: "suppressed"}
+
+
+def test_contacts_are_never_stored_in_clear(app, seller):
+    rows = [person(1, first_name="Zebediah"), person(2, email="bad@@x", first_name="Quixote")]
+    ingest(seller, csv_bytes(rows))
+    secrets = ["Zebediah", "person1@mail.example.com", "4155550001", "Quixote", "bad@@x"]
+    for table in ("leads", "rejections", "batches"):
+        for row in db.session.execute(sa.text(f"SELECT * FROM {table}")):
+            blob = repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row))
+            assert not [s for s in secrets if s in blob], table
+
+
+def test_a_file_that_fails_midway_leaves_no_half_batch(app, seller):
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    data = csv_bytes([person(i) for i in range(chunk * 2)])
+    data += b'"' + b"x" * (2 << 20) + b'"\r\n'  # a monstrous cell after two full chunks
+    batch = ingest(seller, data)
+    assert batch.status is BatchStatus.FAILED
+    assert batch.error_message
+    assert leads(batch) == [] and rejections(batch) == {}
+
+
+def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk * 3 + 7)] + [person(0)]
+    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes(rows)))
+    batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
+    db.session.commit()
+    real_store, calls = pipeline._store_chunk, []
+
+    def dying_store(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("worker killed")  # not an Exception: nothing cleans up
+        real_store(*args)
+
+    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process_batch(batch.id)
+    db.session.rollback()
+    halfway = db.session.get(Batch, batch.id)
+    assert halfway.status is BatchStatus.PROCESSING and halfway.rows_processed == chunk * 2 + 1
+    assert {lead.status for lead in leads(halfway)} == {LeadStatus.PENDING}  # not for sale
+
+    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    pipeline.process_batch(batch.id)
+    db.session.expire_all()
+    done = db.session.get(Batch, batch.id)
+    assert done.status is BatchStatus.HELD
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
+    assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+
+
+def test_stalled_batches_are_found_for_resumption(app, seller):
+    from datetime import timedelta
+
+    from app.models.types import utcnow
+
+    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes([person(1)])))
+    batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
+    batch.heartbeat_at = utcnow() - timedelta(minutes=30)
+    db.session.commit()
+    assert pipeline.stalled_batches(600) == [batch.id]
+    from app import tasks
+
+    assert tasks.resume_stalled_batches.run() == [batch.id]  # eager: processed at once
+    db.session.expire_all()
+    assert db.session.get(Batch, batch.id).status is BatchStatus.HELD
+
+
+def test_nothing_acceptable_means_a_rejected_batch(seller):
+    batch = ingest(seller, csv_bytes([person(1, email="", phone="")]))
+    assert batch.status is BatchStatus.REJECTED
+    assert "No row" in batch.error_message
+
+
+@pytest.mark.parametrize("data,code", [
+    (b"", "empty_file"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "binary_file"),
+    (b"colour,size\r\nred,10\r\n", "no_header"),
+])
+def test_files_that_are_not_csv_create_nothing(app, seller, data, code):
+    token = pipeline.stage_upload(seller, io.BytesIO(data))
+    with pytest.raises(UnreadableFile) as exc:
+        pipeline.create_batch(seller, token, "x.csv", pipeline.check_terms("US", 0, 1))
+    assert exc.value.code == code
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+    assert list(pipeline.upload_dir().glob(f"staged-{seller.id}-*")) == []
+
+
+def test_the_same_file_twice_needs_confirmation(seller):
+    data = csv_bytes([person(1)])
+    ingest(seller, data)
+    with pytest.raises(Conflict) as exc:
+        ingest(seller, data)
+    assert exc.value.code == "duplicate_file"
+    db.session.rollback()
+    second = ingest(seller, data, allow_same_file=True)
+    assert rejections(second) == {2: "duplicate_own"}
+
+
+def test_mapping_places_unknown_columns(seller):
+    header = ["Contact mail", "Mobile", "consent_at", "source_url", "Notes"]
+    data = csv_bytes([{"Contact mail": "m@mail.example.com", "Mobile": "+14155550123",
+                       "consent_at": "2026-10-01", "source_url": "https://x.example.com",
+                       "Notes": "=cmd|' /C calc'!A0"}], header=header, delimiter=";")
+    batch = ingest(seller, data, mapping={"Contact mail": "email", "Notes": ""})
+    lead = leads(batch)[0]
+    assert pipeline.vault().decrypt(lead.email_enc) == "m@mail.example.com"
+    assert lead.has_phone
+
+
+def test_parallel_workers_give_the_same_result(app, seller):
+    rows = [person(i, email="broken@" if i % 7 == 0 else f"p{i}@mail.example.com")
+            for i in range(400)] + [person(5)]
+    app.config["INGEST_WORKERS"] = 2
+    try:
+        parallel = ingest(seller, csv_bytes(rows))
+    finally:
+        app.config["INGEST_WORKERS"] = 1
+    other = make_user(Role.SELLER)
+    serial = ingest(other, csv_bytes(rows))
+    assert rejections(parallel) == rejections(serial)
+    assert (parallel.accepted, parallel.rejected) == (serial.accepted, serial.rejected)
+    assert parallel.rejected == len(range(0, 400, 7)) + 1

@@ -1,0 +1,85 @@
+import io
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Batch, BatchStatus
+from tests.conftest import csrf_token
+from tests.ingest_helpers import HEADER, csv_bytes, person
+
+
+def _upload(client, data: bytes, **fields):
+    form = {"default_country": "US", "floor_price": "1.50", "cap": "1",
+            "csrf_token": csrf_token(client, "/seller/batches/new"),
+            "file": (io.BytesIO(data), "export.csv"), **fields}
+    return client.post("/seller/batches/new", data=form, content_type="multipart/form-data")
+
+
+def test_a_clean_file_starts_at_once_and_shows_its_report(seller_client):
+    response = _upload(seller_client, csv_bytes([person(1), person(2, email="bad@")]))
+    assert response.status_code == 302
+    page = seller_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'id="accepted">1<' in page and 'id="rejected">1<' in page
+    assert "invalid_email" in page and "Download rejected rows" in page
+    batch = db.session.scalar(sa.select(Batch))
+    assert batch.floor_price == 150
+    csv_text = seller_client.get(f"/seller/batches/{batch.id}/rejections.csv").get_data(as_text=True)
+    assert "bad@" in csv_text
+
+
+def test_unknown_columns_are_mapped_before_processing(seller_client):
+    header = HEADER + ["Work mail"]
+    data = csv_bytes([person(1, email="") | {"Work mail": "w@mail.example.com"}], header=header)
+    page = _upload(seller_client, data).get_data(as_text=True)
+    assert "Check how we read your file" in page and "Work mail" in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+    token = page.split('name="token" type="hidden" value="')[1].split('"')[0]
+    form = {"token": token, "filename": "export.csv", "default_country": "US",
+            "floor_price": "0", "cap": "1", "columns": str(len(header)),
+            "csrf_token": csrf_token(seller_client, "/seller/batches/new")}
+    for i, name in enumerate(header):
+        form[f"header_{i}"] = name
+        form[f"column_{i}"] = "" if name == "email" else ("email" if name == "Work mail" else name)
+    response = seller_client.post("/seller/batches/confirm", data=form)
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    batch = db.session.scalar(sa.select(Batch))
+    assert batch.accepted == 1 and batch.status is BatchStatus.HELD
+
+
+def test_a_second_upload_of_the_same_file_asks_first(seller_client):
+    data = csv_bytes([person(1)])
+    _upload(seller_client, data)
+    page = _upload(seller_client, data).get_data(as_text=True)
+    assert "You uploaded this same file before" in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 1
+
+
+def test_a_file_that_is_not_csv_is_refused_on_the_form(seller_client):
+    page = _upload(seller_client, b"").get_data(as_text=True)
+    assert "The file is empty." in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+
+
+def test_progress_fragment_polls_until_finished(seller_client, seller):
+    batch = Batch(seller_id=seller.id, default_country="US", filename="big.csv", file_size=1000,
+                  bytes_processed=400, rows_total=4000, mapping={})
+    db.session.add(batch)
+    db.session.commit()
+    fragment = seller_client.get(f"/seller/batches/{batch.id}/progress").get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' in fragment and 'value="40"' in fragment
+    batch.status = BatchStatus.LIVE
+    db.session.commit()
+    fragment = seller_client.get(f"/seller/batches/{batch.id}/progress").get_data(as_text=True)
+    assert "hx-trigger" not in fragment
+
+
+def test_sellers_see_only_their_own_batches(app, seller_client):
+    from app.models import Role
+    from tests.conftest import log_in, make_user
+
+    _upload(seller_client, csv_bytes([person(1)]))
+    batch = db.session.scalar(sa.select(Batch))
+    other = app.test_client()
+    log_in(other, make_user(Role.SELLER))
+    assert other.get(f"/seller/batches/{batch.id}").status_code == 404
+    assert other.get(f"/seller/batches/{batch.id}/rejections.csv").status_code == 404
