@@ -113,14 +113,16 @@ def demo(if_empty: bool):
     from app.services import demo as demo_service
 
     if if_empty and not demo_service.database_is_empty():
-        click.echo("The database already has data; demo not loaded again.")
+        click.echo("The database already has data; demo not loaded again. Demo logins, "
+                   f"unless changed: {', '.join(demo_service.demo_emails())} "
+                   f"(password {demo_service.DEMO_PASSWORD}).")
         return
     try:
         logins = demo_service.load_demo()
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
-    click.echo("Demo data loaded. Log in at http://127.0.0.1:5000 with:")
+    click.echo("Demo data loaded. Log in with:")
     for login in logins:
         click.echo(f"  {login.role:<7} {login.email:<28} password: {login.password}")
 

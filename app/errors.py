@@ -62,6 +62,9 @@ HTTP_ERROR_CODES = {
 }
 
 
+ERROR_TEMPLATES = {code: f"errors/{code}.html" for code in (403, 404, 413, 429)}
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/stripe/")
 
@@ -82,8 +85,11 @@ def http_error_response(error: HTTPException):
         message = error.description or error.name
         if status == 422 and messages:
             message = "The request has invalid fields."
-        return jsonify(error_body(code, message, details)), status
-    template = f"errors/{status}.html" if status in (403, 404, 413, 429) else "errors/generic.html"
+        response = jsonify(error_body(code, message, details))
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response, status
+    template = ERROR_TEMPLATES.get(status, "errors/generic.html")
     return render_template(template, error=error, status=status), status
 
 
@@ -92,10 +98,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_domain_error(error: DomainError):
         if wants_json():
             return jsonify(error_body(error.code, error.message, error.details)), error.status
-        return (
-            render_template("errors/generic.html", error=error, status=error.status),
-            error.status,
-        )
+        template = ERROR_TEMPLATES.get(error.status, "errors/generic.html")
+        return render_template(template, error=error, status=error.status), error.status
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException):

@@ -1,4 +1,6 @@
 """Display helpers shared by templates and exports."""
+import re
+
 from flask import current_app
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽"}
@@ -16,10 +18,13 @@ def format_money(minor_units: int | None, currency: str | None = None) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
 
 
+MONEY_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?", re.ASCII)
+
+
 def parse_money(text: str) -> int:
     """"12.34" or "1,234.5" → minor units, parsed as text so no float ever sees money."""
-    cleaned = text.strip().replace(",", "").replace(" ", "")
-    major, dot, minor = cleaned.partition(".")
-    if not major.isdigit() or (dot and not (minor.isdigit() and len(minor) <= 2)):
-        raise ValueError(f"{text!r} is not an amount like 12.34")
-    return int(major) * 100 + int((minor or "0").ljust(2, "0"))
+    match = MONEY_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"“{text.strip()}” is not an amount like 1,234.50")
+    major, minor = match.groups()
+    return int(major.replace(",", "")) * 100 + int((minor or "0").ljust(2, "0"))

@@ -3,8 +3,10 @@
 # PostgreSQL refuses to run as root, so as root the cluster runs as `postgres`.
 set -euo pipefail
 action=${1:-start}
-dir=${PG_TEST_DIR:-/tmp/leadx-test-pg}
-port=${PG_TEST_PORT:-55432}
+# One cluster per checkout, so two checkouts testing at once do not share one.
+checkout_id=$(cd "$(dirname "$0")/.." && pwd | cksum | cut -d' ' -f1)
+dir=${PG_TEST_DIR:-/tmp/leadx-test-pg-$checkout_id}
+port=${PG_TEST_PORT:-$((50000 + checkout_id % 5000))}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 if [ -z "$bin" ]; then
   echo "PostgreSQL is not installed (apt-get install postgresql)" >&2

@@ -53,3 +53,24 @@ def test_audit_log_filters_by_action(admin_client):
     assert "ledger.manual_credit" in body
     body = admin_client.get("/admin/audit?action=seller.").get_data(as_text=True)
     assert "ledger.manual_credit" not in body.split("<tbody>")[1]
+
+
+def test_huge_ids_in_urls_are_404_not_500(admin_client):
+    assert admin_client.get("/admin/users/99999999999999999999999").status_code == 404
+    page = admin_client.get("/admin/users/999999")
+    assert page.status_code == 404 and "Page not found" in page.get_data(as_text=True)
+
+
+def test_user_search_treats_wildcards_literally(admin_client):
+    make_user(Role.BUYER, email="plain@example.com")
+    body = admin_client.get("/admin/users?q=%25").get_data(as_text=True)
+    assert "plain@example.com" not in body
+
+
+def test_same_trust_level_again_is_refused(admin_client):
+    seller = make_user(Role.SELLER)
+    token = csrf_token(admin_client, f"/admin/users/{seller.id}")
+    body = admin_client.post(f"/admin/users/{seller.id}/trust", follow_redirects=True,
+                             data={"level": "new", "reason": "x", "csrf_token": token}
+                             ).get_data(as_text=True)
+    assert "already new" in body

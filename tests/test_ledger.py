@@ -101,7 +101,7 @@ def test_reconcile_detects_a_tampered_balance_and_an_unbalanced_entry(buyer):
 def test_manual_credit_validation(buyer, seller):
     with pytest.raises(ValidationFailed, match="Only buyers"):
         ledger.manual_credit(seller, 100, reason="x", actor=None)
-    with pytest.raises(ValidationFailed, match="positive"):
+    with pytest.raises(ValidationFailed, match="from 1 to"):
         ledger.manual_credit(buyer, -5, reason="x", actor=None)
     with pytest.raises(ValidationFailed, match="reason"):
         ledger.manual_credit(buyer, 5, reason="  ", actor=None)
@@ -122,3 +122,21 @@ def test_statement_lists_the_users_movements(buyer):
     assert [(r["kind"], r["account"], r["amount"], r["memo"]) for r in rows] == [
         ("manual_credit", "buyer_available", 300, "wire")
     ]
+
+
+def test_amounts_beyond_the_ledgers_range_are_refused_not_overflowed(buyer):
+    from app.services.ledger import MAX_AMOUNT, AmountOutOfRange
+
+    with pytest.raises(ValidationFailed):
+        ledger.manual_credit(buyer, MAX_AMOUNT + 1, reason="typo", actor=None)
+    for _ in range(ledger.MAX_BALANCE // MAX_AMOUNT + 2):  # until the balance would overflow
+        try:
+            ledger.manual_credit(buyer, MAX_AMOUNT, reason="big wire", actor=None)
+        except AmountOutOfRange:
+            break
+    else:
+        pytest.fail("the balance bound was never reached")
+    db.session.commit()
+    assert type(ledger.balance_for(buyer).available) is int
+    assert ledger.balance_for(buyer).available <= ledger.MAX_BALANCE
+    assert ledger.reconcile().ok

@@ -7,6 +7,7 @@ from app.admin.forms import ManualCreditForm, TrustForm
 from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError, NotFound
 from app.extensions import db
+from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
 from app.services import accounts, ledger
 
@@ -14,6 +15,11 @@ bp = Blueprint("admin", __name__)
 restrict_blueprint_to(bp, Role.ADMIN)
 
 PAGE_SIZE = 50
+
+
+def escape_like(text: str) -> str:
+    """Make % and _ in a search box match themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @bp.route("/")
@@ -37,9 +43,9 @@ def users():
     if role in {r.value for r in Role}:
         query = query.where(User.role == Role(role))
     if search:
-        like = f"%{search.lower()}%"
-        query = query.where(or_(func.lower(User.email).like(like),
-                                func.lower(User.display_name).like(like)))
+        like = f"%{escape_like(search.lower())}%"
+        query = query.where(or_(func.lower(User.email).like(like, escape="\\"),
+                                func.lower(User.display_name).like(like, escape="\\")))
     page = max(request.args.get("page", 1, type=int), 1)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     return render_template(
@@ -100,14 +106,14 @@ def manual_credit(user_id: int):
             ledger.manual_credit(user, form.amount.minor_units, reason=form.reason.data,
                                  actor=current_user)
             db.session.commit()
-            flash(f"Credited {form.amount.data} to {user.email}.", "success")
+            flash(f"Credited {format_money(form.amount.minor_units)} to {user.email}.", "success")
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
     else:
-        for errors in form.errors.values():
+        for name, errors in form.errors.items():
             for error in errors:
-                flash(error, "danger")
+                flash(f"{getattr(form, name).label.text}: {error}", "danger")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
@@ -120,7 +126,7 @@ def audit_log():
         query = query.where(AuditEvent.action.like(f"{action}%"))
     if actor:
         query = query.join(User, AuditEvent.actor_id == User.id).where(
-            func.lower(User.email).like(f"%{actor.lower()}%"))
+            func.lower(User.email).like(f"%{escape_like(actor.lower())}%", escape="\\"))
     page = max(request.args.get("page", 1, type=int), 1)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))

@@ -27,7 +27,7 @@ def init_api(app: Flask) -> None:
         spec_kwargs={
             "info": {
                 "description": "Sell and buy consented leads. Authenticate with "
-                "`Authorization: Bearer <api key>`; create keys under Account → API keys "
+                "`Authorization: Bearer <api key>`; create keys in the web app (your name ▾ → API keys) "
                 "or with `flask users api-key --email E`."
             },
         },

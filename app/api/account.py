@@ -4,7 +4,7 @@ from app.api.auth import api_blueprint
 from app.api.schemas import BalanceSchema, ApiErrorSchema
 from app.services import ledger
 
-blp = api_blueprint("api_account", __name__, description="The caller's account")
+blp = api_blueprint("Account", __name__, description="The caller's account")
 
 
 @blp.route("/balance")

@@ -14,7 +14,7 @@ from app.models import Batch
 from app.services.ingest import pipeline, realtime, reports
 from app.tasks import dispatch, process_batch
 
-blp = api_blueprint("api_batches", __name__, description="Sellers: batches and real-time leads")
+blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 
 
 def _visible_batch(batch_id: int) -> Batch:

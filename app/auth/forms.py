@@ -3,7 +3,14 @@ from wtforms import BooleanField, PasswordField, RadioField, StringField, Submit
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from app.services.accounts import MIN_PASSWORD_LENGTH
+from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+
+NEW_PASSWORD = {"autocomplete": "new-password", "maxlength": MAX_PASSWORD_LENGTH}
+
+
+def _password_length() -> Length:
+    return Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH,
+                  message=f"Use {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.")
 
 
 class SignUpForm(FlaskForm):
@@ -15,33 +22,37 @@ class SignUpForm(FlaskForm):
         validators=[DataRequired()],
     )
     display_name = StringField("Name or company", validators=[Length(max=120)])
-    email = StringField("Email", validators=[DataRequired(), Length(max=254)])
+    email = StringField("Email", validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "email"})
     password = PasswordField(
-        "Password",
-        validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=200)],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+        "Password", validators=[DataRequired(), _password_length()],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters.", render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
-        "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
+        "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        render_kw=NEW_PASSWORD,
     )
     submit = SubmitField("Create account")
 
 
 class LoginForm(FlaskForm):
-    email = StringField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    email = StringField("Email", validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "username"})
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)],
+                             render_kw={"autocomplete": "current-password"})
     remember = BooleanField("Keep me logged in on this device")
     submit = SubmitField("Log in")
 
 
 class PasswordChangeForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired()])
-    password = PasswordField(
-        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=200)]
-    )
+    current = PasswordField("Current password", validators=[DataRequired()],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField("New password", validators=[DataRequired(), _password_length()],
+                             render_kw=NEW_PASSWORD)
     confirm = PasswordField(
         "Repeat new password",
         validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        render_kw=NEW_PASSWORD,
     )
     submit = SubmitField("Change password")
 

@@ -58,6 +58,8 @@ def _login_rate_key() -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"],
                key_func=_login_rate_key)
+# Also per address alone, so guessing across many accounts is slowed too.
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"], methods=["POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
@@ -94,8 +96,8 @@ def password():
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
-            form.current.errors.append(exc.message) if exc.code == "wrong_password" else \
-                form.password.errors.append(exc.message)
+            field = form.current if exc.code == "wrong_password" else form.password
+            field.errors.append(exc.message)
         else:
             # The nonce changed, so the old session id is void: log in again under the new one.
             _start_session(current_user._get_current_object(), remember=False)

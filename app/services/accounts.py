@@ -18,6 +18,7 @@ from app.models.users import new_session_nonce
 from app.services import audit
 
 MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
 API_KEY_PREFIX = "lx_"
 PUBLIC_ROLES = (Role.SELLER, Role.BUYER)
 
@@ -46,9 +47,9 @@ def normalise_email(email: str) -> str:
 
 
 def check_password_strength(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise ValidationFailed(
-            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
+            f"The password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
             code="weak_password",
             details={"field": "password"},
         )
@@ -113,6 +114,9 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
             "The current password is wrong.", code="wrong_password", details={"field": "current"}
         )
     check_password_strength(new_password)
+    if new_password == current_password:
+        raise ValidationFailed("The new password must differ from the current one.",
+                               code="same_password", details={"field": "password"})
     user.password_hash = _hasher().hash(new_password)
     user.session_nonce = new_session_nonce()  # signs out every other session
     db.session.flush()
@@ -176,6 +180,8 @@ def set_trust_level(
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
     previous = seller.trust_level
+    if previous is level:
+        raise ValidationFailed(f"The seller is already {level.value}.", code="no_change")
     seller.trust_level = level
     audit.record(
         "seller.trust_changed",

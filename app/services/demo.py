@@ -28,6 +28,10 @@ DEMO_USERS = [
 DEMO_BUYER_FUNDS = 500_000  # minor units each
 
 
+def demo_emails() -> list[str]:
+    return [email for _, email, _, _ in DEMO_USERS]
+
+
 def database_is_empty() -> bool:
     return not db.session.scalar(select(func.count()).select_from(User))
 

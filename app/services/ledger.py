@@ -25,9 +25,20 @@ ROLE_ACCOUNT_KINDS = {
 }
 
 
+# Far above any real movement, far below int64 overflow (where SQLite would silently
+# turn an integer column into a float).
+MAX_AMOUNT = 10**13
+MAX_BALANCE = 10**15
+
+
 class UnbalancedTransaction(DomainError):
     code = "unbalanced_transaction"
     status = 500
+
+
+class AmountOutOfRange(DomainError):
+    code = "amount_out_of_range"
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,8 @@ def post(
             raise UnbalancedTransaction(
                 f"Entry amounts are non-zero integers of minor units, not {posting.amount!r}."
             )
+        if abs(posting.amount) > MAX_AMOUNT:
+            raise AmountOutOfRange(f"Amounts above {MAX_AMOUNT:,} minor units are refused.")
         if posting.account.currency != currency():
             raise UnbalancedTransaction("All entries must be in the exchange's currency.")
     if sum(p.amount for p in postings) != 0:
@@ -155,9 +168,14 @@ def _apply(posting: Posting) -> None:
         .values(balance=LedgerAccount.balance + posting.amount)
         .execution_options(synchronize_session=False)
     )
+    new_balance = LedgerAccount.balance + posting.amount
+    statement = statement.where(new_balance <= MAX_BALANCE, new_balance >= -MAX_BALANCE)
     if not acct.allow_negative and posting.amount < 0:
-        statement = statement.where(LedgerAccount.balance + posting.amount >= 0)
+        statement = statement.where(new_balance >= 0)
     if db.session.execute(statement).rowcount != 1:
+        if posting.amount > 0 or acct.allow_negative:
+            raise AmountOutOfRange("This movement would take the balance beyond what the "
+                                   "ledger holds; check the amount.")
         raise InsufficientFunds(
             "Not enough money in the account for this movement.",
             details={"account": acct.kind.value, "needed": -posting.amount},
@@ -198,9 +216,10 @@ def manual_credit(
     """An admin credits a buyer's available balance for money received by wire."""
     if not buyer.is_buyer:
         raise ValidationFailed("Only buyers have a balance to credit.", code="not_a_buyer")
-    if type(amount) is not int or amount <= 0:
-        raise ValidationFailed("The amount must be a positive whole number of minor units.",
-                               code="invalid_amount")
+    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
+        raise ValidationFailed(
+            f"The amount must be a whole number of minor units from 1 to {MAX_AMOUNT:,}.",
+            code="invalid_amount")
     if not reason.strip():
         raise ValidationFailed("A reason is required for a manual credit.", code="reason_required")
     transaction = post(
