@@ -1,4 +1,5 @@
 """Demo data for `flask demo`: invented people only, generated from a fixed seed."""
+import io
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -6,7 +7,8 @@ from sqlalchemy import func, select
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
-from app.services import accounts, ledger
+from app.services import accounts, demo_leads, ledger
+from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
 
@@ -26,6 +28,12 @@ DEMO_USERS = [
     ("buyer", "bank@demo.example.com", "Northbank Mortgages", None),
 ]
 DEMO_BUYER_FUNDS = 500_000  # minor units each
+# (seller email, seed, rows, floor price, cap, site)
+DEMO_BATCHES = [
+    ("blogger@demo.example.com", 1, 400, 150, 2, "healthy-living.example.com"),
+    ("blogger@demo.example.com", 2, 250, 200, 1, "healthy-living.example.com"),
+    ("landing@demo.example.com", 3, 300, 300, 1, "best-mortgage.example.com"),
+]
 
 
 def demo_emails() -> list[str]:
@@ -49,4 +57,13 @@ def load_demo() -> list[DemoLogin]:
             ledger.manual_credit(user, DEMO_BUYER_FUNDS, reason="Demo opening balance",
                                  actor=None, idempotency_key=f"demo:opening:{user.id}")
         logins.append(DemoLogin(role, email, DEMO_PASSWORD))
+    db.session.flush()
+    for email, seed, rows, floor_price, cap, site in DEMO_BATCHES:
+        seller = accounts.user_by_email(email)
+        data = demo_leads.demo_csv(seed, rows, site=site)
+        token = pipeline.stage_upload(seller, io.BytesIO(data))
+        batch = pipeline.create_batch(seller, token, f"{site}-export-{seed}.csv",
+                                      pipeline.check_terms("US", floor_price, cap))
+        db.session.commit()
+        pipeline.process_batch(batch.id)
     return logins

@@ -1,0 +1,63 @@
+"""A seller uploads a messy file, maps a column, watches progress, reads the report
+and downloads the rejected rows."""
+import csv
+import io
+
+import pytest
+from playwright.sync_api import expect
+
+from app.extensions import db
+from app.models import Role
+from tests.conftest import TEST_PASSWORD, make_user
+from tests.ingest_helpers import person
+
+pytestmark = pytest.mark.browser
+
+
+def _messy_file(rows: int) -> bytes:
+    """Windows-1251, semicolons, a column we do not know, a few bad rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Имя", "Телефон", "Почта для связи", "Регион", "consent_at", "source_url"])
+    for i in range(rows):
+        p = person(i)
+        email = "нет" if i % 10 == 3 else p["email"]
+        writer.writerow(["Ирина", p["phone"], email, "Москва", p["consent_at"], p["source_url"]])
+    return out.getvalue().encode("cp1251")
+
+
+def test_upload_map_progress_report_download(app, page, tmp_path):
+    make_user(Role.SELLER, email="blog@example.com")
+    db.session.commit()
+    upload = tmp_path / "export.csv"
+    upload.write_bytes(_messy_file(1500))
+    app.config["TASK_MODE"] = "thread"  # processing runs beside the web request, as in production
+    try:
+        page.goto("/auth/login")
+        page.get_by_label("Email").fill("blog@example.com")
+        page.get_by_label("Password").fill(TEST_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("link", name="Upload a batch").click()
+        page.get_by_label("CSV file").set_input_files(str(upload))
+        page.get_by_label("Country of numbers without a +prefix").select_option("US")
+        page.get_by_label("Floor price per lead").fill("2.50")
+        page.get_by_role("button", name="Upload and check").click()
+
+        expect(page.get_by_role("heading", name="Check how we read your file")).to_be_visible()
+        expect(page.get_by_text("cp1251")).to_be_visible()
+        page.get_by_label("Field for Почта для связи").select_option("email")
+        page.get_by_role("button", name="Start processing").click()
+
+        expect(page.get_by_text("Checking rows")).to_be_visible()  # the live progress bar
+        expect(page.locator("#accepted")).to_have_text("1,350", timeout=60_000)
+        expect(page.locator("#rejected")).to_have_text("150")
+        expect(page.locator("#rejection-counts")).to_contain_text("invalid_email")
+
+        with page.expect_download() as download_info:
+            page.get_by_role("link", name="Download rejected rows (CSV)").click()
+        lines = download_info.value.path().read_text(encoding="utf-8-sig").splitlines()
+        assert lines[0] == "row,code,message,Имя,Телефон,Почта для связи,Регион,consent_at,source_url"
+        assert len(lines) == 151 and lines[1].startswith("5,invalid_email,")
+        assert page.console_errors == []
+    finally:
+        app.config["TASK_MODE"] = "eager"
