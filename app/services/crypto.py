@@ -120,7 +120,7 @@ class ContactVault:
     def dedupe_hash(self, kind: str, normalised_value: str) -> bytes:
         """Keyed hash of a normalised phone or email; the kind keeps the two apart."""
         if kind not in HASH_KINDS:
-            raise ValueError(f"Unknown contact kind {kind!r}; expected one of {sorted(HASH_KINDS)}.")
+            raise ValueError(f"Unknown contact kind {kind!r}; expected phone or email.")
         message = kind.encode() + b"\x00" + normalised_value.encode()
         return hmac.digest(self._hash_key, message, hashlib.sha256)[:HASH_BYTES]
 

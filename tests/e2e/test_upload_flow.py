@@ -2,12 +2,14 @@
 and downloads the rejected rows."""
 import csv
 import io
+import threading
 
 import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Role
+from app.services.ingest import pipeline
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.ingest_helpers import person
 
@@ -26,7 +28,18 @@ def _messy_file(rows: int) -> bytes:
     return out.getvalue().encode("cp1251")
 
 
-def test_upload_map_progress_report_download(app, page, tmp_path):
+def test_upload_map_progress_report_download(app, page, tmp_path, monkeypatch):
+    # Processing pauses after its first chunk until the test has seen the progress bar,
+    # so the check does not depend on how fast this machine is.
+    progress_seen = threading.Event()
+    real_store = pipeline._store_chunk
+
+    def store_after_progress_was_seen(run, *args):
+        if run.checkpoint > 0:
+            progress_seen.wait(timeout=30)
+        real_store(run, *args)
+
+    monkeypatch.setattr(pipeline, "_store_chunk", store_after_progress_was_seen)
     make_user(Role.SELLER, email="blog@example.com")
     db.session.commit()
     upload = tmp_path / "export.csv"
@@ -49,6 +62,8 @@ def test_upload_map_progress_report_download(app, page, tmp_path):
         page.get_by_role("button", name="Start processing").click()
 
         expect(page.get_by_text("Checking rows")).to_be_visible()  # the live progress bar
+        expect(page.locator("#batch-progress")).not_to_have_attribute("value", "0")
+        progress_seen.set()
         expect(page.locator("#accepted")).to_have_text("1,350", timeout=60_000)
         expect(page.locator("#rejected")).to_have_text("150")
         expect(page.locator("#rejection-counts")).to_contain_text("invalid_email")

@@ -301,7 +301,8 @@ def _region_index() -> dict[str, dict[str, tuple[int, bool]]]:
 
     for sub in pycountry.subdivisions:
         top = sub.parent_code is None
-        names = [(sub.name, 0)] + [(t.gettext(sub.name), 2 + 2 * i) for i, t in enumerate(translations)]
+        names = [(sub.name, 0)]
+        names += [(t.gettext(sub.name), 2 + 2 * i) for i, t in enumerate(translations)]
         for name, rank in names:
             add(name, sub.code, rank, top)
             for variant in _name_variants(name):
@@ -354,7 +355,7 @@ def _subdivision_codes() -> frozenset[str]:
 def resolve_country(value: str) -> str | None:
     """ISO alpha-2 for a code, alpha-3 or name (several languages); None if unknown."""
     code = value.strip().upper()
-    if len(code) == 2 and code.isalpha():
+    if len(code) == 2 and code.isascii() and code.isalpha():
         code = "GB" if code == "UK" else code
         return code if code in _country_codes() else None
     return _country_index().get(text_key(value))

@@ -213,22 +213,36 @@ def process_batch(batch_id: int) -> None:
     path.unlink(missing_ok=True)
 
 
+@dataclass
+class BatchRun:
+    """What a run needs of its batch, copied out so that no database transaction is
+    held open while rows are validated (on SQLite it would hold the write lock, and the
+    seller's progress page would wait)."""
+
+    id: int
+    seller_id: int
+    floor_price: int
+    cap: int
+    checkpoint: int  # rows_processed as last committed
+
+
 def _run(batch: Batch, path: Path) -> None:
     batch.started_at = batch.started_at or utcnow()
     batch.heartbeat_at = utcnow()
-    db.session.commit()
+    run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
+    mapping = batch.mapping.get("columns") or {}
+    db.session.commit()
     chunk_rows = current_app.config["INGEST_CHUNK_ROWS"]
     pool = workers.pool_for(current_app.config)
-    resume_after = batch.rows_processed
-    with open_csv(path, mapping=batch.mapping.get("columns") or {}) as source:
+    with open_csv(path, mapping=mapping) as source:
         picked = ((number, source.header_map.pick(values), values)
-                  for number, values in source.rows() if number > resume_after)
+                  for number, values in source.rows() if number > run.checkpoint)
         chunks = _chunks(picked, chunk_rows)
         for chunk, validated in pool.map_chunks(chunks, ctx):
             raw_rows = [raw for _, _, raw in chunk]
-            _store_chunk(batch, validated, raw_rows, source.bytes_read)
-    _finish(batch)
+            _store_chunk(run, validated, raw_rows, source.bytes_read)
+    _finish(db.session.get(Batch, run.id))
 
 
 def _chunks(rows: Iterable, size: int) -> Iterator[list]:
@@ -316,7 +330,7 @@ class DedupeIndex:
             self.by_phone.setdefault(row.phone_hash, holder)
 
 
-def _store_chunk(batch: Batch, rows: list, raw_rows: list[list[str]], bytes_read: int) -> None:
+def _store_chunk(batch: BatchRun, rows: list, raw_rows: list[list[str]], bytes_read: int) -> None:
     index = DedupeIndex.for_rows([r for r in rows if r.accepted], batch.id, batch.seller_id)
     leads, rejections = [], []
     cross = 0
@@ -334,7 +348,7 @@ def _store_chunk(batch: Batch, rows: list, raw_rows: list[list[str]], bytes_read
             rejections.append({"batch_id": batch.id, "row_number": row.row_number,
                                "code": code, "message_enc": vault().encrypt(message),
                                "raw_enc": row.raw_enc})
-    previous, last_row = batch.rows_processed, rows[-1].row_number
+    previous, last_row = batch.checkpoint, rows[-1].row_number
     # The conditional update is the run's claim on the batch: a second worker resumed
     # from the same checkpoint loses here and stops instead of storing rows twice.
     claimed = db.session.execute(
@@ -353,10 +367,10 @@ def _store_chunk(batch: Batch, rows: list, raw_rows: list[list[str]], bytes_read
     if rejections:
         db.session.execute(sa.insert(Rejection), rejections)
     db.session.commit()
-    db.session.refresh(batch)
+    batch.checkpoint = last_row
 
 
-def _lead_values(batch: Batch, row, is_cross: bool) -> dict:
+def _lead_values(batch: Batch | BatchRun, row, is_cross: bool) -> dict:
     lead = row.lead
     return {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": LeadStatus.PENDING,

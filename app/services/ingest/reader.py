@@ -143,8 +143,11 @@ class CsvSource:
         return None
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """(spreadsheet row number, values); blank rows are skipped but counted."""
-        csv.field_size_limit(FIELD_LIMIT)
+        """(spreadsheet row number, values); blank rows are skipped but counted.
+
+        Single pass; the source closes when the rows run out.
+        """
+        csv.field_size_limit(FIELD_LIMIT)  # process-wide: set again in case it changed
         read = self._read
         try:
             while (record := read()) is not None:
@@ -180,7 +183,7 @@ class CsvSource:
         self.close()
 
 
-def _binary_stream(source) -> tuple[BinaryIO, bool]:
+def _binary_stream(source: BinaryIO | str | os.PathLike) -> tuple[BinaryIO, bool]:
     """A seekable binary stream and whether we own it (and must close it)."""
     if isinstance(source, (str, os.PathLike)):
         return open(source, "rb"), True
@@ -220,6 +223,9 @@ def _scan(stream: BinaryIO, sample_size: int) -> tuple[str, int, bytes, bool, by
 
 def _legacy_encoding(sample: bytes) -> str | None:
     """cp1251, cp1252 or latin-1 for a non-UTF-8 sample; None if it is not text."""
+    # Only lines with non-ASCII bytes carry evidence; plain ASCII lines would let the
+    # detector "recognise" English in them and vote for cp1252.
+    sample = b"\n".join(re.findall(rb"[^\r\n]*[\x80-\xff][^\r\n]*", sample)) or sample
     results = list(from_bytes(sample, cp_isolation=list(_LEGACY_ENCODINGS)))
     if not results:
         return None
@@ -243,9 +249,11 @@ def _encoding(sample: bytes, utf8_ok: bool, bad_chunk: bytes, nul: bool) -> str:
     if nul:
         raise _refuse("binary_file", "This file contains binary data, not CSV text.")
     if sample.startswith(codecs.BOM_UTF8):
-        encoding = "utf-8-sig" if utf8_ok else None
-    else:
-        encoding = "utf-8" if utf8_ok else _legacy_encoding(sample + b"\n" + bad_chunk)
+        if not utf8_ok:
+            raise _refuse("bad_encoding", "The file says it is UTF-8 but contains bytes that "
+                          "are not; save it again as UTF-8 and upload that.")
+        return "utf-8-sig"
+    encoding = "utf-8" if utf8_ok else _legacy_encoding(sample + b"\n" + bad_chunk)
     if encoding is None:
         raise _refuse("binary_file", "This file is not text in any encoding we know "
                       "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
@@ -258,8 +266,11 @@ def _sniff_delimiter(sample_text: str, mapping: Mapping[str, str] | None,
     user_keys = {text_key(str(h)) for h, f in (mapping or {}).items() if f}
 
     def score(delimiter: str) -> tuple:
-        records = [r for r in csv.reader(io.StringIO(sample_text), delimiter=delimiter,
-                                         strict=False) if any(r)][:_SNIFF_RECORDS + 1]
+        try:
+            records = [r for r in csv.reader(io.StringIO(sample_text, newline=""),
+                                             delimiter=delimiter) if any(r)][:_SNIFF_RECORDS + 1]
+        except csv.Error:
+            return (0, 0, 0)
         if not complete and len(records) > 1:
             records.pop()  # the sample may cut the last record short
         if not records:
@@ -283,7 +294,11 @@ def open_csv(
     """Open an upload for streaming, or raise `UnreadableFile` saying why not.
 
     `source` is a path or a binary stream (read from its current position; a stream
-    passed in stays open). `mapping` is the seller's header -> field mapping.
+    passed in stays open). `mapping` is the seller's header -> field mapping (a bad
+    one raises `HeaderMappingError`). Encoding and delimiter are decided on the first
+    `max_header_bytes`, which must hold the header; `max_line_chars` bounds any line.
+    Rows are read later, by `CsvSource.rows()`, which may still raise `UnreadableFile`
+    (a line too long, bytes that do not decode) partway through the file.
     """
     stream, owned = _binary_stream(source)
     try:

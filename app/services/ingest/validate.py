@@ -29,7 +29,7 @@ from app.services.ingest.fields import (
 MIN_AGE, MAX_AGE = 18, 100
 CLOCK_SKEW = timedelta(minutes=5)
 
-# Machine code -> human sentence. Placeholders are filled by `verdict_message`.
+# Machine code -> human sentence, its placeholders filled by `verdict_message`.
 VERDICTS: dict[str, str] = {
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
@@ -126,7 +126,8 @@ def email_fast_path(raw: str) -> str | None:
         return None
     local, _, domain = raw.rpartition("@")
     # Long local parts, R-LDH labels ("ab--c") and special-use TLDs: library decides.
-    if len(local) > 64 or "--" in domain or domain[domain.rfind(".") + 1 :].lower() in _SPECIAL_TLDS:
+    tld = domain[domain.rfind(".") + 1 :].lower()
+    if len(local) > 64 or "--" in domain or tld in _SPECIAL_TLDS:
         return None
     return raw.lower()
 
@@ -146,8 +147,8 @@ def normalise_email(raw: str) -> str | None:
 
 # --- phone ------------------------------------------------------------------------
 FAST_PHONE_REGIONS = ("RU", "US", "ES", "GB", "DE")
-_PHONE_SHAPE = re.compile(r"\+?[0-9 ().-]{4,40}")
-_PHONE_PUNCT = str.maketrans("", "", " ().-+")
+_PHONE_SHAPE = re.compile(r"\+?[0-9 ()./-]{4,40}")
+_PHONE_PUNCT = str.maketrans("", "", " ()./-+")
 
 
 @dataclass(frozen=True)
@@ -231,26 +232,31 @@ def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
     """(E.164, region) for plain digit shapes of a few countries, else None.
 
     A step-by-step restatement of phonenumbers.parse + is_valid_number for input made
-    only of ASCII digits, spaces, dashes, dots, parentheses and a leading +; shapes it
-    is unsure of (an international dialling prefix, a leading zero) are declined.
+    only of ASCII digits, spaces, dashes, dots, slashes, parentheses and a leading +;
+    shapes it is unsure of (a leading zero left over) are declined.
     """
     if not _PHONE_SHAPE.fullmatch(raw):
         return None
     digits = raw.translate(_PHONE_PUNCT)
-    if raw[0] == "+":
+    home = _PLANS.get(region)  # type: ignore[arg-type]
+    international = raw[0] == "+"
+    if not international and home is not None and (idd := home.idd.match(digits)):
+        if digits[idd.end() : idd.end() + 1] in ("", "0"):
+            return None  # the library would not take this for a dialling prefix
+        digits, international = digits[idd.end() :], True  # 00, 810, 011: like "+"
+    if international:
         plan = _PLANS_BY_CC.get(digits[:1]) or _PLANS_BY_CC.get(digits[:2])
         if plan is None:
             return None
-        nsn = plan.national(digits[len(plan.cc):])
+        nsn = plan.national(digits[len(plan.cc) :])
+    elif home is None:
+        return None
     else:
-        plan = _PLANS.get(region)  # type: ignore[arg-type]
-        if plan is None or plan.idd.match(digits):
-            return None
-        nsn = None
+        plan, nsn = home, None
         if digits.startswith(plan.cc):
             # The default country's code written without "+": the library drops it
             # when the number only makes sense without it.
-            rest = plan.strip_prefix(digits[len(plan.cc):])
+            rest = plan.strip_prefix(digits[len(plan.cc) :])
             if ((not plan.general.fullmatch(digits) and plan.general.fullmatch(rest))
                     or plan.too_long(digits)):
                 nsn = plan.national(rest)
@@ -285,7 +291,8 @@ _DMY = re.compile(
 _YMD_SLASH = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 _AGE = re.compile(r"(\d{1,3})(?:[.,]0+)?\s*(?:years?|yrs?|y|лет|год|года|años|anos)?", re.I)
 _BARE_URL = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#:]\S*)?", re.I)
-_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII only, like ipaddress
+_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 
 def parse_timestamp(raw: str, *, month_first: bool = False) -> datetime | None:
@@ -347,7 +354,9 @@ def normalise_url(raw: str) -> str | None:
         host = parts.hostname
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not host or any(c.isspace() for c in value):
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if any(c.isspace() for c in value):
         return None
     if "." not in host and ":" not in host:  # a dotless name is not a public page
         return None
