@@ -67,6 +67,9 @@ class Config:
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")  # address+email
     LOGIN_RATE_LIMIT_PER_IP = os.environ.get("LOGIN_RATE_LIMIT_PER_IP", "30 per minute")
 
+    # Buyers' webhook URLs may point at private addresses only in development/tests.
+    WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
@@ -80,6 +83,7 @@ class Config:
 
 class DevelopmentConfig(Config):
     APP_ENV = "development"
+    WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", True)
     # Fixed development keys so `flask demo` data stays readable across restarts;
     # production refuses to start with these (see ProductionConfig.validate).
     SECRET_KEY = Config.SECRET_KEY or "dev-only-secret-key-not-for-production"

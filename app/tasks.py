@@ -39,6 +39,8 @@ def init_celery(app: Flask) -> Celery:
             "reconcile-ledger": {"task": "app.tasks.reconcile_ledger", "schedule": 3600.0},
             "resume-stalled-batches": {"task": "app.tasks.resume_stalled_batches",
                                        "schedule": 300.0},
+            "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
+            "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
         },
     )
     celery.set_default()
@@ -97,9 +99,64 @@ def reconcile_ledger() -> bool:
 
 @celery.task(name="app.tasks.process_batch")
 def process_batch(batch_id: int) -> None:
+    """Process an upload; if it went live, offer its leads to the open orders."""
+    from app.models import Batch, BatchStatus
     from app.services.ingest import pipeline
 
     pipeline.process_batch(batch_id)
+    batch = db.session.get(Batch, batch_id)
+    if batch is not None and batch.status is BatchStatus.LIVE:
+        match_batch.run(batch_id)
+
+
+@celery.task(name="app.tasks.match_batch")
+def match_batch(batch_id: int) -> None:
+    from app.services import matching
+
+    settlement = matching.match_batch(batch_id)
+    db.session.commit()
+    _send_webhooks(settlement.webhook_sale_ids)
+
+
+@celery.task(name="app.tasks.fill_order")
+def fill_order(order_id: int) -> None:
+    from app.services import matching
+
+    settlement = matching.fill_order(order_id)
+    db.session.commit()
+    _send_webhooks(settlement.webhook_sale_ids)
+
+
+@celery.task(name="app.tasks.match_open_orders")
+def match_open_orders() -> int:
+    from app.services import matching
+
+    settlement = matching.match_open_orders()
+    db.session.commit()
+    _send_webhooks(settlement.webhook_sale_ids)
+    return len(settlement.sale_ids)
+
+
+def _send_webhooks(sale_ids: list[int]) -> None:
+    if sale_ids:
+        dispatch(deliver_webhooks, sale_ids)
+
+
+@celery.task(name="app.tasks.deliver_webhooks")
+def deliver_webhooks(sale_ids: list[int]) -> None:
+    from app.services import webhooks
+
+    webhooks.deliver_sales(sale_ids)
+
+
+@celery.task(name="app.tasks.retry_webhooks")
+def retry_webhooks() -> int:
+    from app.services import webhooks
+
+    due = webhooks.due_deliveries()
+    for delivery_id in due:
+        webhooks.deliver(delivery_id)
+    return len(due)
 
 
 @celery.task(name="app.tasks.resume_stalled_batches")

@@ -10,9 +10,10 @@ from app.api.schemas import (
 )
 from app.errors import Forbidden, NotFound
 from app.extensions import db
-from app.models import Batch
+from app.models import Batch, Sale
+from app.services import matching
 from app.services.ingest import pipeline, realtime, reports
-from app.tasks import dispatch, process_batch
+from app.tasks import deliver_webhooks, dispatch, process_batch
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 

@@ -89,8 +89,14 @@ class LeadInputSchema(Schema):
     cap = fields.Integer(load_default=1)
 
 
+class LeadSaleSchema(Schema):
+    sale_id = fields.Integer()
+    price = fields.Integer(metadata={"description": "minor units paid by the buyer"})
+    seller_share = fields.Integer(metadata={"description": "minor units credited to you"})
+
+
 class LeadCreatedSchema(Schema):
     id = fields.Integer()
     status = fields.String()
     cross_seller_duplicate = fields.Boolean()
-    sales = fields.List(fields.Dict())
+    sales = fields.List(fields.Nested(LeadSaleSchema))

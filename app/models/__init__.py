@@ -9,10 +9,26 @@ from app.models.leads import (
     Rejection,
     SuppressionEntry,
 )
+from app.models.orders import (
+    ACTIVE_ORDER_STATUSES,
+    DeliveryStatus,
+    Order,
+    OrderStatus,
+    PersonClaim,
+    Sale,
+    WebhookDelivery,
+)
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.users import ApiKey, Role, TrustLevel, User
 
 __all__ = [
+    "ACTIVE_ORDER_STATUSES",
+    "DeliveryStatus",
+    "Order",
+    "OrderStatus",
+    "PersonClaim",
+    "Sale",
+    "WebhookDelivery",
     "AccountKind",
     "ApiKey",
     "AuditEvent",

@@ -100,6 +100,7 @@ class Lead(db.Model):
         sa.CheckConstraint("sold_count >= 0 AND sold_count <= cap", name="sold_within_cap"),
         sa.CheckConstraint("has_email OR has_phone", name="has_contact"),
         sa.Index("ix_leads_batch_id_row_number", "batch_id", "row_number"),
+        sa.Index("ix_leads_status_consent_at", "status", "consent_at"),  # freshest inventory
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),

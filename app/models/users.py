@@ -40,6 +40,8 @@ class User(UserMixin, db.Model):
     trust_level: Mapped[TrustLevel] = mapped_column(
         enum_column(TrustLevel, "trust_level"), default=TrustLevel.NEW
     )
+    # A seller's negotiated commission in basis points; None means the exchange's rate.
+    commission_rate_bp: Mapped[Optional[int]] = mapped_column(sa.Integer)
     is_active_account: Mapped[bool] = mapped_column(default=True)
     # Part of the login id: rotating it (password change) logs out every other
     # session and invalidates remember-me cookies.

@@ -51,7 +51,7 @@ def _master_key_bytes(master_key: str | bytes) -> bytes:
         return master_key
     if not master_key:
         raise ContactKeyError("CONTACT_ENCRYPTION_KEY is not set.")
-    text = master_key.decode("ascii") if isinstance(master_key, bytes) else master_key
+    text = master_key.decode("ascii", "replace") if isinstance(master_key, bytes) else master_key
     try:
         raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
     except (binascii.Error, ValueError) as exc:
@@ -89,7 +89,13 @@ class ContactVault:
         }
         self._ciphers[key_id] = AESGCM(_subkey(master, _ENCRYPTION_INFO))
         self._cipher = self._ciphers[key_id]
-        self._hash_key = _subkey(master, _HASH_INFO)
+        hash_key = _subkey(master, _HASH_INFO)
+        # HMAC(key, kind \0 value), keyed once per kind: copying a keyed HMAC is
+        # cheaper than keying a new one for every row.
+        self._hashers = {
+            kind: hmac.new(hash_key, kind.encode() + b"\x00", hashlib.sha256)
+            for kind in HASH_KINDS
+        }
 
     def encrypt(self, text: str | None) -> bytes | None:
         if text is None:
@@ -119,10 +125,12 @@ class ContactVault:
 
     def dedupe_hash(self, kind: str, normalised_value: str) -> bytes:
         """Keyed hash of a normalised phone or email; the kind keeps the two apart."""
-        if kind not in HASH_KINDS:
-            raise ValueError(f"Unknown contact kind {kind!r}; expected phone or email.")
-        message = kind.encode() + b"\x00" + normalised_value.encode()
-        return hmac.digest(self._hash_key, message, hashlib.sha256)[:HASH_BYTES]
+        try:
+            hasher = self._hashers[kind].copy()
+        except KeyError:
+            raise ValueError(f"Unknown contact kind {kind!r}; expected phone or email.") from None
+        hasher.update(normalised_value.encode())
+        return hasher.digest()[:HASH_BYTES]
 
 
 def vault_from_config(config: Mapping) -> ContactVault:

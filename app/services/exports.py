@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Iterable, Iterator, Sequence
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 def safe_cell(value) -> str:
@@ -17,8 +17,12 @@ def safe_cell(value) -> str:
     return text
 
 
-def csv_lines(header: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
-    """Stream a CSV document line by line (UTF-8 BOM first, so Excel reads UTF-8)."""
+def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
+              trusted_columns: frozenset[int] = frozenset()) -> Iterator[str]:
+    """Stream a CSV document line by line (UTF-8 BOM first, so Excel reads UTF-8).
+
+    `trusted_columns` are validated values that cannot carry a formula (an E.164 phone
+    starts with "+"); they stay as they are so a CRM can import them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 
@@ -31,5 +35,5 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence]) -> Iterator[str]:
     writer.writerow([safe_cell(h) for h in header])
     yield "\ufeff" + flush()
     for row in rows:
-        writer.writerow([safe_cell(v) for v in row])
+        writer.writerow([v if i in trusted_columns else safe_cell(v) for i, v in enumerate(row)])
         yield flush()

@@ -5,10 +5,13 @@ punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
 `email_address` and `emailaddress` are one key. Russian `й`/`ё` fold to `и`/`е` on
 both sides, which is harmless for matching.
 """
+import gettext
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import pycountry
 
 from app.errors import ValidationFailed
 
@@ -284,10 +287,6 @@ def _name_variants(name: str) -> list[str]:
 @lru_cache(maxsize=1)
 def _region_index() -> dict[str, dict[str, tuple[int, bool]]]:
     """Name key -> {subdivision code: (rank, is_top_level)}; built once per process."""
-    import gettext
-
-    import pycountry
-
     translations = [
         gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
         for lang in _LANGUAGES
@@ -315,10 +314,6 @@ def _region_index() -> dict[str, dict[str, tuple[int, bool]]]:
 
 @lru_cache(maxsize=1)
 def _country_index() -> dict[str, str]:
-    import gettext
-
-    import pycountry
-
     translations = [
         gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
         for lang in _LANGUAGES
@@ -339,15 +334,11 @@ def _country_index() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def _country_codes() -> frozenset[str]:
-    import pycountry
-
     return frozenset(c.alpha_2 for c in pycountry.countries)
 
 
 @lru_cache(maxsize=1)
 def _subdivision_codes() -> frozenset[str]:
-    import pycountry
-
     return frozenset(s.code for s in pycountry.subdivisions)
 
 
@@ -387,7 +378,7 @@ def resolve_region(value: str, country: str | None, default_country: str) -> str
     for key in _region_keys(value):
         found = index.get(key, {})
         local = {c: r for c, r in found.items() if c.startswith(scope + "-")}
-        if local:
+        if local:  # ties go to the lower level: Madrid the province, not the community
             return min(local, key=lambda c: (*local[c], c))
         if country is None and found and len({c[:2] for c in found}) == 1:
             return min(found, key=lambda c: (*found[c], c))

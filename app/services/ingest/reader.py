@@ -43,6 +43,8 @@ _MAGIC = (
 # Excel's text marker on a number: '+7 916..., '0123, '2024-01-31.
 _EXCEL_TEXT_NUMBER = re.compile(r"'(?=[+(]?\d[\d\s().,:/+-]*$)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Excel's delimiter hint, a first line such as "sep=;" that Excel itself hides.
+_SEP_HINT = re.compile(r"\ufeff?sep=([^\r\n])(?:\r\n?|\n)", re.I)
 
 
 class UnreadableFile(DomainError):
@@ -76,7 +78,7 @@ class CsvSource:
 
     def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
                  delimiter: str, content_hash: str, size: int,
-                 mapping: Mapping[str, str] | None, max_line_chars: int):
+                 mapping: Mapping[str, str] | None, max_line_chars: int, sep_hint: bool):
         self.encoding = encoding
         self.delimiter = delimiter
         self.content_hash = content_hash  # hex SHA-256 of the raw bytes
@@ -85,6 +87,8 @@ class CsvSource:
         self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
         self._max_line = max_line_chars
         self._apostrophe_seen = False
+        if sep_hint:
+            text.readline()  # not a row: Excel does not show it either
         self._records = csv.reader(self._lines(), delimiter=delimiter, quotechar='"',
                                    doublequote=True, strict=False)
         self._number = 0  # physical records read, as a spreadsheet numbers its rows
@@ -316,7 +320,8 @@ def open_csv(
             raise _refuse("binary_file", "This file contains binary data, not CSV text.")
         if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
             raise _refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
-        delimiter = _sniff_delimiter(sample_text, mapping, complete)
+        hint = _SEP_HINT.match(sample_text)
+        delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
         stream.seek(start)
         buffered = stream if owned else io.BufferedReader(_Borrowed(stream), _CHUNK)
         text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
@@ -324,7 +329,7 @@ def open_csv(
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
                              content_hash=content_hash, size=size, mapping=mapping,
-                             max_line_chars=max_line_chars)
+                             max_line_chars=max_line_chars, sep_hint=hint is not None)
         except BaseException:
             text.close()
             raise

@@ -241,9 +241,8 @@ def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
     home = _PLANS.get(region)  # type: ignore[arg-type]
     international = raw[0] == "+"
     if not international and home is not None and (idd := home.idd.match(digits)):
-        if digits[idd.end() : idd.end() + 1] in ("", "0"):
-            return None  # the library would not take this for a dialling prefix
-        digits, international = digits[idd.end() :], True  # 00, 810, 011: like "+"
+        # 00, 810, 011 dial abroad like "+" (a 0 after them finds no plan: declined).
+        digits, international = digits[idd.end() :], True
     if international:
         plan = _PLANS_BY_CC.get(digits[:1]) or _PLANS_BY_CC.get(digits[:2])
         if plan is None:
@@ -262,6 +261,7 @@ def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
                 nsn = plan.national(rest)
         if nsn is None:
             nsn = plan.national(digits)
+    # A leading 0 would not survive the library's integer national number.
     if nsn[:1] == "0" or not plan.valid(nsn):
         return None
     return f"+{plan.cc}{nsn}", plan.region

@@ -1,0 +1,144 @@
+"""Buyers' orders, the sales that fill them, and webhook deliveries (SPEC §4, §5, §8).
+
+Invariants live in the database as well as in the matcher, so that several worker
+processes matching at once cannot break them: an order never fills past its quantity
+or spends past its hold (CHECKs, and conditional UPDATEs in the matcher), a lead is
+never sold twice to one buyer (UNIQUE), and one person reaches a buyer at most once
+within the lookback (a claim row per buyer and contact hash)."""
+import enum
+from datetime import datetime
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.leads import Lead
+from app.models.types import UTCDateTime, enum_column, utcnow
+from app.models.users import User
+
+BIGINT_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+class OrderStatus(str, enum.Enum):
+    OPEN = "open"
+    PAUSED = "paused"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+ACTIVE_ORDER_STATUSES = (OrderStatus.OPEN, OrderStatus.PAUSED)
+
+
+class Order(db.Model):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.CheckConstraint("quantity >= 1", name="quantity_positive"),
+        sa.CheckConstraint("price >= 0", name="price_not_negative"),
+        sa.CheckConstraint("filled >= 0 AND filled <= quantity", name="filled_within_quantity"),
+        sa.CheckConstraint("held >= 0", name="held_not_negative"),
+        sa.CheckConstraint("spent >= 0", name="spent_not_negative"),
+        sa.CheckConstraint("budget IS NULL OR spent <= budget", name="spent_within_budget"),
+        sa.CheckConstraint("daily_cap IS NULL OR day_filled <= daily_cap", name="within_daily_cap"),
+        sa.Index("ix_orders_status_price", "status", "price"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+    status: Mapped[OrderStatus] = mapped_column(
+        enum_column(OrderStatus, "order_status"), default=OrderStatus.OPEN)
+    price: Mapped[int] = mapped_column(sa.BigInteger)
+    quantity: Mapped[int] = mapped_column(sa.Integer)
+    budget: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    filled: Mapped[int] = mapped_column(sa.Integer, default=0)
+    spent: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # Money still held on the buyer's ledger for this order: what it may yet spend.
+    held: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # SPEC §4 filters, as submitted (validated); see services.orders.Filters.
+    filters: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    daily_cap: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    day_filled: Mapped[int] = mapped_column(sa.Integer, default=0)
+    fill_day: Mapped[Optional[str]] = mapped_column(sa.String(10))
+    # Delivery hours in the order's time zone: leads outside them wait or go elsewhere.
+    delivery_start_hour: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    delivery_end_hour: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    lookback_days: Mapped[int] = mapped_column(sa.Integer, default=30)
+    webhook_url: Mapped[Optional[str]] = mapped_column(sa.String(2000))
+    webhook_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    buyer: Mapped[User] = relationship()
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.filled
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_ORDER_STATUSES
+
+
+class Sale(db.Model):
+    """One lead delivered to one order at the order's price (a fill)."""
+
+    __tablename__ = "sales"
+    __table_args__ = (
+        sa.UniqueConstraint("buyer_id", "lead_id"),  # never the same lead twice to a buyer
+        sa.CheckConstraint("commission >= 0 AND seller_share >= 0 AND "
+                           "commission + seller_share = price", name="price_split"),
+        sa.Index("ix_sales_order_id_id", "order_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"))
+    lead_id: Mapped[int] = mapped_column(sa.ForeignKey("leads.id"), index=True)
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    price: Mapped[int] = mapped_column(sa.BigInteger)
+    commission: Mapped[int] = mapped_column(sa.BigInteger)
+    seller_share: Mapped[int] = mapped_column(sa.BigInteger)
+    ledger_transaction_id: Mapped[Optional[int]] = mapped_column(
+        sa.ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    order: Mapped[Order] = relationship()
+    lead: Mapped[Lead] = relationship()
+
+
+class PersonClaim(db.Model):
+    """The last time a buyer received a person (by email or phone hash), so that no
+    two concurrent fills can deliver the same person twice within the lookback."""
+
+    __tablename__ = "person_claims"
+
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    person_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(17), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the last retry; the buyer can resend
+
+
+class WebhookDelivery(db.Model):
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
+    sale_id: Mapped[int] = mapped_column(sa.ForeignKey("sales.id"), index=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        enum_column(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    last_status_code: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

@@ -1,0 +1,58 @@
+"""What a buyer receives for each sale: the lead with its contacts, as JSON (API and
+webhook) or CSV. Contacts are decrypted only here, for the buyer who bought them."""
+from typing import Iterator
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import Lead, Order, Sale
+from app.services.exports import csv_lines
+from app.services.ingest.pipeline import vault
+
+CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email", "phone",
+               "age", "gender", "region", "country", "marital_status", "employed", "interests",
+               "budget", "authority", "need", "timeframe", "consent_at", "source_url",
+               "consent_text", "ip", "lead_id"]
+# Validated values that cannot start a formula; left as they are for CRM imports.
+TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at", "consent_at"))
+
+
+def sale_record(sale: Sale, lead: Lead) -> dict:
+    decrypt = vault().decrypt
+    return {
+        "sale_id": sale.id, "order_id": sale.order_id, "price": sale.price,
+        "currency": current_app.config["CURRENCY"], "sold_at": sale.created_at.isoformat(),
+        "lead": {
+            "id": lead.id, "first_name": decrypt(lead.first_name_enc),
+            "last_name": decrypt(lead.last_name_enc), "email": decrypt(lead.email_enc),
+            "phone": decrypt(lead.phone_enc), "age": lead.age, "gender": lead.gender,
+            "region": lead.region, "country": lead.country,
+            "marital_status": lead.marital_status, "employed": lead.employed,
+            "interests": list(lead.interests or []), "budget": lead.budget,
+            "authority": lead.authority, "need": lead.need, "timeframe": lead.timeframe,
+            "consent_at": lead.consent_at.isoformat(), "source_url": lead.source_url,
+            "consent_text": lead.consent_text, "ip": decrypt(lead.ip_enc),
+        },
+    }
+
+
+def delivered(order: Order, *, limit: int | None = None, offset: int = 0) -> Iterator[dict]:
+    """The order's sales with their leads, oldest first."""
+    query = (sa.select(Sale, Lead).join(Lead, Sale.lead_id == Lead.id)
+             .where(Sale.order_id == order.id).order_by(Sale.id).offset(offset))
+    if limit is not None:
+        query = query.limit(limit)
+    for sale, lead in db.session.execute(query.execution_options(yield_per=1000)):
+        yield sale_record(sale, lead)
+
+
+def delivered_csv(order: Order) -> Iterator[str]:
+    def rows():
+        for record in delivered(order):
+            lead = record["lead"]
+            yield [record["sale_id"], record["sold_at"], record["price"],
+                   *[";".join(lead[c]) if c == "interests" else lead[c] for c in CSV_COLUMNS[3:-1]],
+                   lead["id"]]
+
+    return csv_lines(CSV_COLUMNS, rows(), TRUSTED_CSV_COLUMNS)

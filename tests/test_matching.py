@@ -1,0 +1,225 @@
+"""The exchange's promise (SPEC §4 rules 1–4 and §5 settlement), one test per rule."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import InsufficientFunds, ValidationFailed
+from app.extensions import db
+from app.models import Lead, Order, OrderStatus, Sale
+from app.services import ledger, matching, orders
+from tests.market_helpers import (
+    consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,
+)
+
+
+def _match(leads):
+    matching.match_leads([lead.id for lead in leads])
+    db.session.commit()
+    db.session.expire_all()
+
+
+def test_price_priority_then_time_priority(app):
+    seller = verified_seller()
+    cheap = place(funded_buyer(), 100, 5)
+    early = place(funded_buyer(), 300, 5)
+    late = place(funded_buyer(), 300, 5)
+    leads = live_leads(seller, [person(1)])
+    _match(leads)
+    assert [len(sales_of(o)) for o in (cheap, early, late)] == [0, 1, 0]
+
+
+def test_a_lead_goes_to_at_most_cap_buyers_never_twice_to_one(app):
+    seller = verified_seller()
+    buyer = funded_buyer()
+    twice = [place(buyer, 500, 5), place(buyer, 400, 5)]
+    others = [place(funded_buyer(), price, 5) for price in (300, 200, 100)]
+    lead = live_leads(seller, [person(1)], cap=3)[0]
+    _match([lead])
+    assert [len(sales_of(o)) for o in twice] == [1, 0]  # the same buyer's second order skipped
+    assert [len(sales_of(o)) for o in others] == [1, 1, 0]
+    assert db.session.get(Lead, lead.id).sold_count == 3
+
+
+def test_never_below_the_floor_price(app):
+    seller = verified_seller()
+    low = place(funded_buyer(), 199, 5)
+    leads = live_leads(seller, [person(1)], floor_price=200)
+    _match(leads)
+    assert sales_of(low) == []
+    high = place(funded_buyer(), 200, 5)
+    matching.fill_order(high.id)
+    db.session.commit()
+    assert len(sales_of(high)) == 1
+
+
+def test_an_order_never_takes_more_than_its_quantity_or_budget(app):
+    seller = verified_seller()
+    by_quantity = place(funded_buyer(), 300, 2)
+    leads = live_leads(seller, [person(i) for i in range(5)])
+    _match(leads)
+    assert len(sales_of(by_quantity)) == 2
+    assert db.session.get(Order, by_quantity.id).status is OrderStatus.FILLED
+    by_budget = place(funded_buyer(), 250, 10, budget=700)
+    matching.fill_order(by_budget.id)
+    db.session.commit()
+    order = db.session.get(Order, by_budget.id)
+    assert (order.filled, order.spent, order.status) == (2, 500, OrderStatus.FILLED)
+    assert ledger.balance_for(order.buyer).held == 0  # the unspendable 200 was released
+
+
+def test_an_order_cannot_hold_money_the_buyer_does_not_have(app):
+    buyer = funded_buyer(999)
+    with pytest.raises(InsufficientFunds) as exc:
+        place(buyer, 100, 10)
+    assert "available balance is $9.99" in exc.value.message
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+    assert ledger.balance_for(buyer).available == 999
+
+
+def test_new_order_fills_from_inventory_freshest_first(app):
+    seller = verified_seller()
+    live_leads(seller, [person(1, consent_at=consented(9)), person(2, consent_at=consented(1)),
+                        person(3, consent_at=consented(5))])
+    order = place(funded_buyer(), 300, 2)
+    matching.fill_order(order.id)
+    db.session.commit()
+    rows = [db.session.get(Lead, s.lead_id).row_number for s in sales_of(order)]
+    assert rows == [3, 4]  # consented 1 and 5 days ago; the 9-day-old lead waits
+
+
+def test_same_person_from_another_seller_is_not_delivered_twice_in_the_lookback(app):
+    buyer = funded_buyer()
+    order = place(buyer, 300, 5)
+    first = live_leads(verified_seller(), [person(1)])
+    _match(first)
+    copy = live_leads(verified_seller(), [person(1, email="other@mail.example.com")])
+    _match(copy)
+    assert len(sales_of(order)) == 1  # same phone: the same person
+    fresh_buyer_order = place(funded_buyer(), 100, 5)
+    matching.fill_order(fresh_buyer_order.id)
+    db.session.commit()
+    assert len(sales_of(fresh_buyer_order)) == 1  # another buyer may have the copy
+
+
+def test_filters_are_respected(app):
+    seller = verified_seller()
+    people = [person(1, age="25", gender="f", region="US-CA"),
+              person(2, age="45", gender="m", region="US-NY"),
+              person(3, age="30", gender="f", region="US-NY", email="")]
+    live_leads(seller, people)
+    order = place(funded_buyer(), 300, 10, filters={
+        "age_min": 20, "age_max": 40, "genders": ["f"], "regions": ["US-NY", "US-CA"],
+        "require": "email"})
+    matching.fill_order(order.id)
+    db.session.commit()
+    assert [db.session.get(Lead, s.lead_id).row_number for s in sales_of(order)] == [2]
+
+
+def test_exclusive_only_orders_take_only_cap_one_leads(app):
+    seller = verified_seller()
+    live_leads(seller, [person(1)], cap=2)
+    exclusive = place(funded_buyer(), 300, 5, filters={"exclusive_only": True})
+    matching.fill_order(exclusive.id)
+    db.session.commit()
+    assert sales_of(exclusive) == []
+
+
+def test_daily_cap_and_delivery_hours(app):
+    seller = verified_seller()
+    live_leads(seller, [person(i) for i in range(5)])
+    capped = place(funded_buyer(), 300, 5, daily_cap=2)
+    matching.fill_order(capped.id)
+    db.session.commit()
+    assert len(sales_of(capped)) == 2
+    now = datetime.now(timezone.utc)
+    closed_hours = place(funded_buyer(), 400, 5, delivery_start_hour=(now.hour + 2) % 24,
+                         delivery_end_hour=(now.hour + 3) % 24 or 24)
+    matching.fill_order(closed_hours.id)
+    db.session.commit()
+    assert sales_of(closed_hours) == []
+    later = now.replace(minute=30) + timedelta(hours=2)
+    matching.fill_order(closed_hours.id, now=later)
+    db.session.commit()
+    assert len(sales_of(closed_hours)) == 3
+
+
+def test_expired_orders_take_nothing_and_release_their_hold(app):
+    seller = verified_seller()
+    buyer = funded_buyer(10_000)
+    order = place(buyer, 300, 5, expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    assert ledger.balance_for(buyer).held == 1_500
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    live_leads(seller, [person(1)])
+    matching.match_open_orders(now=later)
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).status is OrderStatus.EXPIRED
+    assert (ledger.balance_for(buyer).available, ledger.balance_for(buyer).held) == (10_000, 0)
+
+
+def test_each_sale_settles_on_the_ledger(app):
+    seller = verified_seller()
+    seller.commission_rate_bp = 1500
+    buyer = funded_buyer(10_000)
+    order = place(buyer, 333, 3)
+    leads = live_leads(seller, [person(1)])
+    _match(leads)
+    sale = sales_of(order)[0]
+    assert (sale.price, sale.commission, sale.seller_share) == (333, 50, 283)
+    assert ledger.balance_for(buyer).held == 666 and ledger.balance_for(buyer).available == 9_001
+    assert ledger.balance_for(seller).pending == 283
+    assert sale.ledger_transaction_id is not None
+    assert ledger.reconcile().ok
+
+
+def test_cancel_releases_the_rest_and_edits_move_the_hold(app):
+    buyer = funded_buyer(10_000)
+    order = place(buyer, 300, 10)
+    orders.change_terms(buyer, order.id, price=400)
+    db.session.commit()
+    assert ledger.balance_for(buyer).held == 4_000
+    with pytest.raises(InsufficientFunds):
+        orders.change_terms(buyer, order.id, quantity=100)
+    db.session.rollback()
+    orders.change_terms(buyer, order.id, quantity=5)
+    orders.cancel_order(buyer, order.id)
+    db.session.commit()
+    assert (ledger.balance_for(buyer).available, ledger.balance_for(buyer).held) == (10_000, 0)
+    assert ledger.reconcile().ok
+
+
+def test_paused_orders_wait(app):
+    seller = verified_seller()
+    buyer = funded_buyer()
+    order = place(buyer, 300, 5)
+    orders.set_paused(buyer, order.id, True)
+    db.session.commit()
+    _match(live_leads(seller, [person(1)]))
+    assert sales_of(order) == []
+    orders.set_paused(buyer, order.id, False)
+    matching.fill_order(order.id)
+    db.session.commit()
+    assert len(sales_of(order)) == 1
+
+
+@pytest.mark.parametrize("filters,field", [
+    ({"age_min": 40, "age_max": 30}, "age_min"),
+    ({"regions": ["XX-NOPE"]}, "regions"),
+    ({"genders": ["q"]}, "genders"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_filters_are_refused_with_the_field(app, filters, field):
+    with pytest.raises(ValidationFailed) as exc:
+        orders.Filters.parse(filters)
+    assert exc.value.details["field"] == field
+
+
+def test_price_below_minimum_and_zero_quantity_are_refused(app):
+    with pytest.raises(ValidationFailed) as exc:
+        orders.check_terms(app.config["MIN_PRICE"] - 1, 5)
+    assert exc.value.details["field"] == "price"
+    with pytest.raises(ValidationFailed) as exc:
+        orders.check_terms(500, 0)
+    assert exc.value.details["field"] == "quantity"
