@@ -370,6 +370,11 @@ def _store_chunk(batch: BatchRun, rows: list, raw_rows: list[list[str]], bytes_r
     batch.checkpoint = last_row
 
 
+def _short(text: Optional[str], limit: int = 255) -> Optional[str]:
+    """Intent fields are free text; the column keeps their first 255 characters."""
+    return text[:limit] if text else text
+
+
 def _lead_values(batch: Batch | BatchRun, row, is_cross: bool) -> dict:
     lead = row.lead
     return {
@@ -381,8 +386,9 @@ def _lead_values(batch: Batch | BatchRun, row, is_cross: bool) -> dict:
         "has_email": row.email_hash is not None, "has_phone": row.phone_hash is not None,
         "age": lead.age, "gender": lead.gender, "region": lead.region, "country": lead.country,
         "marital_status": lead.marital_status, "employed": lead.employed,
-        "interests": list(lead.interests), "budget": lead.budget, "authority": lead.authority,
-        "need": lead.need, "timeframe": lead.timeframe, "consent_at": lead.consent_at,
+        "interests": list(lead.interests), "budget": _short(lead.budget),
+        "authority": _short(lead.authority), "need": _short(lead.need),
+        "timeframe": _short(lead.timeframe), "consent_at": lead.consent_at,
         "source_url": lead.source_url, "consent_text": lead.consent_text,
         "cross_seller_duplicate": is_cross, "floor_price": batch.floor_price,
         "cap": batch.cap, "sold_count": 0, "created_at": utcnow(),

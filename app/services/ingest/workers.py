@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
+from app.services.ingest.fields import resolve_region
 from app.services.ingest.validate import NormalisedLead, RowContext, validate_row
 
 
@@ -61,6 +62,7 @@ _worker_vault: Optional[ContactVault] = None
 def _init_worker(master_key: str) -> None:
     global _worker_vault
     _worker_vault = ContactVault(master_key)
+    resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
 
 
 def _validate_in_worker(rows: list, ctx: RowContext) -> list[ValidatedRow]:

@@ -1,0 +1,311 @@
+"""open_csv: encodings, delimiters and shapes from the wild, and refusals (SPEC §3)."""
+import codecs
+import hashlib
+import io
+import os
+import tracemalloc
+import zipfile
+
+import pytest
+
+from app.services.ingest.reader import FIELD_LIMIT, CsvSource, UnreadableFile, open_csv
+
+HEADER = "first_name,email,phone,consent_at,source_url"
+ROW = "Ivan,ivan@example.com,+79161234567,2024-01-02T10:00:00Z,https://example.com/form"
+
+
+def read(data: bytes, **options) -> tuple[CsvSource, list[tuple[int, list[str]]]]:
+    source = open_csv(io.BytesIO(data), **options)
+    return source, list(source.rows())
+
+
+def refusal(data: bytes, **options) -> UnreadableFile:
+    with pytest.raises(UnreadableFile) as caught:
+        read(data, **options)
+    assert caught.value.status == 422 and caught.value.message
+    return caught.value
+
+
+def test_plain_utf8():
+    source, rows = read(f"{HEADER}\n{ROW}\n".encode())
+    assert source.encoding == "utf-8"
+    assert source.delimiter == ","
+    assert source.headers == HEADER.split(",")
+    assert source.header_row == 1
+    assert rows == [(2, ROW.split(","))]
+    assert source.header_map.fields == ("first_name", "email", "phone", "consent_at", "source_url")
+
+
+def test_utf8_with_bom_has_a_clean_first_header():
+    source, rows = read(codecs.BOM_UTF8 + "email;имя\nx@example.com;Иван\n".encode())
+    assert source.encoding == "utf-8-sig"
+    assert source.headers == ["email", "имя"]
+    assert source.delimiter == ";"
+    assert rows == [(2, ["x@example.com", "Иван"])]
+
+
+CYRILLIC = (
+    "Имя;Фамилия;Телефон;Почта;Регион;Пол\r\n"
+    "Иван;Петров;8 (916) 123-45-67;ivan@mail.ru;Москва;мужской\r\n"
+    "Мария;Сидорова;+79031234567;maria@yandex.ru;Санкт-Петербург;женский\r\n"
+)
+
+
+def test_cp1251_cyrillic_is_read_as_cp1251():
+    source, rows = read(CYRILLIC.encode("cp1251"))
+    assert source.encoding == "cp1251"
+    assert source.headers[:3] == ["Имя", "Фамилия", "Телефон"]
+    assert rows[1][1][4] == "Санкт-Петербург"
+    assert source.header_map.fields == (
+        "first_name", "last_name", "phone", "email", "region", "gender")
+
+
+def test_short_cp1251_file_is_still_cp1251():
+    source, rows = read("Телефон;Имя\n89161234567;Ёжик\n".encode("cp1251"))
+    assert source.encoding == "cp1251"
+    assert rows == [(2, ["89161234567", "Ёжик"])]
+
+
+def test_latin1_accents():
+    text = ("nombre,correo,teléfono,región\n"
+            "José,jose@example.es,612345678,Málaga\n"
+            "Renée,r@example.fr,+33612345678,Provence-Alpes-Côte d'Azur\n")
+    source, rows = read(text.encode("latin-1"))
+    assert source.encoding in ("cp1252", "latin_1")
+    assert rows[0][1] == ["José", "jose@example.es", "612345678", "Málaga"]
+    assert rows[1][1][3] == "Provence-Alpes-Côte d'Azur"
+
+
+def test_cp1252_specials_decode():
+    source, rows = read("name,email,budget\nZoë “Z”,z@example.com,5 000 €\n".encode("cp1252"))
+    assert source.encoding == "cp1252"
+    assert rows[0][1] == ["Zoë “Z”", "z@example.com", "5 000 €"]
+
+
+def test_utf8_file_with_a_late_cp1251_row_is_read_as_cp1251():
+    """The strict UTF-8 check covers the whole file, not just the sample."""
+    ascii_rows = "".join(f"User{i};user{i}@example.com\n" for i in range(5000))
+    data = f"name;email\n{ascii_rows}Пётр;petr@example.com\n".encode("cp1251")
+    source, rows = read(data)
+    assert source.encoding == "cp1251"
+    assert rows[-1] == (5002, ["Пётр", "petr@example.com"])
+
+
+def test_utf16_excel_unicode_text():
+    source, rows = read("email\tphone\nx@example.com\t+79161234567\n".encode("utf-16"))
+    assert source.encoding == "utf-16"
+    assert source.delimiter == "\t"
+    assert rows == [(2, ["x@example.com", "+79161234567"])]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_each_delimiter(delimiter):
+    text = "\n".join(line.replace(",", delimiter) for line in (HEADER, ROW, ROW)) + "\n"
+    source, rows = read(text.encode())
+    assert source.delimiter == delimiter
+    assert [values for _, values in rows] == [ROW.split(",")] * 2
+
+
+def test_semicolon_file_with_commas_inside_values():
+    text = ("name;email;interests\n"
+            "Ivan;ivan@example.com;cars, travel, food\nAna;ana@example.com;music\n")
+    source, rows = read(text.encode())
+    assert source.delimiter == ";"
+    assert rows[0][1][2] == "cars, travel, food"
+
+
+def test_excel_sep_hint_line_sets_the_delimiter_and_is_not_a_row():
+    source, rows = read(b"sep=|\r\nemail|phone\r\nx@example.com|+79161234567\r\n")
+    assert source.delimiter == "|"
+    assert source.headers == ["email", "phone"] and source.header_row == 1
+    assert rows == [(2, ["x@example.com", "+79161234567"])]
+
+
+def test_quoted_fields_with_newlines_count_as_one_row():
+    text = ('email,consent_text,phone\r\n'
+            'a@example.com,"I agree\r\nto be called,\nand ""emailed""",+79161234567\r\n'
+            'b@example.com,plain,+79161234568\r\n')
+    _, rows = read(text.encode())
+    consent = 'I agree\r\nto be called,\nand "emailed"'
+    assert rows[0] == (2, ["a@example.com", consent, "+79161234567"])
+    assert rows[1][0] == 3  # a spreadsheet row, not a line number
+
+
+def test_crlf_leaves_no_carriage_returns():
+    _, rows = read(f"{HEADER}\r\n{ROW}\r\n{ROW}".encode())
+    assert all("\r" not in value for _, values in rows for value in values)
+    assert [number for number, _ in rows] == [2, 3]
+
+
+def test_old_mac_line_endings():
+    _, rows = read(f"{HEADER}\r{ROW}\r".encode())
+    assert rows == [(2, ROW.split(","))]
+
+
+def test_blank_lines_are_skipped_but_counted():
+    text = f"\n\n{HEADER}\n{ROW}\n\n,,,,\n   \n{ROW}\n\n"
+    source, rows = read(text.encode())
+    assert source.header_row == 3
+    assert [number for number, _ in rows] == [4, 7, 8]
+    assert rows[1][1] == ["   "]  # whitespace is data; validation trims it
+
+
+def test_extra_and_missing_columns():
+    text = f"{HEADER}\n{ROW},extra,more\nIvan,ivan@example.com\n"
+    source, rows = read(text.encode())
+    picked = [source.header_map.pick(values) for _, values in rows]
+    assert picked[0]["source_url"] == "https://example.com/form"
+    assert len(picked[0]) == 5
+    assert picked[1] == {"first_name": "Ivan", "email": "ivan@example.com", "phone": "",
+                         "consent_at": "", "source_url": ""}
+
+
+def test_excel_apostrophe_is_stripped_from_numbers_only():
+    text = ("phone,birth_date,first_name,last_name,age\n"
+            "'+79161234567,'1990-05-17,'Neil,O'Neil,'42\n"
+            "'8 (916) 123-45-67,1990-05-17,Ann,D'Arcy,'\n")
+    _, rows = read(text.encode())
+    assert rows[0][1] == ["+79161234567", "1990-05-17", "'Neil", "O'Neil", "42"]
+    assert rows[1][1] == ["8 (916) 123-45-67", "1990-05-17", "Ann", "D'Arcy", "'"]
+
+
+def test_formula_looking_cells_are_kept_verbatim():
+    cells = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "@SUM(A1)",
+             "-2+3", "=1+1"]
+    quoted = [f'"{c}"' if "," in c or '"' in c else c
+              for c in (cell.replace('"', '""') for cell in cells)]
+    text = "first_name,last_name,need,budget,timeframe\n" + ",".join(quoted) + "\n"
+    _, rows = read(text.encode())
+    assert rows[0][1] == cells
+
+
+def test_header_only_file_has_no_rows():
+    source, rows = read(f"{HEADER}\r\n".encode())
+    assert rows == []
+    assert "email" in source.header_map.known
+
+
+def test_zero_byte_file_is_refused():
+    assert refusal(b"").code == "empty_file"
+
+
+def test_only_blank_lines_is_refused():
+    assert refusal(b"\r\n\r\n  \n").code == "no_header"
+
+
+def test_png_is_refused():
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + os.urandom(200)
+    error = refusal(png)
+    assert error.code == "binary_file" and "PNG" in error.message
+
+
+def test_zip_and_xlsx_are_refused_with_advice():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    error = refusal(buffer.getvalue())
+    assert error.code == "binary_file" and "Excel" in error.message
+
+
+def test_nul_bytes_are_refused():
+    assert refusal(b"email,phone\nx@example.com,\x00\x01\x02\n").code == "binary_file"
+
+
+def test_random_binary_without_nul_is_refused():
+    noise = bytes(b for b in os.urandom(20000) if b)
+    assert refusal(noise).code == "binary_file"
+
+
+def test_html_page_is_refused():
+    assert refusal(b"<!DOCTYPE html><html><body>email</body></html>").code == "not_csv"
+
+
+def test_no_known_header_is_refused_with_the_headers_found():
+    error = refusal("Kontakt;Zustimmung\nx@example.com;ja\n".encode())
+    assert error.code == "no_header"
+    assert error.details["headers"] == ["Kontakt", "Zustimmung"]
+
+
+def test_data_without_a_header_is_refused():
+    assert refusal(f"{ROW}\n{ROW}\n".encode()).code == "no_header"
+
+
+def test_the_sellers_mapping_makes_unknown_headers_usable():
+    data = "Kontakt;Zustimmung;Seite\nx@example.com;2024-01-02;https://example.com\n".encode()
+    source, rows = read(data, mapping={"Kontakt": "email", "Zustimmung": "consent_at", "Seite": ""})
+    assert source.delimiter == ";"
+    assert source.header_map.fields == ("email", "consent_at", None)
+    assert source.header_map.unknown == ()
+    assert rows == [(2, ["x@example.com", "2024-01-02", "https://example.com"])]
+
+
+def test_ten_megabyte_line_is_refused():
+    assert refusal(b"a" * (10 << 20)).code == "line_too_long"
+    after_header = f"{HEADER}\n".encode() + b"x," * (5 << 20) + b"\n"
+    error = refusal(after_header)
+    assert error.code == "line_too_long" and error.details["row"] == 2
+
+
+def test_oversized_cell_is_refused():
+    data = f'{HEADER}\n{ROW}\nIvan,"{"y" * (FIELD_LIMIT + 10)}",1,2,3\n'.encode()
+    source = open_csv(io.BytesIO(data))
+    rows = source.rows()
+    assert next(rows)[0] == 2
+    with pytest.raises(UnreadableFile) as caught:
+        next(rows)
+    assert caught.value.code == "line_too_long" and caught.value.details["row"] == 3
+
+
+def test_content_hash_is_sha256_of_the_bytes():
+    data = f"{HEADER}\n{ROW}\n".encode()
+    source, _ = read(data)
+    assert source.content_hash == hashlib.sha256(data).hexdigest()
+    assert source.size == len(data)
+    assert read(data)[0].content_hash == source.content_hash
+    assert read(data + b"\n")[0].content_hash != source.content_hash
+
+
+def test_path_and_unseekable_stream_give_the_same_rows(tmp_path):
+    data = CYRILLIC.encode("cp1251")
+    path = tmp_path / "leads.csv"
+    path.write_bytes(data)
+
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self._inner = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            chunk = self._inner.read(min(len(buffer), 7))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    with open_csv(path) as from_path:
+        expected = list(from_path.rows())
+    from_pipe = open_csv(io.BufferedReader(Pipe()))
+    assert list(from_pipe.rows()) == expected
+    assert from_pipe.content_hash == hashlib.sha256(data).hexdigest()
+
+
+def test_callers_stream_stays_open_and_is_read_from_its_position():
+    stream = io.BytesIO(b"IGNORED" + f"{HEADER}\n{ROW}\n".encode())
+    stream.seek(len(b"IGNORED"))
+    source = open_csv(stream)
+    assert list(source.rows())[0][1] == ROW.split(",")
+    assert not stream.closed
+    assert source.bytes_read == source.size
+
+
+def test_rows_stream_with_flat_memory():
+    data = (f"{HEADER}\r\n" + f"{ROW}\r\n" * 150_000).encode()  # ~14 MB
+    stream = io.BytesIO(data)
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in open_csv(stream).rows())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 150_000
+    assert peak < 8 << 20, peak  # buffers only, whatever the file size

@@ -1,0 +1,371 @@
+"""Header mapping and row verdicts (SPEC §3): pure functions, no app or database."""
+import pickle
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from app.services.ingest.fields import (
+    FIELDS, HeaderMappingError, map_headers, resolve_country, resolve_region,
+)
+from app.services.ingest.validate import (
+    FLAGS, VERDICTS, RowContext, parse_timestamp, validate_row, verdict_message,
+)
+
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
+RU = RowContext("RU", NOW)
+GOOD = {
+    "first_name": "  Ivan  ", "last_name": "Petrov", "email": "Ivan.Petrov@Mail.RU",
+    "phone": "8 (916) 123-45-67", "consent_at": "2025-06-01T10:00:00Z",
+    "source_url": "https://landing.example.com/form?utm=1",
+}
+
+
+def verdict(ctx: RowContext = RU, **changes):
+    return validate_row({**GOOD, **changes}, ctx)
+
+
+def rejected(code: str, ctx: RowContext = RU, **changes) -> str:
+    result = verdict(ctx, **changes)
+    assert not result.accepted and result.lead is None
+    assert result.code == code, result.message
+    return result.message
+
+
+# --- headers ------------------------------------------------------------------
+
+
+def test_fields_are_those_of_the_spec():
+    assert FIELDS == (
+        "first_name", "last_name", "email", "phone", "age", "birth_date", "gender", "region",
+        "country", "marital_status", "employed", "interests", "budget", "authority", "need",
+        "timeframe", "consent_at", "source_url", "consent_text", "ip",
+    )
+    assert map_headers(FIELDS).fields == FIELDS
+
+
+@pytest.mark.parametrize("header, field", [
+    # English
+    ("E-Mail Address", "email"), ("mail", "email"), ("e_mail", "email"), ("EMAIL", "email"),
+    ("tel", "phone"), ("Telephone", "phone"), ("Mobile", "phone"), ("Phone Number", "phone"),
+    ("First Name", "first_name"), ("firstname", "first_name"), ("given-name", "first_name"),
+    ("Surname", "last_name"), ("city", "region"), ("State", "region"), ("province", "region"),
+    ("DOB", "birth_date"), ("Date of Birth", "birth_date"), ("sex", "gender"),
+    ("Consent Date", "consent_at"), ("Opt-in Time", "consent_at"), ("IP Address", "ip"),
+    ("page", "source_url"), ("URL", "source_url"), ("  Marital   Status ", "marital_status"),
+    # Russian
+    ("Телефон", "phone"), ("имя", "first_name"), ("Фамилия", "last_name"), ("Почта", "email"),
+    ("Электронная почта", "email"), ("Регион", "region"), ("Возраст", "age"), ("Пол", "gender"),
+    ("Дата рождения", "birth_date"), ("Город", "region"), ("Семейное положение", "marital_status"),
+    # Spanish
+    ("correo", "email"), ("Correo electrónico", "email"), ("Teléfono", "phone"),
+    ("telefono", "phone"), ("Nombre", "first_name"), ("Apellidos", "last_name"),
+    ("Provincia", "region"), ("Edad", "age"), ("Sexo", "gender"), ("País", "country"),
+])
+def test_header_synonyms(header, field):
+    assert map_headers([header]).fields == (field,)
+
+
+def test_unknown_and_blank_headers():
+    mapped = map_headers(["Email", "Lieblingsfarbe", "", "Notes"])
+    assert mapped.fields == ("email", None, None, None)
+    assert mapped.unknown == ("Lieblingsfarbe", "Notes")
+    assert mapped.known == frozenset({"email"})
+
+
+def test_user_mapping_overrides_synonyms_and_can_ignore():
+    mapped = map_headers(["Phone", "Mobile", "Kontakt"],
+                         {"Phone": "", "mobile": "phone", "Kontakt": "email"})
+    assert mapped.fields == (None, "phone", "email")
+    assert mapped.unknown == ()
+
+
+def test_mapping_to_an_unknown_field_is_an_error():
+    with pytest.raises(HeaderMappingError) as caught:
+        map_headers(["Kontakt"], {"Kontakt": "e-mail-address"})
+    assert caught.value.code == "unknown_field"
+    assert caught.value.status == 422
+    assert "Kontakt" in caught.value.message and "e-mail-address" in caught.value.message
+
+
+def test_two_columns_for_one_field_is_an_error():
+    with pytest.raises(HeaderMappingError) as caught:
+        map_headers(["Email", "E-mail"])
+    assert caught.value.code == "duplicate_field"
+    assert "Email" in caught.value.message and "E-mail" in caught.value.message
+    with pytest.raises(HeaderMappingError):
+        map_headers(["A", "B"], {"A": "phone", "B": "phone"})
+
+
+def test_a_stronger_synonym_wins_and_the_other_is_left_to_map():
+    mapped = map_headers(["City", "State", "Phone", "Mobile"])
+    assert mapped.fields == (None, "region", "phone", None)
+    assert mapped.unknown == ("City", "Mobile")
+
+
+def test_pick_pads_short_rows_and_drops_extra_columns():
+    mapped = map_headers(["email", "junk", "phone"])
+    assert mapped.pick(["a@b.co", "x", "+7", "extra"]) == {"email": "a@b.co", "phone": "+7"}
+    assert mapped.pick(["a@b.co"]) == {"email": "a@b.co", "phone": ""}
+
+
+# --- accepted rows ------------------------------------------------------------
+
+
+def test_a_good_row_is_normalised():
+    result = verdict(gender="муж", region="Москва", age="35", interests="Cars; travel| cars,",
+                     ip="192.0.2.33", marital_status="Женат", employed="да",
+                     budget="  100k  ", consent_text="I agree")
+    assert result.accepted and result.code is None and result.message is None
+    lead = result.lead
+    assert lead.first_name == "Ivan" and lead.last_name == "Petrov"
+    assert lead.email == "ivan.petrov@mail.ru"
+    assert lead.phone == "+79161234567"
+    assert (lead.age, lead.gender, lead.region, lead.country) == (35, "m", "RU-MOW", "RU")
+    assert lead.interests == ["cars", "travel"]
+    assert (lead.marital_status, lead.employed, lead.budget) == ("married", "yes", "100k")
+    assert lead.consent_at == datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
+    assert lead.source_url == "https://landing.example.com/form?utm=1"
+    assert (lead.consent_text, lead.ip) == ("I agree", "192.0.2.33")
+
+
+def test_optional_fields_default_to_unknown():
+    lead = validate_row({"email": "a@example.com", "consent_at": "2025-01-01",
+                         "source_url": "https://example.com"}, RU).lead
+    assert (lead.phone, lead.age, lead.region, lead.country) == (None, None, None, "RU")
+    assert (lead.gender, lead.marital_status, lead.employed, lead.interests) == (
+        "unknown", "unknown", "unknown", [])
+
+
+def test_email_alone_or_phone_alone_is_enough():
+    assert verdict(phone="").lead.phone is None
+    assert verdict(email="").lead.email is None
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Иван@Пример.рф", "иван@пример.рф"), ("  USER+tag@Gmail.COM ", "user+tag@gmail.com"),
+])
+def test_emails_are_lower_cased(raw, expected):
+    assert verdict(email=raw).lead.email == expected
+
+
+@pytest.mark.parametrize("raw, country, expected", [
+    ("+7 916 123-45-67", "", "+79161234567"), ("79161234567", "", "+79161234567"),
+    ("612 345 678", "ES", "+34612345678"), ("612 345 678", "", None),
+    ("(415) 555-2671", "US", "+14155552671"), ("+44 7400 123456", "", "+447400123456"),
+    ("+380 67 123 4567", "", "+380671234567"),
+])
+def test_phones_become_e164_using_the_rows_country(raw, country, expected):
+    result = verdict(phone=raw, country=country)
+    assert (result.lead.phone if result.accepted else None) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("m", "m"), ("Male", "m"), ("М", "m"), ("мужской", "m"), ("hombre", "m"),
+    ("F", "f"), ("female", "f"), ("Ж", "f"), ("Женский", "f"), ("mujer", "f"),
+    ("other", "other"), ("non-binary", "other"), ("", "unknown"), ("?", "unknown"),
+])
+def test_gender(raw, expected):
+    assert verdict(gender=raw).lead.gender == expected
+
+
+@pytest.mark.parametrize("value, country, expected", [
+    ("Moscow", "", "RU-MOW"), ("Москва", "", "RU-MOW"), ("г. Москва", "", "RU-MOW"),
+    ("Saint Petersburg", "", "RU-SPE"), ("Санкт-Петербург", "", "RU-SPE"),
+    ("RU-SPE", "", "RU-SPE"), ("Московская обл.", "", "RU-MOS"),
+    ("California", "US", "US-CA"), ("CA", "US", "US-CA"), ("us-ca", "", "US-CA"),
+    ("California", "", "US-CA"), ("Madrid", "", "ES-M"), ("Мадрид", "ES", "ES-M"),
+    ("ES-M", "", "ES-M"), ("Barcelona", "Spain", "ES-B"),
+])
+def test_regions_resolve_to_iso_3166_2(value, country, expected):
+    lead = verdict(region=value, country=country, phone="").lead
+    assert lead.region == expected
+    assert lead.country == expected[:2]
+
+
+def test_country_comes_from_column_then_region_then_phone_then_default():
+    assert verdict(country="Spain", phone="").lead.country == "ES"
+    assert verdict(country="", region="California", phone="").lead.country == "US"
+    assert verdict(phone="+34 612 345 678").lead.country == "ES"
+    assert verdict(phone="").lead.country == "RU"
+    assert verdict(RowContext("es", NOW), phone="").lead.country == "ES"
+
+
+@pytest.mark.parametrize("value", ["Россия", "RU", "rus", "Russian Federation", "рф"])
+def test_country_names_and_codes(value):
+    assert resolve_country(value) == "RU"
+
+
+def test_region_lookups_are_cached():
+    resolve_region.cache_clear()
+    for _ in range(3):
+        resolve_region("Москва", None, "RU")
+    assert resolve_region.cache_info().hits == 2
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2025-06-01T10:00:00Z", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01T13:00:00+03:00", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01 10:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("01.06.2025 10:00", datetime(2025, 6, 1, 10, 0)),
+    ("1.6.2025 10:00:30", datetime(2025, 6, 1, 10, 0, 30)),
+    ("13/05/2025 08:15", datetime(2025, 5, 13, 8, 15)),
+    ("2025/06/01 10:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("1748772000", datetime(2025, 6, 1, 10, 0)),
+    ("1748772000000", datetime(2025, 6, 1, 10, 0)),
+])
+def test_consent_time_formats(raw, expected):
+    assert verdict(consent_at=raw).lead.consent_at == expected.replace(tzinfo=timezone.utc)
+
+
+def test_ambiguous_slash_dates_follow_the_country():
+    assert parse_timestamp("05/06/2025") == datetime(2025, 6, 5, tzinfo=timezone.utc)
+    assert parse_timestamp("05/06/2025", month_first=True) == datetime(
+        2025, 5, 6, tzinfo=timezone.utc)
+    us = RowContext("US", NOW)
+    assert verdict(us, phone="", consent_at="05/06/2025").lead.consent_at.month == 5
+
+
+def test_consent_within_clock_skew_is_accepted():
+    soon = (NOW + timedelta(minutes=4)).isoformat()
+    assert verdict(consent_at=soon).accepted
+
+
+@pytest.mark.parametrize("birth, born, age", [
+    ("1990-06-15", date(1990, 6, 15), 35), ("1990-06-16", date(1990, 6, 16), 34),
+    ("15.06.2007", date(2007, 6, 15), 18),
+])
+def test_age_comes_from_birth_date(birth, born, age):
+    lead = verdict(birth_date=birth, age="99").lead
+    assert (lead.birth_date, lead.age) == (born, age)
+
+
+def test_eighteenth_birthday_tomorrow_is_too_young():
+    assert "age of 17" in rejected("implausible_age", birth_date="16.06.2007")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("18", 18), ("100", 100), ("35.0", 35), ("35 лет", 35), (" 42 years ", 42),
+])
+def test_age_values(raw, expected):
+    assert verdict(age=raw).lead.age == expected
+
+
+def test_names_and_text_are_trimmed_and_collapsed():
+    lead = verdict(first_name="  Anna \t Maria ", need="\n call me \n").lead
+    assert (lead.first_name, lead.need) == ("Anna Maria", "call me")
+
+
+def test_ip_is_canonical_or_dropped():
+    assert verdict(ip="2001:DB8:0:0::1").lead.ip == "2001:db8::1"
+    assert verdict(ip="010.1.1.1").lead.ip is None
+    assert verdict(ip="not an ip").accepted
+
+
+def test_bare_domain_source_url_gets_https():
+    lead = verdict(source_url="example.com/offer?x=1").lead
+    assert lead.source_url == "https://example.com/offer?x=1"
+
+
+# --- rejections -----------------------------------------------------------------
+
+
+def test_no_contact():
+    message = rejected("no_contact", email=" ", phone="")
+    assert message == VERDICTS["no_contact"]
+
+
+@pytest.mark.parametrize("value", [
+    "ivan@", "ivan@@mail.ru", "ivan mail.ru", "a@b", "x@localhost", "x@site.test",
+])
+def test_invalid_email(value):
+    assert f"“{value}”" in rejected("invalid_email", email=value)
+
+
+@pytest.mark.parametrize("value", [
+    "12345", "+7 916 123", "8 (916) 123-45-67-89", "phone me", "+999 123 456",
+])
+def test_invalid_phone(value):
+    message = rejected("invalid_phone", phone=value)
+    assert f"“{value}”" in message and "RU" in message
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"consent_at": ""}, "consent_at"), ({"consent_at": "yesterday"}, "“yesterday”"),
+    ({"consent_at": "31.02.2025 10:00"}, "31.02.2025"), ({"source_url": ""}, "source_url"),
+    ({"source_url": "not a url"}, "“not a url”"),
+    ({"source_url": "javascript:alert(1)"}, "javascript"),
+    ({"source_url": "http://localhost/form"}, "localhost"),
+    ({"source_url": "ftp://example.com/x"}, "ftp"),
+])
+def test_no_consent(changes, fragment):
+    assert fragment in rejected("no_consent", **changes)
+
+
+def test_consent_in_future():
+    later = (NOW + timedelta(minutes=6)).isoformat()
+    assert later in rejected("consent_in_future", consent_at=later)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"age": "17"}, "“17”"), ({"age": "101"}, "“101”"), ({"age": "abc"}, "not a number"),
+    ({"birth_date": "2030-01-01"}, "in the future"), ({"birth_date": "2015-01-01"}, "age of 10"),
+    ({"birth_date": "1900-01-01"}, "age of 125"), ({"birth_date": "someday"}, "not a date"),
+])
+def test_implausible_age(changes, fragment):
+    assert fragment in rejected("implausible_age", **changes)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"region": "Narnia"}, "region “Narnia”"), ({"country": "Atlantis"}, "country “Atlantis”"),
+    ({"region": "California", "country": "RU"}, "California"),
+    ({"region": "US-CA", "country": "ES"}, "US-CA"),
+])
+def test_unknown_region(changes, fragment):
+    assert fragment in rejected("unknown_region", phone="", **changes)
+
+
+def test_checks_run_in_order():
+    broken = {"email": "bad@", "phone": "123", "consent_at": "", "age": "5", "region": "Narnia"}
+    assert validate_row({**broken, "email": "", "phone": ""}, RU).code == "no_contact"
+    assert validate_row(broken, RU).code == "invalid_email"
+    assert validate_row({**broken, "email": "a@example.com"}, RU).code == "invalid_phone"
+    assert validate_row({**broken, "email": "a@example.com", "phone": ""}, RU).code == "no_consent"
+    fixed_consent = {**GOOD, "age": "5", "region": "Narnia"}
+    assert validate_row(fixed_consent, RU).code == "implausible_age"
+    assert validate_row({**fixed_consent, "age": "30"}, RU).code == "unknown_region"
+
+
+def test_long_values_are_shortened_in_messages():
+    message = rejected("invalid_email", email="x" * 500)
+    assert len(message) < 200 and "…" in message
+
+
+# --- verdict texts and the worker contract ---------------------------------------
+
+
+def test_every_verdict_has_a_sentence():
+    codes = {"invalid_phone", "invalid_email", "no_contact", "no_consent", "consent_in_future",
+             "implausible_age", "unknown_region", "duplicate_in_batch", "duplicate_own",
+             "suppressed"}
+    assert set(VERDICTS) == codes
+    assert set(FLAGS) == {"cross_seller_duplicate"}
+    samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
+               "first_row": 7}
+    for code in codes:
+        message = verdict_message(code, **samples)
+        assert message.endswith(".") and "{" not in message
+    assert "row 7" in verdict_message("duplicate_in_batch", first_row=7)
+
+
+def test_context_and_results_pickle_for_worker_processes():
+    ctx = pickle.loads(pickle.dumps(RowContext(" es ", NOW)))
+    assert ctx == RowContext("ES", NOW)
+    result = validate_row(GOOD, ctx)
+    assert pickle.loads(pickle.dumps(result)) == result
+    rejection = validate_row({}, ctx)
+    assert pickle.loads(pickle.dumps(rejection)) == rejection
+
+
+def test_context_needs_an_aware_now():
+    with pytest.raises(ValueError):
+        RowContext("RU", datetime(2025, 1, 1))
