@@ -100,3 +100,87 @@ class LeadCreatedSchema(Schema):
     status = fields.String()
     cross_seller_duplicate = fields.Boolean()
     sales = fields.List(fields.Nested(LeadSaleSchema))
+
+
+class FiltersSchema(Schema):
+    age_min = fields.Integer(allow_none=True)
+    age_max = fields.Integer(allow_none=True)
+    genders = fields.List(fields.String(), metadata={"example": ["f"]})
+    regions = fields.List(fields.String(), metadata={"example": ["RU-MOW", "US-CA"]})
+    countries = fields.List(fields.String(), metadata={"example": ["US"]})
+    require = fields.String(allow_none=True, metadata={"description": "phone, email or both"})
+    marital_statuses = fields.List(fields.String())
+    employed = fields.String(allow_none=True, metadata={"description": "yes, no or unknown"})
+    interests = fields.List(fields.String(), metadata={"description": "any of"})
+    max_age_days = fields.Integer(allow_none=True, metadata={"description": "freshness"})
+    exclusive_only = fields.Boolean()
+
+
+class OrderCreateSchema(Schema):
+    name = fields.String(load_default="")
+    filters = fields.Nested(FiltersSchema, load_default=dict)
+    price = fields.Integer(required=True, metadata={"description": "minor units per lead"})
+    quantity = fields.Integer(required=True)
+    budget = fields.Integer(allow_none=True, load_default=None)
+    expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    daily_cap = fields.Integer(allow_none=True, load_default=None)
+    delivery_start_hour = fields.Integer(allow_none=True, load_default=None)
+    delivery_end_hour = fields.Integer(allow_none=True, load_default=None)
+    timezone = fields.String(load_default="UTC")
+    lookback_days = fields.Integer(load_default=30, metadata={
+        "description": "never the same person twice within this many days"})
+    webhook_url = fields.String(allow_none=True, load_default=None)
+
+
+class OrderChangeSchema(Schema):
+    price = fields.Integer()
+    quantity = fields.Integer()
+    daily_cap = fields.Integer(allow_none=True)
+
+
+class OrderSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    status = fields.Function(lambda o: o.status.value)
+    price = fields.Integer()
+    quantity = fields.Integer()
+    filled = fields.Integer()
+    spent = fields.Integer()
+    held = fields.Integer(metadata={"description": "money still held for this order"})
+    budget = fields.Integer(allow_none=True)
+    filters = fields.Dict()
+    expires_at = fields.DateTime(allow_none=True)
+    daily_cap = fields.Integer(allow_none=True)
+    delivery_start_hour = fields.Integer(allow_none=True)
+    delivery_end_hour = fields.Integer(allow_none=True)
+    timezone = fields.String()
+    lookback_days = fields.Integer()
+    webhook_url = fields.String(allow_none=True)
+    webhook_secret = fields.String(metadata={"description": "only in the response that set it"})
+    created_at = fields.DateTime()
+    closed_at = fields.DateTime(allow_none=True)
+
+
+class DeliveredLeadSchema(Schema):
+    sale_id = fields.Integer()
+    order_id = fields.Integer()
+    price = fields.Integer()
+    currency = fields.String()
+    sold_at = fields.String()
+    lead = fields.Dict()
+
+
+class PageSchema(Schema):
+    limit = fields.Integer(load_default=500)
+    offset = fields.Integer(load_default=0)
+    format = fields.String(load_default="json", metadata={"description": "json or csv"})
+
+
+class EstimateSchema(Schema):
+    matching = fields.Integer(metadata={"description": "live leads that match right now"})
+    clearing_prices = fields.Dict(metadata={
+        "description": "count, min, median, max of similar sales in the last 30 days"})
+
+
+class EstimateQuerySchema(FiltersSchema):
+    price = fields.Integer(allow_none=True)

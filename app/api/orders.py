@@ -1,0 +1,128 @@
+"""Buyers' orders, their delivered leads, and the supply estimate (SPEC §11)."""
+from flask import Response, request, stream_with_context
+from sqlalchemy import select
+
+from app.api import api_user
+from app.api.auth import api_blueprint
+from app.api.schemas import (
+    ApiErrorSchema, DeliveredLeadSchema, EstimateQuerySchema, EstimateSchema, OrderChangeSchema,
+    OrderCreateSchema, OrderSchema, PageSchema,
+)
+from app.errors import Forbidden, ValidationFailed
+from app.extensions import db
+from app.models import Order
+from app.services import delivery, orders
+from app.tasks import dispatch, fill_order
+
+blp = api_blueprint("Orders", __name__, description="Buyers: orders and delivered leads")
+
+
+def _buyer():
+    user = api_user()
+    if not user.is_buyer:
+        raise Forbidden("Only buyers place orders.", code="not_a_buyer")
+    return user
+
+
+def _filled_in(order: Order) -> Order:
+    """Fill the order now (or queue it), and answer with its state after that."""
+    dispatch(fill_order, order.id)
+    db.session.expire_all()
+    return db.session.get(Order, order.id)
+
+
+@blp.route("/orders", methods=["POST"])
+@blp.arguments(OrderCreateSchema)
+@blp.response(201, OrderSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="Not enough available balance")
+@blp.alt_response(422, schema=ApiErrorSchema, description="Invalid filters or terms")
+def create_order(data):
+    """Place an order: what it may spend is held from the balance, then it fills."""
+    buyer = _buyer()
+    filters = orders.Filters.parse(data.pop("filters"))
+    terms = orders.check_terms(data.pop("price"), data.pop("quantity"), **data)
+    order, secret = orders.place_order(buyer, filters, terms)
+    db.session.commit()
+    order = _filled_in(order)
+    if secret:
+        order.webhook_secret = secret
+    return order
+
+
+@blp.route("/orders", methods=["GET"])
+@blp.response(200, OrderSchema(many=True))
+def list_orders():
+    """The caller's orders, newest first."""
+    return db.session.scalars(select(Order).where(Order.buyer_id == api_user().id)
+                              .order_by(Order.id.desc()).limit(500)).all()
+
+
+@blp.route("/orders/<int:order_id>", methods=["GET"])
+@blp.response(200, OrderSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+def get_order(order_id: int):
+    return orders.order_for(api_user(), order_id)
+
+
+@blp.route("/orders/<int:order_id>", methods=["PATCH"])
+@blp.arguments(OrderChangeSchema)
+@blp.response(200, OrderSchema)
+@blp.alt_response(409, schema=ApiErrorSchema)
+def change_order(data, order_id: int):
+    """Change price, quantity or daily cap; the hold follows."""
+    if not data:
+        raise ValidationFailed("Give price, quantity or daily_cap.", code="nothing_to_change")
+    order = orders.change_terms(_buyer(), order_id, **data)
+    db.session.commit()
+    return _filled_in(order)
+
+
+@blp.route("/orders/<int:order_id>/cancel", methods=["POST"])
+@blp.response(200, OrderSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="Already closed")
+def cancel_order(order_id: int):
+    """Cancel: nothing more is delivered and the unspent hold is released."""
+    order = orders.cancel_order(_buyer(), order_id)
+    db.session.commit()
+    return order
+
+
+@blp.route("/orders/<int:order_id>/pause", methods=["POST"])
+@blp.response(200, OrderSchema)
+def pause_order(order_id: int):
+    order = orders.set_paused(_buyer(), order_id, True)
+    db.session.commit()
+    return order
+
+
+@blp.route("/orders/<int:order_id>/resume", methods=["POST"])
+@blp.response(200, OrderSchema)
+def resume_order(order_id: int):
+    order = orders.set_paused(_buyer(), order_id, False)
+    db.session.commit()
+    return _filled_in(order)
+
+
+@blp.route("/orders/<int:order_id>/leads", methods=["GET"])
+@blp.arguments(PageSchema, location="query")
+@blp.response(200, DeliveredLeadSchema(many=True), description="JSON, or CSV with ?format=csv")
+@blp.alt_response(404, schema=ApiErrorSchema)
+def order_leads(page, order_id: int):
+    """The leads delivered to this order, with contacts and each sale's id."""
+    order = orders.order_for(api_user(), order_id)
+    if page["format"] == "csv":
+        return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="order-{order.id}-leads.csv"'})
+    limit = max(1, min(page["limit"], 5000))
+    return list(delivery.delivered(order, limit=limit, offset=max(page["offset"], 0)))
+
+
+@blp.route("/estimate", methods=["GET"])
+@blp.arguments(EstimateQuerySchema, location="query")
+@blp.response(200, EstimateSchema)
+def get_estimate(query):
+    """How many live leads match these filters now, and what similar sales cleared at."""
+    price = query.pop("price", None)
+    result = orders.estimate(orders.Filters.parse(query), price)
+    return {"matching": result.matching, "clearing_prices": result.clearing_prices}
