@@ -100,3 +100,19 @@ def test_estimate_counts_matching_inventory(client, api_key_for):
     estimate = client.get("/api/v1/estimate?regions=US-NY", headers=headers).json
     assert estimate["matching"] == 0
     assert estimate["clearing_prices"] == {"count": 1, "min": 500, "median": 500, "max": 500}
+
+
+def test_a_batch_going_live_fills_open_orders(client, api_key_for):
+    import io
+
+    from tests.ingest_helpers import csv_bytes
+
+    buyer = funded_buyer()
+    order_id = _order(client, api_key_for(buyer), quantity=10).json["id"]
+    seller = verified_seller()
+    response = client.post("/api/v1/batches", headers=api_key_for(seller), data={
+        "default_country": "US", "file": (io.BytesIO(csv_bytes([person(1), person(2)])), "a.csv")},
+        content_type="multipart/form-data")
+    assert response.json["status"] == "live"
+    assert client.get(f"/api/v1/orders/{order_id}", headers=api_key_for(buyer)).json["filled"] == 2
+    assert ledger.balance_for(seller).pending == 800  # 2 × 500 less 20%

@@ -102,4 +102,12 @@ def post_lead(payload):
                                  payload.pop("cap"))
     lead = realtime.ingest_lead(seller, payload, terms)
     db.session.commit()
-    return {"id": lead.id, "status": lead.status.value, "cross_seller_duplicate": lead.cross_seller_duplicate, "sales": []}
+    settlement = matching.match_leads([lead.id])  # speed to lead: matched before we answer
+    db.session.commit()
+    if settlement.webhook_sale_ids:
+        dispatch(deliver_webhooks, settlement.webhook_sale_ids)
+    sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
+    return {"id": lead.id, "status": lead.status.value,
+            "cross_seller_duplicate": lead.cross_seller_duplicate,
+            "sales": [{"sale_id": s.id, "price": s.price, "seller_share": s.seller_share}
+                      for s in sales]}
