@@ -1,13 +1,31 @@
-"""Buyer area: dashboard with balance and statement."""
-from flask import Blueprint, render_template
+"""Buyer area: balance, order builder with live estimate, orders filling live,
+delivered leads with CSV export, webhook settings and delivery log."""
+from flask import (
+    Blueprint, Response, flash, redirect, render_template, request, stream_with_context,
+    url_for,
+)
 from flask_login import current_user
+from sqlalchemy import select
 
 from app.auth.decorators import restrict_blueprint_to
-from app.models import Role
-from app.services import ledger
+from app.auth.forms import ConfirmForm
+from app.buyer.forms import ChangeOrderForm, OrderFiltersForm, OrderForm, WebhookForm
+from app.errors import DomainError
+from app.extensions import db
+from app.formatting import format_money, parse_money
+from app.models import Order, Role
+from app.services import delivery, ledger, orders, webhooks
+from app.tasks import deliver_webhooks, dispatch, fill_order
 
 bp = Blueprint("buyer", __name__)
 restrict_blueprint_to(bp, Role.BUYER)
+
+LEADS_PAGE = 100
+
+
+def _my_orders(limit: int = 200) -> list[Order]:
+    return db.session.scalars(select(Order).where(Order.buyer_id == current_user.id)
+                              .order_by(Order.id.desc()).limit(limit)).all()
 
 
 @bp.route("/")
@@ -15,5 +33,169 @@ def dashboard():
     return render_template(
         "buyer/dashboard.html",
         balance=ledger.balance_for(current_user),
-        statement=ledger.statement_for(current_user, limit=50),
+        statement=ledger.statement_for(current_user, limit=30),
+        orders=_my_orders(10),
     )
+
+
+@bp.route("/orders")
+def order_list():
+    return render_template("buyer/orders.html", orders=_my_orders())
+
+
+@bp.route("/orders/estimate")
+def estimate():
+    """The builder's live supply panel (htmx, on every change of the filters)."""
+    form = OrderFiltersForm(request.args)
+    try:
+        price = parse_money(request.args["price"]) if request.args.get("price") else None
+    except ValueError:
+        price = None  # the price field shows its own error; the count still helps
+    try:
+        result = orders.estimate(orders.Filters.parse(form.filters_dict()), price)
+    except DomainError as exc:
+        return render_template("buyer/_estimate.html", error=exc.message)
+    return render_template("buyer/_estimate.html", estimate=result, price=price)
+
+
+@bp.route("/orders/new", methods=["GET", "POST"])
+def new_order():
+    form = OrderForm()
+    if form.validate_on_submit():
+        try:
+            filters = orders.Filters.parse(form.filters_dict())
+            terms = orders.check_terms(form.price.minor_units, form.quantity.data,
+                                       **form.terms_kwargs())
+            order, secret = orders.place_order(current_user, filters, terms)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            field = getattr(form, exc.details.get("field", ""), None)
+            (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
+        else:
+            dispatch(fill_order, order.id)
+            flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
+            if secret:
+                flash(f"Webhook secret (shown only now): {secret}", "warning")
+            return redirect(url_for("buyer.order_detail", order_id=order.id))
+    return render_template("buyer/new_order.html", form=form,
+                           balance=ledger.balance_for(current_user))
+
+
+def _leads_page(order: Order, page: int) -> list[dict]:
+    return list(delivery.delivered(order, limit=LEADS_PAGE, offset=(page - 1) * LEADS_PAGE))
+
+
+@bp.route("/orders/<int:order_id>")
+def order_detail(order_id: int):
+    order = orders.order_for(current_user, order_id)
+    page = max(request.args.get("page", 1, type=int), 1)
+    change = ChangeOrderForm(data={"price": f"{order.price // 100}.{order.price % 100:02d}",
+                                   "quantity": order.quantity, "daily_cap": order.daily_cap})
+    return render_template(
+        "buyer/order.html", order=order, leads=_leads_page(order, page), page=page,
+        page_size=LEADS_PAGE, change_form=change, confirm=ConfirmForm(),
+        webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
+        deliveries=webhooks.log_for(order, limit=50))
+
+
+@bp.route("/orders/<int:order_id>/status")
+def order_status(order_id: int):
+    """The fill panel; htmx polls it while the order is open."""
+    return render_template("buyer/_order_status.html",
+                           order=orders.order_for(current_user, order_id))
+
+
+def _act(order_id: int, action) -> Response:
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; please try again.", "danger")
+        return redirect(url_for("buyer.order_detail", order_id=order_id))
+    try:
+        message = action()
+        db.session.commit()
+        flash(message, "success")
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    return redirect(url_for("buyer.order_detail", order_id=order_id))
+
+
+@bp.route("/orders/<int:order_id>/pause", methods=["POST"])
+def pause(order_id: int):
+    def action():
+        orders.set_paused(current_user, order_id, True)
+        return "Paused: no leads are delivered until you resume."
+    return _act(order_id, action)
+
+
+@bp.route("/orders/<int:order_id>/resume", methods=["POST"])
+def resume(order_id: int):
+    def action():
+        orders.set_paused(current_user, order_id, False)
+        dispatch(fill_order, order_id)
+        return "Resumed."
+    return _act(order_id, action)
+
+
+@bp.route("/orders/<int:order_id>/cancel", methods=["POST"])
+def cancel(order_id: int):
+    def action():
+        order = orders.order_for(current_user, order_id)
+        released = order.held
+        orders.cancel_order(current_user, order_id)
+        return f"Cancelled; {format_money(released)} released to your balance."
+    return _act(order_id, action)
+
+
+@bp.route("/orders/<int:order_id>/change", methods=["POST"])
+def change(order_id: int):
+    form = ChangeOrderForm()
+    if not form.validate_on_submit():
+        for name, errors in form.errors.items():
+            flash(f"{getattr(form, name).label.text}: {'; '.join(errors)}", "danger")
+        return redirect(url_for("buyer.order_detail", order_id=order_id))
+    try:
+        orders.change_terms(current_user, order_id, price=form.price.minor_units,
+                            quantity=form.quantity.data, daily_cap=form.daily_cap.data)
+        db.session.commit()
+        dispatch(fill_order, order_id)
+        flash("Order updated; the money held for it follows the new terms.", "success")
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    return redirect(url_for("buyer.order_detail", order_id=order_id))
+
+
+@bp.route("/orders/<int:order_id>/webhook", methods=["POST"])
+def set_webhook(order_id: int):
+    form = WebhookForm()
+    if form.validate_on_submit():
+        try:
+            order = orders.order_for(current_user, order_id, lock=True)
+            secret = orders.set_webhook(order, (form.webhook_url.data or "").strip() or None)
+            db.session.commit()
+            flash(f"Webhook saved. Secret (shown only now): {secret}" if secret
+                  else "Webhook removed.", "warning" if secret else "info")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    return redirect(url_for("buyer.order_detail", order_id=order_id))
+
+
+@bp.route("/orders/<int:order_id>/deliveries/<int:delivery_id>/resend", methods=["POST"])
+def resend(order_id: int, delivery_id: int):
+    def action():
+        order = orders.order_for(current_user, order_id)
+        delivery_row = webhooks.resend(order, delivery_id)
+        dispatch(deliver_webhooks, [delivery_row.sale_id])
+        return "Sent again; see the delivery log for the answer."
+    return _act(order_id, action)
+
+
+@bp.route("/orders/<int:order_id>/leads.csv")
+def leads_csv(order_id: int):
+    order = orders.order_for(current_user, order_id)
+    return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="order-{order.id}-leads.csv"'})
+

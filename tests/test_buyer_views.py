@@ -1,0 +1,90 @@
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Order, OrderStatus
+from app.services import ledger
+from tests.conftest import csrf_token
+from tests.market_helpers import live_leads, person, verified_seller
+
+
+def _fund(buyer, amount=100_000):
+    ledger.manual_credit(buyer, amount, reason="wire", actor=None)
+    db.session.commit()
+
+
+def _place(client, **fields):
+    form = {"price": "5.00", "quantity": "3", "lookback_days": "30", "timezone": "UTC",
+            "csrf_token": csrf_token(client, "/buyer/orders/new")} | fields
+    return client.post("/buyer/orders/new", data=form)
+
+
+def test_compose_place_and_watch_an_order_fill(buyer_client, buyer):
+    _fund(buyer)
+    live_leads(verified_seller(), [person(1), person(2, gender="m"), person(3)])
+    estimate = buyer_client.get("/buyer/orders/estimate?genders=f&price=5.00").get_data(as_text=True)
+    assert 'id="estimate-count">2<' in estimate
+    response = _place(buyer_client, genders="f", regions="US-CA", name="Spring campaign")
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    page = buyer_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'id="filled">2 / 3<' in page and "person1@mail.example.com" in page
+    assert "is held for it" in page
+    order = db.session.scalar(sa.select(Order))
+    assert (order.name, order.filters["genders"], order.filters["regions"]) == \
+        ("Spring campaign", ["f"], ["US-CA"])
+    csv_text = buyer_client.get(f"/buyer/orders/{order.id}/leads.csv").get_data(as_text=True)
+    assert csv_text.count("\r\n") == 3  # header and two leads
+
+
+def test_builder_shows_field_errors(buyer_client, buyer):
+    _fund(buyer)
+    body = _place(buyer_client, age_min="60", age_max="30").get_data(as_text=True)
+    assert "The minimum age (60) is above the maximum (30)." in body
+    body = _place(buyer_client, regions="XX-YY").get_data(as_text=True)
+    assert "is not an ISO 3166-2 region code" in body
+    body = _place(buyer_client, price="0.10").get_data(as_text=True)
+    assert "must be at least" in body
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+def test_not_enough_money_is_explained(buyer_client, buyer):
+    _fund(buyer, 100)
+    body = _place(buyer_client).get_data(as_text=True)
+    assert "available balance is $1.00" in body
+
+
+def test_pause_resume_change_cancel(buyer_client, buyer):
+    _fund(buyer, 10_000)
+    order_url = _place(buyer_client).headers["Location"]
+    order_id = int(order_url.rstrip("/").split("/")[-1])
+    token = csrf_token(buyer_client, order_url)
+    buyer_client.post(f"/buyer/orders/{order_id}/pause", data={"csrf_token": token})
+    assert db.session.get(Order, order_id).status is OrderStatus.PAUSED
+    buyer_client.post(f"/buyer/orders/{order_id}/resume", data={"csrf_token": token})
+    buyer_client.post(f"/buyer/orders/{order_id}/change",
+                      data={"csrf_token": token, "price": "6.00", "quantity": "4"})
+    db.session.expire_all()
+    assert (db.session.get(Order, order_id).held, ledger.balance_for(buyer).held) == (2_400, 2_400)
+    page = buyer_client.post(f"/buyer/orders/{order_id}/cancel", data={"csrf_token": token},
+                             follow_redirects=True).get_data(as_text=True)
+    assert "$24.00 released" in page
+    assert ledger.balance_for(buyer).available == 10_000
+
+
+def test_webhook_secret_is_shown_once(buyer_client, buyer):
+    _fund(buyer)
+    order_url = _place(buyer_client, webhook_url="https://crm.example.com/hook").headers["Location"]
+    first = buyer_client.get(order_url).get_data(as_text=True)
+    assert "Webhook secret (shown only now): whsec_" in first
+    assert "whsec_" not in buyer_client.get(order_url).get_data(as_text=True)
+
+
+def test_other_buyers_orders_are_404(app, buyer_client, buyer):
+    from app.models import Role
+    from tests.conftest import log_in, make_user
+
+    _fund(buyer)
+    order_url = _place(buyer_client).headers["Location"]
+    other = app.test_client()
+    log_in(other, make_user(Role.BUYER))
+    assert other.get(order_url).status_code == 404
+    assert other.get(order_url + "/leads.csv").status_code == 404
