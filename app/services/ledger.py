@@ -42,8 +42,23 @@ class AmountOutOfRange(DomainError):
 
 
 @dataclass(frozen=True)
+class AccountRef:
+    """What posting needs of an account; unlike the ORM row it never goes stale, so a
+    caller posting many transactions need not reload accounts after each commit."""
+
+    id: int
+    kind: AccountKind
+    currency: str
+    allow_negative: bool
+
+    @classmethod
+    def of(cls, account: LedgerAccount) -> "AccountRef":
+        return cls(account.id, account.kind, account.currency, account.allow_negative)
+
+
+@dataclass(frozen=True)
 class Posting:
-    account: LedgerAccount
+    account: LedgerAccount | AccountRef
     amount: int
 
 
@@ -117,10 +132,6 @@ def post(
     if sum(p.amount for p in postings) != 0:
         raise UnbalancedTransaction("A transaction's entries must sum to zero.")
 
-    if idempotency_key:
-        existing = _by_idempotency_key(idempotency_key)
-        if existing:
-            return existing
     try:
         with db.session.begin_nested():
             transaction = LedgerTransaction(
@@ -143,13 +154,14 @@ def post(
                 )
             db.session.flush()
     except IntegrityError:
-        # A concurrent retry with the same key won the race: its result stands.
+        # The key was used before (a retry, perhaps a concurrent one): that result stands.
         existing = _by_idempotency_key(idempotency_key) if idempotency_key else None
         if existing is None:
             raise
         return existing
     for posting in postings:
-        db.session.refresh(posting.account, ["balance"])
+        if isinstance(posting.account, LedgerAccount):
+            db.session.expire(posting.account, ["balance"])  # moved by SQL, not the ORM
     return transaction
 
 

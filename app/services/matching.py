@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Optional
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import (
@@ -38,7 +38,8 @@ from app.services.orders import Filters, close_order, in_delivery_hours
 log = logging.getLogger(__name__)
 
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
-COMMIT_EVERY = 200  # fills per database transaction
+# PostgreSQL error codes for a transaction that lost to another: it is retried.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 @dataclass
@@ -234,7 +235,7 @@ class Settlement:
         self.today = now.strftime("%Y-%m-%d")
         self.default_bp = current_app.config["COMMISSION_RATE_BP"]
         self._rates: dict[int, int] = {}
-        self._accounts: dict[tuple, object] = {}
+        self._accounts: dict[tuple, ledger.AccountRef] = {}
         self.sale_ids: list[int] = []
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
@@ -245,11 +246,11 @@ class Settlement:
             self._rates[seller_id] = self.default_bp if override is None else override
         return self._rates[seller_id]
 
-    def _account(self, kind: AccountKind, user_id: Optional[int]):
+    def _account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
         if key not in self._accounts:
             user = db.session.get(User, user_id) if user_id else None
-            self._accounts[key] = ledger.account(kind, user)
+            self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
         return self._accounts[key]
 
     def fill(self, lead: Candidate, slot: Slot) -> bool:
@@ -261,6 +262,10 @@ class Settlement:
             return False
         except IntegrityError:  # the UNIQUE/CHECK guards caught what a race slipped past
             return False
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+                return False
+            raise
         return True
 
     def _fill(self, lead: Candidate, slot: Slot) -> None:
@@ -337,14 +342,20 @@ class Settlement:
 
 
 def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
-    """Store a plan in chunks; returns the ids of leads whose fill was lost."""
+    """Store a plan, one fill per transaction; returns the leads whose fill was lost.
+
+    One fill takes its row locks in a fixed order (lead, order, person claims, ledger
+    accounts by id), so concurrent fills cannot deadlock; several fills in one
+    transaction would take them in plan order, and two workers' plans would."""
     lost = []
-    for start in range(0, len(plan), COMMIT_EVERY):
-        for lead, slot in plan[start:start + COMMIT_EVERY]:
-            if not settlement.fill(lead, slot):
-                lost.append(lead.id)
-        settlement.close_filled_orders()
-        db.session.commit()
+    for lead, slot in plan:
+        if settlement.fill(lead, slot):
+            db.session.commit()
+        else:
+            db.session.rollback()
+            lost.append(lead.id)
+    settlement.close_filled_orders()
+    db.session.commit()
     return lost
 
 
