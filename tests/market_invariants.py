@@ -1,0 +1,67 @@
+"""Every rule of SPEC §4 and §5, checked from the database alone after any history."""
+from collections import Counter, defaultdict
+from datetime import timedelta
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import AccountKind, Lead, LedgerAccount, Order, OrderStatus, Sale, User
+from app.services import ledger, orders
+from app.services.matching import person_hashes
+
+
+def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
+    db.session.expire_all()
+    sales = db.session.scalars(sa.select(Sale)).all()
+    if expected_sales is not None:
+        assert len(sales) == expected_sales  # every fill reported is in the database
+    leads = {lead.id: lead for lead in db.session.scalars(sa.select(Lead))}
+    all_orders = {o.id: o for o in db.session.scalars(sa.select(Order))}
+
+    per_lead = Counter(s.lead_id for s in sales)
+    for lead_id, count in per_lead.items():
+        assert leads[lead_id].sold_count == count <= leads[lead_id].cap
+    assert all(lead.sold_count == per_lead.get(lead.id, 0) for lead in leads.values())
+    assert len({(s.buyer_id, s.lead_id) for s in sales}) == len(sales)
+
+    seen = defaultdict(list)  # (buyer, person) -> sale times
+    for sale in sorted(sales, key=lambda s: s.created_at):
+        lead, order = leads[sale.lead_id], all_orders[sale.order_id]
+        assert sale.price == order.price >= lead.floor_price
+        assert sale.commission + sale.seller_share == sale.price
+        assert not order.filters.get("exclusive_only") or lead.cap == 1
+        filters = orders.Filters.parse(order.filters)
+        assert filters.matches(lead, sale.created_at)
+        for identity in person_hashes(lead.email_hash, lead.phone_hash):
+            for earlier in seen[(sale.buyer_id, identity)]:
+                assert sale.created_at - earlier >= timedelta(days=order.lookback_days)
+            seen[(sale.buyer_id, identity)].append(sale.created_at)
+
+    per_order = defaultdict(list)
+    for sale in sales:
+        per_order[sale.order_id].append(sale.price)
+    held_by_buyer = Counter()
+    for order in all_orders.values():
+        prices = per_order[order.id]
+        assert order.filled == len(prices) <= order.quantity
+        assert order.spent == sum(prices)
+        assert order.budget is None or order.spent <= order.budget
+        if order.status in (OrderStatus.OPEN, OrderStatus.PAUSED):
+            budget_left = None if order.budget is None else order.budget - order.spent
+            assert order.held == orders.max_spend(order.price, order.remaining, budget_left)
+        else:
+            assert order.held == 0
+        held_by_buyer[order.buyer_id] += order.held
+
+    for account in db.session.scalars(sa.select(LedgerAccount)):
+        if account.kind is AccountKind.BUYER_HELD:
+            assert account.balance == held_by_buyer[account.user_id]
+        if not account.allow_negative:
+            assert account.balance >= 0
+    seller_share = Counter()
+    for sale in sales:
+        seller_share[sale.seller_id] += sale.seller_share
+    for seller_id, share in seller_share.items():
+        assert ledger.balance_for(db.session.get(User, seller_id)).pending == share
+    assert ledger.reconcile().ok
