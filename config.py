@@ -41,7 +41,7 @@ class Config:
     MIN_PRICE = _env_int("MIN_PRICE", 50)  # minor units per lead
 
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
-    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 5000)
+    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 2000)
     # Processes validating rows in parallel; 0 means one per core.
     INGEST_WORKERS = _env_int("INGEST_WORKERS", 0)
 

@@ -1,16 +1,15 @@
-"""Application factory."""
-import os
-import sqlite3
+"""Application factory.
 
-from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from werkzeug.routing import IntegerConverter
+Imports stay inside the functions: ingest worker processes import `app.services…`
+and should not pay for Flask and SQLAlchemy they never use."""
+import os
 
 from config import CONFIGS, INSTANCE_DIR
 
 
-def create_app(config_name: str | None = None, **overrides) -> Flask:
+def create_app(config_name: str | None = None, **overrides):
+    from flask import Flask
+
     config_name = config_name or os.environ.get("APP_ENV", "development")
     config_class = CONFIGS[config_name]
     if hasattr(config_class, "validate"):
@@ -35,20 +34,21 @@ def create_app(config_name: str | None = None, **overrides) -> Flask:
     return app
 
 
-class DatabaseIdConverter(IntegerConverter):
-    """`<int:…>` that stops at the largest database id: a longer number is a 404,
-    not an overflow inside the database driver."""
+def register_url_converters(app) -> None:
+    from werkzeug.routing import IntegerConverter
 
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
-        super().__init__(map, *args, **kwargs)
+    class DatabaseIdConverter(IntegerConverter):
+        """`<int:…>` that stops at the largest database id: a longer number is a 404,
+        not an overflow inside the database driver."""
 
+        def __init__(self, map, *args, **kwargs):
+            kwargs.setdefault("max", 2**63 - 1)
+            super().__init__(map, *args, **kwargs)
 
-def register_url_converters(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseIdConverter
 
 
-def register_extensions(app: Flask) -> None:
+def register_extensions(app) -> None:
     from app.extensions import csrf, db, limiter, login_manager, migrate
     from app.security import init_security
     from app.tasks import init_celery
@@ -62,7 +62,7 @@ def register_extensions(app: Flask) -> None:
     init_celery(app)
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app) -> None:
     from app.admin import bp as admin_bp
     from app.api import init_api
     from app.auth import bp as auth_bp
@@ -78,42 +78,19 @@ def register_blueprints(app: Flask) -> None:
     init_api(app)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app) -> None:
     from app.errors import register_error_handlers as register
 
     register(app)
 
 
-def register_commands(app: Flask) -> None:
+def register_commands(app) -> None:
     from app.cli import register_cli
 
     register_cli(app)
 
 
-def register_template_helpers(app: Flask) -> None:
+def register_template_helpers(app) -> None:
     from app.formatting import format_money
 
     app.jinja_env.filters["money"] = format_money
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_connection_setup(dbapi_connection, connection_record) -> None:
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    # Let SQLAlchemy emit BEGIN itself (below) instead of pysqlite's late implicit one.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-@event.listens_for(Engine, "begin")
-def _sqlite_begin_immediate(connection) -> None:
-    # pysqlite would open the transaction only at the first write, so two processes
-    # could both read, then both write (an oversold lead). Taking SQLite's write lock
-    # up front serialises writers; PostgreSQL uses row locks instead.
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")

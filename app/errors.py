@@ -6,9 +6,6 @@ page, so a rule is stated once, where it lives.
 """
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
-
 
 class DomainError(Exception):
     code = "domain_error"
@@ -66,6 +63,8 @@ ERROR_TEMPLATES = {code: f"errors/{code}.html" for code in (403, 404, 413, 429)}
 
 
 def wants_json() -> bool:
+    from flask import request
+
     return request.path.startswith("/api/") or request.path.startswith("/stripe/")
 
 
@@ -73,7 +72,9 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def http_error_response(error: HTTPException):
+def http_error_response(error):
+    from flask import jsonify, render_template
+
     status = error.code or 500
     if wants_json():
         details: dict[str, Any] = {}
@@ -93,7 +94,10 @@ def http_error_response(error: HTTPException):
     return render_template(template, error=error, status=status), status
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app) -> None:
+    from flask import jsonify, render_template
+    from werkzeug.exceptions import HTTPException
+
     @app.errorhandler(DomainError)
     def handle_domain_error(error: DomainError):
         if wants_json():
@@ -102,7 +106,7 @@ def register_error_handlers(app: Flask) -> None:
         return render_template(template, error=error, status=error.status), error.status
 
     @app.errorhandler(HTTPException)
-    def handle_http_exception(error: HTTPException):
+    def handle_http_exception(error):
         return http_error_response(error)
 
     @app.errorhandler(500)

@@ -7,7 +7,8 @@ Not a unit test: it measures, prints a table and writes the figures as JSON.
     python bench/ingest.py                 # 1,000,000 rows (+ a 100,000-row memory run)
     python bench/ingest.py --rows 20000    # smoke run, well under a minute
     python bench/ingest.py --workers 2 --chunk 5000 --mem-rows 100000
-    python bench/ingest.py --rows 100000 --profile   # + cProfile of the real path
+    python bench/ingest.py --profile       # instead: profile the real path on the
+                                           # --mem-rows file (cProfile + py-spy)
 
 What one run does, all on the same generated file:
   1. Generates (fixed seed, cached in bench/out/, which is git-ignored) a CSV of
@@ -1027,7 +1028,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "phonenumbers": phonenumbers.__version__,
                     "email_validator": email_validator.__version__,
-                    "psutil": psutil.__version__},
+                    "psutil": psutil.__version__, "loadavg_start": os.getloadavg()},
         "baselines": {}, "real": {}, "backends": ["sqlite"] + ([] if args.no_pg else ["postgresql"]),
     }
 
@@ -1084,6 +1085,10 @@ def main() -> int:
         if pg:
             pg.stop()
 
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    print(f"\nload average at start {res['machine']['loadavg_start'][0]:.2f}, at end "
+          f"{res['machine']['loadavg_end'][0]:.2f} on {os.cpu_count()} CPUs (other work on "
+          "the machine skews every figure)")
     checks = print_report(res)
     res["checks"] = [{"check": n, "pass": ok, "detail": d} for n, ok, d in checks]
     out = OUT / f"ingest-{stamp}.json"

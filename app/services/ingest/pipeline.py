@@ -224,24 +224,24 @@ class BatchRun:
     floor_price: int
     cap: int
     checkpoint: int  # rows_processed as last committed
+    check_suppression: bool = True
 
 
 def _run(batch: Batch, path: Path) -> None:
     batch.started_at = batch.started_at or utcnow()
     batch.heartbeat_at = utcnow()
-    run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed)
+    run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed,
+                   check_suppression=db.session.query(SuppressionEntry.id).first() is not None)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
     db.session.commit()
     chunk_rows = current_app.config["INGEST_CHUNK_ROWS"]
     pool = workers.pool_for(current_app.config)
     with open_csv(path, mapping=mapping) as source:
-        picked = ((number, source.header_map.pick(values), values)
-                  for number, values in source.rows() if number > run.checkpoint)
-        chunks = _chunks(picked, chunk_rows)
-        for chunk, validated in pool.map_chunks(chunks, ctx):
-            raw_rows = [raw for _, _, raw in chunk]
-            _store_chunk(run, validated, raw_rows, source.bytes_read)
+        rows = ((number, values) for number, values in source.rows() if number > run.checkpoint)
+        for chunk, result in pool.map_chunks(_chunks(rows, chunk_rows),
+                                             source.header_map.fields, ctx):
+            _store_chunk(run, chunk, result, source.bytes_read)
     _finish(db.session.get(Batch, run.id))
 
 
@@ -265,13 +265,16 @@ class Holder:
     row_number: int
 
 
+IN_LIST_SIZE = 5000  # values per IN (...): one query per chunk and kind
+
+
 def _existing_by_hash(column, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
     found: dict[bytes, Holder] = {}
     hashes = list(hashes)
-    for start in range(0, len(hashes), 500):
+    for start in range(0, len(hashes), IN_LIST_SIZE):
         rows = db.session.execute(
             sa.select(column, Lead.batch_id, Lead.seller_id, Lead.row_number)
-            .where(column.in_(hashes[start:start + 500])))
+            .where(column.in_(hashes[start:start + IN_LIST_SIZE])))
         for value, batch_id, holder_seller, row_number in rows:
             value = bytes(value)
             # The seller's own copy decides the verdict, so it wins over other sellers'.
@@ -281,11 +284,14 @@ def _existing_by_hash(column, hashes: set[bytes], seller_id: int) -> dict[bytes,
 
 
 def _suppressed(kind: str, hashes: set[bytes]) -> set[bytes]:
-    if not hashes:
-        return set()
-    return {bytes(h) for h in db.session.scalars(
-        sa.select(SuppressionEntry.value_hash).where(
-            SuppressionEntry.kind == kind, SuppressionEntry.value_hash.in_(list(hashes))))}
+    found = set()
+    hashes = list(hashes)
+    for start in range(0, len(hashes), IN_LIST_SIZE):
+        found.update(bytes(h) for h in db.session.scalars(
+            sa.select(SuppressionEntry.value_hash).where(
+                SuppressionEntry.kind == kind,
+                SuppressionEntry.value_hash.in_(hashes[start:start + IN_LIST_SIZE]))))
+    return found
 
 
 @dataclass
@@ -300,20 +306,19 @@ class DedupeIndex:
     suppressed_phones: set[bytes]
 
     @classmethod
-    def for_rows(cls, rows: list, batch_id: int, seller_id: int) -> "DedupeIndex":
-        emails = {r.email_hash for r in rows if r.email_hash}
-        phones = {r.phone_hash for r in rows if r.phone_hash}
+    def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
+             check_suppression: bool = True) -> "DedupeIndex":
         return cls(batch_id, seller_id,
                    _existing_by_hash(Lead.email_hash, emails, seller_id),
                    _existing_by_hash(Lead.phone_hash, phones, seller_id),
-                   _suppressed("email", emails), _suppressed("phone", phones))
+                   _suppressed("email", emails) if check_suppression else set(),
+                   _suppressed("phone", phones) if check_suppression else set())
 
-    def verdict(self, row) -> tuple[Optional[str], Optional[str], bool]:
+    def verdict(self, email_hash, phone_hash) -> tuple[Optional[str], Optional[str], bool]:
         """(rejection code, its message, is a cross-seller duplicate)."""
-        if row.email_hash in self.suppressed_emails or row.phone_hash in self.suppressed_phones:
+        if email_hash in self.suppressed_emails or phone_hash in self.suppressed_phones:
             return "suppressed", verdict_message("suppressed"), False
-        holders = [h for h in (self.by_email.get(row.email_hash),
-                               self.by_phone.get(row.phone_hash)) if h]
+        holders = [h for h in (self.by_email.get(email_hash), self.by_phone.get(phone_hash)) if h]
         for holder in holders:
             if holder.batch_id == self.batch_id:
                 return ("duplicate_in_batch",
@@ -322,77 +327,89 @@ class DedupeIndex:
             return "duplicate_own", verdict_message("duplicate_own"), False
         return None, None, bool(holders)
 
-    def remember(self, row) -> None:
-        holder = Holder(self.batch_id, self.seller_id, row.row_number)
-        if row.email_hash:
-            self.by_email.setdefault(row.email_hash, holder)
-        if row.phone_hash:
-            self.by_phone.setdefault(row.phone_hash, holder)
+    def remember(self, email_hash, phone_hash, row_number: int) -> None:
+        holder = Holder(self.batch_id, self.seller_id, row_number)
+        if email_hash:
+            self.by_email.setdefault(email_hash, holder)
+        if phone_hash:
+            self.by_phone.setdefault(phone_hash, holder)
 
 
-def _store_chunk(batch: BatchRun, rows: list, raw_rows: list[list[str]], bytes_read: int) -> None:
-    index = DedupeIndex.for_rows([r for r in rows if r.accepted], batch.id, batch.seller_id)
-    leads, rejections = [], []
-    cross = 0
-    for row, raw in zip(rows, raw_rows):
-        code, message, is_cross = row.code, row.message, False
-        if row.accepted:
-            code, message, is_cross = index.verdict(row)
-            if code is not None:
-                row.raw_enc = vault().encrypt(json.dumps(raw, ensure_ascii=False))
+LEAD_INSERT_COLUMNS = workers.ACCEPTED_COLUMNS + (
+    "batch_id", "seller_id", "status", "cross_seller_duplicate", "floor_price", "cap",
+    "sold_count", "created_at")
+REJECTION_INSERT_COLUMNS = ("row_number", "code", "message_enc", "raw_enc", "batch_id")
+
+
+def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
+             status: LeadStatus = LeadStatus.PENDING) -> tuple:
+    """A worker's accepted row plus the batch's own columns (LEAD_INSERT_COLUMNS)."""
+    return accepted + (batch.id, batch.seller_id, status.value, is_cross, batch.floor_price,
+                       batch.cap, 0, utcnow())
+
+
+def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Many rows in one go: COPY on PostgreSQL, one executemany elsewhere."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        from psycopg.types.json import Json
+
+        json_columns = [i for i, name in enumerate(columns)
+                        if isinstance(table.c[name].type, sa.JSON)]
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                if json_columns:
+                    row = list(row)
+                    for i in json_columns:
+                        row[i] = Json(row[i])
+                copy.write_row(row)
+        return
+    connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+
+
+def _store_chunk(batch: BatchRun, chunk: list, result: "workers.ChunkResult",
+                 bytes_read: int) -> None:
+    """Store one validated chunk and its progress in one transaction."""
+    accepted = result.accepted
+    index = DedupeIndex.load(
+        batch.id, batch.seller_id,
+        {row[workers.EMAIL_HASH] for row in accepted if row[workers.EMAIL_HASH]},
+        {row[workers.PHONE_HASH] for row in accepted if row[workers.PHONE_HASH]},
+        batch.check_suppression)
+    leads, rejections, cross, raw_by_row = [], [], 0, None
+    for row in accepted:
+        code, message, is_cross = index.verdict(row[workers.EMAIL_HASH], row[workers.PHONE_HASH])
         if code is None:
-            index.remember(row)
+            index.remember(row[workers.EMAIL_HASH], row[workers.PHONE_HASH], row[0])
             cross += is_cross
-            leads.append(_lead_values(batch, row, is_cross))
+            leads.append(lead_row(batch, row, is_cross))
         else:
-            rejections.append({"batch_id": batch.id, "row_number": row.row_number,
-                               "code": code, "message_enc": vault().encrypt(message),
-                               "raw_enc": row.raw_enc})
-    previous, last_row = batch.checkpoint, rows[-1].row_number
+            raw_by_row = raw_by_row or dict(chunk)
+            rejections.append((row[0], code, vault().encrypt(message),
+                               vault().encrypt(json.dumps(raw_by_row[row[0]], ensure_ascii=False)),
+                               batch.id))
+    rejections.extend(rejected + (batch.id,) for rejected in result.rejected)
+    previous, last_row = batch.checkpoint, chunk[-1][0]
     # The conditional update is the run's claim on the batch: a second worker resumed
     # from the same checkpoint loses here and stops instead of storing rows twice.
     claimed = db.session.execute(
         sa.update(Batch).where(Batch.id == batch.id, Batch.rows_processed == previous,
                                Batch.status == BatchStatus.PROCESSING)
         .values(rows_processed=last_row, bytes_processed=bytes_read, heartbeat_at=utcnow(),
-                rows_total=Batch.rows_total + len(rows), accepted=Batch.accepted + len(leads),
+                rows_total=Batch.rows_total + len(chunk), accepted=Batch.accepted + len(leads),
                 rejected=Batch.rejected + len(rejections),
                 cross_seller_duplicates=Batch.cross_seller_duplicates + cross)
         .execution_options(synchronize_session=False)).rowcount
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
-    if leads:
-        db.session.execute(sa.insert(Lead), leads)
-    if rejections:
-        db.session.execute(sa.insert(Rejection), rejections)
+    bulk_insert(Lead.__table__, LEAD_INSERT_COLUMNS, leads)
+    bulk_insert(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections)
     db.session.commit()
     batch.checkpoint = last_row
-
-
-def _short(text: Optional[str], limit: int = 255) -> Optional[str]:
-    """Intent fields are free text; the column keeps their first 255 characters."""
-    return text[:limit] if text else text
-
-
-def _lead_values(batch: Batch | BatchRun, row, is_cross: bool) -> dict:
-    lead = row.lead
-    return {
-        "batch_id": batch.id, "seller_id": batch.seller_id, "status": LeadStatus.PENDING,
-        "row_number": row.row_number,
-        "first_name_enc": row.first_name_enc, "last_name_enc": row.last_name_enc,
-        "email_enc": row.email_enc, "phone_enc": row.phone_enc, "ip_enc": row.ip_enc,
-        "email_hash": row.email_hash, "phone_hash": row.phone_hash,
-        "has_email": row.email_hash is not None, "has_phone": row.phone_hash is not None,
-        "age": lead.age, "gender": lead.gender, "region": lead.region, "country": lead.country,
-        "marital_status": lead.marital_status, "employed": lead.employed,
-        "interests": list(lead.interests), "budget": _short(lead.budget),
-        "authority": _short(lead.authority), "need": _short(lead.need),
-        "timeframe": _short(lead.timeframe), "consent_at": lead.consent_at,
-        "source_url": lead.source_url, "consent_text": lead.consent_text,
-        "cross_seller_duplicate": is_cross, "floor_price": batch.floor_price,
-        "cap": batch.cap, "sold_count": 0, "created_at": utcnow(),
-    }
 
 
 def listing_status_for(seller: User) -> tuple[BatchStatus, LeadStatus]:

@@ -12,8 +12,10 @@ from app.extensions import db
 from app.models import Batch, BatchSource, BatchStatus, Lead, User
 from app.models.types import utcnow
 from app.services.ingest.fields import FIELDS
+from app.services.ingest import workers
 from app.services.ingest.pipeline import (
-    BatchTerms, DedupeIndex, _lead_values, check_can_sell, listing_status_for, vault,
+    LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, DedupeIndex, check_can_sell, lead_row,
+    listing_status_for, vault,
 )
 from app.services.ingest.validate import RowContext, verdict_message
 from app.services.ingest.workers import validate_chunk
@@ -52,27 +54,29 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     check_can_sell(seller)
     values = {name: _as_cell(payload.get(name)) for name in FIELDS if payload.get(name) is not None}
     ctx = RowContext(default_country=terms.default_country, now=utcnow())
-    row = validate_chunk([(1, values, list(values.values()))], ctx, vault())[0]
-    if not row.accepted:
-        raise LeadRejected(row.message, code=row.code)
+    result = validate_chunk([(1, list(values.values()))], tuple(values), ctx, vault())
+    if result.rejected:
+        _, code, message_enc, _ = result.rejected[0]
+        raise LeadRejected(vault().decrypt(message_enc), code=code)
+    row = result.accepted[0]
     batch = _todays_batch(seller, terms)
-    row.row_number = batch.rows_total + 1
-    code, message, is_cross = DedupeIndex.for_rows([row], batch.id, seller.id).verdict(row)
+    email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
+    index = DedupeIndex.load(batch.id, seller.id, {email_hash} - {None}, {phone_hash} - {None})
+    code, message, is_cross = index.verdict(email_hash, phone_hash)
     if code == "duplicate_in_batch":  # today's earlier post: no "file" to point into
         code, message = "duplicate_own", verdict_message("duplicate_own")
     if code is not None:
         raise LeadRejected(message, code=code)
     _, lead_status = listing_status_for(seller)
-    lead_terms = BatchTerms(terms.default_country, terms.floor_price, terms.cap, {})
-    values = _lead_values(batch, row, is_cross) | {
-        "status": lead_status, "floor_price": lead_terms.floor_price, "cap": lead_terms.cap}
+    # The lead carries its own terms: each real-time post may set floor and cap.
+    terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0)
+    values = dict(zip(LEAD_INSERT_COLUMNS, lead_row(terms_of_lead, row, is_cross, lead_status)))
+    values["row_number"] = batch.rows_total + 1
     lead = Lead(**values)
     db.session.add(lead)
     batch.rows_total += 1
     batch.rows_processed += 1
     batch.accepted += 1
     batch.cross_seller_duplicates += int(is_cross)
-    if batch.status is BatchStatus.REJECTED:  # an empty day's batch that now has a lead
-        batch.status = listing_status_for(seller)[0]
     db.session.flush()
     return lead

@@ -1,59 +1,72 @@
-"""The CPU-bound half of ingest, run on every core: validate, normalise, encrypt, hash.
+"""The CPU-bound half of ingest, run on every core: pick, validate, normalise,
+encrypt, hash.
 
 Validation (phonenumbers, email-validator) and encryption cost tens of microseconds a
-row, far more than parsing or storing, so chunks of rows go to worker processes and
-come back in order; the database work stays in the calling process. With one worker
-(or inside a daemonic process, such as a Celery prefork child, which may not start
-processes of its own) the same code runs in-process.
+row, far more than parsing or storing, so chunks of raw rows go to worker processes
+and come back as tuples ready to insert; the database work stays in the calling
+process. With one worker (or inside a daemonic process, such as a Celery prefork
+child, which may not start processes of its own) the same code runs in-process.
+Workers import no Flask or SQLAlchemy: only what validation needs.
 """
 import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
 from app.services.ingest.fields import resolve_region
-from app.services.ingest.validate import NormalisedLead, RowContext, validate_row
+from app.services.ingest.validate import RowContext, validate_row
+
+# What a worker returns for an accepted row, in this order (the pipeline adds the
+# batch's own columns). Indexes of the two hashes are used for duplicate checks.
+ACCEPTED_COLUMNS = (
+    "row_number", "first_name_enc", "last_name_enc", "email_enc", "phone_enc", "ip_enc",
+    "email_hash", "phone_hash", "has_email", "has_phone", "age", "gender", "region",
+    "country", "marital_status", "employed", "interests", "budget", "authority", "need",
+    "timeframe", "consent_at", "source_url", "consent_text",
+)
+EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
+INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
 
 
-@dataclass(slots=True)
-class ValidatedRow:
-    row_number: int
-    accepted: bool
-    code: Optional[str]
-    message: Optional[str]
-    lead: Optional[NormalisedLead]
-    raw_enc: Optional[bytes]  # rejected rows only: the original cells, encrypted
-    first_name_enc: Optional[bytes] = None
-    last_name_enc: Optional[bytes] = None
-    email_enc: Optional[bytes] = None
-    phone_enc: Optional[bytes] = None
-    ip_enc: Optional[bytes] = None
-    email_hash: Optional[bytes] = None
-    phone_hash: Optional[bytes] = None
+@dataclass
+class ChunkResult:
+    accepted: list[tuple] = field(default_factory=list)
+    rejected: list[tuple] = field(default_factory=list)  # (row, code, message_enc, raw_enc)
 
 
-def validate_chunk(rows: list[tuple[int, dict, list]], ctx: RowContext,
-                   vault: ContactVault) -> list[ValidatedRow]:
-    out = []
-    encrypt = vault.encrypt
-    for number, values, raw in rows:
-        result = validate_row(values, ctx)
-        lead = result.lead
+def _short(text: Optional[str]) -> Optional[str]:
+    return text[:INTENT_LIMIT] if text else text
+
+
+def validate_chunk(rows: list[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
+                   ctx: RowContext, vault: ContactVault) -> ChunkResult:
+    """Rows as (spreadsheet row number, raw cells); `fields` names each column."""
+    result = ChunkResult()
+    encrypt, dedupe_hash = vault.encrypt, vault.dedupe_hash
+    pairs = [(i, name) for i, name in enumerate(fields) if name]
+    width = len(fields)
+    for number, raw in rows:
+        cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
+        verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
+        lead = verdict.lead
         if lead is None:
-            out.append(ValidatedRow(number, False, result.code, result.message, None,
+            result.rejected.append((number, verdict.code, encrypt(verdict.message),
                                     encrypt(json.dumps(raw, ensure_ascii=False))))
             continue
-        out.append(ValidatedRow(
-            number, True, None, None, lead, None,
-            first_name_enc=encrypt(lead.first_name), last_name_enc=encrypt(lead.last_name),
-            email_enc=encrypt(lead.email), phone_enc=encrypt(lead.phone), ip_enc=encrypt(lead.ip),
-            email_hash=vault.dedupe_hash("email", lead.email) if lead.email else None,
-            phone_hash=vault.dedupe_hash("phone", lead.phone) if lead.phone else None,
+        email_hash = dedupe_hash("email", lead.email) if lead.email else None
+        phone_hash = dedupe_hash("phone", lead.phone) if lead.phone else None
+        result.accepted.append((
+            number, encrypt(lead.first_name), encrypt(lead.last_name), encrypt(lead.email),
+            encrypt(lead.phone), encrypt(lead.ip), email_hash, phone_hash,
+            email_hash is not None, phone_hash is not None, lead.age, lead.gender, lead.region,
+            lead.country, lead.marital_status, lead.employed, list(lead.interests),
+            _short(lead.budget), _short(lead.authority), _short(lead.need),
+            _short(lead.timeframe), lead.consent_at, lead.source_url, lead.consent_text,
         ))
-    return out
+    return result
 
 
 _worker_vault: Optional[ContactVault] = None
@@ -65,18 +78,18 @@ def _init_worker(master_key: str) -> None:
     resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
 
 
-def _validate_in_worker(rows: list, ctx: RowContext) -> list[ValidatedRow]:
-    return validate_chunk(rows, ctx, _worker_vault)
+def _validate_in_worker(rows: list, fields: tuple, ctx: RowContext) -> ChunkResult:
+    return validate_chunk(rows, fields, ctx, _worker_vault)
 
 
 class InProcess:
     def __init__(self, master_key: str):
         self._vault = ContactVault(master_key)
 
-    def map_chunks(self, chunks: Iterable[list], ctx: RowContext
-                   ) -> Iterator[tuple[list, list[ValidatedRow]]]:
+    def map_chunks(self, chunks: Iterable[list], fields: tuple, ctx: RowContext
+                   ) -> Iterator[tuple[list, ChunkResult]]:
         for chunk in chunks:
-            yield chunk, validate_chunk(chunk, ctx, self._vault)
+            yield chunk, validate_chunk(chunk, fields, ctx, self._vault)
 
 
 class WorkerPool:
@@ -88,14 +101,14 @@ class WorkerPool:
             max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker, initargs=(master_key,))
 
-    def map_chunks(self, chunks: Iterable[list], ctx: RowContext
-                   ) -> Iterator[tuple[list, list[ValidatedRow]]]:
-        """(chunk, its validated rows) in file order."""
-        # Keep a few chunks in flight, not the whole file: memory stays flat.
+    def map_chunks(self, chunks: Iterable[list], fields: tuple, ctx: RowContext
+                   ) -> Iterator[tuple[list, ChunkResult]]:
+        """(chunk, its result) in file order."""
+        # One chunk per worker in flight, plus the one being stored: memory stays flat.
         in_flight = []
         for chunk in chunks:
-            in_flight.append((chunk, self._executor.submit(_validate_in_worker, chunk, ctx)))
-            if len(in_flight) > self.processes * 2:
+            in_flight.append((chunk, self._executor.submit(_validate_in_worker, chunk, fields, ctx)))
+            if len(in_flight) > self.processes:
                 chunk, future = in_flight.pop(0)
                 yield chunk, future.result()
         for chunk, future in in_flight:
