@@ -27,17 +27,20 @@ def _recent_batches(limit: int = 50) -> list[Batch]:
 
 @bp.route("/")
 def dashboard():
+    batches = _recent_batches(10)
     return render_template(
         "seller/dashboard.html",
         balance=ledger.balance_for(current_user),
         statement=ledger.statement_for(current_user, limit=20),
-        batches=_recent_batches(10),
+        batches=batches, sales=reports.sales_by_batch([b.id for b in batches]),
     )
 
 
 @bp.route("/batches")
 def batches():
-    return render_template("seller/batches.html", batches=_recent_batches(200))
+    batches = _recent_batches(200)
+    return render_template("seller/batches.html", batches=batches,
+                           sales=reports.sales_by_batch([b.id for b in batches]))
 
 
 def _last_terms() -> dict:
@@ -133,9 +136,10 @@ def batch_progress(batch_id: int):
 
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
-        return {"counts": [], "preview": []}
+        return {"counts": [], "preview": [], "sold": (0, 0)}
     return {"counts": reports.rejection_counts(batch),
-            "preview": reports.rejection_preview(batch)}
+            "preview": reports.rejection_preview(batch),
+            "sold": reports.sales_by_batch([batch.id]).get(batch.id, (0, 0))}
 
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")

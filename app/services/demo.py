@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
-from app.services import accounts, demo_leads, ledger
+from app.services import accounts, demo_leads, ledger, matching, orders
 from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
@@ -33,6 +33,16 @@ DEMO_BATCHES = [
     ("blogger@demo.example.com", 1, 400, 150, 2, "healthy-living.example.com"),
     ("blogger@demo.example.com", 2, 250, 200, 1, "healthy-living.example.com"),
     ("landing@demo.example.com", 3, 300, 300, 1, "best-mortgage.example.com"),
+]
+# (buyer email, order name, price, quantity, filters): they fill from the live batches.
+DEMO_ORDERS = [
+    ("insurer@demo.example.com", "Car insurance, California", 350, 60,
+     {"regions": ["US-CA"], "age_min": 25, "age_max": 65}),
+    ("insurer@demo.example.com", "Health plans, any region", 250, 200, {"require": "phone"}),
+    ("bank@demo.example.com", "Mortgages, exclusive", 600, 40,
+     {"exclusive_only": True, "age_min": 30}),
+    ("bank@demo.example.com", "Credit cards, women 25-45", 300, 80,
+     {"genders": ["f"], "age_min": 25, "age_max": 45}),
 ]
 
 
@@ -66,4 +76,11 @@ def load_demo() -> list[DemoLogin]:
                                       pipeline.check_terms("US", floor_price, cap))
         db.session.commit()
         pipeline.process_batch(batch.id)
+    for email, name, price, quantity, wanted in DEMO_ORDERS:
+        buyer = accounts.user_by_email(email)
+        order, _ = orders.place_order(buyer, orders.Filters.parse(wanted),
+                                      orders.check_terms(price, quantity, name=name))
+        db.session.commit()
+        matching.fill_order(order.id)
+        db.session.commit()
     return logins
