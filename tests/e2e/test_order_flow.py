@@ -1,0 +1,53 @@
+"""A buyer composes an order watching the live supply estimate, places it, sees it
+fill, exports the leads and cancels the rest."""
+import pytest
+from playwright.sync_api import expect
+
+from app.extensions import db
+from app.models import Role
+from app.services import ledger
+from tests.conftest import TEST_PASSWORD, make_user
+from tests.market_helpers import live_leads, person, verified_seller
+
+pytestmark = pytest.mark.browser
+
+
+def test_compose_place_fill_export_cancel(page):
+    seller = verified_seller()
+    live_leads(seller, [person(i, gender="f" if i % 2 else "m") for i in range(10)])
+    buyer = make_user(Role.BUYER, email="shop@example.com")
+    ledger.manual_credit(buyer, 50_000, reason="wire", actor=None)
+    db.session.commit()
+
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("shop@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="New order").first.click()
+
+    expect(page.locator("#estimate-count")).to_have_text("10")  # loaded with the page
+    page.get_by_label("f", exact=True).check()
+    expect(page.locator("#estimate-count")).to_have_text("5")  # recounted live
+    page.get_by_label("Age from").fill("70")
+    expect(page.locator("#estimate-count")).to_have_text("0")
+    page.get_by_label("Age from").fill("")
+    expect(page.locator("#estimate-count")).to_have_text("5")
+
+    page.get_by_label("Price per lead").fill("4.00")
+    page.get_by_label("Quantity").fill("8")
+    page.get_by_label("Order name").fill("Browser test")
+    page.get_by_role("button", name="Place order").click()
+
+    expect(page.locator("#filled")).to_have_text("5 / 8")
+    expect(page.locator("#spent")).to_have_text("$20.00")
+    expect(page.locator("#leads tbody tr")).to_have_count(5)
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Export CSV").click()
+    lines = download_info.value.path().read_text(encoding="utf-8-sig").splitlines()
+    assert len(lines) == 6 and lines[0].startswith("sale_id,sold_at,price")
+
+    page.get_by_role("button", name="Cancel order").click()
+    expect(page.get_by_text("$12.00 released to your balance")).to_be_visible()
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#available")).to_have_text("$480.00")
+    assert page.console_errors == []
