@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/venv.sh requirements-dev.txt
 export PYTHONDONTWRITEBYTECODE=1
 
+echo "=== lint (ruff: undefined names, unused imports) ==="
+.venv/bin/ruff check app tests bench config.py wsgi.py
+
 echo "=== test suite on SQLite ==="
 env -u TEST_DATABASE_URL .venv/bin/python -m pytest -m "not postgres" "$@"
 

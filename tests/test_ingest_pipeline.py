@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from app.errors import Conflict, Forbidden
 from app.extensions import db
 from app.models import (
-    Batch, BatchStatus, Lead, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
+    Batch, BatchStatus, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
 )
 from app.services.ingest import pipeline
 from app.services.ingest.reader import UnreadableFile

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
-from app.models import Lead, Order, OrderStatus, Sale
+from app.models import Lead, Order, OrderStatus
 from app.services import ledger, matching, orders
 from tests.market_helpers import (
     consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,

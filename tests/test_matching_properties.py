@@ -1,6 +1,5 @@
 """Property test: after any random sequence of batches, real-time leads, orders,
 edits, pauses and cancels, every rule of SPEC §4 and §5 still holds."""
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

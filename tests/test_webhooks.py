@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models import DeliveryStatus, WebhookDelivery
 from app.models.types import utcnow
 from app.services import webhooks
-from tests.market_helpers import funded_buyer, place, verified_seller
+from tests.market_helpers import funded_buyer, verified_seller
 from tests.receiver import Receiver
 
 

@@ -1,5 +1,5 @@
 """Buyers' orders, their delivered leads, and the supply estimate (SPEC §11)."""
-from flask import Response, request, stream_with_context
+from flask import Response, stream_with_context
 from sqlalchemy import select
 
 from app.api import api_user

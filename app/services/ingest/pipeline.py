@@ -15,7 +15,7 @@ import logging
 import secrets
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Optional
 
@@ -35,7 +35,7 @@ from app.models import (
     TrustLevel,
     User,
 )
-from app.models.types import utcnow
+from app.models.types import UTCDateTime, utcnow
 from app.services.crypto import ContactVault, vault_from_config
 from app.services.ingest import workers
 from app.services.ingest.reader import UnreadableFile, open_csv
@@ -348,11 +348,36 @@ def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
                        batch.cap, 0, utcnow())
 
 
+def _sqlite_value(column_type):
+    """How SQLAlchemy would store a value of this type in SQLite, done without it."""
+    if isinstance(column_type, UTCDateTime):
+        return lambda v: v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") if v else v
+    if isinstance(column_type, sa.JSON):
+        return lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
+    if isinstance(column_type, sa.Boolean):
+        return lambda v: None if v is None else int(v)
+    return None
+
+
 def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Many rows in one go: COPY on PostgreSQL, one executemany elsewhere."""
+    """Many rows in one go: COPY on PostgreSQL, one executemany of prepared values on
+    SQLite (SQLAlchemy's per-value processing would cost more than the insert)."""
     if not rows:
         return
     connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        converters = [(i, convert) for i, name in enumerate(columns)
+                      if (convert := _sqlite_value(table.c[name].type))]
+        prepared = []
+        for row in rows:
+            row = list(row)
+            for i, convert in converters:
+                row[i] = convert(row[i])
+            prepared.append(row)
+        placeholders = ", ".join("?" * len(columns))
+        connection.connection.driver_connection.executemany(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", prepared)
+        return
     if connection.dialect.name == "postgresql":
         from psycopg.types.json import Json
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Batch, BatchSource, BatchStatus, Lead, User
+from app.models import Batch, BatchSource, Lead, User
 from app.models.types import utcnow
 from app.services.ingest.fields import FIELDS
 from app.services.ingest import workers
