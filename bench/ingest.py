@@ -221,7 +221,6 @@ class LeadGenerator:
     def render_phone(self, country: str, prefix: str, rest: str, international: bool) -> str:
         r = self.rng.random()
         nsn = prefix + rest
-        cc = COUNTRY_CODE[country]
         if country == "US":
             a, e, l = prefix, rest[:3], rest[3:]
             forms = [f"+1 {a} {e} {l}", f"+1 ({a}) {e}-{l}", f"+1{a}{e}{l}",
@@ -893,7 +892,7 @@ def print_report(res: dict) -> list[tuple[str, bool, str]]:
 
     checks: list[tuple[str, bool, str]] = []
     small = res["config"]["mem_rows"]
-    print(f"\npeak RSS of the process tree by file size (MB):")
+    print("\npeak RSS of the process tree by file size (MB):")
     print(f"  {'backend':<12} {small:>12,} rows {rows:>12,} rows   growth")
     for backend in res["backends"]:
         a = res["real"].get(f"{backend}-{small}")
