@@ -15,7 +15,7 @@ opening, daily caps resetting, expiries).
 """
 import heapq
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Optional
@@ -56,10 +56,10 @@ class Slot:
     lookback: timedelta
     filters: Filters
     has_webhook: bool
+    rank: tuple = ()  # price, then time priority: smaller is served first
 
-    @property
-    def priority(self) -> tuple:
-        return (-self.price, self.created_at, self.id)
+    def __post_init__(self):
+        self.rank = (-self.price, self.created_at, self.id)
 
     def can_take_one(self) -> bool:
         return (self.remaining > 0 and self.held >= self.price
@@ -119,19 +119,26 @@ def _candidates(rows) -> list[Candidate]:
     return out
 
 
+def _rank(slot: "Slot") -> tuple:
+    return slot.rank
+
+
 class OrderBook:
-    """Open orders that can take a lead now, indexed by region, in priority order."""
+    """Open orders that can take a lead now, in priority order, indexed by the two
+    filters that split a market most (region, gender). Orders leave the index as they
+    fill, so the last leads of a big batch do not wade through full orders."""
 
     def __init__(self, slots: list[Slot]):
         self.slots = {slot.id: slot for slot in slots}
-        self._any: list[Slot] = []
-        self._by_region: dict[str, list[Slot]] = defaultdict(list)
-        for slot in sorted(slots, key=lambda s: s.priority):
-            if slot.filters.regions:
-                for region in slot.filters.regions:
-                    self._by_region[region].append(slot)
-            else:
-                self._any.append(slot)
+        self._buckets: dict[tuple, list[Slot]] = defaultdict(list)
+        self._keys: dict[int, list[tuple]] = {}
+        self._dead: Counter = Counter()
+        for slot in sorted(slots, key=_rank):
+            keys = [(region, gender) for region in (slot.filters.regions or (None,))
+                    for gender in (slot.filters.genders or (None,))]
+            self._keys[slot.id] = keys
+            for key in keys:
+                self._buckets[key].append(slot)
 
     @classmethod
     def load(cls, now: datetime, order_ids: Optional[Iterable[int]] = None) -> "OrderBook":
@@ -158,8 +165,22 @@ class OrderBook:
         return cls(slots)
 
     def candidates(self, lead: Candidate) -> Iterator[Slot]:
-        regional = self._by_region.get(lead.region, ()) if lead.region else ()
-        return heapq.merge(regional, self._any, key=lambda s: s.priority)
+        regions = (lead.region, None) if lead.region else (None,)
+        lists = [bucket for region in regions for gender in (lead.gender, None)
+                 if (bucket := self._buckets.get((region, gender)))]
+        if len(lists) == 1:
+            return iter(lists[0])
+        return heapq.merge(*lists, key=_rank)
+
+    def retire(self, slot: Slot) -> None:
+        """A slot that can take no more leaves its buckets (lazily, in halves)."""
+        for key in self._keys.get(slot.id, ()):
+            self._dead[key] += 1
+            bucket = self._buckets[key]
+            if self._dead[key] * 2 > len(bucket):
+                # A new list, not an in-place edit: a running merge may hold the old one.
+                self._buckets[key] = [s for s in bucket if s.can_take_one()]
+                self._dead[key] = 0
 
     @property
     def buyer_ids(self) -> set[int]:
@@ -215,6 +236,8 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
                 continue
             plan.append((lead, slot))
             slot.take_one()
+            if not slot.can_take_one():
+                book.retire(slot)
             lead.buyers.add(slot.buyer_id)
             claims.add(slot.buyer_id, lead, now)
             room -= 1
@@ -455,7 +478,7 @@ def match_open_orders(now: Optional[datetime] = None) -> Settlement:
     db.session.commit()
     settlement = Settlement(now)
     order_ids = [slot.id for slot in sorted(OrderBook.load(now).slots.values(),
-                                            key=lambda s: s.priority)]
+                                            key=lambda s: s.rank)]
     for order_id in order_ids:
         part = fill_order(order_id, now)
         settlement.sale_ids += part.sale_ids
