@@ -79,8 +79,8 @@ def test_upload_is_processed_and_matched_by_a_celery_worker(client, api_key_for,
     while time.time() < deadline:
         db.session.expire_all()
         batch = db.session.get(Batch, batch_id)
-        if batch.status is not BatchStatus.PROCESSING and db.session.get(Order, order.id).filled:
-            break
+        if batch.status is not BatchStatus.PROCESSING and db.session.get(Order, order.id).filled == 2:
+            break  # fills commit one by one: wait for both
         db.session.commit()
         time.sleep(0.2)
     log = celery_worker.read_text(errors="replace")

@@ -37,6 +37,7 @@ from app.services.orders import Filters, close_order, in_delivery_hours
 
 log = logging.getLogger(__name__)
 
+NO_AGE = -1  # a lead without an age passes only orders without an age filter
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 # PostgreSQL error codes for a transaction that lost to another: it is retried.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
@@ -57,9 +58,16 @@ class Slot:
     filters: Filters
     has_webhook: bool
     rank: tuple = ()  # price, then time priority: smaller is served first
+    # The age range as plain ints, for the order book's age index.
+    age_lo: int = NO_AGE
+    age_hi: int = 1000
 
     def __post_init__(self):
         self.rank = (-self.price, self.created_at, self.id)
+        if self.filters.age_min is not None:
+            self.age_lo = self.filters.age_min
+        if self.filters.age_max is not None:
+            self.age_hi = self.filters.age_max
 
     def can_take_one(self) -> bool:
         return (self.remaining > 0 and self.held >= self.price
@@ -124,21 +132,35 @@ def _rank(slot: "Slot") -> tuple:
 
 
 class OrderBook:
-    """Open orders that can take a lead now, in priority order, indexed by the two
-    filters that split a market most (region, gender). Orders leave the index as they
-    fill, so the last leads of a big batch do not wade through full orders."""
+    """Open orders that can take a lead now, in priority order, indexed by the three
+    filters that split a market most (region, gender, age). For each kind of lead the
+    orders that may want it are kept as one list in priority order, built on first
+    use; orders leave the lists as they fill, so the last leads of a big batch do not
+    wade through full orders."""
 
     def __init__(self, slots: list[Slot]):
         self.slots = {slot.id: slot for slot in slots}
         self._buckets: dict[tuple, list[Slot]] = defaultdict(list)
-        self._keys: dict[int, list[tuple]] = {}
-        self._dead: Counter = Counter()
         for slot in sorted(slots, key=_rank):
-            keys = [(region, gender) for region in (slot.filters.regions or (None,))
-                    for gender in (slot.filters.genders or (None,))]
-            self._keys[slot.id] = keys
-            for key in keys:
-                self._buckets[key].append(slot)
+            for region in slot.filters.regions or (None,):
+                for gender in slot.filters.genders or (None,):
+                    self._buckets[(region, gender)].append(slot)
+        self._lists: dict[tuple, list[Slot]] = {}
+        self._lists_of: dict[int, list[tuple]] = defaultdict(list)
+        self._dead: Counter = Counter()
+
+    def _list_for(self, region: Optional[str], gender: str, age: int) -> list[Slot]:
+        key = (region, gender, age)
+        found = self._lists.get(key)
+        if found is None:
+            regions = (region, None) if region else (None,)
+            parts = [self._buckets.get((r, g), ()) for r in regions for g in (gender, None)]
+            found = [slot for slot in heapq.merge(*parts, key=_rank)
+                     if slot.age_lo <= age <= slot.age_hi and slot.can_take_one()]
+            self._lists[key] = found
+            for slot in found:
+                self._lists_of[slot.id].append(key)
+        return found
 
     @classmethod
     def load(cls, now: datetime, order_ids: Optional[Iterable[int]] = None) -> "OrderBook":
@@ -165,21 +187,18 @@ class OrderBook:
         return cls(slots)
 
     def candidates(self, lead: Candidate) -> Iterator[Slot]:
-        regions = (lead.region, None) if lead.region else (None,)
-        lists = [bucket for region in regions for gender in (lead.gender, None)
-                 if (bucket := self._buckets.get((region, gender)))]
-        if len(lists) == 1:
-            return iter(lists[0])
-        return heapq.merge(*lists, key=_rank)
+        return iter(self._list_for(lead.region, lead.gender,
+                                   NO_AGE if lead.age is None else lead.age))
 
     def retire(self, slot: Slot) -> None:
-        """A slot that can take no more leaves its buckets (lazily, in halves)."""
-        for key in self._keys.get(slot.id, ()):
+        """A slot that can take no more leaves the lists: rebuilt once an eighth are
+        full, so full orders (the best-paid fill first) never pile up in front."""
+        for key in self._lists_of.get(slot.id, ()):
             self._dead[key] += 1
-            bucket = self._buckets[key]
-            if self._dead[key] * 2 > len(bucket):
-                # A new list, not an in-place edit: a running merge may hold the old one.
-                self._buckets[key] = [s for s in bucket if s.can_take_one()]
+            current = self._lists[key]
+            if self._dead[key] * 8 > len(current):
+                # A new list, not an in-place edit: a running loop may hold the old one.
+                self._lists[key] = [s for s in current if s.can_take_one()]
                 self._dead[key] = 0
 
     @property
