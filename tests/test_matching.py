@@ -223,3 +223,30 @@ def test_price_below_minimum_and_zero_quantity_are_refused(app):
     with pytest.raises(ValidationFailed) as exc:
         orders.check_terms(500, 0)
     assert exc.value.details["field"] == "quantity"
+
+
+def test_a_group_that_collides_falls_back_to_single_fills(app):
+    """A claim written by another worker after planning: that fill is lost, the rest
+    of the group is stored one by one, nothing half-applied."""
+    from app.models import PersonClaim
+    from app.models.types import utcnow
+
+    seller = verified_seller()
+    buyer = funded_buyer()
+    order = place(buyer, 300, 5)
+    leads = live_leads(seller, [person(1), person(2)])
+    now = utcnow()
+    candidates = matching._load_leads([lead.id for lead in leads])
+    book = matching.OrderBook.load(now)
+    plan = matching.allocate(candidates, book, matching.Claims(), now)
+    assert len(plan) == 2
+    first = next(c for c in candidates if c.id == leads[0].id)
+    db.session.add(PersonClaim(buyer_id=buyer.id, person_hash=first.person_hashes[0],
+                               claimed_at=now))
+    db.session.commit()
+    settlement = matching.Settlement(now)
+    lost = matching._store(plan, settlement)
+    assert lost == [leads[0].id]
+    assert [s.lead_id for s in sales_of(order)] == [leads[1].id]
+    assert db.session.get(Lead, leads[0].id).sold_count == 0
+    assert ledger.reconcile().ok

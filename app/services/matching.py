@@ -34,6 +34,7 @@ from app.models.types import utcnow
 from app.services import ledger
 from app.services.ledger import Posting
 from app.services.orders import Filters, close_order, in_delivery_hours
+from app.services.settlement_batch import sale_key, store_group
 
 log = logging.getLogger(__name__)
 
@@ -282,13 +283,13 @@ class Settlement:
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
 
-    def _rate(self, seller_id: int) -> int:
+    def rate(self, seller_id: int) -> int:
         if seller_id not in self._rates:
             override = db.session.scalar(sa.select(User.commission_rate_bp).where(User.id == seller_id))
             self._rates[seller_id] = self.default_bp if override is None else override
         return self._rates[seller_id]
 
-    def _account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
+    def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
         if key not in self._accounts:
             user = db.session.get(User, user_id) if user_id else None
@@ -336,18 +337,18 @@ class Settlement:
         for person in lead.person_hashes:
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
-        commission = (price * self._rate(lead.seller_id) + 5_000) // 10_000  # half up
+        commission = (price * self.rate(lead.seller_id) + 5_000) // 10_000  # half up
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
             price=price, commission=commission, seller_share=price - commission,
             created_at=now).returning(Sale.id)).scalar_one()
-        postings = [Posting(self._account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
-                    Posting(self._account(AccountKind.SELLER_PENDING, lead.seller_id),
+        postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
+                    Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
                             price - commission)]
         if commission:
-            postings.append(Posting(self._account(AccountKind.PLATFORM_COMMISSION, None),
+            postings.append(Posting(self.account(AccountKind.PLATFORM_COMMISSION, None),
                                     commission))
-        transaction = ledger.post("sale", postings, idempotency_key=f"sale:{sale_id}",
+        transaction = ledger.post("sale", postings, idempotency_key=sale_key(lead.id, slot.id),
                                   memo=f"Sale #{sale_id}, order #{slot.id}")
         db.session.execute(sa.update(Sale).where(Sale.id == sale_id)
                            .values(ledger_transaction_id=transaction.id)
@@ -383,22 +384,29 @@ class Settlement:
         self.touched_orders.clear()
 
 
-def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
-    """Store a plan, one fill per transaction; returns the leads whose fill was lost.
+GROUP_SIZE = 1000  # fills stored per transaction on the fast path
 
-    One fill takes its row locks in a fixed order (lead, order, person claims, ledger
-    accounts by id), so concurrent fills cannot deadlock; several fills in one
-    transaction would take them in plan order, and two workers' plans would."""
-    lost = []
-    for lead, slot in plan:
-        if settlement.fill(lead, slot):
-            db.session.commit()
-        else:
-            db.session.rollback()
-            lost.append(lead.id)
+
+def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
+    """Store a plan; returns the ids of leads whose fill was lost to another worker.
+
+    Groups of fills go in one transaction each (settlement_batch); what a group
+    cannot absorb is stored one fill per transaction, whose row locks follow the
+    same order (lead, order, person claims, ledger accounts by id)."""
+    lost_leads = []
+    for start in range(0, len(plan), GROUP_SIZE):
+        lost, one_by_one = store_group(plan[start:start + GROUP_SIZE], settlement)
+        db.session.commit()
+        lost_leads.extend(lead.id for lead, _ in lost)
+        for lead, slot in one_by_one:
+            if settlement.fill(lead, slot):
+                db.session.commit()
+            else:
+                db.session.rollback()
+                lost_leads.append(lead.id)
     settlement.close_filled_orders()
     db.session.commit()
-    return lost
+    return lost_leads
 
 
 def _load_leads(lead_ids: list[int]) -> list[Candidate]:
