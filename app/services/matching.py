@@ -373,14 +373,24 @@ class Settlement:
         return db.session.execute(statement.returning(PersonClaim.buyer_id)).first() is not None
 
     def close_filled_orders(self) -> None:
-        """Orders that reached their quantity, or cannot pay for one more lead, are done."""
-        if not self.touched_orders:
-            return
-        done = db.session.scalars(sa.select(Order).where(
-            Order.id.in_(self.touched_orders), Order.status == OrderStatus.OPEN,
-            sa.or_(Order.filled >= Order.quantity, Order.held < Order.price)).with_for_update())
-        for order in done:
-            close_order(order, OrderStatus.FILLED)
+        """Orders that reached their quantity, or cannot pay for one more lead, are done.
+
+        One order per transaction: closing locks the order, then its buyer's accounts;
+        several in one transaction could lock two buyers' accounts in either order."""
+        for order_id in sorted(self.touched_orders):
+            try:
+                order = db.session.scalar(sa.select(Order).where(
+                    Order.id == order_id, Order.status == OrderStatus.OPEN,
+                    sa.or_(Order.filled >= Order.quantity, Order.held < Order.price))
+                    .with_for_update())
+                if order is not None:
+                    close_order(order, OrderStatus.FILLED)
+                db.session.commit()
+            except OperationalError as exc:
+                db.session.rollback()
+                if getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                    raise
+                # Another worker holds it; whoever fills it next closes it.
         self.touched_orders.clear()
 
 

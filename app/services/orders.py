@@ -364,13 +364,18 @@ def in_delivery_hours(order: Order, now: datetime) -> bool:
 
 
 def expire_due_orders(now: Optional[datetime] = None) -> int:
+    """Close orders past their expiry (a periodic job: it commits each one)."""
     now = now or utcnow()
-    due = db.session.scalars(sa.select(Order).where(
+    due = db.session.scalars(sa.select(Order.id).where(
         Order.status.in_((OrderStatus.OPEN, OrderStatus.PAUSED)), Order.expires_at.is_not(None),
-        Order.expires_at <= now).with_for_update()).all()
-    for order in due:
-        close_order(order, OrderStatus.EXPIRED)
-    db.session.flush()
+        Order.expires_at <= now)).all()
+    for order_id in due:  # one at a time: an order, then its buyer's accounts
+        order = db.session.scalar(sa.select(Order).where(
+            Order.id == order_id, Order.status.in_((OrderStatus.OPEN, OrderStatus.PAUSED)))
+            .with_for_update())
+        if order is not None:
+            close_order(order, OrderStatus.EXPIRED)
+        db.session.commit()
     return len(due)
 
 

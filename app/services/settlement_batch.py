@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import (
-    AccountKind, Lead, LeadStatus, LedgerAccount, LedgerEntry, LedgerTransaction, Order,
-    OrderStatus, PersonClaim, Sale, WebhookDelivery,
+    AccountKind, DeliveryStatus, Lead, LeadStatus, LedgerAccount, LedgerEntry,
+    LedgerTransaction, Order, OrderStatus, PersonClaim, Sale, WebhookDelivery,
 )
 from app.services import ledger
+from app.services.bulk import allocate_ids, bulk_insert
 
 if TYPE_CHECKING:
     from app.services.matching import Candidate, Settlement, Slot
@@ -105,85 +106,80 @@ def _claim_people(accepted, now) -> None:
             by_lookback[slot.lookback][(slot.buyer_id, person)] = None
     insert = (postgresql.insert if db.session.get_bind().dialect.name == "postgresql"
               else sqlite.insert)
+    table = PersonClaim.__table__
     for lookback, keys in by_lookback.items():
         rows = [{"buyer_id": buyer, "person_hash": person, "claimed_at": now}
                 for buyer, person in sorted(keys)]
-        statement = insert(PersonClaim).on_conflict_do_update(
-            index_elements=[PersonClaim.buyer_id, PersonClaim.person_hash],
-            set_={"claimed_at": now}, where=PersonClaim.claimed_at <= now - lookback)
-        for start in range(0, len(rows), 1000):
-            part = rows[start:start + 1000]
-            done = db.session.execute(statement.values(part).returning(PersonClaim.buyer_id)).all()
-            if len(done) != len(part):
-                raise _Collision
+        statement = insert(table).on_conflict_do_update(
+            index_elements=[table.c.buyer_id, table.c.person_hash],
+            set_={"claimed_at": now}, where=table.c.claimed_at <= now - lookback
+        ).returning(table.c.buyer_id)
+        if len(db.session.execute(statement, rows).all()) != len(rows):
+            raise _Collision
 
 
 def _write(accepted, settlement) -> None:
     now = settlement.now
-    sales, ledger_rows, entries = [], [], []
+    transaction_ids = allocate_ids(LedgerTransaction.__table__, len(accepted))
+    sale_ids = allocate_ids(Sale.__table__, len(accepted))
+    sales, transactions, entries, hooks = [], [], [], []
     deltas: Counter = Counter()
-    for lead, slot in accepted:
-        commission = (slot.price * settlement.rate(lead.seller_id) + 5_000) // 10_000
-        held = settlement.account(AccountKind.BUYER_HELD, slot.buyer_id)
-        pending = settlement.account(AccountKind.SELLER_PENDING, lead.seller_id)
-        platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None)
-        legs = [(held.id, -slot.price), (pending.id, slot.price - commission)]
+    per_lead, per_order, prices = Counter(), Counter(), {}
+    platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None).id
+    for (lead, slot), txn, sale_id in zip(accepted, transaction_ids, sale_ids):
+        price = slot.price
+        commission = (price * settlement.rate(lead.seller_id) + 5_000) // 10_000
+        legs = [(settlement.account(AccountKind.BUYER_HELD, slot.buyer_id).id, -price),
+                (settlement.account(AccountKind.SELLER_PENDING, lead.seller_id).id,
+                 price - commission)]
         if commission:
-            legs.append((platform.id, commission))
+            legs.append((platform, commission))
         for account_id, amount in legs:
             deltas[account_id] += amount
-        entries.append(legs)
-        ledger_rows.append({"kind": "sale", "idempotency_key": sale_key(lead.id, slot.id),
-                            "memo": f"Order #{slot.id}", "actor_id": None, "created_at": now})
-        sales.append({"order_id": slot.id, "lead_id": lead.id, "buyer_id": slot.buyer_id,
-                      "seller_id": lead.seller_id, "price": slot.price, "commission": commission,
-                      "seller_share": slot.price - commission, "created_at": now})
-    transaction_ids = db.session.execute(
-        sa.insert(LedgerTransaction).returning(LedgerTransaction.id, sort_by_parameter_order=True),
-        ledger_rows).scalars().all()
-    db.session.execute(sa.insert(LedgerEntry), [
-        {"transaction_id": txn, "account_id": account_id, "amount": amount}
-        for txn, legs in zip(transaction_ids, entries) for account_id, amount in legs])
+            entries.append((txn, account_id, amount))
+        transactions.append((txn, "sale", sale_key(lead.id, slot.id), f"Order #{slot.id}", now))
+        sales.append((sale_id, slot.id, lead.id, slot.buyer_id, lead.seller_id, price, commission,
+                      price - commission, txn, now))
+        if slot.has_webhook:
+            hooks.append((sale_id, slot.id, DeliveryStatus.PENDING.value, 0, now, now))
+        per_lead[lead.id] += 1
+        per_order[slot.id] += 1
+        prices[slot.id] = price
+    bulk_insert(LedgerTransaction.__table__,
+                ("id", "kind", "idempotency_key", "memo", "created_at"), transactions)
+    bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
     for account_id in sorted(deltas):  # accounts last and in id order, as single fills do
+        delta = deltas[account_id]
         moved = db.session.execute(
             sa.update(LedgerAccount).where(
                 LedgerAccount.id == account_id,
-                sa.or_(LedgerAccount.allow_negative,
-                       LedgerAccount.balance + deltas[account_id] >= 0),
-                sa.func.abs(LedgerAccount.balance + deltas[account_id]) <= ledger.MAX_BALANCE)
-            .values(balance=LedgerAccount.balance + deltas[account_id])
+                sa.or_(LedgerAccount.allow_negative, LedgerAccount.balance + delta >= 0),
+                sa.func.abs(LedgerAccount.balance + delta) <= ledger.MAX_BALANCE)
+            .values(balance=LedgerAccount.balance + delta)
             .execution_options(synchronize_session=False)).rowcount
         if moved != 1:
             raise _Collision
-    for sale, txn in zip(sales, transaction_ids):
-        sale["ledger_transaction_id"] = txn
-    sale_ids = db.session.execute(
-        sa.insert(Sale).returning(Sale.id, sort_by_parameter_order=True), sales).scalars().all()
-    per_lead, per_order = Counter(), Counter()
-    for lead, slot in accepted:
-        per_lead[lead.id] += 1
-        per_order[slot.id] += 1
-    if per_lead:
-        db.session.execute(
-            sa.update(Lead.__table__).where(Lead.__table__.c.id == sa.bindparam("lead_id"))
-            .values(sold_count=Lead.__table__.c.sold_count + sa.bindparam("n")),
-            [{"lead_id": lead_id, "n": n} for lead_id, n in sorted(per_lead.items())])
-    prices = {slot.id: slot.price for _, slot in accepted}
-    table = Order.__table__
+    bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
+                                 "commission", "seller_share", "ledger_transaction_id",
+                                 "created_at"), sales)
+    leads = Lead.__table__
     db.session.execute(
-        sa.update(table).where(table.c.id == sa.bindparam("order_id")).values(
-            filled=table.c.filled + sa.bindparam("n"),
-            spent=table.c.spent + sa.bindparam("amount"),
-            held=table.c.held - sa.bindparam("amount"),
-            day_filled=sa.case((table.c.fill_day == settlement.today,
-                                table.c.day_filled + sa.bindparam("n")), else_=sa.bindparam("n")),
+        sa.update(leads).where(leads.c.id == sa.bindparam("lead_id"))
+        .values(sold_count=leads.c.sold_count + sa.bindparam("n")),
+        [{"lead_id": lead_id, "n": n} for lead_id, n in sorted(per_lead.items())])
+    orders = Order.__table__
+    db.session.execute(
+        sa.update(orders).where(orders.c.id == sa.bindparam("order_id")).values(
+            filled=orders.c.filled + sa.bindparam("n"),
+            spent=orders.c.spent + sa.bindparam("amount"),
+            held=orders.c.held - sa.bindparam("amount"),
+            day_filled=sa.case((orders.c.fill_day == settlement.today,
+                                orders.c.day_filled + sa.bindparam("n")), else_=sa.bindparam("n")),
             fill_day=settlement.today),
         [{"order_id": order_id, "n": n, "amount": n * prices[order_id]}
          for order_id, n in sorted(per_order.items())])
-    hooks = [{"sale_id": sale_id, "order_id": slot.id, "next_attempt_at": now, "created_at": now}
-             for sale_id, (_, slot) in zip(sale_ids, accepted) if slot.has_webhook]
-    if hooks:
-        db.session.execute(sa.insert(WebhookDelivery), hooks)
-        settlement.webhook_sale_ids.extend(hook["sale_id"] for hook in hooks)
+    bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
+                                            "next_attempt_at", "created_at"), hooks)
+    settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
     settlement.touched_orders.update(per_order)

@@ -15,7 +15,6 @@ import logging
 import secrets
 import shutil
 from dataclasses import dataclass
-from datetime import timezone
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Optional
 
@@ -35,7 +34,8 @@ from app.models import (
     TrustLevel,
     User,
 )
-from app.models.types import UTCDateTime, utcnow
+from app.models.types import utcnow
+from app.services.bulk import bulk_insert
 from app.services.crypto import ContactVault, vault_from_config
 from app.services.ingest import workers
 from app.services.ingest.reader import UnreadableFile, open_csv
@@ -346,53 +346,6 @@ def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
     """A worker's accepted row plus the batch's own columns (LEAD_INSERT_COLUMNS)."""
     return accepted + (batch.id, batch.seller_id, status.value, is_cross, batch.floor_price,
                        batch.cap, 0, utcnow())
-
-
-def _sqlite_value(column_type):
-    """How SQLAlchemy would store a value of this type in SQLite, done without it."""
-    if isinstance(column_type, UTCDateTime):
-        return lambda v: v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") if v else v
-    if isinstance(column_type, sa.JSON):
-        return lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
-    if isinstance(column_type, sa.Boolean):
-        return lambda v: None if v is None else int(v)
-    return None
-
-
-def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Many rows in one go: COPY on PostgreSQL, one executemany of prepared values on
-    SQLite (SQLAlchemy's per-value processing would cost more than the insert)."""
-    if not rows:
-        return
-    connection = db.session.connection()
-    if connection.dialect.name == "sqlite":
-        converters = [(i, convert) for i, name in enumerate(columns)
-                      if (convert := _sqlite_value(table.c[name].type))]
-        prepared = []
-        for row in rows:
-            row = list(row)
-            for i, convert in converters:
-                row[i] = convert(row[i])
-            prepared.append(row)
-        placeholders = ", ".join("?" * len(columns))
-        connection.connection.driver_connection.executemany(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", prepared)
-        return
-    if connection.dialect.name == "postgresql":
-        from psycopg.types.json import Json
-
-        json_columns = [i for i, name in enumerate(columns)
-                        if isinstance(table.c[name].type, sa.JSON)]
-        cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                if json_columns:
-                    row = list(row)
-                    for i in json_columns:
-                        row[i] = Json(row[i])
-                copy.write_row(row)
-        return
-    connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
 
 
 def _store_chunk(batch: BatchRun, chunk: list, result: "workers.ChunkResult",
