@@ -18,7 +18,9 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 celery = Celery("leadx")
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
+# Webhooks get threads of their own: speed to lead must not queue behind an upload.
+THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8)}
 
 
 def init_celery(app: Flask) -> Celery:
@@ -57,11 +59,11 @@ def dispatch(task: Task, *args) -> Future | None:
     if mode == "eager":
         task.run(*args)
         return None
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="leadx-job")
+    prefix, threads = THREAD_POOLS.get(task.name, ("leadx-job", 2))
+    if prefix not in _executors:
+        _executors[prefix] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=prefix)
     app = current_app._get_current_object()
-    return _executor.submit(_run_in_app_context, app, task, args)
+    return _executors[prefix].submit(_run_in_app_context, app, task, args)
 
 
 def _run_in_app_context(app: Flask, task: Task, args: tuple) -> None:

@@ -187,6 +187,10 @@ class OrderBook:
                               bool(order.webhook_url)))
         return cls(slots)
 
+    def demand_for(self, lead: Candidate) -> int:
+        """How many open orders may want this kind of lead (its scarcity)."""
+        return len(self._list_for(lead.region, lead.gender, NO_AGE if lead.age is None else lead.age))
+
     def candidates(self, lead: Candidate) -> Iterator[Slot]:
         return iter(self._list_for(lead.region, lead.gender,
                                    NO_AGE if lead.age is None else lead.age))
@@ -452,6 +456,10 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
         book = OrderBook.load(now)
         if not book.slots:
             break
+        # Each lead still takes the best orders it can (price-time priority), but the
+        # leads few orders can use choose first, so they are not left unsold by orders
+        # that any lead would have filled (revenue close to the best allocation).
+        leads.sort(key=lambda lead: book.demand_for(lead))
         claims = Claims.load([h for lead in leads for h in lead.person_hashes], book.buyer_ids)
         db.session.commit()  # hold no lock while planning
         pending = _store(allocate(leads, book, claims, now), settlement)
