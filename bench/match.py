@@ -447,7 +447,8 @@ def bench_quality(args, seed: int) -> dict:
     slots = [to_slot(s) for s in order_specs]
     leads = [to_candidate(s) for s in lead_specs]
     t = time.perf_counter()
-    plan = matching.allocate(leads, matching.OrderBook(slots), matching.Claims(), now)
+    # The matcher's own plan for a batch (match_leads): scarcest leads choose first.
+    plan = matching.plan_batch(leads, matching.OrderBook(slots), matching.Claims(), now)
     t_alloc = time.perf_counter() - t
     greedy = sum(slot.price for _, slot in plan)
     planned = {(lead.id, slot.id) for lead, slot in plan}

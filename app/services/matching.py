@@ -270,6 +270,16 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
     return plan
 
 
+def plan_batch(leads: list[Candidate], book: OrderBook, claims: Claims,
+               now: datetime) -> list[tuple[Candidate, Slot]]:
+    """Plan a batch of leads. Each lead still takes the best orders it can
+    (price-time priority), but the leads that few orders can use choose first, so
+    they are not left unsold by orders any lead would have filled: revenue comes
+    close to the best possible allocation (bench/match.py measures how close)."""
+    leads = sorted(leads, key=book.demand_for)
+    return allocate(leads, book, claims, now)
+
+
 class _Lost(Exception):
     """The database refused a planned fill: another process got there first."""
 
@@ -456,13 +466,9 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
         book = OrderBook.load(now)
         if not book.slots:
             break
-        # Each lead still takes the best orders it can (price-time priority), but the
-        # leads few orders can use choose first, so they are not left unsold by orders
-        # that any lead would have filled (revenue close to the best allocation).
-        leads.sort(key=lambda lead: book.demand_for(lead))
         claims = Claims.load([h for lead in leads for h in lead.person_hashes], book.buyer_ids)
         db.session.commit()  # hold no lock while planning
-        pending = _store(allocate(leads, book, claims, now), settlement)
+        pending = _store(plan_batch(leads, book, claims, now), settlement)
         if not pending:
             break
     return settlement
