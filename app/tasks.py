@@ -8,6 +8,8 @@ Three modes (config TASK_MODE):
 - "eager": tests; the task runs before `dispatch` returns.
 """
 import logging
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from celery import Celery, Task
@@ -47,7 +49,35 @@ def init_celery(app: Flask) -> Celery:
     )
     celery.set_default()
     app.extensions["celery"] = celery
+    if app.config["TASK_MODE"] == "thread":
+        start_embedded_scheduler(app)
     return celery
+
+
+def start_embedded_scheduler(app: Flask) -> None:
+    """Embedded mode has no Celery beat: the periodic jobs (matching for delivery hours
+    and daily caps, webhook retries, stalled uploads, reconciliation) run in a daemon
+    thread of the serving process, started by its first request."""
+    started, stop = threading.Event(), threading.Event()
+    app.extensions["scheduler_stop"] = stop
+
+    def loop() -> None:
+        due = {name: 0.0 for name in celery.conf.beat_schedule}
+        while not stop.is_set():
+            for name, entry in celery.conf.beat_schedule.items():
+                if time.monotonic() >= due[name]:
+                    due[name] = time.monotonic() + entry["schedule"]
+                    try:
+                        _run_in_app_context(app, celery.tasks[entry["task"]], ())
+                    except Exception:  # logged by _run_in_app_context; try again next time
+                        pass
+            stop.wait(1)
+
+    @app.before_request
+    def start_once() -> None:
+        if not started.is_set():
+            started.set()
+            threading.Thread(target=loop, daemon=True, name="leadx-scheduler").start()
 
 
 def dispatch(task: Task, *args) -> Future | None:

@@ -36,3 +36,23 @@ def test_thread_mode_runs_jobs_outside_the_request(app, buyer):
         app.config["TASK_MODE"] = "eager"
     db.session.expire_all()
     assert len(_events("ledger.reconciled")) == 1
+
+
+def test_embedded_mode_runs_the_periodic_jobs(database_url, tmp_path):
+    import time
+
+    from app import create_app
+
+    served = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url, TASK_MODE="thread",
+                        UPLOAD_DIR=str(tmp_path))
+    try:
+        db.session.commit()
+        served.test_client().get("/healthz")  # the first request starts the scheduler
+        deadline = time.time() + 20
+        while time.time() < deadline and not _events("ledger.reconciled"):
+            db.session.commit()
+            time.sleep(0.2)
+        assert _events("ledger.reconciled")
+    finally:
+        served.extensions["scheduler_stop"].set()
+        time.sleep(1.5)
