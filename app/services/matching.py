@@ -13,6 +13,7 @@ Events: `match_leads` (a batch went live, a real-time lead arrived), `fill_order
 order was placed, resumed or changed), `match_open_orders` (periodic: delivery hours
 opening, daily caps resetting, expiries).
 """
+import bisect
 import heapq
 import logging
 from collections import Counter, defaultdict
@@ -132,6 +133,10 @@ def _rank(slot: "Slot") -> tuple:
     return slot.rank
 
 
+def _minus_price(slot: "Slot") -> int:
+    return slot.rank[0]
+
+
 class OrderBook:
     """Open orders that can take a lead now, in priority order, indexed by the three
     filters that split a market most (region, gender, age). For each kind of lead the
@@ -188,8 +193,10 @@ class OrderBook:
         return cls(slots)
 
     def demand_for(self, lead: Candidate) -> int:
-        """How many open orders may want this kind of lead (its scarcity)."""
-        return len(self._list_for(lead.region, lead.gender, NO_AGE if lead.age is None else lead.age))
+        """How many open orders may want this lead at or above its floor (its scarcity)."""
+        candidates = self._list_for(lead.region, lead.gender,
+                                    NO_AGE if lead.age is None else lead.age)
+        return bisect.bisect_right(candidates, -lead.floor_price, key=_minus_price)
 
     def candidates(self, lead: Candidate) -> Iterator[Slot]:
         return iter(self._list_for(lead.region, lead.gender,
