@@ -15,6 +15,7 @@ opening, daily caps resetting, expiries).
 """
 import bisect
 import heapq
+import itertools
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from app.services.settlement_batch import sale_key, store_group
 log = logging.getLogger(__name__)
 
 NO_AGE = -1  # a lead without an age passes only orders without an age filter
+DEMAND_COUNT_LIMIT = 200
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 # PostgreSQL error codes for a transaction that lost to another: it is retried.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
@@ -192,11 +194,14 @@ class OrderBook:
                               bool(order.webhook_url)))
         return cls(slots)
 
-    def demand_for(self, lead: Candidate) -> int:
-        """How many open orders may want this lead at or above its floor (its scarcity)."""
+    def demand_for(self, lead: Candidate, now: datetime) -> int:
+        """How many open orders would take this lead (its scarcity), counted exactly up
+        to DEMAND_COUNT_LIMIT: beyond that a lead is plentiful enough either way."""
         candidates = self._list_for(lead.region, lead.gender,
                                     NO_AGE if lead.age is None else lead.age)
-        return bisect.bisect_right(candidates, -lead.floor_price, key=_minus_price)
+        paying = bisect.bisect_right(candidates, -lead.floor_price, key=_minus_price)
+        return sum(1 for slot in itertools.islice(candidates, min(paying, DEMAND_COUNT_LIMIT))
+                   if slot.filters.matches(lead, now))
 
     def candidates(self, lead: Candidate) -> Iterator[Slot]:
         return iter(self._list_for(lead.region, lead.gender,
@@ -283,7 +288,7 @@ def plan_batch(leads: list[Candidate], book: OrderBook, claims: Claims,
     (price-time priority), but the leads that few orders can use choose first, so
     they are not left unsold by orders any lead would have filled: revenue comes
     close to the best possible allocation (bench/match.py measures how close)."""
-    leads = sorted(leads, key=book.demand_for)
+    leads = sorted(leads, key=lambda lead: book.demand_for(lead, now))
     return allocate(leads, book, claims, now)
 
 
