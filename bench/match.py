@@ -117,6 +117,7 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
 from app.services import matching  # noqa: E402  (no app context needed for planning)
+from pgcluster import Postgres  # noqa: E402  (bench/, beside this script)
 from app.services.orders import Filters  # noqa: E402
 
 # ---------------------------------------------------------------------------- data
@@ -523,22 +524,6 @@ def bench_quality(args, seed: int) -> dict:
 
 
 # -------------------------------------------------------------------- 3. persist
-class Postgres:
-    def __init__(self, pg_dir: str, port: int):
-        self.env = {**os.environ, "PG_TEST_DIR": pg_dir, "PG_TEST_PORT": str(port)}
-        self.url = None
-
-    def start(self) -> str:
-        out = subprocess.run([str(ROOT / "scripts" / "pg-test-cluster.sh"), "start"],
-                             env=self.env, capture_output=True, text=True, check=True)
-        self.url = out.stdout.strip().splitlines()[-1]
-        return self.url
-
-    def stop(self) -> None:
-        subprocess.run([str(ROOT / "scripts" / "pg-test-cluster.sh"), "stop"], env=self.env,
-                       capture_output=True, text=True)
-
-
 def _fresh_app(url: str, upload_dir: str, config: str = "testing"):
     from flask_migrate import upgrade
 
