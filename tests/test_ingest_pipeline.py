@@ -8,6 +8,7 @@ from app.extensions import db
 from app.models import (
     Batch, BatchStatus, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
 )
+from app.services.crypto import current_vault
 from app.services.ingest import pipeline
 from app.services.ingest.reader import UnreadableFile
 from tests.conftest import make_user
@@ -29,7 +30,7 @@ def test_a_clean_file_goes_live_for_a_verified_seller(verified_seller):
     first = stored[0]
     assert (first.row_number, first.region, first.age, first.gender) == (2, "US-CA", 20, "f")
     assert (first.cap, first.floor_price, first.has_email, first.has_phone) == (3, 250, True, True)
-    vault = pipeline.vault()
+    vault = current_vault()
     assert vault.decrypt(first.phone_enc) == "+14155550000"
     assert vault.decrypt(first.email_enc) == "person0@mail.example.com"
     assert vault.decrypt(first.first_name_enc) == "Person0"
@@ -67,7 +68,7 @@ def test_every_row_gets_a_verdict_and_bad_rows_are_kept_for_the_report(seller):
     }
     assert (batch.rows_total, batch.accepted, batch.rejected) == (9, 1, 8)
     message = db.session.scalar(sa.select(Rejection.message_enc).where(Rejection.row_number == 10))
-    assert pipeline.vault().decrypt(message) == "This lead repeats row 2 of the same file."
+    assert current_vault().decrypt(message) == "This lead repeats row 2 of the same file."
 
 
 def test_duplicates_across_chunks_and_batches(app, seller):
@@ -87,7 +88,7 @@ def test_duplicates_across_chunks_and_batches(app, seller):
 
 
 def test_suppressed_people_are_refused(seller):
-    vault = pipeline.vault()
+    vault = current_vault()
     db.session.add(SuppressionEntry(kind="email", reason="asked to be forgotten",
                                     value_hash=vault.dedupe_hash("email", "person2@mail.example.com")))
     db.session.commit()
@@ -203,7 +204,7 @@ def test_mapping_places_unknown_columns(seller):
                        "Notes": "=cmd|' /C calc'!A0"}], header=header, delimiter=";")
     batch = ingest(seller, data, mapping={"Contact mail": "email", "Notes": ""})
     lead = leads(batch)[0]
-    assert pipeline.vault().decrypt(lead.email_enc) == "m@mail.example.com"
+    assert current_vault().decrypt(lead.email_enc) == "m@mail.example.com"
     assert lead.has_phone
 
 

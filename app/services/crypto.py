@@ -136,3 +136,15 @@ class ContactVault:
 def vault_from_config(config: Mapping) -> ContactVault:
     """The vault for an app config (or any mapping with CONTACT_ENCRYPTION_KEY)."""
     return ContactVault(config.get("CONTACT_ENCRYPTION_KEY") or "")
+
+
+def current_vault() -> ContactVault:
+    """The running app's vault, built once per key: contacts are encrypted and
+    decrypted in many places (ingest, delivery, webhooks, reports)."""
+    from flask import current_app  # imported here: ingest workers load this module
+
+    cache = current_app.extensions.setdefault("contact_vault", {})
+    key = current_app.config["CONTACT_ENCRYPTION_KEY"]
+    if key not in cache:
+        cache[key] = vault_from_config(current_app.config)
+    return cache[key]

@@ -8,7 +8,7 @@ from flask import current_app
 from app.extensions import db
 from app.models import Lead, Order, Sale
 from app.services.exports import csv_lines
-from app.services.ingest.pipeline import vault
+from app.services.crypto import current_vault
 
 CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email", "phone",
                "age", "gender", "region", "country", "marital_status", "employed", "interests",
@@ -19,7 +19,7 @@ TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at
 
 
 def sale_record(sale: Sale, lead: Lead) -> dict:
-    decrypt = vault().decrypt
+    decrypt = current_vault().decrypt
     return {
         "sale_id": sale.id, "order_id": sale.order_id, "price": sale.price,
         "currency": current_app.config["CURRENCY"], "sold_at": sale.created_at.isoformat(),

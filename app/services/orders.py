@@ -286,14 +286,14 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
 
 def set_webhook(order: Order, url: Optional[str]) -> Optional[str]:
     """Point the order's deliveries at `url` with a new secret (returned once)."""
-    from app.services.ingest.pipeline import vault
+    from app.services.crypto import current_vault
 
     if not url:
         order.webhook_url, order.webhook_secret_enc = None, None
         return None
     secret = "whsec_" + secrets.token_urlsafe(24)
     order.webhook_url = check_terms(order.price, order.quantity, webhook_url=url).webhook_url
-    order.webhook_secret_enc = vault().encrypt(secret)
+    order.webhook_secret_enc = current_vault().encrypt(secret)
     return secret
 
 

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.models import DeliveryStatus, Lead, Order, Sale, WebhookDelivery
 from app.models.types import utcnow
 from app.services.delivery import sale_record
-from app.services.ingest.pipeline import vault
+from app.services.crypto import current_vault
 
 # Delay before attempt n+1 after n failures: minutes to hours, about a day in all.
 RETRY_DELAYS = [timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)]
@@ -61,7 +61,7 @@ def deliver(delivery_id: int) -> bool:
     error, status_code = (None, None) if url else ("the order has no webhook URL", None)
     if url and (error := _refuse_private_address(url)) is None:
         headers = {"Content-Type": "application/json", "User-Agent": "LeadX-Webhook/1",
-                   "X-Signature": signature(vault().decrypt(secret_enc), body),
+                   "X-Signature": signature(current_vault().decrypt(secret_enc), body),
                    "X-LeadX-Event": "lead.delivered", "X-LeadX-Delivery": str(delivery_id)}
         try:
             response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS,

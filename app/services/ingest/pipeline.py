@@ -36,7 +36,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.services.bulk import bulk_insert
-from app.services.crypto import ContactVault, vault_from_config
+from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import UnreadableFile, open_csv
 from app.services.ingest.validate import RowContext, verdict_message
@@ -366,8 +366,8 @@ def _store_chunk(batch: BatchRun, chunk: list, result: "workers.ChunkResult",
             leads.append(lead_row(batch, row, is_cross))
         else:
             raw_by_row = raw_by_row or dict(chunk)
-            rejections.append((row[0], code, vault().encrypt(message),
-                               vault().encrypt(json.dumps(raw_by_row[row[0]], ensure_ascii=False)),
+            rejections.append((row[0], code, current_vault().encrypt(message),
+                               current_vault().encrypt(json.dumps(raw_by_row[row[0]], ensure_ascii=False)),
                                batch.id))
     rejections.extend(rejected + (batch.id,) for rejected in result.rejected)
     previous, last_row = batch.checkpoint, chunk[-1][0]
@@ -436,11 +436,3 @@ def stalled_batches(older_than_seconds: int) -> list[int]:
     return list(db.session.scalars(
         sa.select(Batch.id).where(Batch.status == BatchStatus.PROCESSING,
                                   sa.func.coalesce(Batch.heartbeat_at, Batch.created_at) < limit)))
-
-
-def vault() -> ContactVault:
-    cache = current_app.extensions.setdefault("contact_vault", {})
-    key = current_app.config["CONTACT_ENCRYPTION_KEY"]
-    if key not in cache:
-        cache[key] = vault_from_config(current_app.config)
-    return cache[key]

@@ -12,10 +12,11 @@ from app.extensions import db
 from app.models import Batch, BatchSource, Lead, User
 from app.models.types import utcnow
 from app.services.ingest.fields import FIELDS
+from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.pipeline import (
     LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, DedupeIndex, check_can_sell, lead_row,
-    listing_status_for, vault,
+    listing_status_for,
 )
 from app.services.ingest.validate import RowContext, verdict_message
 from app.services.ingest.workers import validate_chunk
@@ -54,10 +55,10 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     check_can_sell(seller)
     values = {name: _as_cell(payload.get(name)) for name in FIELDS if payload.get(name) is not None}
     ctx = RowContext(default_country=terms.default_country, now=utcnow())
-    result = validate_chunk([(1, list(values.values()))], tuple(values), ctx, vault())
+    result = validate_chunk([(1, list(values.values()))], tuple(values), ctx, current_vault())
     if result.rejected:
         _, code, message_enc, _ = result.rejected[0]
-        raise LeadRejected(vault().decrypt(message_enc), code=code)
+        raise LeadRejected(current_vault().decrypt(message_enc), code=code)
     row = result.accepted[0]
     batch = _todays_batch(seller, terms)
     email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Batch, Rejection
 from app.services.exports import csv_lines
-from app.services.ingest.pipeline import vault
+from app.services.crypto import current_vault
 
 
 def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
@@ -19,7 +19,7 @@ def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
 
 def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, str]]:
     """(row number, code, message) of the first rejected rows."""
-    decrypt = vault().decrypt
+    decrypt = current_vault().decrypt
     return [(number, code, decrypt(message_enc)) for number, code, message_enc in db.session.execute(
         sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc)
         .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number).limit(limit))]
@@ -28,7 +28,7 @@ def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, str
 def rejections_csv(batch: Batch) -> Iterator[str]:
     """Row number, code, message and the original row, to fix and upload again."""
     headers = list(batch.mapping.get("headers") or [])
-    decrypt = vault().decrypt
+    decrypt = current_vault().decrypt
 
     def rows():
         query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc,
