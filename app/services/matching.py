@@ -309,11 +309,17 @@ class Settlement:
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
 
-    def rate(self, seller_id: int) -> int:
+    def commission(self, seller_id: int, price: int) -> int:
+        """The exchange's cut of a sale: the seller's rate (or the default), half up."""
         if seller_id not in self._rates:
             override = db.session.scalar(sa.select(User.commission_rate_bp).where(User.id == seller_id))
             self._rates[seller_id] = self.default_bp if override is None else override
-        return self._rates[seller_id]
+        return (price * self._rates[seller_id] + 5_000) // 10_000
+
+    def absorb(self, other: "Settlement") -> None:
+        """Add the sales of a sub-run (one chunk, one order) to this run's."""
+        self.sale_ids += other.sale_ids
+        self.webhook_sale_ids += other.webhook_sale_ids
 
     def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
@@ -363,7 +369,7 @@ class Settlement:
         for person in lead.person_hashes:
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
-        commission = (price * self.rate(lead.seller_id) + 5_000) // 10_000  # half up
+        commission = self.commission(lead.seller_id, price)
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
             price=price, commission=commission, seller_share=price - commission,
@@ -494,9 +500,7 @@ def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
         sa.select(Lead.id).where(Lead.batch_id == batch_id, Lead.status == LeadStatus.LIVE,
                                  Lead.sold_count < Lead.cap).order_by(Lead.consent_at.desc())))
     for start in range(0, len(ids), chunk):
-        part = match_leads(ids[start:start + chunk], now)
-        settlement.sale_ids += part.sale_ids
-        settlement.webhook_sale_ids += part.webhook_sale_ids
+        settlement.absorb(match_leads(ids[start:start + chunk], now))
     return settlement
 
 
@@ -543,7 +547,5 @@ def match_open_orders(now: Optional[datetime] = None) -> Settlement:
     order_ids = [slot.id for slot in sorted(OrderBook.load(now).slots.values(),
                                             key=lambda s: s.rank)]
     for order_id in order_ids:
-        part = fill_order(order_id, now)
-        settlement.sale_ids += part.sale_ids
-        settlement.webhook_sale_ids += part.webhook_sale_ids
+        settlement.absorb(fill_order(order_id, now))
     return settlement

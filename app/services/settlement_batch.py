@@ -128,7 +128,7 @@ def _write(accepted, settlement) -> None:
     platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None).id
     for (lead, slot), txn, sale_id in zip(accepted, transaction_ids, sale_ids):
         price = slot.price
-        commission = (price * settlement.rate(lead.seller_id) + 5_000) // 10_000
+        commission = settlement.commission(lead.seller_id, price)
         legs = [(settlement.account(AccountKind.BUYER_HELD, slot.buyer_id).id, -price),
                 (settlement.account(AccountKind.SELLER_PENDING, lead.seller_id).id,
                  price - commission)]
