@@ -18,6 +18,12 @@ def format_money(minor_units: int | None, currency: str | None = None) -> str:
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
 
 
+def money_input(minor_units: int) -> str:
+    """1234 → "12.34": the form-field spelling that parse_money reads back."""
+    major, minor = divmod(int(minor_units), 100)
+    return f"{major}.{minor:02d}"
+
+
 MONEY_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?", re.ASCII)
 
 

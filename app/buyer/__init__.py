@@ -12,7 +12,7 @@ from app.auth.forms import ConfirmForm
 from app.buyer.forms import ChangeOrderForm, OrderFiltersForm, OrderForm, WebhookForm
 from app.errors import DomainError
 from app.extensions import db
-from app.formatting import format_money, parse_money
+from app.formatting import format_money, money_input, parse_money
 from app.models import Order, Role
 from app.services import delivery, ledger, orders, webhooks
 from app.tasks import deliver_webhooks, dispatch, fill_order
@@ -90,7 +90,7 @@ def _leads_page(order: Order, page: int) -> list[dict]:
 def order_detail(order_id: int):
     order = orders.order_for(current_user, order_id)
     page = max(request.args.get("page", 1, type=int), 1)
-    change = ChangeOrderForm(data={"price": f"{order.price // 100}.{order.price % 100:02d}",
+    change = ChangeOrderForm(data={"price": money_input(order.price),
                                    "quantity": order.quantity, "daily_cap": order.daily_cap})
     return render_template(
         "buyer/order.html", order=order, leads=_leads_page(order, page), page=page,

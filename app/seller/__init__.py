@@ -9,6 +9,7 @@ from sqlalchemy import select
 from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError
 from app.extensions import db
+from app.formatting import money_input
 from app.models import Batch, Role
 from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger
@@ -49,7 +50,7 @@ def _last_terms() -> dict:
     if last is None:
         return {"default_country": "US"}
     return {"default_country": last.default_country, "cap": last.cap,
-            "floor_price": f"{last.floor_price // 100}.{last.floor_price % 100:02d}"}
+            "floor_price": money_input(last.floor_price)}
 
 
 def _terms(form) -> pipeline.BatchTerms:
