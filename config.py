@@ -73,6 +73,16 @@ class Config:
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY")
+    # Defaults to js.stripe.com, or to the stand-in a local test server serves.
+    STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL")
+    # "stripe", or "simulated" for local test servers without Connect (localstripe).
+    STRIPE_CONNECT = os.environ.get("STRIPE_CONNECT", "stripe")
+    TOPUP_MINIMUM = _env_int("TOPUP_MINIMUM", 500)
+    TOPUP_MAXIMUM = _env_int("TOPUP_MAXIMUM", 10_000_000)
+    PAYOUT_MINIMUM = _env_int("PAYOUT_MINIMUM", 1000)
+    # Days a buyer may return a lead; the seller's share stays pending until then.
+    RETURN_WINDOW_DAYS = _env_int("RETURN_WINDOW_DAYS", 7)
 
     API_TITLE = "Lead exchange API"
     API_VERSION = "v1"
@@ -104,6 +114,8 @@ class TestingConfig(DevelopmentConfig):
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
+    # Tests that talk to Stripe start localstripe and set these themselves.
+    STRIPE_SECRET_KEY = STRIPE_WEBHOOK_SECRET = STRIPE_API_BASE = None
 
 
 class ProductionConfig(Config):

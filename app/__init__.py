@@ -68,6 +68,7 @@ def register_blueprints(app) -> None:
     from app.auth import bp as auth_bp
     from app.buyer import bp as buyer_bp
     from app.main import bp as main_bp
+    from app.payments import bp as stripe_webhook_bp
     from app.seller import bp as seller_bp
 
     app.register_blueprint(main_bp)
@@ -75,6 +76,7 @@ def register_blueprints(app) -> None:
     app.register_blueprint(seller_bp, url_prefix="/seller")
     app.register_blueprint(buyer_bp, url_prefix="/buyer")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(stripe_webhook_bp)
     init_api(app)
 
 

@@ -1,9 +1,13 @@
 """Login manager wiring, security headers and the content security policy."""
+from urllib.parse import urlsplit
+
 from flask import Flask, request
 
 from app.extensions import login_manager
 
 # Only our own static files: no CDN, no inline script or style (SPEC: works offline).
+# The one exception is Stripe.js when card payments are configured: Stripe requires it
+# to be loaded from Stripe, so that card numbers never touch our pages.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -18,6 +22,27 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(config) -> str:
+    if not (config.get("STRIPE_SECRET_KEY") and config.get("STRIPE_PUBLISHABLE_KEY")):
+        return CONTENT_SECURITY_POLICY
+    base = config.get("STRIPE_API_BASE")
+    js = _origin(config.get("STRIPE_JS_URL") or (base or "https://js.stripe.com"))
+    api = _origin(base or "https://api.stripe.com")
+    stripe_sources = {
+        "script-src": f"'self' {js}",
+        "connect-src": f"'self' {api}",
+        "frame-src": f"{js} https://hooks.stripe.com",
+    }
+    directives = dict(d.split(" ", 1) for d in CONTENT_SECURITY_POLICY.split("; "))
+    directives.update(stripe_sources)
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
 def init_security(app: Flask) -> None:
@@ -35,7 +60,7 @@ def init_security(app: Flask) -> None:
     @app.after_request
     def set_security_headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("Content-Security-Policy", content_security_policy(app.config))
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")

@@ -45,6 +45,10 @@ def init_celery(app: Flask) -> Celery:
                                        "schedule": 300.0},
             "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
             "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
+            "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
+            # Hourly, but a seller is paid at most once a day (one payout per day).
+            "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
+            "retry-payments": {"task": "app.tasks.retry_payments", "schedule": 300.0},
         },
     )
     celery.set_default()
@@ -200,3 +204,28 @@ def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     for batch_id in stalled:
         dispatch(process_batch, batch_id)
     return stalled
+
+
+@celery.task(name="app.tasks.release_earnings")
+def release_earnings() -> int:
+    from app.services import earnings
+
+    return earnings.release_cleared()
+
+
+@celery.task(name="app.tasks.run_payouts")
+def run_payouts() -> int:
+    from datetime import datetime, timezone
+
+    from app.services import payments
+
+    if not payments.configured():
+        return 0  # the embedded demo: sellers' money waits on their balance
+    return len(payments.run_payouts(datetime.now(timezone.utc).date()))
+
+
+@celery.task(name="app.tasks.retry_payments")
+def retry_payments() -> int:
+    from app.services import payments
+
+    return payments.retry_unfinished() if payments.configured() else 0

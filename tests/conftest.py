@@ -3,12 +3,15 @@
 after each test; clients logged in through the real login form."""
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from werkzeug.serving import make_server
 
 from app import create_app
 from app.extensions import db, limiter
@@ -155,3 +158,59 @@ def api_key_for():
         return {"Authorization": f"Bearer {secret}"}
 
     return create
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app behind a real WSGI server in a thread (browsers and webhooks reach it)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+STRIPE_TEST_CONFIG = {
+    "STRIPE_SECRET_KEY": "sk_test_leadx",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_leadx",
+    "STRIPE_WEBHOOK_SECRET": "whsec_leadx_tests",
+    "STRIPE_CONNECT": "simulated",
+}
+
+
+@pytest.fixture(scope="session")
+def stripe_server(live_server):
+    """localstripe on 127.0.0.1, sending its signed events to the live app."""
+    from tests import stripe_server as localstripe
+
+    base = localstripe.start()
+    localstripe.register_webhook(base, f"{live_server}/stripe/webhook",
+                                 STRIPE_TEST_CONFIG["STRIPE_WEBHOOK_SECRET"])
+    return base
+
+
+@pytest.fixture
+def stripe_app(app, stripe_server):
+    """The app configured to talk to localstripe for the length of one test."""
+    saved = {key: app.config.get(key) for key in [*STRIPE_TEST_CONFIG, "STRIPE_API_BASE"]}
+    app.config.update(STRIPE_TEST_CONFIG, STRIPE_API_BASE=stripe_server)
+    app.extensions.pop("stripe_client", None)
+    app.extensions.pop("stripe_connect", None)
+    yield app
+    app.config.update(saved)
+    app.extensions.pop("stripe_client", None)
+    app.extensions.pop("stripe_connect", None)
+
+
+def wait_until(check, timeout: float = 10.0, interval: float = 0.1):
+    """Poll `check()` (reading the database afresh each time) until it is truthy.
+    Each try ends its transaction, so the test never blocks the server's writes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.rollback()
+        db.session.expire_all()
+        result = check()
+        db.session.rollback()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)

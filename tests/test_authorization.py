@@ -12,6 +12,8 @@ from tests.conftest import csrf_token, log_in, make_user
 PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke"}
+# Authenticated by the caller's signature, not a session: unsigned requests get 400.
+SIGNED = {"/stripe/webhook"}
 AREA_ROLES = {"/seller": Role.SELLER, "/buyer": Role.BUYER, "/admin": Role.ADMIN}
 API_PREFIX = "/api/v1/"
 ROLES = [None, Role.SELLER, Role.BUYER, Role.ADMIN]
@@ -27,6 +29,8 @@ def _owner(rule_path: str):
         return "public"
     if rule_path in ANY_LOGGED_IN:
         return "logged_in"
+    if rule_path in SIGNED:
+        return "signed"
     if rule_path.startswith(API_PREFIX):
         return "api"
     for prefix, role in AREA_ROLES.items():
@@ -63,6 +67,8 @@ def test_role_checks_on_every_route(app, role):
             where = f"{method} {url} as {role}"
             if owner == "public":
                 assert status < 500 and status not in (401, 403), where
+            elif owner == "signed":
+                assert status == 400, where
             elif owner == "api":
                 assert status == 401, where  # the API takes bearer keys, never the cookie
                 assert response.json["error"]["code"] == "unauthorized", where

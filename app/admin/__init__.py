@@ -3,7 +3,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from app.admin.forms import ManualCreditForm, TrustForm
+from app.admin.forms import ManualCreditForm, ManualDebitForm, TrustForm
 from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError, NotFound
 from app.extensions import db
@@ -71,6 +71,7 @@ def user_detail(user_id: int):
         statement=ledger.statement_for(user, limit=50),
         trust_form=TrustForm(level=user.trust_level.value),
         credit_form=ManualCreditForm(),
+        debit_form=ManualDebitForm(),
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)
@@ -134,3 +135,6 @@ def audit_log():
         "admin/audit.html", events=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE, page=page,
         action=action, actor=actor, actions=list(actions),
     )
+
+
+from app.admin import payments as _payment_views  # noqa: E402,F401  (registers routes on bp)

@@ -28,3 +28,11 @@ class ManualCreditForm(FlaskForm):
             raise ValidationError(str(exc))
         if field.minor_units <= 0:
             raise ValidationError("The amount must be above zero.")
+
+
+class ManualDebitForm(ManualCreditForm):
+    reason = TextAreaField(
+        "Reason", validators=[DataRequired(), Length(max=500)],
+        description="Why the money is taken off (a chargeback settled outside Stripe, a correction).",
+    )
+    submit = SubmitField("Debit balance")

@@ -199,3 +199,6 @@ def leads_csv(order_id: int):
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
 
+
+
+from app.buyer import balance as _balance_views  # noqa: E402,F401  (registers routes on bp)

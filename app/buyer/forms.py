@@ -118,3 +118,24 @@ class ChangeOrderForm(FlaskForm):
 
 class WebhookForm(FlaskForm):
     webhook_url = StringField("Webhook URL", description="Leave empty to stop webhooks.")
+
+
+class AmountField(StringField):
+    """Money typed as text ("250.00"), read into `minor_units` without floats."""
+
+    def pre_validate(self, form):
+        if not self.data:
+            return  # DataRequired says so
+        _money(self, required=True)
+        if self.minor_units <= 0:
+            raise ValidationError("The amount must be above zero.")
+
+
+class TopUpForm(FlaskForm):
+    amount = AmountField("Amount", validators=[DataRequired()], description="e.g. 250.00")
+    # The card token Stripe.js created in the browser; card numbers never reach us.
+    token = StringField(validators=[DataRequired(message="Enter your card details.")])
+
+
+class WithdrawForm(FlaskForm):
+    amount = AmountField("Amount to withdraw", validators=[DataRequired()])

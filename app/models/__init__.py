@@ -19,6 +19,16 @@ from app.models.orders import (
     WebhookDelivery,
 )
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from app.models.payments import (
+    CardRefund,
+    Payout,
+    PayoutStatus,
+    RefundStatus,
+    StripeEvent,
+    TopUp,
+    TopUpStatus,
+    Withdrawal,
+)
 from app.models.users import ApiKey, Role, TrustLevel, User
 
 __all__ = [
@@ -42,6 +52,14 @@ __all__ = [
     "LedgerAccount",
     "LedgerEntry",
     "LedgerTransaction",
+    "CardRefund",
+    "Payout",
+    "PayoutStatus",
+    "RefundStatus",
+    "StripeEvent",
+    "TopUp",
+    "TopUpStatus",
+    "Withdrawal",
     "Role",
     "TrustLevel",
     "User",

@@ -93,6 +93,10 @@ class Sale(db.Model):
         sa.CheckConstraint("commission >= 0 AND seller_share >= 0 AND "
                            "commission + seller_share = price", name="price_split"),
         sa.Index("ix_sales_order_id_id", "order_id", "id"),
+        # The periodic release of cleared earnings reads only the sales not yet released.
+        sa.Index("ix_sales_unreleased", "created_at",
+                 sqlite_where=sa.text("released_at IS NULL"),
+                 postgresql_where=sa.text("released_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
@@ -106,6 +110,8 @@ class Sale(db.Model):
     ledger_transaction_id: Mapped[Optional[int]] = mapped_column(
         sa.ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # When the seller's share moved from pending to available (the return window closed).
+    released_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     order: Mapped[Order] = relationship()
     lead: Mapped[Lead] = relationship()

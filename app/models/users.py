@@ -48,6 +48,10 @@ class User(UserMixin, db.Model):
     session_nonce: Mapped[str] = mapped_column(sa.String(32), default=new_session_nonce)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Stripe: a buyer's Customer (top-ups), a seller's connected account (payouts).
+    stripe_customer_id: Mapped[Optional[str]] = mapped_column(sa.String(255), unique=True)
+    stripe_account_id: Mapped[Optional[str]] = mapped_column(sa.String(255), unique=True)
+    payouts_enabled: Mapped[bool] = mapped_column(default=False)
 
     api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user")
 

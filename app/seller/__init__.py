@@ -149,3 +149,6 @@ def batch_rejections(batch_id: int):
     return Response(
         stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+
+
+from app.seller import payouts as _payout_views  # noqa: E402,F401  (registers routes on bp)

@@ -228,28 +228,49 @@ def manual_credit(
     """An admin credits a buyer's available balance for money received by wire."""
     if not buyer.is_buyer:
         raise ValidationFailed("Only buyers have a balance to credit.", code="not_a_buyer")
+    return _manual("manual_credit", account(AccountKind.BUYER_AVAILABLE, buyer), amount,
+                   reason=reason, actor=actor, idempotency_key=idempotency_key)
+
+
+def manual_debit(
+    user: User, amount: int, *, reason: str, actor: Optional[User], idempotency_key: str | None = None
+) -> LedgerTransaction:
+    """An admin takes money off a buyer's or seller's available balance (a chargeback
+    settled outside Stripe, a correction), never below zero."""
+    kinds = {"buyer": AccountKind.BUYER_AVAILABLE, "seller": AccountKind.SELLER_AVAILABLE}
+    if user.role.value not in kinds:
+        raise ValidationFailed("Only buyers and sellers have a balance to debit.",
+                               code="no_balance")
+    return _manual("manual_debit", account(kinds[user.role.value], user), amount,
+                   reason=reason, actor=actor, idempotency_key=idempotency_key)
+
+
+def _manual(kind: str, target: LedgerAccount, amount: int, *, reason: str,
+            actor: Optional[User], idempotency_key: str | None) -> LedgerTransaction:
+    """A movement between `target` and the manual clearing account: credits add
+    `amount` to the target, debits take it away."""
     if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
         raise ValidationFailed(
             f"The amount must be a whole number of minor units from 1 to {MAX_AMOUNT:,}.",
             code="invalid_amount")
     if not reason.strip():
-        raise ValidationFailed("A reason is required for a manual credit.", code="reason_required")
+        raise ValidationFailed(f"A reason is required for a {kind.replace('_', ' ')}.",
+                               code="reason_required")
+    delta = amount if kind == "manual_credit" else -amount
     transaction = post(
-        "manual_credit",
-        [
-            Posting(account(AccountKind.MANUAL_CLEARING), -amount),
-            Posting(account(AccountKind.BUYER_AVAILABLE, buyer), amount),
-        ],
+        kind,
+        [Posting(account(AccountKind.MANUAL_CLEARING), -delta), Posting(target, delta)],
         idempotency_key=idempotency_key,
         memo=reason.strip(),
         actor=actor,
     )
     audit.record(
-        "ledger.manual_credit",
+        f"ledger.{kind}",
         actor=actor,
         subject_type="user",
-        subject_id=buyer.id,
-        details={"amount": amount, "reason": reason.strip(), "transaction_id": transaction.id},
+        subject_id=target.user_id,
+        details={"amount": amount, "reason": reason.strip(),
+                 "transaction_id": transaction.id},
     )
     return transaction
 
@@ -295,12 +316,24 @@ def reconcile() -> Reconciliation:
 
 
 def statement_for(user: User, limit: int = 200) -> list[dict]:
-    """Ledger entries on the user's accounts, newest first."""
-    rows = db.session.execute(
-        select(LedgerEntry, LedgerTransaction, LedgerAccount)
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+    """Ledger entries on the user's accounts, newest first, each with the balance of
+    its account after it (a running balance computed by the database)."""
+    running = (
+        select(
+            LedgerEntry.id.label("entry_id"),
+            func.sum(LedgerEntry.amount).over(
+                partition_by=LedgerEntry.account_id, order_by=LedgerEntry.id
+            ).label("balance_after"),
+        )
         .join(LedgerAccount, LedgerEntry.account_id == LedgerAccount.id)
         .where(LedgerAccount.user_id == user.id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(LedgerEntry, LedgerTransaction, LedgerAccount, running.c.balance_after)
+        .join(running, running.c.entry_id == LedgerEntry.id)
+        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerEntry.account_id == LedgerAccount.id)
         .order_by(LedgerTransaction.id.desc(), LedgerEntry.id.desc())
         .limit(limit)
     ).all()
@@ -311,8 +344,8 @@ def statement_for(user: User, limit: int = 200) -> list[dict]:
             "kind": txn.kind,
             "account": acct.kind.value,
             "amount": entry.amount,
+            "balance_after": int(balance_after),
             "memo": txn.memo,
         }
-        for entry, txn, acct in rows
+        for entry, txn, acct, balance_after in rows
     ]
-

@@ -2,10 +2,8 @@
 Debian's chromium through Playwright (its own browser download does not work here)."""
 import os
 import shutil
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from app.extensions import db
 
@@ -14,15 +12,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="session")
-def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,86 @@
+"""Admin: the exchange's money — commission revenue, the processor reconciliation,
+payouts run on demand, manual debits."""
+from datetime import datetime, timedelta, timezone
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from app.admin import _user_or_404, bp
+from app.admin.forms import ManualDebitForm
+from app.auth.forms import ConfirmForm
+from app.errors import DomainError
+from app.extensions import db
+from app.formatting import format_money
+from app.models import AccountKind, Payout, Sale, TopUp
+from app.services import ledger, payments
+
+
+def _commission_by_day(days: int = 30) -> list[tuple[str, int, int]]:
+    since = datetime.now(timezone.utc) - timedelta(days=days)
+    day = func.date(Sale.created_at)
+    return [(str(d), int(n), int(c)) for d, n, c in db.session.execute(
+        select(day, func.count(), func.sum(Sale.commission))
+        .where(Sale.created_at >= since).group_by(day).order_by(day.desc())).all()]
+
+
+@bp.route("/money", endpoint="payments")
+def money_overview():
+    configured = payments.configured()
+    stripe_totals, stripe_error = None, None
+    if configured and request.args.get("compare") == "stripe":
+        try:
+            stripe_totals = payments.stripe_balance_transactions()
+        except Exception as exc:  # shown to the admin; the page itself must still load
+            stripe_error = str(exc)
+    return render_template(
+        "admin/payments.html",
+        configured=configured,
+        commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
+        by_day=_commission_by_day(),
+        recon=payments.reconciliation(),
+        books=ledger.reconcile(),
+        stripe_totals=stripe_totals,
+        stripe_error=stripe_error,
+        topups=db.session.scalars(select(TopUp).order_by(TopUp.id.desc()).limit(20)).all(),
+        payouts=db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(20)).all(),
+        run_form=ConfirmForm(),
+    )
+
+
+@bp.route("/money/payouts", methods=["POST"])
+def run_payouts_now():
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; try again.", "danger")
+        return redirect(url_for("admin.payments"))
+    try:
+        made = payments.run_payouts(datetime.now(timezone.utc).date(), actor=current_user)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        total = sum(p.amount for p in made)
+        flash(f"{len(made)} payout(s) started, {format_money(total)} in all." if made else
+              "No seller had cleared earnings above the minimum that were not already paid "
+              "today.", "success" if made else "info")
+    return redirect(url_for("admin.payments"))
+
+
+@bp.route("/users/<int:user_id>/debit", methods=["POST"])
+def manual_debit(user_id: int):
+    user = _user_or_404(user_id)
+    form = ManualDebitForm()
+    if form.validate_on_submit():
+        try:
+            ledger.manual_debit(user, form.amount.minor_units, reason=form.reason.data,
+                                actor=current_user)
+            db.session.commit()
+            flash(f"Debited {format_money(form.amount.minor_units)} from {user.email}.", "success")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    else:
+        for name, errors in form.errors.items():
+            for error in errors:
+                flash(f"{getattr(form, name).label.text}: {error}", "danger")
+    return redirect(url_for("admin.user_detail", user_id=user.id))

@@ -1,0 +1,134 @@
+"""Money through the API (SPEC §11): top-ups, withdrawals, statement, payouts."""
+from marshmallow import Schema, fields, validate
+
+from app.api import api_user
+from app.api.auth import api_blueprint
+from app.api.schemas import ApiErrorSchema
+from app.errors import Forbidden
+from app.services import ledger, payments
+
+blp = api_blueprint("Money", __name__, description="Top-ups, withdrawals, statement, payouts")
+
+
+class TopUpCreateSchema(Schema):
+    amount = fields.Integer(required=True, validate=validate.Range(min=1),
+                            metadata={"description": "minor units"})
+    payment_method = fields.String(
+        metadata={"description": "Optional: a Stripe PaymentMethod to charge now (server-side "
+                  "confirmation). Without it, confirm `client_secret` with Stripe.js."})
+
+
+class TopUpSchema(Schema):
+    id = fields.Integer()
+    amount = fields.Integer(metadata={"description": "minor units"})
+    currency = fields.String()
+    payment_intent_id = fields.String(allow_none=True)
+    client_secret = fields.String(allow_none=True, metadata={
+        "description": "Only in the answer to POST: for Stripe.js to confirm the payment"})
+    status = fields.Function(lambda t: t.status.value, metadata={
+        "description": "created, requires_payment_method, requires_action, processing "
+        "(Stripe accepted; the balance waits for its webhook), succeeded (credited), "
+        "failed, canceled"})
+    failure_message = fields.String()
+    refunded = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class WithdrawalCreateSchema(Schema):
+    amount = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class CardRefundSchema(Schema):
+    topup_id = fields.Integer()
+    amount = fields.Integer()
+    status = fields.Function(lambda r: r.status.value)
+    stripe_refund_id = fields.String(allow_none=True)
+    failure_message = fields.String()
+
+
+class WithdrawalSchema(Schema):
+    id = fields.Integer()
+    amount = fields.Integer()
+    refunded = fields.Integer()
+    status = fields.Function(lambda w: w.status.value)
+    refunds = fields.List(fields.Nested(CardRefundSchema))
+    created_at = fields.DateTime()
+
+
+class StatementEntrySchema(Schema):
+    transaction_id = fields.Integer()
+    created_at = fields.DateTime()
+    kind = fields.String()
+    account = fields.String()
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+    memo = fields.String()
+
+
+class PayoutSchema(Schema):
+    id = fields.Integer()
+    period = fields.Date()
+    amount = fields.Integer()
+    currency = fields.String()
+    status = fields.Function(lambda p: p.status.value)
+    transfer_id = fields.String(allow_none=True)
+    failure_message = fields.String()
+    created_at = fields.DateTime()
+
+
+def _buyer():
+    user = api_user()
+    if not user.is_buyer:
+        raise Forbidden("Only buyers have a balance to top up.", code="not_a_buyer")
+    return user
+
+
+@blp.route("/topups", methods=["POST"])
+@blp.arguments(TopUpCreateSchema)
+@blp.response(201, TopUpSchema)
+@blp.alt_response(402, schema=ApiErrorSchema, description="The card was declined")
+@blp.alt_response(422, schema=ApiErrorSchema, description="Amount out of range")
+@blp.alt_response(503, schema=ApiErrorSchema, description="Card payments not configured")
+def create_topup(data):
+    """Start a card top-up. The balance is credited only when Stripe's signed webhook
+    for the PaymentIntent arrives."""
+    started = payments.start_topup(_buyer(), data["amount"], data.get("payment_method"))
+    started.topup.client_secret = started.client_secret
+    return started.topup
+
+
+@blp.route("/topups", methods=["GET"])
+@blp.response(200, TopUpSchema(many=True))
+def list_topups():
+    return payments.topups_for(_buyer(), limit=200)
+
+
+@blp.route("/topups/<int:topup_id>", methods=["GET"])
+@blp.response(200, TopUpSchema)
+def get_topup(topup_id: int):
+    return payments.topup_of(_buyer(), topup_id)
+
+
+@blp.route("/withdrawals", methods=["POST"])
+@blp.arguments(WithdrawalCreateSchema)
+@blp.response(201, WithdrawalSchema)
+@blp.alt_response(422, schema=ApiErrorSchema, description="More than can go back to a card")
+def create_withdrawal(data):
+    """Send unspent money back to the cards it came from."""
+    return payments.withdraw(_buyer(), data["amount"])
+
+
+@blp.route("/statement", methods=["GET"])
+@blp.response(200, StatementEntrySchema(many=True))
+def statement():
+    """Every movement on the caller's accounts, newest first, with running balances."""
+    return ledger.statement_for(api_user(), limit=500)
+
+
+@blp.route("/payouts", methods=["GET"])
+@blp.response(200, PayoutSchema(many=True))
+def list_payouts():
+    user = api_user()
+    if not user.is_seller:
+        raise Forbidden("Only sellers are paid out.", code="not_a_seller")
+    return payments.payouts_for(user, limit=200)

@@ -1,0 +1,121 @@
+"""The buyer's money: balance, card top-ups (Stripe.js tokenises the card in the
+browser; the server confirms the PaymentIntent), withdrawals, statement."""
+from flask import flash, jsonify, redirect, render_template, url_for
+from flask_login import current_user
+
+from app.buyer import bp
+from app.buyer.forms import TopUpForm, WithdrawForm
+from app.errors import DomainError
+from app.extensions import db
+from app.formatting import format_money
+from app.models import TopUpStatus
+from app.services import ledger, payments
+
+WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
+
+
+def _balance_context() -> dict:
+    topups = payments.topups_for(current_user, limit=20) if payments.configured() else []
+    return {
+        "balance": ledger.balance_for(current_user),
+        "topups": topups,
+        "waiting": any(t.status in WAITING for t in topups),
+    }
+
+
+@bp.route("/balance")
+def balance():
+    configured = payments.configured()
+    return render_template(
+        "buyer/balance.html",
+        configured=configured,
+        stripe_js_url=payments.stripe_js_url() if configured else None,
+        topup_form=TopUpForm(),
+        withdraw_form=WithdrawForm(),
+        refundable=payments.refundable(current_user) if configured else 0,
+        withdrawals=payments.withdrawals_for(current_user, limit=20) if configured else [],
+        statement=ledger.statement_for(current_user, limit=100),
+        **_balance_context(),
+    )
+
+
+@bp.route("/balance/live")
+def balance_live():
+    """The balance cards and top-ups, polled by htmx while a payment is in flight."""
+    return render_template("buyer/_balance_live.html", **_balance_context())
+
+
+def _json_error(exc: DomainError):
+    return jsonify(error={"code": exc.code, "message": exc.message, "details": exc.details}), (
+        exc.status if exc.status < 500 else 502)
+
+
+def _topup_json(topup, client_secret=None):
+    return jsonify(
+        topup_id=topup.id,
+        status=topup.status.value,
+        message=topup.failure_message,
+        client_secret=client_secret if topup.status is TopUpStatus.REQUIRES_ACTION else None,
+        refresh_url=url_for("buyer.refresh_topup", topup_id=topup.id),
+        redirect_url=url_for("buyer.balance"),
+    )
+
+
+@bp.route("/balance/topups", methods=["POST"])
+def create_topup():
+    """Called by static/js/topup.js with the card token Stripe.js made."""
+    form = TopUpForm()
+    if not form.validate_on_submit():
+        message = "; ".join(e for errors in form.errors.values() for e in errors)
+        return jsonify(error={"code": "validation_error", "message": message}), 422
+    try:
+        card = payments.save_card_token(current_user, form.token.data)
+        started = payments.start_topup(current_user, form.amount.minor_units, payment_method=card)
+    except DomainError as exc:
+        db.session.rollback()
+        return _json_error(exc)
+    if started.topup.status is TopUpStatus.PROCESSING:
+        flash(f"Stripe accepted your card for {format_money(started.topup.amount)}; the "
+              "money appears on your balance as soon as Stripe confirms it.", "success")
+    return _topup_json(started.topup, started.client_secret)
+
+
+@bp.route("/balance/topups/<int:topup_id>/refresh", methods=["POST"])
+def refresh_topup(topup_id: int):
+    """After the buyer's 3-D Secure step: read the PaymentIntent's new state."""
+    try:
+        topup = payments.refresh_topup(payments.topup_of(current_user, topup_id))
+    except DomainError as exc:
+        return _json_error(exc)
+    if topup.status is TopUpStatus.PROCESSING:
+        flash("Card authenticated; your balance shows the money as soon as Stripe "
+              "confirms it.", "success")
+    elif topup.status is not TopUpStatus.SUCCEEDED:
+        flash("The card was not authenticated, so nothing was charged.", "warning")
+    return _topup_json(topup)
+
+
+@bp.route("/balance/withdraw", methods=["POST"])
+def withdraw():
+    form = WithdrawForm()
+    if form.validate_on_submit():
+        try:
+            withdrawal = payments.withdraw(current_user, form.amount.minor_units)
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        else:
+            refunded = withdrawal.refunded
+            if refunded == withdrawal.amount:
+                flash(f"{format_money(refunded)} is on its way back to your card "
+                      "(banks take 5–10 days to show it).", "success")
+            elif refunded:
+                flash(f"Only {format_money(refunded)} of {format_money(withdrawal.amount)} "
+                      "could be refunded; the rest is back on your balance.", "warning")
+            else:
+                flash("The refund is being processed; the table below shows its state.", "info")
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "danger")
+    return redirect(url_for("buyer.balance"))

@@ -1,0 +1,57 @@
+"""A seller's payouts: connect a Stripe account once, then cleared earnings are
+transferred automatically; the history of every payout."""
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from app.auth.forms import ConfirmForm
+from app.errors import DomainError
+from app.extensions import db
+from app.seller import bp
+from app.services import earnings, ledger, payments
+
+
+@bp.route("/payouts")
+def payouts():
+    configured = payments.configured()
+    return render_template(
+        "seller/payouts.html",
+        configured=configured,
+        balance=ledger.balance_for(current_user),
+        payouts=payments.payouts_for(current_user),
+        return_window_days=earnings.return_window().days,
+        connect_form=ConfirmForm(),
+    )
+
+
+@bp.route("/payouts/connect", methods=["POST"])
+def connect_account():
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; try again.", "danger")
+        return redirect(url_for("seller.payouts"))
+    try:
+        target = payments.onboarding_url(
+            current_user,
+            return_url=url_for("seller.connect_return", _external=True),
+            refresh_url=url_for("seller.payouts", _external=True))
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(url_for("seller.payouts"))
+    return redirect(target)
+
+
+@bp.route("/payouts/connected")
+def connect_return():
+    """Stripe sends the seller back here after onboarding."""
+    try:
+        enabled = payments.refresh_payout_account(current_user)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        if enabled:
+            flash("Your Stripe account is connected: cleared earnings are paid out to it "
+                  "automatically.", "success")
+        else:
+            flash("Stripe still needs some details before it can pay you; continue the "
+                  "onboarding when you are ready.", "warning")
+    return redirect(url_for("seller.payouts"))

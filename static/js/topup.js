@@ -1,0 +1,63 @@
+// Card top-up: Stripe.js turns the card into a token in the browser (the card number
+// never reaches our server); the server charges it and answers with the top-up's
+// state; a card that needs 3-D Secure is authenticated here with Stripe.js.
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("topup-form");
+  if (!form || typeof Stripe === "undefined") return;
+  const stripe = Stripe(form.dataset.publishableKey);
+  const card = stripe.elements().create("card");
+  card.mount("#card-element");
+  const errorBox = document.getElementById("topup-error");
+  const button = document.getElementById("topup-submit");
+  const busy = document.getElementById("topup-busy");
+
+  const showError = (message) => {
+    errorBox.textContent = message || "";
+    errorBox.classList.toggle("d-none", !message);
+  };
+  const setBusy = (on) => {
+    button.disabled = on;
+    busy.classList.toggle("d-none", !on);
+  };
+  const post = async (url, body) => {
+    const response = await fetch(url, {
+      method: "POST", body, credentials: "same-origin",
+      headers: {"Accept": "application/json",
+                "X-CSRFToken": form.querySelector("[name=csrf_token]").value},
+    });
+    const result = await response.json().catch(() => ({error: {message: "The server did not answer."}}));
+    return {ok: response.ok, result};
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    setBusy(true);
+    try {
+      const {token, error} = await stripe.createToken(card);
+      if (error || !token) {
+        showError((error && error.message) || "Check the card details.");
+        return;
+      }
+      const body = new FormData(form);
+      body.set("token", token.id);
+      let {ok, result} = await post(form.action, body);
+      if (!ok) {
+        showError(result.error.message);
+        return;
+      }
+      if (result.status === "requires_action") {
+        // Whatever the buyer chose, the server reads the outcome from Stripe and the
+        // balance page says what happened.
+        await stripe.confirmCardPayment(result.client_secret);
+        ({result} = await post(result.refresh_url, new FormData()));
+      } else if (result.status === "failed") {
+        showError(result.message || "The card was declined.");
+        return;
+      }
+      window.location.assign(result.redirect_url);
+    } finally {
+      setBusy(false);
+    }
+  });
+});
