@@ -1,7 +1,20 @@
 // Card top-up: Stripe.js turns the card into a token in the browser (the card number
 // never reaches our server); the server charges it and answers with the top-up's
 // state; a card that needs 3-D Secure is authenticated here with Stripe.js.
+
+// While a payment waits for Stripe's webhook, refresh the balance cards every 2 s.
+function pollBalance() {
+  const live = document.getElementById("balance-live");
+  if (!live || !live.dataset.pollUrl) return;
+  setTimeout(async () => {
+    const response = await fetch(live.dataset.pollUrl, {credentials: "same-origin"});
+    if (response.ok) live.outerHTML = await response.text();
+    pollBalance();
+  }, 2000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  pollBalance();
   const form = document.getElementById("topup-form");
   if (!form || typeof Stripe === "undefined") return;
   const stripe = Stripe(form.dataset.publishableKey);
