@@ -2,6 +2,7 @@
 127.0.0.1 — its own command line listens on every interface. Used by the tests and
 by `scripts/localstripe.py` for trying card payments locally."""
 import asyncio
+import random
 import socket
 import threading
 
@@ -22,6 +23,9 @@ def start(port: int = 0) -> str:
 
     # localstripe pickles its whole store to /tmp on every write; keep it in memory.
     resources.store.dump_to_disk = lambda: None
+    # Its ids come from the global `random`, which hypothesis re-seeds for every
+    # example: the same ids again would collide. Stripe's ids do not repeat.
+    resources.random = random.SystemRandom()
     port = port or free_port()
     ready = threading.Event()
 

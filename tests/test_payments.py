@@ -330,3 +330,27 @@ def test_refund_state_follows_stripe_refund_events(stripe_app, client):
     assert db.session.get(CardRefund, refund.id).status is RefundStatus.FAILED
     assert _available(buyer) == 2000 and db.session.get(TopUp, topup.id).refunded == 0
     assert ledger.reconcile().ok
+
+
+def test_a_payout_job_that_died_before_the_transfer_is_finished_by_the_retry(stripe_app, seller):
+    seller.stripe_account_id, seller.payouts_enabled = "acct_sim_crash", True
+    db.session.commit()
+    buyer = funded_buyer()
+    ledger.post("test_sale", [
+        ledger.Posting(ledger.account(AccountKind.BUYER_AVAILABLE, buyer), -3000),
+        ledger.Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller), 3000)])
+    db.session.commit()
+    connect = payments.connect()
+    real_transfer, connect.transfer = connect.transfer, None  # the job dies here
+    with pytest.raises(TypeError):
+        payments.run_payouts(date.today())
+    db.session.rollback()
+    payout = db.session.scalar(sa.select(Payout))
+    assert payout.status is PayoutStatus.PENDING and ledger.balance_for(seller).available == 0
+
+    connect.transfer = real_transfer
+    assert payments.retry_unfinished(older_than_seconds=0) == 1
+    assert payments.run_payouts(date.today()) == []  # and the daily job adds nothing
+    assert db.session.get(Payout, payout.id).status is PayoutStatus.PAID
+    assert len(connect.transfers) == 1
+    assert ledger.reconcile().ok and payments.reconciliation().difference == 0
