@@ -83,6 +83,10 @@ class Config:
     PAYOUT_MINIMUM = _env_int("PAYOUT_MINIMUM", 1000)
     # Days a buyer may return a lead; the seller's share stays pending until then.
     RETURN_WINDOW_DAYS = _env_int("RETURN_WINDOW_DAYS", 7)
+    # A buyer may return at most this share of an order's leads (basis points: 15%).
+    RETURN_CAP_BP = _env_int("RETURN_CAP_BP", 1500)
+    # Days a seller has to accept or contest a return; silence accepts it.
+    SELLER_RESPONSE_DAYS = _env_int("SELLER_RESPONSE_DAYS", 3)
 
     API_TITLE = "Lead exchange API"
     API_VERSION = "v1"

@@ -29,6 +29,7 @@ from app.models.payments import (
     TopUpStatus,
     Withdrawal,
 )
+from app.models.returns import OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus
 from app.models.users import ApiKey, Role, TrustLevel, User
 
 __all__ = [
@@ -60,6 +61,10 @@ __all__ = [
     "TopUp",
     "TopUpStatus",
     "Withdrawal",
+    "OPEN_RETURN_STATUSES",
+    "Return",
+    "ReturnReason",
+    "ReturnStatus",
     "Role",
     "TrustLevel",
     "User",

@@ -24,6 +24,9 @@ class AccountKind(str, enum.Enum):
     PROCESSOR_CLEARING = "processor_clearing"
     # Money that reached us outside Stripe (an admin's manual credit for a wire).
     MANUAL_CLEARING = "manual_clearing"
+    # What a seller owes back (a sale reversed after its money was released or paid
+    # out): negative while owed, recovered from the seller's next earnings.
+    SELLER_RECEIVABLE = "seller_receivable"
 
 
 USER_ACCOUNT_KINDS = {
@@ -31,9 +34,12 @@ USER_ACCOUNT_KINDS = {
     AccountKind.BUYER_HELD,
     AccountKind.SELLER_PENDING,
     AccountKind.SELLER_AVAILABLE,
+    AccountKind.SELLER_RECEIVABLE,
 }
-# Clearing accounts mirror money outside the ledger, so they run negative.
-NEGATIVE_ALLOWED_KINDS = {AccountKind.PROCESSOR_CLEARING, AccountKind.MANUAL_CLEARING}
+# Clearing accounts mirror money outside the ledger, so they run negative; so does a
+# seller's receivable, which is a debt.
+NEGATIVE_ALLOWED_KINDS = {AccountKind.PROCESSOR_CLEARING, AccountKind.MANUAL_CLEARING,
+                          AccountKind.SELLER_RECEIVABLE}
 
 
 class LedgerAccount(db.Model):

@@ -19,19 +19,21 @@ def return_window() -> timedelta:
 
 def release_cleared(now: Optional[datetime] = None) -> int:
     """Release every sale older than the return window, one ledger transaction per
-    seller per run; returns the amount released. Safe to run in several processes:
-    a sale is released by whoever flips its `released_at`, exactly once."""
+    seller per run; returns the amount released. A sale with a return that stands or is
+    still open stays pending. Safe to run in several processes: a sale is released by
+    whoever flips its `released_at`, exactly once."""
+    from app.services.returns import recover_debt, unreturned
+
     now = now or datetime.now(timezone.utc)
     cutoff = now - return_window()
+    releasable = (Sale.released_at.is_(None), Sale.created_at <= cutoff, unreturned())
     seller_ids = db.session.scalars(
-        select(Sale.seller_id).where(Sale.released_at.is_(None), Sale.created_at <= cutoff)
-        .distinct()).all()
+        select(Sale.seller_id).where(*releasable).distinct()).all()
     released = 0
     for seller_id in sorted(seller_ids):
         rows = db.session.execute(
             update(Sale)
-            .where(Sale.seller_id == seller_id, Sale.released_at.is_(None),
-                   Sale.created_at <= cutoff)
+            .where(Sale.seller_id == seller_id, *releasable)
             .values(released_at=now)
             .returning(Sale.id, Sale.seller_share)
             .execution_options(synchronize_session=False)).all()
@@ -46,6 +48,7 @@ def release_cleared(now: Optional[datetime] = None) -> int:
                 idempotency_key=f"release:{seller_id}:{max(sale_id for sale_id, _ in rows)}",
                 memo=f"{len(rows)} sale(s) cleared the return window",
             )
+            recover_debt(seller)
         db.session.commit()
         released += amount
     return released

@@ -32,6 +32,7 @@ from app.models import (
 )
 from app.services import audit, ledger
 from app.services.ledger import Posting
+from app.services.returns import recover_debt
 
 log = logging.getLogger(__name__)
 
@@ -612,6 +613,7 @@ def run_payouts(today: date, actor: Optional[User] = None) -> list[Payout]:
         .order_by(User.id)).all()
     started = []
     for seller in sellers:
+        recover_debt(seller)  # returned sales come out of this payout first
         available = ledger.balance_for(seller).available
         if available < minimum:
             continue

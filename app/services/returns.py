@@ -1,0 +1,255 @@
+"""Returns (SPEC §7): a buyer returns a delivered lead with a reason inside the return
+window; clear-cut reasons are decided by the system, the seller accepts or contests
+the rest within SELLER_RESPONSE_DAYS (silence accepts), an admin decides contested
+ones. An accepted return reverses the sale on the ledger: the buyer gets the price
+back, the seller loses their share, the exchange its commission. A failed spot-check
+returns every sale of the batch the same way (`return_batch_sales`)."""
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from flask import current_app
+from sqlalchemy import exists, func, or_, select
+
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.extensions import db
+from app.models import (
+    OPEN_RETURN_STATUSES, AccountKind, Lead, Order, Return, ReturnReason, ReturnStatus, Sale,
+    User,
+)
+from app.services import audit, earnings, ledger
+from app.services.ledger import Posting
+
+BUYER_REASONS = {
+    ReturnReason.WRONG_NUMBER: "Wrong or dead number",
+    ReturnReason.FAKE: "Fake person",
+    ReturnReason.NO_CONSENT: "Says they never agreed to be contacted",
+    ReturnReason.NOT_MATCHING: "Does not match the order's filters",
+    ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
+}
+
+
+def _now(now: Optional[datetime]) -> datetime:
+    return now or datetime.now(timezone.utc)
+
+
+def return_cap(order: Order) -> int:
+    """How many of an order's leads its buyer may return (default 15%, at least one)."""
+    return max(1, math.ceil(order.filled * current_app.config["RETURN_CAP_BP"] / 10_000))
+
+
+def not_rejected_returns(order_id: int) -> int:
+    return db.session.scalar(select(func.count()).select_from(Return).where(
+        Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
+
+
+def unreturned():
+    """SQL condition: the sale has no return that stands or may still stand, so its
+    seller's share may leave pending."""
+    return ~exists().where(Return.sale_id == Sale.id, Return.status != ReturnStatus.REJECTED)
+
+
+def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
+                now: Optional[datetime] = None) -> Return:
+    now = _now(now)
+    sale = db.session.get(Sale, sale_id)
+    if sale is None or sale.buyer_id != buyer.id:
+        raise NotFound("No such sale among your leads.")
+    try:
+        reason = ReturnReason(reason)
+    except ValueError:
+        reason = None
+    if reason not in BUYER_REASONS:
+        raise ValidationFailed(
+            f"Choose a reason: {', '.join(r.value for r in BUYER_REASONS)}.",
+            code="invalid_reason", details={"field": "reason"})
+    if db.session.scalar(select(Return.id).where(Return.sale_id == sale.id)):
+        raise Conflict("This lead has already been returned.", code="already_returned")
+    closes = sale.created_at + earnings.return_window()
+    if now > closes:
+        raise ValidationFailed(
+            f"The return window closed on {closes:%Y-%m-%d %H:%M} UTC.", code="window_closed")
+    order = db.session.get(Order, sale.order_id)
+    cap = return_cap(order)
+    if not_rejected_returns(order.id) >= cap:
+        raise ValidationFailed(
+            f"You may return at most {cap} of this order's {order.filled} leads.",
+            code="return_cap_reached", details={"cap": cap})
+    item = Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
+                  seller_id=sale.seller_id, reason=reason, note=note.strip()[:2000],
+                  status=ReturnStatus.AWAITING_SELLER, created_at=now)
+    db.session.add(item)
+    db.session.flush()
+    verdict = _system_verdict(item, sale, order)
+    if verdict is None:
+        item.seller_deadline = now + timedelta(days=current_app.config["SELLER_RESPONSE_DAYS"])
+    else:
+        accepted, why = verdict
+        _decide(item, accepted, by="system", note=why, now=now)
+    return item
+
+
+def _system_verdict(item: Return, sale: Sale, order: Order) -> Optional[tuple[bool, str]]:
+    """Decide what the system can check itself; None leaves it to the seller."""
+    lead = db.session.get(Lead, sale.lead_id)
+    if item.reason is ReturnReason.NOT_MATCHING:
+        from app.services.orders import Filters
+
+        if Filters.parse(order.filters).matches(lead, now=sale.created_at):
+            return False, "The lead matched the order's filters when it was sold."
+        return True, "The lead did not match the order's filters."
+    if item.reason is ReturnReason.DUPLICATE:
+        hashes = [h for h in (lead.email_hash, lead.phone_hash) if h]
+        earlier = db.session.scalar(
+            select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
+            .where(Sale.buyer_id == sale.buyer_id, Sale.id < sale.id, Sale.lead_id != lead.id,
+                   or_(*(col == h for h in hashes for col in (Lead.email_hash, Lead.phone_hash))))
+            .limit(1)) if hashes else None
+        if earlier:
+            return True, f"The same person reached you earlier in sale #{earlier}."
+    return None
+
+
+def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
+                   now: Optional[datetime] = None) -> Return:
+    item = db.session.get(Return, return_id)
+    if item is None or item.seller_id != seller.id:
+        raise NotFound("No such return.")
+    if item.status is not ReturnStatus.AWAITING_SELLER:
+        raise Conflict("This return has already been decided or passed to an admin.")
+    item.seller_note = note.strip()[:2000]
+    if accept:
+        _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
+    else:
+        item.status = ReturnStatus.CONTESTED
+    return item
+
+
+def admin_decide(admin: User, return_id: int, accept: bool, note: str,
+                 now: Optional[datetime] = None) -> Return:
+    item = db.session.get(Return, return_id)
+    if item is None:
+        raise NotFound("No such return.")
+    if item.status is not ReturnStatus.CONTESTED:
+        raise Conflict("Only contested returns wait for an admin.")
+    if not note.strip():
+        raise ValidationFailed("Say why: both sides read the decision.", code="reason_required")
+    _decide(item, accept, by="admin", note=note.strip(), now=now)
+    audit.record("return.decided", actor=admin, subject_type="return", subject_id=item.id,
+                 details={"sale_id": item.sale_id, "accepted": accept, "note": note.strip()})
+    return item
+
+
+def accept_overdue(now: Optional[datetime] = None) -> int:
+    """Returns the seller left unanswered past the deadline are accepted."""
+    now = _now(now)
+    overdue = db.session.scalars(select(Return).where(
+        Return.status == ReturnStatus.AWAITING_SELLER, Return.seller_deadline < now)
+        .order_by(Return.id)).all()
+    for item in overdue:
+        _decide(item, True, by="timeout", now=now,
+                note="The seller did not answer within the response time.")
+    db.session.commit()
+    return len(overdue)
+
+
+def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datetime] = None) -> int:
+    """A batch failed its spot-check: every sale of it is returned and refunded.
+    Returns how many sales were reversed."""
+    now = _now(now)
+    sales = db.session.scalars(
+        select(Sale).join(Lead, Lead.id == Sale.lead_id).where(Lead.batch_id == batch_id)
+        .order_by(Sale.id)).all()
+    reversed_count = 0
+    for sale in sales:
+        item = db.session.scalar(select(Return).where(Return.sale_id == sale.id))
+        if item is not None and item.status is ReturnStatus.ACCEPTED:
+            continue  # already refunded
+        if item is None:
+            item = Return(sale_id=sale.id, order_id=sale.order_id, buyer_id=sale.buyer_id,
+                          seller_id=sale.seller_id, reason=ReturnReason.FAILED_SPOT_CHECK,
+                          status=ReturnStatus.AWAITING_SELLER, created_at=now)
+            db.session.add(item)
+            db.session.flush()
+        _decide(item, True, by="system", now=now,
+                note="The batch failed its authenticity spot-check.")
+        reversed_count += 1
+    return reversed_count
+
+
+def _decide(item: Return, accepted: bool, *, by: str, note: str,
+            now: Optional[datetime] = None) -> None:
+    item.status = ReturnStatus.ACCEPTED if accepted else ReturnStatus.REJECTED
+    item.decided_by, item.decision_note, item.decided_at = by, note, _now(now)
+    if accepted:
+        transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")
+        item.refund = item.sale.price
+        item.ledger_transaction_id = transaction.id
+
+
+def reverse_sale(sale: Sale, memo: str):
+    """The sale's money goes back where it came from. The seller's share comes out of
+    pending while it is there; once released (or paid out) it comes out of the
+    available balance, and what that cannot cover becomes a debt recovered from the
+    seller's next earnings."""
+    seller = db.session.get(User, sale.seller_id)
+    buyer = db.session.get(User, sale.buyer_id)
+    postings = [Posting(ledger.account(AccountKind.BUYER_AVAILABLE, buyer), sale.price)]
+    if sale.commission:
+        postings.append(Posting(ledger.account(AccountKind.PLATFORM_COMMISSION), -sale.commission))
+    share = sale.seller_share
+    if share and sale.released_at is None:
+        postings.append(Posting(ledger.account(AccountKind.SELLER_PENDING, seller), -share))
+    elif share:
+        available = ledger.balance_for(seller).available
+        from_available = min(share, available)
+        if from_available:
+            postings.append(Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller),
+                                    -from_available))
+        if share - from_available:
+            postings.append(Posting(ledger.account(AccountKind.SELLER_RECEIVABLE, seller),
+                                    -(share - from_available)))
+    return ledger.post("sale_reversal", postings, idempotency_key=f"reverse:{sale.id}", memo=memo)
+
+
+def recover_debt(seller: User) -> int:
+    """Pay what the seller owes (a negative receivable) out of their available money."""
+    owed = -ledger.balance_of(ledger.account(AccountKind.SELLER_RECEIVABLE, seller))
+    take = min(owed, ledger.balance_for(seller).available)
+    if take <= 0:
+        return 0
+    ledger.post("debt_recovery", [
+        Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller), -take),
+        Posting(ledger.account(AccountKind.SELLER_RECEIVABLE, seller), take)],
+        memo="Recovered returned sales from later earnings")
+    return take
+
+
+def returns_for_buyer(buyer: User, limit: int = 200) -> list[Return]:
+    return db.session.scalars(select(Return).where(Return.buyer_id == buyer.id)
+                              .order_by(Return.id.desc()).limit(limit)).all()
+
+
+def returns_for_seller(seller: User, limit: int = 200) -> list[Return]:
+    return db.session.scalars(select(Return).where(Return.seller_id == seller.id)
+                              .order_by(Return.status.in_(OPEN_RETURN_STATUSES).desc(),
+                                        Return.id.desc()).limit(limit)).all()
+
+
+def contested(limit: int = 200) -> list[Return]:
+    return db.session.scalars(select(Return).where(Return.status == ReturnStatus.CONTESTED)
+                              .order_by(Return.id).limit(limit)).all()
+
+
+def return_of(user: User, return_id: int) -> Return:
+    item = db.session.get(Return, return_id)
+    if item is None or (user.id not in (item.buyer_id, item.seller_id) and not user.is_admin):
+        raise NotFound("No such return.")
+    return item
+
+
+def require_buyer(user: User) -> None:
+    if not user.is_buyer:
+        raise Forbidden("Only buyers return leads.", code="not_a_buyer")
+
+
