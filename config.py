@@ -87,6 +87,8 @@ class Config:
     RETURN_CAP_BP = _env_int("RETURN_CAP_BP", 1500)
     # Days a seller has to accept or contest a return; silence accepts it.
     SELLER_RESPONSE_DAYS = _env_int("SELLER_RESPONSE_DAYS", 3)
+    # Unsold leads older than this lose their contacts (0 keeps them).
+    UNSOLD_RETENTION_DAYS = _env_int("UNSOLD_RETENTION_DAYS", 365)
 
     API_TITLE = "Lead exchange API"
     API_VERSION = "v1"

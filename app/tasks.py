@@ -49,6 +49,9 @@ def init_celery(app: Flask) -> Celery:
             # Hourly, but a seller is paid at most once a day (one payout per day).
             "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
             "retry-payments": {"task": "app.tasks.retry_payments", "schedule": 300.0},
+            "accept-overdue-returns": {"task": "app.tasks.accept_overdue_returns",
+                                       "schedule": 900.0},
+            "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
         },
     )
     celery.set_default()
@@ -229,3 +232,17 @@ def retry_payments() -> int:
     from app.services import payments
 
     return payments.retry_unfinished() if payments.configured() else 0
+
+
+@celery.task(name="app.tasks.accept_overdue_returns")
+def accept_overdue_returns() -> int:
+    from app.services import returns
+
+    return returns.accept_overdue()
+
+
+@celery.task(name="app.tasks.purge_unsold_leads")
+def purge_unsold_leads() -> int:
+    from app.services import privacy
+
+    return privacy.purge_unsold()

@@ -138,3 +138,4 @@ def audit_log():
 
 
 from app.admin import payments as _payment_views  # noqa: E402,F401  (registers routes on bp)
+from app.admin import returns as _return_views  # noqa: E402,F401  (registers routes on bp)

@@ -14,7 +14,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
 from app.models import Order, Role
-from app.services import delivery, ledger, orders, webhooks
+from app.services import delivery, ledger, orders, privacy, webhooks
 from app.tasks import deliver_webhooks, dispatch, fill_order
 
 bp = Blueprint("buyer", __name__)
@@ -35,6 +35,7 @@ def dashboard():
         balance=ledger.balance_for(current_user),
         statement=ledger.statement_for(current_user, limit=30),
         orders=_my_orders(10),
+        erasure_notices=privacy.notices_for(current_user),
     )
 
 
@@ -202,3 +203,4 @@ def leads_csv(order_id: int):
 
 
 from app.buyer import balance as _balance_views  # noqa: E402,F401  (registers routes on bp)
+from app.buyer import returns as _return_views  # noqa: E402,F401  (registers routes on bp)

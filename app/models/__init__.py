@@ -12,6 +12,7 @@ from app.models.leads import (
 from app.models.orders import (
     ACTIVE_ORDER_STATUSES,
     DeliveryStatus,
+    ErasureNotice,
     Order,
     OrderStatus,
     PersonClaim,
@@ -35,6 +36,7 @@ from app.models.users import ApiKey, Role, TrustLevel, User
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
     "DeliveryStatus",
+    "ErasureNotice",
     "Order",
     "OrderStatus",
     "PersonClaim",

@@ -139,6 +139,8 @@ class Lead(db.Model):
     consent_text: Mapped[Optional[str]] = mapped_column(sa.Text)
 
     cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
+    # Set when the person's contacts were destroyed (erasure request or retention).
+    erased_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     cap: Mapped[int] = mapped_column(sa.Integer, default=1)
     sold_count: Mapped[int] = mapped_column(sa.Integer, default=0)

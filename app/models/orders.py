@@ -140,6 +140,9 @@ class WebhookDelivery(db.Model):
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
     sale_id: Mapped[int] = mapped_column(sa.ForeignKey("sales.id"), index=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    # "lead.delivered", or "lead.erased" (GDPR Art. 19: tell every recipient).
+    event: Mapped[str] = mapped_column(sa.String(32), default="lead.delivered",
+                                       server_default="lead.delivered")
     status: Mapped[DeliveryStatus] = mapped_column(
         enum_column(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -148,3 +151,17 @@ class WebhookDelivery(db.Model):
     last_error: Mapped[Optional[str]] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+
+class ErasureNotice(db.Model):
+    """A buyer is told that a person they bought asked to be erased, and should delete
+    them too (GDPR Art. 19). Shown in the buyer's UI until acknowledged."""
+
+    __tablename__ = "erasure_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    sale_id: Mapped[int] = mapped_column(sa.ForeignKey("sales.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

@@ -152,3 +152,4 @@ def batch_rejections(batch_id: int):
 
 
 from app.seller import payouts as _payout_views  # noqa: E402,F401  (registers routes on bp)
+from app.seller import returns as _return_views  # noqa: E402,F401  (registers routes on bp)

@@ -33,6 +33,8 @@ def sale_record(sale: Sale, lead: Lead) -> dict:
             "authority": lead.authority, "need": lead.need, "timeframe": lead.timeframe,
             "consent_at": lead.consent_at.isoformat(), "source_url": lead.source_url,
             "consent_text": lead.consent_text, "ip": decrypt(lead.ip_enc),
+            # Erased at the person's request: the contacts above are gone (null).
+            "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
         },
     }
 

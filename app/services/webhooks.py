@@ -55,14 +55,21 @@ def deliver(delivery_id: int) -> bool:
     sale = db.session.get(Sale, delivery.sale_id)
     lead = db.session.get(Lead, sale.lead_id)
     url, secret_enc = order.webhook_url, order.webhook_secret_enc
-    body = json.dumps({"event": "lead.delivered", **sale_record(sale, lead)},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+    event = delivery.event
+    if event == "lead.erased":
+        # Tells the buyer to delete the person too; carries no personal data itself.
+        payload = {"event": event, "sale_id": sale.id, "order_id": sale.order_id,
+                   "lead_id": lead.id, "erased_at": lead.erased_at.isoformat()
+                   if lead.erased_at else None}
+    else:
+        payload = {"event": event, **sale_record(sale, lead)}
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     db.session.commit()  # no transaction (nor SQLite lock) held over the network call
     error, status_code = (None, None) if url else ("the order has no webhook URL", None)
     if url and (error := _refuse_private_address(url)) is None:
         headers = {"Content-Type": "application/json", "User-Agent": "LeadX-Webhook/1",
                    "X-Signature": signature(current_vault().decrypt(secret_enc), body),
-                   "X-LeadX-Event": "lead.delivered", "X-LeadX-Delivery": str(delivery_id)}
+                   "X-LeadX-Event": event, "X-LeadX-Delivery": str(delivery_id)}
         try:
             response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS,
                                      allow_redirects=False)

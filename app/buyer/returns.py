@@ -1,0 +1,61 @@
+"""A buyer's returns of bad leads, and the erasure notices they must act on."""
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app.auth.forms import ConfirmForm
+from app.buyer import bp
+from app.errors import DomainError, NotFound
+from app.extensions import db
+from app.formatting import format_money
+from app.models import Return, ReturnStatus, Sale
+from app.services import earnings, privacy, returns
+
+
+def _sale(sale_id: int) -> Sale:
+    sale = db.session.get(Sale, sale_id)
+    if sale is None or sale.buyer_id != current_user.id:
+        raise NotFound("No such sale among your leads.")
+    return sale
+
+
+@bp.route("/sales/<int:sale_id>/return", methods=["GET", "POST"])
+def return_sale(sale_id: int):
+    sale = _sale(sale_id)
+    existing = db.session.query(Return).filter_by(sale_id=sale.id).one_or_none()
+    if request.method == "POST" and ConfirmForm().validate_on_submit():
+        try:
+            item = returns.open_return(current_user, sale.id, request.form.get("reason", ""),
+                                       request.form.get("note", ""))
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        else:
+            if item.status is ReturnStatus.ACCEPTED:
+                flash(f"Return accepted: {format_money(item.refund)} is back on your balance.",
+                      "success")
+            elif item.status is ReturnStatus.REJECTED:
+                flash(f"Return refused: {item.decision_note}", "warning")
+            else:
+                flash("Return sent to the seller, who has "
+                      f"{item.seller_deadline:%Y-%m-%d %H:%M} UTC to answer.", "info")
+            return redirect(url_for("buyer.return_list"))
+    return render_template("buyer/return_form.html", sale=sale, existing=existing,
+                           reasons=returns.BUYER_REASONS, form=ConfirmForm(),
+                           closes=sale.created_at + earnings.return_window())
+
+
+@bp.route("/returns")
+def return_list():
+    return render_template("buyer/returns.html", returns=returns.returns_for_buyer(current_user))
+
+
+@bp.route("/erasures", methods=["GET", "POST"])
+def erasures():
+    if request.method == "POST" and ConfirmForm().validate_on_submit():
+        count = privacy.acknowledge(current_user)
+        db.session.commit()
+        flash(f"Thank you: {count} erasure notice(s) marked as done.", "success")
+        return redirect(url_for("buyer.erasures"))
+    return render_template("buyer/erasures.html", form=ConfirmForm(),
+                           notices=privacy.notices_for(current_user, include_acknowledged=True))

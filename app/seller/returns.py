@@ -1,0 +1,32 @@
+"""A seller answers the returns of their leads: accept (the sale is reversed) or
+contest (an admin decides)."""
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from app.auth.forms import ConfirmForm
+from app.errors import DomainError
+from app.extensions import db
+from app.seller import bp
+from app.services import returns
+
+
+@bp.route("/returns")
+def return_list():
+    return render_template("seller/returns.html", returns=returns.returns_for_seller(current_user),
+                           form=ConfirmForm())
+
+
+@bp.route("/returns/<int:return_id>/<any(accept, contest):answer>", methods=["POST"])
+def answer_return(return_id: int, answer: str):
+    if ConfirmForm().validate_on_submit():
+        try:
+            returns.seller_respond(current_user, return_id, answer == "accept",
+                                   request.form.get("note", ""))
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        else:
+            flash("Return accepted: the sale is reversed." if answer == "accept" else
+                  "Return contested: an administrator will decide.", "success")
+    return redirect(url_for("seller.return_list"))

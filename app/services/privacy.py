@@ -1,0 +1,214 @@
+"""The people in the leads (SPEC §7): suppression, erasure and retention.
+
+- Suppression: the person's keyed hashes go on the list; uploads of them are rejected
+  and their leads are delisted, so no sale can take them (a sale only takes LIVE leads).
+- Erasure: suppression, plus their contacts are destroyed wherever we hold them (leads
+  and rejected rows), the sales and the ledger stay with the person's data gone, and
+  every buyer who received them is told in the UI and on their webhook (GDPR Art. 19).
+- Retention: unsold leads older than UNSOLD_RETENTION_DAYS lose their contacts.
+"""
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.models import (
+    ErasureNotice, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
+    WebhookDelivery,
+)
+from app.services import audit
+from app.services.crypto import current_vault
+from app.services.ingest.validate import normalise_email, normalise_phone
+
+ERASED_TEXT = "[erased at the person's request]"
+CONTACT_COLUMNS = ("first_name_enc", "last_name_enc", "email_enc", "phone_enc", "ip_enc")
+SCAN_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Person:
+    email: Optional[str]  # normalised
+    phone: Optional[str]  # E.164
+    hashes: tuple[tuple[str, bytes], ...]
+
+
+def identify(email: str = "", phone: str = "", country: str = "") -> Person:
+    """Normalise what the person gave us the way ingest does, so the hashes match."""
+    email_norm = normalise_email(email.strip()) if email.strip() else None
+    phone_norm = None
+    if phone.strip():
+        parsed = normalise_phone(phone.strip(), (country or "").strip().upper() or None)
+        phone_norm = parsed[0] if parsed else None
+    if email.strip() and not email_norm:
+        raise ValidationFailed(f"“{email.strip()}” is not a valid email address.",
+                               code="invalid_email", details={"field": "email"})
+    if phone.strip() and not phone_norm:
+        raise ValidationFailed(
+            f"“{phone.strip()}” is not a valid phone number (add the country, or +code).",
+            code="invalid_phone", details={"field": "phone"})
+    if not (email_norm or phone_norm):
+        raise ValidationFailed("Give the person's email address or phone number.",
+                               code="contact_required")
+    vault = current_vault()
+    hashes = tuple((kind, vault.dedupe_hash(kind, value))
+                   for kind, value in (("email", email_norm), ("phone", phone_norm)) if value)
+    return Person(email_norm, phone_norm, hashes)
+
+
+def _their_leads(person: Person):
+    conditions = [(Lead.email_hash if kind == "email" else Lead.phone_hash) == value
+                  for kind, value in person.hashes]
+    return or_(*conditions)
+
+
+def suppress(person: Person, *, reason: str, actor: Optional[User]) -> int:
+    """Put the person on the suppression list and delist their leads; returns how many
+    leads were delisted."""
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    for kind, value in person.hashes:
+        exists = db.session.scalar(select(SuppressionEntry.id).where(
+            SuppressionEntry.kind == kind, SuppressionEntry.value_hash == value))
+        if exists is None:
+            db.session.add(SuppressionEntry(kind=kind, value_hash=value, reason=reason.strip()[:255]))
+    delisted = db.session.execute(
+        update(Lead).where(_their_leads(person), Lead.status != LeadStatus.DELISTED)
+        .values(status=LeadStatus.DELISTED).execution_options(synchronize_session=False)).rowcount
+    audit.record("privacy.suppressed", actor=actor,
+                 details={"kinds": [kind for kind, _ in person.hashes], "reason": reason.strip(),
+                          "leads_delisted": delisted})
+    return delisted
+
+
+@dataclass(frozen=True)
+class Erasure:
+    leads: int
+    rejections: int
+    buyers_told: int
+    webhook_sale_ids: list[int]  # deliveries of "lead.erased" to send now
+
+
+def erase(person: Person, *, reason: str, actor: Optional[User],
+          now: Optional[datetime] = None) -> Erasure:
+    """Forget the person everywhere and refuse them from now on."""
+    now = now or datetime.now(timezone.utc)
+    suppress(person, reason=reason, actor=actor)
+    lead_ids = db.session.scalars(select(Lead.id).where(_their_leads(person))).all()
+    _shred_leads(lead_ids, now)
+    rejections = _shred_rejections(person)
+    told, webhook_sale_ids = _tell_buyers(lead_ids, now)
+    audit.record("privacy.erased", actor=actor,
+                 details={"reason": reason.strip(), "leads": len(lead_ids),
+                          "rejected_rows": rejections, "buyers_told": told})
+    return Erasure(len(lead_ids), rejections, told, webhook_sale_ids)
+
+
+def _shred_leads(lead_ids: list[int], now: datetime) -> None:
+    for start in range(0, len(lead_ids), SCAN_CHUNK):
+        db.session.execute(
+            update(Lead).where(Lead.id.in_(lead_ids[start:start + SCAN_CHUNK]))
+            .values(**{column: None for column in CONTACT_COLUMNS}, email_hash=None,
+                    phone_hash=None, status=LeadStatus.DELISTED, erased_at=now)
+            .execution_options(synchronize_session=False))
+
+
+def _shred_rejections(person: Person) -> int:
+    """Rejected rows keep the original text encrypted, without a hash to find it by:
+    decrypt and look, chunk by chunk, and overwrite the rows that mention the person."""
+    vault = current_vault()
+    needles = [n for n in (person.email, _digits(person.phone)[-9:] if person.phone else None) if n]
+    erased_blob = vault.encrypt(ERASED_TEXT)
+    hits, last_id = [], 0
+    while True:
+        rows = db.session.execute(
+            select(Rejection.id, Rejection.raw_enc, Rejection.message_enc)
+            .where(Rejection.id > last_id).order_by(Rejection.id).limit(SCAN_CHUNK)).all()
+        if not rows:
+            break
+        last_id = rows[-1][0]
+        for rejection_id, raw, message in rows:
+            text = f"{vault.decrypt(raw)}\n{vault.decrypt(message)}"
+            lowered, digits = text.lower(), _digits(text)
+            if any((needle in lowered) if "@" in needle else (needle in digits) for needle in needles):
+                hits.append(rejection_id)
+    for start in range(0, len(hits), SCAN_CHUNK):
+        db.session.execute(update(Rejection).where(Rejection.id.in_(hits[start:start + SCAN_CHUNK]))
+                           .values(raw_enc=erased_blob, message_enc=erased_blob)
+                           .execution_options(synchronize_session=False))
+    return len(hits)
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
+    if not lead_ids:
+        return 0, []
+    webhook_sale_ids = []
+    sales = db.session.execute(
+        select(Sale.id, Sale.buyer_id, Sale.order_id, Order.webhook_url)
+        .join(Order, Order.id == Sale.order_id).where(Sale.lead_id.in_(lead_ids))).all()
+    for sale_id, buyer_id, order_id, webhook_url in sales:
+        if db.session.scalar(select(ErasureNotice.id).where(ErasureNotice.sale_id == sale_id)):
+            continue
+        db.session.add(ErasureNotice(buyer_id=buyer_id, sale_id=sale_id, order_id=order_id,
+                                     created_at=now))
+        if webhook_url:
+            db.session.add(WebhookDelivery(sale_id=sale_id, order_id=order_id,
+                                           event="lead.erased", next_attempt_at=now,
+                                           created_at=now))
+            webhook_sale_ids.append(sale_id)
+    return len({buyer_id for _, buyer_id, _, _ in sales}), webhook_sale_ids
+
+
+def notices_for(buyer: User, include_acknowledged: bool = False) -> list[ErasureNotice]:
+    query = select(ErasureNotice).where(ErasureNotice.buyer_id == buyer.id)
+    if not include_acknowledged:
+        query = query.where(ErasureNotice.acknowledged_at.is_(None))
+    return db.session.scalars(query.order_by(ErasureNotice.id.desc()).limit(500)).all()
+
+
+def acknowledge(buyer: User, now: Optional[datetime] = None) -> int:
+    return db.session.execute(
+        update(ErasureNotice).where(ErasureNotice.buyer_id == buyer.id,
+                                    ErasureNotice.acknowledged_at.is_(None))
+        .values(acknowledged_at=now or datetime.now(timezone.utc))
+        .execution_options(synchronize_session=False)).rowcount
+
+
+def purge_unsold(now: Optional[datetime] = None) -> int:
+    """Retention: unsold leads past UNSOLD_RETENTION_DAYS lose their contacts."""
+    days = current_app.config["UNSOLD_RETENTION_DAYS"]
+    if not days:
+        return 0
+    now = now or datetime.now(timezone.utc)
+    cutoff = now - timedelta(days=days)
+    purged = 0
+    while True:
+        ids = db.session.scalars(select(Lead.id).where(
+            Lead.sold_count == 0, Lead.erased_at.is_(None), Lead.created_at < cutoff)
+            .order_by(Lead.id).limit(SCAN_CHUNK)).all()
+        if not ids:
+            break
+        # Hashes stay: without contacts they only keep recognising a re-upload.
+        db.session.execute(update(Lead).where(Lead.id.in_(ids))
+                           .values(**{column: None for column in CONTACT_COLUMNS},
+                                   status=LeadStatus.DELISTED, erased_at=now)
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
+        purged += len(ids)
+    if purged:
+        audit.record("privacy.retention_purge", actor=None,
+                     details={"leads": purged, "older_than_days": days})
+        db.session.commit()
+    return purged
+
+
+def suppression_count() -> int:
+    return db.session.scalar(select(sa.func.count()).select_from(SuppressionEntry))

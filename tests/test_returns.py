@@ -1,0 +1,208 @@
+"""Returns (SPEC §7): window, reasons, automatic decisions, seller accept/contest,
+admin decision, per-order cap, ledger reversal — and the web and API paths."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import Conflict, ValidationFailed
+from app.extensions import db
+from app.models import AccountKind, Return, ReturnStatus, Role, Sale
+from app.services import earnings, ledger, matching, returns
+from tests.conftest import csrf_token, log_in, make_user
+from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
+
+
+def _market(count: int = 10, price: int = 1000, **order_kwargs):
+    seller = verified_seller()
+    buyer = funded_buyer(100_000)
+    live_leads(seller, [person(i) for i in range(count)])
+    order = place(buyer, price, count, **order_kwargs)
+    matching.fill_order(order.id)
+    db.session.commit()
+    return seller, buyer, order, sales_of(order)
+
+
+def _balances(seller, buyer):
+    s, b = ledger.balance_for(seller), ledger.balance_for(buyer)
+    commission = ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION))
+    return s.pending, s.available, b.available, commission
+
+
+def test_seller_accepts_a_return_and_the_sale_is_reversed(app):
+    seller, buyer, order, sales = _market()
+    before = _balances(seller, buyer)
+    item = returns.open_return(buyer, sales[0].id, "wrong_number", "nobody answers")
+    db.session.commit()
+    assert item.status is ReturnStatus.AWAITING_SELLER and item.seller_deadline
+    assert _balances(seller, buyer) == before  # nothing moves until it is decided
+
+    returns.seller_respond(seller, item.id, accept=True)
+    db.session.commit()
+    pending, available, buyer_available, commission = _balances(seller, buyer)
+    assert buyer_available == before[2] + 1000
+    assert pending == before[0] - 800 and commission == before[3] - 200
+    assert item.refund == 1000 and item.decided_by == "seller"
+    assert ledger.reconcile().ok
+
+
+def test_contested_return_goes_to_an_admin_who_rejects_it(app):
+    seller, buyer, order, sales = _market()
+    admin = make_user(Role.ADMIN)
+    item = returns.open_return(buyer, sales[1].id, "fake")
+    returns.seller_respond(seller, item.id, accept=False, note="We called them: real person")
+    assert item.status is ReturnStatus.CONTESTED
+    with pytest.raises(ValidationFailed):
+        returns.admin_decide(admin, item.id, False, note="  ")
+    before = _balances(seller, buyer)
+    returns.admin_decide(admin, item.id, False, note="Recording shows consent")
+    db.session.commit()
+    assert item.status is ReturnStatus.REJECTED and _balances(seller, buyer) == before
+    with pytest.raises(Conflict):  # one return per sale
+        returns.open_return(buyer, sales[1].id, "fake")
+
+
+def test_unanswered_returns_are_accepted_after_the_deadline(app):
+    seller, buyer, order, sales = _market()
+    item = returns.open_return(buyer, sales[0].id, "no_consent")
+    db.session.commit()
+    assert returns.accept_overdue() == 0
+    assert returns.accept_overdue(datetime.now(timezone.utc) + timedelta(days=4)) == 1
+    db.session.refresh(item)
+    assert item.status is ReturnStatus.ACCEPTED and item.decided_by == "timeout"
+
+
+def test_not_matching_is_decided_by_the_system_both_ways(app):
+    seller, buyer, order, sales = _market(filters={"genders": ["f"]})
+    refused = returns.open_return(buyer, sales[0].id, "not_matching")
+    assert refused.status is ReturnStatus.REJECTED and refused.decided_by == "system"
+    # The buyer narrows the order afterwards; the sale was judged by the filters it had.
+    lead = sales[1].lead
+    lead.gender = "m"  # as if the lead did not match when sold
+    accepted = returns.open_return(buyer, sales[1].id, "not_matching")
+    assert accepted.status is ReturnStatus.ACCEPTED and accepted.refund == 1000
+
+
+def test_a_duplicate_the_system_can_see_is_accepted(app):
+    seller_a, seller_b = verified_seller(), verified_seller()
+    buyer = funded_buyer(100_000)
+    first = live_leads(seller_a, [person(1)])
+    order = place(buyer, 1000, 5, lookback_days=0)  # the order lets the same person through
+    matching.fill_order(order.id)
+    again = live_leads(seller_b, [person(1)])  # the same person, from another seller
+    matching.match_leads([lead.id for lead in again])
+    db.session.commit()
+    later = db.session.scalar(sa.select(Sale).where(Sale.lead_id == again[0].id))
+    assert later is not None and first
+    item = returns.open_return(buyer, later.id, "duplicate")
+    assert item.status is ReturnStatus.ACCEPTED and "earlier in sale" in item.decision_note
+
+
+def test_return_window_and_cap(app):
+    app.config["RETURN_CAP_BP"] = 1500
+    seller, buyer, order, sales = _market(count=10)
+    assert returns.return_cap(order) == 2  # 15% of 10, rounded up
+    returns.open_return(buyer, sales[0].id, "fake")
+    returns.open_return(buyer, sales[1].id, "fake")
+    with pytest.raises(ValidationFailed) as capped:
+        returns.open_return(buyer, sales[2].id, "fake")
+    assert capped.value.code == "return_cap_reached"
+    late = datetime.now(timezone.utc) + timedelta(days=8)
+    with pytest.raises(ValidationFailed) as closed:
+        returns.open_return(buyer, sales[3].id, "fake", now=late)
+    assert closed.value.code == "window_closed"
+
+
+def test_open_returns_hold_the_sellers_money_until_decided(app):
+    seller, buyer, order, sales = _market(count=3)
+    item = returns.open_return(buyer, sales[0].id, "fake")
+    db.session.commit()
+    later = datetime.now(timezone.utc) + timedelta(days=8)
+    assert earnings.release_cleared(later) == 1600  # two sales clear, the returned one waits
+    returns.seller_respond(seller, item.id, accept=True)
+    db.session.commit()
+    assert earnings.release_cleared(later) == 0  # a reversed sale never clears
+    assert ledger.balance_for(seller).pending == 0 and ledger.reconcile().ok
+
+
+def test_reversal_after_release_becomes_a_debt_recovered_from_later_earnings(app):
+    seller, buyer, order, sales = _market(count=2)
+    earnings.release_cleared(datetime.now(timezone.utc) + timedelta(days=8))
+    db.session.commit()
+    # The seller's available money leaves (as if paid out), then a batch check fails.
+    ledger.manual_debit(seller, 1600, reason="paid out", actor=None)
+    returns.return_batch_sales(sales[0].lead.batch_id, actor=None)
+    db.session.commit()
+    receivable = ledger.account(AccountKind.SELLER_RECEIVABLE, seller)
+    assert ledger.balance_of(receivable) == -1600 and ledger.balance_for(seller).available == 0
+    assert ledger.balance_for(buyer).available == 100_000 and ledger.reconcile().ok
+    # New earnings pay the debt first.
+    other_buyer = funded_buyer(10_000)
+    leads = live_leads(seller, [person(50 + i) for i in range(3)])
+    place(other_buyer, 1000, 3)
+    matching.match_leads([lead.id for lead in leads])
+    db.session.commit()
+    earnings.release_cleared(datetime.now(timezone.utc) + timedelta(days=9))
+    assert ledger.balance_of(receivable) == 0 and ledger.balance_for(seller).available == 800
+
+
+def test_buyer_returns_in_the_browser_session_and_seller_answers(app, client):
+    seller, buyer, order, sales = _market(count=4)
+    buyer_client, seller_client = app.test_client(), app.test_client()
+    log_in(buyer_client, buyer)
+    log_in(seller_client, seller)
+    page = buyer_client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert f"/buyer/sales/{sales[0].id}/return" in page
+    url = f"/buyer/sales/{sales[0].id}/return"
+    response = buyer_client.post(url, data={"csrf_token": csrf_token(buyer_client, url),
+                                            "reason": "wrong_number", "note": "dead line"},
+                                 follow_redirects=True)
+    assert "Return sent to the seller" in response.get_data(as_text=True)
+    item = db.session.scalar(sa.select(Return))
+    listing = seller_client.get("/seller/returns").get_data(as_text=True)
+    assert "dead line" in listing and str(sales[0].id) in listing
+    token = csrf_token(seller_client, "/seller/returns")
+    seller_client.post(f"/seller/returns/{item.id}/accept", data={"csrf_token": token})
+    db.session.refresh(item)
+    assert item.status is ReturnStatus.ACCEPTED
+    assert "accepted" in buyer_client.get("/buyer/returns").get_data(as_text=True)
+
+
+def test_returns_api(app, client, api_key_for):
+    seller, buyer, order, sales = _market(count=4)
+    headers, seller_headers = api_key_for(buyer), api_key_for(seller)
+    bad = client.post("/api/v1/returns", json={"sale_id": sales[0].id, "reason": "boring"},
+                      headers=headers)
+    assert bad.status_code == 422
+    created = client.post("/api/v1/returns", json={"sale_id": sales[0].id, "reason": "fake"},
+                          headers=headers)
+    assert created.status_code == 201
+    body = created.get_json()
+    assert body["status"] == "awaiting_seller" and body["sale_id"] == sales[0].id
+    assert client.post("/api/v1/returns", json={"sale_id": sales[0].id, "reason": "fake"},
+                       headers=headers).status_code == 409
+    other_buyer = funded_buyer()
+    assert client.post("/api/v1/returns", json={"sale_id": sales[1].id, "reason": "fake"},
+                       headers=api_key_for(other_buyer)).status_code == 404
+    assert client.post(f"/api/v1/returns/{body['id']}/contest", json={"note": "real"},
+                       headers=headers).status_code == 403
+    answer = client.post(f"/api/v1/returns/{body['id']}/contest", json={"note": "real"},
+                         headers=seller_headers)
+    assert answer.status_code == 200 and answer.get_json()["status"] == "contested"
+    listed = client.get("/api/v1/returns", headers=seller_headers).get_json()
+    assert [r["id"] for r in listed] == [body["id"]]
+
+
+def test_admin_decides_contested_returns_in_the_queue(app, admin_client):
+    seller, buyer, order, sales = _market(count=4)
+    item = returns.open_return(buyer, sales[0].id, "fake", "made up name")
+    returns.seller_respond(seller, item.id, accept=False, note="has consent recording")
+    db.session.commit()
+    page = admin_client.get("/admin/returns").get_data(as_text=True)
+    assert "made up name" in page and "has consent recording" in page
+    token = csrf_token(admin_client, "/admin/returns")
+    admin_client.post(f"/admin/returns/{item.id}/accept",
+                      data={"csrf_token": token, "note": "No recording was produced"})
+    db.session.refresh(item)
+    assert item.status is ReturnStatus.ACCEPTED and item.decided_by == "admin"
+    assert ledger.reconcile().ok
