@@ -1,6 +1,6 @@
 """localstripe (a real Stripe API server, from PyPI) in a background thread on
 127.0.0.1 — its own command line listens on every interface. Used by the tests and
-by `scripts/localstripe.py` for trying card payments locally."""
+by `scripts/localstripe-server.py` for trying card payments locally."""
 import asyncio
 import random
 import socket

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run localstripe on 127.0.0.1 for trying card payments and payouts locally.
 
-    .venv/bin/python scripts/localstripe.py        # then, in another shell:
+    .venv/bin/python scripts/localstripe-server.py        # then, in another shell:
     STRIPE_SECRET_KEY=sk_test_local STRIPE_PUBLISHABLE_KEY=pk_test_local \
     STRIPE_WEBHOOK_SECRET=whsec_local STRIPE_API_BASE=http://127.0.0.1:8420 \
     STRIPE_CONNECT=simulated scripts/serve.sh
