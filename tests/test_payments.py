@@ -354,3 +354,18 @@ def test_a_payout_job_that_died_before_the_transfer_is_finished_by_the_retry(str
     assert db.session.get(Payout, payout.id).status is PayoutStatus.PAID
     assert len(connect.transfers) == 1
     assert ledger.reconcile().ok and payments.reconciliation().difference == 0
+
+
+def test_statement_pages_and_csv_keep_amounts_as_numbers(buyer_client, buyer):
+    for n in range(60):
+        ledger.manual_credit(buyer, 100 + n, reason="=HYPERLINK(\"x\")" if n == 0 else "wire",
+                             actor=None)
+    ledger.manual_debit(buyer, 50, reason="fee", actor=None)
+    db.session.commit()
+    first = buyer_client.get("/buyer/balance").get_data(as_text=True)
+    second = buyer_client.get("/buyer/balance?page=2").get_data(as_text=True)
+    assert "Older" in first and "Newer" in second and "-$0.50" in first
+    lines = buyer_client.get("/buyer/balance/statement.csv").get_data(as_text=True).splitlines()
+    assert len(lines) == 62 and lines[0].lstrip("\ufeff").startswith("transaction_id,")
+    assert ",-50,7720," in lines[1]  # a negative amount stays a number
+    assert "'=HYPERLINK" in lines[-1]  # a memo cannot be a formula

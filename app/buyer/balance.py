@@ -1,6 +1,8 @@
 """The buyer's money: balance, card top-ups (Stripe.js tokenises the card in the
 browser; the server confirms the PaymentIntent), withdrawals, statement."""
-from flask import flash, jsonify, redirect, render_template, url_for
+from flask import (
+    Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
+)
 from flask_login import current_user
 
 from app.buyer import bp
@@ -23,9 +25,13 @@ def _balance_context() -> dict:
     }
 
 
+STATEMENT_PAGE = 50
+
+
 @bp.route("/balance")
 def balance():
     configured = payments.configured()
+    page = max(request.args.get("page", 1, type=int), 1)
     return render_template(
         "buyer/balance.html",
         configured=configured,
@@ -34,9 +40,18 @@ def balance():
         withdraw_form=WithdrawForm(),
         refundable=payments.refundable(current_user) if configured else 0,
         withdrawals=payments.withdrawals_for(current_user, limit=20) if configured else [],
-        statement=ledger.statement_for(current_user, limit=100),
+        statement=ledger.statement_for(current_user, limit=STATEMENT_PAGE,
+                                       offset=(page - 1) * STATEMENT_PAGE),
+        page=page, page_size=STATEMENT_PAGE,
         **_balance_context(),
     )
+
+
+@bp.route("/balance/statement.csv")
+def statement_csv():
+    return Response(stream_with_context(ledger.statement_csv(current_user)),
+                    mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="statement.csv"'})
 
 
 @bp.route("/balance/live")

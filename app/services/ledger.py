@@ -7,7 +7,7 @@ retried carry an idempotency key; posting the same key again returns the first
 transaction and changes nothing.
 """
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -315,7 +315,7 @@ def reconcile() -> Reconciliation:
     return Reconciliation(total, mismatched, unbalanced)
 
 
-def statement_for(user: User, limit: int = 200) -> list[dict]:
+def statement_for(user: User, limit: int = 200, offset: int = 0) -> list[dict]:
     """Ledger entries on the user's accounts, newest first, each with the balance of
     its account after it (a running balance computed by the database)."""
     running = (
@@ -336,6 +336,7 @@ def statement_for(user: User, limit: int = 200) -> list[dict]:
         .join(LedgerAccount, LedgerEntry.account_id == LedgerAccount.id)
         .order_by(LedgerTransaction.id.desc(), LedgerEntry.id.desc())
         .limit(limit)
+        .offset(offset)
     ).all()
     return [
         {
@@ -349,3 +350,18 @@ def statement_for(user: User, limit: int = 200) -> list[dict]:
         }
         for entry, txn, acct, balance_after in rows
     ]
+
+
+STATEMENT_CSV_COLUMNS = ["transaction_id", "created_at", "kind", "account", "amount",
+                         "balance_after", "memo"]
+
+
+def statement_csv(user: User) -> Iterator[str]:
+    """The whole statement as CSV; our own numbers stay numbers (a negative amount is
+    not a formula), memos are guarded like any free text."""
+    from app.services.exports import csv_lines
+
+    rows = ([row[c].isoformat() if c == "created_at" else row[c] for c in STATEMENT_CSV_COLUMNS]
+            for row in statement_for(user, limit=100_000))
+    trusted = frozenset(STATEMENT_CSV_COLUMNS.index(c) for c in ("amount", "balance_after"))
+    return csv_lines(STATEMENT_CSV_COLUMNS, rows, trusted)
