@@ -18,3 +18,57 @@ def test_schema_was_built_by_alembic(app):
     with db.engine.connect() as connection:
         version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert version
+
+
+def test_contact_blob_migration_reseals_existing_leads_and_back(tmp_path):
+    """9326308954b9 turns five encrypted columns into one sealed blob (and back)."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.models import Batch, Role, TrustLevel
+    from app.services import accounts
+    from app.services.crypto import current_vault
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    with app.app_context():
+        upgrade(directory=migrations, revision="3db9def476a5")
+        seller = accounts.create_user("m@example.com", "a long password 123", Role.SELLER)
+        seller.trust_level = TrustLevel.VERIFIED
+        db.session.flush()
+        batch = Batch(seller_id=seller.id, status="processing", filename="x.csv",
+                      default_country="US", floor_price=0, cap=1, mapping={})
+        db.session.add(batch)
+        db.session.commit()
+        vault = current_vault()
+        contact = {"first_name": "Ада", "last_name": None, "email": "a@example.com",
+                   "phone": "+14155550100", "ip": "192.0.2.1"}
+        db.session.execute(sa.text(
+            "INSERT INTO leads (batch_id, seller_id, status, row_number, first_name_enc, "
+            "last_name_enc, email_enc, phone_enc, ip_enc, has_email, has_phone, gender, "
+            "marital_status, employed, interests, consent_at, source_url, "
+            "cross_seller_duplicate, floor_price, cap, sold_count, created_at) VALUES "
+            "(:b, :s, 'pending', 2, :f, NULL, :e, :p, :i, 1, 1, 'f', 'unknown', 'unknown', "
+            "'[]', '2026-01-01 00:00:00.000000', 'https://x.example.com', 0, 0, 1, 0, "
+            "'2026-01-01 00:00:00.000000')"),
+            {"b": batch.id, "s": seller.id, "f": vault.encrypt("Ада"),
+             "e": vault.encrypt("a@example.com"), "p": vault.encrypt("+14155550100"),
+             "i": vault.encrypt("192.0.2.1")})
+        db.session.commit()
+
+        upgrade(directory=migrations, revision="9326308954b9")
+        blob, status = db.session.execute(
+            sa.text("SELECT contact_enc, status FROM leads")).one()
+        assert vault.open_contact(blob) == contact
+        assert status == "live"  # its verified seller's status; the batch still hides it
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision="3db9def476a5")
+        row = db.session.execute(sa.text(
+            "SELECT first_name_enc, last_name_enc, email_enc, phone_enc, ip_enc FROM leads")).one()
+        assert [vault.decrypt(v) for v in row] == list(contact.values())
+        db.session.remove()
