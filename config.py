@@ -42,6 +42,10 @@ class Config:
 
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 2000)
+    # An upload commits after this many rows or this many seconds, whichever comes
+    # first (fewer, larger transactions; on SQLite the write lock is held meanwhile).
+    INGEST_COMMIT_ROWS = _env_int("INGEST_COMMIT_ROWS", 50_000)
+    INGEST_COMMIT_SECONDS = float(os.environ.get("INGEST_COMMIT_SECONDS", 1.0))
     # Processes validating rows in parallel; 0 means one per core.
     INGEST_WORKERS = _env_int("INGEST_WORKERS", 0)
 
@@ -118,6 +122,7 @@ class TestingConfig(DevelopmentConfig):
     ARGON2_PROFILE = "CHEAPEST"  # hashing cost is not what the tests measure
     INGEST_WORKERS = 1  # tests that need the process pool ask for it
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
+    INGEST_COMMIT_ROWS = 1  # a commit per chunk unless a test asks for more
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
     # Tests that talk to Stripe start localstripe and set these themselves.

@@ -582,9 +582,7 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
     for s in specs:
         rows.append({
             "batch_id": batches[s[1]], "seller_id": s[1], "status": LeadStatus.LIVE,
-            "row_number": s[0], "first_name_enc": blob, "last_name_enc": blob,
-            "email_enc": blob if s[6] else None, "phone_enc": blob if s[7] else None,
-            "email_hash": s[14], "phone_hash": s[15], "has_email": s[6], "has_phone": s[7],
+            "row_number": s[0], "contact_enc": blob, "email_hash": s[14], "phone_hash": s[15], "has_email": s[6], "has_phone": s[7],
             "age": s[2], "gender": s[3], "region": s[4], "country": s[5], "marital_status": s[8],
             "employed": s[9], "interests": s[10], "consent_at": s[11],
             "source_url": "https://landing.example.com/offer", "cross_seller_duplicate": False,

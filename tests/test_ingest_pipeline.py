@@ -30,10 +30,9 @@ def test_a_clean_file_goes_live_for_a_verified_seller(verified_seller):
     first = stored[0]
     assert (first.row_number, first.region, first.age, first.gender) == (2, "US-CA", 20, "f")
     assert (first.cap, first.floor_price, first.has_email, first.has_phone) == (3, 250, True, True)
-    vault = current_vault()
-    assert vault.decrypt(first.phone_enc) == "+14155550000"
-    assert vault.decrypt(first.email_enc) == "person0@mail.example.com"
-    assert vault.decrypt(first.first_name_enc) == "Person0"
+    assert current_vault().open_contact(first.contact_enc) == {
+        "first_name": "Person0", "last_name": None, "email": "person0@mail.example.com",
+        "phone": "+14155550000", "ip": None}
 
 
 def test_a_new_sellers_batch_is_held(seller):
@@ -136,7 +135,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     db.session.rollback()
     halfway = db.session.get(Batch, batch.id)
     assert halfway.status is BatchStatus.PROCESSING and halfway.rows_processed == chunk * 2 + 1
-    assert {lead.status for lead in leads(halfway)} == {LeadStatus.PENDING}  # not for sale
+    assert len(leads(halfway)) == chunk * 2
 
     monkeypatch.setattr(pipeline, "_store_chunk", real_store)
     pipeline.process_batch(batch.id)
@@ -146,6 +145,61 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
     assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
     assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+
+
+def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_commit(
+        app, verified_seller, monkeypatch):
+    from app.services.orders import Filters, estimate
+
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    monkeypatch.setitem(app.config, "INGEST_COMMIT_ROWS", chunk * 2 + 1)  # 3 chunks a commit
+    rows = [person(i) for i in range(chunk * 7)]
+    token = pipeline.stage_upload(verified_seller, io.BytesIO(csv_bytes(rows)))
+    batch = pipeline.create_batch(verified_seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
+    db.session.commit()
+    real_store, calls = pipeline._store_chunk, []
+
+    def dying_store(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("worker killed")
+        real_store(*args)
+
+    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process_batch(batch.id)
+    db.session.rollback()
+    halfway = db.session.get(Batch, batch.id)
+    # Chunks 1-3 were committed together; the 4th was stored but not committed.
+    assert halfway.rows_processed == chunk * 3 + 1 and len(leads(halfway)) == chunk * 3
+    assert {lead.status for lead in leads(halfway)} == {LeadStatus.LIVE}
+    assert estimate(Filters()).matching == 0  # stored live, yet offered to nobody
+
+    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    pipeline.process_batch(batch.id)
+    db.session.expire_all()
+    done = db.session.get(Batch, batch.id)
+    assert done.status is BatchStatus.LIVE
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows), 0)
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 2))
+    assert estimate(Filters()).matching == len(rows)
+
+
+def test_a_seller_whose_trust_changes_mid_run_gets_the_status_of_the_end(
+        app, verified_seller, monkeypatch):
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    real_store, calls = pipeline._store_chunk, []
+
+    def store_then_demote(*args):
+        calls.append(1)
+        real_store(*args)
+        if len(calls) == 1:
+            verified_seller.trust_level = TrustLevel.NEW  # an admin demotes the seller
+
+    monkeypatch.setattr(pipeline, "_store_chunk", store_then_demote)
+    batch = ingest(verified_seller, csv_bytes([person(i) for i in range(chunk * 2)]))
+    assert batch.status is BatchStatus.HELD
+    assert {lead.status for lead in leads(batch)} == {LeadStatus.HELD}
 
 
 def test_stalled_batches_are_found_for_resumption(app, seller):
@@ -204,7 +258,7 @@ def test_mapping_places_unknown_columns(seller):
                        "Notes": "=cmd|' /C calc'!A0"}], header=header, delimiter=";")
     batch = ingest(seller, data, mapping={"Contact mail": "email", "Notes": ""})
     lead = leads(batch)[0]
-    assert current_vault().decrypt(lead.email_enc) == "m@mail.example.com"
+    assert current_vault().open_contact(lead.contact_enc)["email"] == "m@mail.example.com"
     assert lead.has_phone
 
 

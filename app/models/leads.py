@@ -1,7 +1,8 @@
 """Batches, leads, rejected rows and the suppression list (SPEC §3).
 
-Contact fields are stored only encrypted (`*_enc`, AES-GCM); duplicates are found
-through keyed hashes (`email_hash`, `phone_hash`), never by decrypting."""
+A lead's contacts are stored only encrypted, as one AES-GCM blob (`contact_enc`, see
+ContactVault.seal_contact); duplicates are found through keyed hashes (`email_hash`,
+`phone_hash`), never by decrypting."""
 import enum
 from datetime import datetime
 from typing import Any, Optional
@@ -28,7 +29,9 @@ class BatchSource(str, enum.Enum):
 
 
 class LeadStatus(str, enum.Enum):
-    PENDING = "pending"  # its batch is still processing: invisible to everyone
+    # An upload stores its leads with the status they will have; while their batch is
+    # `processing` they are invisible all the same (`Lead.offered`), and the batch's
+    # own status change makes the whole file visible at once.
     HELD = "held"
     LIVE = "live"
     DELISTED = "delisted"
@@ -106,17 +109,12 @@ class Lead(db.Model):
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
                                     primary_key=True)
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
-    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    status: Mapped[LeadStatus] = mapped_column(
-        enum_column(LeadStatus, "lead_status"), default=LeadStatus.PENDING, index=True
-    )
+    seller_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))  # no query needs an index
+    # Not indexed on its own: ix_leads_status_consent_at leads with it.
+    status: Mapped[LeadStatus] = mapped_column(enum_column(LeadStatus, "lead_status"))
     row_number: Mapped[int] = mapped_column(sa.Integer, default=0)
 
-    first_name_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    last_name_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    email_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    phone_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
-    ip_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    contact_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)  # name, email, phone, ip
     email_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
     phone_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
     has_email: Mapped[bool] = mapped_column(default=False)
@@ -147,6 +145,13 @@ class Lead(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     batch: Mapped[Batch] = relationship()
+
+    @classmethod
+    def offered(cls) -> sa.ColumnElement[bool]:
+        """SQL: the lead may be offered to buyers (before caps and filters): it is live
+        and its batch has finished processing."""
+        return sa.and_(cls.status == LeadStatus.LIVE, cls.batch_id.not_in(
+            sa.select(Batch.id).where(Batch.status == BatchStatus.PROCESSING)))
 
 
 class Rejection(db.Model):

@@ -57,6 +57,41 @@ def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
     connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
 
 
+def _sqlite_literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, (bool, int)):
+        return str(int(value))
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"No SQLite literal for {type(value).__name__}")
+
+
+def insert_ready(table: sa.Table, columns: tuple[str, ...], rows: list[tuple],
+                 constants: dict[str, object]) -> None:
+    """Rows already in the driver's own form (see ingest.workers.STORAGE_FORMATS), plus
+    columns that hold one value for all of them (ints, bools, text; datetimes given as
+    the database's text). On SQLite the constants are written into the statement once
+    instead of being bound for every row; COPY sends them with each row."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    names = ", ".join(columns + tuple(constants))
+    if connection.dialect.name == "sqlite":
+        values = ", ".join(["?"] * len(columns) + [_sqlite_literal(v) for v in constants.values()])
+        connection.connection.driver_connection.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({values})", rows)
+        return
+    if connection.dialect.name != "postgresql":
+        raise NotImplementedError(connection.dialect.name)
+    tail = tuple(constants.values())
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        write = copy.write_row
+        for row in rows:
+            write(row + tail)
+
+
 def allocate_ids(table: sa.Table, count: int) -> list[int]:
     """`count` fresh primary keys for `table`, reserved for this transaction."""
     if count == 0:

@@ -19,20 +19,20 @@ TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at
 
 
 def sale_record(sale: Sale, lead: Lead) -> dict:
-    decrypt = current_vault().decrypt
+    contact = current_vault().open_contact(lead.contact_enc)
     return {
         "sale_id": sale.id, "order_id": sale.order_id, "price": sale.price,
         "currency": current_app.config["CURRENCY"], "sold_at": sale.created_at.isoformat(),
         "lead": {
-            "id": lead.id, "first_name": decrypt(lead.first_name_enc),
-            "last_name": decrypt(lead.last_name_enc), "email": decrypt(lead.email_enc),
-            "phone": decrypt(lead.phone_enc), "age": lead.age, "gender": lead.gender,
+            "id": lead.id, "first_name": contact["first_name"],
+            "last_name": contact["last_name"], "email": contact["email"],
+            "phone": contact["phone"], "age": lead.age, "gender": lead.gender,
             "region": lead.region, "country": lead.country,
             "marital_status": lead.marital_status, "employed": lead.employed,
             "interests": list(lead.interests or []), "budget": lead.budget,
             "authority": lead.authority, "need": lead.need, "timeframe": lead.timeframe,
             "consent_at": lead.consent_at.isoformat(), "source_url": lead.source_url,
-            "consent_text": lead.consent_text, "ip": decrypt(lead.ip_enc),
+            "consent_text": lead.consent_text, "ip": contact["ip"],
             # Erased at the person's request: the contacts above are gone (null).
             "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
         },

@@ -456,7 +456,7 @@ def _load_leads(lead_ids: list[int]) -> list[Candidate]:
     for start in range(0, len(lead_ids), 1000):
         rows.extend(db.session.execute(
             sa.select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids[start:start + 1000]),
-                                           Lead.status == LeadStatus.LIVE,
+                                           Lead.offered(),
                                            Lead.sold_count < Lead.cap)))
     leads = _candidates(rows)
     owners = defaultdict(set)
@@ -516,7 +516,7 @@ def fill_order(order_id: int, now: Optional[datetime] = None) -> Settlement:
             break
         want = slot.remaining if slot.daily_left is None else min(slot.remaining, slot.daily_left)
         query = (sa.select(*LEAD_COLUMNS)
-                 .where(Lead.status == LeadStatus.LIVE, Lead.sold_count < Lead.cap,
+                 .where(Lead.offered(), Lead.sold_count < Lead.cap,
                         Lead.floor_price <= slot.price, Lead.seller_id != slot.buyer_id,
                         *slot.filters.sql_conditions(now),
                         ~sa.exists().where(Sale.lead_id == Lead.id,

@@ -18,7 +18,7 @@ from flask import current_app
 from app.errors import Conflict, InsufficientFunds, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
-from app.models import AccountKind, Lead, LeadStatus, Order, OrderStatus, Sale, User
+from app.models import AccountKind, Lead, Order, OrderStatus, Sale, User
 from app.models.types import utcnow
 from app.services import ledger
 from app.services.ledger import Posting
@@ -388,7 +388,7 @@ class Estimate:
 def estimate(filters: Filters, price: Optional[int] = None) -> Estimate:
     """What an order with these filters would find now, and what similar orders paid."""
     now = utcnow()
-    conditions = [Lead.status == LeadStatus.LIVE, Lead.sold_count < Lead.cap,
+    conditions = [Lead.offered(), Lead.sold_count < Lead.cap,
                   *filters.sql_conditions(now)]
     if price is not None:
         conditions.append(Lead.floor_price <= price)

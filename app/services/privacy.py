@@ -26,7 +26,6 @@ from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
 
 ERASED_TEXT = "[erased at the person's request]"
-CONTACT_COLUMNS = ("first_name_enc", "last_name_enc", "email_enc", "phone_enc", "ip_enc")
 SCAN_CHUNK = 2000
 
 
@@ -108,12 +107,17 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
     return Erasure(len(lead_ids), rejections, told, webhook_sale_ids)
 
 
+def _no_contacts() -> bytes:
+    """What an erased lead keeps in place of its contacts: a sealed blob of nothing."""
+    return current_vault().seal_contact(None, None, None, None, None)
+
+
 def _shred_leads(lead_ids: list[int], now: datetime) -> None:
     for start in range(0, len(lead_ids), SCAN_CHUNK):
         db.session.execute(
             update(Lead).where(Lead.id.in_(lead_ids[start:start + SCAN_CHUNK]))
-            .values(**{column: None for column in CONTACT_COLUMNS}, email_hash=None,
-                    phone_hash=None, status=LeadStatus.DELISTED, erased_at=now)
+            .values(contact_enc=_no_contacts(), email_hash=None, phone_hash=None,
+                    status=LeadStatus.DELISTED, erased_at=now)
             .execution_options(synchronize_session=False))
 
 
@@ -198,8 +202,8 @@ def purge_unsold(now: Optional[datetime] = None) -> int:
             break
         # Hashes stay: without contacts they only keep recognising a re-upload.
         db.session.execute(update(Lead).where(Lead.id.in_(ids))
-                           .values(**{column: None for column in CONTACT_COLUMNS},
-                                   status=LeadStatus.DELISTED, erased_at=now)
+                           .values(contact_enc=_no_contacts(), status=LeadStatus.DELISTED,
+                                   erased_at=now)
                            .execution_options(synchronize_session=False))
         db.session.commit()
         purged += len(ids)

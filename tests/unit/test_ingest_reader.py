@@ -309,3 +309,32 @@ def test_rows_stream_with_flat_memory():
         tracemalloc.stop()
     assert count == 150_000
     assert peak < 8 << 20, peak  # buffers only, whatever the file size
+
+
+AWKWARD = [
+    f"\n\n{HEADER}\n{ROW}\n\n,,,,\n   \n{ROW}\n\n",
+    ('email,consent_text,phone\r\n'
+     'a@example.com,"I agree\r\nto be called,\nand ""emailed""",+79161234567\r\n\r\n'
+     'b@example.com,plain,+79161234568\r\n"c@example.com","two\nlines",\'+7916\r\n'),
+    f"{HEADER}\r{ROW}\r\r{ROW}",
+    "phone,birth_date,first_name,last_name,age\n'+79161234567,'1990-05-17,'Neil,O'Neil,'42\n"
+    "'8 (916) 123-45-67,1990-05-17,Ann,D'Arcy,'\n\n\n",
+    f"sep=;\n{HEADER.replace(',', ';')}\n" + "\n".join(
+        f"Ivan{i};\"i{i}@example.com\";+7916123{i:04d};x;\"y\n{i}\"" for i in range(23)),
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+@pytest.mark.parametrize("size", [1, 2, 5, 1000])
+def test_blocks_give_exactly_the_rows(text, size):
+    _, rows = read(text.encode())
+    for after in (0, rows[len(rows) // 2][0]):
+        source = open_csv(io.BytesIO(text.encode()))
+        blocks = list(source.blocks(size, after=after))
+        assert all(block.rows <= size for block in blocks)
+        got = [row for block in blocks for row in block.records()]
+        assert got == [row for row in rows if row[0] > after]
+        assert [block.last for block in blocks] == [n for n, _ in got][size - 1::size] + (
+            [got[-1][0]] if len(got) % size else [])
+        for block in blocks:  # one record alone, as a duplicate's rejection quotes it
+            assert [(n, block.record(n)) for n, _ in block.records()] == list(block.records())

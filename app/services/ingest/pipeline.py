@@ -2,11 +2,12 @@
 
 `create_batch` checks the file and the terms and refuses a bad file before anything
 is stored; `process_batch` (a background job) streams the file in chunks: rows are
-validated, normalised and encrypted in worker processes (both cores), while this
-process checks duplicates and the suppression list in bulk and stores each chunk
-with its progress in one transaction. Leads stay `pending` (invisible) until the
-whole file is done, so a batch is either complete or not there: a failure removes
-what the run stored, and a crashed run resumes from its last committed chunk.
+validated, normalised, encrypted and put in the database driver's own form in worker
+processes (both cores), while this process, the one serial step, only checks
+duplicates and the suppression list in bulk and stores the rows with their progress.
+Leads are stored with their final status but are offered to nobody while their
+batch is `processing` (`Lead.offered`), so a batch is either complete or not there: a
+failure removes what the run stored, and a crashed run resumes from its last commit.
 """
 import dataclasses
 import itertools
@@ -14,9 +15,11 @@ import json
 import logging
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Optional
+from typing import BinaryIO, Optional
 
 import sqlalchemy as sa
 from flask import current_app
@@ -35,10 +38,10 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
-from app.services.bulk import bulk_insert
+from app.services.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
-from app.services.ingest.reader import UnreadableFile, open_csv
+from app.services.ingest.reader import Block, UnreadableFile, open_csv
 from app.services.ingest.validate import RowContext, verdict_message
 
 log = logging.getLogger(__name__)
@@ -223,37 +226,43 @@ class BatchRun:
     seller_id: int
     floor_price: int
     cap: int
-    checkpoint: int  # rows_processed as last committed
+    checkpoint: int  # rows_processed as last stored
     check_suppression: bool = True
+    lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
+    created_at: Optional[datetime] = None  # the leads' created_at
 
 
 def _run(batch: Batch, path: Path) -> None:
     batch.started_at = batch.started_at or utcnow()
     batch.heartbeat_at = utcnow()
     run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed,
-                   check_suppression=db.session.query(SuppressionEntry.id).first() is not None)
+                   check_suppression=db.session.query(SuppressionEntry.id).first() is not None,
+                   lead_status=listing_status_for(batch.seller)[1], created_at=utcnow())
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
+    storage = db.session.get_bind().dialect.name
     db.session.commit()
-    chunk_rows = current_app.config["INGEST_CHUNK_ROWS"]
-    pool = workers.pool_for(current_app.config)
+    config = current_app.config
+    chunk_rows = config["INGEST_CHUNK_ROWS"]
+    # Several chunks per transaction: each commit rewrites every index page it touched,
+    # and the hash indexes are touched at random. Bounded in rows and in seconds, since
+    # on SQLite the open transaction holds the write lock.
+    commit_rows, commit_seconds = config["INGEST_COMMIT_ROWS"], config["INGEST_COMMIT_SECONDS"]
+    pool = workers.pool_for(config)
     with open_csv(path, mapping=mapping) as source:
-        rows = ((number, values) for number, values in source.rows() if number > run.checkpoint)
-        for chunk, result in pool.map_chunks(_chunks(rows, chunk_rows),
-                                             source.header_map.fields, ctx):
-            _store_chunk(run, chunk, result, source.bytes_read)
-    _finish(db.session.get(Batch, run.id))
-
-
-def _chunks(rows: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        uncommitted, opened = 0, time.monotonic()
+        for block, result in pool.map_chunks(source.blocks(chunk_rows, after=run.checkpoint),
+                                             source.header_map.fields, ctx,
+                                             storage if storage in workers.STORAGE_FORMATS else None):
+            if uncommitted == 0:
+                opened = time.monotonic()
+            _store_chunk(run, block, result, source.bytes_read)
+            uncommitted += block.rows
+            if uncommitted >= commit_rows or time.monotonic() - opened >= commit_seconds:
+                db.session.commit()
+                uncommitted = 0
+        db.session.commit()
+    _finish(db.session.get(Batch, run.id), run)
 
 
 @dataclass(frozen=True)
@@ -265,33 +274,50 @@ class Holder:
     row_number: int
 
 
-IN_LIST_SIZE = 5000  # values per IN (...): one query per chunk and kind
+IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
 
 
-def _existing_by_hash(column, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
+def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
+    """Rows of `select` (which ends in a WHERE clause) whose `column` is one of
+    `values`, through the driver: SQLAlchemy's processing of every bound value would
+    cost more than the index lookups themselves."""
+    if not values:
+        return []
+    connection = db.session.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        return driver.execute(f"{select} {column} = ANY(%s)", (list(values),)).fetchall()
+    values, rows = list(values), []
+    for start in range(0, len(values), IN_LIST_SIZE):
+        part = values[start:start + IN_LIST_SIZE]
+        # A few statement shapes only (NULL matches nothing): the driver keeps the
+        # statements it prepared, and one per list length made memory grow with the file.
+        size = 64
+        while size < len(part):
+            size *= 2
+        part += [None] * (size - len(part))
+        rows += driver.execute(f"{select} {column} IN ({', '.join('?' * size)})", part).fetchall()
+    return rows
+
+
+def _existing_by_hash(column: str, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
+    """Leads holding these hashes, by hash."""
     found: dict[bytes, Holder] = {}
-    hashes = list(hashes)
-    for start in range(0, len(hashes), IN_LIST_SIZE):
-        rows = db.session.execute(
-            sa.select(column, Lead.batch_id, Lead.seller_id, Lead.row_number)
-            .where(column.in_(hashes[start:start + IN_LIST_SIZE])))
-        for value, batch_id, holder_seller, row_number in rows:
-            value = bytes(value)
-            # The seller's own copy decides the verdict, so it wins over other sellers'.
-            if value not in found or holder_seller == seller_id:
-                found[value] = Holder(batch_id, holder_seller, row_number)
+    for value, batch_id, holder_seller, row_number in _matching(
+            f"SELECT {column}, batch_id, seller_id, row_number FROM leads WHERE", column, hashes):
+        value = bytes(value)
+        # The seller's own copy decides the verdict, so it wins over other sellers'.
+        if value not in found or holder_seller == seller_id:
+            found[value] = Holder(batch_id, holder_seller, row_number)
     return found
 
 
 def _suppressed(kind: str, hashes: set[bytes]) -> set[bytes]:
-    found = set()
-    hashes = list(hashes)
-    for start in range(0, len(hashes), IN_LIST_SIZE):
-        found.update(bytes(h) for h in db.session.scalars(
-            sa.select(SuppressionEntry.value_hash).where(
-                SuppressionEntry.kind == kind,
-                SuppressionEntry.value_hash.in_(hashes[start:start + IN_LIST_SIZE]))))
-    return found
+    if kind not in ("email", "phone"):
+        raise ValueError(kind)
+    return {bytes(value) for value, in _matching(
+        f"SELECT value_hash FROM suppression_entries WHERE kind = '{kind}' AND", "value_hash",
+        hashes)}
 
 
 @dataclass
@@ -309,8 +335,8 @@ class DedupeIndex:
     def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
              check_suppression: bool = True) -> "DedupeIndex":
         return cls(batch_id, seller_id,
-                   _existing_by_hash(Lead.email_hash, emails, seller_id),
-                   _existing_by_hash(Lead.phone_hash, phones, seller_id),
+                   _existing_by_hash("email_hash", emails, seller_id),
+                   _existing_by_hash("phone_hash", phones, seller_id),
                    _suppressed("email", emails) if check_suppression else set(),
                    _suppressed("phone", phones) if check_suppression else set())
 
@@ -342,51 +368,73 @@ REJECTION_INSERT_COLUMNS = ("row_number", "code", "message_enc", "raw_enc", "bat
 
 
 def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
-             status: LeadStatus = LeadStatus.PENDING) -> tuple:
-    """A worker's accepted row plus the batch's own columns (LEAD_INSERT_COLUMNS)."""
+             status: LeadStatus) -> tuple:
+    """A worker's accepted row (Python objects) plus the batch's own columns
+    (LEAD_INSERT_COLUMNS)."""
     return accepted + (batch.id, batch.seller_id, status.value, is_cross, batch.floor_price,
                        batch.cap, 0, utcnow())
 
 
-def _store_chunk(batch: BatchRun, chunk: list, result: "workers.ChunkResult",
+def _stored_time(when: datetime) -> str:
+    """A datetime as the database's text, for the constant columns of insert_ready."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return when.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
+    return when.isoformat(" ", "microseconds")
+
+
+def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
-    """Store one validated chunk and its progress in one transaction."""
+    """Store one validated block and its progress (the caller commits)."""
     accepted = result.accepted
+    e_at, p_at = workers.EMAIL_HASH, workers.PHONE_HASH
     index = DedupeIndex.load(
-        batch.id, batch.seller_id,
-        {row[workers.EMAIL_HASH] for row in accepted if row[workers.EMAIL_HASH]},
-        {row[workers.PHONE_HASH] for row in accepted if row[workers.PHONE_HASH]},
-        batch.check_suppression)
-    leads, rejections, cross, raw_by_row = [], [], 0, None
+        batch.id, batch.seller_id, {row[e_at] for row in accepted if row[e_at]},
+        {row[p_at] for row in accepted if row[p_at]}, batch.check_suppression)
+    by_email, by_phone = index.by_email, index.by_phone
+    suppressed = index.suppressed_emails or index.suppressed_phones
+    leads, rejections, cross = [], [], 0
+    append = leads.append
     for row in accepted:
-        code, message, is_cross = index.verdict(row[workers.EMAIL_HASH], row[workers.PHONE_HASH])
-        if code is None:
-            index.remember(row[workers.EMAIL_HASH], row[workers.PHONE_HASH], row[0])
-            cross += is_cross
-            leads.append(lead_row(batch, row, is_cross))
+        email_hash, phone_hash = row[e_at], row[p_at]
+        # Most rows collide with nothing: two dict probes decide them.
+        if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
+            code = None
+            is_cross = False
         else:
-            raw_by_row = raw_by_row or dict(chunk)
-            rejections.append((row[0], code, current_vault().encrypt(message),
-                               current_vault().encrypt(json.dumps(raw_by_row[row[0]], ensure_ascii=False)),
+            code, message, is_cross = index.verdict(email_hash, phone_hash)
+        if code is None:
+            holder = Holder(batch.id, batch.seller_id, row[0])
+            if email_hash:
+                by_email.setdefault(email_hash, holder)
+            if phone_hash:
+                by_phone.setdefault(phone_hash, holder)
+            cross += is_cross
+            append(row + (is_cross,))
+        else:
+            vault = current_vault()
+            rejections.append((row[0], code, vault.encrypt(message),
+                               vault.encrypt(json.dumps(block.record(row[0]), ensure_ascii=False)),
                                batch.id))
     rejections.extend(rejected + (batch.id,) for rejected in result.rejected)
-    previous, last_row = batch.checkpoint, chunk[-1][0]
+    previous, last_row = batch.checkpoint, block.last
     # The conditional update is the run's claim on the batch: a second worker resumed
     # from the same checkpoint loses here and stops instead of storing rows twice.
     claimed = db.session.execute(
         sa.update(Batch).where(Batch.id == batch.id, Batch.rows_processed == previous,
                                Batch.status == BatchStatus.PROCESSING)
         .values(rows_processed=last_row, bytes_processed=bytes_read, heartbeat_at=utcnow(),
-                rows_total=Batch.rows_total + len(chunk), accepted=Batch.accepted + len(leads),
+                rows_total=Batch.rows_total + block.rows, accepted=Batch.accepted + len(leads),
                 rejected=Batch.rejected + len(rejections),
                 cross_seller_duplicates=Batch.cross_seller_duplicates + cross)
         .execution_options(synchronize_session=False)).rowcount
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
-    bulk_insert(Lead.__table__, LEAD_INSERT_COLUMNS, leads)
-    bulk_insert(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections)
-    db.session.commit()
+    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",), leads, {
+        "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
+        "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
+        "created_at": _stored_time(batch.created_at or utcnow())})
+    insert_ready(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections, {})
     batch.checkpoint = last_row
 
 
@@ -396,17 +444,19 @@ def listing_status_for(seller: User) -> tuple[BatchStatus, LeadStatus]:
     return BatchStatus.HELD, LeadStatus.HELD
 
 
-def _finish(batch: Batch) -> None:
+def _finish(batch: Batch, run: BatchRun) -> None:
+    """The batch's status change that makes its leads visible, all at once."""
     if batch.accepted == 0:
-        batch_status, lead_status = BatchStatus.REJECTED, None
+        batch_status = BatchStatus.REJECTED
         batch.error_code = "nothing_accepted"
         batch.error_message = ("No row of this file was accepted; download the rejected rows "
                                "to see why." if batch.rows_total else "The file has no data rows.")
     else:
         batch_status, lead_status = listing_status_for(batch.seller)
-    if lead_status is not None:
-        db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id)
-                           .values(status=lead_status).execution_options(synchronize_session=False))
+        if lead_status is not run.lead_status:  # the seller's trust changed during the run
+            db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id)
+                               .values(status=lead_status)
+                               .execution_options(synchronize_session=False))
     batch.status = batch_status
     batch.finished_at = utcnow()
     db.session.commit()

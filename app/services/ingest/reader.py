@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from charset_normalizer import from_bytes
@@ -73,6 +74,42 @@ class _Borrowed(io.RawIOBase):
         return len(data)
 
 
+def _records(lines, delimiter: str):
+    return csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+
+
+def _clean(record: list[str]) -> list[str]:
+    """Excel's text marker taken off numbers ('+7 916...)."""
+    return [_EXCEL_TEXT_NUMBER.sub("", v, count=1) if v[:1] == "'" else v for v in record]
+
+
+@dataclass
+class Block:
+    """Consecutive records as the lines they were read from. Sent to a worker process
+    as a few long strings instead of a list per row (pickling those cost the reading
+    process more than parsing them), and parsed again there."""
+
+    delimiter: str
+    first: int  # spreadsheet number of the first record in `lines`
+    lines: list[str]
+    starts: list[int]  # where each record begins in `lines`
+    rows: int  # records that are not blank
+    last: int  # number of the last of them
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """(number, values) of the non-blank records, exactly as CsvSource.rows() gives."""
+        clean = any("'" in line for line in self.lines)
+        for number, record in enumerate(_records(self.lines, self.delimiter), self.first):
+            if any(record):
+                yield number, _clean(record) if clean else record
+
+    def record(self, number: int) -> list[str]:
+        """The values of one record of the block, by its number."""
+        at = number - self.first
+        end = self.starts[at + 1] if at + 1 < len(self.starts) else len(self.lines)
+        return _clean(next(_records(self.lines[self.starts[at]:end], self.delimiter)))
+
+
 class CsvSource:
     """An opened upload: its encoding, delimiter, header map, hash and row stream."""
 
@@ -87,10 +124,10 @@ class CsvSource:
         self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
         self._max_line = max_line_chars
         self._apostrophe_seen = False
+        self._taken: list[str] = []  # lines read since blocks() last looked
         if sep_hint:
             text.readline()  # not a row: Excel does not show it either
-        self._records = csv.reader(self._lines(), delimiter=delimiter, quotechar='"',
-                                   doublequote=True, strict=False)
+        self._records = _records(self._lines(), delimiter)
         self._number = 0  # physical records read, as a spreadsheet numbers its rows
         header = self._next_nonblank()
         if header is None:
@@ -109,7 +146,7 @@ class CsvSource:
 
     def _lines(self) -> Iterator[str]:
         """Physical lines, refusing one longer than the limit before it fills memory."""
-        readline, limit = self._text.readline, self._max_line
+        readline, limit, taken = self._text.readline, self._max_line, self._taken.append
         while line := readline(limit):
             if len(line) >= limit and line[-1] not in "\r\n":
                 raise _refuse(
@@ -120,6 +157,7 @@ class CsvSource:
                 )
             if "'" in line:  # cheap flag so rows() only scans records that may need it
                 self._apostrophe_seen = True
+            taken(line)
             yield line
 
     def _read(self) -> list[str] | None:
@@ -159,9 +197,39 @@ class CsvSource:
                     continue
                 if self._apostrophe_seen:
                     self._apostrophe_seen = False
-                    record = [_EXCEL_TEXT_NUMBER.sub("", v, count=1) if v[:1] == "'" else v
-                              for v in record]
+                    record = _clean(record)
+                self._taken.clear()
                 yield self._number, record
+            self._bytes_read = self.size
+        finally:
+            self.close()
+
+    def blocks(self, size: int, after: int = 0) -> Iterator[Block]:
+        """The records after row `after` in blocks of `size` non-blank records, each
+        ending on one; parse them with Block.records(). Single pass, like rows()."""
+        csv.field_size_limit(FIELD_LIMIT)
+        read, taken = self._read, self._taken
+        taken.clear()
+        lines: list[str] = []
+        starts: list[int] = []
+        first = rows = last = 0
+        try:
+            while (record := read()) is not None:
+                if self._number <= after:
+                    taken.clear()
+                    continue
+                if not lines:
+                    first = self._number
+                starts.append(len(lines))
+                lines += taken
+                taken.clear()
+                if any(record):
+                    rows, last = rows + 1, self._number
+                    if rows == size:
+                        yield Block(self.delimiter, first, lines, starts, rows, last)
+                        lines, starts, rows = [], [], 0
+            if rows:
+                yield Block(self.delimiter, first, lines, starts, rows, last)
             self._bytes_read = self.size
         finally:
             self.close()

@@ -8,6 +8,7 @@ process. With one worker (or inside a daemonic process, such as a Celery prefork
 child, which may not start processes of its own) the same code runs in-process.
 Workers import no Flask or SQLAlchemy: only what validation needs.
 """
+import csv
 import json
 import multiprocessing
 import os
@@ -17,18 +18,22 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
 from app.services.ingest.fields import resolve_region
+from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import RowContext, validate_row
 
 # What a worker returns for an accepted row, in this order (the pipeline adds the
 # batch's own columns). Indexes of the two hashes are used for duplicate checks.
 ACCEPTED_COLUMNS = (
-    "row_number", "first_name_enc", "last_name_enc", "email_enc", "phone_enc", "ip_enc",
-    "email_hash", "phone_hash", "has_email", "has_phone", "age", "gender", "region",
-    "country", "marital_status", "employed", "interests", "budget", "authority", "need",
-    "timeframe", "consent_at", "source_url", "consent_text",
+    "row_number", "contact_enc", "email_hash", "phone_hash", "has_email", "has_phone", "age",
+    "gender", "region", "country", "marital_status", "employed", "interests", "budget",
+    "authority", "need", "timeframe", "consent_at", "source_url", "consent_text",
 )
 EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
 INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
+# How values leave the worker: as Python objects (for the ORM), or already in the form
+# the database driver takes without any conversion in the storing process, which is
+# the one serial step of an upload.
+STORAGE_FORMATS = (None, "sqlite", "postgresql")
 
 
 @dataclass
@@ -41,11 +46,26 @@ def _short(text: Optional[str]) -> Optional[str]:
     return text[:INTENT_LIMIT] if text else text
 
 
-def validate_chunk(rows: list[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
-                   ctx: RowContext, vault: ContactVault) -> ChunkResult:
+def _stored_time(storage: Optional[str]):
+    """consent_at as the driver takes it: UTCDateTime's SQLite text, or ISO for COPY."""
+    if storage == "sqlite":  # SQLAlchemy's SQLite DATETIME text, always with microseconds
+        return lambda when: when.isoformat(" ", "microseconds")[:26]
+    if storage == "postgresql":
+        return lambda when: when.isoformat(" ", "microseconds")
+    return None
+
+
+def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
+                   ctx: RowContext, vault: ContactVault, storage: Optional[str] = None
+                   ) -> ChunkResult:
     """Rows as (spreadsheet row number, raw cells); `fields` names each column."""
+    if storage not in STORAGE_FORMATS:
+        raise ValueError(f"Unknown storage format {storage!r}")
     result = ChunkResult()
-    encrypt, dedupe_hash = vault.encrypt, vault.dedupe_hash
+    accepted, rejected = result.accepted.append, result.rejected.append
+    encrypt, seal, dedupe_hash = vault.encrypt, vault.seal_contact, vault.dedupe_hash
+    stored_time = _stored_time(storage)
+    dumps = json.dumps
     pairs = [(i, name) for i, name in enumerate(fields) if name]
     width = len(fields)
     for number, raw in rows:
@@ -53,18 +73,23 @@ def validate_chunk(rows: list[tuple[int, list[str]]], fields: tuple[Optional[str
         verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
         lead = verdict.lead
         if lead is None:
-            result.rejected.append((number, verdict.code, encrypt(verdict.message),
-                                    encrypt(json.dumps(raw, ensure_ascii=False))))
+            rejected((number, verdict.code, encrypt(verdict.message),
+                      encrypt(dumps(raw, ensure_ascii=False))))
             continue
-        email_hash = dedupe_hash("email", lead.email) if lead.email else None
-        phone_hash = dedupe_hash("phone", lead.phone) if lead.phone else None
-        result.accepted.append((
-            number, encrypt(lead.first_name), encrypt(lead.last_name), encrypt(lead.email),
-            encrypt(lead.phone), encrypt(lead.ip), email_hash, phone_hash,
-            email_hash is not None, phone_hash is not None, lead.age, lead.gender, lead.region,
-            lead.country, lead.marital_status, lead.employed, list(lead.interests),
-            _short(lead.budget), _short(lead.authority), _short(lead.need),
-            _short(lead.timeframe), lead.consent_at, lead.source_url, lead.consent_text,
+        email, phone = lead.email, lead.phone
+        email_hash = dedupe_hash("email", email) if email else None
+        phone_hash = dedupe_hash("phone", phone) if phone else None
+        interests = lead.interests
+        if storage is not None:
+            interests = dumps(interests, ensure_ascii=False) if interests else "[]"
+        accepted((
+            number, seal(lead.first_name, lead.last_name, email, phone, lead.ip),
+            email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
+            lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
+            interests, _short(lead.budget), _short(lead.authority), _short(lead.need),
+            _short(lead.timeframe),
+            stored_time(lead.consent_at) if stored_time else lead.consent_at,
+            lead.source_url, lead.consent_text,
         ))
     return result
 
@@ -78,18 +103,20 @@ def _init_worker(master_key: str) -> None:
     resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
 
 
-def _validate_in_worker(rows: list, fields: tuple, ctx: RowContext) -> ChunkResult:
-    return validate_chunk(rows, fields, ctx, _worker_vault)
+def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
+                        storage: Optional[str]) -> ChunkResult:
+    csv.field_size_limit(FIELD_LIMIT)
+    return validate_chunk(block.records(), fields, ctx, _worker_vault, storage)
 
 
 class InProcess:
     def __init__(self, master_key: str):
         self._vault = ContactVault(master_key)
 
-    def map_chunks(self, chunks: Iterable[list], fields: tuple, ctx: RowContext
-                   ) -> Iterator[tuple[list, ChunkResult]]:
-        for chunk in chunks:
-            yield chunk, validate_chunk(chunk, fields, ctx, self._vault)
+    def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
+                   storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
+        for block in blocks:
+            yield block, validate_chunk(block.records(), fields, ctx, self._vault, storage)
 
 
 class WorkerPool:
@@ -101,18 +128,19 @@ class WorkerPool:
             max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker, initargs=(master_key,))
 
-    def map_chunks(self, chunks: Iterable[list], fields: tuple, ctx: RowContext
-                   ) -> Iterator[tuple[list, ChunkResult]]:
-        """(chunk, its result) in file order."""
-        # One chunk per worker in flight, plus the one being stored: memory stays flat.
+    def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
+                   storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
+        """(block, its result) in file order."""
+        # One block per worker in flight, plus the one being stored: memory stays flat.
         in_flight = []
-        for chunk in chunks:
-            in_flight.append((chunk, self._executor.submit(_validate_in_worker, chunk, fields, ctx)))
+        for block in blocks:
+            in_flight.append((block, self._executor.submit(_validate_in_worker, block, fields,
+                                                            ctx, storage)))
             if len(in_flight) > self.processes:
-                chunk, future = in_flight.pop(0)
-                yield chunk, future.result()
-        for chunk, future in in_flight:
-            yield chunk, future.result()
+                block, future = in_flight.pop(0)
+                yield block, future.result()
+        for block, future in in_flight:
+            yield block, future.result()
 
 
 _pools: dict[tuple[str, int], WorkerPool] = {}
