@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import sqlalchemy as sa
 from flask import current_app
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import (
-    AccountKind, Lead, LeadStatus, Order, OrderStatus, PersonClaim, Sale, User,
+    AccountKind, Lead, LeadStatus, LedgerAccount, Order, OrderStatus, PersonClaim, Sale, User,
     WebhookDelivery,
 )
 from app.models.types import utcnow
@@ -379,12 +379,11 @@ class Claims:
     @classmethod
     def load(cls, hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> "Claims":
         claims = cls()
-        hashes = list(set(hashes))
-        for start in range(0, len(hashes), 500):
+        for chunk in _id_chunks(list(set(hashes))):
             query = sa.select(PersonClaim.buyer_id, PersonClaim.person_hash, PersonClaim.claimed_at
-                              ).where(PersonClaim.person_hash.in_(hashes[start:start + 500]))
+                              ).where(_in(PersonClaim.person_hash, chunk, sa.LargeBinary))
             if buyer_ids is not None:
-                query = query.where(PersonClaim.buyer_id.in_(list(buyer_ids)))
+                query = query.where(_in(PersonClaim.buyer_id, list(buyer_ids), sa.Integer))
             for buyer_id, person_hash, claimed_at in db.session.execute(query):
                 claims._last[(buyer_id, bytes(person_hash))] = claimed_at
         return claims
@@ -475,6 +474,35 @@ class Settlement:
             self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
         return self._accounts[key]
 
+    def account_ids(self, kind: AccountKind):
+        """user id -> the id of that user's account of this kind."""
+        accounts = self._accounts
+
+        def account_id(user_id: int) -> int:
+            found = accounts.get((kind, user_id))
+            return (found or self.account(kind, user_id)).id
+        return account_id
+
+    def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
+        """The accounts and commission rates a plan will need, in two queries rather
+        than a few per user."""
+        buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
+        wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.SELLER_PENDING: seller_ids}
+        users = sorted(buyer_ids | seller_ids)
+        for start in range(0, len(users), 1000):
+            part = users[start:start + 1000]
+            for account in db.session.scalars(sa.select(LedgerAccount).where(
+                    LedgerAccount.user_id.in_(part),
+                    LedgerAccount.kind.in_(list(wanted)))):
+                if account.user_id in wanted[account.kind]:
+                    self._accounts[(account.kind, account.user_id)] = ledger.AccountRef.of(account)
+        sellers = sorted(seller_ids - set(self._rates))
+        for start in range(0, len(sellers), 1000):
+            for seller_id, override in db.session.execute(
+                    sa.select(User.id, User.commission_rate_bp)
+                    .where(User.id.in_(sellers[start:start + 1000]))):
+                self._rates[seller_id] = self.default_bp if override is None else override
+
     def fill(self, lead: Candidate, slot: Slot) -> bool:
         """Store one planned fill whole, or nothing of it (False: lost a race)."""
         try:
@@ -556,7 +584,14 @@ class Settlement:
 
         One order per transaction: closing locks the order, then its buyer's accounts;
         several in one transaction could lock two buyers' accounts in either order."""
-        for order_id in sorted(self.touched_orders):
+        touched = sorted(self.touched_orders)
+        done = []  # found without locks first: most touched orders still have room
+        for chunk in _id_chunks(touched):
+            done += db.session.scalars(sa.select(Order.id).where(
+                _in(Order.id, chunk, sa.Integer), Order.status == OrderStatus.OPEN,
+                sa.or_(Order.filled >= Order.quantity, Order.held < Order.price)))
+        db.session.commit()
+        for order_id in sorted(done):
             try:
                 order = db.session.scalar(sa.select(Order).where(
                     Order.id == order_id, Order.status == OrderStatus.OPEN,
@@ -573,21 +608,32 @@ class Settlement:
         self.touched_orders.clear()
 
 
-GROUP_SIZE = 1000  # fills stored per transaction on the fast path
+GROUP_SIZE = 5000  # fills stored per transaction on the fast path
+SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 
 
 def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
     """Store a plan; returns the ids of leads whose fill was lost to another worker.
 
-    Groups of fills go in one transaction each (settlement_batch); what a group
-    cannot absorb is stored one fill per transaction, whose row locks follow the
-    same order (lead, order, person claims, ledger accounts by id)."""
+    Groups of fills go in one transaction each (settlement_batch). A group that
+    collides with another worker is split in halves, each tried as a group, down to
+    single fills (one per transaction), whose row locks follow the same order (lead,
+    order, person claims, ledger accounts by id)."""
+    settlement.preload({slot.buyer_id for _, slot in plan}, {lead.seller_id for lead, _ in plan})
     lost_leads = []
-    for start in range(0, len(plan), GROUP_SIZE):
-        lost, one_by_one = store_group(plan[start:start + GROUP_SIZE], settlement)
-        db.session.commit()
-        lost_leads.extend(lead.id for lead, _ in lost)
-        for lead, slot in one_by_one:
+    groups = [plan[start:start + GROUP_SIZE] for start in range(0, len(plan), GROUP_SIZE)]
+    groups.reverse()  # a stack: the plan's own order, halves before what follows
+    while groups:
+        group = groups.pop()
+        if len(group) > SMALLEST_GROUP:
+            lost, again = store_group(group, settlement)
+            db.session.commit()
+            lost_leads.extend(lead.id for lead, _ in lost)
+            if again:
+                half = len(again) // 2
+                groups += [again[half:], again[:half]]
+            continue
+        for lead, slot in group:
             if settlement.fill(lead, slot):
                 db.session.commit()
             else:
@@ -598,20 +644,40 @@ def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[i
     return lost_leads
 
 
+def _id_chunks(ids: list) -> Iterator[list]:
+    """Ids in chunks for `IN`; PostgreSQL takes them all as one array (`_in`)."""
+    size = 100_000 if db.session.get_bind().dialect.name == "postgresql" else 1000
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _in(column, values: list, item_type):
+    """`column IN values`; on PostgreSQL `= ANY(array)` with the array sent as one
+    string (the driver would escape a long list item by item)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        if item_type is sa.LargeBinary:
+            text = ",".join(bytes(v).hex() for v in values)
+            array = sa.func.array(sa.select(sa.func.decode(sa.column("x"), "hex")).select_from(
+                sa.func.unnest(sa.func.string_to_array(text, ",")).alias("x")).scalar_subquery())
+        else:
+            array = sa.cast(sa.func.string_to_array(",".join(map(str, values)), ","),
+                            postgresql.ARRAY(item_type))
+        return column == sa.any_(array)
+    return column.in_(values)
+
+
 def _load_leads(lead_ids: list[int]) -> list[Candidate]:
-    rows = []
-    for start in range(0, len(lead_ids), 1000):
+    rows, owners = [], defaultdict(set)
+    for chunk in _id_chunks(lead_ids):
         rows.extend(db.session.execute(
-            sa.select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids[start:start + 1000]),
+            sa.select(*LEAD_COLUMNS).where(_in(Lead.id, chunk, sa.BigInteger),
                                            Lead.status == LeadStatus.LIVE,
                                            Lead.sold_count < Lead.cap)))
-    leads = _candidates(rows)
-    owners = defaultdict(set)
-    for start in range(0, len(lead_ids), 1000):
         for lead_id, buyer_id in db.session.execute(
-                sa.select(Sale.lead_id, Sale.buyer_id).where(
-                    Sale.lead_id.in_(lead_ids[start:start + 1000]))):
+                sa.select(Sale.lead_id, Sale.buyer_id).where(_in(Sale.lead_id, chunk,
+                                                                 sa.BigInteger))):
             owners[lead_id].add(buyer_id)
+    leads = _candidates(rows)
     for lead in leads:
         lead.buyers = owners[lead.id]
     # Rule 4: the freshest leads first.
