@@ -83,10 +83,11 @@ def allocate_ids(table: sa.Table, count: int) -> list[int]:
         return []
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        return list(connection.execute(
-            sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+        ids = connection.execute(  # one string rather than `count` rows
+            sa.text("SELECT string_agg(nextval(pg_get_serial_sequence(:table, 'id'))::text, ',') "
                     "FROM generate_series(1, :count)"),
-            {"table": table.name, "count": count}).scalars())
+            {"table": table.name, "count": count}).scalar()
+        return list(map(int, ids.split(",")))
     # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE), so
     # nobody else can take the next ids before we insert them.
     top = connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar()

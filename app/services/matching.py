@@ -2,12 +2,13 @@
 
 Planning happens in memory: open orders are kept in price-time priority as bit sets
 per filter value (OrderBook), and each lead takes the best eligible orders up to its
-cap. Storing a plan goes through the database one fill at a time inside a
-savepoint, with conditional UPDATEs that re-check the rules under row locks (lead
-still under its cap, order still open, under quantity, daily cap and hold, person not
-claimed by that buyer within the lookback) and UNIQUE/CHECK constraints behind them.
-A fill that lost a race to another process is rolled back whole and its lead is
-planned again; nothing is ever half-applied.
+cap. Storing a plan goes through the database in groups of fills, one transaction
+each (settlement_batch), with conditional UPDATEs that re-check the rules under row
+locks (lead still under its cap, order still open, under quantity, daily cap and
+hold, person not claimed by that buyer within the lookback) and UNIQUE/CHECK
+constraints behind them; a group that collides with another worker is split, down
+to single fills in a savepoint each. A fill that lost a race to another process is
+rolled back whole and its lead is planned again; nothing is ever half-applied.
 
 Events: `match_leads` (a batch went live, a real-time lead arrived), `fill_order` (an
 order was placed, resumed or changed), `match_open_orders` (periodic: delivery hours
@@ -621,17 +622,19 @@ def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[i
     order, person claims, ledger accounts by id)."""
     settlement.preload({slot.buyer_id for _, slot in plan}, {lead.seller_id for lead, _ in plan})
     lost_leads = []
-    groups = [plan[start:start + GROUP_SIZE] for start in range(0, len(plan), GROUP_SIZE)]
-    groups.reverse()  # a stack: the plan's own order, halves before what follows
+    # A stack of (fills, split from a group that collided?): the plan's own order,
+    # halves before what follows.
+    groups = [(plan[start:start + GROUP_SIZE], False)
+              for start in range(0, len(plan), GROUP_SIZE)][::-1]
     while groups:
-        group = groups.pop()
-        if len(group) > SMALLEST_GROUP:
+        group, split = groups.pop()
+        if not split or len(group) > SMALLEST_GROUP:
             lost, again = store_group(group, settlement)
             db.session.commit()
             lost_leads.extend(lead.id for lead, _ in lost)
             if again:
                 half = len(again) // 2
-                groups += [again[half:], again[:half]]
+                groups += [(again[half:], True), (again[:half], True)]
             continue
         for lead, slot in group:
             if settlement.fill(lead, slot):
