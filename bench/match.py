@@ -6,7 +6,7 @@ Not a unit test: it measures, prints a table and writes the figures as JSON to
 bench/out/match-<timestamp>.json (bench/out/ is git-ignored).
 
     . .venv/bin/activate
-    pip install scipy                  # the exact optimum (scipy.optimize.milp, HiGHS)
+    pip install -r requirements-dev.txt   # scipy: the exact optimum (milp, HiGHS)
     python bench/match.py --quick --snapshot   # smoke run, under a minute
     python bench/match.py --snapshot           # the full run: 1,000,000 leads x 10,000
                                                # orders etc., tens of minutes

@@ -1,5 +1,7 @@
 """Property test: after any random sequence of batches, real-time leads, orders,
 edits, pauses and cancels, every rule of SPEC §4 and §5 still holds."""
+from datetime import datetime, timedelta, timezone
+
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,3 +79,54 @@ def test_rules_hold_after_any_history(app, history):
         except DomainError:  # refused moves (no money, closed order) change nothing
             db.session.rollback()
     assert_market_invariants()
+
+
+# The order book answers "which orders accept this lead" with bit sets instead of
+# calling Filters.matches; it must give exactly the orders matches() accepts, in
+# price-time priority, whatever the filters.
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+some = st.sampled_from
+FILTER_VALUES = {  # a few filters per order, so that orders overlap and bounds meet
+    "age_min": st.integers(18, 60), "age_max": st.integers(18, 80),
+    "genders": st.lists(some(["f", "m", "other"]), min_size=1, unique=True).map(tuple),
+    "regions": st.lists(some(["US-CA", "US-NY", "ES-M"]), min_size=1, unique=True).map(tuple),
+    "countries": st.lists(some(["US", "ES"]), min_size=1, unique=True).map(tuple),
+    "require": some(["phone", "email", "both"]),
+    "marital_statuses": st.lists(some(["single", "married"]), min_size=1, unique=True).map(tuple),
+    "employed": some(["yes", "no"]),
+    "interests": st.lists(some(["auto", "solar", "pets"]), min_size=1, unique=True).map(tuple),
+    "max_age_days": st.integers(1, 20), "exclusive_only": st.just(True)}
+book_filters = st.lists(some(sorted(FILTER_VALUES)), max_size=3, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries({name: FILTER_VALUES[name] for name in names})
+).map(lambda chosen: orders.Filters(**chosen))
+book_slots = st.lists(st.tuples(
+    book_filters, some([100, 200, 300]), st.integers(0, 5), st.integers(0, 5),
+    st.none() | st.integers(0, 2)), min_size=1, max_size=25)
+book_leads = st.lists(st.tuples(
+    st.none() | st.integers(16, 85), some(["f", "m", "unknown"]),
+    st.none() | some(["US-CA", "US-NY", "ES-M", "US-TX"]), st.none() | some(["US", "ES", "RU"]),
+    st.booleans(), st.booleans(), some(["single", "married", "widowed"]),
+    some(["yes", "no", "unknown"]), st.lists(some(["auto", "solar", "pets", "golf"]), max_size=3),
+    st.integers(0, 21).map(lambda days: 24 * days) | st.integers(0, 500),  # hours since consent
+    st.integers(1, 3), some([0, 100, 250, 300, 400])),
+    min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(slot_specs=book_slots, lead_specs=book_leads)
+def test_order_book_accepts_exactly_what_the_filters_accept(slot_specs, lead_specs):
+    slots = [matching.Slot(i + 1, i % 4, price, NOW - timedelta(minutes=age), remaining,
+                           remaining * price, daily_left, timedelta(days=30), filters, False)
+             for i, (filters, price, age, remaining, daily_left) in enumerate(slot_specs)]
+    book = matching.OrderBook(slots)
+    by_priority = sorted(slots, key=lambda s: s.rank)
+    for i, (age, gender, region, country, email, phone, marital, employed, interests,
+            hours, cap, floor) in enumerate(lead_specs):
+        lead = matching.Candidate(i + 1, 99, age, gender, region, country, email, phone,
+                                  marital, employed, interests, NOW - timedelta(hours=hours),
+                                  cap, 0, floor, person_hashes=(b"e%d" % i,))
+        mask = book.accepting(lead, NOW)
+        got = [s.id for s in by_priority if mask >> book._position[s.id] & 1]
+        want = [s.id for s in by_priority if s.can_take_one() and s.price >= floor
+                and s.filters.matches(lead, NOW)]
+        assert got == want

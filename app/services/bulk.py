@@ -2,7 +2,8 @@
 executemany of prepared values on SQLite, and ids handed out in advance so related
 rows can be written together without RETURNING."""
 import json
-from datetime import timezone
+from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -10,15 +11,32 @@ from app.extensions import db
 from app.models.types import UTCDateTime
 
 
+def sqlite_datetime(moment: datetime) -> str:
+    """An aware datetime as SQLAlchemy stores it in SQLite (comparable as text)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _sqlite_value(column_type):
     """How SQLAlchemy would store a value of this type in SQLite, done without it."""
     if isinstance(column_type, UTCDateTime):
-        return lambda v: v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") if v else v
+        return lambda v: sqlite_datetime(v) if v else v
     if isinstance(column_type, sa.JSON):
         return lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
     if isinstance(column_type, sa.Boolean):
         return lambda v: None if v is None else int(v)
     return None
+
+
+@contextmanager
+def driver_errors(statement: str):
+    """Calls made on the driver's own connection raise what SQLAlchemy would raise
+    (IntegrityError, OperationalError, ... with the driver's error as `.orig`), so
+    callers catch one family of errors whichever way a statement was sent."""
+    dbapi = db.session.get_bind().dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -37,8 +55,9 @@ def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
                 row[i] = convert(row[i])
             prepared.append(row)
         placeholders = ", ".join("?" * len(columns))
-        connection.connection.driver_connection.executemany(
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", prepared)
+        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+        with driver_errors(statement):
+            connection.connection.driver_connection.executemany(statement, prepared)
         return
     if connection.dialect.name == "postgresql":
         from psycopg.types.json import Json
@@ -46,7 +65,8 @@ def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
         json_columns = [i for i, name in enumerate(columns)
                         if isinstance(table.c[name].type, sa.JSON)]
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        with driver_errors(statement), cursor.copy(statement) as copy:
             for row in rows:
                 if json_columns:
                     row = list(row)
@@ -98,10 +118,11 @@ def allocate_ids(table: sa.Table, count: int) -> list[int]:
         return []
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        return list(connection.execute(
-            sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+        ids = connection.execute(  # one string rather than `count` rows
+            sa.text("SELECT string_agg(nextval(pg_get_serial_sequence(:table, 'id'))::text, ',') "
                     "FROM generate_series(1, :count)"),
-            {"table": table.name, "count": count}).scalars())
+            {"table": table.name, "count": count}).scalar()
+        return list(map(int, ids.split(",")))
     # SQLite: this transaction holds the database's write lock (BEGIN IMMEDIATE), so
     # nobody else can take the next ids before we insert them.
     top = connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))).scalar()

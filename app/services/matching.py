@@ -1,23 +1,22 @@
 """The matcher (SPEC §4): one entry point per event, every rule enforced twice.
 
-Planning happens in memory: open orders are indexed by region and sorted by price,
-then age (price-time priority), and each lead takes the best eligible orders up to
-its cap. Storing a plan goes through the database one fill at a time inside a
-savepoint, with conditional UPDATEs that re-check the rules under row locks (lead
-still under its cap, order still open, under quantity, daily cap and hold, person not
-claimed by that buyer within the lookback) and UNIQUE/CHECK constraints behind them.
-A fill that lost a race to another process is rolled back whole and its lead is
-planned again; nothing is ever half-applied.
+Planning happens in memory: open orders are kept in price-time priority as bit sets
+per filter value (OrderBook), and each lead takes the best eligible orders up to its
+cap. Storing a plan goes through the database in groups of fills, one transaction
+each (settlement_batch), with conditional UPDATEs that re-check the rules under row
+locks (lead still under its cap, order still open, under quantity, daily cap and
+hold, person not claimed by that buyer within the lookback) and UNIQUE/CHECK
+constraints behind them; a group that collides with another worker is split, down
+to single fills in a savepoint each. A fill that lost a race to another process is
+rolled back whole and its lead is planned again; nothing is ever half-applied.
 
 Events: `match_leads` (a batch went live, a real-time lead arrived), `fill_order` (an
 order was placed, resumed or changed), `match_open_orders` (periodic: delivery hours
 opening, daily caps resetting, expiries).
 """
 import bisect
-import heapq
-import itertools
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Optional
@@ -29,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import (
-    AccountKind, Lead, LeadStatus, Order, OrderStatus, PersonClaim, Sale, User,
+    AccountKind, Lead, LeadStatus, LedgerAccount, Order, OrderStatus, PersonClaim, Sale, User,
     WebhookDelivery,
 )
 from app.models.types import utcnow
@@ -135,40 +134,139 @@ def _rank(slot: "Slot") -> tuple:
     return slot.rank
 
 
-def _minus_price(slot: "Slot") -> int:
-    return slot.rank[0]
+def _bits(positions: Iterable[int], size: int) -> int:
+    """A set of positions as an int: bit i set for position i."""
+    buf = bytearray(size // 8 + 1)
+    for p in positions:
+        buf[p >> 3] |= 1 << (p & 7)
+    return int.from_bytes(buf, "little")
+
+
+class _AnyOf:
+    """One "any of these values" filter as sets of orders: those without the filter,
+    and for each value those that list it."""
+
+    def __init__(self):
+        self.unfiltered: list[int] = []
+        self.listing: dict = defaultdict(list)
+
+    def add(self, position: int, values) -> None:
+        if values:
+            for value in values:
+                self.listing[value].append(position)
+        else:
+            self.unfiltered.append(position)
+
+    def freeze(self, size: int) -> "_AnyOf":
+        self.any = _bits(self.unfiltered, size)
+        self.by_value = {value: _bits(ps, size) for value, ps in self.listing.items()}
+        return self
+
+    def of(self, value) -> int:
+        """The orders that accept a lead with this value."""
+        return self.any | self.by_value.get(value, 0)
+
+    def of_any(self, values) -> int:
+        """The orders that accept a lead with these values (one in common will do)."""
+        mask = self.any
+        for value in values:
+            mask |= self.by_value.get(value, 0)
+        return mask
+
+
+class _Bound:
+    """One bound on a number (an order's minimum or maximum age, ...) as sets of
+    orders: `cumulative[k]` holds the orders without the bound plus those whose bound
+    is among the k most permissive (`bounds`, most permissive first)."""
+
+    def __init__(self, size: int, bounded: list[tuple], unbounded: list[int], maximum: bool):
+        bounded.sort(key=lambda pair: pair[0], reverse=maximum)
+        self.maximum = maximum
+        self.bounds: list = []
+        buf = bytearray(size // 8 + 1)
+        for p in unbounded:
+            buf[p >> 3] |= 1 << (p & 7)
+        self.cumulative = [int.from_bytes(buf, "little")]
+        for i, (bound, p) in enumerate(bounded):
+            buf[p >> 3] |= 1 << (p & 7)
+            if i + 1 == len(bounded) or bounded[i + 1][0] != bound:
+                self.bounds.append(bound)
+                self.cumulative.append(int.from_bytes(buf, "little"))
+        # Ascending, for bisect: a maximum passes values up to it, a minimum from it.
+        self._keys = [-b for b in self.bounds] if maximum else self.bounds
+        self.unbounded_only = not bounded
+
+    def passing(self, value) -> int:
+        """The orders whose bound lets this value through."""
+        return self.cumulative[bisect.bisect_right(self._keys, -value if self.maximum else value)]
 
 
 class OrderBook:
-    """Open orders that can take a lead now, in priority order, indexed by the three
-    filters that split a market most (region, gender, age). For each kind of lead the
-    orders that may want it are kept as one list in priority order, built on first
-    use; orders leave the lists as they fill, so the last leads of a big batch do not
-    wade through full orders."""
+    """Open orders in price-time priority, as sets of bits.
+
+    Position i is the i-th order by priority, and a set of orders is an int with bit
+    i set for each. Each filter of SPEC §4 is kept as the set of orders that accept
+    each value (gender "f", region "US-CA", age 37, ...), so the orders that accept a
+    lead are the AND of a few ints -- exactly the orders `Filters.matches` accepts
+    (tests/test_matching_properties.py compares them) -- and the lowest set bit is the
+    best of them. Orders leave `open` as they fill. What depends on the buyer (the
+    lead is theirs already, their own lead, a person inside their lookback) is checked
+    for each order as it is taken."""
 
     def __init__(self, slots: list[Slot]):
         self.slots = {slot.id: slot for slot in slots}
-        self._buckets: dict[tuple, list[Slot]] = defaultdict(list)
-        for slot in sorted(slots, key=_rank):
-            for region in slot.filters.regions or (None,):
-                for gender in slot.filters.genders or (None,):
-                    self._buckets[(region, gender)].append(slot)
-        self._lists: dict[tuple, list[Slot]] = {}
-        self._lists_of: dict[int, list[tuple]] = defaultdict(list)
-        self._dead: Counter = Counter()
-
-    def _list_for(self, region: Optional[str], gender: str, age: int) -> list[Slot]:
-        key = (region, gender, age)
-        found = self._lists.get(key)
-        if found is None:
-            regions = (region, None) if region else (None,)
-            parts = [self._buckets.get((r, g), ()) for r in regions for g in (gender, None)]
-            found = [slot for slot in heapq.merge(*parts, key=_rank)
-                     if slot.age_lo <= age <= slot.age_hi and slot.can_take_one()]
-            self._lists[key] = found
-            for slot in found:
-                self._lists_of[slot.id].append(key)
-        return found
+        ranked = sorted(slots, key=_rank)
+        self._ranked = ranked
+        self._position = {slot.id: i for i, slot in enumerate(ranked)}
+        self._minus_prices = [-slot.price for slot in ranked]
+        size = len(ranked)
+        self.open = _bits((i for i, slot in enumerate(ranked) if slot.can_take_one()), size)
+        genders, regions, countries = _AnyOf(), _AnyOf(), _AnyOf()
+        marital, employed, interests = _AnyOf(), _AnyOf(), _AnyOf()
+        require = defaultdict(list)
+        exclusive, age_min, age_max, fresh = [], [], [], []
+        no_min, no_max, no_fresh = [], [], []
+        for i, slot in enumerate(ranked):
+            f = slot.filters
+            genders.add(i, f.genders)
+            regions.add(i, f.regions)
+            countries.add(i, f.countries)
+            marital.add(i, f.marital_statuses)
+            employed.add(i, () if f.employed is None else (f.employed,))
+            interests.add(i, f.interests)
+            require[f.require].append(i)
+            if f.exclusive_only:
+                exclusive.append(i)
+            if f.age_min is None:
+                no_min.append(i)
+            else:
+                age_min.append((f.age_min, i))
+            if f.age_max is None:
+                no_max.append(i)
+            else:
+                age_max.append((f.age_max, i))
+            if f.max_age_days is None:
+                no_fresh.append(i)
+            else:
+                fresh.append((f.max_age_days, i))
+        self._genders, self._regions = genders.freeze(size), regions.freeze(size)
+        self._countries, self._marital = countries.freeze(size), marital.freeze(size)
+        self._employed, self._interests = employed.freeze(size), interests.freeze(size)
+        self._anyone_interests = not interests.listing
+        self._require = {kind: _bits(require.get(kind, ()), size)
+                         for kind in (None, "phone", "email", "both")}
+        self._exclusive = _bits(exclusive, size)
+        self._age_min = _Bound(size, age_min, no_min, maximum=False)
+        self._age_max = _Bound(size, age_max, no_max, maximum=True)
+        # Freshness is a maximum age in days: the longest window is the most permissive.
+        self._fresh = _Bound(size, fresh, no_fresh, maximum=True)
+        self._fresh_now: Optional[datetime] = None
+        self._fresh_cutoffs: list[datetime] = []
+        self._who: dict = {}  # (region, country, gender) -> orders that accept it
+        self._what: dict = {}  # (email, phone, marital, employed, exclusive) -> orders
+        self._ages: dict = {}
+        self._tastes: dict = {}  # interests -> orders
+        self._floors: dict = {}  # floor price -> orders that pay it
 
     @classmethod
     def load(cls, now: datetime, order_ids: Optional[Iterable[int]] = None) -> "OrderBook":
@@ -194,29 +292,79 @@ class OrderBook:
                               bool(order.webhook_url)))
         return cls(slots)
 
+    def accepting(self, lead: Candidate, now: datetime) -> int:
+        """The open orders whose filters accept this lead and whose price meets its
+        floor, as a set of positions (before the rules that depend on the buyer)."""
+        floor = lead.floor_price
+        mask = self._floors.get(floor)
+        if mask is None:
+            paying = bisect.bisect_right(self._minus_prices, -floor)
+            mask = self._floors[floor] = (1 << paying) - 1
+        mask &= self.open
+        if not mask:
+            return 0
+        key = (lead.region, lead.country, lead.gender)
+        who = self._who.get(key)
+        if who is None:
+            who = self._who[key] = (self._regions.of(lead.region)
+                                    & self._countries.of(lead.country)
+                                    & self._genders.of(lead.gender))
+        mask &= who
+        key = (bool(lead.has_email), bool(lead.has_phone), lead.marital_status, lead.employed,
+               lead.cap == 1)
+        what = self._what.get(key)
+        if what is None:
+            what = self._what[key] = self._what_mask(*key)
+        mask &= what
+        age = self._ages.get(lead.age)
+        if age is None:
+            age = self._ages[lead.age] = self._age_mask(lead.age)
+        mask &= age
+        if not mask:
+            return 0
+        if not self._anyone_interests:
+            key = tuple(lead.interests or ())
+            tastes = self._tastes.get(key)
+            if tastes is None:
+                tastes = self._tastes[key] = self._interests.of_any(key)
+            mask &= tastes
+        if not self._fresh.unbounded_only:
+            if now != self._fresh_now:
+                self._fresh_now = now
+                self._fresh_cutoffs = [now - timedelta(days=d) for d in self._fresh.bounds]
+            # Fresh enough for an order when consent_at >= now - its window.
+            mask &= self._fresh.cumulative[bisect.bisect_right(self._fresh_cutoffs,
+                                                               lead.consent_at)]
+        return mask
+
+    def _what_mask(self, email: bool, phone: bool, marital: str, employed: str,
+                   exclusive_ok: bool) -> int:
+        require = self._require
+        mask = require[None]
+        if phone:
+            mask |= require["phone"]
+        if email:
+            mask |= require["email"]
+        if phone and email:
+            mask |= require["both"]
+        mask &= self._marital.of(marital) & self._employed.of(employed)
+        if not exclusive_ok:  # exclusive-only orders take leads sold once only
+            mask &= ~self._exclusive
+        return mask
+
+    def _age_mask(self, age: Optional[int]) -> int:
+        if age is None:  # passes only orders without an age bound
+            return self._age_min.cumulative[0] & self._age_max.cumulative[0]
+        return self._age_min.passing(age) & self._age_max.passing(age)
+
     def demand_for(self, lead: Candidate, now: datetime) -> int:
         """How many open orders would take this lead (its scarcity), counted exactly up
         to DEMAND_COUNT_LIMIT: beyond that a lead is plentiful enough either way."""
-        candidates = self._list_for(lead.region, lead.gender,
-                                    NO_AGE if lead.age is None else lead.age)
-        paying = bisect.bisect_right(candidates, -lead.floor_price, key=_minus_price)
-        return sum(1 for slot in itertools.islice(candidates, min(paying, DEMAND_COUNT_LIMIT))
-                   if slot.filters.matches(lead, now))
-
-    def candidates(self, lead: Candidate) -> Iterator[Slot]:
-        return iter(self._list_for(lead.region, lead.gender,
-                                   NO_AGE if lead.age is None else lead.age))
+        return min(self.accepting(lead, now).bit_count(), DEMAND_COUNT_LIMIT)
 
     def retire(self, slot: Slot) -> None:
-        """A slot that can take no more leaves the lists: rebuilt once an eighth are
-        full, so full orders (the best-paid fill first) never pile up in front."""
-        for key in self._lists_of.get(slot.id, ()):
-            self._dead[key] += 1
-            current = self._lists[key]
-            if self._dead[key] * 8 > len(current):
-                # A new list, not an in-place edit: a running loop may hold the old one.
-                self._lists[key] = [s for s in current if s.can_take_one()]
-                self._dead[key] = 0
+        """A slot that can take no more leaves the open set."""
+        self.open &= ~(1 << self._position[slot.id])
 
     @property
     def buyer_ids(self) -> set[int]:
@@ -232,12 +380,11 @@ class Claims:
     @classmethod
     def load(cls, hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> "Claims":
         claims = cls()
-        hashes = list(set(hashes))
-        for start in range(0, len(hashes), 500):
+        for chunk in _id_chunks(list(set(hashes))):
             query = sa.select(PersonClaim.buyer_id, PersonClaim.person_hash, PersonClaim.claimed_at
-                              ).where(PersonClaim.person_hash.in_(hashes[start:start + 500]))
+                              ).where(_in(PersonClaim.person_hash, chunk, sa.LargeBinary))
             if buyer_ids is not None:
-                query = query.where(PersonClaim.buyer_id.in_(list(buyer_ids)))
+                query = query.where(_in(PersonClaim.buyer_id, list(buyer_ids), sa.Integer))
             for buyer_id, person_hash, claimed_at in db.session.execute(query):
                 claims._last[(buyer_id, bytes(person_hash))] = claimed_at
         return claims
@@ -262,12 +409,12 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
         room = lead.cap - lead.sold_count
         if room <= 0:
             continue
-        for slot in book.candidates(lead):
-            if slot.price < lead.floor_price:
-                break  # the rest pay even less
-            if (not slot.can_take_one() or slot.buyer_id in lead.buyers
-                    or slot.buyer_id == lead.seller_id
-                    or not slot.filters.matches(lead, now)
+        eligible = book.accepting(lead, now)
+        while eligible:
+            best = eligible & -eligible
+            eligible ^= best
+            slot = book._ranked[best.bit_length() - 1]
+            if (slot.buyer_id in lead.buyers or slot.buyer_id == lead.seller_id
                     or claims.blocks(slot.buyer_id, lead, slot.lookback, now)):
                 continue
             plan.append((lead, slot))
@@ -327,6 +474,35 @@ class Settlement:
             user = db.session.get(User, user_id) if user_id else None
             self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
         return self._accounts[key]
+
+    def account_ids(self, kind: AccountKind):
+        """user id -> the id of that user's account of this kind."""
+        accounts = self._accounts
+
+        def account_id(user_id: int) -> int:
+            found = accounts.get((kind, user_id))
+            return (found or self.account(kind, user_id)).id
+        return account_id
+
+    def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
+        """The accounts and commission rates a plan will need, in two queries rather
+        than a few per user."""
+        buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
+        wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.SELLER_PENDING: seller_ids}
+        users = sorted(buyer_ids | seller_ids)
+        for start in range(0, len(users), 1000):
+            part = users[start:start + 1000]
+            for account in db.session.scalars(sa.select(LedgerAccount).where(
+                    LedgerAccount.user_id.in_(part),
+                    LedgerAccount.kind.in_(list(wanted)))):
+                if account.user_id in wanted[account.kind]:
+                    self._accounts[(account.kind, account.user_id)] = ledger.AccountRef.of(account)
+        sellers = sorted(seller_ids - set(self._rates))
+        for start in range(0, len(sellers), 1000):
+            for seller_id, override in db.session.execute(
+                    sa.select(User.id, User.commission_rate_bp)
+                    .where(User.id.in_(sellers[start:start + 1000]))):
+                self._rates[seller_id] = self.default_bp if override is None else override
 
     def fill(self, lead: Candidate, slot: Slot) -> bool:
         """Store one planned fill whole, or nothing of it (False: lost a race)."""
@@ -409,7 +585,14 @@ class Settlement:
 
         One order per transaction: closing locks the order, then its buyer's accounts;
         several in one transaction could lock two buyers' accounts in either order."""
-        for order_id in sorted(self.touched_orders):
+        touched = sorted(self.touched_orders)
+        done = []  # found without locks first: most touched orders still have room
+        for chunk in _id_chunks(touched):
+            done += db.session.scalars(sa.select(Order.id).where(
+                _in(Order.id, chunk, sa.Integer), Order.status == OrderStatus.OPEN,
+                sa.or_(Order.filled >= Order.quantity, Order.held < Order.price)))
+        db.session.commit()
+        for order_id in sorted(done):
             try:
                 order = db.session.scalar(sa.select(Order).where(
                     Order.id == order_id, Order.status == OrderStatus.OPEN,
@@ -426,21 +609,34 @@ class Settlement:
         self.touched_orders.clear()
 
 
-GROUP_SIZE = 1000  # fills stored per transaction on the fast path
+GROUP_SIZE = 5000  # fills stored per transaction on the fast path
+SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 
 
 def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
     """Store a plan; returns the ids of leads whose fill was lost to another worker.
 
-    Groups of fills go in one transaction each (settlement_batch); what a group
-    cannot absorb is stored one fill per transaction, whose row locks follow the
-    same order (lead, order, person claims, ledger accounts by id)."""
+    Groups of fills go in one transaction each (settlement_batch). A group that
+    collides with another worker is split in halves, each tried as a group, down to
+    single fills (one per transaction), whose row locks follow the same order (lead,
+    order, person claims, ledger accounts by id)."""
+    settlement.preload({slot.buyer_id for _, slot in plan}, {lead.seller_id for lead, _ in plan})
     lost_leads = []
-    for start in range(0, len(plan), GROUP_SIZE):
-        lost, one_by_one = store_group(plan[start:start + GROUP_SIZE], settlement)
-        db.session.commit()
-        lost_leads.extend(lead.id for lead, _ in lost)
-        for lead, slot in one_by_one:
+    # A stack of (fills, split from a group that collided?): the plan's own order,
+    # halves before what follows.
+    groups = [(plan[start:start + GROUP_SIZE], False)
+              for start in range(0, len(plan), GROUP_SIZE)][::-1]
+    while groups:
+        group, split = groups.pop()
+        if not split or len(group) > SMALLEST_GROUP:
+            lost, again = store_group(group, settlement)
+            db.session.commit()
+            lost_leads.extend(lead.id for lead, _ in lost)
+            if again:
+                half = len(again) // 2
+                groups += [(again[half:], True), (again[:half], True)]
+            continue
+        for lead, slot in group:
             if settlement.fill(lead, slot):
                 db.session.commit()
             else:
@@ -451,20 +647,40 @@ def _store(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[i
     return lost_leads
 
 
+def _id_chunks(ids: list) -> Iterator[list]:
+    """Ids in chunks for `IN`; PostgreSQL takes them all as one array (`_in`)."""
+    size = 100_000 if db.session.get_bind().dialect.name == "postgresql" else 1000
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _in(column, values: list, item_type):
+    """`column IN values`; on PostgreSQL `= ANY(array)` with the array sent as one
+    string (the driver would escape a long list item by item)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        if item_type is sa.LargeBinary:
+            text = ",".join(bytes(v).hex() for v in values)
+            array = sa.func.array(sa.select(sa.func.decode(sa.column("x"), "hex")).select_from(
+                sa.func.unnest(sa.func.string_to_array(text, ",")).alias("x")).scalar_subquery())
+        else:
+            array = sa.cast(sa.func.string_to_array(",".join(map(str, values)), ","),
+                            postgresql.ARRAY(item_type))
+        return column == sa.any_(array)
+    return column.in_(values)
+
+
 def _load_leads(lead_ids: list[int]) -> list[Candidate]:
-    rows = []
-    for start in range(0, len(lead_ids), 1000):
+    rows, owners = [], defaultdict(set)
+    for chunk in _id_chunks(lead_ids):
         rows.extend(db.session.execute(
-            sa.select(*LEAD_COLUMNS).where(Lead.id.in_(lead_ids[start:start + 1000]),
+            sa.select(*LEAD_COLUMNS).where(_in(Lead.id, chunk, sa.BigInteger),
                                            Lead.offered(),
                                            Lead.sold_count < Lead.cap)))
-    leads = _candidates(rows)
-    owners = defaultdict(set)
-    for start in range(0, len(lead_ids), 1000):
         for lead_id, buyer_id in db.session.execute(
-                sa.select(Sale.lead_id, Sale.buyer_id).where(
-                    Sale.lead_id.in_(lead_ids[start:start + 1000]))):
+                sa.select(Sale.lead_id, Sale.buyer_id).where(_in(Sale.lead_id, chunk,
+                                                                 sa.BigInteger))):
             owners[lead_id].add(buyer_id)
+    leads = _candidates(rows)
     for lead in leads:
         lead.buyers = owners[lead.id]
     # Rule 4: the freshest leads first.

@@ -8,22 +8,29 @@ fill the database no longer allows (a lead sold out meanwhile, an order paused o
 short of hold) is dropped and reported as lost, for the caller to plan again. If
 anything unexpected collides (a person claimed by a concurrent worker, a sale
 already there), the whole group is rolled back to its savepoint and the caller
-stores those fills one at a time instead; nothing is ever half-applied.
+stores those fills in smaller groups instead; nothing is ever half-applied.
+
+Every table is written by one set-based statement per group: conditional
+`UPDATE ... FROM unnest(...)` for leads, orders and ledger accounts (the same
+conditions as a single fill, checked again by the database's CHECK constraints), one
+upsert for person claims, and COPY for ledger transactions, entries, sales and
+webhook deliveries, whose ids are handed out in advance. On SQLite (one writer at a
+time, no network) the same statements run as executemany.
 """
+import json
 from collections import Counter, defaultdict
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.extensions import db
 from app.models import (
-    AccountKind, DeliveryStatus, Lead, LeadStatus, LedgerAccount, LedgerEntry,
-    LedgerTransaction, Order, OrderStatus, PersonClaim, Sale, WebhookDelivery,
+    AccountKind, DeliveryStatus, LedgerEntry, LedgerTransaction, Sale, WebhookDelivery,
 )
 from app.services import ledger
-from app.services.bulk import allocate_ids, bulk_insert
+from app.services.bulk import allocate_ids, bulk_insert, driver_errors, sqlite_datetime
 
 if TYPE_CHECKING:
     from app.services.matching import Candidate, Settlement, Slot
@@ -41,7 +48,7 @@ def sale_key(lead_id: int, order_id: int) -> str:
 def store_group(pairs: list[tuple["Candidate", "Slot"]], settlement: "Settlement"
                 ) -> tuple[list[tuple], list[tuple]]:
     """Store these fills in one transaction. Returns (lost, fallback): fills the
-    database refused under its locks, and fills to store one at a time instead."""
+    database refused under its locks, and fills to store in smaller groups instead."""
     try:
         with db.session.begin_nested():
             lost = _store(pairs, settlement)
@@ -56,25 +63,50 @@ def store_group(pairs: list[tuple["Candidate", "Slot"]], settlement: "Settlement
     return lost, []
 
 
-def _locked(model, columns, ids: set[int]):
-    query = sa.select(model.id, *columns).where(model.id.in_(sorted(ids))).order_by(model.id)
-    if db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return {row[0]: row for row in db.session.execute(query)}
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _run(sql: str, params: dict):
+    return db.session.execute(sa.text(sql), params)
+
+
+def _ids_in(column: str, ids: list[int]) -> tuple[str, dict]:
+    """`column` is one of these ids, as one parameter whatever their number."""
+    if _postgres():
+        return f"{column} = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))", {"ids": _csv(ids)}
+    return f"{column} IN (SELECT value FROM json_each(:ids))", {"ids": json.dumps(ids)}
+
+
+def _csv(numbers) -> str:
+    """Numbers as one parameter, for `string_to_array` (the driver would escape a
+    long list item by item)."""
+    return ",".join(map(str, numbers))
+
+
+def _locked(table: str, columns: str, ids: list[int], **params) -> dict:
+    """The rows of these ids, locked in id order (SQLite: the transaction already
+    holds the database's write lock)."""
+    where, more = _ids_in("id", ids)
+    params.update(more)
+    lock = " FOR NO KEY UPDATE" if _postgres() else ""
+    rows = _run(f"SELECT id, {columns} FROM {table} WHERE {where} ORDER BY id{lock}", params)
+    return {row[0]: row for row in rows}
 
 
 def _store(pairs, settlement) -> list[tuple]:
     now, today = settlement.now, settlement.today
-    leads = _locked(Lead, (Lead.status, Lead.sold_count, Lead.cap, Lead.floor_price),
-                    {lead.id for lead, _ in pairs})
-    orders = _locked(Order, (Order.status, Order.price, Order.filled, Order.quantity, Order.held,
-                             Order.expires_at, Order.daily_cap, Order.day_filled, Order.fill_day),
-                     {slot.id for _, slot in pairs})
-    room = {lead_id: (cap - sold if status == LeadStatus.LIVE else 0)
+    leads = _locked("leads", "status, sold_count, cap, floor_price",
+                    sorted({lead.id for lead, _ in pairs}))
+    orders = _locked("orders", "status = 'open' AND (expires_at IS NULL OR expires_at > :now), "
+                     "price, filled, quantity, held, daily_cap, day_filled, fill_day",
+                     sorted({slot.id for _, slot in pairs}),
+                     now=now if _postgres() else sqlite_datetime(now))
+    room = {lead_id: (cap - sold if status == "live" else 0)
             for lead_id, status, sold, cap, _ in leads.values()}
     capacity = {}
-    for order_id, status, price, filled, quantity, held, expires_at, cap, day_filled, fill_day in orders.values():
-        open_now = status == OrderStatus.OPEN and (expires_at is None or expires_at > now)
+    for order_id, open_now, price, filled, quantity, held, cap, day_filled, fill_day \
+            in orders.values():
         left = min(quantity - filled, held // price if price else quantity - filled) if open_now else 0
         if cap is not None:
             left = min(left, cap - (day_filled if fill_day == today else 0))
@@ -82,8 +114,8 @@ def _store(pairs, settlement) -> list[tuple]:
     taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
-        price, left = capacity[slot.id]
-        if (room[lead.id] > 0 and price == slot.price and taken_by_order[slot.id] < left
+        price, left = capacity.get(slot.id, (None, 0))
+        if (room.get(lead.id, 0) > 0 and price == slot.price and taken_by_order[slot.id] < left
                 and leads[lead.id][4] <= price):
             room[lead.id] -= 1
             taken_by_order[slot.id] += 1
@@ -97,89 +129,161 @@ def _store(pairs, settlement) -> list[tuple]:
     return lost
 
 
+_CLAIMS_PG = """
+WITH claimed AS (
+  INSERT INTO person_claims (buyer_id, person_hash, claimed_at)
+  SELECT b, decode(h, 'hex'), :now
+  FROM unnest(CAST(string_to_array(:buyers, ',') AS int[]),
+              string_to_array(:hashes, ',')) AS v(b, h)
+  ORDER BY 1, 2
+  ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
+  WHERE person_claims.claimed_at <= :cutoff
+  RETURNING 1)
+SELECT count(*) FROM claimed"""
+_CLAIMS_SQLITE = """
+INSERT INTO person_claims (buyer_id, person_hash, claimed_at) VALUES (:b, :h, :now)
+ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = excluded.claimed_at
+WHERE person_claims.claimed_at <= :cutoff"""
+
+
 def _claim_people(accepted, now) -> None:
     """Record each (buyer, person) delivery; any claim inside its lookback is a
     collision with a concurrent worker (planning saw no such claim)."""
-    by_lookback = defaultdict(dict)
+    by_lookback = defaultdict(set)
     for lead, slot in accepted:
         for person in lead.person_hashes:
-            by_lookback[slot.lookback][(slot.buyer_id, person)] = None
-    insert = (postgresql.insert if db.session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)
-    table = PersonClaim.__table__
+            by_lookback[slot.lookback].add((slot.buyer_id, person))
     for lookback, keys in by_lookback.items():
-        rows = [{"buyer_id": buyer, "person_hash": person, "claimed_at": now}
-                for buyer, person in sorted(keys)]
-        statement = insert(table).on_conflict_do_update(
-            index_elements=[table.c.buyer_id, table.c.person_hash],
-            set_={"claimed_at": now}, where=table.c.claimed_at <= now - lookback
-        ).returning(table.c.buyer_id)
-        if len(db.session.execute(statement, rows).all()) != len(rows):
+        keys = sorted(keys)
+        if _postgres():
+            claimed = _run(_CLAIMS_PG, {"buyers": _csv(b for b, _ in keys),
+                                        "hashes": ",".join(bytes(h).hex() for _, h in keys),
+                                        "now": now, "cutoff": now - lookback}).scalar()
+        else:
+            stamp, cutoff = sqlite_datetime(now), sqlite_datetime(now - lookback)
+            with driver_errors(_CLAIMS_SQLITE):
+                claimed = _sqlite().executemany(
+                    _CLAIMS_SQLITE, [{"b": b, "h": h, "now": stamp, "cutoff": cutoff}
+                                     for b, h in keys]).rowcount
+        if claimed != len(keys):
             raise _Collision
+
+
+_LEADS_PG = """
+UPDATE leads AS l SET sold_count = l.sold_count + v.n
+FROM unnest(CAST(string_to_array(:id, ',') AS bigint[]), CAST(string_to_array(:n, ',') AS int[]),
+            CAST(string_to_array(:low, ',') AS bigint[])) AS v(id, n, low)
+WHERE l.id = v.id AND l.status = 'live' AND l.sold_count + v.n <= l.cap
+  AND l.floor_price <= v.low"""
+_LEADS_SQLITE = """
+UPDATE leads SET sold_count = sold_count + :n
+WHERE id = :id AND status = 'live' AND sold_count + :n <= cap AND floor_price <= :low"""
+_ORDERS_PG = """
+UPDATE orders AS o SET filled = o.filled + v.n, spent = o.spent + v.n * o.price,
+  held = o.held - v.n * o.price, fill_day = :today,
+  day_filled = CASE WHEN o.fill_day = :today THEN o.day_filled + v.n ELSE v.n END
+FROM unnest(CAST(string_to_array(:id, ',') AS int[]), CAST(string_to_array(:n, ',') AS int[]),
+            CAST(string_to_array(:price, ',') AS bigint[])) AS v(id, n, price)
+WHERE o.id = v.id AND o.status = 'open' AND o.price = v.price
+  AND o.filled + v.n <= o.quantity AND o.held >= v.n * o.price
+  AND (o.expires_at IS NULL OR o.expires_at > :now)
+  AND (o.daily_cap IS NULL
+       OR (CASE WHEN o.fill_day = :today THEN o.day_filled ELSE 0 END) + v.n <= o.daily_cap)"""
+_ORDERS_SQLITE = """
+UPDATE orders SET filled = filled + :n, spent = spent + :n * price, held = held - :n * price,
+  day_filled = CASE WHEN fill_day = :today THEN day_filled + :n ELSE :n END, fill_day = :today
+WHERE id = :id AND status = 'open' AND price = :price AND filled + :n <= quantity
+  AND held >= :n * price AND (expires_at IS NULL OR expires_at > :now)
+  AND (daily_cap IS NULL
+       OR (CASE WHEN fill_day = :today THEN day_filled ELSE 0 END) + :n <= daily_cap)"""
+_ACCOUNTS_PG = """
+UPDATE ledger_accounts AS a SET balance = a.balance + v.d
+FROM unnest(CAST(string_to_array(:id, ',') AS int[]),
+            CAST(string_to_array(:d, ',') AS bigint[])) AS v(id, d)
+WHERE a.id = v.id AND (a.allow_negative OR a.balance + v.d >= 0)
+  AND abs(a.balance + v.d) <= :limit"""
+_ACCOUNTS_SQLITE = """
+UPDATE ledger_accounts SET balance = balance + :d
+WHERE id = :id AND (allow_negative OR balance + :d >= 0) AND abs(balance + :d) <= :limit"""
+
+
+def _update(pg_sql: str, sqlite_sql: str, names: tuple[str, ...], rows: list[tuple],
+            shared: dict) -> int:
+    """One conditional UPDATE over many rows (PostgreSQL: each column as an array);
+    returns how many rows it changed."""
+    if _postgres():
+        arrays = {name: _csv(row[i] for row in rows) for i, name in enumerate(names)}
+        return _run(pg_sql, {**arrays, **shared}).rowcount
+    shared = {k: sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in shared.items()}
+    with driver_errors(sqlite_sql):
+        return _sqlite().executemany(sqlite_sql, [{**dict(zip(names, row)), **shared}
+                                                  for row in rows]).rowcount
+
+
+def _sqlite():
+    """The raw sqlite3 connection: SQLAlchemy's per-row processing would cost more
+    than the statements."""
+    return db.session.connection().connection.driver_connection
 
 
 def _write(accepted, settlement) -> None:
-    now = settlement.now
-    transaction_ids = allocate_ids(LedgerTransaction.__table__, len(accepted))
-    sale_ids = allocate_ids(Sale.__table__, len(accepted))
+    now, today = settlement.now, settlement.today
+    count = len(accepted)
+    transaction_ids = allocate_ids(LedgerTransaction.__table__, count)
+    sale_ids = allocate_ids(Sale.__table__, count)
     sales, transactions, entries, hooks = [], [], [], []
     deltas: Counter = Counter()
-    per_lead, per_order, prices = Counter(), Counter(), {}
+    per_lead, lowest, per_order, prices = Counter(), {}, Counter(), {}
     platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None).id
+    held_of, pending_of = settlement.account_ids(AccountKind.BUYER_HELD), \
+        settlement.account_ids(AccountKind.SELLER_PENDING)
+    commission_of = settlement.commission
     for (lead, slot), txn, sale_id in zip(accepted, transaction_ids, sale_ids):
-        price = slot.price
-        commission = settlement.commission(lead.seller_id, price)
-        legs = [(settlement.account(AccountKind.BUYER_HELD, slot.buyer_id).id, -price),
-                (settlement.account(AccountKind.SELLER_PENDING, lead.seller_id).id,
-                 price - commission)]
+        price, buyer, seller = slot.price, slot.buyer_id, lead.seller_id
+        commission = commission_of(seller, price)
+        share = price - commission
+        held, pending = held_of(buyer), pending_of(seller)
+        deltas[held] -= price
+        entries.append((txn, held, -price))
+        if share:
+            deltas[pending] += share
+            entries.append((txn, pending, share))
         if commission:
-            legs.append((platform, commission))
-        for account_id, amount in legs:
-            deltas[account_id] += amount
-            entries.append((txn, account_id, amount))
+            deltas[platform] += commission
+            entries.append((txn, platform, commission))
         transactions.append((txn, "sale", sale_key(lead.id, slot.id), f"Order #{slot.id}", now))
-        sales.append((sale_id, slot.id, lead.id, slot.buyer_id, lead.seller_id, price, commission,
-                      price - commission, txn, now))
+        sales.append((sale_id, slot.id, lead.id, buyer, seller, price, commission, share, txn,
+                      now))
         if slot.has_webhook:
             hooks.append((sale_id, slot.id, DeliveryStatus.PENDING.value, 0, now, now))
         per_lead[lead.id] += 1
+        lowest[lead.id] = min(price, lowest.get(lead.id, price))
         per_order[slot.id] += 1
         prices[slot.id] = price
+    lead_ids = sorted(per_lead)
+    if _update(_LEADS_PG, _LEADS_SQLITE, ("id", "n", "low"),
+               [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
+        raise _Collision
+    order_ids = sorted(per_order)
+    if _update(_ORDERS_PG, _ORDERS_SQLITE, ("id", "n", "price"),
+               [(i, per_order[i], prices[i]) for i in order_ids],
+               {"today": today, "now": now}) != len(order_ids):
+        raise _Collision
     bulk_insert(LedgerTransaction.__table__,
                 ("id", "kind", "idempotency_key", "memo", "created_at"), transactions)
     bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
-    for account_id in sorted(deltas):  # accounts last and in id order, as single fills do
-        delta = deltas[account_id]
-        moved = db.session.execute(
-            sa.update(LedgerAccount).where(
-                LedgerAccount.id == account_id,
-                sa.or_(LedgerAccount.allow_negative, LedgerAccount.balance + delta >= 0),
-                sa.func.abs(LedgerAccount.balance + delta) <= ledger.MAX_BALANCE)
-            .values(balance=LedgerAccount.balance + delta)
-            .execution_options(synchronize_session=False)).rowcount
-        if moved != 1:
-            raise _Collision
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
                                  "created_at"), sales)
-    leads = Lead.__table__
-    db.session.execute(
-        sa.update(leads).where(leads.c.id == sa.bindparam("lead_id"))
-        .values(sold_count=leads.c.sold_count + sa.bindparam("n")),
-        [{"lead_id": lead_id, "n": n} for lead_id, n in sorted(per_lead.items())])
-    orders = Order.__table__
-    db.session.execute(
-        sa.update(orders).where(orders.c.id == sa.bindparam("order_id")).values(
-            filled=orders.c.filled + sa.bindparam("n"),
-            spent=orders.c.spent + sa.bindparam("amount"),
-            held=orders.c.held - sa.bindparam("amount"),
-            day_filled=sa.case((orders.c.fill_day == settlement.today,
-                                orders.c.day_filled + sa.bindparam("n")), else_=sa.bindparam("n")),
-            fill_day=settlement.today),
-        [{"order_id": order_id, "n": n, "amount": n * prices[order_id]}
-         for order_id, n in sorted(per_order.items())])
     bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
                                             "next_attempt_at", "created_at"), hooks)
+    # Accounts last and in id order, as single fills lock them.
+    account_ids = sorted(deltas)
+    _locked("ledger_accounts", "balance", account_ids)
+    if _update(_ACCOUNTS_PG, _ACCOUNTS_SQLITE, ("id", "d"),
+               [(i, deltas[i]) for i in account_ids],
+               {"limit": ledger.MAX_BALANCE}) != len(account_ids):
+        raise _Collision
     settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
     settlement.touched_orders.update(per_order)
