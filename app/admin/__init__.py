@@ -98,16 +98,16 @@ def change_trust(user_id: int):
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
-@bp.route("/users/<int:user_id>/credit", methods=["POST"])
-def manual_credit(user_id: int):
+def _manual_movement(user_id: int, form, move, done: str):
+    """An admin's manual credit or debit: `move` is the ledger service, `done` the
+    confirmation ("Credited {amount} to {email}.")."""
     user = _user_or_404(user_id)
-    form = ManualCreditForm()
     if form.validate_on_submit():
         try:
-            ledger.manual_credit(user, form.amount.minor_units, reason=form.reason.data,
-                                 actor=current_user)
+            move(user, form.amount.minor_units, reason=form.reason.data, actor=current_user)
             db.session.commit()
-            flash(f"Credited {format_money(form.amount.minor_units)} to {user.email}.", "success")
+            flash(done.format(amount=format_money(form.amount.minor_units), email=user.email),
+                  "success")
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
@@ -116,6 +116,18 @@ def manual_credit(user_id: int):
             for error in errors:
                 flash(f"{getattr(form, name).label.text}: {error}", "danger")
     return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/credit", methods=["POST"])
+def manual_credit(user_id: int):
+    return _manual_movement(user_id, ManualCreditForm(), ledger.manual_credit,
+                            "Credited {amount} to {email}.")
+
+
+@bp.route("/users/<int:user_id>/debit", methods=["POST"])
+def manual_debit(user_id: int):
+    return _manual_movement(user_id, ManualDebitForm(), ledger.manual_debit,
+                            "Debited {amount} from {email}.")
 
 
 @bp.route("/audit")

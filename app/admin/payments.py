@@ -6,8 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from app.admin import _user_or_404, bp
-from app.admin.forms import ManualDebitForm
+from app.admin import bp
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import db
@@ -64,23 +63,3 @@ def run_payouts_now():
               "No seller had cleared earnings above the minimum that were not already paid "
               "today.", "success" if made else "info")
     return redirect(url_for("admin.payments"))
-
-
-@bp.route("/users/<int:user_id>/debit", methods=["POST"])
-def manual_debit(user_id: int):
-    user = _user_or_404(user_id)
-    form = ManualDebitForm()
-    if form.validate_on_submit():
-        try:
-            ledger.manual_debit(user, form.amount.minor_units, reason=form.reason.data,
-                                actor=current_user)
-            db.session.commit()
-            flash(f"Debited {format_money(form.amount.minor_units)} from {user.email}.", "success")
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-    else:
-        for name, errors in form.errors.items():
-            for error in errors:
-                flash(f"{getattr(form, name).label.text}: {error}", "danger")
-    return redirect(url_for("admin.user_detail", user_id=user.id))

@@ -16,7 +16,7 @@ a reversing transaction puts it back.
 """
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Optional, Protocol
 
 import stripe
@@ -682,8 +682,6 @@ def payouts_for(seller: User, limit: int = 50) -> list[Payout]:
 
 def retry_unfinished(older_than_seconds: int = 300) -> int:
     """Refunds and transfers a crashed job left unconfirmed: ask again, same keys."""
-    from datetime import datetime, timedelta, timezone
-
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_seconds)
     refunds = db.session.scalars(select(CardRefund).where(
         CardRefund.status == RefundStatus.PENDING, CardRefund.stripe_refund_id.is_(None),
