@@ -198,3 +198,17 @@ def test_cli_trust_decision_suspends_and_delists(app):
     db.session.expire_all()
     assert set(db.session.scalars(sa.select(Lead.status))) == {LeadStatus.DELISTED}
     assert accounts.user_by_email(seller.email).trust_level is TrustLevel.SUSPENDED
+
+
+def test_the_demos_suspicious_batch_tops_the_queue_and_was_sold(app):
+    from app.services import demo, spotchecks
+
+    demo.load_demo()
+    db.session.commit()
+    queue = spotchecks.queue()
+    farm = accounts.user_by_email(demo.DEMO_SUSPICIOUS_BATCH[0])
+    assert queue[0].seller_id == farm.id and queue[0].risk_score >= 60
+    assert all(b.risk_score < 30 for b in queue[1:])
+    sold = db.session.scalar(sa.select(sa.func.count()).select_from(Sale)
+                             .where(Sale.seller_id == farm.id))
+    assert sold > 0  # its buyers have something to be refunded
