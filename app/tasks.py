@@ -52,6 +52,8 @@ def init_celery(app: Flask) -> Celery:
             "accept-overdue-returns": {"task": "app.tasks.accept_overdue_returns",
                                        "schedule": 900.0},
             "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
+            "assess-realtime-batches": {"task": "app.tasks.assess_realtime_batches",
+                                        "schedule": 600.0},
         },
     )
     celery.set_default()
@@ -143,9 +145,33 @@ def process_batch(batch_id: int) -> None:
     from app.services.ingest import pipeline
 
     pipeline.process_batch(batch_id)
+    assess_batch_risk(batch_id)
     batch = db.session.get(Batch, batch_id)
     if batch is not None and batch.status is BatchStatus.LIVE:
         match_batch.run(batch_id)
+
+
+def assess_batch_risk(batch_id: int) -> None:
+    """Fraud signals and risk score (SPEC §7); a failure here must not stop the batch."""
+    from app.services import quality
+
+    try:
+        quality.assess_batch(batch_id)
+    except Exception:
+        log.exception("risk assessment of batch %s failed", batch_id)
+        db.session.rollback()
+
+
+@celery.task(name="app.tasks.assess_realtime_batches")
+def assess_realtime_batches() -> int:
+    """Real-time batches grow lead by lead: assess them again when they have grown
+    (cheaper than a full assessment on every posted lead)."""
+    from app.services import quality
+
+    stale = quality.stale_realtime_batches()
+    for batch_id in stale:
+        assess_batch_risk(batch_id)
+    return len(stale)
 
 
 @celery.task(name="app.tasks.match_batch")

@@ -9,7 +9,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
-from app.services import accounts, ledger
+from app.services import accounts, ledger, trust
 
 bp = Blueprint("admin", __name__)
 restrict_blueprint_to(bp, Role.ADMIN)
@@ -64,12 +64,14 @@ def _user_or_404(user_id: int) -> User:
 @bp.route("/users/<int:user_id>", methods=["GET"])
 def user_detail(user_id: int):
     user = _user_or_404(user_id)
+    proposal = trust.propose(user) if user.is_seller else None
     return render_template(
         "admin/user.html",
         user=user,
+        proposal=proposal,
         balance=ledger.balance_for(user),
         statement=ledger.statement_for(user, limit=50),
-        trust_form=TrustForm(level=user.trust_level.value),
+        trust_form=TrustForm(level=(proposal.level if proposal else user.trust_level).value),
         credit_form=ManualCreditForm(),
         debit_form=ManualDebitForm(),
         history=db.session.scalars(
@@ -151,3 +153,4 @@ def audit_log():
 
 from app.admin import payments as _payment_views  # noqa: E402,F401  (registers routes on bp)
 from app.admin import returns as _return_views  # noqa: E402,F401  (registers routes on bp)
+from app.admin import quality as _quality_views  # noqa: E402,F401  (registers routes on bp)

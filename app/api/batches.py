@@ -35,6 +35,10 @@ def _seller():
 
 def _batch_body(batch: Batch) -> Batch:
     batch.rejection_counts = dict(reports.rejection_counts(batch))
+    if api_user().is_admin:  # risk_score, signals and spot-check status (SPEC §11)
+        from app.api.admin import mark_admin_view
+
+        mark_admin_view([batch])
     return batch
 
 

@@ -1,5 +1,5 @@
 """Marshmallow schemas for the API's input and output."""
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, post_dump, validate
 
 
 class ApiErrorDetailSchema(Schema):
@@ -59,6 +59,27 @@ class BatchSchema(Schema):
         lambda b: {"code": b.error_code, "message": b.error_message} if b.error_code else None)
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
+    # Admins only (SPEC §11): dropped from the body unless the batch is marked admin_view.
+    risk_score = fields.Integer(allow_none=True, metadata={"description": "admins only: 0-100"})
+    signals = fields.Function(lambda b: b.risk_signals, metadata={
+        "description": "admins only: [{code, title, value, count, of, points, sentence}]"})
+    spot_check = fields.Function(lambda b: getattr(b, "spot_check_status", None),
+                                 metadata={"description": "admins only"})
+
+    @post_dump(pass_original=True)
+    def hide_admin_fields(self, data, original, **kwargs):
+        if not getattr(original, "admin_view", False):
+            for name in ("risk_score", "signals", "spot_check"):
+                data.pop(name, None)
+        return data
+
+
+class AdminBatchQuerySchema(Schema):
+    sort = fields.String(load_default="risk", validate=validate.OneOf(["risk", "newest"]))
+    status = fields.String(load_default=None, validate=validate.OneOf(
+        ["processing", "held", "live", "rejected", "failed"]))
+    limit = fields.Integer(load_default=50)
+    offset = fields.Integer(load_default=0)
 
 
 class LeadInputSchema(Schema):

@@ -30,6 +30,7 @@ from app.models.payments import (
     TopUpStatus,
     Withdrawal,
 )
+from app.models.quality import DEFECTS, SpotCheck, SpotCheckItem, SpotCheckStatus, Verdict
 from app.models.returns import OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus
 from app.models.users import ApiKey, Role, TrustLevel, User
 
@@ -68,6 +69,11 @@ __all__ = [
     "ReturnReason",
     "ReturnStatus",
     "Role",
+    "DEFECTS",
+    "SpotCheck",
+    "SpotCheckItem",
+    "SpotCheckStatus",
+    "Verdict",
     "TrustLevel",
     "User",
 ]

@@ -79,6 +79,12 @@ class Batch(db.Model):
     heartbeat_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     # Real-time leads are grouped per seller and UTC day.
     api_day: Mapped[Optional[str]] = mapped_column(sa.String(10))
+    # Authenticity (SPEC §7, app/services/quality.py): 0-100 and the signals behind it,
+    # computed once the batch is processed; None until then.
+    risk_score: Mapped[Optional[int]] = mapped_column(sa.SmallInteger, index=True)
+    risk_signals: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(sa.JSON)
+    risk_assessed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    risk_leads: Mapped[Optional[int]] = mapped_column(sa.Integer)  # leads it looked at
 
     seller: Mapped[User] = relationship()
 

@@ -183,12 +183,17 @@ def set_trust_level(
     if previous is level:
         raise ValidationFailed(f"The seller is already {level.value}.", code="no_change")
     seller.trust_level = level
+    details = {"from": previous.value, "to": level.value, "reason": reason.strip()}
+    if level is TrustLevel.SUSPENDED:  # SPEC §2: no uploads, unsold inventory delisted
+        from app.services import trust
+
+        details["leads_delisted"] = trust.delist_unsold(seller)
     audit.record(
         "seller.trust_changed",
         actor=actor,
         subject_type="user",
         subject_id=seller.id,
-        details={"from": previous.value, "to": level.value, "reason": reason.strip()},
+        details=details,
     )
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
-from app.services import accounts, demo_leads, ledger, matching, orders
+from app.services import accounts, demo_leads, ledger, matching, orders, quality
 from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
@@ -24,6 +24,7 @@ DEMO_USERS = [
     ("admin", "admin@demo.example.com", "Exchange Admin", None),
     ("seller", "blogger@demo.example.com", "Healthy Living Blog", TrustLevel.VERIFIED),
     ("seller", "landing@demo.example.com", "Mortgage Landing Pages", TrustLevel.NEW),
+    ("seller", "leadfarm@demo.example.com", "Quick Leads Agency", TrustLevel.VERIFIED),
     ("buyer", "insurer@demo.example.com", "Sunrise Insurance", None),
     ("buyer", "bank@demo.example.com", "Northbank Mortgages", None),
 ]
@@ -34,6 +35,9 @@ DEMO_BATCHES = [
     ("blogger@demo.example.com", 2, 250, 200, 1, "healthy-living.example.com"),
     ("landing@demo.example.com", 3, 300, 300, 1, "best-mortgage.example.com"),
 ]
+# A suspicious batch (SPEC §7 signals): verified seller, so it sells before anyone
+# checks it; it tops the admin's spot-check queue, and failing it refunds its buyers.
+DEMO_SUSPICIOUS_BATCH = ("leadfarm@demo.example.com", 4, 80, 100, 1, "cheap-leads.example.com")
 # (buyer email, order name, price, quantity, filters): they fill from the live batches.
 DEMO_ORDERS = [
     ("insurer@demo.example.com", "Car insurance, California", 350, 60,
@@ -68,14 +72,16 @@ def load_demo() -> list[DemoLogin]:
                                  actor=None, idempotency_key=f"demo:opening:{user.id}")
         logins.append(DemoLogin(role, email, DEMO_PASSWORD))
     db.session.flush()
-    for email, seed, rows, floor_price, cap, site in DEMO_BATCHES:
+    for email, seed, rows, floor_price, cap, site in [*DEMO_BATCHES, DEMO_SUSPICIOUS_BATCH]:
         seller = accounts.user_by_email(email)
-        data = demo_leads.demo_csv(seed, rows, site=site)
+        make = demo_leads.suspicious_csv if email == DEMO_SUSPICIOUS_BATCH[0] else demo_leads.demo_csv
+        data = make(seed, rows, site=site)
         token = pipeline.stage_upload(seller, io.BytesIO(data))
         batch = pipeline.create_batch(seller, token, f"{site}-export-{seed}.csv",
                                       pipeline.check_terms("US", floor_price, cap))
         db.session.commit()
         pipeline.process_batch(batch.id)
+        quality.assess_batch(batch.id)
     for email, name, price, quantity, wanted in DEMO_ORDERS:
         buyer = accounts.user_by_email(email)
         order, _ = orders.place_order(buyer, orders.Filters.parse(wanted),

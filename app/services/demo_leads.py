@@ -58,3 +58,30 @@ def demo_csv(seed: int, rows: int, *, bad_share: float = 0.06, site: str) -> byt
                 row[13] = ""
         writer.writerow(row)
     return out.getvalue().encode("utf-8-sig")
+
+
+# A lead farm's export for the spot-check demo: every fraud signal of SPEC §7 at once.
+MASH_NAMES = ["Asdfg", "Qwerty", "Zxcvb", "Test", "Aaaa", "Hjkl", "Xkcd", "Lkjhg", "Poiuy",
+              "Mnbvc"]
+THROWAWAY_DOMAINS = ["mailinator.com", "yopmail.com", "guerrillamail.com", "sharklasers.com"]
+
+
+def suspicious_csv(seed: int, rows: int, *, site: str) -> bytes:
+    """Mash names, throwaway inboxes, consecutive phone numbers and consents stamped
+    within a few minutes at 3 a.m. California time: what a script writes."""
+    rng = random.Random(seed)
+    night = (datetime.now(timezone.utc) - timedelta(days=2)).replace(
+        hour=10, minute=12, second=0, microsecond=0)  # 03:12 PDT / 02:12 PST
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for i in range(rows):
+        first, last = MASH_NAMES[i % len(MASH_NAMES)], rng.choice(MASH_NAMES)
+        consent = night + timedelta(seconds=rng.randrange(0, 360) // 3 * 3)
+        writer.writerow([first, last, f"{first.lower()}{i}@{rng.choice(THROWAWAY_DOMAINS)}",
+                         f"+1 415 555 {100 + i % 100:04d}", rng.randrange(26, 45), "f",
+                         "California", "US", rng.choice(["married", "single"]), "yes",
+                         "insurance;credit", "10k+", "now",
+                         consent.strftime("%Y-%m-%d %H:%M:%S"), f"https://{site}/form",
+                         "I agree to be contacted about offers"])
+    return out.getvalue().encode("utf-8")

@@ -1,0 +1,155 @@
+"""Seller trust (SPEC §2, §7): the level the system proposes from a seller's record,
+with its reasons, and what suspension does to the seller's inventory. Admins decide
+(accounts.set_trust_level); the proposal only informs them.
+
+The record, over the last RECORD_DAYS:
+- acceptance rate: rows accepted ÷ rows read, over the seller's processed uploads;
+- spot-checks passed and failed;
+- return rate: buyers' returns accepted against the seller ÷ the seller's sales
+  (returns caused by a failed spot-check are left out: the failed check already counts);
+- conversion feedback from buyers: not recorded by the exchange yet, so neutral.
+
+The proposal:
+- suspended: 2 or more failed spot-checks; or 1 failed and a return rate of 10% or
+  more; or a return rate of 25% or more (over at least MIN_SALES sales);
+- verified: at least 2 passed spot-checks and none failed, an acceptance rate of 70%
+  or more (over at least MIN_ROWS rows) and a return rate under 10% (or too few sales
+  to tell);
+- new otherwise: batches wait for a passed spot-check before they are sold.
+"""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import (
+    Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus, Sale, SpotCheck,
+    SpotCheckStatus, TrustLevel, User,
+)
+
+RECORD_DAYS = 180
+MIN_ROWS = 200
+MIN_SALES = 20
+GOOD_ACCEPTANCE = 0.70
+HIGH_RETURNS, SUSPEND_RETURNS = 0.10, 0.25
+
+
+@dataclass
+class Record:
+    rows: int
+    accepted: int
+    checks_passed: int
+    checks_failed: int
+    sales: int
+    returns_accepted: int
+    conversion: Optional[float] = None  # no outcome feedback is recorded yet
+
+    @property
+    def acceptance_rate(self) -> Optional[float]:
+        return self.accepted / self.rows if self.rows else None
+
+    @property
+    def return_rate(self) -> Optional[float]:
+        return self.returns_accepted / self.sales if self.sales else None
+
+
+def record_of(seller: User, now: Optional[datetime] = None) -> Record:
+    since = (now or datetime.now(timezone.utc)) - timedelta(days=RECORD_DAYS)
+    rows, accepted = db.session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Batch.rows_total), 0),
+                  sa.func.coalesce(sa.func.sum(Batch.accepted), 0))
+        .where(Batch.seller_id == seller.id, Batch.created_at >= since,
+               Batch.status.in_([BatchStatus.HELD, BatchStatus.LIVE, BatchStatus.REJECTED]))).one()
+    checks = dict(db.session.execute(
+        sa.select(SpotCheck.status, sa.func.count()).join(Batch, Batch.id == SpotCheck.batch_id)
+        .where(Batch.seller_id == seller.id, SpotCheck.decided_at >= since)
+        .group_by(SpotCheck.status)).all())
+    sales = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).where(
+        Sale.seller_id == seller.id, Sale.created_at >= since)) or 0
+    returned = db.session.scalar(sa.select(sa.func.count()).select_from(Return).where(
+        Return.seller_id == seller.id, Return.status == ReturnStatus.ACCEPTED,
+        Return.reason != ReturnReason.FAILED_SPOT_CHECK, Return.created_at >= since)) or 0
+    return Record(int(rows), int(accepted), checks.get(SpotCheckStatus.PASSED, 0),
+                  checks.get(SpotCheckStatus.FAILED, 0), sales, returned)
+
+
+@dataclass(frozen=True)
+class Factor:
+    name: str
+    verdict: str  # "good", "neutral" or "bad"
+    sentence: str
+
+
+@dataclass
+class Proposal:
+    level: TrustLevel
+    record: Record
+    factors: list[Factor] = field(default_factory=list)
+    summary: str = ""
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
+    record = record_of(seller, now)
+    factors = []
+    acceptance = record.acceptance_rate
+    if acceptance is None or record.rows < MIN_ROWS:
+        factors.append(Factor("Acceptance rate", "neutral",
+                              f"{record.rows} rows uploaded: too few to judge (needs {MIN_ROWS})."))
+    else:
+        factors.append(Factor(
+            "Acceptance rate", "good" if acceptance >= GOOD_ACCEPTANCE else "bad",
+            f"{_pct(acceptance)} of {record.rows} rows accepted "
+            f"({'at or above' if acceptance >= GOOD_ACCEPTANCE else 'below'} "
+            f"{GOOD_ACCEPTANCE:.0%})."))
+    if record.checks_failed:
+        factors.append(Factor("Spot-checks", "bad", f"{record.checks_failed} failed and "
+                              f"{record.checks_passed} passed in {RECORD_DAYS} days."))
+    elif record.checks_passed:
+        factors.append(Factor("Spot-checks", "good" if record.checks_passed >= 2 else "neutral",
+                              f"{record.checks_passed} passed, none failed in {RECORD_DAYS} days."))
+    else:
+        factors.append(Factor("Spot-checks", "neutral", "None decided yet."))
+    returns = record.return_rate
+    if returns is None or record.sales < MIN_SALES:
+        factors.append(Factor("Return rate", "neutral",
+                              f"{record.sales} sales: too few to judge (needs {MIN_SALES})."))
+    else:
+        factors.append(Factor(
+            "Return rate", "bad" if returns >= HIGH_RETURNS else "good",
+            f"{record.returns_accepted} of {record.sales} sales returned ({_pct(returns)}; "
+            f"{HIGH_RETURNS:.0%} or more is high)."))
+    factors.append(Factor("Conversion feedback", "neutral",
+                          "Buyers' outcome feedback is not recorded yet: counted as neutral."))
+    judged_returns = returns if returns is not None and record.sales >= MIN_SALES else None
+
+    if record.checks_failed >= 2:
+        level, summary = TrustLevel.SUSPENDED, "Two or more failed spot-checks."
+    elif record.checks_failed and judged_returns is not None and judged_returns >= HIGH_RETURNS:
+        level, summary = TrustLevel.SUSPENDED, "A failed spot-check and a high return rate."
+    elif judged_returns is not None and judged_returns >= SUSPEND_RETURNS:
+        level, summary = TrustLevel.SUSPENDED, f"Returns of {SUSPEND_RETURNS:.0%} or more."
+    elif (record.checks_passed >= 2 and not record.checks_failed
+          and acceptance is not None and record.rows >= MIN_ROWS
+          and acceptance >= GOOD_ACCEPTANCE
+          and (judged_returns is None or judged_returns < HIGH_RETURNS)):
+        level, summary = TrustLevel.VERIFIED, ("Passed spot-checks, a good acceptance rate and "
+                                               "few returns.")
+    else:
+        level, summary = TrustLevel.NEW, ("Not enough good record yet: batches should keep "
+                                          "waiting for a passed spot-check.")
+    return Proposal(level, record, factors, summary)
+
+
+def delist_unsold(seller: User) -> int:
+    """Take every lead of the seller that is still for sale off the market."""
+    return db.session.execute(
+        sa.update(Lead).where(Lead.seller_id == seller.id,
+                              Lead.status.in_([LeadStatus.LIVE, LeadStatus.HELD]))
+        .values(status=LeadStatus.DELISTED)
+        .execution_options(synchronize_session=False)).rowcount

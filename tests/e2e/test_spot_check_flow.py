@@ -1,0 +1,71 @@
+"""An admin finds a farmed batch at the top of the spot-check queue, samples it,
+marks a lead fake and fails the batch: its leads are withdrawn and its buyers refunded."""
+import random
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+
+from app.extensions import db
+from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, Sale
+from app.services import demo_leads, ledger, matching, quality
+from tests import quality_corpus as corpus
+from tests.conftest import TEST_PASSWORD, make_user
+from tests.ingest_helpers import ingest
+from tests.market_helpers import funded_buyer, place, verified_seller
+
+pytestmark = pytest.mark.browser
+
+
+def test_admin_fails_the_riskiest_batch_from_the_queue(page):
+    rng, now = random.Random(3), datetime.now(timezone.utc)
+    honest = ingest(verified_seller(), corpus.to_csv(
+        [corpus.person(rng, i, now, quirks=False) for i in range(60)]))
+    farm = ingest(verified_seller(), demo_leads.suspicious_csv(5, 40, site="farm.example.com"))
+    for batch in (honest, farm):
+        quality.assess_batch(batch.id)
+    buyer = funded_buyer(100_000)
+    order = place(buyer, 300, 30, filters={"regions": ["US-CA"]})
+    matching.fill_order(order.id)
+    db.session.commit()
+    farmed_sales = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).join(Lead)
+                                     .where(Lead.batch_id == farm.id))
+    assert farmed_sales > 0
+    make_user(Role.ADMIN, email="ops@example.com")
+    farm_id, honest_id = farm.id, honest.id
+    db.session.commit()  # no transaction of the test may hold SQLite's lock from here on
+
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("ops@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Spot-checks").click()
+    top = page.locator("#quality-queue tbody tr").first
+    expect(top).to_have_attribute("data-batch-id", str(farm_id))
+    expect(top).to_contain_text("Disposable email domains")
+    top.get_by_role("link", name="Review").click()
+    expect(page.locator("#signals")).to_contain_text("throwaway-inbox services")
+    page.get_by_role("button", name="Start spot-check").click()
+
+    first = page.locator("[id^=item-]").first
+    expect(first).to_contain_text("@")  # the sampled lead's contacts are shown
+    first.get_by_role("button", name="Fake").click()
+    expect(page.locator("#tally")).to_contain_text("more than the acceptance number 0")
+    page.get_by_label("Note (optional)").fill("Nobody at these numbers knows the offer")
+    page.get_by_role("button", name="Fail batch").click()
+    expect(page.get_by_text(f"{farmed_sales} sales returned and refunded")).to_be_visible()
+    expect(page.locator("#check-status")).to_have_text("failed")
+    page.get_by_role("link", name="Spot-checks").click()
+    expect(page.locator(f'#quality-queue tr[data-batch-id="{farm_id}"]')).to_have_count(0)
+
+    db.session.expire_all()
+    assert db.session.get(Batch, farm_id).status is BatchStatus.REJECTED
+    assert set(db.session.scalars(sa.select(Lead.status).where(Lead.batch_id == farm_id))) == {
+        LeadStatus.DELISTED}
+    balance = ledger.balance_for(buyer)
+    kept = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).join(Lead)
+                             .where(Lead.batch_id == honest_id))
+    assert balance.available + balance.held == 100_000 - kept * 300
+    assert ledger.reconcile().ok
+    assert page.console_errors == []
