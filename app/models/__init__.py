@@ -18,6 +18,7 @@ from app.models.orders import (
     Sale,
     WebhookDelivery,
 )
+from app.models.outcomes import OutcomeStatus, SaleOutcome
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.users import ApiKey, Role, TrustLevel, User
 
@@ -29,6 +30,8 @@ __all__ = [
     "PersonClaim",
     "Sale",
     "WebhookDelivery",
+    "OutcomeStatus",
+    "SaleOutcome",
     "AccountKind",
     "ApiKey",
     "AuditEvent",

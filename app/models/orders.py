@@ -93,6 +93,11 @@ class Sale(db.Model):
         sa.CheckConstraint("commission >= 0 AND seller_share >= 0 AND "
                            "commission + seller_share = price", name="price_split"),
         sa.Index("ix_sales_order_id_id", "order_id", "id"),
+        # KPI aggregates read these indexes alone (covering): a buyer's sales in a date
+        # range by order, and the market's recent sales (services.kpis, market_stats).
+        sa.Index("ix_sales_buyer_id_created_at", "buyer_id", "created_at", "order_id", "price"),
+        sa.Index("ix_sales_created_at_cover", "created_at", "seller_id", "price", "commission",
+                 "lead_id"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)

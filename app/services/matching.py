@@ -103,6 +103,7 @@ class Candidate:
     cap: int
     sold_count: int
     floor_price: int
+    score_points: int  # the stored score parts; freshness is added as of `now`
     person_hashes: tuple[bytes, ...]
     buyers: set = field(default_factory=set)  # buyers who already have this lead
 
@@ -110,6 +111,7 @@ class Candidate:
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
                 Lead.interests, Lead.consent_at, Lead.cap, Lead.sold_count, Lead.floor_price,
+                (Lead.score_base + Lead.seller_points).label("score_points"),
                 Lead.email_hash, Lead.phone_hash)
 
 

@@ -35,6 +35,7 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
+from app.services import scoring
 from app.services.bulk import bulk_insert
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -225,13 +226,17 @@ class BatchRun:
     cap: int
     checkpoint: int  # rows_processed as last committed
     check_suppression: bool = True
+    seller_points: int = 8  # the seller's record as a score part (services.scoring)
 
 
 def _run(batch: Batch, path: Path) -> None:
     batch.started_at = batch.started_at or utcnow()
     batch.heartbeat_at = utcnow()
+    if not batch.rows_processed:  # a resumed run keeps the record it started with
+        batch.seller_points = scoring.seller_points_for(batch.seller_id)
     run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed,
-                   check_suppression=db.session.query(SuppressionEntry.id).first() is not None)
+                   check_suppression=db.session.query(SuppressionEntry.id).first() is not None,
+                   seller_points=batch.seller_points)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
     db.session.commit()
@@ -337,7 +342,7 @@ class DedupeIndex:
 
 LEAD_INSERT_COLUMNS = workers.ACCEPTED_COLUMNS + (
     "batch_id", "seller_id", "status", "cross_seller_duplicate", "floor_price", "cap",
-    "sold_count", "created_at")
+    "sold_count", "created_at", "seller_points")
 REJECTION_INSERT_COLUMNS = ("row_number", "code", "message_enc", "raw_enc", "batch_id")
 
 
@@ -345,7 +350,7 @@ def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
              status: LeadStatus = LeadStatus.PENDING) -> tuple:
     """A worker's accepted row plus the batch's own columns (LEAD_INSERT_COLUMNS)."""
     return accepted + (batch.id, batch.seller_id, status.value, is_cross, batch.floor_price,
-                       batch.cap, 0, utcnow())
+                       batch.cap, 0, utcnow(), batch.seller_points)
 
 
 def _store_chunk(batch: BatchRun, chunk: list, result: "workers.ChunkResult",

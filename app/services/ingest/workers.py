@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
+from app.services.scoring import lead_points
 from app.services.ingest.fields import resolve_region
 from app.services.ingest.validate import RowContext, validate_row
 
@@ -25,7 +26,7 @@ ACCEPTED_COLUMNS = (
     "row_number", "first_name_enc", "last_name_enc", "email_enc", "phone_enc", "ip_enc",
     "email_hash", "phone_hash", "has_email", "has_phone", "age", "gender", "region",
     "country", "marital_status", "employed", "interests", "budget", "authority", "need",
-    "timeframe", "consent_at", "source_url", "consent_text",
+    "timeframe", "consent_at", "source_url", "consent_text", "score_base",
 )
 EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
 INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
@@ -58,13 +59,20 @@ def validate_chunk(rows: list[tuple[int, list[str]]], fields: tuple[Optional[str
             continue
         email_hash = dedupe_hash("email", lead.email) if lead.email else None
         phone_hash = dedupe_hash("phone", lead.phone) if lead.phone else None
+        budget, authority = _short(lead.budget), _short(lead.authority)
+        need, timeframe = _short(lead.need), _short(lead.timeframe)
         result.accepted.append((
             number, encrypt(lead.first_name), encrypt(lead.last_name), encrypt(lead.email),
             encrypt(lead.phone), encrypt(lead.ip), email_hash, phone_hash,
             email_hash is not None, phone_hash is not None, lead.age, lead.gender, lead.region,
             lead.country, lead.marital_status, lead.employed, list(lead.interests),
-            _short(lead.budget), _short(lead.authority), _short(lead.need),
-            _short(lead.timeframe), lead.consent_at, lead.source_url, lead.consent_text,
+            budget, authority, need, timeframe, lead.consent_at, lead.source_url,
+            lead.consent_text,
+            lead_points(has_phone=phone_hash is not None, has_email=email_hash is not None,
+                        age=lead.age, gender=lead.gender, region=lead.region,
+                        interests=lead.interests, marital_status=lead.marital_status,
+                        employed=lead.employed, budget=budget, authority=authority, need=need,
+                        timeframe=timeframe),
         ))
     return result
 
