@@ -20,7 +20,7 @@ api = LeadExchangeApi()
 
 
 def init_api(app: Flask) -> None:
-    from app.api import account, batches, docs, orders
+    from app.api import account, batches, docs, kpis, orders
 
     api.init_app(
         app,
@@ -36,7 +36,7 @@ def init_api(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
     )
     api.spec.options["security"] = [{"bearerAuth": []}]
-    for blueprint in (account.blp, batches.blp, orders.blp):
+    for blueprint in (account.blp, batches.blp, orders.blp, kpis.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)
