@@ -45,6 +45,8 @@ def init_celery(app: Flask) -> Celery:
                                        "schedule": 300.0},
             "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
             "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
+            "refresh-seller-points": {"task": "app.tasks.refresh_seller_points",
+                                      "schedule": 3600.0},
         },
     )
     celery.set_default()
@@ -200,3 +202,12 @@ def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     for batch_id in stalled:
         dispatch(process_batch, batch_id)
     return stalled
+
+
+@celery.task(name="app.tasks.refresh_seller_points")
+def refresh_seller_points() -> int:
+    """Bring each seller's record (acceptance, returns, buyers' feedback) into the
+    scores of its unsold leads. Freshness needs no job: queries compute it."""
+    from app.services import scoring
+
+    return scoring.refresh_seller_points()

@@ -79,6 +79,19 @@ def _store(rows: list[dict]) -> None:
     db.session.expire_all()
 
 
+def record_many(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[int]]]) -> int:
+    """Record checked (sale id, status, revenue) entries of the buyer's own sales, all in
+    the caller's transaction; NotFound (and nothing stored) if one is not the buyer's."""
+    sales = _sales_of(buyer, [sale_id for sale_id, _, _ in entries])
+    missing = [sale_id for sale_id, _, _ in entries if sale_id not in sales]
+    if missing:
+        raise NotFound(f"No sale {missing[0]} among yours.", details={"sale_ids": missing[:50]})
+    now = utcnow()
+    _store([_values(sale_id, *sales[sale_id], status, revenue, now)
+            for sale_id, status, revenue in entries])
+    return len(entries)
+
+
 def record(buyer: User, sale_id: int, status, revenue=None) -> SaleOutcome:
     """Record (or replace) the outcome of one of the buyer's sales."""
     status, revenue = check(status, revenue)
@@ -173,7 +186,5 @@ def import_csv(buyer: User, data: bytes) -> ImportResult:
                                               "error_count": len(errors)})
     if not parsed:
         raise ValidationFailed("The file has no outcomes to record.", code="invalid_outcomes_file")
-    now = utcnow()
-    _store([_values(sale_id, *sales[sale_id], status, revenue, now)
-            for _, sale_id, status, revenue in parsed])
+    record_many(buyer, [(sale_id, status, revenue) for _, sale_id, status, revenue in parsed])
     return ImportResult(len(parsed), skipped)

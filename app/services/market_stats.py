@@ -1,0 +1,192 @@
+"""The numbers sellers and admins decide by (SPEC §7, §8): per batch for a seller,
+the whole marketplace for an admin. Aggregates in the database over indexed columns;
+buyers' feedback reaches sellers only as counts, never with the buyer's identity.
+
+Returns are not recorded yet (a later issue): return counts and rates are 0 here and
+the seller record counts no returns (services.scoring)."""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import (
+    AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Sale, SaleOutcome, User,
+)
+from app.models.types import utcnow
+from app.services import kpis, ledger, scoring
+
+
+@dataclass
+class Feedback:
+    """Buyers' outcomes on a set of delivered leads, aggregated."""
+
+    contacted: int = 0
+    converted: int = 0
+    bad: int = 0
+
+    @property
+    def rated(self) -> int:
+        return self.contacted + self.converted + self.bad
+
+    @property
+    def conversion_rate(self) -> Optional[Decimal]:
+        """Converted among the leads buyers rated (not among all sold: most go unrated)."""
+        return kpis._ratio(self.converted, self.rated, kpis.RATIO)
+
+    @property
+    def bad_rate(self) -> Optional[Decimal]:
+        return kpis._ratio(self.bad, self.rated, kpis.RATIO)
+
+    def add(self, status: OutcomeStatus, count: int) -> None:
+        setattr(self, status.value, getattr(self, status.value) + count)
+
+
+@dataclass
+class BatchSales:
+    sold: int = 0
+    revenue: int = 0  # what buyers paid
+    earned: int = 0  # the seller's share
+    min_price: Optional[int] = None
+    max_price: Optional[int] = None
+    returned: int = 0  # returns are not recorded yet
+    feedback: Feedback = field(default_factory=Feedback)
+
+    @property
+    def average_price(self) -> Optional[Decimal]:
+        return kpis._ratio(self.revenue, self.sold, kpis.CENTS)
+
+
+def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
+    """batch id → what its leads sold for, and buyers' feedback on them."""
+    found = {batch_id: BatchSales() for batch_id in batch_ids}
+    if not batch_ids:
+        return found
+    for batch_id, sold, revenue, earned, low, high in db.session.execute(
+            sa.select(Lead.batch_id, sa.func.count(Sale.id), sa.func.sum(Sale.price),
+                      sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
+                      sa.func.max(Sale.price))
+            .join(Sale, Sale.lead_id == Lead.id).where(Lead.batch_id.in_(batch_ids))
+            .group_by(Lead.batch_id)):
+        found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high)
+    for batch_id, status, count in db.session.execute(
+            sa.select(SaleOutcome.batch_id, SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.batch_id.in_(batch_ids))
+            .group_by(SaleOutcome.batch_id, SaleOutcome.status)):
+        found[batch_id].feedback.add(status, count)
+    return found
+
+
+def batch_temperatures(batch: Batch, now: Optional[datetime] = None) -> dict[str, int]:
+    """How many of the batch's unsold, listed leads are hot, warm and cold right now."""
+    now = now or utcnow()
+    temperature = scoring.temperature_sql(now)
+    counts = dict(db.session.execute(
+        sa.select(temperature, sa.func.count()).where(
+            Lead.batch_id == batch.id, Lead.sold_count < Lead.cap)
+        .group_by(temperature)).all())
+    return {name: counts.get(name, 0) for name in scoring.TEMPERATURES}
+
+
+def seller_feedback(seller: User) -> Feedback:
+    feedback = Feedback()
+    for status, count in db.session.execute(
+            sa.select(SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.seller_id == seller.id).group_by(SaleOutcome.status)):
+        feedback.add(status, count)
+    return feedback
+
+
+@dataclass
+class Marketplace:
+    days: int
+    leads_listed: int
+    batches: int
+    sales: int
+    gross: int
+    commission: int
+    commission_total: int
+    orders_open: int
+    orders_quantity: int
+    orders_filled: int
+    orders_completed: int
+    orders_ended: int
+    returns: int
+    regions: list[dict]
+    top_sellers: list[dict]
+    feedback: Feedback
+
+    @property
+    def fill_rate(self) -> Optional[Decimal]:
+        """Leads delivered ÷ leads ordered, over orders placed in the period."""
+        return kpis._ratio(self.orders_filled, self.orders_quantity, kpis.RATIO)
+
+    @property
+    def completion_rate(self) -> Optional[Decimal]:
+        """Orders of the period that ended filled, among those that ended."""
+        return kpis._ratio(self.orders_completed, self.orders_ended, kpis.RATIO)
+
+    @property
+    def return_rate(self) -> Optional[Decimal]:
+        return kpis._ratio(self.returns, self.sales, kpis.RATIO)
+
+
+def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
+    now = now or utcnow()
+    since = now - timedelta(days=days)
+    recent = Sale.created_at >= since
+    listed, batch_count = db.session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Batch.accepted), 0), sa.func.count())
+        .where(Batch.created_at >= since)).one()
+    sales, gross, commission = db.session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Sale.price), 0),
+                  sa.func.coalesce(sa.func.sum(Sale.commission), 0)).where(recent)).one()
+    ended = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+    quantity, filled, completed, ended_count = db.session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Order.quantity), 0),
+                  sa.func.coalesce(sa.func.sum(Order.filled), 0),
+                  sa.func.count().filter(Order.status == OrderStatus.FILLED),
+                  sa.func.count().filter(Order.status.in_(ended)))
+        .where(Order.created_at >= since)).one()
+    open_orders = db.session.scalar(sa.select(sa.func.count()).select_from(Order)
+                                    .where(Order.status == OrderStatus.OPEN))
+    regions = [
+        {"region": region or "unknown", "sales": count,
+         "average": kpis._ratio(int(total), count, kpis.CENTS), "min": low, "max": high}
+        for region, count, total, low, high in db.session.execute(
+            sa.select(Lead.region, sa.func.count(), sa.func.sum(Sale.price),
+                      sa.func.min(Sale.price), sa.func.max(Sale.price))
+            .join(Lead, Sale.lead_id == Lead.id).where(recent)
+            .group_by(Lead.region).order_by(sa.func.count().desc()).limit(20))]
+    sellers = db.session.execute(
+        sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
+                  sa.func.sum(Sale.commission))
+        .where(recent).group_by(Sale.seller_id)
+        .order_by(sa.func.sum(Sale.price).desc()).limit(top)).all()
+    names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
+        User.id.in_([s[0] for s in sellers]))).all()) if sellers else {}
+    feedback_by_seller: dict[int, Feedback] = {s[0]: Feedback() for s in sellers}
+    if sellers:
+        for seller_id, status, count in db.session.execute(
+                sa.select(SaleOutcome.seller_id, SaleOutcome.status, sa.func.count())
+                .where(SaleOutcome.seller_id.in_(list(feedback_by_seller)))
+                .group_by(SaleOutcome.seller_id, SaleOutcome.status)):
+            feedback_by_seller[seller_id].add(status, count)
+    top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
+                    "sales": count, "gross": int(total or 0), "commission": int(cut or 0),
+                    "returns": 0, "feedback": feedback_by_seller[seller_id]}
+                   for seller_id, count, total, cut in sellers]
+    overall = Feedback()
+    for status, count in db.session.execute(
+            sa.select(SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.sold_at >= since).group_by(SaleOutcome.status)):
+        overall.add(status, count)
+    return Marketplace(
+        days=days, leads_listed=int(listed), batches=batch_count, sales=sales, gross=int(gross),
+        commission=int(commission),
+        commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
+        orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
+        orders_completed=completed, orders_ended=ended_count, returns=0, regions=regions,
+        top_sellers=top_sellers, feedback=overall)
