@@ -274,7 +274,8 @@ def kpi_csv():
     period = _period()
     per_order = kpis.by_order(current_user, period)
     shown = kpis.orders_for_page(current_user, per_order, limit=10_000)
-    lines = kpis.kpi_table_csv(shown, per_order, current_app.config["CURRENCY"])
+    # One line per order: built whole, so no transaction stays open while it is sent.
+    body = "".join(kpis.kpi_table_csv(shown, per_order, current_app.config["CURRENCY"]))
     name = f"kpis-{period.start or 'start'}-{period.end or 'today'}.csv"
-    return Response(stream_with_context(lines), mimetype="text/csv",
+    return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
