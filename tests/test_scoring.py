@@ -1,6 +1,6 @@
 """Scores stored at ingest, filtered in SQL and in the matcher alike, and the seller
 record refreshed into unsold inventory (SPEC §6)."""
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 

@@ -25,7 +25,7 @@ def escape_like(text: str) -> str:
 @bp.route("/")
 def dashboard():
     days = request.args.get("days", 30, type=int)
-    days = days if days in (1, 7, 30, 90, 365) else 30
+    days = days if days in market_stats.PERIODS else 30
     users_by_role = dict(
         db.session.execute(select(User.role, func.count()).group_by(User.role)).all()
     )
@@ -34,7 +34,7 @@ def dashboard():
         users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         reconciliation=ledger.reconcile(),
-        market=market_stats.marketplace(days),
+        market=market_stats.marketplace(days), periods=market_stats.PERIODS,
     )
 
 

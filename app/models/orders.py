@@ -94,10 +94,12 @@ class Sale(db.Model):
                            "commission + seller_share = price", name="price_split"),
         sa.Index("ix_sales_order_id_id", "order_id", "id"),
         # KPI aggregates read these indexes alone (covering): a buyer's sales in a date
-        # range by order, and the market's recent sales (services.kpis, market_stats).
-        sa.Index("ix_sales_buyer_id_created_at", "buyer_id", "created_at", "order_id", "price"),
-        sa.Index("ix_sales_created_at_cover", "created_at", "seller_id", "price", "commission",
-                 "lead_id"),
+        # range by order or region, and the market's recent sales (services.kpis,
+        # market_stats), so a page never joins a million leads.
+        sa.Index("ix_sales_buyer_id_created_at", "buyer_id", "created_at", "order_id", "price",
+                 "region"),
+        sa.Index("ix_sales_created_at_cover", "created_at", "region", "seller_id", "price",
+                 "commission"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
@@ -111,6 +113,8 @@ class Sale(db.Model):
     ledger_transaction_id: Mapped[Optional[int]] = mapped_column(
         sa.ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # The lead's region, copied at the sale: clearing prices by region without a join.
+    region: Mapped[Optional[str]] = mapped_column(sa.String(8))
 
     order: Mapped[Order] = relationship()
     lead: Mapped[Lead] = relationship()

@@ -19,6 +19,9 @@ from app.models.types import utcnow
 from app.services import kpis, ledger, scoring
 
 
+PERIODS = (1, 7, 30, 90)  # days the admin page looks back over
+
+
 @dataclass
 class Feedback:
     """Buyers' outcomes on a set of delivered leads, aggregated."""
@@ -156,10 +159,9 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         {"region": region or "unknown", "sales": count,
          "average": kpis._ratio(int(total), count, kpis.CENTS), "min": low, "max": high}
         for region, count, total, low, high in db.session.execute(
-            sa.select(Lead.region, sa.func.count(), sa.func.sum(Sale.price),
+            sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price),
                       sa.func.min(Sale.price), sa.func.max(Sale.price))
-            .join(Lead, Sale.lead_id == Lead.id).where(recent)
-            .group_by(Lead.region).order_by(sa.func.count().desc()).limit(20))]
+            .where(recent).group_by(Sale.region).order_by(sa.func.count().desc()).limit(20))]
     sellers = db.session.execute(
         sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
                   sa.func.sum(Sale.commission))

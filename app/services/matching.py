@@ -375,7 +375,7 @@ class Settlement:
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
             price=price, commission=commission, seller_share=price - commission,
-            created_at=now).returning(Sale.id)).scalar_one()
+            created_at=now, region=lead.region).returning(Sale.id)).scalar_one()
         postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
                     Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
                             price - commission)]

@@ -1,9 +1,10 @@
-"""lead score parts, sale outcomes, KPI indexes
+"""lead score parts, sale outcomes, KPI indexes, sales.region
 
 Leads that exist already get their score_base (completeness + intent, the formula of
 app/services/scoring.py as of this revision, written out here in SQL so that a later
 change of the formula does not change what this migration did) and the neutral
-seller part (8); the periodic refresh brings in each seller's record.
+seller part (8); the periodic refresh brings in each seller's record. Sales get
+their lead's region copied in (filled for existing sales here, at settlement after).
 
 Revision ID: de0629e3c0e9
 Revises: 3db9def476a5
@@ -59,8 +60,11 @@ def upgrade():
         batch_op.add_column(sa.Column('seller_points', sa.SmallInteger(), server_default='8', nullable=False))
 
     with op.batch_alter_table('sales', schema=None) as batch_op:
-        batch_op.create_index('ix_sales_buyer_id_created_at', ['buyer_id', 'created_at', 'order_id', 'price'], unique=False)
-        batch_op.create_index('ix_sales_created_at_cover', ['created_at', 'seller_id', 'price', 'commission', 'lead_id'], unique=False)
+        batch_op.add_column(sa.Column('region', sa.String(length=8), nullable=True))
+    op.execute("UPDATE sales SET region = (SELECT leads.region FROM leads WHERE leads.id = sales.lead_id)")
+    with op.batch_alter_table('sales', schema=None) as batch_op:
+        batch_op.create_index('ix_sales_buyer_id_created_at', ['buyer_id', 'created_at', 'order_id', 'price', 'region'], unique=False)
+        batch_op.create_index('ix_sales_created_at_cover', ['created_at', 'region', 'seller_id', 'price', 'commission'], unique=False)
 
     # ### end Alembic commands ###
     op.execute(BACKFILL_SCORE_BASE)
@@ -91,6 +95,7 @@ def downgrade():
     with op.batch_alter_table('sales', schema=None) as batch_op:
         batch_op.drop_index('ix_sales_created_at_cover')
         batch_op.drop_index('ix_sales_buyer_id_created_at')
+        batch_op.drop_column('region')
 
     with op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.drop_column('seller_points')
