@@ -132,7 +132,7 @@ def build(url: str, args) -> dict:
                         "source_url", "cross_seller_duplicate", "floor_price", "cap",
                         "sold_count", "created_at", "score_base", "seller_points")
         sale_columns = ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
-                        "commission", "seller_share", "created_at", "region")
+                        "commission", "seller_share", "created_at", "region", "batch_id")
         outcome_columns = ("sale_id", "order_id", "buyer_id", "seller_id", "batch_id", "sold_at",
                            "status", "revenue", "recorded_at", "updated_at")
         leads, sales, outcomes = [], [], []
@@ -164,7 +164,7 @@ def build(url: str, args) -> dict:
                     price = order[4]
                     sale_id = len(sales) + 1
                     sales.append((sale_id, order[0], lead, order[1], seller_id, price, price // 5,
-                                  price - price // 5, sold_at, region))
+                                  price - price // 5, sold_at, region, b))
                     order[7] += 1
                     order[8] += price
                     if rng.random() < args.outcome_share:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Role, Sale, SaleOutcome
+from app.models import Lead, Role, Sale, SaleOutcome
 from app.services import kpis, ledger, matching
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
@@ -250,3 +250,20 @@ def test_admin_sees_the_marketplace(app, admin_client):
     assert regions == [("US-CA", "5", "$2.00"), ("ES-M", "2", "$1.00")]
     assert "Top Seller Ltd" in page
     assert admin_client.get("/admin/?days=7").status_code == 200
+
+
+def test_sales_carry_their_leads_region_and_batch(app):
+    """Both settlement paths (a group of fills, and one fill on its own) copy them."""
+    seller = verified_seller()
+    _market(3, 100, seller=seller, region="ES-M")
+    lead = live_leads(seller, [person(99, region="RU-MOW")])[0]
+    order = place(funded_buyer(), 100, 1)
+    settlement = matching.Settlement(datetime.now(timezone.utc))
+    candidate = matching._load_leads([lead.id])[0]
+    slot = matching.OrderBook.load(datetime.now(timezone.utc), [order.id]).slots[order.id]
+    assert settlement.fill(candidate, slot)
+    db.session.commit()
+    rows = db.session.execute(sa.select(Sale.region, Sale.batch_id, Lead.region, Lead.batch_id)
+                              .join(Lead, Sale.lead_id == Lead.id)).all()
+    assert len(rows) == 4 and all(r[0] == r[2] and r[1] == r[3] for r in rows)
+    assert {r[0] for r in rows} == {"ES-M", "RU-MOW"}

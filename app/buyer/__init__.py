@@ -259,14 +259,12 @@ def kpi_page():
     except DomainError as exc:
         flash(exc.message, "danger")
         period = kpis.DateRange.last_days(30)
-    per_order = kpis.by_order(current_user, period)
-    shown = kpis.orders_for_page(current_user, per_order)
-    days = kpis.daily(current_user, period)
-    regions = kpis.prices_by_region(current_user, period)
+    data = kpis.page_data(current_user, period)
+    shown = kpis.orders_for_page(current_user, data.per_order)
     return render_template(
-        "buyer/kpis.html", period=period, orders=shown, per_order=per_order,
-        total=kpis.total(per_order), empty=kpis.Kpis(), regions=regions,
-        charts=kpis.chart_data(shown, per_order, days, regions))
+        "buyer/kpis.html", period=period, orders=shown, per_order=data.per_order,
+        total=kpis.total(data.per_order), empty=kpis.Kpis(),
+        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions))
 
 
 @bp.route("/kpis.csv")

@@ -100,6 +100,7 @@ class Sale(db.Model):
                  "region"),
         sa.Index("ix_sales_created_at_cover", "created_at", "region", "seller_id", "price",
                  "commission"),
+        sa.Index("ix_sales_batch_id_cover", "batch_id", "price", "seller_share"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
@@ -113,8 +114,10 @@ class Sale(db.Model):
     ledger_transaction_id: Mapped[Optional[int]] = mapped_column(
         sa.ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    # The lead's region, copied at the sale: clearing prices by region without a join.
+    # The lead's region and batch, copied at the sale: prices by region and a seller's
+    # per-batch figures without joining the leads.
     region: Mapped[Optional[str]] = mapped_column(sa.String(8))
+    batch_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("batches.id"))
 
     order: Mapped[Order] = relationship()
     lead: Mapped[Lead] = relationship()

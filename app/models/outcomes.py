@@ -32,6 +32,7 @@ class SaleOutcome(db.Model):
         sa.Index("ix_sale_outcomes_order_id_status", "order_id", "status", "revenue"),
         sa.Index("ix_sale_outcomes_seller_id_status", "seller_id", "status"),
         sa.Index("ix_sale_outcomes_batch_id_status", "batch_id", "status"),
+        sa.Index("ix_sale_outcomes_sold_at", "sold_at", "seller_id", "status"),
     )
 
     sale_id: Mapped[int] = mapped_column(

@@ -182,51 +182,72 @@ def for_buyer(buyer: User, period: DateRange = DateRange(),
     return total(by_order(buyer, period, None if order_id is None else [order_id]))
 
 
-def daily(buyer: User, period: DateRange) -> list[dict]:
-    """Leads, spend and conversions per delivery day over the period (chart data)."""
+@dataclass(frozen=True)
+class PageData:
+    """What the KPI page shows, from one grouped scan of the buyer's sales in the
+    period (by order, day and region) and one of its conversions (by order and day)."""
+
+    per_order: dict[int, Kpis]
+    days: list[dict]  # {"day", "leads", "spend", "conversions"} for every day of the period
+    regions: list[dict]  # {"region", "leads", "your_average", "market_average", ...}
+
+
+def page_data(buyer: User, period: DateRange, region_limit: int = 12,
+              market_days: int = 30) -> PageData:
     day = day_of(Sale.created_at)
-    rows = {d: (n, int(s)) for d, n, s in db.session.execute(
-        sa.select(day, sa.func.count(), sa.func.coalesce(sa.func.sum(Sale.price), 0))
-        .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
-        .group_by(day))}
+    per_order: dict[int, Kpis] = {}
+    by_day: dict[str, list[int]] = {}
+    by_region: dict[Optional[str], list[int]] = {}
+    for order_id, sold_on, region, leads, spend in db.session.execute(
+            sa.select(Sale.order_id, day, Sale.region, sa.func.count(), sa.func.sum(Sale.price))
+            .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
+            .group_by(Sale.order_id, day, Sale.region)):
+        spend = int(spend)
+        per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(leads, spend)
+        totals = by_day.setdefault(sold_on, [0, 0, 0])
+        totals[0] += leads
+        totals[1] += spend
+        mine = by_region.setdefault(region, [0, 0])
+        mine[0] += leads
+        mine[1] += spend
     out_day = day_of(SaleOutcome.sold_at)
-    conversions = dict(db.session.execute(
-        sa.select(out_day, sa.func.count())
-        .where(SaleOutcome.buyer_id == buyer.id, SaleOutcome.status == OutcomeStatus.CONVERTED,
-               *period.conditions(SaleOutcome.sold_at))
-        .group_by(out_day)).all())
-    first = min((date.fromisoformat(d) for d in rows), default=None)
-    return [{"day": d.isoformat(), "leads": rows.get(d.isoformat(), (0, 0))[0],
-             "spend": rows.get(d.isoformat(), (0, 0))[1],
-             "conversions": conversions.get(d.isoformat(), 0)} for d in period.days(first)]
+    for order_id, sold_on, conversions, revenue in db.session.execute(
+            sa.select(SaleOutcome.order_id, out_day, sa.func.count(),
+                      sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
+            .where(SaleOutcome.buyer_id == buyer.id,
+                   SaleOutcome.status == OutcomeStatus.CONVERTED,
+                   *period.conditions(SaleOutcome.sold_at))
+            .group_by(SaleOutcome.order_id, out_day)):
+        per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(0, 0, conversions,
+                                                                     int(revenue))
+        by_day.setdefault(sold_on, [0, 0, 0])[2] += conversions
+    first = min((date.fromisoformat(d) for d in by_day), default=None)
+    days = [{"day": d.isoformat(), "leads": by_day.get(d.isoformat(), [0])[0],
+             "spend": by_day.get(d.isoformat(), [0, 0])[1],
+             "conversions": by_day.get(d.isoformat(), [0, 0, 0])[2]}
+            for d in period.days(first)]
+    top = sorted(by_region.items(), key=lambda item: (-item[1][0], item[0] or ""))[:region_limit]
+    market = market_prices(period, market_days) if top else {}
+    regions = []
+    for region, (leads, spend) in top:
+        market_leads, market_total = market.get(region, (0, 0))
+        regions.append({"region": region or "unknown", "leads": leads,
+                        "your_average": _ratio(spend, leads, CENTS),
+                        "market_average": _ratio(market_total, market_leads, CENTS),
+                        "market_leads": market_leads})
+    return PageData(per_order, days, regions)
 
 
-def prices_by_region(buyer: User, period: DateRange, limit: int = 12,
-                     market_days: int = 30) -> list[dict]:
-    """Per region: what the buyer paid on average over the period, next to the whole
-    market's average clearing price (all buyers, anonymous) over the period's last
-    `market_days` days at most (recent prices are the reference, and the cost of the
-    market scan stays bounded). Minor units; read from sales.region, no join."""
-    mine = db.session.execute(
-        sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price))
-        .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
-        .group_by(Sale.region).order_by(sa.func.count().desc(), Sale.region).limit(limit)).all()
-    if not mine:
-        return []
+def market_prices(period: DateRange, market_days: int = 30) -> dict[Optional[str], tuple[int, int]]:
+    """region → (sales, sum of prices) over the whole market (all buyers, anonymous),
+    over the period's last `market_days` days at most: recent prices are the
+    reference, and the scan stays bounded however long the period."""
     end = period.end or datetime.now(timezone.utc).date()
     start = end - timedelta(days=market_days - 1)
     recent = DateRange(max(start, period.start) if period.start else start, end)
-    market = {region: (count, int(total_)) for region, count, total_ in db.session.execute(
+    return {region: (count, int(total_)) for region, count, total_ in db.session.execute(
         sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price))
         .where(*recent.conditions(Sale.created_at)).group_by(Sale.region))}
-    out = []
-    for region, count, paid in mine:
-        market_count, market_total = market.get(region, (0, 0))
-        out.append({"region": region or "unknown", "leads": count,
-                    "your_average": _ratio(int(paid), count, CENTS),
-                    "market_average": _ratio(market_total, market_count, CENTS),
-                    "market_leads": market_count})
-    return out
 
 
 def orders_for_page(buyer: User, per_order: dict[int, Kpis], limit: int = 50) -> list[Order]:

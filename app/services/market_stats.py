@@ -68,11 +68,10 @@ def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
     if not batch_ids:
         return found
     for batch_id, sold, revenue, earned, low, high in db.session.execute(
-            sa.select(Lead.batch_id, sa.func.count(Sale.id), sa.func.sum(Sale.price),
+            sa.select(Sale.batch_id, sa.func.count(), sa.func.sum(Sale.price),
                       sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
                       sa.func.max(Sale.price))
-            .join(Sale, Sale.lead_id == Lead.id).where(Lead.batch_id.in_(batch_ids))
-            .group_by(Lead.batch_id)):
+            .where(Sale.batch_id.in_(batch_ids)).group_by(Sale.batch_id)):
         found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high)
     for batch_id, status, count in db.session.execute(
             sa.select(SaleOutcome.batch_id, SaleOutcome.status, sa.func.count())
@@ -137,15 +136,14 @@ class Marketplace:
 
 
 def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
+    """The marketplace over the last `days`: one grouped scan of the period's sales
+    (by region and seller, over a covering index) and one of its outcomes (by seller
+    and status) give volume, prices by region, top sellers and feedback."""
     now = now or utcnow()
     since = now - timedelta(days=days)
-    recent = Sale.created_at >= since
     listed, batch_count = db.session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(Batch.accepted), 0), sa.func.count())
         .where(Batch.created_at >= since)).one()
-    sales, gross, commission = db.session.execute(
-        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Sale.price), 0),
-                  sa.func.coalesce(sa.func.sum(Sale.commission), 0)).where(recent)).one()
     ended = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
     quantity, filled, completed, ended_count = db.session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(Order.quantity), 0),
@@ -155,40 +153,45 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         .where(Order.created_at >= since)).one()
     open_orders = db.session.scalar(sa.select(sa.func.count()).select_from(Order)
                                     .where(Order.status == OrderStatus.OPEN))
-    regions = [
-        {"region": region or "unknown", "sales": count,
-         "average": kpis._ratio(int(total), count, kpis.CENTS), "min": low, "max": high}
-        for region, count, total, low, high in db.session.execute(
-            sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price),
-                      sa.func.min(Sale.price), sa.func.max(Sale.price))
-            .where(recent).group_by(Sale.region).order_by(sa.func.count().desc()).limit(20))]
-    sellers = db.session.execute(
-        sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
-                  sa.func.sum(Sale.commission))
-        .where(recent).group_by(Sale.seller_id)
-        .order_by(sa.func.sum(Sale.price).desc()).limit(top)).all()
-    names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
-        User.id.in_([s[0] for s in sellers]))).all()) if sellers else {}
-    feedback_by_seller: dict[int, Feedback] = {s[0]: Feedback() for s in sellers}
-    if sellers:
-        for seller_id, status, count in db.session.execute(
-                sa.select(SaleOutcome.seller_id, SaleOutcome.status, sa.func.count())
-                .where(SaleOutcome.seller_id.in_(list(feedback_by_seller)))
-                .group_by(SaleOutcome.seller_id, SaleOutcome.status)):
-            feedback_by_seller[seller_id].add(status, count)
-    top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
-                    "sales": count, "gross": int(total or 0), "commission": int(cut or 0),
-                    "returns": 0, "feedback": feedback_by_seller[seller_id]}
-                   for seller_id, count, total, cut in sellers]
+    regions: dict[Optional[str], list] = {}
+    sellers: dict[int, list[int]] = {}
+    for region, seller_id, count, total, cut, low, high in db.session.execute(
+            sa.select(Sale.region, Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
+                      sa.func.sum(Sale.commission), sa.func.min(Sale.price),
+                      sa.func.max(Sale.price))
+            .where(Sale.created_at >= since).group_by(Sale.region, Sale.seller_id)):
+        r = regions.setdefault(region, [0, 0, low, high])
+        r[0] += count
+        r[1] += int(total)
+        r[2], r[3] = min(r[2], low), max(r[3], high)
+        s = sellers.setdefault(seller_id, [0, 0, 0])
+        s[0] += count
+        s[1] += int(total)
+        s[2] += int(cut)
+    feedback_by_seller: dict[int, Feedback] = {}
     overall = Feedback()
-    for status, count in db.session.execute(
-            sa.select(SaleOutcome.status, sa.func.count())
-            .where(SaleOutcome.sold_at >= since).group_by(SaleOutcome.status)):
+    for seller_id, status, count in db.session.execute(
+            sa.select(SaleOutcome.seller_id, SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.sold_at >= since)
+            .group_by(SaleOutcome.seller_id, SaleOutcome.status)):
+        feedback_by_seller.setdefault(seller_id, Feedback()).add(status, count)
         overall.add(status, count)
+    best = sorted(sellers.items(), key=lambda item: (-item[1][1], item[0]))[:top]
+    names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
+        User.id.in_([seller_id for seller_id, _ in best]))).all()) if best else {}
+    top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
+                    "sales": count, "gross": gross, "commission": cut, "returns": 0,
+                    "feedback": feedback_by_seller.get(seller_id, Feedback())}
+                   for seller_id, (count, gross, cut) in best]
+    by_volume = sorted(regions.items(), key=lambda item: (-item[1][0], item[0] or ""))[:20]
     return Marketplace(
-        days=days, leads_listed=int(listed), batches=batch_count, sales=sales, gross=int(gross),
-        commission=int(commission),
+        days=days, leads_listed=int(listed), batches=batch_count,
+        sales=sum(s[0] for s in sellers.values()), gross=sum(s[1] for s in sellers.values()),
+        commission=sum(s[2] for s in sellers.values()),
         commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
-        orders_completed=completed, orders_ended=ended_count, returns=0, regions=regions,
+        orders_completed=completed, orders_ended=ended_count, returns=0,
+        regions=[{"region": region or "unknown", "sales": count,
+                  "average": kpis._ratio(total, count, kpis.CENTS), "min": low, "max": high}
+                 for region, (count, total, low, high) in by_volume],
         top_sellers=top_sellers, feedback=overall)

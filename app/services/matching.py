@@ -106,13 +106,14 @@ class Candidate:
     score_points: int  # the stored score parts; freshness is added as of `now`
     person_hashes: tuple[bytes, ...]
     buyers: set = field(default_factory=set)  # buyers who already have this lead
+    batch_id: Optional[int] = None  # copied onto its sales, for per-batch figures
 
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
                 Lead.interests, Lead.consent_at, Lead.cap, Lead.sold_count, Lead.floor_price,
                 (Lead.score_base + Lead.seller_points).label("score_points"),
-                Lead.email_hash, Lead.phone_hash)
+                Lead.email_hash, Lead.phone_hash, Lead.batch_id)
 
 
 def person_hashes(email_hash: Optional[bytes], phone_hash: Optional[bytes]) -> tuple[bytes, ...]:
@@ -128,8 +129,9 @@ def person_hashes(email_hash: Optional[bytes], phone_hash: Optional[bytes]) -> t
 def _candidates(rows) -> list[Candidate]:
     out = []
     for row in rows:
-        *fields_, email_hash, phone_hash = row
-        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash)))
+        *fields_, email_hash, phone_hash, batch_id = row
+        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
+                             batch_id=batch_id))
     return out
 
 
@@ -375,7 +377,8 @@ class Settlement:
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
             price=price, commission=commission, seller_share=price - commission,
-            created_at=now, region=lead.region).returning(Sale.id)).scalar_one()
+            created_at=now, region=lead.region, batch_id=lead.batch_id
+        ).returning(Sale.id)).scalar_one()
         postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
                     Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
                             price - commission)]

@@ -139,7 +139,7 @@ def _write(accepted, settlement) -> None:
             entries.append((txn, account_id, amount))
         transactions.append((txn, "sale", sale_key(lead.id, slot.id), f"Order #{slot.id}", now))
         sales.append((sale_id, slot.id, lead.id, slot.buyer_id, lead.seller_id, price, commission,
-                      price - commission, txn, now, lead.region))
+                      price - commission, txn, now, lead.region, lead.batch_id))
         if slot.has_webhook:
             hooks.append((sale_id, slot.id, DeliveryStatus.PENDING.value, 0, now, now))
         per_lead[lead.id] += 1
@@ -161,7 +161,7 @@ def _write(accepted, settlement) -> None:
             raise _Collision
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
-                                 "created_at", "region"), sales)
+                                 "created_at", "region", "batch_id"), sales)
     leads = Lead.__table__
     db.session.execute(
         sa.update(leads).where(leads.c.id == sa.bindparam("lead_id"))

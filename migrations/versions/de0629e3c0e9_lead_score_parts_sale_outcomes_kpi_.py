@@ -4,7 +4,7 @@ Leads that exist already get their score_base (completeness + intent, the formul
 app/services/scoring.py as of this revision, written out here in SQL so that a later
 change of the formula does not change what this migration did) and the neutral
 seller part (8); the periodic refresh brings in each seller's record. Sales get
-their lead's region copied in (filled for existing sales here, at settlement after).
+their lead's region and batch copied in (filled for existing sales here, at settlement after).
 
 Revision ID: de0629e3c0e9
 Revises: 3db9def476a5
@@ -51,6 +51,7 @@ def upgrade():
         batch_op.create_index('ix_sale_outcomes_buyer_id_sold_at', ['buyer_id', 'sold_at', 'order_id', 'status', 'revenue'], unique=False)
         batch_op.create_index('ix_sale_outcomes_order_id_status', ['order_id', 'status', 'revenue'], unique=False)
         batch_op.create_index('ix_sale_outcomes_seller_id_status', ['seller_id', 'status'], unique=False)
+        batch_op.create_index('ix_sale_outcomes_sold_at', ['sold_at', 'seller_id', 'status'], unique=False)
 
     with op.batch_alter_table('batches', schema=None) as batch_op:
         batch_op.add_column(sa.Column('seller_points', sa.SmallInteger(), server_default='8', nullable=False))
@@ -61,8 +62,12 @@ def upgrade():
 
     with op.batch_alter_table('sales', schema=None) as batch_op:
         batch_op.add_column(sa.Column('region', sa.String(length=8), nullable=True))
-    op.execute("UPDATE sales SET region = (SELECT leads.region FROM leads WHERE leads.id = sales.lead_id)")
+        batch_op.add_column(sa.Column('batch_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_sales_batch_id_batches'), 'batches', ['batch_id'], ['id'])
+    op.execute("UPDATE sales SET region = (SELECT leads.region FROM leads WHERE leads.id = sales.lead_id), "
+               "batch_id = (SELECT leads.batch_id FROM leads WHERE leads.id = sales.lead_id)")
     with op.batch_alter_table('sales', schema=None) as batch_op:
+        batch_op.create_index('ix_sales_batch_id_cover', ['batch_id', 'price', 'seller_share'], unique=False)
         batch_op.create_index('ix_sales_buyer_id_created_at', ['buyer_id', 'created_at', 'order_id', 'price', 'region'], unique=False)
         batch_op.create_index('ix_sales_created_at_cover', ['created_at', 'region', 'seller_id', 'price', 'commission'], unique=False)
 
@@ -95,6 +100,9 @@ def downgrade():
     with op.batch_alter_table('sales', schema=None) as batch_op:
         batch_op.drop_index('ix_sales_created_at_cover')
         batch_op.drop_index('ix_sales_buyer_id_created_at')
+        batch_op.drop_index('ix_sales_batch_id_cover')
+        batch_op.drop_constraint(batch_op.f('fk_sales_batch_id_batches'), type_='foreignkey')
+        batch_op.drop_column('batch_id')
         batch_op.drop_column('region')
 
     with op.batch_alter_table('leads', schema=None) as batch_op:
@@ -105,6 +113,7 @@ def downgrade():
         batch_op.drop_column('seller_points')
 
     with op.batch_alter_table('sale_outcomes', schema=None) as batch_op:
+        batch_op.drop_index('ix_sale_outcomes_sold_at')
         batch_op.drop_index('ix_sale_outcomes_seller_id_status')
         batch_op.drop_index('ix_sale_outcomes_order_id_status')
         batch_op.drop_index('ix_sale_outcomes_buyer_id_sold_at')
