@@ -306,6 +306,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--sqlite-path", help="keep the SQLite database here and reuse it "
+                        "(with its .json) on the next run instead of building it again")
     parser.add_argument("--pg-dir", default="/tmp/leadx-bench-pages-pg")
     parser.add_argument("--pg-port", type=int, default=55435)
     args = parser.parse_args()
@@ -318,7 +320,8 @@ def main() -> int:
               "backends": {}}
     backends = []
     if not args.no_sqlite:
-        path = Path(tempfile.mkdtemp(dir=OUT)) / "pages.sqlite3"
+        path = Path(args.sqlite_path) if args.sqlite_path else \
+            Path(tempfile.mkdtemp(dir=OUT)) / "pages.sqlite3"
         backends.append(("SQLite", f"sqlite:///{path}", None))
     pg = None
     if not args.no_pg:
@@ -330,11 +333,18 @@ def main() -> int:
         backends.append(("PostgreSQL", pg.fresh_database("leadx_bench_pages"), pg))
     try:
         for backend, url, _ in backends:
-            info = build(url, args)
+            kept = Path(url.removeprefix("sqlite:///") + ".json") if args.sqlite_path and \
+                backend == "SQLite" else None
+            if kept is not None and kept.exists():
+                info = json.loads(kept.read_text())
+            else:
+                info = build(url, args)
+                if kept is not None:
+                    kept.write_text(json.dumps(info))
             results = measure(url, info, args)
             print_table(backend, info, results)
             report["backends"][backend] = {"data": info, "results": results}
-            if backend == "SQLite":
+            if backend == "SQLite" and kept is None:
                 Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
     finally:
         if pg is not None:
