@@ -267,3 +267,22 @@ def test_sales_carry_their_leads_region_and_batch(app):
                               .join(Lead, Sale.lead_id == Lead.id)).all()
     assert len(rows) == 4 and all(r[0] == r[2] and r[1] == r[3] for r in rows)
     assert {r[0] for r in rows} == {"ES-M", "RU-MOW"}
+
+
+def test_market_figures_are_cached_only_when_configured(app):
+    from app.services import memo
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert app.config["MARKET_STATS_CACHE_SECONDS"] == 0
+    assert (memo.cached("k", compute), memo.cached("k", compute)) == (1, 2)
+    app.config["MARKET_STATS_CACHE_SECONDS"] = 300
+    try:
+        assert (memo.cached("k2", compute), memo.cached("k2", compute)) == (3, 3)
+        assert memo.cached("k3", compute) == 4  # another key computes its own
+    finally:
+        app.config["MARKET_STATS_CACHE_SECONDS"] = 0

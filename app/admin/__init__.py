@@ -9,7 +9,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
-from app.services import accounts, ledger, market_stats
+from app.services import accounts, ledger, market_stats, memo
 
 bp = Blueprint("admin", __name__)
 restrict_blueprint_to(bp, Role.ADMIN)
@@ -34,7 +34,8 @@ def dashboard():
         users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         reconciliation=ledger.reconcile(),
-        market=market_stats.marketplace(days), periods=market_stats.PERIODS,
+        market=memo.cached(("marketplace", days), lambda: market_stats.marketplace(days)),
+        periods=market_stats.PERIODS,
     )
 
 

@@ -242,12 +242,15 @@ def market_prices(period: DateRange, market_days: int = 30) -> dict[Optional[str
     """region → (sales, sum of prices) over the whole market (all buyers, anonymous),
     over the period's last `market_days` days at most: recent prices are the
     reference, and the scan stays bounded however long the period."""
+    from app.services import memo
+
     end = period.end or datetime.now(timezone.utc).date()
     start = end - timedelta(days=market_days - 1)
     recent = DateRange(max(start, period.start) if period.start else start, end)
-    return {region: (count, int(total_)) for region, count, total_ in db.session.execute(
-        sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price))
-        .where(*recent.conditions(Sale.created_at)).group_by(Sale.region))}
+    return memo.cached(("market_prices", recent), lambda: {
+        region: (count, int(total_)) for region, count, total_ in db.session.execute(
+            sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price))
+            .where(*recent.conditions(Sale.created_at)).group_by(Sale.region))})
 
 
 def orders_for_page(buyer: User, per_order: dict[int, Kpis], limit: int = 50) -> list[Order]:

@@ -104,6 +104,7 @@ def seller_feedback(seller: User) -> Feedback:
 @dataclass
 class Marketplace:
     days: int
+    computed_at: datetime
     leads_listed: int
     batches: int
     sales: int
@@ -185,7 +186,7 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
                    for seller_id, (count, gross, cut) in best]
     by_volume = sorted(regions.items(), key=lambda item: (-item[1][0], item[0] or ""))[:20]
     return Marketplace(
-        days=days, leads_listed=int(listed), batches=batch_count,
+        days=days, computed_at=now, leads_listed=int(listed), batches=batch_count,
         sales=sum(s[0] for s in sellers.values()), gross=sum(s[1] for s in sellers.values()),
         commission=sum(s[2] for s in sellers.values()),
         commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
