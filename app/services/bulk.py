@@ -45,14 +45,22 @@ def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
 
         json_columns = [i for i, name in enumerate(columns)
                         if isinstance(table.c[name].type, sa.JSON)]
+        import psycopg
+
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                if json_columns:
-                    row = list(row)
-                    for i in json_columns:
-                        row[i] = Json(row[i])
-                copy.write_row(row)
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    if json_columns:
+                        row = list(row)
+                        for i in json_columns:
+                            row[i] = Json(row[i])
+                    copy.write_row(row)
+        except psycopg.errors.IntegrityError as exc:
+            # The raw cursor bypasses SQLAlchemy's error wrapping; callers catch SQLAlchemy's
+            # IntegrityError (a concurrent worker got there first) and fall back.
+            raise sa.exc.IntegrityError(statement, None, exc) from exc
         return
     connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
 

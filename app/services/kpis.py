@@ -141,10 +141,12 @@ class DateRange:
 
 
 def day_of(column):
-    """The UTC day (YYYY-MM-DD) of a stored timestamp, in SQL."""
+    """The UTC day of a stored timestamp, in SQL: a date on PostgreSQL, "YYYY-MM-DD"
+    text on SQLite (which keeps UTC as "YYYY-MM-DD HH:MM:SS…"); `str(day)[:10]` reads
+    either."""
     if db.session.get_bind().dialect.name == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-    return sa.func.substr(column, 1, 10)  # SQLite keeps UTC as "YYYY-MM-DD HH:MM:SS…"
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.substr(column, 1, 10)
 
 
 def by_order(buyer: User, period: DateRange = DateRange(),
@@ -202,7 +204,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
             sa.select(Sale.order_id, day, Sale.region, sa.func.count(), sa.func.sum(Sale.price))
             .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
             .group_by(Sale.order_id, day, Sale.region)):
-        spend = int(spend)
+        spend, sold_on = int(spend), str(sold_on)[:10]
         per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(leads, spend)
         totals = by_day.setdefault(sold_on, [0, 0, 0])
         totals[0] += leads
@@ -220,7 +222,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
             .group_by(SaleOutcome.order_id, out_day)):
         per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(0, 0, conversions,
                                                                      int(revenue))
-        by_day.setdefault(sold_on, [0, 0, 0])[2] += conversions
+        by_day.setdefault(str(sold_on)[:10], [0, 0, 0])[2] += conversions
     first = min((date.fromisoformat(d) for d in by_day), default=None)
     days = [{"day": d.isoformat(), "leads": by_day.get(d.isoformat(), [0])[0],
              "spend": by_day.get(d.isoformat(), [0, 0])[1],
