@@ -203,8 +203,10 @@ def refresh_seller_points() -> int:
     changed = 0
     for seller_id, record in seller_records().items():
         points = seller_points_from(**record)
+        # By the seller's batches: leads are indexed by batch, not necessarily by seller.
+        batches = sa.select(Batch.id).where(Batch.seller_id == seller_id).scalar_subquery()
         changed += db.session.execute(
-            sa.update(Lead).where(Lead.seller_id == seller_id, Lead.seller_points != points,
+            sa.update(Lead).where(Lead.batch_id.in_(batches), Lead.seller_points != points,
                                   Lead.status.in_((LeadStatus.LIVE, LeadStatus.HELD)),
                                   Lead.sold_count < Lead.cap)
             .values(seller_points=points).execution_options(synchronize_session=False)).rowcount
