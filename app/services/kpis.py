@@ -197,21 +197,25 @@ class PageData:
 def page_data(buyer: User, period: DateRange, region_limit: int = 12,
               market_days: int = 30) -> PageData:
     day = day_of(Sale.created_at)
-    per_order: dict[int, Kpis] = {}
-    by_day: dict[str, list[int]] = {}
-    by_region: dict[Optional[str], list[int]] = {}
+    orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue]
+    by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
+    by_region: dict[Optional[str], list[int]] = {}  # region → [leads, spend]
+    # Plain lists, not Kpis, per row: a big buyer's period groups into thousands of rows.
     for order_id, sold_on, region, leads, spend in db.session.execute(
             sa.select(Sale.order_id, day, Sale.region, sa.func.count(), sa.func.sum(Sale.price))
             .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
             .group_by(Sale.order_id, day, Sale.region)):
-        spend, sold_on = int(spend), str(sold_on)[:10]
-        per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(leads, spend)
-        totals = by_day.setdefault(sold_on, [0, 0, 0])
+        spend = int(spend)  # PostgreSQL sums bigints as numeric
+        totals = orders.get(order_id) or orders.setdefault(order_id, [0, 0, 0, 0])
         totals[0] += leads
         totals[1] += spend
-        mine = by_region.setdefault(region, [0, 0])
+        daily = by_day.get(sold_on) or by_day.setdefault(sold_on, [0, 0, 0])
+        daily[0] += leads
+        daily[1] += spend
+        mine = by_region.get(region) or by_region.setdefault(region, [0, 0])
         mine[0] += leads
         mine[1] += spend
+    by_day = {str(d)[:10]: totals for d, totals in by_day.items()}
     out_day = day_of(SaleOutcome.sold_at)
     for order_id, sold_on, conversions, revenue in db.session.execute(
             sa.select(SaleOutcome.order_id, out_day, sa.func.count(),
@@ -220,9 +224,12 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
                    SaleOutcome.status == OutcomeStatus.CONVERTED,
                    *period.conditions(SaleOutcome.sold_at))
             .group_by(SaleOutcome.order_id, out_day)):
-        per_order[order_id] = per_order.get(order_id, Kpis()) + Kpis(0, 0, conversions,
-                                                                     int(revenue))
+        totals = orders.setdefault(order_id, [0, 0, 0, 0])
+        totals[2] += conversions
+        totals[3] += int(revenue)
         by_day.setdefault(str(sold_on)[:10], [0, 0, 0])[2] += conversions
+    per_order = {order_id: Kpis(leads, int(spend), conversions, revenue)
+                 for order_id, (leads, spend, conversions, revenue) in orders.items()}
     first = min((date.fromisoformat(d) for d in by_day), default=None)
     days = [{"day": d.isoformat(), "leads": by_day.get(d.isoformat(), [0])[0],
              "spend": by_day.get(d.isoformat(), [0, 0])[1],
@@ -234,7 +241,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
     for region, (leads, spend) in top:
         market_leads, market_total = market.get(region, (0, 0))
         regions.append({"region": region or "unknown", "leads": leads,
-                        "your_average": _ratio(spend, leads, CENTS),
+                        "your_average": _ratio(int(spend), leads, CENTS),
                         "market_average": _ratio(market_total, market_leads, CENTS),
                         "market_leads": market_leads})
     return PageData(per_order, days, regions)
