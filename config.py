@@ -71,6 +71,10 @@ class Config:
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")  # address+email
     LOGIN_RATE_LIMIT_PER_IP = os.environ.get("LOGIN_RATE_LIMIT_PER_IP", "30 per minute")
 
+    # Market-wide figures (prices by region, the admin's marketplace page) are
+    # recomputed at most this often per process; 0 computes them on every view.
+    MARKET_STATS_CACHE_SECONDS = _env_int("MARKET_STATS_CACHE_SECONDS", 300)
+
     # Buyers' webhook URLs may point at private addresses only in development/tests.
     WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 
@@ -123,6 +127,7 @@ class TestingConfig(DevelopmentConfig):
     INGEST_WORKERS = 1  # tests that need the process pool ask for it
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
     INGEST_COMMIT_ROWS = 1  # a commit per chunk unless a test asks for more
+    MARKET_STATS_CACHE_SECONDS = 0  # every test sees the figures of its own data
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
     # Tests that talk to Stripe start localstripe and set these themselves.

@@ -93,6 +93,8 @@ def register_commands(app) -> None:
 
 
 def register_template_helpers(app) -> None:
-    from app.formatting import format_money
+    from app.formatting import format_average, format_money, format_rate
 
     app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["average_money"] = format_average
+    app.jinja_env.filters["rate"] = format_rate

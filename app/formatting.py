@@ -1,5 +1,6 @@
 """Display helpers shared by templates and exports."""
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
 
@@ -34,3 +35,18 @@ def parse_money(text: str) -> int:
         raise ValueError(f"“{text.strip()}” is not an amount like 1,234.50")
     major, minor = match.groups()
     return int(major.replace(",", "")) * 100 + int((minor or "0").ljust(2, "0"))
+
+
+def format_average(minor_units: Decimal | int | None, currency: str | None = None) -> str:
+    """An average amount (CPL, CPA) in minor units, possibly fractional, to the cent."""
+    if minor_units is None:
+        return "—"
+    return format_money(int(Decimal(minor_units).quantize(Decimal(1), ROUND_HALF_UP)), currency)
+
+
+def format_rate(fraction: Decimal | float | None, places: int = 1) -> str:
+    """0.22 → "22.0%"; None (nothing to divide by) → "—"."""
+    if fraction is None:
+        return "—"
+    percent = (Decimal(str(fraction)) * 100).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return f"{percent}%"

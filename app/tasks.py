@@ -54,6 +54,8 @@ def init_celery(app: Flask) -> Celery:
             "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
             "assess-realtime-batches": {"task": "app.tasks.assess_realtime_batches",
                                         "schedule": 600.0},
+            "refresh-seller-points": {"task": "app.tasks.refresh_seller_points",
+                                      "schedule": 3600.0},
         },
     )
     celery.set_default()
@@ -272,3 +274,10 @@ def purge_unsold_leads() -> int:
     from app.services import privacy
 
     return privacy.purge_unsold()
+@celery.task(name="app.tasks.refresh_seller_points")
+def refresh_seller_points() -> int:
+    """Bring each seller's record (acceptance, returns, buyers' feedback) into the
+    scores of its unsold leads. Freshness needs no job: queries compute it."""
+    from app.services import scoring
+
+    return scoring.refresh_seller_points()

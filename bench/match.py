@@ -190,7 +190,7 @@ def gen_leads(rng: random.Random, n: int, seller_ids: list[int], now: datetime,
 
 def to_candidate(s: tuple) -> matching.Candidate:
     return matching.Candidate(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9],
-                              list(s[10]), s[11], s[12], 0, s[13],
+                              list(s[10]), s[11], s[12], 0, s[13], 50,
                               person_hashes=matching.person_hashes(s[14], s[15]))
 
 

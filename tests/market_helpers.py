@@ -7,7 +7,7 @@ from app.extensions import db
 from app.models import Lead, Order, Role, Sale, TrustLevel
 from app.services import ledger, orders
 from tests.conftest import make_user
-from tests.ingest_helpers import csv_bytes, ingest, person
+from tests.ingest_helpers import HEADER, csv_bytes, ingest, person
 
 
 def funded_buyer(amount: int = 1_000_000, **fields):
@@ -21,10 +21,11 @@ def verified_seller(**fields):
     return make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED, **fields)
 
 
-def live_leads(seller, people: list[dict], *, cap: int = 1, floor_price: int = 0):
+def live_leads(seller, people: list[dict], *, cap: int = 1, floor_price: int = 0,
+               header=HEADER):
     """Ingest rows as a verified seller's live batch (no matching: no orders exist yet,
     or the test calls the matcher itself)."""
-    batch = ingest(seller, csv_bytes(people), cap=cap, floor_price=floor_price)
+    batch = ingest(seller, csv_bytes(people, header=header), cap=cap, floor_price=floor_price)
     return db.session.scalars(sa.select(Lead).where(Lead.batch_id == batch.id)
                               .order_by(Lead.row_number)).all()
 

@@ -95,7 +95,8 @@ FILTER_VALUES = {  # a few filters per order, so that orders overlap and bounds 
     "marital_statuses": st.lists(some(["single", "married"]), min_size=1, unique=True).map(tuple),
     "employed": some(["yes", "no"]),
     "interests": st.lists(some(["auto", "solar", "pets"]), min_size=1, unique=True).map(tuple),
-    "max_age_days": st.integers(1, 20), "exclusive_only": st.just(True)}
+    "max_age_days": st.integers(1, 20), "exclusive_only": st.just(True),
+    "min_score": st.integers(1, 100)}
 book_filters = st.lists(some(sorted(FILTER_VALUES)), max_size=3, unique=True).flatmap(
     lambda names: st.fixed_dictionaries({name: FILTER_VALUES[name] for name in names})
 ).map(lambda chosen: orders.Filters(**chosen))
@@ -108,7 +109,7 @@ book_leads = st.lists(st.tuples(
     st.booleans(), st.booleans(), some(["single", "married", "widowed"]),
     some(["yes", "no", "unknown"]), st.lists(some(["auto", "solar", "pets", "golf"]), max_size=3),
     st.integers(0, 21).map(lambda days: 24 * days) | st.integers(0, 500),  # hours since consent
-    st.integers(1, 3), some([0, 100, 250, 300, 400])),
+    st.integers(1, 3), some([0, 100, 250, 300, 400]), st.integers(0, 70)),
     min_size=1, max_size=20)
 
 
@@ -121,10 +122,10 @@ def test_order_book_accepts_exactly_what_the_filters_accept(slot_specs, lead_spe
     book = matching.OrderBook(slots)
     by_priority = sorted(slots, key=lambda s: s.rank)
     for i, (age, gender, region, country, email, phone, marital, employed, interests,
-            hours, cap, floor) in enumerate(lead_specs):
+            hours, cap, floor, score_points) in enumerate(lead_specs):
         lead = matching.Candidate(i + 1, 99, age, gender, region, country, email, phone,
                                   marital, employed, interests, NOW - timedelta(hours=hours),
-                                  cap, 0, floor, person_hashes=(b"e%d" % i,))
+                                  cap, 0, floor, score_points, person_hashes=(b"e%d" % i,))
         mask = book.accepting(lead, NOW)
         got = [s.id for s in by_priority if mask >> book._position[s.id] & 1]
         want = [s.id for s in by_priority if s.can_take_one() and s.price >= floor

@@ -9,7 +9,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
-from app.services import accounts, ledger, trust
+from app.services import accounts, ledger, market_stats, memo, trust
 
 bp = Blueprint("admin", __name__)
 restrict_blueprint_to(bp, Role.ADMIN)
@@ -24,6 +24,8 @@ def escape_like(text: str) -> str:
 
 @bp.route("/")
 def dashboard():
+    days = request.args.get("days", 30, type=int)
+    days = days if days in market_stats.PERIODS else 30
     users_by_role = dict(
         db.session.execute(select(User.role, func.count()).group_by(User.role)).all()
     )
@@ -32,6 +34,8 @@ def dashboard():
         users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         reconciliation=ledger.reconcile(),
+        market=memo.cached(("marketplace", days), lambda: market_stats.marketplace(days)),
+        periods=market_stats.PERIODS,
     )
 
 

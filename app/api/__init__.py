@@ -20,7 +20,7 @@ api = LeadExchangeApi()
 
 
 def init_api(app: Flask) -> None:
-    from app.api import account, admin, batches, docs, money, orders, returns
+    from app.api import account, admin, batches, docs, kpis, money, orders, returns
 
     api.init_app(
         app,
@@ -36,7 +36,8 @@ def init_api(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
     )
     api.spec.options["security"] = [{"bearerAuth": []}]
-    for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, admin.blp):
+    for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, kpis.blp,
+                      admin.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)

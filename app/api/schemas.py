@@ -135,6 +135,10 @@ class FiltersSchema(Schema):
     interests = fields.List(fields.String(), metadata={"description": "any of"})
     max_age_days = fields.Integer(allow_none=True, metadata={"description": "freshness"})
     exclusive_only = fields.Boolean()
+    min_score = fields.Integer(allow_none=True, metadata={
+        "description": "0–100: the lead's score when it is sold (SPEC §6)"})
+    min_temperature = fields.String(allow_none=True, metadata={
+        "description": "hot (score ≥ 70), warm (≥ 40) or cold (any)"})
 
 
 class OrderCreateSchema(Schema):
@@ -188,7 +192,10 @@ class DeliveredLeadSchema(Schema):
     price = fields.Integer()
     currency = fields.String()
     sold_at = fields.String()
-    lead = fields.Dict()
+    lead = fields.Dict(metadata={"description": "contacts, demographics, intent, consent, "
+                                                "score and temperature (as of the sale)"})
+    outcome = fields.Dict(allow_none=True, metadata={
+        "description": "what you recorded: status (contacted, converted, bad), revenue"})
 
 
 class PageSchema(Schema):

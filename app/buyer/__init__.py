@@ -1,20 +1,23 @@
 """Buyer area: balance, order builder with live estimate, orders filling live,
-delivered leads with CSV export, webhook settings and delivery log."""
+delivered leads with CSV export and outcomes, webhook settings and delivery log, and
+the KPI page comparing orders."""
 from flask import (
-    Blueprint, Response, flash, redirect, render_template, request, stream_with_context,
-    url_for,
+    Blueprint, Response, current_app, flash, redirect, render_template, request,
+    stream_with_context, url_for,
 )
 from flask_login import current_user
 from sqlalchemy import select
 
 from app.auth.decorators import restrict_blueprint_to
 from app.auth.forms import ConfirmForm
-from app.buyer.forms import ChangeOrderForm, OrderFiltersForm, OrderForm, WebhookForm
+from app.buyer.forms import (
+    ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
+)
 from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
 from app.models import Order, Role
-from app.services import delivery, ledger, orders, privacy, webhooks
+from app.services import delivery, kpis, ledger, orders, outcomes, privacy, webhooks
 from app.tasks import deliver_webhooks, dispatch, fill_order
 
 bp = Blueprint("buyer", __name__)
@@ -96,6 +99,7 @@ def order_detail(order_id: int):
     return render_template(
         "buyer/order.html", order=order, leads=_leads_page(order, page), page=page,
         page_size=LEADS_PAGE, change_form=change, confirm=ConfirmForm(),
+        outcome_form=OutcomeForm(),
         webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
         deliveries=webhooks.log_for(order, limit=50))
 
@@ -200,6 +204,80 @@ def leads_csv(order_id: int):
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
 
+
+
+@bp.route("/orders/<int:order_id>/sales/<int:sale_id>/outcome", methods=["POST"])
+def record_outcome(order_id: int, sale_id: int):
+    form = OutcomeForm()
+    page = request.form.get("page", 1, type=int)
+    back = url_for("buyer.order_detail", order_id=order_id, page=page, _anchor=f"sale-{sale_id}")
+    if not form.validate_on_submit():
+        for name, errors in form.errors.items():
+            flash(f"Sale {sale_id}: {'; '.join(errors)}", "danger")
+        return redirect(back)
+    try:
+        outcome = outcomes.record(current_user, sale_id, form.status.data, form.revenue.minor_units)
+        db.session.commit()
+        revenue = f", revenue {format_money(outcome.revenue)}" if outcome.revenue is not None else ""
+        flash(f"Sale {sale_id} marked {outcome.status.value}{revenue}.", "success")
+    except DomainError as exc:
+        db.session.rollback()
+        flash(f"Sale {sale_id}: {exc.message}", "danger")
+    return redirect(back)
+
+
+@bp.route("/outcomes/upload", methods=["GET", "POST"])
+def upload_outcomes():
+    form, errors, error_count = OutcomesUploadForm(), [], 0
+    if form.validate_on_submit():
+        try:
+            result = outcomes.import_csv(current_user, form.file.data.read())
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            errors = exc.details.get("errors", [])
+            error_count = exc.details.get("error_count", len(errors))
+            form.file.errors.append(exc.message)
+        else:
+            skipped = f"; {result.skipped:,} rows without a status were left as they are" \
+                if result.skipped else ""
+            flash(f"Recorded {result.applied:,} outcomes{skipped}.", "success")
+            return redirect(url_for("buyer.kpi_page"))
+    return render_template("buyer/outcomes_upload.html", form=form, errors=errors,
+                           error_count=error_count)
+
+
+def _period() -> kpis.DateRange:
+    if "from" not in request.args and "to" not in request.args:
+        return kpis.DateRange.last_days(30)
+    return kpis.DateRange.parse(request.args.get("from"), request.args.get("to"))
+
+
+@bp.route("/kpis")
+def kpi_page():
+    try:
+        period = _period()
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        period = kpis.DateRange.last_days(30)
+    data = kpis.page_data(current_user, period)
+    shown = kpis.orders_for_page(current_user, data.per_order)
+    return render_template(
+        "buyer/kpis.html", period=period, orders=shown, per_order=data.per_order,
+        total=kpis.total(data.per_order), empty=kpis.Kpis(),
+        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions))
+
+
+@bp.route("/kpis.csv")
+def kpi_csv():
+    period = _period()
+    per_order = kpis.by_order(current_user, period)
+    shown = kpis.orders_for_page(current_user, per_order, limit=10_000)
+    # One line per order: built whole, so no transaction stays open while it is sent.
+    body = "".join(kpis.kpi_table_csv(shown, per_order, current_app.config["CURRENCY"]))
+    name = f"kpis-{period.start or 'start'}-{period.end or 'today'}.csv"
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 from app.buyer import balance as _balance_views  # noqa: E402,F401  (registers routes on bp)

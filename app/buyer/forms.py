@@ -1,6 +1,7 @@
 from zoneinfo import ZoneInfo
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField, DateTimeLocalField, IntegerField, SelectField, SelectMultipleField,
     StringField,
@@ -50,6 +51,13 @@ class FilterFields:
     interests = StringField("Interests (any of)", description="e.g. cars, travel")
     max_age_days = IntegerField("Consented within (days)", validators=[Optional(), NumberRange(1, 3650)])
     exclusive_only = BooleanField("Exclusive leads only (sold to no one else)")
+    min_temperature = SelectField("Lead temperature at least", default="", choices=[
+        SelectChoice("", "any (cold and up)"), SelectChoice("warm", "warm (score 40+)"),
+        SelectChoice("hot", "hot (score 70+)")])
+    min_score = IntegerField("Minimum score (0–100)", validators=[Optional(), NumberRange(0, 100)],
+                             description="Points for contacts and demographics (35), freshness "
+                                         "(30, fading over 90 days), intent answers (20) and "
+                                         "the seller's record (15).")
 
     def filters_dict(self) -> dict:
         return {
@@ -59,6 +67,7 @@ class FilterFields:
             "marital_statuses": self.marital_statuses.data or [],
             "employed": self.employed.data or None, "interests": _split(self.interests.data),
             "max_age_days": self.max_age_days.data, "exclusive_only": self.exclusive_only.data,
+            "min_score": self.min_score.data, "min_temperature": self.min_temperature.data or None,
         }
 
 
@@ -139,3 +148,17 @@ class TopUpForm(FlaskForm):
 
 class WithdrawForm(FlaskForm):
     amount = AmountField("Amount to withdraw", validators=[DataRequired()])
+class OutcomeForm(FlaskForm):
+    """What became of one delivered lead."""
+
+    status = SelectField("Outcome", choices=[
+        SelectChoice("contacted"), SelectChoice("converted"), SelectChoice("bad")])
+    revenue = StringField("Revenue", description="For converted leads: what the customer "
+                                                 "brought you (your gross margin).")
+
+    def validate_revenue(self, field):
+        _money(field, required=False)
+
+
+class OutcomesUploadForm(FlaskForm):
+    file = FileField("Outcomes CSV", validators=[FileRequired()])

@@ -19,6 +19,7 @@ from app.models.orders import (
     Sale,
     WebhookDelivery,
 )
+from app.models.outcomes import OutcomeStatus, SaleOutcome
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.payments import (
     CardRefund,
@@ -43,6 +44,8 @@ __all__ = [
     "PersonClaim",
     "Sale",
     "WebhookDelivery",
+    "OutcomeStatus",
+    "SaleOutcome",
     "AccountKind",
     "ApiKey",
     "AuditEvent",

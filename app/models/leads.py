@@ -85,6 +85,9 @@ class Batch(db.Model):
     risk_signals: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(sa.JSON)
     risk_assessed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     risk_leads: Mapped[Optional[int]] = mapped_column(sa.Integer)  # leads it looked at
+    # The seller's record as a lead-score part (services.scoring) when the batch began;
+    # real-time leads of the day take it from here.
+    seller_points: Mapped[int] = mapped_column(sa.SmallInteger, default=8, server_default="8")
 
     seller: Mapped[User] = relationship()
 
@@ -149,6 +152,11 @@ class Lead(db.Model):
     cap: Mapped[int] = mapped_column(sa.Integer, default=1)
     sold_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The lead score's parts that do not decay (services.scoring): the lead's own
+    # completeness and intent, fixed at ingest, and its seller's record, refreshed
+    # periodically for unsold inventory. Freshness is added at query time from consent_at.
+    score_base: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
+    seller_points: Mapped[int] = mapped_column(sa.SmallInteger, default=8, server_default="8")
 
     batch: Mapped[Batch] = relationship()
 

@@ -97,6 +97,14 @@ class Sale(db.Model):
         sa.Index("ix_sales_unreleased", "created_at",
                  sqlite_where=sa.text("released_at IS NULL"),
                  postgresql_where=sa.text("released_at IS NULL")),
+        # KPI aggregates read these indexes alone (covering): a buyer's sales in a date
+        # range by order or region, and the market's recent sales (services.kpis,
+        # market_stats), so a page never joins a million leads.
+        sa.Index("ix_sales_buyer_id_created_at", "buyer_id", "created_at", "order_id", "price",
+                 "region"),
+        sa.Index("ix_sales_created_at_cover", "created_at", "region", "seller_id", "price",
+                 "commission"),
+        sa.Index("ix_sales_batch_id_cover", "batch_id", "price", "seller_share"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
@@ -112,6 +120,10 @@ class Sale(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     # When the seller's share moved from pending to available (the return window closed).
     released_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # The lead's region and batch, copied at the sale: prices by region and a seller's
+    # per-batch figures without joining the leads.
+    region: Mapped[Optional[str]] = mapped_column(sa.String(8))
+    batch_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("batches.id"))
 
     order: Mapped[Order] = relationship()
     lead: Mapped[Lead] = relationship()

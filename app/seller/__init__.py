@@ -1,4 +1,5 @@
-"""Seller area: dashboard, batch upload with column mapping, live progress, reports."""
+"""Seller area: dashboard, batch upload with column mapping, live progress, reports,
+and per batch what sold, at what prices, returns and buyers' (anonymous) feedback."""
 from flask import (
     Blueprint, Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
@@ -12,7 +13,7 @@ from app.extensions import db
 from app.formatting import money_input
 from app.models import Batch, Role
 from app.seller.forms import ConfirmUploadForm, UploadForm
-from app.services import ledger
+from app.services import ledger, market_stats
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELDS
 from app.tasks import dispatch, process_batch
@@ -33,7 +34,8 @@ def dashboard():
         "seller/dashboard.html",
         balance=ledger.balance_for(current_user),
         statement=ledger.statement_for(current_user, limit=20),
-        batches=batches, sales=reports.sales_by_batch([b.id for b in batches]),
+        batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
+        feedback=market_stats.seller_feedback(current_user),
     )
 
 
@@ -41,7 +43,7 @@ def dashboard():
 def batches():
     batches = _recent_batches(200)
     return render_template("seller/batches.html", batches=batches,
-                           sales=reports.sales_by_batch([b.id for b in batches]))
+                           sales=market_stats.batch_sales([b.id for b in batches]))
 
 
 def _last_terms() -> dict:
@@ -137,10 +139,12 @@ def batch_progress(batch_id: int):
 
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
-        return {"counts": [], "preview": [], "sold": (0, 0)}
+        return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
+                "temperatures": {}}
     return {"counts": reports.rejection_counts(batch),
             "preview": reports.rejection_preview(batch),
-            "sold": reports.sales_by_batch([batch.id]).get(batch.id, (0, 0))}
+            "stats": market_stats.batch_sales([batch.id])[batch.id],
+            "temperatures": market_stats.batch_temperatures(batch)}
 
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")

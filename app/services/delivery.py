@@ -6,20 +6,28 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
-from app.models import Lead, Order, Sale
+from app.formatting import money_input
+from app.models import Lead, Order, Sale, SaleOutcome
+from app.services import scoring
 from app.services.exports import csv_lines
 from app.services.crypto import current_vault
 
 CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email", "phone",
                "age", "gender", "region", "country", "marital_status", "employed", "interests",
                "budget", "authority", "need", "timeframe", "consent_at", "source_url",
-               "consent_text", "ip", "lead_id"]
+               "consent_text", "ip", "lead_id",
+               # Added later, so at the end: imports written for the columns above still work.
+               "score", "temperature", "outcome", "revenue"]
 # Validated values that cannot start a formula; left as they are for CRM imports.
 TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at", "consent_at"))
 
 
-def sale_record(sale: Sale, lead: Lead) -> dict:
+def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> dict:
+    """The sale as its buyer receives it. The score is the lead's as of the sale (what
+    the order's min_score was checked against), not today's faded one."""
     contact = current_vault().open_contact(lead.contact_enc)
+    score = scoring.score_at(lead.score_base + lead.seller_points, lead.consent_at,
+                             sale.created_at)
     return {
         "sale_id": sale.id, "order_id": sale.order_id, "price": sale.price,
         "currency": current_app.config["CURRENCY"], "sold_at": sale.created_at.isoformat(),
@@ -33,28 +41,35 @@ def sale_record(sale: Sale, lead: Lead) -> dict:
             "authority": lead.authority, "need": lead.need, "timeframe": lead.timeframe,
             "consent_at": lead.consent_at.isoformat(), "source_url": lead.source_url,
             "consent_text": lead.consent_text, "ip": contact["ip"],
+            "score": score, "temperature": scoring.temperature(score),
             # Erased at the person's request: the contacts above are gone (null).
             "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
         },
+        "outcome": None if outcome is None else {
+            "status": outcome.status.value, "revenue": outcome.revenue,
+            "updated_at": outcome.updated_at.isoformat()},
     }
 
 
 def delivered(order: Order, *, limit: int | None = None, offset: int = 0) -> Iterator[dict]:
     """The order's sales with their leads, oldest first."""
-    query = (sa.select(Sale, Lead).join(Lead, Sale.lead_id == Lead.id)
+    query = (sa.select(Sale, Lead, SaleOutcome).join(Lead, Sale.lead_id == Lead.id)
+             .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id)
              .where(Sale.order_id == order.id).order_by(Sale.id).offset(offset))
     if limit is not None:
         query = query.limit(limit)
-    for sale, lead in db.session.execute(query.execution_options(yield_per=1000)):
-        yield sale_record(sale, lead)
+    for sale, lead, outcome in db.session.execute(query.execution_options(yield_per=1000)):
+        yield sale_record(sale, lead, outcome)
 
 
 def delivered_csv(order: Order) -> Iterator[str]:
     def rows():
         for record in delivered(order):
-            lead = record["lead"]
+            lead, outcome = record["lead"], record["outcome"] or {}
+            revenue = outcome.get("revenue")
             yield [record["sale_id"], record["sold_at"], record["price"],
-                   *[";".join(lead[c]) if c == "interests" else lead[c] for c in CSV_COLUMNS[3:-1]],
-                   lead["id"]]
+                   *[";".join(lead[c]) if c == "interests" else lead[c] for c in CSV_COLUMNS[3:-5]],
+                   lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
+                   None if revenue is None else money_input(revenue)]
 
     return csv_lines(CSV_COLUMNS, rows(), TRUSTED_CSV_COLUMNS)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
-from app.services import accounts, demo_leads, ledger, matching, orders, quality
+from app.services import accounts, demo_leads, ledger, matching, orders, outcomes, quality
 from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
@@ -43,6 +43,8 @@ DEMO_ORDERS = [
     ("insurer@demo.example.com", "Car insurance, California", 350, 60,
      {"regions": ["US-CA"], "age_min": 25, "age_max": 65}),
     ("insurer@demo.example.com", "Health plans, any region", 250, 200, {"require": "phone"}),
+    ("insurer@demo.example.com", "Home insurance, Russia, warm+", 280, 40,
+     {"countries": ["RU"], "min_temperature": "warm"}),
     ("bank@demo.example.com", "Mortgages, exclusive", 600, 40,
      {"exclusive_only": True, "age_min": 30}),
     ("bank@demo.example.com", "Credit cards, women 25-45", 300, 80,
@@ -89,4 +91,40 @@ def load_demo() -> list[DemoLogin]:
         db.session.commit()
         matching.fill_order(order.id)
         db.session.commit()
+    record_demo_outcomes()
     return logins
+
+
+# Order name → (share converted, share bad, revenue range in minor units): orders that
+# differ enough for the KPI page to have something to compare.
+DEMO_OUTCOMES = {
+    "Car insurance, California": (0.22, 0.10, (2_000, 6_000)),
+    "Health plans, any region": (0.08, 0.20, (1_500, 4_000)),
+    "Mortgages, exclusive": (0.30, 0.05, (5_000, 15_000)),
+    "Credit cards, women 25-45": (0.12, 0.12, (1_000, 3_000)),
+    "Home insurance, Russia, warm+": (0.15, 0.08, (3_000, 8_000)),
+}
+
+
+def record_demo_outcomes(seed: int = 7) -> None:
+    """What the demo buyers learned of most of their delivered leads (a fixed seed)."""
+    import random
+
+    from app.models import Order, OutcomeStatus, Sale
+
+    rng = random.Random(seed)
+    for order in db.session.scalars(select(Order).order_by(Order.id)):
+        converted, bad, (low, high) = DEMO_OUTCOMES.get(order.name, (0.1, 0.1, (1_000, 5_000)))
+        entries = []
+        for sale_id in db.session.scalars(select(Sale.id).where(Sale.order_id == order.id)
+                                          .order_by(Sale.id)):
+            draw = rng.random()
+            if draw < converted:
+                entries.append((sale_id, OutcomeStatus.CONVERTED, rng.randrange(low, high, 50)))
+            elif draw < converted + bad:
+                entries.append((sale_id, OutcomeStatus.BAD, None))
+            elif draw < 0.85:  # the rest not called back yet
+                entries.append((sale_id, OutcomeStatus.CONTACTED, None))
+        if entries:
+            outcomes.record_many(order.buyer, entries)
+        db.session.commit()

@@ -32,7 +32,7 @@ from app.models import (
     WebhookDelivery,
 )
 from app.models.types import utcnow
-from app.services import ledger
+from app.services import ledger, scoring
 from app.services.ledger import Posting
 from app.services.orders import Filters, close_order, in_delivery_hours
 from app.services.settlement_batch import sale_key, store_group
@@ -102,14 +102,17 @@ class Candidate:
     cap: int
     sold_count: int
     floor_price: int
+    score_points: int  # the stored score parts; freshness is added as of `now`
     person_hashes: tuple[bytes, ...]
     buyers: set = field(default_factory=set)  # buyers who already have this lead
+    batch_id: Optional[int] = None  # copied onto its sales, for per-batch figures
 
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
                 Lead.interests, Lead.consent_at, Lead.cap, Lead.sold_count, Lead.floor_price,
-                Lead.email_hash, Lead.phone_hash)
+                (Lead.score_base + Lead.seller_points).label("score_points"),
+                Lead.email_hash, Lead.phone_hash, Lead.batch_id)
 
 
 def person_hashes(email_hash: Optional[bytes], phone_hash: Optional[bytes]) -> tuple[bytes, ...]:
@@ -125,8 +128,9 @@ def person_hashes(email_hash: Optional[bytes], phone_hash: Optional[bytes]) -> t
 def _candidates(rows) -> list[Candidate]:
     out = []
     for row in rows:
-        *fields_, email_hash, phone_hash = row
-        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash)))
+        *fields_, email_hash, phone_hash, batch_id = row
+        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
+                             batch_id=batch_id))
     return out
 
 
@@ -224,8 +228,8 @@ class OrderBook:
         genders, regions, countries = _AnyOf(), _AnyOf(), _AnyOf()
         marital, employed, interests = _AnyOf(), _AnyOf(), _AnyOf()
         require = defaultdict(list)
-        exclusive, age_min, age_max, fresh = [], [], [], []
-        no_min, no_max, no_fresh = [], [], []
+        exclusive, age_min, age_max, fresh, score_min = [], [], [], [], []
+        no_min, no_max, no_fresh, no_score = [], [], [], []
         for i, slot in enumerate(ranked):
             f = slot.filters
             genders.add(i, f.genders)
@@ -249,6 +253,10 @@ class OrderBook:
                 no_fresh.append(i)
             else:
                 fresh.append((f.max_age_days, i))
+            if f.score_threshold:
+                score_min.append((f.score_threshold, i))
+            else:
+                no_score.append(i)
         self._genders, self._regions = genders.freeze(size), regions.freeze(size)
         self._countries, self._marital = countries.freeze(size), marital.freeze(size)
         self._employed, self._interests = employed.freeze(size), interests.freeze(size)
@@ -262,6 +270,8 @@ class OrderBook:
         self._fresh = _Bound(size, fresh, no_fresh, maximum=True)
         self._fresh_now: Optional[datetime] = None
         self._fresh_cutoffs: list[datetime] = []
+        # min_score / minimum temperature (SPEC §6): the lead's score as of `now`.
+        self._score_min = _Bound(size, score_min, no_score, maximum=False)
         self._who: dict = {}  # (region, country, gender) -> orders that accept it
         self._what: dict = {}  # (email, phone, marital, employed, exclusive) -> orders
         self._ages: dict = {}
@@ -335,6 +345,9 @@ class OrderBook:
             # Fresh enough for an order when consent_at >= now - its window.
             mask &= self._fresh.cumulative[bisect.bisect_right(self._fresh_cutoffs,
                                                                lead.consent_at)]
+        if not self._score_min.unbounded_only:
+            mask &= self._score_min.passing(
+                scoring.score_at(lead.score_points, lead.consent_at, now))
         return mask
 
     def _what_mask(self, email: bool, phone: bool, marital: str, employed: str,
@@ -549,7 +562,8 @@ class Settlement:
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
             price=price, commission=commission, seller_share=price - commission,
-            created_at=now).returning(Sale.id)).scalar_one()
+            created_at=now, region=lead.region, batch_id=lead.batch_id
+        ).returning(Sale.id)).scalar_one()
         postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
                     Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
                             price - commission)]

@@ -20,7 +20,7 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, Lead, Order, OrderStatus, Sale, User
 from app.models.types import utcnow
-from app.services import ledger
+from app.services import ledger, scoring
 from app.services.ledger import Posting
 
 GENDERS = ("f", "m", "other", "unknown")
@@ -74,6 +74,13 @@ class Filters:
     interests: tuple[str, ...] = ()
     max_age_days: Optional[int] = None
     exclusive_only: bool = False
+    min_score: Optional[int] = None  # SPEC §6: 0–100 at the time of the sale
+    min_temperature: Optional[str] = None  # hot, warm or cold (cold = any)
+
+    def __post_init__(self):
+        # The lowest lead score the order takes (0: any); the matcher asks per lead.
+        object.__setattr__(self, "score_threshold",
+                           scoring.threshold(self.min_score, self.min_temperature))
 
     @classmethod
     def parse(cls, data: Optional[Mapping[str, Any]]) -> "Filters":
@@ -115,6 +122,10 @@ class Filters:
         if isinstance(interests, str):
             interests = interests.replace(";", ",").split(",")
         interests = tuple(sorted({str(i).strip().lower() for i in interests if str(i).strip()}))
+        min_temperature = data.get("min_temperature")
+        min_temperature = str(min_temperature).strip().lower() if min_temperature else None
+        if min_temperature is not None and min_temperature not in scoring.TEMPERATURES:
+            _fail("min_temperature", "min_temperature must be hot, warm or cold.")
         exclusive = data.get("exclusive_only", False)
         if isinstance(exclusive, str):
             exclusive = exclusive.strip().lower() in ("1", "true", "yes", "on", "y")
@@ -125,6 +136,8 @@ class Filters:
             employed=employed, interests=interests,
             max_age_days=_int_or_none(data, "max_age_days", 1, 3650),
             exclusive_only=bool(exclusive),
+            min_score=_int_or_none(data, "min_score", 0, scoring.MAX_SCORE) or None,
+            min_temperature=None if min_temperature == "cold" else min_temperature,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +169,9 @@ class Filters:
             return False
         if self.exclusive_only and lead.cap != 1:
             return False
+        if self.score_threshold and (
+                scoring.score_at(lead.score_points, lead.consent_at, now) < self.score_threshold):
+            return False
         return True
 
     def sql_conditions(self, now: datetime) -> list:
@@ -183,6 +199,8 @@ class Filters:
             conditions.append(Lead.consent_at >= now - timedelta(days=self.max_age_days))
         if self.exclusive_only:
             conditions.append(Lead.cap == 1)
+        if self.score_threshold:
+            conditions.append(scoring.min_score_condition(self.score_threshold, now))
         return conditions
 
 

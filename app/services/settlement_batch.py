@@ -253,7 +253,7 @@ def _write(accepted, settlement) -> None:
             entries.append((txn, platform, commission))
         transactions.append((txn, "sale", sale_key(lead.id, slot.id), f"Order #{slot.id}", now))
         sales.append((sale_id, slot.id, lead.id, buyer, seller, price, commission, share, txn,
-                      now))
+                      now, lead.region, lead.batch_id))
         if slot.has_webhook:
             hooks.append((sale_id, slot.id, DeliveryStatus.PENDING.value, 0, now, now))
         per_lead[lead.id] += 1
@@ -274,7 +274,7 @@ def _write(accepted, settlement) -> None:
     bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
-                                 "created_at"), sales)
+                                 "created_at", "region", "batch_id"), sales)
     bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
                                             "next_attempt_at", "created_at"), hooks)
     # Accounts last and in id order, as single fills lock them.

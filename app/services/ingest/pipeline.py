@@ -38,6 +38,7 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
+from app.services import scoring
 from app.services.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -230,14 +231,18 @@ class BatchRun:
     check_suppression: bool = True
     lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
     created_at: Optional[datetime] = None  # the leads' created_at
+    seller_points: int = 8  # the seller's record as a score part (services.scoring)
 
 
 def _run(batch: Batch, path: Path) -> None:
     batch.started_at = batch.started_at or utcnow()
     batch.heartbeat_at = utcnow()
+    if not batch.rows_processed:  # a resumed run keeps the record it started with
+        batch.seller_points = scoring.seller_points_for(batch.seller_id)
     run = BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, batch.rows_processed,
                    check_suppression=db.session.query(SuppressionEntry.id).first() is not None,
-                   lead_status=listing_status_for(batch.seller)[1], created_at=utcnow())
+                   lead_status=listing_status_for(batch.seller)[1], created_at=utcnow(),
+                   seller_points=batch.seller_points)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
     storage = db.session.get_bind().dialect.name
@@ -363,7 +368,7 @@ class DedupeIndex:
 
 LEAD_INSERT_COLUMNS = workers.ACCEPTED_COLUMNS + (
     "batch_id", "seller_id", "status", "cross_seller_duplicate", "floor_price", "cap",
-    "sold_count", "created_at")
+    "sold_count", "created_at", "seller_points")
 REJECTION_INSERT_COLUMNS = ("row_number", "code", "message_enc", "raw_enc", "batch_id")
 
 
@@ -372,7 +377,7 @@ def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
     """A worker's accepted row (Python objects) plus the batch's own columns
     (LEAD_INSERT_COLUMNS)."""
     return accepted + (batch.id, batch.seller_id, status.value, is_cross, batch.floor_price,
-                       batch.cap, 0, utcnow())
+                       batch.cap, 0, utcnow(), batch.seller_points)
 
 
 def _stored_time(when: datetime) -> str:
@@ -433,7 +438,8 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",), leads, {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
-        "created_at": _stored_time(batch.created_at or utcnow())})
+        "created_at": _stored_time(batch.created_at or utcnow()),
+        "seller_points": batch.seller_points})
     insert_ready(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections, {})
     batch.checkpoint = last_row
 

@@ -11,6 +11,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Batch, BatchSource, Lead, User
 from app.models.types import utcnow
+from app.services import scoring
 from app.services.ingest.fields import FIELDS
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -44,7 +45,8 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
         batch = Batch(seller_id=seller.id, source=BatchSource.API, status=batch_status,
                       filename=f"Real-time leads {day}", api_day=day,
                       default_country=terms.default_country, floor_price=terms.floor_price,
-                      cap=terms.cap, mapping={}, started_at=utcnow(), finished_at=utcnow())
+                      cap=terms.cap, mapping={}, started_at=utcnow(), finished_at=utcnow(),
+                      seller_points=scoring.seller_points_for(seller.id))
         db.session.add(batch)
         db.session.flush()
     return batch
@@ -70,7 +72,8 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
         raise LeadRejected(message, code=code)
     _, lead_status = listing_status_for(seller)
     # The lead carries its own terms: each real-time post may set floor and cap.
-    terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0)
+    terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0,
+                             seller_points=batch.seller_points)
     values = dict(zip(LEAD_INSERT_COLUMNS, lead_row(terms_of_lead, row, is_cross, lead_status)))
     values["row_number"] = batch.rows_total + 1
     lead = Lead(**values)

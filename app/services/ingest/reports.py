@@ -40,15 +40,3 @@ def rejections_csv(batch: Batch) -> Iterator[str]:
 
     return csv_lines(["row", "code", "message", *headers], rows())
 
-
-def sales_by_batch(batch_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """batch id → (sales, the seller's earnings in minor units)."""
-    from app.models import Lead, Sale
-
-    if not batch_ids:
-        return {}
-    rows = db.session.execute(
-        sa.select(Lead.batch_id, sa.func.count(Sale.id), sa.func.sum(Sale.seller_share))
-        .join(Sale, Sale.lead_id == Lead.id).where(Lead.batch_id.in_(batch_ids))
-        .group_by(Lead.batch_id))
-    return {batch_id: (count, int(earned or 0)) for batch_id, count, earned in rows}

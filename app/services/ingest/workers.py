@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
+from app.services.scoring import lead_points
 from app.services.ingest.fields import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import RowContext, validate_row
@@ -26,7 +27,7 @@ from app.services.ingest.validate import RowContext, validate_row
 ACCEPTED_COLUMNS = (
     "row_number", "contact_enc", "email_hash", "phone_hash", "has_email", "has_phone", "age",
     "gender", "region", "country", "marital_status", "employed", "interests", "budget",
-    "authority", "need", "timeframe", "consent_at", "source_url", "consent_text",
+    "authority", "need", "timeframe", "consent_at", "source_url", "consent_text", "score_base",
 )
 EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
 INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
@@ -79,6 +80,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
         email, phone = lead.email, lead.phone
         email_hash = dedupe_hash("email", email) if email else None
         phone_hash = dedupe_hash("phone", phone) if phone else None
+        budget, authority = _short(lead.budget), _short(lead.authority)
+        need, timeframe = _short(lead.need), _short(lead.timeframe)
+        score_base = lead_points(
+            has_phone=phone_hash is not None, has_email=email_hash is not None, age=lead.age,
+            gender=lead.gender, region=lead.region, interests=lead.interests,
+            marital_status=lead.marital_status, employed=lead.employed, budget=budget,
+            authority=authority, need=need, timeframe=timeframe)
         interests = lead.interests
         if storage is not None:
             interests = dumps(interests, ensure_ascii=False) if interests else "[]"
@@ -86,10 +94,9 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             number, seal(lead.first_name, lead.last_name, email, phone, lead.ip),
             email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
             lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
-            interests, _short(lead.budget), _short(lead.authority), _short(lead.need),
-            _short(lead.timeframe),
+            interests, budget, authority, need, timeframe,
             stored_time(lead.consent_at) if stored_time else lead.consent_at,
-            lead.source_url, lead.consent_text,
+            lead.source_url, lead.consent_text, score_base,
         ))
     return result
 

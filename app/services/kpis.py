@@ -1,0 +1,316 @@
+"""Buyers' KPIs (SPEC §9), per order and over a date range.
+
+    leads            sales delivered (returned sales would not count; returns do not
+                     exist yet, so none are taken off)
+    spend            what those leads cost, minor units
+    CPL              spend ÷ leads
+    conversions      delivered leads the buyer marked converted
+    CR               conversions ÷ leads
+    CPA              spend ÷ conversions
+    revenue          the revenue the buyer recorded on converted leads: this is the
+                     "gross margin from conversions" of SPEC §9 (the buyer enters
+                     the margin a customer brought, not the exchange)
+    ROI              (revenue − spend) ÷ spend
+
+A range selects leads by the day they were delivered (UTC), and their conversions
+with them (a cohort), so CR and CPA always relate the same leads.
+
+The counting and summing happen in the database (GROUP BY over covering indexes of
+sales and sale_outcomes); Python only divides the few totals, in Decimal: CPL and CPA
+are minor units to two decimals (an average can fall between cents), CR and ROI
+fractions to four. A ratio with nothing to divide by is None (shown as "—").
+"""
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable, Optional
+
+import sqlalchemy as sa
+
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.models import Order, OutcomeStatus, Sale, SaleOutcome, User
+
+CENTS = Decimal("0.01")
+RATIO = Decimal("0.0001")
+MAX_RANGE_DAYS = 3 * 366
+
+
+def _ratio(numerator: int, denominator: int, step: Decimal) -> Optional[Decimal]:
+    if not denominator:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(step, ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Kpis:
+    leads: int = 0
+    spend: int = 0
+    conversions: int = 0
+    revenue: int = 0
+
+    @property
+    def cpl(self) -> Optional[Decimal]:
+        return _ratio(self.spend, self.leads, CENTS)
+
+    @property
+    def conversion_rate(self) -> Optional[Decimal]:
+        return _ratio(self.conversions, self.leads, RATIO)
+
+    @property
+    def cpa(self) -> Optional[Decimal]:
+        return _ratio(self.spend, self.conversions, CENTS)
+
+    @property
+    def roi(self) -> Optional[Decimal]:
+        return _ratio(self.revenue - self.spend, self.spend, RATIO)
+
+    def __add__(self, other: "Kpis") -> "Kpis":
+        return Kpis(self.leads + other.leads, self.spend + other.spend,
+                    self.conversions + other.conversions, self.revenue + other.revenue)
+
+    def as_dict(self) -> dict:
+        """The API shape: integers in minor units, ratios as numbers (or null)."""
+        def number(value: Optional[Decimal]):
+            return None if value is None else float(value)
+
+        return {"leads": self.leads, "spend": self.spend, "cpl": number(self.cpl),
+                "conversions": self.conversions, "conversion_rate": number(self.conversion_rate),
+                "cpa": number(self.cpa), "revenue": self.revenue, "roi": number(self.roi)}
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """Whole UTC days, both ends included; either end may be open."""
+
+    start: Optional[date] = None
+    end: Optional[date] = None
+
+    @classmethod
+    def parse(cls, start: Optional[str], end: Optional[str]) -> "DateRange":
+        def day(text: Optional[str], name: str) -> Optional[date]:
+            if not text:
+                return None
+            try:
+                return date.fromisoformat(str(text).strip()[:10])
+            except ValueError:
+                raise ValidationFailed(f"“{text}” is not a date like 2026-01-31.",
+                                       code="invalid_range", details={"field": name})
+
+        found = cls(day(start, "from"), day(end, "to"))
+        if found.start and found.end:
+            if found.start > found.end:
+                raise ValidationFailed("The range starts after it ends.", code="invalid_range",
+                                       details={"field": "from"})
+            if (found.end - found.start).days > MAX_RANGE_DAYS:
+                raise ValidationFailed(f"A range spans at most {MAX_RANGE_DAYS} days.",
+                                       code="invalid_range", details={"field": "from"})
+        return found
+
+    @classmethod
+    def last_days(cls, days: int, today: Optional[date] = None) -> "DateRange":
+        today = today or datetime.now(timezone.utc).date()
+        return cls(today - timedelta(days=days - 1), today)
+
+    @property
+    def start_at(self) -> Optional[datetime]:
+        return None if self.start is None else datetime.combine(self.start, time(), timezone.utc)
+
+    @property
+    def end_before(self) -> Optional[datetime]:
+        if self.end is None:
+            return None
+        return datetime.combine(self.end + timedelta(days=1), time(), timezone.utc)
+
+    def conditions(self, column) -> list:
+        found = []
+        if self.start_at is not None:
+            found.append(column >= self.start_at)
+        if self.end_before is not None:
+            found.append(column < self.end_before)
+        return found
+
+    def days(self, first: Optional[date] = None) -> list[date]:
+        """Every day of the range (an open start begins at `first`)."""
+        start = self.start or first
+        end = self.end or datetime.now(timezone.utc).date()
+        if start is None or start > end:
+            return []
+        return [start + timedelta(days=i) for i in range(min((end - start).days + 1,
+                                                             MAX_RANGE_DAYS))]
+
+
+def day_of(column):
+    """The UTC day of a stored timestamp, in SQL: a date on PostgreSQL, "YYYY-MM-DD"
+    text on SQLite (which keeps UTC as "YYYY-MM-DD HH:MM:SS…"); `str(day)[:10]` reads
+    either."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.substr(column, 1, 10)
+
+
+def by_order(buyer: User, period: DateRange = DateRange(),
+             order_ids: Optional[Iterable[int]] = None) -> dict[int, Kpis]:
+    """order id → its KPIs over the period, for the buyer's orders that have sales."""
+    order_ids = None if order_ids is None else list(order_ids)
+    sales = (sa.select(Sale.order_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Sale.price), 0))
+             .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
+             .group_by(Sale.order_id))
+    converted = (sa.select(SaleOutcome.order_id, sa.func.count(),
+                           sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
+                 .where(SaleOutcome.buyer_id == buyer.id,
+                        SaleOutcome.status == OutcomeStatus.CONVERTED,
+                        *period.conditions(SaleOutcome.sold_at))
+                 .group_by(SaleOutcome.order_id))
+    if order_ids is not None:
+        sales = sales.where(Sale.order_id.in_(order_ids))
+        converted = converted.where(SaleOutcome.order_id.in_(order_ids))
+    found: dict[int, Kpis] = {}
+    for order_id, leads, spend in db.session.execute(sales):
+        found[order_id] = Kpis(leads=leads, spend=int(spend))
+    for order_id, conversions, revenue in db.session.execute(converted):
+        base = found.get(order_id, Kpis())
+        found[order_id] = Kpis(base.leads, base.spend, conversions, int(revenue))
+    return found
+
+
+def total(per_order: dict[int, Kpis]) -> Kpis:
+    return sum(per_order.values(), Kpis())
+
+
+def for_buyer(buyer: User, period: DateRange = DateRange(),
+              order_id: Optional[int] = None) -> Kpis:
+    """The KPIs of one order, or of all the buyer's orders, over the period."""
+    return total(by_order(buyer, period, None if order_id is None else [order_id]))
+
+
+@dataclass(frozen=True)
+class PageData:
+    """What the KPI page shows, from one grouped scan of the buyer's sales in the
+    period (by order, day and region) and one of its conversions (by order and day)."""
+
+    per_order: dict[int, Kpis]
+    days: list[dict]  # {"day", "leads", "spend", "conversions"} for every day of the period
+    regions: list[dict]  # {"region", "leads", "your_average", "market_average", ...}
+
+
+def page_data(buyer: User, period: DateRange, region_limit: int = 12,
+              market_days: int = 30) -> PageData:
+    day = day_of(Sale.created_at)
+    orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue]
+    by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
+    by_region: dict[Optional[str], list[int]] = {}  # region → [leads, spend]
+    # Plain lists, not Kpis, per row: a big buyer's period groups into thousands of rows.
+    for order_id, sold_on, region, leads, spend in db.session.execute(
+            sa.select(Sale.order_id, day, Sale.region, sa.func.count(), sa.func.sum(Sale.price))
+            .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
+            .group_by(Sale.order_id, day, Sale.region)):
+        spend = int(spend)  # PostgreSQL sums bigints as numeric
+        totals = orders.get(order_id) or orders.setdefault(order_id, [0, 0, 0, 0])
+        totals[0] += leads
+        totals[1] += spend
+        daily = by_day.get(sold_on) or by_day.setdefault(sold_on, [0, 0, 0])
+        daily[0] += leads
+        daily[1] += spend
+        mine = by_region.get(region) or by_region.setdefault(region, [0, 0])
+        mine[0] += leads
+        mine[1] += spend
+    by_day = {str(d)[:10]: totals for d, totals in by_day.items()}
+    out_day = day_of(SaleOutcome.sold_at)
+    for order_id, sold_on, conversions, revenue in db.session.execute(
+            sa.select(SaleOutcome.order_id, out_day, sa.func.count(),
+                      sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
+            .where(SaleOutcome.buyer_id == buyer.id,
+                   SaleOutcome.status == OutcomeStatus.CONVERTED,
+                   *period.conditions(SaleOutcome.sold_at))
+            .group_by(SaleOutcome.order_id, out_day)):
+        totals = orders.setdefault(order_id, [0, 0, 0, 0])
+        totals[2] += conversions
+        totals[3] += int(revenue)
+        by_day.setdefault(str(sold_on)[:10], [0, 0, 0])[2] += conversions
+    per_order = {order_id: Kpis(leads, int(spend), conversions, revenue)
+                 for order_id, (leads, spend, conversions, revenue) in orders.items()}
+    first = min((date.fromisoformat(d) for d in by_day), default=None)
+    days = [{"day": d.isoformat(), "leads": by_day.get(d.isoformat(), [0])[0],
+             "spend": by_day.get(d.isoformat(), [0, 0])[1],
+             "conversions": by_day.get(d.isoformat(), [0, 0, 0])[2]}
+            for d in period.days(first)]
+    top = sorted(by_region.items(), key=lambda item: (-item[1][0], item[0] or ""))[:region_limit]
+    market = market_prices(period, market_days) if top else {}
+    regions = []
+    for region, (leads, spend) in top:
+        market_leads, market_total = market.get(region, (0, 0))
+        regions.append({"region": region or "unknown", "leads": leads,
+                        "your_average": _ratio(int(spend), leads, CENTS),
+                        "market_average": _ratio(market_total, market_leads, CENTS),
+                        "market_leads": market_leads})
+    return PageData(per_order, days, regions)
+
+
+def market_prices(period: DateRange, market_days: int = 30) -> dict[Optional[str], tuple[int, int]]:
+    """region → (sales, sum of prices) over the whole market (all buyers, anonymous),
+    over the period's last `market_days` days at most: recent prices are the
+    reference, and the scan stays bounded however long the period."""
+    from app.services import memo
+
+    end = period.end or datetime.now(timezone.utc).date()
+    start = end - timedelta(days=market_days - 1)
+    recent = DateRange(max(start, period.start) if period.start else start, end)
+    return memo.cached(("market_prices", recent), lambda: {
+        region: (count, int(total_)) for region, count, total_ in db.session.execute(
+            sa.select(Sale.region, sa.func.count(), sa.func.sum(Sale.price))
+            .where(*recent.conditions(Sale.created_at)).group_by(Sale.region))})
+
+
+def orders_for_page(buyer: User, per_order: dict[int, Kpis], limit: int = 50) -> list[Order]:
+    """The orders to compare: those with sales in the period, and the open ones."""
+    from app.models import ACTIVE_ORDER_STATUSES
+
+    return db.session.scalars(
+        sa.select(Order).where(Order.buyer_id == buyer.id, sa.or_(
+            Order.id.in_(list(per_order)), Order.status.in_(ACTIVE_ORDER_STATUSES)))
+        .order_by(Order.id.desc()).limit(limit)).all()
+
+
+def chart_data(orders: list[Order], per_order: dict[int, Kpis], days: list[dict],
+               regions: list[dict]) -> dict:
+    """What static/js/kpi-charts.js draws (money in minor units, rates as fractions)."""
+    def label(order: Order) -> str:
+        return f"#{order.id} {order.name}".strip()
+
+    def number(value):
+        return None if value is None else float(value)
+
+    shown = [o for o in orders if o.id in per_order]
+    return {
+        "days": [d["day"] for d in days],
+        "leads": [d["leads"] for d in days],
+        "spend": [d["spend"] for d in days],
+        "orders": [label(o) for o in shown],
+        "cpl": [number(per_order[o.id].cpl) for o in shown],
+        "conversion_rate": [number(per_order[o.id].conversion_rate) for o in shown],
+        "regions": [r["region"] for r in regions],
+        "your_price": [number(r["your_average"]) for r in regions],
+        "market_price": [number(r["market_average"]) for r in regions],
+    }
+
+
+def kpi_table_csv(orders: list[Order], per_order: dict[int, Kpis], currency: str):
+    """The comparison table as CSV (money in currency units, rates as fractions)."""
+    from app.services.exports import csv_lines
+
+    def money(value) -> Optional[str]:
+        if value is None:
+            return None
+        return str((Decimal(value) / 100).quantize(CENTS, ROUND_HALF_UP))
+
+    def row(order_id, name, k: Kpis):
+        return [order_id, name, k.leads, money(k.spend), money(k.cpl), k.conversions,
+                k.conversion_rate, money(k.cpa), money(k.revenue), k.roi]
+
+    header = ["order_id", "order", "leads", f"spend_{currency}", f"cpl_{currency}",
+              "conversions", "conversion_rate", f"cpa_{currency}", f"revenue_{currency}", "roi"]
+    rows = [row(o.id, o.name, per_order.get(o.id, Kpis())) for o in orders]
+    rows.append(["", "All orders", *row("", "", total(per_order))[2:]])
+    return csv_lines(header, rows)
+

@@ -1,0 +1,198 @@
+"""The numbers sellers and admins decide by (SPEC §7, §8): per batch for a seller,
+the whole marketplace for an admin. Aggregates in the database over indexed columns;
+buyers' feedback reaches sellers only as counts, never with the buyer's identity.
+
+Returns are not recorded yet (a later issue): return counts and rates are 0 here and
+the seller record counts no returns (services.scoring)."""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import (
+    AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Sale, SaleOutcome, User,
+)
+from app.models.types import utcnow
+from app.services import kpis, ledger, scoring
+
+
+PERIODS = (1, 7, 30, 90)  # days the admin page looks back over
+
+
+@dataclass
+class Feedback:
+    """Buyers' outcomes on a set of delivered leads, aggregated."""
+
+    contacted: int = 0
+    converted: int = 0
+    bad: int = 0
+
+    @property
+    def rated(self) -> int:
+        return self.contacted + self.converted + self.bad
+
+    @property
+    def conversion_rate(self) -> Optional[Decimal]:
+        """Converted among the leads buyers rated (not among all sold: most go unrated)."""
+        return kpis._ratio(self.converted, self.rated, kpis.RATIO)
+
+    @property
+    def bad_rate(self) -> Optional[Decimal]:
+        return kpis._ratio(self.bad, self.rated, kpis.RATIO)
+
+    def add(self, status: OutcomeStatus, count: int) -> None:
+        setattr(self, status.value, getattr(self, status.value) + count)
+
+
+@dataclass
+class BatchSales:
+    sold: int = 0
+    revenue: int = 0  # what buyers paid
+    earned: int = 0  # the seller's share
+    min_price: Optional[int] = None
+    max_price: Optional[int] = None
+    returned: int = 0  # returns are not recorded yet
+    feedback: Feedback = field(default_factory=Feedback)
+
+    @property
+    def average_price(self) -> Optional[Decimal]:
+        return kpis._ratio(self.revenue, self.sold, kpis.CENTS)
+
+
+def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
+    """batch id → what its leads sold for, and buyers' feedback on them."""
+    found = {batch_id: BatchSales() for batch_id in batch_ids}
+    if not batch_ids:
+        return found
+    for batch_id, sold, revenue, earned, low, high in db.session.execute(
+            sa.select(Sale.batch_id, sa.func.count(), sa.func.sum(Sale.price),
+                      sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
+                      sa.func.max(Sale.price))
+            .where(Sale.batch_id.in_(batch_ids)).group_by(Sale.batch_id)):
+        found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high)
+    for batch_id, status, count in db.session.execute(
+            sa.select(SaleOutcome.batch_id, SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.batch_id.in_(batch_ids))
+            .group_by(SaleOutcome.batch_id, SaleOutcome.status)):
+        found[batch_id].feedback.add(status, count)
+    return found
+
+
+def batch_temperatures(batch: Batch, now: Optional[datetime] = None) -> dict[str, int]:
+    """How many of the batch's unsold, listed leads are hot, warm and cold right now."""
+    now = now or utcnow()
+    temperature = scoring.temperature_sql(now)
+    counts = dict(db.session.execute(
+        sa.select(temperature, sa.func.count()).where(
+            Lead.batch_id == batch.id, Lead.sold_count < Lead.cap)
+        .group_by(temperature)).all())
+    return {name: counts.get(name, 0) for name in scoring.TEMPERATURES}
+
+
+def seller_feedback(seller: User) -> Feedback:
+    feedback = Feedback()
+    for status, count in db.session.execute(
+            sa.select(SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.seller_id == seller.id).group_by(SaleOutcome.status)):
+        feedback.add(status, count)
+    return feedback
+
+
+@dataclass
+class Marketplace:
+    days: int
+    computed_at: datetime
+    leads_listed: int
+    batches: int
+    sales: int
+    gross: int
+    commission: int
+    commission_total: int
+    orders_open: int
+    orders_quantity: int
+    orders_filled: int
+    orders_completed: int
+    orders_ended: int
+    returns: int
+    regions: list[dict]
+    top_sellers: list[dict]
+    feedback: Feedback
+
+    @property
+    def fill_rate(self) -> Optional[Decimal]:
+        """Leads delivered ÷ leads ordered, over orders placed in the period."""
+        return kpis._ratio(self.orders_filled, self.orders_quantity, kpis.RATIO)
+
+    @property
+    def completion_rate(self) -> Optional[Decimal]:
+        """Orders of the period that ended filled, among those that ended."""
+        return kpis._ratio(self.orders_completed, self.orders_ended, kpis.RATIO)
+
+    @property
+    def return_rate(self) -> Optional[Decimal]:
+        return kpis._ratio(self.returns, self.sales, kpis.RATIO)
+
+
+def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
+    """The marketplace over the last `days`: one grouped scan of the period's sales
+    (by region and seller, over a covering index) and one of its outcomes (by seller
+    and status) give volume, prices by region, top sellers and feedback."""
+    now = now or utcnow()
+    since = now - timedelta(days=days)
+    listed, batch_count = db.session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Batch.accepted), 0), sa.func.count())
+        .where(Batch.created_at >= since)).one()
+    ended = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+    quantity, filled, completed, ended_count = db.session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Order.quantity), 0),
+                  sa.func.coalesce(sa.func.sum(Order.filled), 0),
+                  sa.func.count().filter(Order.status == OrderStatus.FILLED),
+                  sa.func.count().filter(Order.status.in_(ended)))
+        .where(Order.created_at >= since)).one()
+    open_orders = db.session.scalar(sa.select(sa.func.count()).select_from(Order)
+                                    .where(Order.status == OrderStatus.OPEN))
+    regions: dict[Optional[str], list] = {}
+    sellers: dict[int, list[int]] = {}
+    for region, seller_id, count, total, cut, low, high in db.session.execute(
+            sa.select(Sale.region, Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
+                      sa.func.sum(Sale.commission), sa.func.min(Sale.price),
+                      sa.func.max(Sale.price))
+            .where(Sale.created_at >= since).group_by(Sale.region, Sale.seller_id)):
+        r = regions.setdefault(region, [0, 0, low, high])
+        r[0] += count
+        r[1] += int(total)
+        r[2], r[3] = min(r[2], low), max(r[3], high)
+        s = sellers.setdefault(seller_id, [0, 0, 0])
+        s[0] += count
+        s[1] += int(total)
+        s[2] += int(cut)
+    feedback_by_seller: dict[int, Feedback] = {}
+    overall = Feedback()
+    for seller_id, status, count in db.session.execute(
+            sa.select(SaleOutcome.seller_id, SaleOutcome.status, sa.func.count())
+            .where(SaleOutcome.sold_at >= since)
+            .group_by(SaleOutcome.seller_id, SaleOutcome.status)):
+        feedback_by_seller.setdefault(seller_id, Feedback()).add(status, count)
+        overall.add(status, count)
+    best = sorted(sellers.items(), key=lambda item: (-item[1][1], item[0]))[:top]
+    names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
+        User.id.in_([seller_id for seller_id, _ in best]))).all()) if best else {}
+    top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
+                    "sales": count, "gross": gross, "commission": cut, "returns": 0,
+                    "feedback": feedback_by_seller.get(seller_id, Feedback())}
+                   for seller_id, (count, gross, cut) in best]
+    by_volume = sorted(regions.items(), key=lambda item: (-item[1][0], item[0] or ""))[:20]
+    return Marketplace(
+        days=days, computed_at=now, leads_listed=int(listed), batches=batch_count,
+        sales=sum(s[0] for s in sellers.values()), gross=sum(s[1] for s in sellers.values()),
+        commission=sum(s[2] for s in sellers.values()),
+        commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
+        orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
+        orders_completed=completed, orders_ended=ended_count, returns=0,
+        regions=[{"region": region or "unknown", "sales": count,
+                  "average": kpis._ratio(total, count, kpis.CENTS), "min": low, "max": high}
+                 for region, (count, total, low, high) in by_volume],
+        top_sellers=top_sellers, feedback=overall)
