@@ -16,9 +16,9 @@ from app.models import (
 from app.services import demo_leads, ledger, matching, quality, spotchecks
 from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
-from tests.conftest import csrf_token, make_user
+from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import ingest
-from tests.market_helpers import funded_buyer, place, sales_of
+from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 
 
 def _batch(seller, rows: int = 40, **kwargs) -> Batch:
@@ -233,3 +233,16 @@ def test_verdicts_and_decisions_are_in_the_audit_log(app, admin):
 def test_only_admins_reach_the_spot_check_pages(seller_client):
     assert seller_client.get("/admin/quality").status_code == 403
     assert seller_client.get("/admin/quality/checks/1").status_code == 403
+
+
+def test_seller_sees_each_batchs_spot_check_state(app):
+    seller = verified_seller()
+    batch = live_leads(seller, [person(i) for i in range(5)])[0].batch
+    client = app.test_client()
+    log_in(client, seller)
+    assert "none yet" in client.get("/seller/batches").get_data(as_text=True)
+    db.session.add(SpotCheck(batch_id=batch.id, status=SpotCheckStatus.FAILED, seed=1,
+                             lot_size=5, sample_size=5, acceptance_number=0,
+                             defect_rate_bp=500, confidence_bp=9500, plan="standard"))
+    db.session.commit()
+    assert 'text-bg-danger">failed<' in client.get("/seller/batches").get_data(as_text=True)

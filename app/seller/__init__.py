@@ -13,7 +13,7 @@ from app.extensions import db
 from app.formatting import money_input
 from app.models import Batch, Role
 from app.seller.forms import ConfirmUploadForm, UploadForm
-from app.services import ledger, market_stats
+from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELDS
 from app.tasks import dispatch, process_batch
@@ -35,6 +35,7 @@ def dashboard():
         balance=ledger.balance_for(current_user),
         statement=ledger.statement_for(current_user, limit=20),
         batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
+        checks=spotchecks.latest_status_by_batch([b.id for b in batches]),
         feedback=market_stats.seller_feedback(current_user),
     )
 
@@ -43,7 +44,8 @@ def dashboard():
 def batches():
     batches = _recent_batches(200)
     return render_template("seller/batches.html", batches=batches,
-                           sales=market_stats.batch_sales([b.id for b in batches]))
+                           sales=market_stats.batch_sales([b.id for b in batches]),
+                           checks=spotchecks.latest_status_by_batch([b.id for b in batches]))
 
 
 def _last_terms() -> dict:

@@ -397,3 +397,14 @@ def status_label(check: Optional[SpotCheck]) -> str:
     if check is None:
         return "not checked"
     return {"open": "checking", "passed": "passed", "failed": "failed"}[check.status.value]
+
+
+def latest_status_by_batch(batch_ids: list[int]) -> dict[int, SpotCheckStatus]:
+    """Each batch's most recent spot-check state (batches never checked are absent)."""
+    if not batch_ids:
+        return {}
+    latest = (sa.select(SpotCheck.batch_id, sa.func.max(SpotCheck.id).label("id"))
+              .where(SpotCheck.batch_id.in_(batch_ids)).group_by(SpotCheck.batch_id).subquery())
+    return dict(db.session.execute(
+        sa.select(SpotCheck.batch_id, SpotCheck.status).join(latest, latest.c.id == SpotCheck.id)
+    ).all())
