@@ -5,12 +5,13 @@ import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Lead, Role, Sale, SaleOutcome
-from app.services import kpis, ledger, matching
+from app.models import Lead, Role, Sale, SaleOutcome, User
+from app.services import kpis, ledger, market_stats, matching, returns, scoring
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 
@@ -286,3 +287,80 @@ def test_market_figures_are_cached_only_when_configured(app):
         assert memo.cached("k3", compute) == 4  # another key computes its own
     finally:
         app.config["MARKET_STATS_CACHE_SECONDS"] = 0
+
+
+def _returns_of_each_kind(buyer, seller, sales):
+    """One accepted (refunded), one rejected by an admin, one still awaiting the seller."""
+    accepted = returns.open_return(buyer, sales[0], "wrong_number")
+    returns.seller_respond(seller, accepted.id, accept=True)
+    rejected = returns.open_return(buyer, sales[1], "fake")
+    returns.seller_respond(seller, rejected.id, accept=False)
+    returns.admin_decide(make_user(Role.ADMIN), rejected.id, False, note="Consent recorded")
+    returns.open_return(buyer, sales[2], "wrong_number")
+    db.session.commit()
+    return accepted
+
+
+def test_kpis_leave_out_sales_refunded_by_an_accepted_return(app, buyer_client, buyer,
+                                                            api_key_for):
+    seller = verified_seller()
+    order, sales = _market(10, 300, buyer, seller)
+    headers = api_key_for(buyer)
+    buyer_client.post(f"/api/v1/sales/{sales[3]}/outcome", headers=headers,
+                      json={"status": "converted", "revenue": 1_000})
+    whole = {"leads": 10, "spend": 3_000, "cpl": 300.0}
+    accepted = returns.open_return(buyer, sales[0], "wrong_number")
+    rejected = returns.open_return(buyer, sales[1], "fake")
+    returns.seller_respond(seller, rejected.id, accept=False)
+    returns.admin_decide(make_user(Role.ADMIN), rejected.id, False, note="Consent recorded")
+    db.session.commit()
+
+    def api(query=""):
+        body = buyer_client.get(f"/api/v1/kpis{query}", headers=headers).json
+        return {key: body[key] for key in ("leads", "spend", "cpl", "conversions")}
+
+    # A pending and a rejected return change nothing.
+    assert accepted.status.value == "awaiting_seller"
+    assert api() == whole | {"conversions": 1}
+    returns.seller_respond(seller, accepted.id, accept=True)
+    db.session.commit()
+    kept = {"leads": 9, "spend": 2_700, "cpl": 300.0, "conversions": 1}
+    assert api() == kept and api(f"?order_id={order.id}") == kept
+    assert kpis.by_order(buyer)[order.id] == kpis.Kpis(9, 2_700, 1, 1_000)
+    period = kpis.DateRange.last_days(7)
+    data = kpis.page_data(buyer, period)
+    assert data.per_order == {order.id: kpis.Kpis(9, 2_700, 1, 1_000)}
+    assert (data.days[-1]["leads"], data.days[-1]["spend"]) == (9, 2_700)
+    assert [(r["region"], r["leads"], r["your_average"]) for r in data.regions] == [
+        ("US-CA", 9, Decimal("300.00"))]
+    page = buyer_client.get("/buyer/kpis").get_data(as_text=True)
+    row = re.search(rf'<tr data-order-id="{order.id}">(.*?)</tr>', page, re.S).group(1)
+    assert re.findall(r'<td class="num">([^<]*)</td>', row)[:3] == ["9", "$27.00", "$3.00"]
+    assert "counts neither as a lead nor in spend" in page
+
+
+def test_an_order_refunded_whole_shows_no_leads_and_no_region(app, buyer):
+    seller = verified_seller()
+    order, sales = _market(1, 500, buyer, seller)
+    item = returns.open_return(buyer, sales[0], "wrong_number")
+    returns.seller_respond(seller, item.id, accept=True)
+    db.session.commit()
+    assert kpis.for_buyer(buyer) == kpis.Kpis(0, 0, 0, 0)
+    data = kpis.page_data(buyer, kpis.DateRange.last_days(7))
+    assert data.per_order == {order.id: kpis.Kpis()} and data.regions == []
+
+
+def test_sellers_admins_and_the_score_count_accepted_returns(app):
+    seller = verified_seller()
+    order, sales = _market(10, 300, funded_buyer(), seller)
+    buyer = db.session.get(User, order.buyer_id)
+    batch_id = db.session.get(Sale, sales[0]).batch_id
+    assert scoring.seller_records([seller.id])[seller.id]["returned"] == 0
+    _returns_of_each_kind(buyer, seller, sales)
+    assert market_stats.batch_sales([batch_id])[batch_id].returned == 1
+    market = market_stats.marketplace()
+    assert (market.sales, market.returns, market.return_rate) == (10, 1, Decimal("0.1000"))
+    assert [s["returns"] for s in market.top_sellers if s["id"] == seller.id] == [1]
+    record = scoring.seller_records([seller.id])[seller.id]
+    assert (record["sold"], record["returned"]) == (10, 1)
+    assert scoring.seller_records()[seller.id]["returned"] == 1

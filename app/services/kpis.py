@@ -1,8 +1,8 @@
 """Buyers' KPIs (SPEC §9), per order and over a date range.
 
-    leads            sales delivered (returned sales would not count; returns do not
-                     exist yet, so none are taken off)
-    spend            what those leads cost, minor units
+    leads            sales delivered and kept: a sale whose return was accepted is
+                     refunded, so it is neither a lead bought nor money spent
+    spend            what those leads cost (the prices of the sales kept), minor units
     CPL              spend ÷ leads
     conversions      delivered leads the buyer marked converted
     CR               conversions ÷ leads
@@ -16,7 +16,7 @@ A range selects leads by the day they were delivered (UTC), and their conversion
 with them (a cohort), so CR and CPA always relate the same leads.
 
 The counting and summing happen in the database (GROUP BY over covering indexes of
-sales and sale_outcomes); Python only divides the few totals, in Decimal: CPL and CPA
+sales and sale_outcomes, less the few accepted returns, in the same statement); Python only divides the few totals, in Decimal: CPL and CPA
 are minor units to two decimals (an average can fall between cents), CR and ROI
 fractions to four. A ratio with nothing to divide by is None (shown as "—").
 """
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Order, OutcomeStatus, Sale, SaleOutcome, User
+from app.models import Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome, User
 
 CENTS = Decimal("0.01")
 RATIO = Decimal("0.0001")
@@ -149,13 +149,28 @@ def day_of(column):
     return sa.func.substr(column, 1, 10)
 
 
+def kept_sales(buyer: User, period: DateRange, *keys, order_ids: Optional[list[int]] = None):
+    """The buyer's sales of the period grouped by `keys` as (*keys, leads, spend) rows,
+    UNION ALL the sales refunded by an accepted return, grouped alike and negated:
+    adding up the rows of a group gives what the buyer kept. The sales side scans the
+    covering index; the returns side reaches the few accepted returns by buyer."""
+    sold = (sa.select(*keys, sa.func.count(), sa.func.sum(Sale.price))
+            .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at)))
+    refunded = (sa.select(*keys, -sa.func.count(), -sa.func.sum(Sale.price))
+                .select_from(Return).join(Sale, Sale.id == Return.sale_id)
+                .where(Return.buyer_id == buyer.id, Return.status == ReturnStatus.ACCEPTED,
+                       *period.conditions(Sale.created_at)))
+    if order_ids is not None:
+        sold = sold.where(Sale.order_id.in_(order_ids))
+        refunded = refunded.where(Sale.order_id.in_(order_ids))
+    return sa.union_all(sold.group_by(*keys), refunded.group_by(*keys))
+
+
 def by_order(buyer: User, period: DateRange = DateRange(),
              order_ids: Optional[Iterable[int]] = None) -> dict[int, Kpis]:
-    """order id → its KPIs over the period, for the buyer's orders that have sales."""
+    """order id → its KPIs over the period, for the buyer's orders that have sales
+    (an order whose every sale was refunded shows 0 leads)."""
     order_ids = None if order_ids is None else list(order_ids)
-    sales = (sa.select(Sale.order_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Sale.price), 0))
-             .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
-             .group_by(Sale.order_id))
     converted = (sa.select(SaleOutcome.order_id, sa.func.count(),
                            sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
                  .where(SaleOutcome.buyer_id == buyer.id,
@@ -163,11 +178,14 @@ def by_order(buyer: User, period: DateRange = DateRange(),
                         *period.conditions(SaleOutcome.sold_at))
                  .group_by(SaleOutcome.order_id))
     if order_ids is not None:
-        sales = sales.where(Sale.order_id.in_(order_ids))
         converted = converted.where(SaleOutcome.order_id.in_(order_ids))
-    found: dict[int, Kpis] = {}
-    for order_id, leads, spend in db.session.execute(sales):
-        found[order_id] = Kpis(leads=leads, spend=int(spend))
+    kept: dict[int, list[int]] = {}
+    for order_id, leads, spend in db.session.execute(
+            kept_sales(buyer, period, Sale.order_id, order_ids=order_ids)):
+        totals = kept.setdefault(order_id, [0, 0])
+        totals[0] += leads
+        totals[1] += int(spend)  # PostgreSQL sums bigints as numeric
+    found = {order_id: Kpis(leads=leads, spend=spend) for order_id, (leads, spend) in kept.items()}
     for order_id, conversions, revenue in db.session.execute(converted):
         base = found.get(order_id, Kpis())
         found[order_id] = Kpis(base.leads, base.spend, conversions, int(revenue))
@@ -187,7 +205,8 @@ def for_buyer(buyer: User, period: DateRange = DateRange(),
 @dataclass(frozen=True)
 class PageData:
     """What the KPI page shows, from one grouped scan of the buyer's sales in the
-    period (by order, day and region) and one of its conversions (by order and day)."""
+    period (by order, day and region, less accepted returns) and one of its
+    conversions (by order and day)."""
 
     per_order: dict[int, Kpis]
     days: list[dict]  # {"day", "leads", "spend", "conversions"} for every day of the period
@@ -201,10 +220,9 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
     by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
     by_region: dict[Optional[str], list[int]] = {}  # region → [leads, spend]
     # Plain lists, not Kpis, per row: a big buyer's period groups into thousands of rows.
+    # Refunded sales come as negated rows of the same groups: the sums below take them off.
     for order_id, sold_on, region, leads, spend in db.session.execute(
-            sa.select(Sale.order_id, day, Sale.region, sa.func.count(), sa.func.sum(Sale.price))
-            .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at))
-            .group_by(Sale.order_id, day, Sale.region)):
+            kept_sales(buyer, period, Sale.order_id, day, Sale.region)):
         spend = int(spend)  # PostgreSQL sums bigints as numeric
         totals = orders.get(order_id) or orders.setdefault(order_id, [0, 0, 0, 0])
         totals[0] += leads
@@ -235,7 +253,8 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
              "spend": by_day.get(d.isoformat(), [0, 0])[1],
              "conversions": by_day.get(d.isoformat(), [0, 0, 0])[2]}
             for d in period.days(first)]
-    top = sorted(by_region.items(), key=lambda item: (-item[1][0], item[0] or ""))[:region_limit]
+    top = sorted(((region, totals) for region, totals in by_region.items() if totals[0]),
+                 key=lambda item: (-item[1][0], item[0] or ""))[:region_limit]
     market = market_prices(period, market_days) if top else {}
     regions = []
     for region, (leads, spend) in top:

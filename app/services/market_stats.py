@@ -2,8 +2,8 @@
 the whole marketplace for an admin. Aggregates in the database over indexed columns;
 buyers' feedback reaches sellers only as counts, never with the buyer's identity.
 
-Returns are not recorded yet (a later issue): return counts and rates are 0 here and
-the seller record counts no returns (services.scoring)."""
+Returns count the ACCEPTED ones (the sale was refunded): one still open, or rejected,
+leaves the sale standing."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Sale, SaleOutcome, User,
+    AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
+    SaleOutcome, User,
 )
 from app.models.types import utcnow
 from app.services import kpis, ledger, scoring
@@ -54,7 +55,7 @@ class BatchSales:
     earned: int = 0  # the seller's share
     min_price: Optional[int] = None
     max_price: Optional[int] = None
-    returned: int = 0  # returns are not recorded yet
+    returned: int = 0  # sales of the batch refunded by an accepted return
     feedback: Feedback = field(default_factory=Feedback)
 
     @property
@@ -73,6 +74,14 @@ def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
                       sa.func.max(Sale.price))
             .where(Sale.batch_id.in_(batch_ids)).group_by(Sale.batch_id)):
         found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high)
+    # From the batches' sales (their index), probing each one's return by sale_id:
+    # bounded by these batches, not by every accepted return of the marketplace.
+    refunded = sa.exists().where(Return.sale_id == Sale.id,
+                                 Return.status == ReturnStatus.ACCEPTED)
+    for batch_id, returned in db.session.execute(
+            sa.select(Sale.batch_id, sa.func.count())
+            .where(Sale.batch_id.in_(batch_ids), refunded).group_by(Sale.batch_id)):
+        found[batch_id].returned = returned
     for batch_id, status, count in db.session.execute(
             sa.select(SaleOutcome.batch_id, SaleOutcome.status, sa.func.count())
             .where(SaleOutcome.batch_id.in_(batch_ids))
@@ -139,7 +148,9 @@ class Marketplace:
 def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
     """The marketplace over the last `days`: one grouped scan of the period's sales
     (by region and seller, over a covering index) and one of its outcomes (by seller
-    and status) give volume, prices by region, top sellers and feedback."""
+    and status) give volume, prices by region, top sellers and feedback. Returns are
+    the accepted returns of the period's sales (the same cohort as `sales`, so the
+    return rate is the share of them refunded)."""
     now = now or utcnow()
     since = now - timedelta(days=days)
     listed, batch_count = db.session.execute(
@@ -169,6 +180,11 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         s[0] += count
         s[1] += int(total)
         s[2] += int(cut)
+    returned = dict(db.session.execute(
+        sa.select(Sale.seller_id, sa.func.count()).select_from(Return)
+        .join(Sale, Sale.id == Return.sale_id)
+        .where(Return.status == ReturnStatus.ACCEPTED, Sale.created_at >= since)
+        .group_by(Sale.seller_id)).all())
     feedback_by_seller: dict[int, Feedback] = {}
     overall = Feedback()
     for seller_id, status, count in db.session.execute(
@@ -181,7 +197,8 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
     names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
         User.id.in_([seller_id for seller_id, _ in best]))).all()) if best else {}
     top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
-                    "sales": count, "gross": gross, "commission": cut, "returns": 0,
+                    "sales": count, "gross": gross, "commission": cut,
+                    "returns": returned.get(seller_id, 0),
                     "feedback": feedback_by_seller.get(seller_id, Feedback())}
                    for seller_id, (count, gross, cut) in best]
     by_volume = sorted(regions.items(), key=lambda item: (-item[1][0], item[0] or ""))[:20]
@@ -191,7 +208,8 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         commission=sum(s[2] for s in sellers.values()),
         commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
-        orders_completed=completed, orders_ended=ended_count, returns=0,
+        orders_completed=completed, orders_ended=ended_count,
+        returns=sum(returned.values()),
         regions=[{"region": region or "unknown", "sales": count,
                   "average": kpis._ratio(total, count, kpis.CENTS), "min": low, "max": high}
                  for region, (count, total, low, high) in by_volume],

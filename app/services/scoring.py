@@ -12,8 +12,8 @@ score (0–100) = completeness (≤ 35) + intent (≤ 20) + freshness (≤ 30) +
   7 within 60, 3 within 90, then 0;
 - seller: 15 × the mean of three signals of the seller's record, each smoothed toward
   0.5 by pseudo-observations so a seller without a record scores a neutral 8:
-  acceptance (accepted rows of all uploads), no returns (sales not returned; no
-  returns exist yet, so this rises with clean sales), and buyers' feedback on its
+  acceptance (accepted rows of all uploads), no returns (sales not refunded by an
+  accepted return; open and rejected returns do not count), and buyers' feedback on its
   delivered leads (converted 1, contacted 0.5, bad 0).
 
 Temperature: hot ≥ 70, warm 40–69, cold < 40.
@@ -156,11 +156,12 @@ def temperature_sql(now: datetime):
 
 
 def seller_records(seller_ids: Optional[list[int]] = None) -> dict[int, dict]:
-    """Each seller's record, by aggregates: rows/accepted of uploads, sales, outcomes."""
+    """Each seller's record, by aggregates: rows/accepted of uploads, sales, accepted
+    returns, outcomes."""
     import sqlalchemy as sa
 
     from app.extensions import db
-    from app.models import Batch, Role, Sale, SaleOutcome, User
+    from app.models import Batch, Return, ReturnStatus, Role, Sale, SaleOutcome, User
 
     def scoped(query, column):
         return query.where(column.in_(seller_ids)) if seller_ids is not None else query
@@ -180,6 +181,12 @@ def seller_records(seller_ids: Optional[list[int]] = None) -> dict[int, dict]:
             sa.select(Sale.seller_id, sa.func.count()).group_by(Sale.seller_id), Sale.seller_id)):
         if sid in records:
             records[sid]["sold"] = sold
+    for sid, returned in db.session.execute(scoped(
+            sa.select(Return.seller_id, sa.func.count())
+            .where(Return.status == ReturnStatus.ACCEPTED).group_by(Return.seller_id),
+            Return.seller_id)):
+        if sid in records:
+            records[sid]["returned"] = returned
     for sid, status, count in db.session.execute(scoped(
             sa.select(SaleOutcome.seller_id, SaleOutcome.status, sa.func.count())
             .group_by(SaleOutcome.seller_id, SaleOutcome.status), SaleOutcome.seller_id)):
