@@ -98,3 +98,7 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate
+
+    from app.services.returns import REASON_LABELS
+
+    app.jinja_env.filters["return_reason"] = lambda reason: REASON_LABELS[reason]

@@ -11,9 +11,11 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Lead, Role, Sale, SaleOutcome, User
-from app.services import kpis, ledger, market_stats, matching, returns, scoring
+from app.services import kpis, ledger, market_stats, matching, outcomes, returns, scoring
 from tests.conftest import csrf_token, log_in, make_user
-from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
+from tests.market_helpers import (
+    funded_buyer, live_leads, person, place, sales_of, verified_seller,
+)
 
 
 def _market(count: int, price: int, buyer=None, seller=None, name: str = "", **person_fields):
@@ -364,3 +366,20 @@ def test_sellers_admins_and_the_score_count_accepted_returns(app):
     record = scoring.seller_records([seller.id])[seller.id]
     assert (record["sold"], record["returned"]) == (10, 1)
     assert scoring.seller_records()[seller.id]["returned"] == 1
+
+
+def test_a_refunded_lead_takes_its_conversion_out_of_the_kpis(app):
+    seller = verified_seller()
+    buyer = funded_buyer(100_000)
+    live_leads(seller, [person(i) for i in range(4)])
+    order = place(buyer, 500, 4)
+    matching.fill_order(order.id)
+    db.session.commit()
+    sales = sales_of(order)
+    outcomes.record(buyer, sales[0].id, "converted", 9000)
+    outcomes.record(buyer, sales[1].id, "converted", 1000)
+    item = returns.open_return(buyer, sales[0].id, "fake")
+    returns.seller_respond(seller, item.id, accept=True)
+    db.session.commit()
+    got = kpis.by_order(buyer, kpis.DateRange.last_days(30))[order.id]
+    assert (got.leads, got.spend, got.conversions, got.revenue) == (3, 1500, 1, 1000)

@@ -169,3 +169,16 @@ def test_buyer_without_notices_sees_no_alert(app, client):
     buyer = funded_buyer()
     log_in(client, buyer)
     assert 'id="erasure-alert"' not in client.get("/buyer/").get_data(as_text=True)
+
+
+def test_erasure_by_email_also_refuses_the_phone_their_leads_carried(app):
+    seller = verified_seller()
+    live_leads(seller, [person(5, email="only.email@mail.example.com", phone="+1 415 555 0005")])
+    privacy.erase(privacy.identify(email="only.email@mail.example.com"), reason="request",
+                  actor=None)
+    db.session.commit()
+    again = ingest(seller, csv_bytes([person(6, email="new.address@mail.example.com",
+                                             phone="+1 415 555 0005")]))
+    assert again.accepted == 0
+    assert db.session.scalar(sa.select(Rejection.code).where(Rejection.batch_id == again.id)) \
+        == "suppressed"

@@ -206,3 +206,16 @@ def test_admin_decides_contested_returns_in_the_queue(app, admin_client):
     db.session.refresh(item)
     assert item.status is ReturnStatus.ACCEPTED and item.decided_by == "admin"
     assert ledger.reconcile().ok
+
+
+def test_order_page_shows_returned_leads_and_the_refund(app):
+    seller, buyer, order, sales = _market(count=3)
+    item = returns.open_return(buyer, sales[0].id, "fake")
+    returns.seller_respond(seller, item.id, accept=True)
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert "1 returned, $10.00 back on your balance" in page
+    assert f"/buyer/sales/{sales[0].id}/return" not in page  # no second return offered
+    assert f"/buyer/sales/{sales[1].id}/return" in page

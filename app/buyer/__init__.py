@@ -18,6 +18,8 @@ from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
 from app.models import Order, Role
 from app.services import delivery, kpis, ledger, orders, outcomes, privacy, webhooks
+# Aliased: app.buyer.returns is this package's own module of return views.
+from app.services import returns as sale_returns
 from app.tasks import deliver_webhooks, dispatch, fill_order
 
 bp = Blueprint("buyer", __name__)
@@ -36,7 +38,7 @@ def dashboard():
     return render_template(
         "buyer/dashboard.html",
         balance=ledger.balance_for(current_user),
-        statement=ledger.statement_for(current_user, limit=30),
+        statement=ledger.statement_for(current_user, limit=10),
         orders=_my_orders(10),
         erasure_notices=privacy.notices_for(current_user),
     )
@@ -96,8 +98,11 @@ def order_detail(order_id: int):
     page = max(request.args.get("page", 1, type=int), 1)
     change = ChangeOrderForm(data={"price": money_input(order.price),
                                    "quantity": order.quantity, "daily_cap": order.daily_cap})
+    leads = _leads_page(order, page)
     return render_template(
-        "buyer/order.html", order=order, leads=_leads_page(order, page), page=page,
+        "buyer/order.html", order=order, leads=leads, page=page,
+        returns=sale_returns.states_for_sales([r["sale_id"] for r in leads]),
+        refunded=sale_returns.refunded_for_order(order.id),
         page_size=LEADS_PAGE, change_form=change, confirm=ConfirmForm(),
         outcome_form=OutcomeForm(),
         webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),

@@ -37,8 +37,8 @@ def return_sale(sale_id: int):
             elif item.status is ReturnStatus.REJECTED:
                 flash(f"Return refused: {item.decision_note}", "warning")
             else:
-                flash("Return sent to the seller, who has "
-                      f"{item.seller_deadline:%Y-%m-%d %H:%M} UTC to answer.", "info")
+                flash("Return sent to the seller, who can answer until "
+                      f"{item.seller_deadline:%Y-%m-%d %H:%M} UTC.", "info")
             return redirect(url_for("buyer.return_list"))
     return render_template("buyer/return_form.html", sale=sale, existing=existing,
                            reasons=returns.BUYER_REASONS, form=ConfirmForm(),

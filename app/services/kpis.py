@@ -36,6 +36,13 @@ RATIO = Decimal("0.0001")
 MAX_RANGE_DAYS = 3 * 366
 
 
+def _not_refunded():
+    """SQL: the outcome's sale was not refunded by an accepted return (a refunded lead
+    is no lead of the buyer's, so its conversion is not theirs to count either)."""
+    return ~sa.exists().where(Return.sale_id == SaleOutcome.sale_id,
+                              Return.status == ReturnStatus.ACCEPTED)
+
+
 def _ratio(numerator: int, denominator: int, step: Decimal) -> Optional[Decimal]:
     if not denominator:
         return None
@@ -175,7 +182,7 @@ def by_order(buyer: User, period: DateRange = DateRange(),
                            sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
                  .where(SaleOutcome.buyer_id == buyer.id,
                         SaleOutcome.status == OutcomeStatus.CONVERTED,
-                        *period.conditions(SaleOutcome.sold_at))
+                        *period.conditions(SaleOutcome.sold_at), _not_refunded())
                  .group_by(SaleOutcome.order_id))
     if order_ids is not None:
         converted = converted.where(SaleOutcome.order_id.in_(order_ids))
@@ -240,7 +247,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
                       sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
             .where(SaleOutcome.buyer_id == buyer.id,
                    SaleOutcome.status == OutcomeStatus.CONVERTED,
-                   *period.conditions(SaleOutcome.sold_at))
+                   *period.conditions(SaleOutcome.sold_at), _not_refunded())
             .group_by(SaleOutcome.order_id, out_day)):
         totals = orders.setdefault(order_id, [0, 0, 0, 0])
         totals[2] += conversions
@@ -331,5 +338,8 @@ def kpi_table_csv(orders: list[Order], per_order: dict[int, Kpis], currency: str
               "conversions", "conversion_rate", f"cpa_{currency}", f"revenue_{currency}", "roi"]
     rows = [row(o.id, o.name, per_order.get(o.id, Kpis())) for o in orders]
     rows.append(["", "All orders", *row("", "", total(per_order))[2:]])
-    return csv_lines(header, rows)
+    # Every column but the order's name is a number we computed: a negative ROI must
+    # stay a number, not be quoted like a formula.
+    numbers = frozenset(i for i, name in enumerate(header) if name != "order")
+    return csv_lines(header, rows, numbers)
 

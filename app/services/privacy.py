@@ -65,11 +65,23 @@ def _their_leads(person: Person):
     return or_(*conditions)
 
 
+def _with_linked_contacts(person: Person) -> Person:
+    """The person as their leads know them: an email given by the requester brings the
+    phone numbers stored with it (and the other way round), so that uploading the
+    person again under the contact they did not mention is refused as well."""
+    hashes = set(person.hashes)
+    for email_hash, phone_hash in db.session.execute(
+            select(Lead.email_hash, Lead.phone_hash).where(_their_leads(person))):
+        hashes.update(pair for pair in (("email", email_hash), ("phone", phone_hash)) if pair[1])
+    return Person(person.email, person.phone, tuple(sorted(hashes)))
+
+
 def suppress(person: Person, *, reason: str, actor: Optional[User]) -> int:
-    """Put the person on the suppression list and delist their leads; returns how many
-    leads were delisted."""
+    """Put the person (every contact their leads carry) on the suppression list and
+    delist their leads; returns how many leads were delisted."""
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
+    person = _with_linked_contacts(person)
     for kind, value in person.hashes:
         exists = db.session.scalar(select(SuppressionEntry.id).where(
             SuppressionEntry.kind == kind, SuppressionEntry.value_hash == value))
@@ -96,6 +108,7 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
           now: Optional[datetime] = None) -> Erasure:
     """Forget the person everywhere and refuse them from now on."""
     now = now or datetime.now(timezone.utc)
+    person = _with_linked_contacts(person)
     suppress(person, reason=reason, actor=actor)
     lead_ids = db.session.scalars(select(Lead.id).where(_their_leads(person))).all()
     _shred_leads(lead_ids, now)

@@ -27,6 +27,8 @@ BUYER_REASONS = {
     ReturnReason.NOT_MATCHING: "Does not match the order's filters",
     ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
 }
+REASON_LABELS = {**BUYER_REASONS,
+                 ReturnReason.FAILED_SPOT_CHECK: "The batch failed its authenticity check"}
 
 
 def _now(now: Optional[datetime]) -> datetime:
@@ -253,3 +255,19 @@ def require_buyer(user: User) -> None:
         raise Forbidden("Only buyers return leads.", code="not_a_buyer")
 
 
+
+
+def states_for_sales(sale_ids: list[int]) -> dict[int, Return]:
+    """The returns of these sales, by sale id (for a page of delivered leads)."""
+    if not sale_ids:
+        return {}
+    return {item.sale_id: item for item in db.session.scalars(
+        select(Return).where(Return.sale_id.in_(sale_ids)))}
+
+
+def refunded_for_order(order_id: int) -> tuple[int, int]:
+    """How many of the order's leads were refunded, and how much money went back."""
+    count, amount = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(Return.refund), 0))
+        .where(Return.order_id == order_id, Return.status == ReturnStatus.ACCEPTED)).one()
+    return int(count), int(amount)
