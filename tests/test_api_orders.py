@@ -116,3 +116,18 @@ def test_a_batch_going_live_fills_open_orders(client, api_key_for):
     assert response.json["status"] == "live"
     assert client.get(f"/api/v1/orders/{order_id}", headers=api_key_for(buyer)).json["filled"] == 2
     assert ledger.balance_for(seller).pending == 800  # 2 × 500 less 20%
+
+
+def test_estimate_leaves_out_leads_the_buyer_already_has(client, api_key_for):
+    from app.services import matching
+    from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
+
+    seller = verified_seller()
+    live_leads(seller, [person(i) for i in range(4)], cap=3)
+    buyer, other = funded_buyer(), funded_buyer()
+    order = place(buyer, 500, 2)
+    matching.fill_order(order.id)
+    db.session.commit()
+    mine = client.get("/api/v1/estimate", headers=api_key_for(buyer)).get_json()
+    theirs = client.get("/api/v1/estimate", headers=api_key_for(other)).get_json()
+    assert (mine["matching"], theirs["matching"]) == (2, 4)

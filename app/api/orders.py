@@ -124,5 +124,5 @@ def order_leads(page, order_id: int):
 def get_estimate(query):
     """How many live leads match these filters now, and what similar sales cleared at."""
     price = query.pop("price", None)
-    result = orders.estimate(orders.Filters.parse(query), price)
+    result = orders.estimate(orders.Filters.parse(query), price, buyer=api_user())
     return {"matching": result.matching, "clearing_prices": result.clearing_prices}

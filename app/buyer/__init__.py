@@ -58,7 +58,8 @@ def estimate():
     except ValueError:
         price = None  # the price field shows its own error; the count still helps
     try:
-        result = orders.estimate(orders.Filters.parse(form.filters_dict()), price)
+        result = orders.estimate(orders.Filters.parse(form.filters_dict()), price,
+                                 buyer=current_user)
     except DomainError as exc:
         return render_template("buyer/_estimate.html", error=exc.message)
     return render_template("buyer/_estimate.html", estimate=result, price=price)

@@ -403,11 +403,15 @@ class Estimate:
     clearing_prices: dict  # {"count", "min", "median", "max"} of recent similar sales
 
 
-def estimate(filters: Filters, price: Optional[int] = None) -> Estimate:
-    """What an order with these filters would find now, and what similar orders paid."""
+def estimate(filters: Filters, price: Optional[int] = None,
+             buyer: Optional[User] = None) -> Estimate:
+    """What an order with these filters would find now, and what similar orders paid.
+    For a buyer, leads they already bought do not count: no order sells them twice."""
     now = utcnow()
     conditions = [Lead.offered(), Lead.sold_count < Lead.cap,
                   *filters.sql_conditions(now)]
+    if buyer is not None:
+        conditions.append(~sa.exists().where(Sale.lead_id == Lead.id, Sale.buyer_id == buyer.id))
     if price is not None:
         conditions.append(Lead.floor_price <= price)
     if filters.interests:
