@@ -219,3 +219,15 @@ def test_order_page_shows_returned_leads_and_the_refund(app):
     assert "1 returned, $10.00 back on your balance" in page
     assert f"/buyer/sales/{sales[0].id}/return" not in page  # no second return offered
     assert f"/buyer/sales/{sales[1].id}/return" in page
+
+
+def test_a_lead_marked_converted_cannot_be_returned(app):
+    from app.services import outcomes
+
+    seller, buyer, order, sales = _market(count=3)
+    outcomes.record(buyer, sales[0].id, "converted", 5000)
+    with pytest.raises(ValidationFailed) as refused:
+        returns.open_return(buyer, sales[0].id, "fake")
+    assert refused.value.code == "converted_lead"
+    outcomes.record(buyer, sales[0].id, "bad", None)  # a mistake, corrected first
+    assert returns.open_return(buyer, sales[0].id, "fake").status is ReturnStatus.AWAITING_SELLER

@@ -14,8 +14,8 @@ from sqlalchemy import exists, func, or_, select
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
-    OPEN_RETURN_STATUSES, AccountKind, Lead, Order, Return, ReturnReason, ReturnStatus, Sale,
-    User,
+    OPEN_RETURN_STATUSES, AccountKind, Lead, Order, OutcomeStatus, Return, ReturnReason,
+    ReturnStatus, Sale, SaleOutcome, User,
 )
 from app.services import audit, earnings, ledger
 from app.services.ledger import Posting
@@ -67,6 +67,11 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
             code="invalid_reason", details={"field": "reason"})
     if db.session.scalar(select(Return.id).where(Return.sale_id == sale.id)):
         raise Conflict("This lead has already been returned.", code="already_returned")
+    if db.session.scalar(select(SaleOutcome.status).where(SaleOutcome.sale_id == sale.id)) \
+            is OutcomeStatus.CONVERTED:
+        raise ValidationFailed(
+            "You marked this lead converted: a customer is not a bad lead. If that was a "
+            "mistake, change its outcome first.", code="converted_lead")
     closes = sale.created_at + earnings.return_window()
     if now > closes:
         raise ValidationFailed(
