@@ -362,6 +362,8 @@ def test_sellers_admins_and_the_score_count_accepted_returns(app):
     assert market_stats.batch_sales([batch_id])[batch_id].returned == 1
     market = market_stats.marketplace()
     assert (market.sales, market.returns, market.return_rate) == (10, 1, Decimal("0.1000"))
+    # The period's commission is net of the reversed sale, as the ledger's total is.
+    assert market.commission == market.commission_total == 9 * 60
     assert [s["returns"] for s in market.top_sellers if s["id"] == seller.id] == [1]
     record = scoring.seller_records([seller.id])[seller.id]
     assert (record["sold"], record["returned"]) == (10, 1)

@@ -180,11 +180,16 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         s[0] += count
         s[1] += int(total)
         s[2] += int(cut)
-    returned = dict(db.session.execute(
-        sa.select(Sale.seller_id, sa.func.count()).select_from(Return)
-        .join(Sale, Sale.id == Return.sale_id)
-        .where(Return.status == ReturnStatus.ACCEPTED, Sale.created_at >= since)
-        .group_by(Sale.seller_id)).all())
+    returned = {}
+    for seller_id, count, cut in db.session.execute(
+            sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.commission))
+            .select_from(Return).join(Sale, Sale.id == Return.sale_id)
+            .where(Return.status == ReturnStatus.ACCEPTED, Sale.created_at >= since)
+            .group_by(Sale.seller_id)):
+        returned[seller_id] = count
+        # A reversed sale gave its commission back: the period's commission is net of it,
+        # like the all-time figure from the ledger next to it.
+        sellers.setdefault(seller_id, [0, 0, 0])[2] -= int(cut)
     feedback_by_seller: dict[int, Feedback] = {}
     overall = Feedback()
     for seller_id, status, count in db.session.execute(
