@@ -484,15 +484,10 @@ def _refund_refused(card_refund: CardRefund, message: str) -> None:
         return
     card_refund.status = RefundStatus.FAILED
     card_refund.failure_message = message
-    withdrawal = card_refund.withdrawal
-    buyer = db.session.get(User, withdrawal.buyer_id)
-    ledger.post(
-        "withdrawal_reversal",
-        [Posting(ledger.account(AccountKind.PROCESSOR_CLEARING), -card_refund.amount),
-         Posting(ledger.account(AccountKind.BUYER_AVAILABLE, buyer), card_refund.amount)],
-        idempotency_key=f"refund-failed:{card_refund.id}",
-        memo=f"Refund to card refused: {message}"[:500],
-    )
+    buyer = db.session.get(User, card_refund.withdrawal.buyer_id)
+    _back_from_processor("withdrawal_reversal", ledger.account(AccountKind.BUYER_AVAILABLE, buyer),
+                         card_refund.amount, key=f"refund-failed:{card_refund.id}",
+                         memo=f"Refund to card refused: {message}")
     db.session.execute(update(TopUp).where(TopUp.id == card_refund.topup_id)
                        .values(refunded=TopUp.refunded - card_refund.amount)
                        .execution_options(synchronize_session=False))
@@ -666,13 +661,15 @@ def _payout_refused(payout: Payout, message: str) -> None:
     payout.status = PayoutStatus.FAILED
     payout.failure_message = message
     seller = db.session.get(User, payout.seller_id)
-    ledger.post(
-        "payout_reversal",
-        [Posting(ledger.account(AccountKind.PROCESSOR_CLEARING), -payout.amount),
-         Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller), payout.amount)],
-        idempotency_key=f"payout-failed:{payout.id}",
-        memo=f"Payout refused: {message}"[:500],
-    )
+    _back_from_processor("payout_reversal", ledger.account(AccountKind.SELLER_AVAILABLE, seller),
+                         payout.amount, key=f"payout-failed:{payout.id}",
+                         memo=f"Payout refused: {message}")
+
+
+def _back_from_processor(kind: str, account, amount: int, *, key: str, memo: str) -> None:
+    """Stripe refused to send money out: it goes back to the account it left."""
+    ledger.post(kind, [Posting(ledger.account(AccountKind.PROCESSOR_CLEARING), -amount),
+                       Posting(account, amount)], idempotency_key=key, memo=memo[:500])
 
 
 def payouts_for(seller: User, limit: int = 50) -> list[Payout]:

@@ -81,7 +81,11 @@ def suppress(person: Person, *, reason: str, actor: Optional[User]) -> int:
     delist their leads; returns how many leads were delisted."""
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
-    person = _with_linked_contacts(person)
+    return _suppress(_with_linked_contacts(person), reason, actor)
+
+
+def _suppress(person: Person, reason: str, actor: Optional[User]) -> int:
+    """`suppress` for a person already expanded to their linked contacts."""
     for kind, value in person.hashes:
         exists = db.session.scalar(select(SuppressionEntry.id).where(
             SuppressionEntry.kind == kind, SuppressionEntry.value_hash == value))
@@ -107,9 +111,11 @@ class Erasure:
 def erase(person: Person, *, reason: str, actor: Optional[User],
           now: Optional[datetime] = None) -> Erasure:
     """Forget the person everywhere and refuse them from now on."""
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
     now = now or datetime.now(timezone.utc)
     person = _with_linked_contacts(person)
-    suppress(person, reason=reason, actor=actor)
+    _suppress(person, reason, actor)
     lead_ids = db.session.scalars(select(Lead.id).where(_their_leads(person))).all()
     _shred_leads(lead_ids, now)
     rejections = _shred_rejections(person)
@@ -171,8 +177,10 @@ def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
     sales = db.session.execute(
         select(Sale.id, Sale.buyer_id, Sale.order_id, Order.webhook_url)
         .join(Order, Order.id == Sale.order_id).where(Sale.lead_id.in_(lead_ids))).all()
+    already_told = set(db.session.scalars(select(ErasureNotice.sale_id).where(
+        ErasureNotice.sale_id.in_([sale_id for sale_id, _, _, _ in sales]))))
     for sale_id, buyer_id, order_id, webhook_url in sales:
-        if db.session.scalar(select(ErasureNotice.id).where(ErasureNotice.sale_id == sale_id)):
+        if sale_id in already_told:
             continue
         db.session.add(ErasureNotice(buyer_id=buyer_id, sale_id=sale_id, order_id=order_id,
                                      created_at=now))
