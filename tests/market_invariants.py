@@ -6,7 +6,10 @@ from typing import Optional
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import AccountKind, Lead, LedgerAccount, Order, OrderStatus, Sale, User
+from app.models import (
+    AccountKind, Lead, LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderStatus, Sale,
+    User,
+)
 from app.services import ledger, orders
 from app.services.matching import person_hashes
 
@@ -64,4 +67,33 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
         seller_share[sale.seller_id] += sale.seller_share
     for seller_id, share in seller_share.items():
         assert ledger.balance_for(db.session.get(User, seller_id)).pending == share
+    assert_sales_on_ledger(sales)
     assert ledger.reconcile().ok
+
+
+def assert_sales_on_ledger(sales: list[Sale]) -> None:
+    """Each sale names a sale transaction, and each sale transaction holds exactly
+    what its sales moved: the price out of the buyer's hold, the share into the
+    seller's pending balance, the commission to the platform."""
+    accounts = {a.id: a for a in db.session.scalars(sa.select(LedgerAccount))}
+    expected: dict[int, Counter] = defaultdict(Counter)
+    for sale in sales:
+        assert sale.ledger_transaction_id is not None
+        moved = expected[sale.ledger_transaction_id]
+        moved[(AccountKind.BUYER_HELD, sale.buyer_id)] -= sale.price
+        moved[(AccountKind.SELLER_PENDING, sale.seller_id)] += sale.seller_share
+        moved[(AccountKind.PLATFORM_COMMISSION, None)] += sale.commission
+    sale_transactions = set(db.session.scalars(
+        sa.select(LedgerTransaction.id).where(LedgerTransaction.kind == "sale")))
+    assert sale_transactions == set(expected)
+    actual: dict[int, Counter] = defaultdict(Counter)
+    for transaction_id, account_id, amount in db.session.execute(
+            sa.select(LedgerEntry.transaction_id, LedgerEntry.account_id, LedgerEntry.amount)
+            .where(LedgerEntry.transaction_id.in_(sale_transactions))):
+        account = accounts[account_id]
+        actual[transaction_id][(account.kind, account.user_id)] += amount
+    def nonzero(amounts: Counter) -> dict:
+        return {key: amount for key, amount in amounts.items() if amount}
+
+    for transaction_id, moved in expected.items():
+        assert nonzero(actual[transaction_id]) == nonzero(moved), transaction_id
