@@ -943,6 +943,13 @@ def profile(small: Path, args, stamp: str) -> int:
 
 
 # =====================================================================================
+def _app_chunk_rows() -> int:
+    sys.path.insert(0, str(ROOT))
+    from config import Config
+
+    return Config.INGEST_CHUNK_ROWS
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -951,7 +958,8 @@ def main() -> int:
                              "(default 100,000; rows/10 when --rows is not larger)")
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--chunk", type=int, default=5000)
+    parser.add_argument("--chunk", type=int, default=_app_chunk_rows(),
+                        help="INGEST_CHUNK_ROWS (default: the app's own default)")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL (COPY and real)")
     parser.add_argument("--pg-dir", default="/tmp/leadx-bench-pg")
     parser.add_argument("--pg-port", type=int, default=55433)
