@@ -106,6 +106,10 @@ def _pct(share: float) -> str:
     return f"{share * 100:.1f}%" if share < 0.1 else f"{share * 100:.0f}%"
 
 
+def _pct_of(part: int, whole: int) -> str:
+    return _pct(part / whole if whole else 0)
+
+
 def share_signal(code: str, count: int, total: int, sentence: str, *,
                  expected: float = 0.0) -> Signal:
     """A signal whose measure is `count` of `total`; `expected` is subtracted from the
@@ -454,7 +458,7 @@ def _signals(scan: Scan, times: ConsentTimes, history: DuplicateHistory,
              phones_seen: int) -> list[Signal]:
     signals = [
         share_signal("disposable_email", scan.disposable, scan.emails,
-                     f"{scan.disposable} of {scan.emails} email addresses ({_pct(scan.disposable / scan.emails if scan.emails else 0)}) "
+                     f"{scan.disposable} of {scan.emails} email addresses ({_pct_of(scan.disposable, scan.emails)}) "
                      f"are at throwaway-inbox services"
                      + (f" ({_examples(scan.disposable_domains)})" if scan.disposable else "")
                      + "; genuine sign-ups show about 1%."),
@@ -464,51 +468,51 @@ def _signals(scan: Scan, times: ConsentTimes, history: DuplicateHistory,
     signals.append(share_signal(
         "sequential_phones", sequential, sampled,
         f"{sequential} of {sampled} phone numbers{' looked at' if sampled < phones_seen else ''} "
-        f"({_pct(sequential / sampled if sampled else 0)}) sit in runs of {SEQUENCE_RUN} or more "
+        f"({_pct_of(sequential, sampled)}) sit in runs of {SEQUENCE_RUN} or more "
         "consecutive numbers (…01, …02, …03), as a generator writes them; real people's "
         "numbers are scattered."))
     signals.append(share_signal(
         "repeated_digit_phones", scan.patterned, scan.phones,
         f"{scan.patterned} of {scan.phones} phone numbers "
-        f"({_pct(scan.patterned / scan.phones if scan.phones else 0)}) end in a pattern such as "
+        f"({_pct_of(scan.patterned, scan.phones)}) end in a pattern such as "
         "777-7777 or 123-4567, which few real lines have."))
     signals.append(share_signal(
         "identical_consent", times.shared_second, times.timed,
         f"{times.shared_second} of {times.timed} consents "
-        f"({_pct(times.shared_second / times.timed if times.timed else 0)}) share their exact "
+        f"({_pct_of(times.shared_second, times.timed)}) share their exact "
         f"second with another lead; spread as these are, chance explains about "
         f"{_pct(times.expected_shared)}.", expected=times.expected_shared))
     signals.append(share_signal(
         "clustered_consent", times.in_bursts, times.timed,
         f"{times.in_bursts} of {times.timed} consents "
-        f"({_pct(times.in_bursts / times.timed if times.timed else 0)}) fall in bursts of more "
+        f"({_pct_of(times.in_bursts, times.timed)}) fall in bursts of more "
         f"than {times.burst_threshold} within 10 minutes, far above this batch's own pace."))
     signals.append(share_signal(
         "night_consent", scan.night, scan.clocked,
-        f"{scan.night} of {scan.clocked} consents ({_pct(scan.night / scan.clocked if scan.clocked else 0)}) "
+        f"{scan.night} of {scan.clocked} consents ({_pct_of(scan.night, scan.clocked)}) "
         "were given between 01:00 and 05:00 in the lead's own region; genuine traffic has "
         "about 5% then."))
     total_consents = times.timed + times.midnight
     signals.append(share_signal(
         "consent_without_time", times.midnight, total_consents,
         f"{times.midnight} of {total_consents} consents "
-        f"({_pct(times.midnight / total_consents if total_consents else 0)}) have a date but no "
+        f"({_pct_of(times.midnight, total_consents)}) have a date but no "
         "time of day, which weakens them as evidence (and hides them from the time checks)."))
     signals.append(share_signal(
         "implausible_demographics", scan.implausible, scan.aged,
-        f"{scan.implausible} of {scan.aged} leads ({_pct(scan.implausible / scan.aged if scan.aged else 0)}) "
+        f"{scan.implausible} of {scan.aged} leads ({_pct_of(scan.implausible, scan.aged)}) "
         "have a combination real populations almost never show"
         + (f" ({', '.join(DEMOGRAPHIC_REASONS[r] for r, _ in scan.demographic_reasons.most_common())})"
            if scan.implausible else "") + "."))
     signals.append(share_signal(
         "non_name", scan.bad_names, scan.named,
-        f"{scan.bad_names} of {scan.named} names ({_pct(scan.bad_names / scan.named if scan.named else 0)}) "
+        f"{scan.bad_names} of {scan.named} names ({_pct_of(scan.bad_names, scan.named)}) "
         "are not names"
         + (f" ({', '.join(NAME_REASONS[r] for r, _ in scan.name_reasons.most_common())})"
            if scan.bad_names else "") + "."))
     signals.append(share_signal(
         "cross_seller_duplicates", scan.cross, scan.leads,
-        f"{scan.cross} of {scan.leads} leads ({_pct(scan.cross / scan.leads if scan.leads else 0)}) "
+        f"{scan.cross} of {scan.leads} leads ({_pct_of(scan.cross, scan.leads)}) "
         "are people another seller already listed: resold or scraped lists show up this way."))
     baseline = history.baseline
     rate = history.batch_duplicates / history.batch_rows if history.batch_rows else 0.0

@@ -16,8 +16,8 @@ conditions as a single fill, checked again by the database's CHECK constraints),
 upsert for person claims, and COPY for ledger transactions, entries, sales and
 webhook deliveries, whose ids are handed out in advance. The ledger gets one
 transaction per order in the group, its entries summed per account (one transaction
-per sale would write four ledger rows per sale, the most expensive part of a group). On SQLite (one writer at a
-time, no network) the same statements run as executemany.
+per sale would write four ledger rows per sale, the most expensive part of a group).
+On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 import json
 from collections import Counter, defaultdict
@@ -252,14 +252,13 @@ def _write(accepted, settlement) -> None:
     held_of, pending_of = settlement.account_ids(AccountKind.BUYER_HELD), \
         settlement.account_ids(AccountKind.SELLER_PENDING)
     commission_of = settlement.commission
-    next_sale = iter(sale_ids)
+    taken = 0
     for order_id, fills in by_order.items():
         txn = transaction_ids[order_id]
+        order_sale_ids = sale_ids[taken:taken + len(fills)]
+        taken += len(fills)
         amounts: Counter = Counter()
-        first_sale = None
-        for lead, slot in fills:
-            sale_id = next(next_sale)
-            first_sale = first_sale or sale_id
+        for (lead, slot), sale_id in zip(fills, order_sale_ids):
             price, buyer, seller = slot.price, slot.buyer_id, lead.seller_id
             commission = commission_of(seller, price)
             share = price - commission
@@ -274,7 +273,7 @@ def _write(accepted, settlement) -> None:
             lowest[lead.id] = min(price, lowest.get(lead.id, price))
         per_order[order_id] = len(fills)
         prices[order_id] = fills[0][1].price
-        transactions.append((txn, "sale", group_key(order_id, first_sale),
+        transactions.append((txn, "sale", group_key(order_id, order_sale_ids[0]),
                              f"Order #{order_id}: {len(fills)} lead(s)", now))
         for account_id, amount in amounts.items():
             if amount:

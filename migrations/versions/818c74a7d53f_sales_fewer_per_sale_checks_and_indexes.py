@@ -12,7 +12,6 @@ Create Date: 2026-11-23 04:12:53.792592
 
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
