@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
-from app.models import Lead, Order, OrderStatus
+from app.models import Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
 from app.services import ledger, matching, orders
 from tests.market_helpers import (
     consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,
@@ -65,7 +65,14 @@ def test_an_order_never_takes_more_than_its_quantity_or_budget(app):
     db.session.commit()
     order = db.session.get(Order, by_budget.id)
     assert (order.filled, order.spent, order.status) == (2, 500, OrderStatus.FILLED)
-    assert ledger.balance_for(order.buyer).held == 0  # the unspendable 200 was released
+    balance = ledger.balance_for(order.buyer)
+    assert (balance.held, balance.available) == (0, 1_000_000 - 500)  # the unspendable 200 back
+    release = db.session.execute(
+        sa.select(LedgerTransaction.memo, sa.func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.kind == "order_release", LedgerEntry.amount > 0)
+        .group_by(LedgerTransaction.id)).all()
+    assert release == [(f"Order #{order.id}", 200)]
 
 
 def test_an_order_cannot_hold_money_the_buyer_does_not_have(app):

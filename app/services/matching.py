@@ -501,7 +501,8 @@ class Settlement:
         """The accounts and commission rates a plan will need, in two queries rather
         than a few per user."""
         buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
-        wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.SELLER_PENDING: seller_ids}
+        wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
+                  AccountKind.SELLER_PENDING: seller_ids}
         users = sorted(buyer_ids | seller_ids)
         for start in range(0, len(users), 1000):
             part = users[start:start + 1000]
@@ -595,7 +596,8 @@ class Settlement:
         return db.session.execute(statement.returning(PersonClaim.buyer_id)).first() is not None
 
     def close_filled_orders(self) -> None:
-        """Orders that reached their quantity, or cannot pay for one more lead, are done.
+        """Orders that reached their quantity, or cannot pay for one more lead, are done
+        (those a stored group finished are closed by it already).
 
         One order per transaction: closing locks the order, then its buyer's accounts;
         several in one transaction could lock two buyers' accounts in either order."""

@@ -17,6 +17,9 @@ upsert for person claims, and COPY for ledger transactions, entries, sales and
 webhook deliveries, whose ids are handed out in advance. The ledger gets one
 transaction per order in the group, its entries summed per account (one transaction
 per sale would write four ledger rows per sale, the most expensive part of a group).
+Orders the group fills up close in it too, their leftover hold released as
+orders.close_order would (closing them one transaction each afterwards cost more
+than storing their sales).
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 import json
@@ -131,8 +134,15 @@ def _store(pairs, settlement) -> list[tuple]:
             lost.append((lead, slot))
     if not accepted:
         return lost
+    # Orders this group fills up, or leaves unable to pay for one more lead, close in
+    # the same transaction (rows already locked) and release the rest of their hold.
+    closing = {}
+    for order_id, n in taken_by_order.items():
+        _, _, price, filled, quantity, held, *_ = orders[order_id]
+        if filled + n >= quantity or held - n * price < price:
+            closing[order_id] = held - n * price
     _claim_people(accepted, now)
-    _write(accepted, settlement)
+    _write(accepted, settlement, closing)
     return lost
 
 
@@ -233,7 +243,9 @@ def _sqlite():
     return db.session.connection().connection.driver_connection
 
 
-def _write(accepted, settlement) -> None:
+def _write(accepted, settlement, closing: dict[int, int]) -> None:
+    """`closing`: order id -> what its hold keeps after this group, for the orders
+    the group finishes."""
     now, today = settlement.now, settlement.today
     count = len(accepted)
     # One ledger transaction per order in the group, its entries summed per account:
@@ -242,8 +254,10 @@ def _write(accepted, settlement) -> None:
     by_order: dict[int, list] = defaultdict(list)
     for lead, slot in accepted:
         by_order[slot.id].append((lead, slot))
-    transaction_ids = dict(zip(by_order, allocate_ids(LedgerTransaction.__table__,
-                                                      len(by_order))))
+    releases = {order_id: left for order_id, left in closing.items() if left}
+    ids = allocate_ids(LedgerTransaction.__table__, len(by_order) + len(releases))
+    transaction_ids = dict(zip(by_order, ids))
+    release_ids = dict(zip(releases, ids[len(by_order):]))
     sale_ids = allocate_ids(Sale.__table__, count)
     sales, transactions, entries, hooks = [], [], [], []
     deltas: Counter = Counter()
@@ -251,6 +265,7 @@ def _write(accepted, settlement) -> None:
     platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None).id
     held_of, pending_of = settlement.account_ids(AccountKind.BUYER_HELD), \
         settlement.account_ids(AccountKind.SELLER_PENDING)
+    available_of = settlement.account_ids(AccountKind.BUYER_AVAILABLE)
     commission_of = settlement.commission
     taken = 0
     for order_id, fills in by_order.items():
@@ -279,6 +294,12 @@ def _write(accepted, settlement) -> None:
             if amount:
                 entries.append((txn, account_id, amount))
                 deltas[account_id] += amount
+        if order_id in releases:  # as orders.close_order would: the hold goes back
+            left, buyer, release = releases[order_id], fills[0][1].buyer_id, release_ids[order_id]
+            transactions.append((release, "order_release", None, f"Order #{order_id}", now))
+            for account_id, amount in ((held_of(buyer), -left), (available_of(buyer), left)):
+                entries.append((release, account_id, amount))
+                deltas[account_id] += amount
     lead_ids = sorted(per_lead)
     if _update(_LEADS_PG, _LEADS_SQLITE, ("id", "n", "low"),
                [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
@@ -288,6 +309,13 @@ def _write(accepted, settlement) -> None:
                [(i, per_order[i], prices[i]) for i in order_ids],
                {"today": today, "now": now}) != len(order_ids):
         raise _Collision
+    if closing:
+        where, params = _ids_in("id", sorted(closing))
+        if _run(f"UPDATE orders SET status = 'filled', held = 0, closed_at = :now, "
+                f"updated_at = :now WHERE {where}",
+                {**params, "now": now if _postgres() else sqlite_datetime(now)}
+                ).rowcount != len(closing):
+            raise _Collision
     bulk_insert(LedgerTransaction.__table__,
                 ("id", "kind", "idempotency_key", "memo", "created_at"), transactions)
     bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
@@ -305,4 +333,4 @@ def _write(accepted, settlement) -> None:
         raise _Collision
     settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
-    settlement.touched_orders.update(per_order)
+    settlement.touched_orders.update(set(per_order) - set(closing))
