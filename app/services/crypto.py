@@ -32,6 +32,9 @@ HASH_KINDS = frozenset({"phone", "email"})
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone", "ip")  # a lead's sealed blob
 _ENCRYPTION_INFO = b"leadx/contact-encryption/aes-256-gcm/v1"
 _HASH_INFO = b"leadx/contact-dedupe/hmac-sha256/v1"
+# What json.dumps(..., ensure_ascii=False, separators=(",", ":")) does, without
+# building an encoder for every contact sealed.
+_CONTACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class ContactKeyError(DomainError):
@@ -129,8 +132,7 @@ class ContactVault:
                      phone: str | None, ip: str | None) -> bytes:
         """A lead's contacts as one blob: one nonce and one tag instead of five, and
         nothing about which parts are present is visible without the key."""
-        return self.encrypt(json.dumps([first_name, last_name, email, phone, ip],
-                                        ensure_ascii=False, separators=(",", ":")))
+        return self.encrypt(_CONTACT_JSON([first_name, last_name, email, phone, ip]))
 
     def open_contact(self, blob: bytes) -> dict[str, str | None]:
         """The contacts sealed by `seal_contact`, by field name (CONTACT_FIELDS)."""

@@ -30,6 +30,7 @@ The formula part imports neither Flask nor SQLAlchemy: ingest worker processes
 compute `lead_points` next to validation.
 """
 from datetime import datetime, timedelta
+from itertools import compress
 from typing import Optional
 
 COMPLETENESS_POINTS = {"phone": 10, "email": 8, "age": 4, "gender": 3, "region": 3,
@@ -57,21 +58,23 @@ def _given(value: Optional[str]) -> bool:
     return value is not None and value.strip().lower() not in NO_ANSWER
 
 
+_COMPLETENESS_WEIGHTS = tuple(COMPLETENESS_POINTS.values())  # in lead_points' order
+_UNKNOWN = (None, "", "unknown")
+
+
 def lead_points(*, has_phone: bool, has_email: bool, age: Optional[int], gender: str,
                 region: Optional[str], interests, marital_status: str, employed: str,
                 budget: Optional[str] = None, authority: Optional[str] = None,
                 need: Optional[str] = None, timeframe: Optional[str] = None) -> int:
-    """The lead's own, non-decaying part: completeness + intent (0–55)."""
-    known = {
-        "phone": has_phone, "email": has_email, "age": age is not None,
-        "gender": gender not in (None, "", "unknown"), "region": bool(region),
-        "interests": bool(interests),
-        "marital_status": marital_status not in (None, "", "unknown"),
-        "employed": employed not in (None, "", "unknown"),
-    }
-    points = sum(COMPLETENESS_POINTS[name] for name, present in known.items() if present)
-    intent = (budget, authority, need, timeframe)
-    return points + INTENT_POINTS * sum(1 for value in intent if _given(value))
+    """The lead's own, non-decaying part: completeness + intent (0–55).
+
+    Computed for every ingested row, hence compress() over flags in
+    COMPLETENESS_POINTS' order rather than a dict per row."""
+    known = (has_phone, has_email, age is not None, gender not in _UNKNOWN, bool(region),
+             bool(interests), marital_status not in _UNKNOWN, employed not in _UNKNOWN)
+    intent = [value for value in (budget, authority, need, timeframe) if value]
+    return (sum(compress(_COMPLETENESS_WEIGHTS, known))
+            + INTENT_POINTS * sum(map(_given, intent)))
 
 
 def freshness_points(consent_at: datetime, now: datetime) -> int:
