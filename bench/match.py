@@ -20,7 +20,7 @@ mutation-testing run once turned the floor-price rule off under a live benchmark
 without it the working tree is measured. The JSON records which code was measured.
 Sizes: --orders --buyers --leads --segments --baseline-sample --chunk,
 --quality-leads/-orders/-buyers/-seeds, --persist-leads/-orders --profile-leads
---set-chunk, --rt-leads --rt-rate --rt-warmup --rt-workers --rt-threads; --no-pg,
+--floor-sessions, --rt-leads --rt-rate --rt-warmup --rt-workers --rt-threads; --no-pg,
 --no-profile, --pg-dir/--pg-port (default /tmp/leadx-bench-match-pg:55434).
 
 What one run does (fixed seed; invented data only):
@@ -63,14 +63,15 @@ What one run does (fixed seed; invented data only):
      ledger transaction). Checked afterwards: sale rows, one ledger transaction per
      sale, ledger.reconcile(); SQL statements and commits per sale counted. Then a
      smaller run of the same under cProfile (bench/out/match-<timestamp>-profile-
-     <backend>.pstats; `python -m pstats FILE` to browse). On PostgreSQL also a
-     PROTOTYPE of a set-based store (bench code, not the app's; --set-chunk fills per
-     transaction): the same market in a fresh database, planned by the real matcher
-     (_load_leads, OrderBook.load, Claims.load, allocate) and stored with one
-     conditional UPDATE ... FROM unnest(...) for leads, orders and ledger accounts,
-     one upsert for person claims and multi-row INSERTs for ledger transactions,
-     entries, sales and webhook deliveries per chunk; it must store the same number
-     of sales and reconcile.
+     <backend>.pstats; `python -m pstats FILE` to browse). On PostgreSQL also the
+     storage floor (bench_storage_floor): every row the timed run wrote (ledger
+     transactions and entries, sales, webhook deliveries, person claims) written again
+     with the app's own set-based statements into copies of those tables (same
+     indexes, checks and foreign keys), and the leads, orders and ledger accounts
+     rewritten in place by the same conditional UPDATEs (moved by 0), in groups of
+     5,000 sales, ids known, nothing planned in Python: once in one session, then
+     split between --floor-sessions sessions at once. What the database alone costs
+     for these sales; no matcher can persist them faster here.
   4. rt: speed to lead. A file SQLite database, the real app under gunicorn on
      127.0.0.1 (APP_ENV=development, TASK_MODE=thread, WEBHOOK_ALLOW_PRIVATE=1), a
      local http.server as the buyer's webhook, a verified seller with an API key, a
@@ -99,6 +100,7 @@ import os
 import platform
 import pstats
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -650,6 +652,8 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
     with app.app_context():
         market = _market(args.seed, n_leads, n_orders, n_buyers=max(10, n_orders // 5),
                          n_sellers=max(4, n_orders // 25))
+        marks = {table: db.session.scalar(sa.text(f"SELECT coalesce(max(id), 0) FROM {table}"))
+                 for table in _FLOOR_TABLES if table != "person_claims"}
         counter, stop_counting = _count_statements(db.engine)
         profiler = cProfile.Profile() if profile_to else None
         t = time.perf_counter()
@@ -676,7 +680,8 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
                "commits_per_sale": round(counter["(commit)"] / sales, 2) if sales else None,
                "bulk_insert_leads_seconds": market["insert_seconds"],
                "place_orders_seconds": market["place_orders_seconds"],
-               "order_units_wanted": market["order_units_wanted"]}
+               "order_units_wanted": market["order_units_wanted"],
+               "marks": marks, "now": settlement.now}
         if profiler:
             profiler.dump_stats(str(profile_to))
             res["profile"] = _rel(profile_to)
@@ -686,170 +691,147 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
     return res
 
 
-_LEADS_SQL = """
-UPDATE leads AS l SET sold_count = l.sold_count + v.n
-FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS int[]), CAST(:low AS bigint[])) AS v(id, n, low)
-WHERE l.id = v.id AND l.status = 'live' AND l.sold_count + v.n <= l.cap
-  AND l.floor_price <= v.low
-RETURNING l.id"""
-_ORDERS_SQL = """
-UPDATE orders AS o SET filled = o.filled + v.n, spent = o.spent + v.n * o.price,
-  held = o.held - v.n * o.price, fill_day = :today,
-  day_filled = CASE WHEN o.fill_day = :today THEN o.day_filled + v.n ELSE v.n END
-FROM unnest(CAST(:ids AS int[]), CAST(:ns AS int[]), CAST(:prices AS bigint[])) AS v(id, n, price)
-WHERE o.id = v.id AND o.status = 'open' AND o.price = v.price
-  AND o.filled + v.n <= o.quantity AND o.held >= v.n * o.price
-  AND (o.expires_at IS NULL OR o.expires_at > :now)
-  AND (o.daily_cap IS NULL
-       OR (CASE WHEN o.fill_day = :today THEN o.day_filled ELSE 0 END) + v.n <= o.daily_cap)
-RETURNING o.id"""
-_CLAIMS_SQL = """
-INSERT INTO person_claims (buyer_id, person_hash, claimed_at)
-SELECT b, h, :now FROM unnest(CAST(:buyers AS int[]), CAST(:hashes AS bytea[])) AS v(b, h)
-ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
-WHERE person_claims.claimed_at <= :cutoff
-RETURNING buyer_id"""
-_ACCOUNTS_SQL = """
-UPDATE ledger_accounts AS a SET balance = a.balance + v.d
-FROM unnest(CAST(:ids AS int[]), CAST(:ds AS bigint[])) AS v(id, d)
-WHERE a.id = v.id AND (a.allow_negative OR a.balance + v.d >= 0)
-RETURNING a.id"""
+# The tables a stored group of sales writes rows into (settlement_batch._write), with
+# the columns it writes; the floor copies them, indexes, checks and foreign keys included.
+_FLOOR_TABLES = {
+    "ledger_transactions": "id, kind, idempotency_key, memo, created_at",
+    "ledger_entries": "transaction_id, account_id, amount",
+    "sales": "id, order_id, lead_id, buyer_id, seller_id, price, commission, seller_share, "
+             "ledger_transaction_id, created_at, region, batch_id",
+    "webhook_deliveries": "sale_id, order_id, status, attempts, next_attempt_at, created_at",
+    "person_claims": "buyer_id, person_hash, claimed_at",
+}
 
 
-def store_set_based(plan, now, chunk: int) -> int:
-    """A PROTOTYPE of the suggested design (bench code, not the app's): a plan stored
-    a chunk at a time, one transaction per chunk, each table touched by one set-based
-    statement with the same conditions as Settlement._fill (a short RETURNING count =
-    the chunk lost a race: roll it back whole and plan again; never happens here, one
-    process). All orders here have the default 30-day lookback."""
-    import sqlalchemy as sa
-    from flask import current_app
+def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
+    """What the timed run wrote, in groups of `group` sales as the app stores them:
+    each group's rows for every table, and its lead, order and account changes."""
+    from app.services.settlement_batch import _csv
 
-    from app.extensions import db
-    from app.models import (
-        AccountKind, LedgerEntry, LedgerTransaction, Sale, User, WebhookDelivery,
-    )
-    from app.services import ledger
+    rows = {}
+    for table, columns in _FLOOR_TABLES.items():
+        key = "id" if table != "person_claims" else "buyer_id"
+        rows[table] = conn.execute(f"SELECT {columns} FROM {table} WHERE {key} > %s "
+                                   f"ORDER BY {key}", (marks.get(table, 0),)).fetchall()
+    n_groups = max(1, math.ceil(len(rows["sales"]) / group))
 
-    text = sa.text
+    def share(items, k):  # the k-th of n_groups contiguous slices
+        size = math.ceil(len(items) / n_groups)
+        return items[k * size:(k + 1) * size]
+    groups = []
+    for k in range(n_groups):
+        g = {table: share(items, k) for table, items in rows.items()}
+        per_lead, lowest, per_order = Counter(), {}, Counter()
+        for sale in g["sales"]:
+            per_lead[sale[2]] += 1
+            lowest[sale[2]] = min(sale[5], lowest.get(sale[2], sale[5]))
+            per_order[sale[1]] += 1
+        deltas = Counter()
+        for _, account, amount in g["ledger_entries"]:
+            deltas[account] += amount
+        leads, orders, accounts = sorted(per_lead), sorted(per_order), sorted(deltas)
+        # The counters move by 0: the same rows locked and rewritten, the state unchanged.
+        g["leads"] = {"id": _csv(leads), "n": _csv(0 for _ in leads),
+                      "low": _csv(lowest[i] for i in leads)}
+        g["orders"] = {"id": _csv(orders), "n": _csv(0 for _ in orders), "price": _csv(
+            price for price, in conn.execute(
+                "SELECT price FROM orders WHERE id = ANY(%s) ORDER BY id", (orders,)))}
+        g["accounts"] = {"id": _csv(accounts), "d": _csv(0 for _ in accounts)}
+        groups.append(g)
+    return groups
+
+
+def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
+    """Write the groups, one transaction each, with the statements of
+    settlement_batch (the rows into the floor_ tables); returns the seconds taken."""
+    import psycopg
+
+    from app.services import settlement_batch as sb
+
+    def named(sql: str) -> str:  # SQLAlchemy's :name to psycopg's %(name)s
+        return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
+    leads_sql, orders_sql = named(sb._LEADS_PG), named(sb._ORDERS_PG)
+    accounts_sql = named(sb._ACCOUNTS_PG)
+    claims_sql = named(sb._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
     today = now.strftime("%Y-%m-%d")
-    default_bp = current_app.config["COMMISSION_RATE_BP"]
-    rates = {uid: (default_bp if bp is None else bp) for uid, bp in db.session.execute(
-        sa.select(User.id, User.commission_rate_bp))}
-    accounts: dict = {}
-
-    def account_id(kind, user_id):
-        if (kind, user_id) not in accounts:
-            user = db.session.get(User, user_id) if user_id else None
-            accounts[(kind, user_id)] = ledger.account(kind, user).id
-        return accounts[(kind, user_id)]
-
-    stored = 0
-    for start in range(0, len(plan), chunk):
-        part = plan[start:start + chunk]
-        per_lead, per_order = defaultdict(list), Counter()
-        for lead, slot in sorted(part, key=lambda fill: (fill[0].id, fill[1].id)):
-            per_lead[lead.id].append(slot.price)
-            per_order[(slot.id, slot.price)] += 1
-        per_order = Counter(dict(sorted(per_order.items())))
-        got = db.session.execute(text(_LEADS_SQL), {
-            "ids": list(per_lead), "ns": [len(v) for v in per_lead.values()],
-            "low": [min(v) for v in per_lead.values()]}).all()
-        assert len(got) == len(per_lead), "a lead lost a race: re-plan the chunk"
-        got = db.session.execute(text(_ORDERS_SQL), {
-            "ids": [o for o, _ in per_order], "ns": list(per_order.values()),
-            "prices": [p for _, p in per_order], "today": today, "now": now}).all()
-        assert len(got) == len(per_order), "an order lost a race: re-plan the chunk"
-        buyers, hashes = [], []
-        for lead, slot in part:
-            for person in lead.person_hashes:
-                buyers.append(slot.buyer_id)
-                hashes.append(person)
-        got = db.session.execute(text(_CLAIMS_SQL), {
-            "buyers": buyers, "hashes": hashes, "now": now,
-            "cutoff": now - timedelta(days=30)}).all()
-        assert len(got) == len(buyers), "a person was delivered in the lookback: re-plan"
-        sale_ids = list(db.session.scalars(text(
-            "SELECT nextval(pg_get_serial_sequence('sales', 'id')) "
-            "FROM generate_series(1, :n)"), {"n": len(part)}))
-        txn_ids = list(db.session.scalars(
-            sa.insert(LedgerTransaction).returning(LedgerTransaction.id,
-                                                   sort_by_parameter_order=True),
-            [{"kind": "sale", "idempotency_key": f"sale:{sid}",
-              "memo": f"Sale #{sid}, order #{slot.id}", "created_at": now}
-             for sid, (_, slot) in zip(sale_ids, part)]))
-        entries, deltas, sales, hooks = [], Counter(), [], []
-        platform = account_id(AccountKind.PLATFORM_COMMISSION, None)
-        for sid, tid, (lead, slot) in zip(sale_ids, txn_ids, part):
-            commission = (slot.price * rates.get(lead.seller_id, default_bp) + 5_000) // 10_000
-            held = account_id(AccountKind.BUYER_HELD, slot.buyer_id)
-            pending = account_id(AccountKind.SELLER_PENDING, lead.seller_id)
-            moves = [(held, -slot.price), (pending, slot.price - commission)]
-            if commission:
-                moves.append((platform, commission))
-            for acct, amount in moves:
-                if amount:
-                    entries.append({"transaction_id": tid, "account_id": acct, "amount": amount})
-                    deltas[acct] += amount
-            sales.append({"id": sid, "order_id": slot.id, "lead_id": lead.id,
-                          "buyer_id": slot.buyer_id, "seller_id": lead.seller_id,
-                          "price": slot.price, "commission": commission,
-                          "seller_share": slot.price - commission,
-                          "ledger_transaction_id": tid, "created_at": now})
-            if slot.has_webhook:
-                hooks.append({"sale_id": sid, "order_id": slot.id, "next_attempt_at": now,
-                              "created_at": now})
-        db.session.execute(sa.insert(LedgerEntry), entries)
-        ids = sorted(deltas)  # one row lock per account per chunk, in a fixed order
-        got = db.session.execute(text(_ACCOUNTS_SQL), {
-            "ids": ids, "ds": [deltas[i] for i in ids]}).all()
-        assert len(got) == len(ids), "an account would go negative: re-plan"
-        db.session.execute(sa.insert(Sale), sales)
-        if hooks:
-            db.session.execute(sa.insert(WebhookDelivery), hooks)
-        settlement = matching.Settlement(now)
-        settlement.touched_orders = {o for o, _ in per_order}
-        settlement.close_filled_orders()
-        db.session.commit()
-        stored += len(part)
-    return stored
+    with psycopg.connect(dsn) as conn:
+        while time.time() < start_at:  # the sessions start together
+            time.sleep(0.001)
+        t = time.perf_counter()
+        for g in groups:
+            with conn.transaction():
+                lead_ids, order_ids = g["leads"]["id"], g["orders"]["id"]
+                conn.execute("SELECT id FROM leads WHERE id = ANY(CAST(string_to_array(%s, ',') "
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (lead_ids,))
+                conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (order_ids,))
+                conn.execute(leads_sql, g["leads"])
+                conn.execute(orders_sql, {**g["orders"], "today": today, "now": now})
+                claims = g["person_claims"]
+                conn.execute(claims_sql, {"buyers": ",".join(str(b) for b, _, _ in claims),
+                                          "hashes": ",".join(bytes(h).hex() for _, h, _ in claims),
+                                          "now": now, "cutoff": now - timedelta(days=30)})
+                cursor = conn.cursor()
+                for table, columns in _FLOOR_TABLES.items():
+                    if table == "person_claims":
+                        continue
+                    with cursor.copy(f"COPY floor_{table} ({columns}) FROM STDIN") as copy:
+                        for row in g[table]:
+                            copy.write_row(row)
+                conn.execute("SELECT id FROM ledger_accounts WHERE id = ANY(CAST(string_to_array("
+                             "%s, ',') AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
+                             (g["accounts"]["id"],))
+                conn.execute(accounts_sql, {**g["accounts"], "limit": 10 ** 15})
+        return time.perf_counter() - t
 
 
-def bench_set_based(args, url: str, tmp: Path, n_leads: int, n_orders: int) -> dict:
-    """The same market as the timed run (same seed), planned by the real matcher
-    (_load_leads, OrderBook.load, Claims.load, allocate) and stored by the prototype."""
+def bench_storage_floor(url: str, marks: dict, now, sessions: int = 2,
+                        group: int = 5000) -> dict:
+    """The storage floor of the persisted sales (PostgreSQL): every row the timed
+    run wrote, written again with the app's own set-based statements, its ids already
+    known and nothing planned or checked in Python, into copies of the tables with the
+    same indexes, checks and foreign keys; the leads, orders and ledger accounts
+    rewritten in place by the same conditional UPDATEs (moved by 0). Once in one
+    session, then split between `sessions` sessions at the same time (each on its own
+    share of the groups: the two cores of these machines). No Python matcher can store
+    sales faster than this on the same database."""
+    import multiprocessing
+
+    import psycopg
+
     import sqlalchemy as sa
 
-    from app.extensions import db
-    from app.models import Sale
-    from app.models.types import utcnow
-    from app.services import ledger
-
-    app = _fresh_app(url, str(tmp / "uploads"))
-    with app.app_context():
-        market = _market(args.seed, n_leads, n_orders, n_buyers=max(10, n_orders // 5),
-                         n_sellers=max(4, n_orders // 25))
-        counter, stop_counting = _count_statements(db.engine)
-        t = time.perf_counter()
-        now = utcnow()
-        leads = matching._load_leads(market["lead_ids"])
-        book = matching.OrderBook.load(now)
-        claims = matching.Claims.load([h for lead in leads for h in lead.person_hashes],
-                                      book.buyer_ids)
-        db.session.commit()
-        plan = matching.allocate(leads, book, claims, now)
-        t_plan = time.perf_counter() - t
-        stored = store_set_based(plan, now, args.set_chunk)
-        seconds = time.perf_counter() - t
-        stop_counting()
-        rows = db.session.scalar(sa.select(sa.func.count()).select_from(Sale))
-        res = {"backend": "postgresql", "leads": len(market["lead_ids"]), "sales": stored,
-               "sale_rows": rows, "chunk": args.set_chunk, "seconds": round(seconds, 2),
-               "plan_seconds": round(t_plan, 2), "sales_per_s": round(stored / seconds),
-               "store_sales_per_s": round(stored / (seconds - t_plan)),
-               "statements": dict(counter), "reconciled": ledger.reconcile().ok}
-        db.session.remove()
-        db.engine.dispose()
+    dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    res = {"group": group}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in _FLOOR_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS floor_{table}")
+            conn.execute(f"CREATE TABLE floor_{table} (LIKE {table} INCLUDING ALL)")
+            for (definition,) in conn.execute(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = %s::regclass AND contype = 'f'", (table,)).fetchall():
+                conn.execute(f"ALTER TABLE floor_{table} ADD {definition}")
+        groups = _floor_groups(conn, marks, group)
+        sales = sum(len(g["sales"]) for g in groups)
+        res["sales"] = sales
+        conn.execute("VACUUM ANALYZE leads, orders, ledger_accounts")
+        for n in (1, sessions):
+            for table in _FLOOR_TABLES:
+                conn.execute(f"TRUNCATE floor_{table}")
+            start_at = time.time() + 1.0
+            shares = [groups[k::n] for k in range(n)]
+            if n == 1:
+                seconds = _floor_store(dsn, groups, now, start_at)
+            else:
+                with multiprocessing.get_context("spawn").Pool(n) as pool:
+                    seconds = max(pool.starmap(_floor_store, [(dsn, share, now, start_at)
+                                                              for share in shares]))
+            stored = conn.execute("SELECT count(*) FROM floor_sales").fetchone()[0]
+            res[f"sessions_{n}"] = {"seconds": round(seconds, 2), "sale_rows": stored,
+                                   "sales_per_s": round(sales / seconds)}
+        for table in _FLOOR_TABLES:
+            conn.execute(f"DROP TABLE floor_{table}")
     return res
 
 
@@ -1145,11 +1127,15 @@ def report(res: dict) -> list[tuple[str, bool]]:
         print(f"{'match_leads() persisted, ' + label:<38}{line:<34}"
               f"{'target >= 20,000/s' if label == 'postgresql' else '':<28}{tgt}")
         print(f"{'':<38}{detail}; reconciled={p['reconciled']}")
-    sb = res.get("set_based_prototype")
-    if sb:
-        print(f"{'  prototype: set-based store (bench)':<38}{fmt(sb['sales_per_s']) + ' sales/s':<34}"
-              f"same plan, {sb['sales']:,} sales in {sb['seconds']} s; same sales: "
-              f"{'yes' if sb['same_sales_as_match_leads'] else 'NO'}")
+    fl = res.get("storage_floor")
+    if fl:
+        n = max(int(k.split("_")[1]) for k in fl if k.startswith("sessions_"))
+        print(f"{'  storage floor, 1 session':<38}{fmt(fl['sessions_1']['sales_per_s']) + ' sales/s':<34}"
+              f"the same rows, no planning (PostgreSQL)")
+        if n > 1:
+            print(f"{'  storage floor, ' + str(n) + ' sessions at once':<38}"
+                  f"{fmt(fl[f'sessions_{n}']['sales_per_s']) + ' sales/s':<34}"
+                  f"{fl[f'sessions_{n}']['seconds']} s")
     rt = res.get("rt")
     if rt and "latency_ms" in rt:
         lat, api = rt["latency_ms"], rt["api_response_ms"]
@@ -1261,9 +1247,9 @@ def main() -> int:
     ap.add_argument("--profile-leads", type=int)
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
-    ap.add_argument("--set-chunk", type=int, default=5000,
-                    help="fills per transaction of the set-based store prototype on "
-                         "PostgreSQL (0: skip it)")
+    ap.add_argument("--floor-sessions", type=int, default=2,
+                    help="PostgreSQL storage floor: also write the persisted rows again "
+                         "from this many sessions at once (0: skip the floor)")
     ap.add_argument("--pg-dir", default="/tmp/leadx-bench-match-pg")
     ap.add_argument("--pg-port", type=int, default=55434)
     ap.add_argument("--rt-leads", type=int)
@@ -1351,16 +1337,15 @@ def main() -> int:
                           f"reconciled={p['reconciled']}", flush=True)
                     res["persist"].append(p)
                     save(res)
-                    if url and args.set_chunk:
-                        sb = bench_set_based(args, url, tmp, args.persist_leads,
-                                             args.persist_orders)
-                        sb["same_sales_as_match_leads"] = sb["sales"] == p["sales"]
-                        print(f"  prototype: set-based store of the same plan: {sb['sales']:,} "
-                              f"sales in {sb['seconds']} s = {sb['sales_per_s']:,} sales/s "
-                              f"(store alone {sb['store_sales_per_s']:,}/s); same sales: "
-                              f"{sb['same_sales_as_match_leads']}; reconciled="
-                              f"{sb['reconciled']}", flush=True)
-                        res["set_based_prototype"] = sb
+                    if url and args.floor_sessions:
+                        fl = bench_storage_floor(url, p["marks"], p["now"], args.floor_sessions)
+                        print(f"  storage floor: the same {fl['sales']:,} sales written again: "
+                              f"1 session {fl['sessions_1']['sales_per_s']:,}/s, "
+                              f"{args.floor_sessions} sessions "
+                              f"{fl[f'sessions_{args.floor_sessions}']['sales_per_s']:,}/s",
+                              flush=True)
+                        res["storage_floor"] = fl
+                        save(res)
                     if not args.no_profile:
                         db_url = url or f"sqlite:///{tmp / 'profile.sqlite3'}"
                         orders_n = max(10, args.persist_orders * args.profile_leads
