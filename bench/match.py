@@ -68,7 +68,8 @@ What one run does (fixed seed; invented data only):
      transactions and entries, sales, webhook deliveries, person claims) written again
      with the app's own set-based statements into copies of those tables (same
      indexes, checks and foreign keys), and the leads, orders and ledger accounts
-     rewritten in place by the same conditional UPDATEs (moved by 0), in groups of
+     rewritten in place by the same conditional UPDATEs (moved by 0; the rows every
+     group shares, orders and accounts, locked last), in groups of
      5,000 sales, ids known, nothing planned in Python: once in one session, then
      split between --floor-sessions sessions at once. What the database alone costs
      for these sales; no matcher can persist them faster here.
@@ -760,13 +761,9 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
         t = time.perf_counter()
         for g in groups:
             with conn.transaction():
-                lead_ids, order_ids = g["leads"]["id"], g["orders"]["id"]
                 conn.execute("SELECT id FROM leads WHERE id = ANY(CAST(string_to_array(%s, ',') "
-                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (lead_ids,))
-                conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
-                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (order_ids,))
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (g["leads"]["id"],))
                 conn.execute(leads_sql, g["leads"])
-                conn.execute(orders_sql, {**g["orders"], "today": today, "now": now})
                 claims = g["person_claims"]
                 conn.execute(claims_sql, {"buyers": ",".join(str(b) for b, _, _ in claims),
                                           "hashes": ",".join(bytes(h).hex() for _, h, _ in claims),
@@ -778,6 +775,11 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                     with cursor.copy(f"COPY floor_{table} ({columns}) FROM STDIN") as copy:
                         for row in g[table]:
                             copy.write_row(row)
+                # The rows every group shares last, so that sessions wait on each other
+                # as little as any design could (the app locks orders before it writes).
+                conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (g["orders"]["id"],))
+                conn.execute(orders_sql, {**g["orders"], "today": today, "now": now})
                 conn.execute("SELECT id FROM ledger_accounts WHERE id = ANY(CAST(string_to_array("
                              "%s, ',') AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
                              (g["accounts"]["id"],))
@@ -791,10 +793,11 @@ def bench_storage_floor(url: str, marks: dict, now, sessions: int = 2,
     run wrote, written again with the app's own set-based statements, its ids already
     known and nothing planned or checked in Python, into copies of the tables with the
     same indexes, checks and foreign keys; the leads, orders and ledger accounts
-    rewritten in place by the same conditional UPDATEs (moved by 0). Once in one
-    session, then split between `sessions` sessions at the same time (each on its own
-    share of the groups: the two cores of these machines). No Python matcher can store
-    sales faster than this on the same database."""
+    rewritten in place by the same conditional UPDATEs (moved by 0), the rows all
+    groups share (orders, ledger accounts) locked last. Once in one session, then split
+    between `sessions` sessions at the same time (each on its own share of the groups:
+    the two cores of these machines). No matcher can store these sales faster on the
+    same database."""
     import multiprocessing
 
     import psycopg
