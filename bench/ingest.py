@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -66,6 +67,7 @@ TMP = OUT / "tmp"
 GEN_VERSION = 1
 DEFAULT_COUNTRY = "US"
 SPEED_TARGET = 3.0  # x the straightforward pipeline
+PARTS_SAMPLE = 50_000  # rows validated alone for the ceiling (parts_alone)
 MEMORY_TARGET_MB = 300.0
 FLAT_TOLERANCE = 1.25  # large-file peak may be at most 25% above the small file's
 
@@ -654,7 +656,142 @@ def child_real(spec: dict) -> None:
             result["profile_text"] = text.getvalue()
         send("result", **result)
         sys.stdin.readline()  # BYE: the parent has read every process's VmHWM
+        if spec.get("validate_sample"):
+            send("parts", **parts_alone(batch.id, spec))
         db.session.remove()
+
+
+def parts_alone(batch_id: int, spec: dict) -> dict:
+    """The real path's two unavoidable parts measured alone, on the run's own data, in
+    the benchmark's child process (app context open):
+
+    storing: the batch's accepted rows read back in the form the workers hand over and
+    written again by bulk.insert_ready into a copy of the leads table (same indexes,
+    checks and foreign keys), in the app's chunks and commits. Only the writes are
+    timed; nothing else the storing process does (reading the file, dedupe lookups,
+    rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
+    validating: workers.validate_chunk (what a worker does per chunk: parse its block,
+    validate, normalise, seal, hash, score) on the file's first rows, in one process.
+
+    A ceiling follows: on the machine's CPUs, no ingest of this file can beat
+    cpus / (validating + storing CPU per file row); on SQLite the storing is also
+    one writer, so not faster than its own rows/s either."""
+    import base64
+
+    import sqlalchemy as sa
+    from flask import current_app
+
+    from app.extensions import db
+    from app.models import Batch
+    from app.models.types import utcnow
+    from app.services.bulk import insert_ready
+    from app.services.crypto import ContactVault
+    from app.services.ingest import pipeline, workers
+    from app.services.ingest.reader import open_csv
+    from app.services.ingest.validate import RowContext
+
+    config = current_app.config
+    batch = db.session.get(Batch, batch_id)
+    columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",)
+    constants = {"batch_id": batch.id, "seller_id": batch.seller_id, "status": "live",
+                 "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
+                 "created_at": pipeline._stored_time(utcnow()), "seller_points": 8}
+    connection = db.session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    driver = connection.connection.driver_connection
+    if postgres:
+        driver.execute("CREATE TABLE floor_leads (LIKE leads INCLUDING ALL)")
+        for (definition,) in driver.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'leads'::regclass AND contype = 'f'").fetchall():
+            driver.execute(f"ALTER TABLE floor_leads ADD {definition}")
+        backend_pid = driver.execute("SELECT pg_backend_pid()").fetchone()[0]
+    else:
+        ddl = driver.execute("SELECT sql FROM sqlite_master WHERE name = 'leads'").fetchone()[0]
+        driver.execute(re.sub(r'^CREATE TABLE "?leads"?', "CREATE TABLE floor_leads", ddl))
+        for name, sql in driver.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'leads' AND sql IS NOT NULL").fetchall():
+            driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
+                                  f"INDEX floor_{name} ON floor_leads", sql))
+        backend_pid = None
+    db.session.commit()
+
+    def backend_cpu() -> float:  # utime + stime of the PostgreSQL backend, in seconds
+        if backend_pid is None:
+            return 0.0
+        fields = Path(f"/proc/{backend_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # Read back through a second connection, streamed (untimed).
+    select = ", ".join("interests::text" if postgres and c == "interests" else c
+                       for c in columns)
+    query = f"SELECT {select} FROM leads WHERE batch_id = {batch.id} ORDER BY id"
+    if postgres:
+        import psycopg
+
+        url = sa.engine.make_url(spec["url"]).set(drivername="postgresql")
+        reader = psycopg.connect(url.render_as_string(hide_password=False))
+        cursor = reader.cursor(name="floor")  # server-side: memory stays flat
+        cursor.execute(query)
+    else:
+        import sqlite3
+
+        reader = sqlite3.connect(sa.engine.make_url(spec["url"]).database)
+        cursor = reader.execute(query)
+    table = sa.table("floor_leads")
+    chunk, commit_rows = config["INGEST_CHUNK_ROWS"], config["INGEST_COMMIT_ROWS"]
+    commit_seconds = config["INGEST_COMMIT_SECONDS"]
+    stored, wall, cpu, uncommitted, opened = 0, 0.0, 0.0, 0, 0.0
+    server_before = backend_cpu()
+    while rows := cursor.fetchmany(chunk):
+        t, c = time.perf_counter(), time.process_time()
+        if uncommitted == 0:
+            opened = t
+        insert_ready(table, columns, rows, constants)
+        uncommitted += len(rows)
+        if uncommitted >= commit_rows or time.perf_counter() - opened >= commit_seconds:
+            db.session.commit()
+            uncommitted = 0
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+        stored += len(rows)
+    t, c = time.perf_counter(), time.process_time()
+    db.session.commit()
+    wall += time.perf_counter() - t
+    cpu += time.process_time() - c
+    server = backend_cpu() - server_before
+    reader.close()
+    driver = db.session.connection().connection.driver_connection
+    driver.execute("DROP TABLE floor_leads")
+    db.session.commit()
+
+    # Validation, one process, on the file's first rows.
+    sample = spec["validate_sample"]
+    vault = ContactVault(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
+    storage = "postgresql" if postgres else "sqlite"
+    validated, v_cpu = 0, 0.0
+    with open_csv(spec["csv"], mapping={}) as source:
+        fields = source.header_map.fields
+        for block in source.blocks(chunk):
+            c = time.process_time()
+            workers.validate_chunk(block.records(), fields, ctx, vault, storage)
+            v_cpu += time.process_time() - c
+            validated += block.rows
+            if validated >= sample:
+                break
+    rows_total = batch.rows_total
+    store_cpu_per_row = (cpu + server) / rows_total
+    validate_cpu_per_row = v_cpu / validated
+    ceiling = (os.cpu_count() or 1) / (store_cpu_per_row + validate_cpu_per_row)
+    if not postgres:
+        ceiling = min(ceiling, rows_total / wall)
+    return {"stored_rows": stored, "store_seconds": wall, "store_cpu_seconds": cpu,
+            "store_server_cpu_seconds": server, "store_cpu_us_per_file_row":
+            store_cpu_per_row * 1e6, "validated_rows": validated,
+            "validate_cpu_us_per_row": validate_cpu_per_row * 1e6, "file_rows": rows_total,
+            "cpus": os.cpu_count(), "ceiling_rows_per_s": ceiling}
 
 
 class TreeSampler(threading.Thread):
@@ -722,12 +859,14 @@ def _status_kb(pid: int, field: str) -> int | None:
 
 
 def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,
-             profile: str | None = None, pyspy: str | None = None) -> dict:
+             profile: str | None = None, pyspy: str | None = None,
+             validate_sample: int = 0) -> dict:
     upload_dir = TMP / f"uploads-{label}"
     shutil.rmtree(upload_dir, ignore_errors=True)
     upload_dir.mkdir(parents=True)
     spec = {"url": url, "csv": str(csv_path), "upload_dir": str(upload_dir),
-            "workers": workers, "chunk": chunk, "profile": profile}
+            "workers": workers, "chunk": chunk, "profile": profile,
+            "validate_sample": validate_sample}
     log_path = TMP / f"{label}.log"  # the child's stderr (alembic, warnings, tracebacks)
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, __file__, "--child-real", json.dumps(spec)],
@@ -773,6 +912,8 @@ def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,
                     spy.wait(timeout=60)
                 proc.stdin.write("BYE\n")
                 proc.stdin.flush()
+            elif message["kind"] == "parts":
+                result["parts_alone"] = {k: v for k, v in message.items() if k != "kind"}
     finally:
         code = proc.wait()
         sampler.stop.set()
@@ -844,6 +985,22 @@ def print_report(res: dict) -> list[tuple[str, bool, str]]:
             f"{k.split(':')[0]} {v:.0f}" for k, v in run["peak_rss_by_process_mb"].items()))
         print(f"  {'':<18} rejections: " + ", ".join(
             f"{k} {v:,}" for k, v in run["rejection_codes"].items()))
+
+    parts = {key: run["parts_alone"] for key, run in res["real"].items() if "parts_alone" in run}
+    if parts:
+        print("\nthe parts alone (parts_alone), and the ceiling they set on "
+              f"{next(iter(parts.values()))['cpus']} CPUs:")
+        for key, p in parts.items():
+            print(f"  {key:<18} storing {p['stored_rows']:,} accepted rows again: "
+                  f"{p['store_seconds']:.2f} s ({p['file_rows'] / p['store_seconds']:,.0f} file "
+                  f"rows/s), {p['store_cpu_us_per_file_row']:.0f} µs CPU per file row"
+                  + (f" ({p['store_server_cpu_seconds']:.1f} s of it the server's)"
+                     if p["store_server_cpu_seconds"] else "") + ";")
+            print(f"  {'':<18} validating {p['validated_rows']:,} rows in one process: "
+                  f"{p['validate_cpu_us_per_row']:.0f} µs CPU per row;")
+            print(f"  {'':<18} ceiling {p['ceiling_rows_per_s']:,.0f} rows/s = "
+                  f"{p['ceiling_rows_per_s'] / naive_rate:.2f}x straightforward "
+                  f"(target {SPEED_TARGET:.0f}x)")
 
     checks: list[tuple[str, bool, str]] = []
     small = res["config"]["mem_rows"]
@@ -1035,7 +1192,9 @@ def main() -> int:
                     db_name = f"leadx_bench_{n}"
                     url = pg.fresh_database(db_name)
                 try:
-                    res["real"][key] = run_real(key, path, url, args.workers, args.chunk)
+                    res["real"][key] = run_real(
+                        key, path, url, args.workers, args.chunk,
+                        validate_sample=PARTS_SAMPLE if n == args.rows else 0)
                 finally:
                     if backend == "sqlite":
                         for suffix in ("", "-wal", "-shm"):
