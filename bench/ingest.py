@@ -31,6 +31,15 @@ What one run does, all on the same generated file:
      web/Celery process); its start-up time is reported separately.
   4. The real path again on a --mem-rows file (default 100,000), to show that peak
      memory does not grow with the number of rows.
+  5. After each full-size real run (untimed by it, in the same child): its two
+     unavoidable parts alone (parts_alone). Storing: the batch's accepted rows read
+     back and written again by bulk.insert_ready into a copy of the leads table with
+     the same indexes, in the app's chunks and commits (CPU of the storing process,
+     plus the PostgreSQL backend's). Validating: workers.validate_chunk on the file's
+     first 50,000 rows in one process. The ceiling they set: CPUs / (both CPU costs
+     per file row), and on SQLite (one writer) no more than storing's own rows/s.
+     Everything else the real path does is left out, so no ingest of this file can
+     beat that ceiling on this machine.
 
 PostgreSQL: a throwaway cluster from scripts/pg-test-cluster.sh, with its own
 directory and port (--pg-dir, --pg-port; default /tmp/leadx-bench-pg:55433) so it
