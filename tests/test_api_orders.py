@@ -1,8 +1,8 @@
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Order
-from app.services import ledger
+from app.models import Lead, Order, Sale
+from app.services import ledger, returns
 from tests.market_helpers import funded_buyer, live_leads, person, verified_seller
 
 
@@ -100,6 +100,12 @@ def test_estimate_counts_matching_inventory(client, api_key_for):
     estimate = client.get("/api/v1/estimate?regions=US-NY", headers=headers).json
     assert estimate["matching"] == 0
     assert estimate["clearing_prices"] == {"count": 1, "min": 500, "median": 500, "max": 500}
+    # Once refunded (the batch pulled), that sale is no longer a price anyone paid.
+    sale = db.session.scalars(sa.select(Sale)).one()
+    returns.return_batch_sales(db.session.get(Lead, sale.lead_id).batch_id, actor=None)
+    db.session.commit()
+    estimate = client.get("/api/v1/estimate?regions=US-NY", headers=headers).json
+    assert estimate["clearing_prices"] == {"count": 0}
 
 
 def test_a_batch_going_live_fills_open_orders(client, api_key_for):

@@ -18,7 +18,7 @@ from flask import current_app
 from app.errors import Conflict, InsufficientFunds, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
-from app.models import AccountKind, Lead, Order, OrderStatus, Sale, User
+from app.models import AccountKind, Lead, Order, OrderStatus, Return, ReturnStatus, Sale, User
 from app.models.types import utcnow
 from app.services import ledger, scoring
 from app.services.ledger import Posting
@@ -421,9 +421,12 @@ def estimate(filters: Filters, price: Optional[int] = None,
     else:
         count = db.session.scalar(sa.select(sa.func.count()).select_from(Lead).where(*conditions))
     since = now - timedelta(days=30)
+    # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.
+    refunded = sa.exists().where(Return.sale_id == Sale.id,
+                                 Return.status == ReturnStatus.ACCEPTED)
     prices = sorted(db.session.scalars(
         sa.select(Sale.price).join(Lead, Sale.lead_id == Lead.id)
-        .where(Sale.created_at >= since, *filters.sql_conditions(now))
+        .where(Sale.created_at >= since, ~refunded, *filters.sql_conditions(now))
         .order_by(Sale.id.desc()).limit(1000)))
     clearing = {"count": len(prices)}
     if prices:
