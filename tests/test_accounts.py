@@ -71,6 +71,19 @@ def test_api_keys_are_stored_hashed_and_can_be_revoked(app):
     assert accounts.user_for_api_key(secret) is None
 
 
+def test_an_api_key_records_its_last_use_to_the_minute(app):
+    key, secret = accounts.create_api_key(make_user(), "site")
+    db.session.commit()
+    accounts.user_for_api_key(secret)
+    first = key.last_used_at
+    assert first is not None
+    accounts.user_for_api_key(secret)
+    assert key.last_used_at == first  # not a write per request
+    key.last_used_at = first - accounts.LAST_USED_RESOLUTION
+    accounts.user_for_api_key(secret)
+    assert key.last_used_at > first
+
+
 def test_trust_changes_need_a_reason_and_are_audited(app):
     seller = make_user(Role.SELLER)
     buyer = make_user(Role.BUYER)

@@ -1,6 +1,7 @@
 """Accounts: sign-up, authentication, passwords, roles, trust levels and API keys."""
 import hashlib
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from typing import Optional
 
@@ -137,6 +138,10 @@ def _hash_api_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# "Last used" is shown to the minute: a write per key per minute, not one per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def create_api_key(user: User, name: str = "default") -> tuple[ApiKey, str]:
     """A new key and its secret; the secret exists only in this return value."""
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -157,7 +162,9 @@ def user_for_api_key(secret: str) -> Optional[User]:
     key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_api_key(secret)))
     if key is None or key.is_revoked or not key.user.is_active:
         return None
-    key.last_used_at = utcnow()
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        key.last_used_at = now
     return key.user
 
 
