@@ -19,8 +19,8 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from operator import attrgetter
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Iterable, Iterator, Optional
 
 import sqlalchemy as sa

@@ -58,7 +58,9 @@ def _given(value: Optional[str]) -> bool:
     return value is not None and value.strip().lower() not in NO_ANSWER
 
 
-_COMPLETENESS_WEIGHTS = tuple(COMPLETENESS_POINTS.values())  # in lead_points' order
+# The weights in the order of lead_points' flags.
+_COMPLETENESS_WEIGHTS = tuple(COMPLETENESS_POINTS[name] for name in (
+    "phone", "email", "age", "gender", "region", "interests", "marital_status", "employed"))
 _UNKNOWN = (None, "", "unknown")
 
 
@@ -68,8 +70,8 @@ def lead_points(*, has_phone: bool, has_email: bool, age: Optional[int], gender:
                 need: Optional[str] = None, timeframe: Optional[str] = None) -> int:
     """The lead's own, non-decaying part: completeness + intent (0–55).
 
-    Computed for every ingested row, hence compress() over flags in
-    COMPLETENESS_POINTS' order rather than a dict per row."""
+    Computed for every ingested row, hence compress() over flags rather than a dict
+    per row."""
     known = (has_phone, has_email, age is not None, gender not in _UNKNOWN, bool(region),
              bool(interests), marital_status not in _UNKNOWN, employed not in _UNKNOWN)
     intent = [value for value in (budget, authority, need, timeframe) if value]
