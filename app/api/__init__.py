@@ -1,9 +1,13 @@
 """REST API under /api/v1 (SPEC §11): flask-smorest, bearer API keys, JSON errors."""
+from typing import Optional
+
 from flask import Flask, g
 from flask_smorest import Api
 
 from app.api.schemas import ApiErrorSchema
+from app.errors import Forbidden
 from app.extensions import csrf
+from app.models import Role, User
 
 API_PREFIX = "/api/v1"
 
@@ -43,5 +47,9 @@ def init_api(app: Flask) -> None:
     app.register_blueprint(docs.bp)
 
 
-def api_user():
-    return g.api_user
+def api_user(role: Optional[Role] = None, refusal: str = "") -> User:
+    """The caller; with a role, refused (403, `refusal`) unless they have it."""
+    user = g.api_user
+    if role is not None and user.role is not role:
+        raise Forbidden(refusal, code=f"not_a_{role.value}")
+    return user

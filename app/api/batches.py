@@ -8,9 +8,9 @@ from app.api.schemas import (
     ApiErrorSchema, BatchFileSchema, BatchSchema, BatchUploadSchema, LeadCreatedSchema,
     LeadInputSchema,
 )
-from app.errors import Forbidden, NotFound
+from app.errors import NotFound
 from app.extensions import db
-from app.models import Batch, Sale
+from app.models import Batch, Role, Sale
 from app.services import matching
 from app.services.ingest import pipeline, realtime, reports
 from app.tasks import deliver_webhooks, dispatch, process_batch
@@ -27,10 +27,7 @@ def _visible_batch(batch_id: int) -> Batch:
 
 
 def _seller():
-    user = api_user()
-    if not user.is_seller:
-        raise Forbidden("Only sellers can upload leads.", code="not_a_seller")
-    return user
+    return api_user(Role.SELLER, "Only sellers can upload leads.")
 
 
 def _batch_body(batch: Batch) -> Batch:

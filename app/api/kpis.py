@@ -4,8 +4,8 @@ from marshmallow import Schema, fields
 from app.api import api_user
 from app.api.auth import api_blueprint
 from app.api.schemas import ApiErrorSchema
-from app.errors import Forbidden
 from app.extensions import db
+from app.models import Role
 from app.services import kpis, orders, outcomes
 
 blp = api_blueprint("KPIs", __name__, description="Buyers: outcomes of delivered leads, KPIs")
@@ -45,10 +45,7 @@ class KpiSchema(Schema):
 
 
 def _buyer():
-    user = api_user()
-    if not user.is_buyer:
-        raise Forbidden("Only buyers record outcomes and read KPIs.", code="not_a_buyer")
-    return user
+    return api_user(Role.BUYER, "Only buyers record outcomes and read KPIs.")
 
 
 @blp.route("/sales/<int:sale_id>/outcome", methods=["POST"])

@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, validate
 from app.api import api_user
 from app.api.auth import api_blueprint
 from app.api.schemas import ApiErrorSchema
-from app.errors import Forbidden
+from app.models import Role
 from app.services import ledger, payments
 
 blp = api_blueprint("Money", __name__, description="Top-ups, withdrawals, statement, payouts")
@@ -77,10 +77,7 @@ class PayoutSchema(Schema):
 
 
 def _buyer():
-    user = api_user()
-    if not user.is_buyer:
-        raise Forbidden("Only buyers have a balance to top up.", code="not_a_buyer")
-    return user
+    return api_user(Role.BUYER, "Only buyers have a balance to top up.")
 
 
 @blp.route("/topups", methods=["POST"])
@@ -128,7 +125,5 @@ def statement():
 @blp.route("/payouts", methods=["GET"])
 @blp.response(200, PayoutSchema(many=True))
 def list_payouts():
-    user = api_user()
-    if not user.is_seller:
-        raise Forbidden("Only sellers are paid out.", code="not_a_seller")
+    user = api_user(Role.SELLER, "Only sellers are paid out.")
     return payments.payouts_for(user, limit=200)

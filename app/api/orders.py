@@ -8,9 +8,9 @@ from app.api.schemas import (
     ApiErrorSchema, DeliveredLeadSchema, EstimateQuerySchema, EstimateSchema, OrderChangeSchema,
     OrderCreateSchema, OrderSchema, PageSchema,
 )
-from app.errors import Forbidden, ValidationFailed
+from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Order
+from app.models import Order, Role
 from app.services import delivery, orders
 from app.tasks import dispatch, fill_order
 
@@ -18,10 +18,7 @@ blp = api_blueprint("Orders", __name__, description="Buyers: orders and delivere
 
 
 def _buyer():
-    user = api_user()
-    if not user.is_buyer:
-        raise Forbidden("Only buyers place orders.", code="not_a_buyer")
-    return user
+    return api_user(Role.BUYER, "Only buyers place orders.")
 
 
 def _filled_in(order: Order) -> Order:

@@ -4,9 +4,8 @@ from marshmallow import Schema, fields, validate
 from app.api import api_user
 from app.api.auth import api_blueprint
 from app.api.schemas import ApiErrorSchema
-from app.errors import Forbidden
 from app.extensions import db
-from app.models import ReturnReason
+from app.models import ReturnReason, Role
 from app.services import returns
 
 blp = api_blueprint("Returns", __name__, description="Buyers return bad leads; sellers answer")
@@ -76,9 +75,7 @@ def get_return(return_id: int):
 @blp.response(200, ReturnSchema)
 def answer_return(data, return_id: int, answer: str):
     """The seller accepts (the sale is reversed) or contests (an admin decides)."""
-    user = api_user()
-    if not user.is_seller:
-        raise Forbidden("Only the lead's seller answers a return.", code="not_a_seller")
+    user = api_user(Role.SELLER, "Only the lead's seller answers a return.")
     item = returns.seller_respond(user, return_id, answer == "accept", data["note"])
     db.session.commit()
     return item
