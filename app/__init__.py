@@ -23,6 +23,7 @@ def create_app(config_name: str | None = None, **overrides):
     )
     app.config.from_object(config_class)
     app.config.update(overrides)
+    check_rate_limit_storage(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
 
     register_url_converters(app)
@@ -32,6 +33,17 @@ def create_app(config_name: str | None = None, **overrides):
     register_commands(app)
     register_template_helpers(app)
     return app
+
+
+def check_rate_limit_storage(config) -> None:
+    """Counted in each process's memory, login limits would allow their number once
+    per gunicorn worker: production needs one counter that every process shares."""
+    if (config["APP_ENV"] == "production" and config.get("RATELIMIT_ENABLED", True)
+            and config["RATELIMIT_STORAGE_URI"].startswith("memory://")):
+        raise RuntimeError(
+            "REDIS_URL must be set in production: login rate limits are counted there, "
+            "shared by every web process (or set RATELIMIT_STORAGE_URI to another shared "
+            "storage that Flask-Limiter supports)")
 
 
 def register_url_converters(app) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.extensions import limiter
 from config import ProductionConfig
 
 ROOT = Path(__file__).parent.parent
@@ -58,9 +59,13 @@ def test_uploads_over_the_limit_get_413(app):
         app.config["MAX_CONTENT_LENGTH"] = 200 * 1024 * 1024
 
 
-def test_session_cookie_flags_in_production(monkeypatch):
+def test_session_cookie_flags_in_production(app, monkeypatch):
     monkeypatch.setattr(ProductionConfig, "SECRET_KEY", "x" * 32)
     monkeypatch.setattr(ProductionConfig, "CONTACT_ENCRYPTION_KEY", "y" * 44)
-    app = create_app("production", SQLALCHEMY_DATABASE_URI="sqlite://")
-    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
-    assert app.config["REMEMBER_COOKIE_SECURE"]
+    monkeypatch.setattr(ProductionConfig, "RATELIMIT_STORAGE_URI", "redis://127.0.0.1:1/0")
+    try:
+        production = create_app("production", SQLALCHEMY_DATABASE_URI="sqlite://")
+    finally:
+        limiter.init_app(app)  # the one shared limiter back on the test app's storage
+    assert production.config["SESSION_COOKIE_SECURE"] and production.config["SESSION_COOKIE_HTTPONLY"]
+    assert production.config["REMEMBER_COOKIE_SECURE"]
