@@ -1,17 +1,24 @@
+"""Buyers' webhooks against real local HTTP(S) servers (tests/receiver.py); made-up
+host names are answered by a stand-in for the resolver (socket.getaddrinfo)."""
 import hashlib
 import hmac
 import json
+import socket
 from datetime import timedelta
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import DeliveryStatus, WebhookDelivery
+from app.models import DeliveryStatus, Order, WebhookDelivery
 from app.models.types import utcnow
 from app.services import webhooks
 from tests.market_helpers import funded_buyer, verified_seller
-from tests.receiver import Receiver
+from tests.receiver import Receiver, tls_server_context
+
+PUBLIC = "93.184.215.14"
 
 
 @pytest.fixture
@@ -19,6 +26,33 @@ def receiver():
     server = Receiver()
     yield server
     server.close()
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """`dns.answers[name]` lists the addresses answered to each lookup of name in turn,
+    the last one repeating; other names go to the real resolver. `dns.lookups` records
+    the lookups of those names."""
+    real = socket.getaddrinfo
+    fake = SimpleNamespace(answers={}, lookups=[])
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in fake.answers:
+            return real(host, port, *args, **kwargs)
+        fake.lookups.append(host)
+        turns = fake.answers[host]
+        addresses = turns.pop(0) if len(turns) > 1 else turns[0]
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0)) if ":" in a
+                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return fake
+
+
+@pytest.fixture
+def private_off(app, monkeypatch):
+    """As in production: webhooks may only go to public addresses."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)
 
 
 LEAD = {"email": "visitor@mail.example.com", "phone": "+1 415 555 0100", "first_name": "Vera",
@@ -70,10 +104,7 @@ def test_failed_deliveries_are_retried_with_backoff_then_given_up(client, api_ke
         assert delivery.status is DeliveryStatus.FAILED
         assert len(down.requests) == len(webhooks.RETRY_DELAYS) + 1
         down.status = 200
-        order = delivery.order_id
-        from app.models import Order
-
-        webhooks.resend(db.session.get(Order, order), delivery.id)
+        webhooks.resend(db.session.get(Order, delivery.order_id), delivery.id)
         db.session.commit()
         assert webhooks.deliver(delivery.id) is True
     finally:
@@ -88,12 +119,103 @@ def test_unreachable_endpoint_is_logged_not_raised(client, api_key_for):
     assert delivery.status is DeliveryStatus.PENDING and "ConnectionError" in delivery.last_error
 
 
-def test_private_addresses_are_refused_in_production(app, client, api_key_for, receiver):
-    _order_with_webhook(client, api_key_for, receiver.url)
-    app.config["WEBHOOK_ALLOW_PRIVATE"] = False
+def _sell_one_lead(client, api_key_for, url) -> WebhookDelivery:
+    _order_with_webhook(client, api_key_for, url)
+    response = client.post("/api/v1/leads", headers=api_key_for(verified_seller()), json=LEAD)
+    assert response.status_code == 201, response.json
+    return db.session.scalar(sa.select(WebhookDelivery))
+
+
+@pytest.mark.parametrize("host, address", [
+    ("127.0.0.1", "127.0.0.1"),
+    ("10.1.2.3", "10.1.2.3"),
+    ("172.16.0.1", "172.16.0.1"),
+    ("192.168.1.1", "192.168.1.1"),
+    ("100.64.0.1", "100.64.0.1"),  # carrier-grade NAT
+    ("192.0.0.8", "192.0.0.8"),  # IETF protocol assignments
+    ("169.254.169.254", "169.254.169.254"),  # cloud metadata service
+    ("0.0.0.0", "0.0.0.0"),
+    ("224.0.0.1", "224.0.0.1"),
+    ("[::1]", "::1"),
+    ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+    ("[fd00::1]", "fd00::1"),
+    ("[fe80::1]", "fe80::1"),
+    ("[64:ff9b::a9fe:a9fe]", "64:ff9b::a9fe:a9fe"),  # NAT64 to 169.254.169.254
+    ("[2002:7f00:1::1]", "2002:7f00:1::1"),  # 6to4 from 127.0.0.1
+    # Spellings of 127.0.0.1 that the resolver accepts.
+    ("2130706433", "127.0.0.1"),
+    ("0x7f.1", "127.0.0.1"),
+    ("0177.0.0.1", "127.0.0.1"),
+    ("127.1", "127.0.0.1"),
+])
+def test_non_public_addresses_are_refused_in_production(client, api_key_for, receiver, private_off,
+                                                       host, address):
+    delivery = _sell_one_lead(client, api_key_for, f"http://{host}:{receiver.port}/hooks/leads")
+    name = urlsplit(f"http://{host}/").hostname
+    subject = name if name == address else f"{name} resolves to {address}, which"
+    assert delivery.last_error == f"refused: {subject} is not a public address"
+    assert delivery.status is DeliveryStatus.PENDING and receiver.requests == []
+
+
+def test_a_name_with_one_private_address_among_public_ones_is_refused(client, api_key_for,
+                                                                      receiver, dns, private_off):
+    dns.answers["mixed.example"] = [[PUBLIC, "127.0.0.1"]]
+    delivery = _sell_one_lead(client, api_key_for, f"http://mixed.example:{receiver.port}/hooks")
+    assert delivery.last_error == \
+        "refused: mixed.example resolves to 127.0.0.1, which is not a public address"
+    assert receiver.requests == []
+
+
+def test_dns_rebinding_cannot_reach_loopback(client, api_key_for, receiver, dns, private_off,
+                                             monkeypatch):
+    """The name answers a public address first and 127.0.0.1 after: the request goes to
+    the address that was checked (here nothing listens), never to the receiver."""
+    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 1)
+    dns.answers["rebind.example"] = [[PUBLIC], ["127.0.0.1"]]
+    delivery = _sell_one_lead(client, api_key_for, f"http://rebind.example:{receiver.port}/hooks")
+    assert receiver.requests == [] and dns.lookups == ["rebind.example"]
+    assert delivery.status is DeliveryStatus.PENDING and PUBLIC in delivery.last_error
+
+
+def test_https_goes_to_the_resolved_address_with_the_host_name_for_tls(
+        client, api_key_for, dns, tmp_path, monkeypatch):
+    context, ca_file = tls_server_context(tmp_path, "hooks.buyer.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    dns.answers["hooks.buyer.test"] = dns.answers["other.buyer.test"] = [["127.0.0.1"]]
+    server = Receiver(tls=context)
     try:
-        client.post("/api/v1/leads", headers=api_key_for(verified_seller()), json=LEAD)
+        delivery = _sell_one_lead(client, api_key_for,
+                                  f"https://hooks.buyer.test:{server.port}/hooks/leads")
+        assert delivery.status is DeliveryStatus.DELIVERED and dns.lookups == ["hooks.buyer.test"]
+        assert server.requests[0]["headers"]["Host"] == f"hooks.buyer.test:{server.port}"
+        assert server.server_names == ["hooks.buyer.test"]
+        # The certificate is checked against the name in the URL, not the address.
+        order = db.session.get(Order, delivery.order_id)
+        order.webhook_url = f"https://other.buyer.test:{server.port}/hooks/leads"
+        webhooks.resend(order, delivery.id)
+        db.session.commit()
+        assert webhooks.deliver(delivery.id) is False
+        delivery = db.session.get(WebhookDelivery, delivery.id)
+        assert "SSLError" in delivery.last_error and "other.buyer.test" in delivery.last_error
+        assert len(server.requests) == 1 and server.server_names[-1] == "other.buyer.test"
     finally:
-        app.config["WEBHOOK_ALLOW_PRIVATE"] = True
-    delivery = db.session.scalar(sa.select(WebhookDelivery))
-    assert "private address" in delivery.last_error and receiver.requests == []
+        server.close()
+
+
+def test_the_next_address_is_tried_when_the_first_refuses_the_connection(client, api_key_for,
+                                                                          receiver, dns):
+    dns.answers["two.example"] = [["127.0.0.2", "127.0.0.1"]]  # nothing listens on .2
+    delivery = _sell_one_lead(client, api_key_for, f"http://two.example:{receiver.port}/hooks")
+    assert delivery.status is DeliveryStatus.DELIVERED and len(receiver.requests) == 1
+    assert receiver.requests[0]["headers"]["Host"] == f"two.example:{receiver.port}"
+    assert dns.lookups == ["two.example"]
+
+
+def test_redirects_are_not_followed(client, api_key_for, receiver):
+    redirecting = Receiver(status=302, headers={"Location": receiver.url})
+    try:
+        delivery = _sell_one_lead(client, api_key_for, redirecting.url)
+    finally:
+        redirecting.close()
+    assert delivery.last_error == "HTTP 302" and len(redirecting.requests) == 1
+    assert receiver.requests == []

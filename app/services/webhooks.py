@@ -1,14 +1,12 @@
 """Buyer webhooks (SPEC §11): each sale POSTed as JSON with
 `X-Signature: sha256=<hex HMAC of the body with the order's webhook secret>`, retried
-with growing delays until the buyer's server answers 2xx, each attempt logged."""
+with growing delays until the buyer's server answers 2xx, each attempt logged. Only
+public addresses are called, unless WEBHOOK_ALLOW_PRIVATE (app.services.outbound)."""
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 from datetime import timedelta
-from typing import Iterable, Optional
-from urllib.parse import urlsplit
+from typing import Iterable
 
 import requests
 import sqlalchemy as sa
@@ -18,6 +16,7 @@ from app.errors import Conflict
 from app.extensions import db
 from app.models import DeliveryStatus, Lead, Order, Sale, WebhookDelivery
 from app.models.types import utcnow
+from app.services import outbound
 from app.services.delivery import sale_record
 from app.services.crypto import current_vault
 
@@ -28,22 +27,6 @@ TIMEOUT_SECONDS = 5
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _refuse_private_address(url: str) -> Optional[str]:
-    """In production a buyer may not point us at our own network (SSRF)."""
-    if current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
-        return None
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        return f"cannot resolve {host}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address)
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
-            return f"{host} resolves to a private address"
-    return None
 
 
 def deliver(delivery_id: int) -> bool:
@@ -66,16 +49,18 @@ def deliver(delivery_id: int) -> bool:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     db.session.commit()  # no transaction (nor SQLite lock) held over the network call
     error, status_code = (None, None) if url else ("the order has no webhook URL", None)
-    if url and (error := _refuse_private_address(url)) is None:
+    if url:
         headers = {"Content-Type": "application/json", "User-Agent": "LeadX-Webhook/1",
                    "X-Signature": signature(current_vault().decrypt(secret_enc), body),
                    "X-LeadX-Event": event, "X-LeadX-Delivery": str(delivery_id)}
         try:
-            response = requests.post(url, data=body, headers=headers, timeout=TIMEOUT_SECONDS,
-                                     allow_redirects=False)
-            status_code = response.status_code
+            status_code = outbound.post(
+                url, data=body, headers=headers, timeout=TIMEOUT_SECONDS,
+                allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE"])
             if not 200 <= status_code < 300:
                 error = f"HTTP {status_code}"
+        except outbound.Refused as exc:
+            error = str(exc)
         except requests.RequestException as exc:
             error = type(exc).__name__ + ": " + str(exc)[:300]
     delivery = db.session.get(WebhookDelivery, delivery_id)
