@@ -72,26 +72,51 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _field_problems(messages: dict, path: tuple = ()):
+    """(dotted field name, its first message) from webargs' {location: {field: [...]}}."""
+    for name, value in messages.items():
+        inner = path if not path and name in _LOCATIONS else (*path, str(name))
+        if isinstance(value, dict):
+            yield from _field_problems(value, inner)
+        else:
+            text = value[0] if isinstance(value, list) and value else value
+            yield ".".join(inner), str(text)
+
+
+_LOCATIONS = {"json", "query", "form", "files", "headers", "cookies", "path", "view_args"}
+
+
 def http_error_response(error):
-    from flask import jsonify, render_template
+    from flask import jsonify, make_response, render_template
 
     status = error.code or 500
     if wants_json():
         details: dict[str, Any] = {}
         # webargs puts field-level messages on the exception (flask-smorest).
         messages = getattr(error, "data", {}).get("messages") if hasattr(error, "data") else None
-        if messages:
-            details = {"fields": messages}
         code = HTTP_ERROR_CODES.get(status, "error")
         message = error.description or error.name
-        if status == 422 and messages:
-            message = "The request has invalid fields."
+        if messages:
+            problems = dict(_field_problems(messages))
+            details = {"fields": messages, "field": next(iter(problems), None)}
+            message = "Invalid " + "; ".join(f"{name}: {text}" for name, text in problems.items())
         response = jsonify(error_body(code, message, details))
+        _keep_protocol_headers(error, response)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return response, status
     template = ERROR_TEMPLATES.get(status, "errors/generic.html")
-    return render_template(template, error=error, status=status), status
+    response = make_response(render_template(template, error=error, status=status), status)
+    _keep_protocol_headers(error, response)
+    return response
+
+
+def _keep_protocol_headers(error, response) -> None:
+    """The headers an HTTP error carries besides its body (405's Allow, 429's
+    Retry-After, 416's Content-Range)."""
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
 
 
 def register_error_handlers(app) -> None:

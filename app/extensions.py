@@ -51,9 +51,33 @@ def _sqlite_connection_setup(dbapi_connection, connection_record) -> None:
 
 
 @event.listens_for(Engine, "begin")
-def _sqlite_begin_immediate(connection) -> None:
+def _sqlite_begin(connection) -> None:
     # pysqlite would open the transaction only at the first write, so two processes
-    # could both read, then both write (an oversold lead). Taking SQLite's write lock
-    # up front serialises writers; PostgreSQL uses row locks instead.
+    # could both read, then both write (an oversold lead). Jobs and requests that
+    # change things take SQLite's write lock up front, which serialises writers
+    # (PostgreSQL uses row locks instead); a page that only reads takes a snapshot
+    # and no lock, so no reader waits for, or makes wait, anyone else.
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _may_write() else "BEGIN")
+
+
+def _may_write() -> bool:
+    from flask import has_request_context, request
+
+    return not has_request_context() or request.method not in SAFE_METHODS
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def commit_keeping_loaded() -> None:
+    """Commit, keeping the objects loaded so far as they are. Called where a request
+    has read what it checks (the caller, their role) and is about to do slow work
+    that needs no database, such as reading an uploaded file: on SQLite a request
+    that changes things holds the write lock from its first query to its commit."""
+    session = db.session()
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire

@@ -3,7 +3,10 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 
-from app.extensions import login_manager
+from app.extensions import SAFE_METHODS, login_manager
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+BODY_LIMIT_WITHOUT_FILES = 1 << 20  # JSON and other bodies: far above any real request
 
 # Only our own static files: no CDN, no inline script or style (SPEC: works offline).
 # The one exception is Stripe.js when card payments are configured: Stripe requires it
@@ -56,6 +59,20 @@ def init_security(app: Flask) -> None:
         from app.services.accounts import load_user_from_session_id
 
         return load_user_from_session_id(session_id)
+
+    @app.before_request
+    def receive_body_first():
+        """Take in the whole body before any query: a slow client trickling in a large
+        upload must not hold a database connection, nor SQLite's write lock, while it
+        does. A body without files is small, so it is bounded tighter than uploads."""
+        if request.method in SAFE_METHODS:
+            return
+        if request.mimetype not in FORM_TYPES:
+            request.max_content_length = min(BODY_LIMIT_WITHOUT_FILES,
+                                             app.config["MAX_CONTENT_LENGTH"])
+            request.get_data(cache=True)
+        else:
+            request.form  # noqa: B018 (parses now; uploaded files spool to disk)
 
     @app.after_request
     def set_security_headers(response):

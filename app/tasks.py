@@ -23,6 +23,7 @@ celery = Celery("leadx")
 _executors: dict[str, ThreadPoolExecutor] = {}
 # Webhooks get threads of their own: speed to lead must not queue behind an upload.
 THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8)}
+STAGED_UPLOAD_MAX_AGE_SECONDS = 86400  # a seller may come back to the confirm step within a day
 
 
 def init_celery(app: Flask) -> Celery:
@@ -56,6 +57,8 @@ def init_celery(app: Flask) -> Celery:
                                         "schedule": 600.0},
             "refresh-seller-points": {"task": "app.tasks.refresh_seller_points",
                                       "schedule": 3600.0},
+            "remove-stale-uploads": {"task": "app.tasks.remove_stale_uploads",
+                                     "schedule": 3600.0},
         },
     )
     celery.set_default()
@@ -235,6 +238,15 @@ def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     for batch_id in stalled:
         dispatch(process_batch, batch_id)
     return stalled
+
+
+@celery.task(name="app.tasks.remove_stale_uploads")
+def remove_stale_uploads() -> int:
+    """Files of uploads abandoned at the confirm step (after a day) or left by a run
+    that died: they hold contacts in clear."""
+    from app.services.ingest import pipeline
+
+    return pipeline.remove_stale_uploads(STAGED_UPLOAD_MAX_AGE_SECONDS)
 
 
 @celery.task(name="app.tasks.release_earnings")

@@ -237,7 +237,7 @@ def test_files_that_are_not_csv_create_nothing(app, seller, data, code):
     assert exc.value.code == code
     db.session.rollback()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
-    assert list(pipeline.upload_dir().glob(f"staged-{seller.id}-*")) == []
+    assert list(pipeline.upload_dir().glob(f"*{token}*")) == []
 
 
 def test_the_same_file_twice_needs_confirmation(seller):

@@ -40,11 +40,23 @@ def init_api(app: Flask) -> None:
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
     )
     api.spec.options["security"] = [{"bearerAuth": []}]
+    api.ma_plugin.converter.add_attribute_function(_configured_bounds(app))
     for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, kpis.blp,
                       admin.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)
+
+
+def _configured_bounds(app: Flask):
+    """Document the bounds an `Int` field takes from settings (the minimum price, the
+    top-up limits) as this app is configured."""
+
+    def bounds_of(converter, field, **kwargs) -> dict:
+        return {bound: app.config[key]
+                for bound, key in getattr(field, "config_bounds", {}).items() if key}
+
+    return bounds_of
 
 
 def api_user(role: Optional[Role] = None, refusal: str = "") -> User:

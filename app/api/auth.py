@@ -2,7 +2,7 @@
 from flask import abort, g, request
 from flask_smorest import Blueprint
 
-from app.extensions import db
+from app.extensions import commit_keeping_loaded
 from app.services.accounts import user_for_api_key
 
 
@@ -11,7 +11,7 @@ def require_api_key():
     user = user_for_api_key(secret.strip()) if scheme.lower() == "bearer" else None
     if user is None:
         abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
-    db.session.commit()  # records last_used_at even if the request fails later
+    commit_keeping_loaded()  # records last_used_at even if the request fails later
     g.api_user = user
 
 

@@ -51,14 +51,14 @@ def upload_batch(form, files):
     seller = _seller()
     terms = pipeline.check_terms(form["default_country"], form["floor_price"], form["cap"],
                                  form["mapping"])
-    upload = files["file"]
+    upload, seller_id = files["file"], seller.id
     token = pipeline.stage_upload(seller, upload.stream)
     try:
         batch = pipeline.create_batch(seller, token, upload.filename, terms,
                                       allow_same_file=form["allow_duplicate"])
         db.session.commit()
     finally:
-        pipeline.discard_upload(seller, token)
+        pipeline.discard_upload(seller_id, token)  # gone already if it became a batch
     dispatch(process_batch, batch.id)
     db.session.refresh(batch)
     return _batch_body(batch), 202 if not batch.is_finished else 201

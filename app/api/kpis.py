@@ -3,7 +3,8 @@ from marshmallow import Schema, fields
 
 from app.api import api_user
 from app.api.auth import api_blueprint
-from app.api.schemas import ApiErrorSchema
+from app.api.schemas import ApiErrorSchema, Int, TextInput
+from app.core import bounds
 from app.extensions import db
 from app.models import Role
 from app.services import kpis, orders, outcomes
@@ -13,9 +14,9 @@ blp = api_blueprint("KPIs", __name__, description="Buyers: outcomes of delivered
 
 class OutcomeInputSchema(Schema):
     status = fields.String(required=True, metadata={"description": "contacted, converted or bad"})
-    revenue = fields.Raw(load_default=None, metadata={
-        "type": "integer", "description": "minor units; converted leads only: the gross "
-                                          "margin the customer brought (feeds ROI)"})
+    revenue = Int(bounds.AMOUNT, allow_none=True, load_default=None, metadata={
+        "description": "minor units; converted leads only: the gross margin the customer "
+                       "brought (feeds ROI)"})
 
 
 class OutcomeSchema(Schema):
@@ -26,8 +27,8 @@ class OutcomeSchema(Schema):
     updated_at = fields.DateTime()
 
 
-class KpiQuerySchema(Schema):
-    order_id = fields.Integer(load_default=None)
+class KpiQuerySchema(TextInput):
+    order_id = Int(bounds.ID, load_default=None)
     from_ = fields.String(data_key="from", load_default=None,
                           metadata={"description": "first delivery day, YYYY-MM-DD (UTC)"})
     to = fields.String(load_default=None, metadata={"description": "last delivery day, included"})

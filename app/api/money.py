@@ -1,9 +1,10 @@
 """Money through the API (SPEC §11): top-ups, withdrawals, statement, payouts."""
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from app.api import api_user
 from app.api.auth import api_blueprint
-from app.api.schemas import ApiErrorSchema
+from app.api.schemas import ApiErrorSchema, Int
+from app.core import bounds
 from app.models import Role
 from app.services import ledger, payments
 
@@ -11,8 +12,9 @@ blp = api_blueprint("Money", __name__, description="Top-ups, withdrawals, statem
 
 
 class TopUpCreateSchema(Schema):
-    amount = fields.Integer(required=True, validate=validate.Range(min=1),
-                            metadata={"description": "minor units"})
+    amount = Int(bounds.AMOUNT, minimum=1, config_minimum="TOPUP_MINIMUM",
+                 config_maximum="TOPUP_MAXIMUM", required=True,
+                 metadata={"description": "minor units"})
     payment_method = fields.String(
         metadata={"description": "Optional: a Stripe PaymentMethod to charge now (server-side "
                   "confirmation). Without it, confirm `client_secret` with Stripe.js."})
@@ -35,7 +37,7 @@ class TopUpSchema(Schema):
 
 
 class WithdrawalCreateSchema(Schema):
-    amount = fields.Integer(required=True, validate=validate.Range(min=1))
+    amount = Int(bounds.AMOUNT, minimum=1, required=True, metadata={"description": "minor units"})
 
 
 class CardRefundSchema(Schema):

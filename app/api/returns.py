@@ -3,7 +3,8 @@ from marshmallow import Schema, fields, validate
 
 from app.api import api_user
 from app.api.auth import api_blueprint
-from app.api.schemas import ApiErrorSchema
+from app.api.schemas import ApiErrorSchema, Int
+from app.core import bounds
 from app.extensions import db
 from app.models import ReturnReason, Role
 from app.services import returns
@@ -12,7 +13,7 @@ blp = api_blueprint("Returns", __name__, description="Buyers return bad leads; s
 
 
 class ReturnCreateSchema(Schema):
-    sale_id = fields.Integer(required=True)
+    sale_id = Int(bounds.ID, required=True)
     reason = fields.String(required=True, validate=validate.OneOf(
         [r.value for r in returns.BUYER_REASONS]))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
@@ -71,7 +72,7 @@ def get_return(return_id: int):
 
 
 @blp.route("/returns/<int:return_id>/<any(accept, contest):answer>", methods=["POST"])
-@blp.arguments(ReturnAnswerSchema)
+@blp.arguments(ReturnAnswerSchema, required=False)  # the note is optional
 @blp.response(200, ReturnSchema)
 def answer_return(data, return_id: int, answer: str):
     """The seller accepts (the sale is reversed) or contests (an admin decides)."""

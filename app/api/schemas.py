@@ -1,6 +1,41 @@
 """Marshmallow schemas for the API's input and output."""
 from marshmallow import Schema, fields, post_dump, validate
 
+from app.core import bounds
+from app.services.ingest.pipeline import MAX_CAP
+from app.services.ingest.validate import MAX_AGE, MIN_AGE
+from app.services.orders import MAX_DAYS
+from app.services.scoring import MAX_SCORE
+
+
+class Int(fields.Integer):
+    """A whole number of one kind of `app.core.bounds`, its range stated in the
+    OpenAPI document. In JSON only a JSON integer is one (1.5, "100" and true are
+    refused, never truncated); in a query string or a form (`TextInput` schemas),
+    decimal digits. `config_minimum`/`config_maximum` name the setting that narrows
+    the documented range (the minimum price, the top-up limits): the service that
+    owns the rule enforces it, with its own error code."""
+
+    def __init__(self, kind: bounds.IntRange, *, minimum: int | None = None,
+                 maximum: int | None = None, config_minimum: str | None = None,
+                 config_maximum: str | None = None, **kwargs):
+        kind = kind.narrowed(minimum, maximum)
+        self.config_bounds = {"minimum": config_minimum, "maximum": config_maximum}
+        super().__init__(strict=True, validate=validate.Range(kind.minimum, kind.maximum),
+                         **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if (isinstance(value, str) and getattr(self.root, "TEXT_INPUT", False)
+                and bounds.DECIMAL.fullmatch(value)):
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class TextInput(Schema):
+    """Input read from a query string or a form: numbers arrive as text."""
+
+    TEXT_INPUT = True
+
 
 class ApiErrorDetailSchema(Schema):
     code = fields.String(required=True)
@@ -19,10 +54,15 @@ class BalanceSchema(Schema):
     pending = fields.Integer(required=True, metadata={"description": "minor units"})
 
 
-class BatchUploadSchema(Schema):
+_FLOOR_PRICE = {"load_default": 0, "metadata": {"description": "minor units"}}
+_CAP = {"minimum": 1, "maximum": MAX_CAP, "load_default": 1,
+        "metadata": {"description": "buyers per lead; 1 = exclusive"}}
+
+
+class BatchUploadSchema(TextInput):
     default_country = fields.String(required=True, metadata={"example": "RU"})
-    floor_price = fields.Integer(load_default=0, metadata={"description": "minor units"})
-    cap = fields.Integer(load_default=1, metadata={"description": "1 = exclusive"})
+    floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)
+    cap = Int(bounds.COUNT, **_CAP)
     mapping = fields.String(load_default="", metadata={
         "description": 'JSON object of header → field, e.g. {"Tel. 2": "phone", "Notes": ""}'})
     allow_duplicate = fields.Boolean(load_default=False, metadata={
@@ -74,12 +114,12 @@ class BatchSchema(Schema):
         return data
 
 
-class AdminBatchQuerySchema(Schema):
+class AdminBatchQuerySchema(TextInput):
     sort = fields.String(load_default="risk", validate=validate.OneOf(["risk", "newest"]))
     status = fields.String(load_default=None, validate=validate.OneOf(
         ["processing", "held", "live", "rejected", "failed"]))
-    limit = fields.Integer(load_default=50)
-    offset = fields.Integer(load_default=0)
+    limit = Int(bounds.PAGE_SIZE, maximum=500, load_default=50)
+    offset = Int(bounds.OFFSET, load_default=0)
 
 
 class LeadInputSchema(Schema):
@@ -106,8 +146,8 @@ class LeadInputSchema(Schema):
     consent_text = fields.String()
     ip = fields.String()
     default_country = fields.String(required=True)
-    floor_price = fields.Integer(load_default=0)
-    cap = fields.Integer(load_default=1)
+    floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)
+    cap = Int(bounds.COUNT, **_CAP)
 
 
 class LeadSaleSchema(Schema):
@@ -124,8 +164,8 @@ class LeadCreatedSchema(Schema):
 
 
 class FiltersSchema(Schema):
-    age_min = fields.Integer(allow_none=True)
-    age_max = fields.Integer(allow_none=True)
+    age_min = Int(bounds.COUNT, minimum=MIN_AGE, maximum=MAX_AGE, allow_none=True)
+    age_max = Int(bounds.COUNT, minimum=MIN_AGE, maximum=MAX_AGE, allow_none=True)
     genders = fields.List(fields.String(), metadata={"example": ["f"]})
     regions = fields.List(fields.String(), metadata={"example": ["RU-MOW", "US-CA"]})
     countries = fields.List(fields.String(), metadata={"example": ["US"]})
@@ -133,9 +173,10 @@ class FiltersSchema(Schema):
     marital_statuses = fields.List(fields.String())
     employed = fields.String(allow_none=True, metadata={"description": "yes, no or unknown"})
     interests = fields.List(fields.String(), metadata={"description": "any of"})
-    max_age_days = fields.Integer(allow_none=True, metadata={"description": "freshness"})
+    max_age_days = Int(bounds.COUNT, minimum=1, maximum=MAX_DAYS, allow_none=True,
+                       metadata={"description": "freshness"})
     exclusive_only = fields.Boolean()
-    min_score = fields.Integer(allow_none=True, metadata={
+    min_score = Int(bounds.COUNT, maximum=MAX_SCORE, allow_none=True, metadata={
         "description": "0–100: the lead's score when it is sold (SPEC §6)"})
     min_temperature = fields.String(allow_none=True, metadata={
         "description": "hot (score ≥ 70), warm (≥ 40) or cold (any)"})
@@ -144,23 +185,25 @@ class FiltersSchema(Schema):
 class OrderCreateSchema(Schema):
     name = fields.String(load_default="")
     filters = fields.Nested(FiltersSchema, load_default=dict)
-    price = fields.Integer(required=True, metadata={"description": "minor units per lead"})
-    quantity = fields.Integer(required=True)
-    budget = fields.Integer(allow_none=True, load_default=None)
+    price = Int(bounds.AMOUNT, config_minimum="MIN_PRICE", required=True,
+                metadata={"description": "minor units per lead"})
+    quantity = Int(bounds.COUNT, minimum=1, required=True)
+    budget = Int(bounds.AMOUNT, minimum=1, allow_none=True, load_default=None)
     expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
-    daily_cap = fields.Integer(allow_none=True, load_default=None)
-    delivery_start_hour = fields.Integer(allow_none=True, load_default=None)
-    delivery_end_hour = fields.Integer(allow_none=True, load_default=None)
+    daily_cap = Int(bounds.COUNT, minimum=1, allow_none=True, load_default=None)
+    delivery_start_hour = Int(bounds.COUNT, maximum=23, allow_none=True, load_default=None)
+    delivery_end_hour = Int(bounds.COUNT, minimum=1, maximum=24, allow_none=True,
+                            load_default=None)
     timezone = fields.String(load_default="UTC")
-    lookback_days = fields.Integer(load_default=30, metadata={
+    lookback_days = Int(bounds.COUNT, maximum=MAX_DAYS, load_default=30, metadata={
         "description": "never the same person twice within this many days"})
     webhook_url = fields.String(allow_none=True, load_default=None)
 
 
 class OrderChangeSchema(Schema):
-    price = fields.Integer()
-    quantity = fields.Integer()
-    daily_cap = fields.Integer(allow_none=True)
+    price = Int(bounds.AMOUNT, config_minimum="MIN_PRICE")
+    quantity = Int(bounds.COUNT, minimum=1)
+    daily_cap = Int(bounds.COUNT, minimum=1, allow_none=True)
 
 
 class OrderSchema(Schema):
@@ -198,9 +241,9 @@ class DeliveredLeadSchema(Schema):
         "description": "what you recorded: status (contacted, converted, bad), revenue"})
 
 
-class PageSchema(Schema):
-    limit = fields.Integer(load_default=500)
-    offset = fields.Integer(load_default=0)
+class PageSchema(TextInput):
+    limit = Int(bounds.PAGE_SIZE, load_default=500)
+    offset = Int(bounds.OFFSET, load_default=0)
     format = fields.String(load_default="json", metadata={"description": "json or csv"})
 
 
@@ -210,5 +253,5 @@ class EstimateSchema(Schema):
         "description": "count, min, median, max of similar sales in the last 30 days"})
 
 
-class EstimateQuerySchema(FiltersSchema):
-    price = fields.Integer(allow_none=True)
+class EstimateQuerySchema(FiltersSchema, TextInput):
+    price = Int(bounds.AMOUNT, allow_none=True)

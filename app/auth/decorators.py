@@ -2,7 +2,7 @@
 from flask import Blueprint, abort
 from flask_login import current_user
 
-from app.extensions import login_manager
+from app.extensions import commit_keeping_loaded, login_manager
 from app.models import Role
 
 
@@ -15,3 +15,4 @@ def restrict_blueprint_to(bp: Blueprint, *roles: Role) -> None:
             return login_manager.unauthorized()
         if roles and current_user.role not in roles:
             abort(403)
+        commit_keeping_loaded()  # the views start with no transaction (and no lock) open

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError
-from app.extensions import db
+from app.core import bounds
+from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
 from app.models import Batch, Role
 from app.seller.forms import ConfirmUploadForm, UploadForm
@@ -78,11 +79,13 @@ def _confirm_page(form, preview):
 def upload():
     form = UploadForm(data=None if request.method == "POST" else _last_terms())
     if form.validate_on_submit():
+        token = None
         try:
             pipeline.check_can_sell(current_user)
             terms = _terms(form)
             token = pipeline.stage_upload(current_user, form.file.data.stream)
             preview = pipeline.inspect_upload(current_user, token)
+            commit_keeping_loaded()  # nothing written: no lock while the batch re-reads it
             filename = form.file.data.filename or "upload.csv"
             if preview.unknown or preview.duplicate_of:
                 confirm = ConfirmUploadForm(formdata=None, data={
@@ -93,8 +96,13 @@ def upload():
             return _start(token, filename, terms, allow_same_file=False)
         except DomainError as exc:
             db.session.rollback()
+            if token:
+                pipeline.discard_upload(current_user.id, token)
             form.file.errors.append(exc.message)
     return render_template("seller/upload.html", form=form)
+
+
+MAX_COLUMNS = 10_000  # the mapping form has one pair of fields per column of the file
 
 
 @bp.route("/batches/confirm", methods=["POST"])
@@ -104,18 +112,20 @@ def confirm_upload():
         flash("Please check the batch's terms.", "danger")
         return redirect(url_for("seller.upload"))
     token = form.token.data
-    mapping = {request.form.get(f"header_{i}", ""): request.form.get(f"column_{i}", "")
-               for i in range(int(request.form.get("columns", 0)))}
     try:
+        columns = bounds.COUNT.narrowed(0, MAX_COLUMNS).take(request.form.get("columns", "0"),
+                                                             "columns")
+        mapping = {request.form.get(f"header_{i}", ""): request.form.get(f"column_{i}", "")
+                   for i in range(columns)}
         terms = _terms(form)
         terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)
         return _start(token, form.filename.data, terms, form.allow_same_file.data)
     except DomainError as exc:
         db.session.rollback()
-        if exc.code in ("duplicate_file", "duplicate_field", "unknown_field"):
-            flash(exc.message, "danger")
-            return _confirm_page(form, pipeline.inspect_upload(current_user, token, mapping))
         flash(exc.message, "danger")
+        if exc.code in ("duplicate_file", "duplicate_field", "unknown_field"):
+            return _confirm_page(form, pipeline.inspect_upload(current_user, token, mapping))
+        pipeline.discard_upload(current_user.id, token)
         return redirect(url_for("seller.upload"))
 
 

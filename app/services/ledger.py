@@ -13,6 +13,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.core import bounds
 from app.errors import DomainError, InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, User
@@ -27,7 +28,7 @@ ROLE_ACCOUNT_KINDS = {
 
 # Far above any real movement, far below int64 overflow (where SQLite would silently
 # turn an integer column into a float).
-MAX_AMOUNT = 10**13
+MAX_AMOUNT = bounds.AMOUNT.maximum
 MAX_BALANCE = 10**15
 
 

@@ -15,19 +15,22 @@ import pycountry
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core import bounds
 from app.errors import Conflict, InsufficientFunds, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, Lead, Order, OrderStatus, Return, ReturnStatus, Sale, User
 from app.models.types import utcnow
 from app.services import ledger, scoring
+from app.services.ingest.validate import MAX_AGE, MIN_AGE
 from app.services.ledger import Posting
 
 GENDERS = ("f", "m", "other", "unknown")
 MARITAL_STATUSES = ("single", "partnered", "married", "divorced", "widowed", "unknown")
 EMPLOYED = ("yes", "no", "unknown")
 REQUIRE = ("phone", "email", "both")
-MAX_QUANTITY = 1_000_000
+MAX_QUANTITY = bounds.COUNT.maximum
+MAX_DAYS = 3650  # freshness and lookback windows: ten years
 
 
 def _fail(field_name: str, message: str):
@@ -47,16 +50,7 @@ def _choices(data: Mapping, name: str, allowed: tuple[str, ...]) -> tuple[str, .
 
 
 def _int_or_none(data: Mapping, name: str, low: int, high: int) -> Optional[int]:
-    value = data.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        _fail(name, f"{name.replace('_', ' ').capitalize()} must be a whole number.")
-    if not low <= number <= high:
-        _fail(name, f"{name.replace('_', ' ').capitalize()} must be between {low} and {high}.")
-    return number
+    return bounds.IntRange(low, high).optional(data.get(name), name)
 
 
 @dataclass(frozen=True)
@@ -90,8 +84,8 @@ class Filters:
         unknown = sorted(set(data) - known)
         if unknown:
             _fail(unknown[0], f"Unknown filter {unknown[0]!r}; filters are {', '.join(sorted(known))}.")
-        age_min = _int_or_none(data, "age_min", 18, 100)
-        age_max = _int_or_none(data, "age_max", 18, 100)
+        age_min = _int_or_none(data, "age_min", MIN_AGE, MAX_AGE)
+        age_max = _int_or_none(data, "age_max", MIN_AGE, MAX_AGE)
         if age_min is not None and age_max is not None and age_min > age_max:
             _fail("age_min", f"The minimum age ({age_min}) is above the maximum ({age_max}).")
         regions = data.get("regions") or []
@@ -134,7 +128,7 @@ class Filters:
             genders=_choices(data, "genders", GENDERS), regions=regions, countries=countries,
             require=require, marital_statuses=_choices(data, "marital_statuses", MARITAL_STATUSES),
             employed=employed, interests=interests,
-            max_age_days=_int_or_none(data, "max_age_days", 1, 3650),
+            max_age_days=_int_or_none(data, "max_age_days", 1, MAX_DAYS),
             exclusive_only=bool(exclusive),
             min_score=_int_or_none(data, "min_score", 0, scoring.MAX_SCORE) or None,
             min_temperature=None if min_temperature == "cold" else min_temperature,
@@ -247,7 +241,7 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, daily_cap=None
         ZoneInfo(timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         _fail("timezone", f"Unknown time zone {timezone!r}; use a name like Europe/Madrid.")
-    lookback = _int_or_none({"lookback_days": lookback_days}, "lookback_days", 0, 3650)
+    lookback = _int_or_none({"lookback_days": lookback_days}, "lookback_days", 0, MAX_DAYS)
     if webhook_url:
         webhook_url = webhook_url.strip()
         if not webhook_url.startswith(("https://", "http://")) or len(webhook_url) > 2000:
@@ -363,6 +357,11 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     if terms.quantity < order.filled:
         _fail("quantity", f"The order already has {order.filled} leads; the quantity cannot "
                           "go below that.")
+    if order.fill_day != utcnow().strftime("%Y-%m-%d"):
+        order.day_filled = 0  # yesterday's count binds no new cap
+    if terms.daily_cap is not None and terms.daily_cap < order.day_filled:
+        _fail("daily_cap", f"The order has received {order.day_filled} leads today; the daily "
+                           "cap cannot go below that today (pause the order to stop deliveries).")
     order.price, order.quantity, order.daily_cap = terms.price, terms.quantity, terms.daily_cap
     remaining_budget = None if order.budget is None else order.budget - order.spent
     wanted = max_spend(order.price, order.remaining, remaining_budget)

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -24,6 +25,7 @@ from typing import BinaryIO, Optional
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core import bounds
 from app.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -67,18 +69,8 @@ def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTe
         raise ValidationFailed(
             f"“{default_country}” is not a two-letter country code such as RU, ES or US.",
             code="invalid_default_country", details={"field": "default_country"})
-    try:
-        floor_price = int(floor_price)
-        cap = int(cap)
-    except (TypeError, ValueError):
-        raise ValidationFailed("The floor price and the cap must be whole numbers.",
-                               code="invalid_terms", details={"field": "floor_price"})
-    if floor_price < 0:
-        raise ValidationFailed("The floor price cannot be negative.", code="invalid_terms",
-                               details={"field": "floor_price"})
-    if not 1 <= cap <= MAX_CAP:
-        raise ValidationFailed(f"The cap must be between 1 (exclusive) and {MAX_CAP}.",
-                               code="invalid_terms", details={"field": "cap"})
+    floor_price = bounds.AMOUNT.take(floor_price, "floor_price")
+    cap = bounds.COUNT.narrowed(1, MAX_CAP).take(cap, "cap")
     if isinstance(mapping, str):
         try:
             mapping = json.loads(mapping) if mapping.strip() else {}
@@ -100,8 +92,9 @@ def check_can_sell(seller: User) -> None:
 
 
 def upload_dir() -> Path:
+    """Where uploads wait in clear until processed: readable by this user alone."""
     path = Path(current_app.config["UPLOAD_DIR"])
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
@@ -109,10 +102,10 @@ def upload_path(batch: Batch) -> Path:
     return upload_dir() / f"batch-{batch.id}.csv"
 
 
-def _staged_path(seller: User, token: str) -> Path:
-    if not token.isalnum():
+def _staged_path(seller_id: int, token: str) -> Path:
+    if not (token.isascii() and token.isalnum()):
         raise ValidationFailed("Unknown upload.", code="unknown_upload")
-    return upload_dir() / f"staged-{seller.id}-{token}.csv"
+    return upload_dir() / f"staged-{seller_id}-{token}.csv"
 
 
 @dataclass(frozen=True)
@@ -135,36 +128,80 @@ def stage_upload(seller: User, stream: BinaryIO) -> str:
     """Keep the uploaded bytes on disk under a token until the seller confirms."""
     check_can_sell(seller)
     token = secrets.token_hex(16)
-    with open(_staged_path(seller, token), "wb") as out:
-        shutil.copyfileobj(stream, out, 1 << 20)
+    path = _staged_path(seller.id, token)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+    except BaseException:  # a client that hangs up mid-upload leaves no part of its file
+        path.unlink(missing_ok=True)
+        raise
     return token
 
 
 def inspect_upload(seller: User, token: str, mapping: Optional[dict] = None) -> UploadPreview:
-    """Read the staged file's shape, or raise UnreadableFile and forget it."""
-    path = _staged_path(seller, token)
+    """Read the staged file's shape, or raise UnreadableFile and forget it. The file is
+    read before the first query, so a caller with no transaction open holds no lock
+    while it is."""
+    preview = _read_shape(seller.id, token, mapping)
+    return dataclasses.replace(preview, duplicate_of=_earlier_upload(seller.id, preview))
+
+
+def _read_shape(seller_id: int, token: str, mapping: Optional[dict]) -> UploadPreview:
+    path = _staged_path(seller_id, token)
     if not path.exists():
         raise ValidationFailed("This upload has expired; please choose the file again.",
                                code="unknown_upload")
     try:
         with open_csv(path, mapping=mapping or {}) as source:
             sample = [values for _, values in itertools.islice(source.rows(), 5)]
-            preview = UploadPreview(
+            return UploadPreview(
                 token, source.encoding, source.delimiter, list(source.headers),
                 list(source.header_map.fields), list(source.header_map.unknown), sample,
                 source.content_hash, source.size, None)
     except UnreadableFile:
         path.unlink(missing_ok=True)
         raise
-    earlier = db.session.scalar(
-        sa.select(Batch).where(Batch.seller_id == seller.id,
+
+
+def _earlier_upload(seller_id: int, preview: UploadPreview) -> Optional[Batch]:
+    return db.session.scalar(
+        sa.select(Batch).where(Batch.seller_id == seller_id,
                                Batch.content_hash == preview.content_hash,
                                Batch.status != BatchStatus.FAILED).order_by(Batch.id.desc()))
-    return dataclasses.replace(preview, duplicate_of=earlier)
 
 
-def discard_upload(seller: User, token: str) -> None:
-    _staged_path(seller, token).unlink(missing_ok=True)
+def discard_upload(seller_id: int, token: str) -> None:
+    """Forget a staged upload (a no-op once it became a batch). Takes the seller's id,
+    not the user: it runs after failures, when the session may not load anything."""
+    _staged_path(seller_id, token).unlink(missing_ok=True)
+
+
+def remove_stale_uploads(max_age_seconds: int) -> int:
+    """A periodic job: delete staged uploads older than the limit (abandoned before
+    the seller confirmed) and the files of batches that are no longer processing (a
+    run that died before it could delete its file), or that were never committed.
+    Returns how many files went."""
+    cutoff = time.time() - max_age_seconds
+    files = {}
+    for path in upload_dir().iterdir():
+        number = path.name.removeprefix("batch-").removesuffix(".csv")
+        if path.name.startswith("staged-"):
+            files[path] = None
+        elif path.name.startswith("batch-") and number.isdigit():
+            files[path] = int(number)
+    status = dict(db.session.execute(sa.select(Batch.id, Batch.status).where(
+        Batch.id.in_([n for n in files.values() if n is not None]))).all())
+    db.session.rollback()  # read only: hold nothing while the disk is walked
+    removed = 0
+    for path, batch_id in files.items():
+        if batch_id in status:
+            stale = status[batch_id] is not BatchStatus.PROCESSING
+        else:  # staged, or its batch not committed (yet, or ever)
+            stale = path.stat().st_mtime < cutoff
+        if stale:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
@@ -175,10 +212,10 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     file that is not a CSV never becomes a batch. The same file uploaded twice raises
     Conflict("duplicate_file") unless the seller confirmed it (`allow_same_file`).
     """
+    preview = _read_shape(seller.id, token, terms.mapping)  # before the first query
     check_can_sell(seller)
-    preview = inspect_upload(seller, token, terms.mapping)
-    if preview.duplicate_of is not None and not allow_same_file:
-        earlier = preview.duplicate_of
+    earlier = _earlier_upload(seller.id, preview)
+    if earlier is not None and not allow_same_file:
         raise Conflict(
             f"You uploaded this same file before (batch #{earlier.id}, "
             f"{earlier.created_at:%Y-%m-%d %H:%M} UTC). Upload it again only if you mean "
@@ -194,7 +231,7 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     )
     db.session.add(batch)
     db.session.flush()
-    _staged_path(seller, token).rename(upload_path(batch))
+    _staged_path(seller.id, token).rename(upload_path(batch))
     return batch
 
 
@@ -211,7 +248,10 @@ def process_batch(batch_id: int) -> None:
         _run(batch, path)
     except Exception as exc:
         db.session.rollback()
-        _fail(batch_id, exc)
+        try:
+            _fail(batch_id, exc)
+        finally:
+            path.unlink(missing_ok=True)
         if not isinstance(exc, DomainError):
             raise
     path.unlink(missing_ok=True)

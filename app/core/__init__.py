@@ -1,0 +1,1 @@
+"""Infrastructure every area shares and no rule of the market lives in."""
