@@ -4,6 +4,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
 
+from app.core import bounds
+
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽"}
 
 
@@ -34,7 +36,10 @@ def parse_money(text: str) -> int:
     if match is None:
         raise ValueError(f"“{text.strip()}” is not an amount like 1,234.50")
     major, minor = match.groups()
-    return int(major.replace(",", "")) * 100 + int((minor or "0").ljust(2, "0"))
+    amount = int(major.replace(",", "")) * 100 + int((minor or "0").ljust(2, "0"))
+    if amount > bounds.AMOUNT.maximum:
+        raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")
+    return amount
 
 
 def format_average(minor_units: Decimal | int | None, currency: str | None = None) -> str:

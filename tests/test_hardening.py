@@ -308,3 +308,20 @@ def test_answering_a_return_needs_no_body_and_the_document_says_so(client):
     spec = client.get("/api/v1/openapi.json").json
     answer = spec["paths"]["/api/v1/returns/{return_id}/{answer}"]["post"]
     assert answer["requestBody"].get("required") is not True  # the note is optional
+
+
+@pytest.mark.parametrize("url", ["/admin/?days=99999999999999999999999",
+                                 f"/admin/users?page={TOO_BIG}", f"/admin/audit?page={TOO_BIG}",
+                                 "/admin/quality?page=-5", "/admin/users?page=abc"])
+def test_page_numbers_in_web_addresses_are_bounded(admin_client, url):
+    response = admin_client.get(url)
+    assert response.status_code == 422
+    assert "must be" in response.get_data(as_text=True)
+
+
+def test_a_money_field_refuses_more_than_the_ledger_takes(buyer_client):
+    from app.formatting import parse_money
+
+    with pytest.raises(ValueError):
+        parse_money("9" * 30)
+    assert parse_money("100,000,000,000.00") == 10**13

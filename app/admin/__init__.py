@@ -3,6 +3,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
+from app.core import bounds
 from app.admin.forms import ManualCreditForm, ManualDebitForm, TrustForm
 from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError, NotFound
@@ -24,7 +25,7 @@ def escape_like(text: str) -> str:
 
 @bp.route("/")
 def dashboard():
-    days = request.args.get("days", 30, type=int)
+    days = bounds.COUNT.take(request.args.get("days", "30"), "days")
     days = days if days in market_stats.PERIODS else 30
     users_by_role = dict(
         db.session.execute(select(User.role, func.count()).group_by(User.role)).all()
@@ -50,7 +51,7 @@ def users():
         like = f"%{escape_like(search.lower())}%"
         query = query.where(or_(func.lower(User.email).like(like, escape="\\"),
                                 func.lower(User.display_name).like(like, escape="\\")))
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     return render_template(
         "admin/users.html", users=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
@@ -146,7 +147,7 @@ def audit_log():
     if actor:
         query = query.join(User, AuditEvent.actor_id == User.id).where(
             func.lower(User.email).like(f"%{escape_like(actor.lower())}%", escape="\\"))
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
     return render_template(

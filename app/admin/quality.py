@@ -4,6 +4,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.core import bounds
 from app.admin import PAGE_SIZE, bp
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError, NotFound
@@ -25,7 +26,7 @@ def _batch_or_404(batch_id: int) -> Batch:
 
 @bp.route("/quality")
 def quality_queue():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     rows = spotchecks.queue(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     batches = rows[:PAGE_SIZE]
     return render_template(

@@ -8,6 +8,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.core import bounds
 from app.auth.decorators import restrict_blueprint_to
 from app.auth.forms import ConfirmForm
 from app.buyer.forms import (
@@ -96,7 +97,7 @@ def _leads_page(order: Order, page: int) -> list[dict]:
 @bp.route("/orders/<int:order_id>")
 def order_detail(order_id: int):
     order = orders.order_for(current_user, order_id)
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     change = ChangeOrderForm(data={"price": money_input(order.price),
                                    "quantity": order.quantity, "daily_cap": order.daily_cap})
     leads = _leads_page(order, page)
@@ -215,7 +216,7 @@ def leads_csv(order_id: int):
 @bp.route("/orders/<int:order_id>/sales/<int:sale_id>/outcome", methods=["POST"])
 def record_outcome(order_id: int, sale_id: int):
     form = OutcomeForm()
-    page = request.form.get("page", 1, type=int)
+    page = bounds.PAGE.take(request.form.get("page", "1"), "page")
     back = url_for("buyer.order_detail", order_id=order_id, page=page, _anchor=f"sale-{sale_id}")
     if not form.validate_on_submit():
         for name, errors in form.errors.items():

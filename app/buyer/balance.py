@@ -5,6 +5,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from app.core import bounds
 from app.buyer import bp
 from app.buyer.forms import TopUpForm, WithdrawForm
 from app.errors import DomainError
@@ -31,7 +32,7 @@ STATEMENT_PAGE = 50
 @bp.route("/balance")
 def balance():
     configured = payments.configured()
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     return render_template(
         "buyer/balance.html",
         configured=configured,

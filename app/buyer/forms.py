@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional, ValidationEr
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.formatting import parse_money
-from app.services.orders import GENDERS, MARITAL_STATUSES
+from app.services.orders import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
 
 
 class CheckboxesField(SelectMultipleField):
@@ -81,10 +81,10 @@ class OrderFiltersForm(FilterFields, FlaskForm):
 class OrderForm(FilterFields, FlaskForm):
     name = StringField("Order name", description="For your own reference, e.g. the campaign.")
     price = StringField("Price per lead", validators=[DataRequired()], default="5.00")
-    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, 1_000_000)],
+    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)],
                             default=100)
     budget = StringField("Total budget (optional)")
-    daily_cap = IntegerField("Daily cap (optional)", validators=[Optional(), NumberRange(1)])
+    daily_cap = IntegerField("Daily cap (optional)", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
     delivery_start_hour = IntegerField("Deliver from hour", validators=[Optional(), NumberRange(0, 23)])
     delivery_end_hour = IntegerField("until hour", validators=[Optional(), NumberRange(1, 24)])
     timezone = StringField("Time zone", default="UTC")
@@ -118,8 +118,8 @@ class OrderForm(FilterFields, FlaskForm):
 
 class ChangeOrderForm(FlaskForm):
     price = StringField("Price per lead", validators=[DataRequired()])
-    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, 1_000_000)])
-    daily_cap = IntegerField("Daily cap", validators=[Optional(), NumberRange(1)])
+    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)])
+    daily_cap = IntegerField("Daily cap", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
 
     def validate_price(self, field):
         _money(field, required=True)
