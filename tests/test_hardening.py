@@ -325,3 +325,15 @@ def test_a_money_field_refuses_more_than_the_ledger_takes(buyer_client):
     with pytest.raises(ValueError):
         parse_money("9" * 30)
     assert parse_money("100,000,000,000.00") == 10**13
+
+
+@pytest.mark.parametrize("name", ['file\\', 'csrf_token\\', "\\"])
+def test_odd_multipart_part_names_on_the_upload_form(seller_client, name):
+    token = csrf_token(seller_client, "/seller/batches/new")
+    body = (b'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n' + token.encode()
+            + b'\r\n--XX\r\nContent-Disposition: form-data; name="' + name.encode()
+            + b'"; filename="a.csv"\r\nContent-Type: text/csv\r\n\r\nemail\r\na@b.c\r\n--XX--\r\n')
+    response = seller_client.post("/seller/batches/new", data=body, headers={
+        "Content-Type": "multipart/form-data; boundary=XX"})
+    assert response.status_code == 200  # the form again, saying what is missing
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
