@@ -1,4 +1,6 @@
 """Header mapping and row verdicts (SPEC §3): pure functions, no app or database."""
+import base64
+import json
 import pickle
 from datetime import date, datetime, timedelta, timezone
 
@@ -7,9 +9,11 @@ import pytest
 from app.services.ingest.fields import (
     FIELDS, HeaderMappingError, map_headers, resolve_country, resolve_region,
 )
+from app.services.crypto import ContactVault
 from app.services.ingest.validate import (
     FLAGS, VERDICTS, RowContext, parse_timestamp, validate_row, verdict_message,
 )
+from app.services.ingest.workers import validate_chunk
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
 RU = RowContext("RU", NOW)
@@ -340,13 +344,80 @@ def test_long_values_are_shortened_in_messages():
     assert len(message) < 200 and "…" in message
 
 
+# --- unreadable and hidden characters (issue 13) ----------------------------------
+
+
+def test_a_value_with_bytes_that_were_not_text_is_rejected():
+    message = rejected("bad_encoding", first_name="Jos\ufffd")
+    assert "first name" in message and "“Jos\ufffd”" in message and "UTF-8" in message
+
+
+def test_bad_encoding_is_the_first_verdict():
+    assert verdict(email="ivan\ufffd@mail.ru", phone="").code == "bad_encoding"
+    assert verdict(email="", phone="", need="\ufffd").code == "bad_encoding"
+
+
+def test_lone_surrogates_are_rejected_and_never_reach_the_message():
+    message = rejected("bad_encoding", last_name="Petr\udcff")
+    assert "Petr\ufffd" in message
+    message.encode("utf-8")  # a surrogate would raise here, and in the database
+
+
+HIDDEN = ["\x00", "\x07", "\x08", "\x1b", "\x0b", "\x0c", "\x1f", "\x7f", "\x85", "\x9b",
+          "\u200b", "\u200d", "\u200e", "\u202e", "\u2066", "\u2069", "\u2060", "\ufeff", "\u061c"]
+
+
+@pytest.mark.parametrize("char", HIDDEN)
+def test_control_and_invisible_characters_are_removed_from_every_field(char):
+    values = {
+        "first_name": f"Iv{char}an", "last_name": f"{char}Petrov", "email": f"Ivan.Pe{char}trov@Mail.RU",
+        "phone": f"8 (916) 123-45-6{char}7", "gender": f"муж{char}", "region": f"Моск{char}ва",
+        "marital_status": f"married{char}", "interests": f"cars{char}, tra{char}vel",
+        "budget": f"{char}5000", "authority": f"C{char}EO", "need": f"a{char}b",
+        "timeframe": f"Q{char}3", "consent_at": f"2025-06-01T10:00{char}:00Z",
+        "source_url": f"https://landing.example.com/fo{char}rm", "consent_text": f"I agree{char}",
+        "ip": f"10.0.0.{char}1", "age": f"3{char}4",
+    }
+    result = validate_row(values, RU)
+    assert result.accepted, result.message
+    lead = result.lead
+    texts = [lead.first_name, lead.last_name, lead.email, lead.phone, lead.gender, lead.region,
+             lead.marital_status, *lead.interests, lead.budget, lead.authority, lead.need,
+             lead.timeframe, lead.source_url, lead.consent_text, lead.ip]
+    assert not any(char in text for text in texts)
+    assert (lead.first_name, lead.last_name, lead.email, lead.phone) == (
+        "Ivan", "Petrov", "ivan.petrov@mail.ru", "+79161234567")
+    assert (lead.gender, lead.region, lead.marital_status, lead.interests) == (
+        "m", "RU-MOW", "married", ["cars", "travel"])
+    assert (lead.budget, lead.authority, lead.need, lead.timeframe, lead.consent_text) == (
+        "5000", "CEO", "ab", "Q3", "I agree")
+    assert (lead.source_url, lead.ip, lead.age) == ("https://landing.example.com/form", "10.0.0.1", 34)
+
+
+def test_tabs_and_line_breaks_in_text_become_single_spaces():
+    lead = verdict(consent_text="I agree\r\nto be\tcalled", first_name="Ann\n").lead
+    assert (lead.consent_text, lead.first_name) == ("I agree to be called", "Ann")
+
+
+def test_a_rejected_row_with_lone_surrogates_can_be_stored():
+    """validate_chunk encrypts the raw row of every rejection; a real-time post may hold
+    lone surrogates, which UTF-8 cannot encode."""
+    vault = ContactVault(base64.urlsafe_b64encode(b"k" * 32).decode())
+    result = validate_chunk([(1, ["Petr\udcff", "petr@example.com", "\udc00"])],
+                            ("first_name", "email", None), RU, vault)
+    [(number, code, message_enc, raw_enc)] = result.rejected
+    assert (number, code) == (1, "bad_encoding")
+    assert json.loads(vault.decrypt(raw_enc)) == ["Petr\ufffd", "petr@example.com", "\ufffd"]
+    assert "Petr\ufffd" in vault.decrypt(message_enc)
+
+
 # --- verdict texts and the worker contract ---------------------------------------
 
 
 def test_every_verdict_has_a_sentence():
     codes = {"invalid_phone", "invalid_email", "no_contact", "no_consent", "consent_in_future",
              "implausible_age", "unknown_region", "duplicate_in_batch", "duplicate_own",
-             "suppressed"}
+             "suppressed", "bad_encoding"}
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",

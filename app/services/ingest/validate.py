@@ -3,7 +3,8 @@
 Pure functions, no database: duplicates and suppression are checked later by the
 pipeline, but every verdict text lives here (`VERDICTS`). `validate_row` runs in
 worker processes, so its context is a small picklable value and every expensive
-lookup is cached per process.
+lookup is cached per process. It serves uploads and real-time leads alike, so both
+lose control and invisible characters, and both refuse text that is not text.
 
 Speed: the phone and email libraries cost ~25 µs a call, more than everything else in
 a row together. Both have fast paths for the common shapes that are exact re-statements
@@ -29,8 +30,20 @@ from app.services.ingest.fields import (
 MIN_AGE, MAX_AGE = 18, 100
 CLOCK_SKEW = timedelta(minutes=5)
 
+# Characters that only hide, reorder or garble text, removed from every value before
+# anything else: C0 and C1 controls but tab and line breaks (whitespace, collapsed
+# later), bidi marks, overrides and isolates, zero-width characters, the BOM.
+_HIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e"
+                     r"\u2060-\u2064\u2066-\u2069\ufeff]")
+# U+FFFD stands where an upload had bytes that are not text (reader.py); a lone
+# surrogate (a real-time post can carry one) cannot even be stored.
+_UNREADABLE = re.compile(r"[\ufffd\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
 # Machine code -> human sentence, its placeholders filled by `verdict_message`.
 VERDICTS: dict[str, str] = {
+    "bad_encoding": "The {field} “{value}” has characters we could not read (shown as �): "
+                    "they are not valid UTF-8 text. Correct them and upload the row again.",
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
     "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
@@ -108,6 +121,19 @@ class RowResult:
 
 def _reject(code: str, **values) -> RowResult:
     return RowResult(None, code, verdict_message(code, **values))
+
+
+def storable(text: str) -> str:
+    """`text` with lone surrogates, which no UTF-8 column or file can hold, as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _readable(values: dict[str, str]) -> dict[str, str] | RowResult:
+    """The values without hidden characters, or the verdict on one that is not text."""
+    for name, value in values.items():
+        if _UNREADABLE.search(value):
+            return _reject("bad_encoding", field=name.replace("_", " "), value=storable(value))
+    return {name: _HIDDEN.sub("", value) for name, value in values.items()}
 
 
 # --- email ------------------------------------------------------------------------
@@ -393,8 +419,14 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     """The verdict for one row of field -> raw text (missing fields count as empty).
 
     Checks run in a fixed order, so a row gets the first verdict that applies:
-    contact, then consent, then age, then region.
+    unreadable text, then contact, then consent, then age, then region.
     """
+    joined = "".join(values.values())
+    if not joined.isprintable() or "\ufffd" in joined:  # rare: the exact check is slower
+        readable = _readable(values)
+        if isinstance(readable, RowResult):
+            return readable
+        values = readable
     get = values.get
     email_raw = (get("email") or "").strip()
     phone_raw = (get("phone") or "").strip()

@@ -20,7 +20,7 @@ from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest.fields import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
-from app.services.ingest.validate import RowContext, validate_row
+from app.services.ingest.validate import RowContext, storable, validate_row
 
 # What a worker returns for an accepted row, in this order (the pipeline adds the
 # batch's own columns). Indexes of the two hashes are used for duplicate checks.
@@ -76,6 +76,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
         verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
         lead = verdict.lead
         if lead is None:
+            if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
+                raw = [storable(cell) for cell in raw]
             rejected((number, verdict.code, encrypt(verdict.message),
                       encrypt(dumps(raw))))
             continue
