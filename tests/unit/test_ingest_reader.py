@@ -338,3 +338,134 @@ def test_blocks_give_exactly_the_rows(text, size):
             [got[-1][0]] if len(got) % size else [])
         for block in blocks:  # one record alone, as a duplicate's rejection quotes it
             assert [(n, block.record(n)) for n, _ in block.records()] == list(block.records())
+
+
+# --- bounded memory (issue 13) -----------------------------------------------------
+
+
+def traced_peak(action) -> tuple[object, int]:
+    """What `action()` returns and the peak of Python allocations while it ran."""
+    tracemalloc.start()
+    try:
+        result = action()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+def block_rows(data: bytes, size: int = 100, **options) -> list[tuple[int, list[str]]]:
+    source = open_csv(io.BytesIO(data))
+    return [row for block in source.blocks(size, **options) for row in block.records()]
+
+
+BLANK_FLOOD = f"{HEADER}\r\n{ROW}\r\n".encode() + b"\r\n" * 300_000 + f"{ROW}\r\n".encode()
+
+
+def test_a_flood_of_blank_lines_is_counted_not_kept():
+    rows, peak = traced_peak(lambda: list(open_csv(io.BytesIO(BLANK_FLOOD)).rows()))
+    assert [number for number, _ in rows] == [2, 300_003]
+    assert peak < 3 << 20, peak  # buffers only; keeping the blank lines cost ~18 MB
+    got, peak = traced_peak(lambda: block_rows(BLANK_FLOOD))
+    assert got == rows
+    assert peak < 3 << 20, peak
+
+
+def test_blocks_keep_only_their_rows_and_find_them_by_number():
+    data = (f"{HEADER}\n{ROW}\n\n\n,,,,\n\n{ROW}\n\n".encode())
+    [block] = open_csv(io.BytesIO(data)).blocks(10)
+    assert (block.rows, block.last, block.numbers) == (2, 7, [2, 7])
+    assert block.lines == [f"{ROW}\n", f"{ROW}\n"]
+    assert block.record(7) == ROW.split(",")
+    with pytest.raises(KeyError):
+        block.record(4)  # a blank row is in no block
+
+
+def test_a_block_also_ends_on_its_character_budget():
+    data = (f"{HEADER}\n" + f"{ROW}\n" * 100).encode()
+    blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_chars=len(ROW) * 10))
+    assert [block.rows for block in blocks] == [10] * 10
+    assert [row for block in blocks for row in block.records()] == read(data)[1]
+
+
+def test_a_record_over_very_many_lines_is_refused_before_it_fills_memory():
+    data = f'{HEADER}\n{ROW}\nIvan,"'.encode() + b"a\r\n" * 2_000_000 + b'",1,2,3\n'
+    error, peak = traced_peak(lambda: refusal(data))
+    assert error.code == "line_too_long" and error.details["row"] == 3
+    assert "quote" in error.message
+    assert peak < 4 << 20, peak
+
+
+def test_a_record_of_many_multi_line_cells_is_refused_before_it_fills_memory():
+    data = f"{HEADER}\n".encode() + b'"x\n",' * 1_000_000 + b"\n"
+    error, peak = traced_peak(lambda: refusal(data))
+    assert error.code == "line_too_long" and error.details["row"] == 2
+    assert "quote" in error.message
+    assert peak < 4 << 20, peak
+
+
+def test_a_row_of_very_many_columns_is_refused():
+    error = refusal(f"{HEADER}\n{ROW}\n".encode() + b"a," * 20_000 + b"\n")
+    assert error.code == "too_many_columns" and error.details["row"] == 3
+    assert "Row 3" in error.message
+    wide_header = (HEADER + ",x" * 2000 + f"\n{ROW}\n").encode()
+    assert refusal(wide_header).code == "too_many_columns"
+
+
+def test_rows_up_to_the_column_limit_are_read():
+    _, rows = read(f"{HEADER}\n{ROW}".encode() + b",x" * 900 + b"\n")
+    assert len(rows[0][1]) == 905
+
+
+# --- one bad byte is not a different encoding (issue 13) ---------------------------
+
+
+def test_one_invalid_byte_in_a_utf8_file_keeps_utf8_and_marks_only_that_row():
+    good = "".join(f"José{i},jose{i}@example.com\r\n" for i in range(9_999)).encode()
+    data = b"name,email\r\n" + good + b"Jos\xe9,bad@example.com\r\n"
+    source, rows = read(data)
+    assert source.encoding == "utf-8"
+    assert all(values[0].startswith("José") for _, values in rows[:-1])
+    assert rows[-1] == (10_001, ["Jos\ufffd", "bad@example.com"])
+
+
+def test_a_few_invalid_bytes_in_a_utf8_file_with_bom():
+    data = codecs.BOM_UTF8 + "email;имя\nx@example.com;Иван\ny@example.com;".encode() + \
+        b"\xcf\xe5\xf2\xf0\n"
+    source, rows = read(data)
+    assert source.encoding == "utf-8-sig"
+    assert rows[0][1] == ["x@example.com", "Иван"]
+    assert "\ufffd" in rows[1][1][1]
+
+
+def test_mostly_legacy_bytes_with_a_bom_are_still_refused():
+    data = codecs.BOM_UTF8 + CYRILLIC.encode("cp1251")
+    assert refusal(data).code == "bad_encoding"
+
+
+def test_a_file_half_utf8_half_cp1252_is_refused_as_mixed():
+    utf8 = "".join(f"José{i},jose{i}@example.com\n" for i in range(40)).encode()
+    legacy = "".join(f"Zoë{i},zoe{i}@example.com\n" for i in range(60)).encode("cp1252")
+    error = refusal(b"name,email\n" + utf8 + legacy)
+    assert error.code == "mixed_encoding" and "UTF-8" in error.message
+
+
+def test_a_multibyte_character_cut_short_at_the_end():
+    data = "name,email\nJosé,j@example.com\nИван,i@example.com\nПётр,".encode() + "п".encode()[:1]
+    source, rows = read(data)
+    assert source.encoding == "utf-8"
+    assert rows[:2] == [(2, ["José", "j@example.com"]), (3, ["Иван", "i@example.com"])]
+    assert rows[2] == (4, ["Пётр", "\ufffd"])
+
+
+def test_utf16_without_a_bom():
+    text = "email\tимя\nx@example.com\tИван\n"
+    for encoding in ("utf-16-le", "utf-16-be"):
+        source, rows = read(text.encode(encoding))
+        assert source.encoding == encoding
+        assert rows == [(2, ["x@example.com", "Иван"])]
+
+
+def test_utf16_cut_short_is_refused():
+    data = "email\tphone\nx@example.com\t+79161234567\n".encode("utf-16")[:-1]
+    assert refusal(data).code == "bad_encoding"

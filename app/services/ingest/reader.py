@@ -1,11 +1,20 @@
 """Open a seller's CSV upload and stream its rows (SPEC §3 "encodings and shapes").
 
-`open_csv` makes one cheap pass over the raw bytes first (SHA-256, NUL bytes, strict
-UTF-8 check), then reads a sample to pick the encoding and delimiter and to map the
-header, and finally hands out rows one record at a time through an incremental
-decoder. Nothing ever holds the whole file, so memory does not grow with its size.
-Anything that is not a usable CSV raises `UnreadableFile` with one clear message.
+`open_csv` makes one cheap pass over the raw bytes first (SHA-256, NUL bytes, and the
+UTF-8 evidence of the whole file: valid multi-byte characters against invalid bytes),
+then reads a sample to pick the encoding and delimiter and to map the header, and
+finally hands out rows one record at a time through an incremental decoder.
+
+A file that is mostly UTF-8 with a few bad bytes is read as UTF-8, the bad bytes
+becoming U+FFFD, so that validation rejects just the rows holding them
+(`bad_encoding`) instead of the whole file being re-read in a legacy encoding.
+
+Memory stays flat whatever the file holds: blank records are counted, never kept; one
+record is bounded in characters (across all its lines) and in cells; a block ends on
+a character budget as well as on a row count. Anything that is not a usable CSV
+raises `UnreadableFile` with one clear message.
 """
+import bisect
 import codecs
 import csv
 import hashlib
@@ -25,11 +34,20 @@ from app.services.ingest.fields import SYNONYMS, HeaderMap, map_headers, text_ke
 
 DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 131_072  # characters in one cell; csv's own default, made explicit
+MAX_ROW_CHARS = 1 << 18  # characters in one record, all its lines together
+MAX_ROW_LINES = 10_000  # lines in one record (each costs ~50 bytes beyond its text)
+MAX_COLUMNS = 1_000  # cells in one record
+BLOCK_CHARS = 1 << 20  # characters in one block of records (what one worker holds)
 _CHUNK = 1 << 20
 _SNIFF_RECORDS = 50
 # Legacy encodings we expect from spreadsheet exports. Restricting the detector to
 # these keeps Cyrillic cp1251 from being reported as KOI8-R, MacCyrillic or cp866.
 _LEGACY_ENCODINGS = ("cp1251", "cp1252", "latin_1")
+# A file with valid UTF-8 characters but more invalid bytes than them is refused as
+# mixed when there are enough of them; fewer are the chance pairs a legacy encoding
+# forms (cp1251 "Пё" is UTF-8 "ϸ").
+_MIXED_SHARE, _MIXED_MIN = 0.1, 10
+_ASCII = bytes(range(128))
 _MAGIC = (
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -85,27 +103,36 @@ def _clean(record: list[str]) -> list[str]:
 
 @dataclass
 class Block:
-    """Consecutive records as the lines they were read from. Sent to a worker process
+    """Non-blank records as the lines they were read from. Sent to a worker process
     as a few long strings instead of a list per row (pickling those cost the reading
     process more than parsing them), and parsed again there."""
 
     delimiter: str
-    first: int  # spreadsheet number of the first record in `lines`
     lines: list[str]
     starts: list[int]  # where each record begins in `lines`
-    rows: int  # records that are not blank
-    last: int  # number of the last of them
+    numbers: list[int]  # each record's spreadsheet row number, ascending
+
+    @property
+    def rows(self) -> int:
+        return len(self.numbers)
+
+    @property
+    def last(self) -> int:
+        """The number of the block's last record."""
+        return self.numbers[-1]
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
-        """(number, values) of the non-blank records, exactly as CsvSource.rows() gives."""
+        """(number, values) of the records, exactly as CsvSource.rows() gives them."""
         clean = any("'" in line for line in self.lines)
-        for number, record in enumerate(_records(self.lines, self.delimiter), self.first):
-            if any(record):
-                yield number, _clean(record) if clean else record
+        for number, record in zip(self.numbers, _records(self.lines, self.delimiter),
+                                  strict=True):
+            yield number, _clean(record) if clean else record
 
     def record(self, number: int) -> list[str]:
         """The values of one record of the block, by its number."""
-        at = number - self.first
+        at = bisect.bisect_left(self.numbers, number)
+        if at == len(self.numbers) or self.numbers[at] != number:
+            raise KeyError(number)
         end = self.starts[at + 1] if at + 1 < len(self.starts) else len(self.lines)
         return _clean(next(_records(self.lines[self.starts[at]:end], self.delimiter)))
 
@@ -115,16 +142,20 @@ class CsvSource:
 
     def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
                  delimiter: str, content_hash: str, size: int,
-                 mapping: Mapping[str, str] | None, max_line_chars: int, sep_hint: bool):
+                 mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool):
         self.encoding = encoding
         self.delimiter = delimiter
         self.content_hash = content_hash  # hex SHA-256 of the raw bytes
         self.size = size
         self._text = text
         self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
-        self._max_line = max_line_chars
+        self._max_chars = max_row_chars
         self._apostrophe_seen = False
-        self._taken: list[str] = []  # lines read since blocks() last looked
+        # The current record's lines and characters (_lines keeps them); _read() sets
+        # _at_start to ask for the next record.
+        self._taken: list[str] = []
+        self._chars = 0
+        self._at_start = True
         if sep_hint:
             text.readline()  # not a row: Excel does not show it either
         self._records = _records(self._lines(), delimiter)
@@ -145,29 +176,56 @@ class CsvSource:
             )
 
     def _lines(self) -> Iterator[str]:
-        """Physical lines, refusing one longer than the limit before it fills memory."""
-        readline, limit, taken = self._text.readline, self._max_line, self._taken.append
-        while line := readline(limit):
-            if len(line) >= limit and line[-1] not in "\r\n":
-                raise _refuse(
-                    "line_too_long",
-                    f"Row {self._number + 1} is longer than {limit:,} characters; this "
-                    "does not look like a CSV file.",
-                    row=self._number + 1,
-                )
-            if "'" in line:  # cheap flag so rows() only scans records that may need it
-                self._apostrophe_seen = True
-            taken(line)
-            yield line
+        """Physical lines of the records, each record's kept in self._taken until the
+        next begins. Blank lines between records are counted as rows and skipped here:
+        the csv reader never sees them and nothing keeps them. A record longer than the
+        limits is refused before it fills memory."""
+        readline, limit, taken = self._text.readline, self._max_chars, self._taken
+        while True:
+            line = readline(limit + 1)
+            while line[:1] in ("\r", "\n"):  # readline ends a line at its first \r or \n
+                self._number += 1
+                line = readline(limit + 1)
+            if not line:
+                return
+            taken.clear()
+            self._at_start = False
+            chars = 0
+            while True:  # this record's lines, until _read() starts the next record
+                chars += len(line)
+                if chars > limit or len(taken) == MAX_ROW_LINES:
+                    raise self._too_long(chars > limit and not taken)
+                if "'" in line:  # cheap flag so rows() only scans records that may need it
+                    self._apostrophe_seen = True
+                taken.append(line)
+                self._chars = chars
+                yield line
+                if self._at_start:
+                    break
+                line = readline(limit + 1 - chars)
+                if not line:
+                    return
+
+    def _too_long(self, one_line: bool) -> UnreadableFile:
+        row, limit = self._number + 1, self._max_chars
+        if one_line:
+            return _refuse("line_too_long", f"Row {row} is longer than {limit:,} characters; "
+                           "this does not look like a CSV file.", row=row)
+        return _refuse("line_too_long", f"Row {row} runs over more lines or characters than "
+                       f"a row can ({MAX_ROW_LINES:,} lines, {limit:,} characters); a quote "
+                       "mark (\") that is never closed usually causes this.", row=row)
 
     def _read(self) -> list[str] | None:
+        """The next record, its lines left in self._taken; blank lines are skipped."""
+        self._at_start = True
         try:
             record = next(self._records, None)
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise _refuse("line_too_long",
                               f"Row {self._number + 1} has a cell longer than "
-                              f"{FIELD_LIMIT:,} characters.", row=self._number + 1) from exc
+                              f"{FIELD_LIMIT:,} characters; a quote mark (\") that is never "
+                              "closed can cause this.", row=self._number + 1) from exc
             raise _refuse("not_csv", f"Row {self._number + 1} is not valid CSV ({exc}).",
                           row=self._number + 1) from exc
         except UnicodeDecodeError as exc:
@@ -176,6 +234,10 @@ class CsvSource:
                           "the file as UTF-8 and upload it again.", row=self._number + 1) from exc
         if record is not None:
             self._number += 1
+            if len(record) > MAX_COLUMNS:
+                raise _refuse("too_many_columns", f"Row {self._number} has {len(record):,} "
+                              f"columns, more than the {MAX_COLUMNS:,} we read; this does not "
+                              "look like a file of leads.", row=self._number)
         return record
 
     def _next_nonblank(self) -> list[str] | None:
@@ -198,38 +260,35 @@ class CsvSource:
                 if self._apostrophe_seen:
                     self._apostrophe_seen = False
                     record = _clean(record)
-                self._taken.clear()
                 yield self._number, record
             self._bytes_read = self.size
         finally:
             self.close()
 
-    def blocks(self, size: int, after: int = 0) -> Iterator[Block]:
-        """The records after row `after` in blocks of `size` non-blank records, each
-        ending on one; parse them with Block.records(). Single pass, like rows()."""
+    def blocks(self, size: int, after: int = 0, max_chars: int = BLOCK_CHARS
+               ) -> Iterator[Block]:
+        """The non-blank records after row `after` in blocks of `size` records, or
+        fewer once a block holds `max_chars` characters; parse them with
+        Block.records(). Single pass, like rows()."""
         csv.field_size_limit(FIELD_LIMIT)
         read, taken = self._read, self._taken
-        taken.clear()
         lines: list[str] = []
         starts: list[int] = []
-        first = rows = last = 0
+        numbers: list[int] = []
+        chars = 0
         try:
             while (record := read()) is not None:
-                if self._number <= after:
-                    taken.clear()
+                if self._number <= after or not any(record):
                     continue
-                if not lines:
-                    first = self._number
                 starts.append(len(lines))
+                numbers.append(self._number)
                 lines += taken
-                taken.clear()
-                if any(record):
-                    rows, last = rows + 1, self._number
-                    if rows == size:
-                        yield Block(self.delimiter, first, lines, starts, rows, last)
-                        lines, starts, rows = [], [], 0
-            if rows:
-                yield Block(self.delimiter, first, lines, starts, rows, last)
+                chars += self._chars
+                if len(numbers) == size or chars >= max_chars:
+                    yield Block(self.delimiter, lines, starts, numbers)
+                    lines, starts, numbers, chars = [], [], [], 0
+            if numbers:
+                yield Block(self.delimiter, lines, starts, numbers)
             self._bytes_read = self.size
         finally:
             self.close()
@@ -267,30 +326,53 @@ def _binary_stream(source: BinaryIO | str | os.PathLike) -> tuple[BinaryIO, bool
     return spool, True
 
 
-def _scan(stream: BinaryIO, sample_size: int) -> tuple[str, int, bytes, bool, bytes, bool]:
-    """One pass: hash, size, sample, strict UTF-8 verdict, a failing chunk, NUL seen."""
-    digest, size, sample = hashlib.sha256(), 0, b""
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    utf8_ok, bad_chunk, nul = True, b"", False
+@dataclass
+class _Scan:
+    """What one pass over the raw bytes found."""
+
+    content_hash: str
+    size: int
+    sample: bytes  # the first bytes, for the encoding, the delimiter and the header
+    nul: bool
+    multibyte: int  # valid UTF-8 characters of two to four bytes
+    invalid: int  # bytes (or cut-short sequences) that are not UTF-8
+    bad_chunk: bytes  # the bytes around the first invalid one: they tell the encoding
+
+
+def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
+    """One pass over the whole file; never holds more than a chunk and the sample."""
+    digest, size, sample, nul = hashlib.sha256(), 0, b"", False
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+    chars = high = invalid = 0
+    bad_chunk = b""
     while chunk := stream.read(_CHUNK):
         digest.update(chunk)
         if len(sample) < sample_size:
             sample += chunk[: sample_size - len(sample)]
         size += len(chunk)
         nul = nul or b"\x00" in chunk
-        if utf8_ok:
-            try:
-                utf8.decode(chunk)
-            except UnicodeDecodeError as exc:
-                # Keep the bytes around the failure: they tell which encoding it is.
-                at = max(0, exc.start - sample_size // 2)
-                utf8_ok, bad_chunk = False, chunk[at : at + sample_size]
-    if utf8_ok:
-        try:
-            utf8.decode(b"", final=True)
-        except UnicodeDecodeError:  # the file ends inside a multi-byte character
-            utf8_ok = False
-    return digest.hexdigest(), size, sample, utf8_ok, bad_chunk, nul
+        pending = utf8.getstate()[0]  # the start of a character cut by the last chunk
+        text = utf8.decode(chunk)
+        chars += len(text)
+        if not chunk.isascii():
+            high += len(chunk.translate(None, _ASCII))
+        if not text.isascii() and (replaced := text.count("\ufffd")):
+            # U+FFFD stands for invalid bytes, unless the file spells it in UTF-8.
+            data = pending + chunk
+            replaced -= data.count("\ufffd".encode())
+            if replaced and not bad_chunk:
+                try:
+                    data.decode()
+                except UnicodeDecodeError as exc:
+                    at = max(0, exc.start - sample_size // 2)
+                    bad_chunk = data[at : at + sample_size]
+            invalid += replaced
+    tail = utf8.decode(b"", final=True)  # a multi-byte character cut short at the end
+    chars += len(tail)
+    invalid += len(tail)
+    return _Scan(digest.hexdigest(), size, sample, nul,
+                 multibyte=chars - (size - high) - invalid, invalid=invalid,
+                 bad_chunk=bad_chunk)
 
 
 def _legacy_encoding(sample: bytes) -> str | None:
@@ -311,21 +393,45 @@ def _legacy_encoding(sample: bytes) -> str | None:
     return best.encoding
 
 
-def _encoding(sample: bytes, utf8_ok: bool, bad_chunk: bytes, nul: bool) -> str:
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """utf-16-le/-be for text whose every other byte is NUL (ASCII in UTF-16)."""
+    head = sample[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if odd * 4 >= len(head) // 2 > 0 and even == 0:
+        return "utf-16-le"
+    if even * 4 >= len(head) // 2 > 0 and odd == 0:
+        return "utf-16-be"
+    return None
+
+
+def _encoding(scan: _Scan) -> str:
+    """The encoding to read the file in; UTF-8 here may still hold a few bad bytes."""
+    sample = scan.sample
     for signature, what in _MAGIC:
         if sample.startswith(signature):
             raise _refuse("binary_file", f"This is {what}, not a CSV file; export it as CSV "
                           "(comma- or semicolon-separated) and upload that.")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"  # Excel's "Unicode text" export
-    if nul:
+    if scan.nul:
+        if utf16 := _utf16_without_bom(sample):
+            return utf16
         raise _refuse("binary_file", "This file contains binary data, not CSV text.")
+    mostly_utf8 = scan.multibyte >= scan.invalid
     if sample.startswith(codecs.BOM_UTF8):
-        if not utf8_ok:
-            raise _refuse("bad_encoding", "The file says it is UTF-8 but contains bytes that "
-                          "are not; save it again as UTF-8 and upload that.")
+        if not mostly_utf8:
+            raise _refuse("bad_encoding", "The file says it is UTF-8, but most of its "
+                          "accented or non-Latin letters are not UTF-8; save it again as "
+                          "UTF-8 and upload that.")
         return "utf-8-sig"
-    encoding = "utf-8" if utf8_ok else _legacy_encoding(sample + b"\n" + bad_chunk)
+    if mostly_utf8:
+        return "utf-8"
+    if scan.multibyte >= max(_MIXED_MIN, scan.invalid * _MIXED_SHARE):
+        raise _refuse("mixed_encoding", "Part of this file is UTF-8 text and part is in "
+                      "another encoding (such as Windows-1251 or Windows-1252), so its rows "
+                      "cannot all be read as written; save the whole file as UTF-8 and "
+                      "upload that.", utf8_characters=scan.multibyte, other_bytes=scan.invalid)
+    encoding = _legacy_encoding(sample + b"\n" + scan.bad_chunk)
     if encoding is None:
         raise _refuse("binary_file", "This file is not text in any encoding we know "
                       "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
@@ -361,26 +467,28 @@ def open_csv(
     *,
     mapping: Mapping[str, str] | None = None,
     max_header_bytes: int = 64 * 1024,
-    max_line_chars: int = 1 << 20,
+    max_row_chars: int = MAX_ROW_CHARS,
 ) -> CsvSource:
     """Open an upload for streaming, or raise `UnreadableFile` saying why not.
 
     `source` is a path or a binary stream (read from its current position; a stream
     passed in stays open). `mapping` is the seller's header -> field mapping (a bad
     one raises `HeaderMappingError`). Encoding and delimiter are decided on the first
-    `max_header_bytes`, which must hold the header; `max_line_chars` bounds any line.
-    Rows are read later, by `CsvSource.rows()`, which may still raise `UnreadableFile`
-    (a line too long, bytes that do not decode) partway through the file.
+    `max_header_bytes`, which must hold the header; `max_row_chars` bounds any record,
+    all its lines together. Rows are read later, by `CsvSource.rows()` or `.blocks()`,
+    which may still raise `UnreadableFile` (a row too long or too wide, bytes that do
+    not decode) partway through the file.
     """
     stream, owned = _binary_stream(source)
     try:
         start = stream.tell()
-        content_hash, size, sample, utf8_ok, bad_chunk, nul = _scan(stream, max_header_bytes)
-        if size == 0:
+        scan = _scan(stream, max_header_bytes)
+        if scan.size == 0:
             raise _refuse("empty_file", "The file is empty.")
-        encoding = _encoding(sample, utf8_ok, bad_chunk, nul)
+        encoding = _encoding(scan)
+        sample = scan.sample
         sample_text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
-        complete = size <= max_header_bytes
+        complete = scan.size <= max_header_bytes
         if not complete and not re.search(r"[\r\n]", sample_text):
             raise _refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
                           "bytes; this does not look like a CSV file.", row=1)
@@ -392,12 +500,15 @@ def open_csv(
         delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
         stream.seek(start)
         buffered = stream if owned else io.BufferedReader(_Borrowed(stream), _CHUNK)
-        text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
+        # Invalid bytes in a mostly-UTF-8 file become U+FFFD, and their rows are
+        # rejected by validation; any other encoding must decode throughout.
+        errors = "replace" if encoding.startswith("utf-8") else "strict"
+        text = io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline="")
         csv.field_size_limit(FIELD_LIMIT)
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
-                             content_hash=content_hash, size=size, mapping=mapping,
-                             max_line_chars=max_line_chars, sep_hint=hint is not None)
+                             content_hash=scan.content_hash, size=scan.size, mapping=mapping,
+                             max_row_chars=max_row_chars, sep_hint=hint is not None)
         except BaseException:
             text.close()
             raise
