@@ -47,17 +47,24 @@ def check_rate_limit_storage(config) -> None:
 
 
 def register_url_converters(app) -> None:
+    """`<int:…>` stops at the largest INTEGER key and `<bigid:…>` at the largest BIGINT
+    key (app.core.bounds): a longer number is a 404, not an overflow in the database."""
     from werkzeug.routing import IntegerConverter
 
-    class DatabaseIdConverter(IntegerConverter):
-        """`<int:…>` that stops at the largest database id: a longer number is a 404,
-        not an overflow inside the database driver."""
+    from app.core import bounds
 
+    class IdConverter(IntegerConverter):
         def __init__(self, map, *args, **kwargs):
-            kwargs.setdefault("max", 2**63 - 1)
+            kwargs.setdefault("max", bounds.ID.maximum)
             super().__init__(map, *args, **kwargs)
 
-    app.url_map.converters["int"] = DatabaseIdConverter
+    class BigIdConverter(IntegerConverter):
+        def __init__(self, map, *args, **kwargs):
+            kwargs.setdefault("max", bounds.BIG_ID.maximum)
+            super().__init__(map, *args, **kwargs)
+
+    app.url_map.converters["int"] = IdConverter
+    app.url_map.converters["bigid"] = BigIdConverter
 
 
 def register_extensions(app) -> None:

@@ -3,6 +3,8 @@ operation gets generated requests (valid ones, and ones the document says are
 invalid), in a market with real batches, leads, orders and sales to hit. No request
 may end in a 5xx or an unhandled exception, and every 4xx must carry the SPEC §11
 error shape."""
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -14,7 +16,8 @@ from tests.conftest import make_user
 from tests.ingest_helpers import person
 from tests.market_helpers import funded_buyer, live_leads, place, verified_seller
 
-EXAMPLES_PER_OPERATION = 30
+# Enough to find each class of defect again in CI; FUZZ_EXAMPLES=500 for a deeper hunt.
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 
 
 @pytest.fixture

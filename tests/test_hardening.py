@@ -187,6 +187,7 @@ def market(api_key_for):
     ("get", f"/api/v1/orders/1/leads?offset={TOO_BIG}", None),
     ("get", f"/api/v1/orders/1/leads?limit={TOO_BIG}", None),
     ("get", f"/api/v1/kpis?order_id={TOO_BIG}", None),
+    ("get", f"/api/v1/kpis?order_id={2**31}", None),  # past PostgreSQL's INTEGER keys
     ("get", f"/api/v1/estimate?price={TOO_BIG}", None),
     ("get", f"/api/v1/estimate?age_min={TOO_BIG}", None),
     ("post", "/api/v1/orders", {"price": TOO_BIG, "quantity": 1}),
@@ -202,6 +203,19 @@ def test_integers_out_of_range_are_422_naming_the_field(client, market, method, 
     assert response.status_code == 422, response.json
     field = response.json["error"]["details"]["field"]
     assert field and field in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize("url", [f"/api/v1/orders/{2**31}", f"/api/v1/batches/{2**31}",
+                                 f"/api/v1/returns/{2**31}", f"/api/v1/orders/{TOO_BIG}/leads"])
+def test_ids_past_their_column_in_addresses_are_404(client, market, url):
+    response = client.get(url, headers=market["buyer"])
+    assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+
+
+def test_a_sale_id_fits_a_bigint_key(client, market):
+    response = client.post(f"/api/v1/sales/{2**62}/outcome", headers=market["buyer"],
+                           json={"status": "contacted"})
+    assert response.status_code == 404
 
 
 def test_a_lead_with_a_huge_floor_price_is_refused(client, market):

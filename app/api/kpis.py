@@ -49,7 +49,7 @@ def _buyer():
     return api_user(Role.BUYER, "Only buyers record outcomes and read KPIs.")
 
 
-@blp.route("/sales/<int:sale_id>/outcome", methods=["POST"])
+@blp.route("/sales/<bigid:sale_id>/outcome", methods=["POST"])
 @blp.arguments(OutcomeInputSchema)
 @blp.response(200, OutcomeSchema)
 @blp.alt_response(404, schema=ApiErrorSchema, description="Not one of your sales")

@@ -13,7 +13,7 @@ blp = api_blueprint("Returns", __name__, description="Buyers return bad leads; s
 
 
 class ReturnCreateSchema(Schema):
-    sale_id = Int(bounds.ID, required=True)
+    sale_id = Int(bounds.BIG_ID, required=True)
     reason = fields.String(required=True, validate=validate.OneOf(
         [r.value for r in returns.BUYER_REASONS]))
     note = fields.String(load_default="", validate=validate.Length(max=2000))

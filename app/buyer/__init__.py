@@ -194,7 +194,7 @@ def set_webhook(order_id: int):
     return redirect(url_for("buyer.order_detail", order_id=order_id))
 
 
-@bp.route("/orders/<int:order_id>/deliveries/<int:delivery_id>/resend", methods=["POST"])
+@bp.route("/orders/<int:order_id>/deliveries/<bigid:delivery_id>/resend", methods=["POST"])
 def resend(order_id: int, delivery_id: int):
     def action():
         order = orders.order_for(current_user, order_id)
@@ -213,7 +213,7 @@ def leads_csv(order_id: int):
 
 
 
-@bp.route("/orders/<int:order_id>/sales/<int:sale_id>/outcome", methods=["POST"])
+@bp.route("/orders/<int:order_id>/sales/<bigid:sale_id>/outcome", methods=["POST"])
 def record_outcome(order_id: int, sale_id: int):
     form = OutcomeForm()
     page = bounds.PAGE.take(request.form.get("page", "1"), "page")

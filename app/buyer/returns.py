@@ -18,7 +18,7 @@ def _sale(sale_id: int) -> Sale:
     return sale
 
 
-@bp.route("/sales/<int:sale_id>/return", methods=["GET", "POST"])
+@bp.route("/sales/<bigid:sale_id>/return", methods=["GET", "POST"])
 def return_sale(sale_id: int):
     sale = _sale(sale_id)
     existing = db.session.query(Return).filter_by(sale_id=sale.id).one_or_none()

@@ -50,7 +50,8 @@ def _label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-ID = IntRange(1, 2**63 - 1)  # the database's BIGINT
+ID = IntRange(1, 2**31 - 1)  # a row of a table keyed by INTEGER
+BIG_ID = IntRange(1, 2**63 - 1)  # leads, rejections, sales, webhook deliveries: BIGINT keys
 AMOUNT = IntRange(0, 10**13)  # minor units: the largest movement the ledger takes
 COUNT = IntRange(0, 10**6)  # leads, rows, caps
 OFFSET = IntRange(0, 10**9)
