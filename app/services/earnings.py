@@ -1,20 +1,47 @@
-"""Sellers' earnings clear the return window (SPEC §5): a periodic job moves each
-sale's seller share from pending to available once the buyer can no longer return
-the lead, and only available money is paid out."""
+"""Seller money, operations and one job: the return window, releasing cleared
+earnings, and recovering what returns left a seller owing.
+
+Sellers' earnings clear the return window (SPEC §5): a periodic job
+(`release_cleared`, owns its commits) moves each sale's seller share from pending to
+available once the buyer can no longer return the lead, and only available money is
+paid out. A return after release can leave the seller owing (a negative receivable);
+`recover_debt` (an operation: posts and flushes, the caller commits) takes it out of
+the next money that becomes available, at release and before each payout.
+Returns read the window from here; this module imports nothing of returns."""
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from app.extensions import db
-from app.models import AccountKind, Sale, User
+from app.models import AccountKind, Return, ReturnStatus, Sale, User
 from app.services import ledger
 from app.services.ledger import Posting
 
 
 def return_window() -> timedelta:
+    """How long a buyer may return a sold lead; the seller's share stays pending as long."""
     return timedelta(days=current_app.config["RETURN_WINDOW_DAYS"])
+
+
+def unreturned():
+    """SQL condition: the sale has no return that stands or may still stand, so its
+    seller's share may leave pending."""
+    return ~exists().where(Return.sale_id == Sale.id, Return.status != ReturnStatus.REJECTED)
+
+
+def recover_debt(seller: User) -> int:
+    """Pay what the seller owes (a negative receivable) out of their available money."""
+    owed = -ledger.balance_of(ledger.account(AccountKind.SELLER_RECEIVABLE, seller))
+    take = min(owed, ledger.balance_for(seller).available)
+    if take <= 0:
+        return 0
+    ledger.post("debt_recovery", [
+        Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller), -take),
+        Posting(ledger.account(AccountKind.SELLER_RECEIVABLE, seller), take)],
+        memo="Recovered returned sales from later earnings")
+    return take
 
 
 def release_cleared(now: Optional[datetime] = None) -> int:
@@ -22,8 +49,6 @@ def release_cleared(now: Optional[datetime] = None) -> int:
     seller per run; returns the amount released. A sale with a return that stands or is
     still open stays pending. Safe to run in several processes: a sale is released by
     whoever flips its `released_at`, exactly once."""
-    from app.services.returns import recover_debt, unreturned
-
     now = now or datetime.now(timezone.utc)
     cutoff = now - return_window()
     releasable = (Sale.released_at.is_(None), Sale.created_at <= cutoff, unreturned())

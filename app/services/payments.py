@@ -31,8 +31,8 @@ from app.models import (
     TopUpStatus, TrustLevel, User, Withdrawal,
 )
 from app.services import audit, ledger
+from app.services.earnings import recover_debt
 from app.services.ledger import Posting
-from app.services.returns import recover_debt
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,19 @@
-"""Returns (SPEC §7): a buyer returns a delivered lead with a reason inside the return
+"""Returns, operations (flush; callers commit) with one job (`accept_overdue`, commits)
+and the queries the return pages read.
+
+Returns (SPEC §7): a buyer returns a delivered lead with a reason inside the return
 window; clear-cut reasons are decided by the system, the seller accepts or contests
 the rest within SELLER_RESPONSE_DAYS (silence accepts), an admin decides contested
 ones. An accepted return reverses the sale on the ledger: the buyer gets the price
 back, the seller loses their share, the exchange its commission. A failed spot-check
-returns every sale of the batch the same way (`return_batch_sales`)."""
+returns every sale of the batch the same way (`return_batch_sales`). The return window
+and the recovery of what a reversal leaves a seller owing live in `earnings`."""
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import current_app
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import func, or_, select
 
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -43,12 +47,6 @@ def return_cap(order: Order) -> int:
 def not_rejected_returns(order_id: int) -> int:
     return db.session.scalar(select(func.count()).select_from(Return).where(
         Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
-
-
-def unreturned():
-    """SQL condition: the sale has no return that stands or may still stand, so its
-    seller's share may leave pending."""
-    return ~exists().where(Return.sale_id == Sale.id, Return.status != ReturnStatus.REJECTED)
 
 
 def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
@@ -198,7 +196,7 @@ def reverse_sale(sale: Sale, memo: str):
     """The sale's money goes back where it came from. The seller's share comes out of
     pending while it is there; once released (or paid out) it comes out of the
     available balance, and what that cannot cover becomes a debt recovered from the
-    seller's next earnings."""
+    seller's next earnings (`earnings.recover_debt`)."""
     seller = db.session.get(User, sale.seller_id)
     buyer = db.session.get(User, sale.buyer_id)
     postings = [Posting(ledger.account(AccountKind.BUYER_AVAILABLE, buyer), sale.price)]
@@ -217,19 +215,6 @@ def reverse_sale(sale: Sale, memo: str):
             postings.append(Posting(ledger.account(AccountKind.SELLER_RECEIVABLE, seller),
                                     -(share - from_available)))
     return ledger.post("sale_reversal", postings, idempotency_key=f"reverse:{sale.id}", memo=memo)
-
-
-def recover_debt(seller: User) -> int:
-    """Pay what the seller owes (a negative receivable) out of their available money."""
-    owed = -ledger.balance_of(ledger.account(AccountKind.SELLER_RECEIVABLE, seller))
-    take = min(owed, ledger.balance_for(seller).available)
-    if take <= 0:
-        return 0
-    ledger.post("debt_recovery", [
-        Posting(ledger.account(AccountKind.SELLER_AVAILABLE, seller), -take),
-        Posting(ledger.account(AccountKind.SELLER_RECEIVABLE, seller), take)],
-        memo="Recovered returned sales from later earnings")
-    return take
 
 
 def returns_for_buyer(buyer: User, limit: int = 200) -> list[Return]:
