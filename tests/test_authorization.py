@@ -46,7 +46,7 @@ def test_every_route_is_classified(app):
 
 def _concrete(path: str, ids: dict) -> str:
     path = re.sub(r"<any\((\w+)[^)]*\):\w+>", lambda m: m.group(1), path)  # first choice
-    return re.sub(r"<(?:int:)?(\w+)>", lambda m: str(ids.get(m.group(1), 1)), path)
+    return re.sub(r"<(?:(?:int|bigid):)?(\w+)>", lambda m: str(ids.get(m.group(1), 1)), path)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.value if r else "anonymous")
