@@ -181,30 +181,31 @@ class CsvSource:
         the csv reader never sees them and nothing keeps them. A record longer than the
         limits is refused before it fills memory."""
         readline, limit, taken = self._text.readline, self._max_chars, self._taken
-        while True:
-            line = readline(limit + 1)
-            while line[:1] in ("\r", "\n"):  # readline ends a line at its first \r or \n
+        size, max_lines = limit + 1, MAX_ROW_LINES
+        while line := readline(size):  # a record's first line
+            if line[0] in "\r\n":  # readline ends a line at its first \r or \n
                 self._number += 1
-                line = readline(limit + 1)
-            if not line:
-                return
+                continue
+            if len(line) > limit:
+                raise self._too_long(one_line=True)
             taken.clear()
+            taken.append(line)
+            chars = self._chars = len(line)
             self._at_start = False
-            chars = 0
-            while True:  # this record's lines, until _read() starts the next record
+            if "'" in line:  # cheap flag so rows() only scans records that may need it
+                self._apostrophe_seen = True
+            yield line
+            while not self._at_start:  # the csv reader wants more: a quoted line break
+                if not (line := readline(size - chars)):
+                    return
                 chars += len(line)
-                if chars > limit or len(taken) == MAX_ROW_LINES:
-                    raise self._too_long(chars > limit and not taken)
-                if "'" in line:  # cheap flag so rows() only scans records that may need it
+                if chars > limit or len(taken) == max_lines:
+                    raise self._too_long(one_line=False)
+                if "'" in line:
                     self._apostrophe_seen = True
                 taken.append(line)
                 self._chars = chars
                 yield line
-                if self._at_start:
-                    break
-                line = readline(limit + 1 - chars)
-                if not line:
-                    return
 
     def _too_long(self, one_line: bool) -> UnreadableFile:
         row, limit = self._number + 1, self._max_chars
