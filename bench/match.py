@@ -27,10 +27,10 @@ What one run does (fixed seed; invented data only):
   1. alloc: 10,000 open orders of 2,000 buyers (age ranges, genders, ~50 ISO 3166-2
      regions of US/RU/ES, countries, required phone/email, marital status,
      employment, interests, freshness, exclusive-only, budgets, daily caps) as
-     `matching.Slot`s with `orders.Filters.parse`, and 1,000,000 leads as
-     `matching.Candidate`s (cap 1-3, floor prices, 2% the same person as an earlier
-     lead), freshest first as `_load_leads` orders them. Timed:
-     `matching.allocate(leads, OrderBook(slots), Claims(), now)` -- no database and no
+     `app.market.book.Slot`s (room = `rules.order_room`) with `filters.Filters.parse`,
+     and 1,000,000 leads as `book.Candidate`s (cap 1-3, floor prices, 2% the same
+     person as an earlier lead), freshest first as `snapshot.load_leads` orders them.
+     Timed: `book.allocate(leads, OrderBook(slots), Claims(), now)` -- no database and no
      app context needed. The leads go through in --segments consecutive calls on the
      same book and claims (the same as one call: allocate keeps no other state), so
      that the order book can be snapshot between them. Baseline, same run: a
@@ -42,7 +42,7 @@ What one run does (fixed seed; invented data only):
      then takes the best `cap` (the issue's baseline, the 100x target); "scan to
      cap" walks the sorted orders and stops at the lead's cap (a stronger one).
      Also timed: allocate() with the book rebuilt every --chunk leads from the orders
-     that can still take one -- what match_batch -> match_leads -> OrderBook.load does
+     that can still take one -- what match_batch -> match_leads -> snapshot.load_book does
      per chunk in production (must give the same fills). Inputs are built, then
      `gc.freeze()`d, before the clock starts.
   2. quality: 2,000 leads x 200 orders of 60 buyers, quantities 5-40, caps 1-3, floor
@@ -58,8 +58,8 @@ What one run does (fixed seed; invented data only):
   3. persist: a fresh database built by the migrations (SQLite file; PostgreSQL from
      scripts/pg-test-cluster.sh at --pg-dir/--pg-port, fsync=off, stopped at the end),
      users via accounts.create_user + ledger.open_accounts_for + ledger.manual_credit,
-     leads bulk-inserted (status live), orders via orders.place_order; timed:
-     `matching.match_leads(all lead ids)` + commit -> sales/s (every sale with its
+     leads bulk-inserted (status live), orders via operations.place_order; timed:
+     `jobs.match_leads(all lead ids)` + commit -> sales/s (every sale with its
      ledger transaction). Checked afterwards: sale rows, one ledger transaction per
      sale, ledger.reconcile(); SQL statements and commits per sale counted. Then a
      smaller run of the same under cProfile (bench/out/match-<timestamp>-profile-
@@ -114,14 +114,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from app.services import matching  # noqa: E402  (no app context needed for planning)
+from app.market import book, rules  # noqa: E402  (pure: no app context needed for planning)
+from app.market.filters import Filters  # noqa: E402
 from pgcluster import Postgres  # noqa: E402  (bench/, beside this script)
-from app.services.orders import Filters  # noqa: E402
 
 # ---------------------------------------------------------------------------- data
 # ISO 3166-2 codes with rough populations (millions): leads are drawn by population
@@ -191,10 +192,10 @@ def gen_leads(rng: random.Random, n: int, seller_ids: list[int], now: datetime,
     return specs
 
 
-def to_candidate(s: tuple) -> matching.Candidate:
-    return matching.Candidate(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9],
-                              list(s[10]), s[11], s[12], 0, s[13], 50,
-                              person_hashes=matching.person_hashes(s[14], s[15]))
+def to_candidate(s: tuple) -> book.Candidate:
+    return book.Candidate(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9],
+                          list(s[10]), s[11], s[12], 0, s[13], 50,
+                          person_hashes=book.person_hashes(s[14], s[15]))
 
 
 def gen_orders(rng: random.Random, n: int, buyer_ids: list[int], now: datetime,
@@ -245,12 +246,18 @@ def gen_orders(rng: random.Random, n: int, buyer_ids: list[int], now: datetime,
     return specs
 
 
-def to_slot(spec: dict, order_id: int | None = None) -> matching.Slot:
+def to_slot(spec: dict, order_id: int | None = None) -> book.Slot:
+    """A freshly placed order (nothing filled, its hold = price x quantity capped by the
+    budget) as snapshot.load_book makes it: room from rules.order_room."""
     total = spec["price"] * spec["quantity"]
     held = total if spec["budget"] is None else min(total, spec["budget"])
-    return matching.Slot(order_id or spec["n"] + 1, spec["buyer_id"], spec["price"],
-                         spec["created_at"], spec["quantity"], held, spec["daily_cap"],
-                         timedelta(days=30), Filters.parse(spec["filters"]), spec["webhook"])
+    order = SimpleNamespace(price=spec["price"], quantity=spec["quantity"], filled=0,
+                            held=held, daily_cap=spec["daily_cap"], day_filled=0,
+                            fill_day=None)
+    room = rules.order_room(order, rules.Ctx(today=rules.day_of(FIXED_NOW)))
+    return book.Slot(order_id or spec["n"] + 1, spec["buyer_id"], spec["price"],
+                     spec["created_at"], room, timedelta(days=30),
+                     Filters.parse(spec["filters"]), spec["webhook"])
 
 
 # ---------------------------------------------------------------------- 1. alloc
@@ -261,8 +268,7 @@ def _rank(slot) -> tuple:
 
 def _allowed(order, lead, claims, now) -> bool:
     """Every SPEC §4 rule for one (lead, order) pair, spelled out."""
-    return (order.remaining > 0 and order.held >= order.price
-            and (order.daily_left is None or order.daily_left > 0)
+    return (order.room > 0  # quantity left, hold for one more, daily cap left
             and order.price >= lead.floor_price
             and order.buyer_id not in lead.buyers and order.buyer_id != lead.seller_id
             and order.filters.matches(lead, now)
@@ -333,9 +339,9 @@ def bench_alloc(args) -> dict:
     gc.collect()
     gc.freeze()
     t = time.perf_counter()
-    book = matching.OrderBook(slots)
+    order_book = book.OrderBook(slots)
     t_book = time.perf_counter() - t
-    claims = matching.Claims()
+    claims = book.Claims()
     seg_size = math.ceil(len(leads) / args.segments)
     window = max(1, args.baseline_sample // args.segments)
     seg_rows, alloc_seconds, fills, revenue = [], 0.0, 0, 0
@@ -344,11 +350,11 @@ def bench_alloc(args) -> dict:
     for start in range(0, len(leads), seg_size):
         part = leads[start:start + seg_size]
         # Snapshot of the state the window's leads meet, for the baselines.
-        state = [(s.remaining, s.held, s.daily_left) for s in slots]
+        state = [s.room for s in slots]
         claims_then = dict(claims._last)
         window_then = [dataclasses.replace(lead, buyers=set(lead.buyers)) for lead in part[:window]]
         t = time.perf_counter()
-        plan = matching.allocate(part, book, claims, now)
+        plan = book.allocate(part, order_book, claims, now)
         dt = time.perf_counter() - t
         alloc_seconds += dt
         fills += len(plan)
@@ -360,11 +366,10 @@ def bench_alloc(args) -> dict:
                "leads_per_s": round(len(part) / dt), "fills": len(plan),
                "open_orders_after": open_orders, "baseline_window": len(window_then)}
         for name, fn in BASELINES:
-            copies = [dataclasses.replace(s, remaining=r, held=h, daily_left=d)
-                      for s, (r, h, d) in zip(slots, state)]
+            copies = [dataclasses.replace(s, room=room) for s, room in zip(slots, state)]
             copies.sort(key=_rank)  # sorted once, outside the clock
             win_leads = [dataclasses.replace(lead, buyers=set(lead.buyers)) for lead in window_then]
-            claim_copy = matching.Claims()
+            claim_copy = book.Claims()
             claim_copy._last = dict(claims_then)
             t = time.perf_counter()
             naive = fn(win_leads, copies, claim_copy, now)
@@ -398,7 +403,7 @@ def bench_alloc(args) -> dict:
         "ratio": round(rate / base["full_scan"]["leads_per_s"], 2),
         "ratio_to_scan_to_cap": round(rate / base["scan_to_cap"]["leads_per_s"], 2),
     }
-    del leads, book, claims, slots
+    del leads, order_book, claims, slots
     gc.collect()
     if args.chunk:
         res["chunked"] = alloc_chunked(args, order_specs, lead_specs, now)
@@ -414,17 +419,17 @@ def bench_alloc(args) -> dict:
 
 def alloc_chunked(args, order_specs, lead_specs, now) -> dict:
     """As production runs it: match_batch -> match_leads per chunk of leads, each with a
-    fresh OrderBook of the orders that can still take a lead (OrderBook.load's WHERE)."""
+    fresh OrderBook of the orders that can still take a lead (snapshot.load_book's WHERE)."""
     slots = [to_slot(s) for s in order_specs]
     leads = [to_candidate(s) for s in lead_specs]
-    claims = matching.Claims()
+    claims = book.Claims()
     gc.collect()
     gc.freeze()
     fills = revenue = 0
     t = time.perf_counter()
     for start in range(0, len(leads), args.chunk):
-        book = matching.OrderBook([s for s in slots if s.can_take_one()])
-        plan = matching.allocate(leads[start:start + args.chunk], book, claims, now)
+        order_book = book.OrderBook([s for s in slots if s.can_take_one()])
+        plan = book.allocate(leads[start:start + args.chunk], order_book, claims, now)
         fills += len(plan)
         revenue += sum(slot.price for _, slot in plan)
     seconds = time.perf_counter() - t
@@ -452,7 +457,7 @@ def bench_quality(args, seed: int) -> dict:
     leads = [to_candidate(s) for s in lead_specs]
     t = time.perf_counter()
     # The matcher's own plan for a batch (match_leads): scarcest leads choose first.
-    plan = matching.plan_batch(leads, matching.OrderBook(slots), matching.Claims(), now)
+    plan = book.plan_batch(leads, book.OrderBook(slots), book.Claims(), now)
     t_alloc = time.perf_counter() - t
     greedy = sum(slot.price for _, slot in plan)
     planned = {(lead.id, slot.id) for lead, slot in plan}
@@ -464,8 +469,8 @@ def bench_quality(args, seed: int) -> dict:
     choices = {lead.id: sum(1 for s in slots if s.price >= lead.floor_price
                             and s.filters.matches(lead, now)) for lead in leads}
     leads.sort(key=lambda lead: choices[lead.id])
-    scarce_first = sum(slot.price for _, slot in matching.allocate(
-        leads, matching.OrderBook(slots), matching.Claims(), now))
+    scarce_first = sum(slot.price for _, slot in book.allocate(
+        leads, book.OrderBook(slots), book.Claims(), now))
 
     # Exact optimum on fresh copies.
     slots = [to_slot(s) for s in order_specs]
@@ -499,8 +504,7 @@ def bench_quality(args, seed: int) -> dict:
             add_row(es, leads[li].cap)
     for si, es in by_slot.items():
         s = slots[si]
-        capacity = min(s.remaining, s.held // s.price,
-                       s.daily_left if s.daily_left is not None else s.remaining)
+        capacity = s.room  # min(quantity left, hold // price, daily cap left)
         if len(es) > capacity:
             add_row(es, capacity)
     for es in by_buyer_person.values():
@@ -552,7 +556,8 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
     from app.extensions import db
     from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, TrustLevel
     from app.models.types import utcnow
-    from app.services import accounts, ledger, orders
+    from app.market import operations
+    from app.services import accounts, ledger
 
     rng = random.Random(seed)
     now = utcnow()
@@ -601,16 +606,17 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
                                        max(2, 3 * n_leads // n_orders)))
     need = Counter()
     for o in order_specs:
-        need[o["buyer_id"]] += orders.max_spend(o["price"], o["quantity"], o["budget"])
+        need[o["buyer_id"]] += operations.max_spend(o["price"], o["quantity"], o["budget"])
     for i, buyer in enumerate(buyers):
         ledger.manual_credit(buyer, need[i] + 1, reason="bench funds", actor=None)
     db.session.commit()
     t = time.perf_counter()
     for o in order_specs:
-        terms = orders.check_terms(o["price"], o["quantity"], budget=o["budget"],
-                                   daily_cap=o["daily_cap"],
-                                   webhook_url="http://127.0.0.1:9/hook" if o["webhook"] else None)
-        orders.place_order(buyers[o["buyer_id"]], Filters.parse(o["filters"]), terms)
+        terms = operations.check_terms(o["price"], o["quantity"], budget=o["budget"],
+                                       daily_cap=o["daily_cap"],
+                                       webhook_url="http://127.0.0.1:9/hook" if o["webhook"]
+                                       else None)
+        operations.place_order(buyers[o["buyer_id"]], Filters.parse(o["filters"]), terms)
     db.session.commit()
     t_orders = time.perf_counter() - t
     ids = list(db.session.scalars(sa.select(Lead.id).order_by(Lead.id)))
@@ -646,6 +652,7 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
     import sqlalchemy as sa
 
     from app.extensions import db
+    from app.market import jobs
     from app.models import LedgerTransaction, Sale
     from app.services import ledger
 
@@ -660,7 +667,7 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
         t = time.perf_counter()
         if profiler:
             profiler.enable()
-        settlement = matching.match_leads(market["lead_ids"])
+        settlement = jobs.match_leads(market["lead_ids"])
         db.session.commit()
         if profiler:
             profiler.disable()
@@ -692,7 +699,7 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
     return res
 
 
-# The tables a stored group of sales writes rows into (settlement_batch._write), with
+# The tables a stored group of sales writes rows into (app.market.grouped._write), with
 # the columns it writes; the floor copies them, indexes, checks and foreign keys included.
 _FLOOR_TABLES = {
     "ledger_transactions": "id, kind, idempotency_key, memo, created_at",
@@ -707,7 +714,7 @@ _FLOOR_TABLES = {
 def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
     """What the timed run wrote, in groups of `group` sales as the app stores them:
     each group's rows for every table, and its lead, order and account changes."""
-    from app.services.settlement_batch import _csv
+    from app.core.dialect import csv as _csv
 
     rows = {}
     for table, columns in _FLOOR_TABLES.items():
@@ -732,9 +739,9 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
             deltas[account] += amount
         leads, orders, accounts = sorted(per_lead), sorted(per_order), sorted(deltas)
         # The counters move by 0: the same rows locked and rewritten, the state unchanged.
-        g["leads"] = {"id": _csv(leads), "n": _csv(0 for _ in leads),
+        g["leads"] = {"lead_id": _csv(leads), "n": _csv(0 for _ in leads),
                       "low": _csv(lowest[i] for i in leads)}
-        g["orders"] = {"id": _csv(orders), "n": _csv(0 for _ in orders), "price": _csv(
+        g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders), "price": _csv(
             price for price, in conn.execute(
                 "SELECT price FROM orders WHERE id = ANY(%s) ORDER BY id", (orders,)))}
         g["accounts"] = {"id": _csv(accounts), "d": _csv(0 for _ in accounts)}
@@ -744,16 +751,23 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
 
 def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
     """Write the groups, one transaction each, with the statements of
-    settlement_batch (the rows into the floor_ tables); returns the seconds taken."""
+    app.market.grouped (the rows into the floor_ tables); returns the seconds taken."""
     import psycopg
+    from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
-    from app.services import settlement_batch as sb
+    from app.market import grouped
 
     def named(sql: str) -> str:  # SQLAlchemy's :name to psycopg's %(name)s
         return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
-    leads_sql, orders_sql = named(sb._LEADS_PG), named(sb._ORDERS_PG)
-    accounts_sql = named(sb._ACCOUNTS_PG)
-    claims_sql = named(sb._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
+
+    def compiled(statement) -> str:  # a Core statement as psycopg's text, %(name)s
+        out = statement.compile(dialect=psycopg_dialect.dialect())
+        constants = {k: v for k, v in out.params.items() if v is not None}
+        assert not constants, f"statement has constants the floor would not send: {constants}"
+        return str(out)
+    leads_sql, orders_sql = compiled(grouped.LEADS_PG), compiled(grouped.ORDERS_PG)
+    accounts_sql = named(grouped._ACCOUNTS_PG)
+    claims_sql = named(grouped._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
     today = now.strftime("%Y-%m-%d")
     with psycopg.connect(dsn) as conn:
         while time.time() < start_at:  # the sessions start together
@@ -762,12 +776,14 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
         for g in groups:
             with conn.transaction():
                 conn.execute("SELECT id FROM leads WHERE id = ANY(CAST(string_to_array(%s, ',') "
-                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (g["leads"]["id"],))
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
+                             (g["leads"]["lead_id"],))
                 conn.execute(leads_sql, g["leads"])
                 claims = g["person_claims"]
                 conn.execute(claims_sql, {"buyers": ",".join(str(b) for b, _, _ in claims),
                                           "hashes": ",".join(bytes(h).hex() for _, h, _ in claims),
-                                          "now": now, "cutoff": now - timedelta(days=30)})
+                                          "now": now,
+                                          "since": rules.lookback_start(now, timedelta(days=30))})
                 cursor = conn.cursor()
                 for table, columns in _FLOOR_TABLES.items():
                     if table == "person_claims":
@@ -778,7 +794,8 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                 # The rows every group shares last, so that sessions wait on each other
                 # as little as any design could (the app locks orders before it writes).
                 conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
-                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE", (g["orders"]["id"],))
+                             "AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
+                             (g["orders"]["order_id"],))
                 conn.execute(orders_sql, {**g["orders"], "today": today, "now": now})
                 conn.execute("SELECT id FROM ledger_accounts WHERE id = ANY(CAST(string_to_array("
                              "%s, ',') AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
@@ -838,10 +855,14 @@ def bench_storage_floor(url: str, marks: dict, now, sessions: int = 2,
     return res
 
 
-WATCH = ["matching.py:.*\\(match_leads\\)", "matching.py:.*\\(_load_leads\\)",
-         "matching.py:.*\\(load\\)", "matching.py:.*\\(allocate\\)",
-         "matching.py:.*\\(_store\\)", "matching.py:.*\\(fill\\)", "matching.py:.*\\(_fill\\)",
-         "matching.py:.*\\(_claim\\)", "matching.py:.*\\(close_filled_orders\\)",
+# app/market: jobs.match_leads, snapshot.load_leads, snapshot.load_book/load_claims (the
+# old OrderBook.load/Claims.load, one row: the costlier), book.allocate, jobs.store_plan,
+# settle.Settlement.fill/_fill/_claim, jobs.close_filled_orders.
+WATCH = ["^jobs\\.py:.*\\(match_leads\\)", "^snapshot\\.py:.*\\(load_leads\\)",
+         "^snapshot\\.py:.*\\(load_(book|claims)\\)", "^book\\.py:.*\\(allocate\\)",
+         "^jobs\\.py:.*\\(store_plan\\)", "^settle\\.py:.*\\(fill\\)",
+         "^settle\\.py:.*\\(_fill\\)", "^settle\\.py:.*\\(_claim\\)",
+         "^jobs\\.py:.*\\(close_filled_orders\\)",
          "ledger.py:.*\\(post\\)", "ledger.py:.*\\(_apply\\)",
          "ledger.py:.*\\(_by_idempotency_key\\)", "session.py:.*\\(refresh\\)",
          "session.py:.*\\(begin_nested\\)", "session.py:.*\\(flush\\)",
@@ -1181,7 +1202,10 @@ def code_state() -> dict:
                                   text=True).stdout.strip()
         except OSError:
             return ""
-    files = ["app/services/matching.py", "app/services/ledger.py", "app/services/orders.py"]
+    # The matcher and orders (once app/services/matching.py, orders.py and
+    # settlement_batch.py) are app/market/ and app/core/dialect.py.
+    files = [*sorted(str(f.relative_to(ROOT)) for f in (ROOT / "app" / "market").glob("*.py")),
+             "app/core/dialect.py", "app/services/ledger.py"]
     snapshot = ROOT / "SNAPSHOT"  # written by whoever exported the tree to measure it
     return {"root": str(ROOT),
             "snapshot_of": snapshot.read_text().strip() if snapshot.exists() else None,
