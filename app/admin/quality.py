@@ -4,9 +4,10 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from app.core import bounds
-from app.admin import PAGE_SIZE, bp
+from app.admin import bp
+from app.admin.routes import PAGE_SIZE
 from app.auth.forms import ConfirmForm
+from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.models import Batch, SpotCheck, Verdict

@@ -1,19 +1,16 @@
-"""Admin area: marketplace overview, users and trust, manual credits, audit log."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+"""Admin area routes: marketplace overview, users and trust, manual credits, audit log."""
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from app.core import bounds
+from app.admin import bp
 from app.admin.forms import ManualCreditForm, ManualDebitForm, TrustForm
-from app.auth.decorators import restrict_blueprint_to
+from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
 from app.services import accounts, ledger, market_stats, memo, trust
-
-bp = Blueprint("admin", __name__)
-restrict_blueprint_to(bp, Role.ADMIN)
 
 PAGE_SIZE = 50
 
@@ -155,7 +152,3 @@ def audit_log():
         action=action, actor=actor, actions=list(actions),
     )
 
-
-from app.admin import payments as _payment_views  # noqa: E402,F401  (registers routes on bp)
-from app.admin import returns as _return_views  # noqa: E402,F401  (registers routes on bp)
-from app.admin import quality as _quality_views  # noqa: E402,F401  (registers routes on bp)

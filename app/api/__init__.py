@@ -1,13 +1,12 @@
-"""REST API under /api/v1 (SPEC §11): flask-smorest, bearer API keys, JSON errors."""
-from typing import Optional
-
-from flask import Flask, g
+"""REST API under /api/v1 (SPEC §11), its setup: the flask-smorest `Api`, and `init_api`,
+which registers the route modules (account, batches, orders, money, returns, kpis,
+admin, docs) on an app. Those import what they share from `app.api.auth` and
+`app.api.schemas`, never this package, so the imports run one way."""
+from flask import Flask
 from flask_smorest import Api
 
 from app.api.schemas import ApiErrorSchema
-from app.errors import Forbidden
 from app.extensions import csrf
-from app.models import Role, User
 
 API_PREFIX = "/api/v1"
 
@@ -57,11 +56,3 @@ def _configured_bounds(app: Flask):
                 for bound, key in getattr(field, "config_bounds", {}).items() if key}
 
     return bounds_of
-
-
-def api_user(role: Optional[Role] = None, refusal: str = "") -> User:
-    """The caller; with a role, refused (403, `refusal`) unless they have it."""
-    user = g.api_user
-    if role is not None and user.role is not role:
-        raise Forbidden(refusal, code=f"not_a_{role.value}")
-    return user

@@ -1,6 +1,5 @@
-"""The caller's own account: balance."""
-from app.api import api_user
-from app.api.auth import api_blueprint
+"""API routes for the caller's own account: balance."""
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import BalanceSchema, ApiErrorSchema
 from app.services import ledger
 

@@ -1,8 +1,7 @@
-"""Admins: batches by risk (SPEC §11)."""
+"""API routes for admins: batches by risk (SPEC §11)."""
 import sqlalchemy as sa
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import AdminBatchQuerySchema, ApiErrorSchema, BatchSchema
 from app.errors import Forbidden
 from app.extensions import db

@@ -1,8 +1,13 @@
-"""Bearer API keys. The API never honours the session cookie, so it needs no CSRF."""
+"""Bearer API keys and the caller, shared by every API route module (it imports none of
+them). The API never honours the session cookie, so it needs no CSRF."""
+from typing import Optional
+
 from flask import abort, g, request
 from flask_smorest import Blueprint
 
+from app.errors import Forbidden
 from app.extensions import commit_keeping_loaded
+from app.models import Role, User
 from app.services.accounts import user_for_api_key
 
 
@@ -20,3 +25,11 @@ def api_blueprint(name: str, import_name: str, **options) -> Blueprint:
     blueprint = Blueprint(name, import_name, **options)
     blueprint.before_request(require_api_key)
     return blueprint
+
+
+def api_user(role: Optional[Role] = None, refusal: str = "") -> User:
+    """The caller; with a role, refused (403, `refusal`) unless they have it."""
+    user = g.api_user
+    if role is not None and user.role is not role:
+        raise Forbidden(refusal, code=f"not_a_{role.value}")
+    return user

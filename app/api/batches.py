@@ -1,9 +1,8 @@
-"""Sellers' batches and real-time leads (SPEC §11)."""
+"""API routes for sellers' batches and real-time leads (SPEC §11)."""
 from flask import Response, stream_with_context
 from sqlalchemy import select
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import (
     ApiErrorSchema, BatchFileSchema, BatchSchema, BatchUploadSchema, LeadCreatedSchema,
     LeadInputSchema,

@@ -1,8 +1,7 @@
-"""Outcomes of delivered leads and the buyer's KPIs (SPEC §9, §11)."""
+"""API routes for outcomes of delivered leads and the buyer's KPIs (SPEC §9, §11)."""
 from marshmallow import Schema, fields
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import ApiErrorSchema, Int, TextInput
 from app.core import bounds
 from app.extensions import db

@@ -1,8 +1,7 @@
-"""Money through the API (SPEC §11): top-ups, withdrawals, statement, payouts."""
+"""API routes for money (SPEC §11): top-ups, withdrawals, statement, payouts."""
 from marshmallow import Schema, fields
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import ApiErrorSchema, Int
 from app.core import bounds
 from app.models import Role

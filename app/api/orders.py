@@ -1,9 +1,8 @@
-"""Buyers' orders, their delivered leads, and the supply estimate (SPEC §11)."""
+"""API routes for buyers' orders, their delivered leads, and the supply estimate (SPEC §11)."""
 from flask import Response, stream_with_context
 from sqlalchemy import select
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import (
     ApiErrorSchema, DeliveredLeadSchema, EstimateQuerySchema, EstimateSchema, OrderChangeSchema,
     OrderCreateSchema, OrderSchema, PageSchema,

@@ -1,8 +1,7 @@
-"""Returns through the API (SPEC §11: `POST /returns {sale_id, reason}`)."""
+"""API routes for returns (SPEC §11: `POST /returns {sale_id, reason}`)."""
 from marshmallow import Schema, fields, validate
 
-from app.api import api_user
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, api_user
 from app.api.schemas import ApiErrorSchema, Int
 from app.core import bounds
 from app.extensions import db

@@ -1,5 +1,6 @@
+"""Accounts for every role, the blueprint: sign-up, log in/out, password and API keys.
+Its routes live in routes.py, which imports `bp` from here; create_app imports it, so
+nothing here imports it back."""
 from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
-
-from app.auth import routes  # noqa: E402,F401  (routes attach themselves to bp)

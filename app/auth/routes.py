@@ -1,4 +1,4 @@
-"""Sign-up, log in/out, password change and API keys (every role)."""
+"""Account routes for every role: sign-up, log in/out, password change and API keys."""
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for

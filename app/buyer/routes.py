@@ -1,30 +1,27 @@
-"""Buyer area: balance, order builder with live estimate, orders filling live,
+"""Buyer area routes: dashboard, order builder with live estimate, orders filling live,
 delivered leads with CSV export and outcomes, webhook settings and delivery log, and
 the KPI page comparing orders."""
 from flask import (
-    Blueprint, Response, current_app, flash, redirect, render_template, request,
+    Response, current_app, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
 from flask_login import current_user
 from sqlalchemy import select
 
 from app.core import bounds
-from app.auth.decorators import restrict_blueprint_to
 from app.auth.forms import ConfirmForm
+from app.buyer import bp
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
 )
 from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
-from app.models import Order, Role
+from app.models import Order
 from app.services import delivery, kpis, ledger, orders, outcomes, privacy, webhooks
 # Aliased: app.buyer.returns is this package's own module of return views.
 from app.services import returns as sale_returns
 from app.tasks import deliver_webhooks, dispatch, fill_order
-
-bp = Blueprint("buyer", __name__)
-restrict_blueprint_to(bp, Role.BUYER)
 
 LEADS_PAGE = 100
 
@@ -286,6 +283,3 @@ def kpi_csv():
     return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-
-from app.buyer import balance as _balance_views  # noqa: E402,F401  (registers routes on bp)
-from app.buyer import returns as _return_views  # noqa: E402,F401  (registers routes on bp)

@@ -1,11 +1,10 @@
-"""Landing page, the role-based home redirect and the health check."""
-from flask import Blueprint, jsonify, redirect, render_template, url_for
+"""Public routes: the landing page, the role-based home redirect and the health check."""
+from flask import jsonify, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import text
 
 from app.extensions import db
-
-bp = Blueprint("main", __name__)
+from app.main import bp
 
 HOME_BY_ROLE = {"seller": "seller.dashboard", "buyer": "buyer.dashboard", "admin": "admin.dashboard"}
 

@@ -1,10 +1,9 @@
-"""Stripe's webhook endpoint (SPEC §11): signature checked, each event applied once."""
-from flask import Blueprint, jsonify, request
+"""Stripe's webhook route (SPEC §11): signature checked, each event applied once."""
+from flask import jsonify, request
 
 from app.extensions import csrf
+from app.payments import bp
 from app.services import payments
-
-bp = Blueprint("stripe_webhook", __name__)
 
 
 @bp.route("/stripe/webhook", methods=["POST"])

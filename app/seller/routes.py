@@ -1,27 +1,23 @@
-"""Seller area: dashboard, batch upload with column mapping, live progress, reports,
+"""Seller area routes: dashboard, batch upload with column mapping, live progress, reports,
 and per batch what sold, at what prices, returns and buyers' (anonymous) feedback."""
 from flask import (
-    Blueprint, Response, abort, flash, redirect, render_template, request,
+    Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
 from flask_login import current_user
 from sqlalchemy import select
 
-from app.auth.decorators import restrict_blueprint_to
 from app.errors import DomainError
 from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
-from app.models import Batch, Role
+from app.models import Batch
+from app.seller import bp
 from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELDS
 from app.tasks import dispatch, process_batch
-
-bp = Blueprint("seller", __name__)
-restrict_blueprint_to(bp, Role.SELLER)
-
 
 def _recent_batches(limit: int = 50) -> list[Batch]:
     return db.session.scalars(select(Batch).where(Batch.seller_id == current_user.id)
@@ -166,6 +162,3 @@ def batch_rejections(batch_id: int):
         stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
 
-
-from app.seller import payouts as _payout_views  # noqa: E402,F401  (registers routes on bp)
-from app.seller import returns as _return_views  # noqa: E402,F401  (registers routes on bp)
