@@ -181,27 +181,27 @@ def assess_realtime_batches() -> int:
 
 @celery.task(name="app.tasks.match_batch")
 def match_batch(batch_id: int) -> None:
-    from app.services import matching
+    from app.market import jobs
 
-    settlement = matching.match_batch(batch_id)
+    settlement = jobs.match_batch(batch_id)
     db.session.commit()
     _send_webhooks(settlement.webhook_sale_ids)
 
 
 @celery.task(name="app.tasks.fill_order")
 def fill_order(order_id: int) -> None:
-    from app.services import matching
+    from app.market import jobs
 
-    settlement = matching.fill_order(order_id)
+    settlement = jobs.fill_order(order_id)
     db.session.commit()
     _send_webhooks(settlement.webhook_sale_ids)
 
 
 @celery.task(name="app.tasks.match_open_orders")
 def match_open_orders() -> int:
-    from app.services import matching
+    from app.market import jobs
 
-    settlement = matching.match_open_orders()
+    settlement = jobs.match_open_orders()
     db.session.commit()
     _send_webhooks(settlement.webhook_sale_ids)
     return len(settlement.sale_ids)

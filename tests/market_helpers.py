@@ -5,7 +5,9 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Lead, Order, Role, Sale, TrustLevel
-from app.services import ledger, orders
+from app.services import ledger
+from app.market import operations
+from app.market.filters import Filters
 from tests.conftest import make_user
 from tests.ingest_helpers import HEADER, csv_bytes, ingest, person
 
@@ -31,9 +33,9 @@ def live_leads(seller, people: list[dict], *, cap: int = 1, floor_price: int = 0
 
 
 def place(buyer, price: int, quantity: int, **kwargs) -> Order:
-    filters = orders.Filters.parse(kwargs.pop("filters", {}))
-    terms = orders.check_terms(price, quantity, **kwargs)
-    order, _ = orders.place_order(buyer, filters, terms)
+    filters = Filters.parse(kwargs.pop("filters", {}))
+    terms = operations.check_terms(price, quantity, **kwargs)
+    order, _ = operations.place_order(buyer, filters, terms)
     db.session.commit()
     return order
 

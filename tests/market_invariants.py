@@ -10,8 +10,10 @@ from app.models import (
     AccountKind, Lead, LedgerAccount, LedgerEntry, LedgerTransaction, Order, OrderStatus, Sale,
     User,
 )
-from app.services import ledger, orders
-from app.services.matching import person_hashes
+from app.services import ledger
+from app.market import operations
+from app.market.filters import Filters
+from app.market.book import person_hashes
 
 
 def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
@@ -34,7 +36,7 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
         assert sale.price >= lead.floor_price  # at the order's price then: it may change since
         assert sale.commission + sale.seller_share == sale.price
         assert not order.filters.get("exclusive_only") or lead.cap == 1
-        filters = orders.Filters.parse(order.filters)
+        filters = Filters.parse(order.filters)
         assert filters.matches(lead, sale.created_at)
         for identity in person_hashes(lead.email_hash, lead.phone_hash):
             for earlier in seen[(sale.buyer_id, identity)]:
@@ -52,7 +54,7 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
         assert order.budget is None or order.spent <= order.budget
         if order.status in (OrderStatus.OPEN, OrderStatus.PAUSED):
             budget_left = None if order.budget is None else order.budget - order.spent
-            assert order.held == orders.max_spend(order.price, order.remaining, budget_left)
+            assert order.held == operations.max_spend(order.price, order.remaining, budget_left)
         else:
             assert order.held == 0
         held_by_buyer[order.buyer_id] += order.held

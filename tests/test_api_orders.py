@@ -125,14 +125,14 @@ def test_a_batch_going_live_fills_open_orders(client, api_key_for):
 
 
 def test_estimate_leaves_out_leads_the_buyer_already_has(client, api_key_for):
-    from app.services import matching
+    from app.market import jobs
     from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 
     seller = verified_seller()
     live_leads(seller, [person(i) for i in range(4)], cap=3)
     buyer, other = funded_buyer(), funded_buyer()
     order = place(buyer, 500, 2)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     mine = client.get("/api/v1/estimate", headers=api_key_for(buyer)).get_json()
     theirs = client.get("/api/v1/estimate", headers=api_key_for(other)).get_json()

@@ -270,9 +270,9 @@ def test_the_daily_cap_cannot_go_below_what_arrived_today(client, api_key_for):
     buyer = funded_buyer(1_000_000)
     order = place(buyer, 500, 10, daily_cap=5)
     live_leads(seller, [person(i) for i in range(3)])
-    from app.services import matching
+    from app.market import jobs
 
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     db.session.refresh(order)
     assert order.day_filled == 3

@@ -149,7 +149,8 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
 
 def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_commit(
         app, verified_seller, monkeypatch):
-    from app.services.orders import Filters, estimate
+    from app.market.filters import Filters
+    from app.market.queries import estimate
 
     chunk = app.config["INGEST_CHUNK_ROWS"]
     monkeypatch.setitem(app.config, "INGEST_COMMIT_ROWS", chunk * 2 + 1)  # 3 chunks a commit

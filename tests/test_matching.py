@@ -7,14 +7,17 @@ import sqlalchemy as sa
 from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
-from app.services import ledger, matching, orders
+from app.services import ledger
+from app.market import jobs, operations, settle, snapshot
+from app.market.book import Claims, allocate
+from app.market.filters import Filters
 from tests.market_helpers import (
     consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,
 )
 
 
 def _match(leads):
-    matching.match_leads([lead.id for lead in leads])
+    jobs.match_leads([lead.id for lead in leads])
     db.session.commit()
     db.session.expire_all()
 
@@ -48,7 +51,7 @@ def test_never_below_the_floor_price(app):
     _match(leads)
     assert sales_of(low) == []
     high = place(funded_buyer(), 200, 5)
-    matching.fill_order(high.id)
+    jobs.fill_order(high.id)
     db.session.commit()
     assert len(sales_of(high)) == 1
 
@@ -61,7 +64,7 @@ def test_an_order_never_takes_more_than_its_quantity_or_budget(app):
     assert len(sales_of(by_quantity)) == 2
     assert db.session.get(Order, by_quantity.id).status is OrderStatus.FILLED
     by_budget = place(funded_buyer(), 250, 10, budget=700)
-    matching.fill_order(by_budget.id)
+    jobs.fill_order(by_budget.id)
     db.session.commit()
     order = db.session.get(Order, by_budget.id)
     assert (order.filled, order.spent, order.status) == (2, 500, OrderStatus.FILLED)
@@ -90,7 +93,7 @@ def test_new_order_fills_from_inventory_freshest_first(app):
     live_leads(seller, [person(1, consent_at=consented(9)), person(2, consent_at=consented(1)),
                         person(3, consent_at=consented(5))])
     order = place(funded_buyer(), 300, 2)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     rows = [db.session.get(Lead, s.lead_id).row_number for s in sales_of(order)]
     assert rows == [3, 4]  # consented 1 and 5 days ago; the 9-day-old lead waits
@@ -105,7 +108,7 @@ def test_same_person_from_another_seller_is_not_delivered_twice_in_the_lookback(
     _match(copy)
     assert len(sales_of(order)) == 1  # same phone: the same person
     fresh_buyer_order = place(funded_buyer(), 100, 5)
-    matching.fill_order(fresh_buyer_order.id)
+    jobs.fill_order(fresh_buyer_order.id)
     db.session.commit()
     assert len(sales_of(fresh_buyer_order)) == 1  # another buyer may have the copy
 
@@ -119,7 +122,7 @@ def test_filters_are_respected(app):
     order = place(funded_buyer(), 300, 10, filters={
         "age_min": 20, "age_max": 40, "genders": ["f"], "regions": ["US-NY", "US-CA"],
         "require": "email"})
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     assert [db.session.get(Lead, s.lead_id).row_number for s in sales_of(order)] == [2]
 
@@ -128,7 +131,7 @@ def test_exclusive_only_orders_take_only_cap_one_leads(app):
     seller = verified_seller()
     live_leads(seller, [person(1)], cap=2)
     exclusive = place(funded_buyer(), 300, 5, filters={"exclusive_only": True})
-    matching.fill_order(exclusive.id)
+    jobs.fill_order(exclusive.id)
     db.session.commit()
     assert sales_of(exclusive) == []
 
@@ -137,17 +140,17 @@ def test_daily_cap_and_delivery_hours(app):
     seller = verified_seller()
     live_leads(seller, [person(i) for i in range(5)])
     capped = place(funded_buyer(), 300, 5, daily_cap=2)
-    matching.fill_order(capped.id)
+    jobs.fill_order(capped.id)
     db.session.commit()
     assert len(sales_of(capped)) == 2
     now = datetime.now(timezone.utc)
     closed_hours = place(funded_buyer(), 400, 5, delivery_start_hour=(now.hour + 2) % 24,
                          delivery_end_hour=(now.hour + 3) % 24 or 24)
-    matching.fill_order(closed_hours.id)
+    jobs.fill_order(closed_hours.id)
     db.session.commit()
     assert sales_of(closed_hours) == []
     later = now.replace(minute=30) + timedelta(hours=2)
-    matching.fill_order(closed_hours.id, now=later)
+    jobs.fill_order(closed_hours.id, now=later)
     db.session.commit()
     assert len(sales_of(closed_hours)) == 3
 
@@ -159,7 +162,7 @@ def test_expired_orders_take_nothing_and_release_their_hold(app):
     assert ledger.balance_for(buyer).held == 1_500
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     live_leads(seller, [person(1)])
-    matching.match_open_orders(now=later)
+    jobs.match_open_orders(now=later)
     db.session.commit()
     db.session.expire_all()
     assert db.session.get(Order, order.id).status is OrderStatus.EXPIRED
@@ -184,14 +187,14 @@ def test_each_sale_settles_on_the_ledger(app):
 def test_cancel_releases_the_rest_and_edits_move_the_hold(app):
     buyer = funded_buyer(10_000)
     order = place(buyer, 300, 10)
-    orders.change_terms(buyer, order.id, price=400)
+    operations.change_terms(buyer, order.id, price=400)
     db.session.commit()
     assert ledger.balance_for(buyer).held == 4_000
     with pytest.raises(InsufficientFunds):
-        orders.change_terms(buyer, order.id, quantity=100)
+        operations.change_terms(buyer, order.id, quantity=100)
     db.session.rollback()
-    orders.change_terms(buyer, order.id, quantity=5)
-    orders.cancel_order(buyer, order.id)
+    operations.change_terms(buyer, order.id, quantity=5)
+    operations.cancel_order(buyer, order.id)
     db.session.commit()
     assert (ledger.balance_for(buyer).available, ledger.balance_for(buyer).held) == (10_000, 0)
     assert ledger.reconcile().ok
@@ -201,12 +204,12 @@ def test_paused_orders_wait(app):
     seller = verified_seller()
     buyer = funded_buyer()
     order = place(buyer, 300, 5)
-    orders.set_paused(buyer, order.id, True)
+    operations.set_paused(buyer, order.id, True)
     db.session.commit()
     _match(live_leads(seller, [person(1)]))
     assert sales_of(order) == []
-    orders.set_paused(buyer, order.id, False)
-    matching.fill_order(order.id)
+    operations.set_paused(buyer, order.id, False)
+    jobs.fill_order(order.id)
     db.session.commit()
     assert len(sales_of(order)) == 1
 
@@ -219,16 +222,16 @@ def test_paused_orders_wait(app):
 ])
 def test_bad_filters_are_refused_with_the_field(app, filters, field):
     with pytest.raises(ValidationFailed) as exc:
-        orders.Filters.parse(filters)
+        Filters.parse(filters)
     assert exc.value.details["field"] == field
 
 
 def test_price_below_minimum_and_zero_quantity_are_refused(app):
     with pytest.raises(ValidationFailed) as exc:
-        orders.check_terms(app.config["MIN_PRICE"] - 1, 5)
+        operations.check_terms(app.config["MIN_PRICE"] - 1, 5)
     assert exc.value.details["field"] == "price"
     with pytest.raises(ValidationFailed) as exc:
-        orders.check_terms(500, 0)
+        operations.check_terms(500, 0)
     assert exc.value.details["field"] == "quantity"
 
 
@@ -243,16 +246,16 @@ def test_a_group_that_collides_falls_back_to_single_fills(app):
     order = place(buyer, 300, 5)
     leads = live_leads(seller, [person(1), person(2)])
     now = utcnow()
-    candidates = matching._load_leads([lead.id for lead in leads])
-    book = matching.OrderBook.load(now)
-    plan = matching.allocate(candidates, book, matching.Claims(), now)
+    candidates = snapshot.load_leads([lead.id for lead in leads])
+    book = snapshot.load_book(now)
+    plan = allocate(candidates, book, Claims(), now)
     assert len(plan) == 2
     first = next(c for c in candidates if c.id == leads[0].id)
     db.session.add(PersonClaim(buyer_id=buyer.id, person_hash=first.person_hashes[0],
                                claimed_at=now))
     db.session.commit()
-    settlement = matching.Settlement(now)
-    lost = matching._store(plan, settlement)
+    settlement = settle.Settlement(now)
+    lost = jobs.store_plan(plan, settlement)
     assert lost == [leads[0].id]
     assert [s.lead_id for s in sales_of(order)] == [leads[1].id]
     assert db.session.get(Lead, leads[0].id).sold_count == 0

@@ -25,7 +25,7 @@ ORDERS_PER_BUYER = 8
 def _compete(database_url: str, lead_ids: list[int], order_ids: list[int], seed: int,
              start, results) -> None:
     from app import create_app
-    from app.services import matching
+    from app.market import jobs
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=database_url)
     rng = random.Random(seed)
@@ -35,9 +35,9 @@ def _compete(database_url: str, lead_ids: list[int], order_ids: list[int], seed:
         leads = lead_ids[:]
         rng.shuffle(leads)
         for begin in range(0, len(leads), 250):
-            sold += len(matching.match_leads(leads[begin:begin + 250]).sale_ids)
+            sold += len(jobs.match_leads(leads[begin:begin + 250]).sale_ids)
             if rng.random() < 0.3:
-                sold += len(matching.fill_order(rng.choice(order_ids)).sale_ids)
+                sold += len(jobs.fill_order(rng.choice(order_ids)).sale_ids)
             db.session.commit()
     results.put(sold)
 

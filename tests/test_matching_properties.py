@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from app.errors import DomainError
 from app.extensions import db
 from app.models import Order
-from app.services import matching, orders
+from app.market import jobs, operations, rules
+from app.market.book import Candidate, OrderBook, Slot
+from app.market.filters import Filters
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 from tests.market_invariants import assert_market_invariants
 
@@ -54,27 +56,27 @@ def test_rules_hold_after_any_history(app, history):
             if kind == "batch":
                 _, s, rows, cap, floor = event
                 leads = live_leads(sellers[s], rows, cap=cap, floor_price=floor)
-                matching.match_leads([lead.id for lead in leads])
+                jobs.match_leads([lead.id for lead in leads])
             elif kind == "order":
                 _, b, wanted, price, quantity, budget, lookback = event
                 order = place(buyers[b], price, quantity, filters=wanted,
                               budget=budget if budget and budget >= price else None,
                               lookback_days=lookback)
-                matching.fill_order(order.id)
+                jobs.fill_order(order.id)
             else:
                 order_ids = list(db.session.scalars(sa.select(Order.id).order_by(Order.id)))
                 if not order_ids:
                     continue
                 order = db.session.get(Order, order_ids[event[1] % len(order_ids)])
                 if kind == "cancel":
-                    orders.cancel_order(order.buyer, order.id)
+                    operations.cancel_order(order.buyer, order.id)
                 elif kind == "pause":
-                    orders.set_paused(order.buyer, order.id, event[2])
+                    operations.set_paused(order.buyer, order.id, event[2])
                     if not event[2]:
-                        matching.fill_order(order.id)
+                        jobs.fill_order(order.id)
                 else:
-                    orders.change_terms(order.buyer, order.id, price=event[2])
-                    matching.fill_order(order.id)
+                    operations.change_terms(order.buyer, order.id, price=event[2])
+                    jobs.fill_order(order.id)
             db.session.commit()
         except DomainError:  # refused moves (no money, closed order) change nothing
             db.session.rollback()
@@ -99,7 +101,7 @@ FILTER_VALUES = {  # a few filters per order, so that orders overlap and bounds 
     "min_score": st.integers(1, 100)}
 book_filters = st.lists(some(sorted(FILTER_VALUES)), max_size=3, unique=True).flatmap(
     lambda names: st.fixed_dictionaries({name: FILTER_VALUES[name] for name in names})
-).map(lambda chosen: orders.Filters(**chosen))
+).map(lambda chosen: Filters(**chosen))
 book_slots = st.lists(st.tuples(
     book_filters, some([100, 200, 300]), st.integers(0, 5), st.integers(0, 5),
     st.none() | st.integers(0, 2)), min_size=1, max_size=25)
@@ -116,18 +118,20 @@ book_leads = st.lists(st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(slot_specs=book_slots, lead_specs=book_leads)
 def test_order_book_accepts_exactly_what_the_filters_accept(slot_specs, lead_specs):
-    slots = [matching.Slot(i + 1, i % 4, price, NOW - timedelta(minutes=age), remaining,
-                           remaining * price, daily_left, timedelta(days=30), filters, False)
+    slots = [Slot(i + 1, i % 4, price, NOW - timedelta(minutes=age),
+                  remaining if daily_left is None else min(remaining, daily_left),
+                  timedelta(days=30), filters, False)
              for i, (filters, price, age, remaining, daily_left) in enumerate(slot_specs)]
-    book = matching.OrderBook(slots)
+    book = OrderBook(slots)
     by_priority = sorted(slots, key=lambda s: s.rank)
     for i, (age, gender, region, country, email, phone, marital, employed, interests,
             hours, cap, floor, score_points) in enumerate(lead_specs):
-        lead = matching.Candidate(i + 1, 99, age, gender, region, country, email, phone,
-                                  marital, employed, interests, NOW - timedelta(hours=hours),
-                                  cap, 0, floor, score_points, person_hashes=(b"e%d" % i,))
+        lead = Candidate(i + 1, 99, age, gender, region, country, email, phone,
+                         marital, employed, interests, NOW - timedelta(hours=hours),
+                         cap, 0, floor, score_points, person_hashes=(b"e%d" % i,))
         mask = book.accepting(lead, NOW)
         got = [s.id for s in by_priority if mask >> book._position[s.id] & 1]
-        want = [s.id for s in by_priority if s.can_take_one() and s.price >= floor
+        want = [s.id for s in by_priority if s.can_take_one()
+                and rules.FLOOR.holds(s, lead, rules.Ctx(price=s.price))
                 and s.filters.matches(lead, NOW)]
         assert got == want

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Lead, Role, Sale, SaleOutcome, User
-from app.services import kpis, ledger, market_stats, matching, outcomes, returns, scoring
+from app.services import kpis, ledger, market_stats, outcomes, returns, scoring
+from app.market import jobs, settle, snapshot
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import (
     funded_buyer, live_leads, person, place, sales_of, verified_seller,
@@ -26,7 +27,7 @@ def _market(count: int, price: int, buyer=None, seller=None, name: str = "", **p
     start = db.session.scalar(sa.select(sa.func.count()).select_from(Sale)) * 10 + 1000
     live_leads(seller, [person(start + i, **person_fields) for i in range(count)])
     order = place(buyer or funded_buyer(), price, count, name=name)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     sales = db.session.scalars(sa.select(Sale.id).where(Sale.order_id == order.id)
                                .order_by(Sale.id)).all()
@@ -261,9 +262,9 @@ def test_sales_carry_their_leads_region_and_batch(app):
     _market(3, 100, seller=seller, region="ES-M")
     lead = live_leads(seller, [person(99, region="RU-MOW")])[0]
     order = place(funded_buyer(), 100, 1)
-    settlement = matching.Settlement(datetime.now(timezone.utc))
-    candidate = matching._load_leads([lead.id])[0]
-    slot = matching.OrderBook.load(datetime.now(timezone.utc), [order.id]).slots[order.id]
+    settlement = settle.Settlement(datetime.now(timezone.utc))
+    candidate = snapshot.load_leads([lead.id])[0]
+    slot = snapshot.load_book(datetime.now(timezone.utc), [order.id]).slots[order.id]
     assert settlement.fill(candidate, slot)
     db.session.commit()
     rows = db.session.execute(sa.select(Sale.region, Sale.batch_id, Lead.region, Lead.batch_id)
@@ -375,7 +376,7 @@ def test_a_refunded_lead_takes_its_conversion_out_of_the_kpis(app):
     buyer = funded_buyer(100_000)
     live_leads(seller, [person(i) for i in range(4)])
     order = place(buyer, 500, 4)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     sales = sales_of(order)
     outcomes.record(buyer, sales[1].id, "converted", 1000)

@@ -15,7 +15,8 @@ from app.models import (
     AccountKind, AuditEvent, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent,
     TopUp, TopUpStatus, TrustLevel, Withdrawal,
 )
-from app.services import earnings, ledger, matching, payments
+from app.services import earnings, ledger, payments
+from app.market import jobs
 from tests.conftest import CSRF_RE, STRIPE_TEST_CONFIG, csrf_token, make_user, wait_until
 from tests.market_helpers import funded_buyer, live_leads, person, place
 
@@ -209,7 +210,7 @@ def _cleared_sales(seller, amount_each: int = 1000, count: int = 3):
     buyer = funded_buyer()
     leads = live_leads(seller, [person(i) for i in range(count)])
     place(buyer, amount_each, count)
-    matching.match_leads([lead.id for lead in leads])
+    jobs.match_leads([lead.id for lead in leads])
     db.session.commit()
     return buyer
 

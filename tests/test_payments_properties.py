@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from app.errors import DomainError
 from app.extensions import db
-from app.models import CardRefund, LedgerAccount, RefundStatus, TopUp, TopUpStatus
-from app.services import earnings, ledger, matching, orders, payments
+from app.models import CardRefund, LedgerAccount, Order, RefundStatus, TopUp, TopUpStatus
+from app.services import earnings, ledger, payments
+from app.market import jobs, operations
 from app.models import Role
 from tests.conftest import make_user
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
@@ -95,13 +96,13 @@ def test_money_stays_balanced_through_any_history(stripe_app, client, history):
             elif kind == "order":
                 _, b, price, quantity = step
                 order = place(buyers[b], price, quantity)
-                matching.fill_order(order.id)
+                jobs.fill_order(order.id)
                 db.session.commit()
             elif kind == "cancel":
-                ids = db.session.scalars(sa.select(orders.Order.id).order_by(orders.Order.id)).all()
+                ids = db.session.scalars(sa.select(Order.id).order_by(Order.id)).all()
                 if ids:
-                    order = db.session.get(orders.Order, ids[step[1] % len(ids)])
-                    orders.cancel_order(db.session.get(type(buyers[0]), order.buyer_id), order.id)
+                    order = db.session.get(Order, ids[step[1] % len(ids)])
+                    operations.cancel_order(db.session.get(type(buyers[0]), order.buyer_id), order.id)
                     db.session.commit()
             elif kind == "release":
                 earnings.release_cleared(now + timedelta(days=step[1]))

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import AuditEvent, ErasureNotice, Lead, LeadStatus, Rejection, Sale
-from app.services import ledger, matching, orders, privacy, webhooks
+from app.services import ledger, privacy, webhooks
+from app.market import jobs, operations
 from app.services.crypto import current_vault
 from app.services.webhooks import signature
 from tests.conftest import csrf_token, log_in
@@ -61,8 +62,8 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Rejection)) == 1
     ledger.manual_credit(buyer, 50_000, reason="wire", actor=None)
     order = place(buyer, 900, 5)
-    secret = orders.set_webhook(order, receiver.url)
-    matching.fill_order(order.id)
+    secret = operations.set_webhook(order, receiver.url)
+    jobs.fill_order(order.id)
     db.session.commit()
     sale = db.session.scalar(sa.select(Sale).where(Sale.lead_id == leads[0].id))
     assert sale is not None and _mentions_person(_every_stored_value())
@@ -109,7 +110,7 @@ def test_suppression_delists_and_blocks_sales(app):
     assert suppressed == 1
     buyer = funded_buyer()
     order = place(buyer, 500, 5)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     sold = db.session.scalars(sa.select(Sale.lead_id)).all()
     assert sold == [leads[1].id]
@@ -131,7 +132,7 @@ def test_retention_removes_contacts_of_old_unsold_leads_only(app):
     leads = live_leads(seller, [person(1), person(2)])
     buyer = funded_buyer()
     place(buyer, 500, 1)
-    matching.match_leads([leads[0].id])
+    jobs.match_leads([leads[0].id])
     db.session.commit()
     assert privacy.purge_unsold() == 0
     assert privacy.purge_unsold(datetime.now(timezone.utc) + timedelta(days=31)) == 1

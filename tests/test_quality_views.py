@@ -117,9 +117,9 @@ def test_a_high_return_rate_proposes_suspension(app):
     batch = ingest(seller, _clean_csv(60))
     buyer = funded_buyer()
     order = place(buyer, 200, 40)
-    from app.services import matching
+    from app.market import jobs
 
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     sales = db.session.scalars(sa.select(Sale).order_by(Sale.id)).all()
     assert len(sales) == 40 and sales[0].lead.batch_id == batch.id
@@ -152,9 +152,9 @@ def test_suspending_a_seller_delists_unsold_leads_and_stops_uploads(admin_client
     batch = ingest(seller, _clean_csv(30))
     buyer = funded_buyer()
     order = place(buyer, 200, 4)
-    from app.services import matching
+    from app.market import jobs
 
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     response = admin_client.post(f"/admin/users/{seller.id}/trust", data={
         "level": "suspended", "reason": "Failed two spot-checks",

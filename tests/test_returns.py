@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from app.errors import Conflict, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, Return, ReturnStatus, Role, Sale
-from app.services import earnings, ledger, matching, returns
+from app.services import earnings, ledger, returns
+from app.market import jobs
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 
@@ -18,7 +19,7 @@ def _market(count: int = 10, price: int = 1000, **order_kwargs):
     buyer = funded_buyer(100_000)
     live_leads(seller, [person(i) for i in range(count)])
     order = place(buyer, price, count, **order_kwargs)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     return seller, buyer, order, sales_of(order)
 
@@ -88,9 +89,9 @@ def test_a_duplicate_the_system_can_see_is_accepted(app):
     buyer = funded_buyer(100_000)
     first = live_leads(seller_a, [person(1)])
     order = place(buyer, 1000, 5, lookback_days=0)  # the order lets the same person through
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     again = live_leads(seller_b, [person(1)])  # the same person, from another seller
-    matching.match_leads([lead.id for lead in again])
+    jobs.match_leads([lead.id for lead in again])
     db.session.commit()
     later = db.session.scalar(sa.select(Sale).where(Sale.lead_id == again[0].id))
     assert later is not None and first
@@ -140,7 +141,7 @@ def test_reversal_after_release_becomes_a_debt_recovered_from_later_earnings(app
     other_buyer = funded_buyer(10_000)
     leads = live_leads(seller, [person(50 + i) for i in range(3)])
     place(other_buyer, 1000, 3)
-    matching.match_leads([lead.id for lead in leads])
+    jobs.match_leads([lead.id for lead in leads])
     db.session.commit()
     earnings.release_cleared(datetime.now(timezone.utc) + timedelta(days=9))
     assert ledger.balance_of(receivable) == 0 and ledger.balance_for(seller).available == 800

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Lead, OutcomeStatus, Sale
-from app.services import matching, orders, outcomes, scoring
+from app.services import outcomes, scoring
+from app.market import filters, jobs, queries
 from app.services.ingest import realtime
 from app.services.ingest.pipeline import check_terms
 from tests.ingest_helpers import HEADER
@@ -76,7 +77,7 @@ def test_new_leads_reach_only_orders_whose_minimum_they_meet(app):
     hot_only = place(funded_buyer(), 500, 10, filters={"min_temperature": "hot"})
     any_lead = place(funded_buyer(), 100, 10)
     leads, hot = _hot_and_warm(seller)
-    matching.match_leads([lead.id for lead in leads])  # the in-memory matcher
+    jobs.match_leads([lead.id for lead in leads])  # the in-memory matcher
     db.session.commit()
     assert {sale.lead_id for sale in sales_of(hot_only)} == hot
     assert len(sales_of(any_lead)) == 4  # the warm ones
@@ -86,12 +87,12 @@ def test_a_new_order_fills_only_with_leads_over_its_min_score(app):
     seller = verified_seller()
     leads, hot = _hot_and_warm(seller)
     order = place(funded_buyer(), 300, 10, filters={"min_score": 70})
-    matching.fill_order(order.id)  # inventory selected in SQL
+    jobs.fill_order(order.id)  # inventory selected in SQL
     db.session.commit()
     assert {sale.lead_id for sale in sales_of(order)} == hot
-    assert orders.estimate(orders.Filters.parse({"min_temperature": "hot"})).matching == 0
-    assert orders.estimate(orders.Filters.parse({"min_temperature": "warm"})).matching == 4
-    assert orders.estimate(orders.Filters.parse({"min_score": 100})).matching == 0
+    assert queries.estimate(filters.Filters.parse({"min_temperature": "hot"})).matching == 0
+    assert queries.estimate(filters.Filters.parse({"min_temperature": "warm"})).matching == 4
+    assert queries.estimate(filters.Filters.parse({"min_score": 100})).matching == 0
 
 
 def test_order_filters_validate_score_and_temperature(client, api_key_for):
@@ -115,7 +116,7 @@ def test_seller_record_refresh_reaches_unsold_leads_only(app):
     buyer = funded_buyer()
     leads = live_leads(seller, [person(i) for i in range(20)])
     order = place(buyer, 100, 10)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     sold = db.session.scalars(sa.select(Sale.id).where(Sale.order_id == order.id)).all()
     outcomes.record_many(buyer, [(sale_id, OutcomeStatus.BAD, None) for sale_id in sold])

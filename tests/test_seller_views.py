@@ -87,14 +87,14 @@ def test_sellers_see_only_their_own_batches(app, seller_client):
 
 def test_batches_show_what_they_sold_and_earned(seller_client, seller):
     from app.models import TrustLevel
-    from app.services import matching
+    from app.market import jobs
     from tests.market_helpers import funded_buyer, place
 
     seller.trust_level = TrustLevel.VERIFIED
     db.session.commit()
     _upload(seller_client, csv_bytes([person(1), person(2)]))
     order = place(funded_buyer(), 500, 5)
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     batch = db.session.scalar(sa.select(Batch))
     page = seller_client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)

@@ -13,7 +13,8 @@ from app.models import (
     AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus, Role,
     Sale, SpotCheck, SpotCheckItem, SpotCheckStatus, TrustLevel, Verdict,
 )
-from app.services import demo_leads, ledger, matching, quality, spotchecks
+from app.services import demo_leads, ledger, quality, spotchecks
+from app.market import jobs
 from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
 from tests.conftest import csrf_token, log_in, make_user
@@ -181,7 +182,7 @@ def test_failing_a_live_batch_delists_it_and_refunds_every_sale(admin_client):
     batch = _batch(seller, rows=60, cap=2)
     for who, price, quantity in ((buyer, 400, 12), (other_buyer, 250, 7)):
         order = place(who, price, quantity)
-        matching.fill_order(order.id)
+        jobs.fill_order(order.id)
         db.session.commit()
     sold = db.session.scalars(sa.select(Sale).join(Lead).where(Lead.batch_id == batch.id)).all()
     assert len(sold) == 19 and ledger.balance_for(seller).pending > 0
@@ -212,7 +213,7 @@ def test_failing_a_live_batch_delists_it_and_refunds_every_sale(admin_client):
     assert check.decision_note == "Farmed leads"
     # Delisted leads are never sold again.
     late = place(funded_buyer(), 500, 5)
-    matching.fill_order(late.id)
+    jobs.fill_order(late.id)
     db.session.commit()
     assert not sales_of(late)
 

@@ -10,7 +10,7 @@ from app.api.schemas import (
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Batch, Role, Sale
-from app.services import matching
+from app.market import jobs
 from app.services.ingest import pipeline, realtime, reports
 from app.tasks import deliver_webhooks, dispatch, process_batch
 
@@ -102,7 +102,7 @@ def post_lead(payload):
                                  payload.pop("cap"))
     lead = realtime.ingest_lead(seller, payload, terms)
     db.session.commit()
-    settlement = matching.match_leads([lead.id])  # speed to lead: matched before we answer
+    settlement = jobs.match_leads([lead.id])  # speed to lead: matched before we answer
     db.session.commit()
     if settlement.webhook_sale_ids:
         dispatch(deliver_webhooks, settlement.webhook_sale_ids)

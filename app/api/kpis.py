@@ -6,7 +6,8 @@ from app.api.schemas import ApiErrorSchema, Int, TextInput
 from app.core import bounds
 from app.extensions import db
 from app.models import Role
-from app.services import kpis, orders, outcomes
+from app.services import kpis, outcomes
+from app.market import queries
 
 blp = api_blueprint("KPIs", __name__, description="Buyers: outcomes of delivered leads, KPIs")
 
@@ -70,5 +71,5 @@ def get_kpis(query):
     buyer = _buyer()
     period = kpis.DateRange.parse(query["from_"], query["to"])
     if query["order_id"] is not None:
-        orders.order_for(buyer, query["order_id"])  # 404 unless it is the caller's
+        queries.order_for(buyer, query["order_id"])  # 404 unless it is the caller's
     return kpis.for_buyer(buyer, period, query["order_id"]).as_dict()

@@ -10,7 +10,9 @@ from app.api.schemas import (
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Order, Role
-from app.services import delivery, orders
+from app.services import delivery
+from app.market import operations, queries
+from app.market.filters import Filters
 from app.tasks import dispatch, fill_order
 
 blp = api_blueprint("Orders", __name__, description="Buyers: orders and delivered leads")
@@ -35,9 +37,9 @@ def _filled_in(order: Order) -> Order:
 def create_order(data):
     """Place an order: what it may spend is held from the balance, then it fills."""
     buyer = _buyer()
-    filters = orders.Filters.parse(data.pop("filters"))
-    terms = orders.check_terms(data.pop("price"), data.pop("quantity"), **data)
-    order, secret = orders.place_order(buyer, filters, terms)
+    filters = Filters.parse(data.pop("filters"))
+    terms = operations.check_terms(data.pop("price"), data.pop("quantity"), **data)
+    order, secret = operations.place_order(buyer, filters, terms)
     db.session.commit()
     order = _filled_in(order)
     if secret:
@@ -57,7 +59,7 @@ def list_orders():
 @blp.response(200, OrderSchema)
 @blp.alt_response(404, schema=ApiErrorSchema)
 def get_order(order_id: int):
-    return orders.order_for(api_user(), order_id)
+    return queries.order_for(api_user(), order_id)
 
 
 @blp.route("/orders/<int:order_id>", methods=["PATCH"])
@@ -68,7 +70,7 @@ def change_order(data, order_id: int):
     """Change price, quantity or daily cap; the hold follows."""
     if not data:
         raise ValidationFailed("Give price, quantity or daily_cap.", code="nothing_to_change")
-    order = orders.change_terms(_buyer(), order_id, **data)
+    order = operations.change_terms(_buyer(), order_id, **data)
     db.session.commit()
     return _filled_in(order)
 
@@ -78,7 +80,7 @@ def change_order(data, order_id: int):
 @blp.alt_response(409, schema=ApiErrorSchema, description="Already closed")
 def cancel_order(order_id: int):
     """Cancel: nothing more is delivered and the unspent hold is released."""
-    order = orders.cancel_order(_buyer(), order_id)
+    order = operations.cancel_order(_buyer(), order_id)
     db.session.commit()
     return order
 
@@ -86,7 +88,7 @@ def cancel_order(order_id: int):
 @blp.route("/orders/<int:order_id>/pause", methods=["POST"])
 @blp.response(200, OrderSchema)
 def pause_order(order_id: int):
-    order = orders.set_paused(_buyer(), order_id, True)
+    order = operations.set_paused(_buyer(), order_id, True)
     db.session.commit()
     return order
 
@@ -94,7 +96,7 @@ def pause_order(order_id: int):
 @blp.route("/orders/<int:order_id>/resume", methods=["POST"])
 @blp.response(200, OrderSchema)
 def resume_order(order_id: int):
-    order = orders.set_paused(_buyer(), order_id, False)
+    order = operations.set_paused(_buyer(), order_id, False)
     db.session.commit()
     return _filled_in(order)
 
@@ -105,7 +107,7 @@ def resume_order(order_id: int):
 @blp.alt_response(404, schema=ApiErrorSchema)
 def order_leads(page, order_id: int):
     """The leads delivered to this order, with contacts and each sale's id."""
-    order = orders.order_for(api_user(), order_id)
+    order = queries.order_for(api_user(), order_id)
     if page["format"] == "csv":
         return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                         headers={"Content-Disposition":
@@ -120,5 +122,5 @@ def order_leads(page, order_id: int):
 def get_estimate(query):
     """How many live leads match these filters now, and what similar sales cleared at."""
     price = query.pop("price", None)
-    result = orders.estimate(orders.Filters.parse(query), price, buyer=api_user())
+    result = queries.estimate(Filters.parse(query), price, buyer=api_user())
     return {"matching": result.matching, "clearing_prices": result.clearing_prices}

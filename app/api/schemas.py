@@ -4,7 +4,7 @@ from marshmallow import Schema, fields, post_dump, validate
 from app.core import bounds
 from app.services.ingest.pipeline import MAX_CAP
 from app.services.ingest.validate import MAX_AGE, MIN_AGE
-from app.services.orders import MAX_DAYS
+from app.market.filters import MAX_DAYS
 from app.services.scoring import MAX_SCORE
 
 

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional, ValidationEr
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.formatting import parse_money
-from app.services.orders import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
+from app.market.filters import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
 
 
 class CheckboxesField(SelectMultipleField):

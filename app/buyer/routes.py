@@ -18,7 +18,10 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
 from app.models import Order
-from app.services import delivery, kpis, ledger, orders, outcomes, privacy, webhooks
+from app.services import delivery, kpis, ledger, outcomes, privacy, webhooks
+from app.market import operations, queries
+from app.market.filters import Filters
+# Aliased: app.buyer.returns is this package's own module of return views.
 # Aliased: app.buyer.returns is this package's own module of return views.
 from app.services import returns as sale_returns
 from app.tasks import deliver_webhooks, dispatch, fill_order
@@ -56,7 +59,7 @@ def estimate():
     except ValueError:
         price = None  # the price field shows its own error; the count still helps
     try:
-        result = orders.estimate(orders.Filters.parse(form.filters_dict()), price,
+        result = queries.estimate(Filters.parse(form.filters_dict()), price,
                                  buyer=current_user)
     except DomainError as exc:
         return render_template("buyer/_estimate.html", error=exc.message)
@@ -68,10 +71,10 @@ def new_order():
     form = OrderForm()
     if form.validate_on_submit():
         try:
-            filters = orders.Filters.parse(form.filters_dict())
-            terms = orders.check_terms(form.price.minor_units, form.quantity.data,
+            filters = Filters.parse(form.filters_dict())
+            terms = operations.check_terms(form.price.minor_units, form.quantity.data,
                                        **form.terms_kwargs())
-            order, secret = orders.place_order(current_user, filters, terms)
+            order, secret = operations.place_order(current_user, filters, terms)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -93,7 +96,7 @@ def _leads_page(order: Order, page: int) -> list[dict]:
 
 @bp.route("/orders/<int:order_id>")
 def order_detail(order_id: int):
-    order = orders.order_for(current_user, order_id)
+    order = queries.order_for(current_user, order_id)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     change = ChangeOrderForm(data={"price": money_input(order.price),
                                    "quantity": order.quantity, "daily_cap": order.daily_cap})
@@ -112,7 +115,7 @@ def order_detail(order_id: int):
 def order_status(order_id: int):
     """The fill panel; htmx polls it while the order is open."""
     return render_template("buyer/_order_status.html",
-                           order=orders.order_for(current_user, order_id))
+                           order=queries.order_for(current_user, order_id))
 
 
 def _act(order_id: int, action) -> Response:
@@ -132,7 +135,7 @@ def _act(order_id: int, action) -> Response:
 @bp.route("/orders/<int:order_id>/pause", methods=["POST"])
 def pause(order_id: int):
     def action():
-        orders.set_paused(current_user, order_id, True)
+        operations.set_paused(current_user, order_id, True)
         return "Paused: no leads are delivered until you resume."
     return _act(order_id, action)
 
@@ -140,7 +143,7 @@ def pause(order_id: int):
 @bp.route("/orders/<int:order_id>/resume", methods=["POST"])
 def resume(order_id: int):
     def action():
-        orders.set_paused(current_user, order_id, False)
+        operations.set_paused(current_user, order_id, False)
         dispatch(fill_order, order_id)
         return "Resumed."
     return _act(order_id, action)
@@ -149,9 +152,9 @@ def resume(order_id: int):
 @bp.route("/orders/<int:order_id>/cancel", methods=["POST"])
 def cancel(order_id: int):
     def action():
-        order = orders.order_for(current_user, order_id)
+        order = queries.order_for(current_user, order_id)
         released = order.held
-        orders.cancel_order(current_user, order_id)
+        operations.cancel_order(current_user, order_id)
         return f"Cancelled; {format_money(released)} released to your balance."
     return _act(order_id, action)
 
@@ -164,7 +167,7 @@ def change(order_id: int):
             flash(f"{getattr(form, name).label.text}: {'; '.join(errors)}", "danger")
         return redirect(url_for("buyer.order_detail", order_id=order_id))
     try:
-        orders.change_terms(current_user, order_id, price=form.price.minor_units,
+        operations.change_terms(current_user, order_id, price=form.price.minor_units,
                             quantity=form.quantity.data, daily_cap=form.daily_cap.data)
         db.session.commit()
         dispatch(fill_order, order_id)
@@ -180,8 +183,8 @@ def set_webhook(order_id: int):
     form = WebhookForm()
     if form.validate_on_submit():
         try:
-            order = orders.order_for(current_user, order_id, lock=True)
-            secret = orders.set_webhook(order, (form.webhook_url.data or "").strip() or None)
+            order = queries.order_for(current_user, order_id, lock=True)
+            secret = operations.set_webhook(order, (form.webhook_url.data or "").strip() or None)
             db.session.commit()
             flash(f"Webhook saved. Secret (shown only now): {secret}" if secret
                   else "Webhook removed.", "warning" if secret else "info")
@@ -194,7 +197,7 @@ def set_webhook(order_id: int):
 @bp.route("/orders/<int:order_id>/deliveries/<bigid:delivery_id>/resend", methods=["POST"])
 def resend(order_id: int, delivery_id: int):
     def action():
-        order = orders.order_for(current_user, order_id)
+        order = queries.order_for(current_user, order_id)
         delivery_row = webhooks.resend(order, delivery_id)
         dispatch(deliver_webhooks, [delivery_row.sale_id])
         return "Sent again; see the delivery log for the answer."
@@ -203,7 +206,7 @@ def resend(order_id: int, delivery_id: int):
 
 @bp.route("/orders/<int:order_id>/leads.csv")
 def leads_csv(order_id: int):
-    order = orders.order_for(current_user, order_id)
+    order = queries.order_for(current_user, order_id)
     return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})

@@ -56,7 +56,7 @@ class Order(db.Model):
     spent: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     # Money still held on the buyer's ledger for this order: what it may yet spend.
     held: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    # SPEC §4 filters, as submitted (validated); see services.orders.Filters.
+    # SPEC §4 filters, as submitted (validated); see app.market.filters.Filters.
     filters: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     daily_cap: Mapped[Optional[int]] = mapped_column(sa.Integer)

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
-from app.services import accounts, demo_leads, ledger, matching, orders, outcomes, quality
+from app.services import accounts, demo_leads, ledger, outcomes, quality
+from app.market import filters, jobs, operations
 from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
@@ -86,10 +87,10 @@ def load_demo() -> list[DemoLogin]:
         quality.assess_batch(batch.id)
     for email, name, price, quantity, wanted in DEMO_ORDERS:
         buyer = accounts.user_by_email(email)
-        order, _ = orders.place_order(buyer, orders.Filters.parse(wanted),
-                                      orders.check_terms(price, quantity, name=name))
+        order, _ = operations.place_order(buyer, filters.Filters.parse(wanted),
+                                      operations.check_terms(price, quantity, name=name))
         db.session.commit()
-        matching.fill_order(order.id)
+        jobs.fill_order(order.id)
         db.session.commit()
     record_demo_outcomes()
     return logins

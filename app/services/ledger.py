@@ -71,6 +71,12 @@ class Balance:
     pending: int
 
 
+def commission_on(price: int, rate_bp: int) -> int:
+    """SPEC §5: the exchange's cut of a sale at `rate_bp` basis points, half up; the
+    seller's share is the rest of the price."""
+    return (price * rate_bp + 5_000) // 10_000
+
+
 def currency() -> str:
     return current_app.config["CURRENCY"]
 

@@ -17,6 +17,7 @@ from app.models import (
     SaleOutcome, User,
 )
 from app.models.types import utcnow
+from app.market import rules
 from app.services import kpis, ledger, scoring
 
 
@@ -96,7 +97,7 @@ def batch_temperatures(batch: Batch, now: Optional[datetime] = None) -> dict[str
     temperature = scoring.temperature_sql(now)
     counts = dict(db.session.execute(
         sa.select(temperature, sa.func.count()).where(
-            Lead.batch_id == batch.id, Lead.sold_count < Lead.cap)
+            Lead.batch_id == batch.id, rules.LEAD_CAP.test(Lead, rules.Ctx()))
         .group_by(temperature)).all())
     return {name: counts.get(name, 0) for name in scoring.TEMPERATURES}
 

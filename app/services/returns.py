@@ -98,7 +98,7 @@ def _system_verdict(item: Return, sale: Sale, order: Order) -> Optional[tuple[bo
     """Decide what the system can check itself; None leaves it to the seller."""
     lead = db.session.get(Lead, sale.lead_id)
     if item.reason is ReturnReason.NOT_MATCHING:
-        from app.services.orders import Filters
+        from app.market.filters import Filters
 
         if Filters.parse(order.filters).matches(lead, now=sale.created_at):
             return False, "The lead matched the order's filters when it was sold."

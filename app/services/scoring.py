@@ -210,6 +210,7 @@ def refresh_seller_points() -> int:
     import sqlalchemy as sa
 
     from app.extensions import db
+    from app.market import rules
     from app.models import Batch, Lead, LeadStatus
 
     changed = 0
@@ -220,7 +221,7 @@ def refresh_seller_points() -> int:
         changed += db.session.execute(
             sa.update(Lead).where(Lead.batch_id.in_(batches), Lead.seller_points != points,
                                   Lead.status.in_((LeadStatus.LIVE, LeadStatus.HELD)),
-                                  Lead.sold_count < Lead.cap)
+                                  rules.LEAD_CAP.test(Lead, rules.Ctx()))
             .values(seller_points=points).execution_options(synchronize_session=False)).rowcount
         db.session.execute(sa.update(Batch).where(Batch.seller_id == seller_id,
                                                   Batch.seller_points != points)

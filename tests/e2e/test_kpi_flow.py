@@ -6,7 +6,8 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Role, Sale
-from app.services import ledger, matching
+from app.services import ledger
+from app.market import jobs
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.market_helpers import live_leads, person, place, verified_seller
 
@@ -22,9 +23,9 @@ def test_mark_an_outcome_then_compare_orders_with_charts(page):
     ledger.manual_credit(buyer, 50_000, reason="wire", actor=None)
     db.session.commit()
     first = place(buyer, 400, 3, name="Landing A")
-    matching.fill_order(first.id)
+    jobs.fill_order(first.id)
     second = place(buyer, 200, 6, name="Landing B")
-    matching.fill_order(second.id)
+    jobs.fill_order(second.id)
     db.session.commit()
     first_id, second_id = first.id, second.id
     sale_id = db.session.scalar(sa.select(sa.func.min(Sale.id)).where(Sale.order_id == first_id))

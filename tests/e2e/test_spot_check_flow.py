@@ -9,7 +9,8 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, Sale
-from app.services import demo_leads, ledger, matching, quality
+from app.services import demo_leads, ledger, quality
+from app.market import jobs
 from tests import quality_corpus as corpus
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.ingest_helpers import ingest
@@ -27,7 +28,7 @@ def test_admin_fails_the_riskiest_batch_from_the_queue(page):
         quality.assess_batch(batch.id)
     buyer = funded_buyer(100_000)
     order = place(buyer, 300, 30, filters={"regions": ["US-CA"]})
-    matching.fill_order(order.id)
+    jobs.fill_order(order.id)
     db.session.commit()
     farmed_sales = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).join(Lead)
                                      .where(Lead.batch_id == farm.id))

@@ -1,4 +1,5 @@
-"""Storing a matcher's plan many fills at a time (the fast path of SPEC §4/§5).
+"""Operations: storing a matcher's plan many fills at a time (the fast path of SPEC
+§4/§5). They flush inside a savepoint; the caller commits.
 
 One transaction per group of fills, with the same rules as a single fill and its
 row locks taken in the same global order (leads by id, then orders by id, then
@@ -11,8 +12,9 @@ already there), the whole group is rolled back to its savepoint and the caller
 stores those fills in smaller groups instead; nothing is ever half-applied.
 
 Every table is written by one set-based statement per group: conditional
-`UPDATE ... FROM unnest(...)` for leads, orders and ledger accounts (the same
-conditions as a single fill, checked again by the database's CHECK constraints), one
+`UPDATE ... FROM unnest(...)` for leads, orders and ledger accounts (the
+conditions of a single fill, compiled from the same app.market.rules, checked again
+by the database's CHECK constraints), one
 upsert for person claims, and COPY for ledger transactions, entries, sales and
 webhook deliveries, whose ids are handed out in advance. The ledger gets one
 transaction per order in the group, its entries summed per account (one transaction
@@ -22,41 +24,33 @@ orders.close_order would (closing them one transaction each afterwards cost more
 than storing their sales).
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
-import json
 from collections import Counter, defaultdict
-from datetime import datetime
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.core.dialect import (
+    csv, ids_in, locked, postgres, retryable, run, sqlite_connection, stamp, update_many,
+)
 from app.extensions import db
+from app.market import rules
+from app.market.settle import Settlement, group_key
 from app.models import (
-    AccountKind, DeliveryStatus, LedgerEntry, LedgerTransaction, Sale, WebhookDelivery,
+    AccountKind, DeliveryStatus, Lead, LedgerEntry, LedgerTransaction, Order, Sale,
+    WebhookDelivery,
 )
 from app.services import ledger
-from app.services.bulk import allocate_ids, bulk_insert, driver_errors, sqlite_datetime
-
-if TYPE_CHECKING:
-    from app.services.matching import Candidate, Settlement, Slot
+from app.services.bulk import allocate_ids, bulk_insert, driver_errors
 
 
 class _Collision(Exception):
     """Something a concurrent worker did that the group cannot absorb."""
 
 
-def sale_key(lead_id: int, order_id: int) -> str:
-    """The ledger idempotency key of a sale: a lead reaches an order at most once."""
-    return f"sale:{lead_id}:{order_id}"
-
-
-def group_key(order_id: int, first_sale_id: int) -> str:
-    """The ledger idempotency key of an order's sales stored together in one group."""
-    return f"sales:{order_id}:{first_sale_id}"
-
-
-def store_group(pairs: list[tuple["Candidate", "Slot"]], settlement: "Settlement"
-                ) -> tuple[list[tuple], list[tuple]]:
+def store_group(pairs: list[tuple], settlement: Settlement) -> tuple[list[tuple], list[tuple]]:
     """Store these fills in one transaction. Returns (lost, fallback): fills the
     database refused under its locks, and fills to store in smaller groups instead."""
     try:
@@ -65,68 +59,41 @@ def store_group(pairs: list[tuple["Candidate", "Slot"]], settlement: "Settlement
     except (_Collision, IntegrityError):
         return [], pairs
     except OperationalError as exc:
-        from app.services.matching import RETRYABLE_SQLSTATES
-
-        if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        if retryable(exc):
             return [], pairs
         raise
     return lost, []
 
 
-def _postgres() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
-
-
-def _run(sql: str, params: dict):
-    return db.session.execute(sa.text(sql), params)
-
-
-def _ids_in(column: str, ids: list[int]) -> tuple[str, dict]:
-    """`column` is one of these ids, as one parameter whatever their number."""
-    if _postgres():
-        return f"{column} = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))", {"ids": _csv(ids)}
-    return f"{column} IN (SELECT value FROM json_each(:ids))", {"ids": json.dumps(ids)}
-
-
-def _csv(numbers) -> str:
-    """Numbers as one parameter, for `string_to_array` (the driver would escape a
-    long list item by item)."""
-    return ",".join(map(str, numbers))
-
-
-def _locked(table: str, columns: str, ids: list[int], **params) -> dict:
-    """The rows of these ids, locked in id order (SQLite: the transaction already
-    holds the database's write lock)."""
-    where, more = _ids_in("id", ids)
-    params.update(more)
-    lock = " FOR NO KEY UPDATE" if _postgres() else ""
-    rows = _run(f"SELECT id, {columns} FROM {table} WHERE {where} ORDER BY id{lock}", params)
-    return {row[0]: row for row in rows}
-
-
 def _store(pairs, settlement) -> list[tuple]:
     now, today = settlement.now, settlement.today
-    leads = _locked("leads", "status, sold_count, cap, floor_price",
-                    sorted({lead.id for lead, _ in pairs}))
-    orders = _locked("orders", "status = 'open' AND (expires_at IS NULL OR expires_at > :now), "
-                     "price, filled, quantity, held, daily_cap, day_filled, fill_day",
-                     sorted({slot.id for _, slot in pairs}),
-                     now=now if _postgres() else sqlite_datetime(now))
-    room = {lead_id: (cap - sold if status == "live" else 0)
-            for lead_id, status, sold, cap, _ in leads.values()}
-    capacity = {}
-    for order_id, open_now, price, filled, quantity, held, cap, day_filled, fill_day \
-            in orders.values():
-        left = min(quantity - filled, held // price if price else quantity - filled) if open_now else 0
-        if cap is not None:
-            left = min(left, cap - (day_filled if fill_day == today else 0))
-        capacity[order_id] = (price, max(left, 0))
+    ctx = rules.Ctx(now=now, today=today)
+    leads = {lead_id: SimpleNamespace(status=status, sold_count=sold, cap=cap, floor_price=floor)
+             for lead_id, status, sold, cap, floor in locked(
+                 "leads", "status, sold_count, cap, floor_price",
+                 sorted({lead.id for lead, _ in pairs})).values()}
+    orders = {}
+    for order_id, status, unexpired, price, filled, quantity, held, cap, day_filled, \
+            fill_day in locked("orders", _ORDER_STATE, sorted({slot.id for _, slot in pairs}),
+                               now=stamp(now)).values():
+        orders[order_id] = SimpleNamespace(
+            status=status, expires_at=None if unexpired else now, price=price, filled=filled,
+            quantity=quantity, held=held, daily_cap=cap, day_filled=day_filled,
+            fill_day=fill_day)
+    room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
+            else 0 for lead_id, lead in leads.items()}
+    capacity = {order_id: rules.order_room(order, ctx)
+                if rules.order_takes(order, rules.Ctx(now=now, today=today, n=0)) else 0
+                for order_id, order in orders.items()}
     taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
-        price, left = capacity.get(slot.id, (None, 0))
-        if (room.get(lead.id, 0) > 0 and price == slot.price and taken_by_order[slot.id] < left
-                and leads[lead.id][4] <= price):
+        order = orders.get(slot.id)
+        price = rules.Ctx(price=slot.price)
+        if (room.get(lead.id, 0) > 0 and order is not None
+                and rules.PRICE_AS_PLANNED.holds(order, None, price)
+                and taken_by_order[slot.id] < capacity[slot.id]
+                and rules.FLOOR.holds(None, leads[lead.id], price)):
             room[lead.id] -= 1
             taken_by_order[slot.id] += 1
             accepted.append((lead, slot))
@@ -138,9 +105,9 @@ def _store(pairs, settlement) -> list[tuple]:
     # the same transaction (rows already locked) and release the rest of their hold.
     closing = {}
     for order_id, n in taken_by_order.items():
-        _, _, price, filled, quantity, held, *_ = orders[order_id]
-        if filled + n >= quantity or held - n * price < price:
-            closing[order_id] = held - n * price
+        order = orders[order_id]
+        if rules.order_finished(order, rules.Ctx(today=today, n=n, price=order.price)):
+            closing[order_id] = order.held - n * order.price
     _claim_people(accepted, now)
     _write(accepted, settlement, closing)
     return lost
@@ -154,13 +121,13 @@ WITH claimed AS (
               string_to_array(:hashes, ',')) AS v(b, h)
   ORDER BY 1, 2
   ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
-  WHERE person_claims.claimed_at <= :cutoff
+  WHERE person_claims.claimed_at <= :since
   RETURNING 1)
 SELECT count(*) FROM claimed"""
 _CLAIMS_SQLITE = """
 INSERT INTO person_claims (buyer_id, person_hash, claimed_at) VALUES (:b, :h, :now)
 ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = excluded.claimed_at
-WHERE person_claims.claimed_at <= :cutoff"""
+WHERE person_claims.claimed_at <= :since"""
 
 
 def _claim_people(accepted, now) -> None:
@@ -172,47 +139,87 @@ def _claim_people(accepted, now) -> None:
             by_lookback[slot.lookback].add((slot.buyer_id, person))
     for lookback, keys in by_lookback.items():
         keys = sorted(keys)
-        if _postgres():
-            claimed = _run(_CLAIMS_PG, {"buyers": _csv(b for b, _ in keys),
+        if postgres():
+            claimed = run(_CLAIMS_PG, {"buyers": csv(b for b, _ in keys),
                                         "hashes": ",".join(bytes(h).hex() for _, h in keys),
-                                        "now": now, "cutoff": now - lookback}).scalar()
+                                        "now": now,
+                                        "since": rules.lookback_start(now, lookback)}).scalar()
         else:
-            stamp, cutoff = sqlite_datetime(now), sqlite_datetime(now - lookback)
+            at, since = stamp(now), stamp(rules.lookback_start(now, lookback))
             with driver_errors(_CLAIMS_SQLITE):
-                claimed = _sqlite().executemany(
-                    _CLAIMS_SQLITE, [{"b": b, "h": h, "now": stamp, "cutoff": cutoff}
+                claimed = sqlite_connection().executemany(
+                    _CLAIMS_SQLITE, [{"b": b, "h": h, "now": at, "since": since}
                                      for b, h in keys]).rowcount
         if claimed != len(keys):
             raise _Collision
 
 
-_LEADS_PG = """
-UPDATE leads AS l SET sold_count = l.sold_count + v.n
-FROM unnest(CAST(string_to_array(:id, ',') AS bigint[]), CAST(string_to_array(:n, ',') AS int[]),
-            CAST(string_to_array(:low, ',') AS bigint[])) AS v(id, n, low)
-WHERE l.id = v.id AND l.status = 'live' AND l.sold_count + v.n <= l.cap
-  AND l.floor_price <= v.low"""
-_LEADS_SQLITE = """
-UPDATE leads SET sold_count = sold_count + :n
-WHERE id = :id AND status = 'live' AND sold_count + :n <= cap AND floor_price <= :low"""
-_ORDERS_PG = """
-UPDATE orders AS o SET filled = o.filled + v.n, spent = o.spent + v.n * o.price,
-  held = o.held - v.n * o.price, fill_day = :today,
-  day_filled = CASE WHEN o.fill_day = :today THEN o.day_filled + v.n ELSE v.n END
-FROM unnest(CAST(string_to_array(:id, ',') AS int[]), CAST(string_to_array(:n, ',') AS int[]),
-            CAST(string_to_array(:price, ',') AS bigint[])) AS v(id, n, price)
-WHERE o.id = v.id AND o.status = 'open' AND o.price = v.price
-  AND o.filled + v.n <= o.quantity AND o.held >= v.n * o.price
-  AND (o.expires_at IS NULL OR o.expires_at > :now)
-  AND (o.daily_cap IS NULL
-       OR (CASE WHEN o.fill_day = :today THEN o.day_filled ELSE 0 END) + v.n <= o.daily_cap)"""
-_ORDERS_SQLITE = """
-UPDATE orders SET filled = filled + :n, spent = spent + :n * price, held = held - :n * price,
-  day_filled = CASE WHEN fill_day = :today THEN day_filled + :n ELSE :n END, fill_day = :today
-WHERE id = :id AND status = 'open' AND price = :price AND filled + :n <= quantity
-  AND held >= :n * price AND (expires_at IS NULL OR expires_at > :now)
-  AND (daily_cap IS NULL
-       OR (CASE WHEN fill_day = :today THEN day_filled ELSE 0 END) + :n <= daily_cap)"""
+
+def _arrays(*columns) -> sa.TableValuedAlias:
+    """`unnest(...) AS v(...)`: one row per (id, n, ...) from one string parameter per
+    column (PostgreSQL)."""
+    arrays = [sa.cast(sa.func.string_to_array(sa.bindparam(name), sa.literal_column("','")),
+                      postgresql.ARRAY(kind))
+              for name, kind in columns]
+    return (sa.func.unnest(*arrays).table_valued(*(name for name, _ in columns))
+            .render_derived(name="v"))
+
+
+def _lead_update(row_id, n, low):
+    ctx = rules.Ctx(n=n, price=low)
+    leads = Lead.__table__.c
+    return (sa.update(Lead.__table__)
+            .where(leads.id == row_id, rules.LEAD_LIVE.sql(None, leads, ctx),
+                   rules.LEAD_CAP.test(leads, ctx), rules.FLOOR.sql(None, leads, ctx))
+            .values(sold_count=leads.sold_count + n))
+
+
+def _order_update(row_id, n, price):
+    ctx = rules.Ctx(now=sa.bindparam("now"), today=sa.bindparam("today"), n=n, price=price)
+    orders = Order.__table__.c
+    return (sa.update(Order.__table__)
+            .where(orders.id == row_id, rules.order_takes(orders, ctx),
+                   rules.PRICE_AS_PLANNED.sql(orders, None, ctx))
+            .values(**rules.after_fills(orders, ctx), updated_at=sa.bindparam("now")))
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A statement compiled once, and the constants the compiler made parameters of."""
+
+    sql: str
+    constants: dict
+
+
+def _compiled(statement, dialect) -> _Statement:
+    compiled = statement.compile(dialect=dialect)
+    return _Statement(str(compiled),
+                      {k: v for k, v in compiled.params.items() if v is not None})
+
+
+def _update(pg, lite: _Statement, names: tuple[str, ...], rows: list[tuple],
+            shared: dict) -> int:
+    """PostgreSQL runs the statement itself (each of `names` one array parameter),
+    SQLite its compiled text through the driver's executemany."""
+    if postgres():
+        arrays = {name: csv(row[i] for row in rows) for i, name in enumerate(names)}
+        return db.session.execute(pg, {**arrays, **shared}).rowcount
+    return update_many(lite.sql, names, rows, {**lite.constants, **shared})
+
+
+_SQLITE = sqlite.dialect(paramstyle="named")
+_LEAD_VALUES = _arrays(("lead_id", sa.BigInteger), ("n", sa.Integer), ("low", sa.BigInteger))
+_ORDER_VALUES = _arrays(("order_id", sa.Integer), ("n", sa.Integer), ("price", sa.BigInteger))
+# The statements of a group, compiled once from the rules (bench/match.py reads them).
+LEADS_PG = _lead_update(*_LEAD_VALUES.c)
+LEADS_SQLITE = _compiled(_lead_update(*(sa.bindparam(k) for k in ("lead_id", "n", "low"))),
+                         _SQLITE)
+ORDERS_PG = _order_update(*_ORDER_VALUES.c)
+ORDERS_SQLITE = _compiled(
+    _order_update(*(sa.bindparam(k) for k in ("order_id", "n", "price"))), _SQLITE)
+_ORDER_STATE = ("status, " + _compiled(rules.NOT_EXPIRED.sql(
+    Order.__table__.c, None, rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
+    + ", price, filled, quantity, held, daily_cap, day_filled, fill_day")
 _ACCOUNTS_PG = """
 UPDATE ledger_accounts AS a SET balance = a.balance + v.d
 FROM unnest(CAST(string_to_array(:id, ',') AS int[]),
@@ -222,25 +229,6 @@ WHERE a.id = v.id AND (a.allow_negative OR a.balance + v.d >= 0)
 _ACCOUNTS_SQLITE = """
 UPDATE ledger_accounts SET balance = balance + :d
 WHERE id = :id AND (allow_negative OR balance + :d >= 0) AND abs(balance + :d) <= :limit"""
-
-
-def _update(pg_sql: str, sqlite_sql: str, names: tuple[str, ...], rows: list[tuple],
-            shared: dict) -> int:
-    """One conditional UPDATE over many rows (PostgreSQL: each column as an array);
-    returns how many rows it changed."""
-    if _postgres():
-        arrays = {name: _csv(row[i] for row in rows) for i, name in enumerate(names)}
-        return _run(pg_sql, {**arrays, **shared}).rowcount
-    shared = {k: sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in shared.items()}
-    with driver_errors(sqlite_sql):
-        return _sqlite().executemany(sqlite_sql, [{**dict(zip(names, row)), **shared}
-                                                  for row in rows]).rowcount
-
-
-def _sqlite():
-    """The raw sqlite3 connection: SQLAlchemy's per-row processing would cost more
-    than the statements."""
-    return db.session.connection().connection.driver_connection
 
 
 def _write(accepted, settlement, closing: dict[int, int]) -> None:
@@ -301,20 +289,19 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                 entries.append((release, account_id, amount))
                 deltas[account_id] += amount
     lead_ids = sorted(per_lead)
-    if _update(_LEADS_PG, _LEADS_SQLITE, ("id", "n", "low"),
+    if _update(LEADS_PG, LEADS_SQLITE, ("lead_id", "n", "low"),
                [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
         raise _Collision
     order_ids = sorted(per_order)
-    if _update(_ORDERS_PG, _ORDERS_SQLITE, ("id", "n", "price"),
+    if _update(ORDERS_PG, ORDERS_SQLITE, ("order_id", "n", "price"),
                [(i, per_order[i], prices[i]) for i in order_ids],
                {"today": today, "now": now}) != len(order_ids):
         raise _Collision
     if closing:
-        where, params = _ids_in("id", sorted(closing))
-        if _run(f"UPDATE orders SET status = 'filled', held = 0, closed_at = :now, "
-                f"updated_at = :now WHERE {where}",
-                {**params, "now": now if _postgres() else sqlite_datetime(now)}
-                ).rowcount != len(closing):
+        where, params = ids_in("id", sorted(closing))
+        if run(f"UPDATE orders SET status = 'filled', held = 0, closed_at = :now, "
+               f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
+               ).rowcount != len(closing):
             raise _Collision
     bulk_insert(LedgerTransaction.__table__,
                 ("id", "kind", "idempotency_key", "memo", "created_at"), transactions)
@@ -326,8 +313,8 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                                             "next_attempt_at", "created_at"), hooks)
     # Accounts last and in id order, as single fills lock them.
     account_ids = sorted(deltas)
-    _locked("ledger_accounts", "balance", account_ids)
-    if _update(_ACCOUNTS_PG, _ACCOUNTS_SQLITE, ("id", "d"),
+    locked("ledger_accounts", "balance", account_ids)
+    if update_many(_ACCOUNTS_PG if postgres() else _ACCOUNTS_SQLITE, ("id", "d"),
                [(i, deltas[i]) for i in account_ids],
                {"limit": ledger.MAX_BALANCE}) != len(account_ids):
         raise _Collision

@@ -1,0 +1,174 @@
+"""Jobs of the market (SPEC §4): each owns its commits. One entry point per event --
+`match_leads` (a batch went live, a real-time lead arrived), `fill_order` (an order
+was placed, resumed or changed), `match_open_orders` (periodic: delivery hours
+opening, daily caps resetting, expiries) -- and the storing of a plan.
+
+Planning happens in memory (app.market.book) with no lock held; storing goes through
+the database in groups of fills, one transaction each (app.market.grouped), re-checked
+under row locks by the same rules; a group that collides with another worker is
+split, down to single fills in a savepoint each (app.market.settle). A lead whose
+fill was lost to another process is planned again.
+"""
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from app.core.dialect import id_chunks, in_, retryable
+from app.extensions import db
+from app.market import rules, snapshot
+from app.market.book import Candidate, Slot, allocate, plan_batch
+from app.market.grouped import store_group
+from app.market.operations import close_order
+from app.market.settle import Settlement
+from app.models import Order, OrderStatus
+from app.models.types import utcnow
+
+PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
+GROUP_SIZE = 5000  # fills stored per transaction on the fast path
+SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
+
+
+def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
+    """Store a plan; returns the ids of leads whose fill was lost to another worker.
+
+    Groups of fills go in one transaction each (app.market.grouped). A group that
+    collides with another worker is split in halves, each tried as a group, down to
+    single fills (one per transaction), whose row locks follow the same order (lead,
+    order, person claims, ledger accounts by id)."""
+    settlement.preload({slot.buyer_id for _, slot in plan}, {lead.seller_id for lead, _ in plan})
+    lost_leads = []
+    # A stack of (fills, split from a group that collided?): the plan's own order,
+    # halves before what follows.
+    groups = [(plan[start:start + GROUP_SIZE], False)
+              for start in range(0, len(plan), GROUP_SIZE)][::-1]
+    while groups:
+        group, split = groups.pop()
+        if not split or len(group) > SMALLEST_GROUP:
+            lost, again = store_group(group, settlement)
+            db.session.commit()
+            lost_leads.extend(lead.id for lead, _ in lost)
+            if again:
+                half = len(again) // 2
+                groups += [(again[half:], True), (again[:half], True)]
+            continue
+        for lead, slot in group:
+            if settlement.fill(lead, slot):
+                db.session.commit()
+            else:
+                db.session.rollback()
+                lost_leads.append(lead.id)
+    close_filled_orders(settlement)
+    db.session.commit()
+    return lost_leads
+
+
+def close_filled_orders(settlement: Settlement) -> None:
+    """Orders that reached their quantity, or cannot pay for one more lead, are done
+    (those a stored group finished are closed by it already).
+
+    One order per transaction: closing locks the order, then its buyer's accounts;
+    several in one transaction could lock two buyers' accounts in either order."""
+    finished = sa.and_(rules.ORDER_OPEN.sql(Order, None, rules.Ctx()),
+                       rules.order_finished(Order, rules.Ctx(n=0, price=Order.price)))
+    touched = sorted(settlement.touched_orders)
+    done = []  # found without locks first: most touched orders still have room
+    for chunk in id_chunks(touched):
+        done += db.session.scalars(sa.select(Order.id).where(in_(Order.id, chunk, sa.Integer),
+                                                             finished))
+    db.session.commit()
+    for order_id in sorted(done):
+        try:
+            order = db.session.scalar(sa.select(Order).where(Order.id == order_id, finished)
+                                      .with_for_update())
+            if order is not None:
+                close_order(order, OrderStatus.FILLED)
+            db.session.commit()
+        except OperationalError as exc:
+            db.session.rollback()
+            if not retryable(exc):
+                raise
+            # Another worker holds it; whoever fills it next closes it.
+    settlement.touched_orders.clear()
+
+
+def expire_due_orders(now: Optional[datetime] = None) -> int:
+    """Close orders past their expiry, each in a transaction of its own (an order,
+    then its buyer's accounts)."""
+    now = now or utcnow()
+    due = sa.and_(Order.status.in_((OrderStatus.OPEN, OrderStatus.PAUSED)),
+                  ~rules.NOT_EXPIRED.sql(Order, None, rules.Ctx(now=now)))
+    order_ids = db.session.scalars(sa.select(Order.id).where(due)).all()
+    for order_id in order_ids:
+        order = db.session.scalar(sa.select(Order).where(Order.id == order_id, due)
+                                  .with_for_update())
+        if order is not None:
+            close_order(order, OrderStatus.EXPIRED)
+        db.session.commit()
+    return len(order_ids)
+
+
+def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settlement:
+    """Offer these leads to the open orders (a batch went live, a lead arrived)."""
+    now = now or utcnow()
+    settlement = Settlement(now)
+    pending = list(lead_ids)
+    for _ in range(PLAN_ROUNDS):
+        leads = snapshot.load_leads(pending)
+        if not leads:
+            break
+        book = snapshot.load_book(now)
+        if not book.slots:
+            break
+        claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
+                                      book.buyer_ids)
+        db.session.commit()  # hold no lock while planning
+        pending = store_plan(plan_batch(leads, book, claims, now), settlement)
+        if not pending:
+            break
+    return settlement
+
+
+def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
+    """A batch went live: offer its leads, freshest first, in chunks."""
+    now = utcnow()
+    settlement = Settlement(now)
+    ids = snapshot.live_leads_of(batch_id)
+    for start in range(0, len(ids), chunk):
+        settlement.absorb(match_leads(ids[start:start + chunk], now))
+    return settlement
+
+
+def fill_order(order_id: int, now: Optional[datetime] = None) -> Settlement:
+    """An order was placed, resumed or changed: fill it from live inventory, freshest first."""
+    now = now or utcnow()
+    settlement = Settlement(now)
+    cursor = None  # (consent_at, id) of the last lead looked at
+    while True:
+        book = snapshot.load_book(now, [order_id])
+        slot = book.slots.get(order_id)
+        if slot is None or not slot.can_take_one():
+            break
+        leads = snapshot.inventory_for(slot, now, cursor, max(slot.room * 2, 200))
+        if not leads:
+            break
+        cursor = (leads[-1].consent_at, leads[-1].id)
+        claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
+                                      [slot.buyer_id])
+        db.session.commit()  # hold no lock while planning
+        store_plan(allocate(leads, book, claims, now), settlement)
+    return settlement
+
+
+def match_open_orders(now: Optional[datetime] = None) -> Settlement:
+    """Periodic: expire orders, then fill every open order from inventory by priority."""
+    now = now or utcnow()
+    expire_due_orders(now)
+    db.session.commit()
+    settlement = Settlement(now)
+    order_ids = [slot.id for slot in sorted(snapshot.load_book(now).slots.values(),
+                                            key=lambda s: s.rank)]
+    for order_id in order_ids:
+        settlement.absorb(fill_order(order_id, now))
+    return settlement

@@ -1,0 +1,177 @@
+"""Operations that store fills (SPEC §4, §5): a sale, its ledger transaction and its
+webhook delivery, as one fill in a savepoint here, or many at once in
+app.market.grouped. They flush; the caller commits.
+
+A single fill re-checks every rule under row locks with conditional UPDATEs built
+from app.market.rules (lead still on offer and under its cap, the price still at or
+above its floor; order still open, unexpired, at the planned price and within its
+quantity, hold and daily cap; the person not delivered to that buyer within the
+lookback), with the database's UNIQUE and CHECK constraints behind them. A fill that
+lost a race to another process is rolled back whole; nothing is ever half-applied.
+"""
+from datetime import datetime, timedelta
+from typing import Iterable, Optional
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.core.dialect import retryable
+from app.extensions import db
+from app.market import rules
+from app.market.book import Candidate, Slot
+from app.models import (
+    AccountKind, Lead, LedgerAccount, Order, PersonClaim, Sale, User, WebhookDelivery,
+)
+from app.services import ledger
+from app.services.ledger import Posting
+
+
+def sale_key(lead_id: int, order_id: int) -> str:
+    """The ledger idempotency key of a sale: a lead reaches an order at most once."""
+    return f"sale:{lead_id}:{order_id}"
+
+
+def group_key(order_id: int, first_sale_id: int) -> str:
+    """The ledger idempotency key of an order's sales stored together in one group."""
+    return f"sales:{order_id}:{first_sale_id}"
+
+
+class _Lost(Exception):
+    """The database refused a planned fill: another process got there first."""
+
+
+class Settlement:
+    """Stores fills: the sale, its ledger transaction and its webhook delivery."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.today = rules.day_of(now)
+        self.default_bp = current_app.config["COMMISSION_RATE_BP"]
+        self._rates: dict[int, int] = {}
+        self._accounts: dict[tuple, ledger.AccountRef] = {}
+        self.sale_ids: list[int] = []
+        self.webhook_sale_ids: list[int] = []
+        self.touched_orders: set[int] = set()
+
+    def commission(self, seller_id: int, price: int) -> int:
+        """The exchange's cut of a sale: the seller's rate (or the default), half up."""
+        if seller_id not in self._rates:
+            override = db.session.scalar(sa.select(User.commission_rate_bp).where(User.id == seller_id))
+            self._rates[seller_id] = self.default_bp if override is None else override
+        return ledger.commission_on(price, self._rates[seller_id])
+
+    def absorb(self, other: "Settlement") -> None:
+        """Add the sales of a sub-run (one chunk, one order) to this run's."""
+        self.sale_ids += other.sale_ids
+        self.webhook_sale_ids += other.webhook_sale_ids
+
+    def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
+        key = (kind, user_id)
+        if key not in self._accounts:
+            user = db.session.get(User, user_id) if user_id else None
+            self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
+        return self._accounts[key]
+
+    def account_ids(self, kind: AccountKind):
+        """user id -> the id of that user's account of this kind."""
+        accounts = self._accounts
+
+        def account_id(user_id: int) -> int:
+            found = accounts.get((kind, user_id))
+            return (found or self.account(kind, user_id)).id
+        return account_id
+
+    def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
+        """The accounts and commission rates a plan will need, in two queries rather
+        than a few per user."""
+        buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
+        wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
+                  AccountKind.SELLER_PENDING: seller_ids}
+        users = sorted(buyer_ids | seller_ids)
+        for start in range(0, len(users), 1000):
+            part = users[start:start + 1000]
+            for account in db.session.scalars(sa.select(LedgerAccount).where(
+                    LedgerAccount.user_id.in_(part),
+                    LedgerAccount.kind.in_(list(wanted)))):
+                if account.user_id in wanted[account.kind]:
+                    self._accounts[(account.kind, account.user_id)] = ledger.AccountRef.of(account)
+        sellers = sorted(seller_ids - set(self._rates))
+        for start in range(0, len(sellers), 1000):
+            for seller_id, override in db.session.execute(
+                    sa.select(User.id, User.commission_rate_bp)
+                    .where(User.id.in_(sellers[start:start + 1000]))):
+                self._rates[seller_id] = self.default_bp if override is None else override
+
+    def fill(self, lead: Candidate, slot: Slot) -> bool:
+        """Store one planned fill whole, or nothing of it (False: lost a race)."""
+        try:
+            with db.session.begin_nested():
+                self._fill(lead, slot)
+        except _Lost:
+            return False
+        except IntegrityError:  # the UNIQUE/CHECK guards caught what a race slipped past
+            return False
+        except OperationalError as exc:
+            if retryable(exc):
+                return False
+            raise
+        return True
+
+    def _fill(self, lead: Candidate, slot: Slot) -> None:
+        now, price = self.now, slot.price
+        ctx = rules.Ctx(now=now, today=self.today, n=1, price=price)
+        taken = db.session.execute(
+            sa.update(Lead).where(Lead.id == lead.id, rules.LEAD_LIVE.sql(None, Lead, ctx),
+                                  rules.LEAD_CAP.test(Lead, ctx), rules.FLOOR.sql(None, Lead, ctx))
+            .values(sold_count=Lead.sold_count + 1)
+            .execution_options(synchronize_session=False)).rowcount
+        if taken != 1:
+            raise _Lost
+        filled = db.session.execute(
+            sa.update(Order).where(Order.id == slot.id, rules.order_takes(Order, ctx),
+                                   rules.PRICE_AS_PLANNED.sql(Order, None, ctx))
+            .values(**rules.after_fills(Order, ctx))
+            .execution_options(synchronize_session=False)).rowcount
+        if filled != 1:
+            raise _Lost
+        for person in lead.person_hashes:
+            if not self._claim(slot.buyer_id, person, slot.lookback):
+                raise _Lost
+        commission = self.commission(lead.seller_id, price)
+        sale_id = db.session.execute(sa.insert(Sale).values(
+            order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,
+            price=price, commission=commission, seller_share=price - commission,
+            created_at=now, region=lead.region, batch_id=lead.batch_id
+        ).returning(Sale.id)).scalar_one()
+        postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
+                    Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
+                            price - commission)]
+        if commission:
+            postings.append(Posting(self.account(AccountKind.PLATFORM_COMMISSION, None),
+                                    commission))
+        transaction = ledger.post("sale", postings, idempotency_key=sale_key(lead.id, slot.id),
+                                  memo=f"Sale #{sale_id}, order #{slot.id}")
+        db.session.execute(sa.update(Sale).where(Sale.id == sale_id)
+                           .values(ledger_transaction_id=transaction.id)
+                           .execution_options(synchronize_session=False))
+        if slot.has_webhook:
+            db.session.execute(sa.insert(WebhookDelivery).values(
+                sale_id=sale_id, order_id=slot.id, next_attempt_at=now, created_at=now))
+            self.webhook_sale_ids.append(sale_id)
+        self.sale_ids.append(sale_id)
+        self.touched_orders.add(slot.id)
+
+    def _claim(self, buyer_id: int, person: bytes, lookback: timedelta) -> bool:
+        """Record the delivery of a person to a buyer unless one is inside the lookback."""
+        dialect = db.session.get_bind().dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(PersonClaim)
+        statement = insert.values(buyer_id=buyer_id, person_hash=person, claimed_at=self.now)
+        statement = statement.on_conflict_do_update(
+            index_elements=[PersonClaim.buyer_id, PersonClaim.person_hash],
+            set_={"claimed_at": self.now},
+            where=rules.claim_expired(PersonClaim.claimed_at,
+                                      rules.lookback_start(self.now, lookback)))
+        # RETURNING, not rowcount: drivers disagree on rowcount for an upsert.
+        return db.session.execute(statement.returning(PersonClaim.buyer_id)).first() is not None

@@ -1,0 +1,120 @@
+"""Queries (read only): what the matcher plans with -- leads as `Candidate`s, open
+orders as an `OrderBook`, who received which person as `Claims` -- loaded with the
+rules of app.market.rules."""
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import Iterable, Optional
+
+import sqlalchemy as sa
+
+from app.core.dialect import id_chunks, in_
+from app.extensions import db
+from app.market import rules
+from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
+from app.market.filters import Filters
+from app.models import Lead, Order, PersonClaim, Sale
+
+LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
+                Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
+                sa.cast(Lead.interests, sa.Text).label("interests"), Lead.consent_at, Lead.cap,
+                Lead.sold_count, Lead.floor_price,
+                (Lead.score_base + Lead.seller_points).label("score_points"),
+                Lead.email_hash, Lead.phone_hash, Lead.batch_id)
+
+
+_INTERESTS = [column.key for column in LEAD_COLUMNS].index("interests")
+
+
+def candidates(rows) -> list[Candidate]:
+    out = []
+    # Interests come as JSON text, decoded once per distinct list: leads share a few
+    # lists, and the driver's per-row JSON decoding was a fifth of loading them.
+    decoded: dict[Optional[str], tuple] = {}
+    for row in rows:
+        *fields_, email_hash, phone_hash, batch_id = row
+        text = fields_[_INTERESTS]
+        interests = decoded.get(text)
+        if interests is None:
+            interests = decoded[text] = tuple(json.loads(text)) if text else ()
+        fields_[_INTERESTS] = interests
+        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
+                             batch_id=batch_id))
+    return out
+
+
+
+def load_leads(lead_ids: list[int]) -> list[Candidate]:
+    """These leads as the matcher plans with them, those still on offer, freshest
+    first (rule 4), each with the buyers who have it already."""
+    rows, owners = [], defaultdict(set)
+    for chunk in id_chunks(lead_ids):
+        rows.extend(db.session.execute(
+            sa.select(*LEAD_COLUMNS).where(in_(Lead.id, chunk, sa.BigInteger), Lead.offered(),
+                                           rules.LEAD_CAP.test(Lead, rules.Ctx()))))
+        for lead_id, buyer_id in db.session.execute(
+                sa.select(Sale.lead_id, Sale.buyer_id).where(in_(Sale.lead_id, chunk,
+                                                                 sa.BigInteger))):
+            owners[lead_id].add(buyer_id)
+    leads = candidates(rows)
+    for lead in leads:
+        lead.buyers = owners[lead.id]
+    leads.sort(key=attrgetter("consent_at", "id"), reverse=True)
+    return leads
+
+
+def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> OrderBook:
+    """The orders that may take a lead now, in price-time priority."""
+    ctx = rules.Ctx(now=now, today=rules.day_of(now))
+    query = sa.select(Order).where(rules.order_takes(Order, ctx))
+    if order_ids is not None:
+        query = query.where(Order.id.in_(list(order_ids)))
+    slots = []
+    for order in db.session.scalars(query):
+        if not rules.in_delivery_hours(order, now):
+            continue
+        slots.append(Slot(order.id, order.buyer_id, order.price, order.created_at,
+                          rules.order_room(order, ctx), timedelta(days=order.lookback_days),
+                          Filters.parse(order.filters), bool(order.webhook_url)))
+    return OrderBook(slots)
+
+
+def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> Claims:
+    """When each of these buyers last received each of these people."""
+    claims = Claims()
+    for chunk in id_chunks(list(set(hashes))):
+        query = sa.select(PersonClaim.buyer_id, PersonClaim.person_hash, PersonClaim.claimed_at
+                          ).where(in_(PersonClaim.person_hash, chunk, sa.LargeBinary))
+        if buyer_ids is not None:
+            query = query.where(in_(PersonClaim.buyer_id, list(buyer_ids), sa.Integer))
+        for buyer_id, person_hash, claimed_at in db.session.execute(query):
+            claims.record(buyer_id, bytes(person_hash), claimed_at)
+    return claims
+
+
+def inventory_for(slot: Slot, now: datetime, after: Optional[tuple], limit: int
+                  ) -> list[Candidate]:
+    """Leads on offer that this order may take, freshest first, after the
+    (consent_at, id) cursor `after` (rule 4: an order fills from the freshest)."""
+    query = (sa.select(*LEAD_COLUMNS)
+             .where(Lead.offered(), rules.LEAD_CAP.test(Lead, rules.Ctx()),
+                    rules.FLOOR.sql(None, Lead, rules.Ctx(price=slot.price)),
+                    rules.NOT_OWN_SELLER.sql(slot, Lead, rules.Ctx()),
+                    rules.not_bought_by(slot.buyer_id, Lead.id, Sale),
+                    *slot.filters.sql_conditions(now))
+             .order_by(Lead.consent_at.desc(), Lead.id.desc())
+             .limit(limit))
+    if after is not None:
+        query = query.where(sa.or_(Lead.consent_at < after[0],
+                                   sa.and_(Lead.consent_at == after[0], Lead.id < after[1])))
+    return candidates(db.session.execute(query))
+
+
+def live_leads_of(batch_id: int) -> list[int]:
+    """A batch's leads still on offer, freshest first."""
+    return list(db.session.scalars(
+        sa.select(Lead.id).where(Lead.batch_id == batch_id,
+                                 rules.LEAD_LIVE.sql(None, Lead, rules.Ctx()),
+                                 rules.LEAD_CAP.test(Lead, rules.Ctx()))
+        .order_by(Lead.consent_at.desc())))
