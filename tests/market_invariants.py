@@ -43,6 +43,22 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
                 assert sale.created_at - earlier >= timedelta(days=order.lookback_days)
             seen[(sale.buyer_id, identity)].append(sale.created_at)
 
+    # Caps and exclusivity are about the person (§4 rule 2): within the window after a
+    # person's first sale, at most the first copy's cap of buyers, and an exclusive copy
+    # (cap 1) sold only as the person's one sale.
+    window = timedelta(days=30)
+    for identity in {i for lead in leads.values()
+                     for i in person_hashes(lead.email_hash, lead.phone_hash)}:
+        sold = sorted((s for s in sales if identity in person_hashes(
+            leads[s.lead_id].email_hash, leads[s.lead_id].phone_hash)),
+            key=lambda s: s.created_at)
+        while sold:
+            first = sold[0]
+            inside = [s for s in sold if s.created_at - first.created_at < window]
+            assert len({s.buyer_id for s in inside}) <= leads[first.lead_id].cap
+            assert len(inside) == 1 or all(leads[s.lead_id].cap > 1 for s in inside)
+            sold = sold[len(inside):]
+
     per_order = defaultdict(list)
     for sale in sales:
         per_order[sale.order_id].append(sale.price)

@@ -8,7 +8,7 @@ from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
 from app.services import ledger
-from app.market import jobs, operations, settle, snapshot
+from app.market import jobs, operations, rules, settle, snapshot
 from app.market.book import Claims, allocate
 from app.market.filters import Filters
 from tests.market_helpers import (
@@ -102,9 +102,9 @@ def test_new_order_fills_from_inventory_freshest_first(app):
 def test_same_person_from_another_seller_is_not_delivered_twice_in_the_lookback(app):
     buyer = funded_buyer()
     order = place(buyer, 300, 5)
-    first = live_leads(verified_seller(), [person(1)])
+    first = live_leads(verified_seller(), [person(1)], cap=2)  # shared: others may buy
     _match(first)
-    copy = live_leads(verified_seller(), [person(1, email="other@mail.example.com")])
+    copy = live_leads(verified_seller(), [person(1, email="other@mail.example.com")], cap=2)
     _match(copy)
     assert len(sales_of(order)) == 1  # same phone: the same person
     fresh_buyer_order = place(funded_buyer(), 100, 5)
@@ -260,3 +260,43 @@ def test_a_group_that_collides_falls_back_to_single_fills(app):
     assert [s.lead_id for s in sales_of(order)] == [leads[1].id]
     assert db.session.get(Lead, leads[0].id).sold_count == 0
     assert ledger.reconcile().ok
+
+
+def test_a_person_sold_exclusively_has_no_other_buyer_whoever_holds_a_copy(app):
+    """SPEC §4 rule 2: exclusivity is a promise about the person, not the copy."""
+    first = place(funded_buyer(), 300, 5)
+    _match(live_leads(verified_seller(), [person(1)], cap=1))
+    assert len(sales_of(first)) == 1
+    other = place(funded_buyer(), 900, 5)
+    copy = live_leads(verified_seller(), [person(1, email="other@mail.example.com")], cap=3)
+    _match(copy)
+    jobs.fill_order(other.id)
+    db.session.commit()
+    assert sales_of(other) == []
+
+
+def test_a_person_goes_to_at_most_the_first_copys_cap_of_buyers(app):
+    orders = [place(funded_buyer(), 300, 5) for _ in range(4)]
+    _match(live_leads(verified_seller(), [person(1)], cap=2))
+    assert sum(len(sales_of(o)) for o in orders) == 2
+    copy = live_leads(verified_seller(), [person(1, email="other@mail.example.com")], cap=3)
+    _match(copy)
+    assert sum(len(sales_of(o)) for o in orders) == 2  # the first copy said two buyers
+    exclusive = place(funded_buyer(), 900, 5, filters={"exclusive_only": True})
+    _match(live_leads(verified_seller(), [person(1, email="third@mail.example.com")], cap=1))
+    jobs.fill_order(exclusive.id)
+    db.session.commit()
+    assert sales_of(exclusive) == []  # shared already: no one can have them exclusively
+
+
+def test_the_promise_about_a_person_ends_with_its_window(app):
+    from app.models import PersonListing
+
+    first = place(funded_buyer(), 300, 5)
+    _match(live_leads(verified_seller(), [person(1)], cap=1))
+    long_ago = datetime.now(timezone.utc) - rules.PERSON_WINDOW - timedelta(minutes=1)
+    db.session.execute(sa.update(PersonListing).values(first_sold_at=long_ago))
+    db.session.commit()
+    later = place(funded_buyer(), 300, 5)
+    _match(live_leads(verified_seller(), [person(1, email="other@mail.example.com")], cap=1))
+    assert len(sales_of(first)) == 1 and len(sales_of(later)) == 1

@@ -310,10 +310,12 @@ class OrderBook:
 
 
 class Claims:
-    """When each buyer last received each person (for the duplicate lookback)."""
+    """When each buyer last received each person (for the duplicate lookback), and how
+    each person is being sold (their listing: caps and exclusivity per person)."""
 
     def __init__(self):
         self._last: dict[tuple[int, bytes], datetime] = {}
+        self._listings: dict[bytes, rules.Listing] = {}
 
     def blocks(self, buyer_id: int, lead: Candidate, lookback: timedelta, now: datetime) -> bool:
         for person in lead.person_hashes:
@@ -329,6 +331,16 @@ class Claims:
     def add(self, buyer_id: int, lead: Candidate, now: datetime) -> None:
         for person in lead.person_hashes:
             self._last[(buyer_id, person)] = now
+            self._listings[person] = rules.person_after_sale(self._listings.get(person),
+                                                              lead.cap, now)
+
+    def list_person(self, person: bytes, listing: rules.Listing) -> None:
+        self._listings[person] = listing
+
+    def person_room(self, lead: Candidate, now: datetime) -> int:
+        """How many more buyers may receive this lead's person through it."""
+        return min((rules.person_room(self._listings.get(person), lead.cap, now)
+                    for person in lead.person_hashes), default=lead.cap)
 
 
 def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
@@ -336,7 +348,7 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
     """Each lead, in the order given, to its best eligible orders (SPEC §4 rules 1–3)."""
     plan = []
     for lead in leads:
-        room = lead.cap - lead.sold_count
+        room = min(rules.LEAD_CAP.room(lead, rules.Ctx()), claims.person_room(lead, now))
         if room <= 0:
             continue
         eligible = book.accepting(lead, now)

@@ -33,14 +33,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.core.dialect import (
-    csv, ids_in, locked, postgres, retryable, run, sqlite_connection, stamp, update_many,
+    csv, id_chunks, ids_in, in_, locked, postgres, retryable, run, sqlite_connection, stamp,
+    update_many,
 )
 from app.extensions import db
 from app.market import rules
 from app.market.settle import Settlement, group_key
 from app.models import (
-    AccountKind, DeliveryStatus, Lead, LedgerEntry, LedgerTransaction, Order, Sale,
-    WebhookDelivery,
+    AccountKind, DeliveryStatus, Lead, LedgerEntry, LedgerTransaction, Order, PersonListing,
+    Sale, WebhookDelivery,
 )
 from app.services import ledger
 from app.services.bulk import allocate_ids, bulk_insert, driver_errors
@@ -85,17 +86,22 @@ def _store(pairs, settlement) -> list[tuple]:
     capacity = {order_id: rules.order_room(order, ctx)
                 if rules.order_takes(order, rules.Ctx(now=now, today=today, n=0)) else 0
                 for order_id, order in orders.items()}
+    listed = _locked_listings({person for lead, _ in pairs for person in lead.person_hashes})
+    people = dict(listed)
     taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
         order = orders.get(slot.id)
         price = rules.Ctx(price=slot.price)
+        after = [rules.person_after_sale(people.get(person), lead.cap, now)
+                 for person in lead.person_hashes]
         if (room.get(lead.id, 0) > 0 and order is not None
                 and rules.PRICE_AS_PLANNED.holds(order, None, price)
                 and taken_by_order[slot.id] < capacity[slot.id]
-                and rules.FLOOR.holds(None, leads[lead.id], price)):
+                and rules.FLOOR.holds(None, leads[lead.id], price) and all(after)):
             room[lead.id] -= 1
             taken_by_order[slot.id] += 1
+            people.update(zip(lead.person_hashes, after))
             accepted.append((lead, slot))
         else:
             lost.append((lead, slot))
@@ -108,9 +114,73 @@ def _store(pairs, settlement) -> list[tuple]:
         order = orders[order_id]
         if rules.order_finished(order, rules.Ctx(today=today, n=n, price=order.price)):
             closing[order_id] = order.held - n * order.price
+    _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
     _claim_people(accepted, now)
     _write(accepted, settlement, closing)
     return lost
+
+
+def _locked_listings(persons: set[bytes]) -> dict[bytes, rules.Listing]:
+    """The listings of these people, locked in hash order (after leads and orders)."""
+    found = {}
+    for chunk in id_chunks(sorted(persons)):
+        for person, cap, sold, first_sold_at in db.session.execute(
+                sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
+                          PersonListing.first_sold_at)
+                .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))
+                .order_by(PersonListing.person_hash).with_for_update(key_share=True)):
+            found[bytes(person)] = rules.Listing(cap, sold, first_sold_at)
+    return found
+
+
+_NEW_LISTINGS_PG = """
+INSERT INTO person_listings (person_hash, cap, sold, first_sold_at)
+SELECT decode(h, 'hex'), c, s, :now
+FROM unnest(string_to_array(:hashes, ','), CAST(string_to_array(:caps, ',') AS int[]),
+            CAST(string_to_array(:solds, ',') AS int[])) AS v(h, c, s)
+ORDER BY 1
+ON CONFLICT (person_hash) DO NOTHING"""
+_NEW_LISTINGS_SQLITE = """
+INSERT INTO person_listings (person_hash, cap, sold, first_sold_at) VALUES (:h, :c, :s, :now)
+ON CONFLICT (person_hash) DO NOTHING"""
+_LISTINGS_PG = """
+UPDATE person_listings AS p SET cap = v.c, sold = v.s, first_sold_at = v.f
+FROM (SELECT decode(h, 'hex') AS h, c, s, f
+      FROM unnest(string_to_array(:hashes, ','), CAST(string_to_array(:caps, ',') AS int[]),
+                  CAST(string_to_array(:solds, ',') AS int[]),
+                  CAST(string_to_array(:firsts, ',') AS timestamptz[])) AS u(h, c, s, f)) AS v
+WHERE p.person_hash = v.h"""
+_LISTINGS_SQLITE = """
+UPDATE person_listings SET cap = :c, sold = :s, first_sold_at = :f WHERE person_hash = :h"""
+
+
+def _list_people(changed: dict[bytes, rules.Listing], listed: dict, now) -> None:
+    """Write the people's listings after this group: new ones inserted (one that a
+    concurrent worker inserted first is a collision), the rest updated under their locks."""
+    new = sorted(p for p in changed if p not in listed)
+    old = sorted(p for p in changed if p in listed)
+    if postgres():
+        inserted = run(_NEW_LISTINGS_PG, {
+            "hashes": ",".join(p.hex() for p in new), "caps": csv(changed[p].cap for p in new),
+            "solds": csv(changed[p].sold for p in new), "now": now}).rowcount if new else 0
+        if old:
+            run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in old),
+                               "caps": csv(changed[p].cap for p in old),
+                               "solds": csv(changed[p].sold for p in old),
+                               "firsts": ",".join(changed[p].first_sold_at.isoformat()
+                                                  for p in old)})
+    else:
+        connection = sqlite_connection()
+        with driver_errors(_NEW_LISTINGS_SQLITE):
+            inserted = connection.executemany(_NEW_LISTINGS_SQLITE, [
+                {"h": p, "c": changed[p].cap, "s": changed[p].sold, "now": stamp(now)}
+                for p in new]).rowcount if new else 0
+        with driver_errors(_LISTINGS_SQLITE):
+            connection.executemany(_LISTINGS_SQLITE, [
+                {"h": p, "c": changed[p].cap, "s": changed[p].sold,
+                 "f": stamp(changed[p].first_sold_at)} for p in old])
+    if inserted != len(new):
+        raise _Collision
 
 
 _CLAIMS_PG = """
@@ -209,14 +279,15 @@ def _update(pg, lite: _Statement, names: tuple[str, ...], rows: list[tuple],
 
 _SQLITE = sqlite.dialect(paramstyle="named")
 _LEAD_VALUES = _arrays(("lead_id", sa.BigInteger), ("n", sa.Integer), ("low", sa.BigInteger))
-_ORDER_VALUES = _arrays(("order_id", sa.Integer), ("n", sa.Integer), ("price", sa.BigInteger))
+# Parameters are not named like the columns they update (SQLAlchemy reserves those).
+_ORDER_VALUES = _arrays(("order_id", sa.Integer), ("n", sa.Integer), ("planned", sa.BigInteger))
 # The statements of a group, compiled once from the rules (bench/match.py reads them).
 LEADS_PG = _lead_update(*_LEAD_VALUES.c)
 LEADS_SQLITE = _compiled(_lead_update(*(sa.bindparam(k) for k in ("lead_id", "n", "low"))),
                          _SQLITE)
 ORDERS_PG = _order_update(*_ORDER_VALUES.c)
 ORDERS_SQLITE = _compiled(
-    _order_update(*(sa.bindparam(k) for k in ("order_id", "n", "price"))), _SQLITE)
+    _order_update(*(sa.bindparam(k) for k in ("order_id", "n", "planned"))), _SQLITE)
 _ORDER_STATE = ("status, " + _compiled(rules.NOT_EXPIRED.sql(
     Order.__table__.c, None, rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
     + ", price, filled, quantity, held, daily_cap, day_filled, fill_day")
@@ -293,7 +364,7 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
         raise _Collision
     order_ids = sorted(per_order)
-    if _update(ORDERS_PG, ORDERS_SQLITE, ("order_id", "n", "price"),
+    if _update(ORDERS_PG, ORDERS_SQLITE, ("order_id", "n", "planned"),
                [(i, per_order[i], prices[i]) for i in order_ids],
                {"today": today, "now": now}) != len(order_ids):
         raise _Collision

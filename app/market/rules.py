@@ -14,7 +14,7 @@ rows, tables' columns or anything with the same attribute names.
 import bisect
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -199,6 +199,40 @@ def buyer_may_take(buyer_id: int, lead) -> bool:
 def not_bought_by(buyer_id, lead_id, sale_table) -> sa.ColumnElement:
     """§4 rule 2 in SQL: the buyer does not have this lead yet."""
     return ~sa.exists().where(sale_table.lead_id == lead_id, sale_table.buyer_id == buyer_id)
+
+
+# The window in which caps and exclusivity hold for a person: the default lookback.
+PERSON_WINDOW = timedelta(days=30)
+
+
+class Listing(NamedTuple):
+    """How a person is being sold: `sold` buyers since `first_sold_at`, at most `cap`."""
+
+    cap: int
+    sold: int
+    first_sold_at: datetime
+
+
+def person_after_sale(listing: Optional[Listing], copy_cap: int,
+                      now: datetime) -> Optional[Listing]:
+    """§4 rule 2, about the person: their listing after one more buyer receives a copy
+    with `copy_cap`, or None if that would break a promise. Within PERSON_WINDOW of
+    the first sale a person goes to at most as many buyers as the first copy's cap
+    allowed, and a copy sold as exclusive (cap 1) is the person's only sale --
+    whichever sellers hold the copies. `listing`: the state so far (None: unsold)."""
+    if listing is None or listing.first_sold_at <= now - PERSON_WINDOW:
+        return Listing(copy_cap, 1, now)
+    if listing.sold < listing.cap and copy_cap > 1:
+        return Listing(listing.cap, listing.sold + 1, listing.first_sold_at)
+    return None
+
+
+def person_room(listing: Optional[Listing], copy_cap: int, now: datetime) -> int:
+    """How many more buyers may receive the person through a copy with `copy_cap`."""
+    room = 0
+    while room < copy_cap and (listing := person_after_sale(listing, copy_cap, now)):
+        room += 1
+    return room
 
 
 def lookback_start(now: datetime, lookback: timedelta) -> datetime:

@@ -17,12 +17,13 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.core.dialect import retryable
+from app.core.dialect import postgres, retryable
 from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Slot
 from app.models import (
-    AccountKind, Lead, LedgerAccount, Order, PersonClaim, Sale, User, WebhookDelivery,
+    AccountKind, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale, User,
+    WebhookDelivery,
 )
 from app.services import ledger
 from app.services.ledger import Posting
@@ -136,6 +137,9 @@ class Settlement:
             .execution_options(synchronize_session=False)).rowcount
         if filled != 1:
             raise _Lost
+        for person in lead.person_hashes:  # the person, then the buyer's claim on them
+            if not self._list_person(person, lead.cap):
+                raise _Lost
         for person in lead.person_hashes:
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
@@ -163,11 +167,26 @@ class Settlement:
         self.sale_ids.append(sale_id)
         self.touched_orders.add(slot.id)
 
+    def _list_person(self, person: bytes, copy_cap: int) -> bool:
+        """One more buyer for this person, if their listing allows it."""
+        row = db.session.execute(
+            sa.select(PersonListing.cap, PersonListing.sold, PersonListing.first_sold_at)
+            .where(PersonListing.person_hash == person).with_for_update(key_share=True)).first()
+        after = rules.person_after_sale(rules.Listing(*row) if row else None, copy_cap, self.now)
+        if after is None:
+            return False
+        if row is None:  # a concurrent first sale of the person wins; this fill is lost
+            return db.session.execute(
+                _insert(PersonListing).values(person_hash=person, **after._asdict())
+                .on_conflict_do_nothing().returning(PersonListing.cap)).first() is not None
+        db.session.execute(sa.update(PersonListing).where(PersonListing.person_hash == person)
+                           .values(**after._asdict())
+                           .execution_options(synchronize_session=False))
+        return True
+
     def _claim(self, buyer_id: int, person: bytes, lookback: timedelta) -> bool:
         """Record the delivery of a person to a buyer unless one is inside the lookback."""
-        dialect = db.session.get_bind().dialect.name
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(PersonClaim)
-        statement = insert.values(buyer_id=buyer_id, person_hash=person, claimed_at=self.now)
+        statement = _insert(PersonClaim).values(buyer_id=buyer_id, person_hash=person, claimed_at=self.now)
         statement = statement.on_conflict_do_update(
             index_elements=[PersonClaim.buyer_id, PersonClaim.person_hash],
             set_={"claimed_at": self.now},
@@ -175,3 +194,8 @@ class Settlement:
                                       rules.lookback_start(self.now, lookback)))
         # RETURNING, not rowcount: drivers disagree on rowcount for an upsert.
         return db.session.execute(statement.returning(PersonClaim.buyer_id)).first() is not None
+
+
+def _insert(model):
+    """INSERT with this database's ON CONFLICT clauses."""
+    return (postgresql.insert if postgres() else sqlite.insert)(model)

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
 from app.market.filters import Filters
-from app.models import Lead, Order, PersonClaim, Sale
+from app.models import Lead, Order, PersonClaim, PersonListing, Sale
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
@@ -81,9 +81,15 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
 
 
 def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> Claims:
-    """When each of these buyers last received each of these people."""
+    """When each of these buyers last received each of these people, and how each of
+    these people is being sold."""
     claims = Claims()
     for chunk in id_chunks(list(set(hashes))):
+        for person, cap, sold, first_sold_at in db.session.execute(
+                sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
+                          PersonListing.first_sold_at)
+                .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))):
+            claims.list_person(bytes(person), rules.Listing(cap, sold, first_sold_at))
         query = sa.select(PersonClaim.buyer_id, PersonClaim.person_hash, PersonClaim.claimed_at
                           ).where(in_(PersonClaim.person_hash, chunk, sa.LargeBinary))
         if buyer_ids is not None:

@@ -16,6 +16,7 @@ from app.models.orders import (
     Order,
     OrderStatus,
     PersonClaim,
+    PersonListing,
     Sale,
     WebhookDelivery,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "PersonClaim",
+    "PersonListing",
     "Sale",
     "WebhookDelivery",
     "OutcomeStatus",

@@ -146,6 +146,23 @@ class PersonClaim(db.Model):
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class PersonListing(db.Model):
+    """How one person is being sold (SPEC §4 rule 2: caps and exclusivity are promises
+    about the person, not the copy): since `first_sold_at`, `sold` buyers received
+    them, and at most `cap` may -- the cap of the copy that sold first, whichever
+    seller's copy it was. Written with every sale, under a row lock."""
+
+    __tablename__ = "person_listings"
+    __table_args__ = (
+        sa.CheckConstraint("sold >= 1 AND sold <= cap", name="sold_within_cap"),
+    )
+
+    person_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(17), primary_key=True)
+    cap: Mapped[int] = mapped_column(sa.Integer)
+    sold: Mapped[int] = mapped_column(sa.Integer)
+    first_sold_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class DeliveryStatus(str, enum.Enum):
     PENDING = "pending"
     DELIVERED = "delivered"
