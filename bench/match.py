@@ -741,7 +741,7 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
         # The counters move by 0: the same rows locked and rewritten, the state unchanged.
         g["leads"] = {"lead_id": _csv(leads), "n": _csv(0 for _ in leads),
                       "low": _csv(lowest[i] for i in leads)}
-        g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders), "price": _csv(
+        g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders), "planned": _csv(
             price for price, in conn.execute(
                 "SELECT price FROM orders WHERE id = ANY(%s) ORDER BY id", (orders,)))}
         g["accounts"] = {"id": _csv(accounts), "d": _csv(0 for _ in accounts)}
