@@ -693,7 +693,7 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     from app.extensions import db
     from app.models import Batch
     from app.models.types import utcnow
-    from app.services.bulk import insert_ready
+    from app.core.bulk import insert_ready
     from app.services.crypto import ContactVault
     from app.services.ingest import pipeline, workers
     from app.services.ingest.reader import open_csv

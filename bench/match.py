@@ -756,6 +756,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
     from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
     from app.market import grouped
+    from app.services import ledger
 
     def named(sql: str) -> str:  # SQLAlchemy's :name to psycopg's %(name)s
         return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
@@ -766,7 +767,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
         assert not constants, f"statement has constants the floor would not send: {constants}"
         return str(out)
     leads_sql, orders_sql = compiled(grouped.LEADS_PG), compiled(grouped.ORDERS_PG)
-    accounts_sql = named(grouped._ACCOUNTS_PG)
+    accounts_sql = named(ledger._BALANCES_PG)
     claims_sql = named(grouped._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
     today = now.strftime("%Y-%m-%d")
     with psycopg.connect(dsn) as conn:

@@ -10,7 +10,7 @@ bare Flask route of the same app measured in the same run.
 What one run does (fixed seed, invented data only): a fresh database built by the
 migrations (SQLite file under bench/out/; PostgreSQL from scripts/pg-test-cluster.sh at
 --pg-dir/--pg-port, stopped at the end); users, batches, leads, orders, sales and
-outcomes written with app.services.bulk (COPY on PostgreSQL), then ANALYZE.
+outcomes written with app.core.bulk (COPY on PostgreSQL), then ANALYZE.
 Shape: --sellers sellers with Zipf-like shares of the leads (the measured seller is the
 biggest), batches of --batch-rows, consent over 90 days; --buyers buyers with
 --orders-per-buyer orders each; --sell-through of the leads sold once, over the last 90
@@ -66,7 +66,7 @@ def build(url: str, args) -> dict:
     from app.extensions import db
     from app.models import AccountKind, Batch, Lead, Order, Sale, SaleOutcome, User
     from app.services import accounts, ledger
-    from app.services.bulk import bulk_insert
+    from app.core.bulk import bulk_insert
     from app.services.crypto import current_vault
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=url, TASK_MODE="eager")

@@ -140,3 +140,55 @@ def test_amounts_beyond_the_ledgers_range_are_refused_not_overflowed(buyer):
     assert type(ledger.balance_for(buyer).available) is int
     assert ledger.balance_for(buyer).available <= ledger.MAX_BALANCE
     assert ledger.reconcile().ok
+
+
+def _refs(buyer):
+    return (ledger.AccountRef.of(ledger.account(AccountKind.BUYER_AVAILABLE, buyer)),
+            ledger.AccountRef.of(ledger.account(AccountKind.BUYER_HELD, buyer)))
+
+
+def test_post_many_applies_balanced_transactions_at_once(buyer):
+    from app.models.types import utcnow
+
+    _fund(buyer, 1_000)
+    available, held = _refs(buyer)
+    before = _count(LedgerTransaction)
+    ids = ledger.post_many([
+        ledger.Movement("order_hold", [Posting(available, -300), Posting(held, 300)], "k1"),
+        ledger.Movement("order_hold", [Posting(available, -200), Posting(held, 200)], "k2"),
+    ], utcnow())
+    db.session.commit()
+    assert len(ids) == 2 and _count(LedgerTransaction) == before + 2
+    balance = ledger.balance_for(buyer)
+    assert (balance.available, balance.held) == (500, 500)
+    assert ledger.reconcile().ok
+
+
+def test_post_many_refuses_what_post_refuses_and_applies_nothing(buyer):
+    from app.models.types import utcnow
+
+    _fund(buyer, 1_000)
+    available, held = _refs(buyer)
+    with pytest.raises(UnbalancedTransaction):
+        ledger.post_many([ledger.Movement("x", [Posting(available, -1), Posting(held, 2)])],
+                         utcnow())
+    before = _count(LedgerTransaction)
+    with pytest.raises(InsufficientFunds):
+        with db.session.begin_nested():
+            ledger.post_many([ledger.Movement("order_hold", [Posting(available, -600),
+                                                             Posting(held, 600)]),
+                              ledger.Movement("order_hold", [Posting(available, -600),
+                                                             Posting(held, 600)])], utcnow())
+    db.session.commit()
+    assert _count(LedgerTransaction) == before
+    assert ledger.balance_for(buyer).available == 1_000
+    ledger.post_many([ledger.Movement("order_hold", [Posting(available, -1), Posting(held, 1)],
+                                      "once")], utcnow())
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        with db.session.begin_nested():
+            ledger.post_many([ledger.Movement("order_hold", [Posting(available, -1),
+                                                             Posting(held, 1)], "once")],
+                             utcnow())
+    db.session.commit()
+    assert ledger.balance_for(buyer).available == 999 and ledger.reconcile().ok

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from app.extensions import db
-from app.services.bulk import driver_errors, sqlite_datetime
+from app.core.bulk import driver_errors, sqlite_datetime
 
 # PostgreSQL error codes for a transaction that lost to another: it is retried.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure

@@ -3,25 +3,25 @@
 
 One transaction per group of fills, with the same rules as a single fill and its
 row locks taken in the same global order (leads by id, then orders by id, then
-person claims, then ledger accounts by id), so it cannot deadlock with other groups
-or single fills. Under the locks the group is re-checked against the database: a
-fill the database no longer allows (a lead sold out meanwhile, an order paused or
-short of hold) is dropped and reported as lost, for the caller to plan again. If
-anything unexpected collides (a person claimed by a concurrent worker, a sale
-already there), the whole group is rolled back to its savepoint and the caller
-stores those fills in smaller groups instead; nothing is ever half-applied.
+person listings and claims, then ledger accounts by id), so it cannot deadlock with
+other groups or single fills. Under the locks the group is re-checked against the
+database: a fill the database no longer allows (a lead sold out meanwhile, an order
+paused or short of hold, a person sold elsewhere) is dropped and reported as lost,
+for the caller to plan again. If anything unexpected collides (a person claimed by
+a concurrent worker, a sale already there), the whole group is rolled back to its
+savepoint and the caller stores those fills in smaller groups instead; nothing is
+ever half-applied.
 
 Every table is written by one set-based statement per group: conditional
-`UPDATE ... FROM unnest(...)` for leads, orders and ledger accounts (the
-conditions of a single fill, compiled from the same app.market.rules, checked again
-by the database's CHECK constraints), one
-upsert for person claims, and COPY for ledger transactions, entries, sales and
-webhook deliveries, whose ids are handed out in advance. The ledger gets one
-transaction per order in the group, its entries summed per account (one transaction
-per sale would write four ledger rows per sale, the most expensive part of a group).
-Orders the group fills up close in it too, their leftover hold released as
-orders.close_order would (closing them one transaction each afterwards cost more
-than storing their sales).
+`UPDATE ... FROM unnest(...)` for leads and orders (the conditions of a single
+fill, compiled from the same app.market.rules, checked again by the database's
+CHECK constraints), upserts for person listings and claims, COPY for sales and
+webhook deliveries (ids handed out in advance), and the money through
+`ledger.post_many`: one ledger transaction per order in the group, its entries
+summed per account (one per sale would write four ledger rows per sale, the most
+expensive part of a group). Orders the group fills up close in it too, their
+leftover hold released as operations.close_order would (closing them one
+transaction each afterwards cost more than storing their sales).
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 from collections import Counter, defaultdict
@@ -36,15 +36,17 @@ from app.core.dialect import (
     csv, id_chunks, ids_in, in_, locked, postgres, retryable, run, sqlite_connection, stamp,
     update_many,
 )
+from app.errors import InsufficientFunds
 from app.extensions import db
 from app.market import rules
 from app.market.settle import Settlement, group_key
 from app.models import (
-    AccountKind, DeliveryStatus, Lead, LedgerEntry, LedgerTransaction, Order, PersonListing,
+    AccountKind, DeliveryStatus, Lead, Order, PersonListing,
     Sale, WebhookDelivery,
 )
 from app.services import ledger
-from app.services.bulk import allocate_ids, bulk_insert, driver_errors
+from app.services.ledger import Posting
+from app.core.bulk import allocate_ids, bulk_insert, driver_errors
 
 
 class _Collision(Exception):
@@ -57,7 +59,7 @@ def store_group(pairs: list[tuple], settlement: Settlement) -> tuple[list[tuple]
     try:
         with db.session.begin_nested():
             lost = _store(pairs, settlement)
-    except (_Collision, IntegrityError):
+    except (_Collision, IntegrityError, InsufficientFunds):
         return [], pairs
     except OperationalError as exc:
         if retryable(exc):
@@ -291,74 +293,53 @@ ORDERS_SQLITE = _compiled(
 _ORDER_STATE = ("status, " + _compiled(rules.NOT_EXPIRED.sql(
     Order.__table__.c, None, rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
     + ", price, filled, quantity, held, daily_cap, day_filled, fill_day")
-_ACCOUNTS_PG = """
-UPDATE ledger_accounts AS a SET balance = a.balance + v.d
-FROM unnest(CAST(string_to_array(:id, ',') AS int[]),
-            CAST(string_to_array(:d, ',') AS bigint[])) AS v(id, d)
-WHERE a.id = v.id AND (a.allow_negative OR a.balance + v.d >= 0)
-  AND abs(a.balance + v.d) <= :limit"""
-_ACCOUNTS_SQLITE = """
-UPDATE ledger_accounts SET balance = balance + :d
-WHERE id = :id AND (allow_negative OR balance + :d >= 0) AND abs(balance + :d) <= :limit"""
-
 
 def _write(accepted, settlement, closing: dict[int, int]) -> None:
     """`closing`: order id -> what its hold keeps after this group, for the orders
     the group finishes."""
     now, today = settlement.now, settlement.today
-    count = len(accepted)
     # One ledger transaction per order in the group, its entries summed per account:
     # the sales are as balanced as one transaction per sale, and the ledger grows by
     # a few rows per order instead of four per sale. Each sale names its transaction.
     by_order: dict[int, list] = defaultdict(list)
     for lead, slot in accepted:
         by_order[slot.id].append((lead, slot))
-    releases = {order_id: left for order_id, left in closing.items() if left}
-    ids = allocate_ids(LedgerTransaction.__table__, len(by_order) + len(releases))
-    transaction_ids = dict(zip(by_order, ids))
-    release_ids = dict(zip(releases, ids[len(by_order):]))
-    sale_ids = allocate_ids(Sale.__table__, count)
-    sales, transactions, entries, hooks = [], [], [], []
-    deltas: Counter = Counter()
+    sale_ids = allocate_ids(Sale.__table__, len(accepted))
+    sales, hooks, movements, sale_movement = [], [], [], {}
     per_lead, lowest, per_order, prices = Counter(), {}, Counter(), {}
-    platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None).id
-    held_of, pending_of = settlement.account_ids(AccountKind.BUYER_HELD), \
-        settlement.account_ids(AccountKind.SELLER_PENDING)
-    available_of = settlement.account_ids(AccountKind.BUYER_AVAILABLE)
+    platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None)
+    account = settlement.account
     commission_of = settlement.commission
     taken = 0
     for order_id, fills in by_order.items():
-        txn = transaction_ids[order_id]
         order_sale_ids = sale_ids[taken:taken + len(fills)]
         taken += len(fills)
         amounts: Counter = Counter()
         for (lead, slot), sale_id in zip(fills, order_sale_ids):
             price, buyer, seller = slot.price, slot.buyer_id, lead.seller_id
             commission = commission_of(seller, price)
-            share = price - commission
-            amounts[held_of(buyer)] -= price
-            amounts[pending_of(seller)] += share
+            amounts[account(AccountKind.BUYER_HELD, buyer)] -= price
+            amounts[account(AccountKind.SELLER_PENDING, seller)] += price - commission
             amounts[platform] += commission
-            sales.append((sale_id, order_id, lead.id, buyer, seller, price, commission, share,
-                          txn, now, lead.region, lead.batch_id))
+            sales.append([sale_id, order_id, lead.id, buyer, seller, price, commission,
+                          price - commission, None, now, lead.region, lead.batch_id])
             if slot.has_webhook:
                 hooks.append((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now))
             per_lead[lead.id] += 1
             lowest[lead.id] = min(price, lowest.get(lead.id, price))
         per_order[order_id] = len(fills)
         prices[order_id] = fills[0][1].price
-        transactions.append((txn, "sale", group_key(order_id, order_sale_ids[0]),
-                             f"Order #{order_id}: {len(fills)} lead(s)", now))
-        for account_id, amount in amounts.items():
-            if amount:
-                entries.append((txn, account_id, amount))
-                deltas[account_id] += amount
-        if order_id in releases:  # as orders.close_order would: the hold goes back
-            left, buyer, release = releases[order_id], fills[0][1].buyer_id, release_ids[order_id]
-            transactions.append((release, "order_release", None, f"Order #{order_id}", now))
-            for account_id, amount in ((held_of(buyer), -left), (available_of(buyer), left)):
-                entries.append((release, account_id, amount))
-                deltas[account_id] += amount
+        sale_movement[order_id] = len(movements)
+        movements.append(ledger.Movement(
+            "sale", [Posting(a, amount) for a, amount in amounts.items() if amount],
+            group_key(order_id, order_sale_ids[0]), f"Order #{order_id}: {len(fills)} lead(s)"))
+        left = closing.get(order_id)
+        if left:  # as operations.close_order would: the hold goes back
+            buyer = fills[0][1].buyer_id
+            movements.append(ledger.Movement("order_release", [
+                Posting(account(AccountKind.BUYER_HELD, buyer), -left),
+                Posting(account(AccountKind.BUYER_AVAILABLE, buyer), left)],
+                memo=f"Order #{order_id}"))
     lead_ids = sorted(per_lead)
     if _update(LEADS_PG, LEADS_SQLITE, ("lead_id", "n", "low"),
                [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
@@ -374,21 +355,14 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
                ).rowcount != len(closing):
             raise _Collision
-    bulk_insert(LedgerTransaction.__table__,
-                ("id", "kind", "idempotency_key", "memo", "created_at"), transactions)
-    bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
+    transaction_ids = ledger.post_many(movements, now)  # accounts last, as single fills
+    for sale in sales:
+        sale[8] = transaction_ids[sale_movement[sale[1]]]
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
                                  "created_at", "region", "batch_id"), sales)
     bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
                                             "next_attempt_at", "created_at"), hooks)
-    # Accounts last and in id order, as single fills lock them.
-    account_ids = sorted(deltas)
-    locked("ledger_accounts", "balance", account_ids)
-    if update_many(_ACCOUNTS_PG if postgres() else _ACCOUNTS_SQLITE, ("id", "d"),
-               [(i, deltas[i]) for i in account_ids],
-               {"limit": ledger.MAX_BALANCE}) != len(account_ids):
-        raise _Collision
     settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
     settlement.touched_orders.update(set(per_order) - set(closing))

@@ -7,6 +7,7 @@ retried carry an idempotency key; posting the same key again returns the first
 transaction and changes nothing.
 """
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable, Iterator, Optional
 
 from flask import current_app
@@ -124,21 +125,7 @@ def post(
     actor: Optional[User] = None,
 ) -> LedgerTransaction:
     """Apply one balanced transaction, or raise and apply nothing."""
-    postings = [p for p in postings]
-    if len(postings) < 2:
-        raise UnbalancedTransaction("A transaction needs at least two entries.")
-    for posting in postings:
-        if type(posting.amount) is not int or posting.amount == 0:
-            raise UnbalancedTransaction(
-                f"Entry amounts are non-zero integers of minor units, not {posting.amount!r}."
-            )
-        if abs(posting.amount) > MAX_AMOUNT:
-            raise AmountOutOfRange(f"Amounts above {MAX_AMOUNT:,} minor units are refused.")
-        if posting.account.currency != currency():
-            raise UnbalancedTransaction("All entries must be in the exchange's currency.")
-    if sum(p.amount for p in postings) != 0:
-        raise UnbalancedTransaction("A transaction's entries must sum to zero.")
-
+    postings = _balanced(postings)
     try:
         with db.session.begin_nested():
             transaction = LedgerTransaction(
@@ -170,6 +157,80 @@ def post(
         if isinstance(posting.account, LedgerAccount):
             db.session.expire(posting.account, ["balance"])  # moved by SQL, not the ORM
     return transaction
+
+
+def _balanced(postings: Iterable[Posting]) -> list[Posting]:
+    """The postings of one transaction, or UnbalancedTransaction/AmountOutOfRange."""
+    postings = list(postings)
+    if len(postings) < 2:
+        raise UnbalancedTransaction("A transaction needs at least two entries.")
+    for posting in postings:
+        if type(posting.amount) is not int or posting.amount == 0:
+            raise UnbalancedTransaction(
+                f"Entry amounts are non-zero integers of minor units, not {posting.amount!r}."
+            )
+        if abs(posting.amount) > MAX_AMOUNT:
+            raise AmountOutOfRange(f"Amounts above {MAX_AMOUNT:,} minor units are refused.")
+        if posting.account.currency != currency():
+            raise UnbalancedTransaction("All entries must be in the exchange's currency.")
+    if sum(p.amount for p in postings) != 0:
+        raise UnbalancedTransaction("A transaction's entries must sum to zero.")
+    return postings
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One transaction for `post_many`: its postings (one per account), and its key."""
+
+    kind: str
+    postings: list[Posting]
+    idempotency_key: Optional[str] = None
+    memo: str = ""
+
+
+_BALANCES_PG = """
+UPDATE ledger_accounts AS a SET balance = a.balance + v.d
+FROM unnest(CAST(string_to_array(:id, ',') AS int[]),
+            CAST(string_to_array(:d, ',') AS bigint[])) AS v(id, d)
+WHERE a.id = v.id AND (a.allow_negative OR a.balance + v.d >= 0)
+  AND abs(a.balance + v.d) <= :limit"""
+_BALANCES_SQLITE = """
+UPDATE ledger_accounts SET balance = balance + :d
+WHERE id = :id AND (allow_negative OR balance + :d >= 0) AND abs(balance + :d) <= :limit"""
+
+
+def post_many(movements: list[Movement], at: datetime) -> list[int]:
+    """Apply many balanced transactions at once, set-based (COPY on PostgreSQL): the
+    same promises as `post` -- every transaction balanced, keys used once (a reused key
+    raises IntegrityError), no balance below zero or past the limit -- for callers that
+    write thousands in one database transaction. Returns their ids, in order.
+
+    Balances move last, each account once by its net amount, locked in id order (as
+    `post` locks them); the statement is all-or-nothing, so checking each final
+    balance checks every step. If one would break a limit, InsufficientFunds is raised
+    and the caller's savepoint undoes what was written."""
+    from app.core.dialect import locked, postgres, update_many
+    from app.core.bulk import allocate_ids, bulk_insert
+
+    checked = [_balanced(m.postings) for m in movements]
+    ids = allocate_ids(LedgerTransaction.__table__, len(movements))
+    deltas: dict[int, int] = {}
+    entries = []
+    for txn, postings in zip(ids, checked):
+        for posting in postings:
+            entries.append((txn, posting.account.id, posting.amount))
+            deltas[posting.account.id] = deltas.get(posting.account.id, 0) + posting.amount
+    bulk_insert(LedgerTransaction.__table__,
+                ("id", "kind", "idempotency_key", "memo", "created_at"),
+                [(txn, m.kind, m.idempotency_key, m.memo, at) for txn, m in zip(ids, movements)])
+    bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
+    account_ids = sorted(deltas)
+    locked("ledger_accounts", "balance", account_ids)
+    moved = update_many(_BALANCES_PG if postgres() else _BALANCES_SQLITE, ("id", "d"),
+                        [(i, deltas[i]) for i in account_ids], {"limit": MAX_BALANCE})
+    if moved != len(account_ids):
+        raise InsufficientFunds("Not enough money in an account for these movements.")
+    return ids
 
 
 def _by_idempotency_key(key: str) -> Optional[LedgerTransaction]:

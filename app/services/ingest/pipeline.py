@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.services import scoring
-from app.services.bulk import insert_ready
+from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import Block, UnreadableFile, open_csv
