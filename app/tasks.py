@@ -5,7 +5,12 @@ Three modes (config TASK_MODE):
 - "thread": the embedded default, no Redis; tasks run in a small thread pool inside
   the web process. Long jobs write their progress to the database either way, so the
   UI polls the same thing in both modes.
-- "eager": tests; the task runs before `dispatch` returns.
+- "eager": tests; the task runs before `dispatch` returns, in an app context (and so
+  a database session) of its own, as it would in a worker.
+
+Views and the API launch nothing: operations record events (app.core.events), and
+the handlers registered at the end of this module dispatch the jobs once the
+transaction that recorded them has committed.
 """
 import logging
 import threading
@@ -15,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from celery import Celery, Task
 from flask import Flask, current_app
 
+from app.core import events
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -101,7 +107,7 @@ def dispatch(task: Task, *args) -> Future | None:
         task.delay(*args)
         return None
     if mode == "eager":
-        task.run(*args)
+        _run_in_app_context(current_app._get_current_object(), task, args)
         return None
     prefix, threads = THREAD_POOLS.get(task.name, ("leadx-job", 2))
     if prefix not in _executors:
@@ -183,18 +189,16 @@ def assess_realtime_batches() -> int:
 def match_batch(batch_id: int) -> None:
     from app.market import jobs
 
-    settlement = jobs.match_batch(batch_id)
+    jobs.match_batch(batch_id)  # its sales' webhooks go as each commits (SalesMade)
     db.session.commit()
-    _send_webhooks(settlement.webhook_sale_ids)
 
 
 @celery.task(name="app.tasks.fill_order")
 def fill_order(order_id: int) -> None:
     from app.market import jobs
 
-    settlement = jobs.fill_order(order_id)
+    jobs.fill_order(order_id)
     db.session.commit()
-    _send_webhooks(settlement.webhook_sale_ids)
 
 
 @celery.task(name="app.tasks.match_open_orders")
@@ -203,13 +207,7 @@ def match_open_orders() -> int:
 
     settlement = jobs.match_open_orders()
     db.session.commit()
-    _send_webhooks(settlement.webhook_sale_ids)
     return len(settlement.sale_ids)
-
-
-def _send_webhooks(sale_ids: list[int]) -> None:
-    if sale_ids:
-        dispatch(deliver_webhooks, sale_ids)
 
 
 @celery.task(name="app.tasks.deliver_webhooks")
@@ -235,6 +233,7 @@ def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     from app.services.ingest import pipeline
 
     stalled = pipeline.stalled_batches(older_than_seconds)
+    db.session.commit()  # an eager job has a session of its own: hold no lock here
     for batch_id in stalled:
         dispatch(process_batch, batch_id)
     return stalled
@@ -286,6 +285,8 @@ def purge_unsold_leads() -> int:
     from app.services import privacy
 
     return privacy.purge_unsold()
+
+
 @celery.task(name="app.tasks.refresh_seller_points")
 def refresh_seller_points() -> int:
     """Bring each seller's record (acceptance, returns, buyers' feedback) into the
@@ -293,3 +294,10 @@ def refresh_seller_points() -> int:
     from app.services import scoring
 
     return scoring.refresh_seller_points()
+
+
+# Follow-up work: after the commit of the transaction that recorded the event.
+events.on(events.BatchUploaded, lambda e: dispatch(process_batch, e.batch_id))
+events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
+events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
+events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from app.core import events
 from app.extensions import db
 from app.models import Lead, Order, Role, Sale, TrustLevel
 from app.services import ledger
@@ -33,10 +34,12 @@ def live_leads(seller, people: list[dict], *, cap: int = 1, floor_price: int = 0
 
 
 def place(buyer, price: int, quantity: int, **kwargs) -> Order:
+    """An open order, not filled yet (the test runs the matcher itself)."""
     filters = Filters.parse(kwargs.pop("filters", {}))
     terms = operations.check_terms(price, quantity, **kwargs)
-    order, _ = operations.place_order(buyer, filters, terms)
-    db.session.commit()
+    with events.muted():
+        order, _ = operations.place_order(buyer, filters, terms)
+        db.session.commit()
     return order
 
 

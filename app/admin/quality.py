@@ -12,7 +12,6 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.models import Batch, SpotCheck, Verdict
 from app.services import quality, spotchecks, trust
-from app.tasks import dispatch, match_batch
 
 VERDICT_LABELS = {Verdict.GENUINE: "Genuine", Verdict.FAKE: "Fake",
                   Verdict.UNREACHABLE: "Unreachable", Verdict.NO_CONSENT: "No consent"}
@@ -107,8 +106,7 @@ def spot_check_decide(check_id: int):
         db.session.rollback()
         flash(exc.message, "danger")
         return redirect(url_for("admin.spot_check", check_id=check_id))
-    if decision.went_live:
-        dispatch(match_batch, check.batch_id)
+    if decision.went_live:  # committed: its leads are being offered (BatchWentLive)
         flash(f"Batch #{check.batch_id} passed and is live: its leads are offered to buyers.",
               "success")
     elif decision.outcome == "pass":

@@ -9,7 +9,6 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import AuditEvent
 from app.services import privacy, returns
-from app.tasks import deliver_webhooks, dispatch
 
 
 @bp.route("/returns")
@@ -43,9 +42,7 @@ def privacy_requests():
             reason = request.form.get("reason", "")
             if action == "erase":
                 done = privacy.erase(person, reason=reason, actor=current_user)
-                db.session.commit()
-                if done.webhook_sale_ids:
-                    dispatch(deliver_webhooks, done.webhook_sale_ids)
+                db.session.commit()  # buyers' webhooks go from here (DeliveryRequested)
                 flash(f"Erased: {done.leads} lead(s) and {done.rejections} rejected row(s) "
                       f"forgotten; {done.buyers_told} buyer(s) told. Future uploads of this "
                       "person are refused.", "success")

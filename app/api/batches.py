@@ -12,7 +12,6 @@ from app.extensions import db
 from app.models import Batch, Role, Sale
 from app.market import jobs
 from app.services.ingest import pipeline, realtime, reports
-from app.tasks import deliver_webhooks, dispatch, process_batch
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 
@@ -55,10 +54,9 @@ def upload_batch(form, files):
     try:
         batch = pipeline.create_batch(seller, token, upload.filename, terms,
                                       allow_same_file=form["allow_duplicate"])
-        db.session.commit()
+        db.session.commit()  # processed from here on (BatchUploaded)
     finally:
         pipeline.discard_upload(seller_id, token)  # gone already if it became a batch
-    dispatch(process_batch, batch.id)
     db.session.refresh(batch)
     return _batch_body(batch), 202 if not batch.is_finished else 201
 
@@ -102,10 +100,9 @@ def post_lead(payload):
                                  payload.pop("cap"))
     lead = realtime.ingest_lead(seller, payload, terms)
     db.session.commit()
-    settlement = jobs.match_leads([lead.id])  # speed to lead: matched before we answer
+    # Speed to lead: matched before we answer; each sale's webhook goes as it commits.
+    settlement = jobs.match_leads([lead.id])
     db.session.commit()
-    if settlement.webhook_sale_ids:
-        dispatch(deliver_webhooks, settlement.webhook_sale_ids)
     sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
     return {"id": lead.id, "status": lead.status.value,
             "cross_seller_duplicate": lead.cross_seller_duplicate,

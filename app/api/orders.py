@@ -13,7 +13,6 @@ from app.models import Order, Role
 from app.services import delivery
 from app.market import operations, queries
 from app.market.filters import Filters
-from app.tasks import dispatch, fill_order
 
 blp = api_blueprint("Orders", __name__, description="Buyers: orders and delivered leads")
 
@@ -23,8 +22,8 @@ def _buyer():
 
 
 def _filled_in(order: Order) -> Order:
-    """Fill the order now (or queue it), and answer with its state after that."""
-    dispatch(fill_order, order.id)
+    """The order as it is now: the commit that placed, changed or resumed it started
+    its filling (filled already when jobs run inline, else under way)."""
     db.session.expire_all()
     return db.session.get(Order, order.id)
 

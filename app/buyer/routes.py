@@ -22,9 +22,7 @@ from app.services import delivery, kpis, ledger, outcomes, privacy, webhooks
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
-# Aliased: app.buyer.returns is this package's own module of return views.
 from app.services import returns as sale_returns
-from app.tasks import deliver_webhooks, dispatch, fill_order
 
 LEADS_PAGE = 100
 
@@ -81,7 +79,6 @@ def new_order():
             field = getattr(form, exc.details.get("field", ""), None)
             (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
         else:
-            dispatch(fill_order, order.id)
             flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
             if secret:
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
@@ -144,7 +141,6 @@ def pause(order_id: int):
 def resume(order_id: int):
     def action():
         operations.set_paused(current_user, order_id, False)
-        dispatch(fill_order, order_id)
         return "Resumed."
     return _act(order_id, action)
 
@@ -170,7 +166,6 @@ def change(order_id: int):
         operations.change_terms(current_user, order_id, price=form.price.minor_units,
                             quantity=form.quantity.data, daily_cap=form.daily_cap.data)
         db.session.commit()
-        dispatch(fill_order, order_id)
         flash("Order updated; the money held for it follows the new terms.", "success")
     except DomainError as exc:
         db.session.rollback()
@@ -198,8 +193,7 @@ def set_webhook(order_id: int):
 def resend(order_id: int, delivery_id: int):
     def action():
         order = queries.order_for(current_user, order_id)
-        delivery_row = webhooks.resend(order, delivery_id)
-        dispatch(deliver_webhooks, [delivery_row.sale_id])
+        webhooks.resend(order, delivery_id)
         return "Sent again; see the delivery log for the answer."
     return _act(order_id, action)
 

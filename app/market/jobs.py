@@ -7,7 +7,8 @@ Planning happens in memory (app.market.book) with no lock held; storing goes thr
 the database in groups of fills, one transaction each (app.market.grouped), re-checked
 under row locks by the same rules; a group that collides with another worker is
 split, down to single fills in a savepoint each (app.market.settle). A lead whose
-fill was lost to another process is planned again.
+fill was lost to another process is planned again. Each commit that stores sales
+records SalesMade, so their webhooks go once they are committed (app.core.events).
 """
 from datetime import datetime
 from typing import Optional
@@ -15,6 +16,7 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
+from app.core import events
 from app.core.dialect import id_chunks, in_, retryable
 from app.extensions import db
 from app.market import rules, snapshot
@@ -46,7 +48,9 @@ def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> li
     while groups:
         group, split = groups.pop()
         if not split or len(group) > SMALLEST_GROUP:
+            stored = len(settlement.webhook_sale_ids)
             lost, again = store_group(group, settlement)
+            _sales_made(settlement, stored)
             db.session.commit()
             lost_leads.extend(lead.id for lead, _ in lost)
             if again:
@@ -54,7 +58,9 @@ def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> li
                 groups += [(again[half:], True), (again[:half], True)]
             continue
         for lead, slot in group:
+            stored = len(settlement.webhook_sale_ids)
             if settlement.fill(lead, slot):
+                _sales_made(settlement, stored)
                 db.session.commit()
             else:
                 db.session.rollback()
@@ -62,6 +68,13 @@ def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> li
     close_filled_orders(settlement)
     db.session.commit()
     return lost_leads
+
+
+def _sales_made(settlement: Settlement, since: int) -> None:
+    """The sales about to be committed: their webhooks go once they are."""
+    sale_ids = settlement.webhook_sale_ids[since:]
+    if sale_ids:
+        events.record(events.SalesMade(tuple(sale_ids)))
 
 
 def close_filled_orders(settlement: Settlement) -> None:

@@ -1,5 +1,6 @@
 """Operations on buyers' orders (SPEC §4, §5): place, change, pause, cancel, close.
-They change state and flush; the caller commits.
+They change state and flush; the caller commits. Placing, changing and resuming an
+order record an event, so it is filled once the caller's transaction commits.
 
 Placing an order moves what it may spend (price × quantity, capped by the budget)
 from the buyer's available balance to held; every fill spends from that hold; pausing
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 
+from app.core import events
 from app.errors import Conflict, InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
@@ -122,6 +124,7 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
     secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
     _move_hold(order, max_spend(terms.price, terms.quantity, terms.budget), "order_hold")
     db.session.flush()
+    events.record(events.OrderOpened(order.id))
     return order, secret
 
 
@@ -160,6 +163,8 @@ def set_paused(user: User, order_id: int, paused: bool) -> Order:
         raise Conflict(f"The order is already {order.status.value}.", code="order_closed")
     order.status = OrderStatus.PAUSED if paused else OrderStatus.OPEN
     db.session.flush()
+    if not paused:
+        events.record(events.OrderResumed(order.id))
     return order
 
 
@@ -194,4 +199,6 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     if order.remaining == 0:
         close_order(order, OrderStatus.FILLED)
     db.session.flush()
+    if order.status is OrderStatus.OPEN:
+        events.record(events.OrderChanged(order.id))
     return order

@@ -17,7 +17,7 @@ from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELDS
-from app.tasks import dispatch, process_batch
+
 
 def _recent_batches(limit: int = 50) -> list[Batch]:
     return db.session.scalars(select(Batch).where(Batch.seller_id == current_user.id)
@@ -62,8 +62,7 @@ def _terms(form) -> pipeline.BatchTerms:
 def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_file: bool):
     batch = pipeline.create_batch(current_user, token, filename, terms,
                                   allow_same_file=allow_same_file)
-    db.session.commit()
-    dispatch(process_batch, batch.id)
+    db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
 
 

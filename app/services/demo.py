@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from app.core import events
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
@@ -80,16 +81,18 @@ def load_demo() -> list[DemoLogin]:
         make = demo_leads.suspicious_csv if email == DEMO_SUSPICIOUS_BATCH[0] else demo_leads.demo_csv
         data = make(seed, rows, site=site)
         token = pipeline.stage_upload(seller, io.BytesIO(data))
-        batch = pipeline.create_batch(seller, token, f"{site}-export-{seed}.csv",
-                                      pipeline.check_terms("US", floor_price, cap))
-        db.session.commit()
+        with events.muted():  # processed here and now, not by a background job
+            batch = pipeline.create_batch(seller, token, f"{site}-export-{seed}.csv",
+                                          pipeline.check_terms("US", floor_price, cap))
+            db.session.commit()
         pipeline.process_batch(batch.id)
         quality.assess_batch(batch.id)
     for email, name, price, quantity, wanted in DEMO_ORDERS:
         buyer = accounts.user_by_email(email)
-        order, _ = operations.place_order(buyer, filters.Filters.parse(wanted),
-                                      operations.check_terms(price, quantity, name=name))
-        db.session.commit()
+        with events.muted():  # filled here and now, not by a background job
+            order, _ = operations.place_order(buyer, filters.Filters.parse(wanted),
+                                              operations.check_terms(price, quantity, name=name))
+            db.session.commit()
         jobs.fill_order(order.id)
         db.session.commit()
     record_demo_outcomes()

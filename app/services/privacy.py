@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from app.core import events
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -105,12 +106,13 @@ class Erasure:
     leads: int
     rejections: int
     buyers_told: int
-    webhook_sale_ids: list[int]  # deliveries of "lead.erased" to send now
+    webhook_sale_ids: list[int]  # deliveries of "lead.erased", sent once committed
 
 
 def erase(person: Person, *, reason: str, actor: Optional[User],
           now: Optional[datetime] = None) -> Erasure:
-    """Forget the person everywhere and refuse them from now on."""
+    """Forget the person everywhere and refuse them from now on. The buyers' webhooks
+    are sent once the caller commits (DeliveryRequested)."""
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
     now = now or datetime.now(timezone.utc)
@@ -120,6 +122,8 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
     _shred_leads(lead_ids, now)
     rejections = _shred_rejections(person)
     told, webhook_sale_ids = _tell_buyers(lead_ids, now)
+    if webhook_sale_ids:
+        events.record(events.DeliveryRequested(tuple(webhook_sale_ids)))
     audit.record("privacy.erased", actor=actor,
                  details={"reason": reason.strip(), "leads": len(lead_ids),
                           "rejected_rows": rejections, "buyers_told": told})

@@ -38,6 +38,7 @@ from typing import Iterator, Optional
 
 import sqlalchemy as sa
 
+from app.core import events
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -323,8 +324,8 @@ def decide(check: SpotCheck, admin: User, note: str = "",
            now: Optional[datetime] = None) -> Decision:
     """Apply what the sample says. Pass: a held batch goes live. Fail: the batch is
     rejected, every lead of it still listed is delisted, and every sale of it is
-    returned and refunded on the ledger. The caller commits (and offers a batch that
-    went live to the matcher)."""
+    returned and refunded on the ledger. The caller commits; a batch that went live
+    is then offered to the matcher (BatchWentLive)."""
     result = tally(check)
     if result.outcome == "pending":
         raise Conflict(f"Not decided yet: {result.reason}", code="check_pending")
@@ -348,6 +349,7 @@ def decide(check: SpotCheck, admin: User, note: str = "",
                                .execution_options(synchronize_session=False))
             batch.status = BatchStatus.LIVE
             went_live = True
+            events.record(events.BatchWentLive(batch.id))
     else:
         # Delist first: from here on the matcher cannot sell these leads, and every
         # sale made before is visible to the returns below.

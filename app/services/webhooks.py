@@ -12,6 +12,7 @@ import requests
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core import events
 from app.errors import Conflict
 from app.extensions import db
 from app.models import DeliveryStatus, Lead, Order, Sale, WebhookDelivery
@@ -94,13 +95,15 @@ def due_deliveries(limit: int = 500) -> list[int]:
 
 
 def resend(order: Order, delivery_id: int) -> WebhookDelivery:
-    """The buyer asks for a delivery again (after fixing their endpoint)."""
+    """The buyer asks for a delivery again (after fixing their endpoint); it is sent
+    once the caller commits (DeliveryRequested)."""
     delivery = db.session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.order_id != order.id:
         raise Conflict("No such delivery for this order.", code="unknown_delivery")
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = utcnow()
     db.session.flush()
+    events.record(events.DeliveryRequested((delivery.sale_id,)))
     return delivery
 
 

@@ -25,7 +25,7 @@ from typing import BinaryIO, Optional
 import sqlalchemy as sa
 from flask import current_app
 
-from app.core import bounds
+from app.core import bounds, events
 from app.errors import Conflict, DomainError, Forbidden, ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -211,6 +211,7 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     The file is checked first (encoding, delimiter, a usable header, the mapping), so a
     file that is not a CSV never becomes a batch. The same file uploaded twice raises
     Conflict("duplicate_file") unless the seller confirmed it (`allow_same_file`).
+    Once the caller commits, the batch is processed (BatchUploaded).
     """
     preview = _read_shape(seller.id, token, terms.mapping)  # before the first query
     check_can_sell(seller)
@@ -232,6 +233,7 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     db.session.add(batch)
     db.session.flush()
     _staged_path(seller.id, token).rename(upload_path(batch))
+    events.record(events.BatchUploaded(batch.id))
     return batch
 
 
