@@ -24,7 +24,10 @@ def create_app(config_name: str | None = None, **overrides):
     app.config.from_object(config_class)
     app.config.update(overrides)
     check_rate_limit_storage(app.config)
-    os.makedirs(app.instance_path, exist_ok=True)
+    # The instance folder holds the SQLite database and uploads: this user's alone.
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+    if os.stat(app.instance_path).st_uid == os.getuid():
+        os.chmod(app.instance_path, 0o700)
 
     register_url_converters(app)
     register_extensions(app)

@@ -73,14 +73,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def _field_problems(messages: dict, path: tuple = ()):
-    """(dotted field name, its first message) from webargs' {location: {field: [...]}}."""
+    """(dotted field name or None for the body as a whole, its first message) from
+    webargs' {location: {field: [...]}}."""
     for name, value in messages.items():
         inner = path if not path and name in _LOCATIONS else (*path, str(name))
         if isinstance(value, dict):
             yield from _field_problems(value, inner)
         else:
             text = value[0] if isinstance(value, list) and value else value
-            yield ".".join(inner), str(text)
+            fields = [part for part in inner if part != "_schema"]
+            yield (".".join(fields) or None), str(text)
 
 
 _LOCATIONS = {"json", "query", "form", "files", "headers", "cookies", "path", "view_args"}
@@ -97,9 +99,15 @@ def http_error_response(error):
         code = HTTP_ERROR_CODES.get(status, "error")
         message = error.description or error.name
         if messages:
-            problems = dict(_field_problems(messages))
-            details = {"fields": messages, "field": next(iter(problems), None)}
-            message = "Invalid " + "; ".join(f"{name}: {text}" for name, text in problems.items())
+            problems = list(_field_problems(messages))
+            details = {"fields": messages, "field": problems[0][0]}
+            message = "; ".join(f"{name}: {text}" if name else text for name, text in problems)
+        if status == 413:
+            from flask import request
+
+            limit = request.max_content_length
+            message = (f"The request is larger than the {limit / 2**20:g} MiB this address "
+                       "takes." if limit else message)
         response = jsonify(error_body(code, message, details))
         _keep_protocol_headers(error, response)
         if status == 401:

@@ -60,19 +60,24 @@ def init_security(app: Flask) -> None:
 
         return load_user_from_session_id(session_id)
 
-    @app.before_request
     def receive_body_first():
         """Take in the whole body before any query: a slow client trickling in a large
         upload must not hold a database connection, nor SQLite's write lock, while it
         does. A body without files is small, so it is bounded tighter than uploads."""
         if request.method in SAFE_METHODS:
             return
-        if request.mimetype not in FORM_TYPES:
+        # Only multipart bodies carry files; their other fields are bounded as a whole.
+        request.max_form_memory_size = BODY_LIMIT_WITHOUT_FILES
+        if request.mimetype != "multipart/form-data":
             request.max_content_length = min(BODY_LIMIT_WITHOUT_FILES,
                                              app.config["MAX_CONTENT_LENGTH"])
-            request.get_data(cache=True)
-        else:
+        if request.mimetype in FORM_TYPES:
             request.form  # noqa: B018 (parses now; uploaded files spool to disk)
+        else:
+            request.get_data(cache=True)
+
+    # First of all hooks: CSRF checking would otherwise read the form without the bounds.
+    app.before_request_funcs.setdefault(None, []).insert(0, receive_body_first)
 
     @app.after_request
     def set_security_headers(response):

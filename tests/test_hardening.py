@@ -68,11 +68,31 @@ def test_the_mapping_form_refuses_a_column_count_out_of_bounds(seller_client, co
             "floor_price": "0", "cap": "1", "columns": columns,
             "csrf_token": csrf_token(seller_client, "/seller/batches/new")}
     response = seller_client.post("/seller/batches/confirm", data=form)
-    assert response.status_code == 302
-    page = seller_client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Columns must be" in page
+    assert response.status_code == 200  # the mapping page again, saying what was wrong
+    page = response.get_data(as_text=True)
+    assert "Columns must be" in page and "Check how we read your file" in page
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
-    assert list(pipeline.upload_dir().glob(f"*{token}*")) == []  # nothing left in clear
+
+
+@pytest.mark.parametrize("change", [{"floor_price": "abc"}, {"cap": "0"},
+                                    {"column_8": "email", "columns": "9"},
+                                    {"column_8": "no_such_field", "columns": "9"}])
+def test_a_mistake_on_the_mapping_page_keeps_the_file_and_says_what(seller_client, change):
+    data, header = _people_with_unmapped_column()
+    token = _staged_token(_upload_form(seller_client, data).get_data(as_text=True))
+    form = {"token": token, "filename": "export.csv", "default_country": "US",
+            "floor_price": "0", "cap": "1", "columns": str(len(header)),
+            "csrf_token": csrf_token(seller_client, "/seller/batches/new"),
+            **{f"header_{i}": name for i, name in enumerate(header)},
+            **{f"column_{i}": name for i, name in enumerate(header[:-1])}, **change}
+    response = seller_client.post("/seller/batches/confirm", data=form)
+    assert response.status_code == 200
+    assert "Check how we read your file" in response.get_data(as_text=True)
+    assert list(pipeline.upload_dir().glob(f"*{token}*"))  # still there to try again
+    form.update({"floor_price": "0", "cap": "1", "column_8": "", "column_1": "email"})
+    response = seller_client.post("/seller/batches/confirm", data=form)
+    assert response.status_code == 302
+    assert db.session.scalar(sa.select(Batch.accepted)) == 3
 
 
 @pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")
@@ -351,3 +371,10 @@ def test_odd_multipart_part_names_on_the_upload_form(seller_client, name):
         "Content-Type": "multipart/form-data; boundary=XX"})
     assert response.status_code == 200  # the form again, saying what is missing
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+
+
+def test_a_web_form_without_files_is_bounded(buyer_client):
+    token = csrf_token(buyer_client, "/buyer/orders/new")
+    response = buyer_client.post("/buyer/orders/new", data={
+        "csrf_token": token, "name": "x" * (2 << 20), "price": "5.00", "quantity": "1"})
+    assert response.status_code == 413

@@ -16,7 +16,8 @@ from app.seller import bp
 from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
-from app.services.ingest.fields import FIELDS
+from app.services.ingest.fields import FIELDS, HeaderMappingError
+from app.services.ingest.reader import UnreadableFile
 
 
 def _recent_batches(limit: int = 50) -> list[Batch]:
@@ -102,26 +103,41 @@ MAX_COLUMNS = 10_000  # the mapping form has one pair of fields per column of th
 
 @bp.route("/batches/confirm", methods=["POST"])
 def confirm_upload():
+    """Start the batch with the seller's mapping and terms; anything wrong with those
+    shows the page again, and only a file that cannot be read is dropped."""
     form = ConfirmUploadForm()
-    if not form.validate_on_submit():
-        flash("Please check the batch's terms.", "danger")
-        return redirect(url_for("seller.upload"))
-    token = form.token.data
+    token, mapping = form.token.data or "", {}
     try:
         columns = bounds.COUNT.narrowed(0, MAX_COLUMNS).take(request.form.get("columns", "0"),
                                                              "columns")
         mapping = {request.form.get(f"header_{i}", ""): request.form.get(f"column_{i}", "")
                    for i in range(columns)}
+        if not form.validate_on_submit():
+            flash("Please check the batch's terms.", "danger")
+            return _confirm_page(form, _preview_again(token, mapping))
         terms = _terms(form)
         terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)
         return _start(token, form.filename.data, terms, form.allow_same_file.data)
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
-        if exc.code in ("duplicate_file", "duplicate_field", "unknown_field"):
-            return _confirm_page(form, pipeline.inspect_upload(current_user, token, mapping))
-        pipeline.discard_upload(current_user.id, token)
+        if exc.code != "unknown_upload" and not isinstance(exc, UnreadableFile):
+            try:
+                return _confirm_page(form, _preview_again(token, mapping))
+            except DomainError:
+                pass  # the file itself is gone or unreadable: start again
+        if token.isascii() and token.isalnum():
+            pipeline.discard_upload(current_user.id, token)
         return redirect(url_for("seller.upload"))
+
+
+def _preview_again(token: str, mapping: dict) -> pipeline.UploadPreview:
+    """The staged file as the confirm page shows it: with the seller's mapping, or
+    as we read it ourselves if that mapping is what was wrong."""
+    try:
+        return pipeline.inspect_upload(current_user, token, mapping)
+    except HeaderMappingError:
+        return pipeline.inspect_upload(current_user, token)
 
 
 def _own_batch(batch_id: int) -> Batch:
