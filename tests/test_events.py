@@ -3,6 +3,7 @@ commits, never if it (or the savepoint it was recorded in) rolls back; events th
 ask for the same work merge; the buyer's resume and resend start their jobs only
 after their commit."""
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -126,12 +127,14 @@ def test_one_commit_sends_its_webhooks_in_one_run(app, monkeypatch):
     assert runs == [[1, 2, 3, 4]]
 
 
-@pytest.fixture
+@contextmanager
 def thread_mode(app):
     """Jobs go to the web process's thread pool, as in the embedded deployment."""
     app.config["TASK_MODE"] = "thread"
-    yield
-    app.config["TASK_MODE"] = "eager"
+    try:
+        yield
+    finally:
+        app.config["TASK_MODE"] = "eager"
 
 
 class Watch:
@@ -181,8 +184,7 @@ def _committed(statement: str):
         connection.close()
 
 
-def test_resume_starts_filling_only_after_its_commit(app, buyer_client, buyer, thread_mode,
-                                                     monkeypatch):
+def test_resume_starts_filling_only_after_its_commit(app, buyer_client, buyer, monkeypatch):
     ledger.manual_credit(buyer, 10_000, reason="wire", actor=None)
     db.session.commit()
     order = place(buyer, 300, 5)
@@ -194,14 +196,14 @@ def test_resume_starts_filling_only_after_its_commit(app, buyer_client, buyer, t
                   lambda order_id: f"SELECT status FROM orders WHERE id = {int(order_id)}",
                   f"/buyer/orders/{order_id}/resume")
     token = csrf_token(buyer_client, f"/buyer/orders/{order_id}")
-    buyer_client.post(f"/buyer/orders/{order_id}/resume", data={"csrf_token": token})
-    assert watch.wait() == [OrderStatus.OPEN.value]
+    with thread_mode(app):
+        buyer_client.post(f"/buyer/orders/{order_id}/resume", data={"csrf_token": token})
+        assert watch.wait() == [OrderStatus.OPEN.value]
     db.session.expire_all()
     assert len(sales_of(order)) == 1
 
 
-def test_resend_delivers_only_after_its_commit(app, buyer_client, buyer, thread_mode,
-                                               monkeypatch):
+def test_resend_delivers_only_after_its_commit(app, buyer_client, buyer, monkeypatch):
     receiver = Receiver()
     try:
         ledger.manual_credit(buyer, 10_000, reason="wire", actor=None)
@@ -215,13 +217,15 @@ def test_resend_delivers_only_after_its_commit(app, buyer_client, buyer, thread_
         delivery_id = delivery.id
         db.session.commit()
         sent = len(receiver.requests)
+        assert sent == 1  # the sale's webhook went as the sale committed (SalesMade)
         resend = f"/buyer/orders/{order.id}/deliveries/{delivery_id}/resend"
         watch = Watch(monkeypatch, webhooks, "deliver_sales",
                       lambda sale_ids: "SELECT status FROM webhook_deliveries "
                                        f"WHERE id = {delivery_id}", resend)
         token = csrf_token(buyer_client, f"/buyer/orders/{order.id}")
-        buyer_client.post(resend, data={"csrf_token": token})
-        assert watch.wait() == [DeliveryStatus.PENDING.value]
+        with thread_mode(app):
+            buyer_client.post(resend, data={"csrf_token": token})
+            assert watch.wait() == [DeliveryStatus.PENDING.value]
         db.session.expire_all()
         assert db.session.get(WebhookDelivery, delivery_id).status is DeliveryStatus.DELIVERED
         assert len(receiver.requests) == sent + 1
