@@ -86,3 +86,17 @@ def test_lead_rules_answer_the_same_in_python_and_sql(app, status, cap, sold, fl
     assert bool(rules.LEAD_CAP.test(python, ctx)) == _sql_holds(
         Lead, lead.id, rules.LEAD_CAP.test(Lead, ctx))
     assert rules.LEAD_CAP.room(python, ctx) == cap - sold
+
+
+@given(listing=st.none() | st.builds(
+           lambda cap, sold, days: rules.Listing(cap, min(sold, cap), NOW - timedelta(days=days)),
+           st.integers(1, 4), st.integers(1, 4), st.integers(0, 40)),
+       copy_cap=st.integers(1, 4))
+def test_person_room_is_how_often_a_sale_is_allowed(listing, copy_cap):
+    room, state = 0, listing
+    while room < 10 and (state := rules.person_after_sale(state, copy_cap, NOW)):
+        room += 1
+        # n sales at once leave the listing as n sales one by one do
+        assert rules.person_after_sale(listing, copy_cap, NOW, room) == state
+    assert rules.person_room(listing, copy_cap, NOW) == room
+    assert rules.person_after_sale(listing, copy_cap, NOW, room + 1) is None

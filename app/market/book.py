@@ -331,16 +331,27 @@ class Claims:
     def add(self, buyer_id: int, lead: Candidate, now: datetime) -> None:
         for person in lead.person_hashes:
             self._last[(buyer_id, person)] = now
+
+    def sold(self, lead: Candidate, buyers: int, now: datetime) -> None:
+        """The lead's person went to `buyers` more buyers through it."""
+        for person in lead.person_hashes:
             self._listings[person] = rules.person_after_sale(self._listings.get(person),
-                                                              lead.cap, now)
+                                                              lead.cap, now, buyers)
 
     def list_person(self, person: bytes, listing: rules.Listing) -> None:
         self._listings[person] = listing
 
     def person_room(self, lead: Candidate, now: datetime) -> int:
         """How many more buyers may receive this lead's person through it."""
-        return min((rules.person_room(self._listings.get(person), lead.cap, now)
-                    for person in lead.person_hashes), default=lead.cap)
+        room, listings = lead.cap, self._listings
+        for person in lead.person_hashes:
+            listing = listings.get(person)
+            if listing is not None:  # an unsold person takes the copy's own cap
+                room = min(room, rules.person_room(listing, lead.cap, now))
+        return room
+
+
+_NOW_ANY = rules.Ctx()  # the lead cap asks nothing of the moment
 
 
 def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
@@ -348,9 +359,10 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
     """Each lead, in the order given, to its best eligible orders (SPEC §4 rules 1–3)."""
     plan = []
     for lead in leads:
-        room = min(rules.LEAD_CAP.room(lead, rules.Ctx()), claims.person_room(lead, now))
+        room = min(rules.LEAD_CAP.room(lead, _NOW_ANY), claims.person_room(lead, now))
         if room <= 0:
             continue
+        taken = 0
         eligible = book.accepting(lead, now)
         while eligible:
             best = eligible & -eligible
@@ -365,9 +377,11 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
                 book.retire(slot)
             lead.buyers.add(slot.buyer_id)
             claims.add(slot.buyer_id, lead, now)
-            room -= 1
-            if room == 0:
+            taken += 1
+            if taken == room:
                 break
+        if taken:
+            claims.sold(lead, taken, now)
     return plan
 
 

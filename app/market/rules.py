@@ -21,9 +21,17 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ClauseElement
 
 
+_PLAIN = (int, str, datetime, type(None))
+
+
 def _sql(*values) -> bool:
-    return any(isinstance(v, ClauseElement) or hasattr(v, "__clause_element__")
-               for v in values)
+    """Any of these is SQL (a column, an expression): then the rule builds SQL. Plain
+    values answer at once -- planning asks rules millions of times."""
+    for v in values:
+        if not isinstance(v, _PLAIN) and (isinstance(v, ClauseElement)
+                                         or hasattr(v, "__clause_element__")):
+            return True
+    return False
 
 
 def _inline(value):
@@ -213,26 +221,27 @@ class Listing(NamedTuple):
     first_sold_at: datetime
 
 
-def person_after_sale(listing: Optional[Listing], copy_cap: int,
-                      now: datetime) -> Optional[Listing]:
-    """§4 rule 2, about the person: their listing after one more buyer receives a copy
+def person_after_sale(listing: Optional[Listing], copy_cap: int, now: datetime,
+                      n: int = 1) -> Optional[Listing]:
+    """§4 rule 2, about the person: their listing after `n` more buyers receive a copy
     with `copy_cap`, or None if that would break a promise. Within PERSON_WINDOW of
     the first sale a person goes to at most as many buyers as the first copy's cap
     allowed, and a copy sold as exclusive (cap 1) is the person's only sale --
     whichever sellers hold the copies. `listing`: the state so far (None: unsold)."""
     if listing is None or listing.first_sold_at <= now - PERSON_WINDOW:
-        return Listing(copy_cap, 1, now)
-    if listing.sold < listing.cap and copy_cap > 1:
-        return Listing(listing.cap, listing.sold + 1, listing.first_sold_at)
+        return Listing(copy_cap, n, now) if n <= copy_cap else None
+    if listing.sold + n <= listing.cap and copy_cap > 1:
+        return Listing(listing.cap, listing.sold + n, listing.first_sold_at)
     return None
 
 
 def person_room(listing: Optional[Listing], copy_cap: int, now: datetime) -> int:
-    """How many more buyers may receive the person through a copy with `copy_cap`."""
-    room = 0
-    while room < copy_cap and (listing := person_after_sale(listing, copy_cap, now)):
-        room += 1
-    return room
+    """How many more buyers may receive the person through a copy with `copy_cap`:
+    person_after_sale applied until it refuses, in closed form (the planner asks for
+    every lead; tests/test_market_rules.py checks the two agree)."""
+    if listing is None or listing.first_sold_at <= now - PERSON_WINDOW:
+        return copy_cap
+    return max(listing.cap - listing.sold, 0) if copy_cap > 1 else 0
 
 
 def lookback_start(now: datetime, lookback: timedelta) -> datetime:
