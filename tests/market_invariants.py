@@ -45,13 +45,13 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
 
     # Caps and exclusivity are about the person (§4 rule 2): within the window after a
     # person's first sale, at most the first copy's cap of buyers, and an exclusive copy
-    # (cap 1) sold only as the person's one sale.
+    # (cap 1) sold only as the person's one sale. In the order the sales were stored
+    # (their ids): concurrent workers stamp their sales with their own start time.
     window = timedelta(days=30)
     for identity in {i for lead in leads.values()
                      for i in person_hashes(lead.email_hash, lead.phone_hash)}:
         sold = sorted((s for s in sales if identity in person_hashes(
-            leads[s.lead_id].email_hash, leads[s.lead_id].phone_hash)),
-            key=lambda s: s.created_at)
+            leads[s.lead_id].email_hash, leads[s.lead_id].phone_hash)), key=lambda s: s.id)
         while sold:
             first = sold[0]
             inside = [s for s in sold if s.created_at - first.created_at < window]
