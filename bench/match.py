@@ -670,7 +670,7 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
         market = _market(args.seed, n_leads, n_orders, n_buyers=max(10, n_orders // 5),
                          n_sellers=max(4, n_orders // 25))
         marks = {table: db.session.scalar(sa.text(f"SELECT coalesce(max(id), 0) FROM {table}"))
-                 for table in _FLOOR_TABLES if table != "person_claims"}
+                 for table in _FLOOR_TABLES if table not in _UPSERTED}
         counter, stop_counting = _count_statements(db.engine)
         profiler = cProfile.Profile() if profile_to else None
         t = time.perf_counter()
@@ -717,7 +717,10 @@ _FLOOR_TABLES = {
              "ledger_transaction_id, created_at, region, batch_id",
     "webhook_deliveries": "sale_id, order_id, status, attempts, next_attempt_at, created_at",
     "person_claims": "buyer_id, person_hash, claimed_at",
+    "person_listings": "person_hash, cap, sold, first_sold_at",
 }
+# Written by upsert rather than COPY, keyed by what the app keys them by.
+_UPSERTED = {"person_claims": "buyer_id", "person_listings": "person_hash"}
 
 
 def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
@@ -727,9 +730,10 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
 
     rows = {}
     for table, columns in _FLOOR_TABLES.items():
-        key = "id" if table != "person_claims" else "buyer_id"
-        rows[table] = conn.execute(f"SELECT {columns} FROM {table} WHERE {key} > %s "
-                                   f"ORDER BY {key}", (marks.get(table, 0),)).fetchall()
+        key = _UPSERTED.get(table, "id")
+        since = "" if table in _UPSERTED else f"WHERE id > {int(marks.get(table, 0))} "
+        rows[table] = conn.execute(f"SELECT {columns} FROM {table} {since}ORDER BY {key}"
+                                   ).fetchall()
     n_groups = max(1, math.ceil(len(rows["sales"]) / group))
 
     def share(items, k):  # the k-th of n_groups contiguous slices
@@ -778,6 +782,8 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
     leads_sql, orders_sql = compiled(grouped.LEADS_PG), compiled(grouped.ORDERS_PG)
     accounts_sql = named(ledger._BALANCES_PG)
     claims_sql = named(grouped._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
+    listings_sql = named(grouped._NEW_LISTINGS_PG.replace("person_listings",
+                                                          "floor_person_listings"))
     today = now.strftime("%Y-%m-%d")
     with psycopg.connect(dsn) as conn:
         while time.time() < start_at:  # the sessions start together
@@ -789,6 +795,15 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                              "AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
                              (g["leads"]["lead_id"],))
                 conn.execute(leads_sql, g["leads"])
+                listings = g["person_listings"]
+                hashes = ",".join(bytes(h).hex() for h, *_ in listings)
+                conn.execute("SELECT person_hash FROM floor_person_listings WHERE person_hash = "
+                             "ANY(ARRAY(SELECT decode(x, 'hex') FROM unnest(string_to_array("
+                             "%s, ',')) AS x)) ORDER BY 1 FOR NO KEY UPDATE", (hashes,))
+                conn.execute(listings_sql, {"hashes": hashes,
+                                            "caps": ",".join(str(c) for _, c, _, _ in listings),
+                                            "solds": ",".join(str(n) for _, _, n, _ in listings),
+                                            "now": now})
                 claims = g["person_claims"]
                 conn.execute(claims_sql, {"buyers": ",".join(str(b) for b, _, _ in claims),
                                           "hashes": ",".join(bytes(h).hex() for _, h, _ in claims),
@@ -796,7 +811,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                                           "since": rules.lookback_start(now, timedelta(days=30))})
                 cursor = conn.cursor()
                 for table, columns in _FLOOR_TABLES.items():
-                    if table == "person_claims":
+                    if table in _UPSERTED:
                         continue
                     with cursor.copy(f"COPY floor_{table} ({columns}) FROM STDIN") as copy:
                         for row in g[table]:
