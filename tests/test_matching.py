@@ -300,3 +300,27 @@ def test_the_promise_about_a_person_ends_with_its_window(app):
     later = place(funded_buyer(), 300, 5)
     _match(live_leads(verified_seller(), [person(1, email="other@mail.example.com")], cap=1))
     assert len(sales_of(first)) == 1 and len(sales_of(later)) == 1
+
+
+def test_a_batch_matched_in_chunks_fills_as_in_one(app):
+    """match_batch keeps one order book across its chunks: the fills are those of one
+    plan (other people, other buyers each time; the earlier run's orders cancelled)."""
+    def run(chunk, people):
+        seller = verified_seller()
+        orders = [place(funded_buyer(), price, 3) for price in (300, 500, 400)]
+        leads = live_leads(seller, [person(people + i, consent_at=consented(i))
+                                    for i in range(7)], cap=2)
+        jobs.match_batch(db.session.get(Lead, leads[0].id).batch_id, chunk=chunk)
+        db.session.commit()
+        result = [(o.price, sorted(db.session.get(Lead, s.lead_id).row_number
+                                   for s in sales_of(o))) for o in orders]
+        for order in orders:
+            if db.session.get(Order, order.id).is_active:
+                operations.cancel_order(order.buyer, order.id)
+        db.session.commit()
+        return result
+
+    whole = run(5000, 0)
+    assert sum(len(rows) for _, rows in whole) == 9  # three orders of three
+    assert run(2, 100) == whole
+    assert ledger.reconcile().ok
