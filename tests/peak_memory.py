@@ -7,7 +7,20 @@ raising the RSS, so a large allocation may not show. The peak is Linux's VmHWM, 
 of this process's own memory (ru_maxrss may start from its parent's)."""
 import json
 import sys
+import tracemalloc
 from pathlib import Path
+
+
+def traced_peak(action) -> tuple[object, int]:
+    """What `action()` returns and the peak of Python allocations while it ran (in
+    this process: for what allocates through Python, the size tests use a fresh one)."""
+    tracemalloc.start()
+    try:
+        result = action()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
 
 
 def _peak_bytes() -> int:

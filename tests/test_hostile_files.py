@@ -10,7 +10,6 @@ import io
 import json
 import subprocess
 import sys
-import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from app.services.ingest import reports
 from app.services.ingest.reader import MAX_COLUMNS, UnreadableFile, open_csv
 from tests.conftest import make_user
 from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+from tests.peak_memory import traced_peak
 
 HEAD = "email,first_name,phone,consent_at,source_url\r\n"
 ROW = "ann@example.com,Ann,+14155550100,2026-10-01T12:00:00Z,https://example.com/form\r\n"
@@ -155,17 +155,6 @@ def test_control_characters_and_formulas_are_kept_verbatim_by_the_reader():
 
 
 # --- memory stays flat with size ------------------------------------------------------
-
-
-def traced_peak(action):
-    """What `action()` returns and the peak of Python allocations while it ran."""
-    tracemalloc.start()
-    try:
-        result = action()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak
 
 
 def peak_growth(path: Path) -> dict:

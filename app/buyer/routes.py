@@ -58,7 +58,7 @@ def estimate():
         price = None  # the price field shows its own error; the count still helps
     try:
         result = queries.estimate(Filters.parse(form.filters_dict()), price,
-                                 buyer=current_user)
+                                  buyer=current_user)
     except DomainError as exc:
         return render_template("buyer/_estimate.html", error=exc.message)
     return render_template("buyer/_estimate.html", estimate=result, price=price)
@@ -71,7 +71,7 @@ def new_order():
         try:
             filters = Filters.parse(form.filters_dict())
             terms = operations.check_terms(form.price.minor_units, form.quantity.data,
-                                       **form.terms_kwargs())
+                                           **form.terms_kwargs())
             order, secret = operations.place_order(current_user, filters, terms)
             db.session.commit()
         except DomainError as exc:
@@ -164,7 +164,7 @@ def change(order_id: int):
         return redirect(url_for("buyer.order_detail", order_id=order_id))
     try:
         operations.change_terms(current_user, order_id, price=form.price.minor_units,
-                            quantity=form.quantity.data, daily_cap=form.daily_cap.data)
+                                quantity=form.quantity.data, daily_cap=form.daily_cap.data)
         db.session.commit()
         flash("Order updated; the money held for it follows the new terms.", "success")
     except DomainError as exc:

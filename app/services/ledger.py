@@ -15,6 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core import bounds
+from app.core.bulk import allocate_ids, bulk_insert
+from app.core.dialect import locked, postgres, update_many
 from app.errors import DomainError, InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, User
@@ -209,9 +211,6 @@ def post_many(movements: list[Movement], at: datetime) -> list[int]:
     `post` locks them); the statement is all-or-nothing, so checking each final
     balance checks every step. If one would break a limit, InsufficientFunds is raised
     and the caller's savepoint undoes what was written."""
-    from app.core.dialect import locked, postgres, update_many
-    from app.core.bulk import allocate_ids, bulk_insert
-
     checked = [_balanced(m.postings) for m in movements]
     ids = allocate_ids(LedgerTransaction.__table__, len(movements))
     deltas: dict[int, int] = {}

@@ -3,12 +3,12 @@ import codecs
 import hashlib
 import io
 import os
-import tracemalloc
 import zipfile
 
 import pytest
 
 from app.services.ingest.reader import FIELD_LIMIT, CsvSource, UnreadableFile, open_csv
+from tests.peak_memory import traced_peak
 
 HEADER = "first_name,email,phone,consent_at,source_url"
 ROW = "Ivan,ivan@example.com,+79161234567,2024-01-02T10:00:00Z,https://example.com/form"
@@ -301,12 +301,7 @@ def test_callers_stream_stays_open_and_is_read_from_its_position():
 def test_rows_stream_with_flat_memory():
     data = (f"{HEADER}\r\n" + f"{ROW}\r\n" * 150_000).encode()  # ~14 MB
     stream = io.BytesIO(data)
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in open_csv(stream).rows())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, peak = traced_peak(lambda: sum(1 for _ in open_csv(stream).rows()))
     assert count == 150_000
     assert peak < 8 << 20, peak  # buffers only, whatever the file size
 
@@ -341,17 +336,6 @@ def test_blocks_give_exactly_the_rows(text, size):
 
 
 # --- bounded memory (issue 13) -----------------------------------------------------
-
-
-def traced_peak(action) -> tuple[object, int]:
-    """What `action()` returns and the peak of Python allocations while it ran."""
-    tracemalloc.start()
-    try:
-        result = action()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak
 
 
 def block_rows(data: bytes, size: int = 100, **options) -> list[tuple[int, list[str]]]:
