@@ -238,7 +238,7 @@ def gen_orders(rng: random.Random, n: int, buyer_ids: list[int], now: datetime,
         specs.append({
             "n": i, "buyer_id": buyer_ids[rng.randrange(len(buyer_ids))], "filters": f,
             "price": price, "quantity": qty, "budget": budget,
-            "daily_cap": rng.randint(max(1, qty // 10), qty) if rng.random() < 0.1 else None,
+            "caps": {"day": rng.randint(max(1, qty // 10), qty)} if rng.random() < 0.1 else {},
             "created_at": now - timedelta(seconds=rng.randint(60, 30 * 86400)),
             "webhook": rng.random() < 0.3,
         })
@@ -250,13 +250,19 @@ def to_slot(spec: dict, order_id: int | None = None) -> book.Slot:
     budget) as snapshot.load_book makes it: room from rules.order_room."""
     total = spec["price"] * spec["quantity"]
     held = total if spec["budget"] is None else min(total, spec["budget"])
+    keys = rules.period_keys(FIXED_NOW, "UTC")
     order = SimpleNamespace(price=spec["price"], quantity=spec["quantity"], filled=0,
-                            held=held, daily_cap=spec["daily_cap"], day_filled=0,
-                            fill_day=None)
-    room = rules.order_room(order, rules.Ctx(today=rules.day_of(FIXED_NOW)))
+                            held=held, **{f"{cap}_{p}": spec["caps"].get(p) if cap == "cap"
+                                          else None for p in rules.PERIODS
+                                          for cap in ("cap", "spend_cap")},
+                            **{f"{p}_{what}": 0 for p in rules.PERIODS
+                               for what in ("leads", "spend")},
+                            **{f"{p}_key": keys[p] for p in rules.PERIODS})
+    room = rules.order_room(order, rules.Ctx(keys=keys, price=spec["price"]))
     return book.Slot(order_id or spec["n"] + 1, spec["buyer_id"], spec["price"],
                      spec["created_at"], room, timedelta(days=30),
-                     Filters.parse(spec["filters"]), spec["webhook"])
+                     Filters.parse(spec["filters"]), spec["webhook"], keys=keys,
+                     least=spec["price"])
 
 
 # ---------------------------------------------------------------------- 1. alloc
@@ -611,14 +617,15 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
                                        max(2, 3 * n_leads // n_orders)))
     need = Counter()
     for o in order_specs:
-        need[o["buyer_id"]] += operations.max_spend(o["price"], o["quantity"], o["budget"])
+        need[o["buyer_id"]] += operations.max_spend(SimpleNamespace(price=o["price"], schedule=None),
+                                                    o["quantity"], o["budget"])
     for i, buyer in enumerate(buyers):
         ledger.manual_credit(buyer, need[i] + 1, reason="bench funds", actor=None)
     db.session.commit()
     t = time.perf_counter()
     for o in order_specs:
         terms = operations.check_terms(o["price"], o["quantity"], budget=o["budget"],
-                                       daily_cap=o["daily_cap"],
+                                       caps=o["caps"],
                                        webhook_url="http://127.0.0.1:9/hook" if o["webhook"]
                                        else None)
         operations.place_order(buyers[o["buyer_id"]], Filters.parse(o["filters"]), terms)
@@ -753,9 +760,12 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
         # The counters move by 0: the same rows locked and rewritten, the state unchanged.
         g["leads"] = {"lead_id": _csv(leads), "n": _csv(0 for _ in leads),
                       "low": _csv(lowest[i] for i in leads)}
-        g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders), "planned": _csv(
-            price for price, in conn.execute(
-                "SELECT price FROM orders WHERE id = ANY(%s) ORDER BY id", (orders,)))}
+        state = conn.execute("SELECT revision, price FROM orders WHERE id = ANY(%s) ORDER BY id",
+                             (orders,)).fetchall()
+        g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders),
+                       "planned": _csv(r for r, _ in state), "at_price": _csv(p for _, p in state),
+                       **{f"k_{p}": ",".join(key for _ in orders)
+                          for p, key in rules.period_keys(FIXED_NOW, "UTC").items()}}
         g["accounts"] = {"id": _csv(accounts), "d": _csv(0 for _ in accounts)}
         groups.append(g)
     return groups
@@ -783,7 +793,6 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
     claims_sql = named(grouped._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
     listings_sql = named(grouped._NEW_LISTINGS_PG.replace("person_listings",
                                                           "floor_person_listings"))
-    today = now.strftime("%Y-%m-%d")
     with psycopg.connect(dsn) as conn:
         while time.time() < start_at:  # the sessions start together
             time.sleep(0.001)
@@ -820,7 +829,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                 conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
                              "AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
                              (g["orders"]["order_id"],))
-                conn.execute(orders_sql, {**g["orders"], "today": today, "now": now})
+                conn.execute(orders_sql, {**g["orders"], "now": now})
                 conn.execute("SELECT id FROM ledger_accounts WHERE id = ANY(CAST(string_to_array("
                              "%s, ',') AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
                              (g["accounts"]["id"],))

@@ -190,7 +190,7 @@ def build(url: str, args) -> dict:
             order[5] = max(order[5], 1)
         bulk_insert(Order.__table__, ("id", "buyer_id", "name", "status", "price", "quantity",
                                       "budget", "filled", "spent", "held", "filters",
-                                      "day_filled", "timezone", "lookback_days", "created_at",
+                                      "revision", "timezone", "lookback_days", "created_at",
                                       "updated_at"), [tuple(o) for o in orders])
         db.session.commit()
         for table, columns, rows in ((Sale.__table__, sale_columns, sales),

@@ -70,7 +70,7 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
         assert order.budget is None or order.spent <= order.budget
         if order.status in (OrderStatus.OPEN, OrderStatus.PAUSED):
             budget_left = None if order.budget is None else order.budget - order.spent
-            assert order.held == operations.max_spend(order.price, order.remaining, budget_left)
+            assert order.held == operations.max_spend(order, order.remaining, budget_left)
         else:
             assert order.held == 0
         held_by_buyer[order.buyer_id] += order.held

@@ -216,7 +216,7 @@ def market(api_key_for):
     ("post", "/api/v1/withdrawals", {"amount": TOO_BIG}),
     ("post", "/api/v1/topups", {"amount": TOO_BIG}),
     ("post", "/api/v1/sales/1/outcome", {"status": "converted", "revenue": TOO_BIG}),
-    ("patch", "/api/v1/orders/1", {"daily_cap": TOO_BIG}),
+    ("patch", "/api/v1/orders/1", {"caps": {"day": TOO_BIG}}),
 ])
 def test_integers_out_of_range_are_422_naming_the_field(client, market, method, url, body):
     response = getattr(client, method)(url, headers=market["buyer"], json=body)
@@ -257,15 +257,20 @@ def test_a_withdrawal_of_a_fraction_refunds_nothing(client, market, body, field)
     assert "integer" in response.json["error"]["message"]
 
 
-@pytest.mark.parametrize("change", [{"quantity": 1.5}, {"daily_cap": 1.5}, {"price": "600"},
-                                    {"quantity": 2.0}])
-def test_order_terms_must_be_json_integers(client, market, change):
+@pytest.mark.parametrize("change, field", [
+    ({"quantity": 1.5}, "quantity"), ({"caps": {"day": 1.5}}, "caps.day"),
+    ({"price": "600"}, "price"), ({"quantity": 2.0}, "quantity"),
+    ({"spend_caps": {"hour": "900"}}, "spend_caps.hour"),
+    ({"schedule": [{"days": ["mon"], "start": "09:00", "end": "17:00", "price": 7.5}]},
+     "schedule.0.price")])
+def test_order_terms_must_be_json_integers(client, market, change, field):
     order = market["order"]
     response = client.patch(f"/api/v1/orders/{order.id}", headers=market["buyer"], json=change)
     assert response.status_code == 422
-    assert response.json["error"]["details"]["field"] == next(iter(change))
+    assert response.json["error"]["details"]["field"] == field
     db.session.expire_all()
-    assert (order.quantity, order.daily_cap, order.price) == (1, None, 500)
+    assert (order.quantity, order.cap_day, order.spend_cap_hour, order.schedule, order.price
+            ) == (1, None, None, None, 500)
 
 
 def test_the_openapi_document_states_the_ranges_it_enforces(app, client):
@@ -288,25 +293,28 @@ def test_the_openapi_document_states_the_ranges_it_enforces(app, client):
 def test_the_daily_cap_cannot_go_below_what_arrived_today(client, api_key_for):
     seller = verified_seller()
     buyer = funded_buyer(1_000_000)
-    order = place(buyer, 500, 10, daily_cap=5)
+    order = place(buyer, 500, 10, caps={"day": 5})
     live_leads(seller, [person(i) for i in range(3)])
     from app.market import jobs
 
     jobs.fill_order(order.id)
     db.session.commit()
     db.session.refresh(order)
-    assert order.day_filled == 3
+    assert order.day_leads == 3
     headers = api_key_for(buyer)
-    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers, json={"daily_cap": 2})
+    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers,
+                            json={"caps": {"day": 2}})
     assert response.status_code == 422
-    assert response.json["error"]["details"]["field"] == "daily_cap"
-    assert "3 leads today" in response.json["error"]["message"]
-    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers, json={"daily_cap": 3})
-    assert response.status_code == 200 and response.json["daily_cap"] == 3
+    assert response.json["error"]["details"]["field"] == "caps.day"
+    assert "3 leads this day" in response.json["error"]["message"]
+    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers,
+                            json={"caps": {"day": 3}})
+    assert response.status_code == 200 and response.json["caps"] == {"day": 3}
 
-    db.session.execute(sa.update(Order).where(Order.id == order.id).values(fill_day="2000-01-01"))
+    db.session.execute(sa.update(Order).where(Order.id == order.id).values(day_key="2000-01-01"))
     db.session.commit()
-    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers, json={"daily_cap": 1})
+    response = client.patch(f"/api/v1/orders/{order.id}", headers=headers,
+                            json={"caps": {"day": 1}})
     assert response.status_code == 200, response.json  # yesterday's count binds nothing
 
 

@@ -16,26 +16,32 @@ from tests.ingest_helpers import person
 from tests.market_helpers import funded_buyer, live_leads, place, verified_seller
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
-TODAY = rules.day_of(NOW)
-ORDER_FIELDS = ("status", "expires_at", "price", "filled", "quantity", "held", "daily_cap",
-                "day_filled", "fill_day")
+ZONE = "Asia/Tokyo"  # 21:00 there: its day, week and month are not UTC's hour's
+KEYS = rules.period_keys(NOW, ZONE)
+STALE = rules.period_keys(NOW - timedelta(days=40), ZONE)
 
 
 @st.composite
 def order_states(draw):
     quantity = draw(st.integers(1, 6))
     price = draw(st.sampled_from([100, 250, 400]))
-    daily_cap = draw(st.none() | st.integers(1, 4))
-    return {
+    state = {
         "status": draw(st.sampled_from(list(OrderStatus))),
         "expires_at": draw(st.none() | st.sampled_from([NOW - timedelta(hours=1), NOW,
                                                         NOW + timedelta(hours=1)])),
         "price": price, "quantity": quantity, "filled": draw(st.integers(0, quantity)),
         "held": price * draw(st.integers(0, 5)) + draw(st.sampled_from([0, 1, 99])),
-        "daily_cap": daily_cap,
-        "day_filled": draw(st.integers(0, daily_cap if daily_cap is not None else 3)),
-        "fill_day": draw(st.none() | st.sampled_from([TODAY, "2026-11-01"])),
+        "spent": draw(st.integers(0, 2000)), "revision": draw(st.integers(0, 1)),
+        "timezone": ZONE,
     }
+    for period in rules.PERIODS:
+        cap = draw(st.none() | st.integers(1, 4))
+        spend_cap = draw(st.none() | st.sampled_from([100, 399, 800, 1200]))
+        state |= {f"cap_{period}": cap, f"spend_cap_{period}": spend_cap,
+                  f"{period}_key": draw(st.sampled_from([KEYS[period], STALE[period], None])),
+                  f"{period}_leads": draw(st.integers(0, cap if cap is not None else 3)),
+                  f"{period}_spend": draw(st.integers(0, spend_cap if spend_cap else 900))}
+    return state
 
 
 def _sql_holds(model, row_id, condition) -> bool:
@@ -45,26 +51,35 @@ def _sql_holds(model, row_id, condition) -> bool:
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(state=order_states(), n=st.integers(0, 4), planned=st.sampled_from([100, 250, 400]))
-def test_order_rules_answer_the_same_in_python_and_sql(app, state, n, planned):
+@given(state=order_states(), n=st.integers(0, 4), planned=st.sampled_from([100, 250, 400]),
+       revision=st.integers(0, 1))
+def test_order_rules_answer_the_same_in_python_and_sql(app, state, n, planned, revision):
     order = db.session.scalar(sa.select(Order)) or place(funded_buyer(10_000), 100, 1)
     db.session.execute(sa.update(Order).where(Order.id == order.id).values(**state))
     db.session.commit()
     python = SimpleNamespace(**{k: (v.value if k == "status" else v) for k, v in state.items()})
-    ctx = rules.Ctx(now=NOW, today=TODAY, n=n, price=planned)
+    ctx = rules.Ctx(now=NOW, keys=KEYS, n=n, price=planned, revision=revision)
     for name, condition in [
             ("takes", lambda o: rules.order_takes(o, ctx)),
-            ("price", lambda o: rules.PRICE_AS_PLANNED.test(o, None, ctx)),
-            ("finished", lambda o: rules.order_finished(o, rules.Ctx(today=TODAY, n=n,
-                                                                     price=o.price)))]:
+            ("terms", lambda o: rules.TERMS_AS_PLANNED.test(o, None, ctx))]:
         assert bool(condition(python)) == _sql_holds(Order, order.id, condition(Order)), name
     room = rules.order_room(python, ctx)
     takes = rules.order_takes  # the room is the most fills the limits let through
     open_now = rules.ORDER_OPEN.holds(python, None, ctx) and rules.NOT_EXPIRED.holds(
         python, None, ctx)
     if open_now:
-        assert takes(python, rules.Ctx(NOW, TODAY, room, planned))
-        assert not takes(python, rules.Ctx(NOW, TODAY, room + 1, planned))
+        assert takes(python, rules.Ctx(NOW, KEYS, room, planned))
+        assert not takes(python, rules.Ctx(NOW, KEYS, room + 1, planned))
+    if not takes(python, ctx):
+        return
+    # The counters after fills: the SET clauses compute what Python computes.
+    after = rules.after_fills(python, ctx)
+    db.session.execute(sa.update(Order).where(Order.id == order.id)
+                       .values(**rules.after_fills(Order, ctx)))
+    stored = db.session.execute(sa.select(*(getattr(Order, k) for k in after))
+                                .where(Order.id == order.id)).one()
+    db.session.rollback()
+    assert dict(zip(after, stored)) == after
 
 
 @settings(max_examples=100, deadline=None,

@@ -139,13 +139,15 @@ def test_exclusive_only_orders_take_only_cap_one_leads(app):
 def test_daily_cap_and_delivery_hours(app):
     seller = verified_seller()
     live_leads(seller, [person(i) for i in range(5)])
-    capped = place(funded_buyer(), 300, 5, daily_cap=2)
+    capped = place(funded_buyer(), 300, 5, caps={"day": 2})
     jobs.fill_order(capped.id)
     db.session.commit()
     assert len(sales_of(capped)) == 2
     now = datetime.now(timezone.utc)
-    closed_hours = place(funded_buyer(), 400, 5, delivery_start_hour=(now.hour + 2) % 24,
-                         delivery_end_hour=(now.hour + 3) % 24 or 24)
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    closed_hours = place(funded_buyer(), 400, 5, schedule=[{
+        "days": every_day, "start": f"{(now.hour + 2) % 24:02d}:00",
+        "end": f"{(now.hour + 3) % 24 or 24:02d}:00"}])
     jobs.fill_order(closed_hours.id)
     db.session.commit()
     assert sales_of(closed_hours) == []

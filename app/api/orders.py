@@ -37,6 +37,7 @@ def create_order(data):
     """Place an order: what it may spend is held from the balance, then it fills."""
     buyer = _buyer()
     filters = Filters.parse(data.pop("filters"))
+    data["timezone"] = data["timezone"] or buyer.timezone
     terms = operations.check_terms(data.pop("price"), data.pop("quantity"), **data)
     order, secret = operations.place_order(buyer, filters, terms)
     db.session.commit()
@@ -66,9 +67,10 @@ def get_order(order_id: int):
 @blp.response(200, OrderSchema)
 @blp.alt_response(409, schema=ApiErrorSchema)
 def change_order(data, order_id: int):
-    """Change price, quantity or daily cap; the hold follows."""
+    """Change price, quantity, caps, schedule or time zone; the hold follows."""
     if not data:
-        raise ValidationFailed("Give price, quantity or daily_cap.", code="nothing_to_change")
+        raise ValidationFailed("Give price, quantity, caps, spend_caps, schedule or timezone.",
+                               code="nothing_to_change")
     order = operations.change_terms(_buyer(), order_id, **data)
     db.session.commit()
     return _filled_in(order)

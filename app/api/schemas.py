@@ -4,7 +4,11 @@ from marshmallow import Schema, fields, post_dump, validate
 from app.core import bounds
 from app.services.ingest.pipeline import MAX_CAP
 from app.services.ingest.validate import MAX_AGE, MIN_AGE
+from app.market import rules
 from app.market.filters import MAX_DAYS
+from app.market.schedule import MAX_WINDOWS
+from app.models.orders import PERIODS
+from app.models.types import utcnow
 from app.services.scoring import MAX_SCORE
 
 
@@ -182,6 +186,32 @@ class FiltersSchema(Schema):
         "description": "hot (score ≥ 70), warm (≥ 40) or cold (any)"})
 
 
+def _caps_schema(kind: bounds.IntRange, unit: str) -> type[Schema]:
+    return Schema.from_dict({p: Int(kind, minimum=1, allow_none=True, metadata={
+        "description": f"{unit} per {p} in the order's time zone; null: no cap"})
+        for p in PERIODS}, name=f"{unit.capitalize()}CapsSchema")
+
+
+CapsSchema = _caps_schema(bounds.COUNT, "leads")
+SpendCapsSchema = _caps_schema(bounds.AMOUNT, "minor units")
+
+
+class WindowSchema(Schema):
+    days = fields.List(fields.String(), required=True,
+                       metadata={"example": ["mon", "tue", "wed", "thu", "fri"]})
+    start = fields.String(required=True, metadata={"example": "09:00"})
+    end = fields.String(required=True, metadata={
+        "example": "17:00", "description": "at or before start: runs past midnight"})
+    price = Int(bounds.AMOUNT, allow_none=True, load_default=None, metadata={
+        "description": "minor units per lead while the window is open; null: the order's price"})
+
+
+def _schedule_field(description: str, **kwargs):
+    return fields.List(fields.Nested(WindowSchema), allow_none=True,
+                       validate=validate.Length(max=MAX_WINDOWS),
+                       metadata={"description": description}, **kwargs)
+
+
 class OrderCreateSchema(Schema):
     name = fields.String(load_default="")
     filters = fields.Nested(FiltersSchema, load_default=dict)
@@ -190,11 +220,12 @@ class OrderCreateSchema(Schema):
     quantity = Int(bounds.COUNT, minimum=1, required=True)
     budget = Int(bounds.AMOUNT, minimum=1, allow_none=True, load_default=None)
     expires_at = fields.AwareDateTime(allow_none=True, load_default=None)
-    daily_cap = Int(bounds.COUNT, minimum=1, allow_none=True, load_default=None)
-    delivery_start_hour = Int(bounds.COUNT, maximum=23, allow_none=True, load_default=None)
-    delivery_end_hour = Int(bounds.COUNT, minimum=1, maximum=24, allow_none=True,
-                            load_default=None)
-    timezone = fields.String(load_default="UTC")
+    caps = fields.Nested(CapsSchema, allow_none=True, load_default=None)
+    spend_caps = fields.Nested(SpendCapsSchema, allow_none=True, load_default=None)
+    schedule = _schedule_field("weekly delivery windows in the order's time zone (none: "
+                               "always open); they may not overlap", load_default=None)
+    timezone = fields.String(load_default=None, metadata={
+        "description": "IANA name; default: the buyer's"})
     lookback_days = Int(bounds.COUNT, maximum=MAX_DAYS, load_default=30, metadata={
         "description": "never the same person twice within this many days"})
     webhook_url = fields.String(allow_none=True, load_default=None)
@@ -203,7 +234,25 @@ class OrderCreateSchema(Schema):
 class OrderChangeSchema(Schema):
     price = Int(bounds.AMOUNT, config_minimum="MIN_PRICE")
     quantity = Int(bounds.COUNT, minimum=1)
-    daily_cap = Int(bounds.COUNT, minimum=1, allow_none=True)
+    caps = fields.Nested(CapsSchema, allow_none=True, metadata={
+        "description": "the periods given replace theirs (null removes one); null: no caps"})
+    spend_caps = fields.Nested(SpendCapsSchema, allow_none=True)
+    schedule = _schedule_field("replaces the schedule; null: always open")
+    timezone = fields.String()
+
+
+def _caps_of(order, prefix: str) -> dict:
+    return {p: getattr(order, f"{prefix}_{p}") for p in PERIODS
+            if getattr(order, f"{prefix}_{p}") is not None}
+
+
+class CapUseSchema(Schema):
+    period = fields.String(metadata={"description": "hour, day, week or month"})
+    kind = fields.String(metadata={"description": "leads or spend (minor units)"})
+    cap = fields.Integer()
+    used = fields.Integer(metadata={"description": "in the current period"})
+    room = fields.Integer(metadata={"description": "leads it still lets through this period"})
+    period_key = fields.String(metadata={"example": "2026-12-04"})
 
 
 class OrderSchema(Schema):
@@ -218,9 +267,14 @@ class OrderSchema(Schema):
     budget = fields.Integer(allow_none=True)
     filters = fields.Dict()
     expires_at = fields.DateTime(allow_none=True)
-    daily_cap = fields.Integer(allow_none=True)
-    delivery_start_hour = fields.Integer(allow_none=True)
-    delivery_end_hour = fields.Integer(allow_none=True)
+    caps = fields.Function(lambda o: _caps_of(o, "cap"))
+    spend_caps = fields.Function(lambda o: _caps_of(o, "spend_cap"))
+    schedule = fields.List(fields.Nested(WindowSchema), allow_none=True)
+    price_now = fields.Function(lambda o: rules.price_in_effect(o, utcnow()), allow_none=True,
+                                metadata={"description": "what a lead arriving now costs; "
+                                                         "null: outside every window"})
+    cap_use = fields.Function(lambda o: CapUseSchema(many=True).dump(rules.cap_use(o, utcnow())),
+                              metadata={"description": "each cap's use in its current period"})
     timezone = fields.String()
     lookback_days = fields.Integer()
     webhook_url = fields.String(allow_none=True)

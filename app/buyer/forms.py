@@ -3,15 +3,17 @@ from zoneinfo import ZoneInfo
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
-    BooleanField, DateTimeLocalField, IntegerField, SelectField, SelectMultipleField,
-    StringField,
+    BooleanField, DateTimeLocalField, FieldList, Form, FormField, IntegerField, SelectField,
+    SelectMultipleField, StringField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.formatting import parse_money
+from app.formatting import money_input, parse_money
 from app.market.filters import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
+from app.market.schedule import DAYS
+from app.models.orders import PERIODS
 
 
 class CheckboxesField(SelectMultipleField):
@@ -71,23 +73,105 @@ class FilterFields:
         }
 
 
-class OrderFiltersForm(FilterFields, FlaskForm):
-    """The live estimate's GET: reads the builder's filters, changes nothing."""
+class WindowForm(Form):
+    """One delivery window of the schedule (a row of the builder; an empty row is none)."""
+
+    days = CheckboxesField("Days", choices=[SelectChoice(d, d.capitalize()) for d in DAYS])
+    start = StringField("From", render_kw={"type": "time"})
+    end = StringField("Until", render_kw={"type": "time"},
+                      description="At or before From: runs past midnight.")
+    price = StringField("Price in this window (optional)")
+
+    def validate_price(self, field):
+        _money(field, required=False)
+
+    def is_empty(self) -> bool:
+        return not (self.days.data or self.start.data or self.end.data or self.price.data)
+
+    def as_window(self) -> dict:
+        end = "24:00" if self.end.data == "00:00" else self.end.data  # midnight, at the end
+        try:  # read here too: the live estimate reads rows it has not validated
+            price = parse_money(self.price.data) if self.price.data else None
+        except ValueError:
+            price = None  # the field shows its own error
+        return {"days": self.days.data or [], "start": self.start.data, "end": end,
+                "price": price}
+
+
+class TermsFields:
+    """Caps per period, the weekly schedule and its time zone: the order builder's and
+    the order page's, read into `operations.check_terms`/`change_terms` arguments."""
+
+    timezone = StringField("Time zone", default="UTC",
+                           description="Caps and windows count in it, e.g. Europe/Madrid.")
+    cap_hour = IntegerField("Leads per hour", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
+    cap_day = IntegerField("per day", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
+    cap_week = IntegerField("per week", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
+    cap_month = IntegerField("per month", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
+    spend_cap_hour = StringField("Spend per hour")
+    spend_cap_day = StringField("per day")
+    spend_cap_week = StringField("per week")
+    spend_cap_month = StringField("per month")
+    schedule = FieldList(FormField(WindowForm), min_entries=3, max_entries=12)
+
+    def validate_spend_cap_hour(self, field):
+        _money(field, required=False)
+
+    validate_spend_cap_day = validate_spend_cap_week = validate_spend_cap_month = (
+        validate_spend_cap_hour)
+
+    def caps(self) -> dict:
+        return {p: getattr(self, f"cap_{p}").data for p in PERIODS}
+
+    def spend_caps(self) -> dict:
+        return {p: getattr(self, f"spend_cap_{p}").minor_units for p in PERIODS}
+
+    def windows(self) -> list[dict]:
+        return [entry.form.as_window() for entry in self.schedule
+                if not entry.form.is_empty()]
+
+    def terms_changes(self) -> dict:
+        return {"caps": self.caps(), "spend_caps": self.spend_caps(),
+                "schedule": self.windows(), "timezone": self.timezone.data or "UTC"}
+
+    def estimate_terms(self) -> dict:
+        return {"schedule": self.windows() or None, "timezone": self.timezone.data or "UTC"}
+
+    def field_named(self, name: str):
+        """The field a refusal names (`caps.hour` is `cap_hour`), or None."""
+        name = name.replace("spend_caps.", "spend_cap_").replace("caps.", "cap_")
+        return getattr(self, name, None)
+
+    def load_terms(self, order) -> None:
+        """Show an order's current caps, schedule and zone."""
+        self.timezone.data = order.timezone
+        for p in PERIODS:
+            getattr(self, f"cap_{p}").data = getattr(order, f"cap_{p}")
+            spend = getattr(order, f"spend_cap_{p}")
+            getattr(self, f"spend_cap_{p}").data = None if spend is None else money_input(spend)
+        windows = order.schedule or []
+        while len(self.schedule) < len(windows) + 1:
+            self.schedule.append_entry()
+        for entry, window in zip(self.schedule, windows):
+            entry.form.days.data, entry.form.start.data = window["days"], window["start"]
+            entry.form.end.data = window["end"]
+            price = window.get("price")
+            entry.form.price.data = None if price is None else money_input(price)
+
+
+class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
+    """The live estimate's GET: reads the builder's filters and schedule, changes nothing."""
 
     class Meta:
         csrf = False
 
 
-class OrderForm(FilterFields, FlaskForm):
+class OrderForm(FilterFields, TermsFields, FlaskForm):
     name = StringField("Order name", description="For your own reference, e.g. the campaign.")
     price = StringField("Price per lead", validators=[DataRequired()], default="5.00")
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)],
                             default=100)
     budget = StringField("Total budget (optional)")
-    daily_cap = IntegerField("Daily cap (optional)", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
-    delivery_start_hour = IntegerField("Deliver from hour", validators=[Optional(), NumberRange(0, 23)])
-    delivery_end_hour = IntegerField("until hour", validators=[Optional(), NumberRange(1, 24)])
-    timezone = StringField("Time zone", default="UTC")
     expires_at = DateTimeLocalField("Expires (optional)", validators=[Optional()])
     lookback_days = IntegerField("Never the same person twice within (days)", default=30,
                                  validators=[Optional(), NumberRange(0, 3650)])
@@ -108,18 +192,15 @@ class OrderForm(FilterFields, FlaskForm):
             except (KeyError, ValueError):
                 expires = expires.replace(tzinfo=ZoneInfo("UTC"))
         return {
-            "budget": self.budget.minor_units, "expires_at": expires,
-            "daily_cap": self.daily_cap.data, "delivery_start_hour": self.delivery_start_hour.data,
-            "delivery_end_hour": self.delivery_end_hour.data, "timezone": self.timezone.data or "UTC",
+            "budget": self.budget.minor_units, "expires_at": expires, **self.terms_changes(),
             "lookback_days": 30 if self.lookback_days.data is None else self.lookback_days.data,
             "name": self.name.data or "", "webhook_url": self.webhook_url.data or None,
         }
 
 
-class ChangeOrderForm(FlaskForm):
+class ChangeOrderForm(TermsFields, FlaskForm):
     price = StringField("Price per lead", validators=[DataRequired()])
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)])
-    daily_cap = IntegerField("Daily cap", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
 
     def validate_price(self, field):
         _money(field, required=True)

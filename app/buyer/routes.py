@@ -58,7 +58,7 @@ def estimate():
         price = None  # the price field shows its own error; the count still helps
     try:
         result = queries.estimate(Filters.parse(form.filters_dict()), price,
-                                  buyer=current_user)
+                                  buyer=current_user, **form.estimate_terms())
     except DomainError as exc:
         return render_template("buyer/_estimate.html", error=exc.message)
     return render_template("buyer/_estimate.html", estimate=result, price=price)
@@ -67,6 +67,8 @@ def estimate():
 @bp.route("/orders/new", methods=["GET", "POST"])
 def new_order():
     form = OrderForm()
+    if request.method == "GET":
+        form.timezone.data = current_user.timezone
     if form.validate_on_submit():
         try:
             filters = Filters.parse(form.filters_dict())
@@ -76,7 +78,7 @@ def new_order():
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
-            field = getattr(form, exc.details.get("field", ""), None)
+            field = form.field_named(exc.details.get("field", ""))
             (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
         else:
             flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
@@ -95,11 +97,11 @@ def _leads_page(order: Order, page: int) -> list[dict]:
 def order_detail(order_id: int):
     order = queries.order_for(current_user, order_id)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
-    change = ChangeOrderForm(data={"price": money_input(order.price),
-                                   "quantity": order.quantity, "daily_cap": order.daily_cap})
+    change = ChangeOrderForm(data={"price": money_input(order.price), "quantity": order.quantity})
+    change.load_terms(order)
     leads = _leads_page(order, page)
     return render_template(
-        "buyer/order.html", order=order, leads=leads, page=page,
+        "buyer/order.html", order=order, state=queries.order_now(order), leads=leads, page=page,
         returns=sale_returns.states_for_sales([r["sale_id"] for r in leads]),
         refunded=sale_returns.refunded_for_order(order.id),
         page_size=LEADS_PAGE, change_form=change, confirm=ConfirmForm(),
@@ -111,8 +113,9 @@ def order_detail(order_id: int):
 @bp.route("/orders/<int:order_id>/status")
 def order_status(order_id: int):
     """The fill panel; htmx polls it while the order is open."""
-    return render_template("buyer/_order_status.html",
-                           order=queries.order_for(current_user, order_id))
+    order = queries.order_for(current_user, order_id)
+    return render_template("buyer/_order_status.html", order=order,
+                           state=queries.order_now(order))
 
 
 def _act(order_id: int, action) -> Response:
@@ -160,17 +163,24 @@ def change(order_id: int):
     form = ChangeOrderForm()
     if not form.validate_on_submit():
         for name, errors in form.errors.items():
-            flash(f"{getattr(form, name).label.text}: {'; '.join(errors)}", "danger")
+            flash(f"{getattr(form, name).label.text}: {_said(errors)}", "danger")
         return redirect(url_for("buyer.order_detail", order_id=order_id))
     try:
         operations.change_terms(current_user, order_id, price=form.price.minor_units,
-                                quantity=form.quantity.data, daily_cap=form.daily_cap.data)
+                                quantity=form.quantity.data, **form.terms_changes())
         db.session.commit()
         flash("Order updated; the money held for it follows the new terms.", "success")
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
     return redirect(url_for("buyer.order_detail", order_id=order_id))
+
+
+def _said(errors) -> str:
+    """A field's errors as one line (a schedule's rows nest theirs by field)."""
+    if isinstance(errors, dict):
+        return "; ".join(f"{name}: {_said(e)}" for name, e in errors.items())
+    return "; ".join(_said(e) if isinstance(e, (dict, list)) else str(e) for e in errors if e)
 
 
 @bp.route("/orders/<int:order_id>/webhook", methods=["POST"])

@@ -3,6 +3,7 @@
 Each module says what kind it is:
 - `rules` (pure): every fill rule, defined once, as Python and as SQL;
 - `filters` (pure): an order's filters, parsed, tested in memory, stated as SQL;
+- `schedule` (pure): an order's weekly delivery windows and their prices;
 - `book` (pure): the order book and the allocation of leads to orders;
 - `snapshot` (queries): leads, orders and claims loaded for planning;
 - `queries` (queries): a buyer's order, the supply estimate;
@@ -10,5 +11,5 @@ Each module says what kind it is:
 - `settle`, `grouped` (operations, flush): store single fills and groups of fills;
 - `jobs` (jobs, commit): match a batch or leads, fill an order, match open orders,
   expire orders.
-Imports go one way, in that order; docs/market.md maps each rule of §4 to its home.
+Imports go one way (`rules` uses `schedule` and `filters`); docs/market.md maps each rule of §4 to its home.
 """

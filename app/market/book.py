@@ -22,12 +22,15 @@ class Slot:
 
     id: int
     buyer_id: int
-    price: int
+    price: int  # in effect now: rules.price_in_effect
     created_at: datetime
     room: int  # leads it may take now: rules.order_room when loaded
     lookback: timedelta
     filters: Filters
     has_webhook: bool
+    revision: int = 0  # the order's terms it was loaded with (rules.TERMS_AS_PLANNED)
+    keys: Optional[dict] = None  # its current periods (rules.period_keys)
+    least: int = 0  # the lowest price it may pay (rules.price_range)
     rank: tuple = ()  # price, then time priority: smaller is served first
     # The age range as plain ints, for the order book's age index.
     age_lo: int = NO_AGE

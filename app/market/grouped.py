@@ -69,38 +69,39 @@ def store_group(pairs: list[tuple], settlement: Settlement) -> tuple[list[tuple]
 
 
 def _store(pairs, settlement) -> list[tuple]:
-    now, today = settlement.now, settlement.today
-    ctx = rules.Ctx(now=now, today=today)
+    now = settlement.now
+    ctx = rules.Ctx(now=now)
     leads = {lead_id: SimpleNamespace(status=status, sold_count=sold, cap=cap, floor_price=floor)
              for lead_id, status, sold, cap, floor in locked(
                  "leads", "status, sold_count, cap, floor_price",
                  sorted({lead.id for lead, _ in pairs})).values()}
+    slots = {slot.id: slot for _, slot in pairs}
     orders = {}
-    for order_id, status, unexpired, price, filled, quantity, held, cap, day_filled, \
-            fill_day in locked("orders", _ORDER_STATE, sorted({slot.id for _, slot in pairs}),
-                               now=stamp(now)).values():
-        orders[order_id] = SimpleNamespace(
-            status=status, expires_at=None if unexpired else now, price=price, filled=filled,
-            quantity=quantity, held=held, daily_cap=cap, day_filled=day_filled,
-            fill_day=fill_day)
+    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
+                                              now=stamp(now)).values():
+        orders[order_id] = SimpleNamespace(expires_at=None if unexpired else now,
+                                           **dict(zip(_ORDER_COLUMNS, state)))
     room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
             else 0 for lead_id, lead in leads.items()}
-    capacity = {order_id: rules.order_room(order, ctx)
-                if rules.order_takes(order, rules.Ctx(now=now, today=today, n=0)) else 0
-                for order_id, order in orders.items()}
+    capacity = {}
+    for order_id, order in orders.items():
+        slot = slots[order_id]
+        planned = rules.Ctx(now=now, keys=slot.keys, n=0, price=slot.price,
+                            revision=slot.revision)
+        capacity[order_id] = (rules.order_room(order, planned)
+                              if rules.order_takes(order, planned)
+                              and rules.TERMS_AS_PLANNED.holds(order, None, planned) else 0)
     listed = _locked_listings({person for lead, _ in pairs for person in lead.person_hashes})
     people = dict(listed)
     taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
-        order = orders.get(slot.id)
-        price = rules.Ctx(price=slot.price)
         after = [rules.person_after_sale(people.get(person), lead.cap, now)
                  for person in lead.person_hashes]
-        if (room.get(lead.id, 0) > 0 and order is not None
-                and rules.PRICE_AS_PLANNED.holds(order, None, price)
-                and taken_by_order[slot.id] < capacity[slot.id]
-                and rules.FLOOR.holds(None, leads[lead.id], price) and all(after)):
+        if (room.get(lead.id, 0) > 0
+                and taken_by_order[slot.id] < capacity.get(slot.id, 0)
+                and rules.FLOOR.holds(None, leads[lead.id], rules.Ctx(price=slot.price))
+                and all(after)):
             room[lead.id] -= 1
             taken_by_order[slot.id] += 1
             people.update(zip(lead.person_hashes, after))
@@ -113,9 +114,9 @@ def _store(pairs, settlement) -> list[tuple]:
     # the same transaction (rows already locked) and release the rest of their hold.
     closing = {}
     for order_id, n in taken_by_order.items():
-        order = orders[order_id]
-        if rules.order_finished(order, rules.Ctx(today=today, n=n, price=order.price)):
-            closing[order_id] = order.held - n * order.price
+        order, slot = orders[order_id], slots[order_id]
+        if rules.order_finished(order, n, slot.price, slot.least):
+            closing[order_id] = order.held - n * slot.price
     _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
     _claim_people(accepted, now)
     _write(accepted, settlement, closing)
@@ -246,12 +247,13 @@ def _lead_update(row_id, n, low):
             .values(sold_count=leads.sold_count + n))
 
 
-def _order_update(row_id, n, price):
-    ctx = rules.Ctx(now=sa.bindparam("now"), today=sa.bindparam("today"), n=n, price=price)
+def _order_update(row_id, n, revision, price, *keys):
+    ctx = rules.Ctx(now=sa.bindparam("now"), keys=dict(zip(rules.PERIODS, keys)), n=n,
+                    price=price, revision=revision)
     orders = Order.__table__.c
     return (sa.update(Order.__table__)
             .where(orders.id == row_id, rules.order_takes(orders, ctx),
-                   rules.PRICE_AS_PLANNED.sql(orders, None, ctx))
+                   rules.TERMS_AS_PLANNED.sql(orders, None, ctx))
             .values(**rules.after_fills(orders, ctx), updated_at=sa.bindparam("now")))
 
 
@@ -282,22 +284,29 @@ def _update(pg, lite: _Statement, names: tuple[str, ...], rows: list[tuple],
 _SQLITE = sqlite.dialect(paramstyle="named")
 _LEAD_VALUES = _arrays(("lead_id", sa.BigInteger), ("n", sa.Integer), ("low", sa.BigInteger))
 # Parameters are not named like the columns they update (SQLAlchemy reserves those).
-_ORDER_VALUES = _arrays(("order_id", sa.Integer), ("n", sa.Integer), ("planned", sa.BigInteger))
+_ORDER_PARAMS = (("order_id", sa.Integer), ("n", sa.Integer), ("planned", sa.Integer),
+                 ("at_price", sa.BigInteger), *((f"k_{p}", sa.String) for p in rules.PERIODS))
+_ORDER_NAMES = tuple(name for name, _ in _ORDER_PARAMS)
+_ORDER_VALUES = _arrays(*_ORDER_PARAMS)
 # The statements of a group, compiled once from the rules (bench/match.py reads them).
 LEADS_PG = _lead_update(*_LEAD_VALUES.c)
 LEADS_SQLITE = _compiled(_lead_update(*(sa.bindparam(k) for k in ("lead_id", "n", "low"))),
                          _SQLITE)
 ORDERS_PG = _order_update(*_ORDER_VALUES.c)
-ORDERS_SQLITE = _compiled(
-    _order_update(*(sa.bindparam(k) for k in ("order_id", "n", "planned"))), _SQLITE)
-_ORDER_STATE = ("status, " + _compiled(rules.NOT_EXPIRED.sql(
-    Order.__table__.c, None, rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
-    + ", price, filled, quantity, held, daily_cap, day_filled, fill_day")
+ORDERS_SQLITE = _compiled(_order_update(*(sa.bindparam(k) for k in _ORDER_NAMES)), _SQLITE)
+# What the group re-checks of each order under its lock: whatever the order limits read.
+_ORDER_COLUMNS = ("status", "price", "filled", "quantity", "held", "revision",
+                  *(f"{cap}_{p}" for cap in ("cap", "spend_cap") for p in rules.PERIODS),
+                  *(f"{p}_{what}" for p in rules.PERIODS for what in ("key", "leads", "spend")))
+_ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
+                                                rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
+                + ", " + ", ".join(_ORDER_COLUMNS))
+
 
 def _write(accepted, settlement, closing: dict[int, int]) -> None:
     """`closing`: order id -> what its hold keeps after this group, for the orders
     the group finishes."""
-    now, today = settlement.now, settlement.today
+    now = settlement.now
     # One ledger transaction per order in the group, its entries summed per account:
     # the sales are as balanced as one transaction per sale, and the ledger grows by
     # a few rows per order instead of four per sale. Each sale names its transaction.
@@ -306,7 +315,7 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
         by_order[slot.id].append((lead, slot))
     sale_ids = allocate_ids(Sale.__table__, len(accepted))
     sales, hooks, movements, sale_movement = [], [], [], {}
-    per_lead, lowest, per_order, prices = Counter(), {}, Counter(), {}
+    per_lead, lowest, per_order, slot_of = Counter(), {}, Counter(), {}
     platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None)
     account = settlement.account
     commission_of = settlement.commission
@@ -328,7 +337,7 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
             per_lead[lead.id] += 1
             lowest[lead.id] = min(price, lowest.get(lead.id, price))
         per_order[order_id] = len(fills)
-        prices[order_id] = fills[0][1].price
+        slot_of[order_id] = fills[0][1]
         sale_movement[order_id] = len(movements)
         movements.append(ledger.Movement(
             "sale", [Posting(a, amount) for a, amount in amounts.items() if amount],
@@ -345,9 +354,9 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
         raise _Collision
     order_ids = sorted(per_order)
-    if _update(ORDERS_PG, ORDERS_SQLITE, ("order_id", "n", "planned"),
-               [(i, per_order[i], prices[i]) for i in order_ids],
-               {"today": today, "now": now}) != len(order_ids):
+    order_rows = [(i, per_order[i], slot_of[i].revision, slot_of[i].price,
+                   *(slot_of[i].keys[p] for p in rules.PERIODS)) for i in order_ids]
+    if _update(ORDERS_PG, ORDERS_SQLITE, _ORDER_NAMES, order_rows, {"now": now}) != len(order_ids):
         raise _Collision
     if closing:
         where, params = ids_in("id", sorted(closing))

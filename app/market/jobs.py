@@ -1,7 +1,7 @@
 """Jobs of the market (SPEC §4): each owns its commits. One entry point per event --
 `match_leads` (a batch went live, a real-time lead arrived), `fill_order` (an order
-was placed, resumed or changed), `match_open_orders` (periodic: delivery hours
-opening, daily caps resetting, expiries) -- and the storing of a plan.
+was placed, resumed or changed), `match_open_orders` (periodic: schedule windows
+opening, caps' periods starting over, expiries) -- and the storing of a plan.
 
 Planning happens in memory (app.market.book) with no lock held; storing goes through
 the database in groups of fills, one transaction each (app.market.grouped), re-checked
@@ -83,19 +83,19 @@ def close_filled_orders(settlement: Settlement) -> None:
 
     One order per transaction: closing locks the order, then its buyer's accounts;
     several in one transaction could lock two buyers' accounts in either order."""
-    finished = sa.and_(rules.ORDER_OPEN.sql(Order, None, rules.Ctx()),
-                       rules.order_finished(Order, rules.Ctx(n=0, price=Order.price)))
+    is_open = rules.ORDER_OPEN.sql(Order, None, rules.Ctx())
     touched = sorted(settlement.touched_orders)
     done = []  # found without locks first: most touched orders still have room
     for chunk in id_chunks(touched):
-        done += db.session.scalars(sa.select(Order.id).where(in_(Order.id, chunk, sa.Integer),
-                                                             finished))
+        done += [order.id for order in db.session.scalars(
+            sa.select(Order).where(in_(Order.id, chunk, sa.Integer), is_open))
+            if _finished(order)]
     db.session.commit()
     for order_id in sorted(done):
         try:
-            order = db.session.scalar(sa.select(Order).where(Order.id == order_id, finished)
+            order = db.session.scalar(sa.select(Order).where(Order.id == order_id, is_open)
                                       .with_for_update())
-            if order is not None:
+            if order is not None and _finished(order):
                 close_order(order, OrderStatus.FILLED)
             db.session.commit()
         except OperationalError as exc:
@@ -104,6 +104,10 @@ def close_filled_orders(settlement: Settlement) -> None:
                 raise
             # Another worker holds it; whoever fills it next closes it.
     settlement.touched_orders.clear()
+
+
+def _finished(order: Order) -> bool:
+    return rules.order_finished(order, 0, 0, rules.price_range(order)[0])
 
 
 def expire_due_orders(now: Optional[datetime] = None) -> int:

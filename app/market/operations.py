@@ -8,7 +8,7 @@ keeps it; cancelling, expiring or filling up releases the rest. The hold and the
 order row change in the same database transaction, so `order.held` always equals the
 order's share of the buyer's held account."""
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -21,6 +21,7 @@ from app.errors import Conflict, InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
 from app.market import rules
+from app.market import schedule as order_schedule
 from app.market.filters import MAX_DAYS, MAX_QUANTITY, Filters, refuse, whole_or_none
 from app.market.queries import order_for
 from app.models import AccountKind, Order, OrderStatus, User
@@ -35,18 +36,35 @@ class OrderTerms:
     quantity: int
     budget: Optional[int] = None
     expires_at: Optional[datetime] = None
-    daily_cap: Optional[int] = None
-    delivery_start_hour: Optional[int] = None
-    delivery_end_hour: Optional[int] = None
+    caps: dict = field(default_factory=dict)  # period -> leads
+    spend_caps: dict = field(default_factory=dict)  # period -> minor units
+    schedule: Optional[list] = None  # as stored: app.market.schedule.to_json
     timezone: str = "UTC"
     lookback_days: int = 30
     name: str = ""
     webhook_url: Optional[str] = None
 
 
-def check_terms(price, quantity, *, budget=None, expires_at=None, daily_cap=None,
-                delivery_start_hour=None, delivery_end_hour=None, timezone="UTC",
-                lookback_days=30, name="", webhook_url=None) -> OrderTerms:
+_PER = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
+def _caps(raw: Any, name: str, high: int) -> dict:
+    """`{hour?, day?, week?, month?}` as {period: cap}; a null cap is no cap."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) - set(rules.PERIODS):
+        refuse(name, f"{name} is an object with some of {', '.join(rules.PERIODS)}.")
+    caps = {}
+    for period in rules.PERIODS:
+        cap = whole_or_none(raw, period, 1, high) if raw.get(period) is not None else None
+        if cap is not None:
+            caps[period] = cap
+    return caps
+
+
+def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spend_caps=None,
+                schedule=None, timezone="UTC", lookback_days=30, name="",
+                webhook_url=None) -> OrderTerms:
     minimum = current_app.config["MIN_PRICE"]
     price = whole_or_none({"price": price}, "price", 0, ledger.MAX_AMOUNT)
     if price is None or price < minimum:
@@ -55,19 +73,23 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, daily_cap=None
     quantity = whole_or_none({"quantity": quantity}, "quantity", 1, MAX_QUANTITY)
     if quantity is None:
         refuse("quantity", "The quantity must be at least 1.")
+    windows = order_schedule.parse(schedule, min_price=minimum, max_price=ledger.MAX_AMOUNT)
+    stored = order_schedule.to_json(windows)
+    least, _ = rules.price_range(SimpleNamespace(price=price, schedule=stored))
     budget = whole_or_none({"budget": budget}, "budget", 1, ledger.MAX_AMOUNT)
-    if budget is not None and budget < price:
+    if budget is not None and budget < least:
         refuse("budget", "The budget is below the price of one lead.")
     if expires_at is not None:
         if expires_at.tzinfo is None:
             refuse("expires_at", "The expiry needs a time zone, e.g. 2026-12-31T23:00:00Z.")
         if expires_at <= utcnow():
             refuse("expires_at", "The expiry is in the past.")
-    daily_cap = whole_or_none({"daily_cap": daily_cap}, "daily_cap", 1, MAX_QUANTITY)
-    start = whole_or_none({"delivery_start_hour": delivery_start_hour}, "delivery_start_hour", 0, 23)
-    end = whole_or_none({"delivery_end_hour": delivery_end_hour}, "delivery_end_hour", 1, 24)
-    if (start is None) != (end is None):
-        refuse("delivery_start_hour", "Give both delivery hours (start and end) or neither.")
+    lead_caps = _caps(caps, "caps", MAX_QUANTITY)
+    money_caps = _caps(spend_caps, "spend_caps", ledger.MAX_AMOUNT)
+    for period, cap in money_caps.items():
+        if cap < least:
+            refuse(f"spend_caps.{period}", f"The {_PER[period]} spend cap is below the price "
+                                           "of one lead.")
     try:
         ZoneInfo(timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
@@ -77,13 +99,15 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, daily_cap=None
         webhook_url = webhook_url.strip()
         if not webhook_url.startswith(("https://", "http://")) or len(webhook_url) > 2000:
             refuse("webhook_url", "The webhook URL must be an http(s) address.")
-    return OrderTerms(price, quantity, budget, expires_at, daily_cap, start, end,
+    return OrderTerms(price, quantity, budget, expires_at, lead_caps, money_caps, stored,
                       timezone or "UTC", 30 if lookback is None else lookback,
                       (name or "").strip()[:120], webhook_url or None)
 
 
-def max_spend(price: int, quantity: int, budget: Optional[int]) -> int:
-    total = price * quantity
+def max_spend(terms, quantity: int, budget: Optional[int]) -> int:
+    """What an order with these terms (price, schedule) may spend on `quantity` more
+    leads: at its highest price, capped by the budget."""
+    total = rules.price_range(terms)[1] * quantity
     return total if budget is None else min(total, budget)
 
 
@@ -116,13 +140,13 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
         buyer_id=buyer.id, buyer=buyer, name=terms.name, status=OrderStatus.OPEN,
         price=terms.price, quantity=terms.quantity, budget=terms.budget, filled=0, spent=0,
         held=0, filters=filters.to_dict(), expires_at=terms.expires_at,
-        daily_cap=terms.daily_cap, day_filled=0, delivery_start_hour=terms.delivery_start_hour,
-        delivery_end_hour=terms.delivery_end_hour, timezone=terms.timezone,
-        lookback_days=terms.lookback_days, webhook_url=terms.webhook_url)
+        schedule=terms.schedule, timezone=terms.timezone, revision=0,
+        lookback_days=terms.lookback_days, webhook_url=terms.webhook_url,
+        **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
     db.session.add(order)
     db.session.flush()
     secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
-    _move_hold(order, max_spend(terms.price, terms.quantity, terms.budget), "order_hold")
+    _move_hold(order, max_spend(terms, terms.quantity, terms.budget), "order_hold")
     db.session.flush()
     events.record(events.OrderOpened(order.id))
     return order, secret
@@ -168,33 +192,69 @@ def set_paused(user: User, order_id: int, paused: bool) -> Order:
     return order
 
 
+def _cap_columns(terms: OrderTerms) -> dict:
+    return {**{f"cap_{p}": terms.caps.get(p) for p in rules.PERIODS},
+            **{f"spend_cap_{p}": terms.spend_caps.get(p) for p in rules.PERIODS}}
+
+
+def _counters(keys: dict, leads: Optional[dict] = None, spend: Optional[dict] = None) -> dict:
+    """The period counters of an order: the current periods, with what they used."""
+    out = {}
+    for p in rules.PERIODS:
+        out |= {f"{p}_key": keys[p], f"{p}_leads": (leads or {}).get(p, 0),
+                f"{p}_spend": (spend or {}).get(p, 0)}
+    return out
+
+
+_UNCHANGED: Any = object()
+
+
 def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
-                 quantity: Optional[int] = None, daily_cap: Any = ...) -> Order:
-    """Edit price, quantity or daily cap; the hold follows what the order may now spend."""
+                 quantity: Optional[int] = None, caps: Any = _UNCHANGED,
+                 spend_caps: Any = _UNCHANGED, schedule: Any = _UNCHANGED,
+                 timezone: Optional[str] = None) -> Order:
+    """Edit price, quantity, caps (each period given replaces that period's; null removes
+    it), schedule or time zone. The hold follows what the order may now spend; fills
+    planned under the old terms are planned again (the order's revision changes)."""
     order = order_for(user, order_id, lock=True)
     if not order.is_active:
         raise Conflict(f"The order is already {order.status.value}.", code="order_closed")
-    new_price = order.price if price is None else price
-    new_quantity = order.quantity if quantity is None else quantity
-    new_cap = order.daily_cap if daily_cap is ... else daily_cap
-    terms = check_terms(new_price, new_quantity, budget=order.budget, daily_cap=new_cap)
-    # The new terms are checked against what the order already received, by the
-    # same limits that guard a fill (no more leads now: n=0).
-    now = rules.Ctx(today=rules.day_of(utcnow()), n=0)
+    old_caps = {p: getattr(order, f"cap_{p}") for p in rules.PERIODS}
+    old_spend = {p: getattr(order, f"spend_cap_{p}") for p in rules.PERIODS}
+    terms = check_terms(
+        order.price if price is None else price, order.quantity if quantity is None else quantity,
+        budget=order.budget, timezone=timezone or order.timezone,
+        caps=old_caps if caps is _UNCHANGED else {**old_caps, **_object(caps, "caps")},
+        spend_caps=old_spend if spend_caps is _UNCHANGED
+        else {**old_spend, **_object(spend_caps, "spend_caps")},
+        schedule=order.schedule if schedule is _UNCHANGED else schedule)
+    # The new terms are checked against what the order already received, by the same
+    # limits that guard a fill (no more leads now: n=0), in its current periods.
+    now = utcnow()
+    ctx = rules.Ctx(now=now, keys=rules.period_keys(now, terms.timezone), n=0, price=0)
+    used = {p: rules.LEAD_CAPS[p].used(order, ctx) for p in rules.PERIODS}
+    spent = {p: rules.SPEND_CAPS[p].used(order, ctx) for p in rules.PERIODS}
     changed = SimpleNamespace(filled=order.filled, quantity=terms.quantity,
-                              fill_day=order.fill_day, day_filled=order.day_filled,
-                              daily_cap=terms.daily_cap)
-    if not rules.QUANTITY.test(changed, now):
+                              **_cap_columns(terms), **_counters(ctx.keys, used, spent))
+    if not rules.QUANTITY.test(changed, ctx):
         refuse("quantity", f"The order already has {order.filled} leads; the quantity cannot "
                            "go below that.")
-    today = rules.DAILY_CAP.used(order, now)
-    if not rules.DAILY_CAP.test(changed, now):
-        refuse("daily_cap", f"The order has received {today} leads today; the daily cap "
-                            "cannot go below that today (pause the order to stop deliveries).")
-    order.day_filled, order.fill_day = today, now.today  # yesterday's count binds nothing
-    order.price, order.quantity, order.daily_cap = terms.price, terms.quantity, terms.daily_cap
+    for p in rules.PERIODS:
+        if not rules.LEAD_CAPS[p].test(changed, ctx):
+            refuse(f"caps.{p}", f"The order has received {used[p]} leads this {p}; the "
+                                f"{_PER[p]} cap cannot go below that now (pause the order to "
+                                "stop deliveries).")
+        if not rules.SPEND_CAPS[p].test(changed, ctx):
+            refuse(f"spend_caps.{p}", f"The order has spent {format_money(spent[p])} this {p}; "
+                                      f"the {_PER[p]} spend cap cannot go below that now.")
+    # Counters start over in the current periods (a past period's count binds nothing).
+    for column, value in {**_cap_columns(terms), **_counters(ctx.keys, used, spent)}.items():
+        setattr(order, column, value)
+    order.price, order.quantity = terms.price, terms.quantity
+    order.schedule, order.timezone = terms.schedule, terms.timezone
+    order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
-    wanted = max_spend(order.price, order.remaining, remaining_budget)
+    wanted = max_spend(order, order.remaining, remaining_budget)
     _move_hold(order, wanted - order.held, "order_hold_change")
     if order.remaining == 0:
         close_order(order, OrderStatus.FILLED)
@@ -202,3 +262,11 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     if order.status is OrderStatus.OPEN:
         events.record(events.OrderChanged(order.id))
     return order
+
+
+def _object(value: Any, name: str) -> dict:
+    if value is None:
+        return {p: None for p in rules.PERIODS}  # null: no caps of this kind at all
+    if not isinstance(value, dict):
+        refuse(name, f"{name} is an object with some of {', '.join(rules.PERIODS)}.")
+    return value

@@ -7,9 +7,11 @@ conditional UPDATEs), a stored group of fills (set-based UPDATEs on PostgreSQL a
 SQLite) and the queries that find inventory (an order filling, the supply estimate).
 docs/market.md lists each rule of §4 with the definition here that states it.
 
-Rules see an order, a lead and a `Ctx`: the time, the order's day, how many fills
-at once (`n`) and the price they are made at. Orders and leads are ORM objects,
-rows, tables' columns or anything with the same attribute names.
+Rules see an order, a lead and a `Ctx`: the time, the order's current periods
+(the keys of its hour, day, week and month in its time zone), how many fills at
+once (`n`), the price they are made at and the order's terms revision they were
+planned with. Orders and leads are ORM objects, rows, tables' columns or anything
+with the same attribute names.
 """
 import bisect
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ClauseElement
+
+from app.market import schedule
+from app.models.orders import PERIODS
 
 
 _PLAIN = (int, str, datetime, type(None))
@@ -73,9 +78,10 @@ class Ctx:
     """What a check is made against (Python values, or SQL columns and parameters)."""
 
     now: Any = None
-    today: Any = None  # the order's day for the daily cap, "YYYY-MM-DD"
+    keys: Any = None  # period -> the key of the order's current one (period_keys)
     n: Any = 1  # fills made at once
     price: Any = None  # the price the fills are made at
+    revision: Any = None  # the order's terms as planned (Order.revision)
 
 
 @dataclass(frozen=True)
@@ -142,27 +148,52 @@ ORDER_OPEN = Rule("order_open", "§4: paused, cancelled, filled and expired orde
 NOT_EXPIRED = Rule("not_expired", "§4: an order's optional expiry",
                    lambda o, lead, c: sa.or_(o.expires_at.is_(None), o.expires_at > c.now)
                    if _sql(o.expires_at) else o.expires_at is None or o.expires_at > c.now)
-PRICE_AS_PLANNED = Rule("price_as_planned", "§4 rule 1: a fill is at the price it was "
-                        "planned at (a re-priced order is planned again)",
-                        lambda o, lead, c: o.price == c.price)
+TERMS_AS_PLANNED = Rule("terms_as_planned", "§4 rule 1: a fill is at the price it was "
+                        "planned at (a re-priced or re-scheduled order is planned again)",
+                        lambda o, lead, c: o.revision == c.revision)
 QUANTITY = Limit("quantity", "§4 rule 3: never more leads than the quantity",
                  used=lambda o, c: o.filled, limit=lambda o, c: o.quantity)
 HOLD = Limit("hold", "§4 rule 3, §5: never spends more than it holds (budget, balance)",
-             used=None, limit=lambda o, c: o.held, per=lambda o, c: o.price)
-DAILY_CAP = Limit("daily_cap", "§4: at most `daily_cap` leads a day",
-                  used=lambda o, c: when(o.fill_day == c.today, o.day_filled, 0),
-                  limit=lambda o, c: o.daily_cap, optional=True)
-ORDER_LIMITS = (QUANTITY, HOLD, DAILY_CAP)
+             used=None, limit=lambda o, c: o.held, per=lambda o, c: c.price)
+
+# Caps per period (PERIODS: hour, day, week, month) count in the order's time zone:
+# an order's counters name the period they count (`{period}_key`); once it is over,
+# they count nothing.
+
+
+def period_keys(now: datetime, timezone: str) -> dict[str, str]:
+    """The order's current hour, day, ISO week and month, as the keys its counters keep
+    (the hour with its UTC offset: the hour repeated when clocks go back is another)."""
+    local = now.astimezone(ZoneInfo(timezone))
+    year, week, _ = local.isocalendar()
+    return {"hour": local.strftime("%Y-%m-%dT%H%z"), "day": local.strftime("%Y-%m-%d"),
+            "week": f"{year}-W{week:02d}", "month": local.strftime("%Y-%m")}
+
+
+def _in_period(period: str, counter: str):
+    key, count = f"{period}_key", f"{period}_{counter}"
+    return lambda o, c: when(getattr(o, key) == c.keys[period], getattr(o, count), 0)
+
+
+LEAD_CAPS = {p: Limit(f"cap_{p}", f"§4: at most `caps.{p}` leads per {p} (order's time zone)",
+                      used=_in_period(p, "leads"), limit=lambda o, c, p=p: getattr(o, f"cap_{p}"),
+                      optional=True) for p in PERIODS}
+SPEND_CAPS = {p: Limit(f"spend_cap_{p}", f"§4: at most `spend_caps.{p}` spent per {p}",
+                       used=_in_period(p, "spend"),
+                       limit=lambda o, c, p=p: getattr(o, f"spend_cap_{p}"),
+                       per=lambda o, c: c.price, optional=True) for p in PERIODS}
+ORDER_LIMITS = (QUANTITY, HOLD, *LEAD_CAPS.values(), *SPEND_CAPS.values())
 
 
 def order_takes(order, ctx: Ctx):
-    """The order may take `ctx.n` more leads now (before the rules about the lead)."""
+    """The order may take `ctx.n` more leads at `ctx.price` now (before the rules about
+    the lead)."""
     return all_of(ORDER_OPEN.test(order, None, ctx), NOT_EXPIRED.test(order, None, ctx),
                   *(limit.test(order, ctx) for limit in ORDER_LIMITS))
 
 
 def order_room(order, ctx: Ctx) -> int:
-    """How many more leads the order may take now, by its limits (Python)."""
+    """How many more leads the order may take now at `ctx.price`, by its limits (Python)."""
     rooms = [room for limit in ORDER_LIMITS if (room := limit.room(order, ctx)) is not None]
     return min(rooms)
 
@@ -170,30 +201,58 @@ def order_room(order, ctx: Ctx) -> int:
 def after_fills(order, ctx: Ctx) -> dict:
     """The order's counters after `ctx.n` fills at `ctx.price` (SET clauses, or values)."""
     spent = ctx.n * ctx.price
-    return {"filled": order.filled + ctx.n, "spent": order.spent + spent,
-            "held": order.held - spent, "fill_day": ctx.today,
-            "day_filled": DAILY_CAP.used(order, ctx) + ctx.n}
+    values = {"filled": order.filled + ctx.n, "spent": order.spent + spent,
+              "held": order.held - spent}
+    for p in PERIODS:
+        values |= {f"{p}_key": ctx.keys[p],
+                   f"{p}_leads": LEAD_CAPS[p].used(order, ctx) + ctx.n,
+                   f"{p}_spend": SPEND_CAPS[p].used(order, ctx) + spent}
+    return values
 
 
-def order_finished(order, ctx: Ctx):
-    """After `ctx.n` fills at `ctx.price` the order is done: full, or unable to pay for
-    one more lead."""
-    return any_of(order.filled + ctx.n >= order.quantity,
-                  order.held - ctx.n * ctx.price < order.price)
+def cap_use(order, now: datetime) -> list[dict]:
+    """Each cap the order has: its use in the current period and the leads it still
+    lets through at the price in effect (§11: shown on the order page and in the API)."""
+    price = price_in_effect(order, now)
+    ctx = Ctx(now=now, keys=period_keys(now, order.timezone),
+              price=order.price if price is None else price)
+    out = []
+    for kind, limits in (("leads", LEAD_CAPS), ("spend", SPEND_CAPS)):
+        for period, limit in limits.items():
+            cap = limit.limit(order, ctx)
+            if cap is not None:
+                out.append({"period": period, "kind": kind, "cap": cap,
+                            "used": limit.used(order, ctx), "room": limit.room(order, ctx),
+                            "period_key": ctx.keys[period]})
+    return out
 
 
-def in_delivery_hours(order, now: datetime) -> bool:
-    """§4: an order with delivery hours takes leads only inside them (its time zone)."""
-    if order.delivery_start_hour is None:
-        return True
-    hour = now.astimezone(ZoneInfo(order.timezone)).hour
-    start, end = order.delivery_start_hour, order.delivery_end_hour
-    return start <= hour < end if start < end else (hour >= start or hour < end)
+def price_in_effect(order, now: datetime) -> Optional[int]:
+    """§4 schedule: the price the order pays for a lead arriving now -- the open
+    window's price, or the order's own -- or None when a schedule has no window open
+    (the lead waits or goes to other orders). Price priority ranks by this price."""
+    windows = schedule.stored(order.schedule)
+    if not windows:
+        return order.price
+    minute = schedule.minute_of_week(now.astimezone(ZoneInfo(order.timezone)))
+    for window in windows:
+        if window.covers(minute):
+            return order.price if window.price is None else window.price
+    return None
 
 
-def day_of(now: datetime) -> str:
-    """The day the daily cap counts in."""
-    return now.strftime("%Y-%m-%d")
+def price_range(order) -> tuple[int, int]:
+    """The lowest and highest price the order may pay: what it may still buy with what
+    it holds, and what its hold is sized for."""
+    prices = [order.price if w.price is None else w.price
+              for w in schedule.stored(order.schedule)] or [order.price]
+    return min(prices), max(prices)
+
+
+def order_finished(order, n: int, price: int, least: int) -> bool:
+    """After `n` fills at `price` the order is done: full, or unable to pay `least`
+    (price_range) for one more lead."""
+    return order.filled + n >= order.quantity or order.held - n * price < least
 
 
 # --- the pair: this buyer and this person ---------------------------------------------

@@ -4,8 +4,8 @@ app.market.grouped. They flush; the caller commits.
 
 A single fill re-checks every rule under row locks with conditional UPDATEs built
 from app.market.rules (lead still on offer and under its cap, the price still at or
-above its floor; order still open, unexpired, at the planned price and within its
-quantity, hold and daily cap; the person not delivered to that buyer within the
+above its floor; order still open, unexpired, under the terms it was planned with
+and within its quantity, hold and caps per period; the person not delivered to that buyer within the
 lookback), with the database's UNIQUE and CHECK constraints behind them. A fill that
 lost a race to another process is rolled back whole; nothing is ever half-applied.
 """
@@ -48,7 +48,6 @@ class Settlement:
 
     def __init__(self, now: datetime):
         self.now = now
-        self.today = rules.day_of(now)
         self.default_bp = current_app.config["COMMISSION_RATE_BP"]
         self._rates: dict[int, int] = {}
         self._accounts: dict[tuple, ledger.AccountRef] = {}
@@ -122,7 +121,7 @@ class Settlement:
 
     def _fill(self, lead: Candidate, slot: Slot) -> None:
         now, price = self.now, slot.price
-        ctx = rules.Ctx(now=now, today=self.today, n=1, price=price)
+        ctx = rules.Ctx(now=now, keys=slot.keys, n=1, price=price, revision=slot.revision)
         taken = db.session.execute(
             sa.update(Lead).where(Lead.id == lead.id, rules.LEAD_LIVE.sql(None, Lead, ctx),
                                   rules.LEAD_CAP.test(Lead, ctx), rules.FLOOR.sql(None, Lead, ctx))
@@ -132,7 +131,7 @@ class Settlement:
             raise _Lost
         filled = db.session.execute(
             sa.update(Order).where(Order.id == slot.id, rules.order_takes(Order, ctx),
-                                   rules.PRICE_AS_PLANNED.sql(Order, None, ctx))
+                                   rules.TERMS_AS_PLANNED.sql(Order, None, ctx))
             .values(**rules.after_fills(Order, ctx))
             .execution_options(synchronize_session=False)).rowcount
         if filled != 1:

@@ -65,18 +65,27 @@ def load_leads(lead_ids: list[int]) -> list[Candidate]:
 
 
 def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> OrderBook:
-    """The orders that may take a lead now, in price-time priority."""
-    ctx = rules.Ctx(now=now, today=rules.day_of(now))
-    query = sa.select(Order).where(rules.order_takes(Order, ctx))
+    """The orders that may take a lead now, at the price in effect now (a schedule's
+    window), in price-time priority."""
+    query = sa.select(Order).where(rules.ORDER_OPEN.sql(Order, None, rules.Ctx()),
+                                   rules.NOT_EXPIRED.sql(Order, None, rules.Ctx(now=now)))
     if order_ids is not None:
         query = query.where(Order.id.in_(list(order_ids)))
-    slots = []
+    slots, keys = [], {}
     for order in db.session.scalars(query):
-        if not rules.in_delivery_hours(order, now):
+        price = rules.price_in_effect(order, now)
+        if price is None:  # outside every window of its schedule
             continue
-        slots.append(Slot(order.id, order.buyer_id, order.price, order.created_at,
+        if order.timezone not in keys:
+            keys[order.timezone] = rules.period_keys(now, order.timezone)
+        ctx = rules.Ctx(now=now, keys=keys[order.timezone], n=1, price=price)
+        if not rules.order_takes(order, ctx):
+            continue
+        slots.append(Slot(order.id, order.buyer_id, price, order.created_at,
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
-                          Filters.parse(order.filters), bool(order.webhook_url)))
+                          Filters.parse(order.filters), bool(order.webhook_url),
+                          revision=order.revision, keys=ctx.keys,
+                          least=rules.price_range(order)[0]))
     return OrderBook(slots)
 
 

@@ -17,6 +17,8 @@ from app.models.leads import Lead
 from app.models.types import UTCDateTime, enum_column, utcnow
 from app.models.users import User
 
+# The periods of the caps (app.market.rules.PERIODS; a model cannot import the market).
+PERIODS = ("hour", "day", "week", "month")
 BIGINT_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
@@ -40,7 +42,9 @@ class Order(db.Model):
         sa.CheckConstraint("held >= 0", name="held_not_negative"),
         sa.CheckConstraint("spent >= 0", name="spent_not_negative"),
         sa.CheckConstraint("budget IS NULL OR spent <= budget", name="spent_within_budget"),
-        sa.CheckConstraint("daily_cap IS NULL OR day_filled <= daily_cap", name="within_daily_cap"),
+        *(sa.CheckConstraint(f"{cap}_{p} IS NULL OR {p}_{used} <= {cap}_{p}",
+                             name=f"within_{cap}_{p}")
+          for p in PERIODS for cap, used in (("cap", "leads"), ("spend_cap", "spend"))),
         sa.Index("ix_orders_status_price", "status", "price"),
     )
 
@@ -59,13 +63,35 @@ class Order(db.Model):
     # SPEC §4 filters, as submitted (validated); see app.market.filters.Filters.
     filters: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    daily_cap: Mapped[Optional[int]] = mapped_column(sa.Integer)
-    day_filled: Mapped[int] = mapped_column(sa.Integer, default=0)
-    fill_day: Mapped[Optional[str]] = mapped_column(sa.String(10))
-    # Delivery hours in the order's time zone: leads outside them wait or go elsewhere.
-    delivery_start_hour: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
-    delivery_end_hour: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    # Caps per period (leads, spend) and what the current period used, in the order's
+    # time zone: `{period}_key` names the period the counters count (rules.period_keys).
+    # Counters start at 0 however a row is written (server defaults: bulk loads too).
+    cap_hour: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    cap_day: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    cap_week: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    cap_month: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    spend_cap_hour: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    spend_cap_day: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    spend_cap_week: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    spend_cap_month: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    hour_key: Mapped[Optional[str]] = mapped_column(sa.String(24))
+    day_key: Mapped[Optional[str]] = mapped_column(sa.String(10))
+    week_key: Mapped[Optional[str]] = mapped_column(sa.String(8))
+    month_key: Mapped[Optional[str]] = mapped_column(sa.String(7))
+    hour_leads: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    day_leads: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    week_leads: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    month_leads: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    hour_spend: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    day_spend: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    week_spend: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    month_spend: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    # Weekly delivery windows, each optionally with its own price (app.market.schedule);
+    # None: always open at `price`.
+    schedule: Mapped[Optional[list]] = mapped_column(sa.JSON)
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    # Bumped by every change of terms: a fill planned under older terms is re-planned.
+    revision: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     lookback_days: Mapped[int] = mapped_column(sa.Integer, default=30)
     webhook_url: Mapped[Optional[str]] = mapped_column(sa.String(2000))
     webhook_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
 RULE_HOME = APP / "market" / "rules.py"
-# The columns the fill rules compare: floor, lead cap, daily cap, expiry, lookback.
-RULE_COLUMNS = {"floor_price", "sold_count", "daily_cap", "day_filled", "fill_day",
-                "expires_at", "claimed_at"}
+# The columns the fill rules compare: floor, lead cap, caps per period, terms as
+# planned, expiry, lookback.
+PERIODS = ("hour", "day", "week", "month")
+RULE_COLUMNS = {"floor_price", "sold_count", "revision", "expires_at", "claimed_at",
+                *(f"{prefix}_{p}" for prefix in ("cap", "spend_cap") for p in PERIODS),
+                *(f"{p}_{what}" for p in PERIODS for what in ("key", "leads", "spend"))}
 # Where such a comparison is not a fill rule: the models' CHECK constraints.
 ELSEWHERE = {APP / "models"}
 # Comparisons on those columns that are about something else, each with its reason.
