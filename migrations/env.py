@@ -92,6 +92,14 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # Batch mode rebuilds a SQLite table (copy, drop, rename): with foreign keys
+        # enforced, dropping a table that other rows point to fails. Off for the
+        # migration, on the driver's connection outside any transaction (the only
+        # place SQLite honours it), and checked after.
+        sqlite = (connection.connection.driver_connection
+                  if connection.dialect.name == "sqlite" else None)
+        if sqlite:
+            sqlite.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -100,6 +108,11 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = sqlite.execute("PRAGMA foreign_key_check").fetchall()
+            sqlite.execute("PRAGMA foreign_keys=ON")
+            if broken:
+                raise RuntimeError(f"the migration left rows pointing nowhere: {broken[:5]}")
 
 
 if context.is_offline_mode():

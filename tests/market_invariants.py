@@ -2,6 +2,7 @@
 from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Optional
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -11,7 +12,7 @@ from app.models import (
     User,
 )
 from app.services import ledger
-from app.market import operations
+from app.market import operations, rules, schedule
 from app.market.filters import Filters
 from app.market.book import person_hashes
 
@@ -58,6 +59,26 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
             assert len({s.buyer_id for s in inside}) <= leads[first.lead_id].cap
             assert len(inside) == 1 or all(leads[s.lead_id].cap > 1 for s in inside)
             sold = sold[len(inside):]
+
+    # Caps per period and schedules (§4): each period of the order's time zone holds at
+    # most its caps, and every sale was made inside a window, at its price if it has
+    # one (as the order's terms are now: these histories never lower a cap or change a
+    # schedule once the order took leads).
+    per_period = defaultdict(list)
+    for sale in sales:
+        order = all_orders[sale.order_id]
+        for period, key in rules.period_keys(sale.created_at, order.timezone).items():
+            per_period[(order.id, period, key)].append(sale.price)
+        windows = schedule.stored(order.schedule)
+        if windows:
+            minute = schedule.minute_of_week(sale.created_at.astimezone(ZoneInfo(order.timezone)))
+            (window,) = [w for w in windows if w.covers(minute)]
+            assert window.price is None or sale.price == window.price
+    for (order_id, period, _), prices in per_period.items():
+        order = all_orders[order_id]
+        cap, spend_cap = getattr(order, f"cap_{period}"), getattr(order, f"spend_cap_{period}")
+        assert cap is None or len(prices) <= cap
+        assert spend_cap is None or sum(prices) <= spend_cap
 
     per_order = defaultdict(list)
     for sale in sales:

@@ -1,4 +1,6 @@
 """The schema comes from the migrations; they must match the models exactly."""
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -77,3 +79,61 @@ def test_contact_blob_migration_reseals_existing_leads_and_back(tmp_path):
             "SELECT first_name_enc, last_name_enc, email_enc, phone_enc, ip_enc FROM leads")).one()
         assert [vault.decrypt(v) for v in row] == list(contact.values())
         db.session.remove()
+
+
+def test_daily_caps_and_delivery_hours_become_caps_and_schedules_and_back(tmp_path):
+    """5c1a7e2d9b40: the daily cap is the day's lead cap, delivery hours a window every day."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    before = "0f34e6e32eca"
+    stamp = "'2026-01-01 00:00:00.000000'"
+    with app.app_context():
+        upgrade(directory=migrations, revision=before)
+        db.session.execute(sa.text(
+            "INSERT INTO users (id, email, password_hash, role, display_name, trust_level, "
+            f"is_active_account, session_nonce, created_at, payouts_enabled) VALUES "
+            f"(1, 'b@example.com', 'x', 'buyer', '', 'new', 1, 'n', {stamp}, 0)"))
+        for order_id, cap, filled, day, start, end in [(1, 5, 2, "2026-12-04", 22, 6),
+                                                       (2, None, 0, None, None, None),
+                                                       (3, None, 0, None, 9, 9)]:
+            db.session.execute(sa.text(
+                "INSERT INTO orders (id, buyer_id, name, status, price, quantity, filled, spent, "
+                "held, filters, daily_cap, day_filled, fill_day, delivery_start_hour, "
+                "delivery_end_hour, timezone, lookback_days, created_at, updated_at) VALUES "
+                f"(:id, 1, '', 'open', 300, 10, 0, 0, 0, '{{}}', :cap, :filled, :day, :start, "
+                f":end, 'Europe/Madrid', 30, {stamp}, {stamp})"),
+                {"id": order_id, "cap": cap, "filled": filled, "day": day, "start": start,
+                 "end": end})
+        db.session.commit()
+
+        upgrade(directory=migrations)
+        rows = db.session.execute(sa.text(
+            "SELECT cap_day, day_leads, day_key, schedule, hour_leads, revision FROM orders "
+            "ORDER BY id")).all()
+        assert rows[0][:3] == (5, 2, "2026-12-04")
+        assert json.loads(rows[0][3]) == [{"days": EVERY_DAY, "start": "22:00", "end": "06:00",
+                                           "price": None}]
+        assert rows[1][:4] == (None, 0, None, None) and rows[1][4:] == (0, 0)
+        assert rows[2][3] is None  # equal hours were always open
+        timezone = db.session.execute(sa.text("SELECT timezone FROM users")).scalar()
+        assert timezone == "UTC"
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision=before)
+        rows = db.session.execute(sa.text(
+            "SELECT daily_cap, day_filled, fill_day, delivery_start_hour, delivery_end_hour "
+            "FROM orders ORDER BY id")).all()
+        assert rows == [(5, 2, "2026-12-04", 22, 6), (None, 0, None, None, None),
+                        (None, 0, None, None, None)]
+        db.session.remove()
+
+
+EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -88,7 +88,7 @@ class Order(db.Model):
     month_spend: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     # Weekly delivery windows, each optionally with its own price (app.market.schedule);
     # None: always open at `price`.
-    schedule: Mapped[Optional[list]] = mapped_column(sa.JSON)
+    schedule: Mapped[Optional[list]] = mapped_column(sa.JSON(none_as_null=True))
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
     # Bumped by every change of terms: a fill planned under older terms is re-planned.
     revision: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")

@@ -53,7 +53,7 @@ class User(UserMixin, db.Model):
     stripe_account_id: Mapped[Optional[str]] = mapped_column(sa.String(255), unique=True)
     payouts_enabled: Mapped[bool] = mapped_column(default=False)
     # The zone a buyer's new orders count their caps and schedules in unless they say.
-    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
 
     api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user")
 

@@ -32,7 +32,7 @@ orders = sa.table(
     sa.column("delivery_start_hour", sa.SmallInteger),
     sa.column("delivery_end_hour", sa.SmallInteger), sa.column("cap_day", sa.Integer),
     sa.column("day_leads", sa.Integer), sa.column("day_key", sa.String),
-    sa.column("schedule", sa.JSON))
+    sa.column("schedule", sa.JSON(none_as_null=True)))
 
 
 def _checks():
@@ -44,9 +44,6 @@ def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('timezone', sa.String(length=64), nullable=False,
                                       server_default='UTC'))
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.alter_column('timezone', server_default=None)
-
     with op.batch_alter_table('orders', schema=None) as batch_op:
         for p in PERIODS:
             batch_op.add_column(sa.Column(f'cap_{p}', sa.Integer(), nullable=True))
