@@ -75,8 +75,8 @@ def init_celery(app: Flask) -> Celery:
 
 
 def start_embedded_scheduler(app: Flask) -> None:
-    """Embedded mode has no Celery beat: the periodic jobs (matching for delivery hours
-    and daily caps, webhook retries, stalled uploads, reconciliation) run in a daemon
+    """Embedded mode has no Celery beat: the periodic jobs (matching for delivery windows
+    and caps' periods, webhook retries, stalled uploads, reconciliation) run in a daemon
     thread of the serving process, started by its first request."""
     started, stop = threading.Event(), threading.Event()
     app.extensions["scheduler_stop"] = stop

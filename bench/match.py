@@ -48,7 +48,7 @@ What one run does (fixed seed; invented data only):
      prices; the best revenue computed exactly as a MILP (scipy.optimize.milp /
      HiGHS): x[lead, order] in {0,1} for each pair the rules allow (filters, floor <=
      price, exclusive-only, not the lead's own seller); per lead sum <= cap; per order
-     sum <= min(quantity, budget/price, daily cap); per (buyer, person hash) sum <= 1,
+     sum <= min(quantity, budget/price, caps); per (buyer, person hash) sum <= 1,
      which is "one lead never twice to a buyer" and "one person never twice to a
      buyer" at once. The matcher's revenue from `allocate` is reported as a fraction,
      over --quality-seeds instances (the worst one is the verdict). A what-if row
@@ -199,7 +199,7 @@ def to_candidate(s: tuple) -> book.Candidate:
 
 def gen_orders(rng: random.Random, n: int, buyer_ids: list[int], now: datetime,
                quantity: tuple[int, int], broad: float = 0.0) -> list[dict]:
-    """Order specs: filters as a buyer submits them, price, quantity, budget, daily cap."""
+    """Order specs: filters as a buyer submits them, price, quantity, budget, day cap."""
     specs = []
     for i in range(n):
         f: dict = {}
@@ -273,7 +273,7 @@ def _rank(slot) -> tuple:
 
 def _allowed(order, lead, claims, now) -> bool:
     """Every SPEC §4 rule for one (lead, order) pair, spelled out."""
-    return (order.room > 0  # quantity left, hold for one more, daily cap left
+    return (order.room > 0  # quantity left, hold for one more, caps left
             and order.price >= lead.floor_price
             and order.buyer_id not in lead.buyers and order.buyer_id != lead.seller_id
             and order.filters.matches(lead, now)
@@ -515,7 +515,7 @@ def bench_quality(args, seed: int) -> dict:
             add_row(es, leads[li].cap)
     for si, es in by_slot.items():
         s = slots[si]
-        capacity = s.room  # min(quantity left, hold // price, daily cap left)
+        capacity = s.room  # min(quantity left, hold // price, caps left)
         if len(es) > capacity:
             add_row(es, capacity)
     for es in by_buyer_person.values():

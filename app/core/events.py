@@ -77,7 +77,7 @@ class OrderOpened(OrderEvent):
 
 @dataclass(frozen=True)
 class OrderChanged(OrderEvent):
-    """An open order's terms changed (price, quantity, daily cap)."""
+    """An open order's terms changed (price, quantity, caps, schedule, time zone)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ GENDERS = ("f", "m", "other", "unknown")
 MARITAL_STATUSES = ("single", "partnered", "married", "divorced", "widowed", "unknown")
 EMPLOYED = ("yes", "no", "unknown")
 REQUIRE = ("phone", "email", "both")
-MAX_QUANTITY = bounds.COUNT.maximum  # leads in one order, a daily cap
+MAX_QUANTITY = bounds.COUNT.maximum  # leads in one order, a cap per period
 MAX_DAYS = 3650  # freshness and lookback windows: ten years
 
 

@@ -2,7 +2,8 @@
 They change state and flush; the caller commits. Placing, changing and resuming an
 order record an event, so it is filled once the caller's transaction commits.
 
-Placing an order moves what it may spend (price × quantity, capped by the budget)
+Placing an order moves what it may spend (quantity × its highest price -- a schedule's
+window may charge more than the order's own price -- capped by the budget)
 from the buyer's available balance to held; every fill spends from that hold; pausing
 keeps it; cancelling, expiring or filling up releases the rest. The hold and the
 order row change in the same database transaction, so `order.held` always equals the
