@@ -154,7 +154,8 @@ class TermsFields:
             self.schedule.append_entry()
         for entry, window in zip(self.schedule, windows):
             entry.form.days.data, entry.form.start.data = window["days"], window["start"]
-            entry.form.end.data = window["end"]
+            # A time input has no 24:00; midnight at the end reads back as 24:00.
+            entry.form.end.data = "00:00" if window["end"] == "24:00" else window["end"]
             price = window.get("price")
             entry.form.price.data = None if price is None else money_input(price)
 

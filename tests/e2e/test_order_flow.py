@@ -51,3 +51,41 @@ def test_compose_place_fill_export_cancel(page):
     page.get_by_role("link", name="Dashboard").click()
     expect(page.locator("#available")).to_have_text("$480.00")
     assert page.console_errors == []
+
+
+def test_an_hourly_cap_and_a_dearer_window_fill_as_promised(page):
+    """The buyer's journey of issue 14: an order with an hourly cap and a window open
+    now at a higher price takes two leads at the window's price, says why it waits,
+    shows each cap's use, and the estimate said so before it was placed."""
+    from datetime import datetime, timezone
+
+    live_leads(verified_seller(), [person(i) for i in range(6)])
+    buyer = make_user(Role.BUYER, email="hours@example.com")
+    ledger.manual_credit(buyer, 50_000, reason="wire", actor=None)
+    db.session.commit()
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("hours@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="New order").first.click()
+
+    now = datetime.now(timezone.utc)
+    page.get_by_label("Price per lead", exact=True).fill("3.00")
+    page.get_by_label("Quantity").fill("6")
+    page.get_by_label("Time zone").fill("UTC")
+    page.get_by_label("Leads per hour").fill("2")
+    window = page.locator(".schedule-window").first
+    window.get_by_label(now.strftime("%a")).check()
+    window.get_by_label("From").fill(f"{now.hour:02d}:00")
+    window.get_by_label("Until").fill(f"{(now.hour + 1) % 24:02d}:00")
+    window.get_by_label("Price in this window").fill("4.50")
+    expect(page.locator("#estimate-schedule")).to_contain_text("bought at $4.50")
+    page.get_by_role("button", name="Place order").click()
+
+    expect(page.locator("#filled")).to_have_text("2 / 6")
+    expect(page.locator("#spent")).to_have_text("$9.00")
+    expect(page.locator("#price-now")).to_have_text("$4.50")
+    expect(page.locator("#delivery-state")).to_contain_text(
+        "the lead cap for this hour is reached")
+    expect(page.locator("#cap-use")).to_contain_text("2 of 2")
+    assert page.console_errors == []
