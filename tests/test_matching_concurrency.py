@@ -58,8 +58,13 @@ def _market():
             filters = rng.choice([{}, {"genders": ["f"]}, {"regions": [rng.choice(regions)]},
                                   {"age_min": 30, "age_max": 60}, {"exclusive_only": True}])
             try:
+                # Some orders cap their hour and day, in leads or spend: the workers
+                # race on those counters as on the quantity.
                 place(buyer, rng.randrange(100, 900), rng.randrange(5, 60), filters=filters,
-                      budget=rng.choice([None, 5_000]), lookback_days=rng.choice([0, 30]))
+                      budget=rng.choice([None, 5_000]), lookback_days=rng.choice([0, 30]),
+                      caps=rng.choice([{}, {}, {"hour": 4}, {"day": 7, "week": 9}]),
+                      spend_caps=rng.choice([{}, {}, {"hour": 2_500}]),
+                      timezone=rng.choice(["UTC", "Asia/Tokyo"]))
             except InsufficientFunds:  # this buyer's money is all held already
                 db.session.rollback()
                 break
