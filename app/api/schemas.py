@@ -144,6 +144,8 @@ class LeadInputSchema(Schema):
     consent_at = fields.String(metadata={"description": "ISO 8601 timestamp"})
     source_url = fields.String()
     consent_text = fields.String()
+    consent = fields.Raw(metadata={"description": "whether the person agreed: true/false, "
+                                                  "yes/no, 1/0; a no is rejected no_consent"})
     ip = fields.String()
     default_country = fields.String(required=True)
     floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)

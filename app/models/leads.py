@@ -178,7 +178,9 @@ class Rejection(db.Model):
                                     primary_key=True)
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
     row_number: Mapped[int] = mapped_column(sa.Integer)
-    code: Mapped[str] = mapped_column(sa.String(32), index=True)
+    code: Mapped[str] = mapped_column(sa.String(32), index=True)  # the first reason
+    # Every reason of the row, ";"-joined (SPEC §3: a rejected row lists them all).
+    codes: Mapped[str] = mapped_column(sa.String(255), server_default="")
     # Encrypted like the original cells: a rejected row still holds someone's contacts,
     # and the message quotes the offending value.
     message_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)

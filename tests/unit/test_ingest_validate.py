@@ -42,7 +42,7 @@ def test_fields_are_those_of_the_spec():
     assert FIELDS == (
         "first_name", "last_name", "email", "phone", "age", "birth_date", "gender", "region",
         "country", "marital_status", "employed", "interests", "budget", "authority", "need",
-        "timeframe", "consent_at", "source_url", "consent_text", "ip",
+        "timeframe", "consent_at", "source_url", "consent_text", "consent", "ip",
     )
     assert map_headers(FIELDS).fields == FIELDS
 
@@ -328,15 +328,80 @@ def test_unknown_region(changes, fragment):
     assert fragment in rejected("unknown_region", phone="", **changes)
 
 
-def test_checks_run_in_order():
+def test_a_rejected_row_lists_every_reason():
     broken = {"email": "bad@", "phone": "123", "consent_at": "", "age": "5", "region": "Narnia"}
-    assert validate_row({**broken, "email": "", "phone": ""}, RU).code == "no_contact"
-    assert validate_row(broken, RU).code == "invalid_email"
-    assert validate_row({**broken, "email": "a@example.com"}, RU).code == "invalid_phone"
-    assert validate_row({**broken, "email": "a@example.com", "phone": ""}, RU).code == "no_consent"
+    result = validate_row(broken, RU)
+    assert result.codes == ("invalid_email", "invalid_phone", "no_consent", "implausible_age",
+                            "unknown_region")
+    assert result.code == "invalid_email"
+    for fragment in ("“bad@”", "“123”", "consent time", "source_url", "“5”", "“Narnia”"):
+        assert fragment in result.message
+    assert validate_row({**broken, "email": "", "phone": ""}, RU).codes[0] == "no_contact"
     fixed_consent = {**GOOD, "age": "5", "region": "Narnia"}
-    assert validate_row(fixed_consent, RU).code == "implausible_age"
-    assert validate_row({**fixed_consent, "age": "30"}, RU).code == "unknown_region"
+    assert validate_row(fixed_consent, RU).codes == ("implausible_age", "unknown_region")
+    # The contacts that are valid travel with the verdict: their duplicates are reasons too.
+    one_bad = validate_row({**GOOD, "age": "5"}, RU)
+    assert (one_bad.email, one_bad.phone) == ("ivan.petrov@mail.ru", "+79161234567")
+
+
+def test_two_consent_problems_are_one_code_with_both_sentences():
+    result = verdict(consent_at="", source_url="", consent="нет")
+    assert result.codes == ("no_consent",)
+    assert "“нет”" in result.message and "consent_at" in result.message
+    assert "source_url" in result.message
+
+
+# --- the consent flag (issue 15) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "yes", "Yes", "Y", "TRUE", "1", "да", "Да", "д", "sí", "si", "ja", "oui", "sim", "так",
+    "✓", "✔", "x", "+", "согласен", "agreed", "opt-in",
+])
+def test_a_consent_flag_that_says_yes_is_accepted(value):
+    assert verdict(consent=value).accepted
+
+
+@pytest.mark.parametrize("value", [
+    "no", "NO", "n", "false", "0", "нет", "Нет", "не согласен", "отказ", "nein", "non", "não",
+    "ні", "✗", "-", "declined", "opt-out",
+])
+def test_a_consent_flag_that_says_no_rejects_the_row(value):
+    message = rejected("no_consent", consent=value, consent_text="I agree to be called")
+    assert "consent column" in message
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "  ", "2024-01-01", "Я согласен на обработку"])
+def test_an_unreadable_consent_flag_is_its_own_rejection(value):
+    message = rejected("unclear_consent", consent=value)
+    assert "yes or no" in message
+
+
+@pytest.mark.parametrize("header, cells, field", [
+    ("Согласие", ["да", "нет", "Да"], "consent"),  # the defect of issue 15
+    ("Согласие", ["Я даю согласие на обработку персональных данных"], "consent_text"),
+    ("Consent", ["TRUE", "FALSE"], "consent"),
+    ("consent", ["I agree to be contacted by phone"], "consent_text"),
+    ("Consentimiento", ["sí", "no"], "consent"),
+    ("Einwilligung", ["ja", "nein", ""], "consent"),
+    ("Consentement", ["oui", "non"], "consent"),
+    ("Згода", ["так", "ні"], "consent"),
+    ("consent", [], "consent"),  # nothing to go by: the header's meaning
+    ("Consent text", [], "consent_text"),
+    ("Opt-in", ["yes", "no"], "consent"),
+    ("Agreed", ["✓", "✗"], "consent"),
+    ("GDPR consent", [], "consent"),
+    ("Согласие получено", ["да"], "consent"),
+    ("Consent text", ["yes"], "consent"),  # yes/no cells are a flag whatever the header
+])
+def test_consent_columns_are_told_apart_by_header_and_values(header, cells, field):
+    mapped = map_headers(["email", header], sample=[["a@example.com", c] for c in cells])
+    assert mapped.fields == ("email", field)
+
+
+def test_the_sellers_mapping_of_a_consent_column_stands():
+    mapped = map_headers(["Согласие"], {"Согласие": "consent_text"}, sample=[["да"]])
+    assert mapped.fields == ("consent_text",)
 
 
 def test_long_values_are_shortened_in_messages():
@@ -405,8 +470,8 @@ def test_a_rejected_row_with_lone_surrogates_can_be_stored():
     vault = ContactVault(base64.urlsafe_b64encode(b"k" * 32).decode())
     result = validate_chunk([(1, ["Petr\udcff", "petr@example.com", "\udc00"])],
                             ("first_name", "email", None), RU, vault)
-    [(number, code, message_enc, raw_enc)] = result.rejected
-    assert (number, code) == (1, "bad_encoding")
+    [(number, code, codes, message_enc, raw_enc)] = result.rejected
+    assert (number, code, codes) == (1, "bad_encoding", "bad_encoding")
     assert json.loads(vault.decrypt(raw_enc)) == ["Petr\ufffd", "petr@example.com", "\ufffd"]
     assert "Petr\ufffd" in vault.decrypt(message_enc)
 
@@ -417,7 +482,7 @@ def test_a_rejected_row_with_lone_surrogates_can_be_stored():
 def test_every_verdict_has_a_sentence():
     codes = {"invalid_phone", "invalid_email", "no_contact", "no_consent", "consent_in_future",
              "implausible_age", "unknown_region", "duplicate_in_batch", "duplicate_own",
-             "suppressed", "bad_encoding"}
+             "suppressed", "bad_encoding", "unclear_consent"}
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",

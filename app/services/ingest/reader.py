@@ -19,6 +19,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import os
 import re
 import shutil
@@ -142,7 +143,8 @@ class CsvSource:
 
     def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
                  delimiter: str, content_hash: str, size: int,
-                 mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool):
+                 mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool,
+                 sample: list[list[str]]):
         self.encoding = encoding
         self.delimiter = delimiter
         self.content_hash = content_hash  # hex SHA-256 of the raw bytes
@@ -165,7 +167,7 @@ class CsvSource:
             raise _refuse("no_header", "The file has no header row.")
         self.header_row = self._number
         self.headers = [cell.strip() for cell in header]
-        self.header_map: HeaderMap = map_headers(self.headers, mapping)
+        self.header_map: HeaderMap = map_headers(self.headers, mapping, sample)
         if not self.header_map.known:
             raise _refuse(
                 "no_header",
@@ -463,6 +465,19 @@ def _sniff_delimiter(sample_text: str, mapping: Mapping[str, str] | None,
     return max(DELIMITERS, key=score)  # ties keep the earlier, more common delimiter
 
 
+def _sample_rows(sample_text: str, delimiter: str, complete: bool) -> list[list[str]]:
+    """The first data rows of the sample (after the header): what a column holds."""
+    try:
+        records = [r for r in itertools.islice(
+            csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter),
+            _SNIFF_RECORDS + 2) if any(r)]
+    except csv.Error:
+        return []
+    if not complete and len(records) > 1:
+        records.pop()  # the sample may cut the last record short
+    return [_clean(r) for r in records[1:]]
+
+
 def open_csv(
     source: BinaryIO | str | os.PathLike,
     *,
@@ -499,6 +514,8 @@ def open_csv(
             raise _refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
         hint = _SEP_HINT.match(sample_text)
         delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
+        sample_rows = _sample_rows(sample_text[hint.end():] if hint else sample_text,
+                                   delimiter, complete)
         stream.seek(start)
         buffered = stream if owned else io.BufferedReader(_Borrowed(stream), _CHUNK)
         # Invalid bytes in a mostly-UTF-8 file become U+FFFD, and their rows are
@@ -509,7 +526,8 @@ def open_csv(
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
                              content_hash=scan.content_hash, size=scan.size, mapping=mapping,
-                             max_row_chars=max_row_chars, sep_hint=hint is not None)
+                             max_row_chars=max_row_chars, sep_hint=hint is not None,
+                             sample=sample_rows)
         except BaseException:
             text.close()
             raise

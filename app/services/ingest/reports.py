@@ -1,5 +1,6 @@
 """What a seller reads about a batch: verdict counts and the rejected rows."""
 import json
+from collections import Counter
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -8,21 +9,29 @@ from app.extensions import db
 from app.models import Batch, Rejection
 from app.services.exports import csv_lines
 from app.services.crypto import current_vault
+from app.services.ingest.workers import CODES_SEPARATOR
 
 
 def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
-    """(code, rows) for the batch, most frequent first."""
-    return db.session.execute(
-        sa.select(Rejection.code, sa.func.count()).where(Rejection.batch_id == batch.id)
-        .group_by(Rejection.code).order_by(sa.func.count().desc(), Rejection.code)).all()
+    """(code, rows with that reason) for the batch, most frequent first; a row with
+    several reasons counts under each."""
+    counts: Counter[str] = Counter()
+    for codes, rows in db.session.execute(
+            sa.select(Rejection.codes, sa.func.count())
+            .where(Rejection.batch_id == batch.id).group_by(Rejection.codes)):
+        for code in codes.split(CODES_SEPARATOR):
+            counts[code] += rows
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, str]]:
-    """(row number, code, message) of the first rejected rows."""
+def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, list[str], str]]:
+    """(row number, codes, message) of the first rejected rows."""
     decrypt = current_vault().decrypt
-    return [(number, code, decrypt(message_enc)) for number, code, message_enc in db.session.execute(
-        sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc)
-        .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number).limit(limit))]
+    return [(number, codes.split(CODES_SEPARATOR), decrypt(message_enc))
+            for number, codes, message_enc in db.session.execute(
+                sa.select(Rejection.row_number, Rejection.codes, Rejection.message_enc)
+                .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number)
+                .limit(limit))]
 
 
 def rejections_csv(batch: Batch) -> Iterator[str]:
@@ -31,12 +40,12 @@ def rejections_csv(batch: Batch) -> Iterator[str]:
     decrypt = current_vault().decrypt
 
     def rows():
-        query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc,
+        query = (sa.select(Rejection.row_number, Rejection.codes, Rejection.message_enc,
                            Rejection.raw_enc)
                  .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
-        for number, code, message_enc, raw_enc in db.session.execute(
+        for number, codes, message_enc, raw_enc in db.session.execute(
                 query.execution_options(yield_per=2000)):
-            yield [number, code, decrypt(message_enc), *json.loads(decrypt(raw_enc))]
+            yield [number, codes, decrypt(message_enc), *json.loads(decrypt(raw_enc))]
 
     return csv_lines(["row", "code", "message", *headers], rows())
 

@@ -42,7 +42,15 @@ _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 @dataclass
 class ChunkResult:
     accepted: list[tuple] = field(default_factory=list)
-    rejected: list[tuple] = field(default_factory=list)  # (row, code, message_enc, raw_enc)
+    # (row, code, codes, message_enc, raw_enc): `code` the first reason, `codes` all of
+    # them joined by CODES_SEPARATOR.
+    rejected: list[tuple] = field(default_factory=list)
+    # (position in `rejected`, email_hash, phone_hash) of rejected rows with a valid
+    # contact: the pipeline adds their duplicates to their reasons.
+    rejected_contacts: list[tuple] = field(default_factory=list)
+
+
+CODES_SEPARATOR = ";"
 
 
 def _short(text: Optional[str]) -> Optional[str]:
@@ -78,8 +86,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
         if lead is None:
             if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
                 raw = [storable(cell) for cell in raw]
-            rejected((number, verdict.code, encrypt(verdict.message),
-                      encrypt(dumps(raw))))
+            if verdict.email or verdict.phone:
+                result.rejected_contacts.append((
+                    len(result.rejected),
+                    dedupe_hash("email", verdict.email) if verdict.email else None,
+                    dedupe_hash("phone", verdict.phone) if verdict.phone else None))
+            rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
+                      encrypt(verdict.message), encrypt(dumps(raw))))
             continue
         email, phone = lead.email, lead.phone
         email_hash = dedupe_hash("email", email) if email else None
