@@ -79,14 +79,15 @@ def get_batch(batch_id: int):
 
 
 @blp.route("/batches/<int:batch_id>/rejections")
-@blp.response(200, content_type="text/csv", description="row, code, message, original cells")
+@blp.response(200, content_type="text/csv", description="row, codes (;-separated), message, "
+              "original cells; in the upload's encoding and delimiter, or .xlsx for a workbook")
 @blp.alt_response(404, schema=ApiErrorSchema)
 def get_rejections(batch_id: int):
-    """The rejected rows with their reasons, as CSV to fix and upload again."""
-    batch = _visible_batch(batch_id)
+    """The rejected rows with their reasons, to fix and upload again."""
+    download = reports.rejections_download(_visible_batch(batch_id))
     return Response(
-        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+        stream_with_context(download.chunks), content_type=download.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'})
 
 
 @blp.route("/leads", methods=["POST"])

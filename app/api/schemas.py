@@ -91,8 +91,9 @@ class BatchSchema(Schema):
     default_country = fields.String()
     floor_price = fields.Integer()
     cap = fields.Integer()
-    encoding = fields.String(allow_none=True)
-    delimiter = fields.String(allow_none=True)
+    file_format = fields.String(metadata={"description": "csv or xlsx"})
+    encoding = fields.String(allow_none=True, metadata={"description": "a CSV's"})
+    delimiter = fields.String(allow_none=True, metadata={"description": "a CSV's"})
     unmapped_headers = fields.Function(lambda b: list(b.mapping.get("unmapped") or []))
     rejection_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     error = fields.Function(

@@ -57,7 +57,9 @@ class Batch(db.Model):
     filename: Mapped[str] = mapped_column(sa.String(255), default="")
     content_hash: Mapped[Optional[str]] = mapped_column(sa.String(64))
     file_size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    encoding: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    # How the file was written: its rejected rows go back in the same shape.
+    file_format: Mapped[str] = mapped_column(sa.String(8), default="csv", server_default="csv")
+    encoding: Mapped[Optional[str]] = mapped_column(sa.String(32))  # a CSV's
     delimiter: Mapped[Optional[str]] = mapped_column(sa.String(4))
     default_country: Mapped[str] = mapped_column(sa.String(2))
     floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -173,8 +173,8 @@ def _report(batch: Batch) -> dict:
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")
 def batch_rejections(batch_id: int):
-    batch = _own_batch(batch_id)
+    download = reports.rejections_download(_own_batch(batch_id))
     return Response(
-        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+        stream_with_context(download.chunks), content_type=download.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'})
 

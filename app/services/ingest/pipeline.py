@@ -44,7 +44,8 @@ from app.services import scoring
 from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
-from app.services.ingest.reader import Block, UnreadableFile, open_csv
+from app.services.ingest.reader import Block, UnreadableFile
+from app.services.ingest.workbook import open_upload
 from app.services.ingest.validate import RowContext, verdict_message
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,9 @@ class UploadPreview:
     """What the seller sees before a batch starts: how we read the file."""
 
     token: str
-    encoding: str
-    delimiter: str
+    file_format: str  # csv or xlsx
+    encoding: Optional[str]  # a CSV's
+    delimiter: Optional[str]  # a CSV's
     headers: list[str]
     fields: list[Optional[str]]
     unknown: list[str]
@@ -152,10 +154,11 @@ def _read_shape(seller_id: int, token: str, mapping: Optional[dict]) -> UploadPr
         raise ValidationFailed("This upload has expired; please choose the file again.",
                                code="unknown_upload")
     try:
-        with open_csv(path, mapping=mapping or {}) as source:
+        with open_upload(path, mapping=mapping or {}) as source:
             sample = [values for _, values in itertools.islice(source.rows(), 5)]
             return UploadPreview(
-                token, source.encoding, source.delimiter, list(source.headers),
+                token, source.file_format, source.encoding, source.delimiter,
+                list(source.headers),
                 list(source.header_map.fields), list(source.header_map.unknown), sample,
                 source.content_hash, source.size, None)
     except UnreadableFile:
@@ -225,7 +228,8 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     batch = Batch(
         seller_id=seller.id, source=BatchSource.UPLOAD, status=BatchStatus.PROCESSING,
         filename=(filename or "upload.csv")[:255], content_hash=preview.content_hash,
-        file_size=preview.size, encoding=preview.encoding, delimiter=preview.delimiter,
+        file_size=preview.size, file_format=preview.file_format, encoding=preview.encoding,
+        delimiter=preview.delimiter,
         default_country=terms.default_country, floor_price=terms.floor_price, cap=terms.cap,
         mapping={"columns": terms.mapping, "headers": preview.headers,
                  "unmapped": preview.unknown},
@@ -296,7 +300,7 @@ def _run(batch: Batch, path: Path) -> None:
     # on SQLite the open transaction holds the write lock.
     commit_rows, commit_seconds = config["INGEST_COMMIT_ROWS"], config["INGEST_COMMIT_SECONDS"]
     pool = workers.pool_for(config)
-    with open_csv(path, mapping=mapping) as source:
+    with open_upload(path, mapping=mapping) as source:
         uncommitted, opened = 0, time.monotonic()
         for block, result in pool.map_chunks(source.blocks(chunk_rows, after=run.checkpoint),
                                              source.header_map.fields, ctx,
