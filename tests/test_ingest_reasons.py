@@ -113,3 +113,19 @@ def test_a_real_time_lead_gets_every_code_and_its_consent_flag(client, seller, a
                        json=base | {"consent": "maybe"}).json["error"]["code"] == "unclear_consent"
     assert client.post("/api/v1/leads", headers=headers,
                        json=base | {"consent": True}).status_code == 201
+
+
+def test_night_consents_written_without_a_zone_are_seen_at_night(seller):
+    """Issue 15 item 7: 02:30 in Moscow, written without a zone, was read as 02:30 UTC
+    (05:30 in Moscow, past the night hours); it is read on Moscow's clock now."""
+    from app.services import quality
+
+    rows = [person(i, phone=f"+7 916 123-{i:04d}"[:16], region="Москва",
+                   consent_at=f"0{1 + i % 3}.10.2026 02:{10 + i:02d}") for i in range(40)]
+    batch = ingest(seller, csv_bytes(rows), country="RU")
+    assert batch.accepted == 40
+    assert {lead.consent_at.hour for lead in leads(batch)} == {23}  # 02:xx MSK is 23:xx UTC
+    quality.assess_batch(batch.id)
+    db.session.refresh(batch)
+    night = next(s for s in batch.risk_signals if s["code"] == "night_consent")
+    assert night["count"] == 40 and night["points"] > 0

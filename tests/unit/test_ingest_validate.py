@@ -209,16 +209,36 @@ def test_region_lookups_are_cached():
 @pytest.mark.parametrize("raw, expected", [
     ("2025-06-01T10:00:00Z", datetime(2025, 6, 1, 10, 0)),
     ("2025-06-01T13:00:00+03:00", datetime(2025, 6, 1, 10, 0)),
-    ("2025-06-01 10:00:00", datetime(2025, 6, 1, 10, 0)),
-    ("01.06.2025 10:00", datetime(2025, 6, 1, 10, 0)),
-    ("1.6.2025 10:00:30", datetime(2025, 6, 1, 10, 0, 30)),
-    ("13/05/2025 08:15", datetime(2025, 5, 13, 8, 15)),
-    ("2025/06/01 10:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01 13:00:00", datetime(2025, 6, 1, 10, 0)),  # no zone: Moscow's (RU)
+    ("01.06.2025 13:00", datetime(2025, 6, 1, 10, 0)),
+    ("1.6.2025 13:00:30", datetime(2025, 6, 1, 10, 0, 30)),
+    ("13/05/2025 11:15", datetime(2025, 5, 13, 8, 15)),
+    ("2025/06/01 13:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01", datetime(2025, 6, 1)),  # a date alone says nothing of the clock
+    ("01.06.2025", datetime(2025, 6, 1)),
     ("1748772000", datetime(2025, 6, 1, 10, 0)),
     ("1748772000000", datetime(2025, 6, 1, 10, 0)),
 ])
 def test_consent_time_formats(raw, expected):
     assert verdict(consent_at=raw).lead.consent_at == expected.replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("place, local, utc", [
+    ({"region": "Новосибирская обл"}, "2025-06-01 03:00", datetime(2025, 5, 31, 20, 0)),
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2025-01-15 02:00",
+     datetime(2025, 1, 15, 10, 0)),  # winter: UTC-8
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2024-07-15 02:00",
+     datetime(2024, 7, 15, 9, 0)),  # summer: UTC-7
+    ({"country": "ES", "phone": "+34 612 345 678"}, "15/07/2024 02:00",
+     datetime(2024, 7, 15, 0, 0)),
+    ({"country": "US", "phone": "+1 415 555 0100"}, "2025-01-15 02:00",
+     datetime(2025, 1, 15, 8, 0)),  # no state: the middle of its zones (Chicago)
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2025-01-15T02:00:00Z",
+     datetime(2025, 1, 15, 2, 0)),  # a zone written down wins
+])
+def test_consent_times_without_a_zone_are_read_on_the_leads_clock(place, local, utc):
+    lead = verdict(consent_at=local, **place).lead
+    assert lead is not None and lead.consent_at == utc.replace(tzinfo=timezone.utc)
 
 
 def test_ambiguous_slash_dates_follow_the_country():

@@ -15,7 +15,7 @@ when a fast path is unsure it declines and the library decides. A differential t
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import PhoneMetadata
 
+from app.services.regions_tz import consent_zone
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, resolve_country, resolve_region, text_key,
 )
@@ -338,23 +339,29 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII only, like 
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 
-def parse_timestamp(raw: str, *, month_first: bool = False) -> datetime | None:
+def parse_timestamp(raw: str, *, month_first: bool = False,
+                    zone: tzinfo = timezone.utc) -> datetime | None:
     """An aware UTC datetime from ISO-8601, d.m.Y [H:M[:S]], Y/m/d or unix time.
 
-    Times without a zone are taken as UTC. `month_first` reads an ambiguous
-    01/02/2024 the American way.
+    A time of day without a zone is read in `zone` (the lead's own, regions_tz); a date
+    alone stays midnight UTC, as it says nothing of the clock (the risk signals count
+    such dates). `month_first` reads an ambiguous 01/02/2024 the American way.
     """
     value = raw.strip()
     if value[4:5] == "-":
         parsed = _iso(value)
+        timed = len(value) > 10
     elif _UNIX.fullmatch(value):
         seconds = float(value) / (1000 if len(value.split(".")[0]) > 10 else 1)
         return datetime.fromtimestamp(seconds, timezone.utc)
     else:  # numeric shapes first: a failed fromisoformat costs an exception
         parsed = _parse_numeric_date(value, month_first) or _iso(value)
+        timed = ":" in value
     if parsed is None:
         return None
     if parsed.tzinfo is None:
+        if timed and zone is not timezone.utc:
+            return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
         return parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
 
@@ -491,7 +498,8 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if not consent_raw:
         problems.append(("no_consent", verdict_message(
             "no_consent", reason="the consent time (consent_at) is empty")))
-    elif (consent_at := parse_timestamp(consent_raw, month_first=month_first)) is None:
+    elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
+                                        zone=consent_zone(region, home))) is None:
         problems.append(("no_consent", verdict_message(
             "no_consent", reason=f"the consent time “{_shown(consent_raw, 40)}” is not a date "
                                  "and time we can read")))
