@@ -215,10 +215,10 @@ class CsvSource:
         row, limit = self._number + 1, self._max_chars
         if one_line:
             return refuse("line_too_long", f"Row {row} is longer than {limit:,} characters; "
-                           "this does not look like a CSV file.", row=row)
+                          "this does not look like a CSV file.", row=row)
         return refuse("line_too_long", f"Row {row} runs over more lines or characters than "
-                       f"a row can ({MAX_ROW_LINES:,} lines, {limit:,} characters); a quote "
-                       "mark (\") that is never closed usually causes this.", row=row)
+                      f"a row can ({MAX_ROW_LINES:,} lines, {limit:,} characters); a quote "
+                      "mark (\") that is never closed usually causes this.", row=row)
 
     def _read(self) -> list[str] | None:
         """The next record, its lines left in self._taken; blank lines are skipped."""
@@ -228,21 +228,21 @@ class CsvSource:
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise refuse("line_too_long",
-                              f"Row {self._number + 1} has a cell longer than "
-                              f"{FIELD_LIMIT:,} characters; a quote mark (\") that is never "
-                              "closed can cause this.", row=self._number + 1) from exc
+                             f"Row {self._number + 1} has a cell longer than "
+                             f"{FIELD_LIMIT:,} characters; a quote mark (\") that is never "
+                             "closed can cause this.", row=self._number + 1) from exc
             raise refuse("not_csv", f"Row {self._number + 1} is not valid CSV ({exc}).",
-                          row=self._number + 1) from exc
+                         row=self._number + 1) from exc
         except UnicodeDecodeError as exc:
             raise refuse("bad_encoding",
-                          f"Row {self._number + 1} is not valid {self.encoding} text; save "
-                          "the file as UTF-8 and upload it again.", row=self._number + 1) from exc
+                         f"Row {self._number + 1} is not valid {self.encoding} text; save "
+                         "the file as UTF-8 and upload it again.", row=self._number + 1) from exc
         if record is not None:
             self._number += 1
             if len(record) > MAX_COLUMNS:
                 raise refuse("too_many_columns", f"Row {self._number} has {len(record):,} "
-                              f"columns, more than the {MAX_COLUMNS:,} we read; this does not "
-                              "look like a file of leads.", row=self._number)
+                             f"columns, more than the {MAX_COLUMNS:,} we read; this does not "
+                             "look like a file of leads.", row=self._number)
         return record
 
     def _next_nonblank(self) -> list[str] | None:
@@ -415,7 +415,7 @@ def _encoding(scan: _Scan) -> str:
     for signature, what in _MAGIC:
         if sample.startswith(signature):
             raise refuse("binary_file", f"This is {what}, not a CSV file; export it as CSV "
-                          "(comma- or semicolon-separated) and upload that.")
+                         "(comma- or semicolon-separated) and upload that.")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"  # Excel's "Unicode text" export
     if scan.nul:
@@ -426,20 +426,20 @@ def _encoding(scan: _Scan) -> str:
     if sample.startswith(codecs.BOM_UTF8):
         if not mostly_utf8:
             raise refuse("bad_encoding", "The file says it is UTF-8, but most of its "
-                          "accented or non-Latin letters are not UTF-8; save it again as "
-                          "UTF-8 and upload that.")
+                         "accented or non-Latin letters are not UTF-8; save it again as "
+                         "UTF-8 and upload that.")
         return "utf-8-sig"
     if mostly_utf8:
         return "utf-8"
     if scan.multibyte >= max(_MIXED_MIN, scan.invalid * _MIXED_SHARE):
         raise refuse("mixed_encoding", "Part of this file is UTF-8 text and part is in "
-                      "another encoding (such as Windows-1251 or Windows-1252), so its rows "
-                      "cannot all be read as written; save the whole file as UTF-8 and "
-                      "upload that.", utf8_characters=scan.multibyte, other_bytes=scan.invalid)
+                     "another encoding (such as Windows-1251 or Windows-1252), so its rows "
+                     "cannot all be read as written; save the whole file as UTF-8 and "
+                     "upload that.", utf8_characters=scan.multibyte, other_bytes=scan.invalid)
     encoding = _legacy_encoding(sample + b"\n" + scan.bad_chunk)
     if encoding is None:
         raise refuse("binary_file", "This file is not text in any encoding we know "
-                      "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
+                     "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
     return encoding
 
 
@@ -509,7 +509,7 @@ def open_csv(
         complete = scan.size <= max_header_bytes
         if not complete and not re.search(r"[\r\n]", sample_text):
             raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
-                          "bytes; this does not look like a CSV file.", row=1)
+                         "bytes; this does not look like a CSV file.", row=1)
         if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
             raise refuse("binary_file", "This file contains binary data, not CSV text.")
         if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):

@@ -62,18 +62,18 @@ def _checked_archive(stream: BinaryIO) -> None:
         archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile:
         raise refuse("binary_file", "This file starts like an Excel workbook (.xlsx) but is "
-                      "damaged; open it in Excel, save it again and upload that.") from None
+                     "damaged; open it in Excel, save it again and upload that.") from None
     with archive:
         names = set(archive.namelist())
         if "xl/workbook.xml" not in names:
             raise refuse("binary_file", "This is a ZIP archive, not a CSV file or an Excel "
-                          "workbook (.xlsx); upload the file of leads itself.")
+                         "workbook (.xlsx); upload the file of leads itself.")
         for info in archive.infolist():
             if info.file_size > MAX_MEMBER_BYTES or (
                     info.file_size > 64 << 20
                     and info.file_size > MAX_RATIO * max(info.compress_size, 1)):
                 raise refuse("binary_file", "This workbook inflates to far more than a sheet "
-                              "of leads could hold; save the sheet as CSV and upload that.")
+                             "of leads could hold; save the sheet as CSV and upload that.")
     stream.seek(0)
 
 
@@ -165,8 +165,8 @@ class XlsxSource:
             except (InvalidFileException, KeyError, ValueError, OSError, SyntaxError,
                     zipfile.BadZipFile) as exc:
                 raise refuse("binary_file", "This Excel workbook cannot be read; open it in "
-                              "Excel, save it again (or save the sheet as CSV) and upload "
-                              "that.") from exc
+                             "Excel, save it again (or save the sheet as CSV) and upload "
+                             "that.") from exc
             if path is None:
                 raise refuse("no_header", "The workbook has no sheet.")
             self._sheet_size = self._reader.archive.getinfo(path).file_size
@@ -214,8 +214,8 @@ class XlsxSource:
                 width = max((cell["column"] for cell in cells), default=0)
                 if width > MAX_COLUMNS:
                     raise refuse("too_many_columns", f"Row {number} has {width:,} columns, "
-                                  f"more than the {MAX_COLUMNS:,} we read; this does not look "
-                                  "like a sheet of leads.", row=number)
+                                 f"more than the {MAX_COLUMNS:,} we read; this does not look "
+                                 "like a sheet of leads.", row=number)
                 values = [""] * width
                 for cell in cells:
                     values[cell["column"] - 1] = cell_text(cell["value"],
@@ -223,8 +223,8 @@ class XlsxSource:
                 yield number, values
         except (ValueError, SyntaxError, KeyError, IndexError) as exc:
             raise refuse("binary_file", f"Row {self._number + 1} of the workbook cannot be "
-                          "read; open it in Excel, save it again (or save the sheet as CSV) "
-                          "and upload that.", row=self._number + 1) from exc
+                         "read; open it in Excel, save it again (or save the sheet as CSV) "
+                         "and upload that.", row=self._number + 1) from exc
 
     def _next_nonblank(self) -> list[str] | None:
         for number, values in self._rows:
