@@ -11,6 +11,7 @@ from app.errors import NotFound
 from app.extensions import db
 from app.models import Batch, Role, Sale
 from app.market import jobs
+from app.services import market_stats
 from app.services.ingest import pipeline, realtime, reports
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
@@ -30,6 +31,7 @@ def _seller():
 
 def _batch_body(batch: Batch) -> Batch:
     batch.rejection_counts = dict(reports.rejection_counts(batch))
+    batch.sources = market_stats.sub_id_figures([batch.id])
     if api_user().is_admin:  # risk_score, signals and spot-check status (SPEC §11)
         from app.api.admin import mark_admin_view
 

@@ -146,6 +146,15 @@ class Lead(db.Model):
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     source_url: Mapped[str] = mapped_column(sa.Text)
     consent_text: Mapped[Optional[str]] = mapped_column(sa.Text)
+    # Third-party consent certificates, shape-checked (SPEC §3). Like the consent page
+    # they are evidence of consent, not contacts: opaque ids, kept in clear.
+    trustedform_cert_url: Mapped[Optional[str]] = mapped_column(sa.String(128))
+    jornaya_leadid: Mapped[Optional[str]] = mapped_column(sa.String(36))
+    # The seller's own source, campaign or page: every figure is broken down by it.
+    sub_id: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    # Location below the region: demographics like it, not contacts.
+    city: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    postal_code: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
     cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
     # Set when the person's contacts were destroyed (erasure request or retention).

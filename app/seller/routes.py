@@ -35,6 +35,7 @@ def dashboard():
         batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
         checks=spotchecks.latest_status_by_batch([b.id for b in batches]),
         feedback=market_stats.seller_feedback(current_user),
+        sources=market_stats.sub_id_figures([b.id for b in batches]),
     )
 
 
@@ -164,11 +165,12 @@ def batch_progress(batch_id: int):
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
-                "temperatures": {}}
+                "temperatures": {}, "sources": []}
     return {"counts": reports.rejection_counts(batch),
             "preview": reports.rejection_preview(batch),
             "stats": market_stats.batch_sales([batch.id])[batch.id],
-            "temperatures": market_stats.batch_temperatures(batch)}
+            "temperatures": market_stats.batch_temperatures(batch),
+            "sources": market_stats.sub_id_figures([batch.id])}
 
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")

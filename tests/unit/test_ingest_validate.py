@@ -43,6 +43,7 @@ def test_fields_are_those_of_the_spec():
         "first_name", "last_name", "email", "phone", "age", "birth_date", "gender", "region",
         "country", "marital_status", "employed", "interests", "budget", "authority", "need",
         "timeframe", "consent_at", "source_url", "consent_text", "consent", "ip",
+        "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
     )
     assert map_headers(FIELDS).fields == FIELDS
 
@@ -52,14 +53,17 @@ def test_fields_are_those_of_the_spec():
     ("E-Mail Address", "email"), ("mail", "email"), ("e_mail", "email"), ("EMAIL", "email"),
     ("tel", "phone"), ("Telephone", "phone"), ("Mobile", "phone"), ("Phone Number", "phone"),
     ("First Name", "first_name"), ("firstname", "first_name"), ("given-name", "first_name"),
-    ("Surname", "last_name"), ("city", "region"), ("State", "region"), ("province", "region"),
+    ("Surname", "last_name"), ("city", "city"), ("State", "region"), ("province", "region"),
+    ("ZIP", "postal_code"), ("Post code", "postal_code"), ("SubID", "sub_id"),
+    ("Campaign", "sub_id"), ("xxTrustedFormCertUrl", "trustedform_cert_url"),
+    ("Jornaya LeadiD", "jornaya_leadid"), ("Индекс", "postal_code"), ("Código postal", "postal_code"),
     ("DOB", "birth_date"), ("Date of Birth", "birth_date"), ("sex", "gender"),
     ("Consent Date", "consent_at"), ("Opt-in Time", "consent_at"), ("IP Address", "ip"),
     ("page", "source_url"), ("URL", "source_url"), ("  Marital   Status ", "marital_status"),
     # Russian
     ("Телефон", "phone"), ("имя", "first_name"), ("Фамилия", "last_name"), ("Почта", "email"),
     ("Электронная почта", "email"), ("Регион", "region"), ("Возраст", "age"), ("Пол", "gender"),
-    ("Дата рождения", "birth_date"), ("Город", "region"), ("Семейное положение", "marital_status"),
+    ("Дата рождения", "birth_date"), ("Город", "city"), ("Семейное положение", "marital_status"),
     # Spanish
     ("correo", "email"), ("Correo electrónico", "email"), ("Teléfono", "phone"),
     ("telefono", "phone"), ("Nombre", "first_name"), ("Apellidos", "last_name"),
@@ -102,8 +106,8 @@ def test_two_columns_for_one_field_is_an_error():
 
 def test_a_stronger_synonym_wins_and_the_other_is_left_to_map():
     mapped = map_headers(["City", "State", "Phone", "Mobile"])
-    assert mapped.fields == (None, "region", "phone", None)
-    assert mapped.unknown == ("City", "Mobile")
+    assert mapped.fields == ("city", "region", "phone", None)
+    assert mapped.unknown == ("Mobile",)
 
 
 def test_pick_pads_short_rows_and_drops_extra_columns():
@@ -502,11 +506,12 @@ def test_a_rejected_row_with_lone_surrogates_can_be_stored():
 def test_every_verdict_has_a_sentence():
     codes = {"invalid_phone", "invalid_email", "no_contact", "no_consent", "consent_in_future",
              "implausible_age", "unknown_region", "duplicate_in_batch", "duplicate_own",
-             "suppressed", "bad_encoding", "unclear_consent"}
+             "suppressed", "bad_encoding", "unclear_consent", "invalid_postal_code",
+             "invalid_certificate"}
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
-               "first_row": 7}
+               "first_row": 7, "shape": "s"}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message
@@ -525,3 +530,34 @@ def test_context_and_results_pickle_for_worker_processes():
 def test_context_needs_an_aware_now():
     with pytest.raises(ValueError):
         RowContext("RU", datetime(2025, 1, 1))
+
+
+# --- sub_id, location and certificates (issue 15, item 5) -------------------------
+
+CERT = "https://cert.trustedform.com/" + "0123456789abcdef" * 2 + "01234567"
+LEADID = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+
+
+def test_sub_id_location_and_certificates_are_kept():
+    lead = verdict(sub_id="  spring  promo ", city=" Санкт-Петербург ", postal_code="sw1a 1aa",
+                   trustedform_cert_url=CERT, jornaya_leadid=LEADID).lead
+    assert (lead.sub_id, lead.city, lead.postal_code) == ("spring promo", "Санкт-Петербург",
+                                                           "SW1A 1AA")
+    assert lead.trustedform_cert_url == CERT and lead.jornaya_leadid == LEADID.upper()
+    assert lead.region == "RU-SPE"  # a city with no region column gives the region
+
+
+def test_a_city_that_is_no_region_is_kept_and_rejects_nothing():
+    lead = verdict(city="Springfield").lead
+    assert lead.city == "Springfield" and lead.region is None
+
+
+@pytest.mark.parametrize("changes, code, fragment", [
+    ({"postal_code": "!!"}, "invalid_postal_code", "“!!”"),
+    ({"postal_code": "12345678901"}, "invalid_postal_code", "12345678901"),
+    ({"trustedform_cert_url": "https://example.com/cert"}, "invalid_certificate", "TrustedForm"),
+    ({"trustedform_cert_url": CERT[:-1]}, "invalid_certificate", "40 hexadecimal"),
+    ({"jornaya_leadid": "12345"}, "invalid_certificate", "Jornaya"),
+])
+def test_bad_postal_codes_and_certificates_are_rejected(changes, code, fragment):
+    assert fragment in rejected(code, **changes)

@@ -21,6 +21,7 @@ FIELDS: tuple[str, ...] = (
     "marital_status", "employed", "interests",
     "budget", "authority", "need", "timeframe",
     "consent_at", "source_url", "consent_text", "consent", "ip",
+    "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
 # How the upload screen names a field where its bare name would mislead.
 FIELD_LABELS: dict[str, str] = {"consent": "consent (yes/no)", "consent_text": "consent text"}
@@ -58,7 +59,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "region": (
         "region", "state", "province", "oblast", "регион", "область",
         "субъект", "субъект рф", "provincia", "región", "comunidad autónoma",
-        "comunidad", "estado", "bundesland", "city", "town", "город", "ciudad",
+        "comunidad", "estado", "bundesland",
     ),
     "country": ("country", "country code", "страна", "país", "land"),
     "marital_status": (
@@ -107,6 +108,30 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "згода надана", "згоден",
     ),
     "ip": ("ip", "ip address", "user ip", "ip адрес", "dirección ip"),
+    "sub_id": (
+        "sub_id", "subid", "sub id 1", "sub1", "aff_sub", "source id", "campaign",
+        "campaign id", "campaign name", "utm_campaign", "placement", "affiliate id",
+        "publisher id", "кампания", "канал", "подисточник", "campaña", "kampagne",
+    ),
+    # A file's city is also its region when it has no region column (validate.py).
+    "city": (
+        "city", "town", "locality", "город", "населенный пункт", "ciudad", "localidad",
+        "municipio", "stadt", "ort", "ville", "città", "cidade", "місто",
+    ),
+    "postal_code": (
+        "postal_code", "postal code", "postcode", "post code", "zip", "zip code", "zipcode",
+        "почтовый индекс", "индекс", "código postal", "codigo postal", "cp", "postleitzahl",
+        "plz", "code postal", "cap", "cep", "поштовий індекс",
+    ),
+    "trustedform_cert_url": (
+        "trustedform_cert_url", "xxtrustedformcerturl", "trustedform", "trusted form",
+        "trustedform cert", "trustedform certificate", "trustedform url",
+        "trustedform cert url",
+    ),
+    "jornaya_leadid": (
+        "jornaya_leadid", "jornaya", "jornaya leadid", "jornaya lead id", "leadid token",
+        "leadid_token", "universal leadid", "universal_leadid",
+    ),
 }
 
 

@@ -56,6 +56,10 @@ VERDICTS: dict[str, str] = {
     "implausible_age": "The {field} “{value}” {problem}; leads must be 18 to 100 years old.",
     "unknown_region": "The {field} “{value}” is not one we recognise; use its name or ISO "
                       "code (such as RU-MOW, US-CA or ES).",
+    "invalid_postal_code": "The postal code “{value}” is not one: 2 to 10 letters and digits "
+                           "(such as 90210, SW1A 1AA or 119019).",
+    "invalid_certificate": "The {field} “{value}” is not {shape}; leave it empty if the lead "
+                           "has none.",
     "duplicate_in_batch": "This lead repeats row {first_row} of the same file.",
     "duplicate_own": "You have already uploaded this lead in an earlier batch.",
     "suppressed": "This person is on the suppression list and must not be contacted.",
@@ -109,6 +113,11 @@ class NormalisedLead:
     source_url: str
     consent_text: str | None
     ip: str | None
+    sub_id: str | None
+    city: str | None
+    postal_code: str | None
+    trustedform_cert_url: str | None
+    jornaya_leadid: str | None  # upper case
 
 
 @dataclass(slots=True)
@@ -423,6 +432,19 @@ def _ip(raw: str) -> str | None:
         return None  # optional evidence: a garbled address is dropped, not fatal
 
 
+_POSTAL_CODE = re.compile(r"[A-Z0-9](?:[A-Z0-9 -]{0,8}[A-Z0-9])")
+# Third-party consent certificates (SPEC §3): shapes only, nothing is fetched.
+_CERTIFICATES = {
+    "trustedform_cert_url": (
+        re.compile(r"https?://cert\.trustedform\.com/[0-9a-f]{40}", re.I),
+        "a TrustedForm certificate URL (https://cert.trustedform.com/ and 40 hexadecimal "
+        "characters)"),
+    "jornaya_leadid": (
+        re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I),
+        "a Jornaya LeadiD (a UUID such as 0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D)"),
+}
+
+
 def _text(raw: str | None) -> str | None:
     """Trimmed, inner whitespace collapsed; None when empty."""
     return " ".join(raw.split()) or None if raw else None
@@ -471,6 +493,8 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if (region_raw := (get("region") or "").strip()) and bad_place is None:
         if (region := resolve_region(region_raw, country, ctx.default_country)) is None:
             bad_place = ("region", region_raw)
+    elif not region_raw and (city := _text(get("city"))) and bad_place is None:
+        region = resolve_region(city, country, ctx.default_country)  # Москва, Madrid
     home = country or (region[:2] if region else ctx.default_country)
 
     phone = phone_country = None
@@ -543,6 +567,21 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if bad_place is not None:
         problems.append(("unknown_region", verdict_message(
             "unknown_region", field=bad_place[0], value=bad_place[1])))
+
+    postal_code = None
+    if postal_raw := get("postal_code"):
+        postal_code = " ".join(postal_raw.upper().split()) or None
+        if postal_code and not _POSTAL_CODE.fullmatch(postal_code):
+            problems.append(("invalid_postal_code", verdict_message(
+                "invalid_postal_code", value=postal_raw.strip())))
+    certificates = {}
+    for name, (shape, wording) in _CERTIFICATES.items():
+        if raw := (get(name) or "").strip():
+            if shape.fullmatch(raw):
+                certificates[name] = raw
+            else:
+                problems.append(("invalid_certificate", verdict_message(
+                    "invalid_certificate", field=name, value=raw, shape=wording)))
     if problems:
         return _rejected(problems, email, phone)
 
@@ -567,4 +606,9 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
         source_url=source_url,
         consent_text=_text(get("consent_text")),
         ip=_ip(ip_raw) if (ip_raw := get("ip")) else None,
+        sub_id=_text(get("sub_id")),
+        city=_text(get("city")),
+        postal_code=postal_code,
+        trustedform_cert_url=certificates.get("trustedform_cert_url"),
+        jornaya_leadid=(certificates.get("jornaya_leadid") or "").upper() or None,
     ))

@@ -28,9 +28,10 @@ ACCEPTED_COLUMNS = (
     "row_number", "contact_enc", "email_hash", "phone_hash", "has_email", "has_phone", "age",
     "gender", "region", "country", "marital_status", "employed", "interests", "budget",
     "authority", "need", "timeframe", "consent_at", "source_url", "consent_text", "score_base",
+    "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
 EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
-INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
+INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 characters
 # How values leave the worker: as Python objects (for the ORM), or already in the form
 # the database driver takes without any conversion in the storing process, which is
 # the one serial step of an upload.
@@ -113,7 +114,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
             interests, budget, authority, need, timeframe,
             stored_time(lead.consent_at) if stored_time else lead.consent_at,
-            lead.source_url, lead.consent_text, score_base,
+            lead.source_url, lead.consent_text, score_base, _short(lead.sub_id),
+            _short(lead.city), lead.postal_code, lead.trustedform_cert_url, lead.jornaya_leadid,
         ))
     return result
 
