@@ -11,7 +11,7 @@ from app.models import Role, TrustLevel
 from app.services.crypto import current_vault
 from app.services.ingest import reports
 from app.services.ingest.reader import UnreadableFile
-from app.services.ingest.workbook import open_upload
+from app.services.ingest.sources import open_upload
 from tests.conftest import make_user
 from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
 from tests.peak_memory import traced_peak

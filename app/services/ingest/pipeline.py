@@ -45,7 +45,7 @@ from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import Block, UnreadableFile
-from app.services.ingest.workbook import open_upload
+from app.services.ingest.sources import open_upload
 from app.services.ingest.validate import RowContext, verdict_message
 
 log = logging.getLogger(__name__)

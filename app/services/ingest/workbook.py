@@ -1,5 +1,4 @@
-"""Excel workbooks (.xlsx) as uploads (SPEC §3), and `open_upload`, which opens any
-upload: a workbook here, anything else as CSV (reader.py).
+"""Excel workbooks (.xlsx) as uploads (SPEC §3); `sources.open_upload` sends them here.
 
 The first sheet is streamed through openpyxl's sheet parser, so memory stays flat
 whatever the number of rows (the workbook's table of distinct strings is the one part
@@ -12,7 +11,6 @@ the pipeline treat both alike.
 import csv
 import hashlib
 import io
-import os
 import zipfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, time, timedelta
@@ -26,34 +24,12 @@ from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
 from openpyxl.xml.functions import iterparse
 
 from app.services.ingest.fields import HeaderMap, map_headers
-from app.services.ingest.reader import (
-    BLOCK_CHARS, MAX_COLUMNS, Block, CsvSource, binary_stream, open_csv, refuse,
-)
+from app.services.ingest.reader import BLOCK_CHARS, MAX_COLUMNS, Block, refuse
 
-XLSX_SIGNATURE = b"PK\x03\x04"
 # An archive member may inflate this much before we call it a zip bomb: real sheets
 # compress 5-20 times, shared strings a little more.
 MAX_RATIO, MAX_MEMBER_BYTES = 200, 2 << 30
 _SAMPLE_ROWS = 50  # rows read ahead to tell a consent flag from consent text
-
-
-def open_upload(source: BinaryIO | str | os.PathLike, *,
-                mapping: Mapping[str, str] | None = None) -> "CsvSource | XlsxSource":
-    """An upload opened for streaming: an Excel workbook or a CSV file (`open_csv`
-    says how a CSV is read; a workbook is read from its start)."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as peek:
-            is_workbook = peek.read(len(XLSX_SIGNATURE)) == XLSX_SIGNATURE
-        if not is_workbook:
-            return open_csv(source, mapping=mapping)
-        return XlsxSource(open(source, "rb"), True, mapping)
-    stream, owned = binary_stream(source)
-    start = stream.tell()
-    is_workbook = stream.read(len(XLSX_SIGNATURE)) == XLSX_SIGNATURE
-    stream.seek(start)
-    if is_workbook:
-        return XlsxSource(stream, owned, mapping)
-    return open_csv(stream, mapping=mapping)
 
 
 def _checked_archive(stream: BinaryIO) -> None:
