@@ -1,4 +1,5 @@
-"""Excel workbooks (.xlsx) as uploads (SPEC §3); `sources.open_upload` sends them here.
+"""Excel workbooks (.xlsx) as uploads (SPEC §3), pure (no database); `sources.open_upload`
+sends them here.
 
 The first sheet is streamed through openpyxl's sheet parser, so memory stays flat
 whatever the number of rows (the workbook's table of distinct strings is the one part
