@@ -115,9 +115,9 @@ def test_an_upload_holds_no_lock_while_its_file_is_read(app, seller_client, monk
     """Reading a 200 MB upload takes seconds: another writer must get the lock then."""
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
     taken = []
-    real_open_csv = pipeline.open_csv
+    real_open_upload = pipeline.open_upload
 
-    def open_csv_while_another_writes(*args, **kwargs):
+    def open_upload_while_another_writes(*args, **kwargs):
         other = sqlite3.connect(path, isolation_level=None, timeout=0)
         try:
             other.execute("BEGIN IMMEDIATE")  # "database is locked" if the request holds it
@@ -125,9 +125,9 @@ def test_an_upload_holds_no_lock_while_its_file_is_read(app, seller_client, monk
             taken.append(True)
         finally:
             other.close()
-        return real_open_csv(*args, **kwargs)
+        return real_open_upload(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "open_csv", open_csv_while_another_writes)
+    monkeypatch.setattr(pipeline, "open_upload", open_upload_while_another_writes)
     response = _upload_form(seller_client, csv_bytes([person(1)]))
     assert response.status_code == 302
     assert taken and db.session.scalar(sa.select(Batch.accepted)) == 1

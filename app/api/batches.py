@@ -11,6 +11,7 @@ from app.errors import NotFound
 from app.extensions import db
 from app.models import Batch, Role, Sale
 from app.market import jobs
+from app.services import market_stats
 from app.services.ingest import pipeline, realtime, reports
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
@@ -30,6 +31,7 @@ def _seller():
 
 def _batch_body(batch: Batch) -> Batch:
     batch.rejection_counts = dict(reports.rejection_counts(batch))
+    batch.sources = market_stats.sub_id_figures([batch.id])
     if api_user().is_admin:  # risk_score, signals and spot-check status (SPEC §11)
         from app.api.admin import mark_admin_view
 
@@ -79,14 +81,15 @@ def get_batch(batch_id: int):
 
 
 @blp.route("/batches/<int:batch_id>/rejections")
-@blp.response(200, content_type="text/csv", description="row, code, message, original cells")
+@blp.response(200, content_type="text/csv", description="row, codes (;-separated), message, "
+              "original cells; in the upload's encoding and delimiter, or .xlsx for a workbook")
 @blp.alt_response(404, schema=ApiErrorSchema)
 def get_rejections(batch_id: int):
-    """The rejected rows with their reasons, as CSV to fix and upload again."""
-    batch = _visible_batch(batch_id)
+    """The rejected rows with their reasons, to fix and upload again."""
+    download = reports.rejections_download(_visible_batch(batch_id))
     return Response(
-        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+        stream_with_context(download.chunks), content_type=download.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'})
 
 
 @blp.route("/leads", methods=["POST"])

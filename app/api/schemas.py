@@ -95,10 +95,18 @@ class BatchSchema(Schema):
     default_country = fields.String()
     floor_price = fields.Integer()
     cap = fields.Integer()
-    encoding = fields.String(allow_none=True)
-    delimiter = fields.String(allow_none=True)
+    file_format = fields.String(metadata={"description": "csv or xlsx"})
+    encoding = fields.String(allow_none=True, metadata={"description": "a CSV's"})
+    delimiter = fields.String(allow_none=True, metadata={"description": "a CSV's"})
     unmapped_headers = fields.Function(lambda b: list(b.mapping.get("unmapped") or []))
     rejection_counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    sources = fields.Function(
+        lambda b: [{"sub_id": f.sub_id, "accepted": f.accepted, "sold": f.sold,
+                    "revenue": f.revenue, "min_price": f.min_price, "max_price": f.max_price,
+                    "returned": f.returned, "converted": f.converted}
+                   for f in getattr(b, "sources", [])],
+        metadata={"description": "GET /batches/{id}: per sub_id, leads accepted, sales, "
+                                 "revenue and prices (minor units), returns, conversions"})
     error = fields.Function(
         lambda b: {"code": b.error_code, "message": b.error_message} if b.error_code else None)
     created_at = fields.DateTime()
@@ -148,7 +156,15 @@ class LeadInputSchema(Schema):
     consent_at = fields.String(metadata={"description": "ISO 8601 timestamp"})
     source_url = fields.String()
     consent_text = fields.String()
+    consent = fields.Raw(metadata={"description": "whether the person agreed: true/false, "
+                                                  "yes/no, 1/0; a no is rejected no_consent"})
     ip = fields.String()
+    sub_id = fields.String(metadata={"description": "your own source, campaign or page"})
+    city = fields.String()
+    postal_code = fields.String()
+    trustedform_cert_url = fields.String(
+        metadata={"description": "https://cert.trustedform.com/ and 40 hex characters"})
+    jornaya_leadid = fields.String(metadata={"description": "a UUID"})
     default_country = fields.String(required=True)
     floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)
     cap = Int(bounds.COUNT, **_CAP)

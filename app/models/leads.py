@@ -57,7 +57,9 @@ class Batch(db.Model):
     filename: Mapped[str] = mapped_column(sa.String(255), default="")
     content_hash: Mapped[Optional[str]] = mapped_column(sa.String(64))
     file_size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    encoding: Mapped[Optional[str]] = mapped_column(sa.String(32))
+    # How the file was written: its rejected rows go back in the same shape.
+    file_format: Mapped[str] = mapped_column(sa.String(8), default="csv", server_default="csv")
+    encoding: Mapped[Optional[str]] = mapped_column(sa.String(32))  # a CSV's
     delimiter: Mapped[Optional[str]] = mapped_column(sa.String(4))
     default_country: Mapped[str] = mapped_column(sa.String(2))
     floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)
@@ -144,6 +146,15 @@ class Lead(db.Model):
     consent_at: Mapped[datetime] = mapped_column(UTCDateTime())
     source_url: Mapped[str] = mapped_column(sa.Text)
     consent_text: Mapped[Optional[str]] = mapped_column(sa.Text)
+    # Third-party consent certificates, shape-checked (SPEC §3). Like the consent page
+    # they are evidence of consent, not contacts: opaque ids, kept in clear.
+    trustedform_cert_url: Mapped[Optional[str]] = mapped_column(sa.String(128))
+    jornaya_leadid: Mapped[Optional[str]] = mapped_column(sa.String(36))
+    # The seller's own source, campaign or page: every figure is broken down by it.
+    sub_id: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    # Location below the region: demographics like it, not contacts.
+    city: Mapped[Optional[str]] = mapped_column(sa.String(255))
+    postal_code: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
     cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
     # Set when the person's contacts were destroyed (erasure request or retention).
@@ -178,7 +189,9 @@ class Rejection(db.Model):
                                     primary_key=True)
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
     row_number: Mapped[int] = mapped_column(sa.Integer)
-    code: Mapped[str] = mapped_column(sa.String(32), index=True)
+    code: Mapped[str] = mapped_column(sa.String(32), index=True)  # the first reason
+    # Every reason of the row, ";"-joined (SPEC §3: a rejected row lists them all).
+    codes: Mapped[str] = mapped_column(sa.String(255), server_default="")
     # Encrypted like the original cells: a rejected row still holds someone's contacts,
     # and the message quotes the offending value.
     message_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)

@@ -40,9 +40,10 @@ class BatchTermsForm(FlaskForm):
 
 
 class UploadForm(BatchTermsForm):
-    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")],
-                     description="UTF-8, Windows-1251 or Latin-1; comma, semicolon or tab "
-                                 "separated; a header row first.")
+    file = FileField("CSV file or Excel workbook",
+                     validators=[FileRequired("Choose a CSV file or an Excel workbook.")],
+                     description="CSV in UTF-8, Windows-1251 or Latin-1, comma, semicolon or "
+                                 "tab separated; or .xlsx (its first sheet). A header row first.")
 
 
 class ConfirmUploadForm(BatchTermsForm):

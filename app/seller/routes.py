@@ -16,7 +16,7 @@ from app.seller import bp
 from app.seller.forms import ConfirmUploadForm, UploadForm
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
-from app.services.ingest.fields import FIELDS, HeaderMappingError
+from app.services.ingest.fields import FIELD_LABELS, FIELDS, HeaderMappingError
 from app.services.ingest.reader import UnreadableFile
 
 
@@ -35,6 +35,7 @@ def dashboard():
         batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
         checks=spotchecks.latest_status_by_batch([b.id for b in batches]),
         feedback=market_stats.seller_feedback(current_user),
+        sources=market_stats.sub_id_figures([b.id for b in batches]),
     )
 
 
@@ -68,7 +69,8 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_fil
 
 
 def _confirm_page(form, preview):
-    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS)
+    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
+                           labels=FIELD_LABELS)
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])
@@ -163,17 +165,18 @@ def batch_progress(batch_id: int):
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
-                "temperatures": {}}
+                "temperatures": {}, "sources": []}
     return {"counts": reports.rejection_counts(batch),
             "preview": reports.rejection_preview(batch),
             "stats": market_stats.batch_sales([batch.id])[batch.id],
-            "temperatures": market_stats.batch_temperatures(batch)}
+            "temperatures": market_stats.batch_temperatures(batch),
+            "sources": market_stats.sub_id_figures([batch.id])}
 
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")
 def batch_rejections(batch_id: int):
-    batch = _own_batch(batch_id)
+    download = reports.rejections_download(_own_batch(batch_id))
     return Response(
-        stream_with_context(reports.rejections_csv(batch)), mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}-rejections.csv"'})
+        stream_with_context(download.chunks), content_type=download.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'})
 

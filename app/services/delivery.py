@@ -17,7 +17,9 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                "budget", "authority", "need", "timeframe", "consent_at", "source_url",
                "consent_text", "ip", "lead_id",
                # Added later, so at the end: imports written for the columns above still work.
-               "score", "temperature", "outcome", "revenue"]
+               "score", "temperature", "outcome", "revenue",
+               "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid"]
+LATER_LEAD_COLUMNS = CSV_COLUMNS[-5:]
 # Validated values that cannot start a formula; left as they are for CRM imports.
 TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at", "consent_at"))
 
@@ -41,6 +43,9 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
             "authority": lead.authority, "need": lead.need, "timeframe": lead.timeframe,
             "consent_at": lead.consent_at.isoformat(), "source_url": lead.source_url,
             "consent_text": lead.consent_text, "ip": contact["ip"],
+            "trustedform_cert_url": lead.trustedform_cert_url,
+            "jornaya_leadid": lead.jornaya_leadid, "sub_id": lead.sub_id, "city": lead.city,
+            "postal_code": lead.postal_code,
             "score": score, "temperature": scoring.temperature(score),
             # Erased at the person's request: the contacts above are gone (null).
             "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
@@ -68,8 +73,10 @@ def delivered_csv(order: Order) -> Iterator[str]:
             lead, outcome = record["lead"], record["outcome"] or {}
             revenue = outcome.get("revenue")
             yield [record["sale_id"], record["sold_at"], record["price"],
-                   *[";".join(lead[c]) if c == "interests" else lead[c] for c in CSV_COLUMNS[3:-5]],
+                   *[";".join(lead[c]) if c == "interests" else lead[c]
+                     for c in CSV_COLUMNS[3:CSV_COLUMNS.index("lead_id")]],
                    lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
-                   None if revenue is None else money_input(revenue)]
+                   None if revenue is None else money_input(revenue),
+                   *[lead[c] for c in LATER_LEAD_COLUMNS]]
 
     return csv_lines(CSV_COLUMNS, rows(), TRUSTED_CSV_COLUMNS)

@@ -91,6 +91,58 @@ def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
     return found
 
 
+@dataclass
+class SourceFigures:
+    """One sub_id's leads in some batches (SPEC §3 "every figure broken down by it")."""
+
+    sub_id: Optional[str]  # None: rows that named no source
+    accepted: int = 0
+    sold: int = 0
+    revenue: int = 0
+    min_price: Optional[int] = None
+    max_price: Optional[int] = None
+    returned: int = 0
+    converted: int = 0
+
+    @property
+    def average_price(self) -> Optional[Decimal]:
+        return kpis._ratio(self.revenue, self.sold, kpis.CENTS)
+
+
+MAX_SOURCES = 50  # pages show at most 50 rows
+
+
+def sub_id_figures(batch_ids: list[int], limit: int = MAX_SOURCES) -> list[SourceFigures]:
+    """Per sub_id of these batches: leads accepted, sales and their prices, accepted
+    returns and buyers' conversions; the sources with most leads first."""
+    if not batch_ids:
+        return []
+    found: dict[Optional[str], SourceFigures] = {}
+    for sub_id, accepted in db.session.execute(
+            sa.select(Lead.sub_id, sa.func.count()).where(Lead.batch_id.in_(batch_ids))
+            .group_by(Lead.sub_id)):
+        found[sub_id] = SourceFigures(sub_id, accepted)
+    sold = sa.select(Lead.sub_id).join(Sale, Sale.lead_id == Lead.id).where(
+        Sale.batch_id.in_(batch_ids))
+    for sub_id, count, revenue, low, high in db.session.execute(
+            sold.add_columns(sa.func.count(), sa.func.sum(Sale.price), sa.func.min(Sale.price),
+                             sa.func.max(Sale.price)).group_by(Lead.sub_id)):
+        figures = found.setdefault(sub_id, SourceFigures(sub_id))
+        figures.sold, figures.revenue = count, int(revenue or 0)
+        figures.min_price, figures.max_price = low, high
+    refunded = sa.exists().where(Return.sale_id == Sale.id, Return.status == ReturnStatus.ACCEPTED)
+    for sub_id, count in db.session.execute(
+            sold.add_columns(sa.func.count()).where(refunded).group_by(Lead.sub_id)):
+        found.setdefault(sub_id, SourceFigures(sub_id)).returned = count
+    for sub_id, count in db.session.execute(
+            sold.join(SaleOutcome, SaleOutcome.sale_id == Sale.id)
+            .where(SaleOutcome.status == OutcomeStatus.CONVERTED)
+            .add_columns(sa.func.count()).group_by(Lead.sub_id)):
+        found.setdefault(sub_id, SourceFigures(sub_id)).converted = count
+    ranked = sorted(found.values(), key=lambda f: (-f.accepted, f.sub_id is None, f.sub_id or ""))
+    return ranked[:limit]
+
+
 def batch_temperatures(batch: Batch, now: Optional[datetime] = None) -> dict[str, int]:
     """How many of the batch's unsold, listed leads are hot, warm and cold right now."""
     now = now or utcnow()

@@ -11,7 +11,10 @@ How a lead is mapped, first match wins:
    night in all of them (the United States without a state, Indonesia, ...), so a lead
    whose clock is uncertain never looks suspicious by itself.
 Leads with neither region nor country use the batch's default country.
+
+`consent_zone` is the one clock a consent time written without a zone is read on.
 """
+from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 from importlib import resources
 from zoneinfo import ZoneInfo
@@ -113,3 +116,19 @@ def zones_for(region: str | None, country: str | None) -> tuple[ZoneInfo, ...]:
     if country in COUNTRY_ZONES:
         return (ZoneInfo(COUNTRY_ZONES[country]),)
     return tuple(ZoneInfo(zone) for zone in _country_zone_table().get(country, ()))
+
+
+_REFERENCE = datetime(2025, 1, 15, 12, tzinfo=timezone.utc)  # any fixed instant
+
+
+@lru_cache(maxsize=4096)
+def consent_zone(region: str | None, country: str | None) -> tzinfo:
+    """The zone a lead's local times are read in: its one zone, or for a country of
+    several without a known region the middle one by UTC offset (the smallest error
+    whichever it really was: Chicago's time for the United States), or UTC if unknown."""
+    zones = zones_for(region, country)
+    if not zones:
+        return timezone.utc
+    offsets = [_REFERENCE.astimezone(zone).utcoffset() for zone in zones]
+    middle = sorted(offsets)[(len(offsets) - 1) // 2]
+    return zones[offsets.index(middle)]  # the IANA table lists the main zone first

@@ -221,9 +221,9 @@ def test_html_page_is_refused():
 
 
 def test_no_known_header_is_refused_with_the_headers_found():
-    error = refusal("Kontakt;Zustimmung\nx@example.com;ja\n".encode())
+    error = refusal("Kontakt;Notiz\nx@example.com;ja\n".encode())
     assert error.code == "no_header"
-    assert error.details["headers"] == ["Kontakt", "Zustimmung"]
+    assert error.details["headers"] == ["Kontakt", "Notiz"]
 
 
 def test_data_without_a_header_is_refused():

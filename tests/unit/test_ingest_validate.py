@@ -42,7 +42,8 @@ def test_fields_are_those_of_the_spec():
     assert FIELDS == (
         "first_name", "last_name", "email", "phone", "age", "birth_date", "gender", "region",
         "country", "marital_status", "employed", "interests", "budget", "authority", "need",
-        "timeframe", "consent_at", "source_url", "consent_text", "ip",
+        "timeframe", "consent_at", "source_url", "consent_text", "consent", "ip",
+        "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
     )
     assert map_headers(FIELDS).fields == FIELDS
 
@@ -52,14 +53,17 @@ def test_fields_are_those_of_the_spec():
     ("E-Mail Address", "email"), ("mail", "email"), ("e_mail", "email"), ("EMAIL", "email"),
     ("tel", "phone"), ("Telephone", "phone"), ("Mobile", "phone"), ("Phone Number", "phone"),
     ("First Name", "first_name"), ("firstname", "first_name"), ("given-name", "first_name"),
-    ("Surname", "last_name"), ("city", "region"), ("State", "region"), ("province", "region"),
+    ("Surname", "last_name"), ("city", "city"), ("State", "region"), ("province", "region"),
+    ("ZIP", "postal_code"), ("Post code", "postal_code"), ("SubID", "sub_id"),
+    ("Campaign", "sub_id"), ("xxTrustedFormCertUrl", "trustedform_cert_url"),
+    ("Jornaya LeadiD", "jornaya_leadid"), ("Индекс", "postal_code"), ("Código postal", "postal_code"),
     ("DOB", "birth_date"), ("Date of Birth", "birth_date"), ("sex", "gender"),
     ("Consent Date", "consent_at"), ("Opt-in Time", "consent_at"), ("IP Address", "ip"),
     ("page", "source_url"), ("URL", "source_url"), ("  Marital   Status ", "marital_status"),
     # Russian
     ("Телефон", "phone"), ("имя", "first_name"), ("Фамилия", "last_name"), ("Почта", "email"),
     ("Электронная почта", "email"), ("Регион", "region"), ("Возраст", "age"), ("Пол", "gender"),
-    ("Дата рождения", "birth_date"), ("Город", "region"), ("Семейное положение", "marital_status"),
+    ("Дата рождения", "birth_date"), ("Город", "city"), ("Семейное положение", "marital_status"),
     # Spanish
     ("correo", "email"), ("Correo electrónico", "email"), ("Teléfono", "phone"),
     ("telefono", "phone"), ("Nombre", "first_name"), ("Apellidos", "last_name"),
@@ -102,8 +106,8 @@ def test_two_columns_for_one_field_is_an_error():
 
 def test_a_stronger_synonym_wins_and_the_other_is_left_to_map():
     mapped = map_headers(["City", "State", "Phone", "Mobile"])
-    assert mapped.fields == (None, "region", "phone", None)
-    assert mapped.unknown == ("City", "Mobile")
+    assert mapped.fields == ("city", "region", "phone", None)
+    assert mapped.unknown == ("Mobile",)
 
 
 def test_pick_pads_short_rows_and_drops_extra_columns():
@@ -209,16 +213,36 @@ def test_region_lookups_are_cached():
 @pytest.mark.parametrize("raw, expected", [
     ("2025-06-01T10:00:00Z", datetime(2025, 6, 1, 10, 0)),
     ("2025-06-01T13:00:00+03:00", datetime(2025, 6, 1, 10, 0)),
-    ("2025-06-01 10:00:00", datetime(2025, 6, 1, 10, 0)),
-    ("01.06.2025 10:00", datetime(2025, 6, 1, 10, 0)),
-    ("1.6.2025 10:00:30", datetime(2025, 6, 1, 10, 0, 30)),
-    ("13/05/2025 08:15", datetime(2025, 5, 13, 8, 15)),
-    ("2025/06/01 10:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01 13:00:00", datetime(2025, 6, 1, 10, 0)),  # no zone: Moscow's (RU)
+    ("01.06.2025 13:00", datetime(2025, 6, 1, 10, 0)),
+    ("1.6.2025 13:00:30", datetime(2025, 6, 1, 10, 0, 30)),
+    ("13/05/2025 11:15", datetime(2025, 5, 13, 8, 15)),
+    ("2025/06/01 13:00:00", datetime(2025, 6, 1, 10, 0)),
+    ("2025-06-01", datetime(2025, 6, 1)),  # a date alone says nothing of the clock
+    ("01.06.2025", datetime(2025, 6, 1)),
     ("1748772000", datetime(2025, 6, 1, 10, 0)),
     ("1748772000000", datetime(2025, 6, 1, 10, 0)),
 ])
 def test_consent_time_formats(raw, expected):
     assert verdict(consent_at=raw).lead.consent_at == expected.replace(tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("place, local, utc", [
+    ({"region": "Новосибирская обл"}, "2025-06-01 03:00", datetime(2025, 5, 31, 20, 0)),
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2025-01-15 02:00",
+     datetime(2025, 1, 15, 10, 0)),  # winter: UTC-8
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2024-07-15 02:00",
+     datetime(2024, 7, 15, 9, 0)),  # summer: UTC-7
+    ({"country": "ES", "phone": "+34 612 345 678"}, "15/07/2024 02:00",
+     datetime(2024, 7, 15, 0, 0)),
+    ({"country": "US", "phone": "+1 415 555 0100"}, "2025-01-15 02:00",
+     datetime(2025, 1, 15, 8, 0)),  # no state: the middle of its zones (Chicago)
+    ({"region": "US-CA", "phone": "+1 415 555 0100"}, "2025-01-15T02:00:00Z",
+     datetime(2025, 1, 15, 2, 0)),  # a zone written down wins
+])
+def test_consent_times_without_a_zone_are_read_on_the_leads_clock(place, local, utc):
+    lead = verdict(consent_at=local, **place).lead
+    assert lead is not None and lead.consent_at == utc.replace(tzinfo=timezone.utc)
 
 
 def test_ambiguous_slash_dates_follow_the_country():
@@ -328,15 +352,80 @@ def test_unknown_region(changes, fragment):
     assert fragment in rejected("unknown_region", phone="", **changes)
 
 
-def test_checks_run_in_order():
+def test_a_rejected_row_lists_every_reason():
     broken = {"email": "bad@", "phone": "123", "consent_at": "", "age": "5", "region": "Narnia"}
-    assert validate_row({**broken, "email": "", "phone": ""}, RU).code == "no_contact"
-    assert validate_row(broken, RU).code == "invalid_email"
-    assert validate_row({**broken, "email": "a@example.com"}, RU).code == "invalid_phone"
-    assert validate_row({**broken, "email": "a@example.com", "phone": ""}, RU).code == "no_consent"
+    result = validate_row(broken, RU)
+    assert result.codes == ("invalid_email", "invalid_phone", "no_consent", "implausible_age",
+                            "unknown_region")
+    assert result.code == "invalid_email"
+    for fragment in ("“bad@”", "“123”", "consent time", "source_url", "“5”", "“Narnia”"):
+        assert fragment in result.message
+    assert validate_row({**broken, "email": "", "phone": ""}, RU).codes[0] == "no_contact"
     fixed_consent = {**GOOD, "age": "5", "region": "Narnia"}
-    assert validate_row(fixed_consent, RU).code == "implausible_age"
-    assert validate_row({**fixed_consent, "age": "30"}, RU).code == "unknown_region"
+    assert validate_row(fixed_consent, RU).codes == ("implausible_age", "unknown_region")
+    # The contacts that are valid travel with the verdict: their duplicates are reasons too.
+    one_bad = validate_row({**GOOD, "age": "5"}, RU)
+    assert (one_bad.email, one_bad.phone) == ("ivan.petrov@mail.ru", "+79161234567")
+
+
+def test_two_consent_problems_are_one_code_with_both_sentences():
+    result = verdict(consent_at="", source_url="", consent="нет")
+    assert result.codes == ("no_consent",)
+    assert "“нет”" in result.message and "consent_at" in result.message
+    assert "source_url" in result.message
+
+
+# --- the consent flag (issue 15) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "yes", "Yes", "Y", "TRUE", "1", "да", "Да", "д", "sí", "si", "ja", "oui", "sim", "так",
+    "✓", "✔", "x", "+", "согласен", "agreed", "opt-in",
+])
+def test_a_consent_flag_that_says_yes_is_accepted(value):
+    assert verdict(consent=value).accepted
+
+
+@pytest.mark.parametrize("value", [
+    "no", "NO", "n", "false", "0", "нет", "Нет", "не согласен", "отказ", "nein", "non", "não",
+    "ні", "✗", "-", "declined", "opt-out",
+])
+def test_a_consent_flag_that_says_no_rejects_the_row(value):
+    message = rejected("no_consent", consent=value, consent_text="I agree to be called")
+    assert "consent column" in message
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "  ", "2024-01-01", "Я согласен на обработку"])
+def test_an_unreadable_consent_flag_is_its_own_rejection(value):
+    message = rejected("unclear_consent", consent=value)
+    assert "yes or no" in message
+
+
+@pytest.mark.parametrize("header, cells, field", [
+    ("Согласие", ["да", "нет", "Да"], "consent"),  # the defect of issue 15
+    ("Согласие", ["Я даю согласие на обработку персональных данных"], "consent_text"),
+    ("Consent", ["TRUE", "FALSE"], "consent"),
+    ("consent", ["I agree to be contacted by phone"], "consent_text"),
+    ("Consentimiento", ["sí", "no"], "consent"),
+    ("Einwilligung", ["ja", "nein", ""], "consent"),
+    ("Consentement", ["oui", "non"], "consent"),
+    ("Згода", ["так", "ні"], "consent"),
+    ("consent", [], "consent"),  # nothing to go by: the header's meaning
+    ("Consent text", [], "consent_text"),
+    ("Opt-in", ["yes", "no"], "consent"),
+    ("Agreed", ["✓", "✗"], "consent"),
+    ("GDPR consent", [], "consent"),
+    ("Согласие получено", ["да"], "consent"),
+    ("Consent text", ["yes"], "consent"),  # yes/no cells are a flag whatever the header
+])
+def test_consent_columns_are_told_apart_by_header_and_values(header, cells, field):
+    mapped = map_headers(["email", header], sample=[["a@example.com", c] for c in cells])
+    assert mapped.fields == ("email", field)
+
+
+def test_the_sellers_mapping_of_a_consent_column_stands():
+    mapped = map_headers(["Согласие"], {"Согласие": "consent_text"}, sample=[["да"]])
+    assert mapped.fields == ("consent_text",)
 
 
 def test_long_values_are_shortened_in_messages():
@@ -405,8 +494,8 @@ def test_a_rejected_row_with_lone_surrogates_can_be_stored():
     vault = ContactVault(base64.urlsafe_b64encode(b"k" * 32).decode())
     result = validate_chunk([(1, ["Petr\udcff", "petr@example.com", "\udc00"])],
                             ("first_name", "email", None), RU, vault)
-    [(number, code, message_enc, raw_enc)] = result.rejected
-    assert (number, code) == (1, "bad_encoding")
+    [(number, code, codes, message_enc, raw_enc)] = result.rejected
+    assert (number, code, codes) == (1, "bad_encoding", "bad_encoding")
     assert json.loads(vault.decrypt(raw_enc)) == ["Petr\ufffd", "petr@example.com", "\ufffd"]
     assert "Petr\ufffd" in vault.decrypt(message_enc)
 
@@ -417,11 +506,12 @@ def test_a_rejected_row_with_lone_surrogates_can_be_stored():
 def test_every_verdict_has_a_sentence():
     codes = {"invalid_phone", "invalid_email", "no_contact", "no_consent", "consent_in_future",
              "implausible_age", "unknown_region", "duplicate_in_batch", "duplicate_own",
-             "suppressed", "bad_encoding"}
+             "suppressed", "bad_encoding", "unclear_consent", "invalid_postal_code",
+             "invalid_certificate"}
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
-               "first_row": 7}
+               "first_row": 7, "shape": "s"}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message
@@ -440,3 +530,34 @@ def test_context_and_results_pickle_for_worker_processes():
 def test_context_needs_an_aware_now():
     with pytest.raises(ValueError):
         RowContext("RU", datetime(2025, 1, 1))
+
+
+# --- sub_id, location and certificates (issue 15, item 5) -------------------------
+
+CERT = "https://cert.trustedform.com/" + "0123456789abcdef" * 2 + "01234567"
+LEADID = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+
+
+def test_sub_id_location_and_certificates_are_kept():
+    lead = verdict(sub_id="  spring  promo ", city=" Санкт-Петербург ", postal_code="sw1a 1aa",
+                   trustedform_cert_url=CERT, jornaya_leadid=LEADID).lead
+    assert (lead.sub_id, lead.city, lead.postal_code) == ("spring promo", "Санкт-Петербург",
+                                                           "SW1A 1AA")
+    assert lead.trustedform_cert_url == CERT and lead.jornaya_leadid == LEADID.upper()
+    assert lead.region == "RU-SPE"  # a city with no region column gives the region
+
+
+def test_a_city_that_is_no_region_is_kept_and_rejects_nothing():
+    lead = verdict(city="Springfield").lead
+    assert lead.city == "Springfield" and lead.region is None
+
+
+@pytest.mark.parametrize("changes, code, fragment", [
+    ({"postal_code": "!!"}, "invalid_postal_code", "“!!”"),
+    ({"postal_code": "12345678901"}, "invalid_postal_code", "12345678901"),
+    ({"trustedform_cert_url": "https://example.com/cert"}, "invalid_certificate", "TrustedForm"),
+    ({"trustedform_cert_url": CERT[:-1]}, "invalid_certificate", "40 hexadecimal"),
+    ({"jornaya_leadid": "12345"}, "invalid_certificate", "Jornaya"),
+])
+def test_bad_postal_codes_and_certificates_are_rejected(changes, code, fragment):
+    assert fragment in rejected(code, **changes)

@@ -20,8 +20,11 @@ FIELDS: tuple[str, ...] = (
     "age", "birth_date", "gender", "region", "country",
     "marital_status", "employed", "interests",
     "budget", "authority", "need", "timeframe",
-    "consent_at", "source_url", "consent_text", "ip",
+    "consent_at", "source_url", "consent_text", "consent", "ip",
+    "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
+# How the upload screen names a field where its bare name would mislead.
+FIELD_LABELS: dict[str, str] = {"consent": "consent (yes/no)", "consent_text": "consent text"}
 
 # Field -> header names, strongest first: when two columns claim one field, the
 # better-ranked synonym wins (a file with both `State` and `City` gives `State`).
@@ -56,7 +59,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "region": (
         "region", "state", "province", "oblast", "регион", "область",
         "субъект", "субъект рф", "provincia", "región", "comunidad autónoma",
-        "comunidad", "estado", "bundesland", "city", "town", "город", "ciudad",
+        "comunidad", "estado", "bundesland",
     ),
     "country": ("country", "country code", "страна", "país", "land"),
     "marital_status": (
@@ -84,11 +87,51 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "page", "source", "landing", "website", "site", "источник", "страница",
         "ссылка", "сайт", "url страницы", "fuente", "página", "url de origen",
     ),
+    # A column named for consent ("consent", "согласие", "consent text"...) may hold the
+    # text shown or whether the person agreed: `_by_values` decides from its cells.
     "consent_text": (
-        "consent_text", "consent wording", "opt-in text", "текст согласия", "согласие",
-        "texto de consentimiento", "consentimiento", "consent",
+        "consent_text", "consent text", "consent wording", "consent language",
+        "opt-in text", "текст согласия", "texto de consentimiento", "texto del consentimiento",
+        "einwilligungstext", "texte de consentement", "testo del consenso",
+        "texto do consentimento", "текст згоди",
+    ),
+    "consent": (
+        "consent", "согласие", "consentimiento", "einwilligung", "consentement", "consenso",
+        "consentimento", "згода", "consent_flag", "consent flag", "consent given", "consented", "has consent",
+        "consent yes/no", "consent (yes/no)", "agreed", "agrees", "agreement", "opt-in",
+        "opt in", "opted in", "gdpr consent", "tcpa consent", "marketing consent",
+        "согласие получено", "согласие дано", "дал согласие", "согласен",
+        "согласие на обработку", "согласие на обработку данных", "согласие (да/нет)",
+        "acepta", "aceptado", "acepto", "consentimiento otorgado", "consentimiento dado",
+        "einwilligung erteilt", "einverstanden", "zustimmung", "consentement donné",
+        "accord", "consenso dato", "consenso prestato", "consentimento dado", "aceito",
+        "згода надана", "згоден",
     ),
     "ip": ("ip", "ip address", "user ip", "ip адрес", "dirección ip"),
+    "sub_id": (
+        "sub_id", "subid", "sub id 1", "sub1", "aff_sub", "source id", "campaign",
+        "campaign id", "campaign name", "utm_campaign", "placement", "affiliate id",
+        "publisher id", "кампания", "канал", "подисточник", "campaña", "kampagne",
+    ),
+    # A file's city is also its region when it has no region column (validate.py).
+    "city": (
+        "city", "town", "locality", "город", "населенный пункт", "ciudad", "localidad",
+        "municipio", "stadt", "ort", "ville", "città", "cidade", "місто",
+    ),
+    "postal_code": (
+        "postal_code", "postal code", "postcode", "post code", "zip", "zip code", "zipcode",
+        "почтовый индекс", "индекс", "código postal", "codigo postal", "cp", "postleitzahl",
+        "plz", "code postal", "cap", "cep", "поштовий індекс",
+    ),
+    "trustedform_cert_url": (
+        "trustedform_cert_url", "xxtrustedformcerturl", "trustedform", "trusted form",
+        "trustedform cert", "trustedform certificate", "trustedform url",
+        "trustedform cert url",
+    ),
+    "jornaya_leadid": (
+        "jornaya_leadid", "jornaya", "jornaya leadid", "jornaya lead id", "leadid token",
+        "leadid_token", "universal leadid", "universal_leadid",
+    ),
 }
 
 
@@ -158,10 +201,28 @@ def _user_fields(user_mapping: Mapping[str, str] | None) -> dict[str, str | None
     return mapped
 
 
+_CONSENT_FIELDS = ("consent", "consent_text")
+
+
+def _by_values(name: str, column: int, sample: Sequence[Sequence[str]]) -> str:
+    """A consent column recognised by its header is a yes/no flag when its sampled
+    cells are all yes/no words, and the consent text when one of them is a sentence."""
+    cells = [cell for row in sample if column < len(row) and (cell := row[column].strip())]
+    if cells and all(consent_flag(cell) is not None for cell in cells):
+        return "consent"
+    if any(consent_flag(cell) is None and len(cell.split()) >= 4 for cell in cells):
+        return "consent_text"
+    return name
+
+
 def map_headers(
-    headers: Sequence[str], user_mapping: Mapping[str, str] | None = None
+    headers: Sequence[str], user_mapping: Mapping[str, str] | None = None,
+    sample: Sequence[Sequence[str]] = (),
 ) -> HeaderMap:
-    """Map a CSV header row to fields; the user's mapping beats the synonym table."""
+    """Map a CSV header row to fields; the user's mapping beats the synonym table.
+
+    `sample` is a few data rows: they tell a consent flag from consent text.
+    """
     user = _user_fields(user_mapping)
     fields: list[str | None] = [None] * len(headers)
     unknown: list[int] = []
@@ -173,6 +234,8 @@ def map_headers(
                 claims.setdefault(user[key], []).append((-1, column))  # user beats synonyms
         elif key in SYNONYMS:
             name, rank = SYNONYMS[key]
+            if name in _CONSENT_FIELDS:
+                name = _by_values(name, column, sample)
             claims.setdefault(name, []).append((rank, column))
         elif key:
             unknown.append(column)
@@ -234,6 +297,35 @@ EMPLOYED = _vocabulary({
            "desempleada", "parado", "parada", "nein"),
     "unknown": ("unknown", "n/a", "не указано", "desconocido"),
 })
+
+
+# Whether the person agreed, as consent columns write it (SPEC §3), in the languages
+# of the header synonyms. Checked symbols have no text_key, so they are their own keys.
+CONSENT_VALUES = {
+    **_vocabulary({
+        "yes": ("yes", "y", "true", "t", "1", "on", "ok", "okay", "checked", "agreed", "agree",
+                "accepted", "accept", "given", "granted", "consented", "opt-in", "opted in",
+                "да", "д", "согласен", "согласна", "согласие получено", "получено", "есть",
+                "sí", "si", "s", "acepto", "acepta", "aceptado", "aceptada", "otorgado",
+                "verdadero", "ja", "j", "wahr", "einverstanden", "oui", "o", "vrai", "accepté",
+                "sì", "vero", "sim", "aceito", "verdadeiro", "так", "т", "згоден", "згодна"),
+        "no": ("no", "n", "false", "f", "0", "off", "unchecked", "declined", "refused",
+               "rejected", "denied", "withdrawn", "not given", "opt-out", "opted out",
+               "нет", "н", "не согласен", "не согласна", "отказ", "отказался", "отказалась",
+               "нет согласия", "rechazado", "rechazada", "falso", "nein", "falsch", "non",
+               "faux", "refusé", "não", "nao", "ні", "не згоден", "не згодна"),
+    }),
+    "✓": "yes", "✔": "yes", "☑": "yes", "✅": "yes", "+": "yes", "x": "yes",
+    "✗": "no", "✘": "no", "☐": "no", "❌": "no", "-": "no", "—": "no",
+}
+
+
+@lru_cache(maxsize=256)
+def consent_flag(raw: str) -> bool | None:
+    """True for a yes, False for a no, None for anything else (an empty cell too)."""
+    value = raw.strip().casefold()
+    found = CONSENT_VALUES.get(value) or CONSENT_VALUES.get(text_key(value))
+    return None if found is None else found == "yes"
 
 
 # Countries and regions. ISO names come from pycountry, plus the translations it

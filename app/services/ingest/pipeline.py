@@ -44,7 +44,8 @@ from app.services import scoring
 from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
-from app.services.ingest.reader import Block, UnreadableFile, open_csv
+from app.services.ingest.reader import Block, UnreadableFile
+from app.services.ingest.sources import open_upload
 from app.services.ingest.validate import RowContext, verdict_message
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,9 @@ class UploadPreview:
     """What the seller sees before a batch starts: how we read the file."""
 
     token: str
-    encoding: str
-    delimiter: str
+    file_format: str  # csv or xlsx
+    encoding: Optional[str]  # a CSV's
+    delimiter: Optional[str]  # a CSV's
     headers: list[str]
     fields: list[Optional[str]]
     unknown: list[str]
@@ -152,10 +154,11 @@ def _read_shape(seller_id: int, token: str, mapping: Optional[dict]) -> UploadPr
         raise ValidationFailed("This upload has expired; please choose the file again.",
                                code="unknown_upload")
     try:
-        with open_csv(path, mapping=mapping or {}) as source:
+        with open_upload(path, mapping=mapping or {}) as source:
             sample = [values for _, values in itertools.islice(source.rows(), 5)]
             return UploadPreview(
-                token, source.encoding, source.delimiter, list(source.headers),
+                token, source.file_format, source.encoding, source.delimiter,
+                list(source.headers),
                 list(source.header_map.fields), list(source.header_map.unknown), sample,
                 source.content_hash, source.size, None)
     except UnreadableFile:
@@ -225,7 +228,8 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     batch = Batch(
         seller_id=seller.id, source=BatchSource.UPLOAD, status=BatchStatus.PROCESSING,
         filename=(filename or "upload.csv")[:255], content_hash=preview.content_hash,
-        file_size=preview.size, encoding=preview.encoding, delimiter=preview.delimiter,
+        file_size=preview.size, file_format=preview.file_format, encoding=preview.encoding,
+        delimiter=preview.delimiter,
         default_country=terms.default_country, floor_price=terms.floor_price, cap=terms.cap,
         mapping={"columns": terms.mapping, "headers": preview.headers,
                  "unmapped": preview.unknown},
@@ -296,7 +300,7 @@ def _run(batch: Batch, path: Path) -> None:
     # on SQLite the open transaction holds the write lock.
     commit_rows, commit_seconds = config["INGEST_COMMIT_ROWS"], config["INGEST_COMMIT_SECONDS"]
     pool = workers.pool_for(config)
-    with open_csv(path, mapping=mapping) as source:
+    with open_upload(path, mapping=mapping) as source:
         uncommitted, opened = 0, time.monotonic()
         for block, result in pool.map_chunks(source.blocks(chunk_rows, after=run.checkpoint),
                                              source.header_map.fields, ctx,
@@ -400,6 +404,21 @@ class DedupeIndex:
             return "duplicate_own", verdict_message("duplicate_own"), False
         return None, None, bool(holders)
 
+    def reasons_of_rejected(self, email_hash, phone_hash, row_number: int
+                            ) -> list[tuple[str, str]]:
+        """A rejected row's suppression or duplicate reason, if it has one: only rows
+        before it count, as a rejected row is no lead for later rows to repeat."""
+        if email_hash in self.suppressed_emails or phone_hash in self.suppressed_phones:
+            return [("suppressed", verdict_message("suppressed"))]
+        holders = [h for h in (self.by_email.get(email_hash), self.by_phone.get(phone_hash)) if h]
+        for holder in holders:
+            if holder.batch_id == self.batch_id and holder.row_number < row_number:
+                return [("duplicate_in_batch",
+                         verdict_message("duplicate_in_batch", first_row=holder.row_number))]
+        if any(h.seller_id == self.seller_id and h.batch_id != self.batch_id for h in holders):
+            return [("duplicate_own", verdict_message("duplicate_own"))]
+        return []
+
     def remember(self, email_hash, phone_hash, row_number: int) -> None:
         holder = Holder(self.batch_id, self.seller_id, row_number)
         if email_hash:
@@ -411,7 +430,7 @@ class DedupeIndex:
 LEAD_INSERT_COLUMNS = workers.ACCEPTED_COLUMNS + (
     "batch_id", "seller_id", "status", "cross_seller_duplicate", "floor_price", "cap",
     "sold_count", "created_at", "seller_points")
-REJECTION_INSERT_COLUMNS = ("row_number", "code", "message_enc", "raw_enc", "batch_id")
+REJECTION_INSERT_COLUMNS = ("row_number", "code", "codes", "message_enc", "raw_enc", "batch_id")
 
 
 def lead_row(batch: Batch | BatchRun, accepted: tuple, is_cross: bool,
@@ -432,11 +451,13 @@ def _stored_time(when: datetime) -> str:
 def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
     """Store one validated block and its progress (the caller commits)."""
-    accepted = result.accepted
+    accepted, rejected_contacts = result.accepted, result.rejected_contacts
     e_at, p_at = workers.EMAIL_HASH, workers.PHONE_HASH
     index = DedupeIndex.load(
-        batch.id, batch.seller_id, {row[e_at] for row in accepted if row[e_at]},
-        {row[p_at] for row in accepted if row[p_at]}, batch.check_suppression)
+        batch.id, batch.seller_id,
+        {row[e_at] for row in accepted if row[e_at]} | {c[1] for c in rejected_contacts if c[1]},
+        {row[p_at] for row in accepted if row[p_at]} | {c[2] for c in rejected_contacts if c[2]},
+        batch.check_suppression)
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
@@ -459,10 +480,20 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
             append(row + (is_cross,))
         else:
             vault = current_vault()
-            rejections.append((row[0], code, vault.encrypt(message),
+            rejections.append((row[0], code, code, vault.encrypt(message),
                                vault.encrypt(json.dumps(block.record(row[0]), ensure_ascii=False)),
                                batch.id))
-    rejections.extend(rejected + (batch.id,) for rejected in result.rejected)
+    rejected = result.rejected
+    if rejected_contacts:
+        rejected = list(rejected)
+        vault = current_vault()
+        for position, email_hash, phone_hash in rejected_contacts:
+            number, code, codes, message_enc, raw_enc = rejected[position]
+            for extra, sentence in index.reasons_of_rejected(email_hash, phone_hash, number):
+                rejected[position] = (
+                    number, code, f"{codes}{workers.CODES_SEPARATOR}{extra}",
+                    vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
+    rejections.extend(row + (batch.id,) for row in rejected)
     previous, last_row = batch.checkpoint, block.last
     # The conditional update is the run's claim on the batch: a second worker resumed
     # from the same checkpoint loses here and stops instead of storing rows twice.

@@ -19,6 +19,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import os
 import re
 import shutil
@@ -73,7 +74,7 @@ class UnreadableFile(DomainError):
     status = 422
 
 
-def _refuse(code: str, message: str, **details) -> UnreadableFile:
+def refuse(code: str, message: str, **details) -> UnreadableFile:
     return UnreadableFile(message, code=code, details=details)
 
 
@@ -140,9 +141,12 @@ class Block:
 class CsvSource:
     """An opened upload: its encoding, delimiter, header map, hash and row stream."""
 
+    file_format = "csv"
+
     def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
                  delimiter: str, content_hash: str, size: int,
-                 mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool):
+                 mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool,
+                 sample: list[list[str]]):
         self.encoding = encoding
         self.delimiter = delimiter
         self.content_hash = content_hash  # hex SHA-256 of the raw bytes
@@ -162,12 +166,12 @@ class CsvSource:
         self._number = 0  # physical records read, as a spreadsheet numbers its rows
         header = self._next_nonblank()
         if header is None:
-            raise _refuse("no_header", "The file has no header row.")
+            raise refuse("no_header", "The file has no header row.")
         self.header_row = self._number
         self.headers = [cell.strip() for cell in header]
-        self.header_map: HeaderMap = map_headers(self.headers, mapping)
+        self.header_map: HeaderMap = map_headers(self.headers, mapping, sample)
         if not self.header_map.known:
-            raise _refuse(
+            raise refuse(
                 "no_header",
                 "None of the file's column names is one we know (such as email, phone, "
                 "consent_at, source_url); check that the first row is a header, or map "
@@ -210,11 +214,11 @@ class CsvSource:
     def _too_long(self, one_line: bool) -> UnreadableFile:
         row, limit = self._number + 1, self._max_chars
         if one_line:
-            return _refuse("line_too_long", f"Row {row} is longer than {limit:,} characters; "
-                           "this does not look like a CSV file.", row=row)
-        return _refuse("line_too_long", f"Row {row} runs over more lines or characters than "
-                       f"a row can ({MAX_ROW_LINES:,} lines, {limit:,} characters); a quote "
-                       "mark (\") that is never closed usually causes this.", row=row)
+            return refuse("line_too_long", f"Row {row} is longer than {limit:,} characters; "
+                          "this does not look like a CSV file.", row=row)
+        return refuse("line_too_long", f"Row {row} runs over more lines or characters than "
+                      f"a row can ({MAX_ROW_LINES:,} lines, {limit:,} characters); a quote "
+                      "mark (\") that is never closed usually causes this.", row=row)
 
     def _read(self) -> list[str] | None:
         """The next record, its lines left in self._taken; blank lines are skipped."""
@@ -223,22 +227,22 @@ class CsvSource:
             record = next(self._records, None)
         except csv.Error as exc:
             if "field limit" in str(exc):
-                raise _refuse("line_too_long",
-                              f"Row {self._number + 1} has a cell longer than "
-                              f"{FIELD_LIMIT:,} characters; a quote mark (\") that is never "
-                              "closed can cause this.", row=self._number + 1) from exc
-            raise _refuse("not_csv", f"Row {self._number + 1} is not valid CSV ({exc}).",
-                          row=self._number + 1) from exc
+                raise refuse("line_too_long",
+                             f"Row {self._number + 1} has a cell longer than "
+                             f"{FIELD_LIMIT:,} characters; a quote mark (\") that is never "
+                             "closed can cause this.", row=self._number + 1) from exc
+            raise refuse("not_csv", f"Row {self._number + 1} is not valid CSV ({exc}).",
+                         row=self._number + 1) from exc
         except UnicodeDecodeError as exc:
-            raise _refuse("bad_encoding",
-                          f"Row {self._number + 1} is not valid {self.encoding} text; save "
-                          "the file as UTF-8 and upload it again.", row=self._number + 1) from exc
+            raise refuse("bad_encoding",
+                         f"Row {self._number + 1} is not valid {self.encoding} text; save "
+                         "the file as UTF-8 and upload it again.", row=self._number + 1) from exc
         if record is not None:
             self._number += 1
             if len(record) > MAX_COLUMNS:
-                raise _refuse("too_many_columns", f"Row {self._number} has {len(record):,} "
-                              f"columns, more than the {MAX_COLUMNS:,} we read; this does not "
-                              "look like a file of leads.", row=self._number)
+                raise refuse("too_many_columns", f"Row {self._number} has {len(record):,} "
+                             f"columns, more than the {MAX_COLUMNS:,} we read; this does not "
+                             "look like a file of leads.", row=self._number)
         return record
 
     def _next_nonblank(self) -> list[str] | None:
@@ -315,7 +319,7 @@ class CsvSource:
         self.close()
 
 
-def _binary_stream(source: BinaryIO | str | os.PathLike) -> tuple[BinaryIO, bool]:
+def binary_stream(source: BinaryIO | str | os.PathLike) -> tuple[BinaryIO, bool]:
     """A seekable binary stream and whether we own it (and must close it)."""
     if isinstance(source, (str, os.PathLike)):
         return open(source, "rb"), True
@@ -410,32 +414,32 @@ def _encoding(scan: _Scan) -> str:
     sample = scan.sample
     for signature, what in _MAGIC:
         if sample.startswith(signature):
-            raise _refuse("binary_file", f"This is {what}, not a CSV file; export it as CSV "
-                          "(comma- or semicolon-separated) and upload that.")
+            raise refuse("binary_file", f"This is {what}, not a CSV file; export it as CSV "
+                         "(comma- or semicolon-separated) and upload that.")
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"  # Excel's "Unicode text" export
     if scan.nul:
         if utf16 := _utf16_without_bom(sample):
             return utf16
-        raise _refuse("binary_file", "This file contains binary data, not CSV text.")
+        raise refuse("binary_file", "This file contains binary data, not CSV text.")
     mostly_utf8 = scan.multibyte >= scan.invalid
     if sample.startswith(codecs.BOM_UTF8):
         if not mostly_utf8:
-            raise _refuse("bad_encoding", "The file says it is UTF-8, but most of its "
-                          "accented or non-Latin letters are not UTF-8; save it again as "
-                          "UTF-8 and upload that.")
+            raise refuse("bad_encoding", "The file says it is UTF-8, but most of its "
+                         "accented or non-Latin letters are not UTF-8; save it again as "
+                         "UTF-8 and upload that.")
         return "utf-8-sig"
     if mostly_utf8:
         return "utf-8"
     if scan.multibyte >= max(_MIXED_MIN, scan.invalid * _MIXED_SHARE):
-        raise _refuse("mixed_encoding", "Part of this file is UTF-8 text and part is in "
-                      "another encoding (such as Windows-1251 or Windows-1252), so its rows "
-                      "cannot all be read as written; save the whole file as UTF-8 and "
-                      "upload that.", utf8_characters=scan.multibyte, other_bytes=scan.invalid)
+        raise refuse("mixed_encoding", "Part of this file is UTF-8 text and part is in "
+                     "another encoding (such as Windows-1251 or Windows-1252), so its rows "
+                     "cannot all be read as written; save the whole file as UTF-8 and "
+                     "upload that.", utf8_characters=scan.multibyte, other_bytes=scan.invalid)
     encoding = _legacy_encoding(sample + b"\n" + scan.bad_chunk)
     if encoding is None:
-        raise _refuse("binary_file", "This file is not text in any encoding we know "
-                      "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
+        raise refuse("binary_file", "This file is not text in any encoding we know "
+                     "(UTF-8, Windows-1251, Windows-1252 or Latin-1).")
     return encoding
 
 
@@ -463,6 +467,19 @@ def _sniff_delimiter(sample_text: str, mapping: Mapping[str, str] | None,
     return max(DELIMITERS, key=score)  # ties keep the earlier, more common delimiter
 
 
+def _sample_rows(sample_text: str, delimiter: str, complete: bool) -> list[list[str]]:
+    """The first data rows of the sample (after the header): what a column holds."""
+    try:
+        records = [r for r in itertools.islice(
+            csv.reader(io.StringIO(sample_text, newline=""), delimiter=delimiter),
+            _SNIFF_RECORDS + 2) if any(r)]
+    except csv.Error:
+        return []
+    if not complete and len(records) > 1:
+        records.pop()  # the sample may cut the last record short
+    return [_clean(r) for r in records[1:]]
+
+
 def open_csv(
     source: BinaryIO | str | os.PathLike,
     *,
@@ -480,25 +497,27 @@ def open_csv(
     which may still raise `UnreadableFile` (a row too long or too wide, bytes that do
     not decode) partway through the file.
     """
-    stream, owned = _binary_stream(source)
+    stream, owned = binary_stream(source)
     try:
         start = stream.tell()
         scan = _scan(stream, max_header_bytes)
         if scan.size == 0:
-            raise _refuse("empty_file", "The file is empty.")
+            raise refuse("empty_file", "The file is empty.")
         encoding = _encoding(scan)
         sample = scan.sample
         sample_text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
         complete = scan.size <= max_header_bytes
         if not complete and not re.search(r"[\r\n]", sample_text):
-            raise _refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
-                          "bytes; this does not look like a CSV file.", row=1)
+            raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
+                         "bytes; this does not look like a CSV file.", row=1)
         if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
-            raise _refuse("binary_file", "This file contains binary data, not CSV text.")
+            raise refuse("binary_file", "This file contains binary data, not CSV text.")
         if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
-            raise _refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
+            raise refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
         hint = _SEP_HINT.match(sample_text)
         delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
+        sample_rows = _sample_rows(sample_text[hint.end():] if hint else sample_text,
+                                   delimiter, complete)
         stream.seek(start)
         buffered = stream if owned else io.BufferedReader(_Borrowed(stream), _CHUNK)
         # Invalid bytes in a mostly-UTF-8 file become U+FFFD, and their rows are
@@ -509,7 +528,8 @@ def open_csv(
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
                              content_hash=scan.content_hash, size=scan.size, mapping=mapping,
-                             max_row_chars=max_row_chars, sep_hint=hint is not None)
+                             max_row_chars=max_row_chars, sep_hint=hint is not None,
+                             sample=sample_rows)
         except BaseException:
             text.close()
             raise

@@ -59,8 +59,9 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     ctx = RowContext(default_country=terms.default_country, now=utcnow())
     result = validate_chunk([(1, list(values.values()))], tuple(values), ctx, current_vault())
     if result.rejected:
-        _, code, message_enc, _ = result.rejected[0]
-        raise LeadRejected(current_vault().decrypt(message_enc), code=code)
+        _, code, codes, message_enc, _ = result.rejected[0]
+        raise LeadRejected(current_vault().decrypt(message_enc), code=code,
+                           details={"codes": codes.split(workers.CODES_SEPARATOR)})
     row = result.accepted[0]
     batch = _todays_batch(seller, terms)
     email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]

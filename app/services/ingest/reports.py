@@ -1,42 +1,87 @@
-"""What a seller reads about a batch: verdict counts and the rejected rows."""
+"""What a seller reads about a batch (queries): verdict counts and the rejected rows."""
+import codecs
 import json
+from collections import Counter
+from dataclasses import dataclass
 from typing import Iterator
 
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Batch, Rejection
-from app.services.exports import csv_lines
+from app.services.exports import XLSX_TYPE, csv_lines, xlsx_chunks
 from app.services.crypto import current_vault
+from app.services.ingest.workers import CODES_SEPARATOR
 
 
 def rejection_counts(batch: Batch) -> list[tuple[str, int]]:
-    """(code, rows) for the batch, most frequent first."""
-    return db.session.execute(
-        sa.select(Rejection.code, sa.func.count()).where(Rejection.batch_id == batch.id)
-        .group_by(Rejection.code).order_by(sa.func.count().desc(), Rejection.code)).all()
+    """(code, rows with that reason) for the batch, most frequent first; a row with
+    several reasons counts under each."""
+    counts: Counter[str] = Counter()
+    for codes, rows in db.session.execute(
+            sa.select(Rejection.codes, sa.func.count())
+            .where(Rejection.batch_id == batch.id).group_by(Rejection.codes)):
+        for code in codes.split(CODES_SEPARATOR):
+            counts[code] += rows
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, str]]:
-    """(row number, code, message) of the first rejected rows."""
+def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, list[str], str]]:
+    """(row number, codes, message) of the first rejected rows."""
     decrypt = current_vault().decrypt
-    return [(number, code, decrypt(message_enc)) for number, code, message_enc in db.session.execute(
-        sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc)
-        .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number).limit(limit))]
+    return [(number, codes.split(CODES_SEPARATOR), decrypt(message_enc))
+            for number, codes, message_enc in db.session.execute(
+                sa.select(Rejection.row_number, Rejection.codes, Rejection.message_enc)
+                .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number)
+                .limit(limit))]
 
 
-def rejections_csv(batch: Batch) -> Iterator[str]:
-    """Row number, code, message and the original row, to fix and upload again."""
-    headers = list(batch.mapping.get("headers") or [])
+def _legacy_fallback(error: UnicodeEncodeError) -> tuple[str, int]:
+    """Our sentences' typographic marks in a legacy encoding that lacks them."""
+    bad = error.object[error.start:error.end]
+    return "".join(_PLAIN.get(ch, "?") for ch in bad), error.end
+
+
+_PLAIN = {"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "…": "...",
+          "—": "-", "–": "-", "\ufffd": "?"}
+codecs.register_error("leadx_plain", _legacy_fallback)
+# Encodings the reader reports -> the charset a browser is told.
+_CHARSETS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "cp1251": "windows-1251",
+             "cp1252": "windows-1252", "latin_1": "iso-8859-1", "utf-16": "utf-16",
+             "utf-16-le": "utf-16le", "utf-16-be": "utf-16be"}
+
+
+@dataclass(frozen=True)
+class Download:
+    chunks: Iterator[bytes]
+    content_type: str
+    filename: str
+
+
+def rejections_download(batch: Batch) -> Download:
+    """The rejected rows, to fix and upload again, in the shape the file came in: an
+    .xlsx for a workbook; for a CSV its encoding (a BOM if it had one) and delimiter.
+    Each row: number, every code (";"-separated), the sentences, the original cells."""
+    headers = ["row", "code", "message", *(batch.mapping.get("headers") or [])]
+    name = f"batch-{batch.id}-rejections"
+    if batch.file_format == "xlsx":
+        return Download(xlsx_chunks("Rejected rows", headers, _rejected_rows(batch)),
+                        XLSX_TYPE, f"{name}.xlsx")
+    encoding = batch.encoding if batch.encoding in _CHARSETS else "utf-8-sig"
+    # The utf-16 codec writes its own BOM; utf-8-sig's is written as U+FEFF.
+    lines = csv_lines(headers, _rejected_rows(batch), delimiter=batch.delimiter or ",",
+                      bom=encoding == "utf-8-sig")
+    encoder = codecs.getincrementalencoder(
+        "utf-8" if encoding == "utf-8-sig" else encoding)("leadx_plain")
+    return Download((encoder.encode(line) for line in lines),
+                    f"text/csv; charset={_CHARSETS[encoding]}", f"{name}.csv")
+
+
+def _rejected_rows(batch: Batch) -> Iterator[list]:
     decrypt = current_vault().decrypt
-
-    def rows():
-        query = (sa.select(Rejection.row_number, Rejection.code, Rejection.message_enc,
-                           Rejection.raw_enc)
-                 .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
-        for number, code, message_enc, raw_enc in db.session.execute(
-                query.execution_options(yield_per=2000)):
-            yield [number, code, decrypt(message_enc), *json.loads(decrypt(raw_enc))]
-
-    return csv_lines(["row", "code", "message", *headers], rows())
-
+    query = (sa.select(Rejection.row_number, Rejection.codes, Rejection.message_enc,
+                       Rejection.raw_enc)
+             .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
+    for number, codes, message_enc, raw_enc in db.session.execute(
+            query.execution_options(yield_per=2000)):
+        yield [number, codes, decrypt(message_enc), *json.loads(decrypt(raw_enc))]

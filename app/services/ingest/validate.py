@@ -15,7 +15,7 @@ when a fast path is unsure it declines and the library decides. A differential t
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -23,8 +23,9 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import PhoneMetadata
 
+from app.services.regions_tz import consent_zone
 from app.services.ingest.fields import (
-    EMPLOYED, GENDERS, MARITAL_STATUSES, resolve_country, resolve_region, text_key,
+    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, resolve_country, resolve_region, text_key,
 )
 
 MIN_AGE, MAX_AGE = 18, 100
@@ -49,10 +50,16 @@ VERDICTS: dict[str, str] = {
     "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
                      "+country prefix are read as {country}).",
     "no_consent": "The row has no usable consent evidence: {reason}.",
+    "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
+                       "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
     "consent_in_future": "The consent time “{value}” is in the future.",
     "implausible_age": "The {field} “{value}” {problem}; leads must be 18 to 100 years old.",
     "unknown_region": "The {field} “{value}” is not one we recognise; use its name or ISO "
                       "code (such as RU-MOW, US-CA or ES).",
+    "invalid_postal_code": "The postal code “{value}” is not one: 2 to 10 letters and digits "
+                           "(such as 90210, SW1A 1AA or 119019).",
+    "invalid_certificate": "The {field} “{value}” is not {shape}; leave it empty if the lead "
+                           "has none.",
     "duplicate_in_batch": "This lead repeats row {first_row} of the same file.",
     "duplicate_own": "You have already uploaded this lead in an earlier batch.",
     "suppressed": "This person is on the suppression list and must not be contacted.",
@@ -106,13 +113,22 @@ class NormalisedLead:
     source_url: str
     consent_text: str | None
     ip: str | None
+    sub_id: str | None
+    city: str | None
+    postal_code: str | None
+    trustedform_cert_url: str | None
+    jornaya_leadid: str | None  # upper case
 
 
 @dataclass(slots=True)
 class RowResult:
     lead: NormalisedLead | None
-    code: str | None = None  # None when accepted
-    message: str | None = None
+    code: str | None = None  # the first reason; None when accepted
+    message: str | None = None  # every reason's sentence
+    codes: tuple[str, ...] = ()  # every reason, in the order of VERDICTS
+    # A rejected row's contacts, normalised where valid: its duplicates are reasons too.
+    email: str | None = None
+    phone: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -120,7 +136,15 @@ class RowResult:
 
 
 def _reject(code: str, **values) -> RowResult:
-    return RowResult(None, code, verdict_message(code, **values))
+    return RowResult(None, code, verdict_message(code, **values), (code,))
+
+
+def _rejected(problems: list[tuple[str, str]], email: str | None,
+              phone: str | None) -> RowResult:
+    """One result for all of a row's problems (a code given twice is listed once)."""
+    codes = tuple(dict.fromkeys(code for code, _ in problems))
+    return RowResult(None, codes[0], " ".join(message for _, message in problems), codes,
+                     email, phone)
 
 
 def storable(text: str) -> str:
@@ -129,10 +153,13 @@ def storable(text: str) -> str:
 
 
 def _readable(values: dict[str, str]) -> dict[str, str] | RowResult:
-    """The values without hidden characters, or the verdict on one that is not text."""
-    for name, value in values.items():
-        if _UNREADABLE.search(value):
-            return _reject("bad_encoding", field=name.replace("_", " "), value=storable(value))
+    """The values without hidden characters, or the verdict on those that are not text
+    (other checks are not run on them: garbled text fails them for no real reason)."""
+    problems = [("bad_encoding", verdict_message("bad_encoding", field=name.replace("_", " "),
+                                                 value=storable(value)))
+                for name, value in values.items() if _UNREADABLE.search(value)]
+    if problems:
+        return _rejected(problems, None, None)
     return {name: _HIDDEN.sub("", value) for name, value in values.items()}
 
 
@@ -321,23 +348,29 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII only, like 
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 
-def parse_timestamp(raw: str, *, month_first: bool = False) -> datetime | None:
+def parse_timestamp(raw: str, *, month_first: bool = False,
+                    zone: tzinfo = timezone.utc) -> datetime | None:
     """An aware UTC datetime from ISO-8601, d.m.Y [H:M[:S]], Y/m/d or unix time.
 
-    Times without a zone are taken as UTC. `month_first` reads an ambiguous
-    01/02/2024 the American way.
+    A time of day without a zone is read in `zone` (the lead's own, regions_tz); a date
+    alone stays midnight UTC, as it says nothing of the clock (the risk signals count
+    such dates). `month_first` reads an ambiguous 01/02/2024 the American way.
     """
     value = raw.strip()
     if value[4:5] == "-":
         parsed = _iso(value)
+        timed = len(value) > 10
     elif _UNIX.fullmatch(value):
         seconds = float(value) / (1000 if len(value.split(".")[0]) > 10 else 1)
         return datetime.fromtimestamp(seconds, timezone.utc)
     else:  # numeric shapes first: a failed fromisoformat costs an exception
         parsed = _parse_numeric_date(value, month_first) or _iso(value)
+        timed = ":" in value
     if parsed is None:
         return None
     if parsed.tzinfo is None:
+        if timed and zone is not timezone.utc:
+            return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
         return parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
 
@@ -399,6 +432,19 @@ def _ip(raw: str) -> str | None:
         return None  # optional evidence: a garbled address is dropped, not fatal
 
 
+_POSTAL_CODE = re.compile(r"[A-Z0-9](?:[A-Z0-9 -]{0,8}[A-Z0-9])")
+# Third-party consent certificates (SPEC §3): shapes only, nothing is fetched.
+_CERTIFICATES = {
+    "trustedform_cert_url": (
+        re.compile(r"https?://cert\.trustedform\.com/[0-9a-f]{40}", re.I),
+        "a TrustedForm certificate URL (https://cert.trustedform.com/ and 40 hexadecimal "
+        "characters)"),
+    "jornaya_leadid": (
+        re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I),
+        "a Jornaya LeadiD (a UUID such as 0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D)"),
+}
+
+
 def _text(raw: str | None) -> str | None:
     """Trimmed, inner whitespace collapsed; None when empty."""
     return " ".join(raw.split()) or None if raw else None
@@ -418,8 +464,8 @@ def _interests(raw: str | None) -> list[str]:
 def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     """The verdict for one row of field -> raw text (missing fields count as empty).
 
-    Checks run in a fixed order, so a row gets the first verdict that applies:
-    unreadable text, then contact, then consent, then age, then region.
+    A rejected row carries every reason it has (SPEC §3): unreadable text alone stops
+    the checks; otherwise contact, consent, age and region are all checked.
     """
     joined = "".join(values.values())
     if not joined.isprintable() or "\ufffd" in joined:  # rare: the exact check is slower
@@ -428,14 +474,15 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
             return readable
         values = readable
     get = values.get
+    problems: list[tuple[str, str]] = []
     email_raw = (get("email") or "").strip()
     phone_raw = (get("phone") or "").strip()
     if not email_raw and not phone_raw:
-        return _reject("no_contact")
+        problems.append(("no_contact", verdict_message("no_contact")))
 
     email = None
     if email_raw and (email := normalise_email(email_raw)) is None:
-        return _reject("invalid_email", value=email_raw)
+        problems.append(("invalid_email", verdict_message("invalid_email", value=email_raw)))
 
     # Place comes before the phone: a row's own country says how to read its number.
     bad_place: tuple[str, str] | None = None
@@ -446,59 +493,97 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if (region_raw := (get("region") or "").strip()) and bad_place is None:
         if (region := resolve_region(region_raw, country, ctx.default_country)) is None:
             bad_place = ("region", region_raw)
+    elif not region_raw and (city := _text(get("city"))) and bad_place is None:
+        region = resolve_region(city, country, ctx.default_country)  # Москва, Madrid
     home = country or (region[:2] if region else ctx.default_country)
 
     phone = phone_country = None
     if phone_raw:
         parsed = normalise_phone(phone_raw, home)
         if parsed is None:
-            return _reject("invalid_phone", value=phone_raw, country=home)
-        phone, phone_country = parsed
+            problems.append(("invalid_phone", verdict_message("invalid_phone", value=phone_raw,
+                                                              country=home)))
+        else:
+            phone, phone_country = parsed
+
+    # A consent flag that says no rejects the row whatever else it carries (SPEC §3).
+    if (flag_raw := get("consent")) is not None:
+        flag = consent_flag(flag_raw)
+        if flag is False:
+            problems.append(("no_consent", verdict_message(
+                "no_consent", reason=f"its consent column says “{_shown(flag_raw.strip(), 40)}”")))
+        elif flag is None:
+            shown = f"“{_shown(flag_raw.strip(), 40)}”" if flag_raw.strip() else "nothing"
+            problems.append(("unclear_consent", verdict_message("unclear_consent", value=shown)))
 
     month_first = home == "US"
+    consent_at = None
     consent_raw = (get("consent_at") or "").strip()
     if not consent_raw:
-        return _reject("no_consent", reason="the consent time (consent_at) is empty")
-    consent_at = parse_timestamp(consent_raw, month_first=month_first)
-    if consent_at is None:
-        return _reject("no_consent", reason=f"the consent time “{_shown(consent_raw, 40)}” "
-                       "is not a date and time we can read")
-    if consent_at > ctx.now + CLOCK_SKEW:
-        return _reject("consent_in_future", value=consent_raw)
+        problems.append(("no_consent", verdict_message(
+            "no_consent", reason="the consent time (consent_at) is empty")))
+    elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
+                                        zone=consent_zone(region, home))) is None:
+        problems.append(("no_consent", verdict_message(
+            "no_consent", reason=f"the consent time “{_shown(consent_raw, 40)}” is not a date "
+                                 "and time we can read")))
+    elif consent_at > ctx.now + CLOCK_SKEW:
+        problems.append(("consent_in_future", verdict_message("consent_in_future",
+                                                              value=consent_raw)))
+    source_url = None
     url_raw = (get("source_url") or "").strip()
     if not url_raw:
-        return _reject("no_consent", reason="the consent page (source_url) is empty")
-    source_url = normalise_url(url_raw)
-    if source_url is None:
-        return _reject("no_consent", reason=f"the consent page “{_shown(url_raw, 40)}” is "
-                       "not a web address")
+        problems.append(("no_consent", verdict_message(
+            "no_consent", reason="the consent page (source_url) is empty")))
+    elif (source_url := normalise_url(url_raw)) is None:
+        problems.append(("no_consent", verdict_message(
+            "no_consent", reason=f"the consent page “{_shown(url_raw, 40)}” is not a web address")))
 
     age = born = None
+    age_problem: tuple[str, str, str] | None = None
     if birth_raw := (get("birth_date") or "").strip():
         stamp = parse_timestamp(birth_raw, month_first=month_first)
         if stamp is None:
-            return _reject("implausible_age", field="birth date", value=birth_raw,
-                           problem="is not a date we can read")
-        born = stamp.date()
-        if born > ctx.now.date():
-            return _reject("implausible_age", field="birth date", value=birth_raw,
-                           problem="is in the future")
-        age = _age_from_birth(born, ctx.now.date())
-        if not MIN_AGE <= age <= MAX_AGE:
-            return _reject("implausible_age", field="birth date", value=birth_raw,
-                           problem=f"gives an age of {age}")
+            age_problem = ("birth date", birth_raw, "is not a date we can read")
+        elif (born := stamp.date()) > ctx.now.date():
+            age_problem = ("birth date", birth_raw, "is in the future")
+        else:
+            age = _age_from_birth(born, ctx.now.date())
+            if not MIN_AGE <= age <= MAX_AGE:
+                age_problem = ("birth date", birth_raw, f"gives an age of {age}")
     elif age_raw := (get("age") or "").strip():
         found = _AGE.fullmatch(age_raw)
         if found is None:
-            return _reject("implausible_age", field="age", value=age_raw,
-                           problem="is not a number")
-        age = int(found.group(1))
-        if not MIN_AGE <= age <= MAX_AGE:
-            return _reject("implausible_age", field="age", value=age_raw,
-                           problem="is out of range")
+            age_problem = ("age", age_raw, "is not a number")
+        else:
+            age = int(found.group(1))
+            if not MIN_AGE <= age <= MAX_AGE:
+                age_problem = ("age", age_raw, "is out of range")
+    if age_problem is not None:
+        field, value, problem = age_problem
+        problems.append(("implausible_age", verdict_message(
+            "implausible_age", field=field, value=value, problem=problem)))
 
     if bad_place is not None:
-        return _reject("unknown_region", field=bad_place[0], value=bad_place[1])
+        problems.append(("unknown_region", verdict_message(
+            "unknown_region", field=bad_place[0], value=bad_place[1])))
+
+    postal_code = None
+    if postal_raw := get("postal_code"):
+        postal_code = " ".join(postal_raw.upper().split()) or None
+        if postal_code and not _POSTAL_CODE.fullmatch(postal_code):
+            problems.append(("invalid_postal_code", verdict_message(
+                "invalid_postal_code", value=postal_raw.strip())))
+    certificates = {}
+    for name, (shape, wording) in _CERTIFICATES.items():
+        if raw := (get(name) or "").strip():
+            if shape.fullmatch(raw):
+                certificates[name] = raw
+            else:
+                problems.append(("invalid_certificate", verdict_message(
+                    "invalid_certificate", field=name, value=raw, shape=wording)))
+    if problems:
+        return _rejected(problems, email, phone)
 
     return RowResult(NormalisedLead(
         first_name=_text(get("first_name")),
@@ -521,4 +606,9 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
         source_url=source_url,
         consent_text=_text(get("consent_text")),
         ip=_ip(ip_raw) if (ip_raw := get("ip")) else None,
+        sub_id=_text(get("sub_id")),
+        city=_text(get("city")),
+        postal_code=postal_code,
+        trustedform_cert_url=certificates.get("trustedform_cert_url"),
+        jornaya_leadid=(certificates.get("jornaya_leadid") or "").upper() or None,
     ))

@@ -28,9 +28,10 @@ ACCEPTED_COLUMNS = (
     "row_number", "contact_enc", "email_hash", "phone_hash", "has_email", "has_phone", "age",
     "gender", "region", "country", "marital_status", "employed", "interests", "budget",
     "authority", "need", "timeframe", "consent_at", "source_url", "consent_text", "score_base",
+    "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
 EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.index("phone_hash")
-INTENT_LIMIT = 255  # the intent columns keep their first 255 characters
+INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 characters
 # How values leave the worker: as Python objects (for the ORM), or already in the form
 # the database driver takes without any conversion in the storing process, which is
 # the one serial step of an upload.
@@ -42,7 +43,15 @@ _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 @dataclass
 class ChunkResult:
     accepted: list[tuple] = field(default_factory=list)
-    rejected: list[tuple] = field(default_factory=list)  # (row, code, message_enc, raw_enc)
+    # (row, code, codes, message_enc, raw_enc): `code` the first reason, `codes` all of
+    # them joined by CODES_SEPARATOR.
+    rejected: list[tuple] = field(default_factory=list)
+    # (position in `rejected`, email_hash, phone_hash) of rejected rows with a valid
+    # contact: the pipeline adds their duplicates to their reasons.
+    rejected_contacts: list[tuple] = field(default_factory=list)
+
+
+CODES_SEPARATOR = ";"
 
 
 def _short(text: Optional[str]) -> Optional[str]:
@@ -78,8 +87,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
         if lead is None:
             if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
                 raw = [storable(cell) for cell in raw]
-            rejected((number, verdict.code, encrypt(verdict.message),
-                      encrypt(dumps(raw))))
+            if verdict.email or verdict.phone:
+                result.rejected_contacts.append((
+                    len(result.rejected),
+                    dedupe_hash("email", verdict.email) if verdict.email else None,
+                    dedupe_hash("phone", verdict.phone) if verdict.phone else None))
+            rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
+                      encrypt(verdict.message), encrypt(dumps(raw))))
             continue
         email, phone = lead.email, lead.phone
         email_hash = dedupe_hash("email", email) if email else None
@@ -100,7 +114,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
             interests, budget, authority, need, timeframe,
             stored_time(lead.consent_at) if stored_time else lead.consent_at,
-            lead.source_url, lead.consent_text, score_base,
+            lead.source_url, lead.consent_text, score_base, _short(lead.sub_id),
+            _short(lead.city), lead.postal_code, lead.trustedform_cert_url, lead.jornaya_leadid,
         ))
     return result
 
