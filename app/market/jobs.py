@@ -10,6 +10,7 @@ split, down to single fills in a savepoint each (app.market.settle). A lead whos
 fill was lost to another process is planned again. Each commit that stores sales
 records SalesMade, so their webhooks go once they are committed (app.core.events).
 """
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Optional
 
@@ -21,7 +22,7 @@ from app.core.dialect import id_chunks, in_, retryable
 from app.extensions import db
 from app.market import rules, snapshot
 from app.market.book import Candidate, Slot, allocate, plan_batch
-from app.market.grouped import store_group
+from app.market.grouped import prepare, store_group
 from app.market.operations import close_order
 from app.market.settle import Settlement
 from app.models import Order, OrderStatus
@@ -45,26 +46,34 @@ def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> li
     # halves before what follows.
     groups = [(plan[start:start + GROUP_SIZE], False)
               for start in range(0, len(plan), GROUP_SIZE)][::-1]
-    while groups:
-        group, split = groups.pop()
-        if not split or len(group) > SMALLEST_GROUP:
-            stored = len(settlement.webhook_sale_ids)
-            lost, again = store_group(group, settlement)
-            _sales_made(settlement, stored)
-            db.session.commit()
-            lost_leads.extend(lead.id for lead, _ in lost)
-            if again:
-                half = len(again) // 2
-                groups += [(again[half:], True), (again[:half], True)]
-            continue
-        for lead, slot in group:
-            stored = len(settlement.webhook_sale_ids)
-            if settlement.fill(lead, slot):
+    # Groups are prepared (grouped.prepare: pure Python) on a helper thread, the next
+    # whole one while this one is in the database: the database works meanwhile.
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        upcoming = None  # (group, its preparation)
+        while groups:
+            group, split = groups.pop()
+            if not split or len(group) > SMALLEST_GROUP:
+                prepared = (upcoming[1] if upcoming and upcoming[0] is group
+                            else helper.submit(prepare, group, settlement))
+                upcoming = ((groups[-1][0], helper.submit(prepare, groups[-1][0], settlement))
+                            if groups and not groups[-1][1] else None)
+                stored = len(settlement.webhook_sale_ids)
+                lost, again = store_group(group, settlement, prepared)
                 _sales_made(settlement, stored)
                 db.session.commit()
-            else:
-                db.session.rollback()
-                lost_leads.append(lead.id)
+                lost_leads.extend(lead.id for lead, _ in lost)
+                if again:
+                    half = len(again) // 2
+                    groups += [(again[half:], True), (again[:half], True)]
+                continue
+            for lead, slot in group:
+                stored = len(settlement.webhook_sale_ids)
+                if settlement.fill(lead, slot):
+                    _sales_made(settlement, stored)
+                    db.session.commit()
+                else:
+                    db.session.rollback()
+                    lost_leads.append(lead.id)
     close_filled_orders(settlement)
     db.session.commit()
     return lost_leads

@@ -86,7 +86,7 @@ class Settlement:
 
     def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
         """The accounts and commission rates a plan will need, in two queries rather
-        than a few per user."""
+        than a few per user (accounts missing are created)."""
         buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
         wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
                   AccountKind.SELLER_PENDING: seller_ids}
@@ -104,6 +104,12 @@ class Settlement:
                     sa.select(User.id, User.commission_rate_bp)
                     .where(User.id.in_(sellers[start:start + 1000]))):
                 self._rates[seller_id] = self.default_bp if override is None else override
+        # Those not there yet are created now: grouped.prepare, on a helper thread, only
+        # looks accounts up.
+        for kind, users in wanted.items():
+            for user_id in users:
+                self.account(kind, user_id)
+        self.account(AccountKind.PLATFORM_COMMISSION, None)
 
     def fill(self, lead: Candidate, slot: Slot) -> bool:
         """Store one planned fill whole, or nothing of it (False: lost a race)."""
