@@ -5,8 +5,8 @@ One transaction per group of fills, with the same rules as a single fill and its
 row locks taken in the same global order (leads by id, then orders by id, then
 person listings and claims, then ledger accounts by id), so it cannot deadlock with
 other groups or single fills. What a group writes is worked out from its fills
-alone first (`prepare`: rows, counters, money; pure Python, so store_plan prepares
-the next group on a helper thread while this one is in the database). Under the
+alone first (`prepare`: rows, counters, money; pure Python, so jobs.store_plan plans
+and prepares the next group on a helper thread while this one writes). Under the
 locks the group is re-checked against the database, the rules applied per lead, per
 order and per person at once; only if that refuses something are the fills checked
 one by one: a fill the database no longer allows (a lead sold out meanwhile, an
@@ -29,10 +29,9 @@ transaction each afterwards cost more than storing their sales).
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 from collections import Counter, defaultdict
-from concurrent.futures import Future
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Optional
+from typing import Callable, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -75,11 +74,16 @@ class Fills:
     sales: list  # one row per fill, as _write copies them
 
 
-def prepare(pairs: list[tuple], settlement: Settlement) -> Fills:
-    """The rows, counters and money of these fills (pure; every account and commission
-    rate they need is loaded already: Settlement.preload)."""
+def prepare(pairs: list[tuple], settlement: Settlement, load: bool = True) -> Fills:
+    """The rows, counters and money of these fills. `load=False` (off the session's
+    thread): no query, settle.NotLoaded if an account or rate is not loaded yet."""
     now = settlement.now
-    account, commission_of = settlement.account, settlement.commission
+
+    def account(kind, user_id):
+        return settlement.account(kind, user_id, load)
+
+    def commission_of(seller_id, price):
+        return settlement.commission(seller_id, price, load)
     platform = account(AccountKind.PLATFORM_COMMISSION, None)
     per_lead, lowest, leads, claims = {}, {}, {}, defaultdict(set)
     by_order = defaultdict(list)
@@ -121,14 +125,19 @@ def prepare(pairs: list[tuple], settlement: Settlement) -> Fills:
                  {lookback: sorted(keys) for lookback, keys in claims.items()}, sales)
 
 
-def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[Future] = None
-                ) -> tuple[list[tuple], list[tuple]]:
+def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[Fills] = None,
+                writing: Callable[[], None] = lambda: None) -> tuple[list[tuple], list[tuple]]:
     """Store these fills in one transaction. Returns (lost, fallback): fills the
     database refused under its locks, and fills to store in smaller groups instead.
-    `prepared`: prepare(pairs) under way on a helper thread."""
+    `prepared`: prepare(pairs), if done already; `writing` is called when the checks
+    are done and the writes, the database's longest part, begin."""
+    if prepared is None:  # outside the savepoint: an account it creates must outlive it
+        settlement.preload({slot.buyer_id for _, slot in pairs},
+                           {lead.seller_id for lead, _ in pairs})
+        prepared = prepare(pairs, settlement)
     try:
         with db.session.begin_nested():
-            lost = _store(pairs, settlement, prepared)
+            lost = _store(pairs, settlement, prepared, writing)
     except (_Collision, IntegrityError, InsufficientFunds):
         return [], pairs
     except OperationalError as exc:
@@ -138,7 +147,7 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
     return lost, []
 
 
-def _store(pairs, settlement, prepared) -> list[tuple]:
+def _store(pairs, settlement, prepared, writing) -> list[tuple]:
     now, today = settlement.now, settlement.today
     ctx = rules.Ctx(now=now, today=today)
     leads = locked("leads", "status, sold_count, cap, floor_price",
@@ -157,7 +166,7 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
                 if rules.order_takes(order, rules.Ctx(now=now, today=today, n=0)) else 0
                 for order_id, order in orders.items()}
     listed = _locked_listings({person for lead, _ in pairs for person in lead.person_hashes})
-    fills = prepared.result() if prepared is not None else prepare(pairs, settlement)
+    fills = prepared
     people = _whole_group(fills, leads, room, orders, capacity, listed, now)
     lost = []
     if people is None:  # some fill is refused: find which, fill by fill
@@ -172,6 +181,7 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
         order = orders[order_id]
         if rules.order_finished(order, rules.Ctx(today=today, n=n, price=order.price)):
             closing[order_id] = order.held - n * order.price
+    writing()
     _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
     _claim_people(fills.claims, now)
     _write(fills, settlement, closing)

@@ -39,6 +39,10 @@ def group_key(order_id: int, first_sale_id: int) -> str:
     return f"sales:{order_id}:{first_sale_id}"
 
 
+class NotLoaded(Exception):
+    """An account or commission rate a Settlement has not loaded yet."""
+
+
 class _Lost(Exception):
     """The database refused a planned fill: another process got there first."""
 
@@ -56,9 +60,12 @@ class Settlement:
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
 
-    def commission(self, seller_id: int, price: int) -> int:
-        """The exchange's cut of a sale: the seller's rate (or the default), half up."""
+    def commission(self, seller_id: int, price: int, load: bool = True) -> int:
+        """The exchange's cut of a sale: the seller's rate (or the default), half up.
+        `load=False`: NotLoaded rather than a query (off the session's thread)."""
         if seller_id not in self._rates:
+            if not load:
+                raise NotLoaded(seller_id)
             override = db.session.scalar(sa.select(User.commission_rate_bp).where(User.id == seller_id))
             self._rates[seller_id] = self.default_bp if override is None else override
         return ledger.commission_on(price, self._rates[seller_id])
@@ -68,9 +75,12 @@ class Settlement:
         self.sale_ids += other.sale_ids
         self.webhook_sale_ids += other.webhook_sale_ids
 
-    def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
+    def account(self, kind: AccountKind, user_id: Optional[int], load: bool = True
+                ) -> ledger.AccountRef:
         key = (kind, user_id)
         if key not in self._accounts:
+            if not load:
+                raise NotLoaded(key)
             user = db.session.get(User, user_id) if user_id else None
             self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
         return self._accounts[key]
@@ -86,7 +96,7 @@ class Settlement:
 
     def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
         """The accounts and commission rates a plan will need, in two queries rather
-        than a few per user (accounts missing are created)."""
+        than a few per user."""
         buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
         wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
                   AccountKind.SELLER_PENDING: seller_ids}
@@ -104,12 +114,6 @@ class Settlement:
                     sa.select(User.id, User.commission_rate_bp)
                     .where(User.id.in_(sellers[start:start + 1000]))):
                 self._rates[seller_id] = self.default_bp if override is None else override
-        # Those not there yet are created now: grouped.prepare, on a helper thread, only
-        # looks accounts up.
-        for kind, users in wanted.items():
-            for user_id in users:
-                self.account(kind, user_id)
-        self.account(AccountKind.PLATFORM_COMMISSION, None)
 
     def fill(self, lead: Candidate, slot: Slot) -> bool:
         """Store one planned fill whole, or nothing of it (False: lost a race)."""
