@@ -31,7 +31,7 @@ On SQLite (one writer at a time, no network) the same statements run as executem
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,10 +65,9 @@ class Fills:
     in the database. Sales are grouped by order; a sale's id and ledger transaction
     are filled in when it is stored."""
 
-    pairs: list
     per_lead: dict  # lead id -> fills, in plan order
     lowest: dict  # lead id -> the lowest price it is sold at
-    orders: dict  # order id -> (slot, fills, postings); postings: [(account, amount)]
+    orders: dict  # order id -> (slot, fills, postings); postings: [((kind, user), amount)]
     copies: dict  # person -> [(copy cap, buyers)], one per lead, in plan order
     claims: dict  # lookback -> sorted (buyer id, person)
     sales: list  # one row per fill, as _write copies them
@@ -76,15 +75,12 @@ class Fills:
 
 def prepare(pairs: list[tuple], settlement: Settlement, load: bool = True) -> Fills:
     """The rows, counters and money of these fills. `load=False` (off the session's
-    thread): no query, settle.NotLoaded if an account or rate is not loaded yet."""
+    thread): no query, settle.NotLoaded if a commission rate is not loaded yet."""
     now = settlement.now
-
-    def account(kind, user_id):
-        return settlement.account(kind, user_id, load)
 
     def commission_of(seller_id, price):
         return settlement.commission(seller_id, price, load)
-    platform = account(AccountKind.PLATFORM_COMMISSION, None)
+    platform = (AccountKind.PLATFORM_COMMISSION, None)
     per_lead, lowest, leads, claims = {}, {}, {}, defaultdict(set)
     by_order = defaultdict(list)
     for lead, slot in pairs:
@@ -116,12 +112,12 @@ def prepare(pairs: list[tuple], settlement: Settlement, load: bool = True) -> Fi
             commissions += commission
             sales.append([None, order_id, lead.id, buyer, seller, price, commission,
                           price - commission, None, now, lead.region, lead.batch_id])
-        postings = [(account(AccountKind.BUYER_HELD, buyer), -price * len(fills)),
-                    *((account(AccountKind.SELLER_PENDING, seller), share)
+        postings = [((AccountKind.BUYER_HELD, buyer), -price * len(fills)),
+                    *(((AccountKind.SELLER_PENDING, seller), share)
                       for seller, share in shares.items()),
                     (platform, commissions)]
         orders[order_id] = (slot, len(fills), [p for p in postings if p[1]])
-    return Fills(pairs, per_lead, lowest, orders, dict(copies),
+    return Fills(per_lead, lowest, orders, dict(copies),
                  {lookback: sorted(keys) for lookback, keys in claims.items()}, sales)
 
 
@@ -131,10 +127,12 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
     database refused under its locks, and fills to store in smaller groups instead.
     `prepared`: prepare(pairs), if done already; `writing` is called when the checks
     are done and the writes, the database's longest part, begin."""
-    if prepared is None:  # outside the savepoint: an account it creates must outlive it
-        settlement.preload({slot.buyer_id for _, slot in pairs},
-                           {lead.seller_id for lead, _ in pairs})
-        prepared = prepare(pairs, settlement)
+    prepared = prepared or prepare(pairs, settlement)
+    # Outside the savepoint: an account created here must outlive a collision.
+    settlement.load_accounts({key for _, _, postings in prepared.orders.values()
+                              for key, _ in postings}
+                             | {(AccountKind.BUYER_AVAILABLE, slot.buyer_id)
+                                for slot, _, _ in prepared.orders.values()})
     try:
         with db.session.begin_nested():
             lost = _store(pairs, settlement, prepared, writing)
@@ -150,11 +148,11 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
 def _store(pairs, settlement, prepared, writing) -> list[tuple]:
     now, today = settlement.now, settlement.today
     ctx = rules.Ctx(now=now, today=today)
-    leads = locked("leads", "status, sold_count, cap, floor_price",
-                   sorted({lead.id for lead, _ in pairs}))
+    fills = prepared
+    leads = locked("leads", "status, sold_count, cap, floor_price", sorted(fills.per_lead))
     orders = {}
     for order_id, status, unexpired, price, filled, quantity, held, cap, day_filled, \
-            fill_day in locked("orders", _ORDER_STATE, sorted({slot.id for _, slot in pairs}),
+            fill_day in locked("orders", _ORDER_STATE, sorted(fills.orders),
                                now=stamp(now)).values():
         orders[order_id] = SimpleNamespace(
             status=status, expires_at=None if unexpired else now, price=price, filled=filled,
@@ -165,8 +163,7 @@ def _store(pairs, settlement, prepared, writing) -> list[tuple]:
     capacity = {order_id: rules.order_room(order, ctx)
                 if rules.order_takes(order, rules.Ctx(now=now, today=today, n=0)) else 0
                 for order_id, order in orders.items()}
-    listed = _locked_listings({person for lead, _ in pairs for person in lead.person_hashes})
-    fills = prepared
+    listed = _locked_listings(fills.copies.keys())
     people = _whole_group(fills, leads, room, orders, capacity, listed, now)
     lost = []
     if people is None:  # some fill is refused: find which, fill by fill
@@ -236,7 +233,7 @@ def _one_by_one(pairs, leads, room, orders, capacity, listed, now):
     return accepted, lost, people
 
 
-def _locked_listings(persons: set[bytes]) -> dict[bytes, rules.Listing]:
+def _locked_listings(persons: Iterable[bytes]) -> dict[bytes, rules.Listing]:
     """The listings of these people, locked in hash order (after leads and orders)."""
     found = {}
     for chunk in id_chunks(sorted(persons)):
@@ -416,7 +413,7 @@ def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
     movements, hooks, first = [], [], 0
     for order_id, (slot, n, postings) in fills.orders.items():
         movements.append(ledger.Movement(
-            "sale", [Posting(a, amount) for a, amount in postings],
+            "sale", [Posting(account(*key), amount) for key, amount in postings],
             group_key(order_id, sale_ids[first]), f"Order #{order_id}: {n} lead(s)"))
         if slot.has_webhook:
             hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now)

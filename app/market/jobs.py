@@ -61,7 +61,7 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
             return None
         try:
             return group, prepare(group, settlement, load=False)
-        except NotLoaded:  # prepared by store_group, which may query
+        except NotLoaded:  # a rate not loaded: prepared by store_group, which may query
             return group, None
 
     lost_leads = []
@@ -170,6 +170,7 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
             break
         claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
                                       book.buyer_ids)
+        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
         db.session.commit()  # hold no lock while planning
         pending = store_plan(plan_parts(leads, book, claims, now), settlement)
         if not pending:
@@ -197,6 +198,7 @@ def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
             break  # no order can take a lead now
         claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
                                       order_book.buyer_ids)
+        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
         db.session.commit()  # hold no lock while planning
         lost = store_plan(plan_parts(leads, order_book, claims, now), settlement)
         if lost:

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.core.dialect import postgres, retryable
+from app.core.dialect import in_, postgres, retryable
 from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Slot
@@ -40,7 +40,7 @@ def group_key(order_id: int, first_sale_id: int) -> str:
 
 
 class NotLoaded(Exception):
-    """An account or commission rate a Settlement has not loaded yet."""
+    """A commission rate a Settlement has not loaded yet."""
 
 
 class _Lost(Exception):
@@ -75,12 +75,9 @@ class Settlement:
         self.sale_ids += other.sale_ids
         self.webhook_sale_ids += other.webhook_sale_ids
 
-    def account(self, kind: AccountKind, user_id: Optional[int], load: bool = True
-                ) -> ledger.AccountRef:
+    def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
         if key not in self._accounts:
-            if not load:
-                raise NotLoaded(key)
             user = db.session.get(User, user_id) if user_id else None
             self._accounts[key] = ledger.AccountRef.of(ledger.account(kind, user))
         return self._accounts[key]
@@ -93,6 +90,21 @@ class Settlement:
             found = accounts.get((kind, user_id))
             return (found or self.account(kind, user_id)).id
         return account_id
+
+    def load_accounts(self, keys: Iterable[tuple]) -> None:
+        """These (kind, user id) accounts at hand: those not yet, in one query (the
+        ones missing created)."""
+        missing = {key for key in keys if key not in self._accounts}
+        users = {user_id for _, user_id in missing if user_id is not None}
+        if users:
+            for account in db.session.scalars(sa.select(LedgerAccount).where(
+                    in_(LedgerAccount.user_id, sorted(users), sa.Integer),
+                    LedgerAccount.kind.in_(sorted({kind for kind, _ in missing})))):
+                key = (account.kind, account.user_id)
+                if key in missing:
+                    self._accounts[key] = ledger.AccountRef.of(account)
+        for key in missing:
+            self.account(*key)
 
     def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
         """The accounts and commission rates a plan will need, in two queries rather
