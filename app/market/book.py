@@ -395,7 +395,7 @@ def plan_batch(leads: list[Candidate], book: OrderBook, claims: Claims,
 
 
 def plan_parts(leads: list[Candidate], book: OrderBook, claims: Claims, now: datetime,
-               size: int = 2000) -> Iterator[list[tuple[Candidate, Slot]]]:
+               size: int = 500) -> Iterator[list[tuple[Candidate, Slot]]]:
     """plan_batch's plan in parts of `size` leads, planned as they are asked for:
     allocate keeps no state but the book and the claims, so the parts are that plan,
     and a caller can store the first while the rest is planned."""

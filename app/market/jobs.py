@@ -31,6 +31,7 @@ from app.models.types import utcnow
 
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
+FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 
 
@@ -51,12 +52,14 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
                            {lead.seller_id for lead, _ in plan})
         plan = iter([plan])
     planned: list = []  # fills planned and not yet in a group
+    sizes = iter([FIRST_GROUP])
 
     def next_group() -> Optional[tuple[list, Optional[Fills]]]:  # on the helper thread
-        while len(planned) < GROUP_SIZE and (part := next(plan, None)) is not None:
+        size = next(sizes, GROUP_SIZE)
+        while len(planned) < size and (part := next(plan, None)) is not None:
             planned.extend(part)
-        group = planned[:GROUP_SIZE]
-        del planned[:GROUP_SIZE]
+        group = planned[:size]
+        del planned[:size]
         if not group:
             return None
         try:
