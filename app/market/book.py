@@ -6,7 +6,7 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from app.market import rules
 from app.market.filters import Filters
@@ -394,5 +394,14 @@ def plan_batch(leads: list[Candidate], book: OrderBook, claims: Claims,
     (price-time priority), but the leads that few orders can use choose first, so
     they are not left unsold by orders any lead would have filled: revenue comes
     close to the best possible allocation (bench/match.py measures how close)."""
+    return [fill for part in plan_parts(leads, book, claims, now) for fill in part]
+
+
+def plan_parts(leads: list[Candidate], book: OrderBook, claims: Claims, now: datetime,
+               size: int = 500) -> Iterator[list[tuple[Candidate, Slot]]]:
+    """plan_batch's plan in parts of `size` leads, planned as they are asked for:
+    allocate keeps no state but the book and the claims, so the parts are that plan,
+    and a caller can store the first while the rest is planned."""
     leads = sorted(leads, key=lambda lead: book.demand_for(lead, now))
-    return allocate(leads, book, claims, now)
+    for start in range(0, len(leads), size):
+        yield allocate(leads[start:start + size], book, claims, now)

@@ -4,10 +4,14 @@
 One transaction per group of fills, with the same rules as a single fill and its
 row locks taken in the same global order (leads by id, then orders by id, then
 person listings and claims, then ledger accounts by id), so it cannot deadlock with
-other groups or single fills. Under the locks the group is re-checked against the
-database: a fill the database no longer allows (a lead sold out meanwhile, an order
-paused or short of hold, a person sold elsewhere) is dropped and reported as lost,
-for the caller to plan again. If anything unexpected collides (a person claimed by
+other groups or single fills. What a group writes is worked out from its fills
+alone first (`prepare`: rows, counters, money; pure Python, so jobs.store_plan plans
+and prepares the next group on a helper thread while this one writes). Under the
+locks the group is re-checked against the database, the rules applied per lead, per
+order and per person at once; only if that refuses something are the fills checked
+one by one: a fill the database no longer allows (a lead sold out meanwhile, an
+order paused or short of hold, a person sold elsewhere) is dropped and reported as
+lost, for the caller to plan again. If anything unexpected collides (a person claimed by
 a concurrent worker, a sale already there), the whole group is rolled back to its
 savepoint and the caller stores those fills in smaller groups instead; nothing is
 ever half-applied.
@@ -27,6 +31,7 @@ On SQLite (one writer at a time, no network) the same statements run as executem
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Callable, Iterable, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,12 +58,84 @@ class _Collision(Exception):
     """Something a concurrent worker did that the group cannot absorb."""
 
 
-def store_group(pairs: list[tuple], settlement: Settlement) -> tuple[list[tuple], list[tuple]]:
+@dataclass
+class Fills:
+    """What a group of fills writes, worked out from the fills alone: no database, so
+    that store_plan can prepare the next group on a helper thread while this one is
+    in the database. Sales are grouped by order; a sale's id and ledger transaction
+    are filled in when it is stored."""
+
+    per_lead: dict  # lead id -> fills, in plan order
+    lowest: dict  # lead id -> the lowest price it is sold at
+    orders: dict  # order id -> (slot, fills, postings); postings: [((kind, user), amount)]
+    copies: dict  # person -> [(copy cap, buyers)], one per lead, in plan order
+    claims: dict  # lookback -> sorted (buyer id, person)
+    sales: list  # one row per fill, as _write copies them
+
+
+def prepare(pairs: list[tuple], settlement: Settlement, load: bool = True) -> Fills:
+    """The rows, counters and money of these fills. `load=False` (off the session's
+    thread): no query, settle.NotLoaded if a commission rate is not loaded yet."""
+    now = settlement.now
+
+    def commission_of(seller_id, price):
+        return settlement.commission(seller_id, price, load)
+    platform = (AccountKind.PLATFORM_COMMISSION, None)
+    per_lead, lowest, leads, claims = {}, {}, {}, defaultdict(set)
+    by_order = defaultdict(list)
+    for lead, slot in pairs:
+        by_order[slot.id].append((lead, slot))
+        lead_id, price = lead.id, slot.price
+        if lead_id in per_lead:
+            per_lead[lead_id] += 1
+            if price < lowest[lead_id]:
+                lowest[lead_id] = price
+        else:
+            per_lead[lead_id], lowest[lead_id], leads[lead_id] = 1, price, lead
+        keys = claims[slot.lookback]
+        for person in lead.person_hashes:
+            keys.add((slot.buyer_id, person))
+    copies = defaultdict(list)
+    for lead_id, lead in leads.items():
+        for person in lead.person_hashes:
+            copies[person].append((lead.cap, per_lead[lead_id]))
+    sales, orders = [], {}
+    for order_id, fills in by_order.items():
+        slot = fills[0][1]
+        buyer, price = slot.buyer_id, slot.price
+        shares: Counter = Counter()
+        commissions = 0
+        for lead, _ in fills:
+            seller = lead.seller_id
+            commission = commission_of(seller, price)
+            shares[seller] += price - commission
+            commissions += commission
+            sales.append([None, order_id, lead.id, buyer, seller, price, commission,
+                          price - commission, None, now, lead.region, lead.batch_id])
+        postings = [((AccountKind.BUYER_HELD, buyer), -price * len(fills)),
+                    *(((AccountKind.SELLER_PENDING, seller), share)
+                      for seller, share in shares.items()),
+                    (platform, commissions)]
+        orders[order_id] = (slot, len(fills), [p for p in postings if p[1]])
+    return Fills(per_lead, lowest, orders, dict(copies),
+                 {lookback: sorted(keys) for lookback, keys in claims.items()}, sales)
+
+
+def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[Fills] = None,
+                writing: Callable[[], None] = lambda: None) -> tuple[list[tuple], list[tuple]]:
     """Store these fills in one transaction. Returns (lost, fallback): fills the
-    database refused under its locks, and fills to store in smaller groups instead."""
+    database refused under its locks, and fills to store in smaller groups instead.
+    `prepared`: prepare(pairs), if done already; `writing` is called when the checks
+    are done and the writes, the database's longest part, begin."""
+    prepared = prepared or prepare(pairs, settlement)
+    # Outside the savepoint: an account created here must outlive a collision.
+    settlement.load_accounts({key for _, _, postings in prepared.orders.values()
+                              for key, _ in postings}
+                             | {(AccountKind.BUYER_AVAILABLE, slot.buyer_id)
+                                for slot, _, _ in prepared.orders.values()})
     try:
         with db.session.begin_nested():
-            lost = _store(pairs, settlement)
+            lost = _store(pairs, settlement, prepared, writing)
     except (_Collision, IntegrityError, InsufficientFunds):
         return [], pairs
     except OperationalError as exc:
@@ -68,14 +145,12 @@ def store_group(pairs: list[tuple], settlement: Settlement) -> tuple[list[tuple]
     return lost, []
 
 
-def _store(pairs, settlement) -> list[tuple]:
+def _store(pairs, settlement, prepared, writing) -> list[tuple]:
     now = settlement.now
     ctx = rules.Ctx(now=now)
-    leads = {lead_id: SimpleNamespace(status=status, sold_count=sold, cap=cap, floor_price=floor)
-             for lead_id, status, sold, cap, floor in locked(
-                 "leads", "status, sold_count, cap, floor_price",
-                 sorted({lead.id for lead, _ in pairs})).values()}
-    slots = {slot.id: slot for _, slot in pairs}
+    fills = prepared
+    leads = locked("leads", "status, sold_count, cap, floor_price", sorted(fills.per_lead))
+    slots = {order_id: slot for order_id, (slot, _, _) in fills.orders.items()}
     orders = {}
     for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
                                               now=stamp(now)).values():
@@ -83,6 +158,8 @@ def _store(pairs, settlement) -> list[tuple]:
                                            **dict(zip(_ORDER_COLUMNS, state)))
     room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
             else 0 for lead_id, lead in leads.items()}
+    # What each order may still take, under the terms it was planned with (none if
+    # they changed since: the group's price or caps would be the old ones).
     capacity = {}
     for order_id, order in orders.items():
         slot = slots[order_id]
@@ -91,7 +168,52 @@ def _store(pairs, settlement) -> list[tuple]:
         capacity[order_id] = (rules.order_room(order, planned)
                               if rules.order_takes(order, planned)
                               and rules.TERMS_AS_PLANNED.holds(order, None, planned) else 0)
-    listed = _locked_listings({person for lead, _ in pairs for person in lead.person_hashes})
+    listed = _locked_listings(fills.copies.keys())
+    people = _whole_group(fills, leads, room, orders, capacity, listed, now)
+    lost = []
+    if people is None:  # some fill is refused: find which, fill by fill
+        accepted, lost, people = _one_by_one(pairs, leads, room, orders, capacity, listed, now)
+        if not accepted:
+            return lost
+        fills = prepare(accepted, settlement)
+    # Orders this group fills up, or leaves unable to pay for one more lead, close in
+    # the same transaction (rows already locked) and release the rest of their hold.
+    closing = {}
+    for order_id, (slot, n, _) in fills.orders.items():
+        if rules.order_finished(orders[order_id], n, slot.price, slot.least):
+            closing[order_id] = orders[order_id].held - n * slot.price
+    writing()
+    _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
+    _claim_people(fills.claims, now)
+    _write(fills, settlement, closing)
+    return lost
+
+
+def _whole_group(fills: Fills, leads, room, orders, capacity, listed, now):
+    """The people's listings after the group if the database allows every fill of it
+    (the rules applied per lead and per order to the locked rows), else None."""
+    for lead_id, n in fills.per_lead.items():
+        if room.get(lead_id, 0) < n or not rules.FLOOR.holds(
+                None, leads[lead_id], rules.Ctx(price=fills.lowest[lead_id])):
+            return None
+    for order_id, (_, n, _) in fills.orders.items():
+        if capacity.get(order_id, 0) < n:
+            return None
+    people = {}
+    # A lead's fills at once: person_after_sale(n) is n sales in a row.
+    for person, copies in fills.copies.items():
+        listing = listed.get(person)
+        for cap, n in copies:
+            listing = rules.person_after_sale(listing, cap, now, n)
+            if listing is None:
+                return None
+        people[person] = listing
+    return people
+
+
+def _one_by_one(pairs, leads, room, orders, capacity, listed, now):
+    """(accepted, lost, listings after): each fill checked in plan order against the
+    locked rows and the fills accepted before it."""
     people = dict(listed)
     taken_by_order: Counter = Counter()
     accepted, lost = [], []
@@ -108,22 +230,10 @@ def _store(pairs, settlement) -> list[tuple]:
             accepted.append((lead, slot))
         else:
             lost.append((lead, slot))
-    if not accepted:
-        return lost
-    # Orders this group fills up, or leaves unable to pay for one more lead, close in
-    # the same transaction (rows already locked) and release the rest of their hold.
-    closing = {}
-    for order_id, n in taken_by_order.items():
-        order, slot = orders[order_id], slots[order_id]
-        if rules.order_finished(order, n, slot.price, slot.least):
-            closing[order_id] = order.held - n * slot.price
-    _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
-    _claim_people(accepted, now)
-    _write(accepted, settlement, closing)
-    return lost
+    return accepted, lost, people
 
 
-def _locked_listings(persons: set[bytes]) -> dict[bytes, rules.Listing]:
+def _locked_listings(persons: Iterable[bytes]) -> dict[bytes, rules.Listing]:
     """The listings of these people, locked in hash order (after leads and orders)."""
     found = {}
     for chunk in id_chunks(sorted(persons)):
@@ -203,15 +313,10 @@ ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = excluded.claimed_
 WHERE person_claims.claimed_at <= :since"""
 
 
-def _claim_people(accepted, now) -> None:
+def _claim_people(by_lookback: dict, now) -> None:
     """Record each (buyer, person) delivery; any claim inside its lookback is a
     collision with a concurrent worker (planning saw no such claim)."""
-    by_lookback = defaultdict(set)
-    for lead, slot in accepted:
-        for person in lead.person_hashes:
-            by_lookback[slot.lookback].add((slot.buyer_id, person))
     for lookback, keys in by_lookback.items():
-        keys = sorted(keys)
         if postgres():
             claimed = run(_CLAIMS_PG, {"buyers": csv(b for b, _ in keys),
                                         "hashes": ",".join(bytes(h).hex() for _, h in keys),
@@ -303,59 +408,39 @@ _ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
                 + ", " + ", ".join(_ORDER_COLUMNS))
 
 
-def _write(accepted, settlement, closing: dict[int, int]) -> None:
+def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
     """`closing`: order id -> what its hold keeps after this group, for the orders
     the group finishes."""
     now = settlement.now
+    account = settlement.account
     # One ledger transaction per order in the group, its entries summed per account:
     # the sales are as balanced as one transaction per sale, and the ledger grows by
     # a few rows per order instead of four per sale. Each sale names its transaction.
-    by_order: dict[int, list] = defaultdict(list)
-    for lead, slot in accepted:
-        by_order[slot.id].append((lead, slot))
-    sale_ids = allocate_ids(Sale.__table__, len(accepted))
-    sales, hooks, movements, sale_movement = [], [], [], {}
-    per_lead, lowest, per_order, slot_of = Counter(), {}, Counter(), {}
-    platform = settlement.account(AccountKind.PLATFORM_COMMISSION, None)
-    account = settlement.account
-    commission_of = settlement.commission
-    taken = 0
-    for order_id, fills in by_order.items():
-        order_sale_ids = sale_ids[taken:taken + len(fills)]
-        taken += len(fills)
-        amounts: Counter = Counter()
-        for (lead, slot), sale_id in zip(fills, order_sale_ids):
-            price, buyer, seller = slot.price, slot.buyer_id, lead.seller_id
-            commission = commission_of(seller, price)
-            amounts[account(AccountKind.BUYER_HELD, buyer)] -= price
-            amounts[account(AccountKind.SELLER_PENDING, seller)] += price - commission
-            amounts[platform] += commission
-            sales.append([sale_id, order_id, lead.id, buyer, seller, price, commission,
-                          price - commission, None, now, lead.region, lead.batch_id])
-            if slot.has_webhook:
-                hooks.append((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now))
-            per_lead[lead.id] += 1
-            lowest[lead.id] = min(price, lowest.get(lead.id, price))
-        per_order[order_id] = len(fills)
-        slot_of[order_id] = fills[0][1]
-        sale_movement[order_id] = len(movements)
+    sales = fills.sales
+    sale_ids = allocate_ids(Sale.__table__, len(sales))
+    movements, hooks, first = [], [], 0
+    for order_id, (slot, n, postings) in fills.orders.items():
         movements.append(ledger.Movement(
-            "sale", [Posting(a, amount) for a, amount in amounts.items() if amount],
-            group_key(order_id, order_sale_ids[0]), f"Order #{order_id}: {len(fills)} lead(s)"))
+            "sale", [Posting(account(*key), amount) for key, amount in postings],
+            group_key(order_id, sale_ids[first]), f"Order #{order_id}: {n} lead(s)"))
+        if slot.has_webhook:
+            hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now)
+                         for sale_id in sale_ids[first:first + n])
+        first += n
         left = closing.get(order_id)
         if left:  # as operations.close_order would: the hold goes back
-            buyer = fills[0][1].buyer_id
             movements.append(ledger.Movement("order_release", [
-                Posting(account(AccountKind.BUYER_HELD, buyer), -left),
-                Posting(account(AccountKind.BUYER_AVAILABLE, buyer), left)],
+                Posting(account(AccountKind.BUYER_HELD, slot.buyer_id), -left),
+                Posting(account(AccountKind.BUYER_AVAILABLE, slot.buyer_id), left)],
                 memo=f"Order #{order_id}"))
-    lead_ids = sorted(per_lead)
+    lead_ids = sorted(fills.per_lead)
     if _update(LEADS_PG, LEADS_SQLITE, ("lead_id", "n", "low"),
-               [(i, per_lead[i], lowest[i]) for i in lead_ids], {}) != len(lead_ids):
+               [(i, fills.per_lead[i], fills.lowest[i]) for i in lead_ids], {}
+               ) != len(lead_ids):
         raise _Collision
-    order_ids = sorted(per_order)
-    order_rows = [(i, per_order[i], slot_of[i].revision, slot_of[i].price,
-                   *(slot_of[i].keys[p] for p in rules.PERIODS)) for i in order_ids]
+    order_ids = sorted(fills.orders)
+    order_rows = [(i, n, slot.revision, slot.price, *(slot.keys[p] for p in rules.PERIODS))
+                  for i in order_ids for slot, n, _ in [fills.orders[i]]]
     if _update(ORDERS_PG, ORDERS_SQLITE, _ORDER_NAMES, order_rows, {"now": now}) != len(order_ids):
         raise _Collision
     if closing:
@@ -364,9 +449,15 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
                ).rowcount != len(closing):
             raise _Collision
-    transaction_ids = ledger.post_many(movements, now)  # accounts last, as single fills
-    for sale in sales:
-        sale[8] = transaction_ids[sale_movement[sale[1]]]
+    transaction_ids = iter(ledger.post_many(movements, now))  # accounts last, as single fills
+    first = 0
+    for order_id, (_, n, _) in fills.orders.items():
+        transaction_id = next(transaction_ids)
+        for sale, sale_id in zip(sales[first:first + n], sale_ids[first:first + n]):
+            sale[0], sale[8] = sale_id, transaction_id
+        first += n
+        if closing.get(order_id):
+            next(transaction_ids)
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
                                  "created_at", "region", "batch_id"), sales)
@@ -374,4 +465,4 @@ def _write(accepted, settlement, closing: dict[int, int]) -> None:
                                             "next_attempt_at", "created_at"), hooks)
     settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
-    settlement.touched_orders.update(set(per_order) - set(closing))
+    settlement.touched_orders.update(set(fills.orders) - set(closing))

@@ -9,62 +9,98 @@ under row locks by the same rules; a group that collides with another worker is
 split, down to single fills in a savepoint each (app.market.settle). A lead whose
 fill was lost to another process is planned again. Each commit that stores sales
 records SalesMade, so their webhooks go once they are committed (app.core.events).
+The jobs run with the cyclic garbage collector paused (app.core.collector).
 """
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Optional
+from typing import Iterator, Optional, Union
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from app.core import events
+from app.core import collector, events
 from app.core.dialect import id_chunks, in_, retryable
 from app.extensions import db
 from app.market import rules, snapshot
-from app.market.book import Candidate, Slot, allocate, plan_batch
-from app.market.grouped import store_group
+from app.market.book import Candidate, Slot, allocate, plan_parts
+from app.market.grouped import Fills, prepare, store_group
 from app.market.operations import close_order
-from app.market.settle import Settlement
+from app.market.settle import NotLoaded, Settlement
 from app.models import Order, OrderStatus
 from app.models.types import utcnow
 
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
+FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 
 
-def store_plan(plan: list[tuple[Candidate, Slot]], settlement: Settlement) -> list[int]:
-    """Store a plan; returns the ids of leads whose fill was lost to another worker.
+def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
+               settlement: Settlement) -> list[int]:
+    """Store a plan: its fills, or its parts as they are planned (book.plan_parts).
+    Returns the ids of leads whose fill was lost to another worker.
 
     Groups of fills go in one transaction each (app.market.grouped). A group that
     collides with another worker is split in halves, each tried as a group, down to
     single fills (one per transaction), whose row locks follow the same order (lead,
-    order, person claims, ledger accounts by id)."""
-    settlement.preload({slot.buyer_id for _, slot in plan}, {lead.seller_id for lead, _ in plan})
+    order, person claims, ledger accounts by id).
+
+    The next group is planned and prepared (grouped.prepare: pure Python) on a helper
+    thread while this one writes, so Python works while the database does."""
+    if isinstance(plan, list):
+        settlement.preload({slot.buyer_id for _, slot in plan},
+                           {lead.seller_id for lead, _ in plan})
+        plan = iter([plan])
+    planned: list = []  # fills planned and not yet in a group
+    sizes = iter([FIRST_GROUP])
+
+    def next_group() -> Optional[tuple[list, Optional[Fills]]]:  # on the helper thread
+        size = next(sizes, GROUP_SIZE)
+        while len(planned) < size and (part := next(plan, None)) is not None:
+            planned.extend(part)
+        group = planned[:size]
+        del planned[:size]
+        if not group:
+            return None
+        try:
+            return group, prepare(group, settlement, load=False)
+        except NotLoaded:  # a rate not loaded: prepared by store_group, which may query
+            return group, None
+
     lost_leads = []
-    # A stack of (fills, split from a group that collided?): the plan's own order,
-    # halves before what follows.
-    groups = [(plan[start:start + GROUP_SIZE], False)
-              for start in range(0, len(plan), GROUP_SIZE)][::-1]
-    while groups:
-        group, split = groups.pop()
-        if not split or len(group) > SMALLEST_GROUP:
-            stored = len(settlement.webhook_sale_ids)
-            lost, again = store_group(group, settlement)
-            _sales_made(settlement, stored)
-            db.session.commit()
-            lost_leads.extend(lead.id for lead, _ in lost)
-            if again:
-                half = len(again) // 2
-                groups += [(again[half:], True), (again[:half], True)]
-            continue
-        for lead, slot in group:
-            stored = len(settlement.webhook_sale_ids)
-            if settlement.fill(lead, slot):
+    halves = []  # of groups that collided, stored before what follows
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        upcoming = helper.submit(next_group)
+
+        def prepare_next():
+            nonlocal upcoming
+            upcoming = upcoming or helper.submit(next_group)
+        while True:
+            if halves:
+                group, prepared, split = halves.pop(), None, True
+            else:
+                upcoming, ready = None, (upcoming or helper.submit(next_group)).result()
+                if ready is None:
+                    break
+                (group, prepared), split = ready, False
+            if not split or len(group) > SMALLEST_GROUP:
+                stored = len(settlement.webhook_sale_ids)
+                lost, again = store_group(group, settlement, prepared, prepare_next)
                 _sales_made(settlement, stored)
                 db.session.commit()
-            else:
-                db.session.rollback()
-                lost_leads.append(lead.id)
+                lost_leads.extend(lead.id for lead, _ in lost)
+                if again:
+                    half = len(again) // 2
+                    halves += [again[half:], again[:half]]
+                continue
+            for lead, slot in group:
+                stored = len(settlement.webhook_sale_ids)
+                if settlement.fill(lead, slot):
+                    _sales_made(settlement, stored)
+                    db.session.commit()
+                else:
+                    db.session.rollback()
+                    lost_leads.append(lead.id)
     close_filled_orders(settlement)
     db.session.commit()
     return lost_leads
@@ -126,6 +162,7 @@ def expire_due_orders(now: Optional[datetime] = None) -> int:
     return len(order_ids)
 
 
+@collector.paused()
 def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settlement:
     """Offer these leads to the open orders (a batch went live, a lead arrived)."""
     now = now or utcnow()
@@ -140,13 +177,15 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
             break
         claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
                                       book.buyer_ids)
+        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
         db.session.commit()  # hold no lock while planning
-        pending = store_plan(plan_batch(leads, book, claims, now), settlement)
+        pending = store_plan(plan_parts(leads, book, claims, now), settlement)
         if not pending:
             break
     return settlement
 
 
+@collector.paused()
 def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
     """A batch went live: offer its leads, freshest first, in chunks.
 
@@ -166,14 +205,16 @@ def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
             break  # no order can take a lead now
         claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
                                       order_book.buyer_ids)
+        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
         db.session.commit()  # hold no lock while planning
-        lost = store_plan(plan_batch(leads, order_book, claims, now), settlement)
+        lost = store_plan(plan_parts(leads, order_book, claims, now), settlement)
         if lost:
             settlement.absorb(match_leads(lost, now))
             order_book = None
     return settlement
 
 
+@collector.paused()
 def fill_order(order_id: int, now: Optional[datetime] = None) -> Settlement:
     """An order was placed, resumed or changed: fill it from live inventory, freshest first."""
     now = now or utcnow()
@@ -195,6 +236,7 @@ def fill_order(order_id: int, now: Optional[datetime] = None) -> Settlement:
     return settlement
 
 
+@collector.paused()
 def match_open_orders(now: Optional[datetime] = None) -> Settlement:
     """Periodic: expire orders, then fill every open order from inventory by priority."""
     now = now or utcnow()

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.core.dialect import postgres, retryable
+from app.core.dialect import in_, postgres, retryable
 from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Slot
@@ -39,6 +39,10 @@ def group_key(order_id: int, first_sale_id: int) -> str:
     return f"sales:{order_id}:{first_sale_id}"
 
 
+class NotLoaded(Exception):
+    """A commission rate a Settlement has not loaded yet."""
+
+
 class _Lost(Exception):
     """The database refused a planned fill: another process got there first."""
 
@@ -55,9 +59,12 @@ class Settlement:
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
 
-    def commission(self, seller_id: int, price: int) -> int:
-        """The exchange's cut of a sale: the seller's rate (or the default), half up."""
+    def commission(self, seller_id: int, price: int, load: bool = True) -> int:
+        """The exchange's cut of a sale: the seller's rate (or the default), half up.
+        `load=False`: NotLoaded rather than a query (off the session's thread)."""
         if seller_id not in self._rates:
+            if not load:
+                raise NotLoaded(seller_id)
             override = db.session.scalar(sa.select(User.commission_rate_bp).where(User.id == seller_id))
             self._rates[seller_id] = self.default_bp if override is None else override
         return ledger.commission_on(price, self._rates[seller_id])
@@ -82,6 +89,21 @@ class Settlement:
             found = accounts.get((kind, user_id))
             return (found or self.account(kind, user_id)).id
         return account_id
+
+    def load_accounts(self, keys: Iterable[tuple]) -> None:
+        """These (kind, user id) accounts at hand: those not yet, in one query (the
+        ones missing created)."""
+        missing = {key for key in keys if key not in self._accounts}
+        users = {user_id for _, user_id in missing if user_id is not None}
+        if users:
+            for account in db.session.scalars(sa.select(LedgerAccount).where(
+                    in_(LedgerAccount.user_id, sorted(users), sa.Integer),
+                    LedgerAccount.kind.in_(sorted({kind for kind, _ in missing})))):
+                key = (account.kind, account.user_id)
+                if key in missing:
+                    self._accounts[key] = ledger.AccountRef.of(account)
+        for key in missing:
+            self.account(*key)
 
     def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
         """The accounts and commission rates a plan will need, in two queries rather
