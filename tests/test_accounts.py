@@ -64,23 +64,25 @@ def test_api_keys_are_stored_hashed_and_can_be_revoked(app):
     stored = db.session.scalars(sa.select(ApiKey.key_hash)).all()
     assert secret not in stored and len(stored) == 1
     assert secret.startswith(key.prefix)
-    assert accounts.user_for_api_key(secret) == user
-    assert accounts.user_for_api_key(secret + "x") is None
-    assert accounts.user_for_api_key("garbage") is None
+    assert accounts.api_key_for(secret).user == user
+    assert accounts.api_key_for(secret + "x") is None
+    assert accounts.api_key_for("garbage") is None
     accounts.revoke_api_key(user, key.id)
-    assert accounts.user_for_api_key(secret) is None
+    assert accounts.api_key_for(secret) is None
 
 
 def test_an_api_key_records_its_last_use_to_the_minute(app):
     key, secret = accounts.create_api_key(make_user(), "site")
     db.session.commit()
-    accounts.user_for_api_key(secret)
+    assert accounts.record_use(accounts.api_key_for(secret))
     first = key.last_used_at
     assert first is not None
-    accounts.user_for_api_key(secret)
-    assert key.last_used_at == first  # not a write per request
+    assert not accounts.record_use(accounts.api_key_for(secret))  # not a write per request
+    assert key.last_used_at == first
     key.last_used_at = first - accounts.LAST_USED_RESOLUTION
-    accounts.user_for_api_key(secret)
+    db.session.commit()
+    assert accounts.record_use(accounts.api_key_for(secret))
+    db.session.expire_all()
     assert key.last_used_at > first
 
 

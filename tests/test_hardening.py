@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Batch, BatchStatus, Order
+from app.models import ApiKey, Batch, BatchStatus, Order, Role
 from app.services.ingest import pipeline
-from tests.conftest import csrf_token, on_postgres
+from tests.conftest import csrf_token, make_user, on_postgres
 from tests.ingest_helpers import HEADER, csv_bytes, ingest, person
 from tests.market_helpers import funded_buyer, live_leads, place, verified_seller
 
@@ -108,6 +108,30 @@ def test_a_page_that_only_reads_takes_no_write_lock(app, seller_client):
     finally:
         writer.rollback()
         writer.close()
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")
+def test_an_api_read_records_its_keys_use_even_if_another_process_wrote_meanwhile(
+        app, client, api_key_for, monkeypatch):
+    """A GET reads in a snapshot; another process writing between the key's lookup and
+    the note of its use made the request fail at once with "database is locked"."""
+    from app.services import accounts
+
+    headers = api_key_for(make_user(Role.BUYER))
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    real_api_key_for = accounts.api_key_for
+
+    def looked_up_then_another_writes(secret):
+        key = real_api_key_for(secret)
+        other = sqlite3.connect(path, isolation_level=None, timeout=5)
+        other.execute("UPDATE users SET display_name = 'elsewhere' WHERE id = 1")
+        other.close()
+        return key
+
+    monkeypatch.setattr("app.api.auth.api_key_for", looked_up_then_another_writes)
+    response = client.get("/api/v1/orders", headers=headers)
+    assert response.status_code == 200, response.json
+    assert db.session.scalar(sa.select(ApiKey.last_used_at)) is not None
 
 
 @pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")

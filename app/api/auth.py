@@ -8,15 +8,21 @@ from flask_smorest import Blueprint
 from app.errors import Forbidden
 from app.extensions import commit_keeping_loaded
 from app.models import Role, User
-from app.services.accounts import user_for_api_key
+from app.services.accounts import api_key_for, record_use
 
 
 def require_api_key():
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    user = user_for_api_key(secret.strip()) if scheme.lower() == "bearer" else None
-    if user is None:
+    key = api_key_for(secret.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
         abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
-    commit_keeping_loaded()  # records last_used_at even if the request fails later
+    user = key.user
+    # The lookup only read; the use is written in a transaction of its own that writes
+    # first (a GET reads in a SQLite snapshot, which cannot become a write once another
+    # process has written), and kept even if the request fails later.
+    commit_keeping_loaded()
+    if record_use(key):
+        commit_keeping_loaded()
     g.api_user = user
 
 

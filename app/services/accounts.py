@@ -9,7 +9,8 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
@@ -156,16 +157,27 @@ def create_api_key(user: User, name: str = "default") -> tuple[ApiKey, str]:
     return key, secret
 
 
-def user_for_api_key(secret: str) -> Optional[User]:
+def api_key_for(secret: str) -> Optional[ApiKey]:
+    """The live key with this secret, of an active user (reads only)."""
     if not secret.startswith(API_KEY_PREFIX):
         return None
     key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_api_key(secret)))
     if key is None or key.is_revoked or not key.user.is_active:
         return None
+    return key
+
+
+def record_use(key: ApiKey) -> bool:
+    """Note the key's use, to the minute (not a write per request); True if written.
+    One UPDATE, so that it can be a transaction's first statement: on SQLite a write
+    from a transaction that read first fails at once if anyone wrote since it began."""
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
-    return key.user
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
+        return False
+    db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+                       .execution_options(synchronize_session=False))
+    set_committed_value(key, "last_used_at", now)
+    return True
 
 
 def revoke_api_key(user: User, key_id: int) -> None:
