@@ -617,8 +617,7 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
                                        max(2, 3 * n_leads // n_orders)))
     need = Counter()
     for o in order_specs:
-        need[o["buyer_id"]] += operations.max_spend(SimpleNamespace(price=o["price"], schedule=None),
-                                                    o["quantity"], o["budget"])
+        need[o["buyer_id"]] += rules.max_spend(o["price"], o["quantity"], o["budget"])
     for i, buyer in enumerate(buyers):
         ledger.manual_credit(buyer, need[i] + 1, reason="bench funds", actor=None)
     db.session.commit()

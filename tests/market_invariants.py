@@ -12,7 +12,7 @@ from app.models import (
     User,
 )
 from app.services import ledger
-from app.market import operations, rules, schedule
+from app.market import rules, schedule
 from app.market.filters import Filters
 from app.market.book import person_hashes
 
@@ -91,11 +91,10 @@ def assert_market_invariants(expected_sales: Optional[int] = None) -> None:
         assert order.budget is None or order.spent <= order.budget
         if order.status in (OrderStatus.OPEN, OrderStatus.PAUSED):
             budget_left = None if order.budget is None else order.budget - order.spent
-            wanted = operations.max_spend(order, order.remaining, budget_left)
-            # A lead bought below the order's highest (window) price leaves the
-            # difference held until the order ends or its terms change.
-            least, highest = rules.price_range(order)
-            assert wanted <= order.held <= wanted + order.filled * (highest - least)
+            # Exactly what it may still spend: a lead bought below the highest price
+            # gave the difference back with the fill.
+            assert order.held == rules.max_spend(rules.price_range(order)[1],
+                                                 order.remaining, budget_left)
         else:
             assert order.held == 0
         held_by_buyer[order.buyer_id] += order.held

@@ -136,6 +136,30 @@ def test_an_order_whose_hold_cannot_pay_its_cheapest_window_closes(app):
     assert ledger.balance_for(buyer).available == 10_000 - 900
 
 
+@pytest.mark.parametrize("path", ["grouped", "single"])
+def test_a_lead_bought_below_the_highest_price_gives_the_difference_back(app, path):
+    buyer = funded_buyer(10_000)
+    order = place(buyer, 300, 3, schedule=[
+        {"days": WEEKDAYS, "start": "09:00", "end": "17:00", "price": 800},
+        {"days": EVERY_DAY, "start": "17:00", "end": "09:00"}])  # nights at the order's 300
+    assert order.held == 2_400
+    night = MONDAY_10 - timedelta(hours=5)
+    lead_ids = [lead.id for lead in live_leads(verified_seller(), [person(1)])]
+    if path == "grouped":
+        jobs.match_leads(lead_ids, now=night)
+    else:
+        from app.market import snapshot
+
+        slot = snapshot.load_book(night).slots[order.id]
+        assert Settlement(night).fill(snapshot.load_leads(lead_ids)[0], slot)
+    db.session.commit()
+    db.session.refresh(order)
+    # Two leads to go may cost 800 each: 1,600 stays held, 500 goes back at once.
+    assert (order.spent, order.held) == (300, 1_600)
+    assert ledger.balance_for(buyer).available == 10_000 - 300 - 1_600
+    assert ledger.reconcile().ok
+
+
 def test_a_fill_planned_under_older_terms_is_lost(app):
     buyer = funded_buyer()
     order = place(buyer, 300, 2)

@@ -64,7 +64,6 @@ def bulk_insert(table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
 
         json_columns = [i for i, name in enumerate(columns)
                         if isinstance(table.c[name].type, sa.JSON)]
-        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
         cursor = connection.connection.driver_connection.cursor()
         statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
         with driver_errors(statement), cursor.copy(statement) as copy:

@@ -31,6 +31,7 @@ class Slot:
     revision: int = 0  # the order's terms it was loaded with (rules.TERMS_AS_PLANNED)
     keys: Optional[dict] = None  # its current periods (rules.period_keys)
     least: int = 0  # the lowest price it may pay (rules.price_range)
+    highest: Optional[int] = None  # the highest, its hold is sized for (None: `price`)
     rank: tuple = ()  # price, then time priority: smaller is served first
     # The age range as plain ints, for the order book's age index.
     age_lo: int = NO_AGE
@@ -38,6 +39,8 @@ class Slot:
 
     def __post_init__(self):
         self.rank = (-self.price, self.created_at, self.id)
+        if self.highest is None:
+            self.highest = self.price
         if self.filters.age_min is not None:
             self.age_lo = self.filters.age_min
         if self.filters.age_max is not None:

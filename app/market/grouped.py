@@ -25,7 +25,8 @@ webhook deliveries (ids handed out in advance), and the money through
 summed per account (one per sale would write four ledger rows per sale, the most
 expensive part of a group). Orders the group fills up close in it too, their
 leftover hold released as operations.close_order would (closing them one
-transaction each afterwards cost more than storing their sales).
+transaction each afterwards cost more than storing their sales); an order buying
+below its highest price gives the difference back in the same way.
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 from collections import Counter, defaultdict
@@ -177,15 +178,22 @@ def _store(pairs, settlement, prepared, writing) -> list[tuple]:
             return lost
         fills = prepare(accepted, settlement)
     # Orders this group fills up, or leaves unable to pay for one more lead, close in
-    # the same transaction (rows already locked) and release the rest of their hold.
-    closing = {}
+    # the same transaction (rows already locked) and release the rest of their hold;
+    # the others give back what they hold beyond what they may still spend.
+    closing, release = set(), {}
     for order_id, (slot, n, _) in fills.orders.items():
-        if rules.order_finished(orders[order_id], n, slot.price, slot.least):
-            closing[order_id] = orders[order_id].held - n * slot.price
+        order = orders[order_id]
+        if rules.order_finished(order, n, slot.price, slot.least):
+            closing.add(order_id)
+            release[order_id] = order.held - n * slot.price
+        else:
+            after = rules.after_fills(order, rules.Ctx(keys=slot.keys, n=n, price=slot.price))
+            release[order_id] = rules.excess_hold(SimpleNamespace(**{**vars(order), **after}),
+                                                  slot.highest)
     writing()
     _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
     _claim_people(fills.claims, now)
-    _write(fills, settlement, closing)
+    _write(fills, settlement, closing, release)
     return lost
 
 
@@ -352,9 +360,9 @@ def _lead_update(row_id, n, low):
             .values(sold_count=leads.sold_count + n))
 
 
-def _order_update(row_id, n, revision, price, *keys):
+def _order_update(row_id, n, revision, price, release, *keys):
     ctx = rules.Ctx(now=sa.bindparam("now"), keys=dict(zip(rules.PERIODS, keys)), n=n,
-                    price=price, revision=revision)
+                    price=price, revision=revision, release=release)
     orders = Order.__table__.c
     return (sa.update(Order.__table__)
             .where(orders.id == row_id, rules.order_takes(orders, ctx),
@@ -390,7 +398,8 @@ _SQLITE = sqlite.dialect(paramstyle="named")
 _LEAD_VALUES = _arrays(("lead_id", sa.BigInteger), ("n", sa.Integer), ("low", sa.BigInteger))
 # Parameters are not named like the columns they update (SQLAlchemy reserves those).
 _ORDER_PARAMS = (("order_id", sa.Integer), ("n", sa.Integer), ("planned", sa.Integer),
-                 ("at_price", sa.BigInteger), *((f"k_{p}", sa.String) for p in rules.PERIODS))
+                 ("at_price", sa.BigInteger), ("release", sa.BigInteger),
+                 *((f"k_{p}", sa.String) for p in rules.PERIODS))
 _ORDER_NAMES = tuple(name for name, _ in _ORDER_PARAMS)
 _ORDER_VALUES = _arrays(*_ORDER_PARAMS)
 # The statements of a group, compiled once from the rules (bench/match.py reads them).
@@ -400,7 +409,8 @@ LEADS_SQLITE = _compiled(_lead_update(*(sa.bindparam(k) for k in ("lead_id", "n"
 ORDERS_PG = _order_update(*_ORDER_VALUES.c)
 ORDERS_SQLITE = _compiled(_order_update(*(sa.bindparam(k) for k in _ORDER_NAMES)), _SQLITE)
 # What the group re-checks of each order under its lock: whatever the order limits read.
-_ORDER_COLUMNS = ("status", "price", "filled", "quantity", "held", "revision",
+_ORDER_COLUMNS = ("status", "price", "filled", "quantity", "held", "revision", "budget",
+                  "spent",
                   *(f"{cap}_{p}" for cap in ("cap", "spend_cap") for p in rules.PERIODS),
                   *(f"{p}_{what}" for p in rules.PERIODS for what in ("key", "leads", "spend")))
 _ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
@@ -408,9 +418,9 @@ _ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
                 + ", " + ", ".join(_ORDER_COLUMNS))
 
 
-def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
-    """`closing`: order id -> what its hold keeps after this group, for the orders
-    the group finishes."""
+def _write(fills: Fills, settlement, closing: set[int], release: dict[int, int]) -> None:
+    """`closing`: the orders the group finishes; `release`: order id -> the hold it
+    gives back with its fills."""
     now = settlement.now
     account = settlement.account
     # One ledger transaction per order in the group, its entries summed per account:
@@ -427,7 +437,7 @@ def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
             hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now)
                          for sale_id in sale_ids[first:first + n])
         first += n
-        left = closing.get(order_id)
+        left = release[order_id]
         if left:  # as operations.close_order would: the hold goes back
             movements.append(ledger.Movement("order_release", [
                 Posting(account(AccountKind.BUYER_HELD, slot.buyer_id), -left),
@@ -439,13 +449,14 @@ def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
                ) != len(lead_ids):
         raise _Collision
     order_ids = sorted(fills.orders)
-    order_rows = [(i, n, slot.revision, slot.price, *(slot.keys[p] for p in rules.PERIODS))
+    order_rows = [(i, n, slot.revision, slot.price, release[i],
+                   *(slot.keys[p] for p in rules.PERIODS))
                   for i in order_ids for slot, n, _ in [fills.orders[i]]]
     if _update(ORDERS_PG, ORDERS_SQLITE, _ORDER_NAMES, order_rows, {"now": now}) != len(order_ids):
         raise _Collision
     if closing:
         where, params = ids_in("id", sorted(closing))
-        if run(f"UPDATE orders SET status = 'filled', held = 0, closed_at = :now, "
+        if run(f"UPDATE orders SET status = 'filled', closed_at = :now, "
                f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
                ).rowcount != len(closing):
             raise _Collision
@@ -456,7 +467,7 @@ def _write(fills: Fills, settlement, closing: dict[int, int]) -> None:
         for sale, sale_id in zip(sales[first:first + n], sale_ids[first:first + n]):
             sale[0], sale[8] = sale_id, transaction_id
         first += n
-        if closing.get(order_id):
+        if release[order_id]:
             next(transaction_ids)
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",

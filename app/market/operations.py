@@ -105,13 +105,6 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spe
                       (name or "").strip()[:120], webhook_url or None)
 
 
-def max_spend(terms, quantity: int, budget: Optional[int]) -> int:
-    """What an order with these terms (price, schedule) may spend on `quantity` more
-    leads: at its highest price, capped by the budget."""
-    total = rules.price_range(terms)[1] * quantity
-    return total if budget is None else min(total, budget)
-
-
 def _move_hold(order: Order, amount: int, kind: str) -> None:
     """Hold more (amount > 0) or release (amount < 0) for this order."""
     if amount == 0:
@@ -147,7 +140,8 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
     db.session.add(order)
     db.session.flush()
     secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
-    _move_hold(order, max_spend(terms, terms.quantity, terms.budget), "order_hold")
+    _move_hold(order, rules.max_spend(rules.price_range(terms)[1], terms.quantity,
+                                      terms.budget), "order_hold")
     db.session.flush()
     events.record(events.OrderOpened(order.id))
     return order, secret
@@ -255,7 +249,7 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     order.schedule, order.timezone = terms.schedule, terms.timezone
     order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
-    wanted = max_spend(order, order.remaining, remaining_budget)
+    wanted = rules.max_spend(rules.price_range(order)[1], order.remaining, remaining_budget)
     _move_hold(order, wanted - order.held, "order_hold_change")
     if order.remaining == 0:
         close_order(order, OrderStatus.FILLED)

@@ -82,6 +82,7 @@ class Ctx:
     n: Any = 1  # fills made at once
     price: Any = None  # the price the fills are made at
     revision: Any = None  # the order's terms as planned (Order.revision)
+    release: Any = 0  # hold given back with the fills (excess_hold)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def after_fills(order, ctx: Ctx) -> dict:
     """The order's counters after `ctx.n` fills at `ctx.price` (SET clauses, or values)."""
     spent = ctx.n * ctx.price
     values = {"filled": order.filled + ctx.n, "spent": order.spent + spent,
-              "held": order.held - spent}
+              "held": order.held - spent - ctx.release}
     for p in PERIODS:
         values |= {f"{p}_key": ctx.keys[p],
                    f"{p}_leads": LEAD_CAPS[p].used(order, ctx) + ctx.n,
@@ -247,6 +248,20 @@ def price_range(order) -> tuple[int, int]:
     prices = [order.price if w.price is None else w.price
               for w in schedule.stored(order.schedule)] or [order.price]
     return min(prices), max(prices)
+
+
+def max_spend(highest: int, quantity: int, budget_left: Optional[int]) -> int:
+    """§5: what an order may still spend on `quantity` more leads -- at its highest
+    price (price_range), capped by what is left of its budget. It holds exactly this."""
+    total = highest * quantity
+    return total if budget_left is None else min(total, budget_left)
+
+
+def excess_hold(order, highest: int) -> int:
+    """What the order holds beyond max_spend: a lead bought below its highest price
+    (a cheaper window of its schedule) frees the difference, given back with the fill."""
+    budget_left = None if order.budget is None else order.budget - order.spent
+    return max(order.held - max_spend(highest, order.quantity - order.filled, budget_left), 0)
 
 
 def order_finished(order, n: int, price: int, least: int) -> bool:

@@ -151,13 +151,19 @@ class Settlement:
             .execution_options(synchronize_session=False)).rowcount
         if taken != 1:
             raise _Lost
-        filled = db.session.execute(
+        order = db.session.execute(
             sa.update(Order).where(Order.id == slot.id, rules.order_takes(Order, ctx),
                                    rules.TERMS_AS_PLANNED.sql(Order, None, ctx))
             .values(**rules.after_fills(Order, ctx))
-            .execution_options(synchronize_session=False)).rowcount
-        if filled != 1:
+            .returning(Order.held, Order.quantity, Order.filled, Order.budget, Order.spent)
+            .execution_options(synchronize_session=False)).first()
+        if order is None:
             raise _Lost
+        release = rules.excess_hold(order, slot.highest)
+        if release:
+            db.session.execute(sa.update(Order).where(Order.id == slot.id)
+                               .values(held=Order.held - release)
+                               .execution_options(synchronize_session=False))
         for person in lead.person_hashes:  # the person, then the buyer's claim on them
             if not self._list_person(person, lead.cap):
                 raise _Lost
@@ -170,16 +176,23 @@ class Settlement:
             price=price, commission=commission, seller_share=price - commission,
             created_at=now, region=lead.region, batch_id=lead.batch_id
         ).returning(Sale.id)).scalar_one()
-        postings = [Posting(self.account(AccountKind.BUYER_HELD, slot.buyer_id), -price),
+        held = self.account(AccountKind.BUYER_HELD, slot.buyer_id)
+        postings = [Posting(held, -price),
                     Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),
                             price - commission)]
         if commission:
             postings.append(Posting(self.account(AccountKind.PLATFORM_COMMISSION, None),
                                     commission))
-        transaction = ledger.post("sale", postings, idempotency_key=sale_key(lead.id, slot.id),
-                                  memo=f"Sale #{sale_id}, order #{slot.id}")
+        movements = [ledger.Movement("sale", postings, sale_key(lead.id, slot.id),
+                                     f"Sale #{sale_id}, order #{slot.id}")]
+        if release:  # in the same call: the accounts are locked in one order (by id)
+            movements.append(ledger.Movement("order_release", [
+                Posting(held, -release),
+                Posting(self.account(AccountKind.BUYER_AVAILABLE, slot.buyer_id), release)],
+                memo=f"Order #{slot.id}"))
+        transaction_id = ledger.post_many(movements, now)[0]
         db.session.execute(sa.update(Sale).where(Sale.id == sale_id)
-                           .values(ledger_transaction_id=transaction.id)
+                           .values(ledger_transaction_id=transaction_id)
                            .execution_options(synchronize_session=False))
         if slot.has_webhook:
             db.session.execute(sa.insert(WebhookDelivery).values(

@@ -83,11 +83,12 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
         ctx = rules.Ctx(now=now, keys=keys[order.timezone], n=1, price=price)
         if not rules.order_takes(order, ctx):
             continue
+        least, highest = rules.price_range(order)
         slots.append(Slot(order.id, order.buyer_id, price, order.created_at,
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
                           Filters.parse(order.filters), bool(order.webhook_url),
-                          revision=order.revision, keys=ctx.keys,
-                          least=rules.price_range(order)[0]))
+                          revision=order.revision, keys=ctx.keys, least=least,
+                          highest=highest))
     return OrderBook(slots)
 
 
