@@ -298,22 +298,6 @@ def test_api_far_above_floor_needs_confirm_and_bounds_are_422(client, api_key_fo
         assert response.status_code == 422, body
 
 
-def test_api_batch_management_is_the_sellers_own(client, api_key_for):
-    seller = verified_seller()
-    batch_id = live_leads(seller, [person(1)])[0].batch_id
-    for user in (verified_seller(), make_user(Role.BUYER)):
-        headers = api_key_for(user)
-        for action in ("pause", "resume", "withdraw"):
-            assert client.post(f"/api/v1/batches/{batch_id}/{action}",
-                               headers=headers).status_code == 404
-        assert client.patch(f"/api/v1/batches/{batch_id}", json={"cap": 2},
-                            headers=headers).status_code == 404
-    assert client.post(f"/api/v1/batches/{batch_id}/pause").status_code == 401
-    assert _lead_of(batch_id).status is LeadStatus.LIVE
-    admin = api_key_for(make_user(Role.ADMIN))
-    assert client.post(f"/api/v1/batches/{batch_id}/pause", headers=admin).status_code == 200
-
-
 # --- the seller's pages ---------------------------------------------------------------
 
 def _seller_client(app, seller):
@@ -363,14 +347,3 @@ def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
     assert "$0.00 → $50.00" in page and "confirmed" in page
     response = client.post(f"{page_url}/terms", data=form | {"cap": "0"})
     assert response.status_code == 422
-
-
-def test_another_sellers_batch_cannot_be_managed_on_the_web(app):
-    batch_id = live_leads(verified_seller(), [person(1)])[0].batch_id
-    client = _seller_client(app, verified_seller())
-    token = csrf_token(client, "/seller/batches")
-    for action in ("pause", "resume", "withdraw", "terms"):
-        assert client.post(f"/seller/batches/{batch_id}/{action}",
-                           data={"csrf_token": token, "floor_price": "1", "cap": "1"}
-                           ).status_code == 404
-    assert _lead_of(batch_id).status is LeadStatus.LIVE
