@@ -66,19 +66,19 @@ def _managed(actor: User, batch_id: int) -> Batch:
     return batch
 
 
-def _unsold(batch: Batch, statuses) -> list:
+def _lock_unsold(batch: Batch, statuses) -> list:
     """WHERE: the batch's leads in `statuses` that may still go to another buyer.
     Their rows are locked in id order first -- the order the market's fills lock
     leads in -- so a change and a group of fills wait for each other, never deadlock."""
     where = [Lead.batch_id == batch.id, Lead.status.in_(statuses),
              rules.LEAD_CAP.test(Lead, rules.Ctx())]
-    db.session.execute(sa.select(Lead.id).where(*where).order_by(Lead.id).with_for_update())
+    db.session.execute(sa.select(Lead.id).where(*where).order_by(Lead.id).with_for_update()).all()
     return where
 
 
 def _set_status(batch: Batch, statuses, status: LeadStatus) -> int:
     return db.session.execute(
-        sa.update(Lead).where(*_unsold(batch, statuses)).values(status=status)
+        sa.update(Lead).where(*_lock_unsold(batch, statuses)).values(status=status)
         .execution_options(synchronize_session=False)).rowcount
 
 
@@ -147,13 +147,14 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
     cap = bounds.COUNT.narrowed(1, MAX_CAP).optional(cap, "cap")
     batch = _managed(actor, batch_id)
     old_floor, old_cap = batch.floor_price, batch.cap
-    if floor_price is not None and floor_price != old_floor and not confirm:
-        problem = check_floor(batch, floor_price)
-        if problem:
-            raise FloorNeedsConfirmation(problem, details={"field": "floor_price",
-                                                           "floor_price": floor_price})
     values, details = {}, {}
     if floor_price is not None:
+        problem = check_floor(batch, floor_price) if floor_price != old_floor else None
+        if problem and not confirm:
+            raise FloorNeedsConfirmation(problem, details={"field": "floor_price",
+                                                           "floor_price": floor_price})
+        if problem:
+            details["confirmed"] = True  # far above recent prices, saved all the same
         values["floor_price"] = batch.floor_price = floor_price
         details["floor_price"] = [old_floor, floor_price]
     if cap is not None:
@@ -164,10 +165,9 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
         batch.cap = cap
         details["cap"] = [old_cap, cap]
     changed = db.session.execute(
-        sa.update(Lead).where(*_unsold(batch, LISTED_STATUSES)).values(**values)
+        sa.update(Lead).where(*_lock_unsold(batch, LISTED_STATUSES)).values(**values)
         .execution_options(synchronize_session=False)).rowcount
-    _record("batch.repriced", actor, batch, {**details, "leads": changed,
-                                             **({"confirmed": True} if confirm else {})})
+    _record("batch.repriced", actor, batch, {**details, "leads": changed})
     cheaper = floor_price is not None and floor_price < old_floor
     if changed and batch.status is BatchStatus.LIVE and (cheaper or (cap or 0) > old_cap):
         events.record(events.BatchRelisted(batch.id))
