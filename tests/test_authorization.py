@@ -5,9 +5,12 @@ so nobody can add a page without deciding who may open it."""
 import re
 
 import pytest
+import sqlalchemy as sa
 
-from app.models import Role
+from app.extensions import db
+from app.models import Lead, LeadStatus, Role
 from tests.conftest import csrf_token, log_in, make_user
+from tests.market_helpers import live_leads, person, verified_seller
 
 PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
@@ -81,3 +84,38 @@ def test_role_checks_on_every_route(app, role):
                     assert "/auth/login" not in response.headers["Location"], where
             else:
                 assert status == 403, where
+
+
+def _batch_status(batch_id: int) -> LeadStatus:
+    db.session.expire_all()
+    return db.session.scalar(sa.select(Lead.status).where(Lead.batch_id == batch_id))
+
+
+def test_a_batch_is_managed_by_its_seller_alone_on_the_web(app):
+    """Pause, resume, withdraw and re-price (SPEC §3): another seller gets a 404."""
+    batch_id = live_leads(verified_seller(), [person(1)])[0].batch_id
+    client = app.test_client()
+    log_in(client, verified_seller())
+    token = csrf_token(client, "/seller/batches")
+    for action in ("pause", "resume", "withdraw", "terms"):
+        assert client.post(f"/seller/batches/{batch_id}/{action}",
+                           data={"csrf_token": token, "floor_price": "1", "cap": "1"}
+                           ).status_code == 404, action
+    assert _batch_status(batch_id) is LeadStatus.LIVE
+
+
+def test_a_batch_is_managed_through_the_api_by_its_seller_or_an_admin(app, api_key_for):
+    batch_id = live_leads(verified_seller(), [person(1)])[0].batch_id
+    client = app.test_client()
+    for user in (verified_seller(), make_user(Role.BUYER)):
+        headers = api_key_for(user)
+        for action in ("pause", "resume", "withdraw"):
+            assert client.post(f"/api/v1/batches/{batch_id}/{action}",
+                               headers=headers).status_code == 404, action
+        assert client.patch(f"/api/v1/batches/{batch_id}", json={"cap": 2},
+                            headers=headers).status_code == 404
+    assert client.patch(f"/api/v1/batches/{batch_id}", json={"cap": 2}).status_code == 401
+    assert _batch_status(batch_id) is LeadStatus.LIVE
+    admin = api_key_for(make_user(Role.ADMIN))
+    assert client.post(f"/api/v1/batches/{batch_id}/pause", headers=admin).status_code == 200
+    assert _batch_status(batch_id) is LeadStatus.PAUSED

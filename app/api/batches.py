@@ -4,25 +4,20 @@ from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
 from app.api.schemas import (
-    ApiErrorSchema, BatchFileSchema, BatchSchema, BatchUploadSchema, LeadCreatedSchema,
-    LeadInputSchema,
+    ApiErrorSchema, BatchChangeSchema, BatchFileSchema, BatchSchema, BatchUploadSchema,
+    LeadCreatedSchema, LeadInputSchema,
 )
-from app.errors import NotFound
 from app.extensions import db
 from app.models import Batch, Role, Sale
 from app.market import jobs
-from app.services import market_stats
+from app.services import batches, market_stats
 from app.services.ingest import pipeline, realtime, reports
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 
 
 def _visible_batch(batch_id: int) -> Batch:
-    user = api_user()
-    batch = db.session.get(Batch, batch_id)
-    if batch is None or not (user.is_admin or batch.seller_id == user.id):
-        raise NotFound(f"No batch {batch_id} among yours.")
-    return batch
+    return batches.batch_for(api_user(), batch_id)
 
 
 def _seller():
@@ -32,6 +27,8 @@ def _seller():
 def _batch_body(batch: Batch) -> Batch:
     batch.rejection_counts = dict(reports.rejection_counts(batch))
     batch.sources = market_stats.sub_id_figures([batch.id])
+    if batch.is_finished:
+        batch.listing = batches.listing(batch)
     if api_user().is_admin:  # risk_score, signals and spot-check status (SPEC §11)
         from app.api.admin import mark_admin_view
 
@@ -78,6 +75,61 @@ def list_batches():
 def get_batch(batch_id: int):
     """Status, progress and verdict counts of a batch."""
     return _batch_body(_visible_batch(batch_id))
+
+
+def _changed(batch_id: int) -> Batch:
+    """The batch as it is now: the commit that resumed or re-priced it started its
+    matching (done already when jobs run inline, else under way)."""
+    db.session.commit()
+    db.session.expire_all()
+    return _batch_body(_visible_batch(batch_id))
+
+
+@blp.route("/batches/<int:batch_id>/pause", methods=["POST"])
+@blp.response(200, BatchSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="Not a held or live batch")
+def pause_batch(batch_id: int):
+    """Stop offering the batch's unsold leads until a resume; sold copies stay sold."""
+    batches.pause(api_user(), batch_id)
+    return _changed(batch_id)
+
+
+@blp.route("/batches/<int:batch_id>/resume", methods=["POST"])
+@blp.response(200, BatchSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="Not a held or live batch")
+def resume_batch(batch_id: int):
+    """Offer the paused leads again (held ones wait for the spot-check as before);
+    withdrawn and delisted leads stay off the market."""
+    batches.resume(api_user(), batch_id)
+    return _changed(batch_id)
+
+
+@blp.route("/batches/<int:batch_id>/withdraw", methods=["POST"])
+@blp.response(200, BatchSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+@blp.alt_response(409, schema=ApiErrorSchema, description="Not a held or live batch")
+def withdraw_batch(batch_id: int):
+    """Take the batch's unsold leads off the market for good; sold copies stay sold."""
+    batches.withdraw(api_user(), batch_id)
+    return _changed(batch_id)
+
+
+@blp.route("/batches/<int:batch_id>", methods=["PATCH"])
+@blp.arguments(BatchChangeSchema)
+@blp.response(200, BatchSchema)
+@blp.alt_response(404, schema=ApiErrorSchema)
+@blp.alt_response(409, schema=ApiErrorSchema,
+                  description="floor_needs_confirmation: a floor far above recent prices; "
+                              "send it again with confirm: true. batch_not_listed.")
+@blp.alt_response(422, schema=ApiErrorSchema)
+def change_batch(data, batch_id: int):
+    """Re-price the unsold leads: floor price and/or cap. The next sale is made under
+    the new terms; past sales keep their price."""
+    batches.reprice(api_user(), batch_id, floor_price=data.get("floor_price"),
+                    cap=data.get("cap"), confirm=data["confirm"])
+    return _changed(batch_id)
 
 
 @blp.route("/batches/<int:batch_id>/rejections")

@@ -1,4 +1,6 @@
 """Marshmallow schemas for the API's input and output."""
+from dataclasses import asdict
+
 from marshmallow import Schema, fields, post_dump, validate
 
 from app.core import bounds
@@ -77,6 +79,18 @@ class BatchFileSchema(Schema):
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
 
 
+class BatchChangeSchema(Schema):
+    """New terms for a batch's unsold leads; the next sale is made under them."""
+
+    floor_price = Int(bounds.AMOUNT, metadata={"description": "minor units"})
+    cap = Int(bounds.COUNT, minimum=1, maximum=MAX_CAP, metadata={
+        "description": "buyers per lead; a lead already sold keeps at least the buyers it "
+                       "has and is never raised above the cap it sold under"})
+    confirm = fields.Boolean(load_default=False, metadata={
+        "description": "save a floor far above what such leads sold for lately (refused "
+                       "with 409 floor_needs_confirmation otherwise)"})
+
+
 class BatchErrorSchema(Schema):
     code = fields.String()
     message = fields.String()
@@ -111,6 +125,11 @@ class BatchSchema(Schema):
         lambda b: {"code": b.error_code, "message": b.error_message} if b.error_code else None)
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
+    listing = fields.Function(
+        lambda b: asdict(b.listing) if getattr(b, "listing", None) else None, metadata={
+            "description": "GET /batches/{id}: leads a buyer may still take, by status (live, "
+                           "held, paused, withdrawn, delisted), and sold_out: those with "
+                           "every buyer their cap allows"})
     # Admins only (SPEC §11): dropped from the body unless the batch is marked admin_view.
     risk_score = fields.Integer(allow_none=True, metadata={"description": "admins only: 0-100"})
     signals = fields.Function(lambda b: b.risk_signals, metadata={

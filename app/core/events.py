@@ -61,6 +61,13 @@ class BatchWentLive(Event):
     batch_id: int
 
 
+@dataclass(frozen=True)
+class BatchRelisted(Event):
+    """A seller resumed a live batch's paused leads, or lowered its floor or raised its
+    cap: offer its leads to the orders again."""
+    batch_id: int
+
+
 # Orders: each asks for the order to be filled from inventory, once per commit.
 @dataclass(frozen=True)
 class OrderEvent(Event):

@@ -1,6 +1,7 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
 from app.models.leads import (
+    LISTED_STATUSES,
     Batch,
     BatchSource,
     BatchStatus,
@@ -38,6 +39,7 @@ from app.models.users import ApiKey, Role, TrustLevel, User
 
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
+    "LISTED_STATUSES",
     "DeliveryStatus",
     "ErasureNotice",
     "Order",

@@ -34,7 +34,14 @@ class LeadStatus(str, enum.Enum):
     # own status change makes the whole file visible at once.
     HELD = "held"
     LIVE = "live"
-    DELISTED = "delisted"
+    DELISTED = "delisted"  # erased, suppressed, its batch failed a spot-check, seller suspended
+    PAUSED = "paused"  # the seller paused it; a resume lists it again as its batch is
+    WITHDRAWN = "withdrawn"  # the seller withdrew it: never offered again
+
+
+# A lead in one of these may still be sold, now or later (a passed spot-check, a
+# resume); DELISTED and WITHDRAWN are final.
+LISTED_STATUSES = (LeadStatus.HELD, LeadStatus.LIVE, LeadStatus.PAUSED)
 
 
 class Batch(db.Model):

@@ -50,3 +50,23 @@ class ConfirmUploadForm(BatchTermsForm):
     token = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     allow_same_file = BooleanField("Yes, create a second batch from this same file")
+
+
+class BatchTermsChangeForm(FlaskForm):
+    """New floor and cap for a batch's unsold leads."""
+
+    floor_price = StringField(
+        "Floor price per lead", validators=[DataRequired()],
+        description="The next sale of an unsold lead is made at this price or more; past "
+                    "sales keep theirs.")
+    cap = IntegerField(
+        "Buyers per lead", validators=[DataRequired(), NumberRange(min=1, max=MAX_CAP)],
+        description="A lead already sold keeps the promise made to its buyers: its cap can go "
+                    "down to the buyers it has, never below and never up.")
+    confirm = BooleanField("Yes, save this floor although it is far above recent prices")
+
+    def validate_floor_price(self, field):
+        try:
+            field.minor_units = parse_money(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc))

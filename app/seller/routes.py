@@ -7,13 +7,15 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
 from app.models import Batch
 from app.seller import bp
-from app.seller.forms import ConfirmUploadForm, UploadForm
+from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
+from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELD_LABELS, FIELDS, HeaderMappingError
@@ -152,7 +154,76 @@ def _own_batch(batch_id: int) -> Batch:
 @bp.route("/batches/<int:batch_id>")
 def batch_detail(batch_id: int):
     batch = _own_batch(batch_id)
-    return render_template("seller/batch.html", batch=batch, **_report(batch))
+    terms = BatchTermsChangeForm(formdata=None, data={
+        "floor_price": money_input(batch.floor_price), "cap": batch.cap})
+    return _batch_page(batch, terms)
+
+
+def _batch_page(batch: Batch, terms: BatchTermsChangeForm, floor_warning: str = ""):
+    return render_template(
+        "seller/batch.html", batch=batch, terms_form=terms, confirm=ConfirmForm(),
+        floor_warning=floor_warning, history=batch_listing.history(batch),
+        listing=batch_listing.listing(batch) if batch.is_finished else None, **_report(batch))
+
+
+def _manage(batch_id: int, action, done: str) -> Response:
+    """Run a pause, resume or withdrawal of the seller's batch; `done` says how many
+    leads it changed."""
+    _own_batch(batch_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; please try again.", "danger")
+    else:
+        try:
+            changed = action(current_user, batch_id)
+            db.session.commit()
+            flash(done.format(n=changed) if changed else "No lead of this batch was in that "
+                  "state, so nothing changed.", "success" if changed else "info")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    return redirect(url_for("seller.batch_detail", batch_id=batch_id))
+
+
+@bp.route("/batches/<int:batch_id>/pause", methods=["POST"])
+def pause_batch(batch_id: int):
+    return _manage(batch_id, batch_listing.pause,
+                   "Paused {n:,} unsold leads: no buyer gets them until you resume.")
+
+
+@bp.route("/batches/<int:batch_id>/resume", methods=["POST"])
+def resume_batch(batch_id: int):
+    return _manage(batch_id, batch_listing.resume, "Resumed {n:,} leads.")
+
+
+@bp.route("/batches/<int:batch_id>/withdraw", methods=["POST"])
+def withdraw_batch(batch_id: int):
+    return _manage(batch_id, batch_listing.withdraw,
+                   "Withdrew {n:,} unsold leads for good; sales already made stand.")
+
+
+@bp.route("/batches/<int:batch_id>/terms", methods=["POST"])
+def change_batch_terms(batch_id: int):
+    """Re-price the unsold leads. A floor far above recent prices shows the page again
+    with the reason, to be confirmed."""
+    batch = _own_batch(batch_id)
+    form = BatchTermsChangeForm()
+    if not form.validate_on_submit():
+        return _batch_page(batch, form), 422
+    try:
+        changed = batch_listing.reprice(current_user, batch_id,
+                                        floor_price=form.floor_price.minor_units,
+                                        cap=form.cap.data, confirm=form.confirm.data)
+        db.session.commit()
+    except batch_listing.FloorNeedsConfirmation as exc:
+        db.session.rollback()
+        return _batch_page(_own_batch(batch_id), form, floor_warning=exc.message), 409
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(url_for("seller.batch_detail", batch_id=batch_id))
+    flash(f"New terms saved for {changed:,} unsold leads; they apply from the next sale.",
+          "success")
+    return redirect(url_for("seller.batch_detail", batch_id=batch_id))
 
 
 @bp.route("/batches/<int:batch_id>/progress")

@@ -7,13 +7,13 @@ leaves the sale standing."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Optional
+from typing import Collection, Optional
 
 import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
+    LISTED_STATUSES, AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
     SaleOutcome, User,
 )
 from app.models.types import utcnow
@@ -149,9 +149,44 @@ def batch_temperatures(batch: Batch, now: Optional[datetime] = None) -> dict[str
     temperature = scoring.temperature_sql(now)
     counts = dict(db.session.execute(
         sa.select(temperature, sa.func.count()).where(
-            Lead.batch_id == batch.id, rules.LEAD_CAP.test(Lead, rules.Ctx()))
+            Lead.batch_id == batch.id, Lead.status.in_(LISTED_STATUSES),
+            rules.LEAD_CAP.test(Lead, rules.Ctx()))
         .group_by(temperature)).all())
     return {name: counts.get(name, 0) for name in scoring.TEMPERATURES}
+
+
+@dataclass(frozen=True)
+class PriceLevel:
+    """What recent sales paid (minor units): how many, their median and their 90th
+    percentile (None without sales)."""
+
+    sales: int
+    median: Optional[int] = None
+    high: Optional[int] = None
+
+
+RECENT_SALES = 1000  # the newest sales a price level is read from
+
+
+def recent_price_level(regions: Collection[Optional[str]], days: int = 30,
+                       now: Optional[datetime] = None) -> PriceLevel:
+    """What leads of these regions sold for over the last `days`; the whole market's
+    level when none of them sold. Refunded sales (an accepted return) were undone:
+    not a price paid."""
+    since = (now or utcnow()) - timedelta(days=days)
+    refunded = sa.exists().where(Return.sale_id == Sale.id, Return.status == ReturnStatus.ACCEPTED)
+    recent = sa.select(Sale.price).where(Sale.created_at >= since, ~refunded)
+    known = [region for region in regions if region is not None]
+    prices = []
+    if known:
+        prices = list(db.session.scalars(recent.where(Sale.region.in_(known))
+                                         .order_by(Sale.id.desc()).limit(RECENT_SALES)))
+    if not prices:
+        prices = list(db.session.scalars(recent.order_by(Sale.id.desc()).limit(RECENT_SALES)))
+    if not prices:
+        return PriceLevel(0)
+    prices.sort()
+    return PriceLevel(len(prices), prices[len(prices) // 2], prices[-(len(prices) // 10) - 1])
 
 
 def seller_feedback(seller: User) -> Feedback:

@@ -211,7 +211,7 @@ def refresh_seller_points() -> int:
 
     from app.extensions import db
     from app.market import rules
-    from app.models import Batch, Lead, LeadStatus
+    from app.models import LISTED_STATUSES, Batch, Lead
 
     changed = 0
     for seller_id, record in seller_records().items():
@@ -220,7 +220,7 @@ def refresh_seller_points() -> int:
         batches = sa.select(Batch.id).where(Batch.seller_id == seller_id).scalar_subquery()
         changed += db.session.execute(
             sa.update(Lead).where(Lead.batch_id.in_(batches), Lead.seller_points != points,
-                                  Lead.status.in_((LeadStatus.LIVE, LeadStatus.HELD)),
+                                  Lead.status.in_(LISTED_STATUSES),
                                   rules.LEAD_CAP.test(Lead, rules.Ctx()))
             .values(seller_points=points).execution_options(synchronize_session=False)).rowcount
         db.session.execute(sa.update(Batch).where(Batch.seller_id == seller_id,

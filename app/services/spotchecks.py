@@ -42,8 +42,8 @@ from app.core import events
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
-    DEFECTS, Batch, BatchStatus, Lead, LeadStatus, SpotCheck, SpotCheckItem, SpotCheckStatus,
-    TrustLevel, User, Verdict,
+    DEFECTS, LISTED_STATUSES, Batch, BatchStatus, Lead, LeadStatus, SpotCheck, SpotCheckItem,
+    SpotCheckStatus, TrustLevel, User, Verdict,
 )
 from app.models.types import utcnow
 from app.services import audit, returns
@@ -355,7 +355,7 @@ def decide(check: SpotCheck, admin: User, note: str = "",
         # sale made before is visible to the returns below.
         delisted = db.session.execute(
             sa.update(Lead).where(Lead.batch_id == batch.id,
-                                  Lead.status.in_([LeadStatus.LIVE, LeadStatus.HELD]))
+                                  Lead.status.in_(LISTED_STATUSES))
             .values(status=LeadStatus.DELISTED)
             .execution_options(synchronize_session=False)).rowcount
         batch.status = BatchStatus.REJECTED

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus, Sale, SpotCheck,
-    SpotCheckStatus, TrustLevel, User,
+    LISTED_STATUSES, Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus,
+    Sale, SpotCheck, SpotCheckStatus, TrustLevel, User,
 )
 
 RECORD_DAYS = 180
@@ -147,9 +147,9 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
 
 
 def delist_unsold(seller: User) -> int:
-    """Take every lead of the seller that is still for sale off the market."""
+    """Take every lead of the seller that is still for sale (or paused) off the market."""
     return db.session.execute(
         sa.update(Lead).where(Lead.seller_id == seller.id,
-                              Lead.status.in_([LeadStatus.LIVE, LeadStatus.HELD]))
+                              Lead.status.in_(LISTED_STATUSES))
         .values(status=LeadStatus.DELISTED)
         .execution_options(synchronize_session=False)).rowcount

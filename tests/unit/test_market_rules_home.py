@@ -18,6 +18,10 @@ ELSEWHERE = {APP / "models"}
 NOT_FILL_RULES = {
     # SPEC §7 retention: leads never sold lose their contacts after a while.
     ("app/services/privacy.py", "Lead.sold_count == 0"),
+    # SPEC §3 re-pricing: a seller's new cap for a lead already sold stays within the
+    # buyers it has and the cap it sold under; the fills still check LEAD_CAP.
+    ("app/services/batches.py", "Lead.sold_count == 0"),
+    ("app/services/batches.py", "Lead.sold_count >= cap"),
 }
 
 

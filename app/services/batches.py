@@ -1,0 +1,197 @@
+"""Operations on a batch's unsold leads (SPEC §3): pause, resume, withdraw, re-price.
+They change state and flush; the caller commits. Each change is audited on the batch,
+and one that may let leads sell now records BatchRelisted, so the batch is offered
+to the orders once the caller's transaction commits.
+
+Only unsold capacity changes: a lead with no buyer left to take it keeps what it has,
+and sales already made keep their price. Paused and withdrawn are lead statuses, so
+the market's rule that only live leads sell (app.market.rules.LEAD_LIVE) keeps them
+out of every fill, also one planned before the change: fills re-check it under lock.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.core import bounds, events
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.extensions import db
+from app.formatting import format_money
+from app.market import rules
+from app.models import (
+    LISTED_STATUSES, AuditEvent, Batch, BatchStatus, Lead, LeadStatus, TrustLevel, User,
+)
+from app.services import audit, market_stats
+from app.services.ingest.pipeline import MAX_CAP
+
+# A floor above this many times the recent 90th percentile of what such leads sold
+# for (same regions) is most likely a typo: saving it needs the seller's confirmation.
+FAR_ABOVE_MARKET = 3
+ACTIONS = ("batch.paused", "batch.resumed", "batch.withdrawn", "batch.repriced")
+# Listings a seller manages: a processing batch is not finished, a rejected or failed
+# one has nothing for sale.
+MANAGEABLE = (BatchStatus.HELD, BatchStatus.LIVE)
+
+
+class FloorNeedsConfirmation(Conflict):
+    code = "floor_needs_confirmation"
+
+
+@dataclass
+class Listing:
+    """A batch's leads with a buyer left to take them, by status, and those that have
+    all the buyers their cap allows."""
+
+    live: int = 0
+    held: int = 0
+    paused: int = 0
+    withdrawn: int = 0
+    delisted: int = 0
+    sold_out: int = 0
+
+
+def batch_for(actor: User, batch_id: int, *, lock: bool = False) -> Batch:
+    """The batch if `actor` is its seller or an admin; NotFound otherwise."""
+    batch = db.session.get(Batch, batch_id, with_for_update=lock, populate_existing=lock)
+    if batch is None or not (actor.is_admin or batch.seller_id == actor.id):
+        raise NotFound(f"No batch {batch_id} among yours.")
+    return batch
+
+
+def _managed(actor: User, batch_id: int) -> Batch:
+    batch = batch_for(actor, batch_id, lock=True)
+    if batch.status not in MANAGEABLE:
+        raise Conflict(f"The batch is {batch.status.value}: it has no leads for sale to change.",
+                       code="batch_not_listed")
+    return batch
+
+
+def _lock_unsold(batch: Batch, statuses) -> list:
+    """WHERE: the batch's leads in `statuses` that may still go to another buyer.
+    Their rows are locked in id order first -- the order the market's fills lock
+    leads in -- so a change and a group of fills wait for each other, never deadlock."""
+    where = [Lead.batch_id == batch.id, Lead.status.in_(statuses),
+             rules.LEAD_CAP.test(Lead, rules.Ctx())]
+    db.session.execute(sa.select(Lead.id).where(*where).order_by(Lead.id).with_for_update()).all()
+    return where
+
+
+def _set_status(batch: Batch, statuses, status: LeadStatus) -> int:
+    return db.session.execute(
+        sa.update(Lead).where(*_lock_unsold(batch, statuses)).values(status=status)
+        .execution_options(synchronize_session=False)).rowcount
+
+
+def _record(action: str, actor: User, batch: Batch, details: dict) -> None:
+    audit.record(action, actor=actor, subject_type="batch", subject_id=batch.id, details=details)
+
+
+def pause(actor: User, batch_id: int) -> int:
+    """Stop offering the batch's unsold leads until a resume. Returns leads paused."""
+    batch = _managed(actor, batch_id)
+    paused = _set_status(batch, (LeadStatus.LIVE, LeadStatus.HELD), LeadStatus.PAUSED)
+    if paused:
+        _record("batch.paused", actor, batch, {"leads": paused})
+    return paused
+
+
+def resume(actor: User, batch_id: int) -> int:
+    """List the batch's paused leads again as the batch is: live, or held while it waits
+    for its spot-check. Withdrawn and delisted leads stay off. Returns leads resumed."""
+    batch = _managed(actor, batch_id)
+    if batch.seller.trust_level is TrustLevel.SUSPENDED:
+        raise Conflict("The seller's account is suspended: its leads cannot be listed.",
+                       code="seller_suspended")
+    status = LeadStatus.LIVE if batch.status is BatchStatus.LIVE else LeadStatus.HELD
+    resumed = _set_status(batch, (LeadStatus.PAUSED,), status)
+    if resumed:
+        _record("batch.resumed", actor, batch, {"leads": resumed, "as": status.value})
+        if status is LeadStatus.LIVE:
+            events.record(events.BatchRelisted(batch.id))
+    return resumed
+
+
+def withdraw(actor: User, batch_id: int) -> int:
+    """Take the batch's unsold leads off the market for good (sold copies stay sold).
+    Returns leads withdrawn."""
+    batch = _managed(actor, batch_id)
+    withdrawn = _set_status(batch, LISTED_STATUSES, LeadStatus.WITHDRAWN)
+    if withdrawn:
+        _record("batch.withdrawn", actor, batch, {"leads": withdrawn})
+    return withdrawn
+
+
+def check_floor(batch: Batch, floor_price: int) -> Optional[str]:
+    """Why this floor looks wrong for the batch's unsold leads (far above what leads of
+    their regions sold for lately), or None."""
+    regions = db.session.scalars(sa.select(Lead.region).distinct().where(
+        Lead.batch_id == batch.id, Lead.status.in_(LISTED_STATUSES))).all()
+    level = market_stats.recent_price_level(regions)
+    if level.high is None or floor_price <= FAR_ABOVE_MARKET * level.high:
+        return None
+    return (f"A floor of {format_money(floor_price)} is more than {FAR_ABOVE_MARKET} times what "
+            f"such leads sold for lately (90% of {level.sales} recent sales paid at most "
+            f"{format_money(level.high)}, half at most {format_money(level.median)}): few "
+            "orders, if any, will buy at it. Confirm to save it anyway.")
+
+
+def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
+            confirm: bool = False) -> int:
+    """Change the floor and/or cap of the batch's unsold leads; the next sale is made
+    under them, past ones keep their price. A lead already sold keeps the promise made
+    to its buyers: its cap may go down, never below the buyers it has, and never up.
+    A floor far above the market (check_floor) needs `confirm`. Returns leads changed."""
+    if floor_price is None and cap is None:
+        raise ValidationFailed("Give a new floor price or cap.", code="nothing_to_change")
+    floor_price = bounds.AMOUNT.optional(floor_price, "floor_price")
+    cap = bounds.COUNT.narrowed(1, MAX_CAP).optional(cap, "cap")
+    batch = _managed(actor, batch_id)
+    old_floor, old_cap = batch.floor_price, batch.cap
+    values, details = {}, {}
+    if floor_price is not None:
+        problem = check_floor(batch, floor_price) if floor_price != old_floor else None
+        if problem and not confirm:
+            raise FloorNeedsConfirmation(problem, details={"field": "floor_price",
+                                                           "floor_price": floor_price})
+        if problem:
+            details["confirmed"] = True  # far above recent prices, saved all the same
+        values["floor_price"] = batch.floor_price = floor_price
+        details["floor_price"] = [old_floor, floor_price]
+    if cap is not None:
+        # Never sold: the new cap. Sold: lowered at most to the buyers it has, never raised.
+        values["cap"] = sa.case((Lead.sold_count == 0, cap),
+                                (Lead.sold_count >= cap, Lead.sold_count),
+                                (Lead.cap < cap, Lead.cap), else_=cap)
+        batch.cap = cap
+        details["cap"] = [old_cap, cap]
+    changed = db.session.execute(
+        sa.update(Lead).where(*_lock_unsold(batch, LISTED_STATUSES)).values(**values)
+        .execution_options(synchronize_session=False)).rowcount
+    _record("batch.repriced", actor, batch, {**details, "leads": changed})
+    cheaper = floor_price is not None and floor_price < old_floor
+    if changed and batch.status is BatchStatus.LIVE and (cheaper or (cap or 0) > old_cap):
+        events.record(events.BatchRelisted(batch.id))
+    return changed
+
+
+def listing(batch: Batch) -> Listing:
+    """How the batch's leads stand: unsold capacity by status, and the sold out."""
+    has_room = rules.LEAD_CAP.test(Lead, rules.Ctx())
+    out = Listing()
+    for status, room, count in db.session.execute(
+            sa.select(Lead.status, has_room, sa.func.count()).where(Lead.batch_id == batch.id)
+            .group_by(Lead.status, has_room)):
+        if room:
+            setattr(out, LeadStatus(status).value, count)
+        else:
+            out.sold_out += count
+    return out
+
+
+def history(batch: Batch, limit: int = 50) -> list[AuditEvent]:
+    """The batch's pauses, resumes, withdrawals and re-pricings, newest first."""
+    return db.session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.subject_type == "batch",
+                                    AuditEvent.subject_id == batch.id,
+                                    AuditEvent.action.in_(ACTIONS))
+        .order_by(AuditEvent.id.desc()).limit(limit)).all()
