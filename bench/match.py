@@ -763,6 +763,7 @@ def _floor_groups(conn, marks: dict, group: int) -> list[dict]:
                              (orders,)).fetchall()
         g["orders"] = {"order_id": _csv(orders), "n": _csv(0 for _ in orders),
                        "planned": _csv(r for r, _ in state), "at_price": _csv(p for _, p in state),
+                       "release": _csv(0 for _ in orders),
                        **{f"k_{p}": ",".join(key for _ in orders)
                           for p, key in rules.period_keys(FIXED_NOW, "UTC").items()}}
         g["accounts"] = {"id": _csv(accounts), "d": _csv(0 for _ in accounts)}

@@ -174,6 +174,11 @@ def muted() -> Iterator[None]:
         session.info[MUTED] -= 1
 
 
+def is_muted() -> bool:
+    """Inside `muted` (work on other sessions for the same caller mutes theirs too)."""
+    return bool(db.session().info.get(MUTED))
+
+
 def _inside(tag: SessionTransaction, ancestor: SessionTransaction) -> bool:
     while tag is not None:
         if tag is ancestor:

@@ -2,37 +2,42 @@
 §4/§5). They flush inside a savepoint; the caller commits.
 
 One transaction per group of fills, with the same rules as a single fill and its
-row locks taken in the same global order (leads by id, then orders by id, then
-person listings and claims, then ledger accounts by id), so it cannot deadlock with
-other groups or single fills. What a group writes is worked out from its fills
-alone first (`prepare`: rows, counters, money; pure Python, so jobs.store_plan plans
-and prepares the next group on a helper thread while this one writes). Under the
-locks the group is re-checked against the database, the rules applied per lead, per
-order and per person at once; only if that refuses something are the fills checked
-one by one: a fill the database no longer allows (a lead sold out meanwhile, an
-order paused or short of hold, a person sold elsewhere) is dropped and reported as
-lost, for the caller to plan again. If anything unexpected collides (a person claimed by
-a concurrent worker, a sale already there), the whole group is rolled back to its
-savepoint and the caller stores those fills in smaller groups instead; nothing is
-ever half-applied.
+row locks taken in the same global order (leads by id, then person claims, then
+person listings, orders and ledger accounts, each by key), so it cannot deadlock
+with other groups or single fills. The rows groups share -- listings (copies of a
+person from several sellers), orders and ledger accounts -- are locked last, after
+the group's own rows are written: groups stored at once on several connections
+(jobs.store_plan) wait for each other only there. What a group writes is worked out from its fills alone first (`prepare`:
+rows, counters, money; pure Python, so jobs.store_plan plans and prepares the next
+group on a helper thread while groups are written). Under the locks the group is
+re-checked against the database, the rules applied per lead, per person and per
+order at once. If a lead or a person refuses something (a lead sold out meanwhile, a
+person sold elsewhere), the fills are checked one by one and those the database no
+longer allows are dropped and reported as lost, for the caller to plan again; if an
+order refuses (paused, re-priced, short of hold), the group is rolled back to its
+savepoint and that order's fills are reported as lost, the rest to be stored again.
+If anything unexpected collides (a person claimed by a concurrent worker, a sale
+already there), the whole group is rolled back to its savepoint and the caller
+stores those fills in smaller groups instead; nothing is ever half-applied.
 
 Every table is written by one set-based statement per group: conditional
 `UPDATE ... FROM unnest(...)` for leads and orders (the conditions of a single
 fill, compiled from the same app.market.rules, checked again by the database's
 CHECK constraints), upserts for person listings and claims, COPY for sales and
-webhook deliveries (ids handed out in advance), and the money through
-`ledger.post_many`: one ledger transaction per order in the group, its entries
-summed per account (one per sale would write four ledger rows per sale, the most
-expensive part of a group). Orders the group fills up close in it too, their
-leftover hold released as operations.close_order would (closing them one
-transaction each afterwards cost more than storing their sales); an order buying
-below its highest price gives the difference back in the same way.
+webhook deliveries (ids handed out in advance), and the money through the ledger's
+set-based posting (`write_transactions` with the group's rows, `move_balances`
+last): one ledger transaction per order in the group, its entries summed per
+account (one per sale would write four ledger rows per sale, the most expensive
+part of a group). Orders the group fills up close in it too, their leftover hold
+released as operations.close_order would (closing them one transaction each
+afterwards cost more than storing their sales); an order buying below its highest
+price gives the difference back in the same way.
 On SQLite (one writer at a time, no network) the same statements run as executemany.
 """
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,7 +67,7 @@ class _Collision(Exception):
 @dataclass
 class Fills:
     """What a group of fills writes, worked out from the fills alone: no database, so
-    that store_plan can prepare the next group on a helper thread while this one is
+    that store_plan can prepare the next group on a helper thread while others are
     in the database. Sales are grouped by order; a sale's id and ledger transaction
     are filled in when it is stored."""
 
@@ -122,12 +127,11 @@ def prepare(pairs: list[tuple], settlement: Settlement, load: bool = True) -> Fi
                  {lookback: sorted(keys) for lookback, keys in claims.items()}, sales)
 
 
-def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[Fills] = None,
-                writing: Callable[[], None] = lambda: None) -> tuple[list[tuple], list[tuple]]:
+def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[Fills] = None
+                ) -> tuple[list[tuple], list[tuple]]:
     """Store these fills in one transaction. Returns (lost, fallback): fills the
     database refused under its locks, and fills to store in smaller groups instead.
-    `prepared`: prepare(pairs), if done already; `writing` is called when the checks
-    are done and the writes, the database's longest part, begin."""
+    `prepared`: prepare(pairs), if done already."""
     prepared = prepared or prepare(pairs, settlement)
     # Outside the savepoint: an account created here must outlive a collision.
     settlement.load_accounts({key for _, _, postings in prepared.orders.values()
@@ -136,7 +140,10 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
                                 for slot, _, _ in prepared.orders.values()})
     try:
         with db.session.begin_nested():
-            lost = _store(pairs, settlement, prepared, writing)
+            lost = _store(pairs, settlement, prepared)
+    except _OrdersRefused as refused:  # their fills are planned again; the rest retried
+        return ([pair for pair in pairs if pair[1].id in refused.order_ids],
+                [pair for pair in pairs if pair[1].id not in refused.order_ids])
     except (_Collision, IntegrityError, InsufficientFunds):
         return [], pairs
     except OperationalError as exc:
@@ -146,66 +153,61 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
     return lost, []
 
 
-def _store(pairs, settlement, prepared, writing) -> list[tuple]:
+class _OrdersRefused(Exception):
+    """Orders that can no longer take their fills of the group (paused, re-priced,
+    short of hold, or filled by another worker)."""
+
+    def __init__(self, order_ids: set[int]):
+        self.order_ids = order_ids
+
+
+def _store(pairs, settlement, prepared) -> list[tuple]:
     now = settlement.now
     ctx = rules.Ctx(now=now)
     fills = prepared
     leads = locked("leads", "status, sold_count, cap, floor_price", sorted(fills.per_lead))
-    slots = {order_id: slot for order_id, (slot, _, _) in fills.orders.items()}
-    orders = {}
-    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
-                                              now=stamp(now)).values():
-        orders[order_id] = SimpleNamespace(expires_at=None if unexpired else now,
-                                           **dict(zip(_ORDER_COLUMNS, state)))
     room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
             else 0 for lead_id, lead in leads.items()}
-    # What each order may still take, under the terms it was planned with (none if
-    # they changed since: the group's price or caps would be the old ones).
-    capacity = {}
-    for order_id, order in orders.items():
+    # People are shared between groups (copies of a person from several sellers):
+    # their listings are read now and locked with the other shared rows, last.
+    listed = _listings(fills.copies.keys(), lock=False)
+    people = _whole_group(fills, leads, room, listed, now)
+    lost = []
+    if people is None:  # some fill is refused: find which, fill by fill
+        accepted, lost, people = _one_by_one(pairs, leads, room, listed, now)
+        if not accepted:
+            return lost
+        fills = prepare(accepted, settlement)
+    _claim_people(fills.claims, now)
+    _write(fills, settlement, people, listed)
+    return lost
+
+
+def _locked_orders(fills: Fills, now) -> dict:
+    """The group's orders, locked in id order: each one's state, and how many more
+    leads it may take under the terms it was planned with (none if they changed
+    since: the group's price or caps would be the old ones)."""
+    slots = {order_id: slot for order_id, (slot, _, _) in fills.orders.items()}
+    orders, capacity = {}, {}
+    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
+                                              now=stamp(now)).values():
+        order = orders[order_id] = SimpleNamespace(expires_at=None if unexpired else now,
+                                                   **dict(zip(_ORDER_COLUMNS, state)))
         slot = slots[order_id]
         planned = rules.Ctx(now=now, keys=slot.keys, n=0, price=slot.price,
                             revision=slot.revision)
         capacity[order_id] = (rules.order_room(order, planned)
                               if rules.order_takes(order, planned)
                               and rules.TERMS_AS_PLANNED.holds(order, None, planned) else 0)
-    listed = _locked_listings(fills.copies.keys())
-    people = _whole_group(fills, leads, room, orders, capacity, listed, now)
-    lost = []
-    if people is None:  # some fill is refused: find which, fill by fill
-        accepted, lost, people = _one_by_one(pairs, leads, room, orders, capacity, listed, now)
-        if not accepted:
-            return lost
-        fills = prepare(accepted, settlement)
-    # Orders this group fills up, or leaves unable to pay for one more lead, close in
-    # the same transaction (rows already locked) and release the rest of their hold;
-    # the others give back what they hold beyond what they may still spend.
-    closing, release = set(), {}
-    for order_id, (slot, n, _) in fills.orders.items():
-        order = orders[order_id]
-        if rules.order_finished(order, n, slot.price, slot.least):
-            closing.add(order_id)
-            release[order_id] = order.held - n * slot.price
-        else:
-            after = rules.after_fills(order, rules.Ctx(keys=slot.keys, n=n, price=slot.price))
-            release[order_id] = rules.excess_hold(SimpleNamespace(**{**vars(order), **after}),
-                                                  slot.highest)
-    writing()
-    _list_people({p: v for p, v in people.items() if listed.get(p) != v}, listed, now)
-    _claim_people(fills.claims, now)
-    _write(fills, settlement, closing, release)
-    return lost
+    return orders, capacity
 
 
-def _whole_group(fills: Fills, leads, room, orders, capacity, listed, now):
+def _whole_group(fills: Fills, leads, room, listed, now):
     """The people's listings after the group if the database allows every fill of it
-    (the rules applied per lead and per order to the locked rows), else None."""
+    (the rules applied per lead to the locked rows), else None."""
     for lead_id, n in fills.per_lead.items():
         if room.get(lead_id, 0) < n or not rules.FLOOR.holds(
                 None, leads[lead_id], rules.Ctx(price=fills.lowest[lead_id])):
-            return None
-    for order_id, (_, n, _) in fills.orders.items():
-        if capacity.get(order_id, 0) < n:
             return None
     people = {}
     # A lead's fills at once: person_after_sale(n) is n sales in a row.
@@ -219,21 +221,18 @@ def _whole_group(fills: Fills, leads, room, orders, capacity, listed, now):
     return people
 
 
-def _one_by_one(pairs, leads, room, orders, capacity, listed, now):
+def _one_by_one(pairs, leads, room, listed, now):
     """(accepted, lost, listings after): each fill checked in plan order against the
     locked rows and the fills accepted before it."""
     people = dict(listed)
-    taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
         after = [rules.person_after_sale(people.get(person), lead.cap, now)
                  for person in lead.person_hashes]
         if (room.get(lead.id, 0) > 0
-                and taken_by_order[slot.id] < capacity.get(slot.id, 0)
                 and rules.FLOOR.holds(None, leads[lead.id], rules.Ctx(price=slot.price))
                 and all(after)):
             room[lead.id] -= 1
-            taken_by_order[slot.id] += 1
             people.update(zip(lead.person_hashes, after))
             accepted.append((lead, slot))
         else:
@@ -241,15 +240,16 @@ def _one_by_one(pairs, leads, room, orders, capacity, listed, now):
     return accepted, lost, people
 
 
-def _locked_listings(persons: Iterable[bytes]) -> dict[bytes, rules.Listing]:
-    """The listings of these people, locked in hash order (after leads and orders)."""
+def _listings(persons: Iterable[bytes], lock: bool = True) -> dict[bytes, rules.Listing]:
+    """The listings of these people (locked in hash order, with `lock`)."""
     found = {}
     for chunk in id_chunks(sorted(persons)):
+        query = (sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
+                           PersonListing.first_sold_at)
+                 .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))
+                 .order_by(PersonListing.person_hash))
         for person, cap, sold, first_sold_at in db.session.execute(
-                sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
-                          PersonListing.first_sold_at)
-                .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))
-                .order_by(PersonListing.person_hash).with_for_update(key_share=True)):
+                query.with_for_update(key_share=True) if lock else query):
             found[bytes(person)] = rules.Listing(cap, sold, first_sold_at)
     return found
 
@@ -260,7 +260,8 @@ SELECT decode(h, 'hex'), c, s, :now
 FROM unnest(string_to_array(:hashes, ','), CAST(string_to_array(:caps, ',') AS int[]),
             CAST(string_to_array(:solds, ',') AS int[])) AS v(h, c, s)
 ORDER BY 1
-ON CONFLICT (person_hash) DO NOTHING"""
+ON CONFLICT (person_hash) DO NOTHING
+RETURNING encode(person_hash, 'hex')"""
 _NEW_LISTINGS_SQLITE = """
 INSERT INTO person_listings (person_hash, cap, sold, first_sold_at) VALUES (:h, :c, :s, :now)
 ON CONFLICT (person_hash) DO NOTHING"""
@@ -275,22 +276,16 @@ _LISTINGS_SQLITE = """
 UPDATE person_listings SET cap = :c, sold = :s, first_sold_at = :f WHERE person_hash = :h"""
 
 
-def _list_people(changed: dict[bytes, rules.Listing], listed: dict, now) -> None:
-    """Write the people's listings after this group: new ones inserted (one that a
-    concurrent worker inserted first is a collision), the rest updated under their locks."""
+def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict, now) -> None:
+    """Write the people's listings after this group (`people`, worked out from
+    `listed`): new ones inserted, the rest updated under their locks. On PostgreSQL
+    `listed` was read without locks: a person another connection sold meanwhile (or
+    listed first, its insert committed while this one waited) has the group's copies
+    sold after what is there now -- a collision only if that no longer allows them."""
+    changed = {p: v for p, v in people.items() if listed.get(p) != v}
     new = sorted(p for p in changed if p not in listed)
     old = sorted(p for p in changed if p in listed)
-    if postgres():
-        inserted = run(_NEW_LISTINGS_PG, {
-            "hashes": ",".join(p.hex() for p in new), "caps": csv(changed[p].cap for p in new),
-            "solds": csv(changed[p].sold for p in new), "now": now}).rowcount if new else 0
-        if old:
-            run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in old),
-                               "caps": csv(changed[p].cap for p in old),
-                               "solds": csv(changed[p].sold for p in old),
-                               "firsts": ",".join(changed[p].first_sold_at.isoformat()
-                                                  for p in old)})
-    else:
+    if not postgres():  # the transaction holds the database's write lock: nothing moved
         connection = sqlite_connection()
         with driver_errors(_NEW_LISTINGS_SQLITE):
             inserted = connection.executemany(_NEW_LISTINGS_SQLITE, [
@@ -300,8 +295,34 @@ def _list_people(changed: dict[bytes, rules.Listing], listed: dict, now) -> None
             connection.executemany(_LISTINGS_SQLITE, [
                 {"h": p, "c": changed[p].cap, "s": changed[p].sold,
                  "f": stamp(changed[p].first_sold_at)} for p in old])
-    if inserted != len(new):
-        raise _Collision
+        if inserted != len(new):
+            raise _Collision
+        return
+    current = _listings(old)
+    moved = [p for p in old if current.get(p) != listed[p]]
+    if new:
+        inserted = {bytes.fromhex(h) for (h,) in run(_NEW_LISTINGS_PG, {
+            "hashes": ",".join(p.hex() for p in new), "caps": csv(changed[p].cap for p in new),
+            "solds": csv(changed[p].sold for p in new), "now": now})}
+        first = [p for p in new if p not in inserted]
+        current.update(_listings(first))
+        moved += first
+        old = sorted(old + first)
+    for person in moved:
+        listing = current.get(person)
+        if listing is None:  # erased meanwhile
+            raise _Collision
+        for cap, n in copies[person]:
+            listing = rules.person_after_sale(listing, cap, now, n)
+            if listing is None:
+                raise _Collision
+        changed[person] = listing
+    if old:
+        run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in old),
+                           "caps": csv(changed[p].cap for p in old),
+                           "solds": csv(changed[p].sold for p in old),
+                           "firsts": ",".join(changed[p].first_sold_at.isoformat()
+                                              for p in old)})
 
 
 _CLAIMS_PG = """
@@ -418,11 +439,17 @@ _ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
                 + ", " + ", ".join(_ORDER_COLUMNS))
 
 
-def _write(fills: Fills, settlement, closing: set[int], release: dict[int, int]) -> None:
-    """`closing`: the orders the group finishes; `release`: order id -> the hold it
-    gives back with its fills."""
+def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
+    """The group's rows, then the rows groups share -- the people's listings, its
+    orders, then the ledger accounts -- locked last, so that groups stored at once on
+    other connections wait for each other only there."""
     now = settlement.now
     account = settlement.account
+    lead_ids = sorted(fills.per_lead)
+    if _update(LEADS_PG, LEADS_SQLITE, ("lead_id", "n", "low"),
+               [(i, fills.per_lead[i], fills.lowest[i]) for i in lead_ids], {}
+               ) != len(lead_ids):
+        raise _Collision
     # One ledger transaction per order in the group, its entries summed per account:
     # the sales are as balanced as one transaction per sale, and the ledger grows by
     # a few rows per order instead of four per sale. Each sale names its transaction.
@@ -437,17 +464,42 @@ def _write(fills: Fills, settlement, closing: set[int], release: dict[int, int])
             hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now)
                          for sale_id in sale_ids[first:first + n])
         first += n
-        left = release[order_id]
+    transaction_ids, deltas = ledger.write_transactions(movements, now)
+    first = 0
+    for (_, n, _), transaction_id in zip(fills.orders.values(), transaction_ids):
+        for sale, sale_id in zip(sales[first:first + n], sale_ids[first:first + n]):
+            sale[0], sale[8] = sale_id, transaction_id
+        first += n
+    bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
+                                 "commission", "seller_share", "ledger_transaction_id",
+                                 "created_at", "region", "batch_id"), sales)
+    bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
+                                            "next_attempt_at", "created_at"), hooks)
+
+    _list_people(people, listed, fills.copies, now)
+    orders, capacity = _locked_orders(fills, now)
+    refused = {order_id for order_id, (_, n, _) in fills.orders.items()
+               if capacity.get(order_id, 0) < n}
+    if refused:
+        raise _OrdersRefused(refused)
+    # Orders this group fills up, or leaves unable to pay for one more lead, close in
+    # the same transaction (rows already locked) and release the rest of their hold;
+    # the others give back what they hold beyond what they may still spend.
+    closing, release, releases = [], {}, []
+    for order_id, (slot, n, _) in fills.orders.items():
+        order = orders[order_id]
+        if rules.order_finished(order, n, slot.price, slot.least):
+            closing.append(order_id)
+            left = order.held - n * slot.price
+        else:
+            after = rules.after_fills(order, rules.Ctx(keys=slot.keys, n=n, price=slot.price))
+            left = rules.excess_hold(SimpleNamespace(**{**vars(order), **after}), slot.highest)
+        release[order_id] = left
         if left:  # as operations.close_order would: the hold goes back
-            movements.append(ledger.Movement("order_release", [
+            releases.append(ledger.Movement("order_release", [
                 Posting(account(AccountKind.BUYER_HELD, slot.buyer_id), -left),
                 Posting(account(AccountKind.BUYER_AVAILABLE, slot.buyer_id), left)],
                 memo=f"Order #{order_id}"))
-    lead_ids = sorted(fills.per_lead)
-    if _update(LEADS_PG, LEADS_SQLITE, ("lead_id", "n", "low"),
-               [(i, fills.per_lead[i], fills.lowest[i]) for i in lead_ids], {}
-               ) != len(lead_ids):
-        raise _Collision
     order_ids = sorted(fills.orders)
     order_rows = [(i, n, slot.revision, slot.price, release[i],
                    *(slot.keys[p] for p in rules.PERIODS))
@@ -460,20 +512,10 @@ def _write(fills: Fills, settlement, closing: set[int], release: dict[int, int])
                f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
                ).rowcount != len(closing):
             raise _Collision
-    transaction_ids = iter(ledger.post_many(movements, now))  # accounts last, as single fills
-    first = 0
-    for order_id, (_, n, _) in fills.orders.items():
-        transaction_id = next(transaction_ids)
-        for sale, sale_id in zip(sales[first:first + n], sale_ids[first:first + n]):
-            sale[0], sale[8] = sale_id, transaction_id
-        first += n
-        if release[order_id]:
-            next(transaction_ids)
-    bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
-                                 "commission", "seller_share", "ledger_transaction_id",
-                                 "created_at", "region", "batch_id"), sales)
-    bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
-                                            "next_attempt_at", "created_at"), hooks)
+    if releases:
+        for account_id, amount in ledger.write_transactions(releases, now)[1].items():
+            deltas[account_id] = deltas.get(account_id, 0) + amount
+    ledger.move_balances(deltas)
     settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
     settlement.sale_ids.extend(sale_ids)
     settlement.touched_orders.update(set(fills.orders) - set(closing))

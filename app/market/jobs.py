@@ -11,15 +11,18 @@ fill was lost to another process is planned again. Each commit that stores sales
 records SalesMade, so their webhooks go once they are committed (app.core.events).
 The jobs run with the cyclic garbage collector paused (app.core.collector).
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from app.core import collector, events
-from app.core.dialect import id_chunks, in_, retryable
+from app.core.dialect import id_chunks, in_, postgres, retryable
 from app.extensions import db
 from app.market import rules, snapshot
 from app.market.book import Candidate, Slot, allocate, plan_parts
@@ -33,6 +36,7 @@ PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
 FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
+WRITERS = 2  # PostgreSQL connections storing a plan's groups at once (SQLite: one writer)
 
 
 def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
@@ -43,10 +47,12 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
     Groups of fills go in one transaction each (app.market.grouped). A group that
     collides with another worker is split in halves, each tried as a group, down to
     single fills (one per transaction), whose row locks follow the same order (lead,
-    order, person claims, ledger accounts by id).
+    person listings and claims, order, ledger accounts by id).
 
-    The next group is planned and prepared (grouped.prepare: pure Python) on a helper
-    thread while this one writes, so Python works while the database does."""
+    Groups are planned and prepared (grouped.prepare: pure Python) on a helper thread
+    while others are written; on PostgreSQL, WRITERS connections write groups at once
+    (one database process could not keep up with the plan; groups wait for each other
+    only on the orders and accounts they share, locked last)."""
     if isinstance(plan, list):
         settlement.preload({slot.buyer_id for _, slot in plan},
                            {lead.seller_id for lead, _ in plan})
@@ -67,42 +73,78 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
         except NotLoaded:  # a rate not loaded: prepared by store_group, which may query
             return group, None
 
-    lost_leads = []
-    halves = []  # of groups that collided, stored before what follows
-    with ThreadPoolExecutor(max_workers=1) as helper:
-        upcoming = helper.submit(next_group)
+    with ThreadPoolExecutor(max_workers=1) as planner:
+        upcoming = planner.submit(next_group)
+        taking = threading.Lock()
 
-        def prepare_next():
+        def take() -> Optional[tuple[list, Optional[Fills]]]:
             nonlocal upcoming
-            upcoming = upcoming or helper.submit(next_group)
-        while True:
-            if halves:
-                group, prepared, split = halves.pop(), None, True
-            else:
-                upcoming, ready = None, (upcoming or helper.submit(next_group)).result()
-                if ready is None:
-                    break
-                (group, prepared), split = ready, False
-            if not split or len(group) > SMALLEST_GROUP:
-                stored = len(settlement.webhook_sale_ids)
-                lost, again = store_group(group, settlement, prepared, prepare_next)
-                _sales_made(settlement, stored)
-                db.session.commit()
-                lost_leads.extend(lead.id for lead, _ in lost)
-                if again:
-                    half = len(again) // 2
-                    halves += [again[half:], again[:half]]
-                continue
-            for lead, slot in group:
-                stored = len(settlement.webhook_sale_ids)
-                if settlement.fill(lead, slot):
-                    _sales_made(settlement, stored)
-                    db.session.commit()
-                else:
-                    db.session.rollback()
-                    lost_leads.append(lead.id)
+            with taking:
+                ready = upcoming.result()
+                if ready is not None:  # plan the next while this one is written
+                    upcoming = planner.submit(next_group)
+                return ready
+        writers = WRITERS if postgres() else 1
+        if writers == 1:
+            lost_leads = _write_groups(take, settlement)
+        else:
+            app, muted = current_app._get_current_object(), events.is_muted()
+            parts = [settlement.sibling() for _ in range(writers - 1)]
+            with ThreadPoolExecutor(max_workers=writers - 1) as pool:
+                others = [pool.submit(_on_own_connection, app, muted, _write_groups, take, part)
+                          for part in parts]
+                lost_leads = _write_groups(take, settlement)
+                for other, part in zip(others, parts):
+                    lost_leads += other.result()
+                    settlement.absorb(part)
+                    settlement.touched_orders |= part.touched_orders
     close_filled_orders(settlement)
     db.session.commit()
+    return lost_leads
+
+
+def _on_own_connection(app, muted: bool, work, *args):
+    """Run `work` in an app context, and so a session and connection, of its own."""
+    with app.app_context():
+        try:
+            with events.muted() if muted else nullcontext():
+                return work(*args)
+        finally:
+            db.session.remove()
+
+
+def _write_groups(take: Callable, settlement: Settlement) -> list[int]:
+    """Store groups as `take` hands them out, each in a transaction of this session;
+    a group that collides is split and its halves stored before the next is taken.
+    Returns the ids of leads whose fill was lost."""
+    lost_leads = []
+    halves = []  # of groups that collided, stored before what follows
+    while True:
+        if halves:
+            group, prepared, split = halves.pop(), None, True
+        else:
+            ready = take()
+            if ready is None:
+                break
+            (group, prepared), split = ready, False
+        if not split or len(group) > SMALLEST_GROUP:
+            stored = len(settlement.webhook_sale_ids)
+            lost, again = store_group(group, settlement, prepared)
+            _sales_made(settlement, stored)
+            db.session.commit()
+            lost_leads.extend(lead.id for lead, _ in lost)
+            if again:
+                half = len(again) // 2
+                halves += [again[half:], again[:half]]
+            continue
+        for lead, slot in group:
+            stored = len(settlement.webhook_sale_ids)
+            if settlement.fill(lead, slot):
+                _sales_made(settlement, stored)
+                db.session.commit()
+            else:
+                db.session.rollback()
+                lost_leads.append(lead.id)
     return lost_leads
 
 

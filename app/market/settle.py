@@ -74,6 +74,13 @@ class Settlement:
         self.sale_ids += other.sale_ids
         self.webhook_sale_ids += other.webhook_sale_ids
 
+    def sibling(self) -> "Settlement":
+        """A Settlement for another connection storing part of the same plan: the
+        accounts and rates loaded so far shared, its sales its own (absorb them)."""
+        other = Settlement(self.now)
+        other._rates, other._accounts = self._rates, self._accounts
+        return other
+
     def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
         if key not in self._accounts:
@@ -151,6 +158,13 @@ class Settlement:
             .execution_options(synchronize_session=False)).rowcount
         if taken != 1:
             raise _Lost
+        for person in lead.person_hashes:  # the buyer's claim on the person, then theirs
+            if not self._claim(slot.buyer_id, person, slot.lookback):
+                raise _Lost
+        # What fills share, locked last: the person's listing, the order, the accounts.
+        for person in lead.person_hashes:
+            if not self._list_person(person, lead.cap):
+                raise _Lost
         order = db.session.execute(
             sa.update(Order).where(Order.id == slot.id, rules.order_takes(Order, ctx),
                                    rules.TERMS_AS_PLANNED.sql(Order, None, ctx))
@@ -164,12 +178,6 @@ class Settlement:
             db.session.execute(sa.update(Order).where(Order.id == slot.id)
                                .values(held=Order.held - release)
                                .execution_options(synchronize_session=False))
-        for person in lead.person_hashes:  # the person, then the buyer's claim on them
-            if not self._list_person(person, lead.cap):
-                raise _Lost
-        for person in lead.person_hashes:
-            if not self._claim(slot.buyer_id, person, slot.lookback):
-                raise _Lost
         commission = self.commission(lead.seller_id, price)
         sale_id = db.session.execute(sa.insert(Sale).values(
             order_id=slot.id, lead_id=lead.id, buyer_id=slot.buyer_id, seller_id=lead.seller_id,

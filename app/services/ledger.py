@@ -211,6 +211,16 @@ def post_many(movements: list[Movement], at: datetime) -> list[int]:
     `post` locks them); the statement is all-or-nothing, so checking each final
     balance checks every step. If one would break a limit, InsufficientFunds is raised
     and the caller's savepoint undoes what was written."""
+    ids, deltas = write_transactions(movements, at)
+    move_balances(deltas)
+    return ids
+
+
+def write_transactions(movements: list[Movement], at: datetime) -> tuple[list[int], dict]:
+    """post_many in two steps, for callers that lock other rows in between: first the
+    transactions and their entries (checked balanced; no account locked yet), returning
+    their ids and each account's net amount; then `move_balances` of those amounts, in
+    the same database transaction."""
     checked = [_balanced(m.postings) for m in movements]
     ids = allocate_ids(LedgerTransaction.__table__, len(movements))
     deltas: dict[int, int] = {}
@@ -223,13 +233,19 @@ def post_many(movements: list[Movement], at: datetime) -> list[int]:
                 ("id", "kind", "idempotency_key", "memo", "created_at"),
                 [(txn, m.kind, m.idempotency_key, m.memo, at) for txn, m in zip(ids, movements)])
     bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
-    account_ids = sorted(deltas)
+    return ids, deltas
+
+
+def move_balances(deltas: dict[int, int]) -> None:
+    """Move each account by its net amount (write_transactions), locked in id order."""
+    account_ids = sorted(account_id for account_id, delta in deltas.items() if delta)
+    if not account_ids:
+        return
     locked("ledger_accounts", "balance", account_ids)
     moved = update_many(_BALANCES_PG if postgres() else _BALANCES_SQLITE, ("id", "d"),
                         [(i, deltas[i]) for i in account_ids], {"limit": MAX_BALANCE})
     if moved != len(account_ids):
         raise InsufficientFunds("Not enough money in an account for these movements.")
-    return ids
 
 
 def _by_idempotency_key(key: str) -> Optional[LedgerTransaction]:
