@@ -81,8 +81,9 @@ What one run does (fixed seed; invented data only):
      lead, p50/p90/p99/max; every webhook's signature is checked.
 
 Targets printed as PASS/FAIL (exit status 1 if any fails): allocation >= 100x the
-per-lead scan; revenue >= 97% of the optimum; persisted sales >= 20,000/s on
-PostgreSQL; speed to lead p99 < 1 s.
+per-lead scan; revenue >= 97% of the optimum; persisted sales on PostgreSQL >= 0.8x
+the storage floor measured in the same run (the better of its one- and two-session
+runs); speed to lead p99 < 1 s.
 """
 from __future__ import annotations
 
@@ -1176,13 +1177,16 @@ def report(res: dict) -> list[tuple[str, bool]]:
         line = f"{fmt(p['sales_per_s'])} sales/s"
         detail = (f"{p['sales']:,} sales, {p['leads']:,} leads, {p['seconds']} s, "
                   f"{p['statements_per_sale']} SQL + {p['commits_per_sale']} commits/sale")
-        tgt = ""
-        if label == "postgresql":
-            ok = (p["sales_per_s"] or 0) >= 20_000
-            verdicts.append(("persisted sales >= 20k/s on PostgreSQL", ok))
-            tgt = "PASS" if ok else "FAIL"
-        print(f"{'match_leads() persisted, ' + label:<38}{line:<34}"
-              f"{'target >= 20,000/s' if label == 'postgresql' else '':<28}{tgt}")
+        target, tgt = "", ""
+        floor = res.get("storage_floor")
+        if label == "postgresql" and floor:
+            # Issue 14: >= 80% of the storage floor (the better of its runs), same run.
+            best = max(v["sales_per_s"] for k, v in floor.items() if k.startswith("sessions_"))
+            ratio = (p["sales_per_s"] or 0) / best
+            ok = ratio >= 0.8
+            verdicts.append(("persisted sales >= 0.8x the storage floor on PostgreSQL", ok))
+            target, tgt = f"{ratio:.2f}x floor; target >= 0.8x", "PASS" if ok else "FAIL"
+        print(f"{'match_leads() persisted, ' + label:<38}{line:<34}{target:<28}{tgt}")
         print(f"{'':<38}{detail}; reconciled={p['reconciled']}")
     fl = res.get("storage_floor")
     if fl:
