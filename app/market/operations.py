@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 
@@ -91,10 +90,7 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spe
         if cap < least:
             refuse(f"spend_caps.{period}", f"The {_PER[period]} spend cap is below the price "
                                            "of one lead.")
-    try:
-        ZoneInfo(timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        refuse("timezone", f"Unknown time zone {timezone!r}; use a name like Europe/Madrid.")
+    order_schedule.zone(timezone)
     lookback = whole_or_none({"lookback_days": lookback_days}, "lookback_days", 0, MAX_DAYS)
     if webhook_url:
         webhook_url = webhook_url.strip()

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -12,7 +12,7 @@ from app.extensions import db
 from app.core import bounds
 from app.market import rules
 from app.market import schedule as order_schedule
-from app.market.filters import Filters, refuse
+from app.market.filters import Filters
 from app.models import Lead, Order, Return, ReturnStatus, Sale, User
 from app.models.types import utcnow
 
@@ -92,10 +92,7 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
     windows = order_schedule.parse(schedule, min_price=0, max_price=bounds.AMOUNT.maximum)
     if not windows:
         return Estimate(count, clearing)
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        refuse("timezone", f"Unknown time zone {timezone!r}; use a name like Europe/Madrid.")
+    zone = order_schedule.zone(timezone)
     order = SimpleNamespace(price=price or 0, schedule=order_schedule.to_json(windows),
                             timezone=timezone)
     arrived = [at.astimezone(zone) for at, interests in db.session.execute(

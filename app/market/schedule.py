@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ValidationFailed
 
@@ -52,6 +53,16 @@ class Window:
     def describe(self) -> str:
         days = ", ".join(DAYS[d].capitalize() for d in self.days)
         return f"{days} {_clock(self.start)}–{_clock(self.end)}"
+
+
+def zone(name: Optional[str]) -> ZoneInfo:
+    """The time zone an order counts its caps and reads its schedule in (refused, with
+    the field named, if no such zone exists)."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(f"Unknown time zone {name!r}; use a name like Europe/Madrid.",
+                               code="invalid_filter", details={"field": "timezone"}) from None
 
 
 def _refuse(message: str):
