@@ -3,6 +3,7 @@ import codecs
 import hashlib
 import io
 import os
+import random
 import zipfile
 
 import pytest
@@ -333,6 +334,42 @@ def test_blocks_give_exactly_the_rows(text, size):
             [got[-1][0]] if len(got) % size else [])
         for block in blocks:  # one record alone, as a duplicate's rejection quotes it
             assert [(n, block.record(n)) for n, _ in block.records()] == list(block.records())
+
+
+
+def _random_csv(rng, delimiter: str) -> str:
+    """A header and rows built from the pieces that decide where a record ends."""
+    pieces = ["a", "b c", "'+7916", "", " ", '"q"', '"x\ny"', '"x\r\ny"', 'ab"c', '""',
+              '"a""b"', '"', '"a"b"', '"""', "é", "\t", delimiter, "'", "\x0c"]
+    ends = ["\n", "\r\n", "\r"]
+    lines = [delimiter.join(["email", "phone", "consent_text", "first_name"]) + "\n"]
+    for _ in range(rng.randint(0, 30)):
+        if rng.random() < 0.1:
+            lines.append(rng.choice(ends + [delimiter * 3]) + rng.choice(ends))
+            continue
+        cells = ["".join(rng.choices(pieces, k=rng.randint(0, 3)))
+                 for _ in range(rng.randint(1, 6))]
+        lines.append(delimiter.join(cells) + rng.choice(ends))
+    if rng.random() < 0.5:
+        lines[-1] = lines[-1].rstrip("\r\n")
+    return "".join(lines)
+
+
+def test_blocks_read_plain_lines_as_the_csv_reader_does():
+    """blocks() takes quote-free lines whole without parsing them; on random files of
+    quotes, line breaks, blank and delimiter-only lines it gives what rows() gives."""
+    rng = random.Random(20261204)
+    for trial in range(400):
+        delimiter = (",", ";", "\t", "|")[trial % 4]
+        data = _random_csv(rng, delimiter).encode()
+        try:
+            _, rows = read(data)
+        except UnreadableFile:
+            continue
+        for size in (1, 3, 1000):
+            got = [row for block in open_csv(io.BytesIO(data)).blocks(size)
+                   for row in block.records()]
+            assert got == rows, data
 
 
 # --- bounded memory (issue 13) -----------------------------------------------------

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 import sqlalchemy as sa
 from flask import current_app
@@ -316,9 +316,9 @@ def _run(batch: Batch, path: Path) -> None:
     _finish(db.session.get(Batch, run.id), run)
 
 
-@dataclass(frozen=True)
-class Holder:
-    """An existing lead with the same contact."""
+class Holder(NamedTuple):
+    """An existing lead with the same contact (a tuple: one is made for nearly every
+    row the storing process keeps, and a frozen dataclass costs twice as much)."""
 
     batch_id: int
     seller_id: int
@@ -448,6 +448,9 @@ def _stored_time(when: datetime) -> str:
     return when.isoformat(" ", "microseconds")
 
 
+_NOT_CROSS = (False,)  # cross_seller_duplicate of a row that collides with nothing
+
+
 def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
     """Store one validated block and its progress (the caller commits)."""
@@ -461,17 +464,21 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
-    append = leads.append
+    append, batch_id, seller_id = leads.append, batch.id, batch.seller_id
     for row in accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
         if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            code = None
-            is_cross = False
-        else:
-            code, message, is_cross = index.verdict(email_hash, phone_hash)
+            holder = Holder(batch_id, seller_id, row[0])
+            if email_hash:
+                by_email[email_hash] = holder
+            if phone_hash:
+                by_phone[phone_hash] = holder
+            append(row + _NOT_CROSS)
+            continue
+        code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
-            holder = Holder(batch.id, batch.seller_id, row[0])
+            holder = Holder(batch_id, seller_id, row[0])
             if email_hash:
                 by_email.setdefault(email_hash, holder)
             if phone_hash:
@@ -482,7 +489,7 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
             vault = current_vault()
             rejections.append((row[0], code, code, vault.encrypt(message),
                                vault.encrypt(json.dumps(block.record(row[0]), ensure_ascii=False)),
-                               batch.id))
+                               batch_id))
     rejected = result.rejected
     if rejected_contacts:
         rejected = list(rejected)

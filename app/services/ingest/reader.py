@@ -67,6 +67,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SEP_HINT = re.compile(r"\ufeff?sep=([^\r\n])(?:\r\n?|\n)", re.I)
 
 
+def _one_line_record(delimiter: str) -> tuple[re.Pattern, re.Pattern]:
+    """(a line that the csv reader ends as a whole record, one whose cells are all
+    empty) for one of DELIMITERS. A quote opens a quoted cell only at the start of a
+    cell; inside one, "" is a quote and a lone " closes it, and what follows the
+    closing quote up to the delimiter is kept as it is (strict=False). The possessive
+    `*+` reads "" the way the reader does, so `"a""` (still open) never matches."""
+    d = re.escape(delimiter)
+    cell = rf'(?:"(?:[^"\r\n\x00]|"")*+"[^{d}\r\n\x00]*|[^{d}"\r\n\x00][^{d}\r\n\x00]*|)'
+    return (re.compile(rf"{cell}(?:{d}{cell})*(?:\r\n|\r|\n)?"),
+            re.compile(rf'(?:"")?(?:{d}(?:"")?)*(?:\r\n|\r|\n)?'))
+
+
 class UnreadableFile(DomainError):
     """The upload is not a CSV we can read; no batch is created."""
 
@@ -160,6 +172,7 @@ class CsvSource:
         self._taken: list[str] = []
         self._chars = 0
         self._at_start = True
+        self._pushed = ""  # a line blocks() read itself and hands back to the csv reader
         if sep_hint:
             text.readline()  # not a row: Excel does not show it either
         self._records = _records(self._lines(), delimiter)
@@ -186,7 +199,8 @@ class CsvSource:
         limits is refused before it fills memory."""
         readline, limit, taken = self._text.readline, self._max_chars, self._taken
         size, max_lines = limit + 1, MAX_ROW_LINES
-        while line := readline(size):  # a record's first line
+        while line := self._pushed or readline(size):  # a record's first line
+            self._pushed = ""
             if line[0] in "\r\n":  # readline ends a line at its first \r or \n
                 self._number += 1
                 continue
@@ -274,21 +288,54 @@ class CsvSource:
                ) -> Iterator[Block]:
         """The non-blank records after row `after` in blocks of `size` records, or
         fewer once a block holds `max_chars` characters; parse them with
-        Block.records(). Single pass, like rows()."""
+        Block.records(). Single pass, like rows().
+
+        This runs in the one serial process of an upload, so a line that is plainly a
+        whole record (no quote mark, or quoted cells all closed on the line) is taken
+        without parsing it: the workers parse it anyway. Any other line goes through
+        the csv reader and its checks, and so does a line that could break a limit."""
         csv.field_size_limit(FIELD_LIMIT)
-        read, taken = self._read, self._taken
+        read, taken, readline = self._read, self._taken, self._text.readline
+        delimiter = self.delimiter
+        plain = delimiter in DELIMITERS  # never a quote mark, nor a line break
+        whole, blank = (pattern.fullmatch for pattern in _one_line_record(delimiter)) \
+            if plain else (None, None)
+        line_size, longest = self._max_chars + 1, min(FIELD_LIMIT, self._max_chars)
         lines: list[str] = []
         starts: list[int] = []
         numbers: list[int] = []
         chars = 0
         try:
-            while (record := read()) is not None:
-                if self._number <= after or not any(record):
+            while True:
+                try:
+                    line = readline(line_size) if plain else ""  # as _lines() reads it
+                except UnicodeDecodeError as exc:
+                    raise refuse("bad_encoding",
+                                 f"Row {self._number + 1} is not valid {self.encoding} text; "
+                                 "save the file as UTF-8 and upload it again.",
+                                 row=self._number + 1) from exc
+                if line and line[0] in "\r\n":
+                    self._number += 1  # a blank line, as _lines() counts it
+                    continue
+                if (line and len(line) <= longest and line.count(delimiter) < MAX_COLUMNS
+                        and ('"' not in line and "\x00" not in line or whole(line))):
+                    self._number += 1
+                    record_lines, record_chars = [line], len(line)
+                    if blank(line):
+                        continue
+                else:
+                    self._pushed = line
+                    if (record := read()) is None:
+                        break
+                    if not any(record):
+                        continue
+                    record_lines, record_chars = taken, self._chars
+                if self._number <= after:
                     continue
                 starts.append(len(lines))
                 numbers.append(self._number)
-                lines += taken
-                chars += self._chars
+                lines += record_lines
+                chars += record_chars
                 if len(numbers) == size or chars >= max_chars:
                     yield Block(self.delimiter, lines, starts, numbers)
                     lines, starts, numbers, chars = [], [], [], 0
