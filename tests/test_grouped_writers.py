@@ -1,0 +1,64 @@
+"""Groups of fills stored while other connections write (PostgreSQL, SPEC §4 rules 2
+and 6): a group reads the people's listings without locks and locks them last, with
+the other rows groups share; a person another connection listed meanwhile is checked
+again against that listing rather than refused outright."""
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.market import grouped, jobs, snapshot
+from app.market.settle import group_key
+from app.models import LedgerTransaction, PersonListing
+from tests.conftest import on_postgres
+from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
+
+pytestmark = pytest.mark.skipif(not on_postgres(), reason="several connections at once")
+
+
+def _listed_meanwhile(monkeypatch, person_hash: bytes, cap: int, sold: int) -> None:
+    """Once, after the group has read the listings and before it writes them, another
+    connection sells the person (another seller's copy) and commits."""
+    claim_people = grouped._claim_people
+    done = []
+
+    def and_meanwhile(*args):
+        claim_people(*args)
+        if not done:
+            done.append(True)
+            with db.engine.connect() as other:
+                other.execute(sa.insert(PersonListing).values(
+                    person_hash=person_hash, cap=cap, sold=sold,
+                    first_sold_at=datetime.now(timezone.utc)))
+                other.commit()
+    monkeypatch.setattr(grouped, "_claim_people", and_meanwhile)
+
+
+def _listing(person_hash: bytes) -> tuple[int, int]:
+    db.session.expire_all()
+    row = db.session.get(PersonListing, person_hash)
+    return row.cap, row.sold
+
+
+def test_a_person_shared_meanwhile_is_sold_once_more_within_its_cap(app, monkeypatch):
+    leads = live_leads(verified_seller(), [person(1)], cap=3)
+    order = place(funded_buyer(), 300, 1)
+    first_hash = snapshot.load_leads([leads[0].id])[0].person_hashes[0]
+    _listed_meanwhile(monkeypatch, first_hash, cap=3, sold=1)
+    jobs.match_leads([leads[0].id])
+    [sale] = sales_of(order)
+    assert _listing(first_hash) == (3, 2)  # the other buyer, then this one
+    # Stored by its group, not by the one-by-one fallback a collision would cause.
+    key = db.session.get(LedgerTransaction, sale.ledger_transaction_id).idempotency_key
+    assert key == group_key(order.id, sale.id)
+
+
+def test_a_person_sold_exclusively_meanwhile_is_not_sold_again(app, monkeypatch):
+    leads = live_leads(verified_seller(), [person(1)], cap=3)
+    order = place(funded_buyer(), 300, 1)
+    first_hash = snapshot.load_leads([leads[0].id])[0].person_hashes[0]
+    _listed_meanwhile(monkeypatch, first_hash, cap=1, sold=1)
+    jobs.match_leads([leads[0].id])
+    assert sales_of(order) == []
+    assert _listing(first_hash) == (1, 1)
