@@ -46,6 +46,12 @@ def test_compose_place_fill_export_cancel(page):
     lines = download_info.value.path().read_text(encoding="utf-8-sig").splitlines()
     assert len(lines) == 6 and lines[0].startswith("sale_id,sold_at,price")
 
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Cancel order").click()
+    expect(page.locator("#filled")).to_have_text("5 / 8")  # not cancelled: the buyer said no
+    assert asked and asked[0].startswith("Cancel this order?")
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel order").click()
     expect(page.get_by_text("$12.00 released to your balance")).to_be_visible()
     page.get_by_role("link", name="Dashboard").click()
