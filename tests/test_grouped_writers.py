@@ -2,6 +2,7 @@
 and 6): a group reads the people's listings without locks and locks them last, with
 the other rows groups share; a person another connection listed meanwhile is checked
 again against that listing rather than refused outright."""
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -10,7 +11,8 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.market import grouped, jobs, snapshot
 from app.market.settle import group_key
-from app.models import LedgerTransaction, PersonListing
+from app.models import LedgerTransaction, PersonListing, Sale
+from app.services import webhooks
 from tests.conftest import on_postgres
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 
@@ -62,3 +64,25 @@ def test_a_person_sold_exclusively_meanwhile_is_not_sold_again(app, monkeypatch)
     jobs.match_leads([leads[0].id])
     assert sales_of(order) == []
     assert _listing(first_hash) == (1, 1)
+
+
+def test_groups_stored_by_either_connection_send_their_webhooks_after_their_commit(
+        app, monkeypatch):
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 2)
+    sent = []  # (thread, sale ids, committed sales then)
+
+    def deliver_sales(sale_ids):
+        with db.engine.connect() as other:
+            visible = other.execute(sa.select(sa.func.count()).select_from(Sale).where(
+                Sale.id.in_(sale_ids))).scalar()
+        sent.append((threading.current_thread().name, tuple(sale_ids), visible))
+    monkeypatch.setattr(webhooks, "deliver_sales", deliver_sales)
+    leads = live_leads(verified_seller(), [person(i) for i in range(12)])
+    order = place(funded_buyer(), 300, 12, webhook_url="https://crm.example.com/leads")
+    jobs.match_leads([lead.id for lead in leads])
+    sales = {sale.id for sale in sales_of(order)}
+    assert len(sales) == 12
+    assert sorted(i for _, ids, _ in sent for i in ids) == sorted(sales)
+    assert all(visible == len(ids) for _, ids, visible in sent)  # committed before sent
+    assert len({thread for thread, _, _ in sent}) == jobs.WRITERS  # both connections wrote
