@@ -792,7 +792,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
     leads_sql, orders_sql = compiled(grouped.LEADS_PG), compiled(grouped.ORDERS_PG)
     accounts_sql = named(ledger._BALANCES_PG)
     claims_sql = named(grouped._CLAIMS_PG.replace("person_claims", "floor_person_claims"))
-    listings_sql = named(grouped._NEW_LISTINGS_PG.replace("person_listings",
+    listings_sql = named(grouped._LOCK_LISTINGS_PG.replace("person_listings",
                                                           "floor_person_listings"))
     with psycopg.connect(dsn) as conn:
         while time.time() < start_at:  # the sessions start together
@@ -826,7 +826,7 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                         for row in g[table]:
                             copy.write_row(row)
                 # The rows every group shares last, so that sessions wait on each other
-                # as little as any design could (the app locks orders before it writes).
+                # as little as any design could (as the app does).
                 conn.execute("SELECT id FROM orders WHERE id = ANY(CAST(string_to_array(%s, ',') "
                              "AS bigint[])) ORDER BY id FOR NO KEY UPDATE",
                              (g["orders"]["order_id"],))

@@ -14,6 +14,7 @@ from app.market.settle import group_key
 from app.models import LedgerTransaction, PersonListing, Sale
 from app.services import webhooks
 from tests.conftest import on_postgres
+from tests.market_invariants import assert_market_invariants
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 
 pytestmark = pytest.mark.skipif(not on_postgres(), reason="several connections at once")
@@ -86,3 +87,26 @@ def test_groups_stored_by_either_connection_send_their_webhooks_after_their_comm
     assert sorted(i for _, ids, _ in sent for i in ids) == sorted(sales)
     assert all(visible == len(ids) for _, ids, visible in sent)  # committed before sent
     assert len({thread for thread, _, _ in sent}) == jobs.WRITERS  # both connections wrote
+
+
+def test_when_one_connection_fails_the_others_stop_and_the_error_is_raised(app, monkeypatch):
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 2)
+    store_group, calls = jobs.store_group, []
+
+    def failing_second(group, *args):
+        calls.append(len(group))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return store_group(group, *args)
+    monkeypatch.setattr(jobs, "store_group", failing_second)
+    leads = live_leads(verified_seller(), [person(i) for i in range(40)])
+    order = place(funded_buyer(), 300, 40)
+    with pytest.raises(RuntimeError, match="went away"):
+        jobs.match_leads([lead.id for lead in leads])
+    db.session.rollback()
+    # The writers stopped taking groups: far fewer than the plan's 20 were tried, and
+    # what was stored is whole.
+    assert len(calls) < 20
+    assert len(sales_of(order)) % 2 == 0 and len(sales_of(order)) < 40
+    assert_market_invariants()

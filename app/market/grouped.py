@@ -7,16 +7,18 @@ person listings, orders and ledger accounts, each by key), so it cannot deadlock
 with other groups or single fills. The rows groups share -- listings (copies of a
 person from several sellers), orders and ledger accounts -- are locked last, after
 the group's own rows are written: groups stored at once on several connections
-(jobs.store_plan) wait for each other only there. What a group writes is worked out from its fills alone first (`prepare`:
-rows, counters, money; pure Python, so jobs.store_plan plans and prepares the next
-group on a helper thread while groups are written). Under the locks the group is
-re-checked against the database, the rules applied per lead, per person and per
-order at once. If a lead or a person refuses something (a lead sold out meanwhile, a
-person sold elsewhere), the fills are checked one by one and those the database no
-longer allows are dropped and reported as lost, for the caller to plan again; if an
-order refuses (paused, re-priced, short of hold), the group is rolled back to its
-savepoint and that order's fills are reported as lost, the rest to be stored again.
-If anything unexpected collides (a person claimed by a concurrent worker, a sale
+(jobs.store_plan) wait for each other only there. What a group writes is worked
+out from its fills alone first (`prepare`: rows, counters, money; pure Python, so
+jobs.store_plan plans and prepares the next group on a helper thread while groups
+are written). The group is checked against the database at once -- its leads
+locked, the listings and orders it shares read -- and if that refuses something (a
+lead sold out meanwhile, an order paused or short of hold, a person sold
+elsewhere), fill by fill: the fills the database no longer allows are dropped and
+reported as lost, for the caller to plan again. The shared rows are checked again
+when they are locked: a person sold meanwhile has the group's copies sold after
+that; an order that can no longer take its fills rolls the group back to its
+savepoint, that order's fills reported as lost and the rest stored again. If
+anything unexpected collides (a person claimed by a concurrent worker, a sale
 already there), the whole group is rolled back to its savepoint and the caller
 stores those fills in smaller groups instead; nothing is ever half-applied.
 
@@ -168,13 +170,14 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     leads = locked("leads", "status, sold_count, cap, floor_price", sorted(fills.per_lead))
     room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
             else 0 for lead_id, lead in leads.items()}
-    # People are shared between groups (copies of a person from several sellers):
-    # their listings are read now and locked with the other shared rows, last.
+    # What groups share -- people (copies of a person from several sellers) and
+    # orders -- is read now and locked last, with the ledger accounts, and checked again.
     listed = _listings(fills.copies.keys(), lock=False)
-    people = _whole_group(fills, leads, room, listed, now)
+    _, capacity = _orders(fills, now, lock=False)
+    people = _whole_group(fills, leads, room, capacity, listed, now)
     lost = []
     if people is None:  # some fill is refused: find which, fill by fill
-        accepted, lost, people = _one_by_one(pairs, leads, room, listed, now)
+        accepted, lost, people = _one_by_one(pairs, leads, room, capacity, listed, now)
         if not accepted:
             return lost
         fills = prepare(accepted, settlement)
@@ -183,13 +186,13 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     return lost
 
 
-def _locked_orders(fills: Fills, now) -> dict:
-    """The group's orders, locked in id order: each one's state, and how many more
-    leads it may take under the terms it was planned with (none if they changed
-    since: the group's price or caps would be the old ones)."""
+def _orders(fills: Fills, now, lock: bool = True) -> tuple[dict, dict]:
+    """The group's orders (locked in id order, with `lock`): each one's state, and how
+    many more leads it may take under the terms it was planned with (none if they
+    changed since: the group's price or caps would be the old ones)."""
     slots = {order_id: slot for order_id, (slot, _, _) in fills.orders.items()}
     orders, capacity = {}, {}
-    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
+    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots), lock,
                                               now=stamp(now)).values():
         order = orders[order_id] = SimpleNamespace(expires_at=None if unexpired else now,
                                                    **dict(zip(_ORDER_COLUMNS, state)))
@@ -202,12 +205,15 @@ def _locked_orders(fills: Fills, now) -> dict:
     return orders, capacity
 
 
-def _whole_group(fills: Fills, leads, room, listed, now):
+def _whole_group(fills: Fills, leads, room, capacity, listed, now):
     """The people's listings after the group if the database allows every fill of it
-    (the rules applied per lead to the locked rows), else None."""
+    (the rules applied per lead, per order and per person at once), else None."""
     for lead_id, n in fills.per_lead.items():
         if room.get(lead_id, 0) < n or not rules.FLOOR.holds(
                 None, leads[lead_id], rules.Ctx(price=fills.lowest[lead_id])):
+            return None
+    for order_id, (_, n, _) in fills.orders.items():
+        if capacity.get(order_id, 0) < n:
             return None
     people = {}
     # A lead's fills at once: person_after_sale(n) is n sales in a row.
@@ -221,18 +227,21 @@ def _whole_group(fills: Fills, leads, room, listed, now):
     return people
 
 
-def _one_by_one(pairs, leads, room, listed, now):
+def _one_by_one(pairs, leads, room, capacity, listed, now):
     """(accepted, lost, listings after): each fill checked in plan order against the
-    locked rows and the fills accepted before it."""
+    rows read (leads locked) and the fills accepted before it."""
     people = dict(listed)
+    taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
         after = [rules.person_after_sale(people.get(person), lead.cap, now)
                  for person in lead.person_hashes]
         if (room.get(lead.id, 0) > 0
+                and taken_by_order[slot.id] < capacity.get(slot.id, 0)
                 and rules.FLOOR.holds(None, leads[lead.id], rules.Ctx(price=slot.price))
                 and all(after)):
             room[lead.id] -= 1
+            taken_by_order[slot.id] += 1
             people.update(zip(lead.person_hashes, after))
             accepted.append((lead, slot))
         else:
@@ -254,14 +263,16 @@ def _listings(persons: Iterable[bytes], lock: bool = True) -> dict[bytes, rules.
     return found
 
 
-_NEW_LISTINGS_PG = """
+# Every person the group sells, created or locked in one statement, in hash order
+# (the update changes nothing: it only takes the row's lock), with what is there.
+_LOCK_LISTINGS_PG = """
 INSERT INTO person_listings (person_hash, cap, sold, first_sold_at)
 SELECT decode(h, 'hex'), c, s, :now
 FROM unnest(string_to_array(:hashes, ','), CAST(string_to_array(:caps, ',') AS int[]),
             CAST(string_to_array(:solds, ',') AS int[])) AS v(h, c, s)
 ORDER BY 1
-ON CONFLICT (person_hash) DO NOTHING
-RETURNING encode(person_hash, 'hex')"""
+ON CONFLICT (person_hash) DO UPDATE SET cap = person_listings.cap
+RETURNING encode(person_hash, 'hex'), cap, sold, first_sold_at, xmax = 0"""
 _NEW_LISTINGS_SQLITE = """
 INSERT INTO person_listings (person_hash, cap, sold, first_sold_at) VALUES (:h, :c, :s, :now)
 ON CONFLICT (person_hash) DO NOTHING"""
@@ -278,14 +289,14 @@ UPDATE person_listings SET cap = :c, sold = :s, first_sold_at = :f WHERE person_
 
 def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict, now) -> None:
     """Write the people's listings after this group (`people`, worked out from
-    `listed`): new ones inserted, the rest updated under their locks. On PostgreSQL
-    `listed` was read without locks: a person another connection sold meanwhile (or
-    listed first, its insert committed while this one waited) has the group's copies
-    sold after what is there now -- a collision only if that no longer allows them."""
+    `listed`). On PostgreSQL `listed` was read without locks: each person is created
+    or locked now, in hash order, and one another connection listed or sold
+    meanwhile has the group's copies sold after what is there -- a collision only if
+    that no longer allows them."""
     changed = {p: v for p, v in people.items() if listed.get(p) != v}
-    new = sorted(p for p in changed if p not in listed)
-    old = sorted(p for p in changed if p in listed)
     if not postgres():  # the transaction holds the database's write lock: nothing moved
+        new = sorted(p for p in changed if p not in listed)
+        old = sorted(p for p in changed if p in listed)
         connection = sqlite_connection()
         with driver_errors(_NEW_LISTINGS_SQLITE):
             inserted = connection.executemany(_NEW_LISTINGS_SQLITE, [
@@ -298,31 +309,33 @@ def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict,
         if inserted != len(new):
             raise _Collision
         return
-    current = _listings(old)
-    moved = [p for p in old if current.get(p) != listed[p]]
-    if new:
-        inserted = {bytes.fromhex(h) for (h,) in run(_NEW_LISTINGS_PG, {
-            "hashes": ",".join(p.hex() for p in new), "caps": csv(changed[p].cap for p in new),
-            "solds": csv(changed[p].sold for p in new), "now": now})}
-        first = [p for p in new if p not in inserted]
-        current.update(_listings(first))
-        moved += first
-        old = sorted(old + first)
-    for person in moved:
-        listing = current.get(person)
-        if listing is None:  # erased meanwhile
-            raise _Collision
-        for cap, n in copies[person]:
-            listing = rules.person_after_sale(listing, cap, now, n)
-            if listing is None:
-                raise _Collision
-        changed[person] = listing
-    if old:
-        run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in old),
-                           "caps": csv(changed[p].cap for p in old),
-                           "solds": csv(changed[p].sold for p in old),
+    if not changed:
+        return
+    persons = sorted(changed)
+    update = []
+    for hex_hash, cap, sold, first_sold_at, inserted in run(_LOCK_LISTINGS_PG, {
+            "hashes": ",".join(p.hex() for p in persons),
+            "caps": csv(changed[p].cap for p in persons),
+            "solds": csv(changed[p].sold for p in persons), "now": now}):
+        if inserted:
+            continue
+        person = bytes.fromhex(hex_hash)
+        update.append(person)
+        current = rules.Listing(cap, sold, first_sold_at)
+        if current != listed.get(person):  # moved since it was read
+            listing = current
+            for copy_cap, n in copies[person]:
+                listing = rules.person_after_sale(listing, copy_cap, now, n)
+                if listing is None:
+                    raise _Collision
+            changed[person] = listing
+    if update:
+        update.sort()
+        run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in update),
+                           "caps": csv(changed[p].cap for p in update),
+                           "solds": csv(changed[p].sold for p in update),
                            "firsts": ",".join(changed[p].first_sold_at.isoformat()
-                                              for p in old)})
+                                              for p in update)})
 
 
 _CLAIMS_PG = """
@@ -477,7 +490,7 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
                                             "next_attempt_at", "created_at"), hooks)
 
     _list_people(people, listed, fills.copies, now)
-    orders, capacity = _locked_orders(fills, now)
+    orders, capacity = _orders(fills, now)
     refused = {order_id for order_id, (_, n, _) in fills.orders.items()
                if capacity.get(order_id, 0) < n}
     if refused:

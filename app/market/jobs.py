@@ -47,12 +47,13 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
     Groups of fills go in one transaction each (app.market.grouped). A group that
     collides with another worker is split in halves, each tried as a group, down to
     single fills (one per transaction), whose row locks follow the same order (lead,
-    person listings and claims, order, ledger accounts by id).
+    person claims, person listings, order, ledger accounts).
 
     Groups are planned and prepared (grouped.prepare: pure Python) on a helper thread
     while others are written; on PostgreSQL, WRITERS connections write groups at once
     (one database process could not keep up with the plan; groups wait for each other
-    only on the orders and accounts they share, locked last)."""
+    only on the listings, orders and accounts they share, locked last). If one
+    writer fails, the others stop taking groups and the error is raised."""
     if isinstance(plan, list):
         settlement.preload({slot.buyer_id for _, slot in plan},
                            {lead.seller_id for lead, _ in plan})
@@ -75,25 +76,35 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
 
     with ThreadPoolExecutor(max_workers=1) as planner:
         upcoming = planner.submit(next_group)
-        taking = threading.Lock()
+        taking, failed = threading.Lock(), threading.Event()
 
         def take() -> Optional[tuple[list, Optional[Fills]]]:
             nonlocal upcoming
             with taking:
+                if failed.is_set():
+                    return None
                 ready = upcoming.result()
                 if ready is not None:  # plan the next while this one is written
                     upcoming = planner.submit(next_group)
                 return ready
+
+        def write(part: Settlement) -> list[int]:
+            try:
+                return _write_groups(take, part)
+            except BaseException:
+                failed.set()  # the other writers stop; none waits on this one's locks
+                db.session.rollback()
+                raise
         writers = WRITERS if postgres() else 1
         if writers == 1:
-            lost_leads = _write_groups(take, settlement)
+            lost_leads = write(settlement)
         else:
             app, muted = current_app._get_current_object(), events.is_muted()
             parts = [settlement.sibling() for _ in range(writers - 1)]
             with ThreadPoolExecutor(max_workers=writers - 1) as pool:
-                others = [pool.submit(_on_own_connection, app, muted, _write_groups, take, part)
+                others = [pool.submit(_on_own_connection, app, muted, write, part)
                           for part in parts]
-                lost_leads = _write_groups(take, settlement)
+                lost_leads = write(settlement)
                 for other, part in zip(others, parts):
                     lost_leads += other.result()
                     settlement.absorb(part)

@@ -76,9 +76,11 @@ class Settlement:
 
     def sibling(self) -> "Settlement":
         """A Settlement for another connection storing part of the same plan: the
-        accounts and rates loaded so far shared, its sales its own (absorb them)."""
+        commission rates shared, the accounts known so far copied (an account one
+        connection creates is not the other's until committed), its sales its own
+        (absorb them)."""
         other = Settlement(self.now)
-        other._rates, other._accounts = self._rates, self._accounts
+        other._rates, other._accounts = self._rates, dict(self._accounts)
         return other
 
     def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:

@@ -218,7 +218,8 @@ def post_many(movements: list[Movement], at: datetime) -> list[int]:
 
 def write_transactions(movements: list[Movement], at: datetime) -> tuple[list[int], dict]:
     """post_many in two steps, for callers that lock other rows in between: first the
-    transactions and their entries (checked balanced; no account locked yet), returning
+    transactions and their entries (checked balanced; the accounts' rows only key-share
+    locked by the entries' foreign key, which blocks no balance update), returning
     their ids and each account's net amount; then `move_balances` of those amounts, in
     the same database transaction."""
     checked = [_balanced(m.postings) for m in movements]
