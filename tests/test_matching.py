@@ -11,6 +11,7 @@ from app.services import ledger
 from app.market import jobs, operations, rules, settle, snapshot
 from app.market.book import Claims, allocate
 from app.market.filters import Filters
+from tests.market_invariants import assert_market_invariants
 from tests.market_helpers import (
     consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,
 )
@@ -262,6 +263,27 @@ def test_a_group_that_collides_falls_back_to_single_fills(app):
     assert [s.lead_id for s in sales_of(order)] == [leads[1].id]
     assert db.session.get(Lead, leads[0].id).sold_count == 0
     assert ledger.reconcile().ok
+
+
+def test_a_group_keeps_what_an_order_filled_meanwhile_still_takes(app):
+    """Another worker filled part of the order after this group was planned: the
+    group stores what the order still takes and reports the rest as lost."""
+    from app.models.types import utcnow
+
+    seller = verified_seller()
+    order = place(funded_buyer(), 300, 4)
+    leads = live_leads(seller, [person(i) for i in range(4)])
+    now = utcnow()
+    plan = allocate(snapshot.load_leads([lead.id for lead in leads]), snapshot.load_book(now),
+                    Claims(), now)
+    assert len(plan) == 4
+    db.session.commit()
+    _match(live_leads(seller, [person(i) for i in range(10, 13)]))  # 3 of its 4, meanwhile
+    lost = jobs.store_plan(plan, settle.Settlement(now))
+    assert len(lost) == 3
+    db.session.refresh(order)
+    assert (order.filled, order.status) == (4, OrderStatus.FILLED)
+    assert_market_invariants()
 
 
 def test_a_person_sold_exclusively_has_no_other_buyer_whoever_holds_a_copy(app):

@@ -67,12 +67,12 @@ def ids_in(column: str, ids: list[int]) -> tuple[str, dict]:
     return f"{column} IN (SELECT value FROM json_each(:ids))", {"ids": json.dumps(ids)}
 
 
-def locked(table: str, columns: str, ids: list[int], lock: bool = True, **params) -> dict:
+def locked(table: str, columns: str, ids: list[int], **params) -> dict:
     """The rows of these ids, locked in id order (SQLite: the transaction already
-    holds the database's write lock); `lock=False`: only read."""
+    holds the database's write lock)."""
     where, more = ids_in("id", ids)
     params.update(more)
-    lock = " FOR NO KEY UPDATE" if lock and postgres() else ""
+    lock = " FOR NO KEY UPDATE" if postgres() else ""
     rows = run(f"SELECT id, {columns} FROM {table} WHERE {where} ORDER BY id{lock}", params)
     return {row[0]: row for row in rows}
 

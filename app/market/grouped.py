@@ -11,13 +11,13 @@ the group's own rows are written: groups stored at once on several connections
 out from its fills alone first (`prepare`: rows, counters, money; pure Python, so
 jobs.store_plan plans and prepares the next group on a helper thread while groups
 are written). The group is checked against the database at once -- its leads
-locked, the listings and orders it shares read -- and if that refuses something (a
-lead sold out meanwhile, an order paused or short of hold, a person sold
-elsewhere), fill by fill: the fills the database no longer allows are dropped and
-reported as lost, for the caller to plan again. The shared rows are checked again
-when they are locked: a person sold meanwhile has the group's copies sold after
-that; an order that can no longer take its fills rolls the group back to its
-savepoint, that order's fills reported as lost and the rest stored again. If
+locked, the listings it shares read -- and if that refuses something (a lead sold
+out meanwhile, a person sold elsewhere), fill by fill: the fills the database no
+longer allows are dropped and reported as lost, for the caller to plan again. The
+shared rows are checked when they are locked: a person sold meanwhile has the
+group's copies sold after that; an order that can no longer take all its fills
+(paused, short of hold) rolls the group back to its savepoint, and what it can no
+longer take is reported as lost while the rest is stored again. If
 anything unexpected collides (a person claimed by a concurrent worker, a sale
 already there), the whole group is rolled back to its savepoint and the caller
 stores those fills in smaller groups instead; nothing is ever half-applied.
@@ -143,9 +143,21 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
     try:
         with db.session.begin_nested():
             lost = _store(pairs, settlement, prepared)
-    except _OrdersRefused as refused:  # their fills are planned again; the rest retried
-        return ([pair for pair in pairs if pair[1].id in refused.order_ids],
-                [pair for pair in pairs if pair[1].id not in refused.order_ids])
+    except _OrdersRefused as refused:
+        # What such an order can no longer take is planned again; the rest is stored
+        # again at once (fewer fills each time: this ends).
+        kept, lost, taken = [], [], Counter()
+        for pair in pairs:
+            room = refused.room.get(pair[1].id)
+            if room is not None and taken[pair[1].id] >= room:
+                lost.append(pair)
+            else:
+                taken[pair[1].id] += 1
+                kept.append(pair)
+        if not kept:
+            return lost, []
+        more_lost, fallback = store_group(kept, settlement)
+        return lost + more_lost, fallback
     except (_Collision, IntegrityError, InsufficientFunds):
         return [], pairs
     except OperationalError as exc:
@@ -156,11 +168,12 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
 
 
 class _OrdersRefused(Exception):
-    """Orders that can no longer take their fills of the group (paused, re-priced,
-    short of hold, or filled by another worker)."""
+    """Orders that can no longer take all their fills of the group (paused,
+    re-priced, short of hold, or filled by another worker): order id -> how many
+    they still take."""
 
-    def __init__(self, order_ids: set[int]):
-        self.order_ids = order_ids
+    def __init__(self, room: dict[int, int]):
+        self.room = room
 
 
 def _store(pairs, settlement, prepared) -> list[tuple]:
@@ -170,14 +183,14 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     leads = locked("leads", "status, sold_count, cap, floor_price", sorted(fills.per_lead))
     room = {lead_id: rules.LEAD_CAP.room(lead, ctx) if rules.LEAD_LIVE.holds(None, lead, ctx)
             else 0 for lead_id, lead in leads.items()}
-    # What groups share -- people (copies of a person from several sellers) and
-    # orders -- is read now and locked last, with the ledger accounts, and checked again.
+    # People are shared between groups (copies of a person from several sellers):
+    # their listings are read now and locked last, with the orders and the ledger
+    # accounts, and checked again then.
     listed = _listings(fills.copies.keys(), lock=False)
-    _, capacity = _orders(fills, now, lock=False)
-    people = _whole_group(fills, leads, room, capacity, listed, now)
+    people = _whole_group(fills, leads, room, listed, now)
     lost = []
     if people is None:  # some fill is refused: find which, fill by fill
-        accepted, lost, people = _one_by_one(pairs, leads, room, capacity, listed, now)
+        accepted, lost, people = _one_by_one(pairs, leads, room, listed, now)
         if not accepted:
             return lost
         fills = prepare(accepted, settlement)
@@ -186,13 +199,13 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     return lost
 
 
-def _orders(fills: Fills, now, lock: bool = True) -> tuple[dict, dict]:
-    """The group's orders (locked in id order, with `lock`): each one's state, and how
-    many more leads it may take under the terms it was planned with (none if they
-    changed since: the group's price or caps would be the old ones)."""
+def _orders(fills: Fills, now) -> tuple[dict, dict]:
+    """The group's orders, locked in id order: each one's state, and how many more
+    leads it may take under the terms it was planned with (none if they changed
+    since: the group's price or caps would be the old ones)."""
     slots = {order_id: slot for order_id, (slot, _, _) in fills.orders.items()}
     orders, capacity = {}, {}
-    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots), lock,
+    for order_id, unexpired, *state in locked("orders", _ORDER_STATE, sorted(slots),
                                               now=stamp(now)).values():
         order = orders[order_id] = SimpleNamespace(expires_at=None if unexpired else now,
                                                    **dict(zip(_ORDER_COLUMNS, state)))
@@ -205,15 +218,12 @@ def _orders(fills: Fills, now, lock: bool = True) -> tuple[dict, dict]:
     return orders, capacity
 
 
-def _whole_group(fills: Fills, leads, room, capacity, listed, now):
+def _whole_group(fills: Fills, leads, room, listed, now):
     """The people's listings after the group if the database allows every fill of it
-    (the rules applied per lead, per order and per person at once), else None."""
+    (the rules applied per lead and per person at once), else None."""
     for lead_id, n in fills.per_lead.items():
         if room.get(lead_id, 0) < n or not rules.FLOOR.holds(
                 None, leads[lead_id], rules.Ctx(price=fills.lowest[lead_id])):
-            return None
-    for order_id, (_, n, _) in fills.orders.items():
-        if capacity.get(order_id, 0) < n:
             return None
     people = {}
     # A lead's fills at once: person_after_sale(n) is n sales in a row.
@@ -227,21 +237,18 @@ def _whole_group(fills: Fills, leads, room, capacity, listed, now):
     return people
 
 
-def _one_by_one(pairs, leads, room, capacity, listed, now):
+def _one_by_one(pairs, leads, room, listed, now):
     """(accepted, lost, listings after): each fill checked in plan order against the
     rows read (leads locked) and the fills accepted before it."""
     people = dict(listed)
-    taken_by_order: Counter = Counter()
     accepted, lost = [], []
     for lead, slot in pairs:
         after = [rules.person_after_sale(people.get(person), lead.cap, now)
                  for person in lead.person_hashes]
         if (room.get(lead.id, 0) > 0
-                and taken_by_order[slot.id] < capacity.get(slot.id, 0)
                 and rules.FLOOR.holds(None, leads[lead.id], rules.Ctx(price=slot.price))
                 and all(after)):
             room[lead.id] -= 1
-            taken_by_order[slot.id] += 1
             people.update(zip(lead.person_hashes, after))
             accepted.append((lead, slot))
         else:
@@ -491,8 +498,8 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
 
     _list_people(people, listed, fills.copies, now)
     orders, capacity = _orders(fills, now)
-    refused = {order_id for order_id, (_, n, _) in fills.orders.items()
-               if capacity.get(order_id, 0) < n}
+    refused = {order_id: capacity.get(order_id, 0)
+               for order_id, (_, n, _) in fills.orders.items() if capacity.get(order_id, 0) < n}
     if refused:
         raise _OrdersRefused(refused)
     # Orders this group fills up, or leaves unable to pay for one more lead, close in
