@@ -39,23 +39,22 @@ On SQLite (one writer at a time, no network) the same statements run as executem
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Iterable, Optional
+from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.core.dialect import (
-    csv, id_chunks, ids_in, in_, locked, postgres, retryable, run, sqlite_connection, stamp,
+    csv, ids_in, locked, postgres, retryable, run, sqlite_connection, stamp,
     update_many,
 )
 from app.errors import InsufficientFunds
 from app.extensions import db
-from app.market import rules
+from app.market import rules, snapshot
 from app.market.settle import Settlement, group_key
 from app.models import (
-    AccountKind, DeliveryStatus, Lead, Order, PersonListing,
-    Sale, WebhookDelivery,
+    AccountKind, DeliveryStatus, Lead, Order, Sale, WebhookDelivery,
 )
 from app.services import ledger
 from app.services.ledger import Posting
@@ -186,7 +185,7 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     # People are shared between groups (copies of a person from several sellers):
     # their listings are read now and locked last, with the orders and the ledger
     # accounts, and checked again then.
-    listed = _listings(fills.copies.keys(), lock=False)
+    listed = snapshot.listings(fills.copies.keys())  # locked when written: _list_people
     people = _whole_group(fills, leads, room, listed, now)
     lost = []
     if people is None:  # some fill is refused: find which, fill by fill
@@ -254,20 +253,6 @@ def _one_by_one(pairs, leads, room, listed, now):
         else:
             lost.append((lead, slot))
     return accepted, lost, people
-
-
-def _listings(persons: Iterable[bytes], lock: bool = True) -> dict[bytes, rules.Listing]:
-    """The listings of these people (locked in hash order, with `lock`)."""
-    found = {}
-    for chunk in id_chunks(sorted(persons)):
-        query = (sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
-                           PersonListing.first_sold_at)
-                 .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))
-                 .order_by(PersonListing.person_hash))
-        for person, cap, sold, first_sold_at in db.session.execute(
-                query.with_for_update(key_share=True) if lock else query):
-            found[bytes(person)] = rules.Listing(cap, sold, first_sold_at)
-    return found
 
 
 # Every person the group sells, created or locked in one statement, in hash order

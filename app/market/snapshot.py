@@ -92,16 +92,25 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
     return OrderBook(slots)
 
 
+def listings(persons: Iterable[bytes]) -> dict[bytes, rules.Listing]:
+    """How each of these people is being sold (those sold at all), read without locks."""
+    found = {}
+    for chunk in id_chunks(sorted(persons)):
+        for person, cap, sold, first_sold_at in db.session.execute(
+                sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
+                          PersonListing.first_sold_at)
+                .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))):
+            found[bytes(person)] = rules.Listing(cap, sold, first_sold_at)
+    return found
+
+
 def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> Claims:
     """When each of these buyers last received each of these people, and how each of
     these people is being sold."""
     claims = Claims()
     for chunk in id_chunks(list(set(hashes))):
-        for person, cap, sold, first_sold_at in db.session.execute(
-                sa.select(PersonListing.person_hash, PersonListing.cap, PersonListing.sold,
-                          PersonListing.first_sold_at)
-                .where(in_(PersonListing.person_hash, chunk, sa.LargeBinary))):
-            claims.list_person(bytes(person), rules.Listing(cap, sold, first_sold_at))
+        for person, listing in listings(chunk).items():
+            claims.list_person(person, listing)
         query = sa.select(PersonClaim.buyer_id, PersonClaim.person_hash, PersonClaim.claimed_at
                           ).where(in_(PersonClaim.person_hash, chunk, sa.LargeBinary))
         if buyer_ids is not None:
