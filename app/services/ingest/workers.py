@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
+from app.services.ingest.columns import validate_columns
 from app.services.ingest.fields import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import RowContext, storable, validate_row
@@ -80,10 +81,14 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     dumps = _JSON_TEXT
     pairs = [(i, name) for i, name in enumerate(fields) if name]
     width = len(fields)
-    for number, raw in rows:
-        cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
-        verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
-        lead = verdict.lead
+    rows = list(rows)
+    # Clean rows are decided a column at a time; the others row by row, with reasons.
+    decided = validate_columns([raw for _, raw in rows], fields, ctx)
+    for (number, raw), lead in zip(rows, decided):
+        if lead is None:
+            cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
+            verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
+            lead = verdict.lead
         if lead is None:
             if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
                 raw = [storable(cell) for cell in raw]

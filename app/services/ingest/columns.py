@@ -1,0 +1,211 @@
+"""Column-wise validation of a chunk: the common, clean rows decided a column at a
+time. Pure functions, no database; runs in the ingest workers.
+
+`validate_row` decides one row at a time and pays Python's overhead for every cell.
+Most columns of a real file hold few distinct values (genders, countries, regions,
+pages, names, ages), so here each distinct value of a column is worked out once per
+chunk and the rows look it up; only contacts and consent times are read one by one.
+A row is decided here only when every check passes; a row with any problem, or whose
+text needs cleaning, is left to `validate_row`, which gives every reason. So the
+verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
+holds the accepted leads to it row for row.
+"""
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from app.services.ingest.fields import (
+    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, resolve_country, resolve_region, text_key,
+)
+from app.services.ingest.validate import (
+    _AGE, _CERTIFICATES, _POSTAL_CODE, CLOCK_SKEW, MAX_AGE, MIN_AGE, NormalisedLead, RowContext,
+    _age_from_birth, _interests, _ip, _text, normalise_email, normalise_phone, normalise_url,
+    parse_timestamp,
+)
+from app.services.regions_tz import consent_zone
+
+_FAIL = object()  # a value with a problem: validate_row gives the row's reasons
+
+
+def _each_distinct(convert: Callable, column: Sequence) -> list:
+    """convert(value) for every value, computed once per distinct value."""
+    known = {value: convert(value) for value in set(column)}
+    return [known[value] for value in column]
+
+
+def _stripped(value: str | None) -> str:
+    return (value or "").strip()
+
+
+def _place(cells: tuple[str, str, str | None], default_country: str):
+    """(country, region, home) as validate_row reads them, or _FAIL."""
+    country_cell, region_cell, city_cell = cells
+    country = region = None
+    if country_raw := _stripped(country_cell):
+        if (country := resolve_country(country_raw)) is None:
+            return _FAIL
+    if region_raw := _stripped(region_cell):
+        if (region := resolve_region(region_raw, country, default_country)) is None:
+            return _FAIL
+    elif city := _text(city_cell):
+        region = resolve_region(city, country, default_country)
+    return country, region, country or (region[:2] if region else default_country)
+
+
+def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
+    """(age, birth date) from the birth date or else the age, or _FAIL."""
+    birth_cell, age_cell, month_first = cells
+    if birth_raw := _stripped(birth_cell):
+        stamp = parse_timestamp(birth_raw, month_first=month_first)
+        if stamp is None or (born := stamp.date()) > today:
+            return _FAIL
+        age = _age_from_birth(born, today)
+        return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
+    if age_raw := _stripped(age_cell):
+        found = _AGE.fullmatch(age_raw)
+        if found is None or not MIN_AGE <= (age := int(found.group(1))) <= MAX_AGE:
+            return _FAIL
+        return age, None
+    return None, None
+
+
+def _postal(cell: str | None):
+    if not cell:
+        return None
+    code = " ".join(cell.upper().split()) or None
+    return _FAIL if code and not _POSTAL_CODE.fullmatch(code) else code
+
+
+def _certificate(name: str) -> Callable:
+    shape = _CERTIFICATES[name][0]
+
+    def check(cell: str | None):
+        raw = _stripped(cell)
+        return (raw if shape.fullmatch(raw) else _FAIL) if raw else None
+    return check
+
+
+def _readable(column: Sequence[str]) -> list[bool] | None:
+    """Per row, whether the value is printable and has nothing unreadable; None when
+    the whole column is (the usual case, checked in one pass)."""
+    joined = "".join(column)
+    if joined.isprintable() and "\ufffd" not in joined:
+        return None
+    return [value.isprintable() and "\ufffd" not in value for value in column]
+
+
+def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
+                     ctx: RowContext) -> list[NormalisedLead | None]:
+    """For each row (its cells, in `fields` order), its lead when the row passes every
+    check, else None: validate_row must decide it (and give its reasons)."""
+    count = len(rows)
+    if not count:
+        return []
+    width = len(fields)
+    padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
+              for cells in rows]
+    by_column = list(zip(*padded)) if width else []
+    columns: dict[str, Sequence[str]] = {}
+    for i, name in enumerate(fields):
+        if name:  # a field mapped twice: the later column wins, as in validate_row
+            columns[name] = by_column[i]
+    absent = (None,) * count
+
+    def column(name: str) -> Sequence[str | None]:
+        return columns.get(name, absent)
+
+    ok = [True] * count
+    for values in columns.values():
+        if (readable := _readable(values)) is not None:
+            ok = [a and b for a, b in zip(ok, readable)]
+
+    def checked(values: list) -> list:
+        for i, value in enumerate(values):
+            if value is _FAIL:
+                ok[i] = False
+        return values
+
+    default = ctx.default_country
+    places = checked(_each_distinct(lambda cells: _place(cells, default), list(zip(
+        column("country"), column("region"), column("city")))))
+    homes = [place[2] if place is not _FAIL else default for place in places]
+
+    emails = []
+    for i, cell in enumerate(column("email")):
+        email = None
+        if raw := _stripped(cell):
+            if (email := normalise_email(raw)) is None:
+                ok[i] = False
+        emails.append(email)
+    phones, phone_countries = [], []
+    for i, (cell, home) in enumerate(zip(column("phone"), homes)):
+        phone = phone_country = None
+        if raw := _stripped(cell):
+            if (parsed := normalise_phone(raw, home)) is None:
+                ok[i] = False
+            else:
+                phone, phone_country = parsed
+        elif emails[i] is None:
+            ok[i] = False  # no contact at all (or an invalid email, failed above)
+        phones.append(phone)
+        phone_countries.append(phone_country)
+
+    if "consent" in columns:
+        for i, flag in enumerate(_each_distinct(consent_flag, columns["consent"])):
+            if flag is not True:
+                ok[i] = False
+
+    month_firsts = [home == "US" for home in homes]
+    latest = ctx.now + CLOCK_SKEW
+    zones = _each_distinct(lambda key: consent_zone(*key), [
+        (place[1], home) if place is not _FAIL else (None, home)
+        for place, home in zip(places, homes)])
+    consent_times: list[datetime | None] = []
+    for i, (cell, month_first, zone) in enumerate(zip(column("consent_at"), month_firsts, zones)):
+        when = None
+        if not (raw := _stripped(cell)) or (when := parse_timestamp(
+                raw, month_first=month_first, zone=zone)) is None or when > latest:
+            ok[i] = False
+        consent_times.append(when)
+    urls = _each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
+                          column("source_url"))
+    for i, url in enumerate(urls):
+        if url is None:
+            ok[i] = False
+    today = ctx.now.date()
+    births = checked(_each_distinct(lambda cells: _birth(cells, today), list(zip(
+        column("birth_date"), column("age"), month_firsts))))
+    postal_codes = checked(_each_distinct(_postal, column("postal_code")))
+    trustedform = checked(_each_distinct(_certificate("trustedform_cert_url"),
+                                         column("trustedform_cert_url")))
+    jornaya = checked(_each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
+    if not any(ok):
+        return [None] * count
+
+    def texts(name: str) -> list[str | None]:
+        return _each_distinct(_text, column(name))
+
+    def vocabulary(name: str, words: dict) -> list[str]:
+        return _each_distinct(lambda cell: words.get(text_key(cell or ""), "unknown"),
+                              column(name))
+
+    leads: list[NormalisedLead | None] = []
+    for (i, passed, first_name, last_name, email, phone, birth, gender, place, phone_country,
+         marital, employed, interests, budget, authority, need, timeframe, consent_at, url,
+         consent_text, ip_cell, sub_id, city, postal_code, trusted, leadid) in zip(
+            range(count), ok, texts("first_name"), texts("last_name"), emails, phones, births,
+            vocabulary("gender", GENDERS), places, phone_countries,
+            vocabulary("marital_status", MARITAL_STATUSES), vocabulary("employed", EMPLOYED),
+            _each_distinct(_interests, column("interests")), texts("budget"), texts("authority"),
+            texts("need"), texts("timeframe"), consent_times, urls, texts("consent_text"),
+            column("ip"), texts("sub_id"), texts("city"), postal_codes, trustedform, jornaya):
+        if not passed:
+            leads.append(None)
+            continue
+        country, region, _ = place
+        leads.append(NormalisedLead(
+            first_name, last_name, email, phone, birth[0], birth[1], gender, region,
+            country or (region[:2] if region else None) or phone_country or ctx.default_country,
+            marital, employed, list(interests), budget, authority, need, timeframe, consent_at,
+            url, consent_text, _ip(ip_cell) if ip_cell else None, sub_id, city, postal_code, trusted,
+            (leadid or "").upper() or None))
+    return leads

@@ -1,0 +1,139 @@
+"""Differential tests: column-wise validation against validate_row, row for row.
+
+validate_columns may leave a row to validate_row, but a lead it decides must be the
+very lead validate_row makes of that row; and it must decide every clean row that
+validate_row accepts, or the speed it exists for is gone. Rows are seeded-random
+mixes of the values sellers send, the near misses around them and broken text.
+"""
+import random
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from app.services.ingest.columns import validate_columns
+from app.services.ingest.validate import RowContext, validate_row
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+CELLS = {
+    "first_name": ["Anna", "  Мария ", "O'Brien", "", "Zoë  Ann", "\u200bJosé", "A\x07"],
+    "last_name": ["Smith", "ИВАНОВА ", "", "García\tLópez"],
+    "email": ["anna@example.com", " Anna.Smith+x@Example.ORG ", "", "bad@", "a@b", "почта@example.com",
+              "x..y@example.com", "ok@exa_mple.com", "a@" + "b" * 70 + ".com", "j\ufffd@example.com"],
+    "phone": ["+1 212 555 0100", "(212) 734-5678", "8 (916) 123-45-67", "+7 916 123 45 67",
+              "", "12345", "+44 20 7946 0958", "07400 123456", "+34 612 345 678", "612345678",
+              "0151 2345678", "+49 30 12345678", "n/a", "+1 (123) 456-7890", "001 212 734 5678",
+              "79161234567"],
+    "age": ["", "30", "30 years", "45 лет", "17", "130", "abc", "29.0"],
+    "birth_date": ["", "", "1980-05-17", "05/17/1980", "17.05.1980", "2012-01-01", "soon",
+                   "2030-01-01", "1980/5/17"],
+    "gender": ["f", "Male", "жен", "", "other", "x"],
+    "region": ["", "CA", "US-CA", "California", "Москва", "RU-MOW", "Madrid", "Springfield area",
+               "London", "Bayern", "ny"],
+    "city": ["", "", "Москва", "Madrid", "Nowhere"],
+    "country": ["", "US", "USA", "Россия", "ES", "UK", "Germany", "Atlantis", "de"],
+    "marital_status": ["", "married", "в браке", "soltera", "complicated"],
+    "employed": ["", "yes", "нет", "self-employed", "maybe"],
+    "interests": ["", "travel, cars", "Travel;CARS|travel", "авто", " , "],
+    "consent_at": ["2025-03-01T10:00:00Z", "2025-03-01 10:00:00", "01.03.2025 10:00",
+                   "03/01/2025 10:00", "1740823200", "2025/03/01 10:00", "2025-03-01",
+                   "2025-03-01T10:00:00+03:00", "", "yesterday", "2027-03-01T10:00:00Z",
+                   "31.02.2025 10:00", "2026-12-01T12:04:00Z"],
+    "source_url": ["https://blog.example.com/newsletter", "example.org/form", "", "not a url",
+                   "ftp://example.com/x", "https://localhost/x"],
+    "consent_text": ["", "I agree", "  Согласен   на обработку "],
+    "consent": ["yes", "да", "Sí", "1", "true", "no", "нет", "", "maybe"],
+    "ip": ["", "203.0.113.7", "2001:db8::1", "999.1.1.1", " 10.0.0.1 "],
+    "sub_id": ["", "spring-campaign", "  partner 7 "],
+    "postal_code": ["", "90210", "sw1a 1aa", "119019", "!!", "A"],
+    "budget": ["", "10k", "n/a"],
+    "need": ["", "urgent"],
+    "trustedform_cert_url": ["", "https://cert.trustedform.com/" + "a" * 40,
+                             "https://cert.trustedform.com/xyz"],
+    "jornaya_leadid": ["", "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", "not-a-uuid"],
+}
+
+
+def _layouts(rng: random.Random):
+    """Field orders as uploads map them: some fields missing, one mapped twice, a
+    column left unmapped, rows shorter and longer than the header."""
+    names = list(CELLS)
+    for _ in range(40):
+        chosen = rng.sample(names, rng.randint(3, len(names)))
+        for must in ("consent_at", "source_url"):
+            if must not in chosen and rng.random() < 0.9:
+                chosen.append(must)
+        if rng.random() < 0.2:
+            chosen.insert(rng.randrange(len(chosen)), None)
+        if rng.random() < 0.1:
+            chosen.append(rng.choice(chosen))
+        rng.shuffle(chosen)
+        yield tuple(chosen)
+
+
+def _row(rng: random.Random, fields: tuple) -> list[str]:
+    # Mostly the first (good) value, so that many rows pass and their leads are compared.
+    cells = [(CELLS[name][0] if rng.random() < 0.75 else rng.choice(CELLS[name])) if name
+             else "junk" for name in fields]
+    if rng.random() < 0.05:
+        cells = cells[: rng.randrange(len(cells) + 1)]
+    elif rng.random() < 0.05:
+        cells += ["extra"]
+    return cells
+
+
+def _reference(fields, cells, ctx):
+    width = len(fields)
+    cells = cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
+    return validate_row({name: cells[i] for i, name in enumerate(fields) if name}, ctx)
+
+
+def _printable(fields, cells) -> bool:
+    mapped = dict((name, cells[i] if i < len(cells) else "") for i, name in enumerate(fields)
+                  if name)
+    joined = "".join(mapped.values())
+    return joined.isprintable() and "\ufffd" not in joined
+
+
+@pytest.mark.parametrize("default_country", ["US", "RU", "GB"])
+def test_column_wise_leads_are_validate_rows_leads(default_country):
+    rng = random.Random(20261204)
+    ctx = RowContext(default_country, NOW)
+    decided = accepted = 0
+    for fields in _layouts(rng):
+        rows = [_row(rng, fields) for _ in range(400)]
+        for cells, lead in zip(rows, validate_columns(rows, fields, ctx)):
+            reference = _reference(fields, cells, ctx)
+            if lead is not None:
+                decided += 1
+                assert lead == reference.lead, (fields, cells)
+            elif reference.accepted and _printable(fields, cells):
+                pytest.fail(f"a clean accepted row was left to validate_row: {fields} {cells}")
+            accepted += reference.accepted
+    assert decided > 1000 and accepted >= decided
+
+
+def test_a_leads_interests_are_its_own():
+    fields = ("email", "consent_at", "source_url", "interests")
+    row = ["a@example.com", "2025-03-01T10:00:00Z", "https://example.com/f", "cars"]
+    first, second = validate_columns([row, list(row)], fields, RowContext("US", NOW))
+    first.interests.append("boats")
+    assert second.interests == ["cars"]
+
+
+def test_the_benchmark_file_is_decided_column_wise():
+    """The benchmark's invented leads (every shape it writes): every accepted row is
+    decided here, and each exactly as validate_row decides it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    try:
+        from ingest import HEADER, LeadGenerator
+    finally:
+        sys.path.pop(0)
+    generator = LeadGenerator(7)
+    rows = [generator.row(i) for i in range(2, 6002)]
+    ctx = RowContext("US", NOW)
+    leads = validate_columns(rows, tuple(HEADER), ctx)
+    references = [_reference(tuple(HEADER), cells, ctx) for cells in rows]
+    assert [lead is not None for lead in leads] == [r.accepted for r in references]
+    assert [lead for lead in leads if lead] == [r.lead for r in references if r.accepted]
