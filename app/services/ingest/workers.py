@@ -9,6 +9,7 @@ child, which may not start processes of its own) the same code runs in-process.
 Workers import no Flask or SQLAlchemy: only what validation needs.
 """
 import csv
+import gc
 import json
 import multiprocessing
 import os
@@ -137,7 +138,13 @@ def _init_worker(master_key: str) -> None:
 def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
                         storage: Optional[str]) -> ChunkResult:
     csv.field_size_limit(FIELD_LIMIT)
-    return validate_chunk(block.records(), fields, ctx, _worker_vault, storage)
+    # A chunk makes hundreds of thousands of objects and no reference cycles: the
+    # cyclic collector would scan them over and over (a tenth of the chunk's time).
+    gc.disable()
+    try:
+        return validate_chunk(block.records(), fields, ctx, _worker_vault, storage)
+    finally:
+        gc.enable()
 
 
 class InProcess:
