@@ -281,3 +281,16 @@ def test_parallel_workers_give_the_same_result(app, seller):
     assert rejections(parallel) == rejections(serial)
     assert (parallel.accepted, parallel.rejected) == (serial.accepted, serial.rejected)
     assert parallel.rejected == len(range(0, 400, 7)) + 1
+
+
+def test_a_lead_belongs_to_its_batchs_seller(verified_seller):
+    """The database itself refuses a lead whose seller is not its batch's seller (one
+    composite key, checked once per stored row)."""
+    other = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    batch = ingest(verified_seller, csv_bytes([person(1)]))
+    lead = leads(batch)[0]
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.execute(sa.update(type(lead)).where(type(lead).id == lead.id)
+                           .values(seller_id=other.id))
+        db.session.flush()
+    db.session.rollback()
