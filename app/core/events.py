@@ -116,6 +116,18 @@ class DeliveryRequested(WebhooksDue):
     """Webhook deliveries to send: a buyer asked again, an erasure tells buyers."""
 
 
+# Email: outgoing messages stored by the transaction, to send once it commits.
+@dataclass(frozen=True)
+class EmailsQueued(Event):
+    email_ids: tuple[int, ...]
+
+    def merge_key(self) -> Hashable:
+        return EmailsQueued
+
+    def merged(self, other: "Event") -> "Event":
+        return replace(self, email_ids=self.email_ids + other.email_ids)
+
+
 # Handlers -----------------------------------------------------------------------
 
 Handler = Callable[[Event], object]
