@@ -193,6 +193,22 @@ def test_a_filled_order_tells_the_buyer(app, smtp_server):
     _no_contacts(*bodies(message))
 
 
+def test_an_order_filled_by_a_group_of_fills_tells_the_buyer(app, smtp_server):
+    """A batch going live is matched in groups (app.market.grouped), which close the
+    orders they fill in the same transaction."""
+    buyer, other = funded_buyer(100_000), funded_buyer(100_000)
+    order = place(buyer, 800, 3)
+    open_order = place(other, 500, 50)
+    leads = live_leads(verified_seller(), [person(i) for i in range(12)])
+    jobs.match_batch(leads[0].batch_id)
+    db.session.commit()
+    assert len(sales_of(order)) == 3 and len(sales_of(open_order)) == 9
+    [notice] = _notices(buyer, Kind.ORDER_FILLED)
+    assert notice.title == f"Order #{order.id} filled: 3 leads"
+    assert _notices(other, Kind.ORDER_FILLED) == []
+    assert _email_to(smtp_server, buyer)["Subject"] == notice.title
+
+
 def test_an_order_that_reaches_its_budget_says_so(app, smtp_server):
     seller, buyer, order, sales = _market(count=6, price=700, quantity=5, budget=2100)
     assert len(sales) == 3
