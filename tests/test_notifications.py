@@ -218,6 +218,27 @@ def test_an_order_that_reaches_its_budget_says_so(app, smtp_server):
     assert "budget" in bodies(_email_to(smtp_server, buyer))[0]
 
 
+def test_an_order_that_uses_up_a_cap_of_its_period_says_until_when(app, smtp_server):
+    seller, buyer, order, sales = _market(count=6, price=700, quantity=5, caps={"day": 2})
+    assert len(sales) == 2
+    [notice] = _notices(buyer, Kind.ORDER_FILLED)
+    assert notice.title == f"Order #{order.id} reached its daily cap: 2 leads"
+    assert "again when the next day starts (UTC time)" in notice.body
+    assert notice.data["reason"] == "cap" and notice.data["period"] == "day"
+    jobs.fill_order(order.id)  # matched again in the same day: told once
+    db.session.commit()
+    assert len(_notices(buyer, Kind.ORDER_FILLED)) == 1
+    assert _email_to(smtp_server, buyer)["Subject"] == notice.title
+
+
+def test_a_spend_cap_used_up_is_told_too(app, smtp_server):
+    seller, buyer, order, sales = _market(count=6, price=700, quantity=5,
+                                          spend_caps={"week": 1500})
+    assert len(sales) == 2
+    [notice] = _notices(buyer, Kind.ORDER_FILLED)
+    assert notice.title == f"Order #{order.id} reached its weekly cap: $15.00 of spend"
+
+
 def test_balance_below_the_buyers_threshold_tells_them_once(app, smtp_server):
     buyer = funded_buyer(100_000)
     notifications.set_low_balance_threshold(buyer, 50_000)

@@ -49,8 +49,8 @@ KINDS = {
         "Return decided", "A return was accepted (and the sale reversed) or rejected.",
         (Role.SELLER, Role.BUYER)),
     Kind.ORDER_FILLED: KindInfo(
-        "Order filled", "An order received all its leads or reached its budget.",
-        (Role.BUYER,)),
+        "Order filled or capped", "An order received all its leads, reached its budget, "
+        "or used up a cap of its hour, day, week or month.", (Role.BUYER,)),
     Kind.LOW_BALANCE: KindInfo(
         "Balance low", "Your available balance fell below the threshold you set.",
         (Role.BUYER,)),
@@ -277,6 +277,30 @@ def order_filled(order_id: int) -> None:
            data={"order_id": order.id, "filled": order.filled, "quantity": order.quantity,
                  "spent": order.spent, "budget": order.budget,
                  "reason": "filled" if complete else "budget"})
+
+
+PERIOD_WORDS = {"hour": ("hourly", "hour"), "day": ("daily", "day"),
+                "week": ("weekly", "week"), "month": ("monthly", "month")}
+
+
+def caps_reached(order, uses: list[dict]) -> None:
+    """An open order used up a cap of its current period (`uses`: rules.cap_use): it
+    takes no lead until the next period starts. Once per cap and period."""
+    for use in uses:
+        if use["room"] > 0:
+            continue
+        adjective, period = PERIOD_WORDS[use["period"]]
+        cap = (f"{use['cap']:,} leads" if use["kind"] == "leads"
+               else f"{format_money(use['cap'])} of spend")
+        notify(order.buyer_id, Kind.ORDER_FILLED,
+               f"Order #{order.id} reached its {adjective} cap: {cap}",
+               paragraphs=[f"Order #{order.id} takes no more leads this {period}. It takes "
+                           f"them again when the next {period} starts ({order.timezone} "
+                           "time), or now if you raise the cap."],
+               link=path("buyer.order_detail", order_id=order.id), link_label="See the order",
+               subject=f"cap:{order.id}:{use['kind']}:{use['period_key']}",
+               data={"order_id": order.id, "reason": "cap", "kind": use["kind"],
+                     "period": use["period"], "cap": use["cap"], "used": use["used"]})
 
 
 def balance_fell(user_id: int, before: int, after: int) -> None:
