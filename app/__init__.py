@@ -142,6 +142,10 @@ def register_template_helpers(app) -> None:
     from flask import has_request_context
     from flask_login import current_user
 
+    from app.people.notifications import time_left_until
+
+    app.jinja_env.filters["time_left_until"] = time_left_until
+
     from app.core.mail import outbox_enabled
     from app.people.notification_queries import unread_count
 

@@ -77,6 +77,26 @@ def test_batch_processed_tells_the_seller_the_counts(app, smtp_server):
     _no_contacts(text, html, notice.body)
 
 
+def test_a_batch_that_could_not_be_processed_says_why(app, smtp_server):
+    import io
+
+    from app.core import events
+    from app.services.ingest import pipeline
+
+    seller = verified_seller()
+    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes([person(1)])))
+    with events.muted():
+        batch = pipeline.create_batch(seller, token, "gone.csv",
+                                      pipeline.check_terms("US", 0, 1))
+        db.session.commit()
+    pipeline.upload_path(batch).unlink()
+    pipeline.process_batch(batch.id)
+    [notice] = _notices(seller, Kind.BATCH_PROCESSED)
+    assert notice.title == f"Batch #{batch.id} could not be processed"
+    assert "no longer on the server" in notice.body and notice.data["status"] == "failed"
+    assert _email_to(smtp_server, seller)["Subject"] == notice.title
+
+
 def test_a_held_batch_says_it_waits_for_a_spot_check(app, smtp_server):
     seller = make_user(Role.SELLER)  # new: batches wait
     ingest(seller, csv_bytes([person(i) for i in range(3)]))
@@ -145,6 +165,9 @@ def test_a_return_to_answer_tells_the_seller_the_time_left(app, smtp_server):
     text, html = bodies(_email_to(smtp_server, seller))
     assert "within 3 days" in text and "Answer the return" in html
     _no_contacts(text, html, notice.body)  # the buyer's note is not repeated
+    client = app.test_client()
+    log_in(client, seller)
+    assert "Time left now: 2 days 23 hours" in client.get("/notifications/").get_data(as_text=True)
 
 
 def test_time_left_reads_as_a_person_would_say_it():

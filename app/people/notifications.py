@@ -357,6 +357,12 @@ def _buyer_of(order_id: int) -> int:
     return db.session.scalar(sa.select(Order.buyer_id).where(Order.id == order_id))
 
 
+def time_left_until(iso: str) -> str:
+    """What is left now of a deadline stored in a notice's data (the list shows it)."""
+    left = datetime.fromisoformat(iso) - datetime.now(timezone.utc)
+    return time_left(left) if left > timedelta(0) else ""
+
+
 def time_left(delta: timedelta) -> str:
     """3 days 4 hours; 5 hours 10 minutes; 12 minutes."""
     minutes = max(int(delta.total_seconds() // 60), 0)
