@@ -245,6 +245,20 @@ def retry_emails() -> int:
     return mail_jobs.send_due()
 
 
+@celery.task(name="app.tasks.tell_orders_filled")
+def tell_orders_filled(order_ids: list[int]) -> int:
+    from app.people import notification_jobs
+
+    return notification_jobs.orders_filled(order_ids)
+
+
+@celery.task(name="app.tasks.tell_caps_used")
+def tell_caps_used(order_ids: list[int]) -> None:
+    from app.people import notification_jobs
+
+    notification_jobs.caps_used(order_ids)
+
+
 @celery.task(name="app.tasks.resume_stalled_batches")
 def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     """Queue again the batches whose job died (its worker crashed or was stopped)."""
@@ -321,3 +335,5 @@ events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
 events.on(events.EmailsQueued, lambda e: dispatch(send_emails, list(e.email_ids)))
+events.on(events.OrdersFilled, lambda e: dispatch(tell_orders_filled, list(e.order_ids)))
+events.on(events.OrdersCapped, lambda e: dispatch(tell_caps_used, list(e.order_ids)))

@@ -31,7 +31,6 @@ from app.market.operations import close_order
 from app.market.settle import NotLoaded, Settlement
 from app.models import Order, OrderStatus
 from app.models.types import utcnow
-from app.people import notifications
 
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
@@ -175,14 +174,16 @@ def close_filled_orders(settlement: Settlement) -> None:
     several in one transaction could lock two buyers' accounts in either order."""
     is_open = rules.ORDER_OPEN.sql(Order, None, rules.Ctx())
     touched = sorted(settlement.touched_orders)
-    done = []  # found without locks first: most touched orders still have room
+    done, capped = [], []  # found without locks first: most touched orders still have room
     for chunk in id_chunks(touched):
         for order in db.session.scalars(
                 sa.select(Order).where(in_(Order.id, chunk, sa.Integer), is_open)):
             if _finished(order):
                 done.append(order.id)
             elif order.has_caps:  # one of them may be used up until its next period
-                notifications.caps_reached(order, rules.cap_use(order, settlement.now))
+                capped.append(order.id)
+    if capped:
+        events.record(events.OrdersCapped(tuple(capped)))
     db.session.commit()
     for order_id in sorted(done):
         try:

@@ -26,7 +26,6 @@ from app.market.filters import MAX_DAYS, MAX_QUANTITY, Filters, refuse, whole_or
 from app.market.queries import order_for
 from app.models import AccountKind, Order, OrderStatus, User
 from app.models.types import utcnow
-from app.people import notifications
 from app.services import ledger
 from app.services.ledger import Posting
 
@@ -163,7 +162,7 @@ def close_order(order: Order, status: OrderStatus) -> None:
     order.closed_at = utcnow()
     _move_hold(order, -order.held, "order_release")
     if status is OrderStatus.FILLED:
-        notifications.order_filled(order.id)
+        events.record(events.OrdersFilled((order.id,)))
 
 
 def cancel_order(user: User, order_id: int) -> Order:

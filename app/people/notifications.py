@@ -4,6 +4,9 @@ Each kind has one raiser below, called by the operation where its event happens,
 that operation's transaction: a rollback takes the notice back, and its email, stored
 with it, is sent once the transaction commits (app.core.mail, EmailsQueued). Each
 user chooses per kind whether to be told in the app, by email, both or neither.
+The matcher is the exception: storing sales must not pay for notices, so it records
+events (OrdersFilled, OrdersCapped) and `notification_jobs` writes those after its
+commit.
 
 Wording: titles and bodies name batches, orders, sales, returns and amounts, never a
 person's contact data; the link leads to the page that shows more to whoever may see
@@ -259,7 +262,8 @@ def batch_refunded(sales) -> None:
 
 
 def order_filled(order_id: int) -> None:
-    """The order closed because it has all its leads or cannot pay for one more."""
+    """The order closed because it has all its leads or cannot pay for one more
+    (from a job: app.people.notification_jobs)."""
     order = db.session.execute(
         sa.select(Order.id, Order.buyer_id, Order.name, Order.filled, Order.quantity,
                   Order.spent, Order.budget).where(Order.id == order_id)).one()
@@ -268,7 +272,7 @@ def order_filled(order_id: int) -> None:
              f"Order #{order.id} reached its budget: {order.filled:,} of "
              f"{order.quantity:,} leads")
     name = f" “{order.name}”" if order.name else ""
-    notify(order.buyer_id, Kind.ORDER_FILLED, title,
+    notify(order.buyer_id, Kind.ORDER_FILLED, title, subject=f"filled:{order.id}",
            paragraphs=[f"Order #{order.id}{name} is closed: {order.filled:,} of "
                        f"{order.quantity:,} leads delivered for {format_money(order.spent)}."
                        + ("" if complete else " Its budget cannot pay for one more lead."),
@@ -285,7 +289,8 @@ PERIOD_WORDS = {"hour": ("hourly", "hour"), "day": ("daily", "day"),
 
 def caps_reached(order, uses: list[dict]) -> None:
     """An open order used up a cap of its current period (`uses`: rules.cap_use): it
-    takes no lead until the next period starts. Once per cap and period."""
+    takes no lead until the next period starts. Once per cap and period (from a job:
+    app.people.notification_jobs)."""
     for use in uses:
         if use["room"] > 0:
             continue
