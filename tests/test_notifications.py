@@ -192,7 +192,12 @@ def test_a_decided_return_tells_the_buyer_and_the_seller_unless_they_decided(
     assert _email_to(smtp_server, buyer)["Subject"] == notice.title
     assert _notices(seller, Kind.RETURN_DECIDED) == []  # they decided it themselves
 
-    returns.seller_respond(seller, contested.id, accept=False)
+    returns.seller_respond(seller, contested.id, accept=False, note="They agreed on the phone")
+    db.session.commit()
+    [waiting] = _notices(admin, Kind.RETURN_CONTESTED)  # every admin may decide it
+    assert waiting.title == f"Return of sale #{sales[1].id} contested: it waits for your decision"
+    assert "“Fake person”" in waiting.body and waiting.link == "/admin/returns"
+    assert _email_to(smtp_server, admin, count=2)["Subject"] == waiting.title
     returns.admin_decide(admin, contested.id, False, note="The recording shows consent")
     db.session.commit()
     assert _notices(buyer, Kind.RETURN_DECIDED)[-1].title == \
@@ -200,7 +205,7 @@ def test_a_decided_return_tells_the_buyer_and_the_seller_unless_they_decided(
     [seller_notice] = _notices(seller, Kind.RETURN_DECIDED)
     assert seller_notice.title == f"Return of sale #{sales[1].id} rejected: the sale stands"
     assert "An administrator decided it: The recording shows consent" in seller_notice.body
-    smtp_server.wait_for(3)
+    smtp_server.wait_for(4)
     assert [m["Subject"] for m in smtp_server.to(seller.email)] == [seller_notice.title]
 
 

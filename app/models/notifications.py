@@ -19,6 +19,7 @@ class NotificationKind(str, enum.Enum):
     SPOT_CHECK_DECIDED = "spot_check_decided"
     RETURN_TO_ANSWER = "return_to_answer"
     RETURN_DECIDED = "return_decided"
+    RETURN_CONTESTED = "return_contested"  # an admin must decide it
     ORDER_FILLED = "order_filled"
     LOW_BALANCE = "low_balance"
     DELIVERY_FAILING = "delivery_failing"

@@ -51,6 +51,9 @@ KINDS = {
     Kind.RETURN_DECIDED: KindInfo(
         "Return decided", "A return was accepted (and the sale reversed) or rejected.",
         (Role.SELLER, Role.BUYER)),
+    Kind.RETURN_CONTESTED: KindInfo(
+        "Return contested", "A seller contested a return: it waits for an admin's decision.",
+        (Role.ADMIN,)),
     Kind.ORDER_FILLED: KindInfo(
         "Order filled or capped", "An order received all its leads, reached its budget, "
         "or used up a cap of its hour, day, week or month.", (Role.BUYER,)),
@@ -241,6 +244,21 @@ def return_decided(item) -> None:
                else f"Return of sale #{item.sale_id} rejected: the sale stands",
                paragraphs=[how], link=path("seller.return_list"),
                link_label="See your returns", data=data)
+
+
+def return_contested(item, reason_label: str) -> None:
+    """The seller contested a return: every admin may decide it."""
+    admin_ids = db.session.scalars(sa.select(User.id).where(
+        User.role == Role.ADMIN, User.is_active_account.is_(True)).order_by(User.id)).all()
+    for admin_id in admin_ids:
+        notify(admin_id, Kind.RETURN_CONTESTED,
+               f"Return of sale #{item.sale_id} contested: it waits for your decision",
+               paragraphs=[f"The buyer's reason: “{reason_label}”. The seller contested it; "
+                           "both sides' notes are on the returns page."],
+               link=path("admin.return_queue"), link_label="Decide the return",
+               subject=f"return:{item.id}",
+               data={"return_id": item.id, "sale_id": item.sale_id,
+                     "reason": item.reason.value})
 
 
 def batch_refunded(sales) -> None:

@@ -129,6 +129,7 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
     else:
         item.status = ReturnStatus.CONTESTED
+        notifications.return_contested(item, REASON_LABELS[item.reason])
     return item
 
 

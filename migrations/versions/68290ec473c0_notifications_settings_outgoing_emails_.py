@@ -27,7 +27,7 @@ depends_on = None
 def upgrade():
     op.create_table('notification_settings',
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.Enum('batch_processed', 'spot_check_decided', 'return_to_answer', 'return_decided', 'order_filled', 'low_balance', 'delivery_failing', 'payout_sent', 'person_erased', name='notification_setting_kind', native_enum=False, create_constraint=True, length=32), nullable=False),
+    sa.Column('kind', sa.Enum('batch_processed', 'spot_check_decided', 'return_to_answer', 'return_decided', 'return_contested', 'order_filled', 'low_balance', 'delivery_failing', 'payout_sent', 'person_erased', name='notification_setting_kind', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('in_app', sa.Boolean(), nullable=False),
     sa.Column('email', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_notification_settings_user_id_users'), ondelete='CASCADE'),
@@ -36,7 +36,7 @@ def upgrade():
     op.create_table('notifications',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.Enum('batch_processed', 'spot_check_decided', 'return_to_answer', 'return_decided', 'order_filled', 'low_balance', 'delivery_failing', 'payout_sent', 'person_erased', name='notification_kind', native_enum=False, create_constraint=True, length=32), nullable=False),
+    sa.Column('kind', sa.Enum('batch_processed', 'spot_check_decided', 'return_to_answer', 'return_decided', 'return_contested', 'order_filled', 'low_balance', 'delivery_failing', 'payout_sent', 'person_erased', name='notification_kind', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('subject', sa.String(length=64), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
