@@ -329,11 +329,11 @@ def refresh_seller_points() -> int:
 
 
 # Follow-up work: after the commit of the transaction that recorded the event.
+events.on(events.EmailsQueued, lambda e: dispatch(send_emails, list(e.email_ids)))
+events.on(events.OrdersFilled, lambda e: dispatch(tell_orders_filled, list(e.order_ids)))
+events.on(events.OrdersCapped, lambda e: dispatch(tell_caps_used, list(e.order_ids)))
 events.on(events.BatchUploaded, lambda e: dispatch(process_batch, e.batch_id))
 events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
-events.on(events.EmailsQueued, lambda e: dispatch(send_emails, list(e.email_ids)))
-events.on(events.OrdersFilled, lambda e: dispatch(tell_orders_filled, list(e.order_ids)))
-events.on(events.OrdersCapped, lambda e: dispatch(tell_caps_used, list(e.order_ids)))
