@@ -92,6 +92,30 @@ class OrderResumed(OrderEvent):
     """A paused order was resumed."""
 
 
+# Webhooks: the sales whose pending deliveries should be sent now, all in one run.
+@dataclass(frozen=True)
+class WebhooksDue(Event):
+    sale_ids: tuple[int, ...]
+
+    def merge_key(self) -> Hashable:
+        return WebhooksDue
+
+    def merged(self, other: "Event") -> "Event":
+        known = set(self.sale_ids)
+        return replace(self, sale_ids=self.sale_ids + tuple(
+            sale_id for sale_id in other.sale_ids if sale_id not in known))
+
+
+@dataclass(frozen=True)
+class SalesMade(WebhooksDue):
+    """The market stored sales; `sale_ids` are those with a webhook delivery."""
+
+
+@dataclass(frozen=True)
+class DeliveryRequested(WebhooksDue):
+    """Webhook deliveries to send: a buyer asked again, an erasure tells buyers."""
+
+
 # Orders' buyers to tell: the matcher records these and a job writes the notices
 # after the commit, so storing sales pays nothing for them (app.people.notification_jobs).
 @dataclass(frozen=True)
@@ -115,30 +139,6 @@ class OrdersFilled(OrderIdsEvent):
 @dataclass(frozen=True)
 class OrdersCapped(OrderIdsEvent):
     """Open orders with caps per period took leads: some may have used a cap up."""
-
-
-# Webhooks: the sales whose pending deliveries should be sent now, all in one run.
-@dataclass(frozen=True)
-class WebhooksDue(Event):
-    sale_ids: tuple[int, ...]
-
-    def merge_key(self) -> Hashable:
-        return WebhooksDue
-
-    def merged(self, other: "Event") -> "Event":
-        known = set(self.sale_ids)
-        return replace(self, sale_ids=self.sale_ids + tuple(
-            sale_id for sale_id in other.sale_ids if sale_id not in known))
-
-
-@dataclass(frozen=True)
-class SalesMade(WebhooksDue):
-    """The market stored sales; `sale_ids` are those with a webhook delivery."""
-
-
-@dataclass(frozen=True)
-class DeliveryRequested(WebhooksDue):
-    """Webhook deliveries to send: a buyer asked again, an erasure tells buyers."""
 
 
 # Email: outgoing messages stored by the transaction, to send once it commits.
