@@ -98,6 +98,19 @@ class Config:
     # Unsold leads older than this lose their contacts (0 keeps them).
     UNSOLD_RETENTION_DAYS = _env_int("UNSOLD_RETENTION_DAYS", 365)
 
+    # Email (SPEC §13) through SMTP; without MAIL_SERVER messages are only kept in the
+    # outbox that admins read in the browser (development).
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = _env_int("MAIL_PORT", 587)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", True)
+    MAIL_USE_SSL = _env_bool("MAIL_USE_SSL", False)
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "LeadX <no-reply@leadx.localhost>")
+    MAIL_TIMEOUT = _env_int("MAIL_TIMEOUT", 10)  # seconds per SMTP conversation
+    # Where users reach the site: links in emails are made from it.
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:5000")
+
     API_TITLE = "Lead exchange API"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"

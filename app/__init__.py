@@ -71,7 +71,7 @@ def register_url_converters(app) -> None:
 
 
 def register_extensions(app) -> None:
-    from app.extensions import csrf, db, limiter, login_manager, migrate
+    from app.extensions import csrf, db, limiter, login_manager, mail, migrate
     from app.security import init_security
     from app.tasks import init_celery
 
@@ -80,6 +80,7 @@ def register_extensions(app) -> None:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    mail.init_app(app)
     init_security(app)
     init_celery(app)
 
@@ -88,6 +89,7 @@ def register_blueprints(flask_app) -> None:
     """An area's `__init__` is its blueprint; its route modules add their routes to it
     as they are imported, here, before it is registered. No blueprint imports its
     routes, so the imports run one way (tests/unit/test_import_cycles.py)."""
+    import app.admin.outbox
     import app.admin.payments
     import app.admin.quality
     import app.admin.returns
@@ -97,6 +99,7 @@ def register_blueprints(flask_app) -> None:
     import app.buyer.returns
     import app.buyer.routes
     import app.main.routes
+    import app.notifications.routes
     import app.payments.routes
     import app.seller.payouts
     import app.seller.returns
@@ -108,6 +111,7 @@ def register_blueprints(flask_app) -> None:
     flask_app.register_blueprint(app.seller.bp, url_prefix="/seller")
     flask_app.register_blueprint(app.buyer.bp, url_prefix="/buyer")
     flask_app.register_blueprint(app.admin.bp, url_prefix="/admin")
+    flask_app.register_blueprint(app.notifications.bp, url_prefix="/notifications")
     flask_app.register_blueprint(app.payments.bp)  # Stripe's webhook
     init_api(flask_app)
 
@@ -134,3 +138,22 @@ def register_template_helpers(app) -> None:
     from app.services.returns import REASON_LABELS
 
     app.jinja_env.filters["return_reason"] = lambda reason: REASON_LABELS[reason]
+
+    from flask import has_request_context
+    from flask_login import current_user
+
+    from app.people.notifications import time_left_until
+
+    app.jinja_env.filters["time_left_until"] = time_left_until
+
+    from app.core.mail import outbox_enabled
+    from app.people.notification_queries import unread_count
+
+    @app.context_processor
+    def navigation() -> dict:
+        """The unread count in the navigation bar, on every page of a signed-in user
+        (emails are rendered by jobs, outside any request)."""
+        if not has_request_context() or not current_user.is_authenticated:
+            return {}
+        return {"unread_notifications": unread_count(current_user.id),
+                "outbox_enabled": current_user.is_admin and outbox_enabled()}

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 celery = Celery("leadx")
 _executors: dict[str, ThreadPoolExecutor] = {}
 # Webhooks get threads of their own: speed to lead must not queue behind an upload.
-THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8)}
+THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8),
+                # Nor email behind an upload, nor webhooks behind a slow SMTP server.
+                "app.tasks.send_emails": ("leadx-mail", 2)}
 STAGED_UPLOAD_MAX_AGE_SECONDS = 86400  # a seller may come back to the confirm step within a day
 
 
@@ -52,6 +54,7 @@ def init_celery(app: Flask) -> Celery:
                                        "schedule": 300.0},
             "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
             "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
+            "retry-emails": {"task": "app.tasks.retry_emails", "schedule": 60.0},
             "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
             # Hourly, but a seller is paid at most once a day (one payout per day).
             "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
@@ -227,6 +230,35 @@ def retry_webhooks() -> int:
     return len(due)
 
 
+@celery.task(name="app.tasks.send_emails")
+def send_emails(email_ids: list[int]) -> int:
+    from app.core import mail_jobs
+
+    return sum(mail_jobs.send(email_id) for email_id in email_ids)
+
+
+@celery.task(name="app.tasks.retry_emails")
+def retry_emails() -> int:
+    """Emails the SMTP server did not take yet (down, or a worker died mid-send)."""
+    from app.core import mail_jobs
+
+    return mail_jobs.send_due()
+
+
+@celery.task(name="app.tasks.tell_orders_filled")
+def tell_orders_filled(order_ids: list[int]) -> int:
+    from app.people import notification_jobs
+
+    return notification_jobs.orders_filled(order_ids)
+
+
+@celery.task(name="app.tasks.tell_caps_used")
+def tell_caps_used(order_ids: list[int]) -> None:
+    from app.people import notification_jobs
+
+    notification_jobs.caps_used(order_ids)
+
+
 @celery.task(name="app.tasks.resume_stalled_batches")
 def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     """Queue again the batches whose job died (its worker crashed or was stopped)."""
@@ -297,6 +329,9 @@ def refresh_seller_points() -> int:
 
 
 # Follow-up work: after the commit of the transaction that recorded the event.
+events.on(events.EmailsQueued, lambda e: dispatch(send_emails, list(e.email_ids)))
+events.on(events.OrdersFilled, lambda e: dispatch(tell_orders_filled, list(e.order_ids)))
+events.on(events.OrdersCapped, lambda e: dispatch(tell_caps_used, list(e.order_ids)))
 events.on(events.BatchUploaded, lambda e: dispatch(process_batch, e.batch_id))
 events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))

@@ -214,3 +214,23 @@ def wait_until(check, timeout: float = 10.0, interval: float = 0.1):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def smtp_server_session():
+    from tests.smtp_server import SmtpServer
+
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(app, smtp_server_session):
+    """The app sends its email to a real SMTP server on loopback for one test."""
+    saved = {key: app.config[key] for key in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS")}
+    smtp_server_session.clear()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server_session.port,
+                      MAIL_USE_TLS=False)
+    yield smtp_server_session
+    app.config.update(saved)

@@ -15,6 +15,7 @@ from tests.market_helpers import live_leads, person, verified_seller
 PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke"}
+ANY_LOGGED_IN_AREAS = ("/notifications/",)  # every role has notifications
 # Authenticated by the caller's signature, not a session: unsigned requests get 400.
 SIGNED = {"/stripe/webhook"}
 AREA_ROLES = {"/seller": Role.SELLER, "/buyer": Role.BUYER, "/admin": Role.ADMIN}
@@ -30,7 +31,7 @@ def _owner(rule_path: str):
     """Who may use this route: 'public', 'logged_in', 'api', or a Role."""
     if rule_path in PUBLIC:
         return "public"
-    if rule_path in ANY_LOGGED_IN:
+    if rule_path in ANY_LOGGED_IN or rule_path.startswith(ANY_LOGGED_IN_AREAS):
         return "logged_in"
     if rule_path in SIGNED:
         return "signed"

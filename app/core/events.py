@@ -116,6 +116,43 @@ class DeliveryRequested(WebhooksDue):
     """Webhook deliveries to send: a buyer asked again, an erasure tells buyers."""
 
 
+# Orders' buyers to tell: the matcher records these and a job writes the notices
+# after the commit, so storing sales pays nothing for them (app.people.notification_jobs).
+@dataclass(frozen=True)
+class OrderIdsEvent(Event):
+    order_ids: tuple[int, ...]
+
+    def merge_key(self) -> Hashable:
+        return type(self)
+
+    def merged(self, other: "Event") -> "Event":
+        known = set(self.order_ids)
+        return replace(self, order_ids=self.order_ids + tuple(
+            order_id for order_id in other.order_ids if order_id not in known))
+
+
+@dataclass(frozen=True)
+class OrdersFilled(OrderIdsEvent):
+    """Orders closed full, or with a budget that cannot pay for one more lead."""
+
+
+@dataclass(frozen=True)
+class OrdersCapped(OrderIdsEvent):
+    """Open orders with caps per period took leads: some may have used a cap up."""
+
+
+# Email: outgoing messages stored by the transaction, to send once it commits.
+@dataclass(frozen=True)
+class EmailsQueued(Event):
+    email_ids: tuple[int, ...]
+
+    def merge_key(self) -> Hashable:
+        return EmailsQueued
+
+    def merged(self, other: "Event") -> "Event":
+        return replace(self, email_ids=self.email_ids + other.email_ids)
+
+
 # Handlers -----------------------------------------------------------------------
 
 Handler = Callable[[Event], object]

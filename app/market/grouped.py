@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.core import events
 from app.core.dialect import (
     csv, ids_in, locked, postgres, retryable, run, sqlite_connection, stamp,
     update_many,
@@ -517,6 +518,7 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
                f"updated_at = :now WHERE {where}", {**params, "now": stamp(now)}
                ).rowcount != len(closing):
             raise _Collision
+        events.record(events.OrdersFilled(tuple(closing)))
     if releases:
         for account_id, amount in ledger.write_transactions(releases, now)[1].items():
             deltas[account_id] = deltas.get(account_id, 0) + amount

@@ -174,11 +174,16 @@ def close_filled_orders(settlement: Settlement) -> None:
     several in one transaction could lock two buyers' accounts in either order."""
     is_open = rules.ORDER_OPEN.sql(Order, None, rules.Ctx())
     touched = sorted(settlement.touched_orders)
-    done = []  # found without locks first: most touched orders still have room
+    done, capped = [], []  # found without locks first: most touched orders still have room
     for chunk in id_chunks(touched):
-        done += [order.id for order in db.session.scalars(
-            sa.select(Order).where(in_(Order.id, chunk, sa.Integer), is_open))
-            if _finished(order)]
+        for order in db.session.scalars(
+                sa.select(Order).where(in_(Order.id, chunk, sa.Integer), is_open)):
+            if _finished(order):
+                done.append(order.id)
+            elif order.has_caps:  # one of them may be used up until its next period
+                capped.append(order.id)
+    if capped:
+        events.record(events.OrdersCapped(tuple(capped)))
     db.session.commit()
     for order_id in sorted(done):
         try:

@@ -161,6 +161,8 @@ def close_order(order: Order, status: OrderStatus) -> None:
     order.status = status
     order.closed_at = utcnow()
     _move_hold(order, -order.held, "order_release")
+    if status is OrderStatus.FILLED:
+        events.record(events.OrdersFilled((order.id,)))
 
 
 def cancel_order(user: User, order_id: int) -> Order:

@@ -21,6 +21,13 @@ from app.models.orders import (
     Sale,
     WebhookDelivery,
 )
+from app.models.notifications import (
+    EmailStatus,
+    Notification,
+    NotificationKind,
+    NotificationSetting,
+    OutgoingEmail,
+)
 from app.models.outcomes import OutcomeStatus, SaleOutcome
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.payments import (
@@ -48,6 +55,11 @@ __all__ = [
     "PersonListing",
     "Sale",
     "WebhookDelivery",
+    "EmailStatus",
+    "Notification",
+    "NotificationKind",
+    "NotificationSetting",
+    "OutgoingEmail",
     "OutcomeStatus",
     "SaleOutcome",
     "AccountKind",

@@ -102,6 +102,12 @@ class Order(db.Model):
     buyer: Mapped[User] = relationship()
 
     @property
+    def has_caps(self) -> bool:
+        """Some cap per period, of leads or of spend."""
+        return any(getattr(self, f"{kind}_{p}") is not None
+                   for kind in ("cap", "spend_cap") for p in PERIODS)
+
+    @property
     def remaining(self) -> int:
         return self.quantity - self.filled
 

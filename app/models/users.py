@@ -30,6 +30,10 @@ def new_session_nonce() -> str:
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint("low_balance_threshold IS NULL OR low_balance_threshold >= 0",
+                           name="low_balance_threshold_not_negative"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -54,6 +58,8 @@ class User(UserMixin, db.Model):
     payouts_enabled: Mapped[bool] = mapped_column(default=False)
     # The zone a buyer's new orders count their caps and schedules in unless they say.
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    # A buyer is told when their available balance falls below this (minor units).
+    low_balance_threshold: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
 
     api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user")
 

@@ -21,6 +21,7 @@ from app.errors import DomainError, InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, User
 from app.models.ledger import NEGATIVE_ALLOWED_KINDS, USER_ACCOUNT_KINDS
+from app.people import notifications
 from app.services import audit
 
 ROLE_ACCOUNT_KINDS = {
@@ -158,7 +159,17 @@ def post(
     for posting in postings:
         if isinstance(posting.account, LedgerAccount):
             db.session.expire(posting.account, ["balance"])  # moved by SQL, not the ORM
+        if posting.amount < 0 and posting.account.kind is AccountKind.BUYER_AVAILABLE:
+            _tell_if_low(posting)
     return transaction
+
+
+def _tell_if_low(posting: Posting) -> None:
+    """A buyer's available balance went down: below their threshold, they are told."""
+    user_id, after = db.session.execute(
+        select(LedgerAccount.user_id, LedgerAccount.balance)
+        .where(LedgerAccount.id == posting.account.id)).one()
+    notifications.balance_fell(user_id, after - posting.amount, after)
 
 
 def _balanced(postings: Iterable[Posting]) -> list[Posting]:

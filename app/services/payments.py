@@ -30,6 +30,7 @@ from app.models import (
     AccountKind, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent, TopUp,
     TopUpStatus, TrustLevel, User, Withdrawal,
 )
+from app.people import notifications
 from app.services import audit, ledger
 from app.services.earnings import recover_debt
 from app.services.ledger import Posting
@@ -652,6 +653,7 @@ def send_transfer(payout: Payout) -> None:
         _payout_refused(payout, _message(exc))
     else:
         payout.status = PayoutStatus.PAID
+        notifications.payout_sent(payout)
     db.session.commit()
 
 

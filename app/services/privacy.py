@@ -22,6 +22,7 @@ from app.models import (
     ErasureNotice, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
     WebhookDelivery,
 )
+from app.people import notifications
 from app.services import audit
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
@@ -183,6 +184,7 @@ def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
         .join(Order, Order.id == Sale.order_id).where(Sale.lead_id.in_(lead_ids))).all()
     already_told = set(db.session.scalars(select(ErasureNotice.sale_id).where(
         ErasureNotice.sale_id.in_([sale_id for sale_id, _, _, _ in sales]))))
+    told: dict[int, list[tuple[int, int]]] = {}  # buyer -> (sale, order) newly told
     for sale_id, buyer_id, order_id, webhook_url in sales:
         if sale_id in already_told:
             continue
@@ -193,6 +195,9 @@ def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
                                            event="lead.erased", next_attempt_at=now,
                                            created_at=now))
             webhook_sale_ids.append(sale_id)
+        told.setdefault(buyer_id, []).append((sale_id, order_id))
+    for buyer_id, theirs in told.items():
+        notifications.person_erased(buyer_id, theirs)
     return len({buyer_id for _, buyer_id, _, _ in sales}), webhook_sale_ids
 
 

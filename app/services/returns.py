@@ -21,6 +21,7 @@ from app.models import (
     OPEN_RETURN_STATUSES, AccountKind, Lead, Order, OutcomeStatus, Return, ReturnReason,
     ReturnStatus, Sale, SaleOutcome, User,
 )
+from app.people import notifications
 from app.services import audit, earnings, ledger
 from app.services.ledger import Posting
 
@@ -88,6 +89,7 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
     verdict = _system_verdict(item, sale, order)
     if verdict is None:
         item.seller_deadline = now + timedelta(days=current_app.config["SELLER_RESPONSE_DAYS"])
+        notifications.return_to_answer(item, REASON_LABELS[reason], now)
     else:
         accepted, why = verdict
         _decide(item, accepted, by="system", note=why, now=now)
@@ -127,6 +129,7 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
     else:
         item.status = ReturnStatus.CONTESTED
+        notifications.return_contested(item, REASON_LABELS[item.reason])
     return item
 
 
@@ -165,7 +168,7 @@ def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datet
     sales = db.session.scalars(
         select(Sale).join(Lead, Lead.id == Sale.lead_id).where(Lead.batch_id == batch_id)
         .order_by(Sale.id)).all()
-    reversed_count = 0
+    reversed_count, refunded = 0, []
     for sale in sales:
         item = db.session.scalar(select(Return).where(Return.sale_id == sale.id))
         if item is not None and item.status is ReturnStatus.ACCEPTED:
@@ -176,20 +179,24 @@ def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datet
                           status=ReturnStatus.AWAITING_SELLER, created_at=now)
             db.session.add(item)
             db.session.flush()
-        _decide(item, True, by="system", now=now,
+        _decide(item, True, by="system", now=now, tell=False,
                 note="The batch failed its authenticity spot-check.")
         reversed_count += 1
+        refunded.append(sale)
+    notifications.batch_refunded(refunded)  # one notice per buyer, not one per sale
     return reversed_count
 
 
 def _decide(item: Return, accepted: bool, *, by: str, note: str,
-            now: Optional[datetime] = None) -> None:
+            now: Optional[datetime] = None, tell: bool = True) -> None:
     item.status = ReturnStatus.ACCEPTED if accepted else ReturnStatus.REJECTED
     item.decided_by, item.decision_note, item.decided_at = by, note, _now(now)
     if accepted:
         transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")
         item.refund = item.sale.price
         item.ledger_transaction_id = transaction.id
+    if tell:
+        notifications.return_decided(item)
 
 
 def reverse_sale(sale: Sale, memo: str):

@@ -46,6 +46,7 @@ from app.models import (
     SpotCheckStatus, TrustLevel, User, Verdict,
 )
 from app.models.types import utcnow
+from app.people import notifications
 from app.services import audit, returns
 from app.services.crypto import current_vault
 
@@ -372,6 +373,8 @@ def decide(check: SpotCheck, admin: User, note: str = "",
                           "verified": result.verified, "defects": result.defects,
                           "unreachable": result.unreachable, "went_live": went_live,
                           "delisted": delisted, "sales_returned": returned})
+    notifications.spot_check_decided(check, status is SpotCheckStatus.PASSED, result.reason,
+                                     note, went_live=went_live, sales_returned=returned)
     db.session.expire(check)
     return Decision(check, result.outcome, went_live, delisted, returned)
 

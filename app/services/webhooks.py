@@ -17,6 +17,7 @@ from app.errors import Conflict
 from app.extensions import db
 from app.models import DeliveryStatus, Lead, Order, Sale, WebhookDelivery
 from app.models.types import utcnow
+from app.people import notifications
 from app.services import outbound
 from app.services.delivery import sale_record
 from app.services.crypto import current_vault
@@ -73,6 +74,7 @@ def deliver(delivery_id: int) -> bool:
         delivery.delivered_at = utcnow()
     elif delivery.attempts > len(RETRY_DELAYS):
         delivery.status = DeliveryStatus.FAILED
+        notifications.delivery_failing(delivery, error)
     else:
         delivery.next_attempt_at = utcnow() + RETRY_DELAYS[delivery.attempts - 1]
     db.session.commit()

@@ -40,6 +40,7 @@ from app.models import (
     User,
 )
 from app.models.types import utcnow
+from app.people import notifications
 from app.services import scoring
 from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
@@ -545,6 +546,7 @@ def _finish(batch: Batch, run: BatchRun) -> None:
                                .execution_options(synchronize_session=False))
     batch.status = batch_status
     batch.finished_at = utcnow()
+    notifications.batch_processed(batch)
     db.session.commit()
 
 
@@ -561,6 +563,7 @@ def _fail(batch_id: int, exc: Exception) -> None:
         log.exception("batch %s failed", batch_id)
         batch.error_code = "internal_error"
         batch.error_message = "Processing stopped on an error on our side; nothing of the file was kept. Please upload it again."
+    notifications.batch_processed(batch)
     db.session.commit()
 
 

@@ -1,0 +1,49 @@
+"""Outgoing email, operations (flush; callers commit): `queue` renders a message's
+HTML and text bodies from templates (templates/email/) and stores it in the same
+transaction as the change that caused it. Once that commits, EmailsQueued starts
+`app.core.mail_jobs.send` for it; a rollback takes the message back with the change.
+
+Without MAIL_SERVER (development) nothing is sent: the message is kept
+(EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox)."""
+from email.utils import make_msgid, parseaddr
+
+from flask import current_app, render_template
+
+from app.core import events
+from app.extensions import db
+from app.models import EmailStatus, OutgoingEmail
+
+
+def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
+          kind: str = "", **context) -> OutgoingEmail:
+    """Store the email `template` (.txt and .html) rendered with `context`, to send
+    once the caller commits."""
+    kept = not current_app.config["MAIL_SERVER"]
+    context.update(subject=subject, site_url=public_url(""))
+    email = OutgoingEmail(
+        to=to, subject=subject[:255], kind=kind, user_id=user_id,
+        text_body=render_template(f"email/{template}.txt", **context),
+        html_body=render_template(f"email/{template}.html", **context),
+        message_id=make_msgid(domain=_sender_domain()),
+        status=EmailStatus.KEPT if kept else EmailStatus.PENDING)
+    db.session.add(email)
+    db.session.flush()
+    if not kept:
+        events.record(events.EmailsQueued((email.id,)))
+    return email
+
+
+def public_url(path: str) -> str:
+    """An absolute link for an email: jobs have no request to take the host from."""
+    return current_app.config["PUBLIC_URL"].rstrip("/") + path
+
+
+def outbox_enabled() -> bool:
+    """The outbox page exists only where mail is kept instead of sent: where mail is
+    sent, its bodies (future sign-in links among them) are for their recipients only."""
+    return not current_app.config["MAIL_SERVER"]
+
+
+def _sender_domain() -> str:
+    address = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1]
+    return address.rpartition("@")[2] or "localhost"

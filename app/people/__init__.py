@@ -1,0 +1,1 @@
+"""People: what the exchange tells its users (notifications, their choices)."""

@@ -1,0 +1,40 @@
+"""Notifications, queries (read only): a user's list, their unread count (the
+navigation bar), their choices; and the development outbox of emails."""
+from typing import Optional
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Notification, NotificationKind, NotificationSetting, OutgoingEmail, User
+from app.people.notifications import kinds_for
+
+
+def unread_count(user_id: int) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Notification).where(
+        Notification.user_id == user_id, Notification.read_at.is_(None)))
+
+
+def notifications_for(user: User, limit: int = 50, offset: int = 0,
+                      unread_only: bool = False) -> list[Notification]:
+    """Newest first."""
+    query = sa.select(Notification).where(Notification.user_id == user.id)
+    if unread_only:
+        query = query.where(Notification.read_at.is_(None))
+    return list(db.session.scalars(query.order_by(Notification.id.desc())
+                                   .limit(limit).offset(offset)))
+
+
+def choices_for(user: User) -> dict[NotificationKind, tuple[bool, bool]]:
+    """(in the app, by email) for each kind of the user's role; on unless they said."""
+    stored = {s.kind: (s.in_app, s.email) for s in db.session.scalars(
+        sa.select(NotificationSetting).where(NotificationSetting.user_id == user.id))}
+    return {kind: stored.get(kind, (True, True)) for kind in kinds_for(user.role)}
+
+
+def outbox(limit: int = 50, offset: int = 0) -> list[OutgoingEmail]:
+    return list(db.session.scalars(sa.select(OutgoingEmail).order_by(OutgoingEmail.id.desc())
+                                   .limit(limit).offset(offset)))
+
+
+def outgoing_email(email_id: int) -> Optional[OutgoingEmail]:
+    return db.session.get(OutgoingEmail, email_id)

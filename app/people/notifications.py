@@ -1,0 +1,396 @@
+"""Notifications (SPEC §13), operations (flush; callers commit).
+
+Each kind has one raiser below, called by the operation where its event happens, in
+that operation's transaction: a rollback takes the notice back, and its email, stored
+with it, is sent once the transaction commits (app.core.mail, EmailsQueued). Each
+user chooses per kind whether to be told in the app, by email, both or neither.
+The matcher is the exception: storing sales must not pay for notices, so it records
+events (OrdersFilled, OrdersCapped) and `notification_jobs` writes those after its
+commit.
+
+Wording: titles and bodies name batches, orders, sales, returns and amounts, never a
+person's contact data; the link leads to the page that shows more to whoever may see
+it. Reading, marking read and the choices are here too; lists are in
+`notification_queries`."""
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Optional
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.core import mail
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.formatting import format_money
+from app.models import (
+    DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
+)
+from app.models.types import utcnow
+
+Kind = NotificationKind
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    label: str
+    description: str
+    roles: tuple[Role, ...]
+
+
+KINDS = {
+    Kind.BATCH_PROCESSED: KindInfo(
+        "Batch processed", "An upload finished: how many rows were accepted and rejected.",
+        (Role.SELLER,)),
+    Kind.SPOT_CHECK_DECIDED: KindInfo(
+        "Spot-check result", "A batch passed or failed its spot-check; a failure lists the "
+        "failing sampled leads and the admin's note.", (Role.SELLER,)),
+    Kind.RETURN_TO_ANSWER: KindInfo(
+        "Return to answer", "A buyer returned one of your leads: accept or contest it "
+        "before silence accepts it.", (Role.SELLER,)),
+    Kind.RETURN_DECIDED: KindInfo(
+        "Return decided", "A return was accepted (and the sale reversed) or rejected.",
+        (Role.SELLER, Role.BUYER)),
+    Kind.RETURN_CONTESTED: KindInfo(
+        "Return contested", "A seller contested a return: it waits for an admin's decision.",
+        (Role.ADMIN,)),
+    Kind.ORDER_FILLED: KindInfo(
+        "Order filled or capped", "An order received all its leads, reached its budget, "
+        "or used up a cap of its hour, day, week or month.", (Role.BUYER,)),
+    Kind.LOW_BALANCE: KindInfo(
+        "Balance low", "Your available balance fell below the threshold you set.",
+        (Role.BUYER,)),
+    Kind.DELIVERY_FAILING: KindInfo(
+        "Deliveries failing", "A lead could not be delivered to your webhook after every "
+        "retry.", (Role.BUYER,)),
+    Kind.PAYOUT_SENT: KindInfo("Payout sent", "Your earnings were paid out.", (Role.SELLER,)),
+    Kind.PERSON_ERASED: KindInfo(
+        "Person erased", "A person you bought asked to be erased: delete them from your "
+        "systems too.", (Role.BUYER,)),
+}
+MAX_ITEMS = 50  # lines listed in one notice; the page behind the link has them all
+
+
+def kinds_for(role: Role) -> list[Kind]:
+    return [kind for kind, info in KINDS.items() if role in info.roles]
+
+
+def path(endpoint: str, **values) -> str:
+    """A link to a page of the app, also where there is no request (jobs)."""
+    return current_app.url_map.bind("localhost").build(endpoint, values)
+
+
+def notify(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str] = (),
+           items: Iterable[str] = (), link: str = "", link_label: str = "Open in LeadX",
+           subject: str = "", data: Optional[dict] = None) -> Optional[Notification]:
+    """Tell the user, in the app and by email as they chose. With `subject`, nothing is
+    repeated while they have not read the last notice about the same thing."""
+    setting = db.session.get(NotificationSetting, (user_id, kind))
+    in_app, by_email = (setting.in_app, setting.email) if setting else (True, True)
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active_account or not (in_app or by_email):
+        return None
+    if subject and db.session.scalar(
+            sa.select(Notification.id).where(Notification.user_id == user_id,
+                                             Notification.kind == kind,
+                                             Notification.subject == subject,
+                                             Notification.read_at.is_(None)).limit(1)):
+        return None
+    paragraphs, items = [p for p in paragraphs if p], list(items)
+    shown = items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
+                                 if len(items) > MAX_ITEMS else [])
+    notification = None
+    if in_app:
+        notification = Notification(user_id=user_id, kind=kind, subject=subject,
+                                    title=title[:200], body="\n\n".join(paragraphs),
+                                    link=link, data={**(data or {}), "items": shown})
+        db.session.add(notification)
+    if by_email:
+        mail.queue(user.email, title, "notification", user_id=user_id, kind=kind.value,
+                   title=title, paragraphs=paragraphs, items=shown,
+                   link=mail.public_url(link) if link else "", link_label=link_label,
+                   kind_label=KINDS[kind].label,
+                   settings_link=mail.public_url(path("notifications.settings")))
+    db.session.flush()
+    return notification
+
+
+# Reading and choosing -------------------------------------------------------------
+
+def mark_read(user: User, notification_id: int) -> Optional[Notification]:
+    """Mark one of the user's notifications read; None if it is not theirs."""
+    notification = db.session.get(Notification, notification_id)
+    if notification is None or notification.user_id != user.id:
+        return None
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+        db.session.flush()
+    return notification
+
+
+def mark_all_read(user: User) -> int:
+    return db.session.execute(
+        sa.update(Notification).where(Notification.user_id == user.id,
+                                      Notification.read_at.is_(None))
+        .values(read_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+
+
+def choose(user: User, choices: dict[Kind, tuple[bool, bool]]) -> None:
+    """Store the user's choice (in the app, by email) for each kind of their role."""
+    for kind in kinds_for(user.role):
+        in_app, by_email = choices.get(kind, (True, True))
+        setting = db.session.get(NotificationSetting, (user.id, kind))
+        if setting is None:
+            setting = NotificationSetting(user_id=user.id, kind=kind)
+            db.session.add(setting)
+        setting.in_app, setting.email = bool(in_app), bool(by_email)
+    db.session.flush()
+
+
+def set_low_balance_threshold(user: User, threshold: Optional[int]) -> None:
+    """A buyer is told when their available balance falls below this; None: never."""
+    if threshold is not None and (type(threshold) is not int or threshold < 0):
+        raise ValidationFailed("The threshold is an amount of zero or more.",
+                               code="invalid_threshold", details={"field": "threshold"})
+    user.low_balance_threshold = threshold
+    db.session.flush()
+
+
+# The kinds, each raised where its event happens -----------------------------------
+
+def batch_processed(batch) -> None:
+    """The upload finished (live, held for a spot-check, rejected or failed)."""
+    from app.models import BatchStatus
+
+    failed = batch.status is BatchStatus.FAILED
+    title = (f"Batch #{batch.id} could not be processed" if failed else
+             f"Batch #{batch.id} processed: {batch.accepted:,} accepted, "
+             f"{batch.rejected:,} rejected")
+    outcome = {
+        BatchStatus.LIVE: "Its leads are on sale now.",
+        BatchStatus.HELD: "Its leads wait for an admin's spot-check before they are sold.",
+    }.get(batch.status, batch.error_message or "")
+    counts = ("" if failed else
+              f"“{batch.filename}”: {batch.rows_total:,} rows, {batch.accepted:,} accepted, "
+              f"{batch.rejected:,} rejected.")
+    notify(batch.seller_id, Kind.BATCH_PROCESSED, title, paragraphs=[counts, outcome],
+           link=path("seller.batch_detail", batch_id=batch.id), link_label="See the batch",
+           data={"batch_id": batch.id, "status": batch.status.value,
+                 "rows_total": batch.rows_total, "accepted": batch.accepted,
+                 "rejected": batch.rejected})
+
+
+def spot_check_decided(check, passed: bool, reason: str, note: str, *, went_live: bool,
+                       sales_returned: int) -> None:
+    """An admin decided a batch's spot-check; a failure lists the sampled leads that
+    failed it (ids and row numbers: the seller's batch page has the rest)."""
+    failing = [item for item in check.items if item.verdict in DEFECTS]
+    note = note.strip()
+    if passed:
+        title = f"Batch #{check.batch_id} passed its spot-check"
+        after = "Its leads are on sale now." if went_live else ""
+    else:
+        title = f"Batch #{check.batch_id} failed its spot-check"
+        after = (f"Its unsold leads were withdrawn and {sales_returned} sale"
+                 f"{'s' if sales_returned != 1 else ''} of it returned and refunded to buyers.")
+    notify(check.batch.seller_id, Kind.SPOT_CHECK_DECIDED, title,
+           paragraphs=[reason, f"The admin's note: {note}" if note else "", after,
+                       "Sampled leads that failed:" if failing else ""],
+           items=[f"Lead #{item.lead_id} (row {item.lead.row_number}): "
+                  f"{item.verdict.value.replace('_', ' ')}" for item in failing],
+           link=path("seller.batch_detail", batch_id=check.batch_id), link_label="See the batch",
+           data={"batch_id": check.batch_id, "check_id": check.id,
+                 "outcome": "pass" if passed else "fail", "note": note,
+                 "failing_lead_ids": [item.lead_id for item in failing]})
+
+
+def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) -> None:
+    """A buyer's return waits for the seller, who has until its deadline."""
+    deadline = item.seller_deadline
+    left = time_left(deadline - (now or datetime.now(timezone.utc)))
+    notify(item.seller_id, Kind.RETURN_TO_ANSWER,
+           f"Return of sale #{item.sale_id} to answer within {left}",
+           paragraphs=[f"A buyer returned the lead of sale #{item.sale_id}: “{reason_label}”.",
+                       f"Accept or contest it within {left} (by {deadline:%Y-%m-%d %H:%M} "
+                       "UTC). If you do not answer by then, the return is accepted and the "
+                       "sale reversed."],
+           link=path("seller.return_list"), link_label="Answer the return",
+           data={"return_id": item.id, "sale_id": item.sale_id, "reason": item.reason.value,
+                 "seller_deadline": deadline.isoformat()})
+
+
+DECIDED_BY = {
+    "system": "The exchange decided it: {note}",
+    "seller": "The seller accepted it.",
+    "admin": "An administrator decided it: {note}",
+    "timeout": "The seller did not answer in time, so it was accepted.",
+}
+
+
+def return_decided(item) -> None:
+    """Both sides hear of a decision, except the seller of their own."""
+    accepted = item.status.value == "accepted"
+    how = DECIDED_BY[item.decided_by].format(note=item.decision_note)
+    data = {"return_id": item.id, "sale_id": item.sale_id, "status": item.status.value,
+            "decided_by": item.decided_by, "refund": item.refund}
+    notify(item.buyer_id, Kind.RETURN_DECIDED,
+           f"Return of sale #{item.sale_id} accepted: {format_money(item.refund)} refunded"
+           if accepted else f"Return of sale #{item.sale_id} rejected",
+           paragraphs=[how], link=path("buyer.return_list"), link_label="See your returns",
+           data=data)
+    if item.decided_by != "seller":
+        notify(item.seller_id, Kind.RETURN_DECIDED,
+               f"Return of sale #{item.sale_id} accepted: the sale is reversed" if accepted
+               else f"Return of sale #{item.sale_id} rejected: the sale stands",
+               paragraphs=[how], link=path("seller.return_list"),
+               link_label="See your returns", data=data)
+
+
+def return_contested(item, reason_label: str) -> None:
+    """The seller contested a return: every admin may decide it."""
+    admin_ids = db.session.scalars(sa.select(User.id).where(
+        User.role == Role.ADMIN, User.is_active_account.is_(True)).order_by(User.id)).all()
+    for admin_id in admin_ids:
+        notify(admin_id, Kind.RETURN_CONTESTED,
+               f"Return of sale #{item.sale_id} contested: it waits for your decision",
+               paragraphs=[f"The buyer's reason: “{reason_label}”. The seller contested it; "
+                           "both sides' notes are on the returns page."],
+               link=path("admin.return_queue"), link_label="Decide the return",
+               subject=f"return:{item.id}",
+               data={"return_id": item.id, "sale_id": item.sale_id,
+                     "reason": item.reason.value})
+
+
+def batch_refunded(sales) -> None:
+    """A failed spot-check returned these sales: each buyer hears once, with the list."""
+    by_buyer: dict[int, list] = {}
+    for sale in sales:
+        by_buyer.setdefault(sale.buyer_id, []).append(sale)
+    for buyer_id, theirs in by_buyer.items():
+        total = sum(sale.price for sale in theirs)
+        notify(buyer_id, Kind.RETURN_DECIDED,
+               f"{len(theirs)} lead{'s' if len(theirs) != 1 else ''} refunded: "
+               f"{format_money(total)} back on your balance",
+               paragraphs=["The batch these leads came from failed its authenticity "
+                           "spot-check, so every sale of it was returned and refunded."],
+               items=[f"Sale #{sale.id} (order #{sale.order_id}): {format_money(sale.price)}"
+                      for sale in theirs],
+               link=path("buyer.return_list"), link_label="See your returns",
+               data={"sale_ids": [sale.id for sale in theirs], "refund": total})
+
+
+def order_filled(order_id: int) -> None:
+    """The order closed because it has all its leads or cannot pay for one more
+    (from a job: app.people.notification_jobs)."""
+    order = db.session.execute(
+        sa.select(Order.id, Order.buyer_id, Order.name, Order.filled, Order.quantity,
+                  Order.spent, Order.budget).where(Order.id == order_id)).one()
+    complete = order.filled >= order.quantity
+    title = (f"Order #{order.id} filled: {order.filled:,} leads" if complete else
+             f"Order #{order.id} reached its budget: {order.filled:,} of "
+             f"{order.quantity:,} leads")
+    name = f" “{order.name}”" if order.name else ""
+    notify(order.buyer_id, Kind.ORDER_FILLED, title, subject=f"filled:{order.id}",
+           paragraphs=[f"Order #{order.id}{name} is closed: {order.filled:,} of "
+                       f"{order.quantity:,} leads delivered for {format_money(order.spent)}."
+                       + ("" if complete else " Its budget cannot pay for one more lead."),
+                       "What it held and did not spend is back on your available balance."],
+           link=path("buyer.order_detail", order_id=order.id), link_label="See the order",
+           data={"order_id": order.id, "filled": order.filled, "quantity": order.quantity,
+                 "spent": order.spent, "budget": order.budget,
+                 "reason": "filled" if complete else "budget"})
+
+
+PERIOD_WORDS = {"hour": ("hourly", "hour"), "day": ("daily", "day"),
+                "week": ("weekly", "week"), "month": ("monthly", "month")}
+
+
+def caps_reached(order, uses: list[dict]) -> None:
+    """An open order used up a cap of its current period (`uses`: rules.cap_use): it
+    takes no lead until the next period starts. Once per cap and period (from a job:
+    app.people.notification_jobs)."""
+    for use in uses:
+        if use["room"] > 0:
+            continue
+        adjective, period = PERIOD_WORDS[use["period"]]
+        cap = (f"{use['cap']:,} leads" if use["kind"] == "leads"
+               else f"{format_money(use['cap'])} of spend")
+        notify(order.buyer_id, Kind.ORDER_FILLED,
+               f"Order #{order.id} reached its {adjective} cap: {cap}",
+               paragraphs=[f"Order #{order.id} takes no more leads this {period}. It takes "
+                           f"them again when the next {period} starts ({order.timezone} "
+                           "time), or now if you raise the cap."],
+               link=path("buyer.order_detail", order_id=order.id), link_label="See the order",
+               subject=f"cap:{order.id}:{use['kind']}:{use['period_key']}",
+               data={"order_id": order.id, "reason": "cap", "kind": use["kind"],
+                     "period": use["period"], "cap": use["cap"], "used": use["used"]})
+
+
+def balance_fell(user_id: int, before: int, after: int) -> None:
+    """A buyer's available balance moved from `before` to `after`: they hear of it when
+    that crosses the threshold they set (once per crossing)."""
+    threshold = db.session.scalar(sa.select(User.low_balance_threshold)
+                                  .where(User.id == user_id))
+    if threshold is None or not after < threshold <= before:
+        return
+    notify(user_id, Kind.LOW_BALANCE,
+           f"Your available balance is {format_money(after)}, below {format_money(threshold)}",
+           paragraphs=["Orders hold what they may spend from your available balance: add "
+                       "funds so that new orders and changes can be placed."],
+           link=path("buyer.balance"), link_label="Add funds", subject="balance",
+           data={"available": after, "threshold": threshold})
+
+
+def delivery_failing(delivery, error: str) -> None:
+    """Every retry of a webhook delivery failed; one unread notice per order."""
+    notify(_buyer_of(delivery.order_id), Kind.DELIVERY_FAILING,
+           f"Leads of order #{delivery.order_id} could not be delivered to your webhook",
+           paragraphs=[f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} "
+                       f"times over a day and is no longer retried. The last error: {error}.",
+                       "The leads stay on the order's page; fix the endpoint there and "
+                       "send them again."],
+           link=path("buyer.order_detail", order_id=delivery.order_id),
+           link_label="See the delivery log", subject=f"order:{delivery.order_id}",
+           data={"order_id": delivery.order_id, "sale_id": delivery.sale_id,
+                 "delivery_id": delivery.id, "error": error})
+
+
+def payout_sent(payout) -> None:
+    notify(payout.seller_id, Kind.PAYOUT_SENT,
+           f"Payout of {format_money(payout.amount, payout.currency)} sent",
+           paragraphs=[f"Payout #{payout.id} of {format_money(payout.amount, payout.currency)} "
+                       f"went to your account {payout.destination}."],
+           link=path("seller.payouts"), link_label="See your payouts",
+           data={"payout_id": payout.id, "amount": payout.amount,
+                 "currency": payout.currency})
+
+
+def person_erased(buyer_id: int, sales: list[tuple[int, int]]) -> None:
+    """A person this buyer bought was erased; `sales`: (sale id, order id) of theirs."""
+    notify(buyer_id, Kind.PERSON_ERASED,
+           "A person you bought asked to be erased: delete them too",
+           paragraphs=["Their contacts are gone from LeadX. Delete them from your CRM and "
+                       "any other copy, and acknowledge it on the erasures page."],
+           items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
+           link=path("buyer.erasures"), link_label="Acknowledge",
+           data={"sale_ids": [sale_id for sale_id, _ in sales]})
+
+
+def _buyer_of(order_id: int) -> int:
+    return db.session.scalar(sa.select(Order.buyer_id).where(Order.id == order_id))
+
+
+def time_left_until(iso: str) -> str:
+    """What is left now of a deadline stored in a notice's data (the list shows it)."""
+    left = datetime.fromisoformat(iso) - datetime.now(timezone.utc)
+    return time_left(left) if left > timedelta(0) else ""
+
+
+def time_left(delta: timedelta) -> str:
+    """3 days 4 hours; 5 hours 10 minutes; 12 minutes."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [(days, "day"), (hours, "hour")] if days else [(hours, "hour"), (minutes, "minute")]
+    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return " ".join(words) or "less than a minute"
