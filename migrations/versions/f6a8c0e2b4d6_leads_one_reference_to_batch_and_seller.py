@@ -4,7 +4,7 @@ A lead's seller is its batch's seller; one composite foreign key says so, and an
 ingest of a million rows checks one key per row instead of two.
 
 Revision ID: f6a8c0e2b4d6
-Revises: e5b7c9d1f3a5
+Revises: 68290ec473c0
 Create Date: 2026-12-05 00:10:00.000000
 
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'f6a8c0e2b4d6'
-down_revision = 'e5b7c9d1f3a5'
+down_revision = '68290ec473c0'
 branch_labels = None
 depends_on = None
 
