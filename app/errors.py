@@ -85,6 +85,14 @@ def _field_problems(messages: dict, path: tuple = ()):
             yield (".".join(fields) or None), str(text)
 
 
+def _named(messages):
+    """Field messages keyed by text: a form field whose name is only blanks reaches us
+    keyed by None, which JSON cannot sort among names."""
+    if not isinstance(messages, dict):
+        return messages
+    return {"" if key is None else str(key): _named(value) for key, value in messages.items()}
+
+
 _LOCATIONS = {"json", "query", "form", "files", "headers", "cookies", "path", "view_args"}
 
 
@@ -100,7 +108,7 @@ def http_error_response(error):
         message = error.description or error.name
         if messages:
             problems = list(_field_problems(messages))
-            details = {"fields": messages, "field": problems[0][0]}
+            details = {"fields": _named(messages), "field": problems[0][0]}
             message = "; ".join(f"{name}: {text}" if name else text for name, text in problems)
         if status == 413:
             from flask import request

@@ -111,3 +111,11 @@ def test_real_time_lead_verdicts_are_4xx_with_the_row_code(client, seller, api_k
     missing = client.post("/api/v1/leads", headers=headers, json={"email": "a@mail.example.com"})
     assert missing.status_code == 422
     assert "default_country" in missing.json["error"]["details"]["fields"]["json"]
+
+
+def test_a_form_field_named_only_blanks_is_a_clear_error(client, seller, api_key_for):
+    """Found by the schemathesis run: its name reached the error body keyed by None."""
+    response = _upload(client, api_key_for(seller), csv_bytes([person(1)]), **{"\r": "x"})
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "validation_error"
+    assert response.json["error"]["details"]["fields"]["form"][""] == ["Unknown field."]
