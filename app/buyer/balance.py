@@ -1,5 +1,6 @@
 """The buyer's money: balance, card top-ups (Stripe.js tokenises the card in the
-browser; the server confirms the PaymentIntent), withdrawals, statement."""
+browser; the server confirms the PaymentIntent), bank transfer details with the
+buyer's reference, withdrawals, statement."""
 from flask import (
     Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
 )
@@ -12,7 +13,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money
 from app.models import TopUpStatus
-from app.services import ledger, payments
+from app.services import bank_transfers, ledger, payments
 
 WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
 
@@ -44,6 +45,9 @@ def balance():
         statement=ledger.statement_for(current_user, limit=STATEMENT_PAGE,
                                        offset=(page - 1) * STATEMENT_PAGE),
         page=page, page_size=STATEMENT_PAGE,
+        bank=bank_transfers.bank_details(),
+        bank_reference=bank_transfers.reference_for(current_user),
+        bank_transfers=bank_transfers.transfers_for(current_user),
         **_balance_context(),
     )
 

@@ -22,6 +22,7 @@ from app.models.orders import (
     WebhookDelivery,
 )
 from app.models.outcomes import OutcomeStatus, SaleOutcome
+from app.models.funding import AutoTopUp, BankTransfer, ManualPayout
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.payments import (
     CardRefund,
@@ -51,6 +52,9 @@ __all__ = [
     "OutcomeStatus",
     "SaleOutcome",
     "AccountKind",
+    "AutoTopUp",
+    "BankTransfer",
+    "ManualPayout",
     "ApiKey",
     "AuditEvent",
     "Batch",
