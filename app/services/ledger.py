@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.core import bounds
+from app.core import bounds, events
 from app.core.bulk import allocate_ids, bulk_insert
 from app.core.dialect import locked, postgres, update_many
 from app.errors import DomainError, InsufficientFunds, ValidationFailed
@@ -158,6 +158,9 @@ def post(
     for posting in postings:
         if isinstance(posting.account, LedgerAccount):
             db.session.expire(posting.account, ["balance"])  # moved by SQL, not the ORM
+        if posting.amount < 0 and posting.account.kind is AccountKind.BUYER_AVAILABLE:
+            # Once this commits, the buyer's automatic top-up may be due (app/tasks.py).
+            events.record(events.BuyerFundsLowered(posting.account.id))
     return transaction
 
 
