@@ -1,7 +1,8 @@
 """Money that crosses the edge of the exchange outside Stripe (SPEC §5, issue 16):
 bank transfers from buyers, recorded by an admin against the buyer's reference, and
 manual payouts to sellers without Stripe Connect. The ledger holds the money; these
-rows hold what the bank told us (its transaction id makes each one count once)."""
+rows hold what the bank told us (its transaction id makes each one count once). Also
+a buyer's automatic top-up settings (a saved card charged below a threshold)."""
 from datetime import date, datetime
 from typing import Optional
 
