@@ -86,6 +86,15 @@ class Config:
     STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL")
     # "stripe", or "simulated" for local test servers without Connect (localstripe).
     STRIPE_CONNECT = os.environ.get("STRIPE_CONNECT", "stripe")
+    # The exchange's bank account, shown to buyers who fund their balance by bank
+    # transfer (each with their own reference). Without BANK_IBAN or
+    # BANK_ACCOUNT_NUMBER the balance page offers no bank transfer.
+    BANK_ACCOUNT_NAME = os.environ.get("BANK_ACCOUNT_NAME")
+    BANK_NAME = os.environ.get("BANK_NAME")
+    BANK_IBAN = os.environ.get("BANK_IBAN")
+    BANK_BIC = os.environ.get("BANK_BIC")
+    BANK_ACCOUNT_NUMBER = os.environ.get("BANK_ACCOUNT_NUMBER")
+    BANK_ROUTING_NUMBER = os.environ.get("BANK_ROUTING_NUMBER")
     TOPUP_MINIMUM = _env_int("TOPUP_MINIMUM", 500)
     TOPUP_MAXIMUM = _env_int("TOPUP_MAXIMUM", 10_000_000)
     PAYOUT_MINIMUM = _env_int("PAYOUT_MINIMUM", 1000)
@@ -129,6 +138,13 @@ class DevelopmentConfig(Config):
     )
     SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # Demo bank details (the UK's published example IBAN), so bank transfers can be
+    # tried; a real exchange sets its own.
+    BANK_ACCOUNT_NAME = Config.BANK_ACCOUNT_NAME or "LeadX Demo Exchange Ltd"
+    BANK_NAME = Config.BANK_NAME or "Demo Bank plc (not a real account)"
+    BANK_IBAN = Config.BANK_IBAN or ("GB33BUKB20201555555555"
+                                     if not Config.BANK_ACCOUNT_NUMBER else None)
+    BANK_BIC = Config.BANK_BIC or "BUKBGB22"
 
 
 class TestingConfig(DevelopmentConfig):

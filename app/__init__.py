@@ -89,6 +89,7 @@ def register_blueprints(flask_app) -> None:
     """An area's `__init__` is its blueprint; its route modules add their routes to it
     as they are imported, here, before it is registered. No blueprint imports its
     routes, so the imports run one way (tests/unit/test_import_cycles.py)."""
+    import app.admin.funding
     import app.admin.outbox
     import app.admin.payments
     import app.admin.quality

@@ -328,6 +328,14 @@ def refresh_seller_points() -> int:
     return scoring.refresh_seller_points()
 
 
+@celery.task(name="app.tasks.check_auto_topup")
+def check_auto_topup(account_id: int) -> None:
+    """A buyer's available balance went down: top up from their saved card if due."""
+    from app.services import autotopup
+
+    autotopup.check(account_id)
+
+
 # Follow-up work: after the commit of the transaction that recorded the event.
 events.on(events.EmailsQueued, lambda e: dispatch(send_emails, list(e.email_ids)))
 events.on(events.OrdersFilled, lambda e: dispatch(tell_orders_filled, list(e.order_ids)))
@@ -337,3 +345,4 @@ events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
+events.on(events.BuyerFundsLowered, lambda e: dispatch(check_auto_topup, e.account_id))

@@ -212,10 +212,12 @@ def test_kpi_page_compares_orders_and_exports_safely(app, buyer_client, buyer, a
     assert "gross margin from conversions" in page
     exported = buyer_client.get("/buyer/kpis.csv").get_data(as_text=True)
     lines = list(csv.reader(io.StringIO(exported.lstrip("\ufeff"))))
-    assert lines[0][:4] == ["order_id", "order", "leads", "spend_USD"]
+    assert lines[0] == ["order_id", "order", "leads", "spend", "cpl", "conversions",
+                        "conversion_rate", "cpa", "revenue", "roi", "currency"]
     by_id = {line[0]: line for line in lines[1:]}
     assert by_id[str(two.id)][1].startswith("'=HYPERLINK")  # never a formula in Excel
-    assert by_id[str(one.id)][2:] == ["5", "15.00", "3.00", "1", "0.2000", "15.00", "20.00", "0.3333"]
+    assert by_id[str(one.id)][2:] == ["5", "15.00", "3.00", "1", "0.2000", "15.00", "20.00", "0.3333",
+                                      "USD"]
     assert lines[-1][1:4] == ["All orders", "9", "19.00"]
     empty = buyer_client.get("/buyer/kpis?from=2020-01-01&to=2020-01-02").get_data(as_text=True)
     assert "No leads delivered in this period." in empty and "data-order-id" not in empty

@@ -368,5 +368,6 @@ def test_statement_pages_and_csv_keep_amounts_as_numbers(buyer_client, buyer):
     assert "Older" in first and "Newer" in second and "-$0.50" in first
     lines = buyer_client.get("/buyer/balance/statement.csv").get_data(as_text=True).splitlines()
     assert len(lines) == 62 and lines[0].lstrip("\ufeff").startswith("transaction_id,")
-    assert ",-50,7720," in lines[1]  # a negative amount stays a number
+    # Major units with the currency in its own column (SPEC §5); negative stays a number.
+    assert lines[1].endswith(",manual_debit,buyer_available,-0.50,77.20,fee,USD")
     assert "'=HYPERLINK" in lines[-1]  # a memo cannot be a formula

@@ -1,7 +1,7 @@
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField, SubmitField, TextAreaField
+from wtforms import DateField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from app.formatting import parse_money
 from app.models import TrustLevel
@@ -36,3 +36,38 @@ class ManualDebitForm(ManualCreditForm):
         description="Why the money is taken off (a chargeback settled outside Stripe, a correction).",
     )
     submit = SubmitField("Debit balance")
+
+
+class _MoneyAmount:
+    def validate_amount(self, field):
+        try:
+            field.minor_units = parse_money(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc))
+        if field.minor_units <= 0:
+            raise ValidationError("The amount must be above zero.")
+
+
+class BankTransferForm(_MoneyAmount, FlaskForm):
+    reference = StringField("Buyer's reference", validators=[DataRequired(), Length(max=60)],
+                            description="As the bank statement shows it, e.g. LX-000042-53.")
+    amount = StringField("Amount received", validators=[DataRequired()],
+                         description="e.g. 1,250.00")
+    received_on = DateField("Received on", validators=[DataRequired()])
+    bank_transaction_id = StringField(
+        "Bank's transaction id", validators=[DataRequired(), Length(max=100)],
+        description="From the bank statement; each bank line is credited once.")
+    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)])
+    submit = SubmitField("Credit the buyer")
+
+
+class ManualPayoutForm(_MoneyAmount, FlaskForm):
+    amount = StringField("Amount sent", validators=[DataRequired()], description="e.g. 480.00")
+    paid_on = DateField("Sent on", validators=[DataRequired()])
+    bank_transaction_id = StringField(
+        "Bank's transaction id", validators=[DataRequired(), Length(max=100)],
+        description="Of the outgoing transfer; each is recorded once.")
+    destination = StringField("Paid to", validators=[Optional(), Length(max=255)],
+                              description="The seller's account, e.g. IBAN ending 1234.")
+    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)])
+    submit = SubmitField("Record payout")

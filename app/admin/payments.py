@@ -1,5 +1,5 @@
 """Admin: the exchange's money — commission revenue, the processor reconciliation,
-payouts run on demand, manual debits."""
+payouts run on demand, recent bank transfers and manual payouts."""
 from datetime import datetime, timedelta, timezone
 
 from flask import flash, redirect, render_template, request, url_for
@@ -12,7 +12,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, Payout, Sale, TopUp
-from app.services import ledger, payments
+from app.services import bank_transfers, ledger, manual_payouts, payments
 
 
 def _commission_by_day(days: int = 30) -> list[tuple[str, int, int]]:
@@ -44,6 +44,8 @@ def money_overview():
         topups=db.session.scalars(select(TopUp).order_by(TopUp.id.desc()).limit(20)).all(),
         payouts=db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(20)).all(),
         run_form=ConfirmForm(),
+        manual_payouts=manual_payouts.recent_payouts(limit=20),
+        bank_transfers=bank_transfers.recent_transfers(limit=20),
     )
 
 

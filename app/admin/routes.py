@@ -1,16 +1,20 @@
 """Admin area routes: marketplace overview, users and trust, manual credits, audit log."""
+from datetime import date
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
 from app.admin import bp
-from app.admin.forms import ManualCreditForm, ManualDebitForm, TrustForm
+from app.admin.forms import ManualCreditForm, ManualDebitForm, ManualPayoutForm, TrustForm
 from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
-from app.services import accounts, ledger, market_stats, memo, trust
+from app.services import (
+    accounts, bank_transfers, ledger, manual_payouts, market_stats, memo, trust,
+)
 
 PAGE_SIZE = 50
 
@@ -76,6 +80,9 @@ def user_detail(user_id: int):
         trust_form=TrustForm(level=(proposal.level if proposal else user.trust_level).value),
         credit_form=ManualCreditForm(),
         debit_form=ManualDebitForm(),
+        payout_form=ManualPayoutForm(paid_on=date.today()),
+        manual_payouts=manual_payouts.payouts_for(user) if user.is_seller else [],
+        bank_reference=bank_transfers.reference_for(user) if user.is_buyer else None,
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)

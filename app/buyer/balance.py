@@ -1,5 +1,7 @@
 """The buyer's money: balance, card top-ups (Stripe.js tokenises the card in the
-browser; the server confirms the PaymentIntent), withdrawals, statement."""
+browser; the server confirms the PaymentIntent), bank transfer details with the
+buyer's reference, automatic top-up with a saved card (Stripe.js confirms a
+SetupIntent in the browser), withdrawals, statement."""
 from flask import (
     Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
 )
@@ -7,12 +9,12 @@ from flask_login import current_user
 
 from app.core import bounds
 from app.buyer import bp
-from app.buyer.forms import TopUpForm, WithdrawForm
+from app.buyer.forms import AutoTopUpForm, TopUpForm, WithdrawForm
 from app.errors import DomainError
 from app.extensions import db
-from app.formatting import format_money
+from app.formatting import format_money, money_input
 from app.models import TopUpStatus
-from app.services import ledger, payments
+from app.services import autotopup, bank_transfers, ledger, payments
 
 WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
 
@@ -44,6 +46,11 @@ def balance():
         statement=ledger.statement_for(current_user, limit=STATEMENT_PAGE,
                                        offset=(page - 1) * STATEMENT_PAGE),
         page=page, page_size=STATEMENT_PAGE,
+        auto=autotopup.settings_for(current_user),
+        auto_form=_auto_form(),
+        bank=bank_transfers.bank_details(),
+        bank_reference=bank_transfers.reference_for(current_user),
+        bank_transfers=bank_transfers.transfers_for(current_user),
         **_balance_context(),
     )
 
@@ -134,4 +141,71 @@ def withdraw():
         for errors in form.errors.values():
             for error in errors:
                 flash(error, "danger")
+    return redirect(url_for("buyer.balance"))
+
+
+def _auto_form() -> AutoTopUpForm:
+    settings = autotopup.settings_for(current_user)
+    if settings is None:
+        return AutoTopUpForm()
+    return AutoTopUpForm(threshold=money_input(settings.threshold),
+                         amount=money_input(settings.amount), enabled=settings.enabled)
+
+
+def _form_error_json(form):
+    message = "; ".join(e for errors in form.errors.values() for e in errors)
+    return jsonify(error={"code": "validation_error", "message": message}), 422
+
+
+@bp.route("/balance/auto-topup/setup", methods=["POST"])
+def auto_topup_setup():
+    """Called by static/js/autotopup.js: a SetupIntent for Stripe.js to confirm."""
+    form = AutoTopUpForm()
+    if not form.validate_on_submit():
+        return _form_error_json(form)
+    try:
+        autotopup.check_terms(form.threshold.minor_units, form.amount.minor_units)
+        client_secret = autotopup.start_card_setup(current_user)
+    except DomainError as exc:
+        db.session.rollback()
+        return _json_error(exc)
+    return jsonify(client_secret=client_secret)
+
+
+@bp.route("/balance/auto-topup", methods=["POST"])
+def auto_topup_save():
+    """With a confirmed SetupIntent (JSON, from autotopup.js): save the card and the
+    terms. Without one (a plain form): change the terms or turn it on or off."""
+    form = AutoTopUpForm()
+    wants_json = bool(form.setup_intent_id.data)
+    if not form.validate_on_submit():
+        if wants_json:
+            return _form_error_json(form)
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "danger")
+        return redirect(url_for("buyer.balance"))
+    try:
+        if wants_json:
+            settings = autotopup.save(current_user, setup_intent_id=form.setup_intent_id.data,
+                                      threshold=form.threshold.minor_units,
+                                      amount=form.amount.minor_units)
+        else:
+            settings = autotopup.change(current_user, threshold=form.threshold.minor_units,
+                                        amount=form.amount.minor_units,
+                                        enabled=form.enabled.data)
+    except DomainError as exc:
+        db.session.rollback()
+        if wants_json:
+            return _json_error(exc)
+        flash(exc.message, "danger")
+        return redirect(url_for("buyer.balance"))
+    if settings.enabled:
+        flash(f"Automatic top-up is on: when your balance falls below "
+              f"{format_money(settings.threshold)}, {format_money(settings.amount)} is charged "
+              f"to your {settings.card_label}.", "success")
+    else:
+        flash("Automatic top-up is off.", "info")
+    if wants_json:
+        return jsonify(redirect_url=url_for("buyer.balance"))
     return redirect(url_for("buyer.balance"))

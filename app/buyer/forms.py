@@ -230,6 +230,22 @@ class TopUpForm(FlaskForm):
 
 class WithdrawForm(FlaskForm):
     amount = AmountField("Amount to withdraw", validators=[DataRequired()])
+
+
+class ThresholdField(StringField):
+    """An amount that may be zero ("0.00": top up only when the balance is empty)."""
+
+    def pre_validate(self, form):
+        _money(self, required=True)
+
+
+class AutoTopUpForm(FlaskForm):
+    threshold = ThresholdField("When my balance falls below", validators=[DataRequired()],
+                               description="e.g. 100.00")
+    amount = AmountField("Add", validators=[DataRequired()], description="e.g. 500.00")
+    # The SetupIntent Stripe.js confirmed with the card in the browser (new card only).
+    setup_intent_id = StringField()
+    enabled = BooleanField("Automatic top-up on", default=True)
 class OutcomeForm(FlaskForm):
     """What became of one delivered lead."""
 

@@ -92,6 +92,14 @@ class OrderResumed(OrderEvent):
     """A paused order was resumed."""
 
 
+# Money
+@dataclass(frozen=True)
+class BuyerFundsLowered(Event):
+    """A buyer's available balance went down (a hold for an order, a withdrawal, a
+    debit): their automatic top-up, if they have one, may be due."""
+    account_id: int
+
+
 # Webhooks: the sales whose pending deliveries should be sent now, all in one run.
 @dataclass(frozen=True)
 class WebhooksDue(Event):

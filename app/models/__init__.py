@@ -29,6 +29,7 @@ from app.models.notifications import (
     OutgoingEmail,
 )
 from app.models.outcomes import OutcomeStatus, SaleOutcome
+from app.models.funding import AutoTopUp, BankTransfer, ManualPayout
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.payments import (
     CardRefund,
@@ -63,6 +64,9 @@ __all__ = [
     "OutcomeStatus",
     "SaleOutcome",
     "AccountKind",
+    "AutoTopUp",
+    "BankTransfer",
+    "ManualPayout",
     "ApiKey",
     "AuditEvent",
     "Batch",

@@ -44,6 +44,8 @@ class TopUp(db.Model):
     refunded: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     ledger_transaction_id: Mapped[Optional[int]] = mapped_column(
         sa.ForeignKey("ledger_transactions.id"))
+    # Started by the buyer's automatic top-up (their saved card, off-session).
+    automatic: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

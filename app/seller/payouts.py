@@ -1,5 +1,6 @@
 """A seller's payouts: connect a Stripe account once, then cleared earnings are
-transferred automatically; the history of every payout."""
+transferred automatically; or the exchange pays by bank transfer (manual payouts,
+each with a receipt); the history of every payout."""
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
@@ -7,7 +8,7 @@ from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import db
 from app.seller import bp
-from app.services import earnings, ledger, payments
+from app.services import bank_transfers, earnings, ledger, manual_payouts, payments
 
 
 @bp.route("/payouts")
@@ -18,6 +19,7 @@ def payouts():
         configured=configured,
         balance=ledger.balance_for(current_user),
         payouts=payments.payouts_for(current_user),
+        manual_payouts=manual_payouts.payouts_for(current_user),
         return_window_days=earnings.return_window().days,
         connect_form=ConfirmForm(),
     )
@@ -55,3 +57,11 @@ def connect_return():
             flash("Stripe still needs some details before it can pay you; continue the "
                   "onboarding when you are ready.", "warning")
     return redirect(url_for("seller.payouts"))
+
+
+@bp.route("/payouts/manual/<int:payout_id>")
+def manual_payout_receipt(payout_id: int):
+    """The receipt for one payout the exchange sent by bank transfer."""
+    payout = manual_payouts.payout_of(current_user, payout_id)
+    return render_template("seller/payout_receipt.html", payout=payout,
+                           bank=bank_transfers.bank_details())

@@ -6,10 +6,9 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
-from app.formatting import money_input
 from app.models import Lead, Order, Sale, SaleOutcome
 from app.services import scoring
-from app.services.exports import csv_lines
+from app.services.exports import NUMBER, PHONE, csv_lines, major_units
 from app.services.crypto import current_vault
 
 CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email", "phone",
@@ -18,10 +17,14 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                "consent_text", "ip", "lead_id",
                # Added later, so at the end: imports written for the columns above still work.
                "score", "temperature", "outcome", "revenue",
-               "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid"]
-LATER_LEAD_COLUMNS = CSV_COLUMNS[-5:]
-# Validated values that cannot start a formula; left as they are for CRM imports.
-TRUSTED_CSV_COLUMNS = frozenset(CSV_COLUMNS.index(c) for c in ("phone", "sold_at", "consent_at"))
+               "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
+               # SPEC §5: `price` and `revenue` are in major units of this currency.
+               "currency"]
+LATER_LEAD_COLUMNS = CSV_COLUMNS[-6:-1]
+# Cells that are not free text (app/services/exports.py): numbers we wrote, and the
+# validated E.164 phone, kept text in spreadsheets.
+CSV_KINDS = {**dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER),
+             "phone": PHONE}
 
 
 def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> dict:
@@ -68,15 +71,17 @@ def delivered(order: Order, *, limit: int | None = None, offset: int = 0) -> Ite
 
 
 def delivered_csv(order: Order) -> Iterator[str]:
+    """The order's leads as CSV: money in major units with a `currency` column, the
+    phone as text spreadsheets keep, free text defused (app/services/exports.py)."""
     def rows():
         for record in delivered(order):
             lead, outcome = record["lead"], record["outcome"] or {}
-            revenue = outcome.get("revenue")
-            yield [record["sale_id"], record["sold_at"], record["price"],
+            currency = record["currency"]
+            yield [record["sale_id"], record["sold_at"], major_units(record["price"], currency),
                    *[";".join(lead[c]) if c == "interests" else lead[c]
                      for c in CSV_COLUMNS[3:CSV_COLUMNS.index("lead_id")]],
                    lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
-                   None if revenue is None else money_input(revenue),
-                   *[lead[c] for c in LATER_LEAD_COLUMNS]]
+                   major_units(outcome.get("revenue"), currency),
+                   *[lead[c] for c in LATER_LEAD_COLUMNS], currency]
 
-    return csv_lines(CSV_COLUMNS, rows(), TRUSTED_CSV_COLUMNS)
+    return csv_lines(CSV_COLUMNS, rows(), CSV_KINDS)

@@ -1,34 +1,114 @@
-"""CSV and Excel exports that spreadsheets open safely.
+"""CSV and Excel exports that spreadsheets open safely, in one money convention
+(SPEC §5): pure logic, no database.
 
-A cell starting with = + - @ (or a tab/CR before them) is a formula to Excel and
-LibreOffice: an attacker's "=HYPERLINK(...)" in a lead's name would run on the buyer's
-machine. Such cells are prefixed with an apostrophe (OWASP's advice)."""
+Every CSV the product writes goes through `csv_lines`, and every cell in it is one
+of three kinds:
+
+- text (the default): a cell starting with = + - @ (or a tab/CR before them) is a
+  formula to Excel and LibreOffice -- an attacker's "=HYPERLINK(...)" in a lead's name
+  would run on the buyer's machine -- so such cells get an apostrophe in front
+  (OWASP's advice). The apostrophe shows; the formula never runs.
+- number: values we computed (ids, counts, scores, rates, amounts). A negative
+  amount must stay a number, so these are written as they are -- but only if they
+  look like a number; anything else is guarded like text.
+- phone: a validated E.164 number is written after a tab ("\t+79541234567").
+  Written bare, "+79541234567" is read by Excel as the formula +79541234567, shown
+  as 7.95E+10 with the "+" lost; the `="+7954…"` trick keeps it, but as a formula
+  that CRMs and scripts then import verbatim. After a tab the cell is no number and
+  no formula to Excel or LibreOffice, so it opens as the text +79541234567, and
+  every CSV reader gets the E.164 number back with a `strip()` (phonenumbers and
+  most CRM importers ignore leading whitespace themselves). A value that is not
+  E.164 is guarded like text.
+
+Money is written in major units with the currency in its own `currency` column (the
+last column of the file), formatted from integer minor units by `major_units` with
+integer arithmetic only, never a float: 123450 USD is "1234.50", 5 JPY is "5".
+"""
 import csv
 import io
 import itertools
 import re
 import zipfile
-from typing import Iterable, Iterator, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 from xml.sax.saxutils import escape
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
+TEXT, NUMBER, PHONE = "text", "number", "phone"
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+_E164 = re.compile(r"\+[1-9][0-9]{5,14}", re.ASCII)
+
+# ISO 4217 currencies whose minor unit is not a hundredth (all others: 2 places).
+_MINOR_DIGITS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+                     "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    "CLF": 4, "UYW": 4,
+}
+
+
+def minor_digits(currency: str) -> int:
+    """How many decimal places the currency's minor unit has (ISO 4217)."""
+    return _MINOR_DIGITS.get(currency.upper(), 2)
+
+
+def major_units(minor: Optional[int], currency: str) -> Optional[str]:
+    """An amount in integer minor units as a plain decimal in major units, for CSV:
+    123450 USD -> "1234.50", -5 USD -> "-0.05", 1234 JPY -> "1234". No thousands
+    separators, a "." decimal point, no currency sign (that goes in its own column).
+    None stays None (an empty cell)."""
+    if minor is None:
+        return None
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError(f"money is an integer of minor units, not {minor!r}")
+    digits = minor_digits(currency)
+    sign = "-" if minor < 0 else ""
+    major, fraction = divmod(abs(minor), 10 ** digits)
+    return f"{sign}{major}.{fraction:0{digits}d}" if digits else f"{sign}{major}"
+
+
+def major_units_of_average(minor: Optional[Decimal | int], currency: str) -> Optional[str]:
+    """An average in minor units that may have a fraction (a cost per lead): rounded
+    half up to a whole minor unit first, as the pages show it."""
+    if minor is None:
+        return None
+    return major_units(int(Decimal(minor).quantize(Decimal(1), ROUND_HALF_UP)), currency)
 
 
 def safe_cell(value) -> str:
+    """Free text as a cell that no spreadsheet runs as a formula."""
     text = "" if value is None else str(value)
     if text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
 
 
+def number_cell(value) -> str:
+    text = "" if value is None else str(value)
+    return text if not text or _NUMBER.fullmatch(text) else safe_cell(text)
+
+
+def phone_cell(value) -> str:
+    text = "" if value is None else str(value)
+    return "\t" + text if _E164.fullmatch(text) else safe_cell(text)
+
+
+_CELLS = {TEXT: safe_cell, NUMBER: number_cell, PHONE: phone_cell}
+
+
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
-              trusted_columns: frozenset[int] = frozenset(), *, delimiter: str = ",",
+              kinds: Mapping[str, str] | None = None, *, delimiter: str = ",",
               bom: bool = True) -> Iterator[str]:
     """Stream a CSV document line by line (UTF-8 BOM first, so Excel reads UTF-8).
 
-    `trusted_columns` are validated values that cannot carry a formula (an E.164 phone
-    starts with "+"); they stay as they are so a CRM can import them. `delimiter` and
-    `bom` give a file back in the shape it came in."""
+    `kinds` names the columns that are not free text: NUMBER or PHONE (see the
+    module's docstring); every other cell is guarded as TEXT. `delimiter` and `bom`
+    give a file back in the shape it came in."""
+    kinds = kinds or {}
+    unknown = set(kinds) - set(header)
+    if unknown:
+        raise ValueError(f"kinds for columns not in the header: {sorted(unknown)}")
+    cells = [_CELLS[kinds.get(name, TEXT)] for name in header]
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
 
@@ -41,7 +121,9 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
     writer.writerow([safe_cell(h) for h in header])
     yield ("\ufeff" if bom else "") + flush()
     for row in rows:
-        writer.writerow([v if i in trusted_columns else safe_cell(v) for i, v in enumerate(row)])
+        # A row may run past the header (a ragged upload given back): text, guarded.
+        writer.writerow([(cells[i] if i < len(cells) else safe_cell)(value)
+                         for i, value in enumerate(row)])
         yield flush()
 
 

@@ -322,24 +322,22 @@ def chart_data(orders: list[Order], per_order: dict[int, Kpis], days: list[dict]
 
 
 def kpi_table_csv(orders: list[Order], per_order: dict[int, Kpis], currency: str):
-    """The comparison table as CSV (money in currency units, rates as fractions)."""
-    from app.services.exports import csv_lines
-
-    def money(value) -> Optional[str]:
-        if value is None:
-            return None
-        return str((Decimal(value) / 100).quantize(CENTS, ROUND_HALF_UP))
+    """The comparison table as CSV (SPEC §5): money in major units with the currency
+    in its own column, rates as fractions."""
+    from app.services.exports import NUMBER, csv_lines, major_units, major_units_of_average
 
     def row(order_id, name, k: Kpis):
-        return [order_id, name, k.leads, money(k.spend), money(k.cpl), k.conversions,
-                k.conversion_rate, money(k.cpa), money(k.revenue), k.roi]
+        return [order_id, name, k.leads, major_units(k.spend, currency),
+                major_units_of_average(k.cpl, currency), k.conversions, k.conversion_rate,
+                major_units_of_average(k.cpa, currency), major_units(k.revenue, currency), k.roi,
+                currency]
 
-    header = ["order_id", "order", "leads", f"spend_{currency}", f"cpl_{currency}",
-              "conversions", "conversion_rate", f"cpa_{currency}", f"revenue_{currency}", "roi"]
+    header = ["order_id", "order", "leads", "spend", "cpl", "conversions", "conversion_rate",
+              "cpa", "revenue", "roi", "currency"]
     rows = [row(o.id, o.name, per_order.get(o.id, Kpis())) for o in orders]
     rows.append(["", "All orders", *row("", "", total(per_order))[2:]])
-    # Every column but the order's name is a number we computed: a negative ROI must
-    # stay a number, not be quoted like a formula.
-    numbers = frozenset(i for i, name in enumerate(header) if name != "order")
-    return csv_lines(header, rows, numbers)
+    # Every column but the order's name and the currency is a number we computed: a
+    # negative ROI must stay a number, not be quoted like a formula.
+    kinds = {name: NUMBER for name in header if name not in ("order", "currency")}
+    return csv_lines(header, rows, kinds)
 

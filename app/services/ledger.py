@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.core import bounds
+from app.core import bounds, events
 from app.core.bulk import allocate_ids, bulk_insert
 from app.core.dialect import locked, postgres, update_many
 from app.errors import DomainError, InsufficientFunds, ValidationFailed
@@ -161,6 +161,8 @@ def post(
             db.session.expire(posting.account, ["balance"])  # moved by SQL, not the ORM
         if posting.amount < 0 and posting.account.kind is AccountKind.BUYER_AVAILABLE:
             _tell_if_low(posting)
+            # Once this commits, the buyer's automatic top-up may be due (app/tasks.py).
+            events.record(events.BuyerFundsLowered(posting.account.id))
     return transaction
 
 
@@ -448,15 +450,19 @@ def statement_for(user: User, limit: int = 200, offset: int = 0) -> list[dict]:
 
 
 STATEMENT_CSV_COLUMNS = ["transaction_id", "created_at", "kind", "account", "amount",
-                         "balance_after", "memo"]
+                         "balance_after", "memo", "currency"]
 
 
 def statement_csv(user: User) -> Iterator[str]:
-    """The whole statement as CSV; our own numbers stay numbers (a negative amount is
-    not a formula), memos are guarded like any free text."""
-    from app.services.exports import csv_lines
+    """The whole statement as CSV (SPEC §5): amounts in major units with the currency
+    in its own column; our own numbers stay numbers (a negative amount is not a
+    formula), memos are guarded like any free text."""
+    from app.services.exports import NUMBER, csv_lines, major_units
 
-    rows = ([row[c].isoformat() if c == "created_at" else row[c] for c in STATEMENT_CSV_COLUMNS]
+    code = currency()
+    rows = ([row["transaction_id"], row["created_at"].isoformat(), row["kind"], row["account"],
+             major_units(row["amount"], code), major_units(row["balance_after"], code),
+             row["memo"], code]
             for row in statement_for(user, limit=100_000))
-    trusted = frozenset(STATEMENT_CSV_COLUMNS.index(c) for c in ("amount", "balance_after"))
-    return csv_lines(STATEMENT_CSV_COLUMNS, rows, trusted)
+    kinds = dict.fromkeys(("transaction_id", "amount", "balance_after"), NUMBER)
+    return csv_lines(STATEMENT_CSV_COLUMNS, rows, kinds)

@@ -17,7 +17,7 @@ a reversing transaction puts it back.
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import stripe
 from flask import current_app
@@ -26,8 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import db
+from app.formatting import format_money
 from app.models import (
-    AccountKind, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent, TopUp,
+    AccountKind, AutoTopUp, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent, TopUp,
     TopUpStatus, TrustLevel, User, Withdrawal,
 )
 from app.people import notifications
@@ -163,16 +164,26 @@ def save_card_token(buyer: User, token: str) -> str:
     return card.id
 
 
-def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None) -> TopUpStart:
+def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None, *,
+                automatic: bool = False,
+                claim: Optional[Callable[[TopUp], None]] = None) -> TopUpStart:
     """Create the PaymentIntent for a top-up and, given a payment method, confirm it.
-    The balance is credited later, by `handle_event`, never here."""
+    The balance is credited later, by `handle_event`, never here.
+
+    An automatic top-up (the buyer's saved card, charged off-session) passes `claim`,
+    which runs with the new row flushed, before anything is committed or asked of
+    Stripe, and raises if another automatic top-up is already in flight."""
     _require_configured()
     if not buyer.is_buyer:
         raise ValidationFailed("Only buyers top up a balance.", code="not_a_buyer")
     check_topup_amount(amount)
     customer = ensure_customer(buyer)
-    topup = TopUp(buyer_id=buyer.id, amount=amount, currency=ledger.currency())
+    topup = TopUp(buyer_id=buyer.id, amount=amount, currency=ledger.currency(),
+                  automatic=automatic)
     db.session.add(topup)
+    if claim is not None:
+        db.session.flush()
+        claim(topup)
     db.session.commit()
     try:
         intent = client().v1.payment_intents.create(
@@ -192,18 +203,22 @@ def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None) 
     _follow_intent(topup, intent)
     db.session.commit()
     if payment_method:
-        intent = confirm_topup(topup, payment_method)
+        intent = confirm_topup(topup, payment_method, off_session=automatic)
     return TopUpStart(topup, intent.client_secret)
 
 
-def confirm_topup(topup: TopUp, payment_method: str):
+def confirm_topup(topup: TopUp, payment_method: str, *, off_session: bool = False):
     """Charge the top-up's PaymentIntent with a card (server-side confirmation; 3-D
-    Secure, if the card needs it, is finished by Stripe.js in the buyer's browser)."""
+    Secure, if the card needs it, is finished by Stripe.js in the buyer's browser).
+    Off-session (an automatic top-up) tells Stripe the buyer is not there; local test
+    servers (STRIPE_API_BASE) do not know the parameter, and charge all the same."""
     api = client().v1.payment_intents
+    confirm_params = ({"off_session": True}
+                      if off_session and not current_app.config.get("STRIPE_API_BASE") else None)
     try:
         api.update(topup.payment_intent_id, params={"payment_method": payment_method},
                    options={"idempotency_key": f"topup:{topup.id}:pm:{payment_method}"})
-        intent = api.confirm(topup.payment_intent_id,
+        intent = api.confirm(topup.payment_intent_id, params=confirm_params,
                              options={"idempotency_key": f"topup:{topup.id}:confirm:{payment_method}"})
     except stripe.CardError as exc:
         _fail(topup, _message(exc))
@@ -243,12 +258,30 @@ def _fail(topup: TopUp, message: str) -> None:
     if topup.status is not TopUpStatus.SUCCEEDED:
         topup.status = TopUpStatus.FAILED
         topup.failure_message = message
+        _automatic_done(topup, message)
     db.session.commit()
     if topup.payment_intent_id:
         try:  # leave nothing chargeable behind at Stripe
             client().v1.payment_intents.cancel(topup.payment_intent_id)
         except stripe.StripeError:
             log.info("could not cancel %s after a failure", topup.payment_intent_id)
+
+
+def _automatic_done(topup: TopUp, error: Optional[str] = None) -> None:
+    """An automatic top-up reached its end: the next one may start. A failed one
+    stops automatic top-ups until the buyer turns them on again, and says why on
+    their balance page (retrying a refused card on every order would only be refused
+    again)."""
+    if not topup.automatic:
+        return
+    settings = db.session.get(AutoTopUp, topup.buyer_id)
+    if settings is None or settings.pending_topup_id != topup.id:
+        return
+    settings.pending_topup_id = None
+    if error:
+        settings.enabled = False
+        settings.last_error = f"The automatic top-up of {format_money(topup.amount)} failed: {error}"
+        settings.last_error_at = datetime.now(timezone.utc)
 
 
 def topups_for(buyer: User, limit: int = 50) -> list[TopUp]:
@@ -329,6 +362,7 @@ def _on_intent_succeeded(intent) -> str:
     topup.status = TopUpStatus.SUCCEEDED
     topup.failure_message = ""
     topup.ledger_transaction_id = transaction.id
+    _automatic_done(topup)
     return f"credited {received} to buyer {buyer.id}"
 
 
@@ -340,6 +374,7 @@ def _on_intent_failed(intent) -> str:
         topup.status = TopUpStatus.FAILED
         error = intent.get("last_payment_error") or {}
         topup.failure_message = error.get("message") or "The payment failed."
+        _automatic_done(topup, topup.failure_message)
     return "marked failed"
 
 
@@ -349,6 +384,7 @@ def _on_intent_canceled(intent) -> str:
         return "unknown payment intent"
     if topup.status not in (TopUpStatus.SUCCEEDED, TopUpStatus.FAILED):
         topup.status = TopUpStatus.CANCELED
+        _automatic_done(topup, "The payment was canceled.")
     return "marked canceled"
 
 

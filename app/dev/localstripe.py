@@ -1,0 +1,79 @@
+"""localstripe (a real Stripe API server, from PyPI) in a background thread on
+127.0.0.1 -- its own command line listens on every interface. Used by
+`scripts/serve.sh` (through `scripts/localstripe-server.py`) so card top-ups work in
+the default setup, and by the tests.
+
+Infrastructure, not domain logic: it only starts the server and tells it where to
+send its signed events."""
+import asyncio
+import pickle
+import random
+import socket
+import threading
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keep_store(store, path: Optional[Path]) -> None:
+    """localstripe pickles its whole store to /tmp/localstripe.pickle on every write.
+    Tests keep it in memory only; the served marketplace keeps it in `path` (under
+    instance/), so Customers, cards and PaymentIntents the database refers to survive
+    a restart (a withdrawal refunds an earlier PaymentIntent)."""
+    if path is None:
+        store.dump_to_disk = lambda: None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def dump() -> None:
+        partial = path.with_suffix(".tmp")
+        with open(partial, "wb") as out:
+            pickle.dump(dict(store), out, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)  # a crash mid-write leaves the previous store whole
+
+    if path.exists():
+        with open(path, "rb") as saved:
+            dict.update(store, pickle.load(saved))
+    store.dump_to_disk = dump
+
+
+def start(port: int = 0, store_path: Optional[Path] = None) -> str:
+    """Start localstripe and return its base URL once it answers."""
+    from aiohttp import web
+    from localstripe import resources
+    from localstripe.server import app
+
+    _keep_store(resources.store, store_path)
+    # Its ids come from the global `random`, which hypothesis re-seeds for every
+    # example: the same ids again would collide. Stripe's ids do not repeat.
+    resources.random = random.SystemRandom()
+    port = port or free_port()
+    ready = threading.Event()
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True, name="localstripe").start()
+    if not ready.wait(10):
+        raise RuntimeError("localstripe did not start")
+    return f"http://127.0.0.1:{port}"
+
+
+def register_webhook(base_url: str, target_url: str, secret: str, name: str = "leadx") -> None:
+    """Have localstripe sign and POST its events to `target_url` (as Stripe would)."""
+    response = requests.post(f"{base_url}/_config/webhooks/{name}",
+                             data={"url": target_url, "secret": secret}, timeout=5)
+    response.raise_for_status()

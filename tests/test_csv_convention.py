@@ -1,0 +1,163 @@
+"""One money convention in every CSV the product writes (SPEC §5, issue 16 item 6):
+amounts in major units from integer minor units (no float anywhere), the currency in
+its own last column, phones that stay text in spreadsheets, formulas defused the same
+way in every file."""
+import csv
+import io
+import re
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import phonenumbers
+import pytest
+
+from app.extensions import db
+from app.market import jobs
+from app.services import bank_transfers, ledger
+from app.services.exports import (
+    NUMBER, PHONE, csv_lines, major_units, major_units_of_average, minor_digits,
+)
+from tests.conftest import make_user
+from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+
+
+# ---------------------------------------------------------------- the helpers
+
+@pytest.mark.parametrize("minor, currency, text", [
+    (0, "USD", "0.00"), (5, "USD", "0.05"), (-5, "USD", "-0.05"), (123450, "USD", "1234.50"),
+    (-100, "EUR", "-1.00"), (1234, "JPY", "1234"), (-7, "KRW", "-7"), (1, "KWD", "0.001"),
+    (12345, "bhd", "12.345"),
+    # Far past a float's 15-16 significant digits: exact all the same.
+    (10**17 + 1, "USD", "1000000000000000.01"),
+])
+def test_major_units_are_exact_integer_arithmetic(minor, currency, text):
+    assert major_units(minor, currency) == text
+
+
+def test_major_units_refuse_floats_and_keep_none_empty():
+    assert major_units(None, "USD") is None
+    for wrong in (1.5, Decimal("1.5"), True, "100"):
+        with pytest.raises(TypeError):
+            major_units(wrong, "USD")
+    assert major_units_of_average(Decimal("211.5"), "USD") == "2.12"  # half up, as pages show
+    assert major_units_of_average(None, "USD") is None
+    assert (minor_digits("USD"), minor_digits("JPY"), minor_digits("OMR")) == (2, 0, 3)
+
+
+def test_every_kind_of_cell_is_defused_the_same_way():
+    header = ["text", "number", "phone"]
+    rows = [["=HYPERLINK(\"http://x\")", "-12.50", "+79541234567"],
+            ["+1 plain", "=1+1", "=cmd|' /C calc'!A0"],
+            ["@SUM(A1)", "42", "8 (912) 555-01-02"],
+            ["\t=tabbed", "", None]]
+    lines = list(csv.reader(io.StringIO("".join(
+        csv_lines(header, rows, {"number": NUMBER, "phone": PHONE})).lstrip("\ufeff"))))
+    assert lines[1] == ["'=HYPERLINK(\"http://x\")", "-12.50", "\t+79541234567"]
+    # A "number" or "phone" that is not one is guarded like any text.
+    assert lines[2] == ["'+1 plain", "'=1+1", "'=cmd|' /C calc'!A0"]
+    assert lines[3] == ["'@SUM(A1)", "42", "8 (912) 555-01-02"]
+    assert lines[4] == ["'\t=tabbed", "", ""]
+    with pytest.raises(ValueError):
+        list(csv_lines(header, rows, {"nope": NUMBER}))
+
+
+def test_the_phone_cell_is_neither_number_nor_formula_and_reads_back_as_e164():
+    line = list(csv.reader(io.StringIO("".join(
+        csv_lines(["phone"], [["+79541234567"]], {"phone": PHONE}, bom=False)))))[1][0]
+    assert line == "\t+79541234567"
+    # What a spreadsheet sees: not a number (Excel's 7.95E+10) and no formula trigger
+    # at its start; what a program sees after strip(): E.164 again.
+    assert not re.fullmatch(r"[+-]?[0-9.E+]+", line) and line[0] not in "=+-@"
+    assert line.strip() == "+79541234567"
+    parsed = phonenumbers.parse(line, None)
+    assert phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) == "+79541234567"
+
+
+def test_no_csv_is_written_outside_the_one_writer():
+    """Every CSV the product writes goes through exports.csv_lines. Two modules write
+    CSV that nobody downloads: demo_leads (the demo sellers' upload files) and the
+    ingest workbook reader (a workbook's rows as CSV lines for the upload pipeline)."""
+    allowed = {"app/services/exports.py", "app/services/demo_leads.py",
+               "app/services/ingest/workbook.py"}
+    writers = {str(path.relative_to(ROOT)) for path in (ROOT / "app").rglob("*.py")
+               if re.search(r"csv\.(writer|DictWriter)\(", path.read_text())}
+    assert writers <= allowed, writers - allowed
+
+
+# ---------------------------------------------------------------- each export
+
+def _sold(buyer, count=2, price=350, **fields):
+    seller = verified_seller()
+    leads = live_leads(seller, [person(i, **fields) for i in range(count)])
+    order = place(buyer, price, count)
+    jobs.match_leads([lead.id for lead in leads])
+    db.session.commit()
+    return order
+
+
+def test_leads_export_prices_and_revenue_in_major_units_with_currency(buyer_client, buyer, client,
+                                                                   api_key_for):
+    ledger.manual_credit(buyer, 100_000, reason="funds", actor=None)
+    db.session.commit()
+    order = _sold(buyer, first_name="=HYPERLINK(\"http://evil\")")
+    sales = [int(r["sale_id"]) for r in _rows(
+        buyer_client.get(f"/buyer/orders/{order.id}/leads.csv").get_data(as_text=True))]
+    client.post(f"/api/v1/sales/{sales[0]}/outcome", headers=api_key_for(buyer),
+                json={"status": "converted", "revenue": 120_050})
+    text = buyer_client.get(f"/buyer/orders/{order.id}/leads.csv").get_data(as_text=True)
+    rows = _rows(text)
+    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    assert header[-1] == "currency" and header[:3] == ["sale_id", "sold_at", "price"]
+    assert [(r["price"], r["revenue"], r["currency"]) for r in rows] == [
+        ("3.50", "1200.50", "USD"), ("3.50", "", "USD")]
+    assert all(r["phone"].startswith("\t+1415555") for r in rows)
+    assert all(r["first_name"].startswith("'=HYPERLINK") for r in rows)
+    # The API's ?format=csv is the same file.
+    api = client.get(f"/api/v1/orders/{order.id}/leads?format=csv",
+                     headers=api_key_for(buyer)).get_data(as_text=True)
+    assert _rows(api) == rows
+
+
+def test_statement_csv_in_major_units_with_currency(buyer_client, buyer, admin):
+    bank_transfers.record_transfer(reference=bank_transfers.reference_for(buyer), amount=250_075,
+                                   received_on=date.today(), bank_transaction_id="-SUM(A1)",
+                                   actor=admin)
+    ledger.manual_debit(buyer, 75, reason="@fee", actor=None)
+    db.session.commit()
+    rows = _rows(buyer_client.get("/buyer/balance/statement.csv").get_data(as_text=True))
+    assert [(r["kind"], r["amount"], r["balance_after"], r["currency"]) for r in rows] == [
+        ("manual_debit", "-0.75", "2500.00", "USD"), ("bank_transfer", "2500.75", "2500.75", "USD")]
+    assert rows[0]["memo"] == "'@fee" and rows[1]["memo"].startswith("Bank transfer -SUM(A1)")
+
+
+def test_kpi_csv_in_major_units_with_currency(buyer_client):
+    from tests.conftest import log_in
+
+    buyer = funded_buyer()
+    _sold(buyer, count=3, price=333)
+    client = buyer_client.application.test_client()
+    log_in(client, buyer)
+    rows = _rows(client.get("/buyer/kpis.csv").get_data(as_text=True))
+    assert [(r["spend"], r["cpl"], r["currency"]) for r in rows] == [
+        ("9.99", "3.33", "USD"), ("9.99", "3.33", "USD")]
+    assert "spend_USD" not in rows[0]
+
+
+def test_another_currency_uses_its_own_minor_unit(app):
+    saved = app.config["CURRENCY"]
+    app.config["CURRENCY"] = "JPY"
+    try:
+        buyer = make_user()
+        ledger.manual_credit(buyer, 5_000, reason="yen", actor=None)
+        db.session.commit()
+        lines = list(csv.reader(io.StringIO("".join(ledger.statement_csv(buyer)).lstrip("\ufeff"))))
+    finally:
+        app.config["CURRENCY"] = saved
+    assert lines[1][4:6] == ["5000", "5000"] and lines[1][-1] == "JPY"
