@@ -490,3 +490,21 @@ def test_utf16_without_a_bom():
 def test_utf16_cut_short_is_refused():
     data = "email\tphone\nx@example.com\t+79161234567\n".encode("utf-16")[:-1]
     assert refusal(data).code == "bad_encoding"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_blocks_strip_the_excel_marker_as_rows_do(delimiter):
+    """A block cleans its records when a cell starts with the marker wherever the cell
+    is (first, after the delimiter, quoted) and only then: O'Neil alone is left alone."""
+    lines = [["phone", "first_name", "last_name", "age"],
+             ["'+79161234567", "Ann", "O'Neil", "42"],
+             ["8 916 123-45-67", "Neil", "D'Arcy", "'42"],
+             ["+7 916 123 45 67", "Ivan", "'Neil", "\"'0123\""],
+             ["+7 916 123 45 68", "Olga", "O'Hara", "30"]]
+    text = "\n".join(delimiter.join(cells) for cells in lines) + "\n"
+    expected = list(open_csv(io.BytesIO(text.encode())).rows())
+    assert [row[1][3] for row in expected] == ["42", "42", "0123", "30"]
+    for size in (1, 2, 10):
+        got = [row for block in open_csv(io.BytesIO(text.encode())).blocks(size)
+               for row in block.records()]
+        assert got == expected

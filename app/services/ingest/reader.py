@@ -136,7 +136,11 @@ class Block:
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """(number, values) of the records, exactly as CsvSource.rows() gives them."""
-        clean = any("'" in line for line in self.lines)
+        # Only a cell that starts with the marker is cleaned: at a line's start, after
+        # the delimiter or after an opening quote (an apostrophe inside O'Brien is not).
+        marked = (self.delimiter + "'", "\"'")
+        clean = any(line[:1] == "'" or marked[0] in line or marked[1] in line
+                    for line in self.lines)
         for number, record in zip(self.numbers, _records(self.lines, self.delimiter),
                                   strict=True):
             yield number, _clean(record) if clean else record

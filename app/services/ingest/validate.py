@@ -192,6 +192,13 @@ def normalise_email(raw: str) -> str | None:
         return fast
     if len(raw) > 1000:  # far past the 254-character limit; spare the library the work
         return None
+    return _library_email(raw)
+
+
+# The libraries' answers are kept for a while: a rejected row is read again by
+# validate_row after the column-wise pass, and its contacts are the slow shapes.
+@lru_cache(maxsize=2048)
+def _library_email(raw: str) -> str | None:
     try:
         return validate_email(raw, check_deliverability=False).normalized.lower()
     except EmailNotValidError:
@@ -325,6 +332,11 @@ def normalise_phone(raw: str, region: str | None) -> tuple[str, str | None] | No
     fast = phone_fast_path(raw, region)
     if fast is not None:
         return fast
+    return _library_phone(raw, region)
+
+
+@lru_cache(maxsize=2048)
+def _library_phone(raw: str, region: str | None) -> tuple[str, str | None] | None:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
