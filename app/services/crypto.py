@@ -37,6 +37,16 @@ _HASH_INFO = b"leadx/contact-dedupe/hmac-sha256/v1"
 _CONTACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def contact_json(values: list[str | None]) -> str:
+    """_CONTACT_JSON(values), written directly when no value needs escaping (the usual
+    case: validated text has no quotes, backslashes or control characters), which is
+    a third of the encoder's cost on every ingested row."""
+    for value in values:
+        if value is not None and ('"' in value or "\\" in value or not value.isprintable()):
+            return _CONTACT_JSON(values)
+    return "[" + ",".join("null" if value is None else f'"{value}"' for value in values) + "]"
+
+
 class ContactKeyError(DomainError):
     """The configured master key is missing or malformed (a deployment error)."""
 
@@ -132,7 +142,7 @@ class ContactVault:
                      phone: str | None, ip: str | None) -> bytes:
         """A lead's contacts as one blob: one nonce and one tag instead of five, and
         nothing about which parts are present is visible without the key."""
-        return self.encrypt(_CONTACT_JSON([first_name, last_name, email, phone, ip]))
+        return self.encrypt(contact_json([first_name, last_name, email, phone, ip]))
 
     def open_contact(self, blob: bytes) -> dict[str, str | None]:
         """The contacts sealed by `seal_contact`, by field name (CONTACT_FIELDS)."""

@@ -141,3 +141,21 @@ def test_bad_master_key_is_a_clear_error(bad):
     with pytest.raises(ContactKeyError):
         vault_from_config({"CONTACT_ENCRYPTION_KEY": bad})
 
+
+
+def test_contact_json_is_the_encoders_text():
+    """The direct form is byte for byte what the JSON encoder writes, and the encoder
+    still writes whatever needs escaping."""
+    import json
+    import random
+
+    from app.services.crypto import _CONTACT_JSON, contact_json
+
+    rng = random.Random(5)
+    alphabet = ['a', 'Я', 'é', ' ', '"', '\\', '\n', '\t', '\x00', '\x7f', '\u2028', '😀', '+', '@']
+    for _ in range(20_000):
+        values = [None if rng.random() < 0.2 else
+                  "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+                  for _ in range(5)]
+        assert contact_json(values) == _CONTACT_JSON(values)
+        assert json.loads(contact_json(values)) == values
