@@ -2,13 +2,24 @@
 // never reaches our server); the server charges it and answers with the top-up's
 // state; a card that needs 3-D Secure is authenticated here with Stripe.js.
 
-// While a payment waits for Stripe's webhook, refresh the balance cards every 2 s.
+// While a payment waits for Stripe's webhook, refresh the balance cards every 2 s;
+// once nothing waits any more, reload the page: what may be withdrawn and the
+// statement below changed with the balance.
 function pollBalance() {
   const live = document.getElementById("balance-live");
   if (!live || !live.dataset.pollUrl) return;
   setTimeout(async () => {
     const response = await fetch(live.dataset.pollUrl, {credentials: "same-origin"});
-    if (response.ok) live.outerHTML = await response.text();
+    if (response.ok) {
+      const fragment = document.createElement("template");
+      fragment.innerHTML = (await response.text()).trim();
+      const next = fragment.content.firstElementChild;
+      if (next && !next.dataset.pollUrl) {
+        window.location.reload();
+        return;
+      }
+      if (next) live.replaceWith(next);
+    }
     pollBalance();
   }, 2000);
 }

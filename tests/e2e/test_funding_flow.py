@@ -53,6 +53,10 @@ def test_a_new_buyer_funds_the_account_by_card_and_by_bank(stripe_app, page, bro
     page.get_by_role("button", name="Pay by card").click()
     expect(page.get_by_text("Stripe accepted your card for $80.00")).to_be_visible()
     expect(page.locator("#available")).to_have_text("$80.00", timeout=15_000)
+    # Once credited the page is reloaded: what may go back to the card and the
+    # statement moved with the balance.
+    expect(page.locator("p", has_text="Goes back to the cards")).to_contain_text(
+        "Up to $80.00 now")
 
     # A card saved for automatic top-ups (a SetupIntent confirmed by Stripe.js).
     page.get_by_label("When my balance falls below").fill("50.00")
