@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 scripts/venv.sh requirements-serve.txt
 export FLASK_APP=wsgi.py
 port=${PORT:-5000}
+export PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:${port}}  # links in emails
 .venv/bin/flask db upgrade
 .venv/bin/flask demo --if-empty
 
