@@ -67,3 +67,21 @@ class ConfirmForm(FlaskForm):
     """An empty form: a POST button with its CSRF token."""
 
     submit = SubmitField("Confirm")
+
+
+class ResetRequestForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "email"})
+    submit = SubmitField("Email me a link")
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), _password_length()],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+                             render_kw=NEW_PASSWORD)
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        render_kw=NEW_PASSWORD,
+    )
+    submit = SubmitField("Set the new password")

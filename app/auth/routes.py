@@ -1,14 +1,19 @@
-"""Account routes for every role: sign-up, log in/out, password change and API keys."""
+"""Account routes for every role: sign-up and its emailed verification, log in/out,
+password change and reset, and API keys."""
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.auth import bp
-from app.auth.forms import ApiKeyForm, ConfirmForm, LoginForm, PasswordChangeForm, SignUpForm
+from app.auth.forms import (
+    ApiKeyForm, ConfirmForm, LoginForm, PasswordChangeForm, ResetPasswordForm, ResetRequestForm,
+    SignUpForm,
+)
 from app.errors import DomainError
 from app.extensions import db, limiter
-from app.models import ApiKey
+from app.models import ApiKey, LinkPurpose
+from app.people import account_links
 from app.services import accounts, ledger
 
 
@@ -38,6 +43,7 @@ def signup():
                 form.email.data, form.password.data, form.role.data, form.display_name.data
             )
             ledger.open_accounts_for(user)
+            account_links.send_verification(user)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -45,7 +51,8 @@ def signup():
             (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
         else:
             _start_session(user, remember=False)
-            flash("Welcome! Your account is ready.", "success")
+            flash(f"Welcome! We emailed a link to {user.email}: follow it to confirm the "
+                  "address, then you can trade.", "success")
             return redirect(url_for("main.index"))
     return render_template("auth/signup.html", form=form)
 
@@ -131,3 +138,99 @@ def revoke_api_key(key_id: int):
         db.session.commit()
         flash("The key is revoked; requests using it are now refused.", "info")
     return redirect(url_for("auth.api_keys"))
+
+
+@bp.route("/verify-email/<token>")
+def verify_email(token: str):
+    """The link in the sign-up email. Anyone holding it may use it (it proves they
+    read the mailbox), signed in or not, on any device."""
+    try:
+        user = account_links.verify_email(token)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        flash(f"Thank you: {user.email} is confirmed.", "success")
+    return redirect(url_for("main.index"))
+
+
+def _user_rate_key() -> str:
+    return f"user:{current_user.get_id()}" if current_user.is_authenticated else request.remote_addr
+
+
+@bp.route("/verify-email/resend", methods=["POST"])
+@login_required
+@limiter.limit(lambda: current_app.config["VERIFICATION_RESEND_RATE_LIMIT"],
+               key_func=_user_rate_key)
+def resend_verification():
+    if ConfirmForm().validate_on_submit():
+        if current_user.email_verified:
+            flash("Your address is already confirmed.", "info")
+        else:
+            account_links.send_verification(current_user)
+            db.session.commit()
+            flash(f"We sent a new link to {current_user.email}. Earlier links no longer work.",
+                  "info")
+    return redirect(_safe_next(request.form.get("next")) or url_for("main.index"))
+
+
+def _reset_rate_key() -> str:
+    return "reset|" + (request.form.get("email") or "").strip().lower()
+
+
+@bp.route("/reset-password", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT"], methods=["POST"],
+               key_func=_reset_rate_key)
+@limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT_PER_IP"], methods=["POST"])
+def reset_password():
+    form = ResetRequestForm()
+    if form.validate_on_submit():
+        account_links.request_password_reset(form.email.data)
+        db.session.commit()
+        minutes = current_app.config["PASSWORD_RESET_MINUTES"]
+        # The same answer whether or not the address has an account.
+        flash("If an account uses this address, we have emailed it a link to choose a new "
+              f"password. The link works once, for {minutes} minutes.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/reset_request.html", form=form)
+
+
+@bp.route("/reset-password/<token>")
+def reset_password_link(token: str):
+    """The link in the email: the secret moves into the (signed) session cookie and the
+    browser goes on to a page whose address does not carry it, so neither the page's
+    Referer nor its later requests repeat it."""
+    session["reset_token"] = token
+    return redirect(url_for("auth.reset_password_new"))
+
+
+@bp.route("/reset-password/new", methods=["GET", "POST"])
+def reset_password_new():
+    token = session.get("reset_token", "")
+    try:
+        account_links.check(token, LinkPurpose.RESET_PASSWORD)
+    except DomainError as exc:
+        session.pop("reset_token", None)
+        flash(exc.message, "danger")
+        return redirect(url_for("auth.reset_password"))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            account_links.reset_password(token, form.password.data, ip=request.remote_addr)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            if exc.details.get("field") == "password":
+                form.password.errors.append(exc.message)
+            else:
+                session.pop("reset_token", None)
+                flash(exc.message, "danger")
+                return redirect(url_for("auth.reset_password"))
+        else:
+            logout_user()
+            session.clear()
+            flash("Your password is changed and every session of your account is logged "
+                  "out. Log in with the new password.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset_password.html", form=form)
