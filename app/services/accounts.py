@@ -122,13 +122,19 @@ def authenticate(email: str, password: str) -> Optional[User]:
     return user
 
 
-def change_password(user: User, current_password: str, new_password: str) -> None:
+def check_password(user: User, password: str, field: str = "current") -> None:
+    """Refuse (wrong_password) unless this is the user's password: a step up before
+    changing how they sign in."""
     try:
-        _hasher().verify(user.password_hash, current_password)
+        _hasher().verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         raise ValidationFailed(
-            "The current password is wrong.", code="wrong_password", details={"field": "current"}
+            "The current password is wrong.", code="wrong_password", details={"field": field}
         )
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    check_password(user, current_password)
     if new_password == current_password:
         raise ValidationFailed("The new password must differ from the current one.",
                                code="same_password", details={"field": "password"})

@@ -1,4 +1,6 @@
 """A newcomer signs up, sees the dashboard, logs out and back in; roles are enforced."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -119,4 +121,28 @@ def test_forgotten_password_reset_from_the_email(page, smtp_server):
     page.get_by_label("Password").fill("my new passphrase")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Buyer dashboard")).to_be_visible()
+    assert page.console_errors == []
+
+
+def test_an_admin_enrols_in_two_factor_login_at_the_first_login(page):
+    import pyotp
+
+    make_user(Role.ADMIN, email="newadmin@example.com", two_factor=False)
+    db.session.commit()
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("newadmin@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Two-factor login")).to_be_visible()
+    page.goto("/admin/")  # nothing else is open
+    expect(page.get_by_role("heading", name="Two-factor login")).to_be_visible()
+    page.get_by_role("button", name="Set up two-factor login").click()
+    expect(page.locator("#totp-qr")).to_be_visible()  # the SVG, allowed by the CSP
+    assert page.locator("#totp-qr").evaluate("img => img.naturalWidth") > 0
+    seed = page.locator("#totp-secret").inner_text()
+    page.get_by_label("Code").fill(pyotp.TOTP(seed).now())
+    page.get_by_role("button", name="Turn on two-factor login").click()
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
+    page.get_by_role("link", name="I have saved them").click()
+    expect(page).to_have_url(re.compile(r"/admin/"))
     assert page.console_errors == []
