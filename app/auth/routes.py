@@ -13,7 +13,7 @@ from app.auth.forms import (
     SignUpForm, TwoFactorChangeForm, TwoFactorForm,
 )
 from app.errors import DomainError
-from app.extensions import db, limiter
+from app.extensions import commit_keeping_loaded, db, limiter
 from app.models import ApiKey, LinkPurpose
 from app.people import account_links, two_factor
 from app.services import accounts, ledger
@@ -292,6 +292,7 @@ def revoke_api_key(key_id: int):
 def verify_email(token: str):
     """The link in the sign-up email. Anyone holding it may use it (it proves they
     read the mailbox), signed in or not, on any device."""
+    commit_keeping_loaded()  # the link's UPDATE then opens a transaction of its own
     try:
         user = account_links.verify_email(token)
         db.session.commit()

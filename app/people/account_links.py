@@ -75,16 +75,21 @@ def check(secret: str, purpose: LinkPurpose) -> AccountLink:
 
 
 def use(secret: str, purpose: LinkPurpose) -> User:
-    """Spend the link: its user, once. Voids the user's other links of this kind."""
-    link = check(secret, purpose)
+    """Spend the link: its user, once. Voids the user's other links of this kind.
+    The spending UPDATE comes first, so that it can open its transaction: on SQLite a
+    transaction that read first (a GET's) could not write if someone wrote meanwhile."""
     now = utcnow()
+    token_hash = _hash(secret or "")
     spent = db.session.execute(
-        sa.update(AccountLink).where(AccountLink.id == link.id, AccountLink.used_at.is_(None))
+        sa.update(AccountLink)
+        .where(AccountLink.token_hash == token_hash, AccountLink.purpose == purpose,
+               AccountLink.used_at.is_(None), AccountLink.expires_at > now)
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
     if not spent:
+        check(secret, purpose)  # says why
         raise LinkInvalid("This link was used already.")
+    link = db.session.scalar(sa.select(AccountLink).where(AccountLink.token_hash == token_hash))
     _void_others(link.user_id, purpose, now)
-    db.session.expire(link)
     return link.user
 
 

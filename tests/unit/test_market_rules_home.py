@@ -24,6 +24,7 @@ NOT_FILL_RULES = {
     ("app/services/batches.py", "Lead.sold_count >= cap"),
     # SPEC §2: an emailed one-time link's own expiry, not an order's.
     ("app/people/account_links.py", "link.expires_at <= utcnow()"),
+    ("app/people/account_links.py", "AccountLink.expires_at > now"),
 }
 
 
