@@ -157,4 +157,5 @@ def register_template_helpers(app) -> None:
         if not has_request_context() or not current_user.is_authenticated:
             return {}
         return {"unread_notifications": unread_count(current_user.id),
-                "outbox_enabled": current_user.is_admin and outbox_enabled()}
+                "outbox_enabled": current_user.is_admin and outbox_enabled(),
+                "mail_kept": outbox_enabled()}
