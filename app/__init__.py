@@ -96,6 +96,7 @@ def register_blueprints(flask_app) -> None:
     import app.admin.returns
     import app.admin.routes
     import app.auth.routes
+    import app.auth.two_factor
     import app.buyer.balance
     import app.buyer.returns
     import app.buyer.routes

@@ -1,37 +1,19 @@
-"""Account routes for every role: sign-up and its emailed verification, log in (with
-its two-factor step) and out, two-factor enrolment, password change and reset, and
-API keys."""
-import time
-from urllib.parse import urlsplit
-
+"""Account routes for every role: sign-up and its emailed verification, log in and
+out, password change and reset, and API keys. Two-factor login: app/auth/two_factor.py."""
 from flask import current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
 from app.auth import bp
 from app.auth.forms import (
     ApiKeyForm, ConfirmForm, LoginForm, PasswordChangeForm, ResetPasswordForm, ResetRequestForm,
-    SignUpForm, TwoFactorChangeForm, TwoFactorForm,
+    SignUpForm,
 )
+from app.auth.sessions import await_second_step, safe_next, start_session, user_rate_key
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db, limiter
 from app.models import ApiKey, LinkPurpose
-from app.people import account_links, two_factor
+from app.people import account_links
 from app.services import accounts, ledger
-
-
-def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
-
-
-def _start_session(user, remember: bool) -> None:
-    # A fresh session: nothing planted before login survives into the user's session.
-    session.clear()
-    login_user(user, remember=remember)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -52,7 +34,7 @@ def signup():
             field = getattr(form, exc.details.get("field", ""), None)
             (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
         else:
-            _start_session(user, remember=False)
+            start_session(user, remember=False)
             flash(f"Welcome! We emailed a link to {user.email}: follow it to confirm the "
                   "address, then you can trade.", "success")
             return redirect(url_for("main.index"))
@@ -80,155 +62,13 @@ def login():
             flash("Wrong email or password.", "danger")
         else:
             db.session.commit()
-            next_url = _safe_next(request.args.get("next"))
+            next_url = safe_next(request.args.get("next"))
             if user.two_factor_enabled:
-                # Not signed in yet: the session only remembers who passed the password.
-                session.clear()
-                session[PENDING_LOGIN] = {"id": user.get_id(), "at": int(time.time()),
-                                          "remember": bool(form.remember.data), "next": next_url}
+                await_second_step(user, bool(form.remember.data), next_url)
                 return redirect(url_for("auth.two_factor_login"))
-            _start_session(user, remember=form.remember.data)
+            start_session(user, remember=form.remember.data)
             return redirect(next_url or url_for("main.index"))
     return render_template("auth/login.html", form=form)
-
-
-PENDING_LOGIN = "two_factor_pending"
-PENDING_SECONDS = 300  # the second step follows the password within five minutes
-
-
-def _pending_user():
-    pending = session.get(PENDING_LOGIN)
-    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
-        return None
-    # The id carries the session nonce: a password reset meanwhile voids the step.
-    return accounts.load_user_from_session_id(str(pending.get("id", "")))
-
-
-def _pending_rate_key() -> str:
-    pending = session.get(PENDING_LOGIN)
-    return f"2fa|{pending.get('id') if isinstance(pending, dict) else request.remote_addr}"
-
-
-@bp.route("/two-factor", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["TWO_FACTOR_RATE_LIMIT"], methods=["POST"],
-               key_func=_pending_rate_key)
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"], methods=["POST"])
-def two_factor_login():
-    """The second step of a login: a code from the app or a recovery code."""
-    user = _pending_user()
-    if user is None:
-        session.pop(PENDING_LOGIN, None)
-        flash("Log in again: the code must follow the password within five minutes.", "info")
-        return redirect(url_for("auth.login"))
-    form = TwoFactorForm()
-    if form.validate_on_submit():
-        used = two_factor.verify(user, form.code.data)
-        if used is None:
-            db.session.rollback()
-            form.code.errors.append("That code is not right, or was used already. Enter the "
-                                    "code your app shows now, or an unused recovery code.")
-        else:
-            left = two_factor.remaining_recovery_codes(user) if used == "recovery" else None
-            db.session.commit()
-            pending = session[PENDING_LOGIN]
-            _start_session(user, remember=pending.get("remember", False))
-            if left is not None:
-                flash(f"You used a recovery code; {left} left. Make new ones under "
-                      "Two-factor login if you are running out.", "warning")
-            return redirect(_safe_next(pending.get("next")) or url_for("main.index"))
-    return render_template("auth/two_factor_login.html", form=form)
-
-
-# Pages an admin without two-factor login may still open: enrolment and logging out.
-ENROLMENT_OPEN = frozenset({"static", "auth.two_factor_setup", "auth.two_factor_start",
-                            "auth.logout"})
-
-
-@bp.before_app_request
-def admins_enrol_first():
-    """Admins must use two-factor login (SPEC §2): one without it is sent to enrolment
-    at their first login and can open nothing else until enrolled."""
-    if request.endpoint in ENROLMENT_OPEN or request.path.startswith("/api/"):
-        return None  # the API refuses such an admin's keys itself (app/api/auth.py)
-    if (current_user.is_authenticated and two_factor.required(current_user)
-            and not current_user.two_factor_enabled):
-        flash("Administrators sign in with two factors: set up your authenticator app "
-              "to continue.", "warning")
-        return redirect(url_for("auth.two_factor_setup"))
-    return None
-
-
-@bp.route("/two-factor/setup", methods=["GET", "POST"])
-@login_required
-def two_factor_setup():
-    """Enrolment (scan, confirm with a code) or, once on, its state and changes."""
-    user = current_user._get_current_object()
-    if user.two_factor_enabled:
-        return render_template("auth/two_factor.html", enabled=True,
-                               left=two_factor.remaining_recovery_codes(user),
-                               required=two_factor.required(user),
-                               codes_form=TwoFactorChangeForm(prefix="codes"),
-                               disable_form=TwoFactorChangeForm(prefix="off"))
-    seed = two_factor.pending_seed(user)
-    form = TwoFactorForm()
-    if seed is not None and form.validate_on_submit():
-        try:
-            codes = two_factor.confirm_enrolment(user, form.code.data)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            form.code.errors.append(exc.message)
-        else:
-            flash("Two-factor login is on.", "success")
-            return render_template("auth/recovery_codes.html", codes=codes)
-    uri = two_factor.provisioning_uri(user, seed) if seed else None
-    return render_template("auth/two_factor.html", enabled=False, seed=seed, form=form,
-                           qr=two_factor.qr_code_svg(uri) if uri else None,
-                           required=two_factor.required(user), start_form=ConfirmForm())
-
-
-@bp.route("/two-factor/start", methods=["POST"])
-@login_required
-def two_factor_start():
-    if ConfirmForm().validate_on_submit() and not current_user.two_factor_enabled:
-        two_factor.start_enrolment(current_user)
-        db.session.commit()
-    return redirect(url_for("auth.two_factor_setup"))
-
-
-@bp.route("/two-factor/recovery-codes", methods=["POST"])
-@login_required
-@limiter.limit(lambda: current_app.config["TWO_FACTOR_RATE_LIMIT"], key_func=lambda: _user_rate_key())
-def two_factor_recovery_codes():
-    form = TwoFactorChangeForm(prefix="codes")
-    if form.validate_on_submit():
-        try:
-            codes = two_factor.replace_recovery_codes(current_user, form.password.data,
-                                                      form.code.data)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-        else:
-            return render_template("auth/recovery_codes.html", codes=codes)
-    return redirect(url_for("auth.two_factor_setup"))
-
-
-@bp.route("/two-factor/disable", methods=["POST"])
-@login_required
-@limiter.limit(lambda: current_app.config["TWO_FACTOR_RATE_LIMIT"], key_func=lambda: _user_rate_key())
-def two_factor_disable():
-    form = TwoFactorChangeForm(prefix="off")
-    if form.validate_on_submit():
-        try:
-            two_factor.disable(current_user, form.password.data, form.code.data)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-        else:
-            flash("Two-factor login is off: your password alone signs you in.", "info")
-    return redirect(url_for("auth.two_factor_setup"))
 
 
 @bp.route("/logout", methods=["POST"])
@@ -255,7 +95,7 @@ def password():
             field.errors.append(exc.message)
         else:
             # The nonce changed, so the old session id is void: log in again under the new one.
-            _start_session(current_user._get_current_object(), remember=False)
+            start_session(current_user._get_current_object(), remember=False)
             flash("Password changed. Other devices have been logged out.", "success")
             return redirect(url_for("main.index"))
     return render_template("auth/password.html", form=form)
@@ -304,14 +144,10 @@ def verify_email(token: str):
     return redirect(url_for("main.index"))
 
 
-def _user_rate_key() -> str:
-    return f"user:{current_user.get_id()}" if current_user.is_authenticated else request.remote_addr
-
-
 @bp.route("/verify-email/resend", methods=["POST"])
 @login_required
 @limiter.limit(lambda: current_app.config["VERIFICATION_RESEND_RATE_LIMIT"],
-               key_func=_user_rate_key)
+               key_func=user_rate_key)
 def resend_verification():
     if ConfirmForm().validate_on_submit():
         if current_user.email_verified:
@@ -321,7 +157,7 @@ def resend_verification():
             db.session.commit()
             flash(f"We sent a new link to {current_user.email}. Earlier links no longer work.",
                   "info")
-    return redirect(_safe_next(request.form.get("next")) or url_for("main.index"))
+    return redirect(safe_next(request.form.get("next")) or url_for("main.index"))
 
 
 def _reset_rate_key() -> str:
