@@ -70,6 +70,15 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute")  # address+email
     LOGIN_RATE_LIMIT_PER_IP = os.environ.get("LOGIN_RATE_LIMIT_PER_IP", "30 per minute")
+    # Emailed one-time links (SPEC §2): how long each works, and how often one is sent.
+    EMAIL_VERIFICATION_HOURS = _env_int("EMAIL_VERIFICATION_HOURS", 48)
+    PASSWORD_RESET_MINUTES = _env_int("PASSWORD_RESET_MINUTES", 60)
+    VERIFICATION_RESEND_RATE_LIMIT = os.environ.get("VERIFICATION_RESEND_RATE_LIMIT",
+                                                    "3 per hour")  # per user
+    RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT", "3 per hour")  # per address asked for
+    RESET_RATE_LIMIT_PER_IP = os.environ.get("RESET_RATE_LIMIT_PER_IP", "10 per hour")
+    # Two-factor codes tried per login in progress (or per user changing their settings).
+    TWO_FACTOR_RATE_LIMIT = os.environ.get("TWO_FACTOR_RATE_LIMIT", "5 per minute")
 
     # Market-wide figures (prices by region, the admin's marketplace page) are
     # recomputed at most this often per process; 0 computes them on every view.

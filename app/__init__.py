@@ -96,6 +96,7 @@ def register_blueprints(flask_app) -> None:
     import app.admin.returns
     import app.admin.routes
     import app.auth.routes
+    import app.auth.two_factor
     import app.buyer.balance
     import app.buyer.returns
     import app.buyer.routes
@@ -157,4 +158,5 @@ def register_template_helpers(app) -> None:
         if not has_request_context() or not current_user.is_authenticated:
             return {}
         return {"unread_notifications": unread_count(current_user.id),
-                "outbox_enabled": current_user.is_admin and outbox_enabled()}
+                "outbox_enabled": current_user.is_admin and outbox_enabled(),
+                "mail_kept": outbox_enabled()}

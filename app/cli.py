@@ -116,6 +116,7 @@ def demo(if_empty: bool):
         click.echo("The database already has data; demo not loaded again. Demo logins, "
                    f"unless changed: {', '.join(demo_service.demo_emails())} "
                    f"(password {demo_service.DEMO_PASSWORD}).")
+        _echo_demo_admin_two_factor()
         return
     try:
         logins = demo_service.load_demo()
@@ -125,9 +126,27 @@ def demo(if_empty: bool):
     click.echo("Demo data loaded. Log in with:")
     for login in logins:
         click.echo(f"  {login.role:<7} {login.email:<28} password: {login.password}")
+    _echo_demo_admin_two_factor()
+
+
+def _echo_demo_admin_two_factor() -> None:
+    from app.services import demo as demo_service
+
+    click.echo("  The admin also needs a two-factor code: run `.venv/bin/flask demo-code` "
+               "for the current one, or add the key "
+               f"{demo_service.DEMO_ADMIN_TOTP_SEED} to an authenticator app.")
+
+
+@click.command("demo-code")
+def demo_code():
+    """Print the demo admin's current two-factor code (from the published demo seed)."""
+    from app.services import demo as demo_service
+
+    click.echo(demo_service.demo_admin_code())
 
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(demo)
+    app.cli.add_command(demo_code)

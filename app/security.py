@@ -1,4 +1,6 @@
 """Login manager wiring, security headers and the content security policy."""
+import logging
+import re
 from urllib.parse import urlsplit
 
 from flask import Flask, request
@@ -48,7 +50,36 @@ def content_security_policy(config) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
+# The emailed one-time links carry their secret in the path (app/people/account_links.py).
+ONE_TIME_LINK = re.compile(r"(/auth/(?:verify-email|reset-password)/)(?!new\b|resend\b)[^/\s?\"']+")
+
+
+class RedactOneTimeLinks(logging.Filter):
+    """Request logs (the development server's, gunicorn's access log) show those
+    paths with the secret cut out: a log reader must not be able to use the link."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict):  # gunicorn's access log: its atoms by name
+            record.args = {k: _redact(v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(_redact(a) for a in record.args)
+        record.msg = _redact(record.msg)
+        return True
+
+
+def _redact(value):
+    return ONE_TIME_LINK.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+
+def redact_request_logs() -> None:
+    for name in ("werkzeug", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactOneTimeLinks) for f in logger.filters):
+            logger.addFilter(RedactOneTimeLinks())
+
+
 def init_security(app: Flask) -> None:
+    redact_request_logs()
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see this page."
     login_manager.login_message_category = "info"

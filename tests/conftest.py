@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
@@ -87,16 +88,46 @@ def client(app):
     return app.test_client()
 
 
+# The authenticator seeds of the users enrolled in two-factor login, by email.
+TOTP_SEEDS: dict[str, str] = {}
+
+
 def make_user(role: Role | str = Role.BUYER, email: str | None = None,
-              password: str = TEST_PASSWORD, **fields) -> User:
+              password: str = TEST_PASSWORD, *, two_factor: bool | None = None,
+              **fields) -> User:
+    """A verified user; admins (who must have it) are enrolled in two-factor login."""
     role = Role(role)
     count = db.session.scalar(sa.select(sa.func.count()).select_from(User))
     user = accounts.create_user(email or f"{role.value}{count + 1}@example.com", password, role)
     for name, value in fields.items():
         setattr(user, name, value)
     ledger.open_accounts_for(user)
+    if two_factor if two_factor is not None else role is Role.ADMIN:
+        enrol_two_factor(user)
     db.session.commit()
     return user
+
+
+def enrol_two_factor(user: User) -> list[str]:
+    """Enrol the user as the setup page does (a code computed from the seed); the
+    recovery codes."""
+    from app.people import two_factor
+
+    seed = two_factor.start_enrolment(user)
+    codes = two_factor.confirm_enrolment(user, pyotp.TOTP(seed).now())
+    TOTP_SEEDS[user.email] = seed
+    return codes
+
+
+def totp_code(user: User, forget_last: bool = True) -> str:
+    """The user's current code. Tests log the same admin in on several clients within
+    one 30-second step, and a code is accepted once: unless told not to, this forgets
+    the step last accepted first (tests/test_two_factor.py tests the refusal)."""
+    seed = TOTP_SEEDS[user.email]
+    if forget_last:
+        db.session.execute(sa.update(User).where(User.id == user.id).values(totp_last_step=None))
+        db.session.commit()  # and touch no model after: browser tests' server must write
+    return pyotp.TOTP(seed).now()
 
 
 def csrf_token(client, url: str = "/auth/login") -> str:
@@ -111,6 +142,10 @@ def log_in(client, user: User, password: str = TEST_PASSWORD, remember: bool = F
         data["remember"] = "y"
     response = client.post("/auth/login", data=data)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    if response.headers["Location"].endswith("/auth/two-factor"):
+        response = client.post("/auth/two-factor", data={
+            "code": totp_code(user), "csrf_token": csrf_token(client, "/auth/two-factor")})
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return response
 
 

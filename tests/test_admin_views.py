@@ -29,7 +29,8 @@ def test_admin_changes_trust_with_a_reason(admin_client, admin):
                                        "csrf_token": token}, follow_redirects=True)
     assert "is now suspended" in response.get_data(as_text=True)
     assert db.session.get(User, seller.id).trust_level is TrustLevel.SUSPENDED
-    event = db.session.scalar(sa.select(AuditEvent))
+    event = db.session.scalar(sa.select(AuditEvent).where(
+        AuditEvent.action == "seller.trust_changed"))
     assert event.actor_id == admin.id and event.details["reason"] == "fake leads"
 
 

@@ -12,9 +12,14 @@ from app.models import Lead, LeadStatus, Role
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import live_leads, person, verified_seller
 
-PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json"}
+PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json",
+          # Emailed one-time links: whoever holds the link may use it (SPEC §2).
+          "/auth/verify-email/<token>", "/auth/reset-password", "/auth/reset-password/<token>",
+          "/auth/reset-password/new", "/auth/two-factor"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
-                 "/auth/api-keys/<int:key_id>/revoke"}
+                 "/auth/api-keys/<int:key_id>/revoke", "/auth/verify-email/resend",
+                 "/auth/two-factor/setup", "/auth/two-factor/start",
+                 "/auth/two-factor/recovery-codes", "/auth/two-factor/disable"}
 ANY_LOGGED_IN_AREAS = ("/notifications/",)  # every role has notifications
 # Authenticated by the caller's signature, not a session: unsigned requests get 400.
 SIGNED = {"/stripe/webhook"}

@@ -17,6 +17,10 @@ def require_api_key():
     if key is None:
         abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
     user = key.user
+    if user.is_admin and not user.two_factor_enabled:
+        # As on the web, an admin can do nothing before enrolling (SPEC §2).
+        raise Forbidden("Administrators must set up two-factor login (sign in on the web) "
+                        "before their API keys work.", code="two_factor_required")
     # The lookup only read; the use is written in a transaction of its own that writes
     # first (a GET reads in a SQLite snapshot, which cannot become a write once another
     # process has written), and kept even if the request fails later.

@@ -67,3 +67,45 @@ class ConfirmForm(FlaskForm):
     """An empty form: a POST button with its CSRF token."""
 
     submit = SubmitField("Confirm")
+
+
+class ResetRequestForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "email"})
+    submit = SubmitField("Email me a link")
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), _password_length()],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+                             render_kw=NEW_PASSWORD)
+    confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        render_kw=NEW_PASSWORD,
+    )
+    submit = SubmitField("Set the new password")
+
+
+CODE_FIELD = {"autocomplete": "one-time-code", "inputmode": "text", "autocapitalize": "off",
+              "spellcheck": "false", "maxlength": 24}
+
+
+class TwoFactorForm(FlaskForm):
+    """The second step of a login, and the code that confirms an enrolment."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=24)],
+                       description="The 6-digit code your authenticator app shows now, or "
+                                   "one of your recovery codes.",
+                       render_kw=CODE_FIELD)
+    submit = SubmitField("Continue")
+
+
+class TwoFactorChangeForm(FlaskForm):
+    """Password and a current code, before switching off or replacing recovery codes."""
+
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_PASSWORD_LENGTH)],
+                             render_kw={"autocomplete": "current-password"})
+    code = StringField("Code from your app (or a recovery code)",
+                       validators=[DataRequired(), Length(max=24)], render_kw=CODE_FIELD)
+    submit = SubmitField("Confirm")

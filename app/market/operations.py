@@ -26,7 +26,7 @@ from app.market.filters import MAX_DAYS, MAX_QUANTITY, Filters, refuse, whole_or
 from app.market.queries import order_for
 from app.models import AccountKind, Order, OrderStatus, User
 from app.models.types import utcnow
-from app.services import ledger
+from app.services import accounts, ledger
 from app.services.ledger import Posting
 
 
@@ -126,6 +126,7 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
     the webhook secret (shown to the buyer once)."""
     if not buyer.is_buyer:
         raise ValidationFailed("Only buyers place orders.", code="not_a_buyer")
+    accounts.require_verified_email(buyer)
     order = Order(
         buyer_id=buyer.id, buyer=buyer, name=terms.name, status=OrderStatus.OPEN,
         price=terms.price, quantity=terms.quantity, budget=terms.budget, filled=0, spent=0,

@@ -43,9 +43,14 @@ from app.models.payments import (
 )
 from app.models.quality import DEFECTS, SpotCheck, SpotCheckItem, SpotCheckStatus, Verdict
 from app.models.returns import OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus
-from app.models.users import ApiKey, Role, TrustLevel, User
+from app.models.users import (
+    AccountLink, ApiKey, LinkPurpose, RecoveryCode, Role, TrustLevel, User,
+)
 
 __all__ = [
+    "AccountLink",
+    "LinkPurpose",
+    "RecoveryCode",
     "ACTIVE_ORDER_STATUSES",
     "LISTED_STATUSES",
     "DeliveryStatus",

@@ -1,4 +1,4 @@
-"""Users, their roles and trust levels, and their API keys."""
+"""Users, their roles and trust levels, their API keys and their one-time links."""
 import enum
 import secrets
 from datetime import datetime
@@ -50,6 +50,14 @@ class User(UserMixin, db.Model):
     # Part of the login id: rotating it (password change) logs out every other
     # session and invalidates remember-me cookies.
     session_nonce: Mapped[str] = mapped_column(sa.String(32), default=new_session_nonce)
+    # None until the owner follows the link emailed at sign-up (SPEC §2).
+    email_verified_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Two-factor login (TOTP): the seed encrypted (app.services.crypto.AccountSecrets);
+    # set but not enabled while enrolment waits for its first code. The last time step
+    # accepted, so a code is never accepted twice.
+    totp_secret: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    totp_enabled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     # Stripe: a buyer's Customer (top-ups), a seller's connected account (payouts).
@@ -69,6 +77,14 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:
         return self.is_active_account
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
 
     @property
     def is_seller(self) -> bool:
@@ -105,3 +121,38 @@ class ApiKey(db.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class LinkPurpose(str, enum.Enum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+class AccountLink(db.Model):
+    """A one-time link emailed to a user: only the SHA-256 of its secret is kept, so a
+    database reader cannot follow it. Used (or replaced by a newer one) sets used_at."""
+
+    __tablename__ = "account_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[LinkPurpose] = mapped_column(enum_column(LinkPurpose, "link_purpose"))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship()
+
+
+class RecoveryCode(db.Model):
+    """A two-factor recovery code: shown once, kept as SHA-256 (80 random bits each,
+    out of reach of guessing even offline), good for one login."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

@@ -173,3 +173,39 @@ def current_vault() -> ContactVault:
     if key not in cache:
         cache[key] = vault_from_config(current_app.config)
     return cache[key]
+
+
+_ACCOUNT_SECRET_INFO = b"leadx/account-secrets/aes-256-gcm/v1"
+
+
+class AccountSecrets:
+    """Small secrets of an account kept at rest (a two-factor seed): AES-256-GCM under
+    a third HKDF subkey of the same master key, so they share its storage and rotation
+    story but no key with the contacts. The caller's `context` (e.g. "totp:42") is
+    bound as associated data: a blob copied to another user's row does not open."""
+
+    def __init__(self, master_key: str | bytes):
+        self._cipher = AESGCM(_subkey(_master_key_bytes(master_key), _ACCOUNT_SECRET_INFO))
+
+    def seal(self, text: str, context: str) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._cipher.encrypt(nonce, text.encode(), context.encode())
+
+    def open(self, blob: bytes, context: str) -> str:
+        blob = bytes(blob)
+        try:
+            return self._cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
+                                        context.encode()).decode()
+        except InvalidTag as exc:
+            raise ContactDecryptError("An account secret failed its integrity check "
+                                      "(altered, moved or wrong key).") from exc
+
+
+def account_secrets() -> AccountSecrets:
+    from flask import current_app
+
+    cache = current_app.extensions.setdefault("account_secrets", {})
+    key = current_app.config["CONTACT_ENCRYPTION_KEY"]
+    if key not in cache:
+        cache[key] = AccountSecrets(key or "")
+    return cache[key]

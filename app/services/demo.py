@@ -8,11 +8,15 @@ from app.core import events
 from app.errors import Conflict
 from app.extensions import db
 from app.models import Role, TrustLevel, User
+from app.people import two_factor
 from app.services import accounts, demo_leads, ledger, outcomes, quality
 from app.market import filters, jobs, operations
 from app.services.ingest import pipeline
 
 DEMO_PASSWORD = "demo-password-1"
+# The demo admin's two-factor seed. Admins must sign in with a code (SPEC §2); this one
+# is published (`flask demo-code` prints its current code), so it is for demo data only.
+DEMO_ADMIN_TOTP_SEED = "LEADXDEMOADMINTOTPSEEDPUBLISHED2"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ def load_demo() -> list[DemoLogin]:
         ledger.open_accounts_for(user)
         if trust is not None:
             user.trust_level = trust
+        if user.is_admin:
+            two_factor.enable_with_seed(user, DEMO_ADMIN_TOTP_SEED)
         if user.is_buyer:
             ledger.manual_credit(user, DEMO_BUYER_FUNDS, reason="Demo opening balance",
                                  actor=None, idempotency_key=f"demo:opening:{user.id}")
@@ -132,3 +138,8 @@ def record_demo_outcomes(seed: int = 7) -> None:
         if entries:
             outcomes.record_many(order.buyer, entries)
         db.session.commit()
+
+
+def demo_admin_code() -> str:
+    """The demo admin's current two-factor code (computed from the published seed)."""
+    return two_factor.current_code(DEMO_ADMIN_TOTP_SEED)

@@ -32,7 +32,7 @@ from app.models import (
     TopUpStatus, TrustLevel, User, Withdrawal,
 )
 from app.people import notifications
-from app.services import audit, ledger
+from app.services import accounts, audit, ledger
 from app.services.earnings import recover_debt
 from app.services.ledger import Posting
 
@@ -448,6 +448,7 @@ def refundable(buyer: User) -> int:
 
 def withdraw(buyer: User, amount: int) -> Withdrawal:
     """Send unspent money back to the cards it came from, newest top-up first."""
+    accounts.require_verified_email(buyer)
     _require_configured()
     if type(amount) is not int or amount <= 0:
         raise ValidationFailed("Enter an amount above zero.", code="invalid_amount",

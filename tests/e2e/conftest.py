@@ -40,3 +40,24 @@ def page(browser, live_server):
     page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
     yield page
     context.close()
+
+
+def log_in_page(page, email: str, password: str | None = None) -> None:
+    """Log in through the form; for a user with two-factor login (every admin made by
+    make_user), also through the code page, with the code their app would show."""
+    import sqlalchemy as sa
+
+    from app.models import User
+    from tests.conftest import TEST_PASSWORD, totp_code
+
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password or TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+    if page.url.split("?")[0].endswith("/auth/two-factor"):
+        user = db.session.scalar(sa.select(User).where(User.email == email))
+        code = totp_code(user)  # commits: the server may write again
+        page.get_by_label("Code").fill(code)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()

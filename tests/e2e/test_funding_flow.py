@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from app.models import Role
 from app.services import bank_transfers
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.e2e.conftest import log_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -23,10 +24,7 @@ def _card(frame, number: str) -> None:
 
 
 def _log_in(page, email: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, email)
 
 
 def test_a_new_buyer_funds_the_account_by_card_and_by_bank(stripe_app, page, browser, live_server):

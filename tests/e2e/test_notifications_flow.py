@@ -6,7 +6,8 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Role
-from tests.conftest import TEST_PASSWORD, make_user
+from tests.conftest import make_user
+from tests.e2e.conftest import log_in_page
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import person, verified_seller
 
@@ -14,10 +15,7 @@ pytestmark = pytest.mark.browser
 
 
 def _log_in(page, email: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, email)
 
 
 def test_seller_reads_the_notice_and_admin_reads_the_email_in_the_outbox(page):

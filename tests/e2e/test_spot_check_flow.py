@@ -12,7 +12,8 @@ from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, Sale
 from app.services import demo_leads, ledger, quality
 from app.market import jobs
 from tests import quality_corpus as corpus
-from tests.conftest import TEST_PASSWORD, make_user
+from tests.conftest import make_user
+from tests.e2e.conftest import log_in_page
 from tests.ingest_helpers import ingest
 from tests.market_helpers import funded_buyer, place, verified_seller
 
@@ -37,10 +38,7 @@ def test_admin_fails_the_riskiest_batch_from_the_queue(page):
     farm_id, honest_id = farm.id, honest.id
     db.session.commit()  # no transaction of the test may hold SQLite's lock from here on
 
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill("ops@example.com")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, "ops@example.com")
     page.get_by_role("link", name="Spot-checks").click()
     top = page.locator("#quality-queue tbody tr").first
     expect(top).to_have_attribute("data-batch-id", str(farm_id))

@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.people import notifications
-from app.services import scoring
+from app.services import accounts, scoring
 from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -88,6 +88,7 @@ def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTe
 def check_can_sell(seller: User) -> None:
     if not seller.is_seller:
         raise Forbidden("Only sellers can upload leads.", code="not_a_seller")
+    accounts.require_verified_email(seller)
     if seller.trust_level is TrustLevel.SUSPENDED:
         raise Forbidden("Your account is suspended, so uploads are paused. Contact us to "
                         "review it.", code="seller_suspended")
