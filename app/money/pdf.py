@@ -1,11 +1,12 @@
 """Pure logic: receipts and statements as PDF documents (fpdf2), drawn from the same
 data models the HTML pages show (app/money/receipts.py, statements.py).
 
-The font is Noto Sans from the `fontpkg-noto-sans` package (a variable font; regular
-and bold are instances of it): it covers Latin with accents, Cyrillic and Greek, and
-is read from the installed package, never fetched at run time.
+The font is Fira Sans from the `fontpkg-fira-sans` package (static regular and bold
+files: a variable font would be instanced by fontTools on every document, seconds
+each): it covers Latin with accents, Cyrillic, Greek and the currency signs we print
+(€ £ ₽), and is read from the installed package, never fetched at run time.
 """
-from fontpkg_noto_sans import ROOT as NOTO_ROOT
+from fontpkg_fira_sans import ROOT as FIRA_ROOT
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
@@ -13,8 +14,9 @@ from app.formatting import format_money
 from app.money.receipts import Party, Receipt
 from app.money.statements import Statement
 
-FONT = "NotoSans"
-_FONT_FILE = NOTO_ROOT / "files" / "NotoSans[wdth,wght].ttf"
+FONT = "FiraSans"
+_FONT_FILES = {"": FIRA_ROOT / "files" / "FiraSans-Regular.ttf",
+               "B": FIRA_ROOT / "files" / "FiraSans-Bold.ttf"}
 _GREY = (96, 96, 96)
 
 
@@ -23,8 +25,8 @@ def _document(title: str, exchange: Party) -> FPDF:
     pdf.set_title(title)
     pdf.set_author(exchange.name)
     pdf.set_creator(exchange.name)
-    pdf.add_font(FONT, style="", fname=_FONT_FILE,
-                 variations={"": {"wght": 400, "wdth": 100}, "B": {"wght": 700, "wdth": 100}})
+    for style, path in _FONT_FILES.items():
+        pdf.add_font(FONT, style=style, fname=path)
     pdf.set_auto_page_break(True, margin=18)
     pdf.add_page()
     pdf.set_font(FONT, "B", 15)
