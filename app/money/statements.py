@@ -97,7 +97,7 @@ class Statement:
         return f"statement-{self.month:%Y-%m}"
 
 
-def _next_month(first: date) -> date:
+def next_month(first: date) -> date:
     return date(first.year + first.month // 12, first.month % 12 + 1, 1)
 
 
@@ -156,7 +156,7 @@ def _accounts(user: User) -> list[tuple[AccountKind, int | None]]:
 def statement_for(user: User, first: date, now: datetime | None = None) -> Statement:
     """The statement of the month starting `first` (checked by check_month)."""
     now = now or datetime.now(timezone.utc)
-    start, end = _start(first), _start(_next_month(first))
+    start, end = _start(first), _start(next_month(first))
     accounts = _accounts(user)
     ids = [account_id for _, account_id in accounts if account_id is not None]
     openings = dict(db.session.execute(
@@ -214,6 +214,6 @@ def statement_csv(statement: Statement) -> Iterator[str]:
                    "Closing balance", money(account.closing - account.opening),
                    money(account.closing), code]
 
-    last_day = _next_month(statement.month) - timedelta(days=1)
+    last_day = next_month(statement.month) - timedelta(days=1)
     kinds = dict.fromkeys(("transaction_id", "amount", "balance"), NUMBER)
     return csv_lines(CSV_COLUMNS, rows(), kinds)
