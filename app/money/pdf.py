@@ -12,6 +12,7 @@ from fpdf.enums import XPos, YPos
 
 from app.formatting import format_money
 from app.money.receipts import Party, Receipt
+from app.money import statements
 from app.money.statements import Statement
 
 FONT = "FiraSans"
@@ -107,7 +108,7 @@ def statement_pdf(statement: Statement) -> bytes:
             for line in account.lines:
                 table.row((f"{line.at:%Y-%m-%d %H:%M}", str(line.transaction_id),
                            line.description, money(line.amount), money(line.balance)))
-            table.row(("", "", "Closing balance", money(account.closing - account.opening),
+            table.row(("", "", statements.CLOSING, money(account.closing - account.opening),
                        money(account.closing)))
         if account.totals:
             pdf.ln(2)

@@ -152,7 +152,7 @@ def _payout(row: Payout) -> Optional[Receipt]:
                    exchange(), holder(seller), row.amount, row.currency,
                    "Stripe Connect transfer", txn.id, seller.id,
                    (("Connected account", row.destination), ("Stripe transfer", row.transfer_id or ""),
-                    ("Earnings of", row.period.isoformat())))
+                    ("Payout day", row.period.isoformat())))
 
 
 def _manual_payout(row: ManualPayout) -> Receipt:
@@ -224,5 +224,13 @@ def receipts_for(user: User, limit: int = 20) -> list[Receipt]:
         rows += db.session.scalars(select(ManualPayout).where(ManualPayout.seller_id == user.id)
                                    .order_by(ManualPayout.id.desc()).limit(limit))
     builders = {model: build for model, build in _SOURCES.values()}
-    receipts = [r for r in (builders[type(row)](row) for row in rows) if r is not None]
-    return sorted(receipts, key=lambda r: (r.at, r.number), reverse=True)[:limit]
+    # Newest rows first, built only until there are enough (each reads its ledger
+    # transaction); a row without a receipt is skipped.
+    found = []
+    for row in sorted(rows, key=lambda row: row.created_at, reverse=True):
+        receipt = builders[type(row)](row)
+        if receipt is not None:
+            found.append(receipt)
+        if len(found) == limit:
+            break
+    return sorted(found, key=lambda r: (r.at, r.number), reverse=True)

@@ -21,6 +21,8 @@ from app.money.receipts import Party, exchange, holder
 from app.services import ledger
 from app.services.exports import NUMBER, csv_lines, major_units
 
+# The closing row's Amount is the month's net change, so the column adds up too.
+CLOSING = "Closing balance (net change of the month)"
 ACCOUNT_LABELS = {
     AccountKind.BUYER_AVAILABLE: "Available", AccountKind.BUYER_HELD: "Held for orders",
     AccountKind.SELLER_PENDING: "Pending (inside the return window)",
@@ -211,7 +213,7 @@ def statement_csv(statement: Statement) -> Iterator[str]:
                 yield [line.at.isoformat(), line.transaction_id, name, line.kind,
                        line.description, money(line.amount), money(line.balance), code]
             yield [last_day.isoformat(), None, name, "closing",
-                   "Closing balance", money(account.closing - account.opening),
+                   CLOSING, money(account.closing - account.opening),
                    money(account.closing), code]
 
     last_day = next_month(statement.month) - timedelta(days=1)

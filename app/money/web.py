@@ -56,6 +56,7 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
         page = bounds.PAGE.take(request.args.get("page", "1"), "page")
         return render_template(
             "money/statement.html", statement=found, page=page, page_size=STATEMENT_PAGE,
+            closing_label=statements.CLOSING,
             back_url=url_for(back_endpoint), back_label=back_label,
             pdf_url=url_for(f"{name}.statement_file", year=year, month=month, fmt="pdf"),
             csv_url=url_for(f"{name}.statement_file", year=year, month=month, fmt="csv"),
