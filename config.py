@@ -104,6 +104,10 @@ class Config:
     BANK_BIC = os.environ.get("BANK_BIC")
     BANK_ACCOUNT_NUMBER = os.environ.get("BANK_ACCOUNT_NUMBER")
     BANK_ROUTING_NUMBER = os.environ.get("BANK_ROUTING_NUMBER")
+    # How the exchange names itself on receipts and statements; the address's lines
+    # are separated by ";".
+    EXCHANGE_NAME = os.environ.get("EXCHANGE_NAME", "LeadX")
+    EXCHANGE_ADDRESS = os.environ.get("EXCHANGE_ADDRESS", "")
     TOPUP_MINIMUM = _env_int("TOPUP_MINIMUM", 500)
     TOPUP_MAXIMUM = _env_int("TOPUP_MAXIMUM", 10_000_000)
     PAYOUT_MINIMUM = _env_int("PAYOUT_MINIMUM", 1000)

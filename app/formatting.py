@@ -5,19 +5,22 @@ from decimal import ROUND_HALF_UP, Decimal
 from flask import current_app
 
 from app.core import bounds
+from app.services.exports import minor_digits
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽"}
 
 
 def format_money(minor_units: int | None, currency: str | None = None) -> str:
-    """1234 → "$12.34": integer arithmetic only, never a float."""
+    """1234 → "$12.34", 1234 JPY → "1,234 JPY" (each currency's own minor unit, as on
+    receipts): integer arithmetic only, never a float."""
     if minor_units is None:
         return "—"
     currency = currency or current_app.config["CURRENCY"]
     sign = "-" if minor_units < 0 else ""
-    major, minor = divmod(abs(int(minor_units)), 100)
+    digits = minor_digits(currency)
+    major, minor = divmod(abs(int(minor_units)), 10 ** digits)
     symbol = CURRENCY_SYMBOLS.get(currency)
-    amount = f"{major:,}.{minor:02d}"
+    amount = f"{major:,}.{minor:0{digits}d}" if digits else f"{major:,}"
     return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
 
 

@@ -161,3 +161,44 @@ def test_another_currency_uses_its_own_minor_unit(app):
     finally:
         app.config["CURRENCY"] = saved
     assert lines[1][4:6] == ["5000", "5000"] and lines[1][-1] == "JPY"
+
+
+def test_monthly_statement_csv_in_major_units_with_currency(buyer_client, buyer, admin):
+    from app.money import statements
+
+    bank_transfers.record_transfer(reference=bank_transfers.reference_for(buyer), amount=250_075,
+                                   received_on=date.today(), bank_transaction_id="-SUM(A1)",
+                                   actor=admin)
+    ledger.manual_debit(buyer, 75, reason="@fee", actor=None)
+    db.session.commit()
+    month = statements.months_for(buyer)[1]
+    rows = _rows(buyer_client.get(f"/buyer/statements/{month.year}-{month.month}.csv")
+                 .get_data(as_text=True))
+    assert list(rows[0])[-1] == "currency" and {r["currency"] for r in rows} == {"USD"}
+    available = [(r["kind"], r["amount"], r["balance"]) for r in rows
+                 if r["account"] == "buyer_available"]
+    assert available == [("opening", "", "0.00"), ("bank_transfer", "2500.75", "2500.75"),
+                         ("manual_debit", "-0.75", "2500.00"), ("closing", "2500.00", "2500.00")]
+    memos = [r["description"] for r in rows if r["kind"] in ("bank_transfer", "manual_debit")]
+    assert memos[0].startswith("Bank transfer received: Bank transfer -SUM(A1)")
+    assert memos[1] == "Debit by the exchange: @fee"  # not at the cell's start: no formula
+
+
+def test_receipts_and_statements_use_the_currency_minor_unit(app):
+    from app.money import pdf, receipts, statements
+    from tests.test_receipts import pdf_text
+
+    saved = app.config["CURRENCY"]
+    app.config["CURRENCY"] = "JPY"
+    try:
+        buyer = make_user()
+        ledger.manual_credit(buyer, 5_000, reason="yen", actor=None)
+        db.session.commit()
+        [receipt] = receipts.receipts_for(buyer)
+        assert receipt.currency == "JPY" and "5,000 JPY" in pdf_text(pdf.receipt_pdf(receipt))
+        month = statements.months_for(buyer)[1]
+        lines = list(csv.reader(io.StringIO("".join(statements.statement_csv(
+            statements.statement_for(buyer, month))).lstrip("\ufeff"))))
+    finally:
+        app.config["CURRENCY"] = saved
+    assert lines[2][5:] == ["5000", "5000", "JPY"]

@@ -1,5 +1,6 @@
 """Admin: money that moves through the exchange's bank account -- incoming bank
-transfers recorded against buyers' references, and manual payouts to sellers."""
+transfers recorded against buyers' references, and manual payouts to sellers; any
+holder's receipt (app/money/web.py, audited)."""
 from datetime import date
 
 from flask import flash, redirect, render_template, url_for
@@ -11,7 +12,10 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import User
+from app.money import web
 from app.services import bank_transfers, manual_payouts
+
+web.add_admin_routes(bp)
 
 
 def _flash_errors(form) -> None:

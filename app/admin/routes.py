@@ -12,6 +12,7 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
+from app.money import receipts
 from app.services import (
     accounts, bank_transfers, ledger, manual_payouts, market_stats, memo, trust,
 )
@@ -83,6 +84,7 @@ def user_detail(user_id: int):
         payout_form=ManualPayoutForm(paid_on=date.today()),
         manual_payouts=manual_payouts.payouts_for(user) if user.is_seller else [],
         bank_reference=bank_transfers.reference_for(user) if user.is_buyer else None,
+        receipts=receipts.receipts_for(user),
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)

@@ -1,7 +1,8 @@
 """The buyer's money: balance, card top-ups (Stripe.js tokenises the card in the
 browser; the server confirms the PaymentIntent), bank transfer details with the
 buyer's reference, automatic top-up with a saved card (Stripe.js confirms a
-SetupIntent in the browser), withdrawals, statement."""
+SetupIntent in the browser), withdrawals, statement; receipts and monthly statements
+(app/money/web.py)."""
 from flask import (
     Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
 )
@@ -14,6 +15,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money, money_input
 from app.models import TopUpStatus
+from app.money import receipts, statements, web
 from app.services import autotopup, bank_transfers, ledger, payments
 
 WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
@@ -29,6 +31,7 @@ def _balance_context() -> dict:
 
 
 STATEMENT_PAGE = 50
+web.add_routes(bp, "buyer.balance", "Balance")
 
 
 @bp.route("/balance")
@@ -51,6 +54,8 @@ def balance():
         bank=bank_transfers.bank_details(),
         bank_reference=bank_transfers.reference_for(current_user),
         bank_transfers=bank_transfers.transfers_for(current_user),
+        receipts=receipts.receipts_for(current_user),
+        statement_months=statements.months_for(current_user),
         **_balance_context(),
     )
 

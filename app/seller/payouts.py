@@ -1,14 +1,18 @@
 """A seller's payouts: connect a Stripe account once, then cleared earnings are
 transferred automatically; or the exchange pays by bank transfer (manual payouts,
-each with a receipt); the history of every payout."""
+each with a receipt); the history of every payout; receipts and monthly statements
+(app/money/web.py)."""
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import db
+from app.money import receipts, statements, web
 from app.seller import bp
-from app.services import bank_transfers, earnings, ledger, manual_payouts, payments
+from app.services import earnings, ledger, manual_payouts, payments
+
+web.add_routes(bp, "seller.payouts", "Payouts")
 
 
 @bp.route("/payouts")
@@ -22,6 +26,8 @@ def payouts():
         manual_payouts=manual_payouts.payouts_for(current_user),
         return_window_days=earnings.return_window().days,
         connect_form=ConfirmForm(),
+        receipts=receipts.receipts_for(current_user),
+        statement_months=statements.months_for(current_user),
     )
 
 
@@ -63,5 +69,4 @@ def connect_return():
 def manual_payout_receipt(payout_id: int):
     """The receipt for one payout the exchange sent by bank transfer."""
     payout = manual_payouts.payout_of(current_user, payout_id)
-    return render_template("seller/payout_receipt.html", payout=payout,
-                           bank=bank_transfers.bank_details())
+    return redirect(url_for("seller.receipt", number=payout.receipt_number))
