@@ -10,9 +10,18 @@ from flask_login import current_user
 from app.core import bounds
 from app.errors import DomainError
 from app.extensions import db
-from app.money import pdf, receipts, statements
+from app.money import receipts, statements
 from app.money.receipts import Receipt
 from app.services import audit
+
+
+def _pdf():
+    """The PDF module, imported when a PDF is asked for: fpdf2, Pillow and fontTools
+    cost every process 30 MB, the ingest's storing process too."""
+    from app.money import pdf
+
+    return pdf
+
 
 STATEMENT_PAGE = 50  # movements per account on one HTML page (SPEC §10: at most 50 rows)
 
@@ -39,7 +48,7 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
 
     def receipt_pdf(number: str):
         found = receipts.receipt_for(current_user, number)
-        return pdf_response(pdf.receipt_pdf(found), found.filename)
+        return pdf_response(_pdf().receipt_pdf(found), found.filename)
 
     def statement_pick():
         """The month picker's target (a GET form): to that month's statement."""
@@ -66,7 +75,7 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
         found = statements.statement_for(
             current_user, statements.check_month(current_user, year, month))
         if fmt == "pdf":
-            return pdf_response(pdf.statement_pdf(found), found.filename + ".pdf")
+            return pdf_response(_pdf().statement_pdf(found), found.filename + ".pdf")
         return Response(stream_with_context(statements.statement_csv(found)), mimetype="text/csv",
                         headers={"Content-Disposition":
                                  f'attachment; filename="{found.filename}.csv"'})
@@ -97,7 +106,7 @@ def add_admin_routes(bp: Blueprint) -> None:
 
     def receipt_pdf(number: str):
         found = _audited(number)
-        return pdf_response(pdf.receipt_pdf(found), found.filename)
+        return pdf_response(_pdf().receipt_pdf(found), found.filename)
 
     bp.add_url_rule("/receipts/<number>", "receipt", receipt)
     bp.add_url_rule("/receipts/<number>.pdf", "receipt_pdf", receipt_pdf)

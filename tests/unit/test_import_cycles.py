@@ -190,3 +190,18 @@ def test_the_scan_sees_every_kind_of_import(tmp_path):
                                          ["pkg.e", "pkg.sub"]]
     assert describe(graph, module_files(tmp_path, "pkg"), ["pkg.c", "pkg.d"], tmp_path) == (
         "pkg.c\n  -> pkg.d  (pkg/c.py:2)\n  -> pkg.c  (pkg/d.py:2)")
+
+
+def test_the_app_loads_heavy_libraries_only_when_they_are_used():
+    """Every process imports the app, the ingest's storing process too, whose memory
+    has a limit (SPEC §10): PDF fonts and QR codes are imported where they are drawn."""
+    import subprocess
+    import sys
+
+    heavy = ("fpdf", "PIL", "fontTools", "segno")
+    code = ("import sys; from app import create_app; "
+            "create_app('testing', SQLALCHEMY_DATABASE_URI='sqlite://'); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip().splitlines()[-1]
+    assert loaded == "[]"
