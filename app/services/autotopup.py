@@ -11,19 +11,22 @@ commit that creates it), with the same idempotency keys as any top-up; the webho
 credits it and frees the claim. A refused card stops automatic top-ups and says why
 on the buyer's balance page until they turn them on again.
 """
+from __future__ import annotations
+
 import logging
 from typing import Optional
 
-import stripe
 from flask import current_app
 from sqlalchemy import select, update
 
+from app.core.lazy import lazy_import
 from app.errors import Conflict, DomainError, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, AutoTopUp, LedgerAccount, TopUp, TopUpStatus, User
 from app.services import ledger, payments
 
 log = logging.getLogger(__name__)
+stripe = lazy_import("stripe")  # 15 MB, loaded when Stripe is first talked to
 
 
 class AlreadyInFlight(Conflict):

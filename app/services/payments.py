@@ -14,16 +14,18 @@ result instead of moving the money twice. Money leaving a balance (withdrawal, p
 leaves it in that first commit, so it cannot be spent meanwhile; if Stripe refuses,
 a reversing transaction puts it back.
 """
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Optional, Protocol
 
-import stripe
 from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.core.lazy import lazy_import
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
@@ -37,6 +39,7 @@ from app.services.earnings import recover_debt
 from app.services.ledger import Posting
 
 log = logging.getLogger(__name__)
+stripe = lazy_import("stripe")  # 15 MB, loaded when Stripe is first talked to
 
 
 class PaymentsNotConfigured(DomainError):
@@ -771,6 +774,7 @@ def reconciliation() -> ProcessorReconciliation:
         paid_out=_sum(Payout.amount, Payout.status == PayoutStatus.PAID),
         payouts_in_flight=_sum(Payout.amount, Payout.status == PayoutStatus.PENDING),
     )
+
 
 
 def stripe_balance_transactions(limit: int = 1000) -> dict[str, int]:
