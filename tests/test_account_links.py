@@ -267,3 +267,12 @@ def test_link_operations_refuse_a_wrong_purpose(app):
     db.session.commit()
     with pytest.raises(account_links.LinkInvalid):
         account_links.reset_password(secret, NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/orders", "/api/v1/batches", "/api/v1/leads",
+                                  "/api/v1/withdrawals"])
+def test_the_api_document_names_the_unverified_refusal(client, path):
+    """Integrators read the 403 an unverified account gets from the OpenAPI document."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    refusal = document["paths"][path]["post"]["responses"]["403"]
+    assert "email_not_verified" in refusal["description"]

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
 from app.api.schemas import (
-    ApiErrorSchema, BatchChangeSchema, BatchFileSchema, BatchSchema, BatchUploadSchema,
+    NOT_ALLOWED_YET, ApiErrorSchema, BatchChangeSchema, BatchFileSchema, BatchSchema, BatchUploadSchema,
     LeadCreatedSchema, LeadInputSchema,
 )
 from app.extensions import db
@@ -43,6 +43,7 @@ def _batch_body(batch: Batch) -> Batch:
 @blp.alt_response(201, schema=BatchSchema, description="Already processed")
 @blp.alt_response(409, schema=ApiErrorSchema, description="Same file uploaded before")
 @blp.alt_response(422, schema=ApiErrorSchema, description="Not a CSV, no header, bad terms")
+@blp.alt_response(403, schema=ApiErrorSchema, description=NOT_ALLOWED_YET)
 def upload_batch(form, files):
     """Upload a CSV batch (multipart). Processing continues in the background."""
     seller = _seller()
@@ -148,6 +149,7 @@ def get_rejections(batch_id: int):
 @blp.arguments(LeadInputSchema)
 @blp.response(201, LeadCreatedSchema)
 @blp.alt_response(422, schema=ApiErrorSchema, description="The lead's verdict (code, message)")
+@blp.alt_response(403, schema=ApiErrorSchema, description=NOT_ALLOWED_YET)
 def post_lead(payload):
     """One lead in real time, validated by the same rules as a CSV row."""
     seller = _seller()

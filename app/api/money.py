@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields
 
 from app.api.auth import api_blueprint, api_user
-from app.api.schemas import ApiErrorSchema, Int
+from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, Int
 from app.core import bounds
 from app.models import Role
 from app.services import ledger, payments
@@ -111,6 +111,7 @@ def get_topup(topup_id: int):
 @blp.arguments(WithdrawalCreateSchema)
 @blp.response(201, WithdrawalSchema)
 @blp.alt_response(422, schema=ApiErrorSchema, description="More than can go back to a card")
+@blp.alt_response(403, schema=ApiErrorSchema, description=NOT_ALLOWED_YET)
 def create_withdrawal(data):
     """Send unspent money back to the cards it came from."""
     return payments.withdraw(_buyer(), data["amount"])

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
 from app.api.schemas import (
-    ApiErrorSchema, DeliveredLeadSchema, EstimateQuerySchema, EstimateSchema, OrderChangeSchema,
+    NOT_ALLOWED_YET, ApiErrorSchema, DeliveredLeadSchema, EstimateQuerySchema, EstimateSchema, OrderChangeSchema,
     OrderCreateSchema, OrderSchema, PageSchema,
 )
 from app.errors import ValidationFailed
@@ -33,6 +33,7 @@ def _filled_in(order: Order) -> Order:
 @blp.response(201, OrderSchema)
 @blp.alt_response(409, schema=ApiErrorSchema, description="Not enough available balance")
 @blp.alt_response(422, schema=ApiErrorSchema, description="Invalid filters or terms")
+@blp.alt_response(403, schema=ApiErrorSchema, description=NOT_ALLOWED_YET)
 def create_order(data):
     """Place an order: what it may spend is held from the balance, then it fills."""
     buyer = _buyer()

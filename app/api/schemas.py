@@ -53,6 +53,12 @@ class ApiErrorSchema(Schema):
     error = fields.Nested(ApiErrorDetailSchema, required=True)
 
 
+# The 403 of operations that move money or leads (SPEC §2): another role's key, or an
+# account whose email address is not verified yet.
+NOT_ALLOWED_YET = ("Another role's key (forbidden), or the account's email address is not "
+                   "verified yet (email_not_verified)")
+
+
 class BalanceSchema(Schema):
     currency = fields.String(required=True, metadata={"example": "USD"})
     available = fields.Integer(required=True, metadata={"description": "minor units"})
