@@ -105,11 +105,11 @@ def _duplicate(found: BankTransfer) -> DuplicateTransfer:
         details={"bank_transfer_id": found.id, "field": "bank_transaction_id"})
 
 
-def record_transfer(*, reference: str, amount: int, received_on: date,
-                    bank_transaction_id: str, actor: User, note: str = "") -> BankTransfer:
-    """Credit the buyer named by `reference` with a transfer the bank received:
-    one ledger transaction, audited. Refuses a wrong reference and a bank
-    transaction id recorded before (DuplicateTransfer)."""
+def bank_line(bank_transaction_id: str, amount: int, day: date, *, field: str,
+              future: str) -> str:
+    """The bank's transaction id of a line of the exchange's bank statement (a
+    transfer in or a payout out), stripped, once the line is checked: an id, an
+    amount above zero, a day not in the future (`future` says so, about `field`)."""
     bank_id = (bank_transaction_id or "").strip()
     if not bank_id or len(bank_id) > 100:
         raise ValidationFailed("Enter the bank's transaction id (at most 100 characters).",
@@ -118,9 +118,18 @@ def record_transfer(*, reference: str, amount: int, received_on: date,
     if type(amount) is not int or not 0 < amount <= ledger.MAX_AMOUNT:
         raise ValidationFailed("The amount must be above zero.", code="invalid_amount",
                                details={"field": "amount"})
-    if received_on > date.today() + timedelta(days=1):
-        raise ValidationFailed("A transfer cannot have been received in the future.",
-                               code="invalid_date", details={"field": "received_on"})
+    if day > date.today() + timedelta(days=1):
+        raise ValidationFailed(future, code="invalid_date", details={"field": field})
+    return bank_id
+
+
+def record_transfer(*, reference: str, amount: int, received_on: date,
+                    bank_transaction_id: str, actor: User, note: str = "") -> BankTransfer:
+    """Credit the buyer named by `reference` with a transfer the bank received:
+    one ledger transaction, audited. Refuses a wrong reference and a bank
+    transaction id recorded before (DuplicateTransfer)."""
+    bank_id = bank_line(bank_transaction_id, amount, received_on, field="received_on",
+                        future="A transfer cannot have been received in the future.")
     buyer = buyer_for_reference(reference)
     found = _existing(bank_id)
     if found is not None:

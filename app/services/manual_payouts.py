@@ -7,7 +7,7 @@ account, in one balanced ledger transaction keyed by the bank's transaction id. 
 same bank line recorded twice, or an amount above what the seller has cleared, is
 refused; the seller sees each payout with a receipt.
 """
-from datetime import date, timedelta
+from datetime import date
 from typing import Optional
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, ManualPayout, User
 from app.services import audit, ledger
+from app.services.bank_transfers import bank_line
 from app.services.earnings import recover_debt
 from app.services.ledger import Posting
 
@@ -43,17 +44,8 @@ def record_payout(seller: User, *, amount: int, paid_on: date, bank_transaction_
     audited. What the seller owes for returned sales is recovered first."""
     if not seller.is_seller:
         raise ValidationFailed("Only sellers are paid out.", code="not_a_seller")
-    bank_id = (bank_transaction_id or "").strip()
-    if not bank_id or len(bank_id) > 100:
-        raise ValidationFailed("Enter the bank's transaction id (at most 100 characters).",
-                               code="bank_transaction_id_required",
-                               details={"field": "bank_transaction_id"})
-    if type(amount) is not int or not 0 < amount <= ledger.MAX_AMOUNT:
-        raise ValidationFailed("The amount must be above zero.", code="invalid_amount",
-                               details={"field": "amount"})
-    if paid_on > date.today() + timedelta(days=1):
-        raise ValidationFailed("A payout cannot have been sent in the future.",
-                               code="invalid_date", details={"field": "paid_on"})
+    bank_id = bank_line(bank_transaction_id, amount, paid_on, field="paid_on",
+                        future="A payout cannot have been sent in the future.")
     found = _existing(bank_id)
     if found is not None:
         raise _duplicate(found)
