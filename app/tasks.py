@@ -300,9 +300,11 @@ def run_payouts() -> int:
 
 @celery.task(name="app.tasks.retry_payments")
 def retry_payments() -> int:
-    from app.services import payments
+    from app.services import autotopup, payments
 
-    return payments.retry_unfinished() if payments.configured() else 0
+    if not payments.configured():
+        return 0
+    return payments.retry_unfinished() + autotopup.resume_stuck()
 
 
 @celery.task(name="app.tasks.accept_overdue_returns")

@@ -150,3 +150,59 @@ def test_the_setup_endpoint_answers_a_client_secret(app, api_buyer):
     refused = browser.post("/buyer/balance/auto-topup/setup", headers={"X-CSRFToken": token},
                            data={"threshold": "50.00", "amount": "1.00"})
     assert refused.status_code == 422
+
+
+def _left_half_started(buyer, settings, *, with_intent: bool) -> TopUp:
+    """What a job that died inside `check` leaves: the top-up claimed and committed,
+    then either no PaymentIntent (died before asking Stripe) or one never confirmed."""
+    if with_intent:
+        def claim(topup):
+            settings.pending_topup_id = topup.id
+        topup = payments.start_topup(buyer, settings.amount, None, automatic=True,
+                                     claim=claim).topup
+        assert topup.payment_intent_id and topup.status is TopUpStatus.REQUIRES_PAYMENT_METHOD
+    else:
+        topup = TopUp(buyer_id=buyer.id, amount=settings.amount, currency=ledger.currency(),
+                      automatic=True)
+        db.session.add(topup)
+        db.session.flush()
+        settings.pending_topup_id = topup.id
+    db.session.commit()
+    return topup
+
+
+@pytest.mark.parametrize("with_intent", [False, True], ids=["no intent", "intent unconfirmed"])
+def test_a_top_up_left_half_started_by_a_crash_is_finished_by_the_periodic_job(
+        api_buyer, client, with_intent):
+    buyer, headers = api_buyer
+    _fund_by_card(client, headers, buyer, 6_000)
+    settings = _save_card(buyer, "4242424242424242")
+    topup = _left_half_started(buyer, settings, with_intent=with_intent)
+    # The claim blocks every later automatic top-up: the buyer would run dry.
+    ledger.manual_debit(buyer, 2_000, reason="fee", actor=None)
+    db.session.commit()
+    assert _automatic(buyer) == [topup] and topup.status is not TopUpStatus.SUCCEEDED
+
+    # A top-up still being started by a live job is left to it.
+    assert autotopup.resume_stuck(older_than_seconds=300) == 0
+    assert autotopup.resume_stuck(older_than_seconds=0) == 1
+    assert wait_until(lambda: db.session.get(TopUp, topup.id).status is TopUpStatus.SUCCEEDED)
+    assert ledger.balance_for(buyer).available == 6_000 - 2_000 + 10_000
+    assert wait_until(lambda: db.session.get(AutoTopUp, buyer.id).pending_topup_id is None)
+    assert [t.id for t in _automatic(buyer)] == [topup.id]  # finished, not started twice
+    assert autotopup.resume_stuck(older_than_seconds=0) == 0
+    assert ledger.reconcile().ok
+
+
+def test_a_half_started_top_up_with_a_card_now_refused_frees_the_claim_and_says_why(api_buyer, client):
+    buyer, headers = api_buyer
+    _fund_by_card(client, headers, buyer, 6_000)
+    settings = _save_card(buyer, "4000000000000341")  # saved fine, declined when charged
+    topup = _left_half_started(buyer, settings, with_intent=False)
+    assert autotopup.resume_stuck(older_than_seconds=0) == 1
+    db.session.expire_all()
+    assert db.session.get(TopUp, topup.id).status is TopUpStatus.FAILED
+    settings = db.session.get(AutoTopUp, buyer.id)
+    assert settings.pending_topup_id is None and not settings.enabled
+    assert "declined" in settings.last_error
+    assert ledger.balance_for(buyer).available == 6_000

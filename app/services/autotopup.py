@@ -14,6 +14,7 @@ on the buyer's balance page until they turn them on again.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Optional
 
 from flask import current_app
@@ -23,6 +24,7 @@ from app.core.lazy import lazy_import
 from app.errors import Conflict, DomainError, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, AutoTopUp, LedgerAccount, TopUp, TopUpStatus, User
+from app.models.types import utcnow
 from app.services import ledger, payments
 
 log = logging.getLogger(__name__)
@@ -147,10 +149,35 @@ def check(account_id: int) -> Optional[TopUp]:
         return db.session.scalar(select(TopUp).where(TopUp.buyer_id == buyer.id,
                                                      TopUp.automatic.is_(True))
                                  .order_by(TopUp.id.desc()))
-    topup = started.topup
+    return _unattended(started.topup)
+
+
+def _unattended(topup: TopUp) -> TopUp:
     if topup.status is TopUpStatus.REQUIRES_ACTION:
         # Nobody is there to authenticate an off-session charge.
         payments._fail(topup, "your bank asks you to confirm each payment, which an "
                               "automatic top-up cannot do. Top up by hand, or save a card "
                               "that does not ask every time.")
     return topup
+
+
+def resume_stuck(older_than_seconds: int = 300) -> int:
+    """The periodic job for automatic top-ups a crashed job left claimed but never
+    charged (no PaymentIntent yet, or one never confirmed): without it the claim would
+    stay and no automatic top-up would ever start again for that buyer. Each is
+    finished with the keys the dead job used (payments.resume_topup)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    stuck = db.session.execute(
+        select(AutoTopUp.payment_method_id, TopUp)
+        .join(TopUp, TopUp.id == AutoTopUp.pending_topup_id)
+        .where(TopUp.created_at < cutoff,
+               TopUp.status.in_((TopUpStatus.CREATED, TopUpStatus.REQUIRES_PAYMENT_METHOD)))
+        .order_by(TopUp.id)).all()
+    db.session.commit()
+    for payment_method, topup in stuck:
+        try:
+            _unattended(payments.resume_topup(topup, payment_method, off_session=True))
+        except DomainError as exc:  # refused: the top-up and the settings say so
+            db.session.rollback()
+            log.info("automatic top-up %s failed on resuming: %s", topup.id, exc.message)
+    return len(stuck)

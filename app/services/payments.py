@@ -188,14 +188,23 @@ def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None, 
         db.session.flush()
         claim(topup)
     db.session.commit()
+    intent = _create_intent(topup, customer)
+    if payment_method:
+        intent = confirm_topup(topup, payment_method, off_session=automatic)
+    return TopUpStart(topup, intent.client_secret)
+
+
+def _create_intent(topup: TopUp, customer: str):
+    """The top-up's PaymentIntent. Its idempotency key is the top-up's, so asking again
+    for a top-up whose job died after Stripe made the intent gives back the same one."""
     try:
         intent = client().v1.payment_intents.create(
             params={
-                "amount": amount,
+                "amount": topup.amount,
                 "currency": _currency(),
                 "customer": customer,
                 "payment_method_types": ["card"],
-                "metadata": {"topup_id": str(topup.id), "buyer_id": str(buyer.id)},
+                "metadata": {"topup_id": str(topup.id), "buyer_id": str(topup.buyer_id)},
             },
             options={"idempotency_key": f"topup:{topup.id}"},
         )
@@ -205,9 +214,20 @@ def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None, 
     topup.payment_intent_id = intent.id
     _follow_intent(topup, intent)
     db.session.commit()
-    if payment_method:
-        intent = confirm_topup(topup, payment_method, off_session=automatic)
-    return TopUpStart(topup, intent.client_secret)
+    return intent
+
+
+def resume_topup(topup: TopUp, payment_method: str, *, off_session: bool = False) -> TopUp:
+    """Finish starting a top-up whose job died half-way (its row committed, the
+    PaymentIntent not yet made, or made and not yet confirmed), with the keys the job
+    used. What follows is the webhook's, as for any top-up."""
+    if topup.payment_intent_id is None:
+        _create_intent(topup, ensure_customer(db.session.get(User, topup.buyer_id)))
+    else:
+        refresh_topup(topup)
+    if topup.status in (TopUpStatus.CREATED, TopUpStatus.REQUIRES_PAYMENT_METHOD):
+        confirm_topup(topup, payment_method, off_session=off_session)
+    return topup
 
 
 def confirm_topup(topup: TopUp, payment_method: str, *, off_session: bool = False):
