@@ -69,6 +69,11 @@ def test_a_buyer_enrols_and_then_logs_in_with_a_code(app, client):
     assert response.headers["Location"].endswith("/auth/two-factor")
     assert other.get("/buyer/").status_code == 302  # not signed in after the password alone
     assert _code_step(other, "000000").status_code == 200  # wrong: asked again
+    # Whoever typed it knew the password: the failure stays in the audit log.
+    failed = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "user.two_factor_failed")).all()
+    assert [(e.actor_id, e.subject_id, e.details["kind"]) for e in failed] == [
+        (buyer.id, buyer.id, "totp")]
     TOTP_SEEDS[buyer.email] = seed
     assert _code_step(other, totp_code(buyer)).status_code == 302
     assert other.get("/buyer/").status_code == 200

@@ -28,13 +28,12 @@ def two_factor_login():
     form = TwoFactorForm()
     if form.validate_on_submit():
         used = two_factor.verify(user, form.code.data)
+        db.session.commit()
         if used is None:
-            db.session.rollback()
             form.code.errors.append("That code is not right, or was used already. Enter the "
                                     "code your app shows now, or an unused recovery code.")
         else:
             left = two_factor.remaining_recovery_codes(user) if used == "recovery" else None
-            db.session.commit()
             pending = session[PENDING_LOGIN]
             start_session(user, remember=pending.get("remember", False))
             if left is not None:

@@ -111,16 +111,20 @@ def confirm_enrolment(user: User, code: str) -> list[str]:
 
 def verify(user: User, code: str) -> Optional[str]:
     """For the second step of a login: "totp" or "recovery" if the code is right (and
-    now spent), None if not."""
+    now spent), None if not. A wrong code is audited: whoever typed it knew the
+    password, which admins reviewing the audit log should see."""
     if not user.two_factor_enabled:
         return None
     code = (code or "").strip().replace(" ", "")
     if TOTP_DIGITS.fullmatch(code):
-        return "totp" if _accept_totp(user, code) else None
-    if _use_recovery_code(user, code):
+        if _accept_totp(user, code):
+            return "totp"
+    elif _use_recovery_code(user, code):
         audit.record("user.recovery_code_used", actor=user, subject_type="user",
                      subject_id=user.id, details={"left": remaining_recovery_codes(user)})
         return "recovery"
+    audit.record("user.two_factor_failed", actor=user, subject_type="user", subject_id=user.id,
+                 details={"kind": "totp" if TOTP_DIGITS.fullmatch(code) else "recovery"})
     return None
 
 
