@@ -91,7 +91,7 @@ def _topup_json(topup, client_secret=None):
 
 @bp.route("/balance/topups", methods=["POST"])
 def create_topup():
-    """Called by static/js/topup.js with the card token Stripe.js made."""
+    """Called by static/js/balance.js with the card token Stripe.js made."""
     form = TopUpForm()
     if not form.validate_on_submit():
         message = "; ".join(e for errors in form.errors.values() for e in errors)
@@ -164,7 +164,7 @@ def _form_error_json(form):
 
 @bp.route("/balance/auto-topup/setup", methods=["POST"])
 def auto_topup_setup():
-    """Called by static/js/autotopup.js: a SetupIntent for Stripe.js to confirm."""
+    """Called by static/js/balance.js: a SetupIntent for Stripe.js to confirm."""
     form = AutoTopUpForm()
     if not form.validate_on_submit():
         return _form_error_json(form)
@@ -179,7 +179,7 @@ def auto_topup_setup():
 
 @bp.route("/balance/auto-topup", methods=["POST"])
 def auto_topup_save():
-    """With a confirmed SetupIntent (JSON, from autotopup.js): save the card and the
+    """With a confirmed SetupIntent (JSON, from static/js/balance.js): save the card and the
     terms. Without one (a plain form): change the terms or turn it on or off."""
     form = AutoTopUpForm()
     wants_json = bool(form.setup_intent_id.data)

@@ -1,0 +1,141 @@
+// The buyer's balance page. Card top-up: Stripe.js turns the card into a token in the
+// browser (the card number never reaches our server); the server charges it and
+// answers with the top-up's state; a card that needs 3-D Secure is authenticated here
+// with Stripe.js. Automatic top-up: the server opens a Stripe SetupIntent, Stripe.js
+// confirms it with the card, and the server saves the confirmed card with the buyer's
+// threshold and amount.
+
+// While a payment waits for Stripe's webhook, refresh the balance cards every 2 s;
+// once nothing waits any more, reload the page: what may be withdrawn and the
+// statement below changed with the balance.
+function pollBalance() {
+  const live = document.getElementById("balance-live");
+  if (!live || !live.dataset.pollUrl) return;
+  setTimeout(async () => {
+    const response = await fetch(live.dataset.pollUrl, {credentials: "same-origin"});
+    if (response.ok) {
+      const fragment = document.createElement("template");
+      fragment.innerHTML = (await response.text()).trim();
+      const next = fragment.content.firstElementChild;
+      if (next && !next.dataset.pollUrl) {
+        window.location.reload();
+        return;
+      }
+      if (next) live.replaceWith(next);
+    }
+    pollBalance();
+  }, 2000);
+}
+
+// What both card forms share: Stripe.js with a card field, a line for errors, and
+// POSTs (the CSRF token in a header) answered in JSON.
+function cardForm(form, cardSelector, errorBoxId) {
+  const stripe = Stripe(form.dataset.publishableKey);
+  const card = stripe.elements().create("card");
+  card.mount(cardSelector);
+  const errorBox = document.getElementById(errorBoxId);
+  return {
+    stripe,
+    card,
+    showError(message) {
+      errorBox.textContent = message || "";
+      errorBox.classList.toggle("d-none", !message);
+    },
+    async post(url, body) {
+      const response = await fetch(url, {
+        method: "POST", body, credentials: "same-origin",
+        headers: {"Accept": "application/json",
+                  "X-CSRFToken": form.querySelector("[name=csrf_token]").value},
+      });
+      const result = await response.json().catch(
+        () => ({error: {message: "The server did not answer."}}));
+      return {ok: response.ok, result};
+    },
+  };
+}
+
+function setUpTopUp(form) {
+  const {stripe, card, showError, post} = cardForm(form, "#card-element", "topup-error");
+  const button = document.getElementById("topup-submit");
+  const busy = document.getElementById("topup-busy");
+  const setBusy = (on) => {
+    button.disabled = on;
+    busy.classList.toggle("d-none", !on);
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    setBusy(true);
+    try {
+      const {token, error} = await stripe.createToken(card);
+      if (error || !token) {
+        showError((error && error.message) || "Check the card details.");
+        return;
+      }
+      const body = new FormData(form);
+      body.set("token", token.id);
+      let {ok, result} = await post(form.action, body);
+      if (!ok) {
+        showError(result.error.message);
+        return;
+      }
+      if (result.status === "requires_action") {
+        // Whatever the buyer chose, the server reads the outcome from Stripe and the
+        // balance page says what happened.
+        await stripe.confirmCardPayment(result.client_secret);
+        ({result} = await post(result.refresh_url, new FormData()));
+      } else if (result.status === "failed") {
+        showError(result.message || "The card was declined.");
+        return;
+      }
+      window.location.assign(result.redirect_url);
+    } finally {
+      setBusy(false);
+    }
+  });
+}
+
+function setUpAutoTopUp(form) {
+  const {stripe, card, showError, post} = cardForm(
+    form, "#auto-card-element", "auto-topup-form-error");
+  const button = document.getElementById("auto-topup-submit");
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("");
+    button.disabled = true;
+    try {
+      let {ok, result} = await post(form.dataset.setupUrl, new FormData(form));
+      if (!ok) {
+        showError(result.error.message);
+        return;
+      }
+      const {setupIntent, error} = await stripe.confirmCardSetup(
+        result.client_secret, {payment_method: {card}});
+      if (error || !setupIntent) {
+        showError((error && error.message) || "The card could not be saved.");
+        return;
+      }
+      const body = new FormData(form);
+      body.set("setup_intent_id", setupIntent.id);
+      ({ok, result} = await post(form.action, body));
+      if (!ok) {
+        showError(result.error.message);
+        return;
+      }
+      window.location.assign(result.redirect_url);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  pollBalance();
+  if (typeof Stripe === "undefined") return;
+  const topUp = document.getElementById("topup-form");
+  if (topUp) setUpTopUp(topUp);
+  const autoTopUp = document.getElementById("auto-topup-form");
+  if (autoTopUp) setUpAutoTopUp(autoTopUp);
+});
