@@ -191,3 +191,31 @@ def test_months_outside_the_accounts_life_are_refused_clearly(app, buyer_client,
         with pytest.raises(ValidationFailed):
             statements.parse_month(buyer, text)
     assert buyer_client.get("/buyer/statements/2026-13").status_code == 422
+
+
+def test_a_page_of_a_busy_month_has_that_pages_lines_and_the_whole_months_figures(
+        app, admin, busy_month):
+    buyer, _ = busy_month
+    for i in range(57):  # more movements than one page of 50 shows
+        ledger.manual_credit(buyer, 100 + i, reason=f"credit {i}", actor=admin)
+    db.session.commit()
+    _, this = _months()
+    whole = statements.statement_for(buyer, this)
+    available = whole.accounts[0]
+    assert available.count == len(available.lines) > 50
+    pages = [statements.statement_for(buyer, this, page=n, page_size=50) for n in (1, 2, 3)]
+    for paged in pages:  # figures of the month, whatever the page
+        assert [(a.opening, a.closing, a.totals, a.count) for a in paged.accounts] == [
+            (a.opening, a.closing, a.totals, a.count) for a in whole.accounts]
+    # The pages are the month's lines cut in fifties, running balances included.
+    assert pages[0].accounts[0].lines + pages[1].accounts[0].lines == available.lines
+    assert len(pages[0].accounts[0].lines) == 50 and pages[2].accounts[0].lines == []
+    _reconciles(whole, buyer, this)
+
+    client = app.test_client()
+    log_in(client, buyer)
+    url = f"/buyer/statements/{this.year}-{this.month:02d}"
+    first, second = (client.get(url + q).get_data(as_text=True) for q in ("", "?page=2"))
+    assert "Later movements" in first and statements.CLOSING not in first.split("account-buyer_held")[0]
+    assert "Earlier movements" in second and statements.CLOSING in second
+    assert "credit 56" in second and "credit 56" not in first

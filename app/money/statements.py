@@ -67,8 +67,9 @@ class AccountStatement:
     label: str
     opening: int
     closing: int
-    lines: list[Line]
+    lines: list[Line]  # the month's, or one page of them
     totals: list[tuple[str, int]]  # per kind of movement, in order of first appearance
+    count: int  # movements in the month
 
 
 @dataclass(frozen=True)
@@ -155,39 +156,62 @@ def _accounts(user: User) -> list[tuple[AccountKind, int | None]]:
             if kind in found or kind is not AccountKind.SELLER_RECEIVABLE]
 
 
-def statement_for(user: User, first: date, now: datetime | None = None) -> Statement:
-    """The statement of the month starting `first` (checked by check_month)."""
+def statement_for(user: User, first: date, now: datetime | None = None,
+                  page: int | None = None, page_size: int = 50) -> Statement:
+    """The statement of the month starting `first` (checked by check_month). With a
+    `page`, each account carries only that page's movements; its figures (opening,
+    closing, totals, count) are still the whole month's, summed by the database, so a
+    busy account's page costs what fifty lines cost, not what its month holds."""
     now = now or datetime.now(timezone.utc)
     start, end = _start(first), _start(next_month(first))
     accounts = _accounts(user)
     ids = [account_id for _, account_id in accounts if account_id is not None]
-    openings = dict(db.session.execute(
-        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
-        .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerEntry.account_id.in_(ids), LedgerTransaction.created_at < start)
-        .group_by(LedgerEntry.account_id)).all()) if ids else {}
-    moves: dict[int, list] = {account_id: [] for account_id in ids}
+    joined = (select().select_from(LedgerEntry)
+              .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+              .where(LedgerEntry.account_id.in_(ids)))
+    in_month = (LedgerTransaction.created_at >= start, LedgerTransaction.created_at < end)
+    openings, kinds, lines = {}, {}, {account_id: [] for account_id in ids}
     if ids:
-        for account_id, txn_id, at, kind, memo, amount in db.session.execute(
-                select(LedgerEntry.account_id, LedgerTransaction.id, LedgerTransaction.created_at,
-                       LedgerTransaction.kind, LedgerTransaction.memo, LedgerEntry.amount)
-                .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-                .where(LedgerEntry.account_id.in_(ids), LedgerTransaction.created_at >= start,
-                       LedgerTransaction.created_at < end)
-                .order_by(LedgerTransaction.created_at, LedgerTransaction.id, LedgerEntry.id)):
-            moves[account_id].append((txn_id, at, kind, memo, int(amount)))
+        openings = dict(db.session.execute(
+            joined.add_columns(LedgerEntry.account_id, func.sum(LedgerEntry.amount))
+            .where(LedgerTransaction.created_at < start).group_by(LedgerEntry.account_id)).all())
+        for account_id, kind, amount, count in db.session.execute(
+                joined.add_columns(LedgerEntry.account_id, LedgerTransaction.kind,
+                                   func.sum(LedgerEntry.amount), func.count())
+                .where(*in_month).group_by(LedgerEntry.account_id, LedgerTransaction.kind)
+                .order_by(func.min(LedgerTransaction.id))):
+            kinds.setdefault(account_id, []).append((kind, int(amount), count))
+        order = (LedgerTransaction.created_at, LedgerTransaction.id, LedgerEntry.id)
+        numbered = joined.add_columns(
+            LedgerEntry.account_id, LedgerTransaction.id.label("transaction_id"),
+            LedgerTransaction.created_at, LedgerTransaction.kind, LedgerTransaction.memo,
+            LedgerEntry.amount,
+            func.row_number().over(partition_by=LedgerEntry.account_id, order_by=order)
+            .label("n"),
+            func.sum(LedgerEntry.amount).over(partition_by=LedgerEntry.account_id,
+                                              order_by=order, rows=(None, 0)).label("moved"),
+        ).where(*in_month).subquery()
+        shown = select(numbered).order_by(numbered.c.account_id, numbered.c.n)
+        if page is not None:
+            shown = shown.where(numbered.c.n > (page - 1) * page_size,
+                                numbered.c.n <= page * page_size)
+        for row in db.session.execute(shown):
+            label = movement_label(row.kind)
+            lines[row.account_id].append(Line(
+                row.created_at, row.transaction_id, row.kind,
+                f"{label}: {row.memo}" if row.memo else label, int(row.amount),
+                int(openings.get(row.account_id) or 0) + int(row.moved)))
     sections = []
     for kind, account_id in accounts:
         opening = int(openings.get(account_id) or 0)
-        balance, lines, totals = opening, [], {}
-        for txn_id, at, txn_kind, memo, amount in moves.get(account_id, ()):
-            balance += amount
+        totals: dict[str, int] = {}
+        for txn_kind, amount, _ in kinds.get(account_id, ()):
             label = movement_label(txn_kind)
-            lines.append(Line(at, txn_id, txn_kind, f"{label}: {memo}" if memo else label,
-                              amount, balance))
             totals[label] = totals.get(label, 0) + amount
-        sections.append(AccountStatement(kind, ACCOUNT_LABELS[kind], opening, balance, lines,
-                                         list(totals.items())))
+        sections.append(AccountStatement(
+            kind, ACCOUNT_LABELS[kind], opening, opening + sum(totals.values()),
+            lines.get(account_id, []), list(totals.items()),
+            sum(count for _, _, count in kinds.get(account_id, ()))))
     return Statement(f"ST-{first:%Y-%m}-{user.id:06d}", first, user.id, holder(user), exchange(),
                      ledger.currency(), sections, to_date=end > now)
 

@@ -60,9 +60,10 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
         return redirect(url_for(f"{name}.statement", year=first.year, month=first.month))
 
     def statement(year: int, month: int):
-        found = statements.statement_for(
-            current_user, statements.check_month(current_user, year, month))
         page = bounds.PAGE.take(request.args.get("page", "1"), "page")
+        found = statements.statement_for(
+            current_user, statements.check_month(current_user, year, month),
+            page=page, page_size=STATEMENT_PAGE)
         return render_template(
             "money/statement.html", statement=found, page=page, page_size=STATEMENT_PAGE,
             closing_label=statements.CLOSING,
