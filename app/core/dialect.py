@@ -77,6 +77,16 @@ def locked(table: str, columns: str, ids: list[int], **params) -> dict:
     return {row[0]: row for row in rows}
 
 
+def lock_in_id_order(model, *where) -> list[int]:
+    """Lock the rows of `model` that match `where`, in id order -- the order in which
+    the market's fills lock leads -- and return their ids. A bulk UPDATE alone locks
+    rows in whatever order it scans them, so it could deadlock with a group of fills;
+    after this it only waits for them (or they for it). SQLite: the transaction holds
+    the database's write lock already, and FOR UPDATE is left out."""
+    return db.session.scalars(sa.select(model.id).where(*where).order_by(model.id)
+                              .with_for_update()).all()
+
+
 def stamp(value):
     """A parameter as the driver of this database takes it in a raw statement."""
     return sqlite_datetime(value) if isinstance(value, datetime) and not postgres() else value

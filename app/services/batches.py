@@ -14,6 +14,7 @@ from typing import Optional
 import sqlalchemy as sa
 
 from app.core import bounds, events
+from app.core.dialect import lock_in_id_order
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
@@ -67,12 +68,11 @@ def _managed(actor: User, batch_id: int) -> Batch:
 
 
 def _lock_unsold(batch: Batch, statuses) -> list:
-    """WHERE: the batch's leads in `statuses` that may still go to another buyer.
-    Their rows are locked in id order first -- the order the market's fills lock
-    leads in -- so a change and a group of fills wait for each other, never deadlock."""
+    """WHERE: the batch's leads in `statuses` that may still go to another buyer,
+    their rows locked first (lock_in_id_order)."""
     where = [Lead.batch_id == batch.id, Lead.status.in_(statuses),
              rules.LEAD_CAP.test(Lead, rules.Ctx())]
-    db.session.execute(sa.select(Lead.id).where(*where).order_by(Lead.id).with_for_update()).all()
+    lock_in_id_order(Lead, *where)
     return where
 
 

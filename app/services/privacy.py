@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from app.core import events
+from app.core.dialect import lock_in_id_order
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -93,8 +94,10 @@ def _suppress(person: Person, reason: str, actor: Optional[User]) -> int:
             SuppressionEntry.kind == kind, SuppressionEntry.value_hash == value))
         if exists is None:
             db.session.add(SuppressionEntry(kind=kind, value_hash=value, reason=reason.strip()[:255]))
+    listed = (_their_leads(person), Lead.status != LeadStatus.DELISTED)
+    lock_in_id_order(Lead, *listed)
     delisted = db.session.execute(
-        update(Lead).where(_their_leads(person), Lead.status != LeadStatus.DELISTED)
+        update(Lead).where(*listed)
         .values(status=LeadStatus.DELISTED).execution_options(synchronize_session=False)).rowcount
     audit.record("privacy.suppressed", actor=actor,
                  details={"kinds": [kind for kind, _ in person.hashes], "reason": reason.strip(),
@@ -119,7 +122,7 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
     now = now or datetime.now(timezone.utc)
     person = _with_linked_contacts(person)
     _suppress(person, reason, actor)
-    lead_ids = db.session.scalars(select(Lead.id).where(_their_leads(person))).all()
+    lead_ids = lock_in_id_order(Lead, _their_leads(person))
     _shred_leads(lead_ids, now)
     rejections = _shred_rejections(person)
     told, webhook_sale_ids = _tell_buyers(lead_ids, now)
@@ -223,13 +226,15 @@ def purge_unsold(now: Optional[datetime] = None) -> int:
         return 0
     now = now or datetime.now(timezone.utc)
     cutoff = now - timedelta(days=days)
+    unsold = (Lead.sold_count == 0, Lead.erased_at.is_(None), Lead.created_at < cutoff)
     purged = 0
     while True:
-        ids = db.session.scalars(select(Lead.id).where(
-            Lead.sold_count == 0, Lead.erased_at.is_(None), Lead.created_at < cutoff)
-            .order_by(Lead.id).limit(SCAN_CHUNK)).all()
+        ids = db.session.scalars(select(Lead.id).where(*unsold).order_by(Lead.id)
+                                 .limit(SCAN_CHUNK)).all()
         if not ids:
             break
+        # Locked and checked again: a fill may have sold one since the scan.
+        ids = lock_in_id_order(Lead, Lead.id.in_(ids), *unsold)
         # Hashes stay: without contacts they only keep recognising a re-upload.
         db.session.execute(update(Lead).where(Lead.id.in_(ids))
                            .values(contact_enc=_no_contacts(), status=LeadStatus.DELISTED,

@@ -39,6 +39,7 @@ from typing import Iterator, Optional
 import sqlalchemy as sa
 
 from app.core import events
+from app.core.dialect import lock_in_id_order
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -344,9 +345,9 @@ def decide(check: SpotCheck, admin: User, note: str = "",
     went_live, delisted, returned = False, 0, 0
     if status is SpotCheckStatus.PASSED:
         if batch.status is BatchStatus.HELD and batch.seller.trust_level is not TrustLevel.SUSPENDED:
-            db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id,
-                                                     Lead.status == LeadStatus.HELD)
-                               .values(status=LeadStatus.LIVE)
+            held = (Lead.batch_id == batch.id, Lead.status == LeadStatus.HELD)
+            lock_in_id_order(Lead, *held)
+            db.session.execute(sa.update(Lead).where(*held).values(status=LeadStatus.LIVE)
                                .execution_options(synchronize_session=False))
             batch.status = BatchStatus.LIVE
             went_live = True
@@ -354,10 +355,10 @@ def decide(check: SpotCheck, admin: User, note: str = "",
     else:
         # Delist first: from here on the matcher cannot sell these leads, and every
         # sale made before is visible to the returns below.
+        listed = (Lead.batch_id == batch.id, Lead.status.in_(LISTED_STATUSES))
+        lock_in_id_order(Lead, *listed)
         delisted = db.session.execute(
-            sa.update(Lead).where(Lead.batch_id == batch.id,
-                                  Lead.status.in_(LISTED_STATUSES))
-            .values(status=LeadStatus.DELISTED)
+            sa.update(Lead).where(*listed).values(status=LeadStatus.DELISTED)
             .execution_options(synchronize_session=False)).rowcount
         batch.status = BatchStatus.REJECTED
         batch.error_code = "spot_check_failed"
