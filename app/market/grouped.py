@@ -331,15 +331,20 @@ def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict,
                                               for p in update)})
 
 
+# One statement for the whole group, its keys in one sorted order: two workers
+# claiming overlapping people lock them in the same order (one statement per lookback
+# could take them in two). Each key is checked against its own order's lookback.
 _CLAIMS_PG = """
-WITH claimed AS (
+WITH v AS (
+  SELECT b, decode(h, 'hex') AS h, s
+  FROM unnest(CAST(string_to_array(:buyers, ',') AS int[]), string_to_array(:hashes, ','),
+              CAST(string_to_array(:sinces, ',') AS timestamptz[])) AS v(b, h, s)),
+claimed AS (
   INSERT INTO person_claims (buyer_id, person_hash, claimed_at)
-  SELECT b, decode(h, 'hex'), :now
-  FROM unnest(CAST(string_to_array(:buyers, ',') AS int[]),
-              string_to_array(:hashes, ',')) AS v(b, h)
-  ORDER BY 1, 2
+  SELECT b, h, :now FROM v ORDER BY 1, 2
   ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
-  WHERE person_claims.claimed_at <= :since
+  WHERE person_claims.claimed_at <= (
+    SELECT s FROM v WHERE v.b = person_claims.buyer_id AND v.h = person_claims.person_hash)
   RETURNING 1)
 SELECT count(*) FROM claimed"""
 _CLAIMS_SQLITE = """
@@ -351,21 +356,25 @@ WHERE person_claims.claimed_at <= :since"""
 def _claim_people(by_lookback: dict, now) -> None:
     """Record each (buyer, person) delivery; any claim inside its lookback is a
     collision with a concurrent worker (planning saw no such claim)."""
-    for lookback, keys in by_lookback.items():
-        if postgres():
-            claimed = run(_CLAIMS_PG, {"buyers": csv(b for b, _ in keys),
-                                        "hashes": ",".join(bytes(h).hex() for _, h in keys),
-                                        "now": now,
-                                        "since": rules.lookback_start(now, lookback)}).scalar()
-        else:
-            at, since = stamp(now), stamp(rules.lookback_start(now, lookback))
-            with driver_errors(_CLAIMS_SQLITE):
-                claimed = sqlite_connection().executemany(
-                    _CLAIMS_SQLITE, [{"b": b, "h": h, "now": at, "since": since}
-                                     for b, h in keys]).rowcount
-        if claimed != len(keys):
-            raise _Collision
-
+    keys = sorted((buyer, bytes(person), rules.lookback_start(now, lookback))
+                  for lookback, pairs in by_lookback.items() for buyer, person in pairs)
+    if not keys:
+        return
+    if len({key[:2] for key in keys}) != len(keys):
+        raise _Collision  # one buyer twice for one person: not a plan the rules allow
+    if postgres():
+        claimed = run(_CLAIMS_PG, {"buyers": csv(b for b, _, _ in keys),
+                                    "hashes": ",".join(h.hex() for _, h, _ in keys),
+                                    "sinces": ",".join(s.isoformat() for _, _, s in keys),
+                                    "now": now}).scalar()
+    else:
+        at = stamp(now)
+        with driver_errors(_CLAIMS_SQLITE):
+            claimed = sqlite_connection().executemany(
+                _CLAIMS_SQLITE, [{"b": b, "h": h, "now": at, "since": stamp(s)}
+                                 for b, h, s in keys]).rowcount
+    if claimed != len(keys):
+        raise _Collision
 
 
 def _arrays(*columns) -> sa.TableValuedAlias:
