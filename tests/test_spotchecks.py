@@ -249,7 +249,7 @@ def test_seller_sees_each_batchs_spot_check_state(app):
                              lot_size=5, sample_size=5, acceptance_number=0,
                              defect_rate_bp=500, confidence_bp=9500, plan="standard"))
     db.session.commit()
-    assert 'text-bg-danger">failed<' in client.get("/seller/batches").get_data(as_text=True)
+    assert 'title="Spot-check">check failed<' in client.get("/seller/batches").get_data(as_text=True)
 
 
 def _htmx(client, url: str, **data):

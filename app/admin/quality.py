@@ -10,11 +10,9 @@ from app.auth.forms import ConfirmForm
 from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import commit_keeping_loaded, db
-from app.models import Batch, SpotCheck, Verdict
+from app.models import Batch, SpotCheck
 from app.services import quality, spotchecks, trust
-
-VERDICT_LABELS = {Verdict.GENUINE: "Genuine", Verdict.FAKE: "Fake",
-                  Verdict.UNREACHABLE: "Unreachable", Verdict.NO_CONSENT: "No consent"}
+from app.services.spotchecks import VERDICT_LABELS
 
 
 def _batch_or_404(batch_id: int) -> Batch:

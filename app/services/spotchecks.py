@@ -52,6 +52,8 @@ from app.services import audit, returns
 from app.services.crypto import current_vault
 
 ACCEPTANCE_NUMBER = 0
+VERDICT_LABELS = {Verdict.GENUINE: "Genuine", Verdict.FAKE: "Fake",
+                  Verdict.UNREACHABLE: "Unreachable", Verdict.NO_CONSENT: "No consent"}
 # name -> (defect rate to catch, confidence), in basis points
 PLANS = {"standard": (500, 9500), "tightened": (300, 9500), "strict": (300, 9900)}
 TIGHTENED_RISK, STRICT_RISK = 30, 60
@@ -459,3 +461,25 @@ def latest_status_by_batch(batch_ids: list[int]) -> dict[int, SpotCheckStatus]:
     return dict(db.session.execute(
         sa.select(SpotCheck.batch_id, SpotCheck.status).join(latest, latest.c.id == SpotCheck.id)
     ).all())
+
+
+@dataclass(frozen=True)
+class SellerReport:
+    """What the seller sees of a batch's latest spot-check: the outcome, the admin's
+    note, and each sampled lead that failed it with the verdict and note on it."""
+    check: SpotCheck
+    failed: list[SampledLead]
+
+
+def seller_report(batch_id: int) -> Optional[SellerReport]:
+    """The batch's latest spot-check for its seller. The failed leads are the seller's
+    own, so their contacts are shown to help find what went wrong at the source."""
+    check = db.session.scalar(sa.select(SpotCheck).where(SpotCheck.batch_id == batch_id)
+                              .order_by(SpotCheck.id.desc()).limit(1))
+    if check is None:
+        return None
+    failed = [] if check.status is SpotCheckStatus.OPEN else contacts_of(db.session.scalars(
+        sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
+        .where(SpotCheckItem.check_id == check.id, SpotCheckItem.verdict.in_(DEFECTS))
+        .order_by(SpotCheckItem.position)).all())
+    return SellerReport(check, failed)
