@@ -74,7 +74,7 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
     """Verdicts swap in without a reload (a marker set in the page survives), a bulk
     verdict judges every selected lead at once, and the batch passes in place."""
     rng, now = random.Random(5), datetime.now(timezone.utc)
-    batch = ingest(verified_seller(), corpus.to_csv(
+    batch = ingest(make_user(Role.SELLER), corpus.to_csv(  # a new seller's batch is held
         [corpus.person(rng, i, now, quirks=False) for i in range(80)]))
     quality.assess_batch(batch.id)
     make_user(Role.ADMIN, email="ops@example.com")
@@ -88,6 +88,7 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
     items = page.locator("#sample .sample-item")
     expect(items.first).to_contain_text("@")
     sample = items.count()
+    expect(page.locator("#batch-status")).to_have_text("held")
     page.evaluate("window.notReloaded = true")
 
     first, second = items.nth(0), items.nth(1)
@@ -110,6 +111,7 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
 
     page.get_by_role("button", name="Pass batch").click()
     expect(page.locator("#check-status")).to_have_text("passed")
+    expect(page.locator("#batch-status")).to_have_text("live")
     expect(page.locator("#check-message")).to_contain_text(f"Batch #{batch_id} passed")
     expect(page.locator("#sample .sample-item form")).to_have_count(0)
     expect(page.locator(".sample-pick")).to_have_count(0)
