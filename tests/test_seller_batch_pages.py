@@ -71,8 +71,8 @@ def test_a_failed_spot_check_shows_the_seller_which_leads_failed_and_why(app):
     contact = current_vault().open_contact(failed.lead.contact_enc)
     assert "The admin's note:</strong> Several numbers do not exist" in section
     assert f'data-lead-id="{failed.lead_id}"' in section and contact["email"] in section
-    assert f'<td class="num">{failed.lead.row_number}</td>' in section
-    assert "Fake" in section and "The number belongs to a pizzeria" in section
+    assert f"<strong>Row {failed.lead.row_number}</strong>" in section
+    assert "Fake" in section and "on this lead: The number belongs to a pizzeria" in section
     others = db.session.scalars(sa.select(SpotCheckItem).where(
         SpotCheckItem.check_id == failed.check_id, SpotCheckItem.id != failed.id)).all()
     assert not any(f'data-lead-id="{item.lead_id}"' in section for item in others)
