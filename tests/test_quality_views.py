@@ -212,3 +212,71 @@ def test_the_demos_suspicious_batch_tops_the_queue_and_was_sold(app):
     sold = db.session.scalar(sa.select(sa.func.count()).select_from(Sale)
                              .where(Sale.seller_id == farm.id))
     assert sold > 0  # its buyers have something to be refunded
+
+
+def _rated_sales(seller, converted: int, bad: int, contacted: int = 0):
+    """Sell the seller's leads and have the buyer rate them."""
+    from app.market import jobs
+    from app.models import OutcomeStatus
+    from app.services import outcomes
+    from tests.market_helpers import live_leads, person
+
+    count = converted + bad + contacted
+    live_leads(seller, [person(seller.id * 1000 + i) for i in range(count)])
+    buyer = funded_buyer()
+    order = place(buyer, 200, count)
+    jobs.fill_order(order.id)
+    db.session.commit()
+    sales = db.session.scalars(sa.select(Sale.id).where(Sale.order_id == order.id)
+                               .order_by(Sale.id)).all()
+    statuses = ([OutcomeStatus.CONVERTED] * converted + [OutcomeStatus.BAD] * bad
+                + [OutcomeStatus.CONTACTED] * contacted)
+    outcomes.record_many(buyer, [(sale, status, None) for sale, status in zip(sales, statuses)])
+    db.session.commit()
+
+
+def test_the_trust_proposal_reads_buyers_outcome_feedback(admin_client):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    _rated_sales(seller, converted=2, bad=1)
+    factor = {f.name: f for f in trust.propose(seller).factors}["Conversion feedback"]
+    assert factor.verdict == "neutral"
+    assert factor.sentence == ("2 of 3 rated leads converted (66.7%), 1 bad (33.3%): "
+                               "too few to judge (needs 20).")
+    page = admin_client.get(f"/admin/users/{seller.id}").get_data(as_text=True)
+    assert "2 of 3 rated leads converted" in page and "not recorded yet" not in page
+
+    good = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    _rated_sales(good, converted=5, bad=2, contacted=15)
+    factor = {f.name: f for f in trust.propose(good).factors}["Conversion feedback"]
+    assert factor.verdict == "good" and "5 of 22 rated leads converted" in factor.sentence
+
+
+def test_bad_buyer_feedback_keeps_a_seller_from_being_proposed_verified(app):
+    seller = make_user(Role.SELLER)
+    first = ingest(seller, _clean_csv(150, seed=1))
+    second = ingest(seller, _clean_csv(150, seed=2))
+    _decided_check(first, SpotCheckStatus.PASSED)
+    _decided_check(second, SpotCheckStatus.PASSED)
+    assert trust.propose(seller).level is TrustLevel.VERIFIED
+    seller.trust_level = TrustLevel.VERIFIED  # its leads sell without waiting for a check
+    _rated_sales(seller, converted=1, bad=8, contacted=11)
+    proposal = trust.propose(seller)
+    factor = {f.name: f for f in proposal.factors}["Conversion feedback"]
+    assert factor.verdict == "bad" and "8 bad (40.0%)" in factor.sentence
+    assert proposal.level is TrustLevel.NEW
+
+
+def test_pages_with_the_trust_proposal_run_the_same_queries_however_long_the_record(
+        admin_client):
+    from tests.query_count import queries_for
+
+    few, many = (make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED) for _ in range(2))
+    _rated_sales(few, converted=1, bad=1)
+    _rated_sales(many, converted=6, bad=3, contacted=12)
+    _rated_sales(many, converted=2, bad=2)
+    small = ingest(few, _clean_csv(10, seed=3))
+    large = ingest(many, _clean_csv(60, seed=4))
+    assert (queries_for(admin_client, f"/admin/users/{many.id}")
+            == queries_for(admin_client, f"/admin/users/{few.id}"))
+    assert (queries_for(admin_client, f"/admin/quality/batches/{large.id}")
+            == queries_for(admin_client, f"/admin/quality/batches/{small.id}"))

@@ -233,3 +233,54 @@ def test_a_lead_marked_converted_cannot_be_returned(app):
     assert refused.value.code == "converted_lead"
     outcomes.record(buyer, sales[0].id, "bad", None)  # a mistake, corrected first
     assert returns.open_return(buyer, sales[0].id, "fake").status is ReturnStatus.AWAITING_SELLER
+
+
+def _contest(seller, buyer, sales, reason: str = "fake") -> list[Return]:
+    items = []
+    for sale in sales:
+        item = returns.open_return(buyer, sale.id, reason, "made up name")
+        returns.seller_respond(seller, item.id, accept=False, note="has consent recording")
+        items.append(item)
+    db.session.commit()
+    return items
+
+
+def test_contested_returns_show_the_lead_and_both_parties_and_the_view_is_audited(
+        app, admin_client, admin):
+    from app.models import AuditEvent
+    from app.services.crypto import current_vault
+
+    seller, buyer, order, sales = _market(count=4)
+    seller.display_name, buyer.display_name = "Acme Leads", "Sunrise Solar"
+    [item] = _contest(seller, buyer, sales[:1])
+    lead = db.session.get(Sale, item.sale_id).lead
+    contact = current_vault().open_contact(lead.contact_enc)
+    page = admin_client.get("/admin/returns").get_data(as_text=True)
+    card = page[page.index(f'id="return-{item.id}"'):]
+    assert contact["email"] in card and contact["phone"] in card and contact["first_name"] in card
+    assert "Acme Leads" in card and "Sunrise Solar" in card and buyer.email in card
+    assert f"Lead #{lead.id}" in card and lead.source_url in card
+    assert "made up name" in card and "has consent recording" in card
+    admin_client.get("/admin/returns")
+    views = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "returns.contacts_viewed")).all()
+    assert len(views) == 2 and all(v.actor_id == admin.id for v in views)
+    assert views[0].details == {"return_ids": [item.id], "lead_ids": [lead.id]}
+    # An empty queue shows no contacts, so its view is not a view of personal data.
+    returns.admin_decide(admin, item.id, False, note="recording heard")
+    db.session.commit()
+    assert "No contested returns." in admin_client.get("/admin/returns").get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "returns.contacts_viewed")) == 2
+
+
+def test_the_contested_returns_queue_runs_the_same_queries_however_long(app, admin_client):
+    from tests.query_count import queries_for
+
+    seller, buyer, order, sales = _market(count=12)
+    _contest(seller, buyer, sales[:1])
+    one = queries_for(admin_client, "/admin/returns")
+    _contest(seller, buyer, sales[1:2])
+    other_seller, other_buyer, _, other_sales = _market(count=6)
+    _contest(other_seller, other_buyer, other_sales[:2])
+    assert queries_for(admin_client, "/admin/returns") == one

@@ -19,6 +19,7 @@ from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import ingest
+from tests.query_count import counted, queries_for
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 
 
@@ -51,8 +52,8 @@ def _items(check_id: int) -> list[SpotCheckItem]:
 def _judge_all(client, check_id: int, verdict: str = "genuine") -> None:
     for item in _items(check_id):
         if item.verdict is None:
-            response = _post(client, f"/admin/quality/checks/{check_id}/items/{item.id}",
-                             verdict=verdict)
+            response = _post(client, f"/admin/quality/checks/{check_id}/verdicts",
+                             item=item.id, verdict=verdict)
             assert response.status_code == 302
 
 
@@ -189,7 +190,8 @@ def test_failing_a_live_batch_delists_it_and_refunds_every_sale(admin_client):
     _post(admin_client, f"/admin/quality/batches/{batch.id}/check")
     check = db.session.scalar(sa.select(SpotCheck).where(SpotCheck.batch_id == batch.id))
     first = _items(check.id)[0]
-    _post(admin_client, f"/admin/quality/checks/{check.id}/items/{first.id}", verdict="fake")
+    _post(admin_client, f"/admin/quality/checks/{check.id}/verdicts", item=first.id,
+          verdict="fake")
     page = admin_client.get(f"/admin/quality/checks/{check.id}").get_data(as_text=True)
     assert "Fail batch" in page  # one fake exceeds c = 0: no need to finish the sample
     response = _post(admin_client, f"/admin/quality/checks/{check.id}/decide", note="Farmed leads")
@@ -247,4 +249,120 @@ def test_seller_sees_each_batchs_spot_check_state(app):
                              lot_size=5, sample_size=5, acceptance_number=0,
                              defect_rate_bp=500, confidence_bp=9500, plan="standard"))
     db.session.commit()
-    assert 'text-bg-danger">failed<' in client.get("/seller/batches").get_data(as_text=True)
+    assert 'title="Spot-check">check failed<' in client.get("/seller/batches").get_data(as_text=True)
+
+
+def _htmx(client, url: str, **data):
+    """A post as htmx sends it: the CSRF token in a header, HX-Request set."""
+    token = csrf_token(client, "/admin/quality")
+    return client.post(url, data=data, headers={"HX-Request": "true", "X-CSRFToken": token})
+
+
+def _views() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "spot_check.contacts_viewed"))
+
+
+def test_an_htmx_verdict_swaps_the_lead_and_tally_without_auditing_the_page_again(
+        admin_client, admin):
+    batch = _batch(make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED), rows=120)
+    check = spotchecks.start_check(batch, admin, seed=5)
+    db.session.commit()
+    admin_client.get(f"/admin/quality/checks/{check.id}")
+    assert _views() == 1
+    first = _items(check.id)[0]
+    email = current_vault().open_contact(first.lead.contact_enc)["email"]
+    response = _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts", item=first.id,
+                     verdict="genuine", note="Confirmed she asked for a quote")
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert "<html" not in body  # the changed parts only, not the page
+    assert f'id="item-{first.id}" data-verdict="genuine" hx-swap-oob="true"' in body
+    assert email in body and "Confirmed she asked for a quote" in body
+    assert 'id="tally" hx-swap-oob="true"' in body and f"1 of {check.sample_size} verified" in body
+    assert _views() == 1  # re-showing a judged lead is part of the audited verdict
+    verdicts = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "spot_check.verdict")).all()
+    assert len(verdicts) == 1 and verdicts[0].subject_id == first.lead_id
+    assert verdicts[0].details["note"] == "Confirmed she asked for a quote"
+
+    # An unreachable lead is replaced: the new draw's contacts are a new, audited view.
+    second = _items(check.id)[1]
+    body = _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts", item=second.id,
+                 verdict="unreachable").get_data(as_text=True)
+    replacement = _items(check.id)[-1]
+    assert replacement.position == check.sample_size
+    assert 'hx-swap-oob="beforeend:#sample"' in body and f'id="item-{replacement.id}"' in body
+    view = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "spot_check.contacts_viewed").order_by(AuditEvent.id.desc())).first()
+    assert _views() == 2 and view.details["lead_ids"] == [replacement.lead_id]
+
+
+def test_a_bulk_verdict_is_one_action_with_one_audit_entry(admin_client, admin):
+    batch = _batch(make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED), rows=60)
+    check = spotchecks.start_check(batch, admin)
+    db.session.commit()
+    items = _items(check.id)
+    chosen = [item.id for item in items[:3]]
+    response = _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts", item=chosen,
+                     verdict="genuine")
+    body = response.get_data(as_text=True)
+    assert "3 sampled leads marked genuine." in body
+    assert all(f'id="item-{i}" data-verdict="genuine"' in body for i in chosen)
+    assert [item.verdict for item in _items(check.id)[:4]] == [Verdict.GENUINE] * 3 + [None]
+    entries = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "spot_check.verdict")).all()
+    assert len(entries) == 1 and entries[0].subject_type == "batch"
+    assert entries[0].details["lead_ids"] == [item.lead_id for item in items[:3]]
+    # Nothing selected, or a lead of another check: refused, nothing changes.
+    nothing = _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts", verdict="fake")
+    assert nothing.status_code == 200 and "Select at least one sampled lead." in nothing.get_data(
+        as_text=True)
+    other = spotchecks.start_check(_batch(make_user(Role.SELLER), rows=30), admin)
+    db.session.commit()
+    stranger = _items(other.id)[0].id
+    refused = _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts",
+                    item=[items[4].id, stranger], verdict="fake")
+    assert "No such lead in this sample." in refused.get_data(as_text=True)
+    assert _items(check.id)[4].verdict is None and _items(other.id)[0].verdict is None
+
+
+def test_passing_by_htmx_updates_the_page_in_place(admin_client, admin):
+    batch = _batch(make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED), rows=40)
+    check = spotchecks.start_check(batch, admin)
+    db.session.commit()
+    items = _items(check.id)
+    _htmx(admin_client, f"/admin/quality/checks/{check.id}/verdicts",
+          item=[item.id for item in items], verdict="genuine")
+    body = _htmx(admin_client, f"/admin/quality/checks/{check.id}/decide").get_data(as_text=True)
+    assert f"Batch #{batch.id} passed its spot-check." in body
+    assert 'id="check-status" hx-swap-oob="true">passed<' in body
+    assert '<div id="bulk" hx-swap-oob="true"></div>' in body
+    assert all(f'<span id="pick-{item.id}" hx-swap-oob="true"></span>' in body for item in items)
+    assert _views() == 0  # deciding shows no contacts
+    db.session.expire_all()
+    assert db.session.get(SpotCheck, check.id).status is SpotCheckStatus.PASSED
+
+
+def test_the_check_page_runs_the_same_queries_however_large_the_sample(admin_client, admin):
+    small = spotchecks.start_check(_batch(make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED),
+                                          rows=12), admin)
+    large = spotchecks.start_check(_batch(make_user(Role.SELLER), rows=400), admin)
+    db.session.commit()
+    assert large.sample_size > 5 * small.sample_size
+    assert (queries_for(admin_client, f"/admin/quality/checks/{large.id}")
+            == queries_for(admin_client, f"/admin/quality/checks/{small.id}"))
+
+
+def test_a_bulk_verdict_runs_the_same_queries_however_many_leads_it_judges(admin_client, admin):
+    check = spotchecks.start_check(_batch(make_user(Role.SELLER), rows=400), admin)
+    db.session.commit()
+    ids = [item.id for item in _items(check.id)]
+    url = f"/admin/quality/checks/{check.id}/verdicts"
+    _htmx(admin_client, url, item=ids[0], verdict="genuine")  # warm
+    counts = []
+    for chosen in (ids[1:3], ids[3:60]):
+        with counted() as statements:
+            _htmx(admin_client, url, item=chosen, verdict="genuine")
+        counts.append(len(statements))
+    assert counts[0] == counts[1]

@@ -9,12 +9,10 @@ from app.admin.routes import PAGE_SIZE
 from app.auth.forms import ConfirmForm
 from app.core import bounds
 from app.errors import DomainError, NotFound
-from app.extensions import db
-from app.models import Batch, SpotCheck, Verdict
+from app.extensions import commit_keeping_loaded, db
+from app.models import Batch, SpotCheck
 from app.services import quality, spotchecks, trust
-
-VERDICT_LABELS = {Verdict.GENUINE: "Genuine", Verdict.FAKE: "Fake",
-                  Verdict.UNREACHABLE: "Unreachable", Verdict.NO_CONSENT: "No consent"}
+from app.services.spotchecks import VERDICT_LABELS
 
 
 def _batch_or_404(batch_id: int) -> Batch:
@@ -65,53 +63,75 @@ def start_spot_check(batch_id: int):
     return redirect(url_for("admin.spot_check", check_id=check.id))
 
 
-@bp.route("/quality/checks/<int:check_id>")
-def spot_check(check_id: int):
-    check = spotchecks.get_check(check_id)
-    sample = spotchecks.sampled_contacts(check, current_user, ip=request.remote_addr)
-    db.session.commit()  # the audited view is recorded even if rendering fails
+def _check_page_parts(check) -> dict:
     plan = spotchecks.Plan(check.plan, check.plan_reason, check.lot_size, check.sample_size,
                            check.acceptance_number, check.defect_rate_bp, check.confidence_bp)
-    return render_template(
-        "admin/spot_check.html", check=check, batch=check.batch, sample=sample, plan=plan,
-        tally=spotchecks.tally(check), form=ConfirmForm(), verdicts=VERDICT_LABELS)
+    return {"check": check, "batch": check.batch, "plan": plan, "tally": spotchecks.tally(check),
+            "verdicts": VERDICT_LABELS, "is_open": check.status.value == "open"}
 
 
-@bp.route("/quality/checks/<int:check_id>/items/<int:item_id>", methods=["POST"])
-def spot_check_verdict(check_id: int, item_id: int):
+@bp.route("/quality/checks/<int:check_id>")
+def spot_check(check_id: int):
+    """The check page: this view of the sampled contacts is one audit entry; verdicts
+    and the decision then update the page in place (htmx) without showing it again."""
     check = spotchecks.get_check(check_id)
-    if not ConfirmForm().validate_on_submit():
-        flash("The form expired; try again.", "danger")
-    else:
-        try:
-            spotchecks.record_verdict(check, item_id, request.form.get("verdict", ""),
-                                      current_user, note=request.form.get("note", ""))
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-    return redirect(url_for("admin.spot_check", check_id=check_id) + f"#item-{item_id}")
+    sample = spotchecks.sampled_contacts(check, current_user, ip=request.remote_addr)
+    commit_keeping_loaded()  # the audited view is recorded even if rendering fails
+    return render_template("admin/spot_check.html", sample=sample, **_check_page_parts(check))
+
+
+def _partial_or_page(check_id: int, message: str, category: str, **parts):
+    """An htmx request gets the changed parts of the page; a plain form post (no
+    JavaScript) gets the page again through a redirect."""
+    if request.headers.get("HX-Request") != "true":
+        flash(message, category)
+        return redirect(url_for("admin.spot_check", check_id=check_id))
+    check = spotchecks.get_check(check_id)
+    return render_template("admin/_spot_check_update.html", message=message, category=category,
+                           **parts, **_check_page_parts(check))
+
+
+@bp.route("/quality/checks/<int:check_id>/verdicts", methods=["POST"])
+def spot_check_verdicts(check_id: int):
+    """One verdict on the sampled leads named by `item` (one, or several selected)."""
+    check = spotchecks.get_check(check_id)
+    ids = [int(value) for value in request.form.getlist("item") if value.isdigit()]
+    try:
+        judged, drawn = spotchecks.record_verdicts(
+            check, ids, request.form.get("verdict", ""), current_user,
+            note=request.form.get("note", ""))
+        # Leads drawn to replace unreachable ones are shown for the first time: a view.
+        fresh = spotchecks.sampled_contacts(check, current_user, ip=request.remote_addr,
+                                            items=drawn) if drawn else []
+        commit_keeping_loaded()
+    except DomainError as exc:
+        db.session.rollback()
+        return _partial_or_page(check_id, exc.message, "danger", changed=[], fresh=[])
+    label = VERDICT_LABELS[judged[0].verdict]
+    message = (f"{len(judged)} sampled leads marked {label.lower()}." if len(judged) > 1 else
+               f"Lead #{judged[0].lead_id} marked {label.lower()}.")
+    if fresh:
+        message += f" {len(fresh)} more drawn to replace the unreachable."
+    return _partial_or_page(check_id, message, "success",
+                            changed=spotchecks.contacts_of(judged), fresh=fresh)
 
 
 @bp.route("/quality/checks/<int:check_id>/decide", methods=["POST"])
 def spot_check_decide(check_id: int):
     check = spotchecks.get_check(check_id)
-    if not ConfirmForm().validate_on_submit():
-        flash("The form expired; try again.", "danger")
-        return redirect(url_for("admin.spot_check", check_id=check_id))
     try:
         decision = spotchecks.decide(check, current_user, note=request.form.get("note", ""))
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
-        flash(exc.message, "danger")
-        return redirect(url_for("admin.spot_check", check_id=check_id))
+        return _partial_or_page(check_id, exc.message, "danger", changed=[], fresh=[])
     if decision.went_live:  # committed: its leads are being offered (BatchWentLive)
-        flash(f"Batch #{check.batch_id} passed and is live: its leads are offered to buyers.",
-              "success")
+        message = f"Batch #{check.batch_id} passed and is live: its leads are offered to buyers."
     elif decision.outcome == "pass":
-        flash(f"Batch #{check.batch_id} passed its spot-check.", "success")
+        message = f"Batch #{check.batch_id} passed its spot-check."
     else:
-        flash(f"Batch #{check.batch_id} failed: {decision.delisted} leads withdrawn, "
-              f"{decision.sales_returned} sales returned and refunded.", "warning")
-    return redirect(url_for("admin.spot_check", check_id=check_id))
+        message = (f"Batch #{check.batch_id} failed: {decision.delisted} leads withdrawn, "
+                   f"{decision.sales_returned} sales returned and refunded.")
+    return _partial_or_page(check_id, message, "success" if decision.outcome == "pass"
+                            else "warning", changed=[], fresh=[],
+                            decided_items=spotchecks.sample_items(check))

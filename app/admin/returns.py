@@ -6,14 +6,16 @@ from sqlalchemy import select
 from app.admin import bp
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
-from app.extensions import db
+from app.extensions import commit_keeping_loaded, db
 from app.models import AuditEvent
 from app.services import privacy, returns
 
 
 @bp.route("/returns")
 def return_queue():
-    return render_template("admin/returns.html", returns=returns.contested(), form=ConfirmForm())
+    cases = returns.contested_cases(current_user, ip=request.remote_addr)
+    commit_keeping_loaded()  # the audited view is recorded even if rendering fails
+    return render_template("admin/returns.html", cases=cases, form=ConfirmForm())
 
 
 @bp.route("/returns/<int:return_id>/<any(accept, reject):decision>", methods=["POST"])

@@ -37,7 +37,8 @@ def dashboard():
         users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         reconciliation=ledger.reconcile(),
-        market=memo.cached(("marketplace", days), lambda: market_stats.marketplace(days)),
+        market=memo.cached(("marketplace", days), lambda: market_stats.marketplace(days),
+                           version=market_stats.marketplace_version()),
         periods=market_stats.PERIODS,
     )
 

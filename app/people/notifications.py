@@ -183,7 +183,8 @@ def batch_processed(batch) -> None:
 def spot_check_decided(check, passed: bool, reason: str, note: str, *, went_live: bool,
                        sales_returned: int) -> None:
     """An admin decided a batch's spot-check; a failure lists the sampled leads that
-    failed it (ids and row numbers: the seller's batch page has the rest)."""
+    failed it with the admin's note on each (ids and row numbers, never contacts: the
+    seller's batch page shows those)."""
     failing = [item for item in check.items if item.verdict in DEFECTS]
     note = note.strip()
     if passed:
@@ -197,8 +198,10 @@ def spot_check_decided(check, passed: bool, reason: str, note: str, *, went_live
            paragraphs=[reason, f"The admin's note: {note}" if note else "", after,
                        "Sampled leads that failed:" if failing else ""],
            items=[f"Lead #{item.lead_id} (row {item.lead.row_number}): "
-                  f"{item.verdict.value.replace('_', ' ')}" for item in failing],
-           link=path("seller.batch_detail", batch_id=check.batch_id), link_label="See the batch",
+                  f"{item.verdict.value.replace('_', ' ')}" + (f" ({item.note})" if item.note else "")
+                  for item in failing],
+           link=path("seller.batch_detail", batch_id=check.batch_id) + "#spot-check",
+           link_label="See the batch and its failed leads" if failing else "See the batch",
            data={"batch_id": check.batch_id, "check_id": check.id,
                  "outcome": "pass" if passed else "fail", "note": note,
                  "failing_lead_ids": [item.lead_id for item in failing]})

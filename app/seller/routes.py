@@ -17,6 +17,7 @@ from app.seller import bp
 from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
 from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
+from app.services.spotchecks import VERDICT_LABELS
 from app.services.ingest import pipeline, reports
 from app.services.ingest.fields import FIELD_LABELS, FIELDS, HeaderMappingError
 from app.services.ingest.reader import UnreadableFile
@@ -163,6 +164,8 @@ def _batch_page(batch: Batch, terms: BatchTermsChangeForm, floor_warning: str = 
     return render_template(
         "seller/batch.html", batch=batch, terms_form=terms, confirm=ConfirmForm(),
         floor_warning=floor_warning, history=batch_listing.history(batch),
+        spot_check=spotchecks.seller_report(batch.id) if batch.is_finished else None,
+        verdict_labels=VERDICT_LABELS,
         listing=batch_listing.listing(batch) if batch.is_finished else None, **_report(batch))
 
 

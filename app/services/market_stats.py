@@ -13,12 +13,12 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    LISTED_STATUSES, AccountKind, Batch, Lead, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
+    LISTED_STATUSES, Batch, Lead, LedgerTransaction, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
     SaleOutcome, User,
 )
 from app.models.types import utcnow
 from app.market import rules
-from app.services import kpis, ledger, scoring
+from app.services import kpis, scoring
 
 
 PERIODS = (1, 7, 30, 90)  # days the admin page looks back over
@@ -207,7 +207,6 @@ class Marketplace:
     sales: int
     gross: int
     commission: int
-    commission_total: int
     orders_open: int
     orders_quantity: int
     orders_filled: int
@@ -231,6 +230,15 @@ class Marketplace:
     @property
     def return_rate(self) -> Optional[Decimal]:
         return kpis._ratio(self.returns, self.sales, kpis.RATIO)
+
+
+def marketplace_version() -> tuple:
+    """What the marketplace figures are computed from, fingerprinted in one indexed
+    read: every sale, return and order moves money on the ledger, and every upload adds
+    leads. A cached marketplace of another fingerprint is stale (memo.cached)."""
+    return tuple(db.session.execute(sa.select(
+        sa.select(sa.func.max(LedgerTransaction.id)).scalar_subquery(),
+        sa.select(sa.func.max(Lead.id)).scalar_subquery())).one())
 
 
 def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
@@ -299,7 +307,6 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         days=days, computed_at=now, leads_listed=int(listed), batches=batch_count,
         sales=sum(s[0] for s in sellers.values()), gross=sum(s[1] for s in sellers.values()),
         commission=sum(s[2] for s in sellers.values()),
-        commission_total=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
         orders_completed=completed, orders_ended=ended_count,
         returns=sum(returned.values()),

@@ -9,11 +9,13 @@ back, the seller loses their share, the exchange its commission. A failed spot-c
 returns every sale of the batch the same way (`return_batch_sales`). The return window
 and the recovery of what a reversal leaves a seller owing live in `earnings`."""
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import current_app
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import aliased
 
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -23,6 +25,7 @@ from app.models import (
 )
 from app.people import notifications
 from app.services import audit, earnings, ledger
+from app.services.crypto import current_vault
 from app.services.ledger import Posting
 
 BUYER_REASONS = {
@@ -235,9 +238,33 @@ def returns_for_seller(seller: User, limit: int = 200) -> list[Return]:
                                         Return.id.desc()).limit(limit)).all()
 
 
-def contested(limit: int = 200) -> list[Return]:
-    return db.session.scalars(select(Return).where(Return.status == ReturnStatus.CONTESTED)
-                              .order_by(Return.id).limit(limit)).all()
+@dataclass(frozen=True)
+class ContestedCase:
+    """A contested return with what an admin needs to decide it."""
+    item: Return
+    sale: Sale
+    lead: Lead
+    buyer: User
+    seller: User
+    contact: dict  # the lead's contacts, decrypted (CONTACT_FIELDS)
+
+
+def contested_cases(admin: User, ip: Optional[str] = None, limit: int = 200) -> list[ContestedCase]:
+    """The contested returns, oldest first, each with the sale, the lead's data and
+    both parties (one query). Showing the contacts is an audited view (SPEC §7)."""
+    buyer, seller = aliased(User), aliased(User)
+    rows = db.session.execute(
+        select(Return, Sale, Lead, buyer, seller)
+        .join(Sale, Sale.id == Return.sale_id).join(Lead, Lead.id == Sale.lead_id)
+        .join(buyer, buyer.id == Return.buyer_id).join(seller, seller.id == Return.seller_id)
+        .where(Return.status == ReturnStatus.CONTESTED).order_by(Return.id).limit(limit)).all()
+    open_contact = current_vault().open_contact
+    cases = [ContestedCase(*row, contact=open_contact(row[2].contact_enc)) for row in rows]
+    if cases:
+        audit.record("returns.contacts_viewed", actor=admin, subject_type="returns", ip=ip,
+                     details={"return_ids": [case.item.id for case in cases],
+                              "lead_ids": [case.lead.id for case in cases]})
+    return cases
 
 
 def return_of(user: User, return_id: int) -> Return:

@@ -37,6 +37,7 @@ from fractions import Fraction
 from typing import Iterator, Optional
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from app.core import events
 from app.core.dialect import lock_in_id_order
@@ -52,6 +53,8 @@ from app.services import audit, returns
 from app.services.crypto import current_vault
 
 ACCEPTANCE_NUMBER = 0
+VERDICT_LABELS = {Verdict.GENUINE: "Genuine", Verdict.FAKE: "Fake",
+                  Verdict.UNREACHABLE: "Unreachable", Verdict.NO_CONSENT: "No consent"}
 # name -> (defect rate to catch, confidence), in basis points
 PLANS = {"standard": (500, 9500), "tightened": (300, 9500), "strict": (300, 9900)}
 TIGHTENED_RISK, STRICT_RISK = 30, 60
@@ -260,8 +263,11 @@ def get_check(check_id: int) -> SpotCheck:
     return check
 
 
-def record_verdict(check: SpotCheck, item_id: int, verdict: str, admin: User,
-                   note: str = "") -> SpotCheckItem:
+def record_verdicts(check: SpotCheck, item_ids: list[int], verdict: str, admin: User,
+                    note: str = "") -> tuple[list[SpotCheckItem], list[SpotCheckItem]]:
+    """One verdict on one or several sampled leads, as one audited action. Returns the
+    judged items and the replacements drawn for the unreachable ones (new leads whose
+    contacts the admin has not seen yet)."""
     if check.status is not SpotCheckStatus.OPEN:
         raise Conflict("This spot-check is decided; its verdicts are final.", code="check_decided")
     try:
@@ -269,22 +275,49 @@ def record_verdict(check: SpotCheck, item_id: int, verdict: str, admin: User,
     except ValueError:
         raise ValidationFailed(f"Choose a verdict: {', '.join(v.value for v in Verdict)}.",
                                code="invalid_verdict")
-    item = db.session.get(SpotCheckItem, item_id)
-    if item is None or item.check_id != check.id:
+    wanted = set(item_ids)
+    if not wanted:
+        raise ValidationFailed("Select at least one sampled lead.", code="no_items")
+    items = db.session.scalars(sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
+        .where(SpotCheckItem.check_id == check.id, SpotCheckItem.id.in_(wanted))
+        .order_by(SpotCheckItem.position)).all()
+    if len(items) != len(wanted):
         raise NotFound("No such lead in this sample.")
-    previous = item.verdict
-    item.verdict, item.admin_id, item.decided_at = verdict, admin.id, utcnow()
-    item.note = note.strip()[:2000]
+    previous = {item.lead_id: item.verdict.value if item.verdict else None for item in items}
+    now, note = utcnow(), note.strip()[:2000]
+    for item in items:
+        item.verdict, item.admin_id, item.decided_at, item.note = verdict, admin.id, now, note
     db.session.flush()
     unreachable = db.session.scalar(
         sa.select(sa.func.count()).select_from(SpotCheckItem)
         .where(SpotCheckItem.check_id == check.id, SpotCheckItem.verdict == Verdict.UNREACHABLE))
+    had = db.session.scalar(sa.select(sa.func.max(SpotCheckItem.position))
+                            .where(SpotCheckItem.check_id == check.id))
     drawn = _draw(check, check.sample_size + unreachable)  # each unreachable lead is replaced
-    audit.record("spot_check.verdict", actor=admin, subject_type="lead", subject_id=item.lead_id,
-                 details={"check_id": check.id, "batch_id": check.batch_id,
-                          "verdict": verdict.value, "previous": previous.value if previous else None,
-                          "replacements_drawn": drawn})
-    return item
+    replacements = db.session.scalars(
+        sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
+        .where(SpotCheckItem.check_id == check.id, SpotCheckItem.position > had)
+        .order_by(SpotCheckItem.position)).all() if drawn else []
+    details = {"check_id": check.id, "batch_id": check.batch_id, "verdict": verdict.value,
+               "replacements_drawn": drawn}
+    if note:
+        details["note"] = note
+    if len(items) == 1:
+        audit.record("spot_check.verdict", actor=admin, subject_type="lead",
+                     subject_id=items[0].lead_id,
+                     details=details | {"previous": previous[items[0].lead_id]})
+    else:
+        audit.record("spot_check.verdict", actor=admin, subject_type="batch",
+                     subject_id=check.batch_id,
+                     details=details | {"lead_ids": [item.lead_id for item in items],
+                                        "previous": previous})
+    return items, replacements
+
+
+def record_verdict(check: SpotCheck, item_id: int, verdict: str, admin: User,
+                   note: str = "") -> SpotCheckItem:
+    """A verdict on one sampled lead."""
+    return record_verdicts(check, [item_id], verdict, admin, note)[0][0]
 
 
 @dataclass(frozen=True)
@@ -298,15 +331,30 @@ class SampledLead:
     ip: Optional[str]
 
 
-def sampled_contacts(check: SpotCheck, admin: User, ip: Optional[str] = None) -> list[SampledLead]:
-    """The sample with its contacts decrypted; the view is audited (SPEC §7)."""
+def sample_items(check: SpotCheck) -> list[SpotCheckItem]:
+    """The check's sampled leads in draw order, each with its lead (one query)."""
+    return db.session.scalars(
+        sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
+        .where(SpotCheckItem.check_id == check.id).order_by(SpotCheckItem.position)).all()
+
+
+def contacts_of(items: list[SpotCheckItem]) -> list[SampledLead]:
+    """The items with their leads' contacts decrypted; callers audit the view."""
     open_contact = current_vault().open_contact
     shown = []
-    for item in check.items:
-        lead = item.lead
-        contact = open_contact(lead.contact_enc)
-        shown.append(SampledLead(item, lead, contact["first_name"], contact["last_name"],
+    for item in items:
+        contact = open_contact(item.lead.contact_enc)
+        shown.append(SampledLead(item, item.lead, contact["first_name"], contact["last_name"],
                                  contact["email"], contact["phone"], contact["ip"]))
+    return shown
+
+
+def sampled_contacts(check: SpotCheck, admin: User, ip: Optional[str] = None,
+                     items: Optional[list[SpotCheckItem]] = None) -> list[SampledLead]:
+    """The sample (or the given items of it) with its contacts decrypted; the view is
+    audited once (SPEC §7). Re-showing leads the admin already saw after a verdict on
+    them is part of that verdict's audited action, not a new view."""
+    shown = contacts_of(sample_items(check) if items is None else items)
     audit.record("spot_check.contacts_viewed", actor=admin, subject_type="batch",
                  subject_id=check.batch_id, ip=ip,
                  details={"check_id": check.id, "lead_ids": [s.lead.id for s in shown]})
@@ -414,3 +462,25 @@ def latest_status_by_batch(batch_ids: list[int]) -> dict[int, SpotCheckStatus]:
     return dict(db.session.execute(
         sa.select(SpotCheck.batch_id, SpotCheck.status).join(latest, latest.c.id == SpotCheck.id)
     ).all())
+
+
+@dataclass(frozen=True)
+class SellerReport:
+    """What the seller sees of a batch's latest spot-check: the outcome, the admin's
+    note, and each sampled lead that failed it with the verdict and note on it."""
+    check: SpotCheck
+    failed: list[SampledLead]
+
+
+def seller_report(batch_id: int) -> Optional[SellerReport]:
+    """The batch's latest spot-check for its seller. The failed leads are the seller's
+    own, so their contacts are shown to help find what went wrong at the source."""
+    check = db.session.scalar(sa.select(SpotCheck).where(SpotCheck.batch_id == batch_id)
+                              .order_by(SpotCheck.id.desc()).limit(1))
+    if check is None:
+        return None
+    failed = [] if check.status is SpotCheckStatus.OPEN else contacts_of(db.session.scalars(
+        sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
+        .where(SpotCheckItem.check_id == check.id, SpotCheckItem.verdict.in_(DEFECTS))
+        .order_by(SpotCheckItem.position)).all())
+    return SellerReport(check, failed)

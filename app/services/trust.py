@@ -7,14 +7,16 @@ The record, over the last RECORD_DAYS:
 - spot-checks passed and failed;
 - return rate: buyers' returns accepted against the seller ÷ the seller's sales
   (returns caused by a failed spot-check are left out: the failed check already counts);
-- conversion feedback from buyers: not recorded by the exchange yet, so neutral.
+- conversion feedback from buyers: the outcomes buyers recorded on the seller's leads
+  (aggregated, never who gave them): good with a bad rate under HIGH_BAD, bad at or
+  above it, neutral under MIN_RATED rated leads.
 
 The proposal:
 - suspended: 2 or more failed spot-checks; or 1 failed and a return rate of 10% or
   more; or a return rate of 25% or more (over at least MIN_SALES sales);
 - verified: at least 2 passed spot-checks and none failed, an acceptance rate of 70%
-  or more (over at least MIN_ROWS rows) and a return rate under 10% (or too few sales
-  to tell);
+  or more (over at least MIN_ROWS rows), a return rate under 10% (or too few sales
+  to tell) and buyers' feedback not bad;
 - new otherwise: batches wait for a passed spot-check before they are sold.
 """
 from dataclasses import dataclass, field
@@ -25,8 +27,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    LISTED_STATUSES, Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus,
-    Sale, SpotCheck, SpotCheckStatus, TrustLevel, User,
+    LISTED_STATUSES, Batch, BatchStatus, Lead, LeadStatus, OutcomeStatus, Return, ReturnReason,
+    ReturnStatus, Sale, SaleOutcome, SpotCheck, SpotCheckStatus, TrustLevel, User,
 )
 
 RECORD_DAYS = 180
@@ -34,6 +36,8 @@ MIN_ROWS = 200
 MIN_SALES = 20
 GOOD_ACCEPTANCE = 0.70
 HIGH_RETURNS, SUSPEND_RETURNS = 0.10, 0.25
+MIN_RATED = 20  # leads rated by buyers before their feedback counts
+HIGH_BAD = 0.30  # share of rated leads marked bad that makes the feedback bad
 
 
 @dataclass
@@ -44,7 +48,9 @@ class Record:
     checks_failed: int
     sales: int
     returns_accepted: int
-    conversion: Optional[float] = None  # no outcome feedback is recorded yet
+    rated: int = 0  # sold leads buyers gave an outcome to
+    converted: int = 0
+    bad: int = 0
 
     @property
     def acceptance_rate(self) -> Optional[float]:
@@ -53,6 +59,14 @@ class Record:
     @property
     def return_rate(self) -> Optional[float]:
         return self.returns_accepted / self.sales if self.sales else None
+
+    @property
+    def conversion_rate(self) -> Optional[float]:
+        return self.converted / self.rated if self.rated else None
+
+    @property
+    def bad_rate(self) -> Optional[float]:
+        return self.bad / self.rated if self.rated else None
 
 
 def record_of(seller: User, now: Optional[datetime] = None) -> Record:
@@ -71,8 +85,14 @@ def record_of(seller: User, now: Optional[datetime] = None) -> Record:
     returned = db.session.scalar(sa.select(sa.func.count()).select_from(Return).where(
         Return.seller_id == seller.id, Return.status == ReturnStatus.ACCEPTED,
         Return.reason != ReturnReason.FAILED_SPOT_CHECK, Return.created_at >= since)) or 0
+    outcomes = dict(db.session.execute(
+        sa.select(SaleOutcome.status, sa.func.count())
+        .where(SaleOutcome.seller_id == seller.id, SaleOutcome.sold_at >= since)
+        .group_by(SaleOutcome.status)).all())
     return Record(int(rows), int(accepted), checks.get(SpotCheckStatus.PASSED, 0),
-                  checks.get(SpotCheckStatus.FAILED, 0), sales, returned)
+                  checks.get(SpotCheckStatus.FAILED, 0), sales, returned,
+                  rated=sum(outcomes.values()), converted=outcomes.get(OutcomeStatus.CONVERTED, 0),
+                  bad=outcomes.get(OutcomeStatus.BAD, 0))
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,21 @@ class Proposal:
 
 def _pct(share: float) -> str:
     return f"{share * 100:.1f}%"
+
+
+def _feedback_factor(record: Record) -> Factor:
+    """Buyers' outcomes on the seller's leads, as counts (never which buyer said what)."""
+    if not record.rated:
+        return Factor("Conversion feedback", "neutral",
+                      f"No buyer has rated this seller's leads in {RECORD_DAYS} days.")
+    counts = (f"{record.converted} of {record.rated} rated leads converted "
+              f"({_pct(record.conversion_rate)}), {record.bad} bad ({_pct(record.bad_rate)})")
+    if record.rated < MIN_RATED:
+        return Factor("Conversion feedback", "neutral",
+                      f"{counts}: too few to judge (needs {MIN_RATED}).")
+    bad = record.bad_rate >= HIGH_BAD
+    return Factor("Conversion feedback", "bad" if bad else "good",
+                  f"{counts}; {HIGH_BAD:.0%} or more bad is high.")
 
 
 def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
@@ -124,8 +159,8 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
             "Return rate", "bad" if returns >= HIGH_RETURNS else "good",
             f"{record.returns_accepted} of {record.sales} sales returned ({_pct(returns)}; "
             f"{HIGH_RETURNS:.0%} or more is high)."))
-    factors.append(Factor("Conversion feedback", "neutral",
-                          "Buyers' outcome feedback is not recorded yet: counted as neutral."))
+    factors.append(_feedback_factor(record))
+    feedback_bad = factors[-1].verdict == "bad"
     judged_returns = returns if returns is not None and record.sales >= MIN_SALES else None
 
     if record.checks_failed >= 2:
@@ -137,7 +172,8 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
     elif (record.checks_passed >= 2 and not record.checks_failed
           and acceptance is not None and record.rows >= MIN_ROWS
           and acceptance >= GOOD_ACCEPTANCE
-          and (judged_returns is None or judged_returns < HIGH_RETURNS)):
+          and (judged_returns is None or judged_returns < HIGH_RETURNS)
+          and not feedback_bad):
         level, summary = TrustLevel.VERIFIED, ("Passed spot-checks, a good acceptance rate and "
                                                "few returns.")
     else:

@@ -11,7 +11,10 @@ window.addEventListener("DOMContentLoaded", function () {
   var percent = function (fraction) {
     return fraction === null ? "—" : (fraction * 100).toFixed(1) + "%";
   };
-  var moneyAxis = { beginAtZero: true, ticks: { callback: function (v) { return money(v); } } };
+  // Ticks fall on whole minor units, and an empty or tiny chart still spans one major
+  // unit: Chart.js would otherwise divide 0–1 minor unit into tenths, all shown alike.
+  var moneyAxis = { beginAtZero: true, suggestedMax: 100,
+                    ticks: { precision: 0, callback: function (v) { return money(v); } } };
   var tooltip = function (format) {
     return { callbacks: { label: function (ctx) { return ctx.dataset.label + ": " + format(ctx.parsed.y); } } };
   };

@@ -62,3 +62,23 @@ def test_mark_an_outcome_then_compare_orders_with_charts(page):
     assert cpl["data"] == [[200, 400]] and cr["data"] == [[0, pytest.approx(0.3333)]]
     assert sorted(regions["labels"]) == ["US-CA", "US-NY"]
     assert page.console_errors == []  # a CSP violation would show here
+
+
+def test_empty_charts_have_distinct_readable_ticks(page):
+    """A buyer with nothing bought yet: every axis reads as a scale, not "$0.01" repeated."""
+    make_user(Role.BUYER, email="newcomer@example.com")
+    db.session.commit()
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("newcomer@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto("/buyer/kpis")
+    for canvas, axis in (("chart-daily", "spend"), ("chart-regions", "y"), ("chart-cpl", "y"),
+                         ("chart-cr", "y")):
+        labels = page.evaluate(
+            "([id, axis]) => Chart.getChart(id).scales[axis].ticks.map(t => t.label)",
+            [canvas, axis])
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), (canvas, labels)
+    money = page.evaluate("Chart.getChart('chart-cpl').scales.y.ticks.map(t => t.label)")
+    assert money[0] == "$0.00" and money[-1] == "$1.00"
+    assert page.console_errors == []

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from app.extensions import db
-from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, Sale
+from app.models import AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Role, Sale
 from app.services import demo_leads, ledger, quality
 from app.market import jobs
 from tests import quality_corpus as corpus
@@ -67,4 +67,56 @@ def test_admin_fails_the_riskiest_batch_from_the_queue(page):
                              .where(Lead.batch_id == honest_id))
     assert balance.available + balance.held == 100_000 - kept * 300
     assert ledger.reconcile().ok
+    assert page.console_errors == []
+
+
+def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
+    """Verdicts swap in without a reload (a marker set in the page survives), a bulk
+    verdict judges every selected lead at once, and the batch passes in place."""
+    rng, now = random.Random(5), datetime.now(timezone.utc)
+    batch = ingest(make_user(Role.SELLER), corpus.to_csv(  # a new seller's batch is held
+        [corpus.person(rng, i, now, quirks=False) for i in range(80)]))
+    quality.assess_batch(batch.id)
+    make_user(Role.ADMIN, email="ops@example.com")
+    batch_id = batch.id
+    db.session.commit()
+
+    page.set_viewport_size({"width": 1366, "height": 900})
+    log_in_page(page, "ops@example.com")
+    page.goto(f"/admin/quality/batches/{batch_id}")
+    page.get_by_role("button", name="Start spot-check").click()
+    items = page.locator("#sample .sample-item")
+    expect(items.first).to_contain_text("@")
+    sample = items.count()
+    expect(page.locator("#batch-status")).to_have_text("held")
+    page.evaluate("window.notReloaded = true")
+
+    first, second = items.nth(0), items.nth(1)
+    first.get_by_role("button", name="Genuine").click()
+    expect(first).to_have_attribute("data-verdict", "genuine")
+    expect(page.locator("#tally")).to_contain_text(f"1 of {sample} verified")
+    second.get_by_role("button", name="Unreachable").click()
+    expect(second).to_have_attribute("data-verdict", "unreachable")
+    expect(items).to_have_count(sample + 1)  # the replacement draw is appended
+    expect(page.locator("#check-message")).to_contain_text("1 more drawn to replace")
+
+    page.get_by_label("Select all to do").check()
+    expect(page.locator("#picked-count")).to_have_text(f"{sample - 1} selected")
+    page.get_by_label("Verdict for the selected leads").select_option("genuine")
+    page.get_by_role("button", name="Apply to selected").click()
+    expect(page.locator("#check-message")).to_contain_text(f"{sample - 1} sampled leads marked genuine")
+    expect(page.locator('#sample .sample-item[data-verdict="genuine"]')).to_have_count(sample)
+    expect(page.locator("#picked-count")).to_have_text("0 selected")
+    expect(page.locator("#tally")).to_contain_text(f"{sample} of {sample} verified")
+
+    page.get_by_role("button", name="Pass batch").click()
+    expect(page.locator("#check-status")).to_have_text("passed")
+    expect(page.locator("#batch-status")).to_have_text("live")
+    expect(page.locator("#check-message")).to_contain_text(f"Batch #{batch_id} passed")
+    expect(page.locator("#sample .sample-item form")).to_have_count(0)
+    expect(page.locator(".sample-pick")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True
+    views = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "spot_check.contacts_viewed"))
+    assert views == 2  # the page, then the replacement's contacts: not once per verdict
     assert page.console_errors == []

@@ -1,0 +1,109 @@
+"""The seller's batch pages (issue 17 item 3): a table whose every figure is reachable
+at any width, spot-check failures the seller can act on, and pages that run the same
+queries however many batches or failed leads they show."""
+import random
+import re
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Batch, Role, SpotCheckItem, TrustLevel
+from app.services import quality, spotchecks
+from app.services.crypto import current_vault
+from tests import quality_corpus as corpus
+from tests.conftest import log_in, make_user
+from tests.ingest_helpers import csv_bytes, ingest, person
+from tests.query_count import queries_for
+
+
+def _seller_client(app, seller):
+    client = app.test_client()
+    log_in(client, seller)
+    return client
+
+
+def _clean_batch(seller, rows: int = 40) -> Batch:
+    rng, now = random.Random(rows), datetime.now(timezone.utc)
+    batch = ingest(seller, corpus.to_csv([corpus.person(rng, i, now, quirks=False)
+                                          for i in range(rows)]))
+    quality.assess_batch(batch.id)
+    return db.session.get(Batch, batch.id)
+
+
+def _fail(batch, admin, bad: int = 1, notes=("The number belongs to a pizzeria",)):
+    check = spotchecks.start_check(batch, admin, seed=11)
+    items = db.session.scalars(sa.select(SpotCheckItem).where(SpotCheckItem.check_id == check.id)
+                               .order_by(SpotCheckItem.position)).all()
+    for i, item in enumerate(items[:bad]):
+        spotchecks.record_verdict(check, item.id, "fake" if i % 2 == 0 else "no_consent", admin,
+                                  note=notes[i % len(notes)])
+    spotchecks.decide(check, admin, note="Several numbers do not exist")
+    db.session.commit()
+    return items[:bad]
+
+
+def test_the_batch_table_keeps_every_figure_and_hides_only_low_priority_columns(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    batch = ingest(seller, csv_bytes([person(i) for i in range(3)]), cap=3, floor_price=250)
+    page = _seller_client(app, seller).get("/seller/batches").get_data(as_text=True)
+    header = page[page.index("<thead>"):page.index("</thead>")]
+    for always in ("Batch", "Status", "Sold", "Earned"):
+        assert f"<th>{always}</th>" in header or f'<th class="num">{always}</th>' in header
+    for narrow_hidden in ("Returns", "Cap", "Floor", "Accepted"):
+        assert re.search(rf'<th class="num d-none d-(sm|md|lg)-table-cell"[^>]*>{narrow_hidden}</th>',
+                         header), narrow_hidden  # shown from a tablet's width up
+    details = page[page.index(f'id="batch-more-{batch.id}"'):]
+    details = details[:details.index("</tr>")]
+    assert "<dt>Buyers per lead (cap)</dt><dd>3</dd>" in details
+    assert "<dt>Floor price</dt><dd>$2.50</dd>" in details and "<dt>Returns</dt><dd>0</dd>" in details
+    assert f'data-bs-target="#batch-more-{batch.id}"' in page
+
+
+def test_a_failed_spot_check_shows_the_seller_which_leads_failed_and_why(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    admin = make_user(Role.ADMIN)
+    batch = _clean_batch(seller)
+    [failed] = _fail(batch, admin)
+    client = _seller_client(app, seller)
+    page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    section = page[page.index('id="spot-check"'):page.index("</section>")]
+    contact = current_vault().open_contact(failed.lead.contact_enc)
+    assert "The admin's note:</strong> Several numbers do not exist" in section
+    assert f'data-lead-id="{failed.lead_id}"' in section and contact["email"] in section
+    assert f"<strong>Row {failed.lead.row_number}</strong>" in section
+    assert "Fake" in section and "on this lead: The number belongs to a pizzeria" in section
+    others = db.session.scalars(sa.select(SpotCheckItem).where(
+        SpotCheckItem.check_id == failed.check_id, SpotCheckItem.id != failed.id)).all()
+    assert not any(f'data-lead-id="{item.lead_id}"' in section for item in others)
+    # The batch list points at it, and the notification names the lead and the note.
+    listing = client.get("/seller/batches").get_data(as_text=True)
+    assert f"/seller/batches/{batch.id}#spot-check" in listing
+    notice = client.get("/notifications/").get_data(as_text=True)
+    assert f"Lead #{failed.lead_id} (row {failed.lead.row_number}): fake (The number belongs to a pizzeria)" in notice
+    # Another seller sees none of it.
+    assert _seller_client(app, make_user(Role.SELLER)).get(
+        f"/seller/batches/{batch.id}").status_code == 404
+
+
+def test_a_passed_or_open_check_shows_no_failed_leads(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    batch = _clean_batch(seller, rows=20)
+    spotchecks.start_check(batch, make_user(Role.ADMIN))
+    db.session.commit()
+    page = _seller_client(app, seller).get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    assert "An admin is contacting a sample" in page and 'id="failed-leads"' not in page
+
+
+def test_seller_pages_run_the_same_queries_however_many_batches_and_failures(app):
+    admin = make_user(Role.ADMIN)
+    few, many = (make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED) for _ in range(2))
+    small = _clean_batch(few, rows=30)
+    _fail(small, admin, bad=1)
+    batches = [_clean_batch(many, rows=30 + i) for i in range(6)]
+    _fail(batches[0], admin, bad=6, notes=("a", "b", "c"))
+    few_client, many_client = _seller_client(app, few), _seller_client(app, many)
+    for url in ("/seller/", "/seller/batches"):
+        assert queries_for(many_client, url) == queries_for(few_client, url), url
+    assert (queries_for(many_client, f"/seller/batches/{batches[0].id}")
+            == queries_for(few_client, f"/seller/batches/{small.id}"))
