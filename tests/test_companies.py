@@ -20,7 +20,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.money import receipts
-from app.people import account_links, companies
+from app.people import account_links, companies, membership
 from app.services import bank_transfers, ledger, manual_payouts, returns
 from tests.conftest import TEST_PASSWORD, csrf_token, log_in, make_user
 from tests.market_helpers import live_leads, person, place, sales_of
@@ -118,7 +118,7 @@ def test_cli_creates_a_company_owner_and_invites_a_member_by_email(app, client, 
     assert "Welcome to Acme Leads" in dashboard and 'id="verify-banner"' not in dashboard
     member = _user("mia@acme.example")
     assert member.is_active and member.email_verified and member.display_name == "Mia"
-    assert companies.account_of(member).id == owner.id
+    assert membership.account_of(member).id == owner.id
     joined = db.session.scalar(sa.select(AuditEvent).where(
         AuditEvent.action == "company.member_joined"))
     assert joined.actor_id == member.id

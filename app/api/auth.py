@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from app.errors import Forbidden
 from app.extensions import commit_keeping_loaded
 from app.models import Role, User
-from app.people.companies import account_of
+from app.people.membership import account_of
 from app.services.accounts import api_key_for, record_use
 from app.services.audit import act_as
 

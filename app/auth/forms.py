@@ -119,10 +119,10 @@ class InviteForm(FlaskForm):
     email = StringField("Email of the person to invite",
                         validators=[DataRequired(), Length(max=254)],
                         render_kw={"autocomplete": "off"})
-    role = SelectField("Role", choices=[("member", "Member: works with the company's orders, "
-                                                   "batches and balance"),
-                                        ("owner", "Owner: also invites and removes people")],
-                       default="member")
+    role = SelectField("Role", choices=[("member", "Member"), ("owner", "Owner")],
+                       default="member",
+                       description="Members work with the company's orders, batches and "
+                                   "balance; owners also invite and remove people.")
     submit = SubmitField("Send the invitation")
 
 

@@ -10,7 +10,7 @@ from flask_login import current_user, login_user
 from werkzeug.local import LocalProxy
 
 from app.models import User
-from app.people.companies import account_of
+from app.people.membership import account_of
 from app.services import accounts
 
 # Whose balance, orders, batches and sales the pages show and change: the company's

@@ -9,7 +9,7 @@ from app.auth.forms import AcceptInvitationForm, ConfirmForm, InviteForm
 from app.auth.sessions import current_account, start_session
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db
-from app.people import companies
+from app.people import companies, membership
 
 
 def _account_role_check() -> None:
@@ -22,7 +22,7 @@ def _account_role_check() -> None:
 def team():
     _account_role_check()
     account = current_account._get_current_object()
-    owner = companies.is_owner(current_user) or account.company_name is None
+    owner = membership.is_owner(current_user) or account.company_name is None
     form = InviteForm()
     if owner and form.validate_on_submit():
         try:
@@ -38,7 +38,7 @@ def team():
         else:
             flash(f"Invitation sent to {invitee.email}.", "success")
             return redirect(url_for("auth.team"))
-    return render_template("auth/team.html", account=account, people=companies.people(account),
+    return render_template("auth/team.html", account=account, people=membership.people(account),
                            owner=owner, form=form, remove_form=ConfirmForm())
 
 
@@ -79,7 +79,7 @@ def accept_invitation():
         session.pop("invitation_token", None)
         flash(exc.message, "danger")
         return redirect(url_for("auth.login"))
-    company = companies.account_of(invitee).company_name
+    company = membership.account_of(invitee).company_name
     form = AcceptInvitationForm()
     if form.validate_on_submit():
         commit_keeping_loaded()  # the link's UPDATE then opens a transaction of its own

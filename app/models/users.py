@@ -77,7 +77,7 @@ class User(UserMixin, db.Model):
 
     # Companies (SPEC §2). The company's account is its founding owner's user: it holds
     # the balance, orders, batches and sales, and `company_name`. A member (or a later
-    # owner) signs in as themself and points at it here; app.people.companies.account_of
+    # owner) signs in as themself and points at it here; app.people.membership.account_of
     # is the one place that says which account a user acts for. A user with no company
     # acts for themself. company_role is None for a user without a company and for a
     # removed member (kept, so the audit log still names them).

@@ -3,9 +3,9 @@
 A seller or buyer account is a company: its account is the founding owner's user,
 which holds the balance, the orders, batches, sales and receipts, and the company's
 name. Members (and owners invited later) sign in as themselves and act for that
-account: `account_of` is the one place that says which account a user acts for, and
-every page and API route resolves its caller through it. A user without a company
-acts for themself, as before.
+account: `membership.account_of` is the one place that says which account a user acts
+for, and every page and API route resolves its caller through it. A user without a
+company acts for themself, as before.
 
 The person signed in is remembered for the request (app.services.audit.act_as), so
 that the audit log names the member, not the account they acted for. Invitations
@@ -23,28 +23,11 @@ from app.models import AccountLink, ApiKey, CompanyRole, LinkPurpose, Role, User
 from app.models.types import utcnow
 from app.models.users import new_session_nonce
 from app.people import account_links
+from app.people.membership import account_of, is_owner
 from app.people.notifications import path
 from app.services import accounts, audit
 
 MAX_NAME_LENGTH = 120
-
-
-def account_of(user: User) -> User:
-    """The account the user acts for: their company's, or their own."""
-    return user.account_holder if user.account_holder_id is not None else user
-
-
-def is_owner(user: User) -> bool:
-    return user.company_role is CompanyRole.OWNER
-
-
-def people_of(account_id: int) -> list[int]:
-    """Who is told about the account's events: every active person of the company
-    (the account's own user first), or the user alone."""
-    return [account_id] + list(db.session.scalars(
-        sa.select(User.id).where(User.account_holder_id == account_id,
-                                 User.company_role.is_not(None),
-                                 User.is_active_account.is_(True)).order_by(User.id)))
 
 
 def company_by_name(name: str) -> User:
@@ -71,14 +54,6 @@ def name_company(account: User, name: str) -> None:
     account.company_name = name
     account.company_role = CompanyRole.OWNER
     db.session.flush()
-
-
-def people(account: User) -> list[User]:
-    """The company's people: the account's own user, then everyone invited who was not
-    removed (joined or still invited), in the order they were invited."""
-    return [account] + list(db.session.scalars(
-        sa.select(User).where(User.account_holder_id == account.id,
-                              User.company_role.is_not(None)).order_by(User.id)))
 
 
 def _check_owner(actor: Optional[User]) -> None:

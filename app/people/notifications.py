@@ -27,6 +27,7 @@ from app.models import (
     DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
 from app.models.types import utcnow
+from app.people.membership import people_of
 
 Kind = NotificationKind
 
@@ -88,8 +89,6 @@ def notify(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str] = 
     orders, batches and balance). With `subject`, nothing is repeated to a person while
     they have not read their last notice about the same thing. Returns the account's
     own notice, if any."""
-    from app.people.companies import people_of
-
     paragraphs, items = list(paragraphs), list(items)  # told to each person
     notices = [_notify_one(person_id, kind, title, paragraphs=paragraphs, items=items,
                            link=link, link_label=link_label, subject=subject, data=data)
