@@ -397,3 +397,20 @@ def test_a_member_of_another_company_gets_404_on_every_route_with_an_id(app, api
                 assert any(client.get(url, headers=headers).status_code == 200
                            for headers in insiders), f"GET {url} as B's member"
     assert checked >= 40
+
+
+def test_an_admin_on_a_member_page_sees_and_changes_the_company_account(app):
+    owner, member = _buyer_company(10_000)
+    admin = make_user(Role.ADMIN)
+    client = app.test_client()
+    log_in(client, admin)
+    page = client.get(f"/admin/users/{member.id}").get_data(as_text=True)
+    assert 'id="company-member"' in page and "Buyers Ltd" in page and "$100.00" in page
+    response = client.post(f"/admin/users/{member.id}/credit", data={
+        "amount": "5.00", "reason": "wire received",
+        "csrf_token": csrf_token(client, f"/admin/users/{member.id}")})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/admin/users/{owner.id}")
+    db.session.expire_all()
+    assert ledger.balance_for(owner).available == 10_500
+    assert ledger.balance_for(member).available == 0
