@@ -73,6 +73,7 @@ class Config:
     # Emailed one-time links (SPEC §2): how long each works, and how often one is sent.
     EMAIL_VERIFICATION_HOURS = _env_int("EMAIL_VERIFICATION_HOURS", 48)
     PASSWORD_RESET_MINUTES = _env_int("PASSWORD_RESET_MINUTES", 60)
+    INVITATION_DAYS = _env_int("INVITATION_DAYS", 7)
     VERIFICATION_RESEND_RATE_LIMIT = os.environ.get("VERIFICATION_RESEND_RATE_LIMIT",
                                                     "3 per hour")  # per user
     RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT", "3 per hour")  # per address asked for

@@ -96,6 +96,7 @@ def register_blueprints(flask_app) -> None:
     import app.admin.returns
     import app.admin.routes
     import app.auth.routes
+    import app.auth.team
     import app.auth.two_factor
     import app.buyer.balance
     import app.buyer.returns
@@ -148,6 +149,7 @@ def register_template_helpers(app) -> None:
 
     app.jinja_env.filters["time_left_until"] = time_left_until
 
+    from app.auth.sessions import current_account
     from app.core.mail import outbox_enabled
     from app.people.notification_queries import unread_count
 
@@ -157,6 +159,7 @@ def register_template_helpers(app) -> None:
         (emails are rendered by jobs, outside any request)."""
         if not has_request_context() or not current_user.is_authenticated:
             return {}
-        return {"unread_notifications": unread_count(current_user.id),
+        return {"current_account": current_account,
+                "unread_notifications": unread_count(current_user.id),
                 "outbox_enabled": current_user.is_admin and outbox_enabled(),
                 "mail_kept": outbox_enabled()}

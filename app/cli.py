@@ -5,7 +5,7 @@ from flask.cli import AppGroup
 
 from app.errors import DomainError
 from app.extensions import db
-from app.models import Role, TrustLevel
+from app.models import CompanyRole, Role, TrustLevel
 
 users_cli = AppGroup("users", help="Create users, API keys and trust decisions.")
 ledger_cli = AppGroup("ledger", help="Money on the ledger.")
@@ -21,19 +21,46 @@ def _fail(exc: DomainError):
 @click.option("--password", required=True)
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--name", "display_name", default="")
-def create_user(email: str, password: str, role: str, display_name: str):
+@click.option("--company", default=None,
+              help="A seller or buyer: the new company the user owns (invite its members "
+                   "with `flask users invite`).")
+def create_user(email: str, password: str, role: str, display_name: str,
+                company: str | None):
     """Create a user of any role (the only way to make an admin)."""
+    from app.people import companies
     from app.services import accounts, audit, ledger
 
     try:
-        user = accounts.create_user(email, password, role, display_name=display_name)
+        if company is not None:
+            user = companies.create_with_company(email, password, role, company,
+                                                 display_name=display_name)
+        else:
+            user = accounts.create_user(email, password, role, display_name=display_name)
         ledger.open_accounts_for(user)
         audit.record("user.created_by_cli", actor=None, subject_type="user",
-                     subject_id=user.id, details={"role": role})
+                     subject_id=user.id, details={"role": role, "company": company})
         db.session.commit()
     except DomainError as exc:
         _fail(exc)
-    click.echo(f"Created {user.role.value} {user.email} (id {user.id}).")
+    owning = f", owner of {user.company_name}" if user.company_name else ""
+    click.echo(f"Created {user.role.value} {user.email} (id {user.id}{owning}).")
+
+
+@users_cli.command("invite")
+@click.option("--company", required=True, help="The company's name.")
+@click.option("--email", required=True, help="Whom to invite.")
+@click.option("--role", type=click.Choice([r.value for r in CompanyRole]),
+              default=CompanyRole.MEMBER.value, show_default=True)
+def invite(company: str, email: str, role: str):
+    """Email someone an invitation to join a company (a one-time link)."""
+    from app.people import companies
+
+    try:
+        invitee = companies.invite(companies.company_by_name(company), email, role, actor=None)
+        db.session.commit()
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"Invited {invitee.email} to {company} as {role}; the email is on its way.")
 
 
 @users_cli.command("api-key")

@@ -51,7 +51,7 @@ def content_security_policy(config) -> str:
 
 
 # The emailed one-time links carry their secret in the path (app/people/account_links.py).
-ONE_TIME_LINK = re.compile(r"(/auth/(?:verify-email|reset-password)/)(?!new\b|resend\b)[^/\s?\"']+")
+ONE_TIME_LINK = re.compile(r"(/auth/(?:verify-email|reset-password|invitation)/)(?!new\b|resend\b|accept\b)[^/\s?\"']+")
 
 
 class RedactOneTimeLinks(logging.Filter):
@@ -88,8 +88,12 @@ def init_security(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(session_id: str):
         from app.services.accounts import load_user_from_session_id
+        from app.services.audit import act_as
 
-        return load_user_from_session_id(session_id)
+        user = load_user_from_session_id(session_id)
+        if user is not None:
+            act_as(user)
+        return user
 
     def receive_body_first():
         """Take in the whole body before any query: a slow client trickling in a large

@@ -15,12 +15,15 @@ from tests.market_helpers import live_leads, person, verified_seller
 PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/openapi.json",
           # Emailed one-time links: whoever holds the link may use it (SPEC §2).
           "/auth/verify-email/<token>", "/auth/reset-password", "/auth/reset-password/<token>",
-          "/auth/reset-password/new", "/auth/two-factor"}
+          "/auth/reset-password/new", "/auth/two-factor",
+          "/auth/invitation/<token>", "/auth/invitation/accept"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke", "/auth/verify-email/resend",
                  "/auth/two-factor/setup", "/auth/two-factor/start",
                  "/auth/two-factor/recovery-codes", "/auth/two-factor/disable"}
 ANY_LOGGED_IN_AREAS = ("/notifications/",)  # every role has notifications
+# A seller's or buyer's company: administrators have none.
+COMPANY = {"/auth/team", "/auth/team/<int:user_id>/remove"}
 # Authenticated by the caller's signature, not a session: unsigned requests get 400.
 SIGNED = {"/stripe/webhook"}
 AREA_ROLES = {"/seller": Role.SELLER, "/buyer": Role.BUYER, "/admin": Role.ADMIN}
@@ -38,6 +41,8 @@ def _owner(rule_path: str):
         return "public"
     if rule_path in ANY_LOGGED_IN or rule_path.startswith(ANY_LOGGED_IN_AREAS):
         return "logged_in"
+    if rule_path in COMPANY:
+        return "company"
     if rule_path in SIGNED:
         return "signed"
     if rule_path.startswith(API_PREFIX):
@@ -84,7 +89,8 @@ def test_role_checks_on_every_route(app, role):
                 assert response.json["error"]["code"] == "unauthorized", where
             elif role is None:
                 assert status == 302 and "/auth/login" in response.headers["Location"], where
-            elif owner == "logged_in" or owner == role:
+            elif owner == "logged_in" or owner == role or (
+                    owner == "company" and role is not Role.ADMIN):
                 assert status not in (401, 403, 500), where
                 if status == 302:
                     assert "/auth/login" not in response.headers["Location"], where

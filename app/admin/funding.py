@@ -13,6 +13,7 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models import User
 from app.money import web
+from app.people.membership import account_of
 from app.services import bank_transfers, manual_payouts
 
 web.add_admin_routes(bp)
@@ -56,6 +57,7 @@ def manual_payout(user_id: int):
     seller = db.session.get(User, user_id)
     if seller is None:
         raise NotFound("No such user.")
+    seller = account_of(seller)  # a company member's payouts are their company's
     form = ManualPayoutForm()
     if form.validate_on_submit():
         try:

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, AuditEvent, Role, User
 from app.money import receipts
+from app.people.membership import account_of
 from app.services import (
     accounts, bank_transfers, ledger, manual_payouts, market_stats, memo, trust,
 )
@@ -69,23 +70,31 @@ def _user_or_404(user_id: int) -> User:
     return user
 
 
+def account_or_404(user_id: int) -> User:
+    """The account whose money and trust an admin changes from a user's page: a company
+    member's is their company's."""
+    return account_of(_user_or_404(user_id))
+
+
 @bp.route("/users/<int:user_id>", methods=["GET"])
 def user_detail(user_id: int):
     user = _user_or_404(user_id)
-    proposal = trust.propose(user) if user.is_seller else None
+    account = account_of(user)  # a company member's money and trust are the company's
+    proposal = trust.propose(account) if user.is_seller else None
     return render_template(
         "admin/user.html",
         user=user,
+        account=account,
         proposal=proposal,
-        balance=ledger.balance_for(user),
-        statement=ledger.statement_for(user, limit=50),
-        trust_form=TrustForm(level=(proposal.level if proposal else user.trust_level).value),
+        balance=ledger.balance_for(account),
+        statement=ledger.statement_for(account, limit=50),
+        trust_form=TrustForm(level=(proposal.level if proposal else account.trust_level).value),
         credit_form=ManualCreditForm(),
         debit_form=ManualDebitForm(),
         payout_form=ManualPayoutForm(paid_on=date.today()),
-        manual_payouts=manual_payouts.payouts_for(user) if user.is_seller else [],
-        bank_reference=bank_transfers.reference_for(user) if user.is_buyer else None,
-        receipts=receipts.receipts_for(user),
+        manual_payouts=manual_payouts.payouts_for(account) if user.is_seller else [],
+        bank_reference=bank_transfers.reference_for(account) if user.is_buyer else None,
+        receipts=receipts.receipts_for(account),
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)
@@ -96,7 +105,7 @@ def user_detail(user_id: int):
 
 @bp.route("/users/<int:user_id>/trust", methods=["POST"])
 def change_trust(user_id: int):
-    user = _user_or_404(user_id)
+    user = account_or_404(user_id)
     form = TrustForm()
     if form.validate_on_submit():
         try:
@@ -115,7 +124,7 @@ def change_trust(user_id: int):
 def _manual_movement(user_id: int, form, move, done: str):
     """An admin's manual credit or debit: `move` is the ledger service, `done` the
     confirmation ("Credited {amount} to {email}.")."""
-    user = _user_or_404(user_id)
+    user = account_or_404(user_id)
     if form.validate_on_submit():
         try:
             move(user, form.amount.minor_units, reason=form.reason.data, actor=current_user)

@@ -8,7 +8,9 @@ from flask_smorest import Blueprint
 from app.errors import Forbidden
 from app.extensions import commit_keeping_loaded
 from app.models import Role, User
+from app.people.membership import account_of
 from app.services.accounts import api_key_for, record_use
+from app.services.audit import act_as
 
 
 def require_api_key():
@@ -27,7 +29,9 @@ def require_api_key():
     commit_keeping_loaded()
     if record_use(key):
         commit_keeping_loaded()
-    g.api_user = user
+    act_as(user)
+    g.api_member = user
+    g.api_user = account_of(user)
 
 
 def api_blueprint(name: str, import_name: str, **options) -> Blueprint:
@@ -37,8 +41,15 @@ def api_blueprint(name: str, import_name: str, **options) -> Blueprint:
     return blueprint
 
 
+def api_member() -> User:
+    """The key's owner: the person calling (their notifications are theirs alone)."""
+    return g.api_member
+
+
 def api_user(role: Optional[Role] = None, refusal: str = "") -> User:
-    """The caller; with a role, refused (403, `refusal`) unless they have it."""
+    """The account the caller acts for (their company's, or their own: a key belongs
+    to a member and acts for the member's company); with a role, refused (403,
+    `refusal`) unless it has it."""
     user = g.api_user
     if role is not None and user.role is not role:
         raise Forbidden(refusal, code=f"not_a_{role.value}")

@@ -1,7 +1,7 @@
 """API routes for the caller's notifications (SPEC §11: `GET /notifications`)."""
 from marshmallow import Schema, fields
 
-from app.api.auth import api_blueprint, api_user
+from app.api.auth import api_blueprint, api_member
 from app.api.schemas import ApiErrorSchema, Int, TextInput
 from app.core import bounds
 from app.core.mail import public_url
@@ -38,5 +38,5 @@ class NotificationSchema(Schema):
 @blp.alt_response(401, schema=ApiErrorSchema, description="Missing or invalid API key")
 def list_notifications(query):
     """The caller's notifications, newest first, each with `read`."""
-    return queries.notifications_for(api_user(), limit=query["limit"], offset=query["offset"],
+    return queries.notifications_for(api_member(), limit=query["limit"], offset=query["offset"],
                                      unread_only=query["unread"])

@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -109,3 +109,31 @@ class TwoFactorChangeForm(FlaskForm):
     code = StringField("Code from your app (or a recovery code)",
                        validators=[DataRequired(), Length(max=24)], render_kw=CODE_FIELD)
     submit = SubmitField("Confirm")
+
+
+class InviteForm(FlaskForm):
+    """An owner invites someone into the company; the first invitation also names it."""
+
+    company = StringField("Company name", validators=[Length(max=120)],
+                          description="Shown to the people you invite.")
+    email = StringField("Email of the person to invite",
+                        validators=[DataRequired(), Length(max=254)],
+                        render_kw={"autocomplete": "off"})
+    role = SelectField("Role", choices=[("member", "Member"), ("owner", "Owner")],
+                       default="member",
+                       description="Members work with the company's orders, batches and "
+                                   "balance; owners also invite and remove people.")
+    submit = SubmitField("Send the invitation")
+
+
+class AcceptInvitationForm(FlaskForm):
+    display_name = StringField("Your name", validators=[Length(max=120)],
+                               render_kw={"autocomplete": "name"})
+    password = PasswordField("Choose a password", validators=[DataRequired(), _password_length()],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.",
+                             render_kw=NEW_PASSWORD)
+    confirm = PasswordField(
+        "Repeat the password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
+        render_kw=NEW_PASSWORD,
+    )
+    submit = SubmitField("Join the company")

@@ -1,15 +1,22 @@
 """Signing in, pure helpers shared by the account routes (no routes here): a safe
 `next` target, a fresh session, the second step of a login waiting for its code, and
-the rate-limit keys of signed-in users."""
+the rate-limit keys of signed-in users, and the account the signed-in user acts for."""
 import time
 from typing import Optional
 from urllib.parse import urlsplit
 
 from flask import request, session
 from flask_login import current_user, login_user
+from werkzeug.local import LocalProxy
 
 from app.models import User
+from app.people.membership import account_of
 from app.services import accounts
+
+# Whose balance, orders, batches and sales the pages show and change: the company's
+# account for a member, the user's own otherwise. Who acted (API keys, notifications,
+# settings, the audit log) stays current_user.
+current_account: User = LocalProxy(lambda: account_of(current_user._get_current_object()))
 
 PENDING_LOGIN = "two_factor_pending"
 PENDING_SECONDS = 300  # the second step follows the password within five minutes

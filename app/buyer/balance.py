@@ -6,8 +6,7 @@ SetupIntent in the browser), withdrawals, statement; receipts and monthly statem
 from flask import (
     Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
 )
-from flask_login import current_user
-
+from app.auth.sessions import current_account
 from app.core import bounds
 from app.buyer import bp
 from app.buyer.forms import AutoTopUpForm, TopUpForm, WithdrawForm
@@ -22,9 +21,9 @@ WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
 
 
 def _balance_context() -> dict:
-    topups = payments.topups_for(current_user, limit=20) if payments.configured() else []
+    topups = payments.topups_for(current_account, limit=20) if payments.configured() else []
     return {
-        "balance": ledger.balance_for(current_user),
+        "balance": ledger.balance_for(current_account),
         "topups": topups,
         "waiting": any(t.status in WAITING for t in topups),
     }
@@ -44,25 +43,25 @@ def balance():
         stripe_js_url=payments.stripe_js_url() if configured else None,
         topup_form=TopUpForm(),
         withdraw_form=WithdrawForm(),
-        refundable=payments.refundable(current_user) if configured else 0,
-        withdrawals=payments.withdrawals_for(current_user, limit=20) if configured else [],
-        statement=ledger.statement_for(current_user, limit=STATEMENT_PAGE,
+        refundable=payments.refundable(current_account) if configured else 0,
+        withdrawals=payments.withdrawals_for(current_account, limit=20) if configured else [],
+        statement=ledger.statement_for(current_account, limit=STATEMENT_PAGE,
                                        offset=(page - 1) * STATEMENT_PAGE),
         page=page, page_size=STATEMENT_PAGE,
-        auto=autotopup.settings_for(current_user),
+        auto=autotopup.settings_for(current_account),
         auto_form=_auto_form(),
         bank=bank_transfers.bank_details(),
-        bank_reference=bank_transfers.reference_for(current_user),
-        bank_transfers=bank_transfers.transfers_for(current_user),
-        receipts=receipts.receipts_for(current_user),
-        statement_months=statements.months_for(current_user),
+        bank_reference=bank_transfers.reference_for(current_account),
+        bank_transfers=bank_transfers.transfers_for(current_account),
+        receipts=receipts.receipts_for(current_account),
+        statement_months=statements.months_for(current_account),
         **_balance_context(),
     )
 
 
 @bp.route("/balance/statement.csv")
 def statement_csv():
-    return Response(stream_with_context(ledger.statement_csv(current_user)),
+    return Response(stream_with_context(ledger.statement_csv(current_account)),
                     mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="statement.csv"'})
 
@@ -97,8 +96,8 @@ def create_topup():
         message = "; ".join(e for errors in form.errors.values() for e in errors)
         return jsonify(error={"code": "validation_error", "message": message}), 422
     try:
-        card = payments.save_card_token(current_user, form.token.data)
-        started = payments.start_topup(current_user, form.amount.minor_units, payment_method=card)
+        card = payments.save_card_token(current_account, form.token.data)
+        started = payments.start_topup(current_account, form.amount.minor_units, payment_method=card)
     except DomainError as exc:
         db.session.rollback()
         return _json_error(exc)
@@ -112,7 +111,7 @@ def create_topup():
 def refresh_topup(topup_id: int):
     """After the buyer's 3-D Secure step: read the PaymentIntent's new state."""
     try:
-        topup = payments.refresh_topup(payments.topup_of(current_user, topup_id))
+        topup = payments.refresh_topup(payments.topup_of(current_account, topup_id))
     except DomainError as exc:
         return _json_error(exc)
     if topup.status is TopUpStatus.PROCESSING:
@@ -128,7 +127,7 @@ def withdraw():
     form = WithdrawForm()
     if form.validate_on_submit():
         try:
-            withdrawal = payments.withdraw(current_user, form.amount.minor_units)
+            withdrawal = payments.withdraw(current_account, form.amount.minor_units)
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
@@ -150,7 +149,7 @@ def withdraw():
 
 
 def _auto_form() -> AutoTopUpForm:
-    settings = autotopup.settings_for(current_user)
+    settings = autotopup.settings_for(current_account)
     if settings is None:
         return AutoTopUpForm()
     return AutoTopUpForm(threshold=money_input(settings.threshold),
@@ -170,7 +169,7 @@ def auto_topup_setup():
         return _form_error_json(form)
     try:
         autotopup.check_terms(form.threshold.minor_units, form.amount.minor_units)
-        client_secret = autotopup.start_card_setup(current_user)
+        client_secret = autotopup.start_card_setup(current_account)
     except DomainError as exc:
         db.session.rollback()
         return _json_error(exc)
@@ -192,11 +191,11 @@ def auto_topup_save():
         return redirect(url_for("buyer.balance"))
     try:
         if wants_json:
-            settings = autotopup.save(current_user, setup_intent_id=form.setup_intent_id.data,
+            settings = autotopup.save(current_account, setup_intent_id=form.setup_intent_id.data,
                                       threshold=form.threshold.minor_units,
                                       amount=form.amount.minor_units)
         else:
-            settings = autotopup.change(current_user, threshold=form.threshold.minor_units,
+            settings = autotopup.change(current_account, threshold=form.threshold.minor_units,
                                         amount=form.amount.minor_units,
                                         enabled=form.enabled.data)
     except DomainError as exc:

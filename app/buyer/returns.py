@@ -1,8 +1,7 @@
 """A buyer's returns of bad leads, and the erasure notices they must act on."""
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user
-
 from app.auth.forms import ConfirmForm
+from app.auth.sessions import current_account
 from app.buyer import bp
 from app.errors import DomainError, NotFound
 from app.extensions import db
@@ -13,7 +12,7 @@ from app.services import earnings, privacy, returns
 
 def _sale(sale_id: int) -> Sale:
     sale = db.session.get(Sale, sale_id)
-    if sale is None or sale.buyer_id != current_user.id:
+    if sale is None or sale.buyer_id != current_account.id:
         raise NotFound("No such sale among your leads.")
     return sale
 
@@ -24,7 +23,7 @@ def return_sale(sale_id: int):
     existing = db.session.query(Return).filter_by(sale_id=sale.id).one_or_none()
     if request.method == "POST" and ConfirmForm().validate_on_submit():
         try:
-            item = returns.open_return(current_user, sale.id, request.form.get("reason", ""),
+            item = returns.open_return(current_account, sale.id, request.form.get("reason", ""),
                                        request.form.get("note", ""))
             db.session.commit()
         except DomainError as exc:
@@ -47,15 +46,15 @@ def return_sale(sale_id: int):
 
 @bp.route("/returns")
 def return_list():
-    return render_template("buyer/returns.html", returns=returns.returns_for_buyer(current_user))
+    return render_template("buyer/returns.html", returns=returns.returns_for_buyer(current_account))
 
 
 @bp.route("/erasures", methods=["GET", "POST"])
 def erasures():
     if request.method == "POST" and ConfirmForm().validate_on_submit():
-        count = privacy.acknowledge(current_user)
+        count = privacy.acknowledge(current_account)
         db.session.commit()
         flash(f"Thank you: {count} erasure notice(s) marked as done.", "success")
         return redirect(url_for("buyer.erasures"))
     return render_template("buyer/erasures.html", form=ConfirmForm(),
-                           notices=privacy.notices_for(current_user, include_acknowledged=True))
+                           notices=privacy.notices_for(current_account, include_acknowledged=True))

@@ -5,16 +5,16 @@ from flask import (
     Response, current_app, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
-from flask_login import current_user
 from sqlalchemy import select
 
+from app.auth.sessions import current_account
 from app.core import bounds
 from app.auth.forms import ConfirmForm
 from app.buyer import bp
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError
+from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
 from app.models import Order
@@ -28,7 +28,7 @@ LEADS_PAGE = 100
 
 
 def _my_orders(limit: int = 200) -> list[Order]:
-    return db.session.scalars(select(Order).where(Order.buyer_id == current_user.id)
+    return db.session.scalars(select(Order).where(Order.buyer_id == current_account.id)
                               .order_by(Order.id.desc()).limit(limit)).all()
 
 
@@ -36,10 +36,10 @@ def _my_orders(limit: int = 200) -> list[Order]:
 def dashboard():
     return render_template(
         "buyer/dashboard.html",
-        balance=ledger.balance_for(current_user),
-        statement=ledger.statement_for(current_user, limit=10),
+        balance=ledger.balance_for(current_account),
+        statement=ledger.statement_for(current_account, limit=10),
         orders=_my_orders(10),
-        erasure_notices=privacy.notices_for(current_user),
+        erasure_notices=privacy.notices_for(current_account),
     )
 
 
@@ -58,7 +58,7 @@ def estimate():
         price = None  # the price field shows its own error; the count still helps
     try:
         result = queries.estimate(Filters.parse(form.filters_dict()), price,
-                                  buyer=current_user, **form.estimate_terms())
+                                  buyer=current_account, **form.estimate_terms())
     except DomainError as exc:
         return render_template("buyer/_estimate.html", error=exc.message)
     return render_template("buyer/_estimate.html", estimate=result, price=price)
@@ -68,13 +68,13 @@ def estimate():
 def new_order():
     form = OrderForm()
     if request.method == "GET":
-        form.timezone.data = current_user.timezone
+        form.timezone.data = current_account.timezone
     if form.validate_on_submit():
         try:
             filters = Filters.parse(form.filters_dict())
             terms = operations.check_terms(form.price.minor_units, form.quantity.data,
                                            **form.terms_kwargs())
-            order, secret = operations.place_order(current_user, filters, terms)
+            order, secret = operations.place_order(current_account, filters, terms)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -86,7 +86,7 @@ def new_order():
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
             return redirect(url_for("buyer.order_detail", order_id=order.id))
     return render_template("buyer/new_order.html", form=form,
-                           balance=ledger.balance_for(current_user))
+                           balance=ledger.balance_for(current_account))
 
 
 def _leads_page(order: Order, page: int) -> list[dict]:
@@ -95,7 +95,7 @@ def _leads_page(order: Order, page: int) -> list[dict]:
 
 @bp.route("/orders/<int:order_id>")
 def order_detail(order_id: int):
-    order = queries.order_for(current_user, order_id)
+    order = queries.order_for(current_account, order_id)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     change = ChangeOrderForm(data={"price": money_input(order.price), "quantity": order.quantity})
     change.load_terms(order)
@@ -113,7 +113,7 @@ def order_detail(order_id: int):
 @bp.route("/orders/<int:order_id>/status")
 def order_status(order_id: int):
     """The fill panel; htmx polls it while the order is open."""
-    order = queries.order_for(current_user, order_id)
+    order = queries.order_for(current_account, order_id)
     return render_template("buyer/_order_status.html", order=order,
                            state=queries.order_now(order))
 
@@ -126,6 +126,8 @@ def _act(order_id: int, action) -> Response:
         message = action()
         db.session.commit()
         flash(message, "success")
+    except NotFound:
+        raise  # not the caller's company's order: 404, as for its page
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
@@ -135,7 +137,7 @@ def _act(order_id: int, action) -> Response:
 @bp.route("/orders/<int:order_id>/pause", methods=["POST"])
 def pause(order_id: int):
     def action():
-        operations.set_paused(current_user, order_id, True)
+        operations.set_paused(current_account, order_id, True)
         return "Paused: no leads are delivered until you resume."
     return _act(order_id, action)
 
@@ -143,7 +145,7 @@ def pause(order_id: int):
 @bp.route("/orders/<int:order_id>/resume", methods=["POST"])
 def resume(order_id: int):
     def action():
-        operations.set_paused(current_user, order_id, False)
+        operations.set_paused(current_account, order_id, False)
         return "Resumed."
     return _act(order_id, action)
 
@@ -151,9 +153,9 @@ def resume(order_id: int):
 @bp.route("/orders/<int:order_id>/cancel", methods=["POST"])
 def cancel(order_id: int):
     def action():
-        order = queries.order_for(current_user, order_id)
+        order = queries.order_for(current_account, order_id)
         released = order.held
-        operations.cancel_order(current_user, order_id)
+        operations.cancel_order(current_account, order_id)
         return f"Cancelled; {format_money(released)} released to your balance."
     return _act(order_id, action)
 
@@ -166,10 +168,12 @@ def change(order_id: int):
             flash(f"{getattr(form, name).label.text}: {_said(errors)}", "danger")
         return redirect(url_for("buyer.order_detail", order_id=order_id))
     try:
-        operations.change_terms(current_user, order_id, price=form.price.minor_units,
+        operations.change_terms(current_account, order_id, price=form.price.minor_units,
                                 quantity=form.quantity.data, **form.terms_changes())
         db.session.commit()
         flash("Order updated; the money held for it follows the new terms.", "success")
+    except NotFound:
+        raise
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
@@ -188,11 +192,13 @@ def set_webhook(order_id: int):
     form = WebhookForm()
     if form.validate_on_submit():
         try:
-            order = queries.order_for(current_user, order_id, lock=True)
+            order = queries.order_for(current_account, order_id, lock=True)
             secret = operations.set_webhook(order, (form.webhook_url.data or "").strip() or None)
             db.session.commit()
             flash(f"Webhook saved. Secret (shown only now): {secret}" if secret
                   else "Webhook removed.", "warning" if secret else "info")
+        except NotFound:
+            raise
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
@@ -202,7 +208,7 @@ def set_webhook(order_id: int):
 @bp.route("/orders/<int:order_id>/deliveries/<bigid:delivery_id>/resend", methods=["POST"])
 def resend(order_id: int, delivery_id: int):
     def action():
-        order = queries.order_for(current_user, order_id)
+        order = queries.order_for(current_account, order_id)
         webhooks.resend(order, delivery_id)
         return "Sent again; see the delivery log for the answer."
     return _act(order_id, action)
@@ -210,7 +216,7 @@ def resend(order_id: int, delivery_id: int):
 
 @bp.route("/orders/<int:order_id>/leads.csv")
 def leads_csv(order_id: int):
-    order = queries.order_for(current_user, order_id)
+    order = queries.order_for(current_account, order_id)
     return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
@@ -227,10 +233,12 @@ def record_outcome(order_id: int, sale_id: int):
             flash(f"Sale {sale_id}: {'; '.join(errors)}", "danger")
         return redirect(back)
     try:
-        outcome = outcomes.record(current_user, sale_id, form.status.data, form.revenue.minor_units)
+        outcome = outcomes.record(current_account, sale_id, form.status.data, form.revenue.minor_units)
         db.session.commit()
         revenue = f", revenue {format_money(outcome.revenue)}" if outcome.revenue is not None else ""
         flash(f"Sale {sale_id} marked {outcome.status.value}{revenue}.", "success")
+    except NotFound:
+        raise
     except DomainError as exc:
         db.session.rollback()
         flash(f"Sale {sale_id}: {exc.message}", "danger")
@@ -242,7 +250,7 @@ def upload_outcomes():
     form, errors, error_count = OutcomesUploadForm(), [], 0
     if form.validate_on_submit():
         try:
-            result = outcomes.import_csv(current_user, form.file.data.read())
+            result = outcomes.import_csv(current_account, form.file.data.read())
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -271,8 +279,8 @@ def kpi_page():
     except DomainError as exc:
         flash(exc.message, "danger")
         period = kpis.DateRange.last_days(30)
-    data = kpis.page_data(current_user, period)
-    shown = kpis.orders_for_page(current_user, data.per_order)
+    data = kpis.page_data(current_account, period)
+    shown = kpis.orders_for_page(current_account, data.per_order)
     return render_template(
         "buyer/kpis.html", period=period, orders=shown, per_order=data.per_order,
         total=kpis.total(data.per_order), empty=kpis.Kpis(),
@@ -282,8 +290,8 @@ def kpi_page():
 @bp.route("/kpis.csv")
 def kpi_csv():
     period = _period()
-    per_order = kpis.by_order(current_user, period)
-    shown = kpis.orders_for_page(current_user, per_order, limit=10_000)
+    per_order = kpis.by_order(current_account, period)
+    shown = kpis.orders_for_page(current_account, per_order, limit=10_000)
     # One line per order: built whole, so no transaction stays open while it is sent.
     body = "".join(kpis.kpi_table_csv(shown, per_order, current_app.config["CURRENCY"]))
     name = f"kpis-{period.start or 'start'}-{period.end or 'today'}.csv"

@@ -44,7 +44,7 @@ from app.models.payments import (
 from app.models.quality import DEFECTS, SpotCheck, SpotCheckItem, SpotCheckStatus, Verdict
 from app.models.returns import OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus
 from app.models.users import (
-    AccountLink, ApiKey, LinkPurpose, RecoveryCode, Role, TrustLevel, User,
+    AccountLink, ApiKey, CompanyRole, LinkPurpose, RecoveryCode, Role, TrustLevel, User,
 )
 
 __all__ = [
@@ -104,4 +104,5 @@ __all__ = [
     "Verdict",
     "TrustLevel",
     "User",
+    "CompanyRole",
 ]

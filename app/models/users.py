@@ -1,4 +1,5 @@
-"""Users, their roles and trust levels, their API keys and their one-time links."""
+"""Users, their roles and trust levels, their companies, their API keys and their
+one-time links."""
 import enum
 import secrets
 from datetime import datetime
@@ -22,6 +23,11 @@ class TrustLevel(str, enum.Enum):
     NEW = "new"
     VERIFIED = "verified"
     SUSPENDED = "suspended"
+
+
+class CompanyRole(str, enum.Enum):
+    OWNER = "owner"    # invites and removes members
+    MEMBER = "member"
 
 
 def new_session_nonce() -> str:
@@ -69,14 +75,29 @@ class User(UserMixin, db.Model):
     # A buyer is told when their available balance falls below this (minor units).
     low_balance_threshold: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
 
+    # Companies (SPEC §2). The company's account is its founding owner's user: it holds
+    # the balance, orders, batches and sales, and `company_name`. A member (or a later
+    # owner) signs in as themself and points at it here; app.people.membership.account_of
+    # is the one place that says which account a user acts for. A user with no company
+    # acts for themself. company_role is None for a user without a company and for a
+    # removed member (kept, so the audit log still names them).
+    company_name: Mapped[Optional[str]] = mapped_column(sa.String(120), unique=True)
+    account_holder_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"),
+                                                             index=True)
+    company_role: Mapped[Optional[CompanyRole]] = mapped_column(
+        enum_column(CompanyRole, "company_role"))
+
     api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user")
+    account_holder: Mapped[Optional["User"]] = relationship(remote_side=[id])
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"
 
     @property
     def is_active(self) -> bool:
-        return self.is_active_account
+        # A member's access ends with their company's account too.
+        return self.is_active_account and (self.account_holder is None
+                                           or self.account_holder.is_active_account)
 
     @property
     def email_verified(self) -> bool:
@@ -126,6 +147,7 @@ class ApiKey(db.Model):
 class LinkPurpose(str, enum.Enum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"
+    INVITATION = "invitation"  # joins a company: the invitee chooses a password
 
 
 class AccountLink(db.Model):

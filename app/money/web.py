@@ -7,6 +7,7 @@ from flask import (
 )
 from flask_login import current_user
 
+from app.auth.sessions import current_account
 from app.core import bounds
 from app.errors import DomainError
 from app.extensions import db
@@ -42,18 +43,18 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
     name = bp.name
 
     def receipt(number: str):
-        found = receipts.receipt_for(current_user, number)
+        found = receipts.receipt_for(current_account, number)
         return receipt_page(found, url_for(f"{name}.receipt_pdf", number=found.number),
                             url_for(back_endpoint), back_label)
 
     def receipt_pdf(number: str):
-        found = receipts.receipt_for(current_user, number)
+        found = receipts.receipt_for(current_account, number)
         return pdf_response(_pdf().receipt_pdf(found), found.filename)
 
     def statement_pick():
         """The month picker's target (a GET form): to that month's statement."""
         try:
-            first = statements.parse_month(current_user, request.args.get("month", ""))
+            first = statements.parse_month(current_account, request.args.get("month", ""))
         except DomainError as exc:
             flash(exc.message, "danger")
             return redirect(url_for(back_endpoint))
@@ -62,7 +63,7 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
     def statement(year: int, month: int):
         page = bounds.PAGE.take(request.args.get("page", "1"), "page")
         found = statements.statement_for(
-            current_user, statements.check_month(current_user, year, month),
+            current_account, statements.check_month(current_account, year, month),
             page=page, page_size=STATEMENT_PAGE)
         return render_template(
             "money/statement.html", statement=found, page=page, page_size=STATEMENT_PAGE,
@@ -74,7 +75,7 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
 
     def statement_file(year: int, month: int, fmt: str):
         found = statements.statement_for(
-            current_user, statements.check_month(current_user, year, month))
+            current_account, statements.check_month(current_account, year, month))
         if fmt == "pdf":
             return pdf_response(_pdf().statement_pdf(found), found.filename + ".pdf")
         return Response(stream_with_context(statements.statement_csv(found)), mimetype="text/csv",

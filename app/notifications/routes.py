@@ -5,6 +5,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from app.auth.forms import ConfirmForm
+from app.auth.sessions import current_account
 from app.errors import DomainError
 from app.extensions import db
 from app.formatting import money_input, parse_money
@@ -62,8 +63,9 @@ def settings():
         data = {f"{kind.value}_{way}": on for kind, (in_app, email)
                 in queries.choices_for(user).items()
                 for way, on in (("in_app", in_app), ("email", email))}
-        if user.is_buyer and user.low_balance_threshold is not None:
-            data["threshold"] = money_input(user.low_balance_threshold)
+        # The threshold is the account's: a company's people share one balance.
+        if user.is_buyer and current_account.low_balance_threshold is not None:
+            data["threshold"] = money_input(current_account.low_balance_threshold)
         form = settings_form(role, data=data)
     else:
         form = settings_form(role)
@@ -75,7 +77,7 @@ def settings():
                 if user.is_buyer:
                     text = (form.threshold.data or "").strip()
                     notifications.set_low_balance_threshold(
-                        user, parse_money(text) if text else None)
+                        current_account, parse_money(text) if text else None)
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()

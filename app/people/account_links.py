@@ -1,5 +1,6 @@
 """One-time links emailed to a user, operations (flush; callers commit): verify the
-address given at sign-up, and reset a forgotten password (SPEC §2).
+address given at sign-up, reset a forgotten password, and join a company
+(app.people.companies) (SPEC §2).
 
 A link carries 256 random bits; only their SHA-256 is stored, so reading the
 database does not give anyone a working link. A link works once, until it expires,
@@ -38,6 +39,8 @@ def _hash(secret: str) -> str:
 def _lifetime(purpose: LinkPurpose) -> timedelta:
     if purpose is LinkPurpose.VERIFY_EMAIL:
         return timedelta(hours=current_app.config["EMAIL_VERIFICATION_HOURS"])
+    if purpose is LinkPurpose.INVITATION:
+        return timedelta(days=current_app.config["INVITATION_DAYS"])
     return timedelta(minutes=current_app.config["PASSWORD_RESET_MINUTES"])
 
 

@@ -27,6 +27,7 @@ from app.models import (
     DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
 from app.models.types import utcnow
+from app.people.membership import people_of
 
 Kind = NotificationKind
 
@@ -83,8 +84,21 @@ def path(endpoint: str, **values) -> str:
 def notify(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str] = (),
            items: Iterable[str] = (), link: str = "", link_label: str = "Open in LeadX",
            subject: str = "", data: Optional[dict] = None) -> Optional[Notification]:
-    """Tell the user, in the app and by email as they chose. With `subject`, nothing is
-    repeated while they have not read the last notice about the same thing."""
+    """Tell the user, in the app and by email as they chose; when the user is a
+    company's account, every person of the company, each as they chose (they share its
+    orders, batches and balance). With `subject`, nothing is repeated to a person while
+    they have not read their last notice about the same thing. Returns the account's
+    own notice, if any."""
+    paragraphs, items = list(paragraphs), list(items)  # told to each person
+    notices = [_notify_one(person_id, kind, title, paragraphs=paragraphs, items=items,
+                           link=link, link_label=link_label, subject=subject, data=data)
+               for person_id in people_of(user_id)]
+    return notices[0]
+
+
+def _notify_one(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str],
+                items: Iterable[str], link: str, link_label: str, subject: str,
+                data: Optional[dict]) -> Optional[Notification]:
     setting = db.session.get(NotificationSetting, (user_id, kind))
     in_app, by_email = (setting.in_app, setting.email) if setting else (True, True)
     user = db.session.get(User, user_id)

@@ -3,9 +3,8 @@ transferred automatically; or the exchange pays by bank transfer (manual payouts
 each with a receipt); the history of every payout; receipts and monthly statements
 (app/money/web.py)."""
 from flask import flash, redirect, render_template, url_for
-from flask_login import current_user
-
 from app.auth.forms import ConfirmForm
+from app.auth.sessions import current_account
 from app.errors import DomainError
 from app.extensions import db
 from app.money import receipts, statements, web
@@ -21,13 +20,13 @@ def payouts():
     return render_template(
         "seller/payouts.html",
         configured=configured,
-        balance=ledger.balance_for(current_user),
-        payouts=payments.payouts_for(current_user),
-        manual_payouts=manual_payouts.payouts_for(current_user),
+        balance=ledger.balance_for(current_account),
+        payouts=payments.payouts_for(current_account),
+        manual_payouts=manual_payouts.payouts_for(current_account),
         return_window_days=earnings.return_window().days,
         connect_form=ConfirmForm(),
-        receipts=receipts.receipts_for(current_user),
-        statement_months=statements.months_for(current_user),
+        receipts=receipts.receipts_for(current_account),
+        statement_months=statements.months_for(current_account),
     )
 
 
@@ -38,7 +37,7 @@ def connect_account():
         return redirect(url_for("seller.payouts"))
     try:
         target = payments.onboarding_url(
-            current_user,
+            current_account,
             return_url=url_for("seller.connect_return", _external=True),
             refresh_url=url_for("seller.payouts", _external=True))
     except DomainError as exc:
@@ -52,7 +51,7 @@ def connect_account():
 def connect_return():
     """Stripe sends the seller back here after onboarding."""
     try:
-        enabled = payments.refresh_payout_account(current_user)
+        enabled = payments.refresh_payout_account(current_account)
     except DomainError as exc:
         flash(exc.message, "danger")
     else:
@@ -68,5 +67,5 @@ def connect_return():
 @bp.route("/payouts/manual/<int:payout_id>")
 def manual_payout_receipt(payout_id: int):
     """The receipt for one payout the exchange sent by bank transfer."""
-    payout = manual_payouts.payout_of(current_user, payout_id)
+    payout = manual_payouts.payout_of(current_account, payout_id)
     return redirect(url_for("seller.receipt", number=payout.receipt_number))

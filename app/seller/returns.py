@@ -1,10 +1,9 @@
 """A seller answers the returns of their leads: accept (the sale is reversed) or
 contest (an admin decides)."""
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user
-
 from app.auth.forms import ConfirmForm
-from app.errors import DomainError
+from app.auth.sessions import current_account
+from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.seller import bp
 from app.services import returns
@@ -12,7 +11,7 @@ from app.services import returns
 
 @bp.route("/returns")
 def return_list():
-    return render_template("seller/returns.html", returns=returns.returns_for_seller(current_user),
+    return render_template("seller/returns.html", returns=returns.returns_for_seller(current_account),
                            form=ConfirmForm())
 
 
@@ -20,9 +19,11 @@ def return_list():
 def answer_return(return_id: int, answer: str):
     if ConfirmForm().validate_on_submit():
         try:
-            returns.seller_respond(current_user, return_id, answer == "accept",
+            returns.seller_respond(current_account, return_id, answer == "accept",
                                    request.form.get("note", ""))
             db.session.commit()
+        except NotFound:
+            raise  # not a return of the caller's company's leads
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")

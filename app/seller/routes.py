@@ -4,10 +4,10 @@ from flask import (
     Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
-from flask_login import current_user
 from sqlalchemy import select
 
 from app.auth.forms import ConfirmForm
+from app.auth.sessions import current_account
 from app.errors import DomainError
 from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
@@ -24,7 +24,7 @@ from app.services.ingest.reader import UnreadableFile
 
 
 def _recent_batches(limit: int = 50) -> list[Batch]:
-    return db.session.scalars(select(Batch).where(Batch.seller_id == current_user.id)
+    return db.session.scalars(select(Batch).where(Batch.seller_id == current_account.id)
                               .order_by(Batch.id.desc()).limit(limit)).all()
 
 
@@ -33,11 +33,11 @@ def dashboard():
     batches = _recent_batches(10)
     return render_template(
         "seller/dashboard.html",
-        balance=ledger.balance_for(current_user),
-        statement=ledger.statement_for(current_user, limit=20),
+        balance=ledger.balance_for(current_account),
+        statement=ledger.statement_for(current_account, limit=20),
         batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
         checks=spotchecks.latest_status_by_batch([b.id for b in batches]),
-        feedback=market_stats.seller_feedback(current_user),
+        feedback=market_stats.seller_feedback(current_account),
         sources=market_stats.sub_id_figures([b.id for b in batches]),
     )
 
@@ -51,7 +51,7 @@ def batches():
 
 
 def _last_terms() -> dict:
-    last = db.session.scalar(select(Batch).where(Batch.seller_id == current_user.id)
+    last = db.session.scalar(select(Batch).where(Batch.seller_id == current_account.id)
                              .order_by(Batch.id.desc()))
     if last is None:
         return {"default_country": "US"}
@@ -65,7 +65,7 @@ def _terms(form) -> pipeline.BatchTerms:
 
 
 def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_file: bool):
-    batch = pipeline.create_batch(current_user, token, filename, terms,
+    batch = pipeline.create_batch(current_account, token, filename, terms,
                                   allow_same_file=allow_same_file)
     db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
@@ -82,10 +82,10 @@ def upload():
     if form.validate_on_submit():
         token = None
         try:
-            pipeline.check_can_sell(current_user)
+            pipeline.check_can_sell(current_account)
             terms = _terms(form)
-            token = pipeline.stage_upload(current_user, form.file.data.stream)
-            preview = pipeline.inspect_upload(current_user, token)
+            token = pipeline.stage_upload(current_account, form.file.data.stream)
+            preview = pipeline.inspect_upload(current_account, token)
             commit_keeping_loaded()  # nothing written: no lock while the batch re-reads it
             filename = form.file.data.filename or "upload.csv"
             if preview.unknown or preview.duplicate_of:
@@ -98,7 +98,7 @@ def upload():
         except DomainError as exc:
             db.session.rollback()
             if token:
-                pipeline.discard_upload(current_user.id, token)
+                pipeline.discard_upload(current_account.id, token)
             form.file.errors.append(exc.message)
     return render_template("seller/upload.html", form=form)
 
@@ -132,7 +132,7 @@ def confirm_upload():
             except DomainError:
                 pass  # the file itself is gone or unreadable: start again
         if token.isascii() and token.isalnum():
-            pipeline.discard_upload(current_user.id, token)
+            pipeline.discard_upload(current_account.id, token)
         return redirect(url_for("seller.upload"))
 
 
@@ -140,14 +140,14 @@ def _preview_again(token: str, mapping: dict) -> pipeline.UploadPreview:
     """The staged file as the confirm page shows it: with the seller's mapping, or
     as we read it ourselves if that mapping is what was wrong."""
     try:
-        return pipeline.inspect_upload(current_user, token, mapping)
+        return pipeline.inspect_upload(current_account, token, mapping)
     except HeaderMappingError:
-        return pipeline.inspect_upload(current_user, token)
+        return pipeline.inspect_upload(current_account, token)
 
 
 def _own_batch(batch_id: int) -> Batch:
     batch = db.session.get(Batch, batch_id)
-    if batch is None or batch.seller_id != current_user.id:
+    if batch is None or batch.seller_id != current_account.id:
         abort(404)
     return batch
 
@@ -177,7 +177,7 @@ def _manage(batch_id: int, action, done: str) -> Response:
         flash("The form expired; please try again.", "danger")
     else:
         try:
-            changed = action(current_user, batch_id)
+            changed = action(current_account, batch_id)
             db.session.commit()
             flash(done.format(n=changed) if changed else "No lead of this batch was in that "
                   "state, so nothing changed.", "success" if changed else "info")
@@ -213,7 +213,7 @@ def change_batch_terms(batch_id: int):
     if not form.validate_on_submit():
         return _batch_page(batch, form), 422
     try:
-        changed = batch_listing.reprice(current_user, batch_id,
+        changed = batch_listing.reprice(current_account, batch_id,
                                         floor_price=form.floor_price.minor_units,
                                         cap=form.cap.data, confirm=form.confirm.data)
         db.session.commit()
