@@ -14,9 +14,10 @@ from app.buyer import bp
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError
+from app.errors import DomainError, Refusals, problems
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money
+from app.forms import show_problems
 from app.models import Order
 from app.services import delivery, kpis, ledger, outcomes, privacy, webhooks
 from app.market import operations, queries
@@ -69,18 +70,24 @@ def new_order():
     form = OrderForm()
     if request.method == "GET":
         form.timezone.data = current_user.timezone
-    if form.validate_on_submit():
-        try:
-            filters = Filters.parse(form.filters_dict())
-            terms = operations.check_terms(form.price.minor_units, form.quantity.data,
-                                           **form.terms_kwargs())
-            order, secret = operations.place_order(current_user, filters, terms)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            field = form.field_named(exc.details.get("field", ""))
-            (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
-        else:
+    if form.is_submitted():
+        # The fields, the filters and the terms are all checked, so every problem shows
+        # at once, not one more after each submit.
+        valid = form.validate()
+        found = Refusals()
+        filters = found.check(Filters.parse, form.filters_dict())
+        terms = found.check(operations.check_terms, form.price.minor_units,
+                            form.quantity.data, **form.terms_kwargs())
+        show_problems(found.found, form.field_named)
+        order = None
+        if valid and not found.found:
+            try:
+                order, secret = operations.place_order(current_user, filters, terms)
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                show_problems(problems(exc), form.field_named)
+        if order is not None:
             flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
             if secret:
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
@@ -172,7 +179,8 @@ def change(order_id: int):
         flash("Order updated; the money held for it follows the new terms.", "success")
     except DomainError as exc:
         db.session.rollback()
-        flash(exc.message, "danger")
+        for problem in problems(exc):
+            flash(problem["message"], "danger")
     return redirect(url_for("buyer.order_detail", order_id=order_id))
 
 

@@ -7,7 +7,6 @@ from flask_login import current_user
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import db
-from app.formatting import money_input, parse_money
 from app.notifications import bp
 from app.notifications.forms import rows, settings_form
 from app.people import notification_queries as queries
@@ -63,7 +62,7 @@ def settings():
                 in queries.choices_for(user).items()
                 for way, on in (("in_app", in_app), ("email", email))}
         if user.is_buyer and user.low_balance_threshold is not None:
-            data["threshold"] = money_input(user.low_balance_threshold)
+            data["threshold"] = user.low_balance_threshold
         form = settings_form(role, data=data)
     else:
         form = settings_form(role)
@@ -73,9 +72,7 @@ def settings():
             try:
                 notifications.choose(user, choices)
                 if user.is_buyer:
-                    text = (form.threshold.data or "").strip()
-                    notifications.set_low_balance_threshold(
-                        user, parse_money(text) if text else None)
+                    notifications.set_low_balance_threshold(user, form.threshold.minor_units)
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()

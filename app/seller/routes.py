@@ -8,10 +8,11 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from app.auth.forms import ConfirmForm
-from app.errors import DomainError
+from app.errors import DomainError, problems
 from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
+from app.forms import show_problems
 from app.models import Batch
 from app.seller import bp
 from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
@@ -59,7 +60,7 @@ def _last_terms() -> dict:
 
 
 def _terms(form) -> pipeline.BatchTerms:
-    return pipeline.check_terms(form.default_country.data, form.floor_price.minor_units,
+    return pipeline.check_terms(form.default_country.data, form.floor(),
                                 form.cap.data)
 
 
@@ -219,8 +220,8 @@ def change_batch_terms(batch_id: int):
         return _batch_page(_own_batch(batch_id), form, floor_warning=exc.message), 409
     except DomainError as exc:
         db.session.rollback()
-        flash(exc.message, "danger")
-        return redirect(url_for("seller.batch_detail", batch_id=batch_id))
+        show_problems(problems(exc), lambda name: getattr(form, name, None))
+        return _batch_page(_own_batch(batch_id), form), exc.status
     flash(f"New terms saved for {changed:,} unsold leads; they apply from the next sale.",
           "success")
     return redirect(url_for("seller.batch_detail", batch_id=batch_id))
