@@ -42,7 +42,8 @@ class ValidationFailed(DomainError):
 class Refusals:
     """Every problem of one input, so a form lists them all at once instead of one per
     submit. Raised as one ValidationFailed: the first problem's code, message and
-    details, with `details["errors"]` listing them all ({"field", "message"})."""
+    details, with `details["errors"]` listing them all ({"field", "message"}) when
+    there are several."""
 
     def __init__(self, code: str = "validation_error"):
         self.code = code
@@ -76,8 +77,8 @@ class Refusals:
         if first is None:
             first = ValidationFailed(self.found[0]["message"], code=self.code,
                                      details={"field": self.found[0]["field"]})
-        raise ValidationFailed(first.message, code=first.code,
-                               details={**first.details, "errors": self.found})
+        more = {"errors": self.found} if len(self.found) > 1 else {}
+        raise ValidationFailed(first.message, code=first.code, details={**first.details, **more})
 
 
 def problems(exc: DomainError) -> list[dict]:

@@ -6,7 +6,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import (
     NumberFormatError, format_currency, format_decimal, get_group_symbol, parse_decimal,
 )
-from flask import current_app, g, has_request_context, request
+from flask import current_app, has_request_context, request
 
 from app.core import bounds
 from app.services.exports import minor_digits
@@ -22,17 +22,19 @@ def user_locale() -> Locale:
     emails) or when none matches. Cached for the request."""
     if not has_request_context():
         return Locale.parse(DEFAULT_LOCALE)
-    if "locale" not in g:
-        g.locale = Locale.parse(DEFAULT_LOCALE)
+    locale = getattr(request, "reader_locale", None)  # the request's, not the app context's
+    if locale is None:
+        locale = Locale.parse(DEFAULT_LOCALE)
         for tag, _ in request.accept_languages:
             try:
                 found = Locale.parse(tag, sep="-")
             except (ValueError, UnknownLocaleError):
                 continue
             if found.language in LANGUAGES:
-                g.locale = found
+                locale = found
                 break
-    return g.locale
+        request.reader_locale = locale
+    return locale
 
 
 def user_language() -> str:
@@ -82,7 +84,7 @@ def parse_money(text: str, locale: Locale | str | None = None) -> int:
             raise ValueError(refusal) from None
         value = Decimal(raw)
     if value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"“{text.strip()}” has more than two decimals.")
+        raise ValueError(f"{refusal}: two decimals at most.")
     amount = int(value.scaleb(2))
     if amount > bounds.AMOUNT.maximum:
         raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")

@@ -1,14 +1,14 @@
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.forms import MoneyField
+from app.labels import choices
 from app.models import TrustLevel
 
 
 class TrustForm(FlaskForm):
-    level = SelectField("Trust level", choices=[SelectChoice(t.value) for t in TrustLevel])
+    level = SelectField("Trust level", choices=choices("trust", [t.value for t in TrustLevel]))
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=500)])
     submit = SubmitField("Save trust level")
 

@@ -12,7 +12,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.formatting import parse_money
 from app.forms import MoneyField
-from app.market.filters import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
+from app.labels import choices
+from app.market.filters import EMPLOYED, GENDERS, MARITAL_STATUSES, MAX_QUANTITY, REQUIRE
 from app.market.schedule import DAYS
 from app.models.orders import PERIODS
 
@@ -31,17 +32,16 @@ class FilterFields:
 
     age_min = IntegerField("Age from", validators=[Optional(), NumberRange(18, 100)])
     age_max = IntegerField("Age to", validators=[Optional(), NumberRange(18, 100)])
-    genders = CheckboxesField("Gender", choices=[SelectChoice(g) for g in GENDERS])
+    genders = CheckboxesField("Gender", choices=choices("gender", GENDERS))
     regions = StringField("Regions", description="Names or ISO codes, comma-separated: "
                                                  "Москва, Kaliningrad, ES-M")
     countries = StringField("Countries", description="Names or two-letter codes: Spain, US")
     require = SelectField("Contacts required", default="", choices=[
-        SelectChoice("", "email or phone"), SelectChoice("phone", "phone"),
-        SelectChoice("email", "email"), SelectChoice("both", "both")])
+        SelectChoice("", "Email or phone"), *choices("require", REQUIRE)])
     marital_statuses = CheckboxesField("Marital status",
-                                       choices=[SelectChoice(m) for m in MARITAL_STATUSES])
+                                       choices=choices("marital_status", MARITAL_STATUSES))
     employed = SelectField("Employed", default="", choices=[
-        SelectChoice("", "any"), SelectChoice("yes"), SelectChoice("no"), SelectChoice("unknown")])
+        SelectChoice("", "Any"), *choices("employed", EMPLOYED)])
     interests = StringField("Interests (any of)", description="e.g. cars, travel")
     max_age_days = IntegerField("Consented within (days)", validators=[Optional(), NumberRange(1, 3650)])
     exclusive_only = BooleanField("Exclusive leads only (sold to no one else)")

@@ -1,8 +1,10 @@
 """Buyer area routes: dashboard, order builder with live estimate, orders filling live,
 delivered leads with CSV export and outcomes, webhook settings and delivery log, and
 the KPI page comparing orders."""
+from dataclasses import asdict
+
 from flask import (
-    Response, current_app, flash, redirect, render_template, request,
+    Response, current_app, flash, jsonify, redirect, render_template, request,
     stream_with_context, url_for,
 )
 from flask_login import current_user
@@ -16,10 +18,10 @@ from app.buyer.forms import (
 )
 from app.errors import DomainError, Refusals, problems
 from app.extensions import db
-from app.formatting import format_money, money_input, parse_money
+from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import Order
-from app.services import delivery, kpis, ledger, outcomes, privacy, webhooks
+from app.services import delivery, kpis, ledger, outcomes, privacy, regions, webhooks
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
@@ -65,6 +67,13 @@ def estimate():
     return render_template("buyer/_estimate.html", estimate=result, price=price)
 
 
+@bp.route("/regions")
+def region_options():
+    """The region picker's suggestions: regions whose name or code matches `q`."""
+    matches = regions.search_regions(request.args.get("q", "")[:100], user_language(), limit=12)
+    return jsonify([asdict(match) for match in matches])
+
+
 @bp.route("/orders/new", methods=["GET", "POST"])
 def new_order():
     form = OrderForm()
@@ -93,7 +102,9 @@ def new_order():
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
             return redirect(url_for("buyer.order_detail", order_id=order.id))
     return render_template("buyer/new_order.html", form=form,
-                           balance=ledger.balance_for(current_user))
+                           balance=ledger.balance_for(current_user),
+                           chosen_regions=regions.chosen_regions(form.regions.data,
+                                                                 user_language()))
 
 
 def _leads_page(order: Order, page: int) -> list[dict]:

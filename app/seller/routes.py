@@ -19,7 +19,7 @@ from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
 from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
 from app.services.ingest import pipeline, reports
-from app.services.ingest.fields import FIELD_LABELS, FIELDS, HeaderMappingError
+from app.services.ingest.fields import FIELDS, HeaderMappingError
 from app.services.ingest.reader import UnreadableFile
 
 
@@ -72,8 +72,7 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_fil
 
 
 def _confirm_page(form, preview):
-    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
-                           labels=FIELD_LABELS)
+    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS)
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])

@@ -269,7 +269,10 @@ def region_name(code: str, language: str = "en") -> str:
     for name, name_language in _other_names().get(code, ()):
         if name_language == language:
             return name
-    return _translation("iso3166-2", language).gettext(sub.name)
+    name = _translation("iso3166-2", language).gettext(sub.name)
+    name = name.partition(" [")[0]  # "Barcelona [Barcelona]"
+    head, comma, tail = name.partition(", ")  # "Madrid, Comunidad de"
+    return f"{tail} {head}" if comma else name
 
 
 def country_name(code: str, language: str = "en") -> str:
@@ -291,37 +294,44 @@ class RegionMatch:
 
 
 @lru_cache(maxsize=16)
-def _search_rows(language: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(code, keys of all its names) for every region."""
-    translations = [_translation("iso3166-2", lang) for lang in (language, *_LANGUAGES)]
+def _search_rows(language: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    """(code, keys of the names the reader sees, keys of its other names) per region."""
+    translations = [_translation("iso3166-2", lang) for lang in _LANGUAGES]
     aliases: dict[str, list[str]] = {}
     for alias, code in _REGION_ALIASES.items():
         aliases.setdefault(code, []).append(alias)
     other = _other_names()
     rows = []
     for sub in pycountry.subdivisions:
-        names = [sub.name, *(t.gettext(sub.name) for t in translations), *aliases.get(sub.code, ()),
-                 *(name for name, _ in other.get(sub.code, ()))]
-        keys = {text_key(n) for name in names for n in (name, *_name_variants(name))}
-        rows.append((sub.code, tuple(k for k in keys if k)))
+        seen = [sub.name, region_name(sub.code, language)]
+        others = [*(t.gettext(sub.name) for t in translations), *aliases.get(sub.code, ()),
+                  *(name for name, _ in other.get(sub.code, ()))]
+        main = {text_key(n) for name in seen for n in (name, *_name_variants(name))}
+        rest = {text_key(n) for name in others for n in (name, *_name_variants(name))} - main
+        rows.append((sub.code, tuple(k for k in main if k), tuple(k for k in rest if k)))
     return tuple(rows)
 
 
 def search_regions(query: str, language: str = "en", limit: int = 20) -> list[RegionMatch]:
-    """Regions whose code or a name (any of the languages above or the reader's)
-    contains `query`; names that start with it first, then top-level regions."""
+    """Regions whose code or a name (the reader's language, the region's own, or one of
+    the languages above) contains `query`: the code itself first, then names that
+    start with it (the names the reader sees before others), then top-level regions."""
     key = text_key(query)
     if not key:
         return []
     code = query.strip().upper()
     ranked = []
-    for region, keys in _search_rows(language):
+    for region, main, rest in _search_rows(language):
         if region == code:
             rank = 0
-        elif any(k.startswith(key) for k in keys):
+        elif any(k.startswith(key) for k in main):
             rank = 1
-        elif any(key in k for k in keys):
+        elif any(k.startswith(key) for k in rest):
             rank = 2
+        elif any(key in k for k in main):
+            rank = 3
+        elif any(key in k for k in rest):
+            rank = 4
         else:
             continue
         sub = pycountry.subdivisions.get(code=region)
@@ -335,3 +345,17 @@ def region_match(code: str, language: str = "en") -> RegionMatch:
     sub = pycountry.subdivisions.get(code=code)
     local = next((name for name, _ in _other_names().get(code, ())), sub.name if sub else code)
     return RegionMatch(code, region_name(code, language), local, country_name(code[:2], language))
+
+
+def chosen_regions(text: str | None, language: str = "en") -> list[dict]:
+    """A regions field's text ("Москва, RU-KGD") as the picker shows it: [{code, name}];
+    a value we cannot resolve is kept as typed, for the form to say what is wrong."""
+    chosen, seen = [], set()
+    for value in (text or "").replace(";", ",").split(","):
+        value = value.strip()
+        code = value and resolve_region(value, None)
+        if value and (code or value) not in seen:
+            seen.add(code or value)
+            chosen.append({"code": code or value,
+                           "name": region_name(code, language) if code else value})
+    return chosen

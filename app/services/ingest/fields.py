@@ -21,8 +21,6 @@ FIELDS: tuple[str, ...] = (
     "consent_at", "source_url", "consent_text", "consent", "ip",
     "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
-# How the upload screen names a field where its bare name would mislead.
-FIELD_LABELS: dict[str, str] = {"consent": "consent (yes/no)", "consent_text": "consent text"}
 
 # Field -> header names, strongest first: when two columns claim one field, the
 # better-ranked synonym wins (a file with both `State` and `City` gives `State`).
