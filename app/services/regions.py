@@ -269,9 +269,14 @@ def region_name(code: str, language: str = "en") -> str:
     for name, name_language in _other_names().get(code, ()):
         if name_language == language:
             return name
-    name = _translation("iso3166-2", language).gettext(sub.name)
-    name = name.partition(" [")[0]  # "Barcelona [Barcelona]"
-    head, comma, tail = name.partition(", ")  # "Madrid, Comunidad de"
+    return _readable(_translation("iso3166-2", language).gettext(sub.name))
+
+
+def _readable(name: str) -> str:
+    """ISO's list spelling as people write it: "Madrid, Comunidad de" → "Comunidad de
+    Madrid", "Barcelona [Barcelona]" → "Barcelona"."""
+    name = name.partition(" [")[0]
+    head, comma, tail = name.partition(", ")
     return f"{tail} {head}" if comma else name
 
 
@@ -343,7 +348,8 @@ def search_regions(query: str, language: str = "en", limit: int = 20) -> list[Re
 def region_match(code: str, language: str = "en") -> RegionMatch:
     """One region as the picker shows it."""
     sub = pycountry.subdivisions.get(code=code)
-    local = next((name for name, _ in _other_names().get(code, ())), sub.name if sub else code)
+    local = next((name for name, _ in _other_names().get(code, ())),
+                 _readable(sub.name) if sub else code)
     return RegionMatch(code, region_name(code, language), local, country_name(code[:2], language))
 
 
