@@ -41,6 +41,9 @@ def user_language() -> str:
     return user_locale().language
 
 
+SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign
+
+
 def _major(minor_units: int, currency: str) -> Decimal:
     return Decimal(int(minor_units)).scaleb(-minor_digits(currency))
 
@@ -51,7 +54,13 @@ def format_money(minor_units: int | None, currency: str | None = None) -> str:
     if minor_units is None:
         return "—"
     currency = currency or current_app.config["CURRENCY"]
-    return format_currency(_major(minor_units, currency), currency, locale=user_locale())
+    locale = user_locale()
+    if currency in SYMBOL_CURRENCIES:
+        return format_currency(_major(minor_units, currency), currency, locale=locale)
+    # Others by their code ("5,000 JPY"): a symbol such as ¥ is shared by two currencies.
+    digits = minor_digits(currency)
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return f"{format_decimal(_major(minor_units, currency), pattern, locale=locale)} {currency}"
 
 
 def money_input(minor_units: int) -> str:
@@ -83,12 +92,11 @@ def parse_money(text: str, locale: Locale | str | None = None) -> int:
         if not _PLAIN.fullmatch(raw):
             raise ValueError(refusal) from None
         value = Decimal(raw)
+    if value > Decimal(bounds.AMOUNT.maximum).scaleb(-2):
+        raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")
     if value != value.quantize(Decimal("0.01")):
         raise ValueError(f"{refusal}: two decimals at most.")
-    amount = int(value.scaleb(2))
-    if amount > bounds.AMOUNT.maximum:
-        raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")
-    return amount
+    return int(value.scaleb(2))
 
 
 def format_average(minor_units: Decimal | int | None, currency: str | None = None) -> str:

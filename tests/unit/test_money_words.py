@@ -46,7 +46,8 @@ def test_money_is_shown_in_the_readers_locale(app):
     assert _shown(app, "en-US", -1_234) == ("-$12.34", "-12.34", "en_US")
     assert _shown(app, "de-DE", 123_450, "EUR")[0] == "1.234,50\u00a0€"
     assert _shown(app, "xx, ja;q=0.5", 500) == ("$5.00", "5.00", "en_US")  # none we speak
-    assert _shown(app, "", 500, "JPY")[0] == "¥500"  # the currency's own minor unit
+    assert _shown(app, "", 500, "JPY")[0] == "500 JPY"  # its own minor unit, by its code
+    assert _shown(app, "ru", 500_000, "JPY")[0] == "500\u00a0000 JPY"
     with app.test_request_context():
         assert parse_money(money_input(123_456)) == 123_456
 
