@@ -132,11 +132,19 @@ def register_commands(app) -> None:
 
 
 def register_template_helpers(app) -> None:
-    from app.formatting import format_average, format_money, format_rate
+    from app.formatting import format_average, format_money, format_rate, user_language
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate
+
+    from app.labels import describe_filters, label
+    from app.services.regions import region_name
+
+    app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["describe_filters"] = lambda f: describe_filters(f, user_language())
+    # "RU-KGD" → its name in the reader's language
+    app.jinja_env.filters["region_name"] = lambda code: code and region_name(code, user_language())
 
     from app.services.returns import REASON_LABELS
 

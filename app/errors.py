@@ -39,6 +39,54 @@ class ValidationFailed(DomainError):
     status = 422
 
 
+class Refusals:
+    """Every problem of one input, so a form lists them all at once instead of one per
+    submit. Raised as one ValidationFailed: the first problem's code, message and
+    details, with `details["errors"]` listing them all ({"field", "message"}) when
+    there are several."""
+
+    def __init__(self, code: str = "validation_error"):
+        self.code = code
+        self.found: list[dict] = []
+        self._first: ValidationFailed | None = None
+
+    def add(self, field: str, message: str) -> None:
+        self.found.append({"field": field, "message": message})
+
+    def note(self, exc: "ValidationFailed") -> None:
+        """A refusal, with its own code and details (kept if it is the first)."""
+        if not self.found:
+            self._first = exc
+        self.found.extend(problems(exc))
+
+    def check(self, check, *args, **kwargs):
+        """`check(*args, **kwargs)`, or None with the problems it raised noted."""
+        try:
+            return check(*args, **kwargs)
+        except ValidationFailed as exc:
+            self.note(exc)
+            return None
+
+    def found_for(self, field: str) -> bool:
+        return any(problem["field"] == field for problem in self.found)
+
+    def raise_any(self) -> None:
+        if not self.found:
+            return
+        first = self._first
+        if first is None:
+            first = ValidationFailed(self.found[0]["message"], code=self.code,
+                                     details={"field": self.found[0]["field"]})
+        more = {"errors": self.found} if len(self.found) > 1 else {}
+        raise ValidationFailed(first.message, code=first.code, details={**first.details, **more})
+
+
+def problems(exc: DomainError) -> list[dict]:
+    """The ({"field", "message"}) problems an error carries: all of a Refusals', else one."""
+    return exc.details.get("errors") or [
+        {"field": exc.details.get("field", ""), "message": exc.message}]
+
+
 class InsufficientFunds(DomainError):
     code = "insufficient_funds"
     status = 409

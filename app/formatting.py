@@ -2,47 +2,101 @@
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
-from flask import current_app
+from babel import Locale, UnknownLocaleError
+from babel.numbers import (
+    NumberFormatError, format_currency, format_decimal, get_group_symbol, parse_decimal,
+)
+from flask import current_app, has_request_context, request
 
 from app.core import bounds
 from app.services.exports import minor_digits
 
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "RUB": "₽"}
+# The languages the exchange's pages speak to numbers in (Accept-Language picks one).
+LANGUAGES = ("en", "ru", "es", "de", "fr", "it", "pt", "uk")
+DEFAULT_LOCALE = "en_US"
+
+
+def user_locale() -> Locale:
+    """The reader's locale: the first of their browser's languages (Accept-Language)
+    that we speak, with its region ("ru-RU", "en-GB"); en_US outside a request (jobs,
+    emails) or when none matches. Cached for the request."""
+    if not has_request_context():
+        return Locale.parse(DEFAULT_LOCALE)
+    locale = getattr(request, "reader_locale", None)  # the request's, not the app context's
+    if locale is None:
+        locale = Locale.parse(DEFAULT_LOCALE)
+        for tag, _ in request.accept_languages:
+            try:
+                found = Locale.parse(tag, sep="-")
+            except (ValueError, UnknownLocaleError):
+                continue
+            if found.language in LANGUAGES:
+                locale = found
+                break
+        request.reader_locale = locale
+    return locale
+
+
+def user_language() -> str:
+    return user_locale().language
+
+
+SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign
+
+
+def _major(minor_units: int, currency: str) -> Decimal:
+    return Decimal(int(minor_units)).scaleb(-minor_digits(currency))
 
 
 def format_money(minor_units: int | None, currency: str | None = None) -> str:
-    """1234 → "$12.34", 1234 JPY → "1,234 JPY" (each currency's own minor unit, as on
-    receipts): integer arithmetic only, never a float."""
+    """1234 → "$12.34" (en), "12,34 $" (ru); each currency's own minor unit, as on
+    receipts: integers and Decimals only, never a float."""
     if minor_units is None:
         return "—"
     currency = currency or current_app.config["CURRENCY"]
-    sign = "-" if minor_units < 0 else ""
+    locale = user_locale()
+    if currency in SYMBOL_CURRENCIES:
+        return format_currency(_major(minor_units, currency), currency, locale=locale)
+    # Others by their code ("5,000 JPY"): a symbol such as ¥ is shared by two currencies.
     digits = minor_digits(currency)
-    major, minor = divmod(abs(int(minor_units)), 10 ** digits)
-    symbol = CURRENCY_SYMBOLS.get(currency)
-    amount = f"{major:,}.{minor:0{digits}d}" if digits else f"{major:,}"
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    return f"{format_decimal(_major(minor_units, currency), pattern, locale=locale)} {currency}"
 
 
 def money_input(minor_units: int) -> str:
-    """1234 → "12.34": the form-field spelling that parse_money reads back."""
-    major, minor = divmod(int(minor_units), 100)
-    return f"{major}.{minor:02d}"
+    """1234 → "12.34" (en), "12,34" (ru): the form-field spelling parse_money reads back."""
+    major = Decimal(int(minor_units)).scaleb(-2)
+    return format_decimal(major, format="0.00", locale=user_locale())
 
 
-MONEY_RE = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?", re.ASCII)
+_PLAIN = re.compile(r"\d+(?:\.\d{1,2})?", re.ASCII)  # "12.34" reads the same everywhere
+_NUMBER = re.compile(r"[\d\s.,'\u00a0\u202f\u2019]+")
+_SPACES = dict.fromkeys(map(ord, " \u00a0\u202f"))
 
 
-def parse_money(text: str) -> int:
-    """"12.34" or "1,234.5" → minor units, parsed as text so no float ever sees money."""
-    match = MONEY_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"“{text.strip()}” is not an amount like 1,234.50")
-    major, minor = match.groups()
-    amount = int(major.replace(",", "")) * 100 + int((minor or "0").ljust(2, "0"))
-    if amount > bounds.AMOUNT.maximum:
+def parse_money(text: str, locale: Locale | str | None = None) -> int:
+    """An amount as the reader types it → minor units: "1,50" and "1 500,00" in Russian,
+    "1,234.50" in English, and "12.34" everywhere; parsed as text, never by a float."""
+    locale = Locale.parse(locale) if locale else user_locale()
+    raw = text.strip()
+    example = format_decimal(Decimal("1234.50"), format="#,##0.00", locale=locale)
+    refusal = f"“{raw}” is not an amount like {example}"
+    if not _NUMBER.fullmatch(raw):
+        raise ValueError(refusal)
+    group = get_group_symbol(locale)
+    if ord(group) in _SPACES:  # people type a plain space where the locale has a thin one
+        raw = raw.translate({k: group for k in _SPACES})
+    try:
+        value = parse_decimal(raw, locale=locale, strict=True)
+    except NumberFormatError:
+        if not _PLAIN.fullmatch(raw):
+            raise ValueError(refusal) from None
+        value = Decimal(raw)
+    if value > Decimal(bounds.AMOUNT.maximum).scaleb(-2):
         raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")
-    return amount
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"{refusal}: two decimals at most.")
+    return int(value.scaleb(2))
 
 
 def format_average(minor_units: Decimal | int | None, currency: str | None = None) -> str:

@@ -1,5 +1,6 @@
 import io
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -50,6 +51,17 @@ def test_bad_terms_are_refused(client, seller, api_key_for):
     assert response.json["error"]["details"]["field"] == "cap"
     response = _upload(client, headers, csv_bytes([person(1)]), mapping='{"x": "shoe_size"}')
     assert response.json["error"]["code"] == "unknown_field"
+
+
+def test_every_bad_term_is_named_at_once():
+    from app.errors import ValidationFailed
+    from app.services.ingest import pipeline
+
+    with pytest.raises(ValidationFailed) as refused:
+        pipeline.check_terms("Narnia", -1, 0, "[1]")
+    assert refused.value.code == "invalid_default_country"
+    assert [e["field"] for e in refused.value.details["errors"]] == [
+        "default_country", "floor_price", "cap", "mapping"]
 
 
 def test_same_file_twice_is_a_conflict_unless_allowed(client, seller, api_key_for):

@@ -35,15 +35,39 @@ def test_compose_place_and_watch_an_order_fill(buyer_client, buyer):
     assert csv_text.count("\r\n") == 3  # header and two leads
 
 
-def test_builder_shows_field_errors(buyer_client, buyer):
+def test_builder_shows_every_error_at_once(buyer_client, buyer):
     _fund(buyer)
-    body = _place(buyer_client, age_min="60", age_max="30").get_data(as_text=True)
-    assert "The minimum age (60) is above the maximum (30)." in body
-    body = _place(buyer_client, regions="XX-YY").get_data(as_text=True)
-    assert "is not an ISO 3166-2 region code" in body
-    body = _place(buyer_client, price="0.10").get_data(as_text=True)
-    assert "must be at least" in body
+    body = _place(buyer_client, age_min="60", age_max="30", regions="Nowhereland, Atlantis",
+                  price="0.10", budget="1,2,3", quantity="",
+                  timezone="Mars/Olympus").get_data(as_text=True)
+    for message in ("The minimum age (60) is above the maximum (30).",
+                    "“Nowhereland” is not a region we know",
+                    "“Atlantis” is not a region we know",
+                    "The price per lead must be at least $0.50.",
+                    "“1,2,3” is not an amount like 1,234.50",
+                    "This field is required.",
+                    "Unknown time zone &#39;Mars/Olympus&#39;"):
+        assert message in body, message
+    assert "minor units" not in body
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
+
+
+def test_builder_takes_region_names_and_money_in_the_readers_locale(buyer_client, buyer):
+    _fund(buyer, 1_000_000)
+    russian = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"}
+    form = {"price": "1 500,00", "budget": "3 000,50", "quantity": "2", "lookback_days": "30",
+            "timezone": "UTC", "regions": "Москва, Kaliningrad, ES-M",
+            "countries": "Испания, RU", "csrf_token": csrf_token(buyer_client, "/buyer/orders/new")}
+    response = buyer_client.post("/buyer/orders/new", data=form, headers=russian)
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    order = db.session.scalar(sa.select(Order))
+    assert (order.price, order.budget) == (150_000, 300_050)
+    assert order.filters["regions"] == ["ES-M", "RU-KGD", "RU-MOW"]
+    assert order.filters["countries"] == ["ES", "RU"]
+    page = buyer_client.get(response.headers["Location"], headers=russian).get_data(as_text=True)
+    assert "1\u00a0500,00\u00a0$" in page  # the price, as Russian writes dollars
+    english = buyer_client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "$1,500.00" in english
 
 
 def test_not_enough_money_is_explained(buyer_client, buyer):

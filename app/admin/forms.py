@@ -1,33 +1,26 @@
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional
 
-from app.formatting import parse_money
+from app.forms import MoneyField
+from app.labels import choices
 from app.models import TrustLevel
 
 
 class TrustForm(FlaskForm):
-    level = SelectField("Trust level", choices=[SelectChoice(t.value) for t in TrustLevel])
+    level = SelectField("Trust level", choices=choices("trust", [t.value for t in TrustLevel]))
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=500)])
     submit = SubmitField("Save trust level")
 
 
 class ManualCreditForm(FlaskForm):
-    amount = StringField("Amount", validators=[DataRequired()], description="e.g. 250.00")
+    amount = MoneyField("Amount", validators=[DataRequired()], positive=True,
+                        description="e.g. 250.00")
     reason = TextAreaField(
         "Reason", validators=[DataRequired(), Length(max=500)],
         description="Wire reference or why the credit is due.",
     )
     submit = SubmitField("Credit balance")
-
-    def validate_amount(self, field):
-        try:
-            field.minor_units = parse_money(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc))
-        if field.minor_units <= 0:
-            raise ValidationError("The amount must be above zero.")
 
 
 class ManualDebitForm(ManualCreditForm):
@@ -38,21 +31,11 @@ class ManualDebitForm(ManualCreditForm):
     submit = SubmitField("Debit balance")
 
 
-class _MoneyAmount:
-    def validate_amount(self, field):
-        try:
-            field.minor_units = parse_money(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc))
-        if field.minor_units <= 0:
-            raise ValidationError("The amount must be above zero.")
-
-
-class BankTransferForm(_MoneyAmount, FlaskForm):
+class BankTransferForm(FlaskForm):
     reference = StringField("Buyer's reference", validators=[DataRequired(), Length(max=60)],
                             description="As the bank statement shows it, e.g. LX-000042-53.")
-    amount = StringField("Amount received", validators=[DataRequired()],
-                         description="e.g. 1,250.00")
+    amount = MoneyField("Amount received", validators=[DataRequired()], positive=True,
+                        description="e.g. 1,250.00")
     received_on = DateField("Received on", validators=[DataRequired()])
     bank_transaction_id = StringField(
         "Bank's transaction id", validators=[DataRequired(), Length(max=100)],
@@ -61,8 +44,9 @@ class BankTransferForm(_MoneyAmount, FlaskForm):
     submit = SubmitField("Credit the buyer")
 
 
-class ManualPayoutForm(_MoneyAmount, FlaskForm):
-    amount = StringField("Amount sent", validators=[DataRequired()], description="e.g. 480.00")
+class ManualPayoutForm(FlaskForm):
+    amount = MoneyField("Amount sent", validators=[DataRequired()], positive=True,
+                        description="e.g. 480.00")
     paid_on = DateField("Sent on", validators=[DataRequired()])
     bank_transaction_id = StringField(
         "Bank's transaction id", validators=[DataRequired(), Length(max=100)],

@@ -7,11 +7,13 @@ from wtforms import (
     SelectMultipleField, StringField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.formatting import money_input, parse_money
-from app.market.filters import GENDERS, MARITAL_STATUSES, MAX_QUANTITY
+from app.formatting import parse_money
+from app.forms import MoneyField
+from app.labels import choices
+from app.market.filters import EMPLOYED, GENDERS, MARITAL_STATUSES, MAX_QUANTITY, REQUIRE
 from app.market.schedule import DAYS
 from app.models.orders import PERIODS
 
@@ -19,16 +21,6 @@ from app.models.orders import PERIODS
 class CheckboxesField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
-
-
-def _money(field, required: bool):
-    if not field.data and not required:
-        field.minor_units = None
-        return
-    try:
-        field.minor_units = parse_money(field.data or "")
-    except ValueError as exc:
-        raise ValidationError(str(exc))
 
 
 def _split(text: str | None) -> list[str]:
@@ -40,16 +32,16 @@ class FilterFields:
 
     age_min = IntegerField("Age from", validators=[Optional(), NumberRange(18, 100)])
     age_max = IntegerField("Age to", validators=[Optional(), NumberRange(18, 100)])
-    genders = CheckboxesField("Gender", choices=[SelectChoice(g) for g in GENDERS])
-    regions = StringField("Regions", description="ISO codes, comma-separated: RU-MOW, ES-M, US-CA")
-    countries = StringField("Countries", description="Two-letter codes: US, ES")
+    genders = CheckboxesField("Gender", choices=choices("gender", GENDERS))
+    regions = StringField("Regions", description="Names or ISO codes, comma-separated: "
+                                                 "Москва, Kaliningrad, ES-M")
+    countries = StringField("Countries", description="Names or two-letter codes: Spain, US")
     require = SelectField("Contacts required", default="", choices=[
-        SelectChoice("", "email or phone"), SelectChoice("phone", "phone"),
-        SelectChoice("email", "email"), SelectChoice("both", "both")])
+        SelectChoice("", "Email or phone"), *choices("require", REQUIRE)])
     marital_statuses = CheckboxesField("Marital status",
-                                       choices=[SelectChoice(m) for m in MARITAL_STATUSES])
+                                       choices=choices("marital_status", MARITAL_STATUSES))
     employed = SelectField("Employed", default="", choices=[
-        SelectChoice("", "any"), SelectChoice("yes"), SelectChoice("no"), SelectChoice("unknown")])
+        SelectChoice("", "Any"), *choices("employed", EMPLOYED)])
     interests = StringField("Interests (any of)", description="e.g. cars, travel")
     max_age_days = IntegerField("Consented within (days)", validators=[Optional(), NumberRange(1, 3650)])
     exclusive_only = BooleanField("Exclusive leads only (sold to no one else)")
@@ -80,10 +72,7 @@ class WindowForm(Form):
     start = StringField("From", render_kw={"type": "time"})
     end = StringField("Until", render_kw={"type": "time"},
                       description="At or before From: runs past midnight.")
-    price = StringField("Price in this window (optional)")
-
-    def validate_price(self, field):
-        _money(field, required=False)
+    price = MoneyField("Price in this window (optional)")
 
     def is_empty(self) -> bool:
         return not (self.days.data or self.start.data or self.end.data or self.price.data)
@@ -108,17 +97,11 @@ class TermsFields:
     cap_day = IntegerField("per day", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
     cap_week = IntegerField("per week", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
     cap_month = IntegerField("per month", validators=[Optional(), NumberRange(1, MAX_QUANTITY)])
-    spend_cap_hour = StringField("Spend per hour")
-    spend_cap_day = StringField("per day")
-    spend_cap_week = StringField("per week")
-    spend_cap_month = StringField("per month")
+    spend_cap_hour = MoneyField("Spend per hour")
+    spend_cap_day = MoneyField("per day")
+    spend_cap_week = MoneyField("per week")
+    spend_cap_month = MoneyField("per month")
     schedule = FieldList(FormField(WindowForm), min_entries=3, max_entries=12)
-
-    def validate_spend_cap_hour(self, field):
-        _money(field, required=False)
-
-    validate_spend_cap_day = validate_spend_cap_week = validate_spend_cap_month = (
-        validate_spend_cap_hour)
 
     def caps(self) -> dict:
         return {p: getattr(self, f"cap_{p}").data for p in PERIODS}
@@ -148,7 +131,7 @@ class TermsFields:
         for p in PERIODS:
             getattr(self, f"cap_{p}").data = getattr(order, f"cap_{p}")
             spend = getattr(order, f"spend_cap_{p}")
-            getattr(self, f"spend_cap_{p}").data = None if spend is None else money_input(spend)
+            getattr(self, f"spend_cap_{p}").process_data(spend)
         windows = order.schedule or []
         while len(self.schedule) < len(windows) + 1:
             self.schedule.append_entry()
@@ -156,8 +139,7 @@ class TermsFields:
             entry.form.days.data, entry.form.start.data = window["days"], window["start"]
             # A time input has no 24:00; midnight at the end reads back as 24:00.
             entry.form.end.data = "00:00" if window["end"] == "24:00" else window["end"]
-            price = window.get("price")
-            entry.form.price.data = None if price is None else money_input(price)
+            entry.form.price.process_data(window.get("price"))
 
 
 class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
@@ -169,21 +151,15 @@ class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
 
 class OrderForm(FilterFields, TermsFields, FlaskForm):
     name = StringField("Order name", description="For your own reference, e.g. the campaign.")
-    price = StringField("Price per lead", validators=[DataRequired()], default="5.00")
+    price = MoneyField("Price per lead", validators=[DataRequired()], default=500)
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)],
                             default=100)
-    budget = StringField("Total budget (optional)")
+    budget = MoneyField("Total budget (optional)")
     expires_at = DateTimeLocalField("Expires (optional)", validators=[Optional()])
     lookback_days = IntegerField("Never the same person twice within (days)", default=30,
                                  validators=[Optional(), NumberRange(0, 3650)])
     webhook_url = StringField("Webhook URL (optional)",
                               description="We POST each lead here the moment it is sold.")
-
-    def validate_price(self, field):
-        _money(field, required=True)
-
-    def validate_budget(self, field):
-        _money(field, required=False)
 
     def terms_kwargs(self) -> dict:
         expires = self.expires_at.data
@@ -200,49 +176,31 @@ class OrderForm(FilterFields, TermsFields, FlaskForm):
 
 
 class ChangeOrderForm(TermsFields, FlaskForm):
-    price = StringField("Price per lead", validators=[DataRequired()])
+    price = MoneyField("Price per lead", validators=[DataRequired()])
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)])
-
-    def validate_price(self, field):
-        _money(field, required=True)
 
 
 class WebhookForm(FlaskForm):
     webhook_url = StringField("Webhook URL", description="Leave empty to stop webhooks.")
 
 
-class AmountField(StringField):
-    """Money typed as text ("250.00"), read into `minor_units` without floats."""
-
-    def pre_validate(self, form):
-        if not self.data:
-            return  # DataRequired says so
-        _money(self, required=True)
-        if self.minor_units <= 0:
-            raise ValidationError("The amount must be above zero.")
-
-
 class TopUpForm(FlaskForm):
-    amount = AmountField("Amount", validators=[DataRequired()], description="e.g. 250.00")
+    amount = MoneyField("Amount", validators=[DataRequired()], positive=True,
+                        description="e.g. 250.00")
     # The card token Stripe.js created in the browser; card numbers never reach us.
     token = StringField(validators=[DataRequired(message="Enter your card details.")])
 
 
 class WithdrawForm(FlaskForm):
-    amount = AmountField("Amount to withdraw", validators=[DataRequired()])
-
-
-class ThresholdField(StringField):
-    """An amount that may be zero ("0.00": top up only when the balance is empty)."""
-
-    def pre_validate(self, form):
-        _money(self, required=True)
+    amount = MoneyField("Amount to withdraw", validators=[DataRequired()], positive=True)
 
 
 class AutoTopUpForm(FlaskForm):
-    threshold = ThresholdField("When my balance falls below", validators=[DataRequired()],
-                               description="e.g. 100.00")
-    amount = AmountField("Add", validators=[DataRequired()], description="e.g. 500.00")
+    # May be zero: top up only when the balance is empty.
+    threshold = MoneyField("When my balance falls below", validators=[DataRequired()],
+                           description="e.g. 100.00")
+    amount = MoneyField("Add", validators=[DataRequired()], positive=True,
+                        description="e.g. 500.00")
     # The SetupIntent Stripe.js confirmed with the card in the browser (new card only).
     setup_intent_id = StringField()
     enabled = BooleanField("Automatic top-up on", default=True)
@@ -251,11 +209,8 @@ class OutcomeForm(FlaskForm):
 
     status = SelectField("Outcome", choices=[
         SelectChoice("contacted"), SelectChoice("converted"), SelectChoice("bad")])
-    revenue = StringField("Revenue", description="For converted leads: what the customer "
-                                                 "brought you (your gross margin).")
-
-    def validate_revenue(self, field):
-        _money(field, required=False)
+    revenue = MoneyField("Revenue", description="For converted leads: what the customer "
+                                                "brought you (your gross margin).")
 
 
 class OutcomesUploadForm(FlaskForm):

@@ -1,8 +1,10 @@
 """Buyer area routes: dashboard, order builder with live estimate, orders filling live,
 delivered leads with CSV export and outcomes, webhook settings and delivery log, and
 the KPI page comparing orders."""
+from dataclasses import asdict
+
 from flask import (
-    Response, current_app, flash, redirect, render_template, request,
+    Response, current_app, flash, jsonify, redirect, render_template, request,
     stream_with_context, url_for,
 )
 from sqlalchemy import select
@@ -14,11 +16,12 @@ from app.buyer import bp
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError, NotFound
+from app.errors import DomainError, NotFound, Refusals, problems
 from app.extensions import db
-from app.formatting import format_money, money_input, parse_money
+from app.formatting import format_money, money_input, parse_money, user_language
+from app.forms import show_problems
 from app.models import Order
-from app.services import delivery, kpis, ledger, outcomes, privacy, webhooks
+from app.services import delivery, kpis, ledger, outcomes, privacy, regions, webhooks
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
@@ -64,29 +67,44 @@ def estimate():
     return render_template("buyer/_estimate.html", estimate=result, price=price)
 
 
+@bp.route("/regions")
+def region_options():
+    """The region picker's suggestions: regions whose name or code matches `q`."""
+    matches = regions.search_regions(request.args.get("q", "")[:100], user_language(), limit=12)
+    return jsonify([asdict(match) for match in matches])
+
+
 @bp.route("/orders/new", methods=["GET", "POST"])
 def new_order():
     form = OrderForm()
     if request.method == "GET":
         form.timezone.data = current_account.timezone
-    if form.validate_on_submit():
-        try:
-            filters = Filters.parse(form.filters_dict())
-            terms = operations.check_terms(form.price.minor_units, form.quantity.data,
-                                           **form.terms_kwargs())
-            order, secret = operations.place_order(current_account, filters, terms)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            field = form.field_named(exc.details.get("field", ""))
-            (field.errors.append(exc.message) if field is not None else flash(exc.message, "danger"))
-        else:
+    if form.is_submitted():
+        # The fields, the filters and the terms are all checked, so every problem shows
+        # at once, not one more after each submit.
+        valid = form.validate()
+        found = Refusals()
+        filters = found.check(Filters.parse, form.filters_dict())
+        terms = found.check(operations.check_terms, form.price.minor_units,
+                            form.quantity.data, **form.terms_kwargs())
+        show_problems(found.found, form.field_named)
+        order = None
+        if valid and not found.found:
+            try:
+                order, secret = operations.place_order(current_account, filters, terms)
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                show_problems(problems(exc), form.field_named)
+        if order is not None:
             flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
             if secret:
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
             return redirect(url_for("buyer.order_detail", order_id=order.id))
     return render_template("buyer/new_order.html", form=form,
-                           balance=ledger.balance_for(current_account))
+                           balance=ledger.balance_for(current_account),
+                           chosen_regions=regions.chosen_regions(form.regions.data,
+                                                                 user_language()))
 
 
 def _leads_page(order: Order, page: int) -> list[dict]:
@@ -176,7 +194,8 @@ def change(order_id: int):
         raise
     except DomainError as exc:
         db.session.rollback()
-        flash(exc.message, "danger")
+        for problem in problems(exc):
+            flash(problem["message"], "danger")
     return redirect(url_for("buyer.order_detail", order_id=order_id))
 
 

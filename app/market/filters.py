@@ -5,12 +5,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping, Optional
 
-import pycountry
-
 from app.core import bounds
-from app.errors import ValidationFailed
+from app.errors import Refusals, ValidationFailed
 from app.models import Lead
-from app.services import scoring
+from app.services import regions, scoring
 from app.services.ingest.validate import MAX_AGE, MIN_AGE
 
 GENDERS = ("f", "m", "other", "unknown")
@@ -35,6 +33,13 @@ def _choices(data: Mapping, name: str, allowed: tuple[str, ...]) -> tuple[str, .
         refuse(name, f"Unknown {name.replace('_', ' ')}: {', '.join(unknown)}; "
                     f"use {', '.join(allowed)}.")
     return cleaned
+
+
+def _listed(values) -> list[str]:
+    """A list, or text separated by commas or semicolons, as its non-empty items."""
+    if isinstance(values, str):
+        values = values.replace(";", ",").split(",")
+    return [str(v).strip() for v in values or [] if str(v).strip()]
 
 
 def whole_or_none(data: Mapping, name: str, low: int, high: int) -> Optional[int]:
@@ -66,40 +71,40 @@ class Filters:
 
     @classmethod
     def parse(cls, data: Optional[Mapping[str, Any]]) -> "Filters":
-        """Validated filters, or ValidationFailed naming the field and what is wrong."""
+        """Validated filters, or ValidationFailed naming the field and what is wrong
+        (every problem found, in `details["errors"]`)."""
         data = data or {}
+        found = Refusals("invalid_filter")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            refuse(unknown[0], f"Unknown filter {unknown[0]!r}; filters are {', '.join(sorted(known))}.")
-        age_min = whole_or_none(data, "age_min", MIN_AGE, MAX_AGE)
-        age_max = whole_or_none(data, "age_max", MIN_AGE, MAX_AGE)
+        for name in sorted(set(data) - known):
+            found.add(name, f"Unknown filter {name!r}; filters are {', '.join(sorted(known))}.")
+        age_min = found.check(whole_or_none, data, "age_min", MIN_AGE, MAX_AGE)
+        age_max = found.check(whole_or_none, data, "age_max", MIN_AGE, MAX_AGE)
         if age_min is not None and age_max is not None and age_min > age_max:
-            refuse("age_min", f"The minimum age ({age_min}) is above the maximum ({age_max}).")
-        regions = data.get("regions") or []
-        if isinstance(regions, str):
-            regions = [r for r in regions.split(",") if r.strip()]
-        regions = tuple(sorted({str(r).strip().upper() for r in regions}))
-        for code in regions:
-            if pycountry.subdivisions.get(code=code) is None:
-                refuse("regions", f"“{code}” is not an ISO 3166-2 region code such as RU-MOW, "
-                                 "ES-M or US-CA.")
-        countries = data.get("countries") or []
-        if isinstance(countries, str):
-            countries = [c for c in countries.split(",") if c.strip()]
-        countries = tuple(sorted({str(c).strip().upper() for c in countries}))
-        for code in countries:
-            if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
-                refuse("countries", f"“{code}” is not a two-letter country code.")
+            found.add("age_min", f"The minimum age ({age_min}) is above the maximum ({age_max}).")
+        codes = set()
+        for value in _listed(data.get("regions")):
+            code = regions.resolve_region(value, None)
+            if code is None:
+                found.add("regions", f"“{value}” is not a region we know; pick it from the list, "
+                                     "or type its name or ISO code such as RU-MOW or ES-M.")
+            codes.add(code)
+        countries = set()
+        for value in _listed(data.get("countries")):
+            code = regions.resolve_country(value)
+            if code is None:
+                found.add("countries", f"“{value}” is not a country we know; type its name "
+                                       "or two-letter code such as ES.")
+            countries.add(code)
         require = (data.get("require") or None)
         if require is not None and require not in REQUIRE:
-            refuse("require", f"require must be one of {', '.join(REQUIRE)}.")
+            found.add("require", f"require must be one of {', '.join(REQUIRE)}.")
         employed = data.get("employed")
         if isinstance(employed, bool):
             employed = "yes" if employed else "no"
         employed = (str(employed).strip().lower() or None) if employed not in (None, "") else None
         if employed is not None and employed not in EMPLOYED:
-            refuse("employed", "employed must be yes, no or unknown.")
+            found.add("employed", "employed must be yes, no or unknown.")
         interests = data.get("interests") or []
         if isinstance(interests, str):
             interests = interests.replace(";", ",").split(",")
@@ -107,18 +112,21 @@ class Filters:
         min_temperature = data.get("min_temperature")
         min_temperature = str(min_temperature).strip().lower() if min_temperature else None
         if min_temperature is not None and min_temperature not in scoring.TEMPERATURES:
-            refuse("min_temperature", "min_temperature must be hot, warm or cold.")
+            found.add("min_temperature", "min_temperature must be hot, warm or cold.")
         exclusive = data.get("exclusive_only", False)
         if isinstance(exclusive, str):
             exclusive = exclusive.strip().lower() in ("1", "true", "yes", "on", "y")
+        genders = found.check(_choices, data, "genders", GENDERS)
+        marital_statuses = found.check(_choices, data, "marital_statuses", MARITAL_STATUSES)
+        max_age_days = found.check(whole_or_none, data, "max_age_days", 1, MAX_DAYS)
+        min_score = found.check(whole_or_none, data, "min_score", 0, scoring.MAX_SCORE)
+        found.raise_any()
         return cls(
-            age_min=age_min, age_max=age_max,
-            genders=_choices(data, "genders", GENDERS), regions=regions, countries=countries,
-            require=require, marital_statuses=_choices(data, "marital_statuses", MARITAL_STATUSES),
-            employed=employed, interests=interests,
-            max_age_days=whole_or_none(data, "max_age_days", 1, MAX_DAYS),
-            exclusive_only=bool(exclusive),
-            min_score=whole_or_none(data, "min_score", 0, scoring.MAX_SCORE) or None,
+            age_min=age_min, age_max=age_max, genders=genders, regions=tuple(sorted(codes)),
+            countries=tuple(sorted(countries)), require=require,
+            marital_statuses=marital_statuses, employed=employed, interests=interests,
+            max_age_days=max_age_days, exclusive_only=bool(exclusive),
+            min_score=min_score or None,
             min_temperature=None if min_temperature == "cold" else min_temperature,
         )
 

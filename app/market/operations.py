@@ -17,7 +17,7 @@ from typing import Any, Optional
 from flask import current_app
 
 from app.core import events
-from app.errors import Conflict, InsufficientFunds, ValidationFailed
+from app.errors import Conflict, InsufficientFunds, Refusals, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money
 from app.market import rules
@@ -65,37 +65,45 @@ def _caps(raw: Any, name: str, high: int) -> dict:
 def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spend_caps=None,
                 schedule=None, timezone="UTC", lookback_days=30, name="",
                 webhook_url=None) -> OrderTerms:
+    """The order's terms checked; a refusal lists every problem found, not only the first."""
+    found = Refusals("invalid_filter")
     minimum = current_app.config["MIN_PRICE"]
-    price = whole_or_none({"price": price}, "price", 0, ledger.MAX_AMOUNT)
-    if price is None or price < minimum:
-        refuse("price", f"The price per lead must be at least {format_money(minimum)} "
-                       f"({minimum} minor units).")
-    quantity = whole_or_none({"quantity": quantity}, "quantity", 1, MAX_QUANTITY)
-    if quantity is None:
-        refuse("quantity", "The quantity must be at least 1.")
-    windows = order_schedule.parse(schedule, min_price=minimum, max_price=ledger.MAX_AMOUNT)
-    stored = order_schedule.to_json(windows)
-    least, _ = rules.price_range(SimpleNamespace(price=price, schedule=stored))
-    budget = whole_or_none({"budget": budget}, "budget", 1, ledger.MAX_AMOUNT)
-    if budget is not None and budget < least:
-        refuse("budget", "The budget is below the price of one lead.")
+    price = found.check(whole_or_none, {"price": price}, "price", 0, ledger.MAX_AMOUNT)
+    if (price is None or price < minimum) and not found.found_for("price"):
+        found.add("price", f"The price per lead must be at least {format_money(minimum)}.")
+    if found.found_for("price"):
+        price = None
+    quantity = found.check(whole_or_none, {"quantity": quantity}, "quantity", 1, MAX_QUANTITY)
+    if quantity is None and not found.found_for("quantity"):
+        found.add("quantity", "The quantity must be at least 1.")
+    windows = found.check(order_schedule.parse, schedule, min_price=minimum,
+                          max_price=ledger.MAX_AMOUNT)
+    stored = order_schedule.to_json(windows or ())
+    # The cheapest lead this order may buy, for the budget and caps to be measured by.
+    least = None if price is None else rules.price_range(
+        SimpleNamespace(price=price, schedule=stored))[0]
+    budget = found.check(whole_or_none, {"budget": budget}, "budget", 1, ledger.MAX_AMOUNT)
+    if budget is not None and least is not None and budget < least:
+        found.add("budget", "The budget is below the price of one lead.")
     if expires_at is not None:
         if expires_at.tzinfo is None:
-            refuse("expires_at", "The expiry needs a time zone, e.g. 2026-12-31T23:00:00Z.")
-        if expires_at <= utcnow():
-            refuse("expires_at", "The expiry is in the past.")
-    lead_caps = _caps(caps, "caps", MAX_QUANTITY)
-    money_caps = _caps(spend_caps, "spend_caps", ledger.MAX_AMOUNT)
+            found.add("expires_at", "The expiry needs a time zone, e.g. 2026-12-31T23:00:00Z.")
+        elif expires_at <= utcnow():
+            found.add("expires_at", "The expiry is in the past.")
+    lead_caps = found.check(_caps, caps, "caps", MAX_QUANTITY) or {}
+    money_caps = found.check(_caps, spend_caps, "spend_caps", ledger.MAX_AMOUNT) or {}
     for period, cap in money_caps.items():
-        if cap < least:
-            refuse(f"spend_caps.{period}", f"The {_PER[period]} spend cap is below the price "
-                                           "of one lead.")
-    order_schedule.zone(timezone)
-    lookback = whole_or_none({"lookback_days": lookback_days}, "lookback_days", 0, MAX_DAYS)
+        if least is not None and cap < least:
+            found.add(f"spend_caps.{period}", f"The {_PER[period]} spend cap is below the "
+                                              "price of one lead.")
+    found.check(order_schedule.zone, timezone)
+    lookback = found.check(whole_or_none, {"lookback_days": lookback_days}, "lookback_days", 0,
+                           MAX_DAYS)
     if webhook_url:
         webhook_url = webhook_url.strip()
         if not webhook_url.startswith(("https://", "http://")) or len(webhook_url) > 2000:
-            refuse("webhook_url", "The webhook URL must be an http(s) address.")
+            found.add("webhook_url", "The webhook URL must be an http(s) address.")
+    found.raise_any()
     return OrderTerms(price, quantity, budget, expires_at, lead_caps, money_caps, stored,
                       timezone or "UTC", 30 if lookback is None else lookback,
                       (name or "").strip()[:120], webhook_url or None)
@@ -230,17 +238,20 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     spent = {p: rules.SPEND_CAPS[p].used(order, ctx) for p in rules.PERIODS}
     changed = SimpleNamespace(filled=order.filled, quantity=terms.quantity,
                               **_cap_columns(terms), **_counters(ctx.keys, used, spent))
+    found = Refusals("invalid_filter")
     if not rules.QUANTITY.test(changed, ctx):
-        refuse("quantity", f"The order already has {order.filled} leads; the quantity cannot "
-                           "go below that.")
+        found.add("quantity", f"The order already has {order.filled} leads; the quantity "
+                              "cannot go below that.")
     for p in rules.PERIODS:
         if not rules.LEAD_CAPS[p].test(changed, ctx):
-            refuse(f"caps.{p}", f"The order has received {used[p]} leads this {p}; the "
-                                f"{_PER[p]} cap cannot go below that now (pause the order to "
-                                "stop deliveries).")
+            found.add(f"caps.{p}", f"The order has received {used[p]} leads this {p}; the "
+                                   f"{_PER[p]} cap cannot go below that now (pause the order "
+                                   "to stop deliveries).")
         if not rules.SPEND_CAPS[p].test(changed, ctx):
-            refuse(f"spend_caps.{p}", f"The order has spent {format_money(spent[p])} this {p}; "
-                                      f"the {_PER[p]} spend cap cannot go below that now.")
+            found.add(f"spend_caps.{p}", f"The order has spent {format_money(spent[p])} this "
+                                         f"{p}; the {_PER[p]} spend cap cannot go below that "
+                                         "now.")
+    found.raise_any()
     # Counters start over in the current periods (a past period's count binds nothing).
     for column, value in {**_cap_columns(terms), **_counters(ctx.keys, used, spent)}.items():
         setattr(order, column, value)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ValidationFailed
+from app.formatting import format_money
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_WINDOWS = 50
@@ -121,8 +122,8 @@ def parse(raw: Any, *, min_price: int, max_price: int) -> tuple[Window, ...]:
                                "another time.")
         price = item.get("price")
         if price is not None and (type(price) is not int or not min_price <= price <= max_price):
-            _refuse(f"Window {index + 1}: its price must be a whole number of minor "
-                               f"units, at least {min_price}.")
+            _refuse(f"Window {index + 1}: its price must be at least "
+                    f"{format_money(min_price)}.")
         windows.append(Window(tuple(sorted(DAYS.index(d.lower()) for d in days)), start, end,
                               price))
     spans = sorted((low, high, i) for i, w in enumerate(windows) for low, high in w.spans())

@@ -1,10 +1,9 @@
 """The notification settings form: two switches per kind of the user's role and,
 for buyers, the balance below which they are told."""
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, StringField
-from wtforms.validators import ValidationError
+from wtforms import BooleanField
 
-from app.formatting import parse_money
+from app.forms import MoneyField
 from app.models import Role
 from app.people.notifications import KINDS, kinds_for
 
@@ -13,18 +12,13 @@ def settings_form(role: Role, **kwargs) -> FlaskForm:
     """A form class made for the role (its kinds), then instantiated."""
 
     class SettingsForm(FlaskForm):
-        def validate_threshold(self, field):
-            if field.data and field.data.strip():
-                try:
-                    parse_money(field.data)
-                except ValueError as exc:
-                    raise ValidationError(str(exc))
+        pass
 
     for kind in kinds_for(role):
         setattr(SettingsForm, f"{kind.value}_in_app", BooleanField("In the app"))
         setattr(SettingsForm, f"{kind.value}_email", BooleanField("By email"))
     if role is Role.BUYER:
-        SettingsForm.threshold = StringField(
+        SettingsForm.threshold = MoneyField(
             "Tell me when my available balance falls below",
             description="An amount such as 100.00; empty: never.")
     return SettingsForm(**kwargs)

@@ -8,7 +8,6 @@ from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.errors import DomainError
 from app.extensions import db
-from app.formatting import money_input, parse_money
 from app.notifications import bp
 from app.notifications.forms import rows, settings_form
 from app.people import notification_queries as queries
@@ -65,7 +64,7 @@ def settings():
                 for way, on in (("in_app", in_app), ("email", email))}
         # The threshold is the account's: a company's people share one balance.
         if user.is_buyer and current_account.low_balance_threshold is not None:
-            data["threshold"] = money_input(current_account.low_balance_threshold)
+            data["threshold"] = current_account.low_balance_threshold
         form = settings_form(role, data=data)
     else:
         form = settings_form(role)
@@ -75,9 +74,7 @@ def settings():
             try:
                 notifications.choose(user, choices)
                 if user.is_buyer:
-                    text = (form.threshold.data or "").strip()
-                    notifications.set_low_balance_threshold(
-                        current_account, parse_money(text) if text else None)
+                    notifications.set_low_balance_threshold(current_account, form.threshold.minor_units)
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()

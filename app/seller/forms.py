@@ -3,11 +3,11 @@ from functools import lru_cache
 import pycountry
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, NumberRange, ValidationError
+from wtforms.validators import DataRequired, NumberRange
 
-from app.formatting import parse_money
+from app.forms import MoneyField
 from app.services.ingest.pipeline import MAX_CAP
 
 
@@ -21,8 +21,8 @@ class BatchTermsForm(FlaskForm):
     default_country = SelectField(
         "Country of numbers without a +prefix", validators=[DataRequired()],
         description="Phone numbers written without a country code are read as this country's.")
-    floor_price = StringField(
-        "Floor price per lead", default="0.00",
+    floor_price = MoneyField(
+        "Floor price per lead", default=0,
         description="No lead of this batch is sold below this price.")
     cap = IntegerField(
         "Buyers per lead", default=1, validators=[NumberRange(min=1, max=MAX_CAP)],
@@ -32,11 +32,9 @@ class BatchTermsForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.default_country.choices = country_choices()
 
-    def validate_floor_price(self, field):
-        try:
-            field.minor_units = parse_money(field.data or "0")
-        except ValueError as exc:
-            raise ValidationError(str(exc))
+    def floor(self) -> int:
+        """The floor in minor units; empty is no floor."""
+        return self.floor_price.minor_units or 0
 
 
 class UploadForm(BatchTermsForm):
@@ -55,7 +53,7 @@ class ConfirmUploadForm(BatchTermsForm):
 class BatchTermsChangeForm(FlaskForm):
     """New floor and cap for a batch's unsold leads."""
 
-    floor_price = StringField(
+    floor_price = MoneyField(
         "Floor price per lead", validators=[DataRequired()],
         description="The next sale of an unsold lead is made at this price or more; past "
                     "sales keep theirs.")
@@ -64,9 +62,3 @@ class BatchTermsChangeForm(FlaskForm):
         description="A lead already sold keeps the promise made to its buyers: its cap can go "
                     "down to the buyers it has, never below and never up.")
     confirm = BooleanField("Yes, save this floor although it is far above recent prices")
-
-    def validate_floor_price(self, field):
-        try:
-            field.minor_units = parse_money(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc))

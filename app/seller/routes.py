@@ -8,10 +8,11 @@ from sqlalchemy import select
 
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
-from app.errors import DomainError
+from app.errors import DomainError, problems
 from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
+from app.forms import show_problems
 from app.models import Batch
 from app.seller import bp
 from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
@@ -19,7 +20,7 @@ from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
 from app.services.spotchecks import VERDICT_LABELS
 from app.services.ingest import pipeline, reports
-from app.services.ingest.fields import FIELD_LABELS, FIELDS, HeaderMappingError
+from app.services.ingest.fields import FIELDS, HeaderMappingError
 from app.services.ingest.reader import UnreadableFile
 
 
@@ -60,7 +61,7 @@ def _last_terms() -> dict:
 
 
 def _terms(form) -> pipeline.BatchTerms:
-    return pipeline.check_terms(form.default_country.data, form.floor_price.minor_units,
+    return pipeline.check_terms(form.default_country.data, form.floor(),
                                 form.cap.data)
 
 
@@ -72,8 +73,7 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_fil
 
 
 def _confirm_page(form, preview):
-    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
-                           labels=FIELD_LABELS)
+    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS)
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])
@@ -222,8 +222,8 @@ def change_batch_terms(batch_id: int):
         return _batch_page(_own_batch(batch_id), form, floor_warning=exc.message), 409
     except DomainError as exc:
         db.session.rollback()
-        flash(exc.message, "danger")
-        return redirect(url_for("seller.batch_detail", batch_id=batch_id))
+        show_problems(problems(exc), lambda name: getattr(form, name, None))
+        return _batch_page(_own_batch(batch_id), form), exc.status
     flash(f"New terms saved for {changed:,} unsold leads; they apply from the next sale.",
           "success")
     return redirect(url_for("seller.batch_detail", batch_id=batch_id))

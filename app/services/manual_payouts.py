@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.formatting import format_money
 from app.extensions import db
 from app.models import AccountKind, ManualPayout, User
 from app.services import audit, ledger
@@ -53,7 +54,7 @@ def record_payout(seller: User, *, amount: int, paid_on: date, bank_transaction_
     available = ledger.balance_for(seller).available
     if amount > available:
         raise ValidationFailed(
-            f"The seller has {available:,} minor units of cleared earnings; a payout "
+            f"The seller has {format_money(available)} of cleared earnings; a payout "
             "cannot be larger.", code="exceeds_available",
             details={"field": "amount", "available": available})
     try:

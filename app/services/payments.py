@@ -135,7 +135,7 @@ def check_topup_amount(amount: int) -> None:
     low, high = current_app.config["TOPUP_MINIMUM"], current_app.config["TOPUP_MAXIMUM"]
     if type(amount) is not int or not low <= amount <= high:
         raise ValidationFailed(
-            f"A top-up is from {low:,} to {high:,} minor units.", code="invalid_amount",
+            f"A top-up is from {format_money(low)} to {format_money(high)}.", code="invalid_amount",
             details={"field": "amount"})
 
 
@@ -479,7 +479,7 @@ def withdraw(buyer: User, amount: int) -> Withdrawal:
     limit = refundable(buyer)
     if amount > limit:
         raise ValidationFailed(
-            f"At most {limit:,} minor units can go back to your cards now: money still "
+            f"At most {format_money(limit)} can go back to your cards now: money still "
             "held for orders, or credited by bank transfer, cannot be refunded to a card.",
             code="exceeds_refundable", details={"field": "amount", "refundable": limit})
     withdrawal = Withdrawal(buyer_id=buyer.id, amount=amount)

@@ -26,7 +26,7 @@ def test_compose_place_fill_export_cancel(page):
     page.get_by_role("link", name="New order").first.click()
 
     expect(page.locator("#estimate-count")).to_have_text("10")  # loaded with the page
-    page.get_by_label("f", exact=True).check()
+    page.get_by_label("Female", exact=True).check()
     expect(page.locator("#estimate-count")).to_have_text("5")  # recounted live
     page.get_by_label("Age from").fill("70")
     expect(page.locator("#estimate-count")).to_have_text("0")

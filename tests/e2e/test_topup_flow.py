@@ -49,8 +49,11 @@ def test_top_up_by_card_in_the_browser(stripe_app, page):
     expect(page.locator("#available")).to_have_text("$75.00")
 
     page.get_by_label("Amount to withdraw").fill("10.00")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Withdraw").click()
     expect(page.get_by_text("$10.00 is on its way back to your card")).to_be_visible()
+    assert asked and asked[0].startswith("Withdraw this amount")
     expect(page.locator("#available")).to_have_text("$65.00")
     # localstripe's stand-in for Stripe.js declares a global `Element` class, which
     # makes htmx throw this on every event; real Stripe.js does not.

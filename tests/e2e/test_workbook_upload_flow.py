@@ -45,7 +45,7 @@ def test_workbook_with_a_consent_flag_upload_map_report_download(app, page, tmp_
     expect(page.get_by_role("heading", name="Check how we read your file")).to_be_visible()
     expect(page.get_by_text("Excel workbook")).to_be_visible()
     consent = page.get_by_label("Field for Согласие")
-    expect(consent.locator("option:checked")).to_have_text("consent (yes/no)")
+    expect(consent.locator("option:checked")).to_have_text("Consent given (yes/no)")
     expect(consent.locator("option", has_text="consent text")).to_have_count(1)
     page.get_by_label("Field for Почта для связи").select_option("email")
     page.get_by_role("button", name="Start processing").click()

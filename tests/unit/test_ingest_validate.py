@@ -6,8 +6,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.fields import (
-    FIELDS, HeaderMappingError, map_headers, resolve_country, resolve_region,
+    FIELDS, HeaderMappingError, map_headers,
 )
 from app.services.crypto import ContactVault
 from app.services.ingest.validate import (

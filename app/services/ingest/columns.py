@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from app.services.ingest.fields import (
-    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, resolve_country, resolve_region, text_key,
+    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
 )
+from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _POSTAL_CODE, CLOCK_SKEW, MAX_AGE, MIN_AGE, NormalisedLead, RowContext,
     _age_from_birth, _interests, _ip, _text, normalise_email, normalise_phone, normalise_url,

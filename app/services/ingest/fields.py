@@ -5,13 +5,11 @@ punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
 `email_address` and `emailaddress` are one key. Russian `й`/`ё` fold to `и`/`е` on
 both sides, which is harmless for matching.
 """
-import gettext
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import pycountry
 
 from app.errors import ValidationFailed
 
@@ -23,8 +21,6 @@ FIELDS: tuple[str, ...] = (
     "consent_at", "source_url", "consent_text", "consent", "ip",
     "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
-# How the upload screen names a field where its bare name would mislead.
-FIELD_LABELS: dict[str, str] = {"consent": "consent (yes/no)", "consent_text": "consent text"}
 
 # Field -> header names, strongest first: when two columns claim one field, the
 # better-ranked synonym wins (a file with both `State` and `City` gives `State`).
@@ -326,152 +322,3 @@ def consent_flag(raw: str) -> bool | None:
     value = raw.strip().casefold()
     found = CONSENT_VALUES.get(value) or CONSENT_VALUES.get(text_key(value))
     return None if found is None else found == "yes"
-
-
-# Countries and regions. ISO names come from pycountry, plus the translations it
-# ships, so "Москва", "Moskva" and "RU-MOW" all resolve; English exonyms that ISO
-# lacks are aliases. Lower rank wins: ISO name, its variants, then translations in
-# _LANGUAGES order (so Russian "Мадрид" is the province, not the Ukrainian community).
-_LANGUAGES = ("ru", "es", "uk", "de", "fr", "it", "pt")
-_COUNTRY_ALIASES = {
-    "россия": "RU", "рф": "RU", "russia": "RU", "usa": "US", "сша": "US", "america": "US",
-    "united states of america": "US", "uk": "GB", "england": "GB", "great britain": "GB",
-    "britain": "GB", "великобритания": "GB", "англия": "GB", "испания": "ES", "германия": "DE",
-}
-_REGION_ALIASES = {
-    "moscow": "RU-MOW", "moscow city": "RU-MOW", "мск": "RU-MOW", "msk": "RU-MOW",
-    "saint petersburg": "RU-SPE", "st petersburg": "RU-SPE", "st. petersburg": "RU-SPE",
-    "petersburg": "RU-SPE", "спб": "RU-SPE", "питер": "RU-SPE", "spb": "RU-SPE",
-    "moscow oblast": "RU-MOS", "moscow region": "RU-MOS", "подмосковье": "RU-MOS",
-    "leningrad oblast": "RU-LEN", "leningrad region": "RU-LEN", "ленобласть": "RU-LEN",
-    "якутия": "RU-SA", "чувашия": "RU-CU", "башкирия": "RU-BA", "удмуртия": "RU-UD",
-    "мордовия": "RU-MO", "кузбасс": "RU-KEM", "югра": "RU-KHM", "washington dc": "US-DC",
-    "bavaria": "DE-BY", "north rhine-westphalia": "DE-NW", "lower saxony": "DE-NI",
-    "hesse": "DE-HE", "saxony": "DE-SN", "thuringia": "DE-TH", "rhineland-palatinate": "DE-RP",
-    "catalonia": "ES-CT", "andalusia": "ES-AN", "basque country": "ES-PV",
-    "valencian community": "ES-VC", "balearic islands": "ES-IB", "canary islands": "ES-CN",
-    "seville": "ES-SE",
-}
-# Russian sellers write regions in Cyrillic; ISO spells them in this transliteration.
-_CYRILLIC = str.maketrans({
-    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
-    "з": "z", "и": "i", "й": "y", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
-    "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts",
-    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
-    "я": "ya",
-})
-_RUSSIAN_WORDS = {"обл": "область", "респ": "республика", "г": "", "город": "", "гор": ""}
-
-
-def _name_variants(name: str) -> list[str]:
-    """`Barcelona [Barcelona]`, `Madrid, Comunidad de` -> the forms people write."""
-    variants = []
-    if "[" in name:
-        outer, _, inner = name.partition("[")
-        variants += [outer, inner.rstrip("]")]
-        name = outer.strip()
-    if ", " in name:
-        head, _, tail = name.partition(", ")
-        variants += [f"{tail} {head}", head]
-    return variants
-
-
-@lru_cache(maxsize=1)
-def _region_index() -> dict[str, dict[str, tuple[int, bool]]]:
-    """Name key -> {subdivision code: (rank, is_top_level)}; built once per process."""
-    translations = [
-        gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
-        for lang in _LANGUAGES
-    ]
-    index: dict[str, dict[str, tuple[int, bool]]] = {}
-
-    def add(name: str, code: str, rank: int, top: bool) -> None:
-        codes = index.setdefault(text_key(name), {})
-        if rank < codes.get(code, (99,))[0]:
-            codes[code] = (rank, top)
-
-    for sub in pycountry.subdivisions:
-        top = sub.parent_code is None
-        names = [(sub.name, 0)]
-        names += [(t.gettext(sub.name), 2 + 2 * i) for i, t in enumerate(translations)]
-        for name, rank in names:
-            add(name, sub.code, rank, top)
-            for variant in _name_variants(name):
-                add(variant, sub.code, rank + 1, top)
-    for alias, code in _REGION_ALIASES.items():
-        add(alias, code, 0, False)
-    index.pop("", None)
-    return index
-
-
-@lru_cache(maxsize=1)
-def _country_index() -> dict[str, str]:
-    translations = [
-        gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
-        for lang in _LANGUAGES
-    ]
-    index: dict[str, str] = {}
-    for country in pycountry.countries:
-        names = {country.name, getattr(country, "official_name", country.name),
-                 getattr(country, "common_name", country.name)}
-        for name in list(names):
-            names |= {t.gettext(name) for t in translations}
-            names |= set(_name_variants(name))
-        for name in names:
-            index.setdefault(text_key(name), country.alpha_2)
-        index[country.alpha_3.lower()] = country.alpha_2
-    index.update({text_key(alias): code for alias, code in _COUNTRY_ALIASES.items()})
-    return index
-
-
-@lru_cache(maxsize=1)
-def _country_codes() -> frozenset[str]:
-    return frozenset(c.alpha_2 for c in pycountry.countries)
-
-
-@lru_cache(maxsize=1)
-def _subdivision_codes() -> frozenset[str]:
-    return frozenset(s.code for s in pycountry.subdivisions)
-
-
-@lru_cache(maxsize=4096)
-def resolve_country(value: str) -> str | None:
-    """ISO alpha-2 for a code, alpha-3 or name (several languages); None if unknown."""
-    code = value.strip().upper()
-    if len(code) == 2 and code.isascii() and code.isalpha():
-        code = "GB" if code == "UK" else code
-        return code if code in _country_codes() else None
-    return _country_index().get(text_key(value))
-
-
-def _region_keys(value: str) -> list[str]:
-    keys = [text_key(value)]
-    lowered = value.casefold()
-    if any("а" <= ch <= "я" or ch == "ё" for ch in lowered):
-        words = [_RUSSIAN_WORDS.get(w, w) for w in lowered.replace(".", " ").split()]
-        keys.append(text_key(" ".join(words).translate(_CYRILLIC)))
-    return keys
-
-
-@lru_cache(maxsize=16384)
-def resolve_region(value: str, country: str | None, default_country: str) -> str | None:
-    """ISO 3166-2 code for a region code or name, or None if it cannot be resolved.
-
-    With a known `country` the region must be in it; otherwise the default country is
-    tried first, then any single country that has a region of that name.
-    """
-    code = value.strip().upper().replace(" ", "-").replace("_", "-")
-    if code in _subdivision_codes():
-        return code if country in (None, code[:2]) else None
-    scope = country or default_country
-    if code.isalnum() and len(code) <= 3 and f"{scope}-{code}" in _subdivision_codes():
-        return f"{scope}-{code}"
-    index = _region_index()
-    for key in _region_keys(value):
-        found = index.get(key, {})
-        local = {c: r for c, r in found.items() if c.startswith(scope + "-")}
-        if local:  # ties go to the lower level: Madrid the province, not the community
-            return min(local, key=lambda c: (*local[c], c))
-        if country is None and found and len({c[:2] for c in found}) == 1:
-            return min(found, key=lambda c: (*found[c], c))
-    return None

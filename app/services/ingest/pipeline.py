@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.core import bounds, events
-from app.errors import Conflict, DomainError, Forbidden, ValidationFailed
+from app.errors import Conflict, DomainError, Forbidden, Refusals, ValidationFailed
 from app.extensions import db
 from app.models import (
     Batch,
@@ -63,25 +63,27 @@ class BatchTerms:
 
 
 def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTerms:
-    """The batch's terms, or ValidationFailed naming the field that is wrong."""
+    """The batch's terms, or ValidationFailed naming every field that is wrong."""
     import pycountry
 
+    found = Refusals()
     country = (default_country or "").strip().upper()
     if len(country) != 2 or pycountry.countries.get(alpha_2=country) is None:
-        raise ValidationFailed(
+        found.note(ValidationFailed(
             f"“{default_country}” is not a two-letter country code such as RU, ES or US.",
-            code="invalid_default_country", details={"field": "default_country"})
-    floor_price = bounds.AMOUNT.take(floor_price, "floor_price")
-    cap = bounds.COUNT.narrowed(1, MAX_CAP).take(cap, "cap")
+            code="invalid_default_country", details={"field": "default_country"}))
+    floor_price = found.check(bounds.AMOUNT.take, floor_price, "floor_price")
+    cap = found.check(bounds.COUNT.narrowed(1, MAX_CAP).take, cap, "cap")
     if isinstance(mapping, str):
         try:
             mapping = json.loads(mapping) if mapping.strip() else {}
         except ValueError:
-            raise ValidationFailed("The mapping must be a JSON object of header → field.",
-                                   code="invalid_mapping", details={"field": "mapping"})
+            mapping = False
     if mapping is not None and not isinstance(mapping, dict):
-        raise ValidationFailed("The mapping must be a JSON object of header → field.",
-                               code="invalid_mapping", details={"field": "mapping"})
+        found.note(ValidationFailed(
+            "The mapping must be a JSON object of header → field.",
+            code="invalid_mapping", details={"field": "mapping"}))
+    found.raise_any()
     return BatchTerms(country, floor_price, cap, {str(k): str(v or "") for k, v in (mapping or {}).items()})
 
 

@@ -25,8 +25,9 @@ from phonenumbers import PhoneMetadata
 
 from app.services.regions_tz import consent_zone
 from app.services.ingest.fields import (
-    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, resolve_country, resolve_region, text_key,
+    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
 )
+from app.services.regions import resolve_country, resolve_region
 
 MIN_AGE, MAX_AGE = 18, 100
 CLOCK_SKEW = timedelta(minutes=5)

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Mapping, Optional
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest.columns import validate_columns
-from app.services.ingest.fields import resolve_region
+from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import RowContext, storable, validate_row
 

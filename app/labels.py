@@ -1,0 +1,95 @@
+"""Pure logic: the words people read for every stored code -- a lead's demographics,
+the states of orders, batches, returns, outcomes, payments and deliveries, the lead
+fields of an upload. Templates say `value|label("gender")`; forms take their choices
+from `choices("gender")`. The codes themselves stay as SPEC §3 and the API define them.
+"""
+from enum import Enum
+
+from wtforms.fields.choices import SelectChoice
+
+LABELS: dict[str, dict[str, str]] = {
+    "gender": {"f": "Female", "m": "Male", "other": "Other", "unknown": "Not given"},
+    "marital_status": {
+        "single": "Single", "partnered": "In a relationship", "married": "Married",
+        "divorced": "Divorced", "widowed": "Widowed", "unknown": "Not given"},
+    "employed": {"yes": "Employed", "no": "Not employed", "unknown": "Not given"},
+    "require": {"phone": "Phone", "email": "Email", "both": "Phone and email"},
+    "outcome": {"contacted": "Contacted", "converted": "Converted", "bad": "Bad lead"},
+    "return": {"awaiting_seller": "Awaiting the seller", "contested": "Contested",
+               "accepted": "Accepted", "rejected": "Rejected"},
+    "order": {"open": "Open", "paused": "Paused", "filled": "Filled",
+              "cancelled": "Cancelled", "expired": "Expired"},
+    "batch": {"processing": "Processing", "held": "Held for a spot-check", "live": "Live",
+              "rejected": "Rejected", "failed": "Failed"},
+    "spot_check": {"open": "Open", "passed": "Passed", "failed": "Failed"},
+    "trust": {"new": "New", "verified": "Verified", "suspended": "Suspended"},
+    "delivery": {"pending": "Pending", "delivered": "Delivered", "failed": "Failed"},
+    "topup": {"created": "Not started", "requires_payment_method": "Waiting for a card",
+              "requires_action": "Waiting for 3-D Secure",
+              "processing": "Waiting for Stripe to confirm", "succeeded": "Credited",
+              "failed": "Failed", "canceled": "Canceled"},
+    "payout": {"pending": "Pending", "paid": "Paid", "failed": "Failed"},
+    "refund": {"pending": "Pending", "succeeded": "Refunded", "failed": "Failed"},
+    # The lead fields of SPEC §3, as the upload's column mapping offers them.
+    "field": {
+        "first_name": "First name", "last_name": "Last name", "email": "Email",
+        "phone": "Phone", "age": "Age", "birth_date": "Date of birth", "gender": "Gender",
+        "region": "Region", "country": "Country", "marital_status": "Marital status",
+        "employed": "Employed", "interests": "Interests", "budget": "Budget",
+        "authority": "Decision maker (authority)", "need": "Need", "timeframe": "Timeframe",
+        "consent_at": "Consent date and time", "source_url": "Source page (URL)",
+        "consent_text": "Consent text", "consent": "Consent given (yes/no)",
+        "ip": "IP address", "sub_id": "Sub ID (your source or campaign)", "city": "City",
+        "postal_code": "Postal code", "trustedform_cert_url": "TrustedForm certificate URL",
+        "jornaya_leadid": "Jornaya LeadiD",
+    },
+}
+
+
+def label(value, kind: str) -> str:
+    """The words for a code ("f" → "Female"); empty for no value, and a code we have no
+    words for is shown readable ("requires_action" → "Requires action")."""
+    if value is None or value == "":
+        return ""
+    code = value.value if isinstance(value, Enum) else str(value)
+    return LABELS[kind].get(code) or code.replace("_", " ").capitalize()
+
+
+def choices(kind: str, codes=None) -> list[SelectChoice]:
+    """A form's choices (code, words), in `codes`' order or the table's."""
+    return [SelectChoice(code, label(code, kind)) for code in (codes or LABELS[kind])]
+
+
+# An order's filters (app.market.filters.Filters.to_dict) as the order page states them.
+_FILTER_NAMES = {
+    "age_min": "age from", "age_max": "age to", "genders": "gender", "regions": "regions",
+    "countries": "countries", "require": "contacts", "marital_statuses": "marital status",
+    "employed": "employment", "interests": "interests", "max_age_days": "consented within (days)",
+    "exclusive_only": "exclusive only", "min_score": "score at least",
+    "min_temperature": "temperature at least",
+}
+_FILTER_KINDS = {"genders": "gender", "marital_statuses": "marital_status",
+                 "employed": "employed", "require": "require"}
+
+
+def describe_filters(filters: dict, language: str = "en") -> list[tuple[str, str]]:
+    """(name, value in words) of each filter the order sets: "regions", "Москва, …"."""
+    from app.services.regions import country_name, region_name
+
+    described = []
+    for key, value in filters.items():
+        if value in (None, [], False):
+            continue
+        values = value if isinstance(value, list) else [value]
+        if key == "regions":
+            words = [region_name(code, language) for code in values]
+        elif key == "countries":
+            words = [country_name(code, language) for code in values]
+        elif key in _FILTER_KINDS:
+            words = [label(v, _FILTER_KINDS[key]) for v in values]
+        elif value is True:
+            words = ["yes"]
+        else:
+            words = [str(v) for v in values]
+        described.append((_FILTER_NAMES.get(key, key.replace("_", " ")), ", ".join(words)))
+    return described
