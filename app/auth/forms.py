@@ -119,7 +119,7 @@ class InviteForm(FlaskForm):
     email = StringField("Email of the person to invite",
                         validators=[DataRequired(), Length(max=254)],
                         render_kw={"autocomplete": "off"})
-    role = SelectField("Role", choices=[("member", "Member"), ("owner", "Owner")],
+    role = SelectField("Role", choices=[SelectChoice("member", "Member"), SelectChoice("owner", "Owner")],
                        default="member",
                        description="Members work with the company's orders, batches and "
                                    "balance; owners also invite and remove people.")
