@@ -336,7 +336,7 @@ def test_passing_by_htmx_updates_the_page_in_place(admin_client, admin):
           item=[item.id for item in items], verdict="genuine")
     body = _htmx(admin_client, f"/admin/quality/checks/{check.id}/decide").get_data(as_text=True)
     assert f"Batch #{batch.id} passed its spot-check." in body
-    assert 'id="check-status" hx-swap-oob="true">passed<' in body
+    assert 'id="check-status" hx-swap-oob="true">Passed<' in body
     assert '<div id="bulk" hx-swap-oob="true"></div>' in body
     assert all(f'<span id="pick-{item.id}" hx-swap-oob="true"></span>' in body for item in items)
     assert _views() == 0  # deciding shows no contacts

@@ -54,7 +54,7 @@ def test_admin_fails_the_riskiest_batch_from_the_queue(page):
     page.get_by_label("Note (optional)").fill("Nobody at these numbers knows the offer")
     page.get_by_role("button", name="Fail batch").click()
     expect(page.get_by_text(f"{farmed_sales} sales returned and refunded")).to_be_visible()
-    expect(page.locator("#check-status")).to_have_text("failed")
+    expect(page.locator("#check-status")).to_have_text("Failed")
     page.get_by_role("link", name="Spot-checks").click()
     expect(page.locator(f'#quality-queue tr[data-batch-id="{farm_id}"]')).to_have_count(0)
 
@@ -88,7 +88,7 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
     items = page.locator("#sample .sample-item")
     expect(items.first).to_contain_text("@")
     sample = items.count()
-    expect(page.locator("#batch-status")).to_have_text("held")
+    expect(page.locator("#batch-status")).to_have_text("Held for a spot-check")
     page.evaluate("window.notReloaded = true")
 
     first, second = items.nth(0), items.nth(1)
@@ -110,8 +110,8 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
     expect(page.locator("#tally")).to_contain_text(f"{sample} of {sample} verified")
 
     page.get_by_role("button", name="Pass batch").click()
-    expect(page.locator("#check-status")).to_have_text("passed")
-    expect(page.locator("#batch-status")).to_have_text("live")
+    expect(page.locator("#check-status")).to_have_text("Passed")
+    expect(page.locator("#batch-status")).to_have_text("Live")
     expect(page.locator("#check-message")).to_contain_text(f"Batch #{batch_id} passed")
     expect(page.locator("#sample .sample-item form")).to_have_count(0)
     expect(page.locator(".sample-pick")).to_have_count(0)
