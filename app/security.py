@@ -43,7 +43,8 @@ def content_security_policy(config) -> str:
     stripe_sources = {
         "script-src": f"'self' {js}",
         "connect-src": f"'self' {api}",
-        "frame-src": f"{js} https://hooks.stripe.com",
+        # 'self': the admins' outbox shows an email's HTML in a sandboxed frame.
+        "frame-src": f"'self' {js} https://hooks.stripe.com",
     }
     directives = dict(d.split(" ", 1) for d in CONTENT_SECURITY_POLICY.split("; "))
     directives.update(stripe_sources)

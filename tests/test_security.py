@@ -19,6 +19,15 @@ def test_security_headers_and_csp(client):
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
+def test_pages_may_frame_their_own_documents_also_with_stripe_configured(stripe_app, client):
+    """The admins' outbox shows an email's HTML in a frame of our own; the Stripe
+    sources added to the policy once Stripe is set up must not shut it out."""
+    for response in (client.get("/auth/login"), create_app("testing").test_client().get("/auth/login")):
+        directives = dict(d.split(" ", 1) for d in response.headers["Content-Security-Policy"].split("; "))
+        assert "'self'" in directives.get("frame-src", directives["default-src"]).split()
+    assert "hooks.stripe.com" in client.get("/auth/login").headers["Content-Security-Policy"]
+
+
 def test_templates_load_nothing_from_other_hosts():
     offenders = [
         str(path.relative_to(ROOT))

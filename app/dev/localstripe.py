@@ -44,6 +44,43 @@ def _keep_store(store, path: Optional[Path]) -> None:
     store.dump_to_disk = dump
 
 
+# localstripe's stand-in for Stripe.js, as served to the browser: its top-level
+# `class Element` shadowed the DOM's Element for every script on the page (Bootstrap's
+# menus and htmx threw on each event), and its card field sent a number typed with
+# spaces, as people type it and as Stripe's own field takes it, to be refused.
+STAND_IN_FIXES = (
+    ("class Element {", "class LocalStripeElement {"),
+    ("new Element(this)", "new LocalStripeElement(this)"),
+    ("instanceof Element)", "instanceof LocalStripeElement)"),
+    ("number: this._inputs.number.value,", "number: this._inputs.number.value.replace(/[\\s-]/g, ''),"),
+)
+
+
+def stand_in_js() -> str:
+    from localstripe import server
+
+    text = (Path(server.__file__).parent / "localstripe-v3.js").read_text()
+    for old, new in STAND_IN_FIXES:
+        if old not in text:  # another localstripe version: fix this list, do not serve it half-fixed
+            raise RuntimeError(f"localstripe's Stripe.js stand-in has no {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def _serve_fixed_stand_in(app) -> None:
+    from aiohttp import web
+
+    text = stand_in_js()
+
+    @web.middleware
+    async def fixed_stand_in(request, handler):
+        if request.path == "/js.stripe.com/v3/":
+            return web.Response(text=text, content_type="application/javascript")
+        return await handler(request)
+
+    app.middlewares.insert(0, fixed_stand_in)
+
+
 def start(port: int = 0, store_path: Optional[Path] = None) -> str:
     """Start localstripe and return its base URL once it answers."""
     from aiohttp import web
@@ -51,6 +88,7 @@ def start(port: int = 0, store_path: Optional[Path] = None) -> str:
     from localstripe.server import app
 
     _keep_store(resources.store, store_path)
+    _serve_fixed_stand_in(app)
     # Its ids come from the global `random`, which hypothesis re-seeds for every
     # example: the same ids again would collide. Stripe's ids do not repeat.
     resources.random = random.SystemRandom()
