@@ -161,7 +161,7 @@ class TermsFields:
 
 
 class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
-    """The live estimate's GET: reads the builder's filters and schedule, changes nothing."""
+    """The live estimate's request: reads the builder's filters and schedule, changes nothing."""
 
     class Meta:
         csrf = False
