@@ -123,15 +123,18 @@ def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
 @bp.route("/orders/<int:order_id>")
 def order_detail(order_id: int):
     order = _my_order(order_id)
-    change = ChangeOrderForm(data={"price": money_input(order.price), "quantity": order.quantity})
-    change.load_terms(order)
+    change = webhook = None
+    if order.is_active:  # an ended order's page has no forms to change it
+        change = ChangeOrderForm(data={"price": money_input(order.price),
+                                       "quantity": order.quantity})
+        change.load_terms(order)
+        webhook = WebhookForm(data={"webhook_url": order.webhook_url})
     # A search is never read from the URL: it may be a person's email or phone.
     view = _view(request.args, search=False)
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=sale_returns.refunded_for_order(order.id),
-        change_form=change, confirm=ConfirmForm(),
-        webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
+        change_form=change, confirm=ConfirmForm(), webhook_form=webhook,
         **_deliveries_context(order, 1), **_worklist_context(order, view))
 
 

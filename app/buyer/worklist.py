@@ -18,6 +18,7 @@ from app.core import bounds
 from app.core.dialect import postgres
 from app.errors import NotFound
 from app.extensions import db
+from app.formatting import money_input
 from app.models import Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome
 from app.services import scoring
 from app.services.crypto import current_vault
@@ -189,15 +190,19 @@ ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.
                Return.status.label("return_status"), Return.refund)
 
 
-def _row(found) -> dict:
+def _row(found, open_contact) -> dict:
     """One list row: the contacts opened (erased leads have none), the score as of the
-    sale."""
+    sale, the times as the page shows them."""
     row = found._asdict()
-    contact = current_vault().open_contact(row.pop("contact_enc"))
     score = scoring.score_at(row.pop("score_base") + row.pop("seller_points"),
                              row["consent_at"], row["sold_at"])
-    row.update(contact, score=score, temperature=scoring.temperature(score),
-               outcome=row["outcome"].value if row["outcome"] is not None else None)
+    revenue = row["revenue"]
+    row.update(open_contact(row.pop("contact_enc")), score=score,
+               temperature=scoring.temperature(score),
+               outcome=row["outcome"].value if row["outcome"] is not None else None,
+               return_status=row["return_status"].value if row["return_status"] else None,
+               sold=f"{row['sold_at']:%Y-%m-%d %H:%M}", consent_day=f"{row['consent_at']:%Y-%m-%d}",
+               revenue_input="" if revenue is None else money_input(revenue))
     return row
 
 
@@ -208,7 +213,8 @@ def page(order: Order, view: View) -> Page:
     found = db.session.execute(
         _joined(sa.select(*ROW_COLUMNS)).where(*conditions).order_by(Sale.id.desc())
         .limit(PAGE_SIZE).offset((view.page - 1) * PAGE_SIZE))
-    return Page([_row(r) for r in found], total, view)
+    open_contact = current_vault().open_contact
+    return Page([_row(r, open_contact) for r in found], total, view)
 
 
 def row(order: Order, sale_id: int) -> dict:
@@ -217,7 +223,7 @@ def row(order: Order, sale_id: int) -> dict:
                                .where(Sale.order_id == order.id, Sale.id == sale_id)).first()
     if found is None:
         raise NotFound(f"No sale {sale_id} in order {order.id}.")
-    return _row(found)
+    return _row(found, current_vault().open_contact)
 
 
 def selection(order: Order, sale_ids: list[int]) -> list[int]:
