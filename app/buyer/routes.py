@@ -120,17 +120,13 @@ def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
             **extra}
 
 
-@bp.route("/orders/<int:order_id>")
-def order_detail(order_id: int):
-    order = _my_order(order_id)
+def _order_page(order: Order, view: worklist.View) -> str:
     change = webhook = None
     if order.is_active:  # an ended order's page has no forms to change it
         change = ChangeOrderForm(data={"price": money_input(order.price),
                                        "quantity": order.quantity})
         change.load_terms(order)
         webhook = WebhookForm(data={"webhook_url": order.webhook_url})
-    # A search is never read from the URL: it may be a person's email or phone.
-    view = _view(request.args, search=False)
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=sale_returns.refunded_for_order(order.id),
@@ -138,12 +134,20 @@ def order_detail(order_id: int):
         **_deliveries_context(order, 1), **_worklist_context(order, view))
 
 
+@bp.route("/orders/<int:order_id>")
+def order_detail(order_id: int):
+    # A search is never read from the URL: it may be a person's email or phone.
+    return _order_page(_my_order(order_id), _view(request.args, search=False))
+
+
 @bp.route("/orders/<int:order_id>/leads", methods=["POST"])
 def order_leads(order_id: int):
-    """The work list for the filters and search posted (htmx swaps it in)."""
-    order = _my_order(order_id)
-    return render_template("buyer/_worklist.html",
-                           **_worklist_context(order, _view(request.form)))
+    """The work list for the filters and search posted: the list alone for htmx to
+    swap in, the whole page for a browser without scripts."""
+    order, view = _my_order(order_id), _view(request.form)
+    if not request.headers.get("HX-Request"):
+        return _order_page(order, view)
+    return render_template("buyer/_worklist.html", **_worklist_context(order, view))
 
 
 def _deliveries_context(order: Order, page: int) -> dict:
