@@ -75,6 +75,15 @@ def test_work_through_the_delivered_leads(page, width):
     expect(rows).to_have_count(1)
     page.get_by_label("Outcome", exact=True).select_option("")
 
+    # Bulk: two leads chosen, one outcome for both.
+    rows.nth(1).get_by_label("Choose sale").check()
+    rows.nth(2).get_by_label("Choose sale").check()
+    expect(page.locator("#chosen-count")).to_have_text("2 chosen")
+    page.get_by_label("Outcome for the chosen leads").select_option("bad")
+    page.get_by_role("button", name="Set outcome of chosen").click()
+    expect(page.locator("#bulk-message")).to_have_text("2 lead(s) marked bad.")
+    expect(rows.nth(1).get_by_label("Outcome of sale")).to_have_value("bad")
+
     # Live: more leads arrive; the counter and the rows move together.
     live_leads(seller, [person(i) for i in range(100, 103)])
     jobs.fill_order(order_id)
