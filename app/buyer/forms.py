@@ -246,16 +246,6 @@ class AutoTopUpForm(FlaskForm):
     # The SetupIntent Stripe.js confirmed with the card in the browser (new card only).
     setup_intent_id = StringField()
     enabled = BooleanField("Automatic top-up on", default=True)
-class OutcomeForm(FlaskForm):
-    """What became of one delivered lead."""
-
-    status = SelectField("Outcome", choices=[
-        SelectChoice("contacted"), SelectChoice("converted"), SelectChoice("bad")])
-    revenue = StringField("Revenue", description="For converted leads: what the customer "
-                                                 "brought you (your gross margin).")
-
-    def validate_revenue(self, field):
-        _money(field, required=False)
 
 
 class OutcomesUploadForm(FlaskForm):
