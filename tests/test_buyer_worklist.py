@@ -144,6 +144,9 @@ def test_bulk_outcome_and_export_of_the_chosen(app):
     nothing = client.post(f"/buyer/orders/{order.id}/outcomes",
                           data={"csrf_token": token, "status": "bad"}).get_data(as_text=True)
     assert "Choose the leads first" in nothing
+    nothing = client.post(f"/buyer/orders/{order.id}/leads-chosen.csv", data={"csrf_token": token},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Choose the leads to export first" in nothing
 
     exported = client.post(f"/buyer/orders/{order.id}/leads-chosen.csv",
                            data={"csrf_token": token, "sale_id": [sales[4], sales[1]]})

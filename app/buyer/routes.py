@@ -350,7 +350,9 @@ def chosen_csv(order_id: int):
     order = _my_order(order_id)
     chosen = worklist.selection(order, _sale_ids(request.form))
     if not chosen:
-        raise ValidationFailed("Choose the leads to export first.", code="nothing_chosen")
+        flash("Choose the leads to export first (the boxes on the left), or export them all.",
+              "warning")
+        return redirect(url_for("buyer.order_detail", order_id=order.id))
     return Response(stream_with_context(delivery.delivered_csv(order, chosen)),
                     mimetype="text/csv",
                     headers={"Content-Disposition":
