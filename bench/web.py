@@ -72,6 +72,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -240,7 +241,7 @@ def login(base: str, email: str, password: str) -> tuple[str, str]:
                                   "csrf_token": token.group(1)})
     if response.status_code != 302 or "/auth/login" in response.headers.get("Location", ""):
         raise RuntimeError(f"login as {email} failed: HTTP {response.status_code}")
-    landing = session.get(base + response.headers["Location"], timeout=30)
+    landing = session.get(urljoin(base + "/", response.headers["Location"]), timeout=30)
     token = HTMX_CSRF_RE.search(landing.text)
     if token is None:
         raise RuntimeError(f"no CSRF token for htmx on {email}'s first page")
