@@ -28,7 +28,8 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
      off (RATELIMIT_ENABLED=False: the figures are the pages' own cost, not 429s) and
      one extra route, `GET /bench/bare` returning "ok", the baseline.
   3. Sessions: the demo buyer, seller and admin log in through the real login form
-     with `requests` (the form fetched, its CSRF token posted back); each session
+     with `requests` (the form fetched, its CSRF token posted back; the admin's
+     two-factor code from the demo's published seed); each session
      cookie goes to wrk as `-H "Cookie: ..."`, API keys as `Authorization: Bearer`.
      Every request carries the same User-Agent: Flask-Login's "strong" session
      protection drops a session whose address or User-Agent changes.
@@ -241,11 +242,26 @@ def login(base: str, email: str, password: str) -> tuple[str, str]:
                                   "csrf_token": token.group(1)})
     if response.status_code != 302 or "/auth/login" in response.headers.get("Location", ""):
         raise RuntimeError(f"login as {email} failed: HTTP {response.status_code}")
+    if response.headers["Location"].split("?")[0].endswith("/auth/two-factor"):
+        response = second_step(session, urljoin(base + "/", response.headers["Location"]))
     landing = session.get(urljoin(base + "/", response.headers["Location"]), timeout=30)
     token = HTMX_CSRF_RE.search(landing.text)
     if token is None:
         raise RuntimeError(f"no CSRF token for htmx on {email}'s first page")
     return "; ".join(f"{c.name}={c.value}" for c in session.cookies), token.group(1)
+
+
+def second_step(session, url: str):
+    """An admin's two-factor step (required for admins): the demo admin's current code,
+    from the demo's published seed."""
+    from app.services import demo
+
+    token = CSRF_RE.search(session.get(url, timeout=30).text)
+    response = session.post(url, timeout=30, allow_redirects=False,
+                            data={"code": demo.demo_admin_code(), "csrf_token": token.group(1)})
+    if response.status_code != 302 or "/auth/" in response.headers.get("Location", ""):
+        raise RuntimeError(f"two-factor step failed: HTTP {response.status_code}")
+    return response
 
 
 def to_ms(value: str, unit: str) -> float:
