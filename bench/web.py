@@ -28,7 +28,8 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
      off (RATELIMIT_ENABLED=False: the figures are the pages' own cost, not 429s) and
      one extra route, `GET /bench/bare` returning "ok", the baseline.
   3. Sessions: the demo buyer, seller and admin log in through the real login form
-     with `requests` (the form fetched, its CSRF token posted back); each session
+     with `requests` (the form fetched, its CSRF token posted back; the admin's
+     two-factor code from the demo's published seed); each session
      cookie goes to wrk as `-H "Cookie: ..."`, API keys as `Authorization: Bearer`.
      Every request carries the same User-Agent: Flask-Login's "strong" session
      protection drops a session whose address or User-Agent changes.
@@ -46,9 +47,10 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
 
 Endpoints: the public landing and login pages and the health check; the buyer's
 dashboard, order list, the page of their fullest order, the builder's live estimate
-panel and the KPI page (30 days); the seller's dashboard, batch list and a batch page;
-the admin's marketplace page (30 days); API GET /orders, /estimate with four filters,
-/kpis and /balance as the buyer, /batches as the seller.
+panel (posted with the CSRF header, as htmx does) and the KPI page (30 days); the
+seller's dashboard, batch list and a batch page; the admin's marketplace page (30
+days); API GET /orders, /estimate with four filters, /kpis and /balance as the buyer,
+/batches as the seller.
 
 On the 2-core machine of the recorded runs wrk and gunicorn share the cores, so the
 figures are the server's throughput with a load generator beside it, not its ceiling;
@@ -71,6 +73,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -78,6 +81,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "out"
 USER_AGENT = "leadx-bench-web/1"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+# What every logged-in page gives htmx for its POSTs (templates/base.html).
+HTMX_CSRF_RE = re.compile(r'"X-CSRFToken": "([^"]+)"')
 ESTIMATE_FILTERS = "regions=US-CA&age_min=25&age_max=65&require=phone"
 
 # Counts each response's status per wrk thread and prints the totals after wrk's summary.
@@ -97,7 +102,8 @@ end
 
 
 def endpoints(info: dict) -> list[tuple[str, str, str | None]]:
-    """(name, path, who): who is a logged-in role, "<role>-key" for the API, or None."""
+    """(name, path, who): who is a logged-in role, "<role>-key" for the API, or None.
+    The paths in POSTED are posted as htmx posts them (a form body, the CSRF header)."""
     return [
         ("bare Flask route", "/bench/bare", None),
         ("health check", "/healthz", None),
@@ -106,7 +112,7 @@ def endpoints(info: dict) -> list[tuple[str, str, str | None]]:
         ("buyer dashboard", "/buyer/", "buyer"),
         ("buyer orders", "/buyer/orders", "buyer"),
         ("buyer order page", f"/buyer/orders/{info['order_id']}", "buyer"),
-        ("buyer estimate panel", f"/buyer/orders/estimate?{ESTIMATE_FILTERS}", "buyer"),
+        ("buyer estimate panel (POST)", "/buyer/orders/estimate", "buyer"),
         ("buyer KPI page (30 days)", "/buyer/kpis", "buyer"),
         ("seller dashboard", "/seller/", "seller"),
         ("seller batches", "/seller/batches", "seller"),
@@ -119,6 +125,11 @@ def endpoints(info: dict) -> list[tuple[str, str, str | None]]:
         ("API GET /batches (seller)", "/api/v1/batches", "seller-key"),
         ("bare Flask route, again", "/bench/bare", None),
     ]
+
+
+# The builder's live estimate is posted (its form holds the CSRF token and the webhook
+# URL with its secret, which must stay out of URLs and logs).
+POSTED = {"/buyer/orders/estimate": ESTIMATE_FILTERS}
 
 
 def build(url: str, upload_dir: str) -> dict:
@@ -215,8 +226,9 @@ def stop_server(server: subprocess.Popen) -> None:
             server.wait()
 
 
-def login(base: str, email: str, password: str):
-    """A session logged in through the real form; its cookie header for wrk."""
+def login(base: str, email: str, password: str) -> tuple[str, str]:
+    """A session logged in through the real form: its cookie header for wrk and the
+    CSRF token its pages give htmx."""
     import requests
 
     session = requests.Session()
@@ -230,7 +242,26 @@ def login(base: str, email: str, password: str):
                                   "csrf_token": token.group(1)})
     if response.status_code != 302 or "/auth/login" in response.headers.get("Location", ""):
         raise RuntimeError(f"login as {email} failed: HTTP {response.status_code}")
-    return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    if response.headers["Location"].split("?")[0].endswith("/auth/two-factor"):
+        response = second_step(session, urljoin(base + "/", response.headers["Location"]))
+    landing = session.get(urljoin(base + "/", response.headers["Location"]), timeout=30)
+    token = HTMX_CSRF_RE.search(landing.text)
+    if token is None:
+        raise RuntimeError(f"no CSRF token for htmx on {email}'s first page")
+    return "; ".join(f"{c.name}={c.value}" for c in session.cookies), token.group(1)
+
+
+def second_step(session, url: str):
+    """An admin's two-factor step (required for admins): the demo admin's current code,
+    from the demo's published seed."""
+    from app.services import demo
+
+    token = CSRF_RE.search(session.get(url, timeout=30).text)
+    response = session.post(url, timeout=30, allow_redirects=False,
+                            data={"code": demo.demo_admin_code(), "csrf_token": token.group(1)})
+    if response.status_code != 302 or "/auth/" in response.headers.get("Location", ""):
+        raise RuntimeError(f"two-factor step failed: HTTP {response.status_code}")
+    return response
 
 
 def to_ms(value: str, unit: str) -> float:
@@ -262,8 +293,18 @@ def parse_wrk(text: str) -> dict:
     return result
 
 
-def run_wrk(url: str, headers: list[str], seconds: float, args, lua: Path) -> dict:
-    cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s",
+def post_script(lua: Path, body: str) -> Path:
+    """The status-counting script, sending a form POST with `body` instead of a GET."""
+    posting = lua.with_name("post.lua")
+    posting.write_text(f"wrk.method = \"POST\"\nwrk.body = {json.dumps(body)}\n"
+                       'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+                       + lua.read_text())
+    return posting
+
+
+def run_wrk(url: str, headers: list[str], seconds: int, args, lua: Path) -> dict:
+    # Whole seconds: wrk reads "-d6.0s" as no duration at all and exits 1.
+    cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{int(seconds)}s",
            "--latency", "--timeout", f"{args.timeout}s", "-s", str(lua)]
     for header in headers:
         cmd += ["-H", header]
@@ -277,23 +318,32 @@ def run_wrk(url: str, headers: list[str], seconds: float, args, lua: Path) -> di
 def measure(base: str, info: dict, args, lua: Path) -> list[dict]:
     import requests
 
-    cookies = {role: login(base, email, password)
-               for role, (email, password) in info["logins"].items()}
+    sessions = {role: login(base, email, password)
+                for role, (email, password) in info["logins"].items()}
     results = []
     for name, path, who in endpoints(info):
         headers = [f"User-Agent: {USER_AGENT}"]
-        if who in cookies:
-            headers.append(f"Cookie: {cookies[who]}")
+        if who in sessions:
+            headers.append(f"Cookie: {sessions[who][0]}")
         elif who is not None:
             headers.append(f"Authorization: Bearer {info['keys'][who]}")
-        check = requests.get(base + path, allow_redirects=False, timeout=60,
-                             headers=dict(h.split(": ", 1) for h in headers))
+        script, body = lua, POSTED.get(path)
+        if body is not None:
+            headers.append(f"X-CSRFToken: {sessions[who][1]}")
+            script = post_script(lua, body)
+            check = requests.post(base + path, data=body, allow_redirects=False, timeout=60,
+                                  headers={**dict(h.split(": ", 1) for h in headers),
+                                           "Content-Type": "application/x-www-form-urlencoded"})
+        else:
+            check = requests.get(base + path, allow_redirects=False, timeout=60,
+                                 headers=dict(h.split(": ", 1) for h in headers))
         if check.status_code != 200:
-            raise RuntimeError(f"{name}: GET {path} answered HTTP {check.status_code} "
-                               f"{check.headers.get('Location', '')} before the run; not measured")
+            raise RuntimeError(f"{name}: {'POST' if body else 'GET'} {path} answered HTTP "
+                               f"{check.status_code} {check.headers.get('Location', '')} "
+                               "before the run; not measured")
         if args.warmup:
-            run_wrk(base + path, headers, args.warmup, args, lua)
-        result = run_wrk(base + path, headers, args.duration, args, lua)
+            run_wrk(base + path, headers, args.warmup, args, script)
+        result = run_wrk(base + path, headers, args.duration, args, script)
         result.update(endpoint=name, path=path, who=who, bytes=len(check.content))
         results.append(result)
         print(f"  {name:<32} {result['requests_per_s']:9.1f} req/s  p99 {result['p99_ms']:8.1f} ms"
@@ -349,9 +399,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--duration", type=float, help="seconds per endpoint (default 10)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up per endpoint, not "
-                        "kept (default 2; 0: none)")
+    # Whole seconds: wrk takes no fraction ("-d6.0s" makes it exit 1).
+    parser.add_argument("--duration", type=int, help="whole seconds per endpoint (default 10)")
+    parser.add_argument("--warmup", type=int, help="whole seconds of warm-up per endpoint, "
+                        "not kept (default 2; 0: none)")
     parser.add_argument("--timeout", type=float, default=10,
                         help="wrk's request timeout, seconds (a timeout FAILs the run)")
     parser.add_argument("--no-pg", action="store_true")

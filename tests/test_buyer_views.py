@@ -21,7 +21,9 @@ def _place(client, **fields):
 def test_compose_place_and_watch_an_order_fill(buyer_client, buyer):
     _fund(buyer)
     live_leads(verified_seller(), [person(1), person(2, gender="m"), person(3)])
-    estimate = buyer_client.get("/buyer/orders/estimate?genders=f&price=5.00").get_data(as_text=True)
+    estimate = buyer_client.post("/buyer/orders/estimate", data={
+        "genders": "f", "price": "5.00", "csrf_token": csrf_token(buyer_client, "/buyer/orders/new"),
+    }).get_data(as_text=True)
     assert 'id="estimate-count">2<' in estimate
     response = _place(buyer_client, genders="f", regions="US-CA", name="Spring campaign")
     assert response.status_code == 302, response.get_data(as_text=True)[:500]

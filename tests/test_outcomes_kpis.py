@@ -180,18 +180,23 @@ def test_marking_one_lead_on_the_order_page(app, buyer_client, buyer):
     order, sales = _market(2, 100, buyer)
     page = buyer_client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
     assert f'id="sale-{sales[0]}"' in page and "badge temp-" in page
-    response = buyer_client.post(f"/buyer/orders/{order.id}/sales/{sales[0]}/outcome", data={
-        "csrf_token": csrf_token(buyer_client, f"/buyer/orders/{order.id}"),
-        "status": "converted", "revenue": "40.00", "page": "1"})
-    assert response.status_code == 302 and response.headers["Location"].endswith(f"#sale-{sales[0]}")
-    page = buyer_client.get(response.headers["Location"]).get_data(as_text=True)
-    assert f"Sale {sales[0]} marked converted, revenue $40.00." in page
+    token = csrf_token(buyer_client, f"/buyer/orders/{order.id}")
+    # htmx posts the row's choice with the id in the body and swaps the row it gets back.
+    row = buyer_client.post(f"/buyer/orders/{order.id}/outcome", headers={"HX-Request": "true"},
+                            data={"csrf_token": token, "sale_id": sales[0], "status": "converted",
+                                  "revenue": "40.00"}).get_data(as_text=True)
+    assert row.lstrip().startswith(f'<tr id="sale-{sales[0]}"')
+    assert "Saved: converted · $40.00" in row and '<option value="converted" selected>' in row
     assert db.session.get(SaleOutcome, sales[0]).revenue == 4_000
-    wrong = buyer_client.post(f"/buyer/orders/{order.id}/sales/{sales[1]}/outcome", data={
-        "csrf_token": csrf_token(buyer_client, f"/buyer/orders/{order.id}"),
-        "status": "bad", "revenue": "5.00"}, follow_redirects=True).get_data(as_text=True)
+    wrong = buyer_client.post(f"/buyer/orders/{order.id}/outcome", headers={"HX-Request": "true"},
+                              data={"csrf_token": token, "sale_id": sales[1], "status": "bad",
+                                    "revenue": "5.00"}).get_data(as_text=True)
     assert "Revenue is recorded only for converted leads." in wrong
     assert db.session.get(SaleOutcome, sales[1]) is None
+    # Without htmx: the page again, with the verdict.
+    page = buyer_client.post(f"/buyer/orders/{order.id}/outcome", follow_redirects=True, data={
+        "csrf_token": token, "sale_id": sales[1], "status": "bad"}).get_data(as_text=True)
+    assert f"Sale {sales[1]}: outcome saved." in page
 
 
 def test_kpi_page_compares_orders_and_exports_safely(app, buyer_client, buyer, api_key_for):

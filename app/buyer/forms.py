@@ -143,7 +143,7 @@ class TermsFields:
 
 
 class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
-    """The live estimate's GET: reads the builder's filters and schedule, changes nothing."""
+    """The live estimate's request: reads the builder's filters and schedule, changes nothing."""
 
     class Meta:
         csrf = False
@@ -204,13 +204,6 @@ class AutoTopUpForm(FlaskForm):
     # The SetupIntent Stripe.js confirmed with the card in the browser (new card only).
     setup_intent_id = StringField()
     enabled = BooleanField("Automatic top-up on", default=True)
-class OutcomeForm(FlaskForm):
-    """What became of one delivered lead."""
-
-    status = SelectField("Outcome", choices=[
-        SelectChoice("contacted"), SelectChoice("converted"), SelectChoice("bad")])
-    revenue = MoneyField("Revenue", description="For converted leads: what the customer "
-                                                "brought you (your gross margin).")
 
 
 class OutcomesUploadForm(FlaskForm):

@@ -4,7 +4,8 @@ the KPI page comparing orders."""
 from dataclasses import asdict
 
 from flask import (
-    Response, current_app, flash, jsonify, redirect, render_template, request,
+    Response, current_app, flash, get_template_attribute, jsonify, make_response, redirect,
+    render_template, request,
     stream_with_context, url_for,
 )
 from sqlalchemy import select
@@ -12,11 +13,11 @@ from sqlalchemy import select
 from app.auth.sessions import current_account
 from app.core import bounds
 from app.auth.forms import ConfirmForm
-from app.buyer import bp
+from app.buyer import bp, worklist
 from app.buyer.forms import (
-    ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomeForm, OutcomesUploadForm, WebhookForm,
+    ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError, NotFound, Refusals, problems
+from app.errors import DomainError, NotFound, Refusals, ValidationFailed, problems
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
@@ -26,8 +27,6 @@ from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
 from app.services import returns as sale_returns
-
-LEADS_PAGE = 100
 
 
 def _my_orders(limit: int = 200) -> list[Order]:
@@ -51,12 +50,14 @@ def order_list():
     return render_template("buyer/orders.html", orders=_my_orders())
 
 
-@bp.route("/orders/estimate")
+@bp.route("/orders/estimate", methods=["POST"])
 def estimate():
-    """The builder's live supply panel (htmx, on every change of the filters)."""
-    form = OrderFiltersForm(request.args)
+    """The builder's live supply panel (htmx, on every change of the filters). Posted:
+    the builder's form carries its CSRF token and the webhook URL with its secret, which
+    must not end up in a URL and so in access logs."""
+    form = OrderFiltersForm(request.form)
     try:
-        price = parse_money(request.args["price"]) if request.args.get("price") else None
+        price = parse_money(request.form["price"]) if request.form.get("price") else None
     except ValueError:
         price = None  # the price field shows its own error; the count still helps
     try:
@@ -107,33 +108,95 @@ def new_order():
                                                                  user_language()))
 
 
-def _leads_page(order: Order, page: int) -> list[dict]:
-    return list(delivery.delivered(order, limit=LEADS_PAGE, offset=(page - 1) * LEADS_PAGE))
+DELIVERIES_PAGE = 10
+MAX_SELECTION = 500  # a page shows 50; more in one request is not a person choosing
+
+
+def _my_order(order_id: int) -> Order:
+    """The only ownership check of the order page and its actions: every sale they
+    touch is then required to be this order's (worklist.selection)."""
+    return queries.order_for(current_account, order_id)
+
+
+def _view(values, *, search: bool = True) -> worklist.View:
+    try:
+        return worklist.View.parse(values, search=search)
+    except DomainError:
+        return worklist.View()
+
+
+def _return_href() -> str:
+    return url_for("buyer.return_sale", sale_id=1).replace("/1/", "/{id}/")
+
+
+def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
+    """What templates/buyer/_worklist.html needs; the URLs rows use are built once,
+    with the row's id put in by `str.format`, not one url_for per row."""
+    return {"order": order, "leads": worklist.page(order, view), "view": view,
+            "outcomes": worklist.OUTCOMES, "return_states": worklist.RETURN_STATES,
+            "temperatures": worklist.TEMPERATURES, "search_help": worklist.SEARCH_HELP,
+            "return_href": _return_href(),
+            **extra}
+
+
+def _order_page(order: Order, view: worklist.View) -> str:
+    change = webhook = None
+    if order.is_active:  # an ended order's page has no forms to change it
+        change = ChangeOrderForm(data={"price": money_input(order.price),
+                                       "quantity": order.quantity})
+        change.load_terms(order)
+        webhook = WebhookForm(data={"webhook_url": order.webhook_url})
+    return render_template(
+        "buyer/order.html", state=queries.order_now(order),
+        refunded=sale_returns.refunded_for_order(order.id),
+        change_form=change, confirm=ConfirmForm(), webhook_form=webhook,
+        **_deliveries_context(order, 1), **_worklist_context(order, view))
 
 
 @bp.route("/orders/<int:order_id>")
 def order_detail(order_id: int):
-    order = queries.order_for(current_account, order_id)
+    # A search is never read from the URL: it may be a person's email or phone.
+    return _order_page(_my_order(order_id), _view(request.args, search=False))
+
+
+@bp.route("/orders/<int:order_id>/leads", methods=["POST"])
+def order_leads(order_id: int):
+    """The work list for the filters and search posted: the list alone for htmx to
+    swap in, the whole page for a browser without scripts."""
+    order, view = _my_order(order_id), _view(request.form)
+    if not request.headers.get("HX-Request"):
+        return _order_page(order, view)
+    return render_template("buyer/_worklist.html", **_worklist_context(order, view))
+
+
+def _deliveries_context(order: Order, page: int) -> dict:
+    found = webhooks.log_for(order, limit=DELIVERIES_PAGE + 1,
+                             offset=(page - 1) * DELIVERIES_PAGE)
+    return {"deliveries": found[:DELIVERIES_PAGE], "deliveries_page": page,
+            "deliveries_more": len(found) > DELIVERIES_PAGE,
+            "resend_href": url_for("buyer.resend", order_id=order.id, delivery_id=1)
+            .replace("/1/", "/{id}/")}
+
+
+@bp.route("/orders/<int:order_id>/deliveries")
+def deliveries(order_id: int):
+    order = _my_order(order_id)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
-    change = ChangeOrderForm(data={"price": money_input(order.price), "quantity": order.quantity})
-    change.load_terms(order)
-    leads = _leads_page(order, page)
-    return render_template(
-        "buyer/order.html", order=order, state=queries.order_now(order), leads=leads, page=page,
-        returns=sale_returns.states_for_sales([r["sale_id"] for r in leads]),
-        refunded=sale_returns.refunded_for_order(order.id),
-        page_size=LEADS_PAGE, change_form=change, confirm=ConfirmForm(),
-        outcome_form=OutcomeForm(),
-        webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
-        deliveries=webhooks.log_for(order, limit=50))
+    return render_template("buyer/_deliveries.html", order=order, confirm=ConfirmForm(),
+                           **_deliveries_context(order, page))
 
 
 @bp.route("/orders/<int:order_id>/status")
 def order_status(order_id: int):
-    """The fill panel; htmx polls it while the order is open."""
-    order = queries.order_for(current_account, order_id)
-    return render_template("buyer/_order_status.html", order=order,
-                           state=queries.order_now(order))
+    """The fill panel; htmx polls it while the order is open. When more leads were
+    delivered than the page last showed (`seen`), the work list is told to reload."""
+    order = _my_order(order_id)
+    response = make_response(render_template("buyer/_order_status.html", order=order,
+                                             state=queries.order_now(order)))
+    seen = request.args.get("seen", "")
+    if seen.isdigit() and int(seen) != order.filled:
+        response.headers["HX-Trigger"] = "leads-delivered"
+    return response
 
 
 def _act(order_id: int, action) -> Response:
@@ -171,7 +234,7 @@ def resume(order_id: int):
 @bp.route("/orders/<int:order_id>/cancel", methods=["POST"])
 def cancel(order_id: int):
     def action():
-        order = queries.order_for(current_account, order_id)
+        order = _my_order(order_id)
         released = order.held
         operations.cancel_order(current_account, order_id)
         return f"Cancelled; {format_money(released)} released to your balance."
@@ -227,7 +290,7 @@ def set_webhook(order_id: int):
 @bp.route("/orders/<int:order_id>/deliveries/<bigid:delivery_id>/resend", methods=["POST"])
 def resend(order_id: int, delivery_id: int):
     def action():
-        order = queries.order_for(current_account, order_id)
+        order = _my_order(order_id)
         webhooks.resend(order, delivery_id)
         return "Sent again; see the delivery log for the answer."
     return _act(order_id, action)
@@ -235,33 +298,91 @@ def resend(order_id: int, delivery_id: int):
 
 @bp.route("/orders/<int:order_id>/leads.csv")
 def leads_csv(order_id: int):
-    order = queries.order_for(current_account, order_id)
+    order = _my_order(order_id)
     return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
 
 
 
-@bp.route("/orders/<int:order_id>/sales/<bigid:sale_id>/outcome", methods=["POST"])
-def record_outcome(order_id: int, sale_id: int):
-    form = OutcomeForm()
-    page = bounds.PAGE.take(request.form.get("page", "1"), "page")
-    back = url_for("buyer.order_detail", order_id=order_id, page=page, _anchor=f"sale-{sale_id}")
-    if not form.validate_on_submit():
-        for name, errors in form.errors.items():
-            flash(f"Sale {sale_id}: {'; '.join(errors)}", "danger")
-        return redirect(back)
+def _sale_ids(values) -> list[int]:
+    ids = values.getlist("sale_id")[:MAX_SELECTION + 1]
+    if len(ids) > MAX_SELECTION:
+        raise ValidationFailed(f"Choose at most {MAX_SELECTION} leads at a time.",
+                               code="selection_too_large")
+    return [bounds.BIG_ID.take(value, "sale_id") for value in ids]
+
+
+def _outcome_entry(values) -> tuple:
+    """(status, revenue in minor units) from a posted outcome; ValidationFailed if not."""
     try:
-        outcome = outcomes.record(current_account, sale_id, form.status.data, form.revenue.minor_units)
+        revenue = parse_money(values["revenue"]) if (values.get("revenue") or "").strip() else None
+    except ValueError:
+        raise ValidationFailed("The revenue is not an amount of money (e.g. 250.00).",
+                               code="invalid_outcome", details={"field": "revenue"}) from None
+    return outcomes.check(values.get("status"), revenue)
+
+
+@bp.route("/orders/<int:order_id>/outcome", methods=["POST"])
+def record_outcome(order_id: int):
+    """One lead's outcome, from its row (htmx: the row comes back, saved or with the
+    reason it was not)."""
+    order = _my_order(order_id)
+    sale_id = bounds.BIG_ID.take(request.form.get("sale_id", ""), "sale_id")
+    worklist.selection(order, [sale_id])
+    error = None
+    try:
+        status, revenue = _outcome_entry(request.form)
+        outcomes.record_many(current_account, [(sale_id, status, revenue)])
         db.session.commit()
-        revenue = f", revenue {format_money(outcome.revenue)}" if outcome.revenue is not None else ""
-        flash(f"Sale {sale_id} marked {outcome.status.value}{revenue}.", "success")
-    except NotFound:
-        raise
     except DomainError as exc:
         db.session.rollback()
-        flash(f"Sale {sale_id}: {exc.message}", "danger")
-    return redirect(back)
+        error = exc.message
+    if not request.headers.get("HX-Request"):
+        flash(f"Sale {sale_id}: {error}" if error else f"Sale {sale_id}: outcome saved.",
+              "danger" if error else "success")
+        return redirect(url_for("buyer.order_detail", order_id=order.id))
+    lead_row = get_template_attribute("buyer/_lead_row.html", "lead_row")
+    return lead_row(worklist.row(order, sale_id), url_for("buyer.record_outcome", order_id=order.id),
+                    _return_href(), error=error, saved=error is None)
+
+
+@bp.route("/orders/<int:order_id>/outcomes", methods=["POST"])
+def bulk_outcome(order_id: int):
+    """The chosen leads' outcome at once; the list comes back as the buyer filtered it."""
+    order = _my_order(order_id)
+    message, ok = None, False
+    try:
+        chosen = worklist.selection(order, _sale_ids(request.form))
+        if not chosen:
+            raise ValidationFailed("Choose the leads first (the boxes on the left).",
+                                   code="nothing_chosen")
+        status, revenue = _outcome_entry(request.form)
+        outcomes.record_many(current_account, [(sale_id, status, revenue) for sale_id in chosen])
+        db.session.commit()
+        message, ok = f"{len(chosen)} lead(s) marked {worklist.OUTCOMES[status.value].lower()}.", True
+    except DomainError as exc:
+        db.session.rollback()
+        if exc.status == 404:
+            raise
+        message = exc.message
+    return render_template("buyer/_worklist.html", bulk_message=message, bulk_ok=ok,
+                           **_worklist_context(order, _view(request.form)))
+
+
+@bp.route("/orders/<int:order_id>/leads-chosen.csv", methods=["POST"])
+def chosen_csv(order_id: int):
+    """The chosen leads as the order's CSV export (same columns and conventions)."""
+    order = _my_order(order_id)
+    chosen = worklist.selection(order, _sale_ids(request.form))
+    if not chosen:
+        flash("Choose the leads to export first (the boxes on the left), or export them all.",
+              "warning")
+        return redirect(url_for("buyer.order_detail", order_id=order.id))
+    return Response(stream_with_context(delivery.delivered_csv(order, chosen)),
+                    mimetype="text/csv",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="order-{order.id}-chosen-leads.csv"'})
 
 
 @bp.route("/outcomes/upload", methods=["GET", "POST"])

@@ -59,22 +59,27 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
     }
 
 
-def delivered(order: Order, *, limit: int | None = None, offset: int = 0) -> Iterator[dict]:
-    """The order's sales with their leads, oldest first."""
+def delivered(order: Order, *, limit: int | None = None, offset: int = 0,
+              sale_ids: list[int] | None = None) -> Iterator[dict]:
+    """The order's sales with their leads (or those of them in `sale_ids`), oldest
+    first."""
     query = (sa.select(Sale, Lead, SaleOutcome).join(Lead, Sale.lead_id == Lead.id)
              .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id)
              .where(Sale.order_id == order.id).order_by(Sale.id).offset(offset))
+    if sale_ids is not None:
+        query = query.where(Sale.id.in_(sale_ids))
     if limit is not None:
         query = query.limit(limit)
     for sale, lead, outcome in db.session.execute(query.execution_options(yield_per=1000)):
         yield sale_record(sale, lead, outcome)
 
 
-def delivered_csv(order: Order) -> Iterator[str]:
-    """The order's leads as CSV: money in major units with a `currency` column, the
-    phone as text spreadsheets keep, free text defused (app/services/exports.py)."""
+def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[str]:
+    """The order's leads (or those of them in `sale_ids`) as CSV: money in major units
+    with a `currency` column, the phone as text spreadsheets keep, free text defused
+    (app/services/exports.py)."""
     def rows():
-        for record in delivered(order):
+        for record in delivered(order, sale_ids=sale_ids):
             lead, outcome = record["lead"], record["outcome"] or {}
             currency = record["currency"]
             yield [record["sale_id"], record["sold_at"], major_units(record["price"], currency),

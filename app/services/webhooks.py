@@ -109,6 +109,7 @@ def resend(order: Order, delivery_id: int) -> WebhookDelivery:
     return delivery
 
 
-def log_for(order: Order, limit: int = 100) -> list[WebhookDelivery]:
+def log_for(order: Order, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
     return db.session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.order_id == order.id)
-                              .order_by(WebhookDelivery.id.desc()).limit(limit)).all()
+                              .order_by(WebhookDelivery.id.desc()).limit(limit)
+                              .offset(offset)).all()

@@ -1,0 +1,243 @@
+"""Queries (read only): an order's delivered leads as a work list (SPEC §8, §10) — a
+page of at most PAGE_SIZE plain rows (columns, not ORM objects), filtered by outcome,
+return state, sale date and temperature, searched through the keyed contact hashes,
+with contacts decrypted for the rows shown only.
+
+Search: a lead's contacts are stored only encrypted, with keyed hashes of the
+normalised email and phone (app/services/crypto.py). A search is therefore an exact
+email, an exact phone number (normalised as ingest does, in the order's countries) or
+a sale number; names have no hash and cannot be searched without decrypting every lead."""
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from types import SimpleNamespace
+from typing import Mapping, Optional
+
+import sqlalchemy as sa
+
+from app.core import bounds
+from app.core.dialect import postgres
+from app.errors import NotFound
+from app.extensions import db
+from app.formatting import money_input
+from app.models import Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome
+from app.services import scoring
+from app.services.crypto import current_vault
+from app.services.ingest.validate import normalise_email, normalise_phone
+
+PAGE_SIZE = 50
+OUTCOMES = {"none": "No outcome yet", "contacted": "Contacted", "converted": "Converted",
+            "bad": "Bad"}
+RETURN_STATES = {"none": "Not returned", "open": "Return open", "accepted": "Refunded",
+                 "rejected": "Return refused"}
+TEMPERATURES = {"hot": "Hot", "warm": "Warm", "cold": "Cold"}
+SEARCH_HELP = ("An exact email, phone number or sale number. Names are stored encrypted "
+               "and cannot be searched.")
+_SALE_NUMBER = re.compile(r"#?\d{1,18}")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the buyer asked the list to show. Unknown or malformed values are dropped
+    (a filter form is not worth an error page), except the page number."""
+
+    q: str = ""
+    outcome: str = ""
+    returned: str = ""
+    temperature: str = ""
+    sold_from: Optional[date] = None
+    sold_to: Optional[date] = None
+    page: int = 1
+
+    @classmethod
+    def parse(cls, values: Mapping[str, str], *, search: bool = True) -> "View":
+        def choice(name, allowed):
+            value = (values.get(name) or "").strip()
+            return value if value in allowed else ""
+
+        def day(name):
+            try:
+                return date.fromisoformat((values.get(name) or "").strip())
+            except ValueError:
+                return None
+
+        return cls(q=(values.get("q") or "").strip()[:254] if search else "",
+                   outcome=choice("outcome", OUTCOMES), returned=choice("returned", RETURN_STATES),
+                   temperature=choice("temperature", TEMPERATURES),
+                   sold_from=day("sold_from"), sold_to=day("sold_to"),
+                   page=bounds.PAGE.take(values.get("page") or "1", "page"))
+
+    @property
+    def filtered(self) -> bool:
+        return any((self.q, self.outcome, self.returned, self.temperature, self.sold_from,
+                    self.sold_to))
+
+    def link_args(self) -> dict:
+        """The filters that may go in a URL: everything but the search, which may be a
+        person's email or phone (never in clear in a URL or an access log)."""
+        return {name: value for name, value in (
+            ("outcome", self.outcome), ("returned", self.returned),
+            ("temperature", self.temperature), ("sold_from", self.sold_from),
+            ("sold_to", self.sold_to)) if value}
+
+
+@dataclass
+class Page:
+    rows: list[SimpleNamespace]
+    total: int  # rows matching the view, on every page
+    view: View
+    pages: int = field(init=False)
+
+    def __post_init__(self):
+        self.pages = max(1, -(-self.total // PAGE_SIZE))
+
+
+def _days_from_consent_to_sale():
+    if postgres():
+        return sa.extract("epoch", Sale.created_at - Lead.consent_at) / 86400.0
+    return sa.func.julianday(Sale.created_at) - sa.func.julianday(Lead.consent_at)
+
+
+def score_at_sale_sql():
+    """The lead's score when it was sold, as SQL: what `scoring.score_at(..., sold at)`
+    gives in Python (the stored parts top out at 70 and freshness at 30, so the
+    score's cap of 100 never bites)."""
+    days = _days_from_consent_to_sale()
+    fresh = sa.case(*[(days <= steps, points) for steps, points in scoring.FRESHNESS_STEPS],
+                    else_=0)
+    return Lead.score_base + Lead.seller_points + fresh
+
+
+def _temperature_condition(temperature: str):
+    score = score_at_sale_sql()
+    if temperature == "hot":
+        return score >= scoring.HOT
+    if temperature == "warm":
+        return sa.and_(score >= scoring.WARM, score < scoring.HOT)
+    return score < scoring.WARM
+
+
+def _order_countries(order: Order) -> list[str]:
+    """Where the order's leads' phone numbers may be from, for a number typed without
+    its +country prefix: the countries its leads have."""
+    return [country for country in db.session.scalars(
+        sa.select(Lead.country).join(Sale, Sale.lead_id == Lead.id)
+        .where(Sale.order_id == order.id, Lead.country.is_not(None))
+        .distinct().limit(20)) if country]
+
+
+def _search_condition(order: Order, text: str):
+    """The leads a search names: by keyed hash of the email or phone, or a sale number.
+    A text that is none of these matches nothing."""
+    vault = current_vault()
+    terms = []
+    if "@" in text:
+        email = normalise_email(text)
+        if email:
+            terms.append(Lead.email_hash == vault.dedupe_hash("email", email))
+    else:
+        if _SALE_NUMBER.fullmatch(text):
+            number = int(text.lstrip("#"))
+            if number <= bounds.BIG_ID.maximum:
+                terms.append(Sale.id == number)
+        regions = [None] if text.startswith("+") else _order_countries(order) or [None]
+        phones = {parsed[0] for region in regions
+                  if (parsed := normalise_phone(text, region)) is not None}
+        if phones:
+            terms.append(Lead.phone_hash.in_([vault.dedupe_hash("phone", p) for p in phones]))
+    return sa.or_(*terms) if terms else sa.false()
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=timezone.utc)
+
+
+def _conditions(order: Order, view: View) -> list:
+    conditions = [Sale.order_id == order.id]
+    if view.q:
+        conditions.append(_search_condition(order, view.q))
+    if view.outcome == "none":
+        conditions.append(SaleOutcome.sale_id.is_(None))
+    elif view.outcome:
+        conditions.append(SaleOutcome.status == OutcomeStatus(view.outcome))
+    if view.returned == "none":
+        conditions.append(Return.id.is_(None))
+    elif view.returned == "open":
+        conditions.append(Return.status.in_((ReturnStatus.AWAITING_SELLER,
+                                             ReturnStatus.CONTESTED)))
+    elif view.returned:
+        conditions.append(Return.status == ReturnStatus(view.returned))
+    if view.temperature:
+        conditions.append(_temperature_condition(view.temperature))
+    if view.sold_from:
+        conditions.append(Sale.created_at >= _day_start(view.sold_from))
+    if view.sold_to:
+        conditions.append(Sale.created_at < _day_start(view.sold_to + timedelta(days=1)))
+    return conditions
+
+
+def _joined(query):
+    return (query.select_from(Sale).join(Lead, Sale.lead_id == Lead.id)
+            .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id)
+            .outerjoin(Return, Return.sale_id == Sale.id))
+
+
+ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.price,
+               Lead.id.label("lead_id"), Lead.contact_enc, Lead.age, Lead.gender, Lead.region,
+               Lead.city, Lead.postal_code, Lead.consent_at, Lead.source_url,
+               Lead.trustedform_cert_url, Lead.jornaya_leadid, Lead.erased_at,
+               Lead.score_base, Lead.seller_points,
+               SaleOutcome.status.label("outcome"), SaleOutcome.revenue,
+               Return.status.label("return_status"), Return.refund)
+
+
+def _row(found, open_contact) -> SimpleNamespace:
+    """One list row: the contacts opened (erased leads have none), the score as of the
+    sale, the times as the page shows them. A namespace, not a dict: the template's
+    `r.name` then finds it on the first try (a dict costs Jinja a failed getattr)."""
+    row = found._asdict()
+    score = scoring.score_at(row.pop("score_base") + row.pop("seller_points"),
+                             row["consent_at"], row["sold_at"])
+    revenue = row["revenue"]
+    row.update(open_contact(row.pop("contact_enc")), score=score,
+               temperature=scoring.temperature(score),
+               outcome=row["outcome"].value if row["outcome"] is not None else None,
+               return_status=row["return_status"].value if row["return_status"] else None,
+               sold=f"{row['sold_at']:%Y-%m-%d %H:%M}", consent_day=f"{row['consent_at']:%Y-%m-%d}",
+               revenue_input="" if revenue is None else money_input(revenue))
+    return SimpleNamespace(**row)
+
+
+def page(order: Order, view: View) -> Page:
+    """The view's page of the order's delivered leads, newest first."""
+    conditions = _conditions(order, view)
+    total = db.session.scalar(_joined(sa.select(sa.func.count())).where(*conditions))
+    found = db.session.execute(
+        _joined(sa.select(*ROW_COLUMNS)).where(*conditions).order_by(Sale.id.desc())
+        .limit(PAGE_SIZE).offset((view.page - 1) * PAGE_SIZE))
+    open_contact = current_vault().open_contact
+    return Page([_row(r, open_contact) for r in found], total, view)
+
+
+def row(order: Order, sale_id: int) -> SimpleNamespace:
+    """One of the order's rows (after its outcome changed)."""
+    found = db.session.execute(_joined(sa.select(*ROW_COLUMNS))
+                               .where(Sale.order_id == order.id, Sale.id == sale_id)).first()
+    if found is None:
+        raise NotFound(f"No sale {sale_id} in order {order.id}.")
+    return _row(found, current_vault().open_contact)
+
+
+def selection(order: Order, sale_ids: list[int]) -> list[int]:
+    """The chosen sales, all of them the order's (so its buyer's: the order was looked
+    up for them), or NotFound naming those that are not, and nothing is done."""
+    wanted = sorted(set(sale_ids))
+    if not wanted:
+        return []
+    found = set(db.session.scalars(sa.select(Sale.id).where(Sale.order_id == order.id,
+                                                             Sale.id.in_(wanted))))
+    missing = [sale_id for sale_id in wanted if sale_id not in found]
+    if missing:
+        raise NotFound(f"{len(missing)} of the chosen leads are not in order {order.id}.",
+                       details={"sale_ids": missing[:50]})
+    return wanted

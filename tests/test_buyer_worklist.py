@@ -1,0 +1,255 @@
+"""The buyer's order page as a work list (issue 17): paging, search through the keyed
+hashes, filters, bulk outcome and export of a selection, another buyer's ids refused,
+live reload of the rows, and a page whose query count does not grow with its rows."""
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.market import jobs
+from app.models import DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, WebhookDelivery
+from app.services import returns
+from tests.conftest import csrf_token, log_in, make_user
+from tests.ingest_helpers import HEADER
+from tests.market_helpers import consented, funded_buyer, live_leads, person, place, verified_seller
+
+ROW = re.compile(r'<tr id="sale-(\d+)"')
+
+
+def _order_with(buyer, people: list[dict], header=HEADER):
+    live_leads(verified_seller(), people, header=header)
+    order = place(buyer, 100, len(people))
+    jobs.fill_order(order.id)
+    db.session.commit()
+    sales = db.session.scalars(sa.select(Sale.id).where(Sale.order_id == order.id)
+                               .order_by(Sale.id)).all()
+    assert len(sales) == len(people)
+    return order, sales
+
+
+def _buyer_client(app):
+    buyer = funded_buyer()
+    client = app.test_client()
+    log_in(client, buyer)
+    return buyer, client
+
+
+def _list(client, order, **fields) -> str:
+    """The work list as htmx asks for it (posted: the search may be an email)."""
+    response = client.post(f"/buyer/orders/{order.id}/leads", headers={"HX-Request": "true"},
+                           data={"csrf_token": csrf_token(client, f"/buyer/orders/{order.id}"),
+                                 **fields})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response.get_data(as_text=True)
+
+
+def _rows(html: str) -> list[int]:
+    return [int(sale_id) for sale_id in ROW.findall(html)]
+
+
+def test_pages_of_fifty_newest_first(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(120)])
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert _rows(page) == sales[::-1][:50]
+    assert "120 leads · page 1 of 3" in page
+    assert _rows(_list(client, order, page="2")) == sales[::-1][50:100]
+    last = _list(client, order, page="3")
+    assert _rows(last) == sales[::-1][100:] and ">Next<" not in last and ">Previous<" in last
+    assert _rows(_list(client, order, page="9")) == []
+
+
+def test_search_by_email_phone_or_sale_number_through_the_hashes(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 6)])
+    found = _list(client, order, q="  Person3@Mail.Example.COM ")
+    assert len(_rows(found)) == 1 and "person3@mail.example.com" in found
+    # A national number: normalised in the country of the order's leads, as at ingest.
+    found = _list(client, order, q="(415) 555-0004")
+    assert len(_rows(found)) == 1 and "+14155550004" in found
+    assert _rows(_list(client, order, q="+1 415 555 0002")) != []
+    assert _rows(_list(client, order, q=f"#{sales[1]}")) == [sales[1]]
+    # Names have no keyed hash: they are not searched, and the page says so.
+    nothing = _list(client, order, q="Person3")
+    assert _rows(nothing) == [] and "No delivered lead matches these filters and search" in nothing
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert "Names are stored encrypted and cannot be searched" in page
+    # Without scripts the filter form posts to the same place and gets the whole page.
+    whole = client.post(f"/buyer/orders/{order.id}/leads", data={
+        "csrf_token": csrf_token(client, f"/buyer/orders/{order.id}"),
+        "q": "person3@mail.example.com"}).get_data(as_text=True)
+    assert "<html" in whole and len(_rows(whole)) == 1
+    # A search in the URL is ignored: it would put an email in access logs.
+    assert len(_rows(client.get(f"/buyer/orders/{order.id}?q=person3@mail.example.com")
+                     .get_data(as_text=True))) == 5
+
+
+def test_filters_by_outcome_return_date_and_temperature(app):
+    buyer, client = _buyer_client(app)
+    people = ([person(i, consent_at=consented(0.2), budget="10k", need="now") for i in range(3)]
+              + [person(i, consent_at=consented(0.2)) for i in range(3, 6)]
+              + [person(i, consent_at=consented(80)) for i in range(6, 9)])
+    order, sales = _order_with(buyer, people, header=HEADER + ["budget", "need"])
+    by_temperature = {t: set(_rows(_list(client, order, temperature=t)))
+                      for t in ("hot", "warm", "cold")}
+    assert [len(by_temperature[t]) for t in ("hot", "warm", "cold")] == [3, 3, 3]
+    for temperature, ids in by_temperature.items():
+        listed = _list(client, order, temperature=temperature)
+        assert listed.count(f"badge temp-{temperature}") == 3  # the rows say the same
+
+    client.post(f"/buyer/orders/{order.id}/outcomes", data={
+        "csrf_token": csrf_token(client, f"/buyer/orders/{order.id}"),
+        "sale_id": sales[:2], "status": "converted"})
+    returns.open_return(buyer, sales[2], "fake", "no such person")
+    db.session.commit()
+    assert set(_rows(_list(client, order, outcome="converted"))) == set(sales[:2])
+    assert set(_rows(_list(client, order, outcome="none"))) == set(sales[2:])
+    assert set(_rows(_list(client, order, returned="open"))) == {sales[2]}
+    assert set(_rows(_list(client, order, returned="none"))) == set(sales) - {sales[2]}
+    assert _rows(_list(client, order, returned="accepted")) == []
+    assert _rows(_list(client, order, outcome="converted", returned="open")) == []
+
+    long_ago = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
+    db.session.execute(sa.update(Sale).where(Sale.id.in_(sales[-2:])).values(created_at=long_ago))
+    db.session.commit()
+    assert set(_rows(_list(client, order, sold_from="2026-01-15", sold_to="2026-01-15"))) == \
+        set(sales[-2:])
+    assert set(_rows(_list(client, order, sold_to="2026-01-14"))) == set()
+    today = datetime.now(timezone.utc).date()
+    assert len(_rows(_list(client, order, sold_from=str(today - timedelta(days=1))))) == 7
+
+
+def test_untouched_leads_have_no_outcome_yet(app):
+    buyer, client = _buyer_client(app)
+    order, _ = _order_with(buyer, [person(1)])
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert '<option value="" disabled selected>no outcome yet</option>' in page
+    assert not re.search(r'<option value="\w+" selected>', page.split('id="leads"')[1])
+
+
+def test_bulk_outcome_and_export_of_the_chosen(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 7)])
+    token = csrf_token(client, f"/buyer/orders/{order.id}")
+    listed = client.post(f"/buyer/orders/{order.id}/outcomes", headers={"HX-Request": "true"},
+                         data={"csrf_token": token, "sale_id": sales[:3], "status": "bad",
+                               "outcome": "none"}).get_data(as_text=True)
+    assert "3 lead(s) marked bad." in listed
+    assert set(_rows(listed)) == set(sales[3:])  # the list as filtered: no outcome yet
+    stored = db.session.scalars(sa.select(SaleOutcome)).all()
+    assert sorted((o.sale_id, o.status) for o in stored) == [(s, OutcomeStatus.BAD) for s in sales[:3]]
+    nothing = client.post(f"/buyer/orders/{order.id}/outcomes",
+                          data={"csrf_token": token, "status": "bad"}).get_data(as_text=True)
+    assert "Choose the leads first" in nothing
+    nothing = client.post(f"/buyer/orders/{order.id}/leads-chosen.csv", data={"csrf_token": token},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Choose the leads to export first" in nothing
+
+    exported = client.post(f"/buyer/orders/{order.id}/leads-chosen.csv",
+                           data={"csrf_token": token, "sale_id": [sales[4], sales[1]]})
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True).lstrip("\ufeff"))))
+    assert [int(r["sale_id"]) for r in rows] == [sales[1], sales[4]]
+    assert rows[0]["price"] == "1.00" and rows[0]["currency"] == "USD"  # major units
+    assert rows[0]["outcome"] == "bad"
+    # The export's phone convention (app/services/exports.py): text a spreadsheet keeps.
+    assert re.fullmatch(r"\t\+1415555\d{4}", rows[0]["phone"])
+
+
+def test_another_buyers_leads_are_refused_in_every_action(app):
+    buyer, client = _buyer_client(app)
+    mine, my_sales = _order_with(buyer, [person(i) for i in range(1, 3)])
+    other = funded_buyer()
+    theirs, their_sales = _order_with(other, [person(i) for i in range(10, 12)])
+    token = csrf_token(client, f"/buyer/orders/{mine.id}")
+    url = f"/buyer/orders/{mine.id}"
+    mixed = [my_sales[0], their_sales[0]]
+    assert client.post(f"{url}/outcomes", data={"csrf_token": token, "sale_id": mixed,
+                                                "status": "converted"}).status_code == 404
+    assert client.post(f"{url}/leads-chosen.csv",
+                       data={"csrf_token": token, "sale_id": mixed}).status_code == 404
+    assert client.post(f"{url}/outcome", data={"csrf_token": token, "sale_id": their_sales[0],
+                                               "status": "bad"}).status_code == 404
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SaleOutcome)) == 0
+    # Their order's own list and actions, through its URL, are not found either.
+    for path in ("/leads", "/outcomes", "/leads-chosen.csv", "/outcome"):
+        response = client.post(f"/buyer/orders/{theirs.id}{path}",
+                               data={"csrf_token": token, "sale_id": their_sales[0],
+                                     "status": "bad"})
+        assert response.status_code == 404, path
+    assert client.get(f"/buyer/orders/{theirs.id}/deliveries").status_code == 404
+    seller = app.test_client()
+    log_in(seller, make_user(Role.SELLER))
+    assert seller.get(url).status_code in (403, 404)
+
+
+def test_the_rows_reload_when_the_counter_moves(app):
+    buyer, client = _buyer_client(app)
+    live_leads(verified_seller(), [person(1)])
+    order = place(buyer, 100, 3)
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    assert "No leads delivered yet" in page and "/status?seen=0" in page
+    assert 'hx-trigger="leads-delivered from:body"' in page
+    assert "HX-Trigger" not in client.get(f"/buyer/orders/{order.id}/status?seen=0").headers
+    jobs.fill_order(order.id)
+    db.session.commit()
+    status = client.get(f"/buyer/orders/{order.id}/status?seen=0")
+    assert status.headers["HX-Trigger"] == "leads-delivered"
+    assert "/status?seen=1" in status.get_data(as_text=True)  # the next poll is quiet
+    assert len(_rows(_list(client, order))) == 1
+
+
+def test_webhook_deliveries_are_paged(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 26)])
+    db.session.execute(sa.insert(WebhookDelivery), [
+        {"sale_id": sale_id, "order_id": order.id, "status": DeliveryStatus.FAILED,
+         "attempts": 5, "last_error": f"connection refused ({sale_id})"} for sale_id in sales])
+    db.session.commit()
+    page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
+    deliveries = page.split('id="deliveries"')[1]
+    assert deliveries.count("connection refused") == 10 and ">Older<" in deliveries
+    assert deliveries.count('formaction="/buyer/orders/') == 10  # Resend, one form for all
+    last = client.get(f"/buyer/orders/{order.id}/deliveries?page=3").get_data(as_text=True)
+    assert last.count("connection refused") == 5 and ">Newer<" in last and ">Older<" not in last
+    assert f"connection refused ({sales[0]})" in last  # newest first: the oldest last
+
+
+def _selects_for_page(client, url: str) -> int:
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    return len(statements)
+
+
+def test_the_order_page_queries_do_not_grow_with_its_rows(app):
+    """A fixed number of statements whether the page shows 2 leads or 50 with outcomes,
+    returns and webhook deliveries: an N+1 makes the second count larger."""
+    buyer, client = _buyer_client(app)
+    small, _ = _order_with(buyer, [person(i) for i in range(1, 3)])
+    big, sales = _order_with(buyer, [person(i) for i in range(10, 70)])
+    client.post(f"/buyer/orders/{big.id}/outcomes", data={
+        "csrf_token": csrf_token(client, f"/buyer/orders/{big.id}"),
+        "sale_id": sales[-20:], "status": "contacted"})
+    for sale_id in sales[-5:]:
+        returns.open_return(buyer, sale_id, "fake")
+    db.session.execute(sa.insert(WebhookDelivery), [
+        {"sale_id": sale_id, "order_id": big.id, "status": DeliveryStatus.FAILED}
+        for sale_id in sales])
+    db.session.commit()
+    _selects_for_page(client, f"/buyer/orders/{small.id}")  # warm: the session's user
+    few = _selects_for_page(client, f"/buyer/orders/{small.id}")
+    many = _selects_for_page(client, f"/buyer/orders/{big.id}")
+    assert many == few, (few, many)
+    assert many <= 12
