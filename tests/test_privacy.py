@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import AuditEvent, ErasureNotice, Lead, LeadStatus, Rejection, Sale
-from app.services import ledger, privacy, webhooks
+from app.aftersale.delivery import engine
+from app.services import ledger, privacy
 from app.market import jobs, operations
 from app.services.crypto import current_vault
-from app.services.webhooks import signature
+from app.aftersale.delivery.webhook import signature
 from tests.conftest import csrf_token, log_in
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
@@ -80,7 +81,7 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     assert ledger.reconcile().ok
 
     # The buyer is told: a signed webhook without personal data, and in the UI.
-    webhooks.deliver_sales(done.webhook_sale_ids)
+    engine.deliver_sales(done.webhook_sale_ids)
     erased = [r for r in receiver.requests if b'"lead.erased"' in r["body"]]
     assert len(erased) == 1
     body = json.loads(erased[0]["body"])
