@@ -265,9 +265,11 @@ class OutcomesUploadForm(FlaskForm):
 class DeliveryFormatForm(FlaskForm):
     """How an order's leads are delivered (app.aftersale.delivery.settings)."""
     method = RadioField("Deliver as", default="webhook", choices=[
-        ("webhook", "Our signed JSON (webhook)"), ("http", "HTTP POST in your format")])
+        SelectChoice("webhook", "Our signed JSON (webhook)"),
+        SelectChoice("http", "HTTP POST in your format")])
     body_format = SelectField("Body", default="json", choices=[
-        ("json", "JSON"), ("form", "Form-encoded"), ("xml", "XML")])
+        SelectChoice("json", "JSON"), SelectChoice("form", "Form-encoded"),
+        SelectChoice("xml", "XML")])
     mapping = TextAreaField(
         "Fields", render_kw={"rows": 8, "spellcheck": "false"},
         description='One per line: your field = our field, a "constant", or a transform: '
@@ -279,8 +281,10 @@ class DeliveryFormatForm(FlaskForm):
         description="One per line, Name: value. Values are stored encrypted and shown masked; "
                     "leave a masked value as it is to keep it.")
     reply_kind = SelectField("Accepted when", default="status", choices=[
-        ("status", "the reply is HTTP 2xx"), ("json", "2xx and a JSON path has a value"),
-        ("xpath", "2xx and an XPath has a value"), ("regex", "2xx and a pattern matches")])
+        SelectChoice("status", "the reply is HTTP 2xx"),
+        SelectChoice("json", "2xx, and a JSON path has the value below"),
+        SelectChoice("xpath", "2xx, and an XPath has the value below"),
+        SelectChoice("regex", "2xx, and a pattern matches")])
     reply_path = StringField("Path or pattern", description="e.g. $.status, /response/result, "
                              "or a regular expression.")
     reply_accept = StringField("Value meaning accepted",

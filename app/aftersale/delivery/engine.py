@@ -64,7 +64,7 @@ class Outcome:
     reason: Optional[str] = None  # the buyer's own reason, accepted or not
 
 
-def failure(exc: Exception, host: str, timeout: float = TIMEOUT_SECONDS) -> str:
+def failure(exc: Exception, host: str, timeout: float) -> str:
     """What went wrong with a request, as a sentence for the buyer."""
     if isinstance(exc, outbound.Refused):
         return str(exc)
@@ -129,7 +129,7 @@ def send(request: Request, rule: http.ReplyRule) -> Outcome:
                               allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE"])
     except (outbound.Refused, requests.RequestException) as exc:
         return Outcome(request, round((time.monotonic() - started) * 1000),
-                       error=failure(exc, request.host))
+                       error=failure(exc, request.host, TIMEOUT_SECONDS))
     milliseconds = round((time.monotonic() - started) * 1000)
     verdict = http.read_reply(rule, reply.status, reply.body, request.host)
     return Outcome(request, milliseconds, reply.status, reply.body,
