@@ -208,7 +208,8 @@ class ChangeOrderForm(TermsFields, FlaskForm):
 
 
 class WebhookForm(FlaskForm):
-    webhook_url = StringField("Webhook URL", description="Leave empty to stop webhooks.")
+    webhook_url = StringField("Delivery URL", description="Where each lead is POSTed the moment "
+                              "it is sold. Leave empty to stop deliveries.")
 
 
 class AmountField(StringField):

@@ -26,7 +26,7 @@ def test_http_post_delivery_with_a_template_and_a_test_lead(page):
         log_in_page(page, "crm-buyer@example.com")
         page.goto(f"/buyer/orders/{order_id}")
         page.get_by_role("link", name="Delivery settings, test lead and log").click()
-        page.get_by_label("Webhook URL").fill(crm.url)
+        page.get_by_label("Delivery URL").fill(crm.url)
         page.get_by_role("button", name="Save address").click()
         expect(page.get_by_text("Delivery URL saved")).to_be_visible()
 
