@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 import pytest
 import sqlalchemy as sa
 
-from app.aftersale.delivery import engine
+from app.aftersale.delivery import engine, http
 from app.extensions import db
 from app.models import DeliveryAttempt, DeliveryStatus, HttpDelivery, Order, OrderStatus, Role
 from app.market import operations
@@ -224,3 +224,18 @@ def test_another_buyers_order_delivery_is_not_found(client, api_key_for, buyer, 
     seller_client = client.application.test_client()
     log_in(seller_client, make_user(Role.SELLER))
     assert seller_client.get(f"/buyer/orders/{order_id}/delivery").status_code in (302, 403, 404)
+
+
+def test_a_preset_fills_the_form_and_is_saved_only_when_the_buyer_saves(
+        client, api_key_for, buyer, buyer_client, crm):
+    order_id = _order(client, api_key_for, buyer, crm.url)
+    page = buyer_client.get(f"/buyer/orders/{order_id}/delivery?preset=salesforce")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "oid = &#34;YOUR-ORG-ID&#34;" in html
+    assert '<option selected value="form">' in html and db.session.get(HttpDelivery, order_id) is None
+    assert _save_format(buyer_client, order_id, body_format="form",
+                        mapping=http.PRESETS["salesforce"]["mapping"]).status_code == 302
+    _test(buyer_client, order_id)
+    sent = parse_qs(crm.requests[-1]["body"].decode())
+    assert sent["oid"] == ["YOUR-ORG-ID"] and sent["lead_source"] == ["LeadX"]
+    assert sent["last_name"] == ["Lead (LeadX test)"] and sent["zip"] == ["94105"]
