@@ -276,7 +276,7 @@ class DeliveryFormatForm(FlaskForm):
         description='One per line: your field = our field, a "constant", or a transform: '
                     'first(full_name), last(full_name), digits(phone), no_plus(phone), '
                     'upper(…), lower(…), date(consent_at, "%d/%m/%Y"). '
-                    'In JSON, a.b nests.')
+                    'A dotted name (a.b) nests in JSON and XML.')
     headers = TextAreaField(
         "Headers (optional)", render_kw={"rows": 2, "spellcheck": "false"},
         description="One per line, Name: value. Values are stored encrypted and shown masked; "

@@ -37,12 +37,15 @@ def test_form_encodes_text_of_every_value():
         ("EMAIL", "ANA@EXAMPLE.COM"), ("Tags", "car,home"), ("work", "true"), ("city", "")]
 
 
-def test_xml_puts_each_field_under_lead_and_escapes_it():
-    content_type, body = render("xml", 'Name = full_name\nNote = "<b>&"')
+def test_xml_puts_each_field_under_lead_nests_dotted_names_and_escapes():
+    content_type, body = render("xml", 'Name = full_name\nNote = "<b>&"\n'
+                                       "contact.email = email\ncontact.phone = phone")
     assert content_type == "application/xml" and body.startswith(b"<?xml")
     root = ElementTree.fromstring(body)
     assert root.tag == "lead" and root.findtext("Name") == "Ana María de la Cruz"
     assert root.findtext("Note") == "<b>&"
+    assert [(e.tag, e.text) for e in root.find("contact")] == [("email", "ana@example.com"),
+                                                                ("phone", "+34600111222")]
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -65,6 +68,10 @@ def test_transforms(source, expected):
     ("\nx = password", "Line 2: password is not one of our fields."),
     ("x = shout(email)", "Line 1: shout is not a transform"),
     ('x = upper(email, "%Y")', 'Line 1: only date(field, "pattern") takes a pattern.'),
+    ("a:b = email", "Line 1: write it as  target = source."),
+    ("x = email\nx = phone", "Line 2: x is given twice"),
+    ("a = email\na.b = phone", "Line 2: a.b is given twice, or both as a field"),
+    ("a.b = email\na = phone", "Line 2: a is given twice, or both as a field"),
     ("x = date(consent_at)", 'Line 1: only date(field, "pattern") takes a pattern.'),
 ])
 def test_mapping_errors_say_which_line(mapping, message):

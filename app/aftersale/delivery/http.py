@@ -3,8 +3,9 @@ reply read into accepted / rejected by their reply rule. No database, no network
 
 A field mapping is text, one field per line, `target = source`, where source is
 one of our fields (`email`), a constant (`"LeadX"`), or a transform of one of our
-fields (`digits(phone)`, `date(consent_at, "%d/%m/%Y")`). In JSON, a dotted target
-(`properties.email`) nests; in XML every target is an element under `<lead>`."""
+fields (`digits(phone)`, `date(consent_at, "%d/%m/%Y")`). A dotted target
+(`properties.email`) nests: an object in JSON, an element in XML (all under `<lead>`),
+and a plain name in a form."""
 import json
 import re
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ TRANSFORMS: dict[str, Callable[..., Any]] = {
     "date": _date,  # date(field, "strftime pattern")
 }
 
-_LINE = re.compile(r"^\s*([A-Za-z_][\w.:-]*)\s*=\s*(.+?)\s*$")
+_LINE = re.compile(r"^\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*)\s*=\s*(.+?)\s*$")
 _CONSTANT = re.compile(r'^"(.*)"$')
 _CALL = re.compile(r'^(\w+)\(\s*(\w+)\s*(?:,\s*"(.*)"\s*)?\)$')
 
@@ -85,7 +86,7 @@ class Field:
 
 def parse_mapping(text: str) -> list[Field]:
     """The mapping's fields, in order; TemplateError naming the first bad line."""
-    fields = []
+    fields, groups, targets = [], set(), set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -93,6 +94,13 @@ def parse_mapping(text: str) -> list[Field]:
         if not match:
             raise TemplateError(f"Line {number}: write it as  target = source.")
         target, source = match.groups()
+        parts = target.split(".")
+        parents = {".".join(parts[:i]) for i in range(1, len(parts))}
+        if target in targets or target in groups or parents & targets:
+            raise TemplateError(f"Line {number}: {target} is given twice, or both as a field "
+                                "and as a group of fields.")
+        targets.add(target)
+        groups |= parents
         if constant := _CONSTANT.match(source):
             fields.append(Field(target, constant=constant.group(1)))
             continue
@@ -138,7 +146,12 @@ def render(body_format: str, fields: list[Field], record: dict) -> tuple[str, by
     elif body_format == "xml":
         root = ElementTree.Element("lead")
         for target, value in pairs:
-            ElementTree.SubElement(root, target).text = _text(value)
+            *parents, leaf = target.split(".")
+            node = root
+            for parent in parents:
+                found = node.find(parent)
+                node = ElementTree.SubElement(node, parent) if found is None else found
+            ElementTree.SubElement(node, leaf).text = _text(value)
         body = ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
     else:
         raise TemplateError(f"{body_format} is not a body format.")
