@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.aftersale.delivery import engine, http
+from app.aftersale.delivery.webhook import signature
 from app.extensions import db
 from app.models import DeliveryAttempt, DeliveryStatus, HttpDelivery, Order, OrderStatus, Role
 from app.market import operations
@@ -239,3 +240,24 @@ def test_a_preset_fills_the_form_and_is_saved_only_when_the_buyer_saves(
     sent = parse_qs(crm.requests[-1]["body"].decode())
     assert sent["oid"] == ["YOUR-ORG-ID"] and sent["lead_source"] == ["LeadX"]
     assert sent["last_name"] == ["Lead (LeadX test)"] and sent["zip"] == ["94105"]
+
+
+def test_the_test_console_sends_the_signed_webhook_until_a_format_is_chosen(
+        client, api_key_for, buyer, buyer_client, crm):
+    order_id = _order(client, api_key_for, buyer, crm.url)
+    response = buyer_client.post(f"/buyer/orders/{order_id}/webhook", data={
+        "webhook_url": crm.url, "csrf_token": csrf_token(buyer_client, _page(buyer_client, order_id))})
+    secret = re.search(r"(whsec_[\w-]+)", buyer_client.get(response.headers["Location"])
+                       .get_data(as_text=True)).group(1)
+    page = _test(buyer_client, order_id)
+    sent = crm.requests[-1]
+    assert sent["headers"]["X-Signature"] == signature(secret, sent["body"])
+    payload = json.loads(sent["body"])
+    assert payload["event"] == "lead.test" and payload["test"] is True
+    assert payload["lead"]["last_name"] == "Lead (LeadX test)" and "accepted" in page
+    # Chosen and then dropped again: back to the signed webhook.
+    assert _save_format(buyer_client, order_id).status_code == 302
+    assert _save_format(buyer_client, order_id, method="webhook").status_code == 302
+    assert db.session.get(HttpDelivery, order_id) is None
+    _test(buyer_client, order_id)
+    assert "X-Signature" in crm.requests[-1]["headers"]
