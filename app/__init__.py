@@ -99,6 +99,7 @@ def register_blueprints(flask_app) -> None:
     import app.auth.team
     import app.auth.two_factor
     import app.buyer.balance
+    import app.buyer.delivery
     import app.buyer.returns
     import app.buyer.routes
     import app.main.routes

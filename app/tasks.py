@@ -215,18 +215,18 @@ def match_open_orders() -> int:
 
 @celery.task(name="app.tasks.deliver_webhooks")
 def deliver_webhooks(sale_ids: list[int]) -> None:
-    from app.services import webhooks
+    from app.aftersale.delivery import engine
 
-    webhooks.deliver_sales(sale_ids)
+    engine.deliver_sales(sale_ids)
 
 
 @celery.task(name="app.tasks.retry_webhooks")
 def retry_webhooks() -> int:
-    from app.services import webhooks
+    from app.aftersale.delivery import engine
 
-    due = webhooks.due_deliveries()
+    due = engine.due_deliveries()
     for delivery_id in due:
-        webhooks.deliver(delivery_id)
+        engine.deliver(delivery_id)
     return len(due)
 
 

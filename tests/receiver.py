@@ -13,25 +13,34 @@ from cryptography.x509.oid import NameOID
 
 
 class Receiver:
-    """Answers every POST with `status` (and `headers`); with `tls`, speaks HTTPS and
-    records the server names clients asked for (SNI) in `server_names`."""
+    """Answers every POST with `status`, `body` (and `headers`), after `delay` seconds;
+    with `tls`, speaks HTTPS and records the server names clients asked for (SNI) in
+    `server_names`. Status and body may be changed between requests."""
 
     def __init__(self, status: int = 200, headers: dict | None = None,
-                 tls: ssl.SSLContext | None = None):
-        self.status = status
+                 tls: ssl.SSLContext | None = None, body: bytes = b"", delay: float = 0):
+        self.status, self.body, self.delay = status, body, delay
         self.requests: list[dict] = []
         self.server_names: list[str | None] = []
         self.arrived = threading.Event()
+        self.closing = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"headers": dict(self.headers), "body": body})
+                if receiver.delay:
+                    receiver.closing.wait(receiver.delay)
                 self.send_response(receiver.status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
+                self.send_header("Content-Length", str(len(receiver.body)))
                 self.end_headers()
+                try:
+                    self.wfile.write(receiver.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
                 receiver.arrived.set()
 
             def log_message(self, *args):
@@ -47,6 +56,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.closing.set()
         self.server.shutdown()
 
 

@@ -15,7 +15,8 @@ from app.extensions import db
 from app.market import jobs, operations
 from app.market.filters import Filters
 from app.models import DeliveryStatus, OrderStatus, User, WebhookDelivery
-from app.services import ledger, webhooks
+from app.aftersale.delivery import engine
+from app.services import ledger
 from tests.conftest import csrf_token
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 from tests.receiver import Receiver
@@ -119,7 +120,7 @@ def test_one_commit_fills_each_order_once(app, monkeypatch):
 
 def test_one_commit_sends_its_webhooks_in_one_run(app, monkeypatch):
     runs = []
-    monkeypatch.setattr(webhooks, "deliver_sales", runs.append)
+    monkeypatch.setattr(engine, "deliver_sales", runs.append)
     events.record(events.SalesMade((1, 2)))
     events.record(events.SalesMade((2, 3)))
     events.record(events.DeliveryRequested((4,)))
@@ -219,7 +220,7 @@ def test_resend_delivers_only_after_its_commit(app, buyer_client, buyer, monkeyp
         sent = len(receiver.requests)
         assert sent == 1  # the sale's webhook went as the sale committed (SalesMade)
         resend = f"/buyer/orders/{order.id}/deliveries/{delivery_id}/resend"
-        watch = Watch(monkeypatch, webhooks, "deliver_sales",
+        watch = Watch(monkeypatch, engine, "deliver_sales",
                       lambda sale_ids: "SELECT status FROM webhook_deliveries "
                                        f"WHERE id = {delivery_id}", resend)
         token = csrf_token(buyer_client, f"/buyer/orders/{order.id}")

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.market import grouped, jobs, snapshot
 from app.market.settle import group_key
 from app.models import LedgerTransaction, PersonListing, Sale
-from app.services import webhooks
+from app.aftersale.delivery import engine
 from tests.conftest import on_postgres
 from tests.market_invariants import assert_market_invariants
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
@@ -78,7 +78,7 @@ def test_groups_stored_by_either_connection_send_their_webhooks_after_their_comm
             visible = other.execute(sa.select(sa.func.count()).select_from(Sale).where(
                 Sale.id.in_(sale_ids))).scalar()
         sent.append((threading.current_thread().name, tuple(sale_ids), visible))
-    monkeypatch.setattr(webhooks, "deliver_sales", deliver_sales)
+    monkeypatch.setattr(engine, "deliver_sales", deliver_sales)
     leads = live_leads(verified_seller(), [person(i) for i in range(12)])
     order = place(funded_buyer(), 300, 12, webhook_url="https://crm.example.com/leads")
     jobs.match_leads([lead.id for lead in leads])

@@ -14,7 +14,8 @@ from app.models import (
     TrustLevel, Verdict,
 )
 from app.people import notifications
-from app.services import ledger, payments, privacy, returns, spotchecks, webhooks
+from app.aftersale.delivery import engine
+from app.services import ledger, payments, privacy, returns, spotchecks
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
@@ -300,8 +301,8 @@ def test_webhook_deliveries_failing_after_every_retry_tell_the_buyer_once(app, s
         assert len(deliveries) == 2
         smtp_server.clear()
         for delivery_id in deliveries:
-            for _ in range(len(webhooks.RETRY_DELAYS)):
-                webhooks.deliver(delivery_id)
+            for _ in range(len(engine.RETRY_DELAYS)):
+                engine.deliver(delivery_id)
         [notice] = _notices(buyer, Kind.DELIVERY_FAILING)  # one per order while unread
         assert notice.title == f"Leads of order #{order.id} could not be delivered to your webhook"
         assert "HTTP 503" in notice.body and notice.subject == f"order:{order.id}"

@@ -9,12 +9,15 @@ import sqlalchemy as sa
 
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import AuditEvent, ErasureNotice, Lead, LeadStatus, Rejection, Sale
-from app.services import ledger, privacy, webhooks
+from app.models import (
+    AuditEvent, DeliveryAttempt, ErasureNotice, Lead, LeadStatus, Rejection, Sale,
+)
+from app.aftersale.delivery import engine
+from app.services import ledger, privacy
 from app.market import jobs, operations
 from app.services.crypto import current_vault
-from app.services.webhooks import signature
-from tests.conftest import csrf_token, log_in
+from app.aftersale.delivery.webhook import signature
+from tests.conftest import csrf_token, log_in, wait_until
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 from tests.receiver import Receiver
@@ -67,6 +70,8 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     db.session.commit()
     sale = db.session.scalar(sa.select(Sale).where(Sale.lead_id == leads[0].id))
     assert sale is not None and _mentions_person(_every_stored_value())
+    # The webhook's logged request carries the person's contacts too, until the erasure.
+    assert wait_until(lambda: db.session.scalar(sa.select(DeliveryAttempt.id)))
 
     person_id = privacy.identify(email=EMAIL, phone="(415) 555-0042", country="US")
     done = privacy.erase(person_id, reason="GDPR request #7", actor=None)
@@ -80,7 +85,7 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     assert ledger.reconcile().ok
 
     # The buyer is told: a signed webhook without personal data, and in the UI.
-    webhooks.deliver_sales(done.webhook_sale_ids)
+    engine.deliver_sales(done.webhook_sale_ids)
     erased = [r for r in receiver.requests if b'"lead.erased"' in r["body"]]
     assert len(erased) == 1
     body = json.loads(erased[0]["body"])

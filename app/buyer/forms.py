@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
-    BooleanField, DateTimeLocalField, FieldList, Form, FormField, IntegerField, SelectField,
-    SelectMultipleField, StringField,
+    BooleanField, DateTimeLocalField, FieldList, Form, FormField, IntegerField, RadioField,
+    SelectField, SelectMultipleField, StringField, TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, NumberRange, Optional
@@ -181,7 +181,8 @@ class ChangeOrderForm(TermsFields, FlaskForm):
 
 
 class WebhookForm(FlaskForm):
-    webhook_url = StringField("Webhook URL", description="Leave empty to stop webhooks.")
+    webhook_url = StringField("Delivery URL", description="Where each lead is POSTed the moment "
+                              "it is sold. Leave empty to stop deliveries.")
 
 
 class TopUpForm(FlaskForm):
@@ -208,3 +209,35 @@ class AutoTopUpForm(FlaskForm):
 
 class OutcomesUploadForm(FlaskForm):
     file = FileField("Outcomes CSV", validators=[FileRequired()])
+
+
+class DeliveryFormatForm(FlaskForm):
+    """How an order's leads are delivered (app.aftersale.delivery.settings)."""
+    method = RadioField("Deliver as", default="webhook", choices=[
+        SelectChoice("webhook", "Our signed JSON (webhook)"),
+        SelectChoice("http", "HTTP POST in your format")])
+    body_format = SelectField("Body", default="json", choices=[
+        SelectChoice("json", "JSON"), SelectChoice("form", "Form-encoded"),
+        SelectChoice("xml", "XML")])
+    mapping = TextAreaField(
+        "Fields", render_kw={"rows": 8, "spellcheck": "false"},
+        description='One per line: your field = our field, a "constant", or a transform: '
+                    'first(full_name), last(full_name), digits(phone), no_plus(phone), '
+                    'upper(…), lower(…), date(consent_at, "%d/%m/%Y"). '
+                    'A dotted name (a.b) nests in JSON and XML.')
+    headers = TextAreaField(
+        "Headers (optional)", render_kw={"rows": 2, "spellcheck": "false"},
+        description="One per line, Name: value. Values are stored encrypted and shown masked; "
+                    "leave a masked value as it is to keep it.")
+    reply_kind = SelectField("Accepted when", default="status", choices=[
+        SelectChoice("status", "the reply is HTTP 2xx"),
+        SelectChoice("json", "2xx, and a JSON path has the value below"),
+        SelectChoice("xpath", "2xx, and an XPath has the value below"),
+        SelectChoice("regex", "2xx, and a pattern matches")])
+    reply_path = StringField("Path or pattern", description="e.g. $.status, /response/result, "
+                             "or a regular expression.")
+    reply_accept = StringField("Value meaning accepted",
+                               description="Empty: any value there means accepted.")
+    reply_reason = StringField("Reason path or pattern (optional)",
+                               description="Where the reply gives its reason, e.g. $.message; "
+                                           "a pattern's first group.")

@@ -1,5 +1,5 @@
 """Buyer area routes: dashboard, order builder with live estimate, orders filling live,
-delivered leads with CSV export and outcomes, webhook settings and delivery log, and
+delivered leads with CSV export and outcomes, and
 the KPI page comparing orders."""
 from dataclasses import asdict
 
@@ -22,7 +22,8 @@ from app.extensions import db
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import Order
-from app.services import delivery, kpis, ledger, outcomes, privacy, regions, webhooks
+from app.aftersale.delivery import engine
+from app.services import delivery, kpis, ledger, outcomes, privacy, regions
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
@@ -170,7 +171,7 @@ def order_leads(order_id: int):
 
 
 def _deliveries_context(order: Order, page: int) -> dict:
-    found = webhooks.log_for(order, limit=DELIVERIES_PAGE + 1,
+    found = engine.log_for(order, limit=DELIVERIES_PAGE + 1,
                              offset=(page - 1) * DELIVERIES_PAGE)
     return {"deliveries": found[:DELIVERIES_PAGE], "deliveries_page": page,
             "deliveries_more": len(found) > DELIVERIES_PAGE,
@@ -267,33 +268,6 @@ def _said(errors) -> str:
     if isinstance(errors, dict):
         return "; ".join(f"{name}: {_said(e)}" for name, e in errors.items())
     return "; ".join(_said(e) if isinstance(e, (dict, list)) else str(e) for e in errors if e)
-
-
-@bp.route("/orders/<int:order_id>/webhook", methods=["POST"])
-def set_webhook(order_id: int):
-    form = WebhookForm()
-    if form.validate_on_submit():
-        try:
-            order = queries.order_for(current_account, order_id, lock=True)
-            secret = operations.set_webhook(order, (form.webhook_url.data or "").strip() or None)
-            db.session.commit()
-            flash(f"Webhook saved. Secret (shown only now): {secret}" if secret
-                  else "Webhook removed.", "warning" if secret else "info")
-        except NotFound:
-            raise
-        except DomainError as exc:
-            db.session.rollback()
-            flash(exc.message, "danger")
-    return redirect(url_for("buyer.order_detail", order_id=order_id))
-
-
-@bp.route("/orders/<int:order_id>/deliveries/<bigid:delivery_id>/resend", methods=["POST"])
-def resend(order_id: int, delivery_id: int):
-    def action():
-        order = _my_order(order_id)
-        webhooks.resend(order, delivery_id)
-        return "Sent again; see the delivery log for the answer."
-    return _act(order_id, action)
 
 
 @bp.route("/orders/<int:order_id>/leads.csv")

@@ -12,8 +12,10 @@ from app.models.leads import (
 )
 from app.models.orders import (
     ACTIVE_ORDER_STATUSES,
+    DeliveryAttempt,
     DeliveryStatus,
     ErasureNotice,
+    HttpDelivery,
     Order,
     OrderStatus,
     PersonClaim,
@@ -53,8 +55,10 @@ __all__ = [
     "RecoveryCode",
     "ACTIVE_ORDER_STATUSES",
     "LISTED_STATUSES",
+    "DeliveryAttempt",
     "DeliveryStatus",
     "ErasureNotice",
+    "HttpDelivery",
     "Order",
     "OrderStatus",
     "PersonClaim",

@@ -220,6 +220,41 @@ class WebhookDelivery(db.Model):
     delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
 
+class HttpDelivery(db.Model):
+    """An order's leads POSTed to its webhook_url in the buyer's own format (SPEC §12,
+    app.aftersale.delivery.http) instead of our signed JSON."""
+
+    __tablename__ = "http_deliveries"
+
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), primary_key=True)
+    body_format: Mapped[str] = mapped_column(sa.String(8), default="json")
+    mapping: Mapped[str] = mapped_column(sa.Text)
+    # {name: value} as JSON, encrypted: headers carry the buyer's API tokens.
+    headers_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    reply_kind: Mapped[str] = mapped_column(sa.String(8), default="status")
+    reply_path: Mapped[str] = mapped_column(sa.String(500), default="")
+    reply_accept: Mapped[str] = mapped_column(sa.String(200), default="")
+    reply_reason: Mapped[str] = mapped_column(sa.String(500), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class DeliveryAttempt(db.Model):
+    """One try of a delivery: the request as sent (secret header values masked) and the
+    reply's first 2 KB, both encrypted (they carry the person's contacts)."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_deliveries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    milliseconds: Mapped[int] = mapped_column(sa.Integer)
+    request_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    status_code: Mapped[Optional[int]] = mapped_column(sa.Integer)
+    reply_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    # None when accepted; else why not, as a sentence (app.aftersale.delivery.engine).
+    error: Mapped[Optional[str]] = mapped_column(sa.String(500))
+
+
 class ErasureNotice(db.Model):
     """A buyer is told that a person they bought asked to be erased, and should delete
     them too (GDPR Art. 19). Shown in the buyer's UI until acknowledged."""

@@ -364,9 +364,9 @@ def delivery_failing(delivery, error: str) -> None:
            f"Leads of order #{delivery.order_id} could not be delivered to your webhook",
            paragraphs=[f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} "
                        f"times over a day and is no longer retried. The last error: {error}.",
-                       "The leads stay on the order's page; fix the endpoint there and "
-                       "send them again."],
-           link=path("buyer.order_detail", order_id=delivery.order_id),
+                       "The leads stay on the order's page; correct the delivery settings, "
+                       "send a test lead, and send them again."],
+           link=path("buyer.order_delivery", order_id=delivery.order_id),
            link_label="See the delivery log", subject=f"order:{delivery.order_id}",
            data={"order_id": delivery.order_id, "sale_id": delivery.sale_id,
                  "delivery_id": delivery.id, "error": error})

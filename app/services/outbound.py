@@ -9,11 +9,12 @@ name again itself)."""
 import ipaddress
 import os
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
 # IETF protocol assignments; Python before 3.11.10 and 3.12.4 calls them global.
 _PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
@@ -21,8 +22,19 @@ _PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
+# How much of a reply is read: enough for any CRM's verdict, bounded against floods.
+REPLY_LIMIT = 64 * 1024
+
+
 class Refused(Exception):
-    """The URL may not be requested; the message says why, for the delivery log."""
+    """The URL may not be requested; the message is a sentence saying why, for the buyer."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    body: bytes  # at most REPLY_LIMIT bytes
 
 
 def is_public(address: str) -> bool:
@@ -42,14 +54,15 @@ def resolve(host: str, port: int, allow_private: bool) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise Refused(f"cannot resolve {host}") from None
+        raise Refused(f"the address {host} could not be found") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:
-        raise Refused(f"cannot resolve {host}")
+        raise Refused(f"the address {host} could not be found")
     for address in addresses:
         if not allow_private and not is_public(address):
             subject = host if address == host else f"{host} resolves to {address}, which"
-            raise Refused(f"refused: {subject} is not a public address")
+            raise Refused(f"refused: {subject} is not a public address, and leads are "
+                          "delivered only to public addresses")
     return addresses
 
 
@@ -70,13 +83,13 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
 
 
 def post(url: str, *, data: bytes, headers: dict, timeout: float,
-         allow_private: bool) -> int:
-    """POST to url and return the HTTP status (the body is not read). Raises Refused,
+         allow_private: bool) -> Reply:
+    """POST to url and return the reply (its first REPLY_LIMIT bytes). Raises Refused,
     or requests.RequestException when the request fails."""
     request = requests.Request("POST", url, data=data, headers=headers).prepare()
     parts = urlsplit(request.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Refused("refused: not an http(s) URL")
+        raise Refused("refused: the URL does not start with http:// or https://")
     port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
     addresses = resolve(parts.hostname, port, allow_private)
     request.headers["Host"] = parts.netloc.rpartition("@")[2]
@@ -94,7 +107,15 @@ def post(url: str, *, data: bytes, headers: dict, timeout: float,
                 if address == addresses[-1] or not _never_connected(exc):
                     raise
                 continue
-            response.close()
-            return response.status_code
+            try:
+                body = response.raw.read(REPLY_LIMIT, decode_content=True)
+            # Raised by urllib3 itself while reading: told as the requests errors they are.
+            except ReadTimeoutError as exc:
+                raise requests.ReadTimeout(exc) from None
+            except HTTPError as exc:
+                raise requests.ConnectionError(exc) from None
+            finally:
+                response.close()
+            return Reply(response.status_code, response.headers.get("Content-Type", ""), body)
     finally:
         adapter.close()

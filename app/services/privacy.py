@@ -3,7 +3,7 @@
 - Suppression: the person's keyed hashes go on the list; uploads of them are rejected
   and their leads are delisted, so no sale can take them (a sale only takes LIVE leads).
 - Erasure: suppression, plus their contacts are destroyed wherever we hold them (leads
-  and rejected rows), the sales and the ledger stay with the person's data gone, and
+  rejected rows and the logged requests and replies of deliveries), the sales and the ledger stay with the person's data gone, and
   every buyer who received them is told in the UI and on their webhook (GDPR Art. 19).
 - Retention: unsold leads older than UNSOLD_RETENTION_DAYS lose their contacts.
 """
@@ -20,7 +20,7 @@ from app.core.dialect import lock_in_id_order
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import (
-    ErasureNotice, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
+    DeliveryAttempt, ErasureNotice, HttpDelivery, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
     WebhookDelivery,
 )
 from app.people import notifications
@@ -141,11 +141,16 @@ def _no_contacts() -> bytes:
 
 def _shred_leads(lead_ids: list[int], now: datetime) -> None:
     for start in range(0, len(lead_ids), SCAN_CHUNK):
+        chunk = lead_ids[start:start + SCAN_CHUNK]
         db.session.execute(
-            update(Lead).where(Lead.id.in_(lead_ids[start:start + SCAN_CHUNK]))
+            update(Lead).where(Lead.id.in_(chunk))
             .values(contact_enc=_no_contacts(), email_hash=None, phone_hash=None,
                     status=LeadStatus.DELISTED, erased_at=now)
             .execution_options(synchronize_session=False))
+        # The requests sent to buyers carried the contacts, and their replies may echo them.
+        db.session.execute(sa.delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(
+            select(WebhookDelivery.id).join(Sale, Sale.id == WebhookDelivery.sale_id)
+            .where(Sale.lead_id.in_(chunk)))).execution_options(synchronize_session=False))
 
 
 def _shred_rejections(person: Person) -> int:
@@ -182,9 +187,14 @@ def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
     if not lead_ids:
         return 0, []
     webhook_sale_ids = []
+    # Told on the signed JSON webhook; a CRM taking leads in its own format would not
+    # understand the notice, so those buyers are told in the UI only.
     sales = db.session.execute(
-        select(Sale.id, Sale.buyer_id, Sale.order_id, Order.webhook_url)
-        .join(Order, Order.id == Sale.order_id).where(Sale.lead_id.in_(lead_ids))).all()
+        select(Sale.id, Sale.buyer_id, Sale.order_id,
+               sa.case((HttpDelivery.order_id.is_(None), Order.webhook_url)))
+        .join(Order, Order.id == Sale.order_id)
+        .outerjoin(HttpDelivery, HttpDelivery.order_id == Order.id)
+        .where(Sale.lead_id.in_(lead_ids))).all()
     already_told = set(db.session.scalars(select(ErasureNotice.sale_id).where(
         ErasureNotice.sale_id.in_([sale_id for sale_id, _, _, _ in sales]))))
     told: dict[int, list[tuple[int, int]]] = {}  # buyer -> (sale, order) newly told

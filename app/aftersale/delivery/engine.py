@@ -1,0 +1,243 @@
+"""Jobs: each sale delivered to its order's URL, as our signed JSON webhook (SPEC §11)
+or as an HTTP POST in the buyer's format (SPEC §12, `http`), retried with growing
+delays until the buyer's reply is accepted; each attempt is logged with the request
+sent, the reply and its milliseconds, and each failure reads as a sentence. Only
+public addresses are called, unless WEBHOOK_ALLOW_PRIVATE (app.services.outbound).
+`deliver` owns its commits; `resend` is an operation (the caller commits)."""
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Iterable, Optional
+from urllib.parse import urlsplit
+
+import requests
+import sqlalchemy as sa
+from flask import current_app
+
+from app.aftersale.delivery import http, webhook
+from app.core import events
+from app.errors import Conflict
+from app.extensions import db
+from app.models import (
+    DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Sale, WebhookDelivery,
+)
+from app.models.types import utcnow
+from app.people import notifications
+from app.services import outbound
+from app.services.crypto import current_vault
+from app.services.delivery import sale_record
+
+# Delay before attempt n+1 after n failures: minutes to hours, about a day in all.
+RETRY_DELAYS = [timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)]
+TIMEOUT_SECONDS = 5
+REPLY_LOGGED = 2048  # bytes of each reply kept in the log
+MASK = "••••••"
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    headers: dict
+    body: bytes
+    secret_headers: frozenset = frozenset()  # names whose values the log masks
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or self.url
+
+    def shown(self) -> str:
+        """The request as sent, secret header values masked."""
+        lines = [f"POST {self.url}"] + [
+            f"{name}: {MASK if name in self.secret_headers else value}"
+            for name, value in self.headers.items()]
+        return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    request: Optional[Request]  # None: nothing could be sent
+    milliseconds: int
+    status: Optional[int] = None
+    reply: bytes = b""
+    error: Optional[str] = None  # None: accepted
+    reason: Optional[str] = None  # the buyer's own reason, accepted or not
+
+
+def failure(exc: Exception, host: str, timeout: float) -> str:
+    """What went wrong with a request, as a sentence for the buyer."""
+    if isinstance(exc, outbound.Refused):
+        return str(exc)
+    if isinstance(exc, requests.Timeout):
+        return f"{host} did not answer within {timeout:g} s"
+    causes, seen = [exc], []
+    while causes:  # requests wraps urllib3's errors, which wrap the socket's
+        cause = causes.pop()
+        if not isinstance(cause, BaseException) or any(cause is s for s in seen):
+            continue
+        seen.append(cause)
+        causes += [getattr(cause, "reason", None), cause.__cause__, cause.__context__,
+                   *(a for a in cause.args if isinstance(a, BaseException))]
+    text = " ".join(str(s) for s in seen)
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return f"the secure connection to {host} failed: its certificate is not valid for {host}"
+        return f"the secure connection (TLS) to {host} failed"
+    if any(isinstance(s, ConnectionRefusedError) for s in seen) or "Connection refused" in text:
+        return f"connection refused by {host}"
+    if any(isinstance(s, ConnectionResetError) for s in seen) or "RemoteDisconnected" in text:
+        return f"{host} closed the connection without answering"
+    if isinstance(exc, requests.ConnectionError):
+        return f"could not connect to {host}"
+    return f"the request to {host} failed"
+
+
+def _headers(method: HttpDelivery) -> dict:
+    return json.loads(current_vault().decrypt(method.headers_enc)) if method.headers_enc else {}
+
+
+def rule_of(method: HttpDelivery | None) -> http.ReplyRule:
+    if method is None:
+        return http.ReplyRule()
+    return http.ReplyRule(method.reply_kind, method.reply_path, method.reply_accept,
+                          method.reply_reason)
+
+
+def request_for(order: Order, method: HttpDelivery | None, payload: dict, event: str,
+                delivery: str) -> Request:
+    """The request carrying payload (a sale record, with its event) to the order's URL:
+    in the buyer's format if it has one, else our signed JSON (erasure notices always)."""
+    if method is None or event == "lead.erased":
+        headers, body = webhook.signed({"event": event, **payload},
+                                       current_vault().decrypt(order.webhook_secret_enc),
+                                       event, delivery)
+        return Request(order.webhook_url, headers, body)
+    content_type, body = http.render(method.body_format, http.parse_mapping(method.mapping),
+                                     http.record_of(payload))
+    custom = _headers(method)
+    return Request(order.webhook_url, {"Content-Type": content_type,
+                                       "User-Agent": "LeadX-Delivery/1", **custom}, body,
+                   frozenset(custom))
+
+
+def send(request: Request, rule: http.ReplyRule) -> Outcome:
+    """One POST and the verdict of the reply rule on its reply; no database."""
+    started = time.monotonic()
+    try:
+        reply = outbound.post(request.url, data=request.body, headers=request.headers,
+                              timeout=TIMEOUT_SECONDS,
+                              allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+    except (outbound.Refused, requests.RequestException) as exc:
+        return Outcome(request, round((time.monotonic() - started) * 1000),
+                       error=failure(exc, request.host, TIMEOUT_SECONDS))
+    milliseconds = round((time.monotonic() - started) * 1000)
+    verdict = http.read_reply(rule, reply.status, reply.body, request.host)
+    return Outcome(request, milliseconds, reply.status, reply.body,
+                   None if verdict.accepted else verdict.reason,
+                   verdict.reason if verdict.accepted else None)
+
+
+def sample_sale(order: Order) -> dict:
+    """A made-up sale, marked as a test wherever a CRM would show it."""
+    now = utcnow().replace(microsecond=0).isoformat()
+    return {"sale_id": 0, "order_id": order.id, "price": order.price,
+            "currency": current_app.config["CURRENCY"], "sold_at": now, "test": True,
+            "lead": {"id": 0, "first_name": "Test", "last_name": "Lead (LeadX test)",
+                     "email": "test.lead@example.com", "phone": "+14155550123", "age": 35,
+                     "gender": "female", "region": "CA", "country": "US",
+                     "city": "San Francisco", "postal_code": "94105", "marital_status": "single",
+                     "employed": True, "interests": ["insurance"], "budget": None,
+                     "authority": None, "need": None, "timeframe": None, "consent_at": now,
+                     "source_url": "https://leadx.example/test-lead",
+                     "consent_text": "A test lead sent from LeadX; not a real person.",
+                     "ip": "192.0.2.1", "trustedform_cert_url": None, "jornaya_leadid": None,
+                     "sub_id": "leadx-test", "score": 50, "temperature": "warm",
+                     "erased_at": None}}
+
+
+def send_test(order: Order) -> Outcome:
+    """The sample sale sent with the order's current settings; nothing is stored."""
+    if not order.webhook_url:
+        return Outcome(None, 0, error="the order has no delivery URL")
+    method = db.session.get(HttpDelivery, order.id)
+    request = request_for(order, method, sample_sale(order), "lead.test", "test")
+    request = replace(request, headers={**request.headers, "X-LeadX-Test": "1"})
+    db.session.commit()  # nothing held over the network call
+    return send(request, rule_of(method))
+
+
+def deliver(delivery_id: int) -> bool:
+    """One attempt; True when the buyer's system accepted the sale."""
+    delivery = db.session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status is DeliveryStatus.DELIVERED:
+        return True
+    order = db.session.get(Order, delivery.order_id)
+    sale = db.session.get(Sale, delivery.sale_id)
+    lead = db.session.get(Lead, sale.lead_id)
+    method = db.session.get(HttpDelivery, order.id)
+    if delivery.event == "lead.erased":
+        # Tells the buyer to delete the person too; carries no personal data itself.
+        payload = {"sale_id": sale.id, "order_id": sale.order_id, "lead_id": lead.id,
+                   "erased_at": lead.erased_at.isoformat() if lead.erased_at else None}
+    else:
+        payload = sale_record(sale, lead)
+    request = order.webhook_url and request_for(order, method, payload, delivery.event,
+                                                str(delivery_id))
+    rule = rule_of(method if delivery.event != "lead.erased" else None)
+    db.session.commit()  # no transaction (nor SQLite lock) held over the network call
+    outcome = send(request, rule) if request else \
+        Outcome(None, 0, error="the order has no delivery URL")
+    delivery = db.session.get(WebhookDelivery, delivery_id)
+    delivery.attempts += 1
+    delivery.last_status_code = outcome.status
+    delivery.last_error = outcome.error and outcome.error[:500]
+    vault = current_vault()
+    db.session.add(DeliveryAttempt(
+        delivery_id=delivery_id, milliseconds=outcome.milliseconds,
+        request_enc=vault.encrypt(request.shown() if request else "nothing sent"), status_code=outcome.status,
+        reply_enc=vault.encrypt(outcome.reply[:REPLY_LOGGED].decode("utf-8", "replace"))
+        if outcome.status is not None else None, error=delivery.last_error))
+    if outcome.error is None:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = utcnow()
+    elif delivery.attempts > len(RETRY_DELAYS):
+        delivery.status = DeliveryStatus.FAILED
+        notifications.delivery_failing(delivery, outcome.error)
+    else:
+        delivery.next_attempt_at = utcnow() + RETRY_DELAYS[delivery.attempts - 1]
+    db.session.commit()
+    return outcome.error is None
+
+
+def deliver_sales(sale_ids: Iterable[int]) -> None:
+    ids = list(db.session.scalars(sa.select(WebhookDelivery.id).where(
+        WebhookDelivery.sale_id.in_(list(sale_ids)),
+        WebhookDelivery.status == DeliveryStatus.PENDING)))
+    for delivery_id in ids:
+        deliver(delivery_id)
+
+
+def due_deliveries(limit: int = 500) -> list[int]:
+    return list(db.session.scalars(sa.select(WebhookDelivery.id).where(
+        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.next_attempt_at <= utcnow()).order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)))
+
+
+def resend(order: Order, delivery_id: int) -> WebhookDelivery:
+    """The buyer asks for a delivery again (after fixing their settings); it is sent
+    once the caller commits (DeliveryRequested)."""
+    delivery = db.session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.order_id != order.id:
+        raise Conflict("No such delivery for this order.", code="unknown_delivery")
+    delivery.status = DeliveryStatus.PENDING
+    delivery.next_attempt_at = utcnow()
+    db.session.flush()
+    events.record(events.DeliveryRequested((delivery.sale_id,)))
+    return delivery
+
+
+def log_for(order: Order, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
+    return db.session.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.order_id == order.id)
+                              .order_by(WebhookDelivery.id.desc()).limit(limit)
+                              .offset(offset)).all()

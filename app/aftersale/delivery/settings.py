@@ -1,0 +1,80 @@
+"""Operations: the format an order's leads are delivered in (SPEC §12): our signed JSON
+webhook, or an HTTP POST in the buyer's format. Editable at any time, also after the
+order has closed (a wrong URL or template must stay correctable). Flush; callers commit."""
+import json
+import re
+from typing import Optional
+
+from app.aftersale.delivery import http
+from app.aftersale.delivery.engine import MASK
+from app.errors import ValidationFailed
+from app.extensions import db
+from app.models import HttpDelivery, Order
+from app.services.crypto import current_vault
+
+_HEADER = re.compile(r"^\s*([A-Za-z0-9-]{1,100})\s*:\s*(.*?)\s*$")
+# Set by us on every request, whatever the template says.
+RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding"}
+
+
+def method_for(order: Order) -> Optional[HttpDelivery]:
+    return db.session.get(HttpDelivery, order.id)
+
+
+def headers_text(method: Optional[HttpDelivery]) -> str:
+    """The saved headers as the form shows them: names with their values masked."""
+    if method is None or method.headers_enc is None:
+        return ""
+    return "\n".join(f"{name}: {MASK}" for name in
+                     json.loads(current_vault().decrypt(method.headers_enc)))
+
+
+def _parse_headers(text: str, saved: dict) -> dict:
+    headers = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _HEADER.match(line)
+        if not match:
+            raise ValidationFailed(f"Headers, line {number}: write it as  Name: value.",
+                                   code="bad_header")
+        name, value = match.groups()
+        if name.lower() in RESERVED_HEADERS:
+            raise ValidationFailed(f"Headers, line {number}: {name} is set by LeadX.",
+                                   code="bad_header")
+        # The masked value the form showed: keep what was saved under that name.
+        headers[name] = saved.get(name, "") if value == MASK else value
+    return headers
+
+
+def use_webhook(order: Order) -> None:
+    """Back to our signed JSON webhook."""
+    method = method_for(order)
+    if method is not None:
+        db.session.delete(method)
+        db.session.flush()
+
+
+def use_http(order: Order, *, body_format: str, mapping: str, headers: str,
+             rule: http.ReplyRule) -> HttpDelivery:
+    """Deliver in the buyer's format; ValidationFailed says what cannot be used."""
+    if body_format not in http.FORMATS:
+        raise ValidationFailed("Choose JSON, form or XML.", code="bad_format")
+    try:
+        http.parse_mapping(mapping)
+        rule.check()
+    except http.TemplateError as exc:
+        raise ValidationFailed(str(exc), code="bad_template") from None
+    method = method_for(order)
+    saved = json.loads(current_vault().decrypt(method.headers_enc)) \
+        if method is not None and method.headers_enc else {}
+    parsed = _parse_headers(headers, saved)
+    if method is None:
+        method = HttpDelivery(order_id=order.id)
+        db.session.add(method)
+    method.body_format, method.mapping = body_format, mapping.strip()
+    method.headers_enc = current_vault().encrypt(json.dumps(parsed)) if parsed else None
+    method.reply_kind, method.reply_path = rule.kind, rule.path.strip()
+    method.reply_accept, method.reply_reason = rule.accept.strip(), rule.reason.strip()
+    db.session.flush()
+    return method
