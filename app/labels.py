@@ -31,6 +31,22 @@ LABELS: dict[str, dict[str, str]] = {
               "failed": "Failed", "canceled": "Canceled"},
     "payout": {"pending": "Pending", "paid": "Paid", "failed": "Failed"},
     "refund": {"pending": "Pending", "succeeded": "Refunded", "failed": "Failed"},
+    # A user's ledger accounts, and what each kind of ledger transaction is called.
+    "account": {
+        "buyer_available": "Available", "buyer_held": "Held for orders",
+        "seller_pending": "Pending (inside the return window)",
+        "seller_available": "Available for payout", "seller_receivable": "Owed for returned sales",
+    },
+    "movement": {
+        "topup": "Card top-up", "bank_transfer": "Bank transfer received",
+        "manual_credit": "Credit by the exchange", "manual_debit": "Debit by the exchange",
+        "withdrawal": "Withdrawal to card", "withdrawal_reversal": "Withdrawal refused, money back",
+        "order_hold": "Held for an order", "order_hold_change": "Hold changed with the order",
+        "order_release": "Hold released", "sale": "Sale of leads",
+        "sale_reversal": "Returned sale reversed", "earnings_release": "Earnings cleared",
+        "debt_recovery": "Returned sales recovered", "payout": "Payout (Stripe)",
+        "payout_reversal": "Payout refused, money back", "manual_payout": "Payout by bank transfer",
+    },
     # The lead fields of SPEC §3, as the upload's column mapping offers them.
     "field": {
         "first_name": "First name", "last_name": "Last name", "email": "Email",

@@ -15,6 +15,7 @@ from typing import Iterator
 from sqlalchemy import func, select
 
 from app.errors import ValidationFailed
+from app.labels import label
 from app.extensions import db
 from app.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, User
 from app.money.receipts import Party, exchange, holder
@@ -23,32 +24,22 @@ from app.services.exports import NUMBER, csv_lines, major_units
 
 # The closing row's Amount is the month's net change, so the column adds up too.
 CLOSING = "Closing balance (net change of the month)"
-ACCOUNT_LABELS = {
-    AccountKind.BUYER_AVAILABLE: "Available", AccountKind.BUYER_HELD: "Held for orders",
-    AccountKind.SELLER_PENDING: "Pending (inside the return window)",
-    AccountKind.SELLER_AVAILABLE: "Available for payout",
-    AccountKind.SELLER_RECEIVABLE: "Owed for returned sales",
-}
 _KINDS_SHOWN = {
     "buyer": (AccountKind.BUYER_AVAILABLE, AccountKind.BUYER_HELD),
     "seller": (AccountKind.SELLER_PENDING, AccountKind.SELLER_AVAILABLE,
                AccountKind.SELLER_RECEIVABLE),
 }
-# What each kind of ledger transaction is called on a statement.
-MOVEMENTS = {
-    "topup": "Card top-up", "bank_transfer": "Bank transfer received",
-    "manual_credit": "Credit by the exchange", "manual_debit": "Debit by the exchange",
-    "withdrawal": "Withdrawal to card", "withdrawal_reversal": "Withdrawal refused, money back",
-    "order_hold": "Held for an order", "order_hold_change": "Hold changed with the order",
-    "order_release": "Hold released", "sale": "Sale of leads",
-    "sale_reversal": "Returned sale reversed", "earnings_release": "Earnings cleared",
-    "debt_recovery": "Returned sales recovered", "payout": "Payout (Stripe)",
-    "payout_reversal": "Payout refused, money back", "manual_payout": "Payout by bank transfer",
-}
-
-
 def movement_label(kind: str) -> str:
-    return MOVEMENTS.get(kind) or kind.replace("_", " ").capitalize()
+    return label(kind, "movement")
+
+
+def _description(kind: str, memo: str | None) -> str:
+    """The movement's words and its note, without saying the words twice when the
+    note starts with them ("Card top-up pi_…")."""
+    words = movement_label(kind)
+    if not memo:
+        return words
+    return memo if memo.lower().startswith(words.lower()) else f"{words}: {memo}"
 
 
 @dataclass(frozen=True)
@@ -196,20 +187,18 @@ def statement_for(user: User, first: date, now: datetime | None = None,
             shown = shown.where(numbered.c.n > (page - 1) * page_size,
                                 numbered.c.n <= page * page_size)
         for row in db.session.execute(shown):
-            label = movement_label(row.kind)
             lines[row.account_id].append(Line(
-                row.created_at, row.transaction_id, row.kind,
-                f"{label}: {row.memo}" if row.memo else label, int(row.amount),
-                int(openings.get(row.account_id) or 0) + int(row.moved)))
+                row.created_at, row.transaction_id, row.kind, _description(row.kind, row.memo),
+                int(row.amount), int(openings.get(row.account_id) or 0) + int(row.moved)))
     sections = []
     for kind, account_id in accounts:
         opening = int(openings.get(account_id) or 0)
         totals: dict[str, int] = {}
         for txn_kind, amount, _ in kinds.get(account_id, ()):
-            label = movement_label(txn_kind)
-            totals[label] = totals.get(label, 0) + amount
+            words = movement_label(txn_kind)
+            totals[words] = totals.get(words, 0) + amount
         sections.append(AccountStatement(
-            kind, ACCOUNT_LABELS[kind], opening, opening + sum(totals.values()),
+            kind, label(kind, "account"), opening, opening + sum(totals.values()),
             lines.get(account_id, []), list(totals.items()),
             sum(count for _, _, count in kinds.get(account_id, ()))))
     return Statement(f"ST-{first:%Y-%m}-{user.id:06d}", first, user.id, holder(user), exchange(),
