@@ -118,6 +118,9 @@ def test_without_mail_server_messages_stay_in_the_outbox_an_admin_reads(app, cli
     assert "buyer@example.com" in page and "Hello from LeadX" in page
     page = client.get(f"/admin/outbox/{email.id}").get_data(as_text=True)
     assert "First paragraph." in page  # the text body
+    # Its links can be followed from the text (the framed HTML may not navigate).
+    assert ('<a href="http://127.0.0.1:5000/notifications/" rel="noopener" target="_blank">'
+            in page)
     assert f"/admin/outbox/{email.id}/body.html" in page  # the HTML body, framed
     body = client.get(f"/admin/outbox/{email.id}/body.html")
     assert "<li>two</li>" in body.get_data(as_text=True)
