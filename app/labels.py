@@ -91,7 +91,7 @@ _FILTER_KINDS = {"genders": "gender", "marital_statuses": "marital_status",
 
 def describe_filters(filters: dict, language: str = "en") -> list[tuple[str, str]]:
     """(name, value in words) of each filter the order sets: "regions", "Москва, …"."""
-    from app.services.regions import country_name, region_name
+    from app.services.regions import country_name, outermost, region_name
 
     described = []
     for key, value in filters.items():
@@ -99,7 +99,7 @@ def describe_filters(filters: dict, language: str = "en") -> list[tuple[str, str
             continue
         values = value if isinstance(value, list) else [value]
         if key == "regions":
-            words = [region_name(code, language) for code in values]
+            words = [region_name(code, language) for code in outermost(values)]
         elif key == "countries":
             words = [country_name(code, language) for code in values]
         elif key in _FILTER_KINDS:

@@ -122,7 +122,8 @@ class Filters:
         min_score = found.check(whole_or_none, data, "min_score", 0, scoring.MAX_SCORE)
         found.raise_any()
         return cls(
-            age_min=age_min, age_max=age_max, genders=genders, regions=tuple(sorted(codes)),
+            age_min=age_min, age_max=age_max, genders=genders,
+            regions=tuple(sorted(regions.with_parts(codes))),
             countries=tuple(sorted(countries)), require=require,
             marital_statuses=marital_statuses, employed=employed, interests=interests,
             max_age_days=max_age_days, exclusive_only=bool(exclusive),

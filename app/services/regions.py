@@ -317,10 +317,41 @@ def _search_rows(language: str) -> tuple[tuple[str, tuple[str, ...], tuple[str, 
     return tuple(rows)
 
 
+def with_parts(codes) -> set[str]:
+    """The regions and every region ISO lists inside them (Comunidad de Madrid, ES-MD,
+    holds the province of Madrid, ES-M): leads are placed in the smallest region their
+    file names, so a buyer who asks for the larger one means these too."""
+    parts = _parts()
+    found, todo = set(codes), list(codes)
+    while todo:
+        for part in parts.get(todo.pop(), ()):
+            if part not in found:
+                found.add(part)
+                todo.append(part)
+    return found
+
+
+def outermost(codes) -> list[str]:
+    """The regions not inside another of them, as a buyer chose them (with_parts undone)."""
+    chosen = set(codes)
+    return [code for code in codes
+            if pycountry.subdivisions.get(code=code).parent_code not in chosen]
+
+
+@lru_cache(maxsize=1)
+def _parts() -> dict[str, list[str]]:
+    parts: dict[str, list[str]] = {}
+    for sub in pycountry.subdivisions:
+        if sub.parent_code:
+            parts.setdefault(sub.parent_code, []).append(sub.code)
+    return parts
+
+
 def search_regions(query: str, language: str = "en", limit: int = 20) -> list[RegionMatch]:
     """Regions whose code or a name (the reader's language, the region's own, or one of
-    the languages above) contains `query`: the code itself first, then names that
-    start with it (the names the reader sees before others), then top-level regions."""
+    the languages above) contains `query`: the code itself first, then a name that is
+    the query, then names that start with it (the names the reader sees before others),
+    then top-level regions."""
     key = text_key(query)
     if not key:
         return []
@@ -329,6 +360,8 @@ def search_regions(query: str, language: str = "en", limit: int = 20) -> list[Re
     for region, main, rest in _search_rows(language):
         if region == code:
             rank = 0
+        elif key in main or key in rest:  # "Moscow" the city before Moscow Oblast
+            rank = 0.5
         elif any(k.startswith(key) for k in main):
             rank = 1
         elif any(k.startswith(key) for k in rest):

@@ -1,5 +1,7 @@
 """The one home of region names and codes: what the ingest and the order filters
 resolve, and what the picker shows and finds."""
+from datetime import datetime, timezone
+
 import pytest
 
 from app.services.regions import (
@@ -67,3 +69,29 @@ def test_the_picker_shows_typed_values_resolved_and_keeps_what_it_cannot_read():
         {"code": "RU-MOW", "name": "Москва"},
         {"code": "RU-KGD", "name": "Калининградская область"},
         {"code": "Atlantis", "name": "Atlantis"}]
+
+
+def test_a_name_that_is_the_query_comes_before_names_that_start_with_it():
+    assert search_regions("Moscow")[0].code == "RU-MOW"  # not Moscow Oblast
+    assert search_regions("Madrid")[0].code in ("ES-MD", "ES-M")
+
+
+def test_a_region_asked_for_holds_the_regions_iso_lists_inside_it():
+    from types import SimpleNamespace
+
+    from app.labels import describe_filters
+    from app.market.filters import Filters
+    from app.services.regions import outermost, with_parts
+
+    assert with_parts({"ES-MD"}) == {"ES-MD", "ES-M"}  # the community holds the province
+    assert with_parts({"RU-MOW"}) == {"RU-MOW"}
+    filters = Filters.parse({"regions": ["Comunidad de Madrid"]})
+    # Uploads place "Madrid" in the province: the community's order must take it.
+    assert resolve_region("Madrid", None) == "ES-M"
+    lead = SimpleNamespace(region="ES-M", age=30, gender="f", country="ES", has_phone=True,
+                           has_email=True, cap=1)
+    assert filters.matches(lead, datetime.now(timezone.utc))
+    assert not filters.matches(SimpleNamespace(**{**vars(lead), "region": "ES-B"}),
+                               datetime.now(timezone.utc))
+    assert outermost(list(filters.regions)) == ["ES-MD"]
+    assert describe_filters(filters.to_dict()) == [("regions", "Comunidad de Madrid")]
