@@ -379,10 +379,10 @@ def test_kpis_leave_out_sales_refunded_by_an_accepted_return(app, buyer_client, 
     db.session.commit()
     kept = {"leads": 9, "spend": 2_700, "cpl": 300.0, "conversions": 1}
     assert api() == kept and api(f"?order_id={order.id}") == kept
-    assert kpis.by_order(buyer)[order.id] == kpis.Kpis(9, 2_700, 1, 1_000)
+    assert kpis.by_order(buyer)[order.id] == kpis.Kpis(9, 2_700, 1, 1_000, 1)
     period = kpis.DateRange.last_days(7)
     data = kpis.page_data(buyer, period)
-    assert data.per_order == {order.id: kpis.Kpis(9, 2_700, 1, 1_000)}
+    assert data.per_order == {order.id: kpis.Kpis(9, 2_700, 1, 1_000, 1)}
     assert (data.days[-1]["leads"], data.days[-1]["spend"]) == (9, 2_700)
     assert [(r["region"], r["leads"], r["your_average"]) for r in data.regions] == [
         ("US-CA", 9, Decimal("300.00"))]
@@ -439,3 +439,18 @@ def test_a_refunded_lead_takes_its_conversion_out_of_the_kpis(app):
     db.session.commit()
     got = kpis.by_order(buyer, kpis.DateRange.last_days(30))[order.id]
     assert (got.leads, got.spend, got.conversions, got.revenue) == (3, 1500, 1, 1000)
+
+
+def test_roi_waits_for_an_outcome_instead_of_reading_minus_100_percent(
+        app, buyer_client, buyer, api_key_for):
+    order, sales = _market(4, 300, buyer, verified_seller())
+    headers = api_key_for(buyer)
+    # Leads bought, nothing recorded yet: what they earned is unknown, not zero.
+    assert kpis.for_buyer(buyer).roi is None
+    assert buyer_client.get("/api/v1/kpis", headers=headers).json["roi"] is None
+    buyer_client.post(f"/api/v1/sales/{sales[0]}/outcome", headers=headers,
+                      json={"status": "bad"})
+    # One outcome told, no conversion: now the spend really brought nothing back.
+    assert kpis.for_buyer(buyer) == kpis.Kpis(4, 1_200, 0, 0, 1)
+    assert buyer_client.get("/api/v1/kpis", headers=headers).json["roi"] == -1.0
+    assert kpis.page_data(buyer, kpis.DateRange.last_days(7)).per_order[order.id].roi == -1

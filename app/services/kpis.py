@@ -55,6 +55,7 @@ class Kpis:
     spend: int = 0
     conversions: int = 0
     revenue: int = 0
+    rated: int = 0  # leads with any outcome recorded (of those, `conversions` converted)
 
     @property
     def cpl(self) -> Optional[Decimal]:
@@ -70,11 +71,16 @@ class Kpis:
 
     @property
     def roi(self) -> Optional[Decimal]:
+        """None until the buyer has told what became of some lead: without outcomes
+        the revenue is unknown, not zero (which would read as -100%)."""
+        if not self.rated:
+            return None
         return _ratio(self.revenue - self.spend, self.spend, RATIO)
 
     def __add__(self, other: "Kpis") -> "Kpis":
         return Kpis(self.leads + other.leads, self.spend + other.spend,
-                    self.conversions + other.conversions, self.revenue + other.revenue)
+                    self.conversions + other.conversions, self.revenue + other.revenue,
+                    self.rated + other.rated)
 
     def as_dict(self) -> dict:
         """The API shape: integers in minor units, ratios as numbers (or null)."""
@@ -178,12 +184,7 @@ def by_order(buyer: User, period: DateRange = DateRange(),
     """order id → its KPIs over the period, for the buyer's orders that have sales
     (an order whose every sale was refunded shows 0 leads)."""
     order_ids = None if order_ids is None else list(order_ids)
-    converted = (sa.select(SaleOutcome.order_id, sa.func.count(),
-                           sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
-                 .where(SaleOutcome.buyer_id == buyer.id,
-                        SaleOutcome.status == OutcomeStatus.CONVERTED,
-                        *period.conditions(SaleOutcome.sold_at), _not_refunded())
-                 .group_by(SaleOutcome.order_id))
+    converted = _outcomes(buyer, period, SaleOutcome.order_id)
     if order_ids is not None:
         converted = converted.where(SaleOutcome.order_id.in_(order_ids))
     kept: dict[int, list[int]] = {}
@@ -193,10 +194,23 @@ def by_order(buyer: User, period: DateRange = DateRange(),
         totals[0] += leads
         totals[1] += int(spend)  # PostgreSQL sums bigints as numeric
     found = {order_id: Kpis(leads=leads, spend=spend) for order_id, (leads, spend) in kept.items()}
-    for order_id, conversions, revenue in db.session.execute(converted):
+    for order_id, conversions, rated, revenue in db.session.execute(converted):
         base = found.get(order_id, Kpis())
-        found[order_id] = Kpis(base.leads, base.spend, conversions, int(revenue))
+        found[order_id] = Kpis(base.leads, base.spend, int(conversions), int(revenue), rated)
     return found
+
+
+def _outcomes(buyer: User, period: DateRange, *keys):
+    """(*keys, conversions, outcomes recorded, revenue of the conversions) of the
+    buyer's delivered leads in the period that were not refunded."""
+    converted = SaleOutcome.status == OutcomeStatus.CONVERTED
+    return (sa.select(*keys, sa.func.coalesce(sa.func.sum(sa.case((converted, 1), else_=0)), 0),
+                      sa.func.count(),
+                      sa.func.coalesce(sa.func.sum(sa.case((converted, SaleOutcome.revenue),
+                                                           else_=0)), 0))
+            .where(SaleOutcome.buyer_id == buyer.id, *period.conditions(SaleOutcome.sold_at),
+                   _not_refunded())
+            .group_by(*keys))
 
 
 def total(per_order: dict[int, Kpis]) -> Kpis:
@@ -223,7 +237,7 @@ class PageData:
 def page_data(buyer: User, period: DateRange, region_limit: int = 12,
               market_days: int = 30) -> PageData:
     day = day_of(Sale.created_at)
-    orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue]
+    orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue, rated]
     by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
     by_region: dict[Optional[str], list[int]] = {}  # region → [leads, spend]
     # Plain lists, not Kpis, per row: a big buyer's period groups into thousands of rows.
@@ -231,7 +245,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
     for order_id, sold_on, region, leads, spend in db.session.execute(
             kept_sales(buyer, period, Sale.order_id, day, Sale.region)):
         spend = int(spend)  # PostgreSQL sums bigints as numeric
-        totals = orders.get(order_id) or orders.setdefault(order_id, [0, 0, 0, 0])
+        totals = orders.get(order_id) or orders.setdefault(order_id, [0, 0, 0, 0, 0])
         totals[0] += leads
         totals[1] += spend
         daily = by_day.get(sold_on) or by_day.setdefault(sold_on, [0, 0, 0])
@@ -242,19 +256,15 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
         mine[1] += spend
     by_day = {str(d)[:10]: totals for d, totals in by_day.items()}
     out_day = day_of(SaleOutcome.sold_at)
-    for order_id, sold_on, conversions, revenue in db.session.execute(
-            sa.select(SaleOutcome.order_id, out_day, sa.func.count(),
-                      sa.func.coalesce(sa.func.sum(SaleOutcome.revenue), 0))
-            .where(SaleOutcome.buyer_id == buyer.id,
-                   SaleOutcome.status == OutcomeStatus.CONVERTED,
-                   *period.conditions(SaleOutcome.sold_at), _not_refunded())
-            .group_by(SaleOutcome.order_id, out_day)):
-        totals = orders.setdefault(order_id, [0, 0, 0, 0])
-        totals[2] += conversions
+    for order_id, sold_on, conversions, rated, revenue in db.session.execute(
+            _outcomes(buyer, period, SaleOutcome.order_id, out_day)):
+        totals = orders.setdefault(order_id, [0, 0, 0, 0, 0])
+        totals[2] += int(conversions)
         totals[3] += int(revenue)
-        by_day.setdefault(str(sold_on)[:10], [0, 0, 0])[2] += conversions
-    per_order = {order_id: Kpis(leads, int(spend), conversions, revenue)
-                 for order_id, (leads, spend, conversions, revenue) in orders.items()}
+        totals[4] += rated
+        by_day.setdefault(str(sold_on)[:10], [0, 0, 0])[2] += int(conversions)
+    per_order = {order_id: Kpis(leads, int(spend), conversions, revenue, rated)
+                 for order_id, (leads, spend, conversions, revenue, rated) in orders.items()}
     first = min((date.fromisoformat(d) for d in by_day), default=None)
     days = [{"day": d.isoformat(), "leads": by_day.get(d.isoformat(), [0])[0],
              "spend": by_day.get(d.isoformat(), [0, 0])[1],
