@@ -814,10 +814,11 @@ def _floor_store(dsn: str, groups: list[dict], now, start_at: float) -> float:
                                             "solds": ",".join(str(n) for _, _, n, _ in listings),
                                             "now": now})
                 claims = g["person_claims"]
+                since = rules.lookback_start(now, timedelta(days=30)).isoformat()
                 conn.execute(claims_sql, {"buyers": ",".join(str(b) for b, _, _ in claims),
                                           "hashes": ",".join(bytes(h).hex() for _, h, _ in claims),
-                                          "now": now,
-                                          "since": rules.lookback_start(now, timedelta(days=30))})
+                                          "sinces": ",".join(since for _ in claims),
+                                          "now": now})
                 cursor = conn.cursor()
                 for table, columns in _FLOOR_TABLES.items():
                     if table in _UPSERTED:
