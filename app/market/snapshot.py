@@ -25,6 +25,7 @@ LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lea
 
 
 _INTERESTS = [column.key for column in LEAD_COLUMNS].index("interests")
+_SOLD_COUNT = [column.key for column in LEAD_COLUMNS].index("sold_count")
 
 
 def candidates(rows) -> list[Candidate]:
@@ -51,12 +52,15 @@ def load_leads(lead_ids: list[int]) -> list[Candidate]:
     rows, owners = [], defaultdict(set)
     connection = db.session.connection()  # Core rows: the ORM handled each, a quarter of this
     for chunk in id_chunks(lead_ids):
-        rows.extend(connection.execute(
+        found = connection.execute(
             sa.select(*LEAD_COLUMNS).where(in_(Lead.id, chunk, sa.BigInteger), Lead.offered(),
-                                           rules.LEAD_CAP.test(Lead, rules.Ctx()))).all())
+                                           rules.LEAD_CAP.test(Lead, rules.Ctx()))).all()
+        rows.extend(found)
+        # Only a lead sold before has buyers: a fresh batch's need no lookup at all.
+        sold = [row[0] for row in found if row[_SOLD_COUNT]]
         for lead_id, buyer_id in db.session.execute(
-                sa.select(Sale.lead_id, Sale.buyer_id).where(in_(Sale.lead_id, chunk,
-                                                                 sa.BigInteger))):
+                sa.select(Sale.lead_id, Sale.buyer_id).where(in_(Sale.lead_id, sold,
+                                                                 sa.BigInteger))) if sold else ():
             owners[lead_id].add(buyer_id)
     leads = candidates(rows)
     for lead in leads:
