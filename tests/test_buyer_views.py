@@ -29,7 +29,7 @@ def test_compose_place_and_watch_an_order_fill(buyer_client, buyer):
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     page = buyer_client.get(response.headers["Location"]).get_data(as_text=True)
     assert 'id="filled">2 / 3<' in page and "person1@mail.example.com" in page
-    assert "is held for it" in page
+    assert "Order placed; $15.00 is held for it" in page  # what placing held, not what is left
     order = db.session.scalar(sa.select(Order))
     assert (order.name, order.filters["genders"], order.filters["regions"]) == \
         ("Spring campaign", ["f"], ["US-CA"])

@@ -94,12 +94,14 @@ def new_order():
         if valid and not found.found:
             try:
                 order, secret = operations.place_order(current_account, filters, terms)
+                held = order.held  # read before the commit starts the fill that spends it
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
                 show_problems(problems(exc), form.field_named)
         if order is not None:
-            flash(f"Order placed; {format_money(order.held)} is held for it.", "success")
+            flash(f"Order placed; {format_money(held)} is held for it, and spent as leads "
+                  "arrive.", "success")
             if secret:
                 flash(f"Webhook secret (shown only now): {secret}", "warning")
             return redirect(url_for("buyer.order_detail", order_id=order.id))
