@@ -24,6 +24,7 @@ LABELS: dict[str, dict[str, str]] = {
     "spot_check": {"open": "Open", "passed": "Passed", "failed": "Failed"},
     "trust": {"new": "New", "verified": "Verified", "suspended": "Suspended"},
     "role": {"seller": "Seller", "buyer": "Buyer", "admin": "Admin"},
+    "company_role": {"owner": "Owner", "member": "Member"},
     "delivery": {"pending": "Pending", "delivered": "Delivered", "failed": "Failed"},
     "topup": {"created": "Not started", "requires_payment_method": "Waiting for a card",
               "requires_action": "Waiting for 3-D Secure",
