@@ -75,3 +75,19 @@ def test_same_trust_level_again_is_refused(admin_client):
                              data={"level": "new", "reason": "x", "csrf_token": token}
                              ).get_data(as_text=True)
     assert "already new" in body
+
+
+def test_audit_details_read_as_words_not_python(admin_client):
+    from app.services import audit
+
+    audit.record("returns.contacts_viewed", actor=None, subject_type="returns",
+                 details={"leads": list(range(100, 130)), "notified": True, "note": None,
+                          "previous": {"588": None, "589": 2}})
+    db.session.commit()
+    page = admin_client.get("/admin/audit?action=returns.contacts_viewed").get_data(as_text=True)
+    row = page.split("returns.contacts_viewed</td>", 1)[1].split("</tr>", 1)[0]
+    assert "returns #None" not in row and ">returns<" in row
+    assert "<dd class=\"text-break\">yes</dd>" in row and "<dd class=\"text-break\">—</dd>" in row
+    assert "30: 100, 101, 102" in row and "129" in row  # long lists fold, all still there
+    assert "588: —; 589: 2" in row
+    assert "True" not in row and "None" not in row

@@ -279,10 +279,12 @@ def test_payouts_skip_small_balances_and_suspended_sellers(stripe_app):
 
 
 def test_admin_money_page_reconciles_and_runs_payouts(stripe_app, admin_client, api_buyer, client):
-    _, headers = api_buyer
+    buyer, headers = api_buyer
     _paid_topup(client, headers, 7000)
     page = admin_client.get("/admin/money").get_data(as_text=True)
     assert 'id="recon-difference">$0.00<' in page and "$70.00" in page
+    # Recent top-ups name their buyer, not a bare id.
+    assert f'/admin/users/{buyer.id}">{buyer.display_name or buyer.email}</a>' in page
     compared = admin_client.get("/admin/money?compare=stripe").get_data(as_text=True)
     assert 'id="stripe-totals"' in compared and "charge" in compared
 

@@ -14,7 +14,7 @@ from app.formatting import format_money
 from app.models import User
 from app.money import web
 from app.people.membership import account_of
-from app.services import bank_transfers, manual_payouts
+from app.services import accounts, bank_transfers, manual_payouts
 
 web.add_admin_routes(bp)
 
@@ -47,8 +47,9 @@ def bank_transfers_page():
     else:
         _flash_errors(form)
     status = 200 if not form.is_submitted() else 422
-    return render_template("admin/bank_transfers.html", form=form,
-                           transfers=bank_transfers.recent_transfers(),
+    transfers = bank_transfers.recent_transfers()
+    return render_template("admin/bank_transfers.html", form=form, transfers=transfers,
+                           names=accounts.names_of(t.buyer_id for t in transfers),
                            bank=bank_transfers.bank_details()), status
 
 

@@ -12,7 +12,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money
 from app.models import AccountKind, Payout, Sale, TopUp
-from app.services import bank_transfers, ledger, manual_payouts, payments
+from app.services import accounts, bank_transfers, ledger, manual_payouts, payments
 
 
 def _commission_by_day(days: int = 30) -> list[tuple[str, int, int]]:
@@ -32,8 +32,15 @@ def money_overview():
             stripe_totals = payments.stripe_balance_transactions()
         except Exception as exc:  # shown to the admin; the page itself must still load
             stripe_error = str(exc)
+    topups = db.session.scalars(select(TopUp).order_by(TopUp.id.desc()).limit(20)).all()
+    payouts = db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(20)).all()
+    recent_manual = manual_payouts.recent_payouts(limit=20)
+    transfers = bank_transfers.recent_transfers(limit=20)
+    names = accounts.names_of([t.buyer_id for t in topups] + [p.seller_id for p in payouts]
+                              + [p.seller_id for p in recent_manual]
+                              + [t.buyer_id for t in transfers])
     return render_template(
-        "admin/payments.html",
+        "admin/payments.html", names=names,
         configured=configured,
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
         by_day=_commission_by_day(),
@@ -41,11 +48,11 @@ def money_overview():
         books=ledger.reconcile(),
         stripe_totals=stripe_totals,
         stripe_error=stripe_error,
-        topups=db.session.scalars(select(TopUp).order_by(TopUp.id.desc()).limit(20)).all(),
-        payouts=db.session.scalars(select(Payout).order_by(Payout.id.desc()).limit(20)).all(),
+        topups=topups,
+        payouts=payouts,
         run_form=ConfirmForm(),
-        manual_payouts=manual_payouts.recent_payouts(limit=20),
-        bank_transfers=bank_transfers.recent_transfers(limit=20),
+        manual_payouts=recent_manual,
+        bank_transfers=transfers,
     )
 
 

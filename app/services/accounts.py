@@ -57,6 +57,16 @@ def check_password_strength(password: str) -> None:
         )
 
 
+def names_of(user_ids) -> dict[int, str]:
+    """Each user's name as pages show it (their display name, or else their email),
+    in one query, for lists that hold user ids."""
+    ids = sorted({i for i in user_ids if i is not None})
+    if not ids:
+        return {}
+    return {user_id: name or email for user_id, name, email in db.session.execute(
+        select(User.id, User.display_name, User.email).where(User.id.in_(ids)))}
+
+
 def find_user_by_email(email: str) -> Optional[User]:
     return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
