@@ -99,6 +99,10 @@ def test_trust_proposal_from_the_record(app):
     proposal = trust.propose(seller)
     assert proposal.level is TrustLevel.NEW
     assert {f.name: f.verdict for f in proposal.factors}["Spot-checks"] == "neutral"
+    # The same thin but clean record does not propose taking verification away.
+    seller.trust_level = TrustLevel.VERIFIED
+    assert trust.propose(seller).level is TrustLevel.VERIFIED
+    seller.trust_level = TrustLevel.NEW
     _decided_check(first, SpotCheckStatus.PASSED)
     _decided_check(second, SpotCheckStatus.PASSED)
     proposal = trust.propose(seller)

@@ -176,6 +176,10 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
           and not feedback_bad):
         level, summary = TrustLevel.VERIFIED, ("Passed spot-checks, a good acceptance rate and "
                                                "few returns.")
+    elif seller.trust_level is TrustLevel.VERIFIED and all(f.verdict != "bad" for f in factors):
+        # Too little record to earn verification is no reason to take it away.
+        level, summary = TrustLevel.VERIFIED, ("Verified already, and nothing in the record "
+                                               "speaks against it.")
     else:
         level, summary = TrustLevel.NEW, ("Not enough good record yet: batches should keep "
                                           "waiting for a passed spot-check.")
