@@ -12,7 +12,7 @@ records SalesMade, so their webhooks go once they are committed (app.core.events
 The jobs run with the cyclic garbage collector paused (app.core.collector).
 """
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Callable, Iterator, Optional, Union
@@ -37,7 +37,6 @@ GROUP_SIZE = 5000  # fills stored per transaction on the fast path
 FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 WRITERS = 2  # PostgreSQL connections storing a plan's groups at once (SQLite: one writer)
-LOAD_CHUNK = 5000  # leads loaded, planned and stored at a time when there are many
 
 
 def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
@@ -223,20 +222,10 @@ def expire_due_orders(now: Optional[datetime] = None) -> int:
 
 @collector.paused()
 def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settlement:
-    """Offer these leads to the open orders (a lead arrived; leads lost a race). Many
-    leads are offered in chunks, as a batch's are."""
+    """Offer these leads to the open orders (a batch went live, a lead arrived)."""
     now = now or utcnow()
     settlement = Settlement(now)
-    if len(lead_ids) > LOAD_CHUNK:
-        _offer_in_chunks(list(lead_ids), now, settlement)
-    else:
-        _plan_rounds(list(lead_ids), now, settlement)
-    return settlement
-
-
-def _plan_rounds(pending: list[int], now: datetime, settlement: Settlement) -> None:
-    """Plan and store these leads from a fresh book; those whose fill was lost to
-    another worker are planned again, up to PLAN_ROUNDS times."""
+    pending = list(lead_ids)
     for _ in range(PLAN_ROUNDS):
         leads = snapshot.load_leads(pending)
         if not leads:
@@ -251,54 +240,36 @@ def _plan_rounds(pending: list[int], now: datetime, settlement: Settlement) -> N
         pending = store_plan(plan_parts(leads, book, claims, now), settlement)
         if not pending:
             break
-
-
-@collector.paused()
-def match_batch(batch_id: int, chunk: int = LOAD_CHUNK) -> Settlement:
-    """A batch went live: offer its leads, freshest first, in chunks."""
-    now = utcnow()
-    settlement = Settlement(now)
-    _offer_in_chunks(snapshot.live_leads_of(batch_id), now, settlement, chunk)
     return settlement
 
 
-def _offer_in_chunks(ids: list[int], now: datetime, settlement: Settlement,
-                     size: int = LOAD_CHUNK) -> None:
-    """Offer the leads in chunks of `size`, in the order given.
+@collector.paused()
+def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
+    """A batch went live: offer its leads, freshest first, in chunks.
 
     One order book serves every chunk: planning takes each fill out of it, so while
     every planned fill is stored it stays what the database holds, and rebuilding it
-    per chunk cost two fifths of the planning (bench/match.py). On PostgreSQL the next
-    chunk's leads are read on a connection of their own while this one is planned and
-    stored (on SQLite a job's transaction takes the write lock, so reads wait their
-    turn). When a fill is lost, another worker changed the orders: those leads are
-    planned again from a fresh book (_plan_rounds), and so is what follows."""
-    chunks = [ids[start:start + size] for start in range(0, len(ids), size)]
-    app = current_app._get_current_object()
+    per chunk cost two fifths of the planning (bench/match.py). When a fill is lost,
+    another worker changed the orders: those leads are planned again from a fresh
+    book (match_leads), and so is what follows."""
+    now = utcnow()
+    settlement = Settlement(now)
+    ids = snapshot.live_leads_of(batch_id)
     order_book = None
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        def read(chunk: list[int]) -> Future:
-            if postgres():
-                return reader.submit(_on_own_connection, app, True, snapshot.load_leads, chunk)
-            done = Future()
-            done.set_result(snapshot.load_leads(chunk))
-            return done
-        upcoming = read(chunks[0]) if chunks else None
-        for position in range(len(chunks)):
-            leads = upcoming.result()
-            if position + 1 < len(chunks):
-                upcoming = read(chunks[position + 1])
-            order_book = order_book or snapshot.load_book(now)
-            if not order_book.open:
-                break  # no order can take a lead now
-            claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
-                                          order_book.buyer_ids)
-            settlement.preload((), {lead.seller_id for lead in leads})  # commission rates
-            db.session.commit()  # hold no lock while planning
-            lost = store_plan(plan_parts(leads, order_book, claims, now), settlement)
-            if lost:
-                _plan_rounds(lost, now, settlement)
-                order_book = None
+    for start in range(0, len(ids), chunk):
+        leads = snapshot.load_leads(ids[start:start + chunk])
+        order_book = order_book or snapshot.load_book(now)
+        if not order_book.open:
+            break  # no order can take a lead now
+        claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
+                                      order_book.buyer_ids)
+        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
+        db.session.commit()  # hold no lock while planning
+        lost = store_plan(plan_parts(leads, order_book, claims, now), settlement)
+        if lost:
+            settlement.absorb(match_leads(lost, now))
+            order_book = None
+    return settlement
 
 
 @collector.paused()
