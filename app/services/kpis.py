@@ -73,7 +73,7 @@ class Kpis:
     def roi(self) -> Optional[Decimal]:
         """None until the buyer has told what became of some lead: without outcomes
         the revenue is unknown, not zero (which would read as -100%)."""
-        if not self.rated:
+        if not (self.rated or self.conversions):
             return None
         return _ratio(self.revenue - self.spend, self.spend, RATIO)
 

@@ -33,9 +33,15 @@ def test_zero_leads_has_no_ratios():
 
 
 def test_zero_conversions():
-    k = Kpis(leads=10, spend=5_000)
+    k = Kpis(leads=10, spend=5_000, rated=3)  # three outcomes told, none converted
     assert k.cpl == Decimal("500.00") and k.conversion_rate == Decimal("0.0000")
     assert k.cpa is None and k.roi == Decimal("-1.0000")
+
+
+def test_no_outcome_told_yet_has_no_roi():
+    k = Kpis(leads=10, spend=5_000)  # the revenue is unknown, not zero
+    assert k.roi is None and k.as_dict()["roi"] is None
+    assert (k + Kpis(leads=1, spend=500, rated=1)).roi == Decimal("-1.0000")
 
 
 def test_free_leads_have_zero_cpl_and_no_roi():
