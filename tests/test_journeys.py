@@ -62,6 +62,14 @@ def world(client, api_key_for, crm):
             "buyer_a": buyer_a, "buyer_b": buyer_b}
 
 
+def test_the_openapi_document_describes_the_journey(client):
+    spec = client.get("/api/v1/openapi.json").json
+    get = spec["paths"]["/api/v1/leads/{lead_id}/journey"]["get"]
+    assert {"200", "404"} <= get["responses"].keys()
+    step = spec["components"]["schemas"]["JourneyStep"]["properties"]
+    assert {"at", "kind", "request", "milliseconds", "earnings"} <= step.keys()
+
+
 def _journey(client, world, who) -> list[dict]:
     response = client.get(f"/api/v1/leads/{world['lead_id']}/journey",
                           headers=world["keys"][who])
