@@ -325,7 +325,7 @@ def _world():
     a_buyer = company(Role.BUYER, "A Buyers")
     ids = {"order_id": order.id, "batch_id": leads[0].batch_id, "sale_id": sale.id,
            "return_id": item.id, "payout_id": payout.id, "topup_id": 0, "delivery_id": 0,
-           "lead_id": leads[0].id}
+           "lead_id": sale.lead_id}  # sold to B: its seller and buyer both see it
     return {
         "ids": ids, "buyer_receipt": buyer_receipt, "seller_receipt": seller_receipt,
         "b": {Role.SELLER: b_seller_member, Role.BUYER: b_buyer_member},

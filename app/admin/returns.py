@@ -1,14 +1,18 @@
-"""Admin: contested returns, and the people who ask to be suppressed or erased."""
+"""Admin: contested returns, any lead's journey (app/aftersale/web.py), and the people
+who ask to be suppressed or erased."""
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from app.admin import bp
+from app.aftersale import web
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db
 from app.models import AuditEvent
 from app.services import privacy, returns
+
+web.add_routes(bp)
 
 
 @bp.route("/returns")

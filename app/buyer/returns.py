@@ -1,5 +1,8 @@
-"""A buyer's returns of bad leads, and the erasure notices they must act on."""
+"""A buyer's returns of bad leads, the erasure notices they must act on, and the
+journeys of their leads (app/aftersale/web.py)."""
 from flask import flash, redirect, render_template, request, url_for
+
+from app.aftersale import web
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.buyer import bp
@@ -8,6 +11,8 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models import Return, ReturnStatus, Sale
 from app.services import earnings, privacy, returns
+
+web.add_routes(bp)
 
 
 def _sale(sale_id: int) -> Sale:

@@ -132,13 +132,17 @@ def _return_href() -> str:
     return url_for("buyer.return_sale", sale_id=1).replace("/1/", "/{id}/")
 
 
+def _journey_href() -> str:
+    return url_for("buyer.journey", lead_id=1).replace("/1/", "/{id}/")
+
+
 def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
     """What templates/buyer/_worklist.html needs; the URLs rows use are built once,
     with the row's id put in by `str.format`, not one url_for per row."""
     return {"order": order, "leads": worklist.page(order, view), "view": view,
             "outcomes": worklist.OUTCOMES, "return_states": worklist.RETURN_STATES,
             "temperatures": worklist.TEMPERATURES, "search_help": worklist.SEARCH_HELP,
-            "return_href": _return_href(),
+            "return_href": _return_href(), "journey_href": _journey_href(),
             **extra}
 
 
@@ -320,7 +324,7 @@ def record_outcome(order_id: int):
         return redirect(url_for("buyer.order_detail", order_id=order.id))
     lead_row = get_template_attribute("buyer/_lead_row.html", "lead_row")
     return lead_row(worklist.row(order, sale_id), url_for("buyer.record_outcome", order_id=order.id),
-                    _return_href(), error=error, saved=error is None)
+                    _return_href(), _journey_href(), error=error, saved=error is None)
 
 
 @bp.route("/orders/<int:order_id>/outcomes", methods=["POST"])

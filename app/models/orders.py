@@ -248,6 +248,9 @@ class DeliveryAttempt(db.Model):
     delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_deliveries.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     milliseconds: Mapped[int] = mapped_column(sa.Integer)
+    # How it was sent: "webhook" (our signed JSON) or "http" (the buyer's format).
+    method: Mapped[str] = mapped_column(sa.String(8), default="webhook",
+                                        server_default="webhook")
     request_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     status_code: Mapped[Optional[int]] = mapped_column(sa.Integer)
     reply_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)

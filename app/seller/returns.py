@@ -1,12 +1,16 @@
 """A seller answers the returns of their leads: accept (the sale is reversed) or
-contest (an admin decides)."""
+contest (an admin decides); and their leads' journeys (app/aftersale/web.py)."""
 from flask import flash, redirect, render_template, request, url_for
+
+from app.aftersale import web
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.seller import bp
 from app.services import returns
+
+web.add_routes(bp)
 
 
 @bp.route("/returns")

@@ -194,6 +194,7 @@ def deliver(delivery_id: int) -> bool:
     vault = current_vault()
     db.session.add(DeliveryAttempt(
         delivery_id=delivery_id, milliseconds=outcome.milliseconds,
+        method="webhook" if method is None or delivery.event == "lead.erased" else "http",
         request_enc=vault.encrypt(request.shown() if request else "nothing sent"), status_code=outcome.status,
         reply_enc=vault.encrypt(outcome.reply[:REPLY_LOGGED].decode("utf-8", "replace"))
         if outcome.status is not None else None, error=delivery.last_error))

@@ -1,0 +1,68 @@
+"""API route for a lead's journey (SPEC §11 additions: `GET /leads/{id}/journey`)."""
+from marshmallow import Schema, fields
+
+from app.aftersale import journeys
+from app.api.auth import api_blueprint, api_member
+from app.api.schemas import ApiErrorSchema
+
+blp = api_blueprint("Journeys", __name__, description="What happened to a lead, step by step")
+
+
+def _field(field_class, kinds: str, description: str, **options):
+    return field_class(allow_none=True, metadata={"description": f"({kinds}) {description}"},
+                       **options)
+
+
+class JourneyStepSchema(Schema):
+    """One step; which fields it carries depends on its kind and on who asks."""
+
+    at = fields.DateTime(required=True)
+    kind = fields.String(required=True, metadata={
+        "enum": ["received", "verdict", "spot_check_sampled", "spot_check", "sale",
+                 "delivery_attempt", "return_opened", "return_decided", "outcome"]})
+    how = _field(fields.String, "received", "upload or api (real time); seller and admins")
+    batch_id = _field(fields.Integer, "received", "seller and admins")
+    file = _field(fields.String, "received", "the uploaded file's name")
+    row = _field(fields.Integer, "received", "the row of the file")
+    sub_id = _field(fields.String, "received", "the seller's source")
+    consent_at = _field(fields.DateTime, "received", "when the person consented")
+    accepted = _field(fields.Boolean, "verdict, return_decided", "accepted")
+    cross_seller_duplicate = _field(fields.Boolean, "verdict",
+                                    "another seller offered the same person")
+    held = _field(fields.Boolean, "verdict", "held until its batch passes a spot-check")
+    status = _field(fields.String, "verdict, return_opened, outcome",
+                    "the lead's, the return's or the outcome's status now")
+    verdict = _field(fields.String, "spot_check_sampled", "the admin's verdict on this lead")
+    result = _field(fields.String, "spot_check", "passed or failed")
+    sales_returned = _field(fields.Integer, "spot_check", "sales returned by a failed check")
+    note = _field(fields.String, "spot-check, returns", "the note of whoever decided or asked")
+    sale_id = _field(fields.Integer, "sale and after", "the sale")
+    order_id = _field(fields.Integer, "sale", "buyer and admins")
+    order_name = _field(fields.String, "sale", "buyer and admins")
+    price = _field(fields.Integer, "sale", "minor units the buyer paid; buyer and admins")
+    earnings = _field(fields.Integer, "sale", "the seller's share, minor units")
+    buyer = _field(fields.String, "sale", "the buying account; admins")
+    event = _field(fields.String, "delivery_attempt", "lead.delivered or lead.erased")
+    method = _field(fields.String, "delivery_attempt", "webhook or http (the buyer's format)")
+    request = _field(fields.String, "delivery_attempt",
+                     "the request as sent, secret headers masked; admins see its first line")
+    status_code = _field(fields.Integer, "delivery_attempt", "the reply's HTTP status")
+    reply = _field(fields.String, "delivery_attempt", "the reply's first characters; the buyer")
+    milliseconds = _field(fields.Integer, "delivery_attempt", "how long the request took")
+    delivered = _field(fields.Boolean, "delivery_attempt", "the buyer's system accepted it")
+    error = _field(fields.String, "delivery_attempt", "why not, as a sentence")
+    reason = _field(fields.String, "return_opened", "the buyer's reason")
+    seller_note = _field(fields.String, "return_opened", "the seller's answer")
+    decided_by = _field(fields.String, "return_decided", "system, seller, admin or timeout")
+    refund = _field(fields.Integer, "return_decided", "minor units back to the buyer")
+    revenue = _field(fields.Integer, "outcome", "minor units the buyer earned")
+
+
+@blp.route("/leads/<int:lead_id>/journey", methods=["GET"])
+@blp.response(200, JourneyStepSchema(many=True))
+@blp.alt_response(404, schema=ApiErrorSchema, description="No lead of yours")
+def lead_journey(lead_id: int):
+    """The lead's steps, oldest first, as the caller may see them (SPEC §12): its seller
+    sees how it came in, its verdict and sales; a buyer their own sale and what followed;
+    admins every step."""
+    return journeys.journey(api_member(), lead_id)
