@@ -35,6 +35,7 @@ BUYER_REASONS = {
     ReturnReason.NOT_MATCHING: "Does not match the order's filters",
     ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
 }
+RESPONSE_NOTE_MAX = 2000  # characters of a seller's reason
 REASON_LABELS = {**BUYER_REASONS,
                  ReturnReason.FAILED_SPOT_CHECK: "The batch failed its authenticity check"}
 
@@ -127,7 +128,14 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         raise NotFound("No such return.")
     if item.status is not ReturnStatus.AWAITING_SELLER:
         raise Conflict("This return has already been decided or passed to an admin.")
-    item.seller_note = note.strip()[:2000]
+    note = note.strip()
+    if not accept and not note:
+        # The admin decides on it and the buyer reads it: a contest without a reason
+        # leaves both with nothing to weigh.
+        raise ValidationFailed("Say why you contest the return: the administrator who "
+                               "decides and the buyer read it.", code="reason_required",
+                               details={"field": "note"})
+    item.seller_note = note[:RESPONSE_NOTE_MAX]
     if accept:
         _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
     else:
