@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.errors import Conflict, ValidationFailed
 from app.extensions import db
-from app.models import AccountKind, Return, ReturnStatus, Role, Sale
+from app.models import AccountKind, Lead, Return, ReturnStatus, Role, Sale
 from app.services import earnings, ledger, returns
 from app.market import jobs
 from tests.conftest import csrf_token, log_in, make_user
@@ -321,3 +321,24 @@ def test_a_contest_needs_a_reason_that_the_admin_and_the_buyer_read(app, client,
     assert "We called her: she filled the form herself" in queue
     assert "Recording of the call" in queue
     assert "We called her" in buyer_client.get("/buyer/returns").get_data(as_text=True)
+
+
+def test_the_sellers_returns_list_says_which_lead_and_by_when(app):
+    from tests.query_count import queries_for
+
+    seller, buyer, order, sales = _market(count=14)
+    item = returns.open_return(buyer, sales[2].id, "wrong_number", "the line is dead")
+    db.session.commit()
+    lead = db.session.get(Lead, sales[2].lead_id)
+    seller_client = app.test_client()
+    log_in(seller_client, seller)
+    page = seller_client.get("/seller/returns").get_data(as_text=True)
+    # the file's line (the header is line 1) and the name of the person on it
+    assert f"test.csv</a>, row {lead.row_number}</div>" in page
+    assert f"<strong>Person{lead.row_number - 2}</strong>" in page
+    assert "Wrong or dead number" in page and "the line is dead" in page
+    assert f"Answer by <strong>{item.seller_deadline:%Y-%m-%d %H:%M} UTC</strong>" in page
+    one = queries_for(seller_client, "/seller/returns")
+    returns.open_return(buyer, sales[3].id, "fake")
+    db.session.commit()
+    assert queries_for(seller_client, "/seller/returns") == one

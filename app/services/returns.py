@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
-    OPEN_RETURN_STATUSES, AccountKind, Lead, Order, OutcomeStatus, Return, ReturnReason,
+    OPEN_RETURN_STATUSES, AccountKind, Batch, Lead, Order, OutcomeStatus, Return, ReturnReason,
     ReturnStatus, Sale, SaleOutcome, User,
 )
 from app.people import notifications
@@ -244,6 +244,33 @@ def returns_for_seller(seller: User, limit: int = 200) -> list[Return]:
     return db.session.scalars(select(Return).where(Return.seller_id == seller.id)
                               .order_by(Return.status.in_(OPEN_RETURN_STATUSES).desc(),
                                         Return.id.desc()).limit(limit)).all()
+
+
+@dataclass(frozen=True)
+class SellerCase:
+    """A return of a seller's lead with what the seller needs to find the lead: the
+    file and row it came from and the person's name (their own lead)."""
+    item: Return
+    lead: Lead
+    batch: Batch
+    name: str
+
+
+def seller_cases(seller: User, limit: int = 200) -> list[SellerCase]:
+    """The returns of a seller's leads, open ones first (one query)."""
+    rows = db.session.execute(
+        select(Return, Lead, Batch).join(Sale, Sale.id == Return.sale_id)
+        .join(Lead, Lead.id == Sale.lead_id).join(Batch, Batch.id == Lead.batch_id)
+        .where(Return.seller_id == seller.id)
+        .order_by(Return.status.in_(OPEN_RETURN_STATUSES).desc(), Return.id.desc())
+        .limit(limit)).all()
+    open_contact = current_vault().open_contact
+    cases = []
+    for item, lead, batch in rows:
+        contact = open_contact(lead.contact_enc)
+        name = " ".join(filter(None, (contact.get("first_name"), contact.get("last_name"))))
+        cases.append(SellerCase(item, lead, batch, name))
+    return cases
 
 
 @dataclass(frozen=True)
