@@ -48,6 +48,8 @@ class ConfirmUploadForm(BatchTermsForm):
     token = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     allow_same_file = BooleanField("Yes, create a second batch from this same file")
+    allow_missing = BooleanField("Process it anyway: every row will be rejected, and listed "
+                                 "in the rejections file")
 
 
 class BatchTermsChangeForm(FlaskForm):

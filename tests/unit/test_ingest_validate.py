@@ -369,11 +369,17 @@ def test_a_rejected_row_lists_every_reason():
     assert (one_bad.email, one_bad.phone) == ("ivan.petrov@mail.ru", "+79161234567")
 
 
-def test_two_consent_problems_are_one_code_with_both_sentences():
-    result = verdict(consent_at="", source_url="", consent="нет")
-    assert result.codes == ("no_consent",)
-    assert "“нет”" in result.message and "consent_at" in result.message
-    assert "source_url" in result.message
+def test_consent_problems_are_one_code_and_one_sentence_naming_each():
+    result = verdict(consent_at="", source_url="", consent="нет", age="5")
+    assert result.codes == ("no_consent", "implausible_age")
+    assert result.message.count("no usable consent evidence") == 1
+    assert result.message.startswith(
+        "The row has no usable consent evidence: its consent column says “нет”; the consent "
+        "time (consent_at) is empty; the consent page (source_url) is empty. The age “5”")
+    long_url = "not a url " * 10
+    message = rejected("no_consent", consent_at="yesterday-ish", source_url=long_url)
+    assert message.count("no usable consent evidence") == 1
+    assert "“yesterday-ish” is not a date" in message and message.endswith("is not a web address.")
 
 
 # --- the consent flag (issue 15) ---------------------------------------------------

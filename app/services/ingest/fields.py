@@ -6,7 +6,7 @@ punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
 both sides, which is harmless for matching.
 """
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,6 +21,21 @@ FIELDS: tuple[str, ...] = (
     "consent_at", "source_url", "consent_text", "consent", "ip",
     "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
+
+# What no row is accepted without (validate.py): a file needs a column for each group,
+# with the verdict every row gets when it has none.
+REQUIRED: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("email", "phone"), "no_contact"),
+    (("consent_at",), "no_consent"),
+    (("source_url",), "no_consent"),
+)
+
+
+def missing_required(fields: Iterable[str | None]) -> list[tuple[tuple[str, ...], str]]:
+    """The required groups (and their verdict) that none of these fields fills."""
+    present = set(fields)
+    return [(group, code) for group, code in REQUIRED if present.isdisjoint(group)]
+
 
 # Field -> header names, strongest first: when two columns claim one field, the
 # better-ranked synonym wins (a file with both `State` and `City` gives `State`).
@@ -172,6 +187,10 @@ class HeaderMap:
     @property
     def known(self) -> frozenset[str]:
         return frozenset(name for _, name in self._pairs)
+
+    @property
+    def missing(self) -> list[tuple[tuple[str, ...], str]]:
+        return missing_required(self.fields)
 
     def pick(self, row: Sequence[str]) -> dict[str, str]:
         """The row's values by field; short rows are padded, extra columns dropped."""
