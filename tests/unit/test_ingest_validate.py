@@ -318,6 +318,18 @@ def test_invalid_phone(value):
     assert f"“{value}”" in message and "RU" in message
 
 
+@pytest.mark.parametrize("changes, said", [
+    ({}, "read as RU, from the batch's default country"),
+    ({"country": "Spain"}, "read as ES, from the row's country"),
+    ({"region": "Москва"}, "read as RU, from the row's region"),
+    ({"region": "Madrid"}, "read as ES, from the row's region"),
+    ({"city": "Madrid"}, "read as ES, from the row's city"),
+    ({"region": "Narnia"}, "read as RU, from the batch's default country"),
+])
+def test_an_invalid_phone_says_which_country_it_was_read_in_and_why(changes, said):
+    assert said in validate_row({**GOOD, "phone": "12345", **changes}, RU).message
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"consent_at": ""}, "consent_at"), ({"consent_at": "yesterday"}, "“yesterday”"),
     ({"consent_at": "31.02.2025 10:00"}, "31.02.2025"), ({"source_url": ""}, "source_url"),
@@ -518,7 +530,7 @@ def test_every_verdict_has_a_sentence():
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
-               "first_row": 7, "shape": "s"}
+               "first_row": 7, "shape": "s", "source": "the row's region"}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message

@@ -49,7 +49,7 @@ VERDICTS: dict[str, str] = {
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
     "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
-                     "+country prefix are read as {country}).",
+                     "+country prefix are read as {country}, from {source}).",
     "no_consent": "The row has no usable consent evidence: {reason}.",
     "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
                        "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
@@ -514,8 +514,11 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if phone_raw:
         parsed = normalise_phone(phone_raw, home)
         if parsed is None:
-            problems.append(("invalid_phone", verdict_message("invalid_phone", value=phone_raw,
-                                                              country=home)))
+            source = ("the row's country" if country else "the batch's default country"
+                      if region is None else "the row's region" if region_raw
+                      else "the row's city")
+            problems.append(("invalid_phone", verdict_message(
+                "invalid_phone", value=phone_raw, country=home, source=source)))
         else:
             phone, phone_country = parsed
 
