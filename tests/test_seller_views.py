@@ -88,6 +88,20 @@ def test_a_file_without_a_required_column_asks_before_every_row_is_rejected(sell
     assert db.session.scalar(sa.select(Batch).order_by(Batch.id.desc())).accepted == 1
 
 
+def test_the_fixed_rejections_file_uploads_without_questions(seller_client):
+    first = _upload(seller_client, csv_bytes([person(1), person(2, email="bad@")]))
+    batch = db.session.scalar(sa.select(Batch))
+    assert first.status_code == 302 and batch.rejected == 1
+    fixed = seller_client.get(f"/seller/batches/{batch.id}/rejections.csv").get_data(
+        as_text=True).replace("bad@", "person2-fixed@mail.example.com")
+    assert fixed.splitlines()[0].lstrip("\ufeff").startswith("row,code,message,")
+    again = _upload(seller_client, fixed.encode("utf-8-sig"))
+    assert again.status_code == 302, again.get_data(as_text=True)  # nothing to ask
+    second = db.session.scalar(sa.select(Batch).order_by(Batch.id.desc()))
+    assert (second.accepted, second.rejected) == (1, 0)
+    assert second.mapping["headers"][:3] == ["row", "code", "message"]
+
+
 def test_a_second_upload_of_the_same_file_asks_first(seller_client):
     data = csv_bytes([person(1)])
     _upload(seller_client, data)

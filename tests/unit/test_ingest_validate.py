@@ -38,6 +38,15 @@ def rejected(code: str, ctx: RowContext = RU, **changes) -> str:
 
 # --- headers ------------------------------------------------------------------
 
+def test_the_rejections_files_own_columns_are_ignored_without_asking():
+    mapped = map_headers(["row", "codes", "Message", "email", "Row"])
+    assert mapped.fields == (None, None, None, "email", None)
+    assert mapped.unknown == ("Row",)  # only the first three are ours
+    elsewhere = map_headers(["email", "row", "code", "message"])
+    assert elsewhere.unknown == ("row", "code", "message")
+    assert map_headers(["row", "code", "message", "email"], {"row": "sub_id"}).fields[0] == "sub_id"
+
+
 
 def test_fields_are_those_of_the_spec():
     assert FIELDS == (

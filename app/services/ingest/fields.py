@@ -167,6 +167,21 @@ def _build_synonyms() -> dict[str, tuple[str, int]]:
 SYNONYMS: dict[str, tuple[str, int]] = _build_synonyms()  # header key -> (field, rank)
 
 
+# The rejections file (reports.py) starts with these columns: uploaded again once its
+# rows are fixed, they are ours, not the lead's, and are ignored without asking.
+REJECTION_COLUMNS = ("row", "code", "message")
+_REJECTION_KEYS = (("row",), ("code", "codes"), ("message",))
+
+
+def _rejection_columns(headers: Sequence[str]) -> int:
+    """How many of the first columns are the rejections file's own (3 or 0)."""
+    keys = [text_key(header) for header in headers[:len(_REJECTION_KEYS)]]
+    if len(keys) == len(_REJECTION_KEYS) and all(
+            key in accepted for key, accepted in zip(keys, _REJECTION_KEYS)):
+        return len(keys)
+    return 0
+
+
 class HeaderMappingError(ValidationFailed):
     code = "invalid_mapping"
 
@@ -242,11 +257,14 @@ def map_headers(
     fields: list[str | None] = [None] * len(headers)
     unknown: list[int] = []
     claims: dict[str, list[tuple[int, int]]] = {}  # field -> [(rank, column)]
+    ours = _rejection_columns(headers)
     for column, header in enumerate(headers):
         key = text_key(header)
         if key in user:
             if user[key]:
                 claims.setdefault(user[key], []).append((-1, column))  # user beats synonyms
+        elif column < ours:
+            continue
         elif key in SYNONYMS:
             name, rank = SYNONYMS[key]
             if name in _CONSENT_FIELDS:
