@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.errors import Conflict, ValidationFailed
 from app.extensions import db
-from app.models import AccountKind, Return, ReturnStatus, Role, Sale
+from app.models import AccountKind, Lead, Return, ReturnStatus, Role, Sale
 from app.services import earnings, ledger, returns
 from app.market import jobs
 from tests.conftest import csrf_token, log_in, make_user
@@ -284,3 +284,61 @@ def test_the_contested_returns_queue_runs_the_same_queries_however_long(app, adm
     other_seller, other_buyer, _, other_sales = _market(count=6)
     _contest(other_seller, other_buyer, other_sales[:2])
     assert queries_for(admin_client, "/admin/returns") == one
+
+
+def test_a_contest_needs_a_reason_that_the_admin_and_the_buyer_read(app, client, admin_client,
+                                                                      api_key_for):
+    seller, buyer, order, sales = _market(count=14)
+    web_item = returns.open_return(buyer, sales[0].id, "fake", "made up name")
+    api_item = returns.open_return(buyer, sales[1].id, "fake")
+    db.session.commit()
+    seller_client, buyer_client = app.test_client(), app.test_client()
+    log_in(seller_client, seller)
+    log_in(buyer_client, buyer)
+    url = f"/seller/returns/{web_item.id}/contest"
+    assert 'name="note" required' in seller_client.get("/seller/returns").get_data(as_text=True)
+    page = seller_client.post(url, data={"csrf_token": csrf_token(seller_client, "/seller/returns"),
+                                         "note": "   "}, follow_redirects=True)
+    assert "Say why you contest the return" in page.get_data(as_text=True)
+    db.session.refresh(web_item)
+    assert web_item.status is ReturnStatus.AWAITING_SELLER
+    seller_client.post(url, data={"csrf_token": csrf_token(seller_client, "/seller/returns"),
+                                  "note": "We called her: she filled the form herself"})
+    db.session.refresh(web_item)
+    assert web_item.status is ReturnStatus.CONTESTED
+
+    contest = f"/api/v1/returns/{api_item.id}/contest"
+    for body in (None, {}, {"note": " "}):
+        refused = client.post(contest, json=body, headers=api_key_for(seller))
+        assert refused.status_code == 422
+        assert refused.get_json()["error"]["code"] == "reason_required"
+    assert client.post(contest, json={"note": "x" * 2001},
+                       headers=api_key_for(seller)).status_code == 422
+    assert client.post(contest, json={"note": "Recording of the call"},
+                       headers=api_key_for(seller)).status_code == 200
+
+    queue = admin_client.get("/admin/returns").get_data(as_text=True)
+    assert "We called her: she filled the form herself" in queue
+    assert "Recording of the call" in queue
+    assert "We called her" in buyer_client.get("/buyer/returns").get_data(as_text=True)
+
+
+def test_the_sellers_returns_list_says_which_lead_and_by_when(app):
+    from tests.query_count import queries_for
+
+    seller, buyer, order, sales = _market(count=14)
+    item = returns.open_return(buyer, sales[2].id, "wrong_number", "the line is dead")
+    db.session.commit()
+    lead = db.session.get(Lead, sales[2].lead_id)
+    seller_client = app.test_client()
+    log_in(seller_client, seller)
+    page = seller_client.get("/seller/returns").get_data(as_text=True)
+    # the file's line (the header is line 1) and the name of the person on it
+    assert f"test.csv</a>, row {lead.row_number}</div>" in page
+    assert f"<strong>Person{lead.row_number - 2}</strong>" in page
+    assert "Wrong or dead number" in page and "the line is dead" in page
+    assert f"Answer by <strong>{item.seller_deadline:%Y-%m-%d %H:%M} UTC</strong>" in page
+    one = queries_for(seller_client, "/seller/returns")
+    returns.open_return(buyer, sales[3].id, "fake")
+    db.session.commit()
+    assert queries_for(seller_client, "/seller/returns") == one

@@ -107,3 +107,15 @@ def test_seller_pages_run_the_same_queries_however_many_batches_and_failures(app
         assert queries_for(many_client, url) == queries_for(few_client, url), url
     assert (queries_for(many_client, f"/seller/batches/{batches[0].id}")
             == queries_for(few_client, f"/seller/batches/{small.id}"))
+
+
+def test_the_batch_page_says_one_thing_about_the_phone_country(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    batch = ingest(seller, csv_bytes([person(1, phone="12345", region="Москва"),
+                                      person(2, phone="12345", region="")]), country="US")
+    page = _seller_client(app, seller).get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    header = page[page.index('id="phone-home"'):]
+    header = header[:header.index("</span>")]
+    assert "the lead's country (from its country, region or city column), else of US" in header
+    assert "read as RU, from the row&#39;s region" in page  # the Moscow row
+    assert "read as US, from the batch&#39;s default country" in page

@@ -46,6 +46,62 @@ def test_unknown_columns_are_mapped_before_processing(seller_client):
     assert batch.accepted == 1 and batch.status is BatchStatus.HELD
 
 
+def _confirm_form(client, page: str, header: list[str], **fields) -> dict:
+    token = page.split('name="token" type="hidden" value="')[1].split('"')[0]
+    form = {"token": token, "filename": "export.csv", "default_country": "US",
+            "floor_price": "0", "cap": "1", "columns": str(len(header)),
+            "csrf_token": csrf_token(client, "/seller/batches/new"), **fields}
+    for i, name in enumerate(header):
+        form[f"header_{i}"], form[f"column_{i}"] = name, name
+    return form
+
+
+def test_a_file_without_a_required_column_asks_before_every_row_is_rejected(seller_client):
+    header = [name for name in HEADER if name != "source_url"]  # every name is known
+    data = csv_bytes([person(1), person(2)], header=header)
+    page = _upload(seller_client, data).get_data(as_text=True)  # it does not start at once
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+    assert "Every row of this file would be rejected" in page
+    assert "<strong>Source page (URL)</strong>" in page
+    assert "<strong>Consent date and time</strong>" not in page
+    assert "Process it anyway" in page
+
+    form = _confirm_form(seller_client, page, header)
+    again = seller_client.post("/seller/batches/confirm", data=form)
+    assert again.status_code == 200 and "map them, or confirm" in again.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
+
+    form["csrf_token"] = csrf_token(seller_client, "/seller/batches/new")
+    response = seller_client.post("/seller/batches/confirm", data={**form, "allow_missing": "y"})
+    assert response.status_code == 302
+    batch = db.session.scalar(sa.select(Batch))
+    assert (batch.accepted, batch.rejected) == (0, 2)
+
+    # Without contacts, both email and phone are named; a mapped column clears it.
+    header = [name for name in HEADER if name not in ("email", "phone")] + ["Reach me"]
+    rows = [person(3, email="", phone="") | {"Reach me": "p3@mail.example.com"}]
+    page = _upload(seller_client, csv_bytes(rows, header=header)).get_data(as_text=True)
+    assert "<strong>Email</strong> or <strong>Phone</strong>" in page
+    form = _confirm_form(seller_client, page, header)
+    form[f"column_{len(header) - 1}"] = "email"
+    assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
+    assert db.session.scalar(sa.select(Batch).order_by(Batch.id.desc())).accepted == 1
+
+
+def test_the_fixed_rejections_file_uploads_without_questions(seller_client):
+    first = _upload(seller_client, csv_bytes([person(1), person(2, email="bad@")]))
+    batch = db.session.scalar(sa.select(Batch))
+    assert first.status_code == 302 and batch.rejected == 1
+    fixed = seller_client.get(f"/seller/batches/{batch.id}/rejections.csv").get_data(
+        as_text=True).replace("bad@", "person2-fixed@mail.example.com")
+    assert fixed.splitlines()[0].lstrip("\ufeff").startswith("row,code,message,")
+    again = _upload(seller_client, fixed.encode("utf-8-sig"))
+    assert again.status_code == 302, again.get_data(as_text=True)  # nothing to ask
+    second = db.session.scalar(sa.select(Batch).order_by(Batch.id.desc()))
+    assert (second.accepted, second.rejected) == (1, 0)
+    assert second.mapping["headers"][:3] == ["row", "code", "message"]
+
+
 def test_a_second_upload_of_the_same_file_asks_first(seller_client):
     data = csv_bytes([person(1)])
     _upload(seller_client, data)

@@ -19,7 +19,8 @@ class ReturnCreateSchema(Schema):
 
 
 class ReturnAnswerSchema(Schema):
-    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    note = fields.String(load_default="", validate=validate.Length(max=returns.RESPONSE_NOTE_MAX),
+                         metadata={"description": "why: required to contest, optional to accept"})
 
 
 class ReturnSchema(Schema):
@@ -71,10 +72,12 @@ def get_return(return_id: int):
 
 
 @blp.route("/returns/<int:return_id>/<any(accept, contest):answer>", methods=["POST"])
-@blp.arguments(ReturnAnswerSchema, required=False)  # the note is optional
+@blp.arguments(ReturnAnswerSchema, required=False)  # accepting needs no body
 @blp.response(200, ReturnSchema)
+@blp.alt_response(422, schema=ApiErrorSchema, description="A contest without a reason")
 def answer_return(data, return_id: int, answer: str):
-    """The seller accepts (the sale is reversed) or contests (an admin decides)."""
+    """The seller accepts (the sale is reversed) or contests (an admin decides; the
+    `note` says why and is required)."""
     user = api_user(Role.SELLER, "Only the lead's seller answers a return.")
     item = returns.seller_respond(user, return_id, answer == "accept", data["note"])
     db.session.commit()

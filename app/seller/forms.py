@@ -20,7 +20,9 @@ def country_choices() -> list[SelectChoice]:
 class BatchTermsForm(FlaskForm):
     default_country = SelectField(
         "Country of numbers without a +prefix", validators=[DataRequired()],
-        description="Phone numbers written without a country code are read as this country's.")
+        description="Phone numbers written without a country code are read as numbers of the "
+                    "lead's country (its country, region or city column) or, when the row "
+                    "gives none, of this country.")
     floor_price = MoneyField(
         "Floor price per lead", default=0,
         description="No lead of this batch is sold below this price.")
@@ -48,6 +50,8 @@ class ConfirmUploadForm(BatchTermsForm):
     token = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     allow_same_file = BooleanField("Yes, create a second batch from this same file")
+    allow_missing = BooleanField("Process it anyway: every row will be rejected, and listed "
+                                 "in the rejections file")
 
 
 class BatchTermsChangeForm(FlaskForm):

@@ -15,7 +15,7 @@ web.add_routes(bp)
 
 @bp.route("/returns")
 def return_list():
-    return render_template("seller/returns.html", returns=returns.returns_for_seller(current_account),
+    return render_template("seller/returns.html", cases=returns.seller_cases(current_account),
                            form=ConfirmForm())
 
 

@@ -20,7 +20,7 @@ from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
 from app.services.spotchecks import VERDICT_LABELS
 from app.services.ingest import pipeline, reports
-from app.services.ingest.fields import FIELDS, HeaderMappingError
+from app.services.ingest.fields import FIELDS, HeaderMappingError, missing_required
 from app.services.ingest.reader import UnreadableFile
 
 
@@ -88,7 +88,7 @@ def upload():
             preview = pipeline.inspect_upload(current_account, token)
             commit_keeping_loaded()  # nothing written: no lock while the batch re-reads it
             filename = form.file.data.filename or "upload.csv"
-            if preview.unknown or preview.duplicate_of:
+            if preview.unknown or preview.missing or preview.duplicate_of:
                 confirm = ConfirmUploadForm(formdata=None, data={
                     "token": token, "filename": filename,
                     "default_country": terms.default_country, "cap": terms.cap,
@@ -119,6 +119,10 @@ def confirm_upload():
                    for i in range(columns)}
         if not form.validate_on_submit():
             flash("Please check the batch's terms.", "danger")
+            return _confirm_page(form, _preview_again(token, mapping))
+        if missing_required(mapping.values()) and not form.allow_missing.data:
+            flash("Some fields every lead needs have no column: map them, or confirm that you "
+                  "want the file processed anyway.", "danger")
             return _confirm_page(form, _preview_again(token, mapping))
         terms = _terms(form)
         terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)

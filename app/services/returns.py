@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
-    OPEN_RETURN_STATUSES, AccountKind, Lead, Order, OutcomeStatus, Return, ReturnReason,
+    OPEN_RETURN_STATUSES, AccountKind, Batch, Lead, Order, OutcomeStatus, Return, ReturnReason,
     ReturnStatus, Sale, SaleOutcome, User,
 )
 from app.people import notifications
@@ -35,6 +35,7 @@ BUYER_REASONS = {
     ReturnReason.NOT_MATCHING: "Does not match the order's filters",
     ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
 }
+RESPONSE_NOTE_MAX = 2000  # characters of a seller's reason
 REASON_LABELS = {**BUYER_REASONS,
                  ReturnReason.FAILED_SPOT_CHECK: "The batch failed its authenticity check"}
 
@@ -127,7 +128,14 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         raise NotFound("No such return.")
     if item.status is not ReturnStatus.AWAITING_SELLER:
         raise Conflict("This return has already been decided or passed to an admin.")
-    item.seller_note = note.strip()[:2000]
+    note = note.strip()
+    if not accept and not note:
+        # The admin decides on it and the buyer reads it: a contest without a reason
+        # leaves both with nothing to weigh.
+        raise ValidationFailed("Say why you contest the return: the administrator who "
+                               "decides and the buyer read it.", code="reason_required",
+                               details={"field": "note"})
+    item.seller_note = note[:RESPONSE_NOTE_MAX]
     if accept:
         _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
     else:
@@ -236,6 +244,33 @@ def returns_for_seller(seller: User, limit: int = 200) -> list[Return]:
     return db.session.scalars(select(Return).where(Return.seller_id == seller.id)
                               .order_by(Return.status.in_(OPEN_RETURN_STATUSES).desc(),
                                         Return.id.desc()).limit(limit)).all()
+
+
+@dataclass(frozen=True)
+class SellerCase:
+    """A return of a seller's lead with what the seller needs to find the lead: the
+    file and row it came from and the person's name (their own lead)."""
+    item: Return
+    lead: Lead
+    batch: Batch
+    name: str
+
+
+def seller_cases(seller: User, limit: int = 200) -> list[SellerCase]:
+    """The returns of a seller's leads, open ones first (one query)."""
+    rows = db.session.execute(
+        select(Return, Lead, Batch).join(Sale, Sale.id == Return.sale_id)
+        .join(Lead, Lead.id == Sale.lead_id).join(Batch, Batch.id == Lead.batch_id)
+        .where(Return.seller_id == seller.id)
+        .order_by(Return.status.in_(OPEN_RETURN_STATUSES).desc(), Return.id.desc())
+        .limit(limit)).all()
+    open_contact = current_vault().open_contact
+    cases = []
+    for item, lead, batch in rows:
+        contact = open_contact(lead.contact_enc)
+        name = " ".join(filter(None, (contact.get("first_name"), contact.get("last_name"))))
+        cases.append(SellerCase(item, lead, batch, name))
+    return cases
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,15 @@ def rejected(code: str, ctx: RowContext = RU, **changes) -> str:
 
 # --- headers ------------------------------------------------------------------
 
+def test_the_rejections_files_own_columns_are_ignored_without_asking():
+    mapped = map_headers(["row", "codes", "Message", "email", "Row"])
+    assert mapped.fields == (None, None, None, "email", None)
+    assert mapped.unknown == ("Row",)  # only the first three are ours
+    elsewhere = map_headers(["email", "row", "code", "message"])
+    assert elsewhere.unknown == ("row", "code", "message")
+    assert map_headers(["row", "code", "message", "email"], {"row": "sub_id"}).fields[0] == "sub_id"
+
+
 
 def test_fields_are_those_of_the_spec():
     assert FIELDS == (
@@ -318,6 +327,18 @@ def test_invalid_phone(value):
     assert f"“{value}”" in message and "RU" in message
 
 
+@pytest.mark.parametrize("changes, said", [
+    ({}, "read as RU, from the batch's default country"),
+    ({"country": "Spain"}, "read as ES, from the row's country"),
+    ({"region": "Москва"}, "read as RU, from the row's region"),
+    ({"region": "Madrid"}, "read as ES, from the row's region"),
+    ({"city": "Madrid"}, "read as ES, from the row's city"),
+    ({"region": "Narnia"}, "read as RU, from the batch's default country"),
+])
+def test_an_invalid_phone_says_which_country_it_was_read_in_and_why(changes, said):
+    assert said in validate_row({**GOOD, "phone": "12345", **changes}, RU).message
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"consent_at": ""}, "consent_at"), ({"consent_at": "yesterday"}, "“yesterday”"),
     ({"consent_at": "31.02.2025 10:00"}, "31.02.2025"), ({"source_url": ""}, "source_url"),
@@ -369,11 +390,17 @@ def test_a_rejected_row_lists_every_reason():
     assert (one_bad.email, one_bad.phone) == ("ivan.petrov@mail.ru", "+79161234567")
 
 
-def test_two_consent_problems_are_one_code_with_both_sentences():
-    result = verdict(consent_at="", source_url="", consent="нет")
-    assert result.codes == ("no_consent",)
-    assert "“нет”" in result.message and "consent_at" in result.message
-    assert "source_url" in result.message
+def test_consent_problems_are_one_code_and_one_sentence_naming_each():
+    result = verdict(consent_at="", source_url="", consent="нет", age="5")
+    assert result.codes == ("no_consent", "implausible_age")
+    assert result.message.count("no usable consent evidence") == 1
+    assert result.message.startswith(
+        "The row has no usable consent evidence: its consent column says “нет”; the consent "
+        "time (consent_at) is empty; the consent page (source_url) is empty. The age “5”")
+    long_url = "not a url " * 10
+    message = rejected("no_consent", consent_at="yesterday-ish", source_url=long_url)
+    assert message.count("no usable consent evidence") == 1
+    assert "“yesterday-ish” is not a date" in message and message.endswith("is not a web address.")
 
 
 # --- the consent flag (issue 15) ---------------------------------------------------
@@ -512,7 +539,7 @@ def test_every_verdict_has_a_sentence():
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
-               "first_row": 7, "shape": "s"}
+               "first_row": 7, "shape": "s", "source": "the row's region"}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message

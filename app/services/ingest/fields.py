@@ -6,7 +6,7 @@ punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
 both sides, which is harmless for matching.
 """
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -21,6 +21,21 @@ FIELDS: tuple[str, ...] = (
     "consent_at", "source_url", "consent_text", "consent", "ip",
     "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
 )
+
+# What no row is accepted without (validate.py): a file needs a column for each group,
+# with the verdict every row gets when it has none.
+REQUIRED: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("email", "phone"), "no_contact"),
+    (("consent_at",), "no_consent"),
+    (("source_url",), "no_consent"),
+)
+
+
+def missing_required(fields: Iterable[str | None]) -> list[tuple[tuple[str, ...], str]]:
+    """The required groups (and their verdict) that none of these fields fills."""
+    present = set(fields)
+    return [(group, code) for group, code in REQUIRED if present.isdisjoint(group)]
+
 
 # Field -> header names, strongest first: when two columns claim one field, the
 # better-ranked synonym wins (a file with both `State` and `City` gives `State`).
@@ -152,6 +167,21 @@ def _build_synonyms() -> dict[str, tuple[str, int]]:
 SYNONYMS: dict[str, tuple[str, int]] = _build_synonyms()  # header key -> (field, rank)
 
 
+# The rejections file (reports.py) starts with these columns: uploaded again once its
+# rows are fixed, they are ours, not the lead's, and are ignored without asking.
+REJECTION_COLUMNS = ("row", "code", "message")
+_REJECTION_KEYS = (("row",), ("code", "codes"), ("message",))
+
+
+def _rejection_columns(headers: Sequence[str]) -> int:
+    """How many of the first columns are the rejections file's own (3 or 0)."""
+    keys = [text_key(header) for header in headers[:len(_REJECTION_KEYS)]]
+    if len(keys) == len(_REJECTION_KEYS) and all(
+            key in accepted for key, accepted in zip(keys, _REJECTION_KEYS)):
+        return len(keys)
+    return 0
+
+
 class HeaderMappingError(ValidationFailed):
     code = "invalid_mapping"
 
@@ -172,6 +202,10 @@ class HeaderMap:
     @property
     def known(self) -> frozenset[str]:
         return frozenset(name for _, name in self._pairs)
+
+    @property
+    def missing(self) -> list[tuple[tuple[str, ...], str]]:
+        return missing_required(self.fields)
 
     def pick(self, row: Sequence[str]) -> dict[str, str]:
         """The row's values by field; short rows are padded, extra columns dropped."""
@@ -223,11 +257,14 @@ def map_headers(
     fields: list[str | None] = [None] * len(headers)
     unknown: list[int] = []
     claims: dict[str, list[tuple[int, int]]] = {}  # field -> [(rank, column)]
+    ours = _rejection_columns(headers)
     for column, header in enumerate(headers):
         key = text_key(header)
         if key in user:
             if user[key]:
                 claims.setdefault(user[key], []).append((-1, column))  # user beats synonyms
+        elif column < ours:
+            continue
         elif key in SYNONYMS:
             name, rank = SYNONYMS[key]
             if name in _CONSENT_FIELDS:

@@ -124,6 +124,7 @@ class UploadPreview:
     headers: list[str]
     fields: list[Optional[str]]
     unknown: list[str]
+    missing: list[tuple[tuple[str, ...], str]]  # required fields no column feeds
     sample: list[list[str]]
     content_hash: str
     size: int
@@ -163,7 +164,8 @@ def _read_shape(seller_id: int, token: str, mapping: Optional[dict]) -> UploadPr
             return UploadPreview(
                 token, source.file_format, source.encoding, source.delimiter,
                 list(source.headers),
-                list(source.header_map.fields), list(source.header_map.unknown), sample,
+                list(source.header_map.fields), list(source.header_map.unknown),
+                source.header_map.missing, sample,
                 source.content_hash, source.size, None)
     except UnreadableFile:
         path.unlink(missing_ok=True)

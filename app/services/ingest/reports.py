@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models import Batch, Rejection
 from app.services.exports import XLSX_TYPE, csv_lines, xlsx_chunks
 from app.services.crypto import current_vault
+from app.services.ingest.fields import REJECTION_COLUMNS
 from app.services.ingest.workers import CODES_SEPARATOR
 
 
@@ -62,7 +63,7 @@ def rejections_download(batch: Batch) -> Download:
     """The rejected rows, to fix and upload again, in the shape the file came in: an
     .xlsx for a workbook; for a CSV its encoding (a BOM if it had one) and delimiter.
     Each row: number, every code (";"-separated), the sentences, the original cells."""
-    headers = ["row", "code", "message", *(batch.mapping.get("headers") or [])]
+    headers = [*REJECTION_COLUMNS, *(batch.mapping.get("headers") or [])]
     name = f"batch-{batch.id}-rejections"
     if batch.file_format == "xlsx":
         return Download(xlsx_chunks("Rejected rows", headers, _rejected_rows(batch)),

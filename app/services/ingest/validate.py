@@ -49,7 +49,7 @@ VERDICTS: dict[str, str] = {
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
     "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
-                     "+country prefix are read as {country}).",
+                     "+country prefix are read as {country}, from {source}).",
     "no_consent": "The row has no usable consent evidence: {reason}.",
     "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
                        "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
@@ -514,17 +514,24 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     if phone_raw:
         parsed = normalise_phone(phone_raw, home)
         if parsed is None:
-            problems.append(("invalid_phone", verdict_message("invalid_phone", value=phone_raw,
-                                                              country=home)))
+            source = ("the row's country" if country else "the batch's default country"
+                      if region is None else "the row's region" if region_raw
+                      else "the row's city")
+            problems.append(("invalid_phone", verdict_message(
+                "invalid_phone", value=phone_raw, country=home, source=source)))
         else:
             phone, phone_country = parsed
 
+    # What the row lacks as consent evidence makes one no_consent sentence, told where
+    # the first gap is found.
+    consent_gaps: list[str] = []
+    gaps_at = 0
     # A consent flag that says no rejects the row whatever else it carries (SPEC §3).
     if (flag_raw := get("consent")) is not None:
         flag = consent_flag(flag_raw)
         if flag is False:
-            problems.append(("no_consent", verdict_message(
-                "no_consent", reason=f"its consent column says “{_shown(flag_raw.strip(), 40)}”")))
+            gaps_at = len(problems)
+            consent_gaps.append(f"its consent column says “{_shown(flag_raw.strip(), 40)}”")
         elif flag is None:
             shown = f"“{_shown(flag_raw.strip(), 40)}”" if flag_raw.strip() else "nothing"
             problems.append(("unclear_consent", verdict_message("unclear_consent", value=shown)))
@@ -533,24 +540,27 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     consent_at = None
     consent_raw = (get("consent_at") or "").strip()
     if not consent_raw:
-        problems.append(("no_consent", verdict_message(
-            "no_consent", reason="the consent time (consent_at) is empty")))
+        gaps_at = gaps_at if consent_gaps else len(problems)
+        consent_gaps.append("the consent time (consent_at) is empty")
     elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
                                         zone=consent_zone(region, home))) is None:
-        problems.append(("no_consent", verdict_message(
-            "no_consent", reason=f"the consent time “{_shown(consent_raw, 40)}” is not a date "
-                                 "and time we can read")))
+        gaps_at = gaps_at if consent_gaps else len(problems)
+        consent_gaps.append(f"the consent time “{_shown(consent_raw, 40)}” is not a date and "
+                            "time we can read")
     elif consent_at > ctx.now + CLOCK_SKEW:
         problems.append(("consent_in_future", verdict_message("consent_in_future",
                                                               value=consent_raw)))
     source_url = None
     url_raw = (get("source_url") or "").strip()
     if not url_raw:
-        problems.append(("no_consent", verdict_message(
-            "no_consent", reason="the consent page (source_url) is empty")))
+        gaps_at = gaps_at if consent_gaps else len(problems)
+        consent_gaps.append("the consent page (source_url) is empty")
     elif (source_url := normalise_url(url_raw)) is None:
-        problems.append(("no_consent", verdict_message(
-            "no_consent", reason=f"the consent page “{_shown(url_raw, 40)}” is not a web address")))
+        gaps_at = gaps_at if consent_gaps else len(problems)
+        consent_gaps.append(f"the consent page “{_shown(url_raw, 40)}” is not a web address")
+    if consent_gaps:  # each part is shortened already: the joined reason is not
+        problems.insert(gaps_at, ("no_consent", VERDICTS["no_consent"].format(
+            reason="; ".join(consent_gaps))))
 
     age = born = None
     age_problem: tuple[str, str, str] | None = None
