@@ -209,6 +209,37 @@ def test_settings_are_corrected_after_the_order_filled_and_the_lead_sent_again(
     assert crm.requests[-1]["headers"]["X-Api-Key"] == TOKEN
 
 
+def test_leads_sold_before_the_order_had_a_url_are_sent_once_it_has_one(
+        client, api_key_for, buyer, buyer_client, crm):
+    ledger.manual_credit(buyer, 100_000, reason="test funds", actor=None)
+    db.session.commit()
+    placed = client.post("/api/v1/orders", headers=api_key_for(buyer),
+                         json={"price": 700, "quantity": 1})
+    order_id = placed.json["id"]
+    assert client.post("/api/v1/leads", headers=api_key_for(verified_seller()),
+                       json=LEAD).status_code == 201
+    order = db.session.get(Order, order_id)
+    assert order.status is OrderStatus.FILLED and engine.log_for(order) == []
+
+    page = buyer_client.get(_page(buyer_client, order_id)).get_data(as_text=True)
+    assert "1 lead(s) of this order were sold while it had no delivery URL: save one" in page
+    buyer_client.post(f"/buyer/orders/{order_id}/webhook", data={
+        "webhook_url": crm.url, "csrf_token": csrf_token(buyer_client, _page(buyer_client, order_id))})
+    page = buyer_client.get(_page(buyer_client, order_id)).get_data(as_text=True)
+    assert "Send them now" in page
+    response = buyer_client.post(f"/buyer/orders/{order_id}/delivery/never-sent", data={
+        "csrf_token": csrf_token(buyer_client, _page(buyer_client, order_id))})
+    assert response.status_code == 302
+    assert wait_until(lambda: len(crm.requests) == 1)
+    assert json.loads(crm.requests[0]["body"])["lead"]["email"] == "visitor@mail.example.com"
+    assert wait_until(lambda: engine.log_for(db.session.get(Order, order_id))[0].status
+                      is DeliveryStatus.DELIVERED)
+    # Sent once: nothing is left to send, and asking again sends nothing more.
+    assert engine.never_sent(db.session.get(Order, order_id)) == []
+    assert 'id="never-sent"' not in buyer_client.get(_page(buyer_client, order_id)).get_data(
+        as_text=True)
+
+
 def test_another_buyers_order_delivery_is_not_found(client, api_key_for, buyer, crm):
     order_id = _order(client, api_key_for, buyer, crm.url)
     other = funded_buyer()
@@ -216,7 +247,8 @@ def test_another_buyers_order_delivery_is_not_found(client, api_key_for, buyer, 
     log_in(other_client, other)
     token = csrf_token(other_client, "/buyer/orders")
     assert other_client.get(f"/buyer/orders/{order_id}/delivery").status_code == 404
-    for path in ("delivery/test", "delivery/format", "webhook", "deliveries/1/resend"):
+    for path in ("delivery/test", "delivery/format", "webhook", "deliveries/1/resend",
+                 "delivery/never-sent"):
         response = other_client.post(f"/buyer/orders/{order_id}/{path}",
                                      data={"csrf_token": token, "webhook_url": "http://x.test/",
                                            "method": "webhook"})

@@ -49,7 +49,8 @@ def _page(order: Order, format_form=None, test=None):
         "buyer/delivery.html", order=order, confirm=ConfirmForm(),
         webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
         format_form=format_form or _format_form(order), presets=http.PRESETS,
-        deliveries=engine.log_for(order, limit=50), attempts=_attempts(order), test=test)
+        deliveries=engine.log_for(order, limit=50), attempts=_attempts(order), test=test,
+        never_sent=len(engine.never_sent(order)))
 
 
 @bp.route("/orders/<int:order_id>/delivery")
@@ -72,6 +73,23 @@ def set_webhook(order_id: int):
             flash(f"Delivery URL saved. Webhook secret (shown only now): {secret}" if secret
                   else "Delivery URL removed: leads are no longer sent.",
                   "warning" if secret else "info")
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+    return _back(order_id)
+
+
+@bp.route("/orders/<int:order_id>/delivery/never-sent", methods=["POST"])
+def send_never_sent(order_id: int):
+    """The leads sold before the order had a delivery URL, sent there now."""
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        order = queries.order_for(current_account, order_id, lock=True)
+        try:
+            sent = engine.send_never_sent(order)
+            db.session.commit()
+            flash(f"{sent} lead(s) sold earlier are on their way; see the deliveries below.",
+                  "success")
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")

@@ -20,7 +20,8 @@ from app.core import events
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
-    DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Sale, WebhookDelivery,
+    DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Return, ReturnStatus, Sale,
+    WebhookDelivery,
 )
 from app.models.types import utcnow
 from app.people import notifications
@@ -236,6 +237,33 @@ def resend(order: Order, delivery_id: int) -> WebhookDelivery:
     db.session.flush()
     events.record(events.DeliveryRequested((delivery.sale_id,)))
     return delivery
+
+
+def never_sent(order: Order) -> list[int]:
+    """The order's sales that have no delivery: those made while it had no delivery
+    URL. Erased leads and leads refunded by an accepted return are not the buyer's to
+    receive any more."""
+    return list(db.session.scalars(
+        sa.select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
+        .where(Sale.order_id == order.id, Lead.erased_at.is_(None),
+               ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
+                                  WebhookDelivery.order_id == order.id),
+               ~sa.exists().where(Return.sale_id == Sale.id,
+                                  Return.status == ReturnStatus.ACCEPTED))
+        .order_by(Sale.id)))
+
+
+def send_never_sent(order: Order) -> int:
+    """A delivery for each sale made before the order had a delivery URL, sent once the
+    caller commits (DeliveryRequested). Returns how many."""
+    if not order.webhook_url:
+        raise Conflict("Save a delivery URL first; the leads go there.", code="no_delivery_url")
+    sale_ids = never_sent(order)
+    db.session.add_all(WebhookDelivery(sale_id=sale_id, order_id=order.id) for sale_id in sale_ids)
+    db.session.flush()
+    if sale_ids:
+        events.record(events.DeliveryRequested(tuple(sale_ids)))
+    return len(sale_ids)
 
 
 def log_for(order: Order, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
