@@ -72,6 +72,10 @@ What one run does (fixed seed; invented data only):
      5,000 sales, ids known, nothing planned in Python: once in one session, then
      split between --floor-sessions sessions at once. What the database alone costs
      for these sales; no matcher can persist them faster here.
+     Then the production path of a batch going live (--batch-leads, 0 to skip): the same
+     market in a fresh database, its last --batch-leads leads one new batch; the others
+     are matched first, untimed (a history of sales, claims and listings); timed:
+     `jobs.match_batch(new batch)` in chunks of --chunk with one order book.
   4. rt: speed to lead. A file SQLite database, the real app under gunicorn on
      127.0.0.1 (APP_ENV=development, TASK_MODE=thread, WEBHOOK_ALLOW_PRIVATE=1), a
      local http.server as the buyer's webhook, a verified seller with an API key, a
@@ -560,9 +564,11 @@ def _fresh_app(url: str, upload_dir: str, config: str = "testing"):
     return app
 
 
-def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: int) -> dict:
+def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: int,
+            new_batch_leads: int = 0) -> dict:
     """Users, a live batch per seller, bulk-inserted leads and placed orders; in an app
-    context. Returns what the timed part needs."""
+    context. Returns what the timed part needs. With `new_batch_leads`, the last that
+    many leads make one more batch, the first seller's (its id: "new_batch")."""
     import sqlalchemy as sa
 
     from app.extensions import db
@@ -594,6 +600,13 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
         db.session.add(batch)
         db.session.flush()
         batches[seller.id] = batch.id
+    new_batch = None
+    if new_batch_leads:
+        new_batch = Batch(seller_id=sellers[0].id, status=BatchStatus.LIVE, filename="new.csv",
+                          default_country="US", floor_price=0, cap=3, mapping={},
+                          rows_total=0, accepted=0, started_at=now, finished_at=now)
+        db.session.add(new_batch)
+        db.session.flush()
     db.session.commit()
 
     specs = gen_leads(rng, n_leads, [s.id for s in sellers], now)
@@ -607,6 +620,8 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
             "employed": s[9], "interests": s[10], "consent_at": s[11],
             "source_url": "https://landing.example.com/offer", "cross_seller_duplicate": False,
             "floor_price": s[13], "cap": s[12], "sold_count": 0, "created_at": now})
+    for row in rows[len(rows) - new_batch_leads:] if new_batch_leads else ():
+        row.update(batch_id=new_batch.id, seller_id=sellers[0].id)
     t = time.perf_counter()
     for start in range(0, len(rows), 5000):
         db.session.execute(sa.insert(Lead), rows[start:start + 5000])
@@ -633,6 +648,7 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
     t_orders = time.perf_counter() - t
     ids = list(db.session.scalars(sa.select(Lead.id).order_by(Lead.id)))
     return {"lead_ids": ids, "insert_seconds": round(t_insert, 2),
+            "new_batch": new_batch.id if new_batch else None,
             "place_orders_seconds": round(t_orders, 2),
             "order_units_wanted": sum(o["quantity"] for o in order_specs)}
 
@@ -709,6 +725,49 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
             profiler.dump_stats(str(profile_to))
             res["profile"] = _rel(profile_to)
             res["profile_top"] = profile_summary(profiler)
+        db.session.remove()
+        db.engine.dispose()
+    return res
+
+
+def bench_persist_batch(args, label: str, url: str, tmp: Path) -> dict:
+    """The production path of a batch going live, on a marketplace with a history:
+    the same market as bench_persist, but its last --batch-leads leads are one new
+    batch. The others are matched first (untimed: the history, its claims and
+    listings); then timed: `jobs.match_batch(new batch)` + commit, which plans and
+    stores the batch in chunks of --chunk leads with one order book."""
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.core import events
+    from app.market import jobs
+    from app.models import Lead, PersonClaim, Sale
+    from app.services import ledger
+
+    app = _fresh_app(url, str(tmp / "uploads-batch"))
+    with app.app_context(), events.muted():
+        market = _market(args.seed, args.persist_leads, args.persist_orders,
+                         n_buyers=max(10, args.persist_orders // 5),
+                         n_sellers=max(4, args.persist_orders // 25),
+                         new_batch_leads=args.batch_leads)
+        history = db.session.scalars(sa.select(Lead.id).where(
+            Lead.batch_id != market["new_batch"]).order_by(Lead.id)).all()
+        jobs.match_leads(history)
+        db.session.commit()
+        claims = db.session.scalar(sa.select(sa.func.count()).select_from(PersonClaim))
+        sales_before = db.session.scalar(sa.select(sa.func.count()).select_from(Sale))
+        t = time.perf_counter()
+        settlement = jobs.match_batch(market["new_batch"], chunk=args.chunk)
+        db.session.commit()
+        seconds = time.perf_counter() - t
+        sales = len(settlement.sale_ids)
+        stored = db.session.scalar(sa.select(sa.func.count()).select_from(Sale)) - sales_before
+        res = {"backend": label, "history_leads": len(history), "history_sales": sales_before,
+               "person_claims_before": claims, "batch_leads": args.batch_leads,
+               "chunk": args.chunk, "sales": sales, "sale_rows": stored,
+               "seconds": round(seconds, 2),
+               "sales_per_s": round(sales / seconds) if seconds else None,
+               "reconciled": ledger.reconcile().ok}
         db.session.remove()
         db.engine.dispose()
     return res
@@ -1189,6 +1248,14 @@ def report(res: dict) -> list[tuple[str, bool]]:
             target, tgt = f"{ratio:.2f}x floor; target >= 0.8x", "PASS" if ok else "FAIL"
         print(f"{'match_leads() persisted, ' + label:<38}{line:<34}{target:<28}{tgt}")
         print(f"{'':<38}{detail}; reconciled={p['reconciled']}")
+    for b in res.get("persist_batch", []):
+        main = next((p for p in res.get("persist", []) if p["backend"] == b["backend"]), None)
+        ratio = f"{b['sales_per_s'] / main['sales_per_s']:.2f}x match_leads()" if main else ""
+        print(f"{'match_batch() persisted, ' + b['backend']:<38}"
+              f"{fmt(b['sales_per_s']) + ' sales/s':<34}{ratio}")
+        print(f"{'':<38}a new batch of {b['batch_leads']:,} leads in chunks of {b['chunk']:,}, "
+              f"after {b['history_sales']:,} sales ({b['person_claims_before']:,} person "
+              f"claims); reconciled={b['reconciled']}")
     fl = res.get("storage_floor")
     if fl:
         n = max(int(k.split("_")[1]) for k in fl if k.startswith("sessions_"))
@@ -1310,6 +1377,9 @@ def main() -> int:
     ap.add_argument("--quality-seeds", type=int)
     ap.add_argument("--persist-leads", type=int)
     ap.add_argument("--persist-orders", type=int)
+    ap.add_argument("--batch-leads", type=int,
+                    help="persist: also time match_batch() on a new batch of this many of "
+                         "the leads, after the others were matched (0: not)")
     ap.add_argument("--profile-leads", type=int)
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
@@ -1326,10 +1396,10 @@ def main() -> int:
     args = ap.parse_args()
     full = dict(orders=10_000, buyers=2_000, leads=1_000_000, segments=8, baseline_sample=2_000,
                 quality_leads=2_000, quality_orders=200, quality_seeds=3, persist_leads=50_000,
-                persist_orders=500, profile_leads=3_000, rt_leads=300)
+                persist_orders=500, batch_leads=20_000, profile_leads=3_000, rt_leads=300)
     quick = dict(orders=1_000, buyers=200, leads=30_000, segments=4, baseline_sample=400,
                  quality_leads=500, quality_orders=50, quality_seeds=1, persist_leads=600,
-                 persist_orders=12, profile_leads=300, rt_leads=40)
+                 persist_orders=12, batch_leads=200, profile_leads=300, rt_leads=40)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -1411,6 +1481,15 @@ def main() -> int:
                               f"{fl[f'sessions_{args.floor_sessions}']['sales_per_s']:,}/s",
                               flush=True)
                         res["storage_floor"] = fl
+                        save(res)
+                    if args.batch_leads:
+                        db_url = url or f"sqlite:///{tmp / 'batch.sqlite3'}"
+                        b = bench_persist_batch(args, label, db_url, tmp)
+                        print(f"  batch path: {label}: a new batch of {b['batch_leads']:,} leads "
+                              f"after {b['history_sales']:,} sales: {b['sales']:,} sales in "
+                              f"{b['seconds']} s = {b['sales_per_s']:,} sales/s; "
+                              f"reconciled={b['reconciled']}", flush=True)
+                        res.setdefault("persist_batch", []).append(b)
                         save(res)
                     if not args.no_profile:
                         db_url = url or f"sqlite:///{tmp / 'profile.sqlite3'}"

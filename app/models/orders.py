@@ -172,9 +172,12 @@ class PersonClaim(db.Model):
     A lock table written with every sale: its buyer is the sale's, not checked again."""
 
     __tablename__ = "person_claims"
+    # Person first: the matcher looks up a chunk's people for every buyer of the book;
+    # with the buyer first, PostgreSQL probed the index once per (buyer, person) pair.
+    __table_args__ = (sa.PrimaryKeyConstraint("person_hash", "buyer_id"),)
 
-    buyer_id: Mapped[int] = mapped_column(primary_key=True)
-    person_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(17), primary_key=True)
+    buyer_id: Mapped[int] = mapped_column()
+    person_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(17))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
