@@ -331,7 +331,8 @@ def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict,
                                               for p in update)})
 
 
-# One statement for the whole group, its keys in one sorted order: two workers
+# One statement for the whole group, its keys in one sorted order (the table's, person
+# then buyer): two workers
 # claiming overlapping people lock them in the same order (one statement per lookback
 # could take them in two). Each key is checked against its own order's lookback.
 _CLAIMS_PG = """
@@ -341,7 +342,7 @@ WITH v AS (
               CAST(string_to_array(:sinces, ',') AS timestamptz[])) AS v(b, h, s)),
 claimed AS (
   INSERT INTO person_claims (buyer_id, person_hash, claimed_at)
-  SELECT b, h, :now FROM v ORDER BY 1, 2
+  SELECT b, h, :now FROM v ORDER BY 2, 1
   ON CONFLICT (buyer_id, person_hash) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
   WHERE person_claims.claimed_at <= (
     SELECT s FROM v WHERE v.b = person_claims.buyer_id AND v.h = person_claims.person_hash)
@@ -356,15 +357,15 @@ WHERE person_claims.claimed_at <= :since"""
 def _claim_people(by_lookback: dict, now) -> None:
     """Record each (buyer, person) delivery; any claim inside its lookback is a
     collision with a concurrent worker (planning saw no such claim)."""
-    keys = sorted((buyer, bytes(person), rules.lookback_start(now, lookback))
+    keys = sorted((bytes(person), buyer, rules.lookback_start(now, lookback))
                   for lookback, pairs in by_lookback.items() for buyer, person in pairs)
     if not keys:
         return
     if len({key[:2] for key in keys}) != len(keys):
         raise _Collision  # one buyer twice for one person: not a plan the rules allow
     if postgres():
-        claimed = run(_CLAIMS_PG, {"buyers": csv(b for b, _, _ in keys),
-                                    "hashes": ",".join(h.hex() for _, h, _ in keys),
+        claimed = run(_CLAIMS_PG, {"buyers": csv(b for _, b, _ in keys),
+                                    "hashes": ",".join(h.hex() for h, _, _ in keys),
                                     "sinces": ",".join(s.isoformat() for _, _, s in keys),
                                     "now": now}).scalar()
     else:
@@ -372,7 +373,7 @@ def _claim_people(by_lookback: dict, now) -> None:
         with driver_errors(_CLAIMS_SQLITE):
             claimed = sqlite_connection().executemany(
                 _CLAIMS_SQLITE, [{"b": b, "h": h, "now": at, "since": stamp(s)}
-                                 for b, h, s in keys]).rowcount
+                                 for h, b, s in keys]).rowcount
     if claimed != len(keys):
         raise _Collision
 
