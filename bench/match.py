@@ -74,7 +74,8 @@ What one run does (fixed seed; invented data only):
      for these sales; no matcher can persist them faster here.
      Then the production path of a batch going live (--batch-leads, 0 to skip): the same
      market in a fresh database, its last --batch-leads leads one new batch; the others
-     are matched first, untimed (a history of sales, claims and listings); timed:
+     are matched first and as many orders placed again, untimed (a history of sales,
+     claims and listings, and a full book); timed:
      `jobs.match_batch(new batch)` in chunks of --chunk with one order book.
   4. rt: speed to lead. A file SQLite database, the real app under gunicorn on
      127.0.0.1 (APP_ENV=development, TASK_MODE=thread, WEBHOOK_ALLOW_PRIVATE=1), a
@@ -574,7 +575,6 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
     from app.extensions import db
     from app.models import Batch, BatchStatus, Lead, LeadStatus, Role, TrustLevel
     from app.models.types import utcnow
-    from app.market import operations
     from app.services import accounts, ledger
 
     rng = random.Random(seed)
@@ -628,7 +628,22 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
     db.session.commit()
     t_insert = time.perf_counter() - t
 
-    order_specs = gen_orders(rng, n_orders, list(range(n_buyers)), now,
+    t_orders, units = _place_orders(rng, buyers, n_orders, n_leads, now)
+    ids = list(db.session.scalars(sa.select(Lead.id).order_by(Lead.id)))
+    return {"lead_ids": ids, "insert_seconds": round(t_insert, 2),
+            "new_batch": new_batch.id if new_batch else None, "buyer_ids": [b.id for b in buyers],
+            "place_orders_seconds": round(t_orders, 2), "order_units_wanted": units}
+
+
+def _place_orders(rng: random.Random, buyers: list, n_orders: int, n_leads: int, now
+                  ) -> tuple[float, int]:
+    """Fund the buyers and place their orders (committed). Returns (seconds placing,
+    leads the orders want)."""
+    from app.extensions import db
+    from app.market import operations
+    from app.services import ledger
+
+    order_specs = gen_orders(rng, n_orders, list(range(len(buyers))), now,
                              quantity=(max(1, n_leads // (n_orders * 2)),
                                        max(2, 3 * n_leads // n_orders)))
     need = Counter()
@@ -645,12 +660,7 @@ def _market(seed: int, n_leads: int, n_orders: int, n_buyers: int, n_sellers: in
                                        else None)
         operations.place_order(buyers[o["buyer_id"]], Filters.parse(o["filters"]), terms)
     db.session.commit()
-    t_orders = time.perf_counter() - t
-    ids = list(db.session.scalars(sa.select(Lead.id).order_by(Lead.id)))
-    return {"lead_ids": ids, "insert_seconds": round(t_insert, 2),
-            "new_batch": new_batch.id if new_batch else None,
-            "place_orders_seconds": round(t_orders, 2),
-            "order_units_wanted": sum(o["quantity"] for o in order_specs)}
+    return time.perf_counter() - t, sum(o["quantity"] for o in order_specs)
 
 
 def _count_statements(engine):
@@ -733,15 +743,16 @@ def bench_persist(args, label: str, url: str, tmp: Path, n_leads: int, n_orders:
 def bench_persist_batch(args, label: str, url: str, tmp: Path) -> dict:
     """The production path of a batch going live, on a marketplace with a history:
     the same market as bench_persist, but its last --batch-leads leads are one new
-    batch. The others are matched first (untimed: the history, its claims and
-    listings); then timed: `jobs.match_batch(new batch)` + commit, which plans and
+    batch. The others are matched first and as many orders again are placed (untimed:
+    a history of claims and listings, and a full book); then timed: `jobs.match_batch(new batch)` + commit, which plans and
     stores the batch in chunks of --chunk leads with one order book."""
     import sqlalchemy as sa
 
     from app.extensions import db
     from app.core import events
     from app.market import jobs
-    from app.models import Lead, PersonClaim, Sale
+    from app.models import Lead, PersonClaim, Sale, User
+    from app.models.types import utcnow
     from app.services import ledger
 
     app = _fresh_app(url, str(tmp / "uploads-batch"))
@@ -754,6 +765,11 @@ def bench_persist_batch(args, label: str, url: str, tmp: Path) -> dict:
             Lead.batch_id != market["new_batch"]).order_by(Lead.id)).all()
         jobs.match_leads(history)
         db.session.commit()
+        # New orders as many as the first (what the history filled is done): the batch
+        # meets a book as full as match_leads() did, and the history's claims.
+        _place_orders(random.Random(args.seed + 1),
+                      [db.session.get(User, i) for i in market["buyer_ids"]],
+                      args.persist_orders, args.persist_leads, utcnow())
         claims = db.session.scalar(sa.select(sa.func.count()).select_from(PersonClaim))
         sales_before = db.session.scalar(sa.select(sa.func.count()).select_from(Sale))
         t = time.perf_counter()
@@ -767,6 +783,7 @@ def bench_persist_batch(args, label: str, url: str, tmp: Path) -> dict:
                "chunk": args.chunk, "sales": sales, "sale_rows": stored,
                "seconds": round(seconds, 2),
                "sales_per_s": round(sales / seconds) if seconds else None,
+               "leads_per_s": round(args.batch_leads / seconds) if seconds else None,
                "reconciled": ledger.reconcile().ok}
         db.session.remove()
         db.engine.dispose()
@@ -1253,7 +1270,8 @@ def report(res: dict) -> list[tuple[str, bool]]:
         ratio = f"{b['sales_per_s'] / main['sales_per_s']:.2f}x match_leads()" if main else ""
         print(f"{'match_batch() persisted, ' + b['backend']:<38}"
               f"{fmt(b['sales_per_s']) + ' sales/s':<34}{ratio}")
-        print(f"{'':<38}a new batch of {b['batch_leads']:,} leads in chunks of {b['chunk']:,}, "
+        print(f"{'':<38}{b['sales']:,} sales, {fmt(b['leads_per_s'])} leads/s; a new batch of "
+              f"{b['batch_leads']:,} leads in chunks of {b['chunk']:,}, "
               f"after {b['history_sales']:,} sales ({b['person_claims_before']:,} person "
               f"claims); reconciled={b['reconciled']}")
     fl = res.get("storage_floor")
