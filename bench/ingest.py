@@ -35,8 +35,9 @@ What one run does, all on the same generated file:
      unavoidable parts alone (parts_alone). Storing: the batch's accepted rows read
      back and written again by bulk.insert_ready into a copy of the leads table with
      the same indexes, in the app's chunks and commits (CPU of the storing process,
-     plus the PostgreSQL backend's). Validating: workers.validate_chunk on the file's
-     first 50,000 rows in one process. The ceiling they set: CPUs / (both CPU costs
+     plus the PostgreSQL backend's). Validating: what a worker runs per chunk
+     (workers._validate_in_worker, gc paused) on the file's first 50,000 rows in one
+     process. The ceiling they set: CPUs / (both CPU costs
      per file row), and on SQLite (one writer) no more than storing's own rows/s.
      Everything else the real path does is left out, so no ingest of this file can
      beat that ceiling on this machine.
@@ -681,8 +682,9 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     checks and foreign keys), in the app's chunks and commits. Only the writes are
     timed; nothing else the storing process does (reading the file, dedupe lookups,
     rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
-    validating: workers.validate_chunk (what a worker does per chunk: parse its block,
-    validate, normalise, seal, hash, score) on the file's first rows, in one process.
+    validating: what a worker runs per chunk (workers._validate_in_worker: parse its
+    block, validate, normalise, seal, hash, score, the cyclic collector paused) on the
+    file's first rows, in one process.
 
     A ceiling follows: on the machine's CPUs, no ingest of this file can beat
     cpus / (validating + storing CPU per file row); on SQLite the storing is also
@@ -696,7 +698,6 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     from app.models import Batch
     from app.models.types import utcnow
     from app.core.bulk import insert_ready
-    from app.services.crypto import ContactVault
     from app.services.ingest import pipeline, workers
     from app.services.ingest.reader import open_csv
     from app.services.ingest.validate import RowContext
@@ -779,7 +780,8 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
 
     # Validation, one process, on the file's first rows.
     sample = spec["validate_sample"]
-    vault = ContactVault(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    # Exactly what a worker runs per chunk (with the cyclic collector paused).
+    workers._init_worker(base64.urlsafe_b64encode(os.urandom(32)).decode())
     ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
     storage = "postgresql" if postgres else "sqlite"
     validated, v_cpu = 0, 0.0
@@ -787,7 +789,7 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
         fields = source.header_map.fields
         for block in source.blocks(chunk):
             c = time.process_time()
-            workers.validate_chunk(block.records(), fields, ctx, vault, storage)
+            workers._validate_in_worker(block, fields, ctx, storage)
             v_cpu += time.process_time() - c
             validated += block.rows
             if validated >= sample:

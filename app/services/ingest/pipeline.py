@@ -343,7 +343,9 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     connection = db.session.connection()
     driver = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
-        return driver.execute(f"{select} {column} = ANY(%s)", (list(values),)).fetchall()
+        # %b: the array goes in binary; as text, psycopg escapes every bytea element
+        # through a regex (measured: 7.9 ms of CPU per 4,000 hashes instead of 1.4 ms).
+        return driver.execute(f"{select} {column} = ANY(%b)", (list(values),)).fetchall()
     values, rows = list(values), []
     for start in range(0, len(values), IN_LIST_SIZE):
         part = values[start:start + IN_LIST_SIZE]
