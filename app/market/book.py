@@ -316,14 +316,18 @@ class OrderBook:
 
 
 class Claims:
-    """When each buyer last received each person (for the duplicate lookback), and how
-    each person is being sold (their listing: caps and exclusivity per person)."""
+    """When each buyer last received each person (for the duplicate lookback), how
+    each person is being sold (their listing: caps and exclusivity per person), and
+    which buyers listed them as never to receive (§14 suppression lists)."""
 
     def __init__(self):
         self._last: dict[tuple[int, bytes], datetime] = {}
         self._listings: dict[bytes, rules.Listing] = {}
+        self._suppressed: set[tuple[int, bytes]] = set()  # buyers' lists (§14)
 
     def blocks(self, buyer_id: int, lead: Candidate, lookback: timedelta, now: datetime) -> bool:
+        if self._suppressed and rules.buyer_listed(buyer_id, lead, self._suppressed):
+            return True
         for person in lead.person_hashes:
             last = self._last.get((buyer_id, person))
             if last is not None and not rules.claim_expired(
@@ -333,6 +337,10 @@ class Claims:
 
     def record(self, buyer_id: int, person: bytes, at: datetime) -> None:
         self._last[(buyer_id, person)] = at
+
+    def suppress(self, buyer_id: int, person: bytes) -> None:
+        """The buyer listed this person: never to them."""
+        self._suppressed.add((buyer_id, person))
 
     def add(self, buyer_id: int, lead: Candidate, now: datetime) -> None:
         for person in lead.person_hashes:

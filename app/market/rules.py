@@ -283,6 +283,26 @@ def not_bought_by(buyer_id, lead_id, sale_table) -> sa.ColumnElement:
     return ~sa.exists().where(sale_table.lead_id == lead_id, sale_table.buyer_id == buyer_id)
 
 
+def buyer_listed(buyer_id: int, lead, listed) -> bool:
+    """§14 in planning: the buyer put the lead's person on their suppression list
+    (`listed`: the (buyer, person hash) pairs of the lists), so never to them."""
+    return any((buyer_id, person) in listed for person in lead.person_hashes)
+
+
+def listed_by(buyer_id, email_hash, phone_hash, table) -> sa.ColumnElement:
+    """§14 in SQL: the buyer listed this email or phone hash (`table`: the buyers'
+    suppression lists, person hash = kind + value hash); fills take `~listed_by`."""
+    return sa.exists().where(table.buyer_id == buyer_id, sa.or_(
+        sa.and_(table.kind == "e", table.value_hash == email_hash),
+        sa.and_(table.kind == "p", table.value_hash == phone_hash)))
+
+
+def contact_hashes(person_hashes) -> tuple[Optional[bytes], Optional[bytes]]:
+    """(email hash, phone hash) of a lead's person hashes (app.market.book)."""
+    found = {bytes(person[:1]): bytes(person[1:]) for person in person_hashes}
+    return found.get(b"e"), found.get(b"p")
+
+
 # The window in which caps and exclusivity hold for a person: the default lookback.
 PERSON_WINDOW = timedelta(days=30)
 

@@ -6,7 +6,7 @@ A single fill re-checks every rule under row locks with conditional UPDATEs buil
 from app.market.rules (lead still on offer and under its cap, the price still at or
 above its floor; order still open, unexpired, under the terms it was planned with
 and within its quantity, hold and caps per period; the person not delivered to that buyer within the
-lookback), with the database's UNIQUE and CHECK constraints behind them. A fill that
+lookback, nor on that buyer's suppression list), with the database's UNIQUE and CHECK constraints behind them. A fill that
 lost a race to another process is rolled back whole; nothing is ever half-applied.
 """
 from datetime import datetime, timedelta
@@ -22,8 +22,8 @@ from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Slot
 from app.models import (
-    AccountKind, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale, User,
-    WebhookDelivery,
+    AccountKind, BuyerSuppression, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale,
+    User, WebhookDelivery,
 )
 from app.services import ledger
 from app.services.ledger import Posting
@@ -163,6 +163,9 @@ class Settlement:
         for person in lead.person_hashes:  # the buyer's claim on the person, then theirs
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
+        if lead.person_hashes and db.session.scalar(sa.select(rules.listed_by(
+                slot.buyer_id, *rules.contact_hashes(lead.person_hashes), BuyerSuppression))):
+            raise _Lost  # the buyer listed the person since the plan was made
         # What fills share, locked last: the person's listing, the order, the accounts.
         for person in lead.person_hashes:
             if not self._list_person(person, lead.cap):

@@ -1,5 +1,6 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
+from app.models.consent import BuyerSuppression, OptOutNotice, OptOutRequest
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -78,6 +79,9 @@ __all__ = [
     "ManualPayout",
     "ApiKey",
     "AuditEvent",
+    "BuyerSuppression",
+    "OptOutNotice",
+    "OptOutRequest",
     "Batch",
     "BatchSource",
     "BatchStatus",
