@@ -5,8 +5,10 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core.mail import public_url
 from app.extensions import db
 from app.models import Lead, Order, Sale, SaleOutcome
+from app.people.opt_out import code as opt_out_code
 from app.services import scoring
 from app.services.exports import NUMBER, PHONE, csv_lines, major_units
 from app.services.crypto import current_vault
@@ -53,6 +55,9 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
             # Erased at the person's request: the contacts above are gone (null).
             "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
         },
+        # SPEC §14: put these in the messages sent to the person; with them they can
+        # opt out by phone (app.people.opt_out).
+        "opt_out": {"url": public_url("/opt-out"), "code": opt_out_code(sale.id)},
         "outcome": None if outcome is None else {
             "status": outcome.status.value, "revenue": outcome.revenue,
             "updated_at": outcome.updated_at.isoformat()},
