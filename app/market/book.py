@@ -32,6 +32,8 @@ class Slot:
     keys: Optional[dict] = None  # its current periods (rules.period_keys)
     least: int = 0  # the lowest price it may pay (rules.price_range)
     highest: Optional[int] = None  # the highest, its hold is sized for (None: `price`)
+    calling_from: Optional[int] = None  # the person's calling hours (rules.in_calling_hours)
+    calling_until: Optional[int] = None
     rank: tuple = ()  # price, then time priority: smaller is served first
     # The age range as plain ints, for the order book's age index.
     age_lo: int = NO_AGE
@@ -383,7 +385,8 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
             eligible ^= best
             slot = book._ranked[best.bit_length() - 1]
             if (not rules.buyer_may_take(slot.buyer_id, lead)
-                    or claims.blocks(slot.buyer_id, lead, slot.lookback, now)):
+                    or claims.blocks(slot.buyer_id, lead, slot.lookback, now)
+                    or not rules.in_calling_hours(slot, lead, now)):
                 continue
             plan.append((lead, slot))
             slot.take_one()

@@ -188,14 +188,19 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     # accounts, and checked again then.
     listed = snapshot.listings(fills.copies.keys())  # locked when written: _list_people
     lost = []
-    # §14: a buyer who listed a person since the plan was made does not receive them.
+    # §14: a buyer who listed a person since the plan was made does not receive them,
+    # nor does an order a phone lead reaches outside the person's calling hours.
     suppressed = snapshot.listed_by_buyers(fills.copies.keys(),
                                            {slot.buyer_id for slot, _, _ in fills.orders.values()})
-    if suppressed:
-        lost = [(lead, slot) for lead, slot in pairs
-                if rules.buyer_listed(slot.buyer_id, lead, suppressed)]
-        pairs = [(lead, slot) for lead, slot in pairs
-                 if not rules.buyer_listed(slot.buyer_id, lead, suppressed)]
+    kept = []
+    for lead, slot in pairs:
+        if (rules.buyer_listed(slot.buyer_id, lead, suppressed)
+                or not rules.in_calling_hours(slot, lead, now)):
+            lost.append((lead, slot))
+        else:
+            kept.append((lead, slot))
+    if lost:
+        pairs = kept
         if not pairs:
             return lost
         fills = prepare(pairs, settlement)

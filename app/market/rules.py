@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from app.market import schedule
 from app.models.orders import PERIODS
+from app.services import regions_tz
 
 
 _PLAIN = (int, str, datetime, type(None))
@@ -301,6 +302,29 @@ def contact_hashes(person_hashes) -> tuple[Optional[bytes], Optional[bytes]]:
     """(email hash, phone hash) of a lead's person hashes (app.market.book)."""
     found = {bytes(person[:1]): bytes(person[1:]) for person in person_hashes}
     return found.get(b"e"), found.get(b"p")
+
+
+# §14 quiet hours: the person's calling hours when an order holds phone leads for them.
+DEFAULT_CALLING_HOURS = (8 * 60, 21 * 60)  # 08:00-21:00 on the person's clock
+
+
+def in_calling_hours(order, lead, now: datetime) -> bool:
+    """§14 quiet hours: an order with calling hours (`calling_from`, `calling_until`,
+    minutes after midnight) takes a lead with a phone only while the person's local
+    time is inside them -- on every clock the person may be on (regions_tz.zones_for:
+    a country of several zones without a known region must be inside on all of them;
+    an unknown country is read on UTC). Outside, the lead waits for the hours to open
+    (the periodic fill) or goes to other orders. Python only: the order book, the
+    single and the grouped fills ask it."""
+    start = order.calling_from
+    if start is None or not lead.has_phone:
+        return True
+    zones = regions_tz.zones_for(lead.region, lead.country) or (ZoneInfo("UTC"),)
+    for zone in zones:
+        local = now.astimezone(zone)
+        if not start <= local.hour * 60 + local.minute < order.calling_until:
+            return False
+    return True
 
 
 # The window in which caps and exclusivity hold for a person: the default lookback.

@@ -153,6 +153,8 @@ class Settlement:
     def _fill(self, lead: Candidate, slot: Slot) -> None:
         now, price = self.now, slot.price
         ctx = rules.Ctx(now=now, keys=slot.keys, n=1, price=price, revision=slot.revision)
+        if not rules.in_calling_hours(slot, lead, now):
+            raise _Lost
         taken = db.session.execute(
             sa.update(Lead).where(Lead.id == lead.id, rules.LEAD_LIVE.sql(None, Lead, ctx),
                                   rules.LEAD_CAP.test(Lead, ctx), rules.FLOOR.sql(None, Lead, ctx))

@@ -92,7 +92,8 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
                           Filters.parse(order.filters), bool(order.webhook_url),
                           revision=order.revision, keys=ctx.keys, least=least,
-                          highest=highest))
+                          highest=highest, calling_from=order.calling_from,
+                          calling_until=order.calling_until))
     return OrderBook(slots)
 
 

@@ -21,6 +21,8 @@ class BuyerSuppression(db.Model):
     `kind + value_hash`."""
 
     __tablename__ = "buyer_suppressions"
+    # The market looks people up by hash, for the buyers of a plan.
+    __table_args__ = (sa.Index("ix_buyer_suppressions_value_hash", "value_hash"),)
 
     buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
                                           primary_key=True)

@@ -32,6 +32,7 @@ def upgrade():
         sa.ForeignKeyConstraint(['buyer_id'], ['users.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('buyer_id', 'kind', 'value_hash'),
     )
+    op.create_index('ix_buyer_suppressions_value_hash', 'buyer_suppressions', ['value_hash'])
     op.create_table(
         'opt_out_requests',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -70,4 +71,5 @@ def downgrade():
     op.drop_index('ix_opt_out_notices_buyer_id', table_name='opt_out_notices')
     op.drop_table('opt_out_notices')
     op.drop_table('opt_out_requests')
+    op.drop_index('ix_buyer_suppressions_value_hash', table_name='buyer_suppressions')
     op.drop_table('buyer_suppressions')

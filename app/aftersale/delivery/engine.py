@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Iterable, Optional
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from flask import current_app
 
 from app.aftersale.delivery import http, webhook
 from app.core import events
+from app.core.mail import public_url
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
@@ -156,7 +158,10 @@ def sample_sale(order: Order) -> dict:
                      "consent_text": "A test lead sent from LeadX; not a real person.",
                      "ip": "192.0.2.1", "trustedform_cert_url": None, "jornaya_leadid": None,
                      "sub_id": "leadx-test", "score": 50, "temperature": "warm",
-                     "erased_at": None}}
+                     "erased_at": None, "timezone": "America/Los_Angeles",
+                     "local_time": utcnow().astimezone(ZoneInfo("America/Los_Angeles"))
+                     .replace(microsecond=0).isoformat(),
+                     "opt_out_code": "TESTCODE", "opt_out_url": public_url("/opt-out")}}
 
 
 def send_test(order: Order) -> Outcome:
