@@ -90,7 +90,7 @@ def register_blueprints(flask_app) -> None:
     as they are imported, here, before it is registered. No blueprint imports its
     routes, so the imports run one way (tests/unit/test_import_cycles.py)."""
     import app.admin.funding
-    import app.admin.opt_outs
+    import app.admin.consent
     import app.admin.outbox
     import app.admin.payments
     import app.admin.quality

@@ -1,5 +1,6 @@
 """API routes for a buyer's suppression list (SPEC §11 additions, §14:
-`POST /suppressions`, `GET /suppressions`)."""
+`POST /suppressions`, `GET /suppressions`) and, the same way, an admin's national
+do-not-call lists (`POST /admin/do-not-call`, `GET /admin/do-not-call`)."""
 from flask import request
 from marshmallow import Schema, fields, validate
 
@@ -8,7 +9,7 @@ from app.api.schemas import ApiErrorSchema
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Role
-from app.services import suppression_lists
+from app.services import do_not_call, suppression_lists
 
 blp = api_blueprint("Suppressions", __name__,
                     description="Buyers: people never to receive (SPEC §14)")
@@ -68,3 +69,55 @@ def add_suppressions(data):
 def count_suppressions():
     """How many people are on the caller's list."""
     return {"count": suppression_lists.count(_buyer())}
+
+
+class DoNotCallInputSchema(Schema):
+    country = fields.String(load_default=None, validate=validate.Length(equal=2),
+                            metadata={"description": "ISO alpha-2 of the list"})
+    phones = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
+                         validate=validate.Length(max=do_not_call.MAX_ENTRIES))
+
+
+class DoNotCallLoadedSchema(Schema):
+    added = fields.Integer()
+    invalid = fields.Integer()
+    flagged = fields.Integer(metadata={"description": "leads held already that are on it"})
+
+
+class DoNotCallCountsSchema(Schema):
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                         metadata={"description": "country -> numbers on its list"})
+
+
+def _admin():
+    return api_user(Role.ADMIN, "Only admins load do-not-call lists.")
+
+
+@blp.route("/admin/do-not-call", methods=["POST"])
+@blp.arguments(DoNotCallInputSchema, location="json", required=False)
+@blp.response(200, DoNotCallLoadedSchema)
+@blp.alt_response(422, schema=ApiErrorSchema, description="No country, not a CSV")
+def load_do_not_call(data):
+    """Add numbers to a country's national do-not-call list: JSON `{country, phones}`, or
+    a CSV file in the multipart field `file` with the form field `country`. Phone
+    leads on it are never sold for phone contact."""
+    admin = _admin()
+    upload = request.files.get("file")
+    if upload is not None:
+        phones, country = suppression_lists.read_csv(upload.read())[0], request.form.get("country")
+    elif request.is_json:
+        phones, country = data["phones"], data["country"]
+    else:
+        raise ValidationFailed("Send JSON {country, phones} or a CSV file in the field `file`.",
+                               code="no_contacts")
+    loaded = do_not_call.load(country or "", phones, admin)
+    db.session.commit()
+    return loaded
+
+
+@blp.route("/admin/do-not-call", methods=["GET"])
+@blp.response(200, DoNotCallCountsSchema)
+def count_do_not_call():
+    """Numbers on each country's list."""
+    _admin()
+    return {"counts": dict(do_not_call.counts())}

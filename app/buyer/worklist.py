@@ -186,7 +186,7 @@ def _joined(query):
 
 ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.price,
                Lead.id.label("lead_id"), Lead.contact_enc, Lead.age, Lead.gender, Lead.region,
-               Lead.country,
+               Lead.country, Lead.do_not_call,
                Lead.city, Lead.postal_code, Lead.consent_at, Lead.source_url,
                Lead.trustedform_cert_url, Lead.jornaya_leadid, Lead.erased_at,
                Lead.score_base, Lead.seller_points,
@@ -203,7 +203,10 @@ def _row(found, open_contact) -> SimpleNamespace:
                              row["consent_at"], row["sold_at"])
     revenue = row["revenue"]
     zone = consent_zone(row["region"], row["country"])  # §14: the person's clock, now
-    row.update(open_contact(row.pop("contact_enc")), score=score,
+    contact = open_contact(row.pop("contact_enc"))
+    if row["do_not_call"]:  # §14: on its country's do-not-call list, never for calls
+        contact["phone"] = None
+    row.update(contact, score=score,
                person_zone=str(zone), person_time=f"{utcnow().astimezone(zone):%H:%M}",
                temperature=scoring.temperature(score),
                outcome=row["outcome"].value if row["outcome"] is not None else None,

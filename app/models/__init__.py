@@ -1,6 +1,6 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
-from app.models.consent import BuyerSuppression, OptOutNotice, OptOutRequest
+from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -80,6 +80,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "BuyerSuppression",
+    "DoNotCallEntry",
     "OptOutNotice",
     "OptOutRequest",
     "Batch",

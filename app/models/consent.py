@@ -1,5 +1,6 @@
 """A person's say over who contacts them (SPEC §14): a buyer's own suppression list,
-a person's opt-out request and the notices that tell each buyer of an opt-out.
+a person's opt-out request and the notices that tell each buyer of an opt-out, and
+the national do-not-call lists.
 
 Nothing here holds a contact in clear: people are kept as the keyed hashes ingest
 computes (ContactVault.dedupe_hash), and an opt-out link as the SHA-256 of its secret."""
@@ -62,3 +63,15 @@ class OptOutNotice(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+
+class DoNotCallEntry(db.Model):
+    """A number on a country's national do-not-call list, loaded by an admin: only the
+    keyed hash of its E.164 form (the hash a lead's phone carries)."""
+
+    __tablename__ = "do_not_call_entries"
+    __table_args__ = (sa.Index("ix_do_not_call_entries_phone_hash", "phone_hash"),)
+
+    country: Mapped[str] = mapped_column(sa.String(2), primary_key=True)
+    phone_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(16), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -43,7 +43,9 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
         "lead": {
             "id": lead.id, "first_name": contact["first_name"],
             "last_name": contact["last_name"], "email": contact["email"],
-            "phone": contact["phone"], "age": lead.age, "gender": lead.gender,
+            # On its country's do-not-call list: never given for phone contact (§14).
+            "phone": None if lead.do_not_call else contact["phone"],
+            "do_not_call": lead.do_not_call, "age": lead.age, "gender": lead.gender,
             "region": lead.region, "country": lead.country,
             "marital_status": lead.marital_status, "employed": lead.employed,
             "interests": list(lead.interests or []), "budget": lead.budget,

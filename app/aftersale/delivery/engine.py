@@ -161,7 +161,8 @@ def sample_sale(order: Order) -> dict:
                      "erased_at": None, "timezone": "America/Los_Angeles",
                      "local_time": utcnow().astimezone(ZoneInfo("America/Los_Angeles"))
                      .replace(microsecond=0).isoformat(),
-                     "opt_out_code": "TESTCODE", "opt_out_url": public_url("/opt-out")}}
+                     "opt_out_code": "TESTCODE", "opt_out_url": public_url("/opt-out"),
+                     "do_not_call": False}}
 
 
 def send_test(order: Order) -> Outcome:

@@ -30,7 +30,7 @@ FIELDS = ("sale_id", "order_id", "price", "currency", "sold_at", "lead_id", "fir
           "authority", "need", "timeframe", "consent_at", "source_url", "consent_text", "ip",
           "trustedform_cert_url", "jornaya_leadid", "sub_id", "score", "temperature",
           # SPEC §14: the person's clock, and what lets them opt out by phone.
-          "timezone", "local_time", "opt_out_code", "opt_out_url")
+          "timezone", "local_time", "opt_out_code", "opt_out_url", "do_not_call")
 
 
 def _text(value: Any) -> str:
