@@ -45,7 +45,7 @@ def test_only_keyed_hashes_are_stored(app, buyer_client, buyer):
     page = buyer_client.post("/buyer/suppressions", data={
         "csrf_token": token, "contacts": "private.person@mail.example.com\n+1 415 555 0077",
         "default_country": "US"}, follow_redirects=True).get_data(as_text=True)
-    assert "2 people added" in page and 'id="suppression-count">2<' in page
+    assert "Added to your suppression list: 2" in page and 'id="suppression-count">2<' in page
     db.session.commit()
     with db.engine.connect() as connection:
         cells = [value for table in db.metadata.sorted_tables

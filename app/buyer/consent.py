@@ -46,9 +46,10 @@ def suppressions():
             db.session.rollback()
             flash(exc.message, "danger")
         else:
-            skipped = f" {added.invalid} entries were not a valid phone or email and were skipped." \
+            skipped = f" Skipped, not a valid phone or email: {added.invalid}." \
                 if added.invalid else ""
-            flash(f"{added.added} people added to your suppression list.{skipped}", "success")
+            flash(f"Added to your suppression list: {added.added} (those on it already are "
+                  f"not counted).{skipped}", "success")
             return redirect(url_for("buyer.suppressions"))
     return render_template("buyer/suppressions.html", form=form,
                            count=suppression_lists.count(current_account))

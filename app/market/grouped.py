@@ -190,8 +190,8 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     lost = []
     # §14: a buyer who listed a person since the plan was made does not receive them,
     # nor does an order a phone lead reaches outside the person's calling hours.
-    suppressed = snapshot.listed_by_buyers(fills.copies.keys(),
-                                           {slot.buyer_id for slot, _, _ in fills.orders.values()})
+    listing = settlement.listing_buyers({slot.buyer_id for slot, _, _ in fills.orders.values()})
+    suppressed = snapshot.listed_by_buyers(fills.copies.keys(), listing) if listing else set()
     kept = []
     for lead, slot in pairs:
         if (rules.buyer_listed(slot.buyer_id, lead, suppressed)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.core.dialect import in_, postgres, retryable
 from app.extensions import db
-from app.market import rules
+from app.market import rules, snapshot
 from app.market.book import Candidate, Slot
 from app.models import (
     AccountKind, BuyerSuppression, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale,
@@ -58,6 +58,7 @@ class Settlement:
         self.sale_ids: list[int] = []
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
+        self._listing: dict[int, bool] = {}  # buyer -> has a suppression list (§14)
 
     def commission(self, seller_id: int, price: int, load: bool = True) -> int:
         """The exchange's cut of a sale: the seller's rate (or the default), half up.
@@ -81,7 +82,17 @@ class Settlement:
         (absorb them)."""
         other = Settlement(self.now)
         other._rates, other._accounts = self._rates, dict(self._accounts)
+        other._listing = self._listing
         return other
+
+    def listing_buyers(self, buyer_ids: Iterable[int]) -> set[int]:
+        """Which of these buyers keep a suppression list, asked once per buyer in a run
+        (a group of fills then looks people up only for them)."""
+        unknown = set(buyer_ids) - set(self._listing)
+        if unknown:
+            listing = snapshot.buyers_with_lists(unknown)
+            self._listing.update({buyer: buyer in listing for buyer in unknown})
+        return {buyer for buyer in buyer_ids if self._listing[buyer]}
 
     def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
@@ -165,8 +176,9 @@ class Settlement:
         for person in lead.person_hashes:  # the buyer's claim on the person, then theirs
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
-        if lead.person_hashes and db.session.scalar(sa.select(rules.listed_by(
-                slot.buyer_id, *rules.contact_hashes(lead.person_hashes), BuyerSuppression))):
+        if (self.listing_buyers((slot.buyer_id,)) and db.session.scalar(sa.select(
+                rules.listed_by(slot.buyer_id, *rules.contact_hashes(lead.person_hashes),
+                                BuyerSuppression)))):
             raise _Lost  # the buyer listed the person since the plan was made
         # What fills share, locked last: the person's listing, the order, the accounts.
         for person in lead.person_hashes:

@@ -127,6 +127,12 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
     return claims
 
 
+def buyers_with_lists(buyer_ids: Iterable[int]) -> set[int]:
+    """Which of these buyers have a suppression list at all."""
+    return set(db.session.scalars(sa.select(BuyerSuppression.buyer_id).distinct().where(
+        in_(BuyerSuppression.buyer_id, sorted(set(buyer_ids)), sa.Integer))))
+
+
 def listed_by_buyers(persons: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None
                      ) -> set[tuple[int, bytes]]:
     """(buyer, person) for each of these people on a suppression list of one of these
