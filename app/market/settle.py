@@ -6,8 +6,10 @@ A single fill re-checks every rule under row locks with conditional UPDATEs buil
 from app.market.rules (lead still on offer and under its cap, the price still at or
 above its floor; order still open, unexpired, under the terms it was planned with
 and within its quantity, hold and caps per period; the person not delivered to that buyer within the
-lookback, nor on that buyer's suppression list), with the database's UNIQUE and CHECK constraints behind them. A fill that
-lost a race to another process is rolled back whole; nothing is ever half-applied.
+lookback, nor on that buyer's suppression list, and inside the person's calling hours if
+the order holds phone leads for them), with the database's UNIQUE and CHECK constraints
+behind them. A fill that lost a race to another process is rolled back whole; nothing
+is ever half-applied.
 """
 from datetime import datetime, timedelta
 from typing import Iterable, Optional
