@@ -78,6 +78,8 @@ class Config:
                                                     "3 per hour")  # per user
     RESET_RATE_LIMIT = os.environ.get("RESET_RATE_LIMIT", "3 per hour")  # per address asked for
     RESET_RATE_LIMIT_PER_IP = os.environ.get("RESET_RATE_LIMIT_PER_IP", "10 per hour")
+    OPT_OUT_LINK_HOURS = _env_int("OPT_OUT_LINK_HOURS", 48)  # the emailed confirmation link
+    OPT_OUT_RATE_LIMIT_PER_IP = os.environ.get("OPT_OUT_RATE_LIMIT_PER_IP", "10 per hour")
     # Two-factor codes tried per login in progress (or per user changing their settings).
     TWO_FACTOR_RATE_LIMIT = os.environ.get("TWO_FACTOR_RATE_LIMIT", "5 per minute")
 

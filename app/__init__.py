@@ -90,6 +90,7 @@ def register_blueprints(flask_app) -> None:
     as they are imported, here, before it is registered. No blueprint imports its
     routes, so the imports run one way (tests/unit/test_import_cycles.py)."""
     import app.admin.funding
+    import app.admin.consent
     import app.admin.outbox
     import app.admin.payments
     import app.admin.quality
@@ -99,9 +100,11 @@ def register_blueprints(flask_app) -> None:
     import app.auth.team
     import app.auth.two_factor
     import app.buyer.balance
+    import app.buyer.consent
     import app.buyer.delivery
     import app.buyer.returns
     import app.buyer.routes
+    import app.main.opt_out
     import app.main.routes
     import app.notifications.routes
     import app.payments.routes

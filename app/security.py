@@ -52,7 +52,7 @@ def content_security_policy(config) -> str:
 
 
 # The emailed one-time links carry their secret in the path (app/people/account_links.py).
-ONE_TIME_LINK = re.compile(r"(/auth/(?:verify-email|reset-password|invitation)/)(?!new\b|resend\b|accept\b)[^/\s?\"']+")
+ONE_TIME_LINK = re.compile(r"(/auth/(?:verify-email|reset-password|invitation)/|/opt-out/)(?!new\b|resend\b|accept\b|confirm\b)[^/\s?\"']+")
 
 
 class RedactOneTimeLinks(logging.Filter):

@@ -25,6 +25,7 @@ api = LeadExchangeApi()
 def init_api(app: Flask) -> None:
     from app.api import (
         account, admin, batches, docs, journeys, kpis, money, notifications, orders, returns,
+        opt_outs, suppressions,
     )
 
     api.init_app(
@@ -43,7 +44,8 @@ def init_api(app: Flask) -> None:
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.ma_plugin.converter.add_attribute_function(_configured_bounds(app))
     for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, kpis.blp,
-                      notifications.blp, journeys.blp, admin.blp):
+                      notifications.blp, journeys.blp, admin.blp, suppressions.blp,
+                      opt_outs.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)

@@ -8,7 +8,7 @@ from app.services.ingest.pipeline import MAX_CAP
 from app.services.ingest.validate import MAX_AGE, MIN_AGE
 from app.market import rules
 from app.market.filters import MAX_DAYS
-from app.market.schedule import MAX_WINDOWS
+from app.market.schedule import MAX_WINDOWS, clock
 from app.models.orders import PERIODS
 from app.models.types import utcnow
 from app.services.scoring import MAX_SCORE
@@ -253,6 +253,11 @@ def _schedule_field(description: str, **kwargs):
                        metadata={"description": description}, **kwargs)
 
 
+_CALLING = {"description": "SPEC §14 quiet hours: hold phone leads until the person's local "
+            "calling hours -- {start, end} like 08:00 and 21:00 on the person's clock, true "
+            "for 08:00–21:00, null: not held", "example": {"start": "08:00", "end": "21:00"}}
+
+
 class OrderCreateSchema(Schema):
     name = fields.String(load_default="")
     filters = fields.Nested(FiltersSchema, load_default=dict)
@@ -270,6 +275,7 @@ class OrderCreateSchema(Schema):
     lookback_days = Int(bounds.COUNT, maximum=MAX_DAYS, load_default=30, metadata={
         "description": "never the same person twice within this many days"})
     webhook_url = fields.String(allow_none=True, load_default=None)
+    calling_hours = fields.Raw(allow_none=True, load_default=None, metadata=_CALLING)
 
 
 class OrderChangeSchema(Schema):
@@ -280,6 +286,7 @@ class OrderChangeSchema(Schema):
     spend_caps = fields.Nested(SpendCapsSchema, allow_none=True)
     schedule = _schedule_field("replaces the schedule; null: always open")
     timezone = fields.String()
+    calling_hours = fields.Raw(allow_none=True, metadata=_CALLING)
 
 
 def _caps_of(order, prefix: str) -> dict:
@@ -317,6 +324,11 @@ class OrderSchema(Schema):
     cap_use = fields.Function(lambda o: CapUseSchema(many=True).dump(rules.cap_use(o, utcnow())),
                               metadata={"description": "each cap's use in its current period"})
     timezone = fields.String()
+    calling_hours = fields.Function(
+        lambda o: None if o.calling_from is None else {
+            "start": clock(o.calling_from), "end": clock(o.calling_until)},
+        allow_none=True, metadata={"description": "phone leads held until the person's "
+                                   "local time is inside these hours; null: not held"})
     lookback_days = fields.Integer()
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(metadata={"description": "only in the response that set it"})

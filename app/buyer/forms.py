@@ -14,7 +14,7 @@ from app.formatting import parse_money
 from app.forms import MoneyField
 from app.labels import choices
 from app.market.filters import EMPLOYED, GENDERS, MARITAL_STATUSES, MAX_QUANTITY, REQUIRE
-from app.market.schedule import DAYS
+from app.market.schedule import DAYS, clock
 from app.models.orders import PERIODS
 
 
@@ -102,6 +102,14 @@ class TermsFields:
     spend_cap_week = MoneyField("per week")
     spend_cap_month = MoneyField("per month")
     schedule = FieldList(FormField(WindowForm), min_entries=3, max_entries=12)
+    calling_hours = BooleanField("Hold phone leads until the person's calling hours")
+    calling_start = StringField("From", default="08:00", render_kw={"type": "time"})
+    calling_end = StringField("Until", default="21:00", render_kw={"type": "time"},
+                              description="On the person's own clock (their region's time zone).")
+
+    def calling(self) -> dict | None:
+        return ({"start": self.calling_start.data or None, "end": self.calling_end.data or None}
+                if self.calling_hours.data else None)
 
     def caps(self) -> dict:
         return {p: getattr(self, f"cap_{p}").data for p in PERIODS}
@@ -115,19 +123,25 @@ class TermsFields:
 
     def terms_changes(self) -> dict:
         return {"caps": self.caps(), "spend_caps": self.spend_caps(),
-                "schedule": self.windows(), "timezone": self.timezone.data or "UTC"}
+                "schedule": self.windows(), "timezone": self.timezone.data or "UTC",
+                "calling_hours": self.calling()}
 
     def estimate_terms(self) -> dict:
         return {"schedule": self.windows() or None, "timezone": self.timezone.data or "UTC"}
 
     def field_named(self, name: str):
         """The field a refusal names (`caps.hour` is `cap_hour`), or None."""
-        name = name.replace("spend_caps.", "spend_cap_").replace("caps.", "cap_")
+        name = (name.replace("spend_caps.", "spend_cap_").replace("calling_hours.", "calling_")
+                .replace("caps.", "cap_"))
         return getattr(self, name, None)
 
     def load_terms(self, order) -> None:
         """Show an order's current caps, schedule and zone."""
         self.timezone.data = order.timezone
+        self.calling_hours.data = order.calling_from is not None
+        if order.calling_from is not None:
+            self.calling_start.data = clock(order.calling_from)
+            self.calling_end.data = clock(order.calling_until)
         for p in PERIODS:
             getattr(self, f"cap_{p}").data = getattr(order, f"cap_{p}")
             spend = getattr(order, f"spend_cap_{p}")

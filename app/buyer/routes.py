@@ -23,6 +23,7 @@ from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import Order
 from app.aftersale.delivery import engine
+from app.people import opt_out
 from app.services import delivery, kpis, ledger, outcomes, privacy, regions
 from app.market import operations, queries
 from app.market.filters import Filters
@@ -43,6 +44,7 @@ def dashboard():
         statement=ledger.statement_for(current_account, limit=10),
         orders=_my_orders(10),
         erasure_notices=privacy.notices_for(current_account),
+        opt_out_notices=opt_out.notices_for(current_account, include_acknowledged=False),
     )
 
 

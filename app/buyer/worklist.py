@@ -21,9 +21,11 @@ from app.errors import NotFound
 from app.extensions import db
 from app.formatting import money_input
 from app.models import Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome
+from app.models.types import utcnow
 from app.services import scoring
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
+from app.services.regions_tz import consent_zone
 
 PAGE_SIZE = 50
 OUTCOMES = {"none": "No outcome yet", "contacted": "Contacted", "converted": "Converted",
@@ -184,6 +186,7 @@ def _joined(query):
 
 ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.price,
                Lead.id.label("lead_id"), Lead.contact_enc, Lead.age, Lead.gender, Lead.region,
+               Lead.country, Lead.do_not_call,
                Lead.city, Lead.postal_code, Lead.consent_at, Lead.source_url,
                Lead.trustedform_cert_url, Lead.jornaya_leadid, Lead.erased_at,
                Lead.score_base, Lead.seller_points,
@@ -199,7 +202,12 @@ def _row(found, open_contact) -> SimpleNamespace:
     score = scoring.score_at(row.pop("score_base") + row.pop("seller_points"),
                              row["consent_at"], row["sold_at"])
     revenue = row["revenue"]
-    row.update(open_contact(row.pop("contact_enc")), score=score,
+    zone = consent_zone(row["region"], row["country"])  # §14: the person's clock, now
+    contact = open_contact(row.pop("contact_enc"))
+    if row["do_not_call"]:  # §14: on its country's do-not-call list, never for calls
+        contact["phone"] = None
+    row.update(contact, score=score,
+               person_zone=str(zone), person_time=f"{utcnow().astimezone(zone):%H:%M}",
                temperature=scoring.temperature(score),
                outcome=row["outcome"].value if row["outcome"] is not None else None,
                return_status=row["return_status"].value if row["return_status"] else None,

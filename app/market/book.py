@@ -32,6 +32,8 @@ class Slot:
     keys: Optional[dict] = None  # its current periods (rules.period_keys)
     least: int = 0  # the lowest price it may pay (rules.price_range)
     highest: Optional[int] = None  # the highest, its hold is sized for (None: `price`)
+    calling_from: Optional[int] = None  # the person's calling hours (rules.in_calling_hours)
+    calling_until: Optional[int] = None
     rank: tuple = ()  # price, then time priority: smaller is served first
     # The age range as plain ints, for the order book's age index.
     age_lo: int = NO_AGE
@@ -316,14 +318,18 @@ class OrderBook:
 
 
 class Claims:
-    """When each buyer last received each person (for the duplicate lookback), and how
-    each person is being sold (their listing: caps and exclusivity per person)."""
+    """When each buyer last received each person (for the duplicate lookback), how
+    each person is being sold (their listing: caps and exclusivity per person), and
+    which buyers listed them as never to receive (§14 suppression lists)."""
 
     def __init__(self):
         self._last: dict[tuple[int, bytes], datetime] = {}
         self._listings: dict[bytes, rules.Listing] = {}
+        self._suppressed: set[tuple[int, bytes]] = set()  # buyers' lists (§14)
 
     def blocks(self, buyer_id: int, lead: Candidate, lookback: timedelta, now: datetime) -> bool:
+        if self._suppressed and rules.buyer_listed(buyer_id, lead, self._suppressed):
+            return True
         for person in lead.person_hashes:
             last = self._last.get((buyer_id, person))
             if last is not None and not rules.claim_expired(
@@ -333,6 +339,10 @@ class Claims:
 
     def record(self, buyer_id: int, person: bytes, at: datetime) -> None:
         self._last[(buyer_id, person)] = at
+
+    def suppress(self, buyer_id: int, person: bytes) -> None:
+        """The buyer listed this person: never to them."""
+        self._suppressed.add((buyer_id, person))
 
     def add(self, buyer_id: int, lead: Candidate, now: datetime) -> None:
         for person in lead.person_hashes:
@@ -375,7 +385,8 @@ def allocate(leads: list[Candidate], book: OrderBook, claims: Claims,
             eligible ^= best
             slot = book._ranked[best.bit_length() - 1]
             if (not rules.buyer_may_take(slot.buyer_id, lead)
-                    or claims.blocks(slot.buyer_id, lead, slot.lookback, now)):
+                    or claims.blocks(slot.buyer_id, lead, slot.lookback, now)
+                    or not rules.in_calling_hours(slot, lead, now)):
                 continue
             plan.append((lead, slot))
             slot.take_one()

@@ -187,10 +187,27 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     # their listings are read now and locked last, with the orders and the ledger
     # accounts, and checked again then.
     listed = snapshot.listings(fills.copies.keys())  # locked when written: _list_people
-    people = _whole_group(fills, leads, room, listed, now)
     lost = []
+    # §14: a buyer who listed a person since the plan was made does not receive them,
+    # nor does an order a phone lead reaches outside the person's calling hours.
+    listing = settlement.listing_buyers({slot.buyer_id for slot, _, _ in fills.orders.values()})
+    suppressed = snapshot.listed_by_buyers(fills.copies.keys(), listing) if listing else set()
+    kept = []
+    for lead, slot in pairs:
+        if (rules.buyer_listed(slot.buyer_id, lead, suppressed)
+                or not rules.in_calling_hours(slot, lead, now)):
+            lost.append((lead, slot))
+        else:
+            kept.append((lead, slot))
+    if lost:
+        pairs = kept
+        if not pairs:
+            return lost
+        fills = prepare(pairs, settlement)
+    people = _whole_group(fills, leads, room, listed, now)
     if people is None:  # some fill is refused: find which, fill by fill
-        accepted, lost, people = _one_by_one(pairs, leads, room, listed, now)
+        accepted, refused, people = _one_by_one(pairs, leads, room, listed, now)
+        lost += refused
         if not accepted:
             return lost
         fills = prepare(accepted, settlement)

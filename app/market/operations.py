@@ -43,6 +43,7 @@ class OrderTerms:
     lookback_days: int = 30
     name: str = ""
     webhook_url: Optional[str] = None
+    calling_hours: Optional[tuple[int, int]] = None  # §14 quiet hours (minutes), or None
 
 
 _PER = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
@@ -64,7 +65,7 @@ def _caps(raw: Any, name: str, high: int) -> dict:
 
 def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spend_caps=None,
                 schedule=None, timezone="UTC", lookback_days=30, name="",
-                webhook_url=None) -> OrderTerms:
+                webhook_url=None, calling_hours=None) -> OrderTerms:
     """The order's terms checked; a refusal lists every problem found, not only the first."""
     found = Refusals("invalid_filter")
     minimum = current_app.config["MIN_PRICE"]
@@ -103,10 +104,12 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spe
         webhook_url = webhook_url.strip()
         if not webhook_url.startswith(("https://", "http://")) or len(webhook_url) > 2000:
             found.add("webhook_url", "The webhook URL must be an http(s) address.")
+    calling = found.check(order_schedule.calling_hours, calling_hours,
+                          rules.DEFAULT_CALLING_HOURS)
     found.raise_any()
     return OrderTerms(price, quantity, budget, expires_at, lead_caps, money_caps, stored,
                       timezone or "UTC", 30 if lookback is None else lookback,
-                      (name or "").strip()[:120], webhook_url or None)
+                      (name or "").strip()[:120], webhook_url or None, calling)
 
 
 def _move_hold(order: Order, amount: int, kind: str) -> None:
@@ -141,7 +144,7 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
         held=0, filters=filters.to_dict(), expires_at=terms.expires_at,
         schedule=terms.schedule, timezone=terms.timezone, revision=0,
         lookback_days=terms.lookback_days, webhook_url=terms.webhook_url,
-        **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
+        **_calling_columns(terms), **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
     db.session.add(order)
     db.session.flush()
     secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
@@ -194,6 +197,11 @@ def set_paused(user: User, order_id: int, paused: bool) -> Order:
     return order
 
 
+def _calling_columns(terms: OrderTerms) -> dict:
+    start, end = terms.calling_hours or (None, None)
+    return {"calling_from": start, "calling_until": end}
+
+
 def _cap_columns(terms: OrderTerms) -> dict:
     return {**{f"cap_{p}": terms.caps.get(p) for p in rules.PERIODS},
             **{f"spend_cap_{p}": terms.spend_caps.get(p) for p in rules.PERIODS}}
@@ -214,9 +222,9 @@ _UNCHANGED: Any = object()
 def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
                  quantity: Optional[int] = None, caps: Any = _UNCHANGED,
                  spend_caps: Any = _UNCHANGED, schedule: Any = _UNCHANGED,
-                 timezone: Optional[str] = None) -> Order:
+                 timezone: Optional[str] = None, calling_hours: Any = _UNCHANGED) -> Order:
     """Edit price, quantity, caps (each period given replaces that period's; null removes
-    it), schedule or time zone. The hold follows what the order may now spend; fills
+    it), schedule, time zone or calling hours (§14). The hold follows what the order may now spend; fills
     planned under the old terms are planned again (the order's revision changes)."""
     order = order_for(user, order_id, lock=True)
     if not order.is_active:
@@ -229,7 +237,9 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         caps=old_caps if caps is _UNCHANGED else {**old_caps, **_object(caps, "caps")},
         spend_caps=old_spend if spend_caps is _UNCHANGED
         else {**old_spend, **_object(spend_caps, "spend_caps")},
-        schedule=order.schedule if schedule is _UNCHANGED else schedule)
+        schedule=order.schedule if schedule is _UNCHANGED else schedule,
+        calling_hours=(_stored_calling(order) if calling_hours is _UNCHANGED
+                       else calling_hours))
     # The new terms are checked against what the order already received, by the same
     # limits that guard a fill (no more leads now: n=0), in its current periods.
     now = utcnow()
@@ -257,6 +267,8 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         setattr(order, column, value)
     order.price, order.quantity = terms.price, terms.quantity
     order.schedule, order.timezone = terms.schedule, terms.timezone
+    for column, value in _calling_columns(terms).items():
+        setattr(order, column, value)
     order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
     wanted = rules.max_spend(rules.price_range(order)[1], order.remaining, remaining_budget)
@@ -267,6 +279,13 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     if order.status is OrderStatus.OPEN:
         events.record(events.OrderChanged(order.id))
     return order
+
+
+def _stored_calling(order: Order) -> Optional[dict]:
+    if order.calling_from is None:
+        return None
+    return {"start": order_schedule.clock(order.calling_from),
+            "end": order_schedule.clock(order.calling_until)}
 
 
 def _object(value: Any, name: str) -> dict:

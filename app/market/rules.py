@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from app.market import schedule
 from app.models.orders import PERIODS
+from app.services import regions_tz
 
 
 _PLAIN = (int, str, datetime, type(None))
@@ -281,6 +282,49 @@ def buyer_may_take(buyer_id: int, lead) -> bool:
 def not_bought_by(buyer_id, lead_id, sale_table) -> sa.ColumnElement:
     """§4 rule 2 in SQL: the buyer does not have this lead yet."""
     return ~sa.exists().where(sale_table.lead_id == lead_id, sale_table.buyer_id == buyer_id)
+
+
+def buyer_listed(buyer_id: int, lead, listed) -> bool:
+    """§14 in planning: the buyer put the lead's person on their suppression list
+    (`listed`: the (buyer, person hash) pairs of the lists), so never to them."""
+    return any((buyer_id, person) in listed for person in lead.person_hashes)
+
+
+def listed_by(buyer_id, email_hash, phone_hash, table) -> sa.ColumnElement:
+    """§14 in SQL: the buyer listed this email or phone hash (`table`: the buyers'
+    suppression lists, person hash = kind + value hash); fills take `~listed_by`."""
+    return sa.exists().where(table.buyer_id == buyer_id, sa.or_(
+        sa.and_(table.kind == "e", table.value_hash == email_hash),
+        sa.and_(table.kind == "p", table.value_hash == phone_hash)))
+
+
+def contact_hashes(person_hashes) -> tuple[Optional[bytes], Optional[bytes]]:
+    """(email hash, phone hash) of a lead's person hashes (app.market.book)."""
+    found = {bytes(person[:1]): bytes(person[1:]) for person in person_hashes}
+    return found.get(b"e"), found.get(b"p")
+
+
+# §14 quiet hours: the person's calling hours when an order holds phone leads for them.
+DEFAULT_CALLING_HOURS = (8 * 60, 21 * 60)  # 08:00-21:00 on the person's clock
+
+
+def in_calling_hours(order, lead, now: datetime) -> bool:
+    """§14 quiet hours: an order with calling hours (`calling_from`, `calling_until`,
+    minutes after midnight) takes a lead with a phone only while the person's local
+    time is inside them -- on every clock the person may be on (regions_tz.zones_for:
+    a country of several zones without a known region must be inside on all of them;
+    an unknown country is read on UTC). Outside, the lead waits for the hours to open
+    (the periodic fill) or goes to other orders. Python only: the order book, the
+    single and the grouped fills ask it."""
+    start = order.calling_from
+    if start is None or not lead.has_phone:
+        return True
+    zones = regions_tz.zones_for(lead.region, lead.country) or (ZoneInfo("UTC"),)
+    for zone in zones:
+        local = now.astimezone(zone)
+        if not start <= local.hour * 60 + local.minute < order.calling_until:
+            return False
+    return True
 
 
 # The window in which caps and exclusivity hold for a person: the default lookback.

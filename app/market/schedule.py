@@ -147,3 +147,39 @@ def _stored_minutes(clock: str) -> int:
 
 def to_json(windows: tuple[Window, ...]) -> Optional[list]:
     return [w.to_dict() for w in windows] or None
+
+
+def calling_hours(raw: Any, default: tuple[int, int]) -> Optional[tuple[int, int]]:
+    """SPEC §14 quiet hours as a buyer sends them: null or false (phone leads are not
+    held), true or {} (`default`), or {start, end} on the person's clock, start before
+    end -> (start, end) in minutes after midnight."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return default
+    if not isinstance(raw, dict):
+        raise ValidationFailed("calling_hours is {start, end} (times like 08:00), true for "
+                               "08:00–21:00, or null.", code="invalid_filter",
+                               details={"field": "calling_hours"})
+    hours = []
+    for field, fallback in zip(("start", "end"), default):
+        value = raw.get(field)
+        match = _TIME.match(value) if isinstance(value, str) else None
+        if value is None:
+            hours.append(fallback)
+        elif match is None or not 0 <= int(match[1]) * 60 + int(match[2]) <= DAY_MINUTES:
+            raise ValidationFailed(f"calling_hours.{field} must be a time like 08:00.",
+                                   code="invalid_filter",
+                                   details={"field": f"calling_hours.{field}"})
+        else:
+            hours.append(int(match[1]) * 60 + int(match[2]))
+    if hours[0] >= hours[1]:
+        raise ValidationFailed("The calling hours must start before they end (on the person's "
+                               "clock, the same day).", code="invalid_filter",
+                               details={"field": "calling_hours"})
+    return hours[0], hours[1]
+
+
+def clock(minutes: int) -> str:
+    """Minutes after midnight as HH:MM."""
+    return _clock(minutes)

@@ -6,8 +6,10 @@ A single fill re-checks every rule under row locks with conditional UPDATEs buil
 from app.market.rules (lead still on offer and under its cap, the price still at or
 above its floor; order still open, unexpired, under the terms it was planned with
 and within its quantity, hold and caps per period; the person not delivered to that buyer within the
-lookback), with the database's UNIQUE and CHECK constraints behind them. A fill that
-lost a race to another process is rolled back whole; nothing is ever half-applied.
+lookback, nor on that buyer's suppression list, and inside the person's calling hours if
+the order holds phone leads for them), with the database's UNIQUE and CHECK constraints
+behind them. A fill that lost a race to another process is rolled back whole; nothing
+is ever half-applied.
 """
 from datetime import datetime, timedelta
 from typing import Iterable, Optional
@@ -19,11 +21,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.core.dialect import in_, postgres, retryable
 from app.extensions import db
-from app.market import rules
+from app.market import rules, snapshot
 from app.market.book import Candidate, Slot
 from app.models import (
-    AccountKind, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale, User,
-    WebhookDelivery,
+    AccountKind, BuyerSuppression, Lead, LedgerAccount, Order, PersonClaim, PersonListing, Sale,
+    User, WebhookDelivery,
 )
 from app.services import ledger
 from app.services.ledger import Posting
@@ -58,6 +60,7 @@ class Settlement:
         self.sale_ids: list[int] = []
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
+        self._listing: dict[int, bool] = {}  # buyer -> has a suppression list (§14)
 
     def commission(self, seller_id: int, price: int, load: bool = True) -> int:
         """The exchange's cut of a sale: the seller's rate (or the default), half up.
@@ -81,7 +84,17 @@ class Settlement:
         (absorb them)."""
         other = Settlement(self.now)
         other._rates, other._accounts = self._rates, dict(self._accounts)
+        other._listing = self._listing
         return other
+
+    def listing_buyers(self, buyer_ids: Iterable[int]) -> set[int]:
+        """Which of these buyers keep a suppression list, asked once per buyer in a run
+        (a group of fills then looks people up only for them)."""
+        unknown = set(buyer_ids) - set(self._listing)
+        if unknown:
+            listing = snapshot.buyers_with_lists(unknown)
+            self._listing.update({buyer: buyer in listing for buyer in unknown})
+        return {buyer for buyer in buyer_ids if self._listing[buyer]}
 
     def account(self, kind: AccountKind, user_id: Optional[int]) -> ledger.AccountRef:
         key = (kind, user_id)
@@ -153,6 +166,8 @@ class Settlement:
     def _fill(self, lead: Candidate, slot: Slot) -> None:
         now, price = self.now, slot.price
         ctx = rules.Ctx(now=now, keys=slot.keys, n=1, price=price, revision=slot.revision)
+        if not rules.in_calling_hours(slot, lead, now):
+            raise _Lost
         taken = db.session.execute(
             sa.update(Lead).where(Lead.id == lead.id, rules.LEAD_LIVE.sql(None, Lead, ctx),
                                   rules.LEAD_CAP.test(Lead, ctx), rules.FLOOR.sql(None, Lead, ctx))
@@ -163,6 +178,10 @@ class Settlement:
         for person in lead.person_hashes:  # the buyer's claim on the person, then theirs
             if not self._claim(slot.buyer_id, person, slot.lookback):
                 raise _Lost
+        if (self.listing_buyers((slot.buyer_id,)) and db.session.scalar(sa.select(
+                rules.listed_by(slot.buyer_id, *rules.contact_hashes(lead.person_hashes),
+                                BuyerSuppression)))):
+            raise _Lost  # the buyer listed the person since the plan was made
         # What fills share, locked last: the person's listing, the order, the accounts.
         for person in lead.person_hashes:
             if not self._list_person(person, lead.cap):

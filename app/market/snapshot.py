@@ -14,7 +14,7 @@ from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
 from app.market.filters import Filters
-from app.models import Lead, Order, PersonClaim, PersonListing, Sale
+from app.models import BuyerSuppression, Lead, Order, PersonClaim, PersonListing, Sale
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
@@ -92,7 +92,8 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
                           Filters.parse(order.filters), bool(order.webhook_url),
                           revision=order.revision, keys=ctx.keys, least=least,
-                          highest=highest))
+                          highest=highest, calling_from=order.calling_from,
+                          calling_until=order.calling_until))
     return OrderBook(slots)
 
 
@@ -109,8 +110,8 @@ def listings(persons: Iterable[bytes]) -> dict[bytes, rules.Listing]:
 
 
 def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None) -> Claims:
-    """When each of these buyers last received each of these people, and how each of
-    these people is being sold."""
+    """When each of these buyers last received each of these people, how each of
+    these people is being sold, and which of these buyers listed which of them."""
     claims = Claims()
     wanted = None if buyer_ids is None else set(buyer_ids)
     for chunk in id_chunks(list(set(hashes))):
@@ -123,7 +124,36 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
                 .where(in_(PersonClaim.person_hash, chunk, sa.LargeBinary))):
             if wanted is None or buyer_id in wanted:
                 claims.record(buyer_id, bytes(person_hash), claimed_at)
+        for buyer_id, person in listed_by_buyers(chunk, buyer_ids):
+            claims.suppress(buyer_id, person)
     return claims
+
+
+def buyers_with_lists(buyer_ids: Iterable[int]) -> set[int]:
+    """Which of these buyers have a suppression list at all."""
+    return set(db.session.scalars(sa.select(BuyerSuppression.buyer_id).distinct().where(
+        in_(BuyerSuppression.buyer_id, sorted(set(buyer_ids)), sa.Integer))))
+
+
+def listed_by_buyers(persons: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None
+                     ) -> set[tuple[int, bytes]]:
+    """(buyer, person) for each of these people on a suppression list of one of these
+    buyers (any buyer: None)."""
+    found = set()
+    buyers = None if buyer_ids is None else set(buyer_ids)
+    for chunk in id_chunks(sorted(set(persons))):
+        wanted = set(chunk)
+        # Buyers filtered here, as load_claims does: two lists in the WHERE would have
+        # the primary key probed for every (buyer, person) pair.
+        for buyer_id, kind, value_hash in db.session.execute(
+                sa.select(BuyerSuppression.buyer_id, BuyerSuppression.kind,
+                          BuyerSuppression.value_hash).where(
+                    in_(BuyerSuppression.value_hash, sorted({p[1:] for p in chunk}),
+                        sa.LargeBinary))):
+            person = kind.encode() + bytes(value_hash)
+            if person in wanted and (buyers is None or buyer_id in buyers):
+                found.add((buyer_id, person))
+    return found
 
 
 def inventory_for(slot: Slot, now: datetime, after: Optional[tuple], limit: int
@@ -135,6 +165,8 @@ def inventory_for(slot: Slot, now: datetime, after: Optional[tuple], limit: int
                     rules.FLOOR.sql(None, Lead, rules.Ctx(price=slot.price)),
                     rules.NOT_OWN_SELLER.sql(slot, Lead, rules.Ctx()),
                     rules.not_bought_by(slot.buyer_id, Lead.id, Sale),
+                    ~rules.listed_by(slot.buyer_id, Lead.email_hash, Lead.phone_hash,
+                                     BuyerSuppression),
                     *slot.filters.sql_conditions(now))
              .order_by(Lead.consent_at.desc(), Lead.id.desc())
              .limit(limit))

@@ -1,5 +1,6 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
+from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -78,6 +79,10 @@ __all__ = [
     "ManualPayout",
     "ApiKey",
     "AuditEvent",
+    "BuyerSuppression",
+    "DoNotCallEntry",
+    "OptOutNotice",
+    "OptOutRequest",
     "Batch",
     "BatchSource",
     "BatchStatus",

@@ -170,6 +170,9 @@ class Lead(db.Model):
     postal_code: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
     cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
+    # SPEC §14: the phone is on its country's national do-not-call list
+    # (app.services.do_not_call): never sold for phone contact, has_phone is off.
+    do_not_call: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Set when the person's contacts were destroyed (erasure request or retention).
     erased_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     floor_price: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -90,6 +90,10 @@ class Order(db.Model):
     # None: always open at `price`.
     schedule: Mapped[Optional[list]] = mapped_column(sa.JSON(none_as_null=True))
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    # SPEC §14 quiet hours: phone leads only while the person's local time is in
+    # [calling_from, calling_until) (minutes after midnight); None: not held.
+    calling_from: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
+    calling_until: Mapped[Optional[int]] = mapped_column(sa.SmallInteger)
     # Bumped by every change of terms: a fill planned under older terms is re-planned.
     revision: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     lookback_days: Mapped[int] = mapped_column(sa.Integer, default=30)

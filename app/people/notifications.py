@@ -66,8 +66,9 @@ KINDS = {
         "retry.", (Role.BUYER,)),
     Kind.PAYOUT_SENT: KindInfo("Payout sent", "Your earnings were paid out.", (Role.SELLER,)),
     Kind.PERSON_ERASED: KindInfo(
-        "Person erased", "A person you bought asked to be erased: delete them from your "
-        "systems too.", (Role.BUYER,)),
+        "Person erased or opted out", "A person you bought asked to be erased (delete them "
+        "from your systems too) or opted out of being contacted (stop, and acknowledge it "
+        "within 10 business days).", (Role.BUYER,)),
 }
 MAX_ITEMS = 50  # lines listed in one notice; the page behind the link has them all
 
@@ -391,6 +392,18 @@ def person_erased(buyer_id: int, sales: list[tuple[int, int]]) -> None:
            items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
            link=path("buyer.erasures"), link_label="Acknowledge",
            data={"sale_ids": [sale_id for sale_id, _ in sales]})
+
+
+def person_opted_out(buyer_id: int, sales: list[tuple[int, int]], due: datetime) -> None:
+    """A person this buyer bought opted out (SPEC §14); `sales`: (sale id, order id)."""
+    notify(buyer_id, Kind.PERSON_ERASED,
+           "A person you bought opted out: stop contacting them",
+           paragraphs=["They asked not to be contacted any more. Stop calling, texting and "
+                       "emailing them, remove them from your lists, and acknowledge it on the "
+                       f"opt-outs page by {due:%Y-%m-%d %H:%M} UTC (10 business days)."],
+           items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
+           link=path("buyer.opt_outs"), link_label="Acknowledge",
+           data={"sale_ids": [sale_id for sale_id, _ in sales], "due_at": due.isoformat()})
 
 
 def _buyer_of(order_id: int) -> int:

@@ -5,11 +5,14 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core.mail import public_url
 from app.extensions import db
 from app.models import Lead, Order, Sale, SaleOutcome
+from app.people.opt_out import code as opt_out_code
 from app.services import scoring
 from app.services.exports import NUMBER, PHONE, csv_lines, major_units
 from app.services.crypto import current_vault
+from app.services.regions_tz import consent_zone as person_zone
 
 CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email", "phone",
                "age", "gender", "region", "country", "marital_status", "employed", "interests",
@@ -33,13 +36,16 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
     contact = current_vault().open_contact(lead.contact_enc)
     score = scoring.score_at(lead.score_base + lead.seller_points, lead.consent_at,
                              sale.created_at)
+    zone = person_zone(lead.region, lead.country)
     return {
         "sale_id": sale.id, "order_id": sale.order_id, "price": sale.price,
         "currency": current_app.config["CURRENCY"], "sold_at": sale.created_at.isoformat(),
         "lead": {
             "id": lead.id, "first_name": contact["first_name"],
             "last_name": contact["last_name"], "email": contact["email"],
-            "phone": contact["phone"], "age": lead.age, "gender": lead.gender,
+            # On its country's do-not-call list: never given for phone contact (§14).
+            "phone": None if lead.do_not_call else contact["phone"],
+            "do_not_call": lead.do_not_call, "age": lead.age, "gender": lead.gender,
             "region": lead.region, "country": lead.country,
             "marital_status": lead.marital_status, "employed": lead.employed,
             "interests": list(lead.interests or []), "budget": lead.budget,
@@ -52,6 +58,12 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
             "score": score, "temperature": scoring.temperature(score),
             # Erased at the person's request: the contacts above are gone (null).
             "erased_at": lead.erased_at.isoformat() if lead.erased_at else None,
+            # SPEC §14: the person's time zone and their local time at the sale, to
+            # call them at a decent hour ...
+            "timezone": str(zone), "local_time": sale.created_at.astimezone(zone).isoformat(),
+            # ... and what to put in the messages sent to them: with it they can opt out
+            # by phone (app.people.opt_out).
+            "opt_out_code": opt_out_code(sale.id), "opt_out_url": public_url("/opt-out"),
         },
         "outcome": None if outcome is None else {
             "status": outcome.status.value, "revenue": outcome.revenue,

@@ -68,7 +68,7 @@ def _their_leads(person: Person):
     return or_(*conditions)
 
 
-def _with_linked_contacts(person: Person) -> Person:
+def with_linked_contacts(person: Person) -> Person:
     """The person as their leads know them: an email given by the requester brings the
     phone numbers stored with it (and the other way round), so that uploading the
     person again under the contact they did not mention is refused as well."""
@@ -84,7 +84,7 @@ def suppress(person: Person, *, reason: str, actor: Optional[User]) -> int:
     delist their leads; returns how many leads were delisted."""
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
-    return _suppress(_with_linked_contacts(person), reason, actor)
+    return _suppress(with_linked_contacts(person), reason, actor)
 
 
 def _suppress(person: Person, reason: str, actor: Optional[User]) -> int:
@@ -120,7 +120,7 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
     if not reason.strip():
         raise ValidationFailed("A reason is required.", code="reason_required")
     now = now or datetime.now(timezone.utc)
-    person = _with_linked_contacts(person)
+    person = with_linked_contacts(person)
     _suppress(person, reason, actor)
     lead_ids = lock_in_id_order(Lead, _their_leads(person))
     _shred_leads(lead_ids, now)

@@ -25,6 +25,8 @@ NOT_FILL_RULES = {
     # SPEC §2: an emailed one-time link's own expiry, not an order's.
     ("app/people/account_links.py", "link.expires_at <= utcnow()"),
     ("app/people/account_links.py", "AccountLink.expires_at > now"),
+    # SPEC §14: an opt-out link's own expiry.
+    ("app/people/opt_out.py", "OptOutRequest.expires_at > now"),
 }
 
 

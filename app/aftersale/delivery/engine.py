@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Iterable, Optional
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from flask import current_app
 
 from app.aftersale.delivery import http, webhook
 from app.core import events
+from app.core.mail import public_url
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
@@ -24,7 +26,7 @@ from app.models import (
     WebhookDelivery,
 )
 from app.models.types import utcnow
-from app.people import notifications
+from app.people import notifications, opt_out
 from app.services import outbound
 from app.services.crypto import current_vault
 from app.services.delivery import sale_record
@@ -34,6 +36,9 @@ RETRY_DELAYS = [timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 *
 TIMEOUT_SECONDS = 5
 REPLY_LOGGED = 2048  # bytes of each reply kept in the log
 MASK = "••••••"
+# Notices about a person (erased, opted out): always our signed JSON, whatever format
+# the order's leads go in, and never carrying the person's data.
+NOTICES = ("lead.erased", "lead.opted_out")
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def request_for(order: Order, method: HttpDelivery | None, payload: dict, event:
                 delivery: str) -> Request:
     """The request carrying payload (a sale record, with its event) to the order's URL:
     in the buyer's format if it has one, else our signed JSON (erasure notices always)."""
-    if method is None or event == "lead.erased":
+    if method is None or event in NOTICES:
         headers, body = webhook.signed({"event": event, **payload},
                                        current_vault().decrypt(order.webhook_secret_enc),
                                        event, delivery)
@@ -153,7 +158,11 @@ def sample_sale(order: Order) -> dict:
                      "consent_text": "A test lead sent from LeadX; not a real person.",
                      "ip": "192.0.2.1", "trustedform_cert_url": None, "jornaya_leadid": None,
                      "sub_id": "leadx-test", "score": 50, "temperature": "warm",
-                     "erased_at": None}}
+                     "erased_at": None, "timezone": "America/Los_Angeles",
+                     "local_time": utcnow().astimezone(ZoneInfo("America/Los_Angeles"))
+                     .replace(microsecond=0).isoformat(),
+                     "opt_out_code": "TESTCODE", "opt_out_url": public_url("/opt-out"),
+                     "do_not_call": False}}
 
 
 def send_test(order: Order) -> Outcome:
@@ -180,11 +189,17 @@ def deliver(delivery_id: int) -> bool:
         # Tells the buyer to delete the person too; carries no personal data itself.
         payload = {"sale_id": sale.id, "order_id": sale.order_id, "lead_id": lead.id,
                    "erased_at": lead.erased_at.isoformat() if lead.erased_at else None}
+    elif delivery.event == "lead.opted_out":
+        # Tells the buyer to stop contacting the person (SPEC §14), no personal data.
+        notice = opt_out.notice_of(sale.id)
+        payload = {"sale_id": sale.id, "order_id": sale.order_id, "lead_id": lead.id,
+                   "opted_out_at": notice.created_at.isoformat(),
+                   "acknowledge_by": notice.due_at.isoformat()}
     else:
         payload = sale_record(sale, lead)
     request = order.webhook_url and request_for(order, method, payload, delivery.event,
                                                 str(delivery_id))
-    rule = rule_of(method if delivery.event != "lead.erased" else None)
+    rule = rule_of(method if delivery.event not in NOTICES else None)
     db.session.commit()  # no transaction (nor SQLite lock) held over the network call
     outcome = send(request, rule) if request else \
         Outcome(None, 0, error="the order has no delivery URL")
@@ -195,7 +210,7 @@ def deliver(delivery_id: int) -> bool:
     vault = current_vault()
     db.session.add(DeliveryAttempt(
         delivery_id=delivery_id, milliseconds=outcome.milliseconds,
-        method="webhook" if method is None or delivery.event == "lead.erased" else "http",
+        method="webhook" if method is None or delivery.event in NOTICES else "http",
         request_enc=vault.encrypt(request.shown() if request else "nothing sent"), status_code=outcome.status,
         reply_enc=vault.encrypt(outcome.reply[:REPLY_LOGGED].decode("utf-8", "replace"))
         if outcome.status is not None else None, error=delivery.last_error))

@@ -28,7 +28,9 @@ FIELDS = ("sale_id", "order_id", "price", "currency", "sold_at", "lead_id", "fir
           "last_name", "full_name", "email", "phone", "age", "gender", "region", "country",
           "city", "postal_code", "marital_status", "employed", "interests", "budget",
           "authority", "need", "timeframe", "consent_at", "source_url", "consent_text", "ip",
-          "trustedform_cert_url", "jornaya_leadid", "sub_id", "score", "temperature")
+          "trustedform_cert_url", "jornaya_leadid", "sub_id", "score", "temperature",
+          # SPEC §14: the person's clock, and what lets them opt out by phone.
+          "timezone", "local_time", "opt_out_code", "opt_out_url", "do_not_call")
 
 
 def _text(value: Any) -> str:

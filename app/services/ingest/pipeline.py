@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.people import notifications
-from app.services import accounts, scoring
+from app.services import accounts, do_not_call, scoring
 from app.core.bulk import insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -551,6 +551,7 @@ def _finish(batch: Batch, run: BatchRun) -> None:
             db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id)
                                .values(status=lead_status)
                                .execution_options(synchronize_session=False))
+        do_not_call.flag(Lead.batch_id == batch.id)  # SPEC §14, before any is offered
     batch.status = batch_status
     batch.finished_at = utcnow()
     notifications.batch_processed(batch)

@@ -11,7 +11,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Batch, BatchSource, Lead, User
 from app.models.types import utcnow
-from app.services import scoring
+from app.services import do_not_call, scoring
 from app.services.ingest.fields import FIELDS
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -84,4 +84,6 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     batch.accepted += 1
     batch.cross_seller_duplicates += int(is_cross)
     db.session.flush()
+    if do_not_call.flag(Lead.id == lead.id):  # SPEC §14, before it is matched
+        db.session.refresh(lead)
     return lead

@@ -1,0 +1,66 @@
+"""A buyer's side of people's consent (SPEC §14): their suppression list (upload and
+count) and the opt-outs they must acknowledge."""
+from flask import flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import StringField, TextAreaField
+from wtforms.validators import Length, Optional
+
+from app.auth.forms import ConfirmForm
+from app.auth.sessions import current_account
+from app.buyer import bp
+from app.errors import DomainError
+from app.extensions import db
+from app.people import opt_out
+from app.services import suppression_lists
+
+
+class SuppressionForm(FlaskForm):
+    contacts = TextAreaField("Phones and emails", validators=[Optional(), Length(max=2_000_000)],
+                             description="One per line, or separated by commas.",
+                             render_kw={"rows": 6, "autocomplete": "off", "spellcheck": "false"})
+    file = FileField("Or a CSV file", description="Columns named phone and email (or tel, "
+                     "mobile, e-mail…), or one contact per cell.")
+    default_country = StringField("Country of numbers without +code",
+                                  validators=[Optional(), Length(min=2, max=2)],
+                                  description="Two letters, such as US or ES.",
+                                  render_kw={"maxlength": 2, "autocapitalize": "characters"})
+
+
+@bp.route("/suppressions", methods=["GET", "POST"])
+def suppressions():
+    form = SuppressionForm()
+    if form.validate_on_submit():
+        phones, emails = [], []
+        upload = request.files.get("file")
+        try:
+            if upload is not None and upload.filename:
+                phones, emails = suppression_lists.read_csv(upload.read())
+            for item in (form.contacts.data or "").replace(",", "\n").replace(";", "\n").split("\n"):
+                if item.strip():
+                    (emails if "@" in item else phones).append(item)
+            added = suppression_lists.add(current_account, phones, emails,
+                                          form.default_country.data)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+        else:
+            skipped = f" Skipped, not a valid phone or email: {added.invalid}." \
+                if added.invalid else ""
+            flash(f"Added to your suppression list: {added.added} (those on it already are "
+                  f"not counted).{skipped}", "success")
+            return redirect(url_for("buyer.suppressions"))
+    return render_template("buyer/suppressions.html", form=form,
+                           count=suppression_lists.count(current_account))
+
+
+@bp.route("/opt-outs", methods=["GET", "POST"])
+def opt_outs():
+    if request.method == "POST" and ConfirmForm().validate_on_submit():
+        count = opt_out.acknowledge(current_account)
+        db.session.commit()
+        flash(f"Thank you: {count} opt-out(s) acknowledged.", "success")
+        return redirect(url_for("buyer.opt_outs"))
+    return render_template("buyer/opt_outs.html", form=ConfirmForm(),
+                           notices=opt_out.notices_for(current_account))
