@@ -7,6 +7,7 @@
     flock /tmp/leadx-bench.lock python bench/realtime.py  # PostgreSQL then SQLite
     python bench/realtime.py --rates 100,200,300 --seconds 20 --no-sqlite
     python bench/realtime.py --profile 400 --no-sqlite  # in-process cProfile of the path
+    python bench/realtime.py --celery 8 --no-sqlite     # webhooks by Celery over Redis
 
 What one run does, per backend (PostgreSQL from scripts/pg-test-cluster.sh at
 --pg-dir/--pg-port, default /tmp/leadx-bench-rt-pg:55437, a port no other bench uses,
@@ -15,9 +16,11 @@ stopped at the end; SQLite a file in a temporary directory):
   1. Data: a fresh database built by the real migrations; a verified seller with an API
      key; --buyers funded buyers, each with an API key.
   2. Server: the real app under gunicorn (`-w --workers -k gthread --threads
-     --threads`, default 2 x 8) through bench/web_app.py (`create_app` from the
+     --threads`, default 2 x 16) through bench/web_app.py (`create_app` from the
      environment like wsgi.py, Flask-Limiter off), TASK_MODE=thread: the webhooks go
-     from the web process's own delivery threads, as in the one-command setup.
+     from the web process's own delivery threads, as in the one-command setup. With
+     --celery N: TASK_MODE=celery, a private redis-server and `celery -A app.worker
+     worker -P threads -c N` deliver them instead.
   3. Buyers: each buyer places one order through `POST /api/v1/orders` (quantity
      10,000,000, a region filter of its own, so leads spread over all of them) whose
      webhook URL is a real local HTTP server (aiohttp) that records each webhook's
@@ -252,6 +255,18 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
     env.pop("CELERY_BROKER_URL", None)
     OUT.mkdir(parents=True, exist_ok=True)
     log_path = OUT / f"realtime-{stamp}-{label}-gunicorn.log"
+    helpers = []  # Redis and the Celery worker, with --celery
+    if args.celery:
+        redis_port = free_port()
+        helpers.append(subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        env.update(TASK_MODE="celery", CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0")
+        helpers.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--loglevel=warning",
+             "-c", str(args.celery), "-P", "threads", "--without-gossip", "--without-mingle",
+             f"--logfile={OUT / f'realtime-{stamp}-{label}-celery.log'}"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
            "-k", "gthread", "--threads", str(args.threads), "--backlog", "2048",
            "--graceful-timeout", "5", "--error-logfile", str(log_path), "bench.web_app:app"]
@@ -282,11 +297,12 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
     try:
         results = asyncio.run(main())
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for process in [server, *reversed(helpers)]:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     passing = [r["rate"] for r in results if r["lead_to_webhook_ms"]["p99"] < TARGET_MS
                and r["webhooks"] == r["leads"]]
@@ -294,7 +310,7 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
     print(f"  {label}: highest rate with every webhook and p99 < {TARGET_MS} ms: "
           f"{best if best is not None else 'none'}/s", flush=True)
     return {"backend": label, "server": f"gunicorn -w {args.workers} -k gthread --threads "
-            f"{args.threads}", "rates": results, "best_rate_p99_under_200ms": best,
+            f"{args.threads}", "tasks": f"celery, {args.celery} threads" if args.celery else "thread", "rates": results, "best_rate_p99_under_200ms": best,
             "gunicorn_log": str(log_path.relative_to(ROOT))}
 
 
@@ -422,8 +438,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10, help="kept seconds per rate")
     parser.add_argument("--warmup-seconds", type=float, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--buyers", type=int, default=5)
+    parser.add_argument("--celery", type=int, default=0, metavar="THREADS",
+                        help="TASK_MODE=celery: Redis and a Celery worker with this many "
+                             "threads deliver the webhooks (default: the web process's threads)")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--pg-dir", default="/tmp/leadx-bench-rt-pg")
@@ -461,7 +480,9 @@ def main() -> int:
                 report["runs"].append({"backend": label, "profile": profile(label, url, args)})
             else:
                 print(f"[{label}] gunicorn -w {args.workers} --threads {args.threads}, "
-                      f"{args.buyers} buyers, {args.seconds:g} s per rate", flush=True)
+                      f"{args.buyers} buyers, {args.seconds:g} s per rate, webhooks by "
+                      f"{f'Celery ({args.celery} threads)' if args.celery else 'web threads'}",
+                      flush=True)
                 report["runs"].append(bench_backend(label, url, args, stamp))
     finally:
         if pg is not None:
