@@ -2,6 +2,7 @@
 gets its own lead's verdict; duplicates within a group are refused like duplicates of
 stored leads; money, quantities and the one-person-once rule hold when groups of
 several seller threads (several web processes) sell at once."""
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,11 +11,12 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.market import realtime
-from app.models import Batch, Lead, Sale, User
+from app.models import Batch, DeliveryAttempt, DeliveryStatus, Lead, Sale, User, WebhookDelivery
 from app.services.ingest import pipeline
 from app.services.ingest.realtime import LeadRejected, validate_lead
 from tests.market_helpers import funded_buyer, place, verified_seller
 from tests.market_invariants import assert_market_invariants
+from tests.receiver import Receiver
 
 TERMS = dict(default_country="US", floor_price=100, cap=1)
 
@@ -25,8 +27,8 @@ def visitor(i: int, **fields) -> dict:
             "source_url": "https://landing.example.com/offer", **fields}
 
 
-def arrival(seller: User, i: int, **fields) -> realtime.Arrival:
-    terms = pipeline.check_terms(**TERMS)
+def arrival(seller: User, i: int, cap: int = 1, **fields) -> realtime.Arrival:
+    terms = pipeline.check_terms(**{**TERMS, "cap": cap})
     return realtime.Arrival(seller.id, validate_lead(seller, visitor(i, **fields), terms), terms)
 
 
@@ -95,6 +97,36 @@ def test_leads_arriving_while_a_group_is_sold_are_sold_together(app, monkeypatch
     assert all(len(answer(a)["sales"]) == 1 for a in arrivals)
     assert sizes == [1, 5]
     assert_market_invariants(expected_sales=6)
+
+
+def test_a_groups_webhooks_go_together_and_each_is_logged_as_its_own():
+    """The sales of one group are delivered in one run (engine.deliver_sales): each
+    delivery still gets its own request, attempt log and state, so one buyer's failing
+    endpoint leaves the other's deliveries delivered."""
+    crm, down = Receiver(), Receiver(status=503)
+    try:
+        seller = verified_seller()
+        good = place(funded_buyer(), 700, quantity=10, webhook_url=crm.url)
+        bad = place(funded_buyer(), 600, quantity=10, webhook_url=down.url)
+        group = [arrival(seller, i, cap=2) for i in range(4)]  # each lead to both orders
+        realtime.sell_group(group)
+        assert all(len(answer(a)["sales"]) == 2 for a in group)
+        db.session.expire_all()
+        deliveries = db.session.scalars(sa.select(WebhookDelivery)).all()
+        assert len(deliveries) == 8
+        for delivery in deliveries:
+            ok = delivery.order_id == good.id
+            assert delivery.attempts == 1
+            assert delivery.status is (DeliveryStatus.DELIVERED if ok else DeliveryStatus.PENDING)
+            assert delivery.last_error == (None if ok else "127.0.0.1 answered HTTP 503")
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(DeliveryAttempt)) == 8
+        sent = sorted(json.loads(r["body"])["sale_id"] for r in crm.requests)
+        assert sent == sorted(s.id for s in db.session.scalars(
+            sa.select(Sale).where(Sale.order_id == good.id)))
+        assert len(down.requests) == 4 and bad.id != good.id
+    finally:
+        crm.close()
+        down.close()
 
 
 def test_concurrent_posts_never_overspend_and_each_gets_its_own_verdict(app, api_key_for):
