@@ -8,10 +8,10 @@ from app.api.schemas import (
     LeadCreatedSchema, LeadInputSchema,
 )
 from app.extensions import db
-from app.models import Batch, Role, Sale
-from app.market import jobs
+from app.models import Batch, Role
+from app.market import realtime as realtime_sales
 from app.services import batches, market_stats
-from app.services.ingest import pipeline, realtime, reports
+from app.services.ingest import pipeline, reports
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 
@@ -155,13 +155,6 @@ def post_lead(payload):
     seller = _seller()
     terms = pipeline.check_terms(payload.pop("default_country"), payload.pop("floor_price"),
                                  payload.pop("cap"))
-    lead = realtime.ingest_lead(seller, payload, terms)
-    db.session.commit()
-    # Speed to lead: matched before we answer; each sale's webhook goes as it commits.
-    settlement = jobs.match_leads([lead.id])
-    db.session.commit()
-    sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
-    return {"id": lead.id, "status": lead.status.value,
-            "cross_seller_duplicate": lead.cross_seller_duplicate,
-            "sales": [{"sale_id": s.id, "price": s.price, "seller_share": s.seller_share}
-                      for s in sales]}
+    # Speed to lead: matched before we answer (with the leads arriving at the same
+    # time); each sale's webhook goes as it commits.
+    return realtime_sales.sell(seller, payload, terms)

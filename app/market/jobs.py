@@ -36,6 +36,7 @@ PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
 FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
+SMALL_MATCH = 500  # leads planned whole and stored by the calling thread (real-time groups)
 WRITERS = 2  # PostgreSQL connections storing a plan's groups at once (SQLite: one writer)
 
 
@@ -57,6 +58,14 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
     if isinstance(plan, list):
         settlement.preload({slot.buyer_id for _, slot in plan},
                            {lead.seller_id for lead, _ in plan})
+        if len(plan) <= FIRST_GROUP:
+            # A few fills (real-time leads): one group stored by this thread; a planner
+            # thread and a second writer would cost more than the plan (bench/realtime.py).
+            ready = iter([(plan, None)] if plan else [])
+            lost_leads = _write_groups(lambda: next(ready, None), settlement)
+            close_filled_orders(settlement)
+            db.session.commit()
+            return lost_leads
         plan = iter([plan])
     planned: list = []  # fills planned and not yet in a group
     sizes = iter([FIRST_GROUP])
@@ -237,7 +246,10 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
                                       book.buyer_ids)
         settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
         db.session.commit()  # hold no lock while planning
-        pending = store_plan(plan_parts(leads, book, claims, now), settlement)
+        plan = plan_parts(leads, book, claims, now)
+        if len(leads) <= SMALL_MATCH:
+            plan = [fill for part in plan for fill in part]
+        pending = store_plan(plan, settlement)
         if not pending:
             break
     return settlement

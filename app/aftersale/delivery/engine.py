@@ -6,6 +6,7 @@ public addresses are called, unless WEBHOOK_ALLOW_PRIVATE (app.services.outbound
 `deliver` owns its commits; `resend` is an operation (the caller commits)."""
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Iterable, Optional
@@ -34,6 +35,7 @@ from app.services.delivery import sale_record
 # Delay before attempt n+1 after n failures: minutes to hours, about a day in all.
 RETRY_DELAYS = [timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)]
 TIMEOUT_SECONDS = 5
+SENDERS = 8  # a commit's deliveries sent at once
 REPLY_LOGGED = 2048  # bytes of each reply kept in the log
 MASK = "••••••"
 # Notices about a person (erased, opted out): always our signed JSON, whatever format
@@ -176,15 +178,14 @@ def send_test(order: Order) -> Outcome:
     return send(request, rule_of(method))
 
 
-def deliver(delivery_id: int) -> bool:
-    """One attempt; True when the buyer's system accepted the sale."""
-    delivery = db.session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status is DeliveryStatus.DELIVERED:
-        return True
+def _prepared(delivery: WebhookDelivery, methods: Optional[dict] = None
+              ) -> tuple[Optional[Request], http.ReplyRule, str]:
+    """The request a delivery sends now, its reply rule and the method's name.
+    `methods`: the orders' HTTP delivery methods, if loaded already."""
     order = db.session.get(Order, delivery.order_id)
     sale = db.session.get(Sale, delivery.sale_id)
     lead = db.session.get(Lead, sale.lead_id)
-    method = db.session.get(HttpDelivery, order.id)
+    method = methods.get(order.id) if methods is not None else db.session.get(HttpDelivery, order.id)
     if delivery.event == "lead.erased":
         # Tells the buyer to delete the person too; carries no personal data itself.
         payload = {"sale_id": sale.id, "order_id": sale.order_id, "lead_id": lead.id,
@@ -198,19 +199,25 @@ def deliver(delivery_id: int) -> bool:
     else:
         payload = sale_record(sale, lead)
     request = order.webhook_url and request_for(order, method, payload, delivery.event,
-                                                str(delivery_id))
+                                                str(delivery.id)) or None
     rule = rule_of(method if delivery.event not in NOTICES else None)
-    db.session.commit()  # no transaction (nor SQLite lock) held over the network call
-    outcome = send(request, rule) if request else \
+    return request, rule, "webhook" if method is None or delivery.event in NOTICES else "http"
+
+
+def _outcome(request: Optional[Request], rule: http.ReplyRule) -> Outcome:
+    return send(request, rule) if request else \
         Outcome(None, 0, error="the order has no delivery URL")
-    delivery = db.session.get(WebhookDelivery, delivery_id)
+
+
+def _record(delivery: WebhookDelivery, request: Optional[Request], method: str,
+            outcome: Outcome) -> None:
+    """The attempt in the log and the delivery's new state."""
     delivery.attempts += 1
     delivery.last_status_code = outcome.status
     delivery.last_error = outcome.error and outcome.error[:500]
     vault = current_vault()
     db.session.add(DeliveryAttempt(
-        delivery_id=delivery_id, milliseconds=outcome.milliseconds,
-        method="webhook" if method is None or delivery.event in NOTICES else "http",
+        delivery_id=delivery.id, milliseconds=outcome.milliseconds, method=method,
         request_enc=vault.encrypt(request.shown() if request else "nothing sent"), status_code=outcome.status,
         reply_enc=vault.encrypt(outcome.reply[:REPLY_LOGGED].decode("utf-8", "replace"))
         if outcome.status is not None else None, error=delivery.last_error))
@@ -222,16 +229,56 @@ def deliver(delivery_id: int) -> bool:
         notifications.delivery_failing(delivery, outcome.error)
     else:
         delivery.next_attempt_at = utcnow() + RETRY_DELAYS[delivery.attempts - 1]
+
+
+def deliver(delivery_id: int) -> bool:
+    """One attempt; True when the buyer's system accepted the sale."""
+    delivery = db.session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status is DeliveryStatus.DELIVERED:
+        return True
+    request, rule, method = _prepared(delivery)
+    db.session.commit()  # no transaction (nor SQLite lock) held over the network call
+    outcome = _outcome(request, rule)
+    _record(db.session.get(WebhookDelivery, delivery_id), request, method, outcome)
     db.session.commit()
     return outcome.error is None
 
 
 def deliver_sales(sale_ids: Iterable[int]) -> None:
-    ids = list(db.session.scalars(sa.select(WebhookDelivery.id).where(
+    """The first attempt of these sales' pending deliveries. Several (the sales of one
+    commit: a group of real-time leads) are read together, sent at once on threads of
+    their own and logged in one transaction, so none waits behind the others."""
+    deliveries = db.session.scalars(sa.select(WebhookDelivery).where(
         WebhookDelivery.sale_id.in_(list(sale_ids)),
-        WebhookDelivery.status == DeliveryStatus.PENDING)))
-    for delivery_id in ids:
-        deliver(delivery_id)
+        WebhookDelivery.status == DeliveryStatus.PENDING).order_by(WebhookDelivery.id)).all()
+    if len(deliveries) <= 1:
+        for delivery in deliveries:
+            deliver(delivery.id)
+        return
+    # Into the identity map in four queries, rather than four per delivery (held here:
+    # the map keeps only what is referenced).
+    sales = db.session.scalars(sa.select(Sale).where(
+        Sale.id.in_([d.sale_id for d in deliveries]))).all()
+    leads = db.session.scalars(sa.select(Lead).where(Lead.id.in_([s.lead_id for s in sales]))).all()
+    order_ids = list({d.order_id for d in deliveries})
+    orders = db.session.scalars(sa.select(Order).where(Order.id.in_(order_ids))).all()
+    methods = {m.order_id: m for m in db.session.scalars(
+        sa.select(HttpDelivery).where(HttpDelivery.order_id.in_(order_ids)))}
+    prepared = [(delivery.id, *_prepared(delivery, methods)) for delivery in deliveries]
+    del sales, leads, orders
+    db.session.commit()  # no transaction (nor SQLite lock) held over the network calls
+    app = current_app._get_current_object()
+
+    def attempt(request, rule) -> Outcome:
+        with app.app_context():
+            return _outcome(request, rule)
+    with ThreadPoolExecutor(max_workers=min(len(prepared), SENDERS)) as pool:
+        outcomes = list(pool.map(attempt, [p[1] for p in prepared], [p[2] for p in prepared]))
+    now_loaded = {d.id: d for d in db.session.scalars(sa.select(WebhookDelivery).where(
+        WebhookDelivery.id.in_([p[0] for p in prepared])))}
+    for (delivery_id, request, _, method), outcome in zip(prepared, outcomes):
+        _record(now_loaded[delivery_id], request, method, outcome)
+    db.session.commit()
 
 
 def due_deliveries(limit: int = 500) -> list[int]:

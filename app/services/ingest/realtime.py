@@ -52,8 +52,8 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
     return batch
 
 
-def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> Lead:
-    """Validate and store one lead, or raise LeadRejected with its verdict."""
+def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tuple:
+    """The lead as an accepted row (no database), or LeadRejected with its verdict."""
     check_can_sell(seller)
     values = {name: _as_cell(payload.get(name)) for name in FIELDS if payload.get(name) is not None}
     ctx = RowContext(default_country=terms.default_country, now=utcnow())
@@ -62,28 +62,52 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
         _, code, codes, message_enc, _ = result.rejected[0]
         raise LeadRejected(current_vault().decrypt(message_enc), code=code,
                            details={"codes": codes.split(workers.CODES_SEPARATOR)})
-    row = result.accepted[0]
-    batch = _todays_batch(seller, terms)
-    email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
-    index = DedupeIndex.load(batch.id, seller.id, {email_hash} - {None}, {phone_hash} - {None})
-    code, message, is_cross = index.verdict(email_hash, phone_hash)
-    if code == "duplicate_in_batch":  # today's earlier post: no "file" to point into
-        code, message = "duplicate_own", verdict_message("duplicate_own")
-    if code is not None:
-        raise LeadRejected(message, code=code)
+    return result.accepted[0]
+
+
+def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead | LeadRejected]:
+    """Store validated rows of one seller in this transaction, in order; each becomes
+    its Lead or the LeadRejected of a duplicate (of a stored lead or of an earlier
+    row). Operation: flushes, the caller commits. The day's batch is locked once for
+    all of them."""
+    batch = _todays_batch(seller, rows[0][1])
+    emails = {row[workers.EMAIL_HASH] for row, _ in rows} - {None}
+    phones = {row[workers.PHONE_HASH] for row, _ in rows} - {None}
+    index = DedupeIndex.load(batch.id, seller.id, emails, phones)
     _, lead_status = listing_status_for(seller)
-    # The lead carries its own terms: each real-time post may set floor and cap.
-    terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0,
-                             seller_points=batch.seller_points)
-    values = dict(zip(LEAD_INSERT_COLUMNS, lead_row(terms_of_lead, row, is_cross, lead_status)))
-    values["row_number"] = batch.rows_total + 1
-    lead = Lead(**values)
-    db.session.add(lead)
-    batch.rows_total += 1
-    batch.rows_processed += 1
-    batch.accepted += 1
-    batch.cross_seller_duplicates += int(is_cross)
+    results: list[Lead | LeadRejected] = []
+    for row, terms in rows:
+        email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
+        code, message, is_cross = index.verdict(email_hash, phone_hash)
+        if code == "duplicate_in_batch":  # today's earlier post: no "file" to point into
+            code, message = "duplicate_own", verdict_message("duplicate_own")
+        if code is not None:
+            results.append(LeadRejected(message, code=code))
+            continue
+        # The lead carries its own terms: each real-time post may set floor and cap.
+        terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0,
+                                 seller_points=batch.seller_points)
+        values = dict(zip(LEAD_INSERT_COLUMNS, lead_row(terms_of_lead, row, is_cross, lead_status)))
+        batch.rows_total += 1
+        values["row_number"] = batch.rows_total
+        index.remember(email_hash, phone_hash, batch.rows_total)
+        lead = Lead(**values)
+        db.session.add(lead)
+        batch.rows_processed += 1
+        batch.accepted += 1
+        batch.cross_seller_duplicates += int(is_cross)
+        results.append(lead)
     db.session.flush()
-    if do_not_call.flag(Lead.id == lead.id):  # SPEC §14, before it is matched
-        db.session.refresh(lead)
-    return lead
+    stored = [lead for lead in results if isinstance(lead, Lead)]
+    if stored and do_not_call.flag(Lead.id.in_([lead.id for lead in stored])):
+        for lead in stored:  # SPEC §14: flagged before they are matched
+            db.session.refresh(lead)
+    return results
+
+
+def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> Lead:
+    """Validate and store one lead, or raise LeadRejected with its verdict."""
+    [stored] = store_leads(seller, [(validate_lead(seller, payload, terms), terms)])
+    if isinstance(stored, LeadRejected):
+        raise stored
+    return stored

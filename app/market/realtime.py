@@ -1,0 +1,157 @@
+"""Job: real-time leads (SPEC §4 rule 5) stored and matched together as they arrive.
+
+`sell` is what `POST /api/v1/leads` calls. The lead is validated in the request's
+own thread (no database); then it waits for the process's seller thread, which
+takes every lead that arrived meanwhile (up to MAX_GROUP) and, for all of them at
+once, locks each seller's day batch once, stores the leads in one transaction and
+matches them in one `jobs.match_leads` (one order book, one group of fills with
+their ledger transactions, one webhook run). Each request then gets its own lead's
+verdict. Nothing waits on purpose: a lead arriving alone is sold alone at once, and
+leads group only while the thread is busy with earlier ones, so a group's cost is
+shared exactly when the load needs it (bench/realtime.py).
+
+Every rule is checked as it is for a single lead: duplicates within a group are
+refused like duplicates of stored leads, and the matcher re-checks each fill under
+its row locks, so money, caps and exclusivity hold across groups of several web
+processes as they do across single leads. This module owns its commits.
+"""
+import os
+import queue
+import threading
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from app.extensions import db
+from app.market import jobs
+from app.models import Lead, Sale, User
+from app.services.ingest.pipeline import BatchTerms
+from app.services.ingest.realtime import LeadRejected, store_leads, validate_lead
+
+MAX_GROUP = 64  # leads stored and matched in one go
+EXTENSION = "leadx.realtime"
+
+
+@dataclass
+class Arrival:
+    seller_id: int
+    row: tuple  # validated: realtime.validate_lead
+    terms: BatchTerms
+    answer: Future = field(default_factory=Future)
+
+
+def sell(seller: User, payload: dict, terms: BatchTerms) -> dict:
+    """Validate, store and match one real-time lead with those arriving at the same
+    time. Returns {id, status, cross_seller_duplicate, sales}, or raises LeadRejected
+    (or what storing it raised)."""
+    row = validate_lead(seller, payload, terms)
+    arrival = Arrival(seller.id, row, terms)
+    db.session.commit()  # no transaction (nor SQLite read lock) held while waiting
+    _seller_thread(current_app._get_current_object()).put(arrival)
+    return arrival.answer.result()
+
+
+class SellerThread:
+    """One per app and process: sells groups of arrivals, one group at a time."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.arrivals: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, daemon=True, name="leadx-realtime").start()
+        self.pid = os.getpid()
+
+    def put(self, arrival: Arrival) -> None:
+        self.arrivals.put(arrival)
+
+    def _run(self) -> None:
+        while True:
+            group = [self.arrivals.get()]
+            while len(group) < MAX_GROUP:
+                try:
+                    group.append(self.arrivals.get_nowait())
+                except queue.Empty:
+                    break
+            with self.app.app_context():
+                try:
+                    sell_group(group)
+                except BaseException as exc:  # told to each request; the thread lives on
+                    db.session.rollback()
+                    for arrival in group:
+                        if not arrival.answer.done():
+                            arrival.answer.set_exception(exc)
+                finally:
+                    db.session.remove()
+
+
+_starting = threading.Lock()
+
+
+def _seller_thread(app: Flask) -> SellerThread:
+    with _starting:
+        thread = app.extensions.get(EXTENSION)
+        if thread is None or thread.pid != os.getpid():  # a forked worker starts its own
+            thread = app.extensions[EXTENSION] = SellerThread(app)
+        return thread
+
+
+def sell_group(group: list[Arrival]) -> None:
+    """Store and match these arrivals; answer each with its lead or its verdict."""
+    try:
+        stored = _store(group)
+    except Exception:
+        db.session.rollback()
+        if len(group) == 1:
+            raise
+        for arrival in group:  # one lead's failure is its own, not its group's
+            try:
+                sell_group([arrival])
+            except Exception as exc:
+                db.session.rollback()
+                arrival.answer.set_exception(exc)
+        return
+    lead_ids = [lead_id for lead_id, _ in stored.values() if lead_id is not None]
+    settlement = jobs.match_leads(lead_ids) if lead_ids else None
+    db.session.commit()
+    sales, statuses = defaultdict(list), {}
+    if settlement is not None:
+        for lead_id, sale_id, price, seller_share in db.session.execute(
+                sa.select(Sale.lead_id, Sale.id, Sale.price, Sale.seller_share)
+                .where(Sale.id.in_(settlement.sale_ids)).order_by(Sale.id)):
+            sales[lead_id].append({"sale_id": sale_id, "price": price,
+                                   "seller_share": seller_share})
+        statuses = dict(db.session.execute(
+            sa.select(Lead.id, Lead.status).where(Lead.id.in_(lead_ids))).all())
+    db.session.commit()
+    for arrival in group:
+        lead_id, cross = stored[id(arrival)]
+        if lead_id is None:
+            continue  # answered with its verdict already
+        arrival.answer.set_result({"id": lead_id, "status": statuses[lead_id].value,
+                                   "cross_seller_duplicate": cross,
+                                   "sales": sales.get(lead_id, [])})
+
+
+def _store(group: list[Arrival]) -> dict[int, tuple]:
+    """Each arrival's (lead id, cross-seller duplicate), stored in one transaction, sellers
+    locked in id order; a refused one is answered with its verdict and maps to (None,)."""
+    by_seller = defaultdict(list)
+    for arrival in group:
+        by_seller[arrival.seller_id].append(arrival)
+    stored, refused = {}, []
+    for seller_id in sorted(by_seller):
+        arrivals = by_seller[seller_id]
+        leads = store_leads(db.session.get(User, seller_id),
+                            [(arrival.row, arrival.terms) for arrival in arrivals])
+        for arrival, lead in zip(arrivals, leads):
+            if isinstance(lead, LeadRejected):
+                refused.append((arrival, lead))
+                stored[id(arrival)] = (None, None)
+            else:
+                stored[id(arrival)] = (lead.id, lead.cross_seller_duplicate)
+    db.session.commit()
+    for arrival, verdict in refused:
+        arrival.answer.set_exception(verdict)
+    return stored
