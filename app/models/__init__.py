@@ -1,5 +1,6 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
+from app.models.consent import ConsentCertificate, LeadForm, LeadFormVersion
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -50,6 +51,9 @@ from app.models.users import (
 )
 
 __all__ = [
+    "ConsentCertificate",
+    "LeadForm",
+    "LeadFormVersion",
     "AccountLink",
     "LinkPurpose",
     "RecoveryCode",
