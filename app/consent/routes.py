@@ -65,7 +65,10 @@ def _page(form: LeadForm, *, version=None, values=None, problems=None, status=20
     response = current_app.make_response((render_template(
         "consent/form.html", form=form, version=version, catalogue=FORM_FIELDS,
         values=values or {}, problems=problems or {}, token=token or serve_token(version),
-        embedded=embedded, page_url=page_url, referrer=referrer, honeypot=HONEYPOT), status))
+        embedded=embedded, page_url=page_url, referrer=referrer, honeypot=HONEYPOT,
+        # A refused form comes back measured so far: the script carries on from there.
+        carried_inputs=request.form.get("inputs", ""),
+        carried_time=request.form.get("time_on_page_ms", "")), status))
     return _framable(response, form)
 
 
