@@ -248,13 +248,18 @@ def test_invalid_answers_come_back_as_sentences_next_to_their_fields(client):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentCertificate)) == 0
 
 
-def test_consent_must_be_ticked_and_required_fields_given(client):
+def test_consent_must_be_ticked_and_required_fields_given_and_all_is_said_at_once(client):
     form = make_form(verified_seller())
-    response = send(client, form, consent="", first_name=" ")
+    response = send(client, form, consent="", first_name=" ", phone="12")
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "Tick the box to agree" in re.search(r'id="lx-consent-error">([^<]+)<', html).group(1)
-    assert "Please fill in “First name”" in html
+    assert "Please fill in “First name”" in re.search(
+        r'id="lx-first_name-error">([^<]+)<', html).group(1)
+    assert "“12” is not a phone number" in re.search(r'id="lx-phone-error">([^<]+)<', html).group(1)
+    response = send(client, form, consent="", email="")
+    html = response.get_data(as_text=True)
+    assert re.search(r'id="lx-email-error">([^<]+)<', html).group(1) == "Please fill in “Email”."
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0
 
 

@@ -33,7 +33,7 @@ class FormSpec:
 def _checked(spec: FormSpec) -> FormSpec:
     found = Refusals()
     if not spec.name.strip():
-        found.add("name", "Give the form a name (only you see it).")
+        found.add("name", "Give the form a title.")
     names = [f["name"] for f in spec.fields]
     unknown = [n for n in names if n not in FORM_FIELDS]
     if unknown:

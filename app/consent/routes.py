@@ -95,11 +95,11 @@ def lead_form(public_id: str):
         return _framable(current_app.make_response(
             render_template("consent/thanks.html", form=form,
                             embedded=request.values.get("embed") == "1")), form)
-    values = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    values = {name: request.form.get(name, "") for name in (*FORM_FIELDS, "consent")}
     served = None
     try:
         served = read_token(form, request.form.get("token", ""))
-        lead, _ = submit(form, served, values, request.form.get("consent") == "yes",
+        lead, _ = submit(form, served, values, values["consent"] == "yes",
                          _evidence(form))
     except FormRefused as refused:
         db.session.rollback()

@@ -25,6 +25,7 @@ from app.models.types import utcnow
 from app.services import scoring
 from app.services.crypto import current_vault
 from app.services.ingest import pipeline, realtime
+from app.services.ingest.validate import RowContext, validate_row
 
 TOKEN_MAX_AGE = 24 * 3600  # a form left open overnight may still be sent
 INPUT_WAYS = frozenset({"typed", "pasted", "typed and pasted", "autofilled"})
@@ -108,10 +109,6 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
     """The lead and its certificate, or FormRefused with the visitor's sentences."""
     version = served.version
     answers = _answers(version, submitted)
-    if problems := _required(version, answers, agreed):
-        raise FormRefused(problems)
-    seller = db.session.get(User, form.seller_id)
-    terms = pipeline.check_terms(form.default_country, form.floor_price, form.cap)
     now = utcnow()
     consent_text = version.consent_text
     if version.disclosed_buyers:
@@ -119,6 +116,18 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
     payload = {**answers, "consent_at": now.isoformat(), "source_url": evidence.page_url,
                "consent_text": consent_text, "ip": evidence.ip,
                "sub_id": form.sub_id or f"form {form.public_id}"}
+    if problems := _required(version, answers, agreed):
+        # Told all at once: what the lead's validation would say of the rest too.
+        verdict = validate_row({k: v for k, v in payload.items() if v is not None},
+                               RowContext(form.default_country, now))
+        if not verdict.accepted:
+            found = visitor_problems(list(verdict.codes), answers, form.default_country,
+                                     verdict.message)
+            for name, texts in found.items():
+                problems.setdefault(name, texts)
+        raise FormRefused(problems)
+    seller = db.session.get(User, form.seller_id)
+    terms = pipeline.check_terms(form.default_country, form.floor_price, form.cap)
     try:
         lead = realtime.ingest_lead(seller, payload, terms)
     except realtime.LeadRejected as exc:
@@ -139,5 +148,9 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
     db.session.add(certificate)
     # Consent the exchange witnessed itself is worth more than a seller's claim.
     lead.score_base = scoring.with_certificate(lead.score_base)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:  # the same form sent twice at once: one of them wins
+        raise FormRefused({None: ["This form was already sent."]},
+                          code="form_already_sent") from None
     return lead, certificate

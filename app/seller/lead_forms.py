@@ -24,9 +24,10 @@ DEFAULT_FIELDS = [{"name": "first_name", "required": True}, {"name": "email", "r
 
 
 class LeadFormForm(BatchTermsForm):
-    name = StringField("Name of the form (only you see it)", validators=[Length(max=120)])
+    name = StringField("Title of the form", validators=[Length(max=120)],
+                       description="The heading of the hosted page (an embed shows none).")
     consent_text = TextAreaField(
-        "Consent text", description="Shown next to the box the person ticks. Editing it "
+        "Consent text", render_kw={"rows": 5}, description="Shown next to the box the person ticks. Editing it "
         "makes a new version; every certificate keeps the version its person saw.")
     disclosed_buyers = TextAreaField(
         "Buyers or kinds of buyer who may contact them",
@@ -37,6 +38,10 @@ class LeadFormForm(BatchTermsForm):
     thank_you_url = StringField("Thank-you page (optional)",
                                 description="Visitors of the hosted link go there after "
                                             "sending; in an embed it is a Continue button.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.floor_price.description = "No lead of this form is sold below this price."
 
 
 def _chosen_fields() -> list[dict]:

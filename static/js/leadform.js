@@ -28,7 +28,10 @@
 
   function tellHeight() {
     if (window.parent === window) return;
-    window.parent.postMessage({ leadxFormHeight: document.documentElement.scrollHeight }, "*");
+    // The body's own height: the document's is never less than the frame's, so it
+    // could grow the frame but never shrink it (the thank-you is shorter than the form).
+    var height = Math.ceil(document.body.getBoundingClientRect().height);
+    window.parent.postMessage({ leadxFormHeight: height }, "*");
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -47,7 +47,7 @@ def test_a_blogger_embeds_a_form_and_the_certificate_records_typed_and_pasted(
     log_in_page(page, "blogger@example.com")
     page.get_by_role("link", name="Forms").click()
     page.get_by_role("link", name="New form").first.click()
-    page.get_by_label("Name of the form").fill("Solar quotes")
+    page.get_by_label("Title of the form").fill("Solar quotes")
     page.get_by_label("Phone", exact=True).check()
     page.get_by_label("Phone required").check()
     page.get_by_label("Buyers or kinds of buyer").fill("Solar installers in your state")
