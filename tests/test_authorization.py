@@ -16,7 +16,9 @@ PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/
           # Emailed one-time links: whoever holds the link may use it (SPEC §2).
           "/auth/verify-email/<token>", "/auth/reset-password", "/auth/reset-password/<token>",
           "/auth/reset-password/new", "/auth/two-factor",
-          "/auth/invitation/<token>", "/auth/invitation/accept"}
+          "/auth/invitation/<token>", "/auth/invitation/accept",
+          # Hosted lead forms and consent certificates (SPEC §14): anyone may open them.
+          "/f/<public_id>", "/certificates/<public_id>", "/api/v1/certificates/<public_id>"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke", "/auth/verify-email/resend",
                  "/auth/two-factor/setup", "/auth/two-factor/start",
