@@ -406,3 +406,33 @@ def test_one_served_form_sent_twice_at_once_makes_one_lead(app):
     assert sorted(codes) == [200, 422]
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 2
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ConsentCertificate)) == 2
+
+
+def test_third_party_certificates_reach_the_buyer_in_the_work_list_and_the_journey(
+        client, api_key_for):
+    """TrustedForm and Jornaya ids a seller sends (shape-checked at ingest) are shown to
+    the lead's buyers; a malformed one is refused with its reason."""
+    seller = verified_seller()
+    buyer = funded_buyer()
+    order = place(buyer, 600, 2)
+    lead = {"email": "tf.person@mail.example.com", "consent_at": "2026-11-01T09:30:00Z",
+            "source_url": "https://landing.example.com/offer", "default_country": "US",
+            "trustedform_cert_url": "https://cert.trustedform.com/" + "a1" * 20,
+            "jornaya_leadid": "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"}
+    seller_key = api_key_for(seller)
+    bad = client.post("/api/v1/leads", headers=seller_key,
+                      json={**lead, "trustedform_cert_url": "https://example.com/cert"})
+    assert bad.status_code == 422 and bad.json["error"]["code"] == "invalid_certificate"
+    posted = client.post("/api/v1/leads", headers=seller_key, json=lead)
+    assert posted.status_code == 201 and len(posted.json["sales"]) == 1
+    [step] = [s for s in client.get(f"/api/v1/leads/{posted.json['id']}/journey",
+                                    headers=api_key_for(buyer)).json if s["kind"] == "received"]
+    assert step["trustedform_cert_url"] == lead["trustedform_cert_url"]
+    assert step["jornaya_leadid"] == "0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D"
+    assert step["certificate"] is None  # not one of the exchange's forms
+    web = client.application.test_client()
+    log_in(web, buyer)
+    for page in (f"/buyer/orders/{order.id}", f"/buyer/leads/{posted.json['id']}/journey"):
+        html = web.get(page).get_data(as_text=True)
+        assert lead["trustedform_cert_url"] in html and "0A1B2C3D-4E5F" in html, page
+        assert "certificate-link" not in html, page
