@@ -82,6 +82,12 @@ class Config:
     OPT_OUT_RATE_LIMIT_PER_IP = os.environ.get("OPT_OUT_RATE_LIMIT_PER_IP", "10 per hour")
     # Two-factor codes tried per login in progress (or per user changing their settings).
     TWO_FACTOR_RATE_LIMIT = os.environ.get("TWO_FACTOR_RATE_LIMIT", "5 per minute")
+    # Hosted lead forms (SPEC §14) are public: submissions per visitor's address and
+    # form, and per form from everyone (a bot farm rotating addresses).
+    FORM_SUBMIT_RATE_LIMIT_PER_IP = os.environ.get("FORM_SUBMIT_RATE_LIMIT_PER_IP",
+                                                   "5 per minute;20 per day")
+    FORM_SUBMIT_RATE_LIMIT_PER_FORM = os.environ.get("FORM_SUBMIT_RATE_LIMIT_PER_FORM",
+                                                     "120 per minute")
 
     # Market-wide figures (prices by region, the admin's marketplace page) are
     # recomputed at most this often per process; 0 computes them on every view.

@@ -105,9 +105,11 @@ def register_blueprints(flask_app) -> None:
     import app.buyer.returns
     import app.buyer.routes
     import app.main.opt_out
+    import app.consent.routes
     import app.main.routes
     import app.notifications.routes
     import app.payments.routes
+    import app.seller.lead_forms
     import app.seller.payouts
     import app.seller.returns
     import app.seller.routes
@@ -120,6 +122,7 @@ def register_blueprints(flask_app) -> None:
     flask_app.register_blueprint(app.admin.bp, url_prefix="/admin")
     flask_app.register_blueprint(app.notifications.bp, url_prefix="/notifications")
     flask_app.register_blueprint(app.payments.bp)  # Stripe's webhook
+    flask_app.register_blueprint(app.consent.bp)  # public: hosted forms, certificates
     init_api(flask_app)
 
 

@@ -29,6 +29,15 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def framable_policy(form_targets: tuple[str, ...] = ()) -> str:
+    """The policy of a page any site may frame (a hosted lead form, SPEC §14), whose
+    form may also lead on to the given origins (a seller's thank-you page)."""
+    directives = dict(d.split(" ", 1) for d in CONTENT_SECURITY_POLICY.split("; "))
+    directives["frame-ancestors"] = "*"
+    directives["form-action"] = " ".join(("'self'", *form_targets))
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -120,7 +129,9 @@ def init_security(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", content_security_policy(app.config))
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
+        if "frame-ancestors 'none'" in headers["Content-Security-Policy"]:
+            # Pages that may be framed (a hosted lead form) say so in their own policy.
+            headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")

@@ -18,7 +18,9 @@ PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/
           "/auth/reset-password/new", "/auth/two-factor",
           "/auth/invitation/<token>", "/auth/invitation/accept",
           # A person's opt-out (SPEC §14): anyone, and whoever holds its emailed link.
-          "/opt-out", "/opt-out/<token>", "/opt-out/confirm"}
+          "/opt-out", "/opt-out/<token>", "/opt-out/confirm",
+          # Hosted lead forms and consent certificates (SPEC §14): anyone may open them.
+          "/f/<public_id>", "/certificates/<public_id>", "/api/v1/certificates/<public_id>"}
 ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke", "/auth/verify-email/resend",
                  "/auth/two-factor/setup", "/auth/two-factor/start",

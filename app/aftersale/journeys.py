@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from app.errors import NotFound
 from app.extensions import db
 from app.models import (
-    Batch, BatchSource, BatchStatus, DeliveryAttempt, Lead, Order, Return, Sale, SaleOutcome,
-    SpotCheck, SpotCheckItem, SpotCheckStatus, User, WebhookDelivery,
+    Batch, BatchSource, BatchStatus, ConsentCertificate, DeliveryAttempt, Lead, Order, Return,
+    Sale, SaleOutcome, SpotCheck, SpotCheckItem, SpotCheckStatus, User, WebhookDelivery,
 )
 from app.people.membership import account_of
 from app.services.crypto import current_vault
@@ -27,9 +27,12 @@ REPLY_SHOWN = 300  # characters of a logged reply in a step
 Step = dict[str, Any]
 
 
-def _received(lead: Lead, batch: Batch, seller_view: bool) -> Step:
+def _received(lead: Lead, batch: Batch, seller_view: bool, certificate: Optional[str]) -> Step:
     step = {"at": lead.created_at, "kind": "received", "sub_id": lead.sub_id,
-            "consent_at": lead.consent_at}
+            "consent_at": lead.consent_at,
+            "certificate": certificate,
+            "trustedform_cert_url": lead.trustedform_cert_url,
+            "jornaya_leadid": lead.jornaya_leadid}
     if seller_view:
         step["how"] = "api" if batch.source is BatchSource.API else "upload"
         step["batch_id"] = batch.id
@@ -112,11 +115,13 @@ def journey(viewer: User, lead_id: int) -> list[Step]:
     """The lead's steps as `viewer` (a person; they act for their account) may see
     them, oldest first; NotFound for a lead that is none of theirs."""
     account = account_of(viewer)
-    found = db.session.execute(sa.select(Lead, Batch).join(Batch, Batch.id == Lead.batch_id)
-                               .where(Lead.id == lead_id)).first()
+    found = db.session.execute(
+        sa.select(Lead, Batch, ConsentCertificate.public_id).join(Batch, Batch.id == Lead.batch_id)
+        .outerjoin(ConsentCertificate, ConsentCertificate.lead_id == Lead.id)
+        .where(Lead.id == lead_id)).first()
     if found is None:
         raise NotFound("No such lead.")
-    lead, batch = found
+    lead, batch, certificate = found
     view = ("admin" if viewer.is_admin else
             "seller" if lead.seller_id == account.id else "buyer")
     sales = (sa.select(Sale, Order.name, User.email, Return, SaleOutcome)
@@ -129,7 +134,7 @@ def journey(viewer: User, lead_id: int) -> list[Step]:
     rows = db.session.execute(sales).all()
     if view == "buyer" and not rows:
         raise NotFound("No such lead.")
-    steps = [_received(lead, batch, view != "buyer")]
+    steps = [_received(lead, batch, view != "buyer", certificate)]
     if view != "buyer":
         steps += [_verdict(lead, batch), *_spot_checks(lead)]
     for sale, order_name, buyer_email, item, outcome in rows:

@@ -24,8 +24,8 @@ api = LeadExchangeApi()
 
 def init_api(app: Flask) -> None:
     from app.api import (
-        account, admin, batches, docs, journeys, kpis, money, notifications, orders, returns,
-        opt_outs, suppressions,
+        account, admin, batches, certificates, docs, journeys, kpis, money, notifications,
+        orders, returns, opt_outs, suppressions,
     )
 
     api.init_app(
@@ -48,6 +48,8 @@ def init_api(app: Flask) -> None:
                       opt_outs.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
+    csrf.exempt(certificates.blp)  # public and read-only
+    api.register_blueprint(certificates.blp, url_prefix=f"{API_PREFIX}/certificates")
     app.register_blueprint(docs.bp)
 
 

@@ -26,6 +26,10 @@ class JourneyStepSchema(Schema):
     row = _field(fields.Integer, "received", "the row of the file")
     sub_id = _field(fields.String, "received", "the seller's source")
     consent_at = _field(fields.DateTime, "received", "when the person consented")
+    certificate = _field(fields.String, "received", "the public id of the exchange's consent "
+                         "certificate (GET /certificates/{id}), for a hosted form's lead")
+    trustedform_cert_url = _field(fields.String, "received", "the seller's TrustedForm certificate")
+    jornaya_leadid = _field(fields.String, "received", "the seller's Jornaya LeadiD")
     accepted = _field(fields.Boolean, "verdict, return_decided", "accepted")
     cross_seller_duplicate = _field(fields.Boolean, "verdict",
                                     "another seller offered the same person")

@@ -20,7 +20,9 @@ from app.core.dialect import postgres
 from app.errors import NotFound
 from app.extensions import db
 from app.formatting import money_input
-from app.models import Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome
+from app.models import (
+    ConsentCertificate, Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome,
+)
 from app.models.types import utcnow
 from app.services import scoring
 from app.services.crypto import current_vault
@@ -181,7 +183,8 @@ def _conditions(order: Order, view: View) -> list:
 def _joined(query):
     return (query.select_from(Sale).join(Lead, Sale.lead_id == Lead.id)
             .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id)
-            .outerjoin(Return, Return.sale_id == Sale.id))
+            .outerjoin(Return, Return.sale_id == Sale.id)
+            .outerjoin(ConsentCertificate, ConsentCertificate.lead_id == Lead.id))
 
 
 ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.price,
@@ -191,7 +194,8 @@ ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.
                Lead.trustedform_cert_url, Lead.jornaya_leadid, Lead.erased_at,
                Lead.score_base, Lead.seller_points,
                SaleOutcome.status.label("outcome"), SaleOutcome.revenue,
-               Return.status.label("return_status"), Return.refund)
+               Return.status.label("return_status"), Return.refund,
+               ConsentCertificate.public_id.label("certificate_id"))
 
 
 def _row(found, open_contact) -> SimpleNamespace:

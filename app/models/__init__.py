@@ -1,6 +1,7 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
 from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
+from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -51,6 +52,9 @@ from app.models.users import (
 )
 
 __all__ = [
+    "ConsentCertificate",
+    "LeadForm",
+    "LeadFormVersion",
     "AccountLink",
     "LinkPurpose",
     "RecoveryCode",

@@ -104,7 +104,7 @@ class ContactVault:
         }
         self._ciphers[key_id] = AESGCM(_subkey(master, _ENCRYPTION_INFO))
         self._cipher = self._ciphers[key_id]
-        hash_key = _subkey(master, _HASH_INFO)
+        hash_key = self._hash_key = _subkey(master, _HASH_INFO)
         # HMAC(key, kind \0 value), keyed once per kind: copying a keyed HMAC is
         # cheaper than keying a new one for every row.
         self._hashers = {
@@ -156,6 +156,11 @@ class ContactVault:
             raise ValueError(f"Unknown contact kind {kind!r}; expected phone or email.") from None
         hasher.update(normalised_value.encode())
         return hasher.digest()[:HASH_BYTES]
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A 32-byte key for one purpose (a consent certificate's contact hash), from the
+        hash subkey: it can be handed out without revealing the dedupe key."""
+        return hmac.new(self._hash_key, b"derived\x00" + purpose, hashlib.sha256).digest()
 
 
 def vault_from_config(config: Mapping) -> ContactVault:

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
 from app.extensions import db
-from app.models import Batch, BatchSource, BatchStatus, Lead, Rejection
+from app.models import Batch, BatchSource, BatchStatus, ConsentCertificate, Lead, Rejection
 from app.models.types import utcnow
 from app.services.crypto import current_vault
 from app.services.regions_tz import zones_for
@@ -65,6 +65,9 @@ RULES: dict[str, Rule] = {
     "non_name": Rule("Names that are not names", 40, 0.02, 0.20),
     "cross_seller_duplicates": Rule("Leads other sellers already hold", 30, 0.05, 0.40),
     "duplicate_rate": Rule("Duplicates far above the seller's normal", 30, 0.04, 0.25),
+    # Leads of the exchange's hosted forms (app/consent): how the form was filled.
+    "rushed_forms": Rule("Forms sent within a second", 40, 0.01, 0.15),
+    "pasted_contacts": Rule("Contacts pasted into the form", 30, 0.15, 0.60),
 }
 
 
@@ -429,6 +432,51 @@ def duplicate_history(batch: Batch) -> DuplicateHistory:
     return history
 
 
+# --- hosted forms' behaviour ---------------------------------------------------------
+
+FORM_RULES = ("rushed_forms", "pasted_contacts")  # shown only for batches with such leads
+RUSHED_MS = 1000  # no person reads a consent text and fills a form in under a second
+CONTACT_INPUTS = ("email", "phone")
+
+
+@dataclass
+class FormBehaviour:
+    certified: int = 0  # leads with the exchange's consent certificate
+    rushed: int = 0
+    pasted: int = 0  # every contact they gave was pasted, none typed
+
+
+def form_behaviour(batch_id: int) -> FormBehaviour:
+    """How the batch's hosted-form leads were filled, from their certificates. The
+    time is the exchange's own (form served to form received): a script can lie about
+    the browser's clock, not about when the form was fetched."""
+    found = FormBehaviour()
+    for served_ms, inputs in db.session.execute(
+            sa.select(ConsentCertificate.served_ms, ConsentCertificate.inputs)
+            .join(Lead, Lead.id == ConsentCertificate.lead_id)
+            .where(Lead.batch_id == batch_id)):
+        found.certified += 1
+        found.rushed += served_ms < RUSHED_MS
+        ways = [inputs.get(name) for name in CONTACT_INPUTS if inputs.get(name)]
+        found.pasted += bool(ways) and all(way == "pasted" for way in ways)
+    return found
+
+
+def _form_signals(forms: FormBehaviour) -> list[Signal]:
+    if not forms.certified:
+        return []
+    return [
+        share_signal("rushed_forms", forms.rushed, forms.certified,
+                     f"{forms.rushed} of {forms.certified} hosted-form leads "
+                     f"({_pct_of(forms.rushed, forms.certified)}) sent the form within a "
+                     "second of loading it: faster than anyone reads a consent text."),
+        share_signal("pasted_contacts", forms.pasted, forms.certified,
+                     f"{forms.pasted} of {forms.certified} hosted-form leads "
+                     f"({_pct_of(forms.pasted, forms.certified)}) pasted every contact "
+                     "detail they gave and typed none, as lists copied into forms do."),
+    ]
+
+
 # --- the assessment ------------------------------------------------------------------
 
 @dataclass
@@ -536,7 +584,8 @@ def assess(batch: Batch) -> Assessment:
         for row in rows:
             scan.add(row, open_contact, default_country)
     times = consent_times(batch_id)
-    return Assessment(batch_id, scan.leads, _signals(scan, times, history, scan.phones))
+    return Assessment(batch_id, scan.leads, _signals(scan, times, history, scan.phones)
+                      + _form_signals(form_behaviour(batch_id)))
 
 
 def assess_batch(batch_id: int) -> Optional[Assessment]:

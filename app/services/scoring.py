@@ -16,6 +16,10 @@ score (0–100) = completeness (≤ 35) + intent (≤ 20) + freshness (≤ 30) +
   accepted return; open and rejected returns do not count), and buyers' feedback on its
   delivered leads (converted 1, contacted 0.5, bad 0).
 
+An exchange consent certificate (a hosted form's lead, app/consent) adds
+CERTIFICATE_POINTS to the lead's own part, within its 55: consent the exchange
+witnessed is worth more than consent a seller claims.
+
 Temperature: hot ≥ 70, warm 40–69, cold < 40.
 
 How it stays current without rescoring everything: the parts that do not decay are
@@ -45,6 +49,7 @@ PRIOR_ROWS, PRIOR_SALES, PRIOR_FEEDBACK = 200, 50, 20
 FEEDBACK_VALUE = {"converted": 1.0, "contacted": 0.5, "bad": 0.0}
 
 BASE_MAX = sum(COMPLETENESS_POINTS.values()) + INTENT_POINTS * len(INTENT_FIELDS)  # 55
+CERTIFICATE_POINTS = 10
 MAX_SCORE = BASE_MAX + FRESHNESS_STEPS[0][1] + SELLER_MAX  # 100
 
 HOT, WARM = 70, 40
@@ -77,6 +82,11 @@ def lead_points(*, has_phone: bool, has_email: bool, age: Optional[int], gender:
     intent = [value for value in (budget, authority, need, timeframe) if value]
     return (sum(compress(_COMPLETENESS_WEIGHTS, known))
             + INTENT_POINTS * sum(map(_given, intent)))
+
+
+def with_certificate(base_points: int) -> int:
+    """The lead's own part once the exchange holds its consent certificate."""
+    return min(base_points + CERTIFICATE_POINTS, BASE_MAX)
 
 
 def freshness_points(consent_at: datetime, now: datetime) -> int:
