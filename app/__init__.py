@@ -135,6 +135,9 @@ def register_commands(app) -> None:
 def register_template_helpers(app) -> None:
     from app.formatting import format_average, format_money, format_rate, user_language
 
+    from app.core.urls import template_url_for
+
+    app.jinja_env.globals["url_for"] = template_url_for
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate
