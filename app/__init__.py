@@ -24,7 +24,6 @@ def create_app(config_name: str | None = None, **overrides):
     app.config.from_object(config_class)
     app.config.update(overrides)
     check_rate_limit_storage(app.config)
-    no_ping_for_sqlite(app.config)
     # The instance folder holds the SQLite database and uploads: this user's alone.
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
     if os.stat(app.instance_path).st_uid == os.getuid():
@@ -50,14 +49,6 @@ def check_rate_limit_storage(config) -> None:
             "storage that Flask-Limiter supports)")
 
 
-def no_ping_for_sqlite(config) -> None:
-    """The ping before each checkout finds connections a database server dropped; a
-    SQLite file drops none, and the ping was one more statement in every transaction."""
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = {**config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
-                                               "pool_pre_ping": False}
-
-
 def register_url_converters(app) -> None:
     """`<int:…>` stops at the largest INTEGER key and `<bigid:…>` at the largest BIGINT
     key (app.core.bounds): a longer number is a 404, not an overflow in the database."""
@@ -80,11 +71,14 @@ def register_url_converters(app) -> None:
 
 
 def register_extensions(app) -> None:
+    from app.core.pool import ping_idle_connections
     from app.extensions import csrf, db, limiter, login_manager, mail, migrate
     from app.security import init_security
     from app.tasks import init_celery
 
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)
