@@ -71,11 +71,14 @@ def register_url_converters(app) -> None:
 
 
 def register_extensions(app) -> None:
+    from app.core.pool import ping_idle_connections
     from app.extensions import csrf, db, limiter, login_manager, mail, migrate
     from app.security import init_security
     from app.tasks import init_celery
 
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -141,6 +144,9 @@ def register_commands(app) -> None:
 def register_template_helpers(app) -> None:
     from app.formatting import format_average, format_money, format_rate, user_language
 
+    from app.core.urls import template_url_for
+
+    app.jinja_env.globals["url_for"] = template_url_for
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate

@@ -64,12 +64,24 @@ def _sqlite_begin(connection) -> None:
 
 
 def _may_write() -> bool:
-    from flask import has_request_context, request
+    from flask import current_app, has_request_context, request
 
-    return not has_request_context() or request.method not in SAFE_METHODS
+    if not has_request_context():
+        return True
+    if request.method in SAFE_METHODS:
+        return False
+    return not getattr(current_app.view_functions.get(request.endpoint), "reads_only", False)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def reads_only(view):
+    """A view that is posted to but changes nothing (the builder's live estimate,
+    posted so that its form's secrets stay out of URLs): on SQLite it reads in a
+    snapshot like a GET instead of queueing for the write lock behind every writer."""
+    view.reads_only = True
+    return view
 
 
 def commit_keeping_loaded() -> None:

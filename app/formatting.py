@@ -1,6 +1,7 @@
 """Display helpers shared by templates and exports."""
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import (
@@ -54,7 +55,13 @@ def format_money(minor_units: int | None, currency: str | None = None) -> str:
     if minor_units is None:
         return "—"
     currency = currency or current_app.config["CURRENCY"]
-    locale = user_locale()
+    return _format_money(int(minor_units), currency, user_locale())
+
+
+# Pages show the same few prices and totals again and again, and Babel spends most of a
+# page's formatting time looking up the currency's plural names for every amount.
+@lru_cache(maxsize=16384)
+def _format_money(minor_units: int, currency: str, locale: Locale) -> str:
     if currency in SYMBOL_CURRENCIES:
         return format_currency(_major(minor_units, currency), currency, locale=locale)
     # Others by their code ("5,000 JPY"): a symbol such as ¥ is shared by two currencies.

@@ -111,6 +111,47 @@ def test_a_page_that_only_reads_takes_no_write_lock(app, seller_client):
 
 
 @pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")
+def test_the_posted_live_estimate_takes_no_write_lock(app, buyer_client):
+    """The builder posts its estimate on every change of the filters; it only reads,
+    so it must not queue behind a writer (nor make the next writer queue behind it)."""
+    token = csrf_token(buyer_client, "/buyer/orders/new")
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        response = buyer_client.post("/buyer/orders/estimate",
+                                     data={"genders": "f", "price": "5.00", "csrf_token": token})
+        assert response.status_code == 200
+        assert 'id="estimate-count">0<' in response.get_data(as_text=True)
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")
+def test_posts_that_change_things_still_take_the_write_lock_first(app, buyer_client):
+    """Only views marked as reading read in a snapshot: any other POST begins with the
+    write lock, so that writers queue instead of failing when their snapshot is stale."""
+    token = csrf_token(buyer_client, "/buyer/orders/new")
+    begins = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        buyer_client.post("/buyer/orders/estimate", data={"price": "5.00", "csrf_token": token})
+        read = list(begins)
+        begins.clear()
+        buyer_client.post("/buyer/orders/new", data={"price": "5.00", "csrf_token": token})
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert read and set(read) == {"BEGIN"}
+    assert begins and set(begins) == {"BEGIN IMMEDIATE"}
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite's database-wide write lock")
 def test_an_api_read_records_its_keys_use_even_if_another_process_wrote_meanwhile(
         app, client, api_key_for, monkeypatch):
     """A GET reads in a snapshot; another process writing between the key's lookup and

@@ -18,7 +18,7 @@ from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm, WebhookForm,
 )
 from app.errors import DomainError, NotFound, Refusals, ValidationFailed, problems
-from app.extensions import db
+from app.extensions import db, reads_only
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import Order
@@ -54,6 +54,7 @@ def order_list():
 
 
 @bp.route("/orders/estimate", methods=["POST"])
+@reads_only
 def estimate():
     """The builder's live supply panel (htmx, on every change of the filters). Posted:
     the builder's form carries its CSRF token and the webhook URL with its secret, which

@@ -426,8 +426,11 @@ def statement_for(user: User, limit: int = 200, offset: int = 0) -> list[dict]:
         .where(LedgerAccount.user_id == user.id)
         .subquery()
     )
-    rows = db.session.execute(
-        select(LedgerEntry, LedgerTransaction, LedgerAccount, running.c.balance_after)
+    rows = db.session.execute(  # plain rows: no ledger objects to build for a listing
+        select(LedgerTransaction.id, LedgerTransaction.created_at, LedgerTransaction.kind,
+               LedgerAccount.kind, LedgerEntry.amount, running.c.balance_after,
+               LedgerTransaction.memo)
+        .select_from(LedgerEntry)
         .join(running, running.c.entry_id == LedgerEntry.id)
         .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
         .join(LedgerAccount, LedgerEntry.account_id == LedgerAccount.id)
@@ -437,15 +440,15 @@ def statement_for(user: User, limit: int = 200, offset: int = 0) -> list[dict]:
     ).all()
     return [
         {
-            "transaction_id": txn.id,
-            "created_at": txn.created_at,
-            "kind": txn.kind,
-            "account": acct.kind.value,
-            "amount": entry.amount,
+            "transaction_id": txn_id,
+            "created_at": created_at,
+            "kind": kind,
+            "account": account_kind.value,
+            "amount": amount,
             "balance_after": int(balance_after),
-            "memo": txn.memo,
+            "memo": memo,
         }
-        for entry, txn, acct, balance_after in rows
+        for txn_id, created_at, kind, account_kind, amount, balance_after, memo in rows
     ]
 
 

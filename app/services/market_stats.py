@@ -65,30 +65,32 @@ class BatchSales:
 
 
 def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
-    """batch id → what its leads sold for, and buyers' feedback on them."""
+    """batch id → what its leads sold for, and buyers' feedback on them: one pass over
+    the batches' sales (their index), probing each one's accepted return and outcome
+    (at most one of each per sale), not every return or outcome of the marketplace."""
     found = {batch_id: BatchSales() for batch_id in batch_ids}
     if not batch_ids:
         return found
-    for batch_id, sold, revenue, earned, low, high in db.session.execute(
-            sa.select(Sale.batch_id, sa.func.count(), sa.func.sum(Sale.price),
-                      sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
-                      sa.func.max(Sale.price))
+    rated = [sa.func.count(sa.case((SaleOutcome.status == status, 1))) for status in OutcomeStatus]
+    for batch_id, sold, revenue, earned, low, high, returned, *feedback in db.session.execute(
+            _with_return_and_outcome(
+                sa.select(Sale.batch_id, sa.func.count(), sa.func.sum(Sale.price),
+                          sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
+                          sa.func.max(Sale.price), sa.func.count(Return.id), *rated))
             .where(Sale.batch_id.in_(batch_ids)).group_by(Sale.batch_id)):
-        found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high)
-    # From the batches' sales (their index), probing each one's return by sale_id:
-    # bounded by these batches, not by every accepted return of the marketplace.
-    refunded = sa.exists().where(Return.sale_id == Sale.id,
-                                 Return.status == ReturnStatus.ACCEPTED)
-    for batch_id, returned in db.session.execute(
-            sa.select(Sale.batch_id, sa.func.count())
-            .where(Sale.batch_id.in_(batch_ids), refunded).group_by(Sale.batch_id)):
-        found[batch_id].returned = returned
-    for batch_id, status, count in db.session.execute(
-            sa.select(SaleOutcome.batch_id, SaleOutcome.status, sa.func.count())
-            .where(SaleOutcome.batch_id.in_(batch_ids))
-            .group_by(SaleOutcome.batch_id, SaleOutcome.status)):
-        found[batch_id].feedback.add(status, count)
+        found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high,
+                                     returned, Feedback(**{status.value: count for status, count
+                                                           in zip(OutcomeStatus, feedback)}))
     return found
+
+
+def _with_return_and_outcome(query: sa.Select) -> sa.Select:
+    """Sales with their refund (an ACCEPTED return; one still open, or rejected, leaves
+    the sale standing) and their buyer's outcome, each None when there is none."""
+    return (query.select_from(Sale)
+            .outerjoin(Return, sa.and_(Return.sale_id == Sale.id,
+                                       Return.status == ReturnStatus.ACCEPTED))
+            .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id))
 
 
 @dataclass
@@ -122,23 +124,19 @@ def sub_id_figures(batch_ids: list[int], limit: int = MAX_SOURCES) -> list[Sourc
             sa.select(Lead.sub_id, sa.func.count()).where(Lead.batch_id.in_(batch_ids))
             .group_by(Lead.sub_id)):
         found[sub_id] = SourceFigures(sub_id, accepted)
-    sold = sa.select(Lead.sub_id).join(Sale, Sale.lead_id == Lead.id).where(
-        Sale.batch_id.in_(batch_ids))
-    for sub_id, count, revenue, low, high in db.session.execute(
-            sold.add_columns(sa.func.count(), sa.func.sum(Sale.price), sa.func.min(Sale.price),
-                             sa.func.max(Sale.price)).group_by(Lead.sub_id)):
+    for sub_id, count, revenue, low, high, returned, converted in db.session.execute(
+            _with_return_and_outcome(
+                sa.select(Lead.sub_id, sa.func.count(), sa.func.sum(Sale.price),
+                          sa.func.min(Sale.price), sa.func.max(Sale.price),
+                          sa.func.count(Return.id),
+                          sa.func.count(sa.case((SaleOutcome.status == OutcomeStatus.CONVERTED,
+                                                 1)))))
+            .join(Lead, Sale.lead_id == Lead.id)
+            .where(Sale.batch_id.in_(batch_ids)).group_by(Lead.sub_id)):
         figures = found.setdefault(sub_id, SourceFigures(sub_id))
         figures.sold, figures.revenue = count, int(revenue or 0)
         figures.min_price, figures.max_price = low, high
-    refunded = sa.exists().where(Return.sale_id == Sale.id, Return.status == ReturnStatus.ACCEPTED)
-    for sub_id, count in db.session.execute(
-            sold.add_columns(sa.func.count()).where(refunded).group_by(Lead.sub_id)):
-        found.setdefault(sub_id, SourceFigures(sub_id)).returned = count
-    for sub_id, count in db.session.execute(
-            sold.join(SaleOutcome, SaleOutcome.sale_id == Sale.id)
-            .where(SaleOutcome.status == OutcomeStatus.CONVERTED)
-            .add_columns(sa.func.count()).group_by(Lead.sub_id)):
-        found.setdefault(sub_id, SourceFigures(sub_id)).converted = count
+        figures.returned, figures.converted = returned, converted
     ranked = sorted(found.values(), key=lambda f: (-f.accepted, f.sub_id is None, f.sub_id or ""))
     return ranked[:limit]
 
