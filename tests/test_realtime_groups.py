@@ -175,3 +175,40 @@ def test_seller_threads_of_several_processes_sell_at_once(app):
     assert all(r.code == "duplicate_own" for r in results if isinstance(r, LeadRejected))
     assert sum(len(r["sales"]) for r in accepted) == 35  # 20 + 15: all the money held, no more
     assert_market_invariants(expected_sales=35)
+
+
+@pytest.mark.skipif(not __import__("tests.conftest").conftest.on_postgres(),
+                    reason="several connections at once")
+def test_the_days_first_leads_from_two_processes_share_one_batch(app):
+    """Two processes' first leads of the day: one creates the day's batch while the
+    other waits on the unique key, then stores into that batch (it once answered 500)."""
+    from app.services.ingest import realtime as ingest
+
+    seller = verified_seller()
+    terms = pipeline.check_terms(**TERMS)
+    rows = [validate_lead(seller, visitor(i), terms) for i in (1, 2)]
+    db.session.commit()
+    created, stored = threading.Event(), []
+
+    def first():
+        with app.app_context():
+            stored.append(ingest.store_leads(db.session.get(User, seller.id),
+                                             [(rows[0], terms)])[0].id)
+            created.set()
+            threading.Event().wait(0.5)  # the other process's insert waits on the key
+            db.session.commit()
+
+    def second():
+        with app.app_context():
+            created.wait(10)
+            stored.append(ingest.store_leads(db.session.get(User, seller.id),
+                                             [(rows[1], terms)])[0].id)
+            db.session.commit()
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(first), pool.submit(second)]:
+            done.result(timeout=30)
+    db.session.expire_all()
+    batches = db.session.scalars(sa.select(Batch).where(Batch.seller_id == seller.id)).all()
+    assert len(batches) == 1 and batches[0].accepted == 2
+    assert {db.session.get(Lead, i).batch_id for i in stored} == {batches[0].id}

@@ -6,6 +6,7 @@ seller). A refused lead is answered with its verdict and stored nowhere."""
 from typing import Any, Mapping
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import ValidationFailed
 from app.extensions import db
@@ -47,8 +48,12 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
                       default_country=terms.default_country, floor_price=terms.floor_price,
                       cap=terms.cap, mapping={}, started_at=utcnow(), finished_at=utcnow(),
                       seller_points=scoring.seller_points_for(seller.id))
-        db.session.add(batch)
-        db.session.flush()
+        try:
+            with db.session.begin_nested():
+                db.session.add(batch)
+                db.session.flush()
+        except IntegrityError:  # another process made the day's batch meanwhile: use it
+            batch = db.session.scalar(query.with_for_update())
     return batch
 
 
