@@ -260,6 +260,7 @@ def test_contested_returns_show_the_lead_and_both_parties_and_the_view_is_audite
     assert contact["email"] in card and contact["phone"] in card and contact["first_name"] in card
     assert "Acme Leads" in card and "Sunrise Solar" in card and buyer.email in card
     assert f"Lead #{lead.id}" in card and lead.source_url in card
+    assert lead.region == "US-CA" and "California" in card and "US-CA" not in card
     assert "made up name" in card and "has consent recording" in card
     admin_client.get("/admin/returns")
     views = db.session.scalars(sa.select(AuditEvent).where(

@@ -404,7 +404,8 @@ def kpi_page():
     return render_template(
         "buyer/kpis.html", period=period, orders=shown, per_order=data.per_order,
         total=kpis.total(data.per_order), empty=kpis.Kpis(),
-        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions))
+        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions,
+                               user_language()))
 
 
 @bp.route("/kpis.csv")
