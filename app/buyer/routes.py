@@ -14,10 +14,11 @@ from app.auth.sessions import current_account
 from app.core import bounds
 from app.auth.forms import ConfirmForm
 from app.buyer import bp, worklist
+from app.buyer.balance import problems_linked
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError, NotFound, Refusals, ValidationFailed, problems
+from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
@@ -98,7 +99,7 @@ def new_order():
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
-                show_problems(problems(exc), form.field_named)
+                show_problems(problems_linked(exc), form.field_named)
         if order is not None:
             flash(f"Order placed; {format_money(held)} is held for it, and spent as leads "
                   "arrive.", "success")
@@ -264,7 +265,7 @@ def change(order_id: int):
         raise
     except DomainError as exc:
         db.session.rollback()
-        for problem in problems(exc):
+        for problem in problems_linked(exc):
             flash(problem["message"], "danger")
     return redirect(url_for("buyer.order_detail", order_id=order_id))
 
