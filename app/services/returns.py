@@ -54,6 +54,27 @@ def not_rejected_returns(order_id: int) -> int:
         Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """How many of an order's leads its buyer may return, how many they have, and
+    until when this sale may be returned: what opening a return checks, and what the
+    return form says before the buyer fills it in."""
+    cap: int
+    used: int
+    of: int  # the order's leads
+    closes: datetime
+
+    @property
+    def left(self) -> int:
+        return max(0, self.cap - self.used)
+
+
+def allowance(sale: Sale, order: Optional[Order] = None) -> Allowance:
+    order = order or db.session.get(Order, sale.order_id)
+    return Allowance(return_cap(order), not_rejected_returns(order.id), order.filled,
+                     sale.created_at + earnings.return_window())
+
+
 def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
                 now: Optional[datetime] = None) -> Return:
     now = _now(now)
@@ -75,16 +96,16 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
         raise ValidationFailed(
             "You marked this lead converted: a customer is not a bad lead. If that was a "
             "mistake, change its outcome first.", code="converted_lead")
-    closes = sale.created_at + earnings.return_window()
-    if now > closes:
-        raise ValidationFailed(
-            f"The return window closed on {closes:%Y-%m-%d %H:%M} UTC.", code="window_closed")
     order = db.session.get(Order, sale.order_id)
-    cap = return_cap(order)
-    if not_rejected_returns(order.id) >= cap:
+    allowed = allowance(sale, order)
+    if now > allowed.closes:
         raise ValidationFailed(
-            f"You may return at most {cap} of this order's {order.filled} leads.",
-            code="return_cap_reached", details={"cap": cap})
+            f"The return window closed on {allowed.closes:%Y-%m-%d %H:%M} UTC.",
+            code="window_closed")
+    if not allowed.left:
+        raise ValidationFailed(
+            f"You may return at most {allowed.cap} of this order's {order.filled} leads.",
+            code="return_cap_reached", details={"cap": allowed.cap})
     item = Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
                   seller_id=sale.seller_id, reason=reason, note=note.strip()[:2000],
                   status=ReturnStatus.AWAITING_SELLER, created_at=now)
