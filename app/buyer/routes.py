@@ -25,6 +25,7 @@ from app.forms import show_problems
 from app.models import Order
 from app.aftersale.delivery import engine
 from app.services import delivery, kpis, ledger, outcomes, privacy, regions
+from app.services.exports import XLSX_TYPE
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
@@ -283,6 +284,14 @@ def leads_csv(order_id: int):
     return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
+
+
+@bp.route("/orders/<int:order_id>/leads.xlsx")
+def leads_xlsx(order_id: int):
+    order = _my_order(order_id)
+    return Response(stream_with_context(delivery.delivered_xlsx(order)), mimetype=XLSX_TYPE,
+                    headers={"Content-Disposition":
+                             f'attachment; filename="order-{order.id}-leads.xlsx"'})
 
 
 
