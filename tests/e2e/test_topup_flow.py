@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from app.models import Role
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.e2e.conftest import log_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -63,10 +64,7 @@ def test_top_up_by_card_in_the_browser(stripe_app, page):
 
 def test_a_malformed_card_expiry_is_said_under_the_card_field(stripe_app, page):
     make_user(Role.BUYER, email="expiry@example.com")
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill("expiry@example.com")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, "expiry@example.com")
     page.goto("/buyer/balance")
     card = page.locator("#card-element")
     problem = page.locator("#card-element-error")
