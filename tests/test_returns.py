@@ -253,6 +253,12 @@ def test_a_lead_marked_converted_cannot_be_returned(app):
     with pytest.raises(ValidationFailed) as refused:
         returns.open_return(buyer, sales[0].id, "fake")
     assert refused.value.code == "converted_lead"
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get(f"/buyer/sales/{sales[0].id}/return").get_data(as_text=True)
+    assert "You marked this lead converted" in page  # said before the form is filled in
+    assert "Return this lead</button>" not in page
     outcomes.record(buyer, sales[0].id, "bad", None)  # a mistake, corrected first
     assert returns.open_return(buyer, sales[0].id, "fake").status is ReturnStatus.AWAITING_SELLER
 

@@ -47,7 +47,8 @@ def return_sale(sale_id: int):
             return redirect(url_for("buyer.return_list"))
     return render_template("buyer/return_form.html", sale=sale, existing=existing,
                            reasons=returns.BUYER_REASONS, form=ConfirmForm(),
-                           allowed=returns.allowance(sale), now=utcnow())
+                           allowed=returns.allowance(sale), now=utcnow(),
+                           converted_refusal=returns.CONVERTED_REFUSAL)
 
 
 @bp.route("/returns")

@@ -36,6 +36,8 @@ BUYER_REASONS = {
     ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
 }
 RESPONSE_NOTE_MAX = 2000  # characters of a seller's reason
+CONVERTED_REFUSAL = ("You marked this lead converted: a customer is not a bad lead. If that "
+                     "was a mistake, change its outcome first.")
 REASON_LABELS = {**BUYER_REASONS,
                  ReturnReason.FAILED_SPOT_CHECK: "The batch failed its authenticity check"}
 
@@ -56,13 +58,14 @@ def not_rejected_returns(order_id: int) -> int:
 
 @dataclass(frozen=True)
 class Allowance:
-    """How many of an order's leads its buyer may return, how many they have, and
-    until when this sale may be returned: what opening a return checks, and what the
-    return form says before the buyer fills it in."""
+    """How many of an order's leads its buyer may return, how many they have, until
+    when this sale may be returned, and whether the buyer marked it converted: what
+    opening a return checks, and what the return form says before it is filled in."""
     cap: int
     used: int
     of: int  # the order's leads
     closes: datetime
+    converted: bool
 
     @property
     def left(self) -> int:
@@ -71,8 +74,10 @@ class Allowance:
 
 def allowance(sale: Sale, order: Optional[Order] = None) -> Allowance:
     order = order or db.session.get(Order, sale.order_id)
+    outcome = db.session.scalar(select(SaleOutcome.status).where(SaleOutcome.sale_id == sale.id))
     return Allowance(return_cap(order), not_rejected_returns(order.id), order.filled,
-                     sale.created_at + earnings.return_window())
+                     sale.created_at + earnings.return_window(),
+                     outcome is OutcomeStatus.CONVERTED)
 
 
 def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
@@ -91,13 +96,10 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
             code="invalid_reason", details={"field": "reason"})
     if db.session.scalar(select(Return.id).where(Return.sale_id == sale.id)):
         raise Conflict("This lead has already been returned.", code="already_returned")
-    if db.session.scalar(select(SaleOutcome.status).where(SaleOutcome.sale_id == sale.id)) \
-            is OutcomeStatus.CONVERTED:
-        raise ValidationFailed(
-            "You marked this lead converted: a customer is not a bad lead. If that was a "
-            "mistake, change its outcome first.", code="converted_lead")
     order = db.session.get(Order, sale.order_id)
     allowed = allowance(sale, order)
+    if allowed.converted:
+        raise ValidationFailed(CONVERTED_REFUSAL, code="converted_lead")
     if now > allowed.closes:
         raise ValidationFailed(
             f"The return window closed on {allowed.closes:%Y-%m-%d %H:%M} UTC.",
