@@ -81,7 +81,7 @@ def test_audit_details_read_as_words_not_python(admin_client):
 
     audit.record("returns.contacts_viewed", actor=None, subject_type="returns",
                  details={"leads": list(range(100, 130)), "notified": True, "note": None,
-                          "previous": {"588": None, "589": 2}})
+                          "previous": {"588": None, "589": 2}, "unbalanced": []})
     db.session.commit()
     page = admin_client.get("/admin/audit?action=returns.contacts_viewed").get_data(as_text=True)
     row = page.split("returns.contacts_viewed</td>", 1)[1].split("</tr>", 1)[0]
@@ -89,6 +89,7 @@ def test_audit_details_read_as_words_not_python(admin_client):
     assert "<dd class=\"text-break\">yes</dd>" in row and "<dd class=\"text-break\">—</dd>" in row
     assert "30: 100, 101, 102" in row and "129" in row  # long lists fold, all still there
     assert "588: —; 589: 2" in row
+    assert "<dt>unbalanced</dt>\n  <dd class=\"text-break\">none</dd>" in row  # not blank
     assert "True" not in row and "None" not in row
 
 
