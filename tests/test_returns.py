@@ -181,8 +181,10 @@ def test_the_return_form_says_how_many_may_be_returned_and_until_when_before_sub
     assert "up to <strong>1</strong> of its 4 leads; 0 returned so far, so " \
            "<strong>1</strong> more is possible" in said
     assert "Return this lead</button>" in page
-    returns.open_return(buyer, sales[0].id, "fake")
+    item = returns.open_return(buyer, sales[0].id, "fake")
     db.session.commit()
+    listed = client.get("/buyer/returns").get_data(as_text=True)
+    assert f"seller answers by {item.seller_deadline:%Y-%m-%d %H:%M} UTC" in listed
     page = client.get(f"/buyer/sales/{sales[1].id}/return").get_data(as_text=True)
     assert "1 of its 4 leads, and 1 is returned already: no more can be returned" in page
     assert "Return this lead</button>" not in page
