@@ -152,12 +152,13 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters["rate"] = format_rate
 
     from app.labels import describe_filters, label
-    from app.services.regions import region_name
+    from app.services.regions import country_name, region_name
 
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["describe_filters"] = lambda f: describe_filters(f, user_language())
     # "RU-KGD" → its name in the reader's language
     app.jinja_env.filters["region_name"] = lambda code: code and region_name(code, user_language())
+    app.jinja_env.filters["country_name"] = lambda code: code and country_name(code, user_language())
 
     from app.services.returns import REASON_LABELS
 

@@ -2,7 +2,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import AuditEvent, Role, TrustLevel, User
-from app.services import ledger
+from app.services import audit, ledger
 from tests.conftest import csrf_token, make_user
 
 
@@ -78,11 +78,10 @@ def test_same_trust_level_again_is_refused(admin_client):
 
 
 def test_audit_details_read_as_words_not_python(admin_client):
-    from app.services import audit
 
     audit.record("returns.contacts_viewed", actor=None, subject_type="returns",
                  details={"leads": list(range(100, 130)), "notified": True, "note": None,
-                          "previous": {"588": None, "589": 2}})
+                          "previous": {"588": None, "589": 2}, "unbalanced": []})
     db.session.commit()
     page = admin_client.get("/admin/audit?action=returns.contacts_viewed").get_data(as_text=True)
     row = page.split("returns.contacts_viewed</td>", 1)[1].split("</tr>", 1)[0]
@@ -90,4 +89,16 @@ def test_audit_details_read_as_words_not_python(admin_client):
     assert "<dd class=\"text-break\">yes</dd>" in row and "<dd class=\"text-break\">—</dd>" in row
     assert "30: 100, 101, 102" in row and "129" in row  # long lists fold, all still there
     assert "588: —; 589: 2" in row
+    assert "<dt>unbalanced</dt>\n  <dd class=\"text-break\">none</dd>" in row  # not blank
     assert "True" not in row and "None" not in row
+
+
+def test_audit_log_names_the_user_it_is_about(admin_client):
+    seller = make_user(Role.SELLER, email="anna@example.com", display_name="Anna Petrova")
+    audit.record("seller.trust_changed", actor=None, subject_type="user", subject_id=seller.id,
+                 details={"reason": "x"})
+    db.session.commit()
+    page = admin_client.get("/admin/audit?action=seller.").get_data(as_text=True)
+    row = page.split("seller.trust_changed</td>", 1)[1].split("</tr>", 1)[0]
+    assert f'/admin/users/{seller.id}">Anna Petrova</a>' in row
+    assert f"user #{seller.id}" not in row

@@ -1,3 +1,5 @@
+import re
+
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -72,10 +74,27 @@ def test_builder_takes_region_names_and_money_in_the_readers_locale(buyer_client
     assert "$1,500.00" in english
 
 
-def test_not_enough_money_is_explained(buyer_client, buyer):
+def test_not_enough_money_says_how_much_to_top_up_and_links_the_form(
+        stripe_app, buyer_client, buyer):
     _fund(buyer, 100)
-    body = _place(buyer_client).get_data(as_text=True)
-    assert "available balance is $1.00" in body
+    body = _place(buyer_client).get_data(as_text=True)  # $15.00 to hold, $1.00 there
+    assert "you have $1.00 available. Top up at least $14.00" in body
+    assert "more than is held" not in body
+    link = re.search(r'<a class="alert-link" href="([^"]+)">Top up \$14.00 now</a>', body)
+    assert link and link.group(1) == "/buyer/balance?topup=14.00#add-funds"
+    page = buyer_client.get(link.group(1)).get_data(as_text=True)
+    assert 'id="add-funds"' in page and 'value="14.00"' in page
+    # Raising an order's terms beyond the balance says the same, after the redirect.
+    _fund(buyer, 1_400)
+    order_url = _place(buyer_client).headers["Location"]
+    order_id = int(order_url.rstrip("/").split("/")[-1])
+    page = buyer_client.post(f"/buyer/orders/{order_id}/change", follow_redirects=True, data={
+        "csrf_token": csrf_token(buyer_client, order_url), "price": "9.00", "quantity": "3"},
+    ).get_data(as_text=True)
+    assert "needs $12.00 more set aside" in page and "Top up $12.00 now</a>" in page
+    assert "/buyer/balance?topup=12.00#add-funds" in page
+    page = buyer_client.get("/buyer/balance?topup=x").get_data(as_text=True)
+    assert re.search(r'id="topup-amount"[^>]* value=""', page)  # nothing unreadable is kept
 
 
 def test_pause_resume_change_cancel(buyer_client, buyer):

@@ -171,7 +171,7 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     assert 'data-kind="delivery_attempt"' not in page and format_money(800) not in page
     assert "Returned by the buyer" in page and format_money(700) in page
     page = seller.get(f"/seller/leads/{lead_id}/journey").get_data(as_text=True)
-    assert "Received in real time" in page and "spring-campaign" in page
+    assert "Received in real time" in page and "source tag (sub_id) spring-campaign" in page
     assert 'data-kind="delivery_attempt"' not in page and "Converted" not in page
     assert admin_client.get(f"/admin/leads/{lead_id}/journey").status_code == 200
     # Linked from the buyer's work list and the seller's returns.
@@ -179,6 +179,14 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     assert href in a.get(f"/buyer/orders/{world['order_a']}").get_data(as_text=True)
     assert f"/seller/leads/{lead_id}/journey" in seller.get("/seller/returns").get_data(
         as_text=True)
+
+
+def test_a_lead_without_a_sub_id_says_so_not_that_its_source_is_unknown(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    lead = live_leads(seller, [person(0)])[0]
+    assert not lead.sub_id
+    page = client_of(app, seller).get(f"/seller/leads/{lead.id}/journey").get_data(as_text=True)
+    assert "no source tag (sub_id) given" in page and "source not given" not in page
 
 
 def test_a_spot_check_shows_on_the_sellers_journey_and_never_the_buyers(app):

@@ -83,7 +83,7 @@ def test_an_order_cannot_hold_money_the_buyer_does_not_have(app):
     buyer = funded_buyer(999)
     with pytest.raises(InsufficientFunds) as exc:
         place(buyer, 100, 10)
-    assert "available balance is $9.99" in exc.value.message
+    assert "you have $9.99 available. Top up at least $0.01" in exc.value.message
     db.session.rollback()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
     assert ledger.balance_for(buyer).available == 999

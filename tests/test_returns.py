@@ -170,6 +170,30 @@ def test_buyer_returns_in_the_browser_session_and_seller_answers(app, client):
     assert "accepted" in buyer_client.get("/buyer/returns").get_data(as_text=True)
 
 
+def test_the_return_form_says_how_many_may_be_returned_and_until_when_before_submitting(app):
+    seller, buyer, order, sales = _market(count=4)  # 15% of 4: one return
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get(f"/buyer/sales/{sales[0].id}/return").get_data(as_text=True)
+    said = " ".join(page.split('id="return-allowance">', 1)[1].split("</div>", 1)[0].split())
+    closes = sales[0].created_at + earnings.return_window()
+    assert f"until <strong>{closes:%Y-%m-%d %H:%M} UTC</strong> (6 days 23 hours left)" in said
+    assert "up to <strong>1</strong> of its 4 leads; 0 returned so far, so " \
+           "<strong>1</strong> more is possible" in said
+    assert "Return this lead</button>" in page
+    item = returns.open_return(buyer, sales[0].id, "fake")
+    db.session.commit()
+    listed = client.get("/buyer/returns").get_data(as_text=True)
+    assert f"seller answers by {item.seller_deadline:%Y-%m-%d %H:%M} UTC" in listed
+    page = client.get(f"/buyer/sales/{sales[1].id}/return").get_data(as_text=True)
+    assert "1 of its 4 leads, and 1 is returned already: no more can be returned" in page
+    assert "Return this lead</button>" not in page
+    sales[2].created_at -= earnings.return_window() + timedelta(minutes=1)
+    db.session.commit()
+    page = client.get(f"/buyer/sales/{sales[2].id}/return").get_data(as_text=True)
+    assert "Returns for this lead closed on" in page and "Return this lead</button>" not in page
+
+
 def test_returns_api(app, client, api_key_for):
     seller, buyer, order, sales = _market(count=4)
     headers, seller_headers = api_key_for(buyer), api_key_for(seller)
@@ -231,6 +255,12 @@ def test_a_lead_marked_converted_cannot_be_returned(app):
     with pytest.raises(ValidationFailed) as refused:
         returns.open_return(buyer, sales[0].id, "fake")
     assert refused.value.code == "converted_lead"
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get(f"/buyer/sales/{sales[0].id}/return").get_data(as_text=True)
+    assert "You marked this lead converted" in page  # said before the form is filled in
+    assert "Return this lead</button>" not in page
     outcomes.record(buyer, sales[0].id, "bad", None)  # a mistake, corrected first
     assert returns.open_return(buyer, sales[0].id, "fake").status is ReturnStatus.AWAITING_SELLER
 
@@ -260,6 +290,7 @@ def test_contested_returns_show_the_lead_and_both_parties_and_the_view_is_audite
     assert contact["email"] in card and contact["phone"] in card and contact["first_name"] in card
     assert "Acme Leads" in card and "Sunrise Solar" in card and buyer.email in card
     assert f"Lead #{lead.id}" in card and lead.source_url in card
+    assert lead.region == "US-CA" and "California" in card and "US-CA" not in card
     assert "made up name" in card and "has consent recording" in card
     admin_client.get("/admin/returns")
     views = db.session.scalars(sa.select(AuditEvent).where(

@@ -166,8 +166,10 @@ def audit_log():
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
+    events = rows[:PAGE_SIZE]
+    names = accounts.names_of(e.subject_id for e in events if e.subject_type == "user")
     return render_template(
-        "admin/audit.html", events=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE, page=page,
-        action=action, actor=actor, actions=list(actions),
+        "admin/audit.html", events=events, has_next=len(rows) > PAGE_SIZE, page=page,
+        action=action, actor=actor, actions=list(actions), names=names,
     )
 

@@ -24,7 +24,7 @@ class JourneyStepSchema(Schema):
     batch_id = _field(fields.Integer, "received", "seller and admins")
     file = _field(fields.String, "received", "the uploaded file's name")
     row = _field(fields.Integer, "received", "the row of the file")
-    sub_id = _field(fields.String, "received", "the seller's source")
+    sub_id = _field(fields.String, "received", "the seller's source tag (sub_id); null when none was given")
     consent_at = _field(fields.DateTime, "received", "when the person consented")
     certificate = _field(fields.String, "received", "the public id of the exchange's consent "
                          "certificate (GET /certificates/{id}), for a hosted form's lead")

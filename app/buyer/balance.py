@@ -6,18 +6,40 @@ SetupIntent in the browser), withdrawals, statement; receipts and monthly statem
 from flask import (
     Response, flash, jsonify, redirect, render_template, request, stream_with_context, url_for,
 )
+from markupsafe import Markup
 from app.auth.sessions import current_account
 from app.core import bounds
 from app.buyer import bp
 from app.buyer.forms import AutoTopUpForm, TopUpForm, WithdrawForm
-from app.errors import DomainError
+from app.errors import DomainError, InsufficientFunds, problems
 from app.extensions import db
-from app.formatting import format_money, money_input
+from app.formatting import format_money, money_input, parse_money
 from app.models import TopUpStatus
 from app.money import receipts, statements, web
 from app.services import autotopup, bank_transfers, ledger, payments
 
 WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
+
+
+def problems_linked(exc: DomainError) -> list[dict]:
+    """The problems a refusal carries (app.errors.problems), a lack of funds linking to
+    the top-up form with the missing amount filled in (flashed Markup survives the
+    redirect)."""
+    if not isinstance(exc, InsufficientFunds) or "shortfall" not in exc.details:
+        return problems(exc)
+    shortfall = exc.details["shortfall"]
+    href = url_for("buyer.balance", topup=money_input(shortfall), _anchor="add-funds")
+    return [{"field": "", "message": Markup(
+        '{} <a class="alert-link" href="{}">Top up {} now</a>').format(
+            exc.message, href, format_money(shortfall))}]
+
+
+def _prefilled_amount() -> str:
+    """The amount a "Top up" link asks for, as the form spells it; none if unreadable."""
+    try:
+        return money_input(parse_money(request.args.get("topup", "")))
+    except (DomainError, ValueError):
+        return ""
 
 
 def _balance_context() -> dict:
@@ -41,7 +63,7 @@ def balance():
         "buyer/balance.html",
         configured=configured,
         stripe_js_url=payments.stripe_js_url() if configured else None,
-        topup_form=TopUpForm(),
+        topup_form=TopUpForm(), topup_amount=_prefilled_amount(),
         withdraw_form=WithdrawForm(),
         refundable=payments.refundable(current_account) if configured else 0,
         withdrawals=payments.withdrawals_for(current_account, limit=20) if configured else [],

@@ -10,7 +10,8 @@ from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
 from app.models import Return, ReturnStatus, Sale
-from app.services import earnings, privacy, returns
+from app.models.types import utcnow
+from app.services import privacy, returns
 
 web.add_routes(bp)
 
@@ -46,7 +47,8 @@ def return_sale(sale_id: int):
             return redirect(url_for("buyer.return_list"))
     return render_template("buyer/return_form.html", sale=sale, existing=existing,
                            reasons=returns.BUYER_REASONS, form=ConfirmForm(),
-                           closes=sale.created_at + earnings.return_window())
+                           allowed=returns.allowance(sale), now=utcnow(),
+                           converted_refusal=returns.CONVERTED_REFUSAL)
 
 
 @bp.route("/returns")

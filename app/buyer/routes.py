@@ -14,10 +14,11 @@ from app.auth.sessions import current_account
 from app.core import bounds
 from app.auth.forms import ConfirmForm
 from app.buyer import bp, worklist
+from app.buyer.balance import problems_linked
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm, WebhookForm,
 )
-from app.errors import DomainError, NotFound, Refusals, ValidationFailed, problems
+from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db, reads_only
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
@@ -25,6 +26,7 @@ from app.models import Order
 from app.aftersale.delivery import engine
 from app.people import opt_out
 from app.services import delivery, kpis, ledger, outcomes, privacy, regions
+from app.services.exports import XLSX_TYPE
 from app.market import operations, queries
 from app.market.filters import Filters
 # Aliased: app.buyer.returns is this package's own module of return views.
@@ -101,7 +103,7 @@ def new_order():
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
-                show_problems(problems(exc), form.field_named)
+                show_problems(problems_linked(exc), form.field_named)
         if order is not None:
             flash(f"Order placed; {format_money(held)} is held for it, and spent as leads "
                   "arrive.", "success")
@@ -267,7 +269,7 @@ def change(order_id: int):
         raise
     except DomainError as exc:
         db.session.rollback()
-        for problem in problems(exc):
+        for problem in problems_linked(exc):
             flash(problem["message"], "danger")
     return redirect(url_for("buyer.order_detail", order_id=order_id))
 
@@ -285,6 +287,15 @@ def leads_csv(order_id: int):
     return Response(stream_with_context(delivery.delivered_csv(order)), mimetype="text/csv",
                     headers={"Content-Disposition":
                              f'attachment; filename="order-{order.id}-leads.csv"'})
+
+
+@bp.route("/orders/<int:order_id>/leads.xlsx")
+def leads_xlsx(order_id: int):
+    order = _my_order(order_id)
+    # Sent whole, not streamed: a deflated workbook is far smaller than the CSV.
+    return Response(b"".join(delivery.delivered_xlsx(order)), mimetype=XLSX_TYPE,
+                    headers={"Content-Disposition":
+                             f'attachment; filename="order-{order.id}-leads.xlsx"'})
 
 
 
@@ -407,7 +418,8 @@ def kpi_page():
     return render_template(
         "buyer/kpis.html", period=period, orders=shown, per_order=data.per_order,
         total=kpis.total(data.per_order), empty=kpis.Kpis(),
-        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions))
+        charts=kpis.chart_data(shown, data.per_order, data.days, data.regions,
+                               user_language()))
 
 
 @bp.route("/kpis.csv")

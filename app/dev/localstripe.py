@@ -44,15 +44,46 @@ def _keep_store(store, path: Optional[Path]) -> None:
     store.dump_to_disk = dump
 
 
+# Stripe.js checks a card in its own field before it asks Stripe for a token, and says
+# which part is wrong (error.code, as Stripe documents them); the stand-in sent anything
+# and answered only "Bad request". This check runs where Stripe.js's would.
+_CHECK_CARD = """function localStripeCardProblem(card) {
+  const problem = (code, message) => ({type: 'validation_error', code, message});
+  if (!card || !card.number) return problem('incomplete_number', 'Your card number is incomplete.');
+  if (!/^[0-9]{12,19}$/.test(card.number)) return problem('invalid_number', 'Your card number is invalid.');
+  if (!card.exp_month || !card.exp_year) return problem('incomplete_expiry', "Your card's expiration date is incomplete.");
+  if (!/^(0?[1-9]|1[0-2])$/.test(card.exp_month)) return problem('invalid_expiry_month', "Your card's expiration month is invalid.");
+  if (!/^20[0-9]{2}$/.test(card.exp_year)) return problem('invalid_expiry_year', "Your card's expiration year is invalid.");
+  const now = new Date(), year = parseInt(card.exp_year, 10), month = parseInt(card.exp_month, 10);
+  if (year < now.getFullYear()) return problem('invalid_expiry_year_past', "Your card's expiration year is in the past.");
+  if (year === now.getFullYear() && month < now.getMonth() + 1) return problem('invalid_expiry_month_past', "Your card's expiration date is in the past.");
+  if (!/^[0-9]{3,4}$/.test(card.cvc || '')) return problem('incomplete_cvc', "Your card's security code is incomplete.");
+  return null;
+}
+
+Stripe = (apiKey) => {"""
+
 # localstripe's stand-in for Stripe.js, as served to the browser: its top-level
 # `class Element` shadowed the DOM's Element for every script on the page (Bootstrap's
-# menus and htmx threw on each event), and its card field sent a number typed with
-# spaces, as people type it and as Stripe's own field takes it, to be refused.
+# menus and htmx threw on each event), its card field sent a number typed with
+# spaces, as people type it and as Stripe's own field takes it, to be refused, and a
+# year typed in full ("2030") as "202030"; and it did not check a card (_CHECK_CARD).
 STAND_IN_FIXES = (
     ("class Element {", "class LocalStripeElement {"),
     ("new Element(this)", "new LocalStripeElement(this)"),
     ("instanceof Element)", "instanceof LocalStripeElement)"),
     ("number: this._inputs.number.value,", "number: this._inputs.number.value.replace(/[\\s-]/g, ''),"),
+    ("exp_year: '20' + this._inputs.exp_year.value,",
+     "exp_year: this._inputs.exp_year.value.trim().replace(/^([0-9]{2})$/, '20$1'),"),
+    ("exp_month: this._inputs.exp_month.value,", "exp_month: this._inputs.exp_month.value.trim(),"),
+    ("Stripe = (apiKey) => {", _CHECK_CARD),
+    ("""    createToken: async (element) => {
+      console.log('localstripe: Stripe().createToken()');
+""", """    createToken: async (element) => {
+      console.log('localstripe: Stripe().createToken()');
+      const problem = localStripeCardProblem(element.value && element.value.card);
+      if (problem) return {error: problem};
+"""),
 )
 
 

@@ -124,11 +124,14 @@ def _move_hold(order: Order, amount: int, kind: str) -> None:
                     memo=f"Order #{order.id}")
     except InsufficientFunds:
         balance = ledger.balance_for(buyer)
+        shortfall = amount - balance.available
         raise InsufficientFunds(
-            f"This order may spend {format_money(amount)} more than is held for it, and your "
-            f"available balance is {format_money(balance.available)}. Add funds, or lower the "
-            "price, quantity or budget.",
-            details={"needed": amount, "available": balance.available})
+            f"Not enough money in your balance: this order needs {format_money(amount)} "
+            f"more set aside to cover the leads it may buy, and you have "
+            f"{format_money(balance.available)} available. Top up at least "
+            f"{format_money(shortfall)} on the Balance page, or lower the price, quantity "
+            "or budget.",
+            details={"needed": amount, "available": balance.available, "shortfall": shortfall})
     order.held += amount
 
 

@@ -2,23 +2,28 @@
 (SPEC §5): pure logic, no database.
 
 Every CSV the product writes goes through `csv_lines`, and every cell in it is one
-of three kinds:
+of two kinds:
 
-- text (the default): a cell starting with = + - @ (or a tab/CR before them) is a
-  formula to Excel and LibreOffice -- an attacker's "=HYPERLINK(...)" in a lead's name
-  would run on the buyer's machine -- so such cells get an apostrophe in front
-  (OWASP's advice). The apostrophe shows; the formula never runs.
+- text (the default): a cell starting with = + - @, a tab, CR or NUL is a formula to
+  Excel, LibreOffice or Google Sheets -- an attacker's "=HYPERLINK(...)" in a lead's
+  name would run on the buyer's machine -- so such cells get an apostrophe in front,
+  as OWASP advises (CSV Injection; ASVS 5.0 requirement 1.2.10 names the same
+  characters). The apostrophe shows; the formula never runs.
+  One exception, chosen so phone numbers import into CRMs: a cell that is exactly an
+  E.164 number ("+" and 6 to 15 digits, nothing else) is written bare. As a formula
+  it could only be that number itself -- no function, reference or DDE call fits in
+  digits -- so nothing can run, and "+15551234567" is the form CRM and messaging
+  importers ask for (E.164, no quotes or other characters). Any prefix we added
+  (the apostrophe, or the tab this module used to write) is kept verbatim by
+  importers and CSV readers that do not strip it, and fails their phone check. The
+  cost is in spreadsheets: one that opens the CSV shows such a cell as a number
+  (the "+" dropped, 12+ digits in scientific notation); a buyer who works in a
+  spreadsheet downloads the leads as an Excel workbook instead (`xlsx_chunks`:
+  every text cell, phones too, stays text there). A "+" or "-" followed by anything
+  else ("+1 555 ...", "-1+1") is guarded like any formula.
 - number: values we computed (ids, counts, scores, rates, amounts). A negative
   amount must stay a number, so these are written as they are -- but only if they
   look like a number; anything else is guarded like text.
-- phone: a validated E.164 number is written after a tab ("\t+79541234567").
-  Written bare, "+79541234567" is read by Excel as the formula +79541234567, shown
-  as 7.95E+10 with the "+" lost; the `="+7954…"` trick keeps it, but as a formula
-  that CRMs and scripts then import verbatim. After a tab the cell is no number and
-  no formula to Excel or LibreOffice, so it opens as the text +79541234567, and
-  every CSV reader gets the E.164 number back with a `strip()` (phonenumbers and
-  most CRM importers ignore leading whitespace themselves). A value that is not
-  E.164 is guarded like text.
 
 Money is written in major units with the currency in its own `currency` column (the
 last column of the file), formatted from integer minor units by `major_units` with
@@ -26,7 +31,6 @@ integer arithmetic only, never a float: 123450 USD is "1234.50", 5 JPY is "5".
 """
 import csv
 import io
-import itertools
 import re
 import zipfile
 from decimal import ROUND_HALF_UP, Decimal
@@ -34,7 +38,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 from xml.sax.saxutils import escape
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
-TEXT, NUMBER, PHONE = "text", "number", "phone"
+TEXT, NUMBER = "text", "number"
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _E164 = re.compile(r"\+[1-9][0-9]{5,14}", re.ASCII)
 
@@ -76,9 +80,10 @@ def major_units_of_average(minor: Optional[Decimal | int], currency: str) -> Opt
 
 
 def safe_cell(value) -> str:
-    """Free text as a cell that no spreadsheet runs as a formula."""
+    """Free text as a cell that no spreadsheet runs as a formula; an E.164 phone
+    number stays bare (see the module's docstring)."""
     text = "" if value is None else str(value)
-    if text.startswith(FORMULA_TRIGGERS):
+    if text.startswith(FORMULA_TRIGGERS) and not _E164.fullmatch(text):
         return "'" + text
     return text
 
@@ -88,12 +93,7 @@ def number_cell(value) -> str:
     return text if not text or _NUMBER.fullmatch(text) else safe_cell(text)
 
 
-def phone_cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "\t" + text if _E164.fullmatch(text) else safe_cell(text)
-
-
-_CELLS = {TEXT: safe_cell, NUMBER: number_cell, PHONE: phone_cell}
+_CELLS = {TEXT: safe_cell, NUMBER: number_cell}
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
@@ -101,8 +101,8 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
               bom: bool = True) -> Iterator[str]:
     """Stream a CSV document line by line (UTF-8 BOM first, so Excel reads UTF-8).
 
-    `kinds` names the columns that are not free text: NUMBER or PHONE (see the
-    module's docstring); every other cell is guarded as TEXT. `delimiter` and `bom`
+    `kinds` names the columns that are not free text, NUMBER (see the module's
+    docstring); every other cell is guarded as TEXT. `delimiter` and `bom`
     give a file back in the shape it came in."""
     kinds = kinds or {}
     unknown = set(kinds) - set(header)
@@ -182,16 +182,26 @@ class _Drain(io.RawIOBase):
         return data
 
 
-def _xlsx_cell(value) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+def _xlsx_cell(value, kind: str = TEXT) -> str:
+    if (isinstance(value, int) and not isinstance(value, bool)) or (
+            kind == NUMBER and isinstance(value, str) and _NUMBER.fullmatch(value)):
         return f"<c><v>{value}</v></c>"
     text = escape(_NOT_XML.sub("\ufffd", "" if value is None else str(value)))
     return f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
 
 
-def xlsx_chunks(sheet: str, header: Sequence[str], rows: Iterable[Sequence]
-                ) -> Iterator[bytes]:
-    """Stream an .xlsx workbook of one sheet: the header, then the rows."""
+def xlsx_chunks(sheet: str, header: Sequence[str], rows: Iterable[Sequence],
+                kinds: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    """Stream an .xlsx workbook of one sheet: the header, then the rows. Every cell
+    is text (an inline string, never a formula: a phone stays "+7954...") but integers
+    and, in the columns `kinds` names NUMBER, what reads as a number ("12.50")."""
+    kinds = kinds or {}
+    column_kinds = [kinds.get(name, TEXT) for name in header]
+
+    def row_xml(row) -> str:
+        return "".join(_xlsx_cell(value, column_kinds[i] if i < len(column_kinds) else TEXT)
+                       for i, value in enumerate(row))
+
     out = _Drain()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in _XLSX_PARTS.items():
@@ -199,8 +209,9 @@ def xlsx_chunks(sheet: str, header: Sequence[str], rows: Iterable[Sequence]
         with archive.open("xl/worksheets/sheet1.xml", "w") as part:
             part.write(f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
                        f'<worksheet xmlns="{_XLSX_MAIN}"><sheetData>'.encode())
-            for row in itertools.chain([header], rows):
-                part.write(f"<row>{''.join(map(_xlsx_cell, row))}</row>".encode())
+            part.write(f"<row>{''.join(map(_xlsx_cell, header))}</row>".encode())
+            for row in rows:
+                part.write(f"<row>{row_xml(row)}</row>".encode())
                 if out.pending >= 1 << 16:
                     yield out.take()
             part.write(b"</sheetData></worksheet>")

@@ -309,10 +309,16 @@ def orders_for_page(buyer: User, per_order: dict[int, Kpis], limit: int = 50) ->
 
 
 def chart_data(orders: list[Order], per_order: dict[int, Kpis], days: list[dict],
-               regions: list[dict]) -> dict:
-    """What static/js/kpi-charts.js draws (money in minor units, rates as fractions)."""
+               regions: list[dict], language: str = "en") -> dict:
+    """What static/js/kpi-charts.js draws (money in minor units, rates as fractions,
+    regions by name in the reader's language)."""
+    from app.services.regions import region_name
+
     def label(order: Order) -> str:
         return f"#{order.id} {order.name}".strip()
+
+    def place(region: str) -> str:
+        return "Region not given" if region == "unknown" else region_name(region, language)
 
     def number(value):
         return None if value is None else float(value)
@@ -325,7 +331,7 @@ def chart_data(orders: list[Order], per_order: dict[int, Kpis], days: list[dict]
         "orders": [label(o) for o in shown],
         "cpl": [number(per_order[o.id].cpl) for o in shown],
         "conversion_rate": [number(per_order[o.id].conversion_rate) for o in shown],
-        "regions": [r["region"] for r in regions],
+        "regions": [place(r["region"]) for r in regions],
         "your_price": [number(r["your_average"]) for r in regions],
         "market_price": [number(r["market_average"]) for r in regions],
     }

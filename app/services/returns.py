@@ -36,6 +36,8 @@ BUYER_REASONS = {
     ReturnReason.DUPLICATE: "Duplicate of a lead I already had",
 }
 RESPONSE_NOTE_MAX = 2000  # characters of a seller's reason
+CONVERTED_REFUSAL = ("You marked this lead converted: a customer is not a bad lead. If that "
+                     "was a mistake, change its outcome first.")
 REASON_LABELS = {**BUYER_REASONS,
                  ReturnReason.FAILED_SPOT_CHECK: "The batch failed its authenticity check"}
 
@@ -54,6 +56,30 @@ def not_rejected_returns(order_id: int) -> int:
         Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """How many of an order's leads its buyer may return, how many they have, until
+    when this sale may be returned, and whether the buyer marked it converted: what
+    opening a return checks, and what the return form says before it is filled in."""
+    cap: int
+    used: int
+    of: int  # the order's leads
+    closes: datetime
+    converted: bool
+
+    @property
+    def left(self) -> int:
+        return max(0, self.cap - self.used)
+
+
+def allowance(sale: Sale, order: Optional[Order] = None) -> Allowance:
+    order = order or db.session.get(Order, sale.order_id)
+    outcome = db.session.scalar(select(SaleOutcome.status).where(SaleOutcome.sale_id == sale.id))
+    return Allowance(return_cap(order), not_rejected_returns(order.id), order.filled,
+                     sale.created_at + earnings.return_window(),
+                     outcome is OutcomeStatus.CONVERTED)
+
+
 def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
                 now: Optional[datetime] = None) -> Return:
     now = _now(now)
@@ -70,21 +96,18 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
             code="invalid_reason", details={"field": "reason"})
     if db.session.scalar(select(Return.id).where(Return.sale_id == sale.id)):
         raise Conflict("This lead has already been returned.", code="already_returned")
-    if db.session.scalar(select(SaleOutcome.status).where(SaleOutcome.sale_id == sale.id)) \
-            is OutcomeStatus.CONVERTED:
-        raise ValidationFailed(
-            "You marked this lead converted: a customer is not a bad lead. If that was a "
-            "mistake, change its outcome first.", code="converted_lead")
-    closes = sale.created_at + earnings.return_window()
-    if now > closes:
-        raise ValidationFailed(
-            f"The return window closed on {closes:%Y-%m-%d %H:%M} UTC.", code="window_closed")
     order = db.session.get(Order, sale.order_id)
-    cap = return_cap(order)
-    if not_rejected_returns(order.id) >= cap:
+    allowed = allowance(sale, order)
+    if allowed.converted:
+        raise ValidationFailed(CONVERTED_REFUSAL, code="converted_lead")
+    if now > allowed.closes:
         raise ValidationFailed(
-            f"You may return at most {cap} of this order's {order.filled} leads.",
-            code="return_cap_reached", details={"cap": cap})
+            f"The return window closed on {allowed.closes:%Y-%m-%d %H:%M} UTC.",
+            code="window_closed")
+    if not allowed.left:
+        raise ValidationFailed(
+            f"You may return at most {allowed.cap} of this order's {order.filled} leads.",
+            code="return_cap_reached", details={"cap": allowed.cap})
     item = Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
                   seller_id=sale.seller_id, reason=reason, note=note.strip()[:2000],
                   status=ReturnStatus.AWAITING_SELLER, created_at=now)

@@ -27,19 +27,52 @@ function pollBalance() {
   }, 2000);
 }
 
-// What both card forms share: Stripe.js with a card field, a line for errors, and
-// POSTs (the CSRF token in a header) answered in JSON.
+// Stripe.js says which part of the card is wrong (error.code): said under the card
+// field. A refusal without a code ("Bad request" from a test server) still says what to
+// check rather than nothing a buyer can act on.
+const CARD_PROBLEMS = {
+  incomplete_number: "Enter the whole card number.",
+  invalid_number: "The card number is not valid: check it on your card.",
+  incomplete_expiry: "Enter the card's expiry: month and year.",
+  invalid_expiry_month: "The expiry month must be 01 to 12.",
+  invalid_expiry_year: "The expiry year is not valid: enter it as two digits, e.g. 30.",
+  invalid_expiry_year_past: "The card has expired: its expiry year is in the past.",
+  invalid_expiry_month_past: "The card has expired: its expiry date is in the past.",
+  incomplete_cvc: "Enter the card's security code (CVC), 3 or 4 digits.",
+  invalid_cvc: "The security code (CVC) is not valid.",
+  incomplete_zip: "Enter the postal code of the card's billing address.",
+};
+const CARD_REFUSED = "The card details were not accepted: check the number, the expiry " +
+  "(month 01 to 12, year as two digits, not in the past) and the security code.";
+
+// What both card forms share: Stripe.js with a card field and its error line, a line
+// for other errors, and POSTs (the CSRF token in a header) answered in JSON.
 function cardForm(form, cardSelector, errorBoxId) {
   const stripe = Stripe(form.dataset.publishableKey);
   const card = stripe.elements().create("card");
   card.mount(cardSelector);
   const errorBox = document.getElementById(errorBoxId);
+  const cardField = document.querySelector(cardSelector);
+  const cardError = document.getElementById(cardField.getAttribute("aria-describedby"));
+  const showCardError = (message) => {
+    cardError.textContent = message || "";
+    cardField.classList.toggle("is-invalid", Boolean(message));
+  };
   return {
     stripe,
     card,
     showError(message) {
       errorBox.textContent = message || "";
       errorBox.classList.toggle("d-none", !message);
+      if (!message) showCardError("");
+    },
+    // An error from Stripe.js about the card the buyer typed.
+    showCardProblem(error) {
+      if (error && (error.type === "validation_error" || error.type === "invalid_request_error")) {
+        showCardError(CARD_PROBLEMS[error.code] || (error.code && error.message) || CARD_REFUSED);
+      } else {
+        this.showError((error && error.message) || CARD_REFUSED);
+      }
     },
     async post(url, body) {
       const response = await fetch(url, {
@@ -55,7 +88,8 @@ function cardForm(form, cardSelector, errorBoxId) {
 }
 
 function setUpTopUp(form) {
-  const {stripe, card, showError, post} = cardForm(form, "#card-element", "topup-error");
+  const cards = cardForm(form, "#card-element", "topup-error");
+  const {stripe, card, showError, post} = cards;
   const button = document.getElementById("topup-submit");
   const busy = document.getElementById("topup-busy");
   const setBusy = (on) => {
@@ -70,7 +104,7 @@ function setUpTopUp(form) {
     try {
       const {token, error} = await stripe.createToken(card);
       if (error || !token) {
-        showError((error && error.message) || "Check the card details.");
+        cards.showCardProblem(error);
         return;
       }
       const body = new FormData(form);
@@ -97,8 +131,8 @@ function setUpTopUp(form) {
 }
 
 function setUpAutoTopUp(form) {
-  const {stripe, card, showError, post} = cardForm(
-    form, "#auto-card-element", "auto-topup-form-error");
+  const cards = cardForm(form, "#auto-card-element", "auto-topup-form-error");
+  const {stripe, card, showError, post} = cards;
   const button = document.getElementById("auto-topup-submit");
 
   form.addEventListener("submit", async (event) => {
@@ -114,7 +148,7 @@ function setUpAutoTopUp(form) {
       const {setupIntent, error} = await stripe.confirmCardSetup(
         result.client_secret, {payment_method: {card}});
       if (error || !setupIntent) {
-        showError((error && error.message) || "The card could not be saved.");
+        cards.showCardProblem(error);
         return;
       }
       const body = new FormData(form);

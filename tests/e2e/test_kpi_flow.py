@@ -60,7 +60,7 @@ def test_mark_an_outcome_then_compare_orders_with_charts(page):
     assert sum(daily["data"][0]) == 9 and sum(daily["data"][1]) == 2_400
     assert cpl["labels"] == [f"#{second_id} Landing B", f"#{first_id} Landing A"]
     assert cpl["data"] == [[200, 400]] and cr["data"] == [[0, pytest.approx(0.3333)]]
-    assert sorted(regions["labels"]) == ["US-CA", "US-NY"]
+    assert sorted(regions["labels"]) == ["California", "New York"]  # by name, not ISO code
     assert page.console_errors == []  # a CSP violation would show here
 
 

@@ -13,6 +13,18 @@ from tests.market_helpers import funded_buyer, live_leads, person, place, sales_
 
 pytestmark = pytest.mark.browser
 
+# Whether a field's placeholder is shown whole: its text, in the field's font, is no
+# wider than the field's inside (times its rows, a textarea wrapping it, less a tenth
+# for the ends of lines a wrap leaves empty).
+PLACEHOLDER_FITS = """field => {
+  const style = getComputedStyle(field);
+  const context = document.createElement("canvas").getContext("2d");
+  context.font = style.font;
+  const inside = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const lines = field.tagName === "TEXTAREA" ? field.rows : 1;
+  return context.measureText(field.placeholder).width <= inside * lines * (lines > 1 ? 0.9 : 1);
+}"""
+
 
 @pytest.mark.parametrize("width", [1366, 390])
 def test_the_seller_contests_a_return_with_a_reason_on_any_screen(page, width):
@@ -40,6 +52,7 @@ def test_the_seller_contests_a_return_with_a_reason_on_any_screen(page, width):
 
     reason = card.get_by_label(f"Why you contest return #{item_id}")
     assert reason.evaluate("input => input.validity.valueMissing")  # no reason, no contest
+    assert reason.evaluate(PLACEHOLDER_FITS), "the reason's placeholder is cut off"
     reason.fill("She signed up twice")
     contest.click()
     expect(page.locator(".alert")).to_contain_text("an administrator will decide")

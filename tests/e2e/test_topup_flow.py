@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from app.models import Role
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.e2e.conftest import log_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -59,3 +60,30 @@ def test_top_up_by_card_in_the_browser(stripe_app, page):
     # else may fail (localstripe's stand-in once broke Bootstrap and htmx on this page).
     expected = {"Failed to load resource: the server responded with a status of 402 (PAYMENT REQUIRED)"}
     assert [e for e in page.console_errors if e not in expected] == []
+
+
+def test_a_malformed_card_expiry_is_said_under_the_card_field(stripe_app, page):
+    make_user(Role.BUYER, email="expiry@example.com")
+    log_in_page(page, "expiry@example.com")
+    page.goto("/buyer/balance")
+    card = page.locator("#card-element")
+    problem = page.locator("#card-element-error")
+    page.get_by_label("Amount (USD)").fill("20.00")
+    card.get_by_placeholder("number").fill("4242 4242 4242 4242")
+    card.get_by_placeholder("cvc").fill("123")
+    for month, year, said in (("13", "30", "The expiry month must be 01 to 12."),
+                              ("12", "3", "The expiry year is not valid"),
+                              ("01", "20", "its expiry year is in the past")):
+        card.get_by_placeholder("exp_month").fill(month)
+        card.get_by_placeholder("exp_year").fill(year)
+        page.get_by_role("button", name="Pay by card").click()
+        expect(problem).to_be_visible()
+        expect(problem).to_contain_text(said)
+        expect(card).to_have_class("form-control is-invalid")
+        expect(page.locator("#topup-error")).to_be_hidden()
+    card.get_by_placeholder("exp_month").fill("12")
+    card.get_by_placeholder("exp_year").fill("2030")  # the year in full is taken too
+    page.get_by_role("button", name="Pay by card").click()
+    expect(page.get_by_text("Stripe accepted your card for $20.00")).to_be_visible()
+    expect(page.locator("#available")).to_have_text("$20.00", timeout=15_000)
+    assert page.console_errors == []
