@@ -31,8 +31,8 @@ def test_place_order_fills_from_inventory_and_lists_leads(client, api_key_for):
     csv_text = client.get(f"/api/v1/orders/{order_id}/leads?format=csv",
                           headers=headers).get_data(as_text=True)
     assert csv_text.lstrip("\ufeff").startswith("sale_id,sold_at,price,first_name")
-    # Phones import into a CRM as they are: E.164, bare (no tab, no apostrophe).
-    assert ",+14155550001," in csv_text
+    # Phones stay text in spreadsheets and importable: a tab, then E.164 (no apostrophe).
+    assert ",\t+14155550001," in csv_text
 
 
 def test_csv_export_defuses_formulas_in_free_text(client, api_key_for):

@@ -155,8 +155,8 @@ def test_bulk_outcome_and_export_of_the_chosen(app):
     assert [int(r["sale_id"]) for r in rows] == [sales[1], sales[4]]
     assert rows[0]["price"] == "1.00" and rows[0]["currency"] == "USD"  # major units
     assert rows[0]["outcome"] == "bad"
-    # The export's phone convention (app/services/exports.py): E.164, as CRMs import it.
-    assert re.fullmatch(r"\+1415555\d{4}", rows[0]["phone"])
+    # The export's phone convention (app/services/exports.py): text a spreadsheet keeps.
+    assert re.fullmatch(r"\t\+1415555\d{4}", rows[0]["phone"])
 
 
 def test_another_buyers_leads_are_refused_in_every_action(app):

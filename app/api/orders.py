@@ -109,8 +109,8 @@ def resume_order(order_id: int):
 @blp.arguments(PageSchema, location="query")
 @blp.response(200, DeliveredLeadSchema(many=True),
               description="JSON (money in minor units), or CSV with ?format=csv (price and "
-                          "revenue in major units with a `currency` column; phones in E.164, "
-                          "bare, as CRMs import them)")
+                          "revenue in major units with a `currency` column; phones as a tab "
+                          "then E.164, text in spreadsheets)")
 @blp.alt_response(404, schema=ApiErrorSchema)
 def order_leads(page, order_id: int):
     """The leads delivered to this order, with contacts and each sale's id."""

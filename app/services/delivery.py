@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models import Lead, Order, Sale, SaleOutcome
 from app.people.opt_out import code as opt_out_code
 from app.services import scoring
-from app.services.exports import NUMBER, csv_lines, major_units, xlsx_chunks
+from app.services.exports import NUMBER, PHONE, csv_lines, major_units, xlsx_chunks
 from app.services.crypto import current_vault
 from app.services.regions_tz import consent_zone as person_zone
 
@@ -24,9 +24,10 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                # SPEC §5: `price` and `revenue` are in major units of this currency.
                "currency"]
 LATER_LEAD_COLUMNS = CSV_COLUMNS[-6:-1]
-# Cells that are not free text (app/services/exports.py): numbers we wrote. The phone,
-# validated E.164, is text written bare, as CRMs import it.
-CSV_KINDS = dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER)
+# Cells that are not free text (app/services/exports.py): numbers we wrote, and the
+# validated E.164 phone, kept text in spreadsheets.
+CSV_KINDS = {**dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER),
+             "phone": PHONE}
 
 
 def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> dict:
@@ -98,8 +99,8 @@ def _export_rows(order: Order, sale_ids: list[int] | None) -> Iterator[list]:
 
 
 def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[str]:
-    """The order's leads (or those of them in `sale_ids`) as CSV, for CRMs: money in
-    major units with a `currency` column, the phone in E.164, free text defused
+    """The order's leads (or those of them in `sale_ids`) as CSV: money in major units
+    with a `currency` column, the phone as text spreadsheets keep, free text defused
     (app/services/exports.py)."""
     return csv_lines(CSV_COLUMNS, _export_rows(order, sale_ids), CSV_KINDS)
 

@@ -9,21 +9,18 @@ of two kinds:
   name would run on the buyer's machine -- so such cells get an apostrophe in front,
   as OWASP advises (CSV Injection; ASVS 5.0 requirement 1.2.10 names the same
   characters). The apostrophe shows; the formula never runs.
-  One exception, chosen so phone numbers import into CRMs: a cell that is exactly an
-  E.164 number ("+" and 6 to 15 digits, nothing else) is written bare. As a formula
-  it could only be that number itself -- no function, reference or DDE call fits in
-  digits -- so nothing can run, and "+15551234567" is the form CRM and messaging
-  importers ask for (E.164, no quotes or other characters). Any prefix we added
-  (the apostrophe, or the tab this module used to write) is kept verbatim by
-  importers and CSV readers that do not strip it, and fails their phone check. The
-  cost is in spreadsheets: one that opens the CSV shows such a cell as a number
-  (the "+" dropped, 12+ digits in scientific notation); a buyer who works in a
-  spreadsheet downloads the leads as an Excel workbook instead (`xlsx_chunks`:
-  every text cell, phones too, stays text there). A "+" or "-" followed by anything
-  else ("+1 555 ...", "-1+1") is guarded like any formula.
 - number: values we computed (ids, counts, scores, rates, amounts). A negative
   amount must stay a number, so these are written as they are -- but only if they
   look like a number; anything else is guarded like text.
+- phone: a validated E.164 number is written after a tab ("\t+79541234567"), because
+  SPEC §5 wants phone numbers to stay text in spreadsheets. Written bare,
+  "+79541234567" opens as the formula +79541234567, shown as 7.95E+10 with the "+"
+  lost; `="+7954…"` keeps it, but as a formula that CRMs then import verbatim. After
+  a tab the cell is no number and no formula, so it opens as the text +79541234567,
+  and every CSV reader gets the E.164 number back with a `strip()` (phonenumbers and
+  most CRM importers ignore leading whitespace). A value that is not E.164 is
+  guarded like text. The Excel download (`xlsx_chunks`) has no such prefix: its
+  cells are typed, phones text.
 
 Money is written in major units with the currency in its own `currency` column (the
 last column of the file), formatted from integer minor units by `major_units` with
@@ -38,7 +35,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 from xml.sax.saxutils import escape
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
-TEXT, NUMBER = "text", "number"
+TEXT, NUMBER, PHONE = "text", "number", "phone"
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 _E164 = re.compile(r"\+[1-9][0-9]{5,14}", re.ASCII)
 
@@ -80,10 +77,9 @@ def major_units_of_average(minor: Optional[Decimal | int], currency: str) -> Opt
 
 
 def safe_cell(value) -> str:
-    """Free text as a cell that no spreadsheet runs as a formula; an E.164 phone
-    number stays bare (see the module's docstring)."""
+    """Free text as a cell that no spreadsheet runs as a formula."""
     text = "" if value is None else str(value)
-    if text.startswith(FORMULA_TRIGGERS) and not _E164.fullmatch(text):
+    if text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
 
@@ -93,7 +89,12 @@ def number_cell(value) -> str:
     return text if not text or _NUMBER.fullmatch(text) else safe_cell(text)
 
 
-_CELLS = {TEXT: safe_cell, NUMBER: number_cell}
+def phone_cell(value) -> str:
+    text = "" if value is None else str(value)
+    return "\t" + text if _E164.fullmatch(text) else safe_cell(text)
+
+
+_CELLS = {TEXT: safe_cell, NUMBER: number_cell, PHONE: phone_cell}
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
@@ -101,8 +102,8 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
               bom: bool = True) -> Iterator[str]:
     """Stream a CSV document line by line (UTF-8 BOM first, so Excel reads UTF-8).
 
-    `kinds` names the columns that are not free text, NUMBER (see the module's
-    docstring); every other cell is guarded as TEXT. `delimiter` and `bom`
+    `kinds` names the columns that are not free text: NUMBER or PHONE (see the
+    module's docstring); every other cell is guarded as TEXT. `delimiter` and `bom`
     give a file back in the shape it came in."""
     kinds = kinds or {}
     unknown = set(kinds) - set(header)
