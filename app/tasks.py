@@ -55,6 +55,8 @@ def init_celery(app: Flask) -> Celery:
             "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
             "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
             "retry-emails": {"task": "app.tasks.retry_emails", "schedule": 60.0},
+            "send-email-deliveries": {"task": "app.tasks.send_email_deliveries",
+                                      "schedule": 60.0},
             "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
             # Hourly, but a seller is paid at most once a day (one payout per day).
             "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
@@ -215,9 +217,10 @@ def match_open_orders() -> int:
 
 @celery.task(name="app.tasks.deliver_webhooks")
 def deliver_webhooks(sale_ids: list[int]) -> None:
-    from app.aftersale.delivery import engine
+    from app.aftersale.delivery import emailing, engine
 
     engine.deliver_sales(sale_ids)
+    emailing.deliver_sales(sale_ids)
 
 
 @celery.task(name="app.tasks.retry_webhooks")
@@ -228,6 +231,14 @@ def retry_webhooks() -> int:
     for delivery_id in due:
         engine.deliver(delivery_id)
     return len(due)
+
+
+@celery.task(name="app.tasks.send_email_deliveries")
+def send_email_deliveries() -> int:
+    """Digests of leads by email whose hour or day has ended, and retries now due."""
+    from app.aftersale.delivery import emailing
+
+    return emailing.send_due()
 
 
 @celery.task(name="app.tasks.send_emails")

@@ -212,8 +212,9 @@ def deliver(delivery_id: int) -> bool:
 
 
 def deliver_sales(sale_ids: Iterable[int]) -> None:
+    """The sales' deliveries to the order's URL (by email: app.aftersale.delivery.emailing)."""
     ids = list(db.session.scalars(sa.select(WebhookDelivery.id).where(
-        WebhookDelivery.sale_id.in_(list(sale_ids)),
+        WebhookDelivery.sale_id.in_(list(sale_ids)), WebhookDelivery.channel == "url",
         WebhookDelivery.status == DeliveryStatus.PENDING)))
     for delivery_id in ids:
         deliver(delivery_id)
@@ -221,7 +222,7 @@ def deliver_sales(sale_ids: Iterable[int]) -> None:
 
 def due_deliveries(limit: int = 500) -> list[int]:
     return list(db.session.scalars(sa.select(WebhookDelivery.id).where(
-        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.channel == "url",
         WebhookDelivery.next_attempt_at <= utcnow()).order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)))
 
@@ -239,18 +240,25 @@ def resend(order: Order, delivery_id: int) -> WebhookDelivery:
     return delivery
 
 
-def never_sent(order: Order) -> list[int]:
-    """The order's sales that have no delivery: those made while it had no delivery
-    URL. Erased leads and leads refunded by an accepted return are not the buyer's to
+def _never_sent(order: Order, what) -> sa.Select:
+    """The order's sales that have no delivery to its URL: those made while it had
+    none. Erased leads and leads refunded by an accepted return are not the buyer's to
     receive any more."""
-    return list(db.session.scalars(
-        sa.select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
-        .where(Sale.order_id == order.id, Lead.erased_at.is_(None),
-               ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
-                                  WebhookDelivery.order_id == order.id),
-               ~sa.exists().where(Return.sale_id == Sale.id,
-                                  Return.status == ReturnStatus.ACCEPTED))
-        .order_by(Sale.id)))
+    return (sa.select(what).select_from(Sale).join(Lead, Lead.id == Sale.lead_id)
+            .where(Sale.order_id == order.id, Lead.erased_at.is_(None),
+                   ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
+                                      WebhookDelivery.order_id == order.id,
+                                      WebhookDelivery.channel == "url"),
+                   ~sa.exists().where(Return.sale_id == Sale.id,
+                                      Return.status == ReturnStatus.ACCEPTED)))
+
+
+def never_sent(order: Order) -> list[int]:
+    return list(db.session.scalars(_never_sent(order, Sale.id).order_by(Sale.id)))
+
+
+def never_sent_count(order: Order) -> int:
+    return db.session.scalar(_never_sent(order, sa.func.count()))
 
 
 def send_never_sent(order: Order) -> int:
