@@ -199,6 +199,10 @@ def test_an_unreachable_mail_server_reads_as_a_sentence(app, smtp_server):
         outcome = emailing.send_test(order)
     assert outcome.error == "connection refused by the mail server 127.0.0.1"
     assert outcome.code is None and "Subject: [Test] New lead" in outcome.shown
+    app.config.update(MAIL_PORT=smtp_server.port, MAIL_USE_TLS=True)  # it offers no TLS
+    assert emailing.send_test(order).error == (
+        "the mail server 127.0.0.1 offers no secure connection (STARTTLS), which "
+        "MAIL_USE_TLS asks for")
 
 
 def test_the_test_console_sends_a_test_email_and_shows_message_and_reply(
@@ -236,6 +240,7 @@ def test_the_test_console_sends_a_test_email_and_shows_message_and_reply(
     assert f"Message-ID: {html.escape(message['Message-ID'])}" in page
     assert "test.lead@example.com" in page and "250 Message accepted" in page
     assert engine.log_for(order) == []  # a test is not a delivery
+    assert '<input checked class="form-check-input" id="enabled"' in page  # as saved
 
     # Switched off: sales made from now on are not emailed.
     response = buyer_client.post(f"/buyer/orders/{order.id}/delivery/email", data={

@@ -35,10 +35,11 @@ def _format_form(order: Order) -> DeliveryFormatForm:
 
 def _email_form(order: Order) -> EmailDeliveryForm:
     method = settings.email_for(order)
-    if method is None:
-        return EmailDeliveryForm(data={"enabled": False})
-    return EmailDeliveryForm(data={"enabled": True, "addresses": method.addresses,
-                                   "mode": method.mode, "digest": method.digest})
+    # formdata=None: on the test's POST the form shows what is saved, not that request's
+    data = {"enabled": False} if method is None else {
+        "enabled": True, "addresses": method.addresses, "mode": method.mode,
+        "digest": method.digest}
+    return EmailDeliveryForm(formdata=None, data=data)
 
 
 def _attempts(order: Order) -> list[dict]:

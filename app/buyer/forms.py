@@ -252,6 +252,6 @@ class EmailDeliveryForm(FlaskForm):
     mode = RadioField("Send", default="lead", choices=[
         SelectChoice("lead", "One message per lead, the moment it is sold"),
         SelectChoice("digest", "A digest of the leads sold")])
-    digest = SelectField("Digest", default="daily", choices=[
-        SelectChoice("hourly", "Every hour"), SelectChoice("daily", "Every day")],
+    digest = SelectField("Digest every", default="daily", choices=[
+        SelectChoice("hourly", "hour"), SelectChoice("daily", "day")],
         description="Hours and days of the order's time zone.")

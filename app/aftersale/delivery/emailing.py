@@ -13,6 +13,7 @@ committed conditional UPDATE, so the after-commit dispatch and the periodic job 
 send one lead twice at once."""
 import smtplib
 import socket
+import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -88,6 +89,13 @@ def failure(exc: Exception, host: str) -> str:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return "the mail server refused " + "; ".join(
             f"{address} ({code} {_text(reply)})" for address, (code, reply) in exc.recipients.items())
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return f"the mail server {host} refused LeadX's login (MAIL_USERNAME, MAIL_PASSWORD)"
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return f"the mail server {host} offers no secure connection (STARTTLS), which " \
+               "MAIL_USE_TLS asks for"
+    if isinstance(exc, ssl.SSLError):
+        return f"the secure connection (TLS) to the mail server {host} failed"
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"the mail server {host} refused the message: {exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
