@@ -20,7 +20,7 @@ from app.models import (
 from app.models.types import utcnow
 from app.services import ledger
 from app.services.crypto import current_vault
-from tests.conftest import csrf_token, wait_until
+from tests.conftest import csrf_token, log_in, wait_until
 from tests.test_delivery import LEAD
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 from tests.query_count import counted
@@ -94,6 +94,12 @@ def test_one_message_per_lead_to_every_address(app, client, api_key_for, smtp_se
     # The order has no URL: nothing else was made for the sale, and it is not "never sent"
     # by email either (the delivery page counts sales without a URL delivery).
     assert [d.channel for d in engine.log_for(order)] == ["email"]
+    # The lead's journey shows the attempt as an email and the server's reply code.
+    journey = app.test_client()
+    log_in(journey, buyer)
+    page = journey.get(f"/buyer/leads/{sales_of(order)[0].lead_id}/journey").get_data(
+        as_text=True)
+    assert "Email · " in page and "SMTP 250" in page and "HTTP 250" not in page
 
 
 def test_a_digest_waits_for_its_hour_then_sends_one_message(app, smtp_server):
