@@ -30,7 +30,8 @@ _executors: dict[str, ThreadPoolExecutor] = {}
 # Webhooks get threads of their own: speed to lead must not queue behind an upload.
 THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8),
                 # Nor email behind an upload, nor webhooks behind a slow SMTP server.
-                "app.tasks.send_emails": ("leadx-mail", 2)}
+                "app.tasks.send_emails": ("leadx-mail", 2),
+                "app.tasks.deliver_by_email": ("leadx-mail", 2)}
 STAGED_UPLOAD_MAX_AGE_SECONDS = 86400  # a seller may come back to the confirm step within a day
 
 
@@ -217,10 +218,17 @@ def match_open_orders() -> int:
 
 @celery.task(name="app.tasks.deliver_webhooks")
 def deliver_webhooks(sale_ids: list[int]) -> None:
-    from app.aftersale.delivery import emailing, engine
+    from app.aftersale.delivery import engine
 
     engine.deliver_sales(sale_ids)
-    emailing.deliver_sales(sale_ids)
+
+
+@celery.task(name="app.tasks.deliver_by_email")
+def deliver_by_email(sale_ids: list[int]) -> int:
+    """The sales' messages to orders that take one per lead, and resent digests."""
+    from app.aftersale.delivery import emailing
+
+    return emailing.deliver_sales(sale_ids)
 
 
 @celery.task(name="app.tasks.retry_webhooks")
@@ -358,4 +366,5 @@ events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
+events.on(events.WebhooksDue, lambda e: dispatch(deliver_by_email, list(e.sale_ids)))
 events.on(events.BuyerFundsLowered, lambda e: dispatch(check_auto_topup, e.account_id))
