@@ -207,9 +207,9 @@ class Settlement:
         channels = [c for c, wanted in (("url", slot.has_webhook), ("email", slot.has_email))
                     if wanted]
         if channels:
-            db.session.execute(sa.insert(WebhookDelivery), [
+            db.session.execute(sa.insert(WebhookDelivery).values([
                 {"sale_id": sale_id, "order_id": slot.id, "channel": channel,
-                 "next_attempt_at": now, "created_at": now} for channel in channels])
+                 "next_attempt_at": now, "created_at": now} for channel in channels]))
             self.webhook_sale_ids.append(sale_id)
         self.sale_ids.append(sale_id)
         self.touched_orders.add(slot.id)
