@@ -30,7 +30,8 @@ _executors: dict[str, ThreadPoolExecutor] = {}
 # Webhooks get threads of their own: speed to lead must not queue behind an upload.
 THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8),
                 # Nor email behind an upload, nor webhooks behind a slow SMTP server.
-                "app.tasks.send_emails": ("leadx-mail", 2)}
+                "app.tasks.send_emails": ("leadx-mail", 2),
+                "app.tasks.deliver_by_email": ("leadx-mail", 2)}
 STAGED_UPLOAD_MAX_AGE_SECONDS = 86400  # a seller may come back to the confirm step within a day
 
 
@@ -55,6 +56,8 @@ def init_celery(app: Flask) -> Celery:
             "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
             "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
             "retry-emails": {"task": "app.tasks.retry_emails", "schedule": 60.0},
+            "send-email-deliveries": {"task": "app.tasks.send_email_deliveries",
+                                      "schedule": 60.0},
             "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
             # Hourly, but a seller is paid at most once a day (one payout per day).
             "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
@@ -220,6 +223,14 @@ def deliver_webhooks(sale_ids: list[int]) -> None:
     engine.deliver_sales(sale_ids)
 
 
+@celery.task(name="app.tasks.deliver_by_email")
+def deliver_by_email(sale_ids: list[int]) -> int:
+    """The sales' messages to orders that take one per lead, and resent digests."""
+    from app.aftersale.delivery import emailing
+
+    return emailing.deliver_sales(sale_ids)
+
+
 @celery.task(name="app.tasks.retry_webhooks")
 def retry_webhooks() -> int:
     from app.aftersale.delivery import engine
@@ -228,6 +239,14 @@ def retry_webhooks() -> int:
     for delivery_id in due:
         engine.deliver(delivery_id)
     return len(due)
+
+
+@celery.task(name="app.tasks.send_email_deliveries")
+def send_email_deliveries() -> int:
+    """Digests of leads by email whose hour or day has ended, and retries now due."""
+    from app.aftersale.delivery import emailing
+
+    return emailing.send_due()
 
 
 @celery.task(name="app.tasks.send_emails")
@@ -347,4 +366,5 @@ events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
+events.on(events.WebhooksDue, lambda e: dispatch(deliver_by_email, list(e.sale_ids)))
 events.on(events.BuyerFundsLowered, lambda e: dispatch(check_auto_topup, e.account_id))

@@ -137,3 +137,41 @@ def test_daily_caps_and_delivery_hours_become_caps_and_schedules_and_back(tmp_pa
 
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def test_outbox_bodies_are_encrypted_by_the_migration_and_back(tmp_path):
+    """b4d2f6a8c1e9 encrypts the bodies of the messages already in the outbox (and back)."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.services.crypto import current_vault
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    before = "b4d2f6a8c1e9-1"
+    with app.app_context():
+        upgrade(directory=migrations, revision=before)
+        db.session.execute(sa.text(
+            "INSERT INTO outgoing_emails (kind, \"to\", subject, text_body, html_body, "
+            "message_id, status, attempts, next_attempt_at, created_at) VALUES ('test', "
+            "'b@example.com', 'Hello', 'Call Vera on +14155550100', '<p>Vera</p>', '<m@x>', "
+            "'kept', 0, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"))
+        db.session.commit()
+
+        upgrade(directory=migrations, revision="b4d2f6a8c1e9")
+        text, html = db.session.execute(
+            sa.text("SELECT text_body_enc, html_body_enc FROM outgoing_emails")).one()
+        assert b"+14155550100" not in bytes(text)
+        vault = current_vault()
+        assert (vault.decrypt(text), vault.decrypt(html)) == \
+            ("Call Vera on +14155550100", "<p>Vera</p>")
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision=before)
+        assert db.session.execute(sa.text("SELECT text_body, html_body FROM outgoing_emails")
+                                  ).one() == ("Call Vera on +14155550100", "<p>Vera</p>")
+        db.session.remove()

@@ -31,13 +31,14 @@ def outbox():
 @bp.route("/outbox/<bigid:email_id>")
 def outbox_message(email_id: int):
     email = queries.outgoing_email(email_id) or abort(404)
-    return render_template("admin/outbox_message.html", email=email)
+    return render_template("admin/outbox_message.html", email=email,
+                           text_body=mail.bodies(email)[0])
 
 
 @bp.route("/outbox/<bigid:email_id>/body.html")
 def outbox_message_html(email_id: int):
     email = queries.outgoing_email(email_id) or abort(404)
-    response = make_response(email.html_body)
+    response = make_response(mail.bodies(email)[1])
     response.headers["Content-Security-Policy"] = EMAIL_BODY_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response

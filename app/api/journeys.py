@@ -47,10 +47,11 @@ class JourneyStepSchema(Schema):
     earnings = _field(fields.Integer, "sale", "the seller's share, minor units")
     buyer = _field(fields.String, "sale", "the buying account; admins")
     event = _field(fields.String, "delivery_attempt", "lead.delivered or lead.erased")
-    method = _field(fields.String, "delivery_attempt", "webhook or http (the buyer's format)")
+    method = _field(fields.String, "delivery_attempt", "webhook, http (the buyer's format) or email")
     request = _field(fields.String, "delivery_attempt",
                      "the request as sent, secret headers masked; admins see its first line")
-    status_code = _field(fields.Integer, "delivery_attempt", "the reply's HTTP status")
+    status_code = _field(fields.Integer, "delivery_attempt",
+                         "the reply's HTTP status (by email: the SMTP reply code)")
     reply = _field(fields.String, "delivery_attempt", "the reply's first characters; the buyer")
     milliseconds = _field(fields.Integer, "delivery_attempt", "how long the request took")
     delivered = _field(fields.Boolean, "delivery_attempt", "the buyer's system accepted it")

@@ -4,11 +4,11 @@ with the exact request and reply, and the delivery log with resend."""
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 
-from app.aftersale.delivery import engine, http, settings
+from app.aftersale.delivery import emailing, engine, http, settings
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.buyer import bp
-from app.buyer.forms import DeliveryFormatForm, WebhookForm
+from app.buyer.forms import DeliveryFormatForm, EmailDeliveryForm, WebhookForm
 from app.errors import DomainError
 from app.extensions import db
 from app.market import operations, queries
@@ -33,6 +33,15 @@ def _format_form(order: Order) -> DeliveryFormatForm:
     return DeliveryFormatForm(data=data)
 
 
+def _email_form(order: Order) -> EmailDeliveryForm:
+    method = settings.email_for(order)
+    # formdata=None: on the test's POST the form shows what is saved, not that request's
+    data = {"enabled": False} if method is None else {
+        "enabled": True, "addresses": method.addresses, "mode": method.mode,
+        "digest": method.digest}
+    return EmailDeliveryForm(formdata=None, data=data)
+
+
 def _attempts(order: Order) -> list[dict]:
     vault = current_vault()
     rows = db.session.execute(
@@ -44,13 +53,15 @@ def _attempts(order: Order) -> list[dict]:
              "reply": vault.decrypt(a.reply_enc)} for a, sale_id in rows]
 
 
-def _page(order: Order, format_form=None, test=None):
+def _page(order: Order, format_form=None, test=None, email_form=None, email_test=None):
     return render_template(
         "buyer/delivery.html", order=order, confirm=ConfirmForm(),
         webhook_form=WebhookForm(data={"webhook_url": order.webhook_url}),
         format_form=format_form or _format_form(order), presets=http.PRESETS,
+        email_form=email_form or _email_form(order), email_test=email_test,
+        has_email=settings.email_for(order) is not None,
         deliveries=engine.log_for(order, limit=50), attempts=_attempts(order), test=test,
-        never_sent=len(engine.never_sent(order)))
+        never_sent=engine.never_sent_count(order))
 
 
 @bp.route("/orders/<int:order_id>/delivery")
@@ -146,3 +157,35 @@ def resend(order_id: int, delivery_id: int):
         db.session.rollback()
         flash(exc.message, "danger")
     return _back(order_id)
+
+
+@bp.route("/orders/<int:order_id>/delivery/email", methods=["POST"])
+def save_email_delivery(order_id: int):
+    order = queries.order_for(current_account, order_id, lock=True)
+    form = EmailDeliveryForm()
+    if not form.validate_on_submit():
+        return _page(order, email_form=form), 422
+    try:
+        if form.enabled.data:
+            settings.use_email(order, addresses=form.addresses.data or "",
+                               mode=form.mode.data, digest=form.digest.data)
+        else:
+            settings.stop_email(order)
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        form.addresses.errors = [exc.message]
+        return _page(queries.order_for(current_account, order_id), email_form=form), 422
+    flash("Email delivery saved. Send a test email to see it arrive." if form.enabled.data
+          else "Leads are no longer sent by email.", "success")
+    return _back(order_id)
+
+
+@bp.route("/orders/<int:order_id>/delivery/email/test", methods=["POST"])
+def test_email_delivery(order_id: int):
+    order = queries.order_for(current_account, order_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; please try again.", "danger")
+        return _back(order_id)
+    outcome = emailing.send_test(order)
+    return _page(queries.order_for(current_account, order_id), email_test=outcome)

@@ -255,3 +255,17 @@ class DeliveryFormatForm(FlaskForm):
     reply_reason = StringField("Reason path or pattern (optional)",
                                description="Where the reply gives its reason, e.g. $.message; "
                                            "a pattern's first group.")
+
+
+class EmailDeliveryForm(FlaskForm):
+    """Leads by email as well (app.aftersale.delivery.settings.use_email)."""
+    enabled = BooleanField("Also send the leads by email")
+    addresses = TextAreaField(
+        "Addresses", render_kw={"rows": 2, "spellcheck": "false", "autocomplete": "email"},
+        description="One or more, separated by commas or new lines (at most 10).")
+    mode = RadioField("Send", default="lead", choices=[
+        SelectChoice("lead", "One message per lead, the moment it is sold"),
+        SelectChoice("digest", "A digest of the leads sold")])
+    digest = SelectField("Digest every", default="daily", choices=[
+        SelectChoice("hourly", "hour"), SelectChoice("daily", "day")],
+        description="Hours and days of the order's time zone.")

@@ -16,7 +16,7 @@ from app.auth.forms import ConfirmForm
 from app.buyer import bp, worklist
 from app.buyer.balance import problems_linked
 from app.buyer.forms import (
-    ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm, WebhookForm,
+    ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm,
 )
 from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db, reads_only
@@ -152,16 +152,15 @@ def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
 
 
 def _order_page(order: Order, view: worklist.View) -> str:
-    change = webhook = None
+    change = None
     if order.is_active:  # an ended order's page has no forms to change it
         change = ChangeOrderForm(data={"price": money_input(order.price),
                                        "quantity": order.quantity})
         change.load_terms(order)
-        webhook = WebhookForm(data={"webhook_url": order.webhook_url})
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=sale_returns.refunded_for_order(order.id),
-        change_form=change, confirm=ConfirmForm(), webhook_form=webhook,
+        change_form=change, confirm=ConfirmForm(),
         **_deliveries_context(order, 1), **_worklist_context(order, view))
 
 

@@ -4,7 +4,10 @@ transaction as the change that caused it. Once that commits, EmailsQueued starts
 `app.core.mail_jobs.send` for it; a rollback takes the message back with the change.
 
 Without MAIL_SERVER (development) nothing is sent: the message is kept
-(EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox)."""
+(EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox).
+
+Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
+the person's contacts (app.aftersale.delivery.emailing)."""
 from email.utils import make_msgid, parseaddr
 
 from flask import current_app, render_template
@@ -12,6 +15,7 @@ from flask import current_app, render_template
 from app.core import events
 from app.extensions import db
 from app.models import EmailStatus, OutgoingEmail
+from app.services.crypto import current_vault
 
 
 def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
@@ -19,18 +23,43 @@ def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
     """Store the email `template` (.txt and .html) rendered with `context`, to send
     once the caller commits."""
     kept = not current_app.config["MAIL_SERVER"]
-    context.update(subject=subject, site_url=public_url(""))
-    email = OutgoingEmail(
-        to=to, subject=subject[:255], kind=kind, user_id=user_id,
-        text_body=render_template(f"email/{template}.txt", **context),
-        html_body=render_template(f"email/{template}.html", **context),
-        message_id=make_msgid(domain=_sender_domain()),
-        status=EmailStatus.KEPT if kept else EmailStatus.PENDING)
-    db.session.add(email)
-    db.session.flush()
+    text, html = render(template, subject, **context)
+    email = store(to, subject, text, html, kind=kind, user_id=user_id,
+                  status=EmailStatus.KEPT if kept else EmailStatus.PENDING)
     if not kept:
         events.record(events.EmailsQueued((email.id,)))
     return email
+
+
+def render(template: str, subject: str, **context) -> tuple[str, str]:
+    """The text and HTML bodies of the email `template`."""
+    context.update(subject=subject, site_url=public_url(""))
+    return (render_template(f"email/{template}.txt", **context),
+            render_template(f"email/{template}.html", **context))
+
+
+def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
+          kind: str = "", user_id: int | None = None,
+          message_id: str | None = None) -> OutgoingEmail:
+    """A message in the outbox, its bodies encrypted."""
+    vault = current_vault()
+    email = OutgoingEmail(
+        to=to, subject=subject[:255], kind=kind, user_id=user_id,
+        text_body_enc=vault.encrypt(text), html_body_enc=vault.encrypt(html),
+        message_id=message_id or new_message_id(), status=status)
+    db.session.add(email)
+    db.session.flush()
+    return email
+
+
+def bodies(email: OutgoingEmail) -> tuple[str, str]:
+    """(text, html) of a stored message."""
+    vault = current_vault()
+    return vault.decrypt(email.text_body_enc), vault.decrypt(email.html_body_enc)
+
+
+def new_message_id() -> str:
+    return make_msgid(domain=_sender_domain())
 
 
 def public_url(path: str) -> str:

@@ -6,15 +6,21 @@ committed conditional UPDATE: the after-commit dispatch and the periodic retry n
 send one message at once, and a worker that dies mid-send leaves it to the retry
 once the lease is over. No transaction is open during the SMTP conversation. The
 Message-ID is fixed when the message is queued, so the rare second send after an
-answer lost on its way back is one message to the reader's mail client."""
+answer lost on its way back is one message to the reader's mail client.
+
+`transmit` sends a message at once and returns the server's reply, for callers that
+keep their own log and retries (deliveries by email, app.aftersale.delivery.emailing)."""
 import logging
 import smtplib
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from flask_mailman import EmailMultiAlternatives
+from flask_mailman import EmailMessage, EmailMultiAlternatives
+from flask_mailman.message import sanitize_address
 
+from app.core.mail import bodies
 from app.extensions import db, mail
 from app.models import EmailStatus, OutgoingEmail
 from app.models.types import utcnow
@@ -40,11 +46,12 @@ def send(email_id: int) -> bool:
     if not claimed:
         return False  # sent already, not due, or another worker has it
     email = db.session.get(OutgoingEmail, email_id)
+    text, html = bodies(email)
     message = EmailMultiAlternatives(
-        subject=email.subject, body=email.text_body, to=[email.to],
+        subject=email.subject, body=text, to=[email.to],
         from_email=current_app.config["MAIL_DEFAULT_SENDER"],
         headers={"Message-ID": email.message_id})
-    message.attach_alternative(email.html_body, "text/html")
+    message.attach_alternative(html, "text/html")
     attempts = email.attempts
     db.session.commit()
     error, permanent = None, False
@@ -77,6 +84,44 @@ def send_due(limit: int = 200) -> int:
         .order_by(OutgoingEmail.next_attempt_at).limit(limit)))
     db.session.commit()
     return sum(send(email_id) for email_id in due)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the SMTP server answered to the message's data."""
+    code: int
+    text: str
+    refused: dict  # recipient -> (code, reply), when some were refused and others taken
+
+
+def transmit(message: EmailMessage) -> Reply:
+    """Send `message` now, in a conversation of its own; raises smtplib.SMTPException
+    (every recipient refused, the message refused) or OSError (no connection)."""
+    encoding = message.encoding or "utf-8"
+    sender = sanitize_address(message.from_email, encoding)
+    recipients = [sanitize_address(address, encoding) for address in message.recipients()]
+    connection = _connection()
+    connection.open()
+    try:
+        # smtplib's sendmail does these three steps but drops the server's final reply.
+        smtp = connection.connection
+        smtp.ehlo_or_helo_if_needed()
+        code, text = smtp.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, text, sender)
+        refused = {}
+        for recipient in recipients:
+            code, text = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, text)
+        if len(refused) == len(recipients):
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, text = smtp.data(message.message().as_bytes(linesep="\r\n"))
+        if code != 250:  # data() raises only when the server will not take any data
+            raise smtplib.SMTPDataError(code, text)
+        return Reply(code, text.decode("utf-8", "replace"), refused)
+    finally:
+        connection.close()
 
 
 def _connection():

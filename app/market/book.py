@@ -28,6 +28,7 @@ class Slot:
     lookback: timedelta
     filters: Filters
     has_webhook: bool
+    has_email: bool = False  # its leads are also delivered by email (EmailDelivery)
     revision: int = 0  # the order's terms it was loaded with (rules.TERMS_AS_PLANNED)
     keys: Optional[dict] = None  # its current periods (rules.period_keys)
     least: int = 0  # the lowest price it may pay (rules.price_range)

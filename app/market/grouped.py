@@ -488,14 +488,17 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
     # a few rows per order instead of four per sale. Each sale names its transaction.
     sales = fills.sales
     sale_ids = allocate_ids(Sale.__table__, len(sales))
-    movements, hooks, first = [], [], 0
+    movements, hooks, delivered, first = [], [], [], 0
     for order_id, (slot, n, postings) in fills.orders.items():
         movements.append(ledger.Movement(
             "sale", [Posting(account(*key), amount) for key, amount in postings],
             group_key(order_id, sale_ids[first]), f"Order #{order_id}: {n} lead(s)"))
-        if slot.has_webhook:
-            hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now)
-                         for sale_id in sale_ids[first:first + n])
+        for channel, wanted in (("url", slot.has_webhook), ("email", slot.has_email)):
+            if wanted:
+                hooks.extend((sale_id, order_id, DeliveryStatus.PENDING.value, 0, now, now,
+                              channel) for sale_id in sale_ids[first:first + n])
+        if slot.has_webhook or slot.has_email:
+            delivered.extend(sale_ids[first:first + n])
         first += n
     transaction_ids, deltas = ledger.write_transactions(movements, now)
     first = 0
@@ -507,7 +510,7 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
                                  "commission", "seller_share", "ledger_transaction_id",
                                  "created_at", "region", "batch_id"), sales)
     bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
-                                            "next_attempt_at", "created_at"), hooks)
+                                            "next_attempt_at", "created_at", "channel"), hooks)
 
     _list_people(people, listed, fills.copies, now)
     orders, capacity = _orders(fills, now)
@@ -550,6 +553,6 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
         for account_id, amount in ledger.write_transactions(releases, now)[1].items():
             deltas[account_id] = deltas.get(account_id, 0) + amount
     ledger.move_balances(deltas)
-    settlement.webhook_sale_ids.extend(hook[0] for hook in hooks)
+    settlement.webhook_sale_ids.extend(delivered)
     settlement.sale_ids.extend(sale_ids)
     settlement.touched_orders.update(set(fills.orders) - set(closing))

@@ -223,9 +223,12 @@ class Settlement:
         db.session.execute(sa.update(Sale).where(Sale.id == sale_id)
                            .values(ledger_transaction_id=transaction_id)
                            .execution_options(synchronize_session=False))
-        if slot.has_webhook:
-            db.session.execute(sa.insert(WebhookDelivery).values(
-                sale_id=sale_id, order_id=slot.id, next_attempt_at=now, created_at=now))
+        channels = [c for c, wanted in (("url", slot.has_webhook), ("email", slot.has_email))
+                    if wanted]
+        if channels:
+            db.session.execute(sa.insert(WebhookDelivery).values([
+                {"sale_id": sale_id, "order_id": slot.id, "channel": channel,
+                 "next_attempt_at": now, "created_at": now} for channel in channels]))
             self.webhook_sale_ids.append(sale_id)
         self.sale_ids.append(sale_id)
         self.touched_orders.add(slot.id)

@@ -14,7 +14,9 @@ from app.extensions import db
 from app.market import rules
 from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
 from app.market.filters import Filters
-from app.models import BuyerSuppression, Lead, Order, PersonClaim, PersonListing, Sale
+from app.models import (
+    BuyerSuppression, EmailDelivery, Lead, Order, PersonClaim, PersonListing, Sale,
+)
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
@@ -78,6 +80,7 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
     if order_ids is not None:
         query = query.where(Order.id.in_(list(order_ids)))
     slots, keys = [], {}
+    by_email = set(db.session.scalars(sa.select(EmailDelivery.order_id)))
     for order in db.session.scalars(query):
         price = rules.price_in_effect(order, now)
         if price is None:  # outside every window of its schedule
@@ -91,7 +94,8 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
         slots.append(Slot(order.id, order.buyer_id, price, order.created_at,
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
                           Filters.parse(order.filters), bool(order.webhook_url),
-                          revision=order.revision, keys=ctx.keys, least=least,
+                          has_email=order.id in by_email, revision=order.revision,
+                          keys=ctx.keys, least=least,
                           highest=highest, calling_from=order.calling_from,
                           calling_until=order.calling_until))
     return OrderBook(slots)

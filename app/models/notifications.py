@@ -94,8 +94,9 @@ class OutgoingEmail(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(40), default="")
     to: Mapped[str] = mapped_column(sa.String(254))
     subject: Mapped[str] = mapped_column(sa.String(255))
-    text_body: Mapped[str] = mapped_column(sa.Text)
-    html_body: Mapped[str] = mapped_column(sa.Text)
+    # Encrypted: a delivery by email carries the leads' contacts (app.core.mail).
+    text_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    html_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     # Fixed when queued: a retry after a lost answer is the same message to the reader.
     message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
     status: Mapped[EmailStatus] = mapped_column(enum_column(EmailStatus, "email_status"),

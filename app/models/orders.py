@@ -217,6 +217,9 @@ class WebhookDelivery(db.Model):
     # "lead.delivered", or "lead.erased" (GDPR Art. 19: tell every recipient).
     event: Mapped[str] = mapped_column(sa.String(32), default="lead.delivered",
                                        server_default="lead.delivered")
+    # "url": to the order's webhook URL (signed JSON or the buyer's format); "email":
+    # to the order's email addresses (EmailDelivery). A sale has one of each at most.
+    channel: Mapped[str] = mapped_column(sa.String(8), default="url", server_default="url")
     status: Mapped[DeliveryStatus] = mapped_column(
         enum_column(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -245,6 +248,19 @@ class HttpDelivery(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class EmailDelivery(db.Model):
+    """An order's leads also sent by email (SPEC §12, app.aftersale.delivery.emailing):
+    one message per lead, or a digest each hour or day of the order's time zone."""
+
+    __tablename__ = "email_deliveries"
+
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), primary_key=True)
+    addresses: Mapped[str] = mapped_column(sa.Text)  # normalised, comma-separated
+    mode: Mapped[str] = mapped_column(sa.String(8), default="lead")  # "lead" or "digest"
+    digest: Mapped[str] = mapped_column(sa.String(8), default="daily")  # "hourly" or "daily"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class DeliveryAttempt(db.Model):
     """One try of a delivery: the request as sent (secret header values masked) and the
     reply's first 2 KB, both encrypted (they carry the person's contacts)."""
@@ -255,7 +271,7 @@ class DeliveryAttempt(db.Model):
     delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_deliveries.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     milliseconds: Mapped[int] = mapped_column(sa.Integer)
-    # How it was sent: "webhook" (our signed JSON) or "http" (the buyer's format).
+    # How it was sent: "webhook" (our signed JSON), "http" (the buyer's format) or "email".
     method: Mapped[str] = mapped_column(sa.String(8), default="webhook",
                                         server_default="webhook")
     request_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)

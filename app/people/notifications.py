@@ -360,9 +360,10 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
 
 
 def delivery_failing(delivery, error: str) -> None:
-    """Every retry of a webhook delivery failed; one unread notice per order."""
+    """Every retry of a delivery failed; one unread notice per order."""
+    where = "by email" if delivery.channel == "email" else "to your webhook"
     notify(_buyer_of(delivery.order_id), Kind.DELIVERY_FAILING,
-           f"Leads of order #{delivery.order_id} could not be delivered to your webhook",
+           f"Leads of order #{delivery.order_id} could not be delivered {where}",
            paragraphs=[f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} "
                        f"times over a day and is no longer retried. The last error: {error}.",
                        "The leads stay on the order's page; correct the delivery settings, "

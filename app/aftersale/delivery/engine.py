@@ -245,11 +245,12 @@ def deliver(delivery_id: int) -> bool:
 
 
 def deliver_sales(sale_ids: Iterable[int]) -> None:
-    """The first attempt of these sales' pending deliveries. Several (the sales of one
+    """The first attempt of these sales' pending deliveries to the order's URL (by
+    email: app.aftersale.delivery.emailing). Several (the sales of one
     commit: a group of real-time leads) are read together, sent at once on threads of
     their own and logged in one transaction, so none waits behind the others."""
     deliveries = db.session.scalars(sa.select(WebhookDelivery).where(
-        WebhookDelivery.sale_id.in_(list(sale_ids)),
+        WebhookDelivery.sale_id.in_(list(sale_ids)), WebhookDelivery.channel == "url",
         WebhookDelivery.status == DeliveryStatus.PENDING).order_by(WebhookDelivery.id)).all()
     if len(deliveries) <= 1:
         for delivery in deliveries:
@@ -283,7 +284,7 @@ def deliver_sales(sale_ids: Iterable[int]) -> None:
 
 def due_deliveries(limit: int = 500) -> list[int]:
     return list(db.session.scalars(sa.select(WebhookDelivery.id).where(
-        WebhookDelivery.status == DeliveryStatus.PENDING,
+        WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.channel == "url",
         WebhookDelivery.next_attempt_at <= utcnow()).order_by(WebhookDelivery.next_attempt_at)
         .limit(limit)))
 
@@ -301,18 +302,25 @@ def resend(order: Order, delivery_id: int) -> WebhookDelivery:
     return delivery
 
 
-def never_sent(order: Order) -> list[int]:
-    """The order's sales that have no delivery: those made while it had no delivery
-    URL. Erased leads and leads refunded by an accepted return are not the buyer's to
+def _never_sent(order: Order, what) -> sa.Select:
+    """The order's sales that have no delivery to its URL: those made while it had
+    none. Erased leads and leads refunded by an accepted return are not the buyer's to
     receive any more."""
-    return list(db.session.scalars(
-        sa.select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
-        .where(Sale.order_id == order.id, Lead.erased_at.is_(None),
-               ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
-                                  WebhookDelivery.order_id == order.id),
-               ~sa.exists().where(Return.sale_id == Sale.id,
-                                  Return.status == ReturnStatus.ACCEPTED))
-        .order_by(Sale.id)))
+    return (sa.select(what).select_from(Sale).join(Lead, Lead.id == Sale.lead_id)
+            .where(Sale.order_id == order.id, Lead.erased_at.is_(None),
+                   ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
+                                      WebhookDelivery.order_id == order.id,
+                                      WebhookDelivery.channel == "url"),
+                   ~sa.exists().where(Return.sale_id == Sale.id,
+                                      Return.status == ReturnStatus.ACCEPTED)))
+
+
+def never_sent(order: Order) -> list[int]:
+    return list(db.session.scalars(_never_sent(order, Sale.id).order_by(Sale.id)))
+
+
+def never_sent_count(order: Order) -> int:
+    return db.session.scalar(_never_sent(order, sa.func.count()))
 
 
 def send_never_sent(order: Order) -> int:

@@ -1,20 +1,26 @@
-"""Operations: the format an order's leads are delivered in (SPEC §12): our signed JSON
-webhook, or an HTTP POST in the buyer's format. Editable at any time, also after the
+"""Operations: how an order's leads are delivered (SPEC §12): to its URL as our signed
+JSON webhook or as an HTTP POST in the buyer's format, and by email (to one or more
+addresses, a message per lead or a digest). Editable at any time, also after the
 order has closed (a wrong URL or template must stay correctable). Flush; callers commit."""
 import json
 import re
 from typing import Optional
 
+from email_validator import EmailNotValidError, validate_email
+
 from app.aftersale.delivery import http
 from app.aftersale.delivery.engine import MASK
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import HttpDelivery, Order
+from app.models import EmailDelivery, HttpDelivery, Order
 from app.services.crypto import current_vault
 
 _HEADER = re.compile(r"^\s*([A-Za-z0-9-]{1,100})\s*:\s*(.*?)\s*$")
 # Set by us on every request, whatever the template says.
 RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding"}
+MAX_ADDRESSES = 10
+EMAIL_MODES = ("lead", "digest")
+DIGESTS = ("hourly", "daily")
 
 
 def method_for(order: Order) -> Optional[HttpDelivery]:
@@ -78,3 +84,50 @@ def use_http(order: Order, *, body_format: str, mapping: str, headers: str,
     method.reply_accept, method.reply_reason = rule.accept.strip(), rule.reason.strip()
     db.session.flush()
     return method
+
+
+def email_for(order: Order) -> Optional[EmailDelivery]:
+    return db.session.get(EmailDelivery, order.id)
+
+
+def _addresses(text: str) -> list[str]:
+    found = []
+    for raw in re.split(r"[\s,;]+", text):
+        if not raw:
+            continue
+        try:
+            address = validate_email(raw, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValidationFailed(f"{raw} is not an email address: {exc}",
+                                   code="bad_email") from None
+        if address.lower() not in (a.lower() for a in found):
+            found.append(address)
+    if not found:
+        raise ValidationFailed("Give at least one email address.", code="bad_email")
+    if len(found) > MAX_ADDRESSES:
+        raise ValidationFailed(f"At most {MAX_ADDRESSES} addresses.", code="bad_email")
+    return found
+
+
+def use_email(order: Order, *, addresses: str, mode: str, digest: str) -> EmailDelivery:
+    """Also deliver by email; ValidationFailed says what cannot be used. Sales made
+    from now on get a delivery by email each (those already made do not)."""
+    if mode not in EMAIL_MODES or digest not in DIGESTS:
+        raise ValidationFailed("Choose a message per lead, or an hourly or daily digest.",
+                               code="bad_email_mode")
+    parsed = _addresses(addresses)
+    method = email_for(order)
+    if method is None:
+        method = EmailDelivery(order_id=order.id)
+        db.session.add(method)
+    method.addresses, method.mode, method.digest = ", ".join(parsed), mode, digest
+    db.session.flush()
+    return method
+
+
+def stop_email(order: Order) -> None:
+    """No more deliveries by email; those pending wait for addresses again."""
+    method = email_for(order)
+    if method is not None:
+        db.session.delete(method)
+        db.session.flush()
