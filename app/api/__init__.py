@@ -1,6 +1,6 @@
 """REST API under /api/v1 (SPEC §11), its setup: the flask-smorest `Api`, and `init_api`,
 which registers the route modules (account, batches, orders, money, returns, kpis,
-notifications, journeys, admin, docs) on an app. Those import what they share from `app.api.auth` and
+notifications, journeys, pingpost, admin, docs) on an app. Those import what they share from `app.api.auth` and
 `app.api.schemas`, never this package, so the imports run one way."""
 from flask import Flask
 from flask_smorest import Api
@@ -24,7 +24,8 @@ api = LeadExchangeApi()
 
 def init_api(app: Flask) -> None:
     from app.api import (
-        account, admin, batches, docs, journeys, kpis, money, notifications, orders, returns,
+        account, admin, batches, docs, journeys, kpis, money, notifications, orders, pingpost,
+        returns,
     )
 
     api.init_app(
@@ -43,7 +44,7 @@ def init_api(app: Flask) -> None:
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.ma_plugin.converter.add_attribute_function(_configured_bounds(app))
     for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, kpis.blp,
-                      notifications.blp, journeys.blp, admin.blp):
+                      notifications.blp, journeys.blp, pingpost.blp, admin.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     app.register_blueprint(docs.bp)

@@ -9,7 +9,7 @@ from app.api.schemas import (
 )
 from app.extensions import db
 from app.models import Batch, Role, Sale
-from app.market import jobs
+from app.realtime import auction
 from app.services import batches, market_stats
 from app.services.ingest import pipeline, realtime, reports
 
@@ -158,7 +158,7 @@ def post_lead(payload):
     lead = realtime.ingest_lead(seller, payload, terms)
     db.session.commit()
     # Speed to lead: matched before we answer; each sale's webhook goes as it commits.
-    settlement = jobs.match_leads([lead.id])
+    settlement = auction.match_lead(lead.id)  # live bids, when some order bids
     db.session.commit()
     sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
     return {"id": lead.id, "status": lead.status.value,

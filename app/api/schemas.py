@@ -253,6 +253,11 @@ def _schedule_field(description: str, **kwargs):
                        metadata={"description": description}, **kwargs)
 
 
+_BID_URL = ("live bids (ping/post): each real-time lead this order may take is offered here "
+            "first, as a POST of its attributes signed like the webhook; a reply {\"bid\": N} "
+            "with N <= max_bid buys it at N if that is the best offer")
+
+
 class OrderCreateSchema(Schema):
     name = fields.String(load_default="")
     filters = fields.Nested(FiltersSchema, load_default=dict)
@@ -270,6 +275,10 @@ class OrderCreateSchema(Schema):
     lookback_days = Int(bounds.COUNT, maximum=MAX_DAYS, load_default=30, metadata={
         "description": "never the same person twice within this many days"})
     webhook_url = fields.String(allow_none=True, load_default=None)
+    bid_url = fields.String(allow_none=True, load_default=None, metadata={
+        "description": _BID_URL})
+    max_bid = Int(bounds.AMOUNT, allow_none=True, load_default=None, metadata={
+        "description": "the most the order bids, minor units; required with bid_url"})
 
 
 class OrderChangeSchema(Schema):
@@ -280,6 +289,8 @@ class OrderChangeSchema(Schema):
     spend_caps = fields.Nested(SpendCapsSchema, allow_none=True)
     schedule = _schedule_field("replaces the schedule; null: always open")
     timezone = fields.String()
+    bid_url = fields.String(allow_none=True, metadata={"description": "null: no live bids"})
+    max_bid = Int(bounds.AMOUNT, allow_none=True)
 
 
 def _caps_of(order, prefix: str) -> dict:
@@ -320,6 +331,8 @@ class OrderSchema(Schema):
     lookback_days = fields.Integer()
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(metadata={"description": "only in the response that set it"})
+    bid_url = fields.String(allow_none=True)
+    max_bid = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     closed_at = fields.DateTime(allow_none=True)
 

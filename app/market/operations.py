@@ -43,6 +43,8 @@ class OrderTerms:
     lookback_days: int = 30
     name: str = ""
     webhook_url: Optional[str] = None
+    bid_url: Optional[str] = None  # live bids (SPEC §4 rule 9), up to max_bid
+    max_bid: Optional[int] = None
 
 
 _PER = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
@@ -64,7 +66,7 @@ def _caps(raw: Any, name: str, high: int) -> dict:
 
 def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spend_caps=None,
                 schedule=None, timezone="UTC", lookback_days=30, name="",
-                webhook_url=None) -> OrderTerms:
+                webhook_url=None, bid_url=None, max_bid=None) -> OrderTerms:
     """The order's terms checked; a refusal lists every problem found, not only the first."""
     found = Refusals("invalid_filter")
     minimum = current_app.config["MIN_PRICE"]
@@ -103,10 +105,21 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spe
         webhook_url = webhook_url.strip()
         if not webhook_url.startswith(("https://", "http://")) or len(webhook_url) > 2000:
             found.add("webhook_url", "The webhook URL must be an http(s) address.")
+    bid_url = (bid_url or "").strip() or None
+    if bid_url is None:
+        max_bid = None
+    else:
+        if not bid_url.startswith(("https://", "http://")) or len(bid_url) > 2000:
+            found.add("bid_url", "The bid URL must be an http(s) address.")
+        max_bid = found.check(whole_or_none, {"max_bid": max_bid}, "max_bid", 0,
+                              ledger.MAX_AMOUNT)
+        if (max_bid is None or max_bid < minimum) and not found.found_for("max_bid"):
+            found.add("max_bid", "An order with a bid URL needs the most it bids, at least "
+                                 f"{format_money(minimum)}.")
     found.raise_any()
     return OrderTerms(price, quantity, budget, expires_at, lead_caps, money_caps, stored,
                       timezone or "UTC", 30 if lookback is None else lookback,
-                      (name or "").strip()[:120], webhook_url or None)
+                      (name or "").strip()[:120], webhook_url or None, bid_url, max_bid)
 
 
 def _move_hold(order: Order, amount: int, kind: str) -> None:
@@ -141,10 +154,10 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
         held=0, filters=filters.to_dict(), expires_at=terms.expires_at,
         schedule=terms.schedule, timezone=terms.timezone, revision=0,
         lookback_days=terms.lookback_days, webhook_url=terms.webhook_url,
-        **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
+        bid_url=terms.bid_url, max_bid=terms.max_bid, **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
     db.session.add(order)
     db.session.flush()
-    secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
+    secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else _bid_secret(order)
     _move_hold(order, rules.max_spend(rules.price_range(terms)[1], terms.quantity,
                                       terms.budget), "order_hold")
     db.session.flush()
@@ -157,10 +170,24 @@ def set_webhook(order: Order, url: Optional[str]) -> Optional[str]:
     from app.services.crypto import current_vault
 
     if not url:
-        order.webhook_url, order.webhook_secret_enc = None, None
+        order.webhook_url = None
+        if not order.bid_url:  # bid requests are signed with it too
+            order.webhook_secret_enc = None
         return None
     secret = "whsec_" + secrets.token_urlsafe(24)
     order.webhook_url = check_terms(order.price, order.quantity, webhook_url=url).webhook_url
+    order.webhook_secret_enc = current_vault().encrypt(secret)
+    return secret
+
+
+def _bid_secret(order: Order) -> Optional[str]:
+    """An order that bids and has no secret yet gets one (returned once): its bid
+    requests are signed like its webhooks (SPEC §11)."""
+    from app.services.crypto import current_vault
+
+    if not order.bid_url or order.webhook_secret_enc is not None:
+        return None
+    secret = "whsec_" + secrets.token_urlsafe(24)
     order.webhook_secret_enc = current_vault().encrypt(secret)
     return secret
 
@@ -214,9 +241,11 @@ _UNCHANGED: Any = object()
 def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
                  quantity: Optional[int] = None, caps: Any = _UNCHANGED,
                  spend_caps: Any = _UNCHANGED, schedule: Any = _UNCHANGED,
-                 timezone: Optional[str] = None) -> Order:
+                 timezone: Optional[str] = None, bid_url: Any = _UNCHANGED,
+                 max_bid: Any = _UNCHANGED) -> Order:
     """Edit price, quantity, caps (each period given replaces that period's; null removes
-    it), schedule or time zone. The hold follows what the order may now spend; fills
+    it), schedule, time zone, bid URL or max bid (a new secret for signing bids is
+    left on the order as `webhook_secret`, to show once). The hold follows what the order may now spend; fills
     planned under the old terms are planned again (the order's revision changes)."""
     order = order_for(user, order_id, lock=True)
     if not order.is_active:
@@ -229,7 +258,9 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         caps=old_caps if caps is _UNCHANGED else {**old_caps, **_object(caps, "caps")},
         spend_caps=old_spend if spend_caps is _UNCHANGED
         else {**old_spend, **_object(spend_caps, "spend_caps")},
-        schedule=order.schedule if schedule is _UNCHANGED else schedule)
+        schedule=order.schedule if schedule is _UNCHANGED else schedule,
+        bid_url=order.bid_url if bid_url is _UNCHANGED else bid_url,
+        max_bid=order.max_bid if max_bid is _UNCHANGED else max_bid)
     # The new terms are checked against what the order already received, by the same
     # limits that guard a fill (no more leads now: n=0), in its current periods.
     now = utcnow()
@@ -257,6 +288,10 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         setattr(order, column, value)
     order.price, order.quantity = terms.price, terms.quantity
     order.schedule, order.timezone = terms.schedule, terms.timezone
+    order.bid_url, order.max_bid = terms.bid_url, terms.max_bid
+    secret = _bid_secret(order)
+    if secret:
+        order.webhook_secret = secret
     order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
     wanted = rules.max_spend(rules.price_range(order)[1], order.remaining, remaining_budget)
