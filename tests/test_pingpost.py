@@ -319,3 +319,40 @@ def test_the_journey_shows_pings_and_bids_to_each_party_its_part(client, market,
     html = buyer_page.get(f"/buyer/leads/{lead_id}/journey").get_data(as_text=True)
     assert f"order #{a['id']}" in html and f"order #{b['id']}" not in html
     assert ledger.balance_for(buyer_a).available >= 0
+
+
+def test_the_buyer_sets_and_changes_the_bid_url_in_the_order_pages(buyer_client, buyer):
+    from tests.conftest import csrf_token
+    from tests.test_buyer_views import _fund, _place
+
+    _fund(buyer, 100_000)
+    refused = _place(buyer_client, bid_url="crm.example.com/bid", max_bid="9.00")
+    assert refused.status_code == 200
+    assert "The bid URL must be an http(s) address." in refused.get_data(as_text=True)
+    order_url = _place(buyer_client, bid_url="https://crm.example.com/bid",
+                       max_bid="9.00").headers["Location"]
+    order_id = int(order_url.rstrip("/").split("/")[-1])
+    order = db.session.get(Order, order_id)
+    assert (order.bid_url, order.max_bid) == ("https://crm.example.com/bid", 900)
+    page = buyer_client.get(order_url).get_data(as_text=True)
+    assert "Webhook secret (shown only now): whsec_" in page  # bids are signed with it
+    assert 'value="https://crm.example.com/bid"' in page and 'value="9.00"' in page
+    buyer_client.post(f"/buyer/orders/{order_id}/change", data={
+        "csrf_token": csrf_token(buyer_client, order_url), "price": "5.00",
+        "quantity": str(order.quantity), "bid_url": "https://crm.example.com/bid",
+        "max_bid": "12.50"})
+    db.session.expire_all()
+    order = db.session.get(Order, order_id)
+    assert order.max_bid == 1250 and order.held == order.quantity * 1250
+
+
+def test_bid_urls_on_private_addresses_are_not_asked_unless_allowed(client, market, bidders,
+                                                                    app, monkeypatch):
+    bidder = bidders(b'{"bid": 900}')
+    order = market["order"]("bidder", 100, bid_url=bidder.url, max_bid=1000)
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", False)
+    response = client.post("/api/v1/leads", headers=market["keys"]["seller"], json=LEAD)
+    assert response.status_code == 201 and response.json["sales"] == []
+    assert bidder.requests == []
+    bid = _bids(lead_id=response.json["id"])[order["id"]]
+    assert bid.outcome == "failed" and bid.detail == "refused: 127.0.0.1 is not a public address"

@@ -8,12 +8,14 @@ late. Host names are resolved once per connection and, unless private addresses 
 allowed (WEBHOOK_ALLOW_PRIVATE, as for webhooks), must all be public
 (app.services.outbound.is_public): no request to the exchange's own network."""
 import asyncio
+import ipaddress
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -111,6 +113,11 @@ class Pinger:
                 for task, request in zip(tasks, requests)]
 
     async def _one(self, request: BidRequest, started: float, timeout_ms: int) -> Reply:
+        host = urlsplit(request.url).hostname or ""
+        if not self.allow_private and _literal(host) and not outbound.is_public(host):
+            # aiohttp does not resolve an address, so the resolver cannot refuse it
+            return Reply(request.order_id, _elapsed(started),
+                         error=f"refused: {host} is not a public address")
         try:
             async with self.session.post(
                     request.url, data=request.body, headers=request.headers,
@@ -122,6 +129,14 @@ class Pinger:
             return Reply(request.order_id, _elapsed(started), error="late")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Reply(request.order_id, _elapsed(started), error=_sentence(exc))
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _elapsed(started: float) -> int:
