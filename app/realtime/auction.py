@@ -33,7 +33,7 @@ from app.market import bidding, jobs, rules, snapshot
 from app.market.bidding import Answer
 from app.market.book import Candidate, Claims
 from app.market.settle import Settlement
-from app.models import Lead, Order, Ping, PingBid, User
+from app.models import Batch, BatchSource, Lead, Order, Ping, PingBid, User
 from app.models.types import utcnow
 from app.realtime.pinger import BidRequest, pinger
 from app.services import scoring
@@ -92,7 +92,7 @@ def open_ping(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tu
                      attributes["has_phone"], attributes["marital_status"],
                      attributes["employed"], tuple(attributes["interests"]),
                      datetime.fromisoformat(attributes["consent_at"]), terms.cap, 0,
-                     terms.floor_price, score_points + scoring.seller_points_for(seller.id), ())
+                     terms.floor_price, score_points + _seller_points(seller.id), ())
     ping = _new_ping(seller.id, attributes, terms.default_country, terms.floor_price,
                      terms.cap)
     plan, answers = _auction(ping, lead, Claims(), now, ask=True)
@@ -236,6 +236,15 @@ def _new_ping(seller_id: int, attributes: dict, default_country: str, floor_pric
                 default_country=default_country, floor_price=floor_price, cap=cap,
                 deadline_ms=current_app.config["PING_DEADLINE_MS"], answered_ms=0,
                 created_at=utcnow())
+
+
+def _seller_points(seller_id: int) -> int:
+    """The seller's points as their lead posted today will carry them (those of the
+    day's real-time batch, which app.services.ingest.realtime creates with them)."""
+    points = db.session.scalar(sa.select(Batch.seller_points).where(
+        Batch.seller_id == seller_id, Batch.api_day == utcnow().strftime("%Y-%m-%d"),
+        Batch.source == BatchSource.API))
+    return scoring.seller_points_for(seller_id) if points is None else points
 
 
 def _checked_attributes(payload: Mapping[str, Any], default_country: str) -> tuple[dict, int]:
