@@ -303,6 +303,8 @@ def test_the_journey_shows_pings_and_bids_to_each_party_its_part(client, market,
     assert [(s["order_id"], s["amount"], s["won"]) for s in mine] == [(a["id"], 900, True)]
     assert mine[0]["milliseconds"] >= 0
     assert not [s for s in steps("a") if s["kind"] == "ping"]
+    kinds = [s["kind"] for s in steps("a")]
+    assert kinds.index("bid") < kinds.index("sale")  # sold once the bids were in
     assert 800 not in [v for s in steps("a") for v in s.values()]  # nothing of B's bid
     assert client.get(f"/api/v1/leads/{lead_id}/journey",
                       headers=market["keys"]["late"]).status_code == 404  # bought nothing

@@ -150,6 +150,7 @@ def _sell(ping: Ping, lead_id: int, ask: bool) -> Settlement:
             if any(answer.outcome != "fixed" for answer in answers.values()):
                 _record(ping, plan, answers, now)  # some order was asked for a bid
             db.session.commit()
+            settlement.now = utcnow()  # the sale is made once the bids are in
         else:
             plan, _ = _auction(ping, lead, claims, now, ask=False, answers=answers)
         if not plan:
