@@ -135,8 +135,8 @@ def test_a_real_time_lead_goes_to_the_highest_timely_bid(client, market, bidders
     assert bids[orders["good"]["id"]].won and bids[orders["good"]["id"]].amount == 900
     assert fixed["id"] not in bids  # a fixed price that lost took part in nothing
     assert bids[orders["broken"]["id"]].detail == "HTTP 500"
-    assert all(0 <= b.milliseconds <= 400 + 100 for b in bids.values()
-               if b.outcome != "fixed")
+    assert all(0 <= b.milliseconds < 2000 for b in bids.values())  # none waited for
+    assert bids[orders["slow"]["id"]].milliseconds >= 400
 
 
 def test_without_a_bid_the_fixed_price_wins_and_a_bid_that_cannot_be_paid_is_ignored(
@@ -177,7 +177,7 @@ def test_the_ping_deadline_bounds_the_answer_however_slow_the_bidders(client, ma
     took = time.monotonic() - started
     assert response.status_code == 200, response.json
     assert response.json == {"ping_id": None, "reason": "no_bid"}
-    assert 0.2 <= took < 0.2 + 0.5
+    assert 0.2 <= took < 0.2 + 1.5  # the bidders' 3 s were not waited for
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Ping)) == 0
     assert refused["id"]
 
