@@ -155,8 +155,8 @@ class BidFields:
 
     bid_url = StringField("Bid URL (optional)", description="Real-time leads this order may "
                           "take are offered here first, without contacts; your system answers "
-                          '{"bid": N}, N in minor units (cents), within the ping deadline, to '
-                          "buy at that price.")
+                          '{"bid": N}, N in cents, within the ping deadline, to buy at that '
+                          "price.")
     max_bid = MoneyField("Highest bid", description="Bids above this are ignored; the money "
                          "held for the order covers it.")
 

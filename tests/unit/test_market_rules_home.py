@@ -25,6 +25,8 @@ NOT_FILL_RULES = {
     # SPEC §2: an emailed one-time link's own expiry, not an order's.
     ("app/people/account_links.py", "link.expires_at <= utcnow()"),
     ("app/people/account_links.py", "AccountLink.expires_at > now"),
+    # SPEC §11: how long a seller's ping stands for its post, not an order's expiry.
+    ("app/realtime/auction.py", "ping.expires_at <= utcnow()"),
 }
 
 
