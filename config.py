@@ -97,6 +97,15 @@ class Config:
     # Buyers' webhook URLs may point at private addresses only in development/tests.
     WEBHOOK_ALLOW_PRIVATE = _env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 
+    # Live bids (ping/post, SPEC §4 rule 9): a real-time lead waits at most
+    # PING_DEADLINE_MS for the bids, each bid URL at most PING_BID_TIMEOUT_MS; a
+    # seller's ping stands PING_TTL_SECONDS for its post. Whether any order bids at
+    # all is looked up at most every PING_CHECK_SECONDS per process (0: every lead).
+    PING_DEADLINE_MS = _env_int("PING_DEADLINE_MS", 300)
+    PING_BID_TIMEOUT_MS = _env_int("PING_BID_TIMEOUT_MS", 300)
+    PING_TTL_SECONDS = _env_int("PING_TTL_SECONDS", 60)
+    PING_CHECK_SECONDS = _env_int("PING_CHECK_SECONDS", 1)
+
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
@@ -180,6 +189,7 @@ class TestingConfig(DevelopmentConfig):
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
     INGEST_COMMIT_ROWS = 1  # a commit per chunk unless a test asks for more
     MARKET_STATS_CACHE_SECONDS = 0  # every test sees the figures of its own data
+    PING_CHECK_SECONDS = 0  # every test's bidding orders are asked at once
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True
     # Tests that talk to Stripe start localstripe and set these themselves.

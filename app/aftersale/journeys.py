@@ -7,8 +7,10 @@ spot-check, its sales (earnings, never the buyer) and their returns; a buyer see
 when it came in and its consent, and of the sales only their own with its deliveries,
 return and outcome; admins see every step, but the logged requests and replies (which
 carry the person's contacts) stay with the buyer, as contacts stay behind audited
-views for admins (SPEC §7). Four statements, however many steps. A new kind of step
-(pings and bids) is one more list of dicts merged by time."""
+views for admins (SPEC §7). Live bids (ping/post): the seller sees that the lead was
+pinged and its price, a buyer only their own bids, admins every order's answer. Five
+statements, however many steps."""
+from datetime import timedelta
 from typing import Any, Optional
 
 import sqlalchemy as sa
@@ -16,8 +18,9 @@ import sqlalchemy as sa
 from app.errors import NotFound
 from app.extensions import db
 from app.models import (
-    Batch, BatchSource, BatchStatus, ConsentCertificate, DeliveryAttempt, Lead, Order, Return,
-    Sale, SaleOutcome, SpotCheck, SpotCheckItem, SpotCheckStatus, User, WebhookDelivery,
+    Batch, BatchSource, BatchStatus, ConsentCertificate, DeliveryAttempt, Lead, Order, Ping,
+    PingBid, Return, Sale, SaleOutcome, SpotCheck, SpotCheckItem, SpotCheckStatus, User,
+    WebhookDelivery,
 )
 from app.people.membership import account_of
 from app.services.crypto import current_vault
@@ -111,6 +114,28 @@ def _attempts(sale_ids: list[int], with_contents: bool) -> list[Step]:
     return steps
 
 
+def _pings(lead_id: int, view: str, account_id: int) -> list[Step]:
+    """The lead's pings (seller, admins) and the answers (admins all, a buyer theirs)."""
+    rows = db.session.execute(
+        sa.select(Ping, PingBid).outerjoin(PingBid, PingBid.ping_id == Ping.id)
+        .where(Ping.lead_id == lead_id).order_by(Ping.id, PingBid.id)).all()
+    steps, asked = [], {}
+    for ping, bid in rows:
+        if view != "buyer" and ping.id not in asked:
+            asked[ping.id] = sum(b is not None and b.outcome != "fixed"
+                                 for p, b in rows if p.id == ping.id)
+            steps.append({"at": ping.created_at, "kind": "ping", "price": ping.price,
+                          "asked": asked[ping.id], "deadline_ms": ping.deadline_ms,
+                          "answered_ms": ping.answered_ms})
+        if bid is None or view == "seller" or (view == "buyer" and bid.buyer_id != account_id):
+            continue
+        steps.append({"at": ping.created_at + timedelta(milliseconds=bid.milliseconds or 0),
+                      "kind": "bid", "order_id": bid.order_id, "outcome": bid.outcome,
+                      "amount": bid.amount, "milliseconds": bid.milliseconds,
+                      "won": bid.won, "error": bid.detail})
+    return steps
+
+
 def journey(viewer: User, lead_id: int) -> list[Step]:
     """The lead's steps as `viewer` (a person; they act for their account) may see
     them, oldest first; NotFound for a lead that is none of theirs."""
@@ -134,7 +159,8 @@ def journey(viewer: User, lead_id: int) -> list[Step]:
     rows = db.session.execute(sales).all()
     if view == "buyer" and not rows:
         raise NotFound("No such lead.")
-    steps = [_received(lead, batch, view != "buyer", certificate)]
+    steps = [_received(lead, batch, view != "buyer", certificate),
+             *_pings(lead.id, view, account.id)]
     if view != "buyer":
         steps += [_verdict(lead, batch), *_spot_checks(lead)]
     for sale, order_name, buyer_email, item, outcome in rows:

@@ -1,6 +1,6 @@
 """REST API under /api/v1 (SPEC §11), its setup: the flask-smorest `Api`, and `init_api`,
 which registers the route modules (account, batches, orders, money, returns, kpis,
-notifications, journeys, admin, docs) on an app. Those import what they share from `app.api.auth` and
+notifications, journeys, pingpost, admin, docs) on an app. Those import what they share from `app.api.auth` and
 `app.api.schemas`, never this package, so the imports run one way."""
 from flask import Flask
 from flask_smorest import Api
@@ -25,7 +25,7 @@ api = LeadExchangeApi()
 def init_api(app: Flask) -> None:
     from app.api import (
         account, admin, batches, certificates, docs, journeys, kpis, money, notifications,
-        orders, returns, opt_outs, suppressions,
+        orders, pingpost, returns, opt_outs, suppressions,
     )
 
     api.init_app(
@@ -44,8 +44,8 @@ def init_api(app: Flask) -> None:
     api.spec.options["security"] = [{"bearerAuth": []}]
     api.ma_plugin.converter.add_attribute_function(_configured_bounds(app))
     for blueprint in (account.blp, batches.blp, orders.blp, money.blp, returns.blp, kpis.blp,
-                      notifications.blp, journeys.blp, admin.blp, suppressions.blp,
-                      opt_outs.blp):
+                      notifications.blp, journeys.blp, pingpost.blp, admin.blp,
+                      suppressions.blp, opt_outs.blp):
         csrf.exempt(blueprint)  # bearer keys only, never the session cookie
         api.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{blueprint.url_prefix or ''}")
     csrf.exempt(certificates.blp)  # public and read-only

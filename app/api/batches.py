@@ -9,7 +9,7 @@ from app.api.schemas import (
 )
 from app.extensions import db
 from app.models import Batch, Role
-from app.market import realtime as realtime_sales
+from app.realtime import auction
 from app.services import batches, market_stats
 from app.services.ingest import pipeline, reports
 
@@ -156,5 +156,5 @@ def post_lead(payload):
     terms = pipeline.check_terms(payload.pop("default_country"), payload.pop("floor_price"),
                                  payload.pop("cap"))
     # Speed to lead: matched before we answer (with the leads arriving at the same
-    # time); each sale's webhook goes as it commits.
-    return realtime_sales.sell(seller, payload, terms)
+    # time, or by live bids when some order bids); each sale's webhook goes as it commits.
+    return auction.sell(seller, payload, terms)

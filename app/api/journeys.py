@@ -18,7 +18,7 @@ class JourneyStepSchema(Schema):
 
     at = fields.DateTime(required=True)
     kind = fields.String(required=True, metadata={
-        "enum": ["received", "verdict", "spot_check_sampled", "spot_check", "sale",
+        "enum": ["received", "ping", "bid", "verdict", "spot_check_sampled", "spot_check", "sale",
                  "delivery_attempt", "return_opened", "return_decided", "outcome"]})
     how = _field(fields.String, "received", "upload or api (real time); seller and admins")
     batch_id = _field(fields.Integer, "received", "seller and admins")
@@ -40,10 +40,18 @@ class JourneyStepSchema(Schema):
     result = _field(fields.String, "spot_check", "passed or failed")
     sales_returned = _field(fields.Integer, "spot_check", "sales returned by a failed check")
     note = _field(fields.String, "spot-check, returns", "the note of whoever decided or asked")
+    asked = _field(fields.Integer, "ping", "how many bidding orders were asked")
+    deadline_ms = _field(fields.Integer, "ping", "the ping deadline, milliseconds")
+    answered_ms = _field(fields.Integer, "ping", "when the last bid was in (or the deadline)")
+    outcome = _field(fields.String, "bid", "bid, fixed (a fixed price), or why no bid: "
+                     "no_bid, late, failed, malformed, over_max, below_minimum, cannot_pay")
+    amount = _field(fields.Integer, "bid", "the bid or fixed price, minor units")
+    won = _field(fields.Boolean, "bid", "the lead was offered to this order")
     sale_id = _field(fields.Integer, "sale and after", "the sale")
-    order_id = _field(fields.Integer, "sale", "buyer and admins")
+    order_id = _field(fields.Integer, "sale, bid", "buyer and admins")
     order_name = _field(fields.String, "sale", "buyer and admins")
-    price = _field(fields.Integer, "sale", "minor units the buyer paid; buyer and admins")
+    price = _field(fields.Integer, "sale, ping", "minor units the buyer paid (the ping's "
+                   "offered price: seller and admins); buyer and admins")
     earnings = _field(fields.Integer, "sale", "the seller's share, minor units")
     buyer = _field(fields.String, "sale", "the buying account; admins")
     event = _field(fields.String, "delivery_attempt", "lead.delivered or lead.erased")
@@ -53,9 +61,9 @@ class JourneyStepSchema(Schema):
     status_code = _field(fields.Integer, "delivery_attempt",
                          "the reply's HTTP status (by email: the SMTP reply code)")
     reply = _field(fields.String, "delivery_attempt", "the reply's first characters; the buyer")
-    milliseconds = _field(fields.Integer, "delivery_attempt", "how long the request took")
+    milliseconds = _field(fields.Integer, "delivery_attempt, bid", "how long the request took")
     delivered = _field(fields.Boolean, "delivery_attempt", "the buyer's system accepted it")
-    error = _field(fields.String, "delivery_attempt", "why not, as a sentence")
+    error = _field(fields.String, "delivery_attempt, bid", "why not, as a sentence")
     reason = _field(fields.String, "return_opened", "the buyer's reason")
     seller_note = _field(fields.String, "return_opened", "the seller's answer")
     decided_by = _field(fields.String, "return_decided", "system, seller, admin or timeout")

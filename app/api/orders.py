@@ -68,11 +68,11 @@ def get_order(order_id: int):
 @blp.response(200, OrderSchema)
 @blp.alt_response(409, schema=ApiErrorSchema)
 def change_order(data, order_id: int):
-    """Change price, quantity, caps, schedule, time zone or calling hours; the hold
-    follows."""
+    """Change price, quantity, caps, schedule, time zone, calling hours, bid URL or max
+    bid; the hold follows."""
     if not data:
-        raise ValidationFailed("Give price, quantity, caps, spend_caps, schedule, timezone or "
-                               "calling_hours.",
+        raise ValidationFailed("Give price, quantity, caps, spend_caps, schedule, timezone, "
+                               "calling_hours, bid_url or max_bid.",
                                code="nothing_to_change")
     order = operations.change_terms(_buyer(), order_id, **data)
     db.session.commit()

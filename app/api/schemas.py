@@ -256,6 +256,9 @@ def _schedule_field(description: str, **kwargs):
 _CALLING = {"description": "SPEC §14 quiet hours: hold phone leads until the person's local "
             "calling hours -- {start, end} like 08:00 and 21:00 on the person's clock, true "
             "for 08:00–21:00, null: not held", "example": {"start": "08:00", "end": "21:00"}}
+_BID_URL = ("live bids (ping/post): each real-time lead this order may take is offered here "
+            "first, as a POST of its attributes signed like the webhook; a reply {\"bid\": N} "
+            "with N <= max_bid buys it at N if that is the best offer")
 
 
 class OrderCreateSchema(Schema):
@@ -276,6 +279,10 @@ class OrderCreateSchema(Schema):
         "description": "never the same person twice within this many days"})
     webhook_url = fields.String(allow_none=True, load_default=None)
     calling_hours = fields.Raw(allow_none=True, load_default=None, metadata=_CALLING)
+    bid_url = fields.String(allow_none=True, load_default=None, metadata={
+        "description": _BID_URL})
+    max_bid = Int(bounds.AMOUNT, allow_none=True, load_default=None, metadata={
+        "description": "the most the order bids, minor units; required with bid_url"})
 
 
 class OrderChangeSchema(Schema):
@@ -287,6 +294,8 @@ class OrderChangeSchema(Schema):
     schedule = _schedule_field("replaces the schedule; null: always open")
     timezone = fields.String()
     calling_hours = fields.Raw(allow_none=True, metadata=_CALLING)
+    bid_url = fields.String(allow_none=True, metadata={"description": "null: no live bids"})
+    max_bid = Int(bounds.AMOUNT, allow_none=True)
 
 
 def _caps_of(order, prefix: str) -> dict:
@@ -332,6 +341,8 @@ class OrderSchema(Schema):
     lookback_days = fields.Integer()
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(metadata={"description": "only in the response that set it"})
+    bid_url = fields.String(allow_none=True)
+    max_bid = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     closed_at = fields.DateTime(allow_none=True)
 

@@ -163,7 +163,27 @@ class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
         csrf = False
 
 
-class OrderForm(FilterFields, TermsFields, FlaskForm):
+class BidFields:
+    """Live bids (SPEC §4 rule 9): where real-time leads are offered for a bid, and
+    the most the order bids."""
+
+    bid_url = StringField("Bid URL (optional)", description="Real-time leads this order may "
+                          "take are offered here first, without contacts; your system answers "
+                          '{"bid": N}, N in cents, within the ping deadline, to buy at that '
+                          "price.")
+    max_bid = MoneyField("Highest bid", description="Bids above this are ignored; the money "
+                         "held for the order covers it.")
+
+    def bid_terms(self) -> dict:
+        url = (self.bid_url.data or "").strip() or None
+        return {"bid_url": url, "max_bid": self.max_bid.minor_units if url else None}
+
+    def load_bids(self, order) -> None:
+        self.bid_url.data = order.bid_url
+        self.max_bid.process_data(order.max_bid)
+
+
+class OrderForm(FilterFields, TermsFields, BidFields, FlaskForm):
     name = StringField("Order name", description="For your own reference, e.g. the campaign.")
     price = MoneyField("Price per lead", validators=[DataRequired()], default=500)
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)],
@@ -186,10 +206,11 @@ class OrderForm(FilterFields, TermsFields, FlaskForm):
             "budget": self.budget.minor_units, "expires_at": expires, **self.terms_changes(),
             "lookback_days": 30 if self.lookback_days.data is None else self.lookback_days.data,
             "name": self.name.data or "", "webhook_url": self.webhook_url.data or None,
+            **self.bid_terms(),
         }
 
 
-class ChangeOrderForm(TermsFields, FlaskForm):
+class ChangeOrderForm(TermsFields, BidFields, FlaskForm):
     price = MoneyField("Price per lead", validators=[DataRequired()])
     quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)])
 

@@ -157,6 +157,7 @@ def _order_page(order: Order, view: worklist.View) -> str:
         change = ChangeOrderForm(data={"price": money_input(order.price),
                                        "quantity": order.quantity})
         change.load_terms(order)
+        change.load_bids(order)
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=sale_returns.refunded_for_order(order.id),
@@ -260,10 +261,14 @@ def change(order_id: int):
             flash(f"{getattr(form, name).label.text}: {_said(errors)}", "danger")
         return redirect(url_for("buyer.order_detail", order_id=order_id))
     try:
-        operations.change_terms(current_account, order_id, price=form.price.minor_units,
-                                quantity=form.quantity.data, **form.terms_changes())
+        order = operations.change_terms(current_account, order_id, price=form.price.minor_units,
+                                        quantity=form.quantity.data, **form.terms_changes(),
+                                        **form.bid_terms())
+        secret = getattr(order, "webhook_secret", None)  # a first bid URL: its signing secret
         db.session.commit()
         flash("Order updated; the money held for it follows the new terms.", "success")
+        if secret:
+            flash(f"Secret for signed bid requests (shown only now): {secret}", "warning")
     except NotFound:
         raise
     except DomainError as exc:

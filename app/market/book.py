@@ -309,6 +309,13 @@ class OrderBook:
         to DEMAND_COUNT_LIMIT: beyond that a lead is plentiful enough either way."""
         return min(self.accepting(lead, now).bit_count(), DEMAND_COUNT_LIMIT)
 
+    def slots_in(self, mask: int) -> Iterator[Slot]:
+        """The slots of a set of positions (`accepting`), best first."""
+        while mask:
+            best = mask & -mask
+            mask ^= best
+            yield self._ranked[best.bit_length() - 1]
+
     def retire(self, slot: Slot) -> None:
         """A slot that can take no more leaves the open set."""
         self.open &= ~(1 << self._position[slot.id])

@@ -44,6 +44,8 @@ class OrderTerms:
     name: str = ""
     webhook_url: Optional[str] = None
     calling_hours: Optional[tuple[int, int]] = None  # §14 quiet hours (minutes), or None
+    bid_url: Optional[str] = None  # live bids (SPEC §4 rule 9), up to max_bid
+    max_bid: Optional[int] = None
 
 
 _PER = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
@@ -65,7 +67,7 @@ def _caps(raw: Any, name: str, high: int) -> dict:
 
 def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spend_caps=None,
                 schedule=None, timezone="UTC", lookback_days=30, name="",
-                webhook_url=None, calling_hours=None) -> OrderTerms:
+                webhook_url=None, calling_hours=None, bid_url=None, max_bid=None) -> OrderTerms:
     """The order's terms checked; a refusal lists every problem found, not only the first."""
     found = Refusals("invalid_filter")
     minimum = current_app.config["MIN_PRICE"]
@@ -106,10 +108,21 @@ def check_terms(price, quantity, *, budget=None, expires_at=None, caps=None, spe
             found.add("webhook_url", "The webhook URL must be an http(s) address.")
     calling = found.check(order_schedule.calling_hours, calling_hours,
                           rules.DEFAULT_CALLING_HOURS)
+    bid_url = (bid_url or "").strip() or None
+    if bid_url is None:
+        max_bid = None
+    else:
+        if not bid_url.startswith(("https://", "http://")) or len(bid_url) > 2000:
+            found.add("bid_url", "The bid URL must be an http(s) address.")
+        max_bid = found.check(whole_or_none, {"max_bid": max_bid}, "max_bid", 0,
+                              ledger.MAX_AMOUNT)
+        if (max_bid is None or max_bid < minimum) and not found.found_for("max_bid"):
+            found.add("max_bid", "An order with a bid URL needs the most it bids, at least "
+                                 f"{format_money(minimum)}.")
     found.raise_any()
     return OrderTerms(price, quantity, budget, expires_at, lead_caps, money_caps, stored,
                       timezone or "UTC", 30 if lookback is None else lookback,
-                      (name or "").strip()[:120], webhook_url or None, calling)
+                      (name or "").strip()[:120], webhook_url or None, calling, bid_url, max_bid)
 
 
 def _move_hold(order: Order, amount: int, kind: str) -> None:
@@ -147,10 +160,10 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
         held=0, filters=filters.to_dict(), expires_at=terms.expires_at,
         schedule=terms.schedule, timezone=terms.timezone, revision=0,
         lookback_days=terms.lookback_days, webhook_url=terms.webhook_url,
-        **_calling_columns(terms), **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
+        bid_url=terms.bid_url, max_bid=terms.max_bid, **_calling_columns(terms), **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
     db.session.add(order)
     db.session.flush()
-    secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else None
+    secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else _bid_secret(order)
     _move_hold(order, rules.max_spend(rules.price_range(terms)[1], terms.quantity,
                                       terms.budget), "order_hold")
     db.session.flush()
@@ -163,10 +176,24 @@ def set_webhook(order: Order, url: Optional[str]) -> Optional[str]:
     from app.services.crypto import current_vault
 
     if not url:
-        order.webhook_url, order.webhook_secret_enc = None, None
+        order.webhook_url = None
+        if not order.bid_url:  # bid requests are signed with it too
+            order.webhook_secret_enc = None
         return None
     secret = "whsec_" + secrets.token_urlsafe(24)
     order.webhook_url = check_terms(order.price, order.quantity, webhook_url=url).webhook_url
+    order.webhook_secret_enc = current_vault().encrypt(secret)
+    return secret
+
+
+def _bid_secret(order: Order) -> Optional[str]:
+    """An order that bids and has no secret yet gets one (returned once): its bid
+    requests are signed like its webhooks (SPEC §11)."""
+    from app.services.crypto import current_vault
+
+    if not order.bid_url or order.webhook_secret_enc is not None:
+        return None
+    secret = "whsec_" + secrets.token_urlsafe(24)
     order.webhook_secret_enc = current_vault().encrypt(secret)
     return secret
 
@@ -225,9 +252,11 @@ _UNCHANGED: Any = object()
 def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
                  quantity: Optional[int] = None, caps: Any = _UNCHANGED,
                  spend_caps: Any = _UNCHANGED, schedule: Any = _UNCHANGED,
-                 timezone: Optional[str] = None, calling_hours: Any = _UNCHANGED) -> Order:
+                 timezone: Optional[str] = None, calling_hours: Any = _UNCHANGED,
+                 bid_url: Any = _UNCHANGED, max_bid: Any = _UNCHANGED) -> Order:
     """Edit price, quantity, caps (each period given replaces that period's; null removes
-    it), schedule, time zone or calling hours (§14). The hold follows what the order may now spend; fills
+    it), schedule, time zone, calling hours (§14), bid URL or max bid (a new secret for
+    signing bids is left on the order as `webhook_secret`, to show once). The hold follows what the order may now spend; fills
     planned under the old terms are planned again (the order's revision changes)."""
     order = order_for(user, order_id, lock=True)
     if not order.is_active:
@@ -242,7 +271,9 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         else {**old_spend, **_object(spend_caps, "spend_caps")},
         schedule=order.schedule if schedule is _UNCHANGED else schedule,
         calling_hours=(_stored_calling(order) if calling_hours is _UNCHANGED
-                       else calling_hours))
+                       else calling_hours),
+        bid_url=order.bid_url if bid_url is _UNCHANGED else bid_url,
+        max_bid=order.max_bid if max_bid is _UNCHANGED else max_bid)
     # The new terms are checked against what the order already received, by the same
     # limits that guard a fill (no more leads now: n=0), in its current periods.
     now = utcnow()
@@ -272,6 +303,10 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     order.schedule, order.timezone = terms.schedule, terms.timezone
     for column, value in _calling_columns(terms).items():
         setattr(order, column, value)
+    order.bid_url, order.max_bid = terms.bid_url, terms.max_bid
+    secret = _bid_secret(order)
+    if secret:
+        order.webhook_secret = secret
     order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
     wanted = rules.max_spend(rules.price_range(order)[1], order.remaining, remaining_budget)

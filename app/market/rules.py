@@ -244,11 +244,13 @@ def price_in_effect(order, now: datetime) -> Optional[int]:
 
 
 def price_range(order) -> tuple[int, int]:
-    """The lowest and highest price the order may pay: what it may still buy with what
-    it holds, and what its hold is sized for."""
+    """The lowest and highest price the order may pay (its schedule's prices, its
+    max_bid): what it may still buy with what it holds, and what its hold is sized for."""
     prices = [order.price if w.price is None else w.price
               for w in schedule.stored(order.schedule)] or [order.price]
-    return min(prices), max(prices)
+    # A live bid (rule 9) may reach max_bid: the hold is sized for it too.
+    highest = max(max(prices), getattr(order, "max_bid", None) or 0)
+    return min(prices), highest
 
 
 def max_spend(highest: int, quantity: int, budget_left: Optional[int]) -> int:

@@ -34,6 +34,7 @@ from app.models.notifications import (
     OutgoingEmail,
 )
 from app.models.outcomes import OutcomeStatus, SaleOutcome
+from app.models.pings import Ping, PingBid
 from app.models.funding import AutoTopUp, BankTransfer, ManualPayout
 from app.models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from app.models.payments import (
@@ -79,6 +80,8 @@ __all__ = [
     "OutgoingEmail",
     "OutcomeStatus",
     "SaleOutcome",
+    "Ping",
+    "PingBid",
     "AccountKind",
     "AutoTopUp",
     "BankTransfer",

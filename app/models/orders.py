@@ -99,6 +99,10 @@ class Order(db.Model):
     lookback_days: Mapped[int] = mapped_column(sa.Integer, default=30)
     webhook_url: Mapped[Optional[str]] = mapped_column(sa.String(2000))
     webhook_secret_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
+    # Live bids (SPEC §4 rule 9): real-time leads are offered to bid_url, which may bid
+    # up to max_bid (minor units); the order's hold is sized for max_bid.
+    bid_url: Mapped[Optional[str]] = mapped_column(sa.String(2000))
+    max_bid: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())

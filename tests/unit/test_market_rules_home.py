@@ -27,6 +27,8 @@ NOT_FILL_RULES = {
     ("app/people/account_links.py", "AccountLink.expires_at > now"),
     # SPEC §14: an opt-out link's own expiry.
     ("app/people/opt_out.py", "OptOutRequest.expires_at > now"),
+    # SPEC §11: how long a seller's ping stands for its post, not an order's expiry.
+    ("app/realtime/auction.py", "ping.expires_at <= utcnow()"),
 }
 
 

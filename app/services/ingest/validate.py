@@ -474,11 +474,13 @@ def _interests(raw: str | None) -> list[str]:
     return list(dict.fromkeys(filter(None, [" ".join(part.split()) for part in parts])))
 
 
-def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
+def validate_row(values: dict[str, str], ctx: RowContext, *,
+                 contact_required: bool = True) -> RowResult:
     """The verdict for one row of field -> raw text (missing fields count as empty).
 
     A rejected row carries every reason it has (SPEC §3): unreadable text alone stops
-    the checks; otherwise contact, consent, age and region are all checked.
+    the checks; otherwise contact, consent, age and region are all checked. A ping
+    (SPEC §11) is a lead's attributes without its contacts: `contact_required=False`.
     """
     joined = "".join(values.values())
     if not joined.isprintable() or "\ufffd" in joined:  # rare: the exact check is slower
@@ -490,7 +492,7 @@ def validate_row(values: dict[str, str], ctx: RowContext) -> RowResult:
     problems: list[tuple[str, str]] = []
     email_raw = (get("email") or "").strip()
     phone_raw = (get("phone") or "").strip()
-    if not email_raw and not phone_raw:
+    if contact_required and not email_raw and not phone_raw:
         problems.append(("no_contact", verdict_message("no_contact")))
 
     email = None
