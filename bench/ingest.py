@@ -589,7 +589,6 @@ def child_real(spec: dict) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     import sqlalchemy as sa
-    from flask_migrate import upgrade
 
     from app import create_app
     from app.core import events
@@ -606,7 +605,6 @@ def child_real(spec: dict) -> None:
                      UPLOAD_DIR=spec["upload_dir"], INGEST_WORKERS=spec["workers"],
                      INGEST_CHUNK_ROWS=spec["chunk"], ARGON2_PROFILE="CHEAPEST")
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
         seller = accounts.create_user("bench-seller@example.com", "bench password 12345",
                                       Role.SELLER)
         seller.trust_level = TrustLevel.VERIFIED
@@ -671,6 +669,19 @@ def child_real(spec: dict) -> None:
         if spec.get("validate_sample"):
             send("parts", **parts_alone(batch.id, spec))
         db.session.remove()
+
+
+def child_migrate(url: str) -> None:
+    """The schema, made by a process of its own as a deployment's `flask db upgrade`
+    is: the ingesting process never imports Alembic and the migrations (~16 MB)."""
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    with create_app("development", SQLALCHEMY_DATABASE_URI=url).app_context():
+        upgrade(directory=str(ROOT / "migrations"))
 
 
 def parts_alone(batch_id: int, spec: dict) -> dict:
@@ -882,6 +893,8 @@ def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,
             "validate_sample": validate_sample}
     log_path = TMP / f"{label}.log"  # the child's stderr (alembic, warnings, tracebacks)
     log = open(log_path, "w")
+    subprocess.run([sys.executable, __file__, "--child-migrate", url], stdout=log, stderr=log,
+                   check=True, cwd=ROOT)
     proc = subprocess.Popen([sys.executable, __file__, "--child-real", json.dumps(spec)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                             text=True, cwd=ROOT)
@@ -1138,9 +1151,13 @@ def main() -> int:
                              "--mem-rows file) with 1 worker and with --workers: cProfile "
                              "of the main process, py-spy of the whole tree if installed")
     parser.add_argument("--child-real", help=argparse.SUPPRESS)
+    parser.add_argument("--child-migrate", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_real:
         child_real(json.loads(args.child_real))
+        return 0
+    if args.child_migrate:
+        child_migrate(args.child_migrate)
         return 0
 
     try:
