@@ -164,6 +164,10 @@ def register_template_helpers(app) -> None:
 
     app.jinja_env.filters["return_reason"] = lambda reason: REASON_LABELS[reason]
 
+    from app.market.schedule import clock
+
+    app.jinja_env.filters["clock"] = clock  # minutes after midnight → "08:00"
+
     from flask import has_request_context
     from flask_login import current_user
 

@@ -1,4 +1,5 @@
 import io
+from datetime import timezone
 
 import pytest
 import sqlalchemy as sa
@@ -131,3 +132,24 @@ def test_a_form_field_named_only_blanks_is_a_clear_error(client, seller, api_key
     assert response.status_code == 422
     assert response.json["error"]["code"] == "validation_error"
     assert response.json["error"]["details"]["fields"]["form"][""] == ["Unknown field."]
+
+
+def test_the_docs_say_which_lead_fields_a_lead_needs(client, seller, api_key_for):
+    """The schema requires only default_country; the consent evidence is needed too, and
+    the API document says so at those two fields."""
+    headers = api_key_for(seller)
+    documented = client.get("/api/v1/openapi.json").json["components"]["schemas"]["LeadInput"]
+    lead = {"email": "a@mail.example.com", "consent_at": "2026-11-01T09:30:00Z",
+            "source_url": "https://x.example.com", "default_country": "US"}
+    for needed in ("consent_at", "source_url"):
+        assert "needed" in documented["properties"][needed]["description"]
+        response = client.post("/api/v1/leads", headers=headers,
+                               json={k: v for k, v in lead.items() if k != needed})
+        assert response.status_code == 422 and response.json["error"]["code"] == "no_consent"
+    assert "own clock" in documented["properties"]["consent_at"]["description"]
+    # Without an offset, 09:30 is read in California (17:30 UTC), as the document says.
+    answer = client.post("/api/v1/leads", headers=headers, json=lead | {
+        "consent_at": "2026-11-03T09:30", "region": "US-CA", "country": "US"})
+    assert answer.status_code == 201, answer.json
+    stored = db.session.get(Lead, answer.json["id"]).consent_at
+    assert stored.astimezone(timezone.utc).hour == 17

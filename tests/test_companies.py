@@ -326,7 +326,7 @@ def _world():
     a_buyer = company(Role.BUYER, "A Buyers")
     lead_form = builder.create_form(b_seller, builder.FormSpec(
         name="B's form", fields=[{"name": "email", "required": True}], consent_text="I agree.",
-        disclosed_buyers="", default_country="US", floor_price=0, cap=1))
+        disclosed_buyers="Insurers", default_country="US", floor_price=0, cap=1))
     db.session.commit()
     ids = {"order_id": order.id, "batch_id": leads[0].batch_id, "sale_id": sale.id,
            "return_id": item.id, "payout_id": payout.id, "topup_id": 0, "delivery_id": 0,

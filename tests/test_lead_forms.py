@@ -89,9 +89,11 @@ def test_a_seller_builds_a_form_and_gets_its_link_and_snippet(app, seller, selle
 def test_the_builder_says_what_is_wrong_at_the_fields(seller_client):
     response = seller_client.post("/seller/forms/new", data=_builder_data(
         seller_client, "/seller/forms/new", consent_text=" ", ask=["first_name", "age"],
-        thank_you_url="not a page"))
+        thank_you_url="not a page", disclosed_buyers=" \n"))
     assert response.status_code == 422
     page = response.get_data(as_text=True)
+    # The default consent text promises "the companies named below": someone must be.
+    assert "Name the buyers or kinds of buyer who may contact them" in page
     assert "Ask for an email address or a phone number" in page
     assert "Write the consent text" in page
     assert "is not a web address" in page

@@ -2,6 +2,7 @@
 person's local calling hours -- one market rule (rules.in_calling_hours) that the order
 book, a single fill and a group of fills all ask -- across time zones and the days
 clocks change; and every delivered lead carries the person's time zone and local time."""
+import re
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -175,3 +176,31 @@ def test_the_plan_passes_a_held_order_by(app):
                                   book.buyer_ids)
     plan = {lead.id: slot.id for lead, slot in order_book.plan_batch(leads, book, claims, sunday)}
     assert plan == {california.id: other.id, new_york.id: holding.id}
+
+
+def test_the_builder_says_why_it_refuses_calling_hours(buyer_client, buyer):
+    from app.services import ledger
+    from tests.conftest import csrf_token
+
+    ledger.manual_credit(buyer, 10_000, reason="test", actor=None)
+    db.session.commit()
+    form = {"price": "5.00", "quantity": "3", "lookback_days": "30", "timezone": "UTC",
+            "calling_hours": "y", "calling_start": "21:00", "calling_end": "08:00",
+            "csrf_token": csrf_token(buyer_client, "/buyer/orders/new")}
+    page = buyer_client.post("/buyer/orders/new", data=form).get_data(as_text=True)
+    # The refusal is shown at the checkbox, not only kept out of sight.
+    assert "The calling hours must start before they end" in page
+    checkbox = re.search(r'<input[^>]*id="calling_hours"[^>]*>', page).group(0)
+    assert "is-invalid" in checkbox
+
+
+def test_the_order_page_shows_its_calling_hours(buyer_client, buyer):
+    from app.services import ledger
+
+    ledger.manual_credit(buyer, 10_000, reason="test", actor=None)
+    holding = place(buyer, 800, 1, calling_hours={"start": "09:00", "end": "20:00"})
+    other = place(buyer, 800, 1)
+    page = buyer_client.get(f"/buyer/orders/{holding.id}").get_data(as_text=True)
+    assert "calling hours, 09:00–20:00 their time" in page
+    assert 'id="order-calling-hours"' not in buyer_client.get(
+        f"/buyer/orders/{other.id}").get_data(as_text=True)

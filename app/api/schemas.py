@@ -178,8 +178,12 @@ class LeadInputSchema(Schema):
     authority = fields.String()
     need = fields.String()
     timeframe = fields.String()
-    consent_at = fields.String(metadata={"description": "ISO 8601 timestamp"})
-    source_url = fields.String()
+    consent_at = fields.String(metadata={"description": (
+        "needed (a lead without it is refused no_consent): when the person agreed, ISO 8601; "
+        "without an offset it is read on the person's own clock (their region's zone), a "
+        "date alone as midnight UTC")})
+    source_url = fields.String(metadata={"description": (
+        "needed (a lead without it is refused no_consent): the page where they agreed")})
     consent_text = fields.String()
     consent = fields.Raw(metadata={"description": "whether the person agreed: true/false, "
                                                   "yes/no, 1/0; a no is rejected no_consent"})

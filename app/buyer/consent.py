@@ -12,7 +12,7 @@ from app.buyer import bp
 from app.errors import DomainError
 from app.extensions import db
 from app.people import opt_out
-from app.services import suppression_lists
+from app.services import delivery, suppression_lists
 
 
 class SuppressionForm(FlaskForm):
@@ -62,5 +62,6 @@ def opt_outs():
         db.session.commit()
         flash(f"Thank you: {count} opt-out(s) acknowledged.", "success")
         return redirect(url_for("buyer.opt_outs"))
-    return render_template("buyer/opt_outs.html", form=ConfirmForm(),
-                           notices=opt_out.notices_for(current_account))
+    notices = opt_out.notices_for(current_account)
+    return render_template("buyer/opt_outs.html", form=ConfirmForm(), notices=notices,
+                           people=delivery.people_of([n.sale_id for n in notices]))

@@ -48,6 +48,12 @@ def _checked(spec: FormSpec) -> FormSpec:
     elif len(text) > MAX_CONSENT_TEXT:
         found.add("consent_text", f"The consent text is {len(text)} characters long; keep it "
                                   f"under {MAX_CONSENT_TEXT}.")
+    if not spec.disclosed_buyers.strip():
+        # What the person agrees to is contact by someone: a form that names no one has
+        # them consent to no one in particular (the default text promises "the companies
+        # named below").
+        found.add("disclosed_buyers", "Name the buyers or kinds of buyer who may contact "
+                                      "them, one a line.")
     url = None
     if (spec.thank_you_url or "").strip():
         url = normalise_url(spec.thank_you_url)

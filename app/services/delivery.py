@@ -71,6 +71,16 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
     }
 
 
+def people_of(sale_ids: list[int]) -> dict[int, dict]:
+    """The lead each of these sales delivered, as its buyer received it (whom an opt-out
+    notice is about)."""
+    if not sale_ids:
+        return {}
+    rows = db.session.execute(sa.select(Sale, Lead).join(Lead, Sale.lead_id == Lead.id)
+                              .where(Sale.id.in_(sale_ids)))
+    return {sale.id: sale_record(sale, lead)["lead"] for sale, lead in rows}
+
+
 def delivered(order: Order, *, limit: int | None = None, offset: int = 0,
               sale_ids: list[int] | None = None) -> Iterator[dict]:
     """The order's sales with their leads (or those of them in `sale_ids`), oldest
