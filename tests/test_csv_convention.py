@@ -229,3 +229,19 @@ def test_the_leads_workbook_keeps_phones_text_and_formulas_inert(buyer_client, b
     assert name_cell.data_type == "s" and name_cell.value.startswith("=HYPERLINK")
     assert cells[chr(ord("A") + header.index("phone"))].data_type == "s"
     assert buyer_client.get("/buyer/orders/999999/leads.xlsx").status_code == 404
+
+
+def test_leads_export_carries_the_persons_clock_and_opt_out_code(buyer_client, buyer):
+    """SPEC §14: every delivered lead carries the person's time zone (and, with it, the
+    code for opting out by phone), in the CSV as in the JSON."""
+    from app.people.opt_out import code as opt_out_code
+
+    ledger.manual_credit(buyer, 100_000, reason="funds", actor=None)
+    db.session.commit()
+    order = _sold(buyer, region="CA")
+    rows = _rows(buyer_client.get(f"/buyer/orders/{order.id}/leads.csv").get_data(as_text=True))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["timezone"] == "America/Los_Angeles"
+        assert row["local_time"].endswith(("-08:00", "-07:00"))
+        assert row["opt_out_code"] == opt_out_code(int(row["sale_id"]))

@@ -21,9 +21,11 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                # Added later, so at the end: imports written for the columns above still work.
                "score", "temperature", "outcome", "revenue",
                "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
+               # SPEC §14: the person's clock, and the code for opting out by phone.
+               "timezone", "local_time", "opt_out_code",
                # SPEC §5: `price` and `revenue` are in major units of this currency.
                "currency"]
-LATER_LEAD_COLUMNS = CSV_COLUMNS[-6:-1]
+LATER_LEAD_COLUMNS = CSV_COLUMNS[CSV_COLUMNS.index("sub_id"):-1]
 # Cells that are not free text (app/services/exports.py): numbers we wrote, and the
 # validated E.164 phone, kept text in spreadsheets.
 CSV_KINDS = {**dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER),
