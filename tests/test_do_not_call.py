@@ -79,3 +79,38 @@ def test_leads_arriving_later_are_flagged_at_ingest(app, client, api_key_for):
                           json={"country": "ES", "phones": ["+34612345679"]})
     assert refused.status_code == 403
     assert do_not_call.count("ES") == 1
+
+
+def test_numbers_taken_off_give_leads_on_offer_their_phone_back(app, admin_client, client,
+                                                                 api_key_for):
+    both, phone_only, twice = live_leads(verified_seller(), [
+        person(1, phone="+1 415 555 0001"),
+        person(2, phone="+1 415 555 0002", email=""),
+        person(3, phone="+1 415 555 0003")])
+    admin = make_user("admin")
+    do_not_call.load("US", ["415 555 0001", "415 555 0002", "415 555 0003"], admin)
+    do_not_call.load("CA", ["+1 415 555 0003"], admin)  # the same number on a second list
+    db.session.commit()
+    token = csrf_token(admin_client, "/admin/do-not-call")
+    page = admin_client.post("/admin/do-not-call", data={
+        "csrf_token": token, "country": "US", "remove": "Take these off the list",
+        "phones": "415 555 0001\n415 555 0002\n415 555 0003\n415 555 0009\nnope"},
+        follow_redirects=True).get_data(as_text=True)
+    assert "3 numbers taken off (1 not valid, skipped); 1 leads on offer have their phone " \
+           "back" in page
+    assert not _lead(both.id).do_not_call and _lead(both.id).has_phone
+    assert _lead(phone_only.id).status is LeadStatus.DELISTED  # delisting is final
+    assert _lead(twice.id).do_not_call and not _lead(twice.id).has_phone  # still on CA's
+    assert dict(do_not_call.counts()) == {"CA": 1}
+
+    phone_order = place(funded_buyer(), 900, 5, filters={"require": "phone"})
+    jobs.fill_order(phone_order.id)
+    assert {s.lead_id for s in sales_of(phone_order)} == {both.id}
+
+    answer = client.post("/api/v1/admin/do-not-call/remove", headers=api_key_for(admin),
+                         json={"country": "CA", "phones": ["+1 415 555 0003"]})
+    assert answer.get_json() == {"removed": 1, "invalid": 0, "restored": 1}
+    buyer_headers = api_key_for(funded_buyer())
+    refused = client.post("/api/v1/admin/do-not-call/remove", headers=buyer_headers,
+                          json={"country": "US", "phones": ["+1 415 555 0001"]})
+    assert refused.status_code == 403

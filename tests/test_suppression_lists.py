@@ -142,3 +142,40 @@ def test_the_plan_gives_a_listed_person_to_the_next_order(app):
                                   book.buyer_ids)
     plan = {lead.id: slot.id for lead, slot in order_book.plan_batch(candidates, book, claims, now)}
     assert plan == {leads[0].id: theirs.id, leads[1].id: mine.id}
+
+
+def test_people_taken_off_the_list_are_sold_to_the_buyer_again(app, client, api_key_for):
+    seller = verified_seller()
+    leads = live_leads(seller, [person(1), person(2), person(3)], cap=2)
+    buyer = funded_buyer()
+    headers = api_key_for(buyer)
+    client.post("/api/v1/suppressions", headers=headers, json={
+        "phones": ["+1 415 555 0001"], "emails": ["person2@mail.example.com"]})
+    answer = client.post("/api/v1/suppressions/remove", headers=headers, json={
+        "phones": ["+1 415 555 0001", "+1 415 555 0099", "bad"]})
+    assert answer.get_json() == {"removed": 1, "invalid": 1}
+    assert client.get("/api/v1/suppressions", headers=headers).get_json() == {"count": 1}
+    order = place(buyer, 500, 10)
+    jobs.fill_order(order.id)
+    assert _sold_people(order) == {leads[0].id, leads[2].id}
+    assert client.delete("/api/v1/suppressions", headers=headers).get_json() == \
+        {"removed": 1, "invalid": 0}
+    assert client.get("/api/v1/suppressions", headers=headers).get_json() == {"count": 0}
+    seller_headers = api_key_for(seller)
+    assert client.delete("/api/v1/suppressions", headers=seller_headers).status_code == 403
+
+
+def test_the_page_takes_people_off_and_empties_the_list(app, buyer_client, buyer):
+    token = csrf_token(buyer_client, "/buyer/suppressions")
+    buyer_client.post("/buyer/suppressions", data={
+        "csrf_token": token, "contacts": "a@mail.example.com, b@mail.example.com, "
+        "c@mail.example.com"})
+    page = buyer_client.post("/buyer/suppressions", data={
+        "csrf_token": token, "contacts": "B@mail.example.com\nnobody@mail.example.com",
+        "remove": "Remove these from my list"}, follow_redirects=True).get_data(as_text=True)
+    assert "Taken off your suppression list: 1" in page and 'id="suppression-count">2<' in page
+    assert 'id="clear-suppressions"' in page
+    page = buyer_client.post("/buyer/suppressions/clear", data={"csrf_token": token},
+                             follow_redirects=True).get_data(as_text=True)
+    assert "Your suppression list is empty now (2 taken off)" in page
+    assert 'id="suppression-count">0<' in page and 'id="clear-suppressions"' not in page

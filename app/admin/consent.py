@@ -5,7 +5,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import StringField, TextAreaField
+from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.admin import bp
@@ -25,6 +25,8 @@ class DoNotCallForm(FlaskForm):
                            description="One per line, or separated by commas.")
     file = FileField("Or a CSV file", description="A column named phone (or tel, mobile…), or "
                      "one number per cell.")
+    load = SubmitField("Load into the list")
+    remove = SubmitField("Take these off the list")
 
 
 @bp.route("/opt-outs")
@@ -43,13 +45,19 @@ def do_not_call_lists():
                 phones = suppression_lists.read_csv(upload.read())[0]
             phones += [p for p in (form.phones.data or "").replace(",", "\n").split("\n")
                        if p.strip()]
-            loaded = do_not_call.load(form.country.data, phones, current_user)
+            if form.remove.data:
+                unlisted = do_not_call.remove(form.country.data, phones, current_user)
+                done = (f"{unlisted.removed} numbers taken off ({unlisted.invalid} not valid, "
+                        f"skipped); {unlisted.restored} leads on offer have their phone back.")
+            else:
+                loaded = do_not_call.load(form.country.data, phones, current_user)
+                done = (f"{loaded.added} numbers added ({loaded.invalid} not valid, skipped); "
+                        f"{loaded.flagged} leads held already are on the list now.")
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
         else:
-            flash(f"{loaded.added} numbers added ({loaded.invalid} not valid, skipped); "
-                  f"{loaded.flagged} leads held already are on the list now.", "success")
+            flash(done, "success")
             return redirect(url_for("admin.do_not_call_lists"))
     return render_template("admin/do_not_call.html", form=form, counts=do_not_call.counts())

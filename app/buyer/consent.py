@@ -1,9 +1,9 @@
-"""A buyer's side of people's consent (SPEC §14): their suppression list (upload and
-count) and the opt-outs they must acknowledge."""
+"""A buyer's side of people's consent (SPEC §14): their suppression list (add, take
+off, empty, count) and the opt-outs they must acknowledge."""
 from flask import flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import StringField, TextAreaField
+from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from app.auth.forms import ConfirmForm
@@ -25,6 +25,8 @@ class SuppressionForm(FlaskForm):
                                   validators=[Optional(), Length(min=2, max=2)],
                                   description="Two letters, such as US or ES.",
                                   render_kw={"maxlength": 2, "autocapitalize": "characters"})
+    add = SubmitField("Add to my list")
+    remove = SubmitField("Remove these from my list")
 
 
 @bp.route("/suppressions", methods=["GET", "POST"])
@@ -39,20 +41,36 @@ def suppressions():
             for item in (form.contacts.data or "").replace(",", "\n").replace(";", "\n").split("\n"):
                 if item.strip():
                     (emails if "@" in item else phones).append(item)
-            added = suppression_lists.add(current_account, phones, emails,
-                                          form.default_country.data)
+            if form.remove.data:
+                changed = suppression_lists.remove(current_account, phones, emails,
+                                                   form.default_country.data)
+                done = (f"Taken off your suppression list: {changed.removed} (those not on "
+                        f"it are not counted).")
+            else:
+                changed = suppression_lists.add(current_account, phones, emails,
+                                                form.default_country.data)
+                done = (f"Added to your suppression list: {changed.added} (those on it "
+                        f"already are not counted).")
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
         else:
-            skipped = f" Skipped, not a valid phone or email: {added.invalid}." \
-                if added.invalid else ""
-            flash(f"Added to your suppression list: {added.added} (those on it already are "
-                  f"not counted).{skipped}", "success")
+            skipped = f" Skipped, not a valid phone or email: {changed.invalid}." \
+                if changed.invalid else ""
+            flash(done + skipped, "success")
             return redirect(url_for("buyer.suppressions"))
-    return render_template("buyer/suppressions.html", form=form,
+    return render_template("buyer/suppressions.html", form=form, clear_form=ConfirmForm(),
                            count=suppression_lists.count(current_account))
+
+
+@bp.route("/suppressions/clear", methods=["POST"])
+def clear_suppressions():
+    if ConfirmForm().validate_on_submit():
+        removed = suppression_lists.clear(current_account)
+        db.session.commit()
+        flash(f"Your suppression list is empty now ({removed} taken off).", "success")
+    return redirect(url_for("buyer.suppressions"))
 
 
 @bp.route("/opt-outs", methods=["GET", "POST"])

@@ -16,6 +16,10 @@ real-time lead is stored -- and for the leads already held when a list is loaded
 - a lead with only the phone has nothing left to be sold for: it is delisted (and
   keeps has_phone: every lead has a contact).
 The seller keeps the number in their own lead.
+
+Lists change: `remove` takes numbers off a country's list (a refreshed list no longer
+has them) and gives a lead its phone back when its number is on no list any more and
+the lead is still on offer; a delisted lead stays delisted (delisting is final).
 """
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -27,6 +31,7 @@ from app.core.dialect import lock_in_id_order, postgres
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import DoNotCallEntry, Lead, LeadStatus, User
+from app.models.leads import LISTED_STATUSES
 from app.models.types import utcnow
 from app.services import audit, regions
 from app.services.crypto import current_vault
@@ -43,8 +48,15 @@ class Loaded:
     flagged: int  # leads already held that are on it now
 
 
-def load(country: str, phones: Iterable[str], actor: Optional[User]) -> Loaded:
-    """Add these numbers to the country's list and flag the leads already holding them."""
+@dataclass(frozen=True)
+class Unlisted:
+    removed: int  # numbers taken off the list
+    invalid: int  # not a valid number: skipped
+    restored: int  # leads on offer that have their phone back
+
+
+def _numbers(country: str, phones: Iterable[str]) -> tuple[str, set[bytes], int]:
+    """(country code, keyed hashes of the valid numbers, how many were not valid)."""
     code = regions.resolve_country(country or "")
     if code is None:
         raise ValidationFailed("Give the list's country, such as US or ES.",
@@ -63,6 +75,12 @@ def load(country: str, phones: Iterable[str], actor: Optional[User]) -> Loaded:
             invalid += 1
         else:
             hashes.add(vault.dedupe_hash("phone", parsed[0]))
+    return code, hashes, invalid
+
+
+def load(country: str, phones: Iterable[str], actor: Optional[User]) -> Loaded:
+    """Add these numbers to the country's list and flag the leads already holding them."""
+    code, hashes, invalid = _numbers(country, phones)
     before = count(code)
     now = utcnow()
     insert = (postgresql.insert if postgres() else sqlite.insert)(DoNotCallEntry)
@@ -76,6 +94,32 @@ def load(country: str, phones: Iterable[str], actor: Optional[User]) -> Loaded:
                  details={"country": code, "added": added, "invalid": invalid,
                           "leads_flagged": flagged})
     return Loaded(added, invalid, flagged)
+
+
+def remove(country: str, phones: Iterable[str], actor: Optional[User]) -> Unlisted:
+    """Take these numbers off the country's list; leads on offer whose number is on no
+    list now get their phone back."""
+    code, hashes, invalid = _numbers(country, phones)
+    ordered, removed, restored = sorted(hashes), 0, 0
+    on_a_list = sa.exists().where(DoNotCallEntry.phone_hash == Lead.phone_hash)
+    for start in range(0, len(ordered), _INSERT_CHUNK):
+        chunk = ordered[start:start + _INSERT_CHUNK]
+        removed += db.session.execute(
+            sa.delete(DoNotCallEntry).where(DoNotCallEntry.country == code,
+                                            DoNotCallEntry.phone_hash.in_(chunk))
+            .execution_options(synchronize_session=False)).rowcount
+        # Locked in id order first, as fills lock leads (see `flag`).
+        ids = lock_in_id_order(Lead, Lead.phone_hash.in_(chunk), Lead.do_not_call.is_(True),
+                               Lead.status.in_(LISTED_STATUSES), ~on_a_list)
+        if ids:
+            restored += db.session.execute(
+                sa.update(Lead).where(Lead.id.in_(ids))
+                .values(do_not_call=False, has_phone=True)
+                .execution_options(synchronize_session=False)).rowcount
+    audit.record("do_not_call.removed", actor=actor,
+                 details={"country": code, "removed": removed, "invalid": invalid,
+                          "leads_restored": restored})
+    return Unlisted(removed, invalid, restored)
 
 
 def flag(*where) -> int:

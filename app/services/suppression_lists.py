@@ -1,6 +1,6 @@
 """A buyer's own suppression list (SPEC §14), operations (flush; callers commit): the
 phones and emails of people the buyer must never receive -- their customers, their
-own do-not-call list.
+own do-not-call list. The buyer adds people, takes them off again or empties it.
 
 Each contact is normalised as ingest normalises a lead's (phones to E.164 with the
 `phonenumbers` library, emails lower-cased and syntax-checked) and only its keyed
@@ -37,6 +37,12 @@ _INSERT_CHUNK = 1000
 @dataclass(frozen=True)
 class Added:
     added: int  # new on the list
+    invalid: int  # neither a valid phone nor a valid email: skipped
+
+
+@dataclass(frozen=True)
+class Removed:
+    removed: int  # were on the list, are not any more
     invalid: int  # neither a valid phone nor a valid email: skipped
 
 
@@ -86,6 +92,39 @@ def add(buyer: User, phones: Iterable[str] = (), emails: Iterable[str] = (),
     audit.record("suppressions.added", actor=buyer,
                  details={"added": added, "invalid": invalid})
     return Added(added, invalid)
+
+
+def remove(buyer: User, phones: Iterable[str] = (), emails: Iterable[str] = (),
+           country: Optional[str] = None) -> Removed:
+    """Take these people off the buyer's list (read as `add` reads them): from now on
+    the buyer's orders may receive them again. Sales never made meanwhile are not
+    made up for."""
+    phones, emails = list(phones), list(emails)
+    if len(phones) + len(emails) > MAX_ENTRIES:
+        raise ValidationFailed(f"At most {MAX_ENTRIES:,} contacts in one upload.",
+                               code="too_many")
+    hashes, invalid = _hashes(phones, emails, (country or "").strip().upper() or None)
+    removed = 0
+    ordered = sorted(hashes)
+    for start in range(0, len(ordered), _INSERT_CHUNK):
+        chunk = ordered[start:start + _INSERT_CHUNK]
+        removed += db.session.execute(
+            sa.delete(BuyerSuppression).where(
+                BuyerSuppression.buyer_id == buyer.id,
+                sa.tuple_(BuyerSuppression.kind, BuyerSuppression.value_hash).in_(chunk))
+            .execution_options(synchronize_session=False)).rowcount
+    audit.record("suppressions.removed", actor=buyer,
+                 details={"removed": removed, "invalid": invalid})
+    return Removed(removed, invalid)
+
+
+def clear(buyer: User) -> int:
+    """Empty the buyer's list; how many people were on it."""
+    removed = db.session.execute(
+        sa.delete(BuyerSuppression).where(BuyerSuppression.buyer_id == buyer.id)
+        .execution_options(synchronize_session=False)).rowcount
+    audit.record("suppressions.cleared", actor=buyer, details={"removed": removed})
+    return removed
 
 
 def count(buyer: User) -> int:
