@@ -405,12 +405,12 @@ def profile(label: str, url: str, args) -> dict:
         sa.event.remove(engine, "before_cursor_execute", count)
         sa.event.remove(engine, "begin", count_begin)
         missing = sum(1 for i in range(args.profile) if f"p-{i}" not in receiver.arrivals)
-        stats = pstats.Stats(profiler)
-        stats.add(seller_thread)
         buf = io.StringIO()
-        stats.stream = buf
-        stats.sort_stats("cumulative").print_stats(45)
-        stats.sort_stats("tottime").print_stats(25)
+        for title, thread in (("request threads", profiler), ("seller thread", seller_thread)):
+            buf.write(f"\n---- {title}\n")
+            stats = pstats.Stats(thread, stream=buf)
+            stats.sort_stats("cumulative").print_stats(45)
+            stats.sort_stats("tottime").print_stats(25)
         return {"leads": args.profile, "wall_ms_per_lead": round(wall * 1000 / args.profile, 2),
                 "webhooks_missing": missing, "cprofile": buf.getvalue()}
 

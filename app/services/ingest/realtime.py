@@ -103,9 +103,12 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead
         batch.cross_seller_duplicates += int(is_cross)
         results.append(lead)
     db.session.flush()
-    stored = [lead for lead in results if isinstance(lead, Lead)]
-    if stored and do_not_call.flag(Lead.id.in_([lead.id for lead in stored])):
-        for lead in stored:  # SPEC §14: flagged before they are matched
+    # SPEC §14: flagged before they are matched. Only leads whose phone is on a list
+    # go through do_not_call.flag (locks and updates); the probe is one lookup.
+    listed = do_not_call.listed(lead.phone_hash for lead in results if isinstance(lead, Lead))
+    flagged = [lead for lead in results if isinstance(lead, Lead) and lead.phone_hash in listed]
+    if flagged and do_not_call.flag(Lead.id.in_([lead.id for lead in flagged])):
+        for lead in flagged:
             db.session.refresh(lead)
     return results
 
