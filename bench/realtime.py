@@ -16,9 +16,10 @@ stopped at the end; SQLite a file in a temporary directory):
   1. Data: a fresh database built by the real migrations; a verified seller with an API
      key; --buyers funded buyers, each with an API key.
   2. Server: the real app under gunicorn (`-w --workers -k gthread --threads
-     --threads`, default 2 x 16) through bench/web_app.py (`create_app` from the
-     environment like wsgi.py, Flask-Limiter off), TASK_MODE=thread: the webhooks go
-     from the web process's own delivery threads, as in the one-command setup. With
+     --threads`, default 2 x 48 as in gunicorn.conf.py) through bench/web_app.py
+     (`create_app` from the environment like wsgi.py, Flask-Limiter off),
+     TASK_MODE=thread: the webhooks go from the web process's own delivery threads,
+     as in the one-command setup. With
      --celery N: TASK_MODE=celery, a private redis-server and `celery -A app.worker
      worker -P threads -c N` deliver them instead.
   3. Buyers: each buyer places one order through `POST /api/v1/orders` (quantity
@@ -438,7 +439,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10, help="kept seconds per rate")
     parser.add_argument("--warmup-seconds", type=float, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--buyers", type=int, default=5)
     parser.add_argument("--celery", type=int, default=0, metavar="THREADS",
                         help="TASK_MODE=celery: Redis and a Celery worker with this many "
