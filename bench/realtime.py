@@ -16,9 +16,10 @@ stopped at the end; SQLite a file in a temporary directory):
   1. Data: a fresh database built by the real migrations; a verified seller with an API
      key; --buyers funded buyers, each with an API key.
   2. Server: the real app under gunicorn (`-w --workers -k gthread --threads
-     --threads`, default 2 x 16) through bench/web_app.py (`create_app` from the
-     environment like wsgi.py, Flask-Limiter off), TASK_MODE=thread: the webhooks go
-     from the web process's own delivery threads, as in the one-command setup. With
+     --threads`, default 2 x 48 as in gunicorn.conf.py) through bench/web_app.py
+     (`create_app` from the environment like wsgi.py, Flask-Limiter off),
+     TASK_MODE=thread: the webhooks go from the web process's own delivery threads,
+     as in the one-command setup. With
      --celery N: TASK_MODE=celery, a private redis-server and `celery -A app.worker
      worker -P threads -c N` deliver them instead.
   3. Buyers: each buyer places one order through `POST /api/v1/orders` (quantity
@@ -405,12 +406,12 @@ def profile(label: str, url: str, args) -> dict:
         sa.event.remove(engine, "before_cursor_execute", count)
         sa.event.remove(engine, "begin", count_begin)
         missing = sum(1 for i in range(args.profile) if f"p-{i}" not in receiver.arrivals)
-        stats = pstats.Stats(profiler)
-        stats.add(seller_thread)
         buf = io.StringIO()
-        stats.stream = buf
-        stats.sort_stats("cumulative").print_stats(45)
-        stats.sort_stats("tottime").print_stats(25)
+        for title, thread in (("request threads", profiler), ("seller thread", seller_thread)):
+            buf.write(f"\n---- {title}\n")
+            stats = pstats.Stats(thread, stream=buf)
+            stats.sort_stats("cumulative").print_stats(45)
+            stats.sort_stats("tottime").print_stats(25)
         return {"leads": args.profile, "wall_ms_per_lead": round(wall * 1000 / args.profile, 2),
                 "webhooks_missing": missing, "cprofile": buf.getvalue()}
 
@@ -438,7 +439,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10, help="kept seconds per rate")
     parser.add_argument("--warmup-seconds", type=float, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--buyers", type=int, default=5)
     parser.add_argument("--celery", type=int, default=0, metavar="THREADS",
                         help="TASK_MODE=celery: Redis and a Celery worker with this many "

@@ -114,16 +114,17 @@ def sell_group(group: list[Arrival]) -> None:
         return
     lead_ids = [lead_id for lead_id, _ in stored.values() if lead_id is not None]
     settlement = jobs.match_leads(lead_ids) if lead_ids else None
-    db.session.commit()
     sales, statuses = defaultdict(list), {}
     if settlement is not None:
-        for lead_id, sale_id, price, seller_share in db.session.execute(
-                sa.select(Sale.lead_id, Sale.id, Sale.price, Sale.seller_share)
-                .where(Sale.id.in_(settlement.sale_ids)).order_by(Sale.id)):
-            sales[lead_id].append({"sale_id": sale_id, "price": price,
-                                   "seller_share": seller_share})
-        statuses = dict(db.session.execute(
-            sa.select(Lead.id, Lead.status).where(Lead.id.in_(lead_ids))).all())
+        # Each lead's status and this group's sales of it, in one statement.
+        made = sa.and_(Sale.lead_id == Lead.id, Sale.id.in_(settlement.sale_ids))
+        for lead_id, status, sale_id, price, seller_share in db.session.execute(
+                sa.select(Lead.id, Lead.status, Sale.id, Sale.price, Sale.seller_share)
+                .outerjoin(Sale, made).where(Lead.id.in_(lead_ids)).order_by(Sale.id)):
+            statuses[lead_id] = status
+            if sale_id is not None:
+                sales[lead_id].append({"sale_id": sale_id, "price": price,
+                                       "seller_share": seller_share})
     db.session.commit()
     for arrival in group:
         lead_id, cross = stored[id(arrival)]

@@ -2,6 +2,7 @@
 orders as an `OrderBook`, who received which person as `Claims` -- loaded with the
 rules of app.market.rules."""
 import json
+import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -72,16 +73,48 @@ def load_leads(lead_ids: list[int]) -> list[Candidate]:
     return leads
 
 
+_ORDER_COLUMNS = [getattr(Order, attr.key) for attr in sa.inspect(Order).column_attrs]
+_HAS_EMAIL = sa.exists().where(EmailDelivery.order_id == Order.id).label("has_email")
+
+
+class _ParsedFilters:
+    """Each order's parsed filters, kept by this process between order books: an
+    order's filters are parsed again only when they differ from the ones kept."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._kept: dict[int, tuple[dict, Filters]] = {}
+
+    def of(self, order_id: int, raw: Optional[dict]) -> Filters:
+        kept = self._kept.get(order_id)
+        if kept is not None and kept[0] == raw:
+            return kept[1]
+        parsed = Filters.parse(raw)
+        with self._lock:
+            if len(self._kept) > 100_000:  # closed orders' entries go now and then
+                self._kept.clear()
+            self._kept[order_id] = (raw, parsed)
+        return parsed
+
+
+_filters = _ParsedFilters()
+
+
 def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> OrderBook:
     """The orders that may take a lead now, at the price in effect now (a schedule's
-    window), in price-time priority."""
-    query = sa.select(Order).where(rules.ORDER_OPEN.sql(Order, None, rules.Ctx()),
-                                   rules.NOT_EXPIRED.sql(Order, None, rules.Ctx(now=now)))
+    window), in price-time priority.
+
+    One statement reads the open orders' rows as they are now (Core rows, not ORM
+    objects: the book needs their values only) with whether each is delivered by
+    email; the rules run on those rows, so a changed, paused, closed or new order is
+    seen by the next book at once. Only the parsing of filters is kept between books."""
+    query = sa.select(*_ORDER_COLUMNS, _HAS_EMAIL).where(
+        rules.ORDER_OPEN.sql(Order, None, rules.Ctx()),
+        rules.NOT_EXPIRED.sql(Order, None, rules.Ctx(now=now)))
     if order_ids is not None:
         query = query.where(Order.id.in_(list(order_ids)))
     slots, keys = [], {}
-    by_email = set(db.session.scalars(sa.select(EmailDelivery.order_id)))
-    for order in db.session.scalars(query):
+    for order in db.session.execute(query):
         price = rules.price_in_effect(order, now)
         if price is None:  # outside every window of its schedule
             continue
@@ -93,8 +126,8 @@ def load_book(now: datetime, order_ids: Optional[Iterable[int]] = None) -> Order
         least, highest = rules.price_range(order)
         slots.append(Slot(order.id, order.buyer_id, price, order.created_at,
                           rules.order_room(order, ctx), timedelta(days=order.lookback_days),
-                          Filters.parse(order.filters), bool(order.webhook_url),
-                          has_email=order.id in by_email, revision=order.revision,
+                          _filters.of(order.id, order.filters), bool(order.webhook_url),
+                          has_email=order.has_email, revision=order.revision,
                           keys=ctx.keys, least=least,
                           highest=highest, calling_from=order.calling_from,
                           calling_until=order.calling_until))

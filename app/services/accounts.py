@@ -10,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -197,7 +198,9 @@ def api_key_for(secret: str) -> Optional[ApiKey]:
     """The live key with this secret, of an active user (reads only)."""
     if not secret.startswith(API_KEY_PREFIX):
         return None
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_api_key(secret)))
+    # The key's user comes in the same statement: every API request needs both.
+    key = db.session.scalar(select(ApiKey).options(joinedload(ApiKey.user))
+                            .where(ApiKey.key_hash == _hash_api_key(secret)))
     if key is None or key.is_revoked or not key.user.is_active:
         return None
     return key

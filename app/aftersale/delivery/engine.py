@@ -5,6 +5,8 @@ sent, the reply and its milliseconds, and each failure reads as a sentence. Only
 public addresses are called, unless WEBHOOK_ALLOW_PRIVATE (app.services.outbound).
 `deliver` owns its commits; `resend` is an operation (the caller commits)."""
 import json
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -35,7 +37,7 @@ from app.services.delivery import sale_record
 # Delay before attempt n+1 after n failures: minutes to hours, about a day in all.
 RETRY_DELAYS = [timedelta(seconds=s) for s in (10, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)]
 TIMEOUT_SECONDS = 5
-SENDERS = 8  # a commit's deliveries sent at once
+SENDERS = 64  # deliveries a process sends at once, for all its delivery runs
 REPLY_LOGGED = 2048  # bytes of each reply kept in the log
 MASK = "••••••"
 # Notices about a person (erased, opted out): always our signed JSON, whatever format
@@ -244,6 +246,22 @@ def deliver(delivery_id: int) -> bool:
     return outcome.error is None
 
 
+_pool: Optional[tuple[int, ThreadPoolExecutor]] = None  # (process id, its senders)
+_pool_lock = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """This process's sender threads, shared by every delivery run (started as
+    needed, then kept): starting threads for each group of sales cost more than
+    sending it to a local buyer."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():  # a forked process starts its own
+            _pool = (os.getpid(), ThreadPoolExecutor(SENDERS,
+                                                       thread_name_prefix="leadx-send"))
+        return _pool[1]
+
+
 def deliver_sales(sale_ids: Iterable[int]) -> None:
     """The first attempt of these sales' pending deliveries to the order's URL (by
     email: app.aftersale.delivery.emailing). Several (the sales of one
@@ -273,8 +291,7 @@ def deliver_sales(sale_ids: Iterable[int]) -> None:
     def attempt(request, rule) -> Outcome:
         with app.app_context():
             return _outcome(request, rule)
-    with ThreadPoolExecutor(max_workers=min(len(prepared), SENDERS)) as pool:
-        outcomes = list(pool.map(attempt, [p[1] for p in prepared], [p[2] for p in prepared]))
+    outcomes = list(_senders().map(attempt, [p[1] for p in prepared], [p[2] for p in prepared]))
     now_loaded = {d.id: d for d in db.session.scalars(sa.select(WebhookDelivery).where(
         WebhookDelivery.id.in_([p[0] for p in prepared])))}
     for (delivery_id, request, _, method), outcome in zip(prepared, outcomes):

@@ -75,6 +75,10 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead
     its Lead or the LeadRejected of a duplicate (of a stored lead or of an earlier
     row). Operation: flushes, the caller commits. The day's batch is locked once for
     all of them."""
+    # SPEC §14: the do-not-call lists are probed for the rows' phones (one lookup, none
+    # without phones) before the day's batch is locked, which serialises the seller's
+    # posts; only leads whose phone is listed go through do_not_call.flag.
+    listed = do_not_call.listed(row[workers.PHONE_HASH] for row, _ in rows)
     batch = _todays_batch(seller, rows[0][1])
     emails = {row[workers.EMAIL_HASH] for row, _ in rows} - {None}
     phones = {row[workers.PHONE_HASH] for row, _ in rows} - {None}
@@ -103,9 +107,9 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead
         batch.cross_seller_duplicates += int(is_cross)
         results.append(lead)
     db.session.flush()
-    stored = [lead for lead in results if isinstance(lead, Lead)]
-    if stored and do_not_call.flag(Lead.id.in_([lead.id for lead in stored])):
-        for lead in stored:  # SPEC §14: flagged before they are matched
+    flagged = [lead for lead in results if isinstance(lead, Lead) and lead.phone_hash in listed]
+    if flagged and do_not_call.flag(Lead.id.in_([lead.id for lead in flagged])):
+        for lead in flagged:
             db.session.refresh(lead)
     return results
 
