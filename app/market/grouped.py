@@ -193,12 +193,13 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     listing = settlement.listing_buyers({slot.buyer_id for slot, _, _ in fills.orders.values()})
     suppressed = snapshot.listed_by_buyers(fills.copies.keys(), listing) if listing else set()
     kept = []
-    for lead, slot in pairs:
-        if (rules.buyer_listed(slot.buyer_id, lead, suppressed)
-                or not rules.in_calling_hours(slot, lead, now)):
-            lost.append((lead, slot))
-        else:
-            kept.append((lead, slot))
+    if suppressed or any(slot.calling_from is not None for slot, _, _ in fills.orders.values()):
+        for lead, slot in pairs:
+            if (rules.buyer_listed(slot.buyer_id, lead, suppressed)
+                    or not rules.in_calling_hours(slot, lead, now)):
+                lost.append((lead, slot))
+            else:
+                kept.append((lead, slot))
     if lost:
         pairs = kept
         if not pairs:

@@ -74,8 +74,14 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
         size = next(sizes, GROUP_SIZE)
         while len(planned) < size and (part := next(plan, None)) is not None:
             planned.extend(part)
-        group = planned[:size]
-        del planned[:size]
+        # A lead's fills stay in one group (they are together in the plan): split
+        # between two, the second group's first lock would wait for the whole of the
+        # first on the other connection.
+        cut = min(size, len(planned))
+        while cut < len(planned) and planned[cut][0] is planned[cut - 1][0]:
+            cut += 1
+        group = planned[:cut]
+        del planned[:cut]
         if not group:
             return None
         try:

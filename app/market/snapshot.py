@@ -16,7 +16,7 @@ from app.market import rules
 from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
 from app.market.filters import Filters
 from app.models import (
-    BuyerSuppression, EmailDelivery, Lead, Order, PersonClaim, PersonListing, Sale,
+    BuyerSuppression, EmailDelivery, Lead, Order, PersonClaim, PersonListing, Sale, User,
 )
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
@@ -151,6 +151,9 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
     these people is being sold, and which of these buyers listed which of them."""
     claims = Claims()
     wanted = None if buyer_ids is None else set(buyer_ids)
+    # §14 costs nothing when unused: people are looked up on lists only for buyers
+    # who keep one (one probe per buyer).
+    keeping = None if wanted is None else buyers_with_lists(wanted)
     for chunk in id_chunks(list(set(hashes))):
         for person, listing in listings(chunk).items():
             claims.list_person(person, listing)
@@ -161,15 +164,20 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
                 .where(in_(PersonClaim.person_hash, chunk, sa.LargeBinary))):
             if wanted is None or buyer_id in wanted:
                 claims.record(buyer_id, bytes(person_hash), claimed_at)
-        for buyer_id, person in listed_by_buyers(chunk, buyer_ids):
-            claims.suppress(buyer_id, person)
+        if keeping is None or keeping:
+            for buyer_id, person in listed_by_buyers(chunk, keeping):
+                claims.suppress(buyer_id, person)
     return claims
 
 
 def buyers_with_lists(buyer_ids: Iterable[int]) -> set[int]:
     """Which of these buyers have a suppression list at all."""
-    return set(db.session.scalars(sa.select(BuyerSuppression.buyer_id).distinct().where(
-        in_(BuyerSuppression.buyer_id, sorted(set(buyer_ids)), sa.Integer))))
+    buyer_ids = sorted(set(buyer_ids))
+    if not buyer_ids:
+        return set()
+    return set(db.session.scalars(sa.select(User.id).where(
+        in_(User.id, buyer_ids, sa.Integer),
+        sa.exists().where(BuyerSuppression.buyer_id == User.id))))
 
 
 def listed_by_buyers(persons: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = None
