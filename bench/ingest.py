@@ -690,9 +690,11 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
 
     storing: the batch's accepted rows read back in the form the workers hand over and
     written again by bulk.insert_ready into a copy of the leads table (same indexes,
-    checks and foreign keys), in the app's chunks and commits. Only the writes are
-    timed; nothing else the storing process does (reading the file, dedupe lookups,
-    rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
+    checks and foreign keys), in the app's chunks and commits (_store_again). Only the
+    writes are timed; nothing else the storing process does (reading the file, dedupe
+    lookups, rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
+    Then once more without the three indexes whose keys arrive in random order (the
+    contact hashes, status + consent time): what their maintenance costs.
     validating: what a worker runs per chunk (workers._validate_in_worker: parse its
     block, validate, normalise, seal, hash, score, the cyclic collector paused) on the
     file's first rows, in one process.
@@ -702,19 +704,74 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     one writer, so not faster than its own rows/s either."""
     import base64
 
-    import sqlalchemy as sa
     from flask import current_app
 
     from app.extensions import db
     from app.models import Batch
-    from app.models.types import utcnow
-    from app.core.bulk import insert_ready
-    from app.services.ingest import pipeline, workers
+    from app.services.ingest import workers
     from app.services.ingest.reader import open_csv
     from app.services.ingest.validate import RowContext
 
     config = current_app.config
     batch = db.session.get(Batch, batch_id)
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    stored = _store_again(batch, spec["url"], config)
+    # The same rows again into a copy without the indexes whose keys arrive in random
+    # order: what their maintenance costs of the storing above.
+    bare = _store_again(batch, spec["url"], config, without=RANDOM_KEY_INDEXES)
+
+    # Validation, one process, on the file's first rows.
+    sample, chunk = spec["validate_sample"], config["INGEST_CHUNK_ROWS"]
+    # Exactly what a worker runs per chunk (with the cyclic collector paused).
+    workers._init_worker(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
+    storage = "postgresql" if postgres else "sqlite"
+    validated, v_cpu = 0, 0.0
+    with open_csv(spec["csv"], mapping={}) as source:
+        fields = source.header_map.fields
+        for block in source.blocks(chunk):
+            c = time.process_time()
+            workers._validate_in_worker(block, fields, ctx, storage)
+            v_cpu += time.process_time() - c
+            validated += block.rows
+            if validated >= sample:
+                break
+    rows_total = batch.rows_total
+    wall, cpu, server = stored["wall"], stored["cpu"], stored["server"]
+    store_cpu_per_row = (cpu + server) / rows_total
+    validate_cpu_per_row = v_cpu / validated
+    ceiling = (os.cpu_count() or 1) / (store_cpu_per_row + validate_cpu_per_row)
+    if not postgres:
+        ceiling = min(ceiling, rows_total / wall)
+    return {"stored_rows": stored["rows"], "store_seconds": wall, "store_cpu_seconds": cpu,
+            "store_server_cpu_seconds": server, "store_cpu_us_per_file_row":
+            store_cpu_per_row * 1e6,
+            "store_without_random_key_indexes": {
+                "indexes_left_out": list(RANDOM_KEY_INDEXES), "seconds": bare["wall"],
+                "cpu_us_per_file_row": (bare["cpu"] + bare["server"]) / rows_total * 1e6},
+            "validated_rows": validated,
+            "validate_cpu_us_per_row": validate_cpu_per_row * 1e6, "file_rows": rows_total,
+            "cpus": os.cpu_count(), "ceiling_rows_per_s": ceiling}
+
+
+# The leads indexes whose keys come in random order (contact hashes; consent times
+# spread over years), so every insert lands on a different page; the others (id,
+# batch_id + row_number, region) grow at their ends.
+RANDOM_KEY_INDEXES = ("ix_leads_status_consent_at", "ix_leads_email_hash", "ix_leads_phone_hash")
+
+
+def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict:
+    """The batch's accepted rows read back in the form the workers hand over and
+    written again by bulk.insert_ready into a copy of the leads table (same indexes,
+    less `without`; same checks and foreign keys), in the app's chunks and commits.
+    Only the writes are timed: wall, this process's CPU and the PostgreSQL backend's."""
+    import sqlalchemy as sa
+
+    from app.core.bulk import insert_ready
+    from app.extensions import db
+    from app.models.types import utcnow
+    from app.services.ingest import pipeline, workers
+
     columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",)
     constants = {"batch_id": batch.id, "seller_id": batch.seller_id, "status": "live",
                  "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
@@ -723,11 +780,16 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     postgres = connection.dialect.name == "postgresql"
     driver = connection.connection.driver_connection
     if postgres:
-        driver.execute("CREATE TABLE floor_leads (LIKE leads INCLUDING ALL)")
+        driver.execute("CREATE TABLE floor_leads (LIKE leads INCLUDING ALL EXCLUDING INDEXES)")
         for (definition,) in driver.execute(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                 "WHERE conrelid = 'leads'::regclass AND contype = 'f'").fetchall():
             driver.execute(f"ALTER TABLE floor_leads ADD {definition}")
+        for name, sql in driver.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'leads'").fetchall():
+            if name not in without:  # the primary key's too, as a unique index
+                driver.execute(re.sub(rf"INDEX {name} ON \S+", f"INDEX floor_{name} ON floor_leads",
+                                      sql))
         backend_pid = driver.execute("SELECT pg_backend_pid()").fetchone()[0]
     else:
         ddl = driver.execute("SELECT sql FROM sqlite_master WHERE name = 'leads'").fetchone()[0]
@@ -735,8 +797,9 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
         for name, sql in driver.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                 "AND tbl_name = 'leads' AND sql IS NOT NULL").fetchall():
-            driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
-                                  f"INDEX floor_{name} ON floor_leads", sql))
+            if name not in without:
+                driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
+                                      f"INDEX floor_{name} ON floor_leads", sql))
         backend_pid = None
     db.session.commit()
 
@@ -753,14 +816,14 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     if postgres:
         import psycopg
 
-        url = sa.engine.make_url(spec["url"]).set(drivername="postgresql")
+        url = sa.engine.make_url(url).set(drivername="postgresql")
         reader = psycopg.connect(url.render_as_string(hide_password=False))
         cursor = reader.cursor(name="floor")  # server-side: memory stays flat
         cursor.execute(query)
     else:
         import sqlite3
 
-        reader = sqlite3.connect(sa.engine.make_url(spec["url"]).database)
+        reader = sqlite3.connect(sa.engine.make_url(url).database)
         cursor = reader.execute(query)
     table = sa.table("floor_leads")
     chunk, commit_rows = config["INGEST_CHUNK_ROWS"], config["INGEST_COMMIT_ROWS"]
@@ -788,34 +851,7 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     driver = db.session.connection().connection.driver_connection
     driver.execute("DROP TABLE floor_leads")
     db.session.commit()
-
-    # Validation, one process, on the file's first rows.
-    sample = spec["validate_sample"]
-    # Exactly what a worker runs per chunk (with the cyclic collector paused).
-    workers._init_worker(base64.urlsafe_b64encode(os.urandom(32)).decode())
-    ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
-    storage = "postgresql" if postgres else "sqlite"
-    validated, v_cpu = 0, 0.0
-    with open_csv(spec["csv"], mapping={}) as source:
-        fields = source.header_map.fields
-        for block in source.blocks(chunk):
-            c = time.process_time()
-            workers._validate_in_worker(block, fields, ctx, storage)
-            v_cpu += time.process_time() - c
-            validated += block.rows
-            if validated >= sample:
-                break
-    rows_total = batch.rows_total
-    store_cpu_per_row = (cpu + server) / rows_total
-    validate_cpu_per_row = v_cpu / validated
-    ceiling = (os.cpu_count() or 1) / (store_cpu_per_row + validate_cpu_per_row)
-    if not postgres:
-        ceiling = min(ceiling, rows_total / wall)
-    return {"stored_rows": stored, "store_seconds": wall, "store_cpu_seconds": cpu,
-            "store_server_cpu_seconds": server, "store_cpu_us_per_file_row":
-            store_cpu_per_row * 1e6, "validated_rows": validated,
-            "validate_cpu_us_per_row": validate_cpu_per_row * 1e6, "file_rows": rows_total,
-            "cpus": os.cpu_count(), "ceiling_rows_per_s": ceiling}
+    return {"rows": stored, "wall": wall, "cpu": cpu, "server": server}
 
 
 class TreeSampler(threading.Thread):
@@ -1022,6 +1058,10 @@ def print_report(res: dict) -> list[tuple[str, bool, str]]:
                   f"rows/s), {p['store_cpu_us_per_file_row']:.0f} µs CPU per file row"
                   + (f" ({p['store_server_cpu_seconds']:.1f} s of it the server's)"
                      if p["store_server_cpu_seconds"] else "") + ";")
+            bare = p["store_without_random_key_indexes"]
+            print(f"  {'':<18} storing them without {', '.join(bare['indexes_left_out'])}: "
+                  f"{bare['seconds']:.2f} s, {bare['cpu_us_per_file_row']:.0f} µs CPU per file "
+                  "row;")
             print(f"  {'':<18} validating {p['validated_rows']:,} rows in one process: "
                   f"{p['validate_cpu_us_per_row']:.0f} µs CPU per row;")
             print(f"  {'':<18} ceiling {p['ceiling_rows_per_s']:,.0f} rows/s = "

@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-import elementpath
 import jsonpath
 from defusedxml import ElementTree as SafeElementTree
 
@@ -184,6 +183,8 @@ class ReplyRule:
                 if self.kind == "json":
                     jsonpath.compile(expression)
                 elif self.kind == "xpath":
+                    import elementpath  # see _select
+
                     elementpath.XPath2Parser().parse(expression)
                 elif self.kind == "regex":
                     re.compile(expression)
@@ -215,6 +216,10 @@ def _select(kind: str, expression: str, text: str) -> Optional[str]:
         except ValueError:
             return None
     if kind == "xpath":
+        # Imported on first use: 6 MB that every process importing the app (web, jobs,
+        # uploads) would otherwise carry for the few buyers whose replies are XML.
+        import elementpath
+
         try:
             return _first(elementpath.select(SafeElementTree.fromstring(text), expression))
         except (ElementTree.ParseError, ValueError):

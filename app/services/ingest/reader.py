@@ -28,8 +28,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from charset_normalizer import from_bytes
-
 from app.errors import DomainError
 from app.services.ingest.fields import SYNONYMS, HeaderMap, map_headers, text_key
 
@@ -433,6 +431,10 @@ def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
 
 def _legacy_encoding(sample: bytes) -> str | None:
     """cp1251, cp1252 or latin-1 for a non-UTF-8 sample; None if it is not text."""
+    # Imported here: the ingest workers import this module for Block, and the
+    # detector would cost each of them 6 MB for nothing.
+    from charset_normalizer import from_bytes
+
     # Only lines with non-ASCII bytes carry evidence; plain ASCII lines would let the
     # detector "recognise" English in them and vote for cp1252.
     sample = b"\n".join(re.findall(rb"[^\r\n]*[\x80-\xff][^\r\n]*", sample)) or sample
