@@ -202,13 +202,17 @@ def test_the_rows_reload_when_the_counter_moves(app):
     assert len(_rows(_list(client, order))) == 1
 
 
-def test_webhook_deliveries_are_paged(app):
-    buyer, client = _buyer_client(app)
-    order, sales = _order_with(buyer, [person(i) for i in range(1, 26)])
+def _failed_deliveries(order, sales: list[int]) -> None:
     db.session.execute(sa.insert(WebhookDelivery), [
         {"sale_id": sale_id, "order_id": order.id, "status": DeliveryStatus.FAILED,
          "attempts": 5, "last_error": f"connection refused ({sale_id})"} for sale_id in sales])
     db.session.commit()
+
+
+def test_webhook_deliveries_are_paged(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 26)])
+    _failed_deliveries(order, sales)
     page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
     deliveries = page.split('id="deliveries"')[1]
     assert deliveries.count("connection refused") == 10 and ">Older<" in deliveries
@@ -253,3 +257,23 @@ def test_the_order_page_queries_do_not_grow_with_its_rows(app):
     many = _selects_for_page(client, f"/buyer/orders/{big.id}")
     assert many == few, (few, many)
     assert many <= 12
+
+
+def test_the_delivery_page_reaches_every_delivery_not_only_the_latest_fifty(app):
+    """Its log stopped at the latest 50 with no way on: a failure older than that could
+    not be seen or sent again from the page that promises both."""
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 56)])
+    _failed_deliveries(order, sales)
+    page = client.get(f"/buyer/orders/{order.id}/delivery").get_data(as_text=True)
+    deliveries = page.split('id="deliveries"')[1]
+    assert ">Older<" in deliveries
+    older = deliveries.split(">Older<")[0].rsplit('hx-get="', 1)[1].split('"')[0]
+    pages, url = [deliveries], older.replace("&amp;", "&")
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        pages.append(html)
+        url = html.split(">Older<")[0].rsplit('hx-get="', 1)[1].split('"')[0] \
+            if ">Older<" in html else None
+    assert f"connection refused ({sales[0]})</td>" in pages[-1]  # the oldest, with Resend
+    assert 'formaction="/buyer/orders/' in pages[-1]

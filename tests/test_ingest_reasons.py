@@ -129,3 +129,13 @@ def test_night_consents_written_without_a_zone_are_seen_at_night(seller):
     db.session.refresh(batch)
     night = next(s for s in batch.risk_signals if s["code"] == "night_consent")
     assert night["count"] == 40 and night["points"] > 0
+
+
+def test_rejections_in_cp1251_spell_our_accented_words_without_question_marks(seller):
+    """Our sentence for an unclear flag names "sí/no"; Windows-1251 has no "í", which
+    came back as "s?/no" in the file the seller downloads."""
+    batch = ingest(seller, _russian_export(["да", "не знаю"]), country="RU")
+    download = reports.rejections_download(batch)
+    text = b"".join(download.chunks).decode("cp1251")
+    assert "unclear_consent" in text and "да/нет" in text
+    assert "si/no" in text and "?" not in text

@@ -1,4 +1,5 @@
 import io
+import re
 
 import sqlalchemy as sa
 
@@ -157,3 +158,19 @@ def test_batches_show_what_they_sold_and_earned(seller_client, seller):
     assert "Sold <strong>2</strong> times, earning you <strong>$8.00</strong>" in page
     listing = seller_client.get("/seller/batches").get_data(as_text=True)
     assert "$8.00" in listing
+
+
+def test_the_upload_form_starts_from_the_last_uploaded_file_not_a_real_time_lead(
+        app, seller_client, seller, api_key_for):
+    """A seller's single leads posted by API (terms per request, e.g. floor 0 and one
+    buyer) land in a day's real-time batch; the next file's form must not offer those."""
+    assert _upload(seller_client, csv_bytes([person(1)]), default_country="ES",
+                   floor_price="2.00", cap="3").status_code == 302
+    response = app.test_client().post(
+        "/api/v1/leads", headers=api_key_for(seller),
+        json=person(2) | {"default_country": "PT", "floor_price": 0, "cap": 1})
+    assert response.status_code == 201, response.json
+    page = seller_client.get("/seller/batches/new").get_data(as_text=True)
+    assert re.search(r'<option selected value="ES">', page), re.findall(r"<option selected[^>]*>", page)
+    assert re.search(r'<input[^>]* name="floor_price" [^>]*value="2.00"', page)
+    assert re.search(r'<input[^>]* name="cap" [^>]*value="3"', page)

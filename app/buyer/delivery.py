@@ -16,6 +16,7 @@ from app.models import DeliveryAttempt, Order, WebhookDelivery
 from app.services.crypto import current_vault
 
 ATTEMPTS_SHOWN = 20
+DELIVERIES_PAGE = 10
 
 
 def _format_form(order: Order) -> DeliveryFormatForm:
@@ -53,6 +54,17 @@ def _attempts(order: Order) -> list[dict]:
              "reply": vault.decrypt(a.reply_enc)} for a, sale_id in rows]
 
 
+def deliveries_context(order: Order, page: int) -> dict:
+    """The order's deliveries, newest first, a page at a time (buyer/_deliveries.html),
+    on the order page and this one."""
+    found = engine.log_for(order, limit=DELIVERIES_PAGE + 1,
+                           offset=(page - 1) * DELIVERIES_PAGE)
+    return {"deliveries": found[:DELIVERIES_PAGE], "deliveries_page": page,
+            "deliveries_more": len(found) > DELIVERIES_PAGE,
+            "resend_href": url_for("buyer.resend", order_id=order.id, delivery_id=1)
+            .replace("/1/", "/{id}/")}
+
+
 def _page(order: Order, format_form=None, test=None, email_form=None, email_test=None):
     return render_template(
         "buyer/delivery.html", order=order, confirm=ConfirmForm(),
@@ -60,8 +72,8 @@ def _page(order: Order, format_form=None, test=None, email_form=None, email_test
         format_form=format_form or _format_form(order), presets=http.PRESETS,
         email_form=email_form or _email_form(order), email_test=email_test,
         has_email=settings.email_for(order) is not None,
-        deliveries=engine.log_for(order, limit=50), attempts=_attempts(order), test=test,
-        never_sent=engine.never_sent_count(order))
+        attempts=_attempts(order), test=test, never_sent=engine.never_sent_count(order),
+        **deliveries_context(order, 1))
 
 
 @bp.route("/orders/<int:order_id>/delivery")

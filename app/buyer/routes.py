@@ -15,6 +15,7 @@ from app.core import bounds
 from app.auth.forms import ConfirmForm
 from app.buyer import bp, worklist
 from app.buyer.balance import problems_linked
+from app.buyer.delivery import deliveries_context
 from app.buyer.forms import (
     ChangeOrderForm, OrderFiltersForm, OrderForm, OutcomesUploadForm,
 )
@@ -23,7 +24,6 @@ from app.extensions import db, reads_only
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import Order
-from app.aftersale.delivery import engine
 from app.people import opt_out
 from app.services import delivery, kpis, ledger, outcomes, privacy, regions
 from app.services.exports import XLSX_TYPE
@@ -116,7 +116,6 @@ def new_order():
                                                                  user_language()))
 
 
-DELIVERIES_PAGE = 10
 MAX_SELECTION = 500  # a page shows 50; more in one request is not a person choosing
 
 
@@ -162,7 +161,7 @@ def _order_page(order: Order, view: worklist.View) -> str:
         "buyer/order.html", state=queries.order_now(order),
         refunded=sale_returns.refunded_for_order(order.id),
         change_form=change, confirm=ConfirmForm(),
-        **_deliveries_context(order, 1), **_worklist_context(order, view))
+        **deliveries_context(order, 1), **_worklist_context(order, view))
 
 
 @bp.route("/orders/<int:order_id>")
@@ -181,21 +180,12 @@ def order_leads(order_id: int):
     return render_template("buyer/_worklist.html", **_worklist_context(order, view))
 
 
-def _deliveries_context(order: Order, page: int) -> dict:
-    found = engine.log_for(order, limit=DELIVERIES_PAGE + 1,
-                             offset=(page - 1) * DELIVERIES_PAGE)
-    return {"deliveries": found[:DELIVERIES_PAGE], "deliveries_page": page,
-            "deliveries_more": len(found) > DELIVERIES_PAGE,
-            "resend_href": url_for("buyer.resend", order_id=order.id, delivery_id=1)
-            .replace("/1/", "/{id}/")}
-
-
 @bp.route("/orders/<int:order_id>/deliveries")
 def deliveries(order_id: int):
     order = _my_order(order_id)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     return render_template("buyer/_deliveries.html", order=order, confirm=ConfirmForm(),
-                           **_deliveries_context(order, page))
+                           **deliveries_context(order, page))
 
 
 @bp.route("/orders/<int:order_id>/status")

@@ -13,7 +13,7 @@ from app.core import bounds
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
 from app.forms import show_problems
-from app.models import Batch
+from app.models import Batch, BatchSource
 from app.seller import bp
 from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
 from app.services import batches as batch_listing
@@ -52,7 +52,9 @@ def batches():
 
 
 def _last_terms() -> dict:
-    last = db.session.scalar(select(Batch).where(Batch.seller_id == current_account.id)
+    # The last file's terms: a day's real-time batch carries one API request's terms.
+    last = db.session.scalar(select(Batch).where(Batch.seller_id == current_account.id,
+                                                 Batch.source == BatchSource.UPLOAD)
                              .order_by(Batch.id.desc()))
     if last is None:
         return {"default_country": "US"}

@@ -1,6 +1,7 @@
 """What a seller reads about a batch (queries): verdict counts and the rejected rows."""
 import codecs
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
@@ -40,7 +41,18 @@ def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, list[str
 def _legacy_fallback(error: UnicodeEncodeError) -> tuple[str, int]:
     """Our sentences' typographic marks in a legacy encoding that lacks them."""
     bad = error.object[error.start:error.end]
-    return "".join(_PLAIN.get(ch, "?") for ch in bad), error.end
+    return "".join(_PLAIN.get(ch) or _unaccented(ch, error.encoding) for ch in bad), error.end
+
+
+def _unaccented(ch: str, encoding: str) -> str:
+    """A letter without its accent ("í" as "i") for an encoding that lacks it, as
+    Windows-1251 does; "?" if even that is missing."""
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    try:
+        base.encode(encoding)
+    except UnicodeEncodeError:
+        return "?"
+    return base or "?"
 
 
 _PLAIN = {"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "…": "...",
