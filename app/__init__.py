@@ -177,7 +177,7 @@ def register_template_helpers(app) -> None:
 
     from app.auth.sessions import current_account
     from app.core.mail import outbox_enabled
-    from app.people.notification_queries import unread_count
+    from app.people.notification_queries import navigation_unread_count
 
     @app.context_processor
     def navigation() -> dict:
@@ -186,6 +186,6 @@ def register_template_helpers(app) -> None:
         if not has_request_context() or not current_user.is_authenticated:
             return {}
         return {"current_account": current_account,
-                "unread_notifications": unread_count(current_user.id),
+                "unread_notifications": navigation_unread_count(current_user.id),
                 "outbox_enabled": current_user.is_admin and outbox_enabled(),
                 "mail_kept": outbox_enabled()}

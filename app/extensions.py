@@ -60,10 +60,11 @@ def _sqlite_begin(connection) -> None:
     # (PostgreSQL uses row locks instead); a page that only reads takes a snapshot
     # and no lock, so no reader waits for, or makes wait, anyone else.
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if _may_write() else "BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if may_write() else "BEGIN")
 
 
-def _may_write() -> bool:
+def may_write() -> bool:
+    """Whether this request or job may change things (a page that only reads: False)."""
     from flask import current_app, has_request_context, request
 
     if not has_request_context():

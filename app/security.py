@@ -97,10 +97,13 @@ def init_security(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_id: str):
+        from app.people.notification_queries import user_with_unread_count
         from app.services.accounts import load_user_from_session_id
         from app.services.audit import act_as
 
-        user = load_user_from_session_id(session_id)
+        # A page (GET) shows the unread count in its navigation bar: read with the user.
+        user = load_user_from_session_id(
+            session_id, user_with_unread_count if request.method in SAFE_METHODS else None)
         if user is not None:
             act_as(user)
         return user

@@ -6,10 +6,10 @@ from flask import abort, g, request
 from flask_smorest import Blueprint
 
 from app.errors import Forbidden
-from app.extensions import commit_keeping_loaded
+from app.extensions import commit_keeping_loaded, may_write
 from app.models import Role, User
 from app.people.membership import account_of
-from app.services.accounts import api_key_for, record_use
+from app.services.accounts import api_key_for, record_use, use_to_record
 from app.services.audit import act_as
 
 
@@ -25,10 +25,12 @@ def require_api_key():
                         "before their API keys work.", code="two_factor_required")
     # The lookup only read; the use is written in a transaction of its own that writes
     # first (a GET reads in a SQLite snapshot, which cannot become a write once another
-    # process has written), and kept even if the request fails later.
-    commit_keeping_loaded()
-    if record_use(key):
+    # process has written), and kept even if the request fails later. A read with no
+    # use to record goes on in the lookup's snapshot.
+    if use_to_record(key) or may_write():
         commit_keeping_loaded()
+        if record_use(key):
+            commit_keeping_loaded()
     act_as(user)
     g.api_member = user
     g.api_user = account_of(user)

@@ -2,7 +2,7 @@
 from flask import Blueprint, abort
 from flask_login import current_user
 
-from app.extensions import commit_keeping_loaded, login_manager
+from app.extensions import commit_keeping_loaded, login_manager, may_write
 from app.models import Role
 
 
@@ -15,4 +15,6 @@ def restrict_blueprint_to(bp: Blueprint, *roles: Role) -> None:
             return login_manager.unauthorized()
         if roles and current_user.role not in roles:
             abort(403)
-        commit_keeping_loaded()  # the views start with no transaction (and no lock) open
+        if may_write():
+            commit_keeping_loaded()  # the views start with no transaction (and no lock) open
+        # A read goes on in the snapshot the check read in: no COMMIT and BEGIN between.

@@ -161,11 +161,13 @@ def set_password(user: User, new_password: str) -> None:
     db.session.flush()
 
 
-def load_user_from_session_id(session_id: str) -> Optional[User]:
+def load_user_from_session_id(session_id: str, load=None) -> Optional[User]:
+    """The session's user if the session is still theirs; `load(user_id)` reads the
+    user (by default by primary key), for a caller that reads more in the same query."""
     user_id, _, nonce = session_id.partition(":")
     if not user_id.isdigit():
         return None
-    user = db.session.get(User, int(user_id))
+    user = (load or (lambda uid: db.session.get(User, uid)))(int(user_id))
     if user is None or not user.is_active or not secrets.compare_digest(user.session_nonce, nonce):
         return None
     return user
@@ -206,13 +208,18 @@ def api_key_for(secret: str) -> Optional[ApiKey]:
     return key
 
 
+def use_to_record(key: ApiKey) -> bool:
+    """Whether record_use would write: the key's last use is a minute old or more."""
+    return key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_RESOLUTION
+
+
 def record_use(key: ApiKey) -> bool:
     """Note the key's use, to the minute (not a write per request); True if written.
     One UPDATE, so that it can be a transaction's first statement: on SQLite a write
     from a transaction that read first fails at once if anyone wrote since it began."""
-    now = utcnow()
-    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
+    if not use_to_record(key):
         return False
+    now = utcnow()
     db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
                        .execution_options(synchronize_session=False))
     set_committed_value(key, "last_used_at", now)
