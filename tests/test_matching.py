@@ -348,3 +348,26 @@ def test_a_batch_matched_in_chunks_fills_as_in_one(app):
     assert sum(len(rows) for _, rows in whole) == 9  # three orders of three
     assert run(2, 100) == whole
     assert ledger.reconcile().ok
+
+
+def test_a_leads_fills_are_stored_in_one_group(app, monkeypatch):
+    # Groups of 2 fills, leads of 3: a group that ended inside a lead's fills would
+    # leave its last fill to the next group, whose lock on the lead would wait for the
+    # whole of the first on the other connection.
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 2)
+    store_group, groups = jobs.store_group, []
+
+    def recorded(group, *args):
+        groups.append([lead.id for lead, _ in group])
+        return store_group(group, *args)
+    monkeypatch.setattr(jobs, "store_group", recorded)
+    orders = [place(funded_buyer(), 300, 10) for _ in range(3)]
+    leads = live_leads(verified_seller(), [person(i) for i in range(5)], cap=3)
+    _match(leads)
+    assert sum(len(sales_of(order)) for order in orders) == 15
+    assert len(groups) > 1
+    group_of = {}
+    for n, group in enumerate(groups):
+        for lead_id in group:
+            assert group_of.setdefault(lead_id, n) == n
