@@ -15,7 +15,6 @@ STRIPE_CONNECT=simulated for payouts.
 import argparse
 import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,10 +29,13 @@ parser.add_argument("--store", type=Path, default=None,
                          "(default: in memory only)")
 args = parser.parse_args()
 
+# Wait for Ctrl-C or serve.sh's kill with sigwait, the signals blocked before
+# localstripe's thread starts so that it inherits the mask. A handler setting a
+# threading.Event deadlocked when a second signal came while Event.wait() held its lock
+# (Ctrl-C reaches us, then serve.sh's kill), and serve.sh waited for ever.
+stop_signals = {signal.SIGINT, signal.SIGTERM}
+signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
 base = localstripe.start(args.port, store_path=args.store)
 localstripe.register_webhook(base, args.webhook_url, args.webhook_secret)
 print(f"localstripe on {base}; events go to {args.webhook_url}.", flush=True)
-stop = threading.Event()
-for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, lambda *_: stop.set())
-stop.wait()
+signal.sigwait(stop_signals)

@@ -120,3 +120,22 @@ def test_admin_judges_a_sample_in_place_and_in_bulk_at_desktop_width(page):
         AuditEvent.action == "spot_check.contacts_viewed"))
     assert views == 2  # the page, then the replacement's contacts: not once per verdict
     assert page.console_errors == []
+
+
+def test_the_queue_fits_a_phone(page):
+    """At 390 px the queue's action and risk sat off-screen to the right of a
+    sideways-scrolling table: each row's batch, seller, risk and Review now fit."""
+    farm = ingest(verified_seller(), demo_leads.suspicious_csv(5, 40, site="farm.example.com"))
+    quality.assess_batch(farm.id)
+    make_user(Role.ADMIN, email="ops@example.com")
+    db.session.commit()
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in_page(page, "ops@example.com")
+    page.goto("/admin/quality")
+    row = page.locator("#quality-queue tbody tr").first
+    for part in (row.get_by_role("link", name="Review"), row.get_by_text("risk")):
+        expect(part).to_be_visible()
+        box = part.bounding_box()
+        assert box["x"] + box["width"] <= 390, box
+    assert page.evaluate("document.querySelector('#quality-queue').parentElement.scrollWidth"
+                         " <= document.querySelector('#quality-queue').parentElement.clientWidth")
