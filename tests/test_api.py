@@ -1,6 +1,7 @@
 from app.models import Role
 from app.services import ledger
 from tests.conftest import log_in, make_user
+from tests.query_count import counted
 
 
 def test_balance_with_an_api_key(client, buyer, api_key_for):
@@ -8,6 +9,17 @@ def test_balance_with_an_api_key(client, buyer, api_key_for):
     response = client.get("/api/v1/balance", headers=api_key_for(buyer))
     assert response.status_code == 200
     assert response.json == {"currency": "USD", "available": 2_500, "held": 0, "pending": 0}
+
+
+def test_a_read_finds_the_key_and_its_user_in_one_query_and_writes_nothing(
+        client, buyer, api_key_for):
+    headers = api_key_for(buyer)
+    client.get("/api/v1/balance", headers=headers)  # records the key's first use
+    with counted() as statements:
+        assert client.get("/api/v1/balance", headers=headers).status_code == 200
+    lookups = [s for s in statements if "FROM api_keys" in s]
+    assert len(lookups) == 1 and "users" in lookups[0], statements
+    assert not any(s.lstrip().upper().startswith(("UPDATE", "INSERT")) for s in statements)
 
 
 def test_seller_balance_shows_pending_and_available(client, seller, api_key_for):

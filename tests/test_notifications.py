@@ -18,6 +18,7 @@ from app.aftersale.delivery import engine
 from app.services import ledger, payments, privacy, returns, spotchecks
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import csv_bytes, ingest
+from tests.query_count import counted
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
 from tests.receiver import Receiver
 from tests.smtp_server import bodies
@@ -418,6 +419,16 @@ def test_every_role_sees_the_list_and_the_unread_count(app, client, role):
     db.session.commit()
     page = client.get("/notifications/").get_data(as_text=True)
     assert "Hello there" in page and 'id="unread-count">1<' in page
+
+
+def test_a_page_reads_the_user_and_the_unread_count_in_one_query(app, buyer_client, buyer):
+    _notice(buyer, "Unread")
+    buyer_client.get("/buyer/orders")
+    with counted() as statements:
+        page = buyer_client.get("/buyer/orders").get_data(as_text=True)
+    assert 'id="unread-count">1<' in page
+    reading = [s for s in statements if "FROM notifications" in s]
+    assert len(reading) == 1 and "FROM users" in reading[0], statements
 
 
 def test_opening_marks_read_and_mark_all_read(app, buyer_client, buyer):
