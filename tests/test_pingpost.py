@@ -189,7 +189,7 @@ def test_a_ping_then_its_post_sells_at_the_offered_price(client, market, bidders
     seller = market["keys"]["seller"]
     pinged = client.post("/api/v1/pings", headers=seller, json=_ping_of(LEAD))
     assert pinged.status_code == 201, pinged.json
-    assert pinged.json["price"] == 950 and pinged.json["expires_at"]
+    assert pinged.json["price"] == 950 - 190 and pinged.json["expires_at"]  # the seller's share
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0
     posted = client.post("/api/v1/posts", headers=seller,
                          json=_post_of(LEAD, pinged.json["ping_id"]))
@@ -214,6 +214,11 @@ def test_a_post_that_differs_from_its_ping_is_refused_and_nothing_is_stored(clie
     assert response.status_code == 409, response.json
     assert response.json["error"]["code"] == "ping_mismatch"
     assert response.json["error"]["details"]["fields"] == ["age"]
+    assert response.json["error"]["message"] == "The lead does not match the ping: age differs."
+    other_terms = client.post("/api/v1/posts", headers=seller,
+                              json=LEAD | {"ping_id": ping_id, "floor_price": 300, "cap": 2})
+    assert other_terms.status_code == 409, other_terms.json
+    assert other_terms.json["error"]["details"]["fields"] == ["floor_price", "cap"]
     no_phone = {k: v for k, v in _post_of(LEAD, ping_id).items() if k != "phone"}
     assert client.post("/api/v1/posts", headers=seller, json=no_phone).json["error"][
         "details"]["fields"] == ["has_phone"]
@@ -221,9 +226,10 @@ def test_a_post_that_differs_from_its_ping_is_refused_and_nothing_is_stored(clie
     invalid = client.post("/api/v1/posts", headers=seller,
                           json=_post_of(LEAD | {"email": "not-an-email"}, ping_id))
     assert invalid.status_code == 422 and invalid.json["error"]["code"] == "invalid_email"
-    # The ping still stands for the right lead.
+    # The ping still stands for the right lead, posted with the ping's own terms too.
     assert client.post("/api/v1/posts", headers=seller,
-                       json=_post_of(LEAD, ping_id)).status_code == 201
+                       json=LEAD | {"ping_id": ping_id, "default_country": "us"}
+                       ).status_code == 201
 
 
 def test_an_expired_ping_is_refused(client, market, bidders, app, monkeypatch):

@@ -9,6 +9,7 @@ from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, LeadCreatedSchema, 
 from app.extensions import db
 from app.models import Role, Sale
 from app.realtime import auction
+from app.services import ledger
 from app.services.ingest import pipeline
 
 blp = api_blueprint("Ping/post", __name__, description=(
@@ -36,9 +37,10 @@ class PingInputSchema(LeadInputSchema):
 class PingCreatedSchema(Schema):
     ping_id = fields.String(allow_none=True, metadata={
         "description": "null when no order would buy; post the full lead with it"})
-    price = fields.Integer(metadata={"description": "minor units the lead sells for (the "
-                                                    "buyers' price; your share is in the "
-                                                    "post's sales)"})
+    price = fields.Integer(metadata={"description": "minor units the exchange pays you for "
+                                                    "the lead (SPEC §12: the buyers' price "
+                                                    "less the commission, as the post's "
+                                                    "sales[].seller_share)"})
     expires_at = fields.DateTime(metadata={"description": "post before this"})
     reason = fields.String(metadata={"description": "no_buyer (no order takes these "
                                                     "attributes now) or no_bid (the bidding "
@@ -46,12 +48,14 @@ class PingCreatedSchema(Schema):
 
 
 class PostInputSchema(LeadInputSchema):
-    """The full lead (SPEC §3 fields) for a ping; the ping's terms apply."""
+    """The full lead (SPEC §3 fields) for a ping; the ping's terms apply. A post may
+    repeat them (a seller posting the ping's payload plus the contacts), and then they
+    must be the ping's."""
 
     ping_id = fields.String(required=True)
-
-    class Meta:
-        exclude = ("default_country", "floor_price", "cap")
+    default_country = fields.String(load_default=None)
+    floor_price = fields.Integer(load_default=None)
+    cap = fields.Integer(load_default=None)
 
 
 def _seller():
@@ -78,7 +82,8 @@ def create_ping(payload):
     ping, reason = auction.open_ping(seller, payload, terms)
     if ping is None:
         return {"ping_id": None, "reason": reason}, 200
-    return {"ping_id": ping.public_id, "price": ping.price, "expires_at": ping.expires_at}
+    return {"ping_id": ping.public_id, "price": ledger.seller_share(ping.price, seller),
+            "expires_at": ping.expires_at}
 
 
 @blp.route("/posts", methods=["POST"])
@@ -95,7 +100,8 @@ def create_post(payload):
     price. If the ping's winner can no longer pay, the ping's next best bid buys at its
     own price; if none can, the lead is stored unsold (sales empty) and stays on offer."""
     seller = _seller()
-    lead, settlement = auction.post(seller, payload.pop("ping_id"), payload)
+    terms = {name: payload.pop(name) for name in ("default_country", "floor_price", "cap")}
+    lead, settlement = auction.post(seller, payload.pop("ping_id"), payload, terms)
     sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
     return {"id": lead.id, "status": lead.status.value,
             "cross_seller_duplicate": lead.cross_seller_duplicate,

@@ -125,8 +125,11 @@ def open_ping(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tu
     return ping, ""
 
 
-def post(seller: User, ping_id: str, payload: Mapping[str, Any]) -> tuple[Lead, Settlement]:
-    """The full lead for a ping: stored, and sold to the ping's offers."""
+def post(seller: User, ping_id: str, payload: Mapping[str, Any],
+         terms_given: Optional[Mapping[str, Any]] = None) -> tuple[Lead, Settlement]:
+    """The full lead for a ping: stored, and sold to the ping's offers. Terms the post
+    repeats (`terms_given`: default_country, floor_price, cap; None where left out)
+    must be the ping's."""
     ping = db.session.scalar(sa.select(Ping).where(Ping.public_id == ping_id,
                                                    Ping.seller_id == seller.id,
                                                    Ping.lead_id.is_(None)).with_for_update())
@@ -139,15 +142,25 @@ def post(seller: User, ping_id: str, payload: Mapping[str, Any]) -> tuple[Lead, 
         raise PingExpired(f"The ping's offer ended at {ping.expires_at.isoformat()}; "
                           "ping the lead again.")
     terms = BatchTerms(ping.default_country, ping.floor_price, ping.cap, {})
+    changed = [name for name, value in (terms_given or {}).items() if value is not None
+               and (str(value).strip().upper() if name == "default_country" else value)
+               != getattr(ping, name)]
+    if changed:
+        raise _mismatch(changed)
     lead = realtime.ingest_lead(seller, payload, terms)  # LeadRejected: the row verdict
     changed = bidding.differences(ping.attributes, bidding.attributes_of(lead))
     if changed:
         db.session.rollback()  # the lead is not stored
-        raise Conflict("The lead does not match the ping: " + ", ".join(changed)
-                       + " differ.", code="ping_mismatch", details={"fields": changed})
+        raise _mismatch(changed)
     ping.lead_id, ping.posted_at = lead.id, utcnow()
     db.session.commit()
     return lead, _sell(ping, lead.id, ask=False)
+
+
+def _mismatch(fields: list[str]) -> Conflict:
+    return Conflict("The lead does not match the ping: " + ", ".join(fields)
+                    + (" differs." if len(fields) == 1 else " differ."),
+                    code="ping_mismatch", details={"fields": fields})
 
 
 def _sell(ping: Ping, lead_id: int, ask: bool) -> Settlement:

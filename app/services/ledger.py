@@ -81,6 +81,14 @@ def commission_on(price: int, rate_bp: int) -> int:
     return (price * rate_bp + 5_000) // 10_000
 
 
+def seller_share(price: int, seller: User) -> int:
+    """What the seller is paid of a sale at `price`: their own commission rate, or the
+    exchange's default."""
+    rate = seller.commission_rate_bp
+    return price - commission_on(price, current_app.config["COMMISSION_RATE_BP"]
+                                 if rate is None else rate)
+
+
 def currency() -> str:
     return current_app.config["CURRENCY"]
 
