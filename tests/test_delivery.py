@@ -3,6 +3,7 @@ the delivery page, its test console, reply rules, failures as sentences, setting
 corrected after the order filled and the lead sent again, secret headers, and IDOR."""
 import json
 import re
+import socket
 from urllib.parse import parse_qs
 
 import pytest
@@ -112,6 +113,17 @@ def test_reply_rules_read_a_real_crm_reply(client, api_key_for, buyer, buyer_cli
     assert engine.send_test(order).error == reason
     page = _test(buyer_client, order_id)
     assert "rejected" in page and f'id="test-error">{reason}<' in page
+
+
+def test_a_test_that_never_reached_the_crm_says_not_delivered(client, api_key_for, buyer,
+                                                              buyer_client):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    order_id = _order(client, api_key_for, buyer, f"http://127.0.0.1:{port}/leads")
+    page = _test(buyer_client, order_id)
+    assert 'id="test-not-delivered">not delivered<' in page and ">rejected<" not in page
+    assert "connection refused" in page
 
 
 def test_an_unreadable_template_is_refused_with_its_line(client, api_key_for, buyer, buyer_client,
