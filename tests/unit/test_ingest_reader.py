@@ -508,3 +508,10 @@ def test_blocks_strip_the_excel_marker_as_rows_do(delimiter):
         got = [row for block in open_csv(io.BytesIO(text.encode())).blocks(size)
                for row in block.records()]
         assert got == expected
+
+
+@pytest.mark.parametrize("header", ["Метка", "utm_source", "UTM-метка"])
+def test_a_sellers_own_tag_column_is_read_as_sub_id(header):
+    data = f"email;{header}\nx@example.com;blog-1\n".encode()
+    source, _ = read(data)
+    assert source.header_map.fields == ("email", "sub_id")

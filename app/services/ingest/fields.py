@@ -122,7 +122,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "sub_id": (
         "sub_id", "subid", "sub id 1", "sub1", "aff_sub", "source id", "campaign",
         "campaign id", "campaign name", "utm_campaign", "placement", "affiliate id",
-        "publisher id", "кампания", "канал", "подисточник", "campaña", "kampagne",
+        "publisher id", "utm_source", "кампания", "канал", "подисточник", "метка",
+        "utm-метка", "campaña", "kampagne",
     ),
     # A file's city is also its region when it has no region column (validate.py).
     "city": (
