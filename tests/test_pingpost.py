@@ -125,8 +125,13 @@ def test_a_real_time_lead_goes_to_the_highest_timely_bid(client, market, bidders
     assert body["order_id"] == orders["good"]["id"] and body["ping_id"]
     assert body["lead"]["age"] == 41 and body["lead"]["region"] == "US-CA"
     assert {"score", "temperature", "sub_id"} <= body["lead"].keys()
-    for secret in ("bid.person", "4155550199", "Ana", "Bid"):  # attributes only
-        assert secret not in request["body"].decode()
+    # Attributes only (the lead part: the random ping id may spell anything).
+    assert not {"first_name", "last_name", "email", "phone", "ip"} & body["lead"].keys()
+    attributes = json.dumps(body["lead"])
+    for secret in ("bid.person", "4155550199", "Ana", "Bid"):
+        assert secret not in attributes
+    assert "bid.person" not in request["body"].decode()
+    assert "4155550199" not in request["body"].decode()
 
     bids = _bids(lead_id=response.json["id"])
     outcome = {name: bids[orders[name]["id"]].outcome for name in orders}
