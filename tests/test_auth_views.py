@@ -5,10 +5,12 @@ from app.models import Role, User
 from tests.conftest import TEST_PASSWORD, csrf_token, log_in, make_user
 
 
-def _sign_up(client, role="buyer", email="new@example.com", password=TEST_PASSWORD, confirm=None):
+def _sign_up(client, role="buyer", email="new@example.com", password=TEST_PASSWORD, confirm=None,
+             timezone=""):
     return client.post("/auth/signup", data={
         "role": role, "display_name": "Acme", "email": email, "password": password,
         "confirm": confirm or password, "csrf_token": csrf_token(client, "/auth/signup"),
+        "timezone": timezone,
     })
 
 
@@ -140,3 +142,30 @@ def test_api_keys_page_shows_a_new_key_once(buyer_client):
     assert buyer_client.get("/api/v1/balance",
                             headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     assert secret not in buyer_client.get("/auth/api-keys").get_data(as_text=True)
+
+
+def test_sign_up_takes_the_browser_time_zone_and_falls_back_to_utc(client, app):
+    _sign_up(client, email="madrid@example.com", timezone="Europe/Madrid")
+    _sign_up(app.test_client(), email="nowhere@example.com", timezone="Mars/Olympus_Mons")
+    zones = dict(db.session.execute(sa.select(User.email, User.timezone)).all())
+    assert zones == {"madrid@example.com": "Europe/Madrid", "nowhere@example.com": "UTC"}
+
+
+def test_the_account_page_changes_name_and_time_zone_and_new_orders_default_to_it(client):
+    user = make_user(role=Role.BUYER, email="b@example.com")
+    log_in(client, user)
+    page = client.get("/auth/account").get_data(as_text=True)
+    assert '<option value="America/Sao_Paulo">' in page and "US/Eastern" not in page
+    token = csrf_token(client, "/auth/account")
+    refused = client.post("/auth/account", data={"display_name": "Acme", "timezone": "Europe/Nowhere",
+                                                  "csrf_token": token})
+    assert "Unknown time zone" in refused.get_data(as_text=True)
+    assert db.session.get(User, user.id).timezone == "UTC"
+    saved = client.post("/auth/account", data={"display_name": "Acme Leads", "timezone": "Asia/Tokyo",
+                                               "csrf_token": token}, follow_redirects=True)
+    assert "Saved." in saved.get_data(as_text=True)
+    db.session.expire_all()
+    stored = db.session.get(User, user.id)
+    assert (stored.display_name, stored.timezone) == ("Acme Leads", "Asia/Tokyo")
+    new_order = client.get("/buyer/orders/new").get_data(as_text=True)
+    assert 'value="Asia/Tokyo"' in new_order

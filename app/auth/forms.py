@@ -1,5 +1,6 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, RadioField, SelectField, StringField, SubmitField
+from wtforms import (BooleanField, HiddenField, PasswordField, RadioField, SelectField, StringField,
+                     SubmitField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -32,6 +33,8 @@ class SignUpForm(FlaskForm):
         "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
         render_kw=NEW_PASSWORD,
     )
+    # Filled by static/js/timezone.js from the browser; the account page changes it.
+    timezone = HiddenField(render_kw={"data-browser-timezone": ""})
     submit = SubmitField("Create account")
 
 
@@ -137,3 +140,13 @@ class AcceptInvitationForm(FlaskForm):
         render_kw=NEW_PASSWORD,
     )
     submit = SubmitField("Join the company")
+
+
+class ProfileForm(FlaskForm):
+    display_name = StringField("Name or company", validators=[Length(max=120)],
+                               render_kw={"autocomplete": "name"})
+    timezone = StringField(
+        "Time zone", validators=[DataRequired(), Length(max=64)],
+        description="New orders count their caps and schedules in it, e.g. Europe/Madrid.",
+        render_kw={"list": "timezones", "autocomplete": "off", "spellcheck": "false"})
+    submit = SubmitField("Save")

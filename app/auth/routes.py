@@ -1,12 +1,13 @@
 """Account routes for every role: sign-up and its emailed verification, log in and
-out, password change and reset, and API keys. Two-factor login: app/auth/two_factor.py."""
+out, name and time zone, password change and reset, and API keys. Two-factor login:
+app/auth/two_factor.py."""
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
 
 from app.auth import bp
 from app.auth.forms import (
     ApiKeyForm, ConfirmForm, LoginForm, PasswordChangeForm, ResetPasswordForm, ResetRequestForm,
-    SignUpForm,
+    ProfileForm, SignUpForm,
 )
 from app.auth.sessions import await_second_step, safe_next, start_session, user_rate_key
 from app.errors import DomainError
@@ -24,7 +25,8 @@ def signup():
     if form.validate_on_submit():
         try:
             user = accounts.sign_up(
-                form.email.data, form.password.data, form.role.data, form.display_name.data
+                form.email.data, form.password.data, form.role.data, form.display_name.data,
+                timezone=accounts.browser_timezone(form.timezone.data),
             )
             ledger.open_accounts_for(user)
             account_links.send_verification(user)
@@ -99,6 +101,24 @@ def password():
             flash("Password changed. Other devices have been logged out.", "success")
             return redirect(url_for("main.index"))
     return render_template("auth/password.html", form=form)
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def profile():
+    user = current_user._get_current_object()
+    form = ProfileForm(obj=user)
+    if form.validate_on_submit():
+        try:
+            accounts.update_profile(user, form.display_name.data or "", form.timezone.data)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            form.timezone.errors.append(exc.message)
+        else:
+            flash("Saved.", "success")
+            return redirect(url_for("auth.profile"))
+    return render_template("auth/profile.html", form=form, zones=accounts.timezone_names())
 
 
 @bp.route("/api-keys", methods=["GET", "POST"])

@@ -4,6 +4,7 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from typing import Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -72,9 +73,37 @@ def find_user_by_email(email: str) -> Optional[User]:
     return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
 
+def check_timezone(name: str) -> str:
+    """An IANA zone name (refused, naming the field, if no such zone exists)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(f"Unknown time zone {name!r}; use a name like Europe/Madrid.",
+                               code="invalid_timezone", details={"field": "timezone"}) from None
+    return name
+
+
+@lru_cache(maxsize=1)
+def timezone_names() -> tuple[str, ...]:
+    """The zones a person would pick from (Europe/Madrid…), without the legacy aliases
+    (US/Eastern, Etc/GMT+5…) that `check_timezone` still accepts."""
+    legacy = ("Etc/", "SystemV/", "US/", "posix/", "right/")
+    return ("UTC",) + tuple(sorted(z for z in available_timezones()
+                                   if "/" in z and not z.startswith(legacy)))
+
+
+def browser_timezone(name: Optional[str]) -> str:
+    """The zone a sign-up page read from the browser, or UTC when it sent none or an
+    unknown one: a wrong guess must never stop someone from signing up."""
+    try:
+        return check_timezone((name or "UTC").strip())
+    except ValidationFailed:
+        return "UTC"
+
+
 def create_user(
     email: str, password: str, role: Role | str, *, display_name: str = "",
-    email_verified: bool = True,
+    email_verified: bool = True, timezone: str = "UTC",
 ) -> User:
     """Create a user of any role; public sign-up restricts roles before calling this.
     The address counts as verified unless the caller says otherwise: users made by an
@@ -91,17 +120,37 @@ def create_user(
         display_name=display_name.strip() or email.split("@")[0],
         trust_level=TrustLevel.NEW,
         email_verified_at=utcnow() if email_verified else None,
+        timezone=check_timezone(timezone),
     )
     db.session.add(user)
     db.session.flush()
     return user
 
 
-def sign_up(email: str, password: str, role: Role | str, display_name: str = "") -> User:
+def sign_up(email: str, password: str, role: Role | str, display_name: str = "",
+            timezone: str = "UTC") -> User:
     role = Role(role)
     if role not in PUBLIC_ROLES:
         raise ValidationFailed("Only sellers and buyers can sign up.", code="role_not_allowed")
-    return create_user(email, password, role, display_name=display_name, email_verified=False)
+    return create_user(email, password, role, display_name=display_name, email_verified=False,
+                       timezone=timezone)
+
+
+def update_profile(user: User, display_name: str, timezone: str) -> None:
+    """A user's own name and time zone (the default zone of the orders they place).
+    Operation: flushes; audited when something changed."""
+    display_name = display_name.strip() or user.email.split("@")[0]
+    timezone = check_timezone(timezone.strip())
+    changed = {field: value for field, value in
+               (("display_name", display_name), ("timezone", timezone))
+               if getattr(user, field) != value}
+    if not changed:
+        return
+    for field, value in changed.items():
+        setattr(user, field, value)
+    audit.record("account.profile_changed", actor=user, subject_type="user", subject_id=user.id,
+                 details=changed)
+    db.session.flush()
 
 
 def require_verified_email(user: User) -> None:

@@ -146,3 +146,27 @@ def test_an_admin_enrols_in_two_factor_login_at_the_first_login(page):
     page.get_by_role("link", name="I have saved them").click()
     expect(page).to_have_url(re.compile(r"/admin/"))
     assert page.console_errors == []
+
+
+def test_sign_up_keeps_the_browsers_time_zone_which_the_account_page_changes(browser, live_server):
+    db.session.commit()
+    context = browser.new_context(base_url=live_server, timezone_id="America/Chicago")
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/auth/signup")
+    page.get_by_label("Sell the leads I collect").check()
+    page.get_by_label("Name or company").fill("Prairie Blog")
+    page.get_by_label("Email").fill("prairie@example.com")
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_label("Repeat password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("button", name="Prairie Blog").click()
+    page.get_by_role("link", name="Your account").click()
+    expect(page.get_by_label("Time zone")).to_have_value("America/Chicago")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Berlin")
+    assert errors == []
+    context.close()

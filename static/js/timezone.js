@@ -1,0 +1,7 @@
+// Sign-up: tell the server the browser's time zone, the default for new orders' caps
+// and schedules (the account page changes it).
+document.querySelectorAll("input[data-browser-timezone]").forEach(function (input) {
+  try {
+    input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (e) { /* an old browser: the server keeps UTC */ }
+});
