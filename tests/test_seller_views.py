@@ -47,6 +47,30 @@ def test_unknown_columns_are_mapped_before_processing(seller_client):
     assert batch.accepted == 1 and batch.status is BatchStatus.HELD
 
 
+def test_the_next_upload_remembers_how_the_seller_mapped_a_column(seller_client):
+    header = HEADER + ["Work mail"]
+    first = [person(1, email="") | {"Work mail": "w1@mail.example.com"}]
+    page = _upload(seller_client, csv_bytes(first, header=header)).get_data(as_text=True)
+    form = _confirm_form(seller_client, page, header)
+    form.update({f"column_{header.index('email')}": "", f"column_{len(header) - 1}": "email"})
+    assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
+
+    # The same export a week later: no mapping screen, the mail read from "Work mail".
+    later = [person(2, email="") | {"Work mail": "w2@mail.example.com"}]
+    response = _upload(seller_client, csv_bytes(later, header=header))
+    assert response.status_code == 302
+    newest = db.session.scalar(sa.select(Batch).order_by(Batch.id.desc()))
+    assert newest.accepted == 1 and newest.mapping["columns"]["Work mail"] == "email"
+
+    # A new unknown column still asks, with the remembered choice already selected.
+    wider = header + ["Notes"]
+    page = _upload(seller_client, csv_bytes([person(3, email="") | {
+        "Work mail": "w3@mail.example.com", "Notes": "called"}], header=wider)).get_data(as_text=True)
+    assert "Check how we read your file" in page
+    work_mail = page.split('aria-label="Field for Work mail">')[1].split("</select>")[0]
+    assert re.search(r'<option value="email"\s+selected>', work_mail)
+
+
 def _confirm_form(client, page: str, header: list[str], **fields) -> dict:
     token = page.split('name="token" type="hidden" value="')[1].split('"')[0]
     form = {"token": token, "filename": "export.csv", "default_country": "US",

@@ -1,5 +1,7 @@
 """Seller area routes: dashboard, batch upload with column mapping, live progress, reports,
 and per batch what sold, at what prices, returns and buyers' (anonymous) feedback."""
+import dataclasses
+
 from flask import (
     Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
@@ -19,7 +21,7 @@ from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
 from app.services import batches as batch_listing
 from app.services import ledger, market_stats, spotchecks
 from app.services.spotchecks import VERDICT_LABELS
-from app.services.ingest import pipeline, reports
+from app.services.ingest import mappings, pipeline, reports
 from app.services.ingest.fields import FIELDS, HeaderMappingError, missing_required
 from app.services.ingest.reader import UnreadableFile
 
@@ -88,6 +90,9 @@ def upload():
             terms = _terms(form)
             token = pipeline.stage_upload(current_account, form.file.data.stream)
             preview = pipeline.inspect_upload(current_account, token)
+            if preview.unknown and (remembered := mappings.remembered(current_account.id,
+                                                                        preview.headers)):
+                preview, terms = _with_mapping(token, preview, terms, remembered)
             commit_keeping_loaded()  # nothing written: no lock while the batch re-reads it
             filename = form.file.data.filename or "upload.csv"
             if preview.unknown or preview.missing or preview.duplicate_of:
@@ -103,6 +108,16 @@ def upload():
                 pipeline.discard_upload(current_account.id, token)
             form.file.errors.append(exc.message)
     return render_template("seller/upload.html", form=form)
+
+
+def _with_mapping(token: str, preview, terms: pipeline.BatchTerms, remembered: dict):
+    """The file read with the seller's earlier choices for its unknown headers, unless
+    those choices no longer fit together (two columns would feed one field)."""
+    try:
+        preview = pipeline.inspect_upload(current_account, token, remembered)
+    except HeaderMappingError:
+        return preview, terms
+    return preview, dataclasses.replace(terms, mapping=remembered)
 
 
 MAX_COLUMNS = 10_000  # the mapping form has one pair of fields per column of the file
