@@ -44,6 +44,12 @@ def test_seller_reads_the_notice_and_admin_reads_the_email_in_the_outbox(page):
     page.context.clear_cookies()  # signed out
     _log_in(page, "ops@example.com")
     page.goto("/admin/outbox")
+    page.set_viewport_size({"width": 390, "height": 800})  # a phone: the address on one line
+    address = page.locator("#outbox tbody tr").first.locator(".d-md-none")
+    expect(address).to_have_text("grower@example.com")
+    assert address.bounding_box()["height"] < 2 * 21
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("link", name=f"Batch #{batch_id} processed").click()
     frame = page.frame_locator("iframe.email-frame")
     expect(frame.get_by_text(f"Batch #{batch_id} processed: 4 accepted, 0 rejected")).to_be_visible()
