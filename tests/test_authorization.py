@@ -21,7 +21,7 @@ PUBLIC = {"/", "/healthz", "/auth/login", "/auth/signup", "/api/docs", "/api/v1/
           "/opt-out", "/opt-out/<token>", "/opt-out/confirm",
           # Hosted lead forms and consent certificates (SPEC §14): anyone may open them.
           "/f/<public_id>", "/certificates/<public_id>", "/api/v1/certificates/<public_id>"}
-ANY_LOGGED_IN = {"/auth/logout", "/auth/password", "/auth/api-keys",
+ANY_LOGGED_IN = {"/auth/logout", "/auth/account", "/auth/password", "/auth/api-keys",
                  "/auth/api-keys/<int:key_id>/revoke", "/auth/verify-email/resend",
                  "/auth/two-factor/setup", "/auth/two-factor/start",
                  "/auth/two-factor/recovery-codes", "/auth/two-factor/disable"}
