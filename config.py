@@ -33,7 +33,10 @@ class Config:
         "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'leadx.sqlite3'}"
     )
     # No pool_pre_ping: app/core/pool.py pings only connections that sat idle.
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # DB_POOL_SIZE: connections a process keeps open (gunicorn.conf.py sets it from its
+    # threads); SQLAlchemy's default keeps 5 and opens and closes the rest per use.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = (
+        {"pool_size": _env_int("DB_POOL_SIZE", 5)} if os.environ.get("DB_POOL_SIZE") else {})
 
     ARGON2_PROFILE = os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY")
 

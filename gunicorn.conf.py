@@ -8,9 +8,20 @@ threads, and a group's cost is mostly fixed, so threads are what let groups grow
 the load: 48 rather than 16 took 200 leads/s from a p99 of 6 s to 1.3 s on two cores
 (docs/scaling.md). Two processes for two cores: more made smaller groups, each paying
 a group's fixed cost, and contended for the seller's day batch.
+
+Database connections: each process keeps one per thread that may use the database
+(its request threads; the seller, webhook (8), mail, job and scheduler threads). With
+SQLAlchemy's default pool of 5 (+10 opened and closed per use), 48 threads opened a
+new PostgreSQL connection for most requests under load (the server forks a backend
+for each) and the seller thread queued behind request threads for a connection.
 """
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "48"))
+
+
+def post_fork(server, worker):
+    """Before the worker builds the app (config.py reads DB_POOL_SIZE)."""
+    os.environ.setdefault("DB_POOL_SIZE", str(worker.cfg.threads + 16))

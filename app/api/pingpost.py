@@ -63,7 +63,7 @@ def _seller():
 
 
 @blp.route("/pings", methods=["POST"])
-@blp.arguments(PingInputSchema)
+@blp.arguments(PingInputSchema())  # one instance, as POST /leads
 @blp.response(201, PingCreatedSchema, description="Some order would buy: the price and "
               "how long the offer stands")
 @blp.alt_response(200, schema=PingCreatedSchema, description="No order would buy: "
@@ -87,7 +87,7 @@ def create_ping(payload):
 
 
 @blp.route("/posts", methods=["POST"])
-@blp.arguments(PostInputSchema)
+@blp.arguments(PostInputSchema())  # one instance, as POST /leads
 @blp.response(201, LeadCreatedSchema)
 @blp.alt_response(404, schema=ApiErrorSchema, description="No such ping of yours")
 @blp.alt_response(409, schema=ApiErrorSchema, description="ping_mismatch: the lead's "

@@ -5,10 +5,16 @@ resolves to must be public, and the request goes to exactly those addresses: no
 second lookup that a rebinding DNS server could answer with 127.0.0.1. The Host
 header, TLS SNI and the certificate check still name the host. Redirects are not
 followed, and proxies from the environment are not used (a proxy would resolve the
-name again itself)."""
+name again itself).
+
+Connections are kept alive and reused per host name (`_adapter`): each host's pool
+holds connections to the addresses that name resolved to, keyed by address and port,
+with TLS for that name, so a reused connection goes exactly where a new one would."""
 import ipaddress
 import os
 import socket
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +30,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 # How much of a reply is read: enough for any CRM's verdict, bounded against floods.
 REPLY_LIMIT = 64 * 1024
+HOSTS_KEPT = 256  # host names whose idle connections are kept (least recently used go)
+CONNECTIONS_KEPT = 32  # idle connections kept per address of a host
 
 
 class Refused(Exception):
@@ -71,10 +79,27 @@ class _PinnedAdapter(HTTPAdapter):
 
     def __init__(self, host: str):
         self.host = host
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, pool_connections=8, pool_maxsize=CONNECTIONS_KEPT)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, server_hostname=self.host, **kwargs)
+
+
+_adapters: OrderedDict = OrderedDict()  # (process id, host) -> its _PinnedAdapter
+_adapters_lock = threading.Lock()
+
+
+def _adapter(host: str) -> _PinnedAdapter:
+    """The host's adapter with its kept-alive connections: a fresh TCP (and TLS)
+    connection per webhook cost the sender and the buyer more than the request."""
+    key = (os.getpid(), host)  # a forked process opens its own connections
+    with _adapters_lock:
+        adapter = _adapters.pop(key, None) or _PinnedAdapter(host)
+        _adapters[key] = adapter
+        evicted = _adapters.popitem(last=False)[1] if len(_adapters) > HOSTS_KEPT else None
+    if evicted is not None:
+        evicted.close()
+    return adapter
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
@@ -95,27 +120,26 @@ def post(url: str, *, data: bytes, headers: dict, timeout: float,
     request.headers["Host"] = parts.netloc.rpartition("@")[2]
     # A CA bundle named in the environment, as requests itself would honour.
     verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    adapter = _PinnedAdapter(parts.hostname)
-    try:
-        for address in addresses:
-            literal = f"[{address.replace('%', '%25')}]" if ":" in address else address
-            request.url = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
-            try:
-                response = adapter.send(request, stream=True, timeout=timeout, verify=verify)
-            except requests.ConnectionError as exc:
-                # The next address only when nothing was sent to this one.
-                if address == addresses[-1] or not _never_connected(exc):
-                    raise
-                continue
-            try:
-                body = response.raw.read(REPLY_LIMIT, decode_content=True)
-            # Raised by urllib3 itself while reading: told as the requests errors they are.
-            except ReadTimeoutError as exc:
-                raise requests.ReadTimeout(exc) from None
-            except HTTPError as exc:
-                raise requests.ConnectionError(exc) from None
-            finally:
-                response.close()
-            return Reply(response.status_code, response.headers.get("Content-Type", ""), body)
-    finally:
-        adapter.close()
+    adapter = _adapter(parts.hostname)
+    for address in addresses:
+        literal = f"[{address.replace('%', '%25')}]" if ":" in address else address
+        request.url = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+        try:
+            response = adapter.send(request, stream=True, timeout=timeout, verify=verify)
+        except requests.ConnectionError as exc:
+            # The next address only when nothing was sent to this one.
+            if address == addresses[-1] or not _never_connected(exc):
+                raise
+            continue
+        try:
+            body = response.raw.read(REPLY_LIMIT, decode_content=True)
+        # Raised by urllib3 itself while reading: told as the requests errors they are.
+        except ReadTimeoutError as exc:
+            raise requests.ReadTimeout(exc) from None
+        except HTTPError as exc:
+            raise requests.ConnectionError(exc) from None
+        finally:
+            # A reply read to its end went back to the pool already; one longer
+            # than REPLY_LIMIT (or cut short) closes its connection here.
+            response.close()
+        return Reply(response.status_code, response.headers.get("Content-Type", ""), body)
