@@ -187,7 +187,7 @@ class Filters:
         if self.employed is not None:
             conditions.append(Lead.employed == self.employed)
         if self.max_age_days is not None:
-            conditions.append(Lead.consent_at >= now - timedelta(days=self.max_age_days))
+            conditions.append(Lead.consented_since(now - timedelta(days=self.max_age_days)))
         if self.exclusive_only:
             conditions.append(Lead.cap == 1)
         if self.score_threshold:

@@ -18,6 +18,7 @@ from app.market.filters import Filters
 from app.models import (
     BuyerSuppression, EmailDelivery, Lead, Order, PersonClaim, PersonListing, Sale, User,
 )
+from app.models.leads import utc_day
 
 LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lead.country,
                 Lead.has_email, Lead.has_phone, Lead.marital_status, Lead.employed,
@@ -213,10 +214,13 @@ def inventory_for(slot: Slot, now: datetime, after: Optional[tuple], limit: int
                     ~rules.listed_by(slot.buyer_id, Lead.email_hash, Lead.phone_hash,
                                      BuyerSuppression),
                     *slot.filters.sql_conditions(now))
-             .order_by(Lead.consent_at.desc(), Lead.id.desc())
+             # The order of (consent_at, id), led by the day ix_leads_status_consent_day
+             # keys leads by: the index gives the days in order, a day is sorted alone.
+             .order_by(utc_day(Lead.consent_at).desc(), Lead.consent_at.desc(), Lead.id.desc())
              .limit(limit))
     if after is not None:
-        query = query.where(sa.or_(Lead.consent_at < after[0],
+        query = query.where(Lead.consented_up_to(after[0]),
+                            sa.or_(Lead.consent_at < after[0],
                                    sa.and_(Lead.consent_at == after[0], Lead.id < after[1])))
     return candidates(db.session.connection().execute(query).all())
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -123,7 +124,6 @@ class Lead(db.Model):
         sa.CheckConstraint("sold_count >= 0 AND sold_count <= cap", name="sold_within_cap"),
         sa.CheckConstraint("has_email OR has_phone", name="has_contact"),
         sa.Index("ix_leads_batch_id_row_number", "batch_id", "row_number"),
-        sa.Index("ix_leads_status_consent_at", "status", "consent_at"),  # freshest inventory
         # One reference instead of one to the batch and one to the seller: a lead's
         # seller is its batch's, and every stored lead costs one key check, not two
         # (a sixth of PostgreSQL's work per row at ingest).
@@ -134,7 +134,7 @@ class Lead(db.Model):
                                     primary_key=True)
     batch_id: Mapped[int] = mapped_column()
     seller_id: Mapped[int] = mapped_column()  # no query needs an index
-    # Not indexed on its own: ix_leads_status_consent_at leads with it.
+    # Not indexed on its own: ix_leads_status_consent_day leads with it.
     status: Mapped[LeadStatus] = mapped_column(enum_column(LeadStatus, "lead_status"))
     row_number: Mapped[int] = mapped_column(sa.Integer, default=0)
 
@@ -188,11 +188,50 @@ class Lead(db.Model):
     batch: Mapped[Batch] = relationship()
 
     @classmethod
+    def consented_since(cls, moment: datetime) -> sa.ColumnElement[bool]:
+        """SQL: consent at or after `moment`, said of the day too, so that the range
+        is one of ix_leads_status_consent_day (a lookback window)."""
+        return sa.and_(utc_day(cls.consent_at) >= utc_day(sa.literal(moment, UTCDateTime())),
+                       cls.consent_at >= moment)
+
+    @classmethod
+    def consented_up_to(cls, moment: datetime) -> sa.ColumnElement[bool]:
+        """SQL: the day bound of a cursor at `moment` (freshest first, see above)."""
+        return utc_day(cls.consent_at) <= utc_day(sa.literal(moment, UTCDateTime()))
+
+    @classmethod
     def offered(cls) -> sa.ColumnElement[bool]:
         """SQL: the lead may be offered to buyers (before caps and filters): it is live
         and its batch has finished processing."""
         return sa.and_(cls.status == LeadStatus.LIVE, cls.batch_id.not_in(
             sa.select(Batch.id).where(Batch.status == BatchStatus.PROCESSING)))
+
+
+class utc_day(sa.sql.functions.FunctionElement):
+    """SQL: the UTC calendar day of a stored time, as each database can index it
+    (UTCDateTime is UTC text on SQLite; `timezone('UTC', ...)` is immutable on
+    PostgreSQL, where the cast of a timestamptz to date is not)."""
+
+    inherit_cache = True
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element, compiler, **kw):
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element, compiler, **kw):
+    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+# Freshest inventory first (rule 4): leads by status and consent day, and within a day
+# by id. An upload's consent times are spread over months or years, and an index on
+# the times themselves took every new lead to a random page (storing the bench file's
+# rows on SQLite without the hash indexes: 20.3 µs a row with it, 16.9 with this one);
+# here a new lead lands at the end of its day, a few hundred places in all. Queries order by (day, consent_at, id), which is
+# the order of (consent_at, id), and sort within a day only.
+sa.Index("ix_leads_status_consent_day", Lead.status, utc_day(Lead.consent_at), Lead.id)
 
 
 class Rejection(db.Model):
