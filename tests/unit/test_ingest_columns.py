@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.services.crypto import ContactVault
-from app.services.ingest.columns import validate_columns
-from app.services.ingest.validate import RowContext, validate_row
+from app.services.ingest.columns import _iso_date, validate_columns
+from app.services.ingest.validate import RowContext, parse_timestamp, validate_row
 from app.services.ingest.workers import ACCEPTED_COLUMNS, _accepted_row, validate_chunk
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -198,3 +198,13 @@ def test_chunks_are_built_as_row_by_row(storage):
                 for number, code, codes, message, _ in result.rejected] == rejected
         compared += len(accepted)
     assert compared > 2000
+
+
+def test_bare_iso_dates_read_as_parse_timestamp_reads_them():
+    rng = random.Random(5)
+    values = ["1980-05-17", "1980-W01-1", "1980-13-01", "1980-02-30", "2000-02-29",
+              "1980-05-1x", "1980-0517", "0000-01-01", "9999-12-31"]
+    values += ["".join(rng.choice("0123456789-W") for _ in range(10)) for _ in range(5000)]
+    for value in (v for v in values if v[4] == "-"):
+        stamp = parse_timestamp(value)
+        assert _iso_date(value) == (stamp.date() if stamp else None), value

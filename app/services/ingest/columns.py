@@ -13,7 +13,7 @@ holds the accepted leads to it row for row.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from datetime import datetime
+from datetime import date, datetime
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -54,12 +54,24 @@ def _place(cells: tuple[str, str, str | None], default_country: str):
     return country, region, country or (region[:2] if region else default_country)
 
 
+def _iso_date(value: str) -> date | None:
+    """A bare ISO date, read as parse_timestamp reads it (the same ISO parser), without
+    the datetime it would build around it."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
     """(age, birth date) from the birth date or else the age, or _FAIL."""
     birth_cell, age_cell, month_first = cells
     if birth_raw := _stripped(birth_cell):
-        stamp = parse_timestamp(birth_raw, month_first=month_first)
-        if stamp is None or (born := stamp.date()) > today:
+        born = _iso_date(birth_raw) if len(birth_raw) == 10 and birth_raw[4] == "-" else None
+        if born is None:
+            stamp = parse_timestamp(birth_raw, month_first=month_first)
+            born = stamp.date() if stamp is not None else None
+        if born is None or born > today:
             return _FAIL
         age = _age_from_birth(born, today)
         return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
