@@ -8,7 +8,9 @@ chunk and the rows look it up; only contacts and consent times are read one by o
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
-holds the accepted leads to it row for row.
+holds the accepted leads to it row for row. `decide_columns` hands the normalised
+columns themselves to the workers, which build their stored rows from them without a
+lead object per row; `validate_columns` makes the leads.
 """
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
