@@ -159,3 +159,28 @@ def test_contact_json_is_the_encoders_text():
                   for _ in range(5)]
         assert contact_json(values) == _CONTACT_JSON(values)
         assert json.loads(contact_json(values)) == values
+
+
+@pytest.mark.parametrize("columns", [
+    (["Ivan", None], ["Petrov", "Ng"], ["ivan@example.com", None], [None, "+12125550100"],
+     ["203.0.113.7", None]),
+    # One value needs escaping: the whole chunk goes through the JSON encoder.
+    (["Ann \"Annie\"", "Bo"], ["O\\Brien", ""], [None, "bo@example.com"], ["+7916", None],
+     [None, "::1"]),
+    ([], [], [], [], []),
+])
+def test_sealing_a_chunk_is_sealing_each_row(vault, columns):
+    """seal_contacts is seal_contact row by row: the same JSON under each nonce."""
+    sealed = vault.seal_contacts(*columns)
+    assert len(sealed) == len(columns[0])
+    assert len({blob[1:1 + NONCE_BYTES] for blob in sealed}) == len(sealed)
+    for blob, values in zip(sealed, zip(*columns)):
+        one = vault.seal_contact(*values)
+        assert vault.decrypt(blob) == vault.decrypt(one)
+        assert len(blob) == len(one)
+
+
+def test_hashing_a_column_is_hashing_each_value(vault):
+    values = ["+79161234567", None, "", "a@b.co"]
+    assert vault.dedupe_hashes("phone", values) == [
+        vault.dedupe_hash("phone", value) if value else None for value in values]

@@ -5,6 +5,7 @@ very lead validate_row makes of that row; and it must decide every clean row tha
 validate_row accepts, or the speed it exists for is gone. Rows are seeded-random
 mixes of the values sellers send, the near misses around them and broken text.
 """
+import base64
 import random
 import sys
 from datetime import datetime, timezone
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.services.ingest.columns import validate_columns
-from app.services.ingest.validate import RowContext, validate_row
+from app.services.crypto import ContactVault
+from app.services.ingest.columns import _iso_date, validate_columns
+from app.services.ingest.validate import RowContext, parse_timestamp, validate_row
+from app.services.ingest.workers import ACCEPTED_COLUMNS, _accepted_row, validate_chunk
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 CELLS = {
@@ -122,18 +125,86 @@ def test_a_leads_interests_are_its_own():
     assert second.interests == ["cars"]
 
 
+def _bench_generator(seed: int):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    try:
+        from ingest import LeadGenerator
+    finally:
+        sys.path.pop(0)
+    return LeadGenerator(seed)
+
+
+HEADER_OF_BENCH = ("first_name", "last_name", "email", "phone", "age", "birth_date", "gender",
+                   "region", "country", "marital_status", "employed", "interests",
+                   "consent_at", "source_url", "consent_text", "ip")
+
+
 def test_the_benchmark_file_is_decided_column_wise():
     """The benchmark's invented leads (every shape it writes): every accepted row is
     decided here, and each exactly as validate_row decides it."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     try:
-        from ingest import HEADER, LeadGenerator
+        from ingest import HEADER
     finally:
         sys.path.pop(0)
-    generator = LeadGenerator(7)
+    assert tuple(HEADER) == HEADER_OF_BENCH
+    generator = _bench_generator(7)
     rows = [generator.row(i) for i in range(2, 6002)]
     ctx = RowContext("US", NOW)
     leads = validate_columns(rows, tuple(HEADER), ctx)
     references = [_reference(tuple(HEADER), cells, ctx) for cells in rows]
     assert [lead is not None for lead in leads] == [r.accepted for r in references]
     assert [lead for lead in leads if lead] == [r.lead for r in references if r.accepted]
+
+
+def _per_row(rows, fields, ctx, vault, storage):
+    """validate_chunk's answer made row by row: validate_row, then each lead as
+    workers._accepted_row builds it, each rejection with its codes and message."""
+    accepted, rejected = [], []
+    for number, cells in rows:
+        verdict = _reference(fields, cells, ctx)
+        if verdict.lead is not None:
+            accepted.append(_accepted_row(number, verdict.lead, vault, storage))
+        else:
+            rejected.append((number, verdict.code, ";".join(verdict.codes), verdict.message))
+    return accepted, rejected
+
+
+def _opened(vault, accepted):
+    """Accepted rows with their sealed contacts opened (each seal has its own nonce)."""
+    at = ACCEPTED_COLUMNS.index("contact_enc")
+    return [row[:at] + (vault.open_contact(row[at]),) + row[at + 1:] for row in accepted]
+
+
+@pytest.mark.parametrize("storage", [None, "sqlite", "postgresql"])
+def test_chunks_are_built_as_row_by_row(storage):
+    """validate_chunk builds its accepted rows a column at a time: the same rows, in the
+    same order, as validate_row's leads give one by one; rejections keep every reason."""
+    rng = random.Random(20261205)
+    vault = ContactVault(base64.urlsafe_b64encode(bytes(range(32))).decode())
+    ctx = RowContext("US", NOW)
+    layouts = [tuple(HEADER_OF_BENCH)] + list(_layouts(rng))[:12]
+    generator = _bench_generator(11)
+    compared = 0
+    for fields in layouts:
+        if fields == tuple(HEADER_OF_BENCH):
+            rows = [(n, generator.row(n)) for n in range(2, 1502)]
+        else:
+            rows = [(n, _row(rng, fields)) for n in range(2, 302)]
+        result = validate_chunk(rows, fields, ctx, vault, storage)
+        accepted, rejected = _per_row(rows, fields, ctx, vault, storage)
+        assert _opened(vault, result.accepted) == _opened(vault, accepted), fields
+        assert [(number, code, codes, vault.decrypt(message))
+                for number, code, codes, message, _ in result.rejected] == rejected
+        compared += len(accepted)
+    assert compared > 2000
+
+
+def test_bare_iso_dates_read_as_parse_timestamp_reads_them():
+    rng = random.Random(5)
+    values = ["1980-05-17", "1980-W01-1", "1980-13-01", "1980-02-30", "2000-02-29",
+              "1980-05-1x", "1980-0517", "0000-01-01", "9999-12-31"]
+    values += ["".join(rng.choice("0123456789-W") for _ in range(10)) for _ in range(5000)]
+    for value in (v for v in values if v[4] == "-"):
+        stamp = parse_timestamp(value)
+        assert _iso_date(value) == (stamp.date() if stamp else None), value

@@ -8,10 +8,14 @@ chunk and the rows look it up; only contacts and consent times are read one by o
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
-holds the accepted leads to it row for row.
+holds the accepted leads to it row for row. `decide_columns` hands the normalised
+columns themselves to the workers, which build their stored rows from them without a
+lead object per row; `validate_columns` makes the leads.
 """
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from itertools import chain
+from datetime import date, datetime
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -27,10 +31,10 @@ from app.services.regions_tz import consent_zone
 _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 
 
-def _each_distinct(convert: Callable, column: Sequence) -> list:
+def each_distinct(convert: Callable, column: Sequence) -> list:
     """convert(value) for every value, computed once per distinct value."""
     known = {value: convert(value) for value in set(column)}
-    return [known[value] for value in column]
+    return list(map(known.__getitem__, column))
 
 
 def _stripped(value: str | None) -> str:
@@ -52,12 +56,24 @@ def _place(cells: tuple[str, str, str | None], default_country: str):
     return country, region, country or (region[:2] if region else default_country)
 
 
+def _iso_date(value: str) -> date | None:
+    """A bare ISO date, read as parse_timestamp reads it (the same ISO parser), without
+    the datetime it would build around it."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
     """(age, birth date) from the birth date or else the age, or _FAIL."""
     birth_cell, age_cell, month_first = cells
     if birth_raw := _stripped(birth_cell):
-        stamp = parse_timestamp(birth_raw, month_first=month_first)
-        if stamp is None or (born := stamp.date()) > today:
+        born = _iso_date(birth_raw) if len(birth_raw) == 10 and birth_raw[4] == "-" else None
+        if born is None:
+            stamp = parse_timestamp(birth_raw, month_first=month_first)
+            born = stamp.date() if stamp is not None else None
+        if born is None or born > today:
             return _FAIL
         age = _age_from_birth(born, today)
         return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
@@ -94,17 +110,28 @@ def _readable(column: Sequence[str]) -> list[bool] | None:
     return [value.isprintable() and "\ufffd" not in value for value in column]
 
 
-def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
-                     ctx: RowContext) -> list[NormalisedLead | None]:
-    """For each row (its cells, in `fields` order), its lead when the row passes every
-    check, else None: validate_row must decide it (and give its reasons)."""
+# NormalisedLead's fields in its order: the columns `decide_columns` fills.
+LEAD_FIELDS = tuple(NormalisedLead.__slots__)
+
+
+@dataclass(slots=True)
+class Decided:
+    """A chunk decided column-wise: whether each row passed every check, and each
+    field's normalised values (meaningful where the row passed)."""
+
+    ok: list[bool]
+    values: dict[str, list]  # LEAD_FIELDS -> one value per row
+    raw: Callable[[str], Sequence[str | None]]  # a field's cells (None: not mapped)
+
+
+def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
+                   ctx: RowContext) -> Decided:
+    """Every row's checks, a column at a time; see `validate_columns`."""
     count = len(rows)
-    if not count:
-        return []
     width = len(fields)
     padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
               for cells in rows]
-    by_column = list(zip(*padded)) if width else []
+    by_column = list(zip(*padded)) if width and count else [()] * width
     columns: dict[str, Sequence[str]] = {}
     for i, name in enumerate(fields):
         if name:  # a field mapped twice: the later column wins, as in validate_row
@@ -115,18 +142,20 @@ def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None]
         return columns.get(name, absent)
 
     ok = [True] * count
-    for values in columns.values():
-        if (readable := _readable(values)) is not None:
-            ok = [a and b for a, b in zip(ok, readable)]
+    if _readable(list(chain.from_iterable(columns.values()))) is not None:  # rare: by column
+        for values in columns.values():
+            if (readable := _readable(values)) is not None:
+                ok = [a and b for a, b in zip(ok, readable)]
 
     def checked(values: list) -> list:
-        for i, value in enumerate(values):
-            if value is _FAIL:
-                ok[i] = False
+        if _FAIL in values:
+            for i, value in enumerate(values):
+                if value is _FAIL:
+                    ok[i] = False
         return values
 
     default = ctx.default_country
-    places = checked(_each_distinct(lambda cells: _place(cells, default), list(zip(
+    places = checked(each_distinct(lambda cells: _place(cells, default), list(zip(
         column("country"), column("region"), column("city")))))
     homes = [place[2] if place is not _FAIL else default for place in places]
 
@@ -151,13 +180,13 @@ def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None]
         phone_countries.append(phone_country)
 
     if "consent" in columns:
-        for i, flag in enumerate(_each_distinct(consent_flag, columns["consent"])):
+        for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
             if flag is not True:
                 ok[i] = False
 
     month_firsts = [home == "US" for home in homes]
     latest = ctx.now + CLOCK_SKEW
-    zones = _each_distinct(lambda key: consent_zone(*key), [
+    zones = each_distinct(lambda key: consent_zone(*key), [
         (place[1], home) if place is not _FAIL else (None, home)
         for place, home in zip(places, homes)])
     consent_times: list[datetime | None] = []
@@ -167,46 +196,70 @@ def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None]
                 raw, month_first=month_first, zone=zone)) is None or when > latest:
             ok[i] = False
         consent_times.append(when)
-    urls = _each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
+    urls = each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
                           column("source_url"))
-    for i, url in enumerate(urls):
-        if url is None:
-            ok[i] = False
+    if None in urls:
+        for i, url in enumerate(urls):
+            if url is None:
+                ok[i] = False
     today = ctx.now.date()
-    births = checked(_each_distinct(lambda cells: _birth(cells, today), list(zip(
+    births = checked(each_distinct(lambda cells: _birth(cells, today), list(zip(
         column("birth_date"), column("age"), month_firsts))))
-    postal_codes = checked(_each_distinct(_postal, column("postal_code")))
-    trustedform = checked(_each_distinct(_certificate("trustedform_cert_url"),
+    postal_codes = checked(each_distinct(_postal, column("postal_code")))
+    trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
-    jornaya = checked(_each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
-    if not any(ok):
-        return [None] * count
+    jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
+    values: dict[str, list] = {}
+    if any(ok):
+        def texts(name: str) -> list[str | None]:
+            return each_distinct(_text, column(name))
 
-    def texts(name: str) -> list[str | None]:
-        return _each_distinct(_text, column(name))
+        def vocabulary(name: str, words: dict) -> list[str]:
+            return each_distinct(lambda cell: words.get(text_key(cell or ""), "unknown"),
+                                  column(name))
 
-    def vocabulary(name: str, words: dict) -> list[str]:
-        return _each_distinct(lambda cell: words.get(text_key(cell or ""), "unknown"),
-                              column(name))
+        fallback = ctx.default_country
+        values = {
+            "first_name": texts("first_name"), "last_name": texts("last_name"),
+            "email": emails, "phone": phones,
+            "age": [birth[0] if birth is not _FAIL else None for birth in births],
+            "birth_date": [birth[1] if birth is not _FAIL else None for birth in births],
+            "gender": vocabulary("gender", GENDERS),
+            "region": [place[1] if place is not _FAIL else None for place in places],
+            "country": [
+                (place[0] or (place[1][:2] if place[1] else None) or phone_country or fallback)
+                if place is not _FAIL else None
+                for place, phone_country in zip(places, phone_countries)],
+            "marital_status": vocabulary("marital_status", MARITAL_STATUSES),
+            "employed": vocabulary("employed", EMPLOYED),
+            # One list per distinct value: validate_columns copies them for its leads.
+            "interests": each_distinct(_interests, column("interests")),
+            "budget": texts("budget"), "authority": texts("authority"), "need": texts("need"),
+            "timeframe": texts("timeframe"), "consent_at": consent_times, "source_url": urls,
+            "consent_text": texts("consent_text"),
+            "ip": each_distinct(lambda cell: _ip(cell) if cell else None, column("ip")),
+            "sub_id": texts("sub_id"), "city": texts("city"), "postal_code": postal_codes,
+            "trustedform_cert_url": trustedform,
+            "jornaya_leadid": each_distinct(lambda leadid: (
+                leadid if leadid is _FAIL else (leadid or "").upper() or None), jornaya),
+        }
+    return Decided(ok, values, column)
 
+
+def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
+                     ctx: RowContext) -> list[NormalisedLead | None]:
+    """For each row (its cells, in `fields` order), its lead when the row passes every
+    check, else None: validate_row must decide it (and give its reasons)."""
+    decided = decide_columns(rows, fields, ctx)
+    if not any(decided.ok):
+        return [None] * len(rows)
+    interests_at = LEAD_FIELDS.index("interests")
     leads: list[NormalisedLead | None] = []
-    for (i, passed, first_name, last_name, email, phone, birth, gender, place, phone_country,
-         marital, employed, interests, budget, authority, need, timeframe, consent_at, url,
-         consent_text, ip_cell, sub_id, city, postal_code, trusted, leadid) in zip(
-            range(count), ok, texts("first_name"), texts("last_name"), emails, phones, births,
-            vocabulary("gender", GENDERS), places, phone_countries,
-            vocabulary("marital_status", MARITAL_STATUSES), vocabulary("employed", EMPLOYED),
-            _each_distinct(_interests, column("interests")), texts("budget"), texts("authority"),
-            texts("need"), texts("timeframe"), consent_times, urls, texts("consent_text"),
-            column("ip"), texts("sub_id"), texts("city"), postal_codes, trustedform, jornaya):
-        if not passed:
+    for passed, values in zip(decided.ok, zip(*(decided.values[name] for name in LEAD_FIELDS))):
+        if passed:
+            values = list(values)
+            values[interests_at] = list(values[interests_at])
+            leads.append(NormalisedLead(*values))
+        else:
             leads.append(None)
-            continue
-        country, region, _ = place
-        leads.append(NormalisedLead(
-            first_name, last_name, email, phone, birth[0], birth[1], gender, region,
-            country or (region[:2] if region else None) or phone_country or ctx.default_country,
-            marital, employed, list(interests), budget, authority, need, timeframe, consent_at,
-            url, consent_text, _ip(ip_cell) if ip_cell else None, sub_id, city, postal_code, trusted,
-            (leadid or "").upper() or None))
     return leads

@@ -10,19 +10,23 @@ Workers import no Flask or SQLAlchemy: only what validation needs.
 """
 import csv
 import gc
+import heapq
 import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Optional
+from operator import itemgetter
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
-from app.services.ingest.columns import validate_columns
+from app.services.ingest.columns import Decided, each_distinct, decide_columns
 from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
-from app.services.ingest.validate import RowContext, storable, validate_row
+from app.services.ingest.validate import (
+    NormalisedLead, RowContext, _interests, storable, validate_row,
+)
 
 # What a worker returns for an accepted row, in this order (the pipeline adds the
 # batch's own columns). Indexes of the two hashes are used for duplicate checks.
@@ -72,58 +76,152 @@ def _stored_time(storage: Optional[str]):
 def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
                    ctx: RowContext, vault: ContactVault, storage: Optional[str] = None
                    ) -> ChunkResult:
-    """Rows as (spreadsheet row number, raw cells); `fields` names each column."""
+    """Rows as (spreadsheet row number, raw cells); `fields` names each column.
+
+    Rows that pass every check are decided and built a column at a time (columns.py);
+    the others, row by row by validate_row, which gives every reason."""
     if storage not in STORAGE_FORMATS:
         raise ValueError(f"Unknown storage format {storage!r}")
     result = ChunkResult()
-    accepted, rejected = result.accepted.append, result.rejected.append
-    encrypt, seal, dedupe_hash = vault.encrypt, vault.seal_contact, vault.dedupe_hash
-    stored_time = _stored_time(storage)
+    rows = list(rows)
+    decided = decide_columns([raw for _, raw in rows], fields, ctx)
+    passed = [i for i, ok in enumerate(decided.ok) if ok]
+    accepted = _accepted_columns(rows, passed, decided, vault, storage) if passed else []
+    if len(passed) == len(rows):
+        result.accepted = accepted
+        return result
+    rejected = result.rejected.append
+    encrypt, dedupe_hash = vault.encrypt, vault.dedupe_hash
     dumps = _JSON_TEXT
     pairs = [(i, name) for i, name in enumerate(fields) if name]
     width = len(fields)
-    rows = list(rows)
-    # Clean rows are decided a column at a time; the others row by row, with reasons.
-    decided = validate_columns([raw for _, raw in rows], fields, ctx)
-    for (number, raw), lead in zip(rows, decided):
-        if lead is None:
-            cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
-            verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
-            lead = verdict.lead
-        if lead is None:
-            if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
-                raw = [storable(cell) for cell in raw]
-            if verdict.email or verdict.phone:
-                result.rejected_contacts.append((
-                    len(result.rejected),
-                    dedupe_hash("email", verdict.email) if verdict.email else None,
-                    dedupe_hash("phone", verdict.phone) if verdict.phone else None))
-            rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
-                      encrypt(verdict.message), encrypt(dumps(raw))))
+    late = []  # (position, row) of rows validate_row accepts once their text is cleaned
+    for position, ((number, raw), ok) in enumerate(zip(rows, decided.ok)):
+        if ok:
             continue
-        email, phone = lead.email, lead.phone
-        email_hash = dedupe_hash("email", email) if email else None
-        phone_hash = dedupe_hash("phone", phone) if phone else None
-        budget, authority = _short(lead.budget), _short(lead.authority)
-        need, timeframe = _short(lead.need), _short(lead.timeframe)
-        score_base = lead_points(
-            has_phone=phone_hash is not None, has_email=email_hash is not None, age=lead.age,
-            gender=lead.gender, region=lead.region, interests=lead.interests,
-            marital_status=lead.marital_status, employed=lead.employed, budget=budget,
-            authority=authority, need=need, timeframe=timeframe)
-        interests = lead.interests
-        if storage is not None:
-            interests = dumps(interests) if interests else "[]"
-        accepted((
-            number, seal(lead.first_name, lead.last_name, email, phone, lead.ip),
-            email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
-            lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
-            interests, budget, authority, need, timeframe,
-            stored_time(lead.consent_at) if stored_time else lead.consent_at,
-            lead.source_url, lead.consent_text, score_base, _short(lead.sub_id),
-            _short(lead.city), lead.postal_code, lead.trustedform_cert_url, lead.jornaya_leadid,
-        ))
+        cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
+        verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
+        if verdict.lead is not None:
+            late.append((position, _accepted_row(number, verdict.lead, vault, storage)))
+            continue
+        if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
+            raw = [storable(cell) for cell in raw]
+        if verdict.email or verdict.phone:
+            result.rejected_contacts.append((
+                len(result.rejected),
+                dedupe_hash("email", verdict.email) if verdict.email else None,
+                dedupe_hash("phone", verdict.phone) if verdict.phone else None))
+        rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
+                  encrypt(verdict.message), encrypt(dumps(raw))))
+    if late:  # accepted rows stay in file order: the first of two duplicates is kept
+        merged = heapq.merge(zip(passed, accepted), late, key=itemgetter(0))
+        accepted = [row for _, row in merged]
+    result.accepted = accepted
     return result
+
+
+def _shortened(texts: list) -> list:
+    """_short of every value (most columns have no value that long)."""
+    if max(map(len, filter(None, texts)), default=0) <= INTENT_LIMIT:
+        return texts
+    return [_short(text) for text in texts]
+
+
+def _taker(positions: list[int], count: int) -> Callable[[Sequence], list]:
+    """A column's values at `positions`."""
+    if len(positions) == count:
+        return list
+    if len(positions) == 1:
+        return lambda column: [column[positions[0]]]
+    pick = itemgetter(*positions)
+    return lambda column: list(pick(column))
+
+
+def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions: list,
+            interests: list, maritals: list, employeds: list, budgets: list,
+            authorities: list, needs: list, timeframes: list) -> list[int]:
+    """lead_points of each row, called once per distinct combination of what it reads
+    (whether each part is given, the vocabulary words and the intent texts)."""
+    known: dict[tuple, int] = {}
+    scores = []
+    for i, key in enumerate(zip(has_phone, has_email, [age is None for age in ages], genders,
+                                map(bool, regions), map(bool, interests), maritals, employeds,
+                                budgets, authorities, needs, timeframes)):
+        score = known.get(key)
+        if score is None:
+            score = known[key] = lead_points(
+                has_phone=has_phone[i], has_email=has_email[i], age=ages[i], gender=genders[i],
+                region=regions[i], interests=interests[i], marital_status=maritals[i],
+                employed=employeds[i], budget=budgets[i], authority=authorities[i],
+                need=needs[i], timeframe=timeframes[i])
+        scores.append(score)
+    return scores
+
+
+def _accepted_columns(rows: list, passed: list[int], decided: Decided, vault: ContactVault,
+                      storage: Optional[str]) -> list[tuple]:
+    """The accepted rows (ACCEPTED_COLUMNS) of the rows at `passed`, built a column at
+    a time; the same tuples as _accepted_row makes of each row's lead."""
+    take = _taker(passed, len(rows))
+    values = decided.values
+    numbers = take([number for number, _ in rows])
+    emails, phones = take(values["email"]), take(values["phone"])
+    email_hashes, phone_hashes = vault.dedupe_hashes("email", emails), vault.dedupe_hashes(
+        "phone", phones)
+    has_email = [digest is not None for digest in email_hashes]
+    has_phone = [digest is not None for digest in phone_hashes]
+    sealed = vault.seal_contacts(take(values["first_name"]), take(values["last_name"]), emails,
+                                 phones, take(values["ip"]))
+    ages, genders, regions = take(values["age"]), take(values["gender"]), take(values["region"])
+    maritals, employeds = take(values["marital_status"]), take(values["employed"])
+    interests = take(values["interests"])
+    budgets, authorities = _shortened(take(values["budget"])), _shortened(take(values["authority"]))
+    needs, timeframes = _shortened(take(values["need"])), _shortened(take(values["timeframe"]))
+    scores = _scores(has_phone, has_email, ages, genders, regions, interests, maritals,
+                     employeds, budgets, authorities, needs, timeframes)
+    consent_times = take(values["consent_at"])
+    if storage is None:
+        interests = [list(chosen) for chosen in interests]  # each lead its own list
+    else:
+        dumps = _JSON_TEXT
+        interests = each_distinct(lambda raw: dumps(_interests(raw)) if raw else "[]",
+                                   take(decided.raw("interests")))
+        consent_times = list(map(_stored_time(storage), consent_times))
+    return list(zip(
+        numbers, sealed, email_hashes, phone_hashes, has_email, has_phone, ages, genders,
+        regions, take(values["country"]), maritals, employeds, interests, budgets, authorities,
+        needs, timeframes, consent_times, take(values["source_url"]),
+        take(values["consent_text"]), scores, _shortened(take(values["sub_id"])),
+        _shortened(take(values["city"])), take(values["postal_code"]),
+        take(values["trustedform_cert_url"]), take(values["jornaya_leadid"])))
+
+
+def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
+                  storage: Optional[str]) -> tuple:
+    """One lead as an accepted row (ACCEPTED_COLUMNS)."""
+    dedupe_hash = vault.dedupe_hash
+    email, phone = lead.email, lead.phone
+    email_hash = dedupe_hash("email", email) if email else None
+    phone_hash = dedupe_hash("phone", phone) if phone else None
+    budget, authority = _short(lead.budget), _short(lead.authority)
+    need, timeframe = _short(lead.need), _short(lead.timeframe)
+    score_base = lead_points(
+        has_phone=phone_hash is not None, has_email=email_hash is not None, age=lead.age,
+        gender=lead.gender, region=lead.region, interests=lead.interests,
+        marital_status=lead.marital_status, employed=lead.employed, budget=budget,
+        authority=authority, need=need, timeframe=timeframe)
+    interests, consent_at = lead.interests, lead.consent_at
+    if storage is not None:
+        interests = _JSON_TEXT(interests) if interests else "[]"
+        consent_at = _stored_time(storage)(consent_at)
+    return (
+        number, vault.seal_contact(lead.first_name, lead.last_name, email, phone, lead.ip),
+        email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
+        lead.gender, lead.region, lead.country, lead.marital_status, lead.employed,
+        interests, budget, authority, need, timeframe, consent_at, lead.source_url,
+        lead.consent_text, score_base, _short(lead.sub_id), _short(lead.city),
+        lead.postal_code, lead.trustedform_cert_url, lead.jornaya_leadid,
+    )
 
 
 _worker_vault: Optional[ContactVault] = None
