@@ -33,6 +33,7 @@ MAX_ENTRIES = 4096  # per process; the least recently used goes first
 _entries: OrderedDict[Hashable, object] = OrderedDict()
 _lock = threading.Lock()
 _CHANGED = "figures_changed"  # session.info: ids of the accounts whose figures changed
+_CONNECTION = "figures_connection"  # session.info: its transaction's connection, if any
 _CHECKED, _WROTE = "figures_checked", "figures_wrote"  # connection.info, for the check
 _MISSING = object()
 WATCHED = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?'
@@ -75,8 +76,9 @@ def forget() -> None:
 def _raise_revisions(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint's release: the transaction goes on
-    if session.in_transaction() and session.connection().info.get(_CHECKED):
-        _check(session)
+    conn = session.info.get(_CONNECTION)
+    if conn is not None and conn.info.get(_CHECKED):
+        _check(session, conn)
     ids = sorted(session.info.pop(_CHANGED, ()))
     if not ids:
         return
@@ -94,14 +96,21 @@ def _raise_revisions(session: Session) -> None:
             session.expire(loaded, ["figures_revision"])  # read again after the commit
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(_CHANGED, None)
+@event.listens_for(Session, "after_begin")
+def _connected(session: Session, transaction, conn) -> None:
+    session.info[_CONNECTION] = conn
 
 
-def _check(session: Session) -> None:
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the whole transaction, not a savepoint of it
+        session.info.pop(_CHANGED, None)
+        session.info.pop(_CONNECTION, None)
+
+
+def _check(session: Session, conn) -> None:
     session.flush()  # what the commit would flush is written now, and seen
-    table = session.connection().info.pop(_WROTE, None)
+    table = conn.info.pop(_WROTE, None)
     if table and not session.info.get(_CHANGED):
         raise AssertionError(f"a transaction wrote to {table} and is committing without "
                              "app.core.figures.changed(): the figures of the accounts it "
