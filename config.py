@@ -192,6 +192,7 @@ class TestingConfig(DevelopmentConfig):
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
     INGEST_COMMIT_ROWS = 1  # a commit per chunk unless a test asks for more
     MARKET_STATS_CACHE_SECONDS = 0  # every test sees the figures of its own data
+    FIGURES_CHECK_WRITES = True  # a write path that forgets app.core.figures.changed() fails
     PING_CHECK_SECONDS = 0  # every test's bidding orders are asked at once
     RATELIMIT_STORAGE_URI = "memory://"
     WTF_CSRF_ENABLED = True

@@ -71,6 +71,7 @@ def register_url_converters(app) -> None:
 
 
 def register_extensions(app) -> None:
+    from app.core import figures  # noqa: F401 (raises accounts' figure revisions at commit)
     from app.core.pool import ping_idle_connections
     from app.extensions import csrf, db, limiter, login_manager, mail, migrate
     from app.security import init_security
@@ -79,6 +80,10 @@ def register_extensions(app) -> None:
     db.init_app(app)
     with app.app_context():
         ping_idle_connections(db.engine)
+        if app.config.get("FIGURES_CHECK_WRITES"):
+            from app.core.figures import check_writes
+
+            check_writes(db.engine)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)

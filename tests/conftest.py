@@ -15,6 +15,7 @@ from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
 from app import create_app
+from app.core import figures
 from app.extensions import db, limiter
 from app.models import Role, User
 from app.services import accounts, ledger
@@ -72,6 +73,7 @@ def app(database_url, tmp_path_factory):
 def _app_context_and_clean_tables(app):
     with app.app_context():
         limiter.reset()  # rate-limit counters would otherwise leak between tests
+        figures.forget()  # the next test's accounts reuse these ids and revisions
         yield
         db.session.remove()
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from app.core import figures
 from app.extensions import db
 from app.market import jobs
 from app.models import DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, WebhookDelivery
@@ -114,6 +115,7 @@ def test_filters_by_outcome_return_date_and_temperature(app):
 
     long_ago = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
     db.session.execute(sa.update(Sale).where(Sale.id.in_(sales[-2:])).values(created_at=long_ago))
+    figures.changed(buyer.id)  # sales made older here
     db.session.commit()
     assert set(_rows(_list(client, order, sold_from="2026-01-15", sold_to="2026-01-15"))) == \
         set(sales[-2:])

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from app import tasks
+from app.core import figures
 from app.extensions import db
 from app.models import (
     AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus, Role,
@@ -90,6 +91,7 @@ def _decided_check(batch: Batch, status: SpotCheckStatus) -> None:
                              sample_size=min(10, batch.accepted), acceptance_number=0,
                              defect_rate_bp=500, confidence_bp=9500, plan="standard",
                              decided_at=datetime.now(timezone.utc)))
+    figures.changed(batch.seller_id)  # written here, not by the spot-check operations
     db.session.commit()
 
 
@@ -137,6 +139,7 @@ def test_a_high_return_rate_proposes_suspension(app):
         db.session.add(Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
                               seller_id=seller.id, reason=ReturnReason.FAILED_SPOT_CHECK,
                               status=ReturnStatus.ACCEPTED))
+    figures.changed(seller.id, buyer.id)  # written here, not by the returns operations
     db.session.commit()
     proposal = trust.propose(seller)
     assert proposal.record.returns_accepted == 11 and proposal.record.sales == 40

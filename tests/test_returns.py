@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.errors import Conflict, ValidationFailed
+from app.core import figures
 from app.extensions import db
 from app.models import AccountKind, Lead, Return, ReturnStatus, Role, Sale
 from app.services import earnings, ledger, returns
@@ -189,6 +190,7 @@ def test_the_return_form_says_how_many_may_be_returned_and_until_when_before_sub
     assert "1 of its 4 leads, and 1 is returned already: no more can be returned" in page
     assert "Return this lead</button>" not in page
     sales[2].created_at -= earnings.return_window() + timedelta(minutes=1)
+    figures.changed(buyer.id)  # a sale made older here
     db.session.commit()
     page = client.get(f"/buyer/sales/{sales[2].id}/return").get_data(as_text=True)
     assert "Returns for this lead closed on" in page and "Return this lead</button>" not in page

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
+from app.core import figures
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
@@ -248,6 +249,7 @@ def test_seller_sees_each_batchs_spot_check_state(app):
     db.session.add(SpotCheck(batch_id=batch.id, status=SpotCheckStatus.FAILED, seed=1,
                              lot_size=5, sample_size=5, acceptance_number=0,
                              defect_rate_bp=500, confidence_bp=9500, plan="standard"))
+    figures.changed(seller.id)  # written here, not by the spot-check operations
     db.session.commit()
     assert 'title="Spot-check">check failed<' in client.get("/seller/batches").get_data(as_text=True)
 

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.core import events
+from app.core import events, figures
 from app.core.dialect import (
     csv, ids_in, locked, postgres, retryable, run, sqlite_connection, stamp,
     update_many,
@@ -510,6 +510,7 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
     bulk_insert(Sale.__table__, ("id", "order_id", "lead_id", "buyer_id", "seller_id", "price",
                                  "commission", "seller_share", "ledger_transaction_id",
                                  "created_at", "region", "batch_id"), sales)
+    figures.changed(*{sale[3] for sale in sales}, *{sale[4] for sale in sales})
     bulk_insert(WebhookDelivery.__table__, ("sale_id", "order_id", "status", "attempts",
                                             "next_attempt_at", "created_at", "channel"), hooks)
 

@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.core import figures
 from app.core.dialect import in_, postgres, retryable
 from app.extensions import db
 from app.market import rules, snapshot
@@ -205,6 +206,7 @@ class Settlement:
             price=price, commission=commission, seller_share=price - commission,
             created_at=now, region=lead.region, batch_id=lead.batch_id
         ).returning(Sale.id)).scalar_one()
+        figures.changed(slot.buyer_id, lead.seller_id)
         held = self.account(AccountKind.BUYER_HELD, slot.buyer_id)
         postings = [Posting(held, -price),
                     Posting(self.account(AccountKind.SELLER_PENDING, lead.seller_id),

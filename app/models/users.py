@@ -74,6 +74,9 @@ class User(UserMixin, db.Model):
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
     # A buyer is told when their available balance falls below this (minor units).
     low_balance_threshold: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    # Raised with every change to the figures the account's pages aggregate
+    # (app/core/figures.py): figures computed at the same revision are still right.
+    figures_revision: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     # Companies (SPEC §2). The company's account is its founding owner's user: it holds
     # the balance, orders, batches and sales, and `company_name`. A member (or a later

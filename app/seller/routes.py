@@ -1,6 +1,7 @@
 """Seller area routes: dashboard, batch upload with column mapping, live progress, reports,
 and per batch what sold, at what prices, returns and buyers' (anonymous) feedback."""
 import dataclasses
+import time
 
 from flask import (
     Response, abort, flash, redirect, render_template, request,
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.errors import DomainError, problems
-from app.core import bounds
+from app.core import bounds, figures
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
 from app.forms import show_problems
@@ -31,6 +32,23 @@ def _recent_batches(limit: int = 50) -> list[Batch]:
                               .order_by(Batch.id.desc()).limit(limit)).all()
 
 
+def _batch_figures(batches: list[Batch], sources: bool = False) -> dict:
+    """What the batches sold, their latest spot-checks and (with `sources`) their
+    sub_ids' figures, kept per revision of the seller's figures. Leads a batch takes
+    without a sale (uploads, real-time) move only its `accepted`, so that is in the key."""
+    ids = [b.id for b in batches]
+
+    def compute() -> dict:
+        found = {"sales": market_stats.batch_sales(ids),
+                 "checks": spotchecks.latest_status_by_batch(ids)}
+        if sources:
+            found["sources"] = market_stats.sub_id_figures(ids)
+        return found
+
+    return figures.kept(current_account, "batch_figures",
+                        (sources, tuple((b.id, b.accepted) for b in batches)), compute)
+
+
 @bp.route("/")
 def dashboard():
     batches = _recent_batches(10)
@@ -38,19 +56,16 @@ def dashboard():
         "seller/dashboard.html",
         balance=ledger.balance_for(current_account),
         statement=ledger.statement_for(current_account, limit=20),
-        batches=batches, sales=market_stats.batch_sales([b.id for b in batches]),
-        checks=spotchecks.latest_status_by_batch([b.id for b in batches]),
-        feedback=market_stats.seller_feedback(current_account),
-        sources=market_stats.sub_id_figures([b.id for b in batches]),
+        batches=batches, **_batch_figures(batches, sources=True),
+        feedback=figures.kept(current_account, "seller_feedback", None,
+                              lambda: market_stats.seller_feedback(current_account)),
     )
 
 
 @bp.route("/batches")
 def batches():
     batches = _recent_batches(200)
-    return render_template("seller/batches.html", batches=batches,
-                           sales=market_stats.batch_sales([b.id for b in batches]),
-                           checks=spotchecks.latest_status_by_batch([b.id for b in batches]))
+    return render_template("seller/batches.html", batches=batches, **_batch_figures(batches))
 
 
 def _last_terms() -> dict:
@@ -186,8 +201,7 @@ def _batch_page(batch: Batch, terms: BatchTermsChangeForm, floor_warning: str = 
         "seller/batch.html", batch=batch, terms_form=terms, confirm=ConfirmForm(),
         floor_warning=floor_warning, history=batch_listing.history(batch),
         spot_check=spotchecks.seller_report(batch.id) if batch.is_finished else None,
-        verdict_labels=VERDICT_LABELS,
-        listing=batch_listing.listing(batch) if batch.is_finished else None, **_report(batch))
+        verdict_labels=VERDICT_LABELS, **_report(batch))
 
 
 def _manage(batch_id: int, action, done: str) -> Response:
@@ -260,12 +274,25 @@ def batch_progress(batch_id: int):
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
-                "temperatures": {}, "sources": []}
-    return {"counts": reports.rejection_counts(batch),
-            "preview": reports.rejection_preview(batch),
-            "stats": market_stats.batch_sales([batch.id])[batch.id],
-            "temperatures": market_stats.batch_temperatures(batch),
-            "sources": market_stats.sub_id_figures([batch.id])}
+                "temperatures": {}, "sources": [], "listing": None}
+    return {"preview": reports.rejection_preview(batch), **_finished_figures(batch)}
+
+
+def _finished_figures(batch: Batch) -> dict:
+    """A finished batch's aggregates, kept per revision of the seller's figures and
+    the batch's own state (its leads' terms follow its status, cap and floor). The
+    temperatures and what is listed change with the leads' age too: they are
+    counted again each minute."""
+    def compute() -> dict:
+        return {"counts": reports.rejection_counts(batch),
+                "stats": market_stats.batch_sales([batch.id])[batch.id],
+                "temperatures": market_stats.batch_temperatures(batch),
+                "sources": market_stats.sub_id_figures([batch.id]),
+                "listing": batch_listing.listing(batch)}
+
+    key = (batch.id, batch.status, batch.cap, batch.floor_price, batch.accepted,
+           batch.rejected, int(time.time() // 60))
+    return figures.kept(current_account, "finished_batch", key, compute)
 
 
 @bp.route("/batches/<int:batch_id>/rejections.csv")

@@ -13,7 +13,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-from app.core import bounds, events
+from app.core import bounds, events, figures
 from app.core.dialect import lock_in_id_order
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
@@ -77,6 +77,7 @@ def _lock_unsold(batch: Batch, statuses) -> list:
 
 
 def _set_status(batch: Batch, statuses, status: LeadStatus) -> int:
+    figures.changed(batch.seller_id)  # what the batch page lists
     return db.session.execute(
         sa.update(Lead).where(*_lock_unsold(batch, statuses)).values(status=status)
         .execution_options(synchronize_session=False)).rowcount
@@ -164,6 +165,7 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
                                 (Lead.cap < cap, Lead.cap), else_=cap)
         batch.cap = cap
         details["cap"] = [old_cap, cap]
+    figures.changed(batch.seller_id)
     changed = db.session.execute(
         sa.update(Lead).where(*_lock_unsold(batch, LISTED_STATUSES)).values(**values)
         .execution_options(synchronize_session=False)).rowcount

@@ -14,6 +14,7 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import exists, select, update
 
+from app.core import figures
 from app.extensions import db
 from app.models import AccountKind, Return, ReturnStatus, Sale, User
 from app.services import ledger
@@ -63,6 +64,7 @@ def release_cleared(now: Optional[datetime] = None) -> int:
             .returning(Sale.id, Sale.seller_share)
             .execution_options(synchronize_session=False)).all()
         amount = sum(share for _, share in rows)
+        figures.changed(seller_id)
         if amount:
             seller = db.session.get(User, seller_id)
             ledger.post(

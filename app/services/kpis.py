@@ -27,6 +27,7 @@ from typing import Iterable, Optional
 
 import sqlalchemy as sa
 
+from app.core import figures
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome, User
@@ -219,8 +220,10 @@ def total(per_order: dict[int, Kpis]) -> Kpis:
 
 def for_buyer(buyer: User, period: DateRange = DateRange(),
               order_id: Optional[int] = None) -> Kpis:
-    """The KPIs of one order, or of all the buyer's orders, over the period."""
-    return total(by_order(buyer, period, None if order_id is None else [order_id]))
+    """The KPIs of one order, or of all the buyer's orders, over the period (kept per
+    revision of the buyer's figures)."""
+    return figures.kept(buyer, "kpis", (period, order_id), lambda: total(
+        by_order(buyer, period, None if order_id is None else [order_id])))
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,22 @@ class PageData:
 
 def page_data(buyer: User, period: DateRange, region_limit: int = 12,
               market_days: int = 30) -> PageData:
+    per_order, days, top = figures.kept(buyer, "kpi_page", (period, region_limit),
+                                        lambda: _own_page_data(buyer, period, region_limit))
+    market = market_prices(period, market_days) if top else {}
+    regions = []
+    for region, (leads, spend) in top:
+        market_leads, market_total = market.get(region, (0, 0))
+        regions.append({"region": region or "unknown", "leads": leads,
+                        "your_average": _ratio(int(spend), leads, CENTS),
+                        "market_average": _ratio(market_total, market_leads, CENTS),
+                        "market_leads": market_leads})
+    return PageData(per_order, days, regions)
+
+
+def _own_page_data(buyer: User, period: DateRange, region_limit: int) -> tuple:
+    """The buyer's own figures of the page (kept per revision of their figures):
+    KPIs per order, the days, the regions they bought most in."""
     day = day_of(Sale.created_at)
     orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue, rated]
     by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
@@ -272,15 +291,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
             for d in period.days(first)]
     top = sorted(((region, totals) for region, totals in by_region.items() if totals[0]),
                  key=lambda item: (-item[1][0], item[0] or ""))[:region_limit]
-    market = market_prices(period, market_days) if top else {}
-    regions = []
-    for region, (leads, spend) in top:
-        market_leads, market_total = market.get(region, (0, 0))
-        regions.append({"region": region or "unknown", "leads": leads,
-                        "your_average": _ratio(int(spend), leads, CENTS),
-                        "market_average": _ratio(market_total, market_leads, CENTS),
-                        "market_leads": market_leads})
-    return PageData(per_order, days, regions)
+    return per_order, days, top
 
 
 def market_prices(period: DateRange, market_days: int = 30) -> dict[Optional[str], tuple[int, int]]:

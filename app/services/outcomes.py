@@ -9,6 +9,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
+from app.core import figures
 from app.errors import NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import parse_money
@@ -65,6 +66,7 @@ def _sales_of(buyer: User, sale_ids: list[int]) -> dict[int, tuple]:
 def _store(rows: list[dict]) -> None:
     """Insert new outcomes and replace existing ones, in the caller's transaction."""
     ids = [row["sale_id"] for row in rows]
+    figures.changed(*{row["buyer_id"] for row in rows}, *{row["seller_id"] for row in rows})
     existing = set()
     for start in range(0, len(ids), IN_CHUNK):
         existing.update(db.session.scalars(sa.select(SaleOutcome.sale_id).where(

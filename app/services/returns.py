@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased
 
+from app.core import figures
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
 from app.models import (
@@ -113,6 +114,7 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
                   status=ReturnStatus.AWAITING_SELLER, created_at=now)
     db.session.add(item)
     db.session.flush()
+    figures.changed(item.buyer_id, item.seller_id)
     verdict = _system_verdict(item, sale, order)
     if verdict is None:
         item.seller_deadline = now + timedelta(days=current_app.config["SELLER_RESPONSE_DAYS"])
@@ -163,6 +165,7 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         _decide(item, True, by="seller", note="The seller accepted the return.", now=now)
     else:
         item.status = ReturnStatus.CONTESTED
+        figures.changed(item.buyer_id, item.seller_id)
         notifications.return_contested(item, REASON_LABELS[item.reason])
     return item
 
@@ -224,6 +227,7 @@ def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datet
 def _decide(item: Return, accepted: bool, *, by: str, note: str,
             now: Optional[datetime] = None, tell: bool = True) -> None:
     item.status = ReturnStatus.ACCEPTED if accepted else ReturnStatus.REJECTED
+    figures.changed(item.buyer_id, item.seller_id)
     item.decided_by, item.decision_note, item.decided_at = by, note, _now(now)
     if accepted:
         transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")

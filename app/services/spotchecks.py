@@ -39,7 +39,7 @@ from typing import Iterator, Optional
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from app.core import events
+from app.core import events, figures
 from app.core.dialect import lock_in_id_order
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
@@ -198,6 +198,7 @@ def start_check(batch: Batch, admin: User, *, seed: Optional[int] = None) -> Spo
         plan_reason=plan.reason, risk_score=batch.risk_score, created_by_id=admin.id)
     db.session.add(check)
     db.session.flush()
+    figures.changed(batch.seller_id)
     _draw(check, plan.sample_size)
     audit.record("spot_check.started", actor=admin, subject_type="batch", subject_id=batch.id,
                  details={"check_id": check.id, "seed": check.seed, "lot_size": lot,
@@ -390,6 +391,7 @@ def decide(check: SpotCheck, admin: User, note: str = "",
     if claimed != 1:
         raise Conflict("This spot-check was decided already.", code="check_decided")
     batch = db.session.get(Batch, check.batch_id, with_for_update=True, populate_existing=True)
+    figures.changed(batch.seller_id)
     went_live, delisted, returned = False, 0, 0
     if status is SpotCheckStatus.PASSED:
         if batch.status is BatchStatus.HELD and batch.seller.trust_level is not TrustLevel.SUSPENDED:
