@@ -110,3 +110,42 @@ def test_when_one_connection_fails_the_others_stop_and_the_error_is_raised(app, 
     assert len(calls) < 20
     assert len(sales_of(order)) % 2 == 0 and len(sales_of(order)) < 40
     assert_market_invariants()
+
+
+def test_a_group_that_collides_reads_its_people_again(app, monkeypatch):
+    """Groups start from the listings the plan read: when another connection sold a
+    person meanwhile and the group collides, its halves read their people again, and
+    the half with that person drops its fill rather than colliding again."""
+    leads = live_leads(verified_seller(), [person(i) for i in range(20)], cap=3)
+    order = place(funded_buyer(), 300, 20)
+    first_hash = snapshot.load_leads([leads[0].id])[0].person_hashes[0]
+    _listed_meanwhile(monkeypatch, first_hash, cap=1, sold=1)  # exclusively
+    jobs.match_leads([lead.id for lead in leads])
+    sales = sales_of(order)
+    assert leads[0].id not in {sale.lead_id for sale in sales} and len(sales) == 19
+    # Both halves stored as groups (halves of 10), none fill by fill.
+    keys = {db.session.get(LedgerTransaction, sale.ledger_transaction_id).idempotency_key
+            for sale in sales}
+    assert all(key.startswith("sales:") for key in keys) and len(keys) == 2
+    assert_market_invariants()
+
+
+def test_the_end_of_a_plan_is_shared_out_between_the_writers(app, monkeypatch):
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 8)
+    monkeypatch.setattr(jobs, "TAIL_GROUP", 2)
+    prepare, sizes = jobs.prepare, []
+
+    def recorded(group, settlement, load=True):
+        if not load:  # on the planner thread, as each group is cut
+            sizes.append(len(group))
+        return prepare(group, settlement, load)
+    monkeypatch.setattr(jobs, "prepare", recorded)
+    leads = live_leads(verified_seller(), [person(i) for i in range(40)])
+    order = place(funded_buyer(), 300, 40)
+    jobs.match_leads([lead.id for lead in leads])
+    assert len(sales_of(order)) == 40
+    # Full groups while more than two are planned ahead; then what is left, half each
+    # time (a share per writer), the last one taking what would make a group too small.
+    assert sizes == [2, 8, 8, 8, 7, 4, 3]
+    assert_market_invariants()

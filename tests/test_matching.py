@@ -1,4 +1,5 @@
 """The exchange's promise (SPEC §4 rules 1–4 and §5 settlement), one test per rule."""
+import functools
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -8,9 +9,10 @@ from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
 from app.models import Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
 from app.services import ledger
-from app.market import jobs, operations, rules, settle, snapshot
+from app.market import book, jobs, operations, rules, settle, snapshot
 from app.market.book import Claims, allocate
 from app.market.filters import Filters
+from tests.conftest import on_postgres
 from tests.market_invariants import assert_market_invariants
 from tests.market_helpers import (
     consented, funded_buyer, live_leads, person, place, sales_of, verified_seller,
@@ -371,3 +373,59 @@ def test_a_leads_fills_are_stored_in_one_group(app, monkeypatch):
     for n, group in enumerate(groups):
         for lead_id in group:
             assert group_of.setdefault(lead_id, n) == n
+
+
+def test_people_are_read_as_the_plan_reaches_them(app, monkeypatch):
+    """A batch's claims are read window by window as planning reaches its leads (on
+    PostgreSQL by the planner thread, on a connection of its own; SQLite reads them
+    all first): each person once, before any lead of theirs is planned, so a person
+    the buyer received within the lookback is not delivered again wherever the copy
+    sits in the plan."""
+    monkeypatch.setattr(jobs, "SMALL_MATCH", 0)  # the plan streams through store_plan
+    monkeypatch.setattr(jobs, "plan_parts", functools.partial(book.plan_parts, size=1,
+                                                              window=2))
+    claims_into, read = snapshot._claims_into, []
+
+    def recorded(claims, hashes, *args):
+        read.append(set(hashes))
+        return claims_into(claims, hashes, *args)
+    monkeypatch.setattr(snapshot, "_claims_into", recorded)
+    order = place(funded_buyer(), 300, 20)
+    _match(live_leads(verified_seller(), [person(1)], cap=2))
+    assert len(sales_of(order)) == 1
+    read.clear()
+    leads = live_leads(verified_seller(), [person(i) for i in range(10, 16)]
+                       + [person(1, email="other@mail.example.com")], cap=2)
+    _match(leads)
+    assert len(sales_of(order)) == 7  # the six others; the copy is the same person
+    everyone = {h for lead in snapshot.load_leads([lead.id for lead in leads])
+                for h in lead.person_hashes}
+    assert set().union(*read) == everyone and sum(map(len, read)) == len(everyone)
+    assert len(read) == (4 if on_postgres() else 1)  # windows of 2 leads (7 leads)
+    assert_market_invariants()
+
+
+def test_the_accounts_a_plan_moves_exist_before_its_groups_are_stored(app, monkeypatch):
+    """Created while groups are stored, a missing account (the platform's commission
+    before the first sale) would be created by both connections at once, the second
+    waiting for the first's whole group: the job creates them all, and commits, first."""
+    store_group, account, late = jobs.store_group, ledger.account, []
+    storing = []
+
+    def recorded_group(*args):
+        storing.append(True)
+        return store_group(*args)
+
+    def recorded_account(kind, user=None):
+        if storing:
+            late.append(kind)
+        return account(kind, user)
+    monkeypatch.setattr(jobs, "store_group", recorded_group)
+    monkeypatch.setattr(ledger, "account", recorded_account)
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 2)
+    orders = [place(funded_buyer(), 300, 5) for _ in range(2)]
+    _match(live_leads(verified_seller(), [person(i) for i in range(8)], cap=2))
+    assert sum(len(sales_of(order)) for order in orders) == 10
+    assert storing and late == []
+    assert ledger.reconcile().ok

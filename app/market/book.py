@@ -6,7 +6,7 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from app.market import rules
 from app.market.filters import Filters
@@ -420,10 +420,17 @@ def plan_batch(leads: list[Candidate], book: OrderBook, claims: Claims,
 
 
 def plan_parts(leads: list[Candidate], book: OrderBook, claims: Claims, now: datetime,
-               size: int = 500) -> Iterator[list[tuple[Candidate, Slot]]]:
+               size: int = 500, load: Optional[Callable[[list[Candidate]], None]] = None,
+               window: int = 5000) -> Iterator[list[tuple[Candidate, Slot]]]:
     """plan_batch's plan in parts of `size` leads, planned as they are asked for:
     allocate keeps no state but the book and the claims, so the parts are that plan,
-    and a caller can store the first while the rest is planned."""
+    and a caller can store the first while the rest is planned. `load`, if given, is
+    called with each window of `window` leads (the first: two parts) before any of
+    them is planned, to add what `claims` must know of them (snapshot.PlanClaims)."""
     leads = sorted(leads, key=lambda lead: book.demand_for(lead, now))
+    loaded = 0
     for start in range(0, len(leads), size):
+        if load is not None and start >= loaded:
+            loaded = start + (2 * size if start == 0 else window)
+            load(leads[start:loaded])
         yield allocate(leads[start:start + size], book, claims, now)

@@ -11,7 +11,8 @@ the group's own rows are written: groups stored at once on several connections
 out from its fills alone first (`prepare`: rows, counters, money; pure Python, so
 jobs.store_plan plans and prepares the next group on a helper thread while groups
 are written). The group is checked against the database at once -- its leads
-locked, the listings it shares read -- and if that refuses something (a lead sold
+locked, the listings it shares as the run last read or stored them (the plan read
+them: Settlement.listed) -- and if that refuses something (a lead sold
 out meanwhile, a person sold elsewhere), fill by fill: the fills the database no
 longer allows are dropped and reported as lost, for the caller to plan again. The
 shared rows are checked when they are locked: a person sold meanwhile has the
@@ -142,7 +143,7 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
                                 for slot, _, _ in prepared.orders.values()})
     try:
         with db.session.begin_nested():
-            lost = _store(pairs, settlement, prepared)
+            lost, people = _store(pairs, settlement, prepared)
     except _OrdersRefused as refused:
         # What such an order can no longer take is planned again; the rest is stored
         # again at once (fewer fills each time: this ends).
@@ -159,12 +160,46 @@ def store_group(pairs: list[tuple], settlement: Settlement, prepared: Optional[F
         more_lost, fallback = store_group(kept, settlement)
         return lost + more_lost, fallback
     except (_Collision, IntegrityError, InsufficientFunds):
+        _forget(settlement, prepared)
         return [], pairs
     except OperationalError as exc:
         if retryable(exc):
+            _forget(settlement, prepared)
             return [], pairs
         raise
+    if settlement.listed is not None:  # what the next groups start from
+        settlement.listed.update(people)
     return lost, []
+
+
+_UNKNOWN = object()
+
+
+def _listed(settlement: Settlement, persons) -> dict:
+    """These people's listings (those listed), read without locks (they are checked
+    when locked: _list_people): as this run last read or stored them
+    (Settlement.listed), those it does not know read now."""
+    known = settlement.listed
+    if known is None:
+        return snapshot.listings(persons)
+    listed, unknown = {}, []
+    for person in persons:
+        listing = known.get(person, _UNKNOWN)
+        if listing is _UNKNOWN:
+            unknown.append(person)
+        elif listing is not None:
+            listed[person] = listing
+    if unknown:
+        listed.update(snapshot.listings(unknown))
+    return listed
+
+
+def _forget(settlement: Settlement, fills: Fills) -> None:
+    """A group collided: what the run knew of its people may be out of date (another
+    worker sold them), so they are read again."""
+    if settlement.listed is not None:
+        for person in fills.copies:
+            settlement.listed.pop(person, None)
 
 
 class _OrdersRefused(Exception):
@@ -176,7 +211,8 @@ class _OrdersRefused(Exception):
         self.room = room
 
 
-def _store(pairs, settlement, prepared) -> list[tuple]:
+def _store(pairs, settlement, prepared) -> tuple[list[tuple], dict]:
+    """(fills lost, the people's listings after the group)."""
     now = settlement.now
     ctx = rules.Ctx(now=now)
     fills = prepared
@@ -186,7 +222,7 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     # People are shared between groups (copies of a person from several sellers):
     # their listings are read now and locked last, with the orders and the ledger
     # accounts, and checked again then.
-    listed = snapshot.listings(fills.copies.keys())  # locked when written: _list_people
+    listed = _listed(settlement, fills.copies.keys())  # locked when written: _list_people
     lost = []
     # §14: a buyer who listed a person since the plan was made does not receive them,
     # nor does an order a phone lead reaches outside the person's calling hours.
@@ -203,18 +239,18 @@ def _store(pairs, settlement, prepared) -> list[tuple]:
     if lost:
         pairs = kept
         if not pairs:
-            return lost
+            return lost, {}
         fills = prepare(pairs, settlement)
     people = _whole_group(fills, leads, room, listed, now)
     if people is None:  # some fill is refused: find which, fill by fill
         accepted, refused, people = _one_by_one(pairs, leads, room, listed, now)
         lost += refused
         if not accepted:
-            return lost
+            return lost, {}
         fills = prepare(accepted, settlement)
     _claim_people(fills.claims, now)
     _write(fills, settlement, people, listed)
-    return lost
+    return lost, people
 
 
 def _orders(fills: Fills, now) -> tuple[dict, dict]:
@@ -303,7 +339,7 @@ def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict,
     `listed`). On PostgreSQL `listed` was read without locks: each person is created
     or locked now, in hash order, and one another connection listed or sold
     meanwhile has the group's copies sold after what is there -- a collision only if
-    that no longer allows them."""
+    that no longer allows them (`people` is updated with what is written)."""
     changed = {p: v for p, v in people.items() if listed.get(p) != v}
     if not postgres():  # the transaction holds the database's write lock: nothing moved
         new = sorted(p for p in changed if p not in listed)
@@ -339,7 +375,7 @@ def _list_people(people: dict[bytes, rules.Listing], listed: dict, copies: dict,
                 listing = rules.person_after_sale(listing, copy_cap, now, n)
                 if listing is None:
                     raise _Collision
-            changed[person] = listing
+            changed[person] = people[person] = listing
     if update:
         update.sort()
         run(_LISTINGS_PG, {"hashes": ",".join(p.hex() for p in update),

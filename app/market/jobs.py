@@ -35,6 +35,7 @@ from app.models.types import utcnow
 PLAN_ROUNDS = 3  # a lead that lost a race is planned again this many times
 GROUP_SIZE = 5000  # fills stored per transaction on the fast path
 FIRST_GROUP = 1000  # the first, smaller: nothing is stored until it is planned
+TAIL_GROUP = 500  # the smallest of the groups a plan's end is shared out in
 SMALLEST_GROUP = 8  # a group that collides is split down to this, then stored one by one
 SMALL_MATCH = 500  # leads planned whole and stored by the calling thread (real-time groups)
 WRITERS = 2  # PostgreSQL connections storing a plan's groups at once (SQLite: one writer)
@@ -51,9 +52,11 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
     person claims, person listings, order, ledger accounts).
 
     Groups are planned and prepared (grouped.prepare: pure Python) on a helper thread
-    while others are written; on PostgreSQL, WRITERS connections write groups at once
+    while others are written (what planning reads, snapshot.PlanClaims, it reads on
+    a connection of its own); on PostgreSQL, WRITERS connections write groups at once
     (one database process could not keep up with the plan; groups wait for each other
-    only on the listings, orders and accounts they share, locked last). If one
+    only on the listings, orders and accounts they share, locked last). The plan's
+    end is shared out in smaller groups, so the writers finish together. If one
     writer fails, the others stop taking groups and the error is raised."""
     if isinstance(plan, list):
         settlement.preload({slot.buyer_id for _, slot in plan},
@@ -67,13 +70,31 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
             db.session.commit()
             return lost_leads
         plan = iter([plan])
+    writers = WRITERS if postgres() else 1
+    app = current_app._get_current_object()
     planned: list = []  # fills planned and not yet in a group
+    ended = False  # no more parts to plan
     sizes = iter([FIRST_GROUP])
 
     def next_group() -> Optional[tuple[list, Optional[Fills]]]:  # on the helper thread
-        size = next(sizes, GROUP_SIZE)
-        while len(planned) < size and (part := next(plan, None)) is not None:
-            planned.extend(part)
+        nonlocal ended
+        first = next(sizes, None)
+        # After the first group, plan a group ahead, to see the plan's end coming: what
+        # is left then goes in smaller groups (a share per writer, each time), so that
+        # the writers finish together instead of one storing the last group alone.
+        ahead = first or 2 * GROUP_SIZE
+        with app.app_context():  # a session of its own, for what planning reads (PlanClaims)
+            while len(planned) < ahead and not ended:
+                part = next(plan, None)
+                if part is None:
+                    ended = True
+                else:
+                    planned.extend(part)
+        size = first or GROUP_SIZE
+        if ended and not first:
+            size = min(size, max(TAIL_GROUP, -(-len(planned) // writers)))
+            if len(planned) - size < TAIL_GROUP:  # too few left for a group of their own
+                size = len(planned)
         # A lead's fills stay in one group (they are together in the plan): split
         # between two, the second group's first lock would wait for the whole of the
         # first on the other connection.
@@ -110,11 +131,10 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
                 failed.set()  # the other writers stop; none waits on this one's locks
                 db.session.rollback()
                 raise
-        writers = WRITERS if postgres() else 1
         if writers == 1:
             lost_leads = write(settlement)
         else:
-            app, muted = current_app._get_current_object(), events.is_muted()
+            muted = events.is_muted()
             parts = [settlement.sibling() for _ in range(writers - 1)]
             with ThreadPoolExecutor(max_workers=writers - 1) as pool:
                 others = [pool.submit(_on_own_connection, app, muted, write, part)
@@ -248,17 +268,29 @@ def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settleme
         book = snapshot.load_book(now)
         if not book.slots:
             break
-        claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
-                                      book.buyer_ids)
-        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
+        people = _plan_claims(leads, book, settlement)
+        # Their commission rates and every account the plan may move, committed now.
+        settlement.preload(book.buyer_ids, {lead.seller_id for lead in leads})
         db.session.commit()  # hold no lock while planning
-        plan = plan_parts(leads, book, claims, now)
+        plan = plan_parts(leads, book, people.claims, now, load=people)
         if len(leads) <= SMALL_MATCH:
             plan = [fill for part in plan for fill in part]
         pending = store_plan(plan, settlement)
         if not pending:
             break
     return settlement
+
+
+def _plan_claims(leads: list[Candidate], book, settlement: Settlement) -> snapshot.PlanClaims:
+    """The claims on these leads' people, loaded as planning reaches them (on
+    PostgreSQL by the planner thread of store_plan, on a connection of its own;
+    SQLite's single connection reads them all now). The groups storing the plan
+    start from the listings they read (Settlement.listed)."""
+    people = snapshot.PlanClaims(book.buyer_ids)
+    if not postgres():
+        people(leads)
+    settlement.listed = people.listed
+    return people
 
 
 @collector.paused()
@@ -279,11 +311,12 @@ def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
         order_book = order_book or snapshot.load_book(now)
         if not order_book.open:
             break  # no order can take a lead now
-        claims = snapshot.load_claims([h for lead in leads for h in lead.person_hashes],
-                                      order_book.buyer_ids)
-        settlement.preload((), {lead.seller_id for lead in leads})  # their commission rates
+        people = _plan_claims(leads, order_book, settlement)
+        # Their commission rates and every account the plan may move, committed now.
+        settlement.preload(order_book.buyer_ids, {lead.seller_id for lead in leads})
         db.session.commit()  # hold no lock while planning
-        lost = store_plan(plan_parts(leads, order_book, claims, now), settlement)
+        lost = store_plan(plan_parts(leads, order_book, people.claims, now, load=people),
+                          settlement)
         if lost:
             settlement.absorb(match_leads(lost, now))
             order_book = None

@@ -62,6 +62,9 @@ class Settlement:
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
         self._listing: dict[int, bool] = {}  # buyer -> has a suppression list (§14)
+        # People's listings as last read or stored by this run (None: not listed), for
+        # the groups storing a plan to start from (grouped._store); None: read them.
+        self.listed: Optional[dict[bytes, Optional[rules.Listing]]] = None
 
     def commission(self, seller_id: int, price: int, load: bool = True) -> int:
         """The exchange's cut of a sale: the seller's rate (or the default), half up.
@@ -85,7 +88,7 @@ class Settlement:
         (absorb them)."""
         other = Settlement(self.now)
         other._rates, other._accounts = self._rates, dict(self._accounts)
-        other._listing = self._listing
+        other._listing, other.listed = self._listing, self.listed
         return other
 
     def listing_buyers(self, buyer_ids: Iterable[int]) -> set[int]:
@@ -130,7 +133,9 @@ class Settlement:
 
     def preload(self, buyer_ids: Iterable[int], seller_ids: Iterable[int]) -> None:
         """The accounts and commission rates a plan will need, in two queries rather
-        than a few per user."""
+        than a few per user; accounts missing are created (the caller commits them
+        before storing: two connections storing a plan's groups at once would both
+        create a missing one, and the second would wait for the first's whole group)."""
         buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
         wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
                   AccountKind.SELLER_PENDING: seller_ids}
@@ -142,6 +147,11 @@ class Settlement:
                     LedgerAccount.kind.in_(list(wanted)))):
                 if account.user_id in wanted[account.kind]:
                     self._accounts[(account.kind, account.user_id)] = ledger.AccountRef.of(account)
+        if buyer_ids:  # a plan's: its sales pay the platform's commission
+            self.account(AccountKind.PLATFORM_COMMISSION, None)
+        for kind, user_ids in wanted.items():
+            for user_id in user_ids:
+                self.account(kind, user_id)
         sellers = sorted(seller_ids - set(self._rates))
         for start in range(0, len(sellers), 1000):
             for seller_id, override in db.session.execute(

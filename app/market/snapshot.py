@@ -155,8 +155,45 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
     # §14 costs nothing when unused: people are looked up on lists only for buyers
     # who keep one (one probe per buyer).
     keeping = None if wanted is None else buyers_with_lists(wanted)
-    for chunk in id_chunks(list(set(hashes))):
-        for person, listing in listings(chunk).items():
+    _claims_into(claims, set(hashes), wanted, keeping)
+    return claims
+
+
+class PlanClaims:
+    """The claims a plan needs (load_claims), loaded as planning reaches the people
+    (book.plan_parts calls it with each window of leads before planning them): each
+    person once, before the first lead of theirs is planned -- the claims of one load
+    at the start, only read later, so the first part is planned and stored without
+    waiting for the claims on everyone. `listed` keeps each person's listing as read
+    (None: not listed), for the groups that store the plan (grouped: read without
+    locks, checked when locked)."""
+
+    def __init__(self, buyer_ids: Iterable[int]):
+        self.claims = Claims()
+        self.listed: dict[bytes, Optional[rules.Listing]] = {}
+        self._buyers = set(buyer_ids)
+        self._keeping: Optional[set[int]] = None
+        self._loaded: set[bytes] = set()
+
+    def __call__(self, leads: Iterable[Candidate]) -> None:
+        persons = {h for lead in leads for h in lead.person_hashes} - self._loaded
+        if not persons:
+            return
+        if self._keeping is None:
+            self._keeping = buyers_with_lists(self._buyers)
+        found = _claims_into(self.claims, persons, self._buyers, self._keeping)
+        self._loaded |= persons
+        self.listed.update({person: found.get(person) for person in persons})
+
+
+def _claims_into(claims: Claims, hashes: set[bytes], wanted: Optional[set[int]],
+                 keeping: Optional[set[int]]) -> dict[bytes, rules.Listing]:
+    """load_claims into `claims`; returns the listings read."""
+    found = {}
+    for chunk in id_chunks(list(hashes)):
+        read = listings(chunk)
+        found.update(read)
+        for person, listing in read.items():
             claims.list_person(person, listing)
         # The buyers are filtered here, not in SQL: a second list in the WHERE made the
         # index probe every (person, buyer) pair. A person has few claims.
@@ -168,7 +205,7 @@ def load_claims(hashes: Iterable[bytes], buyer_ids: Optional[Iterable[int]] = No
         if keeping is None or keeping:
             for buyer_id, person in listed_by_buyers(chunk, keeping):
                 claims.suppress(buyer_id, person)
-    return claims
+    return found
 
 
 def buyers_with_lists(buyer_ids: Iterable[int]) -> set[int]:
