@@ -149,3 +149,25 @@ def test_the_end_of_a_plan_is_shared_out_between_the_writers(app, monkeypatch):
     # time (a share per writer), the last one taking what would make a group too small.
     assert sizes == [2, 8, 8, 8, 7, 4, 3]
     assert_market_invariants()
+
+
+def test_a_batch_shares_out_only_the_end_of_its_last_chunk(app, monkeypatch):
+    """Each chunk of a batch is its own plan; sharing out every chunk's end would give
+    the batch many small groups, each with its fixed cost."""
+    monkeypatch.setattr(jobs, "FIRST_GROUP", 2)
+    monkeypatch.setattr(jobs, "GROUP_SIZE", 8)
+    monkeypatch.setattr(jobs, "TAIL_GROUP", 2)
+    prepare, sizes = jobs.prepare, []
+
+    def recorded(group, settlement, load=True):
+        if not load:
+            sizes.append(len(group))
+        return prepare(group, settlement, load)
+    monkeypatch.setattr(jobs, "prepare", recorded)
+    leads = live_leads(verified_seller(), [person(i) for i in range(40)])
+    order = place(funded_buyer(), 300, 40)
+    jobs.match_batch(leads[0].batch_id, chunk=20)
+    assert len(sales_of(order)) == 40
+    # The first chunk in full groups (its last what was left); the second's end shared out.
+    assert sizes == [2, 8, 8, 2, 2, 8, 5, 3, 2]
+    assert_market_invariants()

@@ -42,7 +42,7 @@ WRITERS = 2  # PostgreSQL connections storing a plan's groups at once (SQLite: o
 
 
 def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
-               settlement: Settlement) -> list[int]:
+               settlement: Settlement, share_end: bool = True) -> list[int]:
     """Store a plan: its fills, or its parts as they are planned (book.plan_parts).
     Returns the ids of leads whose fill was lost to another worker.
 
@@ -56,8 +56,10 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
     a connection of its own); on PostgreSQL, WRITERS connections write groups at once
     (one database process could not keep up with the plan; groups wait for each other
     only on the listings, orders and accounts they share, locked last). The plan's
-    end is shared out in smaller groups, so the writers finish together. If one
-    writer fails, the others stop taking groups and the error is raised."""
+    end is shared out in smaller groups, so the writers finish together (unless
+    `share_end` is False: a plan that more plans follow, whose groups' fixed costs
+    would add up). If one writer fails, the others stop taking groups and the error is
+    raised."""
     if isinstance(plan, list):
         settlement.preload({slot.buyer_id for _, slot in plan},
                            {lead.seller_id for lead, _ in plan})
@@ -91,7 +93,7 @@ def store_plan(plan: Union[list[tuple[Candidate, Slot]], Iterator[list]],
                 else:
                     planned.extend(part)
         size = first or GROUP_SIZE
-        if ended and not first:
+        if ended and not first and share_end:
             size = min(size, max(TAIL_GROUP, -(-len(planned) // writers)))
             if len(planned) - size < TAIL_GROUP:  # too few left for a group of their own
                 size = len(planned)
@@ -316,7 +318,7 @@ def match_batch(batch_id: int, chunk: int = 5000) -> Settlement:
         settlement.preload(order_book.buyer_ids, {lead.seller_id for lead in leads})
         db.session.commit()  # hold no lock while planning
         lost = store_plan(plan_parts(leads, order_book, people.claims, now, load=people),
-                          settlement)
+                          settlement, share_end=start + chunk >= len(ids))
         if lost:
             settlement.absorb(match_leads(lost, now))
             order_book = None
