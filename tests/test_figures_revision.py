@@ -7,7 +7,8 @@ from app.core import figures
 from app.extensions import db
 from app.models import Batch, OutcomeStatus, Sale, User
 from app.services import outcomes, returns
-from tests.conftest import log_in
+from app.services import accounts
+from tests.conftest import TEST_PASSWORD, log_in
 from tests.test_outcomes_kpis import _market
 
 
@@ -64,3 +65,17 @@ def test_a_write_that_forgets_to_say_whose_figures_changed_fails(app, buyer):
     db.session.execute(sa.update(Sale).where(Sale.id == sales[0]).values(region="US-NY"))
     figures.changed(buyer.id)
     db.session.commit()
+
+
+def test_raising_revisions_passes_over_a_loaded_user_whose_row_is_gone(app):
+    """The session still holds (expired) a user another connection deleted: raising
+    another account's revision must not try to load it."""
+    gone = accounts.create_user("gone@example.com", TEST_PASSWORD, "buyer")
+    kept = accounts.create_user("kept@example.com", TEST_PASSWORD, "seller")
+    db.session.commit()  # expires both
+    gone_id, kept_id = sa.inspect(gone).identity[0], sa.inspect(kept).identity[0]
+    with db.engine.begin() as other:
+        other.execute(sa.delete(User.__table__).where(User.id == gone_id))
+    figures.changed(kept_id)
+    db.session.commit()
+    assert _revision(kept_id) == 1

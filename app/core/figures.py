@@ -92,7 +92,9 @@ def _raise_revisions(session: Session) -> None:
     session.execute(sa.update(users).where(users.c.id.in_(ids))
                     .values(figures_revision=users.c.figures_revision + 1))
     for loaded in list(session.identity_map.values()):
-        if isinstance(loaded, User) and loaded.id in ids:
+        # By identity key: reading `.id` of an expired user whose row is gone would
+        # load it, and raise.
+        if isinstance(loaded, User) and sa.inspect(loaded).identity[0] in ids:
             session.expire(loaded, ["figures_revision"])  # read again after the commit
 
 
