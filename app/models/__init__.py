@@ -1,7 +1,7 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
 from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
-from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion
+from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion, NamedBuyer
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -57,6 +57,7 @@ __all__ = [
     "ConsentCertificate",
     "LeadForm",
     "LeadFormVersion",
+    "NamedBuyer",
     "AccountLink",
     "LinkPurpose",
     "RecoveryCode",
