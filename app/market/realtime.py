@@ -89,12 +89,27 @@ class SellerThread:
 _starting = threading.Lock()
 
 
-def _seller_thread(app: Flask) -> SellerThread:
+def _seller_thread(app: Flask):
+    """This process's seller: a thread, or with REALTIME_SELLER = "process" a process
+    of its own (app.market.seller_process)."""
     with _starting:
         thread = app.extensions.get(EXTENSION)
-        if thread is None or thread.pid != os.getpid():  # a forked worker starts its own
-            thread = app.extensions[EXTENSION] = SellerThread(app)
+        # A forked worker starts its own; a seller process that ended is started again.
+        if thread is None or thread.pid != os.getpid() or not getattr(thread, "alive", True):
+            if app.config["REALTIME_SELLER"] == "process":
+                from app.market.seller_process import SellerProcess
+
+                thread = SellerProcess(app)
+            else:
+                thread = SellerThread(app)
+            app.extensions[EXTENSION] = thread
         return thread
+
+
+def start_seller(app) -> None:
+    """Start this process's seller now (a web worker at boot), if `app` is the Flask app."""
+    if isinstance(app, Flask):
+        _seller_thread(app)
 
 
 def sell_group(group: list[Arrival]) -> None:
