@@ -37,3 +37,10 @@ def post_worker_init(worker):
     from app.market import realtime
 
     realtime.start_seller(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Its seller process ends with the worker (it would also see its socket close)."""
+    from app.market import realtime
+
+    realtime.stop_seller(worker.wsgi)

@@ -112,6 +112,13 @@ def start_seller(app) -> None:
         _seller_thread(app)
 
 
+def stop_seller(app) -> None:
+    """End this process's seller process, if it has one (a web worker as it exits)."""
+    seller = app.extensions.get(EXTENSION) if isinstance(app, Flask) else None
+    if seller is not None and hasattr(seller, "close") and seller.pid == os.getpid():
+        seller.close()
+
+
 def sell_group(group: list[Arrival]) -> None:
     """Store and match these arrivals; answer each with its lead or its verdict."""
     try:

@@ -50,7 +50,8 @@ class SellerProcess:
             [sys.executable, "-m", "app.market.seller_process", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], cwd=ROOT)
         theirs.close()
-        self.conn = Connection(ours.detach())
+        self._socket = ours
+        self.conn = Connection(os.dup(ours.fileno()))
         self.conn.send(_picklable_config(app))
         self.pid = os.getpid()
         self.alive = True
@@ -66,6 +67,11 @@ class SellerProcess:
             n = next(self._ids)
             self._pending[n] = arrival.answer
             self.conn.send((n, arrival.seller_id, arrival.row, arrival.terms))
+
+    def close(self) -> None:
+        """End the process (it sees its socket close) and wait for it."""
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the answers thread too
+        self.process.wait(10)
 
     def _answers(self) -> None:
         while True:
