@@ -8,7 +8,9 @@ matches them in one `jobs.match_leads` (one order book, one group of fills with
 their ledger transactions, one webhook run). Each request then gets its own lead's
 verdict. Nothing waits on purpose: a lead arriving alone is sold alone at once, and
 leads group only while the thread is busy with earlier ones, so a group's cost is
-shared exactly when the load needs it (bench/realtime.py).
+shared exactly when the load needs it (bench/realtime.py). Under gunicorn the seller
+thread runs in a process of its own per web process (REALTIME_SELLER = "process":
+app.market.seller_process), so it does not queue for the GIL behind request threads.
 
 Every rule is checked as it is for a single lead: duplicates within a group are
 refused like duplicates of stored leads, and the matcher re-checks each fill under

@@ -12,7 +12,7 @@ each request its own lead's answer once the lead is committed, so a 201 still me
 the lead is stored. The webhooks of its sales go from its own delivery threads.
 
 The process is started with the web process's configuration (`python -m
-app.market.seller_process FD`: the socket's file descriptor), ends when that socket
+app.market.seller_main FD`: the socket's file descriptor), ends when that socket
 closes (its web process has gone), and is started again by the next lead if it died;
 the leads it was holding are answered with an error (their group's transaction was
 either committed, and then their sales' webhooks go out by the retry job, or not).
@@ -47,7 +47,7 @@ class SellerProcess:
     def __init__(self, app: Flask):
         ours, theirs = socket.socketpair()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.market.seller_process", str(theirs.fileno())],
+            [sys.executable, "-m", "app.market.seller_main", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], cwd=ROOT)
         theirs.close()
         self._socket = ours
@@ -107,7 +107,7 @@ def _picklable_config(app: Flask) -> dict:
     return config
 
 
-def _reply(conn: Connection, lock: threading.Lock, n: int, future: Future) -> None:
+def reply(conn: Connection, lock: threading.Lock, n: int, future: Future) -> None:
     exc = future.exception()
     if exc is None:
         message = (n, "ok", future.result())
@@ -118,26 +118,3 @@ def _reply(conn: Connection, lock: threading.Lock, n: int, future: Future) -> No
         message = (n, "error", "".join(traceback.format_exception_only(exc)).strip())
     with lock:
         conn.send(message)
-
-
-def serve(fd: int) -> None:
-    from app import create_app
-    from app.market.realtime import Arrival, SellerThread
-
-    conn = Connection(fd)
-    config = conn.recv()
-    config.pop("REALTIME_SELLER", None)
-    app = create_app(config["APP_ENV"], **config, REALTIME_SELLER="thread")
-    seller, lock = SellerThread(app), threading.Lock()
-    while True:
-        try:
-            n, seller_id, row, terms = conn.recv()
-        except (EOFError, OSError):  # the web process has gone
-            os._exit(0)
-        arrival = Arrival(seller_id, row, terms)
-        arrival.answer.add_done_callback(lambda future, n=n: _reply(conn, lock, n, future))
-        seller.put(arrival)
-
-
-if __name__ == "__main__":
-    serve(int(sys.argv[1]))
