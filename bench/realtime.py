@@ -8,6 +8,7 @@
     python bench/realtime.py --rates 100,200,300 --seconds 20 --no-sqlite
     python bench/realtime.py --profile 400 --no-sqlite  # in-process cProfile of the path
     python bench/realtime.py --celery 8 --no-sqlite     # webhooks by Celery over Redis
+    python bench/realtime.py --no-sqlite --rates 100,200 --thread-cpu /tmp/cpu  # CPU per lead
 
 What one run does, per backend (PostgreSQL from scripts/pg-test-cluster.sh at
 --pg-dir/--pg-port, default /tmp/leadx-bench-rt-pg:55437, a port no other bench uses,
@@ -40,6 +41,11 @@ generator included"); the load average after each rate is printed. Per rate: lea
 sent, HTTP statuses, webhooks received, lead -> webhook p50/p90/p99/max, POST response
 p50/p90/p99, achieved send rate; at the end the highest rate with p99 < 200 ms.
 Figures: bench/out/realtime-<timestamp>.json, gunicorn's logs beside it.
+
+--thread-cpu DIR: per rate, the CPU of its kept leads (from the first send to the last
+webhook) per lead: the gunicorn workers' threads by role (bench/threadcpu.py, loaded
+through bench/realtime_app.py), their seller processes, PostgreSQL and this process;
+with --cprofile each worker thread's cProfile (CPU clock) is written to DIR by role.
 
 --profile N: instead of the server, N leads through the app in this process (Flask
 test client, TASK_MODE=eager so the webhook is sent inline to the receiver), under
