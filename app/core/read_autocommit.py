@@ -53,7 +53,7 @@ def _begin(connection) -> None:
 @event.listens_for(Engine, "before_cursor_execute")
 def _before_execute(connection, cursor, statement, parameters, context, executemany) -> None:
     # A streamed result reads through a server-side cursor, which lives in a transaction.
-    if connection.info.get(_READING) and (getattr(context, "is_server_side", False)
+    if connection.info.get(_READING) and (getattr(context, "_is_server_side", False)
                                           or not _PLAIN_SELECT.match(statement)):
         _stop_reading(_driver_connection(connection), connection.info)
 
