@@ -38,7 +38,7 @@ def candidates(rows) -> list[Candidate]:
     # Interests come as JSON text, decoded once per distinct list: leads share a few
     # lists, and the driver's per-row JSON decoding was a fifth of loading them.
     decoded: dict[Optional[str], tuple] = {}
-    scoped = False
+    scoped: list[tuple[Candidate, int]] = []  # leads of forms that named their buyers
     for row in rows:
         *fields_, email_hash, phone_hash, batch_id, scope_id = row
         text = fields_[_INTERESTS]
@@ -46,14 +46,15 @@ def candidates(rows) -> list[Candidate]:
         if interests is None:
             interests = decoded[text] = tuple(json.loads(text)) if text else ()
         fields_[_INTERESTS] = interests
-        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
-                             batch_id=batch_id, consent_scope=scope_id))
-        scoped = scoped or scope_id is not None
+        lead = Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
+                         batch_id=batch_id)
+        out.append(lead)
+        if scope_id is not None:
+            scoped.append((lead, scope_id))
     if scoped:
-        buyers = named_buyers({lead.consent_scope for lead in out} - {None})
-        for lead in out:
-            if lead.consent_scope is not None:
-                lead.consent_scope = buyers[lead.consent_scope]
+        buyers = named_buyers({scope_id for _, scope_id in scoped})
+        for lead, scope_id in scoped:
+            lead.consent_scope = buyers[scope_id]
     return out
 
 
