@@ -148,7 +148,7 @@ def register_commands(app) -> None:
 
 
 def register_template_helpers(app) -> None:
-    from app.formatting import format_average, format_money, format_rate, user_language
+    from app.formatting import format_average, format_money, format_rate, format_when, user_language
 
     from app.core.urls import template_url_for
 
@@ -156,6 +156,7 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate
+    app.jinja_env.filters["when"] = format_when  # in the reader's time zone
 
     from app.labels import describe_filters, label
     from app.services.regions import country_name, region_name

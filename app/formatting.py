@@ -1,7 +1,9 @@
 """Display helpers shared by templates and exports."""
 import re
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import (
@@ -40,6 +42,30 @@ def user_locale() -> Locale:
 
 def user_language() -> str:
     return user_locale().language
+
+
+def user_zone() -> ZoneInfo | timezone:
+    """The reader's time zone: their account's (set from the browser at sign-up, changed on
+    the account page); UTC outside a request (jobs, emails) and for visitors."""
+    from flask_login import current_user
+
+    if has_request_context() and current_user.is_authenticated:
+        try:
+            return ZoneInfo(current_user.timezone or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):  # a zone the system's database dropped
+            pass
+    return timezone.utc
+
+
+def format_when(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (UTC) moment as the reader's wall-clock time; %Z in the pattern names
+    their zone ("MSK", "CET"). Formal documents (statements, receipts, consent
+    certificates) keep UTC and say so."""
+    if moment is None:
+        return "—"
+    if moment.tzinfo is None:  # SQLite's aggregates hand back naive UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(user_zone()).strftime(pattern)
 
 
 SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign
