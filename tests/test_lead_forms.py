@@ -1,21 +1,27 @@
 """Hosted lead forms and the exchange's consent certificates (SPEC §14, issue 19)."""
+import csv
 import hashlib
 import hmac
+import io
 import json
 import re
 
 import pytest
 import sqlalchemy as sa
 
+from app.aftersale.delivery import engine
 from app.consent import builder
 from app.extensions import db
 from app.models import (
-    Batch, ConsentCertificate, Lead, LeadForm, LeadFormVersion, Role, Sale,
+    Batch, ConsentCertificate, Lead, LeadForm, LeadFormVersion, Role, Sale, WebhookDelivery,
 )
-from app.services import quality, scoring
+from app.market import jobs, operations
+from app.services import delivery, quality, scoring
 from app.services.crypto import current_vault
 from tests.conftest import csrf_token, log_in, make_user
-from tests.market_helpers import funded_buyer, place, sales_of, verified_seller
+from tests.market_helpers import (
+    funded_buyer, live_leads, person, place, sales_of, verified_seller)
+from tests.receiver import Receiver
 
 BLOG = "http://blog.example.com"  # the test client's host must be a public-looking name
 VISITOR = {"REMOTE_ADDR": "203.0.113.77"}
@@ -199,6 +205,39 @@ def test_a_submission_is_sold_at_once_with_a_certificate_the_buyer_can_check(
     page = web.get(f"/certificates/{certificate.public_id}").get_data(as_text=True)
     assert "The contact hash matches the email and phone delivered with the lead." in page
     assert mine["key"] in page
+
+
+def test_the_certificate_link_travels_with_the_lead_and_only_with_a_form_lead(client):
+    """Webhook and CSV export carry the link to what the person saw (SPEC §14); a lead
+    uploaded in a file has no exchange certificate, so none."""
+    receiver = Receiver()
+    try:
+        seller = verified_seller()
+        form = make_form(seller)
+        buyer = funded_buyer()
+        order = place(buyer, 700, 5)
+        operations.set_webhook(order, receiver.url)
+        db.session.commit()
+        assert send(client, form).status_code == 200
+        live_leads(seller, [person(1)])
+        jobs.fill_order(order.id)
+        db.session.commit()
+        for delivery_id in db.session.scalars(sa.select(WebhookDelivery.id)
+                                              .where(WebhookDelivery.status != "delivered")):
+            engine.deliver(delivery_id)
+        public_id = certificate_of(db.session.scalar(
+            sa.select(Lead.id).where(Lead.sub_id == f"form {form.public_id}"))).public_id
+        sent = {json.loads(r["body"])["lead"]["sub_id"]: json.loads(r["body"])["lead"]
+                for r in receiver.requests}
+        assert len(sent) == 2
+        link = sent[f"form {form.public_id}"]["consent_certificate_url"]
+        assert link.endswith(f"/certificates/{public_id}") and link.startswith("http")
+        [uploaded] = [lead for tag, lead in sent.items() if tag != f"form {form.public_id}"]
+        assert uploaded["consent_certificate_url"] is None
+        rows = list(csv.DictReader(io.StringIO("".join(delivery.delivered_csv(order)))))
+        assert sorted(row["consent_certificate_url"] for row in rows) == ["", link]
+    finally:
+        receiver.close()
 
 
 def test_the_public_certificate_shows_nothing_of_the_person(client, api_key_for):

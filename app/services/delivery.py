@@ -5,6 +5,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from flask import current_app
 
+from app.consent import certificates
 from app.core.mail import public_url
 from app.extensions import db
 from app.models import Lead, Order, Sale, SaleOutcome
@@ -24,17 +25,22 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                # SPEC §14: the person's clock, and the code for opting out by phone.
                "timezone", "local_time", "opt_out_code",
                # SPEC §5: `price` and `revenue` are in major units of this currency.
-               "currency"]
-LATER_LEAD_COLUMNS = CSV_COLUMNS[CSV_COLUMNS.index("sub_id"):-1]
+               "currency",
+               # SPEC §14: the exchange's own certificate of a hosted form's consent.
+               "consent_certificate_url"]
+LATER_LEAD_COLUMNS = CSV_COLUMNS[CSV_COLUMNS.index("sub_id"):CSV_COLUMNS.index("currency")]
 # Cells that are not free text (app/services/exports.py): numbers we wrote, and the
 # validated E.164 phone, kept text in spreadsheets.
 CSV_KINDS = {**dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER),
              "phone": PHONE}
 
 
-def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> dict:
+def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None,
+                certificate: str | None = None) -> dict:
     """The sale as its buyer receives it. The score is the lead's as of the sale (what
-    the order's min_score was checked against), not today's faded one."""
+    the order's min_score was checked against), not today's faded one. `certificate`:
+    the public id of the lead's consent certificate, if a hosted form recorded one
+    (certificates.by_lead)."""
     contact = current_vault().open_contact(lead.contact_enc)
     score = scoring.score_at(lead.score_base + lead.seller_points, lead.consent_at,
                              sale.created_at)
@@ -66,6 +72,9 @@ def sale_record(sale: Sale, lead: Lead, outcome: SaleOutcome | None = None) -> d
             # ... and what to put in the messages sent to them: with it they can opt out
             # by phone (app.people.opt_out).
             "opt_out_code": opt_out_code(sale.id), "opt_out_url": public_url("/opt-out"),
+            # What the person saw and agreed to, as the exchange recorded it (SPEC §14).
+            "consent_certificate_url":
+                certificate and public_url(f"/certificates/{certificate}"),
         },
         "outcome": None if outcome is None else {
             "status": outcome.status.value, "revenue": outcome.revenue,
@@ -79,8 +88,10 @@ def people_of(sale_ids: list[int]) -> dict[int, dict]:
     if not sale_ids:
         return {}
     rows = db.session.execute(sa.select(Sale, Lead).join(Lead, Sale.lead_id == Lead.id)
-                              .where(Sale.id.in_(sale_ids)))
-    return {sale.id: sale_record(sale, lead)["lead"] for sale, lead in rows}
+                              .where(Sale.id.in_(sale_ids))).all()
+    certified = certificates.by_lead([lead.id for _, lead in rows])
+    return {sale.id: sale_record(sale, lead, certificate=certified.get(lead.id))["lead"]
+            for sale, lead in rows}
 
 
 def delivered(order: Order, *, limit: int | None = None, offset: int = 0,
@@ -94,8 +105,10 @@ def delivered(order: Order, *, limit: int | None = None, offset: int = 0,
         query = query.where(Sale.id.in_(sale_ids))
     if limit is not None:
         query = query.limit(limit)
-    for sale, lead, outcome in db.session.execute(query.execution_options(yield_per=1000)):
-        yield sale_record(sale, lead, outcome)
+    for rows in db.session.execute(query.execution_options(yield_per=1000)).partitions():
+        certified = certificates.by_lead([lead.id for _, lead, _ in rows])
+        for sale, lead, outcome in rows:
+            yield sale_record(sale, lead, outcome, certified.get(lead.id))
 
 
 def _export_rows(order: Order, sale_ids: list[int] | None) -> Iterator[list]:
@@ -107,7 +120,7 @@ def _export_rows(order: Order, sale_ids: list[int] | None) -> Iterator[list]:
                  for c in CSV_COLUMNS[3:CSV_COLUMNS.index("lead_id")]],
                lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
                major_units(outcome.get("revenue"), currency),
-               *[lead[c] for c in LATER_LEAD_COLUMNS], currency]
+               *[lead[c] for c in LATER_LEAD_COLUMNS], currency, lead["consent_certificate_url"]]
 
 
 def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[str]:

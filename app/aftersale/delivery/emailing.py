@@ -26,6 +26,7 @@ from flask import current_app
 from flask_mailman import EmailMultiAlternatives
 
 from app.aftersale.delivery.engine import RETRY_DELAYS, sample_sale
+from app.consent import certificates
 from app.core import mail, mail_jobs
 from app.extensions import db
 from app.models import (
@@ -232,8 +233,9 @@ def _send(order_id: int, delivery_ids: list[int]) -> bool:
     if not rows:
         db.session.commit()
         return False
-    message = method and message_for(order, method, [sale_record(sale, lead)
-                                                     for _, sale, lead in rows])
+    certified = certificates.by_lead([lead.id for _, _, lead in rows])
+    message = method and message_for(order, method, [
+        sale_record(sale, lead, certificate=certified.get(lead.id)) for _, sale, lead in rows])
     delivery_ids = [delivery.id for delivery, _, _ in rows]
     db.session.commit()
     outcome = send(message) if message else \

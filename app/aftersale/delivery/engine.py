@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.aftersale.delivery import http, webhook
+from app.consent import certificates
 from app.core import events
 from app.core.mail import public_url
 from app.errors import Conflict
@@ -199,7 +200,7 @@ def _prepared(delivery: WebhookDelivery, methods: Optional[dict] = None
                    "opted_out_at": notice.created_at.isoformat(),
                    "acknowledge_by": notice.due_at.isoformat()}
     else:
-        payload = sale_record(sale, lead)
+        payload = sale_record(sale, lead, certificate=certificates.by_lead([lead.id]).get(lead.id))
     request = order.webhook_url and request_for(order, method, payload, delivery.event,
                                                 str(delivery.id)) or None
     rule = rule_of(method if delivery.event not in NOTICES else None)
