@@ -357,8 +357,10 @@ class DeliveredLeadSchema(Schema):
     price = fields.Integer()
     currency = fields.String()
     sold_at = fields.String()
-    lead = fields.Dict(metadata={"description": "contacts, demographics, intent, consent, "
-                                                "score and temperature (as of the sale)"})
+    lead = fields.Dict(metadata={"description": "contacts, demographics, intent, consent "
+                                                "(with consent_certificate_url for a hosted "
+                                                "form's lead), score and temperature (as of "
+                                                "the sale)"})
     outcome = fields.Dict(allow_none=True, metadata={
         "description": "what you recorded: status (contacted, converted, bad), revenue"})
 
