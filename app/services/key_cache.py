@@ -3,17 +3,20 @@ reads), checked against the database on every use.
 
 Loading a key and its user through the ORM (one statement of ~35 columns, two objects
 built) was two fifths of a real-time lead's request CPU (docs/scaling.md). Here each
-request asks PostgreSQL only for the key's revision: the `xmin` of the key's row and of
-its user's row (the id of the transaction that wrote each row last, so any write to
-either -- revoked, rotated away, the user deactivated, suspended, their figures or
-settings changed -- gives new ones, whoever wrote it, in any process, by the ORM or
-not). The same revision: the request gets copies of the objects kept when it was read
-(`Session.merge(load=False)`: no SQL); another one, or none (the key is gone): it is
-read again, or refused, at once. The revision is read before the objects, so a
-change between the two makes the kept revision older than the data, and the next
-request reads the data again, never the other way round.
+request reads only the key's revision: a digest (md5) of each of the two rows, every
+column but the one that changes with use -- the key's last use, the user's figures
+revision (raised by every sale of theirs) -- and those two columns themselves. Any
+other write to either row -- the key revoked, the user deactivated, suspended, their
+settings changed -- changes a digest, whoever wrote it, in any process, by the ORM or
+not. The same digests: the request gets copies of the objects kept when they were read
+(`Session.merge(load=False)`: no SQL) with the two columns as just read, exactly what
+reading them would have given; other digests, or no row (the key is gone): they are
+read again, or the key refused, at once. The digests are read before the objects, so a
+change between the two leaves older digests kept than the data, and the next request
+reads the data again, never the other way round. (Rows' `xmin` would do without the
+digests but changes with those two columns, i.e. with each of a seller's sales.)
 
-SQLite has no `xmin`: there every request reads the key (`read`).
+SQLite: every request reads the key (`read`).
 """
 import threading
 from collections import OrderedDict
@@ -25,13 +28,23 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core.dialect import postgres
 from app.extensions import db
-from app.models import ApiKey
+from app.models import ApiKey, User
 
 MAX_KEYS = 1024  # per process; the least recently used goes first
-_kept: OrderedDict[str, tuple[str, ApiKey]] = OrderedDict()  # hash -> (revision, key)
+_kept: OrderedDict[str, tuple[tuple, ApiKey]] = OrderedDict()  # hash -> (revision, key)
 _lock = threading.Lock()
-_REVISION = sa.text("SELECT api_keys.xmin::text || '.' || users.xmin::text FROM api_keys "
-                    "JOIN users ON users.id = api_keys.user_id WHERE api_keys.key_hash = :h")
+
+
+def _digest(table: sa.Table, volatile: str):
+    """md5 of the row's columns but `volatile`, as one record's text."""
+    return sa.func.md5(sa.cast(sa.tuple_(*(c for c in table.c if c.name != volatile)), sa.Text))
+
+
+_KEYS, _USERS = ApiKey.__table__, User.__table__
+_REVISION = (sa.select(_digest(_KEYS, "last_used_at"), _digest(_USERS, "figures_revision"),
+                       _KEYS.c.last_used_at, _USERS.c.figures_revision)
+             .join_from(_KEYS, _USERS, _USERS.c.id == _KEYS.c.user_id)
+             .where(_KEYS.c.key_hash == sa.bindparam("h")))
 
 
 def key_with_user(key_hash: str, read: Callable[[], Optional[ApiKey]]) -> Optional[ApiKey]:
@@ -39,9 +52,10 @@ def key_with_user(key_hash: str, read: Callable[[], Optional[ApiKey]]) -> Option
     returns it, or a copy of what it returned at the same revision in this process."""
     if not postgres():
         return read()
-    revision = db.session.execute(_REVISION, {"h": key_hash}).scalar()  # after a flush
-    if revision is None:
+    found = db.session.execute(_REVISION, {"h": key_hash}).first()  # after a flush
+    if found is None:
         return None
+    revision, (last_used_at, figures_revision) = found[:2], found[2:]
     with _lock:
         entry = _kept.get(key_hash)
         if entry is not None and entry[0] == revision:
@@ -51,7 +65,10 @@ def key_with_user(key_hash: str, read: Callable[[], Optional[ApiKey]]) -> Option
             kept = None
     # A key this session holds already (a job's, a test's) is its own, as read.
     if kept is not None and sa.inspect(kept).key not in db.session.identity_map:
-        return db.session.merge(kept, load=False)  # its user along, no SQL
+        key = db.session.merge(kept, load=False)  # its user along, no SQL
+        set_committed_value(key, "last_used_at", last_used_at)
+        set_committed_value(key.user, "figures_revision", figures_revision)
+        return key
     key = read()
     if key is not None:
         with _lock:
