@@ -26,7 +26,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.core.dialect import postgres
 from app.extensions import db
 from app.models import ApiKey, User
 
@@ -50,9 +49,11 @@ _REVISION = (sa.select(_digest(_KEYS, "last_used_at"), _digest(_USERS, "figures_
 def key_with_user(key_hash: str, read: Callable[[], Optional[ApiKey]]) -> Optional[ApiKey]:
     """The key with this hash, its user loaded, in this request's session: as `read()`
     returns it, or a copy of what it returned at the same revision in this process."""
-    if not postgres():
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
         return read()
-    found = db.session.execute(_REVISION, {"h": key_hash}).first()  # after a flush
+    db.session.flush()  # what this session changed counts
+    found = connection.execute(_REVISION, {"h": key_hash}).first()
     if found is None:
         return None
     revision, (last_used_at, figures_revision) = found[:2], found[2:]
