@@ -35,8 +35,12 @@ class Config:
     # No pool_pre_ping: app/core/pool.py pings only connections that sat idle.
     # DB_POOL_SIZE: connections a process keeps open (gunicorn.conf.py sets it from its
     # threads); SQLAlchemy's default keeps 5 and opens and closes the rest per use.
+    # Last in, first out: the connections just used are used again, so the others idle,
+    # and the ping of a connection idle for a second (app/core/pool.py) stays rare; first
+    # in, first out, 48 threads at 50 requests/s took each one idle for ~1 s.
     SQLALCHEMY_ENGINE_OPTIONS: dict = (
-        {"pool_size": _env_int("DB_POOL_SIZE", 5)} if os.environ.get("DB_POOL_SIZE") else {})
+        {"pool_size": _env_int("DB_POOL_SIZE", 5), "pool_use_lifo": True}
+        if os.environ.get("DB_POOL_SIZE") else {})
 
     ARGON2_PROFILE = os.environ.get("ARGON2_PROFILE", "RFC_9106_LOW_MEMORY")
 

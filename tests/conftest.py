@@ -18,7 +18,7 @@ from app import create_app
 from app.core import figures
 from app.extensions import db, limiter
 from app.models import Role, User
-from app.services import accounts, ledger
+from app.services import accounts, key_cache, ledger
 
 TEST_PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -74,6 +74,7 @@ def _app_context_and_clean_tables(app):
     with app.app_context():
         limiter.reset()  # rate-limit counters would otherwise leak between tests
         figures.forget()  # the next test's accounts reuse these ids and revisions
+        key_cache.forget()
         yield
         db.session.remove()
         tables = [t.name for t in reversed(db.metadata.sorted_tables)]

@@ -15,6 +15,7 @@ def test_a_read_finds_the_key_and_its_user_in_one_query_and_writes_nothing(
         client, buyer, api_key_for):
     headers = api_key_for(buyer)
     client.get("/api/v1/balance", headers=headers)  # records the key's first use
+    client.get("/api/v1/balance", headers=headers)  # reads the changed key (PostgreSQL: keeps it)
     with counted() as statements:
         assert client.get("/api/v1/balance", headers=headers).status_code == 200
     lookups = [s for s in statements if "FROM api_keys" in s]

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
+from psycopg import _queries
 
 from app.extensions import db
-from app.market import realtime
+from app.market import realtime, seller_main
 from app.market.seller_process import SellerProcess
 from app.models import Lead, Sale
+from tests.conftest import on_postgres
 from tests.market_helpers import funded_buyer, place, verified_seller
 from tests.market_invariants import assert_market_invariants
 from tests.receiver import Receiver
@@ -93,3 +95,17 @@ def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_pr
     second = app.extensions[realtime.EXTENSION]
     assert second is not first and second.process.poll() is None
     assert_market_invariants(expected_sales=2)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="psycopg's parsing of placeholders")
+def test_a_seller_process_parses_a_long_statement_once():
+    seller_main.parse_long_statements_once()  # as the seller process does at start
+    # 64 parameters: past what psycopg keeps parsed by default (50), as a group's
+    # multi-row statements are.
+    statement = sa.text("SELECT " + " + ".join(f"CAST(:p{i} AS int)" for i in range(64)))
+    params = {f"p{i}": i for i in range(64)}
+    before = _queries._query2pg.cache_info()
+    for _ in range(3):
+        assert db.session.execute(statement, params).scalar() == sum(range(64))
+    after = _queries._query2pg.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)

@@ -139,7 +139,10 @@ class Settlement:
         buyer_ids, seller_ids = set(buyer_ids), set(seller_ids)
         wanted = {AccountKind.BUYER_HELD: buyer_ids, AccountKind.BUYER_AVAILABLE: buyer_ids,
                   AccountKind.SELLER_PENDING: seller_ids}
-        users = sorted(buyer_ids | seller_ids)
+        # Read only the users with an account not known yet (store_plan preloads again
+        # what match_leads preloaded for the same group).
+        users = sorted({user_id for kind, user_ids in wanted.items() for user_id in user_ids
+                        if (kind, user_id) not in self._accounts})
         for start in range(0, len(users), 1000):
             part = users[start:start + 1000]
             for account in db.session.scalars(sa.select(LedgerAccount).where(

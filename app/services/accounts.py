@@ -19,7 +19,7 @@ from app.extensions import db
 from app.models import ApiKey, Role, TrustLevel, User
 from app.models.types import utcnow
 from app.models.users import new_session_nonce
-from app.services import audit
+from app.services import audit, key_cache
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
@@ -257,9 +257,10 @@ def api_key_for(secret: str) -> Optional[ApiKey]:
     """The live key with this secret, of an active user (reads only)."""
     if not secret.startswith(API_KEY_PREFIX):
         return None
+    key_hash = _hash_api_key(secret)
     # The key's user comes in the same statement: every API request needs both.
-    key = db.session.scalar(select(ApiKey).options(joinedload(ApiKey.user))
-                            .where(ApiKey.key_hash == _hash_api_key(secret)))
+    key = key_cache.key_with_user(key_hash, lambda: db.session.scalar(
+        select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_hash == key_hash)))
     if key is None or key.is_revoked or not key.user.is_active:
         return None
     return key

@@ -3,11 +3,13 @@
 The same validation, encryption and duplicate rules as a CSV row; the lead joins the
 seller's real-time batch of the day and is listed at once (or held for a `new`
 seller). A refused lead is answered with its verdict and stored nowhere."""
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from app.core.bulk import allocate_ids, bulk_insert
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Batch, BatchSource, Lead, User
@@ -70,11 +72,24 @@ def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -
     return result.accepted[0]
 
 
-def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead | LeadRejected]:
+@dataclass(frozen=True)
+class StoredLead:
+    id: int
+    cross_seller_duplicate: bool
+
+
+_COLUMNS = ("id",) + LEAD_INSERT_COLUMNS
+_CROSS, _PHONE = LEAD_INSERT_COLUMNS.index("cross_seller_duplicate"), workers.PHONE_HASH
+
+
+def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
+                ) -> list[StoredLead | LeadRejected]:
     """Store validated rows of one seller in this transaction, in order; each becomes
-    its Lead or the LeadRejected of a duplicate (of a stored lead or of an earlier
-    row). Operation: flushes, the caller commits. The day's batch is locked once for
-    all of them."""
+    its StoredLead or the LeadRejected of a duplicate (of a stored lead or of an earlier
+    row). Operation: writes, the caller commits. The day's batch is locked once for
+    all of them, and the leads go in one COPY with ids taken beforehand (an ORM insert
+    built a Lead per row and a multi-row INSERT whose text psycopg parsed again every
+    time: two fifths of a real-time group's storing, docs/scaling.md)."""
     # SPEC §14: the do-not-call lists are probed for the rows' phones (one lookup, none
     # without phones) before the day's batch is locked, which serialises the seller's
     # posts; only leads whose phone is listed go through do_not_call.flag.
@@ -84,7 +99,8 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead
     phones = {row[workers.PHONE_HASH] for row, _ in rows} - {None}
     index = DedupeIndex.load(batch.id, seller.id, emails, phones)
     _, lead_status = listing_status_for(seller)
-    results: list[Lead | LeadRejected] = []
+    results: list[StoredLead | LeadRejected | None] = []
+    kept = []  # (position in results, row to insert without its id)
     for row, terms in rows:
         email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
         code, message, is_cross = index.verdict(email_hash, phone_hash)
@@ -96,22 +112,22 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]) -> list[Lead
         # The lead carries its own terms: each real-time post may set floor and cap.
         terms_of_lead = BatchRun(batch.id, seller.id, terms.floor_price, terms.cap, 0,
                                  seller_points=batch.seller_points)
-        values = dict(zip(LEAD_INSERT_COLUMNS, lead_row(terms_of_lead, row, is_cross, lead_status)))
         batch.rows_total += 1
-        values["row_number"] = batch.rows_total
         index.remember(email_hash, phone_hash, batch.rows_total)
-        lead = Lead(**values)
-        db.session.add(lead)
+        kept.append((len(results), (batch.rows_total,) + lead_row(
+            terms_of_lead, row, is_cross, lead_status)[1:]))
+        results.append(None)
         batch.rows_processed += 1
         batch.accepted += 1
         batch.cross_seller_duplicates += int(is_cross)
-        results.append(lead)
-    db.session.flush()
-    flagged = [lead for lead in results if isinstance(lead, Lead) and lead.phone_hash in listed]
-    if flagged and do_not_call.flag(Lead.id.in_([lead.id for lead in flagged])):
-        for lead in flagged:
-            db.session.refresh(lead)
-    return results
+    ids = allocate_ids(Lead.__table__, len(kept))
+    bulk_insert(Lead.__table__, _COLUMNS, [(lead_id,) + row for lead_id, (_, row) in zip(ids, kept)])
+    for lead_id, (position, row) in zip(ids, kept):
+        results[position] = StoredLead(lead_id, row[_CROSS])
+    flagged = [lead_id for lead_id, (_, row) in zip(ids, kept) if row[_PHONE] in listed]
+    if flagged:
+        do_not_call.flag(Lead.id.in_(flagged))
+    return results  # type: ignore[return-value]
 
 
 def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> Lead:
@@ -119,4 +135,4 @@ def ingest_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> 
     [stored] = store_leads(seller, [(validate_lead(seller, payload, terms), terms)])
     if isinstance(stored, LeadRejected):
         raise stored
-    return stored
+    return db.session.get(Lead, stored.id)
