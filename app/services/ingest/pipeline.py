@@ -17,11 +17,12 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Optional
 
+import numpy as np
 import sqlalchemy as sa
 from flask import current_app
 
@@ -39,10 +40,11 @@ from app.models import (
     TrustLevel,
     User,
 )
+from app.models.contact_keys import KIND_BITS
 from app.models.types import utcnow
 from app.people import notifications
-from app.services import accounts, do_not_call, scoring
-from app.core.bulk import insert_ready
+from app.services import accounts, contact_keys, do_not_call, scoring
+from app.core.bulk import allocate_ids, insert_ready
 from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import Block, UnreadableFile
@@ -284,6 +286,8 @@ class BatchRun:
     lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
     created_at: Optional[datetime] = None  # the leads' created_at
     seller_points: int = 8  # the seller's record as a score part (services.scoring)
+    # Contacts of the leads stored since the last commit, whose keys it writes.
+    unwritten: "UnwrittenKeys" = field(default_factory=lambda: UnwrittenKeys())
 
 
 def _run(batch: Batch, path: Path) -> None:
@@ -316,8 +320,10 @@ def _run(batch: Batch, path: Path) -> None:
             _store_chunk(run, block, result, source.bytes_read)
             uncommitted += block.rows
             if uncommitted >= commit_rows or time.monotonic() - opened >= commit_seconds:
+                run.unwritten.write()
                 db.session.commit()
                 uncommitted = 0
+        run.unwritten.write()
         db.session.commit()
     _finish(db.session.get(Batch, run.id), run)
 
@@ -329,6 +335,36 @@ class Holder(NamedTuple):
     batch_id: int
     seller_id: int
     row_number: int
+    lead_id: int = 0
+
+
+def _keys(kind: str, hashes: list[bytes]) -> list[int]:
+    """contact_keys.key of each hash, for many at once (models.contact_keys)."""
+    if not hashes:
+        return []
+    # The first 8 of each 16 bytes as a big-endian signed integer.
+    prefixes = np.frombuffer(b"".join(hashes), dtype=">i8")[::2].astype(np.int64)
+    return ((prefixes & ~1) | KIND_BITS[kind]).tolist()
+
+
+@dataclass
+class UnwrittenKeys:
+    """The contacts of leads this transaction stored, by hash: their keys are written
+    all at once, in key order, just before it commits (a commit rewrites each page it
+    touched, and keys are random), and until then later chunks find them here."""
+
+    by_email: dict[bytes, Holder] = field(default_factory=dict)
+    by_phone: dict[bytes, Holder] = field(default_factory=dict)
+
+    def write(self) -> None:
+        keys, ids = [], []
+        for kind, holders in (("email", self.by_email), ("phone", self.by_phone)):
+            keys += _keys(kind, list(holders))
+            ids += [holder.lead_id for holder in holders.values()]
+        if keys:
+            order = np.argsort(np.array(keys, dtype=np.int64), kind="stable")
+            contact_keys.store([(keys[i], ids[i]) for i in order.tolist()])
+        self.by_email, self.by_phone = {}, {}
 
 
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
@@ -359,15 +395,26 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     return rows
 
 
-def _existing_by_hash(column: str, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
-    """Leads holding these hashes, by hash."""
-    found: dict[bytes, Holder] = {}
-    for value, batch_id, holder_seller, row_number in _matching(
-            f"SELECT {column}, batch_id, seller_id, row_number FROM leads WHERE", column, hashes):
+def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int
+                      ) -> tuple[dict[bytes, Holder], dict[bytes, Holder]]:
+    """Stored leads holding these email and phone hashes, by hash: found by key, then
+    the full hash compared (two hashes may share a key)."""
+    keys = set(_keys("email", list(emails))) | set(_keys("phone", list(phones)))
+    found: tuple[dict[bytes, Holder], dict[bytes, Holder]] = ({}, {})
+    for key, email, phone, batch_id, holder_seller, row_number, lead_id in _matching(
+            "SELECT k.key, l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number, "
+            "l.id FROM contact_keys k JOIN leads l ON l.id = k.lead_id WHERE", "k.key", keys):
+        is_phone = key & 1
+        value = phone if is_phone else email
+        if value is None:
+            continue
         value = bytes(value)
+        if value not in (phones if is_phone else emails):
+            continue
+        by_hash = found[is_phone]
         # The seller's own copy decides the verdict, so it wins over other sellers'.
-        if value not in found or holder_seller == seller_id:
-            found[value] = Holder(batch_id, holder_seller, row_number)
+        if value not in by_hash or holder_seller == seller_id:
+            by_hash[value] = Holder(batch_id, holder_seller, row_number, lead_id)
     return found
 
 
@@ -392,10 +439,14 @@ class DedupeIndex:
 
     @classmethod
     def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
-             check_suppression: bool = True) -> "DedupeIndex":
-        return cls(batch_id, seller_id,
-                   _existing_by_hash("email_hash", emails, seller_id),
-                   _existing_by_hash("phone_hash", phones, seller_id),
+             check_suppression: bool = True, unwritten: Optional[UnwrittenKeys] = None
+             ) -> "DedupeIndex":
+        by_email, by_phone = _existing_by_hash(emails, phones, seller_id)
+        if unwritten is not None:  # this batch's own leads: they decide the verdict
+            for by_hash, wanted, pending in ((by_email, emails, unwritten.by_email),
+                                             (by_phone, phones, unwritten.by_phone)):
+                by_hash.update((value, pending[value]) for value in wanted & pending.keys())
+        return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed("email", emails) if check_suppression else set(),
                    _suppressed("phone", phones) if check_suppression else set())
 
@@ -456,9 +507,6 @@ def _stored_time(when: datetime) -> str:
     return when.isoformat(" ", "microseconds")
 
 
-_NOT_CROSS = (False,)  # cross_seller_duplicate of a row that collides with nothing
-
-
 def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
     """Store one validated block and its progress (the caller commits)."""
@@ -468,31 +516,38 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
         batch.id, batch.seller_id,
         {row[e_at] for row in accepted if row[e_at]} | {c[1] for c in rejected_contacts if c[1]},
         {row[p_at] for row in accepted if row[p_at]} | {c[2] for c in rejected_contacts if c[2]},
-        batch.check_suppression)
+        batch.check_suppression, batch.unwritten)
     by_email, by_phone = index.by_email, index.by_phone
+    unwritten_email, unwritten_phone = batch.unwritten.by_email, batch.unwritten.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, batch.id, batch.seller_id
+    # Ids given here, so that the contact keys can name their leads.
+    lead_ids = iter(allocate_ids(Lead.__table__, len(accepted)))
     for row in accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
         if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
-                by_email[email_hash] = holder
+                by_email[email_hash] = unwritten_email[email_hash] = holder
             if phone_hash:
-                by_phone[phone_hash] = holder
-            append(row + _NOT_CROSS)
+                by_phone[phone_hash] = unwritten_phone[phone_hash] = holder
+            append(row + (False, lead_id))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email.setdefault(email_hash, holder)
+                unwritten_email[email_hash] = holder
             if phone_hash:
                 by_phone.setdefault(phone_hash, holder)
+                unwritten_phone[phone_hash] = holder
             cross += is_cross
-            append(row + (is_cross,))
+            append(row + (is_cross, lead_id))
         else:
             vault = current_vault()
             rejections.append((row[0], code, code, vault.encrypt(message),
@@ -523,7 +578,7 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
-    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",), leads, {
+    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), leads, {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
         "created_at": _stored_time(batch.created_at or utcnow()),
@@ -560,6 +615,7 @@ def _finish(batch: Batch, run: BatchRun) -> None:
 
 def _fail(batch_id: int, exc: Exception) -> None:
     """Remove whatever the run stored and say why, in the seller's words where we can."""
+    contact_keys.forget(Lead.batch_id == batch_id)
     db.session.execute(sa.delete(Lead).where(Lead.batch_id == batch_id))
     db.session.execute(sa.delete(Rejection).where(Rejection.batch_id == batch_id))
     batch = db.session.get(Batch, batch_id)
