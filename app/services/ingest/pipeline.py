@@ -16,13 +16,13 @@ import logging
 import os
 import secrets
 import shutil
+import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Optional
 
-import numpy as np
 import sqlalchemy as sa
 from flask import current_app
 
@@ -45,7 +45,7 @@ from app.models.types import utcnow
 from app.people import notifications
 from app.services import accounts, contact_keys, do_not_call, scoring
 from app.core.bulk import allocate_ids, insert_ready
-from app.services.crypto import current_vault
+from app.services.crypto import HASH_BYTES, current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import Block, UnreadableFile
 from app.services.ingest.sources import open_upload
@@ -338,33 +338,49 @@ class Holder(NamedTuple):
     lead_id: int = 0
 
 
+# A hash's first 8 bytes as a big-endian signed integer, the rest skipped.
+_PREFIXES = struct.Struct(f">q{HASH_BYTES - 8}x")
+
+
 def _keys(kind: str, hashes: list[bytes]) -> list[int]:
     """contact_keys.key of each hash, for many at once (models.contact_keys)."""
-    if not hashes:
-        return []
-    # The first 8 of each 16 bytes as a big-endian signed integer.
-    prefixes = np.frombuffer(b"".join(hashes), dtype=">i8")[::2].astype(np.int64)
-    return ((prefixes & ~1) | KIND_BITS[kind]).tolist()
+    bit = KIND_BITS[kind]
+    return [(prefix & ~1) | bit for prefix, in _PREFIXES.iter_unpack(b"".join(hashes))]
 
 
 @dataclass
 class UnwrittenKeys:
-    """The contacts of leads this transaction stored, by hash: their keys are written
-    all at once, in key order, just before it commits (a commit rewrites each page it
-    touched, and keys are random), and until then later chunks find them here."""
+    """The contact keys of the leads this transaction stored, written all at once, in
+    key order, just before it commits: keys are random, and a commit rewrites every
+    page it touched. Until then later chunks find those leads here (by key, then by
+    their full hashes like any other)."""
 
-    by_email: dict[bytes, Holder] = field(default_factory=dict)
-    by_phone: dict[bytes, Holder] = field(default_factory=dict)
+    lead_ids: dict[int, int] = field(default_factory=dict)  # key -> lead id
+    shared: list[tuple[int, int]] = field(default_factory=list)  # a key taken already
+
+    def add(self, keys: list[int], lead_ids: list[int]) -> None:
+        taken = self.lead_ids
+        if len(set(keys)) == len(keys) and not taken.keys() & keys:
+            taken.update(zip(keys, lead_ids))
+            return
+        for key, lead_id in zip(keys, lead_ids):  # two hashes with one prefix
+            if taken.setdefault(key, lead_id) != lead_id:
+                self.shared.append((key, lead_id))
+
+    def lead_ids_of(self, keys: list[int]) -> list[int]:
+        taken = self.lead_ids
+        found = [taken[key] for key in keys if key in taken]
+        if self.shared:
+            wanted = set(keys)
+            found += [lead_id for key, lead_id in self.shared if key in wanted]
+        return found
 
     def write(self) -> None:
-        keys, ids = [], []
-        for kind, holders in (("email", self.by_email), ("phone", self.by_phone)):
-            keys += _keys(kind, list(holders))
-            ids += [holder.lead_id for holder in holders.values()]
-        if keys:
-            order = np.argsort(np.array(keys, dtype=np.int64), kind="stable")
-            contact_keys.store([(keys[i], ids[i]) for i in order.tolist()])
-        self.by_email, self.by_phone = {}, {}
+        rows = sorted(self.lead_ids.items())
+        if self.shared:
+            rows = sorted(rows + self.shared)
+        contact_keys.store(rows)
+        self.lead_ids, self.shared = {}, []
 
 
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
@@ -395,27 +411,31 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     return rows
 
 
-def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int
+_HOLDER_COLUMNS = "l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number, l.id"
+
+
+def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int,
+                      unwritten: Optional[UnwrittenKeys] = None
                       ) -> tuple[dict[bytes, Holder], dict[bytes, Holder]]:
     """Stored leads holding these email and phone hashes, by hash: found by key, then
-    the full hash compared (two hashes may share a key)."""
-    keys = set(_keys("email", list(emails))) | set(_keys("phone", list(phones)))
-    found: tuple[dict[bytes, Holder], dict[bytes, Holder]] = ({}, {})
-    for key, email, phone, batch_id, holder_seller, row_number, lead_id in _matching(
-            "SELECT k.key, l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number, "
-            "l.id FROM contact_keys k JOIN leads l ON l.id = k.lead_id WHERE", "k.key", keys):
-        is_phone = key & 1
-        value = phone if is_phone else email
-        if value is None:
-            continue
-        value = bytes(value)
-        if value not in (phones if is_phone else emails):
-            continue
-        by_hash = found[is_phone]
-        # The seller's own copy decides the verdict, so it wins over other sellers'.
-        if value not in by_hash or holder_seller == seller_id:
-            by_hash[value] = Holder(batch_id, holder_seller, row_number, lead_id)
-    return found
+    their full hashes compared (two hashes may share a key)."""
+    keys = _keys("email", list(emails)) + _keys("phone", list(phones))
+    found = _matching(f"SELECT {_HOLDER_COLUMNS} FROM contact_keys k "
+                      "JOIN leads l ON l.id = k.lead_id WHERE", "k.key", set(keys))
+    if unwritten is not None:  # this batch's own leads come last: they decide the verdict
+        found += _matching(f"SELECT {_HOLDER_COLUMNS} FROM leads l WHERE", "l.id",
+                           set(unwritten.lead_ids_of(keys)))
+    by_email: dict[bytes, Holder] = {}
+    by_phone: dict[bytes, Holder] = {}
+    for email, phone, batch_id, holder_seller, row_number, lead_id in found:
+        holder = Holder(batch_id, holder_seller, row_number, lead_id)
+        for value, wanted, by_hash in ((email, emails, by_email), (phone, phones, by_phone)):
+            if value is None or (value := bytes(value)) not in wanted:
+                continue
+            # The seller's own copy decides the verdict, so it wins over other sellers'.
+            if value not in by_hash or holder_seller == seller_id:
+                by_hash[value] = holder
+    return by_email, by_phone
 
 
 def _suppressed(kind: str, hashes: set[bytes]) -> set[bytes]:
@@ -441,11 +461,7 @@ class DedupeIndex:
     def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
              check_suppression: bool = True, unwritten: Optional[UnwrittenKeys] = None
              ) -> "DedupeIndex":
-        by_email, by_phone = _existing_by_hash(emails, phones, seller_id)
-        if unwritten is not None:  # this batch's own leads: they decide the verdict
-            for by_hash, wanted, pending in ((by_email, emails, unwritten.by_email),
-                                             (by_phone, phones, unwritten.by_phone)):
-                by_hash.update((value, pending[value]) for value in wanted & pending.keys())
+        by_email, by_phone = _existing_by_hash(emails, phones, seller_id, unwritten)
         return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed("email", emails) if check_suppression else set(),
                    _suppressed("phone", phones) if check_suppression else set())
@@ -518,7 +534,6 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
         {row[p_at] for row in accepted if row[p_at]} | {c[2] for c in rejected_contacts if c[2]},
         batch.check_suppression, batch.unwritten)
     by_email, by_phone = index.by_email, index.by_phone
-    unwritten_email, unwritten_phone = batch.unwritten.by_email, batch.unwritten.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, batch.id, batch.seller_id
@@ -531,9 +546,9 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
             lead_id = next(lead_ids)
             holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
-                by_email[email_hash] = unwritten_email[email_hash] = holder
+                by_email[email_hash] = holder
             if phone_hash:
-                by_phone[phone_hash] = unwritten_phone[phone_hash] = holder
+                by_phone[phone_hash] = holder
             append(row + (False, lead_id))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
@@ -542,10 +557,8 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
             holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email.setdefault(email_hash, holder)
-                unwritten_email[email_hash] = holder
             if phone_hash:
                 by_phone.setdefault(phone_hash, holder)
-                unwritten_phone[phone_hash] = holder
             cross += is_cross
             append(row + (is_cross, lead_id))
         else:
@@ -578,6 +591,10 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
+    with_email, with_phone = [r for r in leads if r[e_at]], [r for r in leads if r[p_at]]
+    batch.unwritten.add(  # a lead's id is the last of its values
+        _keys("email", [r[e_at] for r in with_email]) + _keys("phone", [r[p_at] for r in with_phone]),
+        [r[-1] for r in with_email] + [r[-1] for r in with_phone])
     insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), leads, {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
