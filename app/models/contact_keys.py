@@ -4,11 +4,11 @@ Leads carry the keyed hashes of their email and phone (16 bytes each). Finding t
 leads that hold a hash goes through this table instead of an index on each hash
 column: a key is the hash's first 8 bytes as a signed integer with the kind in its
 low bit, stored beside the lead's id as the table's whole primary key (WITHOUT ROWID
-on SQLite: one b-tree, no table behind it). Ingest writes a transaction's keys in key
-order, so a commit rewrites each touched page once where two random 16-byte indexes
-on leads had it rewrite pages all over both. A key only narrows the search: readers
+on SQLite: one b-tree, no table behind it), half the size of an index on one 16-byte
+hash, and ingest writes each chunk's keys in key order; two indexes on leads had every
+stored lead land on a random page of each. A key only narrows the search: readers
 compare the full hash on the lead (`holding`), so two hashes sharing a prefix never
-pass for one person.
+pass for one person, and a key left behind finds nothing.
 
 Leads written through the ORM get their keys here (mapper events); bulk writers
 (ingest, erasure, a failed batch's clean-up) keep them in step themselves through
