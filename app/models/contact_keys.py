@@ -5,7 +5,7 @@ leads that hold a hash goes through this table instead of an index on each hash
 column: a key is the hash's first 8 bytes as a signed integer with the kind in its
 low bit, stored beside the lead's id as the table's whole primary key (WITHOUT ROWID
 on SQLite: one b-tree, no table behind it), half the size of an index on one 16-byte
-hash, and ingest writes each chunk's keys in key order; two indexes on leads had every
+hash, and ingest writes a transaction's keys in key order; two indexes on leads had every
 stored lead land on a random page of each. A key only narrows the search: readers
 compare the full hash on the lead (`holding`), so two hashes sharing a prefix never
 pass for one person, and a key left behind finds nothing.

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Optional
@@ -286,6 +286,8 @@ class BatchRun:
     lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
     created_at: Optional[datetime] = None  # the leads' created_at
     seller_points: int = 8  # the seller's record as a score part (services.scoring)
+    # Contacts of the leads stored since the last commit, whose keys it writes.
+    unwritten: "UnwrittenKeys" = field(default_factory=lambda: UnwrittenKeys())
 
 
 def _run(batch: Batch, path: Path) -> None:
@@ -318,8 +320,10 @@ def _run(batch: Batch, path: Path) -> None:
             _store_chunk(run, block, result, source.bytes_read)
             uncommitted += block.rows
             if uncommitted >= commit_rows or time.monotonic() - opened >= commit_seconds:
+                run.unwritten.write()
                 db.session.commit()
                 uncommitted = 0
+        run.unwritten.write()
         db.session.commit()
     _finish(db.session.get(Batch, run.id), run)
 
@@ -331,6 +335,7 @@ class Holder(NamedTuple):
     batch_id: int
     seller_id: int
     row_number: int
+    lead_id: int = 0
 
 
 # A hash's first 8 bytes as a big-endian signed integer, the rest skipped.
@@ -341,6 +346,44 @@ def _keys(kind: str, hashes: list[bytes]) -> list[int]:
     """contact_keys.key of each hash, for many at once (models.contact_keys)."""
     bit = KIND_BITS[kind]
     return [(prefix & ~1) | bit for prefix, in _PREFIXES.iter_unpack(b"".join(hashes))]
+
+
+@dataclass
+class UnwrittenKeys:
+    """The contact keys of the leads this transaction stored, written all at once, in
+    key order, just before it commits: keys are random, and a commit rewrites every
+    page it touched. Until then later chunks find those leads here (by key, then by
+    their full hashes like any other)."""
+
+    lead_ids: dict[int, int] = field(default_factory=dict)  # key -> lead id
+    shared: list[tuple[int, int]] = field(default_factory=list)  # a key taken already
+
+    def add(self, keys: list[int], lead_ids: list[int]) -> None:
+        taken = self.lead_ids
+        if len(set(keys)) == len(keys) and not taken.keys() & keys:
+            taken.update(zip(keys, lead_ids))
+            return
+        for key, lead_id in zip(keys, lead_ids):  # two hashes with one prefix
+            if taken.setdefault(key, lead_id) != lead_id:
+                self.shared.append((key, lead_id))
+
+    def lead_ids_of(self, keys: list[int]) -> list[int]:
+        taken = self.lead_ids
+        found = [taken[key] for key in keys if key in taken]
+        if self.shared:
+            wanted = set(keys)
+            found += [lead_id for key, lead_id in self.shared if key in wanted]
+        return found
+
+    def write(self) -> None:
+        taken, keys = self.lead_ids, sorted(self.lead_ids)
+        for start in range(0, len(keys), WRITE_ROWS):  # no list of every (key, id) at once
+            contact_keys.store([(key, taken[key]) for key in keys[start:start + WRITE_ROWS]])
+        contact_keys.store(self.shared)
+        self.lead_ids, self.shared = {}, []
+
+
+WRITE_ROWS = 4096
 
 
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
@@ -357,8 +400,7 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     if connection.dialect.name == "postgresql":
         # %b: the array goes in binary; as text, psycopg escapes every bytea element
         # through a regex (measured: 7.9 ms of CPU per 4,000 hashes instead of 1.4 ms).
-        # Planned for each call, never prepared: a plan kept from the first chunks, when
-        # contact_keys was small, scanned it whole for every later chunk.
+        # Planned for each call, never prepared: contact_keys grows fast during an upload.
         return driver.execute(f"{select} {column} = ANY(%b)", (list(values),),
                               prepare=False).fetchall()
     values, rows = list(values), []
@@ -374,17 +416,24 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     return rows
 
 
-def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int
+_HOLDER_COLUMNS = "l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number, l.id"
+
+
+def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int,
+                      unwritten: Optional[UnwrittenKeys] = None
                       ) -> tuple[dict[bytes, Holder], dict[bytes, Holder]]:
     """Stored leads holding these email and phone hashes, by hash: found by key, then
     their full hashes compared (two hashes may share a key)."""
     keys = _keys("email", list(emails)) + _keys("phone", list(phones))
-    found = _matching("SELECT l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number "
-                      "FROM contact_keys k JOIN leads l ON l.id = k.lead_id WHERE", "k.key", set(keys))
+    found = _matching(f"SELECT {_HOLDER_COLUMNS} FROM contact_keys k "
+                      "JOIN leads l ON l.id = k.lead_id WHERE", "k.key", set(keys))
+    if unwritten is not None:  # this batch's own leads come last: they decide the verdict
+        found += _matching(f"SELECT {_HOLDER_COLUMNS} FROM leads l WHERE", "l.id",
+                           set(unwritten.lead_ids_of(keys)))
     by_email: dict[bytes, Holder] = {}
     by_phone: dict[bytes, Holder] = {}
-    for email, phone, batch_id, holder_seller, row_number in found:
-        holder = Holder(batch_id, holder_seller, row_number)
+    for email, phone, batch_id, holder_seller, row_number, lead_id in found:
+        holder = Holder(batch_id, holder_seller, row_number, lead_id)
         for value, wanted, by_hash in ((email, emails, by_email), (phone, phones, by_phone)):
             if value is None or (value := bytes(value)) not in wanted:
                 continue
@@ -415,8 +464,9 @@ class DedupeIndex:
 
     @classmethod
     def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
-             check_suppression: bool = True) -> "DedupeIndex":
-        by_email, by_phone = _existing_by_hash(emails, phones, seller_id)
+             check_suppression: bool = True, unwritten: Optional[UnwrittenKeys] = None
+             ) -> "DedupeIndex":
+        by_email, by_phone = _existing_by_hash(emails, phones, seller_id, unwritten)
         return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed("email", emails) if check_suppression else set(),
                    _suppressed("phone", phones) if check_suppression else set())
@@ -487,33 +537,35 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
         batch.id, batch.seller_id,
         {row[e_at] for row in accepted if row[e_at]} | {c[1] for c in rejected_contacts if c[1]},
         {row[p_at] for row in accepted if row[p_at]} | {c[2] for c in rejected_contacts if c[2]},
-        batch.check_suppression)
+        batch.check_suppression, batch.unwritten)
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, batch.id, batch.seller_id
-    # Ids given here, so that the contact keys (written after the leads) can name them.
+    # Ids given here, so that the contact keys can name their leads.
     lead_ids = iter(allocate_ids(Lead.__table__, len(accepted)))
     for row in accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
         if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email[email_hash] = holder
             if phone_hash:
                 by_phone[phone_hash] = holder
-            append(row + (False, next(lead_ids)))
+            append(row + (False, lead_id))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email.setdefault(email_hash, holder)
             if phone_hash:
                 by_phone.setdefault(phone_hash, holder)
             cross += is_cross
-            append(row + (is_cross, next(lead_ids)))
+            append(row + (is_cross, lead_id))
         else:
             vault = current_vault()
             rejections.append((row[0], code, code, vault.encrypt(message),
@@ -544,16 +596,16 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
+    with_email, with_phone = [r for r in leads if r[e_at]], [r for r in leads if r[p_at]]
+    batch.unwritten.add(  # a lead's id is the last of its values
+        _keys("email", [r[e_at] for r in with_email]) + _keys("phone", [r[p_at] for r in with_phone]),
+        [r[-1] for r in with_email] + [r[-1] for r in with_phone])
     insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), leads, {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
         "created_at": _stored_time(batch.created_at or utcnow()),
         "seller_points": batch.seller_points})
     insert_ready(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections, {})
-    with_email, with_phone = [r for r in leads if r[e_at]], [r for r in leads if r[p_at]]
-    contact_keys.store(list(zip(  # a lead's id is the last of its values
-        _keys("email", [r[e_at] for r in with_email]) + _keys("phone", [r[p_at] for r in with_phone]),
-        [r[-1] for r in with_email] + [r[-1] for r in with_phone])))
     batch.checkpoint = last_row
 
 
