@@ -67,6 +67,10 @@ class Config:
     # ("thread"); with one they go to Celery workers ("celery"). Tests use "eager".
     CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL")
     TASK_MODE = os.environ.get("TASK_MODE") or ("celery" if CELERY_BROKER_URL else "thread")
+    # Real-time leads are stored and matched by a seller thread of the web process
+    # ("thread") or by a process of its own per web process ("process": gunicorn.conf.py;
+    # app.market.seller_process).
+    REALTIME_SELLER = os.environ.get("REALTIME_SELLER", "thread")
 
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or (
         REDIS_URL or "memory://"

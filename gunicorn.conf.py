@@ -14,14 +14,39 @@ Database connections: each process keeps one per thread that may use the databas
 SQLAlchemy's default pool of 5 (+10 opened and closed per use), 48 threads opened a
 new PostgreSQL connection for most requests under load (the server forks a backend
 for each) and the seller thread queued behind request threads for a connection.
+
+Seller process (REALTIME_SELLER=process): each worker's real-time leads are stored and
+matched by a process of its own (app.market.seller_process), not a thread sharing
+the worker's GIL with its request threads.
 """
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "48"))
+# A listening socket per process (SO_REUSEPORT): the kernel spreads new connections
+# over the processes. With the one shared socket, the process that woke first took a
+# client's whole burst of keep-alive connections and kept them, and one process (one
+# core: Python's lock) served a page while the other idled: bench/web.py measured 1.0
+# core busy of 2 on a buyer's pages, 1.4-1.7 with this.
+reuse_port = True
 
 
 def post_fork(server, worker):
     """Before the worker builds the app (config.py reads DB_POOL_SIZE)."""
     os.environ.setdefault("DB_POOL_SIZE", str(worker.cfg.threads + 16))
+    os.environ.setdefault("REALTIME_SELLER", "process")
+
+
+def post_worker_init(worker):
+    """The worker's seller process starts now, not with the first real-time lead."""
+    from app.market import realtime
+
+    realtime.start_seller(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Its seller process ends with the worker (it would also see its socket close)."""
+    from app.market import realtime
+
+    realtime.stop_seller(worker.wsgi)

@@ -72,6 +72,7 @@ def register_url_converters(app) -> None:
 
 def register_extensions(app) -> None:
     from app.core import figures  # noqa: F401 (raises accounts' figure revisions at commit)
+    from app.core import read_autocommit  # noqa: F401 (PostgreSQL reads without BEGIN)
     from app.core.pool import ping_idle_connections
     from app.extensions import csrf, db, limiter, login_manager, mail, migrate
     from app.security import init_security

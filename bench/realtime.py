@@ -8,6 +8,7 @@
     python bench/realtime.py --rates 100,200,300 --seconds 20 --no-sqlite
     python bench/realtime.py --profile 400 --no-sqlite  # in-process cProfile of the path
     python bench/realtime.py --celery 8 --no-sqlite     # webhooks by Celery over Redis
+    python bench/realtime.py --no-sqlite --rates 100,200 --thread-cpu /tmp/cpu  # CPU per lead
 
 What one run does, per backend (PostgreSQL from scripts/pg-test-cluster.sh at
 --pg-dir/--pg-port, default /tmp/leadx-bench-rt-pg:55437, a port no other bench uses,
@@ -40,6 +41,11 @@ generator included"); the load average after each rate is printed. Per rate: lea
 sent, HTTP statuses, webhooks received, lead -> webhook p50/p90/p99/max, POST response
 p50/p90/p99, achieved send rate; at the end the highest rate with p99 < 200 ms.
 Figures: bench/out/realtime-<timestamp>.json, gunicorn's logs beside it.
+
+--thread-cpu DIR: per rate, the CPU of its kept leads (from the first send to the last
+webhook) per lead: the gunicorn workers' threads by role (bench/threadcpu.py, loaded
+through bench/realtime_app.py), their seller processes, PostgreSQL and this process;
+with --cprofile each worker thread's cProfile (CPU clock) is written to DIR by role.
 
 --profile N: instead of the server, N leads through the app in this process (Flask
 test client, TASK_MODE=eager so the webhook is sent inline to the receiver), under
@@ -172,7 +178,7 @@ def lead_body(sub_id: str, i: int) -> dict:
 
 
 async def stream(session, base: str, key: str, receiver: Receiver, rate: float, seconds: float,
-                 tag: str) -> dict:
+                 tag: str, meter=None) -> dict:
     """Open loop: lead i is sent at t0 + i/rate. Returns what each lead did."""
     n = max(1, round(rate * seconds))
     sent, answered, statuses, no_sale = {}, {}, Counter(), 0
@@ -194,6 +200,8 @@ async def stream(session, base: str, key: str, receiver: Receiver, rate: float, 
         answered[sub_id] = time.perf_counter()
 
     tasks = []
+    loop = asyncio.get_running_loop()
+    cpu_before = await loop.run_in_executor(None, meter.read) if meter else None
     t0 = time.perf_counter()
     for i in range(n):
         delay = t0 + i / rate - time.perf_counter()
@@ -205,6 +213,10 @@ async def stream(session, base: str, key: str, receiver: Receiver, rate: float, 
     wait_until = time.perf_counter() + 10
     while time.perf_counter() < wait_until and not all(s in receiver.arrivals for s in sent):
         await asyncio.sleep(0.05)
+    if meter:
+        from threadcpu import per_lead
+
+        cpu_after = await loop.run_in_executor(None, meter.read)
     lat = [(receiver.arrivals[s] - t) * 1000 if s in receiver.arrivals else math.inf
            for s, t in sent.items()]
     api = [(answered[s] - t) * 1000 for s, t in sent.items()]
@@ -212,13 +224,16 @@ async def stream(session, base: str, key: str, receiver: Receiver, rate: float, 
            "statuses": {str(k): v for k, v in statuses.items()}, "201_without_sale": no_sale,
            "webhooks": sum(1 for s in sent if s in receiver.arrivals),
            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    if meter:  # --thread-cpu: the CPU of this rate's kept leads, from send to last webhook
+        res["cpu_ms_per_lead"] = per_lead(cpu_before, cpu_after, n)
     for name, xs in (("lead_to_webhook_ms", lat), ("post_response_ms", api)):
         res[name] = {f"p{p}": round(percentile(xs, p), 1) for p in (50, 90, 99)}
         res[name]["max"] = round(max(xs), 1)
     return res
 
 
-async def run_load(base: str, info: dict, receiver: Receiver, args, label: str) -> list[dict]:
+async def run_load(base: str, info: dict, receiver: Receiver, args, label: str,
+                   meter=None) -> list[dict]:
     import aiohttp
 
     results = []
@@ -229,7 +244,7 @@ async def run_load(base: str, info: dict, receiver: Receiver, args, label: str) 
             await stream(session, base, info["seller_key"], receiver, rate, args.warmup_seconds,
                          f"{label}-w{rate}")
             res = await stream(session, base, info["seller_key"], receiver, rate, args.seconds,
-                               f"{label}-r{rate}")
+                               f"{label}-r{rate}", meter)
             results.append(res)
             lw, api = res["lead_to_webhook_ms"], res["post_response_ms"]
             print(f"  {rate:>5}/s  sent {res['sent_per_s']:>6}/s  {res['leads']:>5} leads  "
@@ -238,6 +253,8 @@ async def run_load(base: str, info: dict, receiver: Receiver, args, label: str) 
                   f"{api['p99']:>7} ms   statuses {res['statuses']}"
                   f"{'  no sale ' + str(res['201_without_sale']) if res['201_without_sale'] else ''}"
                   f"  load {res['loadavg'][0]}", flush=True)
+            if meter:
+                print(f"    CPU ms per lead: {res['cpu_ms_per_lead']}", flush=True)
             if lw["p99"] > 5 * 1000 and rate != args.rates[-1]:
                 print("  (p99 above 5 s: higher rates skipped)", flush=True)
                 break
@@ -268,9 +285,21 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
              "-c", str(args.celery), "-P", "threads", "--without-gossip", "--without-mingle",
              f"--logfile={OUT / f'realtime-{stamp}-{label}-celery.log'}"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    app_module, pg_cpu = "bench.web_app:app", None
+    if args.thread_cpu:
+        cpu_dir = Path(args.thread_cpu, label)
+        shutil.rmtree(cpu_dir, ignore_errors=True)
+        cpu_dir.mkdir(parents=True)
+        env.update(BENCH_THREAD_CPU=str(cpu_dir), BENCH_CPROFILE="1" if args.cprofile else "0")
+        app_module = "bench.realtime_app:app"
+        if label == "postgresql":
+            from threadcpu import PostgresCpu
+
+            pg_cpu = PostgresCpu(args.pg_dir)
+            pg_cpu.start()
     cmd = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
            "-k", "gthread", "--threads", str(args.threads), "--backlog", "2048",
-           "--graceful-timeout", "5", "--error-logfile", str(log_path), "bench.web_app:app"]
+           "--graceful-timeout", "5", "--error-logfile", str(log_path), app_module]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
 
@@ -288,7 +317,12 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
                           "webhook_url": f"{receiver.url}/b{i}"}, timeout=30))
                 reply.raise_for_status()
                 receiver.secrets[f"b{i}"] = reply.json()["webhook_secret"].encode()
-            results = await run_load(base, info, receiver, args, label)
+            meter = None
+            if args.thread_cpu:
+                from threadcpu import Meter
+
+                meter = Meter(server.pid, cpu_dir, pg_cpu)
+            results = await run_load(base, info, receiver, args, label, meter)
             for res in results:
                 res["bad_signatures"] = receiver.bad_signatures
             return results
@@ -305,6 +339,8 @@ def bench_backend(label: str, url: str, args, stamp: str) -> dict:
             except subprocess.TimeoutExpired:
                 process.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+    if pg_cpu is not None:
+        pg_cpu.stop()
     passing = [r["rate"] for r in results if r["lead_to_webhook_ms"]["p99"] < TARGET_MS
                and r["webhooks"] == r["leads"]]
     best = max(passing, default=None)
@@ -450,6 +486,11 @@ def main() -> int:
     parser.add_argument("--pg-port", type=int, default=55437)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile N leads in-process instead of the load run")
+    parser.add_argument("--thread-cpu", metavar="DIR",
+                        help="write each gunicorn thread's CPU to DIR and print the CPU per "
+                             "lead by thread role, PostgreSQL and this process")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="with --thread-cpu: a cProfile per worker thread, per role, in DIR")
     parser.add_argument("--quick", action="store_true", help="SQLite, 20 and 60/s, 4 s each")
     args = parser.parse_args()
     if args.quick:

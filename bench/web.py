@@ -20,8 +20,9 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
      measures the same pages with a million leads. Then an API key for the first demo
      buyer and one for the first demo seller (`accounts.create_api_key`), who are also
      the ones logged in.
-  2. Server: the real app under gunicorn (`-w --workers -k gthread --threads --threads`,
-     default 2 x 4) on 127.0.0.1 at a free port, through bench/web_app.py: `create_app`
+  2. Server: the real app under gunicorn with the repository's gunicorn.conf.py (a
+     listening socket per process, `reuse_port`) and `-w --workers -k gthread --threads
+     --threads`, default 2 x 4, on 127.0.0.1 at a free port, through bench/web_app.py: `create_app`
      configured by the environment like wsgi.py (APP_ENV=development: its fixed keys
      and plain-HTTP cookies, otherwise the production settings, including the 300 s
      market-statistics cache; TASK_MODE=thread, no Celery) with Flask-Limiter turned

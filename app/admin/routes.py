@@ -5,17 +5,17 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from app.admin import bp
+from app.admin import bp, overview
 from app.admin.forms import ManualCreditForm, ManualDebitForm, ManualPayoutForm, TrustForm
 from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
-from app.models import AccountKind, AuditEvent, Role, User
+from app.models import AuditEvent, Role, User
 from app.money import receipts
 from app.people.membership import account_of
 from app.services import (
-    accounts, bank_transfers, ledger, manual_payouts, market_stats, memo, trust,
+    accounts, bank_transfers, ledger, manual_payouts, market_stats, trust,
 )
 
 PAGE_SIZE = 50
@@ -30,18 +30,8 @@ def escape_like(text: str) -> str:
 def dashboard():
     days = bounds.COUNT.take(request.args.get("days", "30"), "days")
     days = days if days in market_stats.PERIODS else 30
-    users_by_role = dict(
-        db.session.execute(select(User.role, func.count()).group_by(User.role)).all()
-    )
-    return render_template(
-        "admin/dashboard.html",
-        users_by_role={role.value: users_by_role.get(role, 0) for role in Role},
-        commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
-        reconciliation=ledger.reconcile(),
-        market=memo.cached(("marketplace", days), lambda: market_stats.marketplace(days),
-                           version=market_stats.marketplace_version()),
-        periods=market_stats.PERIODS,
-    )
+    return render_template("admin/dashboard.html", overview=overview.overview(days),
+                           periods=market_stats.PERIODS)
 
 
 @bp.route("/users")

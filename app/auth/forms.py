@@ -149,4 +149,8 @@ class ProfileForm(FlaskForm):
         "Time zone", validators=[DataRequired(), Length(max=64)],
         description="New orders count their caps and schedules in it, e.g. Europe/Madrid.",
         render_kw={"list": "timezones", "autocomplete": "off", "spellcheck": "false"})
+    named_on_forms = BooleanField(
+        "Sellers may name my company on their lead forms",
+        description="People who agree on such a form agree to be contacted by the buyers it "
+                    "names, and its leads are sold to those buyers alone. Shown under your name.")
     submit = SubmitField("Save")

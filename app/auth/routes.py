@@ -108,9 +108,11 @@ def password():
 def profile():
     user = current_user._get_current_object()
     form = ProfileForm(obj=user)
+    nameable = accounts.may_be_named(user)
     if form.validate_on_submit():
         try:
-            accounts.update_profile(user, form.display_name.data or "", form.timezone.data)
+            accounts.update_profile(user, form.display_name.data or "", form.timezone.data,
+                                    form.named_on_forms.data if nameable else None)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -118,7 +120,8 @@ def profile():
         else:
             flash("Saved.", "success")
             return redirect(url_for("auth.profile"))
-    return render_template("auth/profile.html", form=form, zones=accounts.timezone_names())
+    return render_template("auth/profile.html", form=form, zones=accounts.timezone_names(),
+                           nameable=nameable)
 
 
 @bp.route("/api-keys", methods=["GET", "POST"])

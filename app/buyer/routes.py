@@ -4,7 +4,7 @@ the KPI page comparing orders."""
 from dataclasses import asdict
 
 from flask import (
-    Response, current_app, flash, get_template_attribute, jsonify, make_response, redirect,
+    Response, current_app, flash, jsonify, make_response, redirect,
     render_template, request,
     stream_with_context, url_for,
 )
@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.auth.sessions import current_account
 from app.core import bounds
 from app.auth.forms import ConfirmForm
-from app.buyer import bp, worklist
+from app.buyer import bp, lead_rows, worklist
 from app.buyer.balance import problems_linked
 from app.buyer.delivery import deliveries_context
 from app.buyer.forms import (
@@ -140,13 +140,19 @@ def _journey_href() -> str:
     return url_for("buyer.journey", lead_id=1).replace("/1/", "/{id}/")
 
 
+def _row_links(order: Order) -> lead_rows.RowLinks:
+    """The URLs rows use, built once, with the row's id put in by `str.format`."""
+    return lead_rows.RowLinks(url_for("buyer.record_outcome", order_id=order.id),
+                              _return_href(), _journey_href())
+
+
 def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
-    """What templates/buyer/_worklist.html needs; the URLs rows use are built once,
-    with the row's id put in by `str.format`, not one url_for per row."""
-    return {"order": order, "leads": worklist.page(order, view), "view": view,
+    """What templates/buyer/_worklist.html needs, its rows' HTML included."""
+    leads = worklist.page(order, view)
+    return {"order": order, "leads": leads, "view": view,
+            "rows_html": lead_rows.rows_html(leads.rows, _row_links(order)),
             "outcomes": worklist.OUTCOMES, "return_states": worklist.RETURN_STATES,
             "temperatures": worklist.TEMPERATURES, "search_help": worklist.SEARCH_HELP,
-            "return_href": _return_href(), "journey_href": _journey_href(),
             **extra}
 
 
@@ -330,9 +336,8 @@ def record_outcome(order_id: int):
         flash(f"Sale {sale_id}: {error}" if error else f"Sale {sale_id}: outcome saved.",
               "danger" if error else "success")
         return redirect(url_for("buyer.order_detail", order_id=order.id))
-    lead_row = get_template_attribute("buyer/_lead_row.html", "lead_row")
-    return lead_row(worklist.row(order, sale_id), url_for("buyer.record_outcome", order_id=order.id),
-                    _return_href(), _journey_href(), error=error, saved=error is None)
+    return lead_rows.row_html(worklist.row(order, sale_id), _row_links(order), error=error,
+                              saved=error is None)
 
 
 @bp.route("/orders/<int:order_id>/outcomes", methods=["POST"])

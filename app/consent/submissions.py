@@ -134,6 +134,8 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
         codes = exc.details.get("codes") or [exc.code]
         raise FormRefused(visitor_problems(codes, answers, form.default_country, exc.message),
                           code=exc.code) from None
+    if version.named_buyers:  # the person agreed to those buyers alone
+        lead.consent_scope_id = version.id
     public_id = secrets.token_urlsafe(12)
     contact = current_vault().open_contact(lead.contact_enc)
     key = certificates.certificate_key(current_vault(), public_id)

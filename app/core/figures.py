@@ -13,9 +13,14 @@ aggregates, never personal data. A commit in any process raises the revision in 
 database, so every process's entries go stale at once; read before the figures, the
 revision can only be older than the data the figures were computed from, never newer.
 
+An account's money is among its figures: the ledger says whose accounts every
+movement touches (app/services/ledger.py writes every entry), so balances and
+statements are kept per revision too.
+
 With FIGURES_CHECK_WRITES (the testing configuration), a commit that wrote to sales,
-returns, sale_outcomes or spot_checks without saying whose figures changed raises:
-a write path that forgets `changed()` fails the test suite."""
+returns, sale_outcomes, spot_checks or ledger_entries without saying whose figures
+changed raises: a write path that forgets `changed()` fails the test suite (a
+movement between the exchange's own accounts says so with no account)."""
 import re
 import threading
 from collections import OrderedDict
@@ -37,7 +42,7 @@ _CONNECTION = "figures_connection"  # session.info: its transaction's connection
 _CHECKED, _WROTE = "figures_checked", "figures_wrote"  # connection.info, for the check
 _MISSING = object()
 WATCHED = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?'
-                     r'(sales|returns|sale_outcomes|spot_checks)\b', re.I)
+                     r'(sales|returns|sale_outcomes|spot_checks|ledger_entries)\b', re.I)
 
 
 def changed(*user_ids) -> None:
@@ -113,7 +118,7 @@ def _forget(session: Session, transaction) -> None:
 def _check(session: Session, conn) -> None:
     session.flush()  # what the commit would flush is written now, and seen
     table = conn.info.pop(_WROTE, None)
-    if table and not session.info.get(_CHANGED):
+    if table and _CHANGED not in session.info:
         raise AssertionError(f"a transaction wrote to {table} and is committing without "
                              "app.core.figures.changed(): the figures of the accounts it "
                              "changed would stay stale")

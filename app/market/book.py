@@ -79,6 +79,8 @@ class Candidate:
     person_hashes: tuple[bytes, ...]
     buyers: set = field(default_factory=set)  # buyers who already have this lead
     batch_id: Optional[int] = None  # copied onto its sales, for per-batch figures
+    # §14: the buyers a hosted form named, to whom alone the person agreed (None: any).
+    consent_scope: Optional[frozenset] = None
 
 
 def person_hashes(email_hash: Optional[bytes], phone_hash: Optional[bytes]) -> tuple[bytes, ...]:

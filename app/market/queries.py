@@ -13,7 +13,9 @@ from app.core import bounds
 from app.market import rules
 from app.market import schedule as order_schedule
 from app.market.filters import Filters
-from app.models import BuyerSuppression, Lead, Order, Return, ReturnStatus, Sale, User
+from app.models import (
+    BuyerSuppression, Lead, NamedBuyer, Order, Return, ReturnStatus, Sale, User,
+)
 from app.models.types import utcnow
 
 
@@ -66,8 +68,8 @@ _COUNT_LIMIT = 200_000  # leads counted one by one (interests, arrival times) at
 def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User] = None,
              schedule: Optional[list] = None, timezone: str = "UTC") -> Estimate:
     """What an order with these filters would find now, and what similar orders paid.
-    For a buyer, leads they already bought or whose person they listed (§14) do not
-    count: no order sells them those.
+    For a buyer, leads they already bought, whose person they listed or whose form
+    named other buyers (§14) do not count: no order sells them those.
     With a schedule (as the buyer sends it), whether a lead arriving now would be
     bought and at what price, and how much of last week's matching supply arrived
     inside its windows."""
@@ -78,6 +80,7 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
         conditions.append(rules.not_bought_by(buyer.id, Lead.id, Sale))
         conditions.append(~rules.listed_by(buyer.id, Lead.email_hash, Lead.phone_hash,
                                            BuyerSuppression))
+        conditions.append(rules.consent_covers(buyer.id, Lead.consent_scope_id, NamedBuyer))
     if price is not None:
         conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=price)))
     count = _count(filters, conditions)

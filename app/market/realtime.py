@@ -8,7 +8,9 @@ matches them in one `jobs.match_leads` (one order book, one group of fills with
 their ledger transactions, one webhook run). Each request then gets its own lead's
 verdict. Nothing waits on purpose: a lead arriving alone is sold alone at once, and
 leads group only while the thread is busy with earlier ones, so a group's cost is
-shared exactly when the load needs it (bench/realtime.py).
+shared exactly when the load needs it (bench/realtime.py). Under gunicorn the seller
+thread runs in a process of its own per web process (REALTIME_SELLER = "process":
+app.market.seller_process), so it does not queue for the GIL behind request threads.
 
 Every rule is checked as it is for a single lead: duplicates within a group are
 refused like duplicates of stored leads, and the matcher re-checks each fill under
@@ -89,12 +91,34 @@ class SellerThread:
 _starting = threading.Lock()
 
 
-def _seller_thread(app: Flask) -> SellerThread:
+def _seller_thread(app: Flask):
+    """This process's seller: a thread, or with REALTIME_SELLER = "process" a process
+    of its own (app.market.seller_process)."""
     with _starting:
         thread = app.extensions.get(EXTENSION)
-        if thread is None or thread.pid != os.getpid():  # a forked worker starts its own
-            thread = app.extensions[EXTENSION] = SellerThread(app)
+        # A forked worker starts its own; a seller process that ended is started again.
+        if thread is None or thread.pid != os.getpid() or not getattr(thread, "alive", True):
+            if app.config["REALTIME_SELLER"] == "process":
+                from app.market.seller_process import SellerProcess
+
+                thread = SellerProcess(app)
+            else:
+                thread = SellerThread(app)
+            app.extensions[EXTENSION] = thread
         return thread
+
+
+def start_seller(app) -> None:
+    """Start this process's seller now (a web worker at boot), if `app` is the Flask app."""
+    if isinstance(app, Flask):
+        _seller_thread(app)
+
+
+def stop_seller(app) -> None:
+    """End this process's seller process, if it has one (a web worker as it exits)."""
+    seller = app.extensions.get(EXTENSION) if isinstance(app, Flask) else None
+    if seller is not None and hasattr(seller, "close") and seller.pid == os.getpid():
+        seller.close()
 
 
 def sell_group(group: list[Arrival]) -> None:

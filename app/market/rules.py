@@ -277,8 +277,17 @@ def order_finished(order, n: int, price: int, least: int) -> bool:
 
 def buyer_may_take(buyer_id: int, lead) -> bool:
     """§4 rule 2 in planning: never twice to the same buyer, never to its own seller
-    (`lead.buyers`: who already has it)."""
-    return buyer_id not in lead.buyers and buyer_id != lead.seller_id
+    (`lead.buyers`: who already has it); and §14: a lead whose form named its buyers
+    goes to those alone (`lead.consent_scope`)."""
+    return (buyer_id not in lead.buyers and buyer_id != lead.seller_id
+            and (lead.consent_scope is None or buyer_id in lead.consent_scope))
+
+
+def consent_covers(buyer_id, scope_id, table) -> sa.ColumnElement:
+    """§14 in SQL: the lead's form named no buyers (`scope_id` NULL), or named this one
+    (`table`: the forms' named buyers)."""
+    return sa.or_(scope_id.is_(None), sa.exists().where(table.version_id == scope_id,
+                                                        table.buyer_id == buyer_id))
 
 
 def not_bought_by(buyer_id, lead_id, sale_table) -> sa.ColumnElement:

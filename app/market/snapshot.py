@@ -16,7 +16,8 @@ from app.market import rules
 from app.market.book import Candidate, Claims, OrderBook, Slot, person_hashes
 from app.market.filters import Filters
 from app.models import (
-    BuyerSuppression, EmailDelivery, Lead, Order, PersonClaim, PersonListing, Sale, User,
+    BuyerSuppression, EmailDelivery, Lead, NamedBuyer, Order, PersonClaim, PersonListing, Sale,
+    User,
 )
 from app.models.leads import utc_day
 
@@ -25,7 +26,7 @@ LEAD_COLUMNS = (Lead.id, Lead.seller_id, Lead.age, Lead.gender, Lead.region, Lea
                 sa.cast(Lead.interests, sa.Text).label("interests"), Lead.consent_at, Lead.cap,
                 Lead.sold_count, Lead.floor_price,
                 (Lead.score_base + Lead.seller_points).label("score_points"),
-                Lead.email_hash, Lead.phone_hash, Lead.batch_id)
+                Lead.email_hash, Lead.phone_hash, Lead.batch_id, Lead.consent_scope_id)
 
 
 _INTERESTS = [column.key for column in LEAD_COLUMNS].index("interests")
@@ -37,17 +38,35 @@ def candidates(rows) -> list[Candidate]:
     # Interests come as JSON text, decoded once per distinct list: leads share a few
     # lists, and the driver's per-row JSON decoding was a fifth of loading them.
     decoded: dict[Optional[str], tuple] = {}
+    scoped: list[tuple[Candidate, int]] = []  # leads of forms that named their buyers
     for row in rows:
-        *fields_, email_hash, phone_hash, batch_id = row
+        *fields_, email_hash, phone_hash, batch_id, scope_id = row
         text = fields_[_INTERESTS]
         interests = decoded.get(text)
         if interests is None:
             interests = decoded[text] = tuple(json.loads(text)) if text else ()
         fields_[_INTERESTS] = interests
-        out.append(Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
-                             batch_id=batch_id))
+        lead = Candidate(*fields_, person_hashes=person_hashes(email_hash, phone_hash),
+                         batch_id=batch_id)
+        out.append(lead)
+        if scope_id is not None:
+            scoped.append((lead, scope_id))
+    if scoped:
+        buyers = named_buyers({scope_id for _, scope_id in scoped})
+        for lead, scope_id in scoped:
+            lead.consent_scope = buyers[scope_id]
     return out
 
+
+def named_buyers(version_ids: set[int]) -> dict[int, frozenset]:
+    """The buyers each of these form versions named (§14)."""
+    found: dict[int, set] = {version_id: set() for version_id in version_ids}
+    for chunk in id_chunks(sorted(version_ids)):
+        for version_id, buyer_id in db.session.execute(
+                sa.select(NamedBuyer.version_id, NamedBuyer.buyer_id)
+                .where(in_(NamedBuyer.version_id, chunk, sa.Integer))):
+            found[version_id].add(buyer_id)
+    return {version_id: frozenset(ids) for version_id, ids in found.items()}
 
 
 def load_leads(lead_ids: list[int]) -> list[Candidate]:
@@ -250,6 +269,7 @@ def inventory_for(slot: Slot, now: datetime, after: Optional[tuple], limit: int
                     rules.not_bought_by(slot.buyer_id, Lead.id, Sale),
                     ~rules.listed_by(slot.buyer_id, Lead.email_hash, Lead.phone_hash,
                                      BuyerSuppression),
+                    rules.consent_covers(slot.buyer_id, Lead.consent_scope_id, NamedBuyer),
                     *slot.filters.sql_conditions(now))
              # The order of (consent_at, id), led by the day ix_leads_status_consent_day
              # keys leads by: the index gives the days in order, a day is sorted alone.

@@ -2,7 +2,7 @@
 from app.models.audit import AuditEvent
 from app.models.contact_keys import ContactKey
 from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
-from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion
+from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion, NamedBuyer
 from app.models.leads import (
     LISTED_STATUSES,
     Batch,
@@ -59,6 +59,7 @@ __all__ = [
     "ConsentCertificate",
     "LeadForm",
     "LeadFormVersion",
+    "NamedBuyer",
     "AccountLink",
     "LinkPurpose",
     "RecoveryCode",

@@ -4,7 +4,11 @@ A form's words that the person reads and agrees to (fields, consent text, the bu
 disclosed) live in versions: editing them adds a version, and a certificate names the
 exact version its person was shown. A certificate holds no contact: the person's IP,
 like their name and phone, stays in the lead's sealed blob; the certificate keeps a
-keyed hash that ties it to the contacts its buyers received."""
+keyed hash that ties it to the contacts its buyers received.
+
+A version may name buyers of the exchange instead of describing kinds of buyer: then
+the person agreed to be contacted by those buyers alone, and the version's leads go
+to no one else (app.market.rules.buyer_may_take)."""
 from datetime import datetime
 from typing import Any, Optional
 
@@ -59,6 +63,21 @@ class LeadFormVersion(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     form: Mapped[LeadForm] = relationship(back_populates="versions")
+    named_buyers: Mapped[list["NamedBuyer"]] = relationship(order_by="NamedBuyer.buyer_id",
+                                                            cascade="all, delete-orphan")
+
+    @property
+    def named_buyer_ids(self) -> tuple[int, ...]:
+        return tuple(named.buyer_id for named in self.named_buyers)
+
+
+class NamedBuyer(db.Model):
+    """A buyer account a form version names: the only ones its leads may be sold to."""
+    __tablename__ = "lead_form_named_buyers"
+
+    version_id: Mapped[int] = mapped_column(sa.ForeignKey("lead_form_versions.id"),
+                                            primary_key=True)
+    buyer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
 
 
 class ConsentCertificate(db.Model):

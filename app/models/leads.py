@@ -170,6 +170,10 @@ class Lead(db.Model):
     city: Mapped[Optional[str]] = mapped_column(sa.String(255))
     postal_code: Mapped[Optional[str]] = mapped_column(sa.String(16))
 
+    # SPEC §14: the form version whose named buyers alone the person agreed to be
+    # contacted by (None: any buyer). Fixed at submission, like the consent.
+    consent_scope_id: Mapped[Optional[int]] = mapped_column(
+        sa.ForeignKey("lead_form_versions.id"))
     cross_seller_duplicate: Mapped[bool] = mapped_column(default=False)
     # SPEC §14: the phone is on its country's national do-not-call list
     # (app.services.do_not_call): never sold for phone contact, has_phone is off.

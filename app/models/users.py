@@ -74,6 +74,9 @@ class User(UserMixin, db.Model):
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
     # A buyer is told when their available balance falls below this (minor units).
     low_balance_threshold: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
+    # A buyer who lets sellers name their company on hosted forms (SPEC §14): the
+    # people who agree on such a form agree to be contacted by the buyers named.
+    named_on_forms: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Raised with every change to the figures the account's pages aggregate
     # (app/core/figures.py): figures computed at the same revision are still right.
     figures_revision: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")

@@ -2,7 +2,8 @@
 link, embed snippet, versions and latest certificates."""
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
-from wtforms import StringField, TextAreaField
+from wtforms import RadioField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from app.auth.sessions import current_account
@@ -29,9 +30,14 @@ class LeadFormForm(BatchTermsForm):
     consent_text = TextAreaField(
         "Consent text", render_kw={"rows": 5}, description="Shown next to the box the person ticks. Editing it "
         "makes a new version; every certificate keeps the version its person saw.")
+    audience = RadioField("Who may contact them", default="described", choices=[
+        SelectChoice("described", "Buyers I describe: any buyer on the exchange may buy its leads"),
+        SelectChoice("named", "Buyers I name: only they may buy its leads")])
     disclosed_buyers = TextAreaField(
-        "Buyers or kinds of buyer who may contact them",
+        "Kinds of buyer who may contact them",
         description="One a line, e.g. “Licensed insurance agents in your state”.")
+    named_buyers = SelectMultipleField("Buyers named on the form", coerce=int,
+                                       validate_choice=False)
     sub_id = StringField("Source (sub_id) of its leads", validators=[Length(max=255)],
                          description="Empty: “form” and the form's id.")
     thank_you_message = TextAreaField("Thank-you message")
@@ -51,9 +57,11 @@ def _chosen_fields() -> list[dict]:
 
 
 def _spec(form: LeadFormForm, fields: list[dict]) -> builder.FormSpec:
+    named = form.audience.data == "named"
     return builder.FormSpec(
         name=form.name.data or "", fields=fields, consent_text=form.consent_text.data or "",
-        disclosed_buyers=form.disclosed_buyers.data or "",
+        disclosed_buyers="" if named else form.disclosed_buyers.data or "",
+        named_buyers=tuple(form.named_buyers.data or ()) if named else (),
         default_country=form.default_country.data or "",
         floor_price=form.floor_price.minor_units or 0, cap=form.cap.data,
         sub_id=form.sub_id.data, thank_you_message=form.thank_you_message.data or "",
@@ -62,7 +70,8 @@ def _spec(form: LeadFormForm, fields: list[dict]) -> builder.FormSpec:
 
 def _builder_page(form: LeadFormForm, fields: list[dict], lead_form=None, status=200):
     return render_template("seller/lead_form_edit.html", form=form, lead_form=lead_form,
-                           catalogue=FORM_FIELDS, chosen={f["name"]: f for f in fields}), status
+                           catalogue=FORM_FIELDS, chosen={f["name"]: f for f in fields},
+                           nameable=builder.nameable_buyers()), status
 
 
 def _save(form: LeadFormForm, lead_form=None):
@@ -112,7 +121,10 @@ def lead_form(form_id: int):
     version = lead_form.current
     form = LeadFormForm(data={
         "name": lead_form.name, "consent_text": version.consent_text,
-        "disclosed_buyers": version.disclosed_buyers, "default_country": lead_form.default_country,
+        "audience": "named" if version.named_buyers else "described",
+        "disclosed_buyers": "" if version.named_buyers else version.disclosed_buyers,
+        "named_buyers": list(version.named_buyer_ids),
+        "default_country": lead_form.default_country,
         "floor_price": lead_form.floor_price, "cap": lead_form.cap, "sub_id": lead_form.sub_id,
         "thank_you_message": lead_form.thank_you_message,
         "thank_you_url": lead_form.thank_you_url})
@@ -126,5 +138,6 @@ def lead_form(form_id: int):
     return render_template(
         "seller/lead_form_edit.html", form=form, lead_form=lead_form, catalogue=FORM_FIELDS,
         chosen={f["name"]: f for f in version.fields}, recent=recent,
+        nameable=builder.nameable_buyers(),
         link=url_for("consent.lead_form", public_id=lead_form.public_id, _external=True),
         embed_src=url_for("static", filename="js/leadx-embed.js", _external=True))

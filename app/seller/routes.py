@@ -52,10 +52,10 @@ def _batch_figures(batches: list[Batch], sources: bool = False) -> dict:
 @bp.route("/")
 def dashboard():
     batches = _recent_batches(10)
+    balance, statement = figures.kept(current_account, "money", None, lambda: (
+        ledger.balance_for(current_account), ledger.statement_for(current_account, limit=20)))
     return render_template(
-        "seller/dashboard.html",
-        balance=ledger.balance_for(current_account),
-        statement=ledger.statement_for(current_account, limit=20),
+        "seller/dashboard.html", balance=balance, statement=statement,
         batches=batches, **_batch_figures(batches, sources=True),
         feedback=figures.kept(current_account, "seller_feedback", None,
                               lambda: market_stats.seller_feedback(current_account)),

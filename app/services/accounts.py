@@ -136,14 +136,22 @@ def sign_up(email: str, password: str, role: Role | str, display_name: str = "",
                        timezone=timezone)
 
 
-def update_profile(user: User, display_name: str, timezone: str) -> None:
-    """A user's own name and time zone (the default zone of the orders they place).
+def may_be_named(user: User) -> bool:
+    """A buyer account (not a member of one) may let sellers name it on forms (§14)."""
+    return user.role == Role.BUYER and user.account_holder_id is None
+
+
+def update_profile(user: User, display_name: str, timezone: str,
+                   named_on_forms: Optional[bool] = None) -> None:
+    """A user's own name and time zone (the default zone of the orders they place), and
+    for a buyer account whether sellers may name it on their forms (`None`: unchanged).
     Operation: flushes; audited when something changed."""
     display_name = display_name.strip() or user.email.split("@")[0]
     timezone = check_timezone(timezone.strip())
-    changed = {field: value for field, value in
-               (("display_name", display_name), ("timezone", timezone))
-               if getattr(user, field) != value}
+    wanted = [("display_name", display_name), ("timezone", timezone)]
+    if named_on_forms is not None and may_be_named(user):
+        wanted.append(("named_on_forms", named_on_forms))
+    changed = {field: value for field, value in wanted if getattr(user, field) != value}
     if not changed:
         return
     for field, value in changed.items():

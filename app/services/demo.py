@@ -35,6 +35,8 @@ DEMO_USERS = [
     ("buyer", "bank@demo.example.com", "Northbank Mortgages", None),
 ]
 DEMO_BUYER_FUNDS = 500_000  # minor units each
+# Buyers who let sellers name them on hosted forms (SPEC §14).
+DEMO_NAMED_BUYERS = {"insurer@demo.example.com"}
 # (seller email, seed, rows, floor price, cap, site)
 DEMO_BATCHES = [
     ("blogger@demo.example.com", 1, 400, 150, 2, "healthy-living.example.com"),
@@ -78,6 +80,7 @@ def load_demo() -> list[DemoLogin]:
         if user.is_admin:
             two_factor.enable_with_seed(user, DEMO_ADMIN_TOTP_SEED)
         if user.is_buyer:
+            user.named_on_forms = email in DEMO_NAMED_BUYERS
             ledger.manual_credit(user, DEMO_BUYER_FUNDS, reason="Demo opening balance",
                                  actor=None, idempotency_key=f"demo:opening:{user.id}")
         logins.append(DemoLogin(role, email, DEMO_PASSWORD))

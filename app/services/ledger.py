@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.core import bounds, events
+from app.core import bounds, events, figures
 from app.core.bulk import allocate_ids, bulk_insert
 from app.core.dialect import locked, postgres, update_many
 from app.errors import DomainError, InsufficientFunds, ValidationFailed
@@ -55,10 +55,12 @@ class AccountRef:
     kind: AccountKind
     currency: str
     allow_negative: bool
+    user_id: Optional[int] = None  # the owner, None for the exchange's own accounts
 
     @classmethod
     def of(cls, account: LedgerAccount) -> "AccountRef":
-        return cls(account.id, account.kind, account.currency, account.allow_negative)
+        return cls(account.id, account.kind, account.currency, account.allow_negative,
+                   account.user_id)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def post(
 ) -> LedgerTransaction:
     """Apply one balanced transaction, or raise and apply nothing."""
     postings = _balanced(postings)
+    _moved(postings)
     try:
         with db.session.begin_nested():
             transaction = LedgerTransaction(
@@ -254,8 +257,16 @@ def write_transactions(movements: list[Movement], at: datetime) -> tuple[list[in
     bulk_insert(LedgerTransaction.__table__,
                 ("id", "kind", "idempotency_key", "memo", "created_at"),
                 [(txn, m.kind, m.idempotency_key, m.memo, at) for txn, m in zip(ids, movements)])
+    _moved(posting for postings in checked for posting in postings)
     bulk_insert(LedgerEntry.__table__, ("transaction_id", "account_id", "amount"), entries)
     return ids, deltas
+
+
+def _moved(postings: Iterable[Posting]) -> None:
+    """An account's money is among its figures (balances and statement on its pages):
+    every movement says whose, here where every ledger entry is written (before
+    writing: a refused movement rolled back to its savepoint wrote entries too)."""
+    figures.changed(*{posting.account.user_id for posting in postings})
 
 
 def move_balances(deltas: dict[int, int]) -> None:

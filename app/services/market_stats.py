@@ -232,11 +232,13 @@ class Marketplace:
 
 def marketplace_version() -> tuple:
     """What the marketplace figures are computed from, fingerprinted in one indexed
-    read: every sale, return and order moves money on the ledger, and every upload adds
-    leads. A cached marketplace of another fingerprint is stale (memo.cached)."""
+    read: every sale, return and order moves money on the ledger, every upload adds
+    leads and every sign-up a user. A cached marketplace of another fingerprint is stale
+    (memo.cached)."""
     return tuple(db.session.execute(sa.select(
         sa.select(sa.func.max(LedgerTransaction.id)).scalar_subquery(),
-        sa.select(sa.func.max(Lead.id)).scalar_subquery())).one())
+        sa.select(sa.func.max(Lead.id)).scalar_subquery(),
+        sa.select(sa.func.max(User.id)).scalar_subquery())).one())
 
 
 def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:

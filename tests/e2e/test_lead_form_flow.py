@@ -50,7 +50,7 @@ def test_a_blogger_embeds_a_form_and_the_certificate_records_typed_and_pasted(
     page.get_by_label("Title of the form").fill("Solar quotes")
     page.get_by_label("Phone", exact=True).check()
     page.get_by_label("Phone required").check()
-    page.get_by_label("Buyers or kinds of buyer").fill("Solar installers in your state")
+    page.get_by_label("Kinds of buyer who may contact them").fill("Solar installers in your state")
     page.get_by_label("Thank-you message").fill("Thanks! An installer will call you.")
     page.get_by_role("button", name="Create form").click()
     expect(page.get_by_text("Form saved.")).to_be_visible()
@@ -121,3 +121,26 @@ def test_a_blogger_embeds_a_form_and_the_certificate_records_typed_and_pasted(
     expect(page.locator(".consent-text")).to_contain_text("companies named below")
     expect(page.locator("dl.certificate")).to_contain_text(f"{blog_origin}/solar.html")
     expect(page.locator("dl.certificate")).not_to_contain_text("utm_source")
+
+
+def test_a_blogger_names_a_buyer_and_the_builder_shows_the_choice_it_needs(page, live_server):
+    verified_seller(email="namer@example.com")
+    acme = funded_buyer(email="acme@example.com", display_name="Acme Insurance")
+    acme.named_on_forms = True
+    db.session.commit()
+
+    log_in_page(page, "namer@example.com")
+    page.goto(f"{live_server}/seller/forms/new")
+    kinds = page.get_by_label("Kinds of buyer who may contact them")
+    expect(kinds).to_be_visible()
+    expect(page.get_by_label("Acme Insurance")).to_be_hidden()
+    page.get_by_label("Buyers I name: only they may buy its leads").check()
+    expect(kinds).to_be_hidden()
+    page.get_by_label("Acme Insurance").check()
+    page.get_by_label("Title of the form").fill("Insurance quotes")
+    page.get_by_role("button", name="Create form").click()
+    expect(page.get_by_text("Form saved.")).to_be_visible()
+    expect(page.get_by_label("Acme Insurance")).to_be_checked()
+    expect(kinds).to_be_hidden()
+    form = db.session.scalar(sa.select(LeadForm).where(LeadForm.name == "Insurance quotes"))
+    assert form.current.named_buyer_ids == (acme.id,)

@@ -1,0 +1,95 @@
+"""Real-time leads stored and matched by a seller process of the web process
+(REALTIME_SELLER = "process", app.market.seller_process): the same answers as the
+seller thread gives (a stored lead with its sales, a duplicate's verdict), the
+webhooks sent from that process, the market's rules held, and a process that died
+started again by the next lead."""
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.market import realtime
+from app.market.seller_process import SellerProcess
+from app.models import Lead, Sale
+from tests.market_helpers import funded_buyer, place, verified_seller
+from tests.market_invariants import assert_market_invariants
+from tests.receiver import Receiver
+from tests.test_realtime_groups import TERMS, visitor
+
+
+@pytest.fixture
+def seller_process(app, monkeypatch):
+    monkeypatch.setitem(app.config, "REALTIME_SELLER", "process")
+    app.extensions.pop(realtime.EXTENSION, None)
+    yield
+    seller = app.extensions.pop(realtime.EXTENSION, None)
+    if isinstance(seller, SellerProcess):
+        seller.close()
+
+
+def post_all(app, headers, bodies):
+    start = threading.Barrier(len(bodies))
+
+    def post(body):
+        with app.app_context():
+            client = app.test_client()
+            start.wait()
+            return client.post("/api/v1/leads", headers=headers, json=body)
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(post, bodies))
+
+
+def test_leads_are_stored_sold_and_answered_by_the_seller_process(app, api_key_for, seller_process):
+    crm = Receiver()
+    try:
+        seller, buyer = verified_seller(), funded_buyer(amount=5 * 700)  # money for 5 leads
+        place(buyer, 700, quantity=5, webhook_url=crm.url)
+        headers = api_key_for(seller)
+        # Visitors 0-7, and visitors 0 and 1 again (their copies, posted at once).
+        replies = post_all(app, headers, [{**visitor(i % 8), **TERMS} for i in range(10)])
+        seller_side = app.extensions[realtime.EXTENSION]
+        assert isinstance(seller_side, SellerProcess)
+        assert seller_side.process.pid != os.getpid() and seller_side.process.poll() is None
+        created = [r.json for r in replies if r.status_code == 201]
+        refused = [r.json for r in replies if r.status_code != 201]
+        assert len(created) == 8 and len(refused) == 2, [r.json for r in replies]
+        assert all(r["error"]["code"] == "duplicate_own" for r in refused)  # the verdict, as is
+        db.session.expire_all()
+        for reply in created:  # each answer is its own, stored lead's
+            assert db.session.get(Lead, reply["id"]).status.value == reply["status"]
+            sales = db.session.scalars(sa.select(Sale).where(Sale.lead_id == reply["id"])).all()
+            assert [s["sale_id"] for s in reply["sales"]] == [s.id for s in sales]
+        assert sum(len(r["sales"]) for r in created) == 5  # the money buys 5
+        assert_market_invariants(expected_sales=5)
+        # TASK_MODE=eager: the seller process sent each sale's webhook before answering.
+        sent = sorted(json.loads(r["body"])["sale_id"] for r in crm.requests)
+        assert sent == sorted(s["sale_id"] for r in created for s in r["sales"])
+    finally:
+        crm.close()
+
+
+def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_process):
+    seller = verified_seller()
+    place(funded_buyer(), 700, quantity=10)
+    headers = api_key_for(seller)
+    client = app.test_client()
+    assert client.post("/api/v1/leads", headers=headers,
+                       json={**visitor(1), **TERMS}).status_code == 201
+    first = app.extensions[realtime.EXTENSION]
+    first.process.kill()
+    first.process.wait(10)
+    deadline = threading.Event()
+    for _ in range(100):  # its web process's side sees the socket close
+        if not first.alive:
+            break
+        deadline.wait(0.05)
+    assert not first.alive
+    reply = client.post("/api/v1/leads", headers=headers, json={**visitor(2), **TERMS})
+    assert reply.status_code == 201 and len(reply.json["sales"]) == 1
+    second = app.extensions[realtime.EXTENSION]
+    assert second is not first and second.process.poll() is None
+    assert_market_invariants(expected_sales=2)
