@@ -203,7 +203,7 @@ def test_contact_keys_are_made_from_existing_leads_and_back(tmp_path):
         assert len(keys) == 62
         db.session.rollback()  # SQLite: the migration needs the write lock
 
-        downgrade(directory=migrations, revision="7c3e9a51d0b4")
+        downgrade(directory=migrations, revision="b5d2e8f41c07")
         inspector = sa.inspect(db.engine)
         assert "contact_keys" not in inspector.get_table_names()
         assert {"ix_leads_email_hash", "ix_leads_phone_hash"} <= {

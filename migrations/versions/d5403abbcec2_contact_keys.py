@@ -7,7 +7,7 @@ readers compare the full hash on the lead (app/models/contact_keys.py). Existing
 leads get their keys here, then the two indexes go.
 
 Revision ID: d5403abbcec2
-Revises: 7c3e9a51d0b4
+Revises: b5d2e8f41c07
 Create Date: 2026-12-05 14:40:00.000000
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd5403abbcec2'
-down_revision = '7c3e9a51d0b4'
+down_revision = 'b5d2e8f41c07'
 branch_labels = None
 depends_on = None
 
