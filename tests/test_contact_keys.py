@@ -10,7 +10,7 @@ from app.models.contact_keys import holding, key, keys_of
 from app.services import privacy
 from app.services.crypto import current_vault
 from app.services.ingest import pipeline
-from tests.conftest import make_user
+from tests.conftest import make_user, on_postgres
 from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
 
 
@@ -111,3 +111,21 @@ def test_leads_written_through_the_orm_keep_their_keys(seller):
     db.session.delete(lead)
     db.session.commit()
     assert stored_keys() == keys_of_leads() and len(stored_keys()) == 4
+
+
+@pytest.mark.skipif(not on_postgres(), reason="PostgreSQL's planner and statistics")
+def test_an_upload_gives_contact_keys_statistics(app, seller):
+    """A first upload into a table without statistics: the planner took `key = ANY(...)`
+    to match nearly every row and read both tables whole for every chunk."""
+    db.session.execute(sa.text(
+        "DELETE FROM pg_statistic WHERE starelid = 'contact_keys'::regclass"))
+    db.session.commit()
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    batch = ingest(seller, csv_bytes([person(i) for i in range(chunk * 3)]))
+    assert batch.accepted == chunk * 3
+    assert db.session.execute(sa.text(
+        "SELECT count(*) FROM pg_stats WHERE tablename = 'contact_keys' AND attname = 'key'"
+    )).scalar() == 1
+    lead = leads(batch)[5]
+    found = pipeline._holders_by_key({key("email", lead.email_hash), key("phone", bytes(16))})
+    assert [row[-1] for row in found] == [lead.id]
