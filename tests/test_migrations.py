@@ -175,3 +175,45 @@ def test_outbox_bodies_are_encrypted_by_the_migration_and_back(tmp_path):
         assert db.session.execute(sa.text("SELECT text_body, html_body FROM outgoing_emails")
                                   ).one() == ("Call Vera on +14155550100", "<p>Vera</p>")
         db.session.remove()
+
+
+def test_contact_keys_are_made_from_existing_leads_and_back(tmp_path):
+    """d5403abbcec2 writes the keys of the leads already stored, then drops the two hash
+    indexes; going back brings the indexes back."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.models import Role
+    from app.models.contact_keys import keys_of
+    from tests.conftest import make_user
+    from tests.ingest_helpers import csv_bytes, ingest, person
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    with app.app_context():
+        upgrade(directory=migrations, revision="d5403abbcec2")
+        ingest(make_user(Role.SELLER), csv_bytes([person(i) for i in range(30)]
+                                                 + [person(30, email=""), person(31, phone="")]))
+        keys = {pair for row in db.session.execute(sa.text(
+            "SELECT id, email_hash, phone_hash FROM leads")).all() for pair in keys_of(*row)}
+        assert len(keys) == 62
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision="b5d2e8f41c07")
+        inspector = sa.inspect(db.engine)
+        assert "contact_keys" not in inspector.get_table_names()
+        assert {"ix_leads_email_hash", "ix_leads_phone_hash"} <= {
+            index["name"] for index in inspector.get_indexes("leads")}
+
+        upgrade(directory=migrations, revision="d5403abbcec2")
+        assert set(db.session.execute(sa.text("SELECT key, lead_id FROM contact_keys")).all()) \
+            == keys
+        db.session.rollback()  # its write lock, before the inspector's connection
+        inspector = sa.inspect(db.engine)
+        assert not {"ix_leads_email_hash", "ix_leads_phone_hash"} & {
+            index["name"] for index in inspector.get_indexes("leads")}
+        db.session.remove()

@@ -1,5 +1,6 @@
 """Models, one module per aggregate. Importing this package registers them all."""
 from app.models.audit import AuditEvent
+from app.models.contact_keys import ContactKey
 from app.models.consent import BuyerSuppression, DoNotCallEntry, OptOutNotice, OptOutRequest
 from app.models.lead_forms import ConsentCertificate, LeadForm, LeadFormVersion, NamedBuyer
 from app.models.leads import (
@@ -54,6 +55,7 @@ from app.models.users import (
 )
 
 __all__ = [
+    "ContactKey",
     "ConsentCertificate",
     "LeadForm",
     "LeadFormVersion",

@@ -139,8 +139,9 @@ class Lead(db.Model):
     row_number: Mapped[int] = mapped_column(sa.Integer, default=0)
 
     contact_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)  # name, email, phone, ip
-    email_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
-    phone_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16), index=True)
+    # Found by contact through contact_keys (app/models/contact_keys.py), not an index.
+    email_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16))
+    phone_hash: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary(16))
     has_email: Mapped[bool] = mapped_column(default=False)
     has_phone: Mapped[bool] = mapped_column(default=False)
 

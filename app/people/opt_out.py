@@ -41,6 +41,7 @@ from app.core import events, mail
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import HttpDelivery, Lead, OptOutNotice, OptOutRequest, Order, Sale, User, WebhookDelivery
+from app.models.contact_keys import holding
 from app.models.types import utcnow
 from app.people import notifications
 from app.people.notifications import path
@@ -130,7 +131,7 @@ def confirm_by_code(phone: str, given_code: str, country: str = "",
                                code="invalid_code", details={"field": "code"})
     phone_hash = dict(person.hashes)["phone"]
     sale_ids = db.session.scalars(sa.select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
-                                  .where(Lead.phone_hash == phone_hash)).all()
+                                  .where(holding([("phone", phone_hash)]))).all()
     if any(hmac.compare_digest(code(sale_id), wanted) for sale_id in sale_ids):
         opt_out(person, now or utcnow())
 
@@ -140,8 +141,7 @@ def opt_out(person: privacy.Person, now: datetime) -> int:
     buyers were told. The webhooks go once the caller commits (DeliveryRequested)."""
     person = privacy.with_linked_contacts(person)
     privacy.suppress(person, reason=REASON, actor=None)
-    their_leads = sa.or_(*[(Lead.email_hash if kind == "email" else Lead.phone_hash) == value
-                           for kind, value in person.hashes])
+    their_leads = holding(person.hashes)
     sales = db.session.execute(
         sa.select(Sale.id, Sale.buyer_id, Sale.order_id,
                   sa.case((HttpDelivery.order_id.is_(None), Order.webhook_url)))

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.core.dialect import lock_in_id_order, postgres
+from app.models.contact_keys import holding
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import DoNotCallEntry, Lead, LeadStatus, User
@@ -87,8 +88,10 @@ def load(country: str, phones: Iterable[str], actor: Optional[User]) -> Loaded:
     rows = [{"country": code, "phone_hash": value, "created_at": now} for value in sorted(hashes)]
     for start in range(0, len(rows), _INSERT_CHUNK):
         db.session.execute(insert.on_conflict_do_nothing(), rows[start:start + _INSERT_CHUNK])
-    flagged = flag(Lead.phone_hash.in_(
-        sa.select(DoNotCallEntry.phone_hash).where(DoNotCallEntry.country == code)))
+    # Leads holding numbers listed before were flagged then (or when they came in).
+    ordered, flagged = sorted(hashes), 0
+    for start in range(0, len(ordered), _INSERT_CHUNK):
+        flagged += flag(holding(("phone", h) for h in ordered[start:start + _INSERT_CHUNK]))
     added = count(code) - before
     audit.record("do_not_call.loaded", actor=actor,
                  details={"country": code, "added": added, "invalid": invalid,
@@ -109,7 +112,7 @@ def remove(country: str, phones: Iterable[str], actor: Optional[User]) -> Unlist
                                             DoNotCallEntry.phone_hash.in_(chunk))
             .execution_options(synchronize_session=False)).rowcount
         # Locked in id order first, as fills lock leads (see `flag`).
-        ids = lock_in_id_order(Lead, Lead.phone_hash.in_(chunk), Lead.do_not_call.is_(True),
+        ids = lock_in_id_order(Lead, holding(("phone", h) for h in chunk), Lead.do_not_call.is_(True),
                                Lead.status.in_(LISTED_STATUSES), ~on_a_list)
         if ids:
             restored += db.session.execute(

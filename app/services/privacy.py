@@ -13,7 +13,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from app.core import events
 from app.core.dialect import lock_in_id_order
@@ -23,8 +23,9 @@ from app.models import (
     DeliveryAttempt, ErasureNotice, HttpDelivery, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
     WebhookDelivery,
 )
+from app.models.contact_keys import holding
 from app.people import notifications
-from app.services import audit
+from app.services import audit, contact_keys
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
 
@@ -63,9 +64,7 @@ def identify(email: str = "", phone: str = "", country: str = "") -> Person:
 
 
 def _their_leads(person: Person):
-    conditions = [(Lead.email_hash if kind == "email" else Lead.phone_hash) == value
-                  for kind, value in person.hashes]
-    return or_(*conditions)
+    return holding(person.hashes)
 
 
 def with_linked_contacts(person: Person) -> Person:
@@ -142,6 +141,7 @@ def _no_contacts() -> bytes:
 def _shred_leads(lead_ids: list[int], now: datetime) -> None:
     for start in range(0, len(lead_ids), SCAN_CHUNK):
         chunk = lead_ids[start:start + SCAN_CHUNK]
+        contact_keys.forget(Lead.id.in_(chunk))  # their hashes go
         db.session.execute(
             update(Lead).where(Lead.id.in_(chunk))
             .values(contact_enc=_no_contacts(), email_hash=None, phone_hash=None,

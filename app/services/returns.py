@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from app.core import figures
@@ -24,6 +24,7 @@ from app.models import (
     OPEN_RETURN_STATUSES, AccountKind, Batch, Lead, Order, OutcomeStatus, Return, ReturnReason,
     ReturnStatus, Sale, SaleOutcome, User,
 )
+from app.models.contact_keys import holding
 from app.people import notifications
 from app.services import audit, earnings, ledger
 from app.services.crypto import current_vault
@@ -135,12 +136,12 @@ def _system_verdict(item: Return, sale: Sale, order: Order) -> Optional[tuple[bo
             return False, "The lead matched the order's filters when it was sold."
         return True, "The lead did not match the order's filters."
     if item.reason is ReturnReason.DUPLICATE:
-        hashes = [h for h in (lead.email_hash, lead.phone_hash) if h]
+        contacts = [("email", lead.email_hash), ("phone", lead.phone_hash)]
         earlier = db.session.scalar(
             select(Sale.id).join(Lead, Lead.id == Sale.lead_id)
             .where(Sale.buyer_id == sale.buyer_id, Sale.id < sale.id, Sale.lead_id != lead.id,
-                   or_(*(col == h for h in hashes for col in (Lead.email_hash, Lead.phone_hash))))
-            .limit(1)) if hashes else None
+                   holding(contacts))
+            .limit(1)) if any(h for _, h in contacts) else None
         if earlier:
             return True, f"The same person reached you earlier in sale #{earlier}."
     return None

@@ -16,8 +16,9 @@ import logging
 import os
 import secrets
 import shutil
+import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Optional
@@ -39,11 +40,12 @@ from app.models import (
     TrustLevel,
     User,
 )
+from app.models.contact_keys import KIND_BITS
 from app.models.types import utcnow
 from app.people import notifications
-from app.services import accounts, do_not_call, scoring
-from app.core.bulk import insert_ready
-from app.services.crypto import current_vault
+from app.services import accounts, contact_keys, do_not_call, scoring
+from app.core.bulk import allocate_ids, insert_ready
+from app.services.crypto import HASH_BYTES, current_vault
 from app.services.ingest import workers
 from app.services.ingest.reader import Block, UnreadableFile
 from app.services.ingest.sources import open_upload
@@ -284,6 +286,8 @@ class BatchRun:
     lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
     created_at: Optional[datetime] = None  # the leads' created_at
     seller_points: int = 8  # the seller's record as a score part (services.scoring)
+    # Contacts of the leads stored since the last commit, whose keys it writes.
+    unwritten: "UnwrittenKeys" = field(default_factory=lambda: UnwrittenKeys())
 
 
 def _run(batch: Batch, path: Path) -> None:
@@ -316,8 +320,10 @@ def _run(batch: Batch, path: Path) -> None:
             _store_chunk(run, block, result, source.bytes_read)
             uncommitted += block.rows
             if uncommitted >= commit_rows or time.monotonic() - opened >= commit_seconds:
+                run.unwritten.write()
                 db.session.commit()
                 uncommitted = 0
+        run.unwritten.write()
         db.session.commit()
     _finish(db.session.get(Batch, run.id), run)
 
@@ -329,6 +335,58 @@ class Holder(NamedTuple):
     batch_id: int
     seller_id: int
     row_number: int
+    lead_id: int = 0
+
+
+# A hash's first 8 bytes as a big-endian signed integer, the rest skipped.
+_PREFIXES = struct.Struct(f">q{HASH_BYTES - 8}x")
+
+
+def _keys(kind: str, hashes: list[bytes]) -> list[int]:
+    """contact_keys.key of each hash, for many at once (models.contact_keys)."""
+    bit = KIND_BITS[kind]
+    return [(prefix & ~1) | bit for prefix, in _PREFIXES.iter_unpack(b"".join(hashes))]
+
+
+@dataclass
+class UnwrittenKeys:
+    """The contact keys of the leads this transaction stored, written all at once, in
+    key order, just before it commits: keys are random, and a commit rewrites every
+    page it touched. Until then later chunks find those leads here (by key, then by
+    their full hashes like any other)."""
+
+    lead_ids: dict[int, int] = field(default_factory=dict)  # key -> lead id
+    shared: list[tuple[int, int]] = field(default_factory=list)  # a key taken already
+    have_statistics: bool = False  # contact_keys.ensure_statistics said so
+
+    def add(self, keys: list[int], lead_ids: list[int]) -> None:
+        taken = self.lead_ids
+        if len(set(keys)) == len(keys) and not taken.keys() & keys:
+            taken.update(zip(keys, lead_ids))
+            return
+        for key, lead_id in zip(keys, lead_ids):  # two hashes with one prefix
+            if taken.setdefault(key, lead_id) != lead_id:
+                self.shared.append((key, lead_id))
+
+    def lead_ids_of(self, keys: list[int]) -> list[int]:
+        taken = self.lead_ids
+        found = [taken[key] for key in keys if key in taken]
+        if self.shared:
+            wanted = set(keys)
+            found += [lead_id for key, lead_id in self.shared if key in wanted]
+        return found
+
+    def write(self) -> None:
+        taken, keys = self.lead_ids, sorted(self.lead_ids)
+        for start in range(0, len(keys), WRITE_ROWS):  # no list of every (key, id) at once
+            contact_keys.store([(key, taken[key]) for key in keys[start:start + WRITE_ROWS]])
+        contact_keys.store(self.shared)
+        if keys and not self.have_statistics:
+            self.have_statistics = contact_keys.ensure_statistics()
+        self.lead_ids, self.shared = {}, []
+
+
+WRITE_ROWS = 4096
 
 
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
@@ -345,7 +403,9 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     if connection.dialect.name == "postgresql":
         # %b: the array goes in binary; as text, psycopg escapes every bytea element
         # through a regex (measured: 7.9 ms of CPU per 4,000 hashes instead of 1.4 ms).
-        return driver.execute(f"{select} {column} = ANY(%b)", (list(values),)).fetchall()
+        # Planned for each call, never prepared: contact_keys grows fast during an upload.
+        return driver.execute(f"{select} {column} = ANY(%b)", (list(values),),
+                              prepare=False).fetchall()
     values, rows = list(values), []
     for start in range(0, len(values), IN_LIST_SIZE):
         part = values[start:start + IN_LIST_SIZE]
@@ -359,16 +419,54 @@ def _matching(select: str, column: str, values: set[bytes]) -> list[tuple]:
     return rows
 
 
-def _existing_by_hash(column: str, hashes: set[bytes], seller_id: int) -> dict[bytes, Holder]:
-    """Leads holding these hashes, by hash."""
-    found: dict[bytes, Holder] = {}
-    for value, batch_id, holder_seller, row_number in _matching(
-            f"SELECT {column}, batch_id, seller_id, row_number FROM leads WHERE", column, hashes):
-        value = bytes(value)
-        # The seller's own copy decides the verdict, so it wins over other sellers'.
-        if value not in found or holder_seller == seller_id:
-            found[value] = Holder(batch_id, holder_seller, row_number)
-    return found
+_HOLDER_COLUMNS = "l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number, l.id"
+
+
+def _holders_by_key(keys: set[int]) -> list[tuple]:
+    """PostgreSQL: the leads behind these contact keys, by index probes: each key
+    looked up on its own and each lead by its id (fenced LATERAL subqueries), so that
+    no estimate turns the lookup into a scan of either table. With `key = ANY(...)`
+    and no statistics on contact_keys (it grows from nothing during a first upload)
+    both tables were read whole for every chunk: 100 s for the 1M-row bench.
+    contact_keys.ensure_statistics() makes the estimates right as well."""
+    if not keys:
+        return []
+    driver = db.session.connection().connection.driver_connection
+    return driver.execute(_HOLDERS_BY_KEY, (list(keys),), prepare=False).fetchall()
+
+
+_HOLDERS_BY_KEY = (
+    f"SELECT {_HOLDER_COLUMNS} FROM unnest(%b::bigint[]) AS q(key) "
+    "CROSS JOIN LATERAL (SELECT k.lead_id FROM contact_keys k WHERE k.key = q.key "
+    "OFFSET 0) AS k CROSS JOIN LATERAL (SELECT * FROM leads WHERE id = k.lead_id "
+    "OFFSET 0) AS l")
+
+
+def _existing_by_hash(emails: set[bytes], phones: set[bytes], seller_id: int,
+                      unwritten: Optional[UnwrittenKeys] = None
+                      ) -> tuple[dict[bytes, Holder], dict[bytes, Holder]]:
+    """Stored leads holding these email and phone hashes, by hash: found by key, then
+    their full hashes compared (two hashes may share a key)."""
+    keys = _keys("email", list(emails)) + _keys("phone", list(phones))
+    if db.session.get_bind().dialect.name == "postgresql":
+        found = _holders_by_key(set(keys))
+    else:
+        found = _matching(f"SELECT {_HOLDER_COLUMNS} FROM contact_keys k "
+                          "JOIN leads l ON l.id = k.lead_id WHERE", "k.key", set(keys))
+    if unwritten is not None:  # this batch's own leads come last: they decide the verdict
+        found += _matching(f"SELECT {_HOLDER_COLUMNS} FROM leads l WHERE", "l.id",
+                           set(unwritten.lead_ids_of(keys)))
+    by_email: dict[bytes, Holder] = {}
+    by_phone: dict[bytes, Holder] = {}
+    for email, phone, batch_id, holder_seller, row_number, lead_id in found:
+        holder = Holder(batch_id, holder_seller, row_number, lead_id)
+        for value, wanted, by_hash in ((email, emails, by_email), (phone, phones, by_phone)):
+            if value is None or (value := bytes(value)) not in wanted:
+                continue
+            # The seller's own copy decides the verdict, so it wins over other sellers'.
+            if value not in by_hash or holder_seller == seller_id:
+                by_hash[value] = holder
+    return by_email, by_phone
 
 
 def _suppressed(kind: str, hashes: set[bytes]) -> set[bytes]:
@@ -392,10 +490,10 @@ class DedupeIndex:
 
     @classmethod
     def load(cls, batch_id: int, seller_id: int, emails: set[bytes], phones: set[bytes],
-             check_suppression: bool = True) -> "DedupeIndex":
-        return cls(batch_id, seller_id,
-                   _existing_by_hash("email_hash", emails, seller_id),
-                   _existing_by_hash("phone_hash", phones, seller_id),
+             check_suppression: bool = True, unwritten: Optional[UnwrittenKeys] = None
+             ) -> "DedupeIndex":
+        by_email, by_phone = _existing_by_hash(emails, phones, seller_id, unwritten)
+        return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed("email", emails) if check_suppression else set(),
                    _suppressed("phone", phones) if check_suppression else set())
 
@@ -456,9 +554,6 @@ def _stored_time(when: datetime) -> str:
     return when.isoformat(" ", "microseconds")
 
 
-_NOT_CROSS = (False,)  # cross_seller_duplicate of a row that collides with nothing
-
-
 def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
     """Store one validated block and its progress (the caller commits)."""
@@ -468,31 +563,35 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
         batch.id, batch.seller_id,
         {row[e_at] for row in accepted if row[e_at]} | {c[1] for c in rejected_contacts if c[1]},
         {row[p_at] for row in accepted if row[p_at]} | {c[2] for c in rejected_contacts if c[2]},
-        batch.check_suppression)
+        batch.check_suppression, batch.unwritten)
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, batch.id, batch.seller_id
+    # Ids given here, so that the contact keys can name their leads.
+    lead_ids = iter(allocate_ids(Lead.__table__, len(accepted)))
     for row in accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
         if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email[email_hash] = holder
             if phone_hash:
                 by_phone[phone_hash] = holder
-            append(row + _NOT_CROSS)
+            append(row + (False, lead_id))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
-            holder = Holder(batch_id, seller_id, row[0])
+            lead_id = next(lead_ids)
+            holder = Holder(batch_id, seller_id, row[0], lead_id)
             if email_hash:
                 by_email.setdefault(email_hash, holder)
             if phone_hash:
                 by_phone.setdefault(phone_hash, holder)
             cross += is_cross
-            append(row + (is_cross,))
+            append(row + (is_cross, lead_id))
         else:
             vault = current_vault()
             rejections.append((row[0], code, code, vault.encrypt(message),
@@ -523,7 +622,11 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     if claimed != 1:
         db.session.rollback()
         raise Conflict("Another worker is processing this batch.", code="batch_taken")
-    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",), leads, {
+    with_email, with_phone = [r for r in leads if r[e_at]], [r for r in leads if r[p_at]]
+    batch.unwritten.add(  # a lead's id is the last of its values
+        _keys("email", [r[e_at] for r in with_email]) + _keys("phone", [r[p_at] for r in with_phone]),
+        [r[-1] for r in with_email] + [r[-1] for r in with_phone])
+    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), leads, {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
         "created_at": _stored_time(batch.created_at or utcnow()),
@@ -560,6 +663,7 @@ def _finish(batch: Batch, run: BatchRun) -> None:
 
 def _fail(batch_id: int, exc: Exception) -> None:
     """Remove whatever the run stored and say why, in the seller's words where we can."""
+    contact_keys.forget(Lead.batch_id == batch_id)
     db.session.execute(sa.delete(Lead).where(Lead.batch_id == batch_id))
     db.session.execute(sa.delete(Rejection).where(Rejection.batch_id == batch_id))
     batch = db.session.get(Batch, batch_id)
