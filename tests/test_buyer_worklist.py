@@ -5,14 +5,17 @@ import csv
 import io
 import re
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from app.core import figures
 from app.extensions import db
 from app.market import jobs
-from app.models import DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, WebhookDelivery
-from app.services import returns
+from app.models import (
+    DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, User, WebhookDelivery,
+)
+from app.services import privacy, returns
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import HEADER
 from tests.market_helpers import consented, funded_buyer, live_leads, person, place, verified_seller
@@ -204,6 +207,48 @@ def test_the_rows_reload_when_the_counter_moves(app):
     assert len(_rows(_list(client, order))) == 1
 
 
+def test_what_the_page_keeps_follows_every_change(app):
+    """Rows, the count and the refunds are kept between requests (app/buyer/lead_rows.py,
+    app/core/figures.py): an outcome, a refund, an erasure and a new sale each show on
+    the very next view, and the person's clock is read at each view."""
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 4)])
+    url = f"/buyer/orders/{order.id}"
+
+    def row(page: str, sale_id: int) -> str:
+        return page.split(f'<tr id="sale-{sale_id}">')[1].split("</tr>")[0]
+
+    page = client.get(url).get_data(as_text=True)
+    assert "3 leads" in page and "returned" not in page.split('id="leads-heading"')[1][:200]
+    assert '<option value="converted" selected>' not in row(page, sales[0])
+    erased = next(sale for sale in sales if "person3@" in row(page, sale))
+    sales.remove(erased)
+    client.post(f"{url}/outcome", data={"csrf_token": csrf_token(client, url),
+                                        "sale_id": sales[0], "status": "converted"})
+    item = returns.open_return(buyer, sales[1], "fake")
+    returns.seller_respond(db.session.get(User, item.seller_id), item.id, True)
+    privacy.erase(privacy.identify(email="person3@mail.example.com"), reason="GDPR",
+                  actor=None)
+    db.session.commit()
+    page = client.get(url).get_data(as_text=True)
+    assert '<option value="converted" selected>' in row(page, sales[0])
+    assert 'data-status="accepted"' in row(page, sales[1]) and "1 returned" in page
+    assert "erased" in row(page, erased) and "person3@" not in page
+    assert re.search(r">(\d\d:\d\d) their time<", row(page, sales[0])).group(1) in {
+        f"{datetime.now(ZoneInfo('America/Los_Angeles')) - timedelta(minutes=m):%H:%M}"
+        for m in (0, 1)}
+    live_leads(verified_seller(), [person(4)])
+    extra = place(buyer, 100, 1)
+    jobs.fill_order(extra.id)
+    db.session.commit()
+    assert "3 leads" in client.get(url).get_data(as_text=True)  # another order's sale
+    db.session.execute(sa.update(Sale).where(Sale.order_id == extra.id)
+                       .values(order_id=order.id))
+    figures.changed(buyer.id)
+    db.session.commit()
+    assert "4 leads" in client.get(url).get_data(as_text=True)
+
+
 def _failed_deliveries(order, sales: list[int]) -> None:
     db.session.execute(sa.insert(WebhookDelivery), [
         {"sale_id": sale_id, "order_id": order.id, "status": DeliveryStatus.FAILED,
@@ -254,7 +299,8 @@ def test_the_order_page_queries_do_not_grow_with_its_rows(app):
         {"sale_id": sale_id, "order_id": big.id, "status": DeliveryStatus.FAILED}
         for sale_id in sales])
     db.session.commit()
-    _selects_for_page(client, f"/buyer/orders/{small.id}")  # warm: the session's user
+    for order in (small, big):  # warm: the session's user, what is kept per revision
+        _selects_for_page(client, f"/buyer/orders/{order.id}")
     few = _selects_for_page(client, f"/buyer/orders/{small.id}")
     many = _selects_for_page(client, f"/buyer/orders/{big.id}")
     assert many == few, (few, many)

@@ -11,7 +11,7 @@ from flask import (
 from sqlalchemy import select
 
 from app.auth.sessions import current_account
-from app.core import bounds
+from app.core import bounds, figures
 from app.auth.forms import ConfirmForm
 from app.buyer import bp, lead_rows, worklist
 from app.buyer.balance import problems_linked
@@ -42,8 +42,9 @@ def _my_orders(limit: int = 200) -> list[Order]:
 def dashboard():
     return render_template(
         "buyer/dashboard.html",
-        balance=ledger.balance_for(current_account),
-        statement=ledger.statement_for(current_account, limit=10),
+        **figures.kept(current_account, "buyer_money", None, lambda: {
+            "balance": ledger.balance_for(current_account),
+            "statement": ledger.statement_for(current_account, limit=10)}),
         orders=_my_orders(10),
         erasure_notices=privacy.notices_for(current_account),
         opt_out_notices=opt_out.notices_for(current_account, include_acknowledged=False),
@@ -146,9 +147,20 @@ def _row_links(order: Order) -> lead_rows.RowLinks:
                               _return_href(), _journey_href())
 
 
+def _kept(order: Order, name: str, compute):
+    """`compute()` for the order, kept per revision of its buyer's figures (sales,
+    returns, outcomes: app/core/figures.py) when its buyer is the one asking."""
+    if order.buyer_id != current_account.id:
+        return compute()
+    return figures.kept(current_account, name, order.id, compute)
+
+
 def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
-    """What templates/buyer/_worklist.html needs, its rows' HTML included."""
-    leads = worklist.page(order, view)
+    """What templates/buyer/_worklist.html needs, its rows' HTML included. The count
+    of the whole list changes only with a sale, so it is kept per revision."""
+    total = (worklist.total(order, view) if view.filtered
+             else _kept(order, "worklist_total", lambda: worklist.total(order, view)))
+    leads = worklist.page(order, view, total)
     return {"order": order, "leads": leads, "view": view,
             "rows_html": lead_rows.rows_html(leads.rows, _row_links(order)),
             "outcomes": worklist.OUTCOMES, "return_states": worklist.RETURN_STATES,
@@ -165,7 +177,7 @@ def _order_page(order: Order, view: worklist.View) -> str:
         change.load_bids(order)
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
-        refunded=sale_returns.refunded_for_order(order.id),
+        refunded=_kept(order, "order_refunded", lambda: sale_returns.refunded_for_order(order.id)),
         change_form=change, confirm=ConfirmForm(),
         **deliveries_context(order, 1), **_worklist_context(order, view))
 
