@@ -256,17 +256,22 @@ def _failed_deliveries(order, sales: list[int]) -> None:
     db.session.commit()
 
 
-def test_webhook_deliveries_are_paged(app):
+def test_webhook_deliveries_are_paged_and_loaded_when_scrolled_to(app):
     buyer, client = _buyer_client(app)
     order, sales = _order_with(buyer, [person(i) for i in range(1, 26)])
+    untouched, _ = _order_with(buyer, [person(i) for i in range(30, 32)])
     _failed_deliveries(order, sales)
     page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
-    deliveries = page.split('id="deliveries"')[1]
+    assert "connection refused" not in page  # the work list's page does not read them
+    loader = re.search(r'<div id="deliveries" hx-get="([^"]+)" hx-trigger="revealed"', page)
+    deliveries = client.get(loader.group(1)).get_data(as_text=True)
     assert deliveries.count("connection refused") == 10 and ">Older<" in deliveries
     assert deliveries.count('formaction="/buyer/orders/') == 10  # Resend, one form for all
     last = client.get(f"/buyer/orders/{order.id}/deliveries?page=3").get_data(as_text=True)
     assert last.count("connection refused") == 5 and ">Newer<" in last and ">Older<" not in last
     assert f"connection refused ({sales[0]})" in last  # newest first: the oldest last
+    none = client.get(f"/buyer/orders/{untouched.id}/deliveries").get_data(as_text=True)
+    assert "No lead of this order has been sent" in none and "<table" not in none
 
 
 def _selects_for_page(client, url: str) -> int:

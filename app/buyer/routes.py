@@ -178,8 +178,7 @@ def _order_page(order: Order, view: worklist.View) -> str:
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=_kept(order, "order_refunded", lambda: sale_returns.refunded_for_order(order.id)),
-        change_form=change, confirm=ConfirmForm(),
-        **deliveries_context(order, 1), **_worklist_context(order, view))
+        change_form=change, confirm=ConfirmForm(), **_worklist_context(order, view))
 
 
 @bp.route("/orders/<int:order_id>")
