@@ -13,11 +13,13 @@ from app.core import figures
 from app.extensions import db
 from app.market import jobs
 from app.models import (
-    DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, User, WebhookDelivery,
+    DeliveryStatus, ErasureNotice, OptOutNotice, OutcomeStatus, Role, Sale, SaleOutcome, User,
+    WebhookDelivery,
 )
 from app.services import privacy, returns
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import HEADER
+from tests.query_count import queries_for
 from tests.market_helpers import consented, funded_buyer, live_leads, person, place, verified_seller
 
 ROW = re.compile(r'<tr id="sale-(\d+)"')
@@ -310,6 +312,27 @@ def test_the_order_page_queries_do_not_grow_with_its_rows(app):
     many = _selects_for_page(client, f"/buyer/orders/{big.id}")
     assert many == few, (few, many)
     assert many <= 12
+
+
+def test_the_buyer_dashboard_queries_do_not_grow_with_orders_or_notices(app):
+    """The dashboard's notices are counted in one query, its money kept per revision:
+    the same statements with no order and no notice as with twelve sales and six
+    notices, one acknowledged."""
+    buyer, client = _buyer_client(app)
+    empty = queries_for(client, "/buyer/")
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 13)])
+    now = datetime.now(timezone.utc)
+    db.session.execute(sa.insert(ErasureNotice), [
+        {"buyer_id": buyer.id, "sale_id": sale_id, "order_id": order.id,
+         "acknowledged_at": now if sale_id == sales[0] else None} for sale_id in sales[:3]])
+    db.session.execute(sa.insert(OptOutNotice), [
+        {"buyer_id": buyer.id, "sale_id": sale_id, "order_id": order.id, "due_at": now}
+        for sale_id in sales[3:6]])
+    db.session.commit()
+    page = client.get("/buyer/").get_data(as_text=True)
+    assert "3 person(s) you bought opted out" in page
+    assert "2 person(s) you bought asked to be erased" in page
+    assert queries_for(client, "/buyer/") == empty <= 5
 
 
 def test_the_delivery_page_reaches_every_delivery_not_only_the_latest_fifty(app):

@@ -8,6 +8,7 @@ from flask import (
     render_template, request,
     stream_with_context, url_for,
 )
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from app.auth.sessions import current_account
@@ -23,9 +24,8 @@ from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db, reads_only
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
-from app.models import Order
-from app.people import opt_out
-from app.services import delivery, kpis, ledger, outcomes, privacy, regions
+from app.models import ErasureNotice, Order, OptOutNotice
+from app.services import delivery, kpis, ledger, outcomes, regions
 from app.services.exports import XLSX_TYPE
 from app.market import operations, queries
 from app.market.filters import Filters
@@ -38,6 +38,18 @@ def _my_orders(limit: int = 200) -> list[Order]:
                               .order_by(Order.id.desc()).limit(limit)).all()
 
 
+def _open_notices() -> dict:
+    """How many of the people the buyer bought asked to be erased, and opted out, that
+    the buyer has not acknowledged yet: both in one query (what the dashboard says)."""
+    def unacknowledged(model):
+        return (select(sa.func.count()).select_from(model)
+                .where(model.buyer_id == current_account.id, model.acknowledged_at.is_(None))
+                .scalar_subquery())
+    erasures, opt_outs = db.session.execute(
+        select(unacknowledged(ErasureNotice), unacknowledged(OptOutNotice))).one()
+    return {"erasure_notices": erasures, "opt_out_notices": opt_outs}
+
+
 @bp.route("/")
 def dashboard():
     return render_template(
@@ -45,10 +57,7 @@ def dashboard():
         **figures.kept(current_account, "buyer_money", None, lambda: {
             "balance": ledger.balance_for(current_account),
             "statement": ledger.statement_for(current_account, limit=10)}),
-        orders=_my_orders(10),
-        erasure_notices=privacy.notices_for(current_account),
-        opt_out_notices=opt_out.notices_for(current_account, include_acknowledged=False),
-    )
+        orders=_my_orders(10), **_open_notices())
 
 
 @bp.route("/orders")
