@@ -2,6 +2,7 @@
 delivered leads with CSV export and outcomes, and
 the KPI page comparing orders."""
 from dataclasses import asdict
+from functools import cache
 
 from flask import (
     Response, current_app, flash, jsonify, make_response, redirect,
@@ -33,20 +34,32 @@ from app.market.filters import Filters
 from app.services import returns as sale_returns
 
 
+@cache
+def _orders_select(limit: int) -> sa.Select:
+    # Built once per limit, as the other selects every page of this area runs.
+    return (select(Order).where(Order.buyer_id == sa.bindparam("buyer_id"))
+            .order_by(Order.id.desc()).limit(limit))
+
+
 def _my_orders(limit: int = 200) -> list[Order]:
-    return db.session.scalars(select(Order).where(Order.buyer_id == current_account.id)
-                              .order_by(Order.id.desc()).limit(limit)).all()
+    return db.session.scalars(_orders_select(limit), {"buyer_id": current_account.id}).all()
+
+
+@cache
+def _open_notices_select() -> sa.Select:
+    # Built once: composing it cost more than running it.
+    def unacknowledged(model):
+        return (select(sa.func.count()).select_from(model)
+                .where(model.buyer_id == sa.bindparam("buyer_id"),
+                       model.acknowledged_at.is_(None)).scalar_subquery())
+    return select(unacknowledged(ErasureNotice), unacknowledged(OptOutNotice))
 
 
 def _open_notices() -> dict:
     """How many of the people the buyer bought asked to be erased, and opted out, that
     the buyer has not acknowledged yet: both in one query (what the dashboard says)."""
-    def unacknowledged(model):
-        return (select(sa.func.count()).select_from(model)
-                .where(model.buyer_id == current_account.id, model.acknowledged_at.is_(None))
-                .scalar_subquery())
-    erasures, opt_outs = db.session.execute(
-        select(unacknowledged(ErasureNotice), unacknowledged(OptOutNotice))).one()
+    erasures, opt_outs = db.session.execute(_open_notices_select(),
+                                            {"buyer_id": current_account.id}).one()
     return {"erasure_notices": erasures, "opt_out_notices": opt_outs}
 
 
