@@ -71,6 +71,7 @@ def rows_html(found: Sequence, links: RowLinks) -> Markup:
             hits[i] = (made, before, r.person_zone if clock else None, after)  # erased: none
             with _lock:
                 _kept[keys[i]] = hits[i]
+                _kept.move_to_end(keys[i])  # in the order made: the oldest go first
     now, clocks, parts = utcnow(), {}, []
     for _, before, zone, after in hits:
         clock = clocks.get(zone, "")
