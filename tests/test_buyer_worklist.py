@@ -5,16 +5,21 @@ import csv
 import io
 import re
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from app.core import figures
 from app.extensions import db
 from app.market import jobs
-from app.models import DeliveryStatus, OutcomeStatus, Role, Sale, SaleOutcome, WebhookDelivery
-from app.services import returns
+from app.models import (
+    DeliveryStatus, ErasureNotice, OptOutNotice, OutcomeStatus, Role, Sale, SaleOutcome, User,
+    WebhookDelivery,
+)
+from app.services import privacy, returns
 from tests.conftest import csrf_token, log_in, make_user
 from tests.ingest_helpers import HEADER
+from tests.query_count import queries_for
 from tests.market_helpers import consented, funded_buyer, live_leads, person, place, verified_seller
 
 ROW = re.compile(r'<tr id="sale-(\d+)"')
@@ -204,6 +209,48 @@ def test_the_rows_reload_when_the_counter_moves(app):
     assert len(_rows(_list(client, order))) == 1
 
 
+def test_what_the_page_keeps_follows_every_change(app):
+    """Rows, the count and the refunds are kept between requests (app/buyer/lead_rows.py,
+    app/core/figures.py): an outcome, a refund, an erasure and a new sale each show on
+    the very next view, and the person's clock is read at each view."""
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 4)])
+    url = f"/buyer/orders/{order.id}"
+
+    def row(page: str, sale_id: int) -> str:
+        return page.split(f'<tr id="sale-{sale_id}">')[1].split("</tr>")[0]
+
+    page = client.get(url).get_data(as_text=True)
+    assert "3 leads" in page and "returned" not in page.split('id="leads-heading"')[1][:200]
+    assert '<option value="converted" selected>' not in row(page, sales[0])
+    erased = next(sale for sale in sales if "person3@" in row(page, sale))
+    sales.remove(erased)
+    client.post(f"{url}/outcome", data={"csrf_token": csrf_token(client, url),
+                                        "sale_id": sales[0], "status": "converted"})
+    item = returns.open_return(buyer, sales[1], "fake")
+    returns.seller_respond(db.session.get(User, item.seller_id), item.id, True)
+    privacy.erase(privacy.identify(email="person3@mail.example.com"), reason="GDPR",
+                  actor=None)
+    db.session.commit()
+    page = client.get(url).get_data(as_text=True)
+    assert '<option value="converted" selected>' in row(page, sales[0])
+    assert 'data-status="accepted"' in row(page, sales[1]) and "1 returned" in page
+    assert "erased" in row(page, erased) and "person3@" not in page
+    assert re.search(r">(\d\d:\d\d) their time<", row(page, sales[0])).group(1) in {
+        f"{datetime.now(ZoneInfo('America/Los_Angeles')) - timedelta(minutes=m):%H:%M}"
+        for m in (0, 1)}
+    live_leads(verified_seller(), [person(4)])
+    extra = place(buyer, 100, 1)
+    jobs.fill_order(extra.id)
+    db.session.commit()
+    assert "3 leads" in client.get(url).get_data(as_text=True)  # another order's sale
+    db.session.execute(sa.update(Sale).where(Sale.order_id == extra.id)
+                       .values(order_id=order.id))
+    figures.changed(buyer.id)
+    db.session.commit()
+    assert "4 leads" in client.get(url).get_data(as_text=True)
+
+
 def _failed_deliveries(order, sales: list[int]) -> None:
     db.session.execute(sa.insert(WebhookDelivery), [
         {"sale_id": sale_id, "order_id": order.id, "status": DeliveryStatus.FAILED,
@@ -211,17 +258,22 @@ def _failed_deliveries(order, sales: list[int]) -> None:
     db.session.commit()
 
 
-def test_webhook_deliveries_are_paged(app):
+def test_webhook_deliveries_are_paged_and_loaded_when_scrolled_to(app):
     buyer, client = _buyer_client(app)
     order, sales = _order_with(buyer, [person(i) for i in range(1, 26)])
+    untouched, _ = _order_with(buyer, [person(i) for i in range(30, 32)])
     _failed_deliveries(order, sales)
     page = client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
-    deliveries = page.split('id="deliveries"')[1]
+    assert "connection refused" not in page  # the work list's page does not read them
+    loader = re.search(r'<div id="deliveries" hx-get="([^"]+)" hx-trigger="revealed"', page)
+    deliveries = client.get(loader.group(1)).get_data(as_text=True)
     assert deliveries.count("connection refused") == 10 and ">Older<" in deliveries
     assert deliveries.count('formaction="/buyer/orders/') == 10  # Resend, one form for all
     last = client.get(f"/buyer/orders/{order.id}/deliveries?page=3").get_data(as_text=True)
     assert last.count("connection refused") == 5 and ">Newer<" in last and ">Older<" not in last
     assert f"connection refused ({sales[0]})" in last  # newest first: the oldest last
+    none = client.get(f"/buyer/orders/{untouched.id}/deliveries").get_data(as_text=True)
+    assert "No lead of this order has been sent" in none and "<table" not in none
 
 
 def _selects_for_page(client, url: str) -> int:
@@ -254,11 +306,33 @@ def test_the_order_page_queries_do_not_grow_with_its_rows(app):
         {"sale_id": sale_id, "order_id": big.id, "status": DeliveryStatus.FAILED}
         for sale_id in sales])
     db.session.commit()
-    _selects_for_page(client, f"/buyer/orders/{small.id}")  # warm: the session's user
+    for order in (small, big):  # warm: the session's user, what is kept per revision
+        _selects_for_page(client, f"/buyer/orders/{order.id}")
     few = _selects_for_page(client, f"/buyer/orders/{small.id}")
     many = _selects_for_page(client, f"/buyer/orders/{big.id}")
     assert many == few, (few, many)
     assert many <= 12
+
+
+def test_the_buyer_dashboard_queries_do_not_grow_with_orders_or_notices(app):
+    """The dashboard's notices are counted in one query, its money kept per revision:
+    the same statements with no order and no notice as with twelve sales and six
+    notices, one acknowledged."""
+    buyer, client = _buyer_client(app)
+    empty = queries_for(client, "/buyer/")
+    order, sales = _order_with(buyer, [person(i) for i in range(1, 13)])
+    now = datetime.now(timezone.utc)
+    db.session.execute(sa.insert(ErasureNotice), [
+        {"buyer_id": buyer.id, "sale_id": sale_id, "order_id": order.id,
+         "acknowledged_at": now if sale_id == sales[0] else None} for sale_id in sales[:3]])
+    db.session.execute(sa.insert(OptOutNotice), [
+        {"buyer_id": buyer.id, "sale_id": sale_id, "order_id": order.id, "due_at": now}
+        for sale_id in sales[3:6]])
+    db.session.commit()
+    page = client.get("/buyer/").get_data(as_text=True)
+    assert "3 person(s) you bought opted out" in page
+    assert "2 person(s) you bought asked to be erased" in page
+    assert queries_for(client, "/buyer/") == empty <= 5
 
 
 def test_the_delivery_page_reaches_every_delivery_not_only_the_latest_fifty(app):

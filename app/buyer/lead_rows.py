@@ -6,15 +6,27 @@ time (bench/web.py), a macro call and some forty autoescapes per row, fifty rows
 page. Here each text is escaped once, numbers are not escaped at all, and the row is
 one f-string. The URLs come in built once per page (`RowLinks`), never a url_for or a
 CSRF token per row. Change the markup here and in the browser tests together
-(tests/e2e/test_worklist_flow.py reads these classes and ids)."""
+(tests/e2e/test_worklist_flow.py reads these classes and ids).
+
+A row's HTML is kept in this process, keyed by everything it is made of: the row as
+read (every column, so any change to the sale, its lead, outcome, return or
+certificate is a new key), the reader's locale and the page's URLs. Only the person's
+clock, which changes every minute, is put in each time. The entries hold opened
+contacts, so they live in memory only, at most ROW_SECONDS from when they were made
+and ROWS_KEPT of them: a lead erased meanwhile is a new key at once, and its old
+entry is gone within ROW_SECONDS."""
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Iterable, Optional
+from typing import Optional, Sequence
 
 from markupsafe import Markup, escape
 
-from app.formatting import format_money, user_language
+from app.buyer.worklist import shape
+from app.formatting import format_money, user_language, user_locale
 from app.labels import label
+from app.models.types import utcnow
 from app.services.regions import region_name
 
 ERASED = ('<span class="badge text-bg-secondary" title="The person asked to be erased">'
@@ -34,14 +46,48 @@ class RowLinks:
     journey_href: str
 
 
-def rows_html(rows: Iterable[SimpleNamespace], links: RowLinks) -> Markup:
-    language = user_language()
-    return Markup("".join([_row(r, links, language) for r in rows]))
+ROWS_KEPT = 2000  # per process: forty pages of fifty
+ROW_SECONDS = 300.0
+# Where the person's clock goes in a kept row: no escaped text can hold a "<".
+_TIME = "<!--clock-->"
+_kept: OrderedDict = OrderedDict()  # key -> (made at, HTML before the clock, zone, after)
+_lock = threading.Lock()
 
 
-def row_html(r: SimpleNamespace, links: RowLinks, *, error: Optional[str] = None,
+def rows_html(found: Sequence, links: RowLinks) -> Markup:
+    """The rows read by app/buyer/worklist.py (`page`), as HTML."""
+    locale, made = user_locale(), time.monotonic()
+    spelled = str(locale)  # a str compares in C, a babel Locale in Python
+    keys = [(tuple(raw), spelled, links) for raw in found]
+    with _lock:
+        while _kept and (len(_kept) > ROWS_KEPT
+                         or next(iter(_kept.values()))[0] < made - ROW_SECONDS):
+            _kept.popitem(last=False)
+        hits = [_kept.get(key) for key in keys]
+    for i, raw in enumerate(found):
+        if hits[i] is None:
+            r = shape(raw)
+            before, clock, after = _row(r, links, locale.language).partition(_TIME)
+            hits[i] = (made, before, r.person_zone if clock else None, after)  # erased: none
+            with _lock:
+                _kept[keys[i]] = hits[i]
+                _kept.move_to_end(keys[i])  # in the order made: the oldest go first
+    now, clocks, parts = utcnow(), {}, []
+    for _, before, zone, after in hits:
+        clock = clocks.get(zone, "")
+        if zone is not None and not clock:
+            clock = clocks[zone] = f"{now.astimezone(zone):%H:%M}"
+        parts += (before, clock, after)
+    return Markup("".join(parts))
+
+
+def row_html(raw, links: RowLinks, *, error: Optional[str] = None,
              saved: bool = False) -> Markup:
-    return Markup(_row(r, links, user_language(), error, saved))
+    """One row read by app/buyer/worklist.py (`row`), as HTML, with what became of
+    the outcome just posted."""
+    r = shape(raw)
+    return Markup(_row(r, links, user_language(), error, saved).replace(
+        _TIME, f"{utcnow().astimezone(r.person_zone):%H:%M}", 1))
 
 
 def _contact(r) -> str:
@@ -54,7 +100,7 @@ def _contact(r) -> str:
     return (f'<div class="fw-semibold">{escape(r.first_name or "")} {escape(r.last_name or "")}</div>'
             f'{phone}{DO_NOT_CALL if r.do_not_call else ""}'
             f'<span class="d-block small text-body-secondary local-time" title="The person\'s time '
-            f'zone: {escape(r.person_zone)}">{r.person_time} their time</span>{email}')
+            f'zone: {escape(str(r.person_zone))}">{_TIME} their time</span>{email}')
 
 
 def _person(r, language: str) -> str:

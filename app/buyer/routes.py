@@ -2,16 +2,18 @@
 delivered leads with CSV export and outcomes, and
 the KPI page comparing orders."""
 from dataclasses import asdict
+from functools import cache
 
 from flask import (
     Response, current_app, flash, jsonify, make_response, redirect,
     render_template, request,
     stream_with_context, url_for,
 )
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from app.auth.sessions import current_account
-from app.core import bounds
+from app.core import bounds, figures
 from app.auth.forms import ConfirmForm
 from app.buyer import bp, lead_rows, worklist
 from app.buyer.balance import problems_linked
@@ -23,9 +25,8 @@ from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db, reads_only
 from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
-from app.models import Order
-from app.people import opt_out
-from app.services import delivery, kpis, ledger, outcomes, privacy, regions
+from app.models import ErasureNotice, Order, OptOutNotice
+from app.services import delivery, kpis, ledger, outcomes, regions
 from app.services.exports import XLSX_TYPE
 from app.market import operations, queries
 from app.market.filters import Filters
@@ -33,21 +34,43 @@ from app.market.filters import Filters
 from app.services import returns as sale_returns
 
 
+@cache
+def _orders_select(limit: int) -> sa.Select:
+    # Built once per limit, as the other selects every page of this area runs.
+    return (select(Order).where(Order.buyer_id == sa.bindparam("buyer_id"))
+            .order_by(Order.id.desc()).limit(limit))
+
+
 def _my_orders(limit: int = 200) -> list[Order]:
-    return db.session.scalars(select(Order).where(Order.buyer_id == current_account.id)
-                              .order_by(Order.id.desc()).limit(limit)).all()
+    return db.session.scalars(_orders_select(limit), {"buyer_id": current_account.id}).all()
+
+
+@cache
+def _open_notices_select() -> sa.Select:
+    # Built once: composing it cost more than running it.
+    def unacknowledged(model):
+        return (select(sa.func.count()).select_from(model)
+                .where(model.buyer_id == sa.bindparam("buyer_id"),
+                       model.acknowledged_at.is_(None)).scalar_subquery())
+    return select(unacknowledged(ErasureNotice), unacknowledged(OptOutNotice))
+
+
+def _open_notices() -> dict:
+    """How many of the people the buyer bought asked to be erased, and opted out, that
+    the buyer has not acknowledged yet: both in one query (what the dashboard says)."""
+    erasures, opt_outs = db.session.execute(_open_notices_select(),
+                                            {"buyer_id": current_account.id}).one()
+    return {"erasure_notices": erasures, "opt_out_notices": opt_outs}
 
 
 @bp.route("/")
 def dashboard():
     return render_template(
         "buyer/dashboard.html",
-        balance=ledger.balance_for(current_account),
-        statement=ledger.statement_for(current_account, limit=10),
-        orders=_my_orders(10),
-        erasure_notices=privacy.notices_for(current_account),
-        opt_out_notices=opt_out.notices_for(current_account, include_acknowledged=False),
-    )
+        **figures.kept(current_account, "buyer_money", None, lambda: {
+            "balance": ledger.balance_for(current_account),
+            "statement": ledger.statement_for(current_account, limit=10)}),
+        orders=_my_orders(10), **_open_notices())
 
 
 @bp.route("/orders")
@@ -146,9 +169,20 @@ def _row_links(order: Order) -> lead_rows.RowLinks:
                               _return_href(), _journey_href())
 
 
+def _kept(order: Order, name: str, compute):
+    """`compute()` for the order, kept per revision of its buyer's figures (sales,
+    returns, outcomes: app/core/figures.py) when its buyer is the one asking."""
+    if order.buyer_id != current_account.id:
+        return compute()
+    return figures.kept(current_account, name, order.id, compute)
+
+
 def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
-    """What templates/buyer/_worklist.html needs, its rows' HTML included."""
-    leads = worklist.page(order, view)
+    """What templates/buyer/_worklist.html needs, its rows' HTML included. The count
+    of the whole list changes only with a sale, so it is kept per revision."""
+    total = (worklist.total(order, view) if view.filtered
+             else _kept(order, "worklist_total", lambda: worklist.total(order, view)))
+    leads = worklist.page(order, view, total)
     return {"order": order, "leads": leads, "view": view,
             "rows_html": lead_rows.rows_html(leads.rows, _row_links(order)),
             "outcomes": worklist.OUTCOMES, "return_states": worklist.RETURN_STATES,
@@ -165,9 +199,8 @@ def _order_page(order: Order, view: worklist.View) -> str:
         change.load_bids(order)
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
-        refunded=sale_returns.refunded_for_order(order.id),
-        change_form=change, confirm=ConfirmForm(),
-        **deliveries_context(order, 1), **_worklist_context(order, view))
+        refunded=_kept(order, "order_refunded", lambda: sale_returns.refunded_for_order(order.id)),
+        change_form=change, confirm=ConfirmForm(), **_worklist_context(order, view))
 
 
 @bp.route("/orders/<int:order_id>")

@@ -1,7 +1,7 @@
 """Queries (read only): an order's delivered leads as a work list (SPEC §8, §10) — a
 page of at most PAGE_SIZE plain rows (columns, not ORM objects), filtered by outcome,
-return state, sale date and temperature, searched through the keyed contact hashes,
-with contacts decrypted for the rows shown only.
+return state, sale date and temperature, searched through the keyed contact hashes;
+`shape` opens a row's contacts (app/buyer/lead_rows.py, for the rows shown only).
 
 Search: a lead's contacts are stored only encrypted, with keyed hashes of the
 normalised email and phone (app/services/crypto.py). A search is therefore an exact
@@ -23,7 +23,6 @@ from app.formatting import money_input
 from app.models import (
     ConsentCertificate, Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome,
 )
-from app.models.types import utcnow
 from app.services import scoring
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
@@ -87,7 +86,7 @@ class View:
 
 @dataclass
 class Page:
-    rows: list[SimpleNamespace]
+    rows: list[sa.Row]  # ROW_COLUMNS, as read: `shape` makes one a row the page shows
     total: int  # rows matching the view, on every page
     view: View
     pages: int = field(init=False)
@@ -157,7 +156,11 @@ def _day_start(day: date) -> datetime:
 
 
 def _conditions(order: Order, view: View) -> list:
-    conditions = [Sale.order_id == order.id]
+    return [Sale.order_id == order.id, *_filters(order, view)]
+
+
+def _filters(order: Order, view: View) -> list:
+    conditions = []
     if view.q:
         conditions.append(_search_condition(order, view.q))
     if view.outcome == "none":
@@ -196,22 +199,27 @@ ROW_COLUMNS = (Sale.id.label("sale_id"), Sale.created_at.label("sold_at"), Sale.
                SaleOutcome.status.label("outcome"), SaleOutcome.revenue,
                Return.status.label("return_status"), Return.refund,
                ConsentCertificate.public_id.label("certificate_id"))
+# Built once: composing a select of 24 columns over five tables cost about as much as
+# running it. A view's filters are added to _PAGE.
+_ROWS = _joined(sa.select(*ROW_COLUMNS))
+_PAGE = (_ROWS.where(Sale.order_id == sa.bindparam("order_id")).order_by(Sale.id.desc())
+         .limit(PAGE_SIZE).offset(sa.bindparam("skip", type_=sa.Integer)))
 
 
-def _row(found, open_contact) -> SimpleNamespace:
-    """One list row: the contacts opened (erased leads have none), the score as of the
-    sale, the times as the page shows them. A namespace, not a dict: the template's
-    `r.name` then finds it on the first try (a dict costs Jinja a failed getattr)."""
+def shape(found) -> SimpleNamespace:
+    """One list row as the page shows it: the contacts opened (erased leads have none),
+    the score as of the sale, the times as the page shows them except the person's
+    clock now (`person_zone`: where to read it), which changes every minute."""
     row = found._asdict()
     score = scoring.score_at(row.pop("score_base") + row.pop("seller_points"),
                              row["consent_at"], row["sold_at"])
     revenue = row["revenue"]
     zone = consent_zone(row["region"], row["country"])  # §14: the person's clock, now
-    contact = open_contact(row.pop("contact_enc"))
+    contact = current_vault().open_contact(row.pop("contact_enc"))
     if row["do_not_call"]:  # §14: on its country's do-not-call list, never for calls
         contact["phone"] = None
     row.update(contact, score=score,
-               person_zone=str(zone), person_time=f"{utcnow().astimezone(zone):%H:%M}",
+               person_zone=zone,
                temperature=scoring.temperature(score),
                outcome=row["outcome"].value if row["outcome"] is not None else None,
                return_status=row["return_status"].value if row["return_status"] else None,
@@ -220,24 +228,28 @@ def _row(found, open_contact) -> SimpleNamespace:
     return SimpleNamespace(**row)
 
 
-def page(order: Order, view: View) -> Page:
-    """The view's page of the order's delivered leads, newest first."""
-    conditions = _conditions(order, view)
-    total = db.session.scalar(_joined(sa.select(sa.func.count())).where(*conditions))
-    found = db.session.execute(
-        _joined(sa.select(*ROW_COLUMNS)).where(*conditions).order_by(Sale.id.desc())
-        .limit(PAGE_SIZE).offset((view.page - 1) * PAGE_SIZE))
-    open_contact = current_vault().open_contact
-    return Page([_row(r, open_contact) for r in found], total, view)
+def total(order: Order, view: View) -> int:
+    """How many of the order's delivered leads the view matches (on every page)."""
+    return db.session.scalar(_joined(sa.select(sa.func.count())).where(*_conditions(order, view)))
 
 
-def row(order: Order, sale_id: int) -> SimpleNamespace:
-    """One of the order's rows (after its outcome changed)."""
-    found = db.session.execute(_joined(sa.select(*ROW_COLUMNS))
-                               .where(Sale.order_id == order.id, Sale.id == sale_id)).first()
+def page(order: Order, view: View, matching: int) -> Page:
+    """The view's page of the order's delivered leads, newest first; `matching`: what
+    `total` says of the view."""
+    # Through the session's connection: plain rows need none of the ORM's steps.
+    filters = _filters(order, view)
+    found = db.session.connection().execute(
+        _PAGE.where(*filters) if filters else _PAGE,
+        {"order_id": order.id, "skip": (view.page - 1) * PAGE_SIZE}).all()
+    return Page(found, matching, view)
+
+
+def row(order: Order, sale_id: int):
+    """One of the order's rows (after its outcome changed), as `page` gives them."""
+    found = db.session.execute(_ROWS.where(Sale.order_id == order.id, Sale.id == sale_id)).first()
     if found is None:
         raise NotFound(f"No sale {sale_id} in order {order.id}.")
-    return _row(found, current_vault().open_contact)
+    return found
 
 
 def selection(order: Order, sale_ids: list[int]) -> list[int]:

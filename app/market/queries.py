@@ -1,6 +1,7 @@
 """Queries (read only): a buyer's order, and the supply estimate an order builder shows."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from types import SimpleNamespace
 from typing import Optional
 from zoneinfo import ZoneInfo
@@ -19,11 +20,17 @@ from app.models import (
 from app.models.types import utcnow
 
 
+@cache
+def _order_by_id() -> sa.Select:
+    # Built once: every order page and action reads its order.
+    return sa.select(Order).where(Order.id == sa.bindparam("order_id"))
+
+
 def order_for(user: User, order_id: int, *, lock: bool = False) -> Order:
-    query = sa.select(Order).where(Order.id == order_id)
+    query = _order_by_id()
     if lock:
         query = query.with_for_update()
-    order = db.session.scalar(query)
+    order = db.session.scalar(query, {"order_id": order_id})
     if order is None or not (user.is_admin or order.buyer_id == user.id):
         raise NotFound(f"No order {order_id} among yours.")
     return order
