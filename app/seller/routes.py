@@ -275,7 +275,10 @@ def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
                 "temperatures": {}, "sources": [], "listing": None}
-    return {"preview": reports.rejection_preview(batch), **_finished_figures(batch)}
+    figures_now = _finished_figures(batch)
+    # The preview lists rejected rows under their counts: none to read without them.
+    preview = reports.rejection_preview(batch) if figures_now["counts"] else []
+    return {"preview": preview, **figures_now}
 
 
 def _finished_figures(batch: Batch) -> dict:
