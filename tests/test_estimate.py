@@ -52,3 +52,20 @@ def test_freshness_is_counted_at_the_time_of_each_estimate(app):
     assert not filters.timeless
     assert queries.estimate(filters).matching == 1
     assert queries.estimate(Filters.parse({"max_age_days": 30})).matching == 2
+
+
+def test_interests_are_counted_one_by_one_and_prices_still_come_with_them(app):
+    from tests.ingest_helpers import HEADER
+    from tests.market_helpers import place
+    from app.market import jobs
+    from app.extensions import db
+
+    seller = verified_seller()
+    people = [person(1, interests="cars;travel"), person(2, interests="pets"), person(3)]
+    live_leads(seller, people, header=[*HEADER, "interests"], cap=2)
+    jobs.fill_order(place(funded_buyer(), 700, 1).id)
+    db.session.commit()
+    result = queries.estimate(Filters.parse({"interests": "travel"}))
+    assert result.matching == 1
+    assert result.clearing_prices == {"count": 1, "min": 700, "median": 700, "max": 700}
+    assert queries.estimate(Filters.parse({"interests": "pets, cars"})).matching == 2

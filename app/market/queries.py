@@ -76,16 +76,20 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
     bought and at what price, and how much of last week's matching supply arrived
     inside its windows."""
     now = utcnow()
-    count_statement, prices_statement = _statements(filters, now, buyer is not None,
-                                                    price is not None)
+    interests_statement, statement = _statements(filters, now, buyer is not None,
+                                                 price is not None)
     params = {"buyer_id": buyer.id if buyer is not None else None, "price": price,
               "since": now - timedelta(days=30)}
-    if filters.interests:
-        count = sum(1 for interests in db.session.scalars(count_statement, params)
+    count, prices = 0, []
+    if interests_statement is not None:
+        count = sum(1 for interests in db.session.scalars(interests_statement, params)
                     if _interested(filters, interests))
-    else:
-        count = db.session.scalar(count_statement, params)
-    prices = sorted(db.session.scalars(prices_statement, params))
+    for matching, paid in db.session.execute(statement, params):
+        if matching is None:
+            prices.append(paid)
+        else:
+            count = matching
+    prices.sort()
     clearing = {"count": len(prices)}
     if prices:
         clearing |= {"min": prices[0], "median": prices[len(prices) // 2], "max": prices[-1]}
@@ -110,7 +114,8 @@ def _interested(filters: Filters, interests) -> bool:
     return not filters.interests or bool(set(filters.interests).intersection(interests or ()))
 
 
-# The estimate's two statements per filter set, buyer or not, price or not (the buyer,
+# The estimate's statements per filter set (the count and the prices in one round
+# trip, unless interests are counted one by one), buyer or not, price or not (the buyer,
 # the price and the 30-day window are bound when they run): building and keying a
 # statement costs several times what running it does on an indexed table, and the
 # live panel and API clients ask the same filters again and again. Filters whose SQL
@@ -138,19 +143,22 @@ def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) 
         conditions.append(rules.consent_covers(buyer_id, Lead.consent_scope_id, NamedBuyer))
     if priced:
         conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=sa.bindparam("price"))))
-    if filters.interests:  # a JSON list: counted one by one
-        count = sa.select(Lead.interests).where(*conditions).limit(_COUNT_LIMIT)
-    else:
-        count = sa.select(sa.func.count()).select_from(Lead).where(*conditions)
     # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.
     refunded = sa.exists().where(Return.sale_id == Sale.id,
                                  Return.status == ReturnStatus.ACCEPTED)
     prices = (sa.select(Sale.price).join(Lead, Sale.lead_id == Lead.id)
               .where(Sale.created_at >= since, ~refunded, *filters.sql_conditions(now))
-              .order_by(Sale.id.desc()).limit(1000))
+              .order_by(Sale.id.desc()).limit(1000)).subquery()
+    if filters.interests:  # a JSON list: counted one by one
+        statements = (sa.select(Lead.interests).where(*conditions).limit(_COUNT_LIMIT),
+                      sa.select(sa.null(), prices.c.price))
+    else:  # (count, NULL) then (NULL, price) rows
+        statements = (None, sa.union_all(
+            sa.select(sa.func.count(), sa.null()).select_from(Lead).where(*conditions),
+            sa.select(sa.null(), prices.c.price)))
     if filters.timeless:
         with _statements_lock:
-            _statements_kept[key] = (count, prices)
+            _statements_kept[key] = statements
             while len(_statements_kept) > MAX_STATEMENTS:
                 _statements_kept.popitem(last=False)
-    return count, prices
+    return statements
