@@ -39,10 +39,21 @@ def _preview() -> sa.Select:
 
 def rejection_preview(batch: Batch, limit: int = 20) -> list[tuple[int, list[str], str]]:
     """(row number, codes, message) of the first rejected rows."""
+    return open_preview(sealed_preview(batch, limit))
+
+
+def sealed_preview(batch: Batch, limit: int = 20) -> list[tuple[int, str, bytes]]:
+    """The first rejected rows as stored, their messages still encrypted: what a page
+    may keep between requests."""
+    return [tuple(row) for row in db.session.execute(
+        _preview(), {"batch_id": batch.id, "limit": limit})]
+
+
+def open_preview(sealed: list[tuple[int, str, bytes]]) -> list[tuple[int, list[str], str]]:
+    """`sealed_preview`'s rows as (row number, codes, message)."""
     decrypt = current_vault().decrypt
     return [(number, codes.split(CODES_SEPARATOR), decrypt(message_enc))
-            for number, codes, message_enc in db.session.execute(
-                _preview(), {"batch_id": batch.id, "limit": limit})]
+            for number, codes, message_enc in sealed]
 
 
 def _legacy_fallback(error: UnicodeEncodeError) -> tuple[str, int]:
