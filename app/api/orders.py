@@ -124,7 +124,7 @@ def order_leads(page, order_id: int):
 
 
 @blp.route("/estimate", methods=["GET"])
-@blp.arguments(EstimateQuerySchema, location="query")
+@blp.arguments(EstimateQuerySchema(), location="query")  # one instance, not one per request
 @blp.response(200, EstimateSchema)
 def get_estimate(query):
     """How many live leads match these filters now, and what similar sales cleared at."""

@@ -159,6 +159,11 @@ class TermsFields:
 class OrderFiltersForm(FilterFields, TermsFields, FlaskForm):
     """The live estimate's request: reads the builder's filters and schedule, changes nothing."""
 
+    # Caps and calling hours change no estimate: fields not built on every change.
+    cap_hour = cap_day = cap_week = cap_month = None
+    spend_cap_hour = spend_cap_day = spend_cap_week = spend_cap_month = None
+    calling_hours = calling_start = calling_end = None
+
     class Meta:
         csrf = False
 

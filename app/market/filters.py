@@ -165,6 +165,12 @@ class Filters:
             return False
         return True
 
+    @property
+    def timeless(self) -> bool:
+        """`sql_conditions` does not read `now` (no freshness or score filter): the same
+        SQL at any time."""
+        return self.max_age_days is None and not self.score_threshold
+
     def sql_conditions(self, now: datetime) -> list:
         """Everything but interests (a JSON list), as SQL on the leads table."""
         conditions = []

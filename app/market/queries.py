@@ -1,4 +1,6 @@
 """Queries (read only): a buyer's order, and the supply estimate an order builder shows."""
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -81,24 +83,20 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
     bought and at what price, and how much of last week's matching supply arrived
     inside its windows."""
     now = utcnow()
-    conditions = [Lead.offered(), rules.LEAD_CAP.test(Lead, rules.Ctx()),
-                  *filters.sql_conditions(now)]
-    if buyer is not None:
-        conditions.append(rules.not_bought_by(buyer.id, Lead.id, Sale))
-        conditions.append(~rules.listed_by(buyer.id, Lead.email_hash, Lead.phone_hash,
-                                           BuyerSuppression))
-        conditions.append(rules.consent_covers(buyer.id, Lead.consent_scope_id, NamedBuyer))
-    if price is not None:
-        conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=price)))
-    count = _count(filters, conditions)
-    since = now - timedelta(days=30)
-    # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.
-    refunded = sa.exists().where(Return.sale_id == Sale.id,
-                                 Return.status == ReturnStatus.ACCEPTED)
-    prices = sorted(db.session.scalars(
-        sa.select(Sale.price).join(Lead, Sale.lead_id == Lead.id)
-        .where(Sale.created_at >= since, ~refunded, *filters.sql_conditions(now))
-        .order_by(Sale.id.desc()).limit(1000)))
+    interests_statement, statement = _statements(filters, now, buyer is not None,
+                                                 price is not None)
+    params = {"buyer_id": buyer.id if buyer is not None else None, "price": price,
+              "since": now - timedelta(days=30)}
+    count, prices = 0, []
+    if interests_statement is not None:
+        count = sum(1 for interests in db.session.scalars(interests_statement, params)
+                    if _interested(filters, interests))
+    for matching, paid in db.session.execute(statement, params):
+        if matching is None:
+            prices.append(paid)
+        else:
+            count = matching
+    prices.sort()
     clearing = {"count": len(prices)}
     if prices:
         clearing |= {"min": prices[0], "median": prices[len(prices) // 2], "max": prices[-1]}
@@ -123,9 +121,51 @@ def _interested(filters: Filters, interests) -> bool:
     return not filters.interests or bool(set(filters.interests).intersection(interests or ()))
 
 
-def _count(filters: Filters, conditions: list) -> int:
-    if filters.interests:
-        return sum(1 for interests in db.session.scalars(
-            sa.select(Lead.interests).where(*conditions).limit(_COUNT_LIMIT))
-            if _interested(filters, interests))
-    return db.session.scalar(sa.select(sa.func.count()).select_from(Lead).where(*conditions))
+# The estimate's statements per filter set (the count and the prices in one round
+# trip, unless interests are counted one by one), buyer or not, price or not (the buyer,
+# the price and the 30-day window are bound when they run): building and keying a
+# statement costs several times what running it does on an indexed table, and the
+# live panel and API clients ask the same filters again and again. Filters whose SQL
+# reads the clock (freshness, score) are built for each estimate.
+MAX_STATEMENTS = 512  # per process; the least recently used goes first
+_statements_kept: OrderedDict = OrderedDict()
+_statements_lock = threading.Lock()
+
+
+def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) -> tuple:
+    key = (filters, for_buyer, priced)
+    if filters.timeless:
+        with _statements_lock:
+            kept = _statements_kept.get(key)
+            if kept is not None:
+                _statements_kept.move_to_end(key)
+                return kept
+    buyer_id, since = sa.bindparam("buyer_id", type_=sa.Integer), sa.bindparam("since")
+    conditions = [Lead.offered(), rules.LEAD_CAP.test(Lead, rules.Ctx()),
+                  *filters.sql_conditions(now)]
+    if for_buyer:
+        conditions.append(rules.not_bought_by(buyer_id, Lead.id, Sale))
+        conditions.append(~rules.listed_by(buyer_id, Lead.email_hash, Lead.phone_hash,
+                                           BuyerSuppression))
+        conditions.append(rules.consent_covers(buyer_id, Lead.consent_scope_id, NamedBuyer))
+    if priced:
+        conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=sa.bindparam("price"))))
+    # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.
+    refunded = sa.exists().where(Return.sale_id == Sale.id,
+                                 Return.status == ReturnStatus.ACCEPTED)
+    prices = (sa.select(Sale.price).join(Lead, Sale.lead_id == Lead.id)
+              .where(Sale.created_at >= since, ~refunded, *filters.sql_conditions(now))
+              .order_by(Sale.id.desc()).limit(1000)).subquery()
+    if filters.interests:  # a JSON list: counted one by one
+        statements = (sa.select(Lead.interests).where(*conditions).limit(_COUNT_LIMIT),
+                      sa.select(sa.null(), prices.c.price))
+    else:  # (count, NULL) then (NULL, price) rows
+        statements = (None, sa.union_all(
+            sa.select(sa.func.count(), sa.null()).select_from(Lead).where(*conditions),
+            sa.select(sa.null(), prices.c.price)))
+    if filters.timeless:
+        with _statements_lock:
+            _statements_kept[key] = statements
+            while len(_statements_kept) > MAX_STATEMENTS:
+                _statements_kept.popitem(last=False)
+    return statements

@@ -275,7 +275,10 @@ def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
                 "temperatures": {}, "sources": [], "listing": None}
-    return {"preview": reports.rejection_preview(batch), **_finished_figures(batch)}
+    figures_now = dict(_finished_figures(batch))
+    # Kept encrypted between requests; the messages are decrypted for this page only.
+    figures_now["preview"] = reports.open_preview(figures_now.pop("sealed_preview"))
+    return figures_now
 
 
 def _finished_figures(batch: Batch) -> dict:
@@ -284,7 +287,10 @@ def _finished_figures(batch: Batch) -> dict:
     temperatures and what is listed change with the leads' age too: they are
     counted again each minute."""
     def compute() -> dict:
-        return {"counts": reports.rejection_counts(batch),
+        counts = reports.rejection_counts(batch)
+        # The preview lists rejected rows under their counts: none to read without them.
+        return {"counts": counts,
+                "sealed_preview": reports.sealed_preview(batch) if counts else [],
                 "stats": market_stats.batch_sales([batch.id])[batch.id],
                 "temperatures": market_stats.batch_temperatures(batch),
                 "sources": market_stats.sub_id_figures([batch.id]),

@@ -9,6 +9,7 @@ the market's rule that only live leads sell (app.market.rules.LEAD_LIVE) keeps t
 out of every fill, also one planned before the change: fills re-check it under lock.
 """
 from dataclasses import dataclass
+from functools import cache
 from typing import Optional
 
 import sqlalchemy as sa
@@ -190,10 +191,15 @@ def listing(batch: Batch) -> Listing:
     return out
 
 
+@cache
+def _history() -> sa.Select:
+    # Built once: composing it cost more than running it, on every batch page.
+    return (sa.select(AuditEvent).where(AuditEvent.subject_type == "batch",
+                                        AuditEvent.subject_id == sa.bindparam("batch_id"),
+                                        AuditEvent.action.in_(ACTIONS))
+            .order_by(AuditEvent.id.desc()).limit(sa.bindparam("limit")))
+
+
 def history(batch: Batch, limit: int = 50) -> list[AuditEvent]:
     """The batch's pauses, resumes, withdrawals and re-pricings, newest first."""
-    return db.session.scalars(
-        sa.select(AuditEvent).where(AuditEvent.subject_type == "batch",
-                                    AuditEvent.subject_id == batch.id,
-                                    AuditEvent.action.in_(ACTIONS))
-        .order_by(AuditEvent.id.desc()).limit(limit)).all()
+    return db.session.scalars(_history(), {"batch_id": batch.id, "limit": limit}).all()

@@ -34,6 +34,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
+from functools import cache
 from typing import Iterator, Optional
 
 import sqlalchemy as sa
@@ -474,11 +475,17 @@ class SellerReport:
     failed: list[SampledLead]
 
 
+@cache
+def _latest_check() -> sa.Select:
+    # Built once: the batch page asks it on every view.
+    return (sa.select(SpotCheck).where(SpotCheck.batch_id == sa.bindparam("batch_id"))
+            .order_by(SpotCheck.id.desc()).limit(1))
+
+
 def seller_report(batch_id: int) -> Optional[SellerReport]:
     """The batch's latest spot-check for its seller. The failed leads are the seller's
     own, so their contacts are shown to help find what went wrong at the source."""
-    check = db.session.scalar(sa.select(SpotCheck).where(SpotCheck.batch_id == batch_id)
-                              .order_by(SpotCheck.id.desc()).limit(1))
+    check = db.session.scalar(_latest_check(), {"batch_id": batch_id})
     if check is None:
         return None
     failed = [] if check.status is SpotCheckStatus.OPEN else contacts_of(db.session.scalars(
