@@ -24,11 +24,11 @@ CSV_COLUMNS = ["sale_id", "sold_at", "price", "first_name", "last_name", "email"
                "sub_id", "city", "postal_code", "trustedform_cert_url", "jornaya_leadid",
                # SPEC §14: the person's clock, and the code for opting out by phone.
                "timezone", "local_time", "opt_out_code",
+               # ... and the exchange's own certificate of a hosted form's consent.
+               "consent_certificate_url",
                # SPEC §5: `price` and `revenue` are in major units of this currency.
-               "currency",
-               # SPEC §14: the exchange's own certificate of a hosted form's consent.
-               "consent_certificate_url"]
-LATER_LEAD_COLUMNS = CSV_COLUMNS[CSV_COLUMNS.index("sub_id"):CSV_COLUMNS.index("currency")]
+               "currency"]
+LATER_LEAD_COLUMNS = CSV_COLUMNS[CSV_COLUMNS.index("sub_id"):-1]
 # Cells that are not free text (app/services/exports.py): numbers we wrote, and the
 # validated E.164 phone, kept text in spreadsheets.
 CSV_KINDS = {**dict.fromkeys(("sale_id", "price", "age", "lead_id", "score", "revenue"), NUMBER),
@@ -120,7 +120,7 @@ def _export_rows(order: Order, sale_ids: list[int] | None) -> Iterator[list]:
                  for c in CSV_COLUMNS[3:CSV_COLUMNS.index("lead_id")]],
                lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
                major_units(outcome.get("revenue"), currency),
-               *[lead[c] for c in LATER_LEAD_COLUMNS], currency, lead["consent_certificate_url"]]
+               *[lead[c] for c in LATER_LEAD_COLUMNS], currency]
 
 
 def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[str]:

@@ -13,8 +13,9 @@ from app.core.bulk import allocate_ids, bulk_insert
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Batch, BatchSource, Lead, User
+from app.models.contact_keys import keys_of
 from app.models.types import utcnow
-from app.services import do_not_call, scoring
+from app.services import contact_keys, do_not_call, scoring
 from app.services.ingest.fields import FIELDS
 from app.services.crypto import current_vault
 from app.services.ingest import workers
@@ -101,6 +102,7 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
     _, lead_status = listing_status_for(seller)
     results: list[StoredLead | LeadRejected | None] = []
     kept = []  # (position in results, row to insert without its id)
+    contacts = []  # (email hash, phone hash) of each kept row: its contact keys
     for row, terms in rows:
         email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
         code, message, is_cross = index.verdict(email_hash, phone_hash)
@@ -114,6 +116,7 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
                                  seller_points=batch.seller_points)
         batch.rows_total += 1
         index.remember(email_hash, phone_hash, batch.rows_total)
+        contacts.append((email_hash, phone_hash))
         kept.append((len(results), (batch.rows_total,) + lead_row(
             terms_of_lead, row, is_cross, lead_status)[1:]))
         results.append(None)
@@ -122,6 +125,9 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
         batch.cross_seller_duplicates += int(is_cross)
     ids = allocate_ids(Lead.__table__, len(kept))
     bulk_insert(Lead.__table__, _COLUMNS, [(lead_id,) + row for lead_id, (_, row) in zip(ids, kept)])
+    # Written past the ORM, so past its contact-key events: the next post finds them.
+    contact_keys.store([pair for lead_id, (email_hash, phone_hash) in zip(ids, contacts)
+                        for pair in keys_of(lead_id, email_hash, phone_hash)])
     for lead_id, (position, row) in zip(ids, kept):
         results[position] = StoredLead(lead_id, row[_CROSS])
     flagged = [lead_id for lead_id, (_, row) in zip(ids, kept) if row[_PHONE] in listed]
