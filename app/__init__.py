@@ -51,8 +51,10 @@ def check_rate_limit_storage(config) -> None:
 
 def register_url_converters(app) -> None:
     """`<int:…>` stops at the largest INTEGER key and `<bigid:…>` at the largest BIGINT
-    key (app.core.bounds): a longer number is a 404, not an overflow in the database."""
-    from werkzeug.routing import IntegerConverter
+    key (app.core.bounds): a longer number is a 404, not an overflow in the database.
+    A text part (`<token>`, `<public_id>`) never holds a NUL byte, which PostgreSQL
+    cannot compare: such a URL is a 404 too."""
+    from werkzeug.routing import IntegerConverter, UnicodeConverter
 
     from app.core import bounds
 
@@ -66,6 +68,12 @@ def register_url_converters(app) -> None:
             kwargs.setdefault("max", bounds.BIG_ID.maximum)
             super().__init__(map, *args, **kwargs)
 
+    class TextConverter(UnicodeConverter):
+        def __init__(self, map, *args, **kwargs):
+            super().__init__(map, *args, **kwargs)
+            self.regex = self.regex.replace("[^/]", "[^/\x00]", 1)
+
+    app.url_map.converters["default"] = app.url_map.converters["string"] = TextConverter
     app.url_map.converters["int"] = IdConverter
     app.url_map.converters["bigid"] = BigIdConverter
 

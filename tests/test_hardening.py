@@ -451,3 +451,10 @@ def test_a_web_form_without_files_is_bounded(buyer_client):
     response = buyer_client.post("/buyer/orders/new", data={
         "csrf_token": token, "name": "x" * (2 << 20), "price": "5.00", "quantity": "1"})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("url", ["/certificates/%00", "/api/v1/certificates/ab%00cd", "/f/%00",
+                                 "/opt-out/%00", "/auth/verify-email/%00"])
+def test_a_nul_byte_in_a_url_is_not_found_on_any_database(client, url):
+    """PostgreSQL cannot compare text holding a NUL byte: no such id exists anyway."""
+    assert client.get(url).status_code == 404

@@ -247,6 +247,11 @@ def test_an_expired_ping_is_refused(client, market, bidders, app, monkeypatch):
     assert response.json["error"]["code"] == "ping_expired"
     other = client.post("/api/v1/posts", headers=seller, json=_post_of(LEAD, "nope"))
     assert other.status_code == 404
+    # No ping has such an id (PostgreSQL cannot even compare a NUL byte): said so.
+    for shape in ("\x00", "a" * 33, "ping id"):
+        malformed = client.post("/api/v1/posts", headers=seller, json=_post_of(LEAD, shape))
+        assert malformed.status_code == 422, malformed.json
+        assert "Not a ping id" in str(malformed.json)
 
 
 def test_a_ping_without_buyers_and_a_ping_with_bad_attributes(client, market):

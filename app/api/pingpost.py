@@ -1,7 +1,7 @@
 """API routes for ping/post (SPEC §4 rule 9, §11 additions): a seller pings a lead's
 attributes, the exchange answers with the best price its buyers offer, and the post
 of the full lead completes the sale."""
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
@@ -52,7 +52,10 @@ class PostInputSchema(LeadInputSchema):
     repeat them (a seller posting the ping's payload plus the contacts), and then they
     must be the ping's."""
 
-    ping_id = fields.String(required=True)
+    # The shape of the ids pings are given (URL-safe base64); anything else, a NUL
+    # byte PostgreSQL refuses to compare included, is no ping's.
+    ping_id = fields.String(required=True, validate=validate.Regexp(
+        r"[A-Za-z0-9_-]{1,32}\Z", error="Not a ping id: give the ping_id the ping answered."))
     default_country = fields.String(load_default=None)
     floor_price = fields.Integer(load_default=None)
     cap = fields.Integer(load_default=None)
