@@ -44,28 +44,36 @@ def user_language() -> str:
     return user_locale().language
 
 
+def zone_of(user) -> ZoneInfo | timezone:
+    """A user's time zone: their account's (set from the browser at sign-up, changed on
+    the account page); UTC when unset or dropped from the system's zone database."""
+    try:
+        return ZoneInfo(user.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
 def user_zone() -> ZoneInfo | timezone:
-    """The reader's time zone: their account's (set from the browser at sign-up, changed on
-    the account page); UTC outside a request (jobs, emails) and for visitors."""
+    """The reader's time zone: their account's; UTC outside a request (jobs, emails) and
+    for visitors."""
     from flask_login import current_user
 
     if has_request_context() and current_user.is_authenticated:
-        try:
-            return ZoneInfo(current_user.timezone or "UTC")
-        except (ZoneInfoNotFoundError, ValueError):  # a zone the system's database dropped
-            pass
+        return zone_of(current_user)
     return timezone.utc
 
 
-def format_when(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
-    """A stored (UTC) moment as the reader's wall-clock time; %Z in the pattern names
-    their zone ("MSK", "CET"). Formal documents (statements, receipts, consent
-    certificates) keep UTC and say so."""
+def format_when(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M",
+                zone: ZoneInfo | timezone | None = None) -> str:
+    """A stored (UTC) moment as the reader's wall-clock time (or `zone`'s: a notice
+    written for a user outside their request); %Z in the pattern names the zone ("MSK",
+    "CET"). Formal documents (statements, receipts, consent certificates) keep UTC and
+    say so."""
     if moment is None:
         return "—"
     if moment.tzinfo is None:  # SQLite's aggregates hand back naive UTC
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(user_zone()).strftime(pattern)
+    return moment.astimezone(zone or user_zone()).strftime(pattern)
 
 
 SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign

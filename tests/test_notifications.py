@@ -2,6 +2,7 @@
 with it and emailed after commit to a real SMTP server on loopback (aiosmtpd); no
 contact data in either; the list, unread count, mark read, settings and the API."""
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -10,10 +11,10 @@ from app.core import mail_jobs
 from app.extensions import db
 from app.market import jobs, operations
 from app.models import (
-    AccountKind, Notification, NotificationKind, OutgoingEmail, Role, Sale, SpotCheckItem,
-    TrustLevel, Verdict,
+    AccountKind, LinkPurpose, Notification, NotificationKind, OutgoingEmail, Role, Sale,
+    SpotCheckItem, TrustLevel, Verdict,
 )
-from app.people import notifications
+from app.people import account_links, companies, notifications
 from app.aftersale.delivery import engine
 from app.services import ledger, payments, privacy, returns, spotchecks
 from tests.conftest import csrf_token, log_in, make_user
@@ -155,13 +156,16 @@ def test_passed_spot_check_tells_the_seller_their_leads_are_on_sale(app, admin, 
 
 def test_a_return_to_answer_tells_the_seller_the_time_left(app, smtp_server):
     seller, buyer, order, sales = _market()
+    seller.timezone = "Asia/Tokyo"
     smtp_server.clear()
     item = returns.open_return(buyer, sales[0].id, "wrong_number",
                                note="person0@mail.example.com never answers")
     db.session.commit()
     [notice] = _notices(seller, Kind.RETURN_TO_ANSWER)
     assert notice.title == f"Return of sale #{sales[0].id} to answer within 3 days"
-    assert f"(by {item.seller_deadline:%Y-%m-%d %H:%M} UTC)" in notice.body
+    # On the seller's own clock, as every page shows them times.
+    in_tokyo = item.seller_deadline.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f"(by {in_tokyo:%Y-%m-%d %H:%M} JST)" in notice.body
     assert "the return is accepted and the sale reversed" in notice.body
     assert notice.data["seller_deadline"] == item.seller_deadline.isoformat()
     text, html = bodies(_email_to(smtp_server, seller))
@@ -170,6 +174,30 @@ def test_a_return_to_answer_tells_the_seller_the_time_left(app, smtp_server):
     client = app.test_client()
     log_in(client, seller)
     assert "Time left now: 2 days 23 hours" in client.get("/notifications/").get_data(as_text=True)
+
+
+def test_each_person_of_a_company_reads_a_deadline_on_their_own_clock(app, smtp_server):
+    seller, buyer, order, sales = _market()
+    seller.timezone = "Europe/Madrid"
+    companies.name_company(seller, "Two Zones S.L.")
+    invitee = companies.invite(seller, "tokyo@example.com", actor=seller)
+    member = companies.accept(account_links.issue(invitee, LinkPurpose.INVITATION),
+                              "a member's own passphrase")
+    member.timezone = "Asia/Tokyo"
+    db.session.commit()
+    smtp_server.clear()
+    item = returns.open_return(buyer, sales[0].id, "wrong_number")
+    db.session.commit()
+    deadline = item.seller_deadline
+    for reader, zone, abbreviation in ((seller, "Europe/Madrid", "CET"),
+                                       (member, "Asia/Tokyo", "JST")):
+        [notice] = _notices(reader, Kind.RETURN_TO_ANSWER)
+        there = f"{deadline.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {abbreviation}"
+        assert f"(by {there})" in notice.body and "UTC" not in notice.body
+        smtp_server.wait_for(2)
+        [message] = [m for m in smtp_server.to(reader.email) if m["Subject"] == notice.title]
+        text, html = bodies(message)
+        assert there in text and there in html
 
 
 def test_time_left_reads_as_a_person_would_say_it():

@@ -19,6 +19,7 @@ from app.models import (
     Lead, LeadStatus, Notification, OptOutNotice, OptOutRequest, Sale, SuppressionEntry,
 )
 from app.models.types import utcnow
+from app.formatting import zone_of
 from app.people import opt_out
 from app.services.delivery import sale_record
 from tests.conftest import csrf_token, log_in, wait_until
@@ -81,6 +82,8 @@ def _link_in(message) -> str:
 
 def test_email_link_opts_out_once_and_every_buyer_is_told(app, client, smtp_server, receivers):
     lead, buyers, secrets, sales = _sold_to_two_buyers(receivers)
+    buyers[1].timezone = "America/New_York"
+    db.session.commit()
     known = _ask(client, email=EMAIL.upper()).get_data(as_text=True)
     assert "We have emailed that address a link" in known
     [message] = _mail_to(smtp_server, EMAIL.lower())
@@ -107,6 +110,9 @@ def test_email_link_opts_out_once_and_every_buyer_is_told(app, client, smtp_serv
         notice = db.session.scalar(sa.select(Notification).where(Notification.user_id == buyer.id)
                                    .order_by(Notification.id.desc()))
         assert "opted out" in notice.title and EMAIL.lower() not in notice.body.lower()
+        # The deadline on the buyer's own clock, as their pages show times.
+        due = notices[0].due_at.replace(tzinfo=timezone.utc).astimezone(zone_of(buyer))
+        assert f"by {due:%Y-%m-%d %H:%M %Z} (10 business days)" in notice.body
 
     # Each buyer's webhook gets the signed notice, without the person's data.
     engine.deliver_sales([sale.id for sale in sales])

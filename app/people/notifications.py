@@ -22,7 +22,7 @@ from flask import current_app
 from app.core import mail
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.formatting import format_money
+from app.formatting import format_money, format_when, zone_of
 from app.models import (
     DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
@@ -73,6 +73,18 @@ KINDS = {
 MAX_ITEMS = 50  # lines listed in one notice; the page behind the link has them all
 
 
+@dataclass(frozen=True)
+class AtTheirTime:
+    """A paragraph naming a moment ("… by {at} …"), written on each reader's own clock:
+    the people of a company may live in different zones, and a notice is stored as
+    text, written once for each of them."""
+    text: str
+    at: datetime
+
+    def told_to(self, user: User) -> str:
+        return self.text.format(at=format_when(self.at, "%Y-%m-%d %H:%M %Z", zone_of(user)))
+
+
 def kinds_for(role: Role) -> list[Kind]:
     return [kind for kind, info in KINDS.items() if role in info.roles]
 
@@ -82,7 +94,8 @@ def path(endpoint: str, **values) -> str:
     return current_app.url_map.bind("localhost").build(endpoint, values)
 
 
-def notify(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str] = (),
+def notify(user_id: int, kind: Kind, title: str, *,
+           paragraphs: Iterable[str | AtTheirTime] = (),
            items: Iterable[str] = (), link: str = "", link_label: str = "Open in LeadX",
            subject: str = "", data: Optional[dict] = None) -> Optional[Notification]:
     """Tell the user, in the app and by email as they chose; when the user is a
@@ -97,7 +110,8 @@ def notify(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str] = 
     return notices[0]
 
 
-def _notify_one(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[str],
+def _notify_one(user_id: int, kind: Kind, title: str, *,
+                paragraphs: Iterable[str | AtTheirTime],
                 items: Iterable[str], link: str, link_label: str, subject: str,
                 data: Optional[dict]) -> Optional[Notification]:
     setting = db.session.get(NotificationSetting, (user_id, kind))
@@ -111,7 +125,9 @@ def _notify_one(user_id: int, kind: Kind, title: str, *, paragraphs: Iterable[st
                                              Notification.subject == subject,
                                              Notification.read_at.is_(None)).limit(1)):
         return None
-    paragraphs, items = [p for p in paragraphs if p], list(items)
+    paragraphs = [p.told_to(user) if isinstance(p, AtTheirTime) else p
+                  for p in paragraphs if p]
+    items = list(items)
     shown = items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
                                  if len(items) > MAX_ITEMS else [])
     notification = None
@@ -229,9 +245,9 @@ def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) ->
     notify(item.seller_id, Kind.RETURN_TO_ANSWER,
            f"Return of sale #{item.sale_id} to answer within {left}",
            paragraphs=[f"A buyer returned the lead of sale #{item.sale_id}: “{reason_label}”.",
-                       f"Accept or contest it within {left} (by {deadline:%Y-%m-%d %H:%M} "
-                       "UTC). If you do not answer by then, the return is accepted and the "
-                       "sale reversed."],
+                       AtTheirTime(f"Accept or contest it within {left} (by {{at}}). If "
+                                   "you do not answer by then, the return is accepted and "
+                                   "the sale reversed.", deadline)],
            link=path("seller.return_list"), link_label="Answer the return",
            data={"return_id": item.id, "sale_id": item.sale_id, "reason": item.reason.value,
                  "seller_deadline": deadline.isoformat()})
@@ -399,9 +415,10 @@ def person_opted_out(buyer_id: int, sales: list[tuple[int, int]], due: datetime)
     """A person this buyer bought opted out (SPEC §14); `sales`: (sale id, order id)."""
     notify(buyer_id, Kind.PERSON_ERASED,
            "A person you bought opted out: stop contacting them",
-           paragraphs=["They asked not to be contacted any more. Stop calling, texting and "
-                       "emailing them, remove them from your lists, and acknowledge it on the "
-                       f"opt-outs page by {due:%Y-%m-%d %H:%M} UTC (10 business days)."],
+           paragraphs=[AtTheirTime("They asked not to be contacted any more. Stop calling, "
+                                   "texting and emailing them, remove them from your lists, "
+                                   "and acknowledge it on the opt-outs page by {at} (10 "
+                                   "business days).", due)],
            items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
            link=path("buyer.opt_outs"), link_label="Acknowledge",
            data={"sale_ids": [sale_id for sale_id, _ in sales], "due_at": due.isoformat()})
