@@ -240,6 +240,18 @@ def test_the_certificate_link_travels_with_the_lead_and_only_with_a_form_lead(cl
         receiver.close()
 
 
+def test_the_public_pages_name_an_icon_that_is_served(client):
+    """Without one the browser asks for /favicon.ico, a 404 in every visitor's console."""
+    form = make_form(verified_seller())
+    send(client, form)
+    certificate = db.session.scalar(sa.select(ConsentCertificate))
+    for path in (f"/f/{form.public_id}", f"/f/{form.public_id}?embed=1",
+                 f"/certificates/{certificate.public_id}"):
+        html = client.get(path, base_url=BLOG).get_data(as_text=True)
+        [icon] = re.findall(r'<link rel="icon" href="([^"]+)"', html)
+        assert client.get(icon).status_code == 200
+
+
 def test_the_public_certificate_shows_nothing_of_the_person(client, api_key_for):
     seller = verified_seller()
     form = make_form(seller, fields=[
