@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets everything up and serves the marketplace on http://127.0.0.1:5000 (SQLite,
+# Sets everything up and serves the marketplace on http://127.0.0.1:${PORT:-5000} (SQLite,
 # demo data, background jobs in a thread: no other server needed).
 #
 # Card payments work out of the box: unless STRIPE_SECRET_KEY is set (a real Stripe
