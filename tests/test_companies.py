@@ -65,11 +65,13 @@ def _invitation_path(message) -> str:
     return urlsplit(link).path
 
 
-def _accept(client, path: str, password: str = MEMBER_PASSWORD, name: str = "Mia"):
+def _accept(client, path: str, password: str = MEMBER_PASSWORD, name: str = "Mia",
+            browser_zone: str = "Asia/Tokyo"):
     page = client.get(path, follow_redirects=True)
     token = csrf_token(client, "/auth/invitation/accept")
     return page, client.post("/auth/invitation/accept", data={
-        "display_name": name, "password": password, "confirm": password, "csrf_token": token})
+        "display_name": name, "password": password, "confirm": password, "csrf_token": token,
+        "timezone": browser_zone})
 
 
 # The CLI and the emailed invitation ------------------------------------------------
@@ -119,6 +121,9 @@ def test_cli_creates_a_company_owner_and_invites_a_member_by_email(app, client, 
     assert "Welcome to Acme Leads" in dashboard and 'id="verify-banner"' not in dashboard
     member = _user("mia@acme.example")
     assert member.is_active and member.email_verified and member.display_name == "Mia"
+    # Their own zone, from their browser as at sign-up: pages show them times in it.
+    assert 'data-browser-timezone' in page.get_data(as_text=True)
+    assert member.timezone == "Asia/Tokyo" and owner.timezone == "UTC"
     assert membership.account_of(member).id == owner.id
     joined = db.session.scalar(sa.select(AuditEvent).where(
         AuditEvent.action == "company.member_joined"))

@@ -139,6 +139,8 @@ class AcceptInvitationForm(FlaskForm):
         "Repeat the password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")],
         render_kw=NEW_PASSWORD,
     )
+    # As at sign-up: the member's own zone, from their browser.
+    timezone = HiddenField(render_kw={"data-browser-timezone": ""})
     submit = SubmitField("Join the company")
 
 
@@ -147,7 +149,8 @@ class ProfileForm(FlaskForm):
                                render_kw={"autocomplete": "name"})
     timezone = StringField(
         "Time zone", validators=[DataRequired(), Length(max=64)],
-        description="New orders count their caps and schedules in it, e.g. Europe/Madrid.",
+        description="Pages show times in it, and new orders count their caps and schedules "
+                    "in it, e.g. Europe/Madrid.",
         render_kw={"list": "timezones", "autocomplete": "off", "spellcheck": "false"})
     named_on_forms = BooleanField(
         "Sellers may name my company on their lead forms",

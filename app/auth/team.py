@@ -10,6 +10,7 @@ from app.auth.sessions import current_account, start_session
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db
 from app.people import companies, membership
+from app.services import accounts
 
 
 def _account_role_check() -> None:
@@ -84,7 +85,8 @@ def accept_invitation():
     if form.validate_on_submit():
         commit_keeping_loaded()  # the link's UPDATE then opens a transaction of its own
         try:
-            user = companies.accept(token, form.password.data, form.display_name.data)
+            user = companies.accept(token, form.password.data, form.display_name.data,
+                                    timezone=accounts.browser_timezone(form.timezone.data))
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()

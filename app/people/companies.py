@@ -113,9 +113,10 @@ def invitation(secret: str) -> User:
     return account_links.check(secret, LinkPurpose.INVITATION).user
 
 
-def accept(secret: str, password: str, display_name: str = "") -> User:
+def accept(secret: str, password: str, display_name: str = "", *, timezone: str = "UTC") -> User:
     """Join the company: the link's invitee chooses a password, which also proves the
-    address, and can sign in from now on."""
+    address, and can sign in from now on; `timezone` is their own (their browser's), in
+    which pages show them times."""
     accounts.check_password_strength(password)  # before spending the link
     user = account_links.use(secret, LinkPurpose.INVITATION)
     if user.company_role is None:
@@ -123,6 +124,7 @@ def accept(secret: str, password: str, display_name: str = "") -> User:
     accounts.set_password(user, password)
     if display_name.strip():
         user.display_name = display_name.strip()[:120]
+    user.timezone = accounts.check_timezone(timezone)
     user.is_active_account = True
     user.email_verified_at = user.email_verified_at or utcnow()
     audit.record("company.member_joined", actor=user, subject_type="user", subject_id=user.id,

@@ -1,5 +1,5 @@
-// Sign-up: tell the server the browser's time zone, the default for new orders' caps
-// and schedules (the account page changes it).
+// Sign-up and joining a company: tell the server the browser's time zone, in which pages
+// show times and new orders count caps and schedules (the account page changes it).
 document.querySelectorAll("input[data-browser-timezone]").forEach(function (input) {
   try {
     input.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
