@@ -137,6 +137,8 @@ def test_statement_page_pdf_and_csv(app, busy_month):
     picked = client.get(f"/buyer/statements?month={this:%Y-%m}")
     assert picked.status_code == 302
     assert picked.headers["Location"].endswith(f"/buyer/statements/{this.year}-{this.month}")
+    # The bare address (typed, bookmarked) opens this month's, not an error.
+    assert client.get("/buyer/statements").headers["Location"] == picked.headers["Location"]
     page = client.get(picked.headers["Location"])
     assert page.status_code == 200
     html = page.get_data(as_text=True)

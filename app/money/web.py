@@ -12,6 +12,7 @@ from app.core import bounds
 from app.errors import DomainError
 from app.extensions import db
 from app.money import receipts, statements
+from app.models.types import utcnow
 from app.money.receipts import Receipt
 from app.services import audit
 
@@ -52,9 +53,11 @@ def add_routes(bp: Blueprint, back_endpoint: str, back_label: str) -> None:
         return pdf_response(_pdf().receipt_pdf(found), found.filename)
 
     def statement_pick():
-        """The month picker's target (a GET form): to that month's statement."""
+        """The month picker's target (a GET form): to that month's statement; without a
+        month (the address typed or bookmarked), to this month's."""
+        month = request.args.get("month") or f"{utcnow():%Y-%m}"  # months are UTC's
         try:
-            first = statements.parse_month(current_account, request.args.get("month", ""))
+            first = statements.parse_month(current_account, month)
         except DomainError as exc:
             flash(exc.message, "danger")
             return redirect(url_for(back_endpoint))
