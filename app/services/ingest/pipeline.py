@@ -646,12 +646,13 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     batch.checkpoint = last_row
 
 
-def copy_leads(leads: list[tuple], constants: dict[str, object]) -> None:
+def copy_leads(leads: list[tuple], constants: dict[str, object],
+               table: sa.Table = Lead.__table__) -> None:
     """PostgreSQL: write packed rows (copy_ready), each followed by its cross-seller
-    flag and id, with the batch's own columns (`constants`)."""
+    flag and id, with the batch's own columns (`constants`), into `table` (leads, or
+    a copy of it: the benchmark's)."""
     if not leads:
         return
-    table = Lead.__table__
     columns = copy_ready.leads_columns(workers.ACCEPTED_COLUMNS, tuple(constants))
     tail = b"".join(pgcopy.field(kind_of(table.c[name].type), value)
                     for name, value in constants.items())
