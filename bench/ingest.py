@@ -716,16 +716,17 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     batch = db.session.get(Batch, batch_id)
     postgres = db.session.get_bind().dialect.name == "postgresql"
     stored = _store_again(batch, spec["url"], config)
-    # The same rows again into a copy without the indexes whose keys arrive in random
-    # order: what their maintenance costs of the storing above.
-    bare = _store_again(batch, spec["url"], config, without=RANDOM_KEY_INDEXES)
+    # Again with their contact keys, which the real path writes too (dedupe).
+    keyed = _store_again(batch, spec["url"], config, keys=True)
 
     # Validation, one process, on the file's first rows.
     sample, chunk = spec["validate_sample"], config["INGEST_CHUNK_ROWS"]
     # Exactly what a worker runs per chunk (with the cyclic collector paused).
     workers._init_worker(base64.urlsafe_b64encode(os.urandom(32)).decode())
     ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
-    storage = "postgresql" if postgres else "sqlite"
+    from app.services.ingest import pipeline
+
+    storage = pipeline._STORAGE["postgresql" if postgres else "sqlite"]  # the real path's
     validated, v_cpu = 0, 0.0
     with open_csv(spec["csv"], mapping={}) as source:
         fields = source.header_map.fields
@@ -746,33 +747,39 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     return {"stored_rows": stored["rows"], "store_seconds": wall, "store_cpu_seconds": cpu,
             "store_server_cpu_seconds": server, "store_cpu_us_per_file_row":
             store_cpu_per_row * 1e6,
-            "store_without_random_key_indexes": {
-                "indexes_left_out": list(RANDOM_KEY_INDEXES), "seconds": bare["wall"],
-                "cpu_us_per_file_row": (bare["cpu"] + bare["server"]) / rows_total * 1e6},
+            "store_with_contact_keys": {
+                "seconds": keyed["wall"],
+                "cpu_us_per_file_row": (keyed["cpu"] + keyed["server"]) / rows_total * 1e6,
+                "ceiling_rows_per_s": min(
+                    (os.cpu_count() or 1) / ((keyed["cpu"] + keyed["server"]) / rows_total
+                                             + validate_cpu_per_row),
+                    float("inf") if postgres else rows_total / keyed["wall"])},
             "validated_rows": validated,
             "validate_cpu_us_per_row": validate_cpu_per_row * 1e6, "file_rows": rows_total,
             "cpus": os.cpu_count(), "ceiling_rows_per_s": ceiling}
 
 
-# The leads indexes whose keys come in random order (contact hashes), so every insert
-# lands on a different page; the others (id, batch_id + row_number, region, status +
-# consent day + id) grow at their ends or at a few hundred places.
-RANDOM_KEY_INDEXES = ("ix_leads_email_hash", "ix_leads_phone_hash")
-
-
-def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict:
+def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     """The batch's accepted rows read back in the form the workers hand over and
-    written again by bulk.insert_ready into a copy of the leads table (same indexes,
-    less `without`; same checks and foreign keys), in the app's chunks and commits.
-    Only the writes are timed: wall, this process's CPU and the PostgreSQL backend's."""
+    written again as the real path writes them (SQLite: bulk.insert_ready; PostgreSQL:
+    packed by copy_ready, untimed as the workers do it, then pipeline.copy_leads) into
+    a copy of the leads table (same indexes, checks and foreign keys), in the app's
+    chunks and commits; with `keys`, their contact keys too, each commit's written
+    into contact_keys as the real path writes them (sorted, contact_keys.store) and
+    removed afterwards. Only the writes are timed: wall, this process's CPU and the
+    PostgreSQL backend's."""
     import sqlalchemy as sa
 
     from app.core.bulk import insert_ready
     from app.extensions import db
+    from app.models import Lead
+    from app.models.contact_keys import keys_of
     from app.models.types import utcnow
-    from app.services.ingest import pipeline, workers
+    from app.services import contact_keys
+    from app.services.ingest import copy_ready, pipeline, workers
 
-    columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",)
+    columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id")
+    key_offset = 1 << 40  # keys of lead ids no lead has, removed afterwards
     constants = {"batch_id": batch.id, "seller_id": batch.seller_id, "status": "live",
                  "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
                  "created_at": pipeline._stored_time(utcnow()), "seller_points": 8}
@@ -787,9 +794,8 @@ def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict
             driver.execute(f"ALTER TABLE floor_leads ADD {definition}")
         for name, sql in driver.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'leads'").fetchall():
-            if name not in without:  # the primary key's too, as a unique index
-                driver.execute(re.sub(rf"INDEX {name} ON \S+", f"INDEX floor_{name} ON floor_leads",
-                                      sql))
+            driver.execute(re.sub(rf"INDEX {name} ON \S+", f"INDEX floor_{name} ON floor_leads",
+                                  sql))  # the primary key's too, as a unique index
         backend_pid = driver.execute("SELECT pg_backend_pid()").fetchone()[0]
     else:
         ddl = driver.execute("SELECT sql FROM sqlite_master WHERE name = 'leads'").fetchone()[0]
@@ -797,9 +803,8 @@ def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict
         for name, sql in driver.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                 "AND tbl_name = 'leads' AND sql IS NOT NULL").fetchall():
-            if name not in without:
-                driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
-                                      f"INDEX floor_{name} ON floor_leads", sql))
+            driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
+                                  f"INDEX floor_{name} ON floor_leads", sql))
         backend_pid = None
     db.session.commit()
 
@@ -826,23 +831,36 @@ def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict
         reader = sqlite3.connect(sa.engine.make_url(url).database)
         cursor = reader.execute(query)
     table = sa.table("floor_leads")
+    floor = Lead.__table__.to_metadata(sa.MetaData(), name="floor_leads")
     chunk, commit_rows = config["INGEST_CHUNK_ROWS"], config["INGEST_COMMIT_ROWS"]
     commit_seconds = config["INGEST_COMMIT_SECONDS"]
-    stored, wall, cpu, uncommitted, opened = 0, 0.0, 0.0, 0, 0.0
+    e_at, p_at = columns.index("email_hash"), columns.index("phone_hash")
+    stored, wall, cpu, uncommitted, opened, unwritten = 0, 0.0, 0.0, 0, 0.0, []
     server_before = backend_cpu()
     while rows := cursor.fetchmany(chunk):
+        if keys:
+            unwritten += [pair for r in rows for pair in keys_of(r[-1] + key_offset, r[e_at],
+                                                                  r[p_at])]
+        if postgres:  # packed as the workers pack them, with their flag and id after
+            packed = copy_ready.pack(workers.ACCEPTED_COLUMNS, [r[:-2] for r in rows])
+            rows = [p + r[-2:] for p, r in zip(packed, rows)]
         t, c = time.perf_counter(), time.process_time()
         if uncommitted == 0:
             opened = t
-        insert_ready(table, columns, rows, constants)
+        if postgres:
+            pipeline.copy_leads(rows, dict(constants, created_at=batch.created_at), floor)
+        else:
+            insert_ready(table, columns, rows, constants)
         uncommitted += len(rows)
         if uncommitted >= commit_rows or time.perf_counter() - opened >= commit_seconds:
+            contact_keys.store(unwritten)
             db.session.commit()
-            uncommitted = 0
+            uncommitted, unwritten = 0, []
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
         stored += len(rows)
     t, c = time.perf_counter(), time.process_time()
+    contact_keys.store(unwritten)
     db.session.commit()
     wall += time.perf_counter() - t
     cpu += time.process_time() - c
@@ -850,6 +868,7 @@ def _store_again(batch, url: str, config, without: tuple[str, ...] = ()) -> dict
     reader.close()
     driver = db.session.connection().connection.driver_connection
     driver.execute("DROP TABLE floor_leads")
+    driver.execute(f"DELETE FROM contact_keys WHERE lead_id >= {key_offset}")
     db.session.commit()
     return {"rows": stored, "wall": wall, "cpu": cpu, "server": server}
 
@@ -1058,10 +1077,10 @@ def print_report(res: dict) -> list[tuple[str, bool, str]]:
                   f"rows/s), {p['store_cpu_us_per_file_row']:.0f} µs CPU per file row"
                   + (f" ({p['store_server_cpu_seconds']:.1f} s of it the server's)"
                      if p["store_server_cpu_seconds"] else "") + ";")
-            bare = p["store_without_random_key_indexes"]
-            print(f"  {'':<18} storing them without {', '.join(bare['indexes_left_out'])}: "
-                  f"{bare['seconds']:.2f} s, {bare['cpu_us_per_file_row']:.0f} µs CPU per file "
-                  "row;")
+            keyed = p["store_with_contact_keys"]
+            print(f"  {'':<18} storing them with their contact keys: {keyed['seconds']:.2f} s, "
+                  f"{keyed['cpu_us_per_file_row']:.0f} µs CPU per file row (ceiling "
+                  f"{keyed['ceiling_rows_per_s'] / naive_rate:.2f}x);")
             print(f"  {'':<18} validating {p['validated_rows']:,} rows in one process: "
                   f"{p['validate_cpu_us_per_row']:.0f} µs CPU per row;")
             print(f"  {'':<18} ceiling {p['ceiling_rows_per_s']:,.0f} rows/s = "

@@ -112,6 +112,28 @@ def insert_ready(table: sa.Table, columns: tuple[str, ...], rows: list[tuple],
             write(row + tail)
 
 
+def kind_of(column_type) -> str:
+    """A column type's kind in PostgreSQL's binary COPY format (app.core.pgcopy)."""
+    if isinstance(column_type, UTCDateTime):
+        return "timestamptz"
+    for kind, types in (("int8", sa.BigInteger), ("int2", sa.SmallInteger), ("int4", sa.Integer),
+                        ("bool", sa.Boolean), ("bytea", sa.LargeBinary),
+                        ("text", (sa.String, sa.JSON))):
+        if isinstance(column_type, types):
+            return kind
+    raise TypeError(f"No binary COPY kind for {column_type!r}")
+
+
+def copy_binary(table: sa.Table, columns: tuple[str, ...], data: bytes) -> None:
+    """PostgreSQL: a whole binary COPY stream (app.core.pgcopy) of these columns."""
+    driver = db.session.connection().connection.driver_connection
+    if driver.info.encoding != "utf-8":  # text fields are packed as UTF-8
+        raise RuntimeError(f"binary COPY needs a UTF-8 connection, not {driver.info.encoding}")
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with driver_errors(statement), driver.cursor().copy(statement) as copy:
+        copy.write(data)
+
+
 _sequences: dict[tuple[str, str], str] = {}  # (database, table) -> its id sequence
 
 

@@ -4,17 +4,15 @@ import struct
 
 import sqlalchemy as sa
 
-from app.core.bulk import insert_ready
+from app.core import pgcopy
+from app.core.bulk import copy_binary, insert_ready
 from app.extensions import db
 from app.models import ContactKey, Lead
 from app.models.contact_keys import keys_of
 
 _FORGET_CHUNK = 2000
-# COPY's binary format: a signature, then per row its field count and each field's
-# length and bytes (two 8-byte integers), then a trailer.
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+# A row of COPY's binary format (app.core.pgcopy): two fields, each an 8-byte integer.
 _COPY_ROW = struct.Struct(">hiqiq")
-_COPY_TRAILER = b"\xff\xff"
 
 
 def store(rows: list[tuple[int, int]]) -> None:
@@ -26,10 +24,8 @@ def store(rows: list[tuple[int, int]]) -> None:
         return
     # Packed here in one go: psycopg's write_row cost ~4 µs a row, two rows per lead.
     pack = _COPY_ROW.pack
-    data = b"".join([_COPY_SIGNATURE, *[pack(2, 8, k, 8, i) for k, i in rows], _COPY_TRAILER])
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor.copy("COPY contact_keys (key, lead_id) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(data)
+    copy_binary(ContactKey.__table__, ("key", "lead_id"), b"".join(
+        [pgcopy.SIGNATURE, *[pack(2, 8, k, 8, i) for k, i in rows], pgcopy.TRAILER]))
 
 
 def ensure_statistics() -> bool:

@@ -44,9 +44,10 @@ from app.models.contact_keys import KIND_BITS
 from app.models.types import utcnow
 from app.people import notifications
 from app.services import accounts, contact_keys, do_not_call, scoring
-from app.core.bulk import allocate_ids, insert_ready
+from app.core import pgcopy
+from app.core.bulk import allocate_ids, copy_binary, insert_ready, kind_of
 from app.services.crypto import HASH_BYTES, current_vault
-from app.services.ingest import workers
+from app.services.ingest import copy_ready, workers
 from app.services.ingest.reader import Block, UnreadableFile
 from app.services.ingest.sources import open_upload
 from app.services.ingest.validate import RowContext, verdict_message
@@ -286,6 +287,7 @@ class BatchRun:
     lead_status: LeadStatus = LeadStatus.HELD  # what the leads become (listing_status_for)
     created_at: Optional[datetime] = None  # the leads' created_at
     seller_points: int = 8  # the seller's record as a score part (services.scoring)
+    storage: Optional[str] = None  # the rows' form (workers.STORAGE_FORMATS)
     # Contacts of the leads stored since the last commit, whose keys it writes.
     unwritten: "UnwrittenKeys" = field(default_factory=lambda: UnwrittenKeys())
 
@@ -301,7 +303,7 @@ def _run(batch: Batch, path: Path) -> None:
                    seller_points=batch.seller_points)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
-    storage = db.session.get_bind().dialect.name
+    run.storage = _STORAGE.get(db.session.get_bind().dialect.name)
     db.session.commit()
     config = current_app.config
     chunk_rows = config["INGEST_CHUNK_ROWS"]
@@ -313,8 +315,7 @@ def _run(batch: Batch, path: Path) -> None:
     with open_upload(path, mapping=mapping) as source:
         uncommitted, opened = 0, time.monotonic()
         for block, result in pool.map_chunks(source.blocks(chunk_rows, after=run.checkpoint),
-                                             source.header_map.fields, ctx,
-                                             storage if storage in workers.STORAGE_FORMATS else None):
+                                             source.header_map.fields, ctx, run.storage):
             if uncommitted == 0:
                 opened = time.monotonic()
             _store_chunk(run, block, result, source.bytes_read)
@@ -326,6 +327,10 @@ def _run(batch: Batch, path: Path) -> None:
         run.unwritten.write()
         db.session.commit()
     _finish(db.session.get(Batch, run.id), run)
+
+
+# What each database takes: on PostgreSQL the workers pack the rows for binary COPY.
+_STORAGE = {"sqlite": "sqlite", "postgresql": "pgcopy"}
 
 
 class Holder(NamedTuple):
@@ -525,12 +530,15 @@ class DedupeIndex:
             return [("duplicate_own", verdict_message("duplicate_own"))]
         return []
 
-    def remember(self, email_hash, phone_hash, row_number: int) -> None:
-        holder = Holder(self.batch_id, self.seller_id, row_number)
+    def remember(self, email_hash, phone_hash, row_number: int, lead_id: int = 0) -> None:
+        """A lead accepted with these contacts: it decides the verdict of later rows
+        that repeat them, over any other seller's lead that holds them too (the only
+        holders an accepted lead can have)."""
+        holder = Holder(self.batch_id, self.seller_id, row_number, lead_id)
         if email_hash:
-            self.by_email.setdefault(email_hash, holder)
+            self.by_email[email_hash] = holder
         if phone_hash:
-            self.by_phone.setdefault(phone_hash, holder)
+            self.by_phone[phone_hash] = holder
 
 
 LEAD_INSERT_COLUMNS = workers.ACCEPTED_COLUMNS + (
@@ -558,7 +566,9 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
                  bytes_read: int) -> None:
     """Store one validated block and its progress (the caller commits)."""
     accepted, rejected_contacts = result.accepted, result.rejected_contacts
-    e_at, p_at = workers.EMAIL_HASH, workers.PHONE_HASH
+    packed = batch.storage == "pgcopy"
+    e_at, p_at = ((copy_ready.EMAIL_HASH, copy_ready.PHONE_HASH) if packed
+                  else (workers.EMAIL_HASH, workers.PHONE_HASH))
     index = DedupeIndex.load(
         batch.id, batch.seller_id,
         {row[e_at] for row in accepted if row[e_at]} | {c[1] for c in rejected_contacts if c[1]},
@@ -585,11 +595,7 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
             lead_id = next(lead_ids)
-            holder = Holder(batch_id, seller_id, row[0], lead_id)
-            if email_hash:
-                by_email.setdefault(email_hash, holder)
-            if phone_hash:
-                by_phone.setdefault(phone_hash, holder)
+            index.remember(email_hash, phone_hash, row[0], lead_id)
             cross += is_cross
             append(row + (is_cross, lead_id))
         else:
@@ -626,13 +632,31 @@ def _store_chunk(batch: BatchRun, block: Block, result: "workers.ChunkResult",
     batch.unwritten.add(  # a lead's id is the last of its values
         _keys("email", [r[e_at] for r in with_email]) + _keys("phone", [r[p_at] for r in with_phone]),
         [r[-1] for r in with_email] + [r[-1] for r in with_phone])
-    insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), leads, {
+    constants = {
         "batch_id": batch.id, "seller_id": batch.seller_id, "status": batch.lead_status.value,
         "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
-        "created_at": _stored_time(batch.created_at or utcnow()),
-        "seller_points": batch.seller_points})
+        "created_at": batch.created_at or utcnow(), "seller_points": batch.seller_points}
+    if packed:
+        copy_leads(leads, constants)
+    else:
+        constants["created_at"] = _stored_time(constants["created_at"])
+        insert_ready(Lead.__table__, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"),
+                     leads, constants)
     insert_ready(Rejection.__table__, REJECTION_INSERT_COLUMNS, rejections, {})
     batch.checkpoint = last_row
+
+
+def copy_leads(leads: list[tuple], constants: dict[str, object],
+               table: sa.Table = Lead.__table__) -> None:
+    """PostgreSQL: write packed rows (copy_ready), each followed by its cross-seller
+    flag and id, with the batch's own columns (`constants`), into `table` (leads, or
+    a copy of it: the benchmark's)."""
+    if not leads:
+        return
+    columns = copy_ready.leads_columns(workers.ACCEPTED_COLUMNS, tuple(constants))
+    tail = b"".join(pgcopy.field(kind_of(table.c[name].type), value)
+                    for name, value in constants.items())
+    copy_binary(table, columns, copy_ready.leads_stream(leads, len(columns), tail))
 
 
 def listing_status_for(seller: User) -> tuple[BatchStatus, LeadStatus]:

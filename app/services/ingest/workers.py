@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
+from app.services.ingest import copy_ready
 from app.services.ingest.columns import Decided, each_distinct, decide_columns
 from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
@@ -40,8 +41,8 @@ EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.
 INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 characters
 # How values leave the worker: as Python objects (for the ORM), or already in the form
 # the database driver takes without any conversion in the storing process, which is
-# the one serial step of an upload.
-STORAGE_FORMATS = (None, "sqlite", "postgresql")
+# the one serial step of an upload; "pgcopy": PostgreSQL's binary COPY (copy_ready).
+STORAGE_FORMATS = (None, "sqlite", "postgresql", "pgcopy")
 # json.dumps(..., ensure_ascii=False) without building an encoder for every row.
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -70,6 +71,8 @@ def _stored_time(storage: Optional[str]):
         return lambda when: when.isoformat(" ", "microseconds")[:26]
     if storage == "postgresql":
         return lambda when: when.isoformat(" ", "microseconds")
+    if storage == "pgcopy":  # packed by copy_ready
+        return lambda when: when
     return None
 
 
@@ -240,9 +243,17 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
     # cyclic collector would scan them over and over (a tenth of the chunk's time).
     gc.disable()
     try:
-        return validate_chunk(block.records(), fields, ctx, _worker_vault, storage)
+        return _validated(block, fields, ctx, _worker_vault, storage)
     finally:
         gc.enable()
+
+
+def _validated(block: Block, fields: tuple, ctx: RowContext, vault: ContactVault,
+               storage: Optional[str]) -> ChunkResult:
+    result = validate_chunk(block.records(), fields, ctx, vault, storage)
+    if storage == "pgcopy":
+        result.accepted = copy_ready.pack(ACCEPTED_COLUMNS, result.accepted)
+    return result
 
 
 class InProcess:
@@ -252,7 +263,7 @@ class InProcess:
     def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
                    storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
         for block in blocks:
-            yield block, validate_chunk(block.records(), fields, ctx, self._vault, storage)
+            yield block, _validated(block, fields, ctx, self._vault, storage)
 
 
 class WorkerPool:

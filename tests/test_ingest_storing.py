@@ -1,0 +1,130 @@
+"""How the ingest pipeline stores rows on PostgreSQL: packed by the workers for binary
+COPY (app.core.pgcopy, app.services.ingest.copy_ready), the same leads as the
+driver's own COPY would store."""
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from psycopg.types.bool import BoolBinaryDumper
+from psycopg.types.datetime import DatetimeBinaryDumper
+from psycopg.types.numeric import Int2BinaryDumper, Int4BinaryDumper, Int8BinaryDumper
+from psycopg.types.string import BytesBinaryDumper, StrBinaryDumper
+
+from app.core import pgcopy
+from app.core.bulk import kind_of
+from app.extensions import db
+from app.models import Lead, Role
+from app.services.crypto import current_vault
+from app.services.ingest import copy_ready, pipeline, workers
+from tests.conftest import make_user, on_postgres
+from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+
+DUMPERS = {"int2": Int2BinaryDumper, "int4": Int4BinaryDumper, "int8": Int8BinaryDumper,
+           "bool": BoolBinaryDumper, "bytea": BytesBinaryDumper, "text": StrBinaryDumper,
+           "timestamptz": DatetimeBinaryDumper}
+SAMPLES = {
+    "int2": [0, 1, -1, 17, 32767, -32768],
+    "int4": [0, 2, -7, 1_000_001, 2**31 - 1, -2**31],
+    "int8": [0, 5, -9, 2**40 + 3, 2**63 - 1, -2**63],
+    "bool": [True, False],
+    "bytea": [b"", b"\x00\xff\\x", bytes(range(256))],
+    "text": ["", "plain", "Согласие — да", "tab\there\nnewline \\ backslash", "😀" * 40],
+    "timestamptz": [datetime(2000, 1, 1, tzinfo=timezone.utc),
+                    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+                    datetime(2026, 12, 5, 21, 3, 4, 123456, tzinfo=timezone.utc),
+                    datetime(2026, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=3))),
+                    datetime(1901, 2, 3, 4, 5, 6, 7, tzinfo=timezone.utc)],
+}
+
+
+@pytest.mark.parametrize("kind", pgcopy.KINDS)
+def test_fields_are_what_the_driver_sends_in_binary(kind):
+    dump = DUMPERS[kind](object).dump
+    for value in SAMPLES[kind]:
+        data = bytes(dump(value))
+        assert pgcopy.field(kind, value) == len(data).to_bytes(4, "big", signed=True) + data
+    values = SAMPLES[kind] + [None] + SAMPLES[kind]
+    expected = [pgcopy.field(kind, value) for value in values]
+    assert pgcopy.column(kind, values) == expected
+    assert pgcopy.column(kind, values, distinct=True) == expected
+    assert pgcopy.field(kind, None) == b"\xff\xff\xff\xff"
+
+
+def test_packed_kinds_are_the_leads_tables():
+    """A field of another type's size would be refused by the server."""
+    table = Lead.__table__
+    assert set(copy_ready.KINDS) == set(workers.ACCEPTED_COLUMNS)
+    for name in workers.ACCEPTED_COLUMNS:
+        assert copy_ready.KINDS[name] == kind_of(table.c[name].type), name
+    if on_postgres():  # and the schema the migrations made
+        found = dict(db.session.execute(sa.text(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = 'leads'::regclass AND attnum > 0 AND NOT attisdropped")).all())
+        names = {"smallint": "int2", "integer": "int4", "bigint": "int8", "boolean": "bool",
+                 "bytea": "bytea", "character varying": "text", "text": "text",
+                 "json": "text", "timestamp with time zone": "timestamptz"}
+        for column in table.c:
+            assert names[found[column.name]] == kind_of(column.type), column.name
+
+
+def _bench_rows(count: int) -> tuple[list[str], list[list[str]]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        from ingest import HEADER, LeadGenerator
+    finally:
+        sys.path.pop(0)
+    generator = LeadGenerator(20261205)
+    return HEADER, [generator.row(i) for i in range(2, count + 2)]
+
+
+def _csv(header, rows) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header + ["sub_id", "city", "postal_code", "budget", "need"])
+    for i, row in enumerate(rows):
+        writer.writerow(row + [f"page-{i % 7}" if i % 3 else "", "Springfield" if i % 2 else "",
+                               f"{10000 + i}" if i % 5 else "", "ab" * (i % 200), ""])
+    return out.getvalue().encode()
+
+
+COMPARED = [c.name for c in Lead.__table__.c
+            if c.name not in ("id", "batch_id", "seller_id", "created_at", "contact_enc",
+                              "cross_seller_duplicate")]
+
+
+@pytest.mark.skipif(not on_postgres(), reason="binary COPY is PostgreSQL's")
+def test_packed_rows_store_what_the_drivers_rows_store(app, monkeypatch):
+    """The same file stored through the driver's text COPY and through packed rows:
+    every column of every lead the same (sealed contacts opened)."""
+    header, rows = _bench_rows(700)
+    data = _csv(header, rows)
+    monkeypatch.setitem(pipeline._STORAGE, "postgresql", "postgresql")
+    by_driver = ingest(make_user(Role.SELLER), data)
+    monkeypatch.setitem(pipeline._STORAGE, "postgresql", "pgcopy")
+    packed = ingest(make_user(Role.SELLER), data)
+    assert packed.accepted == by_driver.accepted > 550
+    vault = current_vault()
+
+    def stored(batch):
+        return [(vault.open_contact(lead.contact_enc),
+                 *[getattr(lead, name) for name in COMPARED]) for lead in leads(batch)]
+
+    assert stored(packed) == stored(by_driver)
+    assert {lead.seller_id for lead in leads(packed)} == {packed.seller_id}
+    assert all(lead.cross_seller_duplicate for lead in leads(packed))
+
+
+def test_a_contact_twice_in_a_file_is_a_duplicate_even_when_another_seller_has_it(seller):
+    """The batch's own lead decides the second row's verdict, not the other seller's."""
+    other = ingest(make_user(Role.SELLER), csv_bytes([person(1), person(2)]))
+    assert other.accepted == 2
+    batch = ingest(seller, csv_bytes([person(1), person(3), person(1),
+                                      person(4, phone=person(2)["phone"]),
+                                      person(5, phone=person(2)["phone"])]))
+    assert rejections(batch) == {4: "duplicate_in_batch", 6: "duplicate_in_batch"}
+    assert (batch.accepted, batch.cross_seller_duplicates) == (3, 2)
