@@ -183,6 +183,8 @@ def register_template_helpers(app) -> None:
 
     app.jinja_env.filters["clock"] = clock  # minutes after midnight → "08:00"
 
+    from functools import partial
+
     from flask import has_request_context
     from flask_login import current_user
 
@@ -197,10 +199,12 @@ def register_template_helpers(app) -> None:
     @app.context_processor
     def navigation() -> dict:
         """The unread count in the navigation bar, on every page of a signed-in user
-        (emails are rendered by jobs, outside any request)."""
+        (emails are rendered by jobs, outside any request). A function, read only by a
+        template that shows it: an htmx fragment (the builder's live estimate, a
+        polled panel) has no navigation bar and costs no query for it."""
         if not has_request_context() or not current_user.is_authenticated:
             return {}
         return {"current_account": current_account,
-                "unread_notifications": navigation_unread_count(current_user.id),
+                "unread_notifications": partial(navigation_unread_count, current_user.id),
                 "outbox_enabled": current_user.is_admin and outbox_enabled(),
                 "mail_kept": outbox_enabled()}

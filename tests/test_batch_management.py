@@ -1,6 +1,8 @@
 """SPEC §3: a seller pauses, resumes, withdraws and re-prices (floor, cap) the unsold
 leads of a batch -- against the real matcher, both ways fills are stored, the API,
 the seller's pages and the audit log."""
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -325,6 +327,12 @@ def test_the_batch_page_pauses_resumes_withdraws_and_shows_the_history(app):
     assert 'id="listing-withdrawn">2<' in page and 'id="pause-batch"' not in page
     assert [e.action for e in _entries(batch_id)] == [
         "batch.paused", "batch.resumed", "batch.withdrawn"]
+    # Every change is on the page at once, newest first, with who made it (the page
+    # keeps its history per revision of the seller's figures: each change raises it).
+    history = page.split('id="batch-history"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td[^>]*>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>", history)
+    assert rows == [(seller.email, "withdrawn"), (seller.email, "resumed"),
+                    (seller.email, "paused")]
 
 
 def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):

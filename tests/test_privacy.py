@@ -72,6 +72,8 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     assert sale is not None and _mentions_person(_every_stored_value())
     # The webhook's logged request carries the person's contacts too, until the erasure.
     assert wait_until(lambda: db.session.scalar(sa.select(DeliveryAttempt.id)))
+    # Seen before the erasure: the dashboard's count is kept until a notice changes it.
+    assert 'id="erasure-alert"' not in buyer_client.get("/buyer/").get_data(as_text=True)
 
     person_id = privacy.identify(email=EMAIL, phone="(415) 555-0042", country="US")
     done = privacy.erase(person_id, reason="GDPR request #7", actor=None)
@@ -96,6 +98,7 @@ def test_erasure_forgets_the_person_everywhere_and_tells_the_buyers(app, receive
     token = csrf_token(buyer_client, "/buyer/erasures")
     buyer_client.post("/buyer/erasures", data={"csrf_token": token})
     assert db.session.scalar(sa.select(ErasureNotice.acknowledged_at)) is not None
+    assert 'id="erasure-alert"' not in buyer_client.get("/buyer/").get_data(as_text=True)
     leads_page = buyer_client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
     assert "erased</span>" in leads_page and EMAIL.lower() not in leads_page.lower()
 

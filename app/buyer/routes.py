@@ -57,9 +57,10 @@ def _open_notices_select() -> sa.Select:
 
 def _open_notices() -> dict:
     """How many of the people the buyer bought asked to be erased, and opted out, that
-    the buyer has not acknowledged yet: both in one query (what the dashboard says)."""
-    erasures, opt_outs = db.session.execute(_open_notices_select(),
-                                            {"buyer_id": current_account.id}).one()
+    the buyer has not acknowledged yet: both in one query (what the dashboard says),
+    kept per revision of the buyer's figures (each new or acknowledged notice raises it)."""
+    erasures, opt_outs = figures.kept(current_account, "open_notices", None, lambda: tuple(
+        db.session.execute(_open_notices_select(), {"buyer_id": current_account.id}).one()))
     return {"erasure_notices": erasures, "opt_out_notices": opt_outs}
 
 

@@ -15,11 +15,12 @@ revision can only be older than the data the figures were computed from, never n
 
 An account's money is among its figures: the ledger says whose accounts every
 movement touches (app/services/ledger.py writes every entry), so balances and
-statements are kept per revision too.
+statements are kept per revision too; so are a buyer's open privacy notices (people
+who asked to be erased or opted out), counted on their dashboard.
 
 With FIGURES_CHECK_WRITES (the testing configuration), a commit that wrote to sales,
-returns, sale_outcomes, spot_checks or ledger_entries without saying whose figures
-changed raises: a write path that forgets `changed()` fails the test suite (a
+returns, sale_outcomes, spot_checks, ledger_entries, erasure_notices or
+opt_out_notices without saying whose figures changed raises: a write path that forgets `changed()` fails the test suite (a
 movement between the exchange's own accounts says so with no account)."""
 import re
 import threading
@@ -41,8 +42,8 @@ _CHANGED = "figures_changed"  # session.info: ids of the accounts whose figures 
 _CONNECTION = "figures_connection"  # session.info: its transaction's connection, if any
 _CHECKED, _WROTE = "figures_checked", "figures_wrote"  # connection.info, for the check
 _MISSING = object()
-WATCHED = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?'
-                     r'(sales|returns|sale_outcomes|spot_checks|ledger_entries)\b', re.I)
+WATCHED = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE)\s+"?(sales|returns|sale_outcomes|'
+                     r'spot_checks|ledger_entries|erasure_notices|opt_out_notices)\b', re.I)
 
 
 def changed(*user_ids) -> None:

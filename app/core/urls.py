@@ -10,18 +10,28 @@ from flask import current_app, has_request_context, request, url_for
 MAX_REMEMBERED = 20_000  # per app; then it starts again
 
 
+def _script_root() -> str:
+    return request._get_current_object().script_root
+
+
 def template_url_for(endpoint: str, **values) -> str:
-    if (not has_request_context() or endpoint.startswith(".")
-            or any(name.startswith("_") for name in values)):
+    if not has_request_context() or endpoint[:1] == ".":
         return url_for(endpoint, **values)
-    try:
-        # With each value's type: 1 and True are equal keys but different URLs.
-        key = (request.script_root, endpoint,
-               *((name, type(value), value) for name, value in sorted(values.items())))
-        hash(key)
-    except TypeError:  # a list or dict among the values
-        return url_for(endpoint, **values)
-    built = current_app.extensions.setdefault("template_urls", {})
+    if values:
+        if any(name[:1] == "_" for name in values):
+            return url_for(endpoint, **values)
+        # With each value's type: 1 and True are equal keys but different URLs. In the
+        # order given: a template's call gives its values in the same order each time.
+        key = (_script_root(), endpoint, *values.items(), *map(type, values.values()))
+        try:
+            hash(key)
+        except TypeError:  # a list or dict among the values
+            return url_for(endpoint, **values)
+    else:
+        key = (_script_root(), endpoint)
+    # The objects behind the proxies: each attribute read through one costs more than
+    # the lookup itself, and a page asks for dozens of URLs.
+    built = current_app._get_current_object().extensions.setdefault("template_urls", {})
     url = built.get(key)
     if url is None:
         if len(built) >= MAX_REMEMBERED:

@@ -38,9 +38,12 @@ def user_with_unread_count(user_id: int) -> Optional[User]:
 
 
 def navigation_unread_count(user_id: int) -> int:
-    """The count read at sign-in in this request if there was one, else read now."""
-    kept = g.pop("unread_notifications", None)
-    return kept[1] if kept is not None and kept[0] == user_id else unread_count(user_id)
+    """The count read at sign-in in this request if there was one, else read now (once
+    per request)."""
+    kept = g.get("unread_notifications")
+    if kept is None or kept[0] != user_id:
+        kept = g.unread_notifications = (user_id, unread_count(user_id))
+    return kept[1]
 
 
 def notifications_for(user: User, limit: int = 50, offset: int = 0,

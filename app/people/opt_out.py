@@ -37,7 +37,7 @@ from typing import Optional
 import sqlalchemy as sa
 from flask import current_app
 
-from app.core import events, mail
+from app.core import events, figures, mail
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import HttpDelivery, Lead, OptOutNotice, OptOutRequest, Order, Sale, User, WebhookDelivery
@@ -158,6 +158,7 @@ def opt_out(person: privacy.Person, now: datetime) -> int:
             continue
         db.session.add(OptOutNotice(buyer_id=buyer_id, sale_id=sale_id, order_id=order_id,
                                     created_at=now, due_at=due))
+        figures.changed(buyer_id)  # the notices their dashboard counts
         if webhook_url:
             db.session.add(WebhookDelivery(sale_id=sale_id, order_id=order_id,
                                            event="lead.opted_out", next_attempt_at=now,
@@ -189,6 +190,7 @@ def acknowledge(buyer: User, sale_ids: Optional[list[int]] = None,
                                           OptOutNotice.acknowledged_at.is_(None))
     if sale_ids is not None:
         query = query.where(OptOutNotice.sale_id.in_(sale_ids))
+    figures.changed(buyer.id)
     done = db.session.execute(query.values(acknowledged_at=now or utcnow())
                               .execution_options(synchronize_session=False)).rowcount
     if done:

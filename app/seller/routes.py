@@ -2,11 +2,15 @@
 and per batch what sold, at what prices, returns and buyers' (anonymous) feedback."""
 import dataclasses
 import time
+from datetime import datetime
+from functools import cache
+from typing import Optional
 
 from flask import (
     Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from app.auth.forms import ConfirmForm
@@ -16,7 +20,7 @@ from app.core import bounds, figures
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import money_input
 from app.forms import show_problems
-from app.models import Batch, BatchSource
+from app.models import Batch, BatchSource, SpotCheck, User
 from app.seller import bp
 from app.seller.forms import BatchTermsChangeForm, ConfirmUploadForm, UploadForm
 from app.services import batches as batch_listing
@@ -188,20 +192,63 @@ def _own_batch(batch_id: int) -> Batch:
     return batch
 
 
+@cache
+def _batch_and_check() -> sa.Select:
+    # Built once: the batch page runs it on every view.
+    return (sa.select(Batch, SpotCheck).outerjoin(SpotCheck, spotchecks.latest_of_batch())
+            .where(Batch.id == sa.bindparam("batch_id")))
+
+
+def _own_batch_and_check(batch_id: int) -> tuple[Batch, Optional[SpotCheck]]:
+    """The seller's batch and its latest spot-check, in one query."""
+    row = db.session.execute(_batch_and_check(), {"batch_id": batch_id}).first()
+    if row is None or row[0].seller_id != current_account.id:
+        abort(404)
+    return row[0], row[1]
+
+
 @bp.route("/batches/<int:batch_id>")
 def batch_detail(batch_id: int):
-    batch = _own_batch(batch_id)
+    batch, check = _own_batch_and_check(batch_id)
     terms = BatchTermsChangeForm(formdata=None, data={
         "floor_price": money_input(batch.floor_price), "cap": batch.cap})
-    return _batch_page(batch, terms)
+    return _batch_page(batch, check, terms)
 
 
-def _batch_page(batch: Batch, terms: BatchTermsChangeForm, floor_warning: str = ""):
+def _batch_page(batch: Batch, check: Optional[SpotCheck], terms: BatchTermsChangeForm,
+                floor_warning: str = ""):
     return render_template(
         "seller/batch.html", batch=batch, terms_form=terms, confirm=ConfirmForm(),
-        floor_warning=floor_warning, history=batch_listing.history(batch),
-        spot_check=spotchecks.seller_report(batch.id) if batch.is_finished else None,
+        floor_warning=floor_warning, history=_history(batch),
+        spot_check=spotchecks.seller_report(check) if batch.is_finished else None,
         verdict_labels=VERDICT_LABELS, **_report(batch))
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchChange:
+    """A line of the batch page's changes; `actor_id` None: LeadX (an admin)."""
+    created_at: datetime
+    action: str
+    details: dict
+    actor_id: Optional[int]
+
+
+def _history(batch: Batch) -> list[dict]:
+    """The batch's changes (batch_listing.history), kept per revision of the seller's
+    figures: every change raises it. Who made each is kept as an id, not an email
+    (the cache holds no personal data); the email comes from the session, where the
+    signed-in user already is."""
+    def compute() -> tuple[BatchChange, ...]:
+        return tuple(BatchChange(e.created_at, e.action.split(".")[1], e.details,
+                                 None if e.actor is None or e.actor.is_admin else e.actor_id)
+                     for e in batch_listing.history(batch))
+
+    def who(actor_id: Optional[int]) -> str:
+        actor = db.session.get(User, actor_id) if actor_id is not None else None
+        return actor.email if actor is not None else "LeadX"
+
+    changes = figures.kept(current_account, "batch_history", batch.id, compute)
+    return [{"change": c, "who": who(c.actor_id)} for c in changes]
 
 
 def _manage(batch_id: int, action, done: str) -> Response:
@@ -243,10 +290,10 @@ def withdraw_batch(batch_id: int):
 def change_batch_terms(batch_id: int):
     """Re-price the unsold leads. A floor far above recent prices shows the page again
     with the reason, to be confirmed."""
-    batch = _own_batch(batch_id)
+    batch, check = _own_batch_and_check(batch_id)
     form = BatchTermsChangeForm()
     if not form.validate_on_submit():
-        return _batch_page(batch, form), 422
+        return _batch_page(batch, check, form), 422
     try:
         changed = batch_listing.reprice(current_account, batch_id,
                                         floor_price=form.floor_price.minor_units,
@@ -254,11 +301,12 @@ def change_batch_terms(batch_id: int):
         db.session.commit()
     except batch_listing.FloorNeedsConfirmation as exc:
         db.session.rollback()
-        return _batch_page(_own_batch(batch_id), form, floor_warning=exc.message), 409
+        return _batch_page(*_own_batch_and_check(batch_id), form,
+                           floor_warning=exc.message), 409
     except DomainError as exc:
         db.session.rollback()
         show_problems(problems(exc), lambda name: getattr(form, name, None))
-        return _batch_page(_own_batch(batch_id), form), exc.status
+        return _batch_page(*_own_batch_and_check(batch_id), form), exc.status
     flash(f"New terms saved for {changed:,} unsold leads; they apply from the next sale.",
           "success")
     return redirect(url_for("seller.batch_detail", batch_id=batch_id))

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import select, update
 
-from app.core import events
+from app.core import events, figures
 from app.core.dialect import lock_in_id_order
 from app.errors import ValidationFailed
 from app.extensions import db
@@ -203,6 +203,7 @@ def _tell_buyers(lead_ids: list[int], now: datetime) -> tuple[int, list[int]]:
             continue
         db.session.add(ErasureNotice(buyer_id=buyer_id, sale_id=sale_id, order_id=order_id,
                                      created_at=now))
+        figures.changed(buyer_id)  # the notices their dashboard counts
         if webhook_url:
             db.session.add(WebhookDelivery(sale_id=sale_id, order_id=order_id,
                                            event="lead.erased", next_attempt_at=now,
@@ -222,6 +223,7 @@ def notices_for(buyer: User, include_acknowledged: bool = False) -> list[Erasure
 
 
 def acknowledge(buyer: User, now: Optional[datetime] = None) -> int:
+    figures.changed(buyer.id)
     return db.session.execute(
         update(ErasureNotice).where(ErasureNotice.buyer_id == buyer.id,
                                     ErasureNotice.acknowledged_at.is_(None))

@@ -34,7 +34,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from functools import cache
 from typing import Iterator, Optional
 
 import sqlalchemy as sa
@@ -475,17 +474,18 @@ class SellerReport:
     failed: list[SampledLead]
 
 
-@cache
-def _latest_check() -> sa.Select:
-    # Built once: the batch page asks it on every view.
-    return (sa.select(SpotCheck).where(SpotCheck.batch_id == sa.bindparam("batch_id"))
-            .order_by(SpotCheck.id.desc()).limit(1))
+def latest_of_batch() -> sa.ColumnElement:
+    """The join condition of a batch (`Batch`) and its latest spot-check: a page reads
+    the batch and the check in one query (an outer join: a batch may have none)."""
+    other = orm.aliased(SpotCheck)
+    return SpotCheck.id == (sa.select(sa.func.max(other.id)).where(other.batch_id == Batch.id)
+                            .correlate(Batch).scalar_subquery())
 
 
-def seller_report(batch_id: int) -> Optional[SellerReport]:
-    """The batch's latest spot-check for its seller. The failed leads are the seller's
-    own, so their contacts are shown to help find what went wrong at the source."""
-    check = db.session.scalar(_latest_check(), {"batch_id": batch_id})
+def seller_report(check: Optional[SpotCheck]) -> Optional[SellerReport]:
+    """A batch's latest spot-check (latest_of_batch) for its seller. The failed leads
+    are the seller's own, so their contacts are shown to help find what went wrong at
+    the source."""
     if check is None:
         return None
     failed = [] if check.status is SpotCheckStatus.OPEN else contacts_of(db.session.scalars(
