@@ -129,6 +129,25 @@ def test_filters_by_outcome_return_date_and_temperature(app):
     assert len(_rows(_list(client, order, sold_from=str(today - timedelta(days=1))))) == 7
 
 
+def test_sale_times_and_the_date_filter_are_on_the_buyers_clock(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(2)])
+    # 20:00 UTC on the 15th is 05:00 on the 16th in Tokyo; 14:00 UTC is 23:00 on the 15th.
+    for sale_id, hour in zip(sales, (20, 14)):
+        db.session.execute(sa.update(Sale).where(Sale.id == sale_id).values(
+            created_at=datetime(2026, 1, 15, hour, tzinfo=timezone.utc)))
+    figures.changed(buyer.id)
+    db.session.commit()
+    assert "2026-01-15 20:00" in _list(client, order)  # UTC until the buyer says otherwise
+
+    buyer.timezone = "Asia/Tokyo"
+    db.session.commit()
+    listed = _list(client, order)
+    assert "2026-01-16 05:00" in listed and "2026-01-15 23:00" in listed
+    assert _rows(_list(client, order, sold_from="2026-01-16")) == [sales[0]]
+    assert _rows(_list(client, order, sold_to="2026-01-15")) == [sales[1]]
+
+
 def test_untouched_leads_have_no_outcome_yet(app):
     buyer, client = _buyer_client(app)
     order, _ = _order_with(buyer, [person(1)])

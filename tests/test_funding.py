@@ -133,7 +133,7 @@ def _form(client, url):
     return CSRF_RE.search(page).group(1)
 
 
-def test_an_admin_records_a_transfer_in_the_browser_form(admin_client, buyer):
+def test_an_admin_records_a_transfer_in_the_browser_form(admin_client, admin, buyer):
     token = _form(admin_client, "/admin/money/bank-transfers")
     data = {"csrf_token": token, "reference": bank_transfers.reference_for(buyer).lower(),
             "amount": "1,250.00", "received_on": date.today().isoformat(),
@@ -142,6 +142,8 @@ def test_an_admin_records_a_transfer_in_the_browser_form(admin_client, buyer):
     assert response.status_code == 302
     page = admin_client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Credited $1,250.00" in page and "DE-991" in page
+    recorded = page.split('id="bank-transfers"')[1]
+    assert f'>{admin.display_name or admin.email}</a></td></tr>' in recorded  # "By": a name
     assert ledger.balance_for(buyer).available == 125_000
 
     again = admin_client.post("/admin/money/bank-transfers", data=data)

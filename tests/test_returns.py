@@ -1,6 +1,7 @@
 """Returns (SPEC §7): window, reasons, automatic decisions, seller accept/contest,
 admin decision, per-order cap, ledger reversal — and the web and API paths."""
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -154,14 +155,18 @@ def test_buyer_returns_in_the_browser_session_and_seller_answers(app, client):
     buyer_client, seller_client = app.test_client(), app.test_client()
     log_in(buyer_client, buyer)
     log_in(seller_client, seller)
+    buyer.timezone = "Asia/Tokyo"  # the seller's deadline is given on the buyer's clock
+    db.session.commit()
     page = buyer_client.get(f"/buyer/orders/{order.id}").get_data(as_text=True)
     assert f"/buyer/sales/{sales[0].id}/return" in page
     url = f"/buyer/sales/{sales[0].id}/return"
     response = buyer_client.post(url, data={"csrf_token": csrf_token(buyer_client, url),
                                             "reason": "wrong_number", "note": "dead line"},
                                  follow_redirects=True)
-    assert "Return sent to the seller" in response.get_data(as_text=True)
     item = db.session.scalar(sa.select(Return))
+    deadline = item.seller_deadline.replace(tzinfo=timezone.utc).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (f"Return sent to the seller, who can answer until {deadline:%Y-%m-%d %H:%M} JST"
+            in response.get_data(as_text=True))
     listing = seller_client.get("/seller/returns").get_data(as_text=True)
     assert "dead line" in listing and str(sales[0].id) in listing
     token = csrf_token(seller_client, "/seller/returns")

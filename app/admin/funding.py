@@ -49,7 +49,8 @@ def bank_transfers_page():
     status = 200 if not form.is_submitted() else 422
     transfers = bank_transfers.recent_transfers()
     return render_template("admin/bank_transfers.html", form=form, transfers=transfers,
-                           names=accounts.names_of(t.buyer_id for t in transfers),
+                           names=accounts.names_of(id_ for t in transfers
+                                                    for id_ in (t.buyer_id, t.recorded_by_id)),
                            bank=bank_transfers.bank_details()), status
 
 

@@ -10,7 +10,7 @@ CSRF token per row. Change the markup here and in the browser tests together
 
 A row's HTML is kept in this process, keyed by everything it is made of: the row as
 read (every column, so any change to the sale, its lead, outcome, return or
-certificate is a new key), the reader's locale and the page's URLs. Only the person's
+certificate is a new key), the reader's locale and time zone and the page's URLs. Only the person's
 clock, which changes every minute, is put in each time. The entries hold opened
 contacts, so they live in memory only, at most ROW_SECONDS from when they were made
 and ROWS_KEPT of them: a lead erased meanwhile is a new key at once, and its old
@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 from markupsafe import Markup, escape
 
 from app.buyer.worklist import shape
-from app.formatting import format_money, user_language, user_locale
+from app.formatting import format_money, user_language, user_locale, user_zone
 from app.labels import label
 from app.models.types import utcnow
 from app.services.regions import region_name
@@ -58,7 +58,8 @@ def rows_html(found: Sequence, links: RowLinks) -> Markup:
     """The rows read by app/buyer/worklist.py (`page`), as HTML."""
     locale, made = user_locale(), time.monotonic()
     spelled = str(locale)  # a str compares in C, a babel Locale in Python
-    keys = [(tuple(raw), spelled, links) for raw in found]
+    zone = str(user_zone())  # sale times are written on the reader's clock
+    keys = [(tuple(raw), spelled, zone, links) for raw in found]
     with _lock:
         while _kept and (len(_kept) > ROWS_KEPT
                          or next(iter(_kept.values()))[0] < made - ROW_SECONDS):

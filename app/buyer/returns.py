@@ -8,7 +8,7 @@ from app.auth.sessions import current_account
 from app.buyer import bp
 from app.errors import DomainError, NotFound
 from app.extensions import db
-from app.formatting import format_money
+from app.formatting import format_money, format_when
 from app.models import Return, ReturnStatus, Sale
 from app.models.types import utcnow
 from app.services import privacy, returns
@@ -43,7 +43,7 @@ def return_sale(sale_id: int):
                 flash(f"Return refused: {item.decision_note}", "warning")
             else:
                 flash("Return sent to the seller, who can answer until "
-                      f"{item.seller_deadline:%Y-%m-%d %H:%M} UTC.", "info")
+                      f"{format_when(item.seller_deadline, '%Y-%m-%d %H:%M %Z')}.", "info")
             return redirect(url_for("buyer.return_list"))
     return render_template("buyer/return_form.html", sale=sale, existing=existing,
                            reasons=returns.BUYER_REASONS, form=ConfirmForm(),

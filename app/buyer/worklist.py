@@ -19,7 +19,7 @@ from app.core import bounds
 from app.core.dialect import postgres
 from app.errors import NotFound
 from app.extensions import db
-from app.formatting import money_input
+from app.formatting import format_when, money_input, user_zone
 from app.models import (
     ConsentCertificate, Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome,
 )
@@ -152,7 +152,8 @@ def _search_condition(order: Order, text: str):
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
+    """The reader's midnight of `day` (the page shows sale times on their clock), in UTC."""
+    return datetime.combine(day, time(), tzinfo=user_zone()).astimezone(timezone.utc)
 
 
 def _conditions(order: Order, view: View) -> list:
@@ -223,7 +224,7 @@ def shape(found) -> SimpleNamespace:
                temperature=scoring.temperature(score),
                outcome=row["outcome"].value if row["outcome"] is not None else None,
                return_status=row["return_status"].value if row["return_status"] else None,
-               sold=f"{row['sold_at']:%Y-%m-%d %H:%M}", consent_day=f"{row['consent_at']:%Y-%m-%d}",
+               sold=format_when(row["sold_at"]), consent_day=f"{row['consent_at']:%Y-%m-%d}",
                revenue_input="" if revenue is None else money_input(revenue))
     return SimpleNamespace(**row)
 
