@@ -132,16 +132,18 @@ class Block:
         """The number of the block's last record."""
         return self.numbers[-1]
 
-    def records(self) -> Iterator[tuple[int, list[str]]]:
+    def records(self) -> list[tuple[int, list[str]]]:
         """(number, values) of the records, exactly as CsvSource.rows() gives them."""
+        records = list(_records(self.lines, self.delimiter))
+        if len(records) != len(self.numbers):
+            raise ValueError(f"A block of {len(self.numbers)} records parsed as {len(records)}")
         # Only a cell that starts with the marker is cleaned: at a line's start, after
         # the delimiter or after an opening quote (an apostrophe inside O'Brien is not).
         marked = (self.delimiter + "'", "\"'")
-        clean = any(line[:1] == "'" or marked[0] in line or marked[1] in line
-                    for line in self.lines)
-        for number, record in zip(self.numbers, _records(self.lines, self.delimiter),
-                                  strict=True):
-            yield number, _clean(record) if clean else record
+        if any(line[:1] == "'" or marked[0] in line or marked[1] in line
+               for line in self.lines if "'" in line):
+            records = list(map(_clean, records))
+        return list(zip(self.numbers, records))
 
     def record(self, number: int) -> list[str]:
         """The values of one record of the block, by its number."""
