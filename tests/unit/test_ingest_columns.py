@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from app.services.crypto import ContactVault
-from app.services.ingest.columns import _iso_date, normalise_emails, validate_columns
+from app.services.ingest.columns import (
+    _iso_date, _numeric_date, normalise_emails, validate_columns,
+)
 from app.services.ingest.validate import (
     RowContext, normalise_email, parse_timestamp, validate_row,
 )
@@ -249,3 +251,25 @@ def test_a_column_of_emails_is_normalise_email_of_each():
         assert normalise_emails(column) == expected, column
         compared += sum(email is not None for email in expected)
     assert compared > 5000
+
+
+def test_numeric_dates_read_as_parse_timestamp_reads_them():
+    """A date _numeric_date reads is parse_timestamp's, day or month first; the rest
+    (other shapes, impossible dates, other digits) it leaves to parse_timestamp."""
+    rng = random.Random(8)
+    values = ["17.05.1980", "05/17/1980", "17/05/1980", "05/06/1980", "1980/05/17",
+              "31.02.1980", "29.02.2000", "00.01.1980", "13/13/1980", "17-05-1980",
+              "17.05-1980", "1980/5/17", "1980-05-17", "１７.05.1980", "17.05.0000"]
+    values += ["".join(rng.choice("0123456789./-") for _ in range(10)) for _ in range(20000)]
+    values += [f"{rng.randint(0, 39):02d}{sep}{rng.randint(0, 19):02d}{sep}{rng.randint(1, 2999):04d}"
+               for sep in "./-" for _ in range(3000)]
+    values += [f"{rng.randint(1, 2999):04d}/{rng.randint(0, 19):02d}/{rng.randint(0, 39):02d}"
+               for _ in range(3000)]
+    read = 0
+    for value in values:
+        for month_first in (False, True):
+            fast = _numeric_date(value, month_first)
+            if fast is not None:
+                read += 1
+                assert fast == parse_timestamp(value, month_first=month_first).date(), value
+    assert read > 5000

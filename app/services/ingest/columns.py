@@ -80,9 +80,8 @@ def _ip_of(cell: str | None) -> str | None:
     return _ip(cell) if cell else None
 
 
-@lru_cache(maxsize=2048)
 def interest_words(raw: str | None) -> tuple[str, ...]:
-    """_interests as a tuple (shared by the rows that hold `raw`)."""
+    """_interests as a tuple: hashable, shared by the rows that hold `raw`."""
     return tuple(_interests(raw))
 
 
@@ -110,11 +109,38 @@ def _iso_date(value: str) -> date | None:
         return None
 
 
+# The day-first, month-first and year-first dates parse_timestamp reads (_DMY and
+# _YMD_SLASH), in their two-digit, ASCII form: the usual birth dates of an export.
+_NUMERIC_DATE = re.compile(r"(\d\d)([./-])(\d\d)\2(\d{4})|(\d{4})/(\d\d)/(\d\d)", re.A)
+
+
+def _numeric_date(value: str, month_first: bool) -> date | None:
+    """The date parse_timestamp reads in a bare numeric date of these shapes, without
+    the datetime it would build around it; None when it is of another shape or not a
+    real date (parse_timestamp decides those)."""
+    if (found := _NUMERIC_DATE.fullmatch(value)) is None:
+        return None
+    first, separator, second, year, year_first, month, day = found.groups()
+    if year:
+        day, month = int(first), int(second)
+        if separator == "/" and (month > 12 or (month_first and day <= 12)):
+            day, month = month, day
+    else:
+        year, month, day = year_first, int(month), int(day)
+    try:
+        return date(int(year), month, day)
+    except ValueError:
+        return None
+
+
 def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
     """(age, birth date) from the birth date or else the age, or _FAIL."""
     birth_cell, age_cell, month_first = cells
     if birth_raw := _stripped(birth_cell):
-        born = _iso_date(birth_raw) if len(birth_raw) == 10 and birth_raw[4] == "-" else None
+        born = None
+        if len(birth_raw) == 10:
+            born = (_iso_date(birth_raw) if birth_raw[4] == "-"
+                    else _numeric_date(birth_raw, month_first))
         if born is None:
             stamp = parse_timestamp(birth_raw, month_first=month_first)
             born = stamp.date() if stamp is not None else None
@@ -166,7 +192,6 @@ class Decided:
 
     ok: list[bool]
     values: dict[str, list]  # LEAD_FIELDS -> one value per row
-    raw: Callable[[str], Sequence[str | None]]  # a field's cells (None: not mapped)
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -289,7 +314,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "jornaya_leadid": each_distinct(lambda leadid: (
                 leadid if leadid is _FAIL else (leadid or "").upper() or None), jornaya),
         }
-    return Decided(ok, values, column)
+    return Decided(ok, values)
 
 
 def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],

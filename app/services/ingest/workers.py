@@ -17,14 +17,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from itertools import repeat
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
-from app.services.ingest.columns import Decided, decide_columns, each_distinct, interest_words
+from app.services.ingest.columns import Decided, decide_columns, each_distinct
 from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import (
@@ -123,9 +122,12 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     return result
 
 
-@lru_cache(maxsize=2048)  # interests repeat across a file's chunks
-def _interests_json(raw: Optional[str]) -> str:
-    return _JSON_TEXT(interest_words(raw)) if raw else "[]"
+def _interests_json(words: tuple[str, ...]) -> str:
+    """_JSON_TEXT(list(words)), written directly when no word needs escaping."""
+    text = "".join(words)
+    if '"' in text or "\\" in text or not text.isprintable():
+        return _JSON_TEXT(words)
+    return '["' + '", "'.join(words) + '"]' if words else "[]"
 
 
 def _stored_times(storage: str, times: list[datetime]) -> list[str]:
@@ -197,7 +199,7 @@ def _accepted_columns(rows: list, passed: list[int], decided: Decided, vault: Co
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        interests = each_distinct(_interests_json, take(decided.raw("interests")))
+        interests = each_distinct(_interests_json, interests)
         consent_times = _stored_times(storage, consent_times)
     return list(zip(
         numbers, sealed, email_hashes, phone_hashes, has_email, has_phone, ages, genders,
