@@ -42,7 +42,7 @@ CELLS = {
     "country": ["", "US", "USA", "Россия", "ES", "UK", "Germany", "Atlantis", "de"],
     "marital_status": ["", "married", "в браке", "soltera", "complicated"],
     "employed": ["", "yes", "нет", "self-employed", "maybe"],
-    "interests": ["", "travel, cars", "Travel;CARS|travel", "авто", " , "],
+    "interests": ["", "travel, cars", "Travel;CARS|travel", "авто", " , ", 'say "hi", a\\b'],
     "consent_at": ["2025-03-01T10:00:00Z", "2025-03-01 10:00:00", "01.03.2025 10:00",
                    "03/01/2025 10:00", "1740823200", "2025/03/01 10:00", "2025-03-01",
                    "2025-03-01T10:00:00+03:00", "", "yesterday", "2027-03-01T10:00:00Z",
