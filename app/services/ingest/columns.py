@@ -4,7 +4,8 @@ time. Pure functions, no database; runs in the ingest workers.
 `validate_row` decides one row at a time and pays Python's overhead for every cell.
 Most columns of a real file hold few distinct values (genders, countries, regions,
 pages, names, ages), so here each distinct value of a column is worked out once per
-chunk and the rows look it up; only contacts and consent times are read one by one.
+chunk and the rows look it up; emails are checked in one regex pass over their column
+(normalise_emails), and only phones and consent times are read one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
