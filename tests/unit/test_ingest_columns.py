@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from app.services.crypto import ContactVault
-from app.services.ingest.columns import _iso_date, validate_columns
-from app.services.ingest.validate import RowContext, parse_timestamp, validate_row
+from app.services.ingest.columns import (
+    _iso_date, _numeric_date, normalise_emails, validate_columns,
+)
+from app.services.ingest.validate import (
+    RowContext, normalise_email, parse_timestamp, validate_row,
+)
 from app.services.ingest.workers import ACCEPTED_COLUMNS, _accepted_row, validate_chunk
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -38,7 +42,7 @@ CELLS = {
     "country": ["", "US", "USA", "Россия", "ES", "UK", "Germany", "Atlantis", "de"],
     "marital_status": ["", "married", "в браке", "soltera", "complicated"],
     "employed": ["", "yes", "нет", "self-employed", "maybe"],
-    "interests": ["", "travel, cars", "Travel;CARS|travel", "авто", " , "],
+    "interests": ["", "travel, cars", "Travel;CARS|travel", "авто", " , ", 'say "hi", a\\b'],
     "consent_at": ["2025-03-01T10:00:00Z", "2025-03-01 10:00:00", "01.03.2025 10:00",
                    "03/01/2025 10:00", "1740823200", "2025/03/01 10:00", "2025-03-01",
                    "2025-03-01T10:00:00+03:00", "", "yesterday", "2027-03-01T10:00:00Z",
@@ -208,3 +212,64 @@ def test_bare_iso_dates_read_as_parse_timestamp_reads_them():
     for value in (v for v in values if v[4] == "-"):
         stamp = parse_timestamp(value)
         assert _iso_date(value) == (stamp.date() if stamp else None), value
+
+
+EMAIL_PIECES = ("a", "Z", "0", ".", "..", "_", "%", "+", "-", "--", "@", "@@", " ", "é", "ж",
+                "example", "EXAMPLE", "com", "c", "test", "local", "onion", "ru", "xn--p1ai",
+                "'", '"', "(", "[", "\t", "\ufffd", "\x00", "l" * 63, "m" * 70)
+
+
+def test_a_column_of_emails_is_normalise_email_of_each():
+    """The whole-column pass never accepts what normalise_email (fast path or the
+    library) refuses, nor writes an address differently; on made-up near misses of
+    every shape, the bench file's addresses and long or broken columns."""
+    rng = random.Random(20261205)
+    generator = _bench_generator(13)
+    plain = [f"{rng.choice(('ivan', 'a.b', 'x_y', 'K-9'))}{i}@{rng.choice(('mail.ru', 'Ex.CO.uk'))}"
+             for i in range(50)]
+    columns = [[generator.row(i)[2].strip() for i in range(2, 3002)]]
+    for _ in range(300):
+        column = []
+        for _ in range(rng.randint(1, 60)):
+            roll = rng.random()
+            if roll < 0.4:
+                value = rng.choice(plain)
+            elif roll < 0.5:
+                value = ""
+            else:
+                local = "".join(rng.choice(EMAIL_PIECES) for _ in range(rng.randint(0, 5)))
+                domain = ".".join("".join(rng.choice(EMAIL_PIECES) for _ in range(
+                    rng.randint(1, 3))) for _ in range(rng.randint(1, 4)))
+                value = f"{local}@{domain}" if rng.random() < 0.8 else local + domain
+            column.append(value)
+        if rng.random() < 0.05:
+            column.append("a@example.com\nb@example.com")  # a value with a line break
+        columns.append(column)
+    compared = 0
+    for column in columns:
+        expected = [normalise_email(value) if value else None for value in column]
+        assert normalise_emails(column) == expected, column
+        compared += sum(email is not None for email in expected)
+    assert compared > 5000
+
+
+def test_numeric_dates_read_as_parse_timestamp_reads_them():
+    """A date _numeric_date reads is parse_timestamp's, day or month first; the rest
+    (other shapes, impossible dates, other digits) it leaves to parse_timestamp."""
+    rng = random.Random(8)
+    values = ["17.05.1980", "05/17/1980", "17/05/1980", "05/06/1980", "1980/05/17",
+              "31.02.1980", "29.02.2000", "00.01.1980", "13/13/1980", "17-05-1980",
+              "17.05-1980", "1980/5/17", "1980-05-17", "１７.05.1980", "17.05.0000"]
+    values += ["".join(rng.choice("0123456789./-") for _ in range(10)) for _ in range(20000)]
+    values += [f"{rng.randint(0, 39):02d}{sep}{rng.randint(0, 19):02d}{sep}{rng.randint(1, 2999):04d}"
+               for sep in "./-" for _ in range(3000)]
+    values += [f"{rng.randint(1, 2999):04d}/{rng.randint(0, 19):02d}/{rng.randint(0, 39):02d}"
+               for _ in range(3000)]
+    read = 0
+    for value in values:
+        for month_first in (False, True):
+            fast = _numeric_date(value, month_first)
+            if fast is not None:
+                read += 1
+                assert fast == parse_timestamp(value, month_first=month_first).date(), value
+    assert read > 5000

@@ -438,6 +438,20 @@ def test_rows_up_to_the_column_limit_are_read():
     assert len(rows[0][1]) == 905
 
 
+@pytest.mark.parametrize("cells", [999, 1000, 1001])
+def test_blocks_refuse_a_row_of_too_many_columns_as_rows_do(cells):
+    """blocks() counts the delimiters of a line only when it is long enough to reach
+    the limit: a line of empty cells at the limit is still read through the csv reader."""
+    data = f"{HEADER}\n{ROW}\n".encode() + b"," * (cells - 1) + b"\n" + f"{ROW}\n".encode()
+    if cells > 1000:
+        with pytest.raises(UnreadableFile) as caught:
+            block_rows(data)
+        assert caught.value.code == "too_many_columns" and caught.value.details["row"] == 3
+        assert refusal(data).code == "too_many_columns"
+    else:
+        assert block_rows(data) == read(data)[1]
+
+
 # --- one bad byte is not a different encoding (issue 13) ---------------------------
 
 

@@ -26,7 +26,7 @@ from app.services.ingest.columns import Decided, each_distinct, decide_columns
 from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import (
-    NormalisedLead, RowContext, _interests, storable, validate_row,
+    NormalisedLead, RowContext, storable, validate_row,
 )
 
 # What a worker returns for an accepted row, in this order (the pipeline adds the
@@ -123,6 +123,14 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     return result
 
 
+def _interests_json(words: tuple[str, ...]) -> str:
+    """_JSON_TEXT(list(words)), written directly when no word needs escaping."""
+    text = "".join(words)
+    if '"' in text or "\\" in text or not text.isprintable():
+        return _JSON_TEXT(words)
+    return '["' + '", "'.join(words) + '"]' if words else "[]"
+
+
 def _shortened(texts: list) -> list:
     """_short of every value (most columns have no value that long)."""
     if max(map(len, filter(None, texts)), default=0) <= INTENT_LIMIT:
@@ -186,9 +194,7 @@ def _accepted_columns(rows: list, passed: list[int], decided: Decided, vault: Co
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        dumps = _JSON_TEXT
-        interests = each_distinct(lambda raw: dumps(_interests(raw)) if raw else "[]",
-                                   take(decided.raw("interests")))
+        interests = each_distinct(_interests_json, interests)
         consent_times = list(map(_stored_time(storage), consent_times))
     return list(zip(
         numbers, sealed, email_hashes, phone_hashes, has_email, has_phone, ages, genders,
