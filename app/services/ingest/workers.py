@@ -14,6 +14,8 @@ import heapq
 import json
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -234,12 +236,24 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
 
 
 _worker_vault: Optional[ContactVault] = None
+PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
 
 
-def _init_worker(master_key: str) -> None:
+def _init_worker(master_key: str, parent: int) -> None:
     global _worker_vault
     _worker_vault = ContactVault(master_key)
     resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
+    threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
+                     daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the process that started it is gone. A parent killed by a
+    signal (a dev server stopped with SIGTERM) runs no clean-up, and a waiting worker
+    holds both ends of its task queue, so it would never see the queue close."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
@@ -279,7 +293,7 @@ class WorkerPool:
         self.processes = processes
         self._executor = ProcessPoolExecutor(
             max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(master_key,))
+            initializer=_init_worker, initargs=(master_key, os.getpid()))
 
     def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
                    storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
