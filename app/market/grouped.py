@@ -500,9 +500,9 @@ LEADS_SQLITE = _compiled(_lead_update(*(sa.bindparam(k) for k in ("lead_id", "n"
 ORDERS_PG = _order_update(*_ORDER_VALUES.c)
 ORDERS_SQLITE = _compiled(_order_update(*(sa.bindparam(k) for k in _ORDER_NAMES)), _SQLITE)
 # What the group re-checks of each order under its lock: whatever the order limits read.
+_CAPS = tuple(f"{cap}_{p}" for cap in ("cap", "spend_cap") for p in rules.PERIODS)
 _ORDER_COLUMNS = ("status", "price", "filled", "quantity", "held", "revision", "budget",
-                  "spent",
-                  *(f"{cap}_{p}" for cap in ("cap", "spend_cap") for p in rules.PERIODS),
+                  "spent", *_CAPS,
                   *(f"{p}_{what}" for p in rules.PERIODS for what in ("key", "leads", "spend")))
 _ORDER_STATE = (_compiled(rules.NOT_EXPIRED.sql(Order.__table__.c, None,
                                                 rules.Ctx(now=sa.bindparam("now"))), _SQLITE).sql
@@ -593,4 +593,12 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
     ledger.move_balances(deltas)
     settlement.webhook_sale_ids.extend(delivered)
     settlement.sale_ids.extend(sale_ids)
-    settlement.touched_orders.update(set(fills.orders) - set(closing))
+    settlement.sold.extend(zip(sale_ids, (sale[2] for sale in sales),
+                               (sale[5] for sale in sales), (sale[7] for sale in sales)))
+    # The orders left open were checked under their locks just now (order_finished):
+    # jobs.close_filled_orders need not read them again. Those with caps may have used
+    # one up until its next period.
+    capped = [order_id for order_id in order_ids if order_id not in closing
+              and any(getattr(orders[order_id], column) is not None for column in _CAPS)]
+    if capped:
+        events.record(events.OrdersCapped(tuple(capped)))

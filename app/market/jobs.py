@@ -204,8 +204,9 @@ def _sales_made(settlement: Settlement, since: int) -> None:
 
 
 def close_filled_orders(settlement: Settlement) -> None:
-    """Orders that reached their quantity, or cannot pay for one more lead, are done
-    (those a stored group finished are closed by it already).
+    """Orders that reached their quantity, or cannot pay for one more lead, are done:
+    those single fills touched (a stored group closes the orders it finishes and
+    checks the others under their locks already: grouped._write).
 
     One order per transaction: closing locks the order, then its buyer's accounts;
     several in one transaction could lock two buyers' accounts in either order."""
@@ -258,10 +259,12 @@ def expire_due_orders(now: Optional[datetime] = None) -> int:
 
 
 @collector.paused()
-def match_leads(lead_ids: list[int], now: Optional[datetime] = None) -> Settlement:
-    """Offer these leads to the open orders (a batch went live, a lead arrived)."""
+def match_leads(lead_ids: list[int], now: Optional[datetime] = None,
+                rates: Optional[dict[int, Optional[int]]] = None) -> Settlement:
+    """Offer these leads to the open orders (a batch went live, a lead arrived).
+    `rates`: sellers' commission rates (User.commission_rate_bp) read already."""
     now = now or utcnow()
-    settlement = Settlement(now)
+    settlement = Settlement(now, rates)
     pending = list(lead_ids)
     for _ in range(PLAN_ROUNDS):
         leads = snapshot.load_leads(pending)
@@ -288,7 +291,8 @@ def _plan_claims(leads: list[Candidate], book, settlement: Settlement) -> snapsh
     PostgreSQL by the planner thread of store_plan, on a connection of its own;
     SQLite's single connection reads them all now). The groups storing the plan
     start from the listings they read (Settlement.listed)."""
-    people = snapshot.PlanClaims(book.buyer_ids)
+    # Who keeps a suppression list, asked once in the run (the groups ask it again).
+    people = snapshot.PlanClaims(book.buyer_ids, settlement.listing_buyers)
     if not postgres():
         people(leads)
     settlement.listed = people.listed

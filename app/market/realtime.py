@@ -23,15 +23,15 @@ import threading
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Optional
 
-import sqlalchemy as sa
 from flask import Flask, current_app
 
 from app.extensions import db
 from app.market import jobs
-from app.models import Lead, Sale, User
+from app.models import User
 from app.services.ingest.pipeline import BatchTerms
-from app.services.ingest.realtime import LeadRejected, store_leads, validate_lead
+from app.services.ingest.realtime import LeadRejected, StoredLead, store_leads, validate_lead
 
 MAX_GROUP = 64  # leads stored and matched in one go
 EXTENSION = "leadx.realtime"
@@ -124,7 +124,7 @@ def stop_seller(app) -> None:
 def sell_group(group: list[Arrival]) -> None:
     """Store and match these arrivals; answer each with its lead or its verdict."""
     try:
-        stored = _store(group)
+        stored, rates = _store(group)
     except Exception:
         db.session.rollback()
         if len(group) == 1:
@@ -136,47 +136,44 @@ def sell_group(group: list[Arrival]) -> None:
                 db.session.rollback()
                 arrival.answer.set_exception(exc)
         return
-    lead_ids = [lead_id for lead_id, _ in stored.values() if lead_id is not None]
-    settlement = jobs.match_leads(lead_ids) if lead_ids else None
-    sales, statuses = defaultdict(list), {}
-    if settlement is not None:
-        # Each lead's status and this group's sales of it, in one statement.
-        made = sa.and_(Sale.lead_id == Lead.id, Sale.id.in_(settlement.sale_ids))
-        for lead_id, status, sale_id, price, seller_share in db.session.execute(
-                sa.select(Lead.id, Lead.status, Sale.id, Sale.price, Sale.seller_share)
-                .outerjoin(Sale, made).where(Lead.id.in_(lead_ids)).order_by(Sale.id)):
-            statuses[lead_id] = status
-            if sale_id is not None:
-                sales[lead_id].append({"sale_id": sale_id, "price": price,
-                                       "seller_share": seller_share})
+    lead_ids = [lead.id for lead in stored.values() if lead is not None]
+    sales = defaultdict(list)
+    if lead_ids:
+        # Each lead's sales as the matcher stored them: no statement to read them back.
+        for sale_id, lead_id, price, seller_share in sorted(
+                jobs.match_leads(lead_ids, rates=rates).sold):
+            sales[lead_id].append({"sale_id": sale_id, "price": price,
+                                   "seller_share": seller_share})
     db.session.commit()
     for arrival in group:
-        lead_id, cross = stored[id(arrival)]
-        if lead_id is None:
+        lead = stored[id(arrival)]
+        if lead is None:
             continue  # answered with its verdict already
-        arrival.answer.set_result({"id": lead_id, "status": statuses[lead_id].value,
-                                   "cross_seller_duplicate": cross,
-                                   "sales": sales.get(lead_id, [])})
+        arrival.answer.set_result({"id": lead.id, "status": lead.status.value,
+                                   "cross_seller_duplicate": lead.cross_seller_duplicate,
+                                   "sales": sales.get(lead.id, [])})
 
 
-def _store(group: list[Arrival]) -> dict[int, tuple]:
-    """Each arrival's (lead id, cross-seller duplicate), stored in one transaction, sellers
-    locked in id order; a refused one is answered with its verdict and maps to (None,)."""
+def _store(group: list[Arrival]) -> tuple[dict[int, Optional[StoredLead]], dict]:
+    """Each arrival's StoredLead, stored in one transaction, sellers locked in id order
+    (a refused one is answered with its verdict and maps to None), and the sellers'
+    commission rates as their rows were read (for the match: Settlement.commission)."""
     by_seller = defaultdict(list)
     for arrival in group:
         by_seller[arrival.seller_id].append(arrival)
-    stored, refused = {}, []
+    stored, refused, rates = {}, [], {}
     for seller_id in sorted(by_seller):
         arrivals = by_seller[seller_id]
-        leads = store_leads(db.session.get(User, seller_id),
-                            [(arrival.row, arrival.terms) for arrival in arrivals])
+        seller = db.session.get(User, seller_id)
+        rates[seller_id] = seller.commission_rate_bp
+        leads = store_leads(seller, [(arrival.row, arrival.terms) for arrival in arrivals])
         for arrival, lead in zip(arrivals, leads):
             if isinstance(lead, LeadRejected):
                 refused.append((arrival, lead))
-                stored[id(arrival)] = (None, None)
+                stored[id(arrival)] = None
             else:
-                stored[id(arrival)] = (lead.id, lead.cross_seller_duplicate)
+                stored[id(arrival)] = lead
     db.session.commit()
     for arrival, verdict in refused:
         arrival.answer.set_exception(verdict)
-    return stored
+    return stored, rates

@@ -53,12 +53,16 @@ class _Lost(Exception):
 class Settlement:
     """Stores fills: the sale, its ledger transaction and its webhook delivery."""
 
-    def __init__(self, now: datetime):
+    def __init__(self, now: datetime, rates: Optional[dict[int, Optional[int]]] = None):
+        """`rates`: seller id -> their User.commission_rate_bp, for those read already."""
         self.now = now
         self.default_bp = current_app.config["COMMISSION_RATE_BP"]
-        self._rates: dict[int, int] = {}
+        self._rates: dict[int, int] = {
+            seller_id: self.default_bp if override is None else override
+            for seller_id, override in (rates or {}).items()}
         self._accounts: dict[tuple, ledger.AccountRef] = {}
         self.sale_ids: list[int] = []
+        self.sold: list[tuple[int, int, int, int]] = []  # (sale, lead, price, seller share)
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
         self._listing: dict[int, bool] = {}  # buyer -> has a suppression list (§14)
@@ -79,6 +83,7 @@ class Settlement:
     def absorb(self, other: "Settlement") -> None:
         """Add the sales of a sub-run (one chunk, one order) to this run's."""
         self.sale_ids += other.sale_ids
+        self.sold += other.sold
         self.webhook_sale_ids += other.webhook_sale_ids
 
     def sibling(self) -> "Settlement":
@@ -143,15 +148,20 @@ class Settlement:
         # what match_leads preloaded for the same group).
         users = sorted({user_id for kind, user_ids in wanted.items() for user_id in user_ids
                         if (kind, user_id) not in self._accounts})
-        for start in range(0, len(users), 1000):
+        platform = (AccountKind.PLATFORM_COMMISSION, None)
+        # A plan's sales pay the platform's commission: its account read with the first part.
+        with_platform = bool(buyer_ids) and platform not in self._accounts
+        for start in range(0, max(len(users), with_platform), 1000):
             part = users[start:start + 1000]
-            for account in db.session.scalars(sa.select(LedgerAccount).where(
-                    LedgerAccount.user_id.in_(part),
-                    LedgerAccount.kind.in_(list(wanted)))):
-                if account.user_id in wanted[account.kind]:
+            found = sa.and_(LedgerAccount.user_id.in_(part), LedgerAccount.kind.in_(list(wanted)))
+            if with_platform and start == 0:
+                found = sa.or_(found, sa.and_(LedgerAccount.user_id.is_(None),
+                                              LedgerAccount.kind == platform[0]))
+            for account in db.session.scalars(sa.select(LedgerAccount).where(found)):
+                if account.user_id is None or account.user_id in wanted[account.kind]:
                     self._accounts[(account.kind, account.user_id)] = ledger.AccountRef.of(account)
-        if buyer_ids:  # a plan's: its sales pay the platform's commission
-            self.account(AccountKind.PLATFORM_COMMISSION, None)
+        if buyer_ids:  # created if it was not there
+            self.account(*platform)
         for kind, user_ids in wanted.items():
             for user_id in user_ids:
                 self.account(kind, user_id)
@@ -246,6 +256,7 @@ class Settlement:
                  "next_attempt_at": now, "created_at": now} for channel in channels]))
             self.webhook_sale_ids.append(sale_id)
         self.sale_ids.append(sale_id)
+        self.sold.append((sale_id, lead.id, price, price - commission))
         self.touched_orders.add(slot.id)
 
     def _list_person(self, person: bytes, copy_cap: int) -> bool:

@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import sqlalchemy as sa
 
@@ -187,11 +187,15 @@ class PlanClaims:
     (None: not listed), for the groups that store the plan (grouped: read without
     locks, checked when locked)."""
 
-    def __init__(self, buyer_ids: Iterable[int]):
+    def __init__(self, buyer_ids: Iterable[int],
+                 keeping: Optional[Callable[[Iterable[int]], set[int]]] = None):
+        """`keeping`: which of some buyers keep a suppression list (buyers_with_lists,
+        or a run's answer kept: Settlement.listing_buyers)."""
         self.claims = Claims()
         self.listed: dict[bytes, Optional[rules.Listing]] = {}
         self._buyers = set(buyer_ids)
         self._keeping: Optional[set[int]] = None
+        self._keeping_of = keeping or buyers_with_lists
         self._loaded: set[bytes] = set()
 
     def __call__(self, leads: Iterable[Candidate]) -> None:
@@ -199,7 +203,7 @@ class PlanClaims:
         if not persons:
             return
         if self._keeping is None:
-            self._keeping = buyers_with_lists(self._buyers)
+            self._keeping = self._keeping_of(self._buyers)
         found = _claims_into(self.claims, persons, self._buyers, self._keeping)
         self._loaded |= persons
         self.listed.update({person: found.get(person) for person in persons})

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.bulk import allocate_ids, bulk_insert
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Batch, BatchSource, Lead, User
+from app.models import Batch, BatchSource, Lead, LeadStatus, User
 from app.models.contact_keys import keys_of
 from app.models.types import utcnow
 from app.services import contact_keys, do_not_call, scoring
@@ -77,6 +77,7 @@ def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -
 class StoredLead:
     id: int
     cross_seller_duplicate: bool
+    status: LeadStatus  # as stored: matching sells copies, it does not change the status
 
 
 _COLUMNS = ("id",) + LEAD_INSERT_COLUMNS
@@ -128,11 +129,15 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
     # Written past the ORM, so past its contact-key events: the next post finds them.
     contact_keys.store([pair for lead_id, (email_hash, phone_hash) in zip(ids, contacts)
                         for pair in keys_of(lead_id, email_hash, phone_hash)])
-    for lead_id, (position, row) in zip(ids, kept):
-        results[position] = StoredLead(lead_id, row[_CROSS])
     flagged = [lead_id for lead_id, (_, row) in zip(ids, kept) if row[_PHONE] in listed]
+    statuses = {}
     if flagged:
         do_not_call.flag(Lead.id.in_(flagged))
+        # A lead with only a listed phone is delisted by the flag.
+        statuses = dict(db.session.execute(sa.select(Lead.id, Lead.status)
+                                           .where(Lead.id.in_(flagged))).all())
+    for lead_id, (position, row) in zip(ids, kept):
+        results[position] = StoredLead(lead_id, row[_CROSS], statuses.get(lead_id, lead_status))
     return results  # type: ignore[return-value]
 
 
