@@ -239,10 +239,14 @@ _worker_vault: Optional[ContactVault] = None
 PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
 
 
-def _init_worker(master_key: str, parent: int) -> None:
+def _init_worker(master_key: str) -> None:
     global _worker_vault
     _worker_vault = ContactVault(master_key)
     resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
+
+
+def _start_worker(master_key: str, parent: int) -> None:
+    _init_worker(master_key)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
 
@@ -293,7 +297,7 @@ class WorkerPool:
         self.processes = processes
         self._executor = ProcessPoolExecutor(
             max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(master_key, os.getpid()))
+            initializer=_start_worker, initargs=(master_key, os.getpid()))
 
     def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
                    storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
