@@ -592,7 +592,6 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
             deltas[account_id] = deltas.get(account_id, 0) + amount
     ledger.move_balances(deltas)
     settlement.webhook_sale_ids.extend(delivered)
-    settlement.sale_ids.extend(sale_ids)
     settlement.sold.extend(zip(sale_ids, (sale[2] for sale in sales),
                                (sale[5] for sale in sales), (sale[7] for sale in sales)))
     # The orders left open were checked under their locks just now (order_finished):

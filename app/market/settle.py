@@ -61,7 +61,6 @@ class Settlement:
             seller_id: self.default_bp if override is None else override
             for seller_id, override in (rates or {}).items()}
         self._accounts: dict[tuple, ledger.AccountRef] = {}
-        self.sale_ids: list[int] = []
         self.sold: list[tuple[int, int, int, int]] = []  # (sale, lead, price, seller share)
         self.webhook_sale_ids: list[int] = []
         self.touched_orders: set[int] = set()
@@ -80,9 +79,13 @@ class Settlement:
             self._rates[seller_id] = self.default_bp if override is None else override
         return ledger.commission_on(price, self._rates[seller_id])
 
+    @property
+    def sale_ids(self) -> list[int]:
+        """The sales stored, in order."""
+        return [sale[0] for sale in self.sold]
+
     def absorb(self, other: "Settlement") -> None:
         """Add the sales of a sub-run (one chunk, one order) to this run's."""
-        self.sale_ids += other.sale_ids
         self.sold += other.sold
         self.webhook_sale_ids += other.webhook_sale_ids
 
@@ -255,7 +258,6 @@ class Settlement:
                 {"sale_id": sale_id, "order_id": slot.id, "channel": channel,
                  "next_attempt_at": now, "created_at": now} for channel in channels]))
             self.webhook_sale_ids.append(sale_id)
-        self.sale_ids.append(sale_id)
         self.sold.append((sale_id, lead.id, price, price - commission))
         self.touched_orders.add(slot.id)
 
