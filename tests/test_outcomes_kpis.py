@@ -4,7 +4,8 @@ import csv
 import io
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -454,3 +455,42 @@ def test_roi_waits_for_an_outcome_instead_of_reading_minus_100_percent(
     assert kpis.for_buyer(buyer) == kpis.Kpis(4, 1_200, 0, 0, 1)
     assert buyer_client.get("/api/v1/kpis", headers=headers).json["roi"] == -1.0
     assert kpis.page_data(buyer, kpis.DateRange.last_days(7)).per_order[order.id].roi == -1
+
+
+def test_kpi_days_are_the_buyers_own_days_across_daylight_saving(
+        app, buyer_client, buyer, api_key_for):
+    los_angeles = ZoneInfo("America/Los_Angeles")
+    buyer.timezone = "America/Los_Angeles"
+    order, sales = _market(3, 400, buyer)
+    # Clocks in Los Angeles went forward at 10:00 UTC on 8 March 2026.
+    moments = [datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc),  # 23:30 PST on the 7th
+               datetime(2026, 3, 9, 6, 30, tzinfo=timezone.utc),  # 23:30 PDT on the 8th
+               datetime(2026, 3, 9, 7, 30, tzinfo=timezone.utc)]  # 00:30 PDT on the 9th
+    for sale_id, moment in zip(sales, moments):
+        db.session.execute(sa.update(Sale).where(Sale.id == sale_id).values(created_at=moment))
+    outcomes.record(buyer, sales[1], "converted", 0)
+    db.session.commit()
+
+    def by_day(zone=timezone.utc):
+        data = kpis.page_data(buyer, kpis.DateRange(date(2026, 3, 7), date(2026, 3, 9), zone))
+        return [(d["day"], d["leads"], d["conversions"]) for d in data.days]
+
+    assert by_day(los_angeles) == [("2026-03-07", 1, 0), ("2026-03-08", 1, 1),
+                                   ("2026-03-09", 1, 0)]
+    assert by_day() == [("2026-03-07", 0, 0), ("2026-03-08", 1, 0), ("2026-03-09", 2, 1)]
+    # An open start reads the same days (the offsets reach back from the end).
+    open_start = kpis.page_data(buyer, kpis.DateRange(None, date(2026, 3, 9), los_angeles))
+    assert [(d["day"], d["leads"]) for d in open_start.days] == [
+        ("2026-03-07", 1), ("2026-03-08", 1), ("2026-03-09", 1)]
+
+    # The page counts the buyer's days; the API keeps the UTC days it documents.
+    page = buyer_client.get("/buyer/kpis?from=2026-03-09&to=2026-03-09").get_data(as_text=True)
+    row = re.search(rf'<tr data-order-id="{order.id}">(.*?)</tr>', page, re.S).group(1)
+    assert re.findall(r'<td class="num">([^<]*)</td>', row)[0] == "1"
+    assert "days on your clock, America/Los_Angeles" in page
+    csv_rows = list(csv.reader(io.StringIO(buyer_client.get(
+        "/buyer/kpis.csv?from=2026-03-09&to=2026-03-09").get_data(as_text=True))))
+    assert csv_rows[1][csv_rows[0].index("leads")] == "1"
+    api = buyer_client.get("/api/v1/kpis?from=2026-03-09&to=2026-03-09",
+                           headers=api_key_for(buyer)).json
+    assert (api["leads"], api["conversions"]) == (2, 1)

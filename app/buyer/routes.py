@@ -23,7 +23,7 @@ from app.buyer.forms import (
 )
 from app.errors import DomainError, NotFound, Refusals, ValidationFailed
 from app.extensions import db, reads_only
-from app.formatting import format_money, money_input, parse_money, user_language
+from app.formatting import format_money, money_input, parse_money, user_language, user_zone
 from app.forms import show_problems
 from app.models import ErasureNotice, Order, OptOutNotice
 from app.services import delivery, kpis, ledger, outcomes, regions
@@ -434,9 +434,10 @@ def upload_outcomes():
 
 
 def _period() -> kpis.DateRange:
+    """The KPI range asked for, in days on the buyer's clock (the last 30 by default)."""
     if "from" not in request.args and "to" not in request.args:
-        return kpis.DateRange.last_days(30)
-    return kpis.DateRange.parse(request.args.get("from"), request.args.get("to"))
+        return kpis.DateRange.last_days(30, zone=user_zone())
+    return kpis.DateRange.parse(request.args.get("from"), request.args.get("to"), user_zone())
 
 
 @bp.route("/kpis")
@@ -445,7 +446,7 @@ def kpi_page():
         period = _period()
     except DomainError as exc:
         flash(exc.message, "danger")
-        period = kpis.DateRange.last_days(30)
+        period = kpis.DateRange.last_days(30, zone=user_zone())
     data = kpis.page_data(current_account, period)
     shown = kpis.orders_for_page(current_account, data.per_order)
     return render_template(

@@ -12,8 +12,11 @@
                      the margin a customer brought, not the exchange)
     ROI              (revenue − spend) ÷ spend
 
-A range selects leads by the day they were delivered (UTC), and their conversions
-with them (a cohort), so CR and CPA always relate the same leads.
+A range selects leads by the day they were delivered, and their conversions with them
+(a cohort), so CR and CPA always relate the same leads. Days are the reader's: the
+buyer's pages count them on the buyer's clock (a lead bought at 23:30 in Los Angeles
+belongs to that evening, not to the next UTC day); the API keeps UTC days, as it
+documents.
 
 The counting and summing happen in the database (GROUP BY over covering indexes of
 sales and sale_outcomes, less the few accepted returns, in the same statement); Python only divides the few totals, in Decimal: CPL and CPA
@@ -21,8 +24,9 @@ are minor units to two decimals (an average can fall between cents), CR and ROI
 fractions to four. A ratio with nothing to divide by is None (shown as "—").
 """
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Iterable, Optional
 
 import sqlalchemy as sa
@@ -95,13 +99,15 @@ class Kpis:
 
 @dataclass(frozen=True)
 class DateRange:
-    """Whole UTC days, both ends included; either end may be open."""
+    """Whole days on `zone`'s clock, both ends included; either end may be open."""
 
     start: Optional[date] = None
     end: Optional[date] = None
+    zone: tzinfo = timezone.utc
 
     @classmethod
-    def parse(cls, start: Optional[str], end: Optional[str]) -> "DateRange":
+    def parse(cls, start: Optional[str], end: Optional[str],
+              zone: tzinfo = timezone.utc) -> "DateRange":
         def day(text: Optional[str], name: str) -> Optional[date]:
             if not text:
                 return None
@@ -111,7 +117,7 @@ class DateRange:
                 raise ValidationFailed(f"“{text}” is not a date like 2026-01-31.",
                                        code="invalid_range", details={"field": name})
 
-        found = cls(day(start, "from"), day(end, "to"))
+        found = cls(day(start, "from"), day(end, "to"), zone)
         if found.start and found.end:
             if found.start > found.end:
                 raise ValidationFailed("The range starts after it ends.", code="invalid_range",
@@ -122,19 +128,21 @@ class DateRange:
         return found
 
     @classmethod
-    def last_days(cls, days: int, today: Optional[date] = None) -> "DateRange":
-        today = today or datetime.now(timezone.utc).date()
-        return cls(today - timedelta(days=days - 1), today)
+    def last_days(cls, days: int, today: Optional[date] = None,
+                  zone: tzinfo = timezone.utc) -> "DateRange":
+        today = today or datetime.now(zone).date()
+        return cls(today - timedelta(days=days - 1), today, zone)
 
     @property
     def start_at(self) -> Optional[datetime]:
-        return None if self.start is None else datetime.combine(self.start, time(), timezone.utc)
+        return None if self.start is None else self._midnight(self.start)
 
     @property
     def end_before(self) -> Optional[datetime]:
-        if self.end is None:
-            return None
-        return datetime.combine(self.end + timedelta(days=1), time(), timezone.utc)
+        return None if self.end is None else self._midnight(self.end + timedelta(days=1))
+
+    def _midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time(), self.zone).astimezone(timezone.utc)
 
     def conditions(self, column) -> list:
         found = []
@@ -147,20 +155,59 @@ class DateRange:
     def days(self, first: Optional[date] = None) -> list[date]:
         """Every day of the range (an open start begins at `first`)."""
         start = self.start or first
-        end = self.end or datetime.now(timezone.utc).date()
+        end = self.end or datetime.now(self.zone).date()
         if start is None or start > end:
             return []
         return [start + timedelta(days=i) for i in range(min((end - start).days + 1,
                                                              MAX_RANGE_DAYS))]
 
 
-def day_of(column):
-    """The UTC day of a stored timestamp, in SQL: a date on PostgreSQL, "YYYY-MM-DD"
-    text on SQLite (which keeps UTC as "YYYY-MM-DD HH:MM:SS…"); `str(day)[:10]` reads
-    either."""
+def day_of(column, period: DateRange = DateRange()):
+    """The day of a stored (UTC) timestamp on the period's clock, in SQL: a date on
+    PostgreSQL, "YYYY-MM-DD" text on SQLite; `str(day)[:10]` reads either.
+
+    SQLite knows no time zones: the stored UTC text is shifted by the zone's offset,
+    which is a CASE over the offset changes (daylight saving) within the period, or,
+    for an open start, the MAX_RANGE_DAYS before its end; older moments take the
+    earliest offset."""
+    zone_name = str(period.zone) if period.zone is not timezone.utc else "UTC"
     if db.session.get_bind().dialect.name == "postgresql":
-        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
-    return sa.func.substr(column, 1, 10)
+        return sa.cast(sa.func.timezone(zone_name, column), sa.Date)
+    end = period.end or datetime.now(period.zone).date()
+    first, changes = _offsets(period.zone, period.start or end - timedelta(days=MAX_RANGE_DAYS),
+                              end)
+    if not changes and not first:  # UTC's clock
+        return sa.func.substr(column, 1, 10)
+    shift = sa.case(*((column >= moment, f"{minutes:+d} minutes")
+                      for moment, minutes in reversed(changes)),
+                    else_=f"{first:+d} minutes") if changes else f"{first:+d} minutes"
+    return sa.func.date(column, shift)
+
+
+@lru_cache(maxsize=256)
+def _offsets(zone: tzinfo, first: date, last: date) -> tuple[int, tuple]:
+    """`zone`'s UTC offset in minutes at the start of `first`, and each change of it
+    until the end of `last` as (UTC moment, new offset), in order."""
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(zone).utcoffset().total_seconds() // 60)
+
+    moment = datetime.combine(first - timedelta(days=1), time(), timezone.utc)
+    initial = current = offset(moment)
+    changes = []
+    while moment.date() <= last + timedelta(days=1):
+        following = moment + timedelta(days=1)
+        if offset(following) != current:
+            before, after = moment, following  # the change falls in (before, after]
+            while after - before > timedelta(seconds=1):
+                middle = before + (after - before) / 2
+                if offset(middle) == current:
+                    before = middle
+                else:
+                    after = middle
+            current = offset(after)
+            changes.append((after.replace(microsecond=0), current))
+        moment = following
+    return initial, tuple(changes)
 
 
 def kept_sales(buyer: User, period: DateRange, *keys, order_ids: Optional[list[int]] = None):
@@ -255,7 +302,7 @@ def page_data(buyer: User, period: DateRange, region_limit: int = 12,
 def _own_page_data(buyer: User, period: DateRange, region_limit: int) -> tuple:
     """The buyer's own figures of the page (kept per revision of their figures):
     KPIs per order, the days, the regions they bought most in."""
-    day = day_of(Sale.created_at)
+    day = day_of(Sale.created_at, period)
     orders: dict[int, list[int]] = {}  # order → [leads, spend, conversions, revenue, rated]
     by_day: dict[str, list[int]] = {}  # day → [leads, spend, conversions]
     by_region: dict[Optional[str], list[int]] = {}  # region → [leads, spend]
@@ -274,7 +321,7 @@ def _own_page_data(buyer: User, period: DateRange, region_limit: int) -> tuple:
         mine[0] += leads
         mine[1] += spend
     by_day = {str(d)[:10]: totals for d, totals in by_day.items()}
-    out_day = day_of(SaleOutcome.sold_at)
+    out_day = day_of(SaleOutcome.sold_at, period)
     for order_id, sold_on, conversions, rated, revenue in db.session.execute(
             _outcomes(buyer, period, SaleOutcome.order_id, out_day)):
         totals = orders.setdefault(order_id, [0, 0, 0, 0, 0])
