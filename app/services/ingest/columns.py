@@ -5,7 +5,8 @@ time. Pure functions, no database; runs in the ingest workers.
 Most columns of a real file hold few distinct values (genders, countries, regions,
 pages, names, ages), so here each distinct value of a column is worked out once per
 chunk and the rows look it up; emails are checked in one regex pass over their column
-(normalise_emails), and only phones and consent times are read one by one.
+(normalise_emails), phones in the common shapes too (normalise_phones), and only
+consent times and the other phones are read one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
@@ -26,8 +27,8 @@ from app.services.ingest.fields import (
 from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
-    NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text, normalise_email,
-    normalise_phone, normalise_url, parse_timestamp,
+    _PHONE_SHAPE, _PLANS, NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text,
+    normalise_email, normalise_phone, normalise_url, parse_timestamp,
 )
 from app.services.regions_tz import consent_zone
 
@@ -68,6 +69,74 @@ def normalise_emails(values: list[str]) -> list[str | None]:
         return [email or (normalise_email(value) if value else None)
                 for email, value in zip(lowered, values)]
     return [email or None for email in lowered]
+
+
+# phone_fast_path for a column: which lines are of its plain shape, then, with the home
+# region written before each line's digits ("US|2125550123"), one pass that finds the
+# national number of the lines phone_fast_path certainly reads the simple way: a
+# national number, or "+" and a country code and one, with its national prefix (the
+# first match, as re.match finds it: an atomic group) stripped when the rest is valid,
+# or none to strip and valid as it is; not starting with an international prefix or
+# the country code. Every other line is phone_fast_path's (or the library's) one by one.
+_PHONE_LINES = re.compile(rf"^(?:({_PHONE_SHAPE.pattern})|[^\n]*)$", re.M | re.A)
+
+
+def _valid_nsn(plan, stripped: bool) -> str:
+    """A pattern that matches exactly the national numbers plan.valid() accepts (not
+    starting with 0, which the library would not keep), to the end of the line. After a
+    stripped prefix, a length only possible locally is left out (national() keeps the
+    prefix then)."""
+    by_length = "|".join(rf"(?=[0-9]{{{n}}}$)(?:{pattern.pattern})$"
+                         for n, pattern in sorted(plan.types.items())
+                         if not (stripped and n in plan.local_only))
+    leading = rf"(?={plan.leading.pattern})" if plan.leading else ""
+    return rf"(?!0)(?=(?:{plan.general.pattern})$){leading}(?:{by_length})"
+
+
+def _nsn_at(plan) -> str:
+    """Where the national number starts (what national() keeps of the rest) when it is
+    valid; the pattern's group then takes it."""
+    if plan.national_prefix is None:
+        return rf"(?={_valid_nsn(plan, False)})"
+    prefix = plan.national_prefix.pattern
+    return (rf"(?:(?>{prefix})(?={_valid_nsn(plan, True)})"
+            rf"|(?!{prefix})(?={_valid_nsn(plan, False)}))")
+
+
+def _valid_phone_lines() -> re.Pattern:
+    national = [rf"{region}\|(?!{plan.idd.pattern})(?!{plan.cc}){_nsn_at(plan)}"
+                for region, plan in _PLANS.items()]
+    international = "|".join(rf"{plan.cc}{_nsn_at(plan)}" for plan in _PLANS.values())
+    pattern = re.compile(rf"^(?:{'|'.join(national)}|[^|\n]*\|\+(?:{international}))"
+                         r"([0-9]+)$|^[^\n]*$", re.M | re.A)
+    assert pattern.groups == 1  # findall gives each line's national number or ""
+    return pattern
+
+
+_VALID_PHONE_LINES = _valid_phone_lines()
+_PLAN_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
+
+
+def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple | None]:
+    """normalise_phone(value, home) of each stripped value (None where empty): the
+    common shapes for the whole column in two regex passes, the rest one by one."""
+    count = len(values)
+    joined = "\n".join(values)
+    shaped = _PHONE_LINES.findall(joined)
+    if joined.count("\n") != count - 1 or len(shaped) != count:  # a value holds a line break
+        return [normalise_phone(value, home) if value else None
+                for value, home in zip(values, homes)]
+    digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
+    found = _VALID_PHONE_LINES.findall("\n".join(map("{}|{}".format, homes, digits)))
+    phones: list[tuple | None] = []
+    for nsn, value, home, number in zip(found, values, homes, digits):
+        if not nsn:
+            phones.append(normalise_phone(value, home) if value else None)
+            continue
+        plan = (_PLANS[home] if number[0] != "+"
+                else _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]])
+        phones.append((f"+{plan.cc}{nsn}", plan.region))
+    return phones
 
 
 def _stripped(value: str | None) -> str:
@@ -239,18 +308,15 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             for i, (email, value) in enumerate(zip(emails, given)):
                 if email is None and value:
                     ok[i] = False
-    phones, phone_countries = [], []
-    for i, (cell, home) in enumerate(zip(column("phone"), homes)):
-        phone = phone_country = None
-        if raw := _stripped(cell):
-            if (parsed := normalise_phone(raw, home)) is None:
+    phone_cells = list(map(_stripped, column("phone")))
+    parsed = normalise_phones(phone_cells, homes)
+    if None in parsed:
+        for i, (found, cell) in enumerate(zip(parsed, phone_cells)):
+            # An invalid phone, or no contact at all (an invalid email failed above).
+            if found is None and (cell or emails[i] is None):
                 ok[i] = False
-            else:
-                phone, phone_country = parsed
-        elif emails[i] is None:
-            ok[i] = False  # no contact at all (or an invalid email, failed above)
-        phones.append(phone)
-        phone_countries.append(phone_country)
+    phones = [found[0] if found else None for found in parsed]
+    phone_countries = [found[1] if found else None for found in parsed]
 
     if "consent" in columns:
         for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
