@@ -252,6 +252,18 @@ def _readable(column: Sequence[str]) -> list[bool] | None:
     return [value.isprintable() and "\ufffd" not in value for value in column]
 
 
+def printable_lines(lines: Sequence[str], records: int) -> bool:
+    """Whether every cell of the records read from `lines` (one line each: no cell
+    holds a line break) is printable with nothing unreadable: their text, line breaks
+    aside, is. A cheaper check than one over the cells (one join of whole lines), and
+    a stricter one (it reads the columns no field takes, the quotes and delimiters
+    too): when it fails, decide_columns checks the cells themselves."""
+    if len(lines) != records:
+        return False
+    text = "".join([line.rstrip("\r\n") for line in lines])
+    return text.isprintable() and "\ufffd" not in text
+
+
 # NormalisedLead's fields in its order: the columns `decide_columns` fills.
 LEAD_FIELDS = tuple(NormalisedLead.__slots__)
 
@@ -266,8 +278,9 @@ class Decided:
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
-                   ctx: RowContext) -> Decided:
-    """Every row's checks, a column at a time; see `validate_columns`."""
+                   ctx: RowContext, printable: bool = False) -> Decided:
+    """Every row's checks, a column at a time; see `validate_columns`. `printable`:
+    the caller knows every cell is printable and readable (printable_lines)."""
     count = len(rows)
     width = len(fields)
     padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
@@ -283,7 +296,8 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
         return columns.get(name, absent)
 
     ok = [True] * count
-    if _readable(list(chain.from_iterable(columns.values()))) is not None:  # rare: by column
+    cells = [] if printable else list(chain.from_iterable(columns.values()))
+    if _readable(cells) is not None:  # rare: by column
         for values in columns.values():
             if (readable := _readable(values)) is not None:
                 ok = [a and b for a, b in zip(ok, readable)]
