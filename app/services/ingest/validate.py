@@ -382,11 +382,20 @@ def parse_timestamp(raw: str, *, month_first: bool = False,
         timed = ":" in value
     if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        if timed and zone is not timezone.utc:
-            return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    return in_utc(parsed, timed, zone)
+
+
+def in_utc(parsed: datetime, timed: bool, zone: tzinfo) -> datetime | None:
+    """parse_timestamp's last step: a time of day without a zone read in `zone`; None
+    when it falls outside the years 1-9999 in UTC (0001-01-01T00:00+05:00)."""
+    try:
+        if parsed.tzinfo is None:
+            if timed and zone is not timezone.utc:
+                return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
 def _iso(value: str) -> datetime | None:
