@@ -314,6 +314,10 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     def column(name: str) -> Sequence[str | None]:
         return columns.get(name, absent)
 
+    def stripped(name: str) -> list[str]:
+        """The column's values stripped ("" for a column the file lacks)."""
+        return list(map(str.strip, columns[name])) if name in columns else [""] * count
+
     ok = [True] * count
     cells = [] if printable else list(chain.from_iterable(columns.values()))
     if _readable(cells) is not None:  # rare: by column
@@ -344,13 +348,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
 
     emails: list[str | None] = list(absent)
     if "email" in columns:
-        given = list(map(str.strip, columns["email"]))
+        given = stripped("email")
         emails = normalise_emails(given)
         if emails.count(None) != given.count(""):
             for i, (email, value) in enumerate(zip(emails, given)):
                 if email is None and value:
                     ok[i] = False
-    phone_cells = list(map(_stripped, column("phone")))
+    phone_cells = stripped("phone")
     parsed = normalise_phones(phone_cells, homes)
     if None in parsed:
         for i, (found, cell) in enumerate(zip(parsed, phone_cells)):
@@ -367,7 +371,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
 
     month_firsts = [home == "US" for home in homes]
     latest = ctx.now + CLOCK_SKEW
-    consent_times = consent_times_of(list(map(_stripped, column("consent_at"))), month_firsts,
+    consent_times = consent_times_of(stripped("consent_at"), month_firsts,
                                      [found[2] for found in wheres])
     for i, when in enumerate(consent_times):
         if when is None or when > latest:
