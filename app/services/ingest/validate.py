@@ -9,8 +9,8 @@ lose control and invisible characters, and both refuse text that is not text.
 Speed: the phone and email libraries cost ~25 µs a call, more than everything else in
 a row together. Both have fast paths for the common shapes that are exact re-statements
 of the library's own rules (for phones, checked against the library's own metadata);
-when a fast path is unsure it declines and the library decides. A differential test
-(tests/unit/test_ingest_fastpaths.py) holds them to that.
+when a fast path is unsure it declines and the library decides (so does IPv6's, before
+ipaddress). A differential test (tests/unit/test_ingest_fastpaths.py) holds them to that.
 """
 import ipaddress
 import re
