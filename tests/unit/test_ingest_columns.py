@@ -6,6 +6,7 @@ validate_row accepts, or the speed it exists for is gone. Rows are seeded-random
 mixes of the values sellers send, the near misses around them and broken text.
 """
 import base64
+import io
 import random
 import sys
 from datetime import datetime, timezone
@@ -15,8 +16,9 @@ import pytest
 
 from app.services.crypto import ContactVault
 from app.services.ingest.columns import (
-    _iso_date, _numeric_date, normalise_emails, validate_columns,
+    _iso_date, _numeric_date, normalise_emails, printable_lines, validate_columns,
 )
+from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
     RowContext, normalise_email, parse_timestamp, validate_row,
 )
@@ -273,3 +275,35 @@ def test_numeric_dates_read_as_parse_timestamp_reads_them():
                 read += 1
                 assert fast == parse_timestamp(value, month_first=month_first).date(), value
     assert read > 5000
+
+
+def test_printable_lines_vouch_only_for_printable_cells():
+    """printable_lines (the workers' cheap check over a block's lines) says yes only
+    when every cell the reader gives is printable and readable, whatever the quoting,
+    line breaks inside quotes, delimiters and control characters; and it says yes to
+    the usual block, or it saves nothing."""
+    rng = random.Random(1206)
+    pieces = ["Anna", "Мария", "a@example.com", "+7 916 123", "", "x,y", 'say "hi"', "a\nb",
+              "a\rb", "a\r\nb", "\x85", "\ufffd", "\u200b", "\t", "\xa0", "'0123", "\u2028"]
+    vouched = 0
+    for delimiter in (",", ";", "\t"):
+        for _ in range(30):
+            lines = ["email;phone;consent_at;source_url".replace(";", delimiter)]
+            for _ in range(rng.randint(1, 30)):
+                cells = []
+                for _ in range(4):
+                    cell = "".join(rng.choice(pieces) if rng.random() < 0.1 else "Zoë"
+                                   for _ in range(rng.randint(0, 3)))
+                    if rng.random() < 0.5 or any(c in cell for c in '"\r\n' + delimiter):
+                        cell = '"' + cell.replace('"', '""') + '"'
+                    cells.append(cell)
+                lines.append(delimiter.join(cells))
+            data = ("\r\n".join(lines) + rng.choice(("", "\n", "\r\n"))).encode()
+            with open_csv(io.BytesIO(data), mapping={}) as source:
+                for block in source.blocks(7):
+                    if printable_lines(block.lines, block.rows):
+                        vouched += 1
+                        for _, cells in block.records():
+                            assert all(cell.isprintable() and "\ufffd" not in cell
+                                       for cell in cells), cells
+    assert vouched > 20

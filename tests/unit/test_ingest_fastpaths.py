@@ -1,17 +1,22 @@
-"""Differential tests: the phone and email fast paths against the libraries.
+"""Differential tests: the phone, email and IPv6 fast paths against the libraries.
 
 A fast path may decline (and let the library decide) but must never accept what the
 library rejects, nor normalise differently. Inputs are seeded-random and cover the
 shapes sellers send and the near misses around them.
 """
+import ipaddress
+import os
 import random
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from app.services.ingest import columns
+from app.services.ingest.columns import normalise_phones
 from app.services.ingest.validate import (
-    FAST_PHONE_REGIONS, email_fast_path, normalise_email, normalise_phone, phone_fast_path,
+    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, normalise_email, normalise_phone,
+    phone_fast_path,
 )
 
 PHONE_CASES = 200_000
@@ -230,3 +235,91 @@ def test_normalise_email_falls_back_to_the_library():
     assert normalise_email("John.Doe@EXAMPLE.COM") == "john.doe@example.com"
     assert normalise_email("user@localhost") is None
     assert normalise_email("a" * 5000 + "@example.com") is None
+
+
+# LEADX_FASTPATH_CASES=1000000 for a longer run.
+FASTPATH_CASES = int(os.environ.get("LEADX_FASTPATH_CASES", 50_000))
+
+
+def _ipv6(rng: random.Random) -> str:
+    """An IPv6 address as a form or a proxy might write it, or a near miss."""
+    words = [rng.choice((0, 0, 0, 1, 0xffff, rng.randrange(0x10000), rng.randrange(0x100)))
+             for _ in range(8)]
+    if rng.random() < 0.3:  # a run of zeros, of any length and place
+        start = rng.randrange(8)
+        for i in range(start, min(8, start + rng.randint(1, 8))):
+            words[i] = 0
+    if rng.random() < 0.1:  # IPv4-mapped and IPv4-compatible shapes
+        words[:6] = [0, 0, 0, 0, 0, rng.choice((0, 0xffff))]
+    groups = [rng.choice(("{:x}", "{:X}", "{:04x}", "{:x}", "{:02x}")).format(w) for w in words]
+    text = ":".join(groups)
+    roll = rng.random()
+    if roll < 0.5:  # compress one run of zero groups, or any run
+        start = rng.randrange(8)
+        end = rng.randint(start, 8)
+        text = ":".join(groups[:start]) + "::" + ":".join(groups[end:])
+    elif roll < 0.55:
+        text = text.rsplit(":", 2)[0] + f":{rng.randrange(256)}.{rng.randrange(256)}.1.2"
+    roll = rng.random()
+    if roll < 0.03:
+        text += rng.choice(("%eth0", "%1", ":", "::", ":1", "g"))
+    elif roll < 0.06:
+        text = rng.choice((":", "::", "1::", "x")) + text
+    elif roll < 0.08:
+        position = rng.randrange(len(text) + 1)
+        text = text[:position] + rng.choice("0f:. ٣") + text[position:]
+    elif roll < 0.09:
+        text = text.replace("::", ":::", 1)
+    return text
+
+
+def test_ipv6_fast_path_agrees_with_ipaddress():
+    rng = random.Random(5952)
+    accepted = 0
+    for _ in range(FASTPATH_CASES):
+        raw = _ipv6(rng)
+        fast = _ipv6_fast_path(raw)
+        if fast is None:
+            continue
+        accepted += 1
+        try:
+            expected = str(ipaddress.ip_address(raw))
+        except ValueError:
+            expected = "rejected"
+        assert fast == expected, (raw, fast, expected)
+    assert accepted > FASTPATH_CASES // 2, accepted
+    assert _ip("2001:DB8:0:0:1:0:0:1") == "2001:db8::1:0:0:1"  # the first longest run
+    assert _ip("::ffff:1.2.3.4") == _ip("::FFFF:0102:0304") == "::ffff:102:304"
+    assert _ip("fe80::1%eth0") == "fe80::1%eth0" and _ip("1::2::3") is None
+
+
+def test_phone_column_pass_agrees_with_normalise_phone(monkeypatch):
+    """normalise_phones (a column at a time, columns.py) gives normalise_phone's answer
+    for every value, over columns of mixed shapes and homes (and the library's for the
+    values it accepts), and decides most valid ones in its own pass."""
+    one_by_one = []
+    monkeypatch.setattr(columns, "normalise_phone",
+                        lambda *args: one_by_one.append(args) or normalise_phone(*args))
+    rng = random.Random(20261205)
+    examples = _example_nsns()
+    homes_to_pick = DEFAULT_REGIONS + (None, "GG")
+    compared = valid = 0
+    for _ in range(max(1, FASTPATH_CASES // 1000)):
+        values = [_written(rng, *_nsn(rng, examples)).strip() for _ in range(1000)]
+        values[rng.randrange(1000)] = ""
+        homes = [rng.choice(homes_to_pick) for _ in values]
+        got = normalise_phones(values, homes)
+        for value, home, phone in zip(values, homes, got):
+            expected = normalise_phone(value, home) if value else None
+            assert phone == expected, (value, home, phone, expected)
+            valid += phone is not None
+            if phone is not None and rng.random() < 0.1:
+                e164, region = library_phone(value, home)
+                assert phone == (e164, region if region.isalpha() else None), (value, home)
+                compared += 1
+    assert compared > 500
+    # Nearly all the values the pass decides itself are valid (the empty ones aside).
+    assert FASTPATH_CASES - len(one_by_one) > valid // 3, (len(one_by_one), valid)
+    # A line break inside a value: the column is read one value at a time.
+    assert normalise_phones(["(212) 555\n0123", "(212) 323-4567"], ["US", "US"]) == [
+        None, ("+12123234567", "US")]

@@ -263,6 +263,18 @@ def test_ambiguous_slash_dates_follow_the_country():
     assert verdict(us, phone="", consent_at="05/06/2025").lead.consent_at.month == 5
 
 
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00",
+                                   "01.01.0001 00:10"])
+def test_times_beyond_the_calendar_in_utc_are_unreadable_not_a_crash(value):
+    assert parse_timestamp(value, zone=timezone(timedelta(hours=5))) is None
+    assert "is not a date and time we can read" in rejected(
+        "no_consent", region="RU-SA", consent_at=value)
+    assert validate_chunk([(2, [value, "https://example.com/f", "a@example.com"])],
+                          ("consent_at", "source_url", "email"), RU,
+                          ContactVault(base64.urlsafe_b64encode(bytes(32)).decode())
+                          ).rejected[0][1] == "no_consent"
+
+
 def test_consent_within_clock_skew_is_accepted():
     soon = (NOW + timedelta(minutes=4)).isoformat()
     assert verdict(consent_at=soon).accepted

@@ -5,7 +5,8 @@ time. Pure functions, no database; runs in the ingest workers.
 Most columns of a real file hold few distinct values (genders, countries, regions,
 pages, names, ages), so here each distinct value of a column is worked out once per
 chunk and the rows look it up; emails are checked in one regex pass over their column
-(normalise_emails), and only phones and consent times are read one by one.
+(normalise_emails), phones in the common shapes too (normalise_phones), and only
+consent times and the other phones are read one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
@@ -17,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from itertools import chain
 
 from app.services.ingest.fields import (
@@ -26,8 +27,8 @@ from app.services.ingest.fields import (
 from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
-    NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text, normalise_email,
-    normalise_phone, normalise_url, parse_timestamp,
+    _PHONE_SHAPE, _PLANS, NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text,
+    in_utc, normalise_email, normalise_phone, normalise_url, parse_timestamp,
 )
 from app.services.regions_tz import consent_zone
 
@@ -68,6 +69,93 @@ def normalise_emails(values: list[str]) -> list[str | None]:
         return [email or (normalise_email(value) if value else None)
                 for email, value in zip(lowered, values)]
     return [email or None for email in lowered]
+
+
+# phone_fast_path for a column: which lines are of its plain shape, then, with the home
+# region written before each line's digits ("US|2125550123"), one pass that finds the
+# national number of the lines phone_fast_path certainly reads the simple way: a
+# national number, or "+" and a country code and one, with its national prefix (the
+# first match, as re.match finds it: an atomic group) stripped when the rest is valid,
+# or none to strip and valid as it is; not starting with an international prefix or
+# the country code. Every other line is phone_fast_path's (or the library's) one by one.
+_PHONE_LINES = re.compile(rf"^(?:({_PHONE_SHAPE.pattern})|[^\n]*)$", re.M | re.A)
+
+
+def _valid_nsn(plan, stripped: bool) -> str:
+    """A pattern that matches exactly the national numbers plan.valid() accepts (not
+    starting with 0, which the library would not keep), to the end of the line. After a
+    stripped prefix, a length only possible locally is left out (national() keeps the
+    prefix then)."""
+    by_length = "|".join(rf"(?=[0-9]{{{n}}}$)(?:{pattern.pattern})$"
+                         for n, pattern in sorted(plan.types.items())
+                         if not (stripped and n in plan.local_only))
+    leading = rf"(?={plan.leading.pattern})" if plan.leading else ""
+    return rf"(?!0)(?=(?:{plan.general.pattern})$){leading}(?:{by_length})"
+
+
+def _nsn_at(plan) -> str:
+    """Where the national number starts (what national() keeps of the rest) when it is
+    valid; the pattern's group then takes it."""
+    if plan.national_prefix is None:
+        return rf"(?={_valid_nsn(plan, False)})"
+    prefix = plan.national_prefix.pattern
+    return (rf"(?:(?>{prefix})(?={_valid_nsn(plan, True)})"
+            rf"|(?!{prefix})(?={_valid_nsn(plan, False)}))")
+
+
+def _valid_phone_lines() -> re.Pattern:
+    national = [rf"{region}\|(?!{plan.idd.pattern})(?!{plan.cc}){_nsn_at(plan)}"
+                for region, plan in _PLANS.items()]
+    international = "|".join(rf"{plan.cc}{_nsn_at(plan)}" for plan in _PLANS.values())
+    pattern = re.compile(rf"^(?:{'|'.join(national)}|[^|\n]*\|\+(?:{international}))"
+                         r"([0-9]+)$|^[^\n]*$", re.M | re.A)
+    assert pattern.groups == 1  # findall gives each line's national number or ""
+    return pattern
+
+
+_VALID_PHONE_LINES = _valid_phone_lines()
+_PLAN_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
+
+
+def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple | None]:
+    """normalise_phone(value, home) of each stripped value (None where empty): the
+    common shapes for the whole column in two regex passes, the rest one by one."""
+    count = len(values)
+    joined = "\n".join(values)
+    shaped = _PHONE_LINES.findall(joined)
+    if joined.count("\n") != count - 1 or len(shaped) != count:  # a value holds a line break
+        return [normalise_phone(value, home) if value else None
+                for value, home in zip(values, homes)]
+    digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
+    found = _VALID_PHONE_LINES.findall("\n".join(map("{}|{}".format, homes, digits)))
+    phones: list[tuple | None] = []
+    for nsn, value, home, number in zip(found, values, homes, digits):
+        if not nsn:
+            phones.append(normalise_phone(value, home) if value else None)
+            continue
+        plan = (_PLANS[home] if number[0] != "+"
+                else _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]])
+        phones.append((f"+{plan.cc}{nsn}", plan.region))
+    return phones
+
+
+def consent_times_of(values: list[str], month_firsts: list[bool],
+                     zones: list[tzinfo]) -> list[datetime | None]:
+    """parse_timestamp of each stripped value (None where empty), each on its row's
+    clock: the ISO shapes, the usual ones, read here without a call to it per value."""
+    iso = datetime.fromisoformat
+    times: list[datetime | None] = []
+    for value, month_first, zone in zip(values, month_firsts, zones):
+        when = None
+        if value[4:5] == "-":  # parse_timestamp's first branch
+            try:
+                when = in_utc(iso(value), len(value) > 10, zone)
+            except ValueError:
+                pass
+        elif value:
+            when = parse_timestamp(value, month_first=month_first, zone=zone)
+        times.append(when)
+    return times
 
 
 def _stripped(value: str | None) -> str:
@@ -183,6 +271,18 @@ def _readable(column: Sequence[str]) -> list[bool] | None:
     return [value.isprintable() and "\ufffd" not in value for value in column]
 
 
+def printable_lines(lines: Sequence[str], records: int) -> bool:
+    """Whether every cell of the records read from `lines` (one line each: no cell
+    holds a line break) is printable with nothing unreadable: their text, line breaks
+    aside, is. A cheaper check than one over the cells (one join of whole lines), and
+    a stricter one (it reads the columns no field takes, the quotes and delimiters
+    too): when it fails, decide_columns checks the cells themselves."""
+    if len(lines) != records:
+        return False
+    text = "".join([line.rstrip("\r\n") for line in lines])
+    return text.isprintable() and "\ufffd" not in text
+
+
 # NormalisedLead's fields in its order: the columns `decide_columns` fills.
 LEAD_FIELDS = tuple(NormalisedLead.__slots__)
 
@@ -197,8 +297,9 @@ class Decided:
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
-                   ctx: RowContext) -> Decided:
-    """Every row's checks, a column at a time; see `validate_columns`."""
+                   ctx: RowContext, printable: bool = False) -> Decided:
+    """Every row's checks, a column at a time; see `validate_columns`. `printable`:
+    the caller knows every cell is printable and readable (printable_lines)."""
     count = len(rows)
     width = len(fields)
     padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
@@ -213,8 +314,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     def column(name: str) -> Sequence[str | None]:
         return columns.get(name, absent)
 
+    def stripped(name: str) -> list[str]:
+        """The column's values stripped ("" for a column the file lacks)."""
+        return list(map(str.strip, columns[name])) if name in columns else [""] * count
+
     ok = [True] * count
-    if _readable(list(chain.from_iterable(columns.values()))) is not None:  # rare: by column
+    cells = [] if printable else list(chain.from_iterable(columns.values()))
+    if _readable(cells) is not None:  # rare: by column
         for values in columns.values():
             if (readable := _readable(values)) is not None:
                 ok = [a and b for a, b in zip(ok, readable)]
@@ -227,30 +333,36 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
         return values
 
     default = ctx.default_country
-    places = checked(each_distinct(lambda cells: _place(cells, default), list(zip(
-        column("country"), column("region"), column("city")))))
-    homes = [place[2] if place is not _FAIL else default for place in places]
+
+    def where(cells: tuple) -> tuple:
+        """The row's place, home country and the clock of its consent time."""
+        place = _place(cells, default)
+        if place is _FAIL:
+            return place, default, consent_zone(None, default)
+        return place, place[2], consent_zone(place[1], place[2])
+
+    wheres = each_distinct(where, list(zip(column("country"), column("region"),
+                                           column("city"))))
+    places = checked([found[0] for found in wheres])
+    homes = [found[1] for found in wheres]
 
     emails: list[str | None] = list(absent)
     if "email" in columns:
-        given = list(map(str.strip, columns["email"]))
+        given = stripped("email")
         emails = normalise_emails(given)
         if emails.count(None) != given.count(""):
             for i, (email, value) in enumerate(zip(emails, given)):
                 if email is None and value:
                     ok[i] = False
-    phones, phone_countries = [], []
-    for i, (cell, home) in enumerate(zip(column("phone"), homes)):
-        phone = phone_country = None
-        if raw := _stripped(cell):
-            if (parsed := normalise_phone(raw, home)) is None:
+    phone_cells = stripped("phone")
+    parsed = normalise_phones(phone_cells, homes)
+    if None in parsed:
+        for i, (found, cell) in enumerate(zip(parsed, phone_cells)):
+            # An invalid phone, or no contact at all (an invalid email failed above).
+            if found is None and (cell or emails[i] is None):
                 ok[i] = False
-            else:
-                phone, phone_country = parsed
-        elif emails[i] is None:
-            ok[i] = False  # no contact at all (or an invalid email, failed above)
-        phones.append(phone)
-        phone_countries.append(phone_country)
+    phones = [found[0] if found else None for found in parsed]
+    phone_countries = [found[1] if found else None for found in parsed]
 
     if "consent" in columns:
         for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
@@ -259,16 +371,11 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
 
     month_firsts = [home == "US" for home in homes]
     latest = ctx.now + CLOCK_SKEW
-    zones = each_distinct(lambda key: consent_zone(*key), [
-        (place[1], home) if place is not _FAIL else (None, home)
-        for place, home in zip(places, homes)])
-    consent_times: list[datetime | None] = []
-    for i, (cell, month_first, zone) in enumerate(zip(column("consent_at"), month_firsts, zones)):
-        when = None
-        if not (raw := _stripped(cell)) or (when := parse_timestamp(
-                raw, month_first=month_first, zone=zone)) is None or when > latest:
+    consent_times = consent_times_of(stripped("consent_at"), month_firsts,
+                                     [found[2] for found in wheres])
+    for i, when in enumerate(consent_times):
+        if when is None or when > latest:
             ok[i] = False
-        consent_times.append(when)
     urls = each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
                           column("source_url"))
     if None in urls:

@@ -24,7 +24,9 @@ from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready
-from app.services.ingest.columns import Decided, each_distinct, decide_columns
+from app.services.ingest.columns import (
+    Decided, decide_columns, each_distinct, printable_lines,
+)
 from app.services.regions import resolve_region
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import (
@@ -79,9 +81,10 @@ def _stored_time(storage: Optional[str]):
 
 
 def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
-                   ctx: RowContext, vault: ContactVault, storage: Optional[str] = None
-                   ) -> ChunkResult:
-    """Rows as (spreadsheet row number, raw cells); `fields` names each column.
+                   ctx: RowContext, vault: ContactVault, storage: Optional[str] = None,
+                   printable: bool = False) -> ChunkResult:
+    """Rows as (spreadsheet row number, raw cells); `fields` names each column;
+    `printable`: every cell is known printable (columns.printable_lines).
 
     Rows that pass every check are decided and built a column at a time (columns.py);
     the others, row by row by validate_row, which gives every reason."""
@@ -89,7 +92,7 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
         raise ValueError(f"Unknown storage format {storage!r}")
     result = ChunkResult()
     rows = list(rows)
-    decided = decide_columns([raw for _, raw in rows], fields, ctx)
+    decided = decide_columns([raw for _, raw in rows], fields, ctx, printable)
     passed = [i for i, ok in enumerate(decided.ok) if ok]
     accepted = _accepted_columns(rows, passed, decided, vault, storage) if passed else []
     if len(passed) == len(rows):
@@ -274,7 +277,8 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
 
 def _validated(block: Block, fields: tuple, ctx: RowContext, vault: ContactVault,
                storage: Optional[str]) -> ChunkResult:
-    result = validate_chunk(block.records(), fields, ctx, vault, storage)
+    result = validate_chunk(block.records(), fields, ctx, vault, storage,
+                            printable_lines(block.lines, block.rows))
     if storage == "pgcopy":
         result.accepted = copy_ready.pack(ACCEPTED_COLUMNS, result.accepted)
     return result
