@@ -2,7 +2,7 @@
 from flask import Response, stream_with_context
 from sqlalchemy import select
 
-from app.api.auth import api_blueprint, api_user
+from app.api.auth import api_blueprint, api_user, key_checked_with_sale
 from app.api.schemas import (
     NOT_ALLOWED_YET, ApiErrorSchema, BatchChangeSchema, BatchFileSchema, BatchSchema, BatchUploadSchema,
     LeadCreatedSchema, LeadInputSchema,
@@ -146,6 +146,7 @@ def get_rejections(batch_id: int):
 
 
 @blp.route("/leads", methods=["POST"])
+@key_checked_with_sale  # no statement for a kept API key: checked with the sale
 # An instance, loaded by every request: given the class, webargs makes one per request,
 # deep-copying its fields (a sixth of the request's CPU on the real-time path).
 @blp.arguments(LeadInputSchema())
