@@ -55,7 +55,8 @@ def sell(seller: User, payload: dict, terms: BatchTerms) -> dict:
     (or what storing it raised)."""
     row = validate_lead(seller, payload, terms)
     arrival = Arrival(seller.id, row, terms, key_cache.take_pending())
-    db.session.commit()  # no transaction (nor SQLite read lock) held while waiting
+    if db.session().in_transaction():  # none (nor SQLite read lock) held while waiting
+        db.session.commit()
     _seller_thread(current_app._get_current_object()).put(arrival)
     return arrival.answer.result()
 
