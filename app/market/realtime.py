@@ -55,7 +55,9 @@ def sell(seller: User, payload: dict, terms: BatchTerms) -> dict:
     (or what storing it raised)."""
     row = validate_lead(seller, payload, terms)
     arrival = Arrival(seller.id, row, terms, key_cache.take_pending())
-    if db.session().in_transaction():  # none (nor SQLite read lock) held while waiting
+    # No transaction (nor SQLite read lock) held while waiting. A request still owing
+    # its key's check has sent no statement (its first would have checked the key).
+    if not arrival.key_checks:
         db.session.commit()
     _seller_thread(current_app._get_current_object()).put(arrival)
     return arrival.answer.result()
