@@ -61,7 +61,8 @@ def install(out_dir: str, profile: bool) -> None:
         written[0] += 1
         threads = []
         for tid in os.listdir(f"/proc/{pid}/task"):
-            name = names.get(int(tid), "?")
+            # The main thread (its tid is the pid) may have run no Python since the fork.
+            name = names.get(int(tid)) or ("MainThread" if int(tid) == pid else "?")
             threads.append({"tid": int(tid), "name": name, "role": role(name),
                             "cpu_s": cpu_seconds(f"/proc/{pid}/task/{tid}/stat")})
         if profile:

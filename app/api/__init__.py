@@ -3,6 +3,7 @@ which registers the route modules (account, batches, orders, money, returns, kpi
 notifications, journeys, pingpost, admin, docs) on an app. Those import what they share from `app.api.auth` and
 `app.api.schemas`, never this package, so the imports run one way."""
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from flask_smorest import Api
 
 from app.api.schemas import ApiErrorSchema
@@ -22,12 +23,24 @@ class LeadExchangeApi(Api):
 api = LeadExchangeApi()
 
 
+class CookieSessionsOutsideApi(SecureCookieSessionInterface):
+    """The API never honours the session cookie (bearer keys only): its requests get
+    an empty session without a cookie read or a signer built for it (and, left
+    unchanged, none is written)."""
+
+    def open_session(self, app, request):
+        if request.path.startswith(API_PREFIX + "/"):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_api(app: Flask) -> None:
     from app.api import (
         account, admin, batches, certificates, docs, journeys, kpis, money, notifications,
         orders, pingpost, returns, opt_outs, suppressions,
     )
 
+    app.session_interface = CookieSessionsOutsideApi()
     api.init_app(
         app,
         spec_kwargs={

@@ -1,21 +1,41 @@
 """Bearer API keys and the caller, shared by every API route module (it imports none of
 them). The API never honours the session cookie, so it needs no CSRF."""
+from functools import wraps
 from typing import Optional
 
-from flask import abort, g, request
+from flask import abort, current_app, g, request
 from flask_smorest import Blueprint
 
 from app.errors import Forbidden
-from app.extensions import commit_keeping_loaded, may_write
-from app.models import Role, User
+from app.extensions import commit_keeping_loaded, db, may_write
+from app.models import ApiKey, Role, User
 from app.people.membership import account_of
-from app.services.accounts import api_key_for, record_use, use_to_record
+from app.services import key_cache
+from app.services.accounts import api_key_for, kept_api_key, record_use, use_to_record
 from app.services.audit import act_as
 
 
 def require_api_key():
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    key = api_key_for(secret.strip()) if scheme.lower() == "bearer" else None
+    secret = secret.strip() if scheme.lower() == "bearer" else None
+    key = None
+    if secret is not None and getattr(current_app.view_functions.get(request.endpoint),
+                                      "key_checked_with_sale", False):
+        key = kept_api_key(secret, _usable_unchecked)
+    if key is None:
+        _authenticate(secret)
+    else:
+        _sign_in(key.user)
+
+
+def _usable_unchecked(key: ApiKey) -> bool:
+    """A kept key whose request writes nothing before its check: not an admin's (the
+    two-factor refusal), its use recorded within the minute."""
+    return not key.user.is_admin and not use_to_record(key)
+
+
+def _authenticate(secret: Optional[str]) -> None:
+    key = api_key_for(secret) if secret is not None else None
     if key is None:
         abort(401, description="A valid API key is required: Authorization: Bearer <key>.")
     user = key.user
@@ -31,9 +51,50 @@ def require_api_key():
         commit_keeping_loaded()
         if record_use(key):
             commit_keeping_loaded()
+    _sign_in(user)
+
+
+def _sign_in(user: User) -> None:
     act_as(user)
     g.api_member = user
     g.api_user = account_of(user)
+
+
+def key_checked_with_sale(view):
+    """A view whose work is a real-time sale (`POST /leads`) may take its API key from
+    the process's kept copy without a statement (`require_api_key`): the sale's group
+    transaction checks it before it stores the lead (app.market.realtime), the
+    request's first statement, if it reaches the database before, checks it first,
+    and an answer given without either checks it before it goes. A key that changed
+    (revoked, its user deactivated, suspended...): nothing was stored; the request
+    signs in again from the database (401 if the key is no longer good) and runs
+    again, from its body."""
+
+    @wraps(view)
+    def checked(*args, **kwargs):
+        try:
+            answer = view(*args, **kwargs)
+            key_cache.check_pending()
+        except key_cache.KeyChanged:
+            return _again(view, args, kwargs)
+        except BaseException:
+            try:
+                key_cache.check_pending()  # an error answered from an unchecked key
+            except key_cache.KeyChanged:
+                return _again(view, args, kwargs)
+            raise
+        return answer
+
+    checked.key_checked_with_sale = True
+    return checked
+
+
+def _again(view, args, kwargs):
+    db.session.rollback()
+    key_cache.take_pending()
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    _authenticate(secret.strip() if scheme.lower() == "bearer" else None)
+    return view(*args, **kwargs)
 
 
 def api_blueprint(name: str, import_name: str, **options) -> Blueprint:

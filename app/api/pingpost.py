@@ -5,6 +5,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
+from app.api.fast_json import json_arguments
 from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, LeadCreatedSchema, LeadInputSchema
 from app.extensions import db
 from app.models import Role, Sale
@@ -66,7 +67,7 @@ def _seller():
 
 
 @blp.route("/pings", methods=["POST"])
-@blp.arguments(PingInputSchema())  # one instance, as POST /leads
+@json_arguments(blp, PingInputSchema())  # one instance, as POST /leads
 @blp.response(201, PingCreatedSchema, description="Some order would buy: the price and "
               "how long the offer stands")
 @blp.alt_response(200, schema=PingCreatedSchema, description="No order would buy: "
@@ -90,7 +91,7 @@ def create_ping(payload):
 
 
 @blp.route("/posts", methods=["POST"])
-@blp.arguments(PostInputSchema())  # one instance, as POST /leads
+@json_arguments(blp, PostInputSchema())  # one instance, as POST /leads
 @blp.response(201, LeadCreatedSchema)
 @blp.alt_response(404, schema=ApiErrorSchema, description="No such ping of yours")
 @blp.alt_response(409, schema=ApiErrorSchema, description="ping_mismatch: the lead's "

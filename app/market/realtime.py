@@ -30,6 +30,7 @@ from flask import Flask, current_app
 from app.extensions import db
 from app.market import jobs
 from app.models import User
+from app.services import key_cache
 from app.services.ingest.pipeline import BatchTerms
 from app.services.ingest.realtime import LeadRejected, StoredLead, store_leads, validate_lead
 
@@ -42,6 +43,9 @@ class Arrival:
     seller_id: int
     row: tuple  # validated: realtime.validate_lead
     terms: BatchTerms
+    # (API key hash, revision) pairs the request used unchecked: checked by the
+    # group's transaction before the lead is stored (app.services.key_cache).
+    key_checks: frozenset = frozenset()
     answer: Future = field(default_factory=Future)
 
 
@@ -50,8 +54,11 @@ def sell(seller: User, payload: dict, terms: BatchTerms) -> dict:
     time. Returns {id, status, cross_seller_duplicate, sales}, or raises LeadRejected
     (or what storing it raised)."""
     row = validate_lead(seller, payload, terms)
-    arrival = Arrival(seller.id, row, terms)
-    db.session.commit()  # no transaction (nor SQLite read lock) held while waiting
+    arrival = Arrival(seller.id, row, terms, key_cache.take_pending())
+    # No transaction (nor SQLite read lock) held while waiting. A request still owing
+    # its key's check has sent no statement (its first would have checked the key).
+    if not arrival.key_checks:
+        db.session.commit()
     _seller_thread(current_app._get_current_object()).put(arrival)
     return arrival.answer.result()
 
@@ -158,10 +165,15 @@ def _store(group: list[Arrival]) -> tuple[dict[int, Optional[StoredLead]], dict]
     """Each arrival's StoredLead, stored in one transaction, sellers locked in id order
     (a refused one is answered with its verdict and maps to None), and the sellers'
     commission rates as their rows were read (for the match: Settlement.commission)."""
-    by_seller = defaultdict(list)
-    for arrival in group:
-        by_seller[arrival.seller_id].append(arrival)
     stored, refused, rates = {}, [], {}
+    by_seller = defaultdict(list)
+    changed = key_cache.changed(set().union(*(a.key_checks for a in group)))
+    for arrival in group:
+        if arrival.key_checks & changed:  # its request signs in again and starts over
+            refused.append((arrival, key_cache.KeyChanged("The API key changed.")))
+            stored[id(arrival)] = None
+        else:
+            by_seller[arrival.seller_id].append(arrival)
     for seller_id in sorted(by_seller):
         arrivals = by_seller[seller_id]
         seller = db.session.get(User, seller_id)

@@ -41,10 +41,10 @@ def serve(fd: int) -> None:
     gc.freeze()
     while True:
         try:
-            n, seller_id, row, terms = conn.recv()
+            n, seller_id, row, terms, key_checks = conn.recv()
         except (EOFError, OSError):  # the web process has gone
             os._exit(0)
-        arrival = Arrival(seller_id, row, terms)
+        arrival = Arrival(seller_id, row, terms, key_checks)
         arrival.answer.add_done_callback(lambda future, n=n: reply(conn, lock, n, future))
         seller.put(arrival)
 

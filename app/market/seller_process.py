@@ -66,7 +66,7 @@ class SellerProcess:
                 raise SellerProcessGone("The seller process has ended.")
             n = next(self._ids)
             self._pending[n] = arrival.answer
-            self.conn.send((n, arrival.seller_id, arrival.row, arrival.terms))
+            self.conn.send((n, arrival.seller_id, arrival.row, arrival.terms, arrival.key_checks))
 
     def close(self) -> None:
         """End the process (it sees its socket close) and wait for it."""

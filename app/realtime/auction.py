@@ -61,11 +61,18 @@ class _BiddersSeen:
     def any(self, ttl: float) -> bool:
         if time.monotonic() - self._at < ttl:
             return self._any
-        found = db.session.scalar(sa.select(sa.exists().where(
-            Order.bid_url.is_not(None), rules.ORDER_OPEN.sql(Order, None, rules.Ctx()))))
-        with self._lock:
-            self._at, self._any = time.monotonic(), bool(found)
-        return self._any
+        # One thread looks it up; the others go on with the last answer meanwhile (all
+        # the request threads of a busy process looked it up at once: a statement each).
+        if not self._lock.acquire(blocking=ttl <= 0 or self._at == float("-inf")):
+            return self._any
+        try:
+            if time.monotonic() - self._at >= ttl:
+                found = db.session.scalar(sa.select(sa.exists().where(
+                    Order.bid_url.is_not(None), rules.ORDER_OPEN.sql(Order, None, rules.Ctx()))))
+                self._at, self._any = time.monotonic(), bool(found)
+            return self._any
+        finally:
+            self._lock.release()
 
 
 _bidders_seen = _BiddersSeen()

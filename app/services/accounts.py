@@ -3,7 +3,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from argon2 import PasswordHasher, profiles
@@ -266,6 +266,18 @@ def api_key_for(secret: str) -> Optional[ApiKey]:
     return key
 
 
+def kept_api_key(secret: str, usable: Callable[[ApiKey], bool]) -> Optional[ApiKey]:
+    """The process's kept copy of the live key with this secret if `usable(copy)`,
+    unchecked (no SQL: key_cache.unchecked, whose check the request then owes), or
+    None. Only a key whose user is its own account: a company's account is another row,
+    which the key's revision does not cover."""
+    if not secret.startswith(API_KEY_PREFIX):
+        return None
+    return key_cache.unchecked(_hash_api_key(secret), lambda key: (
+        key.user.account_holder_id is None and not key.is_revoked
+        and key.user.is_active_account and usable(key)))
+
+
 def use_to_record(key: ApiKey) -> bool:
     """Whether record_use would write: the key's last use is a minute old or more."""
     return key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_RESOLUTION
@@ -281,6 +293,7 @@ def record_use(key: ApiKey) -> bool:
     db.session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
                        .execution_options(synchronize_session=False))
     set_committed_value(key, "last_used_at", now)
+    key_cache.noted_use(key.key_hash, now)
     return True
 
 
