@@ -74,14 +74,20 @@ def test_leads_are_stored_sold_and_answered_by_the_seller_process(app, api_key_f
         crm.close()
 
 
-def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_process):
+def one_lead_sold(app, api_key_for):
+    """A lead posted and sold through the seller process: (seller, its API headers, a
+    client, the web process's SellerProcess)."""
     seller = verified_seller()
     place(funded_buyer(), 700, quantity=10)
     headers = api_key_for(seller)
     client = app.test_client()
     assert client.post("/api/v1/leads", headers=headers,
                        json={**visitor(1), **TERMS}).status_code == 201
-    first = app.extensions[realtime.EXTENSION]
+    return seller, headers, client, app.extensions[realtime.EXTENSION]
+
+
+def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_process):
+    _, headers, client, first = one_lead_sold(app, api_key_for)
     first.process.kill()
     first.process.wait(10)
     deadline = threading.Event()
@@ -103,13 +109,7 @@ def test_web_processes_share_one_seller_process_until_the_last_has_gone(
     the running seller process rather than starting one; each gets its own leads'
     answers; the process ends once the last web process has gone, and the next lead
     starts a new one."""
-    seller = verified_seller()
-    place(funded_buyer(), 700, quantity=10)
-    headers = api_key_for(seller)
-    client = app.test_client()
-    assert client.post("/api/v1/leads", headers=headers,
-                       json={**visitor(1), **TERMS}).status_code == 201
-    first = app.extensions[realtime.EXTENSION]
+    seller, headers, client, first = one_lead_sold(app, api_key_for)
     other = SellerProcess(app)  # as the second web process does
     assert first.process is not None and other.process is None  # connected, not started
     theirs = arrival(seller, 2)
