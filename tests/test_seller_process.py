@@ -31,6 +31,8 @@ def seller_process(app, monkeypatch):
     seller = app.extensions.pop(realtime.EXTENSION, None)
     if isinstance(seller, SellerProcess):
         seller.close()
+        if seller.process is not None:  # it ends once no web process is connected
+            seller.process.wait(30)
 
 
 def post_all(app, headers, bodies):
@@ -124,7 +126,7 @@ def test_web_processes_share_one_seller_process_until_the_last_has_gone(
     other.put(again)
     assert len(answer(again)["sales"]) == 1
     other.close()
-    assert first.process.wait(10) == 0
+    assert first.process.wait(30) == 0
     reply = client.post("/api/v1/leads", headers=headers, json={**visitor(4), **TERMS})
     assert reply.status_code == 201 and len(reply.json["sales"]) == 1
     assert app.extensions[realtime.EXTENSION].process.pid != first.process.pid

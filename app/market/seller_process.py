@@ -49,7 +49,6 @@ from app.errors import DomainError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 START_SECONDS = 30  # for a new seller process to listen
-CLOSE_WAIT_SECONDS = 2  # for the seller process this one started to end, when closing
 
 
 class SellerProcessGone(RuntimeError):
@@ -87,14 +86,8 @@ class SellerProcess:
             self.conn.send((n, arrival.seller_id, arrival.row, arrival.terms))
 
     def close(self) -> None:
-        """Leave the process (it ends once no web process is connected); if this one
-        started it, reap it when it has ended."""
+        """Leave the process: it ends once no web process is connected."""
         self._socket.shutdown(socket.SHUT_RDWR)  # wakes the answers thread too
-        if self.process is not None:
-            try:
-                self.process.wait(CLOSE_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:  # other web processes still use it
-                pass
 
     def _answers(self) -> None:
         while True:
@@ -116,11 +109,8 @@ class SellerProcess:
             pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(SellerProcessGone("The seller process ended."))
-        if self.process is not None:  # reaped if it has ended (it may serve others still)
-            try:
-                self.process.wait(CLOSE_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
+        if self.process is not None:  # reaped once it ends (it may serve others still)
+            self.process.wait()
 
 
 def address_of(app: Flask) -> str:
