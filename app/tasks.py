@@ -366,5 +366,6 @@ events.on(events.BatchWentLive, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.BatchRelisted, lambda e: dispatch(match_batch, e.batch_id))
 events.on(events.OrderEvent, lambda e: dispatch(fill_order, e.order_id))
 events.on(events.WebhooksDue, lambda e: dispatch(deliver_webhooks, list(e.sale_ids)))
-events.on(events.WebhooksDue, lambda e: dispatch(deliver_by_email, list(e.sale_ids)))
+events.on(events.WebhooksDue,
+          lambda e: e.by_email and dispatch(deliver_by_email, list(e.sale_ids)))
 events.on(events.BuyerFundsLowered, lambda e: dispatch(check_auto_topup, e.account_id))

@@ -128,6 +128,30 @@ def test_one_commit_sends_its_webhooks_in_one_run(app, monkeypatch):
     assert runs == [[1, 2, 3, 4]]
 
 
+def test_email_deliveries_are_looked_for_only_after_sales_that_have_some(app, monkeypatch):
+    """A commit whose sales go only to URLs does not look for email deliveries (a
+    statement and a transaction per real-time group); one with a sale to an order
+    delivered by email does, and so does a resend, merged or not."""
+    from app.aftersale.delivery import emailing, settings
+
+    looked = []
+    monkeypatch.setattr(emailing, "deliver_sales", lambda ids: looked.append(sorted(ids)))
+    monkeypatch.setattr(engine, "deliver_sales", lambda ids: None)
+    buyer = funded_buyer()
+    place(buyer, 700, 2, webhook_url="http://127.0.0.1:9/hook")
+    sold = jobs.match_leads([lead.id for lead in live_leads(verified_seller(), [person(1)])])
+    assert len(sold.webhook_sale_ids) == 1 and looked == []
+    by_email = place(buyer, 800, 2)
+    settings.use_email(by_email, addresses="crm@buyer.example", mode="lead", digest="daily")
+    db.session.commit()
+    sold = jobs.match_leads([lead.id for lead in live_leads(verified_seller(), [person(2)])])
+    assert looked == [sold.webhook_sale_ids]
+    events.record(events.SalesMade((5,), by_email=False))
+    events.record(events.DeliveryRequested((6,)))
+    db.session.commit()
+    assert looked[-1] == [5, 6]
+
+
 @contextmanager
 def thread_mode(app):
     """Jobs go to the web process's thread pool, as in the embedded deployment."""

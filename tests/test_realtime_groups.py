@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.market import realtime
 from app.models import Batch, DeliveryAttempt, DeliveryStatus, Lead, Sale, User, WebhookDelivery
+from app.services.crypto import current_vault
 from app.services.ingest import pipeline
 from app.services.ingest.realtime import LeadRejected, validate_lead
 from tests.market_helpers import funded_buyer, place, verified_seller
@@ -119,7 +120,17 @@ def test_a_groups_webhooks_go_together_and_each_is_logged_as_its_own():
             assert delivery.attempts == 1
             assert delivery.status is (DeliveryStatus.DELIVERED if ok else DeliveryStatus.PENDING)
             assert delivery.last_error == (None if ok else "127.0.0.1 answered HTTP 503")
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(DeliveryAttempt)) == 8
+            assert delivery.last_status_code == (200 if ok else 503)
+            assert (delivery.delivered_at is not None) is ok
+            assert (delivery.next_attempt_at > delivery.created_at) is not ok  # a retry set
+        attempts = db.session.scalars(sa.select(DeliveryAttempt)).all()
+        assert len(attempts) == 8
+        for attempt in attempts:  # the request as sent, and the reply, encrypted
+            assert attempt.method == "webhook" and attempt.milliseconds >= 0
+            assert attempt.status_code in (200, 503)
+            assert (attempt.error is None) is (attempt.status_code == 200)
+            assert current_vault().decrypt(attempt.request_enc).startswith("POST http://")
+            assert b"POST" not in attempt.request_enc
         sent = sorted(json.loads(r["body"])["sale_id"] for r in crm.requests)
         assert sent == sorted(s.id for s in db.session.scalars(
             sa.select(Sale).where(Sale.order_id == good.id)))

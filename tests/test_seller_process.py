@@ -1,8 +1,8 @@
-"""Real-time leads stored and matched by a seller process of the web process
+"""Real-time leads stored and matched by a seller process the web processes share
 (REALTIME_SELLER = "process", app.market.seller_process): the same answers as the
 seller thread gives (a stored lead with its sales, a duplicate's verdict), the
-webhooks sent from that process, the market's rules held, and a process that died
-started again by the next lead."""
+webhooks sent from that process, the market's rules held, one process for several
+web processes, and a process that died started again by the next lead."""
 import json
 import os
 import threading
@@ -20,7 +20,7 @@ from tests.conftest import on_postgres
 from tests.market_helpers import funded_buyer, place, verified_seller
 from tests.market_invariants import assert_market_invariants
 from tests.receiver import Receiver
-from tests.test_realtime_groups import TERMS, visitor
+from tests.test_realtime_groups import TERMS, answer, arrival, visitor
 
 
 @pytest.fixture
@@ -31,6 +31,8 @@ def seller_process(app, monkeypatch):
     seller = app.extensions.pop(realtime.EXTENSION, None)
     if isinstance(seller, SellerProcess):
         seller.close()
+        if seller.process is not None:  # it ends once no web process is connected
+            seller.process.wait(30)
 
 
 def post_all(app, headers, bodies):
@@ -74,14 +76,20 @@ def test_leads_are_stored_sold_and_answered_by_the_seller_process(app, api_key_f
         crm.close()
 
 
-def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_process):
+def one_lead_sold(app, api_key_for):
+    """A lead posted and sold through the seller process: (seller, its API headers, a
+    client, the web process's SellerProcess)."""
     seller = verified_seller()
     place(funded_buyer(), 700, quantity=10)
     headers = api_key_for(seller)
     client = app.test_client()
     assert client.post("/api/v1/leads", headers=headers,
                        json={**visitor(1), **TERMS}).status_code == 201
-    first = app.extensions[realtime.EXTENSION]
+    return seller, headers, client, app.extensions[realtime.EXTENSION]
+
+
+def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_process):
+    _, headers, client, first = one_lead_sold(app, api_key_for)
     first.process.kill()
     first.process.wait(10)
     deadline = threading.Event()
@@ -95,6 +103,34 @@ def test_a_seller_process_that_died_is_started_again(app, api_key_for, seller_pr
     second = app.extensions[realtime.EXTENSION]
     assert second is not first and second.process.poll() is None
     assert_market_invariants(expected_sales=2)
+
+
+def test_web_processes_share_one_seller_process_until_the_last_has_gone(
+        app, api_key_for, seller_process):
+    """A second web process (here a second SellerProcess of the same app) connects to
+    the running seller process rather than starting one; each gets its own leads'
+    answers; the process ends once the last web process has gone, and the next lead
+    starts a new one."""
+    seller, headers, client, first = one_lead_sold(app, api_key_for)
+    other = SellerProcess(app)  # as the second web process does
+    assert first.process is not None and other.process is None  # connected, not started
+    theirs = arrival(seller, 2)
+    db.session.commit()  # as realtime.sell does: no transaction held while waiting
+    other.put(theirs)
+    assert len(answer(theirs)["sales"]) == 1
+    first.close()  # the web process that started it goes; the other still uses it
+    app.extensions.pop(realtime.EXTENSION)
+    assert first.process.poll() is None
+    again = arrival(seller, 3)
+    db.session.commit()
+    other.put(again)
+    assert len(answer(again)["sales"]) == 1
+    other.close()
+    assert first.process.wait(30) == 0
+    reply = client.post("/api/v1/leads", headers=headers, json={**visitor(4), **TERMS})
+    assert reply.status_code == 201 and len(reply.json["sales"]) == 1
+    assert app.extensions[realtime.EXTENSION].process.pid != first.process.pid
+    assert_market_invariants(expected_sales=4)
 
 
 @pytest.mark.skipif(not on_postgres(), reason="psycopg's parsing of placeholders")

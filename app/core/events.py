@@ -104,6 +104,7 @@ class BuyerFundsLowered(Event):
 @dataclass(frozen=True)
 class WebhooksDue(Event):
     sale_ids: tuple[int, ...]
+    by_email: bool = True  # False: none of these sales has a delivery by email
 
     def merge_key(self) -> Hashable:
         return WebhooksDue
@@ -111,7 +112,8 @@ class WebhooksDue(Event):
     def merged(self, other: "Event") -> "Event":
         known = set(self.sale_ids)
         return replace(self, sale_ids=self.sale_ids + tuple(
-            sale_id for sale_id in other.sale_ids if sale_id not in known))
+            sale_id for sale_id in other.sale_ids if sale_id not in known),
+            by_email=self.by_email or other.by_email)
 
 
 @dataclass(frozen=True)

@@ -91,11 +91,13 @@ def _raise_revisions(session: Session) -> None:
     from app.models import User
 
     users = User.__table__
+    which = users.c.id.in_(ids)
     if len(ids) > 1 and session.get_bind().dialect.name == "postgresql":
-        # In id order: two transactions raising the same accounts wait, never deadlock.
-        session.execute(sa.select(users.c.id).where(users.c.id.in_(ids))
-                        .order_by(users.c.id).with_for_update(key_share=True))  # NO KEY UPDATE
-    session.execute(sa.update(users).where(users.c.id.in_(ids))
+        # Locked in id order (the sort is under the lock: two transactions raising the
+        # same accounts wait, never deadlock), in the update's own statement.
+        which = users.c.id.in_(sa.select(users.c.id).where(users.c.id.in_(ids))
+                               .order_by(users.c.id).with_for_update(key_share=True))
+    session.execute(sa.update(users).where(which)
                     .values(figures_revision=users.c.figures_revision + 1))
     for loaded in list(session.identity_map.values()):
         # By identity key: reading `.id` of an expired user whose row is gone would

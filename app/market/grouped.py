@@ -536,6 +536,8 @@ def _write(fills: Fills, settlement, people: dict, listed: dict) -> None:
                               channel) for sale_id in sale_ids[first:first + n])
         if slot.has_webhook or slot.has_email:
             delivered.extend(sale_ids[first:first + n])
+        if slot.has_email:
+            settlement.emailed.update(sale_ids[first:first + n])
         first += n
     transaction_ids, deltas = ledger.write_transactions(movements, now)
     first = 0

@@ -200,7 +200,9 @@ def _sales_made(settlement: Settlement, since: int) -> None:
     """The sales about to be committed: their webhooks go once they are."""
     sale_ids = settlement.webhook_sale_ids[since:]
     if sale_ids:
-        events.record(events.SalesMade(tuple(sale_ids)))
+        # The email deliveries are looked for only if there are some.
+        events.record(events.SalesMade(tuple(sale_ids), any(
+            sale_id in settlement.emailed for sale_id in sale_ids)))
 
 
 def close_filled_orders(settlement: Settlement) -> None:

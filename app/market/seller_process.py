@@ -1,5 +1,6 @@
-"""Job: the seller thread of app.market.realtime in a process of its own, one per web
-process (REALTIME_SELLER = "process", as gunicorn.conf.py sets it).
+"""Job: the seller thread of app.market.realtime in a process of its own, one per
+machine and database, shared by the web processes (REALTIME_SELLER = "process", as
+gunicorn.conf.py sets it).
 
 Why: in the web process the seller thread shares the GIL with the request threads
 and the webhook threads. Each of its ~35 statements a group gives up the GIL while
@@ -10,13 +11,22 @@ over a socket; the seller process stores and matches groups exactly as the threa
 does (the same `SellerThread`, the same rules, one transaction per group) and sends
 each request its own lead's answer once the lead is committed, so a 201 still means
 the lead is stored. The webhooks of its sales go from its own delivery threads.
+One process for all the web processes (not one each): a group's cost is mostly fixed,
+and with the leads of every web process in the same groups, groups are as many times
+larger at the same rate (two sellers of one seller's leads also took turns on the
+seller's day batch row anyway).
 
-The process is started with the web process's configuration (`python -m
-app.market.seller_main FD`: the socket's file descriptor), ends when that socket
-closes (its web process has gone), and is started again by the next lead if it died;
-the leads it was holding are answered with an error (their group's transaction was
-either committed, and then their sales' webhooks go out by the retry job, or not).
+The first web process to need it starts it (`python -m app.market.seller_main PATH`:
+a Unix socket at PATH, per gunicorn master and database), the others connect to it;
+starting and connecting happen under a file lock, so there is one. It builds the app
+with the configuration the first connection sends, and ends when its last web process
+has gone (under the same lock: a web process connecting meanwhile is served, or finds
+no socket and starts a new one). If it dies, the leads it was holding are answered
+with an error (their group's transaction was either committed, and then their sales'
+webhooks go out by the retry job, or not) and the next lead starts it again.
 """
+import fcntl
+import hashlib
 import importlib
 import itertools
 import os
@@ -24,8 +34,11 @@ import pickle
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import traceback
+from contextlib import contextmanager
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,6 +48,7 @@ from flask import Flask
 from app.errors import DomainError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+START_SECONDS = 30  # for a new seller process to listen
 
 
 class SellerProcessGone(RuntimeError):
@@ -45,11 +59,14 @@ class SellerProcess:
     """The web process's side: sends arrivals, sets each one's answer when it comes."""
 
     def __init__(self, app: Flask):
-        ours, theirs = socket.socketpair()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.market.seller_main", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], cwd=ROOT)
-        theirs.close()
+        self.address = address_of(app)
+        self.process = None  # the process, if this web process started it
+        with start_lock():
+            ours = _connect(self.address)
+            if ours is None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "app.market.seller_main", self.address], cwd=ROOT)
+                ours = _wait_listening(self.address, self.process)
         self._socket = ours
         self.conn = Connection(os.dup(ours.fileno()))
         self.conn.send(_picklable_config(app))
@@ -69,9 +86,8 @@ class SellerProcess:
             self.conn.send((n, arrival.seller_id, arrival.row, arrival.terms, arrival.key_checks))
 
     def close(self) -> None:
-        """End the process (it sees its socket close) and wait for it."""
+        """Leave the process: it ends once no web process is connected."""
         self._socket.shutdown(socket.SHUT_RDWR)  # wakes the answers thread too
-        self.process.wait(10)
 
     def _answers(self) -> None:
         while True:
@@ -93,7 +109,55 @@ class SellerProcess:
             pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(SellerProcessGone("The seller process ended."))
-        self.process.wait()
+        if self.process is not None:  # reaped once it ends (it may serve others still)
+            self.process.wait()
+
+
+def address_of(app: Flask) -> str:
+    """The seller process's socket: one per gunicorn master (the web processes' parent)
+    and database."""
+    key = f"{os.getppid()}|{app.config['SQLALCHEMY_DATABASE_URI']}"
+    return os.path.join(tempfile.gettempdir(),
+                        f"leadx-seller-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock")
+
+
+@contextmanager
+def start_lock():
+    """Held while a web process connects to the seller process or starts it, and while
+    the seller process decides to end: never two of them, never one ending as a web
+    process connects."""
+    # One lock file for every deployment on the machine: held for moments.
+    with open(os.path.join(tempfile.gettempdir(), "leadx-seller.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _connect(address: str):
+    """A socket connected to the seller process, or None if none is listening (a
+    socket file left by one that died is removed)."""
+    ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ours.connect(address)
+        return ours
+    except FileNotFoundError:
+        ours.close()
+    except ConnectionRefusedError:
+        ours.close()
+        os.unlink(address)
+    return None
+
+
+def _wait_listening(address: str, process: subprocess.Popen):
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        ours = _connect(address)
+        if ours is not None:
+            return ours
+        time.sleep(0.01)
+    raise SellerProcessGone("The seller process did not start.")
 
 
 def _picklable_config(app: Flask) -> dict:

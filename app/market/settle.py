@@ -63,6 +63,7 @@ class Settlement:
         self._accounts: dict[tuple, ledger.AccountRef] = {}
         self.sold: list[tuple[int, int, int, int]] = []  # (sale, lead, price, seller share)
         self.webhook_sale_ids: list[int] = []
+        self.emailed: set[int] = set()  # those of them with a delivery by email
         self.touched_orders: set[int] = set()
         self._listing: dict[int, bool] = {}  # buyer -> has a suppression list (§14)
         # People's listings as last read or stored by this run (None: not listed), for
@@ -88,6 +89,7 @@ class Settlement:
         """Add the sales of a sub-run (one chunk, one order) to this run's."""
         self.sold += other.sold
         self.webhook_sale_ids += other.webhook_sale_ids
+        self.emailed |= other.emailed
 
     def sibling(self) -> "Settlement":
         """A Settlement for another connection storing part of the same plan: the
@@ -258,6 +260,8 @@ class Settlement:
                 {"sale_id": sale_id, "order_id": slot.id, "channel": channel,
                  "next_attempt_at": now, "created_at": now} for channel in channels]))
             self.webhook_sale_ids.append(sale_id)
+            if slot.has_email:
+                self.emailed.add(sale_id)
         self.sold.append((sale_id, lead.id, price, price - commission))
         self.touched_orders.add(slot.id)
 

@@ -26,8 +26,8 @@ from app.core.mail import public_url
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
-    DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Return, ReturnStatus, Sale,
-    WebhookDelivery,
+    ConsentCertificate, DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Return,
+    ReturnStatus, Sale, WebhookDelivery,
 )
 from app.models.types import utcnow
 from app.people import notifications, opt_out
@@ -272,38 +272,70 @@ def deliver_sales(sale_ids: Iterable[int]) -> None:
     email: app.aftersale.delivery.emailing). Several (the sales of one
     commit: a group of real-time leads) are read together, sent at once on threads of
     their own and logged in one transaction, so none waits behind the others."""
-    deliveries = db.session.scalars(sa.select(WebhookDelivery).where(
-        WebhookDelivery.sale_id.in_(list(sale_ids)), WebhookDelivery.channel == "url",
-        WebhookDelivery.status == DeliveryStatus.PENDING).order_by(WebhookDelivery.id)).all()
-    if len(deliveries) <= 1:
-        for delivery in deliveries:
-            deliver(delivery.id)
+    # Each delivery with its sale, lead, order, HTTP method and consent certificate in
+    # one statement (held here: the identity map keeps only what is referenced).
+    rows = db.session.execute(
+        sa.select(WebhookDelivery, Sale, Lead, Order, HttpDelivery, ConsentCertificate.public_id)
+        .join(Sale, Sale.id == WebhookDelivery.sale_id)
+        .join(Lead, Lead.id == Sale.lead_id)
+        .join(Order, Order.id == WebhookDelivery.order_id)
+        .outerjoin(HttpDelivery, HttpDelivery.order_id == WebhookDelivery.order_id)
+        .outerjoin(ConsentCertificate, ConsentCertificate.lead_id == Lead.id)
+        .where(WebhookDelivery.sale_id.in_(list(sale_ids)), WebhookDelivery.channel == "url",
+               WebhookDelivery.status == DeliveryStatus.PENDING)
+        .order_by(WebhookDelivery.id)).all()
+    if not rows:
         return
-    # Into the identity map in five queries, rather than five per delivery (held here:
-    # the map keeps only what is referenced).
-    sales = db.session.scalars(sa.select(Sale).where(
-        Sale.id.in_([d.sale_id for d in deliveries]))).all()
-    leads = db.session.scalars(sa.select(Lead).where(Lead.id.in_([s.lead_id for s in sales]))).all()
-    order_ids = list({d.order_id for d in deliveries})
-    orders = db.session.scalars(sa.select(Order).where(Order.id.in_(order_ids))).all()
-    methods = {m.order_id: m for m in db.session.scalars(
-        sa.select(HttpDelivery).where(HttpDelivery.order_id.in_(order_ids)))}
-    certified = certificates.by_lead([lead.id for lead in leads])
+    methods = {order.id: method for _, _, _, order, method, _ in rows}
+    certified = {lead.id: public_id for _, _, lead, _, _, public_id in rows if public_id}
     prepared = [(delivery.id, *_prepared(delivery, methods, certified))
-                for delivery in deliveries]
-    del sales, leads, orders
+                for delivery, *_ in rows]
+    del rows
     db.session.commit()  # no transaction (nor SQLite lock) held over the network calls
-    app = current_app._get_current_object()
+    if len(prepared) == 1:
+        outcomes = [_outcome(*prepared[0][1:3])]
+    else:
+        app = current_app._get_current_object()
 
-    def attempt(request, rule) -> Outcome:
-        with app.app_context():
-            return _outcome(request, rule)
-    outcomes = list(_senders().map(attempt, [p[1] for p in prepared], [p[2] for p in prepared]))
-    now_loaded = {d.id: d for d in db.session.scalars(sa.select(WebhookDelivery).where(
-        WebhookDelivery.id.in_([p[0] for p in prepared])))}
-    for (delivery_id, request, _, method), outcome in zip(prepared, outcomes):
-        _record(now_loaded[delivery_id], request, method, outcome)
+        def attempt(request, rule) -> Outcome:
+            with app.app_context():
+                return _outcome(request, rule)
+        outcomes = list(_senders().map(attempt, [p[1] for p in prepared],
+                                       [p[2] for p in prepared]))
+    _log_first(prepared, outcomes)
     db.session.commit()
+
+
+def _log_first(prepared: list[tuple], outcomes: list[Outcome]) -> None:
+    """The attempts of a delivery run in the log, and the deliveries' new state: those
+    accepted in two set-based statements (no rows read again, no ORM objects); the
+    others (retry times, failure notices) through _record."""
+    vault, now = current_vault(), utcnow()
+    accepted, others = [], []
+    for (delivery_id, request, _, method), outcome in zip(prepared, outcomes):
+        if outcome.error is None:
+            accepted.append((delivery_id, request, method, outcome))
+        else:
+            others.append((delivery_id, request, method, outcome))
+    if accepted:
+        db.session.execute(sa.insert(DeliveryAttempt.__table__), [
+            {"delivery_id": delivery_id, "at": now, "milliseconds": outcome.milliseconds,
+             "method": method, "request_enc": vault.encrypt(request.shown()),
+             "status_code": outcome.status, "error": None,
+             "reply_enc": vault.encrypt(outcome.reply[:REPLY_LOGGED].decode("utf-8", "replace"))}
+            for delivery_id, request, method, outcome in accepted])
+        table = WebhookDelivery.__table__
+        db.session.execute(
+            sa.update(table).where(table.c.id == sa.bindparam("delivery_id"))
+            .values(status=DeliveryStatus.DELIVERED, attempts=table.c.attempts + 1,
+                    last_status_code=sa.bindparam("code"), last_error=None, delivered_at=now),
+            [{"delivery_id": delivery_id, "code": outcome.status}
+             for delivery_id, _, _, outcome in accepted])
+    if others:
+        now_loaded = {d.id: d for d in db.session.scalars(sa.select(WebhookDelivery).where(
+            WebhookDelivery.id.in_([o[0] for o in others])))}
+        for delivery_id, request, method, outcome in others:
+            _record(now_loaded[delivery_id], request, method, outcome)
 
 
 def due_deliveries(limit: int = 500) -> list[int]:
