@@ -15,9 +15,10 @@ SQLAlchemy's default pool of 5 (+10 opened and closed per use), 48 threads opene
 new PostgreSQL connection for most requests under load (the server forks a backend
 for each) and the seller thread queued behind request threads for a connection.
 
-Seller process (REALTIME_SELLER=process): each worker's real-time leads are stored and
-matched by a process of its own (app.market.seller_process), not a thread sharing
-the worker's GIL with its request threads.
+Seller process (REALTIME_SELLER=process): the workers' real-time leads are stored and
+matched by one process of their own, shared by every worker on the machine
+(app.market.seller_process), not by a thread sharing a worker's GIL with its request
+threads.
 """
 import gc
 import os
@@ -40,9 +41,10 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """The worker's seller process starts now, not with the first real-time lead. The
-    app's objects, built by now, live as long as the worker: the cyclic collector's
-    full passes leave them out (gc.freeze) instead of scanning them again each time."""
+    """The worker connects to the seller process now (starting it if it is the first),
+    not with the first real-time lead. The app's objects, built by now, live as long
+    as the worker: the cyclic collector's full passes leave them out (gc.freeze)
+    instead of scanning them again each time."""
     from app.market import realtime
 
     realtime.start_seller(worker.wsgi)
@@ -50,7 +52,7 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Its seller process ends with the worker (it would also see its socket close)."""
+    """The worker leaves the seller process, which ends once its last worker has left."""
     from app.market import realtime
 
     realtime.stop_seller(worker.wsgi)

@@ -9,8 +9,9 @@ their ledger transactions, one webhook run). Each request then gets its own lead
 verdict. Nothing waits on purpose: a lead arriving alone is sold alone at once, and
 leads group only while the thread is busy with earlier ones, so a group's cost is
 shared exactly when the load needs it (bench/realtime.py). Under gunicorn the seller
-thread runs in a process of its own per web process (REALTIME_SELLER = "process":
-app.market.seller_process), so it does not queue for the GIL behind request threads.
+thread runs in one process of its own shared by the web processes (REALTIME_SELLER =
+"process": app.market.seller_process), so it does not queue for the GIL behind
+request threads, and the leads of every web process share its groups.
 
 Every rule is checked as it is for a single lead: duplicates within a group are
 refused like duplicates of stored leads, and the matcher re-checks each fill under
@@ -99,8 +100,8 @@ _starting = threading.Lock()
 
 
 def _seller_thread(app: Flask):
-    """This process's seller: a thread, or with REALTIME_SELLER = "process" a process
-    of its own (app.market.seller_process)."""
+    """This process's seller: a thread, or with REALTIME_SELLER = "process" its
+    connection to the machine's seller process (app.market.seller_process)."""
     with _starting:
         thread = app.extensions.get(EXTENSION)
         # A forked worker starts its own; a seller process that ended is started again.
@@ -122,7 +123,7 @@ def start_seller(app) -> None:
 
 
 def stop_seller(app) -> None:
-    """End this process's seller process, if it has one (a web worker as it exits)."""
+    """Leave the seller process, if this process uses one (a web worker as it exits)."""
     seller = app.extensions.get(EXTENSION) if isinstance(app, Flask) else None
     if seller is not None and hasattr(seller, "close") and seller.pid == os.getpid():
         seller.close()
