@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.lazy import lazy_import
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import db
-from app.formatting import format_money
+from app.formatting import format_money, reading_as
 from app.models import (
     AccountKind, AutoTopUp, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent, TopUp,
     TopUpStatus, TrustLevel, User, Withdrawal,
@@ -410,7 +410,9 @@ def _automatic_done(topup: TopUp, error: Optional[str] = None) -> None:
     settings.pending_topup_id = None
     if error:
         settings.enabled = False
-        settings.last_error = f"The automatic top-up of {format_money(topup.amount)} failed: {error}"
+        with reading_as(db.session.get(User, topup.buyer_id)):  # a job's, or a webhook's
+            settings.last_error = (f"The automatic top-up of {format_money(topup.amount)} "
+                                   f"failed: {error}")
         settings.last_error_at = datetime.now(timezone.utc)
 
 
