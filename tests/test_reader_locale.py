@@ -17,7 +17,7 @@ from app.models import Notification, NotificationKind, Role
 from app.people import notifications
 from app.services import outcomes
 from app.services.regions import region_name
-from tests.conftest import TEST_PASSWORD, csrf_token, make_user
+from tests.conftest import TEST_PASSWORD, csrf_token, log_in, make_user
 from tests.smtp_server import bodies
 from tests.test_outcomes_kpis import _market
 
@@ -116,8 +116,6 @@ def test_the_kpi_page_in_russian_and_in_english(app, client, buyer):
     for sale_id in sales[:11]:
         outcomes.record(buyer, sale_id, "converted")
     db.session.commit()
-    from tests.conftest import log_in
-
     log_in(client, buyer)
     cells = {}
     for name, headers in (("ru", RUSSIAN), ("en", ENGLISH)):
@@ -147,3 +145,15 @@ def test_every_region_is_named_in_one_script_per_language(language, script):
     assert region_name("RU-KGD", "ru") == "Калининградская область"
     assert region_name("US-CA", "ru") == "Калифорния"
     assert region_name("TR-01", "ru") == "Адана" and region_name("TR-01", "en") == "Adana"
+
+
+def test_the_notification_list_dates_each_notice_as_the_browser_writes_dates(app, client):
+    reader = _reader("en_US", "Europe/Moscow")
+    notice = notifications.notify(reader.id, NotificationKind.LOW_BALANCE, "A notice")
+    notice.created_at = datetime(2026, 12, 6, 1, 5, tzinfo=timezone.utc)
+    db.session.commit()
+    log_in(client, reader)
+    russian = client.get("/notifications/", headers=RUSSIAN).get_data(as_text=True)
+    english = client.get("/notifications/", headers=ENGLISH).get_data(as_text=True)
+    assert "6 дек. 2026\u202fг., 04:05 MSK" in russian
+    assert "Dec 6, 2026, 4:05\u202fAM MSK" in english
