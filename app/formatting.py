@@ -123,12 +123,14 @@ def format_when(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M",
     return moment.astimezone(zone or user_zone()).strftime(pattern)
 
 
-def format_moment(moment: datetime | None) -> str:
+def format_moment(moment: datetime | str | None) -> str:
     """A stored (UTC) moment as the reader writes a date and time, on their clock, with
     its zone: "Dec 6, 2026, 4:05 AM MSK" (en), "6 дек. 2026 г., 04:05 MSK" (ru). For
     what notices and emails name; pages' tables keep `format_when`'s fixed columns."""
     if moment is None:
         return "—"
+    if isinstance(moment, str):  # ISO 8601, as a sale's record carries it to webhooks
+        moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     locale, zone = user_locale(), user_zone()

@@ -9,15 +9,17 @@ import pycountry
 import pytest
 import sqlalchemy as sa
 
+from app.aftersale.delivery import emailing, engine, settings
 from app.extensions import db
 from app.formatting import (
     format_moment, format_money, format_number, format_rate, reading_as,
 )
-from app.models import Notification, NotificationKind, Role
+from app.models import EmailDelivery, Notification, NotificationKind, Role
 from app.people import notifications
-from app.services import outcomes
+from app.services import ledger, outcomes
 from app.services.regions import region_name
 from tests.conftest import TEST_PASSWORD, csrf_token, log_in, make_user
+from tests.market_helpers import place
 from tests.smtp_server import bodies
 from tests.test_outcomes_kpis import _market
 
@@ -157,3 +159,16 @@ def test_the_notification_list_dates_each_notice_as_the_browser_writes_dates(app
     english = client.get("/notifications/", headers=ENGLISH).get_data(as_text=True)
     assert "6 дек. 2026\u202fг., 04:05 MSK" in russian
     assert "Dec 6, 2026, 4:05\u202fAM MSK" in english
+
+
+def test_leads_by_email_show_price_and_time_as_the_buyer_reads_them(app):
+    buyer = _reader("ru_RU", "Europe/Moscow")
+    ledger.manual_credit(buyer, 1_000_000, reason="test funds", actor=None)
+    order = place(buyer, 123_456, 1)
+    settings.use_email(order, addresses="crm@buyer.example", mode="lead", digest="daily")
+    db.session.commit()
+    sale = engine.sample_sale(order) | {"sold_at": "2026-12-06T01:05:00+00:00"}
+    message = emailing.message_for(order, db.session.get(EmailDelivery, order.id), [sale],
+                                   test=True)
+    said = f"1{NBSP}234,56{NBSP}$ · sold 6 дек. 2026\u202fг., 04:05 MSK"
+    assert said in message.body and said in message.alternatives[0][0]

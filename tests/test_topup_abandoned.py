@@ -121,7 +121,7 @@ def test_another_buyer_cannot_cancel_it(buyer_at_3ds, app):
     _, topup = buyer_at_3ds
     other = app.test_client()
     log_in(other, make_user(Role.BUYER))
-    assert _post(other, f"/buyer/balance/topups/{topup.id}/cancel").status_code == 302
+    assert _post(other, f"/buyer/balance/topups/{topup.id}/cancel").status_code == 404
     assert _post(other, f"/buyer/balance/topups/{topup.id}/resume").status_code == 404
     assert _status(topup.id) is TopUpStatus.REQUIRES_ACTION
     assert _intent_status(topup) == "requires_action"

@@ -161,9 +161,9 @@ def resume_topup(topup_id: int):
 @bp.route("/balance/topups/<int:topup_id>/cancel", methods=["POST"])
 def cancel_topup(topup_id: int):
     """The buyer gives up a top-up that waits for them (CSRF checked by CSRFProtect)."""
+    topup = payments.topup_of(current_account, topup_id)  # another's: 404
     try:
-        topup = payments.cancel_topup(payments.topup_of(current_account, topup_id),
-                                      "Cancelled by you; nothing was charged.")
+        topup = payments.cancel_topup(topup, "Cancelled by you; nothing was charged.")
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
