@@ -140,6 +140,9 @@ class Config:
     EXCHANGE_ADDRESS = os.environ.get("EXCHANGE_ADDRESS", "")
     TOPUP_MINIMUM = _env_int("TOPUP_MINIMUM", 500)
     TOPUP_MAXIMUM = _env_int("TOPUP_MAXIMUM", 10_000_000)
+    # A card top-up its buyer leaves waiting (3-D Secure never finished) this long is
+    # cancelled at Stripe by the scheduler; until then they may resume or cancel it.
+    TOPUP_WAIT_LIMIT_SECONDS = _env_int("TOPUP_WAIT_LIMIT_SECONDS", 3600)
     PAYOUT_MINIMUM = _env_int("PAYOUT_MINIMUM", 1000)
     # Days a buyer may return a lead; the seller's share stays pending until then.
     RETURN_WINDOW_DAYS = _env_int("RETURN_WINDOW_DAYS", 7)

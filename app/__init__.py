@@ -156,7 +156,10 @@ def register_commands(app) -> None:
 
 
 def register_template_helpers(app) -> None:
-    from app.formatting import format_average, format_money, format_rate, format_when, user_language
+    from app.formatting import (
+        format_average, format_moment, format_money, format_number, format_rate, format_when,
+        money_input, user_language, user_locale,
+    )
 
     from app.core.urls import template_url_for
 
@@ -165,6 +168,10 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters["average_money"] = format_average
     app.jinja_env.filters["rate"] = format_rate
     app.jinja_env.filters["when"] = format_when  # in the reader's time zone
+    app.jinja_env.filters["moment"] = format_moment  # and as their locale writes it
+    app.jinja_env.filters["number"] = format_number
+    app.jinja_env.filters["money_input"] = money_input  # an amount as a form field spells it
+    app.jinja_env.globals["reader_locale"] = lambda: str(user_locale()).replace("_", "-")
 
     from app.labels import describe_filters, label
     from app.services.regions import country_name, region_name

@@ -1,13 +1,23 @@
-"""Display helpers shared by templates and exports."""
+"""Display helpers shared by templates, notices, emails and exports: amounts, numbers,
+percentages and moments in the reader's locale (Babel) and time zone.
+
+Who the reader is: inside a request, the browser's (Accept-Language) and the signed-in
+user's zone; within `reading_as(user)`, that user's, whoever's request or job writes
+(a notice or an email stored for them: app.people.notifications, app.core.mail)."""
 import re
-from datetime import datetime, timezone
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timezone, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
+from typing import Iterator, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_time
 from babel.numbers import (
     NumberFormatError, format_currency, format_decimal, get_group_symbol, parse_decimal,
+    parse_pattern,
 )
 from flask import current_app, has_request_context, request
 
@@ -19,10 +29,44 @@ LANGUAGES = ("en", "ru", "es", "de", "fr", "it", "pt", "uk")
 DEFAULT_LOCALE = "en_US"
 
 
+_reader: ContextVar[Optional[tuple[Locale, tzinfo]]] = ContextVar("reader", default=None)
+
+
+@contextmanager
+def reading_as(user) -> Iterator[None]:
+    """Format for `user` (their stored locale and their time zone) in this block."""
+    token = _reader.set((locale_of(user), zone_of(user)))
+    try:
+        yield
+    finally:
+        _reader.reset(token)
+
+
+def locale_of(user) -> Locale:
+    """A user's locale, as their browser last said at sign-up or login; en_US if unknown."""
+    return _parse_locale(getattr(user, "locale", None) or DEFAULT_LOCALE)
+
+
+@lru_cache(maxsize=64)
+def _parse_locale(tag: str) -> Locale:
+    try:
+        return Locale.parse(tag)
+    except (ValueError, UnknownLocaleError):
+        return Locale.parse(DEFAULT_LOCALE)
+
+
 def user_locale() -> Locale:
-    """The reader's locale: the first of their browser's languages (Accept-Language)
-    that we speak, with its region ("ru-RU", "en-GB"); en_US outside a request (jobs,
-    emails) or when none matches. Cached for the request."""
+    """The reader's locale: `reading_as`'s user's; else the first of their browser's
+    languages (Accept-Language) that we speak, with its region ("ru-RU", "en-GB"); en_US
+    outside a request or when none matches. Cached for the request."""
+    reader = _reader.get()
+    if reader is not None:
+        return reader[0]
+    return browser_locale()
+
+
+def browser_locale() -> Locale:
+    """The request's locale from Accept-Language (what a user's `locale` records)."""
     if not has_request_context():
         return Locale.parse(DEFAULT_LOCALE)
     locale = getattr(request, "reader_locale", None)  # the request's, not the app context's
@@ -53,11 +97,14 @@ def zone_of(user) -> ZoneInfo | timezone:
         return timezone.utc
 
 
-def user_zone() -> ZoneInfo | timezone:
-    """The reader's time zone: their account's; UTC outside a request (jobs, emails) and
-    for visitors."""
+def user_zone() -> tzinfo:
+    """The reader's time zone: `reading_as`'s user's, else the signed-in user's; UTC
+    outside a request and for visitors."""
     from flask_login import current_user
 
+    reader = _reader.get()
+    if reader is not None:
+        return reader[1]
     if has_request_context() and current_user.is_authenticated:
         return zone_of(current_user)
     return timezone.utc
@@ -74,6 +121,30 @@ def format_when(moment: datetime | None, pattern: str = "%Y-%m-%d %H:%M",
     if moment.tzinfo is None:  # SQLite's aggregates hand back naive UTC
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(zone or user_zone()).strftime(pattern)
+
+
+def format_moment(moment: datetime | str | None) -> str:
+    """A stored (UTC) moment as the reader writes a date and time, on their clock, with
+    its zone: "Dec 6, 2026, 4:05 AM MSK" (en), "6 дек. 2026 г., 04:05 MSK" (ru). For
+    what notices and emails name; pages' tables keep `format_when`'s fixed columns."""
+    if moment is None:
+        return "—"
+    if isinstance(moment, str):  # ISO 8601, as a sale's record carries it to webhooks
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    locale, zone = user_locale(), user_zone()
+    local = moment.astimezone(zone)
+    when = locale.datetime_formats["medium"].format(
+        format_time(local, "short", locale=locale), format_date(local, "medium", locale=locale))
+    return f"{when} {local.strftime('%Z')}"  # the zone's abbreviation: "MSK", "CET"
+
+
+def format_number(number: int | Decimal | None) -> str:
+    """1234 → "1,234" (en), "1 234" (ru)."""
+    if number is None:
+        return "—"
+    return format_decimal(number, locale=user_locale())
 
 
 SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign
@@ -148,8 +219,16 @@ def format_average(minor_units: Decimal | int | None, currency: str | None = Non
 
 
 def format_rate(fraction: Decimal | float | None, places: int = 1) -> str:
-    """0.22 → "22.0%"; None (nothing to divide by) → "—"."""
+    """0.22 → "22.0%" (en), "22,0 %" (ru); None (nothing to divide by) → "—"."""
     if fraction is None:
         return "—"
-    percent = (Decimal(str(fraction)) * 100).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
-    return f"{percent}%"
+    value = Decimal(str(fraction)).quantize(Decimal(1).scaleb(-places - 2), ROUND_HALF_UP)
+    return _percent_pattern(user_locale(), places).apply(value, user_locale())
+
+
+@lru_cache(maxsize=64)
+def _percent_pattern(locale: Locale, places: int):
+    """The locale's own percent pattern ("#,##0 %" in Russian) with `places` decimals."""
+    pattern = parse_pattern(locale.percent_formats[None].pattern)
+    pattern.frac_prec = (places, places)
+    return pattern

@@ -29,7 +29,7 @@ LABELS: dict[str, dict[str, str]] = {
     "topup": {"created": "Not started", "requires_payment_method": "Waiting for a card",
               "requires_action": "Waiting for 3-D Secure",
               "processing": "Waiting for Stripe to confirm", "succeeded": "Credited",
-              "failed": "Failed", "canceled": "Canceled"},
+              "failed": "Failed", "canceled": "Cancelled"},
     "payout": {"pending": "Pending", "paid": "Paid", "failed": "Failed"},
     "refund": {"pending": "Pending", "succeeded": "Refunded", "failed": "Failed"},
     # A user's ledger accounts, and what each kind of ledger transaction is called.

@@ -62,6 +62,8 @@ def init_celery(app: Flask) -> Celery:
             # Hourly, but a seller is paid at most once a day (one payout per day).
             "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
             "retry-payments": {"task": "app.tasks.retry_payments", "schedule": 300.0},
+            "close-abandoned-topups": {"task": "app.tasks.close_abandoned_topups",
+                                       "schedule": 600.0},
             "accept-overdue-returns": {"task": "app.tasks.accept_overdue_returns",
                                        "schedule": 900.0},
             "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
@@ -324,6 +326,15 @@ def retry_payments() -> int:
     if not payments.configured():
         return 0
     return payments.retry_unfinished() + autotopup.resume_stuck()
+
+
+@celery.task(name="app.tasks.close_abandoned_topups")
+def close_abandoned_topups() -> int:
+    from app.services import payments
+
+    if not payments.configured():
+        return 0
+    return payments.close_abandoned_topups()
 
 
 @celery.task(name="app.tasks.accept_overdue_returns")

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from babel.dates import format_date, format_time
 
 from app.core import mail_jobs
 from app.extensions import db
@@ -154,6 +155,13 @@ def test_passed_spot_check_tells_the_seller_their_leads_are_on_sale(app, admin, 
     assert _email_to(smtp_server, seller)["Subject"] == notice.title
 
 
+def _written(moment, zone: str, locale: str) -> str:
+    """A moment as the reader's locale writes a date and a time: "Dec 9, 2026, 8:42 AM"
+    (en_US), "9 дек. 2026 г., 08:42" (ru_RU)."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{format_date(local, 'medium', locale=locale)}, {format_time(local, 'short', locale=locale)}"
+
+
 def test_a_return_to_answer_tells_the_seller_the_time_left(app, smtp_server):
     seller, buyer, order, sales = _market()
     seller.timezone = "Asia/Tokyo"
@@ -164,8 +172,7 @@ def test_a_return_to_answer_tells_the_seller_the_time_left(app, smtp_server):
     [notice] = _notices(seller, Kind.RETURN_TO_ANSWER)
     assert notice.title == f"Return of sale #{sales[0].id} to answer within 3 days"
     # On the seller's own clock, as every page shows them times.
-    in_tokyo = item.seller_deadline.astimezone(ZoneInfo("Asia/Tokyo"))
-    assert f"(by {in_tokyo:%Y-%m-%d %H:%M} JST)" in notice.body
+    assert f"(by {_written(item.seller_deadline, 'Asia/Tokyo', 'en_US')} JST)" in notice.body
     assert "the return is accepted and the sale reversed" in notice.body
     assert notice.data["seller_deadline"] == item.seller_deadline.isoformat()
     text, html = bodies(_email_to(smtp_server, seller))
@@ -183,16 +190,16 @@ def test_each_person_of_a_company_reads_a_deadline_on_their_own_clock(app, smtp_
     invitee = companies.invite(seller, "tokyo@example.com", actor=seller)
     member = companies.accept(account_links.issue(invitee, LinkPurpose.INVITATION),
                               "a member's own passphrase")
-    member.timezone = "Asia/Tokyo"
+    member.timezone, member.locale = "Asia/Tokyo", "ru_RU"
     db.session.commit()
     smtp_server.clear()
     item = returns.open_return(buyer, sales[0].id, "wrong_number")
     db.session.commit()
     deadline = item.seller_deadline
-    for reader, zone, abbreviation in ((seller, "Europe/Madrid", "CET"),
-                                       (member, "Asia/Tokyo", "JST")):
+    for reader, zone, abbreviation, locale in ((seller, "Europe/Madrid", "CET", "en_US"),
+                                               (member, "Asia/Tokyo", "JST", "ru_RU")):
         [notice] = _notices(reader, Kind.RETURN_TO_ANSWER)
-        there = f"{deadline.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {abbreviation}"
+        there = f"{_written(deadline, zone, locale)} {abbreviation}"
         assert f"(by {there})" in notice.body and "UTC" not in notice.body
         smtp_server.wait_for(2)
         [message] = [m for m in smtp_server.to(reader.email) if m["Subject"] == notice.title]

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from babel.dates import format_date, format_time
 
 from app.aftersale.delivery import engine
 from app.aftersale.delivery.webhook import signature
@@ -112,7 +113,10 @@ def test_email_link_opts_out_once_and_every_buyer_is_told(app, client, smtp_serv
         assert "opted out" in notice.title and EMAIL.lower() not in notice.body.lower()
         # The deadline on the buyer's own clock, as their pages show times.
         due = notices[0].due_at.replace(tzinfo=timezone.utc).astimezone(zone_of(buyer))
-        assert f"by {due:%Y-%m-%d %H:%M %Z} (10 business days)" in notice.body
+        # As the buyer's locale (en_US unless their browser said otherwise) writes it.
+        assert f"by {format_date(due, 'medium', locale='en_US')}, " \
+               f"{format_time(due, 'short', locale='en_US')} {due:%Z} (10 business days)" \
+            in notice.body
 
     # Each buyer's webhook gets the signed notice, without the person's data.
     engine.deliver_sales([sale.id for sale in sales])

@@ -12,6 +12,7 @@ from app.auth.forms import (
 from app.auth.sessions import await_second_step, safe_next, start_session, user_rate_key
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db, limiter
+from app.formatting import browser_locale
 from app.models import ApiKey, LinkPurpose
 from app.people import account_links
 from app.services import accounts, ledger
@@ -28,6 +29,7 @@ def signup():
                 form.email.data, form.password.data, form.role.data, form.display_name.data,
                 timezone=accounts.browser_timezone(form.timezone.data),
             )
+            user.locale = str(browser_locale())  # what its notices and emails are written in
             ledger.open_accounts_for(user)
             account_links.send_verification(user)
             db.session.commit()
@@ -63,6 +65,7 @@ def login():
             db.session.rollback()
             flash("Wrong email or password.", "danger")
         else:
+            user.locale = str(browser_locale())  # what its notices and emails are written in
             db.session.commit()
             next_url = safe_next(request.args.get("next"))
             if user.two_factor_enabled:

@@ -9,6 +9,7 @@ from app.auth.forms import AcceptInvitationForm, ConfirmForm, InviteForm
 from app.auth.sessions import current_account, start_session
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db
+from app.formatting import browser_locale
 from app.people import companies, membership
 from app.services import accounts
 
@@ -87,6 +88,7 @@ def accept_invitation():
         try:
             user = companies.accept(token, form.password.data, form.display_name.data,
                                     timezone=accounts.browser_timezone(form.timezone.data))
+            user.locale = str(browser_locale())  # what its notices and emails are written in
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()

@@ -18,7 +18,9 @@ from app.models import TopUpStatus
 from app.money import receipts, statements, web
 from app.services import autotopup, bank_transfers, ledger, payments
 
-WAITING = (TopUpStatus.PROCESSING, TopUpStatus.REQUIRES_ACTION)
+# Stripe's move: the page polls until the webhook arrives. A top-up waiting for the
+# buyer (payments.WAITING_FOR_BUYER) waits for them to resume or cancel it instead.
+WAITING = (TopUpStatus.PROCESSING,)
 
 
 def problems_linked(exc: DomainError) -> list[dict]:
@@ -142,6 +144,37 @@ def refresh_topup(topup_id: int):
     elif topup.status is not TopUpStatus.SUCCEEDED:
         flash("The card was not authenticated, so nothing was charged.", "warning")
     return _topup_json(topup)
+
+
+@bp.route("/balance/topups/<int:topup_id>/resume", methods=["POST"])
+def resume_topup(topup_id: int):
+    """A top-up the buyer left at its 3-D Secure step: static/js/balance.js takes them
+    back to it with the client secret, then asks refresh_topup."""
+    try:
+        topup = payments.topup_of(current_account, topup_id)
+        secret = payments.authentication_secret(topup)
+    except DomainError as exc:
+        return _json_error(exc)
+    return _topup_json(topup, secret)
+
+
+@bp.route("/balance/topups/<int:topup_id>/cancel", methods=["POST"])
+def cancel_topup(topup_id: int):
+    """The buyer gives up a top-up that waits for them (CSRF checked by CSRFProtect)."""
+    topup = payments.topup_of(current_account, topup_id)  # another's: 404
+    try:
+        topup = payments.cancel_topup(topup, "Cancelled by you; nothing was charged.")
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        if topup.status is TopUpStatus.CANCELED:
+            flash(f"Top-up #{topup.id} of {format_money(topup.amount)} is cancelled; "
+                  "nothing was charged.", "success")
+        elif topup.status not in payments.FINAL:  # it went through before Stripe heard
+            flash(f"Top-up #{topup.id} was already paid, so it was not cancelled: your "
+                  "balance shows it as soon as Stripe confirms it.", "warning")
+    return redirect(url_for("buyer.balance"))
 
 
 @bp.route("/balance/withdraw", methods=["POST"])

@@ -8,22 +8,25 @@ Without MAIL_SERVER (development) nothing is sent: the message is kept
 
 Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
 the person's contacts (app.aftersale.delivery.emailing)."""
+from contextlib import nullcontext
 from email.utils import make_msgid, parseaddr
 
 from flask import current_app, render_template
 
 from app.core import events
 from app.extensions import db
-from app.models import EmailStatus, OutgoingEmail
+from app.formatting import reading_as
+from app.models import EmailStatus, OutgoingEmail, User
 from app.services.crypto import current_vault
 
 
 def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
           kind: str = "", **context) -> OutgoingEmail:
     """Store the email `template` (.txt and .html) rendered with `context`, to send
-    once the caller commits."""
+    once the caller commits; written for `user_id`'s locale and time zone if given."""
     kept = not current_app.config["MAIL_SERVER"]
-    text, html = render(template, subject, **context)
+    reader = db.session.get(User, user_id) if user_id is not None else None
+    text, html = render(template, subject, reader=reader, **context)
     email = store(to, subject, text, html, kind=kind, user_id=user_id,
                   status=EmailStatus.KEPT if kept else EmailStatus.PENDING)
     if not kept:
@@ -31,11 +34,14 @@ def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
     return email
 
 
-def render(template: str, subject: str, **context) -> tuple[str, str]:
-    """The text and HTML bodies of the email `template`."""
+def render(template: str, subject: str, *, reader: User | None = None,
+           **context) -> tuple[str, str]:
+    """The text and HTML bodies of the email `template`, its amounts and dates written
+    for `reader` (their locale and time zone) when given."""
     context.update(subject=subject, site_url=public_url(""))
-    return (render_template(f"email/{template}.txt", **context),
-            render_template(f"email/{template}.html", **context))
+    with reading_as(reader) if reader is not None else nullcontext():
+        return (render_template(f"email/{template}.txt", **context),
+                render_template(f"email/{template}.html", **context))
 
 
 def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,

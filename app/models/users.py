@@ -72,6 +72,9 @@ class User(UserMixin, db.Model):
     payouts_enabled: Mapped[bool] = mapped_column(default=False)
     # The zone a buyer's new orders count their caps and schedules in unless they say.
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    # The locale (BCP 47, "ru_RU") notices and emails write amounts and dates in: the
+    # browser's at sign-up and at each login.
+    locale: Mapped[Optional[str]] = mapped_column(sa.String(35))
     # A buyer is told when their available balance falls below this (minor units).
     low_balance_threshold: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
     # A buyer who lets sellers name their company on hosted forms (SPEC §14): the

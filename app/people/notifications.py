@@ -10,11 +10,14 @@ commit.
 
 Wording: titles and bodies name batches, orders, sales, returns and amounts, never a
 person's contact data; the link leads to the page that shows more to whoever may see
-it. Reading, marking read and the choices are here too; lists are in
+it. A notice is stored as text, written once for each person who reads it: wording
+that shows an amount, a count or a moment is passed as a function, called in that
+person's locale and time zone (app.formatting.reading_as), so a Russian-speaking buyer
+reads "1 234,50 $" and their own clock whoever's request or job raised it. Reading, marking read and the choices are here too; lists are in
 `notification_queries`."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 import sqlalchemy as sa
 from flask import current_app
@@ -22,7 +25,7 @@ from flask import current_app
 from app.core import mail
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.formatting import format_money, format_when, zone_of
+from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
     DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
@@ -73,16 +76,13 @@ KINDS = {
 MAX_ITEMS = 50  # lines listed in one notice; the page behind the link has them all
 
 
-@dataclass(frozen=True)
-class AtTheirTime:
-    """A paragraph naming a moment ("… by {at} …"), written on each reader's own clock:
-    the people of a company may live in different zones, and a notice is stored as
-    text, written once for each of them."""
-    text: str
-    at: datetime
+# Wording: as it is, or a function called in each reader's locale and zone.
+Words = Union[str, Callable[[], str]]
+Lines = Union[Iterable[str], Callable[[], Iterable[str]]]
 
-    def told_to(self, user: User) -> str:
-        return self.text.format(at=format_when(self.at, "%Y-%m-%d %H:%M %Z", zone_of(user)))
+
+def _told(words: Words) -> str:
+    return words() if callable(words) else words
 
 
 def kinds_for(role: Role) -> list[Kind]:
@@ -94,25 +94,24 @@ def path(endpoint: str, **values) -> str:
     return current_app.url_map.bind("localhost").build(endpoint, values)
 
 
-def notify(user_id: int, kind: Kind, title: str, *,
-           paragraphs: Iterable[str | AtTheirTime] = (),
-           items: Iterable[str] = (), link: str = "", link_label: str = "Open in LeadX",
+def notify(user_id: int, kind: Kind, title: Words, *, paragraphs: Iterable[Words] = (),
+           items: Lines = (), link: str = "", link_label: str = "Open in LeadX",
            subject: str = "", data: Optional[dict] = None) -> Optional[Notification]:
     """Tell the user, in the app and by email as they chose; when the user is a
     company's account, every person of the company, each as they chose (they share its
     orders, batches and balance). With `subject`, nothing is repeated to a person while
     they have not read their last notice about the same thing. Returns the account's
     own notice, if any."""
-    paragraphs, items = list(paragraphs), list(items)  # told to each person
+    paragraphs = list(paragraphs)  # told to each person
+    items = items if callable(items) else list(items)
     notices = [_notify_one(person_id, kind, title, paragraphs=paragraphs, items=items,
                            link=link, link_label=link_label, subject=subject, data=data)
                for person_id in people_of(user_id)]
     return notices[0]
 
 
-def _notify_one(user_id: int, kind: Kind, title: str, *,
-                paragraphs: Iterable[str | AtTheirTime],
-                items: Iterable[str], link: str, link_label: str, subject: str,
+def _notify_one(user_id: int, kind: Kind, title: Words, *, paragraphs: list[Words],
+                items: Lines, link: str, link_label: str, subject: str,
                 data: Optional[dict]) -> Optional[Notification]:
     setting = db.session.get(NotificationSetting, (user_id, kind))
     in_app, by_email = (setting.in_app, setting.email) if setting else (True, True)
@@ -125,9 +124,18 @@ def _notify_one(user_id: int, kind: Kind, title: str, *,
                                              Notification.subject == subject,
                                              Notification.read_at.is_(None)).limit(1)):
         return None
-    paragraphs = [p.told_to(user) if isinstance(p, AtTheirTime) else p
-                  for p in paragraphs if p]
-    items = list(items)
+    with reading_as(user):
+        return _write(user, kind, _told(title), [t for p in paragraphs if (t := _told(p))],
+                      list(items() if callable(items) else items), link=link,
+                      link_label=link_label, subject=subject, data=data,
+                      in_app=in_app, by_email=by_email)
+
+
+def _write(user: User, kind: Kind, title: str, paragraphs: list[str], items: list[str], *,
+           link: str, link_label: str, subject: str, data: Optional[dict], in_app: bool,
+           by_email: bool) -> Optional[Notification]:
+    """Store the notice and queue its email, both worded for `user`."""
+    user_id = user.id
     shown = items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
                                  if len(items) > MAX_ITEMS else [])
     notification = None
@@ -195,15 +203,16 @@ def batch_processed(batch) -> None:
 
     failed = batch.status is BatchStatus.FAILED
     title = (f"Batch #{batch.id} could not be processed" if failed else
-             f"Batch #{batch.id} processed: {batch.accepted:,} accepted, "
-             f"{batch.rejected:,} rejected")
+             lambda: f"Batch #{batch.id} processed: {format_number(batch.accepted)} accepted, "
+                     f"{format_number(batch.rejected)} rejected")
     outcome = {
         BatchStatus.LIVE: "Its leads are on sale now.",
         BatchStatus.HELD: "Its leads wait for an admin's spot-check before they are sold.",
     }.get(batch.status, batch.error_message or "")
     counts = ("" if failed else
-              f"“{batch.filename}”: {batch.rows_total:,} rows, {batch.accepted:,} accepted, "
-              f"{batch.rejected:,} rejected.")
+              lambda: f"“{batch.filename}”: {format_number(batch.rows_total)} rows, "
+                      f"{format_number(batch.accepted)} accepted, "
+                      f"{format_number(batch.rejected)} rejected.")
     notify(batch.seller_id, Kind.BATCH_PROCESSED, title, paragraphs=[counts, outcome],
            link=path("seller.batch_detail", batch_id=batch.id), link_label="See the batch",
            data={"batch_id": batch.id, "status": batch.status.value,
@@ -245,9 +254,9 @@ def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) ->
     notify(item.seller_id, Kind.RETURN_TO_ANSWER,
            f"Return of sale #{item.sale_id} to answer within {left}",
            paragraphs=[f"A buyer returned the lead of sale #{item.sale_id}: “{reason_label}”.",
-                       AtTheirTime(f"Accept or contest it within {left} (by {{at}}). If "
-                                   "you do not answer by then, the return is accepted and "
-                                   "the sale reversed.", deadline)],
+                       lambda: f"Accept or contest it within {left} (by "
+                               f"{format_moment(deadline)}). If you do not answer by then, "
+                               "the return is accepted and the sale reversed."],
            link=path("seller.return_list"), link_label="Answer the return",
            data={"return_id": item.id, "sale_id": item.sale_id, "reason": item.reason.value,
                  "seller_deadline": deadline.isoformat()})
@@ -268,8 +277,8 @@ def return_decided(item) -> None:
     data = {"return_id": item.id, "sale_id": item.sale_id, "status": item.status.value,
             "decided_by": item.decided_by, "refund": item.refund}
     notify(item.buyer_id, Kind.RETURN_DECIDED,
-           f"Return of sale #{item.sale_id} accepted: {format_money(item.refund)} refunded"
-           if accepted else f"Return of sale #{item.sale_id} rejected",
+           (lambda: f"Return of sale #{item.sale_id} accepted: {format_money(item.refund)} "
+                    "refunded") if accepted else f"Return of sale #{item.sale_id} rejected",
            paragraphs=[how], link=path("buyer.return_list"), link_label="See your returns",
            data=data)
     if item.decided_by != "seller":
@@ -302,13 +311,14 @@ def batch_refunded(sales) -> None:
         by_buyer.setdefault(sale.buyer_id, []).append(sale)
     for buyer_id, theirs in by_buyer.items():
         total = sum(sale.price for sale in theirs)
+        # Worded as each reader reads it, during this call (the loop moves on after).
         notify(buyer_id, Kind.RETURN_DECIDED,
-               f"{len(theirs)} lead{'s' if len(theirs) != 1 else ''} refunded: "
-               f"{format_money(total)} back on your balance",
+               lambda: f"{format_number(len(theirs))} lead{'s' if len(theirs) != 1 else ''} "
+                       f"refunded: {format_money(total)} back on your balance",
                paragraphs=["The batch these leads came from failed its authenticity "
                            "spot-check, so every sale of it was returned and refunded."],
-               items=[f"Sale #{sale.id} (order #{sale.order_id}): {format_money(sale.price)}"
-                      for sale in theirs],
+               items=lambda: [f"Sale #{sale.id} (order #{sale.order_id}): "
+                              f"{format_money(sale.price)}" for sale in theirs],
                link=path("buyer.return_list"), link_label="See your returns",
                data={"sale_ids": [sale.id for sale in theirs], "refund": total})
 
@@ -320,14 +330,17 @@ def order_filled(order_id: int) -> None:
         sa.select(Order.id, Order.buyer_id, Order.name, Order.filled, Order.quantity,
                   Order.spent, Order.budget).where(Order.id == order_id)).one()
     complete = order.filled >= order.quantity
-    title = (f"Order #{order.id} filled: {order.filled:,} leads" if complete else
-             f"Order #{order.id} reached its budget: {order.filled:,} of "
-             f"{order.quantity:,} leads")
+    title = ((lambda: f"Order #{order.id} filled: {format_number(order.filled)} leads")
+             if complete else
+             lambda: f"Order #{order.id} reached its budget: {format_number(order.filled)} "
+                     f"of {format_number(order.quantity)} leads")
     name = f" “{order.name}”" if order.name else ""
     notify(order.buyer_id, Kind.ORDER_FILLED, title, subject=f"filled:{order.id}",
-           paragraphs=[f"Order #{order.id}{name} is closed: {order.filled:,} of "
-                       f"{order.quantity:,} leads delivered for {format_money(order.spent)}."
-                       + ("" if complete else " Its budget cannot pay for one more lead."),
+           paragraphs=[lambda: f"Order #{order.id}{name} is closed: "
+                               f"{format_number(order.filled)} of "
+                               f"{format_number(order.quantity)} leads delivered for "
+                               f"{format_money(order.spent)}."
+                               + ("" if complete else " Its budget cannot pay for one more lead."),
                        "What it held and did not spend is back on your available balance."],
            link=path("buyer.order_detail", order_id=order.id), link_label="See the order",
            data={"order_id": order.id, "filled": order.filled, "quantity": order.quantity,
@@ -347,10 +360,12 @@ def caps_reached(order, uses: list[dict]) -> None:
         if use["room"] > 0:
             continue
         adjective, period = PERIOD_WORDS[use["period"]]
-        cap = (f"{use['cap']:,} leads" if use["kind"] == "leads"
-               else f"{format_money(use['cap'])} of spend")
+        def cap(use=use) -> str:
+            return (f"{format_number(use['cap'])} leads" if use["kind"] == "leads"
+                    else f"{format_money(use['cap'])} of spend")
+
         notify(order.buyer_id, Kind.ORDER_FILLED,
-               f"Order #{order.id} reached its {adjective} cap: {cap}",
+               lambda: f"Order #{order.id} reached its {adjective} cap: {cap()}",
                paragraphs=[f"Order #{order.id} takes no more leads this {period}. It takes "
                            f"them again when the next {period} starts ({order.timezone} "
                            "time), or now if you raise the cap."],
@@ -368,7 +383,8 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
     if threshold is None or not after < threshold <= before:
         return
     notify(user_id, Kind.LOW_BALANCE,
-           f"Your available balance is {format_money(after)}, below {format_money(threshold)}",
+           lambda: f"Your available balance is {format_money(after)}, below "
+                   f"{format_money(threshold)}",
            paragraphs=["Orders hold what they may spend from your available balance: add "
                        "funds so that new orders and changes can be placed."],
            link=path("buyer.balance"), link_label="Add funds", subject="balance",
@@ -391,10 +407,12 @@ def delivery_failing(delivery, error: str) -> None:
 
 
 def payout_sent(payout) -> None:
-    notify(payout.seller_id, Kind.PAYOUT_SENT,
-           f"Payout of {format_money(payout.amount, payout.currency)} sent",
-           paragraphs=[f"Payout #{payout.id} of {format_money(payout.amount, payout.currency)} "
-                       f"went to your account {payout.destination}."],
+    def amount() -> str:
+        return format_money(payout.amount, payout.currency)
+
+    notify(payout.seller_id, Kind.PAYOUT_SENT, lambda: f"Payout of {amount()} sent",
+           paragraphs=[lambda: f"Payout #{payout.id} of {amount()} went to your account "
+                               f"{payout.destination}."],
            link=path("seller.payouts"), link_label="See your payouts",
            data={"payout_id": payout.id, "amount": payout.amount,
                  "currency": payout.currency})
@@ -415,10 +433,10 @@ def person_opted_out(buyer_id: int, sales: list[tuple[int, int]], due: datetime)
     """A person this buyer bought opted out (SPEC §14); `sales`: (sale id, order id)."""
     notify(buyer_id, Kind.PERSON_ERASED,
            "A person you bought opted out: stop contacting them",
-           paragraphs=[AtTheirTime("They asked not to be contacted any more. Stop calling, "
-                                   "texting and emailing them, remove them from your lists, "
-                                   "and acknowledge it on the opt-outs page by {at} (10 "
-                                   "business days).", due)],
+           paragraphs=[lambda: "They asked not to be contacted any more. Stop calling, "
+                               "texting and emailing them, remove them from your lists, and "
+                               f"acknowledge it on the opt-outs page by {format_moment(due)} "
+                               "(10 business days)."],
            items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
            link=path("buyer.opt_outs"), link_label="Acknowledge",
            data={"sale_ids": [sale_id for sale_id, _ in sales], "due_at": due.isoformat()})

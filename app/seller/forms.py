@@ -7,14 +7,22 @@ from wtforms import BooleanField, HiddenField, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, NumberRange
 
+from app.formatting import user_language
 from app.forms import MoneyField
+from app.services.regions import country_name
 from app.services.ingest.pipeline import MAX_CAP
 
 
-@lru_cache(maxsize=1)
 def country_choices() -> list[SelectChoice]:
-    countries = sorted(pycountry.countries, key=lambda c: c.name)
-    return [SelectChoice(c.alpha_2, f"{c.name} ({c.alpha_2})") for c in countries]
+    """Every country, named and sorted in the reader's language."""
+    return [SelectChoice(code, f"{name} ({code})")
+            for code, name in _countries(user_language())]
+
+
+@lru_cache(maxsize=16)
+def _countries(language: str) -> tuple[tuple[str, str], ...]:
+    named = ((c.alpha_2, country_name(c.alpha_2, language)) for c in pycountry.countries)
+    return tuple(sorted(named, key=lambda pair: pair[1].casefold()))
 
 
 class BatchTermsForm(FlaskForm):

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.lazy import lazy_import
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import db
-from app.formatting import format_money
+from app.formatting import format_money, reading_as
 from app.models import (
     AccountKind, AutoTopUp, CardRefund, Payout, PayoutStatus, RefundStatus, Role, StripeEvent, TopUp,
     TopUpStatus, TrustLevel, User, Withdrawal,
@@ -258,11 +258,118 @@ def confirm_topup(topup: TopUp, payment_method: str, *, off_session: bool = Fals
 def refresh_topup(topup: TopUp) -> TopUp:
     """Read the PaymentIntent again (after the buyer's 3-D Secure step, say). Status
     only: the money still waits for the webhook."""
-    if topup.payment_intent_id and topup.status not in (TopUpStatus.SUCCEEDED,):
-        intent = client().v1.payment_intents.retrieve(topup.payment_intent_id)
-        _follow_intent(topup, intent)
-        db.session.commit()
+    _read_intent(topup)
     return topup
+
+
+def _read_intent(topup: TopUp) -> Optional[dict]:
+    """The top-up's PaymentIntent as Stripe has it now, its state followed here."""
+    if not topup.payment_intent_id or topup.status is TopUpStatus.SUCCEEDED:
+        return None
+    try:
+        intent = _plain(client().v1.payment_intents.retrieve(topup.payment_intent_id))
+    except stripe.StripeError as exc:
+        raise PaymentFailed(_message(exc), details={"topup_id": topup.id}) from exc
+    _follow_intent(_locked(topup), intent)
+    db.session.commit()
+    return intent
+
+
+def _locked(topup: TopUp) -> TopUp:
+    """The top-up read again under a row lock: a webhook that committed while we asked
+    Stripe (crediting it) is seen, and not overwritten with what we read before."""
+    db.session.refresh(topup, with_for_update=True)
+    return topup
+
+
+# A top-up in these states waits for its buyer: a 3-D Secure step, or a card to confirm.
+WAITING_FOR_BUYER = (TopUpStatus.CREATED, TopUpStatus.REQUIRES_PAYMENT_METHOD,
+                     TopUpStatus.REQUIRES_ACTION)
+# The PaymentIntent states Stripe lets us cancel that could still take the money.
+_CANCELABLE_INTENTS = ("requires_payment_method", "requires_confirmation", "requires_action")
+FINAL = (TopUpStatus.SUCCEEDED, TopUpStatus.FAILED, TopUpStatus.CANCELED)
+
+
+def authentication_secret(topup: TopUp) -> Optional[str]:
+    """What Stripe.js needs to take the buyer back to their 3-D Secure step (resuming a
+    top-up they left there), read from Stripe; None once the top-up needs no step."""
+    intent = _read_intent(topup)
+    if intent is None or topup.status is not TopUpStatus.REQUIRES_ACTION:
+        return None
+    return intent.get("client_secret")
+
+
+def cancel_topup(topup: TopUp, sentence: str, *, abandoned: bool = False) -> TopUp:
+    """Close a top-up that waits for its buyer: the PaymentIntent is cancelled at Stripe
+    if it could still take the money, then the top-up is closed here with `sentence`,
+    the buyer's explanation. Stripe decides: an intent that went through meanwhile (the
+    buyer authenticated just then) is followed instead, and its webhook credits it,
+    once. Asking again (the buyer and the scheduler, a retry) asks Stripe with the same
+    key and changes nothing more. A top-up with no PaymentIntent recorded was never
+    confirmed with a card: nothing can charge it."""
+    if topup.status not in WAITING_FOR_BUYER:
+        return topup
+    if topup.payment_intent_id:
+        try:
+            intent = _cancel_intent(topup, abandoned)
+        except stripe.StripeError as exc:
+            raise PaymentFailed(_message(exc), details={"topup_id": topup.id}) from exc
+        if intent["status"] != "canceled":
+            _follow_intent(_locked(topup), intent)
+            db.session.commit()
+            return topup
+    # Conditional: a webhook applied meanwhile (in another transaction) has the last word.
+    closed = db.session.execute(
+        update(TopUp).where(TopUp.id == topup.id, TopUp.status.not_in(FINAL))
+        .values(status=TopUpStatus.CANCELED, failure_message=sentence)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.refresh(topup)
+    if closed:
+        _automatic_done(topup, sentence)
+    db.session.commit()
+    return topup
+
+
+def _cancel_intent(topup: TopUp, abandoned: bool) -> dict:
+    """The top-up's PaymentIntent, cancelled at Stripe if it could still take money."""
+    api = client().v1.payment_intents
+    intent = _plain(api.retrieve(topup.payment_intent_id))
+    if intent["status"] not in _CANCELABLE_INTENTS:
+        return intent
+    # Local test servers (STRIPE_API_BASE) refuse a reason; Stripe records it.
+    reason = ({"cancellation_reason": "abandoned" if abandoned else "requested_by_customer"}
+              if not current_app.config.get("STRIPE_API_BASE") else None)
+    try:
+        return _plain(api.cancel(topup.payment_intent_id, params=reason,
+                                 options={"idempotency_key": f"topup:{topup.id}:cancel"}))
+    except stripe.InvalidRequestError:  # no longer cancelable: it moved on meanwhile
+        return _plain(api.retrieve(topup.payment_intent_id))
+
+
+def close_abandoned_topups(older_than: Optional[timedelta] = None) -> int:
+    """The scheduler's job (commits): card top-ups their buyers left waiting longer than
+    TOPUP_WAIT_LIMIT_SECONDS (3-D Secure never finished) are checked against Stripe and
+    closed, so nothing stays chargeable and the money page stops saying "waiting".
+    Automatic top-ups have their own job (autotopup.resume_stuck). Returns how many were
+    closed."""
+    limit = older_than or timedelta(seconds=current_app.config["TOPUP_WAIT_LIMIT_SECONDS"])
+    waited = notifications.time_left(limit)
+    ids = db.session.scalars(select(TopUp.id).where(
+        TopUp.status.in_(WAITING_FOR_BUYER), TopUp.automatic.is_(False),
+        TopUp.created_at < datetime.now(timezone.utc) - limit).order_by(TopUp.id)).all()
+    db.session.commit()
+    closed = 0
+    for topup_id in ids:
+        topup = db.session.get(TopUp, topup_id)
+        try:
+            cancel_topup(topup, f"Expired: the payment was not completed within {waited}, "
+                                "so it was cancelled and nothing was charged.", abandoned=True)
+        except PaymentFailed as exc:  # Stripe did not answer: asked again on the next run
+            db.session.rollback()
+            log.warning("could not close abandoned top-up %s: %s", topup_id, exc.message)
+            continue
+        closed += topup.status is TopUpStatus.CANCELED
+    return closed
 
 
 def _follow_intent(topup: TopUp, intent) -> None:
@@ -303,7 +410,9 @@ def _automatic_done(topup: TopUp, error: Optional[str] = None) -> None:
     settings.pending_topup_id = None
     if error:
         settings.enabled = False
-        settings.last_error = f"The automatic top-up of {format_money(topup.amount)} failed: {error}"
+        with reading_as(db.session.get(User, topup.buyer_id)):  # a job's, or a webhook's
+            settings.last_error = (f"The automatic top-up of {format_money(topup.amount)} "
+                                   f"failed: {error}")
         settings.last_error_at = datetime.now(timezone.utc)
 
 

@@ -262,14 +262,47 @@ def _other_names() -> dict[str, list[tuple[str, str]]]:
 # iso-codes' translation, else the ISO name (romanised where the script is not Latin).
 def region_name(code: str, language: str = "en") -> str:
     """"RU-KGD" -> "Kaliningradskaya oblast'" (en), "Калининградская область" (ru);
-    an unknown code is shown as it is."""
+    in the reader's script, one per language (for a Russian reader "TR-01" is "Адана",
+    where ISO and iso-codes have only "Adana"); an unknown code is shown as it is."""
     sub = pycountry.subdivisions.get(code=code)
     if sub is None:
         return code
     for name, name_language in _other_names().get(code, ()):
         if name_language == language:
-            return name
-    return _readable(_translation("iso3166-2", language).gettext(sub.name))
+            return _in_script(name, language)
+    return _in_script(_readable(_translation("iso3166-2", language).gettext(sub.name)),
+                      language)
+
+
+# The languages we speak that are not written in Latin letters, and the scheme that
+# writes Latin names in their letters (cyrtranslit's: "ua" is Ukrainian).
+_CYRILLIC_SCHEMES = {"ru": "ru", "uk": "ua"}
+# Latin letters cyrtranslit's schemes keep as they are ("Exuma", "Kwale").
+_NO_LETTER = str.maketrans({"x": "кс", "q": "к", "w": "в"})
+_LATIN_RUN = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF\u02B0-\u02FF]+")
+
+
+@lru_cache(maxsize=8192)
+def _in_script(name: str, language: str) -> str:
+    """A name whose Latin words are transliterated for a Cyrillic reader (a mix of scripts
+    in one list reads as a mistake); unchanged for every other language."""
+    scheme = _CYRILLIC_SCHEMES.get(language)
+    if scheme is None or not _LATIN_RUN.search(name):
+        return name
+    import cyrtranslit  # not needed by the ingest's workers
+    from anyascii import anyascii
+
+    def plain(run: re.Match) -> str:
+        """What the scheme left Latin, letter by letter ("ï" as "i"; it keeps "nj")."""
+        return "".join(cyrtranslit.to_cyrillic(c, scheme) for c in anyascii(run.group())
+                       if c.isalpha()).translate(_NO_LETTER)
+
+    def cyrillic(run: re.Match) -> str:
+        # cyrtranslit reads "Ch" as C + h: it is given lower case, capitals put back.
+        word = _LATIN_RUN.sub(plain, cyrtranslit.to_cyrillic(run.group().lower(), scheme))
+        return word[:1].upper() + word[1:] if run.group()[:1].isupper() else word
+
+    return _LATIN_RUN.sub(cyrillic, name)
 
 
 def _readable(name: str) -> str:

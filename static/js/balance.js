@@ -115,10 +115,7 @@ function setUpTopUp(form) {
         return;
       }
       if (result.status === "requires_action") {
-        // Whatever the buyer chose, the server reads the outcome from Stripe and the
-        // balance page says what happened.
-        await stripe.confirmCardPayment(result.client_secret);
-        ({result} = await post(result.refresh_url, new FormData()));
+        ({result} = await authenticate(result));
       } else if (result.status === "failed") {
         showError(result.message || "The card was declined.");
         return;
@@ -126,6 +123,31 @@ function setUpTopUp(form) {
       window.location.assign(result.redirect_url);
     } finally {
       setBusy(false);
+    }
+  });
+
+  // Whatever the buyer chose at the 3-D Secure step, the server reads the outcome
+  // from Stripe and the balance page says what happened.
+  const authenticate = async (result) => {
+    await stripe.confirmCardPayment(result.client_secret);
+    return post(result.refresh_url, new FormData());
+  };
+
+  // "Finish paying" on a top-up left at its 3-D Secure step: back to that step.
+  document.addEventListener("click", async (event) => {
+    const resume = event.target.closest("[data-resume-url]");
+    if (!resume) return;
+    resume.disabled = true;
+    try {
+      let {ok, result} = await post(resume.dataset.resumeUrl, new FormData());
+      if (!ok) {
+        showError(result.error.message);
+        return;
+      }
+      if (result.client_secret) ({result} = await authenticate(result));
+      window.location.assign(result.redirect_url);
+    } finally {
+      resume.disabled = false;
     }
   });
 }

@@ -5,12 +5,19 @@ window.addEventListener("DOMContentLoaded", function () {
   if (!box || !window.Chart) { return; }
   var data = JSON.parse(box.dataset.charts);
   var currency = box.dataset.currency || "";
+  // The page's own locale (the server's, from the reader's browser), as its tables.
+  var locale = box.dataset.locale || undefined;
   var money = function (minor) {
-    return minor === null ? "—" : (minor / 100).toLocaleString(undefined, { style: "currency", currency: currency });
+    return minor === null ? "—" : (minor / 100).toLocaleString(locale, { style: "currency", currency: currency });
   };
+  var percents = new Intl.NumberFormat(locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
   var percent = function (fraction) {
-    return fraction === null ? "—" : (fraction * 100).toFixed(1) + "%";
+    return fraction === null ? "—" : percents.format(fraction);
   };
+  var count = function (n) { return n.toLocaleString(locale); };
+  // Days arrive as UTC dates ("2026-12-05"), shown as the locale writes a day.
+  var days = new Intl.DateTimeFormat(locale, { day: "numeric", month: "short", timeZone: "UTC" });
+  var day = function (iso) { return days.format(new Date(iso + "T00:00:00Z")); };
   // Ticks fall on whole minor units, and an empty or tiny chart still spans one major
   // unit: Chart.js would otherwise divide 0–1 minor unit into tenths, all shown alike.
   var moneyAxis = { beginAtZero: true, suggestedMax: 100,
@@ -26,7 +33,7 @@ window.addEventListener("DOMContentLoaded", function () {
 
   draw("chart-daily", {
     data: {
-      labels: data.days,
+      labels: data.days.map(day),
       datasets: [
         { type: "bar", label: "Leads", data: data.leads, yAxisID: "leads", backgroundColor: "#9ec5fe" },
         { type: "line", label: "Spend", data: data.spend, yAxisID: "spend", borderColor: "#0d6efd", pointRadius: 2 }
@@ -36,7 +43,7 @@ window.addEventListener("DOMContentLoaded", function () {
       scales: { leads: { position: "left", beginAtZero: true, ticks: { precision: 0 } },
                 spend: Object.assign({ position: "right", grid: { drawOnChartArea: false } }, moneyAxis) },
       plugins: { tooltip: { callbacks: { label: function (ctx) {
-        return ctx.dataset.label + ": " + (ctx.dataset.yAxisID === "spend" ? money(ctx.parsed.y) : ctx.parsed.y);
+        return ctx.dataset.label + ": " + (ctx.dataset.yAxisID === "spend" ? money(ctx.parsed.y) : count(ctx.parsed.y));
       } } } }
     }
   });

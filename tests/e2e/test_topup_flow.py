@@ -87,3 +87,31 @@ def test_a_malformed_card_expiry_is_said_under_the_card_field(stripe_app, page):
     expect(page.get_by_text("Stripe accepted your card for $20.00")).to_be_visible()
     expect(page.locator("#available")).to_have_text("$20.00", timeout=15_000)
     assert page.console_errors == []
+
+
+def test_a_top_up_left_at_3d_secure_is_finished_or_cancelled_later(stripe_app, page):
+    make_user(Role.BUYER, email="later@example.com")
+    log_in_page(page, "later@example.com")
+    page.goto("/buyer/balance")
+    _pay(page, "25.00", "4000000000003220")  # asks for 3-D Secure
+    expect(page.get_by_role("button", name="Complete authentication")).to_be_visible()
+    page.goto("/buyer/balance")  # the buyer walks away from the bank's step
+    row = page.locator("#topups tbody tr").first
+    expect(row.locator("[data-status=requires_action]")).to_have_text("Waiting for 3-D Secure")
+
+    row.get_by_role("button", name="Finish paying").click()  # back, later
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_text("Card authenticated")).to_be_visible()
+    expect(page.locator("#available")).to_have_text("$25.00", timeout=15_000)
+
+    _pay(page, "40.00", "4000000000003220")
+    expect(page.get_by_role("button", name="Complete authentication")).to_be_visible()
+    page.goto("/buyer/balance")
+    page.locator("#topups tbody tr").first.get_by_role("button", name="Cancel top-up").click()
+    expect(page.get_by_text("is cancelled; nothing was charged.")).to_be_visible()
+    cancelled = page.locator("#topups tbody tr").first
+    expect(cancelled.locator("[data-status=canceled]")).to_have_text("Cancelled")
+    expect(cancelled).to_contain_text("Cancelled by you; nothing was charged.")
+    expect(cancelled.get_by_role("button")).to_have_count(0)
+    expect(page.locator("#available")).to_have_text("$25.00")
+    assert page.console_errors == []

@@ -67,7 +67,7 @@ def message_for(order: Order, method: EmailDelivery, records: list[dict],
     if test:
         subject = f"[Test] {subject}"
     text, html = mail.render(
-        "delivery_leads", subject, order=order, records=records, test=test,
+        "delivery_leads", subject, reader=order.buyer, order=order, records=records, test=test,
         digest=method.digest if method.mode == "digest" else None,
         link=mail.public_url(f"/buyer/orders/{order.id}/delivery"))
     message = EmailMultiAlternatives(
