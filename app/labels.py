@@ -61,6 +61,20 @@ LABELS: dict[str, dict[str, str]] = {
         "postal_code": "Postal code", "trustedform_cert_url": "TrustedForm certificate URL",
         "jornaya_leadid": "Jornaya LeadiD",
     },
+    # Why a row was rejected, in a few words (each row's own sentence says more):
+    # app.services.ingest.validate.VERDICTS has the same codes.
+    "rejection": {
+        "bad_encoding": "Characters we could not read", "no_contact": "No email or phone",
+        "invalid_email": "Email address not valid", "invalid_phone": "Phone number not valid",
+        "no_consent": "No consent", "unclear_consent": "Consent neither yes nor no",
+        "consent_in_future": "Consent time in the future",
+        "implausible_age": "Age outside 18 to 100", "unknown_region": "Region not recognised",
+        "invalid_postal_code": "Postal code not valid",
+        "invalid_certificate": "Consent certificate not valid",
+        "duplicate_in_batch": "Repeats an earlier row of this file",
+        "duplicate_own": "Already in one of your batches",
+        "suppressed": "On the suppression list",
+    },
 }
 
 

@@ -119,3 +119,19 @@ def test_the_batch_page_says_one_thing_about_the_phone_country(app):
     assert "the lead's country (from its country, region or city column), else of US" in header
     assert "read as RU, from the row&#39;s region" in page  # the Moscow row
     assert "read as US, from the batch&#39;s default country" in page
+
+
+def test_the_batch_page_says_in_words_why_rows_were_rejected(app):
+    from app.labels import LABELS
+    from app.services.ingest.validate import VERDICTS
+
+    assert set(LABELS["rejection"]) == set(VERDICTS)  # every verdict has its words
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    rows = [person(i) for i in range(3)] + [person(0), person(9, email="not-an-email")]
+    batch = ingest(seller, csv_bytes(rows))
+    page = _seller_client(app, seller).get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    counts = page[page.index('id="rejection-counts"'):]
+    counts = counts[:counts.index("</ul>")]
+    assert "<li>Repeats an earlier row of this file (<code>duplicate_in_batch</code>): 1</li>" \
+        in counts
+    assert "<li>Email address not valid (<code>invalid_email</code>): 1</li>" in counts
