@@ -373,3 +373,18 @@ def test_the_delivery_page_reaches_every_delivery_not_only_the_latest_fifty(app)
             if ">Older<" in html else None
     assert f"connection refused ({sales[0]})</td>" in pages[-1]  # the oldest, with Resend
     assert 'formaction="/buyer/orders/' in pages[-1]
+
+
+def test_a_delivery_the_buyers_system_refused_reads_as_its_refusal(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(i) for i in range(40, 42)])
+    db.session.execute(sa.insert(WebhookDelivery), [
+        {"sale_id": sales[0], "order_id": order.id, "status": DeliveryStatus.PENDING,
+         "attempts": 1, "last_status_code": 200, "last_error": "missing field"},
+        {"sale_id": sales[1], "order_id": order.id, "status": DeliveryStatus.FAILED,
+         "attempts": 5, "last_status_code": 503, "last_error": "HTTP 503 from the server"}])
+    db.session.commit()
+    table = client.get(f"/buyer/orders/{order.id}/deliveries").get_data(as_text=True)
+    assert "Rejected by your system: missing field" in table  # answered 200, said no
+    assert "Rejected by your system: HTTP 503" not in table and "HTTP 503 from the server" in table
+    assert "<td>Pending</td>" in table and "<td>Failed</td>" in table

@@ -163,6 +163,23 @@ def test_without_a_bid_the_fixed_price_wins_and_a_bid_that_cannot_be_paid_is_ign
     assert {b.outcome for b in bids.values()} == {"no_bid", "cannot_pay", "fixed"}
 
 
+
+def test_a_ping_no_order_bids_on_reads_so_in_the_sellers_journey(app, client, market):
+    market["order"]("fixed", 500)
+    seller = market["keys"]["seller"]
+    pinged = client.post("/api/v1/pings", headers=seller, json=_ping_of(LEAD))
+    share = ledger.seller_share(500, market["seller"])
+    assert pinged.status_code == 201 and pinged.json["price"] == share, pinged.json
+    posted = client.post("/api/v1/posts", headers=seller,
+                         json=_post_of(LEAD, pinged.json["ping_id"]))
+    assert posted.status_code == 201, posted.json
+    page = app.test_client()
+    log_in(page, market["seller"])
+    html = page.get(f"/seller/leads/{posted.json['id']}/journey").get_data(as_text=True)
+    assert f"Pinged: no order bids on such leads · offered ${share / 100:.2f}" in html
+    assert "Last bid in" not in html and "Pinged 0" not in html
+
+
 def test_the_ping_deadline_bounds_the_answer_however_slow_the_bidders(client, market,
                                                                       bidders, app,
                                                                       monkeypatch):
@@ -313,7 +330,9 @@ def test_the_journey_shows_pings_and_bids_to_each_party_its_part(client, market,
 
     seller = steps("seller")
     [ping] = [s for s in seller if s["kind"] == "ping"]
-    assert ping["price"] == 1700 and ping["asked"] == 3 and ping["deadline_ms"] == 300
+    # The seller reads the price as the ping's answer told them: their share of it.
+    assert ping["price"] == ledger.seller_share(1700, market["seller"]) < 1700
+    assert ping["asked"] == 3 and ping["deadline_ms"] == 300
     assert not [s for s in seller if s["kind"] == "bid"]
     mine = [s for s in steps("a") if s["kind"] == "bid"]
     assert [(s["order_id"], s["amount"], s["won"]) for s in mine] == [(a["id"], 900, True)]
@@ -326,6 +345,7 @@ def test_the_journey_shows_pings_and_bids_to_each_party_its_part(client, market,
                       headers=market["keys"]["late"]).status_code == 404  # bought nothing
     admin = make_user(Role.ADMIN)
     every = {s["order_id"]: s for s in journeys.journey(admin, lead_id) if s["kind"] == "bid"}
+    assert [s["price"] for s in journeys.journey(admin, lead_id) if s["kind"] == "ping"] == [1700]
     assert {every[o["id"]]["outcome"] for o in (a, b, late)} == {"bid", "late"}
     page = app.test_client()
     log_in(page, market["seller"])

@@ -23,6 +23,7 @@ from app.models import (
     WebhookDelivery,
 )
 from app.people.membership import account_of
+from app.services import ledger
 from app.services.crypto import current_vault
 
 REPLY_SHOWN = 300  # characters of a logged reply in a step
@@ -114,17 +115,21 @@ def _attempts(sale_ids: list[int], with_contents: bool) -> list[Step]:
     return steps
 
 
-def _pings(lead_id: int, view: str, account_id: int) -> list[Step]:
-    """The lead's pings (seller, admins) and the answers (admins all, a buyer theirs)."""
+def _pings(lead: Lead, view: str, account_id: int) -> list[Step]:
+    """The lead's pings (seller, admins) and the answers (admins all, a buyer theirs).
+    The seller sees a ping's price as its answer told them: their share of it."""
     rows = db.session.execute(
         sa.select(Ping, PingBid).outerjoin(PingBid, PingBid.ping_id == Ping.id)
-        .where(Ping.lead_id == lead_id).order_by(Ping.id, PingBid.id)).all()
+        .where(Ping.lead_id == lead.id).order_by(Ping.id, PingBid.id)).all()
     steps, asked = [], {}
     for ping, bid in rows:
         if view != "buyer" and ping.id not in asked:
             asked[ping.id] = sum(b is not None and b.outcome != "fixed"
                                  for p, b in rows if p.id == ping.id)
-            steps.append({"at": ping.created_at, "kind": "ping", "price": ping.price,
+            price = ping.price
+            if view == "seller" and price is not None:
+                price = ledger.seller_share(price, db.session.get(User, lead.seller_id))
+            steps.append({"at": ping.created_at, "kind": "ping", "price": price,
                           "asked": asked[ping.id], "deadline_ms": ping.deadline_ms,
                           "answered_ms": ping.answered_ms})
         if bid is None or view == "seller" or (view == "buyer" and bid.buyer_id != account_id):
@@ -160,7 +165,7 @@ def journey(viewer: User, lead_id: int) -> list[Step]:
     if view == "buyer" and not rows:
         raise NotFound("No such lead.")
     steps = [_received(lead, batch, view != "buyer", certificate),
-             *_pings(lead.id, view, account.id)]
+             *_pings(lead, view, account.id)]
     if view != "buyer":
         steps += [_verdict(lead, batch), *_spot_checks(lead)]
     for sale, order_name, buyer_email, item, outcome in rows:
