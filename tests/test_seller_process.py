@@ -145,3 +145,29 @@ def test_a_seller_process_parses_a_long_statement_once():
         assert db.session.execute(statement, params).scalar() == sum(range(64))
     after = _queries._query2pg.cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+
+
+def test_the_socket_lives_in_a_directory_of_this_users_alone(app, monkeypatch, tmp_path):
+    import stat
+    import tempfile
+
+    from app.market import seller_process
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    address = seller_process.address_of(app)
+    private = tmp_path / f"leadx-seller-{os.getuid()}"
+    assert os.path.dirname(address) == str(private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    with seller_process.start_lock():
+        assert (private / "start.lock").exists()
+    # Made by someone else first, or opened to others: neither is used.
+    private.chmod(0o755)
+    with pytest.raises(seller_process.SellerProcessGone, match="alone"):
+        seller_process.address_of(app)
+    (private / "start.lock").unlink()
+    private.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    private.symlink_to(elsewhere)
+    with pytest.raises(seller_process.SellerProcessGone, match="alone"):
+        seller_process.address_of(app)

@@ -32,6 +32,7 @@ import itertools
 import os
 import pickle
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,25 @@ def address_of(app: Flask) -> str:
     """The seller process's socket: one per gunicorn master (the web processes' parent)
     and database."""
     key = f"{os.getppid()}|{app.config['SQLALCHEMY_DATABASE_URI']}"
-    return os.path.join(tempfile.gettempdir(),
-                        f"leadx-seller-{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock")
+    return os.path.join(private_directory(),
+                        f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.sock")
+
+
+def private_directory() -> str:
+    """The directory of the sockets and their lock: this user's alone. In the shared
+    temporary directory another user could bind a socket (or make the lock file) at the
+    path first, be sent the app's configuration and leads, and answer with pickles."""
+    path = os.path.join(tempfile.gettempdir(), f"leadx-seller-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(path)  # not followed: a link to somewhere else is refused too
+    if (not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid()
+            or found.st_mode & 0o077):
+        raise SellerProcessGone(f"{path} is not a directory of this user's alone; the seller "
+                                "process does not start there.")
+    return path
 
 
 @contextmanager
@@ -126,8 +144,8 @@ def start_lock():
     """Held while a web process connects to the seller process or starts it, and while
     the seller process decides to end: never two of them, never one ending as a web
     process connects."""
-    # One lock file for every deployment on the machine: held for moments.
-    with open(os.path.join(tempfile.gettempdir(), "leadx-seller.lock"), "a") as lock:
+    # One lock file for every deployment of this user: held for moments.
+    with open(os.path.join(private_directory(), "start.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
