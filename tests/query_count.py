@@ -8,12 +8,13 @@ from app.extensions import db
 
 
 @contextmanager
-def counted():
-    """Yields a list that collects every statement run inside the block."""
-    statements: list[str] = []
+def counted(note=lambda statement: statement):
+    """Yields a list that collects every statement run inside the block (as
+    `note(statement)`, called in the thread that runs it)."""
+    statements: list = []
 
     def count(_conn, _cursor, statement, *_args):
-        statements.append(statement)
+        statements.append(note(statement))
 
     sa.event.listen(db.engine, "before_cursor_execute", count)
     try:

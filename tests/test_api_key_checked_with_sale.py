@@ -8,7 +8,6 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from app.extensions import db
 from app.models import ApiKey, Lead, TrustLevel, User
@@ -16,6 +15,7 @@ from app.realtime import auction
 from app.services import accounts
 from tests.conftest import on_postgres
 from tests.market_helpers import funded_buyer, place, verified_seller
+from tests.query_count import counted
 from tests.test_realtime_groups import TERMS, visitor
 from tests.test_seller_process import seller_process  # noqa: F401 (a fixture)
 
@@ -28,24 +28,6 @@ def groups_only(app, monkeypatch):
     to the seller's groups (in the tests it is looked up for each lead)."""
     monkeypatch.setitem(app.config, "PING_CHECK_SECONDS", 3600)
     monkeypatch.setattr(auction, "_bidders_seen", auction._BiddersSeen())
-
-
-class StatementsByThread:
-    def __init__(self):
-        self.seen: list[tuple[str, str]] = []
-
-    def __enter__(self):
-        event.listen(db.engine, "before_cursor_execute", self._note)
-        return self
-
-    def __exit__(self, *exc):
-        event.remove(db.engine, "before_cursor_execute", self._note)
-
-    def _note(self, conn, cursor, statement, *args):
-        self.seen.append((threading.current_thread().name, statement))
-
-    def of(self, thread_name: str) -> list[str]:
-        return [s for name, s in self.seen if name.startswith(thread_name)]
 
 
 def _kept_key(client, seller: User, api_key_for) -> dict:
@@ -76,12 +58,16 @@ def test_a_kept_key_costs_the_request_no_statement_and_its_group_one(
     place(funded_buyer(amount=10_000), 500, quantity=5)
     headers = _kept_key(client, seller, api_key_for)
     assert _lead(client, headers, 0).status_code == 201  # the bidders looked up once
-    with StatementsByThread() as statements:
+    with counted(lambda statement: (threading.current_thread().name, statement)) as seen:
         reply = _lead(client, headers, 1)
     assert reply.status_code == 201, reply.get_json()
     assert reply.get_json()["sales"]
-    assert statements.of("MainThread") == []  # the test client's request: no SQL
-    seller_side = statements.of("leadx-realtime")
+
+    def of(thread_name: str) -> list[str]:
+        return [s for name, s in seen if name.startswith(thread_name)]
+
+    assert of("MainThread") == []  # the test client's request: no SQL
+    seller_side = of("leadx-realtime")
     assert len([s for s in seller_side if "md5(" in s]) == 1
     assert not [s for s in seller_side if "users_1.password_hash" in s]
 
