@@ -20,6 +20,8 @@ from babel.numbers import (
     parse_pattern,
 )
 from flask import current_app, has_request_context, request
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from app.core import bounds
 from app.services.exports import minor_digits
@@ -68,20 +70,27 @@ def user_locale() -> Locale:
 def browser_locale() -> Locale:
     """The request's locale from Accept-Language (what a user's `locale` records)."""
     if not has_request_context():
-        return Locale.parse(DEFAULT_LOCALE)
+        return _parse_locale(DEFAULT_LOCALE)
     locale = getattr(request, "reader_locale", None)  # the request's, not the app context's
     if locale is None:
-        locale = Locale.parse(DEFAULT_LOCALE)
-        for tag, _ in request.accept_languages:
-            try:
-                found = Locale.parse(tag, sep="-")
-            except (ValueError, UnknownLocaleError):
-                continue
-            if found.language in LANGUAGES:
-                locale = found
-                break
-        request.reader_locale = locale
+        locale = request.reader_locale = _accepted_locale(
+            request.headers.get("Accept-Language", ""))
     return locale
+
+
+# Browsers send one of a few headers, every request: parsing the header and its locales
+# each time was a visible part of a fast page's cost (bench/web.py, the order page).
+@lru_cache(maxsize=256)
+def _accepted_locale(header: str) -> Locale:
+    """The first language of an Accept-Language header that we speak, as a Locale."""
+    for tag, _ in parse_accept_header(header, LanguageAccept):
+        try:
+            found = Locale.parse(tag, sep="-")
+        except (ValueError, UnknownLocaleError):
+            continue
+        if found.language in LANGUAGES:
+            return found
+    return _parse_locale(DEFAULT_LOCALE)
 
 
 def user_language() -> str:
@@ -144,7 +153,14 @@ def format_number(number: int | Decimal | None) -> str:
     """1234 → "1,234" (en), "1 234" (ru)."""
     if number is None:
         return "—"
-    return format_decimal(number, locale=user_locale())
+    return _format_number(number, user_locale())
+
+
+# Pages show the same counts request after request; Babel looks up the locale's pattern
+# and symbols for each (a tenth of a millisecond, 2% of the buyer's order page).
+@lru_cache(maxsize=4096)
+def _format_number(number: int | Decimal, locale: Locale) -> str:
+    return format_decimal(number, locale=locale)
 
 
 SYMBOL_CURRENCIES = frozenset({"USD", "EUR", "GBP", "RUB"})  # shown by their sign
