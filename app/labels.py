@@ -21,6 +21,9 @@ LABELS: dict[str, dict[str, str]] = {
               "cancelled": "Cancelled", "expired": "Expired"},
     "batch": {"processing": "Processing", "held": "Held for a spot-check", "live": "Live",
               "rejected": "Rejected", "failed": "Failed"},
+    # A lead as its seller is told (app.market.rules.offer_status).
+    "lead": {"held": "Held for a spot-check", "live": "Live", "paused": "Paused",
+             "withdrawn": "Withdrawn", "delisted": "Delisted", "sold_out": "Sold out"},
     "spot_check": {"open": "Open", "passed": "Passed", "failed": "Failed"},
     "trust": {"new": "New", "verified": "Verified", "suspended": "Suspended"},
     "role": {"seller": "Seller", "buyer": "Buyer", "admin": "Admin"},

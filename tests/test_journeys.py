@@ -47,6 +47,9 @@ def world(client, api_key_for, crm):
         "price": 700, "quantity": 1}).json["id"]
     response = client.post("/api/v1/leads", headers=keys["seller"], json=LEAD)
     assert response.status_code == 201, response.json
+    # Sold to both buyers its cap allows: the seller reads "sold out", not "live".
+    assert {k: response.json[k] for k in ("status", "sold", "cap")} == {
+        "status": "sold_out", "sold": 2, "cap": 2}
     lead_id = response.json["id"]
     sales = {s["order_id"]: s["sale_id"] for s in
              client.get(f"/api/v1/orders/{order_a}/leads", headers=keys["a"]).json +
@@ -87,7 +90,8 @@ def test_the_seller_sees_how_it_came_in_and_its_sales_but_no_buyer_or_delivery(c
     received, verdict = steps[0], steps[1]
     assert received["how"] == "api" and received["sub_id"] == "spring-campaign"
     assert "file" not in received  # real time: no file
-    assert verdict["accepted"] and not verdict["held"] and verdict["status"] == "live"
+    assert verdict["accepted"] and not verdict["held"]
+    assert (verdict["status"], verdict["sold"], verdict["cap"]) == ("sold_out", 2, 2)
     sales = [s for s in steps if s["kind"] == "sale"]
     assert {s["sale_id"] for s in sales} == {world["sale_a"], world["sale_b"]}
     for sale in sales:
@@ -172,6 +176,8 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     assert "Returned by the buyer" in page and format_money(700) in page
     page = seller.get(f"/seller/leads/{lead_id}/journey").get_data(as_text=True)
     assert "Received in real time" in page and "source tag (sub_id) spring-campaign" in page
+    assert ('Status now: <span class="lead-status" data-status="sold_out">Sold out</span> · '
+            'sold to 2 of at most 2 buyers') in page
     assert 'data-kind="delivery_attempt"' not in page and "Converted" not in page
     assert admin_client.get(f"/admin/leads/{lead_id}/journey").status_code == 200
     # Linked from the buyer's work list and the seller's returns.
@@ -179,6 +185,25 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     assert href in a.get(f"/buyer/orders/{world['order_a']}").get_data(as_text=True)
     assert f"/seller/leads/{lead_id}/journey" in seller.get("/seller/returns").get_data(
         as_text=True)
+
+
+def test_a_lead_with_room_left_is_live_with_its_sales_counted(client, api_key_for, app):
+    """One buyer of a lead of cap 2: live, sold 1 of 2, in the answer and the journey."""
+    seller, buyer = verified_seller(), funded_buyer()
+    keys = {"seller": api_key_for(seller), "buyer": api_key_for(buyer)}
+    assert client.post("/api/v1/orders", headers=keys["buyer"], json={
+        "price": 800, "quantity": 1}).status_code == 201
+    response = client.post("/api/v1/leads", headers=keys["seller"], json=LEAD)
+    assert response.status_code == 201, response.json
+    assert {k: response.json[k] for k in ("status", "sold", "cap")} == {
+        "status": "live", "sold": 1, "cap": 2}
+    steps = client.get(f"/api/v1/leads/{response.json['id']}/journey",
+                       headers=keys["seller"]).json
+    [verdict] = [s for s in steps if s["kind"] == "verdict"]
+    assert (verdict["status"], verdict["sold"], verdict["cap"]) == ("live", 1, 2)
+    page = client_of(app, seller).get(f"/seller/leads/{response.json['id']}/journey")
+    assert ('data-status="live">Live</span> · sold to 1 of at most 2 buyers'
+            in page.get_data(as_text=True))
 
 
 def test_a_lead_without_a_sub_id_says_so_not_that_its_source_is_unknown(app):

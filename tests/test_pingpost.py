@@ -114,6 +114,9 @@ def test_a_real_time_lead_goes_to_the_highest_timely_bid(client, market, bidders
     took = time.monotonic() - started
     assert response.status_code == 201, response.json
     assert [s["price"] for s in response.json["sales"]] == [900]
+    # Its one buyer (cap 1) is all it may have: the seller is told so, not "live".
+    assert (response.json["status"], response.json["sold"], response.json["cap"]) == (
+        "sold_out", 1, 1)
     assert took < 0.4 + 1.0  # the slow bidder's 2 s were not waited for
     sale = db.session.get(Sale, response.json["sales"][0]["sale_id"])
     assert sale.order_id == orders["good"]["id"]
@@ -298,6 +301,7 @@ def test_when_the_winner_can_no_longer_pay_the_next_best_bid_buys_at_its_own_pri
     assert posted.status_code == 201, posted.json
     [sale] = posted.json["sales"]
     assert sale["price"] == 800
+    assert (posted.json["status"], posted.json["sold"], posted.json["cap"]) == ("sold_out", 1, 1)
     assert db.session.get(Sale, sale["sale_id"]).order_id == second["id"]
 
 
@@ -308,6 +312,7 @@ def test_when_no_offer_of_the_ping_can_pay_the_lead_is_stored_unsold(client, mar
     client.post(f"/api/v1/orders/{only['id']}/cancel", headers=market["keys"]["only"])
     posted = client.post("/api/v1/posts", headers=seller, json=_post_of(LEAD, ping_id))
     assert posted.status_code == 201 and posted.json["sales"] == []
+    assert (posted.json["status"], posted.json["sold"], posted.json["cap"]) == ("live", 0, 1)
     lead = db.session.get(Lead, posted.json["id"])
     assert lead.status.value == "live" and lead.sold_count == 0
 

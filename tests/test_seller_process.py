@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from psycopg import _queries
 
 from app.extensions import db
-from app.market import realtime, seller_main
+from app.market import realtime, rules, seller_main
 from app.market.seller_process import SellerProcess
 from app.models import Lead, Sale
 from tests.conftest import on_postgres
@@ -64,7 +64,10 @@ def test_leads_are_stored_sold_and_answered_by_the_seller_process(app, api_key_f
         assert all(r["error"]["code"] == "duplicate_own" for r in refused)  # the verdict, as is
         db.session.expire_all()
         for reply in created:  # each answer is its own, stored lead's
-            assert db.session.get(Lead, reply["id"]).status.value == reply["status"]
+            lead = db.session.get(Lead, reply["id"])
+            assert (reply["sold"], reply["cap"]) == (lead.sold_count, lead.cap)
+            assert reply["status"] == rules.offer_status(lead.status.value, lead.sold_count,
+                                                         lead.cap)
             sales = db.session.scalars(sa.select(Sale).where(Sale.lead_id == reply["id"])).all()
             assert [s["sale_id"] for s in reply["sales"]] == [s.id for s in sales]
         assert sum(len(r["sales"]) for r in created) == 5  # the money buys 5

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from app.errors import NotFound
 from app.extensions import db
+from app.market import rules
 from app.models import (
     Batch, BatchSource, BatchStatus, ConsentCertificate, DeliveryAttempt, Lead, Order, Ping,
     PingBid, Return, Sale, SaleOutcome, SpotCheck, SpotCheckItem, SpotCheckStatus, User,
@@ -48,7 +49,9 @@ def _received(lead: Lead, batch: Batch, seller_view: bool, certificate: Optional
 def _verdict(lead: Lead, batch: Batch) -> Step:
     return {"at": lead.created_at, "kind": "verdict", "accepted": True,
             "cross_seller_duplicate": lead.cross_seller_duplicate,
-            "held": batch.status is BatchStatus.HELD, "status": lead.status.value}
+            "held": batch.status is BatchStatus.HELD,
+            "status": rules.offer_status(lead.status.value, lead.sold_count, lead.cap),
+            "sold": lead.sold_count, "cap": lead.cap}
 
 
 def _spot_checks(lead: Lead) -> list[Step]:

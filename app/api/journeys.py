@@ -35,7 +35,10 @@ class JourneyStepSchema(Schema):
                                     "another seller offered the same person")
     held = _field(fields.Boolean, "verdict", "held until its batch passes a spot-check")
     status = _field(fields.String, "verdict, return_opened, outcome",
-                    "the lead's, the return's or the outcome's status now")
+                    "the lead's (as POST /leads answers: live, held, paused, withdrawn, "
+                    "delisted, or sold_out), the return's or the outcome's status now")
+    sold = _field(fields.Integer, "verdict", "buyers the lead was sold to; seller and admins")
+    cap = _field(fields.Integer, "verdict", "buyers it may be sold to at most")
     verdict = _field(fields.String, "spot_check_sampled", "the admin's verdict on this lead")
     result = _field(fields.String, "spot_check", "passed or failed")
     sales_returned = _field(fields.Integer, "spot_check", "sales returned by a failed check")

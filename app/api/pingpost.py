@@ -2,13 +2,11 @@
 attributes, the exchange answers with the best price its buyers offer, and the post
 of the full lead completes the sale."""
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 
 from app.api.auth import api_blueprint, api_user
 from app.api.fast_json import json_arguments
 from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, LeadCreatedSchema, LeadInputSchema
-from app.extensions import db
-from app.models import Role, Sale
+from app.models import Role
 from app.realtime import auction
 from app.services import ledger
 from app.services.ingest import pipeline
@@ -106,8 +104,4 @@ def create_post(payload):
     seller = _seller()
     terms = {name: payload.pop(name) for name in ("default_country", "floor_price", "cap")}
     lead, settlement = auction.post(seller, payload.pop("ping_id"), payload, terms)
-    sales = db.session.scalars(select(Sale).where(Sale.id.in_(settlement.sale_ids))).all()
-    return {"id": lead.id, "status": lead.status.value,
-            "cross_seller_duplicate": lead.cross_seller_duplicate,
-            "sales": [{"sale_id": s.id, "price": s.price, "seller_share": s.seller_share}
-                      for s in sales]}
+    return auction.answer(lead, settlement)

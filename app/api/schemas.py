@@ -207,7 +207,11 @@ class LeadSaleSchema(Schema):
 
 class LeadCreatedSchema(Schema):
     id = fields.Integer()
-    status = fields.String()
+    status = fields.String(metadata={
+        "description": "live (offered to buyers), held (until its batch passes a "
+                       "spot-check), or sold_out: sold to as many buyers as its cap allows"})
+    sold = fields.Integer(metadata={"description": "buyers it was sold to (its sales)"})
+    cap = fields.Integer(metadata={"description": "buyers it may be sold to at most"})
     cross_seller_duplicate = fields.Boolean()
     sales = fields.List(fields.Nested(LeadSaleSchema))
 

@@ -29,7 +29,7 @@ from typing import Optional
 from flask import Flask, current_app
 
 from app.extensions import db
-from app.market import jobs
+from app.market import jobs, rules
 from app.models import User
 from app.services import key_cache
 from app.services.ingest.pipeline import BatchTerms
@@ -52,7 +52,7 @@ class Arrival:
 
 def sell(seller: User, payload: dict, terms: BatchTerms) -> dict:
     """Validate, store and match one real-time lead with those arriving at the same
-    time. Returns {id, status, cross_seller_duplicate, sales}, or raises LeadRejected
+    time. Returns its answer (`lead_created`), or raises LeadRejected
     (or what storing it raised)."""
     row = validate_lead(seller, payload, terms)
     arrival = Arrival(seller.id, row, terms, key_cache.take_pending())
@@ -157,9 +157,16 @@ def sell_group(group: list[Arrival]) -> None:
         lead = stored[id(arrival)]
         if lead is None:
             continue  # answered with its verdict already
-        arrival.answer.set_result({"id": lead.id, "status": lead.status.value,
-                                   "cross_seller_duplicate": lead.cross_seller_duplicate,
-                                   "sales": sales.get(lead.id, [])})
+        arrival.answer.set_result(lead_created(lead, arrival.terms.cap, sales.get(lead.id, [])))
+
+
+def lead_created(lead, cap: int, sales: list[dict]) -> dict:
+    """The answer to a real-time lead just stored and matched (POST /leads, /posts):
+    {id, status, sold, cap, cross_seller_duplicate, sales}. `lead` is new, so its
+    sales are all it has sold: status "sold_out" when they reach its cap."""
+    return {"id": lead.id, "status": rules.offer_status(lead.status.value, len(sales), cap),
+            "sold": len(sales), "cap": cap,
+            "cross_seller_duplicate": lead.cross_seller_duplicate, "sales": sales}
 
 
 def _store(group: list[Arrival]) -> tuple[dict[int, Optional[StoredLead]], dict]:

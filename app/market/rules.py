@@ -16,6 +16,7 @@ with the same attribute names.
 import bisect
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple, Optional
 from zoneinfo import ZoneInfo
 
@@ -131,6 +132,16 @@ LEAD_LIVE = Rule("lead_live", "§2 trust, §7 spot-checks: only live leads are s
                  lambda o, lead, c: equals(lead.status, "live"))
 LEAD_CAP = Limit("lead_cap", "§4 rule 2: a lead goes to at most `cap` buyers",
                  used=lambda lead, c: lead.sold_count, limit=lambda lead, c: lead.cap)
+SOLD_OUT = "sold_out"
+
+
+def offer_status(status: str, sold: int, cap: int) -> str:
+    """A lead's status as its seller is told it (POST /leads, /posts, its journey):
+    "sold_out" once it has every buyer its cap allows (LEAD_CAP leaves no room; a
+    batch's `listing` counts it so too), else its stored status, which a sale never
+    changes."""
+    full = LEAD_CAP.room(SimpleNamespace(sold_count=sold, cap=cap), Ctx()) == 0
+    return SOLD_OUT if full else status
 FLOOR = Rule("floor", "§4 rule 2: never below the batch's floor price",
              lambda o, lead, c: lead.floor_price <= c.price)
 NOT_OWN_SELLER = Rule("not_own_seller", "§4 rule 2: never to its own seller",

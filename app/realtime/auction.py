@@ -79,7 +79,7 @@ _bidders_seen = _BiddersSeen()
 
 
 def sell(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> dict:
-    """A lead of `POST /leads`: {id, status, cross_seller_duplicate, sales}, or
+    """A lead of `POST /leads`: its answer (app.market.realtime.lead_created), or
     LeadRejected. Sold with the leads arriving at the same time
     (app.market.realtime) unless some open order bids: then alone, by live bids."""
     if not _bidders_seen.any(current_app.config["PING_CHECK_SECONDS"]):
@@ -88,12 +88,15 @@ def sell(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> dict:
     db.session.commit()
     settlement = match_lead(lead.id)
     db.session.commit()
+    return answer(lead, settlement)
+
+
+def answer(lead: Lead, settlement: Settlement) -> dict:
+    """The answer to a lead sold alone (by live bids; POST /leads, /posts)."""
     sales = db.session.scalars(sa.select(Sale).where(Sale.id.in_(settlement.sale_ids))
                                .order_by(Sale.id)).all()
-    return {"id": lead.id, "status": lead.status.value,
-            "cross_seller_duplicate": lead.cross_seller_duplicate,
-            "sales": [{"sale_id": s.id, "price": s.price, "seller_share": s.seller_share}
-                      for s in sales]}
+    return realtime_sales.lead_created(lead, lead.cap, [
+        {"sale_id": s.id, "price": s.price, "seller_share": s.seller_share} for s in sales])
 
 
 def match_lead(lead_id: int) -> Settlement:
