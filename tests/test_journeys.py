@@ -171,6 +171,12 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     page = a.get(f"/buyer/leads/{lead_id}/journey").get_data(as_text=True)
     assert 'data-kind="delivery_attempt"' in page and "Delivered" in page
     assert f"POST {crm.url}" in page and "Converted" in page and format_money(800) in page
+    # The delivery's request and reply under their headings; back to the order by a link.
+    request, reply = page.index(">Request</h2>"), page.index(">Reply</h2>")
+    assert request < page.index(f"POST {crm.url}") < reply < page.index('{&#34;ok&#34;: true}')
+    order_href = f'href="/buyer/orders/{world["order_a"]}"'
+    assert f'class="order-back" {order_href}>← Back to order #{world["order_a"]}' in page
+    assert f'class="order-link" {order_href}>Order #{world["order_a"]}' in page
     page = b.get(f"/buyer/leads/{lead_id}/journey").get_data(as_text=True)
     assert 'data-kind="delivery_attempt"' not in page and format_money(800) not in page
     assert "Returned by the buyer" in page and format_money(700) in page
@@ -179,7 +185,10 @@ def test_the_pages_show_each_party_its_part_and_are_linked(app, world, crm, admi
     assert ('Status now: <span class="lead-status" data-status="sold_out">Sold out</span> · '
             'sold to 2 of at most 2 buyers') in page
     assert 'data-kind="delivery_attempt"' not in page and "Converted" not in page
-    assert admin_client.get(f"/admin/leads/{lead_id}/journey").status_code == 200
+    assert "/buyer/orders/" not in page
+    admin_page = admin_client.get(f"/admin/leads/{lead_id}/journey")
+    assert admin_page.status_code == 200
+    assert "/buyer/orders/" not in admin_page.get_data(as_text=True)  # no page of theirs
     # Linked from the buyer's work list and the seller's returns.
     href = f"/buyer/leads/{lead_id}/journey"
     assert href in a.get(f"/buyer/orders/{world['order_a']}").get_data(as_text=True)

@@ -13,7 +13,7 @@ from app.models import Return, ReturnStatus, Sale
 from app.models.types import utcnow
 from app.services import privacy, returns
 
-web.add_routes(bp)
+web.add_routes(bp, order_endpoint="buyer.order_detail")
 
 
 def _sale(sale_id: int) -> Sale:
