@@ -4,6 +4,7 @@ corrected after the order filled and the lead sent again, secret headers, and ID
 import json
 import re
 import socket
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
@@ -12,7 +13,11 @@ import sqlalchemy as sa
 from app.aftersale.delivery import engine, http
 from app.aftersale.delivery.webhook import signature
 from app.extensions import db
-from app.models import DeliveryAttempt, DeliveryStatus, HttpDelivery, Order, OrderStatus, Role
+from app.models import (
+    DeliveryAttempt, DeliveryStatus, HttpDelivery, Notification, NotificationKind, Order,
+    OrderStatus, Role, WebhookDelivery,
+)
+from app.models.types import utcnow
 from app.market import operations
 from app.services import ledger
 from app.services.crypto import current_vault
@@ -305,3 +310,58 @@ def test_the_test_console_sends_the_signed_webhook_until_a_format_is_chosen(
     assert db.session.get(HttpDelivery, order_id) is None
     _test(buyer_client, order_id)
     assert "X-Signature" in crm.requests[-1]["headers"]
+
+
+def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_retried(
+        client, api_key_for, buyer, buyer_client, crm):
+    """SPEC §12: failed deliveries retry with backoff and can be re-sent once the
+    settings are corrected. A CRM that answered and refused the lead (its reply rule
+    reads "rejected") would refuse the same request again: no retry, a notice at once,
+    the resend after the fix delivers it. A CRM that gave no good answer (HTTP 503) is
+    retried, and so is one that answered nothing."""
+    order_id = _order(client, api_key_for, buyer, crm.url, quantity=2)
+    assert _save_format(buyer_client, order_id, reply_kind="json", reply_path="$.status",
+                        reply_accept="ok", reply_reason="$.error").status_code == 302
+    crm.body = b'{"status": "rejected", "error": "Phone is required"}'
+    seller = api_key_for(verified_seller())
+    assert client.post("/api/v1/leads", headers=seller, json=LEAD).status_code == 201
+    order = db.session.get(Order, order_id)
+    [rejected] = engine.log_for(order)
+    assert rejected.status is DeliveryStatus.FAILED and rejected.attempts == 1
+    assert rejected.last_error == "Phone is required" and rejected.last_status_code == 200
+    assert rejected.id not in engine.due_deliveries()
+    [notice] = db.session.scalars(sa.select(Notification).where(
+        Notification.user_id == buyer.id, Notification.kind == NotificationKind.DELIVERY_FAILING))
+    assert "Your system rejected the delivery" in notice.body and "not retried" in notice.body
+
+    # No answer worth the name: the next lead's delivery is retried later.
+    crm.status, crm.body = 503, b"maintenance"
+    assert client.post("/api/v1/leads", headers=seller,
+                       json=LEAD | {"email": "other@mail.example.com",
+                                    "phone": "+1 415 555 0101"}).status_code == 201
+    db.session.expire_all()
+    retried = next(d for d in engine.log_for(order) if d.id != rejected.id)
+    assert retried.status is DeliveryStatus.PENDING and retried.attempts == 1
+    assert retried.last_error == "127.0.0.1 answered HTTP 503: maintenance"
+    assert retried.next_attempt_at > utcnow()
+    retried.next_attempt_at = utcnow() - timedelta(seconds=1)  # due now
+    db.session.commit()
+    assert engine.due_deliveries() == [retried.id]
+    crm.status, crm.body = 200, b'{"status": "rejected", "error": "Phone is required"}'
+    assert engine.deliver(retried.id) is False  # the retry job's attempt, rejected now
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, retried.id).status is DeliveryStatus.FAILED
+    assert engine.due_deliveries() == []
+
+    # The buyer adds the phone and sends the rejected one again: delivered.
+    sent = len(crm.requests)
+    crm.body = b'{"status": "ok"}'
+    assert _save_format(buyer_client, order_id, reply_kind="json", reply_path="$.status",
+                        reply_accept="ok", mapping=MAPPING).status_code == 302
+    response = buyer_client.post(f"/buyer/orders/{order_id}/deliveries/{rejected.id}/resend",
+                                 data={"csrf_token": csrf_token(buyer_client,
+                                                                _page(buyer_client, order_id))})
+    assert response.status_code == 302
+    assert wait_until(lambda: db.session.get(WebhookDelivery, rejected.id).status
+                      is DeliveryStatus.DELIVERED)
+    assert len(crm.requests) == sent + 1

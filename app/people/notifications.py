@@ -391,15 +391,19 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
            data={"available": after, "threshold": threshold})
 
 
-def delivery_failing(delivery, error: str) -> None:
-    """Every retry of a delivery failed; one unread notice per order."""
+def delivery_failing(delivery, error: str, *, rejected: bool = False) -> None:
+    """Every retry of a delivery failed, or the buyer's system rejected it (never
+    retried: the same request would be rejected again); one unread notice per order."""
     where = "by email" if delivery.channel == "email" else "to your webhook"
+    what = (f"Your system rejected the delivery of sale #{delivery.sale_id}: {error}. "
+            "It is not retried, as the same request would be rejected again."
+            if rejected else
+            f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} times over "
+            f"a day and is no longer retried. The last error: {error}.")
     notify(_buyer_of(delivery.order_id), Kind.DELIVERY_FAILING,
            f"Leads of order #{delivery.order_id} could not be delivered {where}",
-           paragraphs=[f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} "
-                       f"times over a day and is no longer retried. The last error: {error}.",
-                       "The leads stay on the order's page; correct the delivery settings, "
-                       "send a test lead, and send them again."],
+           paragraphs=[what, "The leads stay on the order's page; correct the delivery "
+                             "settings, send a test lead, and send them again."],
            link=path("buyer.order_delivery", order_id=delivery.order_id),
            link_label="See the delivery log", subject=f"order:{delivery.order_id}",
            data={"order_id": delivery.order_id, "sale_id": delivery.sale_id,

@@ -1,7 +1,11 @@
 """Jobs: each sale delivered to its order's URL, as our signed JSON webhook (SPEC §11)
-or as an HTTP POST in the buyer's format (SPEC §12, `http`), retried with growing
-delays until the buyer's reply is accepted; each attempt is logged with the request
-sent, the reply and its milliseconds, and each failure reads as a sentence. Only
+or as an HTTP POST in the buyer's format (SPEC §12, `http`). A failure to get an
+answer (no connection, a timeout, an HTTP error status) is retried with growing delays;
+a rejection -- the buyer's system answered and its reply rule reads "rejected", e.g. a
+missing field -- is not, since the same request would be rejected again: it waits
+for the buyer to correct the settings and send it again (`resend`). Each attempt is
+logged with the request sent, the reply and its milliseconds, and each failure reads
+as a sentence. Only
 public addresses are called, unless WEBHOOK_ALLOW_PRIVATE (app.services.outbound).
 `deliver` owns its commits; `resend` is an operation (the caller commits)."""
 import json
@@ -73,6 +77,12 @@ class Outcome:
     reply: bytes = b""
     error: Optional[str] = None  # None: accepted
     reason: Optional[str] = None  # the buyer's own reason, accepted or not
+
+    @property
+    def rejected(self) -> bool:
+        """The buyer's system answered (2xx) and its reply rule says no: the request
+        itself is refused, not its transport."""
+        return self.error is not None and self.status is not None and 200 <= self.status < 300
 
 
 def failure(exc: Exception, host: str, timeout: float) -> str:
@@ -231,9 +241,9 @@ def _record(delivery: WebhookDelivery, request: Optional[Request], method: str,
     if outcome.error is None:
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = utcnow()
-    elif delivery.attempts > len(RETRY_DELAYS):
+    elif outcome.rejected or delivery.attempts > len(RETRY_DELAYS):
         delivery.status = DeliveryStatus.FAILED
-        notifications.delivery_failing(delivery, outcome.error)
+        notifications.delivery_failing(delivery, outcome.error, rejected=outcome.rejected)
     else:
         delivery.next_attempt_at = utcnow() + RETRY_DELAYS[delivery.attempts - 1]
 
