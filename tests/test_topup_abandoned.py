@@ -1,7 +1,11 @@
 """A card top-up its buyer leaves at the 3-D Secure step: they may finish or cancel it
-from the balance page, and the scheduler closes one left too long, cancelling its
-PaymentIntent at Stripe; no money moves twice (SPEC §5). Against localstripe, whose
-signed webhooks reach the app served by a real WSGI server."""
+from the balance page or the API, and the scheduler closes one left too long, cancelling
+its PaymentIntent at Stripe; one whose webhook was lost is credited by the scheduler's
+recheck at Stripe; no money moves twice (SPEC §5). Against localstripe, whose signed
+webhooks reach the app served by a real WSGI server."""
+import hashlib
+import hmac
+import json
 import time
 from datetime import timedelta
 
@@ -13,7 +17,7 @@ from app.extensions import db
 from app.models import LedgerTransaction, Role, TopUp, TopUpStatus
 from app.services import ledger, payments
 from app.tasks import _run_in_app_context, celery
-from tests.conftest import csrf_token, log_in, make_user, wait_until
+from tests.conftest import STRIPE_TEST_CONFIG, csrf_token, log_in, make_user, wait_until
 
 
 @pytest.fixture
@@ -161,9 +165,90 @@ def test_a_top_up_paid_just_before_it_expires_is_credited_not_cancelled(
     buyer, topup = buyer_at_3ds
     assert _authenticate(stripe_server, topup).status_code == 200
     # The scheduler's run reaches it before (or after) Stripe's webhook: Stripe has the
-    # last word, and the webhook credits it once either way.
-    assert payments.close_abandoned_topups(older_than=timedelta(0)) == 0
+    # last word, and it is credited once either way (by the run's recheck or the webhook).
+    payments.close_abandoned_topups(older_than=timedelta(0))
     assert _intent_status(topup) == "succeeded"
     assert wait_until(lambda: _status(topup.id) is TopUpStatus.SUCCEEDED)
     assert ledger.balance_for(buyer).available == 2500 and _topup_credits() == 1
     assert ledger.reconcile().ok
+
+
+@pytest.fixture
+def webhooks_lost(stripe_server, live_server):
+    """localstripe's events go to a port nobody listens on while the test runs."""
+    from tests.stripe_server import free_port, register_webhook
+
+    secret = STRIPE_TEST_CONFIG["STRIPE_WEBHOOK_SECRET"]
+    register_webhook(stripe_server, f"http://127.0.0.1:{free_port()}/stripe/webhook", secret)
+    yield
+    register_webhook(stripe_server, f"{live_server}/stripe/webhook", secret)
+
+
+def test_a_top_up_whose_webhook_was_lost_is_credited_once_by_the_schedulers_recheck(
+        stripe_app, webhooks_lost, app, client, api_key_for):
+    buyer = make_user(Role.BUYER)
+    response = client.post("/api/v1/topups", json={"amount": 2500,
+                                                   "payment_method": "pm_card_visa"},
+                           headers=api_key_for(buyer))
+    assert response.status_code == 201 and response.get_json()["status"] == "processing"
+    topup = db.session.get(TopUp, response.get_json()["id"])
+    assert _intent_status(topup) == "succeeded"
+    time.sleep(1)  # room for the webhook, which goes nowhere
+    _run_scheduled(app, "close-abandoned-topups")  # within the limit: left alone
+    assert _status(topup.id) is TopUpStatus.PROCESSING and _topup_credits() == 0
+    log_in(client, buyer)
+    assert "Waiting for Stripe to confirm" in client.get("/buyer/balance").get_data(as_text=True)
+
+    limit = timedelta(seconds=app.config["TOPUP_WAIT_LIMIT_SECONDS"])
+    db.session.execute(sa.update(TopUp).where(TopUp.id == topup.id)
+                       .values(created_at=topup.created_at - limit - timedelta(minutes=1)))
+    db.session.commit()
+    _run_scheduled(app, "close-abandoned-topups")
+    assert _status(topup.id) is TopUpStatus.SUCCEEDED
+    assert ledger.balance_for(buyer).available == 2500 and _topup_credits() == 1
+    page = client.get("/buyer/balance").get_data(as_text=True)
+    assert "Waiting for Stripe to confirm" not in page and "Credited" in page
+
+    # The webhook arrives after all (Stripe retries for days), and the job runs again:
+    # the ledger's key for the top-up was used, so nothing more is credited.
+    intent = payments.client().v1.payment_intents.retrieve(topup.payment_intent_id)
+    payload = json.dumps({"id": "evt_late_delivery", "object": "event",
+                          "type": "payment_intent.succeeded", "created": int(time.time()),
+                          "data": {"object": intent.to_dict()}}).encode()
+    stamp = int(time.time())
+    mac = hmac.new(STRIPE_TEST_CONFIG["STRIPE_WEBHOOK_SECRET"].encode(),
+                   f"{stamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    assert client.post("/stripe/webhook", data=payload, content_type="application/json",
+                       headers={"Stripe-Signature": f"t={stamp},v1={mac}"}).status_code == 200
+    _run_scheduled(app, "close-abandoned-topups")
+    assert _status(topup.id) is TopUpStatus.SUCCEEDED
+    assert ledger.balance_for(buyer).available == 2500 and _topup_credits() == 1
+    assert ledger.reconcile().ok
+
+
+def test_the_api_cancels_a_top_up_waiting_for_its_buyer_as_the_balance_page_does(
+        buyer_at_3ds, app, api_key_for, stripe_server):
+    buyer, topup = buyer_at_3ds
+    api = app.test_client()
+    other = api.post(f"/api/v1/topups/{topup.id}/cancel",
+                     headers=api_key_for(make_user(Role.BUYER)))
+    assert other.status_code == 404 and _status(topup.id) is TopUpStatus.REQUIRES_ACTION
+    headers = api_key_for(buyer)
+    response = api.post(f"/api/v1/topups/{topup.id}/cancel", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "canceled" and body["failure_message"] == (
+        "Cancelled by you; nothing was charged.")
+    assert _intent_status(topup) == "canceled"
+    assert _authenticate(stripe_server, topup).status_code == 400  # nothing can charge it
+    again = api.post(f"/api/v1/topups/{topup.id}/cancel", headers=headers)
+    assert again.status_code == 200 and again.get_json()["status"] == "canceled"
+
+    # A paid one (or one Stripe is confirming) is not the buyer's to cancel.
+    paid = api.post("/api/v1/topups", json={"amount": 3000, "payment_method": "pm_card_visa"},
+                    headers=headers).get_json()
+    refused = api.post(f"/api/v1/topups/{paid['id']}/cancel", headers=headers)
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "topup_not_waiting"
+    assert wait_until(lambda: _status(paid["id"]) is TopUpStatus.SUCCEEDED)
+    assert ledger.balance_for(buyer).available == 3000 and _topup_credits() == 1

@@ -4,7 +4,9 @@ from marshmallow import Schema, fields
 from app.api.auth import api_blueprint, api_user
 from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, Int
 from app.core import bounds
-from app.models import Role
+from app.errors import Conflict
+from app.labels import label
+from app.models import Role, TopUpStatus
 from app.services import ledger, payments
 
 blp = api_blueprint("Money", __name__, description="Top-ups, withdrawals, statement, payouts")
@@ -105,6 +107,31 @@ def list_topups():
 @blp.response(200, TopUpSchema)
 def get_topup(topup_id: int):
     return payments.topup_of(_buyer(), topup_id)
+
+
+@blp.route("/topups/<int:topup_id>/cancel", methods=["POST"])
+@blp.response(200, TopUpSchema)
+@blp.alt_response(404, schema=ApiErrorSchema, description="No such top-up of yours")
+@blp.alt_response(409, schema=ApiErrorSchema, description="topup_not_waiting: it waits for "
+                  "no card or 3-D Secure step (details.status); topup_already_paid: it went "
+                  "through before it could be cancelled, and is credited once Stripe confirms")
+def cancel_topup(topup_id: int):
+    """Give up a top-up that waits for you (a card, or its 3-D Secure step), as the
+    balance page's Cancel does: its PaymentIntent is cancelled at Stripe, so nothing can
+    be charged, and the top-up is canceled. Asking again changes nothing."""
+    topup = payments.topup_of(_buyer(), topup_id)
+    if topup.status is TopUpStatus.CANCELED:
+        return topup
+    if topup.status not in payments.WAITING_FOR_BUYER:
+        raise Conflict(f"Top-up #{topup.id} is not waiting for you "
+                       f"({label(topup.status, 'topup').lower()}): it cannot be cancelled.",
+                       code="topup_not_waiting", details={"status": topup.status.value})
+    topup = payments.cancel_topup(topup, payments.CANCELLED_BY_BUYER)
+    if topup.status is not TopUpStatus.CANCELED:
+        raise Conflict(f"Top-up #{topup.id} went through before it could be cancelled: your "
+                       "balance is credited once Stripe confirms it.",
+                       code="topup_already_paid", details={"status": topup.status.value})
+    return topup
 
 
 @blp.route("/withdrawals", methods=["POST"])

@@ -163,7 +163,7 @@ def cancel_topup(topup_id: int):
     """The buyer gives up a top-up that waits for them (CSRF checked by CSRFProtect)."""
     topup = payments.topup_of(current_account, topup_id)  # another's: 404
     try:
-        topup = payments.cancel_topup(topup, "Cancelled by you; nothing was charged.")
+        topup = payments.cancel_topup(topup, payments.CANCELLED_BY_BUYER)
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")

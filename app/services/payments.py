@@ -299,6 +299,10 @@ def authentication_secret(topup: TopUp) -> Optional[str]:
     return intent.get("client_secret")
 
 
+# Why a top-up its buyer cancelled is closed (the balance page's Cancel, the API's).
+CANCELLED_BY_BUYER = "Cancelled by you; nothing was charged."
+
+
 def cancel_topup(topup: TopUp, sentence: str, *, abandoned: bool = False) -> TopUp:
     """Close a top-up that waits for its buyer: the PaymentIntent is cancelled at Stripe
     if it could still take the money, then the top-up is closed here with `sentence`,
@@ -347,29 +351,62 @@ def _cancel_intent(topup: TopUp, abandoned: bool) -> dict:
 
 
 def close_abandoned_topups(older_than: Optional[timedelta] = None) -> int:
-    """The scheduler's job (commits): card top-ups their buyers left waiting longer than
-    TOPUP_WAIT_LIMIT_SECONDS (3-D Secure never finished) are checked against Stripe and
-    closed, so nothing stays chargeable and the money page stops saying "waiting".
-    Automatic top-ups have their own job (autotopup.resume_stuck). Returns how many were
-    closed."""
+    """The scheduler's job (commits) for card top-ups older than
+    TOPUP_WAIT_LIMIT_SECONDS: those their buyers left waiting (3-D Secure never
+    finished) are checked against Stripe and closed, so nothing stays chargeable and the
+    money page stops saying "waiting"; those waiting for Stripe to confirm (its webhook
+    lost, or the intent went through as the job cancelled it) are settled by what Stripe
+    says now (`recheck_topup`). Automatic top-ups left by their job have their own
+    (autotopup.resume_stuck). Returns how many were closed or credited."""
     limit = older_than or timedelta(seconds=current_app.config["TOPUP_WAIT_LIMIT_SECONDS"])
     waited = notifications.time_left(limit)
+    old = TopUp.created_at < datetime.now(timezone.utc) - limit
     ids = db.session.scalars(select(TopUp.id).where(
-        TopUp.status.in_(WAITING_FOR_BUYER), TopUp.automatic.is_(False),
-        TopUp.created_at < datetime.now(timezone.utc) - limit).order_by(TopUp.id)).all()
+        old, TopUp.status.in_(WAITING_FOR_BUYER), TopUp.automatic.is_(False))
+        .order_by(TopUp.id)).all()
+    unconfirmed = db.session.scalars(select(TopUp.id).where(
+        old, TopUp.status == TopUpStatus.PROCESSING).order_by(TopUp.id)).all()
     db.session.commit()
-    closed = 0
-    for topup_id in ids:
+    done = 0
+    for topup_id in [*ids, *unconfirmed]:
         topup = db.session.get(TopUp, topup_id)
         try:
-            cancel_topup(topup, f"Expired: the payment was not completed within {waited}, "
-                                "so it was cancelled and nothing was charged.", abandoned=True)
+            if topup.status in WAITING_FOR_BUYER:
+                cancel_topup(topup, f"Expired: the payment was not completed within "
+                                    f"{waited}, so it was cancelled and nothing was charged.",
+                             abandoned=True)
+            if topup.status is TopUpStatus.PROCESSING:
+                recheck_topup(topup)
         except PaymentFailed as exc:  # Stripe did not answer: asked again on the next run
             db.session.rollback()
             log.warning("could not close abandoned top-up %s: %s", topup_id, exc.message)
             continue
-        closed += topup.status is TopUpStatus.CANCELED
-    return closed
+        done += topup.status in (TopUpStatus.CANCELED, TopUpStatus.SUCCEEDED)
+    return done
+
+
+def recheck_topup(topup: TopUp) -> TopUp:
+    """Settle a top-up Stripe never confirmed to us (its webhook lost) by asking Stripe
+    for its PaymentIntent (commits): one that succeeded is credited as its webhook
+    credits it, by the same handler and the same ledger key, so the webhook arriving
+    late (or at the same moment) credits nothing more; one cancelled or refused is
+    closed; one Stripe is still collecting keeps waiting."""
+    if not topup.payment_intent_id or topup.status in FINAL:
+        return topup
+    try:
+        intent = _plain(client().v1.payment_intents.retrieve(topup.payment_intent_id))
+    except stripe.StripeError as exc:
+        raise PaymentFailed(_message(exc), details={"topup_id": topup.id}) from exc
+    _locked(topup)
+    if topup.status not in FINAL:
+        handler = {"succeeded": _on_intent_succeeded,
+                   "canceled": _on_intent_canceled}.get(intent["status"])
+        if handler is not None:
+            log.info("top-up %s rechecked at Stripe: %s", topup.id, handler(intent))
+        else:
+            _follow_intent(topup, intent)
+    db.session.commit()
+    return topup
 
 
 def _follow_intent(topup: TopUp, intent) -> None:
