@@ -354,10 +354,9 @@ def close_abandoned_topups(older_than: Optional[timedelta] = None) -> int:
     """The scheduler's job (commits) for card top-ups older than
     TOPUP_WAIT_LIMIT_SECONDS: those their buyers left waiting (3-D Secure never
     finished) are checked against Stripe and closed, so nothing stays chargeable and the
-    money page stops saying "waiting"; those waiting for Stripe to confirm (its webhook
-    lost, or the intent went through as the job cancelled it) are settled by what Stripe
-    says now (`recheck_topup`). Automatic top-ups left by their job have their own
-    (autotopup.resume_stuck). Returns how many were closed or credited."""
+    money page stops saying "waiting"; those waiting for Stripe to confirm are followed
+    to what Stripe says now (`recheck_topup`). Automatic top-ups left by their job have
+    their own (autotopup.resume_stuck). Returns how many were closed."""
     limit = older_than or timedelta(seconds=current_app.config["TOPUP_WAIT_LIMIT_SECONDS"])
     waited = notifications.time_left(limit)
     old = TopUp.created_at < datetime.now(timezone.utc) - limit
@@ -381,16 +380,16 @@ def close_abandoned_topups(older_than: Optional[timedelta] = None) -> int:
             db.session.rollback()
             log.warning("could not close abandoned top-up %s: %s", topup_id, exc.message)
             continue
-        done += topup.status in (TopUpStatus.CANCELED, TopUpStatus.SUCCEEDED)
+        done += topup.status in (TopUpStatus.CANCELED, TopUpStatus.FAILED)
     return done
 
 
 def recheck_topup(topup: TopUp) -> TopUp:
-    """Settle a top-up Stripe never confirmed to us (its webhook lost) by asking Stripe
-    for its PaymentIntent (commits): one that succeeded is credited as its webhook
-    credits it, by the same handler and the same ledger key, so the webhook arriving
-    late (or at the same moment) credits nothing more; one cancelled or refused is
-    closed; one Stripe is still collecting keeps waiting."""
+    """Follow a top-up Stripe has not confirmed to us to its PaymentIntent's state
+    (commits): one cancelled or refused is closed; one Stripe is still collecting keeps
+    waiting. One that succeeded keeps waiting too: the balance is credited only by the
+    verified webhook (SPEC §5), which Stripe retries for days. Its lateness is logged
+    for the operators, who can resend the event from Stripe's dashboard."""
     if not topup.payment_intent_id or topup.status in FINAL:
         return topup
     try:
@@ -399,10 +398,11 @@ def recheck_topup(topup: TopUp) -> TopUp:
         raise PaymentFailed(_message(exc), details={"topup_id": topup.id}) from exc
     _locked(topup)
     if topup.status not in FINAL:
-        handler = {"succeeded": _on_intent_succeeded,
-                   "canceled": _on_intent_canceled}.get(intent["status"])
-        if handler is not None:
-            log.info("top-up %s rechecked at Stripe: %s", topup.id, handler(intent))
+        if intent["status"] == "succeeded":
+            log.warning("top-up %s: Stripe says %s succeeded, and its webhook has not "
+                        "reached us", topup.id, topup.payment_intent_id)
+        elif intent["status"] == "canceled":
+            _on_intent_canceled(intent)
         else:
             _follow_intent(topup, intent)
     db.session.commit()
