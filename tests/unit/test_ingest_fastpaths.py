@@ -15,8 +15,8 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from app.services.ingest import columns
 from app.services.ingest.columns import normalise_phones
 from app.services.ingest.validate import (
-    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, normalise_email, normalise_phone,
-    phone_fast_path,
+    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, email_refused, normalise_email,
+    normalise_phone, phone_fast_path,
 )
 
 PHONE_CASES = 200_000
@@ -239,6 +239,41 @@ def test_normalise_email_falls_back_to_the_library():
 
 # LEADX_FASTPATH_CASES=1000000 for a longer run.
 FASTPATH_CASES = int(os.environ.get("LEADX_FASTPATH_CASES", 50_000))
+# How sellers' files break an address (bench/ingest.py's shapes among them).
+BROKEN_EMAILS = ("{l}@", "{l} x@{d}", "{l}@@{d}", "@{d}", "{l}.{d}", "{l}@example", "{l}..x@{d}",
+                 "{l}@exa_mple.com", "{l}@{d}.", "{l}@-{d}", "{l}@{d}-", "{l}@{d}..com",
+                 "{l}.@{d}", ".{l}@{d}", "{l}@.{d}", "{l}@{d} ", "{l}\t@{d}", "{l},{l}@{d}",
+                 "{l}@{d},{l}@{d}", "{l};@{d}", "{l}@[{d}]", "{l}@{d}/", "{l}@{d}:25",
+                 "mailto:{l}@{d}", "{l}@{d}@{d}", "({l})@{d}", "{l}(x)@{d}", "{l}@{d}(x)",
+                 "<{l}@{d}>", '"{l}"@{d}', '"{l} x"@{d}', "{l}\\x@{d}", "{l}@1.2.3.4",
+                 "{l}@{d}.1", "{l}@xn--{d}", "{l}@ab--{d}", "{l}_@{d}", "{l}@_{d}", "{l}@{d}_")
+
+
+def _broken_email(rng: random.Random) -> str:
+    if rng.random() < 0.3:
+        return _email(rng)
+    return rng.choice(BROKEN_EMAILS).format(l=_local_part(rng), d=_domain(rng))
+
+
+def test_refused_emails_are_refused_by_email_validator():
+    """email_refused never refuses an address the library takes; and it does refuse
+    the usual broken ones, so that the library is not asked about them."""
+    rng = random.Random(5322)
+    refused = 0
+    for _ in range(FASTPATH_CASES):
+        raw = _broken_email(rng)
+        if not email_refused(raw):
+            continue
+        refused += 1
+        try:
+            validate_email(raw, check_deliverability=False)
+        except EmailNotValidError:
+            continue
+        raise AssertionError(f"{raw!r} is refused but email-validator takes it")
+    assert refused > FASTPATH_CASES // 3, refused
+    for shape in BROKEN_EMAILS[:10]:
+        assert email_refused(shape.format(l="maria", d="example.com")), shape
+    assert not email_refused("maria@example.com") and not email_refused("Мария@example.com")
 
 
 def _ipv6(rng: random.Random) -> str:
