@@ -7,6 +7,8 @@ shapes sellers send and the near misses around them.
 import ipaddress
 import os
 import random
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -15,8 +17,8 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from app.services.ingest import columns
 from app.services.ingest.columns import normalise_phones
 from app.services.ingest.validate import (
-    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, email_refused, normalise_email,
-    normalise_phone, phone_fast_path,
+    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, email_refused, in_utc,
+    normalise_email, normalise_phone, phone_fast_path,
 )
 
 PHONE_CASES = 200_000
@@ -358,3 +360,46 @@ def test_phone_column_pass_agrees_with_normalise_phone(monkeypatch):
     # A line break inside a value: the column is read one value at a time.
     assert normalise_phones(["(212) 555\n0123", "(212) 323-4567"], ["US", "US"]) == [
         None, ("+12123234567", "US")]
+
+
+def _replaced_in_utc(parsed: datetime, timed: bool, zone) -> datetime | None:
+    """in_utc as datetime's own methods say it."""
+    try:
+        if parsed.tzinfo is None:
+            if timed and zone is not timezone.utc:
+                return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
+
+
+def test_in_utc_is_replace_and_astimezone():
+    """in_utc (epoch arithmetic) gives the datetime replace + astimezone give, on clocks
+    with daylight saving (times in its gaps and folds), at the ends of the calendar
+    and for times that carry their own offset."""
+    rng = random.Random(8601)
+    zones = [timezone.utc, timezone(timedelta(hours=3)), timezone(timedelta(hours=-5))] + [
+        ZoneInfo(name) for name in ("America/New_York", "Europe/Moscow", "Europe/London",
+                                    "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata")]
+    changes = [datetime(2025, 3, 9, 2, 30), datetime(2025, 11, 2, 1, 30),
+               datetime(2025, 3, 30, 1, 30), datetime(2025, 10, 26, 1, 30),
+               datetime(2025, 4, 6, 1, 45), datetime(2025, 9, 28, 2, 45)]
+    ends = [datetime(1, 1, 1), datetime(1, 1, 1, 4, 59), datetime(9999, 12, 31, 20),
+            datetime(9999, 12, 31, 23, 59, 59, 999999)]
+    for _ in range(FASTPATH_CASES):
+        roll = rng.random()
+        if roll < 0.15:
+            parsed = rng.choice(changes) + timedelta(minutes=rng.randint(-90, 90))
+        elif roll < 0.2:
+            parsed = rng.choice(ends)
+        else:
+            parsed = datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28),
+                              rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+                              rng.choice((0, rng.randint(0, 999999))))
+        if rng.random() < 0.2:
+            parsed = parsed.replace(tzinfo=rng.choice(zones[:3]))
+        timed, zone = rng.random() < 0.8, rng.choice(zones)
+        got, expected = in_utc(parsed, timed, zone), _replaced_in_utc(parsed, timed, zone)
+        assert got == expected, (parsed, timed, zone)
+        assert (got and got.tzinfo) is (expected and expected.tzinfo), (parsed, timed, zone)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from itertools import chain
 
 from app.services.ingest.fields import (
@@ -139,22 +139,51 @@ def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple |
     return phones
 
 
+def _as_iso(value: str) -> str | None:
+    """The ISO text of a consent time in the usual day-first ("17.05.2025 10:00", _DMY
+    with dots) or year-first ("2025/05/17 10:00", _YMD_SLASH) shape, two digits a part,
+    with or without seconds; None for any other shape. Where the ISO parser reads it,
+    the datetime is parse_timestamp's; where it cannot, parse_timestamp decides."""
+    size = len(value)
+    if size != 10 and not ((size == 16 or (size == 19 and value[16] == ":"))
+                           and value[10] == " " and value[13] == ":"):
+        return None
+    if value[2] == "." and value[5] == ".":
+        return f"{value[6:10]}-{value[3:5]}-{value[:2]}{value[10:]}"
+    if value[4] == "/" and value[7] == "/":
+        return f"{value[:4]}-{value[5:7]}-{value[8:10]}{value[10:]}"
+    return None
+
+
 def consent_times_of(values: list[str], month_firsts: list[bool],
                      zones: list[tzinfo]) -> list[datetime | None]:
     """parse_timestamp of each stripped value (None where empty), each on its row's
-    clock: the ISO shapes, the usual ones, read here without a call to it per value."""
-    iso = datetime.fromisoformat
+    clock: the ISO shapes, unix times and the usual numeric ones read here without a
+    call to it."""
+    iso, utc, timestamp = datetime.fromisoformat, timezone.utc, datetime.fromtimestamp
     times: list[datetime | None] = []
+    add = times.append
     for value, month_first, zone in zip(values, month_firsts, zones):
-        when = None
         if value[4:5] == "-":  # parse_timestamp's first branch
             try:
-                when = in_utc(iso(value), len(value) > 10, zone)
+                when = iso(value)
             except ValueError:
-                pass
+                add(None)
+                continue
+            # In UTC already: in_utc would give the same datetime back.
+            add(when if when.tzinfo is utc else in_utc(when, len(value) > 10, zone))
+        elif len(value) == 10 and value.isascii() and value.isdigit():  # unix seconds
+            add(timestamp(float(value), utc))
         elif value:
-            when = parse_timestamp(value, month_first=month_first, zone=zone)
-        times.append(when)
+            if (text := _as_iso(value)) is not None:
+                try:
+                    add(in_utc(iso(text), len(value) > 10, zone))
+                    continue
+                except ValueError:
+                    pass
+            add(parse_timestamp(value, month_first=month_first, zone=zone))
+        else:
+            add(None)
     return times
 
 
@@ -173,6 +202,27 @@ def _ip_of(cell: str | None) -> str | None:
 def interest_words(raw: str | None) -> tuple[str, ...]:
     """_interests as a tuple: hashable, shared by the rows that hold `raw`."""
     return tuple(_interests(raw))
+
+
+# Whitespace other than single spaces between words (a line break aside: it parts the
+# values in interests_of's text).
+_UNEVEN_SPACE = re.compile(r"[^\S \n]|  ")
+
+
+def interests_of(column: Sequence[str | None]) -> list[tuple[str, ...]]:
+    """interest_words of each value, once per distinct value, the distinct values
+    lower-cased and split in one pass over their joined text. Where every space is a
+    single one between words, _interests' trimming of each part is the removal of the
+    spaces beside a comma and at the ends."""
+    distinct = list(set(column))
+    text = "\n".join([value or "" for value in distinct])
+    text = text.replace(";", ",").replace("|", ",").lower()
+    lines = text.replace(" ,", ",").replace(", ", ",").split("\n")
+    if len(lines) != len(distinct) or _UNEVEN_SPACE.search(text):  # rare: one by one
+        return each_distinct(interest_words, column)
+    known = {value: tuple(dict.fromkeys(filter(None, line.strip(" ").split(","))))
+             for value, line in zip(distinct, lines)}
+    return list(map(known.__getitem__, column))
 
 
 def _place(cells: tuple[str, str, str | None], default_country: str):
@@ -413,7 +463,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "marital_status": vocabulary("marital_status", MARITAL_STATUSES),
             "employed": vocabulary("employed", EMPLOYED),
             # One tuple per distinct value: validate_columns makes each lead its list.
-            "interests": each_distinct(interest_words, column("interests")),
+            "interests": interests_of(column("interests")),
             "budget": texts("budget"), "authority": texts("authority"), "need": texts("need"),
             "timeframe": texts("timeframe"), "consent_at": consent_times, "source_url": urls,
             "consent_text": texts("consent_text"),

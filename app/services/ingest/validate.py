@@ -402,14 +402,21 @@ def parse_timestamp(raw: str, *, month_first: bool = False,
     return in_utc(parsed, timed, zone)
 
 
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def in_utc(parsed: datetime, timed: bool, zone: tzinfo) -> datetime | None:
     """parse_timestamp's last step: a time of day without a zone read in `zone`; None
     when it falls outside the years 1-9999 in UTC (0001-01-01T00:00+05:00)."""
     try:
         if parsed.tzinfo is None:
+            # parsed.replace(tzinfo=zone).astimezone(timezone.utc), as the epoch in UTC
+            # plus the time since it: the same datetime, without two datetimes made
+            # through keyword arguments (a µs per consent time).
             if timed and zone is not timezone.utc:
-                return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
-            return parsed.replace(tzinfo=timezone.utc)
+                return _EPOCH_UTC + (parsed - _EPOCH - zone.utcoffset(parsed))
+            return _EPOCH_UTC + (parsed - _EPOCH)
         return parsed.astimezone(timezone.utc)
     except OverflowError:
         return None
