@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone, tzinfo
 from itertools import chain
+from operator import concat
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -37,6 +38,8 @@ _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 
 def each_distinct(convert: Callable, column: Sequence) -> list:
     """convert(value) for every value, computed once per distinct value."""
+    if column and column.count(column[0]) == len(column):  # one value (a column not given)
+        return [convert(column[0])] * len(column)
     known = {value: convert(value) for value in set(column)}
     return list(map(known.__getitem__, column))
 
@@ -127,7 +130,9 @@ def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple |
         return [normalise_phone(value, home) if value else None
                 for value, home in zip(values, homes)]
     digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
-    found = _VALID_PHONE_LINES.findall("\n".join(map("{}|{}".format, homes, digits)))
+    tags = {home: f"{home}|" for home in set(homes)}
+    found = _VALID_PHONE_LINES.findall("\n".join(map(concat, map(tags.__getitem__, homes),
+                                                     digits)))
     phones: list[tuple | None] = []
     for nsn, value, home, number in zip(found, values, homes, digits):
         if not nsn:
@@ -273,22 +278,33 @@ def _numeric_date(value: str, month_first: bool) -> date | None:
         return None
 
 
-def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
-    """(age, birth date) from the birth date or else the age, or _FAIL."""
-    birth_cell, age_cell, month_first = cells
-    if birth_raw := _stripped(birth_cell):
-        born = None
-        if len(birth_raw) == 10:
-            born = (_iso_date(birth_raw) if birth_raw[4] == "-"
-                    else _numeric_date(birth_raw, month_first))
-        if born is None:
-            stamp = parse_timestamp(birth_raw, month_first=month_first)
-            born = stamp.date() if stamp is not None else None
-        if born is None or born > today:
-            return _FAIL
-        age = _age_from_birth(born, today)
-        return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
-    if age_raw := _stripped(age_cell):
+def _born(birth_raw: str, month_first: bool, today: date) -> tuple | object:
+    """(age, birth date) from a birth date, or _FAIL."""
+    born = None
+    if len(birth_raw) == 10:
+        born = (_iso_date(birth_raw) if birth_raw[4] == "-"
+                else _numeric_date(birth_raw, month_first))
+    if born is None:
+        stamp = parse_timestamp(birth_raw, month_first=month_first)
+        born = stamp.date() if stamp is not None else None
+    if born is None or born > today:
+        return _FAIL
+    age = _age_from_birth(born, today)
+    return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
+
+
+def _births(cell: str | None, today: date) -> tuple | None:
+    """_born of a birth date cell read day first and read month first (only a date
+    written with slashes can differ), or None when the cell is empty."""
+    if not (birth_raw := _stripped(cell)):
+        return None
+    day_first = _born(birth_raw, False, today)
+    return day_first, _born(birth_raw, True, today) if "/" in birth_raw else day_first
+
+
+def _aged(cell: str | None) -> tuple | object:
+    """(age, None) from an age cell (None, None when empty), or _FAIL."""
+    if age_raw := _stripped(cell):
         found = _AGE.fullmatch(age_raw)
         if found is None or not MIN_AGE <= (age := int(found.group(1))) <= MAX_AGE:
             return _FAIL
@@ -433,8 +449,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if url is None:
                 ok[i] = False
     today = ctx.now.date()
-    births = checked(each_distinct(lambda cells: _birth(cells, today), list(zip(
-        column("birth_date"), column("age"), month_firsts))))
+    # The birth date, or else the age: each distinct cell read once (both ways where
+    # the row's clock picks day or month first).
+    born = each_distinct(lambda cell: _births(cell, today), column("birth_date"))
+    aged = each_distinct(_aged, column("age"))
+    births = checked(aged if born.count(None) == count else [
+        age if birth is None else birth[month_first]
+        for birth, age, month_first in zip(born, aged, month_firsts)])
     postal_codes = checked(each_distinct(_postal, column("postal_code")))
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
