@@ -295,11 +295,12 @@ def _born(birth_raw: str, month_first: bool, today: date) -> tuple | object:
 
 def _births(cell: str | None, today: date) -> tuple | None:
     """_born of a birth date cell read day first and read month first (only a date
-    written with slashes can differ), or None when the cell is empty."""
+    that starts with a day or month and a slash can differ), or None when the cell is
+    empty."""
     if not (birth_raw := _stripped(cell)):
         return None
     day_first = _born(birth_raw, False, today)
-    return day_first, _born(birth_raw, True, today) if "/" in birth_raw else day_first
+    return day_first, _born(birth_raw, True, today) if "/" in birth_raw[1:3] else day_first
 
 
 def _aged(cell: str | None) -> tuple | object:
@@ -368,8 +369,9 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     the caller knows every cell is printable and readable (printable_lines)."""
     count = len(rows)
     width = len(fields)
-    padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
-              for cells in rows]
+    padded = rows if min(map(len, rows), default=width) >= width else [
+        cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
+        for cells in rows]
     by_column = list(zip(*padded)) if width and count else [()] * width
     columns: dict[str, Sequence[str]] = {}
     for i, name in enumerate(fields):
