@@ -1,26 +1,27 @@
 #!/usr/bin/env python
 """Ingest workers' CPU per row: what workers._validate_in_worker costs on a file's
-first rows, one process, for this tree and for others in the same run.
+first rows, one process per tree, for this tree and for others in the same run.
 
 Not a unit test: it prints µs of CPU per row. Each tree runs in a child process of
-its own (its own imports), the trees taking turns. A child reads the file's blocks
-first, then times only the worker's call on each block (parse, validate, normalise,
-seal, hash, score, pack; the cyclic collector paused as in a worker). The first
-block is timed apart: it also builds what a worker builds once (the region indexes)
-before its first chunk. The others are timed over --passes passes through the sample
-and each block's fastest pass counts: on a shared machine a pass is slowed by
-whatever else runs, never sped up.
+its own (its own imports), which reads the file's blocks first and then, told to by
+this process, runs the worker's call on one block (parse, validate, normalise, seal,
+hash, score, pack; the cyclic collector paused as in a worker) and says how much CPU
+it took. The trees take turns block by block, so a burst of load elsewhere on the
+machine falls on all of them alike. The first block is timed apart: it also builds
+what a worker builds once. The others are run --passes times and each block's
+fastest run counts: on a shared machine a run is slowed by whatever else runs, never
+sped up. The first pass alone is printed too: it is the one whose library answers
+are not cached yet, as in an upload (later passes find the rows' rare shapes cached).
 
     python bench/worker_cpu.py                       # this tree, bench/out's 1M file
     python bench/worker_cpu.py --vs /work/main       # and main's, taking turns
-    python bench/worker_cpu.py --profile             # cProfile of this tree's run
+    python bench/worker_cpu.py --profile             # cProfile of this tree's passes
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ DEFAULT_CSV = ROOT / "bench" / "out" / "leads-1000000-seed20261122-v1.csv"
 
 
 def child(spec: dict) -> None:
-    """In a tree's own interpreter: time the worker's call on the first rows."""
+    """In a tree's own interpreter: run the worker's call on the blocks it is told."""
     import base64
     import cProfile
     import datetime as dt
@@ -59,29 +60,20 @@ def child(spec: dict) -> None:
                                                    spec["storage"]).accepted)
         return time.process_time() - cpu, accepted
 
-    first, accepted = validate(blocks[0])
-    profiler = cProfile.Profile() if spec["profile"] else None
-    if profiler:
+    if spec["profile"]:
+        validate(blocks[0])
+        profiler = cProfile.Profile()
         profiler.enable()
-    fastest = [float("inf")] * len(blocks)
-    for _ in range(spec["passes"]):
-        for i, block in enumerate(blocks[1:], 1):
-            cpu, taken = validate(block)
-            fastest[i] = min(fastest[i], cpu)
-    if profiler:
+        for _ in range(spec["passes"]):
+            for block in blocks[1:]:
+                validate(block)
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats(spec["profile"]).print_stats(45)
-    print(json.dumps({"rows": rows - blocks[0].rows, "cpu": sum(fastest[1:]), "first": first,
-                      "accepted": accepted + sum(
-                          validate(block)[1] for block in blocks[1:])}))
-
-
-def run(tree: str, args) -> dict:
-    spec = {"tree": tree, "csv": str(args.csv), "rows": args.rows, "chunk": args.chunk,
-            "storage": args.storage, "profile": args.profile, "passes": args.passes}
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=tree,
-                         check=True, text=True, stdout=subprocess.PIPE)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return
+    print(json.dumps({"blocks": [block.rows for block in blocks]}), flush=True)
+    for line in sys.stdin:
+        cpu, accepted = validate(blocks[int(line)])
+        print(json.dumps([cpu, accepted]), flush=True)
 
 
 def main() -> int:
@@ -92,8 +84,7 @@ def main() -> int:
     parser.add_argument("--storage", default="pgcopy",
                         help="the workers' storage format (sqlite, pgcopy)")
     parser.add_argument("--vs", action="append", default=[], help="another tree to time")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each tree")
-    parser.add_argument("--passes", type=int, default=3, help="passes through the sample")
+    parser.add_argument("--passes", type=int, default=5, help="runs of each block")
     parser.add_argument("--profile", nargs="?", const="tottime",
                         help="cProfile this tree's passes instead, sorted by (tottime)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -102,22 +93,52 @@ def main() -> int:
         child(json.loads(args.child))
         return 0
     trees = [str(ROOT)] + args.vs
+
+    def start(tree: str) -> subprocess.Popen:
+        spec = {"tree": tree, "csv": str(args.csv), "rows": args.rows, "chunk": args.chunk,
+                "storage": args.storage, "profile": args.profile, "passes": args.passes}
+        return subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
+                                cwd=tree, text=True, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+
     if args.profile:
-        run(trees[0], args)
-        return 0
-    results: dict[str, list[dict]] = {tree: [] for tree in trees}
-    for _ in range(args.repeat):
-        for tree in trees:
-            results[tree].append(run(tree, args))
-    print(f"load {os.getloadavg()[0]:.2f}; {args.csv.name}, first {args.rows:,} rows, "
-          f"blocks of {args.chunk}, storage {args.storage}, fastest of {args.passes} passes")
-    for tree in trees:
-        per_row = [r["cpu"] / r["rows"] * 1e6 for r in results[tree]]
-        last = results[tree][-1]
-        print(f"  {tree:<24} {min(per_row):6.2f} µs/row (runs: "
-              f"{', '.join(f'{v:.2f}' for v in per_row)}); first block "
-              f"{statistics.median(r['first'] for r in results[tree]) * 1e3:.0f} ms; "
-              f"{last['accepted']:,} accepted")
+        return start(trees[0]).wait()
+    children = [start(tree) for tree in trees]
+    sizes = [json.loads(c.stdout.readline())["blocks"] for c in children][0]
+
+    def run(turn: int, block: int) -> list:
+        """Each tree's (cpu, accepted) on the block, in an order that changes by turn."""
+        order = list(range(len(trees)))
+        order = order[turn % len(order):] + order[:turn % len(order)]
+        answers: list = [None] * len(trees)
+        for i in order:
+            children[i].stdin.write(f"{block}\n")
+            children[i].stdin.flush()
+            answers[i] = json.loads(children[i].stdout.readline())
+        return answers
+
+    first = run(0, 0)
+    fastest = [[float("inf")] * len(sizes) for _ in trees]
+    first_pass = [0.0] * len(trees)
+    accepted = [0] * len(trees)
+    for turn in range(args.passes):
+        for block in range(1, len(sizes)):
+            for i, (cpu, taken) in enumerate(run(turn + block, block)):
+                fastest[i][block] = min(fastest[i][block], cpu)
+                if turn == 0:
+                    first_pass[i] += cpu
+                    accepted[i] += taken
+    for c in children:
+        c.stdin.close()
+        c.wait()
+    rows = sum(sizes[1:])
+    print(f"load {os.getloadavg()[0]:.2f}; {args.csv.name}, first {sum(sizes):,} rows, "
+          f"blocks of {args.chunk}, storage {args.storage}; µs of CPU per row after the "
+          f"first block: fastest of {args.passes} runs of each block (first pass alone)")
+    for i, tree in enumerate(trees):
+        print(f"  {tree:<24} {sum(fastest[i][1:]) / rows * 1e6:6.2f} µs/row "
+              f"({first_pass[i] / rows * 1e6:.2f}); first block {first[i][0] * 1e3:.0f} ms; "
+              f"{accepted[i] + first[i][1]:,} accepted")
     return 0
 
 
