@@ -7,6 +7,7 @@ shapes sellers send and the near misses around them.
 import ipaddress
 import os
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -17,8 +18,8 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from app.services.ingest import columns
 from app.services.ingest.columns import normalise_phones
 from app.services.ingest.validate import (
-    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, email_refused, in_utc,
-    normalise_email, normalise_phone, phone_fast_path,
+    FAST_PHONE_REGIONS, NO_LEADING_ZERO, _ip, _ipv6_fast_path, email_fast_path, email_refused,
+    in_utc, normalise_email, normalise_phone, phone_fast_path, phone_refused,
 )
 
 PHONE_CASES = 200_000
@@ -129,6 +130,34 @@ def test_phone_fast_path_agrees_with_phonenumbers():
             assert fast == expected, (raw, region, fast, expected)
     # The fast path must actually carry the common shapes, or it is not worth having.
     assert accepted > 0.5 * library_valid, (accepted, library_valid)
+
+
+def test_refused_phones_are_refused_by_phonenumbers():
+    """phone_refused never refuses a number the library takes: the metadata of every
+    region of its country codes has no national number and no national prefix that
+    starts with 0, and on numbers as sellers write them (foreign ones without their
+    "+" among them) the library agrees; and it refuses those, so the library is not
+    asked about them."""
+    for cc in NO_LEADING_ZERO:
+        for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[int(cc)]:
+            metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            general = metadata.general_desc.national_number_pattern
+            starts = re.sub(r"\(\?:", "", general).split("|")
+            assert all(re.match(r"\[[1-9]|[1-9]", start) for start in starts), (region, general)
+            assert not re.match(metadata.national_prefix_for_parsing or "x", "0"), region
+    rng = random.Random(1303)
+    examples = _example_nsns()
+    refused = 0
+    for _ in range(FASTPATH_CASES):
+        cc, nsn = _nsn(rng, examples)
+        raw = _written(rng, cc, rng.choice(("0", "00", "000", "0" + cc, "")) + nsn)
+        region = rng.choice(("US", "RU", "US", "RU", "GB", "DE", "ES"))
+        if phone_refused(raw, region):
+            refused += 1
+            assert library_phone(raw, region) is None, (raw, region)
+    assert refused > FASTPATH_CASES // 10, refused
+    assert phone_refused("0034 660 184 863", "US") and phone_refused("07400 709715", "RU")
+    assert not phone_refused("07400 709715", "GB") and not phone_refused("011 44 7400 709715", "US")
 
 
 def test_normalise_phone_is_the_library_answer_on_declined_shapes():

@@ -346,11 +346,34 @@ def phone_fast_path(raw: str, region: str | None) -> tuple[str, str] | None:
     return f"+{plan.cc}{nsn}", plan.region
 
 
+# Country codes none of whose regions has a national number that starts with 0 or a
+# national prefix that does (numbers in the North American plan start with 2-9, Russia's
+# and Kazakhstan's with 3-9, and their prefixes are 1 and 8): phonenumbers can make no
+# valid number of a national "0...", as tests/unit/test_ingest_fastpaths.py checks
+# against its metadata and its answers.
+NO_LEADING_ZERO = frozenset({"1", "7"})
+
+
+def phone_refused(raw: str, region: str | None) -> bool:
+    """Whether phonenumbers certainly refuses the number, told without it (a refusal
+    costs it tens of µs): a plain digit shape, not international and not dialled
+    abroad by the home's prefix, that starts with 0 where the home's country code has
+    no national number that does (US, RU: an export's foreign numbers without their
+    "+"). False says nothing: ask the library."""
+    plan = _PLANS.get(region)  # type: ignore[arg-type]
+    if plan is None or plan.cc not in NO_LEADING_ZERO or not _PHONE_SHAPE.fullmatch(raw):
+        return False
+    digits = raw.encode().translate(None, _PHONE_PUNCT).decode()
+    return raw[0] != "+" and digits[:1] == "0" and not plan.idd.match(digits)
+
+
 def normalise_phone(raw: str, region: str | None) -> tuple[str, str | None] | None:
     """(E.164, region of the number) or None if it is not a valid number."""
     fast = phone_fast_path(raw, region)
     if fast is not None:
         return fast
+    if phone_refused(raw, region):
+        return None
     return _library_phone(raw, region)
 
 
