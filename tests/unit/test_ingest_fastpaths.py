@@ -169,7 +169,7 @@ def test_normalise_phone_is_the_library_answer_on_declined_shapes():
 
 ASCII_LOCAL = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 LOCAL_EXTRA = "._%+-" + "!#$&'*/=?^`{|}~" + ' "(),:;<>@[\\]'
-UNICODE_CHARS = "äöüñéøßжёйпримерत网络İıſﬀ\u0301\u200b"
+UNICODE_CHARS = "äöüñéøßжёйпримерत网络İıſﬀ\u0301\u200b\u212b\u1100\u1161"
 TLDS = ("com", "ru", "es", "de", "co", "io", "info", "travel", "xn--p1ai", "рф", "c", "1com",
         "com1", "123", "local", "test", "onion", "arpa", "invalid", "localhost", "example",
         "x" * 63, "x" * 64, "COM", "Ru")
@@ -232,19 +232,21 @@ def _email(rng: random.Random) -> str:
 
 def test_email_fast_path_agrees_with_email_validator():
     rng = random.Random(4242)
-    accepted = 0
+    accepted = accepted_unicode = 0
     for _ in range(EMAIL_CASES):
         raw = _email(rng)
         fast = email_fast_path(raw)
         if fast is None:
             continue  # declined: the library decides, nothing to compare
         accepted += 1
+        accepted_unicode += not raw.isascii()
         try:
             expected = validate_email(raw, check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             expected = f"rejected: {exc}"
         assert fast == expected, (raw, fast, expected)
     assert accepted > EMAIL_CASES // 10, accepted  # enough near misses were compared
+    assert accepted_unicode > EMAIL_CASES // 100, accepted_unicode  # other scripts too
 
 
 def test_common_emails_take_the_fast_path():
@@ -263,6 +265,8 @@ def test_common_emails_take_the_fast_path():
 
 def test_normalise_email_falls_back_to_the_library():
     assert normalise_email("Иван@Пример.рф") == "иван@пример.рф"
+    assert email_fast_path("Иван@Пример.рф") is None and email_fast_path("jose\u0301@x.com") is None
+    assert email_fast_path("Почта.12995@Example.com") == "почта.12995@example.com"
     assert normalise_email("John.Doe@EXAMPLE.COM") == "john.doe@example.com"
     assert normalise_email("user@localhost") is None
     assert normalise_email("a" * 5000 + "@example.com") is None

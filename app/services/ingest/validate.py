@@ -15,6 +15,7 @@ ipaddress). A differential test (tests/unit/test_ingest_fastpaths.py) holds them
 import ipaddress
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -169,16 +170,24 @@ def _readable(values: dict[str, str]) -> dict[str, str] | RowResult:
 # --- email ------------------------------------------------------------------------
 # A dot-atom of plain characters at a hostname ending in a letters-only TLD: the
 # library accepts all of these unchanged (bar the checks in email_fast_path).
-_EMAIL_FAST = re.compile(
-    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
+_HOST = r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+_EMAIL_FAST = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*" + _HOST)
+# The same with letters and digits of any script before the @ (Иван.Петров@mail.ru):
+# the library takes them as they are when they are in Unicode's composed form (NFC),
+# which it would otherwise write them in.
+_EMAIL_FAST_INTL = re.compile(r"[\w%+-]+(?:\.[\w%+-]+)*" + _HOST)
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
 def email_fast_path(raw: str) -> str | None:
     """The lower-cased address if it is plainly valid, else None (ask the library)."""
-    if len(raw) > 254 or not _EMAIL_FAST.fullmatch(raw):
+    if len(raw) > 254:
+        return None
+    if raw.isascii():
+        if not _EMAIL_FAST.fullmatch(raw):
+            return None
+    elif (not _EMAIL_FAST_INTL.fullmatch(raw) or len(raw.encode()) > 254
+          or not unicodedata.is_normalized("NFC", raw)):
         return None
     local, _, domain = raw.rpartition("@")
     # Long local parts, R-LDH labels ("ab--c") and special-use TLDs: library decides.
