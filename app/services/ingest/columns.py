@@ -38,9 +38,9 @@ _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 
 def each_distinct(convert: Callable, column: Sequence) -> list:
     """convert(value) for every value, computed once per distinct value."""
-    if column and column.count(column[0]) == len(column):  # one value (a column not given)
-        return [convert(column[0])] * len(column)
     known = {value: convert(value) for value in set(column)}
+    if len(known) == 1:  # one value (a column not given): no lookup per row
+        return [known[column[0]]] * len(column)
     return list(map(known.__getitem__, column))
 
 
