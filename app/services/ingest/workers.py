@@ -157,15 +157,12 @@ def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions
             interests: list, maritals: list, employeds: list, budgets: list,
             authorities: list, needs: list, timeframes: list) -> list[int]:
     """lead_points of each row, called once per distinct combination of what it reads
-    (whether each part is given, the vocabulary words and the intent texts); what no
-    row of the chunk differs in is left out of the combination."""
-    parts = [has_phone, has_email, [age is None for age in ages], genders,
-             list(map(bool, regions)), list(map(bool, interests)), maritals, employeds,
-             budgets, authorities, needs, timeframes]
-    varying = [part for part in parts if part.count(part[0]) != len(part)]
+    (whether each part is given, the vocabulary words and the intent texts)."""
     known: dict[tuple, int] = {}
     scores = []
-    for i, key in enumerate(zip(*varying) if varying else [()] * len(ages)):
+    for i, key in enumerate(zip(has_phone, has_email, [age is None for age in ages], genders,
+                                map(bool, regions), map(bool, interests), maritals, employeds,
+                                budgets, authorities, needs, timeframes)):
         score = known.get(key)
         if score is None:
             score = known[key] = lead_points(
