@@ -151,7 +151,7 @@ class ContactVault:
         count = len(columns[0])
         if not count:
             return []
-        present = "".join(value for column in columns for value in column if value is not None)
+        present = "".join(["".join(filter(None, column)) for column in columns])
         if '"' in present or "\\" in present or not present.isprintable():
             texts = [_CONTACT_JSON(list(values)) for values in zip(*columns)]
         else:

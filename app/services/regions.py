@@ -129,6 +129,16 @@ def _bare_keys() -> tuple[list[str], list[str]]:
     return [key for key, _ in ordered], [code for _, code in ordered]
 
 
+def load_indexes() -> None:
+    """Build every index resolving names needs (a third of a second): an ingest worker
+    does it when it starts, not in its first chunk."""
+    _region_index()
+    _bare_keys()
+    _country_index()
+    _country_codes()
+    _subdivision_codes()
+
+
 def _by_start(value: str) -> set[str]:
     """Codes of the regions one of whose names starts with `value` (kind words aside;
     Cyrillic also as ISO transliterates it)."""

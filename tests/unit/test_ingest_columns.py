@@ -10,13 +10,16 @@ import io
 import random
 import sys
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 import pytest
 
 from app.services.crypto import ContactVault
+from app.services.ingest import columns as columns_module
 from app.services.ingest.columns import (
-    _iso_date, _numeric_date, normalise_emails, printable_lines, validate_columns,
+    _iso_date, _numeric_date, consent_times_of, each_distinct, interest_words, interests_of,
+    normalise_emails, printable_lines, validate_columns,
 )
 from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
@@ -36,7 +39,7 @@ CELLS = {
               "79161234567"],
     "age": ["", "30", "30 years", "45 лет", "17", "130", "abc", "29.0"],
     "birth_date": ["", "", "1980-05-17", "05/17/1980", "17.05.1980", "2012-01-01", "soon",
-                   "2030-01-01", "1980/5/17"],
+                   "2030-01-01", "1980/5/17", "05/06/1980", "5/6/1980 10:00", "1980/05/06"],
     "gender": ["f", "Male", "жен", "", "other", "x"],
     "region": ["", "CA", "US-CA", "California", "Москва", "RU-MOW", "Madrid", "Springfield area",
                "London", "Bayern", "ny"],
@@ -307,3 +310,75 @@ def test_printable_lines_vouch_only_for_printable_cells():
                             assert all(cell.isprintable() and "\ufffd" not in cell
                                        for cell in cells), cells
     assert vouched > 20
+
+
+def test_a_column_of_interests_is_interest_words_of_each(monkeypatch):
+    """interests_of (the distinct values lower-cased and split in one pass) gives
+    interest_words of every value: separators with spaces around them or none, words
+    with inner spaces, letters whose lower case depends on their neighbours (final
+    sigma) or grows (İ), and the uneven spaces and line breaks it leaves to it."""
+    one_by_one = []
+    monkeypatch.setattr(columns_module, "interest_words",
+                        lambda raw: one_by_one.append(raw) or interest_words(raw))
+    rng = random.Random(1207)
+    pieces = ["travel", "Cars", "real estate", "REAL  ESTATE", "путешествия", "İstanbul",
+              "ΟΔΟΣ", "a\tb", " x ", "", "x\u00a0y", "\n", "a\nb", ",", ";", "|", " , ", ", ",
+              " ;", "| ", "Reisen"]
+    in_one_pass = 0
+    for _ in range(3000):
+        column = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 5)))
+                  for _ in range(rng.randint(1, 30))]
+        if rng.random() < 0.3:
+            column.append(None)
+        if rng.random() < 0.5:
+            column = [value and " ".join(value.split()) for value in column]
+        asked = len(one_by_one)
+        assert interests_of(column) == each_distinct(interest_words, column), column
+        in_one_pass += len(one_by_one) == asked
+    assert in_one_pass > 1000
+
+
+def _consent_time(rng: random.Random) -> str:
+    """A consent time as exports write it, or a near miss of one."""
+    y, mo, d = rng.choice((2025, 2024, 1, 9999, 0)), rng.randint(0, 13), rng.randint(0, 32)
+    h, mi, sec = rng.choice((0, 9, 12, 23, 24, 25)), rng.choice((0, 5, 59, 60)), rng.randint(0, 61)
+    clock = rng.choice((f" {h:02d}:{mi:02d}", f" {h:02d}:{mi:02d}:{sec:02d}", "", f" {h}:{mi:02d}",
+                        f"T{h:02d}:{mi:02d}", f",{h:02d}:{mi:02d}", f"  {h:02d}:{mi:02d}",
+                        f" {h:02d}{mi:02d}Z", f" {h:02d}:{mi:02d}Z", f" {h:02d}:{mi:02d}+0300",
+                        f" {h:02d}:{mi:02d}:{sec:02d}.5", f" {h:02d}.{mi:02d}"))
+    shape = rng.random()
+    if shape < 0.3:
+        text = f"{d:02d}{rng.choice('.-/.')}{mo:02d}{rng.choice('.-/')}{y:04d}{clock}"
+    elif shape < 0.5:
+        text = f"{y:04d}/{mo:02d}/{d:02d}{clock}"
+    elif shape < 0.7:
+        text = f"{y:04d}-{mo:02d}-{d:02d}{clock}{rng.choice(('', 'Z', '+03:00', '-05:00'))}"
+    elif shape < 0.8:
+        text = f"{d}.{mo}.{y}{clock}"
+    elif shape < 0.9:
+        text = str(rng.randint(10**8, 2 * 10**9))
+    else:
+        text = rng.choice(("", "n/a", "yesterday", "１７.05.2025 10:00", "2025-03-01\n10:00",
+                           "１７４０８２３２００", "174082320O", "17.05.2025 10:00 ", "2025/5/17 10:00"))
+    return text.strip()
+
+
+def test_a_column_of_consent_times_is_parse_timestamp_of_each():
+    """consent_times_of (the usual numeric shapes rewritten as ISO in one pass) reads
+    each value as parse_timestamp does, on the row's clock, the near misses too."""
+    rng = random.Random(1208)
+    zones = (timezone.utc, ZoneInfo("America/New_York"), ZoneInfo("Europe/Moscow"),
+             ZoneInfo("Pacific/Kiritimati"))
+    read = 0
+    for _ in range(400):
+        values = [_consent_time(rng) for _ in range(rng.randint(1, 60))]
+        month_firsts = [rng.random() < 0.3 for _ in values]
+        clocks = [rng.choice(zones) for _ in values]
+        expected = [parse_timestamp(value, month_first=month_first, zone=zone) if value else None
+                    for value, month_first, zone in zip(values, month_firsts, clocks)]
+        got = consent_times_of(values, month_firsts, clocks)
+        assert got == expected, values
+        assert [when and when.tzinfo for when in got] == [
+            when and when.tzinfo for when in expected]
+        read += sum(when is not None for when in got)
+    assert read > 3000

@@ -7,6 +7,9 @@ shapes sellers send and the near misses around them.
 import ipaddress
 import os
 import random
+import re
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -15,8 +18,8 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from app.services.ingest import columns
 from app.services.ingest.columns import normalise_phones
 from app.services.ingest.validate import (
-    FAST_PHONE_REGIONS, _ip, _ipv6_fast_path, email_fast_path, normalise_email, normalise_phone,
-    phone_fast_path,
+    FAST_PHONE_REGIONS, NO_LEADING_ZERO, _ip, _ipv6_fast_path, email_fast_path, email_refused,
+    in_utc, normalise_email, normalise_phone, phone_fast_path, phone_refused,
 )
 
 PHONE_CASES = 200_000
@@ -129,6 +132,34 @@ def test_phone_fast_path_agrees_with_phonenumbers():
     assert accepted > 0.5 * library_valid, (accepted, library_valid)
 
 
+def test_refused_phones_are_refused_by_phonenumbers():
+    """phone_refused never refuses a number the library takes: the metadata of every
+    region of its country codes has no national number and no national prefix that
+    starts with 0, and on numbers as sellers write them (foreign ones without their
+    "+" among them) the library agrees; and it refuses those, so the library is not
+    asked about them."""
+    for cc in NO_LEADING_ZERO:
+        for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[int(cc)]:
+            metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            general = metadata.general_desc.national_number_pattern
+            starts = re.sub(r"\(\?:", "", general).split("|")
+            assert all(re.match(r"\[[1-9]|[1-9]", start) for start in starts), (region, general)
+            assert not re.match(metadata.national_prefix_for_parsing or "x", "0"), region
+    rng = random.Random(1303)
+    examples = _example_nsns()
+    refused = 0
+    for _ in range(FASTPATH_CASES):
+        cc, nsn = _nsn(rng, examples)
+        raw = _written(rng, cc, rng.choice(("0", "00", "000", "0" + cc, "")) + nsn)
+        region = rng.choice(("US", "RU", "US", "RU", "GB", "DE", "ES"))
+        if phone_refused(raw, region):
+            refused += 1
+            assert library_phone(raw, region) is None, (raw, region)
+    assert refused > FASTPATH_CASES // 10, refused
+    assert phone_refused("0034 660 184 863", "US") and phone_refused("07400 709715", "RU")
+    assert not phone_refused("07400 709715", "GB") and not phone_refused("011 44 7400 709715", "US")
+
+
 def test_normalise_phone_is_the_library_answer_on_declined_shapes():
     for raw, region in (("+44 7911 123456", "RU"), ("8 800 555-35-35", "RU"),
                         ("+33 6 12 34 56 78", "ES"), ("(212) 555-0123 ext. 7", "US")):
@@ -138,7 +169,7 @@ def test_normalise_phone_is_the_library_answer_on_declined_shapes():
 
 ASCII_LOCAL = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 LOCAL_EXTRA = "._%+-" + "!#$&'*/=?^`{|}~" + ' "(),:;<>@[\\]'
-UNICODE_CHARS = "äöüñéøßжёйпримерत网络İıſﬀ\u0301\u200b"
+UNICODE_CHARS = "äöüñéøßжёйпримерत网络İıſﬀ\u0301\u200b\u212b\u1100\u1161"
 TLDS = ("com", "ru", "es", "de", "co", "io", "info", "travel", "xn--p1ai", "рф", "c", "1com",
         "com1", "123", "local", "test", "onion", "arpa", "invalid", "localhost", "example",
         "x" * 63, "x" * 64, "COM", "Ru")
@@ -201,19 +232,21 @@ def _email(rng: random.Random) -> str:
 
 def test_email_fast_path_agrees_with_email_validator():
     rng = random.Random(4242)
-    accepted = 0
+    accepted = accepted_unicode = 0
     for _ in range(EMAIL_CASES):
         raw = _email(rng)
         fast = email_fast_path(raw)
         if fast is None:
             continue  # declined: the library decides, nothing to compare
         accepted += 1
+        accepted_unicode += not raw.isascii()
         try:
             expected = validate_email(raw, check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             expected = f"rejected: {exc}"
         assert fast == expected, (raw, fast, expected)
     assert accepted > EMAIL_CASES // 10, accepted  # enough near misses were compared
+    assert accepted_unicode > EMAIL_CASES // 100, accepted_unicode  # other scripts too
 
 
 def test_common_emails_take_the_fast_path():
@@ -232,6 +265,8 @@ def test_common_emails_take_the_fast_path():
 
 def test_normalise_email_falls_back_to_the_library():
     assert normalise_email("Иван@Пример.рф") == "иван@пример.рф"
+    assert email_fast_path("Иван@Пример.рф") is None and email_fast_path("jose\u0301@x.com") is None
+    assert email_fast_path("Почта.12995@Example.com") == "почта.12995@example.com"
     assert normalise_email("John.Doe@EXAMPLE.COM") == "john.doe@example.com"
     assert normalise_email("user@localhost") is None
     assert normalise_email("a" * 5000 + "@example.com") is None
@@ -239,6 +274,41 @@ def test_normalise_email_falls_back_to_the_library():
 
 # LEADX_FASTPATH_CASES=1000000 for a longer run.
 FASTPATH_CASES = int(os.environ.get("LEADX_FASTPATH_CASES", 50_000))
+# How sellers' files break an address (bench/ingest.py's shapes among them).
+BROKEN_EMAILS = ("{l}@", "{l} x@{d}", "{l}@@{d}", "@{d}", "{l}.{d}", "{l}@example", "{l}..x@{d}",
+                 "{l}@exa_mple.com", "{l}@{d}.", "{l}@-{d}", "{l}@{d}-", "{l}@{d}..com",
+                 "{l}.@{d}", ".{l}@{d}", "{l}@.{d}", "{l}@{d} ", "{l}\t@{d}", "{l},{l}@{d}",
+                 "{l}@{d},{l}@{d}", "{l};@{d}", "{l}@[{d}]", "{l}@{d}/", "{l}@{d}:25",
+                 "mailto:{l}@{d}", "{l}@{d}@{d}", "({l})@{d}", "{l}(x)@{d}", "{l}@{d}(x)",
+                 "<{l}@{d}>", '"{l}"@{d}', '"{l} x"@{d}', "{l}\\x@{d}", "{l}@1.2.3.4",
+                 "{l}@{d}.1", "{l}@xn--{d}", "{l}@ab--{d}", "{l}_@{d}", "{l}@_{d}", "{l}@{d}_")
+
+
+def _broken_email(rng: random.Random) -> str:
+    if rng.random() < 0.3:
+        return _email(rng)
+    return rng.choice(BROKEN_EMAILS).format(l=_local_part(rng), d=_domain(rng))
+
+
+def test_refused_emails_are_refused_by_email_validator():
+    """email_refused never refuses an address the library takes; and it does refuse
+    the usual broken ones, so that the library is not asked about them."""
+    rng = random.Random(5322)
+    refused = 0
+    for _ in range(FASTPATH_CASES):
+        raw = _broken_email(rng)
+        if not email_refused(raw):
+            continue
+        refused += 1
+        try:
+            validate_email(raw, check_deliverability=False)
+        except EmailNotValidError:
+            continue
+        raise AssertionError(f"{raw!r} is refused but email-validator takes it")
+    assert refused > FASTPATH_CASES // 3, refused
+    for shape in BROKEN_EMAILS[:10]:
+        assert email_refused(shape.format(l="maria", d="example.com")), shape
+    assert not email_refused("maria@example.com") and not email_refused("Мария@example.com")
 
 
 def _ipv6(rng: random.Random) -> str:
@@ -323,3 +393,46 @@ def test_phone_column_pass_agrees_with_normalise_phone(monkeypatch):
     # A line break inside a value: the column is read one value at a time.
     assert normalise_phones(["(212) 555\n0123", "(212) 323-4567"], ["US", "US"]) == [
         None, ("+12123234567", "US")]
+
+
+def _replaced_in_utc(parsed: datetime, timed: bool, zone) -> datetime | None:
+    """in_utc as datetime's own methods say it."""
+    try:
+        if parsed.tzinfo is None:
+            if timed and zone is not timezone.utc:
+                return parsed.replace(tzinfo=zone).astimezone(timezone.utc)
+            return parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
+
+
+def test_in_utc_is_replace_and_astimezone():
+    """in_utc (epoch arithmetic) gives the datetime replace + astimezone give, on clocks
+    with daylight saving (times in its gaps and folds), at the ends of the calendar
+    and for times that carry their own offset."""
+    rng = random.Random(8601)
+    zones = [timezone.utc, timezone(timedelta(hours=3)), timezone(timedelta(hours=-5))] + [
+        ZoneInfo(name) for name in ("America/New_York", "Europe/Moscow", "Europe/London",
+                                    "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata")]
+    changes = [datetime(2025, 3, 9, 2, 30), datetime(2025, 11, 2, 1, 30),
+               datetime(2025, 3, 30, 1, 30), datetime(2025, 10, 26, 1, 30),
+               datetime(2025, 4, 6, 1, 45), datetime(2025, 9, 28, 2, 45)]
+    ends = [datetime(1, 1, 1), datetime(1, 1, 1, 4, 59), datetime(9999, 12, 31, 20),
+            datetime(9999, 12, 31, 23, 59, 59, 999999)]
+    for _ in range(FASTPATH_CASES):
+        roll = rng.random()
+        if roll < 0.15:
+            parsed = rng.choice(changes) + timedelta(minutes=rng.randint(-90, 90))
+        elif roll < 0.2:
+            parsed = rng.choice(ends)
+        else:
+            parsed = datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28),
+                              rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+                              rng.choice((0, rng.randint(0, 999999))))
+        if rng.random() < 0.2:
+            parsed = parsed.replace(tzinfo=rng.choice(zones[:3]))
+        timed, zone = rng.random() < 0.8, rng.choice(zones)
+        got, expected = in_utc(parsed, timed, zone), _replaced_in_utc(parsed, timed, zone)
+        assert got == expected, (parsed, timed, zone)
+        assert (got and got.tzinfo) is (expected and expected.tzinfo), (parsed, timed, zone)

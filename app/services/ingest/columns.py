@@ -18,8 +18,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from itertools import chain
+from operator import concat
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -38,6 +39,8 @@ _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 def each_distinct(convert: Callable, column: Sequence) -> list:
     """convert(value) for every value, computed once per distinct value."""
     known = {value: convert(value) for value in set(column)}
+    if len(known) == 1:  # one value (a column not given): no lookup per row
+        return [known[column[0]]] * len(column)
     return list(map(known.__getitem__, column))
 
 
@@ -127,7 +130,9 @@ def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple |
         return [normalise_phone(value, home) if value else None
                 for value, home in zip(values, homes)]
     digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
-    found = _VALID_PHONE_LINES.findall("\n".join(map("{}|{}".format, homes, digits)))
+    tags = {home: f"{home}|" for home in set(homes)}
+    found = _VALID_PHONE_LINES.findall("\n".join(map(concat, map(tags.__getitem__, homes),
+                                                     digits)))
     phones: list[tuple | None] = []
     for nsn, value, home, number in zip(found, values, homes, digits):
         if not nsn:
@@ -139,22 +144,51 @@ def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple |
     return phones
 
 
+def _as_iso(value: str) -> str | None:
+    """The ISO text of a consent time in the usual day-first ("17.05.2025 10:00", _DMY
+    with dots) or year-first ("2025/05/17 10:00", _YMD_SLASH) shape, two digits a part,
+    with or without seconds; None for any other shape. Where the ISO parser reads it,
+    the datetime is parse_timestamp's; where it cannot, parse_timestamp decides."""
+    size = len(value)
+    if size != 10 and not ((size == 16 or (size == 19 and value[16] == ":"))
+                           and value[10] == " " and value[13] == ":"):
+        return None
+    if value[2] == "." and value[5] == ".":
+        return f"{value[6:10]}-{value[3:5]}-{value[:2]}{value[10:]}"
+    if value[4] == "/" and value[7] == "/":
+        return f"{value[:4]}-{value[5:7]}-{value[8:10]}{value[10:]}"
+    return None
+
+
 def consent_times_of(values: list[str], month_firsts: list[bool],
                      zones: list[tzinfo]) -> list[datetime | None]:
     """parse_timestamp of each stripped value (None where empty), each on its row's
-    clock: the ISO shapes, the usual ones, read here without a call to it per value."""
-    iso = datetime.fromisoformat
+    clock: the ISO shapes, unix times and the usual numeric ones read here without a
+    call to it."""
+    iso, utc, timestamp = datetime.fromisoformat, timezone.utc, datetime.fromtimestamp
     times: list[datetime | None] = []
+    add = times.append
     for value, month_first, zone in zip(values, month_firsts, zones):
-        when = None
         if value[4:5] == "-":  # parse_timestamp's first branch
             try:
-                when = in_utc(iso(value), len(value) > 10, zone)
+                when = iso(value)
             except ValueError:
-                pass
+                add(None)
+                continue
+            # In UTC already: in_utc would give the same datetime back.
+            add(when if when.tzinfo is utc else in_utc(when, len(value) > 10, zone))
+        elif len(value) == 10 and value.isascii() and value.isdigit():  # unix seconds
+            add(timestamp(float(value), utc))
         elif value:
-            when = parse_timestamp(value, month_first=month_first, zone=zone)
-        times.append(when)
+            if (text := _as_iso(value)) is not None:
+                try:
+                    add(in_utc(iso(text), len(value) > 10, zone))
+                    continue
+                except ValueError:
+                    pass
+            add(parse_timestamp(value, month_first=month_first, zone=zone))
+        else:
+            add(None)
     return times
 
 
@@ -173,6 +207,27 @@ def _ip_of(cell: str | None) -> str | None:
 def interest_words(raw: str | None) -> tuple[str, ...]:
     """_interests as a tuple: hashable, shared by the rows that hold `raw`."""
     return tuple(_interests(raw))
+
+
+# Whitespace other than single spaces between words (a line break aside: it parts the
+# values in interests_of's text).
+_UNEVEN_SPACE = re.compile(r"[^\S \n]|  ")
+
+
+def interests_of(column: Sequence[str | None]) -> list[tuple[str, ...]]:
+    """interest_words of each value, once per distinct value, the distinct values
+    lower-cased and split in one pass over their joined text. Where every space is a
+    single one between words, _interests' trimming of each part is the removal of the
+    spaces beside a comma and at the ends."""
+    distinct = list(set(column))
+    text = "\n".join([value or "" for value in distinct])
+    text = text.replace(";", ",").replace("|", ",").lower()
+    lines = text.replace(" ,", ",").replace(", ", ",").split("\n")
+    if len(lines) != len(distinct) or _UNEVEN_SPACE.search(text):  # rare: one by one
+        return each_distinct(interest_words, column)
+    known = {value: tuple(dict.fromkeys(filter(None, line.strip(" ").split(","))))
+             for value, line in zip(distinct, lines)}
+    return list(map(known.__getitem__, column))
 
 
 def _place(cells: tuple[str, str, str | None], default_country: str):
@@ -223,22 +278,34 @@ def _numeric_date(value: str, month_first: bool) -> date | None:
         return None
 
 
-def _birth(cells: tuple[str, str, bool], today) -> tuple | object:
-    """(age, birth date) from the birth date or else the age, or _FAIL."""
-    birth_cell, age_cell, month_first = cells
-    if birth_raw := _stripped(birth_cell):
-        born = None
-        if len(birth_raw) == 10:
-            born = (_iso_date(birth_raw) if birth_raw[4] == "-"
-                    else _numeric_date(birth_raw, month_first))
-        if born is None:
-            stamp = parse_timestamp(birth_raw, month_first=month_first)
-            born = stamp.date() if stamp is not None else None
-        if born is None or born > today:
-            return _FAIL
-        age = _age_from_birth(born, today)
-        return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
-    if age_raw := _stripped(age_cell):
+def _born(birth_raw: str, month_first: bool, today: date) -> tuple | object:
+    """(age, birth date) from a birth date, or _FAIL."""
+    born = None
+    if len(birth_raw) == 10:
+        born = (_iso_date(birth_raw) if birth_raw[4] == "-"
+                else _numeric_date(birth_raw, month_first))
+    if born is None:
+        stamp = parse_timestamp(birth_raw, month_first=month_first)
+        born = stamp.date() if stamp is not None else None
+    if born is None or born > today:
+        return _FAIL
+    age = _age_from_birth(born, today)
+    return (age, born) if MIN_AGE <= age <= MAX_AGE else _FAIL
+
+
+def _births(cell: str | None, today: date) -> tuple | None:
+    """_born of a birth date cell read day first and read month first (only a date
+    that starts with a day or month and a slash can differ), or None when the cell is
+    empty."""
+    if not (birth_raw := _stripped(cell)):
+        return None
+    day_first = _born(birth_raw, False, today)
+    return day_first, _born(birth_raw, True, today) if "/" in birth_raw[1:3] else day_first
+
+
+def _aged(cell: str | None) -> tuple | object:
+    """(age, None) from an age cell (None, None when empty), or _FAIL."""
+    if age_raw := _stripped(cell):
         found = _AGE.fullmatch(age_raw)
         if found is None or not MIN_AGE <= (age := int(found.group(1))) <= MAX_AGE:
             return _FAIL
@@ -302,8 +369,9 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     the caller knows every cell is printable and readable (printable_lines)."""
     count = len(rows)
     width = len(fields)
-    padded = [cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
-              for cells in rows]
+    padded = rows if min(map(len, rows), default=width) >= width else [
+        cells if len(cells) >= width else list(cells) + [""] * (width - len(cells))
+        for cells in rows]
     by_column = list(zip(*padded)) if width and count else [()] * width
     columns: dict[str, Sequence[str]] = {}
     for i, name in enumerate(fields):
@@ -383,8 +451,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if url is None:
                 ok[i] = False
     today = ctx.now.date()
-    births = checked(each_distinct(lambda cells: _birth(cells, today), list(zip(
-        column("birth_date"), column("age"), month_firsts))))
+    # The birth date, or else the age: each distinct cell read once (both ways where
+    # the row's clock picks day or month first).
+    born = each_distinct(lambda cell: _births(cell, today), column("birth_date"))
+    aged = each_distinct(_aged, column("age"))
+    births = checked(aged if born.count(None) == count else [
+        age if birth is None else birth[month_first]
+        for birth, age, month_first in zip(born, aged, month_firsts)])
     postal_codes = checked(each_distinct(_postal, column("postal_code")))
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
@@ -413,7 +486,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "marital_status": vocabulary("marital_status", MARITAL_STATUSES),
             "employed": vocabulary("employed", EMPLOYED),
             # One tuple per distinct value: validate_columns makes each lead its list.
-            "interests": each_distinct(interest_words, column("interests")),
+            "interests": interests_of(column("interests")),
             "budget": texts("budget"), "authority": texts("authority"), "need": texts("need"),
             "timeframe": texts("timeframe"), "consent_at": consent_times, "source_url": urls,
             "consent_text": texts("consent_text"),

@@ -27,7 +27,7 @@ from app.services.ingest import copy_ready
 from app.services.ingest.columns import (
     Decided, decide_columns, each_distinct, printable_lines,
 )
-from app.services.regions import resolve_region
+from app.services.regions import load_indexes
 from app.services.ingest.reader import FIELD_LIMIT, Block
 from app.services.ingest.validate import (
     NormalisedLead, RowContext, storable, validate_row,
@@ -245,7 +245,7 @@ PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
 def _init_worker(master_key: str) -> None:
     global _worker_vault
     _worker_vault = ContactVault(master_key)
-    resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
+    load_indexes()  # names resolve from the first chunk on
 
 
 def _start_worker(master_key: str, parent: int) -> None:
