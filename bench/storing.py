@@ -11,14 +11,15 @@ per stored lead.
     . .venv/bin/activate
     python bench/storing.py --rows 300000 \
         --variant 'before:revision=73382b63885f' --variant 'after:revision=head'
-    python bench/storing.py --variant 'no-region:ddl=DROP INDEX ix_leads_region'
+    python bench/storing.py --variant 'no-region:sql=DROP INDEX ix_leads_region' \
+        --variant 'big-cache:sqlite=PRAGMA cache_size=-32768'
 
 Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS):
   lookup      the chunk's contact keys looked up among stored leads (the dedupe
               statement of each database, pipeline._holders_by_key / _matching)
   leads       the accepted rows written (SQLite: bulk.insert_ready; PostgreSQL:
               binary COPY of the rows as the workers pack them, pipeline.copy_leads)
-  rejections  the rejected rows written (bulk.insert_ready)
+  rejections  the rejected rows written (bulk.insert_ready), and the batch's progress
   keys        every --commit-rows rows, their contact keys (contact_keys.store, in
               key order) and the commit
 The rows are validated once (workers._validate_in_worker, a fixed key) and kept in
@@ -78,14 +79,16 @@ def rows_file(rows: int, storage: str, chunk: int) -> Path:
 
 
 def parse_variant(text: str) -> dict:
-    """'name:revision=R;ddl=SQL;ddl=SQL;pragma=P' -> a variant."""
+    """'name:revision=R;sql=S;pg=S;sqlite=S' -> a variant: statements run after the
+    migrations on both databases (sql), on PostgreSQL alone (pg), on SQLite alone."""
     name, _, rest = text.partition(":")
-    variant = {"name": name, "revision": "head", "ddl": [], "pragma": []}
+    variant = {"name": name, "revision": "head", "sql": [], "pg": [], "sqlite": [],
+               "lookup": "lateral"}
     for part in filter(None, rest.split(";")):
         key, _, value = part.partition("=")
-        if key in ("ddl", "pragma"):
+        if key in ("sql", "pg", "sqlite"):
             variant[key].append(value)
-        elif key == "revision":
+        elif key in ("revision", "lookup"):
             variant[key] = value
         else:
             raise SystemExit(f"unknown variant setting {key!r}")
@@ -100,7 +103,18 @@ def child(spec: dict) -> dict:
     os.chdir(ROOT)
     from flask_migrate import upgrade
 
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     from app import create_app
+
+    pragmas = [s for s in spec["variant"]["sqlite"] if s.upper().startswith("PRAGMA")]
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_connection, record) -> None:  # after the app's own (extensions)
+        if pragmas and not spec["url"].startswith("postgresql"):
+            for pragma in pragmas:
+                dbapi_connection.execute(pragma)
 
     app = create_app("development", SQLALCHEMY_DATABASE_URI=spec["url"],
                      ARGON2_PROFILE="CHEAPEST")
@@ -127,10 +141,9 @@ def _store_all(spec: dict) -> dict:
     db.session.add(batch)
     db.session.commit()
     driver = db.session.connection().connection.driver_connection
-    for statement in variant["ddl"]:
-        driver.execute(statement)
-    for pragma in variant["pragma"]:
-        driver.execute(f"PRAGMA {pragma}")
+    for statement in variant["sql"] + variant["pg" if postgres else "sqlite"]:
+        if not statement.upper().startswith("PRAGMA"):  # pragmas: at connect (child)
+            driver.execute(statement)
     db.session.commit()
     backend = driver.execute("SELECT pg_backend_pid()").fetchone()[0] if postgres else None
 
@@ -176,7 +189,7 @@ def _store_all(spec: dict) -> dict:
             phones = {r[p_at] for r in accepted if r[p_at]}
             keys = pipeline._keys("email", list(emails)) + pipeline._keys("phone", list(phones))
             with timed("lookup"):
-                if postgres:
+                if postgres and variant["lookup"] == "lateral":
                     pipeline._holders_by_key(set(keys))
                 else:
                     pipeline._matching(f"SELECT {pipeline._HOLDER_COLUMNS} FROM contact_keys k "
@@ -197,6 +210,12 @@ def _store_all(spec: dict) -> dict:
             with timed("rejections"):
                 insert_ready(Rejection.__table__, pipeline.REJECTION_INSERT_COLUMNS,
                              [row + (batch.id,) for row in rejections], {})
+                # The run's claim on its batch with its progress, as every chunk has.
+                db.session.execute(
+                    sa.update(Batch).where(Batch.id == batch.id)
+                    .values(rows_processed=Batch.rows_processed + len(accepted) + len(rejections),
+                            accepted=Batch.accepted + len(accepted), heartbeat_at=utcnow())
+                    .execution_options(synchronize_session=False))
             stored, rejected = stored + len(leads), rejected + len(rejections)
             uncommitted += len(leads)
             if uncommitted >= spec["commit_rows"]:
@@ -234,7 +253,9 @@ def run_variant(backend: str, variant: dict, args, rows_path: Path, pg: Postgres
     spec = {"url": url, "variant": variant, "rows_file": str(rows_path),
             "commit_rows": args.commit_rows}
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{backend} {variant['name']} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
