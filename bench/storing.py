@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -84,7 +85,8 @@ def parse_variant(text: str) -> dict:
     name, _, rest = text.partition(":")
     variant = {"name": name, "revision": "head", "sql": [], "pg": [], "sqlite": [],
                "lookup": "lateral"}
-    for part in filter(None, rest.split(";")):
+    # Split where a setting starts, so that a statement may hold semicolons.
+    for part in filter(None, re.split(r";(?=(?:revision|sql|pg|sqlite|lookup)=)", rest)):
         key, _, value = part.partition("=")
         if key in ("sql", "pg", "sqlite"):
             variant[key].append(value)
@@ -109,11 +111,25 @@ def child(spec: dict) -> dict:
     from app import create_app
 
     pragmas = [s for s in spec["variant"]["sqlite"] if s.upper().startswith("PRAGMA")]
+    if spec["url"].startswith("postgresql"):
+        pragmas = []
+    # A page size is the new database's, fixed by WAL before the app first connects;
+    # the other pragmas follow the app's own at every connection.
+    first = [p for p in pragmas if "PAGE_SIZE" in p.upper()]
+    if first:
+        import sqlite3
+
+        import sqlalchemy as sa
+
+        created = sqlite3.connect(sa.engine.make_url(spec["url"]).database)
+        for pragma in first + ["PRAGMA journal_mode=WAL"]:
+            created.execute(pragma)
+        created.close()
 
     @event.listens_for(Engine, "connect")
-    def _pragmas(dbapi_connection, record) -> None:  # after the app's own (extensions)
-        if pragmas and not spec["url"].startswith("postgresql"):
-            for pragma in pragmas:
+    def _pragmas(dbapi_connection, record) -> None:
+        for pragma in pragmas:
+            if pragma not in first:
                 dbapi_connection.execute(pragma)
 
     app = create_app("development", SQLALCHEMY_DATABASE_URI=spec["url"],
