@@ -10,7 +10,7 @@ from app.models import (
     Batch, BatchStatus, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
 )
 from app.services.crypto import current_vault
-from app.services.ingest import pipeline
+from app.services.ingest import pipeline, storing
 from app.services.ingest.reader import UnreadableFile
 from tests.conftest import make_user
 from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
@@ -123,7 +123,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     with events.muted():  # the test runs the job itself
         batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
         db.session.commit()
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def dying_store(*args):
         calls.append(1)
@@ -131,7 +131,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
             raise KeyboardInterrupt("worker killed")  # not an Exception: nothing cleans up
         real_store(*args)
 
-    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    monkeypatch.setattr(storing, "store", dying_store)
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
@@ -139,7 +139,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert halfway.status is BatchStatus.PROCESSING and halfway.rows_processed == chunk * 2 + 1
     assert len(leads(halfway)) == chunk * 2
 
-    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    monkeypatch.setattr(storing, "store", real_store)
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
@@ -155,14 +155,13 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
     from app.market.queries import estimate
 
     chunk = app.config["INGEST_CHUNK_ROWS"]
-    monkeypatch.setitem(app.config, "INGEST_COMMIT_ROWS", chunk * 2 + 1)  # 3 chunks a commit
     rows = [person(i) for i in range(chunk * 7)]
     token = pipeline.stage_upload(verified_seller, io.BytesIO(csv_bytes(rows)))
     with events.muted():  # the test runs the job itself
         batch = pipeline.create_batch(verified_seller, token, "t.csv",
                                       pipeline.check_terms("US", 0, 1))
         db.session.commit()
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def dying_store(*args):
         calls.append(1)
@@ -170,17 +169,17 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
             raise KeyboardInterrupt("worker killed")
         real_store(*args)
 
-    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    monkeypatch.setattr(storing, "store", dying_store)
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
     halfway = db.session.get(Batch, batch.id)
-    # Chunks 1-3 were committed together; the 4th was stored but not committed.
-    assert halfway.rows_processed == chunk * 3 + 1 and len(leads(halfway)) == chunk * 3
+    # Chunks 1-4 were committed, each on its own; the 5th never was.
+    assert halfway.rows_processed == chunk * 4 + 1 and len(leads(halfway)) == chunk * 4
     assert {lead.status for lead in leads(halfway)} == {LeadStatus.LIVE}
     assert estimate(Filters()).matching == 0  # stored live, yet offered to nobody
 
-    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    monkeypatch.setattr(storing, "store", real_store)
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
@@ -193,7 +192,7 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
 def test_a_seller_whose_trust_changes_mid_run_gets_the_status_of_the_end(
         app, verified_seller, monkeypatch):
     chunk = app.config["INGEST_CHUNK_ROWS"]
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def store_then_demote(*args):
         calls.append(1)
@@ -201,7 +200,7 @@ def test_a_seller_whose_trust_changes_mid_run_gets_the_status_of_the_end(
         if len(calls) == 1:
             verified_seller.trust_level = TrustLevel.NEW  # an admin demotes the seller
 
-    monkeypatch.setattr(pipeline, "_store_chunk", store_then_demote)
+    monkeypatch.setattr(storing, "store", store_then_demote)
     batch = ingest(verified_seller, csv_bytes([person(i) for i in range(chunk * 2)]))
     assert batch.status is BatchStatus.HELD
     assert {lead.status for lead in leads(batch)} == {LeadStatus.HELD}
