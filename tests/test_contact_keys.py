@@ -6,22 +6,15 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ContactKey, Lead, Role, TrustLevel
-from app.models.contact_keys import holding, key, keys_of
+from app.models.contact_keys import holding, key
 from app.services import privacy
 from app.services.crypto import current_vault
 from app.core.bulk import SessionConnection
 from app.services.ingest import storing
 from tests.conftest import make_user, on_postgres
-from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
-
-
-def stored_keys() -> set[tuple[int, int]]:
-    return set(db.session.execute(sa.select(ContactKey.key, ContactKey.lead_id)).all())
-
-
-def keys_of_leads() -> set[tuple[int, int]]:
-    return {pair for row in db.session.execute(
-        sa.select(Lead.id, Lead.email_hash, Lead.phone_hash)).all() for pair in keys_of(*row)}
+from tests.ingest_helpers import (
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+)
 
 
 def test_duplicates_are_found_across_batches_and_sellers(seller):

@@ -13,7 +13,9 @@ from app.services.crypto import current_vault
 from app.services.ingest import pipeline, storing
 from app.services.ingest.reader import UnreadableFile
 from tests.conftest import make_user
-from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+from tests.ingest_helpers import (
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+)
 
 
 @pytest.fixture
@@ -147,6 +149,86 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
     assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
     assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert stored_keys() == keys_of_leads()  # the keys the dead run left unwritten too
+
+
+def _queued(seller, rows) -> Batch:
+    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes(rows)))
+    with events.muted():  # the test runs the job itself
+        batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
+        db.session.commit()
+    return batch
+
+
+def test_a_run_resumed_by_the_worker_processes_stores_the_rest_once(app, seller, monkeypatch):
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk * 6 + 3)] + [person(7)]
+    batch = _queued(seller, rows)
+    real_store, calls = storing.store, []
+
+    def dying_store(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("worker killed")
+        real_store(*args)
+
+    monkeypatch.setattr(storing, "store", dying_store)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process_batch(batch.id)
+    db.session.rollback()
+    monkeypatch.setattr(storing, "store", real_store)
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    pipeline.process_batch(batch.id)
+    db.session.expire_all()
+    done = db.session.get(Batch, batch.id)
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
+    assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert stored_keys() == keys_of_leads()
+
+
+def test_a_file_that_fails_in_the_worker_processes_leaves_nothing(app, seller, monkeypatch):
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    data = csv_bytes([person(i) for i in range(chunk * 5)])
+    data += b'"' + b"x" * (2 << 20) + b'"\r\n'  # a monstrous cell after five full chunks
+    batch = ingest(seller, data)
+    assert batch.status is BatchStatus.FAILED
+    assert leads(batch) == [] and rejections(batch) == {} and stored_keys() == set()
+
+
+def test_two_runs_of_one_batch_store_each_row_once(app, verified_seller, monkeypatch):
+    """A batch resumed while its first run still works (its heartbeat looked stale): one
+    run's claim wins each chunk, the loser stops and leaves the batch to the winner."""
+    import threading
+
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)  # one run on the pool, one not
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk * 12)] + [person(3)]
+    batch_id = _queued(verified_seller, rows).id
+    db.session.commit()  # the id read above: this thread holds no lock meanwhile
+    errors = []
+
+    def run():
+        with app.app_context():
+            try:
+                pipeline.process_batch(batch_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    db.session.expire_all()
+    done = db.session.get(Batch, batch_id)
+    assert done.status is BatchStatus.LIVE
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
+    assert stored_keys() == keys_of_leads()
 
 
 def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_commit(

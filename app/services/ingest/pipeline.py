@@ -304,6 +304,8 @@ def _run(batch: Batch, path: Path) -> None:
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
     plan = storing_plan(run)
+    if run.checkpoint and plan.defer_keys:  # the keys a stopped run left unwritten
+        contact_keys.restore(Lead.batch_id == run.id)
     # Nothing held while the workers store: on SQLite this would hold the write lock.
     db.session.commit()
     config = current_app.config
@@ -372,7 +374,8 @@ def storing_plan(run: BatchRun, leads: sa.Table = Lead.__table__) -> storing.Pla
         leads_sql=sqlite_insert(
             leads, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), constants),
         rejections_sql=sqlite_insert(rejections, REJECTION_INSERT_COLUMNS, {}),
-        hashes=(workers.EMAIL_HASH, workers.PHONE_HASH), **common)
+        hashes=(workers.EMAIL_HASH, workers.PHONE_HASH),
+        defer_keys=bool(current_app.config["INGEST_KEYS_ROWS"]), **common)
 
 
 def _copy_statement(table: sa.Table, columns: tuple[str, ...]) -> str:

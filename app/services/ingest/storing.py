@@ -118,6 +118,7 @@ class Plan:
     rejection_kinds: tuple[str, ...] = ()  # PostgreSQL: each field's binary kind
     lead_sequence: str = ""  # PostgreSQL: the sequence of leads.id
     hashes: tuple[int, int] = (0, 0)  # where an accepted row holds its email and phone hash
+    defer_keys: bool = False  # contact keys wait in UnwrittenKeys (SQLite)
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,10 @@ class DedupeIndex:
 
     @classmethod
     def load(cls, connection: Connection, batch_id: int, seller_id: int,
-             emails: set[bytes], phones: set[bytes], check_suppression: bool = True
-             ) -> "DedupeIndex":
-        """Found by key, then their full hashes compared (two hashes may share a key)."""
+             emails: set[bytes], phones: set[bytes], check_suppression: bool = True,
+             unwritten: Optional["UnwrittenKeys"] = None) -> "DedupeIndex":
+        """Found by key, then their full hashes compared (two hashes may share a key);
+        `unwritten`: the batch's own leads whose keys are not written yet."""
         found = holders_by_key(connection, set(keys("email", list(emails))
                                                + keys("phone", list(phones))))
         by_email: dict[bytes, tuple] = {}
@@ -221,6 +223,11 @@ class DedupeIndex:
                 # The seller's own copy decides the verdict, so it wins over other sellers'.
                 if value not in by_hash or holder_seller == seller_id:
                     by_hash[value] = holder
+        if unwritten is not None:  # the batch's own leads: they decide the verdict
+            for wanted, by_hash, rows in ((emails, by_email, unwritten.by_email),
+                                          (phones, by_phone, unwritten.by_phone)):
+                for value in wanted & rows.keys():
+                    by_hash[value] = (batch_id, seller_id, rows[value])
         return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed(connection, "email", emails) if check_suppression else set(),
                    _suppressed(connection, "phone", phones) if check_suppression else set())
@@ -265,9 +272,91 @@ class DedupeIndex:
             self.by_phone[phone_hash] = holder
 
 
+_ENTRY = struct.Struct(">B16sIq")  # kind bit, hash, row number, lead id
+ENTRY_SIZE = _ENTRY.size
+
+
+class UnwrittenKeys:
+    """SQLite: the contacts of a run's stored leads whose contact keys are not written
+    yet, in file order. Keys land at random in contact_keys and SQLite rewrites every
+    page a transaction touched, so a chunk writing its own keys rewrote most of the
+    table (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order,
+    by the chunk that fills this list, and until then later chunks find those leads
+    here. Shared by the run's workers: `header` holds how often the list was emptied and
+    its length, `data` its entries; each worker keeps what it read of them in dicts.
+    A run that stops leaves keys unwritten: a resumed run writes its batch's again
+    (pipeline), and a failed run's leads go without them."""
+
+    def __init__(self, header, data):
+        self.header, self.data = header, memoryview(data).cast("B")
+        self.capacity = len(self.data) // _ENTRY.size
+        self._emptied, self._read = -1, 0
+        self.by_email: dict[bytes, int] = {}  # hash -> row number
+        self.by_phone: dict[bytes, int] = {}
+
+    @classmethod
+    def local(cls, capacity: int) -> "UnwrittenKeys":
+        """A list of this process alone."""
+        return cls([0, 0], bytearray(capacity * _ENTRY.size))
+
+    def clear(self) -> None:
+        self.header[0] += 1
+        self.header[1] = 0
+
+    def catch_up(self) -> None:
+        """Read the entries other processes added."""
+        if self._emptied != self.header[0]:
+            self._emptied, self._read = self.header[0], 0
+            self.by_email, self.by_phone = {}, {}
+        end = self.header[1]
+        if end > self._read:
+            self._index(_ENTRY.iter_unpack(self.data[self._read * _ENTRY.size:end * _ENTRY.size]))
+            self._read = end
+
+    def _index(self, entries) -> None:
+        by_kind = (self.by_email, self.by_phone)
+        for bit, digest, row_number, _ in entries:
+            by_kind[bit][digest] = row_number
+
+    def add(self, leads: list[tuple], e_at: int, p_at: int) -> bool:
+        """Add these leads' contacts (each lead's id its last value), or say the list
+        has no room for them."""
+        entries = [(0, lead[e_at], lead[0], lead[-1]) for lead in leads if lead[e_at]] + [
+            (1, lead[p_at], lead[0], lead[-1]) for lead in leads if lead[p_at]]
+        start = self.header[1]
+        if start + len(entries) > self.capacity:
+            return False
+        self.data[start * _ENTRY.size:(start + len(entries)) * _ENTRY.size] = b"".join(
+            _ENTRY.pack(*entry) for entry in entries)
+        self.header[1] = self._read = start + len(entries)
+        self._index(entries)
+        return True
+
+    def take(self) -> list[tuple[int, int]]:
+        """The (key, lead_id) rows of every entry, and an empty list."""
+        entries = list(_ENTRY.iter_unpack(self.data[:self.header[1] * _ENTRY.size]))
+        self.clear()
+        rows = []
+        for kind, bit in KIND_BITS.items():
+            chosen = [entry for entry in entries if entry[0] == bit]
+            rows += zip(keys(kind, [entry[1] for entry in chosen]), [entry[3] for entry in chosen])
+        return rows
+
+
+def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
+    """At a run's end: the keys still waiting, in a transaction of their own."""
+    connection.begin()
+    try:
+        write_keys(connection, unwritten.take())
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
 def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
     """Write (key, lead_id) rows into contact_keys, in key order: each touched page is
-    written once."""
+    written once. A row there already stays (a resumed run wrote its batch's keys again)."""
     if not rows:
         return
     rows.sort()
@@ -278,8 +367,8 @@ def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
              b"".join([pgcopy.SIGNATURE, *[pack(2, 8, k, 8, i) for k, i in rows],
                        pgcopy.TRAILER]))
     else:
-        connection.driver.executemany("INSERT INTO contact_keys (key, lead_id) VALUES (?, ?)",
-                                      rows)
+        connection.driver.executemany(
+            "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)", rows)
 
 
 def copy(connection: Connection, statement: str, data: bytes) -> None:
@@ -341,10 +430,11 @@ def _lead_ids(connection: Connection, plan: Plan, count: int) -> range | list[in
 
 
 def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block,
-          result, vault: ContactVault) -> None:
+          result, vault: ContactVault, unwritten: Optional[UnwrittenKeys] = None) -> None:
     """Store one validated block (`result`: workers.ChunkResult, in the plan's storage
     form) and the batch's progress, and commit. Raises BatchTaken if another run
-    stored these rows first."""
+    stored these rows first. `unwritten`: where the run's contact keys wait (SQLite);
+    without it they are written with their leads."""
     accepted, rejected_contacts = result.accepted, result.rejected_contacts
     e_at, p_at = plan.hashes
     emails = {row[e_at] for row in accepted if row[e_at]} | {
@@ -353,7 +443,8 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block,
         c[2] for c in rejected_contacts if c[2]}
     connection.begin()
     try:
-        _store(connection, plan, chunk, block, result, vault, emails, phones, e_at, p_at)
+        _store(connection, plan, chunk, block, result, vault, emails, phones, e_at, p_at,
+               unwritten)
         connection.commit()
     except BaseException:
         connection.rollback()
@@ -361,9 +452,12 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block,
 
 
 def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
-           vault: ContactVault, emails: set, phones: set, e_at: int, p_at: int) -> None:
+           vault: ContactVault, emails: set, phones: set, e_at: int, p_at: int,
+           unwritten: Optional[UnwrittenKeys]) -> None:
+    if unwritten is not None:
+        unwritten.catch_up()
     index = DedupeIndex.load(connection, plan.batch_id, plan.seller_id, emails, phones,
-                             plan.check_suppression)
+                             plan.check_suppression, unwritten)
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
@@ -415,7 +509,11 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
     else:
         driver.executemany(plan.rejections_sql, rejections)
+    if unwritten is not None and unwritten.add(leads, e_at, p_at):
+        return
     written = key_rows(leads, e_at, p_at)
+    if unwritten is not None:  # full: every waiting key goes now, with this chunk's
+        written += unwritten.take()
     write_keys(connection, written)
     global _statistics_for
     if written and _statistics_for != (plan.database, plan.run):

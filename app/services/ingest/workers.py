@@ -11,6 +11,7 @@ processes of its own) the same code runs in-process on the caller's connection.
 Workers import no Flask or SQLAlchemy: only what validation and storing need.
 """
 import csv
+import ctypes
 import dataclasses
 import gc
 import heapq
@@ -251,6 +252,7 @@ PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
 _turns = None  # multiprocessing Condition
 _turn = None  # multiprocessing Array of two int64
 _connections: dict[tuple[str, str], storing.OwnConnection] = {}  # this worker's own
+_unwritten: Optional[storing.UnwrittenKeys] = None  # the pool's, shared
 
 
 def _init_worker(master_key: str) -> None:
@@ -259,10 +261,13 @@ def _init_worker(master_key: str) -> None:
     resolve_region("Москва", None, "RU")  # builds the region index before the first chunk
 
 
-def _start_worker(master_key: str, parent: int, turns=None, turn=None) -> None:
-    global _turns, _turn
+def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None
+                  ) -> None:
+    global _turns, _turn, _unwritten
     _init_worker(master_key)
     _turns, _turn = turns, turn
+    if unwritten is not None:
+        _unwritten = storing.UnwrittenKeys(*unwritten)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
 
@@ -302,7 +307,8 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
             raise storing.RunCancelled(plan.run)
     gc.disable()
     try:
-        storing.store(connection, plan, chunk, block, result, _worker_vault)
+        storing.store(connection, plan, chunk, block, result, _worker_vault,
+                      _unwritten if plan.defer_keys else None)
     finally:
         gc.enable()
     with _turns:  # a chunk that failed keeps the turn: the run stops there
@@ -339,15 +345,19 @@ _runs = itertools.count(1)  # runs of this process: each its own turns
 class InProcess:
     """Validating and storing in the calling process, on its own connection."""
 
-    def __init__(self, master_key: str):
+    def __init__(self, master_key: str, waiting_keys: int):
         self._vault = ContactVault(master_key)
+        self._waiting_keys = waiting_keys
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      connection: storing.Connection) -> None:
         plan = dataclasses.replace(plan, run=next(_runs))
+        unwritten = storing.UnwrittenKeys.local(self._waiting_keys) if plan.defer_keys else None
         for block, chunk in chunks:
             result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
-            storing.store(connection, plan, chunk, block, result, self._vault)
+            storing.store(connection, plan, chunk, block, result, self._vault, unwritten)
+        if unwritten is not None:
+            storing.write_unwritten(connection, unwritten)
 
 
 class WorkerPool:
@@ -355,14 +365,17 @@ class WorkerPool:
     by one run at a time: a run's turns go round its workers (a second run at once
     stores in its own process)."""
 
-    def __init__(self, master_key: str, processes: int):
+    def __init__(self, master_key: str, processes: int, waiting_keys: int):
         self.processes = processes
         context = multiprocessing.get_context("spawn")
         self._turns, self._turn = context.Condition(), context.Array("q", 2, lock=False)
+        shared = (context.RawArray("q", 2),
+                  context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
+        self._unwritten = storing.UnwrittenKeys(*shared)
         self._executor = ProcessPoolExecutor(
             max_workers=processes, mp_context=context, initializer=_start_worker,
-            initargs=(master_key, os.getpid(), self._turns, self._turn))
-        self._in_process = InProcess(master_key)
+            initargs=(master_key, os.getpid(), self._turns, self._turn, shared))
+        self._in_process = InProcess(master_key, waiting_keys)
         self._busy = threading.Lock()
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
@@ -374,7 +387,10 @@ class WorkerPool:
             self._in_process.store_chunks(chunks, fields, ctx, plan, connection)
             return
         try:
+            self._unwritten.clear()
             self._store_chunks(chunks, fields, ctx, dataclasses.replace(plan, run=next(_runs)))
+            if plan.defer_keys:
+                storing.write_unwritten(connection, self._unwritten)
         finally:
             self._busy.release()
 
@@ -401,13 +417,15 @@ class WorkerPool:
                 wait_for(in_flight)
 
 
-_pools: dict[tuple[str, int], WorkerPool] = {}
+_pools: dict[tuple[str, int, int], WorkerPool] = {}
 
 def pool_for(config: Mapping) -> InProcess | WorkerPool:
     processes = int(config.get("INGEST_WORKERS") or os.cpu_count() or 1)
     key = config["CONTACT_ENCRYPTION_KEY"]
+    # Two contacts a lead: the keys of this many leads wait at most (UnwrittenKeys).
+    waiting_keys = 2 * int(config.get("INGEST_KEYS_ROWS") or 0)
     if processes <= 1 or multiprocessing.current_process().daemon:
-        return InProcess(key)
-    if (key, processes) not in _pools:
-        _pools[(key, processes)] = WorkerPool(key, processes)
-    return _pools[(key, processes)]
+        return InProcess(key, waiting_keys)
+    if (key, processes, waiting_keys) not in _pools:
+        _pools[(key, processes, waiting_keys)] = WorkerPool(key, processes, waiting_keys)
+    return _pools[(key, processes, waiting_keys)]
