@@ -51,7 +51,7 @@ class Config:
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     # Rows an upload validates and stores at a time, each chunk in a transaction of its
     # own (on SQLite holding the write lock while it is stored).
-    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 2000)
+    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 5000)
     # SQLite: the contact keys of up to this many stored leads wait to be written in one
     # go (ingest.storing.UnwrittenKeys); 0 writes each chunk's with its leads.
     INGEST_KEYS_ROWS = _env_int("INGEST_KEYS_ROWS", 20_000)
