@@ -54,7 +54,7 @@ class Config:
     INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 5000)
     # SQLite: the contact keys of up to this many stored leads wait to be written in one
     # go (ingest.storing.UnwrittenKeys); 0 writes each chunk's with its leads.
-    INGEST_KEYS_ROWS = _env_int("INGEST_KEYS_ROWS", 20_000)
+    INGEST_KEYS_ROWS = _env_int("INGEST_KEYS_ROWS", 10_000)
     # Processes validating rows in parallel; 0 means one per core.
     INGEST_WORKERS = _env_int("INGEST_WORKERS", 0)
 
