@@ -49,11 +49,12 @@ class Config:
     MIN_PRICE = _env_int("MIN_PRICE", 50)  # minor units per lead
 
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
-    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 2000)
-    # An upload commits after this many rows or this many seconds, whichever comes
-    # first (fewer, larger transactions; on SQLite the write lock is held meanwhile).
-    INGEST_COMMIT_ROWS = _env_int("INGEST_COMMIT_ROWS", 50_000)
-    INGEST_COMMIT_SECONDS = float(os.environ.get("INGEST_COMMIT_SECONDS", 1.0))
+    # Rows an upload validates and stores at a time, each chunk in a transaction of its
+    # own (on SQLite holding the write lock while it is stored).
+    INGEST_CHUNK_ROWS = _env_int("INGEST_CHUNK_ROWS", 5000)
+    # SQLite: the contact keys of up to this many stored leads wait to be written in one
+    # go (ingest.storing.UnwrittenKeys); 0 writes each chunk's with its leads.
+    INGEST_KEYS_ROWS = _env_int("INGEST_KEYS_ROWS", 10_000)
     # Processes validating rows in parallel; 0 means one per core.
     INGEST_WORKERS = _env_int("INGEST_WORKERS", 0)
 
@@ -201,7 +202,7 @@ class TestingConfig(DevelopmentConfig):
     ARGON2_PROFILE = "CHEAPEST"  # hashing cost is not what the tests measure
     INGEST_WORKERS = 1  # tests that need the process pool ask for it
     INGEST_CHUNK_ROWS = 50  # small chunks, so tests cross chunk boundaries
-    INGEST_COMMIT_ROWS = 1  # a commit per chunk unless a test asks for more
+    INGEST_KEYS_ROWS = 120  # keys written every few chunks, so tests cross that too
     MARKET_STATS_CACHE_SECONDS = 0  # every test sees the figures of its own data
     FIGURES_CHECK_WRITES = True  # a write path that forgets app.core.figures.changed() fails
     PING_CHECK_SECONDS = 0  # every test's bidding orders are asked at once

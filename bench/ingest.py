@@ -34,9 +34,9 @@ What one run does, all on the same generated file:
      memory does not grow with the number of rows.
   5. After each full-size real run (untimed by it, in the same child): its two
      unavoidable parts alone (parts_alone). Storing: the batch's accepted rows read
-     back and written again by bulk.insert_ready into a copy of the leads table with
-     the same indexes, in the app's chunks and commits (CPU of the storing process,
-     plus the PostgreSQL backend's). Validating: what a worker runs per chunk
+     back and written again by storing.write_leads into a copy of the leads table with
+     the same indexes, a chunk per transaction as the real path commits (CPU of the
+     storing process, plus the PostgreSQL backend's). Validating: what a worker runs per chunk
      (workers._validate_in_worker, gc paused) on the file's first 50,000 rows in one
      process. The ceiling they set: CPUs / (both CPU costs
      per file row), and on SQLite (one writer) no more than storing's own rows/s.
@@ -700,9 +700,9 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     the benchmark's child process (app context open):
 
     storing: the batch's accepted rows read back in the form the workers hand over and
-    written again by bulk.insert_ready into a copy of the leads table (same indexes,
-    checks and foreign keys), in the app's chunks and commits (_store_again). Only the
-    writes are timed; nothing else the storing process does (reading the file, dedupe
+    written again by storing.write_leads into a copy of the leads table (same indexes,
+    checks and foreign keys), a chunk per transaction as the real path commits
+    (_store_again). Only the writes are timed; nothing else the storing process does (reading the file, dedupe
     lookups, rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
     Then once more without the indexes whose keys arrive in random order (the contact
     hashes): what their maintenance costs.
@@ -735,9 +735,8 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     # Exactly what a worker runs per chunk (with the cyclic collector paused).
     workers._init_worker(base64.urlsafe_b64encode(os.urandom(32)).decode())
     ctx = RowContext(DEFAULT_COUNTRY, batch.created_at)
-    from app.services.ingest import pipeline
 
-    storage = pipeline._STORAGE["postgresql" if postgres else "sqlite"]  # the real path's
+    storage = workers.STORAGE_OF["postgresql" if postgres else "sqlite"]  # the real path's
     validated, v_cpu = 0, 0.0
     with open_csv(spec["csv"], mapping={}) as source:
         fields = source.header_map.fields
@@ -772,28 +771,21 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
 
 def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     """The batch's accepted rows read back in the form the workers hand over and
-    written again as the real path writes them (SQLite: bulk.insert_ready; PostgreSQL:
-    packed by copy_ready, untimed as the workers do it, then pipeline.copy_leads) into
-    a copy of the leads table (same indexes, checks and foreign keys), in the app's
-    chunks and commits; with `keys`, their contact keys too, each commit's written
-    into contact_keys as the real path writes them (sorted, contact_keys.store) and
-    removed afterwards. Only the writes are timed: wall, this process's CPU and the
-    PostgreSQL backend's."""
+    written again as the real path writes them (storing.write_leads: SQLite executemany,
+    PostgreSQL binary COPY of rows packed by copy_ready, untimed as the workers do it)
+    into a copy of the leads table (same indexes, checks and foreign keys), a chunk per
+    transaction as the real path commits; with `keys`, their contact keys too (sorted,
+    storing.write_keys), removed afterwards. Only the writes are timed: wall, this
+    process's CPU and the PostgreSQL backend's."""
     import sqlalchemy as sa
 
-    from app.core.bulk import insert_ready
+    from app.core.bulk import SessionConnection
     from app.extensions import db
-    from app.models import Lead
-    from app.models.contact_keys import keys_of
-    from app.models.types import utcnow
-    from app.services import contact_keys
-    from app.services.ingest import copy_ready, pipeline, workers
+    from app.models import Lead, LeadStatus
+    from app.services.ingest import copy_ready, pipeline, storing, workers
 
     columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id")
     key_offset = 1 << 40  # keys of lead ids no lead has, removed afterwards
-    constants = {"batch_id": batch.id, "seller_id": batch.seller_id, "status": "live",
-                 "floor_price": batch.floor_price, "cap": batch.cap, "sold_count": 0,
-                 "created_at": pipeline._stored_time(utcnow()), "seller_points": 8}
     connection = db.session.connection()
     postgres = connection.dialect.name == "postgresql"
     driver = connection.connection.driver_connection
@@ -818,6 +810,11 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
                                   f"INDEX floor_{name} ON floor_leads", sql))
         backend_pid = None
     db.session.commit()
+    floor = Lead.__table__.to_metadata(sa.MetaData(), name="floor_leads")
+    plan = pipeline.storing_plan(pipeline.BatchRun(
+        batch.id, batch.seller_id, batch.floor_price, batch.cap, 0,
+        lead_status=LeadStatus.LIVE, created_at=batch.created_at), floor)
+    e_at, p_at = plan.hashes
 
     def backend_cpu() -> float:  # utime + stime of the PostgreSQL backend, in seconds
         if backend_pid is None:
@@ -841,40 +838,23 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
 
         reader = sqlite3.connect(sa.engine.make_url(url).database)
         cursor = reader.execute(query)
-    table = sa.table("floor_leads")
-    floor = Lead.__table__.to_metadata(sa.MetaData(), name="floor_leads")
-    chunk, commit_rows = config["INGEST_CHUNK_ROWS"], config["INGEST_COMMIT_ROWS"]
-    commit_seconds = config["INGEST_COMMIT_SECONDS"]
-    e_at, p_at = columns.index("email_hash"), columns.index("phone_hash")
-    stored, wall, cpu, uncommitted, opened, unwritten = 0, 0.0, 0.0, 0, 0.0, []
+    chunk = config["INGEST_CHUNK_ROWS"]
+    stored, wall, cpu = 0, 0.0, 0.0
     server_before = backend_cpu()
+    session = SessionConnection()
     while rows := cursor.fetchmany(chunk):
-        if keys:
-            unwritten += [pair for r in rows for pair in keys_of(r[-1] + key_offset, r[e_at],
-                                                                  r[p_at])]
         if postgres:  # packed as the workers pack them, with their flag and id after
             packed = copy_ready.pack(workers.ACCEPTED_COLUMNS, [r[:-2] for r in rows])
             rows = [p + r[-2:] for p, r in zip(packed, rows)]
+        unwritten = [(k, i + key_offset) for k, i in storing.key_rows(rows, e_at, p_at)]
         t, c = time.perf_counter(), time.process_time()
-        if uncommitted == 0:
-            opened = t
-        if postgres:
-            pipeline.copy_leads(rows, dict(constants, created_at=batch.created_at), floor)
-        else:
-            insert_ready(table, columns, rows, constants)
-        uncommitted += len(rows)
-        if uncommitted >= commit_rows or time.perf_counter() - opened >= commit_seconds:
-            contact_keys.store(unwritten)
-            db.session.commit()
-            uncommitted, unwritten = 0, []
+        storing.write_leads(session.begin(), plan, rows)
+        if keys:
+            storing.write_keys(session, unwritten)
+        session.commit()
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
         stored += len(rows)
-    t, c = time.perf_counter(), time.process_time()
-    contact_keys.store(unwritten)
-    db.session.commit()
-    wall += time.perf_counter() - t
-    cpu += time.process_time() - c
     server = backend_cpu() - server_before
     reader.close()
     driver = db.session.connection().connection.driver_connection

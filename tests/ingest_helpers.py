@@ -5,7 +5,8 @@ import sqlalchemy as sa
 
 from app.core import events
 from app.extensions import db
-from app.models import Batch, Lead, Rejection
+from app.models import Batch, ContactKey, Lead, Rejection
+from app.models.contact_keys import keys_of
 from app.services.ingest import pipeline
 
 HEADER = ["first_name", "email", "phone", "age", "gender", "region", "consent_at", "source_url"]
@@ -57,3 +58,13 @@ def rejections(batch) -> dict[int, str]:
 def leads(batch) -> list[Lead]:
     return db.session.scalars(sa.select(Lead).where(Lead.batch_id == batch.id)
                               .order_by(Lead.row_number)).all()
+
+
+def stored_keys() -> set[tuple[int, int]]:
+    return set(db.session.execute(sa.select(ContactKey.key, ContactKey.lead_id)).all())
+
+
+def keys_of_leads() -> set[tuple[int, int]]:
+    """The contact keys every stored lead should have."""
+    return {pair for row in db.session.execute(
+        sa.select(Lead.id, Lead.email_hash, Lead.phone_hash)).all() for pair in keys_of(*row)}

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import ApiKey, Batch, BatchStatus, Order, Role
-from app.services.ingest import pipeline
+from app.services.ingest import pipeline, storing
 from tests.conftest import csrf_token, make_user, on_postgres
 from tests.ingest_helpers import HEADER, csv_bytes, ingest, person
 from tests.market_helpers import funded_buyer, live_leads, place, verified_seller
@@ -238,7 +238,7 @@ def test_no_phone_number_stays_on_disk_after_any_upload_path(app, seller, seller
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(pipeline, "_store_chunk", broken)
+    monkeypatch.setattr(storing, "store", broken)
     with pytest.raises(RuntimeError):
         ingest(seller, csv_bytes([person(i, phone=PHONES[i]) for i in range(3)]))
     assert db.session.scalar(sa.select(Batch.status).order_by(Batch.id.desc())) is (

@@ -10,10 +10,12 @@ from app.models import (
     Batch, BatchStatus, LeadStatus, Rejection, Role, SuppressionEntry, TrustLevel,
 )
 from app.services.crypto import current_vault
-from app.services.ingest import pipeline
+from app.services.ingest import pipeline, storing
 from app.services.ingest.reader import UnreadableFile
 from tests.conftest import make_user
-from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+from tests.ingest_helpers import (
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+)
 
 
 @pytest.fixture
@@ -123,7 +125,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     with events.muted():  # the test runs the job itself
         batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
         db.session.commit()
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def dying_store(*args):
         calls.append(1)
@@ -131,7 +133,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
             raise KeyboardInterrupt("worker killed")  # not an Exception: nothing cleans up
         real_store(*args)
 
-    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    monkeypatch.setattr(storing, "store", dying_store)
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
@@ -139,7 +141,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert halfway.status is BatchStatus.PROCESSING and halfway.rows_processed == chunk * 2 + 1
     assert len(leads(halfway)) == chunk * 2
 
-    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    monkeypatch.setattr(storing, "store", real_store)
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
@@ -147,6 +149,86 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
     assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
     assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert stored_keys() == keys_of_leads()  # the keys the dead run left unwritten too
+
+
+def _queued(seller, rows) -> Batch:
+    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes(rows)))
+    with events.muted():  # the test runs the job itself
+        batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
+        db.session.commit()
+    return batch
+
+
+def test_a_run_resumed_by_the_worker_processes_stores_the_rest_once(app, seller, monkeypatch):
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk * 6 + 3)] + [person(7)]
+    batch = _queued(seller, rows)
+    real_store, calls = storing.store, []
+
+    def dying_store(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("worker killed")
+        real_store(*args)
+
+    monkeypatch.setattr(storing, "store", dying_store)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process_batch(batch.id)
+    db.session.rollback()
+    monkeypatch.setattr(storing, "store", real_store)
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    pipeline.process_batch(batch.id)
+    db.session.expire_all()
+    done = db.session.get(Batch, batch.id)
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
+    assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert stored_keys() == keys_of_leads()
+
+
+def test_a_file_that_fails_in_the_worker_processes_leaves_nothing(app, seller, monkeypatch):
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    data = csv_bytes([person(i) for i in range(chunk * 5)])
+    data += b'"' + b"x" * (2 << 20) + b'"\r\n'  # a monstrous cell after five full chunks
+    batch = ingest(seller, data)
+    assert batch.status is BatchStatus.FAILED
+    assert leads(batch) == [] and rejections(batch) == {} and stored_keys() == set()
+
+
+def test_two_runs_of_one_batch_store_each_row_once(app, verified_seller, monkeypatch):
+    """A batch resumed while its first run still works (its heartbeat looked stale): one
+    run's claim wins each chunk, the loser stops and leaves the batch to the winner."""
+    import threading
+
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)  # one run on the pool, one not
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows = [person(i) for i in range(chunk * 12)] + [person(3)]
+    batch_id = _queued(verified_seller, rows).id
+    db.session.commit()  # the id read above: this thread holds no lock meanwhile
+    errors = []
+
+    def run():
+        with app.app_context():
+            try:
+                pipeline.process_batch(batch_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    db.session.expire_all()
+    done = db.session.get(Batch, batch_id)
+    assert done.status is BatchStatus.LIVE
+    assert (done.rows_total, done.accepted, done.rejected) == (len(rows), len(rows) - 1, 1)
+    assert sorted(lead.row_number for lead in leads(done)) == list(range(2, len(rows) + 1))
+    assert rejections(done) == {len(rows) + 1: "duplicate_in_batch"}
+    assert stored_keys() == keys_of_leads()
 
 
 def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_commit(
@@ -155,14 +237,13 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
     from app.market.queries import estimate
 
     chunk = app.config["INGEST_CHUNK_ROWS"]
-    monkeypatch.setitem(app.config, "INGEST_COMMIT_ROWS", chunk * 2 + 1)  # 3 chunks a commit
     rows = [person(i) for i in range(chunk * 7)]
     token = pipeline.stage_upload(verified_seller, io.BytesIO(csv_bytes(rows)))
     with events.muted():  # the test runs the job itself
         batch = pipeline.create_batch(verified_seller, token, "t.csv",
                                       pipeline.check_terms("US", 0, 1))
         db.session.commit()
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def dying_store(*args):
         calls.append(1)
@@ -170,17 +251,17 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
             raise KeyboardInterrupt("worker killed")
         real_store(*args)
 
-    monkeypatch.setattr(pipeline, "_store_chunk", dying_store)
+    monkeypatch.setattr(storing, "store", dying_store)
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
     halfway = db.session.get(Batch, batch.id)
-    # Chunks 1-3 were committed together; the 4th was stored but not committed.
-    assert halfway.rows_processed == chunk * 3 + 1 and len(leads(halfway)) == chunk * 3
+    # Chunks 1-4 were committed, each on its own; the 5th never was.
+    assert halfway.rows_processed == chunk * 4 + 1 and len(leads(halfway)) == chunk * 4
     assert {lead.status for lead in leads(halfway)} == {LeadStatus.LIVE}
     assert estimate(Filters()).matching == 0  # stored live, yet offered to nobody
 
-    monkeypatch.setattr(pipeline, "_store_chunk", real_store)
+    monkeypatch.setattr(storing, "store", real_store)
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
@@ -193,7 +274,7 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
 def test_a_seller_whose_trust_changes_mid_run_gets_the_status_of_the_end(
         app, verified_seller, monkeypatch):
     chunk = app.config["INGEST_CHUNK_ROWS"]
-    real_store, calls = pipeline._store_chunk, []
+    real_store, calls = storing.store, []
 
     def store_then_demote(*args):
         calls.append(1)
@@ -201,7 +282,7 @@ def test_a_seller_whose_trust_changes_mid_run_gets_the_status_of_the_end(
         if len(calls) == 1:
             verified_seller.trust_level = TrustLevel.NEW  # an admin demotes the seller
 
-    monkeypatch.setattr(pipeline, "_store_chunk", store_then_demote)
+    monkeypatch.setattr(storing, "store", store_then_demote)
     batch = ingest(verified_seller, csv_bytes([person(i) for i in range(chunk * 2)]))
     assert batch.status is BatchStatus.HELD
     assert {lead.status for lead in leads(batch)} == {LeadStatus.HELD}

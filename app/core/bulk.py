@@ -87,21 +87,28 @@ def _sqlite_literal(value) -> str:
     raise TypeError(f"No SQLite literal for {type(value).__name__}")
 
 
+def sqlite_insert(table: sa.Table, columns: tuple[str, ...], constants: dict[str, object]
+                  ) -> str:
+    """SQLite: an INSERT of `columns` bound per row, plus columns that hold one value
+    for all rows (ints, bools, text; datetimes given as the database's text), written
+    into the statement once instead of being bound for every row."""
+    names = ", ".join(columns + tuple(constants))
+    values = ", ".join(["?"] * len(columns) + [_sqlite_literal(v) for v in constants.values()])
+    return f"INSERT INTO {table.name} ({names}) VALUES ({values})"
+
+
 def insert_ready(table: sa.Table, columns: tuple[str, ...], rows: list[tuple],
                  constants: dict[str, object]) -> None:
     """Rows already in the driver's own form (see ingest.workers.STORAGE_FORMATS), plus
-    columns that hold one value for all of them (ints, bools, text; datetimes given as
-    the database's text). On SQLite the constants are written into the statement once
-    instead of being bound for every row; COPY sends them with each row."""
+    `constants` (sqlite_insert); COPY sends them with each row."""
     if not rows:
         return
     connection = db.session.connection()
-    names = ", ".join(columns + tuple(constants))
     if connection.dialect.name == "sqlite":
-        values = ", ".join(["?"] * len(columns) + [_sqlite_literal(v) for v in constants.values()])
         connection.connection.driver_connection.executemany(
-            f"INSERT INTO {table.name} ({names}) VALUES ({values})", rows)
+            sqlite_insert(table, columns, constants), rows)
         return
+    names = ", ".join(columns + tuple(constants))
     if connection.dialect.name != "postgresql":
         raise NotImplementedError(connection.dialect.name)
     tail = tuple(constants.values())
@@ -110,6 +117,26 @@ def insert_ready(table: sa.Table, columns: tuple[str, ...], rows: list[tuple],
         write = copy.write_row
         for row in rows:
             write(row + tail)
+
+
+class SessionConnection:
+    """The session's own connection, as app.services.ingest.storing takes one: its
+    transaction begun by SQLAlchemy (on SQLite with the app's write lock) and ended
+    by the session."""
+
+    def __init__(self):
+        self.dialect = db.session.get_bind().dialect.name
+        self.driver = None
+
+    def begin(self) -> "SessionConnection":
+        self.driver = db.session.connection().connection.driver_connection
+        return self
+
+    def commit(self) -> None:
+        db.session.commit()
+
+    def rollback(self) -> None:
+        db.session.rollback()
 
 
 def kind_of(column_type) -> str:

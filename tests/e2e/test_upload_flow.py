@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Role
-from app.services.ingest import pipeline
+from app.services.ingest import storing
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.ingest_helpers import person
 
@@ -32,14 +32,14 @@ def test_upload_map_progress_report_download(app, page, tmp_path, monkeypatch):
     # Processing pauses after its first chunk until the test has seen the progress bar,
     # so the check does not depend on how fast this machine is.
     progress_seen = threading.Event()
-    real_store = pipeline._store_chunk
+    real_store = storing.store
 
-    def store_after_progress_was_seen(run, *args):
-        if run.checkpoint > 0:
+    def store_after_progress_was_seen(connection, plan, chunk, *args):
+        if chunk.turn > 0:
             progress_seen.wait(timeout=30)
-        real_store(run, *args)
+        real_store(connection, plan, chunk, *args)
 
-    monkeypatch.setattr(pipeline, "_store_chunk", store_after_progress_was_seen)
+    monkeypatch.setattr(storing, "store", store_after_progress_was_seen)
     make_user(Role.SELLER, email="blog@example.com")
     db.session.commit()
     upload = tmp_path / "export.csv"

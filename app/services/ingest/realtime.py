@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.core.bulk import allocate_ids, bulk_insert
+from app.core.bulk import SessionConnection, allocate_ids, bulk_insert
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import Batch, BatchSource, Lead, LeadStatus, User
@@ -20,9 +20,9 @@ from app.services.ingest.fields import FIELDS
 from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.pipeline import (
-    LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, DedupeIndex, check_can_sell, lead_row,
-    listing_status_for,
+    LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, check_can_sell, lead_row, listing_status_for,
 )
+from app.services.ingest.storing import DedupeIndex
 from app.services.ingest.validate import RowContext, verdict_message
 from app.services.ingest.workers import validate_chunk
 
@@ -99,7 +99,7 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
     batch = _todays_batch(seller, rows[0][1])
     emails = {row[workers.EMAIL_HASH] for row, _ in rows} - {None}
     phones = {row[workers.PHONE_HASH] for row, _ in rows} - {None}
-    index = DedupeIndex.load(batch.id, seller.id, emails, phones)
+    index = DedupeIndex.load(SessionConnection().begin(), batch.id, seller.id, emails, phones)
     _, lead_status = listing_status_for(seller)
     results: list[StoredLead | LeadRejected | None] = []
     kept = []  # (position in results, row to insert without its id)

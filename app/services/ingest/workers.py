@@ -1,29 +1,36 @@
 """The CPU-bound half of ingest, run on every core: pick, validate, normalise,
-encrypt, hash.
+encrypt, hash, and store (storing.py).
 
 Validation (phonenumbers, email-validator) and encryption cost tens of microseconds a
-row, far more than parsing or storing, so chunks of raw rows go to worker processes
-and come back as tuples ready to insert; the database work stays in the calling
-process. With one worker (or inside a daemonic process, such as a Celery prefork
-child, which may not start processes of its own) the same code runs in-process.
-Workers import no Flask or SQLAlchemy: only what validation needs.
+row, and storing about as much again, so chunks of raw rows go to worker processes,
+each of which validates its chunk while the other stores, then stores it on its own
+database connection in its turn: a chunk after the chunk before it has committed.
+The calling process only reads the file and hands the chunks out. With one worker (or
+inside a daemonic process, such as a Celery prefork child, which may not start
+processes of its own) the same code runs in-process on the caller's connection.
+Workers import no Flask or SQLAlchemy: only what validation and storing need.
 """
 import csv
+import ctypes
+import dataclasses
 import gc
 import heapq
+import itertools
 import json
 import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
-from app.services.ingest import copy_ready
+from app.services.ingest import copy_ready, storing
 from app.services.ingest.columns import (
     Decided, decide_columns, each_distinct, printable_lines,
 )
@@ -47,6 +54,7 @@ INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 c
 # the database driver takes without any conversion in the storing process, which is
 # the one serial step of an upload; "pgcopy": PostgreSQL's binary COPY (copy_ready).
 STORAGE_FORMATS = (None, "sqlite", "postgresql", "pgcopy")
+STORAGE_OF = {"sqlite": "sqlite", "postgresql": "pgcopy"}  # what storing.store takes
 # json.dumps(..., ensure_ascii=False) without building an encoder for every row.
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -62,7 +70,7 @@ class ChunkResult:
     rejected_contacts: list[tuple] = field(default_factory=list)
 
 
-CODES_SEPARATOR = ";"
+CODES_SEPARATOR = storing.CODES_SEPARATOR
 
 
 def _short(text: Optional[str]) -> Optional[str]:
@@ -240,6 +248,11 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
 
 _worker_vault: Optional[ContactVault] = None
 PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
+# Whose turn it is to store, shared by the pool's processes: (the run, its next chunk).
+_turns = None  # multiprocessing Condition
+_turn = None  # multiprocessing Array of two int64
+_connections: dict[tuple[str, str], storing.OwnConnection] = {}  # this worker's own
+_unwritten: Optional[storing.UnwrittenKeys] = None  # the pool's, shared
 
 
 def _init_worker(master_key: str) -> None:
@@ -248,8 +261,13 @@ def _init_worker(master_key: str) -> None:
     load_indexes()  # names resolve from the first chunk on
 
 
-def _start_worker(master_key: str, parent: int) -> None:
+def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None
+                  ) -> None:
+    global _turns, _turn, _unwritten
     _init_worker(master_key)
+    _turns, _turn = turns, turn
+    if unwritten is not None:
+        _unwritten = storing.UnwrittenKeys(*unwritten)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
 
@@ -275,6 +293,42 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
         gc.enable()
 
 
+def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing.Plan,
+                     chunk: storing.Chunk) -> None:
+    """Validate a chunk, wait for its turn, store it and pass the turn on."""
+    result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
+    connection = _connection(plan)
+    with _turns:
+        while _turn[1] != chunk.turn:
+            if _turn[0] != plan.run:
+                raise storing.RunCancelled(plan.run)
+            _turns.wait(PARENT_CHECK_SECONDS)
+        if _turn[0] != plan.run:
+            raise storing.RunCancelled(plan.run)
+    gc.disable()
+    try:
+        storing.store(connection, plan, chunk, block, result, _worker_vault,
+                      _unwritten if plan.defer_keys else None)
+    finally:
+        gc.enable()
+    with _turns:  # a chunk that failed keeps the turn: the run stops there
+        if _turn[0] == plan.run:
+            _turn[1] = chunk.turn + 1
+        _turns.notify_all()
+
+
+def _connection(plan: storing.Plan) -> storing.OwnConnection:
+    """This worker's connection to the plan's database, kept between chunks and runs."""
+    key = (plan.dialect, plan.database)
+    connection = _connections.get(key)
+    if connection is not None and not connection.usable():
+        connection.close()
+        connection = None
+    if connection is None:
+        connection = _connections[key] = storing.OwnConnection(plan.dialect, plan.database)
+    return connection
+
+
 def _validated(block: Block, fields: tuple, ctx: RowContext, vault: ContactVault,
                storage: Optional[str]) -> ChunkResult:
     result = validate_chunk(block.records(), fields, ctx, vault, storage,
@@ -284,48 +338,94 @@ def _validated(block: Block, fields: tuple, ctx: RowContext, vault: ContactVault
     return result
 
 
-class InProcess:
-    def __init__(self, master_key: str):
-        self._vault = ContactVault(master_key)
+Chunks = Iterable[tuple[Block, storing.Chunk]]
+_runs = itertools.count(1)  # runs of this process: each its own turns
 
-    def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
-                   storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
-        for block in blocks:
-            yield block, _validated(block, fields, ctx, self._vault, storage)
+
+class InProcess:
+    """Validating and storing in the calling process, on its own connection."""
+
+    def __init__(self, master_key: str, waiting_keys: int):
+        self._vault = ContactVault(master_key)
+        self._waiting_keys = waiting_keys
+
+    def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
+                     connection: storing.Connection) -> None:
+        plan = dataclasses.replace(plan, run=next(_runs))
+        unwritten = storing.UnwrittenKeys.local(self._waiting_keys) if plan.defer_keys else None
+        for block, chunk in chunks:
+            result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
+            storing.store(connection, plan, chunk, block, result, self._vault, unwritten)
+        if unwritten is not None:
+            storing.write_unwritten(connection, unwritten)
 
 
 class WorkerPool:
-    """A process pool kept for the life of the process (workers import slowly)."""
+    """A process pool kept for the life of the process (workers import slowly), used
+    by one run at a time: a run's turns go round its workers (a second run at once
+    stores in its own process)."""
 
-    def __init__(self, master_key: str, processes: int):
+    def __init__(self, master_key: str, processes: int, waiting_keys: int):
         self.processes = processes
+        context = multiprocessing.get_context("spawn")
+        self._turns, self._turn = context.Condition(), context.Array("q", 2, lock=False)
+        shared = (context.RawArray("q", 2),
+                  context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
+        self._unwritten = storing.UnwrittenKeys(*shared)
         self._executor = ProcessPoolExecutor(
-            max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(master_key, os.getpid()))
+            max_workers=processes, mp_context=context, initializer=_start_worker,
+            initargs=(master_key, os.getpid(), self._turns, self._turn, shared))
+        self._in_process = InProcess(master_key, waiting_keys)
+        self._busy = threading.Lock()
 
-    def map_chunks(self, blocks: Iterable[Block], fields: tuple, ctx: RowContext,
-                   storage: Optional[str] = None) -> Iterator[tuple[Block, ChunkResult]]:
-        """(block, its result) in file order."""
-        # One block per worker in flight, plus the one being stored: memory stays flat.
-        in_flight = []
-        for block in blocks:
-            in_flight.append((block, self._executor.submit(_validate_in_worker, block, fields,
-                                                            ctx, storage)))
-            if len(in_flight) > self.processes:
-                block, future = in_flight.pop(0)
-                yield block, future.result()
-        for block, future in in_flight:
-            yield block, future.result()
+    def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
+                     connection: storing.Connection) -> None:
+        """Validate and store every chunk, in file order; `connection` is the caller's,
+        for a database the workers cannot open (in memory) or a run while another
+        holds the pool."""
+        if plan.database is None or not self._busy.acquire(blocking=False):
+            self._in_process.store_chunks(chunks, fields, ctx, plan, connection)
+            return
+        try:
+            self._unwritten.clear()
+            self._store_chunks(chunks, fields, ctx, dataclasses.replace(plan, run=next(_runs)))
+            if plan.defer_keys:
+                storing.write_unwritten(connection, self._unwritten)
+        finally:
+            self._busy.release()
+
+    def _store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext,
+                      plan: storing.Plan) -> None:
+        with self._turns:
+            self._turn[0], self._turn[1] = plan.run, 0
+        # One chunk per worker in flight, plus the next: memory stays flat.
+        in_flight: deque = deque()
+        try:
+            for block, chunk in chunks:
+                in_flight.append(self._executor.submit(_store_in_worker, block, fields, ctx,
+                                                       plan, chunk))
+                if len(in_flight) > self.processes:
+                    in_flight.popleft().result()
+            while in_flight:
+                in_flight[0].result()
+                in_flight.popleft()
+        finally:
+            if in_flight:  # stopped: the run's waiting chunks give up, the storing one ends
+                with self._turns:
+                    self._turn[0] = 0
+                    self._turns.notify_all()
+                wait_for(in_flight)
 
 
-_pools: dict[tuple[str, int], WorkerPool] = {}
-
+_pools: dict[tuple[str, int, int], WorkerPool] = {}
 
 def pool_for(config: Mapping) -> InProcess | WorkerPool:
     processes = int(config.get("INGEST_WORKERS") or os.cpu_count() or 1)
     key = config["CONTACT_ENCRYPTION_KEY"]
+    # Two contacts a lead: the keys of this many leads wait at most (UnwrittenKeys).
+    waiting_keys = 2 * int(config.get("INGEST_KEYS_ROWS") or 0)
     if processes <= 1 or multiprocessing.current_process().daemon:
-        return InProcess(key)
-    if (key, processes) not in _pools:
-        _pools[(key, processes)] = WorkerPool(key, processes)
-    return _pools[(key, processes)]
+        return InProcess(key, waiting_keys)
+    if (key, processes, waiting_keys) not in _pools:
+        _pools[(key, processes, waiting_keys)] = WorkerPool(key, processes, waiting_keys)
+    return _pools[(key, processes, waiting_keys)]

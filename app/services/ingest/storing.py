@@ -1,0 +1,552 @@
+"""Storing an upload's validated chunks (SPEC §3): each chunk's duplicate and
+suppression checks, its claim on the batch, its leads, rejections and contact keys,
+in one transaction of its own, in file order.
+
+Jobs: every chunk commits its own transaction. A chunk is stored by the ingest worker
+that validated it, on the worker's own database connection, once the chunk before it
+has committed (workers.py passes the turn), so a later chunk's duplicate check sees
+every earlier lead of the file, and the other worker validates meanwhile. With one
+worker (or none: tests, Celery's daemonic children) the calling process runs the same
+code on its session's connection. Talks to the database driver itself (sqlite3 or
+psycopg) and imports no Flask or SQLAlchemy: the pipeline builds the statements that
+need the schema (`Plan`).
+"""
+import json
+import sqlite3
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional, Protocol
+
+from app.core import pgcopy
+from app.services.crypto import HASH_BYTES, ContactVault
+from app.services.ingest import copy_ready
+from app.services.ingest.reader import Block
+from app.services.ingest.validate import verdict_message
+
+# What app/extensions.py sets on every SQLite connection of the app.
+SQLITE_PRAGMAS = ("foreign_keys=ON", "busy_timeout=30000", "journal_mode=WAL",
+                  "synchronous=NORMAL", "cache_size=-8192")
+# A worker's commits run the WAL's checkpoints less often than the app's (every 1,000
+# pages): each chunk's transaction rewrites pages the next one rewrites again, and a
+# checkpoint copies each page once however often it was written since the last.
+WORKER_PRAGMAS = ("wal_autocheckpoint=16384",)
+CODES_SEPARATOR = ";"  # between a rejected row's reasons (Rejection.codes)
+KIND_BITS = {"email": 0, "phone": 1}  # models.contact_keys
+# A hash's first 8 bytes as a big-endian signed integer, the rest skipped.
+_PREFIXES = struct.Struct(f">q{HASH_BYTES - 8}x")
+_KEY_ROW = struct.Struct(">hiqiq")  # a contact_keys row in binary COPY: two int8 fields
+IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
+
+
+def keys(kind: str, hashes: list[bytes]) -> list[int]:
+    """models.contact_keys.key of each hash, for many at once."""
+    bit = KIND_BITS[kind]
+    return [(prefix & ~1) | bit for prefix, in _PREFIXES.iter_unpack(b"".join(hashes))]
+
+
+class BatchTaken(Exception):
+    """Another run stored this chunk's rows first (its claim won)."""
+
+
+class RunCancelled(Exception):
+    """The run this chunk belongs to stopped (an earlier chunk failed)."""
+
+
+class Connection(Protocol):
+    """A database connection storing runs on: its driver's connection, and how a
+    transaction starts and ends on it."""
+
+    dialect: str
+    driver: object
+
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+
+class OwnConnection:
+    """A worker's own connection: autocommit at the driver, transactions opened here
+    (on SQLite with the write lock taken up front, as the app's jobs take it)."""
+
+    def __init__(self, dialect: str, database: str):
+        self.dialect, self.database = dialect, database
+        if dialect == "sqlite":
+            self.driver = sqlite3.connect(database, isolation_level=None,
+                                          check_same_thread=False)
+            for pragma in SQLITE_PRAGMAS + WORKER_PRAGMAS:
+                self.driver.execute(f"PRAGMA {pragma}")
+            self._begin = "BEGIN IMMEDIATE"
+        elif dialect == "postgresql":
+            import psycopg
+
+            self.driver = psycopg.connect(database, autocommit=True, client_encoding="utf8")
+            self._begin = "BEGIN"
+        else:
+            raise ValueError(f"No storing on {dialect}")
+
+    def begin(self) -> None:
+        self.driver.execute(self._begin)
+
+    def commit(self) -> None:
+        self.driver.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.driver.execute("ROLLBACK")
+
+    def usable(self) -> bool:
+        if self.dialect == "postgresql":
+            return not self.driver.closed
+        return True
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one run stores its chunks: the batch, and the statements the pipeline built
+    from the schema. Picklable: sent along with every chunk to the workers."""
+
+    dialect: str  # sqlite or postgresql
+    database: Optional[str]  # for a worker's own connection: the file or the conninfo
+    run: int  # the run's number in its worker pool: its turns
+    batch_id: int
+    seller_id: int
+    check_suppression: bool
+    leads_sql: str  # SQLite: INSERT of the accepted row, its flag and id; PG: binary COPY
+    # Likewise, of (row_number, code, codes, message_enc, raw_enc, batch_id).
+    rejections_sql: str
+    lead_fields: int = 0  # PostgreSQL: fields of a lead's COPY row
+    lead_tail: bytes = b""  # PostgreSQL: the batch's own fields, after every lead's
+    rejection_kinds: tuple[str, ...] = ()  # PostgreSQL: each field's binary kind
+    lead_sequence: str = ""  # PostgreSQL: the sequence of leads.id
+    hashes: tuple[int, int] = (0, 0)  # where an accepted row holds its email and phone hash
+    defer_keys: bool = False  # contact keys wait in UnwrittenKeys (SQLite)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block's place in its run: its turn (0, 1, ...) and the batch's progress
+    before it (the claim) and after it."""
+
+    turn: int
+    previous: int  # rows_processed before this chunk
+    last: int  # the chunk's last row number
+    rows: int
+    bytes_read: int
+
+
+def _sql(dialect: str, statement: str) -> str:
+    """A statement written with ? placeholders, in the driver's own style."""
+    return statement if dialect == "sqlite" else statement.replace("?", "%s")
+
+
+def _matching(connection: Connection, select: str, column: str, values: set) -> list[tuple]:
+    """Rows of `select` (which ends in a WHERE clause) whose `column` is one of `values`."""
+    if not values:
+        return []
+    driver = connection.driver
+    if connection.dialect == "postgresql":
+        # %b: the array goes in binary; as text, psycopg escapes every bytea element
+        # through a regex (7.9 ms of CPU per 4,000 hashes instead of 1.4 ms). Planned
+        # for each call, never prepared: contact_keys grows fast during an upload.
+        return driver.execute(f"{select} {column} = ANY(%b)", (list(values),),
+                              prepare=False).fetchall()
+    values, rows = list(values), []
+    for start in range(0, len(values), IN_LIST_SIZE):
+        part = values[start:start + IN_LIST_SIZE]
+        # A few statement shapes only (NULL matches nothing): the driver keeps the
+        # statements it prepared, and one per list length made memory grow with the file.
+        size = 64
+        while size < len(part):
+            size *= 2
+        part += [None] * (size - len(part))
+        rows += driver.execute(f"{select} {column} IN ({', '.join('?' * size)})", part).fetchall()
+    return rows
+
+
+_HOLDER_COLUMNS = "l.email_hash, l.phone_hash, l.batch_id, l.seller_id, l.row_number"
+# PostgreSQL: each key looked up on its own and each lead by its id (fenced LATERAL
+# subqueries), so that no estimate turns the lookup into a scan of either table. With
+# `key = ANY(...)` and no statistics on contact_keys (it grows from nothing during a
+# first upload) both tables were read whole for every chunk: 100 s for the 1M-row
+# bench. ensure_statistics makes the estimates right as well.
+_HOLDERS_BY_KEY = (
+    f"SELECT {_HOLDER_COLUMNS} FROM unnest(%b::bigint[]) AS q(key) "
+    "CROSS JOIN LATERAL (SELECT k.lead_id FROM contact_keys k WHERE k.key = q.key "
+    "OFFSET 0) AS k CROSS JOIN LATERAL (SELECT * FROM leads WHERE id = k.lead_id "
+    "OFFSET 0) AS l")
+
+
+def holders_by_key(connection: Connection, wanted: set[int]) -> list[tuple]:
+    """(email_hash, phone_hash, batch_id, seller_id, row_number) of the leads behind
+    these contact keys."""
+    if not wanted:
+        return []
+    if connection.dialect == "postgresql":
+        return connection.driver.execute(_HOLDERS_BY_KEY, (list(wanted),),
+                                         prepare=False).fetchall()
+    return _matching(connection, f"SELECT {_HOLDER_COLUMNS} FROM contact_keys k "
+                                 "JOIN leads l ON l.id = k.lead_id WHERE", "k.key", wanted)
+
+
+def _suppressed(connection: Connection, kind: str, hashes: set[bytes]) -> set[bytes]:
+    if kind not in KIND_BITS:
+        raise ValueError(kind)
+    return {bytes(value) for value, in _matching(
+        connection, f"SELECT value_hash FROM suppression_entries WHERE kind = '{kind}' AND",
+        "value_hash", hashes)}
+
+
+class DedupeIndex:
+    """What rows' contacts collide with: stored leads and the suppression list. A
+    holder is (batch_id, seller_id, row_number) of a lead with the same contact."""
+
+    def __init__(self, batch_id: int, seller_id: int, by_email: dict, by_phone: dict,
+                 suppressed_emails: set, suppressed_phones: set):
+        self.batch_id, self.seller_id = batch_id, seller_id
+        self.by_email, self.by_phone = by_email, by_phone
+        self.suppressed_emails, self.suppressed_phones = suppressed_emails, suppressed_phones
+
+    @classmethod
+    def load(cls, connection: Connection, batch_id: int, seller_id: int,
+             emails: set[bytes], phones: set[bytes], check_suppression: bool = True,
+             unwritten: Optional["UnwrittenKeys"] = None) -> "DedupeIndex":
+        """Found by key, then their full hashes compared (two hashes may share a key);
+        `unwritten`: the batch's own leads whose keys are not written yet."""
+        found = holders_by_key(connection, set(keys("email", list(emails))
+                                               + keys("phone", list(phones))))
+        by_email: dict[bytes, tuple] = {}
+        by_phone: dict[bytes, tuple] = {}
+        for email, phone, holder_batch, holder_seller, row_number in found:
+            holder = (holder_batch, holder_seller, row_number)
+            for value, wanted, by_hash in ((email, emails, by_email), (phone, phones, by_phone)):
+                if value is None or (value := bytes(value)) not in wanted:
+                    continue
+                # The seller's own copy decides the verdict, so it wins over other sellers'.
+                if value not in by_hash or holder_seller == seller_id:
+                    by_hash[value] = holder
+        if unwritten is not None:  # the batch's own leads: they decide the verdict
+            for wanted, by_hash, rows in ((emails, by_email, unwritten.by_email),
+                                          (phones, by_phone, unwritten.by_phone)):
+                for value in wanted & rows.keys():
+                    by_hash[value] = (batch_id, seller_id, rows[value])
+        return cls(batch_id, seller_id, by_email, by_phone,
+                   _suppressed(connection, "email", emails) if check_suppression else set(),
+                   _suppressed(connection, "phone", phones) if check_suppression else set())
+
+    def verdict(self, email_hash, phone_hash) -> tuple[Optional[str], Optional[str], bool]:
+        """(rejection code, its message, is a cross-seller duplicate)."""
+        if email_hash in self.suppressed_emails or phone_hash in self.suppressed_phones:
+            return "suppressed", verdict_message("suppressed"), False
+        holders = [h for h in (self.by_email.get(email_hash), self.by_phone.get(phone_hash)) if h]
+        for batch_id, _, row_number in holders:
+            if batch_id == self.batch_id:
+                return ("duplicate_in_batch",
+                        verdict_message("duplicate_in_batch", first_row=row_number), False)
+        if any(seller_id == self.seller_id for _, seller_id, _ in holders):
+            return "duplicate_own", verdict_message("duplicate_own"), False
+        return None, None, bool(holders)
+
+    def reasons_of_rejected(self, email_hash, phone_hash, row_number: int
+                            ) -> list[tuple[str, str]]:
+        """A rejected row's suppression or duplicate reason, if it has one: only rows
+        before it count, as a rejected row is no lead for later rows to repeat."""
+        if email_hash in self.suppressed_emails or phone_hash in self.suppressed_phones:
+            return [("suppressed", verdict_message("suppressed"))]
+        holders = [h for h in (self.by_email.get(email_hash), self.by_phone.get(phone_hash)) if h]
+        for batch_id, _, first_row in holders:
+            if batch_id == self.batch_id and first_row < row_number:
+                return [("duplicate_in_batch",
+                         verdict_message("duplicate_in_batch", first_row=first_row))]
+        if any(seller_id == self.seller_id and batch_id != self.batch_id
+               for batch_id, seller_id, _ in holders):
+            return [("duplicate_own", verdict_message("duplicate_own"))]
+        return []
+
+    def remember(self, email_hash, phone_hash, row_number: int) -> None:
+        """A lead accepted with these contacts: it decides the verdict of later rows
+        that repeat them, over any other seller's lead that holds them too (the only
+        holders an accepted lead can have)."""
+        holder = (self.batch_id, self.seller_id, row_number)
+        if email_hash:
+            self.by_email[email_hash] = holder
+        if phone_hash:
+            self.by_phone[phone_hash] = holder
+
+
+_ENTRY = struct.Struct(">B16sIq")  # kind bit, hash, row number, lead id
+ENTRY_SIZE = _ENTRY.size
+
+
+class UnwrittenKeys:
+    """SQLite: the contacts of a run's stored leads whose contact keys are not written
+    yet, in file order. Keys land at random in contact_keys and SQLite rewrites every
+    page a transaction touched, so a chunk writing its own keys rewrote most of the
+    table (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order,
+    by the chunk that fills this list, and until then later chunks find those leads
+    here. Shared by the run's workers: `header` holds how often the list was emptied and
+    its length, `data` its entries; each worker keeps what it read of them in dicts.
+    A run that stops leaves keys unwritten: a resumed run writes its batch's again
+    (pipeline), and a failed run's leads go without them."""
+
+    def __init__(self, header, data):
+        self.header, self.data = header, memoryview(data).cast("B")
+        self.capacity = len(self.data) // _ENTRY.size
+        self._emptied, self._read = -1, 0
+        self.by_email: dict[bytes, int] = {}  # hash -> row number
+        self.by_phone: dict[bytes, int] = {}
+
+    @classmethod
+    def local(cls, capacity: int) -> "UnwrittenKeys":
+        """A list of this process alone."""
+        return cls([0, 0], bytearray(capacity * _ENTRY.size))
+
+    def clear(self) -> None:
+        self.header[0] += 1
+        self.header[1] = 0
+
+    def catch_up(self) -> None:
+        """Read the entries other processes added."""
+        if self._emptied != self.header[0]:
+            self._emptied, self._read = self.header[0], 0
+            self.by_email, self.by_phone = {}, {}
+        end = self.header[1]
+        if end > self._read:
+            self._index(_ENTRY.iter_unpack(self.data[self._read * _ENTRY.size:end * _ENTRY.size]))
+            self._read = end
+
+    def _index(self, entries) -> None:
+        by_kind = (self.by_email, self.by_phone)
+        for bit, digest, row_number, _ in entries:
+            by_kind[bit][digest] = row_number
+
+    def add(self, leads: list[tuple], e_at: int, p_at: int) -> bool:
+        """Add these leads' contacts (each lead's id its last value), or say the list
+        has no room for them."""
+        entries = [(0, lead[e_at], lead[0], lead[-1]) for lead in leads if lead[e_at]] + [
+            (1, lead[p_at], lead[0], lead[-1]) for lead in leads if lead[p_at]]
+        start = self.header[1]
+        if start + len(entries) > self.capacity:
+            return False
+        self.data[start * _ENTRY.size:(start + len(entries)) * _ENTRY.size] = b"".join(
+            _ENTRY.pack(*entry) for entry in entries)
+        self.header[1] = self._read = start + len(entries)
+        self._index(entries)
+        return True
+
+    def take(self) -> list[tuple[int, int]]:
+        """The (key, lead_id) rows of every entry, and an empty list."""
+        entries = list(_ENTRY.iter_unpack(self.data[:self.header[1] * _ENTRY.size]))
+        self.clear()
+        rows = []
+        for kind, bit in KIND_BITS.items():
+            chosen = [entry for entry in entries if entry[0] == bit]
+            rows += zip(keys(kind, [entry[1] for entry in chosen]), [entry[3] for entry in chosen])
+        return rows
+
+
+def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
+    """At a run's end: the keys still waiting, in a transaction of their own."""
+    connection.begin()
+    try:
+        write_keys(connection, unwritten.take())
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
+def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
+    """Write (key, lead_id) rows into contact_keys, in key order: each touched page is
+    written once. A row there already stays (a resumed run wrote its batch's keys again)."""
+    if not rows:
+        return
+    rows.sort()
+    if connection.dialect == "postgresql":
+        # Packed here in one go: psycopg's write_row cost ~4 µs a row, two rows per lead.
+        pack = _KEY_ROW.pack
+        copy(connection, "COPY contact_keys (key, lead_id) FROM STDIN (FORMAT BINARY)",
+             b"".join([pgcopy.SIGNATURE, *[pack(2, 8, k, 8, i) for k, i in rows],
+                       pgcopy.TRAILER]))
+    else:
+        connection.driver.executemany(
+            "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)", rows)
+
+
+def copy(connection: Connection, statement: str, data: bytes) -> None:
+    """PostgreSQL: a whole binary COPY stream (app.core.pgcopy)."""
+    driver = connection.driver
+    if driver.info.encoding != "utf-8":  # text fields are packed as UTF-8
+        raise RuntimeError(f"binary COPY needs a UTF-8 connection, not {driver.info.encoding}")
+    with driver.cursor().copy(statement) as stream:
+        stream.write(data)
+
+
+_HAVE_STATISTICS = ("SELECT 1 FROM pg_stats WHERE tablename = 'contact_keys' "
+                    "AND attname = 'key' AND schemaname = current_schema()")
+
+
+def ensure_statistics(connection: Connection) -> bool:
+    """PostgreSQL: give contact_keys statistics if it has none yet (ANALYZE), and say
+    whether it has them. Without any, the planner takes every `key = ...` to match
+    thousands of rows and plans scans and JIT compilation for a lookup of a few keys; a
+    table that grows from nothing within one upload gets none from autovacuum in time.
+    Once it has them, they scale with the table (its keys are nearly all distinct). A
+    user who may not ANALYZE the table gets a warning from PostgreSQL, not an error."""
+    if connection.dialect != "postgresql":
+        return True
+    driver = connection.driver
+    if driver.execute(_HAVE_STATISTICS).fetchone():
+        return True
+    driver.execute("ANALYZE contact_keys")
+    return driver.execute(_HAVE_STATISTICS).fetchone() is not None
+
+
+_CLAIM = (
+    "UPDATE batches SET rows_processed = ?, bytes_processed = ?, heartbeat_at = ?, "
+    "rows_total = rows_total + ?, accepted = accepted + ?, rejected = rejected + ?, "
+    "cross_seller_duplicates = cross_seller_duplicates + ? "
+    "WHERE id = ? AND rows_processed = ? AND status = 'processing'")
+
+
+def _now(dialect: str):
+    now = datetime.now(timezone.utc)
+    # SQLite: the text SQLAlchemy's UTCDateTime stores (models.types).
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else now
+
+
+def _lead_ids(connection: Connection, plan: Plan, count: int) -> range | list[int]:
+    """`count` fresh lead ids, in this transaction."""
+    if count == 0:
+        return []
+    if connection.dialect == "postgresql":
+        # The sequence named by a parameter: PostgreSQL resolves it once, where a lookup
+        # inside the statement ran for every id (eight times slower).
+        text = connection.driver.execute(
+            "SELECT string_agg(nextval(%s::regclass)::text, ',') FROM generate_series(1, %s)",
+            (plan.lead_sequence, count)).fetchone()[0]
+        return list(map(int, text.split(",")))
+    # SQLite: this transaction holds the write lock, so nobody takes these ids meanwhile.
+    top, = connection.driver.execute("SELECT coalesce(max(id), 0) FROM leads").fetchone()
+    return range(top + 1, top + 1 + count)
+
+
+def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block,
+          result, vault: ContactVault, unwritten: Optional[UnwrittenKeys] = None) -> None:
+    """Store one validated block (`result`: workers.ChunkResult, in the plan's storage
+    form) and the batch's progress, and commit. Raises BatchTaken if another run
+    stored these rows first. `unwritten`: where the run's contact keys wait (SQLite);
+    without it they are written with their leads."""
+    accepted, rejected_contacts = result.accepted, result.rejected_contacts
+    e_at, p_at = plan.hashes
+    emails = {row[e_at] for row in accepted if row[e_at]} | {
+        c[1] for c in rejected_contacts if c[1]}
+    phones = {row[p_at] for row in accepted if row[p_at]} | {
+        c[2] for c in rejected_contacts if c[2]}
+    connection.begin()
+    try:
+        _store(connection, plan, chunk, block, result, vault, emails, phones, e_at, p_at,
+               unwritten)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
+def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
+           vault: ContactVault, emails: set, phones: set, e_at: int, p_at: int,
+           unwritten: Optional[UnwrittenKeys]) -> None:
+    if unwritten is not None:
+        unwritten.catch_up()
+    index = DedupeIndex.load(connection, plan.batch_id, plan.seller_id, emails, phones,
+                             plan.check_suppression, unwritten)
+    by_email, by_phone = index.by_email, index.by_phone
+    suppressed = index.suppressed_emails or index.suppressed_phones
+    leads, rejections, cross = [], [], 0
+    append, batch_id, seller_id = leads.append, plan.batch_id, plan.seller_id
+    # Ids given here, so that the contact keys can name their leads; a rejected
+    # duplicate leaves a gap.
+    lead_ids = iter(_lead_ids(connection, plan, len(result.accepted)))
+    for row in result.accepted:
+        email_hash, phone_hash = row[e_at], row[p_at]
+        # Most rows collide with nothing: two dict probes decide them.
+        if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
+            holder = (batch_id, seller_id, row[0])
+            if email_hash:
+                by_email[email_hash] = holder
+            if phone_hash:
+                by_phone[phone_hash] = holder
+            append(row + (False, next(lead_ids)))
+            continue
+        code, message, is_cross = index.verdict(email_hash, phone_hash)
+        if code is None:
+            index.remember(email_hash, phone_hash, row[0])
+            cross += is_cross
+            append(row + (is_cross, next(lead_ids)))
+        else:
+            raw = json.dumps(block.record(row[0]), ensure_ascii=False)
+            rejections.append((row[0], code, code, vault.encrypt(message), vault.encrypt(raw),
+                               batch_id))
+    rejected = result.rejected
+    if result.rejected_contacts:
+        rejected = list(rejected)
+        for position, email_hash, phone_hash in result.rejected_contacts:
+            number, code, codes, message_enc, raw_enc = rejected[position]
+            for extra, sentence in index.reasons_of_rejected(email_hash, phone_hash, number):
+                rejected[position] = (
+                    number, code, f"{codes}{CODES_SEPARATOR}{extra}",
+                    vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
+    rejections += [row + (batch_id,) for row in rejected]
+    # The conditional update is the run's claim on the batch: a second run resumed from
+    # the same checkpoint loses here and stops instead of storing rows twice.
+    driver = connection.driver
+    claimed = driver.execute(_sql(connection.dialect, _CLAIM), (
+        chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
+        len(rejections), cross, batch_id, chunk.previous)).rowcount
+    if claimed != 1:
+        raise BatchTaken(batch_id)
+    write_leads(connection, plan, leads)
+    if connection.dialect == "postgresql":
+        if rejections:
+            copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
+    else:
+        driver.executemany(plan.rejections_sql, rejections)
+    if unwritten is not None and unwritten.add(leads, e_at, p_at):
+        return
+    written = key_rows(leads, e_at, p_at)
+    if unwritten is not None:  # full: every waiting key goes now, with this chunk's
+        written += unwritten.take()
+    write_keys(connection, written)
+    global _statistics_for
+    if written and _statistics_for != (plan.database, plan.run):
+        if ensure_statistics(connection):  # sees this transaction's keys too
+            _statistics_for = (plan.database, plan.run)
+
+
+# The run whose chunks found contact_keys with statistics (ensure_statistics): the
+# others ask once more (a table can lose them, tests delete them).
+_statistics_for: Optional[tuple] = None
+
+
+def write_leads(connection: Connection, plan: Plan, leads: list[tuple]) -> None:
+    """Accepted rows in the plan's storage form, each followed by its cross-seller flag
+    and id, with the batch's own columns."""
+    if not leads:
+        return
+    if connection.dialect == "postgresql":
+        copy(connection, plan.leads_sql,
+             copy_ready.leads_stream(leads, plan.lead_fields, plan.lead_tail))
+    else:
+        connection.driver.executemany(plan.leads_sql, leads)
+
+
+def key_rows(leads: list[tuple], e_at: int, p_at: int) -> list[tuple[int, int]]:
+    """The (key, lead_id) rows of leads whose id is their last value."""
+    with_email = [lead for lead in leads if lead[e_at]]
+    with_phone = [lead for lead in leads if lead[p_at]]
+    return (list(zip(keys("email", [lead[e_at] for lead in with_email]),
+                     [lead[-1] for lead in with_email]))
+            + list(zip(keys("phone", [lead[p_at] for lead in with_phone]),
+                       [lead[-1] for lead in with_phone])))
