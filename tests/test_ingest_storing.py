@@ -130,3 +130,35 @@ def test_a_contact_twice_in_a_file_is_a_duplicate_even_when_another_seller_has_i
                                       person(5, phone=person(2)["phone"])]))
     assert rejections(batch) == {4: "duplicate_in_batch", 6: "duplicate_in_batch"}
     assert (batch.accepted, batch.cross_seller_duplicates) == (3, 2)
+
+
+def test_the_workers_storing_agrees_with_the_app_on_keys_and_sqlite_settings(app):
+    """storing.py imports no SQLAlchemy (it runs in the workers), so it spells out the
+    contact keys' kind bits and the app's SQLite pragmas itself: both must stay the
+    app's (app.models.contact_keys, app.extensions)."""
+    import os
+    import sqlite3
+    import tempfile
+
+    from app.models import contact_keys
+    from app.services.ingest import storing
+
+    assert storing.KIND_BITS == contact_keys.KIND_BITS
+    digests = [os.urandom(16) for _ in range(50)]
+    for kind in contact_keys.KIND_BITS:
+        assert storing.keys(kind, digests) == [contact_keys.key(kind, d) for d in digests]
+
+    with tempfile.TemporaryDirectory() as folder:
+        engine = sa.create_engine(f"sqlite:///{folder}/app.db")
+        with engine.connect() as connection:
+            cursor = connection.connection.driver_connection.cursor()
+            app_settings = {name: cursor.execute(f"PRAGMA {name}").fetchone()[0]
+                            for name in (p.split("=")[0] for p in storing.SQLITE_PRAGMAS)}
+        engine.dispose()
+        own = sqlite3.connect(f"{folder}/app.db")
+        for pragma in storing.SQLITE_PRAGMAS:
+            own.execute(f"PRAGMA {pragma}")
+        worker_settings = {name: own.execute(f"PRAGMA {name}").fetchone()[0]
+                           for name in app_settings}
+        own.close()
+    assert worker_settings == app_settings
