@@ -7,7 +7,7 @@ from app.core import events
 from app.extensions import db
 from app.models import Batch, ContactKey, Lead, Rejection
 from app.models.contact_keys import keys_of
-from app.services.ingest import pipeline
+from app.services.ingest import pipeline, storing
 
 HEADER = ["first_name", "email", "phone", "age", "gender", "region", "consent_at", "source_url"]
 
@@ -68,3 +68,19 @@ def keys_of_leads() -> set[tuple[int, int]]:
     """The contact keys every stored lead should have."""
     return {pair for row in db.session.execute(
         sa.select(Lead.id, Lead.email_hash, Lead.phone_hash)).all() for pair in keys_of(*row)}
+
+
+def store_fails_at(monkeypatch, call: int, error: BaseException) -> list:
+    """Make the `call`-th chunk stored in this process raise `error` (a
+    KeyboardInterrupt: a killed worker, which nothing cleans up after); the chunks
+    before it are stored. Returns the list that counts the calls."""
+    real_store, calls = storing.store, []
+
+    def failing_store(*args):
+        calls.append(1)
+        if len(calls) == call:
+            raise error
+        real_store(*args)
+
+    monkeypatch.setattr(storing, "store", failing_store)
+    return calls

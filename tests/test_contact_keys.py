@@ -13,7 +13,7 @@ from app.core.bulk import SessionConnection
 from app.services.ingest import storing
 from tests.conftest import make_user, on_postgres
 from tests.ingest_helpers import (
-    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, store_fails_at, stored_keys,
 )
 
 
@@ -47,15 +47,7 @@ def test_a_failed_batch_leaves_no_keys(app, seller, monkeypatch):
                                             phone=f"+1 212 555 {i:04d}") for i in range(3)]))
     before = stored_keys()
     chunk = app.config["INGEST_CHUNK_ROWS"]
-    real_store, calls = storing.store, []
-
-    def failing_store(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("disk on fire")
-        real_store(*args)
-
-    monkeypatch.setattr(storing, "store", failing_store)
+    calls = store_fails_at(monkeypatch, 3, RuntimeError("disk on fire"))
     with pytest.raises(RuntimeError):
         ingest(seller, csv_bytes([person(i) for i in range(chunk * 4)]))
     db.session.expire_all()

@@ -14,7 +14,7 @@ from app.services.ingest import pipeline, storing
 from app.services.ingest.reader import UnreadableFile
 from tests.conftest import make_user
 from tests.ingest_helpers import (
-    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, store_fails_at, stored_keys,
 )
 
 
@@ -121,19 +121,8 @@ def test_a_file_that_fails_midway_leaves_no_half_batch(app, seller):
 def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     chunk = app.config["INGEST_CHUNK_ROWS"]
     rows = [person(i) for i in range(chunk * 3 + 7)] + [person(0)]
-    token = pipeline.stage_upload(seller, io.BytesIO(csv_bytes(rows)))
-    with events.muted():  # the test runs the job itself
-        batch = pipeline.create_batch(seller, token, "t.csv", pipeline.check_terms("US", 0, 1))
-        db.session.commit()
-    real_store, calls = storing.store, []
-
-    def dying_store(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("worker killed")  # not an Exception: nothing cleans up
-        real_store(*args)
-
-    monkeypatch.setattr(storing, "store", dying_store)
+    batch = _queued(seller, rows)
+    store_fails_at(monkeypatch, 3, KeyboardInterrupt("worker killed"))
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
@@ -141,7 +130,7 @@ def test_a_crashed_run_resumes_from_its_last_chunk(app, seller, monkeypatch):
     assert halfway.status is BatchStatus.PROCESSING and halfway.rows_processed == chunk * 2 + 1
     assert len(leads(halfway)) == chunk * 2
 
-    monkeypatch.setattr(storing, "store", real_store)
+    monkeypatch.undo()  # the real store again
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
@@ -164,19 +153,11 @@ def test_a_run_resumed_by_the_worker_processes_stores_the_rest_once(app, seller,
     chunk = app.config["INGEST_CHUNK_ROWS"]
     rows = [person(i) for i in range(chunk * 6 + 3)] + [person(7)]
     batch = _queued(seller, rows)
-    real_store, calls = storing.store, []
-
-    def dying_store(*args):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt("worker killed")
-        real_store(*args)
-
-    monkeypatch.setattr(storing, "store", dying_store)
+    store_fails_at(monkeypatch, 4, KeyboardInterrupt("worker killed"))
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
-    monkeypatch.setattr(storing, "store", real_store)
+    monkeypatch.undo()  # the real store again
     monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
     pipeline.process_batch(batch.id)
     db.session.expire_all()
@@ -238,20 +219,8 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
 
     chunk = app.config["INGEST_CHUNK_ROWS"]
     rows = [person(i) for i in range(chunk * 7)]
-    token = pipeline.stage_upload(verified_seller, io.BytesIO(csv_bytes(rows)))
-    with events.muted():  # the test runs the job itself
-        batch = pipeline.create_batch(verified_seller, token, "t.csv",
-                                      pipeline.check_terms("US", 0, 1))
-        db.session.commit()
-    real_store, calls = storing.store, []
-
-    def dying_store(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt("worker killed")
-        real_store(*args)
-
-    monkeypatch.setattr(storing, "store", dying_store)
+    batch = _queued(verified_seller, rows)
+    store_fails_at(monkeypatch, 5, KeyboardInterrupt("worker killed"))
     with pytest.raises(KeyboardInterrupt):
         pipeline.process_batch(batch.id)
     db.session.rollback()
@@ -261,7 +230,7 @@ def test_an_unfinished_batch_is_offered_to_nobody_and_resumes_from_its_last_comm
     assert {lead.status for lead in leads(halfway)} == {LeadStatus.LIVE}
     assert estimate(Filters()).matching == 0  # stored live, yet offered to nobody
 
-    monkeypatch.setattr(storing, "store", real_store)
+    monkeypatch.undo()  # the real store again
     pipeline.process_batch(batch.id)
     db.session.expire_all()
     done = db.session.get(Batch, batch.id)
