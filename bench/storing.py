@@ -46,16 +46,18 @@ TMP = OUT / "tmp"
 SEED = 20261122
 MASTER_KEY = "c3RvcmluZy1iZW5jaC1rZXktMzItYnl0ZXMtbG9uZyE="  # bench data only
 PARTS = ("lookup", "leads", "rejections", "keys")
-STORAGE = {"sqlite": "sqlite", "postgresql": "pgcopy"}  # pipeline._STORAGE
 
 
-def rows_file(rows: int, storage: str, chunk: int) -> Path:
-    """The validated chunks of the bench file's first `rows` rows, made once."""
+def rows_file(rows: int, backend: str, chunk: int) -> Path:
+    """The validated chunks of the bench file's first `rows` rows, made once, in the
+    form the real path stores on `backend`."""
+    sys.path.insert(0, str(ROOT))
+    from app.services.ingest import workers
+
+    storage = workers.STORAGE_OF[backend]
     path = TMP / f"storing-{rows}-{chunk}-{storage}.pickle"
     if path.exists():
         return path
-    sys.path.insert(0, str(ROOT))
-    from app.services.ingest import workers
     from app.services.ingest.reader import open_csv
     from app.services.ingest.validate import RowContext
 
@@ -309,7 +311,7 @@ def main() -> int:
         pg = Postgres(args.pg_dir, args.pg_port)
         pg.start()
     try:
-        files = {b: rows_file(args.rows, STORAGE[b], args.chunk) for b in backends}
+        files = {b: rows_file(args.rows, b, args.chunk) for b in backends}
         print(f"storing {args.rows:,} file rows, chunks of {args.chunk}, a commit every "
               f"{args.commit_rows:,} leads; load {os.getloadavg()[0]:.2f}", flush=True)
         for round_ in range(args.rounds):

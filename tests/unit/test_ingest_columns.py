@@ -185,7 +185,7 @@ def _opened(vault, accepted):
     return [row[:at] + (vault.open_contact(row[at]),) + row[at + 1:] for row in accepted]
 
 
-@pytest.mark.parametrize("storage", [None, "sqlite", "postgresql"])
+@pytest.mark.parametrize("storage", [None, "sqlite", "pgcopy"])
 def test_chunks_are_built_as_row_by_row(storage):
     """validate_chunk builds its accepted rows a column at a time: the same rows, in the
     same order, as validate_row's leads give one by one; rejections keep every reason."""

@@ -53,7 +53,7 @@ INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 c
 # How values leave the worker: as Python objects (for the ORM), or already in the form
 # the database driver takes without any conversion in the storing process, which is
 # the one serial step of an upload; "pgcopy": PostgreSQL's binary COPY (copy_ready).
-STORAGE_FORMATS = (None, "sqlite", "postgresql", "pgcopy")
+STORAGE_FORMATS = (None, "sqlite", "pgcopy")
 STORAGE_OF = {"sqlite": "sqlite", "postgresql": "pgcopy"}  # what storing.store takes
 # json.dumps(..., ensure_ascii=False) without building an encoder for every row.
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
@@ -78,11 +78,10 @@ def _short(text: Optional[str]) -> Optional[str]:
 
 
 def _stored_time(storage: Optional[str]):
-    """consent_at as the driver takes it: UTCDateTime's SQLite text, or ISO for COPY."""
+    """consent_at as the driver takes it: UTCDateTime's SQLite text, or the datetime
+    that copy_ready packs for COPY."""
     if storage == "sqlite":  # SQLAlchemy's SQLite DATETIME text, always with microseconds
         return lambda when: when.isoformat(" ", "microseconds")[:26]
-    if storage == "postgresql":
-        return lambda when: when.isoformat(" ", "microseconds")
     if storage == "pgcopy":  # packed by copy_ready
         return lambda when: when
     return None
