@@ -358,7 +358,10 @@ def test_a_contest_needs_a_reason_that_the_admin_and_the_buyer_read(app, client,
     queue = admin_client.get("/admin/returns").get_data(as_text=True)
     assert "We called her: she filled the form herself" in queue
     assert "Recording of the call" in queue
-    assert "We called her" in buyer_client.get("/buyer/returns").get_data(as_text=True)
+    listed = buyer_client.get("/buyer/returns").get_data(as_text=True)
+    assert "We called her" in listed
+    # The seller has answered: the buyer now waits for an administrator, not for them.
+    assert "seller answers by" not in listed and "an administrator decides" in listed
 
 
 def test_the_sellers_returns_list_says_which_lead_and_by_when(app):
