@@ -11,10 +11,10 @@ from app.core import figures
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
-    AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Return, ReturnReason, ReturnStatus, Role,
-    Sale, SpotCheck, SpotCheckItem, SpotCheckStatus, TrustLevel, Verdict,
+    AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Notification, Return, ReturnReason,
+    ReturnStatus, Role, Sale, SpotCheck, SpotCheckItem, SpotCheckStatus, TrustLevel, Verdict,
 )
-from app.services import demo_leads, ledger, quality, spotchecks
+from app.services import batches, demo_leads, ledger, quality, spotchecks
 from app.market import jobs
 from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
@@ -175,6 +175,49 @@ def test_passing_a_held_batch_lists_it_and_offers_it_to_open_orders(admin_client
     assert ledger.reconcile().ok
     decided = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "spot_check.decided"))
     assert decided.details["outcome"] == "pass" and decided.details["went_live"] is True
+
+
+def test_a_held_batch_whose_leads_were_all_withdrawn_waits_for_no_check(admin_client, admin):
+    """Nothing of it can go on sale: no admin is sent to call its people, and a check
+    started before the seller withdrew them does not tell anyone its leads are on sale."""
+    # New sellers: their batches are held until a check passes.
+    owner, seller = make_user(Role.SELLER), make_user(Role.SELLER)
+    idle, started = _batch(owner, rows=6), _batch(seller, rows=6)
+    check = spotchecks.start_check(started, admin)
+    db.session.commit()
+    assert {idle.id, started.id} <= {b.id for b in spotchecks.queue()}
+    batches.withdraw(owner, idle.id)
+    batches.pause(seller, started.id)
+    batches.withdraw(seller, started.id)
+    db.session.commit()
+
+    assert idle.id not in {b.id for b in spotchecks.queue()}
+    assert f'data-batch-id="{idle.id}"' not in admin_client.get("/admin/quality").get_data(
+        as_text=True)
+    page = admin_client.get(f"/admin/quality/batches/{idle.id}").get_data(as_text=True)
+    assert 'id="nothing-to-check"' in page and "Start spot-check" not in page
+    response = _post(admin_client, f"/admin/quality/batches/{idle.id}/check")
+    assert response.status_code == 302 and not db.session.scalar(
+        sa.select(SpotCheck).where(SpotCheck.batch_id == idle.id))
+    with pytest.raises(Conflict, match="nothing to check"):
+        spotchecks.start_check(idle, admin)
+
+    # The open check can still be finished; passing it lists nothing.
+    assert "Continue spot-check" in admin_client.get(
+        f"/admin/quality/batches/{started.id}").get_data(as_text=True)
+    _judge_all(admin_client, check.id)
+    response = _post(admin_client, f"/admin/quality/checks/{check.id}/decide",
+                     note="all reached")
+    db.session.expire_all()
+    assert db.session.get(SpotCheck, check.id).status is SpotCheckStatus.PASSED
+    assert set(db.session.scalars(sa.select(Lead.status).where(Lead.batch_id == started.id))) \
+        == {LeadStatus.WITHDRAWN}
+    told = db.session.scalar(sa.select(Notification).where(Notification.user_id == seller.id)
+                             .order_by(Notification.id.desc()))
+    assert told.title == f"Batch #{started.id} passed its spot-check"
+    assert "on sale" not in told.body
+    flashed = admin_client.get(f"/admin/quality/checks/{check.id}").get_data(as_text=True)
+    assert "passed its spot-check" in flashed and "offered to buyers" not in flashed
 
 
 def test_failing_a_live_batch_delists_it_and_refunds_every_sale(admin_client):

@@ -10,7 +10,7 @@ from app.auth.forms import ConfirmForm
 from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import commit_keeping_loaded, db
-from app.models import Batch, SpotCheck
+from app.models import Batch, SpotCheck, SpotCheckStatus
 from app.services import quality, spotchecks, trust
 from app.services.spotchecks import VERDICT_LABELS
 
@@ -41,9 +41,13 @@ def quality_batch(batch_id: int):
     lot = spotchecks.lot_size(batch.id)
     plan = spotchecks.plan_for(lot, batch.risk_score, batch.seller.trust_level) if lot else None
     signals = sorted(batch.risk_signals or [], key=lambda s: (-s.get("points", 0), s["code"]))
+    # An open check can always be finished; a new one needs leads that could go on sale.
+    check_open = bool(checks) and checks[0].status is SpotCheckStatus.OPEN
+    nothing_to_check = not check_open and spotchecks.waits_for_nothing(batch)
     return render_template(
         "admin/quality_batch.html", batch=batch, signals=signals, checks=checks, plan=plan,
-        can_check=batch.status in spotchecks.CHECKABLE and lot > 0, form=ConfirmForm(),
+        can_check=batch.status in spotchecks.CHECKABLE and lot > 0 and not nothing_to_check,
+        nothing_to_check=nothing_to_check, form=ConfirmForm(),
         proposal=trust.propose(batch.seller), assessed=quality.assessed_at_text)
 
 

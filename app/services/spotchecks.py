@@ -186,6 +186,9 @@ def start_check(batch: Batch, admin: User, *, seed: Optional[int] = None) -> Spo
     if batch.status not in CHECKABLE:
         raise Conflict(f"Batch #{batch.id} is {batch.status.value}: only held or live batches "
                        "are spot-checked.", code="not_checkable")
+    if waits_for_nothing(batch):
+        raise Conflict(f"Batch #{batch.id} has no lead left that could go on sale (each was "
+                       "withdrawn or delisted): there is nothing to check.", code="not_checkable")
     lot = lot_size(batch.id)
     if lot == 0:
         raise Conflict("The batch has no leads to check.", code="not_checkable")
@@ -397,11 +400,15 @@ def decide(check: SpotCheck, admin: User, note: str = "",
         if batch.status is BatchStatus.HELD and batch.seller.trust_level is not TrustLevel.SUSPENDED:
             held = (Lead.batch_id == batch.id, Lead.status == LeadStatus.HELD)
             lock_in_id_order(Lead, *held)
-            db.session.execute(sa.update(Lead).where(*held).values(status=LeadStatus.LIVE)
-                               .execution_options(synchronize_session=False))
+            listed = db.session.execute(
+                sa.update(Lead).where(*held).values(status=LeadStatus.LIVE)
+                .execution_options(synchronize_session=False)).rowcount
             batch.status = BatchStatus.LIVE
-            went_live = True
-            events.record(events.BatchWentLive(batch.id))
+            # Leads the seller paused or withdrew meanwhile stay off: say "on sale" only
+            # when some are.
+            went_live = listed > 0
+            if went_live:
+                events.record(events.BatchWentLive(batch.id))
     else:
         # Delist first: from here on the matcher cannot sell these leads, and every
         # sale made before is visible to the returns below.
@@ -430,12 +437,25 @@ def decide(check: SpotCheck, admin: User, note: str = "",
     return Decision(check, result.outcome, went_live, delisted, returned)
 
 
+def _waits_for_nothing() -> sa.ColumnElement[bool]:
+    """Per batch: held, and none of its leads may still be listed (the seller withdrew
+    them all, or the exchange delisted them). Nothing of it was sold and no check can put
+    any of it on sale, so no admin should contact its people. A live batch always waits:
+    a failed check returns the sales it made."""
+    listed = sa.exists().where(Lead.batch_id == Batch.id, Lead.status.in_(LISTED_STATUSES))
+    return sa.and_(Batch.status == BatchStatus.HELD, ~listed)
+
+
+def waits_for_nothing(batch: Batch) -> bool:
+    return bool(db.session.scalar(sa.select(_waits_for_nothing()).where(Batch.id == batch.id)))
+
+
 def queue(limit: int = 50, offset: int = 0) -> list[Batch]:
     """Batches that wait for a decided spot-check, riskiest first."""
     decided = sa.exists().where(SpotCheck.batch_id == Batch.id,
                                 SpotCheck.status != SpotCheckStatus.OPEN)
     return db.session.scalars(
-        sa.select(Batch).where(Batch.status.in_(CHECKABLE), ~decided)
+        sa.select(Batch).where(Batch.status.in_(CHECKABLE), ~decided, ~_waits_for_nothing())
         .order_by(sa.func.coalesce(Batch.risk_score, -1).desc(), Batch.id)
         .limit(limit).offset(offset)).all()
 
