@@ -97,6 +97,10 @@ def test_figures_per_sub_id_on_the_batch_page_dashboard_and_api(app, client, sel
     assert 'id="batch-sources"' in page and "<code>spring</code>" in page
     dashboard = web.get("/seller/").get_data(as_text=True)
     assert 'id="dashboard-sources"' in dashboard and "<code>spring</code>" in dashboard
+    admin = app.test_client()
+    log_in(admin, make_user(Role.ADMIN))  # SPEC §3: admins see the figures per sub_id too
+    reviewed = admin.get(f"/admin/quality/batches/{batch.id}").get_data(as_text=True)
+    assert 'id="batch-sources"' in reviewed and "<code>spring</code>" in reviewed
     body = client.get(f"/api/v1/batches/{batch.id}", headers=api_key_for(seller)).json
     api_spring = next(s for s in body["sources"] if s["sub_id"] == "spring")
     assert (api_spring["accepted"], api_spring["returned"], api_spring["converted"]) == (4, 1, 1)
