@@ -97,6 +97,7 @@ def test_figures_per_sub_id_on_the_batch_page_dashboard_and_api(app, client, sel
     assert 'id="batch-sources"' in page and "<code>spring</code>" in page
     dashboard = web.get("/seller/").get_data(as_text=True)
     assert 'id="dashboard-sources"' in dashboard and "<code>spring</code>" in dashboard
+    assert "Buyers rated 1 of your delivered leads: <strong>1</strong> converted" in dashboard
     admin = app.test_client()
     log_in(admin, make_user(Role.ADMIN))  # SPEC §3: admins see the figures per sub_id too
     reviewed = admin.get(f"/admin/quality/batches/{batch.id}").get_data(as_text=True)
