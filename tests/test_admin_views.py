@@ -4,6 +4,7 @@ from app.extensions import db
 from app.models import AuditEvent, Role, TrustLevel, User
 from app.services import audit, ledger
 from tests.conftest import csrf_token, make_user
+from tests.ingest_helpers import csv_bytes, ingest, person
 
 
 def test_overview_counts_users_and_shows_a_balanced_ledger(admin_client):
@@ -102,3 +103,20 @@ def test_audit_log_names_the_user_it_is_about(admin_client):
     row = page.split("seller.trust_changed</td>", 1)[1].split("</tr>", 1)[0]
     assert f'/admin/users/{seller.id}">Anna Petrova</a>' in row
     assert f"user #{seller.id}" not in row
+
+
+def test_a_sellers_page_lists_their_batches_with_the_way_to_each_review(admin_client):
+    """A batch whose spot-check was decided leaves the queue: the seller's page leads
+    back to it."""
+    seller = make_user(Role.SELLER)
+    first = ingest(seller, csv_bytes([person(1), person(2)]))
+    second = ingest(seller, csv_bytes([person(3)]))
+    db.session.commit()
+    page = admin_client.get(f"/admin/users/{seller.id}").get_data(as_text=True)
+    table = page.split('id="seller-batches"', 1)[1].split("</table>", 1)[0]
+    assert table.index(f'href="/admin/quality/batches/{second.id}"') < table.index(
+        f'href="/admin/quality/batches/{first.id}"')  # newest first
+    assert "test.csv" in table
+    buyer = make_user(Role.BUYER)
+    assert 'id="seller-batches"' not in admin_client.get(f"/admin/users/{buyer.id}").get_data(
+        as_text=True)

@@ -11,7 +11,7 @@ from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import db
 from app.formatting import format_money
-from app.models import AuditEvent, Role, User
+from app.models import AuditEvent, Batch, Role, User
 from app.money import receipts
 from app.people.membership import account_of
 from app.services import (
@@ -85,12 +85,23 @@ def user_detail(user_id: int):
         manual_payouts=manual_payouts.payouts_for(account) if user.is_seller else [],
         bank_reference=bank_transfers.reference_for(account) if user.is_buyer else None,
         receipts=receipts.receipts_for(account),
+        batches=_recent_batches(account) if user.is_seller else [],
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)
             .order_by(AuditEvent.id.desc()).limit(50)
         ).all(),
     )
+
+
+RECENT_BATCHES = 20
+
+
+def _recent_batches(seller: User) -> list[Batch]:
+    """The seller's newest batches, each linked to its review page: a batch whose
+    spot-check was decided leaves the queue, and this is the way back to it."""
+    return db.session.scalars(select(Batch).where(Batch.seller_id == seller.id)
+                              .order_by(Batch.id.desc()).limit(RECENT_BATCHES)).all()
 
 
 @bp.route("/users/<int:user_id>/trust", methods=["POST"])
