@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Batch, Role, SpotCheckItem, TrustLevel
-from app.services import quality, spotchecks
+from app.services import batches, quality, spotchecks
 from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
 from tests.conftest import log_in, make_user
@@ -135,3 +135,16 @@ def test_the_batch_page_says_in_words_why_rows_were_rejected(app):
     assert "<li>Repeats an earlier row of this file (<code>duplicate_in_batch</code>): 1</li>" \
         in counts
     assert "<li>Email address not valid (<code>invalid_email</code>): 1</li>" in counts
+
+
+def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(app):
+    seller = make_user(Role.SELLER)  # new: the batch is held until a check passes
+    batch = ingest(seller, csv_bytes([person(1), person(2)]))
+    client = _seller_client(app, seller)
+    page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    assert "so it waits for a passed spot-check" in page
+    batches.withdraw(seller, batch.id)
+    db.session.commit()
+    page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    assert "so it waits for a passed spot-check" not in page
+    assert "Every lead of this batch was withdrawn: none waits for a spot-check" in page
