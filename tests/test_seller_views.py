@@ -5,6 +5,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Batch, BatchStatus
+from app.services.regions_tz import consent_zone
 from tests.conftest import csrf_token
 from tests.ingest_helpers import HEADER, csv_bytes, person
 
@@ -199,3 +200,12 @@ def test_the_upload_form_starts_from_the_last_uploaded_file_not_a_real_time_lead
     assert re.search(r'<option selected value="ES">', page), re.findall(r"<option selected[^>]*>", page)
     assert re.search(r'<input[^>]* name="floor_price" [^>]*value="2.00"', page)
     assert re.search(r'<input[^>]* name="cap" [^>]*value="3"', page)
+
+
+def test_the_upload_page_says_which_clock_a_time_without_a_zone_is_read_on(seller_client):
+    """A US seller's "2026-12-06 05:30" is read on Chicago time and may be in the future
+    by UTC: the page says so before the rows come back rejected."""
+    page = seller_client.get("/seller/batches/new").get_data(as_text=True)
+    assert "A consent time written without a time zone" in page
+    assert "read on the lead's own clock" in page
+    assert str(consent_zone(None, "US")) == "America/Chicago" and "Chicago time" in page
