@@ -325,6 +325,9 @@ def test_the_batch_page_pauses_resumes_withdraws_and_shows_the_history(app):
     client.post(f"{page_url}/withdraw", data={"csrf_token": token})
     page = client.get(page_url).get_data(as_text=True)
     assert 'id="listing-withdrawn">2<' in page and 'id="pause-batch"' not in page
+    # Nothing is left to re-price or withdraw: the page offers neither.
+    assert 'id="batch-terms"' not in page and 'id="withdraw-batch"' not in page
+    assert 'id="nothing-to-manage"' in page
     assert [e.action for e in _entries(batch_id)] == [
         "batch.paused", "batch.resumed", "batch.withdrawn"]
     # Every change is on the page at once, newest first, with who made it (the page

@@ -25,7 +25,7 @@ def test_a_clean_file_starts_at_once_and_shows_its_report(seller_client):
     assert "invalid_email" in page and "Download rejected rows" in page
     batch = db.session.scalar(sa.select(Batch))
     assert batch.floor_price == 150
-    csv_text = seller_client.get(f"/seller/batches/{batch.id}/rejections.csv").get_data(as_text=True)
+    csv_text = seller_client.get(f"/seller/batches/{batch.id}/rejections").get_data(as_text=True)
     assert "bad@" in csv_text
 
 
@@ -118,7 +118,7 @@ def test_the_fixed_rejections_file_uploads_without_questions(seller_client):
     first = _upload(seller_client, csv_bytes([person(1), person(2, email="bad@")]))
     batch = db.session.scalar(sa.select(Batch))
     assert first.status_code == 302 and batch.rejected == 1
-    fixed = seller_client.get(f"/seller/batches/{batch.id}/rejections.csv").get_data(
+    fixed = seller_client.get(f"/seller/batches/{batch.id}/rejections").get_data(
         as_text=True).replace("bad@", "person2-fixed@mail.example.com")
     assert fixed.splitlines()[0].lstrip("\ufeff").startswith("row,code,message,")
     again = _upload(seller_client, fixed.encode("utf-8-sig"))
@@ -164,7 +164,7 @@ def test_sellers_see_only_their_own_batches(app, seller_client):
     other = app.test_client()
     log_in(other, make_user(Role.SELLER))
     assert other.get(f"/seller/batches/{batch.id}").status_code == 404
-    assert other.get(f"/seller/batches/{batch.id}/rejections.csv").status_code == 404
+    assert other.get(f"/seller/batches/{batch.id}/rejections").status_code == 404
 
 
 def test_batches_show_what_they_sold_and_earned(seller_client, seller):

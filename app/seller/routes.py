@@ -349,7 +349,7 @@ def _finished_figures(batch: Batch) -> dict:
     return figures.kept(current_account, "finished_batch", key, compute)
 
 
-@bp.route("/batches/<int:batch_id>/rejections.csv")
+@bp.route("/batches/<int:batch_id>/rejections")
 def batch_rejections(batch_id: int):
     download = reports.rejections_download(_own_batch(batch_id))
     return Response(
