@@ -14,13 +14,13 @@ holds the accepted leads to it row for row. `decide_columns` hands the normalise
 columns themselves to the workers, which build their stored rows from them without a
 lead object per row; `validate_columns` makes the leads.
 
-Not polars (measured December 2026, phones and emails as polars expressions): the cells arrive and leave as
-Python objects, and crossing into polars costs more than these passes do: ~100 ns a
-value into a Series, ~50 back out (~450 for an aware datetime), ~30 µs a call, and
-40-120 µs a call for each of phonenumbers' long patterns, however short the column.
-Its phones took 10 µs a row against 1.3 here, its emails 0.7 against 1.0 with no gain
-in a worker's total, and the library added ~44 MB PSS to each worker (an upload's
-peak 357 MB against 271 at 300,000 rows, over the 300 MB limit).
+Not polars (measured December 2026, phones and emails as polars expressions): the cells
+arrive and leave as Python objects, and crossing into polars costs more than these
+passes do: ~100 ns a value into a Series, ~50 back out (~450 for an aware datetime), ~30
+µs a call, and 40-120 µs a call for each of phonenumbers' long patterns, however short
+the column. Its phones took 10 µs a row against 1.3 here, its emails 0.7 against 1.0
+with no gain in a worker's total, and the library added ~44 MB PSS to each worker (an
+upload's peak 357 MB against 271 at 300,000 rows, over the 300 MB limit).
 """
 import re
 from collections.abc import Callable, Sequence
