@@ -368,6 +368,13 @@ def test_consent_in_future():
     assert later in rejected("consent_in_future", consent_at=later)
 
 
+def test_a_consent_time_in_the_future_names_the_clock_it_was_read_on():
+    # 08:30 on Chicago's clock (the United States' middle zone) is 13:30 UTC: after NOW.
+    message = rejected("consent_in_future", RowContext("US", NOW), region="", country="US",
+                       phone="", consent_at="2025-06-15 08:30")
+    assert "it is 2025-06-15 13:30 UTC" in message and "America/Chicago" in message
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"age": "17"}, "“17”"), ({"age": "101"}, "“101”"), ({"age": "abc"}, "not a number"),
     ({"birth_date": "2030-01-01"}, "in the future"), ({"birth_date": "2015-01-01"}, "age of 10"),
@@ -551,7 +558,8 @@ def test_every_verdict_has_a_sentence():
     assert set(VERDICTS) == codes
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
-               "first_row": 7, "shape": "s", "source": "the row's region"}
+               "first_row": 7, "shape": "s", "source": "the row's region",
+               "zone": "UTC", "utc": "2025-06-15 12:00"}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message

@@ -56,7 +56,8 @@ VERDICTS: dict[str, str] = {
     "no_consent": "The row has no usable consent evidence: {reason}.",
     "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
                        "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
-    "consent_in_future": "The consent time “{value}” is in the future.",
+    "consent_in_future": "The consent time “{value}” is in the future: it is {utc} UTC (a "
+                         "time without a zone is read on the lead's clock, {zone}).",
     "implausible_age": "The {field} “{value}” {problem}; leads must be 18 to 100 years old.",
     "unknown_region": "The {field} “{value}” is not one we recognise; use its name or ISO "
                       "code (such as RU-MOW, US-CA or ES).",
@@ -631,13 +632,14 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
         gaps_at = gaps_at if consent_gaps else len(problems)
         consent_gaps.append("the consent time (consent_at) is empty")
     elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
-                                        zone=consent_zone(region, home))) is None:
+                                        zone=(zone := consent_zone(region, home)))) is None:
         gaps_at = gaps_at if consent_gaps else len(problems)
         consent_gaps.append(f"the consent time “{_shown(consent_raw, 40)}” is not a date and "
                             "time we can read")
     elif consent_at > ctx.now + CLOCK_SKEW:
-        problems.append(("consent_in_future", verdict_message("consent_in_future",
-                                                              value=consent_raw)))
+        problems.append(("consent_in_future", verdict_message(
+            "consent_in_future", value=consent_raw, zone=zone,
+            utc=consent_at.strftime("%Y-%m-%d %H:%M"))))
     source_url = None
     url_raw = (get("source_url") or "").strip()
     if not url_raw:
