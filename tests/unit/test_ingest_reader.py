@@ -396,7 +396,7 @@ def test_blocks_keep_only_their_rows_and_find_them_by_number():
     data = (f"{HEADER}\n{ROW}\n\n\n,,,,\n\n{ROW}\n\n".encode())
     [block] = open_csv(io.BytesIO(data)).blocks(10)
     assert (block.rows, block.last, block.numbers) == (2, 7, [2, 7])
-    assert block.lines == [f"{ROW}\n", f"{ROW}\n"]
+    assert block.data == f"{ROW}\n{ROW}\n".encode()
     assert block.record(7) == ROW.split(",")
     with pytest.raises(KeyError):
         block.record(4)  # a blank row is in no block
@@ -404,7 +404,7 @@ def test_blocks_keep_only_their_rows_and_find_them_by_number():
 
 def test_a_block_also_ends_on_its_character_budget():
     data = (f"{HEADER}\n" + f"{ROW}\n" * 100).encode()
-    blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_chars=len(ROW) * 10))
+    blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_bytes=len(ROW) * 10))
     assert [block.rows for block in blocks] == [10] * 10
     assert [row for block in blocks for row in block.records()] == read(data)[1]
 
