@@ -309,12 +309,12 @@ class CsvSource:
     file_format = "csv"
 
     def __init__(self, text: "io.TextIOWrapper | _RawLines", raw: BinaryIO, *,
-                 encoding: str, delimiter: str, content_hash: str, size: int,
+                 encoding: str, delimiter: str, content_hash: str | None, size: int,
                  mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool,
                  sample: list[list[str]]):
         self.encoding = encoding
         self.delimiter = delimiter
-        self.content_hash = content_hash  # hex SHA-256 of the raw bytes
+        self.content_hash = content_hash  # hex SHA-256 of the raw bytes (None: not read)
         self.size = size
         self._text = text
         self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
@@ -766,12 +766,24 @@ def _sample_rows(sample_text: str, delimiter: str, complete: bool) -> list[list[
     return [_clean(r) for r in records[1:]]
 
 
+def _refuse_sample(sample_text: str, complete: bool, max_header_bytes: int) -> None:
+    """Refuse a file whose first bytes are plainly no CSV."""
+    if not complete and not re.search(r"[\r\n]", sample_text):
+        raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
+                     "bytes; this does not look like a CSV file.", row=1)
+    if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
+        raise refuse("binary_file", "This file contains binary data, not CSV text.")
+    if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
+        raise refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
+
+
 def open_csv(
     source: BinaryIO | str | os.PathLike,
     *,
     mapping: Mapping[str, str] | None = None,
     max_header_bytes: int = 64 * 1024,
     max_row_chars: int = MAX_ROW_CHARS,
+    shape: tuple[str, str] | None = None,
 ) -> CsvSource:
     """Open an upload for streaming, or raise `UnreadableFile` saying why not.
 
@@ -782,26 +794,33 @@ def open_csv(
     all its lines together. Rows are read later, by `CsvSource.rows()` or `.blocks()`,
     which may still raise `UnreadableFile` (a row too long or too wide, bytes that do
     not decode) partway through the file.
+
+    `shape`: (encoding, delimiter) as an earlier opening of this same file found them
+    (a batch's run, after the upload was checked): the pass over the whole file that
+    decides the encoding is skipped, and so are the hash (`content_hash` is None) and
+    the refusals that pass led to.
     """
     stream, owned = binary_stream(source)
     try:
         start = stream.tell()
-        scan = _scan(stream, max_header_bytes)
-        if scan.size == 0:
-            raise refuse("empty_file", "The file is empty.")
-        encoding = _encoding(scan)
-        sample = scan.sample
+        if shape is None:
+            scan = _scan(stream, max_header_bytes)
+            if scan.size == 0:
+                raise refuse("empty_file", "The file is empty.")
+            encoding, content_hash, size, sample = (
+                _encoding(scan), scan.content_hash, scan.size, scan.sample)
+        else:
+            (encoding, delimiter), content_hash = shape, None
+            sample = stream.read(max_header_bytes)
+            size = stream.seek(0, io.SEEK_END) - start
         sample_text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
-        complete = scan.size <= max_header_bytes
-        if not complete and not re.search(r"[\r\n]", sample_text):
-            raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
-                         "bytes; this does not look like a CSV file.", row=1)
-        if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
-            raise refuse("binary_file", "This file contains binary data, not CSV text.")
-        if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
-            raise refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
+        complete = size <= max_header_bytes
+        if shape is None:
+            _refuse_sample(sample_text, complete, max_header_bytes)
         hint = _SEP_HINT.match(sample_text)
-        delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
+        if shape is None:
+            delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping,
+                                                                     complete)
         sample_rows = _sample_rows(sample_text[hint.end():] if hint else sample_text,
                                    delimiter, complete)
         stream.seek(start)
@@ -814,7 +833,7 @@ def open_csv(
         csv.field_size_limit(FIELD_LIMIT)
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
-                             content_hash=scan.content_hash, size=scan.size, mapping=mapping,
+                             content_hash=content_hash, size=size, mapping=mapping,
                              max_row_chars=max_row_chars, sep_hint=hint is not None,
                              sample=sample_rows)
         except BaseException:
