@@ -2,8 +2,10 @@
 
 `open_csv` makes one cheap pass over the raw bytes first (SHA-256, NUL bytes, and the
 UTF-8 evidence of the whole file: valid multi-byte characters against invalid bytes),
-then reads a sample to pick the encoding and delimiter and to map the header, and
-finally hands out rows one record at a time through an incremental decoder.
+then reads a sample to pick the encoding and delimiter and to map the header (a
+batch's run, which knows them, skips the pass), and finally hands out rows one record
+at a time, or blocks of records as the file's own bytes for worker processes to
+decode and parse (`CsvSource.blocks`, `Block`).
 
 A file that is mostly UTF-8 with a few bad bytes is read as UTF-8, the bad bytes
 becoming U+FFFD, so that validation rejects just the rows holding them
@@ -11,7 +13,7 @@ becoming U+FFFD, so that validation rejects just the rows holding them
 
 Memory stays flat whatever the file holds: blank records are counted, never kept; one
 record is bounded in characters (across all its lines) and in cells; a block ends on
-a character budget as well as on a row count. Anything that is not a usable CSV
+a byte budget as well as on a row count. Anything that is not a usable CSV
 raises `UnreadableFile` with one clear message.
 """
 import bisect
@@ -120,6 +122,7 @@ def _errors(encoding: str) -> str:
     return "replace" if encoding.startswith("utf-8") else "strict"
 
 
+@functools.cache
 def _blank_record(delimiter: str) -> re.Pattern:
     """A line (its terminator optional) whose cells the csv reader reads as all empty,
     for one of DELIMITERS: nothing, delimiters, and "" cells."""
@@ -164,8 +167,8 @@ class Block:
 
     @property
     def lines(self) -> Sequence[str]:
-        """The records' lines, one each, without their \n; none (an empty tuple) unless
-        `one_line`. Kept once read: records() reads them too."""
+        """The records' lines, one each, without their line feed; none (an empty
+        tuple) unless `one_line`. Kept once read: records() reads them too."""
         if not self.one_line:
             return ()
         if self._lines is None:

@@ -6,7 +6,7 @@ whatever the number of rows (the workbook's table of distinct strings is the one
 held whole, as Excel's format needs). Cells Excel typed are written as the seller sees
 them: whole numbers without ".0", dates as YYYY-MM-DD (with the time when there is
 one), booleans as TRUE/FALSE, zero-padded codes (a postal code formatted 00000) padded.
-Rows then travel as CSV lines in the same `Block`s as an uploaded CSV, so workers and
+Rows then travel as CSV text in the same `Block`s as an uploaded CSV, so workers and
 the pipeline treat both alike.
 """
 import csv
