@@ -314,6 +314,7 @@ AWKWARD = [
      'a@example.com,"I agree\r\nto be called,\nand ""emailed""",+79161234567\r\n\r\n'
      'b@example.com,plain,+79161234568\r\n"c@example.com","two\nlines",\'+7916\r\n'),
     f"{HEADER}\r{ROW}\r\r{ROW}",
+    f"{HEADER}\r\n{ROW}\r\n{ROW}\n{ROW}\r",  # plain lines, the last ending in \r alone
     "phone,birth_date,first_name,last_name,age\n'+79161234567,'1990-05-17,'Neil,O'Neil,'42\n"
     "'8 (916) 123-45-67,1990-05-17,Ann,D'Arcy,'\n\n\n",
     f"sep=;\n{HEADER.replace(',', ';')}\n" + "\n".join(
