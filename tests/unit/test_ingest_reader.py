@@ -3,6 +3,7 @@ import codecs
 import hashlib
 import io
 import os
+import pickle
 import random
 import zipfile
 
@@ -313,6 +314,7 @@ AWKWARD = [
      'a@example.com,"I agree\r\nto be called,\nand ""emailed""",+79161234567\r\n\r\n'
      'b@example.com,plain,+79161234568\r\n"c@example.com","two\nlines",\'+7916\r\n'),
     f"{HEADER}\r{ROW}\r\r{ROW}",
+    f"{HEADER}\r\n{ROW}\r\n{ROW}\n{ROW}\r",  # plain lines, the last ending in \r alone
     "phone,birth_date,first_name,last_name,age\n'+79161234567,'1990-05-17,'Neil,O'Neil,'42\n"
     "'8 (916) 123-45-67,1990-05-17,Ann,D'Arcy,'\n\n\n",
     f"sep=;\n{HEADER.replace(',', ';')}\n" + "\n".join(
@@ -372,6 +374,86 @@ def test_blocks_read_plain_lines_as_the_csv_reader_does():
             assert got == rows, data
 
 
+def _messy_csv(rng, delimiter: str, encoding: str) -> bytes:
+    """A file of mostly plain rows (quoted cells, doubled quotes, the Excel marker,
+    letters of the encoding) with now and then what a plain line is not: blank and
+    delimiter-only lines, a quoted line break, a quote mark inside a cell, text after a
+    closing quote, a line ending in \r alone, an undecodable byte."""
+    letters = "éñüß" if encoding in ("latin_1", "cp1252") else "жёЮЯ"
+    if encoding.startswith("utf"):
+        letters += "é✓"
+    plain = ["ann", "O'Neil", "'+79161234567", "'0123", "42", "", " x ", letters,
+             f'"a{delimiter}b"', '"say ""hi"""', '""', '"\'+7916"', "a.b@example.com"]
+    odd = ['"two\nlines"', '"x\r\ny"', '5\'11"', '"a"b', '"a"b"c', '"', "\x0c"]
+    end = rng.choice(["\n", "\r\n"])
+    lines = [delimiter.join(["email", "phone", "consent_text", "first_name"]) + end]
+    for _ in range(rng.randint(20, 200)):
+        if rng.random() < 0.02:
+            lines.append(rng.choice(["", delimiter * 3, '""', f'""{delimiter}""']) + end)
+            continue
+        cells = [rng.choice(odd if rng.random() < 0.01 else plain)
+                 for _ in range(rng.randint(1, 6))]
+        lines.append(delimiter.join(cells) + ("\r" if rng.random() < 0.01 else end))
+    if rng.random() < 0.3:
+        lines[-1] = lines[-1].rstrip("\r\n")
+    data = "".join(lines).encode(encoding)
+    if encoding == "utf-8" and rng.random() < 0.3:
+        at = data.index(b"\n", rng.randrange(len(data) // 2, len(data) - 1) - 1)
+        data = data[:at] + b"\xe9" + data[at:]  # a bad byte, read as U+FFFD
+    if encoding == "cp1251" and rng.random() < 0.1:
+        data = data[:-1] + b"\x98"  # no character in cp1251
+    return data
+
+
+def _outcome(read_rows):
+    try:
+        return read_rows()
+    except UnreadableFile as error:
+        return (error.code, error.details.get("row"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1251", "latin_1", "utf-16"])
+def test_blocks_give_what_rows_give_on_messy_files(encoding):
+    """Differential: whatever path a stretch of lines takes (whole plain lines cut as
+    bytes, or records read one by one), blocks parsed in a worker (after pickling) give
+    the rows, numbers, refusals and single records that rows() gives."""
+    rng = random.Random(f"20261206{encoding}")
+    plain_blocks = 0
+    for trial in range(60):
+        delimiter = (",", ";", "\t", "|")[trial % 4]
+        data = _messy_csv(rng, delimiter, encoding)
+        if encoding == "utf-8-sig":
+            data = codecs.BOM_UTF8 + data
+        # Read in the shape given (short files of a few letters can look like another
+        # encoding), as a batch's run reads its file.
+        shape = (encoding, delimiter)
+        expected = _outcome(lambda: read(data, shape=shape)[1])
+        for size, max_bytes, after in ((1, 1 << 20, 0), (7, 300, 0), (1000, 1 << 20, 0),
+                                       (5, 200, 31), (50, 4096, 120)):
+
+            def block_records():
+                rows = []
+                for block in open_csv(io.BytesIO(data), shape=shape).blocks(
+                        size, after=after, max_bytes=max_bytes):
+                    assert 0 < block.rows <= size
+                    block = pickle.loads(pickle.dumps(block))  # as a worker gets it
+                    records = block.records()
+                    assert [block.record(number) for number, _ in records] == [
+                        values for _, values in records]
+                    rows += records
+                    nonlocal plain_blocks
+                    plain_blocks += block.one_line
+                return rows
+
+            got = _outcome(block_records)
+            if isinstance(expected, list):
+                assert got == [row for row in expected if row[0] > after], data
+            else:
+                assert got == expected, data
+    if encoding != "utf-16":  # read through a decoder, record by record
+        assert plain_blocks > 100
+
+
 # --- bounded memory (issue 13) -----------------------------------------------------
 
 
@@ -396,7 +478,7 @@ def test_blocks_keep_only_their_rows_and_find_them_by_number():
     data = (f"{HEADER}\n{ROW}\n\n\n,,,,\n\n{ROW}\n\n".encode())
     [block] = open_csv(io.BytesIO(data)).blocks(10)
     assert (block.rows, block.last, block.numbers) == (2, 7, [2, 7])
-    assert block.lines == [f"{ROW}\n", f"{ROW}\n"]
+    assert block.data == f"{ROW}\n{ROW}\n".encode()
     assert block.record(7) == ROW.split(",")
     with pytest.raises(KeyError):
         block.record(4)  # a blank row is in no block
@@ -404,7 +486,7 @@ def test_blocks_keep_only_their_rows_and_find_them_by_number():
 
 def test_a_block_also_ends_on_its_character_budget():
     data = (f"{HEADER}\n" + f"{ROW}\n" * 100).encode()
-    blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_chars=len(ROW) * 10))
+    blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_bytes=len(ROW) * 10))
     assert [block.rows for block in blocks] == [10] * 10
     assert [row for block in blocks for row in block.records()] == read(data)[1]
 

@@ -303,13 +303,16 @@ def _run(batch: Batch, path: Path) -> None:
                    seller_points=batch.seller_points)
     ctx = RowContext(default_country=batch.default_country, now=batch.created_at)
     mapping = batch.mapping.get("columns") or {}
+    # The file was checked when the batch was created: its encoding and delimiter
+    # stand, and the run skips the pass over the whole file that found them.
+    shape = (batch.encoding, batch.delimiter) if batch.encoding and batch.delimiter else None
     plan = storing_plan(run)
     if run.checkpoint and plan.defer_keys:  # the keys a stopped run left unwritten
         contact_keys.restore(Lead.batch_id == run.id)
     # Nothing held while the workers store: on SQLite this would hold the write lock.
     db.session.commit()
     config = current_app.config
-    with open_upload(path, mapping=mapping) as source:
+    with open_upload(path, mapping=mapping, shape=shape) as source:
         workers.pool_for(config).store_chunks(
             _chunks(source, config["INGEST_CHUNK_ROWS"], run.checkpoint),
             source.header_map.fields, ctx, plan, SessionConnection())

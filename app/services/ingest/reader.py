@@ -2,8 +2,10 @@
 
 `open_csv` makes one cheap pass over the raw bytes first (SHA-256, NUL bytes, and the
 UTF-8 evidence of the whole file: valid multi-byte characters against invalid bytes),
-then reads a sample to pick the encoding and delimiter and to map the header, and
-finally hands out rows one record at a time through an incremental decoder.
+then reads a sample to pick the encoding and delimiter and to map the header (a
+batch's run, which knows them, skips the pass), and finally hands out rows one record
+at a time, or blocks of records as the file's own bytes for worker processes to
+decode and parse (`CsvSource.blocks`, `Block`).
 
 A file that is mostly UTF-8 with a few bad bytes is read as UTF-8, the bad bytes
 becoming U+FFFD, so that validation rejects just the rows holding them
@@ -11,12 +13,13 @@ becoming U+FFFD, so that validation rejects just the rows holding them
 
 Memory stays flat whatever the file holds: blank records are counted, never kept; one
 record is bounded in characters (across all its lines) and in cells; a block ends on
-a character budget as well as on a row count. Anything that is not a usable CSV
+a byte budget as well as on a row count. Anything that is not a usable CSV
 raises `UnreadableFile` with one clear message.
 """
 import bisect
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -24,8 +27,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from app.errors import DomainError
@@ -36,7 +39,7 @@ FIELD_LIMIT = 131_072  # characters in one cell; csv's own default, made explici
 MAX_ROW_CHARS = 1 << 18  # characters in one record, all its lines together
 MAX_ROW_LINES = 10_000  # lines in one record (each costs ~50 bytes beyond its text)
 MAX_COLUMNS = 1_000  # cells in one record
-BLOCK_CHARS = 1 << 20  # characters in one block of records (what one worker holds)
+BLOCK_BYTES = 1 << 20  # bytes in one block of records (what one worker holds)
 _CHUNK = 1 << 20
 _SNIFF_RECORDS = 50
 # Legacy encodings we expect from spreadsheet exports. Restricting the detector to
@@ -63,18 +66,6 @@ _EXCEL_TEXT_NUMBER = re.compile(r"'(?=[+(]?\d[\d\s().,:/+-]*$)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Excel's delimiter hint, a first line such as "sep=;" that Excel itself hides.
 _SEP_HINT = re.compile(r"\ufeff?sep=([^\r\n])(?:\r\n?|\n)", re.I)
-
-
-def _one_line_record(delimiter: str) -> tuple[re.Pattern, re.Pattern]:
-    """(a line that the csv reader ends as a whole record, one whose cells are all
-    empty) for one of DELIMITERS. A quote opens a quoted cell only at the start of a
-    cell; inside one, "" is a quote and a lone " closes it, and what follows the
-    closing quote up to the delimiter is kept as it is (strict=False). The possessive
-    `*+` reads "" the way the reader does, so `"a""` (still open) never matches."""
-    d = re.escape(delimiter)
-    cell = rf'(?:"(?:[^"\r\n\x00]|"")*+"[^{d}\r\n\x00]*|[^{d}"\r\n\x00][^{d}\r\n\x00]*|)'
-    return (re.compile(rf"{cell}(?:{d}{cell})*(?:\r\n|\r|\n)?"),
-            re.compile(rf'(?:"")?(?:{d}(?:"")?)*(?:\r\n|\r|\n)?'))
 
 
 class UnreadableFile(DomainError):
@@ -112,16 +103,70 @@ def _clean(record: list[str]) -> list[str]:
     return [_EXCEL_TEXT_NUMBER.sub("", v, count=1) if v[:1] == "'" else v for v in record]
 
 
+def _one_line_records(lines: list[str], delimiter: str) -> list[list[str]]:
+    """The records of lines that each hold one whole record, without its line break:
+    a line with no quote mark is its cells split at the delimiter, which is what the
+    csv reader makes of it, at two thirds of the cost; the others go through the reader."""
+    records = [None if '"' in line else line.split(delimiter) for line in lines]
+    quoted = [line for line in lines if '"' in line]
+    if not quoted:
+        return records
+    parsed = iter(_records(quoted, delimiter))
+    return [next(parsed) if values is None else values for values in records]
+
+
+def _marked(text: str, delimiter: str) -> bool:
+    """Whether a cell of `text` may start with Excel's marker: an apostrophe at a
+    line's start, after the delimiter or after an opening quote (one inside O'Brien
+    does not). Apostrophes are few: each is looked at."""
+    before = delimiter + '"\r\n'
+    at = text.find("'")
+    while at >= 0:
+        if at == 0 or text[at - 1] in before:
+            return True
+        at = text.find("'", at + 1)
+    return False
+
+
+def _errors(encoding: str) -> str:
+    """How bytes that do not decode are read: as U+FFFD in a (mostly) UTF-8 file, whose
+    rows holding them validation rejects; any other encoding must decode throughout."""
+    return "replace" if encoding.startswith("utf-8") else "strict"
+
+
+@functools.cache
+def _blank_record(delimiter: str) -> re.Pattern:
+    """A line (its terminator optional) whose cells the csv reader reads as all empty,
+    for one of DELIMITERS: nothing, delimiters, and "" cells."""
+    d = re.escape(delimiter).encode()
+    return re.compile(rb'(?:"")?(?:' + d + rb'(?:"")?)*(?:\r\n|\r|\n)?')
+
+
 @dataclass
 class Block:
-    """Non-blank records as the lines they were read from. Sent to a worker process
-    as a few long strings instead of a list per row (pickling those cost the reading
-    process more than parsing them), and parsed again there."""
+    """Non-blank records as the bytes they were read from, one after another, sent to
+    a worker process and parsed there: the reading process only finds where records
+    end (pickling their text, or parsing it, cost it more than the rest of its work).
+    `one_line`: every record is one line, so the lines need no parsing to be told
+    apart."""
 
     delimiter: str
-    lines: list[str]
-    starts: list[int]  # where each record begins in `lines`
-    numbers: list[int]  # each record's spreadsheet row number, ascending
+    data: bytes
+    encoding: str  # of `data`; "utf-8" reads bytes that do not decode as U+FFFD
+    numbers: Sequence[int]  # each record's spreadsheet row number, ascending
+    one_line: bool
+    _lines: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _spans: list[tuple[int, int]] | None = field(default=None, init=False, repr=False,
+                                                 compare=False)
+
+    @classmethod
+    def of_lines(cls, delimiter: str, lines: list[str], numbers: list[int]) -> "Block":
+        """A block of non-blank records given as decoded lines (a workbook's rows, a
+        UTF-16 file's)."""
+        text = "".join(lines)
+        one_line = (len(lines) == len(numbers) == text.count("\n")
+                    and text.count("\r") == text.count("\r\n") and text.endswith("\n"))
+        return cls(delimiter, text.encode(), "utf-8", numbers, one_line)
 
     @property
     def rows(self) -> int:
@@ -132,17 +177,44 @@ class Block:
         """The number of the block's last record."""
         return self.numbers[-1]
 
+    @property
+    def lines(self) -> Sequence[str]:
+        """The records' lines, one each, without their line break; none (an empty
+        tuple) unless `one_line`. Kept once read: records() reads them too."""
+        if not self.one_line:
+            return ()
+        if self._lines is None:
+            # Every \r ends a line (one_line), most often before a \n.
+            data, text = self.data, self._text(self.data)
+            if b"\r" not in data:
+                lines = text.split("\n")
+            elif data.endswith(b"\r\n") and data.count(b"\r") == data.count(b"\n"):
+                lines = text.split("\r\n")  # each line ends so
+            else:
+                lines = text.replace("\r\n", "\n").removesuffix("\r").split("\n")
+            if not lines[-1]:
+                lines.pop()
+            self._lines = lines
+        return self._lines
+
+    def _text(self, data: bytes) -> str:
+        return data.decode(self.encoding, _errors(self.encoding))
+
     def records(self) -> list[tuple[int, list[str]]]:
         """(number, values) of the records, exactly as CsvSource.rows() gives them."""
-        records = list(_records(self.lines, self.delimiter))
+        delimiter = self.delimiter
+        if self.one_line:
+            lines = self.lines
+            records = _one_line_records(lines, delimiter)
+            marked = any(_marked(line, delimiter) for line in lines if "'" in line)
+        else:
+            text = self._text(self.data)
+            records = list(_records(io.StringIO(text, newline=""), delimiter))
+            marked = _marked(text, delimiter)
+        if marked:
+            records = list(map(_clean, records))
         if len(records) != len(self.numbers):
             raise ValueError(f"A block of {len(self.numbers)} records parsed as {len(records)}")
-        # Only a cell that starts with the marker is cleaned: at a line's start, after
-        # the delimiter or after an opening quote (an apostrophe inside O'Brien is not).
-        marked = (self.delimiter + "'", "\"'")
-        if any(line[:1] == "'" or marked[0] in line or marked[1] in line
-               for line in self.lines if "'" in line):
-            records = list(map(_clean, records))
         return list(zip(self.numbers, records))
 
     def record(self, number: int) -> list[str]:
@@ -150,8 +222,108 @@ class Block:
         at = bisect.bisect_left(self.numbers, number)
         if at == len(self.numbers) or self.numbers[at] != number:
             raise KeyError(number)
-        end = self.starts[at + 1] if at + 1 < len(self.starts) else len(self.lines)
-        return _clean(next(_records(self.lines[self.starts[at]:end], self.delimiter)))
+        if self._spans is None:
+            self._spans = self._record_spans()
+        begin, end = self._spans[at]
+        text = self._text(self.data[begin:end])
+        return _clean(next(_records(io.StringIO(text, newline=""), self.delimiter)))
+
+    def _record_spans(self) -> list[tuple[int, int]]:
+        """Where each non-blank record lies in `data`."""
+        lines = self.data.splitlines(keepends=True)  # at \r\n, \r and \n, as csv does
+        at = list(itertools.accumulate(map(len, lines), initial=0))
+        if self.one_line:
+            return list(zip(at, at[1:]))
+        read = 0
+
+        def counted() -> Iterator[str]:
+            nonlocal read
+            for line in lines:
+                read += 1
+                yield self._text(line)
+
+        spans, first = [], 0
+        for _ in _records(counted(), self.delimiter):
+            spans.append((at[first], at[read]))
+            first = read
+        return spans
+
+
+class _RawLines:
+    """An upload in an encoding whose line breaks, quote marks and delimiters are single
+    ASCII bytes (UTF-8, the legacy single-byte ones): read as decoded lines, the way
+    a TextIOWrapper with newline="" reads them, and as raw bytes for blocks. The bytes
+    from `mark` on are kept: the current record's (mark_record)."""
+
+    def __init__(self, stream: BinaryIO, encoding: str):
+        self._stream = stream
+        self.encoding = "utf-8" if encoding == "utf-8-sig" else encoding
+        self._errors = _errors(encoding)
+        self.buf = b""
+        self.pos = 0  # the reading position in buf
+        self._base = 0  # bytes read before buf[0]
+        self._line = 0  # where the line read last begins (an offset, like tell())
+        self.mark = 0
+        self.eof = False
+        if encoding == "utf-8-sig":
+            self.fill(len(codecs.BOM_UTF8))
+            if self.buf.startswith(codecs.BOM_UTF8):
+                self.pos = len(codecs.BOM_UTF8)
+
+    def tell(self) -> int:
+        """Bytes consumed (read past) so far."""
+        return self._base + self.pos
+
+    def mark_record(self) -> None:
+        """The line read last begins a record: keep its bytes until the next begins."""
+        self.mark = self._line
+
+    def fill(self, ahead: int) -> None:
+        """Read until `ahead` bytes from the reading position are held, or the end."""
+        while not self.eof and len(self.buf) - self.pos < ahead:
+            chunk = self._stream.read(max(_CHUNK, ahead - (len(self.buf) - self.pos)))
+            if not chunk:
+                self.eof = True
+                break
+            drop = max(0, min(self.pos, self.mark - self._base))
+            self.buf = self.buf[drop:] + chunk
+            self._base += drop
+            self.pos -= drop
+
+    def record_bytes(self) -> bytes:
+        """The bytes of the record read last (from `mark` to the reading position)."""
+        return self.buf[self.mark - self._base:self.pos]
+
+    def readline(self, size: int = -1) -> str:
+        """The next line with its line break (\\r\\n, \\r or \\n), at most `size`
+        characters of it; a longer line is cut short, which its reader refuses."""
+        longest = 4 * size + 4 if size >= 0 else None  # bytes surely over `size` chars
+        while True:
+            buf, pos = self.buf, self.pos
+            found = _LINE_BREAK.search(buf, pos, len(buf) if longest is None else pos + longest)
+            if found is not None:
+                end = found.end()
+                if buf[end - 1] == 13:  # \r: a \n may follow
+                    if end == len(buf) and not self.eof:
+                        self.fill(len(buf) - pos + 1)
+                        continue
+                    if end < len(buf) and buf[end] == 10:
+                        end += 1
+                break
+            if self.eof or (longest is not None and len(buf) - pos >= longest):
+                end = len(buf) if longest is None else min(len(buf), pos + longest)
+                break
+            self.fill(len(buf) - pos + _CHUNK)
+        self.pos, self._line = end, self._base + pos
+        line = buf[pos:end].decode(self.encoding, self._errors)
+        return line if size < 0 or len(line) <= size else line[:size]
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+_LINE_BREAK = re.compile(rb"[\r\n]")
+_LINE_AHEAD = 1 << 16  # bytes read past a block's budget to find where its line ends
 
 
 class CsvSource:
@@ -159,13 +331,13 @@ class CsvSource:
 
     file_format = "csv"
 
-    def __init__(self, text: io.TextIOWrapper, raw: BinaryIO, *, encoding: str,
-                 delimiter: str, content_hash: str, size: int,
+    def __init__(self, text: "io.TextIOWrapper | _RawLines", raw: BinaryIO, *,
+                 encoding: str, delimiter: str, content_hash: str | None, size: int,
                  mapping: Mapping[str, str] | None, max_row_chars: int, sep_hint: bool,
                  sample: list[list[str]]):
         self.encoding = encoding
         self.delimiter = delimiter
-        self.content_hash = content_hash  # hex SHA-256 of the raw bytes
+        self.content_hash = content_hash  # hex SHA-256 of the raw bytes (None: not read)
         self.size = size
         self._text = text
         self._raw, self._start, self._bytes_read = raw, raw.tell(), 0
@@ -176,7 +348,6 @@ class CsvSource:
         self._taken: list[str] = []
         self._chars = 0
         self._at_start = True
-        self._pushed = ""  # a line blocks() read itself and hands back to the csv reader
         if sep_hint:
             text.readline()  # not a row: Excel does not show it either
         self._records = _records(self._lines(), delimiter)
@@ -200,11 +371,14 @@ class CsvSource:
         """Physical lines of the records, each record's kept in self._taken until the
         next begins. Blank lines between records are counted as rows and skipped here:
         the csv reader never sees them and nothing keeps them. A record longer than the
-        limits is refused before it fills memory."""
+        limits is refused before it fills memory. Reads nothing ahead: once the csv
+        reader has a record, the line source stands at its end."""
         readline, limit, taken = self._text.readline, self._max_chars, self._taken
         size, max_lines = limit + 1, MAX_ROW_LINES
-        while line := self._pushed or readline(size):  # a record's first line
-            self._pushed = ""
+        mark = getattr(self._text, "mark_record", None)
+        while line := readline(size):  # a record's first line
+            if mark:
+                mark()
             if line[0] in "\r\n":  # readline ends a line at its first \r or \n
                 self._number += 1
                 continue
@@ -288,77 +462,137 @@ class CsvSource:
         finally:
             self.close()
 
-    def blocks(self, size: int, after: int = 0, max_chars: int = BLOCK_CHARS
+    def blocks(self, size: int, after: int = 0, max_bytes: int = BLOCK_BYTES
                ) -> Iterator[Block]:
         """The non-blank records after row `after` in blocks of `size` records, or
-        fewer once a block holds `max_chars` characters; parse them with
-        Block.records(). Single pass, like rows().
+        fewer once a block holds `max_bytes` bytes (characters, in a UTF-16 file); parse
+        them with Block.records(). Single pass, like rows().
 
-        This runs in the one serial process of an upload, so a line that is plainly a
-        whole record (no quote mark, or quoted cells all closed on the line) is taken
-        without parsing it: the workers parse it anyway. Any other line goes through
-        the csv reader and its checks, and so does a line that could break a limit."""
+        This runs in the one serial process of an upload, so a stretch of lines that
+        plainly are whole records (`_plain_lines`) is taken as bytes, found by a few
+        passes of C code over them; anything else is read record by record through the
+        csv reader and its checks."""
         csv.field_size_limit(FIELD_LIMIT)
-        read, taken, readline = self._read, self._taken, self._text.readline
-        delimiter = self.delimiter
-        plain = delimiter in DELIMITERS  # never a quote mark, nor a line break
-        whole, blank = (pattern.fullmatch for pattern in _one_line_record(delimiter)) \
-            if plain else (None, None)
-        line_size, longest = self._max_chars + 1, min(FIELD_LIMIT, self._max_chars)
-        blank_starts = delimiter + '"'  # where a line of empty cells can start
-        lines: list[str] = []
-        starts: list[int] = []
-        numbers: list[int] = []
-        chars = 0
+        raw = isinstance(self._text, _RawLines) and self.delimiter in DELIMITERS
         try:
             while True:
-                try:
-                    line = readline(line_size) if plain else ""  # as _lines() reads it
-                except UnicodeDecodeError as exc:
-                    raise refuse("bad_encoding",
-                                 f"Row {self._number + 1} is not valid {self.encoding} text; "
-                                 "save the file as UTF-8 and upload it again.",
-                                 row=self._number + 1) from exc
-                if line and line[0] in "\r\n":
-                    self._number += 1  # a blank line, as _lines() counts it
-                    continue
-                # Counting the delimiters of a line shorter than the limit, or matching
-                # `blank` on one that starts with neither a delimiter nor a quote mark,
-                # cannot change the answer: both are skipped (~0.5 us of ~3 a line).
-                if (line and len(line) <= longest
-                        and (len(line) < MAX_COLUMNS or line.count(delimiter) < MAX_COLUMNS)
-                        and ('"' not in line and "\x00" not in line or whole(line))):
-                    self._number += 1
-                    if line[0] in blank_starts and blank(line):
+                if raw:
+                    while self._number < after and self._plain_lines(
+                            min(after - self._number, size), max_bytes):
+                        pass  # skipped whole
+                    if self._number >= after and (block := self._plain_lines(size, max_bytes)):
+                        yield block
                         continue
-                    record_lines, record_chars = [line], len(line)
-                else:
-                    self._pushed = line
-                    if (record := read()) is None:
-                        break
-                    if not any(record):
-                        continue
-                    record_lines, record_chars = taken, self._chars
-                if self._number <= after:
-                    continue
-                starts.append(len(lines))
-                numbers.append(self._number)
-                lines += record_lines
-                chars += record_chars
-                if len(numbers) == size or chars >= max_chars:
-                    yield Block(self.delimiter, lines, starts, numbers)
-                    lines, starts, numbers, chars = [], [], [], 0
-            if numbers:
-                yield Block(self.delimiter, lines, starts, numbers)
+                if (block := self._read_block(size, after, max_bytes)) is None:
+                    break
+                yield block
             self._bytes_read = self.size
         finally:
             self.close()
+
+    def _plain_lines(self, records: int, max_bytes: int) -> Block | None:
+        """The next lines up to `records` of them or `max_bytes`, if each is a whole
+        non-blank record within the limits; None (nothing read) if one may not be.
+
+        A line is a whole record when no quote mark opens a cell that it does not close.
+        Counting quote marks tells that as the csv reader does when each one that opens
+        a cell stands at a cell's start (after a delimiter or line break, or right after
+        the quote mark closing a cell: "" inside one); any other quote mark makes the
+        stretch be read record by record. Bytes bound characters from above, so lines
+        of fewer bytes than the limits are within them."""
+        src = self._text
+        src.fill(max_bytes + _LINE_AHEAD)
+        buf, pos = src.buf, src.pos
+        if pos == len(buf):
+            return None
+        cut = buf.find(b"\n", pos + max_bytes - 1)
+        if cut < 0 and not src.eof:
+            return None  # a line longer than what is read ahead
+        end = cut + 1 if cut >= 0 else len(buf)
+        data = buf[pos:end]
+        lines = data.split(b"\n", records)  # a flood of blank lines: no more pieces
+        if len(lines) > records:
+            del lines[records:]
+            end = pos + sum(map(len, lines)) + records
+            data = buf[pos:end]
+        elif not lines[-1]:
+            lines.pop()
+        if not self._plain(data, lines):
+            return None
+        src.pos = end
+        src.mark = src.tell()  # nothing of these lines is needed further
+        first = self._number + 1
+        self._number += len(lines)
+        return Block(self.delimiter, data, src.encoding, range(first, self._number + 1), True)
+
+    def _plain(self, data: bytes, lines: list[bytes]) -> bool:
+        """Whether `lines` (`data` split at \\n) are whole non-blank records within the
+        limits, each a line; see _plain_lines."""
+        delimiter = self.delimiter.encode()
+        if b"" in lines or b"\r" in lines:
+            return False  # a blank line
+        if b"\r" in data and data.count(b"\r") != sum(
+                map(bytes.endswith, lines, itertools.repeat(b"\r"))):
+            return False  # a \r before the end of a line ends a record there
+        longest = max(map(len, lines))
+        if longest >= min(FIELD_LIMIT, self._max_chars):
+            return False
+        if longest >= MAX_COLUMNS and any(line.count(delimiter) >= MAX_COLUMNS
+                                          for line in lines if len(line) >= MAX_COLUMNS):
+            return False
+        if any(byte in data for byte in _undecodable(self._text.encoding)):
+            return False
+        if b'"' in data:
+            pieces = data.split(b'"')
+            if not len(pieces) % 2:
+                return False  # a cell left open
+            if not all(map(bytes.endswith, filter(None, pieces[0:-1:2]),
+                           itertools.repeat((delimiter, b"\n", b"\r")))):
+                return False  # a quote mark inside a cell
+            quoted = b"".join(pieces[1::2])
+            if b"\n" in quoted or b"\r" in quoted:
+                return False
+        starts = (delimiter, b'"')  # where a line of empty cells can start
+        if any(map(bytes.startswith, lines, itertools.repeat(starts))):
+            blank = _blank_record(self.delimiter).fullmatch
+            if any(blank(line) for line in lines if line.startswith(starts)):
+                return False
+        return True
+
+    def _read_block(self, size: int, after: int, max_bytes: int) -> Block | None:
+        """The next block read record by record through the csv reader."""
+        read, src = self._read, self._text
+        raw = isinstance(src, _RawLines)
+        numbers: list[int] = []
+        pieces: list = []  # the records' bytes, or a UTF-16 file's decoded lines
+        held = 0
+        while (record := read()) is not None:
+            if not any(record) or self._number <= after:
+                continue
+            numbers.append(self._number)
+            if raw:
+                pieces.append(src.record_bytes())
+                held += len(pieces[-1])
+            else:
+                pieces += self._taken
+                held += self._chars
+            if len(numbers) == size or held >= max_bytes:
+                break
+        if not numbers:
+            return None
+        if not raw:
+            return Block.of_lines(self.delimiter, pieces, numbers)
+        return Block(self.delimiter, b"".join(pieces), src.encoding, numbers, False)
 
     __iter__ = rows
 
     @property
     def bytes_read(self) -> int:
         """Raw bytes consumed so far, read-ahead included: for progress reports."""
+        if isinstance(self._text, _RawLines):
+            if self._bytes_read < self.size:
+                self._bytes_read = self._text.tell()
+            return self._bytes_read
         try:
             self._bytes_read = self._raw.tell() - self._start
         except ValueError:
@@ -373,6 +607,21 @@ class CsvSource:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+@functools.cache
+def _undecodable(encoding: str) -> tuple[bytes, ...]:
+    """The bytes that `encoding` (one byte a character, or UTF-8) cannot decode: none
+    for UTF-8, whose bad bytes are read as U+FFFD."""
+    if encoding.startswith("utf-8"):
+        return ()
+    found = []
+    for value in range(256):
+        try:
+            bytes([value]).decode(encoding)
+        except UnicodeDecodeError:
+            found.append(bytes([value]))
+    return tuple(found)
 
 
 def binary_stream(source: BinaryIO | str | os.PathLike) -> tuple[BinaryIO, bool]:
@@ -540,12 +789,24 @@ def _sample_rows(sample_text: str, delimiter: str, complete: bool) -> list[list[
     return [_clean(r) for r in records[1:]]
 
 
+def _refuse_sample(sample_text: str, complete: bool, max_header_bytes: int) -> None:
+    """Refuse a file whose first bytes are plainly no CSV."""
+    if not complete and not re.search(r"[\r\n]", sample_text):
+        raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
+                     "bytes; this does not look like a CSV file.", row=1)
+    if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
+        raise refuse("binary_file", "This file contains binary data, not CSV text.")
+    if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
+        raise refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
+
+
 def open_csv(
     source: BinaryIO | str | os.PathLike,
     *,
     mapping: Mapping[str, str] | None = None,
     max_header_bytes: int = 64 * 1024,
     max_row_chars: int = MAX_ROW_CHARS,
+    shape: tuple[str, str] | None = None,
 ) -> CsvSource:
     """Open an upload for streaming, or raise `UnreadableFile` saying why not.
 
@@ -556,38 +817,46 @@ def open_csv(
     all its lines together. Rows are read later, by `CsvSource.rows()` or `.blocks()`,
     which may still raise `UnreadableFile` (a row too long or too wide, bytes that do
     not decode) partway through the file.
+
+    `shape`: (encoding, delimiter) as an earlier opening of this same file found them
+    (a batch's run, after the upload was checked): the pass over the whole file that
+    decides the encoding is skipped, and so are the hash (`content_hash` is None) and
+    the refusals that pass led to.
     """
     stream, owned = binary_stream(source)
     try:
         start = stream.tell()
-        scan = _scan(stream, max_header_bytes)
-        if scan.size == 0:
-            raise refuse("empty_file", "The file is empty.")
-        encoding = _encoding(scan)
-        sample = scan.sample
+        if shape is None:
+            scan = _scan(stream, max_header_bytes)
+            if scan.size == 0:
+                raise refuse("empty_file", "The file is empty.")
+            encoding, content_hash, size, sample = (
+                _encoding(scan), scan.content_hash, scan.size, scan.sample)
+        else:
+            (encoding, delimiter), content_hash = shape, None
+            sample = stream.read(max_header_bytes)
+            size = stream.seek(0, io.SEEK_END) - start
         sample_text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
-        complete = scan.size <= max_header_bytes
-        if not complete and not re.search(r"[\r\n]", sample_text):
-            raise refuse("line_too_long", f"The first row is longer than {max_header_bytes:,} "
-                         "bytes; this does not look like a CSV file.", row=1)
-        if len(_CONTROL.findall(sample_text)) > max(2, len(sample_text) // 100):
-            raise refuse("binary_file", "This file contains binary data, not CSV text.")
-        if sample_text.lstrip("\ufeff\r\n\t ").startswith("<"):
-            raise refuse("not_csv", "This looks like an HTML or XML page, not a CSV file.")
+        complete = size <= max_header_bytes
+        if shape is None:
+            _refuse_sample(sample_text, complete, max_header_bytes)
         hint = _SEP_HINT.match(sample_text)
-        delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping, complete)
+        if shape is None:
+            delimiter = hint.group(1) if hint else _sniff_delimiter(sample_text, mapping,
+                                                                     complete)
         sample_rows = _sample_rows(sample_text[hint.end():] if hint else sample_text,
                                    delimiter, complete)
         stream.seek(start)
         buffered = stream if owned else io.BufferedReader(_Borrowed(stream), _CHUNK)
-        # Invalid bytes in a mostly-UTF-8 file become U+FFFD, and their rows are
-        # rejected by validation; any other encoding must decode throughout.
-        errors = "replace" if encoding.startswith("utf-8") else "strict"
-        text = io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline="")
+        if encoding.startswith("utf-16"):
+            text = io.TextIOWrapper(buffered, encoding=encoding, errors=_errors(encoding),
+                                    newline="")
+        else:
+            text = _RawLines(buffered, encoding)
         csv.field_size_limit(FIELD_LIMIT)
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
-                             content_hash=scan.content_hash, size=scan.size, mapping=mapping,
+                             content_hash=content_hash, size=size, mapping=mapping,
                              max_row_chars=max_row_chars, sep_hint=hint is not None,
                              sample=sample_rows)
         except BaseException:

@@ -20,14 +20,16 @@ def _xlsx(stream: BinaryIO, owned: bool, mapping: Mapping[str, str] | None) -> "
 
 
 def open_upload(source: BinaryIO | str | os.PathLike, *,
-                mapping: Mapping[str, str] | None = None) -> "CsvSource | XlsxSource":
+                mapping: Mapping[str, str] | None = None,
+                shape: tuple[str, str] | None = None) -> "CsvSource | XlsxSource":
     """An upload opened for streaming: an Excel workbook or a CSV file (`open_csv`
-    says how a CSV is read; a workbook is read from its start)."""
+    says how a CSV is read, and what its known `shape` spares; a workbook is read
+    from its start)."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as peek:
             is_workbook = peek.read(len(XLSX_SIGNATURE)) == XLSX_SIGNATURE
         if not is_workbook:
-            return open_csv(source, mapping=mapping)
+            return open_csv(source, mapping=mapping, shape=shape)
         return _xlsx(open(source, "rb"), True, mapping)
     stream, owned = binary_stream(source)
     start = stream.tell()
@@ -35,4 +37,4 @@ def open_upload(source: BinaryIO | str | os.PathLike, *,
     stream.seek(start)
     if is_workbook:
         return _xlsx(stream, owned, mapping)
-    return open_csv(stream, mapping=mapping)
+    return open_csv(stream, mapping=mapping, shape=shape)

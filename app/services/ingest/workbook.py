@@ -6,7 +6,7 @@ whatever the number of rows (the workbook's table of distinct strings is the one
 held whole, as Excel's format needs). Cells Excel typed are written as the seller sees
 them: whole numbers without ".0", dates as YYYY-MM-DD (with the time when there is
 one), booleans as TRUE/FALSE, zero-padded codes (a postal code formatted 00000) padded.
-Rows then travel as CSV lines in the same `Block`s as an uploaded CSV, so workers and
+Rows then travel as CSV text in the same `Block`s as an uploaded CSV, so workers and
 the pipeline treat both alike.
 """
 import csv
@@ -25,7 +25,7 @@ from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
 from openpyxl.xml.functions import iterparse
 
 from app.services.ingest.fields import HeaderMap, map_headers
-from app.services.ingest.reader import BLOCK_CHARS, MAX_COLUMNS, Block, refuse
+from app.services.ingest.reader import BLOCK_BYTES, MAX_COLUMNS, Block, refuse
 
 # An archive member may inflate this much before we call it a zip bomb: real sheets
 # compress 5-20 times, shared strings a little more.
@@ -224,13 +224,13 @@ class XlsxSource:
 
     __iter__ = rows
 
-    def blocks(self, size: int, after: int = 0, max_chars: int = BLOCK_CHARS
+    def blocks(self, size: int, after: int = 0, max_bytes: int = BLOCK_BYTES
                ) -> Iterator[Block]:
-        """The rows after row `after` as CSV lines in Blocks, like CsvSource.blocks()."""
+        """The rows after row `after` as CSV lines in Blocks, like CsvSource.blocks()
+        (the budget counted in characters)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         lines: list[str] = []
-        starts: list[int] = []
         numbers: list[int] = []
         chars = 0
         for number, values in self.rows():
@@ -240,15 +240,14 @@ class XlsxSource:
             line = buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            starts.append(len(lines))
             numbers.append(number)
             lines.append(line)
             chars += len(line)
-            if len(numbers) == size or chars >= max_chars:
-                yield Block(",", lines, starts, numbers)
-                lines, starts, numbers, chars = [], [], [], 0
+            if len(numbers) == size or chars >= max_bytes:
+                yield Block.of_lines(",", lines, numbers)
+                lines, numbers, chars = [], [], 0
         if numbers:
-            yield Block(",", lines, starts, numbers)
+            yield Block.of_lines(",", lines, numbers)
 
     @property
     def bytes_read(self) -> int:
