@@ -11,7 +11,6 @@ byte string. Pure functions: the workers import no Flask and no SQLAlchemy.
 """
 import struct
 from collections.abc import Sequence
-from itertools import repeat
 
 from app.core import pgcopy
 
@@ -39,28 +38,8 @@ def pack(columns: Sequence[str], rows: list[tuple]) -> list[tuple]:
     if not rows:
         return []
     values = list(zip(*rows))
-    # Each column's fields: a list (one field a row), or for a column with few values
-    # (by_value, _UNIQUE) the field of each value, looked up per row at the end. A
-    # column with one value in the chunk (most optional columns: all NULL) is joined to
-    # the column before it, so a row is joined from fewer parts.
-    parts: list = []
-    for name, column in zip(columns, values, strict=True):
-        kind = KINDS[name]
-        if name in _UNIQUE:
-            parts.append(pgcopy.column(kind, column))
-            continue
-        by_value = {value: pgcopy.field(kind, value) for value in set(column)}
-        if len(by_value) > 1 or not parts:
-            parts.append((column, by_value))
-        elif isinstance(parts[-1], tuple):  # the column before has few values
-            only = by_value[column[0]]
-            before = parts[-1][1]
-            for value, data in before.items():
-                before[value] = data + only
-        else:
-            parts.append((repeat(None, len(rows)), {None: by_value[column[0]]}))
-    fields = [part if isinstance(part, list) else map(part[1].__getitem__, part[0])
-              for part in parts]
+    fields = [pgcopy.column(KINDS[name], column, distinct=name not in _UNIQUE)
+              for name, column in zip(columns, values, strict=True)]
     at = columns.index
     return list(zip(values[at("row_number")], values[at("email_hash")],
                     values[at("phone_hash")], map(b"".join, zip(*fields))))
