@@ -146,24 +146,34 @@ class ContactVault:
 
     def seal_contacts(self, *columns: list[str | None]) -> list[bytes]:
         """seal_contact of each row of five columns (CONTACT_FIELDS): one random read
-        and one escaping check for them all, the JSON written directly when no value
-        needs escaping (the usual case, checked on all values at once)."""
+        for them all, and when no value needs escaping (the usual case, checked on all
+        the texts at once) the JSON written by one format call a row and encoded in one
+        call for the chunk, its rows split at line breaks that no printable text holds."""
         count = len(columns[0])
         if not count:
             return []
-        present = "".join(["".join(filter(None, column)) for column in columns])
-        if '"' in present or "\\" in present or not present.isprintable():
-            texts = [_CONTACT_JSON(list(values)) for values in zip(*columns)]
+        parts, args = [], []
+        for column in columns:  # quotes in the row's pattern where a column has no null
+            if None in column:
+                parts.append("{}")
+                args.append(["null" if value is None else f'"{value}"' for value in column])
+            else:
+                parts.append('"{}"')
+                args.append(column)
+        texts = list(map(f"[{','.join(parts)}]".format, *args))
+        plain = "".join(texts)
+        quotes = 2 * sum(count - column.count(None) for column in columns)
+        if plain.isprintable() and "\\" not in plain and plain.count('"') == quotes:
+            data = "\n".join(texts).encode().split(b"\n")
         else:
-            quoted = [["null" if value is None else f'"{value}"' for value in column]
-                      for column in columns]
-            texts = [f"[{row}]" for row in map(",".join, zip(*quoted))]
+            data = [_CONTACT_JSON(list(values)).encode() for values in zip(*columns)]
         prefix, encrypt = self._prefix, self._cipher.encrypt
         nonces = os.urandom(NONCE_BYTES * count)
         sealed = []
-        for at, text in zip(range(0, NONCE_BYTES * count, NONCE_BYTES), texts):
+        append = sealed.append
+        for at, text in zip(range(0, NONCE_BYTES * count, NONCE_BYTES), data):
             nonce = nonces[at:at + NONCE_BYTES]
-            sealed.append(prefix + nonce + encrypt(nonce, text.encode(), prefix))
+            append(prefix + nonce + encrypt(nonce, text, prefix))
         return sealed
 
     def open_contact(self, blob: bytes) -> dict[str, str | None]:

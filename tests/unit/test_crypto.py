@@ -184,3 +184,46 @@ def test_hashing_a_column_is_hashing_each_value(vault):
     values = ["+79161234567", None, "", "a@b.co"]
     assert vault.dedupe_hashes("phone", values) == [
         vault.dedupe_hash("phone", value) if value else None for value in values]
+
+
+def _generated(rng, count: int, alphabet: list[str]) -> list[str | None]:
+    return [None if rng.random() < 0.2 else
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(8)))
+            for _ in range(count)]
+
+
+def test_column_hashes_are_the_documented_hmac(vault):
+    """Stored hashes are lookup keys of existing leads: dedupe_hashes and dedupe_hash
+    give the plain HMAC of every generated value, byte for byte."""
+    import random
+
+    rng = random.Random(11)
+    alphabet = ["a", "Z", "7", "+", "@", ".", "Я", "é", "😀", " ", "\x00"]
+    for kind in ("email", "phone"):
+        values = _generated(rng, 3000, alphabet)
+        expected = [bytes.fromhex(_reference_hash(KEY, kind, value)) if value else None
+                    for value in values]
+        assert vault.dedupe_hashes(kind, values) == expected
+        assert [vault.dedupe_hash(kind, value) if value else None
+                for value in values] == expected
+
+
+def test_sealed_chunks_hold_the_encoders_json(vault):
+    """Each blob of seal_contacts opens to exactly what the JSON encoder writes of its
+    row, in chunks of clean text (the direct form) and chunks where one value needs
+    escaping or is not printable (every row through the encoder)."""
+    import random
+
+    from app.services.crypto import _CONTACT_JSON
+
+    rng = random.Random(7)
+    clean = ["a", "Я", "é", " ", "+", "@", "😀", "{", "}", "[", ",", "null"]
+    awkward = ['"', "\\", "\n", "\t", "\x00", "\x7f", "\u2028"]
+    for chunk in range(300):
+        count = rng.randrange(1, 40)
+        columns = [_generated(rng, count, clean) for _ in range(5)]
+        if chunk % 3 == 0:  # one awkward value somewhere in the chunk
+            columns[rng.randrange(5)][rng.randrange(count)] = rng.choice(awkward) + "x"
+        sealed = vault.seal_contacts(*columns)
+        assert [vault.decrypt(blob) for blob in sealed] == [
+            _CONTACT_JSON(list(values)) for values in zip(*columns)]
