@@ -5,7 +5,10 @@ Validation (phonenumbers, email-validator) and encryption cost tens of microseco
 row, and storing about as much again, so chunks of raw rows go to worker processes,
 each of which validates its chunk while the other stores, then stores it on its own
 database connection in its turn: a chunk after the chunk before it has committed.
-The calling process only reads the file and hands the chunks out. With one worker (or
+Its lookups of stored leads are made before the turn, on the worker's time
+(storing.prepare); the turn only checks the chunks that had not committed then,
+decides, writes and commits. The calling process only reads the file and hands the
+chunks out. With one worker (or
 inside a daemonic process, such as a Celery prefork child, which may not start
 processes of its own) the same code runs in-process on the caller's connection.
 Workers import no Flask or SQLAlchemy: only what validation and storing need.
@@ -252,6 +255,7 @@ _turns = None  # multiprocessing Condition
 _turn = None  # multiprocessing Array of two int64
 _connections: dict[tuple[str, str], storing.OwnConnection] = {}  # this worker's own
 _unwritten: Optional[storing.UnwrittenKeys] = None  # the pool's, shared
+_recent: Optional[storing.RecentLeads] = None  # likewise
 
 
 def _init_worker(master_key: str) -> None:
@@ -260,13 +264,15 @@ def _init_worker(master_key: str) -> None:
     load_indexes()  # names resolve from the first chunk on
 
 
-def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None
-                  ) -> None:
-    global _turns, _turn, _unwritten
+def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None,
+                  recent=None) -> None:
+    global _turns, _turn, _unwritten, _recent
     _init_worker(master_key)
     _turns, _turn = turns, turn
     if unwritten is not None:
         _unwritten = storing.UnwrittenKeys(*unwritten)
+    if recent is not None:
+        _recent = storing.RecentLeads(*recent)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
 
@@ -294,9 +300,21 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
 
 def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      chunk: storing.Chunk) -> None:
-    """Validate a chunk, wait for its turn, store it and pass the turn on."""
+    """Validate a chunk, look its contacts up, wait for its turn, store it and pass
+    the turn on."""
     result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
     connection = _connection(plan)
+    unwritten = _unwritten if plan.defer_keys else None
+    with _turns:  # the chunks before `since` have committed, with their waiting keys read
+        if _turn[0] != plan.run:
+            raise storing.RunCancelled(plan.run)
+        since = _turn[1]
+        read = unwritten.read() if unwritten is not None else None
+    gc.disable()
+    try:
+        ready = storing.prepare(connection, plan, result, since, unwritten, read)
+    finally:
+        gc.enable()
     with _turns:
         while _turn[1] != chunk.turn:
             if _turn[0] != plan.run:
@@ -306,8 +324,8 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
             raise storing.RunCancelled(plan.run)
     gc.disable()
     try:
-        storing.store(connection, plan, chunk, block, result, _worker_vault,
-                      _unwritten if plan.defer_keys else None)
+        storing.store(connection, plan, chunk, block, result, _worker_vault, ready, _recent,
+                      unwritten)
     finally:
         gc.enable()
     with _turns:  # a chunk that failed keeps the turn: the run stops there
@@ -344,17 +362,21 @@ _runs = itertools.count(1)  # runs of this process: each its own turns
 class InProcess:
     """Validating and storing in the calling process, on its own connection."""
 
-    def __init__(self, master_key: str, waiting_keys: int):
+    def __init__(self, master_key: str, waiting_keys: int, chunk_rows: int):
         self._vault = ContactVault(master_key)
-        self._waiting_keys = waiting_keys
+        self._waiting_keys, self._chunk_rows = waiting_keys, chunk_rows
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      connection: storing.Connection) -> None:
         plan = dataclasses.replace(plan, run=next(_runs))
         unwritten = storing.UnwrittenKeys.local(self._waiting_keys) if plan.defer_keys else None
+        recent = storing.RecentLeads.local(1, 2 * self._chunk_rows)
         for block, chunk in chunks:
             result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
-            storing.store(connection, plan, chunk, block, result, self._vault, unwritten)
+            ready = storing.prepare(connection, plan, result, chunk.turn, unwritten,
+                                    unwritten.read() if unwritten is not None else None)
+            storing.store(connection, plan, chunk, block, result, self._vault, ready, recent,
+                          unwritten)
         if unwritten is not None:
             storing.write_unwritten(connection, unwritten)
 
@@ -364,17 +386,22 @@ class WorkerPool:
     by one run at a time: a run's turns go round its workers (a second run at once
     stores in its own process)."""
 
-    def __init__(self, master_key: str, processes: int, waiting_keys: int):
+    def __init__(self, master_key: str, processes: int, waiting_keys: int, chunk_rows: int):
         self.processes = processes
         context = multiprocessing.get_context("spawn")
         self._turns, self._turn = context.Condition(), context.Array("q", 2, lock=False)
         shared = (context.RawArray("q", 2),
                   context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
         self._unwritten = storing.UnwrittenKeys(*shared)
+        # The chunks in flight and those whose keys wait: a chunk in its turn finds
+        # every chunk since its lookup (more than this only costs a second lookup).
+        header, data = storing.RecentLeads.sizes(RECENT_SLOTS * processes, 2 * chunk_rows)
+        recent = (context.RawArray("q", header), context.RawArray(ctypes.c_ubyte, data),
+                  2 * chunk_rows)
         self._executor = ProcessPoolExecutor(
             max_workers=processes, mp_context=context, initializer=_start_worker,
-            initargs=(master_key, os.getpid(), self._turns, self._turn, shared))
-        self._in_process = InProcess(master_key, waiting_keys)
+            initargs=(master_key, os.getpid(), self._turns, self._turn, shared, recent))
+        self._in_process = InProcess(master_key, waiting_keys, chunk_rows)
         self._busy = threading.Lock()
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
@@ -416,15 +443,19 @@ class WorkerPool:
                 wait_for(in_flight)
 
 
-_pools: dict[tuple[str, int, int], WorkerPool] = {}
+RECENT_SLOTS = 4  # chunks in storing.RecentLeads per worker
+_pools: dict[tuple[str, int, int, int], WorkerPool] = {}
+
 
 def pool_for(config: Mapping) -> InProcess | WorkerPool:
     processes = int(config.get("INGEST_WORKERS") or os.cpu_count() or 1)
     key = config["CONTACT_ENCRYPTION_KEY"]
     # Two contacts a lead: the keys of this many leads wait at most (UnwrittenKeys).
     waiting_keys = 2 * int(config.get("INGEST_KEYS_ROWS") or 0)
+    chunk_rows = int(config["INGEST_CHUNK_ROWS"])
     if processes <= 1 or multiprocessing.current_process().daemon:
-        return InProcess(key, waiting_keys)
-    if (key, processes, waiting_keys) not in _pools:
-        _pools[(key, processes, waiting_keys)] = WorkerPool(key, processes, waiting_keys)
-    return _pools[(key, processes, waiting_keys)]
+        return InProcess(key, waiting_keys, chunk_rows)
+    settings = (key, processes, waiting_keys, chunk_rows)
+    if settings not in _pools:
+        _pools[settings] = WorkerPool(*settings)
+    return _pools[settings]
