@@ -775,8 +775,10 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     PostgreSQL binary COPY of rows packed by copy_ready, untimed as the workers do it)
     into a copy of the leads table (same indexes, checks and foreign keys), a chunk per
     transaction as the real path commits; with `keys`, their contact keys too (sorted,
-    storing.write_keys), removed afterwards. Only the writes are timed: wall, this
-    process's CPU and the PostgreSQL backend's."""
+    storing.write_keys) when the real path writes them: on PostgreSQL with each chunk,
+    on SQLite once INGEST_KEYS_ROWS leads' keys wait (storing.UnwrittenKeys) and at the
+    end; removed afterwards. Only the writes are timed: wall, this process's CPU and
+    the PostgreSQL backend's."""
     import sqlalchemy as sa
 
     from app.core.bulk import SessionConnection
@@ -839,7 +841,9 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
         reader = sqlite3.connect(sa.engine.make_url(url).database)
         cursor = reader.execute(query)
     chunk = config["INGEST_CHUNK_ROWS"]
-    stored, wall, cpu = 0, 0.0, 0.0
+    # The keys of this many leads wait at most (workers.pool_for), two a lead.
+    room = 2 * int(config["INGEST_KEYS_ROWS"] or 0) if plan.defer_keys else 0
+    stored, wall, cpu, waiting = 0, 0.0, 0.0, []
     server_before = backend_cpu()
     session = SessionConnection()
     while rows := cursor.fetchmany(chunk):
@@ -847,6 +851,10 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
             packed = copy_ready.pack(workers.ACCEPTED_COLUMNS, [r[:-2] for r in rows])
             rows = [p + r[-2:] for p, r in zip(packed, rows)]
         unwritten = [(k, i + key_offset) for k, i in storing.key_rows(rows, e_at, p_at)]
+        if len(waiting) + len(unwritten) <= room:  # they wait (storing.UnwrittenKeys.add)
+            waiting, unwritten = waiting + unwritten, []
+        else:  # written with this chunk's, as the chunk that fills the list does
+            waiting, unwritten = [], waiting + unwritten
         t, c = time.perf_counter(), time.process_time()
         storing.write_leads(session.begin(), plan, rows)
         if keys:
@@ -855,6 +863,12 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
         stored += len(rows)
+    if keys and waiting:  # at the run's end, in a transaction of their own
+        t, c = time.perf_counter(), time.process_time()
+        storing.write_keys(session.begin(), waiting)
+        session.commit()
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
     server = backend_cpu() - server_before
     reader.close()
     driver = db.session.connection().connection.driver_connection

@@ -14,14 +14,15 @@ per stored lead.
     python bench/storing.py --variant 'no-region:sql=DROP INDEX ix_leads_region' \
         --variant 'big-cache:sqlite=PRAGMA cache_size=-32768'
 
-Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS):
-  lookup      the chunk's contact keys looked up among stored leads (the dedupe
-              statement of each database, pipeline._holders_by_key / _matching)
-  leads       the accepted rows written (SQLite: bulk.insert_ready; PostgreSQL:
-              binary COPY of the rows as the workers pack them, pipeline.copy_leads)
-  rejections  the rejected rows written (bulk.insert_ready), and the batch's progress
-  keys        every --commit-rows rows, their contact keys (contact_keys.store, in
-              key order) and the commit
+Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS), each through the
+functions the ingest workers store with (app.services.ingest.storing):
+  lookup      the chunk's contact keys looked up among stored leads (holders_by_key;
+              `lookup=in` in a variant: PostgreSQL's plain `key = ANY(...)` join)
+  leads       the accepted rows written (write_leads: SQLite executemany; PostgreSQL
+              binary COPY of the rows as the workers pack them)
+  rejections  the rejected rows written, and the chunk's claim on its batch
+  keys        every --commit-rows leads, their contact keys (write_keys, in key
+              order) and the commit
 The rows are validated once (workers._validate_in_worker, a fixed key) and kept in
 bench/out/tmp, untimed. PostgreSQL: a throwaway cluster of its own (--pg-dir,
 --pg-port), stopped at the end unless --keep-pg.
@@ -144,12 +145,12 @@ def child(spec: dict) -> dict:
 def _store_all(spec: dict) -> dict:
     import sqlalchemy as sa
 
-    from app.core.bulk import insert_ready
+    from app.core import pgcopy
+    from app.core.bulk import SessionConnection
     from app.extensions import db
-    from app.models import Batch, Lead, Rejection, Role
-    from app.models.types import utcnow
-    from app.services import accounts, contact_keys
-    from app.services.ingest import pipeline, workers
+    from app.models import Batch, Role
+    from app.services import accounts
+    from app.services.ingest import pipeline, storing
 
     variant, postgres = spec["variant"], spec["url"].startswith("postgresql")
     seller = accounts.create_user("bench-seller@example.com", "bench password 12345",
@@ -187,15 +188,11 @@ def _store_all(spec: dict) -> dict:
             cpu[self.part][0] += time.process_time() - self.c
             cpu[self.part][1] += server_cpu() - self.s
 
-    packed = postgres
-    e_at, p_at = ((1, 2) if packed else (workers.EMAIL_HASH, workers.PHONE_HASH))
-    constants = {"batch_id": batch.id, "seller_id": seller.id, "status": "live",
-                 "floor_price": 0, "cap": 3, "sold_count": 0,
-                 "created_at": utcnow(), "seller_points": 8}
-    if not postgres:  # insert_ready takes times as the database's text
-        constants["created_at"] = pipeline._stored_time(constants["created_at"])
-    columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id")
-    stored, rejected, uncommitted, unwritten, next_id = 0, 0, 0, [], 1
+    plan = pipeline.storing_plan(pipeline.BatchRun(batch.id, seller.id, 0, 3, 0))
+    e_at, p_at = plan.hashes
+    connection = SessionConnection()
+    holders = f"SELECT {storing._HOLDER_COLUMNS} FROM contact_keys k JOIN leads l ON l.id = k.lead_id WHERE"
+    stored, rejected, uncommitted, unwritten, next_id, previous = 0, 0, 0, [], 1, 0
     have_statistics = False
     with open(spec["rows_file"], "rb") as source:
         while True:
@@ -205,47 +202,43 @@ def _store_all(spec: dict) -> dict:
                 break
             emails = {r[e_at] for r in accepted if r[e_at]}
             phones = {r[p_at] for r in accepted if r[p_at]}
-            keys = pipeline._keys("email", list(emails)) + pipeline._keys("phone", list(phones))
+            keys = set(storing.keys("email", list(emails)) + storing.keys("phone", list(phones)))
             with timed("lookup"):
                 if postgres and variant["lookup"] == "lateral":
-                    pipeline._holders_by_key(set(keys))
+                    storing.holders_by_key(connection.begin(), keys)
                 else:
-                    pipeline._matching(f"SELECT {pipeline._HOLDER_COLUMNS} FROM contact_keys k "
-                                       "JOIN leads l ON l.id = k.lead_id WHERE", "k.key",
-                                       set(keys))
-            ids = range(next_id, next_id + len(accepted))
+                    storing._matching(connection.begin(), holders, "k.key", keys)
+            leads = [row + (False, lead_id)
+                     for row, lead_id in zip(accepted, range(next_id, next_id + len(accepted)))]
             next_id += len(accepted)
-            leads = [row + (False, lead_id) for row, lead_id in zip(accepted, ids)]
-            for row in leads:
-                for kind, at in (("email", e_at), ("phone", p_at)):
-                    if row[at]:
-                        unwritten.append((pipeline._keys(kind, [row[at]])[0], row[-1]))
+            unwritten += storing.key_rows(leads, e_at, p_at)
             with timed("leads"):
-                if postgres:
-                    pipeline.copy_leads(leads, constants)
-                else:
-                    insert_ready(Lead.__table__, columns, leads, constants)
+                storing.write_leads(connection, plan, leads)
             with timed("rejections"):
-                insert_ready(Rejection.__table__, pipeline.REJECTION_INSERT_COLUMNS,
-                             [row + (batch.id,) for row in rejections], {})
+                rows = [row + (batch.id,) for row in rejections]
+                if postgres:
+                    storing.copy(connection, plan.rejections_sql,
+                                 pgcopy.rows(plan.rejection_kinds, rows))
+                else:
+                    connection.driver.executemany(plan.rejections_sql, rows)
                 # The run's claim on its batch with its progress, as every chunk has.
-                db.session.execute(
-                    sa.update(Batch).where(Batch.id == batch.id)
-                    .values(rows_processed=Batch.rows_processed + len(accepted) + len(rejections),
-                            accepted=Batch.accepted + len(accepted), heartbeat_at=utcnow())
-                    .execution_options(synchronize_session=False))
+                last = previous + len(accepted) + len(rejections)
+                connection.driver.execute(storing._sql(plan.dialect, storing._CLAIM), (
+                    last, 0, storing._now(plan.dialect), last - previous, len(leads),
+                    len(rejections), 0, batch.id, previous))
+                previous = last
             stored, rejected = stored + len(leads), rejected + len(rejections)
             uncommitted += len(leads)
             if uncommitted >= spec["commit_rows"]:
                 with timed("keys"):
-                    contact_keys.store(unwritten)
+                    storing.write_keys(connection, unwritten)
                     if postgres and not have_statistics:
-                        have_statistics = contact_keys.ensure_statistics()
-                    db.session.commit()
+                        have_statistics = storing.ensure_statistics(connection)
+                    connection.commit()
                 uncommitted, unwritten = 0, []
     with timed("keys"):
-        contact_keys.store(unwritten)
-        db.session.commit()
+        storing.write_keys(connection.begin(), unwritten)
+        connection.commit()
     sizes = {}
     if postgres:
         for name in ("leads", "contact_keys", "rejections"):
