@@ -9,7 +9,9 @@ every earlier lead of the file, and the other worker validates meanwhile. The tu
 are the one serial step of an upload, so what needs no turn is done before it
 (`prepare`): the chunk's contacts are looked up among the leads and suppressions
 stored when it is ready; in its turn it looks only among the leads of this run's
-chunks that had not committed by then (`RecentLeads`, in memory). So a lead another
+chunks that had not committed by then (`RecentLeads`, in memory). On PostgreSQL the
+turn ends once the chunk has decided its rows: the next chunk decides while this
+one writes, and each commits after the chunk before it (`Turns`). So a lead another
 upload stores while this chunk waits for its turn is that upload's to flag, as it is
 when that upload stores it a moment later. With one worker (or none: tests, Celery's
 daemonic children) the calling process runs the same code on its session's
@@ -533,6 +535,25 @@ class RecentLeads:
         return read
 
 
+class Turns(Protocol):
+    """A chunk's place among the chunks stored at once (workers.py): on PostgreSQL
+    the next chunk decides its rows once this one has (`decided`), both write at
+    once, and each commits in file order (`commit` waits for the chunk before)."""
+
+    def decided(self) -> None: ...
+    def commit(self) -> None: ...
+
+
+class OneAtATime:
+    """Turns of chunks stored one after the other."""
+
+    def decided(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
 @dataclass
 class Prepared:
     """What a chunk's storing found before its turn."""
@@ -566,7 +587,7 @@ def prepare(connection: Connection, plan: Plan, result, since: int,
 
 def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
           vault: ContactVault, ready: Prepared, recent: RecentLeads,
-          unwritten: Optional[UnwrittenKeys] = None) -> None:
+          unwritten: Optional[UnwrittenKeys] = None, turns: Turns = OneAtATime()) -> None:
     """In the chunk's turn: store one validated block (`result`: workers.ChunkResult,
     in the plan's storage form; `ready`: what `prepare` found) and the batch's
     progress, and commit. Raises BatchTaken if another run stored these rows first.
@@ -575,7 +596,7 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
     connection.begin()
     try:
         flushed = _store(connection, plan, chunk, block, result, vault, ready, recent,
-                         unwritten)
+                         unwritten, turns)
         connection.commit()
     except BaseException:
         connection.rollback()
@@ -586,7 +607,7 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
 
 def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
            vault: ContactVault, ready: Prepared, recent: RecentLeads,
-           unwritten: Optional[UnwrittenKeys]) -> bool:
+           unwritten: Optional[UnwrittenKeys], turns: Turns) -> bool:
     """Store the chunk; say whether the waiting keys were written with it."""
     index, e_at, p_at = ready.index, *plan.hashes
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
@@ -638,31 +659,43 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
                     vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
     rejections += [row + (batch_id,) for row in rejected]
     recent.put(plan.run, chunk.turn, leads, e_at, p_at)
-    # The conditional update is the run's claim on the batch: a second run resumed from
-    # the same checkpoint loses here and stops instead of storing rows twice.
-    driver = connection.driver
-    claimed = driver.execute(_sql(connection.dialect, _CLAIM), (
-        chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
-        len(rejections), cross, batch_id, chunk.previous)).rowcount
-    if claimed != 1:
-        raise BatchTaken(batch_id)
-    write_leads(connection, plan, leads)
+    claim = (chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
+             len(rejections), cross, batch_id, chunk.previous)
     if connection.dialect == "postgresql":
+        # Written while the next chunk decides and writes too; committed in file order,
+        # claim last (its lock on the batch's row lasts until the commit).
+        turns.decided()
+        write_leads(connection, plan, leads)
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
-    else:
-        driver.executemany(plan.rejections_sql, rejections)
+        write_keys(connection, key_rows(leads, e_at, p_at))
+        turns.commit()
+        _claim(connection, claim)
+        global _statistics_for
+        if leads and _statistics_for != (plan.database, plan.run):
+            if ensure_statistics(connection):  # sees this transaction's keys too
+                _statistics_for = (plan.database, plan.run)
+        return False
+    # SQLite: one writer at a time; the claim first, so that a losing run writes nothing.
+    _claim(connection, claim)
+    write_leads(connection, plan, leads)
+    connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):
         return False
     written = key_rows(leads, e_at, p_at)
     if unwritten is not None:  # full: every waiting key goes now, with this chunk's
         written += unwritten.take()
     write_keys(connection, written)
-    global _statistics_for
-    if written and _statistics_for != (plan.database, plan.run):
-        if ensure_statistics(connection):  # sees this transaction's keys too
-            _statistics_for = (plan.database, plan.run)
     return unwritten is not None
+
+
+def _claim(connection: Connection, values: tuple) -> None:
+    """The chunk's progress, as the run's claim on the batch: the update holds only if
+    the batch is where the chunk starts, so a second run resumed from the same
+    checkpoint loses here and stops instead of storing rows twice."""
+    claimed = connection.driver.execute(_sql(connection.dialect, _CLAIM), values).rowcount
+    if claimed != 1:
+        raise BatchTaken(values[-2])
 
 
 # The run whose chunks found contact_keys with statistics (ensure_statistics): the

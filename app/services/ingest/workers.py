@@ -7,7 +7,8 @@ each of which validates its chunk while the other stores, then stores it on its 
 database connection in its turn: a chunk after the chunk before it has committed.
 Its lookups of stored leads are made before the turn, on the worker's time
 (storing.prepare); the turn only checks the chunks that had not committed then,
-decides, writes and commits. The calling process only reads the file and hands the
+decides, writes and commits (on PostgreSQL it ends once the chunk has decided: the
+writes overlap, the commits keep file order). The calling process only reads the file and hands the
 chunks out. With one worker (or
 inside a daemonic process, such as a Celery prefork child, which may not start
 processes of its own) the same code runs in-process on the caller's connection.
@@ -250,9 +251,10 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
 
 _worker_vault: Optional[ContactVault] = None
 PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
-# Whose turn it is to store, shared by the pool's processes: (the run, its next chunk).
+# Whose turn it is to store, shared by the pool's processes: (the run, its next chunk
+# to decide, its next chunk to commit).
 _turns = None  # multiprocessing Condition
-_turn = None  # multiprocessing Array of two int64
+_turn = None  # multiprocessing Array of three int64
 _connections: dict[tuple[str, str], storing.OwnConnection] = {}  # this worker's own
 _unwritten: Optional[storing.UnwrittenKeys] = None  # the pool's, shared
 _recent: Optional[storing.RecentLeads] = None  # likewise
@@ -308,30 +310,52 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
     with _turns:  # the chunks before `since` have committed, with their waiting keys read
         if _turn[0] != plan.run:
             raise storing.RunCancelled(plan.run)
-        since = _turn[1]
+        since = _turn[2]
         read = unwritten.read() if unwritten is not None else None
     gc.disable()
     try:
         ready = storing.prepare(connection, plan, result, since, unwritten, read)
     finally:
         gc.enable()
-    with _turns:
-        while _turn[1] != chunk.turn:
-            if _turn[0] != plan.run:
-                raise storing.RunCancelled(plan.run)
-            _turns.wait(PARENT_CHECK_SECONDS)
-        if _turn[0] != plan.run:
-            raise storing.RunCancelled(plan.run)
+    turns = _Turns(plan.run, chunk.turn)
+    turns.wait(1)
     gc.disable()
     try:
         storing.store(connection, plan, chunk, block, result, _worker_vault, ready, _recent,
-                      unwritten)
+                      unwritten, turns)
     finally:
         gc.enable()
-    with _turns:  # a chunk that failed keeps the turn: the run stops there
+    with _turns:  # a chunk that failed keeps its turns: the run stops there
         if _turn[0] == plan.run:
-            _turn[1] = chunk.turn + 1
+            _turn[1] = _turn[2] = chunk.turn + 1
         _turns.notify_all()
+
+
+@dataclass
+class _Turns:
+    """A chunk's two turns: to decide (storing.Turns.decided passes it on) and to
+    commit, each after the chunk before it."""
+
+    run: int
+    turn: int
+
+    def wait(self, which: int) -> None:
+        with _turns:
+            while _turn[which] != self.turn:
+                if _turn[0] != self.run:
+                    raise storing.RunCancelled(self.run)
+                _turns.wait(PARENT_CHECK_SECONDS)
+            if _turn[0] != self.run:
+                raise storing.RunCancelled(self.run)
+
+    def decided(self) -> None:
+        with _turns:
+            if _turn[0] == self.run:
+                _turn[1] = self.turn + 1
+            _turns.notify_all()
+
+    def commit(self) -> None:
+        self.wait(2)
 
 
 def _connection(plan: storing.Plan) -> storing.OwnConnection:
@@ -389,7 +413,7 @@ class WorkerPool:
     def __init__(self, master_key: str, processes: int, waiting_keys: int, chunk_rows: int):
         self.processes = processes
         context = multiprocessing.get_context("spawn")
-        self._turns, self._turn = context.Condition(), context.Array("q", 2, lock=False)
+        self._turns, self._turn = context.Condition(), context.Array("q", 3, lock=False)
         shared = (context.RawArray("q", 2),
                   context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
         self._unwritten = storing.UnwrittenKeys(*shared)
@@ -423,7 +447,7 @@ class WorkerPool:
     def _store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext,
                       plan: storing.Plan) -> None:
         with self._turns:
-            self._turn[0], self._turn[1] = plan.run, 0
+            self._turn[0], self._turn[1], self._turn[2] = plan.run, 0, 0
         # One chunk per worker in flight, plus the next: memory stays flat.
         in_flight: deque = deque()
         try:
