@@ -450,7 +450,8 @@ def _now(dialect: str):
 
 
 def _lead_ids(connection: Connection, plan: Plan, count: int) -> range | list[int]:
-    """`count` fresh lead ids, in this transaction."""
+    """`count` fresh lead ids: SQLite's in this transaction, PostgreSQL's from its
+    sequence (taken for good, in a transaction or not)."""
     if count == 0:
         return []
     if connection.dialect == "postgresql":
@@ -576,8 +577,7 @@ def prepare(connection: Connection, plan: Plan, result, since: int,
         c[1] for c in result.rejected_contacts if c[1]}
     phones = {row[p_at] for row in result.accepted if row[p_at]} | {
         c[2] for c in result.rejected_contacts if c[2]}
-    reading = connection if isinstance(connection, OwnConnection) else connection.begin()
-    index = DedupeIndex.load(reading, plan.batch_id, plan.seller_id, emails, phones,
+    index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id, emails, phones,
                              plan.check_suppression)
     if unwritten is not None:
         unwritten.catch_up(read)
@@ -588,15 +588,23 @@ def prepare(connection: Connection, plan: Plan, result, since: int,
 def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
           vault: ContactVault, ready: Prepared, recent: RecentLeads,
           unwritten: Optional[UnwrittenKeys] = None, turns: Turns = OneAtATime()) -> None:
-    """In the chunk's turn: store one validated block (`result`: workers.ChunkResult,
-    in the plan's storage form; `ready`: what `prepare` found) and the batch's
-    progress, and commit. Raises BatchTaken if another run stored these rows first.
-    `recent`: the run's chunks' contacts; `unwritten`: where the run's contact keys
-    wait (SQLite); without it they are written with their leads."""
+    """In the chunk's turn: decide its rows (`result`: workers.ChunkResult, in the
+    plan's storage form; `ready`: what `prepare` found), then store them and the
+    batch's progress, and commit. Raises BatchTaken if another run stored these rows
+    first. `recent`: the run's chunks' contacts; `unwritten`: where the run's contact
+    keys wait (SQLite); without it they are written with their leads."""
+    leads, rejections, cross = _decide(connection, plan, chunk, block, result, vault, ready,
+                                       recent, unwritten, turns)
+    # PostgreSQL: drawn in file order, before the next chunk draws its own.
+    ids = (_lead_ids(_reading(connection), plan, len(leads)) if plan.dialect == "postgresql"
+           else None)
+    turns.decided()
+    if plan.dialect == "sqlite":
+        turns.commit()  # one writer at a time: after the chunk before has committed
     connection.begin()
     try:
-        flushed = _store(connection, plan, chunk, block, result, vault, ready, recent,
-                         unwritten, turns)
+        flushed = _write(connection, plan, chunk, leads, ids, rejections, cross, unwritten,
+                         turns)
         connection.commit()
     except BaseException:
         connection.rollback()
@@ -605,17 +613,20 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
         unwritten.clear()
 
 
-def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
-           vault: ContactVault, ready: Prepared, recent: RecentLeads,
-           unwritten: Optional[UnwrittenKeys], turns: Turns) -> bool:
-    """Store the chunk; say whether the waiting keys were written with it."""
+def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
+            vault: ContactVault, ready: Prepared, recent: RecentLeads,
+            unwritten: Optional[UnwrittenKeys], turns: Turns
+            ) -> tuple[list[tuple], list[tuple], int]:
+    """The chunk's leads (each accepted row with its cross-seller flag), rejections
+    and cross-seller duplicates, in memory: the chunks before it have decided."""
     index, e_at, p_at = ready.index, *plan.hashes
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
-    if None in earlier:  # a chunk gone from the ring: all looked up again, in the turn
+    if None in earlier:  # a chunk gone from the ring: all looked up again once committed
+        turns.commit()
         if unwritten is not None:
-            unwritten.catch_up(unwritten.read())  # nobody else writes in this turn
-        index = DedupeIndex.load(connection, plan.batch_id, plan.seller_id, ready.emails,
-                                 ready.phones, plan.check_suppression)
+            unwritten.catch_up(unwritten.read())  # nobody else of the run writes now
+        index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id,
+                                 ready.emails, ready.phones, plan.check_suppression)
         if unwritten is not None:
             index.add_own(ready.emails, ready.phones, unwritten.by_email, unwritten.by_phone)
     else:
@@ -625,9 +636,6 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, plan.batch_id, plan.seller_id
-    # Ids given here, so that the contact keys can name their leads; a rejected
-    # duplicate leaves a gap.
-    lead_ids = iter(_lead_ids(connection, plan, len(result.accepted)))
     for row in result.accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
@@ -637,13 +645,13 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
                 by_email[email_hash] = holder
             if phone_hash:
                 by_phone[phone_hash] = holder
-            append(row + (False, next(lead_ids)))
+            append(row + (False,))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
             index.remember(email_hash, phone_hash, row[0])
             cross += is_cross
-            append(row + (is_cross, next(lead_ids)))
+            append(row + (is_cross,))
         else:
             raw = json.dumps(block.record(row[0]), ensure_ascii=False)
             rejections.append((row[0], code, code, vault.encrypt(message), vault.encrypt(raw),
@@ -659,12 +667,27 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
                     vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
     rejections += [row + (batch_id,) for row in rejected]
     recent.put(plan.run, chunk.turn, leads, e_at, p_at)
+    return leads, rejections, cross
+
+
+def _reading(connection: Connection) -> Connection:
+    """The connection to look up on outside the chunk's transaction: a worker's own
+    reads in autocommit; the session's, in its transaction."""
+    return connection if isinstance(connection, OwnConnection) else connection.begin()
+
+
+def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
+           ids: Optional[list[int]], rejections: list[tuple], cross: int,
+           unwritten: Optional[UnwrittenKeys], turns: Turns) -> bool:
+    """Write the decided chunk, in its transaction; say whether the waiting keys were
+    written with it."""
+    e_at, p_at = plan.hashes
     claim = (chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
-             len(rejections), cross, batch_id, chunk.previous)
+             len(rejections), cross, plan.batch_id, chunk.previous)
     if connection.dialect == "postgresql":
         # Written while the next chunk decides and writes too; committed in file order,
         # claim last (its lock on the batch's row lasts until the commit).
-        turns.decided()
+        leads = list(map(tuple.__add__, leads, zip(ids)))
         write_leads(connection, plan, leads)
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
@@ -676,8 +699,10 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
             if ensure_statistics(connection):  # sees this transaction's keys too
                 _statistics_for = (plan.database, plan.run)
         return False
-    # SQLite: one writer at a time; the claim first, so that a losing run writes nothing.
+    # SQLite: the claim first, so that a losing run writes nothing. The ids are the
+    # next ones: this transaction holds the write lock.
     _claim(connection, claim)
+    leads = list(map(tuple.__add__, leads, zip(_lead_ids(connection, plan, len(leads)))))
     write_leads(connection, plan, leads)
     connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):

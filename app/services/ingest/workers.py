@@ -326,8 +326,8 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
     finally:
         gc.enable()
     with _turns:  # a chunk that failed keeps its turns: the run stops there
-        if _turn[0] == plan.run:
-            _turn[1] = _turn[2] = chunk.turn + 1
+        if _turn[0] == plan.run:  # the next chunk may have decided already
+            _turn[1], _turn[2] = max(_turn[1], chunk.turn + 1), chunk.turn + 1
         _turns.notify_all()
 
 
