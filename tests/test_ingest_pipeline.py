@@ -401,3 +401,31 @@ def test_a_row_repeating_the_chunk_stored_just_before_is_a_duplicate_on_the_work
         Rejection.batch_id == batch.id, Rejection.row_number == chunk + 2)).all()
     assert [current_vault().decrypt(m) for m in messages] == [
         storing.verdict_message("duplicate_in_batch", first_row=3)]
+
+
+def test_a_chunk_failing_in_its_writes_while_the_next_has_decided_leaves_nothing(
+        app, seller, monkeypatch):
+    """The database refuses one row of the fourth chunk (a constraint added here); the
+    chunks after it, decided and maybe written meanwhile, never commit."""
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    refused = chunk * 3 + 10
+    if on_postgres():
+        guard = (f"ALTER TABLE leads ADD CONSTRAINT test_refused CHECK (row_number <> {refused})",
+                 "ALTER TABLE leads DROP CONSTRAINT test_refused")
+    else:
+        guard = (f"CREATE TRIGGER test_refused BEFORE INSERT ON leads WHEN NEW.row_number = "
+                 f"{refused} BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                 "DROP TRIGGER test_refused")
+    db.session.execute(sa.text(guard[0]))
+    db.session.commit()
+    try:
+        with pytest.raises(Exception):
+            ingest(seller, csv_bytes([person(i) for i in range(chunk * 8)]))
+    finally:
+        db.session.rollback()
+        db.session.execute(sa.text(guard[1]))
+        db.session.commit()
+    batch = db.session.scalars(sa.select(Batch).where(Batch.seller_id == seller.id)).one()
+    assert batch.status is BatchStatus.FAILED
+    assert leads(batch) == [] and rejections(batch) == {} and stored_keys() == set()
