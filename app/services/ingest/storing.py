@@ -9,9 +9,11 @@ every earlier lead of the file, and the other worker validates meanwhile. The tu
 are the one serial step of an upload, so what needs no turn is done before it
 (`prepare`): the chunk's contacts are looked up among the leads and suppressions
 stored when it is ready; in its turn it looks only among the leads of this run's
-chunks that had not committed by then (`RecentLeads`, in memory). On PostgreSQL the
-turn ends once the chunk has decided its rows: the next chunk decides while this
-one writes, and each commits after the chunk before it (`Turns`). So a lead another
+chunks that had not committed by then (`RecentLeads`, in memory). The turn ends once
+the chunk has decided its rows, so the next chunk decides while this one writes;
+each commits after the chunk before it (`Turns`). On PostgreSQL the writes of two
+chunks overlap; SQLite has one writer, so a chunk writes once the one before has
+committed. So a lead another
 upload stores while this chunk waits for its turn is that upload's to flag, as it is
 when that upload stores it a moment later. With one worker (or none: tests, Celery's
 daemonic children) the calling process runs the same code on its session's
@@ -537,9 +539,9 @@ class RecentLeads:
 
 
 class Turns(Protocol):
-    """A chunk's place among the chunks stored at once (workers.py): on PostgreSQL
-    the next chunk decides its rows once this one has (`decided`), both write at
-    once, and each commits in file order (`commit` waits for the chunk before)."""
+    """A chunk's place among the chunks stored at once (workers.py): the next chunk
+    decides its rows once this one has (`decided`), and each commits in file order
+    (`commit` waits for the chunk before to have committed)."""
 
     def decided(self) -> None: ...
     def commit(self) -> None: ...

@@ -4,13 +4,12 @@ encrypt, hash, and store (storing.py).
 Validation (phonenumbers, email-validator) and encryption cost tens of microseconds a
 row, and storing about as much again, so chunks of raw rows go to worker processes,
 each of which validates its chunk while the other stores, then stores it on its own
-database connection in its turn: a chunk after the chunk before it has committed.
-Its lookups of stored leads are made before the turn, on the worker's time
-(storing.prepare); the turn only checks the chunks that had not committed then,
-decides, writes and commits (on PostgreSQL it ends once the chunk has decided: the
-writes overlap, the commits keep file order). The calling process only reads the file and hands the
-chunks out. With one worker (or
-inside a daemonic process, such as a Celery prefork child, which may not start
+database connection. Its lookups of stored leads are made before its turn, on the
+worker's time (storing.prepare); in its turn the chunk only checks the chunks that
+had not committed then and decides its rows; the next chunk's turn comes while this
+one writes (on PostgreSQL both write at once), and the commits keep file order.
+The calling process only reads the file and hands the chunks out. With one worker
+(or inside a daemonic process, such as a Celery prefork child, which may not start
 processes of its own) the same code runs in-process on the caller's connection.
 Workers import no Flask or SQLAlchemy: only what validation and storing need.
 """
