@@ -505,8 +505,10 @@ class RecentLeads:
         """A chunk's leads (row number first), in its turn."""
         by_email = {lead[e_at]: lead[0] for lead in leads if lead[e_at]}
         by_phone = {lead[p_at]: lead[0] for lead in leads if lead[p_at]}
+        # The chunks a later chunk may still need are those after the last committed:
+        # kept are this chunk's and the two before it (others are read again if needed).
         self._read = {key: read for key, read in self._read.items()
-                      if key[0] == run and key[1] > turn - self.slots}
+                      if key[0] == run and key[1] >= turn - 2}
         self._read[(run, turn)] = (by_email, by_phone)
         at = (turn % self.slots) * self._HEADER
         self.header[at + 1] = -1  # unreadable while it is written
