@@ -207,3 +207,45 @@ def test_waiting_keys_read_by_another_worker_follow_the_list_being_emptied():
     reader.catch_up(reader.read())
     assert reader.by_email == {e1: 4}
     assert not storer.add([(5, e2, p1, 104)] * 4, 1, 2)  # 8 + 1 contacts: no room
+
+
+def test_a_chunk_whose_earlier_chunk_left_the_ring_looks_its_contacts_up_again(app, seller):
+    """The second chunk looked its contacts up before the first was stored, and the
+    first is gone from the ring since (its one slot taken by a later chunk): the
+    second's turn looks them up again, and finds the first's lead."""
+    import dataclasses
+
+    from app.core.bulk import SessionConnection
+    from app.services.ingest import pipeline
+    from app.services.ingest.reader import open_csv
+    from app.services.ingest.validate import RowContext
+
+    rows = [person(i) for i in range(4)] + [person(0, phone="+1 415 555 7777"), person(5)]
+    batch = ingest(seller, csv_bytes([]))  # a batch to store into, by hand below
+    run = pipeline.BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, 0)
+    plan = dataclasses.replace(pipeline.storing_plan(run), run=1)
+    db.session.execute(sa.text(f"UPDATE batches SET status = 'processing' WHERE id = {batch.id}"))
+    db.session.commit()
+    with open_csv(io.BytesIO(csv_bytes(rows)), mapping={}) as source:
+        blocks, fields = list(source.blocks(4)), source.header_map.fields
+    vault, ctx = current_vault(), RowContext("US", batch.created_at)
+    results = [workers._validated(block, fields, ctx, vault, workers.STORAGE_OF[plan.dialect])
+               for block in blocks]
+    chunks = [storing.Chunk(0, 0, blocks[0].last, blocks[0].rows, 0),
+              storing.Chunk(1, blocks[0].last, blocks[1].last, blocks[1].rows, 0)]
+    connection, recent = SessionConnection(), storing.RecentLeads.local(1, 100)
+    unwritten = storing.UnwrittenKeys.local(100) if plan.defer_keys else None
+
+    def prepared(result):
+        return storing.prepare(connection, plan, result, 0, unwritten,
+                               unwritten.read() if unwritten else None)
+
+    early = prepared(results[1])  # before the first chunk is stored
+    storing.store(connection, plan, chunks[0], blocks[0], results[0], vault,
+                  prepared(results[0]), recent, unwritten)
+    recent.put(plan.run, 2, [], *plan.hashes)  # a later chunk in the ring's one slot
+    elsewhere = storing.RecentLeads(recent.header, recent.data, 100)  # another worker's
+    storing.store(connection, plan, chunks[1], blocks[1], results[1], vault, early,
+                  elsewhere, unwritten)
+    assert rejections(batch) == {6: "duplicate_in_batch"}
+    assert [lead.row_number for lead in leads(batch)] == [2, 3, 4, 5, 7]
