@@ -12,7 +12,7 @@ from app.models import (
 from app.services.crypto import current_vault
 from app.services.ingest import pipeline, storing
 from app.services.ingest.reader import UnreadableFile
-from tests.conftest import make_user
+from tests.conftest import make_user, on_postgres
 from tests.ingest_helpers import (
     csv_bytes, ingest, keys_of_leads, leads, person, rejections, store_fails_at, stored_keys,
 )
@@ -344,3 +344,88 @@ def test_a_lead_belongs_to_its_batchs_seller(verified_seller):
                            .values(seller_id=other.id))
         db.session.flush()
     db.session.rollback()
+
+
+def test_a_row_repeating_the_chunk_stored_just_before_is_a_duplicate_on_the_worker_pool(
+        app, seller, monkeypatch):
+    """Every chunk repeats contacts of the chunk before it. The first chunk's claim
+    waits for a lock held here, so the second chunk looks its contacts up before the
+    first has committed: its turn finds them among the run's recent chunks
+    (storing.RecentLeads)."""
+    import threading
+    import time
+
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    rows, repeats = [], set()
+    for i in range(chunk * 6):
+        if i >= chunk and i % 5 == 0:  # the email of a row of the chunk before
+            rows.append(person(i, email=f"person{i - chunk + 1}@mail.example.com"))
+        elif i >= chunk and i % 5 == 3:  # the phone of one
+            rows.append(person(i, phone=f"+1 415 555 {i - chunk + 1:04d}"))
+        else:
+            rows.append(person(i))
+            continue
+        repeats.add(i + 2)  # its row number: the header is row 1
+    ingest(seller, csv_bytes([person(9000)]))  # the workers started
+    batch_id = _queued(seller, rows).id
+    db.session.commit()
+
+    def run():
+        with app.app_context():
+            pipeline.process_batch(batch_id)
+
+    thread = threading.Thread(target=run)
+    holder = db.engine.connect()
+    holder.begin()
+    if on_postgres():  # leads written by nobody else; their lookups go on
+        holder.execute(sa.text("LOCK TABLE leads IN SHARE MODE"))
+        thread.start()
+    else:  # the write lock, once the run has started (it writes the batch first)
+        thread.start()
+        started = sa.select(Batch.started_at).where(Batch.id == batch_id)
+        while holder.execute(started).scalar() is None:
+            holder.rollback()
+            time.sleep(0.001)
+        holder.execute(sa.update(Batch).where(Batch.id == 0).values(error_code=None))
+    thread.join(2)  # the first chunk waits for the lock, the second for its turn
+    holder.rollback()
+    holder.close()
+    thread.join(60)
+    db.session.expire_all()
+    batch = db.session.get(Batch, batch_id)
+    assert rejections(batch) == {row: "duplicate_in_batch" for row in repeats}
+    assert (batch.accepted, batch.rejected) == (len(rows) - len(repeats), len(repeats))
+    assert stored_keys() == keys_of_leads()
+    messages = db.session.scalars(sa.select(Rejection.message_enc).where(
+        Rejection.batch_id == batch.id, Rejection.row_number == chunk + 2)).all()
+    assert [current_vault().decrypt(m) for m in messages] == [
+        storing.verdict_message("duplicate_in_batch", first_row=3)]
+
+
+def test_a_chunk_failing_in_its_writes_while_the_next_has_decided_leaves_nothing(
+        app, seller, monkeypatch):
+    """The database refuses one row of the fourth chunk (a constraint added here); the
+    chunks after it, decided and maybe written meanwhile, never commit."""
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", 2)
+    chunk = app.config["INGEST_CHUNK_ROWS"]
+    refused = chunk * 3 + 10
+    if on_postgres():
+        guard = (f"ALTER TABLE leads ADD CONSTRAINT test_refused CHECK (row_number <> {refused})",
+                 "ALTER TABLE leads DROP CONSTRAINT test_refused")
+    else:
+        guard = (f"CREATE TRIGGER test_refused BEFORE INSERT ON leads WHEN NEW.row_number = "
+                 f"{refused} BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                 "DROP TRIGGER test_refused")
+    db.session.execute(sa.text(guard[0]))
+    db.session.commit()
+    try:
+        with pytest.raises(Exception):
+            ingest(seller, csv_bytes([person(i) for i in range(chunk * 8)]))
+    finally:
+        db.session.rollback()
+        db.session.execute(sa.text(guard[1]))
+        db.session.commit()
+    batch = db.session.scalars(sa.select(Batch).where(Batch.seller_id == seller.id)).one()
+    assert batch.status is BatchStatus.FAILED
+    assert leads(batch) == [] and rejections(batch) == {} and stored_keys() == set()

@@ -18,7 +18,7 @@ from app.core.bulk import kind_of
 from app.extensions import db
 from app.models import Lead, Role
 from app.services.crypto import current_vault
-from app.services.ingest import copy_ready, workers
+from app.services.ingest import copy_ready, storing, workers
 from tests.conftest import make_user, on_postgres
 from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
 
@@ -162,3 +162,90 @@ def test_the_workers_storing_agrees_with_the_app_on_keys_and_sqlite_settings(app
                            for name in app_settings}
         own.close()
     assert worker_settings == app_settings
+
+
+def test_recent_chunks_are_read_by_the_other_workers_until_their_slot_is_taken():
+    from app.services.ingest.storing import RecentLeads
+
+    mine = RecentLeads.local(2, 4)
+    other = lambda: RecentLeads(mine.header, mine.data, 4)  # noqa: E731 - another process
+    e1, e2, p1 = b"e" * 16, b"f" * 16, b"p" * 16
+    mine.put(7, 0, [(2, e1, p1), (3, e2, None), (4, None, None)], 1, 2)
+    assert other().get(7, 0) == ({e1: 2, e2: 3}, {p1: 2})
+    assert other().get(8, 0) is None and other().get(7, 1) is None  # another run, turn
+    mine.put(7, 1, [], 1, 2)
+    mine.put(7, 2, [(9, e1, p1), (10, e2, b"q" * 16)], 1, 2)  # 4 contacts: room for them
+    assert other().get(7, 0) is None  # its slot holds turn 2 now
+    assert other().get(7, 2) == ({e1: 9, e2: 10}, {p1: 9, b"q" * 16: 10})
+    mine.put(7, 3, [(11, e1, p1), (12, e2, b"q" * 16), (13, b"g" * 16, None)], 1, 2)
+    assert other().get(7, 3) is None  # too many for a slot: the turn looks them up again
+    assert mine.get(7, 3) == ({e1: 11, e2: 12, b"g" * 16: 13}, {p1: 11, b"q" * 16: 12})
+
+
+def test_waiting_keys_read_by_another_worker_follow_the_list_being_emptied():
+    from app.services.ingest.storing import UnwrittenKeys
+
+    storer = UnwrittenKeys.local(8)
+    reader = UnwrittenKeys(storer.header, storer.data)
+    e1, e2, p1 = b"e" * 16, b"f" * 16, b"p" * 16
+    assert storer.add([(2, e1, p1, 101)], 1, 2)
+    reader.catch_up(reader.read())
+    assert (reader.by_email, reader.by_phone) == ({e1: 2}, {p1: 2})
+    assert storer.add([(3, e2, None, 102)], 1, 2)
+    reader.catch_up(reader.read())  # only what was added since
+    assert (reader.by_email, reader.by_phone) == ({e1: 2, e2: 3}, {p1: 2})
+    assert sorted(storer.take()) == sorted(
+        zip(storing.keys("email", [e1, e2]) + storing.keys("phone", [p1]), [101, 102, 101]))
+    reader.catch_up(reader.read())  # taken, not committed yet: still waiting
+    assert reader.by_email == {e1: 2, e2: 3}
+    storer.clear()  # committed
+    assert storer.add([(4, e1, None, 103)], 1, 2)
+    reader.catch_up(reader.read())
+    assert (reader.by_email, reader.by_phone) == ({e1: 4}, {})
+    reader.catch_up(None)  # emptied while it read: its keys are in the database
+    assert (reader.by_email, reader.by_phone) == ({}, {})
+    reader.catch_up(reader.read())
+    assert reader.by_email == {e1: 4}
+    assert not storer.add([(5, e2, p1, 104)] * 4, 1, 2)  # 8 + 1 contacts: no room
+
+
+def test_a_chunk_whose_earlier_chunk_left_the_ring_looks_its_contacts_up_again(app, seller):
+    """The second chunk looked its contacts up before the first was stored, and the
+    first is gone from the ring since (its one slot taken by a later chunk): the
+    second's turn looks them up again, and finds the first's lead."""
+    import dataclasses
+
+    from app.core.bulk import SessionConnection
+    from app.services.ingest import pipeline
+    from app.services.ingest.reader import open_csv
+    from app.services.ingest.validate import RowContext
+
+    rows = [person(i) for i in range(4)] + [person(0, phone="+1 415 555 7777"), person(5)]
+    batch = ingest(seller, csv_bytes([]))  # a batch to store into, by hand below
+    run = pipeline.BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, 0)
+    plan = dataclasses.replace(pipeline.storing_plan(run), run=1)
+    db.session.execute(sa.text(f"UPDATE batches SET status = 'processing' WHERE id = {batch.id}"))
+    db.session.commit()
+    with open_csv(io.BytesIO(csv_bytes(rows)), mapping={}) as source:
+        blocks, fields = list(source.blocks(4)), source.header_map.fields
+    vault, ctx = current_vault(), RowContext("US", batch.created_at)
+    results = [workers._validated(block, fields, ctx, vault, workers.STORAGE_OF[plan.dialect])
+               for block in blocks]
+    chunks = [storing.Chunk(0, 0, blocks[0].last, blocks[0].rows, 0),
+              storing.Chunk(1, blocks[0].last, blocks[1].last, blocks[1].rows, 0)]
+    connection, recent = SessionConnection(), storing.RecentLeads.local(1, 100)
+    unwritten = storing.UnwrittenKeys.local(100) if plan.defer_keys else None
+
+    def prepared(result):
+        return storing.prepare(connection, plan, result, 0, unwritten,
+                               unwritten.read() if unwritten else None)
+
+    early = prepared(results[1])  # before the first chunk is stored
+    storing.store(connection, plan, chunks[0], blocks[0], results[0], vault,
+                  prepared(results[0]), recent, unwritten)
+    recent.put(plan.run, 2, [], *plan.hashes)  # a later chunk in the ring's one slot
+    elsewhere = storing.RecentLeads(recent.header, recent.data, 100)  # another worker's
+    storing.store(connection, plan, chunks[1], blocks[1], results[1], vault, early,
+                  elsewhere, unwritten)
+    assert rejections(batch) == {6: "duplicate_in_batch"}
+    assert [lead.row_number for lead in leads(batch)] == [2, 3, 4, 5, 7]

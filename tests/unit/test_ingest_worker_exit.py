@@ -9,7 +9,7 @@ from pathlib import Path
 PARENT = """
 import os, sys
 from app.services.ingest import workers
-pool = workers.pool_for({"INGEST_WORKERS": 2,
+pool = workers.pool_for({"INGEST_WORKERS": 2, "INGEST_CHUNK_ROWS": 50,
                          "CONTACT_ENCRYPTION_KEY": "ZGV2LW9ubHktY29udGFjdC1rZXktMzItYnl0ZXMhISE="})
 pids = {pool._executor.submit(os.getpid).result() for _ in range(4)}
 print(" ".join(map(str, pids)), flush=True)

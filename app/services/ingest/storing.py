@@ -5,15 +5,25 @@ in one transaction of its own, in file order.
 Jobs: every chunk commits its own transaction. A chunk is stored by the ingest worker
 that validated it, on the worker's own database connection, once the chunk before it
 has committed (workers.py passes the turn), so a later chunk's duplicate check sees
-every earlier lead of the file, and the other worker validates meanwhile. With one
-worker (or none: tests, Celery's daemonic children) the calling process runs the same
-code on its session's connection. Talks to the database driver itself (sqlite3 or
-psycopg) and imports no Flask or SQLAlchemy: the pipeline builds the statements that
-need the schema (`Plan`).
+every earlier lead of the file, and the other worker validates meanwhile. The turns
+are the one serial step of an upload, so what needs no turn is done before it
+(`prepare`): the chunk's contacts are looked up among the leads and suppressions
+stored when it is ready; in its turn it looks only among the leads of this run's
+chunks that had not committed by then (`RecentLeads`, in memory). The turn ends once
+the chunk has decided its rows, so the next chunk decides while this one writes;
+each commits after the chunk before it (`Turns`). On PostgreSQL the writes of two
+chunks overlap; SQLite has one writer, so a chunk writes once the one before has
+committed. So a lead another
+upload stores while this chunk waits for its turn is that upload's to flag, as it is
+when that upload stores it a moment later. With one worker (or none: tests, Celery's
+daemonic children) the calling process runs the same code on its session's
+connection. Talks to the database driver itself (sqlite3 or psycopg) and imports no
+Flask or SQLAlchemy: the pipeline builds the statements that need the schema (`Plan`).
 """
 import json
 import sqlite3
 import struct
+from array import array
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional, Protocol
@@ -211,10 +221,9 @@ class DedupeIndex:
 
     @classmethod
     def load(cls, connection: Connection, batch_id: int, seller_id: int,
-             emails: set[bytes], phones: set[bytes], check_suppression: bool = True,
-             unwritten: Optional["UnwrittenKeys"] = None) -> "DedupeIndex":
-        """Found by key, then their full hashes compared (two hashes may share a key);
-        `unwritten`: the batch's own leads whose keys are not written yet."""
+             emails: set[bytes], phones: set[bytes], check_suppression: bool = True
+             ) -> "DedupeIndex":
+        """Found by key, then their full hashes compared (two hashes may share a key)."""
         found = holders_by_key(connection, set(keys("email", list(emails))
                                                + keys("phone", list(phones))))
         by_email: dict[bytes, tuple] = {}
@@ -227,14 +236,18 @@ class DedupeIndex:
                 # The seller's own copy decides the verdict, so it wins over other sellers'.
                 if value not in by_hash or holder_seller == seller_id:
                     by_hash[value] = holder
-        if unwritten is not None:  # the batch's own leads: they decide the verdict
-            for wanted, by_hash, rows in ((emails, by_email, unwritten.by_email),
-                                          (phones, by_phone, unwritten.by_phone)):
-                for value in wanted & rows.keys():
-                    by_hash[value] = (batch_id, seller_id, rows[value])
         return cls(batch_id, seller_id, by_email, by_phone,
                    _suppressed(connection, "email", emails) if check_suppression else set(),
                    _suppressed(connection, "phone", phones) if check_suppression else set())
+
+    def add_own(self, emails: set[bytes], phones: set[bytes], by_email: dict, by_phone: dict
+                ) -> None:
+        """This batch's leads the database did not show (hash -> row number) among
+        `emails` and `phones`: they decide the verdict."""
+        for wanted, by_hash, rows in ((emails, self.by_email, by_email),
+                                      (phones, self.by_phone, by_phone)):
+            for value in wanted & rows.keys():
+                by_hash[value] = (self.batch_id, self.seller_id, rows[value])
 
     def verdict(self, email_hash, phone_hash) -> tuple[Optional[str], Optional[str], bool]:
         """(rejection code, its message, is a cross-seller duplicate)."""
@@ -287,9 +300,11 @@ class UnwrittenKeys:
     table (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order,
     by the chunk that fills this list, and until then later chunks find those leads
     here. Shared by the run's workers: `header` holds how often the list was emptied and
-    its length, `data` its entries; each worker keeps what it read of them in dicts.
-    A run that stops leaves keys unwritten: a resumed run writes its batch's again
-    (pipeline), and a failed run's leads go without them."""
+    its length, `data` its entries; each worker keeps what it read of them in dicts,
+    read before its chunk's turn (`read`, while the chunk in its turn may add entries
+    or empty the list). The list is emptied once its keys have committed. A run that
+    stops leaves keys unwritten: a resumed run writes its batch's again (pipeline),
+    and a failed run's leads go without them."""
 
     def __init__(self, header, data):
         self.header, self.data = header, memoryview(data).cast("B")
@@ -307,14 +322,30 @@ class UnwrittenKeys:
         self.header[0] += 1
         self.header[1] = 0
 
-    def catch_up(self) -> None:
-        """Read the entries other processes added."""
-        if self._emptied != self.header[0]:
-            self._emptied, self._read = self.header[0], 0
+    def read(self) -> Optional[tuple[int, int, bytes]]:
+        """The entries added since this process last read (a copy, to index with
+        `catch_up` outside the caller's lock); None if the list was emptied meanwhile,
+        its keys then being in the database. Whole entries only: an entry is written
+        before the length that covers it, and the emptied count changes before the
+        length goes back to 0."""
+        emptied, end = self.header[0], self.header[1]
+        start = self._read if emptied == self._emptied else 0
+        data = bytes(self.data[start * _ENTRY.size:end * _ENTRY.size]) if end > start else b""
+        if self.header[0] != emptied:
+            return None
+        return emptied, end, data
+
+    def catch_up(self, read: Optional[tuple[int, int, bytes]]) -> None:
+        """Index the entries of `read` (None: the list was emptied)."""
+        if read is None:
+            self._emptied, self._read, self.by_email, self.by_phone = -1, 0, {}, {}
+            return
+        emptied, end, data = read
+        if emptied != self._emptied:
+            self._emptied, self._read = emptied, 0
             self.by_email, self.by_phone = {}, {}
-        end = self.header[1]
         if end > self._read:
-            self._index(_ENTRY.iter_unpack(self.data[self._read * _ENTRY.size:end * _ENTRY.size]))
+            self._index(_ENTRY.iter_unpack(data))
             self._read = end
 
     def _index(self, entries) -> None:
@@ -332,14 +363,16 @@ class UnwrittenKeys:
             return False
         self.data[start * _ENTRY.size:(start + len(entries)) * _ENTRY.size] = b"".join(
             _ENTRY.pack(*entry) for entry in entries)
-        self.header[1] = self._read = start + len(entries)
-        self._index(entries)
+        self.header[1] = start + len(entries)
+        if self._read == start and self._emptied == self.header[0]:  # read up to here
+            self._read = start + len(entries)
+            self._index(entries)
         return True
 
     def take(self) -> list[tuple[int, int]]:
-        """The (key, lead_id) rows of every entry, and an empty list."""
+        """The (key, lead_id) rows of every entry; the list is emptied (`clear`) once
+        they have committed."""
         entries = list(_ENTRY.iter_unpack(self.data[:self.header[1] * _ENTRY.size]))
-        self.clear()
         rows = []
         for kind, bit in KIND_BITS.items():
             chosen = [entry for entry in entries if entry[0] == bit]
@@ -356,6 +389,7 @@ def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
     except BaseException:
         connection.rollback()
         raise
+    unwritten.clear()
 
 
 def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
@@ -418,7 +452,8 @@ def _now(dialect: str):
 
 
 def _lead_ids(connection: Connection, plan: Plan, count: int) -> range | list[int]:
-    """`count` fresh lead ids, in this transaction."""
+    """`count` fresh lead ids: SQLite's in this transaction, PostgreSQL's from its
+    sequence (taken for good, in a transaction or not)."""
     if count == 0:
         return []
     if connection.dialect == "postgresql":
@@ -433,42 +468,178 @@ def _lead_ids(connection: Connection, plan: Plan, count: int) -> range | list[in
     return range(top + 1, top + 1 + count)
 
 
-def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block,
-          result, vault: ContactVault, unwritten: Optional[UnwrittenKeys] = None) -> None:
-    """Store one validated block (`result`: workers.ChunkResult, in the plan's storage
-    form) and the batch's progress, and commit. Raises BatchTaken if another run
-    stored these rows first. `unwritten`: where the run's contact keys wait (SQLite);
-    without it they are written with their leads."""
-    accepted, rejected_contacts = result.accepted, result.rejected_contacts
+class RecentLeads:
+    """The contacts of the leads of a run's last chunks, by turn: a chunk looks up
+    the stored leads before its turn (`prepare`), and in its turn here those of the
+    chunks that had not committed by then. Shared by the run's workers: a ring of
+    chunks, each slot's (run, turn, email count, phone count) in `header`, its
+    contacts' hashes and row numbers in `data`. Each process keeps the slots it read
+    as dicts."""
+
+    _HEADER = 4
+
+    def __init__(self, header, data, capacity: int):
+        self.header, self.data = header, memoryview(data).cast("B")
+        self.slots, self.capacity = len(header) // self._HEADER, capacity
+        self._read: dict[tuple[int, int], tuple[dict, dict]] = {}  # (run, turn) -> dicts
+
+    @classmethod
+    def sizes(cls, slots: int, capacity: int) -> tuple[int, int]:
+        """The lengths of `header` (int64s) and `data` (bytes) of `slots` chunks of at
+        most `capacity` contacts."""
+        return slots * cls._HEADER, slots * capacity * (HASH_BYTES + 4)
+
+    @classmethod
+    def local(cls, slots: int, capacity: int) -> "RecentLeads":
+        """A ring of this process alone."""
+        header, data = cls.sizes(slots, capacity)
+        return cls([0] * header, bytearray(data), capacity)
+
+    def _area(self, turn: int, contacts: int) -> tuple[memoryview, memoryview]:
+        """Where a slot's hashes and row numbers are."""
+        at = (turn % self.slots) * self.capacity * (HASH_BYTES + 4)
+        rows = at + self.capacity * HASH_BYTES
+        return self.data[at:at + contacts * HASH_BYTES], self.data[rows:rows + contacts * 4]
+
+    def put(self, run: int, turn: int, leads: list[tuple], e_at: int, p_at: int) -> None:
+        """A chunk's leads (row number first), in its turn."""
+        by_email = {lead[e_at]: lead[0] for lead in leads if lead[e_at]}
+        by_phone = {lead[p_at]: lead[0] for lead in leads if lead[p_at]}
+        # The chunks a later chunk may still need are those after the last committed:
+        # kept are this chunk's and the two before it (others are read again if needed).
+        self._read = {key: read for key, read in self._read.items()
+                      if key[0] == run and key[1] >= turn - 2}
+        self._read[(run, turn)] = (by_email, by_phone)
+        at = (turn % self.slots) * self._HEADER
+        self.header[at + 1] = -1  # unreadable while it is written
+        contacts = len(by_email) + len(by_phone)
+        if contacts > self.capacity:
+            return
+        hashes, rows = self._area(turn, contacts)
+        hashes[:] = b"".join([*by_email, *by_phone])
+        rows[:] = array("i", [*by_email.values(), *by_phone.values()]).tobytes()
+        self.header[at], self.header[at + 2], self.header[at + 3] = run, len(by_email), len(
+            by_phone)
+        self.header[at + 1] = turn
+
+    def get(self, run: int, turn: int) -> Optional[tuple[dict, dict]]:
+        """(email hash -> row number, phone hash -> row number) of a chunk stored in
+        its turn, or None if its slot holds another chunk now (or it had too many)."""
+        read = self._read.get((run, turn))
+        if read is not None:
+            return read
+        at = (turn % self.slots) * self._HEADER
+        if self.header[at + 1] != turn or self.header[at] != run:
+            return None
+        emails, phones = self.header[at + 2], self.header[at + 3]
+        data, numbers = self._area(turn, emails + phones)
+        data, numbers = bytes(data), array("i", numbers.tobytes())
+        hashes = [data[i:i + HASH_BYTES] for i in range(0, len(data), HASH_BYTES)]
+        read = self._read[(run, turn)] = (dict(zip(hashes[:emails], numbers[:emails])),
+                                          dict(zip(hashes[emails:], numbers[emails:])))
+        return read
+
+
+class Turns(Protocol):
+    """A chunk's place among the chunks stored at once (workers.py): the next chunk
+    decides its rows once this one has (`decided`), and each commits in file order
+    (`commit` waits for the chunk before to have committed)."""
+
+    def decided(self) -> None: ...
+    def commit(self) -> None: ...
+
+
+class OneAtATime:
+    """Turns of chunks stored one after the other."""
+
+    def decided(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    """What a chunk's storing found before its turn."""
+
+    emails: set[bytes]
+    phones: set[bytes]
+    index: DedupeIndex
+    since: int  # the first turn whose leads the index may lack
+
+
+def prepare(connection: Connection, plan: Plan, result, since: int,
+            unwritten: Optional[UnwrittenKeys] = None, read=None) -> Prepared:
+    """Before a chunk's turn: its contacts looked up among the leads and
+    suppressions stored (a worker's own connection reads outside any transaction);
+    `since`: the first of the run's chunks that had not committed when the lookup
+    began; `unwritten` with `read` (UnwrittenKeys.read, taken then too): the run's
+    leads whose keys wait."""
     e_at, p_at = plan.hashes
-    emails = {row[e_at] for row in accepted if row[e_at]} | {
-        c[1] for c in rejected_contacts if c[1]}
-    phones = {row[p_at] for row in accepted if row[p_at]} | {
-        c[2] for c in rejected_contacts if c[2]}
+    emails = {row[e_at] for row in result.accepted if row[e_at]} | {
+        c[1] for c in result.rejected_contacts if c[1]}
+    phones = {row[p_at] for row in result.accepted if row[p_at]} | {
+        c[2] for c in result.rejected_contacts if c[2]}
+    index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id, emails, phones,
+                             plan.check_suppression)
+    if unwritten is not None:
+        unwritten.catch_up(read)
+        index.add_own(emails, phones, unwritten.by_email, unwritten.by_phone)
+    return Prepared(emails, phones, index, since)
+
+
+def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
+          vault: ContactVault, ready: Prepared, recent: RecentLeads,
+          unwritten: Optional[UnwrittenKeys] = None, turns: Turns = OneAtATime()) -> None:
+    """In the chunk's turn: decide its rows (`result`: workers.ChunkResult, in the
+    plan's storage form; `ready`: what `prepare` found), then store them and the
+    batch's progress, and commit. Raises BatchTaken if another run stored these rows
+    first. `recent`: the run's chunks' contacts; `unwritten`: where the run's contact
+    keys wait (SQLite); without it they are written with their leads."""
+    leads, rejections, cross = _decide(connection, plan, chunk, block, result, vault, ready,
+                                       recent, unwritten, turns)
+    # PostgreSQL: drawn in file order, before the next chunk draws its own.
+    ids = (_lead_ids(_reading(connection), plan, len(leads)) if plan.dialect == "postgresql"
+           else None)
+    turns.decided()
+    if plan.dialect == "sqlite":
+        turns.commit()  # one writer at a time: after the chunk before has committed
     connection.begin()
     try:
-        _store(connection, plan, chunk, block, result, vault, emails, phones, e_at, p_at,
-               unwritten)
+        flushed = _write(connection, plan, chunk, leads, ids, rejections, cross, unwritten,
+                         turns)
         connection.commit()
     except BaseException:
         connection.rollback()
         raise
+    if flushed:
+        unwritten.clear()
 
 
-def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
-           vault: ContactVault, emails: set, phones: set, e_at: int, p_at: int,
-           unwritten: Optional[UnwrittenKeys]) -> None:
-    if unwritten is not None:
-        unwritten.catch_up()
-    index = DedupeIndex.load(connection, plan.batch_id, plan.seller_id, emails, phones,
-                             plan.check_suppression, unwritten)
+def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
+            vault: ContactVault, ready: Prepared, recent: RecentLeads,
+            unwritten: Optional[UnwrittenKeys], turns: Turns
+            ) -> tuple[list[tuple], list[tuple], int]:
+    """The chunk's leads (each accepted row with its cross-seller flag), rejections
+    and cross-seller duplicates, in memory: the chunks before it have decided."""
+    index, e_at, p_at = ready.index, *plan.hashes
+    earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
+    if None in earlier:  # a chunk gone from the ring: all looked up again once committed
+        turns.commit()
+        if unwritten is not None:
+            unwritten.catch_up(unwritten.read())  # nobody else of the run writes now
+        index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id,
+                                 ready.emails, ready.phones, plan.check_suppression)
+        if unwritten is not None:
+            index.add_own(ready.emails, ready.phones, unwritten.by_email, unwritten.by_phone)
+    else:
+        for by_email, by_phone in earlier:
+            index.add_own(ready.emails, ready.phones, by_email, by_phone)
     by_email, by_phone = index.by_email, index.by_phone
     suppressed = index.suppressed_emails or index.suppressed_phones
     leads, rejections, cross = [], [], 0
     append, batch_id, seller_id = leads.append, plan.batch_id, plan.seller_id
-    # Ids given here, so that the contact keys can name their leads; a rejected
-    # duplicate leaves a gap.
-    lead_ids = iter(_lead_ids(connection, plan, len(result.accepted)))
     for row in result.accepted:
         email_hash, phone_hash = row[e_at], row[p_at]
         # Most rows collide with nothing: two dict probes decide them.
@@ -478,13 +649,13 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
                 by_email[email_hash] = holder
             if phone_hash:
                 by_phone[phone_hash] = holder
-            append(row + (False, next(lead_ids)))
+            append(row + (False,))
             continue
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code is None:
             index.remember(email_hash, phone_hash, row[0])
             cross += is_cross
-            append(row + (is_cross, next(lead_ids)))
+            append(row + (is_cross,))
         else:
             raw = json.dumps(block.record(row[0]), ensure_ascii=False)
             rejections.append((row[0], code, code, vault.encrypt(message), vault.encrypt(raw),
@@ -499,30 +670,61 @@ def _store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resul
                     number, code, f"{codes}{CODES_SEPARATOR}{extra}",
                     vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
     rejections += [row + (batch_id,) for row in rejected]
-    # The conditional update is the run's claim on the batch: a second run resumed from
-    # the same checkpoint loses here and stops instead of storing rows twice.
-    driver = connection.driver
-    claimed = driver.execute(_sql(connection.dialect, _CLAIM), (
-        chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
-        len(rejections), cross, batch_id, chunk.previous)).rowcount
-    if claimed != 1:
-        raise BatchTaken(batch_id)
-    write_leads(connection, plan, leads)
+    recent.put(plan.run, chunk.turn, leads, e_at, p_at)
+    return leads, rejections, cross
+
+
+def _reading(connection: Connection) -> Connection:
+    """The connection to look up on outside the chunk's transaction: a worker's own
+    reads in autocommit; the session's, in its transaction."""
+    return connection if isinstance(connection, OwnConnection) else connection.begin()
+
+
+def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
+           ids: Optional[list[int]], rejections: list[tuple], cross: int,
+           unwritten: Optional[UnwrittenKeys], turns: Turns) -> bool:
+    """Write the decided chunk, in its transaction; say whether the waiting keys were
+    written with it."""
+    e_at, p_at = plan.hashes
+    claim = (chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
+             len(rejections), cross, plan.batch_id, chunk.previous)
     if connection.dialect == "postgresql":
+        # Written while the next chunk decides and writes too; committed in file order,
+        # claim last (its lock on the batch's row lasts until the commit).
+        leads = list(map(tuple.__add__, leads, zip(ids)))
+        write_leads(connection, plan, leads)
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
-    else:
-        driver.executemany(plan.rejections_sql, rejections)
+        write_keys(connection, key_rows(leads, e_at, p_at))
+        turns.commit()
+        _claim(connection, claim)
+        global _statistics_for
+        if leads and _statistics_for != (plan.database, plan.run):
+            if ensure_statistics(connection):  # sees this transaction's keys too
+                _statistics_for = (plan.database, plan.run)
+        return False
+    # SQLite: the claim first, so that a losing run writes nothing. The ids are the
+    # next ones: this transaction holds the write lock.
+    _claim(connection, claim)
+    leads = list(map(tuple.__add__, leads, zip(_lead_ids(connection, plan, len(leads)))))
+    write_leads(connection, plan, leads)
+    connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):
-        return
+        return False
     written = key_rows(leads, e_at, p_at)
     if unwritten is not None:  # full: every waiting key goes now, with this chunk's
         written += unwritten.take()
     write_keys(connection, written)
-    global _statistics_for
-    if written and _statistics_for != (plan.database, plan.run):
-        if ensure_statistics(connection):  # sees this transaction's keys too
-            _statistics_for = (plan.database, plan.run)
+    return unwritten is not None
+
+
+def _claim(connection: Connection, values: tuple) -> None:
+    """The chunk's progress, as the run's claim on the batch: the update holds only if
+    the batch is where the chunk starts, so a second run resumed from the same
+    checkpoint loses here and stops instead of storing rows twice."""
+    claimed = connection.driver.execute(_sql(connection.dialect, _CLAIM), values).rowcount
+    if claimed != 1:
+        raise BatchTaken(values[-2])
 
 
 # The run whose chunks found contact_keys with statistics (ensure_statistics): the

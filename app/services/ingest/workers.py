@@ -4,9 +4,12 @@ encrypt, hash, and store (storing.py).
 Validation (phonenumbers, email-validator) and encryption cost tens of microseconds a
 row, and storing about as much again, so chunks of raw rows go to worker processes,
 each of which validates its chunk while the other stores, then stores it on its own
-database connection in its turn: a chunk after the chunk before it has committed.
-The calling process only reads the file and hands the chunks out. With one worker (or
-inside a daemonic process, such as a Celery prefork child, which may not start
+database connection. Its lookups of stored leads are made before its turn, on the
+worker's time (storing.prepare); in its turn the chunk only checks the chunks that
+had not committed then and decides its rows; the next chunk's turn comes while this
+one writes (on PostgreSQL both write at once), and the commits keep file order.
+The calling process only reads the file and hands the chunks out. With one worker
+(or inside a daemonic process, such as a Celery prefork child, which may not start
 processes of its own) the same code runs in-process on the caller's connection.
 Workers import no Flask or SQLAlchemy: only what validation and storing need.
 """
@@ -247,11 +250,13 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
 
 _worker_vault: Optional[ContactVault] = None
 PARENT_CHECK_SECONDS = 1.0  # how soon a worker left behind by its process ends
-# Whose turn it is to store, shared by the pool's processes: (the run, its next chunk).
+# Whose turn it is to store, shared by the pool's processes: (the run, its next chunk
+# to decide, its next chunk to commit).
 _turns = None  # multiprocessing Condition
-_turn = None  # multiprocessing Array of two int64
+_turn = None  # multiprocessing Array of three int64
 _connections: dict[tuple[str, str], storing.OwnConnection] = {}  # this worker's own
 _unwritten: Optional[storing.UnwrittenKeys] = None  # the pool's, shared
+_recent: Optional[storing.RecentLeads] = None  # likewise
 
 
 def _init_worker(master_key: str) -> None:
@@ -260,13 +265,15 @@ def _init_worker(master_key: str) -> None:
     load_indexes()  # names resolve from the first chunk on
 
 
-def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None
-                  ) -> None:
-    global _turns, _turn, _unwritten
+def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten=None,
+                  recent=None) -> None:
+    global _turns, _turn, _unwritten, _recent
     _init_worker(master_key)
     _turns, _turn = turns, turn
     if unwritten is not None:
         _unwritten = storing.UnwrittenKeys(*unwritten)
+    if recent is not None:
+        _recent = storing.RecentLeads(*recent)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
 
@@ -294,26 +301,60 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
 
 def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      chunk: storing.Chunk) -> None:
-    """Validate a chunk, wait for its turn, store it and pass the turn on."""
+    """Validate a chunk, look its contacts up, wait for its turn, store it and pass
+    the turn on."""
     result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
     connection = _connection(plan)
-    with _turns:
-        while _turn[1] != chunk.turn:
-            if _turn[0] != plan.run:
-                raise storing.RunCancelled(plan.run)
-            _turns.wait(PARENT_CHECK_SECONDS)
+    unwritten = _unwritten if plan.defer_keys else None
+    with _turns:  # the chunks before `since` have committed, with their waiting keys read
         if _turn[0] != plan.run:
             raise storing.RunCancelled(plan.run)
+        since = _turn[2]
+        read = unwritten.read() if unwritten is not None else None
     gc.disable()
     try:
-        storing.store(connection, plan, chunk, block, result, _worker_vault,
-                      _unwritten if plan.defer_keys else None)
+        ready = storing.prepare(connection, plan, result, since, unwritten, read)
     finally:
         gc.enable()
-    with _turns:  # a chunk that failed keeps the turn: the run stops there
-        if _turn[0] == plan.run:
-            _turn[1] = chunk.turn + 1
+    turns = _Turns(plan.run, chunk.turn)
+    turns.wait(1)
+    gc.disable()
+    try:
+        storing.store(connection, plan, chunk, block, result, _worker_vault, ready, _recent,
+                      unwritten, turns)
+    finally:
+        gc.enable()
+    with _turns:  # a chunk that failed keeps its turns: the run stops there
+        if _turn[0] == plan.run:  # the next chunk may have decided already
+            _turn[1], _turn[2] = max(_turn[1], chunk.turn + 1), chunk.turn + 1
         _turns.notify_all()
+
+
+@dataclass
+class _Turns:
+    """A chunk's two turns: to decide (storing.Turns.decided passes it on) and to
+    commit, each after the chunk before it."""
+
+    run: int
+    turn: int
+
+    def wait(self, which: int) -> None:
+        with _turns:
+            while _turn[which] != self.turn:
+                if _turn[0] != self.run:
+                    raise storing.RunCancelled(self.run)
+                _turns.wait(PARENT_CHECK_SECONDS)
+            if _turn[0] != self.run:
+                raise storing.RunCancelled(self.run)
+
+    def decided(self) -> None:
+        with _turns:
+            if _turn[0] == self.run:
+                _turn[1] = self.turn + 1
+            _turns.notify_all()
+
+    def commit(self) -> None:
+        self.wait(2)
 
 
 def _connection(plan: storing.Plan) -> storing.OwnConnection:
@@ -344,17 +385,21 @@ _runs = itertools.count(1)  # runs of this process: each its own turns
 class InProcess:
     """Validating and storing in the calling process, on its own connection."""
 
-    def __init__(self, master_key: str, waiting_keys: int):
+    def __init__(self, master_key: str, waiting_keys: int, chunk_rows: int):
         self._vault = ContactVault(master_key)
-        self._waiting_keys = waiting_keys
+        self._waiting_keys, self._chunk_rows = waiting_keys, chunk_rows
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      connection: storing.Connection) -> None:
         plan = dataclasses.replace(plan, run=next(_runs))
         unwritten = storing.UnwrittenKeys.local(self._waiting_keys) if plan.defer_keys else None
+        recent = storing.RecentLeads.local(1, 2 * self._chunk_rows)
         for block, chunk in chunks:
             result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
-            storing.store(connection, plan, chunk, block, result, self._vault, unwritten)
+            ready = storing.prepare(connection, plan, result, chunk.turn, unwritten,
+                                    unwritten.read() if unwritten is not None else None)
+            storing.store(connection, plan, chunk, block, result, self._vault, ready, recent,
+                          unwritten)
         if unwritten is not None:
             storing.write_unwritten(connection, unwritten)
 
@@ -364,17 +409,22 @@ class WorkerPool:
     by one run at a time: a run's turns go round its workers (a second run at once
     stores in its own process)."""
 
-    def __init__(self, master_key: str, processes: int, waiting_keys: int):
+    def __init__(self, master_key: str, processes: int, waiting_keys: int, chunk_rows: int):
         self.processes = processes
         context = multiprocessing.get_context("spawn")
-        self._turns, self._turn = context.Condition(), context.Array("q", 2, lock=False)
+        self._turns, self._turn = context.Condition(), context.Array("q", 3, lock=False)
         shared = (context.RawArray("q", 2),
                   context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
         self._unwritten = storing.UnwrittenKeys(*shared)
+        # The chunks in flight and those whose keys wait: a chunk in its turn finds
+        # every chunk since its lookup (more than this only costs a second lookup).
+        header, data = storing.RecentLeads.sizes(RECENT_SLOTS * processes, 2 * chunk_rows)
+        recent = (context.RawArray("q", header), context.RawArray(ctypes.c_ubyte, data),
+                  2 * chunk_rows)
         self._executor = ProcessPoolExecutor(
             max_workers=processes, mp_context=context, initializer=_start_worker,
-            initargs=(master_key, os.getpid(), self._turns, self._turn, shared))
-        self._in_process = InProcess(master_key, waiting_keys)
+            initargs=(master_key, os.getpid(), self._turns, self._turn, shared, recent))
+        self._in_process = InProcess(master_key, waiting_keys, chunk_rows)
         self._busy = threading.Lock()
 
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
@@ -396,7 +446,7 @@ class WorkerPool:
     def _store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext,
                       plan: storing.Plan) -> None:
         with self._turns:
-            self._turn[0], self._turn[1] = plan.run, 0
+            self._turn[0], self._turn[1], self._turn[2] = plan.run, 0, 0
         # One chunk per worker in flight, plus the next: memory stays flat.
         in_flight: deque = deque()
         try:
@@ -416,15 +466,19 @@ class WorkerPool:
                 wait_for(in_flight)
 
 
-_pools: dict[tuple[str, int, int], WorkerPool] = {}
+RECENT_SLOTS = 4  # chunks in storing.RecentLeads per worker
+_pools: dict[tuple[str, int, int, int], WorkerPool] = {}
+
 
 def pool_for(config: Mapping) -> InProcess | WorkerPool:
     processes = int(config.get("INGEST_WORKERS") or os.cpu_count() or 1)
     key = config["CONTACT_ENCRYPTION_KEY"]
     # Two contacts a lead: the keys of this many leads wait at most (UnwrittenKeys).
     waiting_keys = 2 * int(config.get("INGEST_KEYS_ROWS") or 0)
+    chunk_rows = int(config["INGEST_CHUNK_ROWS"])
     if processes <= 1 or multiprocessing.current_process().daemon:
-        return InProcess(key, waiting_keys)
-    if (key, processes, waiting_keys) not in _pools:
-        _pools[(key, processes, waiting_keys)] = WorkerPool(key, processes, waiting_keys)
-    return _pools[(key, processes, waiting_keys)]
+        return InProcess(key, waiting_keys, chunk_rows)
+    settings = (key, processes, waiting_keys, chunk_rows)
+    if settings not in _pools:
+        _pools[settings] = WorkerPool(*settings)
+    return _pools[settings]
