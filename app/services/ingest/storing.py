@@ -13,12 +13,12 @@ chunks that had not committed by then (`RecentLeads`, in memory). The turn ends 
 the chunk has decided its rows, so the next chunk decides while this one writes;
 each commits after the chunk before it (`Turns`). On PostgreSQL the writes of two
 chunks overlap; SQLite has one writer, so a chunk writes once the one before has
-committed. So a lead another
-upload stores while this chunk waits for its turn is that upload's to flag, as it is
-when that upload stores it a moment later. With one worker (or none: tests, Celery's
-daemonic children) the calling process runs the same code on its session's
-connection. Talks to the database driver itself (sqlite3 or psycopg) and imports no
-Flask or SQLAlchemy: the pipeline builds the statements that need the schema (`Plan`).
+committed. So a lead another upload stores while this chunk waits for its turn is
+that upload's to flag, as it is when that upload stores it a moment later. With one
+worker (or none: tests, Celery's daemonic children) the calling process runs the same
+code on its session's connection. Talks to the database driver itself (sqlite3 or
+psycopg) and imports no Flask or SQLAlchemy: the pipeline builds the statements that
+need the schema (`Plan`).
 """
 import json
 import sqlite3
@@ -581,12 +581,20 @@ def prepare(connection: Connection, plan: Plan, result, since: int,
         c[1] for c in result.rejected_contacts if c[1]}
     phones = {row[p_at] for row in result.accepted if row[p_at]} | {
         c[2] for c in result.rejected_contacts if c[2]}
+    return Prepared(emails, phones, _looked_up(connection, plan, emails, phones, unwritten, read),
+                    since)
+
+
+def _looked_up(connection: Connection, plan: Plan, emails: set[bytes], phones: set[bytes],
+               unwritten: Optional[UnwrittenKeys], read) -> DedupeIndex:
+    """The contacts among the stored leads and suppressions, and among the run's
+    leads whose keys wait (`read`: what UnwrittenKeys.read gave)."""
     index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id, emails, phones,
                              plan.check_suppression)
     if unwritten is not None:
         unwritten.catch_up(read)
         index.add_own(emails, phones, unwritten.by_email, unwritten.by_phone)
-    return Prepared(emails, phones, index, since)
+    return index
 
 
 def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
@@ -627,12 +635,9 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
     if None in earlier:  # a chunk gone from the ring: all looked up again once committed
         turns.commit()
-        if unwritten is not None:
-            unwritten.catch_up(unwritten.read())  # nobody else of the run writes now
-        index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id,
-                                 ready.emails, ready.phones, plan.check_suppression)
-        if unwritten is not None:
-            index.add_own(ready.emails, ready.phones, unwritten.by_email, unwritten.by_phone)
+        index = _looked_up(connection, plan, ready.emails, ready.phones, unwritten,
+                           # nobody else of the run writes now
+                           unwritten.read() if unwritten is not None else None)
     else:
         for by_email, by_phone in earlier:
             index.add_own(ready.emails, ready.phones, by_email, by_phone)
