@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Role
-from app.services.ingest import storing
+from app.services.ingest import workers
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.ingest_helpers import person
 
@@ -31,15 +31,19 @@ def _messy_file(rows: int) -> bytes:
 def test_upload_map_progress_report_download(app, page, tmp_path, monkeypatch):
     # Processing pauses after its first chunk until the test has seen the progress bar,
     # so the check does not depend on how fast this machine is.
+    # It waits before validating the next chunk: between chunks it holds nothing, while
+    # a wait inside storing would hold SQLite's write lock and stall the pages.
     progress_seen = threading.Event()
-    real_store = storing.store
+    real_validated = workers._validated
+    chunks_seen = []
 
-    def store_after_progress_was_seen(connection, plan, chunk, *args):
-        if chunk.turn > 0:
+    def validated_after_progress_was_seen(block, *args):
+        if chunks_seen:
             progress_seen.wait(timeout=30)
-        real_store(connection, plan, chunk, *args)
+        chunks_seen.append(block)
+        return real_validated(block, *args)
 
-    monkeypatch.setattr(storing, "store", store_after_progress_was_seen)
+    monkeypatch.setattr(workers, "_validated", validated_after_progress_was_seen)
     make_user(Role.SELLER, email="blog@example.com")
     db.session.commit()
     upload = tmp_path / "export.csv"
