@@ -20,8 +20,11 @@ def browser():
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"chromium not found at {CHROMIUM} and REQUIRE_BROWSER=1")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A page after a submit may wait on work the request does inline in tests (eager
+    # jobs: a fill, its emails): on a loaded CI machine 5 s was seen not to be enough.
+    expect.set_options(timeout=10_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=CHROMIUM_ARGS)
