@@ -331,6 +331,8 @@ def _columns_xml(header: Sequence[str], rows: Sequence[Sequence]) -> str:
         for i, value in enumerate(row):
             if value is not None:
                 widths[i] = max(widths[i], _shown_width(value) + 1)
+    if not widths:
+        return ""  # <cols> may not be empty
     return "<cols>" + "".join(
         f'<col min="{i}" max="{i}" width="{min(max(width, 8), 60)}" customWidth="1"/>'
         for i, width in enumerate(widths, 1)) + "</cols>"
