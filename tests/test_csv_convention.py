@@ -5,15 +5,19 @@ way in every file."""
 import csv
 import io
 import re
-from datetime import date
+import zipfile
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db
 from app.market import jobs
+from app.models import Sale
 from app.services import bank_transfers, ledger
 from app.services.exports import (
     NUMBER, PHONE, csv_lines, major_units, major_units_of_average, minor_digits,
@@ -229,6 +233,55 @@ def test_the_leads_workbook_keeps_phones_text_and_formulas_inert(buyer_client, b
     assert name_cell.data_type == "s" and name_cell.value.startswith("=HYPERLINK")
     assert cells[chr(ord("A") + header.index("phone"))].data_type == "s"
     assert buyer_client.get("/buyer/orders/999999/leads.xlsx").status_code == 404
+
+
+def test_the_leads_workbook_types_money_and_moments(buyer_client, buyer, client, api_key_for):
+    """Prices and revenue are numbers in major units in the currency's format (exact:
+    the sheet holds "3.50"), moments Excel dates on the buyer's clock, as the pages show
+    them, the zone named in their format; the person's local time on their clock."""
+    from openpyxl import load_workbook
+
+    buyer.timezone = "Europe/Moscow"
+    ledger.manual_credit(buyer, 100_000, reason="funds", actor=None)
+    db.session.commit()
+    order = _sold(buyer)
+    sales = db.session.scalars(sa.select(Sale).where(Sale.order_id == order.id)
+                               .order_by(Sale.id)).all()
+    client.post(f"/api/v1/sales/{sales[0].id}/outcome", headers=api_key_for(buyer),
+                json={"status": "converted", "revenue": 120_050})
+    response = buyer_client.get(f"/buyer/orders/{order.id}/leads.xlsx")
+    assert response.status_code == 200
+    data = response.get_data()
+    sheet = load_workbook(io.BytesIO(data)).active
+    header = [cell.value for cell in sheet[1]]
+    first, second = (dict(zip(header, row)) for row in sheet.iter_rows(min_row=2))
+
+    def typed(cell):
+        return cell.value, cell.data_type, cell.is_date, cell.number_format
+
+    money = '#,##0.00 "USD"'
+    assert typed(first["price"]) == (3.5, "n", False, money)
+    assert typed(first["revenue"]) == (1200.5, "n", False, money)
+    assert second["revenue"].value is None and second["outcome"].value is None
+    assert typed(first["sale_id"]) == (sales[0].id, "n", False, "General")
+    assert first["age"].data_type == first["score"].data_type == first["lead_id"].data_type == "n"
+    assert first["phone"].data_type == "s" and first["phone"].value.startswith("+1415555000")
+    assert typed(first["currency"])[:2] == ("USD", "s")
+
+    moscow, on_clock = ZoneInfo("Europe/Moscow"), 'yyyy-mm-dd hh:mm:ss "Europe/Moscow"'
+    sold_at = sales[0].created_at.astimezone(moscow).replace(tzinfo=None)
+    value, data_type, is_date, number_format = typed(first["sold_at"])
+    assert (data_type, is_date, number_format) == ("d", True, on_clock)
+    assert abs(value - sold_at) < timedelta(milliseconds=1)  # Excel keeps milliseconds
+    # Consent given at 12:00 UTC: 15:00 in Moscow.
+    assert typed(first["consent_at"]) == (datetime(2026, 10, 1, 15, 0), "d", True, on_clock)
+    # The person's local time (US-CA) on their clock, beside their zone.
+    assert first["timezone"].value == "America/Los_Angeles"
+    local = sales[0].created_at.astimezone(ZoneInfo("America/Los_Angeles")).replace(tzinfo=None)
+    assert first["local_time"].is_date and first["local_time"].number_format == "yyyy-mm-dd hh:mm"
+    assert abs(first["local_time"].value - local) < timedelta(milliseconds=1)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert "<v>3.50</v>" in archive.read("xl/worksheets/sheet1.xml").decode()
 
 
 def test_leads_export_carries_the_persons_clock_and_opt_out_code(buyer_client, buyer):

@@ -1,5 +1,7 @@
 """What a buyer receives for each sale: the lead with its contacts, as JSON (API and
 webhook) or CSV. Contacts are decrypted only here, for the buyer who bought them."""
+from datetime import datetime, timezone, tzinfo
+from functools import partial
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -11,7 +13,9 @@ from app.extensions import db
 from app.models import Lead, Order, Sale, SaleOutcome
 from app.people.opt_out import code as opt_out_code
 from app.services import scoring
-from app.services.exports import NUMBER, PHONE, csv_lines, major_units, xlsx_chunks
+from app.services.exports import (
+    NUMBER, PHONE, Formatted, csv_lines, major_units, money_cell, xlsx_chunks,
+)
 from app.services.crypto import current_vault
 from app.services.regions_tz import consent_zone as person_zone
 
@@ -111,16 +115,41 @@ def delivered(order: Order, *, limit: int | None = None, offset: int = 0,
             yield sale_record(sale, lead, outcome, certified.get(lead.id))
 
 
-def _export_rows(order: Order, sale_ids: list[int] | None) -> Iterator[list]:
+def _export_rows(order: Order, sale_ids: list[int] | None,
+                 clock: tzinfo | None = None) -> Iterator[list]:
+    """The rows of CSV_COLUMNS: amounts in major units, moments in ISO 8601 text; or,
+    given `clock` (a workbook's), typed cells: amounts numbers in the currency's format,
+    sold_at and consent_at on `clock`'s wall clock, local_time on the person's."""
+    money = major_units if clock is None else money_cell
+    moment = (lambda text: text) if clock is None else partial(_on_clock, zone=clock)
+    local = moment if clock is None else _local_clock
     for record in delivered(order, sale_ids=sale_ids):
         lead, outcome = record["lead"], record["outcome"] or {}
         currency = record["currency"]
-        yield [record["sale_id"], record["sold_at"], major_units(record["price"], currency),
-               *[";".join(lead[c]) if c == "interests" else lead[c]
+        yield [record["sale_id"], moment(record["sold_at"]), money(record["price"], currency),
+               *[";".join(lead[c]) if c == "interests"
+                 else moment(lead[c]) if c == "consent_at" else lead[c]
                  for c in CSV_COLUMNS[3:CSV_COLUMNS.index("lead_id")]],
                lead["id"], lead["score"], lead["temperature"], outcome.get("status"),
-               major_units(outcome.get("revenue"), currency),
-               *[lead[c] for c in LATER_LEAD_COLUMNS], currency]
+               money(outcome.get("revenue"), currency),
+               *[local(lead[c]) if c == "local_time" else lead[c]
+                 for c in LATER_LEAD_COLUMNS], currency]
+
+
+def _on_clock(text: str, zone: tzinfo) -> Formatted:
+    """An ISO 8601 moment as a workbook's date on `zone`'s clock; its format names the
+    zone, since a workbook's dates carry none."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:  # stored UTC
+        when = when.replace(tzinfo=timezone.utc)
+    name = getattr(zone, "key", None) or str(zone)
+    return Formatted(when.astimezone(zone).replace(tzinfo=None),
+                     f'yyyy-mm-dd hh:mm:ss "{name}"')
+
+
+def _local_clock(text: str) -> Formatted:
+    """The person's local time (its zone is the `timezone` column) as a workbook's date."""
+    return Formatted(datetime.fromisoformat(text).replace(tzinfo=None), "yyyy-mm-dd hh:mm")
 
 
 def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[str]:
@@ -130,7 +159,10 @@ def delivered_csv(order: Order, sale_ids: list[int] | None = None) -> Iterator[s
     return csv_lines(CSV_COLUMNS, _export_rows(order, sale_ids), CSV_KINDS)
 
 
-def delivered_xlsx(order: Order) -> Iterator[bytes]:
-    """The same columns as an Excel workbook, for spreadsheets: phones stay text there
-    (a CSV's "+15551234567" opens as a number), amounts are numbers."""
-    return xlsx_chunks("Leads", CSV_COLUMNS, _export_rows(order, None), CSV_KINDS)
+def delivered_xlsx(order: Order, zone: tzinfo) -> Iterator[bytes]:
+    """The same columns as an Excel workbook of typed cells: phones text (a CSV's
+    "+15551234567" opens as a number), ids and scores numbers, price and revenue numbers
+    in major units in the currency's number format, sold_at and consent_at dates on
+    `zone`'s clock (the reader's, as the pages show moments), local_time on the
+    person's."""
+    return xlsx_chunks("Leads", CSV_COLUMNS, _export_rows(order, None, zone))

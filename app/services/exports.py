@@ -19,8 +19,13 @@ of two kinds:
   a tab the cell is no number and no formula, so it opens as the text +79541234567,
   and every CSV reader gets the E.164 number back with a `strip()` (phonenumbers and
   most CRM importers ignore leading whitespace). A value that is not E.164 is
-  guarded like text. The Excel download (`xlsx_chunks`) has no such prefix: its
-  cells are typed, phones text.
+  guarded like text.
+
+The Excel downloads (`xlsx_chunks`) need none of that: their cells are typed. Text is
+text (a phone keeps its "+", a formula is never one), numbers and booleans are what
+they are, dates and times are Excel's own, each with its number format, and amounts
+are numbers in major units in a format with the currency's decimals and code
+(`money_cell`).
 
 Money is written in major units with the currency in its own `currency` column (the
 last column of the file), formatted from integer minor units by `major_units` with
@@ -28,8 +33,12 @@ integer arithmetic only, never a float: 123450 USD is "1234.50", 5 JPY is "5".
 """
 import csv
 import io
+import itertools
+import math
 import re
 import zipfile
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 from xml.sax.saxutils import escape
@@ -129,37 +138,204 @@ def csv_lines(header: Sequence[str], rows: Iterable[Sequence],
 
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-# A workbook of one sheet, its cells inline strings (never formulas) or numbers. Written
-# part by part into a ZIP that is streamed as it grows: nothing on disk, flat memory.
+# A workbook of one sheet. Its cells are inline strings (never formulas), numbers,
+# booleans, or numbers in a number format (dates, times and amounts, as Excel keeps
+# them). Written part by part into a ZIP that is streamed as it grows: nothing on
+# disk, flat memory; the styles part goes last, once the sheet has named its formats.
 _XLSX_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _XLSX_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _XLSX_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
+_XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _XLSX_PARTS = {
     "[Content_Types].xml": (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        _XML + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
         '<Default Extension="rels" '
         'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
         '<Default Extension="xml" ContentType="application/xml"/>'
         '<Override PartName="/xl/workbook.xml" ContentType="application/'
         'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
         '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
-        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>'),
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        '<Override PartName="/xl/styles.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/></Types>'),
     "_rels/.rels": (
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships '
-        f'xmlns="{_XLSX_PKG}"><Relationship Id="rId1" Type="{_XLSX_REL}/officeDocument" '
-        'Target="xl/workbook.xml"/></Relationships>'),
+        f'{_XML}<Relationships xmlns="{_XLSX_PKG}"><Relationship Id="rId1" '
+        f'Type="{_XLSX_REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
     "xl/workbook.xml": (
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<workbook '
-        f'xmlns="{_XLSX_MAIN}" xmlns:r="{_XLSX_REL}"><sheets><sheet name="{{sheet}}" '
-        'sheetId="1" r:id="rId1"/></sheets></workbook>'),
+        f'{_XML}<workbook xmlns="{_XLSX_MAIN}" xmlns:r="{_XLSX_REL}"><sheets><sheet '
+        'name="{sheet}" sheetId="1" r:id="rId1"/></sheets></workbook>'),
     "xl/_rels/workbook.xml.rels": (
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships '
-        f'xmlns="{_XLSX_PKG}"><Relationship Id="rId1" Type="{_XLSX_REL}/worksheet" '
-        'Target="worksheets/sheet1.xml"/></Relationships>'),
+        f'{_XML}<Relationships xmlns="{_XLSX_PKG}"><Relationship Id="rId1" '
+        f'Type="{_XLSX_REL}/worksheet" Target="worksheets/sheet1.xml"/><Relationship '
+        f'Id="rId2" Type="{_XLSX_REL}/styles" Target="styles.xml"/></Relationships>'),
 }
 # Characters XML 1.0 cannot hold at all.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_QUOTE = {'"': "&quot;"}
+_EXCEL_EPOCH = datetime(1899, 12, 30)  # day 0 of Excel's 1900 date system
+_FIRST_CUSTOM_FORMAT = 164  # lower ids are Excel's built-in formats
+_HEADER_STYLE = 1  # bold (_Styles)
+_WIDTH_SAMPLE = 100  # rows read before the sheet to size its columns
+# How a date, a moment, a time of day and a duration show when the caller names no
+# format: as ISO 8601 writes them, read alike in every locale.
+_DEFAULT_FORMATS = {date: "yyyy-mm-dd", datetime: "yyyy-mm-dd hh:mm:ss", time: "hh:mm:ss",
+                    timedelta: "[h]:mm:ss"}
+
+
+@dataclass(frozen=True, slots=True)
+class Formatted:
+    """A cell's value with its number format: a format code ("yyyy-mm-dd hh:mm",
+    '#,##0.00 "USD"') or the id of one of Excel's built-in formats (14: the short date
+    of the reader's locale). The value is a number, a date, a datetime (naive: a
+    workbook has no zones), a time or a timedelta."""
+
+    value: int | float | Decimal | date | datetime | time | timedelta
+    number_format: str | int
+
+
+def currency_format(currency: str) -> str:
+    """A number format for amounts in major units of `currency`: its decimals, thousands
+    grouped, its code after the amount ("1,234.50 USD", "5,000 JPY")."""
+    digits = minor_digits(currency)
+    return "#,##0" + ("." + "0" * digits if digits else "") + f' "{currency.upper()}"'
+
+
+def money_cell(minor: Optional[int], currency: str) -> Optional[Formatted]:
+    """An amount in integer minor units as a workbook's number in major units, exact (a
+    Decimal, never a float), in `currency_format`. None stays None (an empty cell)."""
+    if minor is None:
+        return None
+    return Formatted(Decimal(major_units(minor, currency)), currency_format(currency))
+
+
+def excel_serial(value: date | datetime | time | timedelta) -> int | float | None:
+    """A date or time as Excel's 1900 date system counts it (days since 30 Dec 1899,
+    the time of day as their fraction); None before 1900, which it cannot hold. Its
+    day 60 is a 29 February 1900 that never was, so the two months before count one
+    day less."""
+    if isinstance(value, timedelta):
+        return value / timedelta(days=1)
+    if isinstance(value, time):
+        return (datetime.combine(date.min, value) - datetime.min) / timedelta(days=1)
+    if value.year < 1900:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    elif value.tzinfo is not None:
+        raise ValueError(f"a workbook holds wall-clock times, not {value!r}")
+    days = (value - _EXCEL_EPOCH).days
+    days -= days <= 60
+    since_midnight = value - datetime.combine(value.date(), time())
+    return days + since_midnight / timedelta(days=1) if since_midnight else days
+
+
+class _Styles:
+    """The workbook's cell styles: 0 the default, 1 the header's bold, then one for each
+    number format the cells name, in the order they come."""
+
+    def __init__(self):
+        self._styles: dict[str | int, int] = {}
+        self._custom: dict[str, int] = {}  # format code -> its numFmtId
+
+    def of(self, number_format: str | int) -> int:
+        style = self._styles.get(number_format)
+        if style is None:
+            style = self._styles[number_format] = len(self._styles) + 2
+            if isinstance(number_format, str):
+                self._custom[number_format] = _FIRST_CUSTOM_FORMAT + len(self._custom)
+        return style
+
+    def xml(self) -> str:
+        custom = "".join(f'<numFmt numFmtId="{number}" formatCode="{escape(code, _QUOTE)}"/>'
+                         for code, number in self._custom.items())
+        formats = "".join(
+            f'<xf numFmtId="{self._custom.get(f, f)}" fontId="0" fillId="0" borderId="0" '
+            'xfId="0" applyNumberFormat="1"/>' for f in self._styles)
+        return (
+            f'{_XML}<styleSheet xmlns="{_XLSX_MAIN}">'
+            + (f'<numFmts count="{len(self._custom)}">{custom}</numFmts>' if custom else "")
+            + '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font><font><b/>'
+            '<sz val="11"/><name val="Calibri"/></font></fonts><fills count="2"><fill>'
+            '<patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/>'
+            '</fill></fills><borders count="1"><border><left/><right/><top/><bottom/>'
+            '<diagonal/></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
+            'fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+            f'<cellXfs count="{len(self._styles) + 2}"><xf numFmtId="0" fontId="0" '
+            'fillId="0" borderId="0" xfId="0"/><xf numFmtId="0" fontId="1" fillId="0" '
+            f'borderId="0" xfId="0" applyFont="1"/>{formats}</cellXfs><cellStyles count="1">'
+            '<cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>')
+
+
+def _text_cell(value, style: str = "") -> str:
+    text = escape(_NOT_XML.sub("\ufffd", str(value)))
+    return f'<c{style} t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
+
+
+def _number(value) -> str | None:
+    """A number as the sheet's XML spells it; None for what no cell holds (a NaN, an
+    infinity)."""
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else None
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def _default_format(value: date | time | timedelta) -> str:
+    return _DEFAULT_FORMATS[datetime if isinstance(value, datetime) else type(value)]
+
+
+def _xlsx_cell(value, styles: _Styles) -> str:
+    if value is None or value == "":  # a blank cell, as a sheet's own are
+        return "<c/>"
+    if isinstance(value, bool):
+        return f'<c t="b"><v>{int(value)}</v></c>'
+    if isinstance(value, str):
+        return _text_cell(value)
+    number_format = None
+    if isinstance(value, Formatted):
+        value, number_format = value.value, value.number_format
+    if isinstance(value, (date, time, timedelta)):
+        number_format = number_format or _default_format(value)
+        serial = excel_serial(value)
+        if serial is None:
+            return _text_cell(value.isoformat())
+        value = serial
+    number = _number(value) if isinstance(value, (int, float, Decimal)) else None
+    if number is None:
+        return _text_cell(value)
+    if number_format in (None, 0, "General"):
+        return f"<c><v>{number}</v></c>"
+    return f'<c s="{styles.of(number_format)}"><v>{number}</v></c>'
+
+
+_FORMAT_NOISE = re.compile(r'\[[^]]*]|[\\_*].|"')  # [red], [h], escapes, padding, quotes
+
+
+def _shown_width(value) -> int:
+    """About how many characters a cell shows: Excel shows a number or a date too wide
+    for its column as "####"."""
+    if isinstance(value, Formatted):
+        code = value.number_format if isinstance(value.number_format, str) else "dd.mm.yyyy"
+        number = "" if isinstance(value.value, (date, time, timedelta)) else value.value
+        return max(len(_FORMAT_NOISE.sub("", code)), len(str(number)) + 4)
+    if isinstance(value, (date, time, timedelta)):
+        return len(_default_format(value))
+    return max(map(len, str(value).splitlines()), default=0)
+
+
+def _columns_xml(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    widths = [len(str(name)) + 2 for name in header]
+    for row in rows:
+        widths.extend([0] * (len(row) - len(widths)))
+        for i, value in enumerate(row):
+            if value is not None:
+                widths[i] = max(widths[i], _shown_width(value) + 1)
+    if not widths:
+        return ""  # <cols> may not be empty
+    return "<cols>" + "".join(
+        f'<col min="{i}" max="{i}" width="{min(max(width, 8), 60)}" customWidth="1"/>'
+        for i, width in enumerate(widths, 1)) + "</cols>"
 
 
 class _Drain(io.RawIOBase):
@@ -183,37 +359,30 @@ class _Drain(io.RawIOBase):
         return data
 
 
-def _xlsx_cell(value, kind: str = TEXT) -> str:
-    if (isinstance(value, int) and not isinstance(value, bool)) or (
-            kind == NUMBER and isinstance(value, str) and _NUMBER.fullmatch(value)):
-        return f"<c><v>{value}</v></c>"
-    text = escape(_NOT_XML.sub("\ufffd", "" if value is None else str(value)))
-    return f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
-
-
-def xlsx_chunks(sheet: str, header: Sequence[str], rows: Iterable[Sequence],
-                kinds: Mapping[str, str] | None = None) -> Iterator[bytes]:
-    """Stream an .xlsx workbook of one sheet: the header, then the rows. Every cell
-    is text (an inline string, never a formula: a phone stays "+7954...") but integers
-    and, in the columns `kinds` names NUMBER, what reads as a number ("12.50")."""
-    kinds = kinds or {}
-    column_kinds = [kinds.get(name, TEXT) for name in header]
-
-    def row_xml(row) -> str:
-        return "".join(_xlsx_cell(value, column_kinds[i] if i < len(column_kinds) else TEXT)
-                       for i, value in enumerate(row))
-
+def xlsx_chunks(sheet: str, header: Sequence[str], rows: Iterable[Sequence]) -> Iterator[bytes]:
+    """Stream an .xlsx workbook of one sheet: the header (bold), then the rows. A cell
+    is what its value is: a str a text cell (an inline string, never a formula: a phone
+    stays "+7954..."), an int, float or Decimal a number, a bool a boolean, a date,
+    datetime, time or timedelta a number in a date or time format (`_DEFAULT_FORMATS`),
+    a `Formatted` value a number in its own format, None or "" a blank cell. Columns are
+    as wide as the header and the first rows need."""
+    rows = iter(rows)
+    first = list(itertools.islice(rows, _WIDTH_SAMPLE))
+    styles = _Styles()
     out = _Drain()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in _XLSX_PARTS.items():
-            archive.writestr(name, text.replace("{sheet}", escape(sheet, {'"': "&quot;"})))
+            archive.writestr(name, text.replace("{sheet}", escape(sheet, _QUOTE)))
         with archive.open("xl/worksheets/sheet1.xml", "w") as part:
-            part.write(f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                       f'<worksheet xmlns="{_XLSX_MAIN}"><sheetData>'.encode())
-            part.write(f"<row>{''.join(map(_xlsx_cell, header))}</row>".encode())
-            for row in rows:
-                part.write(f"<row>{row_xml(row)}</row>".encode())
+            part.write(f'{_XML}<worksheet xmlns="{_XLSX_MAIN}">{_columns_xml(header, first)}'
+                       '<sheetData>'.encode())
+            heading = "".join(_text_cell(name, f' s="{_HEADER_STYLE}"') for name in header)
+            part.write(f"<row>{heading}</row>".encode())
+            for row in itertools.chain(first, rows):
+                part.write(f"<row>{''.join([_xlsx_cell(v, styles) for v in row])}</row>"
+                           .encode())
                 if out.pending >= 1 << 16:
                     yield out.take()
             part.write(b"</sheetData></worksheet>")
+        archive.writestr("xl/styles.xml", styles.xml())
     yield out.take()

@@ -59,11 +59,16 @@ def test_workbook_with_a_consent_flag_upload_map_report_download(app, page, tmp_
     download = download_info.value
     assert download.suggested_filename.endswith("-rejections.xlsx")
     data = io.BytesIO(download.path().read_bytes())
-    sheet = openpyxl.load_workbook(data, read_only=True).worksheets[0]
-    table = [list(row) for row in sheet.iter_rows(values_only=True)]
+    sheet = openpyxl.load_workbook(data).worksheets[0]
+    table = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert table[0] == ["row", "code", "message", "Имя", "Телефон", "Почта для связи",
                         "Согласие", "consent_at", "source_url"]
     assert [row[:2] for row in table[1:]] == [[n, "no_consent"] for n in (6, 16, 26, 36, 46)]
-    assert table[1][3:7] == ["Ирина", "14155550004", "irina4@mail.example.com", "нет"]
+    # Her cells as her workbook typed them: the phone a number, the moment a date.
+    assert table[1][3:] == ["Ирина", 14155550004, "irina4@mail.example.com", "нет",
+                            datetime(2026, 10, 1, 12, 4), "https://landing.example.com/form"]
+    row, phone, moment = sheet["A2"], sheet["E2"], sheet["H2"]
+    assert (row.data_type, phone.data_type, phone.number_format) == ("n", "n", "General")
+    assert moment.is_date and moment.number_format == "yyyy-mm-dd h:mm:ss"  # openpyxl's own
     assert "“нет”" in table[1][2]
     assert page.console_errors == []

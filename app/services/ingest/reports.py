@@ -4,8 +4,8 @@ import json
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
-from typing import Iterator
+from functools import cache, partial
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -13,6 +13,7 @@ from app.extensions import db
 from app.models import Batch, Rejection
 from app.services.exports import XLSX_TYPE, csv_lines, xlsx_chunks
 from app.services.crypto import current_vault
+from app.services.privacy import ERASED_TEXT
 from app.services.ingest.fields import REJECTION_COLUMNS
 from app.services.ingest.workers import CODES_SEPARATOR
 
@@ -91,13 +92,19 @@ class Download:
 
 def rejections_download(batch: Batch) -> Download:
     """The rejected rows, to fix and upload again, in the shape the file came in: an
-    .xlsx for a workbook; for a CSV its encoding (a BOM if it had one) and delimiter.
-    Each row: number, every code (";"-separated), the sentences, the original cells."""
-    headers = [*REJECTION_COLUMNS, *(batch.mapping.get("headers") or [])]
+    .xlsx for a workbook, its cells typed as the seller's were (a date a date, a number
+    a number); for a CSV its encoding (a BOM if it had one) and delimiter. Each row:
+    number, every code (";"-separated), the sentences, the original cells."""
+    source_headers = batch.mapping.get("headers") or []
+    headers = [*REJECTION_COLUMNS, *source_headers]
     name = f"batch-{batch.id}-rejections"
     if batch.file_format == "xlsx":
-        return Download(xlsx_chunks("Rejected rows", headers, _rejected_rows(batch)),
-                        XLSX_TYPE, f"{name}.xlsx")
+        # Imported for a workbook only: openpyxl adds ~17 MB to a process (sources.py).
+        from app.services.ingest.workbook import typed_cells
+
+        rows = _rejected_rows(batch, partial(typed_cells, width=len(source_headers)))
+        return Download(xlsx_chunks("Rejected rows", headers, rows), XLSX_TYPE,
+                        f"{name}.xlsx")
     encoding = batch.encoding if batch.encoding in _CHARSETS else "utf-8-sig"
     # The utf-16 codec writes its own BOM; utf-8-sig's is written as U+FEFF.
     lines = csv_lines(headers, _rejected_rows(batch), delimiter=batch.delimiter or ",",
@@ -108,11 +115,14 @@ def rejections_download(batch: Batch) -> Download:
                     f"text/csv; charset={_CHARSETS[encoding]}", f"{name}.csv")
 
 
-def _rejected_rows(batch: Batch) -> Iterator[list]:
+def _rejected_rows(batch: Batch, cells: Callable[[list[str]], list] = list) -> Iterator[list]:
+    """Row number, codes, message, then `cells` of the row's stored cells; a row whose
+    person asked to be erased has its message and no cells (privacy.py)."""
     decrypt = current_vault().decrypt
     query = (sa.select(Rejection.row_number, Rejection.codes, Rejection.message_enc,
                        Rejection.raw_enc)
              .where(Rejection.batch_id == batch.id).order_by(Rejection.row_number))
     for number, codes, message_enc, raw_enc in db.session.execute(
             query.execution_options(yield_per=2000)):
-        yield [number, codes, decrypt(message_enc), *json.loads(decrypt(raw_enc))]
+        message, raw = decrypt(message_enc), decrypt(raw_enc)
+        yield [number, codes, message, *(() if raw == ERASED_TEXT else cells(json.loads(raw)))]
