@@ -640,9 +640,9 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
         unwritten.clear()
 
 
-# A worker's temporary table (SQLite). Its pages stay in the temporary database's own
-# cache (2 MB; a chunk of 5,000 leads takes 1.5): bigger chunks would spill them to a
-# temporary file, not grow the worker's memory.
+# A worker's temporary table (SQLite), in the connection's temporary database: its
+# pages in a cache of their own (2 MB; a chunk of 5,000 leads takes 1.4), spilled to a
+# temporary file beyond that rather than growing the worker's memory.
 STAGED_LEADS = "staged_leads"
 
 
