@@ -763,10 +763,15 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     # next ones: this transaction holds the write lock.
     _claim(connection, claim)
     ids = _lead_ids(connection, plan, len(leads))
-    if staged and leads:
-        connection.driver.execute(plan.copy_staged_sql, (ids[0] - 1,))
-    leads = list(map(tuple.__add__, leads, zip(ids)))
-    if not staged:
+    if staged:
+        if leads:
+            connection.driver.execute(plan.copy_staged_sql, (ids[0] - 1,))
+        # All the keys need of a lead (key_rows, UnwrittenKeys.add): a third of the cost
+        # of the whole lead with its id.
+        leads, e_at, p_at = [(lead[0], lead[e_at], lead[p_at], lead_id)
+                             for lead, lead_id in zip(leads, ids)], 1, 2
+    else:
+        leads = list(map(tuple.__add__, leads, zip(ids)))
         write_leads(connection, plan, leads)
     connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):
