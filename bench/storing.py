@@ -6,20 +6,26 @@ Not a unit test: it measures and prints. Each variant runs in a fresh interprete
 fresh database (schema by the real migrations, to --revision), optionally changed
 further by DDL and SQLite pragmas, and stores the same rows in the same chunks and
 commits, timing each part: CPU of this process and of the PostgreSQL backend,
-per stored lead.
+per stored lead; `serial` is what the workers do in a chunk's turn (leads,
+rejections, keys).
 
     . .venv/bin/activate
     python bench/storing.py --rows 300000 \
         --variant 'before:revision=73382b63885f' --variant 'after:revision=head'
     python bench/storing.py --variant 'no-region:sql=DROP INDEX ix_leads_region' \
         --variant 'big-cache:sqlite=PRAGMA cache_size=-32768'
+    python bench/storing.py --backends sqlite --chunk 5000 \
+        --variant 'direct:leads=direct' --variant 'staged:leads=staged'
 
 Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS), each through the
 functions the ingest workers store with (app.services.ingest.storing):
   lookup      the chunk's contact keys looked up among stored leads (holders_by_key;
               `lookup=in` in a variant: PostgreSQL's plain `key = ANY(...)` join)
+  stage       SQLite, `leads=staged` in a variant: the accepted rows bound into the
+              worker's temporary table (stage_leads), as a worker does before its turn
   leads       the accepted rows written (write_leads: SQLite executemany; PostgreSQL
-              binary COPY of the rows as the workers pack them)
+              binary COPY of the rows as the workers pack them; `leads=staged`: copied
+              from the temporary table, as a worker does in its turn)
   rejections  the rejected rows written, and the chunk's claim on its batch
   keys        every --commit-rows leads, their contact keys (write_keys, in key
               order) and the commit
@@ -46,7 +52,8 @@ OUT = ROOT / "bench" / "out"
 TMP = OUT / "tmp"
 SEED = 20261122
 MASTER_KEY = "c3RvcmluZy1iZW5jaC1rZXktMzItYnl0ZXMtbG9uZyE="  # bench data only
-PARTS = ("lookup", "leads", "rejections", "keys")
+PARTS = ("lookup", "stage", "leads", "rejections", "keys")
+SERIAL = ("leads", "rejections", "keys")  # the parts of a chunk's turn
 
 
 def rows_file(rows: int, backend: str, chunk: int) -> Path:
@@ -87,13 +94,13 @@ def parse_variant(text: str) -> dict:
     migrations on both databases (sql), on PostgreSQL alone (pg), on SQLite alone."""
     name, _, rest = text.partition(":")
     variant = {"name": name, "revision": "head", "sql": [], "pg": [], "sqlite": [],
-               "lookup": "lateral"}
+               "lookup": "lateral", "leads": "direct"}
     # Split where a setting starts, so that a statement may hold semicolons.
-    for part in filter(None, re.split(r";(?=(?:revision|sql|pg|sqlite|lookup)=)", rest)):
+    for part in filter(None, re.split(r";(?=(?:revision|sql|pg|sqlite|lookup|leads)=)", rest)):
         key, _, value = part.partition("=")
         if key in ("sql", "pg", "sqlite"):
             variant[key].append(value)
-        elif key in ("revision", "lookup"):
+        elif key in ("revision", "lookup", "leads"):
             variant[key] = value
         else:
             raise SystemExit(f"unknown variant setting {key!r}")
@@ -212,8 +219,17 @@ def _store_all(spec: dict) -> dict:
                      for row, lead_id in zip(accepted, range(next_id, next_id + len(accepted)))]
             next_id += len(accepted)
             unwritten += storing.key_rows(leads, e_at, p_at)
-            with timed("leads"):
-                storing.write_leads(connection, plan, leads)
+            if variant["leads"] == "staged" and not postgres and leads:
+                with timed("stage"):
+                    storing.stage_leads(connection.driver, plan, [row + (False,)
+                                                                  for row in accepted])
+                with timed("leads"):
+                    connection.driver.execute(plan.copy_staged_sql, (leads[0][-1] - 1,))
+                with timed("stage"):  # after the commit, in the app
+                    connection.driver.execute(f"DELETE FROM temp.{storing.STAGED_LEADS}")
+            else:
+                with timed("leads"):
+                    storing.write_leads(connection, plan, leads)
             with timed("rejections"):
                 rows = [row + (batch.id,) for row in rejections]
                 if postgres:
@@ -276,8 +292,10 @@ def report(backend: str, name: str, result: dict) -> None:
                       for part, (c, s) in result["cpu"].items())
     total = sum(c + s for c, s in result["cpu"].values()) / n * 1e6
     server = sum(s for _, s in result["cpu"].values()) / n * 1e6
+    serial = sum(sum(result["cpu"][part]) for part in SERIAL) / n * 1e6
     sizes = " ".join(f"{k} {v / 2**20:.0f} MB" for k, v in result["sizes"].items())
-    print(f"  {backend:<10} {name:<16} {total:6.2f} µs CPU/lead (server {server:5.2f}), "
+    print(f"  {backend:<10} {name:<16} {total:6.2f} µs CPU/lead (server {server:5.2f}, "
+          f"serial {serial:5.2f}), "
           f"wall {result['wall'] / n * 1e6:6.2f} µs | {parts} | {sizes}", flush=True)
 
 

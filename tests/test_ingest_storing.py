@@ -1,6 +1,7 @@
-"""How the ingest pipeline stores rows on PostgreSQL: packed by the workers for binary
+"""How the ingest pipeline stores rows: on PostgreSQL packed by the workers for binary
 COPY (app.core.pgcopy, app.services.ingest.copy_ready), the same leads as the
-driver's own COPY would store."""
+driver's own COPY would store; on SQLite staged by a worker in a temporary table of
+its connection before its turn, and copied from there in it."""
 import io
 import sys
 from datetime import datetime, timedelta, timezone
@@ -16,11 +17,13 @@ from psycopg.types.string import BytesBinaryDumper, StrBinaryDumper
 from app.core import pgcopy
 from app.core.bulk import kind_of
 from app.extensions import db
-from app.models import Lead, Role
+from app.models import Batch, Lead, Role
 from app.services.crypto import current_vault
 from app.services.ingest import copy_ready, storing, workers
 from tests.conftest import make_user, on_postgres
-from tests.ingest_helpers import csv_bytes, ingest, leads, person, rejections
+from tests.ingest_helpers import (
+    csv_bytes, ingest, keys_of_leads, leads, person, rejections, stored_keys,
+)
 
 DUMPERS = {"int2": Int2BinaryDumper, "int4": Int4BinaryDumper, "int8": Int8BinaryDumper,
            "bool": BoolBinaryDumper, "bytea": BytesBinaryDumper, "text": StrBinaryDumper,
@@ -93,13 +96,17 @@ def _csv(header, rows) -> bytes:
     return out.getvalue().encode()
 
 
-@pytest.mark.skipif(not on_postgres(), reason="binary COPY is PostgreSQL's")
-def test_packed_rows_store_what_validation_gave(app):
-    """A file stored through rows packed for binary COPY: every accepted column of every
-    lead as validation gave it in Python objects (sealed contacts opened)."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_stored_rows_are_what_validation_gave(app, monkeypatch, processes):
+    """A file stored as the workers store it (PostgreSQL: rows packed for binary COPY;
+    SQLite: bound for executemany, on the worker processes first into a temporary
+    table and copied from there): every accepted column of every lead as validation
+    gave it in Python objects (sealed contacts opened), ids in file order, the contact
+    keys of those ids."""
     from app.services.ingest.reader import open_csv
     from app.services.ingest.validate import RowContext
 
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", processes)
     header, rows = _bench_rows(700)
     data = _csv(header, rows)
     batch = ingest(make_user(Role.SELLER), data)
@@ -119,6 +126,8 @@ def test_packed_rows_store_what_validation_gave(app):
     assert len(stored) == batch.accepted > 550  # the rest: invalid, or repeating a row
     assert stored == [opened(expected[row[0]]) for row in stored]
     assert {lead.seller_id for lead in leads(batch)} == {batch.seller_id}
+    ids = [lead.id for lead in leads(batch)]
+    assert ids == sorted(ids) and stored_keys() == keys_of_leads()
 
 
 def test_a_contact_twice_in_a_file_is_a_duplicate_even_when_another_seller_has_it(seller):
@@ -249,3 +258,104 @@ def test_a_chunk_whose_earlier_chunk_left_the_ring_looks_its_contacts_up_again(a
                   elsewhere, unwritten)
     assert rejections(batch) == {6: "duplicate_in_batch"}
     assert [lead.row_number for lead in leads(batch)] == [2, 3, 4, 5, 7]
+
+
+def _run_by_hand(seller, rows: list[dict], chunk_rows: int):
+    """A batch in processing, its plan, and its file's chunks validated as a worker
+    validates them: (plan, [(chunk, block, result), ...])."""
+    import dataclasses
+
+    from app.services.ingest import pipeline
+    from app.services.ingest.reader import open_csv
+    from app.services.ingest.validate import RowContext
+
+    batch = ingest(seller, csv_bytes([]))  # a batch to store into, by hand
+    run = pipeline.BatchRun(batch.id, batch.seller_id, batch.floor_price, batch.cap, 0)
+    plan = dataclasses.replace(pipeline.storing_plan(run), run=1)
+    db.session.execute(sa.text(f"UPDATE batches SET status = 'processing' WHERE id = {batch.id}"))
+    db.session.commit()
+    with open_csv(io.BytesIO(csv_bytes(rows)), mapping={}) as source:
+        blocks, fields = list(source.blocks(chunk_rows)), source.header_map.fields
+    ctx, previous, chunks = RowContext("US", batch.created_at), 0, []
+    for turn, block in enumerate(blocks):
+        result = workers._validated(block, fields, ctx, current_vault(),
+                                    workers.STORAGE_OF[plan.dialect])
+        chunks.append((storing.Chunk(turn, previous, block.last, block.rows, 0), block, result))
+        previous = block.last
+    db.session.commit()  # nothing held: the chunks are stored on connections of their own
+    return batch, plan, chunks
+
+
+def _staged(connection) -> int:
+    return connection.driver.execute(
+        f"SELECT count(*) FROM temp.{storing.STAGED_LEADS}").fetchone()[0]
+
+
+@pytest.mark.skipif(on_postgres(), reason="SQLite's one writer")
+def test_a_worker_stages_its_leads_while_another_connection_holds_the_write_lock(app, seller):
+    """The staging writes the connection's temporary database alone: it neither takes
+    nor waits for the shared database's write lock."""
+    import sqlite3
+
+    _, plan, [(_, _, result)] = _run_by_hand(seller, [person(i) for i in range(5)], 10)
+    own = storing.OwnConnection("sqlite", plan.database)
+    own.driver.execute("PRAGMA busy_timeout=0")  # waiting would fail at once
+    holder = sqlite3.connect(plan.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        storing._stage(own.driver, plan, [row + (False,) for row in result.accepted])
+        assert _staged(own) == 5
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            own.begin()  # the shared database's lock is the holder's
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        own.close()
+
+
+@pytest.mark.skipif(on_postgres(), reason="staging is SQLite's")
+def test_a_chunk_that_fails_in_its_turn_leaves_no_staged_leads_behind(app, seller):
+    """A worker's connection serves chunk after chunk: a chunk refused in its turn (its
+    claim lost, or a row refused by the database) leaves nothing in leads nor among
+    the staged rows, and the chunks stored on the connection after it get their own
+    rows, with the next ids."""
+    import dataclasses
+
+    rows = [person(i) for i in range(9)]
+    batch, plan, chunks = _run_by_hand(seller, rows, 4)
+    own = storing.OwnConnection("sqlite", plan.database)
+    recent = storing.RecentLeads.local(4, 100)
+    unwritten = storing.UnwrittenKeys.local(100) if plan.defer_keys else None
+    vault = current_vault()
+
+    def store(chunk, block, result):
+        ready = storing.prepare(own, plan, result, chunk.turn, unwritten,
+                                unwritten.read() if unwritten else None)
+        storing.store(own, plan, chunk, block, result, vault, ready, recent, unwritten)
+
+    try:
+        first, second, third = chunks
+        with pytest.raises(storing.BatchTaken):  # resumed from a checkpoint passed since
+            store(dataclasses.replace(first[0], previous=1), *first[1:])
+        assert _staged(own) == 0
+        db.session.execute(sa.text("CREATE TRIGGER test_refused BEFORE INSERT ON leads WHEN "
+                                   "NEW.row_number = 4 BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+        db.session.commit()
+        with pytest.raises(Exception, match="refused"):
+            store(*first)
+        assert _staged(own) == 0
+        db.session.execute(sa.text("DROP TRIGGER test_refused"))
+        db.session.commit()
+        for chunk in chunks:
+            store(*chunk)
+            assert _staged(own) == 0
+        if unwritten is not None:
+            storing.write_unwritten(own, unwritten)
+    finally:
+        own.close()
+    db.session.expire_all()
+    stored = leads(batch)
+    assert [lead.row_number for lead in stored] == list(range(2, len(rows) + 2))
+    assert [lead.id for lead in stored] == list(range(stored[0].id, stored[0].id + len(rows)))
+    assert db.session.get(Batch, batch.id).accepted == len(rows)
+    assert stored_keys() == keys_of_leads()

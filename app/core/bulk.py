@@ -92,9 +92,23 @@ def sqlite_insert(table: sa.Table, columns: tuple[str, ...], constants: dict[str
     """SQLite: an INSERT of `columns` bound per row, plus columns that hold one value
     for all rows (ints, bools, text; datetimes given as the database's text), written
     into the statement once instead of being bound for every row."""
-    names = ", ".join(columns + tuple(constants))
-    values = ", ".join(["?"] * len(columns) + [_sqlite_literal(v) for v in constants.values()])
+    names, values = _sqlite_columns(dict.fromkeys(columns, "?"), constants)
     return f"INSERT INTO {table.name} ({names}) VALUES ({values})"
+
+
+def sqlite_insert_select(table: sa.Table, selected: dict[str, str],
+                         constants: dict[str, object], source: str) -> str:
+    """SQLite: an INSERT of the rows of `source`, each column of `selected` given by its
+    expression over them, plus `constants` (sqlite_insert)."""
+    names, values = _sqlite_columns(selected, constants)
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {source}"
+
+
+def _sqlite_columns(expressions: dict[str, str], constants: dict[str, object]
+                    ) -> tuple[str, str]:
+    """The column list of an INSERT, and what goes in each column."""
+    return (", ".join((*expressions, *constants)),
+            ", ".join([*expressions.values(), *map(_sqlite_literal, constants.values())]))
 
 
 def insert_ready(table: sa.Table, columns: tuple[str, ...], rows: list[tuple],

@@ -43,7 +43,7 @@ from app.models.types import utcnow
 from app.people import notifications
 from app.services import accounts, contact_keys, do_not_call, scoring
 from app.core import pgcopy
-from app.core.bulk import SessionConnection, kind_of, sqlite_insert
+from app.core.bulk import SessionConnection, kind_of, sqlite_insert, sqlite_insert_select
 from app.services.ingest import copy_ready, storing, workers
 from app.services.ingest.reader import UnreadableFile
 from app.services.ingest.sources import CsvSource, open_upload
@@ -372,10 +372,14 @@ def storing_plan(run: BatchRun, leads: sa.Table = Lead.__table__) -> storing.Pla
         raise NotImplementedError(dialect)
     constants["created_at"] = _stored_time(constants["created_at"])
     in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    staged = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",)
     return storing.Plan(
         dialect, None if in_memory else os.path.abspath(url.database),
-        leads_sql=sqlite_insert(
-            leads, workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id"), constants),
+        leads_sql=sqlite_insert(leads, staged + ("id",), constants),
+        staged_columns=staged,
+        copy_staged_sql=sqlite_insert_select(
+            leads, {**dict(zip(staged, staged)), "id": "rowid + ?"}, constants,
+            f"temp.{storing.STAGED_LEADS}"),
         rejections_sql=sqlite_insert(rejections, REJECTION_INSERT_COLUMNS, {}),
         hashes=(workers.EMAIL_HASH, workers.PHONE_HASH),
         defer_keys=bool(current_app.config["INGEST_KEYS_ROWS"]), **common)

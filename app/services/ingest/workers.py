@@ -7,7 +7,8 @@ each of which validates its chunk while the other stores, then stores it on its 
 database connection. Its lookups of stored leads are made before its turn, on the
 worker's time (storing.prepare); in its turn the chunk only checks the chunks that
 had not committed then and decides its rows; the next chunk's turn comes while this
-one writes (on PostgreSQL both write at once), and the commits keep file order.
+one writes (on PostgreSQL both write at once; on SQLite the next one stages its
+leads meanwhile, storing.py), and the commits keep file order.
 The calling process only reads the file and hands the chunks out. With one worker
 (or inside a daemonic process, such as a Celery prefork child, which may not start
 processes of its own) the same code runs in-process on the caller's connection.
