@@ -7,6 +7,7 @@ mixes of the values sellers send, the near misses around them and broken text.
 """
 import base64
 import io
+import json
 import random
 import sys
 from datetime import datetime, timezone
@@ -168,15 +169,21 @@ def test_the_benchmark_file_is_decided_column_wise():
 
 def _per_row(rows, fields, ctx, vault, storage):
     """validate_chunk's answer made row by row: validate_row, then each lead as
-    workers._accepted_row builds it, each rejection with its codes and message."""
-    accepted, rejected = [], []
+    workers._accepted_row builds it, each rejection with its codes, message, cells as
+    the JSON encoder writes them and valid contacts' hashes."""
+    accepted, rejected, contacts = [], [], []
     for number, cells in rows:
         verdict = _reference(fields, cells, ctx)
         if verdict.lead is not None:
             accepted.append(_accepted_row(number, verdict.lead, vault, storage))
-        else:
-            rejected.append((number, verdict.code, ";".join(verdict.codes), verdict.message))
-    return accepted, rejected
+            continue
+        if verdict.email or verdict.phone:
+            contacts.append((len(rejected),
+                             verdict.email and vault.dedupe_hash("email", verdict.email),
+                             verdict.phone and vault.dedupe_hash("phone", verdict.phone)))
+        rejected.append((number, verdict.code, ";".join(verdict.codes), verdict.message,
+                         json.dumps(cells, ensure_ascii=False)))
+    return accepted, rejected, contacts
 
 
 def _opened(vault, accepted):
@@ -201,10 +208,11 @@ def test_chunks_are_built_as_row_by_row(storage):
         else:
             rows = [(n, _row(rng, fields)) for n in range(2, 302)]
         result = validate_chunk(rows, fields, ctx, vault, storage)
-        accepted, rejected = _per_row(rows, fields, ctx, vault, storage)
+        accepted, rejected, contacts = _per_row(rows, fields, ctx, vault, storage)
         assert _opened(vault, result.accepted) == _opened(vault, accepted), fields
-        assert [(number, code, codes, vault.decrypt(message))
-                for number, code, codes, message, _ in result.rejected] == rejected
+        assert [(number, code, codes, vault.decrypt(message), vault.decrypt(raw))
+                for number, code, codes, message, raw in result.rejected] == rejected
+        assert result.rejected_contacts == contacts
         compared += len(accepted)
     assert compared > 2000
 

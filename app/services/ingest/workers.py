@@ -105,12 +105,10 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     if len(accepted) == len(rows):
         result.accepted = accepted
         return result
-    rejected = result.rejected.append
-    encrypt, dedupe_hash = vault.encrypt, vault.dedupe_hash
-    dumps = _JSON_TEXT
     pairs = [(i, name) for i, name in enumerate(fields) if name]
     width = len(fields)
     late = []  # (position, row) of rows validate_row accepts once their text is cleaned
+    refused = []  # (row number, verdict, raw cells) of the rejected rows
     for position, ((number, raw), ok) in enumerate(zip(rows, decided.ok)):
         if ok:
             continue
@@ -121,13 +119,20 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             continue
         if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
             raw = [storable(cell) for cell in raw]
-        if verdict.email or verdict.phone:
-            result.rejected_contacts.append((
-                len(result.rejected),
-                dedupe_hash("email", verdict.email) if verdict.email else None,
-                dedupe_hash("phone", verdict.phone) if verdict.phone else None))
-        rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
-                  encrypt(verdict.message), encrypt(dumps(raw))))
+        refused.append((number, verdict, raw))
+    if refused:  # hashed and encrypted together: one random read for them all
+        verdicts = [verdict for _, verdict, _ in refused]
+        contacts = zip(vault.dedupe_hashes("email", [verdict.email for verdict in verdicts]),
+                       vault.dedupe_hashes("phone", [verdict.phone for verdict in verdicts]))
+        result.rejected_contacts = [(position, email_hash, phone_hash)
+                                    for position, (email_hash, phone_hash) in enumerate(contacts)
+                                    if email_hash or phone_hash]
+        sealed = vault.encrypt_many([verdict.message for verdict in verdicts]
+                                    + [_json_texts(raw) for _, _, raw in refused])
+        result.rejected = [
+            (number, verdict.code, CODES_SEPARATOR.join(verdict.codes), message, raw)
+            for (number, verdict, _), message, raw in zip(refused, sealed,
+                                                          sealed[len(refused):])]
     if late:  # accepted rows stay in file order: the first of two duplicates is kept
         passed = compress(itertools.count(), decided.ok)
         merged = heapq.merge(zip(passed, accepted), late, key=itemgetter(0))
@@ -136,12 +141,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     return result
 
 
-def _interests_json(words: tuple[str, ...]) -> str:
-    """_JSON_TEXT(list(words)), written directly when no word needs escaping."""
-    text = "".join(words)
+def _json_texts(texts: Sequence[str]) -> str:
+    """_JSON_TEXT(list(texts)), written directly when no text needs escaping (the
+    usual case: a printable text needs it only for a quote or a backslash)."""
+    text = "".join(texts)
     if '"' in text or "\\" in text or not text.isprintable():
-        return _JSON_TEXT(words)
-    return '["' + '", "'.join(words) + '"]' if words else "[]"
+        return _JSON_TEXT(texts)
+    return '["' + '", "'.join(texts) + '"]' if texts else "[]"
 
 
 def _shortened(texts: list) -> list:
@@ -202,7 +208,7 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        interests = each_distinct(_interests_json, interests)
+        interests = each_distinct(_json_texts, interests)
         if storage == "sqlite":
             consent_times = map(_sqlite_time, consent_times)
 
