@@ -401,7 +401,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if (readable := _readable(values)) is not None:
                 ok = [a and b for a, b in zip(ok, readable)]
 
-    def checked(values: list) -> list:
+    def checked(values: Sequence) -> Sequence:
         if _FAIL in values:
             for i, value in enumerate(values):
                 if value is _FAIL:
@@ -411,16 +411,16 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     default = ctx.default_country
 
     def where(cells: tuple) -> tuple:
-        """The row's place, home country and the clock of its consent time."""
+        """The row's place, home country, the clock of its consent time and whether
+        that clock reads a date month first."""
         place = _place(cells, default)
-        if place is _FAIL:
-            return place, default, consent_zone(None, default)
-        return place, place[2], consent_zone(place[1], place[2])
+        home = default if place is _FAIL else place[2]
+        return (place, home, consent_zone(None if place is _FAIL else place[1], home),
+                home == "US")
 
-    wheres = each_distinct(where, list(zip(column("country"), column("region"),
-                                           column("city"))))
-    places = checked([found[0] for found in wheres])
-    homes = [found[1] for found in wheres]
+    places, homes, zones, month_firsts = zip(*each_distinct(where, list(zip(
+        column("country"), column("region"), column("city"))))) if count else ((),) * 4
+    checked(places)
 
     emails: list[str | None] = list(absent)
     if "email" in columns:
@@ -445,13 +445,12 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if flag is not True:
                 ok[i] = False
 
-    month_firsts = [home == "US" for home in homes]
     latest = ctx.now + CLOCK_SKEW
-    consent_times = consent_times_of(stripped("consent_at"), month_firsts,
-                                     [found[2] for found in wheres])
-    for i, when in enumerate(consent_times):
-        if when is None or when > latest:
-            ok[i] = False
+    consent_times = consent_times_of(stripped("consent_at"), month_firsts, zones)
+    if None in consent_times or max(consent_times, default=latest) > latest:
+        for i, when in enumerate(consent_times):
+            if when is None or when > latest:
+                ok[i] = False
     urls = each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
                           column("source_url"))
     if None in urls:
