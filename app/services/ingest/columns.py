@@ -44,10 +44,32 @@ from app.services.regions_tz import consent_zone
 _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 
 
-def each_distinct(convert: Callable, column: Sequence) -> list:
-    """convert(value) for every value, computed once per distinct value."""
-    known = {value: convert(value) for value in set(column)}
-    if len(known) == 1:  # one value (a column not given): no lookup per row
+# Answers of the costlier conversions kept from one chunk to the next (a file's places,
+# pages and ages repeat), each memo MEMO_SIZE answers at most between chunks: cleared
+# when a chunk would take it past that, so a file of ever new values costs no memory.
+MEMO_SIZE = 2048
+_memos: dict[tuple, dict] = {}
+
+
+def memo(*purpose) -> dict:
+    """This process's memo for a conversion (and whatever else its answers depend on)."""
+    return _memos.setdefault(purpose, {})
+
+
+def each_distinct(convert: Callable, column: Sequence, known: dict | None = None) -> list:
+    """convert(value) for every value, computed once per distinct value; `known`: a
+    memo of earlier chunks' answers (convert then depends on the value alone)."""
+    distinct = set(column)
+    if known is None:
+        known = {value: convert(value) for value in distinct}
+    else:
+        new = distinct.difference(known)
+        if len(known) + len(new) > MEMO_SIZE:
+            known.clear()
+            new = distinct
+        for value in new:
+            known[value] = convert(value)
+    if len(distinct) == 1:  # one value (a column not given): no lookup per row
         return [known[column[0]]] * len(column)
     return list(map(known.__getitem__, column))
 
@@ -311,6 +333,10 @@ def _births(cell: str | None, today: date) -> tuple | None:
     return day_first, _born(birth_raw, True, today) if "/" in birth_raw[1:3] else day_first
 
 
+def _url(cell: str | None) -> str | None:
+    return normalise_url(raw) if (raw := _stripped(cell)) else None
+
+
 def _aged(cell: str | None) -> tuple | object:
     """(age, None) from an age cell (None, None when empty), or _FAIL."""
     if age_raw := _stripped(cell):
@@ -419,7 +445,8 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
                 home == "US")
 
     places, homes, zones, month_firsts = zip(*each_distinct(where, list(zip(
-        column("country"), column("region"), column("city"))))) if count else ((),) * 4
+        column("country"), column("region"), column("city"))), memo("where", default))
+    ) if count else ((),) * 4
     checked(places)
 
     emails: list[str | None] = list(absent)
@@ -451,8 +478,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
         for i, when in enumerate(consent_times):
             if when is None or when > latest:
                 ok[i] = False
-    urls = each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
-                          column("source_url"))
+    urls = each_distinct(_url, column("source_url"), memo("source_url"))
     if None in urls:
         for i, url in enumerate(urls):
             if url is None:
@@ -461,7 +487,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     # The birth date, or else the age: each distinct cell read once (both ways where
     # the row's clock picks day or month first).
     born = each_distinct(lambda cell: _births(cell, today), column("birth_date"))
-    aged = each_distinct(_aged, column("age"))
+    aged = each_distinct(_aged, column("age"), memo("age"))
     births = checked(aged if born.count(None) == count else [
         age if birth is None else birth[month_first]
         for birth, age, month_first in zip(born, aged, month_firsts)])

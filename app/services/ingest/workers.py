@@ -36,7 +36,7 @@ from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready, storing
 from app.services.ingest.columns import (
-    Decided, decide_columns, each_distinct, printable_lines,
+    MEMO_SIZE, Decided, decide_columns, each_distinct, memo, printable_lines,
 )
 from app.services.regions import load_indexes
 from app.services.ingest.reader import FIELD_LIMIT, Block
@@ -161,8 +161,11 @@ def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions
             interests: list, maritals: list, employeds: list, budgets: list,
             authorities: list, needs: list, timeframes: list) -> list[int]:
     """lead_points of each row, called once per distinct combination of what it reads
-    (whether each part is given, the vocabulary words and the intent texts)."""
-    known: dict[tuple, int] = {}
+    (whether each part is given, the vocabulary words and the intent texts) in this
+    process (columns.memo: the combinations repeat from chunk to chunk)."""
+    known = memo("lead_points")
+    if len(known) > MEMO_SIZE:
+        known.clear()
     scores = []
     for i, key in enumerate(zip(has_phone, has_email, [age is None for age in ages], genders,
                                 map(bool, regions), map(bool, interests), maritals, employeds,
