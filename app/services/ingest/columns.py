@@ -394,7 +394,7 @@ class Decided:
     field's normalised values (meaningful where the row passed)."""
 
     ok: list[bool]
-    values: dict[str, list]  # LEAD_FIELDS -> one value per row
+    values: dict[str, Sequence]  # LEAD_FIELDS -> one value per row
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -437,16 +437,19 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     default = ctx.default_country
 
     def where(cells: tuple) -> tuple:
-        """The row's place, home country, the clock of its consent time and whether
-        that clock reads a date month first."""
+        """The row's place (or _FAIL), home country, region, the country its place
+        names (None if none), the clock of its consent time and whether that clock
+        reads a date month first."""
         place = _place(cells, default)
-        home = default if place is _FAIL else place[2]
-        return (place, home, consent_zone(None if place is _FAIL else place[1], home),
-                home == "US")
+        if place is _FAIL:
+            return place, default, None, None, consent_zone(None, default), default == "US"
+        country, region, home = place
+        return (place, home, region, country or (region[:2] if region else None),
+                consent_zone(region, home), home == "US")
 
-    places, homes, zones, month_firsts = zip(*each_distinct(where, list(zip(
-        column("country"), column("region"), column("city"))), memo("where", default))
-    ) if count else ((),) * 4
+    places, homes, regions, place_countries, zones, month_firsts = zip(*each_distinct(
+        where, list(zip(column("country"), column("region"), column("city"))),
+        memo("where", default))) if count else ((),) * 6
     checked(places)
 
     emails: list[str | None] = list(absent)
@@ -495,7 +498,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
     jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
-    values: dict[str, list] = {}
+    values: dict[str, Sequence] = {}
     if any(ok):
         def texts(name: str) -> list[str | None]:
             return each_distinct(_text, column(name))
@@ -511,11 +514,9 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "age": [birth[0] if birth is not _FAIL else None for birth in births],
             "birth_date": [birth[1] if birth is not _FAIL else None for birth in births],
             "gender": vocabulary("gender", GENDERS),
-            "region": [place[1] if place is not _FAIL else None for place in places],
-            "country": [
-                (place[0] or (place[1][:2] if place[1] else None) or phone_country or fallback)
-                if place is not _FAIL else None
-                for place, phone_country in zip(places, phone_countries)],
+            "region": regions,
+            "country": [country or phone_country or fallback
+                        for country, phone_country in zip(place_countries, phone_countries)],
             "marital_status": vocabulary("marital_status", MARITAL_STATUSES),
             "employed": vocabulary("employed", EMPLOYED),
             # One tuple per distinct value: validate_columns makes each lead its list.
