@@ -19,8 +19,8 @@ import pytest
 from app.services.crypto import ContactVault
 from app.services.ingest import columns as columns_module
 from app.services.ingest.columns import (
-    _iso_date, _numeric_date, consent_times_of, each_distinct, interest_words, interests_of,
-    normalise_emails, printable_lines, validate_columns,
+    MEMO_SIZE, _iso_date, _numeric_date, consent_times_of, each_distinct, interest_words,
+    interests_of, normalise_emails, printable_lines, validate_columns,
 )
 from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
@@ -215,6 +215,28 @@ def test_chunks_are_built_as_row_by_row(storage):
         assert result.rejected_contacts == contacts
         compared += len(accepted)
     assert compared > 2000
+
+
+def test_a_memo_gives_each_values_answer_and_stays_bounded():
+    """each_distinct with a memo: convert's answer for every value, each distinct value
+    converted once while the memo holds it; a chunk that would take the memo past
+    MEMO_SIZE answers clears it first, so it never keeps more between chunks."""
+    calls = []
+
+    def convert(value):
+        calls.append(value)
+        return value * 2
+
+    known: dict = {}
+    assert each_distinct(convert, [1, 2, 1], known) == [2, 4, 2]
+    assert each_distinct(convert, [2, 3, 3], known) == [4, 6, 6]
+    assert each_distinct(convert, [5, 5, 5], known) == [10, 10, 10]
+    assert sorted(calls) == [1, 2, 3, 5] and len(known) == 4
+    big = list(range(100, 100 + MEMO_SIZE - 1))
+    assert each_distinct(convert, big, known) == [value * 2 for value in big]
+    assert len(known) == MEMO_SIZE - 1  # cleared first: 4 + 2047 would be past the size
+    calls.clear()
+    assert each_distinct(convert, [100, 7], known) == [200, 14] and calls == [7]
 
 
 def test_bare_iso_dates_read_as_parse_timestamp_reads_them():

@@ -373,14 +373,15 @@ def _readable(column: Sequence[str]) -> list[bool] | None:
 
 
 def printable_lines(lines: Sequence[str], records: int) -> bool:
-    """Whether every cell of the records read from `lines` (one line each: no cell
-    holds a line break) is printable with nothing unreadable: their text, line breaks
-    aside, is. A cheaper check than one over the cells (one join of whole lines), and
-    a stricter one (it reads the columns no field takes, the quotes and delimiters
-    too): when it fails, decide_columns checks the cells themselves."""
+    """Whether every cell of the records read from `lines` (Block.lines: one record a
+    line, without its line break) is printable with nothing unreadable: their text is.
+    A cheaper check than one over the cells (one join of whole lines), and a stricter
+    one (it reads the columns no field takes, the quotes and delimiters too, and any
+    carriage return left in a line): when it fails, decide_columns checks the cells
+    themselves."""
     if len(lines) != records:
         return False
-    text = "".join([line.rstrip("\r\n") for line in lines])
+    text = "".join(lines)
     return text.isprintable() and "\ufffd" not in text
 
 
