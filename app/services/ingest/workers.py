@@ -219,7 +219,7 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
         return [compress(column, ok) for column in columns]
 
     return list(zip(
-        compress([number for number, _ in rows], ok), sealed, email_hashes, phone_hashes,
+        compress(map(itemgetter(0), rows), ok), sealed, email_hashes, phone_hashes,
         *taken(has_email, has_phone, ages, genders, regions, values["country"], maritals,
                employeds, interests, budgets, authorities, needs, timeframes),
         consent_times,
