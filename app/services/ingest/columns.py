@@ -4,9 +4,10 @@ time. Pure functions, no database; runs in the ingest workers.
 `validate_row` decides one row at a time and pays Python's overhead for every cell.
 Most columns of a real file hold few distinct values (genders, countries, regions,
 pages, names, ages), so here each distinct value of a column is worked out once per
-chunk and the rows look it up; emails are checked in one regex pass over their column
-(normalise_emails), phones in the common shapes too (normalise_phones), and only
-consent times and the other phones are read one by one.
+chunk (the costlier ones once per worker: `memo`) and the rows look it up; emails are
+checked in one regex pass over their column (normalise_emails), phones in the common
+shapes too (normalise_phones), and only consent times and the other phones are read
+one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
