@@ -167,11 +167,18 @@ class ContactVault:
             data = "\n".join(texts).encode().split(b"\n")
         else:
             data = [_CONTACT_JSON(list(values)).encode() for values in zip(*columns)]
+        return self._encrypted(data)
+
+    def encrypt_many(self, texts: list[str]) -> list[bytes]:
+        """encrypt of each text, with one random read for them all."""
+        return self._encrypted([text.encode() for text in texts])
+
+    def _encrypted(self, data: list[bytes]) -> list[bytes]:
         prefix, encrypt = self._prefix, self._cipher.encrypt
-        nonces = os.urandom(NONCE_BYTES * count)
+        nonces = os.urandom(NONCE_BYTES * len(data))
         sealed = []
         append = sealed.append
-        for at, text in zip(range(0, NONCE_BYTES * count, NONCE_BYTES), data):
+        for at, text in zip(range(0, NONCE_BYTES * len(data), NONCE_BYTES), data):
             nonce = nonces[at:at + NONCE_BYTES]
             append(prefix + nonce + encrypt(nonce, text, prefix))
         return sealed

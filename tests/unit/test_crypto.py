@@ -180,6 +180,16 @@ def test_sealing_a_chunk_is_sealing_each_row(vault, columns):
         assert len(blob) == len(one)
 
 
+def test_encrypting_many_is_encrypting_each(vault):
+    """encrypt_many: each text under its own nonce, in encrypt's layout."""
+    texts = ["+79161234567", "", "Иван Петров", "line\nbreak", "😀" * 50]
+    blobs = vault.encrypt_many(texts)
+    assert [vault.decrypt(blob) for blob in blobs] == texts
+    assert [len(blob) for blob in blobs] == [len(vault.encrypt(text)) for text in texts]
+    assert len({blob[1:1 + NONCE_BYTES] for blob in blobs}) == len(texts)
+    assert vault.encrypt_many([]) == []
+
+
 def test_hashing_a_column_is_hashing_each_value(vault):
     values = ["+79161234567", None, "", "a@b.co"]
     assert vault.dedupe_hashes("phone", values) == [

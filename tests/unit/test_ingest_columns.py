@@ -7,6 +7,7 @@ mixes of the values sellers send, the near misses around them and broken text.
 """
 import base64
 import io
+import json
 import random
 import sys
 from datetime import datetime, timezone
@@ -18,8 +19,8 @@ import pytest
 from app.services.crypto import ContactVault
 from app.services.ingest import columns as columns_module
 from app.services.ingest.columns import (
-    _iso_date, _numeric_date, consent_times_of, each_distinct, interest_words, interests_of,
-    normalise_emails, printable_lines, validate_columns,
+    MEMO_SIZE, _iso_date, _numeric_date, consent_times_of, each_distinct, interest_words,
+    interests_of, normalise_emails, printable_lines, validate_columns,
 )
 from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
@@ -168,15 +169,21 @@ def test_the_benchmark_file_is_decided_column_wise():
 
 def _per_row(rows, fields, ctx, vault, storage):
     """validate_chunk's answer made row by row: validate_row, then each lead as
-    workers._accepted_row builds it, each rejection with its codes and message."""
-    accepted, rejected = [], []
+    workers._accepted_row builds it, each rejection with its codes, message, cells as
+    the JSON encoder writes them and valid contacts' hashes."""
+    accepted, rejected, contacts = [], [], []
     for number, cells in rows:
         verdict = _reference(fields, cells, ctx)
         if verdict.lead is not None:
             accepted.append(_accepted_row(number, verdict.lead, vault, storage))
-        else:
-            rejected.append((number, verdict.code, ";".join(verdict.codes), verdict.message))
-    return accepted, rejected
+            continue
+        if verdict.email or verdict.phone:
+            contacts.append((len(rejected),
+                             verdict.email and vault.dedupe_hash("email", verdict.email),
+                             verdict.phone and vault.dedupe_hash("phone", verdict.phone)))
+        rejected.append((number, verdict.code, ";".join(verdict.codes), verdict.message,
+                         json.dumps(cells, ensure_ascii=False)))
+    return accepted, rejected, contacts
 
 
 def _opened(vault, accepted):
@@ -201,12 +208,35 @@ def test_chunks_are_built_as_row_by_row(storage):
         else:
             rows = [(n, _row(rng, fields)) for n in range(2, 302)]
         result = validate_chunk(rows, fields, ctx, vault, storage)
-        accepted, rejected = _per_row(rows, fields, ctx, vault, storage)
+        accepted, rejected, contacts = _per_row(rows, fields, ctx, vault, storage)
         assert _opened(vault, result.accepted) == _opened(vault, accepted), fields
-        assert [(number, code, codes, vault.decrypt(message))
-                for number, code, codes, message, _ in result.rejected] == rejected
+        assert [(number, code, codes, vault.decrypt(message), vault.decrypt(raw))
+                for number, code, codes, message, raw in result.rejected] == rejected
+        assert result.rejected_contacts == contacts
         compared += len(accepted)
     assert compared > 2000
+
+
+def test_a_memo_gives_each_values_answer_and_stays_bounded():
+    """each_distinct with a memo: convert's answer for every value, each distinct value
+    converted once while the memo holds it; a chunk that would take the memo past
+    MEMO_SIZE answers clears it first, so it never keeps more between chunks."""
+    calls = []
+
+    def convert(value):
+        calls.append(value)
+        return value * 2
+
+    known: dict = {}
+    assert each_distinct(convert, [1, 2, 1], known) == [2, 4, 2]
+    assert each_distinct(convert, [2, 3, 3], known) == [4, 6, 6]
+    assert each_distinct(convert, [5, 5, 5], known) == [10, 10, 10]
+    assert sorted(calls) == [1, 2, 3, 5] and len(known) == 4
+    big = list(range(100, 100 + MEMO_SIZE - 1))
+    assert each_distinct(convert, big, known) == [value * 2 for value in big]
+    assert len(known) == MEMO_SIZE - 1  # cleared first: 4 + 2047 would be past the size
+    calls.clear()
+    assert each_distinct(convert, [100, 7], known) == [200, 14] and calls == [7]
 
 
 def test_bare_iso_dates_read_as_parse_timestamp_reads_them():

@@ -4,9 +4,10 @@ time. Pure functions, no database; runs in the ingest workers.
 `validate_row` decides one row at a time and pays Python's overhead for every cell.
 Most columns of a real file hold few distinct values (genders, countries, regions,
 pages, names, ages), so here each distinct value of a column is worked out once per
-chunk and the rows look it up; emails are checked in one regex pass over their column
-(normalise_emails), phones in the common shapes too (normalise_phones), and only
-consent times and the other phones are read one by one.
+chunk (the costlier ones once per worker: `memo`) and the rows look it up; emails are
+checked in one regex pass over their column (normalise_emails), phones in the common
+shapes too (normalise_phones), and only consent times and the other phones are read
+one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
 text needs cleaning, is left to `validate_row`, which gives every reason. So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
@@ -44,10 +45,32 @@ from app.services.regions_tz import consent_zone
 _FAIL = object()  # a value with a problem: validate_row gives the row's reasons
 
 
-def each_distinct(convert: Callable, column: Sequence) -> list:
-    """convert(value) for every value, computed once per distinct value."""
-    known = {value: convert(value) for value in set(column)}
-    if len(known) == 1:  # one value (a column not given): no lookup per row
+# Answers of the costlier conversions kept from one chunk to the next (a file's places,
+# pages and ages repeat), each memo MEMO_SIZE answers at most between chunks: cleared
+# when a chunk would take it past that, so a file of ever new values costs no memory.
+MEMO_SIZE = 2048
+_memos: dict[tuple, dict] = {}
+
+
+def memo(*purpose) -> dict:
+    """This process's memo for a conversion (and whatever else its answers depend on)."""
+    return _memos.setdefault(purpose, {})
+
+
+def each_distinct(convert: Callable, column: Sequence, known: dict | None = None) -> list:
+    """convert(value) for every value, computed once per distinct value; `known`: a
+    memo of earlier chunks' answers (convert then depends on the value alone)."""
+    distinct = set(column)
+    if known is None:
+        known = {value: convert(value) for value in distinct}
+    else:
+        new = distinct.difference(known)
+        if len(known) + len(new) > MEMO_SIZE:
+            known.clear()
+            new = distinct
+        for value in new:
+            known[value] = convert(value)
+    if len(distinct) == 1:  # one value (a column not given): no lookup per row
         return [known[column[0]]] * len(column)
     return list(map(known.__getitem__, column))
 
@@ -311,6 +334,10 @@ def _births(cell: str | None, today: date) -> tuple | None:
     return day_first, _born(birth_raw, True, today) if "/" in birth_raw[1:3] else day_first
 
 
+def _url(cell: str | None) -> str | None:
+    return normalise_url(raw) if (raw := _stripped(cell)) else None
+
+
 def _aged(cell: str | None) -> tuple | object:
     """(age, None) from an age cell (None, None when empty), or _FAIL."""
     if age_raw := _stripped(cell):
@@ -347,14 +374,15 @@ def _readable(column: Sequence[str]) -> list[bool] | None:
 
 
 def printable_lines(lines: Sequence[str], records: int) -> bool:
-    """Whether every cell of the records read from `lines` (one line each: no cell
-    holds a line break) is printable with nothing unreadable: their text, line breaks
-    aside, is. A cheaper check than one over the cells (one join of whole lines), and
-    a stricter one (it reads the columns no field takes, the quotes and delimiters
-    too): when it fails, decide_columns checks the cells themselves."""
+    """Whether every cell of the records read from `lines` (Block.lines: one record a
+    line, without its line break) is printable with nothing unreadable: their text is.
+    A cheaper check than one over the cells (one join of whole lines), and a stricter
+    one (it reads the columns no field takes, the quotes and delimiters too, and any
+    carriage return left in a line): when it fails, decide_columns checks the cells
+    themselves."""
     if len(lines) != records:
         return False
-    text = "".join([line.rstrip("\r\n") for line in lines])
+    text = "".join(lines)
     return text.isprintable() and "\ufffd" not in text
 
 
@@ -368,7 +396,7 @@ class Decided:
     field's normalised values (meaningful where the row passed)."""
 
     ok: list[bool]
-    values: dict[str, list]  # LEAD_FIELDS -> one value per row
+    values: dict[str, Sequence]  # LEAD_FIELDS -> one value per row
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -401,7 +429,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if (readable := _readable(values)) is not None:
                 ok = [a and b for a, b in zip(ok, readable)]
 
-    def checked(values: list) -> list:
+    def checked(values: Sequence) -> Sequence:
         if _FAIL in values:
             for i, value in enumerate(values):
                 if value is _FAIL:
@@ -411,16 +439,20 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     default = ctx.default_country
 
     def where(cells: tuple) -> tuple:
-        """The row's place, home country and the clock of its consent time."""
+        """The row's place (or _FAIL), home country, region, the country its place
+        names (None if none), the clock of its consent time and whether that clock
+        reads a date month first."""
         place = _place(cells, default)
         if place is _FAIL:
-            return place, default, consent_zone(None, default)
-        return place, place[2], consent_zone(place[1], place[2])
+            return place, default, None, None, consent_zone(None, default), default == "US"
+        country, region, home = place
+        return (place, home, region, country or (region[:2] if region else None),
+                consent_zone(region, home), home == "US")
 
-    wheres = each_distinct(where, list(zip(column("country"), column("region"),
-                                           column("city"))))
-    places = checked([found[0] for found in wheres])
-    homes = [found[1] for found in wheres]
+    places, homes, regions, place_countries, zones, month_firsts = zip(*each_distinct(
+        where, list(zip(column("country"), column("region"), column("city"))),
+        memo("where", default))) if count else ((),) * 6
+    checked(places)
 
     emails: list[str | None] = list(absent)
     if "email" in columns:
@@ -445,15 +477,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             if flag is not True:
                 ok[i] = False
 
-    month_firsts = [home == "US" for home in homes]
     latest = ctx.now + CLOCK_SKEW
-    consent_times = consent_times_of(stripped("consent_at"), month_firsts,
-                                     [found[2] for found in wheres])
-    for i, when in enumerate(consent_times):
-        if when is None or when > latest:
-            ok[i] = False
-    urls = each_distinct(lambda cell: normalise_url(raw) if (raw := _stripped(cell)) else None,
-                          column("source_url"))
+    consent_times = consent_times_of(stripped("consent_at"), month_firsts, zones)
+    if None in consent_times or max(consent_times, default=latest) > latest:
+        for i, when in enumerate(consent_times):
+            if when is None or when > latest:
+                ok[i] = False
+    urls = each_distinct(_url, column("source_url"), memo("source_url"))
     if None in urls:
         for i, url in enumerate(urls):
             if url is None:
@@ -462,7 +492,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     # The birth date, or else the age: each distinct cell read once (both ways where
     # the row's clock picks day or month first).
     born = each_distinct(lambda cell: _births(cell, today), column("birth_date"))
-    aged = each_distinct(_aged, column("age"))
+    aged = each_distinct(_aged, column("age"), memo("age"))
     births = checked(aged if born.count(None) == count else [
         age if birth is None else birth[month_first]
         for birth, age, month_first in zip(born, aged, month_firsts)])
@@ -470,7 +500,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
     jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
-    values: dict[str, list] = {}
+    values: dict[str, Sequence] = {}
     if any(ok):
         def texts(name: str) -> list[str | None]:
             return each_distinct(_text, column(name))
@@ -486,11 +516,9 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "age": [birth[0] if birth is not _FAIL else None for birth in births],
             "birth_date": [birth[1] if birth is not _FAIL else None for birth in births],
             "gender": vocabulary("gender", GENDERS),
-            "region": [place[1] if place is not _FAIL else None for place in places],
-            "country": [
-                (place[0] or (place[1][:2] if place[1] else None) or phone_country or fallback)
-                if place is not _FAIL else None
-                for place, phone_country in zip(places, phone_countries)],
+            "region": regions,
+            "country": [country or phone_country or fallback
+                        for country, phone_country in zip(place_countries, phone_countries)],
             "marital_status": vocabulary("marital_status", MARITAL_STATUSES),
             "employed": vocabulary("employed", EMPLOYED),
             # One tuple per distinct value: validate_columns makes each lead its list.

@@ -29,14 +29,15 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready, storing
 from app.services.ingest.columns import (
-    Decided, decide_columns, each_distinct, printable_lines,
+    MEMO_SIZE, Decided, decide_columns, each_distinct, memo, printable_lines,
 )
 from app.services.regions import load_indexes
 from app.services.ingest.reader import FIELD_LIMIT, Block
@@ -81,14 +82,11 @@ def _short(text: Optional[str]) -> Optional[str]:
     return text[:INTENT_LIMIT] if text else text
 
 
-def _stored_time(storage: Optional[str]):
-    """consent_at as the driver takes it: UTCDateTime's SQLite text, or the datetime
-    that copy_ready packs for COPY."""
-    if storage == "sqlite":  # SQLAlchemy's SQLite DATETIME text, always with microseconds
-        return lambda when: when.isoformat(" ", "microseconds")[:26]
-    if storage == "pgcopy":  # packed by copy_ready
-        return lambda when: when
-    return None
+def _sqlite_time(when):
+    """consent_at as SQLite's driver takes it: UTCDateTime's SQLite text (SQLAlchemy's
+    DATETIME, always with microseconds). For COPY it stays a datetime (copy_ready packs
+    it)."""
+    return when.isoformat(" ", "microseconds")[:26]
 
 
 def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
@@ -104,17 +102,14 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     result = ChunkResult()
     rows = list(rows)
     decided = decide_columns([raw for _, raw in rows], fields, ctx, printable)
-    passed = [i for i, ok in enumerate(decided.ok) if ok]
-    accepted = _accepted_columns(rows, passed, decided, vault, storage) if passed else []
-    if len(passed) == len(rows):
+    accepted = _accepted_columns(rows, decided, vault, storage) if any(decided.ok) else []
+    if len(accepted) == len(rows):
         result.accepted = accepted
         return result
-    rejected = result.rejected.append
-    encrypt, dedupe_hash = vault.encrypt, vault.dedupe_hash
-    dumps = _JSON_TEXT
     pairs = [(i, name) for i, name in enumerate(fields) if name]
     width = len(fields)
     late = []  # (position, row) of rows validate_row accepts once their text is cleaned
+    refused = []  # (row number, verdict, raw cells) of the rejected rows
     for position, ((number, raw), ok) in enumerate(zip(rows, decided.ok)):
         if ok:
             continue
@@ -125,26 +120,35 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             continue
         if verdict.code == "bad_encoding":  # a real-time post may hold lone surrogates
             raw = [storable(cell) for cell in raw]
-        if verdict.email or verdict.phone:
-            result.rejected_contacts.append((
-                len(result.rejected),
-                dedupe_hash("email", verdict.email) if verdict.email else None,
-                dedupe_hash("phone", verdict.phone) if verdict.phone else None))
-        rejected((number, verdict.code, CODES_SEPARATOR.join(verdict.codes),
-                  encrypt(verdict.message), encrypt(dumps(raw))))
+        refused.append((number, verdict, raw))
+    if refused:  # hashed and encrypted together: one random read for them all
+        verdicts = [verdict for _, verdict, _ in refused]
+        contacts = zip(vault.dedupe_hashes("email", [verdict.email for verdict in verdicts]),
+                       vault.dedupe_hashes("phone", [verdict.phone for verdict in verdicts]))
+        result.rejected_contacts = [(position, email_hash, phone_hash)
+                                    for position, (email_hash, phone_hash) in enumerate(contacts)
+                                    if email_hash or phone_hash]
+        sealed = vault.encrypt_many([verdict.message for verdict in verdicts]
+                                    + [_json_texts(raw) for _, _, raw in refused])
+        result.rejected = [
+            (number, verdict.code, CODES_SEPARATOR.join(verdict.codes), message, raw)
+            for (number, verdict, _), message, raw in zip(refused, sealed,
+                                                          sealed[len(refused):])]
     if late:  # accepted rows stay in file order: the first of two duplicates is kept
+        passed = compress(itertools.count(), decided.ok)
         merged = heapq.merge(zip(passed, accepted), late, key=itemgetter(0))
         accepted = [row for _, row in merged]
     result.accepted = accepted
     return result
 
 
-def _interests_json(words: tuple[str, ...]) -> str:
-    """_JSON_TEXT(list(words)), written directly when no word needs escaping."""
-    text = "".join(words)
+def _json_texts(texts: Sequence[str]) -> str:
+    """_JSON_TEXT(list(texts)), written directly when no text needs escaping (the
+    usual case: a printable text needs it only for a quote or a backslash)."""
+    text = "".join(texts)
     if '"' in text or "\\" in text or not text.isprintable():
-        return _JSON_TEXT(words)
-    return '["' + '", "'.join(words) + '"]' if words else "[]"
+        return _JSON_TEXT(texts)
+    return '["' + '", "'.join(texts) + '"]' if texts else "[]"
 
 
 def _shortened(texts: list) -> list:
@@ -154,22 +158,15 @@ def _shortened(texts: list) -> list:
     return [_short(text) for text in texts]
 
 
-def _taker(positions: list[int], count: int) -> Callable[[Sequence], list]:
-    """A column's values at `positions`."""
-    if len(positions) == count:
-        return list
-    if len(positions) == 1:
-        return lambda column: [column[positions[0]]]
-    pick = itemgetter(*positions)
-    return lambda column: list(pick(column))
-
-
 def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions: list,
             interests: list, maritals: list, employeds: list, budgets: list,
             authorities: list, needs: list, timeframes: list) -> list[int]:
     """lead_points of each row, called once per distinct combination of what it reads
-    (whether each part is given, the vocabulary words and the intent texts)."""
-    known: dict[tuple, int] = {}
+    (whether each part is given, the vocabulary words and the intent texts) in this
+    process (columns.memo: the combinations repeat from chunk to chunk)."""
+    known = memo("lead_points")
+    if len(known) > MEMO_SIZE:
+        known.clear()
     scores = []
     for i, key in enumerate(zip(has_phone, has_email, [age is None for age in ages], genders,
                                 map(bool, regions), map(bool, interests), maritals, employeds,
@@ -185,40 +182,52 @@ def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions
     return scores
 
 
-def _accepted_columns(rows: list, passed: list[int], decided: Decided, vault: ContactVault,
+def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
                       storage: Optional[str]) -> list[tuple]:
-    """The accepted rows (ACCEPTED_COLUMNS) of the rows at `passed`, built a column at
-    a time; the same tuples as _accepted_row makes of each row's lead."""
-    take = _taker(passed, len(rows))
-    values = decided.values
-    numbers = take([number for number, _ in rows])
-    emails, phones = take(values["email"]), take(values["phone"])
-    email_hashes, phone_hashes = vault.dedupe_hashes("email", emails), vault.dedupe_hashes(
-        "phone", phones)
-    has_email = [digest is not None for digest in email_hashes]
-    has_phone = [digest is not None for digest in phone_hashes]
-    sealed = vault.seal_contacts(take(values["first_name"]), take(values["last_name"]), emails,
-                                 phones, take(values["ip"]))
-    ages, genders, regions = take(values["age"]), take(values["gender"]), take(values["region"])
-    maritals, employeds = take(values["marital_status"]), take(values["employed"])
-    interests = take(values["interests"])
-    budgets, authorities = _shortened(take(values["budget"])), _shortened(take(values["authority"]))
-    needs, timeframes = _shortened(take(values["need"])), _shortened(take(values["timeframe"]))
+    """The accepted rows (ACCEPTED_COLUMNS) of the rows that passed, built a column at
+    a time; the same tuples as _accepted_row makes of each row's lead. Only what costs
+    a row its own work (sealing, hashing) is worked out for the passed rows alone; the
+    other columns are worked out for every row and the passed rows' values taken in
+    the one pass that makes the tuples (picking each column first costs more)."""
+    ok, values = decided.ok, decided.values
+
+    def passed(name: str) -> list:
+        return list(compress(values[name], ok))
+
+    emails, phones = passed("email"), passed("phone")
+    email_hashes = vault.dedupe_hashes("email", emails)
+    phone_hashes = vault.dedupe_hashes("phone", phones)
+    sealed = vault.seal_contacts(passed("first_name"), passed("last_name"), emails, phones,
+                                 passed("ip"))
+    # A contact is hashed where it is given: has_email is whether the row has an email.
+    has_email, has_phone = list(map(bool, values["email"])), list(map(bool, values["phone"]))
+    ages, genders, regions = values["age"], values["gender"], values["region"]
+    maritals, employeds = values["marital_status"], values["employed"]
+    interests = values["interests"]
+    budgets, authorities = _shortened(values["budget"]), _shortened(values["authority"])
+    needs, timeframes = _shortened(values["need"]), _shortened(values["timeframe"])
     scores = _scores(has_phone, has_email, ages, genders, regions, interests, maritals,
                      employeds, budgets, authorities, needs, timeframes)
-    consent_times = take(values["consent_at"])
+    consent_times = compress(values["consent_at"], ok)
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        interests = each_distinct(_interests_json, interests)
-        consent_times = list(map(_stored_time(storage), consent_times))
+        interests = each_distinct(_json_texts, interests)
+        if storage == "sqlite":
+            consent_times = map(_sqlite_time, consent_times)
+
+    def taken(*columns: Sequence) -> list:
+        return [compress(column, ok) for column in columns]
+
     return list(zip(
-        numbers, sealed, email_hashes, phone_hashes, has_email, has_phone, ages, genders,
-        regions, take(values["country"]), maritals, employeds, interests, budgets, authorities,
-        needs, timeframes, consent_times, take(values["source_url"]),
-        take(values["consent_text"]), scores, _shortened(take(values["sub_id"])),
-        _shortened(take(values["city"])), take(values["postal_code"]),
-        take(values["trustedform_cert_url"]), take(values["jornaya_leadid"])))
+        compress(map(itemgetter(0), rows), ok), sealed, email_hashes, phone_hashes,
+        *taken(has_email, has_phone, ages, genders, regions, values["country"], maritals,
+               employeds, interests, budgets, authorities, needs, timeframes),
+        consent_times,
+        *taken(values["source_url"], values["consent_text"], scores,
+               _shortened(values["sub_id"]), _shortened(values["city"]),
+               values["postal_code"], values["trustedform_cert_url"],
+               values["jornaya_leadid"])))
 
 
 def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
@@ -238,7 +247,8 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
     interests, consent_at = lead.interests, lead.consent_at
     if storage is not None:
         interests = _JSON_TEXT(interests) if interests else "[]"
-        consent_at = _stored_time(storage)(consent_at)
+        if storage == "sqlite":
+            consent_at = _sqlite_time(consent_at)
     return (
         number, vault.seal_contact(lead.first_name, lead.last_name, email, phone, lead.ip),
         email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
