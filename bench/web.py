@@ -59,7 +59,11 @@ days); API GET /orders, /estimate with four filters, /kpis and /balance as the b
 
 On the 2-core machine of the recorded runs wrk and gunicorn share the cores, so the
 figures are the server's throughput with a load generator beside it, not its ceiling;
-the load average before and after every wrk run goes into the JSON. PASS/FAIL is
+the load average before and after every wrk run goes into the JSON. Beside requests/s,
+each run records the CPU time per request (ms, user + system, from /proc) of the
+server (gunicorn's master, workers and seller process), of PostgreSQL (its server and
+backends) and of wrk: requests/s follow whatever else the machine runs, CPU time per
+request far less, so two versions of a page compare by it on a busy machine. PASS/FAIL is
 "every response 2xx, no socket errors"; the endpoints below issue 17's targets (10% of
 the bare route's requests/s, p99 under 300 ms) are listed after the tables.
 Figures: bench/out/web-<timestamp>.json (configuration, machine, code, data counts,
