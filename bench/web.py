@@ -16,8 +16,9 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
      by the app's own demo loader (`app.services.demo.load_demo()`, what `flask demo`
      runs): an admin, sellers whose batches went through the real upload pipeline and
      quality checks, buyers whose orders the real matcher filled, outcomes on most
-     sales (the counts are printed). A small, realistic marketplace; bench/pages.py
-     measures the same pages with a million leads. Then an API key for the first demo
+     sales (the counts are printed), then on PostgreSQL an ANALYZE (the planner's
+     statistics, as in a database in use). A small, realistic marketplace;
+     bench/pages.py measures the same pages with a million leads. Then an API key for the first demo
      buyer and one for the first demo seller (`accounts.create_api_key`), who are also
      the ones logged in.
   2. Server: the real app under gunicorn with the repository's gunicorn.conf.py (a
@@ -165,6 +166,12 @@ def build(url: str, upload_dir: str) -> dict:
             upgrade(directory=str(ROOT / "migrations"))
         logins = {login.role: login for login in reversed(demo.load_demo())}  # first per role
         db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # Planner statistics, as a database in use has them: autovacuum analyzes
+            # new tables only a minute or more later, during the measurements, and
+            # until then PostgreSQL plans the pages' queries blind.
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
         buyer = accounts.user_by_email(logins["buyer"].email)
         seller = accounts.user_by_email(logins["seller"].email)
         order = db.session.scalars(sa.select(Order).where(Order.buyer_id == buyer.id)
