@@ -16,8 +16,9 @@ a port neither bench/match.py nor bench/pages.py uses, stopped at the end):
      by the app's own demo loader (`app.services.demo.load_demo()`, what `flask demo`
      runs): an admin, sellers whose batches went through the real upload pipeline and
      quality checks, buyers whose orders the real matcher filled, outcomes on most
-     sales (the counts are printed). A small, realistic marketplace; bench/pages.py
-     measures the same pages with a million leads. Then an API key for the first demo
+     sales (the counts are printed), then on PostgreSQL an ANALYZE (the planner's
+     statistics, as in a database in use). A small, realistic marketplace;
+     bench/pages.py measures the same pages with a million leads. Then an API key for the first demo
      buyer and one for the first demo seller (`accounts.create_api_key`), who are also
      the ones logged in.
   2. Server: the real app under gunicorn with the repository's gunicorn.conf.py (a
@@ -59,7 +60,11 @@ days); API GET /orders, /estimate with four filters, /kpis and /balance as the b
 
 On the 2-core machine of the recorded runs wrk and gunicorn share the cores, so the
 figures are the server's throughput with a load generator beside it, not its ceiling;
-the load average before and after every wrk run goes into the JSON. PASS/FAIL is
+the load average before and after every wrk run goes into the JSON. Beside requests/s,
+each run records the CPU time per request (ms, user + system, from /proc) of the
+server (gunicorn's master, workers and seller process), of PostgreSQL (its server and
+backends) and of wrk: requests/s follow whatever else the machine runs, CPU time per
+request far less, so two versions of a page compare by it on a busy machine. PASS/FAIL is
 "every response 2xx, no socket errors"; the endpoints below issue 17's targets (10% of
 the bare route's requests/s, p99 under 300 ms) are listed after the tables.
 Figures: bench/out/web-<timestamp>.json (configuration, machine, code, data counts,
@@ -70,6 +75,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -160,6 +166,12 @@ def build(url: str, upload_dir: str) -> dict:
             upgrade(directory=str(ROOT / "migrations"))
         logins = {login.role: login for login in reversed(demo.load_demo())}  # first per role
         db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # Planner statistics, as a database in use has them: autovacuum analyzes
+            # new tables only a minute or more later, during the measurements, and
+            # until then PostgreSQL plans the pages' queries blind.
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
         buyer = accounts.user_by_email(logins["buyer"].email)
         seller = accounts.user_by_email(logins["seller"].email)
         order = db.session.scalars(sa.select(Order).where(Order.buyer_id == buyer.id)
@@ -308,20 +320,69 @@ def post_script(lua: Path, body: str) -> Path:
     return posting
 
 
-def run_wrk(url: str, headers: list[str], seconds: int, args, lua: Path) -> dict:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int | None) -> float:
+    """CPU time (user + system) used so far by the live processes descended from `root`
+    and by `root` itself (Linux /proc): the gunicorn master, its workers and the seller
+    process; a PostgreSQL server and its backends."""
+    if root is None:
+        return 0.0
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            # After the command's ")" : state, ppid, ... utime and stime are fields 14, 15.
+            fields = stat[stat.rindex(")") + 2:].split()
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, total, grew = {root}, 0, True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    for pid in tree:
+        total += stats.get(pid, (0, 0))[1]
+    return total / TICK
+
+
+def postmaster(pg_dir: str) -> int:
+    """The PostgreSQL server's process id (the first line of its postmaster.pid)."""
+    return int((Path(pg_dir) / "postmaster.pid").read_text().split()[0])
+
+
+def run_wrk(url: str, headers: list[str], seconds: int, args, lua: Path,
+            pids: dict | None = None) -> dict:
+    """One wrk run. `pids`: {"server": gunicorn master, "database": PostgreSQL's
+    postmaster or None}, whose process trees' CPU time per request is recorded, with
+    wrk's own: unlike requests/s, barely moved by what else the machine runs."""
     # Whole seconds: wrk reads "-d6.0s" as no duration at all and exits 1.
     cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{int(seconds)}s",
            "--latency", "--timeout", f"{args.timeout}s", "-s", str(lua)]
     for header in headers:
         cmd += ["-H", header]
+    pids = pids or {}
     load_before = os.getloadavg()
+    cpu_before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {who: cpu_seconds(pid) - cpu_before[who] for who, pid in pids.items()}
+    cpu["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime
+                  - wrk_before.ru_utime - wrk_before.ru_stime)
     result = parse_wrk(text)
+    result["cpu_ms_per_request"] = {who: round(1000 * seconds / max(result["requests"], 1), 3)
+                                    for who, seconds in cpu.items()}
     result.update(loadavg_before=load_before, loadavg_after=os.getloadavg(), wrk_output=text)
     return result
 
 
-def measure(base: str, info: dict, args, lua: Path) -> list[dict]:
+def measure(base: str, info: dict, args, lua: Path, pids: dict) -> list[dict]:
     import requests
 
     sessions = {role: login(base, email, password)
@@ -356,17 +417,24 @@ def measure(base: str, info: dict, args, lua: Path) -> list[dict]:
                                "before the run; not measured")
         if args.warmup:
             run_wrk(base + path, headers, args.warmup, args, script)
-        result = run_wrk(base + path, headers, args.duration, args, script)
+        result = run_wrk(base + path, headers, args.duration, args, script, pids)
         result.update(endpoint=name, path=path, who=who, bytes=len(check.content))
         results.append(result)
         print(f"  {name:<32} {result['requests_per_s']:9.1f} req/s  p99 {result['p99_ms']:8.1f} ms"
-              f"  load {result['loadavg_after'][0]:.2f}", flush=True)
+              f"  CPU/request {cpu_text(result)}  load {result['loadavg_after'][0]:.2f}",
+              flush=True)
     # The better of the two bare runs: a first one slowed by whatever the server does
     # as it starts would make every page look closer to it than it is.
     bare = max(results[0]["requests_per_s"], results[-1]["requests_per_s"])
     for result in results:
         result["fraction_of_bare"] = round(result["requests_per_s"] / bare, 4)
     return results
+
+
+def cpu_text(result: dict) -> str:
+    """CPU ms per request: the server's processes, the database's (PostgreSQL), wrk."""
+    cpu = result["cpu_ms_per_request"]
+    return "/".join(f"{cpu[who]:.2f}" for who in ("server", "database", "wrk") if who in cpu)
 
 
 TARGET_FRACTION, TARGET_P99_MS = 0.10, 300.0  # issue 17: pages and API GETs
@@ -396,13 +464,13 @@ def print_table(backend: str, info: dict, results: list[dict], args) -> None:
           f"{info['batch_leads']} leads); gunicorn -w {args.workers} -k gthread --threads "
           f"{args.threads}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s")
     print(f"{'endpoint':<32} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-          f"{'of bare':>8} {'KB':>6}  statuses")
+          f"{'of bare':>8} {'KB':>6} {'CPU ms/req':>16}  statuses")
     for r in results:
         statuses = ", ".join(f"{s}: {n:,}" for s, n in sorted(r["statuses"].items()))
         errors = sum(r["socket_errors"].values())
         print(f"{r['endpoint']:<32} {r['requests_per_s']:9.1f} {r['p50_ms']:8.1f} "
               f"{r['p90_ms']:8.1f} {r['p99_ms']:8.1f} {r['fraction_of_bare']:8.3f} "
-              f"{r['bytes'] / 1024:6.1f}  {statuses}"
+              f"{r['bytes'] / 1024:6.1f} {cpu_text(r):>16}  {statuses}"
               + (f"; {errors} socket errors" if errors else ""))
 
 
@@ -487,7 +555,10 @@ def main() -> int:
             server, base = start_server(url, tmp, args, log_path)
             try:
                 print(f"[{backend}] gunicorn at {base}", flush=True)
-                results = measure(base, info, args, lua)
+                pids = {"server": server.pid}
+                if backend == "PostgreSQL":
+                    pids["database"] = postmaster(args.pg_dir)
+                results = measure(base, info, args, lua, pids)
             finally:
                 stop_server(server)
             print_table(backend, info, results, args)

@@ -69,3 +69,30 @@ def test_interests_are_counted_one_by_one_and_prices_still_come_with_them(app):
     assert result.matching == 1
     assert result.clearing_prices == {"count": 1, "min": 700, "median": 700, "max": 700}
     assert queries.estimate(Filters.parse({"interests": "pets, cars"})).matching == 2
+
+
+def test_a_kept_statement_has_its_filters_values_written_in_and_binds_the_buyer_and_price(app):
+    """What PostgreSQL is sent: the filters' values and the rules' constants in the
+    SQL (so it plans for them), the buyer, the price and the window as parameters (so
+    one statement serves every buyer and price)."""
+    seller = verified_seller()
+    live_leads(seller, [person(1, age="35"), person(2, age="40"), person(3)], floor_price=100)
+    buyer = funded_buyer()
+    sent = []
+
+    def note(_conn, _cursor, statement, parameters, *_args):
+        sent.append((statement, parameters))
+
+    from app.extensions import db
+    sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        result = queries.estimate(Filters.parse({"regions": "US-CA", "age_min": 31}), 250,
+                                  buyer=buyer)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", note)
+    statement, parameters = next((s, p) for s, p in sent if "count(*)" in s)
+    values = list(parameters.values() if isinstance(parameters, dict) else parameters)
+    assert "'US-CA'" in statement and ">= 31" in statement and "'live'" in statement
+    assert "US-CA" not in values and 31 not in values
+    assert buyer.id in values and 250 in values
+    assert result.matching == 2  # the third is 23

@@ -192,16 +192,17 @@ def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
 
 
 def _order_page(order: Order, view: worklist.View) -> str:
-    change = None
-    if order.is_active:  # an ended order's page has no forms to change it
+    change = confirm = None
+    if order.is_active:  # an ended order's page has no forms to change or end it
         change = ChangeOrderForm(data={"price": money_input(order.price),
                                        "quantity": order.quantity})
         change.load_terms(order)
         change.load_bids(order)
+        confirm = ConfirmForm()
     return render_template(
         "buyer/order.html", state=queries.order_now(order),
         refunded=_kept(order, "order_refunded", lambda: sale_returns.refunded_for_order(order.id)),
-        change_form=change, confirm=ConfirmForm(), **_worklist_context(order, view))
+        change_form=change, confirm=confirm, **_worklist_context(order, view))
 
 
 @bp.route("/orders/<int:order_id>")

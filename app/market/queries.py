@@ -9,6 +9,7 @@ from typing import Optional
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
 from app.errors import NotFound
 from app.extensions import db
@@ -131,6 +132,21 @@ _statements_kept: OrderedDict = OrderedDict()
 _statements_lock = threading.Lock()
 
 
+def _values_written(statement):
+    """The statement with its fixed values (the filters', the rules' constants) written
+    into its SQL; only the buyer, the price and the 30-day window stay parameters.
+    PostgreSQL plans it for those values, once per connection (psycopg prepares a
+    statement run five times): with the values as parameters, the generic plan it
+    kept cost more than twice the CPU, and a plan made for each run more still (the
+    demo's estimate of bench/web.py: 0.32 ms of the server's CPU instead of 0.78).
+    The filters' values are validated codes and numbers, written by SQLAlchemy's own
+    literal rendering."""
+    def write(bind):
+        if bind.value is not None:
+            bind.literal_execute = True
+    return visitors.cloned_traverse(statement, {}, {"bindparam": write})
+
+
 def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) -> tuple:
     key = (filters, for_buyer, priced)
     if filters.timeless:
@@ -165,6 +181,7 @@ def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) 
         statements = (None, sa.union_all(
             sa.select(sa.func.count(), sa.null()).select_from(Lead).where(*conditions), paid))
     if filters.timeless:
+        statements = tuple(None if s is None else _values_written(s) for s in statements)
         with _statements_lock:
             _statements_kept[key] = statements
             while len(_statements_kept) > MAX_STATEMENTS:
