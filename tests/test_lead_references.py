@@ -39,11 +39,14 @@ def test_every_lead_of_a_statement_must_name_an_existing_batch_and_its_seller(se
     other = make_user(Role.SELLER)
     good = _copy_of(lead)
     for bad in ({"seller_id": other.id}, {"batch_id": batch.id + 1000}):
+        _refused(sa.insert(Lead), [{**good, **bad}])
         _refused(sa.insert(Lead), [good, {**good, **bad}, good])  # one bad row among good
         _refused(sa.update(Lead).where(Lead.id == lead.id).values(**bad))
-    db.session.execute(sa.insert(Lead), [good, good])
+    second = ingest(other, csv_bytes([person(2)]))
+    db.session.execute(sa.insert(Lead), [good, good, {**good, "batch_id": second.id,
+                                                      "seller_id": other.id}])
     db.session.commit()
-    assert len(leads(batch)) == 3
+    assert (len(leads(batch)), len(leads(second))) == (3, 2)
 
 
 def test_a_lead_names_an_existing_consent_form_version_or_none(seller):
@@ -53,8 +56,9 @@ def test_a_lead_names_an_existing_consent_form_version_or_none(seller):
         LeadFormVersion.form_id == make_form(seller).id)).one()
     missing = version.id + 1000
     scope_key = "fk_leads_consent_scope_id_lead_form_versions"
-    _refused(sa.insert(Lead), [_copy_of(lead), _copy_of(lead, consent_scope_id=missing)],
-             constraint=scope_key)
+    for scopes in ([None, missing], [version.id, missing, version.id]):
+        _refused(sa.insert(Lead), [_copy_of(lead, consent_scope_id=s) for s in scopes],
+                 constraint=scope_key)
     _refused(sa.update(Lead).where(Lead.id == lead.id).values(consent_scope_id=missing),
              constraint=scope_key)
     db.session.execute(sa.insert(Lead), [_copy_of(lead, consent_scope_id=version.id)])

@@ -33,31 +33,58 @@ _VIOLATION = "ERRCODE = 'foreign_key_violation', TABLE = 'leads', CONSTRAINT = '
 
 # The referencing side. A missing key is named as the foreign key names it. The locks
 # are the foreign key's: a batch or form version being deleted meanwhile waits for this
-# transaction, or this one finds it gone.
+# transaction, or this one finds it gone. A statement's rows nearly always name one
+# batch (an upload's chunk, a real-time lead) and one form version or none: the
+# bounds say so, and one look settles it; DISTINCT, for the other statements, costs
+# ~20 µs even for a single row.
 _INSERTED = f"""
 CREATE FUNCTION leads_check_inserted_references() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    named record;
     missing record;
 BEGIN
-    SELECT n.batch_id, n.seller_id INTO missing
-    FROM (SELECT DISTINCT batch_id, seller_id FROM new_leads) AS n
-    WHERE NOT EXISTS (SELECT FROM batches b WHERE b.id = n.batch_id
-                      AND b.seller_id = n.seller_id FOR KEY SHARE)
-    LIMIT 1;
-    IF FOUND THEN
+    SELECT min(batch_id) AS batch, max(batch_id) AS last_batch, min(seller_id) AS seller,
+           max(seller_id) AS last_seller, min(consent_scope_id) AS scope,
+           max(consent_scope_id) AS last_scope
+    INTO named FROM new_leads;
+    IF named.batch IS NULL THEN  -- no rows
+        RETURN NULL;
+    END IF;
+    IF named.batch = named.last_batch AND named.seller = named.last_seller THEN
+        PERFORM FROM batches WHERE id = named.batch AND seller_id = named.seller FOR KEY SHARE;
+        IF NOT FOUND THEN
+            SELECT named.batch AS batch_id, named.seller AS seller_id INTO missing;
+        END IF;
+    ELSE
+        SELECT n.batch_id, n.seller_id INTO missing
+        FROM (SELECT DISTINCT batch_id, seller_id FROM new_leads) AS n
+        WHERE NOT EXISTS (SELECT FROM batches b WHERE b.id = n.batch_id
+                          AND b.seller_id = n.seller_id FOR KEY SHARE)
+        LIMIT 1;
+    END IF;
+    IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'insert or update on table "leads" violates foreign key constraint "{BATCH_KEY}"'
             USING DETAIL = format('Key (batch_id, seller_id)=(%s, %s) is not present in table "batches".',
                                   missing.batch_id, missing.seller_id),
             {_VIOLATION.format(name=BATCH_KEY)};
     END IF;
-    SELECT n.consent_scope_id INTO missing
-    FROM (SELECT DISTINCT consent_scope_id FROM new_leads
-          WHERE consent_scope_id IS NOT NULL) AS n
-    WHERE NOT EXISTS (SELECT FROM lead_form_versions v WHERE v.id = n.consent_scope_id
-                      FOR KEY SHARE)
-    LIMIT 1;
-    IF FOUND THEN
+    IF named.scope IS NULL THEN
+        RETURN NULL;
+    ELSIF named.scope = named.last_scope THEN
+        PERFORM FROM lead_form_versions WHERE id = named.scope FOR KEY SHARE;
+        IF NOT FOUND THEN
+            SELECT named.scope AS consent_scope_id INTO missing;
+        END IF;
+    ELSE
+        SELECT n.consent_scope_id INTO missing
+        FROM (SELECT DISTINCT consent_scope_id FROM new_leads
+              WHERE consent_scope_id IS NOT NULL) AS n
+        WHERE NOT EXISTS (SELECT FROM lead_form_versions v WHERE v.id = n.consent_scope_id
+                          FOR KEY SHARE)
+        LIMIT 1;
+    END IF;
+    IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'insert or update on table "leads" violates foreign key constraint "{SCOPE_KEY}"'
             USING DETAIL = format('Key (consent_scope_id)=(%s) is not present in table "lead_form_versions".',
                                   missing.consent_scope_id),
