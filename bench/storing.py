@@ -13,6 +13,8 @@ per stored lead.
         --variant 'before:revision=73382b63885f' --variant 'after:revision=head'
     python bench/storing.py --variant 'no-region:sql=DROP INDEX ix_leads_region' \
         --variant 'big-cache:sqlite=PRAGMA cache_size=-32768'
+    python bench/storing.py --backends postgresql --chunk 5000 \
+        --variant 'foreign-keys:revision=054479af09d5' --variant 'statement-check:'
 
 Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS), each through the
 functions the ingest workers store with (app.services.ingest.storing):
