@@ -12,7 +12,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.types import CHECKED_BY_TRIGGER, UTCDateTime, enum_column, utcnow
+from app.models.types import UTCDateTime, checked_by_trigger, enum_column, utcnow
 from app.models.users import User
 
 
@@ -127,11 +127,11 @@ class Lead(db.Model):
         # One reference instead of one to the batch and one to the seller: a lead's
         # seller is its batch's, and every stored lead costs one key check, not two
         # (a sixth of PostgreSQL's work per row at ingest). PostgreSQL checks both
-        # references once per statement instead (types.CHECKED_BY_TRIGGER).
+        # references once per statement instead (types.checked_by_trigger).
         sa.ForeignKeyConstraint(["batch_id", "seller_id"], ["batches.id", "batches.seller_id"],
-                                info=CHECKED_BY_TRIGGER),
+                                info=checked_by_trigger()),
         sa.ForeignKeyConstraint(["consent_scope_id"], ["lead_form_versions.id"],
-                                info=CHECKED_BY_TRIGGER),
+                                info=checked_by_trigger()),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
