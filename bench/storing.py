@@ -16,6 +16,8 @@ rejections, keys).
         --variant 'big-cache:sqlite=PRAGMA cache_size=-32768'
     python bench/storing.py --backends sqlite --chunk 5000 \
         --variant 'direct:leads=direct' --variant 'staged:leads=staged'
+    python bench/storing.py --backends postgresql --chunk 5000 \
+        --variant 'foreign-keys:revision=054479af09d5' --variant 'statement-check:'
 
 Parts, per chunk of --chunk rows (the app's INGEST_CHUNK_ROWS), each through the
 functions the ingest workers store with (app.services.ingest.storing):

@@ -5,6 +5,8 @@ from flask import current_app
 
 from alembic import context
 
+from app.models.types import in_schema
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -103,7 +105,8 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
-            **conf_args
+            # Autogenerate compares what this database holds as the models declare it.
+            **{"include_object": in_schema(connection.dialect.name), **conf_args}
         )
 
         with context.begin_transaction():

@@ -335,7 +335,7 @@ def test_parallel_workers_give_the_same_result(app, seller):
 
 def test_a_lead_belongs_to_its_batchs_seller(verified_seller):
     """The database itself refuses a lead whose seller is not its batch's seller (one
-    composite key, checked once per stored row)."""
+    composite key: a foreign key on SQLite, a check of each statement's rows on PostgreSQL)."""
     other = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
     batch = ingest(verified_seller, csv_bytes([person(1)]))
     lead = leads(batch)[0]

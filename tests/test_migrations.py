@@ -5,12 +5,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from app.extensions import db
+from app.models.types import in_schema
 
 
 def test_migrations_match_the_models(app):
     with db.engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "render_as_batch": True}
+            connection, opts={"compare_type": True, "render_as_batch": True,
+                              "include_object": in_schema(connection.dialect.name)}
         )
         diff = compare_metadata(context, db.metadata)
     assert diff == []
