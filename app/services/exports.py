@@ -172,7 +172,6 @@ _XLSX_PARTS = {
 # Characters XML 1.0 cannot hold at all.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _QUOTE = {'"': "&quot;"}
-_EXCEL_EPOCH = datetime(1899, 12, 30)  # day 0 of Excel's 1900 date system
 _FIRST_CUSTOM_FORMAT = 164  # lower ids are Excel's built-in formats
 _HEADER_STYLE = 1  # bold (_Styles)
 _WIDTH_SAMPLE = 100  # rows read before the sheet to size its columns
@@ -209,24 +208,15 @@ def money_cell(minor: Optional[int], currency: str) -> Optional[Formatted]:
 
 
 def excel_serial(value: date | datetime | time | timedelta) -> int | float | None:
-    """A date or time as Excel's 1900 date system counts it (days since 30 Dec 1899,
-    the time of day as their fraction); None before 1900, which it cannot hold. Its
-    day 60 is a 29 February 1900 that never was, so the two months before count one
-    day less."""
-    if isinstance(value, timedelta):
-        return value / timedelta(days=1)
-    if isinstance(value, time):
-        return (datetime.combine(date.min, value) - datetime.min) / timedelta(days=1)
-    if value.year < 1900:
+    """A date or time as Excel's 1900 date system counts it (openpyxl's own count,
+    imported only by a workbook's download); None before 1900, which it cannot hold."""
+    from openpyxl.utils.datetime import to_excel
+
+    if isinstance(value, date) and value.year < 1900:
         return None
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, time())
-    elif value.tzinfo is not None:
+    if isinstance(value, datetime) and value.tzinfo is not None:
         raise ValueError(f"a workbook holds wall-clock times, not {value!r}")
-    days = (value - _EXCEL_EPOCH).days
-    days -= days <= 60
-    since_midnight = value - datetime.combine(value.date(), time())
-    return days + since_midnight / timedelta(days=1) if since_midnight else days
+    return to_excel(value)
 
 
 class _Styles:
