@@ -110,6 +110,7 @@ def test_the_ingest_copy_is_checked_too(seller):
 
 def _own_connection(lock_timeout: str = "300ms"):
     connection = db.engine.connect()
+    connection.detach()  # closed for good afterwards: the setting must not reach the pool
     connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
     return connection
 
