@@ -880,15 +880,23 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
 
 class TreeSampler(threading.Thread):
     """Peak RSS and PSS (each summed over a process and its descendants), sampled
-    every 50 ms."""
+    every 50 ms without taking much CPU from the run it measures (`cpu_seconds`: its
+    own). Reading a process's PSS (smaps_rollup) walks its page tables, 2 ms or more
+    for a worker, so it is read once a second; in between a process's PSS is its
+    anonymous RSS (/proc/<pid>/status, cheap) plus its shared part as last read. Every
+    process of the tree is started by exec (subprocess, multiprocessing's spawn), so
+    none shares anonymous pages: their PSS is their RSS; only files and shared memory
+    (libraries, SQLite's WAL index, the pool's arrays) are shared, and those change
+    slowly. The tree is listed again once a second (the run's workers start before
+    the clock)."""
 
-    def __init__(self, pid: int, interval: float = 0.05):
+    def __init__(self, pid: int, interval: float = 0.05, slow_every: float = 1.0):
         super().__init__(daemon=True)
         import psutil
 
         self.psutil = psutil
         self.root = psutil.Process(pid)
-        self.interval = interval
+        self.interval, self.slow_every = interval, slow_every
         self.active = threading.Event()
         self.stop = threading.Event()
         self.peak_sum = 0  # RSS, summed over the tree
@@ -896,6 +904,7 @@ class TreeSampler(threading.Thread):
         self.peak_by_pid: dict[int, int] = {}
         self.pss_peak_by_pid: dict[int, int] = {}
         self.names: dict[int, str] = {}
+        self.cpu_seconds = 0.0  # this thread's, while active
 
     def tree(self) -> list:
         try:
@@ -904,20 +913,25 @@ class TreeSampler(threading.Thread):
             return []
 
     def run(self) -> None:
+        tree, shared, slow_at = [], {}, 0.0
         while not self.stop.is_set():
             if self.active.is_set():
+                cpu_before = time.thread_time()
+                if time.monotonic() - slow_at >= self.slow_every:
+                    tree, slow_at = self.tree(), time.monotonic()
+                    shared = {proc.pid: _shared_pss(proc.pid) for proc in tree}
                 total = total_pss = 0
-                for proc in self.tree():
-                    try:
-                        memory = proc.memory_full_info()  # /proc/<pid>/smaps_rollup: ~0.1 ms
-                    except (self.psutil.NoSuchProcess, self.psutil.AccessDenied):
-                        continue
-                    total += memory.rss
-                    total_pss += memory.pss
-                    if memory.rss > self.peak_by_pid.get(proc.pid, 0):
-                        self.peak_by_pid[proc.pid] = memory.rss
-                    if memory.pss > self.pss_peak_by_pid.get(proc.pid, 0):
-                        self.pss_peak_by_pid[proc.pid] = memory.pss
+                for proc in tree:
+                    rss, anon = _status_kb(proc.pid, "VmRSS", "RssAnon")
+                    if rss is None or anon is None or shared.get(proc.pid) is None:
+                        continue  # gone
+                    rss, pss = rss * 1024, (anon + shared[proc.pid]) * 1024
+                    total += rss
+                    total_pss += pss
+                    if rss > self.peak_by_pid.get(proc.pid, 0):
+                        self.peak_by_pid[proc.pid] = rss
+                    if pss > self.pss_peak_by_pid.get(proc.pid, 0):
+                        self.pss_peak_by_pid[proc.pid] = pss
                     if proc.pid not in self.names:
                         try:
                             self.names[proc.pid] = _role(proc.cmdline())
@@ -925,7 +939,18 @@ class TreeSampler(threading.Thread):
                             self.names[proc.pid] = "?"
                 self.peak_sum = max(self.peak_sum, total)
                 self.peak_pss_sum = max(self.peak_pss_sum, total_pss)
+                self.cpu_seconds += time.thread_time() - cpu_before
             time.sleep(self.interval)
+
+
+def _shared_pss(pid: int) -> int | None:
+    """A process's PSS of files and shared memory (kB), from smaps_rollup."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    return sum(int(line.split()[1]) for line in text.splitlines()
+               if line.startswith(("Pss_File:", "Pss_Shmem:")))
 
 
 def _role(cmdline: list[str]) -> str:
@@ -939,14 +964,16 @@ def _role(cmdline: list[str]) -> str:
     return Path(cmdline[0]).name if cmdline else "?"
 
 
-def _status_kb(pid: int, field: str) -> int | None:
+def _status_kb(pid: int, *fields: str) -> int | None | tuple:
+    """Fields of /proc/<pid>/status in kB (None: the process is gone), read at once."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        return None
-    return None
+        return None if len(fields) == 1 else (None,) * len(fields)
+    found = {line.split(":")[0]: int(line.split()[1]) for line in lines
+             if line.startswith(fields)}
+    values = tuple(found.get(field) for field in fields)
+    return values[0] if len(fields) == 1 else values
 
 
 def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,
@@ -1018,6 +1045,7 @@ def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,
         raise RuntimeError(f"real-path run {label} failed (exit {code}); see {log_path}")
     result["peak_rss_tree_mb"] = round(sampler.peak_sum / 2**20, 1)
     result["peak_pss_tree_mb"] = round(sampler.peak_pss_sum / 2**20, 1)
+    result["sampler_cpu_seconds"] = round(sampler.cpu_seconds, 2)
     result["peak_rss_by_process_mb"] = {
         f"{sampler.names.get(pid, '?')}:{pid}": round(b / 2**20, 1)
         for pid, b in sampler.peak_by_pid.items()}
@@ -1078,7 +1106,8 @@ def print_report(res: dict) -> list[tuple[str, bool, str]]:
               f"stage+check={run['stage_and_check_seconds']:.2f}s "
               f"pool start={run['pool_start_seconds']:.2f}s (not timed) "
               f"tree peak PSS={run['peak_pss_tree_mb']:.0f} MB RSS={run['peak_rss_tree_mb']:.0f} MB "
-              f"VmHWM sum={run['vmhwm_sum_mb']:.0f} MB")
+              f"VmHWM sum={run['vmhwm_sum_mb']:.0f} MB "
+              f"sampler CPU={run.get('sampler_cpu_seconds', 0):.1f}s")
         print(f"  {'':<18} per process PSS/RSS: " + ", ".join(
             f"{k.split(':')[0]} {run['peak_pss_by_process_mb'].get(k, 0):.0f}/{v:.0f}"
             for k, v in run["peak_rss_by_process_mb"].items()))
