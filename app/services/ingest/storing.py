@@ -28,6 +28,7 @@ import sqlite3
 import struct
 from array import array
 from dataclasses import dataclass
+from itertools import compress
 from datetime import datetime, timezone
 from typing import Optional, Protocol
 
@@ -297,95 +298,107 @@ class DedupeIndex:
             self.by_phone[phone_hash] = holder
 
 
-_ENTRY = struct.Struct(">B16sIq")  # kind bit, hash, row number, lead id
-ENTRY_SIZE = _ENTRY.size
-
-
 class UnwrittenKeys:
     """SQLite: the contacts of a run's stored leads whose contact keys are not written
-    yet, in file order. Keys land at random in contact_keys and SQLite rewrites every
-    page a transaction touched, so a chunk writing its own keys rewrote most of the
-    table (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order,
-    by the chunk that fills this list, and until then later chunks find those leads
-    here. Shared by the run's workers: `header` holds how often the list was emptied and
-    its length, `data` its entries; each worker keeps what it read of them in dicts,
-    read before its chunk's turn (`read`, while the chunk in its turn may add entries
-    or empty the list). The list is emptied once its keys have committed. A run that
-    stops leaves keys unwritten: a resumed run writes its batch's again (pipeline),
-    and a failed run's leads go without them."""
+    yet. Keys land at random in contact_keys and SQLite rewrites every page a
+    transaction touched, so writing them rewrites most of the table however few they
+    are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order, by
+    the chunk that fills this table, and until then later chunks find those leads here.
 
-    def __init__(self, header, data):
-        self.header, self.data = header, memoryview(data).cast("B")
-        self.capacity = len(self.data) // _ENTRY.size
-        self._emptied, self._read = -1, 0
-        self.by_email: dict[bytes, int] = {}  # hash -> row number
-        self.by_phone: dict[bytes, int] = {}
+    An open-addressing hash table in memory the run's workers share (`header`: how
+    often it was emptied and how many entries it holds; `data`: the slots), so that
+    how many keys may wait costs each worker nothing of its own. A slot is the
+    contact's hash, then the lead's row number with the kind of contact and its id.
+    One chunk writes at a time (in its turn); the others look up meanwhile: a slot's
+    row number, which marks it taken, is written last, so a reader sees whole entries
+    only. The table is emptied once its keys have committed; a lookup that saw it
+    emptied meanwhile (`emptied`) looks in the database again. A run that stops leaves
+    keys unwritten: a resumed run writes its batch's again (pipeline), and a failed
+    run's leads go without them."""
+
+    def __init__(self, header, data, capacity: int):
+        self.header, self.data, self.capacity = header, memoryview(data).cast("B"), capacity
+        self._slots = len(self.data) // _SLOT_BYTES
+        self._mask = self._slots - 1
+        self._hashes = self.data[:self._slots * HASH_BYTES]
+        self._numbers = self.data[self._slots * HASH_BYTES:].cast("q")  # (info, lead id)
+
+    @staticmethod
+    def data_bytes(capacity: int) -> int:
+        """The size of `data` for a table that holds `capacity` entries: at most half
+        full, so that probes stay short."""
+        slots = 1
+        while slots < 2 * capacity:
+            slots *= 2
+        return slots * _SLOT_BYTES
 
     @classmethod
     def local(cls, capacity: int) -> "UnwrittenKeys":
-        """A list of this process alone."""
-        return cls([0, 0], bytearray(capacity * _ENTRY.size))
+        """A table of this process alone."""
+        return cls(array("q", [0, 0]), bytearray(cls.data_bytes(capacity)), capacity)
+
+    @property
+    def emptied(self) -> int:
+        return self.header[0]
 
     def clear(self) -> None:
-        self.header[0] += 1
+        self.header[0] += 1  # first: a reader probing now will not trust what it found
+        self.data[self._slots * HASH_BYTES:] = bytes(self._slots * 16)
         self.header[1] = 0
 
-    def read(self) -> Optional[tuple[int, int, bytes]]:
-        """The entries added since this process last read (a copy, to index with
-        `catch_up` outside the caller's lock); None if the list was emptied meanwhile,
-        its keys then being in the database. Whole entries only: an entry is written
-        before the length that covers it, and the emptied count changes before the
-        length goes back to 0."""
-        emptied, end = self.header[0], self.header[1]
-        start = self._read if emptied == self._emptied else 0
-        data = bytes(self.data[start * _ENTRY.size:end * _ENTRY.size]) if end > start else b""
-        if self.header[0] != emptied:
-            return None
-        return emptied, end, data
-
-    def catch_up(self, read: Optional[tuple[int, int, bytes]]) -> None:
-        """Index the entries of `read` (None: the list was emptied)."""
-        if read is None:
-            self._emptied, self._read, self.by_email, self.by_phone = -1, 0, {}, {}
-            return
-        emptied, end, data = read
-        if emptied != self._emptied:
-            self._emptied, self._read = emptied, 0
-            self.by_email, self.by_phone = {}, {}
-        if end > self._read:
-            self._index(_ENTRY.iter_unpack(data))
-            self._read = end
-
-    def _index(self, entries) -> None:
-        by_kind = (self.by_email, self.by_phone)
-        for bit, digest, row_number, _ in entries:
-            by_kind[bit][digest] = row_number
+    def rows_of(self, kind: str, hashes: set[bytes]) -> dict[bytes, int]:
+        """The row number of each of these contacts that waits here."""
+        found: dict[bytes, int] = {}
+        if not self.header[1] or not hashes:
+            return found
+        bit, mask, numbers, stored = KIND_BITS[kind], self._mask, self._numbers, self._hashes
+        hashes = list(hashes)
+        for digest, (prefix,) in zip(hashes, _PREFIXES.iter_unpack(b"".join(hashes))):
+            at = (prefix ^ bit) & mask
+            while info := numbers[2 * at]:
+                if info & 3 == _TAKEN | bit << 1 and stored[at * HASH_BYTES:
+                                                           (at + 1) * HASH_BYTES] == digest:
+                    found[digest] = info >> 2
+                    break
+                at = (at + 1) & mask
+        return found
 
     def add(self, leads: list[tuple], e_at: int, p_at: int) -> bool:
-        """Add these leads' contacts (each lead's id its last value), or say the list
+        """Add these leads' contacts (each lead's id its last value), or say the table
         has no room for them."""
-        entries = [(0, lead[e_at], lead[0], lead[-1]) for lead in leads if lead[e_at]] + [
-            (1, lead[p_at], lead[0], lead[-1]) for lead in leads if lead[p_at]]
-        start = self.header[1]
-        if start + len(entries) > self.capacity:
+        entries = [(KIND_BITS["email"], lead[e_at], lead) for lead in leads if lead[e_at]] + [
+            (KIND_BITS["phone"], lead[p_at], lead) for lead in leads if lead[p_at]]
+        count = self.header[1]
+        if count + len(entries) > self.capacity:
             return False
-        self.data[start * _ENTRY.size:(start + len(entries)) * _ENTRY.size] = b"".join(
-            _ENTRY.pack(*entry) for entry in entries)
-        self.header[1] = start + len(entries)
-        if self._read == start and self._emptied == self.header[0]:  # read up to here
-            self._read = start + len(entries)
-            self._index(entries)
+        mask, numbers, stored = self._mask, self._numbers, self._hashes
+        prefixes = _PREFIXES.iter_unpack(b"".join([digest for _, digest, _ in entries]))
+        for (bit, digest, lead), (prefix,) in zip(entries, prefixes):
+            at = (prefix ^ bit) & mask
+            while numbers[2 * at]:
+                at = (at + 1) & mask
+            stored[at * HASH_BYTES:(at + 1) * HASH_BYTES] = digest
+            numbers[2 * at + 1] = lead[-1]
+            numbers[2 * at] = lead[0] << 2 | bit << 1 | _TAKEN
+        self.header[1] = count + len(entries)
         return True
 
     def take(self) -> list[tuple[int, int]]:
-        """The (key, lead_id) rows of every entry; the list is emptied (`clear`) once
+        """The (key, lead_id) rows of every entry; the table is emptied (`clear`) once
         they have committed."""
-        entries = list(_ENTRY.iter_unpack(self.data[:self.header[1] * _ENTRY.size]))
+        numbers, stored = self._numbers, self._hashes
+        taken = list(compress(range(self._slots), numbers[0::2].tolist()))
         rows = []
         for kind, bit in KIND_BITS.items():
-            chosen = [entry for entry in entries if entry[0] == bit]
-            rows += zip(keys(kind, [entry[1] for entry in chosen]), [entry[3] for entry in chosen])
+            chosen = [at for at in taken if numbers[2 * at] >> 1 & 1 == bit]
+            rows += zip(keys(kind, [stored[at * HASH_BYTES:(at + 1) * HASH_BYTES].tobytes()
+                                    for at in chosen]),
+                        [numbers[2 * at + 1] for at in chosen])
         return rows
+
+
+_TAKEN = 1  # the lowest bit of a slot's info: the slot holds an entry
+_SLOT_BYTES = HASH_BYTES + 16  # a hash, its info (row number, kind, taken) and lead id
 
 
 def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
@@ -578,31 +591,35 @@ class Prepared:
 
 
 def prepare(connection: Connection, plan: Plan, result, since: int,
-            unwritten: Optional[UnwrittenKeys] = None, read=None) -> Prepared:
+            unwritten: Optional[UnwrittenKeys] = None) -> Prepared:
     """Before a chunk's turn: its contacts looked up among the leads and
-    suppressions stored (a worker's own connection reads outside any transaction);
-    `since`: the first of the run's chunks that had not committed when the lookup
-    began; `unwritten` with `read` (UnwrittenKeys.read, taken then too): the run's
-    leads whose keys wait."""
+    suppressions stored (a worker's own connection reads outside any transaction),
+    and among the run's leads whose keys wait (`unwritten`); `since`: the first of the
+    run's chunks that had not committed when the lookup began."""
     e_at, p_at = plan.hashes
     emails = {row[e_at] for row in result.accepted if row[e_at]} | {
         c[1] for c in result.rejected_contacts if c[1]}
     phones = {row[p_at] for row in result.accepted if row[p_at]} | {
         c[2] for c in result.rejected_contacts if c[2]}
-    return Prepared(emails, phones, _looked_up(connection, plan, emails, phones, unwritten, read),
+    return Prepared(emails, phones, _looked_up(connection, plan, emails, phones, unwritten),
                     since)
 
 
 def _looked_up(connection: Connection, plan: Plan, emails: set[bytes], phones: set[bytes],
-               unwritten: Optional[UnwrittenKeys], read) -> DedupeIndex:
+               unwritten: Optional[UnwrittenKeys]) -> DedupeIndex:
     """The contacts among the stored leads and suppressions, and among the run's
-    leads whose keys wait (`read`: what UnwrittenKeys.read gave)."""
-    index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id, emails, phones,
-                             plan.check_suppression)
-    if unwritten is not None:
-        unwritten.catch_up(read)
-        index.add_own(emails, phones, unwritten.by_email, unwritten.by_phone)
-    return index
+    leads whose keys wait. Keys written and their table emptied while this looked (a
+    chunk's turn meanwhile) may have been in neither: then it looks again."""
+    while True:
+        emptied = unwritten.emptied if unwritten is not None else None
+        index = DedupeIndex.load(_reading(connection), plan.batch_id, plan.seller_id, emails,
+                                 phones, plan.check_suppression)
+        if unwritten is None:
+            return index
+        by_email, by_phone = unwritten.rows_of("email", emails), unwritten.rows_of("phone", phones)
+        if unwritten.emptied == emptied:
+            index.add_own(emails, phones, by_email, by_phone)
+            return index
 
 
 def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
@@ -686,9 +703,7 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
     if None in earlier:  # a chunk gone from the ring: all looked up again once committed
         turns.commit()
-        index = _looked_up(connection, plan, ready.emails, ready.phones, unwritten,
-                           # nobody else of the run writes now
-                           unwritten.read() if unwritten is not None else None)
+        index = _looked_up(connection, plan, ready.emails, ready.phones, unwritten)
     else:
         for by_email, by_phone in earlier:
             index.add_own(ready.emails, ready.phones, by_email, by_phone)

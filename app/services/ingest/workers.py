@@ -317,14 +317,13 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
     result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
     connection = _connection(plan)
     unwritten = _unwritten if plan.defer_keys else None
-    with _turns:  # the chunks before `since` have committed, with their waiting keys read
+    with _turns:  # the chunks before `since` have committed
         if _turn[0] != plan.run:
             raise storing.RunCancelled(plan.run)
         since = _turn[2]
-        read = unwritten.read() if unwritten is not None else None
     gc.disable()
     try:
-        ready = storing.prepare(connection, plan, result, since, unwritten, read)
+        ready = storing.prepare(connection, plan, result, since, unwritten)
     finally:
         gc.enable()
     turns = _Turns(plan.run, chunk.turn)
@@ -407,8 +406,7 @@ class InProcess:
         recent = storing.RecentLeads.local(1, 2 * self._chunk_rows)
         for block, chunk in chunks:
             result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
-            ready = storing.prepare(connection, plan, result, chunk.turn, unwritten,
-                                    unwritten.read() if unwritten is not None else None)
+            ready = storing.prepare(connection, plan, result, chunk.turn, unwritten)
             storing.store(connection, plan, chunk, block, result, self._vault, ready, recent,
                           unwritten)
         if unwritten is not None:
@@ -425,7 +423,8 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self._turns, self._turn = context.Condition(), context.Array("q", 3, lock=False)
         shared = (context.RawArray("q", 2),
-                  context.RawArray(ctypes.c_ubyte, waiting_keys * storing.ENTRY_SIZE))
+                  context.RawArray(ctypes.c_ubyte, storing.UnwrittenKeys.data_bytes(waiting_keys)),
+                  waiting_keys)
         self._unwritten = storing.UnwrittenKeys(*shared)
         # The chunks in flight and those whose keys wait: a chunk in its turn finds
         # every chunk since its lookup (more than this only costs a second lookup).
