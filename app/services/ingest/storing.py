@@ -383,18 +383,27 @@ class UnwrittenKeys:
         self.header[1] = count + len(entries)
         return True
 
-    def take(self) -> list[tuple[int, int]]:
-        """The (key, lead_id) rows of every entry; the table is emptied (`clear`) once
-        they have committed."""
-        numbers, stored = self._numbers, self._hashes
-        taken = list(compress(range(self._slots), numbers[0::2].tolist()))
-        rows = []
-        for kind, bit in KIND_BITS.items():
-            chosen = [at for at in taken if numbers[2 * at] >> 1 & 1 == bit]
-            rows += zip(keys(kind, [stored[at * HASH_BYTES:(at + 1) * HASH_BYTES].tobytes()
-                                    for at in chosen]),
-                        [numbers[2 * at + 1] for at in chosen])
-        return rows
+    def take(self) -> list[int]:
+        """Every entry's key and lead id as one number (`_pair`), in key order; the
+        table is emptied (`clear`) once they have committed. One number an entry, as
+        the table holds the keys of tens of thousands of leads."""
+        numbers, stored, prefix_at = self._numbers, self._hashes, _PREFIXES.unpack_from
+        pairs = []
+        append = pairs.append
+        for at in compress(range(self._slots), numbers[0::2]):
+            bit = numbers[2 * at] >> 1 & 1
+            append(_pair((prefix_at(stored, at * HASH_BYTES)[0] & ~1) | bit, numbers[2 * at + 1]))
+        pairs.sort()
+        return pairs
+
+
+def _pair(key: int, lead_id: int) -> int:
+    """A contact key and its lead's id as one number that sorts by key."""
+    return (key + 2**63) << 63 | lead_id
+
+
+def _unpaired(pairs: list[int]):
+    return (((pair >> 63) - 2**63, pair & (2**63 - 1)) for pair in pairs)
 
 
 _TAKEN = 1  # the lowest bit of a slot's info: the slot holds an entry
@@ -405,12 +414,25 @@ def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
     """At a run's end: the keys still waiting, in a transaction of their own."""
     connection.begin()
     try:
-        write_keys(connection, unwritten.take())
+        write_waiting_keys(connection, unwritten)
         connection.commit()
     except BaseException:
         connection.rollback()
         raise
     unwritten.clear()
+
+
+def write_waiting_keys(connection: Connection, unwritten: UnwrittenKeys,
+                       rows: list[tuple[int, int]] = ()) -> None:
+    """SQLite: the waiting keys, and these (key, lead_id) rows, in key order."""
+    pairs = unwritten.take()
+    if rows:
+        pairs += [_pair(key, lead_id) for key, lead_id in rows]
+        pairs.sort()
+    connection.driver.executemany(_INSERT_KEYS, _unpaired(pairs))
+
+
+_INSERT_KEYS = "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)"
 
 
 def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
@@ -426,8 +448,7 @@ def write_keys(connection: Connection, rows: list[tuple[int, int]]) -> None:
              b"".join([pgcopy.SIGNATURE, *[pack(2, 8, k, 8, i) for k, i in rows],
                        pgcopy.TRAILER]))
     else:
-        connection.driver.executemany(
-            "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)", rows)
+        connection.driver.executemany(_INSERT_KEYS, rows)
 
 
 def copy(connection: Connection, statement: str, data: bytes) -> None:
@@ -791,11 +812,12 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):
         return False
-    written = key_rows(leads, e_at, p_at)
-    if unwritten is not None:  # full: every waiting key goes now, with this chunk's
-        written += unwritten.take()
-    write_keys(connection, written)
-    return unwritten is not None
+    if unwritten is None:
+        write_keys(connection, key_rows(leads, e_at, p_at))
+        return False
+    # Full: every waiting key goes now, with this chunk's.
+    write_waiting_keys(connection, unwritten, key_rows(leads, e_at, p_at))
+    return True
 
 
 def _claim(connection: Connection, values: tuple) -> None:
