@@ -1,4 +1,4 @@
-"""Extension objects, created here and bound to the app in create_app."""
+"""Extension objects, created here and bound to the app in create_app (Migrations: one per app)."""
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -28,7 +28,7 @@ class Base(DeclarativeBase):
 
 class Migrations:
     """Flask-Migrate as an app's `extensions["migrate"]`, without importing it: its
-    import loads Alembic, Mako and Pygments (12 MB, 144 modules) that only migrations
+    import loads Alembic, Mako and Pygments (12 MB, 120 modules) that only migrations
     and `flask db` use (app.cli.MigrationCommands). Holds what Flask-Migrate's functions
     and migrations/env.py read there (Flask-Migrate's own _MigrateConfig)."""
 
@@ -38,10 +38,6 @@ class Migrations:
         self.db = db
         # Batch mode: SQLite changes a table by copying it. One dict per app: env.py adds to it.
         self.configure_args = {"render_as_batch": True, "compare_type": True}
-
-    @property
-    def metadata(self) -> MetaData:
-        return self.db.metadata
 
     @cached_property
     def migrate(self):
