@@ -82,7 +82,7 @@ def register_extensions(app) -> None:
     from app.core import figures  # noqa: F401 (raises accounts' figure revisions at commit)
     from app.core import read_autocommit  # noqa: F401 (PostgreSQL reads without BEGIN)
     from app.core.pool import ping_idle_connections
-    from app.extensions import csrf, db, limiter, login_manager, mail, migrate
+    from app.extensions import Migrations, csrf, db, limiter, login_manager, mail
     from app.security import init_security
     from app.tasks import init_celery
 
@@ -93,7 +93,7 @@ def register_extensions(app) -> None:
             from app.core.figures import check_writes
 
             check_writes(db.engine)
-    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    app.extensions["migrate"] = Migrations(db)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -172,7 +172,18 @@ def demo_code():
     click.echo(demo_service.demo_admin_code())
 
 
+class MigrationCommands(click.Group):
+    """`flask db`: Flask-Migrate's commands, imported when one of them runs (with
+    Alembic, which no web or worker process needs: app.extensions.Migrations)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        from flask_migrate.cli import db as commands
+
+        return commands.make_context(info_name, args, parent=parent, **extra)
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(MigrationCommands("db", help="Perform database migrations."))
     app.cli.add_command(users_cli)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(demo)

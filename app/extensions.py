@@ -1,12 +1,12 @@
-"""Extension objects, created here and bound to the app in create_app."""
+"""Extension objects, created here and bound to the app in create_app (Migrations: one per app)."""
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mailman import Mail
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 import sqlite3
+from functools import cached_property
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -26,8 +26,28 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class Migrations:
+    """Flask-Migrate as an app's `extensions["migrate"]`, without importing it: its
+    import loads Alembic, Mako and Pygments (12 MB, 120 modules) that only migrations
+    and `flask db` use (app.cli.MigrationCommands). Holds what Flask-Migrate's functions
+    and migrations/env.py read there (Flask-Migrate's own _MigrateConfig)."""
+
+    directory = "migrations"
+
+    def __init__(self, db: SQLAlchemy):
+        self.db = db
+        # Batch mode: SQLite changes a table by copying it. One dict per app: env.py adds to it.
+        self.configure_args = {"render_as_batch": True, "compare_type": True}
+
+    @cached_property
+    def migrate(self):
+        """The flask_migrate.Migrate whose settings Flask-Migrate's commands read."""
+        from flask_migrate import Migrate
+
+        return Migrate(db=self.db, directory=self.directory, **self.configure_args)
+
+
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 mail = Mail()

@@ -1,4 +1,4 @@
-"""Background jobs: thin Celery tasks that call services.
+"""Background jobs: thin functions that call services, Celery tasks in "celery" mode.
 
 Three modes (config TASK_MODE):
 - "celery": with CELERY_BROKER_URL (Redis), tasks go to `celery -A app.worker worker`.
@@ -12,20 +12,46 @@ Views and the API launch nothing: operations record events (app.core.events), an
 the handlers registered at the end of this module dispatch the jobs once the
 transaction that recorded them has committed.
 """
+from __future__ import annotations
+
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
-from celery import Celery, Task
 from flask import Flask, current_app
 
 from app.core import events
 from app.extensions import db
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 log = logging.getLogger(__name__)
 
-celery = Celery("leadx")
+
+@dataclass(frozen=True)
+class Job:
+    """A background job: the function that does it, under the name Celery knows it by."""
+
+    name: str
+    run: Callable
+
+
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str) -> Callable[[Callable], Job]:
+    """The decorated function as the job `name` (a Celery task of that name in "celery" mode)."""
+    def register(function: Callable) -> Job:
+        JOBS[name] = Job(name, function)
+        return JOBS[name]
+
+    return register
+
+
 _executors: dict[str, ThreadPoolExecutor] = {}
 # Webhooks get threads of their own: speed to lead must not queue behind an upload.
 THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8),
@@ -33,15 +59,48 @@ THREAD_POOLS = {"app.tasks.deliver_webhooks": ("leadx-webhook", 8),
                 "app.tasks.send_emails": ("leadx-mail", 2),
                 "app.tasks.deliver_by_email": ("leadx-mail", 2)}
 STAGED_UPLOAD_MAX_AGE_SECONDS = 86400  # a seller may come back to the confirm step within a day
+# Periodic jobs: Celery beat's schedule, and the embedded scheduler's.
+BEAT_SCHEDULE = {
+    "reconcile-ledger": {"task": "app.tasks.reconcile_ledger", "schedule": 3600.0},
+    "resume-stalled-batches": {"task": "app.tasks.resume_stalled_batches", "schedule": 300.0},
+    "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
+    "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
+    "retry-emails": {"task": "app.tasks.retry_emails", "schedule": 60.0},
+    "send-email-deliveries": {"task": "app.tasks.send_email_deliveries", "schedule": 60.0},
+    "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
+    # Hourly, but a seller is paid at most once a day (one payout per day).
+    "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
+    "retry-payments": {"task": "app.tasks.retry_payments", "schedule": 300.0},
+    "close-abandoned-topups": {"task": "app.tasks.close_abandoned_topups", "schedule": 600.0},
+    "accept-overdue-returns": {"task": "app.tasks.accept_overdue_returns", "schedule": 900.0},
+    "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
+    "assess-realtime-batches": {"task": "app.tasks.assess_realtime_batches", "schedule": 600.0},
+    "refresh-seller-points": {"task": "app.tasks.refresh_seller_points", "schedule": 3600.0},
+    "remove-stale-uploads": {"task": "app.tasks.remove_stale_uploads", "schedule": 3600.0},
+}
 
 
-def init_celery(app: Flask) -> Celery:
+def init_celery(app: Flask) -> None:
+    if app.config["TASK_MODE"] == "celery":
+        celery_for(app)
+    elif app.config["TASK_MODE"] == "thread":
+        start_embedded_scheduler(app)
+
+
+def celery_for(app: Flask) -> Celery:
+    """The app's Celery, with every job as a task: made at app creation in "celery"
+    mode (the web process sends tasks, `celery -A app.worker` runs them), never in
+    "thread" or "eager" mode, whose processes need not carry Celery and kombu (5 MB)."""
+    if "celery" in app.extensions:
+        return app.extensions["celery"]
+    from celery import Celery, Task
+
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery.Task = FlaskTask
+    celery = Celery("leadx", task_cls=FlaskTask)
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"] or "memory://",
         task_ignore_result=True,
@@ -49,36 +108,12 @@ def init_celery(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
-        beat_schedule={
-            "reconcile-ledger": {"task": "app.tasks.reconcile_ledger", "schedule": 3600.0},
-            "resume-stalled-batches": {"task": "app.tasks.resume_stalled_batches",
-                                       "schedule": 300.0},
-            "match-open-orders": {"task": "app.tasks.match_open_orders", "schedule": 60.0},
-            "retry-webhooks": {"task": "app.tasks.retry_webhooks", "schedule": 15.0},
-            "retry-emails": {"task": "app.tasks.retry_emails", "schedule": 60.0},
-            "send-email-deliveries": {"task": "app.tasks.send_email_deliveries",
-                                      "schedule": 60.0},
-            "release-earnings": {"task": "app.tasks.release_earnings", "schedule": 600.0},
-            # Hourly, but a seller is paid at most once a day (one payout per day).
-            "run-payouts": {"task": "app.tasks.run_payouts", "schedule": 3600.0},
-            "retry-payments": {"task": "app.tasks.retry_payments", "schedule": 300.0},
-            "close-abandoned-topups": {"task": "app.tasks.close_abandoned_topups",
-                                       "schedule": 600.0},
-            "accept-overdue-returns": {"task": "app.tasks.accept_overdue_returns",
-                                       "schedule": 900.0},
-            "purge-unsold-leads": {"task": "app.tasks.purge_unsold_leads", "schedule": 86400.0},
-            "assess-realtime-batches": {"task": "app.tasks.assess_realtime_batches",
-                                        "schedule": 600.0},
-            "refresh-seller-points": {"task": "app.tasks.refresh_seller_points",
-                                      "schedule": 3600.0},
-            "remove-stale-uploads": {"task": "app.tasks.remove_stale_uploads",
-                                     "schedule": 3600.0},
-        },
+        beat_schedule=BEAT_SCHEDULE,
     )
+    for name, registered in JOBS.items():
+        celery.task(name=name, shared=False)(registered.run)
     celery.set_default()
     app.extensions["celery"] = celery
-    if app.config["TASK_MODE"] == "thread":
-        start_embedded_scheduler(app)
     return celery
 
 
@@ -90,13 +125,13 @@ def start_embedded_scheduler(app: Flask) -> None:
     app.extensions["scheduler_stop"] = stop
 
     def loop() -> None:
-        due = {name: 0.0 for name in celery.conf.beat_schedule}
+        due = {name: 0.0 for name in BEAT_SCHEDULE}
         while not stop.is_set():
-            for name, entry in celery.conf.beat_schedule.items():
+            for name, entry in BEAT_SCHEDULE.items():
                 if time.monotonic() >= due[name]:
                     due[name] = time.monotonic() + entry["schedule"]
                     try:
-                        _run_in_app_context(app, celery.tasks[entry["task"]], ())
+                        _run_in_app_context(app, JOBS[entry["task"]], ())
                     except Exception:  # logged by _run_in_app_context; try again next time
                         pass
             stop.wait(1)
@@ -108,11 +143,11 @@ def start_embedded_scheduler(app: Flask) -> None:
             threading.Thread(target=loop, daemon=True, name="leadx-scheduler").start()
 
 
-def dispatch(task: Task, *args) -> Future | None:
+def dispatch(task: Job, *args) -> Future | None:
     """Run `task(*args)` in the background the way this deployment is configured."""
     mode = current_app.config["TASK_MODE"]
     if mode == "celery":
-        task.delay(*args)
+        celery_for(current_app._get_current_object()).tasks[task.name].delay(*args)
         return None
     if mode == "eager":
         _run_in_app_context(current_app._get_current_object(), task, args)
@@ -124,7 +159,7 @@ def dispatch(task: Task, *args) -> Future | None:
     return _executors[prefix].submit(_run_in_app_context, app, task, args)
 
 
-def _run_in_app_context(app: Flask, task: Task, args: tuple) -> None:
+def _run_in_app_context(app: Flask, task: Job, args: tuple) -> None:
     with app.app_context():
         try:
             task.run(*args)
@@ -136,7 +171,7 @@ def _run_in_app_context(app: Flask, task: Task, args: tuple) -> None:
             db.session.remove()
 
 
-@celery.task(name="app.tasks.reconcile_ledger")
+@job("app.tasks.reconcile_ledger")
 def reconcile_ledger() -> bool:
     """Prove the books and record the outcome in the audit log."""
     from app.services import audit, ledger
@@ -157,7 +192,7 @@ def reconcile_ledger() -> bool:
     return result.ok
 
 
-@celery.task(name="app.tasks.process_batch")
+@job("app.tasks.process_batch")
 def process_batch(batch_id: int) -> None:
     """Process an upload; if it went live, offer its leads to the open orders."""
     from app.models import Batch, BatchStatus
@@ -181,7 +216,7 @@ def assess_batch_risk(batch_id: int) -> None:
         db.session.rollback()
 
 
-@celery.task(name="app.tasks.assess_realtime_batches")
+@job("app.tasks.assess_realtime_batches")
 def assess_realtime_batches() -> int:
     """Real-time batches grow lead by lead: assess them again when they have grown
     (cheaper than a full assessment on every posted lead)."""
@@ -193,7 +228,7 @@ def assess_realtime_batches() -> int:
     return len(stale)
 
 
-@celery.task(name="app.tasks.match_batch")
+@job("app.tasks.match_batch")
 def match_batch(batch_id: int) -> None:
     from app.market import jobs
 
@@ -201,7 +236,7 @@ def match_batch(batch_id: int) -> None:
     db.session.commit()
 
 
-@celery.task(name="app.tasks.fill_order")
+@job("app.tasks.fill_order")
 def fill_order(order_id: int) -> None:
     from app.market import jobs
 
@@ -209,7 +244,7 @@ def fill_order(order_id: int) -> None:
     db.session.commit()
 
 
-@celery.task(name="app.tasks.match_open_orders")
+@job("app.tasks.match_open_orders")
 def match_open_orders() -> int:
     from app.market import jobs
 
@@ -218,14 +253,14 @@ def match_open_orders() -> int:
     return len(settlement.sale_ids)
 
 
-@celery.task(name="app.tasks.deliver_webhooks")
+@job("app.tasks.deliver_webhooks")
 def deliver_webhooks(sale_ids: list[int]) -> None:
     from app.aftersale.delivery import engine
 
     engine.deliver_sales(sale_ids)
 
 
-@celery.task(name="app.tasks.deliver_by_email")
+@job("app.tasks.deliver_by_email")
 def deliver_by_email(sale_ids: list[int]) -> int:
     """The sales' messages to orders that take one per lead, and resent digests."""
     from app.aftersale.delivery import emailing
@@ -233,7 +268,7 @@ def deliver_by_email(sale_ids: list[int]) -> int:
     return emailing.deliver_sales(sale_ids)
 
 
-@celery.task(name="app.tasks.retry_webhooks")
+@job("app.tasks.retry_webhooks")
 def retry_webhooks() -> int:
     from app.aftersale.delivery import engine
 
@@ -243,7 +278,7 @@ def retry_webhooks() -> int:
     return len(due)
 
 
-@celery.task(name="app.tasks.send_email_deliveries")
+@job("app.tasks.send_email_deliveries")
 def send_email_deliveries() -> int:
     """Digests of leads by email whose hour or day has ended, and retries now due."""
     from app.aftersale.delivery import emailing
@@ -251,14 +286,14 @@ def send_email_deliveries() -> int:
     return emailing.send_due()
 
 
-@celery.task(name="app.tasks.send_emails")
+@job("app.tasks.send_emails")
 def send_emails(email_ids: list[int]) -> int:
     from app.core import mail_jobs
 
     return sum(mail_jobs.send(email_id) for email_id in email_ids)
 
 
-@celery.task(name="app.tasks.retry_emails")
+@job("app.tasks.retry_emails")
 def retry_emails() -> int:
     """Emails the SMTP server did not take yet (down, or a worker died mid-send)."""
     from app.core import mail_jobs
@@ -266,21 +301,21 @@ def retry_emails() -> int:
     return mail_jobs.send_due()
 
 
-@celery.task(name="app.tasks.tell_orders_filled")
+@job("app.tasks.tell_orders_filled")
 def tell_orders_filled(order_ids: list[int]) -> int:
     from app.people import notification_jobs
 
     return notification_jobs.orders_filled(order_ids)
 
 
-@celery.task(name="app.tasks.tell_caps_used")
+@job("app.tasks.tell_caps_used")
 def tell_caps_used(order_ids: list[int]) -> None:
     from app.people import notification_jobs
 
     notification_jobs.caps_used(order_ids)
 
 
-@celery.task(name="app.tasks.resume_stalled_batches")
+@job("app.tasks.resume_stalled_batches")
 def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     """Queue again the batches whose job died (its worker crashed or was stopped)."""
     from app.services.ingest import pipeline
@@ -292,7 +327,7 @@ def resume_stalled_batches(older_than_seconds: int = 600) -> list[int]:
     return stalled
 
 
-@celery.task(name="app.tasks.remove_stale_uploads")
+@job("app.tasks.remove_stale_uploads")
 def remove_stale_uploads() -> int:
     """Files of uploads abandoned at the confirm step (after a day) or left by a run
     that died: they hold contacts in clear."""
@@ -301,14 +336,14 @@ def remove_stale_uploads() -> int:
     return pipeline.remove_stale_uploads(STAGED_UPLOAD_MAX_AGE_SECONDS)
 
 
-@celery.task(name="app.tasks.release_earnings")
+@job("app.tasks.release_earnings")
 def release_earnings() -> int:
     from app.services import earnings
 
     return earnings.release_cleared()
 
 
-@celery.task(name="app.tasks.run_payouts")
+@job("app.tasks.run_payouts")
 def run_payouts() -> int:
     from datetime import datetime, timezone
 
@@ -319,7 +354,7 @@ def run_payouts() -> int:
     return len(payments.run_payouts(datetime.now(timezone.utc).date()))
 
 
-@celery.task(name="app.tasks.retry_payments")
+@job("app.tasks.retry_payments")
 def retry_payments() -> int:
     from app.services import autotopup, payments
 
@@ -328,7 +363,7 @@ def retry_payments() -> int:
     return payments.retry_unfinished() + autotopup.resume_stuck()
 
 
-@celery.task(name="app.tasks.close_abandoned_topups")
+@job("app.tasks.close_abandoned_topups")
 def close_abandoned_topups() -> int:
     from app.services import payments
 
@@ -337,21 +372,21 @@ def close_abandoned_topups() -> int:
     return payments.close_abandoned_topups()
 
 
-@celery.task(name="app.tasks.accept_overdue_returns")
+@job("app.tasks.accept_overdue_returns")
 def accept_overdue_returns() -> int:
     from app.services import returns
 
     return returns.accept_overdue()
 
 
-@celery.task(name="app.tasks.purge_unsold_leads")
+@job("app.tasks.purge_unsold_leads")
 def purge_unsold_leads() -> int:
     from app.services import privacy
 
     return privacy.purge_unsold()
 
 
-@celery.task(name="app.tasks.refresh_seller_points")
+@job("app.tasks.refresh_seller_points")
 def refresh_seller_points() -> int:
     """Bring each seller's record (acceptance, returns, buyers' feedback) into the
     scores of its unsold leads. Freshness needs no job: queries compute it."""
@@ -360,7 +395,7 @@ def refresh_seller_points() -> int:
     return scoring.refresh_seller_points()
 
 
-@celery.task(name="app.tasks.check_auto_topup")
+@job("app.tasks.check_auto_topup")
 def check_auto_topup(account_id: int) -> None:
     """A buyer's available balance went down: top up from their saved card if due."""
     from app.services import autotopup

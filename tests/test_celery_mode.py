@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Batch, BatchStatus, Order
-from app.tasks import celery
+from app.tasks import celery_for
 from tests.ingest_helpers import csv_bytes, person
 from tests.market_helpers import funded_buyer, place, verified_seller
 
@@ -58,6 +58,7 @@ def celery_worker(app, redis_url, database_url, tmp_path):
         [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "-P", "solo",
          "--loglevel=INFO", "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT)
+    celery = celery_for(app)
     previous = (app.config["TASK_MODE"], celery.conf.broker_url)
     app.config["TASK_MODE"] = "celery"
     celery.conf.broker_url = redis_url

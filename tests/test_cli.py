@@ -79,3 +79,11 @@ def test_demo_if_empty_is_a_no_op_on_a_used_database(app):
     result = _run(app, "demo", "--if-empty")
     assert result.exit_code == 0 and "not loaded again" in result.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
+
+
+def test_db_commands_are_flask_migrates_with_their_options(app):
+    """`flask db` imports Flask-Migrate only when it runs (app.cli.MigrationCommands).
+    `heads` reads the scripts alone: env.py would leave this process's pooled SQLite
+    connection without foreign keys."""
+    assert _run(app, "db", "--directory", "migrations", "heads").exit_code == 0
+    assert _run(app, "db", "--directory", "nowhere", "heads").exit_code != 0  # no scripts there

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import LedgerTransaction, Role, TopUp, TopUpStatus
 from app.services import ledger, payments
-from app.tasks import _run_in_app_context, celery
+from app.tasks import BEAT_SCHEDULE, JOBS, _run_in_app_context
 from tests.conftest import STRIPE_TEST_CONFIG, csrf_token, log_in, make_user, wait_until
 
 
@@ -70,8 +70,8 @@ def _run_scheduled(app, name: str) -> None:
     context and session); the test's own transaction ends first, as it would not hold
     the database in production."""
     db.session.rollback()
-    entry = celery.conf.beat_schedule[name]
-    _run_in_app_context(app, celery.tasks[entry["task"]], ())
+    entry = BEAT_SCHEDULE[name]
+    _run_in_app_context(app, JOBS[entry["task"]], ())
 
 
 def test_the_balance_page_offers_to_finish_or_cancel_a_top_up_left_at_3ds(buyer_at_3ds, client):

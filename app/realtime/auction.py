@@ -36,7 +36,6 @@ from app.market.book import Candidate, Claims
 from app.market.settle import Settlement
 from app.models import Batch, BatchSource, Lead, Order, Ping, PingBid, Sale, User
 from app.models.types import utcnow
-from app.realtime.pinger import BidRequest, pinger
 from app.services import scoring
 from app.services.crypto import current_vault
 from app.services.ingest import realtime
@@ -234,6 +233,8 @@ def _ask(ping: Ping, targets: list, bidders: Mapping[int, Order], score_points: 
          now) -> dict[int, Answer]:
     if not targets:
         return {}
+    from app.realtime.pinger import BidRequest, pinger  # aiohttp: only bids ask over HTTP
+
     config = current_app.config
     vault = current_vault()
     requests = []

@@ -20,7 +20,6 @@ from typing import Optional
 from flask import current_app
 from sqlalchemy import select, update
 
-from app.core.lazy import lazy_import
 from app.errors import Conflict, DomainError, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, AutoTopUp, LedgerAccount, TopUp, TopUpStatus, User
@@ -28,7 +27,6 @@ from app.models.types import utcnow
 from app.services import ledger, payments
 
 log = logging.getLogger(__name__)
-stripe = lazy_import("stripe")  # 15 MB, loaded when Stripe is first talked to
 
 
 class AlreadyInFlight(Conflict):
@@ -69,6 +67,8 @@ def _card_label(payment_method: dict) -> str:
 def save(buyer: User, *, setup_intent_id: str, threshold: int, amount: int) -> AutoTopUp:
     """Turn automatic top-up on with the card the buyer just saved: the SetupIntent
     is read back from Stripe (it must be the buyer's and have succeeded)."""
+    import stripe
+
     check_terms(threshold, amount)
     customer = payments.ensure_customer(buyer)
     api = payments.client().v1

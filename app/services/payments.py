@@ -19,13 +19,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.core.lazy import lazy_import
 from app.errors import DomainError, NotFound, ValidationFailed
 from app.extensions import db
 from app.formatting import format_money, reading_as
@@ -38,8 +37,10 @@ from app.services import accounts, audit, ledger
 from app.services.earnings import recover_debt
 from app.services.ledger import Posting
 
+if TYPE_CHECKING:
+    import stripe  # 7 MB: imported where Stripe is talked to, not by every process
+
 log = logging.getLogger(__name__)
-stripe = lazy_import("stripe")  # 15 MB, loaded when Stripe is first talked to
 
 
 class PaymentsNotConfigured(DomainError):
@@ -76,6 +77,8 @@ def _require_configured() -> None:
 
 def client() -> stripe.StripeClient:
     """One client per app, pointed at STRIPE_API_BASE when set (a local test server)."""
+    import stripe
+
     _require_configured()
     app = current_app._get_current_object()
     if "stripe_client" not in app.extensions:
@@ -104,6 +107,8 @@ def _currency() -> str:
 
 def _plain(obj) -> dict:
     """Stripe's objects are not dicts; events and answers are read as plain dicts."""
+    import stripe
+
     return obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
 
 
@@ -155,6 +160,8 @@ def ensure_customer(buyer: User) -> str:
 def save_card_token(buyer: User, token: str) -> str:
     """A card tokenised by Stripe.js in the browser, saved on the buyer's Customer;
     returns the id a PaymentIntent can charge."""
+    import stripe
+
     customer = ensure_customer(buyer)
     try:
         card = client().v1.customers.payment_sources.create(
@@ -197,6 +204,8 @@ def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None, 
 def _create_intent(topup: TopUp, customer: str):
     """The top-up's PaymentIntent. Its idempotency key is the top-up's, so asking again
     for a top-up whose job died after Stripe made the intent gives back the same one."""
+    import stripe
+
     try:
         intent = client().v1.payment_intents.create(
             params={
@@ -235,6 +244,8 @@ def confirm_topup(topup: TopUp, payment_method: str, *, off_session: bool = Fals
     Secure, if the card needs it, is finished by Stripe.js in the buyer's browser).
     Off-session (an automatic top-up) tells Stripe the buyer is not there; local test
     servers (STRIPE_API_BASE) do not know the parameter, and charge all the same."""
+    import stripe
+
     api = client().v1.payment_intents
     confirm_params = ({"off_session": True}
                       if off_session and not current_app.config.get("STRIPE_API_BASE") else None)
@@ -264,6 +275,8 @@ def refresh_topup(topup: TopUp) -> TopUp:
 
 def _read_intent(topup: TopUp) -> Optional[dict]:
     """The top-up's PaymentIntent as Stripe has it now, its state followed here."""
+    import stripe
+
     if not topup.payment_intent_id or topup.status is TopUpStatus.SUCCEEDED:
         return None
     try:
@@ -311,6 +324,8 @@ def cancel_topup(topup: TopUp, sentence: str, *, abandoned: bool = False) -> Top
     once. Asking again (the buyer and the scheduler, a retry) asks Stripe with the same
     key and changes nothing more. A top-up with no PaymentIntent recorded was never
     confirmed with a card: nothing can charge it."""
+    import stripe
+
     if topup.status not in WAITING_FOR_BUYER:
         return topup
     if topup.payment_intent_id:
@@ -336,6 +351,8 @@ def cancel_topup(topup: TopUp, sentence: str, *, abandoned: bool = False) -> Top
 
 def _cancel_intent(topup: TopUp, abandoned: bool) -> dict:
     """The top-up's PaymentIntent, cancelled at Stripe if it could still take money."""
+    import stripe
+
     api = client().v1.payment_intents
     intent = _plain(api.retrieve(topup.payment_intent_id))
     if intent["status"] not in _CANCELABLE_INTENTS:
@@ -390,6 +407,8 @@ def recheck_topup(topup: TopUp) -> TopUp:
     waiting. One that succeeded keeps waiting too: the balance is credited only by the
     verified webhook (SPEC §5), which Stripe retries for days. Its lateness is logged
     for the operators, who can resend the event from Stripe's dashboard."""
+    import stripe
+
     if not topup.payment_intent_id or topup.status in FINAL:
         return topup
     try:
@@ -422,6 +441,8 @@ def _follow_intent(topup: TopUp, intent) -> None:
 
 
 def _fail(topup: TopUp, message: str) -> None:
+    import stripe
+
     if topup.status is not TopUpStatus.SUCCEEDED:
         topup.status = TopUpStatus.FAILED
         topup.failure_message = message
@@ -470,6 +491,8 @@ def topup_of(buyer: User, topup_id: int) -> TopUp:
 def handle_webhook(payload: bytes, signature: Optional[str]) -> str:
     """Verify and apply one event from Stripe; returns what was done. A replay of an
     event already applied changes nothing."""
+    import stripe
+
     secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
     if not secret:
         raise PaymentsNotConfigured("Stripe webhooks are not configured.")
@@ -667,6 +690,8 @@ def withdraw(buyer: User, amount: int) -> Withdrawal:
 
 def send_refund(card_refund: CardRefund) -> None:
     """Ask Stripe for one refund (again, after a crash: the key makes it one refund)."""
+    import stripe
+
     topup = db.session.get(TopUp, card_refund.topup_id)
     try:
         refund = client().v1.refunds.create(
@@ -764,6 +789,8 @@ class SimulatedConnect:
         return True
 
     def transfer(self, account_id, amount, currency, key, metadata) -> str:
+        import stripe
+
         self.calls += 1
         if key in self.transfers:
             return self.transfers[key]["id"]
@@ -851,6 +878,8 @@ def run_payouts(today: date, actor: Optional[User] = None) -> list[Payout]:
 
 
 def send_transfer(payout: Payout) -> None:
+    import stripe
+
     try:
         payout.transfer_id = connect().transfer(
             payout.destination, payout.amount, payout.currency.lower(), payout.idempotency_key,

@@ -31,7 +31,6 @@ from datetime import datetime
 from typing import Any, Iterator, Optional
 
 import sqlalchemy as sa
-from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 
 from app.extensions import db
 from app.models import Batch, BatchSource, BatchStatus, ConsentCertificate, Lead, Rejection
@@ -296,6 +295,9 @@ class Scan:
 
 def _disposable_domain(domain: str) -> Optional[str]:
     """The listed domain the address belongs to (sub-domains included), or None."""
+    # 1.5 MB of domains, loaded by the first scan rather than by every process.
+    from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
+
     parts = domain.lower().split(".")
     for i in range(len(parts) - 1):
         candidate = ".".join(parts[i:])

@@ -1,6 +1,6 @@
 """Views and the API launch no jobs (issue 14): only app/tasks.py calls `dispatch`,
-and only it and the application factory (whose `init_celery` import also registers
-the event handlers) import app.tasks. Everything else records events
+and only it, the application factory (whose `init_celery` import also registers
+the event handlers) and Celery's entry point app.worker import app.tasks. Everything else records events
 (app/core/events.py), whose handlers start the work after the commit.
 
 Modules are read with `ast`, never imported, with the import scan of
@@ -14,7 +14,7 @@ from tests.unit.test_import_cycles import ROOT, imports_of, module_files
 def job_launches(root: Path, package: str = "app") -> list[str]:
     """Each place, outside tasks, that imports the tasks module or calls `dispatch`."""
     tasks = f"{package}.tasks"
-    may_import = {tasks, package}  # the module itself; the factory starts Celery
+    may_import = {tasks, package, f"{package}.worker"}  # itself; those that start Celery
     modules = module_files(root, package)
     found = []
     for name, path in modules.items():

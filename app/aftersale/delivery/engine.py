@@ -19,7 +19,6 @@ from typing import Iterable, Optional
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import requests
 import sqlalchemy as sa
 from flask import current_app
 
@@ -35,7 +34,6 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.people import notifications, opt_out
-from app.services import outbound
 from app.services.crypto import current_vault
 from app.services.delivery import sale_record
 
@@ -87,6 +85,10 @@ class Outcome:
 
 def failure(exc: Exception, host: str, timeout: float) -> str:
     """What went wrong with a request, as a sentence for the buyer."""
+    import requests  # here and in send: a process that sends nothing does not load it
+
+    from app.services import outbound
+
     if isinstance(exc, outbound.Refused):
         return str(exc)
     if isinstance(exc, requests.Timeout):
@@ -143,6 +145,10 @@ def request_for(order: Order, method: HttpDelivery | None, payload: dict, event:
 
 def send(request: Request, rule: http.ReplyRule) -> Outcome:
     """One POST and the verdict of the reply rule on its reply; no database."""
+    import requests
+
+    from app.services import outbound
+
     started = time.monotonic()
     try:
         reply = outbound.post(request.url, data=request.body, headers=request.headers,

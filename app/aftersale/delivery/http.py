@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-import jsonpath
 from defusedxml import ElementTree as SafeElementTree
 
 FORMATS = {"json": "application/json", "form": "application/x-www-form-urlencoded",
@@ -181,6 +180,8 @@ class ReplyRule:
                 continue
             try:
                 if self.kind == "json":
+                    import jsonpath  # see _select
+
                     jsonpath.compile(expression)
                 elif self.kind == "xpath":
                     import elementpath  # see _select
@@ -211,6 +212,8 @@ def _select(kind: str, expression: str, text: str) -> Optional[str]:
     """The first value the expression selects in the reply, None if none (or if the
     reply is not the JSON or XML the rule expects)."""
     if kind == "json":
+        import jsonpath  # as elementpath below: only for the buyers whose rule reads JSON
+
         try:
             return _first(jsonpath.findall(expression, json.loads(text)))
         except ValueError:
