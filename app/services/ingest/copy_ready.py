@@ -35,9 +35,15 @@ EMAIL_HASH, PHONE_HASH, FIELDS = 1, 2, 3
 
 def pack(columns: Sequence[str], rows: list[tuple]) -> list[tuple]:
     """Rows of `columns` (datetimes for times, JSON text for JSON) as packed rows."""
-    if not rows:
+    return pack_columns(columns, list(zip(*rows))) if rows else []
+
+
+def pack_columns(columns: Sequence[str], values: Sequence[Sequence]) -> list[tuple]:
+    """The rows whose values are `values`, one sequence a column of `columns`, as
+    packed rows: a worker builds its rows a column at a time (workers.py), so they are
+    packed without being made rows first."""
+    if not values or not len(values[0]):
         return []
-    values = list(zip(*rows))
     fields = [pgcopy.column(KINDS[name], column, distinct=name not in _UNIQUE)
               for name, column in zip(columns, values, strict=True)]
     at = columns.index
