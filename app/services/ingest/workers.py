@@ -29,9 +29,10 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter
-from typing import Iterable, Mapping, Optional, Sequence
+from datetime import datetime, timezone
+from itertools import compress, repeat
+from operator import add, itemgetter, methodcaller, sub
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
@@ -83,11 +84,16 @@ def _short(text: Optional[str]) -> Optional[str]:
     return text[:INTENT_LIMIT] if text else text
 
 
-def _sqlite_time(when):
+_ISO_TEXT = methodcaller("isoformat", " ", "microseconds")
+_EPOCH, _EPOCH_UTC = datetime(1970, 1, 1), datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _sqlite_times(times: Iterable[datetime]) -> Iterator[str]:
     """consent_at as SQLite's driver takes it: UTCDateTime's SQLite text (SQLAlchemy's
-    DATETIME, always with microseconds). For COPY it stays a datetime (copy_ready packs
-    it)."""
-    return when.isoformat(" ", "microseconds")[:26]
+    DATETIME of the time in UTC, always with microseconds). Each time is made the naive
+    UTC one by two sums (the aware one's isoformat costs a µs, twice the naive one's).
+    For COPY it stays a datetime (copy_ready packs it)."""
+    return map(_ISO_TEXT, map(add, repeat(_EPOCH), map(sub, times, repeat(_EPOCH_UTC))))
 
 
 def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
@@ -219,7 +225,7 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
     else:
         interests = each_distinct(_json_texts, interests)
         if storage == "sqlite":
-            consent_times = map(_sqlite_time, consent_times)
+            consent_times = _sqlite_times(consent_times)
 
     def taken(*columns: Sequence) -> list:
         return [compress(column, ok) for column in columns]
@@ -262,7 +268,7 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
     if storage is not None:
         interests = _JSON_TEXT(interests) if interests else "[]"
         if storage == "sqlite":
-            consent_at = _sqlite_time(consent_at)
+            consent_at, = _sqlite_times([consent_at])
     return (
         number, vault.seal_contact(lead.first_name, lead.last_name, email, phone, lead.ip),
         email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
