@@ -56,6 +56,25 @@ def test_fields_are_what_the_driver_sends_in_binary(kind):
     assert pgcopy.field(kind, None) == b"\xff\xff\xff\xff"
 
 
+def test_sqlite_times_are_what_sqlalchemy_binds():
+    """The workers' consent_at text for SQLite is what the ORM would store: UTCDateTime's
+    UTC time, as SQLAlchemy's SQLite DATETIME writes it."""
+    from sqlalchemy.dialects import sqlite
+
+    from app.models.types import UTCDateTime
+
+    column = UTCDateTime()
+    dialect = sqlite.dialect()
+    bind = column.dialect_impl(dialect).impl.bind_processor(dialect)
+    times = [datetime(2026, 12, 5, 21, 3, 4, 123456, tzinfo=timezone.utc),
+             datetime(2026, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=3))),
+             datetime(1901, 2, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+             datetime(1, 1, 1, 0, 0, tzinfo=timezone.utc),
+             datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)]
+    assert list(workers._sqlite_times(times)) == [
+        bind(column.process_bind_param(when, dialect)) for when in times]
+
+
 def test_packed_kinds_are_the_leads_tables():
     """A field of another type's size would be refused by the server."""
     table = Lead.__table__

@@ -12,6 +12,7 @@ int8), or the server refuses the stream: `kind_of` gives a column's kind.
 import struct
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
 TRAILER = b"\xff\xff"
@@ -63,9 +64,14 @@ def column(kind: str, values: Sequence, distinct: bool = False) -> list[bytes]:
     if distinct:
         known = {value: NULL if value is None else encode(value) for value in set(values)}
         return list(map(known.__getitem__, values))
-    if kind in _NUMBERS or kind == "bool":
-        if None not in values:
-            return list(map(encode, values))
+    # The usual kinds without a Python call per value (encode is one).
+    if kind in _NUMBERS and None not in values:
+        pack, size = _NUMBERS[kind]
+        return list(map(pack, repeat(size), values))
+    if kind == "bool":
+        return list(map(_BOOLEANS.__getitem__, values))
+    if kind == "bytea":
+        return [NULL if value is None else _LENGTH(len(value)) + value for value in values]
     return [NULL if value is None else encode(value) for value in values]
 
 

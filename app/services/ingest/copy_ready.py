@@ -11,6 +11,7 @@ byte string. Pure functions: the workers import no Flask and no SQLAlchemy.
 """
 import struct
 from collections.abc import Sequence
+from itertools import repeat
 
 from app.core import pgcopy
 
@@ -35,11 +36,30 @@ EMAIL_HASH, PHONE_HASH, FIELDS = 1, 2, 3
 
 def pack(columns: Sequence[str], rows: list[tuple]) -> list[tuple]:
     """Rows of `columns` (datetimes for times, JSON text for JSON) as packed rows."""
-    if not rows:
+    return pack_columns(columns, list(zip(*rows))) if rows else []
+
+
+def pack_columns(columns: Sequence[str], values: Sequence[Sequence]) -> list[tuple]:
+    """The rows whose values are `values`, one sequence a column of `columns`, as
+    packed rows: a worker builds its rows a column at a time (workers.py), so they are
+    packed without being made rows first."""
+    if not values or not len(values[0]):
         return []
-    values = list(zip(*rows))
-    fields = [pgcopy.column(KINDS[name], column, distinct=name not in _UNIQUE)
-              for name, column in zip(columns, values, strict=True)]
+    # Each row's fields, a column at a time; a run of columns that hold one value in
+    # every row (the columns a file does not have) as one field of their joined bytes.
+    fields: list = []
+    same: list[bytes] = []
+    for name, column in zip(columns, values, strict=True):
+        if name not in _UNIQUE and column[0] is column[-1] and (
+                column.count(column[0]) == len(column)):
+            same.append(pgcopy.field(KINDS[name], column[0]))
+            continue
+        if same:
+            fields.append(repeat(b"".join(same)))
+            same = []
+        fields.append(pgcopy.column(KINDS[name], column, distinct=name not in _UNIQUE))
+    if same:
+        fields.append(repeat(b"".join(same)))
     at = columns.index
     return list(zip(values[at("row_number")], values[at("email_hash")],
                     values[at("phone_hash")], map(b"".join, zip(*fields))))

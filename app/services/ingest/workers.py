@@ -29,9 +29,10 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter
-from typing import Iterable, Mapping, Optional, Sequence
+from datetime import datetime, timezone
+from itertools import compress, repeat
+from operator import add, itemgetter, methodcaller, sub
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
@@ -57,7 +58,8 @@ EMAIL_HASH, PHONE_HASH = ACCEPTED_COLUMNS.index("email_hash"), ACCEPTED_COLUMNS.
 INTENT_LIMIT = 255  # the intent, sub_id and city columns keep their first 255 characters
 # How values leave the worker: as Python objects (for the ORM), or already in the form
 # the database driver takes without any conversion in the storing process, which is
-# the one serial step of an upload; "pgcopy": PostgreSQL's binary COPY (copy_ready).
+# the one serial step of an upload; "pgcopy": PostgreSQL's binary COPY, each accepted
+# row packed (copy_ready.pack: its number, its two hashes and its fields as bytes).
 STORAGE_FORMATS = (None, "sqlite", "pgcopy")
 STORAGE_OF = {"sqlite": "sqlite", "postgresql": "pgcopy"}  # what storing.store takes
 # json.dumps(..., ensure_ascii=False) without building an encoder for every row.
@@ -82,11 +84,16 @@ def _short(text: Optional[str]) -> Optional[str]:
     return text[:INTENT_LIMIT] if text else text
 
 
-def _sqlite_time(when):
+_ISO_TEXT = methodcaller("isoformat", " ", "microseconds")
+_EPOCH, _EPOCH_UTC = datetime(1970, 1, 1), datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _sqlite_times(times: Iterable[datetime]) -> Iterator[str]:
     """consent_at as SQLite's driver takes it: UTCDateTime's SQLite text (SQLAlchemy's
-    DATETIME, always with microseconds). For COPY it stays a datetime (copy_ready packs
-    it)."""
-    return when.isoformat(" ", "microseconds")[:26]
+    DATETIME of the time in UTC, always with microseconds). Each time is made the naive
+    UTC one by two sums (the aware one's isoformat costs a µs, twice the naive one's).
+    For COPY it stays a datetime (copy_ready packs it)."""
+    return map(_ISO_TEXT, map(add, repeat(_EPOCH), map(sub, times, repeat(_EPOCH_UTC))))
 
 
 def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional[str], ...],
@@ -102,7 +109,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     result = ChunkResult()
     rows = list(rows)
     decided = decide_columns([raw for _, raw in rows], fields, ctx, printable)
-    accepted = _accepted_columns(rows, decided, vault, storage) if any(decided.ok) else []
+    accepted = (_assembled(_accepted_columns(rows, decided, vault, storage), storage)
+                if any(decided.ok) else [])
     if len(accepted) == len(rows):
         result.accepted = accepted
         return result
@@ -135,6 +143,9 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
             for (number, verdict, _), message, raw in zip(refused, sealed,
                                                           sealed[len(refused):])]
     if late:  # accepted rows stay in file order: the first of two duplicates is kept
+        if storage == "pgcopy":
+            late = list(zip([position for position, _ in late],
+                            copy_ready.pack(ACCEPTED_COLUMNS, [row for _, row in late])))
         passed = compress(itertools.count(), decided.ok)
         merged = heapq.merge(zip(passed, accepted), late, key=itemgetter(0))
         accepted = [row for _, row in merged]
@@ -183,12 +194,12 @@ def _scores(has_phone: list, has_email: list, ages: list, genders: list, regions
 
 
 def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
-                      storage: Optional[str]) -> list[tuple]:
-    """The accepted rows (ACCEPTED_COLUMNS) of the rows that passed, built a column at
-    a time; the same tuples as _accepted_row makes of each row's lead. Only what costs
-    a row its own work (sealing, hashing) is worked out for the passed rows alone; the
-    other columns are worked out for every row and the passed rows' values taken in
-    the one pass that makes the tuples (picking each column first costs more)."""
+                      storage: Optional[str]) -> list[Iterable]:
+    """The accepted rows (ACCEPTED_COLUMNS) of the rows that passed, a column at a
+    time: each column's values for the passed rows, as _accepted_row makes them of
+    each row's lead. Only what costs a row its own work (sealing, hashing) is worked
+    out for the passed rows alone; the other columns are worked out for every row and
+    the passed rows' values taken as they are used (`_assembled`)."""
     ok, values = decided.ok, decided.values
 
     def passed(name: str) -> list:
@@ -214,12 +225,12 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
     else:
         interests = each_distinct(_json_texts, interests)
         if storage == "sqlite":
-            consent_times = map(_sqlite_time, consent_times)
+            consent_times = _sqlite_times(consent_times)
 
     def taken(*columns: Sequence) -> list:
         return [compress(column, ok) for column in columns]
 
-    return list(zip(
+    return [
         compress(map(itemgetter(0), rows), ok), sealed, email_hashes, phone_hashes,
         *taken(has_email, has_phone, ages, genders, regions, values["country"], maritals,
                employeds, interests, budgets, authorities, needs, timeframes),
@@ -227,7 +238,16 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
         *taken(values["source_url"], values["consent_text"], scores,
                _shortened(values["sub_id"]), _shortened(values["city"]),
                values["postal_code"], values["trustedform_cert_url"],
-               values["jornaya_leadid"])))
+               values["jornaya_leadid"])]
+
+
+def _assembled(columns: list[Iterable], storage: Optional[str]) -> list[tuple]:
+    """The accepted rows of _accepted_columns' columns: tuples, or packed for COPY
+    straight from the columns (copy_ready.pack_columns)."""
+    if storage == "pgcopy":
+        return copy_ready.pack_columns(ACCEPTED_COLUMNS, [
+            column if isinstance(column, list) else list(column) for column in columns])
+    return list(zip(*columns))
 
 
 def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
@@ -248,7 +268,7 @@ def _accepted_row(number: int, lead: NormalisedLead, vault: ContactVault,
     if storage is not None:
         interests = _JSON_TEXT(interests) if interests else "[]"
         if storage == "sqlite":
-            consent_at = _sqlite_time(consent_at)
+            consent_at, = _sqlite_times([consent_at])
     return (
         number, vault.seal_contact(lead.first_name, lead.last_name, email, phone, lead.ip),
         email_hash, phone_hash, email_hash is not None, phone_hash is not None, lead.age,
@@ -381,11 +401,8 @@ def _connection(plan: storing.Plan) -> storing.OwnConnection:
 
 def _validated(block: Block, fields: tuple, ctx: RowContext, vault: ContactVault,
                storage: Optional[str]) -> ChunkResult:
-    result = validate_chunk(block.records(), fields, ctx, vault, storage,
-                            printable_lines(block.lines, block.rows))
-    if storage == "pgcopy":
-        result.accepted = copy_ready.pack(ACCEPTED_COLUMNS, result.accepted)
-    return result
+    return validate_chunk(block.records(), fields, ctx, vault, storage,
+                          printable_lines(block.lines, block.rows))
 
 
 Chunks = Iterable[tuple[Block, storing.Chunk]]
