@@ -922,7 +922,7 @@ class TreeSampler(threading.Thread):
                     shared = {proc.pid: _shared_pss(proc.pid) for proc in tree}
                 total = total_pss = 0
                 for proc in tree:
-                    rss, anon = _status_kb(proc.pid, "VmRSS", "RssAnon")
+                    rss, anon = _status_kbs(proc.pid, "VmRSS", "RssAnon")
                     if rss is None or anon is None or shared.get(proc.pid) is None:
                         continue  # gone
                     rss, pss = rss * 1024, (anon + shared[proc.pid]) * 1024
@@ -964,16 +964,19 @@ def _role(cmdline: list[str]) -> str:
     return Path(cmdline[0]).name if cmdline else "?"
 
 
-def _status_kb(pid: int, *fields: str) -> int | None | tuple:
-    """Fields of /proc/<pid>/status in kB (None: the process is gone), read at once."""
+def _status_kb(pid: int, field: str) -> int | None:
+    return _status_kbs(pid, field)[0]
+
+
+def _status_kbs(pid: int, *fields: str) -> tuple[int | None, ...]:
+    """Fields of /proc/<pid>/status in kB, read at once (None: the process is gone)."""
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        return None if len(fields) == 1 else (None,) * len(fields)
+        return (None,) * len(fields)
     found = {line.split(":")[0]: int(line.split()[1]) for line in lines
              if line.startswith(fields)}
-    values = tuple(found.get(field) for field in fields)
-    return values[0] if len(fields) == 1 else values
+    return tuple(found.get(field) for field in fields)
 
 
 def run_real(label: str, csv_path: Path, url: str, workers: int, chunk: int,

@@ -345,7 +345,7 @@ class UnwrittenKeys:
 
     def clear(self) -> None:
         self.header[0] += 1  # first: a reader probing now will not trust what it found
-        self.data[self._slots * HASH_BYTES:] = bytes(self._slots * 16)
+        self.data[self._slots * HASH_BYTES:] = bytes(self._numbers.nbytes)
         self.header[1] = 0
 
     def rows_of(self, kind: str, hashes: set[bytes]) -> dict[bytes, int]:
