@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Batch, Lead, Role, TrustLevel
+from app.services.crypto import current_vault
 from tests.conftest import make_user
 from tests.ingest_helpers import csv_bytes, person
 
@@ -123,7 +124,31 @@ def test_real_time_lead_verdicts_are_4xx_with_the_row_code(client, seller, api_k
         assert response.json["error"]["message"]
     missing = client.post("/api/v1/leads", headers=headers, json={"email": "a@mail.example.com"})
     assert missing.status_code == 422
-    assert "default_country" in missing.json["error"]["details"]["fields"]["json"]
+    assert missing.json["error"]["code"] == "invalid_default_country"
+    assert missing.json["error"]["details"]["field"] == "default_country"
+
+
+def test_a_real_time_lead_needs_no_default_country_when_it_tells_its_own(client, seller,
+                                                                         api_key_for):
+    headers = api_key_for(seller)
+    base = {"consent_at": "2026-11-01T09:30:00Z", "source_url": "https://x.example.com"}
+    # The phone's +prefix: read as written, and its country is the lead's default.
+    prefixed = client.post("/api/v1/leads", headers=headers,
+                           json=base | {"phone": "+49 30 901820", "email": "a@mail.example.com"})
+    assert prefixed.status_code == 201, prefixed.json
+    # The country the lead names reads a number written without its prefix.
+    named = client.post("/api/v1/leads", headers=headers,
+                        json=base | {"phone": "912 345 678", "country": "Spain"})
+    assert named.status_code == 201, named.json
+    assert (db.session.get(Lead, prefixed.json["id"]).country,
+            db.session.get(Lead, named.json["id"]).country) == ("DE", "ES")
+    assert current_vault().open_contact(
+        db.session.get(Lead, named.json["id"]).contact_enc)["phone"] == "+34912345678"
+    # Neither: a national number cannot be read, and the answer says what to give.
+    neither = client.post("/api/v1/leads", headers=headers, json=base | {"phone": "030 901820"})
+    assert neither.status_code == 422
+    assert neither.json["error"]["code"] == "invalid_default_country"
+    assert "+country prefix" in neither.json["error"]["message"]
 
 
 def test_a_form_field_named_only_blanks_is_a_clear_error(client, seller, api_key_for):

@@ -286,6 +286,13 @@ def test_a_ping_without_buyers_and_a_ping_with_bad_attributes(client, market):
     sneaky = client.post("/api/v1/pings", headers=seller,
                          json=_ping_of(LEAD) | {"email": "x@mail.example.com"})
     assert sneaky.status_code == 422  # contacts are not part of a ping
+    # A ping has no phone: without default_country, the country it names is the default.
+    countryless = {k: v for k, v in _ping_of(LEAD).items() if k != "default_country"}
+    named = client.post("/api/v1/pings", headers=seller, json=countryless | {"country": "US"})
+    assert named.status_code == 200 and named.json["reason"] == "no_buyer"
+    unknown = client.post("/api/v1/pings", headers=seller, json=countryless)
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["code"] == "invalid_default_country"
 
 
 def test_when_the_winner_can_no_longer_pay_the_next_best_bid_buys_at_its_own_price(

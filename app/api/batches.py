@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import Batch, Role
 from app.realtime import auction
 from app.services import batches, market_stats
-from app.services.ingest import pipeline, reports
+from app.services.ingest import pipeline, realtime, reports
 
 blp = api_blueprint("Batches", __name__, description="Sellers: batches and real-time leads")
 
@@ -158,8 +158,8 @@ def get_rejections(batch_id: int):
 def post_lead(payload):
     """One lead in real time, validated by the same rules as a CSV row."""
     seller = _seller()
-    terms = pipeline.check_terms(payload.pop("default_country"), payload.pop("floor_price"),
-                                 payload.pop("cap"))
+    terms = pipeline.check_terms(realtime.default_country_of(payload),
+                                 payload.pop("floor_price"), payload.pop("cap"))
     # Speed to lead: matched before we answer (with the leads arriving at the same
     # time, or by live bids when some order bids); each sale's webhook goes as it commits.
     return auction.sell(seller, payload, terms)

@@ -194,7 +194,9 @@ class LeadInputSchema(Schema):
     trustedform_cert_url = fields.String(
         metadata={"description": "https://cert.trustedform.com/ and 40 hex characters"})
     jornaya_leadid = fields.String(metadata={"description": "a UUID"})
-    default_country = fields.String(required=True)
+    default_country = fields.String(load_default=None, metadata={
+        "example": "DE", "description": "ISO alpha-2: how a phone number without its +country "
+        "prefix is read. Left out: the lead's country, else its phone's +prefix"})
     floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)
     cap = Int(bounds.COUNT, **_CAP)
 

@@ -4,8 +4,9 @@ The same validation, encryption and duplicate rules as a CSV row; the lead joins
 seller's real-time batch of the day and is listed at once (or held for a `new`
 seller). A refused lead is answered with its verdict and stored nowhere."""
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
+import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +25,7 @@ from app.services.ingest.pipeline import (
 )
 from app.services.ingest.storing import DedupeIndex
 from app.services.ingest.validate import RowContext, verdict_message
+from app.services.regions import resolve_country
 from app.services.ingest.workers import validate_chunk
 
 
@@ -58,6 +60,27 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
         except IntegrityError:  # another process made the day's batch meanwhile: use it
             batch = db.session.scalar(query.with_for_update())
     return batch
+
+
+def default_country_of(payload: dict) -> Optional[str]:
+    """The lead's default_country, taken out of `payload`. Left out, it is the country
+    the lead names, else the one its phone's +prefix dials (a number written with its
+    prefix is read the same in any country); None when neither tells."""
+    given = payload.pop("default_country", None)
+    if given:
+        return given
+    named = payload.get("country")
+    if isinstance(named, str) and named.strip() and (code := resolve_country(named)):
+        return code
+    phone = payload.get("phone")
+    if isinstance(phone, str) and phone.strip().startswith("+"):
+        try:
+            dialled = phonenumbers.parse(phone, None).country_code
+        except phonenumbers.NumberParseException:
+            return None
+        region = phonenumbers.region_code_for_country_code(dialled)
+        return region if region != phonenumbers.UNKNOWN_REGION else None
+    return None
 
 
 def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tuple:
