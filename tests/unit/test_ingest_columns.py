@@ -38,7 +38,7 @@ CELLS = {
     "phone": ["+1 212 555 0100", "(212) 734-5678", "8 (916) 123-45-67", "+7 916 123 45 67",
               "", "12345", "+44 20 7946 0958", "07400 123456", "+34 612 345 678", "612345678",
               "0151 2345678", "+49 30 12345678", "n/a", "+1 (123) 456-7890", "001 212 734 5678",
-              "79161234567"],
+              "79161234567", "+49 30 12"],
     "age": ["", "30", "30 years", "45 лет", "17", "130", "abc", "29.0"],
     "birth_date": ["", "", "1980-05-17", "05/17/1980", "17.05.1980", "2012-01-01", "soon",
                    "2030-01-01", "1980/5/17", "05/06/1980", "5/6/1980 10:00", "1980/05/06"],
@@ -236,6 +236,26 @@ def test_chunks_are_built_as_row_by_row(storage):
         assert result.rejected_contacts == contacts
         compared += len(accepted)
     assert compared > 2000
+
+
+def test_an_invalid_phone_reads_the_same_in_a_chunk_as_alone():
+    """A number written with its "+" and country code is not read in any default
+    country, and its sentence says nothing of one; without the "+" it says which."""
+    vault = ContactVault(base64.urlsafe_b64encode(bytes(range(32))).decode())
+    fields = ("phone", "consent_at", "source_url", "country")
+    rows = [(n, [phone, "2025-03-01T10:00:00Z", "https://example.com/f", country])
+            for n, (phone, country) in enumerate([("+49 30 12", ""), ("030 12", ""),
+                                                  ("+49 30 12", "ES"), ("+1 212 555 0100", "")],
+                                                 start=2)]
+    result = validate_chunk(rows, fields, RowContext("DE", NOW), vault, "sqlite")
+    messages = [vault.decrypt(message) for _, _, _, message, _ in result.rejected]
+    assert messages == [_reference(fields, cells, RowContext("DE", NOW)).message
+                        for _, cells in rows[:3]]
+    assert messages == [
+        "The phone “+49 30 12” is not a valid phone number.",
+        "The phone “030 12” is not a valid phone number (numbers without a +country "
+        "prefix are read as DE, from the batch's default country).",
+        "The phone “+49 30 12” is not a valid phone number."]
 
 
 def test_a_memo_gives_each_values_answer_and_stays_bounded():

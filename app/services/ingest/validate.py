@@ -51,8 +51,7 @@ VERDICTS: dict[str, str] = {
                     "they are not valid UTF-8 text. Correct them and upload the row again.",
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
-    "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
-                     "+country prefix are read as {country}, from {source}).",
+    "invalid_phone": "The phone “{value}” is not a valid phone number{read_as}.",
     "no_consent": "The row has no usable consent evidence: {reason}.",
     "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
                        "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
@@ -69,6 +68,9 @@ VERDICTS: dict[str, str] = {
     "duplicate_own": "You have already uploaded this lead in an earlier batch.",
     "suppressed": "This person is on the suppression list and must not be contacted.",
 }
+# invalid_phone's `read_as` for a number written without a "+": it was read in a
+# country, which the sentence names, and says why.
+PHONE_READ_AS = " (numbers without a +country prefix are read as {country}, from {source})"
 # Accepted, but marked: counts against the batch's risk (SPEC §7).
 FLAGS: dict[str, str] = {
     "cross_seller_duplicate": "Another seller already holds this lead.",
@@ -81,6 +83,13 @@ def _shown(value: str, limit: int = 80) -> str:
 
 def verdict_message(code: str, **values) -> str:
     return VERDICTS[code].format(**{k: _shown(str(v)) for k, v in values.items()})
+
+
+def invalid_phone_message(value: str, country: str, source: str) -> str:
+    """invalid_phone's sentence for a number read as `country` (from `source`) unless
+    it is written with its own "+" and country code."""
+    read_as = "" if value[:1] == "+" else PHONE_READ_AS.format(country=country, source=source)
+    return VERDICTS["invalid_phone"].format(value=_shown(value), read_as=read_as)
 
 
 @dataclass(frozen=True)
@@ -606,8 +615,7 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
             source = ("the row's country" if country else "the batch's default country"
                       if region is None else "the row's region" if region_raw
                       else "the row's city")
-            problems.append(("invalid_phone", verdict_message(
-                "invalid_phone", value=phone_raw, country=home, source=source)))
+            problems.append(("invalid_phone", invalid_phone_message(phone_raw, home, source)))
         else:
             phone, phone_country = parsed
 
