@@ -128,6 +128,28 @@ def test_column_wise_leads_are_validate_rows_leads(default_country):
     assert decided > 1000 and accepted >= decided
 
 
+@pytest.mark.parametrize("default_country", ["US", "DE"])
+def test_what_the_column_pass_knows_of_a_failed_row_changes_no_verdict(default_country):
+    """validate_row given the column pass's answers for a row it did not decide (its
+    email, and its phone and consent time as read in its place) gives the verdict it
+    gives without them: every reason and every sentence alike, wherever the row's own
+    place turns out to differ from the one the pass read it in."""
+    rng = random.Random(20261206)
+    ctx = RowContext(default_country, NOW)
+    compared = used = 0
+    for fields in _layouts(rng):
+        rows = [_row(rng, fields) for _ in range(300)]
+        decided = columns_module.decide_columns(rows, fields, ctx)
+        assert sorted(decided.known) == [i for i, ok in enumerate(decided.ok) if not ok]
+        for position, known in decided.known.items():
+            cells = rows[position] + [""] * (len(fields) - len(rows[position]))
+            values = {name: cells[i] for i, name in enumerate(fields) if name}
+            assert validate_row(values, ctx, known=known) == validate_row(values, ctx), values
+            compared += 1
+            used += known.phone is not None or known.consent_at is not None
+    assert compared > 2000 and used > 1000
+
+
 def test_a_leads_interests_are_its_own():
     fields = ("email", "consent_at", "source_url", "interests")
     row = ["a@example.com", "2025-03-01T10:00:00Z", "https://example.com/f", "cars"]

@@ -9,7 +9,8 @@ checked in one regex pass over their column (normalise_emails), phones in the co
 shapes too (normalise_phones), and only consent times and the other phones are read
 one by one.
 A row is decided here only when every check passes; a row with any problem, or whose
-text needs cleaning, is left to `validate_row`, which gives every reason. So the
+text needs cleaning, is left to `validate_row`, which gives every reason (taking the
+answers this pass has for the row, `Known`, rather than working them out again). So the
 verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
 holds the accepted leads to it row for row. `decide_columns` hands the normalised
 columns themselves to the workers, which build their stored rows from them without a
@@ -28,8 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone, tzinfo
-from itertools import chain
-from operator import concat
+from itertools import chain, compress
+from operator import concat, not_
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -37,8 +38,8 @@ from app.services.ingest.fields import (
 from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
-    _PHONE_SHAPE, _PLANS, NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text,
-    in_utc, normalise_email, normalise_phone, normalise_url, parse_timestamp,
+    _PHONE_SHAPE, _PLANS, Known, NormalisedLead, RowContext, _age_from_birth, _interests,
+    _ip, _text, in_utc, normalise_email, normalise_phone, normalise_url, parse_timestamp,
 )
 from app.services.regions_tz import consent_zone
 
@@ -149,30 +150,45 @@ def _valid_phone_lines() -> re.Pattern:
 
 _VALID_PHONE_LINES = _valid_phone_lines()
 _PLAN_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
+_PLUS_CC = {region: f"+{plan.cc}" for region, plan in _PLANS.items()}
 
 
-def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple | None]:
-    """normalise_phone(value, home) of each stripped value (None where empty): the
-    common shapes for the whole column in two regex passes, the rest one by one."""
+def normalise_phones(values: list[str], homes: list[str | None]
+                     ) -> tuple[list[str | None], list[str | None]]:
+    """normalise_phone(value, home) of each stripped value, as two columns: the numbers
+    (None where empty or invalid) and the regions they belong to. The common shapes
+    for the whole column in two regex passes, the rest one by one."""
     count = len(values)
     joined = "\n".join(values)
     shaped = _PHONE_LINES.findall(joined)
     if joined.count("\n") != count - 1 or len(shaped) != count:  # a value holds a line break
-        return [normalise_phone(value, home) if value else None
-                for value, home in zip(values, homes)]
+        return _unzipped([normalise_phone(value, home) if value else None
+                          for value, home in zip(values, homes)])
     digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
     tags = {home: f"{home}|" for home in set(homes)}
     found = _VALID_PHONE_LINES.findall("\n".join(map(concat, map(tags.__getitem__, homes),
                                                      digits)))
-    phones: list[tuple | None] = []
+    numbers: list[str | None] = []
+    regions: list[str | None] = []
+    plus_cc = _PLUS_CC
     for nsn, value, home, number in zip(found, values, homes, digits):
         if not nsn:
-            phones.append(normalise_phone(value, home) if value else None)
-            continue
-        plan = (_PLANS[home] if number[0] != "+"
-                else _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]])
-        phones.append((f"+{plan.cc}{nsn}", plan.region))
-    return phones
+            phone = normalise_phone(value, home) if value else None
+            numbers.append(phone and phone[0])
+            regions.append(phone and phone[1])
+        elif number[0] != "+":  # a national number of its home
+            numbers.append(plus_cc[home] + nsn)
+            regions.append(home)
+        else:
+            plan = _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]]
+            numbers.append(f"+{plan.cc}{nsn}")
+            regions.append(plan.region)
+    return numbers, regions
+
+
+def _unzipped(phones: list[tuple | None]) -> tuple[list[str | None], list[str | None]]:
+    return ([phone and phone[0] for phone in phones],
+            [phone and phone[1] for phone in phones])
 
 
 def _as_iso(value: str) -> str | None:
@@ -397,6 +413,8 @@ class Decided:
 
     ok: list[bool]
     values: dict[str, Sequence]  # LEAD_FIELDS -> one value per row
+    # The rows that did not pass, by position, with what was worked out of them.
+    known: dict[int, Known]
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -463,14 +481,12 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
                 if email is None and value:
                     ok[i] = False
     phone_cells = stripped("phone")
-    parsed = normalise_phones(phone_cells, homes)
-    if None in parsed:
-        for i, (found, cell) in enumerate(zip(parsed, phone_cells)):
+    phones, phone_countries = normalise_phones(phone_cells, homes)
+    if None in phones:
+        for i, (found, cell) in enumerate(zip(phones, phone_cells)):
             # An invalid phone, or no contact at all (an invalid email failed above).
             if found is None and (cell or emails[i] is None):
                 ok[i] = False
-    phones = [found[0] if found else None for found in parsed]
-    phone_countries = [found[1] if found else None for found in parsed]
 
     if "consent" in columns:
         for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
@@ -500,6 +516,9 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
                                          column("trustedform_cert_url")))
     jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
+    known = {i: Known(emails[i], homes[i], regions[i],
+                      phones[i] and (phones[i], phone_countries[i]), consent_times[i])
+             for i in compress(range(count), map(not_, ok))}
     values: dict[str, Sequence] = {}
     if any(ok):
         def texts(name: str) -> list[str | None]:
@@ -532,7 +551,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "jornaya_leadid": each_distinct(lambda leadid: (
                 leadid if leadid is _FAIL else (leadid or "").upper() or None), jornaya),
         }
-    return Decided(ok, values)
+    return Decided(ok, values, known)
 
 
 def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],

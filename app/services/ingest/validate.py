@@ -135,6 +135,21 @@ class NormalisedLead:
 
 
 @dataclass(slots=True)
+class Known:
+    """What the column pass (columns.py) already worked out of a row's cells: its email
+    (None when empty or invalid), and its phone (normalise_phone's answer) and consent
+    time (None when empty or unreadable) as read in the place (`home`, `region`) it took
+    the row to be in. validate_row takes these answers instead of working them out
+    again, the place-bound ones only where it finds the row in that same place."""
+
+    email: str | None
+    home: str
+    region: str | None
+    phone: tuple[str, str | None] | None
+    consent_at: datetime | None
+
+
+@dataclass(slots=True)
 class RowResult:
     lead: NormalisedLead | None
     code: str | None = None  # the first reason; None when accepted
@@ -570,20 +585,21 @@ def _interests(raw: str | None) -> list[str]:
     return list(dict.fromkeys(filter(None, [" ".join(part.split()) for part in parts])))
 
 
-def validate_row(values: dict[str, str], ctx: RowContext, *,
-                 contact_required: bool = True) -> RowResult:
+def validate_row(values: dict[str, str], ctx: RowContext, *, contact_required: bool = True,
+                 known: Known | None = None) -> RowResult:
     """The verdict for one row of field -> raw text (missing fields count as empty).
 
     A rejected row carries every reason it has (SPEC §3): unreadable text alone stops
     the checks; otherwise contact, consent, age and region are all checked. A ping
     (SPEC §11) is a lead's attributes without its contacts: `contact_required=False`.
+    `known`: answers the column pass has for these very cells (not for cleaned ones).
     """
     joined = "".join(values.values())
     if not joined.isprintable() or "\ufffd" in joined:  # rare: the exact check is slower
         readable = _readable(values)
         if isinstance(readable, RowResult):
             return readable
-        values = readable
+        values, known = readable, None
     get = values.get
     problems: list[tuple[str, str]] = []
     email_raw = (get("email") or "").strip()
@@ -592,7 +608,7 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
         problems.append(("no_contact", verdict_message("no_contact")))
 
     email = None
-    if email_raw and (email := normalise_email(email_raw)) is None:
+    if email_raw and (email := known.email if known else normalise_email(email_raw)) is None:
         problems.append(("invalid_email", verdict_message("invalid_email", value=email_raw)))
 
     # Place comes before the phone: a row's own country says how to read its number.
@@ -607,10 +623,12 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
     elif not region_raw and (city := _text(get("city"))) and bad_place is None:
         region = resolve_region(city, country, ctx.default_country)  # Москва, Madrid
     home = country or (region[:2] if region else ctx.default_country)
+    if known is not None and (known.home != home or known.region != region):
+        known = None  # read elsewhere: its phone and consent time may read otherwise here
 
     phone = phone_country = None
     if phone_raw:
-        parsed = normalise_phone(phone_raw, home)
+        parsed = known.phone if known else normalise_phone(phone_raw, home)
         if parsed is None:
             source = ("the row's country" if country else "the batch's default country"
                       if region is None else "the row's region" if region_raw
@@ -639,14 +657,14 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
     if not consent_raw:
         gaps_at = gaps_at if consent_gaps else len(problems)
         consent_gaps.append("the consent time (consent_at) is empty")
-    elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
-                                        zone=(zone := consent_zone(region, home)))) is None:
+    elif (consent_at := known.consent_at if known else parse_timestamp(
+            consent_raw, month_first=month_first, zone=consent_zone(region, home))) is None:
         gaps_at = gaps_at if consent_gaps else len(problems)
         consent_gaps.append(f"the consent time “{_shown(consent_raw, 40)}” is not a date and "
                             "time we can read")
     elif consent_at > ctx.now + CLOCK_SKEW:
         problems.append(("consent_in_future", verdict_message(
-            "consent_in_future", value=consent_raw, zone=zone,
+            "consent_in_future", value=consent_raw, zone=consent_zone(region, home),
             utc=consent_at.strftime("%Y-%m-%d %H:%M"))))
     source_url = None
     url_raw = (get("source_url") or "").strip()
