@@ -38,7 +38,7 @@ from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready, storing
 from app.services.ingest.columns import (
-    MEMO_SIZE, Decided, decide_columns, each_distinct, memo, printable_lines,
+    MEMO_SIZE, Decided, decide_columns, memo, printable_lines,
 )
 from app.services.regions import load_indexes
 from app.services.ingest.reader import FIELD_LIMIT, Block
@@ -162,6 +162,15 @@ def _json_texts(texts: Sequence[str]) -> str:
     return '["' + '", "'.join(texts) + '"]' if texts else "[]"
 
 
+def _interests_json(interests: list[tuple]) -> list[str]:
+    """_json_texts of each row's interests, once per tuple: the rows of one distinct
+    value share their tuple (columns.interests_of), and its id is quicker to look up
+    than the tuple, whose hash is worked out from its words every time."""
+    shared = dict(zip(map(id, interests), interests))
+    texts = {key: _json_texts(words) for key, words in shared.items()}
+    return list(map(texts.__getitem__, map(id, interests)))
+
+
 def _shortened(texts: list) -> list:
     """_short of every value (most columns have no value that long)."""
     if max(map(len, filter(None, texts)), default=0) <= INTENT_LIMIT:
@@ -223,7 +232,7 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        interests = each_distinct(_json_texts, interests)
+        interests = _interests_json(interests)
         if storage == "sqlite":
             consent_times = _sqlite_times(consent_times)
 
