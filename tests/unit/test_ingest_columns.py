@@ -25,7 +25,7 @@ from app.services.ingest.columns import (
 )
 from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
-    RowContext, normalise_email, parse_timestamp, validate_row,
+    RowContext, _ip, normalise_email, parse_timestamp, validate_row,
 )
 from app.services.ingest.workers import ACCEPTED_COLUMNS, _accepted_row, validate_chunk
 
@@ -148,6 +148,19 @@ def test_what_the_column_pass_knows_of_a_failed_row_changes_no_verdict(default_c
             compared += 1
             used += known.phone is not None or known.consent_at is not None
     assert compared > 2000 and used > 1000
+
+
+def test_a_column_of_ip_addresses_is_ip_of_each():
+    """ips_of finds the plain IPv4 addresses in one pass: every value reads as _ip reads
+    it alone (leading zeros, spaces, IPv6, garbage, line breaks and empty cells too)."""
+    values = ["203.0.113.7", "10.0.0.1", " 10.0.0.1 ", "010.0.0.1", "256.1.1.1", "1.2.3",
+              "1.2.3.4.5", "2001:db8::1", "2001:DB8:0:0:0:0:0:1", "::ffff:1.2.3.4", "",
+              None, "n/a", "١.٢.٣.٤", "192.0.2.1\n"]
+    rng = random.Random(20261206)
+    for _ in range(50):
+        column = [rng.choice(values) for _ in range(rng.randrange(1, 30))]
+        assert columns_module.ips_of(column) == [_ip(value) if value else None
+                                                 for value in column], column
 
 
 def test_a_leads_interests_are_its_own():

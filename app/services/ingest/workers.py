@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import add, itemgetter, methodcaller, sub
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -155,19 +155,30 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
 
 def _json_texts(texts: Sequence[str]) -> str:
     """_JSON_TEXT(list(texts)), written directly when no text needs escaping (the
-    usual case: a printable text needs it only for a quote or a backslash)."""
-    text = "".join(texts)
-    if '"' in text or "\\" in text or not text.isprintable():
-        return _JSON_TEXT(texts)
+    usual case)."""
+    return _JSON_TEXT(texts) if _escaped("".join(texts)) else _plain_json(texts)
+
+
+def _escaped(text: str) -> bool:
+    """Whether JSON escapes anything in the text: a printable text has nothing to
+    escape but a quote or a backslash."""
+    return '"' in text or "\\" in text or not text.isprintable()
+
+
+def _plain_json(texts: Sequence[str]) -> str:
+    """The JSON array of texts none of which JSON escapes anything in."""
     return '["' + '", "'.join(texts) + '"]' if texts else "[]"
 
 
 def _interests_json(interests: list[tuple]) -> list[str]:
     """_json_texts of each row's interests, once per tuple: the rows of one distinct
     value share their tuple (columns.interests_of), and its id is quicker to look up
-    than the tuple, whose hash is worked out from its words every time."""
+    than the tuple, whose hash is worked out from its words every time. Whether any
+    word needs escaping is checked for them all at once."""
     shared = dict(zip(map(id, interests), interests))
-    texts = {key: _json_texts(words) for key, words in shared.items()}
+    convert = (_json_texts if _escaped("".join(chain.from_iterable(shared.values())))
+               else _plain_json)
+    texts = {key: convert(chosen) for key, chosen in shared.items()}
     return list(map(texts.__getitem__, map(id, interests)))
 
 
