@@ -137,7 +137,7 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
                                     for position, (email_hash, phone_hash) in enumerate(contacts)
                                     if email_hash or phone_hash]
         sealed = vault.encrypt_many([verdict.message for verdict in verdicts]
-                                    + [_json_texts(raw) for _, _, raw in refused])
+                                    + _json_lists([raw for _, _, raw in refused]))
         result.rejected = [
             (number, verdict.code, CODES_SEPARATOR.join(verdict.codes), message, raw)
             for (number, verdict, _), message, raw in zip(refused, sealed,
@@ -170,15 +170,19 @@ def _plain_json(texts: Sequence[str]) -> str:
     return '["' + '", "'.join(texts) + '"]' if texts else "[]"
 
 
+def _json_lists(lists: Sequence[Sequence[str]]) -> list[str]:
+    """_json_texts of each list of texts, whether any text needs escaping checked for
+    them all at once."""
+    escaped = _escaped("".join(chain.from_iterable(lists)))
+    return list(map(_json_texts if escaped else _plain_json, lists))
+
+
 def _interests_json(interests: list[tuple]) -> list[str]:
     """_json_texts of each row's interests, once per tuple: the rows of one distinct
     value share their tuple (columns.interests_of), and its id is quicker to look up
-    than the tuple, whose hash is worked out from its words every time. Whether any
-    word needs escaping is checked for them all at once."""
+    than the tuple, whose hash is worked out from its words every time."""
     shared = dict(zip(map(id, interests), interests))
-    convert = (_json_texts if _escaped("".join(chain.from_iterable(shared.values())))
-               else _plain_json)
-    texts = {key: convert(chosen) for key, chosen in shared.items()}
+    texts = dict(zip(shared, _json_lists(list(shared.values()))))
     return list(map(texts.__getitem__, map(id, interests)))
 
 
