@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone, tzinfo
 from itertools import chain, compress, repeat
-from operator import concat, is_, not_
+from operator import concat, is_, is_not, not_
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
@@ -38,8 +38,10 @@ from app.services.ingest.fields import (
 from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _IPV4, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
-    _PHONE_SHAPE, _PLANS, Known, NormalisedLead, RowContext, _age_from_birth, _interests,
-    _ip, _text, in_utc, normalise_email, normalise_phone, normalise_url, parse_timestamp,
+    _PHONE_SHAPE, _PLANS, Known, NormalisedLead, RowContext, RowResult, _age_from_birth,
+    _interests, _ip, _text, future_message, in_utc, invalid_phone_message,
+    no_consent_message, normalise_email, normalise_phone, normalise_url, page_gap,
+    parse_timestamp, phone_source, read_age, time_gap, verdict_message,
 )
 from app.services.regions_tz import consent_zone
 
@@ -426,6 +428,41 @@ def printable_lines(lines: Sequence[str], records: int) -> bool:
     return text.isprintable() and "\ufffd" not in text
 
 
+def _one_reason(reason: str, *, email_raw: str, phone_raw: str, place, region_raw: str,
+                country_raw: str, default: str, consent_raw: str, consent_at: datetime | None,
+                zone: tzinfo, url_raw: str, birth_raw: str, age_raw: str, month_first: bool,
+                today: date) -> tuple[str, str] | None:
+    """validate_row's (code, sentence) for a row (its stripped cells, and what this pass
+    read of them) that failed this pass's checks for one reason alone, each one verdict
+    of validate_row's, worded by validate.py's helpers; None where validate_row must
+    tell: a place that fails where validate_row would read the phone and consent time
+    in another country than the batch's."""
+    if reason == "email":
+        return "invalid_email", verdict_message("invalid_email", value=email_raw)
+    if reason == "phone":
+        country, region, home = place
+        return "invalid_phone", invalid_phone_message(
+            phone_raw, home, phone_source(country, region, region_raw))
+    if reason == "contact":
+        return "no_contact", verdict_message("no_contact")
+    if reason == "time":
+        return "no_consent", no_consent_message([time_gap(consent_raw)])
+    if reason == "future":
+        return "consent_in_future", future_message(consent_raw, consent_at, zone)
+    if reason == "page":
+        return "no_consent", no_consent_message([page_gap(url_raw)])
+    if reason == "age":
+        return "implausible_age", read_age(birth_raw, age_raw, month_first, today)[2]
+    country = resolve_country(country_raw) if country_raw else None  # the place
+    if country_raw and country is None:
+        return "unknown_region", verdict_message("unknown_region", field="country",
+                                                 value=country_raw)
+    if country in (None, default):
+        return "unknown_region", verdict_message("unknown_region", field="region",
+                                                 value=region_raw)
+    return None
+
+
 # NormalisedLead's fields in its order: the columns `decide_columns` fills.
 LEAD_FIELDS = tuple(NormalisedLead.__slots__)
 
@@ -437,8 +474,11 @@ class Decided:
 
     ok: list[bool]
     values: dict[str, Sequence]  # LEAD_FIELDS -> one value per row
-    # The rows that did not pass, by position, with what was worked out of them.
+    # The rows that did not pass, by position: those whose one reason this pass told
+    # with their verdicts, the others with what was worked out of them (validate_row
+    # tells theirs).
     known: dict[int, Known]
+    rejected: dict[int, RowResult]
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -465,15 +505,23 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
         return list(map(str.strip, columns[name])) if name in columns else [""] * count
 
     ok = [True] * count
+    # Each failed row's one reason (see _one_reason), or None: it has more than one, or
+    # one validate_row words (it then reads the row again with what `known` holds).
+    reasons: dict[int, str | None] = {}
+
+    def fail(positions: Iterator[int], reason: str | None) -> None:
+        for i in positions:
+            ok[i] = False
+            reasons[i] = None if i in reasons else reason
+
     cells = [] if printable else list(chain.from_iterable(columns.values()))
     if _readable(cells) is not None:  # rare: by column
         for values in columns.values():
             if (readable := _readable(values)) is not None:
-                ok = [a and b for a, b in zip(ok, readable)]
+                fail(compress(range(count), map(not_, readable)), None)
 
-    def checked(values: Sequence) -> Sequence:
-        for i in _at(values, _FAIL):
-            ok[i] = False
+    def checked(values: Sequence, reason: str | None) -> Sequence:
+        fail(_at(values, _FAIL), reason)
         return values
 
     default = ctx.default_country
@@ -492,36 +540,30 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     places, homes, regions, place_countries, zones, month_firsts = zip(*each_distinct(
         where, list(zip(column("country"), column("region"), column("city"))),
         memo("where", default))) if count else ((),) * 6
-    checked(places)
+    checked(places, "place")
 
-    emails: list[str | None] = list(absent)
-    if "email" in columns:
-        given = stripped("email")
-        emails = normalise_emails(given)
-        for i in _at(emails, None):
-            if given[i]:
-                ok[i] = False
+    given = stripped("email")
+    emails = normalise_emails(given) if "email" in columns else list(absent)
+    fail((i for i in _at(emails, None) if given[i]), "email")
     phone_cells = stripped("phone")
     phones, phone_countries = normalise_phones(phone_cells, homes)
-    for i in _at(phones, None):
-        # An invalid phone, or no contact at all (an invalid email failed above).
-        if phone_cells[i] or emails[i] is None:
-            ok[i] = False
+    no_phone = list(_at(phones, None))
+    fail((i for i in no_phone if phone_cells[i]), "phone")
+    # No contact at all (an invalid email failed above).
+    fail((i for i in no_phone if not phone_cells[i] and not given[i]), "contact")
 
     if "consent" in columns:
-        for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
-            if flag is not True:
-                ok[i] = False
+        flags = each_distinct(consent_flag, columns["consent"])
+        fail(compress(range(count), map(is_not, flags, repeat(True))), None)
 
     latest = ctx.now + CLOCK_SKEW
-    consent_times = consent_times_of(stripped("consent_at"), month_firsts, zones)
-    if None in consent_times or max(consent_times, default=latest) > latest:
-        for i, when in enumerate(consent_times):
-            if when is None or when > latest:
-                ok[i] = False
+    consent_cells = stripped("consent_at")
+    consent_times = consent_times_of(consent_cells, month_firsts, zones)
+    fail(_at(consent_times, None), "time")
+    if max(filter(None, consent_times), default=latest) > latest:
+        fail((i for i, when in enumerate(consent_times) if when and when > latest), "future")
     urls = each_distinct(_url, column("source_url"), memo("source_url"))
-    for i in _at(urls, None):
-        ok[i] = False
+    fail(_at(urls, None), "page")
     today = ctx.now.date()
     # The birth date, or else the age: each distinct cell read once (both ways where
     # the row's clock picks day or month first).
@@ -529,14 +571,29 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     aged = each_distinct(_aged, column("age"), memo("age"))
     births = checked(aged if born.count(None) == count else [
         age if birth is None else birth[month_first]
-        for birth, age, month_first in zip(born, aged, month_firsts)])
-    postal_codes = checked(each_distinct(_postal, column("postal_code")))
+        for birth, age, month_first in zip(born, aged, month_firsts)], "age")
+    postal_codes = checked(each_distinct(_postal, column("postal_code")), None)
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
-                                         column("trustedform_cert_url")))
-    jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
-    known = {i: Known(emails[i], homes[i], regions[i],
-                      phones[i] and (phones[i], phone_countries[i]), consent_times[i])
-             for i in compress(range(count), map(not_, ok))}
+                                         column("trustedform_cert_url")), None)
+    jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")),
+                      None)
+    known: dict[int, Known] = {}
+    rejected: dict[int, RowResult] = {}
+    for i, reason in sorted(reasons.items()):
+        verdict = reason and _one_reason(
+            reason, email_raw=given[i], phone_raw=phone_cells[i],
+            place=places[i], region_raw=_stripped(column("region")[i]),
+            country_raw=_stripped(column("country")[i]), default=default,
+            consent_raw=consent_cells[i], consent_at=consent_times[i], zone=zones[i],
+            url_raw=_stripped(column("source_url")[i]),
+            birth_raw=_stripped(column("birth_date")[i]), age_raw=_stripped(column("age")[i]),
+            month_first=month_firsts[i], today=today)
+        if verdict is not None:
+            code, message = verdict
+            rejected[i] = RowResult(None, code, message, (code,), emails[i], phones[i])
+        else:
+            known[i] = Known(emails[i], homes[i], regions[i],
+                             phones[i] and (phones[i], phone_countries[i]), consent_times[i])
     values: dict[str, Sequence] = {}
     if any(ok):
         def texts(name: str) -> list[str | None]:
@@ -569,7 +626,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "jornaya_leadid": each_distinct(lambda leadid: (
                 leadid if leadid is _FAIL else (leadid or "").upper() or None), jornaya),
         }
-    return Decided(ok, values, known)
+    return Decided(ok, values, known, rejected)
 
 
 def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],

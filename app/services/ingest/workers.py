@@ -103,8 +103,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     `printable`: every cell is known printable (columns.printable_lines).
 
     Rows that pass every check are decided and built a column at a time (columns.py);
-    the others, row by row by validate_row, which gives every reason (with what the
-    column pass worked out of them, Decided.known)."""
+    the others with every reason: told there when a row has one, else row by row by
+    validate_row (with what the column pass worked out of them, Decided.known)."""
     if storage not in STORAGE_FORMATS:
         raise ValueError(f"Unknown storage format {storage!r}")
     result = ChunkResult()
@@ -119,10 +119,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     width = len(fields)
     late = []  # (position, row) of rows validate_row accepts once their text is cleaned
     refused = []  # (row number, verdict, raw cells) of the rejected rows
-    for position, known in decided.known.items():
+    for position in sorted(decided.known.keys() | decided.rejected.keys()):
         number, raw = rows[position]
-        cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
-        verdict = validate_row({name: cells[i] for i, name in pairs}, ctx, known=known)
+        verdict = decided.rejected.get(position)
+        if verdict is None:
+            cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
+            verdict = validate_row({name: cells[i] for i, name in pairs}, ctx,
+                                   known=decided.known[position])
         if verdict.lead is not None:
             late.append((position, _accepted_row(number, verdict.lead, vault, storage)))
             continue
