@@ -8,11 +8,12 @@ chunk (the costlier ones once per worker: `memo`) and the rows look it up; email
 checked in one regex pass over their column (normalise_emails), phones in the common
 shapes too (normalise_phones), and only consent times and the other phones are read
 one by one.
-A row is decided here only when every check passes; a row with any problem, or whose
-text needs cleaning, is left to `validate_row`, which gives every reason (taking the
-answers this pass has for the row, `Known`, rather than working them out again). So the
-verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
-holds the accepted leads to it row for row. `decide_columns` hands the normalised
+A row is accepted here only when every check passes. A row that fails one check
+alone gets that check's verdict here, worded by validate.py's helpers; a row with more
+problems, or whose text needs cleaning, is left to `validate_row`, which gives every
+reason (taking the answers this pass has for the row, `Known`, rather than working them
+out again). tests/unit/test_ingest_columns.py holds the accepted leads and the verdicts
+to validate_row's, row for row. `decide_columns` hands the normalised
 columns themselves to the workers, which build their stored rows from them without a
 lead object per row; `validate_columns` makes the leads.
 
