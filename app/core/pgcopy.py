@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
+from operator import add, floordiv, sub
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension
 TRAILER = b"\xff\xff"
@@ -65,14 +66,19 @@ def column(kind: str, values: Sequence, distinct: bool = False) -> list[bytes]:
         known = {value: NULL if value is None else encode(value) for value in set(values)}
         return list(map(known.__getitem__, values))
     # The usual kinds without a Python call per value (encode is one).
-    if kind in _NUMBERS and None not in values:
-        pack, size = _NUMBERS[kind]
-        return list(map(pack, repeat(size), values))
     if kind == "bool":
         return list(map(_BOOLEANS.__getitem__, values))
+    if None in values:
+        return [NULL if value is None else encode(value) for value in values]
+    if kind in _NUMBERS:
+        pack, size = _NUMBERS[kind]
+        return list(map(pack, repeat(size), values))
     if kind == "bytea":
-        return [NULL if value is None else _LENGTH(len(value)) + value for value in values]
-    return [NULL if value is None else encode(value) for value in values]
+        return list(map(add, map(_LENGTH, map(len, values)), values))
+    if kind == "timestamptz":
+        return list(map(_NUMBERS["int8"][0], repeat(8), map(
+            floordiv, map(sub, values, repeat(_EPOCH)), repeat(_MICROSECOND))))
+    return list(map(encode, values))
 
 
 def rows(kinds: Sequence[str], values: Iterable[Sequence]) -> bytes:

@@ -6,6 +6,7 @@ validate_row accepts, or the speed it exists for is gone. Rows are seeded-random
 mixes of the values sellers send, the near misses around them and broken text.
 """
 import base64
+import collections
 import io
 import json
 import random
@@ -25,7 +26,7 @@ from app.services.ingest.columns import (
 )
 from app.services.ingest.reader import open_csv
 from app.services.ingest.validate import (
-    RowContext, normalise_email, parse_timestamp, validate_row,
+    RowContext, _ip, normalise_email, parse_timestamp, validate_row,
 )
 from app.services.ingest.workers import ACCEPTED_COLUMNS, _accepted_row, validate_chunk
 
@@ -38,7 +39,7 @@ CELLS = {
     "phone": ["+1 212 555 0100", "(212) 734-5678", "8 (916) 123-45-67", "+7 916 123 45 67",
               "", "12345", "+44 20 7946 0958", "07400 123456", "+34 612 345 678", "612345678",
               "0151 2345678", "+49 30 12345678", "n/a", "+1 (123) 456-7890", "001 212 734 5678",
-              "79161234567"],
+              "79161234567", "+49 30 12"],
     "age": ["", "30", "30 years", "45 лет", "17", "130", "abc", "29.0"],
     "birth_date": ["", "", "1980-05-17", "05/17/1980", "17.05.1980", "2012-01-01", "soon",
                    "2030-01-01", "1980/5/17", "05/06/1980", "5/6/1980 10:00", "1980/05/06"],
@@ -126,6 +127,51 @@ def test_column_wise_leads_are_validate_rows_leads(default_country):
                 pytest.fail(f"a clean accepted row was left to validate_row: {fields} {cells}")
             accepted += reference.accepted
     assert decided > 1000 and accepted >= decided
+
+
+@pytest.mark.parametrize("default_country", ["US", "DE"])
+def test_the_column_pass_tells_a_failed_rows_verdict_as_validate_row_does(default_country):
+    """A row the column pass did not decide: its verdict told there when it has one
+    reason, or validate_row's given the pass's answers for it (its email, and its phone
+    and consent time as read in its place): either way the verdict validate_row gives
+    the row alone, every reason and every sentence alike, wherever the row's own place
+    turns out to differ from the one the pass read it in."""
+    rng = random.Random(20261206)
+    ctx = RowContext(default_country, NOW)
+    told, known_used = collections.Counter(), 0
+    for fields in _layouts(rng):
+        rows = [_row(rng, fields) for _ in range(300)]
+        decided = columns_module.decide_columns(rows, fields, ctx)
+        assert not decided.known.keys() & decided.rejected.keys()
+        assert sorted(decided.known.keys() | decided.rejected.keys()) == [
+            i for i, ok in enumerate(decided.ok) if not ok]
+        for position in decided.known.keys() | decided.rejected.keys():
+            cells = rows[position] + [""] * (len(fields) - len(rows[position]))
+            values = {name: cells[i] for i, name in enumerate(fields) if name}
+            reference = validate_row(values, ctx)
+            if position in decided.rejected:
+                assert decided.rejected[position] == reference, values
+                told[reference.code] += 1
+            else:
+                known = decided.known[position]
+                assert validate_row(values, ctx, known=known) == reference, values
+                known_used += known.phone is not None or known.consent_at is not None
+    assert known_used > 500, known_used
+    assert set(told) == {"invalid_email", "invalid_phone", "no_contact", "no_consent",
+                         "consent_in_future", "implausible_age", "unknown_region"}, told
+
+
+def test_a_column_of_ip_addresses_is_ip_of_each():
+    """ips_of finds the plain IPv4 addresses in one pass: every value reads as _ip reads
+    it alone (leading zeros, spaces, IPv6, garbage, line breaks and empty cells too)."""
+    values = ["203.0.113.7", "10.0.0.1", " 10.0.0.1 ", "010.0.0.1", "256.1.1.1", "1.2.3",
+              "1.2.3.4.5", "2001:db8::1", "2001:DB8:0:0:0:0:0:1", "::ffff:1.2.3.4", "",
+              None, "n/a", "١.٢.٣.٤", "192.0.2.1\n"]
+    rng = random.Random(20261206)
+    for _ in range(50):
+        column = [rng.choice(values) for _ in range(rng.randrange(1, 30))]
+        assert columns_module.ips_of(column) == [_ip(value) if value else None
+                                                 for value in column], column
 
 
 def test_a_leads_interests_are_its_own():
@@ -236,6 +282,26 @@ def test_chunks_are_built_as_row_by_row(storage):
         assert result.rejected_contacts == contacts
         compared += len(accepted)
     assert compared > 2000
+
+
+def test_an_invalid_phone_reads_the_same_in_a_chunk_as_alone():
+    """A number written with its "+" and country code is not read in any default
+    country, and its sentence says nothing of one; without the "+" it says which."""
+    vault = ContactVault(base64.urlsafe_b64encode(bytes(range(32))).decode())
+    fields = ("phone", "consent_at", "source_url", "country")
+    rows = [(n, [phone, "2025-03-01T10:00:00Z", "https://example.com/f", country])
+            for n, (phone, country) in enumerate([("+49 30 12", ""), ("030 12", ""),
+                                                  ("+49 30 12", "ES"), ("+1 212 555 0100", "")],
+                                                 start=2)]
+    result = validate_chunk(rows, fields, RowContext("DE", NOW), vault, "sqlite")
+    messages = [vault.decrypt(message) for _, _, _, message, _ in result.rejected]
+    assert messages == [_reference(fields, cells, RowContext("DE", NOW)).message
+                        for _, cells in rows[:3]]
+    assert messages == [
+        "The phone “+49 30 12” is not a valid phone number.",
+        "The phone “030 12” is not a valid phone number (numbers without a +country "
+        "prefix are read as DE, from the batch's default country).",
+        "The phone “+49 30 12” is not a valid phone number."]
 
 
 def test_a_memo_gives_each_values_answer_and_stays_bounded():

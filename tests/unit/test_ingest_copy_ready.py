@@ -47,3 +47,19 @@ def test_packed_rows_are_each_value_as_a_field():
         rows = list(zip(*by_column))
         assert copy_ready.pack(columns, rows) == _straightforward(columns, rows)
     assert copy_ready.pack(workers.ACCEPTED_COLUMNS, []) == []
+
+
+def test_a_column_is_each_value_as_a_field():
+    """pgcopy.column, by kind, with and without NULLs, one by one or per distinct value:
+    each value's pgcopy.field (byte strings of any length too)."""
+    rng = random.Random(4)
+    examples = {**_EXAMPLES, "int8": lambda rng: rng.randrange(-10**15, 10**15),
+                "bytea": lambda rng: rng.randbytes(rng.randrange(0, 90))}
+    for kind in pgcopy.KINDS:
+        for turn in range(40):
+            values = [examples[kind](rng) for _ in range(rng.randrange(0, 25))]
+            if turn % 2 and values:
+                values[rng.randrange(len(values))] = None
+            expected = [pgcopy.field(kind, value) for value in values]
+            assert pgcopy.column(kind, values) == expected, kind
+            assert pgcopy.column(kind, values, distinct=True) == expected, kind

@@ -336,7 +336,7 @@ def test_invalid_email(value):
 ])
 def test_invalid_phone(value):
     message = rejected("invalid_phone", phone=value)
-    assert f"“{value}”" in message and "RU" in message
+    assert f"“{value}”" in message and ("RU" in message) == (value[0] != "+")
 
 
 @pytest.mark.parametrize("changes, said", [
@@ -349,6 +349,15 @@ def test_invalid_phone(value):
 ])
 def test_an_invalid_phone_says_which_country_it_was_read_in_and_why(changes, said):
     assert said in validate_row({**GOOD, "phone": "12345", **changes}, RU).message
+
+
+@pytest.mark.parametrize("phone", ["+49 30 12", "+4930 1", "+7 916 123", "+999 123 456"])
+def test_an_invalid_phone_with_its_country_code_says_nothing_of_a_default_country(phone):
+    message = rejected("invalid_phone", phone=phone)
+    assert message == f"The phone “{phone}” is not a valid phone number."
+    # Without its "+" the same digits are read in a country, and the sentence says so.
+    assert "numbers without a +country prefix are read as RU" in rejected(
+        "invalid_phone", phone=phone[1:])
 
 
 @pytest.mark.parametrize("changes, fragment", [
@@ -559,7 +568,7 @@ def test_every_verdict_has_a_sentence():
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
                "first_row": 7, "shape": "s", "source": "the row's region",
-               "zone": "UTC", "utc": "2025-06-15 12:00"}
+               "zone": "UTC", "utc": "2025-06-15 12:00", "read_as": ""}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message

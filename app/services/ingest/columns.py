@@ -8,10 +8,12 @@ chunk (the costlier ones once per worker: `memo`) and the rows look it up; email
 checked in one regex pass over their column (normalise_emails), phones in the common
 shapes too (normalise_phones), and only consent times and the other phones are read
 one by one.
-A row is decided here only when every check passes; a row with any problem, or whose
-text needs cleaning, is left to `validate_row`, which gives every reason. So the
-verdicts are `validate_row`'s by construction, and tests/unit/test_ingest_columns.py
-holds the accepted leads to it row for row. `decide_columns` hands the normalised
+A row is accepted here only when every check passes. A row that fails one check
+alone gets that check's verdict here, worded by validate.py's helpers; a row with more
+problems, or whose text needs cleaning, is left to `validate_row`, which gives every
+reason (taking the answers this pass has for the row, `Known`, rather than working them
+out again). tests/unit/test_ingest_columns.py holds the accepted leads and the verdicts
+to validate_row's, row for row. `decide_columns` hands the normalised
 columns themselves to the workers, which build their stored rows from them without a
 lead object per row; `validate_columns` makes the leads.
 
@@ -24,21 +26,23 @@ with no gain in a worker's total, and the library added ~44 MB PSS to each worke
 upload's peak 357 MB against 271 at 300,000 rows, over the 300 MB limit).
 """
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone, tzinfo
-from itertools import chain
-from operator import concat
+from itertools import chain, compress, repeat
+from operator import concat, is_, is_not, not_
 
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
 )
 from app.services.regions import resolve_country, resolve_region
 from app.services.ingest.validate import (
-    _AGE, _CERTIFICATES, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
-    _PHONE_SHAPE, _PLANS, NormalisedLead, RowContext, _age_from_birth, _interests, _ip, _text,
-    in_utc, normalise_email, normalise_phone, normalise_url, parse_timestamp,
+    _AGE, _CERTIFICATES, _IPV4, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
+    _PHONE_SHAPE, _PLANS, Known, NormalisedLead, RowContext, RowResult, _age_from_birth,
+    _interests, _ip, _text, future_message, in_utc, invalid_phone_message,
+    no_consent_message, normalise_email, normalise_phone, normalise_url, page_gap,
+    parse_timestamp, phone_source, read_age, time_gap, verdict_message,
 )
 from app.services.regions_tz import consent_zone
 
@@ -149,30 +153,45 @@ def _valid_phone_lines() -> re.Pattern:
 
 _VALID_PHONE_LINES = _valid_phone_lines()
 _PLAN_BY_CC = {plan.cc: plan for plan in _PLANS.values()}
+_PLUS_CC = {region: f"+{plan.cc}" for region, plan in _PLANS.items()}
 
 
-def normalise_phones(values: list[str], homes: list[str | None]) -> list[tuple | None]:
-    """normalise_phone(value, home) of each stripped value (None where empty): the
-    common shapes for the whole column in two regex passes, the rest one by one."""
+def normalise_phones(values: list[str], homes: list[str | None]
+                     ) -> tuple[list[str | None], list[str | None]]:
+    """normalise_phone(value, home) of each stripped value, as two columns: the numbers
+    (None where empty or invalid) and the regions they belong to. The common shapes
+    for the whole column in two regex passes, the rest one by one."""
     count = len(values)
     joined = "\n".join(values)
     shaped = _PHONE_LINES.findall(joined)
     if joined.count("\n") != count - 1 or len(shaped) != count:  # a value holds a line break
-        return [normalise_phone(value, home) if value else None
-                for value, home in zip(values, homes)]
+        return _unzipped([normalise_phone(value, home) if value else None
+                          for value, home in zip(values, homes)])
     digits = "\n".join(shaped).encode().translate(None, b" ()./-").decode().split("\n")
     tags = {home: f"{home}|" for home in set(homes)}
     found = _VALID_PHONE_LINES.findall("\n".join(map(concat, map(tags.__getitem__, homes),
                                                      digits)))
-    phones: list[tuple | None] = []
+    numbers: list[str | None] = []
+    regions: list[str | None] = []
+    plus_cc = _PLUS_CC
     for nsn, value, home, number in zip(found, values, homes, digits):
         if not nsn:
-            phones.append(normalise_phone(value, home) if value else None)
-            continue
-        plan = (_PLANS[home] if number[0] != "+"
-                else _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]])
-        phones.append((f"+{plan.cc}{nsn}", plan.region))
-    return phones
+            phone = normalise_phone(value, home) if value else None
+            numbers.append(phone and phone[0])
+            regions.append(phone and phone[1])
+        elif number[0] != "+":  # a national number of its home
+            numbers.append(plus_cc[home] + nsn)
+            regions.append(home)
+        else:
+            plan = _PLAN_BY_CC.get(number[1]) or _PLAN_BY_CC[number[1:3]]
+            numbers.append(f"+{plan.cc}{nsn}")
+            regions.append(plan.region)
+    return numbers, regions
+
+
+def _unzipped(phones: list[tuple | None]) -> tuple[list[str | None], list[str | None]]:
+    return ([phone and phone[0] for phone in phones],
+            [phone and phone[1] for phone in phones])
 
 
 def _as_iso(value: str) -> str | None:
@@ -223,6 +242,12 @@ def consent_times_of(values: list[str], month_firsts: list[bool],
     return times
 
 
+def _at(values: Sequence, value: object) -> Iterator[int]:
+    """The positions of `value` itself in `values`, found without a Python step per value
+    (an `in` test compares: a tuple with a marker, slowly)."""
+    return compress(range(len(values)), map(is_, values, repeat(value)))
+
+
 def _stripped(value: str | None) -> str:
     return (value or "").strip()
 
@@ -233,6 +258,24 @@ def _stripped(value: str | None) -> str:
 @lru_cache(maxsize=1024)
 def _ip_of(cell: str | None) -> str | None:
     return _ip(cell) if cell else None
+
+
+# validate._IPV4 for each line of values joined by line breaks: group 1 is the line
+# when it is such an address, which _ip gives back as it is, else empty.
+_IPV4_LINES = re.compile(rf"^(?:({_IPV4.pattern})|[^\n]*)$", re.M | re.A)
+
+
+def ips_of(column: Sequence[str | None]) -> list[str | None]:
+    """_ip_of of each value, once per distinct value: the plain IPv4 addresses (most of
+    a file's) found in one regex pass over them, the others one by one."""
+    distinct = [value for value in set(column) if value]
+    joined = "\n".join(distinct)
+    if joined.count("\n") != len(distinct) - 1:  # none, or a value holds a line break
+        return each_distinct(_ip_of, column)
+    known = {value: address or _ip_of(value)
+             for value, address in zip(distinct, _IPV4_LINES.findall(joined), strict=True)}
+    known[None] = known[""] = None
+    return list(map(known.__getitem__, column))
 
 
 def interest_words(raw: str | None) -> tuple[str, ...]:
@@ -386,6 +429,41 @@ def printable_lines(lines: Sequence[str], records: int) -> bool:
     return text.isprintable() and "\ufffd" not in text
 
 
+def _one_reason(reason: str, *, email_raw: str, phone_raw: str, place, region_raw: str,
+                country_raw: str, default: str, consent_raw: str, consent_at: datetime | None,
+                zone: tzinfo, url_raw: str, birth_raw: str, age_raw: str, month_first: bool,
+                today: date) -> tuple[str, str] | None:
+    """validate_row's (code, sentence) for a row (its stripped cells, and what this pass
+    read of them) that failed this pass's checks for one reason alone, each one verdict
+    of validate_row's, worded by validate.py's helpers; None where validate_row must
+    tell: a place that fails where validate_row would read the phone and consent time
+    in another country than the batch's."""
+    if reason == "email":
+        return "invalid_email", verdict_message("invalid_email", value=email_raw)
+    if reason == "phone":
+        country, region, home = place
+        return "invalid_phone", invalid_phone_message(
+            phone_raw, home, phone_source(country, region, region_raw))
+    if reason == "contact":
+        return "no_contact", verdict_message("no_contact")
+    if reason == "time":
+        return "no_consent", no_consent_message([time_gap(consent_raw)])
+    if reason == "future":
+        return "consent_in_future", future_message(consent_raw, consent_at, zone)
+    if reason == "page":
+        return "no_consent", no_consent_message([page_gap(url_raw)])
+    if reason == "age":
+        return "implausible_age", read_age(birth_raw, age_raw, month_first, today)[2]
+    country = resolve_country(country_raw) if country_raw else None  # the place
+    if country_raw and country is None:
+        return "unknown_region", verdict_message("unknown_region", field="country",
+                                                 value=country_raw)
+    if country in (None, default):
+        return "unknown_region", verdict_message("unknown_region", field="region",
+                                                 value=region_raw)
+    return None
+
+
 # NormalisedLead's fields in its order: the columns `decide_columns` fills.
 LEAD_FIELDS = tuple(NormalisedLead.__slots__)
 
@@ -397,6 +475,11 @@ class Decided:
 
     ok: list[bool]
     values: dict[str, Sequence]  # LEAD_FIELDS -> one value per row
+    # The rows that did not pass, by position: those whose one reason this pass told
+    # with their verdicts, the others with what was worked out of them (validate_row
+    # tells theirs).
+    known: dict[int, Known]
+    rejected: dict[int, RowResult]
 
 
 def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
@@ -423,17 +506,23 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
         return list(map(str.strip, columns[name])) if name in columns else [""] * count
 
     ok = [True] * count
+    # Each failed row's one reason (see _one_reason), or None: it has more than one, or
+    # one validate_row words (it then reads the row again with what `known` holds).
+    reasons: dict[int, str | None] = {}
+
+    def fail(positions: Iterator[int], reason: str | None) -> None:
+        for i in positions:
+            ok[i] = False
+            reasons[i] = None if i in reasons else reason
+
     cells = [] if printable else list(chain.from_iterable(columns.values()))
     if _readable(cells) is not None:  # rare: by column
         for values in columns.values():
             if (readable := _readable(values)) is not None:
-                ok = [a and b for a, b in zip(ok, readable)]
+                fail(compress(range(count), map(not_, readable)), None)
 
-    def checked(values: Sequence) -> Sequence:
-        if _FAIL in values:
-            for i, value in enumerate(values):
-                if value is _FAIL:
-                    ok[i] = False
+    def checked(values: Sequence, reason: str | None) -> Sequence:
+        fail(_at(values, _FAIL), reason)
         return values
 
     default = ctx.default_country
@@ -452,42 +541,30 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     places, homes, regions, place_countries, zones, month_firsts = zip(*each_distinct(
         where, list(zip(column("country"), column("region"), column("city"))),
         memo("where", default))) if count else ((),) * 6
-    checked(places)
+    checked(places, "place")
 
-    emails: list[str | None] = list(absent)
-    if "email" in columns:
-        given = stripped("email")
-        emails = normalise_emails(given)
-        if emails.count(None) != given.count(""):
-            for i, (email, value) in enumerate(zip(emails, given)):
-                if email is None and value:
-                    ok[i] = False
+    given = stripped("email")
+    emails = normalise_emails(given) if "email" in columns else list(absent)
+    fail((i for i in _at(emails, None) if given[i]), "email")
     phone_cells = stripped("phone")
-    parsed = normalise_phones(phone_cells, homes)
-    if None in parsed:
-        for i, (found, cell) in enumerate(zip(parsed, phone_cells)):
-            # An invalid phone, or no contact at all (an invalid email failed above).
-            if found is None and (cell or emails[i] is None):
-                ok[i] = False
-    phones = [found[0] if found else None for found in parsed]
-    phone_countries = [found[1] if found else None for found in parsed]
+    phones, phone_countries = normalise_phones(phone_cells, homes)
+    no_phone = list(_at(phones, None))
+    fail((i for i in no_phone if phone_cells[i]), "phone")
+    # No contact at all (an invalid email failed above).
+    fail((i for i in no_phone if not phone_cells[i] and not given[i]), "contact")
 
     if "consent" in columns:
-        for i, flag in enumerate(each_distinct(consent_flag, columns["consent"])):
-            if flag is not True:
-                ok[i] = False
+        flags = each_distinct(consent_flag, columns["consent"])
+        fail(compress(range(count), map(is_not, flags, repeat(True))), None)
 
     latest = ctx.now + CLOCK_SKEW
-    consent_times = consent_times_of(stripped("consent_at"), month_firsts, zones)
-    if None in consent_times or max(consent_times, default=latest) > latest:
-        for i, when in enumerate(consent_times):
-            if when is None or when > latest:
-                ok[i] = False
+    consent_cells = stripped("consent_at")
+    consent_times = consent_times_of(consent_cells, month_firsts, zones)
+    fail(_at(consent_times, None), "time")
+    if max(filter(None, consent_times), default=latest) > latest:
+        fail((i for i, when in enumerate(consent_times) if when and when > latest), "future")
     urls = each_distinct(_url, column("source_url"), memo("source_url"))
-    if None in urls:
-        for i, url in enumerate(urls):
-            if url is None:
-                ok[i] = False
+    fail(_at(urls, None), "page")
     today = ctx.now.date()
     # The birth date, or else the age: each distinct cell read once (both ways where
     # the row's clock picks day or month first).
@@ -495,11 +572,29 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
     aged = each_distinct(_aged, column("age"), memo("age"))
     births = checked(aged if born.count(None) == count else [
         age if birth is None else birth[month_first]
-        for birth, age, month_first in zip(born, aged, month_firsts)])
-    postal_codes = checked(each_distinct(_postal, column("postal_code")))
+        for birth, age, month_first in zip(born, aged, month_firsts)], "age")
+    postal_codes = checked(each_distinct(_postal, column("postal_code")), None)
     trustedform = checked(each_distinct(_certificate("trustedform_cert_url"),
-                                         column("trustedform_cert_url")))
-    jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")))
+                                         column("trustedform_cert_url")), None)
+    jornaya = checked(each_distinct(_certificate("jornaya_leadid"), column("jornaya_leadid")),
+                      None)
+    known: dict[int, Known] = {}
+    rejected: dict[int, RowResult] = {}
+    for i, reason in sorted(reasons.items()):
+        verdict = reason and _one_reason(
+            reason, email_raw=given[i], phone_raw=phone_cells[i],
+            place=places[i], region_raw=_stripped(column("region")[i]),
+            country_raw=_stripped(column("country")[i]), default=default,
+            consent_raw=consent_cells[i], consent_at=consent_times[i], zone=zones[i],
+            url_raw=_stripped(column("source_url")[i]),
+            birth_raw=_stripped(column("birth_date")[i]), age_raw=_stripped(column("age")[i]),
+            month_first=month_firsts[i], today=today)
+        if verdict is not None:
+            code, message = verdict
+            rejected[i] = RowResult(None, code, message, (code,), emails[i], phones[i])
+        else:
+            known[i] = Known(emails[i], homes[i], regions[i],
+                             phones[i] and (phones[i], phone_countries[i]), consent_times[i])
     values: dict[str, Sequence] = {}
     if any(ok):
         def texts(name: str) -> list[str | None]:
@@ -526,13 +621,13 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             "budget": texts("budget"), "authority": texts("authority"), "need": texts("need"),
             "timeframe": texts("timeframe"), "consent_at": consent_times, "source_url": urls,
             "consent_text": texts("consent_text"),
-            "ip": each_distinct(_ip_of, column("ip")),
+            "ip": ips_of(column("ip")),
             "sub_id": texts("sub_id"), "city": texts("city"), "postal_code": postal_codes,
             "trustedform_cert_url": trustedform,
             "jornaya_leadid": each_distinct(lambda leadid: (
                 leadid if leadid is _FAIL else (leadid or "").upper() or None), jornaya),
         }
-    return Decided(ok, values)
+    return Decided(ok, values, known, rejected)
 
 
 def validate_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],

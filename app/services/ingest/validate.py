@@ -51,8 +51,7 @@ VERDICTS: dict[str, str] = {
                     "they are not valid UTF-8 text. Correct them and upload the row again.",
     "no_contact": "The row has neither an email address nor a phone number.",
     "invalid_email": "The email “{value}” is not a valid email address.",
-    "invalid_phone": "The phone “{value}” is not a valid phone number (numbers without a "
-                     "+country prefix are read as {country}, from {source}).",
+    "invalid_phone": "The phone “{value}” is not a valid phone number{read_as}.",
     "no_consent": "The row has no usable consent evidence: {reason}.",
     "unclear_consent": "The consent (yes/no) column says {value}, which is neither a yes nor a "
                        "no we recognise; write yes or no (or да/нет, sí/no, 1/0, true/false).",
@@ -69,6 +68,9 @@ VERDICTS: dict[str, str] = {
     "duplicate_own": "You have already uploaded this lead in an earlier batch.",
     "suppressed": "This person is on the suppression list and must not be contacted.",
 }
+# invalid_phone's `read_as` for a number written without a "+": it was read in a
+# country, which the sentence names, and says why.
+PHONE_READ_AS = " (numbers without a +country prefix are read as {country}, from {source})"
 # Accepted, but marked: counts against the batch's risk (SPEC §7).
 FLAGS: dict[str, str] = {
     "cross_seller_duplicate": "Another seller already holds this lead.",
@@ -81,6 +83,13 @@ def _shown(value: str, limit: int = 80) -> str:
 
 def verdict_message(code: str, **values) -> str:
     return VERDICTS[code].format(**{k: _shown(str(v)) for k, v in values.items()})
+
+
+def invalid_phone_message(value: str, country: str, source: str) -> str:
+    """invalid_phone's sentence for a number read as `country` (from `source`) unless
+    it is written with its own "+" and country code."""
+    read_as = "" if value[:1] == "+" else PHONE_READ_AS.format(country=country, source=source)
+    return VERDICTS["invalid_phone"].format(value=_shown(value), read_as=read_as)
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,21 @@ class NormalisedLead:
     postal_code: str | None
     trustedform_cert_url: str | None
     jornaya_leadid: str | None  # upper case
+
+
+@dataclass(slots=True)
+class Known:
+    """What the column pass (columns.py) already worked out of a row's cells: its email
+    (None when empty or invalid), and its phone (normalise_phone's answer) and consent
+    time (None when empty or unreadable) as read in the place (`home`, `region`) it took
+    the row to be in. validate_row takes these answers instead of working them out
+    again, the place-bound ones only where it finds the row in that same place."""
+
+    email: str | None
+    home: str
+    region: str | None
+    phone: tuple[str, str | None] | None
+    consent_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -561,20 +585,84 @@ def _interests(raw: str | None) -> list[str]:
     return list(dict.fromkeys(filter(None, [" ".join(part.split()) for part in parts])))
 
 
-def validate_row(values: dict[str, str], ctx: RowContext, *,
-                 contact_required: bool = True) -> RowResult:
+# The sentences of a row's verdicts, each made in one place: validate_row and the
+# column pass (columns.py), which tells a row's one reason itself, write them alike.
+def phone_source(country: str | None, region: str | None, region_raw: str) -> str:
+    """Where invalid_phone says a number without a "+" took its country from."""
+    return ("the row's country" if country else "the batch's default country"
+            if region is None else "the row's region" if region_raw else "the row's city")
+
+
+def time_gap(consent_raw: str) -> str:
+    """What no_consent says of a consent time that is empty or that cannot be read."""
+    if not consent_raw:
+        return "the consent time (consent_at) is empty"
+    return f"the consent time “{_shown(consent_raw, 40)}” is not a date and time we can read"
+
+
+def page_gap(url_raw: str) -> str:
+    """What no_consent says of a consent page that is empty or not a web address."""
+    if not url_raw:
+        return "the consent page (source_url) is empty"
+    return f"the consent page “{_shown(url_raw, 40)}” is not a web address"
+
+
+def no_consent_message(gaps: list[str]) -> str:
+    # Each part is shortened already: the joined reason is not.
+    return VERDICTS["no_consent"].format(reason="; ".join(gaps))
+
+
+def future_message(consent_raw: str, consent_at: datetime, zone: tzinfo) -> str:
+    return verdict_message("consent_in_future", value=consent_raw, zone=zone,
+                           utc=consent_at.strftime("%Y-%m-%d %H:%M"))
+
+
+def read_age(birth_raw: str, age_raw: str, month_first: bool,
+             today: date) -> tuple[int | None, date | None, str | None]:
+    """(age, birth date, implausible_age's sentence or None) of a row's stripped birth
+    date or, without one, its age."""
+    age = born = None
+    problem: tuple[str, str, str] | None = None
+    if birth_raw:
+        stamp = parse_timestamp(birth_raw, month_first=month_first)
+        if stamp is None:
+            problem = ("birth date", birth_raw, "is not a date we can read")
+        elif (born := stamp.date()) > today:
+            problem = ("birth date", birth_raw, "is in the future")
+        else:
+            age = _age_from_birth(born, today)
+            if not MIN_AGE <= age <= MAX_AGE:
+                problem = ("birth date", birth_raw, f"gives an age of {age}")
+    elif age_raw:
+        found = _AGE.fullmatch(age_raw)
+        if found is None:
+            problem = ("age", age_raw, "is not a number")
+        else:
+            age = int(found.group(1))
+            if not MIN_AGE <= age <= MAX_AGE:
+                problem = ("age", age_raw, "is out of range")
+    if problem is None:
+        return age, born, None
+    field, value, problem_text = problem
+    return age, born, verdict_message("implausible_age", field=field, value=value,
+                                      problem=problem_text)
+
+
+def validate_row(values: dict[str, str], ctx: RowContext, *, contact_required: bool = True,
+                 known: Known | None = None) -> RowResult:
     """The verdict for one row of field -> raw text (missing fields count as empty).
 
     A rejected row carries every reason it has (SPEC §3): unreadable text alone stops
     the checks; otherwise contact, consent, age and region are all checked. A ping
     (SPEC §11) is a lead's attributes without its contacts: `contact_required=False`.
+    `known`: answers the column pass has for these very cells (not for cleaned ones).
     """
     joined = "".join(values.values())
     if not joined.isprintable() or "\ufffd" in joined:  # rare: the exact check is slower
         readable = _readable(values)
         if isinstance(readable, RowResult):
             return readable
-        values = readable
+        values, known = readable, None
     get = values.get
     problems: list[tuple[str, str]] = []
     email_raw = (get("email") or "").strip()
@@ -583,7 +671,7 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
         problems.append(("no_contact", verdict_message("no_contact")))
 
     email = None
-    if email_raw and (email := normalise_email(email_raw)) is None:
+    if email_raw and (email := known.email if known else normalise_email(email_raw)) is None:
         problems.append(("invalid_email", verdict_message("invalid_email", value=email_raw)))
 
     # Place comes before the phone: a row's own country says how to read its number.
@@ -598,16 +686,15 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
     elif not region_raw and (city := _text(get("city"))) and bad_place is None:
         region = resolve_region(city, country, ctx.default_country)  # Москва, Madrid
     home = country or (region[:2] if region else ctx.default_country)
+    if known is not None and (known.home != home or known.region != region):
+        known = None  # read elsewhere: its phone and consent time may read otherwise here
 
     phone = phone_country = None
     if phone_raw:
-        parsed = normalise_phone(phone_raw, home)
+        parsed = known.phone if known else normalise_phone(phone_raw, home)
         if parsed is None:
-            source = ("the row's country" if country else "the batch's default country"
-                      if region is None else "the row's region" if region_raw
-                      else "the row's city")
-            problems.append(("invalid_phone", verdict_message(
-                "invalid_phone", value=phone_raw, country=home, source=source)))
+            problems.append(("invalid_phone", invalid_phone_message(
+                phone_raw, home, phone_source(country, region, region_raw))))
         else:
             phone, phone_country = parsed
 
@@ -628,54 +715,25 @@ def validate_row(values: dict[str, str], ctx: RowContext, *,
     month_first = home == "US"
     consent_at = None
     consent_raw = (get("consent_at") or "").strip()
-    if not consent_raw:
+    if not consent_raw or (consent_at := known.consent_at if known else parse_timestamp(
+            consent_raw, month_first=month_first, zone=consent_zone(region, home))) is None:
         gaps_at = gaps_at if consent_gaps else len(problems)
-        consent_gaps.append("the consent time (consent_at) is empty")
-    elif (consent_at := parse_timestamp(consent_raw, month_first=month_first,
-                                        zone=(zone := consent_zone(region, home)))) is None:
-        gaps_at = gaps_at if consent_gaps else len(problems)
-        consent_gaps.append(f"the consent time “{_shown(consent_raw, 40)}” is not a date and "
-                            "time we can read")
+        consent_gaps.append(time_gap(consent_raw))
     elif consent_at > ctx.now + CLOCK_SKEW:
-        problems.append(("consent_in_future", verdict_message(
-            "consent_in_future", value=consent_raw, zone=zone,
-            utc=consent_at.strftime("%Y-%m-%d %H:%M"))))
+        problems.append(("consent_in_future", future_message(
+            consent_raw, consent_at, consent_zone(region, home))))
     source_url = None
     url_raw = (get("source_url") or "").strip()
-    if not url_raw:
+    if not url_raw or (source_url := normalise_url(url_raw)) is None:
         gaps_at = gaps_at if consent_gaps else len(problems)
-        consent_gaps.append("the consent page (source_url) is empty")
-    elif (source_url := normalise_url(url_raw)) is None:
-        gaps_at = gaps_at if consent_gaps else len(problems)
-        consent_gaps.append(f"the consent page “{_shown(url_raw, 40)}” is not a web address")
-    if consent_gaps:  # each part is shortened already: the joined reason is not
-        problems.insert(gaps_at, ("no_consent", VERDICTS["no_consent"].format(
-            reason="; ".join(consent_gaps))))
+        consent_gaps.append(page_gap(url_raw))
+    if consent_gaps:
+        problems.insert(gaps_at, ("no_consent", no_consent_message(consent_gaps)))
 
-    age = born = None
-    age_problem: tuple[str, str, str] | None = None
-    if birth_raw := (get("birth_date") or "").strip():
-        stamp = parse_timestamp(birth_raw, month_first=month_first)
-        if stamp is None:
-            age_problem = ("birth date", birth_raw, "is not a date we can read")
-        elif (born := stamp.date()) > ctx.now.date():
-            age_problem = ("birth date", birth_raw, "is in the future")
-        else:
-            age = _age_from_birth(born, ctx.now.date())
-            if not MIN_AGE <= age <= MAX_AGE:
-                age_problem = ("birth date", birth_raw, f"gives an age of {age}")
-    elif age_raw := (get("age") or "").strip():
-        found = _AGE.fullmatch(age_raw)
-        if found is None:
-            age_problem = ("age", age_raw, "is not a number")
-        else:
-            age = int(found.group(1))
-            if not MIN_AGE <= age <= MAX_AGE:
-                age_problem = ("age", age_raw, "is out of range")
+    age, born, age_problem = read_age((get("birth_date") or "").strip(),
+                                      (get("age") or "").strip(), month_first, ctx.now.date())
     if age_problem is not None:
-        field, value, problem = age_problem
-        problems.append(("implausible_age", verdict_message(
-            "implausible_age", field=field, value=value, problem=problem)))
+        problems.append(("implausible_age", age_problem))
 
     if bad_place is not None:
         problems.append(("unknown_region", verdict_message(

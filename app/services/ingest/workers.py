@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import add, itemgetter, methodcaller, sub
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -38,7 +38,7 @@ from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready, storing
 from app.services.ingest.columns import (
-    MEMO_SIZE, Decided, decide_columns, each_distinct, memo, printable_lines,
+    MEMO_SIZE, Decided, decide_columns, memo, printable_lines,
 )
 from app.services.regions import load_indexes
 from app.services.ingest.reader import FIELD_LIMIT, Block
@@ -103,7 +103,8 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     `printable`: every cell is known printable (columns.printable_lines).
 
     Rows that pass every check are decided and built a column at a time (columns.py);
-    the others, row by row by validate_row, which gives every reason."""
+    the others with every reason: told there when a row has one, else row by row by
+    validate_row (with what the column pass worked out of them, Decided.known)."""
     if storage not in STORAGE_FORMATS:
         raise ValueError(f"Unknown storage format {storage!r}")
     result = ChunkResult()
@@ -118,11 +119,13 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
     width = len(fields)
     late = []  # (position, row) of rows validate_row accepts once their text is cleaned
     refused = []  # (row number, verdict, raw cells) of the rejected rows
-    for position, ((number, raw), ok) in enumerate(zip(rows, decided.ok)):
-        if ok:
-            continue
-        cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
-        verdict = validate_row({name: cells[i] for i, name in pairs}, ctx)
+    for position in sorted(decided.known.keys() | decided.rejected.keys()):
+        number, raw = rows[position]
+        verdict = decided.rejected.get(position)
+        if verdict is None:
+            cells = raw if len(raw) >= width else list(raw) + [""] * (width - len(raw))
+            verdict = validate_row({name: cells[i] for i, name in pairs}, ctx,
+                                   known=decided.known[position])
         if verdict.lead is not None:
             late.append((position, _accepted_row(number, verdict.lead, vault, storage)))
             continue
@@ -137,7 +140,7 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
                                     for position, (email_hash, phone_hash) in enumerate(contacts)
                                     if email_hash or phone_hash]
         sealed = vault.encrypt_many([verdict.message for verdict in verdicts]
-                                    + [_json_texts(raw) for _, _, raw in refused])
+                                    + _json_lists([raw for _, _, raw in refused]))
         result.rejected = [
             (number, verdict.code, CODES_SEPARATOR.join(verdict.codes), message, raw)
             for (number, verdict, _), message, raw in zip(refused, sealed,
@@ -155,11 +158,35 @@ def validate_chunk(rows: Iterable[tuple[int, list[str]]], fields: tuple[Optional
 
 def _json_texts(texts: Sequence[str]) -> str:
     """_JSON_TEXT(list(texts)), written directly when no text needs escaping (the
-    usual case: a printable text needs it only for a quote or a backslash)."""
-    text = "".join(texts)
-    if '"' in text or "\\" in text or not text.isprintable():
-        return _JSON_TEXT(texts)
+    usual case)."""
+    return _JSON_TEXT(texts) if _escaped("".join(texts)) else _plain_json(texts)
+
+
+def _escaped(text: str) -> bool:
+    """Whether JSON escapes anything in the text: a printable text has nothing to
+    escape but a quote or a backslash."""
+    return '"' in text or "\\" in text or not text.isprintable()
+
+
+def _plain_json(texts: Sequence[str]) -> str:
+    """The JSON array of texts none of which JSON escapes anything in."""
     return '["' + '", "'.join(texts) + '"]' if texts else "[]"
+
+
+def _json_lists(lists: Sequence[Sequence[str]]) -> list[str]:
+    """_json_texts of each list of texts, whether any text needs escaping checked for
+    them all at once."""
+    escaped = _escaped("".join(chain.from_iterable(lists)))
+    return list(map(_json_texts if escaped else _plain_json, lists))
+
+
+def _interests_json(interests: list[tuple]) -> list[str]:
+    """_json_texts of each row's interests, once per tuple: the rows of one distinct
+    value share their tuple (columns.interests_of), and its id is quicker to look up
+    than the tuple, whose hash is worked out from its words every time."""
+    shared = dict(zip(map(id, interests), interests))
+    texts = dict(zip(shared, _json_lists(list(shared.values()))))
+    return list(map(texts.__getitem__, map(id, interests)))
 
 
 def _shortened(texts: list) -> list:
@@ -223,7 +250,7 @@ def _accepted_columns(rows: list, decided: Decided, vault: ContactVault,
     if storage is None:
         interests = [list(chosen) for chosen in interests]  # each lead its own list
     else:
-        interests = each_distinct(_json_texts, interests)
+        interests = _interests_json(interests)
         if storage == "sqlite":
             consent_times = _sqlite_times(consent_times)
 
