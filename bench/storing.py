@@ -223,8 +223,7 @@ def _store_all(spec: dict) -> dict:
             unwritten += storing.key_rows(leads, e_at, p_at)
             if variant["leads"] == "staged" and not postgres and leads:
                 with timed("stage"):
-                    storing.stage_leads(connection.driver, plan, [row + (False,)
-                                                                  for row in accepted])
+                    storing.stage_leads(connection.driver, plan, accepted)
                 with timed("leads"):
                     connection.driver.execute(plan.copy_staged_sql, (leads[0][-1] - 1,))
                 with timed("stage"):  # after the commit, in the app

@@ -350,7 +350,7 @@ def test_a_worker_stages_its_leads_while_another_connection_holds_the_write_lock
     holder = sqlite3.connect(plan.database, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        storing._stage(own.driver, plan, [row + (False,) for row in result.accepted])
+        storing._stage(own.driver, plan, result.accepted, [])
         assert _staged(own) == 5
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             own.begin()  # the shared database's lock is the holder's

@@ -29,6 +29,7 @@ import struct
 from array import array
 from dataclasses import dataclass
 from itertools import compress
+from operator import itemgetter
 from datetime import datetime, timezone
 from typing import Optional, Protocol
 
@@ -51,6 +52,12 @@ KIND_BITS = {"email": 0, "phone": 1}  # models.contact_keys
 _PREFIXES = struct.Struct(f">q{HASH_BYTES - 8}x")
 _KEY_ROW = struct.Struct(">hiqiq")  # a contact_keys row in binary COPY: two int8 fields
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
+# sqlite3 binds an int, float or str as it is, but looks any other value up among its
+# adapters and, finding none, asks the protocol and the value for __adapt__ and
+# __conform__: 0.2-0.3 µs for each None, bytes or bool, of which a lead has about 16
+# (a third of the cost of staging it). An adapter that returns what sqlite3 binds for
+# the value anyway makes that lookup a hit. Registered for the whole process.
+_SQLITE_ADAPTERS = ((type(None), {}.get), (bytes, bytes), (bool, int))  # {}.get(None) is None
 
 
 def keys(kind: str, hashes: list[bytes]) -> list[int]:
@@ -86,6 +93,8 @@ class OwnConnection:
     def __init__(self, dialect: str, database: str):
         self.dialect, self.database = dialect, database
         if dialect == "sqlite":
+            for kind, adapter in _SQLITE_ADAPTERS:
+                sqlite3.register_adapter(kind, adapter)
             self.driver = sqlite3.connect(database, isolation_level=None,
                                           check_same_thread=False)
             for pragma in SQLITE_PRAGMAS + WORKER_PRAGMAS:
@@ -138,8 +147,8 @@ class Plan:
     hashes: tuple[int, int] = (0, 0)  # where an accepted row holds its email and phone hash
     defer_keys: bool = False  # contact keys wait in UnwrittenKeys (SQLite)
     # SQLite, on a worker's own connection: the columns of the leads staged in
-    # STAGED_LEADS (those leads_sql binds, but the id), and the INSERT that copies them
-    # into leads, each with the id rowid + the one value it binds.
+    # STAGED_LEADS (the accepted row's; STAGED_CROSS follows), and the INSERT that
+    # copies them into leads, each with the id rowid + the one value it binds.
     staged_columns: tuple[str, ...] = ()
     copy_staged_sql: str = ""
 
@@ -653,8 +662,8 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
     batch's progress, and commit. Raises BatchTaken if another run stored these rows
     first. `recent`: the run's chunks' contacts; `unwritten`: where the run's contact
     keys wait (SQLite); without it they are written with their leads."""
-    leads, rejections, cross = _decide(connection, plan, chunk, block, result, vault, ready,
-                                       recent, unwritten, turns)
+    leads, crossing, rejections = _decide(connection, plan, chunk, block, result, vault, ready,
+                                          recent, unwritten, turns)
     # PostgreSQL: drawn in file order, before the next chunk draws its own.
     ids = (_lead_ids(_reading(connection), plan, len(leads)) if plan.dialect == "postgresql"
            else None)
@@ -662,13 +671,13 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
     staged = _stages(connection, plan)
     try:
         if staged:
-            _stage(connection.driver, plan, leads)
+            _stage(connection.driver, plan, leads, crossing)
         if plan.dialect == "sqlite":
             turns.commit()  # one writer at a time: after the chunk before has committed
         connection.begin()
         try:
-            flushed = _write(connection, plan, chunk, leads, ids, rejections, cross, unwritten,
-                             turns, staged)
+            flushed = _write(connection, plan, chunk, leads, crossing, ids, rejections,
+                             unwritten, turns, staged)
             connection.commit()
         except BaseException:
             connection.rollback()
@@ -682,8 +691,10 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
 
 # A worker's temporary table (SQLite), in the connection's temporary database: its
 # pages in a cache of their own (2 MB; a chunk of 5,000 leads takes 1.4), spilled to a
-# temporary file beyond that rather than growing the worker's memory.
+# temporary file beyond that rather than growing the worker's memory. Its columns: the
+# plan's staged_columns, then the cross-seller flag.
 STAGED_LEADS = "staged_leads"
+STAGED_CROSS = "cross_seller_duplicate"
 
 
 def _stages(connection: Connection, plan: Plan) -> bool:
@@ -694,22 +705,29 @@ def _stages(connection: Connection, plan: Plan) -> bool:
     return plan.dialect == "sqlite" and isinstance(connection, OwnConnection)
 
 
-def stage_leads(driver: sqlite3.Connection, plan: Plan, leads: list[tuple]) -> None:
-    """The leads (each accepted row with its cross-seller flag) into STAGED_LEADS, which
-    is empty: their rowids are 1, 2, ... in order."""
+def stage_leads(driver: sqlite3.Connection, plan: Plan, leads: list[tuple],
+                crossing: list[int] = ()) -> None:
+    """The leads (accepted rows) into STAGED_LEADS, which is empty: their rowids are 1,
+    2, ... in order. `crossing`: the positions of the cross-seller duplicates among
+    them, whose flag is set here (it is off in the others)."""
+    columns = ", ".join(plan.staged_columns)
     driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGED_LEADS} "
-                   f"({', '.join(plan.staged_columns)})")
-    driver.executemany(f"INSERT INTO temp.{STAGED_LEADS} "
+                   f"({columns}, {STAGED_CROSS} DEFAULT 0)")
+    driver.executemany(f"INSERT INTO temp.{STAGED_LEADS} ({columns}) "
                        f"VALUES ({', '.join('?' * len(plan.staged_columns))})", leads)
+    if crossing:
+        driver.executemany(f"UPDATE temp.{STAGED_LEADS} SET {STAGED_CROSS} = 1 "
+                           "WHERE rowid = ?", [(at + 1,) for at in crossing])
 
 
-def _stage(driver: sqlite3.Connection, plan: Plan, leads: list[tuple]) -> None:
+def _stage(driver: sqlite3.Connection, plan: Plan, leads: list[tuple], crossing: list[int]
+           ) -> None:
     """Before the chunk's turn, in a transaction of the connection's temporary database
     alone (it takes no lock on the shared one): binding the leads' values is half the
     cost of inserting them, and this way it is no part of the turn."""
     driver.execute("BEGIN")
     try:
-        stage_leads(driver, plan, leads)
+        stage_leads(driver, plan, leads, crossing)
         driver.execute("COMMIT")
     except BaseException:
         driver.execute("ROLLBACK")
@@ -719,9 +737,10 @@ def _stage(driver: sqlite3.Connection, plan: Plan, leads: list[tuple]) -> None:
 def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
             vault: ContactVault, ready: Prepared, recent: RecentLeads,
             unwritten: Optional[UnwrittenKeys], turns: Turns
-            ) -> tuple[list[tuple], list[tuple], int]:
-    """The chunk's leads (each accepted row with its cross-seller flag), rejections
-    and cross-seller duplicates, in memory: the chunks before it have decided."""
+            ) -> tuple[list[tuple], list[int], list[tuple]]:
+    """The chunk's leads (its accepted rows that are no duplicates, as they are), the
+    positions among them of the cross-seller duplicates, and its rejections, in memory:
+    the chunks before it have decided."""
     index, e_at, p_at = ready.index, *plan.hashes
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
     if None in earlier:  # a chunk gone from the ring: all looked up again once committed
@@ -730,30 +749,35 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
     else:
         for by_email, by_phone in earlier:
             index.add_own(ready.emails, ready.phones, by_email, by_phone)
-    by_email, by_phone = index.by_email, index.by_phone
-    suppressed = index.suppressed_emails or index.suppressed_phones
-    leads, rejections, cross = [], [], 0
-    append, batch_id, seller_id = leads.append, plan.batch_id, plan.seller_id
-    for row in result.accepted:
-        email_hash, phone_hash = row[e_at], row[p_at]
-        # Most rows collide with nothing: two dict probes decide them.
-        if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            holder = (batch_id, seller_id, row[0])
-            if email_hash:
-                by_email[email_hash] = holder
-            if phone_hash:
-                by_phone[phone_hash] = holder
-            append(row + (False,))
-            continue
-        code, message, is_cross = index.verdict(email_hash, phone_hash)
-        if code is None:
-            index.remember(email_hash, phone_hash, row[0])
-            cross += is_cross
-            append(row + (is_cross,))
-        else:
-            raw = json.dumps(block.record(row[0]), ensure_ascii=False)
-            rejections.append((row[0], code, code, vault.encrypt(message), vault.encrypt(raw),
-                               batch_id))
+    accepted, batch_id = result.accepted, plan.batch_id
+    emails, phones = list(map(itemgetter(e_at), accepted)), list(map(itemgetter(p_at), accepted))
+    # Most rows collide with nothing (no lead found, no suppression, no other row of the
+    # chunk with the same contact, rejected or not): they are leads as they are, and
+    # only the others are decided one by one, in file order.
+    rejected_emails = {c[1] for c in result.rejected_contacts if c[1]}
+    rejected_phones = {c[2] for c in result.rejected_contacts if c[2]}
+    colliding_emails = (_repeated(emails) | index.by_email.keys() | index.suppressed_emails
+                        | rejected_emails)
+    colliding_phones = (_repeated(phones) | index.by_phone.keys() | index.suppressed_phones
+                        | rejected_phones)
+    leads, crossing, rejections = accepted, [], []
+    if colliding_emails or colliding_phones:
+        leads = []
+        append = leads.append
+        for row, email_hash, phone_hash in zip(accepted, emails, phones):
+            if email_hash not in colliding_emails and phone_hash not in colliding_phones:
+                append(row)
+                continue
+            code, message, is_cross = index.verdict(email_hash, phone_hash)
+            if code is None:
+                index.remember(email_hash, phone_hash, row[0])
+                if is_cross:
+                    crossing.append(len(leads))
+                append(row)
+            else:
+                raw = json.dumps(block.record(row[0]), ensure_ascii=False)
+                rejections.append((row[0], code, code, vault.encrypt(message),
+                                   vault.encrypt(raw), batch_id))
     rejected = result.rejected
     if result.rejected_contacts:
         rejected = list(rejected)
@@ -765,7 +789,18 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
                     vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
     rejections += [row + (batch_id,) for row in rejected]
     recent.put(plan.run, chunk.turn, leads, e_at, p_at)
-    return leads, rejections, cross
+    return leads, crossing, rejections
+
+
+def _repeated(values: list) -> set:
+    """The values (hashes; None aside) that occur more than once."""
+    distinct = set(values)
+    if len(distinct) + max(values.count(None) - 1, 0) == len(values):
+        return set()
+    seen: set = set()
+    repeated = {value for value in values if value in seen or seen.add(value)}
+    repeated.discard(None)
+    return repeated
 
 
 def _reading(connection: Connection) -> Connection:
@@ -775,17 +810,17 @@ def _reading(connection: Connection) -> Connection:
 
 
 def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
-           ids: Optional[list[int]], rejections: list[tuple], cross: int,
+           crossing: list[int], ids: Optional[list[int]], rejections: list[tuple],
            unwritten: Optional[UnwrittenKeys], turns: Turns, staged: bool) -> bool:
     """Write the decided chunk, in its transaction (`staged`: its leads are in
     STAGED_LEADS); say whether the waiting keys were written with it."""
     e_at, p_at = plan.hashes
     claim = (chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
-             len(rejections), cross, plan.batch_id, chunk.previous)
+             len(rejections), len(crossing), plan.batch_id, chunk.previous)
     if connection.dialect == "postgresql":
         # Written while the next chunk decides and writes too; committed in file order,
         # claim last (its lock on the batch's row lasts until the commit).
-        leads = list(map(tuple.__add__, leads, zip(ids)))
+        leads = _flagged(leads, crossing, ids)
         write_leads(connection, plan, leads)
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
@@ -809,7 +844,7 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
         leads, e_at, p_at = [(lead[0], lead[e_at], lead[p_at], lead_id)
                              for lead, lead_id in zip(leads, ids)], 1, 2
     else:
-        leads = list(map(tuple.__add__, leads, zip(ids)))
+        leads = _flagged(leads, crossing, ids)
         write_leads(connection, plan, leads)
     connection.driver.executemany(plan.rejections_sql, rejections)
     if unwritten is not None and unwritten.add(leads, e_at, p_at):
@@ -820,6 +855,14 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     # Full: every waiting key goes now, with this chunk's.
     write_waiting_keys(connection, unwritten, key_rows(leads, e_at, p_at))
     return True
+
+
+def _flagged(leads: list[tuple], crossing: list[int], ids) -> list[tuple]:
+    """Each lead with its cross-seller flag and id."""
+    flags = [False] * len(leads)
+    for at in crossing:
+        flags[at] = True
+    return list(map(tuple.__add__, leads, zip(flags, ids)))
 
 
 def _claim(connection: Connection, values: tuple) -> None:
