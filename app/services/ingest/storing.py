@@ -314,39 +314,47 @@ class UnwrittenKeys:
     yet. Keys land at random in contact_keys and SQLite rewrites every page a
     transaction touched, so writing them rewrites most of the table however few they
     are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order, by
-    the chunk that fills this table, and until then later chunks find those leads here.
+    the chunk that brings this table to its capacity, and until then later chunks find
+    those leads here.
 
     An open-addressing hash table in memory the run's workers share (`header`: how
     often it was emptied and how many entries it holds; `data`: the slots), so that
-    how many keys may wait costs each worker nothing of its own. A slot is the
-    contact's hash, then the lead's row number with the kind of contact and its id.
-    One chunk writes at a time (in its turn); the others look up meanwhile: a slot's
-    row number, which marks it taken, is written last, so a reader sees whole entries
-    only. The table is emptied once its keys have committed; a lookup that saw it
-    emptied meanwhile (`emptied`) looks in the database again. A run that stops leaves
-    keys unwritten: a resumed run writes its batch's again (pipeline), and a failed
-    run's leads go without them."""
+    how many keys may wait costs each worker nothing of its own. A slot is four
+    integers: the contact's key, the rest of its hash, its info (the lead's row number,
+    the bit of the hash the key leaves out, and that the slot is taken) and the lead's
+    id. A key's slot is its top bits, so the slots hold the keys in nearly their order
+    (`take` reads them out without sorting). One chunk writes at a time (in its turn);
+    the others look up meanwhile: a slot's info is written last, so a reader sees whole
+    entries only. The table is emptied once its keys have committed; a lookup that saw
+    it emptied meanwhile (`emptied`) looks in the database again. A run that stops
+    leaves keys unwritten: a resumed run writes its batch's again (pipeline), and a
+    failed run's leads go without them."""
 
     def __init__(self, header, data, capacity: int):
         self.header, self.data, self.capacity = header, memoryview(data).cast("B"), capacity
-        self._slots = len(self.data) // _SLOT_BYTES
-        self._mask = self._slots - 1
-        self._hashes = self.data[:self._slots * HASH_BYTES]
-        self._numbers = self.data[self._slots * HASH_BYTES:].cast("q")  # (info, lead id)
+        self._slots = self.data.cast("q")
+        count = len(self._slots) // 4
+        # A slot is known by where its four numbers start (4 * its number), and a key's
+        # is its top bits (the hash's: the key differs in its lowest bit only), counted
+        # from the middle as they are signed.
+        self._mask, self._room = (count - 1) << 2, count // 2
+        self._shift, self._middle = 65 - count.bit_length(), count * 2
 
     @staticmethod
-    def data_bytes(capacity: int) -> int:
-        """The size of `data` for a table that holds `capacity` entries: at most half
-        full, so that probes stay short."""
+    def data_bytes(entries: int) -> int:
+        """The size of `data` for a table that holds up to `entries` entries (its
+        capacity and the keys of the chunk that reaches it): at most half full, so that
+        probes stay short."""
         slots = 1
-        while slots < 2 * capacity:
+        while slots < 2 * entries:
             slots *= 2
         return slots * _SLOT_BYTES
 
     @classmethod
-    def local(cls, capacity: int) -> "UnwrittenKeys":
+    def local(cls, capacity: int, chunk_keys: int) -> "UnwrittenKeys":
         """A table of this process alone."""
-        return cls(array("q", [0, 0]), bytearray(cls.data_bytes(capacity)), capacity)
+        return cls(array("q", [0, 0]), bytearray(cls.data_bytes(capacity + chunk_keys)),
+                   capacity)
 
     @property
     def emptied(self) -> int:
@@ -354,7 +362,7 @@ class UnwrittenKeys:
 
     def clear(self) -> None:
         self.header[0] += 1  # first: a reader probing now will not trust what it found
-        self.data[self._slots * HASH_BYTES:] = bytes(self._numbers.nbytes)
+        self.data[:] = bytes(len(self.data))
         self.header[1] = 0
 
     def rows_of(self, kind: str, hashes: set[bytes]) -> dict[bytes, int]:
@@ -362,63 +370,58 @@ class UnwrittenKeys:
         found: dict[bytes, int] = {}
         if not self.header[1] or not hashes:
             return found
-        bit, mask, numbers, stored = KIND_BITS[kind], self._mask, self._numbers, self._hashes
+        bit, mask, shift, middle, slots = (KIND_BITS[kind], self._mask, self._shift,
+                                           self._middle, self._slots)
         hashes = list(hashes)
-        for digest, (prefix,) in zip(hashes, _PREFIXES.iter_unpack(b"".join(hashes))):
-            at = (prefix ^ bit) & mask
-            while info := numbers[2 * at]:
-                if info & 3 == _TAKEN | bit << 1 and stored[at * HASH_BYTES:
-                                                           (at + 1) * HASH_BYTES] == digest:
+        for digest, (high, low) in zip(hashes, _HALVES.iter_unpack(b"".join(hashes))):
+            key = high & ~1 | bit
+            at = (high >> shift << 2) + middle
+            while info := slots[at + 2]:
+                if slots[at] == key and slots[at + 1] == low and info >> 1 & 1 == high & 1:
                     found[digest] = info >> 2
                     break
-                at = (at + 1) & mask
+                at = (at + 4) & mask
         return found
 
-    def add(self, leads: list[tuple], e_at: int, p_at: int) -> bool:
-        """Add these leads' contacts (each lead's id its last value), or say the table
-        has no room for them."""
-        entries = [(KIND_BITS["email"], lead[e_at], lead) for lead in leads if lead[e_at]] + [
-            (KIND_BITS["phone"], lead[p_at], lead) for lead in leads if lead[p_at]]
-        count = self.header[1]
-        if count + len(entries) > self.capacity:
-            return False
-        mask, numbers, stored = self._mask, self._numbers, self._hashes
-        prefixes = _PREFIXES.iter_unpack(b"".join([digest for _, digest, _ in entries]))
-        for (bit, digest, lead), (prefix,) in zip(entries, prefixes):
-            at = (prefix ^ bit) & mask
-            while numbers[2 * at]:
-                at = (at + 1) & mask
-            stored[at * HASH_BYTES:(at + 1) * HASH_BYTES] = digest
-            numbers[2 * at + 1] = lead[-1]
-            numbers[2 * at] = lead[0] << 2 | bit << 1 | _TAKEN
-        self.header[1] = count + len(entries)
-        return True
+    def add(self, leads: list[tuple], e_at: int, p_at: int, ids) -> bool:
+        """Add these leads' contacts (`ids`: the leads' ids), and say whether the table
+        holds as many as its capacity now: then they are to be written."""
+        numbers = list(map(itemgetter(0), leads))
+        columns = {KIND_BITS["email"]: list(map(itemgetter(e_at), leads)),
+                   KIND_BITS["phone"]: list(map(itemgetter(p_at), leads))}
+        count = self.header[1] + len(leads) * 2 - sum(c.count(None) for c in columns.values())
+        if count > self._room:
+            raise ValueError(f"{count} keys in a table for {self._room}")
+        mask, shift, middle, slots = self._mask, self._shift, self._middle, self._slots
+        for bit, column in columns.items():
+            digests = b"".join(compress(column, column))
+            for (high, low), number, lead_id in zip(_HALVES.iter_unpack(digests),
+                                                    compress(numbers, column),
+                                                    compress(ids, column)):
+                key = high & ~1 | bit
+                at = (high >> shift << 2) + middle
+                while slots[at + 2]:
+                    at = (at + 4) & mask
+                slots[at], slots[at + 1], slots[at + 3] = key, low, lead_id
+                slots[at + 2] = number << 2 | (high & 1) << 1 | _TAKEN
+        self.header[1] = count
+        return count >= self.capacity
 
-    def take(self) -> list[int]:
-        """Every entry's key and lead id as one number (`_pair`), in key order; the
-        table is emptied (`clear`) once they have committed. One number an entry, as
-        the table holds the keys of tens of thousands of leads."""
-        numbers, stored, prefix_at = self._numbers, self._hashes, _PREFIXES.unpack_from
-        pairs = []
-        append = pairs.append
-        for at in compress(range(self._slots), numbers[0::2]):
-            bit = numbers[2 * at] >> 1 & 1
-            append(_pair((prefix_at(stored, at * HASH_BYTES)[0] & ~1) | bit, numbers[2 * at + 1]))
-        pairs.sort()
-        return pairs
-
-
-def _pair(key: int, lead_id: int) -> int:
-    """A contact key and its lead's id as one number that sorts by key."""
-    return (key + 2**63) << 63 | lead_id
+    def take(self):
+        """Every entry's (key, lead id), in nearly key order (a few entries sit a slot
+        or so past their place, or wrapped round to the first slots): SQLite inserts
+        them on each page in one go all the same. Read as they are inserted, not held
+        in a list: the table holds the keys of tens of thousands of leads. The table
+        is emptied (`clear`) once they have committed."""
+        slots = self._slots
+        return zip(compress(slots[0::4], slots[2::4]), compress(slots[3::4], slots[2::4]))
 
 
-def _unpaired(pairs: list[int]):
-    return (((pair >> 63) - 2**63, pair & (2**63 - 1)) for pair in pairs)
-
-
+_HALVES = struct.Struct(">qq")  # a hash as two numbers: the first is its key but a bit
+if HASH_BYTES != _HALVES.size:
+    raise ImportError(f"UnwrittenKeys keeps hashes of {_HALVES.size} bytes, not {HASH_BYTES}")
 _TAKEN = 1  # the lowest bit of a slot's info: the slot holds an entry
-_SLOT_BYTES = HASH_BYTES + 16  # a hash, its info (row number, kind, taken) and lead id
+_SLOT_BYTES = 32  # key, rest of the hash, info, lead id
 
 
 def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
@@ -433,14 +436,9 @@ def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
     unwritten.clear()
 
 
-def write_waiting_keys(connection: Connection, unwritten: UnwrittenKeys,
-                       rows: list[tuple[int, int]] = ()) -> None:
-    """SQLite: the waiting keys, and these (key, lead_id) rows, in key order."""
-    pairs = unwritten.take()
-    if rows:
-        pairs += [_pair(key, lead_id) for key, lead_id in rows]
-        pairs.sort()
-    connection.driver.executemany(_INSERT_KEYS, _unpaired(pairs))
+def write_waiting_keys(connection: Connection, unwritten: UnwrittenKeys) -> None:
+    """SQLite: the waiting keys."""
+    connection.driver.executemany(_INSERT_KEYS, unwritten.take())
 
 
 _INSERT_KEYS = "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)"
@@ -820,11 +818,10 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     if connection.dialect == "postgresql":
         # Written while the next chunk decides and writes too; committed in file order,
         # claim last (its lock on the batch's row lasts until the commit).
-        leads = _flagged(leads, crossing, ids)
-        write_leads(connection, plan, leads)
+        write_leads(connection, plan, _flagged(leads, crossing, ids))
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
-        write_keys(connection, key_rows(leads, e_at, p_at))
+        write_keys(connection, key_rows(leads, e_at, p_at, ids))
         turns.commit()
         _claim(connection, claim)
         global _statistics_for
@@ -839,21 +836,15 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     if staged:
         if leads:
             connection.driver.execute(plan.copy_staged_sql, (ids[0] - 1,))
-        # All the keys need of a lead (key_rows, UnwrittenKeys.add): a third of the cost
-        # of the whole lead with its id.
-        leads, e_at, p_at = [(lead[0], lead[e_at], lead[p_at], lead_id)
-                             for lead, lead_id in zip(leads, ids)], 1, 2
     else:
-        leads = _flagged(leads, crossing, ids)
-        write_leads(connection, plan, leads)
+        write_leads(connection, plan, _flagged(leads, crossing, ids))
     connection.driver.executemany(plan.rejections_sql, rejections)
-    if unwritten is not None and unwritten.add(leads, e_at, p_at):
-        return False
     if unwritten is None:
-        write_keys(connection, key_rows(leads, e_at, p_at))
+        write_keys(connection, key_rows(leads, e_at, p_at, ids))
         return False
-    # Full: every waiting key goes now, with this chunk's.
-    write_waiting_keys(connection, unwritten, key_rows(leads, e_at, p_at))
+    if not unwritten.add(leads, e_at, p_at, ids):
+        return False
+    write_waiting_keys(connection, unwritten)  # the table is full: all of them now
     return True
 
 
@@ -891,11 +882,10 @@ def write_leads(connection: Connection, plan: Plan, leads: list[tuple]) -> None:
         connection.driver.executemany(plan.leads_sql, leads)
 
 
-def key_rows(leads: list[tuple], e_at: int, p_at: int) -> list[tuple[int, int]]:
-    """The (key, lead_id) rows of leads whose id is their last value."""
-    with_email = [lead for lead in leads if lead[e_at]]
-    with_phone = [lead for lead in leads if lead[p_at]]
-    return (list(zip(keys("email", [lead[e_at] for lead in with_email]),
-                     [lead[-1] for lead in with_email]))
-            + list(zip(keys("phone", [lead[p_at] for lead in with_phone]),
-                       [lead[-1] for lead in with_phone])))
+def key_rows(leads: list[tuple], e_at: int, p_at: int, ids) -> list[tuple[int, int]]:
+    """The (key, lead_id) rows of leads with these ids."""
+    rows: list[tuple[int, int]] = []
+    for kind, at in (("email", e_at), ("phone", p_at)):
+        column = list(map(itemgetter(at), leads))
+        rows += zip(keys(kind, list(compress(column, column))), compress(ids, column))
+    return rows
