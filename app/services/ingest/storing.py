@@ -28,8 +28,8 @@ import sqlite3
 import struct
 from array import array
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import is_not, itemgetter
 from datetime import datetime, timezone
 from typing import Optional, Protocol
 
@@ -708,11 +708,18 @@ def stage_leads(driver: sqlite3.Connection, plan: Plan, leads: list[tuple],
     """The leads (accepted rows) into STAGED_LEADS, which is empty: their rowids are 1,
     2, ... in order. `crossing`: the positions of the cross-seller duplicates among
     them, whose flag is set here (it is off in the others)."""
-    columns = ", ".join(plan.staged_columns)
     driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGED_LEADS} "
-                   f"({columns}, {STAGED_CROSS} DEFAULT 0)")
-    driver.executemany(f"INSERT INTO temp.{STAGED_LEADS} ({columns}) "
-                       f"VALUES ({', '.join('?' * len(plan.staged_columns))})", leads)
+                   f"({', '.join(plan.staged_columns)}, {STAGED_CROSS} DEFAULT 0)")
+    if not leads:
+        return
+    # A column that is None in every lead (a field the file lacks) is left to its
+    # default, NULL: binding a None costs about what binding a number does, and a
+    # file often lacks half a dozen fields.
+    bound = [at for at, value in enumerate(leads[0]) if value is not None
+             or any(map(is_not, map(itemgetter(at), leads), repeat(None)))]
+    driver.executemany(f"INSERT INTO temp.{STAGED_LEADS} "
+                       f"({', '.join([plan.staged_columns[at] for at in bound])}) "
+                       f"VALUES ({', '.join('?' * len(bound))})", map(itemgetter(*bound), leads))
     if crossing:
         driver.executemany(f"UPDATE temp.{STAGED_LEADS} SET {STAGED_CROSS} = 1 "
                            "WHERE rowid = ?", [(at + 1,) for at in crossing])
