@@ -385,12 +385,13 @@ def test_a_worker_stages_its_leads_while_another_connection_holds_the_write_lock
 
 
 @pytest.mark.skipif(on_postgres(), reason="staging is SQLite's")
-def test_a_chunk_that_fails_in_its_turn_leaves_no_staged_leads_behind(app, seller):
+def test_a_chunk_that_fails_leaves_no_staged_leads_behind(app, seller):
     """A worker's connection serves chunk after chunk: a chunk refused in its turn (its
-    claim lost, or a row refused by the database) leaves nothing in leads nor among
-    the staged rows, and the chunks stored on the connection after it get their own
-    rows, with the next ids."""
+    claim lost, or a row refused by the database) or before it (a value staging cannot
+    bind) leaves nothing in leads nor among the staged rows, and the chunks stored on
+    the connection after it get their own rows, with the next ids."""
     import dataclasses
+    import sqlite3
 
     rows = [person(i) for i in range(9)]
     batch, plan, chunks = _run_by_hand(seller, rows, 4)
@@ -407,6 +408,11 @@ def test_a_chunk_that_fails_in_its_turn_leaves_no_staged_leads_behind(app, selle
         first, second, third = chunks
         with pytest.raises(storing.BatchTaken):  # resumed from a checkpoint passed since
             store(dataclasses.replace(first[0], previous=1), *first[1:])
+        assert _staged(own) == 0
+        accepted = first[2].accepted  # its third lead holds a value no database takes
+        poisoned = accepted[:2] + [accepted[2][:5] + (object(),) + accepted[2][6:]] + accepted[3:]
+        with pytest.raises(sqlite3.ProgrammingError):  # staging fails after two leads
+            store(first[0], first[1], dataclasses.replace(first[2], accepted=poisoned))
         assert _staged(own) == 0
         db.session.execute(sa.text("CREATE TRIGGER test_refused BEFORE INSERT ON leads WHEN "
                                    "NEW.row_number = 4 BEGIN SELECT RAISE(ABORT, 'refused'); END"))
