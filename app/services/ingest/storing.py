@@ -317,9 +317,9 @@ class UnwrittenKeys:
     """SQLite: the contacts of a run's stored leads whose contact keys are not written
     yet. Keys land at random in contact_keys and SQLite rewrites every page a
     transaction touched, so writing them rewrites most of the table however few they
-    are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order, by
-    the chunk that brings this table to its capacity, and until then later chunks find
-    those leads here.
+    are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in nearly key
+    order, by the chunk that brings this table to its capacity, and until then later
+    chunks find those leads here.
 
     An open-addressing hash table in memory the run's workers share (`header`: how
     often it was emptied and how many entries it holds; `data`: the slots), so that
