@@ -850,10 +850,11 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
         if postgres:  # packed as the workers pack them, with their flag and id after
             packed = copy_ready.pack(workers.ACCEPTED_COLUMNS, [r[:-2] for r in rows])
             rows = [p + r[-2:] for p, r in zip(packed, rows)]
-        unwritten = [(k, i + key_offset) for k, i in storing.key_rows(rows, e_at, p_at)]
-        if len(waiting) + len(unwritten) <= room:  # they wait (storing.UnwrittenKeys.add)
+        unwritten = [(k, i + key_offset) for k, i in storing.key_rows(
+            rows, e_at, p_at, [r[-1] for r in rows])]
+        if len(waiting) + len(unwritten) < room:  # they wait (storing.UnwrittenKeys.add)
             waiting, unwritten = waiting + unwritten, []
-        else:  # written with this chunk's, as the chunk that fills the list does
+        else:  # written with this chunk's, as the chunk that fills the table does
             waiting, unwritten = [], waiting + unwritten
         t, c = time.perf_counter(), time.process_time()
         storing.write_leads(session.begin(), plan, rows)

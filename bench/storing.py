@@ -217,14 +217,13 @@ def _store_all(spec: dict) -> dict:
                     storing.holders_by_key(connection.begin(), keys)
                 else:
                     storing._matching(connection.begin(), holders, "k.key", keys)
-            leads = [row + (False, lead_id)
-                     for row, lead_id in zip(accepted, range(next_id, next_id + len(accepted)))]
+            ids = range(next_id, next_id + len(accepted))
+            leads = [row + (False, lead_id) for row, lead_id in zip(accepted, ids)]
             next_id += len(accepted)
-            unwritten += storing.key_rows(leads, e_at, p_at)
+            unwritten += storing.key_rows(accepted, e_at, p_at, ids)
             if variant["leads"] == "staged" and not postgres and leads:
                 with timed("stage"):
-                    storing.stage_leads(connection.driver, plan, [row + (False,)
-                                                                  for row in accepted])
+                    storing.stage_leads(connection.driver, plan, accepted)
                 with timed("leads"):
                     connection.driver.execute(plan.copy_staged_sql, (leads[0][-1] - 1,))
                 with timed("stage"):  # after the commit, in the app

@@ -73,7 +73,11 @@ def test_every_row_gets_a_verdict_and_bad_rows_are_kept_for_the_report(seller):
     assert current_vault().decrypt(message) == "This lead repeats row 2 of the same file."
 
 
-def test_duplicates_across_chunks_and_batches(app, seller):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_duplicates_across_chunks_and_batches(app, seller, monkeypatch, processes):
+    """In the calling process and on the workers (SQLite: staged, the flag set on the
+    staged rows of the cross-seller duplicates)."""
+    monkeypatch.setitem(app.config, "INGEST_WORKERS", processes)
     other = make_user(Role.SELLER)
     chunk = app.config["INGEST_CHUNK_ROWS"]
     rows = [person(i) for i in range(chunk + 5)] + [person(3, email="new@mail.example.com")]
@@ -83,10 +87,12 @@ def test_duplicates_across_chunks_and_batches(app, seller):
     again = ingest(seller, csv_bytes([person(1), person(9999)]))
     assert rejections(again) == {2: "duplicate_own"}
 
-    theirs = ingest(other, csv_bytes([person(1), person(8888)]))
+    theirs = ingest(other, csv_bytes([person(1), person(8888), person(7), person(7777),
+                                      person(chunk + 2)]))
     assert rejections(theirs) == {}
-    assert [lead.cross_seller_duplicate for lead in leads(theirs)] == [True, False]
-    assert theirs.cross_seller_duplicates == 1
+    assert [lead.cross_seller_duplicate for lead in leads(theirs)] == [
+        True, False, True, False, True]
+    assert theirs.cross_seller_duplicates == 3
 
 
 def test_suppressed_people_are_refused(seller):

@@ -213,24 +213,48 @@ def test_recent_chunks_are_read_by_the_other_workers_until_their_slot_is_taken()
 def test_waiting_keys_are_found_by_another_worker_until_the_table_is_emptied():
     from app.services.ingest.storing import UnwrittenKeys
 
-    storer = UnwrittenKeys.local(4)
-    reader = UnwrittenKeys(storer.header, storer.data, 4)  # another worker's view of it
-    e1, e2, p1 = b"e" * 16, b"f" * 16, b"p" * 16
-    # The same first 8 bytes: one slot for both, the second one probes past it.
+    storer = UnwrittenKeys.local(6, 4)  # to be written at 6 keys, with room for a chunk's 4 more
+    reader = UnwrittenKeys(storer.header, storer.data, 6)  # another worker's view of it
+    e1, e2, p1, q1 = b"e" * 16, b"f" * 16, b"p" * 16, b"q" * 16
+    # The same first 8 bytes: one key and slot for both, the second probes past it.
     near = b"e" * 8 + b"g" * 8
-    assert storer.add([(2, e1, p1, 101), (3, near, None, 102)], 1, 2)
-    assert reader.rows_of("email", {e1, e2, near, p1}) == {e1: 2, near: 3}
+    twin = b"e" * 7 + b"d" + b"e" * 8  # e1 but for the one bit its key leaves out
+    assert not storer.add([(2, e1, p1), (3, near, None)], 1, 2, [101, 102])  # 3 keys wait
+    assert reader.rows_of("email", {e1, e2, near, p1, twin}) == {e1: 2, near: 3}
     assert reader.rows_of("phone", {p1, e1}) == {p1: 2}  # a kind never answers for the other
-    assert list(storing._unpaired(storer.take())) == sorted(
+    assert sorted(storer.take()) == sorted(
         zip(storing.keys("email", [e1, near]) + storing.keys("phone", [p1]), [101, 102, 101]))
     assert reader.rows_of("email", {e1}) == {e1: 2}  # taken, not committed yet: still waiting
+    assert storer.add([(4, e2, q1), (5, twin, None)], 1, 2, range(103, 105))  # 6: to be written
+    assert reader.rows_of("email", {twin, e2}) == {twin: 5, e2: 4}
+    assert len(list(storer.take())) == 6
     emptied = reader.emptied
     storer.clear()  # committed
     assert reader.emptied != emptied  # a lookup under way knows to look again
-    assert reader.rows_of("email", {e1, near}) == {} and storer.take() == []
-    assert storer.add([(4, e1, None, 103)], 1, 2)
+    assert reader.rows_of("email", {e1, near}) == {} and list(storer.take()) == []
+    assert not storer.add([(4, e1, None)], 1, 2, [103])
     assert reader.rows_of("email", {e1}) == {e1: 4}
-    assert not storer.add([(5, e2, p1, 104)] * 2, 1, 2)  # 1 + 4 contacts: no room
+    with pytest.raises(ValueError):  # a chunk of more keys than the table was made for
+        storer.add([(5, e2, p1)] * 8, 1, 2, [104] * 8)  # 1 + 16 in 32 slots
+
+
+def test_waiting_keys_come_out_in_nearly_key_order():
+    """A slot is its key's top bits: SQLite gets the keys in (nearly) the order of its
+    b-tree without their being sorted."""
+    import os
+
+    from app.services.ingest.storing import UnwrittenKeys
+
+    table = UnwrittenKeys.local(2000, 0)
+    leads = [(i, os.urandom(16), os.urandom(16)) for i in range(1000)]
+    assert table.add(leads, 1, 2, range(1000))
+    taken = list(table.take())
+    assert sorted(taken) == sorted(storing.key_rows(leads, 1, 2, range(1000)))
+    keys = [key for key, _ in taken]
+    # Each followed by a smaller one: in a random order, half of them; here those that
+    # probed past a slot whose key came after theirs (about one in seven, half full).
+    out_of_order = sum(a > b for a, b in zip(keys, keys[1:]))
+    assert out_of_order < len(keys) // 4
 
 
 @pytest.mark.skipif(on_postgres(), reason="keys wait on SQLite")
@@ -242,7 +266,7 @@ def test_a_lookup_that_saw_the_waiting_keys_written_meanwhile_looks_again(app, s
     rows = [person(i) for i in range(3)] + [person(0, phone="+1 415 555 7777")]
     batch, plan, [first, second] = _run_by_hand(seller, rows, 3)
     own = storing.OwnConnection("sqlite", plan.database)
-    recent, unwritten = storing.RecentLeads.local(4, 100), storing.UnwrittenKeys.local(100)
+    recent, unwritten = storing.RecentLeads.local(4, 100), storing.UnwrittenKeys.local(100, 100)
     vault = current_vault()
     try:
         storing.store(own, plan, *first, vault, storing.prepare(own, plan, first[2], 0, unwritten),
@@ -291,7 +315,7 @@ def test_a_chunk_whose_earlier_chunk_left_the_ring_looks_its_contacts_up_again(a
     chunks = [storing.Chunk(0, 0, blocks[0].last, blocks[0].rows, 0),
               storing.Chunk(1, blocks[0].last, blocks[1].last, blocks[1].rows, 0)]
     connection, recent = SessionConnection(), storing.RecentLeads.local(1, 100)
-    unwritten = storing.UnwrittenKeys.local(100) if plan.defer_keys else None
+    unwritten = storing.UnwrittenKeys.local(100, 100) if plan.defer_keys else None
 
     def prepared(result):
         return storing.prepare(connection, plan, result, 0, unwritten)
@@ -350,7 +374,7 @@ def test_a_worker_stages_its_leads_while_another_connection_holds_the_write_lock
     holder = sqlite3.connect(plan.database, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        storing._stage(own.driver, plan, [row + (False,) for row in result.accepted])
+        storing._stage(own.driver, plan, result.accepted, [])
         assert _staged(own) == 5
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             own.begin()  # the shared database's lock is the holder's
@@ -361,18 +385,19 @@ def test_a_worker_stages_its_leads_while_another_connection_holds_the_write_lock
 
 
 @pytest.mark.skipif(on_postgres(), reason="staging is SQLite's")
-def test_a_chunk_that_fails_in_its_turn_leaves_no_staged_leads_behind(app, seller):
+def test_a_chunk_that_fails_leaves_no_staged_leads_behind(app, seller):
     """A worker's connection serves chunk after chunk: a chunk refused in its turn (its
-    claim lost, or a row refused by the database) leaves nothing in leads nor among
-    the staged rows, and the chunks stored on the connection after it get their own
-    rows, with the next ids."""
+    claim lost, or a row refused by the database) or before it (a value staging cannot
+    bind) leaves nothing in leads nor among the staged rows, and the chunks stored on
+    the connection after it get their own rows, with the next ids."""
     import dataclasses
+    import sqlite3
 
     rows = [person(i) for i in range(9)]
     batch, plan, chunks = _run_by_hand(seller, rows, 4)
     own = storing.OwnConnection("sqlite", plan.database)
     recent = storing.RecentLeads.local(4, 100)
-    unwritten = storing.UnwrittenKeys.local(100) if plan.defer_keys else None
+    unwritten = storing.UnwrittenKeys.local(100, 100) if plan.defer_keys else None
     vault = current_vault()
 
     def store(chunk, block, result):
@@ -383,6 +408,11 @@ def test_a_chunk_that_fails_in_its_turn_leaves_no_staged_leads_behind(app, selle
         first, second, third = chunks
         with pytest.raises(storing.BatchTaken):  # resumed from a checkpoint passed since
             store(dataclasses.replace(first[0], previous=1), *first[1:])
+        assert _staged(own) == 0
+        accepted = first[2].accepted  # its third lead holds a value no database takes
+        poisoned = accepted[:2] + [accepted[2][:5] + (object(),) + accepted[2][6:]] + accepted[3:]
+        with pytest.raises(sqlite3.ProgrammingError):  # staging fails after two leads
+            store(first[0], first[1], dataclasses.replace(first[2], accepted=poisoned))
         assert _staged(own) == 0
         db.session.execute(sa.text("CREATE TRIGGER test_refused BEFORE INSERT ON leads WHEN "
                                    "NEW.row_number = 4 BEGIN SELECT RAISE(ABORT, 'refused'); END"))

@@ -377,11 +377,11 @@ def storing_plan(run: BatchRun, leads: sa.Table = Lead.__table__) -> storing.Pla
         raise NotImplementedError(dialect)
     constants["created_at"] = _stored_time(constants["created_at"])
     in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    staged = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate",)
+    staged = workers.ACCEPTED_COLUMNS + (storing.STAGED_CROSS,)
     return storing.Plan(
         dialect, None if in_memory else os.path.abspath(url.database),
         leads_sql=sqlite_insert(leads, staged + ("id",), constants),
-        staged_columns=staged,
+        staged_columns=workers.ACCEPTED_COLUMNS,
         copy_staged_sql=sqlite_insert_select(
             leads, {**dict(zip(staged, staged)), "id": "rowid + ?"}, constants,
             f"temp.{storing.STAGED_LEADS}"),

@@ -28,7 +28,8 @@ import sqlite3
 import struct
 from array import array
 from dataclasses import dataclass
-from itertools import compress
+from itertools import compress, repeat
+from operator import is_not, itemgetter
 from datetime import datetime, timezone
 from typing import Optional, Protocol
 
@@ -44,13 +45,23 @@ SQLITE_PRAGMAS = ("foreign_keys=ON", "busy_timeout=30000", "journal_mode=WAL",
 # A worker's commits run the WAL's checkpoints less often than the app's (every 1,000
 # pages): each chunk's transaction rewrites pages the next one rewrites again, and a
 # checkpoint copies each page once however often it was written since the last.
-WORKER_PRAGMAS = ("wal_autocheckpoint=16384",)
+# Its temporary database (STAGED_LEADS) keeps no rollback journal: emptying the staged
+# leads journaled every page of them first (2.5 ms a chunk of 5,000). Nothing there is
+# ever rolled back (ROLLBACK is undefined without a journal): the table is emptied
+# whole after every chunk, whatever became of it.
+WORKER_PRAGMAS = ("wal_autocheckpoint=16384", "temp.journal_mode=OFF")
 CODES_SEPARATOR = ";"  # between a rejected row's reasons (Rejection.codes)
 KIND_BITS = {"email": 0, "phone": 1}  # models.contact_keys
 # A hash's first 8 bytes as a big-endian signed integer, the rest skipped.
 _PREFIXES = struct.Struct(f">q{HASH_BYTES - 8}x")
 _KEY_ROW = struct.Struct(">hiqiq")  # a contact_keys row in binary COPY: two int8 fields
 IN_LIST_SIZE = 4096  # values per IN (...) on SQLite
+# sqlite3 binds an int, float or str as it is, but looks any other value up among its
+# adapters and, finding none, asks the protocol and the value for __adapt__ and
+# __conform__: 0.2-0.3 µs for each None, bytes or bool, of which a lead has about 16
+# (a third of the cost of staging it). An adapter that returns what sqlite3 binds for
+# the value anyway makes that lookup a hit. Registered for the whole process.
+_SQLITE_ADAPTERS = ((type(None), {}.get), (bytes, bytes), (bool, int))  # {}.get(None) is None
 
 
 def keys(kind: str, hashes: list[bytes]) -> list[int]:
@@ -86,6 +97,8 @@ class OwnConnection:
     def __init__(self, dialect: str, database: str):
         self.dialect, self.database = dialect, database
         if dialect == "sqlite":
+            for kind, adapter in _SQLITE_ADAPTERS:
+                sqlite3.register_adapter(kind, adapter)
             self.driver = sqlite3.connect(database, isolation_level=None,
                                           check_same_thread=False)
             for pragma in SQLITE_PRAGMAS + WORKER_PRAGMAS:
@@ -138,8 +151,8 @@ class Plan:
     hashes: tuple[int, int] = (0, 0)  # where an accepted row holds its email and phone hash
     defer_keys: bool = False  # contact keys wait in UnwrittenKeys (SQLite)
     # SQLite, on a worker's own connection: the columns of the leads staged in
-    # STAGED_LEADS (those leads_sql binds, but the id), and the INSERT that copies them
-    # into leads, each with the id rowid + the one value it binds.
+    # STAGED_LEADS (the accepted row's; STAGED_CROSS follows), and the INSERT that
+    # copies them into leads, each with the id rowid + the one value it binds.
     staged_columns: tuple[str, ...] = ()
     copy_staged_sql: str = ""
 
@@ -304,40 +317,48 @@ class UnwrittenKeys:
     """SQLite: the contacts of a run's stored leads whose contact keys are not written
     yet. Keys land at random in contact_keys and SQLite rewrites every page a
     transaction touched, so writing them rewrites most of the table however few they
-    are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in key order, by
-    the chunk that fills this table, and until then later chunks find those leads here.
+    are (15 µs a row at 2,000 rows a chunk); they are written in bulk, in nearly key
+    order, by the chunk that brings this table to its capacity, and until then later
+    chunks find those leads here.
 
     An open-addressing hash table in memory the run's workers share (`header`: how
     often it was emptied and how many entries it holds; `data`: the slots), so that
-    how many keys may wait costs each worker nothing of its own. A slot is the
-    contact's hash, then the lead's row number with the kind of contact and its id.
-    One chunk writes at a time (in its turn); the others look up meanwhile: a slot's
-    row number, which marks it taken, is written last, so a reader sees whole entries
-    only. The table is emptied once its keys have committed; a lookup that saw it
-    emptied meanwhile (`emptied`) looks in the database again. A run that stops leaves
-    keys unwritten: a resumed run writes its batch's again (pipeline), and a failed
-    run's leads go without them."""
+    how many keys may wait costs each worker nothing of its own. A slot is four
+    integers: the contact's key, the rest of its hash, its info (the lead's row number,
+    the bit of the hash the key leaves out, and that the slot is taken) and the lead's
+    id. A key's slot is its top bits, so the slots hold the keys in nearly their order
+    (`take` reads them out without sorting). One chunk writes at a time (in its turn);
+    the others look up meanwhile: a slot's info is written last, so a reader sees whole
+    entries only. The table is emptied once its keys have committed; a lookup that saw
+    it emptied meanwhile (`emptied`) looks in the database again. A run that stops
+    leaves keys unwritten: a resumed run writes its batch's again (pipeline), and a
+    failed run's leads go without them."""
 
     def __init__(self, header, data, capacity: int):
         self.header, self.data, self.capacity = header, memoryview(data).cast("B"), capacity
-        self._slots = len(self.data) // _SLOT_BYTES
-        self._mask = self._slots - 1
-        self._hashes = self.data[:self._slots * HASH_BYTES]
-        self._numbers = self.data[self._slots * HASH_BYTES:].cast("q")  # (info, lead id)
+        self._slots = self.data.cast("q")
+        count = len(self._slots) // 4
+        # A slot is known by where its four numbers start (4 * its number), and a key's
+        # is its top bits (the hash's: the key differs in its lowest bit only), counted
+        # from the middle as they are signed.
+        self._mask, self._room = (count - 1) << 2, count // 2
+        self._shift, self._middle = 65 - count.bit_length(), count * 2
 
     @staticmethod
-    def data_bytes(capacity: int) -> int:
-        """The size of `data` for a table that holds `capacity` entries: at most half
-        full, so that probes stay short."""
+    def data_bytes(entries: int) -> int:
+        """The size of `data` for a table that holds up to `entries` entries (its
+        capacity and the keys of the chunk that reaches it): at most half full, so that
+        probes stay short."""
         slots = 1
-        while slots < 2 * capacity:
+        while slots < 2 * entries:
             slots *= 2
         return slots * _SLOT_BYTES
 
     @classmethod
-    def local(cls, capacity: int) -> "UnwrittenKeys":
+    def local(cls, capacity: int, chunk_keys: int) -> "UnwrittenKeys":
         """A table of this process alone."""
-        return cls(array("q", [0, 0]), bytearray(cls.data_bytes(capacity)), capacity)
+        return cls(array("q", [0, 0]), bytearray(cls.data_bytes(capacity + chunk_keys)),
+                   capacity)
 
     @property
     def emptied(self) -> int:
@@ -345,7 +366,11 @@ class UnwrittenKeys:
 
     def clear(self) -> None:
         self.header[0] += 1  # first: a reader probing now will not trust what it found
-        self.data[self._slots * HASH_BYTES:] = bytes(self._numbers.nbytes)
+        # Zeroed a piece at a time: zeros for the whole table at once would be another
+        # table's worth of memory, however briefly.
+        zeros = bytes(min(len(self.data), 1 << 16))  # both powers of two
+        for at in range(0, len(self.data), len(zeros)):
+            self.data[at:at + len(zeros)] = zeros
         self.header[1] = 0
 
     def rows_of(self, kind: str, hashes: set[bytes]) -> dict[bytes, int]:
@@ -353,63 +378,58 @@ class UnwrittenKeys:
         found: dict[bytes, int] = {}
         if not self.header[1] or not hashes:
             return found
-        bit, mask, numbers, stored = KIND_BITS[kind], self._mask, self._numbers, self._hashes
+        bit, mask, shift, middle, slots = (KIND_BITS[kind], self._mask, self._shift,
+                                           self._middle, self._slots)
         hashes = list(hashes)
-        for digest, (prefix,) in zip(hashes, _PREFIXES.iter_unpack(b"".join(hashes))):
-            at = (prefix ^ bit) & mask
-            while info := numbers[2 * at]:
-                if info & 3 == _TAKEN | bit << 1 and stored[at * HASH_BYTES:
-                                                           (at + 1) * HASH_BYTES] == digest:
+        for digest, (high, low) in zip(hashes, _HALVES.iter_unpack(b"".join(hashes))):
+            key = high & ~1 | bit
+            at = (high >> shift << 2) + middle
+            while info := slots[at + 2]:
+                if slots[at] == key and slots[at + 1] == low and info >> 1 & 1 == high & 1:
                     found[digest] = info >> 2
                     break
-                at = (at + 1) & mask
+                at = (at + 4) & mask
         return found
 
-    def add(self, leads: list[tuple], e_at: int, p_at: int) -> bool:
-        """Add these leads' contacts (each lead's id its last value), or say the table
-        has no room for them."""
-        entries = [(KIND_BITS["email"], lead[e_at], lead) for lead in leads if lead[e_at]] + [
-            (KIND_BITS["phone"], lead[p_at], lead) for lead in leads if lead[p_at]]
-        count = self.header[1]
-        if count + len(entries) > self.capacity:
-            return False
-        mask, numbers, stored = self._mask, self._numbers, self._hashes
-        prefixes = _PREFIXES.iter_unpack(b"".join([digest for _, digest, _ in entries]))
-        for (bit, digest, lead), (prefix,) in zip(entries, prefixes):
-            at = (prefix ^ bit) & mask
-            while numbers[2 * at]:
-                at = (at + 1) & mask
-            stored[at * HASH_BYTES:(at + 1) * HASH_BYTES] = digest
-            numbers[2 * at + 1] = lead[-1]
-            numbers[2 * at] = lead[0] << 2 | bit << 1 | _TAKEN
-        self.header[1] = count + len(entries)
-        return True
+    def add(self, leads: list[tuple], e_at: int, p_at: int, ids) -> bool:
+        """Add these leads' contacts (`ids`: the leads' ids), and say whether the table
+        holds as many as its capacity now: then they are to be written."""
+        numbers = list(map(itemgetter(0), leads))
+        columns = {KIND_BITS["email"]: list(map(itemgetter(e_at), leads)),
+                   KIND_BITS["phone"]: list(map(itemgetter(p_at), leads))}
+        count = self.header[1] + len(leads) * 2 - sum(c.count(None) for c in columns.values())
+        if count > self._room:
+            raise ValueError(f"{count} keys in a table for {self._room}")
+        mask, shift, middle, slots = self._mask, self._shift, self._middle, self._slots
+        for bit, column in columns.items():
+            digests = b"".join(compress(column, column))
+            for (high, low), number, lead_id in zip(_HALVES.iter_unpack(digests),
+                                                    compress(numbers, column),
+                                                    compress(ids, column)):
+                key = high & ~1 | bit
+                at = (high >> shift << 2) + middle
+                while slots[at + 2]:
+                    at = (at + 4) & mask
+                slots[at], slots[at + 1], slots[at + 3] = key, low, lead_id
+                slots[at + 2] = number << 2 | (high & 1) << 1 | _TAKEN
+        self.header[1] = count
+        return count >= self.capacity
 
-    def take(self) -> list[int]:
-        """Every entry's key and lead id as one number (`_pair`), in key order; the
-        table is emptied (`clear`) once they have committed. One number an entry, as
-        the table holds the keys of tens of thousands of leads."""
-        numbers, stored, prefix_at = self._numbers, self._hashes, _PREFIXES.unpack_from
-        pairs = []
-        append = pairs.append
-        for at in compress(range(self._slots), numbers[0::2]):
-            bit = numbers[2 * at] >> 1 & 1
-            append(_pair((prefix_at(stored, at * HASH_BYTES)[0] & ~1) | bit, numbers[2 * at + 1]))
-        pairs.sort()
-        return pairs
-
-
-def _pair(key: int, lead_id: int) -> int:
-    """A contact key and its lead's id as one number that sorts by key."""
-    return (key + 2**63) << 63 | lead_id
+    def take(self):
+        """Every entry's (key, lead id), in nearly key order (a few entries sit a slot
+        or so past their place, or wrapped round to the first slots): SQLite inserts
+        them on each page in one go all the same. Read as they are inserted, not held
+        in a list: the table holds the keys of tens of thousands of leads. The table
+        is emptied (`clear`) once they have committed."""
+        slots = self._slots
+        return zip(compress(slots[0::4], slots[2::4]), compress(slots[3::4], slots[2::4]))
 
 
-def _unpaired(pairs: list[int]):
-    return (((pair >> 63) - 2**63, pair & (2**63 - 1)) for pair in pairs)
-
-
+_HALVES = struct.Struct(">qq")  # a hash as two numbers: the first is its key but a bit
+if HASH_BYTES != _HALVES.size:
+    raise ImportError(f"UnwrittenKeys keeps hashes of {_HALVES.size} bytes, not {HASH_BYTES}")
 _TAKEN = 1  # the lowest bit of a slot's info: the slot holds an entry
-_SLOT_BYTES = HASH_BYTES + 16  # a hash, its info (row number, kind, taken) and lead id
+_SLOT_BYTES = 32  # key, rest of the hash, info, lead id
 
 
 def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
@@ -424,14 +444,9 @@ def write_unwritten(connection: Connection, unwritten: UnwrittenKeys) -> None:
     unwritten.clear()
 
 
-def write_waiting_keys(connection: Connection, unwritten: UnwrittenKeys,
-                       rows: list[tuple[int, int]] = ()) -> None:
-    """SQLite: the waiting keys, and these (key, lead_id) rows, in key order."""
-    pairs = unwritten.take()
-    if rows:
-        pairs += [_pair(key, lead_id) for key, lead_id in rows]
-        pairs.sort()
-    connection.driver.executemany(_INSERT_KEYS, _unpaired(pairs))
+def write_waiting_keys(connection: Connection, unwritten: UnwrittenKeys) -> None:
+    """SQLite: the waiting keys."""
+    connection.driver.executemany(_INSERT_KEYS, unwritten.take())
 
 
 _INSERT_KEYS = "INSERT OR IGNORE INTO contact_keys (key, lead_id) VALUES (?, ?)"
@@ -653,8 +668,8 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
     batch's progress, and commit. Raises BatchTaken if another run stored these rows
     first. `recent`: the run's chunks' contacts; `unwritten`: where the run's contact
     keys wait (SQLite); without it they are written with their leads."""
-    leads, rejections, cross = _decide(connection, plan, chunk, block, result, vault, ready,
-                                       recent, unwritten, turns)
+    leads, crossing, rejections = _decide(connection, plan, chunk, block, result, vault, ready,
+                                          recent, unwritten, turns)
     # PostgreSQL: drawn in file order, before the next chunk draws its own.
     ids = (_lead_ids(_reading(connection), plan, len(leads)) if plan.dialect == "postgresql"
            else None)
@@ -662,13 +677,13 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
     staged = _stages(connection, plan)
     try:
         if staged:
-            _stage(connection.driver, plan, leads)
+            _stage(connection.driver, plan, leads, crossing)
         if plan.dialect == "sqlite":
             turns.commit()  # one writer at a time: after the chunk before has committed
         connection.begin()
         try:
-            flushed = _write(connection, plan, chunk, leads, ids, rejections, cross, unwritten,
-                             turns, staged)
+            flushed = _write(connection, plan, chunk, leads, crossing, ids, rejections,
+                             unwritten, turns, staged)
             connection.commit()
         except BaseException:
             connection.rollback()
@@ -682,8 +697,10 @@ def store(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result
 
 # A worker's temporary table (SQLite), in the connection's temporary database: its
 # pages in a cache of their own (2 MB; a chunk of 5,000 leads takes 1.4), spilled to a
-# temporary file beyond that rather than growing the worker's memory.
+# temporary file beyond that rather than growing the worker's memory. Its columns: the
+# plan's staged_columns, then the cross-seller flag.
 STAGED_LEADS = "staged_leads"
+STAGED_CROSS = "cross_seller_duplicate"
 
 
 def _stages(connection: Connection, plan: Plan) -> bool:
@@ -694,34 +711,48 @@ def _stages(connection: Connection, plan: Plan) -> bool:
     return plan.dialect == "sqlite" and isinstance(connection, OwnConnection)
 
 
-def stage_leads(driver: sqlite3.Connection, plan: Plan, leads: list[tuple]) -> None:
-    """The leads (each accepted row with its cross-seller flag) into STAGED_LEADS, which
-    is empty: their rowids are 1, 2, ... in order."""
+def stage_leads(driver: sqlite3.Connection, plan: Plan, leads: list[tuple],
+                crossing: list[int] = ()) -> None:
+    """The leads (accepted rows) into STAGED_LEADS, which is empty: their rowids are 1,
+    2, ... in order. `crossing`: the positions of the cross-seller duplicates among
+    them, whose flag is set here (it is off in the others)."""
     driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGED_LEADS} "
-                   f"({', '.join(plan.staged_columns)})")
+                   f"({', '.join(plan.staged_columns)}, {STAGED_CROSS} DEFAULT 0)")
+    if not leads:
+        return
+    # A column that is None in every lead (a field the file lacks) is left to its
+    # default, NULL: binding a None costs about what binding a number does, and a
+    # file often lacks half a dozen fields.
+    bound = [at for at, value in enumerate(leads[0]) if value is not None
+             or any(map(is_not, map(itemgetter(at), leads), repeat(None)))]
     driver.executemany(f"INSERT INTO temp.{STAGED_LEADS} "
-                       f"VALUES ({', '.join('?' * len(plan.staged_columns))})", leads)
+                       f"({', '.join([plan.staged_columns[at] for at in bound])}) "
+                       f"VALUES ({', '.join('?' * len(bound))})", map(itemgetter(*bound), leads))
+    if crossing:
+        driver.executemany(f"UPDATE temp.{STAGED_LEADS} SET {STAGED_CROSS} = 1 "
+                           "WHERE rowid = ?", [(at + 1,) for at in crossing])
 
 
-def _stage(driver: sqlite3.Connection, plan: Plan, leads: list[tuple]) -> None:
+def _stage(driver: sqlite3.Connection, plan: Plan, leads: list[tuple], crossing: list[int]
+           ) -> None:
     """Before the chunk's turn, in a transaction of the connection's temporary database
     alone (it takes no lock on the shared one): binding the leads' values is half the
     cost of inserting them, and this way it is no part of the turn."""
     driver.execute("BEGIN")
     try:
-        stage_leads(driver, plan, leads)
-        driver.execute("COMMIT")
-    except BaseException:
-        driver.execute("ROLLBACK")
-        raise
+        stage_leads(driver, plan, leads, crossing)
+    finally:  # committed even if staging failed: what it staged is emptied all the same
+        if driver.in_transaction:
+            driver.execute("COMMIT")
 
 
 def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, result,
             vault: ContactVault, ready: Prepared, recent: RecentLeads,
             unwritten: Optional[UnwrittenKeys], turns: Turns
-            ) -> tuple[list[tuple], list[tuple], int]:
-    """The chunk's leads (each accepted row with its cross-seller flag), rejections
-    and cross-seller duplicates, in memory: the chunks before it have decided."""
+            ) -> tuple[list[tuple], list[int], list[tuple]]:
+    """The chunk's leads (its accepted rows that are no duplicates, as they are), the
+    positions among them of the cross-seller duplicates, and its rejections, in memory:
+    the chunks before it have decided."""
     index, e_at, p_at = ready.index, *plan.hashes
     earlier = [recent.get(plan.run, turn) for turn in range(ready.since, chunk.turn)]
     if None in earlier:  # a chunk gone from the ring: all looked up again once committed
@@ -730,30 +761,35 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
     else:
         for by_email, by_phone in earlier:
             index.add_own(ready.emails, ready.phones, by_email, by_phone)
-    by_email, by_phone = index.by_email, index.by_phone
-    suppressed = index.suppressed_emails or index.suppressed_phones
-    leads, rejections, cross = [], [], 0
-    append, batch_id, seller_id = leads.append, plan.batch_id, plan.seller_id
-    for row in result.accepted:
-        email_hash, phone_hash = row[e_at], row[p_at]
-        # Most rows collide with nothing: two dict probes decide them.
-        if not suppressed and by_email.get(email_hash) is None and by_phone.get(phone_hash) is None:
-            holder = (batch_id, seller_id, row[0])
-            if email_hash:
-                by_email[email_hash] = holder
-            if phone_hash:
-                by_phone[phone_hash] = holder
-            append(row + (False,))
-            continue
-        code, message, is_cross = index.verdict(email_hash, phone_hash)
-        if code is None:
-            index.remember(email_hash, phone_hash, row[0])
-            cross += is_cross
-            append(row + (is_cross,))
-        else:
-            raw = json.dumps(block.record(row[0]), ensure_ascii=False)
-            rejections.append((row[0], code, code, vault.encrypt(message), vault.encrypt(raw),
-                               batch_id))
+    accepted, batch_id = result.accepted, plan.batch_id
+    emails, phones = list(map(itemgetter(e_at), accepted)), list(map(itemgetter(p_at), accepted))
+    # Most rows collide with nothing (no lead found, no suppression, no other row of the
+    # chunk with the same contact, rejected or not): they are leads as they are, and
+    # only the others are decided one by one, in file order.
+    rejected_emails = {c[1] for c in result.rejected_contacts if c[1]}
+    rejected_phones = {c[2] for c in result.rejected_contacts if c[2]}
+    colliding_emails = (_repeated(emails) | index.by_email.keys() | index.suppressed_emails
+                        | rejected_emails)
+    colliding_phones = (_repeated(phones) | index.by_phone.keys() | index.suppressed_phones
+                        | rejected_phones)
+    leads, crossing, rejections = accepted, [], []
+    if colliding_emails or colliding_phones:
+        leads = []
+        append = leads.append
+        for row, email_hash, phone_hash in zip(accepted, emails, phones):
+            if email_hash not in colliding_emails and phone_hash not in colliding_phones:
+                append(row)
+                continue
+            code, message, is_cross = index.verdict(email_hash, phone_hash)
+            if code is None:
+                index.remember(email_hash, phone_hash, row[0])
+                if is_cross:
+                    crossing.append(len(leads))
+                append(row)
+            else:
+                raw = json.dumps(block.record(row[0]), ensure_ascii=False)
+                rejections.append((row[0], code, code, vault.encrypt(message),
+                                   vault.encrypt(raw), batch_id))
     rejected = result.rejected
     if result.rejected_contacts:
         rejected = list(rejected)
@@ -765,7 +801,18 @@ def _decide(connection: Connection, plan: Plan, chunk: Chunk, block: Block, resu
                     vault.encrypt(f"{vault.decrypt(message_enc)} {sentence}"), raw_enc)
     rejections += [row + (batch_id,) for row in rejected]
     recent.put(plan.run, chunk.turn, leads, e_at, p_at)
-    return leads, rejections, cross
+    return leads, crossing, rejections
+
+
+def _repeated(values: list) -> set:
+    """The values (hashes; None aside) that occur more than once."""
+    distinct = set(values)
+    if len(distinct) + max(values.count(None) - 1, 0) == len(values):
+        return set()
+    seen: set = set()
+    repeated = {value for value in values if value in seen or seen.add(value)}
+    repeated.discard(None)
+    return repeated
 
 
 def _reading(connection: Connection) -> Connection:
@@ -775,21 +822,20 @@ def _reading(connection: Connection) -> Connection:
 
 
 def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
-           ids: Optional[list[int]], rejections: list[tuple], cross: int,
+           crossing: list[int], ids: Optional[list[int]], rejections: list[tuple],
            unwritten: Optional[UnwrittenKeys], turns: Turns, staged: bool) -> bool:
     """Write the decided chunk, in its transaction (`staged`: its leads are in
     STAGED_LEADS); say whether the waiting keys were written with it."""
     e_at, p_at = plan.hashes
     claim = (chunk.last, chunk.bytes_read, _now(connection.dialect), chunk.rows, len(leads),
-             len(rejections), cross, plan.batch_id, chunk.previous)
+             len(rejections), len(crossing), plan.batch_id, chunk.previous)
     if connection.dialect == "postgresql":
         # Written while the next chunk decides and writes too; committed in file order,
         # claim last (its lock on the batch's row lasts until the commit).
-        leads = list(map(tuple.__add__, leads, zip(ids)))
-        write_leads(connection, plan, leads)
+        write_leads(connection, plan, _flagged(leads, crossing, ids))
         if rejections:
             copy(connection, plan.rejections_sql, pgcopy.rows(plan.rejection_kinds, rejections))
-        write_keys(connection, key_rows(leads, e_at, p_at))
+        write_keys(connection, key_rows(leads, e_at, p_at, ids))
         turns.commit()
         _claim(connection, claim)
         global _statistics_for
@@ -804,22 +850,24 @@ def _write(connection: Connection, plan: Plan, chunk: Chunk, leads: list[tuple],
     if staged:
         if leads:
             connection.driver.execute(plan.copy_staged_sql, (ids[0] - 1,))
-        # All the keys need of a lead (key_rows, UnwrittenKeys.add): a third of the cost
-        # of the whole lead with its id.
-        leads, e_at, p_at = [(lead[0], lead[e_at], lead[p_at], lead_id)
-                             for lead, lead_id in zip(leads, ids)], 1, 2
     else:
-        leads = list(map(tuple.__add__, leads, zip(ids)))
-        write_leads(connection, plan, leads)
+        write_leads(connection, plan, _flagged(leads, crossing, ids))
     connection.driver.executemany(plan.rejections_sql, rejections)
-    if unwritten is not None and unwritten.add(leads, e_at, p_at):
-        return False
     if unwritten is None:
-        write_keys(connection, key_rows(leads, e_at, p_at))
+        write_keys(connection, key_rows(leads, e_at, p_at, ids))
         return False
-    # Full: every waiting key goes now, with this chunk's.
-    write_waiting_keys(connection, unwritten, key_rows(leads, e_at, p_at))
+    if not unwritten.add(leads, e_at, p_at, ids):
+        return False
+    write_waiting_keys(connection, unwritten)  # the table is full: all of them now
     return True
+
+
+def _flagged(leads: list[tuple], crossing: list[int], ids) -> list[tuple]:
+    """Each lead with its cross-seller flag and id."""
+    flags = [False] * len(leads)
+    for at in crossing:
+        flags[at] = True
+    return list(map(tuple.__add__, leads, zip(flags, ids)))
 
 
 def _claim(connection: Connection, values: tuple) -> None:
@@ -848,11 +896,10 @@ def write_leads(connection: Connection, plan: Plan, leads: list[tuple]) -> None:
         connection.driver.executemany(plan.leads_sql, leads)
 
 
-def key_rows(leads: list[tuple], e_at: int, p_at: int) -> list[tuple[int, int]]:
-    """The (key, lead_id) rows of leads whose id is their last value."""
-    with_email = [lead for lead in leads if lead[e_at]]
-    with_phone = [lead for lead in leads if lead[p_at]]
-    return (list(zip(keys("email", [lead[e_at] for lead in with_email]),
-                     [lead[-1] for lead in with_email]))
-            + list(zip(keys("phone", [lead[p_at] for lead in with_phone]),
-                       [lead[-1] for lead in with_phone])))
+def key_rows(leads: list[tuple], e_at: int, p_at: int, ids) -> list[tuple[int, int]]:
+    """The (key, lead_id) rows of leads with these ids."""
+    rows: list[tuple[int, int]] = []
+    for kind, at in (("email", e_at), ("phone", p_at)):
+        column = list(map(itemgetter(at), leads))
+        rows += zip(keys(kind, list(compress(column, column))), compress(ids, column))
+    return rows

@@ -446,7 +446,8 @@ class InProcess:
     def store_chunks(self, chunks: Chunks, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      connection: storing.Connection) -> None:
         plan = dataclasses.replace(plan, run=next(_runs))
-        unwritten = storing.UnwrittenKeys.local(self._waiting_keys) if plan.defer_keys else None
+        unwritten = (storing.UnwrittenKeys.local(self._waiting_keys, 2 * self._chunk_rows)
+                     if plan.defer_keys else None)
         recent = storing.RecentLeads.local(1, 2 * self._chunk_rows)
         for block, chunk in chunks:
             result = _validated(block, fields, ctx, self._vault, STORAGE_OF[plan.dialect])
@@ -467,7 +468,8 @@ class WorkerPool:
         context = multiprocessing.get_context("spawn")
         self._turns, self._turn = context.Condition(), context.Array("q", 3, lock=False)
         shared = (context.RawArray("q", 2),
-                  context.RawArray(ctypes.c_ubyte, storing.UnwrittenKeys.data_bytes(waiting_keys)),
+                  context.RawArray(ctypes.c_ubyte, storing.UnwrittenKeys.data_bytes(
+                      waiting_keys + 2 * chunk_rows)),
                   waiting_keys)
         self._unwritten = storing.UnwrittenKeys(*shared)
         # The chunks in flight and those whose keys wait: a chunk in its turn finds
