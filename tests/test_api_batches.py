@@ -149,6 +149,10 @@ def test_a_real_time_lead_needs_no_default_country_when_it_tells_its_own(client,
     assert neither.status_code == 422
     assert neither.json["error"]["code"] == "invalid_default_country"
     assert "+country prefix" in neither.json["error"]["message"]
+    unknown = client.post("/api/v1/leads", headers=headers,
+                          json=base | {"phone": "030 901820", "country": "Narnia"})
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["message"].startswith("“Narnia” is not a country we know.")
 
 
 def test_a_form_field_named_only_blanks_is_a_clear_error(client, seller, api_key_for):

@@ -4,7 +4,7 @@ The same validation, encryption and duplicate rules as a CSV row; the lead joins
 seller's real-time batch of the day and is listed at once (or held for a `new`
 seller). A refused lead is answered with its verdict and stored nowhere."""
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import phonenumbers
 import sqlalchemy as sa
@@ -62,25 +62,32 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
     return batch
 
 
-def default_country_of(payload: dict) -> Optional[str]:
+def default_country_of(payload: dict) -> str:
     """The lead's default_country, taken out of `payload`. Left out, it is the country
     the lead names, else the one its phone's +prefix dials (a number written with its
-    prefix is read the same in any country); None when neither tells."""
+    prefix is read the same in any country); ValidationFailed when neither tells."""
     given = payload.pop("default_country", None)
     if given:
         return given
     named = payload.get("country")
-    if isinstance(named, str) and named.strip() and (code := resolve_country(named)):
+    named = named.strip() if isinstance(named, str) else ""
+    if named and (code := resolve_country(named)):
         return code
     phone = payload.get("phone")
     if isinstance(phone, str) and phone.strip().startswith("+"):
         try:
-            dialled = phonenumbers.parse(phone, None).country_code
+            region = phonenumbers.region_code_for_country_code(
+                phonenumbers.parse(phone, None).country_code)
         except phonenumbers.NumberParseException:
-            return None
-        region = phonenumbers.region_code_for_country_code(dialled)
-        return region if region != phonenumbers.UNKNOWN_REGION else None
-    return None
+            region = phonenumbers.UNKNOWN_REGION
+        if region != phonenumbers.UNKNOWN_REGION:
+            return region
+    unknown = f"“{named}” is not a country we know. " if named else ""
+    raise ValidationFailed(
+        f"{unknown}Give default_country (a two-letter country code such as RU, ES or US), "
+        "the lead's country, or its phone with its +country prefix: the lead's phone "
+        "number and region are read in that country.",
+        code="invalid_default_country", details={"field": "default_country"})
 
 
 def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tuple:
