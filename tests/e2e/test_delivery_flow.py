@@ -46,7 +46,7 @@ def test_http_post_delivery_with_a_template_and_a_test_lead(page):
         result = page.locator("#test-result")
         expect(result).to_contain_text("rejected")
         expect(page.locator("#test-error")).to_have_text(
-            "127.0.0.1 rejected the lead: Phone is required")
+            "Rejected by your system: Phone is required")
         expect(result).to_contain_text(f"POST {crm.url}")
         expect(result).to_contain_text("X-Api-Key: ••••••")
         expect(result).to_contain_text('"email": "test.lead@example.com"')

@@ -250,10 +250,7 @@ def read_reply(rule: ReplyRule, status: int, body: bytes, host: str) -> Verdict:
         accepted = value is not None and value.casefold() == rule.accept.strip().casefold()
         found = "nothing" if value is None else f'"{value}"'
         ours = f'{host} answered {found} where {rule.path} should be "{rule.accept}"'
-    if accepted:
-        return Verdict(True, reason)
-    # Labelled: wherever an attempt is shown, the buyer's own words read as theirs.
-    return Verdict(False, f"{host} rejected the lead: {reason}" if reason else ours)
+    return Verdict(True, reason) if accepted else Verdict(False, reason or ours)
 
 
 # Starting points with the field names of widely used CRMs' lead intake.
