@@ -109,6 +109,8 @@ def test_real_time_lead_accepted_then_duplicate(client, api_key_for):
     again = client.post("/api/v1/leads", headers=headers, json=lead)
     assert again.status_code == 422
     assert again.json["error"]["code"] == "duplicate_own"
+    assert again.json["error"]["message"] == (
+        f"You already have this lead: row {stored.row_number} of your batch #{stored.batch_id}.")
 
 
 def test_real_time_lead_verdicts_are_4xx_with_the_row_code(client, seller, api_key_for):

@@ -88,7 +88,9 @@ def test_a_rejected_row_lists_every_reason_in_report_csv_and_api(
         as_text=True)
     table = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     assert table[1][:2] == ["3", "implausible_age;duplicate_own"]
-    assert "already uploaded" in table[1][2] and "“12”" in table[1][2]
+    # The earlier lead named: the first batch's only row (its row 2, after the header).
+    assert f"You already have this lead: row 2 of your batch #{first.id}." in table[1][2]
+    assert "“12”" in table[1][2]
     assert table[3][1] == "consent_in_future;duplicate_in_batch"
     assert "repeats row 2" in table[3][2]
 

@@ -568,11 +568,12 @@ def test_every_verdict_has_a_sentence():
     assert set(FLAGS) == {"cross_seller_duplicate"}
     samples = {"value": "v", "country": "RU", "reason": "r", "field": "age", "problem": "p",
                "first_row": 7, "shape": "s", "source": "the row's region",
-               "zone": "UTC", "utc": "2025-06-15 12:00", "read_as": ""}
+               "zone": "UTC", "utc": "2025-06-15 12:00", "read_as": "", "row": 3, "batch": 9}
     for code in codes:
         message = verdict_message(code, **samples)
         assert message.endswith(".") and "{" not in message
     assert "row 7" in verdict_message("duplicate_in_batch", first_row=7)
+    assert "row 3 of your batch #9" in verdict_message("duplicate_own", row=3, batch=9)
 
 
 def test_context_and_results_pickle_for_worker_processes():

@@ -24,7 +24,7 @@ from app.services.ingest.pipeline import (
     LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, check_can_sell, lead_row, listing_status_for,
 )
 from app.services.ingest.storing import DedupeIndex
-from app.services.ingest.validate import RowContext, verdict_message
+from app.services.ingest.validate import RowContext
 from app.services.regions import resolve_country
 from app.services.ingest.workers import validate_chunk
 
@@ -138,7 +138,7 @@ def store_leads(seller: User, rows: list[tuple[tuple, BatchTerms]]
         email_hash, phone_hash = row[workers.EMAIL_HASH], row[workers.PHONE_HASH]
         code, message, is_cross = index.verdict(email_hash, phone_hash)
         if code == "duplicate_in_batch":  # today's earlier post: no "file" to point into
-            code, message = "duplicate_own", verdict_message("duplicate_own")
+            code, message = "duplicate_own", index.own_message(email_hash, phone_hash)
         if code is not None:
             results.append(LeadRejected(message, code=code))
             continue

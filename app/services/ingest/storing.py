@@ -282,9 +282,24 @@ class DedupeIndex:
             if batch_id == self.batch_id:
                 return ("duplicate_in_batch",
                         verdict_message("duplicate_in_batch", first_row=row_number), False)
-        if any(seller_id == self.seller_id for _, seller_id, _ in holders):
-            return "duplicate_own", verdict_message("duplicate_own"), False
+        if (own := self._own_message(holders)) is not None:
+            return "duplicate_own", own, False
         return None, None, bool(holders)
+
+    def own_message(self, email_hash, phone_hash) -> Optional[str]:
+        """duplicate_own's sentence for a contact this seller holds, in this batch too
+        (a real-time lead repeating the day's earlier one), or None."""
+        return self._own_message(
+            [h for h in (self.by_email.get(email_hash), self.by_phone.get(phone_hash)) if h],
+            other_batches=False)
+
+    def _own_message(self, holders: list[tuple], other_batches: bool = True) -> Optional[str]:
+        """duplicate_own's sentence naming the first of `holders` that is this seller's
+        (in another batch than this one, unless not `other_batches`), or None."""
+        for batch_id, seller_id, row_number in holders:
+            if seller_id == self.seller_id and not (other_batches and batch_id == self.batch_id):
+                return verdict_message("duplicate_own", row=row_number, batch=batch_id)
+        return None
 
     def reasons_of_rejected(self, email_hash, phone_hash, row_number: int
                             ) -> list[tuple[str, str]]:
@@ -297,10 +312,8 @@ class DedupeIndex:
             if batch_id == self.batch_id and first_row < row_number:
                 return [("duplicate_in_batch",
                          verdict_message("duplicate_in_batch", first_row=first_row))]
-        if any(seller_id == self.seller_id and batch_id != self.batch_id
-               for batch_id, seller_id, _ in holders):
-            return [("duplicate_own", verdict_message("duplicate_own"))]
-        return []
+        own = self._own_message(holders)
+        return [] if own is None else [("duplicate_own", own)]
 
     def remember(self, email_hash, phone_hash, row_number: int) -> None:
         """A lead accepted with these contacts: it decides the verdict of later rows

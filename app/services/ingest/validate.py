@@ -65,7 +65,7 @@ VERDICTS: dict[str, str] = {
     "invalid_certificate": "The {field} “{value}” is not {shape}; leave it empty if the lead "
                            "has none.",
     "duplicate_in_batch": "This lead repeats row {first_row} of the same file.",
-    "duplicate_own": "You have already uploaded this lead in an earlier batch.",
+    "duplicate_own": "You already have this lead: row {row} of your batch #{batch}.",
     "suppressed": "This person is on the suppression list and must not be contacted.",
 }
 # invalid_phone's `read_as` for a number written without a "+": it was read in a
