@@ -148,3 +148,14 @@ def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(a
     page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
     assert "so it waits for a passed spot-check" not in page
     assert "Every lead of this batch was withdrawn: none waits for a spot-check" in page
+
+
+def test_a_batch_with_no_row_accepted_says_so_instead_of_empty_sales(app):
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    batch = ingest(seller, csv_bytes([person(1, email="not-an-email", phone="12"),
+                                      person(2, email="nor-this", phone="34")]))
+    assert batch.accepted == 0 and batch.rejected == 2
+    page = _seller_client(app, seller).get(f"/seller/batches/{batch.id}").get_data(as_text=True)
+    assert "No row was accepted, so nothing of this batch is on offer" in page
+    assert "Not sold yet." not in page and 'id="batch-temperatures"' not in page
+    assert 'id="rejection-counts"' in page
