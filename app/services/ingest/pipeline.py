@@ -68,12 +68,7 @@ def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTe
 
     found = Refusals()
     country = (default_country or "").strip().upper()
-    if not country:
-        found.note(ValidationFailed(
-            "default_country is needed: the two-letter country code (such as RU, ES or US) "
-            "in which phone numbers without a +country prefix are read.",
-            code="invalid_default_country", details={"field": "default_country"}))
-    elif len(country) != 2 or pycountry.countries.get(alpha_2=country) is None:
+    if len(country) != 2 or pycountry.countries.get(alpha_2=country) is None:
         found.note(ValidationFailed(
             f"“{default_country}” is not a two-letter country code such as RU, ES or US.",
             code="invalid_default_country", details={"field": "default_country"}))

@@ -25,8 +25,8 @@ from app.services.ingest.pipeline import (
 )
 from app.services.ingest.storing import DedupeIndex
 from app.services.ingest.validate import RowContext
-from app.services.regions import resolve_country
 from app.services.ingest.workers import validate_chunk
+from app.services.regions import resolve_country
 
 
 class LeadRejected(ValidationFailed):
