@@ -34,6 +34,7 @@ from itertools import chain, compress, repeat
 from operator import add, itemgetter, methodcaller, sub
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
+from app.core import collector
 from app.services.crypto import ContactVault
 from app.services.scoring import lead_points
 from app.services.ingest import copy_ready, storing
@@ -334,6 +335,9 @@ def _start_worker(master_key: str, parent: int, turns=None, turn=None, unwritten
         _recent = storing.RecentLeads(*recent)
     threading.Thread(target=_exit_with, args=(parent,), name="leadx-parent-watch",
                      daemon=True).start()
+    # What the worker keeps for its life (modules, metadata, the name indexes): the
+    # collector's full passes need not scan it again.
+    gc.freeze()
 
 
 def _exit_with(parent: int) -> None:
@@ -350,37 +354,29 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
     csv.field_size_limit(FIELD_LIMIT)
     # A chunk makes hundreds of thousands of objects and no reference cycles: the
     # cyclic collector would scan them over and over (a tenth of the chunk's time).
-    gc.disable()
-    try:
+    with collector.paused():
         return _validated(block, fields, ctx, _worker_vault, storage)
-    finally:
-        gc.enable()
 
 
 def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      chunk: storing.Chunk) -> None:
     """Validate a chunk, look its contacts up, wait for its turn, store it and pass
     the turn on."""
-    result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
-    connection = _connection(plan)
-    unwritten = _unwritten if plan.defer_keys else None
-    with _turns:  # the chunks before `since` have committed
-        if _turn[0] != plan.run:
-            raise storing.RunCancelled(plan.run)
-        since = _turn[2]
-    gc.disable()
-    try:
+    # Paused for the whole chunk: resumed between its steps, the collector's next
+    # young pass scanned every object the chunk still held (a millisecond or two).
+    with collector.paused():
+        result = _validate_in_worker(block, fields, ctx, STORAGE_OF[plan.dialect])
+        connection = _connection(plan)
+        unwritten = _unwritten if plan.defer_keys else None
+        with _turns:  # the chunks before `since` have committed
+            if _turn[0] != plan.run:
+                raise storing.RunCancelled(plan.run)
+            since = _turn[2]
         ready = storing.prepare(connection, plan, result, since, unwritten)
-    finally:
-        gc.enable()
-    turns = _Turns(plan.run, chunk.turn)
-    turns.wait(1)
-    gc.disable()
-    try:
+        turns = _Turns(plan.run, chunk.turn)
+        turns.wait(1)
         storing.store(connection, plan, chunk, block, result, _worker_vault, ready, _recent,
                       unwritten, turns)
-    finally:
-        gc.enable()
     with _turns:  # a chunk that failed keeps its turns: the run stops there
         if _turn[0] == plan.run:  # the next chunk may have decided already
             _turn[1], _turn[2] = max(_turn[1], chunk.turn + 1), chunk.turn + 1
