@@ -93,8 +93,9 @@ def default_country_of(payload: dict) -> str:
         code="invalid_default_country", details={"field": "default_country"})
 
 
-# The default country a real-time lead's phone is read in when its place names none:
-# the one its post sent (taken from its place or phone, it is never used for that).
+# Where a real-time lead's phone verdict says its default country came from. It says so
+# only of a lead whose place names no country: one whose post sent default_country (a
+# default taken from the phone's +prefix reads no national number).
 SENT_DEFAULT = "the default_country you sent"
 
 
