@@ -157,6 +157,57 @@ def test_a_real_time_lead_needs_no_default_country_when_it_tells_its_own(client,
     assert unknown.json["error"]["message"].startswith("“Narnia” is not a country we know.")
 
 
+def test_a_real_time_lead_s_region_or_city_names_its_country_as_in_a_csv_row(
+        client, seller, api_key_for):
+    headers = api_key_for(seller)
+    base = {"consent_at": "2026-11-01T09:30:00Z", "source_url": "https://x.example.com"}
+    # A region's name, a region's code, a city: the lead's country, as a CSV row reads it.
+    by_name = client.post("/api/v1/leads", headers=headers,
+                          json=base | {"phone": "912 345 678", "region": "Madrid"})
+    assert by_name.status_code == 201, by_name.json
+    by_code = client.post("/api/v1/leads", headers=headers,
+                          json=base | {"phone": "8 (495) 123-45-67", "region": "RU-MOW"})
+    assert by_code.status_code == 201, by_code.json
+    by_city = client.post("/api/v1/leads", headers=headers,
+                          json=base | {"phone": "030 901820", "city": "Berlin"})
+    assert by_city.status_code == 201, by_city.json
+    stored = [db.session.get(Lead, r.json["id"]) for r in (by_name, by_code, by_city)]
+    assert [(lead.country, lead.region) for lead in stored] == [
+        ("ES", "ES-M"), ("RU", "RU-MOW"), ("DE", "DE-BE")]
+    assert [current_vault().open_contact(lead.contact_enc)["phone"] for lead in stored] == [
+        "+34912345678", "+74951234567", "+4930901820"]
+    # A region we do not know names no country: the answer says so, and how to tell one.
+    unknown = client.post("/api/v1/leads", headers=headers,
+                          json=base | {"phone": "030 901820", "region": "Narnia"})
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["code"] == "invalid_default_country"
+    assert unknown.json["error"]["message"] == (
+        "“Narnia” is not a region we know. Give default_country (a two-letter country code "
+        "such as RU, ES or US), the lead's country or region, or its phone with its "
+        "+country prefix: the lead's phone number and region are read in that country.")
+
+
+def test_a_ping_s_region_names_its_country(client, seller, api_key_for):
+    ping = {"has_email": True, "consent_at": "2026-11-01T09:30:00Z",
+            "source_url": "https://x.example.com", "floor_price": 100, "cap": 1}
+    answer = client.post("/api/v1/pings", headers=api_key_for(seller),
+                         json=ping | {"region": "Catalonia"})
+    assert answer.status_code == 200 and answer.json["reason"] == "no_buyer", answer.json
+
+
+def test_a_real_time_lead_s_phone_verdict_names_the_default_country_it_sent(
+        client, seller, api_key_for):
+    """No batch the seller chose: the country a national number was read in is the
+    default_country of the post (an upload's verdict names the batch's)."""
+    lead = {"phone": "12345", "consent_at": "2026-11-01T09:30:00Z",
+            "source_url": "https://x.example.com", "default_country": "US"}
+    refused = client.post("/api/v1/leads", headers=api_key_for(seller), json=lead)
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "invalid_phone"
+    assert refused.json["error"]["message"] == (
+        "The phone “12345” is not a valid phone number (numbers without a +country prefix "
+        "are read as US, from the default_country you sent).")
+
+
 def test_a_form_field_named_only_blanks_is_a_clear_error(client, seller, api_key_for):
     """Found by the schemathesis run: its name reached the error body keyed by None."""
     response = _upload(client, api_key_for(seller), csv_bytes([person(1)]), **{"\r": "x"})

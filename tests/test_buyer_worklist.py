@@ -379,12 +379,13 @@ def test_a_delivery_the_buyers_system_refused_reads_as_its_refusal(app):
     buyer, client = _buyer_client(app)
     order, sales = _order_with(buyer, [person(i) for i in range(40, 42)])
     db.session.execute(sa.insert(WebhookDelivery), [
-        {"sale_id": sales[0], "order_id": order.id, "status": DeliveryStatus.PENDING,
+        {"sale_id": sales[0], "order_id": order.id, "status": DeliveryStatus.REJECTED,
          "attempts": 1, "last_status_code": 200, "last_error": "missing field"},
         {"sale_id": sales[1], "order_id": order.id, "status": DeliveryStatus.FAILED,
          "attempts": 5, "last_status_code": 503, "last_error": "HTTP 503 from the server"}])
     db.session.commit()
     table = client.get(f"/buyer/orders/{order.id}/deliveries").get_data(as_text=True)
-    assert "Rejected by your system: missing field" in table  # answered 200, said no
-    assert "Rejected by your system: HTTP 503" not in table and "HTTP 503 from the server" in table
-    assert "<td>Pending</td>" in table and "<td>Failed</td>" in table
+    assert "<td>Rejected by your system</td>" in table  # answered 200, said no
+    assert "Your system's reason: missing field" in table
+    assert "reason: HTTP 503" not in table and "HTTP 503 from the server" in table
+    assert "<td>Failed</td>" in table

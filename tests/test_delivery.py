@@ -15,7 +15,7 @@ from app.aftersale.delivery.webhook import signature
 from app.extensions import db
 from app.models import (
     DeliveryAttempt, DeliveryStatus, HttpDelivery, Notification, NotificationKind, Order,
-    OrderStatus, Role, WebhookDelivery,
+    OrderStatus, Role, Sale, WebhookDelivery,
 )
 from app.models.types import utcnow
 from app.market import operations
@@ -328,12 +328,28 @@ def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_re
     assert client.post("/api/v1/leads", headers=seller, json=LEAD).status_code == 201
     order = db.session.get(Order, order_id)
     [rejected] = engine.log_for(order)
-    assert rejected.status is DeliveryStatus.FAILED and rejected.attempts == 1
+    # Its own state, apart from failed: the buyer's system refused it, nothing failed.
+    assert rejected.status is DeliveryStatus.REJECTED and rejected.attempts == 1
     assert rejected.last_error == "Phone is required" and rejected.last_status_code == 200
     assert rejected.id not in engine.due_deliveries()
     [notice] = db.session.scalars(sa.select(Notification).where(
         Notification.user_id == buyer.id, Notification.kind == NotificationKind.DELIVERY_FAILING))
     assert "Your system rejected the delivery" in notice.body and "not retried" in notice.body
+    # The buyer's log reads it as their system's refusal, with its reason, not as ours.
+    page = buyer_client.get(_page(buyer_client, order_id)).get_data(as_text=True)
+    log = page.split('id="deliveries"')[1].split("</table>")[0]
+    assert "<td>Rejected by your system</td>" in log and "<td>Failed</td>" not in log
+    assert "Your system's reason: Phone is required" in log
+    attempts = page.split('id="attempts"')[1]
+    assert '<span class="text-danger">Rejected by your system: Phone is required</span>' \
+        in attempts
+    lead_id = db.session.get(Sale, rejected.sale_id).lead_id
+    journey = buyer_client.get(f"/buyer/leads/{lead_id}/journey").get_data(as_text=True)
+    assert "Rejected by the buyer’s system · sale" in journey and "Delivery failed" not in journey
+    [step] = [s for s in client.get(f"/api/v1/leads/{lead_id}/journey",
+                                    headers=api_key_for(buyer)).json
+              if s["kind"] == "delivery_attempt"]
+    assert step["refused"] is True and step["delivered"] is False
 
     # No answer worth the name: the next lead's delivery is retried later.
     crm.status, crm.body = 503, b"maintenance"
@@ -351,7 +367,7 @@ def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_re
     crm.status, crm.body = 200, b'{"status": "rejected", "error": "Phone is required"}'
     assert engine.deliver(retried.id) is False  # the retry job's attempt, rejected now
     db.session.expire_all()
-    assert db.session.get(WebhookDelivery, retried.id).status is DeliveryStatus.FAILED
+    assert db.session.get(WebhookDelivery, retried.id).status is DeliveryStatus.REJECTED
     assert engine.due_deliveries() == []
 
     # The buyer adds the phone and sends the rejected one again: delivered.

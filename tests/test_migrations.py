@@ -219,3 +219,50 @@ def test_contact_keys_are_made_from_existing_leads_and_back(tmp_path):
         assert not {"ix_leads_email_hash", "ix_leads_phone_hash"} & {
             index["name"] for index in inspector.get_indexes("leads")}
         db.session.remove()
+
+
+def test_deliveries_the_buyers_system_refused_become_rejected_and_back(tmp_path):
+    """c3e8f1a5d7b2: a delivery stored as failed whose last answer was 2xx with an error
+    (the buyer's system refused it) is rejected; one that got no good answer stays failed."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.core import events
+    from app.market import jobs
+    from app.models import WebhookDelivery
+    from tests.ingest_helpers import person
+    from tests.market_helpers import funded_buyer, live_leads, place, sales_of, verified_seller
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    before = "b7e4d2a9c1f0"
+    with app.app_context():
+        upgrade(directory=migrations)  # the models are the head's: its sales, then back
+        leads = live_leads(verified_seller(), [person(i) for i in range(4)])
+        order = place(funded_buyer(), 300, 4)
+        with events.muted():
+            jobs.match_leads([lead.id for lead in leads])
+        answers = [(200, "Phone is required"), (503, "HTTP 503 from the server"),
+                   (None, "connection refused"), (200, None)]
+        db.session.add_all(WebhookDelivery(
+            sale_id=sale.id, order_id=order.id, status="delivered" if error is None else "failed",
+            attempts=1, last_status_code=code, last_error=error)
+            for sale, (code, error) in zip(sales_of(order), answers, strict=True))
+        db.session.commit()
+        downgrade(directory=migrations, revision=before)  # as they were stored before
+
+        upgrade(directory=migrations, revision="c3e8f1a5d7b2")
+        statuses = db.session.execute(sa.text(
+            "SELECT status FROM webhook_deliveries ORDER BY id")).scalars().all()
+        assert statuses == ["rejected", "failed", "failed", "delivered"]
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision=before)
+        statuses = db.session.execute(sa.text(
+            "SELECT status FROM webhook_deliveries ORDER BY id")).scalars().all()
+        assert statuses == ["failed", "failed", "failed", "delivered"]
+        db.session.remove()

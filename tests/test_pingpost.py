@@ -251,6 +251,13 @@ def test_a_post_that_differs_from_its_ping_is_refused_and_nothing_is_stored(clie
     invalid = client.post("/api/v1/posts", headers=seller,
                           json=_post_of(LEAD | {"email": "not-an-email"}, ping_id))
     assert invalid.status_code == 422 and invalid.json["error"]["code"] == "invalid_email"
+    # A national number of a lead without a place is read in the ping's default country.
+    unplaced = {k: v for k, v in _post_of(LEAD | {"phone": "12345"}, ping_id).items()
+                if k != "region"}
+    bad_phone = client.post("/api/v1/posts", headers=seller, json=unplaced)
+    assert bad_phone.status_code == 422 and bad_phone.json["error"]["message"] == (
+        "The phone “12345” is not a valid phone number (numbers without a +country prefix "
+        "are read as US, from the ping's default_country).")
     # The ping still stands for the right lead, posted with the ping's own terms too.
     assert client.post("/api/v1/posts", headers=seller,
                        json=LEAD | {"ping_id": ping_id, "default_country": "us"}
@@ -290,7 +297,11 @@ def test_a_ping_without_buyers_and_a_ping_with_bad_attributes(client, market):
     countryless = {k: v for k, v in _ping_of(LEAD).items() if k != "default_country"}
     named = client.post("/api/v1/pings", headers=seller, json=countryless | {"country": "US"})
     assert named.status_code == 200 and named.json["reason"] == "no_buyer"
-    unknown = client.post("/api/v1/pings", headers=seller, json=countryless)
+    # Its region (US-CA) names it too; with neither, nothing does.
+    regional = client.post("/api/v1/pings", headers=seller, json=countryless)
+    assert regional.status_code == 200 and regional.json["reason"] == "no_buyer"
+    placeless = {k: v for k, v in countryless.items() if k != "region"}
+    unknown = client.post("/api/v1/pings", headers=seller, json=placeless)
     assert unknown.status_code == 422
     assert unknown.json["error"]["code"] == "invalid_default_country"
 

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Batch, Role, SpotCheckItem, TrustLevel
+from app.formatting import format_money
+from app.models import Batch, Lead, Role, SpotCheckItem, TrustLevel
 from app.services import batches, quality, spotchecks
 from app.services.crypto import current_vault
 from tests import quality_corpus as corpus
@@ -119,6 +120,45 @@ def test_the_batch_page_says_one_thing_about_the_phone_country(app):
     assert "the lead's country (from its country, region or city column), else of US" in header
     assert "read as RU, from the row&#39;s region" in page  # the Moscow row
     assert "read as US, from the batch&#39;s default country" in page
+
+
+def _terms_shown(page: str) -> str:
+    shown = page[page.index('id="batch-terms-shown"'):]
+    return shown[:shown.index("</span>")]
+
+
+def test_the_real_time_batch_shows_the_terms_its_leads_were_posted_with(app, client,
+                                                                        api_key_for):
+    """Real-time leads each carry their post's floor and cap: the day's batch shows them
+    while its leads share them, and their range, set per lead, once they differ."""
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
+    headers, pages = api_key_for(seller), _seller_client(app, seller)
+    lead = {"consent_at": "2026-11-01T09:30:00Z", "source_url": "https://x.example.com",
+            "default_country": "US"}
+    first = client.post("/api/v1/leads", headers=headers,
+                        json=lead | {"email": "first@mail.example.com", "floor_price": 300,
+                                     "cap": 1})
+    assert first.status_code == 201, first.json
+    batch_id = db.session.get(Lead, first.json["id"]).batch_id
+    page = pages.get(f"/seller/batches/{batch_id}").get_data(as_text=True)
+    assert " ".join(_terms_shown(page).split()) == (
+        f'id="batch-terms-shown">exclusive · floor {format_money(300)}')
+    assert "the default_country its post sent" in page
+
+    second = client.post("/api/v1/leads", headers=headers,
+                         json=lead | {"email": "second@mail.example.com", "floor_price": 500,
+                                      "cap": 3})
+    assert second.status_code == 201, second.json
+    assert db.session.get(Lead, second.json["id"]).batch_id == batch_id  # the day's batch
+    page = pages.get(f"/seller/batches/{batch_id}").get_data(as_text=True)
+    assert " ".join(_terms_shown(page).split()) == (
+        f'id="batch-terms-shown">1 to 3 buyers per lead · floor {format_money(300)} to '
+        f"{format_money(500)} (set per lead: each real-time lead keeps the terms it was "
+        "posted with)")
+    # The list of batches does not show the first lead's terms as the batch's either.
+    row = pages.get("/seller/batches").get_data(as_text=True).split(
+        f'data-batch-id="{batch_id}"')[1].split("</tr>")[0]
+    assert "set per lead" in row and format_money(300) not in row
 
 
 def test_the_batch_page_says_in_words_why_rows_were_rejected(app):

@@ -107,7 +107,8 @@ def _attempts(sale_ids: list[int], with_contents: bool) -> list[Step]:
         step = {"at": attempt.at, "kind": "delivery_attempt", "sale_id": sale_id,
                 "event": event, "method": attempt.method,
                 "milliseconds": attempt.milliseconds, "status_code": attempt.status_code,
-                "delivered": attempt.error is None, "error": attempt.error}
+                "delivered": attempt.error is None, "refused": attempt.refused,
+                "error": attempt.error}
         request = vault.decrypt(attempt.request_enc)
         if with_contents:
             reply = vault.decrypt(attempt.reply_enc) if attempt.reply_enc else None

@@ -158,8 +158,7 @@ def get_rejections(batch_id: int):
 def post_lead(payload):
     """One lead in real time, validated by the same rules as a CSV row."""
     seller = _seller()
-    terms = pipeline.check_terms(realtime.default_country_of(payload),
-                                 payload.pop("floor_price"), payload.pop("cap"))
+    terms = realtime.terms_of(payload)
     # Speed to lead: matched before we answer (with the leads arriving at the same
     # time, or by live bids when some order bids); each sale's webhook goes as it commits.
     return auction.sell(seller, payload, terms)

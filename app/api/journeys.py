@@ -66,6 +66,8 @@ class JourneyStepSchema(Schema):
     reply = _field(fields.String, "delivery_attempt", "the reply's first characters; the buyer")
     milliseconds = _field(fields.Integer, "delivery_attempt, bid", "how long the request took")
     delivered = _field(fields.Boolean, "delivery_attempt", "the buyer's system accepted it")
+    refused = _field(fields.Boolean, "delivery_attempt", "the buyer's system answered and "
+                     "refused it (its reply rule said no): not a failure to deliver")
     error = _field(fields.String, "delivery_attempt, bid", "why not, as a sentence")
     reason = _field(fields.String, "return_opened", "the buyer's reason")
     seller_note = _field(fields.String, "return_opened", "the seller's answer")

@@ -9,7 +9,7 @@ from app.api.schemas import NOT_ALLOWED_YET, ApiErrorSchema, LeadCreatedSchema, 
 from app.models import Role
 from app.realtime import auction
 from app.services import ledger
-from app.services.ingest import pipeline, realtime
+from app.services.ingest import realtime
 
 blp = api_blueprint("Ping/post", __name__, description=(
     "Sellers: offer a lead's attributes (a ping), learn the price, then post the full "
@@ -79,8 +79,7 @@ def create_ping(payload):
     bids received within the ping deadline (PING_DEADLINE_MS) is the price. The answer
     comes within about that deadline."""
     seller = _seller()
-    terms = pipeline.check_terms(realtime.default_country_of(payload),
-                                 payload.pop("floor_price"), payload.pop("cap"))
+    terms = realtime.terms_of(payload)
     ping, reason = auction.open_ping(seller, payload, terms)
     if ping is None:
         return {"ping_id": None, "reason": reason}, 200

@@ -196,7 +196,8 @@ class LeadInputSchema(Schema):
     jornaya_leadid = fields.String(metadata={"description": "a UUID"})
     default_country = fields.String(load_default=None, metadata={
         "example": "DE", "description": "ISO alpha-2: how a phone number without its +country "
-        "prefix is read. Left out: the lead's country, else its phone's +prefix"})
+        "prefix is read. Left out: the lead's country, else its region's (or city's), "
+        "else its phone's +prefix"})
     floor_price = Int(bounds.AMOUNT, **_FLOOR_PRICE)
     cap = Int(bounds.COUNT, **_CAP)
 

@@ -127,7 +127,8 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
                 problems.setdefault(name, texts)
         raise FormRefused(problems)
     seller = db.session.get(User, form.seller_id)
-    terms = pipeline.check_terms(form.default_country, form.floor_price, form.cap)
+    terms = pipeline.check_terms(form.default_country, form.floor_price, form.cap,
+                                 default_from="the form's default country")
     try:
         lead = realtime.ingest_lead(seller, payload, terms)
     except realtime.LeadRejected as exc:

@@ -210,6 +210,16 @@ class DeliveryStatus(str, enum.Enum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"  # gave up after the last retry; the buyer can resend
+    # The buyer's system answered and refused the lead (refused_by_buyer): not retried,
+    # as the same request would be refused again; the buyer can resend after a fix.
+    REJECTED = "rejected"
+
+
+def refused_by_buyer(status_code: Optional[int], error: Optional[str]) -> bool:
+    """Whether a delivery attempt's answer was a refusal by the buyer's system: it
+    answered (2xx) and its reply rule said no. The request itself was refused, not
+    its transport: no failure of ours."""
+    return error is not None and status_code is not None and 200 <= status_code < 300
 
 
 class WebhookDelivery(db.Model):
@@ -232,6 +242,11 @@ class WebhookDelivery(db.Model):
     last_error: Mapped[Optional[str]] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    @property
+    def last_refused(self) -> bool:
+        """The last attempt's answer was a refusal by the buyer's system."""
+        return refused_by_buyer(self.last_status_code, self.last_error)
 
 
 class HttpDelivery(db.Model):
@@ -283,6 +298,11 @@ class DeliveryAttempt(db.Model):
     reply_enc: Mapped[Optional[bytes]] = mapped_column(sa.LargeBinary)
     # None when accepted; else why not, as a sentence (app.aftersale.delivery.engine).
     error: Mapped[Optional[str]] = mapped_column(sa.String(500))
+
+    @property
+    def refused(self) -> bool:
+        """The buyer's system answered and refused the lead (not a failure of ours)."""
+        return refused_by_buyer(self.status_code, self.error)
 
 
 class ErasureNotice(db.Model):

@@ -150,7 +150,8 @@ def post(seller: User, ping_id: str, payload: Mapping[str, Any],
     if ping.expires_at <= utcnow():
         raise PingExpired(f"The ping's offer ended at {ping.expires_at.isoformat()}; "
                           "ping the lead again.")
-    terms = BatchTerms(ping.default_country, ping.floor_price, ping.cap, {})
+    terms = BatchTerms(ping.default_country, ping.floor_price, ping.cap, {},
+                       default_from="the ping's default_country")
     changed = [name for name, value in (terms_given or {}).items() if value is not None
                and (str(value).strip().upper() if name == "default_country" else value)
                != getattr(ping, name)]

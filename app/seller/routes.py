@@ -322,7 +322,8 @@ def batch_progress(batch_id: int):
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
-                "temperatures": {}, "sources": [], "listing": None}
+                "temperatures": {}, "sources": [], "listing": None,
+                "lead_terms": batch_listing.lead_terms(batch)}
     figures_now = dict(_finished_figures(batch))
     # Kept encrypted between requests; the messages are decrypted for this page only.
     figures_now["preview"] = reports.open_preview(figures_now.pop("sealed_preview"))
@@ -342,7 +343,8 @@ def _finished_figures(batch: Batch) -> dict:
                 "stats": market_stats.batch_sales([batch.id])[batch.id],
                 "temperatures": market_stats.batch_temperatures(batch),
                 "sources": market_stats.sub_id_figures([batch.id]),
-                "listing": batch_listing.listing(batch)}
+                "listing": batch_listing.listing(batch),
+                "lead_terms": batch_listing.lead_terms(batch)}
 
     key = (batch.id, batch.status, batch.cap, batch.floor_price, batch.accepted,
            batch.rejected, int(time.time() // 60))

@@ -21,7 +21,8 @@ from app.extensions import db
 from app.formatting import format_money
 from app.market import rules
 from app.models import (
-    LISTED_STATUSES, AuditEvent, Batch, BatchStatus, Lead, LeadStatus, TrustLevel, User,
+    LISTED_STATUSES, AuditEvent, Batch, BatchSource, BatchStatus, Lead, LeadStatus, TrustLevel,
+    User,
 )
 from app.services import audit, market_stats
 from app.services.ingest.pipeline import MAX_CAP
@@ -50,6 +51,30 @@ class Listing:
     withdrawn: int = 0
     delisted: int = 0
     sold_out: int = 0
+
+
+@dataclass(frozen=True)
+class LeadTerms:
+    """The floors and caps a batch's leads carry, lowest and highest."""
+
+    floor_low: int
+    floor_high: int
+    cap_low: int
+    cap_high: int
+
+
+def lead_terms(batch: Batch) -> LeadTerms:
+    """The terms the batch's leads carry. An upload's leads take the batch's (re-priced
+    together); real-time leads each carry the floor and cap of their own post, so the
+    day's real-time batch holds what its leads hold (its own are its first lead's)."""
+    if batch.source is not BatchSource.API:
+        return LeadTerms(batch.floor_price, batch.floor_price, batch.cap, batch.cap)
+    found = db.session.execute(sa.select(
+        sa.func.min(Lead.floor_price), sa.func.max(Lead.floor_price),
+        sa.func.min(Lead.cap), sa.func.max(Lead.cap)).where(Lead.batch_id == batch.id)).one()
+    if found[0] is None:  # no lead yet
+        return LeadTerms(batch.floor_price, batch.floor_price, batch.cap, batch.cap)
+    return LeadTerms(*found)
 
 
 def batch_for(actor: User, batch_id: int, *, lock: bool = False) -> Batch:

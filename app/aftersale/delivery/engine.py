@@ -32,6 +32,7 @@ from app.models import (
     ConsentCertificate, DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Return,
     ReturnStatus, Sale, WebhookDelivery,
 )
+from app.models.orders import refused_by_buyer
 from app.models.types import utcnow
 from app.people import notifications, opt_out
 from app.services.crypto import current_vault
@@ -80,7 +81,7 @@ class Outcome:
     def rejected(self) -> bool:
         """The buyer's system answered (2xx) and its reply rule says no: the request
         itself is refused, not its transport."""
-        return self.error is not None and self.status is not None and 200 <= self.status < 300
+        return refused_by_buyer(self.status, self.error)
 
 
 def failure(exc: Exception, host: str, timeout: float) -> str:
@@ -248,7 +249,7 @@ def _record(delivery: WebhookDelivery, request: Optional[Request], method: str,
         delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = utcnow()
     elif outcome.rejected or delivery.attempts > len(RETRY_DELAYS):
-        delivery.status = DeliveryStatus.FAILED
+        delivery.status = DeliveryStatus.REJECTED if outcome.rejected else DeliveryStatus.FAILED
         notifications.delivery_failing(delivery, outcome.error, rejected=outcome.rejected)
     else:
         delivery.next_attempt_at = utcnow() + RETRY_DELAYS[delivery.attempts - 1]

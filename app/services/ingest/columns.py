@@ -36,13 +36,13 @@ from operator import concat, is_, is_not, not_
 from app.services.ingest.fields import (
     EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
 )
-from app.services.regions import resolve_country, resolve_region
+from app.services.regions import resolve_country
 from app.services.ingest.validate import (
     _AGE, _CERTIFICATES, _IPV4, _POSTAL_CODE, _SPECIAL_TLDS, CLOCK_SKEW, MAX_AGE, MIN_AGE,
     _PHONE_SHAPE, _PLANS, Known, NormalisedLead, RowContext, RowResult, _age_from_birth,
     _interests, _ip, _text, future_message, in_utc, invalid_phone_message,
     no_consent_message, normalise_email, normalise_phone, normalise_url, page_gap,
-    parse_timestamp, phone_source, read_age, time_gap, verdict_message,
+    parse_timestamp, phone_source, read_age, read_place, time_gap, verdict_message,
 )
 from app.services.regions_tz import consent_zone
 
@@ -307,15 +307,10 @@ def interests_of(column: Sequence[str | None]) -> list[tuple[str, ...]]:
 def _place(cells: tuple[str, str, str | None], default_country: str):
     """(country, region, home) as validate_row reads them, or _FAIL."""
     country_cell, region_cell, city_cell = cells
-    country = region = None
-    if country_raw := _stripped(country_cell):
-        if (country := resolve_country(country_raw)) is None:
-            return _FAIL
-    if region_raw := _stripped(region_cell):
-        if (region := resolve_region(region_raw, country, default_country)) is None:
-            return _FAIL
-    elif city := _text(city_cell):
-        region = resolve_region(city, country, default_country)
+    country, region, bad = read_place(_stripped(country_cell), _stripped(region_cell),
+                                      _text(city_cell), default_country)
+    if bad is not None:
+        return _FAIL
     return country, region, country or (region[:2] if region else default_country)
 
 
@@ -430,7 +425,7 @@ def printable_lines(lines: Sequence[str], records: int) -> bool:
 
 
 def _one_reason(reason: str, *, email_raw: str, phone_raw: str, place, region_raw: str,
-                country_raw: str, default: str, consent_raw: str, consent_at: datetime | None,
+                country_raw: str, default: str, default_from: str, consent_raw: str, consent_at: datetime | None,
                 zone: tzinfo, url_raw: str, birth_raw: str, age_raw: str, month_first: bool,
                 today: date) -> tuple[str, str] | None:
     """validate_row's (code, sentence) for a row (its stripped cells, and what this pass
@@ -443,7 +438,7 @@ def _one_reason(reason: str, *, email_raw: str, phone_raw: str, place, region_ra
     if reason == "phone":
         country, region, home = place
         return "invalid_phone", invalid_phone_message(
-            phone_raw, home, phone_source(country, region, region_raw))
+            phone_raw, home, phone_source(country, region, region_raw, default_from))
     if reason == "contact":
         return "no_contact", verdict_message("no_contact")
     if reason == "time":
@@ -585,6 +580,7 @@ def decide_columns(rows: Sequence[Sequence[str]], fields: Sequence[str | None],
             reason, email_raw=given[i], phone_raw=phone_cells[i],
             place=places[i], region_raw=_stripped(column("region")[i]),
             country_raw=_stripped(column("country")[i]), default=default,
+            default_from=ctx.default_from,
             consent_raw=consent_cells[i], consent_at=consent_times[i], zone=zones[i],
             url_raw=_stripped(column("source_url")[i]),
             birth_raw=_stripped(column("birth_date")[i]), age_raw=_stripped(column("age")[i]),

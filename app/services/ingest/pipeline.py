@@ -47,7 +47,7 @@ from app.core.bulk import SessionConnection, kind_of, sqlite_insert, sqlite_inse
 from app.services.ingest import copy_ready, storing, workers
 from app.services.ingest.reader import UnreadableFile
 from app.services.ingest.sources import CsvSource, open_upload
-from app.services.ingest.validate import RowContext
+from app.services.ingest.validate import BATCH_DEFAULT, RowContext
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,12 @@ class BatchTerms:
     floor_price: int
     cap: int
     mapping: dict[str, str]
+    # Where default_country came from, as a rejected lead's phone verdict names it.
+    default_from: str = BATCH_DEFAULT
 
 
-def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTerms:
+def check_terms(default_country: str, floor_price, cap, mapping=None,
+                default_from: str = BATCH_DEFAULT) -> BatchTerms:
     """The batch's terms, or ValidationFailed naming every field that is wrong."""
     import pycountry
 
@@ -84,7 +87,8 @@ def check_terms(default_country: str, floor_price, cap, mapping=None) -> BatchTe
             "The mapping must be a JSON object of header → field.",
             code="invalid_mapping", details={"field": "mapping"}))
     found.raise_any()
-    return BatchTerms(country, floor_price, cap, {str(k): str(v or "") for k, v in (mapping or {}).items()})
+    return BatchTerms(country, floor_price, cap,
+                      {str(k): str(v or "") for k, v in (mapping or {}).items()}, default_from)
 
 
 def check_can_sell(seller: User) -> None:

@@ -21,12 +21,12 @@ from app.services.ingest.fields import FIELDS
 from app.services.crypto import current_vault
 from app.services.ingest import workers
 from app.services.ingest.pipeline import (
-    LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, check_can_sell, lead_row, listing_status_for,
+    LEAD_INSERT_COLUMNS, BatchRun, BatchTerms, check_can_sell, check_terms, lead_row,
+    listing_status_for,
 )
 from app.services.ingest.storing import DedupeIndex
-from app.services.ingest.validate import RowContext
+from app.services.ingest.validate import RowContext, read_place
 from app.services.ingest.workers import validate_chunk
-from app.services.regions import resolve_country
 
 
 class LeadRejected(ValidationFailed):
@@ -64,37 +64,54 @@ def _todays_batch(seller: User, terms: BatchTerms) -> Batch:
 
 def default_country_of(payload: dict) -> str:
     """The lead's default_country, taken out of `payload`. Left out, it is the country
-    the lead names, else the one its phone's +prefix dials (a number written with its
-    prefix is read the same in any country); ValidationFailed when neither tells."""
+    the lead's place names (its country, else its region or city, read as a CSV row's
+    are: validate.read_place), else the one its phone's +prefix dials (a number written
+    with its prefix is read the same in any country); ValidationFailed when none tells."""
     given = payload.pop("default_country", None)
     if given:
         return given
-    named = payload.get("country")
-    named = named.strip() if isinstance(named, str) else ""
-    if named and (code := resolve_country(named)):
-        return code
+    cells = [payload.get(name) for name in ("country", "region", "city")]
+    country_raw, region_raw, city = (cell.strip() if isinstance(cell, str) else ""
+                                     for cell in cells)
+    country, region, unknown = read_place(country_raw, region_raw, city or None, None)
+    if country or region:
+        return country or region[:2]
     phone = payload.get("phone")
     if isinstance(phone, str) and phone.strip().startswith("+"):
         try:
-            region = phonenumbers.region_code_for_country_code(
+            code = phonenumbers.region_code_for_country_code(
                 phonenumbers.parse(phone, None).country_code)
         except phonenumbers.NumberParseException:
-            region = phonenumbers.UNKNOWN_REGION
-        if region != phonenumbers.UNKNOWN_REGION:
-            return region
-    unknown = f"“{named}” is not a country we know. " if named else ""
+            code = phonenumbers.UNKNOWN_REGION
+        if code != phonenumbers.UNKNOWN_REGION:
+            return code
+    unknown_text = f"“{unknown[1]}” is not a {unknown[0]} we know. " if unknown else ""
     raise ValidationFailed(
-        f"{unknown}Give default_country (a two-letter country code such as RU, ES or US), "
-        "the lead's country, or its phone with its +country prefix: the lead's phone "
-        "number and region are read in that country.",
+        f"{unknown_text}Give default_country (a two-letter country code such as RU, ES or "
+        "US), the lead's country or region, or its phone with its +country prefix: the "
+        "lead's phone number and region are read in that country.",
         code="invalid_default_country", details={"field": "default_country"})
+
+
+# Where a real-time lead's phone verdict says its default country came from. It says so
+# only of a lead whose place names no country: one whose post sent default_country (a
+# default taken from the phone's +prefix reads no national number).
+SENT_DEFAULT = "the default_country you sent"
+
+
+def terms_of(payload: dict) -> BatchTerms:
+    """A real-time post's terms (default_country, floor_price, cap), taken out of
+    `payload`; ValidationFailed naming every field that is wrong."""
+    return check_terms(default_country_of(payload), payload.pop("floor_price"),
+                       payload.pop("cap"), default_from=SENT_DEFAULT)
 
 
 def validate_lead(seller: User, payload: Mapping[str, Any], terms: BatchTerms) -> tuple:
     """The lead as an accepted row (no database), or LeadRejected with its verdict."""
     check_can_sell(seller)
     values = {name: _as_cell(payload.get(name)) for name in FIELDS if payload.get(name) is not None}
-    ctx = RowContext(default_country=terms.default_country, now=utcnow())
+    ctx = RowContext(default_country=terms.default_country, now=utcnow(),
+                     default_from=terms.default_from)
     result = validate_chunk([(1, list(values.values()))], tuple(values), ctx, current_vault())
     if result.rejected:
         _, code, codes, message_enc, _ = result.rejected[0]

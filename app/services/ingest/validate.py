@@ -92,12 +92,19 @@ def invalid_phone_message(value: str, country: str, source: str) -> str:
     return VERDICTS["invalid_phone"].format(value=_shown(value), read_as=read_as)
 
 
+# Where an upload's default country comes from, as invalid_phone names it.
+BATCH_DEFAULT = "the batch's default country"
+
+
 @dataclass(frozen=True)
 class RowContext:
     """What a row's verdict depends on besides the row: picklable and cheap."""
 
     default_country: str  # ISO alpha-2, for phone numbers without a prefix
     now: datetime  # aware; consent times after now + CLOCK_SKEW are refused
+    # Where default_country came from, as invalid_phone names it: the batch's terms
+    # for an upload; a real-time lead has no batch the seller chose (realtime.terms_of).
+    default_from: str = BATCH_DEFAULT
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -587,10 +594,31 @@ def _interests(raw: str | None) -> list[str]:
 
 # The sentences of a row's verdicts, each made in one place: validate_row and the
 # column pass (columns.py), which tells a row's one reason itself, write them alike.
-def phone_source(country: str | None, region: str | None, region_raw: str) -> str:
-    """Where invalid_phone says a number without a "+" took its country from."""
-    return ("the row's country" if country else "the batch's default country"
+def phone_source(country: str | None, region: str | None, region_raw: str,
+                 default_from: str) -> str:
+    """Where invalid_phone says a number without a "+" took its country from;
+    `default_from`: where the default country came from (RowContext.default_from)."""
+    return ("the row's country" if country else default_from
             if region is None else "the row's region" if region_raw else "the row's city")
+
+
+def read_place(country_raw: str, region_raw: str, city: str | None,
+               default_country: str | None) -> tuple[str | None, str | None, tuple | None]:
+    """(country, region, the (field, value) not recognised or None) that a row's
+    stripped country and region cells and its city name. The region is looked for in
+    the country, else first in `default_country`; without a region the city stands
+    for one (Москва, Madrid). A country not recognised leaves the region unread. The
+    one reading of a row's place: validate_row, the column pass and a real-time
+    lead's default country (realtime.default_country_of) all use it."""
+    country = region = None
+    if country_raw and (country := resolve_country(country_raw)) is None:
+        return None, None, ("country", country_raw)
+    if region_raw:
+        if (region := resolve_region(region_raw, country, default_country)) is None:
+            return country, None, ("region", region_raw)
+    elif city:
+        region = resolve_region(city, country, default_country)
+    return country, region, None
 
 
 def time_gap(consent_raw: str) -> str:
@@ -675,16 +703,9 @@ def validate_row(values: dict[str, str], ctx: RowContext, *, contact_required: b
         problems.append(("invalid_email", verdict_message("invalid_email", value=email_raw)))
 
     # Place comes before the phone: a row's own country says how to read its number.
-    bad_place: tuple[str, str] | None = None
-    country = region = None
-    if country_raw := (get("country") or "").strip():
-        if (country := resolve_country(country_raw)) is None:
-            bad_place = ("country", country_raw)
-    if (region_raw := (get("region") or "").strip()) and bad_place is None:
-        if (region := resolve_region(region_raw, country, ctx.default_country)) is None:
-            bad_place = ("region", region_raw)
-    elif not region_raw and (city := _text(get("city"))) and bad_place is None:
-        region = resolve_region(city, country, ctx.default_country)  # Москва, Madrid
+    region_raw = (get("region") or "").strip()
+    country, region, bad_place = read_place((get("country") or "").strip(), region_raw,
+                                            _text(get("city")), ctx.default_country)
     home = country or (region[:2] if region else ctx.default_country)
     if known is not None and (known.home != home or known.region != region):
         known = None  # read elsewhere: its phone and consent time may read otherwise here
@@ -694,7 +715,7 @@ def validate_row(values: dict[str, str], ctx: RowContext, *, contact_required: b
         parsed = known.phone if known else normalise_phone(phone_raw, home)
         if parsed is None:
             problems.append(("invalid_phone", invalid_phone_message(
-                phone_raw, home, phone_source(country, region, region_raw))))
+                phone_raw, home, phone_source(country, region, region_raw, ctx.default_from))))
         else:
             phone, phone_country = parsed
 
