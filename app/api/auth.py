@@ -25,7 +25,7 @@ def require_api_key():
     if key is None:
         _authenticate(secret)
     else:
-        _sign_in(key.user)
+        _sign_in(key)
 
 
 def _usable_unchecked(key: ApiKey) -> bool:
@@ -51,11 +51,13 @@ def _authenticate(secret: Optional[str]) -> None:
         commit_keeping_loaded()
         if record_use(key):
             commit_keeping_loaded()
-    _sign_in(user)
+    _sign_in(key)
 
 
-def _sign_in(user: User) -> None:
-    act_as(user)
+def _sign_in(key: ApiKey) -> None:
+    """The request acts as the key's user (the audit log names them and the key)."""
+    user = key.user
+    act_as(user, key)
     g.api_member = user
     g.api_user = account_of(user)
 

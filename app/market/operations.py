@@ -1,6 +1,7 @@
 """Operations on buyers' orders (SPEC §4, §5): place, change, pause, cancel, close.
 They change state and flush; the caller commits. Placing, changing and resuming an
-order record an event, so it is filled once the caller's transaction commits.
+order record an event, so it is filled once the caller's transaction commits; what
+the buyer's people do to an order is in the audit log (app.services.audit).
 
 Placing an order moves what it may spend (quantity × its highest price -- a schedule's
 window may charge more than the order's own price -- capped by the budget)
@@ -26,7 +27,7 @@ from app.market.filters import MAX_DAYS, MAX_QUANTITY, Filters, refuse, whole_or
 from app.market.queries import order_for
 from app.models import AccountKind, Order, OrderStatus, User
 from app.models.types import utcnow
-from app.services import accounts, ledger
+from app.services import accounts, audit, ledger
 from app.services.ledger import Posting
 
 
@@ -163,16 +164,33 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
         bid_url=terms.bid_url, max_bid=terms.max_bid, **_calling_columns(terms), **_cap_columns(terms), **_counters(rules.period_keys(utcnow(), terms.timezone)))
     db.session.add(order)
     db.session.flush()
-    secret = set_webhook(order, terms.webhook_url) if terms.webhook_url else _bid_secret(order)
+    secret = _point_webhook(order, terms.webhook_url) if terms.webhook_url \
+        else _bid_secret(order)
     _move_hold(order, rules.max_spend(rules.price_range(terms)[1], terms.quantity,
                                       terms.budget), "order_hold")
     db.session.flush()
+    audit.record("order.placed", actor=buyer, subject_type="order", subject_id=order.id,
+                 details={"price": order.price, "quantity": order.quantity,
+                          "budget": order.budget, "held": order.held,
+                          "webhook_host": audit.host_of(order.webhook_url),
+                          "bid_host": audit.host_of(order.bid_url)})
     events.record(events.OrderOpened(order.id))
     return order, secret
 
 
 def set_webhook(order: Order, url: Optional[str]) -> Optional[str]:
-    """Point the order's deliveries at `url` with a new secret (returned once)."""
+    """Point the order's deliveries at `url` with a new secret (returned once), or
+    nowhere (None)."""
+    old_host = audit.host_of(order.webhook_url)
+    secret = _point_webhook(order, url)
+    audit.record("order.webhook_changed", actor=order.buyer, subject_type="order",
+                 subject_id=order.id,
+                 details={"from_host": old_host, "to_host": audit.host_of(order.webhook_url),
+                          "new_secret": secret is not None})
+    return secret
+
+
+def _point_webhook(order: Order, url: Optional[str]) -> Optional[str]:
     from app.services.crypto import current_vault
 
     if not url:
@@ -211,7 +229,10 @@ def cancel_order(user: User, order_id: int) -> Order:
     order = order_for(user, order_id, lock=True)
     if not order.is_active:
         raise Conflict(f"The order is already {order.status.value}.", code="order_closed")
+    released = order.held
     close_order(order, OrderStatus.CANCELLED)
+    audit.record("order.cancelled", actor=user, subject_type="order", subject_id=order.id,
+                 details={"released": released})
     db.session.flush()
     return order
 
@@ -221,6 +242,8 @@ def set_paused(user: User, order_id: int, paused: bool) -> Order:
     if not order.is_active:
         raise Conflict(f"The order is already {order.status.value}.", code="order_closed")
     order.status = OrderStatus.PAUSED if paused else OrderStatus.OPEN
+    audit.record("order.paused" if paused else "order.resumed", actor=user,
+                 subject_type="order", subject_id=order.id)
     db.session.flush()
     if not paused:
         events.record(events.OrderResumed(order.id))
@@ -263,6 +286,7 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
         raise Conflict(f"The order is already {order.status.value}.", code="order_closed")
     old_caps = {p: getattr(order, f"cap_{p}") for p in rules.PERIODS}
     old_spend = {p: getattr(order, f"spend_cap_{p}") for p in rules.PERIODS}
+    before = _audited_terms(order)
     terms = check_terms(
         order.price if price is None else price, order.quantity if quantity is None else quantity,
         budget=order.budget, timezone=timezone or order.timezone,
@@ -307,6 +331,7 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     secret = _bid_secret(order)
     if secret:
         order.webhook_secret = secret
+    _audit_change(user, order, before, new_secret=secret is not None)
     order.revision += 1
     remaining_budget = None if order.budget is None else order.budget - order.spent
     wanted = rules.max_spend(rules.price_range(order)[1], order.remaining, remaining_budget)
@@ -317,6 +342,33 @@ def change_terms(user: User, order_id: int, *, price: Optional[int] = None,
     if order.status is OrderStatus.OPEN:
         events.record(events.OrderChanged(order.id))
     return order
+
+
+def _audited_terms(order: Order) -> dict:
+    """The terms an audit entry compares, by the names the buyer knows them."""
+    return {"price": order.price, "quantity": order.quantity,
+            "caps": [getattr(order, f"cap_{p}") for p in rules.PERIODS],
+            "spend_caps": [getattr(order, f"spend_cap_{p}") for p in rules.PERIODS],
+            "schedule": order.schedule, "timezone": order.timezone,
+            "calling_hours": (order.calling_from, order.calling_until),
+            "bid_url": order.bid_url, "max_bid": order.max_bid}
+
+
+def _audit_change(user: User, order: Order, before: dict, *, new_secret: bool) -> None:
+    """One entry: which terms changed, with the new price, quantity and max bid, and
+    the bid URL's host (never its path or a secret)."""
+    after = _audited_terms(order)
+    changed = [name for name in after if after[name] != before[name]]
+    details: dict[str, Any] = {"changed": changed}
+    for name in ("price", "quantity", "max_bid", "timezone"):
+        if name in changed:
+            details[name] = after[name]
+    if "bid_url" in changed:
+        details["bid_host"] = audit.host_of(order.bid_url)
+    if new_secret:
+        details["new_secret"] = True
+    audit.record("order.changed", actor=user, subject_type="order", subject_id=order.id,
+                 details=details)
 
 
 def _stored_calling(order: Order) -> Optional[dict]:

@@ -250,6 +250,8 @@ def create_api_key(user: User, name: str = "default") -> tuple[ApiKey, str]:
     )
     db.session.add(key)
     db.session.flush()
+    audit.record("api_key.created", actor=user, subject_type="api_key", subject_id=key.id,
+                 details={"name": key.name, "prefix": key.prefix})
     return key, secret
 
 
@@ -303,6 +305,8 @@ def revoke_api_key(user: User, key_id: int) -> None:
         raise NotFound("No such API key.")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        audit.record("api_key.revoked", actor=user, subject_type="api_key", subject_id=key.id,
+                     details={"name": key.name, "prefix": key.prefix})
     db.session.flush()
 
 

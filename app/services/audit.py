@@ -1,19 +1,26 @@
-"""Recording audit events for admin actions and views of contact data.
+"""Recording audit events (operations: add and flush; callers commit): admin actions,
+views of contact data, and what a company's people do with its account (SPEC §2).
 
 An entry names the person who acted: a company's member acts for the company's
 account (app.people.companies), and the operations are handed that account, so the
-sign-in (web and API) says who is acting in the request and the entry names them."""
+sign-in (web and API) says who is acting in the request and the entry names them,
+with the account they acted for and, through the API, the key they used. Details
+are a short summary safe to show: never a secret, a URL's path or credentials (only
+its host: `host_of`), nor a lead's contacts."""
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from flask import g, has_app_context
 
 from app.extensions import db
-from app.models import AuditEvent, User
+from app.models import ApiKey, AuditEvent, User
 
 
-def act_as(user: User) -> None:
-    """Remember who is signed in for this request (the web's and the API's sign-in)."""
+def act_as(user: User, key: Optional[ApiKey] = None) -> None:
+    """Remember who is signed in for this request (the web's and the API's sign-in),
+    and the API key they signed in with."""
     g.acting_member = user
+    g.acting_key = None if key is None else {"id": key.id, "name": key.name}
 
 
 def _named(actor: Optional[User]) -> Optional[User]:
@@ -22,6 +29,18 @@ def _named(actor: Optional[User]) -> Optional[User]:
     if actor is not None and member is not None and member.account_holder_id == actor.id:
         return member
     return actor
+
+
+def host_of(url: Optional[str]) -> Optional[str]:
+    """Where a URL points, without its credentials, path or query (which may carry
+    tokens): what an entry may say about a delivery or bid URL."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        return parts.hostname + (f":{parts.port}" if parts.port else "")
+    except (TypeError, ValueError):
+        return "(not a URL)"
 
 
 def record(
@@ -33,13 +52,22 @@ def record(
     details: Optional[dict[str, Any]] = None,
     ip: Optional[str] = None,
 ) -> AuditEvent:
-    actor = _named(actor)
+    """Add an entry. `actor` is the account acted for (or the admin, or None for the
+    system); the entry names the member acting for it in this request."""
+    person = _named(actor)
+    details = dict(details or {})
+    if person is not None and person.id != actor.id:
+        details["account"] = actor.id
+    signed_in = g.get("acting_member") if has_app_context() else None
+    if person is not None and signed_in is not None and signed_in.id == person.id \
+            and g.get("acting_key") is not None:
+        details["api_key"] = g.acting_key
     event = AuditEvent(
         action=action,
-        actor_id=actor.id if actor else None,
+        actor_id=person.id if person else None,
         subject_type=subject_type,
         subject_id=subject_id,
-        details=details or {},
+        details=details,
         ip=ip,
     )
     db.session.add(event)

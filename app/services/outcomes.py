@@ -1,7 +1,9 @@
 """Buyers record what became of each delivered lead (SPEC §8): contacted, converted
 (with the revenue it brought), or bad. One outcome per sale, replaced when the buyer
 learns more. Outcomes feed the buyer's KPIs (services.kpis) and, aggregated and
-without the buyer's identity, the seller's record (services.scoring) and feedback."""
+without the buyer's identity, the seller's record (services.scoring) and feedback.
+Operations (flush; callers commit): each recording is one audit entry, with counts
+for many leads at once."""
 import csv
 import io
 from dataclasses import dataclass
@@ -15,12 +17,13 @@ from app.extensions import db
 from app.formatting import parse_money
 from app.models import Lead, OutcomeStatus, Sale, SaleOutcome, User
 from app.models.types import utcnow
-from app.services import ledger
+from app.services import audit, ledger
 
 STATUSES = tuple(status.value for status in OutcomeStatus)
 MAX_CSV_ROWS = 100_000
 SHOWN_ERRORS = 200
 IN_CHUNK = 1000
+AUDITED_SALE_IDS = 20  # an entry lists the sales when they are this few
 
 
 def check(status, revenue) -> tuple[OutcomeStatus, Optional[int]]:
@@ -81,9 +84,12 @@ def _store(rows: list[dict]) -> None:
     db.session.expire_all()
 
 
-def record_many(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[int]]]) -> int:
+def record_many(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[int]]], *,
+                source: str = "marked", skipped: Optional[int] = None) -> int:
     """Record checked (sale id, status, revenue) entries of the buyer's own sales, all in
-    the caller's transaction; NotFound (and nothing stored) if one is not the buyer's."""
+    the caller's transaction; NotFound (and nothing stored) if one is not the buyer's.
+    `source` says for the audit log where they came from: "marked" (a page or the
+    API) or "csv" (a file, with the rows it `skipped`)."""
     sales = _sales_of(buyer, [sale_id for sale_id, _, _ in entries])
     missing = [sale_id for sale_id, _, _ in entries if sale_id not in sales]
     if missing:
@@ -91,16 +97,32 @@ def record_many(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[in
     now = utcnow()
     _store([_values(sale_id, *sales[sale_id], status, revenue, now)
             for sale_id, status, revenue in entries])
+    _audit(buyer, entries, source, skipped)
     return len(entries)
 
 
+def _audit(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[int]]], source: str,
+           skipped: Optional[int]) -> None:
+    """One entry however many leads: how many got each outcome (and the sales, if few)."""
+    statuses: dict[str, int] = {}
+    for _, status, _ in entries:
+        statuses[status.value] = statuses.get(status.value, 0) + 1
+    details = {"source": source, "leads": len(entries), "outcomes": statuses}
+    if skipped is not None:
+        details["rows_skipped"] = skipped
+    if len(entries) == 1:
+        subject = {"subject_type": "sale", "subject_id": entries[0][0]}
+    else:
+        subject = {}
+        if len(entries) <= AUDITED_SALE_IDS:
+            details["sales"] = [sale_id for sale_id, _, _ in entries]
+    audit.record("outcomes.recorded", actor=buyer, details=details, **subject)
+
+
 def record(buyer: User, sale_id: int, status, revenue=None) -> SaleOutcome:
-    """Record (or replace) the outcome of one of the buyer's sales."""
+    """Record (or replace) the outcome of one of the buyer's sales ."""
     status, revenue = check(status, revenue)
-    sale = _sales_of(buyer, [sale_id]).get(sale_id)
-    if sale is None:
-        raise NotFound(f"No sale {sale_id} among yours.")
-    _store([_values(sale_id, *sale, status, revenue, utcnow())])
+    record_many(buyer, [(sale_id, status, revenue)])
     return db.session.get(SaleOutcome, sale_id)
 
 
@@ -188,5 +210,6 @@ def import_csv(buyer: User, data: bytes) -> ImportResult:
                                               "error_count": len(errors)})
     if not parsed:
         raise ValidationFailed("The file has no outcomes to record.", code="invalid_outcomes_file")
-    record_many(buyer, [(sale_id, status, revenue) for _, sale_id, status, revenue in parsed])
+    record_many(buyer, [(sale_id, status, revenue) for _, sale_id, status, revenue in parsed],
+                source="csv", skipped=skipped)
     return ImportResult(len(parsed), skipped)

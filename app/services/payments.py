@@ -191,9 +191,12 @@ def start_topup(buyer: User, amount: int, payment_method: Optional[str] = None, 
     topup = TopUp(buyer_id=buyer.id, amount=amount, currency=ledger.currency(),
                   automatic=automatic)
     db.session.add(topup)
+    db.session.flush()
     if claim is not None:
-        db.session.flush()
         claim(topup)
+    else:  # an automatic top-up is the system's, not a person's
+        audit.record("topup.started", actor=buyer, subject_type="topup", subject_id=topup.id,
+                     details={"amount": amount, "card_given": bool(payment_method)})
     db.session.commit()
     intent = _create_intent(topup, customer)
     if payment_method:
@@ -682,6 +685,9 @@ def withdraw(buyer: User, amount: int) -> Withdrawal:
         db.session.rollback()
         raise ValidationFailed("Another withdrawal took this money first; try again.",
                                code="exceeds_refundable")
+    audit.record("balance.withdrawn", actor=buyer, subject_type="withdrawal",
+                 subject_id=withdrawal.id,
+                 details={"amount": amount, "cards": len(withdrawal.refunds)})
     db.session.commit()
     for card_refund in withdrawal.refunds:
         send_refund(card_refund)

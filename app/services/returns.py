@@ -115,6 +115,8 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
                   status=ReturnStatus.AWAITING_SELLER, created_at=now)
     db.session.add(item)
     db.session.flush()
+    audit.record("return.filed", actor=buyer, subject_type="sale", subject_id=sale.id,
+                 details={"return": item.id, "order": order.id, "reason": reason.value})
     figures.changed(item.buyer_id, item.seller_id)
     verdict = _system_verdict(item, sale, order)
     if verdict is None:

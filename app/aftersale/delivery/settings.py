@@ -1,7 +1,9 @@
 """Operations: how an order's leads are delivered (SPEC §12): to its URL as our signed
 JSON webhook or as an HTTP POST in the buyer's format, and by email (to one or more
 addresses, a message per lead or a digest). Editable at any time, also after the
-order has closed (a wrong URL or template must stay correctable). Flush; callers commit."""
+order has closed (a wrong URL or template must stay correctable). Flush; callers commit.
+Each change is in the audit log: what changed, never a header's value or an address
+beyond its domain (app.services.audit)."""
 import json
 import re
 from typing import Optional
@@ -13,6 +15,7 @@ from app.aftersale.delivery.engine import MASK
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import EmailDelivery, HttpDelivery, Order
+from app.services import audit
 from app.services.crypto import current_vault
 
 _HEADER = re.compile(r"^\s*([A-Za-z0-9-]{1,100})\s*:\s*(.*?)\s*$")
@@ -59,6 +62,12 @@ def use_webhook(order: Order) -> None:
     if method is not None:
         db.session.delete(method)
         db.session.flush()
+        _audit(order, "order.delivery_format_changed", {"format": "webhook"})
+
+
+def _audit(order: Order, action: str, details: dict) -> None:
+    audit.record(action, actor=order.buyer, subject_type="order", subject_id=order.id,
+                 details=details)
 
 
 def use_http(order: Order, *, body_format: str, mapping: str, headers: str,
@@ -83,6 +92,8 @@ def use_http(order: Order, *, body_format: str, mapping: str, headers: str,
     method.reply_kind, method.reply_path = rule.kind, rule.path.strip()
     method.reply_accept, method.reply_reason = rule.accept.strip(), rule.reason.strip()
     db.session.flush()
+    _audit(order, "order.delivery_format_changed",
+           {"format": body_format, "header_names": sorted(parsed), "reply": rule.kind})
     return method
 
 
@@ -122,6 +133,10 @@ def use_email(order: Order, *, addresses: str, mode: str, digest: str) -> EmailD
         db.session.add(method)
     method.addresses, method.mode, method.digest = ", ".join(parsed), mode, digest
     db.session.flush()
+    _audit(order, "order.email_delivery_changed",
+           {"addresses": len(parsed), "domains": sorted({a.rsplit("@", 1)[1].lower()
+                                                         for a in parsed}),
+            "mode": mode, "digest": digest if mode == "digest" else None})
     return method
 
 
@@ -131,3 +146,4 @@ def stop_email(order: Order) -> None:
     if method is not None:
         db.session.delete(method)
         db.session.flush()
+        _audit(order, "order.email_delivery_stopped", {})
