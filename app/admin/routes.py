@@ -168,7 +168,8 @@ def audit_log():
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
     events = rows[:PAGE_SIZE]
-    names = accounts.names_of(e.subject_id for e in events if e.subject_type == "user")
+    names = accounts.names_of([e.subject_id for e in events if e.subject_type == "user"]
+                              + [e.details.get("account") for e in events])
     return render_template(
         "admin/audit.html", events=events, has_next=len(rows) > PAGE_SIZE, page=page,
         action=action, actor=actor, actions=list(actions), names=names,

@@ -1,17 +1,21 @@
 """The company page (SPEC §2): an owner invites, lists and removes the people who
-share the account; and the emailed invitation, where the invitee joins by choosing a
-password. Thin views over app/people/companies.py."""
-from flask import abort, flash, redirect, render_template, session, url_for
+share the account, and reads who did what (the company's part of the audit log); and
+the emailed invitation, where the invitee joins by choosing a password. Thin views over
+app/people/companies.py and app/services/audit.py."""
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
 
 from app.auth import bp
 from app.auth.forms import AcceptInvitationForm, ConfirmForm, InviteForm
 from app.auth.sessions import current_account, start_session
+from app.core import bounds
 from app.errors import DomainError
 from app.extensions import commit_keeping_loaded, db
 from app.formatting import browser_locale
 from app.people import companies, membership
-from app.services import accounts
+from app.services import accounts, audit
+
+ACTIVITY_PAGE = 50
 
 
 def _account_role_check() -> None:
@@ -42,6 +46,24 @@ def team():
             return redirect(url_for("auth.team"))
     return render_template("auth/team.html", account=account, people=membership.people(account),
                            owner=owner, form=form, remove_form=ConfirmForm())
+
+
+@bp.route("/team/activity")
+@login_required
+def team_activity():
+    """Who did what with the account: its owners' view of the audit log."""
+    _account_role_check()
+    account = current_account._get_current_object()
+    if not (membership.is_owner(current_user) or account.company_name is None):
+        abort(403)
+    page = bounds.PAGE.take(request.args.get("page", "1"), "page")
+    rows = audit.company_activity(account, limit=ACTIVITY_PAGE + 1,
+                                  offset=(page - 1) * ACTIVITY_PAGE)
+    events = rows[:ACTIVITY_PAGE]
+    return render_template(
+        "auth/team_activity.html", account=account, events=events, page=page,
+        has_next=len(rows) > ACTIVITY_PAGE,
+        names=accounts.names_of(e.details.get("account") for e in events))
 
 
 @bp.route("/team/<int:user_id>/remove", methods=["POST"])

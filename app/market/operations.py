@@ -170,10 +170,11 @@ def place_order(buyer: User, filters: Filters, terms: OrderTerms) -> tuple[Order
                                       terms.budget), "order_hold")
     db.session.flush()
     audit.record("order.placed", actor=buyer, subject_type="order", subject_id=order.id,
-                 details={"price": order.price, "quantity": order.quantity,
-                          "budget": order.budget, "held": order.held,
-                          "webhook_host": audit.host_of(order.webhook_url),
-                          "bid_host": audit.host_of(order.bid_url)})
+                 details={name: value for name, value in (
+                     ("price", order.price), ("quantity", order.quantity),
+                     ("budget", order.budget), ("held", order.held),
+                     ("webhook_host", audit.host_of(order.webhook_url)),
+                     ("bid_host", audit.host_of(order.bid_url))) if value is not None})
     events.record(events.OrderOpened(order.id))
     return order, secret
 

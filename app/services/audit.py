@@ -1,5 +1,6 @@
 """Recording audit events (operations: add and flush; callers commit): admin actions,
-views of contact data, and what a company's people do with its account (SPEC §2).
+views of contact data, and what a company's people do with its account (SPEC §2),
+which its owners read (`company_activity`, a query).
 
 An entry names the person who acted: a company's member acts for the company's
 account (app.people.companies), and the operations are handed that account, so the
@@ -10,7 +11,9 @@ its host: `host_of`), nor a lead's contacts."""
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import g, has_app_context
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import ApiKey, AuditEvent, User
@@ -73,3 +76,14 @@ def record(
     db.session.add(event)
     db.session.flush()
     return event
+
+
+def company_activity(account: User, *, limit: int, offset: int = 0) -> list[AuditEvent]:
+    """What the account's people did (its own user, and everyone ever invited into its
+    company, removed members too), newest first (reads only)."""
+    people = sa.select(User.id).where(sa.or_(User.id == account.id,
+                                             User.account_holder_id == account.id))
+    return list(db.session.scalars(
+        sa.select(AuditEvent).options(joinedload(AuditEvent.actor))
+        .where(AuditEvent.actor_id.in_(people))
+        .order_by(AuditEvent.id.desc()).limit(limit).offset(offset)))
