@@ -85,7 +85,7 @@ def test_audit_details_read_as_words_not_python(admin_client):
                           "previous": {"588": None, "589": 2}, "unbalanced": []})
     db.session.commit()
     page = admin_client.get("/admin/audit?action=returns.contacts_viewed").get_data(as_text=True)
-    row = page.split("returns.contacts_viewed</td>", 1)[1].split("</tr>", 1)[0]
+    row = page.split("<code>returns.contacts_viewed</code></div></td>", 1)[1].split("</tr>", 1)[0]
     assert "returns #None" not in row and ">returns<" in row
     assert "<dd class=\"text-break\">yes</dd>" in row and "<dd class=\"text-break\">—</dd>" in row
     assert "30: 100, 101, 102" in row and "129" in row  # long lists fold, all still there
@@ -100,7 +100,7 @@ def test_audit_log_names_the_user_it_is_about(admin_client):
                  details={"reason": "x"})
     db.session.commit()
     page = admin_client.get("/admin/audit?action=seller.").get_data(as_text=True)
-    row = page.split("seller.trust_changed</td>", 1)[1].split("</tr>", 1)[0]
+    row = page.split("<code>seller.trust_changed</code></div></td>", 1)[1].split("</tr>", 1)[0]
     assert f'/admin/users/{seller.id}">Anna Petrova</a>' in row
     assert f"user #{seller.id}" not in row
 

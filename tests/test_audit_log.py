@@ -1,5 +1,5 @@
 """The audit log names who did what (SPEC §2): a company member's orders, delivery
-settings, money, returns, outcomes and API keys, each one entry naming the member, the
+settings, money (top-ups, withdrawals, automatic top-ups), returns, outcomes and API keys, each one entry naming the member, the
 account they acted for, the target and what changed (a URL only by its host, never a
 secret nor a lead's contacts); through the API, the key used. Admins read them in
 words; a company's owners read their company's, and nobody else's."""
@@ -16,6 +16,7 @@ from app.models import ApiKey, AuditEvent, Order, Role, TopUp, TopUpStatus, Trus
 from app.services import accounts, ledger
 from app.services.crypto import current_vault
 from tests.conftest import csrf_token, wait_until
+from tests.test_autotopup import _save_card
 from tests.market_helpers import live_leads, person, place, sales_of
 from tests.test_companies import client_of, company, member_of
 
@@ -168,6 +169,19 @@ def test_money_moved_by_a_member_on_the_web_and_with_their_api_key(team, stripe_
     withdrawn = _by_member("balance.withdrawn", mia, owner)
     assert withdrawn.subject_type == "withdrawal" and withdrawn.details["amount"] == 500
     assert "api_key" not in withdrawn.details  # signed in on the web
+
+    # Automatic top-ups: the card saved (here outside any request: the account's own
+    # name), then Mia changes the terms on the balance page.
+    _save_card(owner, "4242424242424242")
+    saved = _entry("autotopup.card_saved")
+    assert saved.actor_id == owner.id and saved.details["card"].endswith("4242")
+    response = client.post("/buyer/balance/auto-topup", data={
+        "threshold": "10.00", "amount": "25.00", "enabled": "y",
+        "csrf_token": csrf_token(client, "/buyer/balance")})
+    assert response.status_code == 302
+    changed = _by_member("autotopup.changed", mia, owner)
+    assert (changed.details["threshold"], changed.details["amount"],
+            changed.details["enabled"]) == (1_000, 2_500, True)
     _never_in_log(key_secret, client_secret)
 
 
@@ -178,12 +192,12 @@ def _sold(owner, n: int):
     order = place(owner, 300, n)
     jobs.fill_order(order.id)
     db.session.commit()
-    return order, [s.id for s in sales_of(order)], people
+    return seller, order, [s.id for s in sales_of(order)], people
 
 
 def test_returns_and_outcomes_one_entry_each_and_one_per_file(team, app, api_key_for):
     owner, mia, client = team
-    order, sales, people = _sold(owner, 6)
+    seller, order, sales, people = _sold(owner, 6)
     order_url = f"/buyer/orders/{order.id}"
 
     response = client.post(f"/buyer/sales/{sales[0]}/return", data={
@@ -193,6 +207,15 @@ def test_returns_and_outcomes_one_entry_each_and_one_per_file(team, app, api_key
     filed = _by_member("return.filed", mia, owner)
     assert (filed.subject_type, filed.subject_id) == ("sale", sales[0])
     assert filed.details["reason"] == "fake" and filed.details["order"] == order.id
+    # The seller's member contests it: named too, with the answer (not the note's text).
+    sam = member_of(seller, "sam@leadfarm.example")
+    seller_client = client_of(app, sam)
+    response = seller_client.post(f"/seller/returns/{filed.details['return']}/contest", data={
+        "note": "consent recorded, see certificate",
+        "csrf_token": csrf_token(seller_client, "/seller/returns")})
+    assert response.status_code == 302
+    answered = _by_member("return.answered", sam, seller)
+    assert (answered.subject_id, answered.details["answer"]) == (sales[0], "contested")
 
     token = csrf_token(client, order_url)
     client.post(f"{order_url}/outcome", data={"csrf_token": token, "sale_id": sales[1],
@@ -225,7 +248,8 @@ def test_returns_and_outcomes_one_entry_each_and_one_per_file(team, app, api_key
     by_api = _by_member("outcomes.recorded", mia, owner)
     assert by_api.subject_id == sales[5] and by_api.details["api_key"]["name"] == "test"
     contacts = [p[field] for p in people for field in ("email", "phone", "first_name")]
-    _never_in_log(*contacts, headers["Authorization"].split()[1])
+    _never_in_log(*contacts, headers["Authorization"].split()[1], "no such person",
+                  "see certificate")
 
 
 def test_api_keys_created_and_revoked_by_a_member(team):

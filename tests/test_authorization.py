@@ -27,7 +27,7 @@ ANY_LOGGED_IN = {"/auth/logout", "/auth/account", "/auth/password", "/auth/api-k
                  "/auth/two-factor/recovery-codes", "/auth/two-factor/disable"}
 ANY_LOGGED_IN_AREAS = ("/notifications/",)  # every role has notifications
 # A seller's or buyer's company: administrators have none.
-COMPANY = {"/auth/team", "/auth/team/<int:user_id>/remove"}
+COMPANY = {"/auth/team", "/auth/team/<int:user_id>/remove", "/auth/team/activity"}
 # Authenticated by the caller's signature, not a session: unsigned requests get 400.
 SIGNED = {"/stripe/webhook"}
 AREA_ROLES = {"/seller": Role.SELLER, "/buyer": Role.BUYER, "/admin": Role.ADMIN}

@@ -23,6 +23,7 @@ def act_as(user: User, key: Optional[ApiKey] = None) -> None:
     """Remember who is signed in for this request (the web's and the API's sign-in),
     and the API key they signed in with."""
     g.acting_member = user
+    # Read now, while the key is loaded: a commit later in the request may expire it.
     g.acting_key = None if key is None else {"id": key.id, "name": key.name}
 
 

@@ -24,7 +24,7 @@ from app.errors import Conflict, DomainError, ValidationFailed
 from app.extensions import db
 from app.models import AccountKind, AutoTopUp, LedgerAccount, TopUp, TopUpStatus, User
 from app.models.types import utcnow
-from app.services import ledger, payments
+from app.services import audit, ledger, payments
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ def save(buyer: User, *, setup_intent_id: str, threshold: int, amount: int) -> A
     settings.card_label = _card_label(method)
     settings.last_error, settings.last_error_at = "", None
     db.session.add(settings)
+    audit.record("autotopup.card_saved", actor=buyer, subject_type="user", subject_id=buyer.id,
+                 details={"card": settings.card_label, "threshold": threshold, "amount": amount})
     db.session.commit()
     return settings
 
@@ -109,6 +111,8 @@ def change(buyer: User, *, threshold: int, amount: int, enabled: bool) -> AutoTo
     if enabled and not settings.enabled:
         settings.last_error, settings.last_error_at = "", None
     settings.enabled = enabled
+    audit.record("autotopup.changed", actor=buyer, subject_type="user", subject_id=buyer.id,
+                 details={"threshold": threshold, "amount": amount, "enabled": enabled})
     db.session.commit()
     return settings
 

@@ -170,6 +170,8 @@ def seller_respond(seller: User, return_id: int, accept: bool, note: str = "",
         item.status = ReturnStatus.CONTESTED
         figures.changed(item.buyer_id, item.seller_id)
         notifications.return_contested(item, REASON_LABELS[item.reason])
+    audit.record("return.answered", actor=seller, subject_type="sale", subject_id=item.sale_id,
+                 details={"return": item.id, "answer": "accepted" if accept else "contested"})
     return item
 
 
