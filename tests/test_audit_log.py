@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.market import jobs
 from app.models import ApiKey, AuditEvent, Order, Role, TopUp, TopUpStatus, TrustLevel
-from app.services import accounts, ledger
+from app.services import ledger
 from app.services.crypto import current_vault
 from tests.conftest import csrf_token, wait_until
 from tests.test_autotopup import _save_card
@@ -285,7 +285,7 @@ def test_admins_read_entries_in_words_and_owners_read_only_their_company(team, a
     page = admin_client.get("/admin/audit?action=order.").get_data(as_text=True)
     assert "Delivery URL changed" in page and "Order placed" in page
     assert "mia@acme.example" in page and "hooks.mia-own.example:8443" in page
-    assert accounts.names_of([owner.id])[owner.id] in page  # the account acted for
+    assert "<dt>account</dt>\n  <dd class=\"text-break\">Acme Solar</dd>" in page
     assert "hunter2" not in page and "tok_leak_me" not in page
     assert "Delivery URL changed (order.webhook_changed)</option>" in page
 

@@ -15,7 +15,7 @@ from app.models import AuditEvent, Batch, Role, User
 from app.money import receipts
 from app.people.membership import account_of
 from app.services import (
-    accounts, bank_transfers, ledger, manual_payouts, market_stats, trust,
+    accounts, audit, bank_transfers, ledger, manual_payouts, market_stats, trust,
 )
 
 PAGE_SIZE = 50
@@ -168,10 +168,10 @@ def audit_log():
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
     events = rows[:PAGE_SIZE]
-    names = accounts.names_of([e.subject_id for e in events if e.subject_type == "user"]
-                              + [e.details.get("account") for e in events])
+    names = accounts.names_of(e.subject_id for e in events if e.subject_type == "user")
     return render_template(
         "admin/audit.html", events=events, has_next=len(rows) > PAGE_SIZE, page=page,
         action=action, actor=actor, actions=list(actions), names=names,
+        account_names=audit.account_names(events),
     )
 

@@ -63,7 +63,8 @@ def team_activity():
     return render_template(
         "auth/team_activity.html", account=account, events=events, page=page,
         has_next=len(rows) > ACTIVITY_PAGE,
-        names=accounts.names_of(e.details.get("account") for e in events))
+        account_names=audit.account_names(events),
+        names=accounts.names_of(e.subject_id for e in events if e.subject_type == "user"))
 
 
 @bp.route("/team/<int:user_id>/remove", methods=["POST"])

@@ -88,3 +88,14 @@ def company_activity(account: User, *, limit: int, offset: int = 0) -> list[Audi
         sa.select(AuditEvent).options(joinedload(AuditEvent.actor))
         .where(AuditEvent.actor_id.in_(people))
         .order_by(AuditEvent.id.desc()).limit(limit).offset(offset)))
+
+
+def account_names(events: list[AuditEvent]) -> dict[int, str]:
+    """The accounts members acted for in these entries, as pages name them: the
+    company's name, else the user's (one query)."""
+    ids = {e.details.get("account") for e in events} - {None}
+    if not ids:
+        return {}
+    return {user_id: company or name or email for user_id, company, name, email in
+            db.session.execute(sa.select(User.id, User.company_name, User.display_name,
+                                         User.email).where(User.id.in_(ids)))}
