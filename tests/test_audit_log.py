@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.labels import LABELS
 from app.market import jobs
 from app.models import ApiKey, AuditEvent, Order, Role, TopUp, TopUpStatus, TrustLevel
 from app.services import ledger
@@ -42,6 +43,7 @@ def _entries(action: str) -> list[AuditEvent]:
 def _entry(action: str) -> AuditEvent:
     found = _entries(action)
     assert found, f"no {action} entry"
+    assert action in LABELS["audit"], f"{action} has no words for the logs"
     return found[-1]
 
 
