@@ -120,7 +120,7 @@ def _audit(buyer: User, entries: list[tuple[int, OutcomeStatus, Optional[int]]],
 
 
 def record(buyer: User, sale_id: int, status, revenue=None) -> SaleOutcome:
-    """Record (or replace) the outcome of one of the buyer's sales ."""
+    """Record (or replace) the outcome of one of the buyer's sales."""
     status, revenue = check(status, revenue)
     record_many(buyer, [(sale_id, status, revenue)])
     return db.session.get(SaleOutcome, sale_id)
