@@ -7,7 +7,9 @@ Without MAIL_SERVER (development) nothing is sent: the message is kept
 (EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox).
 
 Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
-the person's contacts (app.aftersale.delivery.emailing)."""
+the person's contacts (app.aftersale.delivery.emailing). Such a message names the
+leads it carries (OutgoingEmailLead): an erasure clears it (app.services.privacy)."""
+from collections.abc import Iterable
 from contextlib import nullcontext
 from email.utils import make_msgid, parseaddr
 
@@ -16,7 +18,7 @@ from flask import current_app, render_template
 from app.core import events
 from app.extensions import db
 from app.formatting import reading_as
-from app.models import EmailStatus, OutgoingEmail, User
+from app.models import EmailStatus, OutgoingEmail, OutgoingEmailLead, User
 from app.services.crypto import current_vault
 
 
@@ -46,8 +48,9 @@ def render(template: str, subject: str, *, reader: User | None = None,
 
 def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
           kind: str = "", user_id: int | None = None,
-          message_id: str | None = None) -> OutgoingEmail:
-    """A message in the outbox, its bodies encrypted."""
+          message_id: str | None = None, lead_ids: Iterable[int] = ()) -> OutgoingEmail:
+    """A message in the outbox, its bodies encrypted; `lead_ids`: the leads whose
+    contacts it carries."""
     vault = current_vault()
     email = OutgoingEmail(
         to=to, subject=subject[:255], kind=kind, user_id=user_id,
@@ -55,6 +58,8 @@ def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
         message_id=message_id or new_message_id(), status=status)
     db.session.add(email)
     db.session.flush()
+    db.session.add_all(OutgoingEmailLead(email_id=email.id, lead_id=lead_id)
+                       for lead_id in set(lead_ids))
     return email
 
 
