@@ -4,7 +4,7 @@ outbox, a digest's log beside other leads, a buyer's refusal quoting them, the p
 address they came from, what people wrote about them -- even when it came while a
 message was on its way; a message carrying them that is not sent yet never goes out;
 buyers who received them are told (UI and signed webhook), and uploads of them are
-refused from then on."""
+refused from then on. The outbox's views of a message carrying contacts are audited."""
 import json
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
@@ -227,7 +227,13 @@ def _send_digest(order) -> int:
     return emailing.send_due()
 
 
-def test_erasure_clears_the_delivery_emails_and_the_digest_log_that_carried_the_person(app):
+def _audited_views() -> list[AuditEvent]:
+    return db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "outbox.contacts_viewed").order_by(AuditEvent.id)).all()
+
+
+def test_erasure_clears_the_delivery_emails_and_the_digest_log_that_carried_the_person(
+        app, admin, admin_client):
     assert not app.config["MAIL_SERVER"]  # development: delivery emails kept in the outbox
     leads = live_leads(verified_seller(), [person(1), person(42, email=EMAIL, phone=PHONE),
                                            person(3)])
@@ -261,6 +267,33 @@ def test_erasure_clears_the_delivery_emails_and_the_digest_log_that_carried_the_
     assert {current_vault().decrypt(a.reply_enc) for a in kept} == {emailing.KEPT}
     event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "privacy.erased"))
     assert event.details["emails_cleared"] == 2
+
+    # A cleared message shows no one, so reading it is no view of contacts.
+    page = admin_client.get(f"/admin/outbox/{copies[0].id}").get_data(as_text=True)
+    assert privacy.ERASED_TEXT.replace("'", "&#39;") in page
+    assert _audited_views() == []
+
+
+def test_the_outbox_audits_reading_a_message_that_carries_contacts(app, admin, admin_client):
+    leads = live_leads(verified_seller(), [person(1), person(2)])
+    carrying = mail.store("crm@buyer.example", "2 new leads", "two leads", "<p>two leads</p>",
+                          status=EmailStatus.KEPT, lead_ids=[leads[1].id, leads[0].id])
+    plain = mail.store("buyer@example.com", "Hello", "no contacts", "<p>no contacts</p>",
+                       status=EmailStatus.KEPT)
+    db.session.commit()
+    assert "two leads" in admin_client.get(f"/admin/outbox/{carrying.id}").get_data(as_text=True)
+    assert admin_client.get(f"/admin/outbox/{carrying.id}/body.html").get_data(
+        as_text=True) == "<p>two leads</p>"
+    assert admin_client.get(f"/admin/outbox/{plain.id}").status_code == 200
+    assert admin_client.get(f"/admin/outbox/{plain.id}/body.html").status_code == 200
+    assert admin_client.get("/admin/outbox").status_code == 200  # subjects only
+    lead_ids = sorted(lead.id for lead in leads)
+    assert [(e.actor_id, e.subject_type, e.subject_id, e.details, e.ip)
+            for e in _audited_views()] == [
+        (admin.id, "outgoing_email", carrying.id, {"part": "text", "lead_ids": lead_ids},
+         "127.0.0.1"),
+        (admin.id, "outgoing_email", carrying.id, {"part": "html", "lead_ids": lead_ids},
+         "127.0.0.1")]
 
 
 def test_a_message_not_sent_yet_never_takes_an_erased_person_out(app, smtp_server):

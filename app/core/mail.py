@@ -8,17 +8,20 @@ Without MAIL_SERVER (development) nothing is sent: the message is kept
 
 Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
 the person's contacts (app.aftersale.delivery.emailing). Such a message names the
-leads it carries (OutgoingEmailLead): an erasure clears it (app.services.privacy)."""
+leads it carries (OutgoingEmailLead): an erasure clears it (app.services.privacy),
+and an admin's reading of it in the outbox is audited (`read_in_outbox`)."""
 from collections.abc import Iterable
 from contextlib import nullcontext
 from email.utils import make_msgid, parseaddr
 
+import sqlalchemy as sa
 from flask import current_app, render_template
 
 from app.core import events
 from app.extensions import db
 from app.formatting import reading_as
 from app.models import EmailStatus, OutgoingEmail, OutgoingEmailLead, User
+from app.services import audit
 from app.services.crypto import current_vault
 
 
@@ -67,6 +70,18 @@ def bodies(email: OutgoingEmail) -> tuple[str, str]:
     """(text, html) of a stored message."""
     vault = current_vault()
     return vault.decrypt(email.text_body_enc), vault.decrypt(email.html_body_enc)
+
+
+def read_in_outbox(email: OutgoingEmail, part: str, admin: User,
+                   ip: str | None = None) -> str:
+    """The message's "text" or "html" body as an admin reads it in the outbox; reading
+    one that carries leads' contacts is an audited view (SPEC §7), one per part."""
+    lead_ids = sorted(db.session.scalars(sa.select(OutgoingEmailLead.lead_id)
+                                         .where(OutgoingEmailLead.email_id == email.id)))
+    if lead_ids:
+        audit.record("outbox.contacts_viewed", actor=admin, subject_type="outgoing_email",
+                     subject_id=email.id, ip=ip, details={"part": part, "lead_ids": lead_ids})
+    return bodies(email)[0 if part == "text" else 1]
 
 
 def new_message_id() -> str:
