@@ -266,3 +266,40 @@ def test_deliveries_the_buyers_system_refused_become_rejected_and_back(tmp_path)
             "SELECT status FROM webhook_deliveries ORDER BY id")).scalars().all()
         assert statuses == ["failed", "failed", "failed", "delivered"]
         db.session.remove()
+
+
+def test_the_links_of_messages_to_the_leads_they_carry_come_and_go(tmp_path):
+    """88a466036819: outgoing_email_leads is made empty (earlier messages are development
+    outbox copies nobody linked) and dropped again, the messages staying."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.core import mail
+    from app.models import EmailStatus
+    from tests.ingest_helpers import person
+    from tests.market_helpers import live_leads, verified_seller
+
+    migrations = str(Path(__file__).parent.parent / "migrations")
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/m.sqlite3",
+                     UPLOAD_DIR=str(tmp_path))
+    with app.app_context():
+        upgrade(directory=migrations)
+        [lead] = live_leads(verified_seller(), [person(1)])
+        email = mail.store("crm@buyer.example", "New lead", "text", "<p>html</p>",
+                           status=EmailStatus.KEPT, lead_ids=[lead.id])
+        db.session.commit()
+        links = "SELECT email_id, lead_id FROM outgoing_email_leads"
+        assert db.session.execute(sa.text(links)).all() == [(email.id, lead.id)]
+        db.session.rollback()  # SQLite: the migration needs the write lock
+
+        downgrade(directory=migrations, revision="c3e8f1a5d7b2")
+        assert "outgoing_email_leads" not in sa.inspect(db.engine).get_table_names()
+        assert email.id in db.session.execute(sa.text("SELECT id FROM outgoing_emails")).scalars()
+        db.session.rollback()
+
+        upgrade(directory=migrations, revision="88a466036819")
+        assert db.session.execute(sa.text(links)).all() == []
+        db.session.remove()

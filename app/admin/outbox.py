@@ -1,10 +1,13 @@
 """The development outbox: with no MAIL_SERVER, emails are kept instead of sent and
 an admin reads them here (the list, and one message as text and as HTML). Where
-mail is sent these pages do not exist: the messages are their recipients' alone."""
+mail is sent these pages do not exist: the messages are their recipients' alone.
+Reading a message that carries leads' contacts is audited (app.core.mail.read_in_outbox)."""
 from flask import abort, make_response, render_template, request
+from flask_login import current_user
 
 from app.admin import bp
 from app.core import mail
+from app.extensions import commit_keeping_loaded
 from app.people import notification_queries as queries
 
 PAGE = 50
@@ -31,14 +34,17 @@ def outbox():
 @bp.route("/outbox/<bigid:email_id>")
 def outbox_message(email_id: int):
     email = queries.outgoing_email(email_id) or abort(404)
-    return render_template("admin/outbox_message.html", email=email,
-                           text_body=mail.bodies(email)[0])
+    text_body = mail.read_in_outbox(email, "text", current_user, ip=request.remote_addr)
+    commit_keeping_loaded()  # the audited view is recorded even if rendering fails
+    return render_template("admin/outbox_message.html", email=email, text_body=text_body)
 
 
 @bp.route("/outbox/<bigid:email_id>/body.html")
 def outbox_message_html(email_id: int):
     email = queries.outgoing_email(email_id) or abort(404)
-    response = make_response(mail.bodies(email)[1])
+    response = make_response(mail.read_in_outbox(email, "html", current_user,
+                                                 ip=request.remote_addr))
+    commit_keeping_loaded()
     response.headers["Content-Security-Policy"] = EMAIL_BODY_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response

@@ -33,7 +33,7 @@ def contact_hash(key: bytes, email: Optional[str], phone: Optional[str]) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def _without_query(url: Optional[str]) -> Optional[str]:
+def without_query(url: Optional[str]) -> Optional[str]:
     """A page address without its query and fragment: a form page's query can carry the
     visitor's own details (?email=…), which the public view must not repeat."""
     if not url:
@@ -56,8 +56,8 @@ def public_view(certificate: ConsentCertificate) -> dict[str, Any]:
         "form_id": version.form.public_id,
         "form_version": version.number,
         "fields_shown": [field["name"] for field in version.fields],
-        "page_url": _without_query(certificate.page_url),
-        "referrer": _without_query(certificate.referrer),
+        "page_url": without_query(certificate.page_url),
+        "referrer": without_query(certificate.referrer),
         "created_at": certificate.created_at,
         "user_agent": certificate.user_agent,
         "time_on_page_ms": certificate.time_on_page_ms,

@@ -7,16 +7,21 @@ Without MAIL_SERVER (development) nothing is sent: the message is kept
 (EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox).
 
 Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
-the person's contacts (app.aftersale.delivery.emailing)."""
+the person's contacts (app.aftersale.delivery.emailing). Such a message names the
+leads it carries (OutgoingEmailLead): an erasure clears it (app.services.privacy),
+and an admin's reading of it in the outbox is audited (`read_in_outbox`)."""
+from collections.abc import Iterable
 from contextlib import nullcontext
 from email.utils import make_msgid, parseaddr
 
+import sqlalchemy as sa
 from flask import current_app, render_template
 
 from app.core import events
 from app.extensions import db
 from app.formatting import reading_as
-from app.models import EmailStatus, OutgoingEmail, User
+from app.models import EmailStatus, OutgoingEmail, OutgoingEmailLead, User
+from app.services import audit
 from app.services.crypto import current_vault
 
 
@@ -46,8 +51,9 @@ def render(template: str, subject: str, *, reader: User | None = None,
 
 def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
           kind: str = "", user_id: int | None = None,
-          message_id: str | None = None) -> OutgoingEmail:
-    """A message in the outbox, its bodies encrypted."""
+          message_id: str | None = None, lead_ids: Iterable[int] = ()) -> OutgoingEmail:
+    """A message in the outbox, its bodies encrypted; `lead_ids`: the leads whose
+    contacts it carries."""
     vault = current_vault()
     email = OutgoingEmail(
         to=to, subject=subject[:255], kind=kind, user_id=user_id,
@@ -55,6 +61,8 @@ def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
         message_id=message_id or new_message_id(), status=status)
     db.session.add(email)
     db.session.flush()
+    db.session.add_all(OutgoingEmailLead(email_id=email.id, lead_id=lead_id)
+                       for lead_id in set(lead_ids))
     return email
 
 
@@ -62,6 +70,18 @@ def bodies(email: OutgoingEmail) -> tuple[str, str]:
     """(text, html) of a stored message."""
     vault = current_vault()
     return vault.decrypt(email.text_body_enc), vault.decrypt(email.html_body_enc)
+
+
+def read_in_outbox(email: OutgoingEmail, part: str, admin: User,
+                   ip: str | None = None) -> str:
+    """The message's "text" or "html" body as an admin reads it in the outbox; reading
+    one that carries leads' contacts is an audited view (SPEC §7), one per part."""
+    lead_ids = sorted(db.session.scalars(sa.select(OutgoingEmailLead.lead_id)
+                                         .where(OutgoingEmailLead.email_id == email.id)))
+    if lead_ids:
+        audit.record("outbox.contacts_viewed", actor=admin, subject_type="outgoing_email",
+                     subject_id=email.id, ip=ip, details={"part": part, "lead_ids": lead_ids})
+    return bodies(email)[0 if part == "text" else 1]
 
 
 def new_message_id() -> str:

@@ -6,7 +6,9 @@ committed conditional UPDATE: the after-commit dispatch and the periodic retry n
 send one message at once, and a worker that dies mid-send leaves it to the retry
 once the lease is over. No transaction is open during the SMTP conversation. The
 Message-ID is fixed when the message is queued, so the rare second send after an
-answer lost on its way back is one message to the reader's mail client.
+answer lost on its way back is one message to the reader's mail client. A message
+that carried a person who is erased before it goes is never sent
+(app.services.privacy fails it and clears its bodies).
 
 `transmit` sends a message at once and returns the server's reply, for callers that
 keep their own log and retries (deliveries by email, app.aftersale.delivery.emailing)."""
@@ -46,6 +48,9 @@ def send(email_id: int) -> bool:
     if not claimed:
         return False  # sent already, not due, or another worker has it
     email = db.session.get(OutgoingEmail, email_id)
+    if email.status is not EmailStatus.PENDING:  # an erasure stopped it since the claim
+        db.session.commit()
+        return False
     text, html = bodies(email)
     message = EmailMultiAlternatives(
         subject=email.subject, body=text, to=[email.to],

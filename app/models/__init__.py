@@ -33,6 +33,7 @@ from app.models.notifications import (
     NotificationKind,
     NotificationSetting,
     OutgoingEmail,
+    OutgoingEmailLead,
 )
 from app.models.outcomes import OutcomeStatus, SaleOutcome
 from app.models.pings import Ping, PingBid
@@ -81,6 +82,7 @@ __all__ = [
     "NotificationKind",
     "NotificationSetting",
     "OutgoingEmail",
+    "OutgoingEmailLead",
     "OutcomeStatus",
     "SaleOutcome",
     "Ping",

@@ -94,7 +94,8 @@ class OutgoingEmail(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(40), default="")
     to: Mapped[str] = mapped_column(sa.String(254))
     subject: Mapped[str] = mapped_column(sa.String(255))
-    # Encrypted: a delivery by email carries the leads' contacts (app.core.mail).
+    # Encrypted: a delivery by email carries the leads' contacts (app.core.mail), which
+    # OutgoingEmailLead names; an erasure clears them.
     text_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     html_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     # Fixed when queued: a retry after a lost answer is the same message to the reader.
@@ -106,3 +107,16 @@ class OutgoingEmail(db.Model):
     last_error: Mapped[Optional[str]] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+
+class OutgoingEmailLead(db.Model):
+    """A lead whose contacts a stored message carries (a delivery by email kept in the
+    development outbox): an erasure finds the messages to clear by it, and the outbox
+    audits a view of a message that has any (SPEC §7)."""
+
+    __tablename__ = "outgoing_email_leads"
+
+    email_id: Mapped[int] = mapped_column(
+        BIGINT_ID, sa.ForeignKey("outgoing_emails.id", ondelete="CASCADE"), primary_key=True)
+    lead_id: Mapped[int] = mapped_column(BIGINT_ID, sa.ForeignKey("leads.id"),
+                                         primary_key=True, index=True)

@@ -2,29 +2,40 @@
 
 - Suppression: the person's keyed hashes go on the list; uploads of them are rejected
   and their leads are delisted, so no sale can take them (a sale only takes LIVE leads).
-- Erasure: suppression, plus their contacts are destroyed wherever we hold them (leads
-  rejected rows and the logged requests and replies of deliveries), the sales and the ledger stay with the person's data gone, and
-  every buyer who received them is told in the UI and on their webhook (GDPR Art. 19).
+- Erasure: suppression, plus their contacts are destroyed wherever we hold them: the
+  leads, rejected rows, the logged requests and replies of their deliveries, the log
+  of a digest email that carried them beside other leads (its text goes from every
+  lead's log), stored messages that carried them (OutgoingEmailLead: bodies
+  cleared, one not sent yet is never sent), and the words of a buyer's system that
+  refused them, which may echo them (the delivery's last error, the notice and its
+  email that quote it). The sales and the ledger stay with the
+  person's data gone, and every buyer who received them is told in the UI and on their
+  webhook (GDPR Art. 19).
 - Retention: unsold leads older than UNSOLD_RETENTION_DAYS lose their contacts.
 """
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import sqlalchemy as sa
 from flask import current_app
+from markupsafe import escape
 from sqlalchemy import select, update
 
-from app.core import events, figures
+from app.consent.certificates import without_query
+from app.core import events, figures, mail
 from app.core.dialect import lock_in_id_order
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import (
-    DeliveryAttempt, ErasureNotice, HttpDelivery, Lead, LeadStatus, Order, Rejection, Sale, SuppressionEntry, User,
+    ConsentCertificate, DeliveryAttempt, EmailStatus, ErasureNotice, HttpDelivery, Lead, LeadStatus, Notification, NotificationKind,
+    Order, OutgoingEmail, OutgoingEmailLead, Rejection, Return, Sale, SpotCheckItem, SuppressionEntry, User,
     WebhookDelivery,
 )
 from app.models.contact_keys import holding
 from app.people import notifications
+from app.people.membership import people_of
 from app.services import audit, contact_keys
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
@@ -108,6 +119,7 @@ def _suppress(person: Person, reason: str, actor: Optional[User]) -> int:
 class Erasure:
     leads: int
     rejections: int
+    emails: int  # stored messages cleared
     buyers_told: int
     webhook_sale_ids: list[int]  # deliveries of "lead.erased", sent once committed
 
@@ -122,15 +134,26 @@ def erase(person: Person, *, reason: str, actor: Optional[User],
     person = with_linked_contacts(person)
     _suppress(person, reason, actor)
     lead_ids = lock_in_id_order(Lead, _their_leads(person))
-    _shred_leads(lead_ids, now)
+    emails = _shred_leads(lead_ids, now)
     rejections = _shred_rejections(person)
     told, webhook_sale_ids = _tell_buyers(lead_ids, now)
     if webhook_sale_ids:
         events.record(events.DeliveryRequested(tuple(webhook_sale_ids)))
     audit.record("privacy.erased", actor=actor,
                  details={"reason": reason.strip(), "leads": len(lead_ids),
-                          "rejected_rows": rejections, "buyers_told": told})
-    return Erasure(len(lead_ids), rejections, told, webhook_sale_ids)
+                          "rejected_rows": rejections, "emails_cleared": emails,
+                          "buyers_told": told})
+    return Erasure(len(lead_ids), rejections, emails, told, webhook_sale_ids)
+
+
+def erased_among(lead_ids: list[int]) -> set[int]:
+    """Those of the leads erased already, every one locked (shared) until the caller
+    commits: what the caller stores of their contacts in this transaction is either
+    found by a later erasure or stored knowing of an earlier one (a message that was
+    on its way while the person was erased)."""
+    return {lead_id for lead_id, erased_at in db.session.execute(
+        select(Lead.id, Lead.erased_at).where(Lead.id.in_(lead_ids)).order_by(Lead.id)
+        .with_for_update(read=True)) if erased_at is not None}
 
 
 def _no_contacts() -> bytes:
@@ -138,7 +161,10 @@ def _no_contacts() -> bytes:
     return current_vault().seal_contact(None, None, None, None, None)
 
 
-def _shred_leads(lead_ids: list[int], now: datetime) -> None:
+def _shred_leads(lead_ids: list[int], now: datetime) -> int:
+    """Their contacts out of the leads and out of everything that carried them; returns
+    how many stored messages were cleared."""
+    emails = 0
     for start in range(0, len(lead_ids), SCAN_CHUNK):
         chunk = lead_ids[start:start + SCAN_CHUNK]
         contact_keys.forget(Lead.id.in_(chunk))  # their hashes go
@@ -147,10 +173,133 @@ def _shred_leads(lead_ids: list[int], now: datetime) -> None:
             .values(contact_enc=_no_contacts(), email_hash=None, phone_hash=None,
                     status=LeadStatus.DELISTED, erased_at=now)
             .execution_options(synchronize_session=False))
+        _blank_shared_email_logs(chunk)
         # The requests sent to buyers carried the contacts, and their replies may echo them.
         db.session.execute(sa.delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(
             select(WebhookDelivery.id).join(Sale, Sale.id == WebhookDelivery.sale_id)
             .where(Sale.lead_id.in_(chunk)))).execution_options(synchronize_session=False))
+        emails += _clear_emails(chunk)
+        _clear_buyer_replies(chunk)
+        _strip_page_addresses(chunk)
+        _clear_notes(chunk)
+    return emails
+
+
+def _blank_shared_email_logs(lead_ids: list[int]) -> None:
+    """A digest email is logged with each lead it carried, one blob for all of them
+    (app.aftersale.delivery.emailing): the other leads' logs of it lose its text and
+    keep when, the server's reply and the outcome."""
+    theirs = (select(WebhookDelivery.order_id, DeliveryAttempt.request_enc)
+              .join(DeliveryAttempt, DeliveryAttempt.delivery_id == WebhookDelivery.id)
+              .join(Sale, Sale.id == WebhookDelivery.sale_id)
+              .where(Sale.lead_id.in_(lead_ids), WebhookDelivery.channel == "email"))
+    sent: dict[int, set[bytes]] = {}
+    for order_id, blob in db.session.execute(theirs):
+        sent.setdefault(order_id, set()).add(bytes(blob))
+    erased_blob = current_vault().encrypt(ERASED_TEXT)
+    for order_id, blobs in sent.items():  # a digest is one order's
+        db.session.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.method == "email", DeliveryAttempt.request_enc.in_(blobs),
+                   DeliveryAttempt.delivery_id.in_(select(WebhookDelivery.id).where(
+                       WebhookDelivery.order_id == order_id, WebhookDelivery.channel == "email")))
+            .values(request_enc=erased_blob).execution_options(synchronize_session=False))
+
+
+def _clear_emails(lead_ids: list[int]) -> int:
+    """Stored messages that carried any of the leads lose their bodies and their links
+    (they carry no one now); one not sent yet never will be."""
+    email_ids = list(db.session.scalars(select(OutgoingEmailLead.email_id)
+                                        .where(OutgoingEmailLead.lead_id.in_(lead_ids)).distinct()))
+    if not email_ids:
+        return 0
+    erased_blob = current_vault().encrypt(ERASED_TEXT)
+    cleared = OutgoingEmail.id.in_(email_ids)
+    db.session.execute(update(OutgoingEmail).where(cleared, OutgoingEmail.status == EmailStatus.PENDING)
+                       .values(status=EmailStatus.FAILED,
+                               last_error="not sent: a person it carried asked to be erased")
+                       .execution_options(synchronize_session=False))
+    db.session.execute(update(OutgoingEmail).where(cleared)
+                       .values(text_body_enc=erased_blob, html_body_enc=erased_blob)
+                       .execution_options(synchronize_session=False))
+    db.session.execute(sa.delete(OutgoingEmailLead).where(OutgoingEmailLead.email_id.in_(email_ids))
+                       .execution_options(synchronize_session=False))
+    return len(email_ids)
+
+
+def _clear_buyer_replies(lead_ids: list[int]) -> None:
+    """A buyer's system may name the person in its reply ("HTTP 409: x@y exists"), and
+    the reply's words become the delivery's last error, quoted in the notice that the
+    delivery failed and in its email: they go, the delivery's state stays."""
+    failed = db.session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.sale_id, WebhookDelivery.last_error, Sale.buyer_id)
+        .join(Sale, Sale.id == WebhookDelivery.sale_id)
+        .where(Sale.lead_id.in_(lead_ids), WebhookDelivery.last_error.is_not(None),
+               WebhookDelivery.last_error != ERASED_TEXT)).all()
+    if not failed:
+        return
+    db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_([row[0] for row in failed]))
+                       .values(last_error=ERASED_TEXT).execution_options(synchronize_session=False))
+    said = {sale_id: error for _, sale_id, error, _ in failed}  # a sale's notice quotes its error
+    people = {person for buyer_id in {row[3] for row in failed} for person in people_of(buyer_id)}
+    for notice in db.session.scalars(select(Notification).where(
+            Notification.user_id.in_(people), Notification.kind == NotificationKind.DELIVERY_FAILING)):
+        if notice.data.get("sale_id") in said:
+            notice.body = notice.body.replace(said[notice.data["sale_id"]], ERASED_TEXT)
+            notice.data = {**notice.data, "error": ERASED_TEXT}
+    vault = current_vault()
+    for email in db.session.scalars(select(OutgoingEmail).where(
+            OutgoingEmail.user_id.in_(people),
+            OutgoingEmail.kind == NotificationKind.DELIVERY_FAILING.value)):
+        text, html = mail.bodies(email)
+        quoted = [said[int(sale_id)] for sale_id in re.findall(r"sale #(\d+)\b", text)
+                  if int(sale_id) in said]
+        if quoted:
+            for error in quoted:
+                text, html = (text.replace(error, ERASED_TEXT),
+                              html.replace(str(escape(error)), ERASED_TEXT))
+            email.text_body_enc, email.html_body_enc = vault.encrypt(text), vault.encrypt(html)
+
+
+def _strip_page_addresses(lead_ids: list[int]) -> None:
+    """The address of the page the person filled in may carry them in its query
+    (?email=…): the lead's source_url and its consent certificate's page and referrer
+    keep the page and lose the query."""
+    for lead_id, url in db.session.execute(select(Lead.id, Lead.source_url)
+                                           .where(Lead.id.in_(lead_ids))):
+        if url and without_query(url) != url:
+            db.session.execute(update(Lead).where(Lead.id == lead_id)
+                               .values(source_url=without_query(url))
+                               .execution_options(synchronize_session=False))
+    for certificate in db.session.scalars(select(ConsentCertificate).where(
+            ConsentCertificate.lead_id.in_(lead_ids))):
+        certificate.page_url = without_query(certificate.page_url) or ""
+        certificate.referrer = without_query(certificate.referrer)
+
+
+def _clear_notes(lead_ids: list[int]) -> None:
+    """What people wrote about the person (a return's reasons from the buyer, the
+    seller and an admin; a spot-check's note on them) may name or quote them: it goes,
+    the decisions stay. The system's own decision notes say nothing of the person."""
+    def cleared(column):
+        return sa.case((column == "", ""), else_=ERASED_TEXT)
+
+    returned = db.session.execute(select(Return.id, Return.buyer_id, Return.seller_id)
+                                  .join(Sale, Sale.id == Return.sale_id)
+                                  .where(Sale.lead_id.in_(lead_ids))).all()
+    if returned:
+        figures.changed(*{party for _, buyer_id, seller_id in returned
+                          for party in (buyer_id, seller_id)})  # their pages quote the notes
+        theirs = Return.id.in_([return_id for return_id, _, _ in returned])
+        db.session.execute(update(Return).where(theirs)
+                           .values(note=cleared(Return.note), seller_note=cleared(Return.seller_note))
+                           .execution_options(synchronize_session=False))
+        db.session.execute(update(Return).where(theirs, Return.decided_by == "admin")
+                           .values(decision_note=cleared(Return.decision_note))
+                           .execution_options(synchronize_session=False))
+    db.session.execute(update(SpotCheckItem).where(SpotCheckItem.lead_id.in_(lead_ids))
+                       .values(note=cleared(SpotCheckItem.note))
+                       .execution_options(synchronize_session=False))
 
 
 def _shred_rejections(person: Person) -> int:

@@ -6,7 +6,9 @@ A delivery by email is a row of webhook_deliveries with channel "email", made wh
 the sale is stored (app.market.settle, app.market.grouped). Messages go through the
 app's mail (app.core.mail_jobs.transmit; kept in the outbox without MAIL_SERVER),
 and are retried with the engine's backoff; each attempt is logged with the message
-sent and the server's reply, and a failure reads as a sentence.
+sent and the server's reply, and a failure reads as a sentence. A person erased
+while their message was on its way leaves its text neither in the log nor in the
+outbox (app.services.privacy.erased_among); one erased before it goes is left out.
 
 A send first claims its deliveries by moving their next attempt a lease ahead in a
 committed conditional UPDATE, so the after-commit dispatch and the periodic job never
@@ -35,6 +37,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.people import notifications
+from app.services import privacy
 from app.services.crypto import current_vault
 from app.services.delivery import sale_record
 
@@ -112,14 +115,18 @@ def _text(reply) -> str:
     return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).strip()
 
 
-def send(message: EmailMultiAlternatives) -> Outcome:
-    """The message through the app's mail; no transaction is held while it goes."""
+def send(message: EmailMultiAlternatives, lead_ids: Iterable[int] = ()) -> Outcome:
+    """The message (carrying `lead_ids`' contacts) through the app's mail; no
+    transaction is held while it goes."""
     started = time.monotonic()
     text = shown(message)
     if mail.outbox_enabled():
+        bodies = (message.body, message.alternatives[0][0])
+        if privacy.erased_among(list(lead_ids)):  # erased since the message was made
+            bodies, lead_ids = (privacy.ERASED_TEXT, privacy.ERASED_TEXT), ()
         for address in message.to:  # a copy each, as each recipient would read it
-            mail.store(address, message.subject, message.body, message.alternatives[0][0],
-                       kind="delivery", status=EmailStatus.KEPT)
+            mail.store(address, message.subject, *bodies, kind="delivery",
+                       status=EmailStatus.KEPT, lead_ids=lead_ids)
         db.session.commit()
         return Outcome(text, round((time.monotonic() - started) * 1000), reply=KEPT)
     host = current_app.config["MAIL_SERVER"]
@@ -237,16 +244,22 @@ def _send(order_id: int, delivery_ids: list[int]) -> bool:
     message = method and message_for(order, method, [
         sale_record(sale, lead, certificate=certified.get(lead.id)) for _, sale, lead in rows])
     delivery_ids = [delivery.id for delivery, _, _ in rows]
+    lead_ids = [lead.id for _, _, lead in rows]
     db.session.commit()
-    outcome = send(message) if message else \
+    outcome = send(message, lead_ids) if message else \
         Outcome("nothing sent", 0, error="the order has no email addresses")
-    _record(order_id, delivery_ids, outcome)
+    _record(order_id, delivery_ids, lead_ids, outcome)
     return outcome.error is None
 
 
-def _record(order_id: int, delivery_ids: list[int], outcome: Outcome) -> None:
+def _record(order_id: int, delivery_ids: list[int], lead_ids: list[int],
+            outcome: Outcome) -> None:
     vault = current_vault()
-    request = vault.encrypt(outcome.shown)
+    # One blob for the message, logged with each lead it carried: an erasure of one of
+    # them finds the others' logs of it by this blob (app.services.privacy); one that
+    # came while the message was on its way leaves no text to log.
+    erased = privacy.erased_among(lead_ids)
+    request = vault.encrypt(privacy.ERASED_TEXT if erased else outcome.shown)
     reply = vault.encrypt(outcome.reply) if outcome.reply else None
     now, given_up = utcnow(), None
     for delivery in db.session.scalars(sa.select(WebhookDelivery)
