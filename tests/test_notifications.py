@@ -320,6 +320,30 @@ def test_balance_below_the_buyers_threshold_tells_them_once(app, smtp_server):
     assert message["Subject"] == notice.title and "Add funds" in bodies(message)[1]
 
 
+def test_a_threshold_set_above_the_balance_tells_at_once_and_once(app, smtp_server):
+    """Setting the threshold is a crossing too: a buyer who sets it above what they
+    have hears of it on saving, not never (the balance will not fall past it again)."""
+    buyer = funded_buyer(47_700)
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get("/notifications/settings").get_data(as_text=True)
+    assert "at once if it already is" in page  # when it fires, said where it is set
+    data = {"csrf_token": csrf_token(client, "/notifications/settings"),
+            "threshold": "1000.00"}
+    for kind in notifications.kinds_for(Role.BUYER):
+        data[f"{kind.value}_in_app"] = "y"
+    assert client.post("/notifications/settings", data=data).status_code == 302
+    [notice] = _notices(buyer, Kind.LOW_BALANCE)
+    assert notice.title == "Your available balance is $477.00, below $1,000.00"
+    client.post("/notifications/settings", data=data)  # saved again: nothing new
+    notifications.mark_all_read(buyer)
+    db.session.commit()
+    place(buyer, 500, 1)  # lower still, but it was below already: no second notice
+    data["threshold"] = "100.00"  # now above the threshold: quiet
+    client.post("/notifications/settings", data=data)
+    assert len(_notices(buyer, Kind.LOW_BALANCE)) == 1
+
+
 def test_webhook_deliveries_failing_after_every_retry_tell_the_buyer_once(app, smtp_server):
     down = Receiver(status=503)
     try:

@@ -27,7 +27,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
+    DEFECTS, AccountKind, LedgerAccount, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
@@ -62,7 +62,8 @@ KINDS = {
         "Order filled or capped", "An order received all its leads, reached its budget, "
         "or used up a cap of its hour, day, week or month.", (Role.BUYER,)),
     Kind.LOW_BALANCE: KindInfo(
-        "Balance low", "Your available balance fell below the threshold you set.",
+        "Balance low", "Your available balance fell below the threshold you set (or was "
+        "below it when you set it).",
         (Role.BUYER,)),
     Kind.DELIVERY_FAILING: KindInfo(
         "Deliveries failing", "A lead could not be delivered to your webhook after every "
@@ -187,12 +188,23 @@ def choose(user: User, choices: dict[Kind, tuple[bool, bool]]) -> None:
 
 
 def set_low_balance_threshold(user: User, threshold: Optional[int]) -> None:
-    """A buyer is told when their available balance falls below this; None: never."""
+    """A buyer is told when their available balance falls below this; None: never.
+    Setting it above what they have is a crossing too: they are told at once (else
+    never, as the balance will not fall past it again), unless it was below the old
+    threshold already."""
     if threshold is not None and (type(threshold) is not int or threshold < 0):
         raise ValidationFailed("The threshold is an amount of zero or more.",
                                code="invalid_threshold", details={"field": "threshold"})
+    before = user.low_balance_threshold
     user.low_balance_threshold = threshold
     db.session.flush()
+    if threshold is None:
+        return
+    available = db.session.scalar(
+        sa.select(LedgerAccount.balance).where(LedgerAccount.user_id == user.id,
+                                               LedgerAccount.kind == AccountKind.BUYER_AVAILABLE))
+    if available is not None and available < threshold and (before is None or available >= before):
+        _balance_low(user.id, available, threshold)
 
 
 # The kinds, each raised where its event happens -----------------------------------
@@ -382,6 +394,10 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
                                   .where(User.id == user_id))
     if threshold is None or not after < threshold <= before:
         return
+    _balance_low(user_id, after, threshold)
+
+
+def _balance_low(user_id: int, after: int, threshold: int) -> None:
     notify(user_id, Kind.LOW_BALANCE,
            lambda: f"Your available balance is {format_money(after)}, below "
                    f"{format_money(threshold)}",
