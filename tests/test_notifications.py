@@ -246,6 +246,31 @@ def test_a_decided_return_tells_the_buyer_and_the_seller_unless_they_decided(
     assert [m["Subject"] for m in smtp_server.to(seller.email)] == [seller_notice.title]
 
 
+def test_a_return_answered_no_longer_shows_the_time_to_answer(app, admin, smtp_server):
+    """Once the seller answered (or the return was decided), the notice that asked
+    for an answer says how it stands, not a deadline that no longer applies."""
+    seller, buyer, order, sales = _market()
+    contested = returns.open_return(buyer, sales[0].id, "fake")
+    accepted = returns.open_return(buyer, sales[1].id, "wrong_number")
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, seller)
+    assert client.get("/notifications/").get_data(as_text=True).count("Time left now") == 2
+    returns.seller_respond(seller, contested.id, accept=False, note="They agreed on the phone")
+    returns.seller_respond(seller, accepted.id, accept=True)
+    db.session.commit()
+    page = client.get("/notifications/").get_data(as_text=True)
+    assert "Time left now" not in page and "within 3 days" not in page
+    assert f"Return of sale #{sales[0].id}: contested, an administrator decides" in page
+    assert f"Return of sale #{sales[1].id}: accepted, the sale is reversed" in page
+    returns.admin_decide(admin, contested.id, False, note="The recording shows consent")
+    db.session.commit()
+    [first, _] = _notices(seller, Kind.RETURN_TO_ANSWER)
+    assert first.title == f"Return of sale #{sales[0].id}: rejected, the sale stands"
+    assert "seller_deadline" not in first.data and "Accept or contest" not in first.body
+    assert "“Fake person”" in first.body  # what was returned, and why, stays
+
+
 def test_a_filled_order_tells_the_buyer(app, smtp_server):
     seller, buyer, order, sales = _market(count=6, price=700, quantity=4)
     assert len(sales) == 4
@@ -287,7 +312,7 @@ def test_an_order_that_uses_up_a_cap_of_its_period_says_until_when(app, smtp_ser
     seller, buyer, order, sales = _market(count=6, price=700, quantity=5, caps={"day": 2})
     assert len(sales) == 2
     [notice] = _notices(buyer, Kind.ORDER_FILLED)
-    assert notice.title == f"Order #{order.id} reached its daily cap: 2 leads"
+    assert notice.title == f"Order #{order.id} reached its daily cap: 2 of 2 leads today"
     assert "again when the next day starts (UTC time)" in notice.body
     assert notice.data["reason"] == "cap" and notice.data["period"] == "day"
     jobs.fill_order(order.id)  # matched again in the same day: told once
@@ -301,7 +326,14 @@ def test_a_spend_cap_used_up_is_told_too(app, smtp_server):
                                           spend_caps={"week": 1500})
     assert len(sales) == 2
     [notice] = _notices(buyer, Kind.ORDER_FILLED)
-    assert notice.title == f"Order #{order.id} reached its weekly cap: $15.00 of spend"
+    # $14.00 spent: the next $7.00 lead would pass $15.00 -- said so, not "$15.00 of spend"
+    assert notice.title == (f"Order #{order.id} reached its weekly spend cap: "
+                            "$14.00 of $15.00 spent this week")
+    assert "the next lead would exceed it" in notice.body
+    # Filed as a cap, not as "Order filled", in the email's kind (the outbox lists it)
+    [email] = db.session.scalars(sa.select(OutgoingEmail).where(
+        OutgoingEmail.user_id == buyer.id))
+    assert email.kind == "order_capped"
 
 
 def test_balance_below_the_buyers_threshold_tells_them_once(app, smtp_server):
