@@ -79,6 +79,8 @@ def test_not_enough_money_says_how_much_to_top_up_and_links_the_form(
     _fund(buyer, 100)
     body = _place(buyer_client).get_data(as_text=True)  # $15.00 to hold, $1.00 there
     assert "you have $1.00 available. Top up at least $14.00" in body
+    # A new order needs its whole hold set aside, not "more"
+    assert "this order needs $15.00 set aside" in body and "more set aside" not in body
     assert "more than is held" not in body
     link = re.search(r'<a class="alert-link" href="([^"]+)">Top up \$14.00 now</a>', body)
     assert link and link.group(1) == "/buyer/balance?topup=14.00#add-funds"
@@ -91,7 +93,8 @@ def test_not_enough_money_says_how_much_to_top_up_and_links_the_form(
     page = buyer_client.post(f"/buyer/orders/{order_id}/change", follow_redirects=True, data={
         "csrf_token": csrf_token(buyer_client, order_url), "price": "9.00", "quantity": "3"},
     ).get_data(as_text=True)
-    assert "needs $12.00 more set aside" in page and "Top up $12.00 now</a>" in page
+    assert "this change needs $12.00 more set aside (on top of the $15.00 the order " \
+        "holds)" in page and "Top up $12.00 now</a>" in page
     assert "/buyer/balance?topup=12.00#add-funds" in page
     page = buyer_client.get("/buyer/balance?topup=x").get_data(as_text=True)
     assert re.search(r'id="topup-amount"[^>]* value=""', page)  # nothing unreadable is kept
