@@ -56,6 +56,13 @@ def test_builder_shows_every_error_at_once(buyer_client, buyer):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
 
 
+def test_a_quantity_of_zero_says_it_must_be_at_least_one(buyer_client, buyer):
+    _fund(buyer)
+    body = _place(buyer_client, quantity="0").get_data(as_text=True)
+    assert "The quantity is a whole number of leads from 1 to" in body
+    assert "This field is required." not in body  # a value was given
+
+
 def test_builder_takes_region_names_and_money_in_the_readers_locale(buyer_client, buyer):
     _fund(buyer, 1_000_000)
     russian = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"}
