@@ -153,6 +153,20 @@ def test_the_admin_seller_page_shows_the_proposal_and_its_reasons(admin_client):
     assert "Conversion feedback" in page and "too few to judge" in page
 
 
+def test_the_trust_form_starts_at_the_current_level_with_the_proposal_beside_it(
+        admin_client):
+    """Saving without looking must not change the level: the form starts at the current
+    one (a suspended seller without a record is proposed 'New': saving as the form
+    came would lift the suspension)."""
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.SUSPENDED)
+    assert trust.propose(seller).level is TrustLevel.NEW
+    page = admin_client.get(f"/admin/users/{seller.id}").get_data(as_text=True)
+    form = page.split('id="trust-form"', 1)[1].split("</form>", 1)[0]
+    assert '<option selected value="suspended">' in form
+    assert '<option selected value="new">' not in form
+    assert "Now <strong>Suspended</strong>; proposed <strong>New</strong>" in form
+
+
 def test_suspending_a_seller_delists_unsold_leads_and_stops_uploads(admin_client, client,
                                                                      api_key_for, admin):
     seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
