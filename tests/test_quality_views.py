@@ -209,6 +209,13 @@ def test_suspending_a_seller_delists_unsold_leads_and_stops_uploads(admin_client
     assert "Your account is suspended" in page
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 1
     assert db.session.get(Batch, batch.id).status is BatchStatus.LIVE
+    # The pages say so before a file is chosen: no Upload button or form, the reason
+    # instead (the menu's Upload leads to the page that says it)
+    for path in ("/seller/", "/seller/batches", "/seller/batches/new"):
+        page = web.get(path).get_data(as_text=True)
+        assert 'class="btn btn-primary" href="/seller/batches/new"' not in page, path
+        assert 'id="upload-refused"' in page and "uploads are paused" in page, path
+    assert 'type="file"' not in web.get("/seller/batches/new").get_data(as_text=True)
 
 
 def test_cli_trust_decision_suspends_and_delists(app):
