@@ -56,6 +56,22 @@ def test_builder_shows_every_error_at_once(buyer_client, buyer):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
 
 
+def test_the_estimate_says_when_sellers_floors_keep_every_lead_out(buyer_client, buyer):
+    live_leads(verified_seller(), [person(1), person(2), person(3)], floor_price=300)
+
+    def estimate(price: str) -> str:
+        return buyer_client.post("/buyer/orders/estimate", data={
+            "price": price, "csrf_token": csrf_token(buyer_client, "/buyer/orders/new"),
+        }).get_data(as_text=True)
+
+    low = estimate("1.00")
+    assert 'id="estimate-count">0<' in low
+    assert "3 live leads match these filters, but their sellers ask more than $1.00" in low
+    assert "the least any of them takes is $3.00" in low
+    high = estimate("3.00")
+    assert 'id="estimate-count">3<' in high and "sellers ask more" not in high
+
+
 def test_a_quantity_of_zero_says_it_must_be_at_least_one(buyer_client, buyer):
     _fund(buyer)
     body = _place(buyer_client, quantity="0").get_data(as_text=True)
