@@ -27,7 +27,8 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, AccountKind, LedgerAccount, Notification, NotificationKind, NotificationSetting, Order, Role, User,
+    DEFECTS, AccountKind, LedgerAccount, Notification, NotificationKind, NotificationSetting,
+    Order, Role, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
