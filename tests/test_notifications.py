@@ -271,6 +271,17 @@ def test_a_return_answered_no_longer_shows_the_time_to_answer(app, admin, smtp_s
     assert "“Fake person”" in first.body  # what was returned, and why, stays
 
 
+def test_a_return_to_answer_pulled_with_its_batch_drops_its_deadline(app, smtp_server):
+    seller, buyer, order, sales = _market()
+    returns.open_return(buyer, sales[0].id, "fake")
+    db.session.commit()
+    returns.return_batch_sales(sales[0].lead.batch_id, actor=None)  # a failed spot-check
+    db.session.commit()
+    [notice] = _notices(seller, Kind.RETURN_TO_ANSWER)
+    assert notice.title == f"Return of sale #{sales[0].id}: accepted, the sale is reversed"
+    assert "seller_deadline" not in notice.data
+
+
 def test_a_filled_order_tells_the_buyer(app, smtp_server):
     seller, buyer, order, sales = _market(count=6, price=700, quantity=4)
     assert len(sales) == 4

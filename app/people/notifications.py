@@ -279,9 +279,13 @@ def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) ->
                  "seller_deadline": deadline.isoformat()})
 
 
-def _return_answered(item, state: str) -> None:
+def return_answered(item) -> None:
     """The notice that asked the seller to answer now says how the return stands,
-    not a deadline that no longer applies (its list showed the time left)."""
+    not a deadline that no longer applies (its list showed the time left): raised by
+    every decision, told to anyone or not, and by a contest."""
+    state = {"contested": "contested, an administrator decides",
+             "accepted": "accepted, the sale is reversed",
+             "rejected": "rejected, the sale stands"}[item.status.value]
     for notice in db.session.scalars(sa.select(Notification).where(
             Notification.user_id.in_(people_of(item.seller_id)),
             Notification.kind == Kind.RETURN_TO_ANSWER,
@@ -305,8 +309,6 @@ DECIDED_BY = {
 def return_decided(item) -> None:
     """Both sides hear of a decision, except the seller of their own."""
     accepted = item.status.value == "accepted"
-    _return_answered(item, "accepted, the sale is reversed" if accepted
-                     else "rejected, the sale stands")
     how = DECIDED_BY[item.decided_by].format(note=item.decision_note)
     data = {"return_id": item.id, "sale_id": item.sale_id, "status": item.status.value,
             "decided_by": item.decided_by, "refund": item.refund}
@@ -325,7 +327,7 @@ def return_decided(item) -> None:
 
 def return_contested(item, reason_label: str) -> None:
     """The seller contested a return: every admin may decide it."""
-    _return_answered(item, "contested, an administrator decides")
+    return_answered(item)
     admin_ids = db.session.scalars(sa.select(User.id).where(
         User.role == Role.ADMIN, User.is_active_account.is_(True)).order_by(User.id)).all()
     for admin_id in admin_ids:

@@ -235,6 +235,7 @@ def _decide(item: Return, accepted: bool, *, by: str, note: str,
         transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")
         item.refund = item.sale.price
         item.ledger_transaction_id = transaction.id
+    notifications.return_answered(item)
     if tell:
         notifications.return_decided(item)
 
