@@ -204,7 +204,8 @@ _SPACES = dict.fromkeys(map(ord, " \u00a0\u202f"))
 
 def parse_money(text: str, locale: Locale | str | None = None) -> int:
     """An amount as the reader types it → minor units: "1,50" and "1 500,00" in Russian,
-    "1,234.50" in English, and "12.34" everywhere; parsed as text, never by a float."""
+    "1,234.50" in English, and "12.34" everywhere; parsed as text, never by a float.
+    A refusal (ValueError) names the text and what is wrong, without a full stop."""
     locale = Locale.parse(locale) if locale else user_locale()
     raw = text.strip()
     example = format_decimal(Decimal("1234.50"), format="#,##0.00", locale=locale)
@@ -221,9 +222,9 @@ def parse_money(text: str, locale: Locale | str | None = None) -> int:
             raise ValueError(refusal) from None
         value = Decimal(raw)
     if value > Decimal(bounds.AMOUNT.maximum).scaleb(-2):
-        raise ValueError(f"Amounts above {format_money(bounds.AMOUNT.maximum)} are refused.")
+        raise ValueError(f"“{raw}” is too large: the most is {format_money(bounds.AMOUNT.maximum)}")
     if value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"{refusal}: two decimals at most.")
+        raise ValueError(f"{refusal}: two decimals at most")
     return int(value.scaleb(2))
 
 

@@ -74,7 +74,11 @@ def test_sign_up_emails_a_link_that_verifies_the_address_once(client, smtp_serve
         AuditEvent.action == "user.email_verified")) == "user.email_verified"
 
     page = client.get(path, follow_redirects=True).get_data(as_text=True)
-    assert "used already" in page  # single use
+    assert "new@example.com is already confirmed" in page  # single use, and says it is done
+    assert "used already" not in page
+    elsewhere = client.application.test_client().get(path, follow_redirects=True)
+    assert 'is already confirmed: <a class="alert-link" href="/auth/login">log in</a>' in \
+        elsewhere.get_data(as_text=True)  # signed out: the way in
 
 
 def test_the_link_works_from_another_browser_without_signing_in(app, client, smtp_server):

@@ -9,10 +9,13 @@ from tests.conftest import TEST_PASSWORD, make_user
 
 
 def test_public_sign_up_is_for_sellers_and_buyers_only(app):
-    assert accounts.sign_up("s@example.com", TEST_PASSWORD, "seller").role is Role.SELLER
-    assert accounts.sign_up("b@example.com", TEST_PASSWORD, "buyer").role is Role.BUYER
+    assert accounts.sign_up("s@example.com", TEST_PASSWORD, "seller", "S").role is Role.SELLER
+    assert accounts.sign_up("b@example.com", TEST_PASSWORD, "buyer", "B").role is Role.BUYER
     with pytest.raises(ValidationFailed):
-        accounts.sign_up("a@example.com", TEST_PASSWORD, "admin")
+        accounts.sign_up("a@example.com", TEST_PASSWORD, "admin", "A")
+    with pytest.raises(ValidationFailed) as exc:  # others read the name: it is required
+        accounts.sign_up("n@example.com", TEST_PASSWORD, "buyer", " ")
+    assert exc.value.code == "name_required"
 
 
 def test_emails_are_unique_whatever_their_case(app):
@@ -28,6 +31,9 @@ def test_bad_email_and_weak_password_are_refused(app):
     with pytest.raises(ValidationFailed) as exc:
         accounts.create_user("ok@example.com", "short", Role.BUYER)
     assert exc.value.code == "weak_password"
+    with pytest.raises(ValidationFailed) as exc:  # long enough, guessed at once
+        accounts.create_user("ok@example.com", "password123", Role.BUYER)
+    assert exc.value.code == "weak_password" and "very common password" in exc.value.message
 
 
 def test_passwords_are_stored_as_argon2id_hashes(app):

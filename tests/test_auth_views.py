@@ -45,6 +45,26 @@ def test_sign_up_errors_are_shown_on_the_form(client):
     assert "Passwords differ." in body
 
 
+def test_sign_up_refuses_an_easy_password_saying_why(client):
+    body = _sign_up(client, password="aaaaaaaaaa").get_data(as_text=True)
+    assert "too easy to guess" in body and "Repeats like" in body
+    body = _sign_up(client, email="acme@example.com",
+                    password="acme@example.com").get_data(as_text=True)
+    assert "too easy to guess" in body  # the address itself is no password
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+    assert _sign_up(client, password="plum tractor sonnet").status_code == 302
+
+
+def test_sign_up_requires_a_name(client):
+    response = client.post("/auth/signup", data={
+        "role": "buyer", "display_name": "  ", "email": "nameless@example.com",
+        "password": TEST_PASSWORD, "confirm": TEST_PASSWORD,
+        "csrf_token": csrf_token(client, "/auth/signup")})
+    assert response.status_code == 200
+    assert "Give your name or your company&#39;s name" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
 def test_forms_without_csrf_token_are_refused(client):
     user = make_user()
     response = client.post("/auth/login", data={"email": user.email, "password": TEST_PASSWORD})

@@ -56,6 +56,29 @@ def test_builder_shows_every_error_at_once(buyer_client, buyer):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
 
 
+def test_the_estimate_says_when_sellers_floors_keep_every_lead_out(buyer_client, buyer):
+    live_leads(verified_seller(), [person(1), person(2), person(3)], floor_price=300)
+
+    def estimate(price: str) -> str:
+        return buyer_client.post("/buyer/orders/estimate", data={
+            "price": price, "csrf_token": csrf_token(buyer_client, "/buyer/orders/new"),
+        }).get_data(as_text=True)
+
+    low = estimate("1.00")
+    assert 'id="estimate-count">0<' in low
+    assert "3 live leads match these filters, but their sellers ask more than $1.00" in low
+    assert "the least any of them takes is $3.00" in low
+    high = estimate("3.00")
+    assert 'id="estimate-count">3<' in high and "sellers ask more" not in high
+
+
+def test_a_quantity_of_zero_says_it_must_be_at_least_one(buyer_client, buyer):
+    _fund(buyer)
+    body = _place(buyer_client, quantity="0").get_data(as_text=True)
+    assert "The quantity is a whole number of leads from 1 to" in body
+    assert "This field is required." not in body  # a value was given
+
+
 def test_builder_takes_region_names_and_money_in_the_readers_locale(buyer_client, buyer):
     _fund(buyer, 1_000_000)
     russian = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"}
@@ -79,6 +102,8 @@ def test_not_enough_money_says_how_much_to_top_up_and_links_the_form(
     _fund(buyer, 100)
     body = _place(buyer_client).get_data(as_text=True)  # $15.00 to hold, $1.00 there
     assert "you have $1.00 available. Top up at least $14.00" in body
+    # A new order needs its whole hold set aside, not "more"
+    assert "this order needs $15.00 set aside" in body and "more set aside" not in body
     assert "more than is held" not in body
     link = re.search(r'<a class="alert-link" href="([^"]+)">Top up \$14.00 now</a>', body)
     assert link and link.group(1) == "/buyer/balance?topup=14.00#add-funds"
@@ -91,7 +116,8 @@ def test_not_enough_money_says_how_much_to_top_up_and_links_the_form(
     page = buyer_client.post(f"/buyer/orders/{order_id}/change", follow_redirects=True, data={
         "csrf_token": csrf_token(buyer_client, order_url), "price": "9.00", "quantity": "3"},
     ).get_data(as_text=True)
-    assert "needs $12.00 more set aside" in page and "Top up $12.00 now</a>" in page
+    assert "this change needs $12.00 more set aside (on top of the $15.00 the order " \
+        "holds)" in page and "Top up $12.00 now</a>" in page
     assert "/buyer/balance?topup=12.00#add-funds" in page
     page = buyer_client.get("/buyer/balance?topup=x").get_data(as_text=True)
     assert re.search(r'id="topup-amount"[^>]* value=""', page)  # nothing unreadable is kept

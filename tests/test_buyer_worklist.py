@@ -389,3 +389,15 @@ def test_a_delivery_the_buyers_system_refused_reads_as_its_refusal(app):
     assert "Your system's reason: missing field" in table
     assert "reason: HTTP 503" not in table and "HTTP 503 from the server" in table
     assert "<td>Failed</td>" in table
+
+
+def test_a_revenue_too_large_says_so_with_the_limit(app):
+    buyer, client = _buyer_client(app)
+    order, sales = _order_with(buyer, [person(1)])
+    page = client.post(f"/buyer/orders/{order.id}/outcome", data={
+        "csrf_token": csrf_token(client, f"/buyer/orders/{order.id}"), "sale_id": sales[0],
+        "status": "converted", "revenue": "99999999999999"},
+        follow_redirects=True).get_data(as_text=True)
+    assert "The revenue “99999999999999” is too large: the most is $100,000,000,000.00." in page
+    assert "not an amount" not in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SaleOutcome)) == 0

@@ -3,7 +3,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import AuditEvent, Role, TrustLevel, User
 from app.services import accounts, ledger
-from tests.conftest import make_user
+from tests.conftest import log_in, make_user
 
 
 def _run(app, *args):
@@ -70,6 +70,11 @@ def test_demo_loads_into_an_empty_database_only(app):
     assert "admin@demo.example.com" in result.output and "password:" in result.output
     assert accounts.authenticate("admin@demo.example.com", "demo-password-1") is not None
     assert ledger.reconcile().ok
+    # A demo seller's leads name their sources, so the per-source figures show
+    client = app.test_client()
+    log_in(client, accounts.user_by_email("blogger@demo.example.com"), "demo-password-1")
+    dashboard = client.get("/seller/").get_data(as_text=True)
+    assert 'id="dashboard-sources"' in dashboard and "<code>newsletter</code>" in dashboard
     again = _run(app, "demo")
     assert again.exit_code != 0 and "empty" in again.output
 

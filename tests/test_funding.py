@@ -151,6 +151,10 @@ def test_an_admin_records_a_transfer_in_the_browser_form(admin_client, admin, bu
     wrong = admin_client.post("/admin/money/bank-transfers",
                               data={**data, "bank_transaction_id": "DE-992", "reference": "LX-000001-00"})
     assert wrong.status_code == 422 and "check digits" in wrong.get_data(as_text=True)
+    negative = admin_client.post("/admin/money/bank-transfers",
+                                 data={**data, "bank_transaction_id": "DE-993", "amount": "-100"})
+    # Said once, under the field -- not flashed above the form as well
+    assert negative.get_data(as_text=True).count("“-100” is not an amount like 1,234.50") == 1
     assert ledger.balance_for(buyer).available == 125_000
 
 

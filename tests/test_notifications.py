@@ -246,6 +246,42 @@ def test_a_decided_return_tells_the_buyer_and_the_seller_unless_they_decided(
     assert [m["Subject"] for m in smtp_server.to(seller.email)] == [seller_notice.title]
 
 
+def test_a_return_answered_no_longer_shows_the_time_to_answer(app, admin, smtp_server):
+    """Once the seller answered (or the return was decided), the notice that asked
+    for an answer says how it stands, not a deadline that no longer applies."""
+    seller, buyer, order, sales = _market()
+    contested = returns.open_return(buyer, sales[0].id, "fake")
+    accepted = returns.open_return(buyer, sales[1].id, "wrong_number")
+    db.session.commit()
+    client = app.test_client()
+    log_in(client, seller)
+    assert client.get("/notifications/").get_data(as_text=True).count("Time left now") == 2
+    returns.seller_respond(seller, contested.id, accept=False, note="They agreed on the phone")
+    returns.seller_respond(seller, accepted.id, accept=True)
+    db.session.commit()
+    page = client.get("/notifications/").get_data(as_text=True)
+    assert "Time left now" not in page and "within 3 days" not in page
+    assert f"Return of sale #{sales[0].id}: contested, an administrator decides" in page
+    assert f"Return of sale #{sales[1].id}: accepted, the sale is reversed" in page
+    returns.admin_decide(admin, contested.id, False, note="The recording shows consent")
+    db.session.commit()
+    [first, _] = _notices(seller, Kind.RETURN_TO_ANSWER)
+    assert first.title == f"Return of sale #{sales[0].id}: rejected, the sale stands"
+    assert "seller_deadline" not in first.data and "Accept or contest" not in first.body
+    assert "“Fake person”" in first.body  # what was returned, and why, stays
+
+
+def test_a_return_to_answer_pulled_with_its_batch_drops_its_deadline(app, smtp_server):
+    seller, buyer, order, sales = _market()
+    returns.open_return(buyer, sales[0].id, "fake")
+    db.session.commit()
+    returns.return_batch_sales(sales[0].lead.batch_id, actor=None)  # a failed spot-check
+    db.session.commit()
+    [notice] = _notices(seller, Kind.RETURN_TO_ANSWER)
+    assert notice.title == f"Return of sale #{sales[0].id}: accepted, the sale is reversed"
+    assert "seller_deadline" not in notice.data
+
+
 def test_a_filled_order_tells_the_buyer(app, smtp_server):
     seller, buyer, order, sales = _market(count=6, price=700, quantity=4)
     assert len(sales) == 4
@@ -287,7 +323,7 @@ def test_an_order_that_uses_up_a_cap_of_its_period_says_until_when(app, smtp_ser
     seller, buyer, order, sales = _market(count=6, price=700, quantity=5, caps={"day": 2})
     assert len(sales) == 2
     [notice] = _notices(buyer, Kind.ORDER_FILLED)
-    assert notice.title == f"Order #{order.id} reached its daily cap: 2 leads"
+    assert notice.title == f"Order #{order.id} reached its daily cap: 2 of 2 leads today"
     assert "again when the next day starts (UTC time)" in notice.body
     assert notice.data["reason"] == "cap" and notice.data["period"] == "day"
     jobs.fill_order(order.id)  # matched again in the same day: told once
@@ -301,7 +337,14 @@ def test_a_spend_cap_used_up_is_told_too(app, smtp_server):
                                           spend_caps={"week": 1500})
     assert len(sales) == 2
     [notice] = _notices(buyer, Kind.ORDER_FILLED)
-    assert notice.title == f"Order #{order.id} reached its weekly cap: $15.00 of spend"
+    # $14.00 spent: the next $7.00 lead would pass $15.00 -- said so, not "$15.00 of spend"
+    assert notice.title == (f"Order #{order.id} reached its weekly spend cap: "
+                            "$14.00 of $15.00 spent this week")
+    assert "the next lead would exceed it" in notice.body
+    # Filed as a cap, not as "Order filled", in the email's kind (the outbox lists it)
+    [email] = db.session.scalars(sa.select(OutgoingEmail).where(
+        OutgoingEmail.user_id == buyer.id))
+    assert email.kind == "order_capped"
 
 
 def test_balance_below_the_buyers_threshold_tells_them_once(app, smtp_server):
@@ -318,6 +361,30 @@ def test_balance_below_the_buyers_threshold_tells_them_once(app, smtp_server):
     assert mail_jobs.send_due() == 1  # `place` mutes events: the test runs the job
     message = _email_to(smtp_server, buyer)
     assert message["Subject"] == notice.title and "Add funds" in bodies(message)[1]
+
+
+def test_a_threshold_set_above_the_balance_tells_at_once_and_once(app, smtp_server):
+    """Setting the threshold is a crossing too: a buyer who sets it above what they
+    have hears of it on saving, not never (the balance will not fall past it again)."""
+    buyer = funded_buyer(47_700)
+    client = app.test_client()
+    log_in(client, buyer)
+    page = client.get("/notifications/settings").get_data(as_text=True)
+    assert "at once if it already is" in page  # when it fires, said where it is set
+    data = {"csrf_token": csrf_token(client, "/notifications/settings"),
+            "threshold": "1000.00"}
+    for kind in notifications.kinds_for(Role.BUYER):
+        data[f"{kind.value}_in_app"] = "y"
+    assert client.post("/notifications/settings", data=data).status_code == 302
+    [notice] = _notices(buyer, Kind.LOW_BALANCE)
+    assert notice.title == "Your available balance is $477.00, below $1,000.00"
+    client.post("/notifications/settings", data=data)  # saved again: nothing new
+    notifications.mark_all_read(buyer)
+    db.session.commit()
+    place(buyer, 500, 1)  # lower still, but it was below already: no second notice
+    data["threshold"] = "100.00"  # now above the threshold: quiet
+    client.post("/notifications/settings", data=data)
+    assert len(_notices(buyer, Kind.LOW_BALANCE)) == 1
 
 
 def test_webhook_deliveries_failing_after_every_retry_tell_the_buyer_once(app, smtp_server):

@@ -153,6 +153,20 @@ def test_the_admin_seller_page_shows_the_proposal_and_its_reasons(admin_client):
     assert "Conversion feedback" in page and "too few to judge" in page
 
 
+def test_the_trust_form_starts_at_the_current_level_with_the_proposal_beside_it(
+        admin_client):
+    """Saving without looking must not change the level: the form starts at the current
+    one (a suspended seller without a record is proposed 'New': saving as the form
+    came would lift the suspension)."""
+    seller = make_user(Role.SELLER, trust_level=TrustLevel.SUSPENDED)
+    assert trust.propose(seller).level is TrustLevel.NEW
+    page = admin_client.get(f"/admin/users/{seller.id}").get_data(as_text=True)
+    form = page.split('id="trust-form"', 1)[1].split("</form>", 1)[0]
+    assert '<option selected value="suspended">' in form
+    assert '<option selected value="new">' not in form
+    assert "Now <strong>Suspended</strong>; proposed <strong>New</strong>" in form
+
+
 def test_suspending_a_seller_delists_unsold_leads_and_stops_uploads(admin_client, client,
                                                                      api_key_for, admin):
     seller = make_user(Role.SELLER, trust_level=TrustLevel.VERIFIED)
@@ -195,6 +209,13 @@ def test_suspending_a_seller_delists_unsold_leads_and_stops_uploads(admin_client
     assert "Your account is suspended" in page
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 1
     assert db.session.get(Batch, batch.id).status is BatchStatus.LIVE
+    # The pages say so before a file is chosen: no Upload button or form, the reason
+    # instead (the menu's Upload leads to the page that says it)
+    for path in ("/seller/", "/seller/batches", "/seller/batches/new"):
+        page = web.get(path).get_data(as_text=True)
+        assert 'class="btn btn-primary" href="/seller/batches/new"' not in page, path
+        assert 'id="upload-refused"' in page and "uploads are paused" in page, path
+    assert 'type="file"' not in web.get("/seller/batches/new").get_data(as_text=True)
 
 
 def test_cli_trust_decision_suspends_and_delists(app):

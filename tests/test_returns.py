@@ -176,6 +176,18 @@ def test_buyer_returns_in_the_browser_session_and_seller_answers(app, client):
     assert "accepted" in buyer_client.get("/buyer/returns").get_data(as_text=True)
 
 
+def test_a_return_without_a_reason_lists_the_forms_labels(app):
+    seller, buyer, order, sales = _market(count=4)
+    client = app.test_client()
+    log_in(client, buyer)
+    url = f"/buyer/sales/{sales[0].id}/return"
+    page = client.post(url, data={"csrf_token": csrf_token(client, url), "reason": ""},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Choose a reason: “Wrong or dead number”, “Fake person”" in page
+    assert "wrong_number" not in page.split('role="alert"', 1)[-1].split("</div>", 1)[0]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Return)) == 0
+
+
 def test_the_return_form_says_how_many_may_be_returned_and_until_when_before_submitting(app):
     seller, buyer, order, sales = _market(count=4)  # 15% of 4: one return
     client = app.test_client()

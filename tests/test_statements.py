@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from app.errors import ValidationFailed
 from app.extensions import db
+from app.formatting import format_money
 from app.market import jobs
 from app.models import LedgerAccount, LedgerEntry, LedgerTransaction, Role
 from app.money import statements
@@ -144,6 +145,12 @@ def test_statement_page_pdf_and_csv(app, busy_month):
     html = page.get_data(as_text=True)
     assert month.number in html and "Opening balance" in html and "Returned sale reversed" in html
     assert "$680.00" in html  # closing: 500 + 200 - 3 x 10 bought + 10 returned
+    # The header's total says what it adds up, each account's closing beside it
+    available, held = month.accounts
+    closing = html.split('id="statement-closing-card"', 1)[1].split("</section>", 1)[0]
+    assert f"Closing balance, {available.label} + {held.label}" in closing
+    assert (f"{available.label} {format_money(available.closing)} + {held.label} "
+            f"{format_money(held.closing)}") in closing
 
     document = client.get(f"/buyer/statements/{this.year}-{this.month}.pdf")
     assert document.mimetype == "application/pdf"
@@ -162,6 +169,8 @@ def test_statement_page_pdf_and_csv(app, busy_month):
     for account in month.accounts:
         mine = [row for row in rows if row["account"] == account.kind.value]
         assert mine[0]["kind"] == "opening" and mine[-1]["kind"] == "closing"
+        # A statement to date closes today, not on the month's last day
+        assert mine[-1]["date"] == datetime.now(timezone.utc).date().isoformat()
         opening, closing = Decimal(mine[0]["balance"]), Decimal(mine[-1]["balance"])
         moved = sum(Decimal(row["amount"]) for row in mine[1:-1])
         assert opening + moved == closing == Decimal(account.closing) / 100

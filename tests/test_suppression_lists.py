@@ -179,3 +179,26 @@ def test_the_page_takes_people_off_and_empties_the_list(app, buyer_client, buyer
                              follow_redirects=True).get_data(as_text=True)
     assert "Your suppression list is empty now (2 taken off)" in page
     assert 'id="suppression-count">0<' in page and 'id="clear-suppressions"' not in page
+
+
+def test_the_page_says_when_nothing_was_given_and_refuses_an_unknown_country(
+        app, buyer_client, buyer):
+    token = csrf_token(buyer_client, "/buyer/suppressions")
+    page = buyer_client.post("/buyer/suppressions", data={
+        "csrf_token": token, "contacts": " \n, "}).get_data(as_text=True)
+    assert "Added to your suppression list" not in page
+    assert "Nothing was given: enter phones or emails, or choose a CSV file." in page
+    page = buyer_client.post("/buyer/suppressions", data={
+        "csrf_token": token, "contacts": "(415) 555-0002", "default_country": "ZZ"}
+    ).get_data(as_text=True)
+    assert "Added to your suppression list" not in page
+    assert "“ZZ” is not a country code" in page
+    assert suppression_lists.count(buyer) == 0
+
+
+def test_the_api_refuses_an_unknown_country_too(app, client, api_key_for):
+    buyer = funded_buyer()
+    answer = client.post("/api/v1/suppressions", headers=api_key_for(buyer), json={
+        "phones": ["(415) 555-0002"], "default_country": "ZZ"})
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "invalid_country"

@@ -44,8 +44,7 @@ def bank_transfers_page():
             flash(f"Credited {format_money(transfer.amount)} to {buyer.email} "
                   f"({transfer.reference}).", "success")
             return redirect(url_for("admin.bank_transfers_page"))
-    else:
-        _flash_errors(form)
+    # A field's own error shows under it on this page: not flashed above it as well.
     status = 200 if not form.is_submitted() else 422
     transfers = bank_transfers.recent_transfers()
     return render_template("admin/bank_transfers.html", form=form, transfers=transfers,

@@ -78,7 +78,9 @@ def user_detail(user_id: int):
         proposal=proposal,
         balance=ledger.balance_for(account),
         statement=ledger.statement_for(account, limit=50),
-        trust_form=TrustForm(level=(proposal.level if proposal else account.trust_level).value),
+        # At the current level: saving without choosing changes nothing (the proposal
+        # is shown beside it, for the admin to pick).
+        trust_form=TrustForm(level=account.trust_level.value),
         credit_form=ManualCreditForm(),
         debit_form=ManualDebitForm(),
         payout_form=ManualPayoutForm(paid_on=date.today()),

@@ -4,7 +4,7 @@ from wtforms import (BooleanField, HiddenField, PasswordField, RadioField, Selec
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, NAME_REQUIRED
 
 NEW_PASSWORD = {"autocomplete": "new-password", "maxlength": MAX_PASSWORD_LENGTH}
 
@@ -22,12 +22,14 @@ class SignUpForm(FlaskForm):
         default="buyer",
         validators=[DataRequired()],
     )
-    display_name = StringField("Name or company", validators=[Length(max=120)])
+    display_name = StringField("Name or company",
+                               validators=[DataRequired(NAME_REQUIRED), Length(max=120)])
     email = StringField("Email", validators=[DataRequired(), Length(max=254)],
                         render_kw={"autocomplete": "email"})
     password = PasswordField(
         "Password", validators=[DataRequired(), _password_length()],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters.", render_kw=NEW_PASSWORD,
+        description=f"At least {MIN_PASSWORD_LENGTH} characters, not easy to guess: a few "
+                    "unrelated words work well.", render_kw=NEW_PASSWORD,
     )
     confirm = PasswordField(
         "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")],

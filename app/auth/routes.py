@@ -3,6 +3,7 @@ out, name and time zone, password change and reset, and API keys. Two-factor log
 app/auth/two_factor.py."""
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
+from markupsafe import Markup
 
 from app.auth import bp
 from app.auth.forms import (
@@ -160,13 +161,19 @@ def verify_email(token: str):
     read the mailbox), signed in or not, on any device."""
     commit_keeping_loaded()  # the link's UPDATE then opens a transaction of its own
     try:
-        user = account_links.verify_email(token)
+        user, now = account_links.verify_email(token)
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
     else:
-        flash(f"Thank you: {user.email} is confirmed.", "success")
+        if now:
+            flash(f"Thank you: {user.email} is confirmed.", "success")
+        elif current_user.is_authenticated:
+            flash(f"{user.email} is already confirmed.", "info")
+        else:
+            flash(Markup('{} is already confirmed: <a class="alert-link" href="{}">log in</a>.')
+                  .format(user.email, url_for("auth.login")), "info")
     return redirect(url_for("main.index"))
 
 

@@ -9,10 +9,14 @@ from wtforms.validators import Length, Optional
 from app.auth.forms import ConfirmForm
 from app.auth.sessions import current_account
 from app.buyer import bp
-from app.errors import DomainError
+from app.errors import DomainError, ValidationFailed, problems
 from app.extensions import db
+from app.forms import show_problems
 from app.people import opt_out
 from app.services import delivery, suppression_lists
+
+
+NOTHING_GIVEN = "Nothing was given: enter phones or emails, or choose a CSV file."
 
 
 class SuppressionForm(FlaskForm):
@@ -41,6 +45,9 @@ def suppressions():
             for item in (form.contacts.data or "").replace(",", "\n").replace(";", "\n").split("\n"):
                 if item.strip():
                     (emails if "@" in item else phones).append(item)
+            if not any(item.strip() for item in phones + emails):
+                raise ValidationFailed(NOTHING_GIVEN, code="nothing_given",
+                                       details={"field": "contacts"})
             if form.remove.data:
                 changed = suppression_lists.remove(current_account, phones, emails,
                                                    form.default_country.data)
@@ -54,7 +61,7 @@ def suppressions():
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
-            flash(exc.message, "danger")
+            show_problems(problems(exc), lambda name: getattr(form, name, None))
         else:
             skipped = f" Skipped, not a valid phone or email: {changed.invalid}." \
                 if changed.invalid else ""

@@ -7,7 +7,7 @@ from wtforms import (
     SelectField, SelectMultipleField, StringField, TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.formatting import parse_money
@@ -188,11 +188,16 @@ class BidFields:
         self.max_bid.process_data(order.max_bid)
 
 
+def _quantity() -> list:
+    # InputRequired, not DataRequired: 0 was given, and is refused as too few.
+    return [InputRequired(), NumberRange(1, MAX_QUANTITY, message="The quantity is a whole "
+                                         f"number of leads from 1 to {MAX_QUANTITY:,}.")]
+
+
 class OrderForm(FilterFields, TermsFields, BidFields, FlaskForm):
     name = StringField("Order name", description="For your own reference, e.g. the campaign.")
     price = MoneyField("Price per lead", validators=[DataRequired()], default=500)
-    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)],
-                            default=100)
+    quantity = IntegerField("Quantity", validators=_quantity(), default=100)
     budget = MoneyField("Total budget (optional)")
     expires_at = DateTimeLocalField("Expires (optional)", validators=[Optional()])
     lookback_days = IntegerField("Never the same person twice within (days)", default=30,
@@ -217,7 +222,7 @@ class OrderForm(FilterFields, TermsFields, BidFields, FlaskForm):
 
 class ChangeOrderForm(TermsFields, BidFields, FlaskForm):
     price = MoneyField("Price per lead", validators=[DataRequired()])
-    quantity = IntegerField("Quantity", validators=[DataRequired(), NumberRange(1, MAX_QUANTITY)])
+    quantity = IntegerField("Quantity", validators=_quantity())
 
 
 class WebhookForm(FlaskForm):

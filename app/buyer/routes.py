@@ -346,9 +346,9 @@ def _outcome_entry(values) -> tuple:
     """(status, revenue in minor units) from a posted outcome; ValidationFailed if not."""
     try:
         revenue = parse_money(values["revenue"]) if (values.get("revenue") or "").strip() else None
-    except ValueError:
-        raise ValidationFailed("The revenue is not an amount of money (e.g. 250.00).",
-                               code="invalid_outcome", details={"field": "revenue"}) from None
+    except ValueError as exc:  # parse_money says what is wrong: the spelling or the size
+        raise ValidationFailed(f"The revenue {exc}.", code="invalid_outcome",
+                               details={"field": "revenue"}) from None
     return outcomes.check(values.get("status"), revenue)
 
 

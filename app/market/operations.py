@@ -139,9 +139,13 @@ def _move_hold(order: Order, amount: int, kind: str) -> None:
     except InsufficientFunds:
         balance = ledger.balance_for(buyer)
         shortfall = amount - balance.available
+        # A new order holds nothing yet: what it needs is the whole of it, not "more".
+        needs = (f"this change needs {format_money(amount)} more set aside (on top of the "
+                 f"{format_money(order.held)} the order holds)" if order.held else
+                 f"this order needs {format_money(amount)} set aside")
         raise InsufficientFunds(
-            f"Not enough money in your balance: this order needs {format_money(amount)} "
-            f"more set aside to cover the leads it may buy, and you have "
+            f"Not enough money in your balance: {needs} to cover the leads it may buy, and "
+            f"you have "
             f"{format_money(balance.available)} available. Top up at least "
             f"{format_money(shortfall)} on the Balance page, or lower the price, quantity "
             "or budget.",

@@ -61,6 +61,8 @@ def order_now(order: Order, now: Optional[datetime] = None) -> OrderNow:
 class Estimate:
     matching: int
     clearing_prices: dict  # {"count", "min", "median", "max"} of recent similar sales
+    # With a price that none matches at: (how many match above it, the lowest floor)
+    priced_out: tuple[int, Optional[int]] = (0, None)
     # With a schedule: what a lead arriving now would cost (None: outside every window),
     # when the next window opens (local time), and of the matching leads that arrived
     # in the last week, how many arrived inside the windows.
@@ -100,9 +102,11 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
     clearing = {"count": len(prices)}
     if prices:
         clearing |= {"min": prices[0], "median": prices[len(prices) // 2], "max": prices[-1]}
+    # None at this price: whether sellers' floors are why (asked only then).
+    priced_out = _priced_out(filters, now, params) if price is not None and not count else (0, None)
     windows = order_schedule.parse(schedule, min_price=0, max_price=bounds.AMOUNT.maximum)
     if not windows:
-        return Estimate(count, clearing)
+        return Estimate(count, clearing, priced_out=priced_out)
     zone = order_schedule.zone(timezone)
     order = SimpleNamespace(price=price or 0, schedule=order_schedule.to_json(windows),
                             timezone=timezone)
@@ -112,7 +116,8 @@ def estimate(filters: Filters, price: Optional[int] = None, buyer: Optional[User
         .limit(_COUNT_LIMIT)) if _interested(filters, interests)]
     inside = sum(1 for at in arrived
                  if any(w.covers(order_schedule.minute_of_week(at)) for w in windows))
-    return Estimate(count, clearing, scheduled=True, price_now=rules.price_in_effect(order, now),
+    return Estimate(count, clearing, priced_out=priced_out, scheduled=True,
+                    price_now=rules.price_in_effect(order, now),
                     next_opening=order_schedule.next_opening(windows, now.astimezone(zone)),
                     arrived_week=len(arrived), arrived_in_windows=inside)
 
@@ -147,6 +152,36 @@ def _values_written(statement):
     return visitors.cloned_traverse(statement, {}, {"bindparam": write})
 
 
+def _offered_to(filters: Filters, now: datetime, for_buyer: bool) -> list:
+    """The conditions of a lead an order with these filters may buy, at any price (for
+    a buyer: the bindparam buyer_id)."""
+    buyer_id = sa.bindparam("buyer_id", type_=sa.Integer)
+    conditions = [Lead.offered(), rules.LEAD_CAP.test(Lead, rules.Ctx()),
+                  *filters.sql_conditions(now)]
+    if for_buyer:
+        conditions.append(rules.not_bought_by(buyer_id, Lead.id, Sale))
+        conditions.append(~rules.listed_by(buyer_id, Lead.email_hash, Lead.phone_hash,
+                                           BuyerSuppression))
+        conditions.append(rules.consent_covers(buyer_id, Lead.consent_scope_id, NamedBuyer))
+    return conditions
+
+
+def _priced_out(filters: Filters, now: datetime, params: dict) -> tuple[int, Optional[int]]:
+    """Leads that match but whose sellers' floor is above the price: how many, and the
+    lowest of those floors (what the buyer would have to pay to reach one)."""
+    conditions = [*_offered_to(filters, now, params["buyer_id"] is not None),
+                  Lead.floor_price > sa.bindparam("price")]
+    if filters.interests:  # a JSON list: counted one by one
+        floors = [floor for interests, floor in db.session.execute(
+            sa.select(Lead.interests, Lead.floor_price).where(*conditions).limit(_COUNT_LIMIT),
+            params) if _interested(filters, interests)]
+        return len(floors), min(floors, default=None)
+    count, lowest = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(Lead.floor_price)).where(*conditions),
+        params).one()
+    return count, lowest
+
+
 def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) -> tuple:
     key = (filters, for_buyer, priced)
     if filters.timeless:
@@ -155,14 +190,8 @@ def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) 
             if kept is not None:
                 _statements_kept.move_to_end(key)
                 return kept
-    buyer_id, since = sa.bindparam("buyer_id", type_=sa.Integer), sa.bindparam("since")
-    conditions = [Lead.offered(), rules.LEAD_CAP.test(Lead, rules.Ctx()),
-                  *filters.sql_conditions(now)]
-    if for_buyer:
-        conditions.append(rules.not_bought_by(buyer_id, Lead.id, Sale))
-        conditions.append(~rules.listed_by(buyer_id, Lead.email_hash, Lead.phone_hash,
-                                           BuyerSuppression))
-        conditions.append(rules.consent_covers(buyer_id, Lead.consent_scope_id, NamedBuyer))
+    since = sa.bindparam("since")
+    conditions = _offered_to(filters, now, for_buyer)
     if priced:
         conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=sa.bindparam("price"))))
     # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.

@@ -92,9 +92,9 @@ def statement_pdf(statement: Statement) -> bytes:
     def money(amount: int) -> str:
         return format_money(amount, statement.currency)
 
-    pdf.cell(0, 6, f"Opening balance {money(statement.opening)}   ·   Closing balance "
-             f"{money(statement.closing)}   ·   Currency {statement.currency}",
-             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.cell(0, 6, f"{statement.accounts_label}: opening balance {money(statement.opening)}"
+             f"   ·   Closing balance {money(statement.closing)}   ·   Currency "
+             f"{statement.currency}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     for account in statement.accounts:
         pdf.ln(4)
         pdf.set_font(FONT, "B", 11)

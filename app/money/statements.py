@@ -73,6 +73,7 @@ class Statement:
     currency: str
     accounts: list[AccountStatement]
     to_date: bool  # the current month, so far
+    closes_on: date  # its last day: the month's, or today's for a statement to date
 
     @property
     def opening(self) -> int:
@@ -81,6 +82,11 @@ class Statement:
     @property
     def closing(self) -> int:
         return sum(a.closing for a in self.accounts)
+
+    @property
+    def accounts_label(self) -> str:
+        """What the opening and closing totals add up: "Available + Held"."""
+        return " + ".join(account.label for account in self.accounts)
 
     @property
     def title(self) -> str:
@@ -202,7 +208,8 @@ def statement_for(user: User, first: date, now: datetime | None = None,
             lines.get(account_id, []), list(totals.items()),
             sum(count for _, _, count in kinds.get(account_id, ()))))
     return Statement(f"ST-{first:%Y-%m}-{user.id:06d}", first, user.id, holder(user), exchange(),
-                     ledger.currency(), sections, to_date=end > now)
+                     ledger.currency(), sections, to_date=end > now,
+                     closes_on=min(next_month(first) - timedelta(days=1), now.date()))
 
 
 CSV_COLUMNS = ["date", "transaction_id", "account", "kind", "description", "amount",
@@ -225,10 +232,9 @@ def statement_csv(statement: Statement) -> Iterator[str]:
             for line in account.lines:
                 yield [line.at.isoformat(), line.transaction_id, name, line.kind,
                        line.description, money(line.amount), money(line.balance), code]
-            yield [last_day.isoformat(), None, name, "closing",
+            yield [statement.closes_on.isoformat(), None, name, "closing",
                    CLOSING, money(account.closing - account.opening),
                    money(account.closing), code]
 
-    last_day = next_month(statement.month) - timedelta(days=1)
     kinds = dict.fromkeys(("transaction_id", "amount", "balance"), NUMBER)
     return csv_lines(CSV_COLUMNS, rows(), kinds)

@@ -20,7 +20,9 @@ def settings_form(role: Role, **kwargs) -> FlaskForm:
     if role is Role.BUYER:
         SettingsForm.threshold = MoneyField(
             "Tell me when my available balance falls below",
-            description="An amount such as 100.00; empty: never.")
+            description="An amount such as 100.00; empty: never. You are told once each "
+                        "time your balance falls below it, and at once if it already is "
+                        "when you save.")
     return SettingsForm(**kwargs)
 
 

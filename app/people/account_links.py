@@ -116,15 +116,25 @@ def send_verification(user: User) -> None:
                "If that was not you, ignore this email.")
 
 
-def verify_email(secret: str) -> User:
-    """Mark the address of the link's user as verified."""
-    user = use(secret, LinkPurpose.VERIFY_EMAIL)
+def verify_email(secret: str) -> tuple[User, bool]:
+    """Mark the address of the link's user as verified: the user, and whether it was
+    confirmed now. A spent link of an address confirmed since (opened again, or an
+    older email's) is no error to its reader: (user, False)."""
+    try:
+        user = use(secret, LinkPurpose.VERIFY_EMAIL)
+    except LinkInvalid:
+        link = db.session.scalar(sa.select(AccountLink).where(
+            AccountLink.token_hash == _hash(secret or ""),
+            AccountLink.purpose == LinkPurpose.VERIFY_EMAIL))
+        if link is not None and link.user.email_verified:
+            return link.user, False
+        raise
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
         audit.record("user.email_verified", actor=user, subject_type="user",
                      subject_id=user.id)
     db.session.flush()
-    return user
+    return user, True
 
 
 # Resetting the password --------------------------------------------------------------

@@ -27,7 +27,8 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
+    DEFECTS, AccountKind, LedgerAccount, Notification, NotificationKind, NotificationSetting,
+    Order, Role, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
@@ -62,7 +63,8 @@ KINDS = {
         "Order filled or capped", "An order received all its leads, reached its budget, "
         "or used up a cap of its hour, day, week or month.", (Role.BUYER,)),
     Kind.LOW_BALANCE: KindInfo(
-        "Balance low", "Your available balance fell below the threshold you set.",
+        "Balance low", "Your available balance fell below the threshold you set (or was "
+        "below it when you set it).",
         (Role.BUYER,)),
     Kind.DELIVERY_FAILING: KindInfo(
         "Deliveries failing", "A lead could not be delivered to your webhook after every "
@@ -96,23 +98,26 @@ def path(endpoint: str, **values) -> str:
 
 def notify(user_id: int, kind: Kind, title: Words, *, paragraphs: Iterable[Words] = (),
            items: Lines = (), link: str = "", link_label: str = "Open in LeadX",
-           subject: str = "", data: Optional[dict] = None) -> Optional[Notification]:
+           subject: str = "", data: Optional[dict] = None,
+           email_kind: str = "") -> Optional[Notification]:
     """Tell the user, in the app and by email as they chose; when the user is a
     company's account, every person of the company, each as they chose (they share its
     orders, batches and balance). With `subject`, nothing is repeated to a person while
     they have not read their last notice about the same thing. Returns the account's
-    own notice, if any."""
+    own notice, if any. `email_kind` files the email under a narrower name than the
+    kind it is switched by (a cap reached is not an order filled)."""
     paragraphs = list(paragraphs)  # told to each person
     items = items if callable(items) else list(items)
     notices = [_notify_one(person_id, kind, title, paragraphs=paragraphs, items=items,
-                           link=link, link_label=link_label, subject=subject, data=data)
+                           link=link, link_label=link_label, subject=subject, data=data,
+                           email_kind=email_kind or kind.value)
                for person_id in people_of(user_id)]
     return notices[0]
 
 
 def _notify_one(user_id: int, kind: Kind, title: Words, *, paragraphs: list[Words],
                 items: Lines, link: str, link_label: str, subject: str,
-                data: Optional[dict]) -> Optional[Notification]:
+                data: Optional[dict], email_kind: str) -> Optional[Notification]:
     setting = db.session.get(NotificationSetting, (user_id, kind))
     in_app, by_email = (setting.in_app, setting.email) if setting else (True, True)
     user = db.session.get(User, user_id)
@@ -128,12 +133,12 @@ def _notify_one(user_id: int, kind: Kind, title: Words, *, paragraphs: list[Word
         return _write(user, kind, _told(title), [t for p in paragraphs if (t := _told(p))],
                       list(items() if callable(items) else items), link=link,
                       link_label=link_label, subject=subject, data=data,
-                      in_app=in_app, by_email=by_email)
+                      in_app=in_app, by_email=by_email, email_kind=email_kind)
 
 
 def _write(user: User, kind: Kind, title: str, paragraphs: list[str], items: list[str], *,
            link: str, link_label: str, subject: str, data: Optional[dict], in_app: bool,
-           by_email: bool) -> Optional[Notification]:
+           by_email: bool, email_kind: str) -> Optional[Notification]:
     """Store the notice and queue its email, both worded for `user`."""
     user_id = user.id
     shown = items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
@@ -145,7 +150,7 @@ def _write(user: User, kind: Kind, title: str, paragraphs: list[str], items: lis
                                     link=link, data={**(data or {}), "items": shown})
         db.session.add(notification)
     if by_email:
-        mail.queue(user.email, title, "notification", user_id=user_id, kind=kind.value,
+        mail.queue(user.email, title, "notification", user_id=user_id, kind=email_kind,
                    title=title, paragraphs=paragraphs, items=shown,
                    link=mail.public_url(link) if link else "", link_label=link_label,
                    kind_label=KINDS[kind].label,
@@ -187,12 +192,23 @@ def choose(user: User, choices: dict[Kind, tuple[bool, bool]]) -> None:
 
 
 def set_low_balance_threshold(user: User, threshold: Optional[int]) -> None:
-    """A buyer is told when their available balance falls below this; None: never."""
+    """A buyer is told when their available balance falls below this; None: never.
+    Setting it above what they have is a crossing too: they are told at once (else
+    never, as the balance will not fall past it again), unless it was below the old
+    threshold already."""
     if threshold is not None and (type(threshold) is not int or threshold < 0):
         raise ValidationFailed("The threshold is an amount of zero or more.",
                                code="invalid_threshold", details={"field": "threshold"})
+    before = user.low_balance_threshold
     user.low_balance_threshold = threshold
     db.session.flush()
+    if threshold is None:
+        return
+    available = db.session.scalar(
+        sa.select(LedgerAccount.balance).where(LedgerAccount.user_id == user.id,
+                                               LedgerAccount.kind == AccountKind.BUYER_AVAILABLE))
+    if available is not None and available < threshold and (before is None or available >= before):
+        _balance_low(user.id, available, threshold)
 
 
 # The kinds, each raised where its event happens -----------------------------------
@@ -258,8 +274,28 @@ def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) ->
                                f"{format_moment(deadline)}). If you do not answer by then, "
                                "the return is accepted and the sale reversed."],
            link=path("seller.return_list"), link_label="Answer the return",
+           subject=f"return:{item.id}",
            data={"return_id": item.id, "sale_id": item.sale_id, "reason": item.reason.value,
                  "seller_deadline": deadline.isoformat()})
+
+
+def return_answered(item) -> None:
+    """The notice that asked the seller to answer now says how the return stands,
+    not a deadline that no longer applies (its list showed the time left): raised by
+    every decision, told to anyone or not, and by a contest."""
+    state = {"contested": "contested, an administrator decides",
+             "accepted": "accepted, the sale is reversed",
+             "rejected": "rejected, the sale stands"}[item.status.value]
+    for notice in db.session.scalars(sa.select(Notification).where(
+            Notification.user_id.in_(people_of(item.seller_id)),
+            Notification.kind == Kind.RETURN_TO_ANSWER,
+            Notification.subject == f"return:{item.id}")):
+        notice.title = f"Return of sale #{item.sale_id}: {state}"
+        what = notice.body.split("\n\n")[0]  # the lead returned and why
+        notice.body = f"{what}\n\n{state[0].upper()}{state[1:]}."
+        notice.data = {key: value for key, value in notice.data.items()
+                       if key != "seller_deadline"}
+    db.session.flush()
 
 
 DECIDED_BY = {
@@ -291,6 +327,7 @@ def return_decided(item) -> None:
 
 def return_contested(item, reason_label: str) -> None:
     """The seller contested a return: every admin may decide it."""
+    return_answered(item)
     admin_ids = db.session.scalars(sa.select(User.id).where(
         User.role == Role.ADMIN, User.is_active_account.is_(True)).order_by(User.id)).all()
     for admin_id in admin_ids:
@@ -348,29 +385,40 @@ def order_filled(order_id: int) -> None:
                  "reason": "filled" if complete else "budget"})
 
 
-PERIOD_WORDS = {"hour": ("hourly", "hour"), "day": ("daily", "day"),
-                "week": ("weekly", "week"), "month": ("monthly", "month")}
+PERIOD_WORDS = {"hour": ("hourly", "hour", "this hour"), "day": ("daily", "day", "today"),
+                "week": ("weekly", "week", "this week"),
+                "month": ("monthly", "month", "this month")}
 
 
 def caps_reached(order, uses: list[dict]) -> None:
     """An open order used up a cap of its current period (`uses`: rules.cap_use): it
     takes no lead until the next period starts. Once per cap and period (from a job:
-    app.people.notification_jobs)."""
+    app.people.notification_jobs). A spend cap is used up when the next lead would
+    pass it, mostly before all of it is spent: the notice says how much was."""
     for use in uses:
         if use["room"] > 0:
             continue
-        adjective, period = PERIOD_WORDS[use["period"]]
-        def cap(use=use) -> str:
-            return (f"{format_number(use['cap'])} leads" if use["kind"] == "leads"
-                    else f"{format_money(use['cap'])} of spend")
+        adjective, period, this_period = PERIOD_WORDS[use["period"]]
+        spend = use["kind"] == "spend"
 
-        notify(order.buyer_id, Kind.ORDER_FILLED,
-               lambda: f"Order #{order.id} reached its {adjective} cap: {cap()}",
-               paragraphs=[f"Order #{order.id} takes no more leads this {period}. It takes "
-                           f"them again when the next {period} starts ({order.timezone} "
-                           "time), or now if you raise the cap."],
+        def title(use=use, adjective=adjective, this_period=this_period, spend=spend) -> str:
+            if spend:
+                return (f"Order #{order.id} reached its {adjective} spend cap: "
+                        f"{format_money(use['used'])} of {format_money(use['cap'])} spent "
+                        f"{this_period}")
+            return (f"Order #{order.id} reached its {adjective} cap: "
+                    f"{format_number(use['used'])} of {format_number(use['cap'])} leads "
+                    f"{this_period}")
+
+        short = spend and use["used"] < use["cap"]
+        paragraph = (f"Order #{order.id} takes no more leads {this_period}"
+                     + (": the next lead would exceed it." if short else ".")
+                     + f" It takes them again when the next {period} starts "
+                       f"({order.timezone} time), or now if you raise the cap.")
+        notify(order.buyer_id, Kind.ORDER_FILLED, title, paragraphs=[paragraph],
                link=path("buyer.order_detail", order_id=order.id), link_label="See the order",
                subject=f"cap:{order.id}:{use['kind']}:{use['period_key']}",
+               email_kind="order_capped",
                data={"order_id": order.id, "reason": "cap", "kind": use["kind"],
                      "period": use["period"], "cap": use["cap"], "used": use["used"]})
 
@@ -382,6 +430,10 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
                                   .where(User.id == user_id))
     if threshold is None or not after < threshold <= before:
         return
+    _balance_low(user_id, after, threshold)
+
+
+def _balance_low(user_id: int, after: int, threshold: int) -> None:
     notify(user_id, Kind.LOW_BALANCE,
            lambda: f"Your available balance is {format_money(after)}, below "
                    f"{format_money(threshold)}",

@@ -63,13 +63,15 @@ def dashboard():
         batches=batches, **_batch_figures(batches, sources=True),
         feedback=figures.kept(current_account, "seller_feedback", None,
                               lambda: market_stats.seller_feedback(current_account)),
+        upload_refusal=pipeline.upload_refusal(current_account),
     )
 
 
 @bp.route("/batches")
 def batches():
     batches = _recent_batches(200)
-    return render_template("seller/batches.html", batches=batches, **_batch_figures(batches))
+    return render_template("seller/batches.html", batches=batches, **_batch_figures(batches),
+                           upload_refusal=pipeline.upload_refusal(current_account))
 
 
 def _last_terms() -> dict:
@@ -126,7 +128,8 @@ def upload():
             if token:
                 pipeline.discard_upload(current_account.id, token)
             form.file.errors.append(exc.message)
-    return render_template("seller/upload.html", form=form)
+    return render_template("seller/upload.html", form=form,
+                           upload_refusal=pipeline.upload_refusal(current_account))
 
 
 def _with_mapping(token: str, preview, terms: pipeline.BatchTerms, remembered: dict):

@@ -3,7 +3,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from argon2 import PasswordHasher, profiles
@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from zxcvbn import zxcvbn
 
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -23,8 +24,11 @@ from app.services import audit, key_cache
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
+# zxcvbn's 0-4: 3 resists an offline attack on a slow hash (argon2id here)
+MIN_PASSWORD_SCORE = 3
 API_KEY_PREFIX = "lx_"
 PUBLIC_ROLES = (Role.SELLER, Role.BUYER)
+NAME_REQUIRED = "Give your name or your company's name: it is how others on LeadX know you."
 
 def _hasher() -> PasswordHasher:
     """argon2id, memory-hard (SPEC §2); tests choose a cheaper profile via config."""
@@ -50,10 +54,23 @@ def normalise_email(email: str) -> str:
     return result.normalized.lower()
 
 
-def check_password_strength(password: str) -> None:
+def check_password_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
+    """Refuse a password of the wrong length or one easy to guess (zxcvbn: common
+    words, repeats, sequences, keyboard patterns, the person's own address or name),
+    saying why. zxcvbn rates at most 72 characters: a longer one is rated by its start."""
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise ValidationFailed(
             f"The password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+            code="weak_password",
+            details={"field": "password"},
+        )
+    rating = zxcvbn(password[:72], user_inputs=[i for i in user_inputs if i])
+    if rating["score"] < MIN_PASSWORD_SCORE:
+        feedback = rating["feedback"]
+        why = " ".join([feedback["warning"], *feedback["suggestions"]]).strip()
+        raise ValidationFailed(
+            "This password is too easy to guess. " + (why or "Add another word or two.")
+            + " A few unrelated words make a strong one.",
             code="weak_password",
             details={"field": "password"},
         )
@@ -110,7 +127,7 @@ def create_user(
     admin (CLI) and the demo have a known address; public sign-up passes False."""
     role = Role(role)
     email = normalise_email(email)
-    check_password_strength(password)
+    check_password_strength(password, (email, display_name))
     if find_user_by_email(email):
         raise Conflict("An account with this email already exists.", code="email_taken")
     user = User(
@@ -132,6 +149,10 @@ def sign_up(email: str, password: str, role: Role | str, display_name: str = "",
     role = Role(role)
     if role not in PUBLIC_ROLES:
         raise ValidationFailed("Only sellers and buyers can sign up.", code="role_not_allowed")
+    if not display_name.strip():
+        # Others read it: sellers on the buyers they sell to, team members, admins.
+        raise ValidationFailed(NAME_REQUIRED, code="name_required",
+                               details={"field": "display_name"})
     return create_user(email, password, role, display_name=display_name, email_verified=False,
                        timezone=timezone)
 
@@ -212,7 +233,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
 def set_password(user: User, new_password: str) -> None:
     """Store a new password and sign out every session of the user (their login id
     carries the nonce, so sessions and remember-me cookies made before are void)."""
-    check_password_strength(new_password)
+    check_password_strength(new_password, (user.email, user.display_name))
     user.password_hash = _hasher().hash(new_password)
     user.session_nonce = new_session_nonce()
     db.session.flush()

@@ -19,12 +19,18 @@ PLACES = [
 ]
 HEADER = ["first_name", "last_name", "email", "phone", "age", "gender", "region", "country",
           "marital_status", "employed", "interests", "budget", "timeframe", "consent_at",
-          "source_url", "consent_text"]
+          "source_url", "consent_text", "sub_id"]
+# The seller's own sources (sub_id), most leads from the first: the seller's pages break
+# their figures down by them.
+SOURCES = (("newsletter", 5), ("facebook-spring", 3), ("seo-articles", 2))
 
 
 def demo_csv(seed: int, rows: int, *, bad_share: float = 0.06, site: str) -> bytes:
     """A seller's export: mostly good rows, a few with the usual mistakes."""
     rng = random.Random(seed)
+    # Drawn apart, so the rows are the same as before sources were added.
+    sources = random.Random(f"{seed}:sub_id")
+    names, weights = zip(*SOURCES)
     now = datetime.now(timezone.utc)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -45,7 +51,8 @@ def demo_csv(seed: int, rows: int, *, bad_share: float = 0.06, site: str) -> byt
                rng.choice(["", "under 1k", "1k-10k", "10k+"]),
                rng.choice(["", "now", "this month", "this year"]),
                consent.strftime("%Y-%m-%d %H:%M:%S"), f"https://{site}/form",
-               "I agree to be contacted about offers"]
+               "I agree to be contacted about offers",
+               sources.choices(names, weights)[0]]
         if rng.random() < bad_share:  # the usual mistakes of a real export
             mistake = rng.randrange(4)
             if mistake == 0:
@@ -83,5 +90,5 @@ def suspicious_csv(seed: int, rows: int, *, site: str) -> bytes:
                          "California", "US", rng.choice(["married", "single"]), "yes",
                          "insurance;credit", "10k+", "now",
                          consent.strftime("%Y-%m-%d %H:%M:%S"), f"https://{site}/form",
-                         "I agree to be contacted about offers"])
+                         "I agree to be contacted about offers", "aff-193"])
     return out.getvalue().encode("utf-8")

@@ -94,8 +94,9 @@ def open_return(buyer: User, sale_id: int, reason: str, note: str = "",
         reason = None
     if reason not in BUYER_REASONS:
         raise ValidationFailed(
-            f"Choose a reason: {', '.join(r.value for r in BUYER_REASONS)}.",
-            code="invalid_reason", details={"field": "reason"})
+            "Choose a reason: " + ", ".join(f"“{label}”" for label in BUYER_REASONS.values())
+            + ".", code="invalid_reason",
+            details={"field": "reason", "choices": [r.value for r in BUYER_REASONS]})
     if db.session.scalar(select(Return.id).where(Return.sale_id == sale.id)):
         raise Conflict("This lead has already been returned.", code="already_returned")
     order = db.session.get(Order, sale.order_id)
@@ -238,6 +239,7 @@ def _decide(item: Return, accepted: bool, *, by: str, note: str,
         transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")
         item.refund = item.sale.price
         item.ledger_transaction_id = transaction.id
+    notifications.return_answered(item)
     if tell:
         notifications.return_decided(item)
 

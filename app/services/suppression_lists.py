@@ -23,6 +23,7 @@ from app.models import BuyerSuppression, User
 from app.models.types import utcnow
 from app.services import audit
 from app.services.crypto import current_vault
+from app.services.regions import resolve_country
 from app.services.ingest.validate import normalise_email, normalise_phone
 
 MAX_ENTRIES = 200_000  # contacts in one upload
@@ -44,6 +45,20 @@ class Added:
 class Removed:
     removed: int  # were on the list, are not any more
     invalid: int  # neither a valid phone nor a valid email: skipped
+
+
+def _country(value: Optional[str]) -> Optional[str]:
+    """The ISO alpha-2 code that reads phones written without +code; None if none was
+    given. A code no country has is refused: its numbers would all be skipped."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    code = resolve_country(value)
+    if code is None:
+        raise ValidationFailed(f"“{value}” is not a country code: use two letters such as "
+                               "US or ES.", code="invalid_country",
+                               details={"field": "default_country"})
+    return code
 
 
 def _hashes(phones: Iterable[str], emails: Iterable[str], country: Optional[str]
@@ -79,8 +94,7 @@ def add(buyer: User, phones: Iterable[str] = (), emails: Iterable[str] = (),
     if len(phones) + len(emails) > MAX_ENTRIES:
         raise ValidationFailed(f"At most {MAX_ENTRIES:,} contacts in one upload.",
                                code="too_many")
-    country = (country or "").strip().upper() or None
-    hashes, invalid = _hashes(phones, emails, country)
+    hashes, invalid = _hashes(phones, emails, _country(country))
     now = utcnow()
     rows = [{"buyer_id": buyer.id, "kind": kind, "value_hash": value, "created_at": now}
             for kind, value in sorted(hashes)]
@@ -103,7 +117,7 @@ def remove(buyer: User, phones: Iterable[str] = (), emails: Iterable[str] = (),
     if len(phones) + len(emails) > MAX_ENTRIES:
         raise ValidationFailed(f"At most {MAX_ENTRIES:,} contacts in one upload.",
                                code="too_many")
-    hashes, invalid = _hashes(phones, emails, (country or "").strip().upper() or None)
+    hashes, invalid = _hashes(phones, emails, _country(country))
     removed = 0
     ordered = sorted(hashes)
     for start in range(0, len(ordered), _INSERT_CHUNK):

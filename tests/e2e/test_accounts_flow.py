@@ -73,6 +73,7 @@ def test_sign_up_verify_from_the_email_then_sign_in(page, smtp_server):
 
     page.goto("/auth/signup")
     page.get_by_label("Buy leads for my business").check()
+    page.get_by_label("Name or company").fill("Acme Verify")
     page.get_by_label("Email").fill("verify@acme.example.com")
     page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
     page.get_by_label("Repeat password").fill(TEST_PASSWORD)
@@ -86,7 +87,7 @@ def test_sign_up_verify_from_the_email_then_sign_in(page, smtp_server):
     expect(page.get_by_text("verify@acme.example.com is confirmed")).to_be_visible()
     expect(page.locator("#verify-banner")).to_have_count(0)
 
-    page.get_by_role("button", name="verify").click()  # the account menu
+    page.get_by_role("button", name="Acme Verify").click()  # the account menu
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("Email").fill("verify@acme.example.com")
     page.get_by_label("Password").fill(TEST_PASSWORD)

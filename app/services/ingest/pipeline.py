@@ -92,12 +92,24 @@ def check_terms(default_country: str, floor_price, cap, mapping=None,
 
 
 def check_can_sell(seller: User) -> None:
+    refusal = upload_refusal(seller)
+    if refusal is not None:
+        raise refusal
+
+
+def upload_refusal(seller: User) -> Optional[Forbidden]:
+    """Why this account may not upload leads now, or None: the operations raise it, and
+    the seller's pages show it in place of the Upload button and form."""
     if not seller.is_seller:
-        raise Forbidden("Only sellers can upload leads.", code="not_a_seller")
-    accounts.require_verified_email(seller)
+        return Forbidden("Only sellers can upload leads.", code="not_a_seller")
+    try:
+        accounts.require_verified_email(seller)
+    except Forbidden as exc:
+        return exc
     if seller.trust_level is TrustLevel.SUSPENDED:
-        raise Forbidden("Your account is suspended, so uploads are paused. Contact us to "
-                        "review it.", code="seller_suspended")
+        return Forbidden("Your account is suspended, so uploads are paused. Contact us to "
+                         "review it.", code="seller_suspended")
+    return None
 
 
 def upload_dir() -> Path:
