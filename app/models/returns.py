@@ -61,3 +61,17 @@ class Return(db.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_RETURN_STATUSES
+
+
+def refund_of(sale_id) -> sa.ColumnElement[bool]:
+    """SQL: the return that refunded the sale `sale_id` names -- an ACCEPTED one, a
+    buyer's or a failed spot-check's alike (an open or rejected return leaves the sale
+    standing). The one rule every figure net of refunds uses (an outer join on it, or
+    `refunded`): a refunded sale was undone on the ledger, so it is no lead bought, no
+    money spent, earned or taken in commission."""
+    return sa.and_(Return.sale_id == sale_id, Return.status == ReturnStatus.ACCEPTED)
+
+
+def refunded(sale_id) -> sa.Exists:
+    """SQL: the sale `sale_id` names was refunded (`refund_of`)."""
+    return sa.exists().where(refund_of(sale_id))

@@ -352,9 +352,12 @@ def states_for_sales(sale_ids: list[int]) -> dict[int, Return]:
         select(Return).where(Return.sale_id.in_(sale_ids)))}
 
 
-def refunded_for_order(order_id: int) -> tuple[int, int]:
-    """How many of the order's leads were refunded, and how much money went back."""
-    count, amount = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Return.refund), 0))
-        .where(Return.order_id == order_id, Return.status == ReturnStatus.ACCEPTED)).one()
-    return int(count), int(amount)
+def refunds_by_order(order_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """order id → how many of its leads were refunded and how much money went back
+    (orders with no refund are left out)."""
+    if not order_ids:
+        return {}
+    return {order_id: (int(count), int(amount)) for order_id, count, amount in db.session.execute(
+        select(Return.order_id, func.count(), func.sum(Return.refund))
+        .where(Return.order_id.in_(order_ids), Return.status == ReturnStatus.ACCEPTED)
+        .group_by(Return.order_id))}
