@@ -209,7 +209,7 @@ def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datet
     reversed_count, refunded = 0, []
     for sale in sales:
         item = db.session.scalar(select(Return).where(Return.sale_id == sale.id))
-        if item is not None and item.status is ReturnStatus.ACCEPTED:
+        if item is not None and item.refunds:
             continue  # already refunded
         if item is None:
             item = Return(sale_id=sale.id, order_id=sale.order_id, buyer_id=sale.buyer_id,
@@ -359,5 +359,4 @@ def refunds_by_order(order_ids: list[int]) -> dict[int, tuple[int, int]]:
         return {}
     return {order_id: (int(count), int(amount)) for order_id, count, amount in db.session.execute(
         select(Return.order_id, func.count(), func.sum(Return.refund))
-        .where(Return.order_id.in_(order_ids), Return.status == ReturnStatus.ACCEPTED)
-        .group_by(Return.order_id))}
+        .where(Return.order_id.in_(order_ids), Return.refunds).group_by(Return.order_id))}
