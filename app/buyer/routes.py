@@ -201,9 +201,11 @@ def _fills(orders: list[Order], refunds: dict[int, tuple[int, int]]) -> dict[int
     """order id → its leads and spend: every lead delivered and what it cost (what its
     quantity, budget and caps count: a refund gives the money back, not the place) and
     what stands of them after refunds (what its KPIs count)."""
-    return {order.id: {"leads": Net(order.filled, refunds.get(order.id, (0, 0))[0]),
-                       "spend": Net(order.spent, refunds.get(order.id, (0, 0))[1])}
-            for order in orders}
+    found = {}
+    for order in orders:
+        count, amount = refunds.get(order.id, (0, 0))
+        found[order.id] = {"leads": Net(order.filled, count), "spend": Net(order.spent, amount)}
+    return found
 
 
 def _fill(order: Order) -> dict:
