@@ -82,11 +82,14 @@ def record_of(seller: User, now: Optional[datetime] = None) -> Record:
         sa.select(SpotCheck.status, sa.func.count()).join(Batch, Batch.id == SpotCheck.batch_id)
         .where(Batch.seller_id == seller.id, SpotCheck.decided_at >= since)
         .group_by(SpotCheck.status)).all())
-    sales, returned, by_checks = db.session.execute(
-        sa.select(sa.func.count(), sa.func.count(Return.id),
+    sales = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).where(
+        Sale.seller_id == seller.id, Sale.created_at >= since)) or 0
+    # Of those sales, the few refunded, reached by the seller's returns.
+    returned, by_checks = db.session.execute(
+        sa.select(sa.func.count(),
                   sa.func.count(sa.case((Return.reason == ReturnReason.FAILED_SPOT_CHECK, 1))))
-        .select_from(Sale).outerjoin(Return, refund_of(Sale.id))
-        .where(Sale.seller_id == seller.id, Sale.created_at >= since)).one()
+        .select_from(Return).join(Sale, refund_of(Sale.id))
+        .where(Return.seller_id == seller.id, Sale.created_at >= since)).one()
     outcomes = dict(db.session.execute(
         sa.select(SaleOutcome.status, sa.func.count())
         .where(SaleOutcome.seller_id == seller.id, SaleOutcome.sold_at >= since)
