@@ -103,6 +103,18 @@ def test_the_trust_record_counts_a_spot_checks_refunds_as_the_marketplace_does(a
     assert record.refunded_by_checks == 10
 
 
+def test_a_failed_spot_checks_refunds_leave_the_buyer_their_returns(app):
+    seller, _, _, kept = _market()
+    order_id, buyer_id = db.session.execute(sa.select(Sale.order_id, Sale.buyer_id)
+                                            .where(Sale.batch_id == kept.id)).first()
+    allowed = returns.allowance(db.session.scalar(sa.select(Sale).where(Sale.batch_id == kept.id)))
+    assert (allowed.cap, allowed.used, allowed.left) == (3, 1, 2)  # 15% of 20; one return filed
+    buyer = db.session.get(type(seller), buyer_id)
+    for sale in db.session.scalars(sa.select(Sale).where(Sale.batch_id == kept.id)
+                                   .order_by(Sale.id).offset(1).limit(2)):
+        assert returns.open_return(buyer, sale.id, "wrong_number").order_id == order_id
+
+
 def _words(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 

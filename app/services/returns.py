@@ -54,8 +54,11 @@ def return_cap(order: Order) -> int:
 
 
 def not_rejected_returns(order_id: int) -> int:
+    """The buyer's returns of the order that count against its cap: open or accepted
+    ones the buyer filed (a failed spot-check's refunds are the exchange's doing)."""
     return db.session.scalar(select(func.count()).select_from(Return).where(
-        Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
+        Return.order_id == order_id, Return.status != ReturnStatus.REJECTED,
+        Return.reason != ReturnReason.FAILED_SPOT_CHECK))
 
 
 @dataclass(frozen=True)
