@@ -85,7 +85,7 @@ def test_a_batchs_sold_and_earned_say_what_refunds_took_and_add_up_to_the_balanc
     sold = _words(re.search(r'id="batch-sales">(.*?)</p>', report, re.S).group(1))
     assert sold.startswith("Sold 10 times, 1 of them refunded (an accepted return or a failed "
                            "spot-check), earning you $21.60 after commission and refunds "
-                           "($2.40 refunded)")
+                           "($2.40 of your share went back to buyers);")
 
 
 def test_the_trust_record_counts_a_spot_checks_refunds_as_the_marketplace_does(app):
@@ -141,7 +141,7 @@ def test_the_admins_commission_figures_agree_with_the_ledger_and_each_other(app)
 
     overview = client.get("/admin/").get_data(as_text=True)
     assert _text(overview, "sales-count") == "20 · 11 refunded"
-    assert _text(overview, "sales-paid") == "$27.00 ($33.00 refunded) paid by buyers, net of refunds"
+    assert _text(overview, "sales-paid") == "$27.00 paid by buyers, net of $33.00 refunded"
     assert _text(overview, "commission-period") == "$5.40"
     assert _text(overview, "commission-all-time") == "$5.40 all time"
     top = overview[overview.index('id="top-sellers"'):]
