@@ -247,7 +247,7 @@ def test_seller_sees_prices_and_anonymous_feedback_per_batch(app, client, api_ke
     batch_id = db.session.scalar(sa.select(sa.func.max(SaleOutcome.batch_id)))
     report = seller_client.get(f"/seller/batches/{batch_id}").get_data(as_text=True)
     assert "Buyers rated 2 of these leads: 1 converted, 0 contacted, 1 bad" in report
-    assert "Returns: 0." in report and 'id="batch-temperatures"' in report
+    assert "none refunded" in report and 'id="batch-temperatures"' in report
     assert "secret-buyer" not in report
 
 
@@ -310,9 +310,9 @@ def test_the_overviews_commission_figures_agree_and_a_change_shows_at_once(app, 
 
     def figures():
         page = admin_client.get("/admin/").get_data(as_text=True)
-        return [re.search(rf'id="{name}">([^<]+)<', page).group(1)
-                for name in ("commission-total", "commission-all-time", "commission-period",
-                             "sales-count")]
+        return [re.sub(r"<[^>]+>", "", re.search(rf'id="{name}">(.*?)</(div|span)>', page)
+                       .group(1)) for name in ("commission-total", "commission-all-time",
+                                               "commission-period", "sales-count")]
 
     app.config["MARKET_STATS_CACHE_SECONDS"] = 300
     try:
@@ -323,7 +323,7 @@ def test_the_overviews_commission_figures_agree_and_a_change_shows_at_once(app, 
         item = returns.open_return(buyer, sales[0], "wrong_number")
         returns.seller_respond(seller, item.id, accept=True)
         db.session.commit()
-        assert figures() == ["$2.00", "$2.00 all time", "$2.00", "7"]
+        assert figures() == ["$2.00", "$2.00 all time", "$2.00", "7 · 1 refunded"]
         with count_selects() as statements:
             figures()
         cached = len(statements)
@@ -413,11 +413,12 @@ def test_sellers_admins_and_the_score_count_accepted_returns(app):
     _returns_of_each_kind(buyer, seller, sales)
     assert market_stats.batch_sales([batch_id])[batch_id].returned == 1
     market = market_stats.marketplace()
-    assert (market.sales, market.returns, market.return_rate) == (10, 1, Decimal("0.1000"))
+    assert (market.sales, market.returns, market.return_rate) == (
+        market_stats.Net(10, 1), 1, Decimal("0.1000"))
     # The period's commission is net of the reversed sale, as the ledger's total is.
-    assert market.commission == 9 * 60
+    assert market.commission == market_stats.Net(10 * 60, 60)
     assert ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)) == 9 * 60
-    assert [s["returns"] for s in market.top_sellers if s["id"] == seller.id] == [1]
+    assert [s["sales"].refunded for s in market.top_sellers if s["id"] == seller.id] == [1]
     record = scoring.seller_records([seller.id])[seller.id]
     assert (record["sold"], record["returned"]) == (10, 1)
     assert scoring.seller_records()[seller.id]["returned"] == 1

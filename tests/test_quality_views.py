@@ -134,11 +134,6 @@ def test_a_high_return_rate_proposes_suspension(app):
         db.session.add(Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
                               seller_id=seller.id, reason=ReturnReason.FAKE,
                               status=ReturnStatus.ACCEPTED))
-    # Returns caused by a failed spot-check count in the check record, not here.
-    for sale in sales[11:20]:
-        db.session.add(Return(sale_id=sale.id, order_id=order.id, buyer_id=buyer.id,
-                              seller_id=seller.id, reason=ReturnReason.FAILED_SPOT_CHECK,
-                              status=ReturnStatus.ACCEPTED))
     figures.changed(seller.id, buyer.id)  # written here, not by the returns operations
     db.session.commit()
     proposal = trust.propose(seller)

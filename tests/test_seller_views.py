@@ -180,7 +180,7 @@ def test_batches_show_what_they_sold_and_earned(seller_client, seller):
     db.session.commit()
     batch = db.session.scalar(sa.select(Batch))
     page = seller_client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
-    assert "Sold <strong>2</strong> times, earning you <strong>$8.00</strong>" in page
+    assert "Sold <strong>2</strong> times, none refunded, earning you <strong>$8.00</strong>" in page
     assert "Buyers paid $5.00 each time." in page  # not "$5.00–$5.00"
     listing = seller_client.get("/seller/batches").get_data(as_text=True)
     assert "$8.00" in listing

@@ -1,26 +1,18 @@
 """Admin: the exchange's money — commission revenue, the processor reconciliation,
 payouts run on demand, recent bank transfers and manual payouts."""
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.admin import bp
 from app.auth.forms import ConfirmForm
 from app.errors import DomainError
 from app.extensions import db
 from app.formatting import format_money
-from app.models import AccountKind, Payout, Sale, TopUp
-from app.services import accounts, bank_transfers, ledger, manual_payouts, payments
-
-
-def _commission_by_day(days: int = 30) -> list[tuple[str, int, int]]:
-    since = datetime.now(timezone.utc) - timedelta(days=days)
-    day = func.date(Sale.created_at)
-    return [(str(d), int(n), int(c)) for d, n, c in db.session.execute(
-        select(day, func.count(), func.sum(Sale.commission))
-        .where(Sale.created_at >= since).group_by(day).order_by(day.desc())).all()]
+from app.models import AccountKind, Payout, TopUp
+from app.services import accounts, bank_transfers, ledger, manual_payouts, market_stats, payments
 
 
 @bp.route("/money", endpoint="payments")
@@ -43,7 +35,7 @@ def money_overview():
         "admin/payments.html", names=names,
         configured=configured,
         commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
-        by_day=_commission_by_day(),
+        by_day=market_stats.commission_by_day(),
         recon=payments.reconciliation(),
         books=ledger.reconcile(),
         stripe_totals=stripe_totals,

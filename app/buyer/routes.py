@@ -27,6 +27,7 @@ from app.formatting import format_money, money_input, parse_money, user_language
 from app.forms import show_problems
 from app.models import ErasureNotice, Order, OptOutNotice
 from app.services import delivery, kpis, ledger, outcomes, regions
+from app.services.market_stats import Net
 from app.services.exports import XLSX_TYPE
 from app.market import operations, queries
 from app.market.filters import Filters
@@ -41,8 +42,13 @@ def _orders_select(limit: int) -> sa.Select:
             .order_by(Order.id.desc()).limit(limit))
 
 
-def _my_orders(limit: int = 200) -> list[Order]:
-    return db.session.scalars(_orders_select(limit), {"buyer_id": current_account.id}).all()
+def _my_orders(limit: int = 200) -> dict:
+    """The buyer's latest orders and their fills (`_fills`), as the orders table shows them."""
+    orders = db.session.scalars(_orders_select(limit), {"buyer_id": current_account.id}).all()
+    ids = [order.id for order in orders]
+    refunds = figures.kept(current_account, "order_list_refunds", tuple(ids),
+                           lambda: sale_returns.refunds_by_order(ids))
+    return {"orders": orders, "fills": _fills(orders, refunds)}
 
 
 @cache
@@ -71,12 +77,12 @@ def dashboard():
         **figures.kept(current_account, "buyer_money", None, lambda: {
             "balance": ledger.balance_for(current_account),
             "statement": ledger.statement_for(current_account, limit=10)}),
-        orders=_my_orders(10), **_open_notices())
+        **_my_orders(10), **_open_notices())
 
 
 @bp.route("/orders")
 def order_list():
-    return render_template("buyer/orders.html", orders=_my_orders())
+    return render_template("buyer/orders.html", **_my_orders())
 
 
 @bp.route("/orders/estimate", methods=["POST"])
@@ -191,6 +197,22 @@ def _worklist_context(order: Order, view: worklist.View, **extra) -> dict:
             **extra}
 
 
+def _fills(orders: list[Order], refunds: dict[int, tuple[int, int]]) -> dict[int, dict]:
+    """order id → its leads and spend: every lead delivered and what it cost (what its
+    quantity, budget and caps count: a refund gives the money back, not the place) and
+    what stands of them after refunds (what its KPIs count)."""
+    found = {}
+    for order in orders:
+        count, amount = refunds.get(order.id, (0, 0))
+        found[order.id] = {"leads": Net(order.filled, count), "spend": Net(order.spent, amount)}
+    return found
+
+
+def _fill(order: Order) -> dict:
+    refunds = _kept(order, "order_refunds", lambda: sale_returns.refunds_by_order([order.id]))
+    return _fills([order], refunds)[order.id]
+
+
 def _order_page(order: Order, view: worklist.View) -> str:
     change = confirm = None
     if order.is_active:  # an ended order's page has no forms to change or end it
@@ -200,8 +222,7 @@ def _order_page(order: Order, view: worklist.View) -> str:
         change.load_bids(order)
         confirm = ConfirmForm()
     return render_template(
-        "buyer/order.html", state=queries.order_now(order),
-        refunded=_kept(order, "order_refunded", lambda: sale_returns.refunded_for_order(order.id)),
+        "buyer/order.html", state=queries.order_now(order), fill=_fill(order),
         change_form=change, confirm=confirm, **_worklist_context(order, view))
 
 
@@ -235,7 +256,7 @@ def order_status(order_id: int):
     delivered than the page last showed (`seen`), the work list is told to reload."""
     order = _my_order(order_id)
     response = make_response(render_template("buyer/_order_status.html", order=order,
-                                             state=queries.order_now(order)))
+                                             state=queries.order_now(order), fill=_fill(order)))
     seen = request.args.get("seen", "")
     if seen.isdigit() and int(seen) != order.filled:
         response.headers["HX-Trigger"] = "leads-delivered"

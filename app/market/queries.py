@@ -18,7 +18,7 @@ from app.market import rules
 from app.market import schedule as order_schedule
 from app.market.filters import Filters
 from app.models import (
-    BuyerSuppression, Lead, NamedBuyer, Order, Return, ReturnStatus, Sale, User,
+    BuyerSuppression, Lead, NamedBuyer, Order, Sale, User, refunded,
 )
 from app.models.types import utcnow
 
@@ -195,10 +195,8 @@ def _statements(filters: Filters, now: datetime, for_buyer: bool, priced: bool) 
     if priced:
         conditions.append(rules.FLOOR.sql(None, Lead, rules.Ctx(price=sa.bindparam("price"))))
     # A refunded sale (an accepted return, a pulled batch) was undone: not a price paid.
-    refunded = sa.exists().where(Return.sale_id == Sale.id,
-                                 Return.status == ReturnStatus.ACCEPTED)
     prices = (sa.select(Sale.price).join(Lead, Sale.lead_id == Lead.id)
-              .where(Sale.created_at >= since, ~refunded, *filters.sql_conditions(now))
+              .where(Sale.created_at >= since, ~refunded(Sale.id), *filters.sql_conditions(now))
               .order_by(Sale.id.desc()).limit(1000)).subquery()
     # The prices as one comma-separated string: a thousand rows cost far more to read
     # one by one than one string costs to split.

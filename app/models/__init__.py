@@ -50,7 +50,9 @@ from app.models.payments import (
     Withdrawal,
 )
 from app.models.quality import DEFECTS, SpotCheck, SpotCheckItem, SpotCheckStatus, Verdict
-from app.models.returns import OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus
+from app.models.returns import (
+    OPEN_RETURN_STATUSES, Return, ReturnReason, ReturnStatus, refund_of, refunded,
+)
 from app.models.users import (
     AccountLink, ApiKey, CompanyRole, LinkPurpose, RecoveryCode, Role, TrustLevel, User,
 )
@@ -119,6 +121,8 @@ __all__ = [
     "Return",
     "ReturnReason",
     "ReturnStatus",
+    "refund_of",
+    "refunded",
     "Role",
     "DEFECTS",
     "SpotCheck",

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Optional
 
 import sqlalchemy as sa
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -61,3 +62,22 @@ class Return(db.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_RETURN_STATUSES
+
+    @hybrid_property
+    def refunds(self) -> bool:
+        """The return refunded its sale: ACCEPTED, a buyer's or a failed spot-check's
+        alike (an open or rejected return leaves the sale standing). In SQL too."""
+        return self.status == ReturnStatus.ACCEPTED
+
+
+def refund_of(sale_id) -> sa.ColumnElement[bool]:
+    """SQL: the return that refunded the sale `sale_id` names (`Return.refunds`). The
+    one rule every figure net of refunds uses (a join on it, or `refunded`): a refunded
+    sale was undone on the ledger, so it is no lead bought, no money spent, earned or
+    taken in commission."""
+    return sa.and_(Return.sale_id == sale_id, Return.refunds)
+
+
+def refunded(sale_id) -> sa.Exists:
+    """SQL: the sale `sale_id` names was refunded (`refund_of`)."""
+    return sa.exists().where(refund_of(sale_id))

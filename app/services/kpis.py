@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from app.core import figures
 from app.errors import ValidationFailed
 from app.extensions import db
-from app.models import Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome, User
+from app.models import Order, OutcomeStatus, Return, Sale, SaleOutcome, User, refund_of, refunded
 
 CENTS = Decimal("0.01")
 RATIO = Decimal("0.0001")
@@ -44,8 +44,7 @@ MAX_RANGE_DAYS = 3 * 366
 def _not_refunded():
     """SQL: the outcome's sale was not refunded by an accepted return (a refunded lead
     is no lead of the buyer's, so its conversion is not theirs to count either)."""
-    return ~sa.exists().where(Return.sale_id == SaleOutcome.sale_id,
-                              Return.status == ReturnStatus.ACCEPTED)
+    return ~refunded(SaleOutcome.sale_id)
 
 
 def _ratio(numerator: int, denominator: int, step: Decimal) -> Optional[Decimal]:
@@ -218,9 +217,8 @@ def kept_sales(buyer: User, period: DateRange, *keys, order_ids: Optional[list[i
     sold = (sa.select(*keys, sa.func.count(), sa.func.sum(Sale.price))
             .where(Sale.buyer_id == buyer.id, *period.conditions(Sale.created_at)))
     refunded = (sa.select(*keys, -sa.func.count(), -sa.func.sum(Sale.price))
-                .select_from(Return).join(Sale, Sale.id == Return.sale_id)
-                .where(Return.buyer_id == buyer.id, Return.status == ReturnStatus.ACCEPTED,
-                       *period.conditions(Sale.created_at)))
+                .select_from(Return).join(Sale, refund_of(Sale.id))
+                .where(Return.buyer_id == buyer.id, *period.conditions(Sale.created_at)))
     if order_ids is not None:
         sold = sold.where(Sale.order_id.in_(order_ids))
         refunded = refunded.where(Sale.order_id.in_(order_ids))

@@ -2,8 +2,10 @@
 the whole marketplace for an admin. Aggregates in the database over indexed columns;
 buyers' feedback reaches sellers only as counts, never with the buyer's identity.
 
-Returns count the ACCEPTED ones (the sale was refunded): one still open, or rejected,
-leaves the sale standing."""
+A refunded sale (an accepted return, a buyer's or a failed spot-check's: models.refund_of)
+was undone on the ledger: every figure of sales counts it as sold and says how much of
+it was refunded (`Net`), so what a page calls earned or paid is what stands, and
+agrees with the ledger."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,8 +15,8 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import (
-    LISTED_STATUSES, Batch, Lead, LedgerTransaction, Order, OrderStatus, OutcomeStatus, Return, ReturnStatus, Sale,
-    SaleOutcome, User,
+    LISTED_STATUSES, Batch, Lead, LedgerTransaction, Order, OrderStatus, OutcomeStatus, Return, Sale,
+    SaleOutcome, User, refund_of, refunded,
 )
 from app.models.types import utcnow
 from app.market import rules
@@ -49,19 +51,43 @@ class Feedback:
         setattr(self, status.value, getattr(self, status.value) + count)
 
 
+@dataclass(frozen=True)
+class Net:
+    """A count or an amount of sales and how much of it was refunded: `net` is what
+    stands. Pages show `net` with the refunded part beside it (templates/_net.html)."""
+
+    gross: int = 0
+    refunded: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunded
+
+    def __add__(self, other: "Net") -> "Net":
+        return Net(self.gross + other.gross, self.refunded + other.refunded)
+
+
+def _net(gross, taken_back) -> Net:
+    return Net(int(gross or 0), int(taken_back or 0))  # PostgreSQL sums bigints as numeric
+
+
 @dataclass
 class BatchSales:
-    sold: int = 0
-    revenue: int = 0  # what buyers paid
-    earned: int = 0  # the seller's share
+    sold: Net = Net()  # sales of the batch's leads, and how many were refunded
+    revenue: int = 0  # what buyers paid, refunds included (the prices they bought at)
+    earned: Net = Net()  # the seller's share of those sales, and what refunds took back
     min_price: Optional[int] = None
     max_price: Optional[int] = None
-    returned: int = 0  # sales of the batch refunded by an accepted return
     feedback: Feedback = field(default_factory=Feedback)
 
     @property
+    def returned(self) -> int:
+        """Sales of the batch refunded: by an accepted return or a failed spot-check."""
+        return self.sold.refunded
+
+    @property
     def average_price(self) -> Optional[Decimal]:
-        return kpis._ratio(self.revenue, self.sold, kpis.CENTS)
+        return kpis._ratio(self.revenue, self.sold.gross, kpis.CENTS)
 
 
 def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
@@ -72,24 +98,25 @@ def batch_sales(batch_ids: list[int]) -> dict[int, BatchSales]:
     if not batch_ids:
         return found
     rated = [sa.func.count(sa.case((SaleOutcome.status == status, 1))) for status in OutcomeStatus]
-    for batch_id, sold, revenue, earned, low, high, returned, *feedback in db.session.execute(
-            _with_return_and_outcome(
-                sa.select(Sale.batch_id, sa.func.count(), sa.func.sum(Sale.price),
-                          sa.func.sum(Sale.seller_share), sa.func.min(Sale.price),
-                          sa.func.max(Sale.price), sa.func.count(Return.id), *rated))
+    for batch_id, sold, returned, revenue, earned, taken_back, low, high, *feedback in \
+            db.session.execute(_with_return_and_outcome(
+                sa.select(Sale.batch_id, sa.func.count(), sa.func.count(Return.id),
+                          sa.func.sum(Sale.price), sa.func.sum(Sale.seller_share),
+                          sa.func.sum(sa.case((Return.id.is_not(None), Sale.seller_share))),
+                          sa.func.min(Sale.price), sa.func.max(Sale.price), *rated))
             .where(Sale.batch_id.in_(batch_ids)).group_by(Sale.batch_id)):
-        found[batch_id] = BatchSales(sold, int(revenue or 0), int(earned or 0), low, high,
-                                     returned, Feedback(**{status.value: count for status, count
-                                                           in zip(OutcomeStatus, feedback)}))
+        found[batch_id] = BatchSales(Net(sold, returned), int(revenue or 0),
+                                     _net(earned, taken_back), low, high,
+                                     Feedback(**{status.value: count for status, count
+                                                 in zip(OutcomeStatus, feedback)}))
     return found
 
 
 def _with_return_and_outcome(query: sa.Select) -> sa.Select:
-    """Sales with their refund (an ACCEPTED return; one still open, or rejected, leaves
-    the sale standing) and their buyer's outcome, each None when there is none."""
+    """Sales with the return that refunded them (`refund_of`) and their buyer's
+    outcome, each None when there is none."""
     return (query.select_from(Sale)
-            .outerjoin(Return, sa.and_(Return.sale_id == Sale.id,
-                                       Return.status == ReturnStatus.ACCEPTED))
+            .outerjoin(Return, refund_of(Sale.id))
             .outerjoin(SaleOutcome, SaleOutcome.sale_id == Sale.id))
 
 
@@ -172,8 +199,7 @@ def recent_price_level(regions: Collection[Optional[str]], days: int = 30,
     level when none of them sold. Refunded sales (an accepted return) were undone:
     not a price paid."""
     since = (now or utcnow()) - timedelta(days=days)
-    refunded = sa.exists().where(Return.sale_id == Sale.id, Return.status == ReturnStatus.ACCEPTED)
-    recent = sa.select(Sale.price).where(Sale.created_at >= since, ~refunded)
+    recent = sa.select(Sale.price).where(Sale.created_at >= since, ~refunded(Sale.id))
     known = [region for region in regions if region is not None]
     prices = []
     if known:
@@ -202,18 +228,21 @@ class Marketplace:
     computed_at: datetime
     leads_listed: int
     batches: int
-    sales: int
-    gross: int
-    commission: int
+    sales: Net  # the period's sales, and how many of them were refunded
+    paid: Net  # what buyers paid for them, and what refunds gave back
+    commission: Net  # the exchange's cut of them, and what refunds gave back
     orders_open: int
     orders_quantity: int
     orders_filled: int
     orders_completed: int
     orders_ended: int
-    returns: int
     regions: list[dict]
     top_sellers: list[dict]
     feedback: Feedback
+
+    @property
+    def returns(self) -> int:
+        return self.sales.refunded
 
     @property
     def fill_rate(self) -> Optional[Decimal]:
@@ -227,7 +256,7 @@ class Marketplace:
 
     @property
     def return_rate(self) -> Optional[Decimal]:
-        return kpis._ratio(self.returns, self.sales, kpis.RATIO)
+        return kpis._ratio(self.sales.refunded, self.sales.gross, kpis.RATIO)
 
 
 def marketplace_version() -> tuple:
@@ -244,9 +273,9 @@ def marketplace_version() -> tuple:
 def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -> Marketplace:
     """The marketplace over the last `days`: one grouped scan of the period's sales
     (by region and seller, over a covering index) and one of its outcomes (by seller
-    and status) give volume, prices by region, top sellers and feedback. Returns are
-    the accepted returns of the period's sales (the same cohort as `sales`, so the
-    return rate is the share of them refunded)."""
+    and status) give volume, prices by region, top sellers and feedback. Refunds are
+    those of the period's sales (the same cohort, so the return rate is the share of
+    them refunded); commission net of them, like the ledger's all-time figure."""
     now = now or utcnow()
     since = now - timedelta(days=days)
     listed, batch_count = db.session.execute(
@@ -262,6 +291,7 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
     open_orders = db.session.scalar(sa.select(sa.func.count()).select_from(Order)
                                     .where(Order.status == OrderStatus.OPEN))
     regions: dict[Optional[str], list] = {}
+    # seller → [sales, paid, commission, and each of them refunded]
     sellers: dict[int, list[int]] = {}
     for region, seller_id, count, total, cut, low, high in db.session.execute(
             sa.select(Sale.region, Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
@@ -272,20 +302,20 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
         r[0] += count
         r[1] += int(total)
         r[2], r[3] = min(r[2], low), max(r[3], high)
-        s = sellers.setdefault(seller_id, [0, 0, 0])
+        s = sellers.setdefault(seller_id, [0] * 6)
         s[0] += count
         s[1] += int(total)
         s[2] += int(cut)
-    returned = {}
-    for seller_id, count, cut in db.session.execute(
-            sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.commission))
-            .select_from(Return).join(Sale, Sale.id == Return.sale_id)
-            .where(Return.status == ReturnStatus.ACCEPTED, Sale.created_at >= since)
-            .group_by(Sale.seller_id)):
-        returned[seller_id] = count
-        # A reversed sale gave its commission back: the period's commission is net of it,
-        # like the all-time figure from the ledger next to it.
-        sellers.setdefault(seller_id, [0, 0, 0])[2] -= int(cut)
+    # The few refunded sales of the period (the same cohort), taken off what they added.
+    for seller_id, count, total, cut in db.session.execute(
+            sa.select(Sale.seller_id, sa.func.count(), sa.func.sum(Sale.price),
+                      sa.func.sum(Sale.commission))
+            .select_from(Return).join(Sale, refund_of(Sale.id))
+            .where(Sale.created_at >= since).group_by(Sale.seller_id)):
+        s = sellers.setdefault(seller_id, [0] * 6)
+        s[3] += count
+        s[4] += int(total)
+        s[5] += int(cut)
     feedback_by_seller: dict[int, Feedback] = {}
     overall = Feedback()
     for seller_id, status, count in db.session.execute(
@@ -294,23 +324,52 @@ def marketplace(days: int = 30, now: Optional[datetime] = None, top: int = 10) -
             .group_by(SaleOutcome.seller_id, SaleOutcome.status)):
         feedback_by_seller.setdefault(seller_id, Feedback()).add(status, count)
         overall.add(status, count)
-    best = sorted(sellers.items(), key=lambda item: (-item[1][1], item[0]))[:top]
+    figures = {seller_id: (Net(s[0], s[3]), Net(s[1], s[4]), Net(s[2], s[5]))
+               for seller_id, s in sellers.items()}
+    best = sorted(figures.items(), key=lambda item: (-item[1][1].net, item[0]))[:top]
     names = dict(db.session.execute(sa.select(User.id, User.display_name).where(
         User.id.in_([seller_id for seller_id, _ in best]))).all()) if best else {}
     top_sellers = [{"id": seller_id, "name": names.get(seller_id) or f"Seller {seller_id}",
-                    "sales": count, "gross": gross, "commission": cut,
-                    "returns": returned.get(seller_id, 0),
+                    "sales": count, "paid": paid, "commission": cut,
                     "feedback": feedback_by_seller.get(seller_id, Feedback())}
-                   for seller_id, (count, gross, cut) in best]
+                   for seller_id, (count, paid, cut) in best]
     by_volume = sorted(regions.items(), key=lambda item: (-item[1][0], item[0] or ""))[:20]
     return Marketplace(
         days=days, computed_at=now, leads_listed=int(listed), batches=batch_count,
-        sales=sum(s[0] for s in sellers.values()), gross=sum(s[1] for s in sellers.values()),
-        commission=sum(s[2] for s in sellers.values()),
+        sales=sum((f[0] for f in figures.values()), Net()),
+        paid=sum((f[1] for f in figures.values()), Net()),
+        commission=sum((f[2] for f in figures.values()), Net()),
         orders_open=open_orders, orders_quantity=int(quantity), orders_filled=int(filled),
         orders_completed=completed, orders_ended=ended_count,
-        returns=sum(returned.values()),
         regions=[{"region": region or "unknown", "sales": count,
                   "average": kpis._ratio(total, count, kpis.CENTS), "min": low, "max": high}
                  for region, (count, total, low, high) in by_volume],
         top_sellers=top_sellers, feedback=overall)
+
+
+@dataclass(frozen=True)
+class CommissionDay:
+    day: str  # the sales' UTC day, "YYYY-MM-DD"
+    sales: Net
+    commission: Net
+
+
+def commission_by_day(days: int = 30, now: Optional[datetime] = None) -> list[CommissionDay]:
+    """The exchange's commission on each day's sales over the last `days`, newest
+    first, net of the refunds of those sales (refunded later or not): what the ledger's
+    commission account kept of them. One scan of the period's sales (a covering index),
+    and one of the few refunded among them, taken off the same days."""
+    since = (now or utcnow()) - timedelta(days=days)
+    day = sa.func.date(Sale.created_at)
+    found: dict[str, list[int]] = {}  # day → [sales, refunded, commission, refunded]
+    for d, count, cut in db.session.execute(
+            sa.select(day, sa.func.count(), sa.func.sum(Sale.commission))
+            .where(Sale.created_at >= since).group_by(day)):
+        found[str(d)[:10]] = [count, 0, int(cut), 0]
+    for d, count, cut in db.session.execute(
+            sa.select(day, sa.func.count(), sa.func.sum(Sale.commission))
+            .select_from(Return).join(Sale, refund_of(Sale.id))
+            .where(Sale.created_at >= since).group_by(day)):
+        found.setdefault(str(d)[:10], [0] * 4)[1:4:2] = count, int(cut)
+    return [CommissionDay(d, Net(sales, returned), Net(cut, cut_back))
+            for d, (sales, returned, cut, cut_back) in sorted(found.items(), reverse=True)]

@@ -54,8 +54,11 @@ def return_cap(order: Order) -> int:
 
 
 def not_rejected_returns(order_id: int) -> int:
+    """The buyer's returns of the order that count against its cap: open or accepted
+    ones the buyer filed (a failed spot-check's refunds are the exchange's doing)."""
     return db.session.scalar(select(func.count()).select_from(Return).where(
-        Return.order_id == order_id, Return.status != ReturnStatus.REJECTED))
+        Return.order_id == order_id, Return.status != ReturnStatus.REJECTED,
+        Return.reason != ReturnReason.FAILED_SPOT_CHECK))
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,7 @@ def return_batch_sales(batch_id: int, actor: Optional[User], now: Optional[datet
     reversed_count, refunded = 0, []
     for sale in sales:
         item = db.session.scalar(select(Return).where(Return.sale_id == sale.id))
-        if item is not None and item.status is ReturnStatus.ACCEPTED:
+        if item is not None and item.refunds:
             continue  # already refunded
         if item is None:
             item = Return(sale_id=sale.id, order_id=sale.order_id, buyer_id=sale.buyer_id,
@@ -358,9 +361,11 @@ def states_for_sales(sale_ids: list[int]) -> dict[int, Return]:
         select(Return).where(Return.sale_id.in_(sale_ids)))}
 
 
-def refunded_for_order(order_id: int) -> tuple[int, int]:
-    """How many of the order's leads were refunded, and how much money went back."""
-    count, amount = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Return.refund), 0))
-        .where(Return.order_id == order_id, Return.status == ReturnStatus.ACCEPTED)).one()
-    return int(count), int(amount)
+def refunds_by_order(order_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """order id → how many of its leads were refunded and how much money went back
+    (orders with no refund are left out)."""
+    if not order_ids:
+        return {}
+    return {order_id: (int(count), int(amount)) for order_id, count, amount in db.session.execute(
+        select(Return.order_id, func.count(), func.sum(Return.refund))
+        .where(Return.order_id.in_(order_ids), Return.refunds).group_by(Return.order_id))}

@@ -176,7 +176,7 @@ def seller_records(seller_ids: Optional[list[int]] = None) -> dict[int, dict]:
     import sqlalchemy as sa
 
     from app.extensions import db
-    from app.models import Batch, Return, ReturnStatus, Role, Sale, SaleOutcome, User
+    from app.models import Batch, Return, Role, Sale, SaleOutcome, User
 
     def scoped(query, column):
         return query.where(column.in_(seller_ids)) if seller_ids is not None else query
@@ -198,7 +198,7 @@ def seller_records(seller_ids: Optional[list[int]] = None) -> dict[int, dict]:
             records[sid]["sold"] = sold
     for sid, returned in db.session.execute(scoped(
             sa.select(Return.seller_id, sa.func.count())
-            .where(Return.status == ReturnStatus.ACCEPTED).group_by(Return.seller_id),
+            .where(Return.refunds).group_by(Return.seller_id),
             Return.seller_id)):
         if sid in records:
             records[sid]["returned"] = returned

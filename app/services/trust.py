@@ -5,8 +5,9 @@ with its reasons, and what suspension does to the seller's inventory. Admins dec
 The record, over the last RECORD_DAYS:
 - acceptance rate: rows accepted ÷ rows read, over the seller's processed uploads;
 - spot-checks passed and failed;
-- return rate: buyers' returns accepted against the seller ÷ the seller's sales
-  (returns caused by a failed spot-check are left out: the failed check already counts);
+- return rate: the seller's sales refunded ÷ the seller's sales, as the marketplace
+  counts it (market_stats): the sales of the period and those of them refunded, by a
+  buyer's accepted return or by a failed spot-check alike (models.refund_of);
 - conversion feedback from buyers: the outcomes buyers recorded on the seller's leads
   (aggregated, never who gave them): good with a bad rate under HIGH_BAD, bad at or
   above it, neutral under MIN_RATED rated leads.
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import (
     LISTED_STATUSES, Batch, BatchStatus, Lead, LeadStatus, OutcomeStatus, Return, ReturnReason,
-    ReturnStatus, Sale, SaleOutcome, SpotCheck, SpotCheckStatus, TrustLevel, User,
+    Sale, SaleOutcome, SpotCheck, SpotCheckStatus, TrustLevel, User, refund_of,
 )
 
 RECORD_DAYS = 180
@@ -47,7 +48,8 @@ class Record:
     checks_passed: int
     checks_failed: int
     sales: int
-    returns_accepted: int
+    returns_accepted: int  # of `sales`, those refunded (a spot-check's refunds included)
+    refunded_by_checks: int = 0  # of `returns_accepted`, those a failed spot-check made
     rated: int = 0  # sold leads buyers gave an outcome to
     converted: int = 0
     bad: int = 0
@@ -82,15 +84,18 @@ def record_of(seller: User, now: Optional[datetime] = None) -> Record:
         .group_by(SpotCheck.status)).all())
     sales = db.session.scalar(sa.select(sa.func.count()).select_from(Sale).where(
         Sale.seller_id == seller.id, Sale.created_at >= since)) or 0
-    returned = db.session.scalar(sa.select(sa.func.count()).select_from(Return).where(
-        Return.seller_id == seller.id, Return.status == ReturnStatus.ACCEPTED,
-        Return.reason != ReturnReason.FAILED_SPOT_CHECK, Return.created_at >= since)) or 0
+    # Of those sales, the few refunded, reached by the seller's returns.
+    returned, by_checks = db.session.execute(
+        sa.select(sa.func.count(),
+                  sa.func.count(sa.case((Return.reason == ReturnReason.FAILED_SPOT_CHECK, 1))))
+        .select_from(Return).join(Sale, refund_of(Sale.id))
+        .where(Return.seller_id == seller.id, Sale.created_at >= since)).one()
     outcomes = dict(db.session.execute(
         sa.select(SaleOutcome.status, sa.func.count())
         .where(SaleOutcome.seller_id == seller.id, SaleOutcome.sold_at >= since)
         .group_by(SaleOutcome.status)).all())
     return Record(int(rows), int(accepted), checks.get(SpotCheckStatus.PASSED, 0),
-                  checks.get(SpotCheckStatus.FAILED, 0), sales, returned,
+                  checks.get(SpotCheckStatus.FAILED, 0), sales, returned, by_checks,
                   rated=sum(outcomes.values()), converted=outcomes.get(OutcomeStatus.CONVERTED, 0),
                   bad=outcomes.get(OutcomeStatus.BAD, 0))
 
@@ -129,6 +134,15 @@ def _feedback_factor(record: Record) -> Factor:
                   f"{counts}; {HIGH_BAD:.0%} or more bad is high.")
 
 
+def _refund_causes(record: Record) -> str:
+    by_checks = record.refunded_by_checks
+    if not by_checks:
+        return ""
+    returned = record.returns_accepted - by_checks
+    return (f": {by_checks} by a failed spot-check, {returned} by buyers' returns"
+            if returned else ", all by a failed spot-check")
+
+
 def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
     record = record_of(seller, now)
     factors = []
@@ -157,8 +171,8 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
     else:
         factors.append(Factor(
             "Return rate", "bad" if returns >= HIGH_RETURNS else "good",
-            f"{record.returns_accepted} of {record.sales} sales returned ({_pct(returns)}; "
-            f"{HIGH_RETURNS:.0%} or more is high)."))
+            f"{record.returns_accepted} of {record.sales} sales refunded ({_pct(returns)}"
+            f"{_refund_causes(record)}; {HIGH_RETURNS:.0%} or more is high)."))
     factors.append(_feedback_factor(record))
     feedback_bad = factors[-1].verdict == "bad"
     judged_returns = returns if returns is not None and record.sales >= MIN_SALES else None

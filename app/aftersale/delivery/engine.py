@@ -29,8 +29,8 @@ from app.core.mail import public_url
 from app.errors import Conflict
 from app.extensions import db
 from app.models import (
-    ConsentCertificate, DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Return,
-    ReturnStatus, Sale, WebhookDelivery,
+    ConsentCertificate, DeliveryAttempt, DeliveryStatus, HttpDelivery, Lead, Order, Sale,
+    WebhookDelivery, refunded,
 )
 from app.models.orders import refused_by_buyer
 from app.models.types import utcnow
@@ -384,8 +384,7 @@ def _never_sent(order: Order, what) -> sa.Select:
                    ~sa.exists().where(WebhookDelivery.sale_id == Sale.id,
                                       WebhookDelivery.order_id == order.id,
                                       WebhookDelivery.channel == "url"),
-                   ~sa.exists().where(Return.sale_id == Sale.id,
-                                      Return.status == ReturnStatus.ACCEPTED)))
+                   ~refunded(Sale.id)))
 
 
 def never_sent(order: Order) -> list[int]:
