@@ -170,7 +170,7 @@ def _priced_out(filters: Filters, now: datetime, params: dict) -> tuple[int, Opt
     """Leads that match but whose sellers' floor is above the price: how many, and the
     lowest of those floors (what the buyer would have to pay to reach one)."""
     conditions = [*_offered_to(filters, now, params["buyer_id"] is not None),
-                  Lead.floor_price > sa.bindparam("price")]
+                  ~rules.FLOOR.sql(None, Lead, rules.Ctx(price=sa.bindparam("price")))]
     if filters.interests:  # a JSON list: counted one by one
         floors = [floor for interests, floor in db.session.execute(
             sa.select(Lead.interests, Lead.floor_price).where(*conditions).limit(_COUNT_LIMIT),
