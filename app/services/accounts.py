@@ -13,7 +13,6 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
-from zxcvbn import zxcvbn
 
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.extensions import db
@@ -64,6 +63,10 @@ def check_password_strength(password: str, user_inputs: Sequence[str] = ()) -> N
             code="weak_password",
             details={"field": "password"},
         )
+    # Imported here: its word lists take 13 MB, which every process importing this
+    # module (the ingest pipeline's among them) would hold without ever rating one.
+    from zxcvbn import zxcvbn
+
     rating = zxcvbn(password[:72], user_inputs=[i for i in user_inputs if i])
     if rating["score"] < MIN_PASSWORD_SCORE:
         feedback = rating["feedback"]
