@@ -382,3 +382,31 @@ def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_re
     assert wait_until(lambda: db.session.get(WebhookDelivery, rejected.id).status
                       is DeliveryStatus.DELIVERED)
     assert len(crm.requests) == sent + 1
+
+
+def test_a_delivery_of_an_erased_person_is_not_sent_again(client, api_key_for, buyer,
+                                                           buyer_client, crm):
+    """SPEC §7 and §12: a resend after the person was erased would send the buyer's
+    system a lead without contacts; it is refused, saying why, and nothing is sent."""
+    from app.services import privacy
+
+    order_id = _order(client, api_key_for, buyer, crm.url, quantity=1)
+    assert _save_format(buyer_client, order_id, reply_kind="json", reply_path="$.status",
+                        reply_accept="ok", reply_reason="$.error").status_code == 302
+    crm.body = b'{"status": "rejected", "error": "Duplicate in CRM"}'
+    assert client.post("/api/v1/leads", headers=api_key_for(verified_seller()),
+                       json=LEAD).status_code == 201
+    [rejected] = engine.log_for(db.session.get(Order, order_id))
+    assert rejected.status is DeliveryStatus.REJECTED
+    privacy.erase(privacy.identify(email=LEAD["email"]), reason="DSR-7", actor=None)
+    db.session.commit()
+    sent = len(crm.requests)
+    page = buyer_client.post(
+        f"/buyer/orders/{order_id}/deliveries/{rejected.id}/resend",
+        data={"csrf_token": csrf_token(buyer_client, _page(buyer_client, order_id))},
+        follow_redirects=True).get_data(as_text=True)
+    assert "were erased at their request: there is nothing left to send" in page
+    assert "Sent again" not in page
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, rejected.id).status is DeliveryStatus.REJECTED
+    assert len(crm.requests) == sent

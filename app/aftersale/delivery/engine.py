@@ -368,6 +368,11 @@ def resend(order: Order, delivery_id: int) -> WebhookDelivery:
     delivery = db.session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.order_id != order.id:
         raise Conflict("No such delivery for this order.", code="unknown_delivery")
+    # Sent again, it would reach the buyer's system as a lead without a person.
+    if db.session.scalar(sa.select(Lead.erased_at).join(Sale, Sale.lead_id == Lead.id)
+                         .where(Sale.id == delivery.sale_id)) is not None:
+        raise Conflict("This person's contacts were erased at their request: there is "
+                       "nothing left to send.", code="lead_erased")
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = utcnow()
     db.session.flush()
