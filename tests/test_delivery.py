@@ -341,8 +341,9 @@ def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_re
     assert "<td>Rejected by your system</td>" in log and "<td>Failed</td>" not in log
     assert "Your system's reason: Phone is required" in log
     attempts = page.split('id="attempts"')[1]
-    assert '<span class="text-danger">Rejected by your system: Phone is required</span>' \
-        in attempts
+    # Each attempt says how it was sent: an order may deliver by URL and by email.
+    assert ('HTTP POST · <span class="text-danger">Rejected by your system: Phone is '
+            'required</span>') in attempts
     lead_id = db.session.get(Sale, rejected.sale_id).lead_id
     journey = buyer_client.get(f"/buyer/leads/{lead_id}/journey").get_data(as_text=True)
     assert "Rejected by the buyer’s system · sale" in journey and "Delivery failed" not in journey
