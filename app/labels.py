@@ -28,6 +28,8 @@ LABELS: dict[str, dict[str, str]] = {
     "trust": {"new": "New", "verified": "Verified", "suspended": "Suspended"},
     "role": {"seller": "Seller", "buyer": "Buyer", "admin": "Admin"},
     "company_role": {"owner": "Owner", "member": "Member"},
+    # What an audit entry is about (the rest read as their words capitalised).
+    "subject": {"api_key": "API key", "outgoing_email": "Email", "topup": "Top-up"},
     "delivery": {"pending": "Pending", "delivered": "Delivered", "failed": "Failed",
                  "rejected": "Rejected by your system"},
     "topup": {"created": "Not started", "requires_payment_method": "Waiting for a card",

@@ -86,7 +86,7 @@ def test_audit_details_read_as_words_not_python(admin_client):
     db.session.commit()
     page = admin_client.get("/admin/audit?action=returns.contacts_viewed").get_data(as_text=True)
     row = page.split("<code>returns.contacts_viewed</code></div></td>", 1)[1].split("</tr>", 1)[0]
-    assert "returns #None" not in row and ">returns<" in row
+    assert "Returns #None" not in row and ">Returns<" in row
     assert "<dd class=\"text-break\">yes</dd>" in row and "<dd class=\"text-break\">—</dd>" in row
     assert "30: 100, 101, 102" in row and "129" in row  # long lists fold, all still there
     assert "588: —; 589: 2" in row

@@ -209,6 +209,10 @@ def test_returns_and_outcomes_one_entry_each_and_one_per_file(team, app, api_key
     filed = _by_member("return.filed", mia, owner)
     assert (filed.subject_type, filed.subject_id) == ("sale", sales[0])
     assert filed.details["reason"] == "fake" and filed.details["order"] == order.id
+    # Read in the words of the return form, about a sale named so.
+    activity = client_of(app, owner).get("/auth/team/activity").get_data(as_text=True)
+    assert "<dd class=\"text-break\">Fake person</dd>" in activity
+    assert f"Sale #{sales[0]}" in activity
     # The seller's member contests it: named too, with the answer (not the note's text).
     sam = member_of(seller, "sam@leadfarm.example")
     seller_client = client_of(app, sam)
@@ -295,7 +299,8 @@ def test_admins_read_entries_in_words_and_owners_read_only_their_company(team, a
     assert activity.status_code == 200
     text = activity.get_data(as_text=True)
     assert "Delivery URL changed" in text and "mia@acme.example" in text
-    assert f"order #{order.id}" in text and "hunter2" not in text
+    assert f"Order #{order.id}" in text and "hunter2" not in text
+    assert "<dt>account</dt>" not in text  # every entry here is the owner's own account
     assert "Member joined" in text  # the team's own history too
     # A member does not read it; another company's owner reads only their own.
     assert client.get("/auth/team/activity").status_code == 403
