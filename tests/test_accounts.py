@@ -36,6 +36,20 @@ def test_bad_email_and_weak_password_are_refused(app):
     assert exc.value.code == "weak_password" and "very common password" in exc.value.message
 
 
+def test_a_password_made_of_the_persons_own_address_is_refused(app):
+    """zxcvbn is given the address's parts: with the whole address as one word,
+    `marysmithsonacme7` rated 4 (strong)."""
+    with pytest.raises(ValidationFailed) as exc:
+        accounts.create_user("marysmithson@acme.example", "marysmithsonacme7", Role.BUYER,
+                             display_name="Mary Smithson")
+    assert exc.value.code == "weak_password"
+    user = make_user(email="marysmithson@acme.example")
+    with pytest.raises(ValidationFailed) as exc:
+        accounts.change_password(user, TEST_PASSWORD, "marysmithsonacme7")
+    assert exc.value.code == "weak_password"
+    accounts.change_password(user, TEST_PASSWORD, "correct horse battery staple")
+
+
 def test_passwords_are_stored_as_argon2id_hashes(app):
     user = make_user()
     assert user.password_hash.startswith("$argon2id$")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from app.core import events
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
+from app.formatting import format_money
 from app.market import jobs, settle, snapshot
 from app.market.book import Claims, allocate
 from app.models import AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Role, TrustLevel
@@ -358,3 +359,30 @@ def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
     assert "$0.00 → $50.00" in page and "confirmed" in page
     response = client.post(f"{page_url}/terms", data=form | {"cap": "0"})
     assert response.status_code == 422
+
+
+def test_a_real_time_batch_is_repriced_against_the_terms_its_leads_carry(client, api_key_for):
+    """Each real-time lead keeps its post's floor: lowering the floor to the first lead's
+    (the batch's own) still lowers a later lead's, and the batch is offered again."""
+    seller = verified_seller()
+    headers = api_key_for(seller)
+    posted = [client.post("/api/v1/leads", headers=headers, json={
+        "email": f"rt{floor}@mail.example.com", "consent_at": "2026-11-01T09:30:00Z",
+        "source_url": "https://x.example.com", "default_country": "US",
+        "floor_price": floor, "cap": 1}).json["id"] for floor in (300, 500)]
+    batch = db.session.get(Batch, _lead(posted[0]).batch_id)
+    assert batch.terms_per_lead and _lead(posted[1]).batch_id == batch.id
+    assert batches.lead_terms(batch) == batches.LeadTerms(300, 500, 1, 1)
+    order = place(funded_buyer(), 450, 5)
+    jobs.fill_order(order.id)
+    db.session.commit()
+    assert [s.lead_id for s in sales_of(order)] == [posted[0]]  # 500 is above its price
+
+    assert batches.reprice(seller, batch.id, floor_price=300) == 1  # the unsold one
+    db.session.commit()  # a lower floor for a lead: the batch is offered again
+    db.session.expire_all()
+    assert sorted(s.lead_id for s in sales_of(order)) == posted
+    assert _entries(batch.id)[-1].details == {"floor_price": [[300, 500], 300], "leads": 1}
+    page = _seller_client(client.application, seller).get(f"/seller/batches/{batch.id}")
+    assert f"floor {format_money(300)} to {format_money(500)} → {format_money(300)}" in \
+        page.get_data(as_text=True)

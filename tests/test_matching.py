@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.errors import InsufficientFunds, ValidationFailed
 from app.extensions import db
-from app.models import Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
+from app.models import AuditEvent, Lead, LedgerEntry, LedgerTransaction, Order, OrderStatus
 from app.services import ledger
 from app.market import book, jobs, operations, rules, settle, snapshot
 from app.market.book import Claims, allocate
@@ -203,6 +203,17 @@ def test_cancel_releases_the_rest_and_edits_move_the_hold(app):
     db.session.commit()
     assert (ledger.balance_for(buyer).available, ledger.balance_for(buyer).held) == (10_000, 0)
     assert ledger.reconcile().ok
+
+
+def test_terms_saved_unchanged_leave_no_audit_entry(app):
+    buyer = funded_buyer(10_000)
+    order = place(buyer, 300, 10)
+    operations.change_terms(buyer, order.id, price=300, quantity=10)
+    operations.change_terms(buyer, order.id, price=400)
+    db.session.commit()
+    assert [e.details for e in db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "order.changed", AuditEvent.subject_id == order.id))] == [
+        {"changed": ["price"], "price": 400}]
 
 
 def test_paused_orders_wait(app):

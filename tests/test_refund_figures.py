@@ -6,10 +6,13 @@ import random
 import re
 from datetime import datetime, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import AccountKind, Batch, Lead, Role, Sale, SpotCheckItem, SpotCheckStatus
+from app.models import (
+    AccountKind, Batch, Lead, Role, Sale, SpotCheckItem, SpotCheckStatus, TrustLevel,
+)
 from app.services import kpis, ledger, market_stats, quality, returns, spotchecks, trust
 from app.market import jobs
 from tests import quality_corpus as corpus
@@ -43,20 +46,20 @@ def _fail_check(batch: Batch, admin) -> None:
     db.session.commit()
 
 
-def _market():
+def _market(returned: int = 1):
     """A verified seller's two batches of 10 leads, all sold at 3.00 to one buyer; then
-    the buyer returns one lead of the second (accepted by the seller) and the first
-    batch fails its spot-check (10 sales refunded)."""
+    the buyer returns `returned` leads of the second (accepted by the seller) and the
+    first batch fails its spot-check (10 sales refunded)."""
     seller, admin, buyer = verified_seller(), make_user(Role.ADMIN), funded_buyer(100_000)
     failed, kept = _batch(seller, 1), _batch(seller, 2)
     order = place(buyer, PRICE, 20)
     jobs.fill_order(order.id)
     db.session.commit()
     assert len(sales_of(order)) == 20
-    returned = db.session.scalar(sa.select(Sale).where(Sale.batch_id == kept.id)
-                                 .order_by(Sale.id))
-    item = returns.open_return(buyer, returned.id, "wrong_number")
-    returns.seller_respond(seller, item.id, accept=True)
+    for sale in db.session.scalars(sa.select(Sale).where(Sale.batch_id == kept.id)
+                                   .order_by(Sale.id).limit(returned)).all():
+        item = returns.open_return(buyer, sale.id, "wrong_number")
+        returns.seller_respond(seller, item.id, accept=True)
     db.session.commit()
     _fail_check(failed, admin)
     return seller, admin, failed, kept
@@ -91,16 +94,32 @@ def test_a_batchs_sold_and_earned_say_what_refunds_took_and_add_up_to_the_balanc
 def test_the_trust_record_counts_a_spot_checks_refunds_as_the_marketplace_does(app):
     seller, admin, _, _ = _market()
     page = _client(app, admin).get(f"/admin/users/{seller.id}").get_data(as_text=True)
-    assert ("Return rate</strong> (bad): 11 of 20 sales refunded (55.0%: 10 by a failed "
-            "spot-check, 1 by buyers&#39; returns; 10% or more is high).") in page
-    # A failed spot-check and a high return rate: the record proposes suspension.
-    assert "Proposed trust level: <span class=\"badge text-bg-danger\">suspended" in page
+    # The gross figure is shown; the rules judge buyers' returns (1 of 20): the failed
+    # check's own refunds do not make it a second strike.
+    assert ("Return rate</strong> (good): 11 of 20 sales refunded (55.0%: 10 by a failed "
+            "spot-check, 1 by buyers&#39; returns; buyers&#39; returns alone 5.0%, the rate "
+            "judged; 10% or more is high).") in page
+    assert "Proposed trust level: <span class=\"badge text-bg-secondary\">new" in page
     record = trust.record_of(seller)
     market = market_stats.marketplace()
     [mine] = [s for s in market.top_sellers if s["id"] == seller.id]
     assert (record.sales, record.returns_accepted) == (mine["sales"].gross, mine["sales"].refunded) \
         == (20, 11)
     assert record.refunded_by_checks == 10
+
+
+@pytest.mark.parametrize("returned, level, verdict", [
+    (0, TrustLevel.NEW, "good"),  # the failed check's 10 refunds alone: one strike
+    (2, TrustLevel.SUSPENDED, "bad"),  # and 2 buyers' returns in 20 sales (10%): two
+])
+def test_one_failed_spot_check_suspends_only_with_a_high_rate_of_buyers_returns(
+        app, returned, level, verdict):
+    seller, _, _, _ = _market(returned)
+    proposal = trust.propose(seller)
+    assert (proposal.record.returns_accepted, proposal.record.refunded_by_checks) == \
+        (10 + returned, 10)
+    assert [f.verdict for f in proposal.factors if f.name == "Return rate"] == [verdict]
+    assert proposal.level is level
 
 
 def test_a_failed_spot_checks_refunds_leave_the_buyer_their_returns(app):

@@ -14,6 +14,7 @@ from app.services import earnings, ledger, returns
 from app.market import jobs
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import funded_buyer, live_leads, person, place, sales_of, verified_seller
+from tests.query_count import counted
 
 
 def _market(count: int = 10, price: int = 1000, **order_kwargs):
@@ -395,3 +396,13 @@ def test_the_sellers_returns_list_says_which_lead_and_by_when(app):
     returns.open_return(buyer, sales[3].id, "fake")
     db.session.commit()
     assert queries_for(seller_client, "/seller/returns") == one
+
+
+def test_a_failed_spot_checks_refunds_look_for_no_seller_notice_per_sale(app):
+    """No seller was asked to answer the returns a failed spot-check makes: refunding the
+    batch reads no notice per sale (one query each, before)."""
+    _, _, _, sales = _market(count=3)
+    with counted() as statements:
+        assert returns.return_batch_sales(sales[0].lead.batch_id, actor=None) == 3
+    assert [s for s in statements if s.startswith("SELECT notifications.")] == []
+    assert all(not item.filed_by_buyer for item in db.session.scalars(sa.select(Return)))

@@ -87,7 +87,7 @@ def _sale_steps(sale: Sale, order_name: str, buyer_email: str, item: Optional[Re
                       "status": item.status.value, "seller_note": item.seller_note})
         if item.decided_at is not None:
             steps.append({"at": item.decided_at, "kind": "return_decided", "sale_id": sale.id,
-                          "accepted": item.status.value == "accepted",
+                          "accepted": item.refunds,
                           "decided_by": item.decided_by, "note": item.decision_note,
                           "refund": item.refund})
     if outcome is not None and view != "seller":

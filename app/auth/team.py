@@ -28,7 +28,7 @@ def _account_role_check() -> None:
 def team():
     _account_role_check()
     account = current_account._get_current_object()
-    owner = membership.is_owner(current_user) or account.company_name is None
+    owner = membership.manages(current_user, account)
     form = InviteForm()
     if owner and form.validate_on_submit():
         try:
@@ -54,7 +54,7 @@ def team_activity():
     """Who did what with the account: its owners' view of the audit log."""
     _account_role_check()
     account = current_account._get_current_object()
-    if not (membership.is_owner(current_user) or account.company_name is None):
+    if not membership.manages(current_user, account):
         abort(403)
     page = bounds.PAGE.take(request.args.get("page", "1"), "page")
     rows = audit.company_activity(account, limit=ACTIVITY_PAGE + 1,

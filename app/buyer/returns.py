@@ -36,7 +36,7 @@ def return_sale(sale_id: int):
             db.session.rollback()
             flash(exc.message, "danger")
         else:
-            if item.status is ReturnStatus.ACCEPTED:
+            if item.refunds:
                 flash(f"Return accepted: {format_money(item.refund)} is back on your balance.",
                       "success")
             elif item.status is ReturnStatus.REJECTED:

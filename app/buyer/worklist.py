@@ -21,7 +21,8 @@ from app.errors import NotFound
 from app.extensions import db
 from app.formatting import format_when, money_input, user_zone
 from app.models import (
-    ConsentCertificate, Lead, Order, OutcomeStatus, Return, ReturnStatus, Sale, SaleOutcome,
+    OPEN_RETURN_STATUSES, ConsentCertificate, Lead, Order, OutcomeStatus, Return, ReturnStatus,
+    Sale, SaleOutcome,
 )
 from app.services import scoring
 from app.services.crypto import current_vault
@@ -171,8 +172,9 @@ def _filters(order: Order, view: View) -> list:
     if view.returned == "none":
         conditions.append(Return.id.is_(None))
     elif view.returned == "open":
-        conditions.append(Return.status.in_((ReturnStatus.AWAITING_SELLER,
-                                             ReturnStatus.CONTESTED)))
+        conditions.append(Return.status.in_(OPEN_RETURN_STATUSES))
+    elif view.returned == "accepted":
+        conditions.append(Return.refunds)
     elif view.returned:
         conditions.append(Return.status == ReturnStatus(view.returned))
     if view.temperature:

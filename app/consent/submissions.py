@@ -25,7 +25,7 @@ from app.models.types import utcnow
 from app.services import scoring
 from app.services.crypto import current_vault
 from app.services.ingest import pipeline, realtime
-from app.services.ingest.validate import RowContext, validate_row
+from app.services.ingest.validate import FORM_DEFAULT, RowContext, validate_row
 
 TOKEN_MAX_AGE = 24 * 3600  # a form left open overnight may still be sent
 INPUT_WAYS = frozenset({"typed", "pasted", "typed and pasted", "autofilled"})
@@ -128,7 +128,7 @@ def submit(form: LeadForm, served: Served, submitted: dict[str, str], agreed: bo
         raise FormRefused(problems)
     seller = db.session.get(User, form.seller_id)
     terms = pipeline.check_terms(form.default_country, form.floor_price, form.cap,
-                                 default_from="the form's default country")
+                                 default_from=FORM_DEFAULT)
     try:
         lead = realtime.ingest_lead(seller, payload, terms)
     except realtime.LeadRejected as exc:

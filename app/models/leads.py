@@ -104,6 +104,12 @@ class Batch(db.Model):
     seller: Mapped[User] = relationship()
 
     @property
+    def terms_per_lead(self) -> bool:
+        """A real-time batch's leads each carry the floor and cap their post gave (the
+        batch's own are its first lead's); an upload's leads carry the batch's."""
+        return self.source is BatchSource.API
+
+    @property
     def progress(self) -> float:
         """0.0–1.0 by bytes read, the one measure known before the last row."""
         if self.status is not BatchStatus.PROCESSING:

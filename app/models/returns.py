@@ -64,6 +64,12 @@ class Return(db.Model):
         return self.status in OPEN_RETURN_STATUSES
 
     @hybrid_property
+    def filed_by_buyer(self) -> bool:
+        """A buyer's claim, not one of the returns a failed spot-check makes of each sale
+        of its batch (the exchange's doing: no seller is asked to answer them). In SQL too."""
+        return self.reason != ReturnReason.FAILED_SPOT_CHECK
+
+    @hybrid_property
     def refunds(self) -> bool:
         """The return refunded its sale: ACCEPTED, a buyer's or a failed spot-check's
         alike (an open or rejected return leaves the sale standing). In SQL too."""

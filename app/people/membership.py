@@ -17,6 +17,12 @@ def is_owner(user: User) -> bool:
     return user.company_role is CompanyRole.OWNER
 
 
+def manages(user: User, account: User) -> bool:
+    """The user runs the account's team (invites, removes, reads its activity): an owner
+    of its company, or the account's own user before it names one (nobody else yet)."""
+    return is_owner(user) or account.company_name is None
+
+
 def people_of(account_id: int) -> list[int]:
     """Who is told about the account's events: every active person of the company
     (the account's own user first), or the user alone."""

@@ -27,8 +27,7 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, AccountKind, LedgerAccount, Notification, NotificationKind, NotificationSetting,
-    Order, Role, User,
+    DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
@@ -199,15 +198,15 @@ def set_low_balance_threshold(user: User, threshold: Optional[int]) -> None:
     if threshold is not None and (type(threshold) is not int or threshold < 0):
         raise ValidationFailed("The threshold is an amount of zero or more.",
                                code="invalid_threshold", details={"field": "threshold"})
+    from app.services import ledger  # it tells of balances falling: it imports this
+
     before = user.low_balance_threshold
     user.low_balance_threshold = threshold
     db.session.flush()
     if threshold is None:
         return
-    available = db.session.scalar(
-        sa.select(LedgerAccount.balance).where(LedgerAccount.user_id == user.id,
-                                               LedgerAccount.kind == AccountKind.BUYER_AVAILABLE))
-    if available is not None and available < threshold and (before is None or available >= before):
+    available = ledger.balance_for(user).available
+    if _went_low(available, available, before, threshold):
         _balance_low(user.id, available, threshold)
 
 
@@ -428,9 +427,18 @@ def balance_fell(user_id: int, before: int, after: int) -> None:
     that crosses the threshold they set (once per crossing)."""
     threshold = db.session.scalar(sa.select(User.low_balance_threshold)
                                   .where(User.id == user_id))
-    if threshold is None or not after < threshold <= before:
-        return
-    _balance_low(user_id, after, threshold)
+    if _went_low(before, after, threshold, threshold):
+        _balance_low(user_id, after, threshold)
+
+
+def _went_low(balance_before: int, balance_after: int, threshold_before: Optional[int],
+              threshold_after: Optional[int]) -> bool:
+    """The available balance is below the threshold now and was not before: a crossing,
+    whether the balance fell or the threshold was raised (told once per crossing)."""
+    def low(balance: int, threshold: Optional[int]) -> bool:
+        return threshold is not None and balance < threshold
+
+    return low(balance_after, threshold_after) and not low(balance_before, threshold_before)
 
 
 def _balance_low(user_id: int, after: int, threshold: int) -> None:

@@ -41,7 +41,7 @@ from app.services.crypto import current_vault
 from app.services.ingest import realtime
 from app.services.ingest.pipeline import BatchTerms, check_can_sell
 from app.services.ingest.realtime import LeadRejected
-from app.services.ingest.validate import RowContext, validate_row
+from app.services.ingest.validate import PING_DEFAULT, RowContext, validate_row
 from app.services.ingest.workers import INTENT_LIMIT
 
 
@@ -151,7 +151,7 @@ def post(seller: User, ping_id: str, payload: Mapping[str, Any],
         raise PingExpired(f"The ping's offer ended at {ping.expires_at.isoformat()}; "
                           "ping the lead again.")
     terms = BatchTerms(ping.default_country, ping.floor_price, ping.cap, {},
-                       default_from="the ping's default_country")
+                       default_from=PING_DEFAULT)
     changed = [name for name, value in (terms_given or {}).items() if value is not None
                and (str(value).strip().upper() if name == "default_country" else value)
                != getattr(ping, name)]

@@ -3,7 +3,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 from functools import lru_cache
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from argon2 import PasswordHasher, profiles
@@ -53,10 +53,19 @@ def normalise_email(email: str) -> str:
     return result.normalized.lower()
 
 
-def check_password_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
+def _own_words(email: str, name: str) -> list[str]:
+    """What a guesser knows of the person, as the words zxcvbn matches: the address's
+    local part and domain labels and the name's words (the whole address is one word
+    that a password made of its parts never matches)."""
+    local, _, domain = email.partition("@")
+    return [word for word in (local, *domain.split("."), *name.split()) if word]
+
+
+def check_password_strength(password: str, email: str = "", name: str = "") -> None:
     """Refuse a password of the wrong length or one easy to guess (zxcvbn: common
-    words, repeats, sequences, keyboard patterns, the person's own address or name),
-    saying why. zxcvbn rates at most 72 characters: a longer one is rated by its start."""
+    words, repeats, sequences, keyboard patterns, the words of the person's own address
+    and name), saying why. zxcvbn rates at most 72 characters: a longer one is rated by
+    its start."""
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise ValidationFailed(
             f"The password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
@@ -67,7 +76,7 @@ def check_password_strength(password: str, user_inputs: Sequence[str] = ()) -> N
     # module (the ingest pipeline's among them) would hold without ever rating one.
     from zxcvbn import zxcvbn
 
-    rating = zxcvbn(password[:72], user_inputs=[i for i in user_inputs if i])
+    rating = zxcvbn(password[:72], user_inputs=_own_words(email, name))
     if rating["score"] < MIN_PASSWORD_SCORE:
         feedback = rating["feedback"]
         why = " ".join([feedback["warning"], *feedback["suggestions"]]).strip()
@@ -130,7 +139,7 @@ def create_user(
     admin (CLI) and the demo have a known address; public sign-up passes False."""
     role = Role(role)
     email = normalise_email(email)
-    check_password_strength(password, (email, display_name))
+    check_password_strength(password, email, display_name)
     if find_user_by_email(email):
         raise Conflict("An account with this email already exists.", code="email_taken")
     user = User(
@@ -236,7 +245,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
 def set_password(user: User, new_password: str) -> None:
     """Store a new password and sign out every session of the user (their login id
     carries the nonce, so sessions and remember-me cookies made before are void)."""
-    check_password_strength(new_password, (user.email, user.display_name))
+    check_password_strength(new_password, user.email, user.display_name)
     user.password_hash = _hasher().hash(new_password)
     user.session_nonce = new_session_nonce()
     db.session.flush()

@@ -21,7 +21,7 @@ from app.extensions import db
 from app.formatting import format_money
 from app.market import rules
 from app.models import (
-    LISTED_STATUSES, AuditEvent, Batch, BatchSource, BatchStatus, Lead, LeadStatus, TrustLevel,
+    LISTED_STATUSES, AuditEvent, Batch, BatchStatus, Lead, LeadStatus, TrustLevel,
     User,
 )
 from app.services import audit, market_stats
@@ -67,7 +67,7 @@ def lead_terms(batch: Batch) -> LeadTerms:
     """The terms the batch's leads carry. An upload's leads take the batch's (re-priced
     together); real-time leads each carry the floor and cap of their own post, so the
     day's real-time batch holds what its leads hold (its own are its first lead's)."""
-    if batch.source is not BatchSource.API:
+    if not batch.terms_per_lead:
         return LeadTerms(batch.floor_price, batch.floor_price, batch.cap, batch.cap)
     found = db.session.execute(sa.select(
         sa.func.min(Lead.floor_price), sa.func.max(Lead.floor_price),
@@ -162,6 +162,11 @@ def check_floor(batch: Batch, floor_price: int) -> Optional[str]:
             "orders, if any, will buy at it. Confirm to save it anyway.")
 
 
+def _was(low: int, high: int):
+    """A term as the history shows what it was: one value, or the leads' [low, high]."""
+    return low if low == high else [low, high]
+
+
 def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
             confirm: bool = False) -> int:
     """Change the floor and/or cap of the batch's unsold leads; the next sale is made
@@ -173,31 +178,33 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
     floor_price = bounds.AMOUNT.optional(floor_price, "floor_price")
     cap = bounds.COUNT.narrowed(1, MAX_CAP).optional(cap, "cap")
     batch = _managed(actor, batch_id)
-    old_floor, old_cap = batch.floor_price, batch.cap
+    old = lead_terms(batch)  # a real-time batch's leads each carry their own
     values, details = {}, {}
     if floor_price is not None:
-        problem = check_floor(batch, floor_price) if floor_price != old_floor else None
+        unchanged = old.floor_low == old.floor_high == floor_price
+        problem = None if unchanged else check_floor(batch, floor_price)
         if problem and not confirm:
             raise FloorNeedsConfirmation(problem, details={"field": "floor_price",
                                                            "floor_price": floor_price})
         if problem:
             details["confirmed"] = True  # far above recent prices, saved all the same
         values["floor_price"] = batch.floor_price = floor_price
-        details["floor_price"] = [old_floor, floor_price]
+        details["floor_price"] = [_was(old.floor_low, old.floor_high), floor_price]
     if cap is not None:
         # Never sold: the new cap. Sold: lowered at most to the buyers it has, never raised.
         values["cap"] = sa.case((Lead.sold_count == 0, cap),
                                 (Lead.sold_count >= cap, Lead.sold_count),
                                 (Lead.cap < cap, Lead.cap), else_=cap)
         batch.cap = cap
-        details["cap"] = [old_cap, cap]
+        details["cap"] = [_was(old.cap_low, old.cap_high), cap]
     figures.changed(batch.seller_id)
     changed = db.session.execute(
         sa.update(Lead).where(*_lock_unsold(batch, LISTED_STATUSES)).values(**values)
         .execution_options(synchronize_session=False)).rowcount
     _record("batch.repriced", actor, batch, {**details, "leads": changed})
-    cheaper = floor_price is not None and floor_price < old_floor
-    if changed and batch.status is BatchStatus.LIVE and (cheaper or (cap or 0) > old_cap):
+    # Some lead may sell now: one's floor went down or one's cap up.
+    cheaper = floor_price is not None and floor_price < old.floor_high
+    if changed and batch.status is BatchStatus.LIVE and (cheaper or (cap or 0) > old.cap_low):
         events.record(events.BatchRelisted(batch.id))
     return changed
 

@@ -58,7 +58,7 @@ def not_rejected_returns(order_id: int) -> int:
     ones the buyer filed (a failed spot-check's refunds are the exchange's doing)."""
     return db.session.scalar(select(func.count()).select_from(Return).where(
         Return.order_id == order_id, Return.status != ReturnStatus.REJECTED,
-        Return.reason != ReturnReason.FAILED_SPOT_CHECK))
+        Return.filed_by_buyer))
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,8 @@ def _decide(item: Return, accepted: bool, *, by: str, note: str,
         transaction = reverse_sale(item.sale, memo=f"Return #{item.id} of sale #{item.sale_id}")
         item.refund = item.sale.price
         item.ledger_transaction_id = transaction.id
-    notifications.return_answered(item)
+    if item.filed_by_buyer:  # only a buyer's return asked the seller to answer
+        notifications.return_answered(item)
     if tell:
         notifications.return_decided(item)
 

@@ -7,14 +7,16 @@ The record, over the last RECORD_DAYS:
 - spot-checks passed and failed;
 - return rate: the seller's sales refunded ÷ the seller's sales, as the marketplace
   counts it (market_stats): the sales of the period and those of them refunded, by a
-  buyer's accepted return or by a failed spot-check alike (models.refund_of);
+  buyer's accepted return or by a failed spot-check alike (models.refund_of). That gross
+  figure is what the admin reads; the rules below judge buyers' returns only (the
+  refunds a failed spot-check made are left out: the failed check already counts);
 - conversion feedback from buyers: the outcomes buyers recorded on the seller's leads
   (aggregated, never who gave them): good with a bad rate under HIGH_BAD, bad at or
   above it, neutral under MIN_RATED rated leads.
 
 The proposal:
-- suspended: 2 or more failed spot-checks; or 1 failed and a return rate of 10% or
-  more; or a return rate of 25% or more (over at least MIN_SALES sales);
+- suspended: 2 or more failed spot-checks; or 1 failed and a buyers' return rate of
+  10% or more; or a buyers' return rate of 25% or more (over at least MIN_SALES sales);
 - verified: at least 2 passed spot-checks and none failed, an acceptance rate of 70%
   or more (over at least MIN_ROWS rows), a return rate under 10% (or too few sales
   to tell) and buyers' feedback not bad;
@@ -61,6 +63,14 @@ class Record:
     @property
     def return_rate(self) -> Optional[float]:
         return self.returns_accepted / self.sales if self.sales else None
+
+    @property
+    def buyer_return_rate(self) -> Optional[float]:
+        """What the proposal judges: the refunds buyers' accepted returns made, not those
+        of a failed spot-check (the failed check counts on its own)."""
+        if not self.sales:
+            return None
+        return (self.returns_accepted - self.refunded_by_checks) / self.sales
 
     @property
     def conversion_rate(self) -> Optional[float]:
@@ -134,13 +144,15 @@ def _feedback_factor(record: Record) -> Factor:
                   f"{counts}; {HIGH_BAD:.0%} or more bad is high.")
 
 
-def _refund_causes(record: Record) -> str:
+def _refund_causes(record: Record, judged: float) -> str:
+    """Which refunds a failed spot-check made, and the buyers' return rate the rules judge."""
     by_checks = record.refunded_by_checks
     if not by_checks:
         return ""
     returned = record.returns_accepted - by_checks
-    return (f": {by_checks} by a failed spot-check, {returned} by buyers' returns"
-            if returned else ", all by a failed spot-check")
+    causes = (f": {by_checks} by a failed spot-check, {returned} by buyers' returns"
+              if returned else ", all by a failed spot-check")
+    return f"{causes}; buyers' returns alone {_pct(judged)}, the rate judged"
 
 
 def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
@@ -164,29 +176,29 @@ def propose(seller: User, now: Optional[datetime] = None) -> Proposal:
                               f"{record.checks_passed} passed, none failed in {RECORD_DAYS} days."))
     else:
         factors.append(Factor("Spot-checks", "neutral", "None decided yet."))
-    returns = record.return_rate
+    returns, judged = record.return_rate, record.buyer_return_rate
     if returns is None or record.sales < MIN_SALES:
         factors.append(Factor("Return rate", "neutral",
                               f"{record.sales} sales: too few to judge (needs {MIN_SALES})."))
+        judged = None
     else:
         factors.append(Factor(
-            "Return rate", "bad" if returns >= HIGH_RETURNS else "good",
+            "Return rate", "bad" if judged >= HIGH_RETURNS else "good",
             f"{record.returns_accepted} of {record.sales} sales refunded ({_pct(returns)}"
-            f"{_refund_causes(record)}; {HIGH_RETURNS:.0%} or more is high)."))
+            f"{_refund_causes(record, judged)}; {HIGH_RETURNS:.0%} or more is high)."))
     factors.append(_feedback_factor(record))
     feedback_bad = factors[-1].verdict == "bad"
-    judged_returns = returns if returns is not None and record.sales >= MIN_SALES else None
 
     if record.checks_failed >= 2:
         level, summary = TrustLevel.SUSPENDED, "Two or more failed spot-checks."
-    elif record.checks_failed and judged_returns is not None and judged_returns >= HIGH_RETURNS:
+    elif record.checks_failed and judged is not None and judged >= HIGH_RETURNS:
         level, summary = TrustLevel.SUSPENDED, "A failed spot-check and a high return rate."
-    elif judged_returns is not None and judged_returns >= SUSPEND_RETURNS:
+    elif judged is not None and judged >= SUSPEND_RETURNS:
         level, summary = TrustLevel.SUSPENDED, f"Returns of {SUSPEND_RETURNS:.0%} or more."
     elif (record.checks_passed >= 2 and not record.checks_failed
           and acceptance is not None and record.rows >= MIN_ROWS
           and acceptance >= GOOD_ACCEPTANCE
-          and (judged_returns is None or judged_returns < HIGH_RETURNS)
+          and (judged is None or judged < HIGH_RETURNS)
           and not feedback_bad):
         level, summary = TrustLevel.VERIFIED, ("Passed spot-checks, a good acceptance rate and "
                                                "few returns.")

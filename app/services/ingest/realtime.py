@@ -25,7 +25,7 @@ from app.services.ingest.pipeline import (
     listing_status_for,
 )
 from app.services.ingest.storing import DedupeIndex
-from app.services.ingest.validate import RowContext, read_place
+from app.services.ingest.validate import SENT_DEFAULT, RowContext, read_place
 from app.services.ingest.workers import validate_chunk
 
 
@@ -91,12 +91,6 @@ def default_country_of(payload: dict) -> str:
         "US), the lead's country or region, or its phone with its +country prefix: the "
         "lead's phone number and region are read in that country.",
         code="invalid_default_country", details={"field": "default_country"})
-
-
-# Where a real-time lead's phone verdict says its default country came from. It says so
-# only of a lead whose place names no country: one whose post sent default_country (a
-# default taken from the phone's +prefix reads no national number).
-SENT_DEFAULT = "the default_country you sent"
 
 
 def terms_of(payload: dict) -> BatchTerms:

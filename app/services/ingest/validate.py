@@ -92,8 +92,14 @@ def invalid_phone_message(value: str, country: str, source: str) -> str:
     return VERDICTS["invalid_phone"].format(value=_shown(value), read_as=read_as)
 
 
-# Where an upload's default country comes from, as invalid_phone names it.
+# Where a row's default country came from, as invalid_phone names it (RowContext.
+# default_from): an upload's batch terms; a real-time post's default_country (said only
+# of a lead whose place names no country; one taken from the phone's +prefix reads no
+# national number); a consent form's; a ping's, which its post must repeat.
 BATCH_DEFAULT = "the batch's default country"
+SENT_DEFAULT = "the default_country you sent"
+FORM_DEFAULT = "the form's default country"
+PING_DEFAULT = "the ping's default_country"
 
 
 @dataclass(frozen=True)
