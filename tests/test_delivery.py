@@ -335,6 +335,7 @@ def test_a_rejection_by_the_buyers_system_waits_for_a_resend_and_no_answer_is_re
     [notice] = db.session.scalars(sa.select(Notification).where(
         Notification.user_id == buyer.id, Notification.kind == NotificationKind.DELIVERY_FAILING))
     assert "Your system rejected the delivery" in notice.body and "not retried" in notice.body
+    assert notice.title == f"Your system rejected a lead of order #{order_id}"
     # The buyer's log reads it as their system's refusal, with its reason, not as ours.
     page = buyer_client.get(_page(buyer_client, order_id)).get_data(as_text=True)
     log = page.split('id="deliveries"')[1].split("</table>")[0]

@@ -407,7 +407,7 @@ def test_webhook_deliveries_failing_after_every_retry_tell_the_buyer_once(app, s
             for _ in range(len(engine.RETRY_DELAYS)):
                 engine.deliver(delivery_id)
         [notice] = _notices(buyer, Kind.DELIVERY_FAILING)  # one per order while unread
-        assert notice.title == f"Leads of order #{order.id} could not be delivered to your webhook"
+        assert notice.title == f"Leads of order #{order.id} could not be delivered to your system"
         assert "HTTP 503" in notice.body and notice.subject == f"order:{order.id}"
         message = _email_to(smtp_server, buyer)
         assert message["Subject"] == notice.title

@@ -66,8 +66,8 @@ KINDS = {
         "below it when you set it).",
         (Role.BUYER,)),
     Kind.DELIVERY_FAILING: KindInfo(
-        "Deliveries failing", "A lead could not be delivered to your webhook after every "
-        "retry.", (Role.BUYER,)),
+        "Deliveries failing", "A lead could not be delivered (by URL or email) after every "
+        "retry, or your system rejected it.", (Role.BUYER,)),
     Kind.PAYOUT_SENT: KindInfo("Payout sent", "Your earnings were paid out.", (Role.SELLER,)),
     Kind.PERSON_ERASED: KindInfo(
         "Person erased or opted out", "A person you bought asked to be erased (delete them "
@@ -454,13 +454,14 @@ def _balance_low(user_id: int, after: int, threshold: int) -> None:
 def delivery_failing(delivery, error: str, *, rejected: bool = False) -> None:
     """Every retry of a delivery failed, or the buyer's system rejected it (never
     retried: the same request would be rejected again); one unread notice per order."""
-    where = "by email" if delivery.channel == "email" else "to your webhook"
+    where = "by email" if delivery.channel == "email" else "to your system"
     what = (f"Your system rejected the delivery of sale #{delivery.sale_id}: {error}. "
             "It is not retried, as the same request would be rejected again."
             if rejected else
             f"The delivery of sale #{delivery.sale_id} failed {delivery.attempts} times over "
             f"a day and is no longer retried. The last error: {error}.")
     notify(_buyer_of(delivery.order_id), Kind.DELIVERY_FAILING,
+           f"Your system rejected a lead of order #{delivery.order_id}" if rejected else
            f"Leads of order #{delivery.order_id} could not be delivered {where}",
            paragraphs=[what, "The leads stay on the order's page; correct the delivery "
                              "settings, send a test lead, and send them again."],
