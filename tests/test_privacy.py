@@ -296,6 +296,25 @@ def test_the_outbox_audits_reading_a_message_that_carries_contacts(app, admin, a
          "127.0.0.1")]
 
 
+def test_every_kept_copy_of_a_delivery_email_names_its_leads(app):
+    """One copy per recipient, each linked to the leads it carries, whatever iterable
+    the caller gives: an erasure finds every copy."""
+    from flask_mailman import EmailMultiAlternatives
+
+    assert not app.config["MAIL_SERVER"]
+    leads = live_leads(verified_seller(), [person(1), person(2)])
+    message = EmailMultiAlternatives("2 new leads", "two leads",
+                                     to=["crm@buyer.example", "sales@buyer.example"])
+    message.attach_alternative("<p>two leads</p>", "text/html")
+    emailing.send(message, (lead.id for lead in leads))
+    copies = db.session.scalars(sa.select(OutgoingEmail.id).where(OutgoingEmail.kind == "delivery")
+                                .order_by(OutgoingEmail.id)).all()
+    assert len(copies) == 2
+    linked = db.session.execute(sa.select(OutgoingEmailLead.email_id, OutgoingEmailLead.lead_id)
+                                .order_by(OutgoingEmailLead.email_id, OutgoingEmailLead.lead_id))
+    assert linked.all() == [(copy, lead.id) for copy in copies for lead in leads]
+
+
 def test_a_message_not_sent_yet_never_takes_an_erased_person_out(app, smtp_server):
     leads = live_leads(verified_seller(), [person(1), person(42, email=EMAIL, phone=PHONE)])
     order = _digest_order(funded_buyer())
