@@ -17,11 +17,12 @@ from app.extensions import db
 from app.models import (
     AuditEvent, ConsentCertificate, DeliveryAttempt, DeliveryStatus, EmailStatus, ErasureNotice,
     Lead, LeadStatus, Notification, NotificationKind, OutgoingEmail, OutgoingEmailLead, Rejection,
-    Return, ReturnStatus, Sale, SpotCheckItem, WebhookDelivery,
+    Return, ReturnStatus, Role, Sale, SpotCheckItem, TrustLevel, WebhookDelivery,
 )
 from app.models.types import utcnow
 from app.aftersale.delivery import emailing, engine, http, settings
 from app.core import events, mail, mail_jobs
+from app.people import companies
 from app.services import ledger, privacy, returns, spotchecks
 from app.market import jobs, operations
 from app.services.crypto import current_vault
@@ -30,6 +31,7 @@ from tests.conftest import csrf_token, log_in, wait_until
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 from tests.receiver import Receiver
+from tests.test_companies import company, member_of
 from tests.test_lead_forms import make_form, send
 from tests.smtp_server import bodies
 
@@ -451,7 +453,8 @@ def test_the_page_address_that_carried_the_person_loses_its_query(app, client):
 
 
 def test_what_people_wrote_about_the_person_goes_and_the_decisions_stay(app, admin):
-    seller = verified_seller()
+    seller = company(Role.SELLER, "Lead Farm", trust_level=TrustLevel.VERIFIED)
+    sam = member_of(seller, "sam@leadfarm.example")
     [lead] = live_leads(seller, [person(42, email=EMAIL, phone=PHONE)])
     buyer = funded_buyer()
     place(buyer, 900, 1)
@@ -466,10 +469,14 @@ def test_what_people_wrote_about_the_person_goes_and_the_decisions_stay(app, adm
     spotchecks.record_verdict(check, sampled.id, "genuine", admin, note=f"Spoke to {PHONE}")
     db.session.commit()
 
-    # Both sides were told the admin's decision, quoting it, in the app and by email.
+    # Both sides were told the admin's decision, quoting it, in the app and by email;
+    # the seller's member too, who has left the company since.
+    companies.remove(seller, sam.id, actor=seller)
+    db.session.commit()
     told = db.session.scalars(sa.select(Notification).where(
         Notification.kind == NotificationKind.RETURN_DECIDED)).all()
-    assert len(told) == 2 and all(EMAIL in notice.body for notice in told)
+    assert len(told) == 3 and all(EMAIL in notice.body for notice in told)
+    assert sam.id in {notice.user_id for notice in told}
     assert _mentions_person(_every_stored_value())
 
     privacy.erase(privacy.identify(email=EMAIL), reason="DSR-10", actor=None)
@@ -480,7 +487,7 @@ def test_what_people_wrote_about_the_person_goes_and_the_decisions_stay(app, adm
         f"An administrator decided it: {privacy.ERASED_TEXT}"}
     assert [mail.bodies(email) for email in db.session.scalars(sa.select(OutgoingEmail).where(
         OutgoingEmail.kind == NotificationKind.RETURN_DECIDED.value))] == \
-        [(privacy.ERASED_TEXT, privacy.ERASED_TEXT)] * 2
+        [(privacy.ERASED_TEXT, privacy.ERASED_TEXT)] * 3
     decided = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "return.decided"))
     assert decided.details["note_chars"] == len(f"Checked with {EMAIL}")
     item, sampled = db.session.get(Return, item.id), db.session.get(SpotCheckItem, sampled.id)

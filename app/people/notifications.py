@@ -520,13 +520,19 @@ def person_opted_out(buyer_id: int, sales: list[tuple[int, int]], due: datetime)
 # Erasure (app.services.privacy): a notice's words about a person go with them ------
 # Their emails go whole, found by the leads they are about (`about_leads`).
 
+def _told_for(accounts: set[int]) -> sa.ColumnElement[bool]:
+    """Notices of the accounts' people, past ones too: a member removed since keeps
+    what they were told."""
+    return Notification.user_id.in_(sa.select(User.id).where(
+        sa.or_(User.id.in_(accounts), User.account_holder_id.in_(accounts))))
+
+
 def return_notes_erased(returns: list[tuple[int, int, int]], instead: str) -> None:
     """What people wrote on these returns ((return, buyer, seller) ids) was erased: an
     administrator's decision, which both sides were told, says `instead`."""
-    people = {person for _, *parties in returns for party in parties
-              for person in people_of(party)}
     for notice in db.session.scalars(sa.select(Notification).where(
-            Notification.user_id.in_(people), Notification.kind == Kind.RETURN_DECIDED,
+            _told_for({party for _, *parties in returns for party in parties}),
+            Notification.kind == Kind.RETURN_DECIDED,
             Notification.data["return_id"].as_integer().in_([r for r, _, _ in returns]),
             Notification.data["decided_by"].as_string() == "admin")):
         notice.body = DECIDED_BY["admin"].format(note=instead)
@@ -536,9 +542,9 @@ def spot_check_notes_erased(checks: list[tuple[int, int]]) -> None:
     """Notes on sampled leads of these checks ((check, seller) ids) were erased: the
     notices of their failure list the failing leads again, with the notes as they are
     now (the verdicts are final once a check is decided)."""
-    people = {person for _, seller_id in checks for person in people_of(seller_id)}
     notices = db.session.scalars(sa.select(Notification).where(
-        Notification.user_id.in_(people), Notification.kind == Kind.SPOT_CHECK_DECIDED,
+        _told_for({seller_id for _, seller_id in checks}),
+        Notification.kind == Kind.SPOT_CHECK_DECIDED,
         Notification.data["check_id"].as_integer().in_([c for c, _ in checks]))).all()
     lines: dict[int, list[str]] = {}
     for check_id in {notice.data["check_id"] for notice in notices}:
@@ -555,9 +561,9 @@ def spot_check_notes_erased(checks: list[tuple[int, int]]) -> None:
 def delivery_errors_erased(sales: list[tuple[int, int, int]], instead: str) -> None:
     """What a buyer's system answered about these sales ((sale, order, buyer) ids) was
     erased: the notices that their delivery failed, which quote it, say `instead`."""
-    people = {person for buyer_id in {b for _, _, b in sales} for person in people_of(buyer_id)}
     for notice in db.session.scalars(sa.select(Notification).where(
-            Notification.user_id.in_(people), Notification.kind == Kind.DELIVERY_FAILING,
+            _told_for({buyer_id for _, _, buyer_id in sales}),
+            Notification.kind == Kind.DELIVERY_FAILING,
             Notification.subject.in_({f"order:{order_id}" for _, order_id, _ in sales}),
             Notification.data["sale_id"].as_integer().in_([s for s, _, _ in sales]))):
         if said := notice.data.get("error"):
