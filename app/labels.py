@@ -96,6 +96,7 @@ LABELS: dict[str, dict[str, str]] = {
         "return.filed": "Return filed", "return.answered": "Return answered by the seller",
         "return.decided": "Return decided by an admin",
         "returns.contacts_viewed": "Contested returns' contacts viewed",
+        "outbox.contacts_viewed": "Outbox message's contacts viewed",
         "outcomes.recorded": "Outcomes recorded",
         "api_key.created": "API key created", "api_key.revoked": "API key revoked",
         "batch.paused": "Batch paused", "batch.resumed": "Batch resumed",

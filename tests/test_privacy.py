@@ -17,11 +17,12 @@ from app.extensions import db
 from app.models import (
     AuditEvent, ConsentCertificate, DeliveryAttempt, DeliveryStatus, EmailStatus, ErasureNotice,
     Lead, LeadStatus, Notification, NotificationKind, OutgoingEmail, OutgoingEmailLead, Rejection,
-    Return, ReturnStatus, Sale, SpotCheckItem, WebhookDelivery,
+    Return, ReturnStatus, Role, Sale, SpotCheckItem, TrustLevel, WebhookDelivery,
 )
 from app.models.types import utcnow
 from app.aftersale.delivery import emailing, engine, http, settings
 from app.core import events, mail, mail_jobs
+from app.people import companies
 from app.services import ledger, privacy, returns, spotchecks
 from app.market import jobs, operations
 from app.services.crypto import current_vault
@@ -30,6 +31,7 @@ from tests.conftest import csrf_token, log_in, wait_until
 from tests.ingest_helpers import csv_bytes, ingest
 from tests.market_helpers import funded_buyer, live_leads, person, place, verified_seller
 from tests.receiver import Receiver
+from tests.test_companies import company, member_of
 from tests.test_lead_forms import make_form, send
 from tests.smtp_server import bodies
 
@@ -62,7 +64,11 @@ def _every_stored_value() -> list:
 
 
 def _mentions_person(cells) -> list:
-    return [c for c in cells if isinstance(c, str) and
+    """The cells that carry the person, JSON ones (a notice's data, an audit entry's
+    details) as their stored text."""
+    texts = [json.dumps(c, ensure_ascii=False) if isinstance(c, (dict, list)) else c
+             for c in cells]
+    return [c for c in texts if isinstance(c, str) and
             ("erase.me@" in c.lower() or "4155550042" in "".join(ch for ch in c if ch.isdigit()))]
 
 
@@ -296,6 +302,25 @@ def test_the_outbox_audits_reading_a_message_that_carries_contacts(app, admin, a
          "127.0.0.1")]
 
 
+def test_every_kept_copy_of_a_delivery_email_names_its_leads(app):
+    """One copy per recipient, each linked to the leads it carries, whatever iterable
+    the caller gives: an erasure finds every copy."""
+    from flask_mailman import EmailMultiAlternatives
+
+    assert not app.config["MAIL_SERVER"]
+    leads = live_leads(verified_seller(), [person(1), person(2)])
+    message = EmailMultiAlternatives("2 new leads", "two leads",
+                                     to=["crm@buyer.example", "sales@buyer.example"])
+    message.attach_alternative("<p>two leads</p>", "text/html")
+    emailing.send(message, (lead.id for lead in leads))
+    copies = db.session.scalars(sa.select(OutgoingEmail.id).where(OutgoingEmail.kind == "delivery")
+                                .order_by(OutgoingEmail.id)).all()
+    assert len(copies) == 2
+    linked = db.session.execute(sa.select(OutgoingEmailLead.email_id, OutgoingEmailLead.lead_id)
+                                .order_by(OutgoingEmailLead.email_id, OutgoingEmailLead.lead_id))
+    assert linked.all() == [(copy, lead.id) for copy in copies for lead in leads]
+
+
 def test_a_message_not_sent_yet_never_takes_an_erased_person_out(app, smtp_server):
     leads = live_leads(verified_seller(), [person(1), person(42, email=EMAIL, phone=PHONE)])
     order = _digest_order(funded_buyer())
@@ -369,7 +394,8 @@ def test_an_erasure_before_the_outbox_keeps_the_message_keeps_no_contacts(app, m
 
 def test_a_buyers_refusal_that_names_the_person_is_forgotten_with_them(app, receiver):
     """The buyer's CRM answers "Duplicate: <their email>": the delivery's last error, the
-    notice that it was rejected and that notice's email quote it until the erasure."""
+    notice that it was rejected and that notice's email quote it until the erasure. The
+    notice's email is found by the lead it is about, not by its wording."""
     assert not app.config["MAIL_SERVER"]  # the notice's email is kept in the outbox
     leads = live_leads(verified_seller(), [person(42, email=EMAIL, phone=PHONE)])
     order = place(funded_buyer(), 900, 5)
@@ -392,6 +418,8 @@ def test_a_buyers_refusal_that_names_the_person_is_forgotten_with_them(app, rece
     told = db.session.scalar(sa.select(OutgoingEmail).where(
         OutgoingEmail.kind == NotificationKind.DELIVERY_FAILING.value))
     assert said in mail.bodies(told)[0]
+    assert db.session.scalars(sa.select(OutgoingEmailLead.lead_id).where(
+        OutgoingEmailLead.email_id == told.id)).all() == [leads[0].id]
 
     privacy.erase(privacy.identify(email=EMAIL), reason="DSR-8", actor=None)
     db.session.commit()
@@ -401,9 +429,8 @@ def test_a_buyers_refusal_that_names_the_person_is_forgotten_with_them(app, rece
     assert theirs.last_error == privacy.ERASED_TEXT
     assert f"delivery of sale #{theirs.sale_id}: {privacy.ERASED_TEXT}." in notice.body
     assert notice.data["error"] == privacy.ERASED_TEXT
-    text, html = mail.bodies(told)
-    assert f"#{theirs.sale_id}: {privacy.ERASED_TEXT}." in text
-    assert "Duplicate" not in text and "Duplicate" not in html
+    assert mail.bodies(told) == (privacy.ERASED_TEXT, privacy.ERASED_TEXT)
+    assert told.status is EmailStatus.KEPT and told.subject  # who, when and whether stay
 
 
 def test_the_page_address_that_carried_the_person_loses_its_query(app, client):
@@ -426,7 +453,8 @@ def test_the_page_address_that_carried_the_person_loses_its_query(app, client):
 
 
 def test_what_people_wrote_about_the_person_goes_and_the_decisions_stay(app, admin):
-    seller = verified_seller()
+    seller = company(Role.SELLER, "Lead Farm", trust_level=TrustLevel.VERIFIED)
+    sam = member_of(seller, "sam@leadfarm.example")
     [lead] = live_leads(seller, [person(42, email=EMAIL, phone=PHONE)])
     buyer = funded_buyer()
     place(buyer, 900, 1)
@@ -441,11 +469,61 @@ def test_what_people_wrote_about_the_person_goes_and_the_decisions_stay(app, adm
     spotchecks.record_verdict(check, sampled.id, "genuine", admin, note=f"Spoke to {PHONE}")
     db.session.commit()
 
+    # Both sides were told the admin's decision, quoting it, in the app and by email;
+    # the seller's member too, who has left the company since.
+    companies.remove(seller, sam.id, actor=seller)
+    db.session.commit()
+    told = db.session.scalars(sa.select(Notification).where(
+        Notification.kind == NotificationKind.RETURN_DECIDED)).all()
+    assert len(told) == 3 and all(EMAIL in notice.body for notice in told)
+    assert sam.id in {notice.user_id for notice in told}
+    assert _mentions_person(_every_stored_value())
+
     privacy.erase(privacy.identify(email=EMAIL), reason="DSR-10", actor=None)
     db.session.commit()
+    assert _mentions_person(_every_stored_value()) == []  # nor in notices, emails, audit
     db.session.expire_all()
+    assert {notice.body for notice in told} == {
+        f"An administrator decided it: {privacy.ERASED_TEXT}"}
+    assert [mail.bodies(email) for email in db.session.scalars(sa.select(OutgoingEmail).where(
+        OutgoingEmail.kind == NotificationKind.RETURN_DECIDED.value))] == \
+        [(privacy.ERASED_TEXT, privacy.ERASED_TEXT)] * 3
+    decided = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "return.decided"))
+    assert decided.details["note_chars"] == len(f"Checked with {EMAIL}")
     item, sampled = db.session.get(Return, item.id), db.session.get(SpotCheckItem, sampled.id)
     assert (item.note, item.seller_note, item.decision_note, sampled.note) == \
         (privacy.ERASED_TEXT,) * 4
     assert item.status is ReturnStatus.REJECTED and item.decided_by == "admin"
     assert sampled.verdict.value == "genuine"
+
+
+def test_a_failed_spot_checks_notice_forgets_the_note_on_the_person(app, admin):
+    """The seller is told which sampled leads failed, each with the admin's note: the
+    note on the person goes from the notice, its email and the audit log; the others stay."""
+    seller = verified_seller()
+    leads = live_leads(seller, [person(42, email=EMAIL, phone=PHONE), person(1)])
+    check = spotchecks.start_check(leads[0].batch, admin, seed=1)
+    items = {item.lead_id: item for item in db.session.scalars(sa.select(SpotCheckItem))}
+    assert set(items) == {lead.id for lead in leads}  # a lot this small is checked whole
+    spotchecks.record_verdict(check, items[leads[0].id].id, "fake", admin,
+                              note=f"Nobody at {PHONE}")
+    spotchecks.record_verdict(check, items[leads[1].id].id, "no_consent", admin,
+                              note="Says she never asked")
+    assert spotchecks.decide(check, admin).outcome == "fail"
+    db.session.commit()
+    notice = db.session.scalar(sa.select(Notification).where(
+        Notification.kind == NotificationKind.SPOT_CHECK_DECIDED))
+    assert any(PHONE in line for line in notice.data["items"])
+    assert _mentions_person(_every_stored_value())
+
+    privacy.erase(privacy.identify(phone=PHONE), reason="DSR-11", actor=None)
+    db.session.commit()
+    assert _mentions_person(_every_stored_value()) == []
+    db.session.expire_all()
+    assert notice.data["items"] == [
+        f"Lead #{leads[0].id} (row {leads[0].row_number}): fake ({privacy.ERASED_TEXT})",
+        f"Lead #{leads[1].id} (row {leads[1].row_number}): no consent (Says she never asked)"]
+    assert notice.data["outcome"] == "fail" and notice.title.endswith("failed its spot-check")
+    [told] = db.session.scalars(sa.select(OutgoingEmail).where(
+        OutgoingEmail.kind == NotificationKind.SPOT_CHECK_DECIDED.value)).all()
+    assert mail.bodies(told) == (privacy.ERASED_TEXT, privacy.ERASED_TEXT)

@@ -329,7 +329,8 @@ def test_an_htmx_verdict_swaps_the_lead_and_tally_without_auditing_the_page_agai
     verdicts = db.session.scalars(sa.select(AuditEvent).where(
         AuditEvent.action == "spot_check.verdict")).all()
     assert len(verdicts) == 1 and verdicts[0].subject_id == first.lead_id
-    assert verdicts[0].details["note"] == "Confirmed she asked for a quote"
+    assert verdicts[0].details["note_chars"] == len("Confirmed she asked for a quote")
+    assert "Confirmed" not in str(verdicts[0].details)  # the words stay on the item only
 
     # An unreachable lead is replaced: the new draw's contacts are a new, audited view.
     second = _items(check.id)[1]

@@ -7,9 +7,11 @@ Without MAIL_SERVER (development) nothing is sent: the message is kept
 (EmailStatus.KEPT) in the outbox an admin reads in the browser (/admin/outbox).
 
 Stored bodies are encrypted (`bodies` opens them): a lead delivered by email carries
-the person's contacts (app.aftersale.delivery.emailing). Such a message names the
-leads it carries (OutgoingEmailLead): an erasure clears it (app.services.privacy),
-and an admin's reading of it in the outbox is audited (`read_in_outbox`)."""
+the person's contacts (app.aftersale.delivery.emailing), and a notice may quote what
+people wrote about them (app.people.notifications). Such a message names the leads
+whose people it carries (OutgoingEmailLead): an erasure clears it
+(app.services.privacy), and an admin's reading of it in the outbox is audited
+(`read_in_outbox`)."""
 from collections.abc import Iterable
 from contextlib import nullcontext
 from email.utils import make_msgid, parseaddr
@@ -26,13 +28,14 @@ from app.services.crypto import current_vault
 
 
 def queue(to: str, subject: str, template: str, *, user_id: int | None = None,
-          kind: str = "", **context) -> OutgoingEmail:
+          kind: str = "", lead_ids: Iterable[int] = (), **context) -> OutgoingEmail:
     """Store the email `template` (.txt and .html) rendered with `context`, to send
-    once the caller commits; written for `user_id`'s locale and time zone if given."""
+    once the caller commits; written for `user_id`'s locale and time zone if given.
+    `lead_ids`: the leads whose people it may name (see `store`)."""
     kept = not current_app.config["MAIL_SERVER"]
     reader = db.session.get(User, user_id) if user_id is not None else None
     text, html = render(template, subject, reader=reader, **context)
-    email = store(to, subject, text, html, kind=kind, user_id=user_id,
+    email = store(to, subject, text, html, kind=kind, user_id=user_id, lead_ids=lead_ids,
                   status=EmailStatus.KEPT if kept else EmailStatus.PENDING)
     if not kept:
         events.record(events.EmailsQueued((email.id,)))
@@ -53,7 +56,7 @@ def store(to: str, subject: str, text: str, html: str, *, status: EmailStatus,
           kind: str = "", user_id: int | None = None,
           message_id: str | None = None, lead_ids: Iterable[int] = ()) -> OutgoingEmail:
     """A message in the outbox, its bodies encrypted; `lead_ids`: the leads whose
-    contacts it carries."""
+    contacts it carries, or whose people its words may name."""
     vault = current_vault()
     email = OutgoingEmail(
         to=to, subject=subject[:255], kind=kind, user_id=user_id,
@@ -75,7 +78,7 @@ def bodies(email: OutgoingEmail) -> tuple[str, str]:
 def read_in_outbox(email: OutgoingEmail, part: str, admin: User,
                    ip: str | None = None) -> str:
     """The message's "text" or "html" body as an admin reads it in the outbox; reading
-    one that carries leads' contacts is an audited view (SPEC §7), one per part."""
+    one that carries leads' people is an audited view (SPEC §7), one per part."""
     lead_ids = sorted(db.session.scalars(sa.select(OutgoingEmailLead.lead_id)
                                          .where(OutgoingEmailLead.email_id == email.id)))
     if lead_ids:

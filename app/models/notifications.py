@@ -94,8 +94,9 @@ class OutgoingEmail(db.Model):
     kind: Mapped[str] = mapped_column(sa.String(40), default="")
     to: Mapped[str] = mapped_column(sa.String(254))
     subject: Mapped[str] = mapped_column(sa.String(255))
-    # Encrypted: a delivery by email carries the leads' contacts (app.core.mail), which
-    # OutgoingEmailLead names; an erasure clears them.
+    # Encrypted: a delivery by email carries the leads' contacts (app.core.mail), and a
+    # notice may quote what people wrote of them; OutgoingEmailLead names those leads,
+    # and an erasure clears the bodies.
     text_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     html_body_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     # Fixed when queued: a retry after a lost answer is the same message to the reader.
@@ -110,9 +111,10 @@ class OutgoingEmail(db.Model):
 
 
 class OutgoingEmailLead(db.Model):
-    """A lead whose contacts a stored message carries (a delivery by email kept in the
-    development outbox): an erasure finds the messages to clear by it, and the outbox
-    audits a view of a message that has any (SPEC §7)."""
+    """A lead whose person a stored message carries: their contacts (a delivery by
+    email) or words that may name them (a notice quoting a note on them, or a buyer's
+    system's refusal of them). An erasure finds the messages to clear by it, and the
+    outbox audits a view of a message that has any (SPEC §7)."""
 
     __tablename__ = "outgoing_email_leads"
 

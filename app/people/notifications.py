@@ -27,7 +27,8 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, Notification, NotificationKind, NotificationSetting, Order, Role, User,
+    DEFECTS, Lead, Notification, NotificationKind, NotificationSetting, Order, Role, Sale,
+    SpotCheckItem, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
@@ -98,25 +99,29 @@ def path(endpoint: str, **values) -> str:
 def notify(user_id: int, kind: Kind, title: Words, *, paragraphs: Iterable[Words] = (),
            items: Lines = (), link: str = "", link_label: str = "Open in LeadX",
            subject: str = "", data: Optional[dict] = None,
-           email_kind: str = "") -> Optional[Notification]:
+           email_kind: str = "", about_leads: Iterable[int] = ()) -> Optional[Notification]:
     """Tell the user, in the app and by email as they chose; when the user is a
     company's account, every person of the company, each as they chose (they share its
     orders, batches and balance). With `subject`, nothing is repeated to a person while
     they have not read their last notice about the same thing. Returns the account's
     own notice, if any. `email_kind` files the email under a narrower name than the
-    kind it is switched by (a cap reached is not an order filled)."""
+    kind it is switched by (a cap reached is not an order filled). `about_leads`: the
+    leads whose people the words may name (a note on them, a reply quoting them): an
+    erasure clears the emails by them, and rewrites the notices (below)."""
     paragraphs = list(paragraphs)  # told to each person
     items = items if callable(items) else list(items)
+    about_leads = list(about_leads)
     notices = [_notify_one(person_id, kind, title, paragraphs=paragraphs, items=items,
                            link=link, link_label=link_label, subject=subject, data=data,
-                           email_kind=email_kind or kind.value)
+                           email_kind=email_kind or kind.value, about_leads=about_leads)
                for person_id in people_of(user_id)]
     return notices[0]
 
 
 def _notify_one(user_id: int, kind: Kind, title: Words, *, paragraphs: list[Words],
                 items: Lines, link: str, link_label: str, subject: str,
-                data: Optional[dict], email_kind: str) -> Optional[Notification]:
+                data: Optional[dict], email_kind: str,
+                about_leads: list[int]) -> Optional[Notification]:
     setting = db.session.get(NotificationSetting, (user_id, kind))
     in_app, by_email = (setting.in_app, setting.email) if setting else (True, True)
     user = db.session.get(User, user_id)
@@ -132,16 +137,16 @@ def _notify_one(user_id: int, kind: Kind, title: Words, *, paragraphs: list[Word
         return _write(user, kind, _told(title), [t for p in paragraphs if (t := _told(p))],
                       list(items() if callable(items) else items), link=link,
                       link_label=link_label, subject=subject, data=data,
-                      in_app=in_app, by_email=by_email, email_kind=email_kind)
+                      in_app=in_app, by_email=by_email, email_kind=email_kind,
+                      about_leads=about_leads)
 
 
 def _write(user: User, kind: Kind, title: str, paragraphs: list[str], items: list[str], *,
            link: str, link_label: str, subject: str, data: Optional[dict], in_app: bool,
-           by_email: bool, email_kind: str) -> Optional[Notification]:
+           by_email: bool, email_kind: str, about_leads: list[int]) -> Optional[Notification]:
     """Store the notice and queue its email, both worded for `user`."""
     user_id = user.id
-    shown = items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
-                                 if len(items) > MAX_ITEMS else [])
+    shown = _shown(items)
     notification = None
     if in_app:
         notification = Notification(user_id=user_id, kind=kind, subject=subject,
@@ -152,10 +157,16 @@ def _write(user: User, kind: Kind, title: str, paragraphs: list[str], items: lis
         mail.queue(user.email, title, "notification", user_id=user_id, kind=email_kind,
                    title=title, paragraphs=paragraphs, items=shown,
                    link=mail.public_url(link) if link else "", link_label=link_label,
-                   kind_label=KINDS[kind].label,
+                   kind_label=KINDS[kind].label, lead_ids=about_leads,
                    settings_link=mail.public_url(path("notifications.settings")))
     db.session.flush()
     return notification
+
+
+def _shown(items: list[str]) -> list[str]:
+    """The lines a notice lists: the first MAX_ITEMS, then how many more."""
+    return items[:MAX_ITEMS] + ([f"… and {len(items) - MAX_ITEMS} more"]
+                                if len(items) > MAX_ITEMS else [])
 
 
 # Reading and choosing -------------------------------------------------------------
@@ -252,14 +263,19 @@ def spot_check_decided(check, passed: bool, reason: str, note: str, *, went_live
     notify(check.batch.seller_id, Kind.SPOT_CHECK_DECIDED, title,
            paragraphs=[reason, f"The admin's note: {note}" if note else "", after,
                        "Sampled leads that failed:" if failing else ""],
-           items=[f"Lead #{item.lead_id} (row {item.lead.row_number}): "
-                  f"{item.verdict.value.replace('_', ' ')}" + (f" ({item.note})" if item.note else "")
+           items=[_failing_line(item.lead_id, item.lead.row_number, item.verdict, item.note)
                   for item in failing],
+           about_leads=[item.lead_id for item in failing if item.note],
            link=path("seller.batch_detail", batch_id=check.batch_id) + "#spot-check",
            link_label="See the batch and its failed leads" if failing else "See the batch",
            data={"batch_id": check.batch_id, "check_id": check.id,
                  "outcome": "pass" if passed else "fail", "note": note,
                  "failing_lead_ids": [item.lead_id for item in failing]})
+
+
+def _failing_line(lead_id: int, row_number: int, verdict, note: str) -> str:
+    return (f"Lead #{lead_id} (row {row_number}): {verdict.value.replace('_', ' ')}"
+            + (f" ({note})" if note else ""))
 
 
 def return_to_answer(item, reason_label: str, now: Optional[datetime] = None) -> None:
@@ -311,17 +327,19 @@ def return_decided(item) -> None:
     how = DECIDED_BY[item.decided_by].format(note=item.decision_note)
     data = {"return_id": item.id, "sale_id": item.sale_id, "status": item.status.value,
             "decided_by": item.decided_by, "refund": item.refund}
+    # Only an administrator's note is their own words (the others are the exchange's).
+    about = [item.sale.lead_id] if item.decided_by == "admin" else []
     notify(item.buyer_id, Kind.RETURN_DECIDED,
            (lambda: f"Return of sale #{item.sale_id} accepted: {format_money(item.refund)} "
                     "refunded") if accepted else f"Return of sale #{item.sale_id} rejected",
            paragraphs=[how], link=path("buyer.return_list"), link_label="See your returns",
-           data=data)
+           data=data, about_leads=about)
     if item.decided_by != "seller":
         notify(item.seller_id, Kind.RETURN_DECIDED,
                f"Return of sale #{item.sale_id} accepted: the sale is reversed" if accepted
                else f"Return of sale #{item.sale_id} rejected: the sale stands",
                paragraphs=[how], link=path("seller.return_list"),
-               link_label="See your returns", data=data)
+               link_label="See your returns", data=data, about_leads=about)
 
 
 def return_contested(item, reason_label: str) -> None:
@@ -468,7 +486,9 @@ def delivery_failing(delivery, error: str, *, rejected: bool = False) -> None:
            link=path("buyer.order_delivery", order_id=delivery.order_id),
            link_label="See the delivery log", subject=f"order:{delivery.order_id}",
            data={"order_id": delivery.order_id, "sale_id": delivery.sale_id,
-                 "delivery_id": delivery.id, "error": error})
+                 "delivery_id": delivery.id, "error": error},
+           about_leads=[db.session.scalar(sa.select(Sale.lead_id)
+                                          .where(Sale.id == delivery.sale_id))])
 
 
 def payout_sent(payout) -> None:
@@ -505,6 +525,60 @@ def person_opted_out(buyer_id: int, sales: list[tuple[int, int]], due: datetime)
            items=[f"Sale #{sale_id} of order #{order_id}" for sale_id, order_id in sales],
            link=path("buyer.opt_outs"), link_label="Acknowledge",
            data={"sale_ids": [sale_id for sale_id, _ in sales], "due_at": due.isoformat()})
+
+
+# Erasure (app.services.privacy): a notice's words about a person go with them ------
+# Their emails go whole, found by the leads they are about (`about_leads`).
+
+def _told_for(accounts: set[int]) -> sa.ColumnElement[bool]:
+    """Notices of the accounts' people, past ones too: a member removed since keeps
+    what they were told."""
+    return Notification.user_id.in_(sa.select(User.id).where(
+        sa.or_(User.id.in_(accounts), User.account_holder_id.in_(accounts))))
+
+
+def return_notes_erased(returns: list[tuple[int, int, int]], instead: str) -> None:
+    """What people wrote on these returns ((return, buyer, seller) ids) was erased: an
+    administrator's decision, which both sides were told, says `instead`."""
+    for notice in db.session.scalars(sa.select(Notification).where(
+            _told_for({party for _, *parties in returns for party in parties}),
+            Notification.kind == Kind.RETURN_DECIDED,
+            Notification.data["return_id"].as_integer().in_([r for r, _, _ in returns]),
+            Notification.data["decided_by"].as_string() == "admin")):
+        notice.body = DECIDED_BY["admin"].format(note=instead)
+
+
+def spot_check_notes_erased(checks: list[tuple[int, int]]) -> None:
+    """Notes on sampled leads of these checks ((check, seller) ids) were erased: the
+    notices of their failure list the failing leads again, with the notes as they are
+    now (the verdicts are final once a check is decided)."""
+    notices = db.session.scalars(sa.select(Notification).where(
+        _told_for({seller_id for _, seller_id in checks}),
+        Notification.kind == Kind.SPOT_CHECK_DECIDED,
+        Notification.data["check_id"].as_integer().in_([c for c, _ in checks]))).all()
+    lines: dict[int, list[str]] = {}
+    for check_id in {notice.data["check_id"] for notice in notices}:
+        lines[check_id] = _shown([_failing_line(*row) for row in db.session.execute(
+            sa.select(SpotCheckItem.lead_id, Lead.row_number, SpotCheckItem.verdict,
+                      SpotCheckItem.note)
+            .join(Lead, Lead.id == SpotCheckItem.lead_id)
+            .where(SpotCheckItem.check_id == check_id, SpotCheckItem.verdict.in_(DEFECTS))
+            .order_by(SpotCheckItem.position))])
+    for notice in notices:
+        notice.data = {**notice.data, "items": lines[notice.data["check_id"]]}
+
+
+def delivery_errors_erased(sales: list[tuple[int, int, int]], instead: str) -> None:
+    """What a buyer's system answered about these sales ((sale, order, buyer) ids) was
+    erased: the notices that their delivery failed, which quote it, say `instead`."""
+    for notice in db.session.scalars(sa.select(Notification).where(
+            _told_for({buyer_id for _, _, buyer_id in sales}),
+            Notification.kind == Kind.DELIVERY_FAILING,
+            Notification.subject.in_({f"order:{order_id}" for _, order_id, _ in sales}),
+            Notification.data["sale_id"].as_integer().in_([s for s, _, _ in sales]))):
+        if said := notice.data.get("error"):
+            notice.body = notice.body.replace(said, instead)
+            notice.data = {**notice.data, "error": instead}
 
 
 def _buyer_of(order_id: int) -> int:

@@ -5,37 +5,35 @@
 - Erasure: suppression, plus their contacts are destroyed wherever we hold them: the
   leads, rejected rows, the logged requests and replies of their deliveries, the log
   of a digest email that carried them beside other leads (its text goes from every
-  lead's log), stored messages that carried them (OutgoingEmailLead: bodies
-  cleared, one not sent yet is never sent), and the words of a buyer's system that
-  refused them, which may echo them (the delivery's last error, the notice and its
-  email that quote it). The sales and the ledger stay with the
-  person's data gone, and every buyer who received them is told in the UI and on their
-  webhook (GDPR Art. 19).
+  lead's log), stored messages that carried them or words about them
+  (OutgoingEmailLead: bodies cleared, one not sent yet is never sent), the words of a
+  buyer's system that refused them, which may echo them (the delivery's last error and
+  the notice that quotes it), and what people wrote about them (returns' and
+  spot-checks' notes, and the notices that quote them). The sales and the ledger stay
+  with the person's data gone, and every buyer who received them is told in the UI and
+  on their webhook (GDPR Art. 19).
 - Retention: unsold leads older than UNSOLD_RETENTION_DAYS lose their contacts.
 """
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import sqlalchemy as sa
 from flask import current_app
-from markupsafe import escape
 from sqlalchemy import select, update
 
 from app.consent.certificates import without_query
-from app.core import events, figures, mail
+from app.core import events, figures
 from app.core.dialect import lock_in_id_order
 from app.errors import ValidationFailed
 from app.extensions import db
 from app.models import (
-    ConsentCertificate, DeliveryAttempt, EmailStatus, ErasureNotice, HttpDelivery, Lead, LeadStatus, Notification, NotificationKind,
-    Order, OutgoingEmail, OutgoingEmailLead, Rejection, Return, Sale, SpotCheckItem, SuppressionEntry, User,
-    WebhookDelivery,
+    ConsentCertificate, DeliveryAttempt, EmailStatus, ErasureNotice, HttpDelivery, Lead,
+    LeadStatus, Order, OutgoingEmail, OutgoingEmailLead, Rejection, Return, Sale, SpotCheckItem,
+    SuppressionEntry, User, WebhookDelivery,
 )
 from app.models.contact_keys import holding
 from app.people import notifications
-from app.people.membership import people_of
 from app.services import audit, contact_keys
 from app.services.crypto import current_vault
 from app.services.ingest.validate import normalise_email, normalise_phone
@@ -207,8 +205,9 @@ def _blank_shared_email_logs(lead_ids: list[int]) -> None:
 
 
 def _clear_emails(lead_ids: list[int]) -> int:
-    """Stored messages that carried any of the leads lose their bodies and their links
-    (they carry no one now); one not sent yet never will be."""
+    """Stored messages that carried any of the leads (their contacts, or words about
+    them in a notice) lose their bodies and their links (they carry no one now); one
+    not sent yet never will be."""
     email_ids = list(db.session.scalars(select(OutgoingEmailLead.email_id)
                                         .where(OutgoingEmailLead.lead_id.in_(lead_ids)).distinct()))
     if not email_ids:
@@ -217,7 +216,7 @@ def _clear_emails(lead_ids: list[int]) -> int:
     cleared = OutgoingEmail.id.in_(email_ids)
     db.session.execute(update(OutgoingEmail).where(cleared, OutgoingEmail.status == EmailStatus.PENDING)
                        .values(status=EmailStatus.FAILED,
-                               last_error="not sent: a person it carried asked to be erased")
+                               last_error="not sent: a person it names asked to be erased")
                        .execution_options(synchronize_session=False))
     db.session.execute(update(OutgoingEmail).where(cleared)
                        .values(text_body_enc=erased_blob, html_body_enc=erased_blob)
@@ -230,35 +229,19 @@ def _clear_emails(lead_ids: list[int]) -> int:
 def _clear_buyer_replies(lead_ids: list[int]) -> None:
     """A buyer's system may name the person in its reply ("HTTP 409: x@y exists"), and
     the reply's words become the delivery's last error, quoted in the notice that the
-    delivery failed and in its email: they go, the delivery's state stays."""
-    failed = db.session.execute(
-        select(WebhookDelivery.id, WebhookDelivery.sale_id, WebhookDelivery.last_error, Sale.buyer_id)
-        .join(Sale, Sale.id == WebhookDelivery.sale_id)
-        .where(Sale.lead_id.in_(lead_ids), WebhookDelivery.last_error.is_not(None),
-               WebhookDelivery.last_error != ERASED_TEXT)).all()
-    if not failed:
-        return
-    db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_([row[0] for row in failed]))
-                       .values(last_error=ERASED_TEXT).execution_options(synchronize_session=False))
-    said = {sale_id: error for _, sale_id, error, _ in failed}  # a sale's notice quotes its error
-    people = {person for buyer_id in {row[3] for row in failed} for person in people_of(buyer_id)}
-    for notice in db.session.scalars(select(Notification).where(
-            Notification.user_id.in_(people), Notification.kind == NotificationKind.DELIVERY_FAILING)):
-        if notice.data.get("sale_id") in said:
-            notice.body = notice.body.replace(said[notice.data["sale_id"]], ERASED_TEXT)
-            notice.data = {**notice.data, "error": ERASED_TEXT}
-    vault = current_vault()
-    for email in db.session.scalars(select(OutgoingEmail).where(
-            OutgoingEmail.user_id.in_(people),
-            OutgoingEmail.kind == NotificationKind.DELIVERY_FAILING.value)):
-        text, html = mail.bodies(email)
-        quoted = [said[int(sale_id)] for sale_id in re.findall(r"sale #(\d+)\b", text)
-                  if int(sale_id) in said]
-        if quoted:
-            for error in quoted:
-                text, html = (text.replace(error, ERASED_TEXT),
-                              html.replace(str(escape(error)), ERASED_TEXT))
-            email.text_body_enc, email.html_body_enc = vault.encrypt(text), vault.encrypt(html)
+    delivery failed (its email, linked to the lead, is cleared with the others): they
+    go, the delivery's state stays."""
+    db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.sale_id.in_(select(Sale.id).where(Sale.lead_id.in_(lead_ids))),
+               WebhookDelivery.last_error.is_not(None), WebhookDelivery.last_error != ERASED_TEXT)
+        .values(last_error=ERASED_TEXT).execution_options(synchronize_session=False))
+    # Every sale's notice, whatever its delivery says now: a later attempt may have
+    # replaced the error the notice quotes.
+    sales = db.session.execute(select(Sale.id, Sale.order_id, Sale.buyer_id)
+                               .where(Sale.lead_id.in_(lead_ids))).all()
+    if sales:
+        notifications.delivery_errors_erased(sales, ERASED_TEXT)
 
 
 def _strip_page_addresses(lead_ids: list[int]) -> None:
@@ -280,7 +263,9 @@ def _strip_page_addresses(lead_ids: list[int]) -> None:
 def _clear_notes(lead_ids: list[int]) -> None:
     """What people wrote about the person (a return's reasons from the buyer, the
     seller and an admin; a spot-check's note on them) may name or quote them: it goes,
-    the decisions stay. The system's own decision notes say nothing of the person."""
+    from the notices that quoted it too (their emails go with the others, linked to
+    the lead), and the decisions stay. The system's own decision notes say nothing of
+    the person; the audit log records that a note was given, never its words."""
     def cleared(column):
         return sa.case((column == "", ""), else_=ERASED_TEXT)
 
@@ -297,9 +282,16 @@ def _clear_notes(lead_ids: list[int]) -> None:
         db.session.execute(update(Return).where(theirs, Return.decided_by == "admin")
                            .values(decision_note=cleared(Return.decision_note))
                            .execution_options(synchronize_session=False))
-    db.session.execute(update(SpotCheckItem).where(SpotCheckItem.lead_id.in_(lead_ids))
-                       .values(note=cleared(SpotCheckItem.note))
-                       .execution_options(synchronize_session=False))
+        notifications.return_notes_erased(returned, ERASED_TEXT)
+    checks = db.session.execute(select(SpotCheckItem.check_id, Lead.seller_id).distinct()
+                                .join(Lead, Lead.id == SpotCheckItem.lead_id)
+                                .where(SpotCheckItem.lead_id.in_(lead_ids),
+                                       SpotCheckItem.note != "")).all()
+    if checks:
+        db.session.execute(update(SpotCheckItem).where(SpotCheckItem.lead_id.in_(lead_ids))
+                           .values(note=cleared(SpotCheckItem.note))
+                           .execution_options(synchronize_session=False))
+        notifications.spot_check_notes_erased(checks)
 
 
 def _shred_rejections(person: Person) -> int:

@@ -302,10 +302,10 @@ def record_verdicts(check: SpotCheck, item_ids: list[int], verdict: str, admin: 
         sa.select(SpotCheckItem).options(orm.joinedload(SpotCheckItem.lead))
         .where(SpotCheckItem.check_id == check.id, SpotCheckItem.position > had)
         .order_by(SpotCheckItem.position)).all() if drawn else []
+    # The note's words stay on the items, where an erasure finds them; the log keeps
+    # that one was written.
     details = {"check_id": check.id, "batch_id": check.batch_id, "verdict": verdict.value,
-               "replacements_drawn": drawn}
-    if note:
-        details["note"] = note
+               "replacements_drawn": drawn, "note_chars": len(note)}
     if len(items) == 1:
         audit.record("spot_check.verdict", actor=admin, subject_type="lead",
                      subject_id=items[0].lead_id,

@@ -119,10 +119,11 @@ def send(message: EmailMultiAlternatives, lead_ids: Iterable[int] = ()) -> Outco
     """The message (carrying `lead_ids`' contacts) through the app's mail; no
     transaction is held while it goes."""
     started = time.monotonic()
+    lead_ids = list(lead_ids)  # read for each copy: an iterator would link the first only
     text = shown(message)
     if mail.outbox_enabled():
         bodies = (message.body, message.alternatives[0][0])
-        if privacy.erased_among(list(lead_ids)):  # erased since the message was made
+        if privacy.erased_among(lead_ids):  # erased since the message was made
             bodies, lead_ids = (privacy.ERASED_TEXT, privacy.ERASED_TEXT), ()
         for address in message.to:  # a copy each, as each recipient would read it
             mail.store(address, message.subject, *bodies, kind="delivery",
