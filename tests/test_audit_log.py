@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from flask import current_app
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -91,7 +92,10 @@ def test_a_members_order_actions_name_them_the_account_and_the_order(team):
         "csrf_token": token, "price": "6.00", "quantity": "3"}).status_code == 302
     changed = _by_member("order.changed", mia, owner)
     assert changed.subject_id == order_id
-    assert changed.details["changed"] == ["price"] and changed.details["price"] == 600
+    assert changed.details["changed"] == ["price"]
+    assert (changed.details["price_before"], changed.details["price"]) == (500, 600)
+    activity = client_of(current_app, owner).get("/auth/team/activity").get_data(as_text=True)
+    assert "<dt>price before</dt>\n  <dd class=\"text-break\">$5.00</dd>" in activity
     assert client.post(f"/buyer/orders/{order_id}/cancel",
                        data={"csrf_token": token}).status_code == 302
     cancelled = _by_member("order.cancelled", mia, owner)

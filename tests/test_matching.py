@@ -213,7 +213,7 @@ def test_terms_saved_unchanged_leave_no_audit_entry(app):
     db.session.commit()
     assert [e.details for e in db.session.scalars(sa.select(AuditEvent).where(
         AuditEvent.action == "order.changed", AuditEvent.subject_id == order.id))] == [
-        {"changed": ["price"], "price": 400}]
+        {"changed": ["price"], "price": 400, "price_before": 300}]
 
 
 def test_paused_orders_wait(app):

@@ -360,9 +360,9 @@ def _audited_terms(order: Order) -> dict:
 
 
 def _audit_change(user: User, order: Order, before: dict, *, new_secret: bool) -> None:
-    """One entry: which terms changed, with the new price, quantity and max bid, and
-    the bid URL's host (never its path or a secret); none when nothing did (a form
-    saved as it was)."""
+    """One entry: which terms changed, with the price, quantity, max bid and time zone
+    before and after, and the bid URL's host (never its path or a secret); none when
+    nothing did (a form saved as it was)."""
     after = _audited_terms(order)
     changed = [name for name in after if after[name] != before[name]]
     if not changed and not new_secret:
@@ -370,7 +370,7 @@ def _audit_change(user: User, order: Order, before: dict, *, new_secret: bool) -
     details: dict[str, Any] = {"changed": changed}
     for name in ("price", "quantity", "max_bid", "timezone"):
         if name in changed:
-            details[name] = after[name]
+            details[name], details[f"{name}_before"] = after[name], before[name]
     if "bid_url" in changed:
         details["bid_host"] = audit.host_of(order.bid_url)
     if new_secret:
