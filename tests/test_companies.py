@@ -288,8 +288,11 @@ def test_only_owners_invite_and_remove_on_the_company_page(app, smtp_server):
     assert _user(other.email).is_active
 
     # A buyer on their own names the company with the first invitation.
-    solo = make_user(Role.BUYER)
+    solo = make_user(Role.BUYER, display_name="Solo Trading")
     solo_client = client_of(app, solo)
+    # The name they signed up with ("name or company") is offered as the company's.
+    assert 'name="company" type="text" value="Solo Trading"' in solo_client.get(
+        "/auth/team").get_data(as_text=True)
     response = solo_client.post("/auth/team", data={
         "company": "Solo Trading", "email": "first@solo.example", "role": "owner",
         "csrf_token": csrf_token(solo_client, "/auth/team")}, follow_redirects=True)

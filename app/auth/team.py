@@ -30,6 +30,8 @@ def team():
     account = current_account._get_current_object()
     owner = membership.manages(current_user, account)
     form = InviteForm()
+    if request.method == "GET" and account.company_name is None:
+        form.company.data = account.display_name  # what they signed up as, "name or company"
     if owner and form.validate_on_submit():
         try:
             if account.company_name is None:
