@@ -27,8 +27,8 @@ from app.errors import ValidationFailed
 from app.extensions import db
 from app.formatting import format_moment, format_money, format_number, reading_as
 from app.models import (
-    DEFECTS, Lead, Notification, NotificationKind, NotificationSetting, Order, Role, Sale,
-    SpotCheckItem, User,
+    DEFECTS, AccountKind, Lead, LedgerAccount, Notification, NotificationKind,
+    NotificationSetting, Order, Role, Sale, SpotCheckItem, User,
 )
 from app.models.types import utcnow
 from app.people.membership import people_of
@@ -209,14 +209,16 @@ def set_low_balance_threshold(user: User, threshold: Optional[int]) -> None:
     if threshold is not None and (type(threshold) is not int or threshold < 0):
         raise ValidationFailed("The threshold is an amount of zero or more.",
                                code="invalid_threshold", details={"field": "threshold"})
-    from app.services import ledger  # it tells of balances falling: it imports this
-
     before = user.low_balance_threshold
     user.low_balance_threshold = threshold
     db.session.flush()
     if threshold is None:
         return
-    available = ledger.balance_for(user).available
+    # The ledger's buyer-available account (ledger imports this module: no import back).
+    available = db.session.scalar(
+        sa.select(LedgerAccount.balance).where(LedgerAccount.user_id == user.id,
+                                               LedgerAccount.kind == AccountKind.BUYER_AVAILABLE)
+    ) or 0
     if _went_low(available, available, before, threshold):
         _balance_low(user.id, available, threshold)
 

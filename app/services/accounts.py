@@ -54,11 +54,11 @@ def normalise_email(email: str) -> str:
 
 
 def _own_words(email: str, name: str) -> list[str]:
-    """What a guesser knows of the person, as the words zxcvbn matches: the address's
-    local part and domain labels and the name's words (the whole address is one word
-    that a password made of its parts never matches)."""
+    """What a guesser knows of the person, as the words zxcvbn matches: the whole
+    address, its local part and domain labels (a password made of its parts matches
+    none of the whole) and the name's words."""
     local, _, domain = email.partition("@")
-    return [word for word in (local, *domain.split("."), *name.split()) if word]
+    return [word for word in (email, local, *domain.split("."), *name.split()) if word]
 
 
 def check_password_strength(password: str, email: str = "", name: str = "") -> None:
