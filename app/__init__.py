@@ -173,10 +173,11 @@ def register_template_helpers(app) -> None:
     app.jinja_env.filters["money_input"] = money_input  # an amount as a form field spells it
     app.jinja_env.globals["reader_locale"] = lambda: str(user_locale()).replace("_", "-")
 
-    from app.labels import describe_filters, label
+    from app.labels import LABELS, describe_filters, label
     from app.services.regions import country_name, region_name
 
     app.jinja_env.filters["label"] = label
+    app.jinja_env.globals["audit_values"] = LABELS["audit_value"]
     app.jinja_env.filters["describe_filters"] = lambda f: describe_filters(f, user_language())
     # "RU-KGD" → its name in the reader's language
     app.jinja_env.filters["region_name"] = lambda code: code and region_name(code, user_language())

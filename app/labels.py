@@ -135,6 +135,18 @@ LABELS: dict[str, dict[str, str]] = {
         "do_not_call.loaded": "Do-not-call list loaded",
         "do_not_call.removed": "Taken off the do-not-call list",
     },
+    # A coded value in an audit entry's details, by "key:value" (templates/_audit.html).
+    "audit_value": {
+        "source:marked": "Marked on a page or by the API", "source:csv": "An uploaded CSV file",
+        "format:webhook": "Our signed JSON (webhook)", "format:json": "JSON",
+        "format:form": "Form-encoded", "format:xml": "XML",
+        "reply:status": "Accepted when the reply is HTTP 2xx",
+        "reply:json": "Accepted when a JSON path has the expected value",
+        "reply:xpath": "Accepted when an XPath has the expected value",
+        "reply:regex": "Accepted when a pattern matches",
+        "mode:lead": "One message per lead", "mode:digest": "A digest of the leads sold",
+        "digest:hourly": "Every hour", "digest:daily": "Every day",
+    },
 }
 
 

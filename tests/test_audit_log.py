@@ -136,6 +136,9 @@ def test_delivery_settings_changes_say_where_leads_now_go_and_no_secret(team):
     assert formatted.subject_id == order.id
     assert (formatted.details["format"], formatted.details["header_names"]) == \
         ("form", ["Authorization"])
+    activity = client_of(current_app, owner).get("/auth/team/activity").get_data(as_text=True)
+    assert "<dd class=\"text-break\">Form-encoded</dd>" in activity
+    assert "<dd class=\"text-break\">Accepted when the reply is HTTP 2xx</dd>" in activity
     post("delivery/format", method="webhook")
     assert _by_member("order.delivery_format_changed", mia, owner).details["format"] == \
         "webhook"
@@ -251,6 +254,8 @@ def test_returns_and_outcomes_one_entry_each_and_one_per_file(team, app, api_key
     assert imported.details["source"] == "csv" and imported.details["leads"] == 2
     assert imported.details["outcomes"] == {"converted": 1, "contacted": 1}
     assert imported.details["rows_skipped"] == 1
+    activity = client_of(current_app, owner).get("/auth/team/activity").get_data(as_text=True)
+    assert "<dt>source</dt>\n  <dd class=\"text-break\">An uploaded CSV file</dd>" in activity
 
     headers = api_key_for(mia)
     assert client.post(f"/api/v1/sales/{sales[5]}/outcome", headers=headers,
