@@ -143,7 +143,7 @@ def test_the_real_time_batch_shows_the_terms_its_leads_were_posted_with(app, cli
     page = pages.get(f"/seller/batches/{batch_id}").get_data(as_text=True)
     assert " ".join(_terms_shown(page).split()) == (
         f'id="batch-terms-shown">exclusive · floor {format_money(300)}')
-    assert "the default_country its post sent" in page
+    assert "the country its post gave as default_country" in page
 
     second = client.post("/api/v1/leads", headers=headers,
                          json=lead | {"email": "second@mail.example.com", "floor_price": 500,
