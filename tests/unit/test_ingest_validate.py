@@ -479,6 +479,34 @@ def test_consent_columns_are_told_apart_by_header_and_values(header, cells, fiel
     assert mapped.fields == ("email", field)
 
 
+def test_a_source_column_of_web_addresses_is_the_page_and_of_names_the_sellers_source():
+    # A Russian export: "Источник" holds ad channels, "Страница" the form's page.
+    mapped = map_headers(["Телефон", "Источник", "Страница", "Дата согласия"], sample=[
+        ["+79161234567", "vk_ads", "https://blog.example.ru/form", "2026-11-01"],
+        ["+79161234568", "yandex_direct", "blog.example.ru/form", "2026-11-02"]])
+    assert mapped.fields == ("phone", "sub_id", "source_url", "consent_at")
+    assert mapped.unknown == ()
+    # Beside a column named for the seller's source, a moved one is left to map.
+    mapped = map_headers(["phone", "source", "campaign"], sample=[["1", "fb", "spring"]])
+    assert mapped.fields == ("phone", None, "sub_id") and mapped.unknown == ("source",)
+    # A source column with one web address among its cells stays the page (its other
+    # cells are rejected with their reason), and no sample leaves the header to decide.
+    assert map_headers(["source"], sample=[["fb"], ["https://a.example/f"]]).fields == (
+        "source_url",)
+    assert map_headers(["source"]).fields == ("source_url",)
+
+
+def test_the_one_unknown_column_of_web_addresses_is_the_page_when_no_header_names_one():
+    sample = [["Ana", "https://formas.example.es/alta", "ok"],
+              ["Luis", "formas.example.es/alta", "ok"]]
+    mapped = map_headers(["Nombre", "Enlace raro", "Resultado"], sample=sample)
+    assert mapped.fields == ("first_name", "source_url", None)
+    assert mapped.unknown == ("Resultado",)
+    two = [["https://a.example/f", "https://b.example/f"]]
+    assert map_headers(["Uno", "Dos"], sample=two).fields == (None, None)  # which one?
+    assert map_headers(["URL formulario"]).fields == ("source_url",)
+
+
 def test_the_sellers_mapping_of_a_consent_column_stands():
     mapped = map_headers(["Согласие"], {"Согласие": "consent_text"}, sample=[["да"]])
     assert mapped.fields == ("consent_text",)

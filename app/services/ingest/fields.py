@@ -5,10 +5,12 @@ punctuation, spaces, underscores and hyphens removed, so `E-Mail Address`,
 `email_address` and `emailaddress` are one key. Russian `й`/`ё` fold to `и`/`е` on
 both sides, which is harmless for matching.
 """
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 
 from app.errors import ValidationFailed
@@ -91,12 +93,13 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "opt-in time", "opt-in date", "opt-in at", "subscribed at", "signup date",
         "sign-up date", "дата согласия", "время согласия", "дата подписки", "дата заявки",
         "fecha de consentimiento", "fecha consentimiento", "fecha de alta", "timestamp",
-        "date",
+        "date", "fecha", "дата",
     ),
     "source_url": (
         "source_url", "source url", "page url", "form url", "landing page", "url",
         "page", "source", "landing", "website", "site", "источник", "страница",
         "ссылка", "сайт", "url страницы", "fuente", "página", "url de origen",
+        "url formulario", "url del formulario", "página del formulario", "url de la página",
     ),
     # A column named for consent ("consent", "согласие", "consent text"...) may hold the
     # text shown or whether the person agreed: `_by_values` decides from its cells.
@@ -235,15 +238,38 @@ def _user_fields(user_mapping: Mapping[str, str] | None) -> dict[str, str | None
 _CONSENT_FIELDS = ("consent", "consent_text")
 
 
+def _cells(column: int, sample: Sequence[Sequence[str]]) -> list[str]:
+    return [cell for row in sample if column < len(row) and (cell := row[column].strip())]
+
+
 def _by_values(name: str, column: int, sample: Sequence[Sequence[str]]) -> str:
     """A consent column recognised by its header is a yes/no flag when its sampled
     cells are all yes/no words, and the consent text when one of them is a sentence."""
-    cells = [cell for row in sample if column < len(row) and (cell := row[column].strip())]
+    cells = _cells(column, sample)
     if cells and all(consent_flag(cell) is not None for cell in cells):
         return "consent"
     if any(consent_flag(cell) is None and len(cell.split()) >= 4 for cell in cells):
         return "consent_text"
     return name
+
+
+def _page_or_source(column: int, sample: Sequence[Sequence[str]]) -> str:
+    """A column named like the consent page ("source", "page") holds the page when its
+    sampled cells are web addresses, and the seller's own source (sub_id) when none is:
+    `vk_ads` and `spring-campaign` say where a lead came from, not which page it was."""
+    cells = _cells(column, sample)
+    if cells and not any(normalise_url(cell) for cell in cells):
+        return "sub_id"
+    return "source_url"
+
+
+def _all_pages(column: int, sample: Sequence[Sequence[str]]) -> bool:
+    cells = _cells(column, sample)
+    return bool(cells) and all(normalise_url(cell) for cell in cells)
+
+
+# A claim moved to another field by its cells ranks after every header that names it.
+_MOVED_RANK = 1000
 
 
 def map_headers(
@@ -252,7 +278,9 @@ def map_headers(
 ) -> HeaderMap:
     """Map a CSV header row to fields; the user's mapping beats the synonym table.
 
-    `sample` is a few data rows: they tell a consent flag from consent text.
+    `sample` is a few data rows: they tell a consent flag from consent text, a consent
+    page from the seller's own source, and name the page column when no header does
+    (the only unknown column whose cells are all web addresses).
     """
     user = _user_fields(user_mapping)
     fields: list[str | None] = [None] * len(headers)
@@ -270,9 +298,15 @@ def map_headers(
             name, rank = SYNONYMS[key]
             if name in _CONSENT_FIELDS:
                 name = _by_values(name, column, sample)
+            elif name == "source_url" and _page_or_source(column, sample) == "sub_id":
+                name, rank = "sub_id", _MOVED_RANK + rank
             claims.setdefault(name, []).append((rank, column))
         elif key:
             unknown.append(column)
+    pages = [column for column in unknown if _all_pages(column, sample)]
+    if "source_url" not in claims and len(pages) == 1:
+        claims["source_url"] = [(_MOVED_RANK, pages[0])]
+        unknown.remove(pages[0])
     for name, found in claims.items():
         found.sort()
         if len(found) > 1 and found[0][0] == found[1][0]:
@@ -360,3 +394,28 @@ def consent_flag(raw: str) -> bool | None:
     value = raw.strip().casefold()
     found = CONSENT_VALUES.get(value) or CONSENT_VALUES.get(text_key(value))
     return None if found is None else found == "yes"
+
+
+_BARE_URL = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#:]\S*)?", re.I)
+
+
+@lru_cache(maxsize=4096)
+def normalise_url(raw: str) -> str | None:
+    """An http(s) URL with a real host; a bare `site.com/form` gets https://."""
+    value = raw.strip()
+    if "://" not in value:
+        if not _BARE_URL.fullmatch(value):
+            return None
+        value = "https://" + value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if any(c.isspace() for c in value):
+        return None
+    if "." not in host and ":" not in host:  # a dotless name is not a public page
+        return None
+    return value

@@ -19,7 +19,6 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -28,7 +27,7 @@ from phonenumbers import PhoneMetadata
 
 from app.services.regions_tz import consent_zone
 from app.services.ingest.fields import (
-    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, text_key,
+    EMPLOYED, GENDERS, MARITAL_STATUSES, consent_flag, normalise_url, text_key,
 )
 from app.services.regions import resolve_country, resolve_region
 
@@ -444,7 +443,6 @@ _DMY = re.compile(
 )
 _YMD_SLASH = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 _AGE = re.compile(r"(\d{1,3})(?:[.,]0+)?\s*(?:years?|yrs?|y|лет|год|года|años|anos)?", re.I)
-_BARE_URL = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:[/?#:]\S*)?", re.I)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # ASCII only, like ipaddress
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
@@ -515,28 +513,6 @@ def _parse_numeric_date(value: str, month_first: bool) -> datetime | None:
         return datetime(*parts, int(hour or 0), int(minute or 0), int(sec or 0))
     except ValueError:
         return None
-
-
-@lru_cache(maxsize=4096)
-def normalise_url(raw: str) -> str | None:
-    """An http(s) URL with a real host; a bare `site.com/form` gets https://."""
-    value = raw.strip()
-    if "://" not in value:
-        if not _BARE_URL.fullmatch(value):
-            return None
-        value = "https://" + value
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not host:
-        return None
-    if any(c.isspace() for c in value):
-        return None
-    if "." not in host and ":" not in host:  # a dotless name is not a public page
-        return None
-    return value
 
 
 def _ip(raw: str) -> str | None:
