@@ -313,6 +313,14 @@ def test_the_same_file_twice_needs_confirmation(seller):
     assert rejections(second) == {2: "duplicate_own"}
 
 
+def test_a_file_whose_rows_were_all_rejected_is_uploaded_again_without_asking(seller):
+    data = csv_bytes([person(1)])
+    first = ingest(seller, data, mapping={"source_url": "sub_id"})  # no page: rejected
+    assert (first.accepted, rejections(first)) == (0, {2: "no_consent"})
+    again = ingest(seller, data)  # the mapping fixed: no duplicate_file
+    assert again.accepted == 1
+
+
 def test_mapping_places_unknown_columns(seller):
     header = ["Contact mail", "Mobile", "consent_at", "source_url", "Notes"]
     data = csv_bytes([{"Contact mail": "m@mail.example.com", "Mobile": "+14155550123",

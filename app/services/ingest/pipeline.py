@@ -189,10 +189,16 @@ def _read_shape(seller_id: int, token: str, mapping: Optional[dict]) -> UploadPr
 
 
 def _earlier_upload(seller_id: int, preview: UploadPreview) -> Optional[Batch]:
+    """The seller's latest batch of this same file that holds leads, or may yet (still
+    processing): one whose rows were all rejected (a wrong mapping, say) has none for
+    the file's rows to repeat, and uploading it again is how it is fixed."""
     return db.session.scalar(
         sa.select(Batch).where(Batch.seller_id == seller_id,
                                Batch.content_hash == preview.content_hash,
-                               Batch.status != BatchStatus.FAILED).order_by(Batch.id.desc()))
+                               Batch.status != BatchStatus.FAILED,
+                               sa.or_(Batch.accepted > 0,
+                                      Batch.status == BatchStatus.PROCESSING))
+        .order_by(Batch.id.desc()))
 
 
 def discard_upload(seller_id: int, token: str) -> None:
