@@ -209,15 +209,19 @@ def test_every_change_is_audited_with_who_what_and_how_many(app):
     batches.pause(seller, batch_id)
     batches.resume(seller, batch_id)
     batches.reprice(seller, batch_id, floor_price=150, cap=2)
+    batches.reprice(seller, batch_id, floor_price=150, cap=2)  # saved as it was: no entry
+    batches.reprice(seller, batch_id, floor_price=150, cap=3)  # the cap alone changed
     batches.withdraw(seller, batch_id)
     db.session.commit()
     entries = _entries(batch_id)
     assert [(e.action, e.actor_id) for e in entries] == [
         ("batch.paused", seller.id), ("batch.resumed", seller.id),
-        ("batch.repriced", seller.id), ("batch.withdrawn", seller.id)]
+        ("batch.repriced", seller.id), ("batch.repriced", seller.id),
+        ("batch.withdrawn", seller.id)]
     assert [e.details for e in entries] == [
         {"leads": 2}, {"leads": 2, "as": "live"},
-        {"floor_price": [100, 150], "cap": [1, 2], "leads": 2}, {"leads": 2}]
+        {"floor_price": [100, 150], "cap": [1, 2], "leads": 2}, {"cap": [2, 3], "leads": 2},
+        {"leads": 2}]
     assert [e.id for e in batches.history(db.session.get(Batch, batch_id))] == [
         e.id for e in reversed(entries)]
 
@@ -350,6 +354,8 @@ def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
     assert response.status_code == 409
     page = response.get_data(as_text=True)
     assert 'id="floor-warning"' in page and 'name="confirm"' in page
+    # Sent to the form's own place on the page, the warning is in view, not 1,500px down.
+    assert f'action="{page_url}/terms#batch-terms"' in page
     assert db.session.get(Batch, batch_id).floor_price == 0
     response = client.post(f"{page_url}/terms", data=form | {"confirm": "y"})
     assert response.status_code == 302

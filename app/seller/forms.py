@@ -71,6 +71,7 @@ class BatchTermsChangeForm(FlaskForm):
                     "sales keep theirs.")
     cap = IntegerField(
         "Buyers per lead", validators=[DataRequired(), NumberRange(min=1, max=MAX_CAP)],
-        description="A lead already sold keeps the promise made to its buyers: its cap can go "
-                    "down to the buyers it has, never below and never up.")
+        description="Leads not sold yet take the new number. A lead already sold keeps the "
+                    "promise made to its buyers: its number can go down to the buyers it "
+                    "has, never below, and never up.")
     confirm = BooleanField("Yes, save this floor although it is far above recent prices")

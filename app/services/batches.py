@@ -189,19 +189,22 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
         if problem:
             details["confirmed"] = True  # far above recent prices, saved all the same
         values["floor_price"] = batch.floor_price = floor_price
-        details["floor_price"] = [_was(old.floor_low, old.floor_high), floor_price]
+        if not unchanged:  # the history says what changed, not what the form sent again
+            details["floor_price"] = [_was(old.floor_low, old.floor_high), floor_price]
     if cap is not None:
         # Never sold: the new cap. Sold: lowered at most to the buyers it has, never raised.
         values["cap"] = sa.case((Lead.sold_count == 0, cap),
                                 (Lead.sold_count >= cap, Lead.sold_count),
                                 (Lead.cap < cap, Lead.cap), else_=cap)
         batch.cap = cap
-        details["cap"] = [_was(old.cap_low, old.cap_high), cap]
+        if not old.cap_low == old.cap_high == cap:
+            details["cap"] = [_was(old.cap_low, old.cap_high), cap]
     figures.changed(batch.seller_id)
     changed = db.session.execute(
         sa.update(Lead).where(*_lock_unsold(batch, LISTED_STATUSES)).values(**values)
         .execution_options(synchronize_session=False)).rowcount
-    _record("batch.repriced", actor, batch, {**details, "leads": changed})
+    if details:
+        _record("batch.repriced", actor, batch, {**details, "leads": changed})
     # Some lead may sell now: one's floor went down or one's cap up.
     cheaper = floor_price is not None and floor_price < old.floor_high
     if changed and batch.status is BatchStatus.LIVE and (cheaper or (cap or 0) > old.cap_low):
