@@ -326,10 +326,16 @@ def test_the_batch_page_pauses_resumes_withdraws_and_shows_the_history(app):
     page = client.get(page_url).get_data(as_text=True)
     assert 'id="listing-paused">2<' in page and 'id="resume-batch"' in page
     assert "Paused 2 unsold leads" in page and 'id="batch-history"' in page
+    # The status says so beside "Live", on the page and in the list of batches.
+    assert ">Paused</span>" in page
+    assert ">Paused</span>" in client.get("/seller/batches").get_data(as_text=True)
     client.post(f"{page_url}/resume", data={"csrf_token": token})
+    assert ">Paused</span>" not in client.get("/seller/batches").get_data(as_text=True)
     client.post(f"{page_url}/withdraw", data={"csrf_token": token})
     page = client.get(page_url).get_data(as_text=True)
     assert 'id="listing-withdrawn">2<' in page and 'id="pause-batch"' not in page
+    assert ">Withdrawn</span>" in page
+    assert ">Withdrawn</span>" in client.get("/seller/").get_data(as_text=True)
     # Nothing is left to re-price or withdraw: the page offers neither.
     assert 'id="batch-terms"' not in page and 'id="withdraw-batch"' not in page
     assert 'id="nothing-to-manage"' in page

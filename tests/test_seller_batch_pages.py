@@ -51,9 +51,12 @@ def test_the_batch_table_keeps_every_figure_and_hides_only_low_priority_columns(
     header = page[page.index("<thead>"):page.index("</thead>")]
     for always in ("Batch", "Status", "Sold", "Earned"):
         assert re.search(rf'<th( class="num")?( title="[^"]*")?>{always}</th>', header), always
-    for narrow_hidden in ("Cap", "Floor", "Accepted"):
+    for narrow_hidden in ("Buyers per lead", "Floor", "Accepted"):
         assert re.search(rf'<th class="num d-none d-(sm|md|lg)-table-cell"[^>]*>{narrow_hidden}</th>',
                          header), narrow_hidden  # shown from a tablet's width up
+    for wide_only in ("Rejected", "Returned"):  # SPEC §8's counts, in Details below too
+        assert re.search(rf'<th class="num d-none d-xl-table-cell"[^>]*>{wide_only}</th>',
+                         header), wide_only
     details = page[page.index(f'id="batch-more-{batch.id}"'):]
     details = details[:details.index("</tr>")]
     assert "<dt>Buyers per lead (cap)</dt><dd>3</dd>" in details

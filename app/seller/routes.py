@@ -44,7 +44,8 @@ def _batch_figures(batches: list[Batch], sources: bool = False) -> dict:
 
     def compute() -> dict:
         found = {"sales": market_stats.batch_sales(ids),
-                 "checks": spotchecks.latest_status_by_batch(ids)}
+                 "checks": spotchecks.latest_status_by_batch(ids),
+                 "offers": batch_listing.offer_states(ids)}
         if sources:
             found["sources"] = market_stats.sub_id_figures(ids)
         return found
@@ -325,7 +326,7 @@ def batch_progress(batch_id: int):
 def _report(batch: Batch) -> dict:
     if not batch.is_finished:
         return {"counts": [], "preview": [], "stats": market_stats.BatchSales(),
-                "temperatures": {}, "sources": [], "listing": None,
+                "temperatures": {}, "sources": [], "listing": None, "offer": None,
                 "lead_terms": batch_listing.lead_terms(batch)}
     figures_now = dict(_finished_figures(batch))
     # Kept encrypted between requests; the messages are decrypted for this page only.
@@ -347,6 +348,7 @@ def _finished_figures(batch: Batch) -> dict:
                 "temperatures": market_stats.batch_temperatures(batch),
                 "sources": market_stats.sub_id_figures([batch.id]),
                 "listing": batch_listing.listing(batch),
+                "offer": batch_listing.offer_states([batch.id]).get(batch.id),
                 "lead_terms": batch_listing.lead_terms(batch)}
 
     key = (batch.id, batch.status, batch.cap, batch.floor_price, batch.accepted,

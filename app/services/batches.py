@@ -31,6 +31,7 @@ from app.services.ingest.pipeline import MAX_CAP
 # for (same regions) is most likely a typo: saving it needs the seller's confirmation.
 FAR_ABOVE_MARKET = 3
 ACTIONS = ("batch.paused", "batch.resumed", "batch.withdrawn", "batch.repriced")
+OFFER_ACTIONS = ACTIONS[:3]  # those that take the unsold leads off the market or back
 # Listings a seller manages: a processing batch is not finished, a rejected or failed
 # one has nothing for sale.
 MANAGEABLE = (BatchStatus.HELD, BatchStatus.LIVE)
@@ -233,6 +234,21 @@ def _history() -> sa.Select:
                                         AuditEvent.subject_id == sa.bindparam("batch_id"),
                                         AuditEvent.action.in_(ACTIONS))
             .order_by(AuditEvent.id.desc()).limit(sa.bindparam("limit")))
+
+
+def offer_states(batch_ids: list[int]) -> dict[int, str]:
+    """Batches whose unsold leads the seller took off the market, by what they did last:
+    "paused" or "withdrawn" (a resume lists them again). The batch's own status says
+    how it was checked (live, held), not whether its leads are on offer."""
+    if not batch_ids:
+        return {}
+    latest = (sa.select(sa.func.max(AuditEvent.id))
+              .where(AuditEvent.subject_type == "batch", AuditEvent.subject_id.in_(batch_ids),
+                     AuditEvent.action.in_(OFFER_ACTIONS))
+              .group_by(AuditEvent.subject_id))
+    return {batch_id: action.removeprefix("batch.") for batch_id, action in db.session.execute(
+        sa.select(AuditEvent.subject_id, AuditEvent.action).where(AuditEvent.id.in_(latest)))
+        if action != "batch.resumed"}
 
 
 def history(batch: Batch, limit: int = 50) -> list[AuditEvent]:
