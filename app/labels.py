@@ -135,6 +135,13 @@ LABELS: dict[str, dict[str, str]] = {
         "do_not_call.loaded": "Do-not-call list loaded",
         "do_not_call.removed": "Taken off the do-not-call list",
     },
+    # The text encodings the upload reader reports (ingest.reader), as sellers know them.
+    "encoding": {
+        "utf-8": "UTF-8", "utf-8-sig": "UTF-8 (with a byte order mark, as Excel saves it)",
+        "cp1251": "Windows-1251 (Cyrillic)", "cp1252": "Windows-1252 (Western European)",
+        "latin_1": "Latin-1 (ISO-8859-1)", "utf-16": "UTF-16 (Excel's Unicode text)",
+        "utf-16-le": "UTF-16 (little-endian)", "utf-16-be": "UTF-16 (big-endian)",
+    },
     # A coded value in an audit entry's details, by "key:value" (templates/_audit.html).
     "audit_value": {
         "source:marked": "Marked on a page or by the API", "source:csv": "An uploaded CSV file",

@@ -34,6 +34,7 @@ def test_unknown_columns_are_mapped_before_processing(seller_client):
     data = csv_bytes([person(1, email="") | {"Work mail": "w@mail.example.com"}], header=header)
     page = _upload(seller_client, data).get_data(as_text=True)
     assert "Check how we read your file" in page and "Work mail" in page
+    assert "Read as <strong>UTF-8</strong>" in page  # as sellers know it, not "utf-8"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 0
     token = page.split('name="token" type="hidden" value="')[1].split('"')[0]
     form = {"token": token, "filename": "export.csv", "default_country": "US",
