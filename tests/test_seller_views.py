@@ -187,6 +187,13 @@ def test_batches_show_what_they_sold_and_earned(seller_client, seller):
     assert "$8.00" in listing
 
 
+def test_a_first_upload_defaults_to_the_country_of_the_sellers_browser_language(seller_client):
+    page = seller_client.get("/seller/batches/new", headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+    assert re.search(r'<option selected value="RU">', page.get_data(as_text=True))
+    page = seller_client.get("/seller/batches/new", headers={"Accept-Language": "es"})
+    assert re.search(r'<option selected value="US">', page.get_data(as_text=True))  # no country
+
+
 def test_the_upload_form_starts_from_the_last_uploaded_file_not_a_real_time_lead(
         app, seller_client, seller, api_key_for):
     """A seller's single leads posted by API (terms per request, e.g. floor 0 and one

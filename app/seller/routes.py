@@ -10,6 +10,7 @@ from flask import (
     Response, abort, flash, redirect, render_template, request,
     stream_with_context, url_for,
 )
+import pycountry
 import sqlalchemy as sa
 from sqlalchemy import select
 
@@ -18,7 +19,7 @@ from app.auth.sessions import current_account
 from app.errors import DomainError, problems
 from app.core import bounds, figures
 from app.extensions import commit_keeping_loaded, db
-from app.formatting import money_input
+from app.formatting import money_input, user_locale
 from app.forms import show_problems
 from app.models import Batch, BatchSource, SpotCheck, User
 from app.seller import bp
@@ -80,8 +81,10 @@ def _last_terms() -> dict:
     last = db.session.scalar(select(Batch).where(Batch.seller_id == current_account.id,
                                                  Batch.source == BatchSource.UPLOAD)
                              .order_by(Batch.id.desc()))
-    if last is None:
-        return {"default_country": "US"}
+    if last is None:  # a first upload: the country of the seller's browser language
+        territory = user_locale().territory
+        return {"default_country": territory if territory and pycountry.countries.get(
+            alpha_2=territory) else "US"}
     return {"default_country": last.default_country, "cap": last.cap,
             "floor_price": money_input(last.floor_price)}
 
