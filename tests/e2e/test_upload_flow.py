@@ -61,7 +61,7 @@ def test_upload_map_progress_report_download(app, page, tmp_path, monkeypatch):
         page.get_by_role("button", name="Upload and check").click()
 
         expect(page.get_by_role("heading", name="Check how we read your file")).to_be_visible()
-        expect(page.get_by_text("cp1251")).to_be_visible()
+        expect(page.get_by_text("Windows-1251 (Cyrillic)")).to_be_visible()
         page.get_by_label("Field for Почта для связи").select_option("email")
         page.get_by_role("button", name="Start processing").click()
 
