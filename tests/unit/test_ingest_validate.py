@@ -505,6 +505,9 @@ def test_the_one_unknown_column_of_web_addresses_is_the_page_when_no_header_name
     two = [["https://a.example/f", "https://b.example/f"]]
     assert map_headers(["Uno", "Dos"], sample=two).fields == (None, None)  # which one?
     assert map_headers(["URL formulario"]).fields == ("source_url",)
+    # A first row of data is not taken for a header naming the page.
+    row = ["Ana", "https://formas.example.es/alta"]
+    assert map_headers(row, sample=[row]).fields == (None, None)
 
 
 def test_the_sellers_mapping_of_a_consent_column_stands():

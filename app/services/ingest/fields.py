@@ -303,8 +303,11 @@ def map_headers(
             claims.setdefault(name, []).append((rank, column))
         elif key:
             unknown.append(column)
-    pages = [column for column in unknown if _all_pages(column, sample)]
-    if "source_url" not in claims and len(pages) == 1:
+    # Only beside columns named by their headers, and under a header that is no web
+    # address itself: a first row of data is no header (the file is refused as such).
+    pages = [column for column in unknown
+             if _all_pages(column, sample) and not normalise_url(headers[column])]
+    if claims and "source_url" not in claims and len(pages) == 1:
         claims["source_url"] = [(_MOVED_RANK, pages[0])]
         unknown.remove(pages[0])
     for name, found in claims.items():
