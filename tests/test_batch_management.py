@@ -344,9 +344,12 @@ def test_the_batch_page_pauses_resumes_withdraws_and_shows_the_history(app):
     # Every change is on the page at once, newest first, with who made it (the page
     # keeps its history per revision of the seller's figures: each change raises it).
     history = page.split('id="batch-history"', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td[^>]*>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>", history)
-    assert rows == [(seller.email, "withdrawn"), (seller.email, "resumed"),
-                    (seller.email, "paused")]
+    rows = re.findall(r'<td class="d-none d-md-table-cell text-break">([^<]*)</td>\s*'
+                      r'<td><span class="batch-change">([^<]*)</span>', history)
+    assert rows == [(seller.email, "Batch withdrawn"), (seller.email, "Batch resumed"),
+                    (seller.email, "Batch paused")]
+    # On a phone, who made each change is under its time: no column to scroll to.
+    assert history.count(f'd-md-none">{seller.email}</div>') == 3
 
 
 def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
