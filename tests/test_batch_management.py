@@ -376,6 +376,26 @@ def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
     assert response.status_code == 422
 
 
+def test_a_paused_real_time_batch_is_not_called_paused_as_new_posts_are_on_offer(
+        client, api_key_for):
+    seller = verified_seller()
+    headers = api_key_for(seller)
+
+    def post(n: int) -> int:
+        return client.post("/api/v1/leads", headers=headers, json={
+            "email": f"rt{n}@mail.example.com", "consent_at": "2026-11-01T09:30:00Z",
+            "source_url": "https://x.example.com", "default_country": "US"}).json["id"]
+
+    batch_id = _lead(post(1)).batch_id
+    assert batches.pause(seller, batch_id) == 1
+    db.session.commit()
+    assert _lead(post(2)).batch_id == batch_id  # the day's batch, on offer again
+    assert batches.offer_states([batch_id]) == {}
+    upload_id = live_leads(seller, [person(3)])[0].batch_id
+    batches.pause(seller, upload_id)
+    assert batches.offer_states([batch_id, upload_id]) == {upload_id: "paused"}
+
+
 def test_a_real_time_batch_is_repriced_against_the_terms_its_leads_carry(client, api_key_for):
     """Each real-time lead keeps its post's floor: lowering the floor to the first lead's
     (the batch's own) still lowers a later lead's, and the batch is offered again."""

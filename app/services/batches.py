@@ -21,7 +21,7 @@ from app.extensions import db
 from app.formatting import format_money
 from app.market import rules
 from app.models import (
-    LISTED_STATUSES, AuditEvent, Batch, BatchStatus, Lead, LeadStatus, TrustLevel,
+    LISTED_STATUSES, AuditEvent, Batch, BatchSource, BatchStatus, Lead, LeadStatus, TrustLevel,
     User,
 )
 from app.services import audit, market_stats
@@ -237,9 +237,10 @@ def _history() -> sa.Select:
 
 
 def offer_states(batch_ids: list[int]) -> dict[int, str]:
-    """Batches whose unsold leads the seller took off the market, by what they did last:
+    """Uploads whose unsold leads the seller took off the market, by what they did last:
     "paused" or "withdrawn" (a resume lists them again). The batch's own status says
-    how it was checked (live, held), not whether its leads are on offer."""
+    how it was checked (live, held), not whether its leads are on offer. Not a day's
+    real-time batch: the leads posted after a pause are on offer."""
     if not batch_ids:
         return {}
     latest = (sa.select(sa.func.max(AuditEvent.id))
@@ -247,7 +248,9 @@ def offer_states(batch_ids: list[int]) -> dict[int, str]:
                      AuditEvent.action.in_(OFFER_ACTIONS))
               .group_by(AuditEvent.subject_id))
     return {batch_id: action.removeprefix("batch.") for batch_id, action in db.session.execute(
-        sa.select(AuditEvent.subject_id, AuditEvent.action).where(AuditEvent.id.in_(latest)))
+        sa.select(AuditEvent.subject_id, AuditEvent.action)
+        .join(Batch, Batch.id == AuditEvent.subject_id)
+        .where(AuditEvent.id.in_(latest), Batch.source == BatchSource.UPLOAD))
         if action != "batch.resumed"}
 
 
