@@ -125,3 +125,20 @@ def test_a_real_time_lead_takes_the_new_fields(client, api_key_for):
     bad = client.post("/api/v1/leads", headers=api_key_for(seller),
                       json=body | {"email": "rt2@mail.example.com", "jornaya_leadid": "x"})
     assert bad.json["error"]["code"] == "invalid_certificate"
+
+
+def test_a_russian_exports_source_column_of_channels_is_its_sub_id_and_the_page_column_its_page(
+        seller):
+    """A cp1251 `;` export whose "Источник" holds ad channels and "Страница" the form's
+    page: with the columns as read (no mapping given), its rows are leads, not
+    `no_consent` for a page named "vk_ads"."""
+    header = ["Имя", "Телефон", "Источник", "Страница", "Дата согласия"]
+    rows = [{"Имя": "Ирина", "Телефон": f"+7916123456{i}", "Источник": channel,
+             "Страница": "https://blog.example.ru/form", "Дата согласия": "2026-11-01 10:00"}
+            for i, channel in enumerate(["vk_ads", "yandex_direct", "vk_ads"])]
+    batch = ingest(seller, csv_bytes(rows, header=header, delimiter=";", encoding="cp1251"),
+                   country="RU")
+    assert (batch.accepted, rejections(batch)) == (3, {})
+    stored = leads(batch)
+    assert [lead.sub_id for lead in stored] == ["vk_ads", "yandex_direct", "vk_ads"]
+    assert {lead.source_url for lead in stored} == {"https://blog.example.ru/form"}
