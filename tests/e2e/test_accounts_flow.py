@@ -162,6 +162,8 @@ def test_sign_up_keeps_the_browsers_time_zone_which_the_account_page_changes(bro
     page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
     page.get_by_label("Repeat password").fill(TEST_PASSWORD)
     page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#verify-banner")).to_be_visible()
+    page.wait_for_load_state()  # the menu is Bootstrap's dropdown: its deferred script ran
     page.get_by_role("button", name="Prairie Blog").click()
     page.get_by_role("link", name="Your account").click()
     expect(page.get_by_label("Time zone")).to_have_value("America/Chicago")
