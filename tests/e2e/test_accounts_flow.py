@@ -23,7 +23,8 @@ def test_buyer_signs_up_logs_out_and_logs_in(page):
     expect(page.get_by_role("heading", name="Buyer dashboard")).to_be_visible()
     expect(page.locator("#available")).to_have_text("$0.00")
 
-    page.get_by_role("button", name="Acme Insurance").click()  # Bootstrap's dropdown (JS)
+    page.wait_for_load_state()  # Bootstrap's dropdown below: its deferred script ran
+    page.get_by_role("button", name="Acme Insurance").click()
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_text("You are logged out.")).to_be_visible()
 
