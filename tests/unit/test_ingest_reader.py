@@ -484,6 +484,36 @@ def test_blocks_keep_only_their_rows_and_find_them_by_number():
         block.record(4)  # a blank row is in no block
 
 
+def test_a_block_of_a_file_goes_to_a_worker_without_its_bytes(tmp_path):
+    """A file's plain lines are sent as where they lie in it (utf-8-sig: after the
+    mark), and read there; a block whose file is gone unpickles all the same (a
+    stopped run's queued blocks must not end the worker) and says so when read."""
+    path = tmp_path / "upload.csv"
+    path.write_bytes(codecs.BOM_UTF8 + f"{HEADER}\n{ROW}\nÉlise,{ROW[5:]}\n".encode())
+    with open_csv(str(path)) as source:
+        [block] = source.blocks(10)
+    sent = pickle.dumps(block)
+    assert block.data not in sent
+    received = pickle.loads(sent)
+    assert received.data is None
+    received.read()
+    assert received.records() == block.records() == read(path.read_bytes())[1]
+    stale = pickle.loads(sent)
+    path.write_bytes(b"")
+    with pytest.raises(UnreadableFile) as error:
+        stale.read()
+    assert error.value.code == "file_changed"
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        pickle.loads(sent).read()
+
+
+def test_a_block_of_a_stream_carries_its_bytes():
+    [block] = open_csv(io.BytesIO(f"{HEADER}\n{ROW}\n".encode())).blocks(10)
+    received = pickle.loads(pickle.dumps(block))
+    assert received.data == f"{ROW}\n".encode() and received.span is None
+
+
 def test_a_block_also_ends_on_its_character_budget():
     data = (f"{HEADER}\n" + f"{ROW}\n" * 100).encode()
     blocks = list(open_csv(io.BytesIO(data)).blocks(1000, max_bytes=len(ROW) * 10))

@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -148,16 +149,35 @@ class Block:
     a worker process and parsed there: the reading process only finds where records
     end (pickling their text, or parsing it, cost it more than the rest of its work).
     `one_line`: every record is one line, so the lines need no parsing to be told
-    apart."""
+    apart. `span`: (path, offset, size) of `data` in the upload's file, when it lies
+    there as it is: a block pickled for a worker then leaves its bytes out, and the
+    worker reads them from the file (a megabyte through the pool's pipe cost the
+    reading process's time, and the worker waited for it between chunks)."""
 
     delimiter: str
     data: bytes
     encoding: str  # of `data`; "utf-8" reads bytes that do not decode as U+FFFD
     numbers: Sequence[int]  # each record's spreadsheet row number, ascending
     one_line: bool
+    span: tuple[str, int, int] | None = field(default=None, repr=False, compare=False)
     _lines: list[str] | None = field(default=None, init=False, repr=False, compare=False)
     _spans: list[tuple[int, int]] | None = field(default=None, init=False, repr=False,
                                                  compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "data": None} if self.span else self.__dict__
+
+    def read(self) -> None:
+        """Read the bytes of a block that came without them. Not on unpickling: a run
+        that stopped may leave blocks queued whose file is gone, and an exception there
+        would end the pool's worker instead of the task."""
+        if self.data is None:
+            path, offset, size = self.span
+            with open(path, "rb") as file:
+                file.seek(offset)
+                self.data = file.read(size)
+            if len(self.data) != size:
+                raise refuse("file_changed", "The uploaded file changed while it was read.")
 
     @classmethod
     def of_lines(cls, delimiter: str, lines: list[str], numbers: list[int]) -> "Block":
@@ -255,8 +275,9 @@ class _RawLines:
     a TextIOWrapper with newline="" reads them, and as raw bytes for blocks. The bytes
     from `mark` on are kept: the current record's (mark_record)."""
 
-    def __init__(self, stream: BinaryIO, encoding: str):
+    def __init__(self, stream: BinaryIO, encoding: str, path: str | None = None):
         self._stream = stream
+        self.path = path  # the file read from its start, if it is one (Block.span)
         self.encoding = "utf-8" if encoding == "utf-8-sig" else encoding
         self._errors = _errors(encoding)
         self.buf = b""
@@ -523,7 +544,9 @@ class CsvSource:
         src.mark = src.tell()  # nothing of these lines is needed further
         first = self._number + 1
         self._number += len(lines)
-        return Block(self.delimiter, data, src.encoding, range(first, self._number + 1), True)
+        span = (src.path, src.tell() - len(data), len(data)) if src.path else None
+        return Block(self.delimiter, data, src.encoding, range(first, self._number + 1), True,
+                     span)
 
     def _plain(self, data: bytes, lines: list[bytes]) -> bool:
         """Whether `lines` (`data` split at \\n) are whole non-blank records within the
@@ -650,13 +673,23 @@ class _Scan:
 
 
 def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
-    """One pass over the whole file; never holds more than a chunk and the sample."""
+    """One pass over the whole file; never holds more than two chunks and the sample.
+    Each chunk is hashed in a thread of its own while it is decoded here (hashing
+    releases the GIL): a third of the pass's time before the batch can start."""
+    with ThreadPoolExecutor(1, thread_name_prefix="leadx-upload-hash") as hasher:
+        return _scanned(stream, sample_size, hasher)
+
+
+def _scanned(stream: BinaryIO, sample_size: int, hasher: ThreadPoolExecutor) -> _Scan:
     digest, size, sample, nul = hashlib.sha256(), 0, b"", False
     utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     chars = high = invalid = 0
     bad_chunk = b""
+    hashed = None
     while chunk := stream.read(_CHUNK):
-        digest.update(chunk)
+        if hashed is not None:
+            hashed.result()  # in file order, and at most one chunk ahead
+        hashed = hasher.submit(digest.update, chunk)
         if len(sample) < sample_size:
             sample += chunk[: sample_size - len(sample)]
         size += len(chunk)
@@ -680,6 +713,8 @@ def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
     tail = utf8.decode(b"", final=True)  # a multi-byte character cut short at the end
     chars += len(tail)
     invalid += len(tail)
+    if hashed is not None:
+        hashed.result()
     return _Scan(digest.hexdigest(), size, sample, nul,
                  multibyte=chars - (size - high) - invalid, invalid=invalid,
                  bad_chunk=bad_chunk)
@@ -852,7 +887,8 @@ def open_csv(
             text = io.TextIOWrapper(buffered, encoding=encoding, errors=_errors(encoding),
                                     newline="")
         else:
-            text = _RawLines(buffered, encoding)
+            text = _RawLines(buffered, encoding, os.path.abspath(source)
+                             if owned and isinstance(source, (str, os.PathLike)) else None)
         csv.field_size_limit(FIELD_LIMIT)
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,

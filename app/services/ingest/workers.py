@@ -351,6 +351,7 @@ def _exit_with(parent: int) -> None:
 
 def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
                         storage: Optional[str]) -> ChunkResult:
+    block.read()
     csv.field_size_limit(FIELD_LIMIT)
     # A chunk makes hundreds of thousands of objects and no reference cycles: the
     # cyclic collector would scan them over and over (a tenth of the chunk's time).
@@ -360,8 +361,8 @@ def _validate_in_worker(block: Block, fields: tuple, ctx: RowContext,
 
 def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing.Plan,
                      chunk: storing.Chunk) -> None:
-    """Validate a chunk, look its contacts up, wait for its turn, store it and pass
-    the turn on."""
+    """Validate a chunk, look its contacts up, wait for its turns, store it and pass
+    them on (_Turns)."""
     # Paused for the whole chunk: resumed between its steps, the collector's next
     # young pass scanned every object the chunk still held (a millisecond or two).
     with collector.paused():
@@ -375,18 +376,15 @@ def _store_in_worker(block: Block, fields: tuple, ctx: RowContext, plan: storing
         ready = storing.prepare(connection, plan, result, since, unwritten)
         turns = _Turns(plan.run, chunk.turn)
         turns.wait(1)
+        # A chunk that fails keeps its turns: the run stops there.
         storing.store(connection, plan, chunk, block, result, _worker_vault, ready, _recent,
                       unwritten, turns)
-    with _turns:  # a chunk that failed keeps its turns: the run stops there
-        if _turn[0] == plan.run:  # the next chunk may have decided already
-            _turn[1], _turn[2] = max(_turn[1], chunk.turn + 1), chunk.turn + 1
-        _turns.notify_all()
 
 
 @dataclass
 class _Turns:
-    """A chunk's two turns: to decide (storing.Turns.decided passes it on) and to
-    commit, each after the chunk before it."""
+    """A chunk's two turns, each after the chunk before it: to decide
+    (storing.Turns.decided passes it on) and to commit (`committed`)."""
 
     run: int
     turn: int
@@ -408,6 +406,12 @@ class _Turns:
 
     def commit(self) -> None:
         self.wait(2)
+
+    def committed(self) -> None:
+        with _turns:
+            if _turn[0] == self.run:
+                _turn[2] = self.turn + 1
+            _turns.notify_all()
 
 
 def _connection(plan: storing.Plan) -> storing.OwnConnection:
