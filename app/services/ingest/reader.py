@@ -28,7 +28,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -673,23 +672,13 @@ class _Scan:
 
 
 def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
-    """One pass over the whole file; never holds more than two chunks and the sample.
-    Each chunk is hashed in a thread of its own while it is decoded here (hashing
-    releases the GIL): a third of the pass's time before the batch can start."""
-    with ThreadPoolExecutor(1, thread_name_prefix="leadx-upload-hash") as hasher:
-        return _scanned(stream, sample_size, hasher)
-
-
-def _scanned(stream: BinaryIO, sample_size: int, hasher: ThreadPoolExecutor) -> _Scan:
+    """One pass over the whole file; never holds more than a chunk and the sample."""
     digest, size, sample, nul = hashlib.sha256(), 0, b"", False
     utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     chars = high = invalid = 0
     bad_chunk = b""
-    hashed = None
     while chunk := stream.read(_CHUNK):
-        if hashed is not None:
-            hashed.result()  # in file order, and at most one chunk ahead
-        hashed = hasher.submit(digest.update, chunk)
+        digest.update(chunk)
         if len(sample) < sample_size:
             sample += chunk[: sample_size - len(sample)]
         size += len(chunk)
@@ -713,8 +702,6 @@ def _scanned(stream: BinaryIO, sample_size: int, hasher: ThreadPoolExecutor) -> 
     tail = utf8.decode(b"", final=True)  # a multi-byte character cut short at the end
     chars += len(tail)
     invalid += len(tail)
-    if hashed is not None:
-        hashed.result()
     return _Scan(digest.hexdigest(), size, sample, nul,
                  multibyte=chars - (size - high) - invalid, invalid=invalid,
                  bad_chunk=bad_chunk)
