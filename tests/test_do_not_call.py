@@ -5,6 +5,7 @@ email too is sold as an email lead without its number, one with only the number 
 delisted."""
 import io
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -79,6 +80,29 @@ def test_leads_arriving_later_are_flagged_at_ingest(app, client, api_key_for):
                           json={"country": "ES", "phones": ["+34612345679"]})
     assert refused.status_code == 403
     assert do_not_call.count("ES") == 1
+
+
+@pytest.mark.parametrize("listed_beyond", [False, True])
+def test_a_finished_batch_flags_its_leads_on_the_lists_however_many_numbers_they_hold(
+        app, monkeypatch, listed_beyond):
+    """At most _INSERT_CHUNK numbers on the lists: the batch's leads holding them are
+    found by their contact keys; more: every lead of the batch is read. Either way only
+    the listed ones are flagged, each as its contacts allow."""
+    if listed_beyond:
+        monkeypatch.setattr(do_not_call, "_INSERT_CHUNK", 2)
+    do_not_call.load("US", ["415 555 0001", "415 555 0002", "415 555 0009"], make_user("admin"))
+    db.session.commit()
+    both, phone_only, free, email_only = live_leads(verified_seller(), [
+        person(1, phone="+1 415 555 0001"),
+        person(2, phone="+1 415 555 0002", email=""),
+        person(3, phone="+1 415 555 0003"),
+        person(4, phone="")])
+    assert _lead(both.id).do_not_call and not _lead(both.id).has_phone
+    assert _lead(both.id).status is LeadStatus.LIVE
+    assert _lead(phone_only.id).do_not_call and _lead(phone_only.id).status is LeadStatus.DELISTED
+    for lead in (free, email_only):
+        assert not _lead(lead.id).do_not_call and _lead(lead.id).status is LeadStatus.LIVE
+    assert _lead(free.id).has_phone
 
 
 def test_numbers_taken_off_give_leads_on_offer_their_phone_back(app, admin_client, client,

@@ -145,6 +145,17 @@ def flag(*where) -> int:
     return len(ids)
 
 
+def flag_batch(batch_id: int) -> int:
+    """`flag` of a batch's leads, when it has finished. While the lists hold few
+    numbers, only the leads holding them are read (by their contact keys), not every
+    lead of the batch (0.4 s for a million; none at all with no list loaded)."""
+    few = db.session.scalars(sa.select(DoNotCallEntry.phone_hash)
+                             .limit(_INSERT_CHUNK + 1)).all()
+    if len(few) > _INSERT_CHUNK:
+        return flag(Lead.batch_id == batch_id)
+    return flag(Lead.batch_id == batch_id, holding(("phone", h) for h in few)) if few else 0
+
+
 def listed(phone_hashes: Iterable[bytes]) -> set[bytes]:
     """Which of these phone hashes are on a list: one index probe, no lock (what a
     real-time group checks before it flags anything, so a group without a listed

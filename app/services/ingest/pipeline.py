@@ -435,7 +435,7 @@ def _finish(batch: Batch, run: BatchRun) -> None:
             db.session.execute(sa.update(Lead).where(Lead.batch_id == batch.id)
                                .values(status=lead_status)
                                .execution_options(synchronize_session=False))
-        do_not_call.flag(Lead.batch_id == batch.id)  # SPEC §14, before any is offered
+        do_not_call.flag_batch(batch.id)  # SPEC §14, before any is offered
     batch.status = batch_status
     batch.finished_at = utcnow()
     notifications.batch_processed(batch)
