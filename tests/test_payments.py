@@ -289,6 +289,30 @@ def test_admin_money_page_reconciles_and_runs_payouts(stripe_app, admin_client, 
     assert 'id="stripe-totals"' in compared and "charge" in compared
 
 
+def test_the_admin_pages_read_system_balances_without_creating_accounts(admin_client):
+    """A page that reads a balance writes nothing: creating a missing system account in
+    a GET made it fail at once on SQLite when a webhook had committed meanwhile."""
+    writes = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            writes.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        for url in ("/admin/", "/admin/money"):
+            page = admin_client.get(url)
+            assert page.status_code == 200 and "$0.00" in page.get_data(as_text=True)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert not [w for w in writes if "ledger_accounts" in w], writes
+    ledger.post("test", [ledger.Posting(ledger.account(AccountKind.PLATFORM_COMMISSION), 250),
+                         ledger.Posting(ledger.account(AccountKind.PROCESSOR_CLEARING), -250)])
+    db.session.commit()
+    assert ledger.system_balance(AccountKind.PLATFORM_COMMISSION) == 250
+    assert payments.reconciliation().clearing_balance == -250
+
+
 def test_admin_manual_debit_is_audited_and_never_goes_below_zero(admin_client, admin):
     buyer = funded_buyer(amount=1000)
     url = f"/admin/users/{buyer.id}"

@@ -32,6 +32,6 @@ def overview(days: int) -> Overview:
 def _compute(days: int) -> Overview:
     now = utcnow()
     counts = dict(db.session.execute(select(User.role, func.count()).group_by(User.role)).all())
-    commission = ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION))
+    commission = ledger.system_balance(AccountKind.PLATFORM_COMMISSION)
     return Overview(now, {role.value: counts.get(role, 0) for role in Role}, commission,
                     ledger.reconcile(), market_stats.marketplace(days, now=now))

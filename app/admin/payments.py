@@ -34,7 +34,7 @@ def money_overview():
     return render_template(
         "admin/payments.html", names=names,
         configured=configured,
-        commission=ledger.balance_of(ledger.account(AccountKind.PLATFORM_COMMISSION)),
+        commission=ledger.system_balance(AccountKind.PLATFORM_COMMISSION),
         by_day=market_stats.commission_by_day(),
         recon=payments.reconciliation(),
         books=ledger.reconcile(),

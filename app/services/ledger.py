@@ -315,6 +315,14 @@ def balance_of(acct: LedgerAccount) -> int:
     return acct.balance
 
 
+def system_balance(kind: AccountKind) -> int:
+    """A system account's balance, 0 while it has none yet. For pages and reports: they
+    read it without creating it (a write in a read-only request; on SQLite it also failed
+    at once when another request had committed since this one's first read)."""
+    return db.session.scalar(select(LedgerAccount.balance).where(
+        LedgerAccount.key == _account_key(AccountKind(kind), None))) or 0
+
+
 def balance_for(user: User) -> Balance:
     """The caller's balances in minor units (GET /api/v1/balance)."""
     by_kind = {

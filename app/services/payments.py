@@ -966,9 +966,8 @@ def _sum(column, *where) -> int:
 
 
 def reconciliation() -> ProcessorReconciliation:
-    clearing = ledger.account(AccountKind.PROCESSOR_CLEARING)
     return ProcessorReconciliation(
-        clearing_balance=ledger.balance_of(clearing),
+        clearing_balance=ledger.system_balance(AccountKind.PROCESSOR_CLEARING),
         captured=_sum(TopUp.amount, TopUp.status == TopUpStatus.SUCCEEDED),
         refunded=_sum(CardRefund.amount, CardRefund.status == RefundStatus.SUCCEEDED),
         refunds_in_flight=_sum(CardRefund.amount, CardRefund.status == RefundStatus.PENDING),
