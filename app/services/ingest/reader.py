@@ -875,7 +875,7 @@ def open_csv(
                                     newline="")
         else:
             text = _RawLines(buffered, encoding, os.path.abspath(source)
-                             if owned and isinstance(source, (str, os.PathLike)) else None)
+                             if isinstance(source, (str, os.PathLike)) else None)
         csv.field_size_limit(FIELD_LIMIT)
         try:
             return CsvSource(text, stream, encoding=encoding, delimiter=delimiter,
