@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
 from babel.numbers import (
-    NumberFormatError, format_currency, format_decimal, get_group_symbol, parse_decimal,
-    parse_pattern,
+    NumberFormatError, format_currency, format_decimal, get_decimal_symbol, get_group_symbol,
+    parse_decimal, parse_pattern,
 )
 from flask import current_app, has_request_context, request
 from werkzeug.datastructures import LanguageAccept
@@ -199,6 +199,7 @@ def money_input(minor_units: int) -> str:
 
 _PLAIN = re.compile(r"\d+(?:\.\d{1,2})?", re.ASCII)  # "12.34" reads the same everywhere
 _NUMBER = re.compile(r"[\d\s.,'\u00a0\u202f\u2019]+")
+_DECIMAL_COMMA = re.compile(r"\d+,\d{1,2}", re.ASCII)  # "2,50" where cents follow a dot
 _SPACES = dict.fromkeys(map(ord, " \u00a0\u202f"))
 
 
@@ -210,6 +211,8 @@ def parse_money(text: str, locale: Locale | str | None = None) -> int:
     raw = text.strip()
     example = format_decimal(Decimal("1234.50"), format="#,##0.00", locale=locale)
     refusal = f"“{raw}” is not an amount like {example}"
+    if raw[:1] in "-\u2212" and _NUMBER.fullmatch(raw[1:].lstrip()):
+        raise ValueError(f"“{raw}” is below zero: an amount here is zero or more")
     if not _NUMBER.fullmatch(raw):
         raise ValueError(refusal)
     group = get_group_symbol(locale)
@@ -219,6 +222,9 @@ def parse_money(text: str, locale: Locale | str | None = None) -> int:
         value = parse_decimal(raw, locale=locale, strict=True)
     except NumberFormatError:
         if not _PLAIN.fullmatch(raw):
+            if _DECIMAL_COMMA.fullmatch(raw) and get_decimal_symbol(locale) != ",":
+                raise ValueError(f"{refusal}: the cents follow a “{get_decimal_symbol(locale)}” "
+                                 "here") from None
             raise ValueError(refusal) from None
         value = Decimal(raw)
     if value > Decimal(bounds.AMOUNT.maximum).scaleb(-2):

@@ -36,14 +36,15 @@ def csv_bytes(rows: list[dict], header=HEADER, delimiter=",", encoding="utf-8",
 
 
 def ingest(seller, data: bytes, *, country="US", floor_price=0, cap=1, mapping=None,
-           allow_same_file=False) -> Batch:
+           allow_same_file=False, confirm_floor=False) -> Batch:
     """Upload and process a file the way the web and API paths do (processed here,
     not by the job the commit would start: nothing is matched)."""
     token = pipeline.stage_upload(seller, io.BytesIO(data))
     with events.muted():
         batch = pipeline.create_batch(seller, token, "test.csv",
                                       pipeline.check_terms(country, floor_price, cap, mapping),
-                                      allow_same_file=allow_same_file)
+                                      allow_same_file=allow_same_file,
+                                      confirm_floor=confirm_floor)
         db.session.commit()
     pipeline.process_batch(batch.id)
     db.session.expire_all()

@@ -54,3 +54,15 @@ def consented(days_ago: float) -> str:
 
 __all__ = ["funded_buyer", "verified_seller", "live_leads", "place", "sales_of", "consented",
            "person"]
+
+
+def recent_sales_at(price: int, count: int = 4) -> None:
+    """Leads of US-CA that sold at `price` lately, from a seller of their own: the
+    market's recent price level (market_stats.recent_price_level)."""
+    from app.market import jobs
+
+    order = place(funded_buyer(), price, count)
+    leads = live_leads(verified_seller(), [person(100 + i) for i in range(count)])
+    jobs.match_batch(leads[0].batch_id)
+    db.session.commit()
+    assert len(sales_of(order)) == count

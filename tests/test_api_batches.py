@@ -77,6 +77,19 @@ def test_same_file_twice_is_a_conflict_unless_allowed(client, seller, api_key_fo
     assert _upload(client, headers, data, allow_duplicate="true").status_code in (201, 202)
 
 
+def test_a_floor_far_above_recent_prices_needs_confirm_floor(client, seller, api_key_for):
+    from tests.market_helpers import recent_sales_at
+
+    recent_sales_at(300)
+    headers, data = api_key_for(seller), csv_bytes([person(1)])
+    refused = _upload(client, headers, data, floor_price="901")
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "floor_needs_confirmation"
+    assert refused.json["error"]["details"]["field"] == "floor_price"
+    accepted = _upload(client, headers, data, floor_price="901", confirm_floor="true")
+    assert accepted.status_code in (201, 202) and accepted.json["floor_price"] == 901
+
+
 def test_batches_are_private_to_their_seller_but_not_to_admins(client, seller, api_key_for):
     batch_id = _upload(client, api_key_for(seller), csv_bytes([person(1)])).json["id"]
     other = make_user(Role.SELLER)

@@ -14,10 +14,10 @@ from app.market import jobs, settle, snapshot
 from app.market.book import Claims, allocate
 from app.models import AuditEvent, Batch, BatchStatus, Lead, LeadStatus, Role, TrustLevel
 from app.models.types import utcnow
-from app.services import batches, ledger, trust
+from app.services import batches, ledger, market_stats, trust
 from tests.conftest import csrf_token, log_in, make_user
 from tests.market_helpers import (
-    funded_buyer, live_leads, person, place, sales_of, verified_seller,
+    funded_buyer, live_leads, person, place, recent_sales_at, sales_of, verified_seller,
 )
 
 
@@ -166,27 +166,20 @@ def test_a_lead_never_sold_takes_a_raised_cap(app):
     assert [len(sales_of(o)) for o in orders] == [1, 1, 1]  # offered again: a higher cap
 
 
-def _recent_sales_at(price: int, count: int = 4) -> None:
-    """Leads of US-CA that sold at `price` lately: the market's level."""
-    other = verified_seller()
-    order = place(funded_buyer(), price, count)
-    leads = live_leads(other, [person(100 + i) for i in range(count)])
-    _match(leads[0].batch_id)
-    assert len(sales_of(order)) == count
-
-
 def test_a_floor_far_above_recent_prices_needs_confirmation(app):
     seller = verified_seller()
     lead = live_leads(seller, [person(1)])[0]
     assert batches.reprice(seller, lead.batch_id, floor_price=5000) == 1  # no sales to judge by
     db.session.commit()
-    _recent_sales_at(300)
+    recent_sales_at(300)
     assert batches.reprice(seller, lead.batch_id, floor_price=900) == 1  # three times: fine
     db.session.commit()
-    with pytest.raises(batches.FloorNeedsConfirmation) as refused:
+    with pytest.raises(market_stats.FloorNeedsConfirmation) as refused:
         batches.reprice(seller, lead.batch_id, floor_price=901)
     db.session.rollback()
-    assert "$3.00" in refused.value.message and _lead(lead.id).floor_price == 900
+    # Four sales at $3.00: their median is their 90th percentile, said once.
+    assert "paid at most $3.00):" in refused.value.message and "half" not in refused.value.message
+    assert _lead(lead.id).floor_price == 900
     assert batches.reprice(seller, lead.batch_id, floor_price=901, confirm=True) == 1
     db.session.commit()
     assert _lead(lead.id).floor_price == 901
@@ -290,7 +283,7 @@ def test_api_pause_resume_withdraw_and_reprice(client, api_key_for):
 
 
 def test_api_far_above_floor_needs_confirm_and_bounds_are_422(client, api_key_for):
-    _recent_sales_at(300)
+    recent_sales_at(300)
     seller = verified_seller()
     batch_id, headers = live_leads(seller, [person(1)])[0].batch_id, api_key_for(seller)
     url = f"/api/v1/batches/{batch_id}"
@@ -353,7 +346,7 @@ def test_the_batch_page_pauses_resumes_withdraws_and_shows_the_history(app):
 
 
 def test_the_batch_page_asks_to_confirm_a_floor_far_above_recent_prices(app):
-    _recent_sales_at(300)
+    recent_sales_at(300)
     seller = verified_seller()
     batch_id = live_leads(seller, [person(1)])[0].batch_id
     client = _seller_client(app, seller)

@@ -313,6 +313,24 @@ def test_the_same_file_twice_needs_confirmation(seller):
     assert rejections(second) == {2: "duplicate_own"}
 
 
+def test_a_floor_far_above_recent_prices_needs_confirmation_at_upload(seller):
+    from app.services import market_stats
+    from tests.market_helpers import recent_sales_at
+
+    assert ingest(seller, csv_bytes([person(1)]), floor_price=10**6).floor_price == 10**6  # no sales
+    recent_sales_at(300)  # the file's regions are not known yet: the whole market's level
+    with pytest.raises(market_stats.FloorNeedsConfirmation) as refused:
+        ingest(seller, csv_bytes([person(2)]), floor_price=901)
+    assert "3 times what leads sold for lately" in refused.value.message
+    assert refused.value.details["field"] == "floor_price"
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)
+                             .where(Batch.seller_id == seller.id)) == 1
+    assert ingest(seller, csv_bytes([person(2)]), floor_price=900).accepted == 1
+    confirmed = ingest(seller, csv_bytes([person(3)]), floor_price=901, confirm_floor=True)
+    assert (confirmed.floor_price, confirmed.accepted) == (901, 1)
+
+
 def test_a_file_whose_rows_were_all_rejected_is_uploaded_again_without_asking(seller):
     data = csv_bytes([person(1)])
     first = ingest(seller, data, mapping={"source_url": "sub_id"})  # no page: rejected

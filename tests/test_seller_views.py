@@ -137,6 +137,28 @@ def test_a_second_upload_of_the_same_file_asks_first(seller_client):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 1
 
 
+def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, seller):
+    from tests.market_helpers import recent_sales_at
+
+    recent_sales_at(300)
+
+    def uploaded() -> list[int]:
+        return db.session.scalars(sa.select(Batch.floor_price)
+                                  .where(Batch.seller_id == seller.id)).all()
+
+    response = _upload(seller_client, csv_bytes([person(1)]), floor_price="99999")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and uploaded() == []
+    assert "more than 3 times what leads sold for lately" in page
+    assert 'name="confirm_floor"' in page
+    form = _confirm_form(seller_client, page, HEADER, floor_price="99999")
+    again = seller_client.post("/seller/batches/confirm", data=form)
+    assert again.status_code == 409 and uploaded() == []  # the file is still there to confirm
+    form["confirm_floor"] = "y"
+    assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
+    assert uploaded() == [9_999_900]
+
+
 def test_a_file_that_is_not_csv_is_refused_on_the_form(seller_client):
     page = _upload(seller_client, b"").get_data(as_text=True)
     assert "The file is empty." in page

@@ -42,7 +42,10 @@ def _batch_body(batch: Batch) -> Batch:
 @blp.arguments(BatchFileSchema, location="files")
 @blp.response(202, BatchSchema, description="Accepted; poll GET /batches/{id} for progress")
 @blp.alt_response(201, schema=BatchSchema, description="Already processed")
-@blp.alt_response(409, schema=ApiErrorSchema, description="Same file uploaded before")
+@blp.alt_response(409, schema=ApiErrorSchema,
+                  description="duplicate_file: the same file uploaded before (send "
+                              "allow_duplicate); floor_needs_confirmation: a floor far above "
+                              "recent prices (send confirm_floor)")
 @blp.alt_response(422, schema=ApiErrorSchema, description="Not a CSV, no header, bad terms")
 @blp.alt_response(403, schema=ApiErrorSchema, description=NOT_ALLOWED_YET)
 def upload_batch(form, files):
@@ -54,7 +57,8 @@ def upload_batch(form, files):
     token = pipeline.stage_upload(seller, upload.stream)
     try:
         batch = pipeline.create_batch(seller, token, upload.filename, terms,
-                                      allow_same_file=form["allow_duplicate"])
+                                      allow_same_file=form["allow_duplicate"],
+                                      confirm_floor=form["confirm_floor"])
         db.session.commit()  # processed from here on (BatchUploaded)
     finally:
         pipeline.discard_upload(seller_id, token)  # gone already if it became a batch

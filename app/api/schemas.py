@@ -79,6 +79,9 @@ class BatchUploadSchema(TextInput):
         "description": 'JSON object of header → field, e.g. {"Tel. 2": "phone", "Notes": ""}'})
     allow_duplicate = fields.Boolean(load_default=False, metadata={
         "description": "create a batch even if the same file was uploaded before"})
+    confirm_floor = fields.Boolean(load_default=False, metadata={
+        "description": "keep a floor price far above recent prices (refused with 409 "
+                       "floor_needs_confirmation otherwise)"})
 
 
 class BatchFileSchema(Schema):

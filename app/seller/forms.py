@@ -58,6 +58,7 @@ class ConfirmUploadForm(BatchTermsForm):
     token = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     allow_same_file = BooleanField("Yes, create a second batch from this same file")
+    confirm_floor = BooleanField("Yes, use this floor although it is far above recent prices")
     allow_missing = BooleanField("Process it anyway: every row will be rejected, and listed "
                                  "in the rejections file")
 

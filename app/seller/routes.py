@@ -4,7 +4,7 @@ import dataclasses
 import time
 from datetime import datetime
 from functools import cache
-from typing import Optional
+from typing import Callable, Optional
 
 from flask import (
     Response, abort, flash, redirect, render_template, request,
@@ -94,15 +94,24 @@ def _terms(form) -> pipeline.BatchTerms:
                                 form.cap.data)
 
 
-def _start(token: str, filename: str, terms: pipeline.BatchTerms, allow_same_file: bool):
-    batch = pipeline.create_batch(current_account, token, filename, terms,
-                                  allow_same_file=allow_same_file)
+def _start(token: str, filename: str, terms: pipeline.BatchTerms, confirm: ConfirmUploadForm,
+           preview: Callable[[], pipeline.UploadPreview]):
+    """Create the batch, or show the confirm page again with why a floor far above
+    recent prices needs the seller's word (the staged file stays)."""
+    try:
+        batch = pipeline.create_batch(current_account, token, filename, terms,
+                                      allow_same_file=confirm.allow_same_file.data,
+                                      confirm_floor=confirm.confirm_floor.data)
+    except market_stats.FloorNeedsConfirmation as exc:
+        db.session.rollback()
+        return _confirm_page(confirm, preview(), floor_warning=exc.message), 409
     db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
 
 
-def _confirm_page(form, preview):
-    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS)
+def _confirm_page(form, preview, floor_warning: str = ""):
+    return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
+                           floor_warning=floor_warning)
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])
@@ -119,14 +128,13 @@ def upload():
                                                                         preview.headers)):
                 preview, terms = _with_mapping(token, preview, terms, remembered)
             commit_keeping_loaded()  # nothing written: no lock while the batch re-reads it
-            filename = form.file.data.filename or "upload.csv"
+            confirm = ConfirmUploadForm(formdata=None, data={
+                "token": token, "filename": form.file.data.filename or "upload.csv",
+                "default_country": terms.default_country, "cap": terms.cap,
+                "floor_price": form.floor_price.data})
             if preview.unknown or preview.missing or preview.duplicate_of:
-                confirm = ConfirmUploadForm(formdata=None, data={
-                    "token": token, "filename": filename,
-                    "default_country": terms.default_country, "cap": terms.cap,
-                    "floor_price": form.floor_price.data})
                 return _confirm_page(confirm, preview)
-            return _start(token, filename, terms, allow_same_file=False)
+            return _start(token, confirm.filename.data, terms, confirm, lambda: preview)
         except DomainError as exc:
             db.session.rollback()
             if token:
@@ -169,7 +177,8 @@ def confirm_upload():
             return _confirm_page(form, _preview_again(token, mapping))
         terms = _terms(form)
         terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)
-        return _start(token, form.filename.data, terms, form.allow_same_file.data)
+        return _start(token, form.filename.data, terms, form,
+                      lambda: _preview_again(token, mapping))
     except DomainError as exc:
         db.session.rollback()
         flash(exc.message, "danger")
@@ -306,7 +315,7 @@ def change_batch_terms(batch_id: int):
                                         floor_price=form.floor_price.minor_units,
                                         cap=form.cap.data, confirm=form.confirm.data)
         db.session.commit()
-    except batch_listing.FloorNeedsConfirmation as exc:
+    except market_stats.FloorNeedsConfirmation as exc:
         db.session.rollback()
         return _batch_page(*_own_batch_and_check(batch_id), form,
                            floor_warning=exc.message), 409

@@ -18,7 +18,6 @@ from app.core import bounds, events, figures
 from app.core.dialect import lock_in_id_order
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.extensions import db
-from app.formatting import format_money
 from app.market import rules
 from app.models import (
     LISTED_STATUSES, AuditEvent, Batch, BatchSource, BatchStatus, Lead, LeadStatus, TrustLevel,
@@ -27,18 +26,11 @@ from app.models import (
 from app.services import audit, market_stats
 from app.services.ingest.pipeline import MAX_CAP
 
-# A floor above this many times the recent 90th percentile of what such leads sold
-# for (same regions) is most likely a typo: saving it needs the seller's confirmation.
-FAR_ABOVE_MARKET = 3
 ACTIONS = ("batch.paused", "batch.resumed", "batch.withdrawn", "batch.repriced")
 OFFER_ACTIONS = ACTIONS[:3]  # those that take the unsold leads off the market or back
 # Listings a seller manages: a processing batch is not finished, a rejected or failed
 # one has nothing for sale.
 MANAGEABLE = (BatchStatus.HELD, BatchStatus.LIVE)
-
-
-class FloorNeedsConfirmation(Conflict):
-    code = "floor_needs_confirmation"
 
 
 @dataclass
@@ -149,18 +141,10 @@ def withdraw(actor: User, batch_id: int) -> int:
     return withdrawn
 
 
-def check_floor(batch: Batch, floor_price: int) -> Optional[str]:
-    """Why this floor looks wrong for the batch's unsold leads (far above what leads of
-    their regions sold for lately), or None."""
-    regions = db.session.scalars(sa.select(Lead.region).distinct().where(
+def _regions(batch: Batch) -> list[Optional[str]]:
+    """The regions of the batch's unsold leads."""
+    return db.session.scalars(sa.select(Lead.region).distinct().where(
         Lead.batch_id == batch.id, Lead.status.in_(LISTED_STATUSES))).all()
-    level = market_stats.recent_price_level(regions)
-    if level.high is None or floor_price <= FAR_ABOVE_MARKET * level.high:
-        return None
-    return (f"A floor of {format_money(floor_price)} is more than {FAR_ABOVE_MARKET} times what "
-            f"such leads sold for lately (90% of {level.sales} recent sales paid at most "
-            f"{format_money(level.high)}, half at most {format_money(level.median)}): few "
-            "orders, if any, will buy at it. Confirm to save it anyway.")
 
 
 def _was(low: int, high: int):
@@ -173,7 +157,8 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
     """Change the floor and/or cap of the batch's unsold leads; the next sale is made
     under them, past ones keep their price. A lead already sold keeps the promise made
     to its buyers: its cap may go down, never below the buyers it has, and never up.
-    A floor far above the market (check_floor) needs `confirm`. Returns leads changed."""
+    A floor far above what leads of its regions sold for lately needs `confirm`
+    (market_stats.check_floor). Returns leads changed."""
     if floor_price is None and cap is None:
         raise ValidationFailed("Give a new floor price or cap.", code="nothing_to_change")
     floor_price = bounds.AMOUNT.optional(floor_price, "floor_price")
@@ -183,11 +168,7 @@ def reprice(actor: User, batch_id: int, *, floor_price=None, cap=None,
     values, details = {}, {}
     if floor_price is not None:
         unchanged = old.floor_low == old.floor_high == floor_price
-        problem = None if unchanged else check_floor(batch, floor_price)
-        if problem and not confirm:
-            raise FloorNeedsConfirmation(problem, details={"field": "floor_price",
-                                                           "floor_price": floor_price})
-        if problem:
+        if not unchanged and market_stats.check_floor(floor_price, _regions(batch), confirm):
             details["confirmed"] = True  # far above recent prices, saved all the same
         values["floor_price"] = batch.floor_price = floor_price
         if not unchanged:  # the history says what changed, not what the form sent again

@@ -13,7 +13,9 @@ from typing import Collection, Optional
 
 import sqlalchemy as sa
 
+from app.errors import Conflict
 from app.extensions import db
+from app.formatting import format_money
 from app.models import (
     LISTED_STATUSES, Batch, Lead, LedgerTransaction, Order, OrderStatus, OutcomeStatus, Return, Sale,
     SaleOutcome, User, refund_of, refunded,
@@ -191,6 +193,13 @@ class PriceLevel:
 
 
 RECENT_SALES = 1000  # the newest sales a price level is read from
+# A floor above this many times the recent 90th percentile of what such leads sold
+# for is most likely a typo: saving it needs the seller's confirmation.
+FAR_ABOVE_MARKET = 3
+
+
+class FloorNeedsConfirmation(Conflict):
+    code = "floor_needs_confirmation"
 
 
 def recent_price_level(regions: Collection[Optional[str]], days: int = 30,
@@ -211,6 +220,27 @@ def recent_price_level(regions: Collection[Optional[str]], days: int = 30,
         return PriceLevel(0)
     prices.sort()
     return PriceLevel(len(prices), prices[len(prices) // 2], prices[-(len(prices) // 10) - 1])
+
+
+def check_floor(floor_price: int, regions: Collection[Optional[str]], confirm: bool) -> bool:
+    """Raise FloorNeedsConfirmation, saying why, for a floor far above what leads of
+    these regions sold for lately (no regions: leads of any), unless `confirm`.
+    Returns whether the floor was that far above (and confirmed)."""
+    if not floor_price:
+        return False
+    level = recent_price_level(regions)
+    if level.high is None or floor_price <= FAR_ABOVE_MARKET * level.high:
+        return False
+    if confirm:
+        return True
+    paid = f"90% of {level.sales} recent sales paid at most {format_money(level.high)}"
+    if level.median != level.high:
+        paid += f", half at most {format_money(level.median)}"
+    raise FloorNeedsConfirmation(
+        f"A floor of {format_money(floor_price)} is more than {FAR_ABOVE_MARKET} times what "
+        f"{'such leads' if regions else 'leads'} sold for lately ({paid}): few orders, if any, "
+        "will buy at it. Confirm to save it anyway.",
+        details={"field": "floor_price", "floor_price": floor_price})
 
 
 def seller_feedback(seller: User) -> Feedback:

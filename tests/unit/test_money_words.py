@@ -29,6 +29,18 @@ def test_what_is_not_an_amount_is_refused_with_an_example_in_the_locale(text, lo
     assert "minor units" not in str(refused.value)
 
 
+@pytest.mark.parametrize("text, locale, says", [
+    ("-5", "en_US", "“-5” is below zero"), ("\u22122,50", "ru", "below zero"),
+    ("2,50", "en_US", "“2,50” is not an amount like 1,234.50: the cents follow a “.” here"),
+    ("1,2,3", "en_US", "“1,2,3” is not an amount like 1,234.50"),
+])
+def test_a_refusal_says_what_is_wrong_with_the_amount(text, locale, says):
+    with pytest.raises(ValueError) as refused:
+        parse_money(text, locale)
+    assert says in str(refused.value)
+    assert "cents" not in str(refused.value) or "2,50" in text
+
+
 def test_the_refusal_shows_an_amount_as_the_reader_writes_it():
     with pytest.raises(ValueError, match="like 1\u00a0234,50"):
         parse_money("abc", "ru")

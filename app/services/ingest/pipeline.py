@@ -41,7 +41,7 @@ from app.models import (
 )
 from app.models.types import utcnow
 from app.people import notifications
-from app.services import accounts, contact_keys, do_not_call, scoring
+from app.services import accounts, contact_keys, do_not_call, market_stats, scoring
 from app.core import pgcopy
 from app.core.bulk import SessionConnection, kind_of, sqlite_insert, sqlite_insert_select
 from app.services.ingest import copy_ready, storing, workers
@@ -236,12 +236,13 @@ def remove_stale_uploads(max_age_seconds: int) -> int:
 
 
 def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
-                 *, allow_same_file: bool = False) -> Batch:
+                 *, allow_same_file: bool = False, confirm_floor: bool = False) -> Batch:
     """Turn a staged upload into a queued batch, or raise and create nothing.
 
     The file is checked first (encoding, delimiter, a usable header, the mapping), so a
     file that is not a CSV never becomes a batch. The same file uploaded twice raises
-    Conflict("duplicate_file") unless the seller confirmed it (`allow_same_file`).
+    Conflict("duplicate_file") unless the seller confirmed it (`allow_same_file`), and
+    a floor far above recent prices raises FloorNeedsConfirmation unless `confirm_floor`.
     Once the caller commits, the batch is processed (BatchUploaded).
     """
     preview = _read_shape(seller.id, token, terms.mapping)  # before the first query
@@ -253,6 +254,8 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
             f"{earlier.created_at:%Y-%m-%d %H:%M} UTC). Upload it again only if you mean "
             "to create a second batch.", code="duplicate_file",
             details={"batch_id": earlier.id})
+    # The file's regions are not read yet: its floor is held against the whole market.
+    market_stats.check_floor(terms.floor_price, (), confirm_floor)
     batch = Batch(
         seller_id=seller.id, source=BatchSource.UPLOAD, status=BatchStatus.PROCESSING,
         filename=(filename or "upload.csv")[:255], content_hash=preview.content_hash,
