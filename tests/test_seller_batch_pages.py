@@ -191,6 +191,10 @@ def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(a
     page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
     assert "so it waits for a passed spot-check" not in page
     assert "Every lead of this batch was withdrawn: none waits for a spot-check" in page
+    # Nor does its status badge, here or on the lists: only "Withdrawn" is shown.
+    for url in (f"/seller/batches/{batch.id}", "/seller/batches", "/seller/"):
+        page = client.get(url).get_data(as_text=True)
+        assert "Held for a spot-check" not in page and ">Withdrawn</span>" in page, url
 
 
 def test_a_batch_with_no_row_accepted_says_so_instead_of_empty_sales(app):

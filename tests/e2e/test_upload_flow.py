@@ -81,3 +81,41 @@ def test_upload_map_progress_report_download(app, page, tmp_path, monkeypatch):
         assert page.console_errors == []
     finally:
         app.config["TASK_MODE"] = "eager"
+
+
+def test_the_mapping_shows_whole_field_names_and_keeps_long_values_on_the_page(app, page, tmp_path):
+    """The closed select shows the longest field name whole (the seller checks exactly
+    that), and a long value (a URL) wraps rather than pushing the table off the page."""
+    make_user(Role.SELLER, email="wide@example.com")
+    db.session.commit()
+    header = ["Имя", "Телефон", "Почта", "Согласие", "consent_at", "Страница", "sub_id", "Заметка"]
+    long_url = "https://blog.example.com/" + "landing-page-with-a-very-long-path/" * 4 + "form"
+    rows = [["Ирина", person(i)["phone"], person(i)["email"], "да", person(i)["consent_at"],
+             long_url, "spring-campaign", "звонить после 18"] for i in range(5)]
+    upload = tmp_path / "export.csv"
+    upload.write_text("\r\n".join(";".join(row) for row in [header, *rows]), encoding="utf-8")
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("wide@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Upload a batch").click()
+    page.get_by_label("CSV file").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload and check").click()
+    expect(page.get_by_role("heading", name="Check how we read your file")).to_be_visible()
+
+    for width in (1280, 400):
+        page.set_viewport_size({"width": width, "height": 900})
+        layout = page.evaluate("""() => {
+          const measure = document.createElement("canvas").getContext("2d");
+          const cut = [...document.querySelectorAll("form table select")].filter((select) => {
+            const style = getComputedStyle(select);
+            measure.font = style.font;
+            const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            return [...select.options].some((o) => measure.measureText(o.text).width > room + 1);
+          }).map((select) => select.name);
+          const table = document.querySelector("form table");
+          return {cut, table: table.scrollWidth, room: table.parentElement.clientWidth};
+        }""")
+        assert layout["cut"] == [], (width, layout)
+        assert layout["table"] <= layout["room"], (width, layout)
+    assert page.console_errors == []
