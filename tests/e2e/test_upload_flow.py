@@ -119,3 +119,25 @@ def test_the_mapping_shows_whole_field_names_and_keeps_long_values_on_the_page(a
         assert layout["cut"] == [], (width, layout)
         assert layout["table"] <= layout["room"], (width, layout)
     assert page.console_errors == []
+
+
+@pytest.mark.parametrize("width", [800, 1000, 1200, 1366])
+def test_the_menu_fits_its_line_with_a_long_name(app, page, width):
+    make_user(Role.SELLER, email="longname@example.com",
+              display_name="Общество с ограниченной ответственностью «Лидогенерация»")
+    db.session.commit()
+    page.set_viewport_size({"width": width, "height": 800})
+    page.goto("/auth/login")
+    page.get_by_label("Email").fill("longname@example.com")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/seller/**")
+    overflow = page.evaluate("""() => {
+      const nav = document.querySelector("nav.navbar .container");
+      return {page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+              nav: nav.scrollWidth - nav.clientWidth,
+              height: document.querySelector("nav.navbar").offsetHeight};
+    }""")
+    assert overflow["page"] <= 0 and overflow["nav"] <= 0, overflow
+    assert overflow["height"] < 80, overflow  # one line (or the collapsed menu's button)
+    assert page.console_errors == []
