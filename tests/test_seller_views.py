@@ -154,6 +154,7 @@ def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, selle
     form = _confirm_form(seller_client, page, HEADER, floor_price="99999")
     again = seller_client.post("/seller/batches/confirm", data=form)
     assert again.status_code == 409 and uploaded() == []  # the file is still there to confirm
+    assert "Tick this to keep the floor, or lower it." in again.get_data(as_text=True)
     form["confirm_floor"] = "y"
     assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
     assert uploaded() == [9_999_900]

@@ -104,6 +104,8 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, confirm: Confi
                                       confirm_floor=confirm.confirm_floor.data)
     except market_stats.FloorNeedsConfirmation as exc:
         db.session.rollback()
+        if request.endpoint == "seller.confirm_upload":  # asked already: say what is missing
+            confirm.confirm_floor.errors = ["Tick this to keep the floor, or lower it."]
         return _confirm_page(confirm, preview(), floor_warning=exc.message), 409
     db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
