@@ -159,6 +159,15 @@ def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, selle
     assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
     assert uploaded() == [9_999_900]
 
+    # The same file again at that floor: both questions on one page, one round.
+    page = _upload(seller_client, csv_bytes([person(1)]), floor_price="99999").get_data(
+        as_text=True)
+    assert "You uploaded this same file before" in page and 'id="floor-warning"' in page
+    form = _confirm_form(seller_client, page, HEADER, floor_price="99999",
+                         allow_same_file="y", confirm_floor="y")
+    assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
+    assert uploaded() == [9_999_900, 9_999_900]
+
 
 def test_a_file_that_is_not_csv_is_refused_on_the_form(seller_client):
     page = _upload(seller_client, b"").get_data(as_text=True)

@@ -11,6 +11,7 @@ from app.core import bounds
 from app.errors import DomainError, NotFound
 from app.extensions import commit_keeping_loaded, db
 from app.models import Batch, SpotCheck, SpotCheckStatus
+from app.services import batches as batch_listing
 from app.services import market_stats, quality, spotchecks, trust
 from app.services.spotchecks import VERDICT_LABELS
 
@@ -48,6 +49,7 @@ def quality_batch(batch_id: int):
         "admin/quality_batch.html", batch=batch, signals=signals, checks=checks, plan=plan,
         can_check=batch.status in spotchecks.CHECKABLE and lot > 0 and not nothing_to_check,
         nothing_to_check=nothing_to_check, form=ConfirmForm(),
+        offer=batch_listing.offer_states([batch.id]).get(batch.id),
         sources=market_stats.sub_id_figures([batch.id]),
         proposal=trust.propose(batch.seller), assessed=quality.assessed_at_text)
 

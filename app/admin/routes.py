@@ -17,6 +17,7 @@ from app.people.membership import account_of
 from app.services import (
     accounts, audit, bank_transfers, ledger, manual_payouts, market_stats, trust,
 )
+from app.services import batches as batch_listing
 
 PAGE_SIZE = 50
 
@@ -71,6 +72,7 @@ def user_detail(user_id: int):
     user = _user_or_404(user_id)
     account = account_of(user)  # a company member's money and trust are the company's
     proposal = trust.propose(account) if user.is_seller else None
+    batches = _recent_batches(account) if user.is_seller else []
     return render_template(
         "admin/user.html",
         user=user,
@@ -87,7 +89,9 @@ def user_detail(user_id: int):
         manual_payouts=manual_payouts.payouts_for(account) if user.is_seller else [],
         bank_reference=bank_transfers.reference_for(account) if user.is_buyer else None,
         receipts=receipts.receipts_for(account),
-        batches=_recent_batches(account) if user.is_seller else [],
+        batches=batches,
+        # What the seller did with each batch's unsold leads (paused, withdrawn).
+        offers=batch_listing.offer_states([b.id for b in batches]),
         history=db.session.scalars(
             select(AuditEvent).where(AuditEvent.subject_type == "user",
                                      AuditEvent.subject_id == user.id)

@@ -111,6 +111,14 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, confirm: Confi
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
 
 
+def _floor_warning(floor_price: int) -> str:
+    try:
+        pipeline.check_upload_floor(floor_price, confirm=False)
+    except market_stats.FloorNeedsConfirmation as exc:
+        return exc.message
+    return ""
+
+
 def _confirm_page(form, preview, floor_warning: str = ""):
     return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
                            floor_warning=floor_warning)
@@ -135,7 +143,8 @@ def upload():
                 "default_country": terms.default_country, "cap": terms.cap,
                 "floor_price": form.floor_price.data})
             if preview.unknown or preview.missing or preview.duplicate_of:
-                return _confirm_page(confirm, preview)
+                # Every question about the upload at once, the floor's too.
+                return _confirm_page(confirm, preview, _floor_warning(terms.floor_price))
             return _start(token, confirm.filename.data, terms, confirm, lambda: preview)
         except DomainError as exc:
             db.session.rollback()

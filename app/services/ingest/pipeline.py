@@ -254,8 +254,7 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
             f"{earlier.created_at:%Y-%m-%d %H:%M} UTC). Upload it again only if you mean "
             "to create a second batch.", code="duplicate_file",
             details={"batch_id": earlier.id})
-    # The file's regions are not read yet: its floor is held against the whole market.
-    market_stats.check_floor(terms.floor_price, (), confirm_floor)
+    check_upload_floor(terms.floor_price, confirm_floor)
     batch = Batch(
         seller_id=seller.id, source=BatchSource.UPLOAD, status=BatchStatus.PROCESSING,
         filename=(filename or "upload.csv")[:255], content_hash=preview.content_hash,
@@ -270,6 +269,12 @@ def create_batch(seller: User, token: str, filename: str, terms: BatchTerms,
     _staged_path(seller.id, token).rename(upload_path(batch))
     events.record(events.BatchUploaded(batch.id))
     return batch
+
+
+def check_upload_floor(floor_price: int, confirm: bool) -> None:
+    """An upload's floor against recent prices (market_stats.check_floor): the whole
+    market's, as the file's regions are not read yet."""
+    market_stats.check_floor(floor_price, (), confirm)
 
 
 def process_batch(batch_id: int) -> None:
