@@ -53,7 +53,7 @@ def consented(days_ago: float) -> str:
 
 
 __all__ = ["funded_buyer", "verified_seller", "live_leads", "place", "sales_of", "consented",
-           "person"]
+           "person", "recent_sales_at"]
 
 
 def recent_sales_at(price: int, count: int = 4) -> None:

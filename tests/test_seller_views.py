@@ -137,6 +137,11 @@ def test_a_second_upload_of_the_same_file_asks_first(seller_client):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == 1
 
 
+def _floor_asked(page: str) -> dict:
+    """The floor the page asks to confirm, as the browser sends it back."""
+    return {"floor_asked": re.search(r'name="floor_asked" value="(\d+)"', page)[1]}
+
+
 def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, seller):
     from tests.market_helpers import recent_sales_at
 
@@ -150,11 +155,18 @@ def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, selle
     page = response.get_data(as_text=True)
     assert response.status_code == 409 and uploaded() == []
     assert "more than 3 times what leads sold for lately" in page
-    assert 'name="confirm_floor"' in page
-    form = _confirm_form(seller_client, page, HEADER, floor_price="99999")
+    assert 'name="confirm_floor"' in page and "Tick this" not in page
+    form = _confirm_form(seller_client, page, HEADER, floor_price="99999", **_floor_asked(page))
+    assert form["floor_asked"] == "9999900"
     again = seller_client.post("/seller/batches/confirm", data=form)
     assert again.status_code == 409 and uploaded() == []  # the file is still there to confirm
     assert "Tick this to keep the floor, or lower it." in again.get_data(as_text=True)
+    # A tick confirms the floor that was asked about, not one typed over it since.
+    higher = seller_client.post("/seller/batches/confirm",
+                                data={**form, "floor_price": "199999", "confirm_floor": "y"})
+    assert higher.status_code == 409 and uploaded() == []
+    assert "$199,999.00" in higher.get_data(as_text=True)
+    assert "Tick this" not in higher.get_data(as_text=True)
     form["confirm_floor"] = "y"
     assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
     assert uploaded() == [9_999_900]
@@ -164,9 +176,29 @@ def test_an_upload_floor_far_above_recent_prices_asks_first(seller_client, selle
         as_text=True)
     assert "You uploaded this same file before" in page and 'id="floor-warning"' in page
     form = _confirm_form(seller_client, page, HEADER, floor_price="99999",
-                         allow_same_file="y", confirm_floor="y")
+                         allow_same_file="y", confirm_floor="y", **_floor_asked(page))
     assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
     assert uploaded() == [9_999_900, 9_999_900]
+
+
+def test_the_floor_question_stays_while_another_is_answered(seller_client, seller):
+    from tests.market_helpers import recent_sales_at
+
+    recent_sales_at(300)
+    header = [name for name in HEADER if name != "source_url"]  # every row would fail
+    page = _upload(seller_client, csv_bytes([person(1)], header=header),
+                   floor_price="99999").get_data(as_text=True)
+    assert "Every row of this file would be rejected" in page and 'id="floor-warning"' in page
+    form = _confirm_form(seller_client, page, header, floor_price="99999", confirm_floor="y",
+                         **_floor_asked(page))
+    again = seller_client.post("/seller/batches/confirm", data=form).get_data(as_text=True)
+    assert "map them, or confirm" in again and 'id="floor-warning"' in again
+    box = re.search(r'<input[^>]*name="confirm_floor"[^>]*>', again)[0]
+    assert " checked" in box  # the answer kept
+    form["allow_missing"] = "y"
+    assert seller_client.post("/seller/batches/confirm", data=form).status_code == 302
+    assert db.session.scalar(sa.select(Batch.floor_price).where(Batch.seller_id == seller.id)) \
+        == 9_999_900
 
 
 def test_a_file_that_is_not_csv_is_refused_on_the_form(seller_client):

@@ -53,6 +53,8 @@ def upload_batch(form, files):
     seller = _seller()
     terms = pipeline.check_terms(form["default_country"], form["floor_price"], form["cap"],
                                  form["mapping"])
+    # Refused before the file is stored and read: the floor needs none of it.
+    pipeline.check_upload_floor(terms.floor_price, form["confirm_floor"])
     upload, seller_id = files["file"], seller.id
     token = pipeline.stage_upload(seller, upload.stream)
     try:

@@ -58,7 +58,7 @@ class ConfirmUploadForm(BatchTermsForm):
     token = HiddenField(validators=[DataRequired()])
     filename = HiddenField()
     allow_same_file = BooleanField("Yes, create a second batch from this same file")
-    confirm_floor = BooleanField("Yes, use this floor although it is far above recent prices")
+    confirm_floor = BooleanField("Yes, keep this floor although it is far above recent prices")
     allow_missing = BooleanField("Process it anyway: every row will be rejected, and listed "
                                  "in the rejections file")
 
@@ -75,4 +75,4 @@ class BatchTermsChangeForm(FlaskForm):
         description="Leads not sold yet take the new number. A lead already sold keeps the "
                     "promise made to its buyers: its number can go down to the buyers it "
                     "has, never below, and never up.")
-    confirm = BooleanField("Yes, save this floor although it is far above recent prices")
+    confirm = BooleanField("Yes, keep this floor although it is far above recent prices")

@@ -97,31 +97,42 @@ def _terms(form) -> pipeline.BatchTerms:
 def _start(token: str, filename: str, terms: pipeline.BatchTerms, confirm: ConfirmUploadForm,
            preview: Callable[[], pipeline.UploadPreview]):
     """Create the batch, or show the confirm page again with why a floor far above
-    recent prices needs the seller's word (the staged file stays)."""
+    recent prices needs the seller's word (the staged file stays). A tick confirms
+    the floor the page asked about only, not one typed over it since."""
+    floor_confirmed = confirm.confirm_floor.data and _floor_asked() == terms.floor_price
     try:
         batch = pipeline.create_batch(current_account, token, filename, terms,
                                       allow_same_file=confirm.allow_same_file.data,
-                                      confirm_floor=confirm.confirm_floor.data)
-    except market_stats.FloorNeedsConfirmation as exc:
+                                      confirm_floor=floor_confirmed)
+    except market_stats.FloorNeedsConfirmation:
         db.session.rollback()
-        if request.endpoint == "seller.confirm_upload":  # asked already: say what is missing
-            confirm.confirm_floor.errors = ["Tick this to keep the floor, or lower it."]
-        return _confirm_page(confirm, preview(), floor_warning=exc.message), 409
+        return _confirm_page(confirm, preview(), terms.floor_price), 409
     db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
 
 
-def _floor_warning(floor_price: int) -> str:
-    try:
-        pipeline.check_upload_floor(floor_price, confirm=False)
-    except market_stats.FloorNeedsConfirmation as exc:
-        return exc.message
-    return ""
+def _floor_asked() -> Optional[int]:
+    """The floor the confirm page last asked the seller to confirm, if it did."""
+    asked = request.form.get("floor_asked", "")
+    return int(asked) if asked.isascii() and asked.isdigit() else None
 
 
-def _confirm_page(form, preview, floor_warning: str = ""):
+def _confirm_page(form: ConfirmUploadForm, preview: pipeline.UploadPreview,
+                  floor_price: Optional[int]):
+    """Every question about the upload at once, the floor's among them when it is far
+    above recent prices."""
+    floor_warning = ""
+    if floor_price:
+        try:
+            pipeline.check_upload_floor(floor_price, confirm=False)
+        except market_stats.FloorNeedsConfirmation as exc:
+            floor_warning = exc.message
+    if _floor_asked() != floor_price:
+        form.confirm_floor.data = False  # a tick for another floor confirms nothing here
+    elif floor_warning and not form.confirm_floor.data:
+        form.confirm_floor.errors = ["Tick this to keep the floor, or lower it."]
     return render_template("seller/confirm.html", form=form, preview=preview, fields=FIELDS,
-                           floor_warning=floor_warning)
+                           floor_warning=floor_warning, floor_price=floor_price)
 
 
 @bp.route("/batches/new", methods=["GET", "POST"])
@@ -143,8 +154,7 @@ def upload():
                 "default_country": terms.default_country, "cap": terms.cap,
                 "floor_price": form.floor_price.data})
             if preview.unknown or preview.missing or preview.duplicate_of:
-                # Every question about the upload at once, the floor's too.
-                return _confirm_page(confirm, preview, _floor_warning(terms.floor_price))
+                return _confirm_page(confirm, preview, terms.floor_price)
             return _start(token, confirm.filename.data, terms, confirm, lambda: preview)
         except DomainError as exc:
             db.session.rollback()
@@ -181,11 +191,11 @@ def confirm_upload():
                    for i in range(columns)}
         if not form.validate_on_submit():
             flash("Please check the batch's terms.", "danger")
-            return _confirm_page(form, _preview_again(token, mapping))
+            return _confirm_page(form, _preview_again(token, mapping), form.floor())
         if missing_required(mapping.values()) and not form.allow_missing.data:
             flash("Some fields every lead needs have no column: map them, or confirm that you "
                   "want the file processed anyway.", "danger")
-            return _confirm_page(form, _preview_again(token, mapping))
+            return _confirm_page(form, _preview_again(token, mapping), form.floor())
         terms = _terms(form)
         terms = pipeline.BatchTerms(terms.default_country, terms.floor_price, terms.cap, mapping)
         return _start(token, form.filename.data, terms, form,
@@ -195,7 +205,7 @@ def confirm_upload():
         flash(exc.message, "danger")
         if exc.code != "unknown_upload" and not isinstance(exc, UnreadableFile):
             try:
-                return _confirm_page(form, _preview_again(token, mapping))
+                return _confirm_page(form, _preview_again(token, mapping), form.floor())
             except DomainError:
                 pass  # the file itself is gone or unreadable: start again
         if token.isascii() and token.isalnum():

@@ -2,6 +2,10 @@
 the whole marketplace for an admin. Aggregates in the database over indexed columns;
 buyers' feedback reaches sellers only as counts, never with the buyer's identity.
 
+It also holds the one rule that reads the market for a seller's terms: a floor far
+above recent prices needs the seller's confirmation (`check_floor`, which reads and
+raises, never writes).
+
 A refunded sale (an accepted return, a buyer's or a failed spot-check's: models.refund_of)
 was undone on the ledger: every figure of sales counts it as sold and says how much of
 it was refunded (`Net`), so what a page calls earned or paid is what stands, and
@@ -190,6 +194,7 @@ class PriceLevel:
     sales: int
     median: Optional[int] = None
     high: Optional[int] = None
+    regional: bool = False  # sales of the regions asked about, not the whole market's
 
 
 RECENT_SALES = 1000  # the newest sales a price level is read from
@@ -214,12 +219,14 @@ def recent_price_level(regions: Collection[Optional[str]], days: int = 30,
     if known:
         prices = list(db.session.scalars(recent.where(Sale.region.in_(known))
                                          .order_by(Sale.id.desc()).limit(RECENT_SALES)))
+    regional = bool(prices)
     if not prices:
         prices = list(db.session.scalars(recent.order_by(Sale.id.desc()).limit(RECENT_SALES)))
     if not prices:
         return PriceLevel(0)
     prices.sort()
-    return PriceLevel(len(prices), prices[len(prices) // 2], prices[-(len(prices) // 10) - 1])
+    return PriceLevel(len(prices), prices[len(prices) // 2], prices[-(len(prices) // 10) - 1],
+                      regional)
 
 
 def check_floor(floor_price: int, regions: Collection[Optional[str]], confirm: bool) -> bool:
@@ -238,8 +245,8 @@ def check_floor(floor_price: int, regions: Collection[Optional[str]], confirm: b
         paid += f", half at most {format_money(level.median)}"
     raise FloorNeedsConfirmation(
         f"A floor of {format_money(floor_price)} is more than {FAR_ABOVE_MARKET} times what "
-        f"{'such leads' if regions else 'leads'} sold for lately ({paid}): few orders, if any, "
-        "will buy at it. Confirm to save it anyway.",
+        f"{'such leads' if level.regional else 'leads'} sold for lately ({paid}): few orders, "
+        "if any, will buy at it. Confirm it to keep it anyway.",
         details={"field": "floor_price", "floor_price": floor_price})
 
 

@@ -38,7 +38,6 @@ def test_a_refusal_says_what_is_wrong_with_the_amount(text, locale, says):
     with pytest.raises(ValueError) as refused:
         parse_money(text, locale)
     assert says in str(refused.value)
-    assert "cents" not in str(refused.value) or "2,50" in text
 
 
 def test_the_refusal_shows_an_amount_as_the_reader_writes_it():
