@@ -22,6 +22,8 @@ NOT_FILL_RULES = {
     # buyers it has and the cap it sold under; the fills still check LEAD_CAP.
     ("app/services/batches.py", "Lead.sold_count == 0"),
     ("app/services/batches.py", "Lead.sold_count >= cap"),
+    # SPEC §3 upload: whether the seller's tick was for the floor the page asked about.
+    ("app/seller/routes.py", "_floor_asked() == terms.floor_price"),
     # SPEC §2: an emailed one-time link's own expiry, not an order's.
     ("app/people/account_links.py", "link.expires_at <= utcnow()"),
     ("app/people/account_links.py", "AccountLink.expires_at > now"),
