@@ -180,12 +180,17 @@ def test_the_batch_page_says_in_words_why_rows_were_rejected(app):
     assert "<li>Email address not valid (<code>invalid_email</code>): 1</li>" in counts
 
 
-def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(app, admin_client):
+def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(
+        app, admin, admin_client):
+    from app.services import spotchecks
+
     seller = make_user(Role.SELLER)  # new: the batch is held until a check passes
     batch = ingest(seller, csv_bytes([person(1), person(2)]))
     client = _seller_client(app, seller)
     page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
     assert "so it waits for a passed spot-check" in page
+    check = spotchecks.start_check(batch, admin)  # opened before the seller withdrew
+    db.session.commit()
     batches.withdraw(seller, batch.id)
     db.session.commit()
     page = client.get(f"/seller/batches/{batch.id}").get_data(as_text=True)
@@ -195,7 +200,8 @@ def test_a_held_batch_withdrawn_whole_no_longer_says_it_waits_for_a_spot_check(a
     for url in (f"/seller/batches/{batch.id}", "/seller/batches", "/seller/"):
         page = client.get(url).get_data(as_text=True)
         assert "Held for a spot-check" not in page and ">Withdrawn</span>" in page, url
-    for url in (f"/admin/users/{seller.id}", f"/admin/quality/batches/{batch.id}"):  # admins'
+    for url in (f"/admin/users/{seller.id}", f"/admin/quality/batches/{batch.id}",
+                f"/admin/quality/checks/{check.id}"):  # admins'
         page = admin_client.get(url).get_data(as_text=True)
         assert "Held for a spot-check" not in page and ">Withdrawn</span>" in page, url
 

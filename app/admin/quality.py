@@ -74,7 +74,8 @@ def _check_page_parts(check) -> dict:
     plan = spotchecks.Plan(check.plan, check.plan_reason, check.lot_size, check.sample_size,
                            check.acceptance_number, check.defect_rate_bp, check.confidence_bp)
     return {"check": check, "batch": check.batch, "plan": plan, "tally": spotchecks.tally(check),
-            "verdicts": VERDICT_LABELS, "is_open": check.status.value == "open"}
+            "verdicts": VERDICT_LABELS, "is_open": check.status.value == "open",
+            "offer": batch_listing.offer_states([check.batch_id]).get(check.batch_id)}
 
 
 @bp.route("/quality/checks/<int:check_id>")
