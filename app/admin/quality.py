@@ -49,7 +49,7 @@ def quality_batch(batch_id: int):
         "admin/quality_batch.html", batch=batch, signals=signals, checks=checks, plan=plan,
         can_check=batch.status in spotchecks.CHECKABLE and lot > 0 and not nothing_to_check,
         nothing_to_check=nothing_to_check, form=ConfirmForm(),
-        offer=batch_listing.offer_states([batch.id]).get(batch.id),
+        offer=batch_listing.offer_state(batch.id),
         sources=market_stats.sub_id_figures([batch.id]),
         proposal=trust.propose(batch.seller), assessed=quality.assessed_at_text)
 
@@ -75,7 +75,7 @@ def _check_page_parts(check) -> dict:
                            check.acceptance_number, check.defect_rate_bp, check.confidence_bp)
     return {"check": check, "batch": check.batch, "plan": plan, "tally": spotchecks.tally(check),
             "verdicts": VERDICT_LABELS, "is_open": check.status.value == "open",
-            "offer": batch_listing.offer_states([check.batch_id]).get(check.batch_id)}
+            "offer": batch_listing.offer_state(check.batch_id)}
 
 
 @bp.route("/quality/checks/<int:check_id>")

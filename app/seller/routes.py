@@ -104,9 +104,9 @@ def _start(token: str, filename: str, terms: pipeline.BatchTerms, confirm: Confi
         batch = pipeline.create_batch(current_account, token, filename, terms,
                                       allow_same_file=confirm.allow_same_file.data,
                                       confirm_floor=floor_confirmed)
-    except market_stats.FloorNeedsConfirmation:
+    except market_stats.FloorNeedsConfirmation as exc:
         db.session.rollback()
-        return _confirm_page(confirm, preview(), terms.floor_price), 409
+        return _confirm_page(confirm, preview(), terms.floor_price, exc.message), 409
     db.session.commit()  # the batch is processed from here on (BatchUploaded)
     return redirect(url_for("seller.batch_detail", batch_id=batch.id))
 
@@ -118,11 +118,10 @@ def _floor_asked() -> Optional[int]:
 
 
 def _confirm_page(form: ConfirmUploadForm, preview: pipeline.UploadPreview,
-                  floor_price: Optional[int]):
+                  floor_price: Optional[int], floor_warning: str = ""):
     """Every question about the upload at once, the floor's among them when it is far
-    above recent prices."""
-    floor_warning = ""
-    if floor_price:
+    above recent prices (`floor_warning`: why, when the caller was just told)."""
+    if floor_price and not floor_warning:
         try:
             pipeline.check_upload_floor(floor_price, confirm=False)
         except market_stats.FloorNeedsConfirmation as exc:
@@ -381,7 +380,7 @@ def _finished_figures(batch: Batch) -> dict:
                 "temperatures": market_stats.batch_temperatures(batch),
                 "sources": market_stats.sub_id_figures([batch.id]),
                 "listing": batch_listing.listing(batch),
-                "offer": batch_listing.offer_states([batch.id]).get(batch.id),
+                "offer": batch_listing.offer_state(batch.id),
                 "lead_terms": batch_listing.lead_terms(batch)}
 
     key = (batch.id, batch.status, batch.cap, batch.floor_price, batch.accepted,

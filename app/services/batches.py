@@ -235,6 +235,11 @@ def offer_states(batch_ids: list[int]) -> dict[int, str]:
         if action != "batch.resumed"}
 
 
+def offer_state(batch_id: int) -> Optional[str]:
+    """offer_states of one batch: "paused", "withdrawn" or None."""
+    return offer_states([batch_id]).get(batch_id)
+
+
 def history(batch: Batch, limit: int = 50) -> list[AuditEvent]:
     """The batch's pauses, resumes, withdrawals and re-pricings, newest first."""
     return db.session.scalars(_history(), {"batch_id": batch.id, "limit": limit}).all()

@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models import Role
 from app.services.ingest import workers
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.e2e.conftest import log_in_page
 from tests.ingest_helpers import person
 
 pytestmark = pytest.mark.browser
@@ -94,10 +95,7 @@ def test_the_mapping_shows_whole_field_names_and_keeps_long_values_on_the_page(a
              long_url, "spring-campaign", "звонить после 18"] for i in range(5)]
     upload = tmp_path / "export.csv"
     upload.write_text("\r\n".join(";".join(row) for row in [header, *rows]), encoding="utf-8")
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill("wide@example.com")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, "wide@example.com")
     page.get_by_role("link", name="Upload a batch").click()
     page.get_by_label("CSV file").set_input_files(str(upload))
     page.get_by_role("button", name="Upload and check").click()
@@ -127,10 +125,7 @@ def test_the_menu_fits_its_line_with_a_long_name(app, page, width):
               display_name="Общество с ограниченной ответственностью «Лидогенерация»")
     db.session.commit()
     page.set_viewport_size({"width": width, "height": 800})
-    page.goto("/auth/login")
-    page.get_by_label("Email").fill("longname@example.com")
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in_page(page, "longname@example.com")
     page.wait_for_url("**/seller/**")
     overflow = page.evaluate("""() => {
       const nav = document.querySelector("nav.navbar .container");
