@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from app.services.ingest import reader
 from app.services.ingest.reader import FIELD_LIMIT, CsvSource, UnreadableFile, open_csv
 from tests.peak_memory import traced_peak
 
@@ -603,6 +604,28 @@ def test_a_multibyte_character_cut_short_at_the_end():
     assert source.encoding == "utf-8"
     assert rows[:2] == [(2, ["José", "j@example.com"]), (3, ["Иван", "i@example.com"])]
     assert rows[2] == (4, ["Пётр", "\ufffd"])
+
+
+def test_the_pass_over_the_file_counts_across_chunks_from_where_the_stream_stands():
+    """The hash, the valid multi-byte characters and the invalid bytes of a file of
+    several chunks, counted from the stream's position: what decides UTF-8, mixed or
+    legacy (the hash runs beside the decoding, the characters in a second pass)."""
+    utf8 = "".join(f"José Иван {i}\n" for i in range(150_000)).encode()
+    legacy = "".join(f"Zoë {i}\n" for i in range(20)).encode("cp1252")
+    data = b"name\n" + utf8 + legacy + "€".encode()[:2]  # ends cut short
+    assert len(data) > 2 * reader._CHUNK
+    prefix = "préfixe, not the file's".encode()
+    stream = io.BytesIO(prefix + data)
+    stream.seek(len(prefix))
+    scan = reader._scan(stream, 4096)
+    assert scan.content_hash == hashlib.sha256(data).hexdigest() and scan.size == len(data)
+    assert scan.invalid == 20 + 1  # each "ë" of cp1252, and the cut-short euro sign
+    assert scan.multibyte == 150_000 * 5
+    assert scan.bad_chunk and b"\xeb" in scan.bad_chunk and not scan.nul
+    plain = reader._scan(io.BytesIO(b"name\n" + utf8), 4096)
+    assert plain.invalid == plain.multibyte == 0  # nothing to weigh them against
+    cut = reader._scan(io.BytesIO(b"name\n" + utf8 + "€".encode()[:2]), 4096)
+    assert (cut.invalid, cut.multibyte) == (1, 150_000 * 5)
 
 
 def test_utf16_without_a_bom():

@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -666,45 +667,75 @@ class _Scan:
     size: int
     sample: bytes  # the first bytes, for the encoding, the delimiter and the header
     nul: bool
-    multibyte: int  # valid UTF-8 characters of two to four bytes
+    multibyte: int  # valid UTF-8 characters of two to four bytes (0 when `invalid` is)
     invalid: int  # bytes (or cut-short sequences) that are not UTF-8
     bad_chunk: bytes  # the bytes around the first invalid one: they tell the encoding
 
 
 def _scan(stream: BinaryIO, sample_size: int) -> _Scan:
-    """One pass over the whole file; never holds more than a chunk and the sample."""
+    """One pass over the whole file; never holds more than two chunks and the sample.
+    The hash runs in a thread beside the decoding (hashlib lets go of the GIL on large
+    data: the pass takes the longer of the two instead of their sum). Valid multi-byte
+    characters count only against invalid bytes, so a file with none (most files)
+    skips counting them, and one with some counts them in a second pass."""
+    start = stream.tell()
     digest, size, sample, nul = hashlib.sha256(), 0, b"", False
-    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-    chars = high = invalid = 0
+    # Strict until a byte does not decode (no U+FFFD to count in the text), then
+    # replacing them from that chunk on.
+    utf8, strict = codecs.getincrementaldecoder("utf-8")(), True
+    chars = invalid = 0
     bad_chunk = b""
-    while chunk := stream.read(_CHUNK):
-        digest.update(chunk)
-        if len(sample) < sample_size:
-            sample += chunk[: sample_size - len(sample)]
-        size += len(chunk)
-        nul = nul or b"\x00" in chunk
-        pending = utf8.getstate()[0]  # the start of a character cut by the last chunk
-        text = utf8.decode(chunk)
-        chars += len(text)
-        if not chunk.isascii():
-            high += len(chunk.translate(None, _ASCII))
-        if not text.isascii() and (replaced := text.count("\ufffd")):
-            # U+FFFD stands for invalid bytes, unless the file spells it in UTF-8.
-            data = pending + chunk
-            replaced -= data.count("\ufffd".encode())
-            if replaced and not bad_chunk:
+    with ThreadPoolExecutor(1, thread_name_prefix="leadx-upload-hash") as hasher:
+        hashed = None
+        while chunk := stream.read(_CHUNK):
+            if hashed is not None:
+                hashed.result()
+            hashed = hasher.submit(digest.update, chunk)
+            if len(sample) < sample_size:
+                sample += chunk[: sample_size - len(sample)]
+            size += len(chunk)
+            nul = nul or b"\x00" in chunk
+            pending = utf8.getstate()[0]  # the start of a character cut by the last chunk
+            if strict:
                 try:
-                    data.decode()
-                except UnicodeDecodeError as exc:
-                    at = max(0, exc.start - sample_size // 2)
-                    bad_chunk = data[at : at + sample_size]
-            invalid += replaced
-    tail = utf8.decode(b"", final=True)  # a multi-byte character cut short at the end
+                    chars += len(utf8.decode(chunk))
+                    continue
+                except UnicodeDecodeError:
+                    utf8, strict = codecs.getincrementaldecoder("utf-8")("replace"), False
+                    text = utf8.decode(pending + chunk)
+            else:
+                text = utf8.decode(chunk)
+            chars += len(text)
+            if not text.isascii() and (replaced := text.count("\ufffd")):
+                # U+FFFD stands for invalid bytes, unless the file spells it in UTF-8.
+                data = pending + chunk
+                replaced -= data.count("\ufffd".encode())
+                if replaced and not bad_chunk:
+                    try:
+                        data.decode()
+                    except UnicodeDecodeError as exc:
+                        at = max(0, exc.start - sample_size // 2)
+                        bad_chunk = data[at : at + sample_size]
+                invalid += replaced
+        if hashed is not None:
+            hashed.result()
+    # A multi-byte character cut short at the end.
+    tail = utf8.getstate()[0].decode("utf-8", "replace") if strict else utf8.decode(b"", final=True)
     chars += len(tail)
     invalid += len(tail)
-    return _Scan(digest.hexdigest(), size, sample, nul,
-                 multibyte=chars - (size - high) - invalid, invalid=invalid,
-                 bad_chunk=bad_chunk)
+    multibyte = chars - (size - _high_bytes(stream, start)) - invalid if invalid else 0
+    return _Scan(digest.hexdigest(), size, sample, nul, multibyte=multibyte,
+                 invalid=invalid, bad_chunk=bad_chunk)
+
+
+def _high_bytes(stream: BinaryIO, start: int) -> int:
+    """The bytes of 128 and above from `start` to the end of the stream."""
+    stream.seek(start)
+    high = 0
+    while chunk := stream.read(_CHUNK):
+        if not chunk.isascii():
+            high += len(chunk.translate(None, _ASCII))
+    return high
 
 
 def _legacy_encoding(sample: bytes) -> str | None:
