@@ -728,8 +728,8 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
     the benchmark's child process (app context open):
 
     storing: the batch's accepted rows read back in the form the workers hand over and
-    written again by storing.write_leads into a copy of the leads table (same indexes,
-    checks and foreign keys), a chunk per transaction as the real path commits
+    written again as the real path writes them into a copy of the leads table (same
+    indexes, checks and foreign keys), a chunk per transaction as the real path commits
     (_store_again). Only the writes are timed; nothing else the storing process does (reading the file, dedupe
     lookups, rejections) is counted. CPU: this process's, plus the PostgreSQL backend's.
     Then once more without the indexes whose keys arrive in random order (the contact
@@ -777,9 +777,10 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
                 break
     rows_total = batch.rows_total
     wall, cpu, server = stored["wall"], stored["cpu"], stored["server"]
-    store_cpu_per_row = (cpu + server) / rows_total
+    store_cpu_per_row = (cpu + server + stored["stage_cpu"]) / rows_total
     validate_cpu_per_row = v_cpu / validated
     ceiling = (os.cpu_count() or 1) / (store_cpu_per_row + validate_cpu_per_row)
+    keyed_cpu = keyed["cpu"] + keyed["server"] + keyed["stage_cpu"]
     if not postgres:
         ceiling = min(ceiling, rows_total / wall)
     return {"stored_rows": stored["rows"], "store_seconds": wall, "store_cpu_seconds": cpu,
@@ -787,10 +788,9 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
             store_cpu_per_row * 1e6,
             "store_with_contact_keys": {
                 "seconds": keyed["wall"],
-                "cpu_us_per_file_row": (keyed["cpu"] + keyed["server"]) / rows_total * 1e6,
+                "cpu_us_per_file_row": keyed_cpu / rows_total * 1e6,
                 "ceiling_rows_per_s": min(
-                    (os.cpu_count() or 1) / ((keyed["cpu"] + keyed["server"]) / rows_total
-                                             + validate_cpu_per_row),
+                    (os.cpu_count() or 1) / (keyed_cpu / rows_total + validate_cpu_per_row),
                     float("inf") if postgres else rows_total / keyed["wall"])},
             "validated_rows": validated,
             "validate_cpu_us_per_row": validate_cpu_per_row * 1e6, "file_rows": rows_total,
@@ -799,14 +799,17 @@ def parts_alone(batch_id: int, spec: dict) -> dict:
 
 def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     """The batch's accepted rows read back in the form the workers hand over and
-    written again as the real path writes them (storing.write_leads: SQLite executemany,
-    PostgreSQL binary COPY of rows packed by copy_ready, untimed as the workers do it)
-    into a copy of the leads table (same indexes, checks and foreign keys), a chunk per
-    transaction as the real path commits; with `keys`, their contact keys too (sorted,
-    storing.write_keys) when the real path writes them: on PostgreSQL with each chunk,
-    on SQLite once INGEST_KEYS_ROWS leads' keys wait (storing.UnwrittenKeys) and at the
-    end; removed afterwards. Only the writes are timed: wall, this process's CPU and
-    the PostgreSQL backend's."""
+    written again as the real path writes them into a copy of the leads table (same
+    indexes, checks and foreign keys), a chunk per transaction as the real path commits:
+    on SQLite staged as the workers stage them before their turn (its CPU apart,
+    `stage_cpu`: no part of the one writer's time) and copied in with the plan's
+    INSERT ... SELECT; on PostgreSQL a binary COPY of rows
+    packed by copy_ready (untimed, as the workers pack them). With `keys`, their contact
+    keys too (sorted, storing.write_keys) when the real path writes them: on PostgreSQL
+    with each chunk, on SQLite once INGEST_KEYS_ROWS leads' keys wait
+    (storing.UnwrittenKeys) and at the end; into an empty contact_keys, as the run's
+    own grew from empty (the run's is set aside meanwhile). Only the writes are timed:
+    wall, this process's CPU and the PostgreSQL backend's."""
     import sqlalchemy as sa
 
     from app.core.bulk import SessionConnection
@@ -815,7 +818,6 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     from app.services.ingest import copy_ready, pipeline, storing, workers
 
     columns = workers.ACCEPTED_COLUMNS + ("cross_seller_duplicate", "id")
-    key_offset = 1 << 40  # keys of lead ids no lead has, removed afterwards
     connection = db.session.connection()
     postgres = connection.dialect.name == "postgresql"
     driver = connection.connection.driver_connection
@@ -839,6 +841,15 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
             driver.execute(re.sub(rf'INDEX "?{name}"? ON "?leads"?',
                                   f"INDEX floor_{name} ON floor_leads", sql))
         backend_pid = None
+    if keys:  # storing.write_keys writes into contact_keys: an empty one meanwhile
+        driver.execute("ALTER TABLE contact_keys RENAME TO run_contact_keys")
+        if postgres:
+            driver.execute("CREATE TABLE contact_keys (LIKE run_contact_keys INCLUDING ALL)")
+        else:
+            ddl = driver.execute("SELECT sql FROM sqlite_master "
+                                 "WHERE name = 'run_contact_keys'").fetchone()[0]
+            driver.execute(re.sub(r'^CREATE TABLE "?run_contact_keys"?',
+                                  "CREATE TABLE contact_keys", ddl))
     db.session.commit()
     floor = Lead.__table__.to_metadata(sa.MetaData(), name="floor_leads")
     plan = pipeline.storing_plan(pipeline.BatchRun(
@@ -871,40 +882,58 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
     chunk = config["INGEST_CHUNK_ROWS"]
     # The keys of this many leads wait at most (workers.pool_for), two a lead.
     room = 2 * int(config["INGEST_KEYS_ROWS"] or 0) if plan.defer_keys else 0
-    stored, wall, cpu, waiting = 0, 0.0, 0.0, []
+    stored, wall, cpu, stage_cpu, waiting = 0, 0.0, 0.0, 0.0, []
     server_before = backend_cpu()
-    session = SessionConnection()
+    # SQLite: a worker's own connection, which stages a chunk's leads before its turn,
+    # and the session holds nothing (reading the batch began a transaction: the lock).
+    writer = SessionConnection() if postgres else storing.OwnConnection("sqlite", plan.database)
+    db.session.commit()
     while rows := cursor.fetchmany(chunk):
         if postgres:  # packed as the workers pack them, with their flag and id after
             packed = copy_ready.pack(workers.ACCEPTED_COLUMNS, [r[:-2] for r in rows])
             rows = [p + r[-2:] for p, r in zip(packed, rows)]
-        unwritten = [(k, i + key_offset) for k, i in storing.key_rows(
-            rows, e_at, p_at, [r[-1] for r in rows])]
+        else:
+            c = time.process_time()
+            storing._stage(writer.driver, plan, [r[:-2] for r in rows],
+                           [at for at, r in enumerate(rows) if r[-2]])
+            stage_cpu += time.process_time() - c
+        unwritten = storing.key_rows(rows, e_at, p_at, [r[-1] for r in rows])
         if len(waiting) + len(unwritten) < room:  # they wait (storing.UnwrittenKeys.add)
             waiting, unwritten = waiting + unwritten, []
         else:  # written with this chunk's, as the chunk that fills the table does
             waiting, unwritten = [], waiting + unwritten
         t, c = time.perf_counter(), time.process_time()
-        storing.write_leads(session.begin(), plan, rows)
+        writer.begin()
+        if postgres:
+            storing.write_leads(writer, plan, rows)
+        else:  # the same ids (a chunk's are consecutive: the batch's leads are its run's)
+            writer.driver.execute(plan.copy_staged_sql, (rows[0][-1] - 1,))
         if keys:
-            storing.write_keys(session, unwritten)
-        session.commit()
+            storing.write_keys(writer, unwritten)
+        writer.commit()
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
+        if not postgres:
+            writer.driver.execute(f"DELETE FROM temp.{storing.STAGED_LEADS}")
         stored += len(rows)
     if keys and waiting:  # at the run's end, in a transaction of their own
         t, c = time.perf_counter(), time.process_time()
-        storing.write_keys(session.begin(), waiting)
-        session.commit()
+        writer.begin()
+        storing.write_keys(writer, waiting)
+        writer.commit()
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
     server = backend_cpu() - server_before
     reader.close()
+    if not postgres:
+        writer.close()
     driver = db.session.connection().connection.driver_connection
     driver.execute("DROP TABLE floor_leads")
-    driver.execute(f"DELETE FROM contact_keys WHERE lead_id >= {key_offset}")
+    if keys:
+        driver.execute("DROP TABLE contact_keys")
+        driver.execute("ALTER TABLE run_contact_keys RENAME TO contact_keys")
     db.session.commit()
-    return {"rows": stored, "wall": wall, "cpu": cpu, "server": server}
+    return {"rows": stored, "wall": wall, "cpu": cpu, "server": server, "stage_cpu": stage_cpu}
 
 
 class TreeSampler(threading.Thread):
