@@ -906,7 +906,7 @@ def _store_again(batch, url: str, config, keys: bool = False) -> dict:
         writer.begin()
         if postgres:
             storing.write_leads(writer, plan, rows)
-        else:  # the same ids (a chunk's are consecutive: the batch's leads are its run's)
+        else:  # ids from the chunk's first lead's on: no two chunks overlap, ids grow
             writer.driver.execute(plan.copy_staged_sql, (rows[0][-1] - 1,))
         if keys:
             storing.write_keys(writer, unwritten)
