@@ -174,3 +174,35 @@ def test_the_socket_lives_in_a_directory_of_this_users_alone(app, monkeypatch, t
     private.symlink_to(elsewhere)
     with pytest.raises(seller_process.SellerProcessGone, match="alone"):
         seller_process.address_of(app)
+
+
+def test_a_new_seller_process_is_waited_for_between_its_bind_and_its_listen(tmp_path):
+    """A process's socket file exists from its bind(), and connecting is refused until
+    its listen(): the web process that started it waits, and leaves the file alone
+    (removing it, as for a dead process's file, left the new process unreachable)."""
+    import subprocess
+    import sys
+
+    from app.market import seller_process
+
+    address = str(tmp_path / "seller.sock")
+    # A real peer that binds, is slow to listen (as a busy machine makes a new seller
+    # process), then accepts one connection and answers on it.
+    peer = subprocess.Popen([sys.executable, "-c", f"""
+import socket, time
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind({address!r})
+time.sleep(0.5)
+server.listen(1)
+server.settimeout(5)
+connection, _ = server.accept()
+connection.sendall(b"listening")
+"""])
+    try:
+        ours = seller_process._wait_listening(address, peer)
+        assert ours.recv(16) == b"listening"
+        ours.close()
+        assert os.path.exists(address)  # the peer's file, still where it bound it
+        assert peer.wait(10) == 0
+    finally:
+        peer.kill()

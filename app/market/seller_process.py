@@ -153,9 +153,9 @@ def start_lock():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _connect(address: str):
-    """A socket connected to the seller process, or None if none is listening (a
-    socket file left by one that died is removed)."""
+def _connect(address: str, remove_stale: bool = True):
+    """A socket connected to the seller process, or None if none is listening (with
+    `remove_stale`, a socket file left by one that died is removed)."""
     ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         ours.connect(address)
@@ -164,14 +164,19 @@ def _connect(address: str):
         ours.close()
     except ConnectionRefusedError:
         ours.close()
-        os.unlink(address)
+        if remove_stale:
+            os.unlink(address)
     return None
 
 
 def _wait_listening(address: str, process: subprocess.Popen):
+    """A socket connected to the seller process this web process has just started. Its
+    socket file exists from its bind() on, and connections are refused until its
+    listen(): that file is not stale, and removing it left the process listening where
+    no one could reach it (until it gave up after START_SECONDS)."""
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
-        ours = _connect(address)
+        ours = _connect(address, remove_stale=False)
         if ours is not None:
             return ours
         time.sleep(0.01)
