@@ -547,8 +547,7 @@ def bench_naive(path: Path, db_path: Path | None = None, dsn: str | None = None,
     else:
         import psycopg
 
-        conn = psycopg.connect(dsn)
-        conn.execute("DROP TABLE IF EXISTS naive_leads")
+        conn = psycopg.connect(dsn)  # a fresh database, dropped afterwards (main)
         placeholder = "%s"
     conn.execute(table)
     conn.commit()
@@ -597,14 +596,10 @@ def bench_naive(path: Path, db_path: Path | None = None, dsn: str | None = None,
         conn.cursor().executemany(sql, pending)
         conn.commit()
     seconds = time.perf_counter() - started
+    conn.close()
     if dsn is None:
-        conn.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    else:
-        conn.execute("DROP TABLE naive_leads")
-        conn.commit()
-        conn.close()
     return {"rows": accepted + rejected, "seconds": seconds, "accepted": accepted,
             "rejected": rejected}
 
